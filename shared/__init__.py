@@ -1,0 +1,1 @@
+"""ctkit's runtime library, shared by the pveam, vzdump and pct apps."""

@@ -1,0 +1,86 @@
+"""Atomic file writes: temp file in the same directory, fsync, rename.
+
+A crash at any instant leaves either the old file or the new one under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(
+    path: Path | str,
+    mode: int | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
+    tmp_name: str | None = None,
+) -> Iterator[IO[bytes]]:
+    """Yield a binary file whose content replaces ``path`` when the block ends without error.
+
+    ``mode`` defaults to the existing file's mode (else 0644). ``tmp_name`` fixes the temporary
+    name (e.g. vzdump's ``.dat``); by default a unique hidden name is used.
+    """
+    path = Path(path)
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+    if tmp_name is None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    else:
+        tmp = str(directory / tmp_name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            if uid is not None or gid is not None:
+                os.fchown(fh.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: Path | str, data: bytes, mode: int | None = None) -> None:
+    with atomic_open(path, mode=mode) as fh:
+        fh.write(data)
+
+
+def write_text(path: Path | str, text: str, mode: int | None = None) -> None:
+    write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def commit_file(tmp: Path | str, final: Path | str) -> None:
+    """Rename a finished temp file onto its final name (same directory) after fsyncing it."""
+    tmp, final = Path(tmp), Path(final)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)

@@ -1,0 +1,126 @@
+"""One exception hierarchy for every expected failure, each class with a stable exit code.
+
+The CLIs print ``str(err)`` (plus the hint, if any) on one line and exit with ``err.exit_code``;
+no traceback is shown for these. Anything else is a bug and keeps its traceback.
+The table below is reproduced in README.md; never renumber an existing class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class CtkitError(Exception):
+    """A failure the user can act on."""
+
+    exit_code = 1
+    meaning = "any other failure"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ParamError(CtkitError):
+    """Proxmox's ``400 Parameter verification failed.`` with one ``<param>: <msg>`` line each."""
+
+    exit_code = 2
+    meaning = "bad command-line parameters (400 Parameter verification failed.)"
+
+    def __init__(
+        self,
+        errors: Mapping[str, str] | None = None,
+        message: str = "Parameter verification failed.",
+        usage: str | None = None,
+    ) -> None:
+        self.errors = dict(errors or {})
+        self.usage = usage
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        out = [f"400 {self.message}"]
+        if self.errors:
+            out.insert(0, "")
+        out += [f"{k}: {v}" for k, v in self.errors.items()]
+        return out
+
+
+class NotFoundError(CtkitError):
+    exit_code = 3
+    meaning = "a container, storage, volume, template, snapshot or file does not exist"
+
+
+class AlreadyExistsError(CtkitError):
+    exit_code = 4
+    meaning = "the target already exists"
+
+
+class LockError(CtkitError):
+    exit_code = 5
+    meaning = "locked (config `lock:` property, or a lock file could not be acquired in time)"
+
+
+class StateError(CtkitError):
+    exit_code = 6
+    meaning = "the container is in the wrong state (running, stopped, template, protected)"
+
+
+class VerifyError(CtkitError):
+    exit_code = 7
+    meaning = "a signature, checksum or archive check failed"
+
+
+class DownloadError(CtkitError):
+    exit_code = 8
+    meaning = "a download or index update failed"
+
+
+class StorageError(CtkitError):
+    exit_code = 9
+    meaning = "a storage operation failed (allocation, content type, snapshots, space)"
+
+
+class ArchiveError(CtkitError):
+    exit_code = 10
+    meaning = "an archive is corrupt, unsupported or unsafe"
+
+
+class CommandError(CtkitError):
+    exit_code = 11
+    meaning = "an external command (tar, rsync, mkfs, lxc, a hook script) failed"
+
+
+class ConfigError(CtkitError):
+    exit_code = 12
+    meaning = "a configuration file cannot be parsed or is invalid"
+
+
+class JobError(CtkitError):
+    exit_code = 13
+    meaning = "a backup job finished with errors (at least one guest failed)"
+
+
+class Interrupted(CtkitError):
+    exit_code = 130
+    meaning = "interrupted by a signal"
+
+    def __init__(self, message: str = "interrupted by signal") -> None:
+        super().__init__(message)
+
+
+def exit_code_table() -> list[tuple[int, str, str]]:
+    """(code, class name, meaning) for every class, for the README and for tests."""
+    classes: list[type[CtkitError]] = [CtkitError]
+    seen: set[type[CtkitError]] = set()
+    while classes:
+        cls = classes.pop(0)
+        if cls in seen:
+            continue
+        seen.add(cls)
+        classes.extend(cls.__subclasses__())
+    rows = [(c.exit_code, c.__name__, c.meaning) for c in seen]
+    return sorted(rows)

@@ -1,0 +1,1 @@
+"""Proxmox's text formats: value types, property strings and section configs."""

@@ -1,0 +1,129 @@
+"""Every file-system location ctkit uses, derived from one root.
+
+The root is ``CTKIT_ROOT`` when set, else ``/``; it is read on every call so that tests (and the
+demo) can point a whole process at a scratch tree. The layout below the root is Proxmox's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def root() -> Path:
+    return Path(os.environ.get("CTKIT_ROOT") or "/")
+
+
+def under(rel: str) -> Path:
+    """A path below the root; ``rel`` is written without a leading slash."""
+    return root() / rel.lstrip("/")
+
+
+def node_name() -> str:
+    return os.uname().nodename.split(".")[0]
+
+
+# /etc/pve and the container configs
+def pve_etc() -> Path:
+    return under("etc/pve")
+
+
+def lxc_conf_dir() -> Path:
+    return under("etc/pve/lxc")
+
+
+def ct_conf(vmid: int) -> Path:
+    return lxc_conf_dir() / f"{vmid}.conf"
+
+
+def firewall_conf(vmid: int) -> Path:
+    return under(f"etc/pve/firewall/{vmid}.fw")
+
+
+def storage_cfg() -> Path:
+    return under("etc/pve/storage.cfg")
+
+
+def jobs_cfg() -> Path:
+    return under("etc/pve/jobs.cfg")
+
+
+def vzdump_conf() -> Path:
+    return under("etc/vzdump.conf")
+
+
+# pveam
+def pveam_etc() -> Path:
+    return under("etc/pveam")
+
+
+def sources_cfg() -> Path:
+    return pveam_etc() / "sources.cfg"
+
+
+def pveam_gnupghome() -> Path:
+    return pveam_etc() / "gnupg"
+
+
+def aplinfo_dir() -> Path:
+    return under("var/lib/pve-manager/apl-info")
+
+
+def pveam_log() -> Path:
+    return under("var/log/pveam.log")
+
+
+# storage
+def local_storage_path() -> Path:
+    return under("var/lib/vz")
+
+
+# vzdump and jobs
+def vzdump_log_dir() -> Path:
+    return under("var/log/vzdump")
+
+
+def vzdump_lock() -> Path:
+    return under("run/vzdump.lock")
+
+
+def vzdump_pid() -> Path:
+    return under("run/vzdump.pid")
+
+
+def vzsnap_mount() -> Path:
+    return under("mnt/vzsnap0")
+
+
+def jobs_state_dir() -> Path:
+    return under("var/lib/pve-manager/jobs")
+
+
+def task_log_dir() -> Path:
+    return under("var/log/pve/tasks")
+
+
+# runtime
+def lock_dir() -> Path:
+    return under("run/lock/lxc")
+
+
+def config_lock(vmid: int) -> Path:
+    return lock_dir() / f"pve-config-{vmid}.lock"
+
+
+def lxc_path() -> Path:
+    """LXC's lxcpath: generated configs, the rootfs mount point and LXC's own logs."""
+    return under("var/lib/lxc")
+
+
+def lxc_dir(vmid: int) -> Path:
+    return lxc_path() / str(vmid)
+
+
+def lxc_rootfs(vmid: int) -> Path:
+    return lxc_dir(vmid) / "rootfs"
+
+
+def run_dir() -> Path:
+    return under("run/ctkit")
