@@ -48,7 +48,9 @@ class PropSchema:
         for part in split_parts(raw):
             key, value = self._split_key(part)
             if key is None:
-                errors["__default__"] = f"value without key, but schema does not define a default key"
+                errors["__default__"] = (
+                    "value without key, but schema does not define a default key"
+                )
                 continue
             if key in result:
                 raise FormatError(f"duplicate key in comma-separated list property: {key}")
@@ -100,7 +102,7 @@ class PropSchema:
 
     def _render_value(self, key: str, value: Any) -> str:
         spec = self.fields.get(key)
-        if spec is None or isinstance(value, str) and not isinstance(spec.type, Str):
+        if spec is None or (isinstance(value, str) and not isinstance(spec.type, Str)):
             return str(value)
         return spec.type.render(value)
 

@@ -1,8 +1,8 @@
 """Proxmox section configs (``storage.cfg``, ``jobs.cfg``, pveam's ``sources.cfg``).
 
     <type>: <id>
-    	<key> <value>
-    	<flag>
+        <key> <value>
+        <flag>
 
 Sections are separated by blank lines. Each type has a schema of its properties; parsing reports
 errors per section, writing keeps the order keys were read in (new keys are appended), so a file
@@ -92,7 +92,9 @@ class SectionConfig:
                 raise ConfigError(f"invalid ID '{section.id}': {err}") from None
         for name, spec in stype.fields.items():
             if not spec.optional and name not in section.props:
-                raise ConfigError(f"{section.type} '{section.id}': missing value for required option '{name}'")
+                raise ConfigError(
+                    f"{section.type} '{section.id}': missing value for required option '{name}'"
+                )
 
     def render(self) -> str:
         chunks = []
@@ -134,7 +136,9 @@ def parse(text: str, types: Mapping[str, SectionType], *, strict: bool = False) 
             stype_name, sid = m.group(1), m.group(2)
             stype = types.get(stype_name)
             if stype is None:
-                problem(f"line {lineno}: ignore config section '{stype_name}: {sid}' - unknown type")
+                problem(
+                    f"line {lineno}: ignore config section '{stype_name}: {sid}' - unknown type"
+                )
                 skip = True
                 continue
             if cfg.get(sid) is not None:

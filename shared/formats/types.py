@@ -81,7 +81,7 @@ class Str(ValueType):
         return f"<{self.metavar}>"
 
 
-def Enum(*values: str) -> Str:  # noqa: N802 - reads like a type
+def Enum(*values: str) -> Str:
     return Str(enum=tuple(values))
 
 
@@ -215,7 +215,9 @@ STORAGE_ID_RE = r"[a-z][a-z0-9\-_.]*[a-z0-9]"
 
 def check_storage_id(value: str) -> None:
     if len(value) < 2:
-        raise FormatError(f"invalid format - storage ID '{value}' cannot be shorter than 2 characters")
+        raise FormatError(
+            f"invalid format - storage ID '{value}' cannot be shorter than 2 characters"
+        )
     if not re.fullmatch(STORAGE_ID_RE, value, re.IGNORECASE):
         raise FormatError(f"invalid format - storage ID '{value}' contains illegal characters")
 
@@ -237,7 +239,7 @@ DNS_NAME = rf"{DNS_LABEL}(?:\.{DNS_LABEL})*"
 
 def check_dns_name(value: str) -> None:
     if not re.fullmatch(DNS_NAME, value):
-        raise FormatError(f"invalid format - value does not look like a valid DNS name")
+        raise FormatError("invalid format - value does not look like a valid DNS name")
 
 
 DnsName = Str(check=check_dns_name, max_length=255, metavar="dns-name")
@@ -248,7 +250,7 @@ def check_ip(value: str) -> None:
     try:
         ipaddress.ip_address(addr)
     except ValueError:
-        raise FormatError(f"invalid format - value does not look like a valid IP address") from None
+        raise FormatError("invalid format - value does not look like a valid IP address") from None
 
 
 def check_ipv4_cidr(value: str) -> None:
@@ -273,14 +275,18 @@ def check_ipv4(value: str) -> None:
     try:
         ipaddress.IPv4Address(value)
     except ValueError:
-        raise FormatError(f"invalid format - value does not look like a valid IPv4 address") from None
+        raise FormatError(
+            "invalid format - value does not look like a valid IPv4 address"
+        ) from None
 
 
 def check_ipv6(value: str) -> None:
     try:
         ipaddress.IPv6Address(value)
     except ValueError:
-        raise FormatError(f"invalid format - value does not look like a valid IPv6 address") from None
+        raise FormatError(
+            "invalid format - value does not look like a valid IPv6 address"
+        ) from None
 
 
 MAC_RE = r"[a-fA-F0-9]{2}(?::[a-fA-F0-9]{2}){5}"
@@ -288,7 +294,7 @@ MAC_RE = r"[a-fA-F0-9]{2}(?::[a-fA-F0-9]{2}){5}"
 
 def check_unicast_mac(value: str) -> None:
     if not re.fullmatch(MAC_RE, value):
-        raise FormatError(f"invalid format - value does not look like a valid MAC address")
+        raise FormatError("invalid format - value does not look like a valid MAC address")
     if int(value[:2], 16) & 1:
         raise FormatError(f"invalid format - MAC address '{value}' is not unicast")
 
@@ -299,6 +305,9 @@ VMID = Int(minimum=100, maximum=999_999_999)
 def parse_vmid(raw: str) -> int:
     text = str(raw).strip()
     if not re.fullmatch(r"[1-9][0-9]{2,8}", text):
-        raise FormatError(f"type check ('integer') failed - got '{raw}'" if not text.isdigit()
-                          else "invalid format - value does not look like a valid VM ID")
+        raise FormatError(
+            f"type check ('integer') failed - got '{raw}'"
+            if not text.isdigit()
+            else "invalid format - value does not look like a valid VM ID"
+        )
     return int(text)

@@ -1,0 +1,308 @@
+"""Proxmox-style command lines on top of typer.
+
+What Proxmox's CLIHandler accepts and typer does not, fixed by rewriting argv before typer parses:
+- ``-opt value`` as well as ``--opt value``;
+- booleans as ``--flag``, ``--flag 1``, ``--flag no`` (yes/no/on/off/true/false/0/1);
+- unambiguous prefixes of command names (``pveam av``);
+- a default command for apps whose main job takes positional arguments (``vzdump 100 ...``).
+Options named by a schema (``-mp0``, ``-net3``, ``-dev1``) are collected by commands that accept
+extra arguments and parsed with :func:`parse_schema_args`. Errors print Proxmox's
+``400 Parameter verification failed.`` lines plus the usage line on stderr.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, NoReturn
+
+import typer
+from typer import _click as click  # typer vendors click; its exception classes live here
+
+from .errors import CtkitError, Interrupted, ParamError
+from .formats.types import FALSE_WORDS, TRUE_WORDS
+
+BOOL_WORDS = TRUE_WORDS | FALSE_WORDS
+OPTION_RE = re.compile(r"^-{1,2}([A-Za-z][A-Za-z0-9_-]*)(?:=(.*))?$", re.S)
+
+
+class OutputFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+    json_pretty = "json-pretty"
+
+
+OutputFormatOption = Annotated[
+    OutputFormat,
+    typer.Option("--output-format", help="Output format: text, json or json-pretty."),
+]
+
+
+def new_app(help_text: str, **kw: Any) -> typer.Typer:
+    """A typer app with ctkit's defaults (plain tracebacks for bugs, no completion install)."""
+    return typer.Typer(
+        help=help_text,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        **kw,
+    )
+
+
+EXTRA_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def print_json(data: Any, fmt: OutputFormat = OutputFormat.json) -> None:
+    indent = 2 if fmt is OutputFormat.json_pretty else None
+    print(json.dumps(data, indent=indent, sort_keys=True, default=str))
+
+
+# --- argv rewriting ------------------------------------------------------------------------
+
+
+def _is_group(cmd: Any) -> bool:
+    return hasattr(cmd, "commands") and isinstance(cmd.commands, dict)
+
+
+def resolve_command_name(group: Any, token: str) -> str | None:
+    """The full name of a (sub)command given a name or an unambiguous prefix."""
+    names: list[str] = sorted(
+        str(n) for n, c in group.commands.items() if not getattr(c, "hidden", False)
+    )
+    if token in group.commands:
+        return token
+    matches = [n for n in names if n.startswith(token)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ParamError(message=f"ambiguous command '{token}' ({', '.join(matches)})")
+    return None
+
+
+def _option_table(cmd: Any) -> tuple[set[str], set[str]]:
+    """(value or flag options, boolean options) of a leaf command, as long names with dashes."""
+    names: set[str] = set()
+    bools: set[str] = set()
+    for param in getattr(cmd, "params", []):
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        for opt in list(param.opts) + list(getattr(param, "secondary_opts", [])):
+            names.add(opt)
+        if getattr(param, "is_flag", False) and getattr(param, "secondary_opts", None):
+            bools.update(param.opts)
+    return names, bools
+
+
+def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
+    names, bools = _option_table(cmd)
+    accepts_extra = bool(getattr(cmd, "ignore_unknown_options", False))
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        i += 1
+        if tok == "--":
+            out.append(tok)
+            out.extend(args[i:])
+            break
+        m = OPTION_RE.match(tok)
+        if not m or tok in ("-h",):
+            out.append(tok)
+            continue
+        long = "--" + m.group(1)
+        value = m.group(2)
+        if long not in names and not accepts_extra and long != "--help":
+            out.append(tok)  # let typer report the unknown option
+            continue
+        if long in bools:
+            if value is None and i < len(args) and args[i].lower() in BOOL_WORDS:
+                value = args[i]
+                i += 1
+            if value is None or value.lower() in TRUE_WORDS:
+                out.append(long)
+            elif value.lower() in FALSE_WORDS:
+                out.append("--no-" + long[2:])
+            else:
+                raise ParamError({m.group(1): f"type check ('boolean') failed - got '{value}'"})
+            continue
+        out.append(long if value is None else f"{long}={value}")
+    return out
+
+
+def rewrite_argv(
+    root: Any, args: Sequence[str], default_command: str | None = None
+) -> tuple[list[str], Any]:
+    """Rewrite argv Proxmox-style; returns the new argv and the leaf command it selects."""
+    args = list(args)
+    out: list[str] = []
+    cmd = root
+    pos = 0
+    while _is_group(cmd):
+        if pos >= len(args) or args[pos] in ("--help", "-h"):
+            return out + args[pos:], cmd
+        tok = args[pos]
+        name = None if tok.startswith("-") else resolve_command_name(cmd, tok)
+        if name is None:
+            if cmd is root and default_command is not None:
+                name = default_command
+                pos -= 1  # the token is the default command's first argument
+            else:
+                return out + args[pos:], cmd
+        out.append(name)
+        cmd = cmd.commands[name]
+        pos += 1
+    return out + _rewrite_leaf(cmd, args[pos:]), cmd
+
+
+def usage_line(prog_path: str, cmd: Any) -> str:
+    """Proxmox's usage line: ``<path> <arg> ... [OPTIONS]`` (two spaces when there are no args)."""
+    argnames = [
+        f"<{p.name}>" for p in getattr(cmd, "params", []) if p.param_type_name == "argument"
+    ]
+    has_opts = any(p.param_type_name == "option" for p in getattr(cmd, "params", []))
+    if getattr(cmd, "ignore_unknown_options", False):
+        has_opts = True
+    line = f"{prog_path} {' '.join(argnames)}"
+    return f"{line} [OPTIONS]" if has_opts else line.rstrip()
+
+
+# --- schema-driven options -------------------------------------------------------------------
+
+
+def parse_schema_args(
+    extra: Sequence[str], is_known: Callable[[str], bool], is_bool: Callable[[str], bool]
+) -> dict[str, str]:
+    """Collect ``--key value`` pairs a command accepted as extra args (``-mp0``, ``-net1``...).
+
+    Values stay raw strings; the caller validates them against its schema.
+    """
+    values: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    i = 0
+    while i < len(extra):
+        tok = extra[i]
+        i += 1
+        m = OPTION_RE.match(tok)
+        if not m:
+            raise ParamError(message="too many arguments")
+        key, value = m.group(1), m.group(2)
+        if not is_known(key):
+            errors[key] = (
+                "property is not defined in schema and the schema does not allow additional "
+                "properties"
+            )
+            if value is None and i < len(extra) and not OPTION_RE.match(extra[i]):
+                i += 1
+            continue
+        if value is None:
+            nxt = extra[i] if i < len(extra) else None
+            if is_bool(key) and (
+                nxt is None or OPTION_RE.match(nxt) or nxt.lower() not in BOOL_WORDS
+            ):
+                value = "1"
+            elif nxt is None:
+                errors[key] = "missing value"
+                continue
+            else:
+                value = nxt
+                i += 1
+        if key in values:
+            errors[key] = "duplicate option"
+            continue
+        values[key] = value
+    if errors:
+        raise ParamError(errors)
+    return values
+
+
+# --- running an app ---------------------------------------------------------------------------
+
+
+def _print_param_error(err: ParamError, usage: str | None) -> None:
+    for line in err.lines():
+        print(line, file=sys.stderr)
+    if usage:
+        print(usage, file=sys.stderr)
+
+
+def _convert_click_error(err: Exception) -> ParamError:
+    if isinstance(err, click.exceptions.MissingParameter):
+        param = err.param
+        if param is not None and param.param_type_name == "argument":
+            return ParamError(message="not enough arguments")
+        name = param.name if param is not None and param.name else "parameter"
+        return ParamError({name: "property is missing and it is not optional"})
+    if isinstance(err, click.exceptions.NoSuchOption):
+        return ParamError(
+            {err.option_name.lstrip("-"): "unknown option"}, message="unable to parse option"
+        )
+    if isinstance(err, click.exceptions.BadParameter):
+        param = err.param
+        name = param.name if param is not None and param.name else "parameter"
+        return ParamError({name: str(err.message)})
+    text = getattr(err, "message", str(err))
+    if "unexpected extra argument" in text:
+        return ParamError(message="too many arguments")
+    return ParamError(message=text)
+
+
+def run(
+    app: typer.Typer,
+    prog: str,
+    argv: Sequence[str] | None = None,
+    *,
+    default_command: str | None = None,
+    require_root: bool = True,
+) -> NoReturn:
+    """Parse argv Proxmox-style, run the command, map errors to one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    root = typer.main.get_command(app)
+    leaf: Any = root
+    usage: str | None = None
+    try:
+        args, leaf = rewrite_argv(root, args, default_command)
+        path = " ".join([prog] + [a for a in args[: _depth(root, args)]])
+        usage = usage_line(path, leaf)
+        wants_help = "--help" in args or not args
+        if require_root and os.geteuid() != 0 and not wants_help:
+            raise CtkitError("please run as root")
+        result = root.main(args, prog_name=prog, standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except ParamError as err:
+        _print_param_error(err, err.usage or usage)
+        code = err.exit_code
+    except CtkitError as err:
+        print(str(err), file=sys.stderr)
+        if err.hint:
+            print(f"hint: {err.hint}", file=sys.stderr)
+        code = err.exit_code
+    except typer.Exit as err:
+        code = err.exit_code
+    except typer.Abort:
+        code = Interrupted.exit_code
+    except click.exceptions.ClickException as err:
+        perr = _convert_click_error(err)
+        _print_param_error(perr, usage)
+        code = perr.exit_code
+    except KeyboardInterrupt:
+        print("interrupted by signal", file=sys.stderr)
+        code = Interrupted.exit_code
+    except BrokenPipeError:
+        code = 0
+    sys.stdout.flush()
+    raise SystemExit(code)
+
+
+def _depth(root: Any, args: Sequence[str]) -> int:
+    """How many leading argv words name (sub)commands."""
+    depth = 0
+    cmd = root
+    while _is_group(cmd) and depth < len(args) and args[depth] in cmd.commands:
+        cmd = cmd.commands[args[depth]]
+        depth += 1
+    return depth

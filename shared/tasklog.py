@@ -1,0 +1,168 @@
+"""Task logs: ``INFO:``/``WARN:``/``ERROR:`` lines, per-operation log files, progress display.
+
+The console gets bare lines (Proxmox's task log has no timestamps); a log file, when attached,
+gets the same lines prefixed with the local time ``YYYY-MM-DD HH:MM:SS``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+LEVELS = ("INFO", "WARN", "ERROR")
+
+
+def timestamp(when: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+
+class TaskLog:
+    """Write task lines to a console stream and, optionally, to timestamped log files."""
+
+    def __init__(self, stream: IO[str] | None = None, *, prefix_levels: bool = True) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.prefix_levels = prefix_levels
+        self.files: list[IO[str]] = []
+        self.warnings = 0
+        self.errors = 0
+        self.lines: list[str] = []
+        self.keep_lines = False
+
+    def attach(self, path: Path, mode: str = "w") -> IO[str]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, mode, encoding="utf-8")  # noqa: SIM115 - closed by detach()
+        self.files.append(fh)
+        return fh
+
+    def detach(self, fh: IO[str]) -> None:
+        if fh in self.files:
+            self.files.remove(fh)
+        fh.close()
+
+    def close(self) -> None:
+        for fh in list(self.files):
+            self.detach(fh)
+
+    def _emit(self, level: str | None, message: str, console: bool = True) -> None:
+        for line in str(message).split("\n"):
+            text = f"{level}: {line}" if level and self.prefix_levels else line
+            if console:
+                print(text, file=self.stream, flush=True)
+            stamp = timestamp()
+            for fh in self.files:
+                fh.write(f"{stamp} {text}\n")
+                fh.flush()
+            if self.keep_lines:
+                self.lines.append(text)
+
+    def info(self, message: str) -> None:
+        self._emit("INFO", message)
+
+    def warn(self, message: str) -> None:
+        self.warnings += 1
+        self._emit("WARN", message)
+
+    def error(self, message: str) -> None:
+        self.errors += 1
+        self._emit("ERROR", message)
+
+    def plain(self, message: str) -> None:
+        self._emit(None, message)
+
+    def file_only(self, level: str, message: str) -> None:
+        self._emit(level, message, console=False)
+
+
+def human_bytes(n: float) -> str:
+    """``1.1GiB`` style, as tar's --totals and Proxmox's progress lines print sizes."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    value = float(n)
+    for unit in units:
+        if value < 1024 or unit == units[-1]:
+            if unit == "B":
+                return f"{int(value)}B"
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+        value /= 1024
+    return f"{value:.1f}TiB"
+
+
+class Progress:
+    """Bytes, rate and ETA: a rich bar on a terminal, a plain line every few seconds otherwise."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int | None = None,
+        *,
+        stream: IO[str] | None = None,
+        interval: float = 5.0,
+    ) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = interval
+        self.done = 0
+        self.started = time.monotonic()
+        self._last_line = self.started
+        self._rich: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.stream.isatty():
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self._rich.start()
+            self._task = self._rich.add_task(self.label, total=self.total)
+        return self
+
+    def update(self, nbytes: int) -> None:
+        """Record ``nbytes`` more bytes done."""
+        self.done += nbytes
+        if self._rich is not None:
+            self._rich.update(self._task, completed=self.done)
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            print(self.status_line(now), file=self.stream, flush=True)
+
+    def status_line(self, now: float | None = None) -> str:
+        elapsed = max((now or time.monotonic()) - self.started, 1e-6)
+        rate = self.done / elapsed
+        text = f"{self.label}: {human_bytes(self.done)}"
+        if self.total:
+            pct = 100.0 * self.done / self.total
+            text += f" of {human_bytes(self.total)} ({pct:.0f}%)"
+        text += f", {human_bytes(rate)}/s"
+        if self.total and rate > 0:
+            eta = max(self.total - self.done, 0) / rate
+            text += f", ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}"
+        return text
+
+    def __exit__(self, *exc: object) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+
+
+@contextmanager
+def progress(label: str, total: int | None = None, **kw: Any) -> Iterator[Progress]:
+    with Progress(label, total, **kw) as prog:
+        yield prog

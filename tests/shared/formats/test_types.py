@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.formats import types as t
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("1", True),
+        ("yes", True),
+        ("On", True),
+        ("true", True),
+        ("0", False),
+        ("no", False),
+        ("off", False),
+        ("FALSE", False),
+    ],
+)
+def test_bool_words(raw: str, value: bool) -> None:
+    assert t.Bool().parse(raw) is value
+
+
+@pytest.mark.parametrize(
+    ("vtype", "raw", "message"),
+    [
+        (t.Bool(), "maybe", "type check ('boolean') failed - got 'maybe'"),
+        (t.Int(), "x", "type check ('integer') failed - got 'x'"),
+        (t.Int(minimum=16), "8", "value must have a minimum value of 16"),
+        (t.Int(maximum=6), "7", "value must have a maximum value of 6"),
+        (t.Number(maximum=8192), "9000.5", "value must have a maximum value of 8192"),
+        (t.Number(), "1.2.3", "type check ('number') failed - got '1.2.3'"),
+        (
+            t.Enum("system", "mail", "turnkeylinux"),
+            "foo",
+            "value 'foo' does not have a value in the enumeration 'system, mail, turnkeylinux'",
+        ),
+        (t.Str(max_length=3), "abcd", "value may only be 3 characters long"),
+        (t.StorageId, "x", "invalid format - storage ID 'x' cannot be shorter than 2 characters"),
+        (t.DnsName, "bad_name!", "invalid format - value does not look like a valid DNS name"),
+    ],
+)
+def test_messages(vtype: t.ValueType, raw: str, message: str) -> None:
+    with pytest.raises(t.FormatError) as info:
+        vtype.parse(raw)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("nbytes", "text"),
+    [
+        (0, "0T"),
+        (4 << 30, "4G"),
+        (512 << 20, "512M"),
+        (1 << 40, "1T"),
+        (1537, "1537"),
+        (3 << 10, "3K"),
+        (1000, "1000"),
+    ],
+)
+def test_format_size(nbytes: int, text: str) -> None:
+    assert t.format_size(nbytes) == text
+
+
+def test_parse_size_units() -> None:
+    assert t.parse_size("4G") == 4 << 30
+    assert t.parse_size("0.5G") == 512 << 20
+    assert t.parse_size("8", default_unit="G") == 8 << 30
+    with pytest.raises(t.FormatError):
+        t.parse_size("4X")
+
+
+def test_number_render_like_perl() -> None:
+    assert t.Number().render(0.5) == "0.5"
+    assert t.Number().render(2.0) == "2"
+
+
+def test_ip_and_mac_checks() -> None:
+    t.check_ip("fe80::1%eth0")
+    t.check_ip("192.0.2.1")
+    with pytest.raises(t.FormatError):
+        t.check_ip("300.1.1.1")
+    t.check_unicast_mac("BC:24:11:00:00:01")
+    with pytest.raises(t.FormatError, match="not unicast"):
+        t.check_unicast_mac("01:00:5E:00:00:01")
+    t.check_ipv4_cidr("198.18.0.5/24")
+    with pytest.raises(t.FormatError):
+        t.check_ipv4_cidr("198.18.0.5")

@@ -1,0 +1,181 @@
+"""Proxmox-style argument handling, exercised through a small typer app in a subprocess-free way."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+import typer
+
+from shared import cli
+from shared.errors import NotFoundError, ParamError
+
+app = cli.new_app("test app")
+seen: dict[str, object] = {}
+
+
+@app.command()
+def available(
+    section: Annotated[str | None, typer.Option()] = None,
+    output_format: cli.OutputFormatOption = cli.OutputFormat.text,
+) -> None:
+    seen.update(cmd="available", section=section, fmt=output_format.value)
+
+
+@app.command()
+def download(storage: str, template: str) -> None:
+    seen.update(cmd="download", storage=storage, template=template)
+    if template == "missing":
+        raise ParamError({"template": "no such template"})
+    if storage == "nostore":
+        raise NotFoundError(f"storage '{storage}' does not exist")
+
+
+@app.command("set", context_settings=cli.EXTRA_ARGS)
+def set_(
+    ctx: typer.Context,
+    vmid: int,
+    start: Annotated[bool | None, typer.Option()] = None,
+    exclude_path: Annotated[list[str] | None, typer.Option("--exclude-path")] = None,
+) -> None:
+    extra = cli.parse_schema_args(
+        ctx.args,
+        is_known=lambda k: k.startswith(("mp", "net", "onboot")),
+        is_bool=lambda k: k == "onboot",
+    )
+    seen.update(cmd="set", vmid=vmid, start=start, extra=extra, exclude=exclude_path)
+
+
+job = cli.new_app("jobs")
+
+
+@job.command("list")
+def job_list() -> None:
+    seen.update(cmd="job list")
+
+
+@app.command("backup", hidden=True)
+def backup(
+    vmids: Annotated[list[str] | None, typer.Argument()] = None,
+    all_: Annotated[bool | None, typer.Option("--all")] = None,
+) -> None:
+    seen.update(cmd="backup", vmids=vmids, all=all_)
+
+
+app.add_typer(job, name="job")
+
+
+def run(
+    argv: list[str], capsys: pytest.CaptureFixture[str], default: str | None = None
+) -> tuple[int, str]:
+    seen.clear()
+    with pytest.raises(SystemExit) as info:
+        cli.run(app, "tool", argv, default_command=default)
+    code = info.value.code
+    assert isinstance(code, int)
+    return code, capsys.readouterr().err
+
+
+def test_single_dash_and_prefix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["av", "-section", "system"], capsys)[0] == 0
+    assert seen == {"cmd": "available", "section": "system", "fmt": "text"}
+    assert run(["available", "--output-format", "json"], capsys)[0] == 0
+    assert seen["fmt"] == "json"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--start"], True),
+        (["--start", "0"], False),
+        (["-start", "yes"], True),
+        (["--start=off"], False),
+        (["--start", "1"], True),
+        ([], None),
+    ],
+)
+def test_boolean_forms(
+    argv: list[str], expected: bool | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run(["set", "100", *argv], capsys)
+    assert code == 0, err
+    assert seen["start"] is expected
+
+
+def test_schema_options_and_repeats(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(
+        [
+            "set",
+            "100",
+            "-mp0",
+            "local:1,mp=/a",
+            "--net1=name=eth1",
+            "-onboot",
+            "--exclude-path",
+            "/a",
+            "-exclude-path",
+            "/b c",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert seen["extra"] == {"mp0": "local:1,mp=/a", "net1": "name=eth1", "onboot": "1"}
+    assert seen["exclude"] == ["/a", "/b c"]
+
+
+def test_unknown_schema_option(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["set", "100", "-foo", "1"], capsys)
+    assert code == 2
+    assert "400 Parameter verification failed." in err
+    assert "foo: property is not defined in schema" in err
+    assert err.rstrip().endswith("tool set <vmid> [OPTIONS]")
+
+
+def test_param_error_from_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["download", "local", "missing"], capsys)
+    assert code == 2
+    assert err == (
+        "\n400 Parameter verification failed.\ntemplate: no such template\n"
+        "tool download <storage> <template>\n"
+    )
+
+
+def test_missing_and_extra_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["download", "local"], capsys)
+    assert (code, err) == (2, "400 not enough arguments\ntool download <storage> <template>\n")
+    code, err = run(["download", "a", "b", "c"], capsys)
+    assert code == 2 and err.startswith("400 too many arguments")
+
+
+def test_bad_typed_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["set", "abc"], capsys)
+    assert code == 2
+    assert "vmid:" in err
+
+
+def test_expected_failure_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["download", "nostore", "x"], capsys)
+    assert (code, err) == (3, "storage 'nostore' does not exist\n")
+
+
+def test_subgroup_and_default_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["job", "l"], capsys, default="backup")[0] == 0
+    assert seen == {"cmd": "job list"}
+    assert run(["100", "101"], capsys, default="backup")[0] == 0
+    assert seen == {"cmd": "backup", "vmids": ["100", "101"], "all": None}
+    assert run(["-all"], capsys, default="backup")[0] == 0
+    assert seen["all"] is True
+
+
+def test_ambiguous_prefix(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _err = run(["b"], capsys)  # backup (hidden) is not offered; 'b' matches nothing visible
+    assert code == 2
+    code, _err = run(["a"], capsys)
+    assert code == 0 and seen["cmd"] == "available"
+
+
+def test_usage_line_without_args() -> None:
+    group = typer.main.get_command(app)
+    assert (
+        cli.usage_line("tool available", group.commands["available"]) == "tool available  [OPTIONS]"
+    )

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from shared import tasklog
+
+
+def test_console_and_file_lines(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = tasklog.TaskLog(out)
+    fh = log.attach(tmp_path / "lxc-100.log")
+    log.info("status = running")
+    log.warn("two\nlines")
+    log.error("boom")
+    log.detach(fh)
+    log.info("after detach")
+    assert out.getvalue().splitlines() == [
+        "INFO: status = running",
+        "WARN: two",
+        "WARN: lines",
+        "ERROR: boom",
+        "INFO: after detach",
+    ]
+    lines = (tmp_path / "lxc-100.log").read_text().splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARN|ERROR): ", line), line
+    assert (log.warnings, log.errors) == (1, 1)
+
+
+def test_plain_progress_lines_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    with tasklog.progress("download", total=4 << 20, stream=out, interval=0) as prog:
+        prog.update(1 << 20)
+        prog.update(1 << 20)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[-1].startswith("download: 2.0MiB of 4.0MiB (50%), ")
+    assert "ETA" in lines[-1]
+
+
+def test_human_bytes() -> None:
+    assert tasklog.human_bytes(512) == "512B"
+    assert tasklog.human_bytes(1130598400) == "1.1GiB"
+    assert tasklog.human_bytes(95 << 20) == "95MiB"
