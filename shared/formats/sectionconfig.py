@@ -28,6 +28,8 @@ PROP_RE = re.compile(r"^\s+(\S+)(?:\s+(.*?))?\s*$")
 class SectionType:
     fields: Mapping[str, Field]
     id_type: ValueType | None = None
+    # keys that may repeat: one line per item, collected into a list (Proxmox's array properties)
+    arrays: frozenset[str] = frozenset()
 
     def parse_value(self, key: str, raw: str | None) -> Any:
         spec = self.fields.get(key)
@@ -102,10 +104,12 @@ class SectionConfig:
             stype = self.types.get(sec.type)
             lines = [f"{sec.type}: {sec.id}"]
             for key, value in sec.props.items():
-                text = stype.render_value(key, value) if stype else str(value)
-                if "\n" in text:
-                    raise ConfigError(f"value of '{key}' contains a newline")
-                lines.append(f"\t{key} {text}")
+                items = value if stype and key in stype.arrays else [value]
+                for item in items:
+                    text = stype.render_value(key, item) if stype else str(item)
+                    if "\n" in text:
+                        raise ConfigError(f"value of '{key}' contains a newline")
+                    lines.append(f"\t{key} {text}")
             chunks.append("\n".join(lines) + "\n")
         return "\n".join(chunks)
 
@@ -155,11 +159,16 @@ def parse(text: str, types: Mapping[str, SectionType], *, strict: bool = False) 
             problem(f"line {lineno}: ignore config line: {line}")
             continue
         key, raw = m.group(1), m.group(2)
-        if key in current.props:
+        stype = types[current.type]
+        if key in current.props and key not in stype.arrays:
             problem(f"line {lineno}: duplicate attribute '{key}' in section '{current.id}'")
             continue
         try:
-            current.props[key] = types[current.type].parse_value(key, raw)
+            value = stype.parse_value(key, raw)
+            if key in stype.arrays:
+                current.props.setdefault(key, []).append(value)
+            else:
+                current.props[key] = value
         except FormatError as err:
             problem(f"line {lineno}: {current.type} '{current.id}' - '{key}': {err}")
     return cfg

@@ -1,0 +1,105 @@
+"""``/etc/vzdump.conf``: vzdump's node-wide defaults (spec vzdump §1.3).
+
+    # comment
+    key: value
+
+Bad lines never stop the parse: a line without a colon gives ``ignore config line: <line>``, an
+unknown key or a bad value gives ``parse error in '<file>' - '<key>': <msg>`` and that key is
+dropped. The option schema is passed in (vzdump owns it; shared imports nothing from vzdump).
+Array options may repeat and each line is split into shell words, so
+``exclude-path: /a '/b c'`` gives two entries.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import paths
+from .types import FormatError, ValueType
+
+DISPLAY_NAME = "/etc/vzdump.conf"
+UNKNOWN_KEY = (
+    "property is not defined in schema and the schema does not allow additional properties"
+)
+LINE_RE = re.compile(r"^(\S+?):\s*(.*)$")
+
+
+class OptionSpec(Protocol):
+    """What the parser needs to know of one option: its value type, and whether it repeats."""
+
+    @property
+    def type(self) -> ValueType: ...
+
+    @property
+    def array(self) -> bool: ...
+
+
+@dataclass
+class VzdumpConf:
+    """Parsed defaults (typed values; arrays as lists) plus the warnings, in file order."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse(text: str, schema: Mapping[str, OptionSpec], filename: str = DISPLAY_NAME) -> VzdumpConf:
+    conf = VzdumpConf()
+    raw: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = LINE_RE.match(line)
+        if not m:
+            conf.warnings.append(f"ignore config line: {line}")
+            continue
+        raw.setdefault(m.group(1), []).append(m.group(2))
+    for key, lines in raw.items():
+        try:
+            conf.values[key] = _parse_value(key, lines, schema)
+        except FormatError as err:
+            conf.warnings.append(f"parse error in '{filename}' - '{key}': {err}")
+    if "storage" in conf.values and "dumpdir" in conf.values:
+        del conf.values["dumpdir"]
+        conf.warnings.append(
+            f"both 'storage' and 'dumpdir' defined in '{filename}' - ignoring 'dumpdir'"
+        )
+    return conf
+
+
+def _parse_value(key: str, lines: list[str], schema: Mapping[str, OptionSpec]) -> Any:
+    spec = schema.get(key)
+    if spec is None:
+        raise FormatError(UNKNOWN_KEY)
+    if spec.array:
+        words: list[str] = []
+        for line in lines:
+            words.extend(_shell_words(line))
+        return [spec.type.parse(word) for word in words]
+    return spec.type.parse(lines[-1])  # a repeated plain key: the last line wins, as in Proxmox
+
+
+def _shell_words(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as err:  # e.g. an unbalanced quote
+        raise FormatError(f"unable to split '{line}' into words - {err}") from None
+
+
+def read(
+    schema: Mapping[str, OptionSpec], path: Path | None = None, filename: str = DISPLAY_NAME
+) -> VzdumpConf:
+    """Read the file (default ``shared.paths.vzdump_conf()``); a missing file is empty."""
+    try:
+        text = (path or paths.vzdump_conf()).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return VzdumpConf()
+    return parse(text, schema, filename)
+
+
+__all__ = ["DISPLAY_NAME", "OptionSpec", "VzdumpConf", "parse", "read"]

@@ -1,0 +1,1 @@
+"""vzdump for LXC containers: options, schedules, notes and the backup engine."""

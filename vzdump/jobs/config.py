@@ -1,0 +1,269 @@
+"""``/etc/pve/jobs.cfg``: scheduled backup jobs (spec vzdump §8).
+
+    vzdump: backup-5f0c2e1a-77d1
+        schedule sat 02:00
+        all 1
+        prune-backups keep-daily=7,keep-last=3
+
+Keys: ``schedule`` (required calendar event, at most 128 characters), ``enabled`` (default 1),
+``comment`` (stored URL-escaped like Proxmox's encode_text), ``repeat-missed`` (default 0) and
+every vzdump option. Booleans are parsed; every other vzdump option is validated against the
+vzdump schema but kept as the string written, so property strings and VMID lists round-trip
+unchanged. A file that is only read and written again is byte-identical.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared import atomic, paths
+from shared.errors import ConfigError, ParamError
+from shared.formats import sectionconfig
+from shared.formats.propstring import Field
+from shared.formats.sectionconfig import Section, SectionConfig, SectionType
+from shared.formats.types import Bool, ConfigId, FormatError, Str, ValueType
+
+from .. import calendar, options
+
+JOB_TYPE = "vzdump"
+NON_VZDUMP_KEYS = ("schedule", "enabled", "comment", "repeat-missed")
+JOB_DEFAULTS = {"enabled": True, "repeat-missed": False}
+
+# Proxmox's encode_text: control characters, ':' and non-ASCII are %-escaped.
+COMMENT_SAFE = "".join(chr(c) for c in range(0x20, 0x3A)) + "".join(
+    chr(c) for c in range(0x3B, 0x7F)
+)
+
+
+@dataclass(frozen=True)
+class Validated(ValueType):
+    """Check a value with ``inner`` but keep the text as written."""
+
+    inner: ValueType = field(default_factory=Str)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    def parse(self, raw: str) -> str:
+        self.inner.parse(raw)
+        return raw
+
+    def render(self, value: Any) -> str:
+        return value if isinstance(value, str) else self.inner.render(value)
+
+
+@dataclass(frozen=True)
+class EncodedText(ValueType):
+    """Free text stored URL-escaped (the job ``comment``)."""
+
+    max_length: int = 512
+    name = "string"
+
+    def parse(self, raw: str) -> str:
+        text = urllib.parse.unquote(raw, errors="replace")
+        if len(text) > self.max_length:
+            raise FormatError(f"value may only be {self.max_length} characters long")
+        return text
+
+    def render(self, value: Any) -> str:
+        return urllib.parse.quote(str(value), safe=COMMENT_SAFE)
+
+
+def _vzdump_field(spec: options.Option) -> Field:
+    if isinstance(spec.type, Bool) or spec.array:
+        return Field(spec.type)
+    return Field(Validated(spec.type))
+
+
+JOB_FIELDS: dict[str, Field] = {
+    "schedule": Field(Str(max_length=128, check=calendar.check_event), optional=False),
+    "enabled": Field(Bool()),
+    "comment": Field(EncodedText()),
+    "repeat-missed": Field(Bool()),
+    **{name: _vzdump_field(spec) for name, spec in options.OPTIONS.items()},
+}
+ARRAYS = frozenset(name for name, spec in options.OPTIONS.items() if spec.array)
+JOB_TYPES = {JOB_TYPE: SectionType(fields=JOB_FIELDS, id_type=ConfigId, arrays=ARRAYS)}
+
+
+# --- parse / render / files ------------------------------------------------------------------
+
+
+def parse_jobs(text: str, *, strict: bool = False) -> SectionConfig:
+    """Parse jobs.cfg; problems are warnings, or :class:`ConfigError` with ``strict``.
+
+    A bad line or value drops that key. A section without a schedule or with an invalid ID is
+    dropped, as Proxmox skips it. A job whose guest selection cannot run (say ``vmid`` with
+    ``all``) is kept with a warning, so that rewriting the file never loses it; running it or
+    writing the file fails until it is fixed.
+    """
+    cfg = sectionconfig.parse(text, JOB_TYPES, strict=strict)
+    for section in list(cfg.sections):
+        try:
+            cfg.validate(section)
+        except ConfigError as err:
+            if strict:
+                raise
+            cfg.warnings.append(f"skip section '{section.id}': {err}")
+            cfg.sections.remove(section)
+            continue
+        try:
+            check_job(section)
+        except ConfigError as err:
+            if strict:
+                raise
+            cfg.warnings.append(str(err))
+    return cfg
+
+
+def render_jobs(cfg: SectionConfig) -> str:
+    for section in cfg.sections:
+        check_job(section)
+    return cfg.render()
+
+
+def read_jobs(path: Path | None = None, *, strict: bool = False) -> SectionConfig:
+    """Read jobs.cfg (default ``shared.paths.jobs_cfg()``); a missing file has no jobs."""
+    try:
+        text = (path or paths.jobs_cfg()).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return SectionConfig(types=JOB_TYPES)
+    return parse_jobs(text, strict=strict)
+
+
+def write_jobs(cfg: SectionConfig, path: Path | None = None) -> None:
+    """Validate every job, then replace the file atomically."""
+    atomic.write_text(path or paths.jobs_cfg(), render_jobs(cfg))
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+def new_job_id() -> str:
+    """A fresh job ID in Proxmox's style: ``backup-`` and the start of a UUID."""
+    return f"backup-{str(uuid.uuid4())[:13]}"
+
+
+def make_job(job_id: str, values: Mapping[str, Any]) -> Section:
+    """A validated ``vzdump`` section from raw values (strings, or lists for exclude-path).
+
+    Unknown keys and bad values are reported together in a :class:`ParamError`.
+    """
+    stype = JOB_TYPES[JOB_TYPE]
+    props: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key, raw in values.items():
+        if raw is None:
+            continue
+        try:
+            props[key] = _parse_job_value(stype, key, raw)
+        except FormatError as err:
+            errors[key] = str(err) if key in stype.fields else options.UNKNOWN
+    if errors:
+        raise ParamError(errors)
+    section = Section(JOB_TYPE, job_id, props)
+    check_job(section)
+    return section
+
+
+def _parse_job_value(stype: SectionType, key: str, raw: Any) -> Any:
+    if key in stype.arrays:
+        items = [raw] if isinstance(raw, str) else list(raw)
+        return [stype.parse_value(key, str(item)) for item in items]
+    if isinstance(raw, bool):
+        raw = "1" if raw else "0"
+    return stype.parse_value(key, str(raw))
+
+
+def check_job(section: Section) -> None:
+    """A job must have a valid ID and schedule and select guests like a vzdump call would."""
+    if section.type != JOB_TYPE:
+        raise ConfigError(f"unknown section type '{section.type}'")
+    SectionConfig(types=JOB_TYPES).validate(section)
+    for key in section.props:
+        if key not in JOB_FIELDS:
+            raise ConfigError(f"job '{section.id}': unknown option '{key}'")
+    try:
+        options.check_params(job_params(section))
+    except ParamError as err:
+        detail = "; ".join(f"{k}: {v}" for k, v in err.errors.items())
+        raise ConfigError(f"job '{section.id}': {detail}") from None
+
+
+def is_enabled(section: Section) -> bool:
+    return bool(section.props.get("enabled", JOB_DEFAULTS["enabled"]))
+
+
+def repeat_missed(section: Section) -> bool:
+    return bool(section.props.get("repeat-missed", JOB_DEFAULTS["repeat-missed"]))
+
+
+def schedule(section: Section) -> calendar.CalendarEvent:
+    return calendar.parse_event(section.props["schedule"])
+
+
+def job_params(section: Section) -> dict[str, Any]:
+    """The vzdump parameters a run of this job uses: the job's vzdump options (parsed), plus
+    ``job-id`` and ``quiet=1`` (§8); the job-only keys are dropped."""
+    raw = {k: v for k, v in section.props.items() if k not in NON_VZDUMP_KEYS}
+    params = options.parse_params(raw, options.OPTIONS)
+    params["job-id"] = section.id
+    params["quiet"] = True
+    return params
+
+
+# --- the legacy starttime + dow form ------------------------------------------------------
+
+DOW_ORDER = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def legacy_schedule(starttime: str, dow: str = "mon,tue,wed,thu,fri,sat,sun") -> str:
+    """Convert the old ``starttime`` + ``dow`` pair: ``HH:MM`` alone when every day is
+    selected, else ``<dow,list> HH:MM``."""
+    days = _parse_dow(dow)
+    if len(days) == 7:
+        return starttime
+    return ",".join(d for d in DOW_ORDER if d in days) + " " + starttime
+
+
+def _parse_dow(dow: str) -> set[str]:
+    numbers = {str(i + 1): d for i, d in enumerate(DOW_ORDER)} | {"0": "sun"}
+    days: set[str] = set()
+    for word in dow.replace(";", ",").replace(" ", ",").split(","):
+        word = numbers.get(word, word.lower())
+        if word == "*":
+            days.update(DOW_ORDER)
+        elif "-" in word and all(p in DOW_ORDER for p in word.split("-", 1)):
+            a, b = (DOW_ORDER.index(p) for p in word.split("-", 1))
+            days.update(DOW_ORDER[a : b + 1])
+        elif word in DOW_ORDER:
+            days.add(word)
+        elif word:
+            raise ConfigError(f"unable to parse day of week '{dow}'")
+    return days
+
+
+__all__ = [
+    "JOB_FIELDS",
+    "JOB_TYPE",
+    "JOB_TYPES",
+    "NON_VZDUMP_KEYS",
+    "check_job",
+    "is_enabled",
+    "job_params",
+    "legacy_schedule",
+    "make_job",
+    "new_job_id",
+    "parse_jobs",
+    "read_jobs",
+    "render_jobs",
+    "repeat_missed",
+    "schedule",
+    "write_jobs",
+]
