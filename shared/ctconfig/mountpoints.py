@@ -1,0 +1,214 @@
+"""Mount points (rootfs, mpN), unused volumes, device nodes and MAC addresses.
+
+The functions take the raw ``key -> text`` mapping of one config section, so they work on the
+main section, the pending section and snapshot sections alike.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.formats.types import FormatError
+
+from .options import (
+    INDEXED,
+    MP_SCHEMA,
+    ROOTFS_SCHEMA,
+    VOLUME_ID_RE,
+    check_dev_string,
+    check_mp_string,
+)
+
+MpType = Literal["volume", "bind", "device"]
+
+# STORAGE:SIZE_GiB allocates a new volume; a bare number means "on the default storage"
+NEW_DISK_RE = re.compile(r"(?:([^/:\s]+):)?(\d+(?:\.\d+)?)", re.ASCII)
+OWNER_RE = re.compile(r"(?:vm|base|subvol|basevol)-(\d+)-", re.ASCII)
+PVE_MAC_PREFIX = "BC:24:11"
+
+
+def classify(volume: str) -> MpType:
+    """``/dev/...`` is a device, any other absolute path a bind mount, the rest a volume."""
+    if volume.startswith("/"):
+        return "device" if volume.startswith("/dev/") else "bind"
+    return "volume"
+
+
+def parse_new_volume(volume: str) -> tuple[str | None, float] | None:
+    """``(storage, size_gib)`` for new-volume syntax (``local:8``, ``8``), else None."""
+    m = NEW_DISK_RE.fullmatch(volume)
+    if not m:
+        return None
+    return m.group(1), float(m.group(2))
+
+
+def new_volume_size(size_gib: float) -> int:
+    """Bytes of a new ``STORAGE:SIZE`` volume, rounded down to whole KiB like Proxmox."""
+    return int(size_gib * 1024) * 1024 * 1024
+
+
+def mountpoint_keys() -> list[str]:
+    """``rootfs`` then ``mp0`` .. ``mp255``, the order mounts are set up in."""
+    return ["rootfs"] + [f"mp{i}" for i in range(INDEXED["mp"])]
+
+
+@dataclass(frozen=True)
+class MountPoint:
+    """One parsed rootfs/mpN entry. ``options`` holds every sub-option but volume and mp."""
+
+    key: str
+    volume: str
+    path: str
+    type: MpType
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int | None:
+        size = self.options.get("size")
+        return int(size) if size is not None else None
+
+    @property
+    def ro(self) -> bool:
+        return bool(self.options.get("ro"))
+
+    @property
+    def is_new(self) -> bool:
+        """The volume is ``STORAGE:SIZE`` and still has to be allocated."""
+        return self.type == "volume" and parse_new_volume(self.volume) is not None
+
+    def backup_enabled(self) -> tuple[bool, str]:
+        """Whether vzdump includes it, and why: rootfs / not a volume / enabled / disabled."""
+        if self.key == "rootfs":
+            return True, "rootfs"
+        if self.type != "volume":
+            return False, "not a volume"
+        if self.options.get("backup"):
+            return True, "enabled"
+        return False, "disabled"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"volume": self.volume, **self.options}
+        if self.key != "rootfs":
+            data["mp"] = self.path
+        return data
+
+    def replace(self, **changes: Any) -> MountPoint:
+        """A copy with ``volume``/``path`` and/or sub-options changed (None removes one)."""
+        volume = changes.pop("volume", self.volume)
+        path = changes.pop("path", self.path)
+        opts = {k: v for k, v in {**self.options, **changes}.items() if v is not None}
+        return MountPoint(self.key, volume, path, classify(volume), opts)
+
+    def render(self) -> str:
+        schema = ROOTFS_SCHEMA if self.key == "rootfs" else MP_SCHEMA
+        return schema.render(self.to_dict())
+
+
+def parse_mountpoint(key: str, text: str) -> MountPoint:
+    """Parse a rootfs/mpN value; raises FormatError / PropertyStringError."""
+    if key == "rootfs":
+        data = ROOTFS_SCHEMA.parse(text)
+        path = "/"
+    elif re.fullmatch(r"mp\d+", key):
+        data = MP_SCHEMA.parse(text)
+        path = str(data.pop("mp"))
+    else:
+        raise FormatError(f"parse_volume - unknown type: {key}")
+    volume = str(data.pop("volume"))
+    return MountPoint(key, volume, path, classify(volume), data)
+
+
+def iter_mountpoints(values: Mapping[str, str]) -> Iterator[MountPoint]:
+    """rootfs then mp0..mp255 of one section; entries that do not parse are skipped."""
+    for key in mountpoint_keys():
+        text = values.get(key)
+        if text is None:
+            continue
+        try:
+            yield parse_mountpoint(key, text)
+        except FormatError:
+            continue
+
+
+def check_mp_path(path: str) -> None:
+    """The mount-point path rules; FormatError ``<p> contains illegal character sequences``."""
+    check_mp_string(path)
+
+
+def check_device_path(path: str) -> None:
+    """Device paths must be below ``/dev/`` without ``.``/``..`` components."""
+    check_dev_string(path)
+
+
+def check_device_node(path: str) -> tuple[int, int]:
+    """``(mode, rdev)`` of an existing host device node (char or block)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FormatError(f"Device {path} does not exist") from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise FormatError("Not a device node")
+    return st.st_mode, st.st_rdev
+
+
+def is_volume_id(volume: str) -> bool:
+    return VOLUME_ID_RE.fullmatch(volume) is not None
+
+
+def volume_owner(volid: str) -> int | None:
+    """The owning CT of ``vm-<id>-disk-N``/``subvol-<id>-disk-N``/``base-<id>-...`` volumes."""
+    m = VOLUME_ID_RE.fullmatch(volid)
+    if not m:
+        return None
+    name = m.group(2).rstrip("/").rsplit("/", 1)[-1]
+    owner = OWNER_RE.match(name)
+    return int(owner.group(1)) if owner else None
+
+
+def used_volumes(values: Mapping[str, str], *, exclude: str | None = None) -> list[str]:
+    """Volume ids used by rootfs/mpN of one section (bind and device mounts excluded)."""
+    return [
+        mp.volume
+        for mp in iter_mountpoints(values)
+        if mp.key != exclude and mp.type == "volume" and is_volume_id(mp.volume)
+    ]
+
+
+def unused_keys(values: Mapping[str, str]) -> list[str]:
+    """The ``unusedN`` keys of a section in index order."""
+    keys = [k for k in values if re.fullmatch(r"unused\d+", k)]
+    return sorted(keys, key=lambda k: int(k[6:]))
+
+
+def add_unused_volume(values: MutableMapping[str, str], volid: str) -> str | None:
+    """Record ``volid`` as ``unusedN`` at the first free index; None if already recorded."""
+    free: str | None = None
+    for i in range(INDEXED["unused"]):
+        key = f"unused{i}"
+        if key in values:
+            if values[key] == volid:
+                return None
+        elif free is None:
+            free = key
+    if free is None:
+        raise FormatError("Too many unused volumes - please delete them first.")
+    values[free] = volid
+    return free
+
+
+def random_mac(prefix: str | None = PVE_MAC_PREFIX) -> str:
+    """A random unicast MAC in upper-case hex; ``prefix`` replaces its leading bytes.
+
+    Without a prefix the address is locally administered (Proxmox's ``random_ether_addr``).
+    """
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    addr = ":".join(f"{b:02X}" for b in raw)
+    if prefix:
+        addr = prefix.upper() + addr[len(prefix) :]
+    return addr

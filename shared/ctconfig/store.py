@@ -1,0 +1,101 @@
+"""Container configs on disk: load by vmid, save atomically, list, and the lock/protection checks.
+
+No flock here: callers wrap read-modify-write cycles in ``shared.locks.config_lock(vmid)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+from shared import atomic, paths
+from shared.errors import LockError, NotFoundError, StateError
+from shared.locks import check_lock_value
+
+from .config import Config, parse_config
+
+CONF_RE = re.compile(r"([1-9][0-9]{2,8})\.conf")
+CONF_MODE = 0o640
+
+
+def cfs_path(vmid: int) -> str:
+    """The path Proxmox names in messages: ``nodes/<node>/lxc/<vmid>.conf``."""
+    return f"nodes/{paths.node_name()}/lxc/{vmid}.conf"
+
+
+def exists(vmid: int) -> bool:
+    return paths.ct_conf(vmid).is_file()
+
+
+def read_bytes(vmid: int) -> bytes:
+    try:
+        return paths.ct_conf(vmid).read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"Configuration file '{cfs_path(vmid)}' does not exist") from None
+
+
+def load(vmid: int, *, strict: bool = False) -> Config:
+    """Read and parse ``<vmid>.conf``; NotFoundError when it does not exist."""
+    return parse_config(read_bytes(vmid), vmid, strict=strict)
+
+
+def load_or_none(vmid: int) -> Config | None:
+    try:
+        return load(vmid)
+    except NotFoundError:
+        return None
+
+
+def save(conf: Config) -> None:
+    """Write the config atomically (temp file, fsync, rename); refreshes ``conf.digest``."""
+    data = conf.to_bytes()
+    path = paths.ct_conf(conf.vmid)
+    atomic.write_bytes(path, data, mode=None if path.exists() else CONF_MODE)
+    conf.digest = hashlib.sha1(data).hexdigest()
+
+
+def remove(vmid: int) -> None:
+    """Delete the config file (the last step of destroy)."""
+    try:
+        os.unlink(paths.ct_conf(vmid))
+    except FileNotFoundError:
+        raise NotFoundError(f"Configuration file '{cfs_path(vmid)}' does not exist") from None
+
+
+def list_vmids() -> list[int]:
+    """The ids of all configs of this node, numerically sorted."""
+    try:
+        names = os.listdir(paths.lxc_conf_dir())
+    except FileNotFoundError:
+        return []
+    ids = [int(m.group(1)) for n in names if (m := CONF_RE.fullmatch(n))]
+    return sorted(i for i in ids if paths.ct_conf(i).is_file())
+
+
+def check_lock(conf: Config) -> None:
+    """``CT is locked (<value>)`` when the config has a ``lock:``."""
+    check_lock_value(conf.lock)
+
+
+def check_protection(conf: Config, message: str) -> None:
+    """``<message> - protection mode enabled`` when ``protection: 1``."""
+    if conf.protection:
+        raise StateError(f"{message} - protection mode enabled")
+
+
+def set_lock(conf: Config, lock: str) -> None:
+    """Set ``lock:`` after checking there is none (Proxmox's ``set_lock``)."""
+    check_lock(conf)
+    conf.set("lock", lock)
+
+
+def remove_lock(conf: Config, lock: str | None = None) -> None:
+    """Remove ``lock:``; with ``lock`` given, only that lock (Proxmox's ``remove_lock``)."""
+    current = conf.lock
+    if not current:
+        wanted = f"'{lock}' " if lock is not None else "any"
+        raise LockError(f"no lock found trying to remove {wanted} lock")
+    if lock is not None and current != lock:
+        raise LockError(f"found lock '{current}' trying to remove '{lock}' lock")
+    conf.delete("lock")

@@ -1,0 +1,95 @@
+"""Configs on disk under a scratch CTKIT_ROOT: load, save, list, lock and protection checks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from shared import paths
+from shared.ctconfig import store
+from shared.ctconfig.config import Config, parse_config
+from shared.errors import LockError, NotFoundError, StateError
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_load_missing_config_names_the_cluster_path(ctroot: Path) -> None:
+    node = paths.node_name()
+    with pytest.raises(NotFoundError) as info:
+        store.load(900000001)
+    assert str(info.value) == f"Configuration file 'nodes/{node}/lxc/900000001.conf' does not exist"
+    assert store.load_or_none(900000001) is None
+    assert not store.exists(900000001)
+
+
+def test_save_and_load_round_trip(ctroot: Path) -> None:
+    data = (GOLDEN / "proxmox" / "105-helper-docker.conf").read_bytes()
+    conf = parse_config(data, 900000105)
+    store.save(conf)
+    path = ctroot / "etc/pve/lxc/900000105.conf"
+    assert path.read_bytes() == data
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert conf.digest == hashlib.sha1(data).hexdigest()
+    again = store.load(900000105)
+    assert again.digest == conf.digest
+    assert again.get("memory") == 2048
+    again.set("memory", 4096)
+    store.save(again)
+    assert again.digest == hashlib.sha1(path.read_bytes()).hexdigest()
+    assert store.load(900000105).get("memory") == 4096
+    assert [p.name for p in path.parent.iterdir()] == ["900000105.conf"]  # no temp files left
+
+
+def test_list_vmids(ctroot: Path) -> None:
+    assert store.list_vmids() == []
+    for vmid in (900000200, 900000100, 900000030):
+        store.save(Config(vmid, {"memory": "512"}))
+    confdir = ctroot / "etc/pve/lxc"
+    (confdir / "99.conf").write_text("memory: 1\n")  # below the VMID range
+    (confdir / "notes.txt").write_text("x")
+    (confdir / "900000300.conf.tmp").write_text("x")
+    (confdir / "900000400.conf").mkdir()
+    assert store.list_vmids() == [900000030, 900000100, 900000200]
+
+
+def test_remove(ctroot: Path) -> None:
+    store.save(Config(900000001, {"memory": "512"}))
+    store.remove(900000001)
+    assert not store.exists(900000001)
+    with pytest.raises(NotFoundError):
+        store.remove(900000001)
+
+
+def test_check_lock_and_set_lock() -> None:
+    conf = Config(100, {"memory": "512"})
+    store.check_lock(conf)
+    store.set_lock(conf, "backup")
+    assert conf.lock == "backup"
+    with pytest.raises(LockError, match=r"^CT is locked \(backup\)$"):
+        store.check_lock(conf)
+    with pytest.raises(LockError, match=r"^CT is locked \(backup\)$"):
+        store.set_lock(conf, "mounted")
+
+
+def test_remove_lock_case_41() -> None:
+    conf = Config(100, {"memory": "512"})
+    with pytest.raises(LockError) as info:
+        store.remove_lock(conf)
+    assert str(info.value) == "no lock found trying to remove any lock"
+    conf.set("lock", "mounted")
+    with pytest.raises(LockError, match="found lock 'mounted' trying to remove 'backup' lock"):
+        store.remove_lock(conf, "backup")
+    store.remove_lock(conf, "mounted")
+    assert conf.lock is None
+
+
+def test_check_protection() -> None:
+    conf = Config(100, {"protection": "0"})
+    store.check_protection(conf, "can't remove CT 100")
+    conf.set("protection", True)
+    with pytest.raises(StateError) as info:
+        store.check_protection(conf, "can't remove CT 100")
+    assert str(info.value) == "can't remove CT 100 - protection mode enabled"
