@@ -1,0 +1,157 @@
+"""vzdump archive names (spec vzdump §2.1, §2.2.1): parse them, build them.
+
+``archive_info`` follows Proxmox's ``PVE::Storage::archive_info``: any
+``vzdump-(lxc|openvz|qemu)-<anything>.(tgz|tar|vma)[.(gz|lzo|zst|bz2)]`` is a backup archive; it is
+a *standard* name only when ``<anything>`` is ``<vmid>-YYYY_MM_DD-hh_mm_ss`` with a 3 to 9 digit
+VMID without leading zero. Pruning relies on that distinction, so it is kept exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass
+
+from ..errors import ArchiveError
+
+COMPRESSIONS = ("gz", "lzo", "zst", "bz2")
+# Proxmox's BACKUP_EXT_RE_2: group 1 = the whole extension, group 2 = the compression.
+BACKUP_EXT = r"\.(tgz|(?:tar|vma)(?:\.(gz|lzo|zst|bz2))?)"
+ARCHIVE_RE = re.compile(rf"(vzdump-(lxc|openvz|qemu)-.+{BACKUP_EXT})")
+STD_NAME_RE = (
+    r"(vzdump-{type}-([1-9][0-9]{{2,8}})-([0-9]{{4}})_([0-9]{{2}})_([0-9]{{2}})"
+    r"-([0-9]{{2}})_([0-9]{{2}})_([0-9]{{2}}))\.{ext}"
+)
+
+LOG_EXT = ".log"
+NOTES_EXT = ".notes"
+PROTECTED_EXT = ".protected"
+
+# How to read each format/compression (Proxmox's decompressor_info).
+DECOMPRESSORS: dict[str, dict[str, tuple[str, ...]]] = {
+    "tar": {
+        "gz": ("tar", "-z"),
+        "lzo": ("tar", "--lzop"),
+        "zst": ("tar", "--zstd"),
+        "bz2": ("tar", "-j"),
+    },
+    "vma": {
+        "gz": ("zcat",),
+        "lzo": ("lzop", "-d", "-c"),
+        "zst": ("zstd", "-q", "-d", "-c"),
+        "bz2": ("bzcat", "-q"),
+    },
+}
+
+# vzdump --compress value -> archive extension (vzdump §1.1, acceptance case 2)
+COMPRESS_EXTENSIONS = {
+    "0": ".tar",
+    "gzip": ".tar.gz",
+    "pigz": ".tar.gz",
+    "lzo": ".tar.lzo",
+    "1": ".tar.lzo",
+    "zstd": ".tar.zst",
+}
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """What a backup archive's file name says about it."""
+
+    filename: str  # the archive's base name
+    type: str  # lxc | openvz | qemu
+    extension: str  # tgz, tar, tar.zst, vma.gz, ...
+    format: str  # tar | vma (tgz is read as tar)
+    compression: str | None  # gz | lzo | zst | bz2
+    decompressor: tuple[str, ...] | None
+    is_std_name: bool
+    vmid: int | None  # standard names only
+    ctime: int | None  # the name's timestamp read as local time; standard names only
+    logfilename: str | None  # <base>.log; standard names only (the base is not known otherwise)
+    notesfilename: str  # <archive>.notes
+    protectedfilename: str  # <archive>.protected
+
+
+def archive_info(archive: str) -> ArchiveInfo:
+    """Parse a backup archive name, path or volume id (only the last path component counts).
+
+    Raises ArchiveError ``couldn't determine archive info from '<archive>'`` for anything that is
+    not a vzdump archive name.
+    """
+    name = archive.rsplit("/", 1)[-1]
+    m = ARCHIVE_RE.fullmatch(name)
+    if not m:
+        raise ArchiveError(f"couldn't determine archive info from '{archive}'")
+    filename, btype, extension, comp = m.group(1), m.group(2), m.group(3), m.group(4)
+    fmt = extension.split(".", 1)[0]
+    if fmt == "tgz" and comp is None:
+        fmt, comp = "tar", "gz"
+    std = re.fullmatch(STD_NAME_RE.format(type=btype, ext=re.escape(extension)), name)
+    vmid = ctime = logname = None
+    if std:
+        ctime = _local_ctime(*(int(g) for g in std.group(3, 4, 5, 6, 7, 8)))
+        if ctime is not None:
+            vmid = int(std.group(2))
+            logname = std.group(1) + LOG_EXT
+    return ArchiveInfo(
+        filename=filename,
+        type=btype,
+        extension=extension,
+        format=fmt,
+        compression=comp,
+        decompressor=DECOMPRESSORS[fmt].get(comp) if comp else None,
+        is_std_name=ctime is not None,
+        vmid=vmid,
+        ctime=ctime,
+        logfilename=logname,
+        notesfilename=filename + NOTES_EXT,
+        protectedfilename=filename + PROTECTED_EXT,
+    )
+
+
+def _local_ctime(year: int, month: int, day: int, hh: int, mm: int, ss: int) -> int | None:
+    """Epoch of a local wall-clock time; None for an impossible date (Perl's timelocal dies)."""
+    try:
+        dt.datetime(year, month, day, hh, mm, ss)
+    except ValueError:
+        return None
+    return int(time.mktime((year, month, day, hh, mm, ss, 0, 0, -1)))
+
+
+def backup_basename(vmid: int, when: float | dt.datetime | None = None, btype: str = "lxc") -> str:
+    """``vzdump-lxc-<vmid>-YYYY_MM_DD-hh_mm_ss`` in local time (``when`` defaults to now)."""
+    if when is None:
+        stamp = time.localtime()
+    elif isinstance(when, dt.datetime):
+        local = when.astimezone() if when.tzinfo is not None else when
+        stamp = local.timetuple()
+    else:
+        stamp = time.localtime(when)
+    return f"vzdump-{btype}-{vmid}-" + time.strftime("%Y_%m_%d-%H_%M_%S", stamp)
+
+
+def archive_extension(compress: str | bool | None) -> str:
+    """The archive extension for a vzdump ``--compress`` value (``.tar`` when off)."""
+    if compress is None or compress is False:
+        key = "0"
+    elif compress is True:
+        key = "1"
+    else:
+        key = str(compress)
+    try:
+        return COMPRESS_EXTENSIONS[key]
+    except KeyError:
+        raise ArchiveError(f"unknown compression '{compress}'") from None
+
+
+def temp_archive_name(archive: str) -> str:
+    """The ``.dat`` name written while the archive is produced: the last extension replaced.
+
+    ``….tar.zst`` → ``….tar.dat``; an uncompressed ``….tar`` → ``….dat``.
+    """
+    head, sep, tail = archive.rpartition("/")
+    stem, dot, _ext = tail.rpartition(".")
+    if not dot:
+        raise ArchiveError(f"archive name '{archive}' has no extension")
+    return f"{head}{sep}{stem}.dat"

@@ -1,0 +1,219 @@
+"""Storage operations by storage id and volume id, with Proxmox's checks and messages.
+
+Storage lookups, templates (pveam) and backups (vzdump). Container volumes are in
+:mod:`shared.storage.volumes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from .. import atomic
+from ..errors import ArchiveError, NotFoundError, ParamError, StorageError
+from ..formats.archivename import ArchiveInfo, archive_info
+from ..formats.types import FormatError, StorageId
+from . import listing
+from .base import Storage
+from .config import StorageConfig, load_config
+from .listing import VolumeEntry
+from .volid import VolName, is_volume_id, parse_volname, parse_volume_id
+
+
+def check_storage_id(sid: str, param: str = "storage") -> str:
+    """Validate a storage ID: ParamError ``<param>: invalid format - storage ID ...``."""
+    try:
+        return str(StorageId.parse(sid))
+    except FormatError as err:
+        raise ParamError({param: str(err)}) from None
+
+
+def get_storage(
+    sid: str,
+    cfg: StorageConfig | None = None,
+    *,
+    enabled: bool = True,
+    param: str = "storage",
+) -> Storage:
+    """A configured storage: ID format, ``does not exist``, then ``is disabled``/node checks."""
+    check_storage_id(sid, param)
+    store = (cfg or load_config()).storage(sid)
+    if enabled:
+        store.check_enabled()
+    return store
+
+
+def resolve_volume(
+    volid: str, cfg: StorageConfig | None = None, *, enabled: bool = True
+) -> tuple[Storage, VolName]:
+    """The storage and parsed volume name of a volume id."""
+    sid, volname = parse_volume_id(volid)
+    store = (cfg or load_config()).storage(sid)
+    vol = store.parse_volname(volname)
+    if enabled:
+        store.check_enabled()
+    return store, vol
+
+
+def check_volume_content(vol: VolName, volid: str, vtype: str) -> None:
+    """``unable to use volume <volid> - content type needs to be '<t>'`` (rootdir takes images)."""
+    if vol.vtype != vtype and not (vtype == "rootdir" and vol.vtype == "images"):
+        raise StorageError(f"unable to use volume {volid} - content type needs to be '{vtype}'")
+
+
+def volume_path(volid: str, snapshot: str | None = None, cfg: StorageConfig | None = None) -> Path:
+    """The file-system path of a volume (or of one of its snapshots)."""
+    sid, volname = parse_volume_id(volid)
+    return (cfg or load_config()).storage(sid).path_of(volname, snapshot)
+
+
+def volume_owner(volid: str) -> int | None:
+    """The VMID that owns a volume (images; backups with a vzdump name), if any."""
+    return parse_volname(parse_volume_id(volid)[1]).vmid
+
+
+# --- templates (pveam) ----------------------------------------------------------------------
+
+
+def list_templates(sid: str, cfg: StorageConfig | None = None) -> list[VolumeEntry]:
+    """``pveam list``: checks, then templates sorted by volid (case-insensitive)."""
+    return listing.list_templates(get_storage(sid, cfg))
+
+
+def template_dir(sid: str, cfg: StorageConfig | None = None) -> Path:
+    """Where ``pveam download`` stores templates (created if missing)."""
+    store = get_storage(sid, cfg)
+    if not store.has_content("vztmpl"):
+        raise StorageError(f"storage '{sid}' does not support templates")
+    store.activate()
+    directory = store.subdir("vztmpl")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _existing_file(volid: str, path: Path) -> Path:
+    if not path.is_file():
+        raise NotFoundError(f"can't find file '{volid}'")
+    return path
+
+
+def remove_template(volid: str, cfg: StorageConfig | None = None) -> None:
+    """``pveam remove``: volume ids only, never an arbitrary path (pveam §6)."""
+    if not is_volume_id(volid):
+        raise StorageError(
+            f"unable to parse volume ID '{volid}'",
+            hint="give a volume ID such as 'local:vztmpl/<file>'; paths are not accepted",
+        )
+    store, vol = resolve_volume(volid, cfg, enabled=False)
+    check_volume_content(vol, volid, "vztmpl")
+    store.check_enabled()
+    path = _existing_file(volid, store.subdir("vztmpl") / vol.name)
+    path.unlink()
+
+
+def resolve_template(ref: str, cfg: StorageConfig | None = None) -> Path:
+    """A template given as volume id (``local:vztmpl/x.tar.zst``) or as a file path."""
+    if not is_volume_id(ref):
+        path = Path(ref)
+        if not path.is_file():
+            raise NotFoundError(f"can't find file '{ref}'")
+        return path
+    store, vol = resolve_volume(ref, cfg)
+    check_volume_content(vol, ref, "vztmpl")
+    return _existing_file(ref, store.subdir("vztmpl") / vol.name)
+
+
+# --- backups (vzdump) -----------------------------------------------------------------------
+
+
+def backup_storage(sid: str, cfg: StorageConfig | None = None) -> Storage:
+    store = get_storage(sid, cfg)
+    if not store.has_content("backup"):
+        raise StorageError(f"can't use storage '{sid}' for backups - wrong content type")
+    return store
+
+
+def backup_dir(sid: str, cfg: StorageConfig | None = None) -> Path:
+    """The dump directory of a backup storage (created if missing)."""
+    store = backup_storage(sid, cfg)
+    store.activate()
+    directory = store.subdir("backup")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def list_backups(
+    sid: str,
+    vmid: int | None = None,
+    subtype: str | None = None,
+    cfg: StorageConfig | None = None,
+) -> list[VolumeEntry]:
+    return listing.list_backups(get_storage(sid, cfg), vmid, subtype)
+
+
+def backup_path(volid: str, cfg: StorageConfig | None = None) -> Path:
+    store, vol = resolve_volume(volid, cfg)
+    check_volume_content(vol, volid, "backup")
+    return store.subdir("backup") / vol.name
+
+
+def _aux_info(path: Path) -> ArchiveInfo | None:
+    try:
+        return archive_info(path.name)
+    except ArchiveError:
+        return None
+
+
+def archive_remove(path: Path) -> None:
+    """Delete an archive with its ``.log`` and ``.notes``; refuse a protected one."""
+    if os.path.lexists(f"{path}.protected"):
+        raise StorageError(f"cannot remove protected archive '{path}'")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    info = _aux_info(path)
+    for aux in (info.logfilename, info.notesfilename) if info else ():
+        if aux:
+            with contextlib.suppress(FileNotFoundError):
+                (path.parent / aux).unlink()
+
+
+def remove_backup(volid: str, cfg: StorageConfig | None = None) -> None:
+    """Remove a backup volume (``can't find file`` when it is not there)."""
+    archive_remove(_existing_file(volid, backup_path(volid, cfg)))
+
+
+def set_backup_notes(volid: str, text: str, cfg: StorageConfig | None = None) -> None:
+    """Write ``<archive>.notes`` (an empty text deletes it)."""
+    path = _existing_file(volid, backup_path(volid, cfg))
+    notes = Path(f"{path}.notes")
+    if text == "":
+        with contextlib.suppress(FileNotFoundError):
+            notes.unlink()
+        return
+    atomic.write_text(notes, text)
+
+
+def set_backup_protected(volid: str, protected: bool, cfg: StorageConfig | None = None) -> None:
+    """Create or remove ``<archive>.protected``, honouring ``max-protected-backups``."""
+    cfg = cfg or load_config()
+    path = _existing_file(volid, backup_path(volid, cfg))
+    marker = Path(f"{path}.protected")
+    if not protected:
+        with contextlib.suppress(FileNotFoundError):
+            marker.unlink()
+        return
+    if marker.exists():
+        return
+    store, vol = resolve_volume(volid, cfg)
+    limit = store.max_protected_backups
+    if vol.vmid is not None and limit is not None and limit > -1:
+        entries = listing.list_backups(store, vol.vmid)
+        mine = next((e.subtype for e in entries if e.volid == volid), None)
+        count = sum(1 for e in entries if e.protected and (mine is None or e.subtype == mine))
+        if count >= limit:
+            raise StorageError(
+                f"The number of protected backups per guest is limited to {limit} "
+                f"on storage '{store.id}'"
+            )
+    marker.touch()

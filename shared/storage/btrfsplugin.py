@@ -1,0 +1,332 @@
+"""btrfs storage: Proxmox's BTRFSPlugin layout, with subvolume snapshots.
+
+    images/<vmid>/subvol-<vmid>-disk-<n>.subvol/          a subvolume (container directory volume)
+    images/<vmid>/vm-<vmid>-disk-<n>/disk.raw             a raw image inside its own subvolume
+    images/<vmid>/subvol-<vmid>-disk-<n>.subvol@<snap>/   read-only snapshot subvolumes
+    images/<vmid>/vm-<vmid>-disk-<n>@<snap>/disk.raw
+
+Volume names are the directory storage's (``<vmid>/vm-<vmid>-disk-<n>.raw``). Sizes of subvolumes
+become qgroup limits when quotas are enabled on the file system and are ignored otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import stat
+from pathlib import Path
+
+from ..errors import NotFoundError, StorageError
+from ..formats.types import FormatError, check_configid
+from . import cmd, loop
+from .dirplugin import DirStorage, pad_kib
+from .listing import VolumeEntry
+from .volid import VolName, base_name
+
+BTRFS_FIRST_FREE_OBJECTID = 256
+_F = frozenset
+BTRFS_FEATURES = {
+    "snapshot": {"current": _F({"qcow2", "raw", "subvol"}), "snap": _F({"qcow2", "raw", "subvol"})},
+    "clone": {
+        "base": _F({"qcow2", "raw", "subvol", "vmdk"}),
+        "current": _F({"raw"}),
+        "snap": _F({"raw"}),
+    },
+    "template": {"current": _F({"qcow2", "raw", "vmdk", "subvol"})},
+    "copy": {
+        "base": _F({"qcow2", "raw", "subvol", "vmdk"}),
+        "current": _F({"qcow2", "raw", "subvol", "vmdk"}),
+        "snap": _F({"qcow2", "raw", "subvol"}),
+    },
+    "sparseinit": {"base": _F({"qcow2", "raw", "vmdk"}), "current": _F({"qcow2", "raw", "vmdk"})},
+    "rename": {"current": _F({"qcow2", "raw", "vmdk"})},
+}
+# "different to Plugin.pm the regex also excludes '@'": snapshots are not volumes
+_BTRFS_IMAGE_RE = re.compile(r"[^/@.]+(?:\.(qcow2|vmdk|subvol))?")
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def is_subvolume(path: Path) -> bool:
+    """What btrfs-progs checks: a directory whose inode is the subvolume root."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_FIRST_FREE_OBJECTID
+
+
+def rename_exchange(a: Path, b: Path) -> None:
+    """Atomically swap two paths (renameat2 with RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def btrfs(*args: str) -> str:
+    """Run a btrfs command that changes something (quietly, as Proxmox does)."""
+    return cmd.run(["btrfs", "-q", *args])
+
+
+def btrfs_query(*args: str) -> str:
+    """Run a btrfs command for its output (``-q`` would silence it)."""
+    return cmd.run(["btrfs", *args])
+
+
+def check_snapshot_name(snap: str) -> None:
+    try:
+        check_configid(snap)
+    except FormatError:
+        raise StorageError(f"invalid snapshot name '{snap}'") from None
+
+
+class BtrfsStorage(DirStorage):
+    type_name = "btrfs"
+    FEATURES = BTRFS_FEATURES
+
+    def activate(self) -> None:
+        super().activate()
+        fstype = cmd.run(["stat", "-f", "-c", "%T", "--", str(self.path)]).strip()
+        if fstype != "btrfs":
+            raise StorageError(f"'{self.path}' is not a btrfs file system")
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def image_path(self, vol: VolName, snapshot: str | None = None) -> Path:
+        assert vol.vmid is not None
+        base = self.image_dir(vol.vmid)
+        at = f"@{snapshot}" if snapshot else ""
+        if vol.format == "raw":
+            return base / f"{vol.name.removesuffix('.raw')}{at}" / "disk.raw"
+        if vol.format == "subvol":
+            return base / f"{vol.name}{at}"
+        if snapshot is not None:
+            raise StorageError("snapshot feature is not available")
+        return base / vol.name
+
+    def subvolume_of(self, vol: VolName, snapshot: str | None = None) -> Path:
+        """The subvolume that holds a volume (the directory of a raw image's disk.raw)."""
+        path = self.image_path(vol, snapshot)
+        return path.parent if vol.format == "raw" else path
+
+    def list_images(self, vmid: int | None = None) -> list[VolumeEntry]:
+        result = []
+        for owner, directory in self._owner_dirs(vmid):
+            for name in self.owner_names(owner):
+                m = _BTRFS_IMAGE_RE.fullmatch(name)
+                if not m:
+                    continue
+                path = directory / name
+                if m.group(1) is None:  # a raw image lives in the subvolume <name>/disk.raw
+                    entry = self._image_entry(owner, f"{name}.raw", "raw", path, path / "disk.raw")
+                else:
+                    entry = self._image_entry(owner, name, m.group(1), path, path)
+                if entry is not None:
+                    result.append(entry)
+        return result
+
+    # --- quotas ---------------------------------------------------------------------------
+
+    def quotas_enabled(self) -> bool:
+        return cmd.succeeds(["btrfs", "qgroup", "show", "--", str(self.path)])
+
+    def _qgroup(self, subvol: Path) -> str:
+        return "0/" + btrfs_query("inspect-internal", "rootid", "--", str(subvol)).strip()
+
+    def _qgroup_limit(self, subvol: Path) -> int | None:
+        qgroup = self._qgroup(subvol)
+        out = btrfs_query("qgroup", "show", "-re", "--raw", "-f", "--", str(subvol))
+        for line in out.splitlines():
+            fields = line.split()
+            if fields and fields[0] == qgroup and len(fields) > 3:
+                return int(fields[3]) if fields[3].isdigit() else None
+        return None
+
+    def _set_limit(self, subvol: Path, size: int) -> None:
+        if size > 0 and self.quotas_enabled():
+            btrfs("qgroup", "limit", "--", str(pad_kib(size)), self._qgroup(subvol), str(subvol))
+
+    # --- allocation -----------------------------------------------------------------------
+
+    def default_format(self, size: int) -> str:
+        return "subvol"
+
+    def _check_alloc(self, fmt: str, size: int) -> None:
+        if fmt not in ("raw", "subvol"):
+            raise StorageError(f"unsupported format '{fmt}'")
+        if fmt == "raw" and size <= 0:
+            raise StorageError("a raw volume needs a size greater than 0")
+
+    def alloc_volume(
+        self,
+        vmid: int,
+        size: int,
+        *,
+        root_uid: int = 0,
+        root_gid: int = 0,
+        fmt: str | None = None,
+    ) -> str:
+        fmt = fmt or self.default_format(size)
+        self._check_alloc(fmt, size)
+        self.activate()
+        imgdir = self.image_dir(vmid)
+        with self.alloc_lock():
+            imgdir.mkdir(parents=True, exist_ok=True)
+            name = self.find_free_diskname(vmid, fmt)
+            subvol = imgdir / name.removesuffix(".raw")
+            if subvol.exists():
+                raise StorageError(f"disk image '{subvol}' already exists")
+            btrfs("subvolume", "create", "--", str(subvol))
+        try:
+            if fmt == "raw":
+                self._make_raw(subvol / "disk.raw", size, root_uid, root_gid)
+            else:
+                os.chown(subvol, root_uid, root_gid)
+                self._set_limit(subvol, size)
+        except BaseException:
+            with contextlib.suppress(StorageError, OSError):
+                btrfs("subvolume", "delete", "--", str(subvol))
+            raise
+        return f"{vmid}/{name}"
+
+    def _make_raw(self, path: Path, size: int, root_uid: int, root_gid: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        if self.props.get("nocow"):
+            cmd.run(["chattr", "+C", str(path)])  # only works while the file is empty
+        os.truncate(path, pad_kib(size))
+        loop.make_ext4(path, root_uid, root_gid)
+
+    def free_volume(self, volname: str) -> bool:
+        """Delete a volume's subvolume together with all of its snapshots."""
+        vol = self._images_vol(volname)
+        if vol.format not in ("raw", "subvol"):
+            return super().free_volume(volname)
+        subvol = self.subvolume_of(vol)
+        if not subvol.exists():
+            return False
+        self._check_unused(volname, self.image_path(vol), vol.format)
+        snaps = [self.subvolume_of(vol, s) for s in self.list_snapshots(volname)]
+        for path in [*snaps, subvol]:
+            if loop.mount_users(path):
+                raise StorageError(f"volume '{self.volid(volname)}' is in use ({path})")
+        btrfs("subvolume", "delete", "--", *map(str, snaps), str(subvol))
+        with contextlib.suppress(OSError):
+            subvol.parent.rmdir()
+        return True
+
+    # --- size -----------------------------------------------------------------------------
+
+    def volume_size(self, volname: str) -> int:
+        """raw: the image size; subvol: its qgroup limit, or 0 without one."""
+        vol = self._images_vol(volname)
+        if vol.format != "subvol":
+            return super().volume_size(volname)
+        subvol = self.subvolume_of(vol)
+        self._existing(volname, subvol)
+        if not self.quotas_enabled():
+            return 0
+        return self._qgroup_limit(subvol) or 0
+
+    def resize_volume(self, volname: str, size: int) -> None:
+        vol = self._images_vol(volname)
+        if vol.format != "subvol":
+            super().resize_volume(volname, size)
+            return
+        subvol = self.subvolume_of(vol)
+        self._existing(volname, subvol)
+        self._set_limit(subvol, size)
+
+    # --- templates ------------------------------------------------------------------------
+
+    def convert_to_base(self, volname: str) -> str:
+        """Rename ``vm-`` → ``base-`` (subvol names stay) and make the subvolume read-only."""
+        vol = self._images_vol(volname)
+        if vol.format not in ("raw", "subvol"):
+            return super().convert_to_base(volname)
+        if vol.is_base:
+            raise StorageError("create_base not possible with base image")
+        if self.list_snapshots(volname):
+            raise StorageError(f"volume '{self.volid(volname)}' has snapshots")
+        subvol = self.subvolume_of(vol)
+        self._existing(volname, subvol)
+        newvol = self._base_volname(vol, base_name(vol.name))
+        newsubvol = self.subvolume_of(self.parse_volname(newvol))
+        if newsubvol != subvol:
+            if newsubvol.exists():
+                raise StorageError(f"file '{newsubvol}' already exists")
+            os.rename(subvol, newsubvol)
+        btrfs("property", "set", str(newsubvol), "ro", "true")
+        return newvol
+
+    # --- snapshots ------------------------------------------------------------------------
+
+    def list_snapshots(self, volname: str) -> list[str]:
+        """Names of the snapshots of a volume (``<subvolume>@<name>`` subvolumes)."""
+        vol = self._images_vol(volname)
+        subvol = self.subvolume_of(vol)
+        prefix = subvol.name + "@"
+        return sorted(
+            n[len(prefix) :]
+            for n in self.owner_names(vol.vmid or 0)
+            if n.startswith(prefix) and is_subvolume(subvol.parent / n)
+        )
+
+    def snapshot_create(self, volname: str, snap: str) -> None:
+        check_snapshot_name(snap)
+        vol = self._images_vol(volname)
+        subvol, target = self.subvolume_of(vol), self.subvolume_of(vol, snap)
+        self._existing(volname, subvol)
+        if target.exists():
+            raise StorageError(
+                f"snapshot '{snap}' of volume '{self.volid(volname)}' already exists"
+            )
+        btrfs("subvolume", "snapshot", "-r", "--", str(subvol), str(target))
+
+    def _snapshot(self, volname: str, snap: str) -> tuple[VolName, Path, Path]:
+        check_snapshot_name(snap)
+        vol = self._images_vol(volname)
+        subvol, source = self.subvolume_of(vol), self.subvolume_of(vol, snap)
+        if not is_subvolume(source):
+            raise NotFoundError(
+                f"snapshot '{snap}' of volume '{self.volid(volname)}' does not exist"
+            )
+        return vol, subvol, source
+
+    def snapshot_rollback(self, volname: str, snap: str) -> None:
+        """Replace the volume by a writable copy of the snapshot, atomically (RENAME_EXCHANGE)."""
+        vol, subvol, source = self._snapshot(volname, snap)
+        self._check_unused(volname, self.image_path(vol), vol.format)
+        limit = self._qgroup_limit(subvol) if self.quotas_enabled() else None
+        tmp = subvol.with_name(f"{subvol.name}.tmp.{os.getpid()}")
+        btrfs("subvolume", "snapshot", "--", str(source), str(tmp))
+        try:
+            rename_exchange(tmp, subvol)
+        except OSError as err:
+            with contextlib.suppress(StorageError, OSError):
+                btrfs("subvolume", "delete", "--", str(tmp))
+            raise StorageError(
+                f"failed to rotate '{tmp}' into place at '{subvol}' - {err}"
+            ) from None
+        btrfs("subvolume", "delete", "--", str(tmp))  # the old state
+        if limit:
+            self._set_limit(subvol, limit)
+
+    def snapshot_delete(self, volname: str, snap: str) -> None:
+        _vol, _subvol, source = self._snapshot(volname, snap)
+        if loop.mount_users(source):
+            raise StorageError(f"snapshot '{snap}' of volume '{self.volid(volname)}' is in use")
+        btrfs("subvolume", "delete", "--", str(source))
+
+    def snapshot_path(self, volname: str, snap: str) -> Path:
+        """The read-only snapshot to mount or read (raw: its ``disk.raw``)."""
+        check_snapshot_name(snap)
+        return self.image_path(self._images_vol(volname), snap)
+
+    def needs_fsfreeze(self, volname: str) -> bool:
+        """An ext4 inside a raw image must be frozen for a clean (mountable) snapshot."""
+        return self._images_vol(volname).format == "raw"

@@ -1,0 +1,186 @@
+"""``storage.cfg``: section types ``dir`` and ``btrfs``, loading, saving, the implicit ``local``.
+
+Storage ``local`` always exists, as on Proxmox: when storage.cfg does not define it (or does not
+exist at all) it is a dir storage at ``/var/lib/vz`` with content ``vztmpl,backup,rootdir,iso``.
+That implicit section is never written back, so reading and writing a file keeps it unchanged.
+
+Sections of other storage types (nfs, zfspool, pbs, ...) and invalid lines are skipped with a
+warning; a config that lost anything that way refuses to be saved, so nothing is dropped from
+the file behind the user's back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import atomic, paths
+from ..errors import ConfigError, NotFoundError
+from ..formats import sectionconfig as sc
+from ..formats.propstring import Field
+from ..formats.types import Bool, Enum, FormatError, Int, ListOf, StorageId, Str, ValueType
+from ..prune import parse_prune_backups
+from .base import Storage
+from .btrfsplugin import BtrfsStorage
+from .dirplugin import DirStorage
+
+CONTENT_TYPES = ("images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import", "none")
+PLUGINS: dict[str, type[Storage]] = {"dir": DirStorage, "btrfs": BtrfsStorage}
+DEFAULT_LOCAL = {"path": "/var/lib/vz", "content": ["vztmpl", "backup", "rootdir", "iso"]}
+
+
+def _check_path(value: str) -> None:
+    if not value.startswith("/") or any(c in value for c in ";()") or len(value) < 2:
+        raise FormatError("value does not look like a valid absolute path")
+
+
+class ContentList(ListOf):
+    """``content``: known types are kept in order; ``none`` cannot be combined with others."""
+
+    def parse(self, raw: str) -> list[Any]:
+        items = super().parse(raw)
+        if "none" in items and len(items) > 1:
+            raise FormatError("unable to combine 'none' with other content types")
+        return items
+
+
+class PruneBackups(ValueType):
+    """``prune-backups``: validated like vzdump's option, stored as written (for round trips)."""
+
+    name = "prune-backups"
+
+    def parse(self, raw: str) -> str:
+        parse_prune_backups(raw)
+        return str(raw)
+
+
+def _content_dirs(value: str) -> None:
+    for item in value.split(","):
+        vtype, _, rel = item.partition("=")
+        if vtype not in CONTENT_TYPES or not rel or rel.startswith("/") or ".." in rel.split("/"):
+            raise FormatError(f"invalid override '{item}'")
+
+
+NODE = Str(pattern=r"[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?", metavar="node")
+
+COMMON_FIELDS: dict[str, Field] = {
+    "path": Field(Str(check=_check_path, metavar="path"), optional=False),
+    "content": Field(ContentList(Str(), join=",")),
+    "disable": Field(Bool()),
+    "shared": Field(Bool()),
+    "nodes": Field(ListOf(NODE, join=",")),
+    "prune-backups": Field(PruneBackups()),
+    "max-protected-backups": Field(Int(minimum=-1)),
+    "maxfiles": Field(Int(minimum=0)),
+    "mkdir": Field(Bool()),
+    "create-base-path": Field(Bool()),
+    "create-subdirs": Field(Bool()),
+    "is_mountpoint": Field(Str()),
+    "content-dirs": Field(Str(check=_content_dirs)),
+    "preallocation": Field(Enum("off", "metadata", "falloc", "full")),
+}
+
+SECTION_TYPES: dict[str, sc.SectionType] = {
+    "dir": sc.SectionType(
+        {**COMMON_FIELDS, "format": Field(Enum("raw", "qcow2", "vmdk", "subvol"))},
+        id_type=StorageId,
+    ),
+    "btrfs": sc.SectionType(
+        {**COMMON_FIELDS, "format": Field(Enum("raw", "subvol")), "nocow": Field(Bool())},
+        id_type=StorageId,
+    ),
+}
+
+
+@dataclass
+class StorageConfig:
+    """The parsed storage.cfg plus the implicit ``local`` storage."""
+
+    sections: sc.SectionConfig
+    warnings: list[str] = field(default_factory=list)
+    lossy: bool = False  # sections were skipped: writing would drop them
+
+    def ids(self) -> list[str]:
+        ids = [s.id for s in self.sections]
+        return ids if "local" in ids else ["local", *ids]
+
+    def __iter__(self) -> Iterator[Storage]:
+        for sid in self.ids():
+            yield self.storage(sid)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self.ids()
+
+    def get(self, sid: str) -> Storage | None:
+        section = self.sections.get(sid)
+        if section is None:
+            return make_storage("dir", "local", dict(DEFAULT_LOCAL)) if sid == "local" else None
+        return make_storage(section.type, section.id, section.props)
+
+    def storage(self, sid: str) -> Storage:
+        store = self.get(sid)
+        if store is None:
+            raise NotFoundError(f"storage '{sid}' does not exist")
+        return store
+
+    def add(self, stype: str, sid: str, props: dict[str, Any]) -> Storage:
+        """Add a section (values already parsed, e.g. ``{"path": "/x", "content": ["iso"]}``)."""
+        self.sections.add(sc.Section(stype, sid, dict(props)))
+        return self.storage(sid)
+
+    def remove(self, sid: str) -> None:
+        self.sections.remove(sid)
+
+    def render(self) -> str:
+        return self.sections.render()
+
+
+def make_storage(stype: str, sid: str, props: dict[str, Any]) -> Storage:
+    try:
+        cls = PLUGINS[stype]
+    except KeyError:
+        raise ConfigError(f"unknown storage type '{stype}'") from None
+    return cls(sid, props)
+
+
+def parse_config(text: str) -> StorageConfig:
+    """Parse storage.cfg text; bad lines and sections become warnings."""
+    parsed = sc.parse(text, SECTION_TYPES)
+    cfg = StorageConfig(parsed, warnings=list(parsed.warnings))
+    cfg.lossy = bool(parsed.warnings)  # skipped lines would be dropped by a rewrite
+    for section in list(parsed.sections):
+        try:
+            parsed.validate(section)
+        except ConfigError as err:
+            cfg.warnings.append(f"ignore section '{section.type}: {section.id}' - {err}")
+            parsed.sections.remove(section)
+            cfg.lossy = True
+            continue
+        for item in section.props.get("content", []):
+            if item not in CONTENT_TYPES:
+                cfg.warnings.append(
+                    f"storage '{section.id}': storage does not support content type '{item}'"
+                )
+    return cfg
+
+
+def load_config(path: Path | None = None) -> StorageConfig:
+    """Read storage.cfg (``paths.storage_cfg()``); a missing file gives just ``local``."""
+    path = path or paths.storage_cfg()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    return parse_config(text)
+
+
+def save_config(cfg: StorageConfig, path: Path | None = None) -> None:
+    """Write storage.cfg atomically (refused if parsing had to drop sections)."""
+    if cfg.lossy:
+        raise ConfigError(
+            "refusing to write storage.cfg: it contains lines that could not be parsed",
+            hint="fix or remove them by hand first",
+        )
+    atomic.write_text(path or paths.storage_cfg(), cfg.render())

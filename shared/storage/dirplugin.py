@@ -1,0 +1,267 @@
+"""Directory storage: container volumes as raw ext4 images or plain directories (pct §2.4).
+
+    images/<vmid>/vm-<vmid>-disk-<n>.raw        size > 0: sparse file, mkfs.ext4 -O mmp
+    images/<vmid>/subvol-<vmid>-disk-<n>.subvol size 0: a directory owned by the CT's root
+    images/<vmid>/base-<vmid>-disk-<n>.raw      a template's (read-only) image
+
+A directory storage has no snapshots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+
+from .. import paths
+from ..errors import NotFoundError, StorageError
+from . import loop
+from .base import Storage
+from .listing import VolumeEntry
+from .volid import VolName, base_name, disk_index_re, disk_name
+
+MAX_VOLUMES_PER_GUEST = 1024
+ALLOC_FORMATS = ("raw", "subvol")
+_IMAGE_FILE_RE = re.compile(r"[^/]+\.(raw|qcow2|vmdk|subvol)")
+_F = frozenset
+
+DIR_FEATURES = {
+    "snapshot": {"current": _F({"qcow2"}), "snap": _F({"qcow2"})},
+    "clone": {"base": _F({"qcow2", "raw", "vmdk"})},
+    "template": {"current": _F({"qcow2", "raw", "vmdk", "subvol"})},
+    "copy": {
+        "base": _F({"qcow2", "raw", "vmdk"}),
+        "current": _F({"qcow2", "raw", "vmdk"}),
+        "snap": _F({"qcow2"}),
+    },
+    "sparseinit": {"base": _F({"qcow2", "raw", "vmdk"}), "current": _F({"qcow2", "raw", "vmdk"})},
+    "rename": {"current": _F({"qcow2", "raw", "vmdk"})},
+}
+
+
+def pad_kib(size: int) -> int:
+    """Sizes are handled in whole KiB, as Proxmox does."""
+    return size + (1024 - size % 1024) % 1024
+
+
+class DirStorage(Storage):
+    type_name = "dir"
+    FEATURES = DIR_FEATURES
+
+    # --- names and listing ----------------------------------------------------------------
+
+    def _images_vol(self, volname: str) -> VolName:
+        vol = self.parse_volname(volname)
+        if vol.vtype != "images" or vol.vmid is None:
+            raise StorageError(
+                f"unable to use volume {self.volid(volname)} - content type needs to be 'rootdir'"
+            )
+        return vol
+
+    def owner_names(self, vmid: int) -> list[str]:
+        """Every entry name in ``images/<vmid>/``."""
+        try:
+            return sorted(os.listdir(self.image_dir(vmid)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def find_free_diskname(self, vmid: int, fmt: str) -> str:
+        """The first disk index not used by any name of ``vmid`` on this storage."""
+        rx = disk_index_re(vmid)
+        used = {int(m.group(1)) for n in self.owner_names(vmid) if (m := rx.fullmatch(n))}
+        for index in range(MAX_VOLUMES_PER_GUEST):
+            if index not in used:
+                return disk_name(vmid, index, fmt)
+        raise StorageError(f"unable to allocate an image name for VM {vmid} in storage '{self.id}'")
+
+    def _owner_dirs(self, vmid: int | None) -> list[tuple[int, Path]]:
+        top = self.subdir("images")
+        if vmid is not None:
+            return [(vmid, top / str(vmid))]
+        try:
+            names = sorted(n for n in os.listdir(top) if re.fullmatch(r"[1-9][0-9]*", n))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [(int(n), top / n) for n in names]
+
+    def list_images(self, vmid: int | None = None) -> list[VolumeEntry]:
+        """Container (and VM) images, optionally of one owner."""
+        result = []
+        for owner, directory in self._owner_dirs(vmid):
+            for name in self.owner_names(owner):
+                m = _IMAGE_FILE_RE.fullmatch(name)
+                if not m:
+                    continue
+                path = directory / name
+                entry = self._image_entry(owner, name, m.group(1), path, path)
+                if entry is not None:
+                    result.append(entry)
+        return result
+
+    def _image_entry(
+        self, owner: int, name: str, fmt: str, path: Path, data: Path
+    ) -> VolumeEntry | None:
+        try:
+            st = os.stat(data)
+        except OSError:
+            return None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        return VolumeEntry(
+            volid=self.volid(f"{owner}/{name}"),
+            content="rootdir" if paths.ct_conf(owner).exists() else "images",
+            format=fmt,
+            size=0 if is_dir else st.st_size,
+            path=path,
+            ctime=int(st.st_ctime),
+            vmid=owner,
+            used=0 if is_dir else st.st_blocks * 512,
+        )
+
+    def list_vmid_volumes(self, vmid: int) -> list[str]:
+        return [e.volid for e in self.list_images(vmid)]
+
+    # --- allocation -----------------------------------------------------------------------
+
+    def default_format(self, size: int) -> str:
+        return "raw" if size > 0 else "subvol"
+
+    def _check_alloc(self, fmt: str, size: int) -> None:
+        if fmt not in ALLOC_FORMATS:
+            raise StorageError(f"unsupported format '{fmt}'")
+        if fmt == "subvol" and size != 0:
+            raise StorageError("storage does not support subvol quotas")
+        if fmt == "raw" and size <= 0:
+            raise StorageError("a raw volume needs a size greater than 0")
+
+    def alloc_volume(
+        self,
+        vmid: int,
+        size: int,
+        *,
+        root_uid: int = 0,
+        root_gid: int = 0,
+        fmt: str | None = None,
+    ) -> str:
+        """Allocate (and format) a container volume; returns its volume name."""
+        fmt = fmt or self.default_format(size)
+        self._check_alloc(fmt, size)
+        self.activate()
+        imgdir = self.image_dir(vmid)
+        with self.alloc_lock():
+            imgdir.mkdir(parents=True, exist_ok=True)
+            name = self.find_free_diskname(vmid, fmt)
+            path = imgdir / name
+            try:
+                if fmt == "raw":
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    os.close(fd)
+                else:
+                    os.mkdir(path, 0o755)
+            except FileExistsError:
+                raise StorageError(f"disk image '{path}' already exists") from None
+        try:
+            if fmt == "raw":
+                os.truncate(path, pad_kib(size))
+                loop.make_ext4(path, root_uid, root_gid)
+            else:
+                os.chmod(path, 0o755)
+                os.chown(path, root_uid, root_gid)
+        except BaseException:
+            self._remove_path(path, fmt)
+            raise
+        return f"{vmid}/{name}"
+
+    def _remove_path(self, path: Path, fmt: str) -> None:
+        if fmt == "subvol" and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+    def _check_unused(self, volname: str, path: Path, fmt: str | None) -> None:
+        """Refuse to delete a volume that is mounted or attached to a loop device."""
+        mounted = loop.mount_users(path) if path.is_dir() and not path.is_symlink() else []
+        devs = loop.devices_for(path) if fmt == "raw" and path.is_file() else []
+        if mounted or devs:
+            where = ", ".join([*map(str, mounted), *devs])
+            raise StorageError(f"volume '{self.volid(volname)}' is in use ({where})")
+
+    def free_volume(self, volname: str) -> bool:
+        """Delete a container volume; False when it did not exist."""
+        vol = self._images_vol(volname)
+        path = self.image_path(vol)
+        if not (path.exists() or path.is_symlink()):
+            return False
+        self._check_unused(volname, path, vol.format)
+        if vol.format == "subvol" and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+        return True
+
+    # --- size -----------------------------------------------------------------------------
+
+    def _existing(self, volname: str, path: Path) -> os.stat_result:
+        try:
+            return os.stat(path)
+        except FileNotFoundError:
+            raise NotFoundError(f"volume '{self.volid(volname)}' does not exist") from None
+
+    def volume_size(self, volname: str) -> int:
+        """Size in bytes; directory volumes report 0 (their size lives in the CT config)."""
+        vol = self._images_vol(volname)
+        st = self._existing(volname, self.image_path(vol))
+        return 0 if stat.S_ISDIR(st.st_mode) else st.st_size
+
+    def resize_volume(self, volname: str, size: int) -> None:
+        """Grow a raw image (the file system inside is the caller's job); shrinking is refused."""
+        vol = self._images_vol(volname)
+        path = self.image_path(vol)
+        st = self._existing(volname, path)
+        if vol.format == "subvol":
+            return
+        size = pad_kib(size)
+        if size < st.st_size:
+            raise StorageError("unable to shrink disk size")
+        os.truncate(path, size)
+
+    def volume_format(self, volname: str) -> str:
+        fmt = self._images_vol(volname).format
+        assert fmt is not None
+        return fmt
+
+    # --- templates ------------------------------------------------------------------------
+
+    def _base_volname(self, vol: VolName, newname: str) -> str:
+        prefix = f"{vol.basevmid}/{vol.basename}/" if vol.basename else ""
+        return f"{prefix}{vol.vmid}/{newname}"
+
+    def convert_to_base(self, volname: str) -> str:
+        """Turn a volume into a template's base volume (``vm-`` → ``base-``, read-only)."""
+        vol = self._images_vol(volname)
+        if vol.is_base:
+            raise StorageError("create_base not possible with base image")
+        newname = base_name(vol.name)
+        if newname == vol.name:  # subvol directories keep their name (as on Proxmox)
+            return volname
+        path, newvol = self.image_path(vol), self._base_volname(vol, newname)
+        newpath = self.image_path(self.parse_volname(newvol))
+        self._existing(volname, path)
+        if newpath.exists():
+            raise StorageError(f"file '{newpath}' already exists")
+        os.rename(path, newpath)
+        os.chmod(newpath, 0o444)
+        return newvol
+
+    # --- snapshots: none on a directory storage (the base class raises) -------------------
+
+    def list_snapshots(self, volname: str) -> list[str]:
+        self._images_vol(volname)
+        return []

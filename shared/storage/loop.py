@@ -1,0 +1,282 @@
+"""Loop devices and mounts for container volumes.
+
+A raw image is attached with ``losetup --find --show``, mounted as ext4, and then immediately
+"detached": on a busy loop device the kernel only sets the autoclear flag, so the device goes
+away by itself when the file system is unmounted. Nothing leaks even if ctkit dies while the
+volume is mounted. Directory volumes (subvol dirs, btrfs subvolumes) are bind mounts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CommandError
+from . import cmd
+
+RAW = "raw"
+SUBVOL = "subvol"
+
+
+# --- loop devices ---------------------------------------------------------------------------
+
+
+def attach(image: Path, *, read_only: bool = False) -> str:
+    """Attach ``image`` to a free loop device and return the device path."""
+    argv = ["losetup", "--find", "--show"]
+    if read_only:
+        argv.append("--read-only")
+    return cmd.run([*argv, "--", str(image)]).strip()
+
+
+def backing_file(dev: str) -> Path | None:
+    """The file behind a loop device, or None when it is free."""
+    sysfs = Path("/sys/block") / Path(dev).name / "loop" / "backing_file"
+    try:
+        text = sysfs.read_text().rstrip("\n")
+    except OSError:
+        return None
+    return Path(text.removesuffix(" (deleted)")) if text else None
+
+
+def detach(dev: str, image: Path | None = None) -> None:
+    """``losetup -d``; a mounted device is only marked autoclear. With ``image``, the device is
+    left alone unless it is still backed by that file (it may have been reused meanwhile)."""
+    if image is not None and backing_file(dev) != Path(os.path.realpath(image)):
+        return
+    cmd.run(["losetup", "-d", dev])
+
+
+def devices_for(image: Path) -> list[str]:
+    """The loop devices currently backed by ``image``."""
+    out = cmd.run(["losetup", "--list", "--noheadings", "--output", "NAME", "-j", str(image)])
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+# --- mounts ---------------------------------------------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of /proc/self/mountinfo."""
+
+    dev: str  # major:minor of the file system
+    root: Path  # the directory of that file system which is mounted
+    point: Path
+    fstype: str
+
+
+def mount_table() -> list[MountEntry]:
+    """The mounts of this mount namespace, in mount order."""
+    table = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            fields = line.rstrip("\n").split(" ")
+            if len(fields) < 7 or "-" not in fields[6:]:
+                continue
+            sep = fields.index("-", 6)
+            table.append(
+                MountEntry(
+                    dev=fields[2],
+                    root=Path(_unescape(fields[3])),
+                    point=Path(_unescape(fields[4])),
+                    fstype=fields[sep + 1] if len(fields) > sep + 1 else "",
+                )
+            )
+    return table
+
+
+def mount_points() -> list[Path]:
+    return [e.point for e in mount_table()]
+
+
+def _below(path: Path, top: Path) -> bool:
+    return path == top or top in path.parents
+
+
+def mounts_under(path: Path) -> list[Path]:
+    """Mount points at or below ``path``."""
+    top = Path(os.path.realpath(path))
+    return [p for p in mount_points() if _below(p, top)]
+
+
+def mount_users(path: Path) -> list[Path]:
+    """Mount points that expose ``path`` or anything inside it: mounts at or below it, and
+    bind mounts of it (or of a directory inside it) elsewhere."""
+    real = Path(os.path.realpath(path))
+    table = mount_table()
+    holders = [e for e in table if _below(real, e.point)]
+    users = [e.point for e in table if _below(e.point, real)]
+    if holders:
+        holder = max(reversed(holders), key=lambda e: len(e.point.parts))  # innermost, topmost
+        rel = holder.root / real.relative_to(holder.point)
+        users += [
+            e.point
+            for e in table
+            if e.dev == holder.dev and e is not holder and _below(e.root, rel)
+        ]
+    return sorted(set(users))
+
+
+def is_mounted(path: Path) -> bool:
+    return Path(os.path.realpath(path)) in mount_points()
+
+
+def _options(read_only: bool, options: Sequence[str]) -> list[str]:
+    opts = [o for o in options if o]
+    if read_only and "ro" not in opts:
+        opts.insert(0, "ro")
+    return ["-o", ",".join(opts)] if opts else []
+
+
+def mount_ext4(
+    device: str, target: Path, *, read_only: bool = False, options: Sequence[str] = ()
+) -> None:
+    cmd.run(["mount", "-t", "ext4", *_options(read_only, options), device, str(target)])
+
+
+def bind_mount(
+    source: Path, target: Path, *, read_only: bool = False, options: Sequence[str] = ()
+) -> None:
+    """Bind-mount a directory; read-only and VFS flags need a second (remount) step."""
+    cmd.run(["mount", "--bind", str(source), str(target)])
+    flags = [o for o in options if o]
+    if read_only or flags:
+        try:
+            remount = ",".join(["remount", "bind", *(["ro"] if read_only else []), *flags])
+            cmd.run(["mount", "-o", remount, str(target)])
+        except CommandError:
+            unmount(target, lazy=True)
+            raise
+
+
+def unmount(target: Path, *, lazy: bool = False) -> None:
+    cmd.run(["umount", *(["-l"] if lazy else []), str(target)])
+
+
+# --- a mounted volume -----------------------------------------------------------------------
+
+
+@dataclass
+class Mounted:
+    """A volume mounted at ``target``; ``loopdev`` is set for raw images."""
+
+    source: Path
+    target: Path
+    format: str
+    loopdev: str | None = None
+
+    def unmount(self, *, lazy: bool = False) -> None:
+        """Unmount (lazily as a fallback when busy) and make sure the loop device is gone."""
+        try:
+            unmount(self.target, lazy=lazy)
+        except CommandError:
+            if lazy or not is_mounted(self.target):
+                raise
+            lazy = True
+            unmount(self.target, lazy=True)
+        # after a lazy unmount the device is busy until the last file closes; autoclear frees it
+        if self.loopdev is not None and not lazy:
+            _wait_released(self.loopdev, self.source)
+
+
+def _wait_released(dev: str, image: Path, timeout: float = 2.0) -> None:
+    """Autoclear releases the device on last close; detach it ourselves if that did not happen."""
+    real = Path(os.path.realpath(image))
+    deadline = time.monotonic() + timeout
+    while backing_file(dev) == real:
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(CommandError):
+                detach(dev, image)
+            return
+        time.sleep(0.02)
+
+
+def mount_volume(
+    source: Path, target: Path, fmt: str, *, read_only: bool = False, options: Sequence[str] = ()
+) -> Mounted:
+    """Mount a raw image (ext4 through a loop device) or bind-mount a directory volume."""
+    if fmt == RAW:
+        dev = attach(source, read_only=read_only)
+        try:
+            mount_ext4(dev, target, read_only=read_only, options=options)
+        except BaseException:
+            with contextlib.suppress(CommandError):
+                detach(dev, source)
+            raise
+        try:
+            detach(dev, source)  # the device is busy now: this only sets autoclear
+        except BaseException:
+            with contextlib.suppress(CommandError):
+                unmount(target, lazy=True)
+            raise
+        return Mounted(source, target, fmt, dev)
+    if fmt == SUBVOL:
+        bind_mount(source, target, read_only=read_only, options=options)
+        return Mounted(source, target, fmt)
+    raise CommandError(f"unable to mount volume of format '{fmt}'")
+
+
+@contextlib.contextmanager
+def mounted(
+    source: Path, target: Path, fmt: str, *, read_only: bool = False, options: Sequence[str] = ()
+) -> Iterator[Mounted]:
+    """Mount for the duration of a block; always unmounts (lazily if busy) on the way out."""
+    handle = mount_volume(source, target, fmt, read_only=read_only, options=options)
+    try:
+        yield handle
+    finally:
+        handle.unmount()
+
+
+# --- resizing -------------------------------------------------------------------------------
+
+
+def make_ext4(image: Path, root_uid: int = 0, root_gid: int = 0) -> None:
+    """Proxmox's container file system: ``mkfs.ext4 -O mmp -E root_owner=<uid>:<gid>``."""
+    cmd.run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-O",
+            "mmp",
+            "-E",
+            f"root_owner={root_uid}:{root_gid}",
+            str(image),
+        ]
+    )
+
+
+def set_capacity(dev: str) -> None:
+    cmd.run(["losetup", "--set-capacity", dev])
+
+
+def online_resize(image: Path) -> bool:
+    """Grow the mounted ext4 of ``image`` after the file grew; False when it is not attached."""
+    devs = devices_for(image)
+    for dev in devs:
+        set_capacity(dev)
+        cmd.run(["resize2fs", dev])
+    return bool(devs)
+
+
+def offline_resize(image: Path) -> None:
+    """Check and grow the ext4 of an unmounted image (e2fsck exit 1/2 = errors fixed)."""
+    cmd.run(["e2fsck", "-f", "-y", str(image)], ok_codes=(0, 1, 2))
+    cmd.run(["resize2fs", str(image)])
+
+
+def resize_fs(image: Path) -> None:
+    """Grow the file system of a raw image to its file size, online when it is in use."""
+    if not online_resize(image):
+        offline_resize(image)

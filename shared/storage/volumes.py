@@ -1,0 +1,179 @@
+"""Container volumes by volume id: allocate, free, size, templates, snapshots, mounting."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..errors import StorageError
+from . import loop
+from .api import check_volume_content, get_storage, resolve_volume
+from .base import Storage
+from .config import StorageConfig
+from .volid import parse_volume_id
+
+
+def _storage(storage: Storage | str, cfg: StorageConfig | None) -> Storage:
+    return storage if isinstance(storage, Storage) else get_storage(storage, cfg)
+
+
+def _image(volid: str, cfg: StorageConfig | None) -> tuple[Storage, str]:
+    store, vol = resolve_volume(volid, cfg)
+    check_volume_content(vol, volid, "rootdir")
+    return store, parse_volume_id(volid)[1]
+
+
+def alloc_volume(
+    storage: Storage | str,
+    vmid: int,
+    size_bytes: int,
+    *,
+    root_uid: int = 0,
+    root_gid: int = 0,
+    fmt: str | None = None,
+    cfg: StorageConfig | None = None,
+) -> str:
+    """Allocate a container volume and return its volume id.
+
+    dir: size > 0 → ext4-formatted sparse raw image, 0 → directory owned by root_uid:root_gid.
+    btrfs: a subvolume (size = qgroup limit when quotas are on), or ``fmt="raw"`` for an image.
+    """
+    store = _storage(storage, cfg)
+    store.check_enabled()
+    if not store.has_content("rootdir"):
+        raise StorageError(
+            f"storage '{store.id}' does not allow content type 'rootdir' (Container)"
+        )
+    volname = store.alloc_volume(vmid, size_bytes, root_uid=root_uid, root_gid=root_gid, fmt=fmt)
+    return store.volid(volname)
+
+
+def free_volume(volid: str, cfg: StorageConfig | None = None) -> bool:
+    """Delete a volume (btrfs: with its snapshots). False when it did not exist."""
+    store, volname = _image(volid, cfg)
+    return store.free_volume(volname)
+
+
+def volume_size(volid: str, cfg: StorageConfig | None = None) -> int:
+    store, volname = _image(volid, cfg)
+    return store.volume_size(volname)
+
+
+def resize_volume(volid: str, size_bytes: int, cfg: StorageConfig | None = None) -> None:
+    """Grow a volume (raw: the file; the ext4 inside is grown with :mod:`loop` helpers)."""
+    store, volname = _image(volid, cfg)
+    store.resize_volume(volname, size_bytes)
+
+
+def volume_format(volid: str, cfg: StorageConfig | None = None) -> str:
+    """``raw`` or ``subvol``."""
+    store, volname = _image(volid, cfg)
+    return store.volume_format(volname)
+
+
+def list_vmid_volumes(
+    storage: Storage | str, vmid: int, cfg: StorageConfig | None = None
+) -> list[str]:
+    """Every volume id of ``vmid`` on a storage (for destroy --destroy-unreferenced-disks)."""
+    return _storage(storage, cfg).list_vmid_volumes(vmid)
+
+
+def convert_to_base(volid: str, cfg: StorageConfig | None = None) -> str:
+    """Make a template's base volume; returns the new volume id."""
+    store, volname = _image(volid, cfg)
+    return store.volid(store.convert_to_base(volname))
+
+
+# --- snapshots ------------------------------------------------------------------------------
+
+
+def volume_has_feature(
+    volid: str, feature: str, snapshot: str | None = None, cfg: StorageConfig | None = None
+) -> bool:
+    """Proxmox's volume_has_feature: ``snapshot``, ``clone``, ``template``, ``copy``, ..."""
+    store, volname = _image(volid, cfg)
+    return store.has_feature(feature, volname, snapshot)
+
+
+def snapshot_create(volid: str, name: str, cfg: StorageConfig | None = None) -> None:
+    store, volname = _image(volid, cfg)
+    store.snapshot_create(volname, name)
+
+
+def snapshot_rollback(volid: str, name: str, cfg: StorageConfig | None = None) -> None:
+    store, volname = _image(volid, cfg)
+    store.snapshot_rollback(volname, name)
+
+
+def snapshot_delete(volid: str, name: str, cfg: StorageConfig | None = None) -> None:
+    store, volname = _image(volid, cfg)
+    store.snapshot_delete(volname, name)
+
+
+def snapshot_path(volid: str, name: str, cfg: StorageConfig | None = None) -> Path:
+    """The read-only snapshot to mount or read (btrfs: ``<subvolume>@<name>``)."""
+    store, volname = _image(volid, cfg)
+    return store.snapshot_path(volname, name)
+
+
+def list_snapshots(volid: str, cfg: StorageConfig | None = None) -> list[str]:
+    store, volname = _image(volid, cfg)
+    return store.list_snapshots(volname)
+
+
+def needs_fsfreeze(volid: str, cfg: StorageConfig | None = None) -> bool:
+    """Whether the file system inside must be frozen (FIFREEZE) while snapshotting."""
+    store, volname = _image(volid, cfg)
+    return store.needs_fsfreeze(volname)
+
+
+# --- mounting -------------------------------------------------------------------------------
+
+
+def mount_volume(
+    volid: str,
+    target: Path,
+    *,
+    read_only: bool = False,
+    options: Sequence[str] = (),
+    snapshot: str | None = None,
+    cfg: StorageConfig | None = None,
+) -> loop.Mounted:
+    """Mount a volume (or, read-only, one of its snapshots) at ``target``."""
+    store, volname = _image(volid, cfg)
+    fmt = store.volume_format(volname)
+    if snapshot is not None:
+        source, read_only = store.snapshot_path(volname, snapshot), True
+    else:
+        source = store.path_of(volname)
+    if not source.exists():
+        raise StorageError(f"volume '{volid}' does not exist")
+    return loop.mount_volume(source, target, fmt, read_only=read_only, options=options)
+
+
+@contextlib.contextmanager
+def mounted_volume(
+    volid: str,
+    target: Path,
+    *,
+    read_only: bool = False,
+    options: Sequence[str] = (),
+    snapshot: str | None = None,
+    cfg: StorageConfig | None = None,
+) -> Iterator[loop.Mounted]:
+    """Mount for a block; always unmounts (and releases the loop device) on the way out."""
+    handle = mount_volume(
+        volid, target, read_only=read_only, options=options, snapshot=snapshot, cfg=cfg
+    )
+    try:
+        yield handle
+    finally:
+        handle.unmount()
+
+
+def grow_filesystem(volid: str, cfg: StorageConfig | None = None) -> None:
+    """After resize_volume: grow the ext4 of a raw volume (online when mounted)."""
+    store, volname = _image(volid, cfg)
+    if store.volume_format(volname) == "raw":
+        loop.resize_fs(store.path_of(volname))

@@ -1,0 +1,210 @@
+"""btrfs storage on a real btrfs (loop device): layout, quotas, snapshots (pct §5, case 28)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared.errors import NotFoundError, StorageError
+from shared.storage import volumes
+from shared.storage.btrfsplugin import is_subvolume
+from shared.storage.config import load_config
+
+from .conftest import WriteCfg
+
+VMID = 900000002
+MIB = 1 << 20
+
+
+def images(mnt: Path, vmid: int = VMID) -> Path:
+    return mnt / f"images/{vmid}"
+
+
+def ro_property(path: Path) -> str:
+    out = subprocess.run(
+        ["btrfs", "property", "get", str(path), "ro"], capture_output=True, text=True, check=True
+    ).stdout
+    return out.strip()
+
+
+def test_subvolume_allocation(btrfs_cfg: Path) -> None:
+    volid = volumes.alloc_volume("bt", VMID, 0, root_uid=100000, root_gid=100000)
+    assert volid == f"bt:{VMID}/subvol-{VMID}-disk-0.subvol"
+    path = images(btrfs_cfg) / f"subvol-{VMID}-disk-0.subvol"
+    assert is_subvolume(path)
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == (100000, 100000)
+    # a size without quotas is ignored: still a subvolume, size reported as 0
+    sized = volumes.alloc_volume("bt", VMID, 8 << 30)
+    assert sized == f"bt:{VMID}/subvol-{VMID}-disk-1.subvol"
+    assert volumes.volume_size(sized) == 0 and volumes.volume_format(sized) == "subvol"
+    assert volumes.volume_has_feature(volid, "snapshot")
+    assert not volumes.needs_fsfreeze(volid)
+
+
+def test_quota_limit_when_quotas_are_enabled(btrfs_cfg: Path) -> None:
+    subprocess.run(["btrfs", "quota", "enable", str(btrfs_cfg)], check=True)
+    volid = volumes.alloc_volume("bt", VMID, 64 * MIB)
+    assert volumes.volume_size(volid) == 64 * MIB
+    volumes.resize_volume(volid, 128 * MIB)
+    assert volumes.volume_size(volid) == 128 * MIB
+    unsized = volumes.alloc_volume("bt", VMID, 0)
+    assert volumes.volume_size(unsized) == 0
+
+
+def test_raw_image_inside_a_subvolume(btrfs_cfg: Path) -> None:
+    volid = volumes.alloc_volume("bt", VMID, 16 * MIB, root_uid=100000, root_gid=100000, fmt="raw")
+    assert volid == f"bt:{VMID}/vm-{VMID}-disk-0.raw"
+    subvol = images(btrfs_cfg) / f"vm-{VMID}-disk-0"
+    assert is_subvolume(subvol)
+    assert (subvol / "disk.raw").stat().st_size == 16 * MIB
+    assert volumes.volume_size(volid) == 16 * MIB
+    assert volumes.volume_format(volid) == "raw"
+    assert volumes.needs_fsfreeze(volid)
+    with pytest.raises(StorageError, match=r"needs a size"):
+        volumes.alloc_volume("bt", VMID, 0, fmt="raw")
+    store = load_config().storage("bt")
+    assert [(e.volid, e.format, e.size) for e in store.list_images(VMID)] == [
+        (volid, "raw", 16 * MIB)
+    ]
+
+
+def test_listing_and_index_skip_snapshots(btrfs_cfg: Path) -> None:
+    sub = volumes.alloc_volume("bt", VMID, 0)
+    volumes.snapshot_create(sub, "s1")
+    raw = volumes.alloc_volume("bt", VMID, 8 * MIB, fmt="raw")
+    assert raw == f"bt:{VMID}/vm-{VMID}-disk-1.raw"
+    assert volumes.list_vmid_volumes("bt", VMID) == [sub, raw]
+    # a leftover snapshot still blocks its disk index
+    subprocess.run(
+        [
+            "btrfs",
+            "-q",
+            "subvolume",
+            "delete",
+            str(images(btrfs_cfg) / f"subvol-{VMID}-disk-0.subvol"),
+        ],
+        check=True,
+    )
+    assert volumes.list_vmid_volumes("bt", VMID) == [raw]
+    assert volumes.alloc_volume("bt", VMID, 0) == f"bt:{VMID}/subvol-{VMID}-disk-2.subvol"
+
+
+def test_subvolume_snapshots(btrfs_cfg: Path) -> None:
+    volid = volumes.alloc_volume("bt", VMID, 0)
+    data = images(btrfs_cfg) / f"subvol-{VMID}-disk-0.subvol"
+    (data / "file").write_text("v1")
+    volumes.snapshot_create(volid, "s1")
+    snap = volumes.snapshot_path(volid, "s1")
+    assert snap == images(btrfs_cfg) / f"subvol-{VMID}-disk-0.subvol@s1"
+    assert is_subvolume(snap) and ro_property(snap) == "ro=true"
+    (data / "file").write_text("v2")
+    (data / "new").write_text("x")
+    volumes.snapshot_create(volid, "s2")
+    assert volumes.list_snapshots(volid) == ["s1", "s2"]
+    with pytest.raises(StorageError, match=r"snapshot 's1' .* already exists"):
+        volumes.snapshot_create(volid, "s1")
+    volumes.snapshot_rollback(volid, "s1")
+    assert (data / "file").read_text() == "v1" and not (data / "new").exists()
+    assert is_subvolume(data) and ro_property(data) == "ro=false"
+    assert volumes.list_snapshots(volid) == ["s1", "s2"]
+    assert [p.name for p in images(btrfs_cfg).iterdir() if ".tmp." in p.name] == []
+    volumes.snapshot_delete(volid, "s1")
+    assert volumes.list_snapshots(volid) == ["s2"]
+    with pytest.raises(NotFoundError, match=r"snapshot 's1' of volume .* does not exist"):
+        volumes.snapshot_rollback(volid, "s1")
+    with pytest.raises(NotFoundError):
+        volumes.snapshot_delete(volid, "s1")
+    for bad in ["a/b", "x", "../s2", "s@1"]:
+        with pytest.raises(StorageError, match=r"invalid snapshot name"):
+            volumes.snapshot_create(volid, bad)
+
+
+def test_rollback_keeps_the_quota_limit(btrfs_cfg: Path) -> None:
+    subprocess.run(["btrfs", "quota", "enable", str(btrfs_cfg)], check=True)
+    volid = volumes.alloc_volume("bt", VMID, 32 * MIB)
+    volumes.snapshot_create(volid, "s1")
+    volumes.snapshot_rollback(volid, "s1")
+    assert volumes.volume_size(volid) == 32 * MIB
+
+
+def test_raw_snapshots_mount_read_only(btrfs_cfg: Path, tmp_path: Path) -> None:
+    volid = volumes.alloc_volume("bt", VMID, 16 * MIB, fmt="raw")
+    target = tmp_path / "mnt"
+    target.mkdir()
+    with volumes.mounted_volume(volid, target):
+        (target / "file").write_text("v1")
+    volumes.snapshot_create(volid, "vzdump")
+    assert volumes.snapshot_path(volid, "vzdump") == (
+        images(btrfs_cfg) / f"vm-{VMID}-disk-0@vzdump/disk.raw"
+    )
+    with volumes.mounted_volume(volid, target):
+        (target / "file").write_text("v2")
+    with volumes.mounted_volume(volid, target, snapshot="vzdump") as handle:
+        assert (target / "file").read_text() == "v1"
+        assert handle.format == "raw" and handle.loopdev
+        with pytest.raises(OSError):
+            (target / "other").write_text("x")
+    volumes.snapshot_rollback(volid, "vzdump")
+    with volumes.mounted_volume(volid, target, read_only=True):
+        assert (target / "file").read_text() == "v1"
+    volumes.snapshot_delete(volid, "vzdump")
+    assert volumes.list_snapshots(volid) == []
+
+
+def test_free_deletes_snapshots_too(btrfs_cfg: Path) -> None:
+    raw = volumes.alloc_volume("bt", VMID, 8 * MIB, fmt="raw")
+    sub = volumes.alloc_volume("bt", VMID, 0)
+    for volid in (raw, sub):
+        volumes.snapshot_create(volid, "s1")
+        volumes.snapshot_create(volid, "s2")
+    assert volumes.free_volume(raw)
+    assert sorted(p.name for p in images(btrfs_cfg).iterdir()) == [
+        f"subvol-{VMID}-disk-1.subvol",
+        f"subvol-{VMID}-disk-1.subvol@s1",
+        f"subvol-{VMID}-disk-1.subvol@s2",
+    ]
+    assert volumes.free_volume(sub)
+    assert not images(btrfs_cfg).exists()
+    assert volumes.free_volume(sub) is False
+
+
+def test_mounted_volumes_and_snapshots_are_not_deleted(btrfs_cfg: Path, tmp_path: Path) -> None:
+    volid = volumes.alloc_volume("bt", VMID, 0)
+    volumes.snapshot_create(volid, "s1")
+    target = tmp_path / "mnt"
+    target.mkdir()
+    with volumes.mounted_volume(volid, target, snapshot="s1"):
+        with pytest.raises(StorageError, match=r"is in use"):
+            volumes.snapshot_delete(volid, "s1")
+        with pytest.raises(StorageError, match=r"is in use"):
+            volumes.free_volume(volid)
+    with volumes.mounted_volume(volid, target):
+        with pytest.raises(StorageError, match=r"is in use"):
+            volumes.free_volume(volid)
+        with pytest.raises(StorageError, match=r"is in use"):
+            volumes.snapshot_rollback(volid, "s1")
+    assert volumes.free_volume(volid)
+
+
+def test_convert_to_base(btrfs_cfg: Path) -> None:
+    raw = volumes.alloc_volume("bt", VMID, 8 * MIB, fmt="raw")
+    sub = volumes.alloc_volume("bt", VMID, 0)
+    base = volumes.convert_to_base(raw)
+    assert base == f"bt:{VMID}/base-{VMID}-disk-0.raw"
+    assert ro_property(images(btrfs_cfg) / f"base-{VMID}-disk-0") == "ro=true"
+    assert volumes.volume_size(base) == 8 * MIB
+    assert volumes.convert_to_base(sub) == sub
+    assert ro_property(images(btrfs_cfg) / f"subvol-{VMID}-disk-1.subvol") == "ro=true"
+    with pytest.raises(StorageError, match=r"create_base not possible with base image"):
+        volumes.convert_to_base(base)
+    assert volumes.volume_has_feature(base, "clone")
+    assert volumes.free_volume(base) and volumes.free_volume(sub)
+
+
+def test_btrfs_storage_on_another_file_system(write_cfg: WriteCfg, ctroot: Path) -> None:
+    write_cfg("btrfs: nb\n\tpath /srv/notbtrfs\n\tcontent rootdir\n")
+    with pytest.raises(StorageError, match=r"/srv/notbtrfs' is not a btrfs file system$"):
+        volumes.alloc_volume("nb", VMID, 0)

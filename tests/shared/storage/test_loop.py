@@ -1,0 +1,156 @@
+"""Loop devices, mounts and ext4 resizing with real devices."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.errors import CommandError
+from shared.storage import loop
+
+from .conftest import needs_root
+
+MIB = 1 << 20
+
+pytestmark = needs_root
+
+
+def has_cap_sys_resource() -> bool:
+    """Online ext4 resizing needs CAP_SYS_RESOURCE (some sandboxes drop it)."""
+    with open("/proc/self/status") as fh:
+        caps = next(line for line in fh if line.startswith("CapEff:")).split()[1]
+    return bool(int(caps, 16) & (1 << 24))
+
+
+def ext4_image(path: Path, size: int = 16 * MIB, mmp: bool = True) -> Path:
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+    if mmp:
+        loop.make_ext4(path, 100000, 100000)
+    else:  # e2fsck/resize2fs wait ~11 s on an MMP file system; plain ext4 keeps tests fast
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(path)], check=True)
+    return path
+
+
+def mount_options(target: Path) -> set[str]:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split(" ")
+        if fields[4] == str(target):
+            return set(fields[5].split(","))
+    raise AssertionError(f"{target} is not mounted")
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "target"
+    path.mkdir()
+    return path
+
+
+def test_raw_mount_always_releases_the_loop_device(tmp_path: Path, target: Path) -> None:
+    image = ext4_image(tmp_path / "disk.raw")
+    with (
+        pytest.raises(RuntimeError, match=r"boom"),
+        loop.mounted(image, target, "raw", options=["noatime"]) as handle,
+    ):
+        assert handle.loopdev is not None
+        assert loop.backing_file(handle.loopdev) == image
+        assert loop.devices_for(image) == [handle.loopdev]
+        assert loop.is_mounted(target)
+        assert "noatime" in mount_options(target)
+        assert target.stat().st_uid == 100000  # root_owner from mkfs
+        (target / "f").write_text("data")
+        raise RuntimeError("boom")
+    assert not loop.is_mounted(target)
+    assert loop.devices_for(image) == []
+    with loop.mounted(image, target, "raw", read_only=True):
+        assert (target / "f").read_text() == "data"
+        assert "ro" in mount_options(target)
+        with pytest.raises(OSError):
+            (target / "g").write_text("x")
+    assert loop.devices_for(image) == []
+
+
+def test_busy_mount_is_unmounted_lazily(tmp_path: Path, target: Path) -> None:
+    image = ext4_image(tmp_path / "disk.raw")
+    with loop.mounted(image, target, "raw"):
+        holder = open(target / "open-file", "w")  # noqa: SIM115 - keeps the file system busy
+    try:
+        assert not loop.is_mounted(target)
+    finally:
+        holder.close()
+    for _ in range(100):  # the device goes once the last file is closed
+        if not loop.devices_for(image):
+            break
+        time.sleep(0.02)
+    assert loop.devices_for(image) == []
+
+
+def test_failed_mount_detaches(tmp_path: Path, target: Path) -> None:
+    image = tmp_path / "zeros.raw"
+    with open(image, "wb") as fh:
+        fh.truncate(4 * MIB)
+    with pytest.raises(CommandError, match=r"mount"):
+        loop.mount_volume(image, target, "raw")
+    assert loop.devices_for(image) == []
+    assert not loop.is_mounted(target)
+
+
+def test_bind_mount_read_only_with_flags(tmp_path: Path, target: Path) -> None:
+    source = tmp_path / "subvol"
+    source.mkdir()
+    (source / "f").write_text("x")
+    with loop.mounted(source, target, "subvol", read_only=True, options=["nosuid", "noexec"]):
+        assert {"ro", "nosuid", "noexec"} <= mount_options(target)
+        assert (target / "f").read_text() == "x"
+        assert loop.mount_users(source) == [target]
+        assert loop.mount_users(source / "f") == []  # a file inside: not bind-mounted itself
+        assert loop.mount_users(tmp_path) == [target]  # mounted below it
+    assert loop.mount_users(source) == []
+    with pytest.raises(CommandError, match=r"unable to mount volume of format 'qcow2'"):
+        loop.mount_volume(source, target, "qcow2")
+
+
+def test_detach_leaves_a_reused_device_alone(tmp_path: Path) -> None:
+    image = ext4_image(tmp_path / "a.raw", 4 * MIB, mmp=False)
+    dev = loop.attach(image)
+    try:
+        loop.detach(dev, tmp_path / "other.raw")
+        assert loop.backing_file(dev) == image
+    finally:
+        loop.detach(dev, image)
+    assert loop.devices_for(image) == []
+
+
+def block_bytes(image: Path) -> int:
+    out = subprocess.run(
+        ["dumpe2fs", "-h", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return int(info["Block count"]) * int(info["Block size"])
+
+
+def test_offline_resize(tmp_path: Path) -> None:
+    image = ext4_image(tmp_path / "disk.raw", 8 * MIB, mmp=False)
+    with open(image, "r+b") as fh:
+        fh.truncate(12 * MIB)
+    loop.resize_fs(image)  # not attached anywhere: e2fsck -f -y + resize2fs
+    assert block_bytes(image) == 12 * MIB
+
+
+@pytest.mark.skipif(not has_cap_sys_resource(), reason="online ext4 resize needs CAP_SYS_RESOURCE")
+def test_online_resize(tmp_path: Path, target: Path) -> None:
+    image = ext4_image(tmp_path / "disk.raw", 8 * MIB)
+    with loop.mounted(image, target, "raw"):
+        with open(image, "r+b") as fh:
+            fh.truncate(12 * MIB)
+        assert loop.online_resize(image)
+    assert block_bytes(image) == 12 * MIB
+
+
+def test_online_resize_needs_an_attached_image(tmp_path: Path) -> None:
+    image = ext4_image(tmp_path / "disk.raw", 4 * MIB, mmp=False)
+    assert loop.online_resize(image) is False
