@@ -1,0 +1,234 @@
+"""File access inside the container root: marker blocks, ``.pve-ignore.*`` files, safe writes.
+
+Every method takes container paths and is meant to run in a child process that has
+``chroot()``-ed into the root file system (see ``chroot.py``), so a symlink in the container can
+never point outside it. Writes go to a temp file in the same directory followed by a rename, so a
+symlinked target is replaced by a regular file instead of being followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import posixpath
+import re
+import stat
+
+from shared.atomic import atomic_open
+from shared.errors import ConfigError
+
+BLOCK_BEGIN = "# --- BEGIN PVE ---"
+BLOCK_END = "# --- END PVE ---"
+BEGIN_RE = re.compile(r"#\s*---\s*BEGIN\s*PVE")
+END_RE = re.compile(r"#\s*---\s*END\s*PVE", re.IGNORECASE)
+
+
+class Delete(enum.Enum):
+    """Result of :func:`edit_block` when the file should be removed."""
+
+    FILE = "delete"
+
+
+def perl_lines(text: str) -> list[str]:
+    """Lines as Perl's ``split(/\\n/, ...)`` yields them: trailing empty lines dropped."""
+    lines = text.split("\n")
+    while lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def edit_block(
+    old: str | None, data: str, *, mode: str = "append", delete: bool = False
+) -> str | Delete | None:
+    """New text for a file holding a PVE marker block, ``None`` = leave the file alone.
+
+    ``mode`` says where a block goes when the file has none: ``append``, ``prepend`` or
+    ``replace`` (the whole file becomes the block). With ``delete``, a file that would consist
+    of an empty block only is removed instead.
+    """
+    if data and not data.endswith("\n"):
+        data += "\n"
+    block = f"{BLOCK_BEGIN}\n{data}{BLOCK_END}\n"
+    if old is None:
+        return block if data else None
+    lines = perl_lines(old)
+    begin = end = None
+    for i, line in enumerate(lines):
+        if begin is None and BEGIN_RE.match(line):
+            begin = i
+        elif begin is not None and END_RE.match(line):
+            end = i
+            break
+    if begin is not None and end is not None:
+        if not data and begin == 0 and end == len(lines) - 1:
+            return Delete.FILE if delete else None
+        lines[begin : end + 1] = [block[:-1]]
+        return "\n".join(lines) + "\n"
+    if not data:
+        return None
+    content = "\n".join(lines)
+    # Unlike Proxmox, an empty file gets no stray blank line before or after the block.
+    content = content + "\n" if content else ""
+    if mode == "replace":
+        return block
+    if mode == "prepend":
+        return block + content
+    return content + block
+
+
+def remove_pve_sections(text: str) -> str:
+    """The text without the span from the first begin marker to the last end marker."""
+    pattern = re.compile(
+        r"^[ \t]*" + re.escape(BLOCK_BEGIN) + r".*^[ \t]*" + re.escape(BLOCK_END) + r".*?$",
+        re.MULTILINE | re.DOTALL,
+    )
+    return pattern.sub("", text)
+
+
+class CtFiles:
+    """File operations on the (chrooted) container root; created entries get the CT's root ids."""
+
+    def __init__(self, uid: int, gid: int) -> None:
+        self.uid = uid
+        self.gid = gid
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def ignored(self, path: str) -> bool:
+        directory, name = posixpath.split(path)
+        return os.path.isfile(posixpath.join(directory or "/", f".pve-ignore.{name}"))
+
+    def exists(self, path: str) -> bool:
+        """A regular file (symlinks followed, inside the root)."""
+        return os.path.isfile(path)
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def is_symlink(self, path: str) -> bool:
+        return os.path.islink(path)
+
+    def lexists(self, path: str) -> bool:
+        return os.path.lexists(path)
+
+    def is_executable(self, path: str) -> bool:
+        return os.path.isfile(path) and os.access(path, os.X_OK)
+
+    def readlink(self, path: str) -> str | None:
+        try:
+            return os.readlink(path)
+        except OSError:
+            return None
+
+    def realpath(self, path: str) -> str:
+        return os.path.realpath(path)
+
+    def read(self, path: str) -> str | None:
+        """Content of a regular file, ``None`` when absent; never opens FIFOs or devices."""
+        if not self.exists(path):
+            return None
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8", "surrogateescape")
+
+    def read_firstline(self, path: str) -> str | None:
+        text = self.read(path)
+        if text is None:
+            return None
+        return text.split("\n", 1)[0]
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(path))
+        except OSError:
+            return []
+
+    # --- changes -----------------------------------------------------------------------------
+
+    def write(self, path: str, data: str, mode: int | None = None) -> None:
+        """Replace ``path`` atomically; an existing file keeps its owner (and mode if not given)."""
+        if self.ignored(path):
+            return
+        uid, gid, old_mode = self.uid, self.gid, 0o644
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                uid, gid, old_mode = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode) & 0o777
+        self.make_path(posixpath.dirname(path) or "/")
+        try:
+            with atomic_open(path, mode=old_mode if mode is None else mode, uid=uid, gid=gid) as fh:
+                fh.write(data.encode("utf-8", "surrogateescape"))
+        except OSError as err:
+            raise ConfigError(f"unable to write '{path}' - {err.strerror or err}") from None
+
+    def modify(
+        self,
+        path: str,
+        data: str,
+        *,
+        mode: str = "append",
+        delete: bool = False,
+        perms: int | None = None,
+    ) -> None:
+        """Update the PVE marker block of ``path`` (see :func:`edit_block`)."""
+        if self.ignored(path):
+            return
+        new = edit_block(self.read(path), data, mode=mode, delete=delete)
+        if new is Delete.FILE:
+            self.unlink(path)
+        elif new is not None:
+            self.write(path, new, perms)
+
+    def unlink(self, path: str) -> None:
+        if self.ignored(path) or not os.path.lexists(path):
+            return
+        if os.path.isdir(path) and not os.path.islink(path):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        if self.ignored(dst):
+            return
+        os.rename(src, dst)
+
+    def symlink(self, target: str, path: str) -> bool:
+        """Create a symlink; like Proxmox, an existing entry or a missing directory is no error."""
+        if self.ignored(path):
+            return False
+        try:
+            os.symlink(target, path)
+        except OSError:
+            return False
+        os.lchown(path, self.uid, self.gid)
+        return True
+
+    def replace_symlink(self, target: str, path: str) -> None:
+        """Point ``path`` at ``target`` atomically (temp link, then rename)."""
+        if self.ignored(path):
+            return
+        tmp = f"{path}.{os.getpid()}.new.tmplink"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.lchown(tmp, self.uid, self.gid)
+        os.rename(tmp, path)
+
+    def mkdir(self, path: str, mode: int = 0o755) -> bool:
+        try:
+            os.mkdir(path, mode)
+        except OSError:
+            return False
+        os.chmod(path, mode)
+        os.chown(path, self.uid, self.gid)
+        return True
+
+    def make_path(self, path: str, mode: int = 0o755) -> None:
+        """``mkdir -p`` where every directory created gets the CT's root ids."""
+        current = "/"
+        for part in [p for p in path.split("/") if p]:
+            current = posixpath.join(current, part)
+            if os.path.isdir(current):
+                continue
+            if not self.mkdir(current, mode) and not os.path.isdir(current):
+                raise ConfigError(f"unable to create directory '{current}'")

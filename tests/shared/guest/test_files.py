@@ -1,0 +1,141 @@
+"""Marker blocks, ignore files and safe writes (guest-setup.md A.2)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from shared.guest.chroot import run_in_root
+from shared.guest.files import CtFiles, Delete, edit_block, remove_pve_sections
+
+BLOCK = "# --- BEGIN PVE ---\n{}# --- END PVE ---\n"
+
+
+def block(data: str) -> str:
+    return BLOCK.format(data)
+
+
+# --- edit_block ------------------------------------------------------------------------------
+
+
+def test_new_file_only_with_data() -> None:
+    assert edit_block(None, "a") == block("a\n")
+    assert edit_block(None, "") is None
+
+
+def test_block_replaced_in_place_and_trailing_blanks_dropped() -> None:
+    old = "before\n#--- BEGIN PVE\nold\n# --- end pve ---\nafter\n\n\n"
+    assert edit_block(old, "new\n") == "before\n" + block("new\n") + "after\n"
+
+
+def test_first_block_only() -> None:
+    old = block("one\n") + "mid\n" + block("two\n")
+    assert edit_block(old, "x\n") == block("x\n") + "mid\n" + block("two\n")
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("append", "user\n" + block("x\n")),
+        ("prepend", block("x\n") + "user\n"),
+        ("replace", block("x\n")),
+    ],
+)
+def test_modes_without_block(mode: str, expected: str) -> None:
+    assert edit_block("user\n\n", "x", mode=mode) == expected
+
+
+def test_empty_file_gets_no_stray_blank_line() -> None:
+    assert edit_block("", "x\n") == block("x\n")
+    assert edit_block("", "x\n", mode="prepend") == block("x\n")
+
+
+def test_empty_data() -> None:
+    assert edit_block("user\n", "") is None  # no block: untouched
+    assert edit_block(block("r\n"), "", delete=True) is Delete.FILE  # only our block: removed
+    assert edit_block(block("r\n"), "") is None
+    assert edit_block("user\n" + block("r\n"), "", delete=True) == "user\n" + block("")
+
+
+def test_remove_pve_sections() -> None:
+    text = "a\n  # --- BEGIN PVE ---\n127.0.0.1 x\n# --- END PVE --- trailing\nb\n"
+    assert remove_pve_sections(text) == "a\n\nb\n"
+
+
+# --- CtFiles inside a chroot -------------------------------------------------------------------
+
+
+def in_root(root: Path, func: object, uid: int = 0, gid: int = 0) -> object:
+    return run_in_root(root, lambda: func(CtFiles(uid, gid)))  # type: ignore[operator]
+
+
+def test_ignore_files_block_every_change(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    for name in ("hosts", "gone", "link", "moved"):
+        (root / "etc" / f".pve-ignore.{name}").write_text("")
+    (root / "etc/hosts").write_text("mine\n")
+    (root / "etc/gone").write_text("keep\n")
+    (root / "etc/src").write_text("src\n")
+
+    def work(files: CtFiles) -> list[bool]:
+        files.write("/etc/hosts", "theirs\n")
+        files.modify("/etc/hosts", "x")
+        files.unlink("/etc/gone")
+        files.rename("/etc/src", "/etc/moved")
+        return [files.symlink("/etc/src", "/etc/link"), files.ignored("/etc/hosts")]
+
+    assert in_root(root, work) == [False, True]
+    assert (root / "etc/hosts").read_text() == "mine\n"
+    assert (root / "etc/gone").exists()
+    assert (root / "etc/src").exists() and not (root / "etc/moved").exists()
+    assert not (root / "etc/link").is_symlink()
+
+
+def test_write_replaces_symlink_and_keeps_owner_and_mode(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/real").write_text("real\n")
+    (root / "etc/link").symlink_to("real")
+    (root / "etc/shadow").write_text("root:*:1::::::\n")
+    os.chown(root / "etc/shadow", 100000, 100042)
+    os.chmod(root / "etc/shadow", 0o640)
+
+    def work(files: CtFiles) -> None:
+        files.write("/etc/link", "new\n")
+        files.write("/etc/shadow", "root:x:2::::::\n")
+        files.write("/etc/new/deep/file", "x\n")
+
+    in_root(root, work, 100000, 100000)
+    assert (root / "etc/real").read_text() == "real\n"
+    assert not (root / "etc/link").is_symlink() and (root / "etc/link").read_text() == "new\n"
+    st = os.stat(root / "etc/shadow")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (100000, 100042, 0o640)
+    for created in ("etc/link", "etc/new", "etc/new/deep", "etc/new/deep/file"):
+        st = os.lstat(root / created)
+        assert (st.st_uid, st.st_gid) == (100000, 100000), created
+    assert not [p for p in (root / "etc").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_symlink_and_mkdir_are_chowned(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+
+    def work(files: CtFiles) -> list[bool]:
+        return [files.symlink("/x", "/etc/l"), files.mkdir("/etc/d", 0o700), files.mkdir("/etc/d")]
+
+    assert in_root(root, work, 100000, 100000) == [True, True, False]
+    assert os.lstat(root / "etc/l").st_uid == 100000
+    st = os.stat(root / "etc/d")
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (100000, 0o700)
+
+
+def test_read_ignores_fifos_and_directories(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc/dir").mkdir(parents=True)
+    os.mkfifo(root / "etc/fifo")
+    result = in_root(root, lambda f: [f.read("/etc/fifo"), f.read("/etc/dir"), f.read("/etc/none")])
+    assert result == [None, None, None]

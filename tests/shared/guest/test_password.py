@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import warnings
+
+import pytest
+
+from shared.guest.password import (
+    is_crypt_string,
+    make_salt,
+    sha512_crypt,
+    shadow_hash,
+    verify_sha512_crypt,
+)
+
+# Test vectors from Ulrich Drepper's SHA-crypt specification.
+DREPPER = [
+    ("Hello world!", "saltstring", None,
+     "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"),
+    ("Hello world!", "saltstringsaltstring", 10000,
+     "$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8vOuZeHBy/YTBmSK6H9qs/y3RnOaw5v."),
+    ("we have a short salt string but not a short password", "short", 77777,
+     "$6$rounds=77777$short$WuQyW2YR.hBNpjjRhpYD/ifIw05xdfeEyQoMxIXbkvr0gge1a1x3yRULJ5CCaUeOxFmtlcGZelFl5CxtgfiAc0"),
+    ("a very much longer text to encrypt.  This one even stretches over morethan one line.",
+     "anotherlongsaltstring", 1400,
+     "$6$rounds=1400$anotherlongsalts$POfYwTEok97VWcjxIiSOjiykti.o/pQs.wPvMxQ6Fm7I6IoYN3CmLs66x9t0oSwbtEW7o7UmJEiDwGqd8p4ur1"),
+    ("the minimum number is still observed", "roundstoolow", 10,
+     "$6$rounds=1000$roundstoolow$kUMsbe306n21p9R.FRkW3IGn.S9NPN0x50YhH1xhLsPuWGsUSklZt58jaTfF4ZEQpyUNGc0dqbpBYYBaHHrsX."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "salt", "rounds", "expected"), DREPPER)
+def test_drepper_vectors(key: str, salt: str, rounds: int | None, expected: str) -> None:
+    assert sha512_crypt(key, salt, rounds) == expected
+
+
+@pytest.mark.parametrize("password", ["secret12", "pässwörd", "x" * 100, "a b:c$d"])
+def test_matches_openssl(password: str) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    salt = make_salt()
+    cmd = [openssl, "passwd", "-6", "-salt", salt, "-stdin"]
+    out = subprocess.run(cmd, input=password + "\n", capture_output=True, text=True, check=True)
+    assert sha512_crypt(password, salt) == out.stdout.strip()
+
+
+def test_shadow_hash_rules() -> None:
+    assert shadow_hash(None) == "*"
+    for given in ("$5$SALT$PASS", "$1$abc$def", "$2y$salt$hash", "$6$abcdefgh$x/y.z"):
+        assert shadow_hash(given) == given
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecated stdlib crypt involved
+        hashed = shadow_hash("secret12")
+    assert hashed.startswith("$6$") and len(hashed.split("$")[2]) == 8
+    assert len(hashed.split("$")[3]) == 86
+    assert verify_sha512_crypt("secret12", hashed)
+    assert not verify_sha512_crypt("secret13", hashed)
+    assert shadow_hash("secret12") != hashed  # fresh salt every time
+
+
+def test_crypt_string_detection() -> None:
+    assert is_crypt_string("$6$abcdefgh$" + "a" * 86)
+    assert not is_crypt_string("$7$abc$def")
+    assert not is_crypt_string("$6$abc")
+    assert not is_crypt_string("plain$6$abc$def")
+    assert not is_crypt_string("$6$bad salt$def")
