@@ -1,0 +1,172 @@
+"""Downloading a template into a directory, verified against the signed index's checksum.
+
+* One download per target at a time: an flock on ``.<template>.lock`` beside the target; a
+  second caller waits, then finds the finished file and succeeds without a request.
+* An existing target is checked, never overwritten: right hash = success, wrong hash = error.
+* The transfer goes to ``<target>.tmp_dwnl`` (a fixed name): when interrupted it stays and the
+  next attempt resumes it with a Range request. The digest is computed while streaming.
+* A checksum mismatch removes the temp file and leaves nothing under the final name; if the
+  bad file came from a resumed transfer, it is fetched once more from the start.
+* Relative Locations are tried on the source's mirrors after the main URL.
+Messages are upstream's (spec section 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from shared import atomic
+from shared.errors import CtkitError, DownloadError, StorageError, VerifyError
+from shared.http import Downloader, HttpError, ProgressCallback, RetryPolicy, hash_file
+from shared.locks import flock
+
+from .aplinfo import Appliance, is_template_name
+
+Log = Callable[[str], None]
+LOCK_TIMEOUT = 6 * 3600.0
+TMP_SUFFIX = ".tmp_dwnl"
+DIGEST_LEN = {"sha512": 128, "md5": 32}
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    path: Path
+    url: str | None  # None when the existing file was already correct
+    downloaded: bool
+    algorithm: str
+    digest: str
+
+
+def expected_checksum(app: Appliance) -> tuple[str, str]:
+    """(algorithm, lower-case hex): sha512 if the record has it, else md5."""
+    for algorithm in ("sha512", "md5"):
+        value = app.fields.get(f"{algorithm}sum")
+        if value:
+            digest = value.strip().lower()
+            if len(digest) != DIGEST_LEN[algorithm] or not all(
+                c in "0123456789abcdef" for c in digest
+            ):
+                raise VerifyError(f"invalid {algorithm}sum '{value}' in the index")
+            return algorithm, digest
+    raise VerifyError("checksum required but not specified")
+
+
+def temp_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + TMP_SUFFIX)
+
+
+def lock_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.lock")
+
+
+def _mismatch(got: str, expect: str, suffix: str = "") -> VerifyError:
+    return VerifyError(f"checksum mismatch: got '{got}' != expect '{expect}'{suffix}")
+
+
+def download_template(
+    app: Appliance,
+    target_dir: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    log: Log = print,
+    retry: RetryPolicy | None = None,
+    session: requests.Session | None = None,
+) -> DownloadResult:
+    """Fetch ``app`` into ``target_dir`` (created if missing) and verify it."""
+    if app.type not in ("lxc", "openvz"):
+        raise CtkitError(f"unknown template type '{app.type}'")
+    if not is_template_name(app.template):
+        raise CtkitError(f"invalid template name '{app.template}'")
+    algorithm, expect = expected_checksum(app)
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"unable to create directory '{target_dir}': {err.strerror}") from None
+    dest = target_dir / app.template
+
+    def waiting() -> None:
+        log(f"waiting for another download of '{app.template}' to finish...")
+
+    with flock(lock_path(dest), LOCK_TIMEOUT, on_wait=waiting):
+        if dest.exists() or dest.is_symlink():
+            return _check_existing(dest, algorithm, expect, log)
+        job = _Job(app, dest, algorithm, expect, log, Downloader(session, retry=retry))
+        return job.run(progress)
+
+
+def _check_existing(dest: Path, algorithm: str, expect: str, log: Log) -> DownloadResult:
+    if not dest.is_file():
+        raise StorageError(f"'{dest}' exists and is not a regular file")
+    log("calculating checksum of existing file...")
+    got = hash_file(dest, algorithm)
+    if got != expect:
+        raise _mismatch(got, expect, ", aborting")
+    log("OK, got correct file already, no need to download")
+    return DownloadResult(dest, None, False, algorithm, got)
+
+
+class _Job:
+    def __init__(
+        self, app: Appliance, dest: Path, algorithm: str, expect: str, log: Log, http: Downloader
+    ) -> None:
+        self.app, self.dest, self.algorithm, self.expect = app, dest, algorithm, expect
+        self.log, self.http = log, http
+        self.tmp = temp_path(dest)
+
+    def run(self, progress: ProgressCallback | None) -> DownloadResult:
+        url, digest, resumed = self.transfer(progress)
+        if digest != self.expect and resumed:
+            # The kept partial file did not belong to this template (e.g. a new build with
+            # the same name): start once more from scratch.
+            self.log(f"checksum mismatch after resuming; downloading '{url}' again")
+            self.tmp.unlink()
+            url, digest, resumed = self.transfer(progress)
+        if digest != self.expect:
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
+            self.log("calculating checksum...")
+            raise _mismatch(digest, self.expect)
+        self.log("calculating checksum...OK, checksum verified")
+        try:
+            atomic.commit_file(self.tmp, self.dest)
+        except OSError as err:
+            raise DownloadError(f"unable to rename temporary file: {err.strerror}") from None
+        self.log(f"download of '{url}' to '{self.dest}' finished")
+        return DownloadResult(self.dest, url, True, self.algorithm, digest)
+
+    def transfer(self, progress: ProgressCallback | None) -> tuple[str, str, bool]:
+        """Fetch from the first URL that works; return (url, digest, resumed)."""
+        error: HttpError | None = None
+        for url in self.app.urls:
+            self.log(f"downloading {url} to {self.dest}")
+            kept = self.tmp.stat().st_size if self.tmp.exists() else 0
+            if kept:
+                self.log(f"resuming from byte {kept} of the partial file '{self.tmp}'")
+            try:
+                res = self.http.fetch(
+                    url,
+                    self.tmp,
+                    resume=True,
+                    hasher_factory=lambda: hashlib.new(self.algorithm),
+                    progress=progress,
+                )
+            except HttpError as err:
+                error = err
+                self.log(f"download failed: {err.status_line}")
+                continue
+            assert res.digest is not None
+            return url, res.digest, res.resumed_from > 0
+        self._drop_empty_temp()
+        assert error is not None
+        raise DownloadError(f"download failed: {error.status_line}")
+
+    def _drop_empty_temp(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if self.tmp.stat().st_size == 0:
+                self.tmp.unlink()

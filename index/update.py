@@ -1,0 +1,238 @@
+"""``pveam update``: fetch, verify and store the index of every enabled source.
+
+Per source and base URL (the source URL, then its mirrors): ``<index>.asc`` (conditional GET:
+a 304 means the stored index is current), then ``<index>.gz`` (on 404: the plain index),
+gunzip, check the detached signature against the keys pinned for this source, refuse an index
+signed earlier than the stored one, parse strictly, and rename it into place. Temp files are
+``pveam-<name>.tmp.<pid>[.gz|.asc]`` beside the store and are always removed. A failed source
+keeps its previous index byte for byte; any failed source makes the whole update fail.
+Log lines and messages follow upstream (spec section 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from shared import atomic, paths
+from shared.gpg import Keyring
+from shared.http import CHUNK_SIZE, Downloader, FetchResult, HttpError, RetryPolicy, Validators
+from shared.locks import flock
+
+from . import store
+from .aplinfo import AplinfoError, parse_aplinfo
+from .sources import Source, enabled_sources
+from .updatelog import UpdateLog
+
+MAX_SIGNATURE = 1 << 20
+MAX_INDEX = 64 << 20
+LOCK_TIMEOUT = 600.0
+
+
+@dataclass
+class SourceResult:
+    name: str
+    status: str  # "ok", "unchanged" or "failed"
+    error: str | None = None
+    base_url: str | None = None
+    fingerprint: str | None = None
+    sig_timestamp: int | None = None
+    templates: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UpdateResult:
+    sources: list[SourceResult]
+    log_path: Path
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status != "failed" for s in self.sources)
+
+    @property
+    def message(self) -> str:
+        """Upstream's console line: ``update successful`` (stdout) or the failure (stderr)."""
+        if self.ok:
+            return "update successful"
+        return f"update failed - see {self.log_path} for details"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "sources": [vars(s) for s in self.sources]}
+
+
+class _Failure(Exception):
+    """One attempt at one base URL failed; the text is the logged message."""
+
+
+def _fmt_time(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+class _Updater:
+    def __init__(self, keyring: Keyring, downloader: Downloader, log: UpdateLog) -> None:
+        self.keyring = keyring
+        self.http = downloader
+        self.log = log
+        self.warned: list[str] = []
+
+    def run(self, src: Source) -> SourceResult:
+        error = "no base URL"
+        for i, base in enumerate(src.bases):
+            if i:
+                self.log.write(f"trying mirror {base}")
+            try:
+                return self.attempt(src, base)
+            except _Failure as err:
+                error = str(err)
+                self.log.write(error)
+        return SourceResult(src.name, "failed", error=error)
+
+    def get(
+        self, url: str, dest: Path, limit: int, validators: Validators | None = None
+    ) -> FetchResult | HttpError:
+        self.log.write(f"start download {url}")
+        try:
+            res = self.http.fetch(url, dest, validators=validators, max_size=limit)
+        except HttpError as err:
+            self.log.write(f"download failed: {err.status_line}")
+            return err
+        self.log.write(f"download finished: {res.status_line}")
+        return res
+
+    def attempt(self, src: Source, base: str) -> SourceResult:
+        tmp = paths.aplinfo_dir() / f"pveam-{src.name}.tmp.{os.getpid()}"
+        gz, asc = tmp.with_name(tmp.name + ".gz"), tmp.with_name(tmp.name + ".asc")
+        try:
+            state = store.read_state(src.name)
+            current = store.index_path(src.name).exists() and state.base_url == base
+            cond = Validators(state.etag, state.last_modified) if current else None
+            sig = self.get(f"{base}/{src.index}.asc", asc, MAX_SIGNATURE, cond)
+            if isinstance(sig, HttpError):
+                raise _Failure(f"update failed - no signature file '{asc}'")
+            if sig.not_modified:
+                self.log.write("index not modified since the last update")
+                return SourceResult(src.name, "unchanged", base_url=base)
+            self.fetch_data(f"{base}/{src.index}", tmp, gz)
+            fpr, ts = self.verify(src, tmp, asc, state)
+            result = self.parse(src, tmp)
+            seen = sig.validators
+            new_state = store.SourceState(
+                ts, fpr, base, seen.etag, seen.last_modified, int(time.time())
+            )
+            self.commit(src, tmp, asc, new_state)
+            self.log.write("update successful")
+            return SourceResult(src.name, "ok", None, base, fpr, ts, len(result), self.warned)
+        finally:
+            for path in (tmp, gz, asc):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def fetch_data(self, url: str, tmp: Path, gz: Path) -> None:
+        res = self.get(f"{url}.gz", gz, MAX_INDEX)
+        if isinstance(res, HttpError) and res.status == 404:
+            if isinstance(self.get(url, tmp, MAX_INDEX), HttpError):
+                raise _Failure(f"update failed - no data file '{url}.gz' (nor '{url}')")
+            return
+        if isinstance(res, HttpError):
+            raise _Failure(f"update failed - no data file '{url}.gz'")
+        self.gunzip(gz, tmp)
+
+    @staticmethod
+    def gunzip(gz: Path, tmp: Path) -> None:
+        total = 0
+        try:
+            with gzip.open(gz, "rb") as src, open(tmp, "wb") as out:
+                while chunk := src.read(CHUNK_SIZE):
+                    total += len(chunk)
+                    if total > MAX_INDEX:
+                        raise _Failure(
+                            f"update failed: unable to unpack '{gz}': larger than {MAX_INDEX} bytes"
+                        )
+                    out.write(chunk)
+        except (OSError, EOFError, zlib.error):
+            raise _Failure(f"update failed: unable to unpack '{gz}'") from None
+
+    def verify(
+        self, src: Source, tmp: Path, asc: Path, state: store.SourceState
+    ) -> tuple[str, int]:
+        check = self.keyring.verify_detached(tmp, asc)
+        for line in check.messages:
+            self.log.write(f"signature verification: {line}")
+        if not check.valid:
+            raise _Failure(f"unable to verify signature - {check.status}")
+        pinned = check.signed_by(src.fingerprints)
+        if pinned is None:
+            raise _Failure(
+                f"unable to verify signature - signed by key {check.fingerprint}, "
+                f"which is not pinned for source '{src.name}'"
+            )
+        fpr, ts = pinned
+        if state.sig_timestamp is not None and ts < state.sig_timestamp:
+            raise _Failure(
+                f"update failed: index signed {_fmt_time(ts)} is older than the stored index "
+                f"(signed {_fmt_time(state.sig_timestamp)}) - refusing a possible replay"
+            )
+        return fpr, ts
+
+    def parse(self, src: Source, tmp: Path) -> list[Any]:
+        text = tmp.read_bytes().decode("utf-8", errors="replace")
+        try:
+            result = parse_aplinfo(
+                text, src.url, strict=True, source_name=src.name, mirrors=src.mirrors
+            )
+        except AplinfoError as err:
+            raise _Failure(f"update failed: {err}") from None
+        self.warned = list(result.warnings)
+        for msg in result.warnings:
+            self.log.write(f"warning: {msg}")
+        return list(result.appliances)
+
+    @staticmethod
+    def commit(src: Source, tmp: Path, asc: Path, state: store.SourceState) -> None:
+        try:
+            atomic.commit_file(tmp, store.index_path(src.name))
+            atomic.write_bytes(store.signature_path(src.name), asc.read_bytes())
+            store.write_state(src.name, state)
+        except OSError as err:
+            raise _Failure(f"update failed: unable to store data: {err.strerror}") from None
+
+
+def update(
+    sources: Sequence[Source] | None = None,
+    *,
+    keyring: Keyring | None = None,
+    retry: RetryPolicy | None = None,
+    session: requests.Session | None = None,
+    log_path: Path | None = None,
+) -> UpdateResult:
+    """Update every enabled source (or the given ones). Never raises for a source failure:
+    the result says per source ``ok``/``unchanged``/``failed`` and ``result.ok`` overall."""
+    sources = enabled_sources() if sources is None else [s for s in sources if s.enabled]
+    keyring = keyring or Keyring(paths.pveam_gnupghome())
+    with UpdateLog(log_path) as log:
+        log.write("starting update")
+        for warning in log.warnings:
+            log.write(warning)
+
+        def on_retry(url: str, err: HttpError, delay: float) -> None:
+            log.write(f"download failed: {err.status_line} - retrying in {delay:g}s")
+
+        downloader = Downloader(session, retry=retry, on_retry=on_retry)
+        paths.aplinfo_dir().mkdir(parents=True, exist_ok=True)
+        updater = _Updater(keyring, downloader, log)
+        results = []
+        with flock(store.lock_path(), LOCK_TIMEOUT):
+            for src in sources:
+                updater.warned = []
+                results.append(updater.run(src))
+        return UpdateResult(results, log.path)

@@ -1,0 +1,284 @@
+"""OpenPGP keyrings through python-gnupg, each in its own GNUPGHOME (never ``~/.gnupg``).
+
+A verification keyring runs gpg with ``--no-autostart``: importing, listing, deleting public
+keys and checking signatures need no gpg-agent, so none is left running. A signing keyring
+(``agent=True``) lets gpg start its agent; :meth:`Keyring.stop_agent` ends it again.
+Trust comes from pinning fingerprints, not from gpg's web of trust, hence
+``--trust-model always``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gnupg
+
+from .atomic import atomic_open
+from .errors import NotFoundError, VerifyError
+
+FPR_RE = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+MAX_KEY_FILE = 4 << 20
+
+
+class GpgError(VerifyError):
+    """gpg refused an operation (bad key file, unknown key, signing failed)."""
+
+
+def _fingerprint(value: str) -> str:
+    try:
+        return normalize_fingerprint(value)
+    except ValueError as err:
+        raise GpgError(str(err)) from None
+
+
+def normalize_fingerprint(value: str) -> str:
+    """Upper-case hex without spaces; raise ValueError unless it is a v4/v5 fingerprint."""
+    fpr = re.sub(r"\s+", "", value).upper()
+    if fpr.startswith("0X"):
+        fpr = fpr[2:]
+    if not FPR_RE.fullmatch(fpr):
+        raise ValueError(f"invalid fingerprint '{value}' (expected 40 or 64 hex digits)")
+    return fpr
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    fingerprint: str
+    uids: tuple[str, ...]
+    created: int | None
+    expires: int | None
+    algorithm: str
+    length: int | None
+    subkeys: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "uids": list(self.uids),
+            "created": self.created,
+            "expires": self.expires,
+            "algorithm": self.algorithm,
+            "length": self.length,
+            "subkeys": list(self.subkeys),
+        }
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of a detached-signature check.
+
+    ``valid`` needs gpg's exit code 0, no bad/erroneous signature and at least one good one.
+    ``fingerprint`` is the signer's primary key, ``sig_timestamp`` the signature's creation
+    time (seconds since the epoch). ``signers`` maps every good signer (primary and signing
+    subkey fingerprints) to its signature time, for files with several signatures.
+    """
+
+    valid: bool
+    fingerprint: str | None
+    sig_timestamp: int | None
+    status: str
+    signers: tuple[tuple[str, str, int], ...] = ()
+    messages: tuple[str, ...] = ()
+
+    def __iter__(self) -> Any:
+        return iter((self.valid, self.fingerprint, self.sig_timestamp))
+
+    def signed_by(self, pinned: list[str] | tuple[str, ...]) -> tuple[str, int] | None:
+        """(primary fingerprint, signature time) of a good signature by a pinned key."""
+        wanted = {p.upper() for p in pinned}
+        if not self.valid:
+            return None
+        for primary, signing, ts in self.signers:
+            if primary in wanted or signing in wanted:
+                return primary, ts
+        return None
+
+
+def _timestamp(raw: str | None) -> int | None:
+    if not raw:
+        return None
+    if raw.isdigit():
+        return int(raw)
+    with contextlib.suppress(ValueError):
+        return int(datetime.strptime(raw, "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp())
+    return None
+
+
+def _int_or_none(raw: Any) -> int | None:
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+
+
+class Keyring:
+    """A keyring in ``home`` (created mode 0700); ``home=None`` means gpg's default home."""
+
+    def __init__(self, home: Path | None, *, agent: bool = False) -> None:
+        self.home = home
+        self.agent = agent
+        if home is not None:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(home, 0o700)
+        options = ["--trust-model", "always"]
+        if not agent:
+            options.append("--no-autostart")
+        self.gpg = gnupg.GPG(gnupghome=str(home) if home else None, options=options)
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def import_file(self, path: Path) -> list[str]:
+        """Import the public key(s) of an armoured or binary file; return their fingerprints."""
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise GpgError(f"unable to read key file '{path}': {err.strerror}") from None
+        if size > MAX_KEY_FILE:
+            raise GpgError(f"key file '{path}' is too large ({size} bytes)")
+        scanned = self.gpg.scan_keys(str(path))
+        if any(k.get("type") == "sec" for k in scanned):
+            raise GpgError(f"refusing '{path}': it contains a secret key")
+        if not scanned:
+            raise GpgError(f"no OpenPGP public key found in '{path}'")
+        return self.import_data(path.read_bytes(), str(path))
+
+    def import_data(self, data: bytes, what: str = "key data") -> list[str]:
+        result = self.gpg.import_keys(data)
+        fprs = [r["fingerprint"] for r in result.results if r.get("fingerprint")]
+        if not fprs:
+            raise GpgError(f"no OpenPGP public key could be imported from '{what}'")
+        return list(dict.fromkeys(f.upper() for f in fprs))
+
+    def list_keys(self) -> list[KeyInfo]:
+        keys = []
+        for k in self.gpg.list_keys():
+            keys.append(
+                KeyInfo(
+                    fingerprint=k["fingerprint"].upper(),
+                    uids=tuple(k.get("uids") or ()),
+                    created=_int_or_none(k.get("date")),
+                    expires=_int_or_none(k.get("expires")),
+                    algorithm=str(k.get("algo", "")),
+                    length=_int_or_none(k.get("length")),
+                    subkeys=tuple(str(s[2]).upper() for s in k.get("subkeys") or () if len(s) > 2),
+                )
+            )
+        return keys
+
+    def find_key(self, fingerprint: str) -> KeyInfo | None:
+        fpr = _fingerprint(fingerprint)
+        for key in self.list_keys():
+            if fpr == key.fingerprint or fpr in key.subkeys:
+                return key
+        return None
+
+    def remove(self, fingerprint: str) -> None:
+        fpr = _fingerprint(fingerprint)
+        key = self.find_key(fpr)
+        if key is None:
+            raise NotFoundError(f"no key with fingerprint {fpr} in keyring")
+        result = self.gpg.delete_keys(key.fingerprint)
+        if str(result.status) != "ok":
+            raise GpgError(f"unable to remove key {fpr}: {result.status}")
+
+    def export_public(self, fingerprint: str) -> str:
+        data = self.gpg.export_keys(_fingerprint(fingerprint))
+        if not data:
+            raise NotFoundError(f"no key with fingerprint {fingerprint} in keyring")
+        return str(data)
+
+    def generate_key(self, uid_email: str, name: str = "ctkit signing key") -> str:
+        """A new unprotected ed25519 signing key (for catalogs you publish, and for tests)."""
+        params = self.gpg.gen_key_input(
+            key_type="EDDSA",
+            key_curve="ed25519",
+            key_usage="sign",
+            name_real=name,
+            name_email=uid_email,
+            expire_date=0,
+            no_protection=True,
+        )
+        result = self.gpg.gen_key(params)
+        if not result.fingerprint:
+            raise GpgError(f"key generation failed: {result.stderr.strip()[-200:]}")
+        return str(result.fingerprint).upper()
+
+    # --- signatures ---------------------------------------------------------------------------
+
+    def verify_detached(self, data_path: Path, sig_path: Path) -> Verification:
+        """Check ``sig_path`` (armoured or binary) over ``data_path``; gpg streams the data."""
+        result = self.gpg.verify_file(str(sig_path), data_filename=str(data_path))
+        messages = tuple(
+            line[5:].strip()
+            for line in (result.stderr or "").splitlines()
+            if line.startswith("gpg: ")
+        )
+        signers = []
+        for info in result.sig_info.values():
+            if info.get("status") != "signature valid":
+                continue
+            signing = str(info.get("fingerprint") or "").upper()
+            primary = str(info.get("pubkey_fingerprint") or signing).upper()
+            signers.append((primary, signing, _timestamp(info.get("timestamp")) or 0))
+        valid = bool(result.valid) and result.returncode == 0 and not result.problems
+        valid = valid and bool(signers)
+        status = str(result.status or "no signature found")
+        if not valid and result.problems:
+            problem = result.problems[-1]
+            status = str(problem.get("status") or status)
+            if problem.get("keyid"):
+                status += f" (key {problem['keyid']})"
+        first = signers[0] if signers else None
+        return Verification(
+            valid=valid,
+            fingerprint=first[0] if first else None,
+            sig_timestamp=first[2] if first else None,
+            status=status,
+            signers=tuple(signers),
+            messages=messages,
+        )
+
+    def sign_detached(
+        self,
+        data_path: Path,
+        sig_path: Path,
+        key: str,
+        *,
+        armor: bool = True,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        """Write a detached signature of ``data_path`` by ``key`` to ``sig_path`` atomically."""
+        fpr = _fingerprint(key)
+        found = self.find_key(fpr)
+        if found is None:
+            raise GpgError(f"unable to sign '{data_path}': no key {fpr} in '{self.home}'")
+        # python-gnupg passes --default-key, which silently falls back to another key;
+        # --local-user makes gpg fail instead, and the signer is checked once more below.
+        args = ["--local-user", fpr, *(extra_args or [])]
+        with atomic_open(sig_path) as out:
+            with open(data_path, "rb") as data:
+                result = self.gpg.sign_file(
+                    data, keyid=fpr, detach=True, clearsign=False, binary=not armor, extra_args=args
+                )
+            signer = str(result.fingerprint or "").upper()
+            if not result.data or signer not in (found.fingerprint, *found.subkeys):
+                detail = (result.stderr or "").strip().splitlines()
+                reason = next((x for x in reversed(detail) if not x.startswith("[GNUPG:]")), "")
+                raise GpgError(f"unable to sign '{data_path}' with key {fpr}: {reason}".rstrip())
+            out.write(result.data)
+
+    def stop_agent(self) -> None:
+        """End the gpg-agent of this home, if one runs (after signing)."""
+        if self.home is None:
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+                check=False,
+                capture_output=True,
+                timeout=10,
+            )

@@ -1,0 +1,319 @@
+"""A small downloader on ``requests``: retries with backoff, conditional GET, Range resume,
+streaming with an incremental digest and a progress callback.
+
+Proxies come from the environment (``http_proxy``/``https_proxy``/``no_proxy``): the session
+keeps ``trust_env`` on and every request goes through ``Session.get``, which merges them in.
+Bodies are read raw (no content decoding, ``Accept-Encoding: identity``) in chunks, so a
+``.gz`` file arrives as it is stored and memory stays flat whatever the file size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+import urllib3
+
+from .errors import DownloadError
+
+CHUNK_SIZE = 1 << 20
+TRANSIENT_STATUS = frozenset({408, 425, 429})
+
+Hasher = Any  # a hashlib object: update(bytes), hexdigest()
+HasherFactory = Callable[[], Hasher]
+ProgressCallback = Callable[[int, "int | None"], None]
+RetryCallback = Callable[[str, "HttpError", float], None]
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ctkit")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        return "0"
+
+
+USER_AGENT = f"ctkit/{_version()}"
+
+
+class HttpError(DownloadError):
+    """A failed transfer. ``status_line`` is ``404 Not Found`` or a short connection error."""
+
+    def __init__(
+        self, url: str, status_line: str, *, status: int | None = None, transient: bool = False
+    ) -> None:
+        super().__init__(status_line)
+        self.url = url
+        self.status = status
+        self.status_line = status_line
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retries`` further attempts after the first, waiting ``backoff * 2**n`` (capped)."""
+
+    retries: int = 3
+    backoff: float = 1.0
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_delay, self.backoff * (2**attempt)))
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a conditional GET sends back: the ETag and Last-Modified of the last fetch."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.etag:
+            out["If-None-Match"] = self.etag
+        if self.last_modified:
+            out["If-Modified-Since"] = self.last_modified
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.etag or self.last_modified)
+
+    @classmethod
+    def from_headers(cls, headers: Any) -> Validators:
+        return cls(etag=headers.get("ETag"), last_modified=headers.get("Last-Modified"))
+
+
+@dataclass
+class FetchResult:
+    url: str
+    status: int
+    reason: str
+    not_modified: bool = False
+    validators: Validators = field(default_factory=Validators)
+    size: int = 0
+    resumed_from: int = 0
+    digest: str | None = None
+
+    @property
+    def status_line(self) -> str:
+        return f"{self.status} {self.reason}".strip()
+
+
+def new_session(user_agent: str = USER_AGENT) -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = user_agent
+    session.headers["Accept-Encoding"] = "identity"
+    return session
+
+
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^')\]]+)")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A one-line reason for a connection-level failure (no object reprs)."""
+    text = str(exc)
+    m = _ERRNO_RE.search(text)
+    if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
+        return "connection timed out"
+    if m:
+        return m.group(1).strip()
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "connection closed by server"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError):
+        return "connection broken during transfer"
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _content_range_start(value: str | None) -> int | None:
+    m = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", value or "")
+    return int(m.group(1)) if m else None
+
+
+class _Target:
+    """The file being written plus the digest of what it holds so far."""
+
+    def __init__(self, path: Path, hasher_factory: HasherFactory | None, resume: bool) -> None:
+        self.path = path
+        self.factory = hasher_factory
+        self.resume = resume
+        self.hasher: Hasher | None = None
+        self.hashed = 0
+
+    def offset(self) -> int:
+        if not self.resume:
+            return 0
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def open(self, offset: int) -> IO[bytes]:
+        """Open for writing at ``offset`` (0 truncates) with the digest caught up to it."""
+        if offset == 0:
+            self.hasher = self.factory() if self.factory else None
+            self.hashed = 0
+            return open(self.path, "wb")
+        if self.factory is not None and (self.hasher is None or self.hashed != offset):
+            self.hasher, self.hashed = self.factory(), 0
+            with open(self.path, "rb") as fh:
+                while chunk := fh.read(CHUNK_SIZE):
+                    self.hasher.update(chunk)
+                    self.hashed += len(chunk)
+        out = open(self.path, "r+b")  # noqa: SIM115 - closed by the caller
+        out.seek(offset)
+        out.truncate()
+        return out
+
+    def update(self, chunk: bytes) -> None:
+        if self.hasher is not None:
+            self.hasher.update(chunk)
+            self.hashed += len(chunk)
+
+
+class Downloader:
+    """Fetch URLs to files. One instance may be reused; it holds one ``requests`` session."""
+
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        *,
+        timeout: tuple[float, float] = (15.0, 60.0),
+        retry: RetryPolicy | None = None,
+        chunk_size: int = CHUNK_SIZE,
+        on_retry: RetryCallback | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.session = session or new_session()
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.chunk_size = chunk_size
+        self.on_retry = on_retry
+        self.sleep = sleep
+
+    def fetch(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        validators: Validators | None = None,
+        resume: bool = False,
+        max_size: int | None = None,
+        hasher_factory: HasherFactory | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> FetchResult:
+        """GET ``url`` into ``dest``; retry transient failures (connection errors, 5xx).
+
+        ``resume``: continue an existing ``dest`` with a Range request (checked: 206 with a
+        matching Content-Range, else the file restarts from 0); a retry after a dropped
+        connection then also continues where it stopped. ``validators``: conditional GET; a
+        304 returns ``not_modified`` and leaves ``dest`` alone.
+        """
+        target = _Target(dest, hasher_factory, resume)
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(url, target, validators, max_size, progress)
+            except HttpError as err:
+                if not err.transient or attempt >= self.retry.retries:
+                    raise
+                delay = self.retry.delay(attempt)
+                attempt += 1
+                if self.on_retry is not None:
+                    self.on_retry(url, err, delay)
+                self.sleep(delay)
+
+    def _get(self, url: str, headers: dict[str, str]) -> requests.Response:
+        try:
+            return self.session.get(url, headers=headers, stream=True, timeout=self.timeout)
+        except requests.RequestException as exc:
+            transient = isinstance(exc, requests.ConnectionError | requests.Timeout)
+            raise HttpError(url, describe_exception(exc), transient=transient) from exc
+
+    def _attempt(
+        self,
+        url: str,
+        target: _Target,
+        validators: Validators | None,
+        max_size: int | None,
+        progress: ProgressCallback | None,
+    ) -> FetchResult:
+        offset = target.offset()
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        if validators and not offset:
+            headers.update(validators.headers())
+        with self._get(url, headers) as resp:
+            status, reason = resp.status_code, resp.reason or ""
+            if status == 304:
+                if offset or not validators:
+                    raise HttpError(url, f"{status} {reason} to an unconditional request")
+                return FetchResult(url, status, reason, True, Validators.from_headers(resp.headers))
+            if status == 416 and offset:
+                # Our partial file is not a prefix the server can continue: start over.
+                target.open(0).close()
+                return self._attempt(url, target, validators, max_size, progress)
+            if status >= 400:
+                transient = status >= 500 or status in TRANSIENT_STATUS
+                line = f"{status} {reason}".strip()
+                raise HttpError(url, line, status=status, transient=transient)
+            if offset and status == 206:
+                if _content_range_start(resp.headers.get("Content-Range")) != offset:
+                    # Some other part of the file: useless; ask again for all of it.
+                    target.open(0).close()
+                    return self._attempt(url, target, validators, max_size, progress)
+            elif offset:
+                offset = 0  # the server ignored the range: the body is the whole file
+            elif status == 206:
+                raise HttpError(url, f"{status} {reason} without a Range request", status=status)
+            size = self._stream(url, resp, target, offset, max_size, progress)
+            digest = target.hasher.hexdigest() if target.hasher is not None else None
+            valid = Validators.from_headers(resp.headers)
+            return FetchResult(url, status, reason, False, valid, size, offset, digest)
+
+    def _stream(
+        self,
+        url: str,
+        resp: requests.Response,
+        target: _Target,
+        offset: int,
+        max_size: int | None,
+        progress: ProgressCallback | None,
+    ) -> int:
+        length = resp.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        total = offset + expected if expected is not None else None
+        if max_size is not None and total is not None and total > max_size:
+            raise HttpError(url, f"file too large ({total} bytes, limit {max_size})")
+        done = offset
+        with target.open(offset) as fh:
+            if progress is not None:
+                progress(done, total)
+            try:
+                for chunk in resp.raw.stream(self.chunk_size, decode_content=False):
+                    fh.write(chunk)
+                    target.update(chunk)
+                    done += len(chunk)
+                    if max_size is not None and done > max_size:
+                        raise HttpError(url, f"file too large (limit {max_size} bytes)")
+                    if progress is not None:
+                        progress(done, total)
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                raise HttpError(url, describe_exception(exc), transient=True) from exc
+        if total is not None and done != total:
+            raise HttpError(url, f"short read ({done} of {total} bytes)", transient=True)
+        return done
+
+
+def hash_file(path: Path, algorithm: str, chunk_size: int = CHUNK_SIZE) -> str:
+    """The hex digest of a file, read in chunks."""
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            hasher.update(chunk)
+    return hasher.hexdigest()
