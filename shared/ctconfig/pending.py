@@ -145,7 +145,7 @@ def _key_list(keys: str | Iterable[str]) -> list[str]:
     return split_list(keys) if isinstance(keys, str) else list(keys)
 
 
-def _parse_values(set_values: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+def parse_values(set_values: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     """Strict schema check of every value: ``key -> (parsed, canonical text)``."""
     errors: dict[str, str] = {}
     parsed: dict[str, tuple[Any, str]] = {}
@@ -239,7 +239,7 @@ def update_pending(
     revert = _key_list(revert_keys)
     if not set_values and not delete and not revert:
         raise OptionError("no options specified")
-    values = _parse_values(set_values)
+    values = parse_values(set_values)
     _check_params(values, delete, revert)
     if not is_root:
         _check_root_only(conf, values, delete)

@@ -1,0 +1,1 @@
+"""pct: create and manage containers, Proxmox style."""

@@ -1,0 +1,15 @@
+"""The pct app: assembles the command modules and runs them Proxmox-style."""
+
+from __future__ import annotations
+
+from shared.cli import new_app, run
+
+from .commands import config, create, lifecycle
+
+app = new_app("Manage containers (Proxmox's pct).")
+for module in (create, config, lifecycle):
+    module.register(app)
+
+
+def main() -> None:
+    run(app, "pct")

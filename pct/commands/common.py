@@ -1,0 +1,43 @@
+"""Argument types and helpers shared by pct's command modules."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from shared.cli import parse_schema_args
+from shared.ctconfig.options import is_settable, option_spec
+from shared.formats.types import Bool, FormatError, parse_vmid
+
+
+def _vmid(raw: str) -> int:
+    try:
+        return parse_vmid(raw)
+    except FormatError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+VmidArg = Annotated[int, typer.Argument(parser=_vmid, metavar="vmid", show_default=False)]
+
+
+def is_bool_option(key: str) -> bool:
+    spec = option_spec(key)
+    return spec is not None and isinstance(spec.type, Bool)
+
+
+def config_options(extra: Sequence[str]) -> dict[str, str]:
+    """The container options (``-memory 512 -net0 ...``) a command received as extra args."""
+    return parse_schema_args(extra, is_known=is_settable, is_bool=is_bool_option)
+
+
+def echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def log_line(line: str) -> None:
+    """Task output, as Proxmox prints a worker's log on the console."""
+    print(line, flush=True)

@@ -1,0 +1,94 @@
+"""pct config, pending, set, unlock, list, status."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from shared.cli import EXTRA_ARGS, OutputFormat, OutputFormatOption, print_json
+from shared.ctconfig import store
+from shared.ctconfig.render import config_dict, pending_list, render_config, render_pending
+
+from ..ops import query, setconf
+from .common import VmidArg, config_options, echo, log_line
+
+
+def register(app: typer.Typer) -> None:
+    app.command("config")(config)
+    app.command("pending")(pending)
+    app.command("set", context_settings=EXTRA_ARGS)(set_)
+    app.command("unlock")(unlock)
+    app.command("list")(list_)
+    app.command("status")(status)
+
+
+def config(
+    vmid: VmidArg,
+    current: Annotated[bool | None, typer.Option(help="Show only applied values.")] = None,
+    snapshot: Annotated[str | None, typer.Option(help="Show a snapshot's values.")] = None,
+    output_format: OutputFormatOption = OutputFormat.text,
+) -> None:
+    """Show the container configuration (pending values merged in)."""
+    conf = store.load(vmid)
+    if output_format is OutputFormat.text:
+        echo(render_config(conf, current=bool(current), snapshot=snapshot))
+    else:
+        print_json(config_dict(conf, current=bool(current), snapshot=snapshot), output_format)
+
+
+def pending(vmid: VmidArg, output_format: OutputFormatOption = OutputFormat.text) -> None:
+    """Show current and pending values."""
+    conf = store.load(vmid)
+    if output_format is OutputFormat.text:
+        echo(render_pending(conf))
+    else:
+        print_json(pending_list(conf), output_format)
+
+
+def set_(
+    ctx: typer.Context,
+    vmid: VmidArg,
+    delete: Annotated[str | None, typer.Option(help="Options to delete.")] = None,
+    revert: Annotated[str | None, typer.Option(help="Pending changes to revert.")] = None,
+    digest: Annotated[str | None, typer.Option(help="Refuse if the config changed.")] = None,
+    force: Annotated[bool | None, typer.Option(help="Force removal of unusedN.")] = None,
+) -> None:
+    """Set container options (any option of the container config, e.g. -memory 1024)."""
+    values = config_options(ctx.args)
+    setconf.set_config(
+        vmid,
+        values,
+        delete=delete or "",
+        revert=revert or "",
+        digest=digest,
+        force=bool(force),
+        log=log_line,
+    )
+
+
+def unlock(vmid: VmidArg) -> None:
+    """Remove any lock of the container."""
+    setconf.unlock(vmid)
+
+
+def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
+    """List the containers of this node."""
+    rows = query.list_rows()
+    if output_format is OutputFormat.text:
+        echo(query.render_list(rows))
+    else:
+        print_json(rows, output_format)
+
+
+def status(
+    vmid: VmidArg,
+    verbose: Annotated[bool | None, typer.Option(help="Show every status field.")] = None,
+    output_format: OutputFormatOption = OutputFormat.text,
+) -> None:
+    """Show the container status."""
+    data = query.status(vmid, verbose=bool(verbose))
+    if output_format is OutputFormat.text:
+        echo(query.render_status(data))
+    else:
+        print_json(data, output_format)

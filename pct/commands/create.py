@@ -1,0 +1,80 @@
+"""pct create and destroy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.errors import CtkitError
+
+from ..ops import destroy as destroy_ops
+from ..ops.create import CreateRequest
+from ..ops.create import create as create_ct
+from .common import VmidArg, config_options, log_line
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "create", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+    )(create)
+    app.command("destroy")(destroy)
+
+
+def _read_keys(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise CtkitError(f"unable to read ssh public keys '{path}': {err.strerror}") from None
+
+
+def create(
+    ctx: typer.Context,
+    vmid: VmidArg,
+    ostemplate: Annotated[str, typer.Argument(metavar="ostemplate")],
+    password: Annotated[str | None, typer.Option(help="Root password (min. 5 characters).")] = None,
+    ssh_public_keys: Annotated[Path | None, typer.Option("--ssh-public-keys")] = None,
+    storage: Annotated[str, typer.Option(help="Default storage.")] = "local",
+    unprivileged: Annotated[bool | None, typer.Option(help="Unprivileged (default 1).")] = None,
+    ignore_unpack_errors: Annotated[bool | None, typer.Option("--ignore-unpack-errors")] = None,
+    bwlimit: Annotated[int | None, typer.Option(min=0, help="KiB/s")] = None,
+    start: Annotated[bool | None, typer.Option(help="Start after creation.")] = None,
+    pool: Annotated[str | None, typer.Option(help="Accepted for compatibility.")] = None,
+) -> None:
+    """Create a container from a template (volume id or path) and any container options."""
+    if password is not None and len(password) < 5:
+        raise CtkitError("password: value must be at least 5 characters long")
+    req = CreateRequest(
+        vmid=vmid,
+        ostemplate=ostemplate,
+        params=config_options(ctx.args),
+        storage=storage,
+        password=password,
+        ssh_keys=_read_keys(ssh_public_keys),
+        unprivileged=unprivileged is not False,
+        ignore_unpack_errors=bool(ignore_unpack_errors),
+        bwlimit=bwlimit,
+        start=bool(start),
+    )
+    create_ct(req, log=log_line)
+
+
+def destroy(
+    vmid: VmidArg,
+    force: Annotated[bool | None, typer.Option(help="Stop a running CT first.")] = None,
+    purge: Annotated[bool | None, typer.Option(help="Also remove it from backup jobs.")] = None,
+    destroy_unreferenced_disks: Annotated[
+        bool | None, typer.Option("--destroy-unreferenced-disks")
+    ] = None,
+) -> None:
+    """Destroy the container and free the volumes it owns."""
+    destroy_ops.destroy(
+        vmid,
+        force=bool(force),
+        purge=bool(purge),
+        unreferenced=bool(destroy_unreferenced_disks),
+        log=log_line,
+    )

@@ -1,0 +1,120 @@
+"""pct start, stop, shutdown, reboot, enter, exec, console, mount, unmount."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from shared.ctconfig import store
+from shared.errors import CtkitError, StateError
+from shared.runtime import lifecycle, lxcapi
+
+from ..ops import mount as mount_ops
+from .common import VmidArg, echo, log_line
+
+
+def register(app: typer.Typer) -> None:
+    for name, func in (
+        ("start", start), ("stop", stop), ("shutdown", shutdown), ("reboot", reboot),
+        ("enter", enter), ("exec", exec_), ("console", console), ("mount", mount),
+        ("unmount", unmount),
+    ):  # fmt: skip
+        app.command(name)(func)
+
+
+def start(
+    vmid: VmidArg,
+    skiplock: Annotated[bool | None, typer.Option(help="Ignore locks.")] = None,
+    debug: Annotated[bool | None, typer.Option(help="Debug log level (ignored).")] = None,
+) -> None:
+    """Start the container."""
+    lifecycle.start(vmid, skiplock=bool(skiplock), log=log_line)
+
+
+def stop(
+    vmid: VmidArg,
+    skiplock: Annotated[bool | None, typer.Option(help="Ignore locks.")] = None,
+    overrule_shutdown: Annotated[bool | None, typer.Option("--overrule-shutdown")] = None,
+) -> None:
+    """Stop the container at once (kill)."""
+    lifecycle.stop(vmid, skiplock=bool(skiplock), log=log_line)
+
+
+def shutdown(
+    vmid: VmidArg,
+    timeout: Annotated[int, typer.Option(min=0, help="Seconds to wait.")] = 60,
+    force_stop: Annotated[
+        bool | None, typer.Option("--forceStop", help="Kill after timeout.")
+    ] = None,
+) -> None:
+    """Shut the container down cleanly."""
+    lifecycle.shutdown(vmid, timeout=timeout, force_stop=bool(force_stop), log=log_line)
+
+
+def reboot(
+    vmid: VmidArg,
+    timeout: Annotated[int | None, typer.Option(min=0, help="Seconds to wait.")] = None,
+) -> None:
+    """Reboot: shutdown, then start (pending changes are applied)."""
+    lifecycle.reboot(vmid, timeout=timeout, log=log_line)
+
+
+def _require_running(vmid: int) -> None:
+    store.load(vmid)
+    if not lxcapi.is_running(vmid):
+        raise StateError(f"container '{vmid}' not running!")
+
+
+def enter(
+    vmid: VmidArg,
+    keep_env: Annotated[bool, typer.Option("--keep-env/--no-keep-env")] = True,
+) -> None:
+    """Open a shell in the container."""
+    _require_running(vmid)
+    argv = lxcapi.attach_argv(vmid, [], keep_env=keep_env)
+    os.execvpe(argv[0], argv, lxcapi.attach_env())
+
+
+def exec_(
+    vmid: VmidArg,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The command and its arguments.")
+    ] = None,
+    keep_env: Annotated[bool, typer.Option("--keep-env/--no-keep-env")] = True,
+) -> None:
+    """Run a command in the container; exits with the command's status."""
+    _require_running(vmid)
+    if not command:
+        raise CtkitError("missing command")
+    argv = lxcapi.attach_argv(vmid, command, keep_env=keep_env)
+    os.execvpe(argv[0], argv, lxcapi.attach_env())
+
+
+def console(
+    vmid: VmidArg,
+    escape: Annotated[str, typer.Option(help="Escape sequence prefix, e.g. ^a.")] = "^a",
+) -> None:
+    """Attach to the container's console."""
+    conf = store.load(vmid)
+    if not lxcapi.is_running(vmid):
+        raise StateError(f"container '{vmid}' not running!")
+    mode = conf.get("cmode") or "tty"
+    if mode == "shell":
+        argv = lxcapi.attach_argv(vmid, [], keep_env=False)
+    else:
+        argv = [*lxcapi.lxc_base_argv("lxc-console", vmid), "-e", escape]
+        if mode == "console":
+            argv += ["-t", "0"]
+    os.execvpe(argv[0], argv, lxcapi.attach_env())
+
+
+def mount(vmid: VmidArg) -> None:
+    """Mount the stopped container's file systems on the host (lock 'mounted')."""
+    echo(mount_ops.mount(vmid) + "\n")
+
+
+def unmount(vmid: VmidArg) -> None:
+    """Unmount what pct mount mounted and remove the lock."""
+    mount_ops.unmount(vmid)

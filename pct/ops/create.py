@@ -1,0 +1,141 @@
+"""``pct create``: a new container from a template (spec pct.md §4.1–4.2).
+
+Volumes are allocated and the config written with ``lock: create`` first; on any failure the
+new volumes are freed and no config is left behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.archive.codecs import compression_from_name
+from shared.archive.tarextract import extract
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.pending import parse_values
+from shared.errors import AlreadyExistsError, CtkitError
+from shared.guest.detect import resolve_arch
+from shared.guest.setup import GuestSetup
+from shared.runtime import lifecycle
+from shared.runtime.ctview import config_idmap, guest_config
+from shared.storage.api import resolve_template
+
+from .provision import (
+    Allocation,
+    allocate,
+    check_rootdir_storages,
+    create_locked_config,
+    exists_message,
+    normalize_disk_params,
+    remove_config,
+    staged,
+)
+
+Log = Callable[[str], None]
+DEFAULT_ROOTFS_GIB = 4
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+@dataclass
+class CreateRequest:
+    vmid: int
+    ostemplate: str
+    params: dict[str, str] = field(default_factory=dict)  # config options, raw CLI text
+    storage: str = "local"
+    password: str | None = None
+    ssh_keys: str | None = None
+    unprivileged: bool = True
+    ignore_unpack_errors: bool = False
+    bwlimit: int | None = None
+    start: bool = False
+
+
+def new_config(req: CreateRequest, log: Log) -> Config:
+    """The validated config before allocation (disk values still ``STORAGE:SIZE``)."""
+    params = dict(req.params)
+    normalize_disk_params(params, req.storage, log)
+    params.setdefault("rootfs", f"{req.storage}:{DEFAULT_ROOTFS_GIB}")
+    parsed = parse_values(params)
+    conf = Config(req.vmid)
+    for key, (_value, text) in parsed.items():
+        conf.values[key] = text
+    if req.unprivileged:
+        conf.set("unprivileged", True)
+    check_rootdir_storages(conf)
+    return conf
+
+
+def create(req: CreateRequest, log: Log = _stderr) -> Config:
+    if store.exists(req.vmid):
+        raise AlreadyExistsError(exists_message(req.vmid))
+    template = resolve_template(req.ostemplate)
+    compression = compression_from_name(template.name)
+    conf = new_config(req, log)
+    create_locked_config(conf)
+    alloc = Allocation(req.vmid)
+    try:
+        allocate(conf, alloc, req.storage)
+        store.save(conf)
+        _fill_rootfs(conf, req, template, compression, log)
+        _apply_defaults(conf)
+        conf.delete("lock")
+        store.save(conf)
+    except BaseException as err:
+        alloc.free_all(log)
+        remove_config(req.vmid, log)
+        if isinstance(err, CtkitError):
+            raise CtkitError(f"unable to create CT {req.vmid} - {err}", hint=err.hint) from err
+        raise
+    if req.start:
+        lifecycle.start(req.vmid, log=log)
+    return conf
+
+
+def _fill_rootfs(
+    conf: Config, req: CreateRequest, template: Path, compression: object, log: Log
+) -> None:
+    with staged(conf) as tree:
+        log(f"extracting archive '{template}'")
+        extract(
+            template,
+            tree.target,
+            compression=compression,  # type: ignore[arg-type]
+            idmap=config_idmap(conf) or None,
+            ignore_unpack_errors=req.ignore_unpack_errors,
+            bwlimit_kib=req.bwlimit,
+            log=log,
+        )
+        _setup_guest(conf, req, tree.target, log)
+
+
+def _setup_guest(conf: Config, req: CreateRequest, rootdir: Path, log: Log) -> None:
+    setup = GuestSetup.for_rootfs(
+        rootdir, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")
+    )
+    conf.set("ostype", setup.ostype)
+    if conf.get("arch") is None:
+        arch, messages = resolve_arch(rootdir, setup.ostype)
+        for message in messages:
+            log(message)
+        conf.set("arch", arch)
+    setup = GuestSetup.for_rootfs(
+        rootdir, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")
+    )
+    setup.post_create(password=req.password, ssh_keys=req.ssh_keys)
+    setup.regenerate_ssh_host_keys()
+    setup.check_systemd_nesting()
+
+
+def _apply_defaults(conf: Config) -> None:
+    if conf.get("hostname") is None:
+        conf.set("hostname", f"CT{conf.vmid}")
+    if conf.get("memory") is None:
+        conf.set("memory", 512)
+    if conf.get("swap") is None:
+        conf.set("swap", 512)

@@ -1,0 +1,99 @@
+"""``pct destroy``: free every volume the container owns, then remove its config."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable
+
+from shared import jobrefs, paths
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.mountpoints import volume_owner
+from shared.errors import CtkitError, StateError
+from shared.locks import config_lock
+from shared.runtime import lifecycle, lxcapi
+from shared.runtime.mounts import unmount_below
+from shared.storage.config import load_config
+from shared.storage.volumes import free_volume, list_vmid_volumes
+
+Log = Callable[[str], None]
+
+
+def referenced_volumes(conf: Config) -> list[str]:
+    """Volume ids of rootfs, mpN and unusedN, in the main and the pending section."""
+    vols: list[str] = []
+    for section in (conf, conf.pending):
+        for mp in section.mountpoints():
+            if mp.type == "volume" and mp.volume not in vols:
+                vols.append(mp.volume)
+        for volid in section.unused().values():
+            if volid not in vols:
+                vols.append(volid)
+    return vols
+
+
+def _check(vmid: int, force: bool) -> bool:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.check_protection(conf, f"can't remove CT {vmid}")
+        store.check_lock(conf)
+        running = lxcapi.is_running(vmid)
+        if running and not force:
+            raise StateError(f"unable to destroy CT {vmid} - container is running")
+        return running
+
+
+def destroy(
+    vmid: int,
+    *,
+    force: bool = False,
+    purge: bool = False,
+    unreferenced: bool = False,
+    log: Log = print,
+) -> None:
+    if _check(vmid, force):
+        log(f"forced to stop CT {vmid} before destroying!")
+        lifecycle.stop(vmid)
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.check_lock(conf)
+        marker = Config(vmid)
+        marker.set("lock", "destroyed")
+        store.save(marker)  # keeps the id reserved while volumes go
+        _free_volumes(conf, unreferenced, log)
+        unmount_below(paths.lxc_rootfs(vmid))
+        shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            paths.firewall_conf(vmid).unlink()
+        if purge:
+            _purge_jobs(vmid, log)
+        store.remove(vmid)
+
+
+def _free_volumes(conf: Config, unreferenced: bool, log: Log) -> None:
+    for volid in referenced_volumes(conf):
+        if volume_owner(volid) != conf.vmid:
+            log(f"ignore deletion of '{volid}', CT {conf.vmid} isn't the owner!")
+            continue
+        _free(volid, log)
+    if unreferenced:
+        cfg = load_config()
+        for sid in cfg.ids():
+            store_ = cfg.storage(sid)
+            if store_.props.get("disable"):
+                continue
+            for volid in list_vmid_volumes(sid, conf.vmid, cfg=cfg):
+                _free(volid, log)
+
+
+def _free(volid: str, log: Log) -> None:
+    try:
+        free_volume(volid)
+    except CtkitError as err:
+        log(f"unable to free volume '{volid}' - {err}")
+
+
+def _purge_jobs(vmid: int, log: Log) -> None:
+    for job in jobrefs.remove_guest(vmid):
+        log(f"removed CT {vmid} from backup job '{job}'")

@@ -1,0 +1,42 @@
+"""``pct mount`` / ``pct unmount``: the stopped CT's file systems on the host, under lock."""
+
+from __future__ import annotations
+
+from shared import paths
+from shared.ctconfig import store
+from shared.errors import CtkitError, LockError, StateError
+from shared.locks import config_lock
+from shared.runtime import lxcapi
+from shared.runtime.ctview import config_root_ids
+from shared.runtime.mounts import mount_all, unmount_below
+
+
+def mount(vmid: int) -> str:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.check_lock(conf)
+        if lxcapi.is_running(vmid):
+            raise StateError(f"CT {vmid} is running")
+        conf.set("lock", "mounted")
+        store.save(conf)
+        target = paths.lxc_rootfs(vmid)
+        try:
+            mount_all(conf, target, root_ids=config_root_ids(conf))
+        except BaseException:
+            conf.delete("lock")
+            store.save(conf)
+            raise
+    return f"mounted CT {vmid} in '{target}'"
+
+
+def unmount(vmid: int) -> None:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        if conf.lock not in (None, "mounted"):
+            raise LockError(f"CT is locked ({conf.lock})")
+        problems = unmount_below(paths.lxc_rootfs(vmid), lazy=False)
+        if problems:
+            raise CtkitError("; ".join(problems))
+        if conf.lock == "mounted":
+            conf.delete("lock")
+            store.save(conf)

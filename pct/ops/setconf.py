@@ -1,0 +1,110 @@
+"""``pct set`` and ``pct unlock``: config changes under the lock, with hot-plug on a running CT."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.pending import apply_pending, update_pending
+from shared.errors import CtkitError, ParamError
+from shared.locks import config_lock
+from shared.runtime import lxcapi
+from shared.runtime.cgroups import CGroup
+from shared.runtime.ctview import limits
+from shared.runtime.lxcconf import pick_cpus
+from shared.runtime.volumes import allocator, free, size_of
+from shared.storage.api import get_storage
+
+Log = Callable[[str], None]
+
+
+def storage_check(key: str, value: Any) -> None:
+    """Checks that need the storage layer: new volumes must go to a rootdir storage."""
+    if not (key == "rootfs" or key.startswith("mp")) or not isinstance(value, dict):
+        return
+    volume = str(value.get("volume", ""))
+    sid, sep, rest = volume.partition(":")
+    if sep and rest.replace(".", "", 1).isdigit():
+        store_ = get_storage(sid)
+        if not store_.has_content("rootdir"):
+            raise CtkitError(f"storage '{sid}' does not allow content type 'rootdir' (Container)")
+
+
+def set_config(
+    vmid: int,
+    values: Mapping[str, str],
+    *,
+    delete: str = "",
+    revert: str = "",
+    digest: str | None = None,
+    force: bool = False,
+    log: Log = print,
+) -> None:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        running = lxcapi.is_running(vmid)
+        result = update_pending(
+            conf,
+            values,
+            delete,
+            revert,
+            running=running,
+            digest=digest,
+            force=force,
+            check=storage_check,
+        )
+        for warning in result.warnings:
+            log(warning)
+        if not running:
+            applied = apply_pending(conf, alloc=allocator(), free=free, volume_size=size_of)
+        else:
+            applied = _hotplug(conf, result.plan.fast | result.plan.live if result.plan else set())
+        if applied.errors:
+            store.save(conf)  # what could not be applied stays pending, visible in pct pending
+            raise ParamError(applied.errors)
+        store.save(conf)
+
+
+def _hotplug(conf: Config, keys: set[str]) -> Any:
+    """Apply the keys a running CT takes now: config-only ones, and cgroup limits live."""
+    live_now = {k for k in keys if k in ("memory", "swap", "cpulimit", "cpuunits", "cores")}
+    work = conf.copy()
+    result = apply_pending(work, keys=keys - _net_and_disks(keys), alloc=allocator(), free=free)
+    if live_now and not result.errors:
+        try:
+            _apply_cgroup(work, live_now)
+        except CtkitError as err:
+            raise ParamError({k: str(err) for k in sorted(live_now)}) from None
+    conf.values, conf.pending = work.values, work.pending
+    return result
+
+
+def _net_and_disks(keys: set[str]) -> set[str]:
+    # live network and mount-point hot-plug are not implemented: they stay pending
+    return {k for k in keys if k.startswith(("net", "mp", "dev"))}
+
+
+def _apply_cgroup(conf: Config, keys: set[str]) -> None:
+    cg = CGroup(conf.vmid)
+    lim = limits(conf)
+    if keys & {"memory", "swap"}:
+        cg.set_memory(lim.memory, lim.swap)
+    if "cpulimit" in keys:
+        cg.set_cpulimit(lim.cpulimit)
+    if "cpuunits" in keys:
+        cg.set_cpuunits(lim.cpuunits)
+    if "cores" in keys:
+        import os
+
+        host = os.cpu_count() or 1
+        cores = conf.get("cores")
+        cg.set_cpuset(pick_cpus(int(cores), host) if cores else f"0-{host - 1}")
+
+
+def unlock(vmid: int) -> None:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.remove_lock(conf)
+        store.save(conf)

@@ -1,0 +1,55 @@
+"""Remove a guest from the backup jobs that name it (``pct destroy --purge``).
+
+Text-based on purpose: pct may not import vzdump's job schema, and everything but the ``vmid``
+lines of ``vzdump:`` sections must stay byte for byte as it is. A job left with no guest is
+removed, as Proxmox does.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import atomic, paths
+
+HEADER = re.compile(r"^vzdump:\s*(\S+)\s*$")
+VMID_LINE = re.compile(r"^(\s+vmid\s+)(\S.*?)\s*$")
+
+
+def _edit_block(block: list[str], vmid: int) -> tuple[list[str] | None, bool]:
+    """(new block or None to drop it, changed?) for one section."""
+    if not block or not HEADER.match(block[0]):
+        return block, False
+    for i, line in enumerate(block):
+        m = VMID_LINE.match(line)
+        if not m:
+            continue
+        ids = [v for v in re.split(r"[,;\s]+", m.group(2)) if v]
+        keep = [v for v in ids if v.lstrip("0") != str(vmid)]
+        if len(keep) == len(ids):
+            return block, False
+        if not keep:
+            return None, True
+        return [*block[:i], m.group(1) + ",".join(keep), *block[i + 1 :]], True
+    return block, False
+
+
+def remove_guest(vmid: int) -> list[str]:
+    """Drop ``vmid`` from every job's ``vmid`` list; returns the ids of the jobs changed."""
+    path = paths.jobs_cfg()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    blocks = [b.split("\n") for b in text.rstrip("\n").split("\n\n")] if text.strip() else []
+    changed: list[str] = []
+    kept: list[list[str]] = []
+    for block in blocks:
+        new, was_changed = _edit_block(block, vmid)
+        if was_changed:
+            m = HEADER.match(block[0])
+            changed.append(m.group(1) if m else "?")
+        if new is not None:
+            kept.append(new)
+    if changed:
+        atomic.write_text(path, "\n\n".join("\n".join(b) for b in kept) + ("\n" if kept else ""))
+    return changed

@@ -1,0 +1,1 @@
+"""The live container: LXC config generation, python-lxc, cgroups, mounts, hooks."""

@@ -1,0 +1,40 @@
+"""The container's ``hookscript`` (a snippets volume): ``<script> <vmid> <phase>``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+
+from ..ctconfig.config import Config
+from ..errors import CommandError, ConfigError
+from ..storage.api import volume_path
+
+PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
+
+
+def script_path(volid: str) -> str:
+    path = str(volume_path(volid))
+    if not os.path.isfile(path):
+        raise ConfigError(f"hookscript '{volid}' does not exist")
+    if not os.access(path, os.X_OK):
+        raise ConfigError(f"hookscript '{volid}' is not executable")
+    return path
+
+
+def run(conf: Config, phase: str, *, fatal: bool, warn: Callable[[str], None] = print) -> None:
+    """Run the hook script for ``phase``; a failure raises when ``fatal`` else warns."""
+    volid = conf.get("hookscript")
+    if not volid:
+        return
+    try:
+        path = script_path(str(volid))
+        proc = subprocess.run([path, str(conf.vmid), phase], check=False)
+        if proc.returncode != 0:
+            raise CommandError(
+                f"hookscript error for {conf.vmid} on {phase}: exit code {proc.returncode}"
+            )
+    except (CommandError, ConfigError) as err:
+        if fatal:
+            raise
+        warn(str(err))

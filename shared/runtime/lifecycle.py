@@ -1,0 +1,183 @@
+"""Start, stop, shut down and reboot containers (pct start/stop/shutdown/reboot, vzdump).
+
+Every operation checks state and the config ``lock:`` under the per-container flock. The flock
+is released before waiting for LXC to stop the container, because the post-stop hook takes it to
+apply pending changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import atomic, paths
+from ..ctconfig import store
+from ..ctconfig.config import Config
+from ..ctconfig.pending import apply_pending
+from ..errors import CommandError, StateError
+from ..locks import config_lock
+from . import hookscript, lxcapi
+from .cgroups import CGroup, Layout, detect_layout, memsw_supported
+from .ctview import lxc_view
+from .lxcconf import HostInfo, generate, seccomp_rules
+from .volumes import allocator, free, size_of
+
+Log = Callable[[str], None]
+START_TIMEOUT = 10.0
+
+
+def _stderr(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr)
+
+
+def host_info() -> HostInfo:
+    layout = detect_layout()
+    return HostInfo(
+        layout=layout,
+        memsw=layout is Layout.V2 or memsw_supported(),
+        apparmor=Path("/sys/kernel/security/apparmor").exists(),
+        cpus=os.cpu_count() or 1,
+    )
+
+
+def hook_error_file(vmid: int) -> Path:
+    return paths.run_dir() / f"ct-{vmid}.hook-error"
+
+
+def warnings_file(vmid: int) -> Path:
+    return paths.run_dir() / f"ct-{vmid}.warnings"
+
+
+def skiplock_file(vmid: int) -> Path:
+    return paths.run_dir() / f"skiplock-{vmid}"
+
+
+def write_lxc_config(conf: Config) -> Path:
+    """(Re)generate ``<lxcpath>/<vmid>/config`` and the per-CT seccomp rules."""
+    view = lxc_view(conf)
+    lxcdir = paths.lxc_dir(conf.vmid)
+    (lxcdir / "rootfs").mkdir(parents=True, exist_ok=True)
+    if view.unprivileged:
+        atomic.write_text(lxcdir / "rules.seccomp", seccomp_rules(view))
+    path = lxcdir / "config"
+    atomic.write_text(path, generate(view, host_info()))
+    return path
+
+
+def apply_pending_all(conf: Config, log: Log = _stderr) -> bool:
+    """Apply every pending change of a stopped CT; failures stay pending with a warning."""
+    if conf.pending.is_empty() and not conf.pending_deletes():
+        return False
+    result = apply_pending(conf, alloc=allocator(), free=free, volume_size=size_of)
+    for warning in result.warnings:
+        log(f"WARN: {warning}")
+    return True
+
+
+def _check_start(conf: Config, skiplock: bool) -> None:
+    vmid = conf.vmid
+    if lxcapi.is_running(vmid):
+        raise StateError(f"CT {vmid} already running")
+    if conf.is_template:
+        raise StateError("you can't start a CT if it's a template")
+    if not skiplock and conf.lock != "mounted":
+        store.check_lock(conf)
+    if conf.unprivileged and any(mp.options.get("quota") for mp in conf.mountpoints()):
+        raise StateError("Quotas are not supported by unprivileged containers.")
+
+
+def start(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        _check_start(conf, skiplock)
+        if apply_pending_all(conf, log):
+            store.save(conf)
+        write_lxc_config(conf)
+        CGroup(vmid).remove_stale()
+        paths.run_dir().mkdir(parents=True, exist_ok=True)
+        for stale in (hook_error_file(vmid), warnings_file(vmid), paths.lxc_dir(vmid) / "lxc.log"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        if skiplock:
+            skiplock_file(vmid).touch()
+        hookscript.run(conf, "pre-start", fatal=True)
+        ok = lxcapi.container(vmid).start() and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
+    with contextlib.suppress(FileNotFoundError):
+        skiplock_file(vmid).unlink()
+    if not ok:
+        for line in start_failure_reason(vmid):
+            log(line)
+        raise CommandError(f"startup for container '{vmid}' failed")
+    _print_warnings(vmid, log)
+    hookscript.run(conf, "post-start", fatal=False, warn=log)
+
+
+def start_failure_reason(vmid: int) -> list[str]:
+    """What the pre-start hook or LXC said about a failed start (the real reason, not a status)."""
+    lines: list[str] = []
+    with contextlib.suppress(FileNotFoundError):
+        lines += hook_error_file(vmid).read_text().splitlines()
+    if not lines:
+        with contextlib.suppress(FileNotFoundError):
+            log = (paths.lxc_dir(vmid) / "lxc.log").read_text(errors="replace").splitlines()
+            lines += [ln.split(" - ", 1)[-1] for ln in log if " ERROR " in ln][:5]
+    return lines
+
+
+def _print_warnings(vmid: int, log: Log) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        for line in warnings_file(vmid).read_text().splitlines():
+            log(f"WARN: {line}")
+
+
+def _check_stop(vmid: int, skiplock: bool, not_running: str) -> Config:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        if not lxcapi.is_running(vmid):
+            raise StateError(not_running)
+        if not skiplock and conf.lock != "mounted":
+            store.check_lock(conf)
+        return conf
+
+
+def stop(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
+    """Hard stop (``lxc-stop --kill``)."""
+    conf = _check_stop(vmid, skiplock, f"CT {vmid} not running")
+    hookscript.run(conf, "pre-stop", fatal=False, warn=log)
+    lxcapi.container(vmid).stop()
+    if not lxcapi.wait_state(vmid, "STOPPED", 30):
+        raise CommandError(f"unable to stop CT {vmid}")
+
+
+def shutdown(
+    vmid: int,
+    *,
+    timeout: int = 60,
+    force_stop: bool = False,
+    skiplock: bool = False,
+    log: Log = _stderr,
+    not_running: str | None = None,
+) -> None:
+    """Clean shutdown; without ``force_stop`` a CT still running after ``timeout`` keeps running."""
+    conf = _check_stop(vmid, skiplock, not_running or f"CT {vmid} not running")
+    hookscript.run(conf, "pre-stop", fatal=False, warn=log)
+    ct = lxcapi.container(vmid)
+    if ct.shutdown(timeout) or lxcapi.wait_state(vmid, "STOPPED", 1):
+        return
+    if not force_stop:
+        raise StateError("container did not stop")
+    ct.stop()
+    if not lxcapi.wait_state(vmid, "STOPPED", 30):
+        raise CommandError(f"unable to stop CT {vmid}")
+
+
+def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None:
+    """Shutdown (killed after the timeout), then a fresh start so pending changes apply."""
+    shutdown(
+        vmid, timeout=timeout or 60, force_stop=True, log=log, not_running=f"VM {vmid} not running"
+    )
+    start(vmid, log=log)

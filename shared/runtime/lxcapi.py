@@ -1,0 +1,97 @@
+"""python-lxc for one container, with ctkit's lxcpath; plus the lxc-* tools we exec.
+
+The container's LXC name is its VMID and its lxcpath is ``shared.paths.lxc_path()``, so the
+generated config is ``<lxcpath>/<vmid>/config`` as on Proxmox.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import lxc
+
+from .. import paths
+from ..errors import StateError
+
+
+def container(vmid: int) -> Any:
+    """A fresh python-lxc handle (it reads the config at construction)."""
+    return lxc.Container(str(vmid), config_path=str(paths.lxc_path()))
+
+
+def state(vmid: int) -> str:
+    lxcdir = paths.lxc_dir(vmid)
+    if not (lxcdir / "config").exists():
+        return "STOPPED"
+    return str(container(vmid).state)
+
+
+def is_running(vmid: int) -> bool:
+    return state(vmid) in ("RUNNING", "FROZEN", "STARTING", "STOPPING", "FREEZING", "THAWED")
+
+
+def init_pid(vmid: int) -> int | None:
+    if not (paths.lxc_dir(vmid) / "config").exists():
+        return None
+    pid = int(container(vmid).init_pid)
+    return pid if pid > 0 else None
+
+
+def monitor_alive(vmid: int) -> bool:
+    """Whether LXC's monitor for the CT still listens on its abstract command socket."""
+    name = f"@{paths.lxc_path()}/{vmid}/command"
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as fh:
+            return any(line.rstrip("\n").endswith(" " + name) for line in fh)
+    except OSError:
+        return False
+
+
+def wait_state(vmid: int, wanted: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state(vmid) == wanted:
+            return True
+        time.sleep(0.05)
+    return state(vmid) == wanted
+
+
+def lxc_base_argv(tool: str, vmid: int) -> list[str]:
+    return [tool, "-P", str(paths.lxc_path()), "-n", str(vmid)]
+
+
+def attach_argv(vmid: int, command: Sequence[str], keep_env: bool = True) -> list[str]:
+    env_flag = "--keep-env" if keep_env else "--clear-env"
+    argv = [*lxc_base_argv("lxc-attach", vmid), env_flag]
+    if command:
+        argv += ["--", *command]
+    return argv
+
+
+def attach_env() -> dict[str, str]:
+    """The caller's environment minus what must not leak into a container (Proxmox does this)."""
+    env = dict(os.environ)
+    for key in ("SSL_CERT_FILE", "SSL_CERT_DIR", "CTKIT_ROOT"):
+        env.pop(key, None)
+    return env
+
+
+def run_in_ct(
+    vmid: int, command: Sequence[str], *, input_data: bytes | None = None, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a command inside a running container and capture its output."""
+    proc = subprocess.run(
+        attach_argv(vmid, command, keep_env=False),
+        input=input_data,
+        capture_output=True,
+        env=attach_env(),
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise StateError(f"command '{' '.join(command)}' failed in CT {vmid}: {err}")
+    return proc

@@ -1,0 +1,151 @@
+"""Mount a container's root file system and mount points under a directory, and undo it.
+
+Used for starting (the pre-start hook mounts at ``<lxcpath>/<vmid>/rootfs``), ``pct mount``,
+create/restore and backups. Mount point directories inside the container are created by walking
+the path component by component without following symlinks, so a hostile rootfs cannot make a
+mount land outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..ctconfig.config import Section
+from ..ctconfig.mountpoints import MountPoint
+from ..errors import CommandError, StorageError
+from ..storage import cmd, loop
+from ..storage.volumes import mount_volume
+
+Include = Callable[[MountPoint], bool]
+
+
+def _all(_mp: MountPoint) -> bool:
+    return True
+
+
+def ensure_dir_nofollow(root: Path, rel: str, uid: int, gid: int) -> Path:
+    """``root/rel`` as a real directory, creating missing parts owned by uid:gid.
+
+    Refuses when any component is a symlink or not a directory.
+    """
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise StorageError(f"invalid mount point path '{rel}'")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts:
+            try:
+                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                os.chown(part, uid, gid, dir_fd=fd, follow_symlinks=False)
+                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise StorageError(
+                        f"mount point '{rel}' crosses a symlink or a file in the container"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+    return root.joinpath(*parts)
+
+
+def mount_options(mp: MountPoint) -> list[str]:
+    opts = [str(o) for o in mp.options.get("mountoptions") or []]
+    if mp.options.get("acl") is True and mp.type == "volume":
+        opts.append("acl")
+    return opts
+
+
+def ordered(mps: list[MountPoint]) -> list[MountPoint]:
+    """rootfs first, then by path so that ``/a`` is mounted before ``/a/b``."""
+    return sorted(mps, key=lambda m: (m.key != "rootfs", m.path.rstrip("/").count("/"), m.path))
+
+
+@dataclass
+class MountedTree:
+    """What :func:`mount_all` mounted, in mount order."""
+
+    target: Path
+    handles: list[loop.Mounted] = field(default_factory=list)
+
+    def unmount(self, *, lazy: bool = False) -> list[str]:
+        """Unmount in reverse order; errors are collected, not raised, so cleanup goes on."""
+        problems = []
+        for handle in reversed(self.handles):
+            try:
+                handle.unmount(lazy=lazy)
+            except CommandError as err:
+                problems.append(str(err))
+        self.handles.clear()
+        return problems
+
+
+def mount_one(
+    mp: MountPoint, target: Path, *, read_only: bool, snapshot: str | None
+) -> loop.Mounted:
+    opts = mount_options(mp)
+    if mp.type == "volume":
+        return mount_volume(mp.volume, target, read_only=read_only, options=opts, snapshot=snapshot)
+    source = Path(mp.volume)
+    if mp.type == "bind":
+        if not source.exists():
+            raise StorageError(f"mount point source '{source}' does not exist")
+        loop.bind_mount(source, target, read_only=read_only, options=opts)
+        return loop.Mounted(source, target, "bind")
+    cmd.run(["mount", *(["-o", "ro"] if read_only else []), str(source), str(target)])
+    return loop.Mounted(source, target, "device")
+
+
+def mount_all(
+    conf: Section,
+    target: Path,
+    *,
+    root_ids: tuple[int, int] = (0, 0),
+    include: Include = _all,
+    honour_ro: bool = True,
+    read_only: bool = False,
+    snapshot: str | None = None,
+) -> MountedTree:
+    """Mount rootfs and the included mount points under ``target``; all or nothing."""
+    target.mkdir(parents=True, exist_ok=True)
+    tree = MountedTree(target)
+    try:
+        for mp in ordered([m for m in conf.mountpoints() if include(m)]):
+            where = (
+                target if mp.key == "rootfs" else ensure_dir_nofollow(target, mp.path, *root_ids)
+            )
+            ro = read_only or (honour_ro and mp.ro)
+            tree.handles.append(mount_one(mp, where, read_only=ro, snapshot=snapshot))
+    except BaseException:
+        tree.unmount(lazy=True)
+        raise
+    return tree
+
+
+@contextlib.contextmanager
+def mounted_all(conf: Section, target: Path, **kw: object) -> Iterator[MountedTree]:
+    tree = mount_all(conf, target, **kw)  # type: ignore[arg-type]
+    try:
+        yield tree
+    finally:
+        tree.unmount()
+
+
+def unmount_below(path: Path, *, lazy: bool = True) -> list[str]:
+    """Unmount everything at or below ``path`` (deepest first), e.g. after a crash."""
+    problems = []
+    for point in sorted(loop.mounts_under(path), key=lambda p: len(p.parts), reverse=True):
+        try:
+            loop.unmount(point, lazy=lazy)
+        except CommandError as err:
+            problems.append(str(err))
+    return problems

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared import jobrefs, paths
+
+JOBS = """vzdump: nightly
+\tschedule sat 02:00
+\tvmid 100,900000001,102
+\tstorage local
+
+vzdump: only-that-one
+\tschedule daily
+\tvmid 900000001
+
+vzdump: all
+\tschedule daily
+\tall 1
+"""
+
+
+def test_remove_guest_from_jobs(ctroot: Path) -> None:
+    path = paths.jobs_cfg()
+    path.parent.mkdir(parents=True)
+    path.write_text(JOBS)
+    assert jobrefs.remove_guest(900000001) == ["nightly", "only-that-one"]
+    assert path.read_text() == (
+        "vzdump: nightly\n\tschedule sat 02:00\n\tvmid 100,102\n\tstorage local\n\n"
+        "vzdump: all\n\tschedule daily\n\tall 1\n"
+    )
+    assert jobrefs.remove_guest(900000001) == []
+
+
+def test_no_jobs_file(ctroot: Path) -> None:
+    assert jobrefs.remove_guest(100) == []
