@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.cleanup import cleanup_root
+from tests.fixtures.templates import build_busybox_rootfs, pack
 
 REPO = Path(__file__).resolve().parents[1]
 # The team's handbook folder sits beside the checkout; tests that read it skip without it.
@@ -15,11 +20,45 @@ HANDBOOK = Path(os.environ.get("CTKIT_HANDBOOK", REPO.parent / "shared"))
 
 @pytest.fixture
 def ctroot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh CTKIT_ROOT for one test."""
+    """A fresh CTKIT_ROOT for one test; containers, mounts and loop devices below it are
+    cleaned up afterwards even when the test fails."""
     root = tmp_path / "root"
     root.mkdir()
     monkeypatch.setenv("CTKIT_ROOT", str(root))
-    yield root
+    try:
+        yield root
+    finally:
+        cleanup_root(root)
+
+
+# container ids: a high range (900000000+), unique within a session so that a container left
+# over by a failed test can never collide with the next one (cgroup names are global)
+_VMIDS = itertools.count(900_000_000 + random.Random().randrange(0, 90_000_000, 1000))
+
+
+@pytest.fixture
+def new_vmid() -> Callable[[], int]:
+    return lambda: next(_VMIDS)
+
+
+@pytest.fixture
+def vmid() -> int:
+    return next(_VMIDS)
+
+
+@pytest.fixture(scope="session")
+def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small template without os-release (ostype unmanaged), ``.tar.zst``; built once."""
+    base = tmp_path_factory.mktemp("tpl-busybox")
+    return pack(build_busybox_rootfs(base / "rootfs"), base / "busybox_1.0-1_amd64.tar.zst")
+
+
+@pytest.fixture(scope="session")
+def debian_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox template that identifies as Debian 12 (so the Debian guest setup runs)."""
+    base = tmp_path_factory.mktemp("tpl-debianlike")
+    rootfs = build_busybox_rootfs(base / "rootfs", debian_like=True)
+    return pack(rootfs, base / "debian-12-busybox_12.0-1_amd64.tar.zst")
 
 
 def reference_file(name: str) -> Path:
