@@ -9,6 +9,7 @@ Values are typed once parsed: booleans are ``bool``, VMID lists sorted ``list[in
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,17 @@ def check_node(value: str) -> None:
         raise FormatError("invalid format - value does not look like a valid node name")
 
 
+def check_webhook_url(value: str) -> None:
+    """``notify-webhook`` (a ctkit addition): an http(s) URL the job summary is POSTed to."""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        valid = False
+    if not valid or re.search(r"\s", value):
+        raise FormatError("invalid format - value does not look like an http(s) URL")
+
+
 PERFORMANCE = PropSchema(
     {
         "max-workers": Field(Int(minimum=1, maximum=256)),
@@ -143,6 +155,8 @@ OPTIONS: dict[str, Option] = {
     "mailto": Option(ListOf(Str(check=check_email_or_username))),
     "mailnotification": Option(Enum("always", "failure"), "always"),
     "notification-mode": Option(Enum("auto", "legacy-sendmail", "notification-system"), "auto"),
+    # ctkit addition: POST the notification's JSON summary here (see vzdump.notify)
+    "notify-webhook": Option(Str(max_length=1024, check=check_webhook_url)),
     "notes-template": Option(Str(max_length=notes.MAX_LENGTH, check=notes.check_template)),
     "protected": Option(Bool()),
     "stop": Option(Bool(), False),
@@ -393,6 +407,7 @@ __all__ = [
     "VmidList",
     "check_params",
     "check_single_guest",
+    "check_webhook_url",
     "exclude_patterns",
     "job_header",
     "merge_options",

@@ -1,0 +1,223 @@
+"""systemd timers for ctkit's periodic work: the backup-job scheduler and the pveam index update.
+
+The unit texts are constants below. :func:`install_units` writes them atomically to
+``<root>/etc/systemd/system`` and, when systemd is PID 1 (``/run/systemd/system`` exists) and
+the root is ``/``, runs ``systemctl daemon-reload`` and ``systemctl enable --now`` for the
+timers. Otherwise (a container without systemd, or a scratch CTKIT_ROOT) it only writes them
+and logs the commands that enable them.
+
+* ``ctkit-scheduler.service`` / ``.timer``: ``<vzdump> scheduler run-due`` every minute
+  (``Persistent=true`` catches up once after downtime; the scheduler decides what was missed).
+* ``pveam-update.service`` / ``.timer``: ``<pveam> update`` daily after the network is online,
+  spread over five hours like Proxmox's daily update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from . import atomic, paths
+from .errors import CommandError, ParamError
+
+SYSTEMCTL = "systemctl"
+
+SCHEDULER_SERVICE = """\
+[Unit]
+Description=ctkit: run due vzdump backup jobs (/etc/pve/jobs.cfg)
+After=local-fs.target
+
+[Service]
+Type=oneshot
+ExecStart={exec_start} scheduler run-due
+TimeoutStartSec=infinity
+"""
+
+SCHEDULER_TIMER = """\
+[Unit]
+Description=ctkit: check for due vzdump backup jobs every minute
+
+[Timer]
+OnCalendar=minutely
+AccuracySec=1s
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+
+PVEAM_SERVICE = """\
+[Unit]
+Description=ctkit: update the pveam appliance index
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart={exec_start} update
+"""
+
+PVEAM_TIMER = """\
+[Unit]
+Description=ctkit: daily pveam appliance index update
+
+[Timer]
+OnCalendar=daily
+RandomizedDelaySec=5h
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+
+UNITS: dict[str, str] = {
+    "ctkit-scheduler.service": SCHEDULER_SERVICE,
+    "ctkit-scheduler.timer": SCHEDULER_TIMER,
+    "pveam-update.service": PVEAM_SERVICE,
+    "pveam-update.timer": PVEAM_TIMER,
+}
+
+Log = Callable[[str], None]
+
+
+def _stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def unit_dir() -> Path:
+    return paths.under("etc/systemd/system")
+
+
+def systemd_running() -> bool:
+    """Is systemd PID 1 on this host? (what sd_booted() checks)"""
+    return Path("/run/systemd/system").is_dir()
+
+
+def can_manage() -> bool:
+    """Call systemctl only for the live system: systemd is PID 1 and the root is ``/``."""
+    return systemd_running() and paths.root().resolve() == Path("/")
+
+
+def quote_exec(path: str) -> str:
+    """An absolute executable path as ExecStart= wants it: ``%`` and ``$`` doubled (specifier
+    and variable expansion), quoted when it has white space."""
+    if not os.path.isabs(path) or any(c in path for c in "\n\r\"'\\"):
+        raise ParamError({"exec-path": f"unusable executable path '{path}'"})
+    text = path.replace("%", "%%").replace("$", "$$")
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def render_unit(name: str, *, exec_path: str | None = None) -> str:
+    """The text of unit ``name``; services need the absolute path of the program they run."""
+    template = UNITS.get(name)
+    if template is None:
+        raise ParamError({"unit": f"unknown unit '{name}'"})
+    if "{exec_start}" not in template:
+        return template
+    if exec_path is None:
+        raise ParamError({"exec-path": f"unit '{name}' needs the program's absolute path"})
+    return template.format(exec_start=quote_exec(exec_path))
+
+
+def find_program(name: str) -> str:
+    """The absolute path of a ctkit entry point (``vzdump``, ``pveam``): beside the running
+    Python (a venv's bin directory) first, else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise CommandError(f"unable to find command '{name}'")
+    return os.path.abspath(found)
+
+
+def _systemctl(*args: str) -> None:
+    proc = subprocess.run([SYSTEMCTL, *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        detail = proc.stderr.strip() or f"exit code {proc.returncode}"
+        raise CommandError(f"systemctl {' '.join(args)} failed - {detail}")
+
+
+def _timers(names: Iterable[str]) -> list[str]:
+    return [n for n in names if n.endswith(".timer")]
+
+
+def install_units(
+    names: Sequence[str],
+    *,
+    exec_path: str | None = None,
+    enable: bool = True,
+    log: Log = _stderr_log,
+) -> list[Path]:
+    """Write the named units (atomically, mode 0644) and enable their timers when possible.
+
+    Returns the written paths. Without systemd as PID 1 (or below a scratch root) nothing is
+    enabled; the commands that would do it are logged instead.
+    """
+    texts = {name: render_unit(name, exec_path=exec_path) for name in names}
+    directory = unit_dir()
+    written = []
+    for name, text in texts.items():
+        path = directory / name
+        atomic.write_text(path, text, mode=0o644)
+        written.append(path)
+    timers = _timers(names)
+    if not enable:
+        return written
+    if can_manage():
+        _systemctl("daemon-reload")
+        for timer in timers:
+            _systemctl("enable", "--now", timer)
+        return written
+    reason = (
+        "systemd is not running as PID 1 (no /run/systemd/system)"
+        if not systemd_running()
+        else f"the units were written below {paths.root()}, not the live system"
+    )
+    log(f"unit files written to {directory}; not enabling them: {reason}")
+    if timers:
+        log(f"to enable them: systemctl daemon-reload && systemctl enable --now {' '.join(timers)}")
+    return written
+
+
+def remove_units(names: Sequence[str], *, log: Log = _stderr_log) -> list[Path]:
+    """Disable the named timers (when systemd manages this host) and delete the unit files.
+
+    Returns the paths that were removed; missing files are not an error.
+    """
+    for name in names:
+        if name not in UNITS:
+            raise ParamError({"unit": f"unknown unit '{name}'"})
+    directory = unit_dir()
+    timers = [t for t in _timers(names) if (directory / t).exists()]
+    if can_manage() and timers:
+        _systemctl("disable", "--now", *timers)
+    removed = []
+    for name in names:
+        path = directory / name
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    if removed and can_manage():
+        _systemctl("daemon-reload")
+    elif timers:
+        log(f"unit files removed from {directory}; run 'systemctl daemon-reload' to forget them")
+    return removed
+
+
+__all__ = [
+    "UNITS",
+    "can_manage",
+    "find_program",
+    "install_units",
+    "quote_exec",
+    "remove_units",
+    "render_unit",
+    "systemd_running",
+    "unit_dir",
+]

@@ -1,0 +1,397 @@
+"""The end-of-job notification (spec vzdump §6, §1.1): subject, plain-text body, mail, JSON.
+
+Subject: ``vzdump backup status (<fqdn>): backup successful`` or ``backup failed``, followed by
+``: <error>`` for a one-line job error or ``: multiple problems`` for several (as Proxmox, a
+one-line error is only in the subject; several are at the top of the body). The body follows
+Proxmox's text template::
+
+    <job error, if multi-line>
+
+    Details
+    =======
+    VMID  Name  Status      Time    Size  Filename       (one row per guest)
+    Total running time: HH:MM:SS
+    Total size: 1.5 GiB
+
+    Logs
+    ====
+    <cmdline>, the job lines, each guest's lines as "<vmid>: <line>", the job-end lines
+
+The logs are replaced by ``Log output was too long to be sent. See Task History for details!``
+when they exceed 1 MiB (UTF-8). Sizes print like Proxmox's ``human-bytes`` (binary units, up
+to three decimals).
+
+Delivery, by ``notification-mode`` (ctkit has no Proxmox notification system):
+
+* a JSON summary (:func:`summary`) is always written atomically, for a job to
+  ``<jobs_state_dir>/vzdump-<job-id>.notification.json`` (beside the job's state file), for an
+  ad-hoc run to ``<vzdump_log_dir>/vzdump.notification.json`` (the latest ad-hoc run);
+* mail through ``/usr/sbin/sendmail -t`` to ``mailto`` when the mode is ``auto`` or
+  ``legacy-sendmail`` and ``mailnotification`` allows it (``failure``: only failed runs);
+  ``notification-system`` sends no mail. ``user@pam`` entries go to the local user ``user``;
+* the summary is POSTed to ``notify-webhook`` (a ctkit option) when set, whatever the mode
+  and ``mailnotification`` (monitoring wants the successes too), with a 10 s timeout.
+
+A delivery problem is reported through ``warn`` and never fails the backup.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from shared import atomic, paths
+from shared.errors import CommandError
+from shared.formats.types import check_configid
+
+from .report import GuestResult, JobResult
+
+MAX_LOG_SIZE = 1024 * 1024
+LOG_TOO_LONG = "Log output was too long to be sent. See Task History for details!"
+SENDMAIL = "/usr/sbin/sendmail"
+MAIL_FROM = "root"
+WEBHOOK_TIMEOUT = 10.0
+ADHOC_SUMMARY = "vzdump.notification.json"
+SUMMARY_VERSION = 1
+MAX_MAIL_LINE = 998  # RFC 5322; longer lines go quoted-printable
+# Fold headers only where RFC 5322 demands it: a folded subject comes back with a leading space
+# from some readers.
+MAIL_POLICY = email.policy.default.clone(max_line_length=MAX_MAIL_LINE)
+
+Warn = Callable[[str], None]
+
+
+def _stderr_warn(message: str) -> None:
+    print(f"WARN: {message}", file=sys.stderr, flush=True)
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def format_time(seconds: float) -> str:
+    """``HH:MM:SS`` (hours may exceed 24), as vzdump's ``Finished Backup`` line."""
+    total = max(round(seconds), 0)
+    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def human_bytes(nbytes: int) -> str:
+    """Proxmox's ``human-bytes``: ``512 B``, ``1.5 KiB``, ``412.451 MiB``."""
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 1024 or unit == "PiB":
+            if unit == "B":
+                return f"{int(value)} B"
+            text = f"{round(value, 3):.3f}".rstrip("0").rstrip(".")
+            return f"{text} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def host_fqdn() -> str:
+    """The host's fully qualified name (``hostname -f``), else the node name."""
+    name = socket.getfqdn()
+    if not name or name.startswith("localhost"):
+        return paths.node_name()
+    return name
+
+
+# --- subject and body -------------------------------------------------------------------------
+
+
+def status_text(result: JobResult) -> tuple[str, str | None]:
+    """The subject's status and the error that goes into the body (multi-line errors only)."""
+    text = "backup successful" if result.ok else "backup failed"
+    error = (result.error or "").strip() or None
+    if error is None:
+        return text, None
+    if "\n" in error:
+        return f"{text}: multiple problems", error
+    return f"{text}: {error}", None
+
+
+def subject(result: JobResult, fqdn: str) -> str:
+    return f"vzdump backup status ({fqdn}): {status_text(result)[0]}"
+
+
+TABLE_HEADER = ("VMID", "Name", "Status", "Time", "Size", "Filename")
+RIGHT_ALIGNED = {3, 4}  # Time and Size
+
+
+def _guest_row(guest: GuestResult) -> tuple[str, ...]:
+    size = human_bytes(guest.size) if guest.ok and guest.size is not None else "-"
+    filename = guest.filename if guest.ok and guest.filename else "-"
+    name = guest.name or f"VM {guest.vmid}"
+    return (str(guest.vmid), name, guest.status, format_time(guest.seconds), size, filename)
+
+
+def guest_table(guests: Sequence[GuestResult]) -> list[str]:
+    """The Details table: one header line and one line per guest, columns two spaces apart."""
+    rows = [TABLE_HEADER, *(_guest_row(g) for g in guests)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_HEADER))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in RIGHT_ALIGNED else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def log_text(result: JobResult) -> str:
+    """The logs part: cmdline, job lines, each guest's lines prefixed ``<vmid>: ``, end lines."""
+    out = [result.cmdline, ""]
+    if result.job_log:
+        out += [*result.job_log, ""]
+    for guest in result.guests:
+        if guest.log_lines:
+            out += [f"{guest.vmid}: {line}" for line in guest.log_lines]
+        else:
+            out.append(f"{guest.vmid}: no log available")
+        out.append("")
+    out += result.job_log_end
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def render_body(result: JobResult) -> str:
+    _, error = status_text(result)
+    parts = [f"{error}\n\n" if error else ""]
+    parts.append("Details\n=======\n")
+    parts.append("".join(f"{line}\n" for line in guest_table(result.guests)))
+    parts.append(f"Total running time: {format_time(result.duration)}\n")
+    parts.append(f"Total size: {human_bytes(result.total_size)}\n\n")
+    parts.append("Logs\n====\n")
+    logs = log_text(result)
+    parts.append(logs if len(logs.encode("utf-8")) <= MAX_LOG_SIZE else f"{LOG_TOO_LONG}\n")
+    return "".join(parts)
+
+
+# --- the JSON summary and the webhook ---------------------------------------------------------
+
+
+def summary(
+    result: JobResult, *, fqdn: str, subject_line: str, body: str, now: float
+) -> dict[str, Any]:
+    """The JSON summary (``version`` 1): metadata, the mail's subject and body (logs already
+    truncated), and the result without its log lines (see :mod:`vzdump.report`)."""
+    return {
+        "version": SUMMARY_VERSION,
+        "type": "vzdump",
+        "time": round(now),
+        "hostname": fqdn,
+        "job-id": result.job_id,
+        "severity": "info" if result.ok else "error",
+        "subject": subject_line,
+        "body": body,
+        "result": result.to_dict(logs=False),
+    }
+
+
+def summary_path(job_id: str | None) -> Path:
+    if job_id is None:
+        return paths.vzdump_log_dir() / ADHOC_SUMMARY
+    check_configid(job_id)  # never a path of its own
+    return paths.jobs_state_dir() / f"vzdump-{job_id}.notification.json"
+
+
+def write_summary(data: Mapping[str, Any], job_id: str | None) -> Path:
+    path = summary_path(job_id)
+    atomic.write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def post_webhook(url: str, data: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT) -> int:
+    """POST the summary as JSON; returns the HTTP status, raises on transport errors and
+    non-2xx answers (:class:`requests.RequestException`)."""
+    payload = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "ctkit-vzdump"}
+    response = requests.post(url, data=payload, headers=headers, timeout=timeout)
+    response.raise_for_status()
+    return response.status_code
+
+
+# --- mail -------------------------------------------------------------------------------------
+
+
+def mail_recipients(mailto: str | Sequence[str] | None) -> list[str]:
+    """``mailto`` as addresses: split on ``,;`` and white space; ``user@pam`` becomes the local
+    user ``user`` (ctkit has no user.cfg to look an address up in)."""
+    words = re.split(r"[,;\s]+", mailto) if isinstance(mailto, str) else list(mailto or [])
+    result: list[str] = []
+    for word in (w.strip() for w in words):
+        if word.endswith("@pam"):
+            word = word[: -len("@pam")]
+        if word and word not in result:
+            result.append(word)
+    return result
+
+
+def mail_targets(opts: Mapping[str, Any], result: JobResult) -> list[str]:
+    """Whom to mail for this result, by notification-mode and mailnotification (§1.1)."""
+    recipients = mail_recipients(opts.get("mailto"))
+    if not recipients or opts.get("notification-mode", "auto") == "notification-system":
+        return []
+    if opts.get("mailnotification", "always") == "failure" and result.ok:
+        return []
+    return recipients
+
+
+def build_message(
+    recipients: Sequence[str],
+    subject_line: str,
+    body: str,
+    *,
+    mail_from: str = MAIL_FROM,
+    date: float | None = None,
+) -> EmailMessage:
+    msg = EmailMessage(policy=MAIL_POLICY)
+    msg["From"] = mail_from
+    msg["To"] = ", ".join(recipients)
+    msg["Subject"] = subject_line
+    msg["Date"] = email.utils.formatdate(date, localtime=True)
+    msg["Auto-Submitted"] = "auto-generated"
+    longest = max((len(line.encode("utf-8")) for line in body.splitlines()), default=0)
+    cte = "8bit" if longest <= MAX_MAIL_LINE else "quoted-printable"
+    msg.set_content(body, subtype="plain", charset="utf-8", cte=cte)
+    return msg
+
+
+def send_mail(
+    mailto: str | Sequence[str],
+    subject_line: str,
+    body: str,
+    *,
+    mail_from: str = MAIL_FROM,
+    sendmail: str = SENDMAIL,
+    date: float | None = None,
+) -> list[str]:
+    """Hand a text/plain UTF-8 message to the local MTA (``sendmail -t -oi``); returns the
+    recipients. Raises :class:`CommandError` when sendmail fails or is missing."""
+    recipients = mail_recipients(mailto)
+    if not recipients:
+        return []
+    msg = build_message(recipients, subject_line, body, mail_from=mail_from, date=date)
+    data = msg.as_bytes(policy=MAIL_POLICY)
+    try:
+        proc = subprocess.run(
+            [sendmail, "-t", "-oi"], input=data, capture_output=True, check=False, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise CommandError(f"unable to run '{sendmail}' - {err}") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip() or f"exit code {proc.returncode}"
+        raise CommandError(f"'{sendmail}' failed - {detail}")
+    return recipients
+
+
+# --- everything together ----------------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    """What :func:`notify` did."""
+
+    subject: str
+    body: str
+    summary_path: Path | None = None
+    mailed_to: list[str] = field(default_factory=list)
+    webhook_status: int | None = None
+
+
+def notify(
+    result: JobResult,
+    opts: Mapping[str, Any],
+    *,
+    fqdn: str | None = None,
+    now: float | None = None,
+    warn: Warn = _stderr_warn,
+    sendmail: str = SENDMAIL,
+) -> Delivery:
+    """Write the JSON summary, send the mail and POST the webhook as ``opts`` ask (the merged
+    vzdump options). Problems become warnings."""
+    host = fqdn or host_fqdn()
+    when = time.time() if now is None else now
+    delivery = Delivery(subject(result, host), render_body(result))
+    data = summary(result, fqdn=host, subject_line=delivery.subject, body=delivery.body, now=when)
+    try:
+        delivery.summary_path = write_summary(data, result.job_id)
+    except OSError as err:
+        warn(f"unable to write notification summary - {err}")
+    recipients = mail_targets(opts, result)
+    if recipients:
+        try:
+            delivery.mailed_to = send_mail(
+                recipients, delivery.subject, delivery.body, date=when, sendmail=sendmail
+            )
+        except CommandError as err:
+            warn(f"sending notification mail failed - {err}")
+    url = opts.get("notify-webhook")
+    if url:
+        try:
+            delivery.webhook_status = post_webhook(str(url), data)
+        except requests.RequestException as err:
+            warn(f"notification webhook '{redact_url(str(url))}' failed - {_reason(err)}")
+    return delivery
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials or query (tokens often live there), for log lines."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a URL at all (the option check normally prevents this)
+        return "<invalid URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _reason(err: requests.RequestException) -> str:
+    """A short reason that does not repeat the URL (which may carry a token)."""
+    if isinstance(err, requests.HTTPError) and err.response is not None:
+        return f"HTTP status {err.response.status_code}"
+    if isinstance(err, requests.Timeout):
+        return "timed out"
+    if isinstance(err, requests.ConnectionError):
+        return "connection failed"
+    return type(err).__name__
+
+
+__all__ = [
+    "LOG_TOO_LONG",
+    "MAX_LOG_SIZE",
+    "Delivery",
+    "build_message",
+    "format_time",
+    "guest_table",
+    "host_fqdn",
+    "human_bytes",
+    "log_text",
+    "mail_recipients",
+    "mail_targets",
+    "notify",
+    "post_webhook",
+    "redact_url",
+    "render_body",
+    "send_mail",
+    "status_text",
+    "subject",
+    "summary",
+    "summary_path",
+    "write_summary",
+]
