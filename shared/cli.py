@@ -175,13 +175,17 @@ def usage_line(prog_path: str, cmd: Any) -> str:
 
 
 def parse_schema_args(
-    extra: Sequence[str], is_known: Callable[[str], bool], is_bool: Callable[[str], bool]
-) -> dict[str, str]:
+    extra: Sequence[str],
+    is_known: Callable[[str], bool],
+    is_bool: Callable[[str], bool],
+    is_array: Callable[[str], bool] = lambda _k: False,
+) -> dict[str, Any]:
     """Collect ``--key value`` pairs a command accepted as extra args (``-mp0``, ``-net1``...).
 
-    Values stay raw strings; the caller validates them against its schema.
+    Values stay raw strings (lists of them for repeatable ``is_array`` keys); the caller
+    validates them against its schema.
     """
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     i = 0
     while i < len(extra):
@@ -211,6 +215,9 @@ def parse_schema_args(
             else:
                 value = nxt
                 i += 1
+        if is_array(key):
+            values.setdefault(key, []).append(value)
+            continue
         if key in values:
             errors[key] = "duplicate option"
             continue
@@ -273,8 +280,12 @@ def run(
             raise CtkitError("please run as root")
         result = root.main(args, prog_name=prog, standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        if code == Interrupted.exit_code:  # typer turns Ctrl-C into a return value of 130
+            print(Interrupted().message, file=sys.stderr)
     except ParamError as err:
         _print_param_error(err, err.usage or usage)
+        if err.hint:
+            print(f"hint: {err.hint}", file=sys.stderr)
         code = err.exit_code
     except CtkitError as err:
         print(str(err), file=sys.stderr)
@@ -285,6 +296,9 @@ def run(
         code = err.exit_code
     except typer.Abort:
         code = Interrupted.exit_code
+    except click.exceptions.NoArgsIsHelpError as err:
+        print(err.ctx.get_help(), file=sys.stderr)  # a bare group: its help, not a "400"
+        code = ParamError.exit_code
     except click.exceptions.ClickException as err:
         perr = _convert_click_error(err)
         _print_param_error(perr, usage)

@@ -24,6 +24,12 @@ def ctroot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     cleaned up afterwards even when the test fails."""
     root = tmp_path / "root"
     root.mkdir()
+    # pytest makes its temp dirs 0700; unprivileged containers' tar and rsync run as uid
+    # 100000 and must be able to traverse to the volumes and dump directories below the root
+    for parent in (tmp_path, *tmp_path.parents):
+        if parent == Path("/tmp") or parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o755)
     monkeypatch.setenv("CTKIT_ROOT", str(root))
     try:
         yield root

@@ -1,0 +1,1 @@
+"""vzdump's typer commands: they parse, call the engine or the job library, and print."""

@@ -1,0 +1,44 @@
+"""``vzdump <vmid...> | --all [options]``: the backup job itself (the app's default command)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from shared.cli import EXTRA_ARGS, OPTION_RE, parse_schema_args
+from shared.formats.types import Bool
+
+from ..engine import job
+from ..options import CLI_OPTIONS, parse_params
+
+
+def split_args(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """Leading words are the VMID list; the rest are ``--option value`` pairs."""
+    positional: list[str] = []
+    rest = list(args)
+    while rest and not OPTION_RE.match(rest[0]):
+        positional.append(rest.pop(0))
+    options = parse_schema_args(
+        rest,
+        is_known=lambda k: k in CLI_OPTIONS,
+        is_bool=lambda k: k in CLI_OPTIONS and isinstance(CLI_OPTIONS[k].type, Bool),
+        is_array=lambda k: k in CLI_OPTIONS and CLI_OPTIONS[k].array,
+    )
+    if positional:
+        options["vmid"] = " ".join(positional)
+    return positional, options
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup", hidden=True, context_settings=EXTRA_ARGS)(backup)
+
+
+def backup(ctx: typer.Context) -> None:
+    """Back up containers: vzdump <vmid...> | --all [--mode stop|suspend|snapshot] ..."""
+    _vmids, raw = split_args(ctx.args)
+    params = parse_params(raw)
+    stdout = sys.stdout.buffer if params.get("stdout") else None
+    job.run(params, stdout=stdout)

@@ -1,0 +1,372 @@
+"""One guest's backup (spec vzdump §4.1, §2.2, §7): lock, mode, archive, rename, notes,
+protection, pruning, hooks; cleanup and the log copy on every path."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from shared import atomic, paths
+from shared.archive.tarcreate import CreateSpec, create
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.errors import CtkitError, NotFoundError
+from shared.locks import config_lock
+from shared.runtime import lxcapi
+from shared.runtime.ctview import config_idmap, config_root_ids
+from shared.storage.api import set_backup_notes, set_backup_protected
+from shared.tasklog import Progress, timestamp
+
+from .. import notes
+from ..options import exclude_patterns
+from ..report import GuestResult
+from . import modes, retention
+from .hooks import Hooks
+from .log import JobLog
+from .target import (
+    COMPRESSION,
+    Target,
+    format_duration,
+    format_size,
+    fresh_dir,
+    fs_type,
+    pigz_threads,
+    temp_dir,
+    zstd_threads,
+)
+
+
+@dataclass
+class JobEnv:
+    """What every guest of a job shares."""
+
+    opts: dict[str, Any]
+    storage: str | None
+    dumpdir: Path
+    log: JobLog
+    hooks: Hooks
+    stdout: IO[bytes] | None = None
+
+
+def mountpoint_lines(conf: Config) -> tuple[list[Any], list[Any], list[str]]:
+    """(included, excluded, the include/exclude log lines) — spec §3.3."""
+    inc, exc, lines = [], [], []
+    for mp in conf.mountpoints():
+        enabled, why = mp.backup_enabled()
+        if enabled:
+            inc.append(mp)
+            lines.append(f"including mount point {mp.key} ('{mp.path}') in backup")
+            continue
+        exc.append(mp)
+        kind = "volume" if mp.type == "volume" else mp.type
+        lines.append(f"excluding {kind} mount point {mp.key} ('{mp.path}') from backup ({why})")
+    return inc, exc, lines
+
+
+class GuestBackup:
+    def __init__(self, env: JobEnv, vmid: int) -> None:
+        self.env = env
+        self.vmid = vmid
+        self.opts = env.opts
+        self.log = env.log
+        self.started = time.monotonic()
+        self.locked = False
+        self.target: Target | None = None
+        self.tmpdir: Path | None = None
+        self.size: int | None = None
+        self.name = f"CT{vmid}"
+
+    # --- the flow -------------------------------------------------------------------------
+
+    def run(self) -> GuestResult:
+        self.log.info(f"Starting Backup of VM {self.vmid} (lxc)")
+        try:
+            conf = self._before_log()
+        except Exception as err:
+            self._cleanup()
+            text = str(err) if isinstance(err, CtkitError) else f"{type(err).__name__}: {err}"
+            self.log.error(f"Backup of VM {self.vmid} failed - {text}")
+            if self.log.guest_file is not None:
+                self.log.close_guest(None)
+            return self._result("err", text, [])
+        error: CtkitError | None = None
+        try:
+            self._backup(conf)
+        except CtkitError as err:
+            error = err
+        except KeyboardInterrupt:
+            error = CtkitError("interrupted by signal")
+        except Exception as err:
+            error = CtkitError(f"{type(err).__name__}: {err}")
+        return self._finish(error)
+
+    def _before_log(self) -> Config:
+        conf = store.load_or_none(self.vmid)
+        if conf is None:
+            raise NotFoundError(f"unable to find VM '{self.vmid}'")
+        self.name = str(conf.get("hostname") or f"CT{self.vmid}")
+        retention.precheck(self.opts, self.env.storage, self.env.dumpdir, self.vmid)
+        compress = str(self.opts.get("compress", "0"))
+        stdout = self.env.stdout is not None
+        self.target = Target.make(self.env.dumpdir, self.vmid, compress, stdout, time.time())
+        self.tmpdir, note = temp_dir(self.opts.get("tmpdir"), self.target, self.vmid)
+        if note:
+            self.log.task_only(note)
+        fresh_dir(self.tmpdir)
+        # tar of an unprivileged CT runs as the CT's root: it must be able to read the tmpdir
+        os.chown(self.tmpdir, *config_root_ids(conf))
+        self.log.open_guest(self.vmid)
+        with contextlib.suppress(FileNotFoundError):
+            self.target.logfile.unlink()
+        return conf
+
+    def _backup(self, conf: Config) -> None:
+        self.log.task_only(f"Backup started at {timestamp()}")
+        running = lxcapi.is_running(self.vmid)
+        self.log.info(f"status = {'running' if running else 'stopped'}")
+        self._lock()
+        conf = store.load(self.vmid)
+        mode = str(self.opts.get("mode", "snapshot")) if running else "stop"
+        run = self._guest_run(conf, mode)
+        if mode == "snapshot":
+            self._prepare_lines(run)
+            if not modes.snapshot_possible(run):
+                self.log.info("mode failure - some volumes do not support snapshots")
+                self.log.info("trying 'suspend' mode instead")
+                mode = run.mode = "suspend"
+        self._mode_lines(mode)
+        if mode != "snapshot":
+            self._prepare_lines(run)
+        with self._mode(run, running) as snapdir:
+            self._archive(run, snapdir)
+            # still inside the mode: backup-end runs before a stopped CT is restarted (§4.2)
+            self._after_archive(run)
+
+    def _guest_run(self, conf: Config, mode: str) -> modes.GuestRun:
+        inc, exc, _lines = mountpoint_lines(conf)
+        assert self.tmpdir is not None
+        self.env.hooks.env.update(self._hook_env())
+        return modes.GuestRun(
+            vmid=self.vmid,
+            conf=conf,
+            included=inc,
+            excluded=exc,
+            hooks=self.env.hooks,
+            log=self.log.info,
+            warn=self.log.warn,
+            tmpdir=self.tmpdir,
+            bwlimit=int(self.opts.get("bwlimit") or 0),
+            excludes=exclude_patterns(self.opts),
+            mode=mode,
+        )
+
+    def _hook_env(self) -> dict[str, str]:
+        assert self.target is not None
+        env = {"VMTYPE": "lxc", "HOSTNAME": self.name, "DUMPDIR": str(self.env.dumpdir)}
+        env["TARGET"] = str(self.target.archive) if self.target.archive else "-"
+        env["LOGFILE"] = str(self.target.logfile)
+        if self.env.storage:
+            env["STOREID"] = self.env.storage
+        return env
+
+    def _prepare_lines(self, run: modes.GuestRun) -> None:
+        self.log.info(f"CT Name: {self.name}")
+        for line in mountpoint_lines(run.conf)[2]:
+            self.log.info(line)
+
+    def _mode_lines(self, mode: str) -> None:
+        self.log.info(f"backup mode: {mode}")
+        if self.opts.get("bwlimit"):
+            self.log.info(f"bandwidth limit: {self.opts['bwlimit']} KiB/s")
+        self.log.info(f"ionice priority: {self.opts.get('ionice', 7)}")
+
+    @contextlib.contextmanager
+    def _mode(self, run: modes.GuestRun, running: bool) -> Iterator[Path]:
+        if run.mode == "snapshot":
+            with modes.snapshot_mode(run) as snapdir:
+                yield snapdir
+        elif run.mode == "suspend":
+            assert self.tmpdir is not None
+            nfs = fs_type(self.tmpdir) in ("nfs", "nfs4")
+            if nfs:
+                self.log.info(
+                    "temporary directory is on NFS, disabling xattr and acl support, consider "
+                    "configuring a local tmpdir via /etc/vzdump.conf"
+                )
+            with modes.suspend_mode(run, nfs) as snapdir:
+                yield snapdir
+        else:
+            with modes.stop_mode(run, running, int(self.opts.get("stopwait", 10))) as snapdir:
+                yield snapdir
+
+    def _lock(self) -> None:
+        with config_lock(self.vmid):
+            conf = store.load(self.vmid)
+            store.set_lock(conf, "backup")
+            store.save(conf)
+        self.locked = True
+
+    def _unlock(self) -> None:
+        if not self.locked:
+            return
+        try:
+            with config_lock(self.vmid):
+                conf = store.load(self.vmid)
+                if conf.lock == "backup":
+                    conf.delete("lock")
+                    store.save(conf)
+            self.locked = False
+        except CtkitError as err:
+            self.log.warn(f"unable to remove lock: {err}")
+
+    # --- the archive ---------------------------------------------------------------------
+
+    def _assemble(self, conf: Config) -> None:
+        """pct.conf and pct.fw into <tmpdir>/etc/vzdump (in suspend mode: into the copy)."""
+        assert self.tmpdir is not None
+        etc = self.tmpdir / "etc/vzdump"
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "pct.conf").write_bytes(conf.for_backup().to_bytes())
+        fw = paths.firewall_conf(self.vmid)
+        (etc / "pct.fw").write_bytes(fw.read_bytes() if fw.is_file() else b"")
+        uid, gid = config_root_ids(conf)
+        for path in (etc.parent, etc, etc / "pct.conf", etc / "pct.fw"):
+            os.chown(path, uid, gid)
+
+    def _archive(self, run: modes.GuestRun, snapdir: Path) -> None:
+        assert self.tmpdir is not None and self.target is not None
+        conf = store.load(self.vmid)
+        self._assemble(conf)
+        spec = CreateSpec(
+            tmpdir=self.tmpdir,
+            snapdir=snapdir,
+            sources=["."] if run.mode == "suspend" else modes.sources(run),
+            excludes=exclude_patterns(self.opts),
+            idmap=config_idmap(conf) or None,
+        )
+        for pattern in (p for p in spec.excludes if p.endswith("/") and run.mode != "suspend"):
+            self.log.warn(f"tar does not match exclusion with a trailing slash '{pattern}'")
+        if run.mode == "suspend":
+            spec.excludes = [p for p in spec.excludes if not p.endswith("/")]
+        dest: Path | IO[bytes]
+        if self.target.archive is None:
+            self.log.info("sending archive to stdout")
+            assert self.env.stdout is not None
+            dest = self.env.stdout
+        else:
+            self.log.info(f"creating vzdump archive '{self.target.archive}'")
+            assert self.target.dat is not None
+            with contextlib.suppress(FileNotFoundError):
+                self.target.dat.unlink()
+            dest = self.target.dat
+        self._run_pipeline(spec, dest)
+
+    def _run_pipeline(self, spec: CreateSpec, dest: Path | IO[bytes]) -> None:
+        assert self.target is not None
+        compress = COMPRESSION[str(self.opts.get("compress", "0"))]
+        label = f"backup of CT {self.vmid}"
+        with Progress(label, interval=30.0) as prog:
+            last = [0]
+
+            def progress(done: int) -> None:
+                prog.update(done - last[0])
+                last[0] = done
+
+            create(
+                spec,
+                dest,
+                compression=compress,
+                zstd_threads=zstd_threads(int(self.opts.get("zstd", 1))),
+                pigz_threads=pigz_threads(int(self.opts.get("pigz", 0))),
+                bwlimit_kib=int(self.opts.get("bwlimit") or 0) or None,
+                progress=progress,
+                log=self.log.info,
+            )
+        if self.target.archive is not None and self.target.dat is not None:
+            try:
+                atomic.commit_file(self.target.dat, self.target.archive)
+            except OSError as err:
+                raise CtkitError(
+                    f"unable to rename '{self.target.dat}' to '{self.target.archive}': {err}"
+                ) from None
+            self.size = self.target.archive.stat().st_size
+            self.log.info(f"archive file size: {format_size(self.size)}")
+
+    def _after_archive(self, run: modes.GuestRun) -> None:
+        assert self.target is not None
+        storage = self.env.storage
+        if self.target.archive is not None and storage:
+            volid = f"{storage}:backup/{self.target.archive.name}"
+            self._notes(volid, run.conf)
+            if self.opts.get("protected"):
+                self.log.info("marking backup as protected")
+                try:
+                    set_backup_protected(volid, True)
+                except CtkitError as err:
+                    raise CtkitError(f"unable to set protected flag - {err}") from None
+        if self.target.archive is not None and self.opts.get("remove"):
+            retention.prune_after(self.opts, storage, self.env.dumpdir, self.vmid, self.log.info)
+        self.env.hooks.run("backup-end", run.mode, self.vmid)
+
+    def _notes(self, volid: str, conf: Config) -> None:
+        template = self.opts.get("notes-template")
+        if not template:
+            return
+        self.log.info("adding notes to backup")
+        try:
+            text = notes.render(
+                template, self.vmid, guestname=conf.get("hostname"), node=paths.node_name()
+            )
+            set_backup_notes(volid, text)
+        except (CtkitError, ValueError) as err:
+            self.log.warn(f"unable to add notes - {err}")
+
+    # --- the end -------------------------------------------------------------------------
+
+    def _cleanup(self) -> None:
+        self._unlock()
+        if self.target is not None and self.target.dat is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.target.dat.unlink()
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _finish(self, error: CtkitError | None) -> GuestResult:
+        self._cleanup()
+        elapsed = time.monotonic() - self.started
+        if error is None:
+            self.log.info(f"Finished Backup of VM {self.vmid} ({format_duration(elapsed)})")
+            self.log.task_only(f"Backup finished at {timestamp()}")
+        else:
+            self.log.error(f"Backup of VM {self.vmid} failed - {error}")
+            self.log.task_only(f"Failed at {timestamp()}")
+            with contextlib.suppress(CtkitError):
+                self.env.hooks.run("backup-abort", self.opts.get("mode"), self.vmid)
+        assert self.target is not None
+        copy_to = self.target.logfile if self.target.dumpdir.is_dir() else None
+        lines = self.log.close_guest(copy_to)
+        try:
+            self.env.hooks.run("log-end", self.opts.get("mode"), self.vmid)
+        except CtkitError as err:
+            self.log.warn(str(err))
+        status = "ok" if error is None else "err"
+        return self._result(status, None if error is None else str(error), lines)
+
+    def _result(self, status: str, error: str | None, lines: list[str]) -> GuestResult:
+        archive = self.target.archive if self.target is not None else None
+        return GuestResult(
+            vmid=self.vmid,
+            name=self.name,
+            status=status,
+            seconds=time.monotonic() - self.started,
+            size=self.size if status == "ok" else None,
+            filename=str(archive) if archive is not None and status == "ok" else None,
+            error=error,
+            log_lines=lines,
+        )

@@ -1,0 +1,56 @@
+"""The ``--script`` hook: ``<script> <phase> [<mode> <vmid>]`` with vzdump's environment.
+
+Output lines are logged as INFO; a non-zero exit raises (the caller decides whether that
+fails the guest, the job, or is only a warning — spec vzdump §4.6).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+
+from shared.errors import CommandError, ConfigError
+
+JOB_PHASES = ("job-init", "job-start", "job-end", "job-abort")
+
+
+def check_script(path: str) -> None:
+    if not os.path.isfile(path):
+        raise ConfigError(f"Error: The hook script '{path}' does not exist.")
+    if not os.access(path, os.X_OK):
+        raise ConfigError(f"Error: The hook script '{path}' is not executable.")
+
+
+class Hooks:
+    def __init__(self, script: str | None, log: Callable[[str], None]) -> None:
+        self.script = script
+        self.log = log
+        self.env: dict[str, str] = {}
+
+    def run(
+        self,
+        phase: str,
+        mode: str | None = None,
+        vmid: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if not self.script:
+            return
+        argv = [self.script, phase]
+        if vmid is not None:
+            argv += [mode or "stop", str(vmid)]
+        full_env = {**os.environ, **self.env, **(env or {})}
+        proc = subprocess.run(
+            argv,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+        for line in proc.stdout.decode(errors="replace").splitlines():
+            self.log(line)
+        if proc.returncode != 0:
+            text = " ".join(argv)
+            raise CommandError(f"command '{text}' failed: exit code {proc.returncode}")

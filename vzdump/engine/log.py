@@ -1,0 +1,61 @@
+"""vzdump's logs: the task log on stderr (no timestamps) and the per-guest log file.
+
+The per-guest file ``var/log/vzdump/lxc-<vmid>.log`` carries the same lines with a local
+``YYYY-MM-DD HH:MM:SS`` prefix and is copied to ``<dumpdir>/<base>.log`` at the end of the
+guest's run (success or failure), as monitoring tools expect (spec vzdump §6).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import IO
+
+from shared import paths
+from shared.tasklog import TaskLog
+
+
+class JobLog(TaskLog):
+    """The task log of one job; keeps job-level lines for the notification."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self.keep_lines = True
+        self.guest_file: IO[str] | None = None
+        self.guest_lines: list[str] = []
+
+    def _emit(self, level: str | None, message: str, console: bool = True) -> None:
+        before = len(self.lines)
+        super()._emit(level, message, console)
+        if self.guest_file is not None:
+            self.guest_lines.extend(self.lines[before:])
+            del self.lines[before:]
+
+    def open_guest(self, vmid: int) -> Path:
+        path = paths.vzdump_log_dir() / f"lxc-{vmid}.log"
+        self.guest_file = self.attach(path, "w")
+        self.guest_lines = []
+        return path
+
+    def task_only(self, message: str) -> None:
+        """A line for the task log only (``Backup started at ...``), not the guest file."""
+        for fh in self.files:
+            fh.flush()
+        saved, self.files = self.files, []
+        try:
+            print(f"INFO: {message}", file=self.stream, flush=True)
+        finally:
+            self.files = saved
+
+    def close_guest(self, copy_to: Path | None) -> list[str]:
+        """Close the guest file, copy it next to the archive; returns the guest's lines."""
+        if self.guest_file is None:
+            return []
+        src = Path(self.guest_file.name)
+        self.detach(self.guest_file)
+        self.guest_file = None
+        if copy_to is not None:
+            shutil.copyfile(src, copy_to)
+        lines, self.guest_lines = self.guest_lines, []
+        return lines

@@ -1,0 +1,260 @@
+"""The three backup modes (spec vzdump §4.2–4.5). Each is a context manager that brings the
+data to archive into place and yields where tar should read it; leaving it undoes everything
+(unmount, delete the snapshot, thaw or restart the container) on every exit path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared import paths
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.mountpoints import MountPoint
+from shared.errors import CommandError, CtkitError, StateError
+from shared.runtime import lifecycle, lxcapi, snapshot
+from shared.runtime.cgroups import CGroup
+from shared.runtime.ctview import config_root_ids
+from shared.runtime.mounts import mount_all
+
+from .hooks import Hooks
+
+Log = Callable[[str], None]
+SNAPNAME = "vzdump"
+
+
+@dataclass
+class GuestRun:
+    """What a mode needs to know and reports back."""
+
+    vmid: int
+    conf: Config
+    included: list[MountPoint]
+    excluded: list[MountPoint]
+    hooks: Hooks
+    log: Log
+    warn: Log
+    tmpdir: Path
+    bwlimit: int
+    excludes: list[str]
+    mode: str = "stop"
+    frozen_seconds: float | None = None
+    downtime_started: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def hook(self, phase: str) -> None:
+        self.hooks.run(phase, self.mode, self.vmid)
+
+    def included_keys(self) -> set[str]:
+        return {mp.key for mp in self.included}
+
+    def online_again(self) -> None:
+        if self.downtime_started is None:
+            return
+        secs = time.monotonic() - self.downtime_started
+        self.log(f"guest is online again after {int(secs) if secs >= 1 else '<1'} seconds")
+        self.downtime_started = None
+
+
+def vzsnap_dir() -> Path:
+    """``/mnt/vzsnap0``: created if missing, must be an empty directory."""
+    path = paths.vzsnap_mount()
+    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        raise CtkitError(f"mount point '{path}' is not a directory")
+    if any(path.iterdir()):
+        raise CtkitError(f"mount point '{path}' not empty")
+    return path
+
+
+def sources(run: GuestRun) -> list[str]:
+    return ["./" if mp.key == "rootfs" else f".{mp.path}" for mp in run.included]
+
+
+@contextlib.contextmanager
+def mounted_volumes(run: GuestRun, snapname: str | None = None) -> Iterator[Path]:
+    """The included volumes (or their snapshots) read-only at /mnt/vzsnap0<mp>."""
+    target = vzsnap_dir()
+    keys = run.included_keys()
+    tree = mount_all(
+        run.conf,
+        target,
+        root_ids=config_root_ids(run.conf),
+        include=lambda mp: mp.key in keys,
+        read_only=True,
+        snapshot=snapname,
+    )
+    try:
+        yield target
+    finally:
+        for problem in tree.unmount(lazy=True):
+            run.warn(problem)
+
+
+# --- stop -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
+    stopped_by_us = False
+    try:
+        if running:
+            run.hook("backup-start")
+            run.log("stopping virtual guest")
+            run.downtime_started = time.monotonic()
+            run.hook("pre-stop")
+            lifecycle.shutdown(run.vmid, timeout=stopwait * 60, skiplock=True, log=run.log)
+            stopped_by_us = True
+        else:
+            run.hook("backup-start")
+        with mounted_volumes(run) as snapdir:
+            yield snapdir
+    finally:
+        if stopped_by_us:
+            _restart(run)
+
+
+def _restart(run: GuestRun) -> None:
+    """Bring a container we stopped back (errors are warnings: the backup itself is done)."""
+    try:
+        run.hook("pre-restart")
+    except CtkitError as err:
+        run.warn(str(err))
+    try:
+        if not lxcapi.is_running(run.vmid):
+            run.log("restarting vm")
+            lifecycle.start(run.vmid, skiplock=True, log=run.log)
+    except CtkitError as err:
+        run.warn(f"unable to restart CT {run.vmid} - {err}")
+    try:
+        run.hook("post-restart")
+    except CtkitError as err:
+        run.warn(str(err))
+    run.online_again()
+
+
+# --- suspend --------------------------------------------------------------------------------
+
+
+def rsync_argv(run: GuestRun, pid: int, nfs: bool) -> list[str]:
+    argv = ["rsync", "--stats", "-h"]
+    if not nfs:
+        argv += ["-X", "-A"]
+    argv += ["--numeric-ids", "-aH", "--delete", "--no-whole-file", "--sparse",
+             "--one-file-system", "--relative"]  # fmt: skip
+    if run.bwlimit:
+        argv.append(f"--bwlimit={run.bwlimit}")
+    argv += [f"--exclude={p}" for p in run.excludes]
+    argv += [f"--exclude={mp.path}" for mp in run.excluded if mp.key != "rootfs"]
+    root = f"/proc/{pid}/root/"
+    argv.append(f"{root}/./")
+    argv += [f"{root}/.{mp.path}" for mp in run.included if mp.key != "rootfs"]
+    argv.append(str(run.tmpdir))
+    return argv
+
+
+def rsync(run: GuestRun, argv: list[str], which: str) -> None:
+    run.log(f"starting {which} sync {argv[-2] if len(argv) > 1 else ''} to {run.tmpdir}")
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    for line in proc.stderr.splitlines():
+        run.log(f"ERROR: {line}" if proc.returncode not in (0, 24) else line)
+    if proc.returncode not in (0, 24):  # 24: files vanished while copying, tolerated
+        raise CommandError(f"command '{shlex.join(argv)}' failed: exit code {proc.returncode}")
+    total = next(
+        (ln.split(":", 1)[1].strip() for ln in proc.stdout.splitlines()
+         if ln.startswith("Total transferred file size")), "?",
+    )  # fmt: skip
+    secs = int(time.monotonic() - started)
+    run.log(f"{which} sync finished - transferred {total} in {secs}s")
+
+
+@contextlib.contextmanager
+def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
+    pid = lxcapi.init_pid(run.vmid)
+    if pid is None:
+        raise StateError(f"CT {run.vmid} not running")
+    argv = rsync_argv(run, pid, nfs)
+    run.hook("backup-start")
+    rsync(run, argv, "first")
+    cgroup = CGroup(run.vmid)
+    run.log("suspending guest")
+    run.downtime_started = time.monotonic()
+    try:
+        run.hook("pre-stop")
+        cgroup.freeze()
+        frozen_at = time.monotonic()
+        rsync(run, argv, "final")
+        run.log("resuming guest")
+        try:
+            run.hook("pre-restart")
+        finally:
+            # thaw on every path, also when pre-restart fails (the upstream bug of §7)
+            cgroup.thaw()
+            run.frozen_seconds = time.monotonic() - frozen_at
+        run.hook("post-restart")
+        run.online_again()
+    finally:
+        if cgroup.exists() and cgroup.is_frozen():
+            cgroup.thaw()
+    if run.frozen_seconds is not None:
+        run.log(f"frozen window: {run.frozen_seconds:.3f} s")
+    yield run.tmpdir
+
+
+# --- snapshot -------------------------------------------------------------------------------
+
+
+def snapshot_possible(run: GuestRun) -> bool:
+    keys = run.included_keys()
+    return snapshot.snapshot_volumes(run.conf, lambda mp: mp.key in keys) is not None
+
+
+def remove_stale_snapshot(run: GuestRun) -> None:
+    if SNAPNAME in run.conf.snapshots:
+        run.log(f"found old {SNAPNAME} snapshot (force removal)")
+        for problem in snapshot.delete(run.vmid, SNAPNAME, force=True, expected_lock="backup"):
+            run.warn(problem)
+        run.conf = store.load(run.vmid)
+
+
+@contextlib.contextmanager
+def snapshot_mode(run: GuestRun) -> Iterator[Path]:
+    remove_stale_snapshot(run)
+    vzsnap_dir()
+    keys = run.included_keys()
+    run.hook("backup-start")
+    run.hook("pre-stop")
+    run.log(f"create storage snapshot '{SNAPNAME}'")
+    taken = False
+    try:
+        report = snapshot.create(
+            run.vmid,
+            SNAPNAME,
+            description="vzdump backup snapshot",
+            include=lambda mp: mp.key in keys,
+            expected_lock="backup",
+            allow_reserved=True,
+        )
+        taken = True
+        run.frozen_seconds = report.seconds
+        run.log(f"frozen window: {report.seconds:.3f} s")
+        run.hook("pre-restart")
+        run.hook("post-restart")
+        run.conf = store.load(run.vmid)
+        with mounted_volumes(run, SNAPNAME) as snapdir:
+            yield snapdir
+    finally:
+        if taken:
+            run.log(f"cleanup temporary '{SNAPNAME}' snapshot")
+            try:
+                for problem in snapshot.delete(run.vmid, SNAPNAME, expected_lock="backup"):
+                    run.warn(problem)
+            except CtkitError as err:
+                run.warn(f"snapshot '{SNAPNAME}' was not (fully) removed - {err}")
