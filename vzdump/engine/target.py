@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared import paths
 from shared.archive.codecs import Compression
 from shared.formats.archivename import archive_extension, backup_basename, temp_archive_name
 
@@ -60,7 +61,7 @@ def temp_dir(tmpdir: str | None, target: Target, vmid: int) -> tuple[Path, str |
     fstype = fs_type(target.dumpdir)
     if fstype in LOCAL_TMP_FS:
         return target.dumpdir / f"{target.base}.tmp", None
-    path = Path(f"/var/tmp/vzdumptmp{os.getpid()}_{vmid}")
+    path = paths.under(f"var/tmp/vzdumptmp{os.getpid()}_{vmid}")
     return path, f"filesystem type on dumpdir is '{fstype}' -using {path} for temporary files"
 
 
