@@ -1,0 +1,238 @@
+"""The tar header format: 512-byte ustar/GNU/v7 headers, pax records, and the Member record.
+
+Only parsing lives here; the incremental state machine that walks an archive is ``tarscan``.
+Everything is bytes: member names are byte strings (Linux file names need not be UTF-8).
+Anything the parser cannot read unambiguously raises :class:`ArchiveError`, because a header
+that ctkit reads one way and GNU tar another is exactly how a hostile archive slips through.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from shared.errors import ArchiveError
+
+BLOCK = 512
+ZERO_BLOCK = bytes(BLOCK)
+RECORD = 10240  # GNU tar's default record (20 blocks); archives are padded to it
+
+# Type flags.
+REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT = (
+    b"0",
+    b"\0",
+    b"1",
+    b"2",
+    b"3",
+    b"4",
+    b"5",
+    b"6",
+    b"7",
+)
+GNU_SPARSE = b"S"
+PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK = b"x", b"g", b"L", b"K"
+REGULAR_TYPES = frozenset({REG, AREG, CONT, GNU_SPARSE})
+NODATA_TYPES = frozenset({LNK, SYM, CHR, BLK, DIR, FIFO})
+MEMBER_TYPES = REGULAR_TYPES | NODATA_TYPES
+EXTENSION_TYPES = frozenset({PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK})
+
+# Largest extension header payload we hold in memory (pax records, GNU long names).
+MAX_EXTENSION = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RawHeader:
+    """The fields of one 512-byte header block that decide how the archive is walked."""
+
+    typeflag: bytes
+    name: bytes  # the name field alone
+    prefixed: bytes | None  # prefix + "/" + name for POSIX ustar with a prefix, else None
+    linkname: bytes
+    size: int
+    gnu: bool  # old GNU format ("ustar  \0")
+    sparse_extended: bool  # GNU 'S': extension blocks follow
+    block: bytes  # the whole header, for the fields parsed on demand
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One archive member as GNU tar will see it, plus every name it could be given.
+
+    ``name``/``linkname`` follow GNU tar's precedence (GNU.sparse.name > pax path > GNU long
+    name > ustar name); ``names``/``linknames`` hold every candidate so that a safety check can
+    cover all of them and never depend on getting that precedence exactly right.
+    """
+
+    offset: int
+    type: bytes
+    name: bytes
+    names: tuple[bytes, ...]
+    linkname: bytes
+    linknames: tuple[bytes, ...]
+    size: int  # bytes of data that follow the header(s) in the archive (before padding)
+    sparse: bool
+    header: bytes = ZERO_BLOCK  # the raw header block: the fields below are parsed on demand
+    pax: dict[bytes, bytes] = field(default_factory=dict)  # pax records (last value wins)
+
+    # Parsing these for every member would cost the extraction ~25% of its scanning time.
+    @property
+    def mode(self) -> int:
+        return parse_number(self.header[100:108], "mode", self.offset)
+
+    @property
+    def uid(self) -> int:
+        return self._pax_or(b"uid", 108, 116)
+
+    @property
+    def gid(self) -> int:
+        return self._pax_or(b"gid", 116, 124)
+
+    @property
+    def mtime(self) -> float:
+        value = parse_pax_time(self.pax.get(b"mtime", b""))
+        return (
+            float(parse_number(self.header[136:148], "mtime", self.offset))
+            if value is None
+            else value
+        )
+
+    @property
+    def devmajor(self) -> int:
+        return parse_number(self.header[329:337], "devmajor", self.offset)
+
+    @property
+    def devminor(self) -> int:
+        return parse_number(self.header[337:345], "devminor", self.offset)
+
+    def _pax_or(self, key: bytes, start: int, end: int) -> int:
+        if key in self.pax:
+            return parse_pax_number(self.pax[key], key, self.offset)
+        return parse_number(self.header[start:end], key.decode(), self.offset)
+
+    @property
+    def display(self) -> str:
+        return display_name(self.name)
+
+    def is_regular(self) -> bool:
+        return self.type in REGULAR_TYPES
+
+    def is_dir(self) -> bool:
+        return self.type == DIR or (self.type in (REG, AREG, CONT) and self.name.endswith(b"/"))
+
+
+def display_name(name: bytes) -> str:
+    """A member name for messages: control characters and undecodable bytes escaped like tar."""
+    out = []
+    for ch in os.fsdecode(name):
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd byte
+            out.append(f"\\{code - 0xDC00:03o}")
+        elif code < 0x20 or code == 0x7F:
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\{code:03o}"))
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def padded(size: int) -> int:
+    return (size + BLOCK - 1) & ~(BLOCK - 1)
+
+
+def _cstr(field: bytes) -> bytes:
+    end = field.find(b"\0")
+    return field if end < 0 else field[:end]
+
+
+_OCTAL = re.compile(rb"[0-7]+")
+
+
+def parse_number(field: bytes, what: str, offset: int) -> int:
+    """An octal (or GNU base-256) numeric field; negative or malformed numbers are refused."""
+    if field and field[0] & 0x80:
+        if field[0] != 0x80:  # 0xff = negative base-256
+            raise ArchiveError(f"invalid {what} field in tar header at offset {offset}")
+        return int.from_bytes(field[1:], "big")
+    text = field.strip(b" \0")
+    if not text:
+        return 0
+    if _OCTAL.fullmatch(text) is None:
+        raise ArchiveError(f"invalid {what} field in tar header at offset {offset}")
+    return int(text, 8)
+
+
+def checksum_ok(block: bytes, offset: int) -> bool:
+    stored = parse_number(block[148:156], "checksum", offset)
+    unsigned = sum(block[:148]) + sum(block[156:]) + 8 * 0x20
+    if stored == unsigned:
+        return True
+    # Old tars summed signed chars; GNU tar accepts both.
+    signed = unsigned - 256 * sum(b >= 0x80 for b in block[:148] + block[156:])
+    return stored == signed
+
+
+def parse_header(block: bytes, offset: int) -> RawHeader:
+    """Parse one non-zero header block; a bad checksum or field is an ArchiveError."""
+    if not checksum_ok(block, offset):
+        raise ArchiveError(f"invalid tar header at offset {offset} (checksum mismatch)")
+    magic = block[257:265]
+    posix = magic[:6] == b"ustar\0"
+    gnu = magic == b"ustar  \0"
+    name = _cstr(block[0:100])
+    prefixed = None
+    if posix:
+        prefix = _cstr(block[345:500])
+        if prefix:
+            prefixed = prefix + b"/" + name
+    typeflag = block[156:157]
+    return RawHeader(
+        typeflag=typeflag,
+        name=name,
+        prefixed=prefixed,
+        linkname=_cstr(block[157:257]),
+        size=parse_number(block[124:136], "size", offset),
+        gnu=gnu,
+        sparse_extended=gnu and typeflag == GNU_SPARSE and block[482] != 0,
+        block=block,
+    )
+
+
+def parse_pax(data: bytes, offset: int) -> list[tuple[bytes, bytes]]:
+    """The ``<len> <key>=<value>\\n`` records of a pax extended header, in order."""
+    records: list[tuple[bytes, bytes]] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        if data[pos] == 0:  # NUL padding after the last record
+            if data[pos:].strip(b"\0"):
+                break
+            return records
+        space = data.find(b" ", pos, min(end, pos + 24))
+        if space < 0 or not data[pos:space].isdigit():
+            break
+        length = int(data[pos:space])
+        record = data[pos : pos + length]
+        if length <= space - pos + 1 or len(record) != length or not record.endswith(b"\n"):
+            break
+        key, eq, value = record[space - pos + 1 : -1].partition(b"=")
+        if not eq or not key:
+            break
+        records.append((key, value))
+        pos += length
+    else:
+        return records
+    raise ArchiveError(f"malformed pax extended header at offset {offset}")
+
+
+def parse_pax_number(value: bytes, key: bytes, offset: int) -> int:
+    if not value.isdigit():
+        raise ArchiveError(f"invalid pax '{key.decode(errors='replace')}' at offset {offset}")
+    return int(value)
+
+
+def parse_pax_time(value: bytes) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None

@@ -1,0 +1,293 @@
+"""Walk a tar stream incrementally: headers are parsed, data blocks skipped by size.
+
+:class:`TarScanner` is fed decompressed chunks of any size. For every member it assembles the
+header with its extension headers (pax ``x``, GNU long name ``L`` / long link ``K``, global pax
+``g``) and asks its sink whether to keep the member. In forwarding mode (the extraction guard)
+the raw bytes of kept members are queued for tar's stdin; a member's header bytes are held
+back until the sink has approved it, so tar never sees a rejected header. After the first
+zero block the archive is over: the scanner emits a clean end (two zero blocks, padded to a
+10 KiB record) and ignores everything that follows.
+
+Data is skipped by the member's stored size, which covers every sparse variant: GNU old
+sparse ('S' + extension blocks, then the stored chunks) and pax sparse 0.x/1.0 (the map, if
+any, is part of the stored data).
+"""
+
+from __future__ import annotations
+
+from shared.archive.tarformat import (
+    BLOCK,
+    EXTENSION_TYPES,
+    GNU_LONGLINK,
+    GNU_LONGNAME,
+    GNU_SPARSE,
+    MAX_EXTENSION,
+    MEMBER_TYPES,
+    NODATA_TYPES,
+    PAX_GLOBAL,
+    PAX_LOCAL,
+    RECORD,
+    ZERO_BLOCK,
+    Member,
+    RawHeader,
+    display_name,
+    padded,
+    parse_header,
+    parse_pax,
+    parse_pax_number,
+)
+from shared.errors import ArchiveError
+
+_HEADER, _EXTDATA, _SPARSEEXT, _DATA, _END = range(5)
+
+# Keys a global pax header may not set: they would silently rename or resize later members.
+_GLOBAL_FORBIDDEN = (b"path", b"linkpath", b"size", b"GNU.sparse.")
+
+
+class ScanSink:
+    """What the scanner reports to. ``member`` returns True to keep (forward/deliver) it."""
+
+    def member(self, member: Member) -> bool:
+        return True
+
+    def data(self, piece: memoryview) -> None:
+        """Data of a kept member (without block padding), when the scanner delivers data."""
+
+    def member_end(self, member: Member) -> None:
+        """A kept member's data is complete."""
+
+
+class TarScanner:
+    def __init__(self, sink: ScanSink, *, forward: bool, deliver_data: bool = False) -> None:
+        self.sink = sink
+        self.forward = forward
+        self.deliver_data = deliver_data
+        self.out: list[bytes | memoryview] = []
+        self.forwarded = 0  # bytes handed to ``out`` so far
+        self.offset = 0  # archive offset of the next byte to be consumed
+        self.members = 0
+        self.ended = False
+        self._state = _HEADER
+        self._need = BLOCK
+        self._buf = bytearray()
+        self._reset_extensions()
+        self._member: Member | None = None
+        self._keep = False
+        self._left = 0  # bytes of data + padding still to pass
+        self._deliver_left = 0  # of those, data bytes still to deliver
+
+    def _reset_extensions(self) -> None:
+        self._held: list[bytes] = []
+        self._pax: list[tuple[bytes, bytes]] | None = None
+        self._longname: bytes | None = None
+        self._longlink: bytes | None = None
+        self._ext_header: RawHeader | None = None
+        self._ext_offset = 0
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        mv = memoryview(chunk)
+        pos, n = 0, len(mv)
+        while pos < n:
+            state = self._state
+            if state == _DATA:
+                take = min(self._left, n - pos)
+                piece = mv[pos : pos + take]
+                if self._keep:
+                    if self.forward:
+                        self._emit(piece)
+                    if self.deliver_data and self._deliver_left:
+                        part = piece[: self._deliver_left]
+                        self._deliver_left -= len(part)
+                        self.sink.data(part)
+                pos += take
+                self._left -= take
+                self.offset += take
+                if not self._left:
+                    self._end_member()
+            elif state == _END:
+                self.offset += n - pos
+                return
+            else:
+                take = min(self._need - len(self._buf), n - pos)
+                self._buf += mv[pos : pos + take]
+                pos += take
+                if len(self._buf) == self._need:
+                    block = bytes(self._buf)
+                    self._buf.clear()
+                    start = self.offset
+                    self.offset += len(block)
+                    if state == _HEADER:
+                        self._on_header(block, start)
+                    elif state == _EXTDATA:
+                        self._on_extension_data(block)
+                    else:
+                        self._on_sparse_block(block)
+
+    def finish(self) -> None:
+        """The input is exhausted: anything short of a proper end of archive is an error."""
+        if not self.ended:
+            raise ArchiveError("unexpected end of archive")
+
+    def take_output(self) -> list[bytes | memoryview]:
+        out, self.out = self.out, []
+        return out
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        self.out.append(data)
+        self.forwarded += len(data)
+
+    # -- headers -----------------------------------------------------------------------------
+
+    def _on_header(self, block: bytes, offset: int) -> None:
+        if block == ZERO_BLOCK:
+            self._on_end(offset)
+            return
+        raw = parse_header(block, offset)
+        if raw.typeflag in EXTENSION_TYPES:
+            self._start_extension(raw, block, offset)
+        elif raw.typeflag in MEMBER_TYPES:
+            self._start_member(raw, block, offset)
+        else:
+            name = display_name(raw.prefixed or raw.name)
+            flag = raw.typeflag.decode("latin-1")
+            raise ArchiveError(f"unsupported member type '{flag}' for '{name}' at offset {offset}")
+
+    def _on_end(self, offset: int) -> None:
+        if self._held:
+            raise ArchiveError(f"extended header at offset {self._ext_offset} has no member")
+        self.ended = True
+        self._state = _END
+        if self.forward:
+            tail = 2 * BLOCK
+            tail += -(self.forwarded + tail) % RECORD
+            self._emit(bytes(tail))
+
+    def _start_extension(self, raw: RawHeader, block: bytes, offset: int) -> None:
+        kind = raw.typeflag
+        if raw.size > MAX_EXTENSION:
+            raise ArchiveError(f"extended header at offset {offset} is too large ({raw.size})")
+        duplicate = (
+            (kind == PAX_LOCAL and self._pax is not None)
+            or (kind == GNU_LONGNAME and self._longname is not None)
+            or (kind == GNU_LONGLINK and self._longlink is not None)
+        )
+        if duplicate:
+            raise ArchiveError(f"repeated extended header at offset {offset}")
+        if not self._held:
+            self._ext_offset = offset
+        self._held.append(block)
+        self._ext_header = raw
+        if raw.size == 0:
+            self._on_extension_data(b"")
+        else:
+            self._state, self._need = _EXTDATA, padded(raw.size)
+
+    def _on_extension_data(self, block: bytes) -> None:
+        raw = self._ext_header
+        assert raw is not None
+        self._held.append(block)
+        data = block[: raw.size]
+        offset = self.offset - len(block) - BLOCK
+        if raw.typeflag == PAX_LOCAL:
+            self._pax = parse_pax(data, offset)
+        elif raw.typeflag == PAX_GLOBAL:
+            for key, _ in parse_pax(data, offset):
+                if key.startswith(_GLOBAL_FORBIDDEN):
+                    keyname = key.decode(errors="replace")
+                    raise ArchiveError(f"global pax header at offset {offset} sets '{keyname}'")
+        else:
+            value = data.split(b"\0", 1)[0]
+            if raw.typeflag == GNU_LONGNAME:
+                self._longname = value
+            else:
+                self._longlink = value
+        self._state, self._need = _HEADER, BLOCK
+
+    # -- members -----------------------------------------------------------------------------
+
+    def _start_member(self, raw: RawHeader, block: bytes, offset: int) -> None:
+        member = self._assemble(raw, offset)
+        self.members += 1
+        keep = self.sink.member(member)
+        if keep and self.forward:
+            for held in self._held:
+                self._emit(held)
+            self._emit(block)
+        self._reset_extensions()
+        self._member, self._keep = member, keep
+        if raw.sparse_extended:
+            self._state, self._need = _SPARSEEXT, BLOCK
+        else:
+            self._start_data(member)
+
+    def _on_sparse_block(self, block: bytes) -> None:
+        if self._keep and self.forward:
+            self._emit(block)
+        if block[504] == 0:
+            assert self._member is not None
+            self._start_data(self._member)
+        else:
+            self._state, self._need = _SPARSEEXT, BLOCK
+
+    def _start_data(self, member: Member) -> None:
+        self._left = padded(member.size)
+        self._deliver_left = member.size
+        if self._left:
+            self._state = _DATA
+        else:
+            self._end_member()
+
+    def _end_member(self) -> None:
+        member, keep = self._member, self._keep
+        self._member, self._keep = None, False
+        self._state, self._need = _HEADER, BLOCK
+        if keep and member is not None:
+            self.sink.member_end(member)
+
+    def _assemble(self, raw: RawHeader, offset: int) -> Member:
+        pax = self._pax or []
+        pax_paths = [v for k, v in pax if k == b"path"]
+        sparse_names = [v for k, v in pax if k == b"GNU.sparse.name"]
+        pax_links = [v for k, v in pax if k == b"linkpath"]
+        values = dict(pax)  # last record wins, as in GNU tar
+
+        ustar_name = raw.prefixed if raw.prefixed is not None else raw.name
+        names = [raw.name, ustar_name, *pax_paths, *sparse_names]
+        if self._longname is not None:
+            names.append(self._longname)
+        if sparse_names:
+            name = sparse_names[-1]
+        elif pax_paths:
+            name = pax_paths[-1]
+        elif self._longname is not None:
+            name = self._longname
+        else:
+            name = ustar_name
+        linknames = [raw.linkname, *pax_links]
+        if self._longlink is not None:
+            linknames.append(self._longlink)
+        linkname = pax_links[-1] if pax_links else (self._longlink or raw.linkname)
+        if any(b"\0" in n for n in (*names, *linknames)):
+            raise ArchiveError(f"member name with a NUL byte at offset {offset}")
+
+        size = raw.size
+        if b"size" in values:
+            size = parse_pax_number(values[b"size"], b"size", offset)
+        nodata = raw.typeflag in NODATA_TYPES or name.endswith(b"/")
+        if nodata and (size or raw.size):
+            raise ArchiveError(f"member '{display_name(name)}' at offset {offset} has stray data")
+        sparse = raw.typeflag == GNU_SPARSE or any(k.startswith(b"GNU.sparse.") for k in values)
+        return Member(
+            offset=offset,
+            type=raw.typeflag,
+            name=name,
+            names=tuple(dict.fromkeys(names)),
+            linkname=linkname,
+            linknames=tuple(dict.fromkeys(n for n in linknames if n)),
+            size=size,
+            sparse=sparse,
+            header=raw.block,
+            pax=values,
+        )

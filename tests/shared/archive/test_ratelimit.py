@@ -1,0 +1,60 @@
+"""The token bucket, on a fake clock and on the real one."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.archive.ratelimit import TokenBucket
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_burst_then_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1000, burst=500, clock=clock, sleep=clock.sleep)
+    bucket.consume(500)  # the burst is free
+    assert clock.slept == []
+    bucket.consume(1000)  # a full second's worth must wait a second
+    assert clock.slept == [pytest.approx(1.0)]
+    clock.now += 0.25  # idle time refills, up to the burst
+    bucket.consume(250)
+    assert clock.slept == [pytest.approx(1.0)]
+
+
+def test_long_run_rate_is_limited() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1 << 20, clock=clock, sleep=clock.sleep)
+    for _ in range(100):
+        bucket.consume(1 << 20)
+    assert clock.now == pytest.approx(100 - bucket.burst / (1 << 20), rel=1e-6)
+
+
+def test_from_kib_and_chunks() -> None:
+    assert TokenBucket.from_kib(None) is None and TokenBucket.from_kib(0) is None
+    bucket = TokenBucket.from_kib(1024)
+    assert bucket is not None and bucket.rate == 1024 * 1024
+    assert bucket.chunk_size(1 << 20) == 131072
+    assert TokenBucket(100).chunk_size(1 << 20) == 4096
+    with pytest.raises(ValueError):
+        TokenBucket(0)
+
+
+def test_real_clock() -> None:
+    bucket = TokenBucket(200_000, burst=10_000)
+    start = time.monotonic()
+    for _ in range(10):
+        bucket.consume(10_000)
+    assert time.monotonic() - start >= 0.4

@@ -1,0 +1,184 @@
+"""Archive creation: the tar command line, the archive layout, codecs, failures, options."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.archive import Compression, CreateSpec, create, list_members, tar_create_command
+from shared.archive.decode import open_decoded
+from shared.archive.idmap import DEFAULT_UNPRIVILEGED
+from shared.errors import CommandError
+from tests.shared.archive.trees import write_files
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _spec(tmp: Path, snap: Path, **kw: object) -> CreateSpec:
+    return CreateSpec(tmpdir=tmp, snapdir=snap, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def tree(wtmp: Path) -> tuple[Path, Path]:
+    cfg = wtmp / "tmpdir"
+    write_files(
+        cfg, {"etc/vzdump/pct.conf": b"arch: amd64\nhostname: ct\n", "etc/vzdump/pct.fw": b""}
+    )
+    snap = wtmp / "snap"
+    write_files(
+        snap,
+        {
+            "bar": b"1",
+            "bar2": b"2",
+            "var/bar": b"3",
+            "x/y/bar": b"4",
+            "tmp/t1": b"5",
+            "var/foo1": b"6",
+            "var/keep": b"7",
+            "lost+found/l": b"8",
+            "data/lost+found/m": b"9",
+            "etc/hostname": b"ct\n",
+        },
+    )
+    return cfg, snap
+
+
+def _names(path: Path) -> list[str]:
+    return [m.name.decode() for m in list_members(path)]
+
+
+def test_command_lines_match_golden() -> None:
+    spec = CreateSpec(
+        tmpdir=Path("/var/lib/vz/dump/vzdump-lxc-100-2024_01_01-02_00_00.tmp"),
+        snapdir=Path("/mnt/vzsnap0"),
+        sources=["./", "./data"],
+        excludes=["/var/foo*", "bar", "dir/", "/tmp/?*", "/var/tmp/?*", "/var/run/?*.pid"],
+    )
+    priv = tar_create_command(spec)
+    assert "\n".join(priv.argv) + "\n" == (GOLDEN / "tar_create_argv.txt").read_text()
+    assert priv.warnings == ["tar does not match exclusion with a trailing slash 'dir/'"]
+    spec.idmap = DEFAULT_UNPRIVILEGED
+    unpriv = tar_create_command(spec)
+    expected = (GOLDEN / "tar_create_argv_unprivileged.txt").read_text()
+    assert "\n".join(unpriv.argv) + "\n" == expected
+
+
+def test_layout_exclusions_and_pax_format(wtmp: Path, tree: tuple[Path, Path]) -> None:
+    cfg, snap = tree
+    out = wtmp / "a.tar"
+    stats = create(_spec(cfg, snap, excludes=["bar", "/var/foo*", "/tmp/?*", "keep/"]), out)
+    names = _names(out)
+    assert names[:3] == ["./etc/vzdump/pct.conf", "./etc/vzdump/pct.fw", "./"]
+    for gone in ("./bar", "./var/bar", "./x/y/bar", "./var/foo1", "./tmp/t1"):
+        assert gone not in names
+    for kept in ("./bar2", "./tmp/", "./var/keep", "./lost+found/l", "./etc/hostname"):
+        assert kept in names
+    assert stats.warnings == ["tar does not match exclusion with a trailing slash 'keep/'"]
+    # POSIX pax: an extended header precedes the first member.
+    head = out.read_bytes()[:1024]
+    assert head[156:157] == b"x" and head[257:263] == b"ustar\0"
+
+
+def test_unprivileged_archive_holds_container_ids(wtmp: Path, tree: tuple[Path, Path]) -> None:
+    cfg, snap = tree
+    for path in [cfg, snap, *cfg.rglob("*"), *snap.rglob("*")]:
+        os.lchown(path, 100000, 100000)
+    os.lchown(snap / "bar2", 101000, 100033)
+    out = wtmp / "u.tar"
+    create(_spec(cfg, snap, idmap=DEFAULT_UNPRIVILEGED), out)
+    members = {m.name: m for m in list_members(out)}
+    assert (members[b"./bar2"].uid, members[b"./bar2"].gid) == (1000, 33)
+    assert {(m.uid, m.gid) for n, m in members.items() if n != b"./bar2"} == {(0, 0)}
+    assert b"./lost+found/l" not in members and b"./data/lost+found/m" not in members
+
+
+@pytest.mark.parametrize(
+    ("kind", "pigz"),
+    [
+        (Compression.NONE, 0),
+        (Compression.ZSTD, 0),
+        (Compression.GZIP, 0),
+        (Compression.GZIP, 2),
+        (Compression.LZO, 0),
+    ],
+)
+def test_codecs_roundtrip(
+    wtmp: Path, tree: tuple[Path, Path], kind: Compression, pigz: int
+) -> None:
+    cfg, snap = tree
+    out = wtmp / f"a.tar{kind.extension}"
+    logs: list[str] = []
+    stats = create(
+        _spec(cfg, snap), out, compression=kind, zstd_threads=2, pigz_threads=pigz, log=logs.append
+    )
+    totals = [line for line in logs if line.startswith("Total bytes written: ")]
+    assert len(totals) == 1 and totals[0].split()[3] == str(stats.bytes_in)
+    assert stats.bytes_out == out.stat().st_size
+    stream = open_decoded(out)
+    size = 0
+    while chunk := stream.read():
+        size += len(chunk)
+    stream.close()
+    assert size == stats.bytes_in
+    plain = subprocess.run(
+        ["tar", "tf", str(out), "-I", {"zstd": "zstd", "gzip": "gzip", "lzo": "lzop"}[kind.value]]
+        if kind != Compression.NONE
+        else ["tar", "tf", str(out)],
+        capture_output=True,
+        check=True,
+    )
+    assert b"./etc/vzdump/pct.conf\n" in plain.stdout
+
+
+def test_tar_failure_fails_pipeline(wtmp: Path, tree: tuple[Path, Path]) -> None:
+    cfg, snap = tree
+    spec = _spec(cfg, snap, sources=["./does-not-exist"])
+    with pytest.raises(CommandError) as info:
+        create(spec, wtmp / "a.tar.zst", compression=Compression.ZSTD)
+    message = str(info.value)
+    assert message.startswith("command 'tar cpf - --totals --one-file-system")
+    assert "| zstd --threads=1 >" in message and message.endswith("failed: exit code 2")
+
+
+@pytest.mark.parametrize(
+    "kind", [Compression.NONE, Compression.ZSTD, Compression.GZIP, Compression.LZO]
+)
+def test_compressor_failure_fails_pipeline(tree: tuple[Path, Path], kind: Compression) -> None:
+    cfg, snap = tree
+    logs: list[str] = []
+    with pytest.raises(CommandError, match=r"failed: exit code 1$"):
+        create(_spec(cfg, snap), Path("/dev/full"), compression=kind, fsync=False, log=logs.append)
+    assert any("No space left on device" in line for line in logs)
+
+
+def test_progress_and_stream_destination(wtmp: Path, tree: tuple[Path, Path]) -> None:
+    cfg, snap = tree
+    seen: list[int] = []
+    read_fd, write_fd = os.pipe()
+    reader = subprocess.Popen(["wc", "-c"], stdin=read_fd, stdout=subprocess.PIPE)
+    os.close(read_fd)
+    with os.fdopen(write_fd, "wb") as dest:
+        stats = create(_spec(cfg, snap), dest, progress=seen.append)
+    out, _ = reader.communicate()
+    assert int(out) == stats.bytes_in and stats.bytes_out is None
+    assert seen and seen == sorted(seen) and seen[-1] == stats.bytes_in
+
+
+def test_bandwidth_limit(wtmp: Path, tree: tuple[Path, Path]) -> None:
+    cfg, snap = tree
+    (snap / "blob").write_bytes(os.urandom(2 << 20))
+    start = time.monotonic()
+    stats = create(_spec(cfg, snap), wtmp / "a.tar", bwlimit_kib=4096)
+    elapsed = time.monotonic() - start
+    assert elapsed >= stats.bytes_in / (4096 * 1024) - 0.3
+    with pytest.raises(CommandError, match=r"\| cstream -t 1024 \| zstd"):
+        create(
+            _spec(cfg, snap, sources=["./nope"]),
+            wtmp / "b.tar.zst",
+            compression=Compression.ZSTD,
+            bwlimit_kib=1,
+        )

@@ -1,0 +1,139 @@
+"""The streaming header scanner, on GNU tar's own output and on hand-made headers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared.archive.tarformat import Member, display_name, parse_pax
+from shared.archive.tarscan import ScanSink, TarScanner
+from shared.errors import ArchiveError
+from tests.shared.archive import rawtar
+
+
+class Recorder(ScanSink):
+    def __init__(self) -> None:
+        self.members: list[Member] = []
+
+    def member(self, member: Member) -> bool:
+        self.members.append(member)
+        return True
+
+
+def _scan(data: bytes, step: int = 1 << 20) -> tuple[list[Member], bytes]:
+    rec = Recorder()
+    scanner = TarScanner(rec, forward=True)
+    out = bytearray()
+    for i in range(0, len(data), step):
+        scanner.feed(data[i : i + step])
+        out += b"".join(bytes(p) for p in scanner.take_output())
+    scanner.finish()
+    return rec.members, bytes(out)
+
+
+def _gnu_tar(tmp_path: Path, fmt: str) -> bytes:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    long_dir = src / ("d" * 120)
+    long_dir.mkdir(exist_ok=True)
+    (long_dir / ("f" * 90)).write_bytes(b"long name")
+    os.symlink("t" * 150, src / "longlink")
+    with open(src / "holes", "wb") as fh:  # 8 data segments: needs GNU sparse extension blocks
+        for i in range(8):
+            fh.seek(i * (1 << 20))
+            fh.write(os.urandom(4096))
+        fh.truncate(9 << 20)
+    (src / "plain").write_bytes(os.urandom(5000))
+    os.link(src / "plain", src / "hard")
+    return subprocess.run(
+        ["tar", "cf", "-", f"--format={fmt}", "--sparse", "-C", str(src), "."],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
+@pytest.mark.parametrize("fmt", ["posix", "gnu"])
+def test_gnu_tar_output_passes_through_unchanged(tmp_path: Path, fmt: str) -> None:
+    data = _gnu_tar(tmp_path, fmt)
+    members, out = _scan(data)
+    assert out == data
+    by_name = {m.name: m for m in members}
+    long_name = b"./" + b"d" * 120 + b"/" + b"f" * 90
+    assert by_name[long_name].size == 9
+    assert by_name[b"./longlink"].linkname == b"t" * 150
+    assert by_name[b"./holes"].sparse
+    links = {(m.name, m.linkname) for m in members if m.type == b"1"}
+    assert links in ({(b"./hard", b"./plain")}, {(b"./plain", b"./hard")})
+    if fmt == "gnu":
+        assert by_name[b"./holes"].type == b"S"
+
+
+def test_chunking_does_not_matter(tmp_path: Path) -> None:
+    data = _gnu_tar(tmp_path, "gnu")
+    reference = _scan(data)
+    for step in (1, 511, 513, 10240):
+        assert _scan(data, step) == reference
+
+
+def test_base256_size_and_display() -> None:
+    size_field = b"\x80" + (600).to_bytes(11, "big")
+    data = rawtar.archive(rawtar.header(b"./big", size_field=size_field) + rawtar.pad(bytes(600)))
+    members, _ = _scan(data)
+    assert members[0].size == 600
+    assert display_name(b"a\nb\xff\\") == "a\\nb\\377\\\\"
+
+
+def test_pax_overrides() -> None:
+    data = rawtar.archive(
+        rawtar.pax([(b"path", b"./real name"), (b"uid", b"100000"), (b"mtime", b"12.5")]),
+        rawtar.member(b"./short", b"abc", uid=5),
+    )
+    members, _ = _scan(data)
+    m = members[0]
+    assert (m.name, m.uid, m.mtime) == (b"./real name", 100000, 12.5)
+    assert set(m.names) == {b"./short", b"./real name"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (rawtar.header(b"./a")[:148] + b"0000000\0" + rawtar.header(b"./a")[156:], "checksum"),
+        (rawtar.header(b"./v", type=b"V"), "unsupported member type 'V'"),
+        (rawtar.header(b"./d", type=b"D", size=0), "unsupported member type 'D'"),
+        (rawtar.header(b"./s", type=b"2", size=10, linkname=b"x") + bytes(512), "stray data"),
+        (rawtar.header(b"./dir/", size=3) + bytes(512), "stray data"),
+        (rawtar.header(b"./p", type=b"x", size=9) + rawtar.pad(b"junk data"), "malformed pax"),
+        (rawtar.pax([(b"path", b"a")]) + rawtar.pax([(b"path", b"b")]), "repeated extended"),
+        (rawtar.pax([(b"size", b"-1")]) + rawtar.header(b"./f"), "invalid pax 'size'"),
+        (rawtar.pax([(b"comment", b"x")]), "has no member"),
+        (rawtar.header(b"./f", size_field=b"\xff" * 12), "invalid size field"),
+    ],
+)
+def test_malformed_headers(data: bytes, message: str) -> None:
+    with pytest.raises(ArchiveError, match=message):
+        _scan(rawtar.archive(data))
+
+
+def test_everything_after_the_end_is_ignored() -> None:
+    body = rawtar.member(b"./a", b"1")
+    data = body + bytes(512) + rawtar.member(b"./evil", b"2") + bytes(1024)
+    members, out = _scan(data)
+    assert [m.name for m in members] == [b"./a"]
+    assert out == body + bytes(10240 - len(body))
+
+
+def test_truncated_inside_member() -> None:
+    data = rawtar.member(b"./a", b"x" * 2000)
+    with pytest.raises(ArchiveError, match=r"^unexpected end of archive$"):
+        _scan(data[:1000])
+
+
+def test_parse_pax_records() -> None:
+    raw = rawtar.pax_data([(b"path", b"x=y"), (b"SCHILY.xattr.user.a", b"\0\1")])
+    assert parse_pax(raw, 0) == [(b"path", b"x=y"), (b"SCHILY.xattr.user.a", b"\0\1")]
+    assert parse_pax(raw + bytes(20), 0)[0] == (b"path", b"x=y")
+    with pytest.raises(ArchiveError):
+        parse_pax(b"99 path=x\n", 0)
