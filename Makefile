@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 # (exim4, local delivery only) for the notification tests.
 APT_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mount acl attr \
 	gnupg rsync tar zstd lzop pigz gzip cstream curl busybox-static debootstrap \
-	pkg-config gcc python3-dev python3-venv exim4-daemon-light bsd-mailx iproute2 procps psmisc
+	pkg-config gcc python3-dev python3-venv exim4-daemon-light bsd-mailx iproute2 procps psmisc \
+	openssl openssh-client perl
 
 .PHONY: setup host-packages subids venv test demo lint bench clean
 
@@ -45,7 +46,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	@$(PY) -m shared.demo_stub
+	@$(PY) -m shared.demo
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

@@ -1,0 +1,361 @@
+"""``make demo``: ctkit's main job end to end, on built-in defaults, narrated and timed.
+
+Everything happens below its own root (``CTKIT_ROOT``, default ``/var/tmp/ctkit-demo``), so the
+host's real configuration is never touched. The apps run as separate processes, exactly as a
+user would type them. The Debian root file system made by debootstrap is cached between runs.
+``KEEP=1`` leaves the demo root to explore (containers stopped, file systems unmounted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(os.environ.get("CTKIT_ROOT") or "/var/tmp/ctkit-demo")
+CACHE = Path(os.environ.get("CTKIT_CACHE", "/var/tmp/ctkit-cache"))
+VMID = int(os.environ.get("DEMO_VMID", "9100"))
+MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+TEMPLATE = "debian-12-ctkitdemo_12.0-1_amd64.tar.zst"
+BIN = Path(sys.executable).parent
+BTRFS = "demo-btrfs"
+
+
+class DemoError(Exception):
+    pass
+
+
+@dataclass
+class Demo:
+    root: Path = ROOT
+    keep: bool = os.environ.get("KEEP", "") not in ("", "0")
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    step_no: int = 0
+
+    def __post_init__(self) -> None:
+        self.env = {**os.environ, "CTKIT_ROOT": str(self.root)}
+        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            self.env.pop(var, None)
+
+    # --- narration ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        self.step_no += 1
+        print(f"\n\033[1m==> [{self.step_no}/7] {title}\033[0m", flush=True)
+        started = time.monotonic()
+        yield
+        secs = time.monotonic() - started
+        self.timings.append((title, secs))
+        print(f"    ({secs:.1f} s)", flush=True)
+
+    def run(self, argv: Sequence[str], *, show: bool = True, check: bool = True) -> str:
+        """Run a command the way a user would, show it and its output."""
+        shown = " ".join(argv)
+        if show:
+            print(f"  $ {shown}", flush=True)
+        cmd = [str(BIN / argv[0]) if (BIN / argv[0]).exists() else argv[0], *argv[1:]]
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=False)
+        out = (proc.stdout + proc.stderr).rstrip("\n")
+        if show and out:
+            print("\n".join("    " + line for line in out.splitlines()), flush=True)
+        if check and proc.returncode != 0:
+            raise DemoError(f"'{shown}' failed with exit code {proc.returncode}")
+        return proc.stdout + proc.stderr
+
+    def ct(self, script: str) -> str:
+        return self.run(["pct", "exec", str(VMID), "--", "sh", "-c", script])
+
+
+# --- step 1: the appliance ------------------------------------------------------------------
+
+
+def debian_rootfs(demo: Demo) -> Path:
+    """A minimal Debian 12 with sysvinit, made by debootstrap once and cached."""
+    rootfs = CACHE / "debian-12-rootfs"
+    if (rootfs / "sbin/init").exists():
+        print(f"  using the cached Debian root file system in {rootfs}")
+        return rootfs
+    CACHE.mkdir(parents=True, exist_ok=True)
+    work = CACHE / "debian-12-rootfs.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    packages = "sysvinit-core,procps,ifupdown,iproute2"
+    demo.run(["debootstrap", "--variant=minbase", f"--include={packages}", "bookworm", str(work),
+              MIRROR])  # fmt: skip
+    work.rename(rootfs)
+    return rootfs
+
+
+def pack_template(demo: Demo, rootfs: Path, catalog: Path) -> Path:
+    cached = CACHE / TEMPLATE
+    if not cached.exists() or cached.stat().st_mtime < (rootfs / "sbin/init").stat().st_mtime:
+        tmp = cached.with_suffix(".part")
+        demo.run(["tar", "-C", str(rootfs), "--numeric-owner", "--zstd", "-cf", str(tmp), "."])
+        tmp.rename(cached)
+    target = catalog / TEMPLATE
+    shutil.copyfile(cached, target)
+    size = target.stat().st_size
+    print(f"  template {TEMPLATE}: {size / 2**20:.1f} MiB")
+    demo.facts["template size"] = f"{size / 2**20:.1f} MiB"
+    return target
+
+
+def demo_key(demo: Demo, catalog: Path) -> str:
+    home = demo.root / "demo-gnupg"
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {**demo.env, "GNUPGHOME": str(home)}
+    gpg = ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "ctkit demo catalog <demo@localhost>",
+                    "ed25519", "sign", "1d"], env=env, check=True, capture_output=True)  # fmt: skip
+    listing = subprocess.run(
+        ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    with open(catalog / "demo-key.asc", "wb") as out:
+        subprocess.run(["gpg", "--batch", "--armor", "--export", fpr], env=env, stdout=out,
+                       check=True)  # fmt: skip
+    print(f"  demo signing key {fpr} (generated now, valid one day)")
+    return fpr
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """The catalog on 127.0.0.1 (a plain web server is all a catalog needs)."""
+    handler = partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- steps 2-6 ------------------------------------------------------------------------------
+
+
+def pveam_steps(demo: Demo, url: str, catalog: Path) -> None:
+    demo.run(["pveam", "key", "add", str(catalog / "demo-key.asc")])
+    for source in ("proxmox", "turnkey"):  # the demo never leaves this host
+        demo.run(["pveam", "source", "remove", source])
+    fpr = demo.facts["key"]
+    demo.run(["pveam", "source", "add", "demo", url, "--index", "aplinfo.dat",
+              "--fingerprints", fpr])  # fmt: skip
+    demo.run(["pveam", "source", "list"])
+    demo.run(["pveam", "update"])
+    demo.run(["pveam", "available"])
+    demo.run(["pveam", "download", "local", "debian-12-ctkitdemo"])
+    demo.run(["pveam", "list", "local"])
+
+
+def make_btrfs(demo: Demo) -> Path:
+    """A btrfs file system on a loop device, registered as storage ``demo-btrfs``."""
+    image = demo.root / "demo-btrfs.img"
+    mnt = demo.root / "mnt" / BTRFS
+    mnt.mkdir(parents=True, exist_ok=True)
+    if not _mounted(mnt):
+        if not image.exists():
+            with open(image, "wb") as fh:
+                fh.truncate(4 << 30)
+            demo.run(["mkfs.btrfs", "-q", str(image)], show=False)
+        demo.run(["mount", "-o", "loop", str(image), str(mnt)], show=False)
+    cfg = demo.root / "etc/pve/storage.cfg"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(
+        "dir: local\n\tpath /var/lib/vz\n\tcontent vztmpl,backup,rootdir,iso,snippets\n\n"
+        f"btrfs: {BTRFS}\n\tpath {mnt}\n\tcontent rootdir,images,backup\n"
+    )
+    print(f"  storage '{BTRFS}': btrfs on a loop device at {mnt} (see {cfg})")
+    return mnt
+
+
+def _mounted(path: Path) -> bool:
+    real = os.path.realpath(path)
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        return any(line.split()[1] == real for line in fh)
+
+
+def container_steps(demo: Demo) -> None:
+    tpl = f"local:vztmpl/{TEMPLATE}"
+    demo.run(["pct", "create", str(VMID), tpl, "--hostname", "demo", "--rootfs", f"{BTRFS}:2",
+              "--memory", "512", "--swap", "256"])  # fmt: skip
+    demo.run(["pct", "start", str(VMID)])
+    demo.run(["pct", "list"])
+    demo.ct("mkdir -p /srv/demo && dd if=/dev/urandom of=/srv/demo/blob bs=1M count=32 2>/dev/null"
+            " && echo 'hello from ctkit' > /srv/demo/hello.txt"
+            " && sha256sum /srv/demo/* /etc/hostname | tee /root/checksums")  # fmt: skip
+    demo.facts["checksums"] = demo.ct("cat /root/checksums")
+    demo.run(["pct", "set", str(VMID), "--memory", "1024"])
+    limit = _memory_limit(VMID)
+    print(f"  the container's cgroup now says: memory limit {limit} bytes (live, no restart)")
+    demo.run(["pct", "pending", str(VMID)])
+
+
+def _memory_limit(vmid: int) -> str:
+    for path in (f"/sys/fs/cgroup/lxc/{vmid}/memory.max",
+                 f"/sys/fs/cgroup/memory/lxc/{vmid}/memory.limit_in_bytes"):  # fmt: skip
+        with contextlib.suppress(OSError):
+            return Path(path).read_text().strip()
+    return "?"
+
+
+def backup_steps(demo: Demo) -> None:
+    out = demo.run(["vzdump", str(VMID), "--mode", "suspend", "--storage", "local",
+                    "--compress", "zstd"])  # fmt: skip
+    _collect(demo, "suspend", out)
+    for run in (1, 2, 3):
+        out = demo.run(["vzdump", str(VMID), "--mode", "snapshot", "--storage", BTRFS,
+                        "--compress", "zstd", "--prune-backups", "keep-last=2",
+                        "--notes-template", "{{guestname}} demo run " + str(run)],
+                       show=run == 1 or run == 3)  # fmt: skip
+        _collect(demo, "snapshot", out)
+        time.sleep(1.1)  # backup names have one-second resolution
+    demo.run(["vzdump", "prune", BTRFS, "--vmid", str(VMID), "--prune-backups", "keep-last=2",
+              "--dry-run"])  # fmt: skip
+
+
+def _collect(demo: Demo, mode: str, log: str) -> None:
+    for label, pattern in (("frozen window", r"frozen window: ([\d.]+ s)"),
+                           ("written", r"Total bytes written: \d+ \(([^)]*)\)"),
+                           ("archive", r"archive file size: (\S+)")):  # fmt: skip
+        m = re.search(pattern, log)
+        if m:
+            demo.facts[f"{mode}: {label}"] = m.group(1)
+
+
+def newest_backup(demo: Demo) -> str:
+    listing = demo.run(["vzdump", "prune", BTRFS, "--vmid", str(VMID), "--dry-run",
+                        "--output-format", "json"], show=False)  # fmt: skip
+    rows = json.loads(listing)
+    return str(max(rows, key=lambda r: r["ctime"])["volid"])
+
+
+def restore_steps(demo: Demo) -> None:
+    volid = newest_backup(demo)
+    demo.run(["pct", "destroy", str(VMID), "--force"])
+    demo.run(["pct", "restore", str(VMID), volid, "--storage", BTRFS])
+    demo.run(["pct", "start", str(VMID)])
+    now = demo.ct("sha256sum -c /root/checksums && cat /root/checksums")
+    if demo.facts["checksums"].strip() not in now:
+        raise DemoError("restored data differs from what was backed up")
+    print("  data intact: every checksum matches what was written before the backup")
+
+
+def job_steps(demo: Demo) -> None:
+    demo.run(["vzdump", "job", "add", "demo-nightly", "--schedule", "02:00", "--vmid", str(VMID),
+              "--storage", BTRFS, "--mode", "snapshot", "--compress", "zstd",
+              "--prune-backups", "keep-daily=7,keep-last=3"])  # fmt: skip
+    demo.run(["vzdump", "job", "run", "demo-nightly"])
+    demo.run(["vzdump", "job", "list"])
+    demo.run(["cat", str(demo.root / "etc/pve/jobs.cfg")])
+
+
+# --- the whole demo -------------------------------------------------------------------------
+
+
+def summary(demo: Demo) -> None:
+    print("\n\033[1m==> Summary\033[0m")
+    total = sum(secs for _t, secs in demo.timings)
+    for title, secs in demo.timings:
+        print(f"  {secs:7.1f} s  {title}")
+    print(f"  {total:7.1f} s  in all")
+    for key in sorted(demo.facts):
+        if key not in ("checksums", "key"):
+            print(f"  {key}: {demo.facts[key]}")
+    print(f"\n  demo root: {demo.root}  (explore with: CTKIT_ROOT={demo.root} pct list)")
+
+
+def cleanup(demo: Demo) -> None:
+    """Stop what the demo started and unmount what it mounted; KEEP=1 keeps the files."""
+    lxcpath = demo.root / "var/lib/lxc"
+    if (lxcpath / str(VMID) / "config").exists():
+        subprocess.run(["lxc-stop", "-P", str(lxcpath), "-n", str(VMID), "-k"],
+                       capture_output=True, check=False)  # fmt: skip
+    mnt = demo.root / "mnt" / BTRFS
+    for _ in range(3):
+        if not _mounted(mnt):
+            break
+        subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
+        time.sleep(0.2)
+    if _mounted(mnt):
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+    if demo.keep:
+        print(f"  KEEP=1: kept {demo.root}; to use the btrfs storage again:"
+              f" mount -o loop {demo.root / 'demo-btrfs.img'} {mnt}")  # fmt: skip
+    else:
+        shutil.rmtree(demo.root, ignore_errors=True)
+
+
+def prepare_root(demo: Demo) -> None:
+    cleanup(Demo(root=demo.root, keep=False))  # a previous demo's leftovers
+    demo.root.mkdir(parents=True, exist_ok=True)
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("make demo needs root (containers, loop devices, mounts)", file=sys.stderr)
+        return 1
+    demo = Demo()
+    prepare_root(demo)
+    catalog = demo.root / "catalog"
+    catalog.mkdir(parents=True, exist_ok=True)
+    try:
+        with serve(catalog) as url:
+            with demo.step("Build an appliance and publish a signed catalog"):
+                rootfs = debian_rootfs(demo)
+                pack_template(demo, rootfs, catalog)
+                demo.facts["key"] = demo_key(demo, catalog)
+                demo.run(["pveam", "index", "build", str(catalog), "--url", url,
+                          "--key", demo.facts["key"], "--section", "system",
+                          "--gnupghome", str(demo.root / "demo-gnupg")])  # fmt: skip
+            with demo.step("pveam: trust the key, add the source, update, download"):
+                pveam_steps(demo, url, catalog)
+        with demo.step("pct: create a container on btrfs, start it, write data, resize memory"):
+            make_btrfs(demo)
+            container_steps(demo)
+        with demo.step("vzdump: suspend mode to local, snapshot mode to btrfs, retention"):
+            backup_steps(demo)
+        with demo.step("pct destroy, then restore the newest backup and check the data"):
+            restore_steps(demo)
+        with demo.step("A scheduled backup job, run now"):
+            job_steps(demo)
+        with demo.step("Done"):
+            demo.run(["pct", "shutdown", str(VMID), "--timeout", "30", "--forceStop", "1"])
+        summary(demo)
+    except (DemoError, subprocess.CalledProcessError) as err:
+        print(f"\ndemo failed: {err}", file=sys.stderr)
+        return 1
+    finally:
+        cleanup(demo)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
