@@ -113,7 +113,9 @@ class Interrupted(CtkitError):
 
 
 def exit_code_table() -> list[tuple[int, str, str]]:
-    """(code, class name, meaning) for every class, for the README and for tests."""
+    """(code, class name, meaning) of this module's classes, for the README and for tests.
+
+    Subclasses elsewhere (e.g. a parser's own error) share their category's code."""
     classes: list[type[CtkitError]] = [CtkitError]
     seen: set[type[CtkitError]] = set()
     while classes:
@@ -122,5 +124,5 @@ def exit_code_table() -> list[tuple[int, str, str]]:
             continue
         seen.add(cls)
         classes.extend(cls.__subclasses__())
-    rows = [(c.exit_code, c.__name__, c.meaning) for c in seen]
+    rows = [(c.exit_code, c.__name__, c.meaning) for c in seen if c.__module__ == __name__]
     return sorted(rows)
