@@ -23,7 +23,14 @@ import requests
 
 from shared import atomic
 from shared.errors import CtkitError, DownloadError, StorageError, VerifyError
-from shared.http import Downloader, HttpError, ProgressCallback, RetryPolicy, hash_file
+from shared.http import (
+    Downloader,
+    HttpError,
+    ProgressCallback,
+    RetryPolicy,
+    ThreadedHasher,
+    hash_file,
+)
 from shared.locks import flock
 
 from .aplinfo import Appliance, is_template_name
@@ -153,7 +160,7 @@ class _Job:
                     url,
                     self.tmp,
                     resume=True,
-                    hasher_factory=lambda: hashlib.new(self.algorithm),
+                    hasher_factory=lambda: ThreadedHasher(hashlib.new(self.algorithm)),
                     progress=progress,
                 )
             except HttpError as err:

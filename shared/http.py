@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,6 +136,50 @@ def describe_exception(exc: BaseException) -> str:
 def _content_range_start(value: str | None) -> int | None:
     m = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", value or "")
     return int(m.group(1)) if m else None
+
+
+def _digest_worker(hasher: Hasher, chunks: queue.Queue[bytes | None]) -> None:
+    while (chunk := chunks.get()) is not None:
+        hasher.update(chunk)
+
+
+class ThreadedHasher:
+    """A hashlib object that digests on a worker thread, so that hashing overlaps the network
+    and disk I/O of a download (hashlib releases the GIL on large buffers).
+
+    ``update`` queues the chunk (at most ``depth`` chunks wait, so memory stays bounded);
+    ``hexdigest`` waits for the queue to drain. An abandoned hasher stops its thread when it
+    is garbage-collected.
+    """
+
+    def __init__(self, hasher: Hasher, depth: int = 4) -> None:
+        self._hasher = hasher
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._thread: threading.Thread | None = threading.Thread(
+            target=_digest_worker, args=(hasher, self._chunks), daemon=True
+        )
+        self._thread.start()
+
+    def update(self, data: bytes) -> None:
+        if self._thread is None:
+            self._hasher.update(data)
+        else:
+            self._chunks.put(bytes(data))
+
+    def _finish(self) -> None:
+        if self._thread is not None:
+            self._chunks.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def hexdigest(self) -> str:
+        self._finish()
+        return str(self._hasher.hexdigest())
+
+    def __del__(self) -> None:
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            self._chunks.put(None)  # the worker ends; nobody waits for it
 
 
 class _Target:

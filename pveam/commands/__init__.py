@@ -1,0 +1,1 @@
+"""One module per pveam command group; each only parses, calls the library and prints."""

@@ -1,0 +1,107 @@
+"""``pveam key add|list|remove`` through the console script: real gpg, the reference keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.errors import NotFoundError, ParamError, VerifyError
+from tests.conftest import reference_file
+from tests.pveam.conftest import Pveam, add_source
+from tests.shared.gpg_keys import TestKeys
+
+# the keys Proxmox's trustedkeys.gpg is built from (spec §2.8), pinned by the default sources
+REFERENCE = {
+    "proxmox-release-bookworm.gpg": ("F4E136C67CDCE41AE6DE6FC81140AF8F639E0C39", "proxmox"),
+    "proxmox-release-trixie.gpg": ("24B30F06ECC1836A4E5EFECBA7BCD1420BFE778E", "proxmox"),
+    "release@turnkeylinux.com.pubkey": ("694CFF26795A29BAE07B4EB585C25E95A16EB94D", "turnkey"),
+}
+
+
+def test_reference_keys_show_their_pinning_sources(pveam: Pveam) -> None:
+    for name, (fpr, _) in REFERENCE.items():
+        res = pveam("key", "add", str(reference_file(name)))
+        assert (res.code, res.err) == (0, "")
+        assert res.out.startswith(f"imported key {fpr} ")
+    lines = pveam("key", "list").out.splitlines()
+    assert lines[0].split() == ["FINGERPRINT", "CREATED", "SOURCES", "UID"]
+    listed = {ln.split()[0]: ln.split()[2] for ln in lines[1:]}
+    assert listed == {fpr: src for fpr, src in REFERENCE.values()}
+    data = json.loads(pveam("key", "list", "--output-format", "json").out)
+    assert {k["fingerprint"]: k["sources"] for k in data} == {
+        fpr: [src] for fpr, src in REFERENCE.values()
+    }
+    assert next(k for k in data if k["sources"] == ["turnkey"])["uids"] == [
+        "Turnkey Linux Release Key <release@turnkeylinux.com>"
+    ]
+    sources = pveam("source", "list").out
+    assert sources.count("(in keyring)") == 3 and "not in keyring" not in sources
+
+
+def test_add_list_remove(pveam: Pveam, gpg_keys: TestKeys, no_sources: Path) -> None:
+    trusted, other = gpg_keys.fprs["trusted"], gpg_keys.fprs["other"]
+    add_source("mine", "http://example.org", (trusted,))
+    res = pveam("key", "add", str(gpg_keys.public["trusted"]))
+    assert (res.code, res.out, res.err) == (
+        0,
+        f"imported key {trusted} ctkit test trusted <trusted@example.org>\n",
+        "",
+    )
+    res = pveam("key", "add", str(gpg_keys.public["other"]))
+    assert res.code == 0 and res.err.startswith(f"note: no source pins {other} yet")
+    lines = pveam("key", "list").out.splitlines()
+    assert [ln.split()[:3] for ln in lines[1:]] == [
+        [trusted, "2020-01-01", "mine"],
+        [other, "2020-01-01", "-"],
+    ]
+    res = pveam("key", "remove", trusted.lower())
+    assert (res.code, res.out) == (0, "")
+    assert res.err == f"note: source(s) mine still pin {trusted}\n"
+    assert [ln.split()[0] for ln in pveam("key", "list").out.splitlines()] == [
+        "FINGERPRINT",
+        other,
+    ]
+    res = pveam("key", "remove", trusted)
+    assert (res.code, res.err) == (
+        NotFoundError.exit_code,
+        f"no key with fingerprint {trusted} in keyring\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "unable to read key file"),
+        (b"not a key\n", "no OpenPGP public key found in"),
+    ],
+    ids=["missing", "garbage"],
+)
+def test_add_refuses_what_is_not_a_public_key(
+    pveam: Pveam, tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "key.asc"
+    if content is not None:
+        path.write_bytes(content)
+    res = pveam("key", "add", str(path))
+    assert res.code == VerifyError.exit_code and res.err.startswith(message)
+    assert pveam("key", "list").out.splitlines()[1:] == []
+
+
+def test_add_refuses_a_secret_key(pveam: Pveam, gpg_keys: TestKeys, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.asc"
+    ring = gpg_keys.ring.gpg
+    secret.write_text(ring.export_keys(gpg_keys.fprs["stranger"], secret=True, passphrase=""))
+    res = pveam("key", "add", str(secret))
+    assert (res.code, res.err) == (
+        VerifyError.exit_code,
+        f"refusing '{secret}': it contains a secret key\n",
+    )
+
+
+def test_remove_needs_a_fingerprint(pveam: Pveam) -> None:
+    res = pveam("key", "remove", "1234")
+    assert res.code == ParamError.exit_code
+    assert "fingerprint: invalid fingerprint '1234' (expected 40 or 64 hex digits)" in res.err
+    assert res.err.endswith("pveam key remove <fingerprint>\n")

@@ -1,0 +1,149 @@
+"""``pveam update`` through the console script (acceptance tests 6, 7, 11-19; ctkit's pinning
+and replay protection), with ctkit's non-zero exit on failure."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from index import store
+from shared import paths
+from shared.errors import DownloadError
+from tests.index.conftest import Publisher, index_text, stanza
+from tests.pveam.conftest import Pveam, add_source, store_index
+from tests.shared.http_server import ForwardProxy, TestServer, make_self_signed
+
+GOOD = index_text(stanza("alpha"), stanza("beta", section="mail"))
+OLD = "previous index\n"
+
+
+@pytest.fixture
+def setup(pveam: Pveam, publisher: Publisher, no_sources: Path) -> Publisher:
+    """Source ``a`` at ``/a`` pinning the ``trusted`` key, with a previous stored index."""
+    add_source("a", publisher.srv.url("/a"), (publisher.keys.fprs["trusted"],))
+    store_index("a", OLD)
+    return publisher
+
+
+def failed_message() -> str:
+    return f"update failed - see {paths.pveam_log()} for details\n"
+
+
+def leftovers() -> list[str]:
+    return sorted(p.name for p in paths.aplinfo_dir().iterdir() if ".tmp." in p.name)
+
+
+def assert_failed_and_kept(pveam: Pveam, log_fragment: str, name: str = "a") -> None:
+    res = pveam("update")
+    assert (res.code, res.out, res.err) == (DownloadError.exit_code, "", failed_message())
+    assert store.index_path(name).read_text() == OLD
+    assert log_fragment in paths.pveam_log().read_text()
+    assert leftovers() == []
+
+
+def test_success(pveam: Pveam, setup: Publisher) -> None:  # test 11
+    raw = setup.publish("/a", GOOD)
+    res = pveam("update")
+    assert (res.code, res.out, res.err) == (0, "update successful\n", "")
+    assert store.index_path("a").read_bytes() == raw
+    assert leftovers() == []
+
+
+def test_signature_by_an_unknown_key(pveam: Pveam, setup: Publisher) -> None:  # test 12
+    setup.publish("/a", GOOD, signer="stranger")
+    assert_failed_and_kept(pveam, "unable to verify signature")
+
+
+def test_data_modified_after_signing(pveam: Pveam, setup: Publisher) -> None:  # test 13
+    setup.publish("/a", GOOD, tamper=True)
+    assert_failed_and_kept(pveam, "unable to verify signature")
+
+
+def test_key_in_keyring_but_not_pinned(pveam: Pveam, setup: Publisher) -> None:
+    setup.publish("/a", GOOD, signer="other")  # 'other' is trusted, but source a pins only one
+    assert_failed_and_kept(pveam, "which is not pinned for source 'a'")
+
+
+def test_missing_signature(pveam: Pveam, setup: Publisher) -> None:  # test 14
+    setup.publish("/a", GOOD)
+    del setup.srv.routes["/a/aplinfo.dat.asc"]
+    assert_failed_and_kept(pveam, "download failed: 404 Not Found")
+    assert "no signature file" in paths.pveam_log().read_text()
+    assert setup.srv.requests_for("/a/aplinfo.dat.gz") == []
+
+
+def test_invalid_gzip(pveam: Pveam, setup: Publisher) -> None:  # test 15
+    setup.publish("/a", GOOD, bad_gzip=True)
+    assert_failed_and_kept(pveam, "unable to unpack")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (stanza("x").replace("Infopage: https://example.org/\n", ""), "incomplete appliance"),
+        (stanza("x", "v1.0"), "unable to parse appliance record: version = 'v1.0'"),
+        (stanza("x").replace("Type: lxc", "Type: qemu"), "unknown type 'qemu'"),
+        (stanza("x") + "Trailer: field\n", "unable to parse appliance record: Trailer"),
+    ],
+    ids=["incomplete", "version", "type", "description-not-last"],
+)
+def test_bad_record_rejects_the_whole_index(  # tests 6, 7, 16
+    pveam: Pveam, setup: Publisher, text: str, message: str
+) -> None:
+    setup.publish("/a", index_text(stanza("good"), text))
+    assert_failed_and_kept(pveam, message)
+
+
+def test_one_source_fails_the_other_succeeds(pveam: Pveam, setup: Publisher) -> None:  # 17
+    add_source("b", setup.srv.url("/b"), (setup.keys.fprs["trusted"],))
+    store_index("b", OLD)
+    setup.publish("/a", GOOD, signer="stranger")
+    raw = setup.publish("/b", GOOD)
+    assert_failed_and_kept(pveam, "unable to verify signature")
+    assert store.index_path("b").read_bytes() == raw
+
+
+def test_log_lines_and_rotation(pveam: Pveam, setup: Publisher) -> None:  # test 18
+    setup.publish("/a", GOOD)
+    log = paths.pveam_log()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("old line\n" * 30000)  # > 256 KiB
+    assert pveam("update").code == 0
+    assert log.with_name("pveam.log.0").read_text().startswith("old line\n")
+    lines = log.read_text().splitlines()
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S", ln) for ln in lines)
+    assert lines[0].endswith(" starting update") and lines[-1].endswith(" update successful")
+
+
+def test_replayed_older_index_is_refused(pveam: Pveam, setup: Publisher) -> None:
+    now = int(time.time())
+    newer = setup.publish("/a", GOOD, when=now - 100)
+    assert pveam("update").code == 0
+    setup.publish("/a", index_text(stanza("old")), when=now - 5000)
+    res = pveam("update")
+    assert res.code == DownloadError.exit_code
+    assert store.index_path("a").read_bytes() == newer
+    assert "refusing a possible replay" in paths.pveam_log().read_text()
+
+
+def test_proxy_used_for_http_and_https(  # test 19
+    pveam: Pveam, setup: Publisher, tmp_path: Path
+) -> None:
+    tls = make_self_signed(tmp_path)
+    raw = setup.publish("/a", GOOD)
+    with TestServer(tls.context) as secure, ForwardProxy() as proxy:
+        for path, route in setup.srv.routes.items():
+            secure.routes[path] = route
+        add_source("tls", secure.url("/a"), (setup.keys.fprs["trusted"],))
+        env = {"http_proxy": proxy.url, "https_proxy": proxy.url}
+        res = pveam("update", env={**env, "REQUESTS_CA_BUNDLE": str(tls.cert)})
+        assert (res.code, res.out) == (0, "update successful\n"), res
+        url = setup.srv.url("/a")
+        assert ("GET", f"{url}/aplinfo.dat.asc") in proxy.seen
+        assert ("GET", f"{url}/aplinfo.dat.gz") in proxy.seen
+        assert ("CONNECT", secure.base_url.removeprefix("https://")) in proxy.seen
+        assert secure.requests_for("/a/aplinfo.dat.gz")  # reached through the tunnel
+    assert store.index_path("tls").read_bytes() == raw == store.index_path("a").read_bytes()
