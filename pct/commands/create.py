@@ -39,7 +39,9 @@ def create(
     ssh_public_keys: Annotated[Path | None, typer.Option("--ssh-public-keys")] = None,
     storage: Annotated[str, typer.Option(help="Default storage.")] = "local",
     unprivileged: Annotated[bool | None, typer.Option(help="Unprivileged (default 1).")] = None,
-    ignore_unpack_errors: Annotated[bool | None, typer.Option("--ignore-unpack-errors")] = None,
+    ignore_unpack_errors: Annotated[
+        bool | None, typer.Option("--ignore-unpack-errors/--no-ignore-unpack-errors")
+    ] = None,
     bwlimit: Annotated[int | None, typer.Option(min=0, help="KiB/s")] = None,
     start: Annotated[bool | None, typer.Option(help="Start after creation.")] = None,
     pool: Annotated[str | None, typer.Option(help="Accepted for compatibility.")] = None,
@@ -67,7 +69,7 @@ def destroy(
     force: Annotated[bool | None, typer.Option(help="Stop a running CT first.")] = None,
     purge: Annotated[bool | None, typer.Option(help="Also remove it from backup jobs.")] = None,
     destroy_unreferenced_disks: Annotated[
-        bool | None, typer.Option("--destroy-unreferenced-disks")
+        bool | None, typer.Option("--destroy-unreferenced-disks/--no-destroy-unreferenced-disks")
     ] = None,
 ) -> None:
     """Destroy the container and free the volumes it owns."""

@@ -36,7 +36,9 @@ def start(
 def stop(
     vmid: VmidArg,
     skiplock: Annotated[bool | None, typer.Option(help="Ignore locks.")] = None,
-    overrule_shutdown: Annotated[bool | None, typer.Option("--overrule-shutdown")] = None,
+    overrule_shutdown: Annotated[
+        bool | None, typer.Option("--overrule-shutdown/--no-overrule-shutdown")
+    ] = None,
 ) -> None:
     """Stop the container at once (kill)."""
     lifecycle.stop(vmid, skiplock=bool(skiplock), log=log_line)
@@ -46,7 +48,7 @@ def shutdown(
     vmid: VmidArg,
     timeout: Annotated[int, typer.Option(min=0, help="Seconds to wait.")] = 60,
     force_stop: Annotated[
-        bool | None, typer.Option("--forceStop", help="Kill after timeout.")
+        bool | None, typer.Option("--forceStop/--no-forceStop", help="Kill after timeout.")
     ] = None,
 ) -> None:
     """Shut the container down cleanly."""

@@ -13,6 +13,7 @@ from shared.ctconfig.mountpoints import volume_owner
 from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
 from shared.runtime import lifecycle, lxcapi
+from shared.runtime.cgroups import CGroup
 from shared.runtime.mounts import unmount_below
 from shared.storage.config import load_config
 from shared.storage.volumes import free_volume, list_vmid_volumes
@@ -64,6 +65,7 @@ def destroy(
         _free_volumes(conf, unreferenced, log)
         unmount_below(paths.lxc_rootfs(vmid))
         shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
+        CGroup(vmid).remove_stale()  # empty cgroups an aborted start may have left
         with contextlib.suppress(FileNotFoundError):
             paths.firewall_conf(vmid).unlink()
         if purge:

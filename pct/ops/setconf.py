@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -73,10 +74,9 @@ def _hotplug(conf: Config, keys: set[str]) -> Any:
     work = conf.copy()
     result = apply_pending(work, keys=keys - _net_and_disks(keys), alloc=allocator(), free=free)
     if live_now and not result.errors:
-        try:
-            _apply_cgroup(work, live_now)
-        except CtkitError as err:
-            raise ParamError({k: str(err) for k in sorted(live_now)}) from None
+        errors = _apply_cgroup(work, live_now)
+        if errors:
+            raise ParamError(errors)
     conf.values, conf.pending = work.values, work.pending
     return result
 
@@ -86,21 +86,29 @@ def _net_and_disks(keys: set[str]) -> set[str]:
     return {k for k in keys if k.startswith(("net", "mp", "dev"))}
 
 
-def _apply_cgroup(conf: Config, keys: set[str]) -> None:
+def _apply_cgroup(conf: Config, keys: set[str]) -> dict[str, str]:
+    """Write the changed limits to the CT's cgroup; errors by the option that caused them."""
     cg = CGroup(conf.vmid)
     lim = limits(conf)
-    if keys & {"memory", "swap"}:
-        cg.set_memory(lim.memory, lim.swap)
-    if "cpulimit" in keys:
-        cg.set_cpulimit(lim.cpulimit)
-    if "cpuunits" in keys:
-        cg.set_cpuunits(lim.cpuunits)
-    if "cores" in keys:
-        import os
-
-        host = os.cpu_count() or 1
-        cores = conf.get("cores")
-        cg.set_cpuset(pick_cpus(int(cores), host) if cores else f"0-{host - 1}")
+    host = os.cpu_count() or 1
+    cores = conf.get("cores")
+    steps: list[tuple[set[str], Callable[[], None]]] = [
+        ({"memory", "swap"}, lambda: cg.set_memory(lim.memory, lim.swap)),
+        ({"cpulimit"}, lambda: cg.set_cpulimit(lim.cpulimit)),
+        ({"cpuunits"}, lambda: cg.set_cpuunits(lim.cpuunits)),
+        (
+            {"cores"},
+            lambda: cg.set_cpuset(pick_cpus(int(cores), host) if cores else f"0-{host - 1}"),
+        ),
+    ]
+    errors: dict[str, str] = {}
+    for group, step in steps:
+        if keys & group:
+            try:
+                step()
+            except CtkitError as err:
+                errors.update({k: str(err) for k in sorted(keys & group)})
+    return errors
 
 
 def unlock(vmid: int) -> None:

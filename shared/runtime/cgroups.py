@@ -88,6 +88,19 @@ def device_key(layout: Layout, action: str) -> str:
     return f"{prefix}.devices.{action}"
 
 
+def parse_cpulist(text: str) -> set[int]:
+    """The kernel's CPU list format (``0-3,6``) as a set."""
+    cpus: set[int] = set()
+    for part in filter(None, text.strip().split(",")):
+        first, _sep, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def format_cpulist(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
 def memsw_supported(root: Path = CGROUP_ROOT) -> bool:
     return (root / "memory" / "memory.memsw.limit_in_bytes").exists()
 
@@ -109,12 +122,7 @@ class CGroup:
         return (self.path(controller) / key).read_text().strip()
 
     def write(self, controller: str, key: str, value: str) -> None:
-        target = self.path(controller) / key
-        try:
-            target.write_text(value)
-        except OSError as err:
-            msg = f"unable to set {key} of CT {self.vmid} to '{value}': {err.strerror}"
-            raise StateError(msg) from None
+        self._write_path(self.path(controller) / key, value)
 
     def exists(self) -> bool:
         return self.path("memory").is_dir()
@@ -156,8 +164,34 @@ class CGroup:
             self.write("cpu", "cpu.shares", str(clamp_cpuunits(units or 1024, self.layout)))
 
     def set_cpuset(self, cpus: str) -> None:
-        # v1 applies to the outer group; the inner "ns" group must stay a subset
-        self.write("cpuset", "cpuset.cpus", cpus)
+        if self.layout is Layout.V2:
+            self.write("cpuset", "cpuset.cpus", cpus)
+            return
+        # v1: every group must stay a subset of its parent (EBUSY otherwise) and children do not
+        # follow their parent: widen the whole subtree top-down to old|new, then narrow it
+        # bottom-up to new
+        top = self.path("cpuset")
+        groups = sorted((Path(d) for d, _s, _f in os.walk(top)), key=lambda p: len(p.parts))
+        wanted = parse_cpulist(cpus)
+        union = format_cpulist(parse_cpulist(self.read("cpuset", "cpuset.cpus")) | wanted)
+        for group in groups:
+            self._write_path(group / "cpuset.cpus", union)
+        for group in reversed(groups):
+            self._write_path(group / "cpuset.cpus", format_cpulist(wanted))
+
+    def _write_path(self, target: Path, value: str) -> None:
+        try:
+            target.write_text(value)
+        except OSError as err:
+            msg = f"unable to set {target.name} of CT {self.vmid} to '{value}': {err.strerror}"
+            raise StateError(msg) from None
+
+    def cpuset_cpus(self) -> set[int] | None:
+        """The CPUs the running CT may use (effective set), None when it has no cgroup."""
+        try:
+            return parse_cpulist(self.read("cpuset", "cpuset.effective_cpus"))
+        except (OSError, ValueError):
+            return None
 
     # --- freezing ----------------------------------------------------------------------------
 

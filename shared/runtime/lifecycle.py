@@ -20,7 +20,8 @@ from ..errors import CommandError, StateError
 from ..locks import config_lock
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
-from .ctview import lxc_view
+from .ctview import config_idmap, lxc_view
+from .idcheck import check_subids
 from .lxcconf import HostInfo, generate, seccomp_rules
 from .volumes import allocator, free, size_of
 
@@ -88,6 +89,7 @@ def _check_start(conf: Config, skiplock: bool) -> None:
         store.check_lock(conf)
     if conf.unprivileged and any(mp.options.get("quota") for mp in conf.mountpoints()):
         raise StateError("Quotas are not supported by unprivileged containers.")
+    check_subids(vmid, config_idmap(conf))
 
 
 def start(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
@@ -105,10 +107,11 @@ def start(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
         if skiplock:
             skiplock_file(vmid).touch()
         hookscript.run(conf, "pre-start", fatal=True)
-        ok = lxcapi.container(vmid).start() and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
+        ok = lxcapi.start_daemon(vmid) and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
     with contextlib.suppress(FileNotFoundError):
         skiplock_file(vmid).unlink()
     if not ok:
+        CGroup(vmid).remove_stale()  # what the aborted start left would block the next one
         for line in start_failure_reason(vmid):
             log(line)
         raise CommandError(f"startup for container '{vmid}' failed")

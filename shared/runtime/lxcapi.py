@@ -60,6 +60,23 @@ def wait_state(vmid: int, wanted: str, timeout: float) -> bool:
     return state(vmid) == wanted
 
 
+def start_daemon(vmid: int) -> bool:
+    """Start the container with ``lxc-start`` (daemonized; returns once it runs or failed).
+
+    Not python-lxc's ``Container.start()``: LXC moves the *calling* process into the CT's
+    monitor cgroup ``lxc.monitor/<vmid>``. A long-lived caller (vzdump, a test run, a
+    benchmark) would stay there, be accounted to it and keep LXC from removing the cgroup
+    when the CT stops, so the next start would fail. ``lxc-start`` is the throw-away caller.
+    """
+    proc = subprocess.run(
+        lxc_base_argv("lxc-start", vmid),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
 def lxc_base_argv(tool: str, vmid: int) -> list[str]:
     return [tool, "-P", str(paths.lxc_path()), "-n", str(vmid)]
 

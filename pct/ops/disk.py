@@ -1,0 +1,594 @@
+"""``pct resize``, ``df``, ``cpusets``, ``fstrim``, ``push`` and ``pull`` (spec pct.md §1, §8).
+
+Paths inside a container are never resolved by the host's rules: ``df`` and ``fstrim`` walk from
+the container root without following symlinks, and ``push``/``pull`` open files in a child process
+that has entered the container's mount namespace (and, for ``push`` into an unprivileged
+container, its user namespace), so a symlink the container controls resolves inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import grp
+import os
+import pwd
+import re
+import stat
+import struct
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import paths
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.mountpoints import MountPoint, volume_owner
+from shared.ctconfig.pending import DIGEST_MISMATCH
+from shared.errors import (
+    CommandError,
+    CtkitError,
+    ParamError,
+    StateError,
+    StorageError,
+    VerifyError,
+)
+from shared.formats.types import parse_size
+from shared.locks import config_lock
+from shared.runtime import lxcapi
+from shared.runtime.cgroups import CGroup
+from shared.runtime.ctview import config_root_ids
+from shared.runtime.mounts import mount_all
+from shared.storage import cmd, loop
+from shared.storage.api import get_storage, volume_path
+from shared.storage.volid import parse_volume_id
+from shared.storage.volumes import resize_volume, volume_format, volume_size
+
+Log = Callable[[str], None]
+RESIZE_RE = re.compile(r"(\+)?(\d+(?:\.\d+)?[KMGT]?)")
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+# --- resize ---------------------------------------------------------------------------------
+
+
+def new_size(text: str, current: int) -> int:
+    """``[+]<n>[KMGT]`` (bytes without a unit) as the new size in bytes."""
+    m = RESIZE_RE.fullmatch(text)
+    if not m:
+        raise ParamError({"size": "value does not match the regex pattern"})
+    size = parse_size(m.group(2))
+    return int(size + current if m.group(1) else size)
+
+
+def _mountpoint(conf: Config, disk: str) -> MountPoint:
+    if not re.fullmatch(r"rootfs|mp\d+", disk):
+        raise ParamError({"disk": f"value '{disk}' does not have a value in the enumeration"})
+    mp = next((m for m in conf.mountpoints() if m.key == disk), None)
+    if mp is None:
+        raise CtkitError(f"disk '{disk}' does not exist")
+    if mp.type != "volume":
+        raise StorageError(f"unable to parse volume ID '{mp.volume}'")
+    owner = volume_owner(mp.volume)
+    if owner != conf.vmid:
+        raise StateError(f"can't resize mount point owned by another container ({owner})")
+    return mp
+
+
+def _current_size(mp: MountPoint, fmt: str) -> int:
+    size = volume_size(mp.volume)
+    if fmt == "subvol" and size == 0:
+        # a directory volume without a quota has no size of its own: the config knows it
+        return mp.size or 0
+    return size
+
+
+def resize(
+    vmid: int, disk: str, size: str, *, digest: str | None = None, log: Log = _stderr
+) -> int:
+    """Grow a volume and the ext4 inside it; returns the new size in bytes."""
+    new_size(size, 0)  # the format is checked before anything else, like a schema check
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.check_lock(conf)
+        if digest is not None and digest != conf.digest:
+            raise VerifyError(DIGEST_MISMATCH)
+        mp = _mountpoint(conf, disk)
+        fmt = volume_format(mp.volume)
+        sid = parse_volume_id(mp.volume)[0]
+        if fmt == "subvol" and get_storage(sid).type_name == "dir":
+            raise StorageError("can't resize this image format")
+        current = _current_size(mp, fmt)
+        target = new_size(size, current)
+        if target < current:
+            raise StorageError("unable to shrink disk size")
+        if target == current:
+            raise StorageError("disk is already at specified size")
+        running = lxcapi.is_running(vmid)
+        resize_volume(mp.volume, target)
+        conf.set(disk, mp.replace(size=target))
+        store.save(conf)
+        if fmt == "raw":
+            _grow_ext4(volume_path(mp.volume), running, log)
+    return target
+
+
+def _grow_ext4(image: Path, running: bool, log: Log) -> None:
+    """Grow the file system to the image size; failures are only warned, as Proxmox does."""
+    try:
+        if running:
+            _online_grow(image)
+        else:
+            loop.offline_resize(image)
+    except CtkitError as err:
+        log(f"WARN: Failed to update the container's filesystem: {err}")
+
+
+def _online_grow(image: Path) -> None:
+    devs = loop.devices_for(image)
+    if not devs:
+        raise CommandError(
+            "internal error: CT running but mount point not attached to a loop device"
+        )
+    dev = devs[0]
+    loop.set_capacity(dev)
+    # the CT's mounts live in its monitor's namespace: resize2fs must see the file system
+    # mounted to resize it online, so mount it once more in a private namespace of its own
+    script = f"mount --make-rprivate / && mount {dev} /tmp && resize2fs {dev}"
+    cmd.run(["unshare", "-m", "--", "sh", "-c", script])
+
+
+# --- walking below a container root without following symlinks ------------------------------
+
+
+def open_beneath(root: Path, rel: str, flags: int = os.O_PATH) -> int:
+    """An fd for the directory ``root/rel``; no component below ``root`` may be a symlink.
+
+    The walk uses ``O_PATH``; with other ``flags`` the directory is reopened with them.
+    """
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise StorageError(f"invalid path '{rel}'")
+    walk = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            try:
+                nfd = os.open(part, walk, dir_fd=fd)
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise StorageError(
+                        f"path '{rel}' crosses a symlink or a file in the container"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = nfd
+        if flags != os.O_PATH:
+            nfd = os.open(".", flags | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def _mounted(conf: Config) -> Iterator[Path]:
+    """A stopped CT's volumes at ``<lxcpath>/<vmid>/rootfs`` for the block."""
+    target = paths.lxc_rootfs(conf.vmid)
+    tree = mount_all(conf, target, root_ids=config_root_ids(conf))
+    try:
+        yield target
+    finally:
+        for problem in tree.unmount():
+            _stderr(f"WARN: {problem}")
+
+
+def _clear_lock(vmid: int, lock: str) -> None:
+    """Remove ``lock`` if it is still the CT's lock (caller holds the config flock)."""
+    conf = store.load(vmid)
+    if conf.lock == lock:
+        conf.delete("lock")
+        store.save(conf)
+
+
+def _ct_root(vmid: int) -> Path | None:
+    """``/proc/<init pid>/root`` of a running CT (the CT's own view of its mounts)."""
+    pid = lxcapi.init_pid(vmid) if lxcapi.is_running(vmid) else None
+    return Path(f"/proc/{pid}/root") if pid else None
+
+
+# --- df -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DfRow:
+    key: str
+    volume: str
+    path: str
+    total: int
+    used: int
+    avail: int
+
+
+def df(vmid: int) -> list[DfRow]:
+    """Usage of rootfs and every mount point; a stopped CT is mounted under lock ``mounted``."""
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        root = _ct_root(vmid)
+        if root is not None:
+            return _df_rows(conf, root)
+        store.set_lock(conf, "mounted")
+        store.save(conf)
+        try:
+            with _mounted(conf) as target:
+                return _df_rows(conf, target)
+        finally:
+            _clear_lock(vmid, "mounted")
+
+
+def _df_rows(conf: Config, root: Path) -> list[DfRow]:
+    rows = []
+    for mp in conf.mountpoints():
+        fd = open_beneath(root, mp.path)
+        try:
+            st = os.fstatvfs(fd)
+        finally:
+            os.close(fd)
+        total = st.f_blocks * st.f_frsize
+        rows.append(
+            DfRow(
+                mp.key,
+                mp.volume,
+                mp.path,
+                total,
+                (st.f_blocks - st.f_bfree) * st.f_frsize,
+                st.f_bavail * st.f_frsize,
+            )
+        )
+    return rows
+
+
+def human_size(size: float) -> str:
+    """pct df's sizes: bytes below 1024, else one decimal and K/M/G/T."""
+    if size < 1024:
+        return str(int(size))
+    for unit in "KMGT":
+        size /= 1024
+        if size < 1024 or unit == "T":
+            return f"{size:.1f}{unit}"
+    raise AssertionError("unreachable")
+
+
+def render_df(rows: list[DfRow]) -> str:
+    table = [["MP", "Volume", "Size", "Used", "Avail", "Use%", "Path"]]
+    for r in rows:
+        pct = 100.0 * r.used / r.total if r.total else 0.0
+        table.append(
+            [r.key, r.volume, human_size(r.total), human_size(r.used), human_size(r.avail),
+             f"{pct:.1f}", r.path]
+        )  # fmt: skip
+    width = [max(len(row[i]) for row in table) for i in range(6)]
+    out = []
+    for row in table:
+        cells = [row[0].ljust(width[0]), row[1].ljust(width[1])]
+        cells += [row[i].rjust(width[i]) for i in range(2, 6)]
+        out.append(" ".join([*cells, row[6]]) + "\n")
+    return "".join(out)
+
+
+# --- cpusets --------------------------------------------------------------------------------
+
+
+def cpusets() -> dict[int, set[int]]:
+    """The CPUs of every running CT (its cgroup's effective cpuset)."""
+    result = {}
+    for vmid in store.list_vmids():
+        if not lxcapi.is_running(vmid):
+            continue
+        cpus = CGroup(vmid).cpuset_cpus()
+        if cpus:
+            result[vmid] = cpus
+    return result
+
+
+def render_cpusets(sets: dict[int, set[int]]) -> str:
+    if not sets:
+        return "no running containers\n"
+    lines = {}
+    for vmid, cpus in sets.items():
+        line = ": " + "".join(
+            " " + (str(i) if i in cpus else " " * len(str(i))) for i in range(max(cpus) + 1)
+        )
+        lines[str(vmid)] = line
+    id_len = max(len(v) for v in lines)
+    header = "-" * (max(len(v) for v in lines.values()) + id_len) + "\n"
+    body = "".join(f"{vmid:>{id_len}}{lines[vmid]}\n" for vmid in sorted(lines))
+    return header + body + header
+
+
+# --- fstrim ---------------------------------------------------------------------------------
+
+FITRIM = 0xC0185879  # _IOWR('X', 121, struct fstrim_range)
+
+
+def trim(fd: int) -> int:
+    """FITRIM on the file system of ``fd`` (a directory opened for reading); bytes trimmed."""
+    arg = bytearray(struct.pack("QQQ", 0, 2**64 - 1, 0))
+    fcntl.ioctl(fd, FITRIM, arg)
+    return int(struct.unpack("QQQ", arg)[1])
+
+
+def util_linux_size(nbytes: int) -> str:
+    """``fstrim -v``'s sizes: ``3.9 GiB``, ``512 B``."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    exp = 0
+    value = float(nbytes)
+    while value >= 1024 and exp < len(units) - 1:
+        value /= 1024
+        exp += 1
+    if exp == 0:
+        return f"{nbytes} B"
+    text = f"{value:.1f}".removesuffix(".0")
+    return f"{text} {units[exp]}"
+
+
+def fstrim(vmid: int, *, ignore_mountpoints: bool = False, log: Log = print) -> None:
+    """Trim rootfs and every volume mount point (not bind, not read-only) under lock fstrim."""
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.set_lock(conf, "fstrim")
+        store.save(conf)
+    try:
+        root = _ct_root(vmid)
+        if root is not None:
+            _trim_all(conf, root, ignore_mountpoints, log)
+        else:
+            with _mounted(conf) as target:
+                _trim_all(conf, target, ignore_mountpoints, log)
+    finally:
+        with config_lock(vmid):
+            _clear_lock(vmid, "fstrim")
+
+
+def _trim_all(conf: Config, root: Path, ignore_mountpoints: bool, log: Log) -> None:
+    for mp in conf.mountpoints():
+        if mp.type == "bind" or mp.ro:
+            continue
+        if ignore_mountpoints and mp.key != "rootfs":
+            continue
+        shown = f"{root}{mp.path}"
+        try:
+            fd = open_beneath(root, mp.path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                done = trim(fd)
+            finally:
+                os.close(fd)
+        except (OSError, CtkitError) as err:
+            text = err.strerror if isinstance(err, OSError) else str(err)
+            log(f"fstrim: {shown}: {text}")
+            continue
+        log(f"{shown}: {util_linux_size(done)} ({done} bytes) trimmed")
+
+
+# --- push / pull ----------------------------------------------------------------------------
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+COPY_CHUNK = 1 << 20
+
+
+def parse_perms(text: str) -> int:
+    """Octal by default, ``0x`` for hex (Proxmox: ``"0" . perms`` through strtoul)."""
+    value = text if text.startswith("0") else "0" + text
+    try:
+        if value[:2].lower() == "0x":
+            return int(value[2:], 16)
+        return int(value, 8)
+    except ValueError:
+        raise CtkitError(f"invalid mode: '{value}'") from None
+
+
+def _lookup_id(name: str | None, db: Path | None, kind: str) -> int | None:
+    """A numeric id, or a name looked up in ``db`` (a passwd/group file) or the host's NSS."""
+    if name is None:
+        return None
+    if name.isdigit():
+        return int(name)
+    found: int | None = None
+    if db is None:
+        with contextlib.suppress(KeyError):
+            found = pwd.getpwnam(name).pw_uid if kind == "uid" else grp.getgrnam(name).gr_gid
+    else:
+        found = _id_from_file(db, name)
+    if found is None:
+        raise CtkitError(f"failed to get {kind} for: {name}")
+    return found
+
+
+def _id_from_file(db: Path, name: str) -> int | None:
+    """The id of ``name`` in an ``/etc/passwd``-style file (third field)."""
+    try:
+        text = db.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
+    return None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """``--user``, ``--group`` and ``--perms`` as given (names are resolved where they apply)."""
+
+    user: str | None = None
+    group: str | None = None
+    perms: str | None = None
+
+
+def create_file(path: str, owner: Owner, *, names_from: Path | None) -> tuple[int, bool]:
+    """Open ``path`` for writing like Proxmox's create_file; returns (fd, created).
+
+    A new file is created exclusively with the given mode; an existing one must be a regular
+    file and is truncated. Names resolve in ``names_from`` (``<root>/etc``), else on the host.
+    """
+    uid = _lookup_id(owner.user, names_from and names_from / "passwd", "uid")
+    gid = _lookup_id(owner.group, names_from and names_from / "group", "gid")
+    mode = parse_perms(owner.perms) if owner.perms is not None else None
+    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC
+    created = True
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0)
+    except FileExistsError:
+        created = False
+        fd = _open_existing(path, flags)
+    except OSError as err:
+        raise CtkitError(f"failed to create file: {path}: {err.strerror}") from None
+    try:
+        if created or mode is not None:
+            umask = os.umask(0o022)
+            os.umask(umask)
+            os.fchmod(fd, mode if mode is not None else 0o666 & ~umask)
+        if uid is not None or gid is not None:
+            st = os.fstat(fd)
+            os.fchown(fd, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
+    except OSError as err:
+        os.close(fd)
+        raise CtkitError(f"failed to change file owner: {err.strerror}") from None
+    return fd, created
+
+
+def _open_existing(path: str, flags: int) -> int:
+    """Open an existing destination; never a device, FIFO or socket (opened non-blocking)."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK)
+    except OSError as err:
+        raise CtkitError(f"failed to create file: {path}: {err.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CtkitError(f"failed to create file: {path}: not a regular file")
+    os.set_blocking(fd, True)
+    os.ftruncate(fd, 0)
+    return fd
+
+
+def _copy(src: int, dst: int) -> None:
+    while chunk := os.read(src, COPY_CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
+
+
+def _setns(libc: ctypes.CDLL, fd: int, nstype: int, what: str) -> None:
+    if libc.setns(fd, nstype) != 0:
+        raise CtkitError(f"failed to enter the container's {what} namespace")
+
+
+def in_container(pid: int, work: Callable[[], None], *, userns: bool) -> None:
+    """Run ``work`` in a child that entered the mount (and user) namespace of CT init ``pid``.
+
+    The child's root is the CT's root, so every path it opens resolves inside the container.
+    Errors come back as CtkitError with the child's message.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        raise CtkitError("failed to open the container's mount namespace") from None
+    user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC) if userns else None
+    rfd, wfd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked child
+        code = 0
+        try:
+            os.close(rfd)
+            _setns(libc, mnt, CLONE_NEWNS, "mount")
+            os.chdir("/")
+            if user is not None:
+                _setns(libc, user, CLONE_NEWUSER, "user")
+                os.setgid(0)
+                os.setuid(0)
+            work()
+        except BaseException as err:
+            os.write(wfd, str(err).encode(errors="replace")[:4096])
+            code = 1
+        os._exit(code)
+    os.close(wfd)
+    for fd in (mnt, user):
+        if fd is not None:
+            os.close(fd)
+    with os.fdopen(rfd, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    _pid, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise CtkitError(message or f"file transfer for CT failed (status {status})")
+
+
+def _running_pid(vmid: int, message: str) -> tuple[Config, int]:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        pid = lxcapi.init_pid(vmid) if lxcapi.is_running(vmid) else None
+    if pid is None:
+        raise StateError(message)
+    return conf, pid
+
+
+def push(vmid: int, source: Path, dest: str, owner: Owner = Owner()) -> None:
+    """Copy a host file into a running CT; user/group names are the container's."""
+    conf, pid = _running_pid(vmid, "can only push files to a running CT")
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        raise CtkitError(f"failed to open {source} for reading") from None
+
+    def work() -> None:
+        fd, _created = create_file(dest, owner, names_from=Path("/etc"))
+        try:
+            _copy(src, fd)
+        finally:
+            os.close(fd)
+
+    try:
+        in_container(pid, work, userns=bool(conf.unprivileged))
+    finally:
+        os.close(src)
+
+
+def pull(vmid: int, path: str, dest: Path, owner: Owner = Owner()) -> None:
+    """Copy a regular file out of a running CT; user/group names are the host's."""
+    _conf, pid = _running_pid(vmid, "can only pull files from a running VM")
+    out, created = create_file(str(dest), owner, names_from=None)
+
+    def work() -> None:
+        try:
+            src = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as err:
+            raise CtkitError(f"failed to open {path}: {err.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(src).st_mode):
+                raise CtkitError(f"failed to open {path}: not a regular file")
+            os.set_blocking(src, True)
+            _copy(src, out)
+        finally:
+            os.close(src)
+
+    try:
+        in_container(pid, work, userns=False)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(dest)
+        raise
+    finally:
+        os.close(out)

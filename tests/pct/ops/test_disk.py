@@ -1,0 +1,136 @@
+"""The pure parts of pct/ops/disk.py: sizes, permissions, the df and cpusets tables, and the
+symlink-refusing walk below a container root (no container needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pct.ops.disk import (
+    DfRow,
+    Owner,
+    create_file,
+    human_size,
+    new_size,
+    open_beneath,
+    parse_perms,
+    render_cpusets,
+    render_df,
+    util_linux_size,
+)
+from shared.errors import CtkitError, ParamError, StorageError
+
+G = 1 << 30
+
+
+def test_resize_sizes() -> None:
+    assert new_size("5G", 4 * G) == 5 * G
+    assert new_size("+1G", 4 * G) == 5 * G
+    assert new_size("+512M", G) == G + (512 << 20)
+    assert new_size("1.5G", 0) == G + G // 2
+    assert new_size("4096", 0) == 4096  # no unit: bytes
+    for bad in ("-1G", "1X", "1 G", "", "+"):
+        with pytest.raises(ParamError):
+            new_size(bad, 0)
+
+
+def test_df_sizes() -> None:
+    assert human_size(0) == "0"
+    assert human_size(1023) == "1023"
+    assert human_size(1024) == "1.0K"
+    assert human_size(973.4 * 1024 * 1024) == "973.4M"
+    assert human_size(5 * G) == "5.0G"
+    assert human_size(3 << 40) == "3.0T"
+    assert human_size(5000 << 40) == "5000.0T"
+
+
+def test_df_table_alignment() -> None:
+    rows = [
+        DfRow("rootfs", "local:100/vm-100-disk-0.raw", "/", 4 * G, G, 3 * G),
+        DfRow("mp0", "/srv/shared", "/data", 1000, 100, 900),
+        DfRow("mp1", "local:100/subvol-100-disk-1.subvol", "/x", 0, 0, 0),
+    ]
+    assert render_df(rows) == (
+        "MP     Volume                             Size Used Avail Use% Path\n"
+        "rootfs local:100/vm-100-disk-0.raw        4.0G 1.0G  3.0G 25.0 /\n"
+        "mp0    /srv/shared                        1000  100   900 10.0 /data\n"
+        "mp1    local:100/subvol-100-disk-1.subvol    0    0     0  0.0 /x\n"
+    )
+
+
+def test_cpusets_table() -> None:
+    assert render_cpusets({}) == "no running containers\n"
+    text = render_cpusets({100: {0, 1}, 1012: {3}, 99999: set(range(12))})
+    dashes = "-" * 33  # widest line (": " + 12 cpus) plus the widest id
+    assert text == (
+        f"{dashes}\n  100:  0 1\n 1012:        3\n99999:  0 1 2 3 4 5 6 7 8 9 10 11\n{dashes}\n"
+    )
+
+
+def test_permissions() -> None:
+    assert parse_perms("640") == 0o640
+    assert parse_perms("0640") == 0o640
+    assert parse_perms("0x1a0") == 0o640
+    assert parse_perms("0") == 0
+    for bad in ("abc", "0x", "9"):
+        with pytest.raises(CtkitError, match=r"^invalid mode: '0"):
+            parse_perms(bad)
+
+
+def test_fstrim_sizes() -> None:
+    assert util_linux_size(0) == "0 B"
+    assert util_linux_size(1023) == "1023 B"
+    assert util_linux_size(1024) == "1 KiB"
+    assert util_linux_size(4182822912) == "3.9 GiB"
+    assert util_linux_size(G) == "1 GiB"
+
+
+def test_create_file_semantics(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    old_umask = os.umask(0o027)
+    try:
+        fd, created = create_file(str(path), Owner(), names_from=None)
+        os.close(fd)
+        assert created and (path.stat().st_mode & 0o777) == 0o640
+        path.write_text("old content")
+        os.chmod(path, 0o600)
+        fd, created = create_file(str(path), Owner(user="0", group="0"), names_from=None)
+        os.close(fd)
+        assert not created and path.read_text() == "" and (path.stat().st_mode & 0o777) == 0o600
+    finally:
+        os.umask(old_umask)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1234:1234::/:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\nstaff:x:50:\n")
+    fd, _ = create_file(str(tmp_path / "g"), Owner("app", "staff", "0x1ff"), names_from=etc)
+    os.close(fd)
+    st = (tmp_path / "g").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 50, 0o777)
+    with pytest.raises(CtkitError, match=r"^failed to get gid for: wheel$"):
+        create_file(str(tmp_path / "h"), Owner(group="wheel"), names_from=etc)
+    # never a device or a FIFO (a FIFO without reader fails to open at all)
+    with pytest.raises(CtkitError, match=r"^failed to create file: /dev/null: not a regular"):
+        create_file("/dev/null", Owner(), names_from=None)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(CtkitError, match=r"^failed to create file: .*/fifo: "):
+        create_file(str(tmp_path / "fifo"), Owner(), names_from=None)
+
+
+def test_open_beneath_refuses_symlinks(tmp_path: Path) -> None:
+    root = tmp_path / "ct"
+    (root / "real/dir").mkdir(parents=True)
+    (root / "link").symlink_to("/etc")
+    (root / "rel").symlink_to("real")
+    fd = open_beneath(root, "/real/dir")
+    os.close(fd)
+    fd = open_beneath(root, "/", os.O_RDONLY | os.O_DIRECTORY)
+    assert os.path.samestat(os.fstat(fd), os.stat(root))
+    os.close(fd)
+    for rel in ("/link", "/link/passwd", "/rel/dir"):
+        with pytest.raises(StorageError, match="crosses a symlink"):
+            open_beneath(root, rel)
+    with pytest.raises(StorageError, match="invalid path"):
+        open_beneath(root, "/real/../..")

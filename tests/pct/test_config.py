@@ -1,0 +1,159 @@
+"""pct set / pending / config on real containers: live cgroup limits read back from the kernel,
+deferred keys in [pve:pending], volume handling (spec pct.md §2.5, §9 cases 14–25, 41)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared.runtime.cgroups import CGroup, Layout, detect_layout, parse_cpulist
+from tests.pct.conftest import Pct
+
+pytestmark = pytest.mark.lxc
+
+Text = Callable[[int], str]
+Images = Callable[[int], Path]
+V1 = detect_layout() is Layout.V1
+
+
+@pytest.fixture
+def ct(pct: Pct, vmid: int, busybox_template: Path) -> int:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp0", "local:0,mp=/data")
+    return vmid
+
+
+def test_cases_14_15_live_limits_reach_the_cgroup(pct: Pct, ct: int, conf_text: Text) -> None:
+    pct("start", ct)
+    cg = CGroup(ct)
+    pct(
+        "set", ct, "--memory", "1024", "--swap", "256", "--cpulimit", "0.5",
+        "--cpuunits", "500", "--cores", "1",
+    )  # fmt: skip
+    if V1:
+        assert cg.read("memory", "memory.limit_in_bytes") == "1073741824"
+        if (cg.path("memory") / "memory.memsw.limit_in_bytes").exists():
+            assert cg.read("memory", "memory.memsw.limit_in_bytes") == str(1280 << 20)
+        assert cg.read("cpu", "cpu.cfs_quota_us") == "50000"
+        assert cg.read("cpu", "cpu.cfs_period_us") == "100000"
+        assert cg.read("cpu", "cpu.shares") == "500"
+    else:
+        assert cg.read("memory", "memory.max") == "1073741824"
+        assert cg.read("memory", "memory.high") == "1065353216"
+        assert cg.read("memory", "memory.swap.max") == str(256 << 20)
+        assert cg.read("cpu", "cpu.max") == "50000 100000"
+        assert cg.read("cpu", "cpu.weight") == "500"
+    assert len(parse_cpulist(cg.read("cpuset", "cpuset.cpus"))) == 1
+    text = conf_text(ct)
+    for line in ("memory: 1024", "swap: 256", "cpulimit: 0.5", "cpuunits: 500", "cores: 1"):
+        assert f"{line}\n" in text
+    assert "pve:pending" not in text
+    assert not [ln for ln in pct("pending", ct).out.splitlines() if ln.startswith("new ")]
+    # growing again works too (v1 needs its limits raised in the right order)
+    host_cpus = os.cpu_count() or 1
+    pct("set", ct, "--memory", "2048", "--cores", str(host_cpus), "--delete", "cpulimit")
+    mem_key = "memory.limit_in_bytes" if V1 else "memory.max"
+    assert cg.read("memory", mem_key) == str(2048 << 20)
+    assert len(parse_cpulist(cg.read("cpuset", "cpuset.cpus"))) == host_cpus
+    if V1:
+        assert cg.read("cpu", "cpu.cfs_quota_us") == "-1"
+
+
+def test_case_16_17_deferred_keys_wait_in_pending(pct: Pct, ct: int, conf_text: Text) -> None:
+    pct("start", ct)
+    pct("set", ct, "--ostype", "ubuntu", "--tty", "4", "--hostname", "renamed")
+    text = conf_text(ct)
+    assert "[pve:pending]\nostype: ubuntu\ntty: 4\n" in text
+    assert "hostname: renamed\n" in text.split("[pve:pending]")[0]  # hot-plugged at once
+    pending = pct("pending", ct).out
+    assert "cur ostype: unmanaged\nnew ostype: ubuntu\n" in pending
+    assert "new tty: 4\n" in pending and "cur tty" not in pending
+    assert "ostype: ubuntu\n" in pct("config", ct).out
+    current = pct("config", ct, "--current").out
+    assert "ostype: unmanaged\n" in current and "tty:" not in current
+    pct("set", ct, "--revert", "tty")
+    assert "tty" not in pct("pending", ct).out
+    pct("stop", ct)  # post-stop applies what is pending
+    text = conf_text(ct)
+    assert "pve:pending" not in text and "ostype: ubuntu\n" in text
+
+
+def test_case_18_19_deleting_a_mount_point(
+    pct: Pct, ct: int, conf_text: Text, images: Images
+) -> None:
+    volid = f"local:{ct}/subvol-{ct}-disk-1.subvol"
+    pct("start", ct)
+    pct("set", ct, "--delete", "mp0")
+    assert f"del mp0: {volid},mp=/data,size=0T\n" in pct("pending", ct).out
+    assert "/data" in pct("exec", ct, "--", "cat", "/proc/mounts").out  # still mounted
+    pct("set", ct, "--revert", "mp0")
+    pct("stop", ct)
+    pct("set", ct, "--delete", "mp0")
+    text = conf_text(ct)
+    assert "mp0:" not in text and f"unused0: {volid}\n" in text
+    assert (images(ct) / f"subvol-{ct}-disk-1.subvol").is_dir()
+    pct("set", ct, "--delete", "unused0")
+    assert "unused0" not in conf_text(ct)
+    assert not (images(ct) / f"subvol-{ct}-disk-1.subvol").exists()
+
+
+def test_case_20_required_and_read_only_options(pct: Pct, ct: int, conf_text: Text) -> None:
+    before = conf_text(ct)
+    res = pct("set", ct, "--delete", "memory", check=False)
+    assert res.rc != 0 and "unable to delete required option 'memory'" in res.err
+    res = pct("set", ct, "--unprivileged", "0", check=False)
+    assert res.rc != 0 and "unable to modify read-only option: 'unprivileged'" in res.err
+    res = pct("set", ct, check=False)
+    assert res.rc != 0 and "no options specified" in res.err
+    assert conf_text(ct) == before
+
+
+def test_case_21_new_mount_point_on_a_stopped_ct(
+    pct: Pct, ct: int, conf_text: Text, images: Images
+) -> None:
+    pct("set", ct, "--mp1", "local:10,mp=/srv")
+    assert f"mp1: local:{ct}/vm-{ct}-disk-2.raw,mp=/srv,size=10G\n" in conf_text(ct)
+    assert (images(ct) / f"vm-{ct}-disk-2.raw").stat().st_size == 10 << 30
+
+
+def test_case_22_23_24_net_nameserver_digest(pct: Pct, ct: int, conf_text: Text) -> None:
+    pct("set", ct, "--net0", "name=eth0,bridge=vmbr0,ip=dhcp")
+    net = re.search(r"^net0: (.*)$", conf_text(ct), re.M)
+    assert net is not None
+    assert re.fullmatch(
+        r"name=eth0,bridge=vmbr0,hwaddr=BC:24:11(:[0-9A-F]{2}){3},ip=dhcp,type=veth", net.group(1)
+    )
+    pct("set", ct, "--nameserver", "1.1.1.1,9.9.9.9")
+    assert "nameserver: 1.1.1.1 9.9.9.9\n" in conf_text(ct)
+    before = conf_text(ct)
+    res = pct("set", ct, "--nameserver", "1.1.1.300", check=False)
+    assert res.rc != 0 and "nameserver: invalid format" in res.err
+    stale = "0" * 40
+    res = pct("set", ct, "--memory", "300", "--digest", stale, check=False)
+    assert res.rc != 0
+    assert res.err == "detected modified configuration - file changed by other user? Try again.\n"
+    assert conf_text(ct) == before
+
+
+def test_case_25_protection_blocks_volume_changes(pct: Pct, ct: int, conf_text: Text) -> None:
+    pct("set", ct, "--protection", "1")
+    res = pct("set", ct, "--mp1", "local:1,mp=/x", check=False)
+    assert res.rc != 0 and f"can't update CT {ct} drive 'mp1' - protection mode enabled" in res.err
+    res = pct("destroy", ct, check=False)
+    assert res.rc != 0 and res.err == f"can't remove CT {ct} - protection mode enabled\n"
+    pct("set", ct, "--delete", "protection")
+    pct("destroy", ct)
+
+
+def test_case_41_unlock(pct: Pct, ct: int, ctroot: Path, conf_text: Text) -> None:
+    res = pct("unlock", ct, check=False)
+    assert res.rc != 0 and res.err == "no lock found trying to remove any lock\n"
+    with open(ctroot / f"etc/pve/lxc/{ct}.conf", "a") as fh:
+        fh.write("lock: backup\n")
+    res = pct("set", ct, "--memory", "300", check=False)
+    assert res.rc != 0 and res.err == "CT is locked (backup)\n"
+    pct("unlock", ct)
+    assert "lock" not in conf_text(ct)

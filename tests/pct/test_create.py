@@ -1,0 +1,251 @@
+"""pct create with real volumes, extraction and guest setup (spec pct.md §4.1–4.2, §9 cases 1–9,
+47), run through the console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared import paths
+from tests.fixtures.templates import build_busybox_rootfs, pack
+from tests.pct.conftest import Pct, leftovers
+
+pytestmark = pytest.mark.lxc
+
+Text = Callable[[int], str]
+Images = Callable[[int], Path]
+
+
+def test_case_1_defaults_give_a_4g_raw_unprivileged_debian_ct(
+    pct: Pct, vmid: int, debian_template: Path, conf_text: Text, images: Images, ctroot: Path
+) -> None:
+    res = pct("create", vmid, debian_template)
+    assert f"extracting archive '{debian_template}'" in res.out
+    assert "Detected container architecture: amd64" in res.out
+    assert conf_text(vmid) == (
+        "arch: amd64\n"
+        f"hostname: CT{vmid}\n"
+        "memory: 512\n"
+        "ostype: debian\n"
+        f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw,size=4G\n"
+        "swap: 512\n"
+        "unprivileged: 1\n"
+    )
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    assert image.stat().st_size == 4 << 30
+    assert pct("status", vmid).out == "status: stopped\n"
+    assert leftovers(ctroot) == []  # the staging mount and its loop device are gone
+
+
+def test_create_from_a_volume_id(
+    pct: Pct, vmid: int, local_tpl: str, conf_text: Text, images: Images
+) -> None:
+    pct("create", vmid, local_tpl, "--rootfs", "local:0", "--hostname", "box1")
+    assert f"rootfs: local:{vmid}/subvol-{vmid}-disk-0.subvol,size=0T\n" in conf_text(vmid)
+    assert "ostype: unmanaged\n" in conf_text(vmid)
+    assert "hostname: box1\n" in conf_text(vmid)
+
+
+def test_case_2_directory_volume_owned_by_mapped_root(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    subvol = images(vmid) / f"subvol-{vmid}-disk-0.subvol"
+    assert f"rootfs: local:{vmid}/subvol-{vmid}-disk-0.subvol,size=0T\n" in conf_text(vmid)
+    st = subvol.stat()
+    assert (st.st_uid, st.st_gid) == (100000, 100000)
+    # case 7: what belongs to uid 0 in the template belongs to 100000 on the host
+    passwd = (subvol / "etc/passwd").stat()
+    assert (passwd.st_uid, passwd.st_gid) == (100000, 100000)
+    assert not any((subvol / "dev").iterdir())  # ./dev/* is never extracted
+
+
+def test_case_3_bare_size_is_a_raw_volume_on_the_storage(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "8", "--storage", "local")
+    assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw,size=8G\n" in conf_text(vmid)
+    assert (images(vmid) / f"vm-{vmid}-disk-0.raw").stat().st_size == 8 << 30
+
+
+def test_case_4_mount_points_need_a_rootfs(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, images: Images
+) -> None:
+    res = pct("create", vmid, busybox_template, "--mp0", "local:1,mp=/data", check=False)
+    assert res.rc != 0
+    assert res.err.strip() == "mount points configured, but 'rootfs' not set - aborting"
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists()
+
+
+def test_case_5_existing_ct_is_protected(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    before = conf_text(vmid)
+    res = pct("create", vmid, busybox_template, "--rootfs", "local:0", check=False)
+    assert res.rc != 0
+    assert res.err.strip() == f"CT {vmid} already exists on node '{paths.node_name()}'"
+    assert conf_text(vmid) == before
+
+
+@pytest.mark.parametrize("rootfs", ["local:0", "local:1"])
+def test_case_6_failed_extraction_frees_volumes_and_config(
+    pct: Pct, vmid: int, busybox_template: Path, tmp_path: Path, images: Images, rootfs: str
+) -> None:
+    corrupt = tmp_path / "broken_1.0_amd64.tar.zst"
+    data = busybox_template.read_bytes()
+    corrupt.write_bytes(data[: len(data) // 2] + os.urandom(4096))
+    res = pct("create", vmid, corrupt, "--rootfs", rootfs, "--mp0", "local:0,mp=/data", check=False)
+    assert res.rc != 0
+    assert res.err.startswith(f"unable to create CT {vmid} - ")
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists() or not any(images(vmid).iterdir())
+
+
+def test_privileged_ct_keeps_host_ids(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", "0")
+    passwd = (images(vmid) / f"subvol-{vmid}-disk-0.subvol/etc/passwd").stat()
+    assert (passwd.st_uid, passwd.st_gid) == (0, 0)
+    assert "unprivileged" not in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+
+
+def _openssl_sha512(password: str, salt: str) -> str:
+    argv = ["openssl", "passwd", "-6", "-salt", salt, password]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_case_8_password_and_hostname_setup(
+    pct: Pct, new_vmid: Callable[[], int], debian_template: Path, images: Images
+) -> None:
+    with_pw, without = new_vmid(), new_vmid()
+    pct(
+        "create", with_pw, debian_template, "--rootfs", "local:0", "--password", "secret1",
+        "--hostname", "web1",
+    )  # fmt: skip
+    pct("create", without, debian_template, "--rootfs", "local:0")
+    today = int(time.time() // 86400)
+    root_a = images(with_pw) / f"subvol-{with_pw}-disk-0.subvol"
+    fields = (root_a / "etc/shadow").read_text().splitlines()[0].split(":")
+    assert fields[1].startswith("$6$")
+    salt = fields[1].split("$")[2]
+    assert fields[1] == _openssl_sha512("secret1", salt)
+    assert int(fields[2]) in (today, today - 1)  # midnight may pass meanwhile
+    root_b = images(without) / f"subvol-{without}-disk-0.subvol"
+    assert (root_b / "etc/shadow").read_text().splitlines()[0].split(":")[1] == "*"
+    # hostname and hosts; like Proxmox, the CT<vmid> default only reaches the guest at start
+    assert (root_a / "etc/hostname").read_text() == "web1\n"
+    assert "web1" in (root_a / "etc/hosts").read_text()
+    assert (root_b / "etc/hostname").read_text() == "localhost\n"
+
+
+def test_short_password_is_refused(pct: Pct, vmid: int, debian_template: Path) -> None:
+    res = pct("create", vmid, debian_template, "--password", "abc", check=False)
+    assert res.rc != 0 and "at least 5 characters" in res.err
+    assert not paths.ct_conf(vmid).exists()
+
+
+def test_case_9_ssh_public_keys_from_a_file(
+    pct: Pct, vmid: int, debian_template: Path, images: Images, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.pub"
+    keys.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc user@host\n")
+    pct("create", vmid, debian_template, "--rootfs", "local:0", "--ssh-public-keys", keys)
+    auth = images(vmid) / f"subvol-{vmid}-disk-0.subvol/root/.ssh/authorized_keys"
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc user@host\n"
+    assert auth.read_text() == f"# --- BEGIN PVE ---\n{key}# --- END PVE ---\n"
+    assert auth.stat().st_uid == 100000
+
+
+def test_case_47_unknown_os_release_id_aborts_and_cleans_up(
+    pct: Pct, vmid: int, tmp_path: Path, images: Images
+) -> None:
+    rootfs = build_busybox_rootfs(tmp_path / "rootfs")
+    (rootfs / "etc/os-release").write_text("ID=foobaros\nNAME=FooBar\n")
+    tpl = pack(rootfs, tmp_path / "foobar_1.0_amd64.tar.gz")
+    res = pct("create", vmid, tpl, "--rootfs", "local:0", check=False)
+    assert res.rc != 0
+    assert "unknown ID 'foobaros' in /etc/os-release file, trying fallback detection" in res.text
+    assert res.err.strip().endswith(
+        f"unable to create CT {vmid} - unable to detect OS distribution"
+    )
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists() or not any(images(vmid).iterdir())
+
+
+def test_mount_points_volume_and_bind(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images, tmp_path: Path
+) -> None:
+    host_dir = tmp_path / "shared"
+    host_dir.mkdir()
+    (host_dir / "keep.txt").write_text("keep me\n")
+    pct(
+        "create", vmid, busybox_template, "--rootfs", "local:0",
+        "--mp0", "local:1,mp=/data", "--mp1", f"{host_dir},mp=/srv",
+    )  # fmt: skip
+    text = conf_text(vmid)
+    assert f"mp0: local:{vmid}/vm-{vmid}-disk-1.raw,mp=/data,size=1G\n" in text
+    assert f"mp1: {host_dir},mp=/srv\n" in text
+    pct("start", vmid)
+    assert pct("exec", vmid, "--", "cat", "/srv/keep.txt").out == "keep me\n"
+    assert "/data" in pct("exec", vmid, "--", "cat", "/proc/mounts").out
+    pct("destroy", vmid, "--force")
+    assert not images(vmid).exists()
+    assert (host_dir / "keep.txt").read_text() == "keep me\n"  # bind source never touched
+
+
+def test_btrfs_storage_makes_subvolumes(
+    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str, conf_text: Text, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--storage", btrfs_storage)
+    assert f"rootfs: bt:{vmid}/subvol-{vmid}-disk-0.subvol,size=4G\n" in conf_text(vmid)
+    subvol = ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    assert subvol.stat().st_ino == 256  # a btrfs subvolume root
+    pct("start", vmid)
+    assert pct("exec", vmid, "--", "hostname").out == f"CT{vmid}\n"
+    pct("destroy", vmid, "--force")
+    assert not subvol.exists()
+
+
+def test_case_7_start_option_and_idmap_in_the_generated_config(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--start", "1")
+    assert pct("status", vmid).out == "status: running\n"
+    assert "lock:" not in conf_text(vmid)
+    lxc = (ctroot / f"var/lib/lxc/{vmid}/config").read_text()
+    assert "lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n" in lxc
+    # inside, the files belong to root
+    assert pct("exec", vmid, "--", "stat", "-c", "%u:%g", "/etc/passwd").out == "0:0\n"
+
+
+def test_missing_subuid_line_fails_create_and_start_clearly(
+    pct: Pct,
+    new_vmid: Callable[[], int],
+    busybox_template: Path,
+    subid_files: tuple[Path, Path],
+    images: Images,
+) -> None:
+    uid_file, _gid_file = subid_files
+    good, bad = new_vmid(), new_vmid()
+    pct("create", good, busybox_template, "--rootfs", "local:0")
+    uid_file.write_text("root:200000:65536\n")
+    hint = f"add it with: echo 'root:100000:65536' >> {uid_file}"
+    res = pct("create", bad, busybox_template, "--rootfs", "local:0", check=False)
+    assert res.rc != 0
+    assert res.err == (
+        f"{uid_file} has no line 'root:100000:65536' for the id map of CT {bad} - {hint}\n"
+    )
+    assert not paths.ct_conf(bad).exists() and not images(bad).exists()
+    res = pct("start", good, check=False)
+    assert res.rc != 0 and res.err.count("\n") == 1 and hint in res.err
+    # a privileged CT maps nothing and needs no line
+    priv = new_vmid()
+    pct("create", priv, busybox_template, "--rootfs", "local:0", "--unprivileged", "0")

@@ -1,0 +1,104 @@
+"""destroy, mount and unmount of real containers (spec pct.md §1, §6, §9 cases 26, 27, 42)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared import paths
+from tests.pct.conftest import Pct, leftovers
+
+pytestmark = pytest.mark.lxc
+
+Text = Callable[[int], str]
+Images = Callable[[int], Path]
+
+
+def test_case_26_destroy_running_ct_frees_every_owned_volume(
+    pct: Pct,
+    new_vmid: Callable[[], int],
+    busybox_template: Path,
+    images: Images,
+    ctroot: Path,
+    tmp_path: Path,
+) -> None:
+    vmid, other = new_vmid(), new_vmid()
+    pct("create", other, busybox_template, "--rootfs", "local:0")
+    bind_src = tmp_path / "bind-src"
+    bind_src.mkdir()
+    (bind_src / "data.txt").write_text("precious\n")
+    pct(
+        "create", vmid, busybox_template, "--rootfs", "local:1", "--mp0", "local:1,mp=/data",
+        "--mp1", f"{bind_src},mp=/srv",
+    )  # fmt: skip
+    pct("set", vmid, "--mp2", "local:0,mp=/extra")
+    pct("set", vmid, "--delete", "mp2")  # -> unused0
+    foreign = f"local:{other}/subvol-{other}-disk-0.subvol"
+    with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
+        fh.write(f"unused1: {foreign}\n")
+    pct("start", vmid)
+    pct("set", vmid, "--mp3", "local:0,mp=/later")  # stays pending on a running CT
+    assert "[pve:pending]" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    res = pct("destroy", vmid, check=False)
+    assert res.rc != 0 and res.err == f"unable to destroy CT {vmid} - container is running\n"
+    res = pct("destroy", vmid, "--force")
+    assert f"forced to stop CT {vmid} before destroying!" in res.out
+    assert f"ignore deletion of '{foreign}', CT {vmid} isn't the owner!" in res.out
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists()  # rootfs, mp0, unused0 (and nothing pending) are gone
+    assert not paths.lxc_dir(vmid).exists()
+    assert (images(other) / f"subvol-{other}-disk-0.subvol").is_dir()
+    assert (bind_src / "data.txt").read_text() == "precious\n"
+    assert leftovers(ctroot) == []
+
+
+def test_case_27_unreferenced_disks(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    stray = images(vmid) / f"vm-{vmid}-disk-7.raw"
+    stray.write_bytes(b"\0" * 4096)
+    pct("destroy", vmid)
+    assert stray.exists()  # not referenced, not named in the config: kept without the flag
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("destroy", vmid, "--destroy-unreferenced-disks", "1")
+    assert not stray.exists()
+
+
+def test_a_locked_ct_refuses_destroy_resize_df_fstrim(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
+        fh.write("lock: backup\n")
+    for args in (("destroy",), ("resize", "rootfs", "+1G"), ("df",), ("fstrim",), ("mount",)):
+        res = pct(args[0], vmid, *args[1:], check=False)
+        assert res.rc == 5 and res.err == "CT is locked (backup)\n", args
+    assert "lock: backup\n" in paths.ct_conf(vmid).read_text()
+    assert leftovers(ctroot) == []
+
+
+def test_case_42_mount_and_unmount(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:1", "--mp0", "local:1,mp=/data")
+    rootfs = paths.lxc_rootfs(vmid)
+    res = pct("mount", vmid)
+    assert res.out == f"mounted CT {vmid} in '{rootfs}'\n"
+    assert "lock: mounted\n" in conf_text(vmid)
+    assert (rootfs / "etc/passwd").is_file()
+    (rootfs / "data/file.txt").write_text("on mp0\n")
+    res = pct("set", vmid, "--memory", "256", check=False)
+    assert res.rc != 0 and res.err == "CT is locked (mounted)\n"
+    res = pct("mount", vmid, check=False)
+    assert res.rc != 0 and res.err == "CT is locked (mounted)\n"
+    pct("unmount", vmid)
+    assert "lock:" not in conf_text(vmid)
+    assert leftovers(ctroot) == []
+    assert not (rootfs / "etc").exists()
+    pct("start", vmid)
+    assert pct("exec", vmid, "--", "cat", "/data/file.txt").out == "on mp0\n"
+    res = pct("mount", vmid, check=False)
+    assert res.rc != 0 and res.err == f"CT {vmid} is running\n"

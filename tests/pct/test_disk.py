@@ -1,0 +1,256 @@
+"""resize, df, cpusets, fstrim, push and pull on real containers (spec pct.md §1, §8, §9 case 44).
+
+Online growth of a mounted ext4 needs CAP_SYS_RESOURCE, which the reference VM lacks: there the
+running-CT resize test checks the volume, the loop device's capacity and the warning instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared.runtime import lxcapi
+from shared.storage import loop
+from tests.pct.conftest import Pct, leftovers
+
+pytestmark = pytest.mark.lxc
+
+Text = Callable[[int], str]
+Images = Callable[[int], Path]
+SIZE_RE = r"\d+|\d+\.\d[KMGT]"
+
+
+def ext4_bytes(image: Path) -> int:
+    out = subprocess.run(
+        ["dumpe2fs", "-h", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    fields = dict(re.findall(r"^(Block count|Block size):\s+(\d+)$", out, re.M))
+    return int(fields["Block count"]) * int(fields["Block size"])
+
+
+@pytest.fixture
+def dir_ct(pct: Pct, vmid: int, busybox_template: Path) -> int:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    return vmid
+
+
+def test_case_44_resize_a_stopped_raw_rootfs(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template)
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    res = pct("resize", vmid, "rootfs", "2G", check=False)
+    assert res.rc != 0 and res.err == "unable to shrink disk size\n"
+    res = pct("resize", vmid, "rootfs", "4G", check=False)
+    assert res.rc != 0 and res.err == "disk is already at specified size\n"
+    res = pct("resize", vmid, "rootfs", "+1G")  # e2fsck + resize2fs wait for ext4's MMP
+    assert "WARN" not in res.text
+    assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw,size=5G\n" in conf_text(vmid)
+    assert image.stat().st_size == 5 << 30
+    assert ext4_bytes(image) == 5 << 30
+    assert leftovers(ctroot) == []
+
+
+def test_resize_a_running_raw_mount_point(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp0", "local:1,mp=/data")
+    pct("start", vmid)
+    image = images(vmid) / f"vm-{vmid}-disk-1.raw"
+    res = pct("resize", vmid, "mp0", "+512M")
+    assert f"mp0: local:{vmid}/vm-{vmid}-disk-1.raw,mp=/data,size=1536M\n" in conf_text(vmid)
+    assert image.stat().st_size == 1536 << 20
+    (dev,) = loop.devices_for(image)
+    size = subprocess.run(["blockdev", "--getsize64", dev], capture_output=True, text=True)
+    assert int(size.stdout) == 1536 << 20  # losetup --set-capacity happened
+    inside = pct("exec", vmid, "--", "df", "-k", "/data").out.splitlines()[-1].split()
+    if "Failed to update the container's filesystem" in res.text:
+        # no CAP_SYS_RESOURCE here: the file system keeps its size, the CT keeps running
+        assert "resize2fs" in res.text and int(inside[1]) < 1100 * 1024
+    else:
+        assert int(inside[1]) > 1300 * 1024
+    assert pct("status", vmid).out == "status: running\n"
+
+
+def test_resize_refusals(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path, tmp_path: Path
+) -> None:
+    vmid, other = new_vmid(), new_vmid()
+    pct("create", other, busybox_template, "--rootfs", "local:0")
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp1", f"{tmp_path},mp=/b")
+    with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
+        fh.write(f"mp2: local:{other}/subvol-{other}-disk-0.subvol,mp=/o,size=0T\n")
+    cases = {
+        ("rootfs", "+1G"): "can't resize this image format",
+        ("mp1", "1G"): f"unable to parse volume ID '{tmp_path}'",
+        ("mp2", "+1G"): f"can't resize mount point owned by another container ({other})",
+        ("mp3", "1G"): "disk 'mp3' does not exist",
+    }
+    for (disk, size), message in cases.items():
+        res = pct("resize", vmid, disk, size, check=False)
+        assert res.rc != 0 and res.err == message + "\n", (disk, res.err)
+    res = pct("resize", vmid, "rootfs", "1X", check=False)
+    assert res.rc == 2 and "size: value does not match the regex pattern" in res.err
+
+
+def test_df_of_a_stopped_and_a_running_ct(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, ctroot: Path, tmp_path: Path
+) -> None:
+    pct(
+        "create", vmid, busybox_template, "--rootfs", "local:1", "--mp0", "local:1,mp=/data",
+        "--mp1", f"{tmp_path},mp=/srv/host",
+    )  # fmt: skip
+    out = pct("df", vmid).out
+    lines = out.splitlines()
+    assert lines[0].split() == ["MP", "Volume", "Size", "Used", "Avail", "Use%", "Path"]
+    rows = [line.split() for line in lines[1:]]
+    assert [(r[0], r[1], r[6]) for r in rows] == [
+        ("rootfs", f"local:{vmid}/vm-{vmid}-disk-0.raw", "/"),
+        ("mp0", f"local:{vmid}/vm-{vmid}-disk-1.raw", "/data"),
+        ("mp1", str(tmp_path), "/srv/host"),
+    ]
+    for row in rows:
+        assert all(re.fullmatch(SIZE_RE, cell) for cell in row[2:5]), row
+        assert re.fullmatch(r"\d+\.\d", row[5]) and float(row[5]) <= 100
+    assert rows[0][2].endswith("M") and 900 < float(rows[0][2][:-1]) < 1024  # a 1 GiB ext4
+    # columns are aligned: every row starts its Path where the header does
+    assert len({line.rindex(" ") for line in lines}) == 1
+    assert "lock:" not in conf_text(vmid)  # the temporary 'mounted' lock is gone
+    assert leftovers(ctroot) == []
+    pct("start", vmid)
+    pct("exec", vmid, "--", "dd", "if=/dev/zero", "of=/data/blob", "bs=1M", "count=20")
+    running = [line.split() for line in pct("df", vmid).out.splitlines()[1:]]
+    assert running[1][0] == "mp0" and running[1][3].endswith("M")
+    assert float(running[1][3][:-1]) >= 20
+
+
+def test_cpusets(pct: Pct, new_vmid: Callable[[], int], busybox_template: Path) -> None:
+    assert pct("cpusets").out == "no running containers\n"
+    one, two = sorted([new_vmid(), new_vmid()])
+    pct("create", one, busybox_template, "--rootfs", "local:0", "--cores", "1")
+    pct("create", two, busybox_template, "--rootfs", "local:0")
+    pct("start", one)
+    pct("start", two)
+    lines = pct("cpusets").out.splitlines()
+    host = os.cpu_count() or 1
+    assert lines[0] == lines[-1] and set(lines[0]) == {"-"}
+    assert len(lines) == 4
+    cpus = {int(line.split(":")[0]): line.split(":", 1)[1] for line in lines[1:3]}
+    assert [int(c) for c in cpus[two].split()] == list(range(host))
+    assert len(cpus[one].split()) == 1
+    assert len(lines[0]) == max(len(line) for line in lines[1:3])
+    pct("stop", two)
+    assert len(pct("cpusets").out.splitlines()) == 3
+
+
+def _allocated(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def test_fstrim_of_a_stopped_and_a_running_ct(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images, conf_text: Text, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:1", "--mp0", "local:1,mp=/data,ro=1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    pct("start", vmid)
+    pct("exec", vmid, "--", "sh", "-c", "dd if=/dev/urandom of=/blob bs=1M count=24; sync")
+    pct("exec", vmid, "--", "sh", "-c", "rm /blob; sync")
+    pid = lxcapi.init_pid(vmid)
+    before = _allocated(image)
+    out = pct("fstrim", vmid).out
+    assert re.fullmatch(rf"/proc/{pid}/root/: .* \(\d+ bytes\) trimmed\n", out)  # mp0 is ro
+    assert _allocated(image) < before - (16 << 20)
+    pct("stop", vmid)
+    out = pct("fstrim", vmid, "--ignore-mountpoints").out
+    assert re.fullmatch(rf"{ctroot}/var/lib/lxc/{vmid}/rootfs/: .* trimmed\n", out)
+    assert "lock:" not in conf_text(vmid)
+    assert leftovers(ctroot) == []
+
+
+def test_push_and_pull(pct: Pct, dir_ct: int, images: Images, tmp_path: Path) -> None:
+    ct = dir_ct
+    src = tmp_path / "src.txt"
+    src.write_text("hello\n")
+    res = pct("push", ct, src, "/root/a.txt", check=False)
+    assert res.rc != 0 and res.err == "can only push files to a running CT\n"
+    res = pct("pull", ct, "/etc/passwd", tmp_path / "x", check=False)
+    assert res.rc != 0 and res.err == "can only pull files from a running VM\n"
+    pct("start", ct)
+    rootfs = images(ct) / f"subvol-{ct}-disk-0.subvol"
+    pct("push", ct, src, "/root/a.txt", "--user", "nobody", "--group", "nogroup", "--perms", "640")
+    st = (rootfs / "root/a.txt").stat()
+    # names come from the CT's passwd/group; ids are shifted into the host range
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (165534, 165534, 0o640)
+    assert pct("exec", ct, "--", "stat", "-c", "%u:%g %a", "/root/a.txt").out == "65534:65534 640\n"
+    pct("push", ct, src, "/root/b.txt")
+    st = (rootfs / "root/b.txt").stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (100000, 0o644)
+    # an existing file is truncated, its mode kept unless --perms is given
+    src.write_text("hi\n")
+    pct("push", ct, src, "/root/a.txt")
+    assert (rootfs / "root/a.txt").read_text() == "hi\n"
+    assert stat.S_IMODE((rootfs / "root/a.txt").stat().st_mode) == 0o640
+    pct("push", ct, src, "/root/a.txt", "--perms", "0x1ed")
+    assert stat.S_IMODE((rootfs / "root/a.txt").stat().st_mode) == 0o755
+    res = pct("push", ct, src, "/root/c.txt", "--user", "nosuchuser", check=False)
+    assert res.rc != 0 and res.err == "failed to get uid for: nosuchuser\n"
+    # pull: the destination is a host file, owner names are the host's
+    dest = tmp_path / "pulled"
+    pct("pull", ct, "/etc/passwd", dest, "--perms", "600", "--user", "0")
+    assert dest.read_bytes() == (rootfs / "etc/passwd").read_bytes()
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    for path in ("/dev/zero", "/nonexistent"):
+        res = pct("pull", ct, path, tmp_path / "never", check=False)
+        assert res.rc != 0 and res.err.startswith(f"failed to open {path}: ")
+        assert not (tmp_path / "never").exists()
+    res = pct("push", ct, src, "/dev/null", check=False)
+    assert res.rc != 0 and res.err == "failed to create file: /dev/null: not a regular file\n"
+
+
+def test_push_and_pull_never_follow_a_container_symlink_to_the_host(
+    pct: Pct, dir_ct: int, images: Images, tmp_path: Path
+) -> None:
+    ct = dir_ct
+    host_file = tmp_path / "secret" / "host.txt"
+    host_file.parent.mkdir()
+    host_file.write_text("host secret\n")
+    payload = tmp_path / "payload"
+    payload.write_text("from push\n")
+    pct("start", ct)
+    rootfs = images(ct) / f"subvol-{ct}-disk-0.subvol"
+    # the container points a link at the host's path; that path does not exist inside
+    pct("exec", ct, "--", "ln", "-s", str(host_file), "/tmp/evil")
+    res = pct("push", ct, payload, "/tmp/evil", check=False)
+    assert res.rc != 0 and "No such file or directory" in res.err
+    res = pct("pull", ct, "/tmp/evil", tmp_path / "stolen", check=False)
+    assert res.rc != 0 and not (tmp_path / "stolen").exists()
+    # now the same path exists inside too: the link resolves to the container's copy
+    pct("exec", ct, "--", "mkdir", "-p", str(host_file.parent))
+    pct("exec", ct, "--", "sh", "-c", f"echo ct file > {host_file}")
+    pct("push", ct, payload, "/tmp/evil")
+    assert host_file.read_text() == "host secret\n"
+    assert (rootfs / str(host_file).lstrip("/")).read_text() == "from push\n"
+    pct("pull", ct, "/tmp/evil", tmp_path / "got")
+    assert (tmp_path / "got").read_text() == "from push\n"
+    # a link to a directory works the same way
+    pct("exec", ct, "--", "ln", "-s", "/etc", "/tmp/etc-link")
+    pct("push", ct, payload, "/tmp/etc-link/motd")
+    assert (rootfs / "etc/motd").read_text() == "from push\n"
+
+
+def test_push_into_a_privileged_ct_keeps_host_ids(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images, tmp_path: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", "0")
+    pct("start", vmid)
+    src = tmp_path / "f"
+    src.write_text("x\n")
+    pct("push", vmid, src, "/root/f", "--user", "1000", "--group", "nogroup")
+    st = (images(vmid) / f"subvol-{vmid}-disk-0.subvol/root/f").stat()
+    assert (st.st_uid, st.st_gid) == (1000, 65534)

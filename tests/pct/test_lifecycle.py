@@ -1,0 +1,225 @@
+"""start, stop, shutdown, reboot, guest reboot, exec, status and list of real containers
+(spec pct.md §1, §8, §9 cases 10–13, 43, 46, 48, 49)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared import paths
+from shared.runtime import lxcapi
+from tests.pct.conftest import Pct, leftovers
+
+pytestmark = pytest.mark.lxc
+
+Images = Callable[[int], Path]
+
+
+@pytest.fixture
+def ct(pct: Pct, vmid: int, busybox_template: Path) -> int:
+    """A stopped unprivileged CT on a directory volume (the fastest kind)."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    return vmid
+
+
+def append_conf(ctroot: Path, vmid: int, text: str) -> None:
+    with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
+        fh.write(text)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_raw_rootfs_is_released_on_stop_and_when_the_ct_stops_by_itself(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    pct("start", vmid)
+    assert pct("status", vmid).out == "status: running\n"
+    assert pct("exec", vmid, "--", "hostname").out == f"CT{vmid}\n"
+    # the CT's mounts live in its monitor's namespace, the loop device is global
+    assert any("loop" in item for item in leftovers(ctroot, wait=0))
+    pct("stop", vmid)
+    assert pct("status", vmid).out == "status: stopped\n"
+    assert leftovers(ctroot) == []
+    pct("start", vmid)
+    pct("exec", vmid, "--", "kill", "-USR2", "1")  # the test init exits on SIGUSR2
+    assert wait_for(lambda: not lxcapi.is_running(vmid))
+    assert leftovers(ctroot) == []  # the post-stop hook cleaned up
+
+
+def test_cases_10_12_43_state_checks_and_exec(pct: Pct, ct: int, ctroot: Path) -> None:
+    for cmd, message in (
+        ("stop", f"CT {ct} not running"),
+        ("shutdown", f"CT {ct} not running"),
+        ("reboot", f"VM {ct} not running"),
+        ("exec", f"container '{ct}' not running!"),
+    ):
+        res = pct(cmd, ct, *(["--", "true"] if cmd == "exec" else []), check=False)
+        assert res.rc != 0 and res.err == message + "\n", cmd
+    pct("start", ct)
+    res = pct("start", ct, check=False)
+    assert res.rc != 0 and res.err == f"CT {ct} already running\n"
+    res = pct("exec", ct, check=False)
+    assert res.rc != 0 and res.err == "missing command\n"
+    res = pct("exec", ct, "--", "sh", "-c", "echo out; echo err >&2; exit 7", check=False)
+    assert (res.rc, res.out, res.err) == (7, "out\n", "err\n")
+    res = pct("exec", ct, "--", "ls", "-d", "/etc")  # options of the command stay its own
+    assert res.out == "/etc\n"
+    pct("stop", ct)
+    append_conf(ctroot, ct, "template: 1\n")
+    res = pct("start", ct, check=False)
+    assert res.rc != 0 and res.err == "you can't start a CT if it's a template\n"
+
+
+def test_missing_ct(pct: Pct, vmid: int, tmp_path: Path) -> None:
+    message = f"Configuration file 'nodes/{paths.node_name()}/lxc/{vmid}.conf' does not exist\n"
+    for args in (("status",), ("start",), ("exec", "--", "true"), ("df",), ("resize",)):
+        extra = ["rootfs", "+1G"] if args[0] == "resize" else []
+        res = pct(args[0], vmid, *args[1:], *extra, check=False)
+        assert res.rc == 3 and res.err == message, args
+
+
+def test_enter_and_console(pct: Pct, ct: int) -> None:
+    for cmd in ("enter", "console"):
+        res = pct(cmd, ct, check=False)
+        assert res.rc != 0 and res.err == f"container '{ct}' not running!\n"
+    pct("start", ct)
+    res = pct("enter", ct, stdin="hostname; exit 3\n", check=False)
+    assert (res.rc, res.out) == (3, f"CT{ct}\n")
+
+
+def test_reboot_applies_pending_changes_and_shutdown_is_clean(
+    pct: Pct, ct: int, conf_text: Callable[[int], str], ctroot: Path
+) -> None:
+    pct("start", ct)
+    pid = lxcapi.init_pid(ct)
+    pct("set", ct, "--tty", "4")
+    assert "[pve:pending]\ntty: 4\n" in conf_text(ct)
+    pct("reboot", ct)
+    assert pct("status", ct).out == "status: running\n"
+    assert lxcapi.init_pid(ct) != pid
+    assert "pve:pending" not in conf_text(ct) and "tty: 4\n" in conf_text(ct)
+    started = time.monotonic()
+    pct("shutdown", ct, "--timeout", "10")
+    assert time.monotonic() - started < 8  # the init honours SIGPWR at once
+    assert pct("status", ct).out == "status: stopped\n"
+    assert leftovers(ctroot) == []
+
+
+def test_cases_48_49_ostype_mismatch_warns_and_pve_ignore_is_honoured(
+    pct: Pct, vmid: int, debian_template: Path, images: Images, ctroot: Path
+) -> None:
+    pct("create", vmid, debian_template, "--rootfs", "local:0", "--hostname", "first")
+    etc = images(vmid) / f"subvol-{vmid}-disk-0.subvol/etc"
+    hosts = (etc / "hosts").read_bytes()
+    (etc / ".pve-ignore.hosts").touch()
+    pct("set", vmid, "--hostname", "second")
+    conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    conf.write_text(conf.read_text().replace("ostype: debian", "ostype: centos"))
+    res = pct("start", vmid)
+    assert "got unexpected ostype (debian != centos)" in res.text
+    assert pct("status", vmid).out == "status: running\n"
+    assert (etc / "hosts").read_bytes() == hosts
+    assert pct("exec", vmid, "--", "hostname").out == "second\n"
+
+
+def test_case_11_locks(pct: Pct, ct: int, ctroot: Path) -> None:
+    append_conf(ctroot, ct, "lock: backup\n")
+    res = pct("start", ct, check=False)
+    assert res.rc != 0 and res.err == "CT is locked (backup)\n"
+    pct("start", ct, "--skiplock")
+    res = pct("stop", ct, check=False)
+    assert res.rc != 0 and res.err == "CT is locked (backup)\n"
+    pct("stop", ct, "--skiplock")
+    pct("unlock", ct)
+    append_conf(ctroot, ct, "lock: mounted\n")
+    pct("start", ct)  # 'mounted' does not block start/stop
+    pct("stop", ct)
+
+
+def test_case_13_ct_ignoring_the_halt_signal(pct: Pct, ct: int, ctroot: Path) -> None:
+    append_conf(ctroot, ct, "lxc.signal.halt: SIGWINCH\n")
+    pct("start", ct)
+    res = pct("shutdown", ct, "--timeout", "1", check=False)
+    assert res.rc != 0 and res.err == "container did not stop\n"
+    assert pct("status", ct).out == "status: running\n"
+    pct("shutdown", ct, "--timeout", "1", "--forceStop", "1")
+    assert pct("status", ct).out == "status: stopped\n"
+    assert leftovers(ctroot) == []
+
+
+def test_guest_initiated_reboot_restarts_with_pending_applied(
+    pct: Pct, ct: int, conf_text: Callable[[int], str]
+) -> None:
+    pct("start", ct)
+    old_pid = lxcapi.init_pid(ct)
+    pct("set", ct, "--hostname", "renamed", "--tty", "3")
+    assert "[pve:pending]\ntty: 3\n" in conf_text(ct)
+    pct("exec", ct, "--", "reboot", "-f", check=False)
+
+    def restarted() -> bool:
+        pid = lxcapi.init_pid(ct) if lxcapi.is_running(ct) else None
+        return pid is not None and pid != old_pid
+
+    assert wait_for(restarted), "CT did not come back after a guest reboot"
+    assert wait_for(lambda: pct("exec", ct, "--", "true", check=False).rc == 0)
+    assert pct("exec", ct, "--", "hostname").out == "renamed\n"
+    assert "pve:pending" not in conf_text(ct) and "tty: 3\n" in conf_text(ct)
+
+
+def test_status_verbose_live_figures(pct: Pct, ct: int, conf_text: Callable[[int], str]) -> None:
+    stopped = dict(line.split(": ", 1) for line in pct("status", ct, "--verbose").out.splitlines())
+    assert stopped["status"] == "stopped"
+    assert stopped["maxmem"] == str(512 << 20) and stopped["mem"] == "0"
+    assert stopped["maxdisk"] == str(4 << 30)  # a directory volume has no size of its own
+    assert "pid" not in stopped
+    pct("start", ct)
+    pct("exec", ct, "--", "dd", "if=/dev/zero", "of=/root/blob", "bs=1M", "count=3")
+    out = pct("status", ct, "--verbose").out
+    lines = out.splitlines()
+    assert lines == sorted(lines)
+    live = dict(line.split(": ", 1) for line in lines)
+    assert live["status"] == "running"
+    assert int(live["pid"]) == lxcapi.init_pid(ct)
+    assert int(live["mem"]) > 0
+    assert int(live["disk"]) >= 3 << 20
+    assert 0 <= int(live["uptime"]) < 60
+    assert live["name"] == f"CT{ct}" and live["vmid"] == str(ct) and live["type"] == "lxc"
+    assert "cpu" not in live
+
+
+def test_case_46_list(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    assert pct("list").out == ""
+    web, plain = sorted([new_vmid(), new_vmid()])
+    pct("create", plain, busybox_template, "--rootfs", "local:0")
+    pct("create", web, busybox_template, "--rootfs", "local:0", "--hostname", "web")
+    pct("start", web)
+    conf = ctroot / f"etc/pve/lxc/{plain}.conf"
+    conf.write_text(conf.read_text().replace(f"hostname: CT{plain}\n", "") + "lock: backup\n")
+    assert pct("list").out == (
+        "VMID       Status     Lock         Name                \n"
+        f"{web:<10} running                 web                 \n"
+        f"{plain:<10} stopped    backup       CT{plain:<18}\n"
+    )
+
+
+def test_start_failure_names_the_real_reason(pct: Pct, ct: int, images: Images) -> None:
+    init = images(ct) / f"subvol-{ct}-disk-0.subvol/sbin/init"
+    os.unlink(init)
+    res = pct("start", ct, check=False)
+    assert res.rc != 0
+    assert res.err.endswith(f"startup for container '{ct}' failed\n")
+    assert 'Failed to exec "/sbin/init"' in res.out  # LXC's own words, not a status code
