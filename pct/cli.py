@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from shared.cli import new_app, run
 
-from .commands import config, create, lifecycle
+from .commands import config, create, disk, lifecycle
+from .commands import restore as restore_commands
 
 app = new_app("Manage containers (Proxmox's pct).")
-for module in (create, config, lifecycle):
+for module in (create, config, lifecycle, disk):
     module.register(app)
+restore_commands.register(app)
 
 
 def main() -> None:

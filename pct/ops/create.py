@@ -21,6 +21,7 @@ from shared.guest.detect import resolve_arch
 from shared.guest.setup import GuestSetup
 from shared.runtime import lifecycle
 from shared.runtime.ctview import config_idmap, guest_config
+from shared.runtime.idcheck import check_subids
 from shared.storage.api import resolve_template
 
 from .provision import (
@@ -77,6 +78,7 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
     template = resolve_template(req.ostemplate)
     compression = compression_from_name(template.name)
     conf = new_config(req, log)
+    check_subids(req.vmid, config_idmap(conf))
     create_locked_config(conf)
     alloc = Allocation(req.vmid)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,17 +12,26 @@ from pathlib import Path
 from shared import paths
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.ctconfig.mountpoints import MountPoint, new_volume_size, parse_new_volume
-from shared.errors import AlreadyExistsError, CtkitError, StorageError
+from shared.ctconfig.mountpoints import (
+    MountPoint,
+    new_volume_size,
+    parse_new_volume,
+    volume_owner,
+)
+from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError, StorageError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.runtime.ctview import config_root_ids
 from shared.runtime.mounts import MountedTree, mount_all
 from shared.storage.api import get_storage
-from shared.storage.volumes import alloc_volume, free_volume
+from shared.storage.volumes import alloc_volume, convert_to_base, free_volume
+
+from .destroy import referenced_volumes
 
 Log = Callable[[str], None]
+CREATE_LOCK = "create"
 CREATE_LOCK_TIMEOUT = 5
+RELEASE_PATIENCE = 5.0  # seconds to wait for a replaced volume that is still in use
 DISK_KEY_RE = re.compile(r"rootfs|mp\d+")
 
 
@@ -121,5 +131,126 @@ def staged(
 def remove_config(vmid: int, log: Log) -> None:
     try:
         store.remove(vmid)
+    except CtkitError as err:
+        log(f"unable to remove config of CT {vmid} - {err}")
+
+
+def lock_existing(vmid: int) -> Config:
+    """Put ``lock: create`` on an existing, stopped container and change nothing else.
+
+    Returns the config as it was (without the lock). ``CT is locked (...)`` when it already
+    has a lock; ``can't overwrite running container`` when it runs.
+    """
+    with config_lock(vmid, timeout=CREATE_LOCK_TIMEOUT):
+        old = store.load(vmid)
+        store.check_lock(old)
+        if lxcapi.is_running(vmid):
+            raise StateError("can't overwrite running container")
+        locked = old.copy()
+        locked.set("lock", CREATE_LOCK)
+        store.save(locked)
+    return old
+
+
+def release_create_lock(vmid: int, log: Log) -> None:
+    """Undo :func:`lock_existing` after a failure: drop ``lock: create`` (only that lock)."""
+    try:
+        with config_lock(vmid):
+            conf = store.load(vmid)
+            if conf.lock == CREATE_LOCK:
+                conf.delete("lock")
+                store.save(conf)
+    except CtkitError as err:
+        log(f"unable to remove the 'create' lock of CT {vmid} - {err}")
+
+
+def commit_config(conf: Config) -> Config:
+    """Write the finished ``conf`` (without lock) over its ``lock: create`` placeholder.
+
+    Returns the config it replaced. Refuses when the placeholder is gone or was unlocked
+    meanwhile (``pct unlock``), because then someone else may own the id.
+    """
+    with config_lock(conf.vmid):
+        current = store.load_or_none(conf.vmid)
+        if current is None or current.lock != CREATE_LOCK:
+            raise LockError(
+                f"CT {conf.vmid} is no longer locked for creation - config changed meanwhile"
+            )
+        conf.delete("lock")
+        store.save(conf)
+    return current
+
+
+def free_replaced_volumes(old: Config, new: Config, log: Log) -> None:
+    """Free the volumes of a replaced config that the new one does not use (owned ones only)."""
+    keep = set(referenced_volumes(new))
+    for volid in referenced_volumes(old):
+        if volid in keep:
+            continue
+        if volume_owner(volid) != old.vmid:
+            log(f"ignore deletion of '{volid}', CT {old.vmid} isn't the owner!")
+            continue
+        _free_when_released(volid, log)
+
+
+def _free_when_released(volid: str, log: Log) -> None:
+    """Free a volume that may still be held for a moment (a loop device being released, a
+    copy of its mount in a mount namespace that is going away); warn if it stays busy."""
+    deadline = time.monotonic() + RELEASE_PATIENCE
+    while True:
+        try:
+            free_volume(volid)
+            return
+        except StorageError as err:
+            if "is in use" not in str(err) or time.monotonic() >= deadline:
+                log(f"unable to free volume '{volid}' - {err}")
+                return
+        except CtkitError as err:
+            log(f"unable to free volume '{volid}' - {err}")
+            return
+        time.sleep(0.2)
+
+
+def convert_to_template(conf: Config, alloc: Allocation | None = None) -> None:
+    """Turn every volume into a base volume and set ``template: 1`` (Proxmox's template_create).
+
+    ``alloc`` follows the renames, so that a later failure still frees the right volumes.
+    """
+    for mp in conf.mountpoints():
+        if mp.type != "volume":
+            continue
+        new = convert_to_base(mp.volume)
+        if alloc is not None and mp.volume in alloc.volids:
+            alloc.volids[alloc.volids.index(mp.volume)] = new
+        conf.set(mp.key, mp.replace(volume=new))
+    conf.set("template", True)
+    with contextlib.suppress(FileNotFoundError):
+        (paths.lxc_dir(conf.vmid) / "config").unlink()
+
+
+def apply_defaults(conf: Config) -> None:
+    """``hostname ||= CT<id>``, ``memory ||= 512``, ``swap //= 512`` (pct.md §4.2.8)."""
+    if not conf.get_raw("hostname"):
+        conf.set("hostname", f"CT{conf.vmid}")
+    if conf.get_raw("memory") in (None, "", "0"):
+        conf.set("memory", 512)
+    if conf.get_raw("swap") is None:
+        conf.set("swap", 512)
+
+
+def remove_staging_dirs(vmid: int) -> None:
+    """Remove ``<lxcpath>/<vmid>/rootfs`` and the directory itself when they are empty."""
+    for path in (staging_dir(vmid), paths.lxc_dir(vmid)):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def remove_locked_config(vmid: int, log: Log) -> None:
+    """Remove a new container's config after a failure, only while it is still ours."""
+    try:
+        with config_lock(vmid):
+            conf = store.load_or_none(vmid)
+            if conf is not None and conf.lock == CREATE_LOCK:
+                store.remove(vmid)
     except CtkitError as err:
         log(f"unable to remove config of CT {vmid} - {err}")

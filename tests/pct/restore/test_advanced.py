@@ -1,0 +1,139 @@
+"""Advanced mode and stdin: the command line's layout (pct.md §4.3.4, §9 case 35)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, cast
+
+import pytest
+
+from pct.ops.restore import RECORD_LIMIT, ReplayableStream
+from shared.archive.members import read_first_member
+from shared.ctconfig import store
+from shared.errors import CtkitError
+from shared.storage.api import volume_path
+from tests.pct.restore.conftest import BASE_CONF, Backups, images, leftovers
+
+CONF_WITH_MPS = BASE_CONF + (
+    "mp0: local:100/vm-100-disk-1.raw,mp=/data,backup=1,size=64M\nmp1: /srv/host,mp=/srv/share\n"
+)
+
+
+def _backup_with_mp0(backups: Backups) -> str:
+    tree = backups.tree()
+    (tree / "data").mkdir()
+    (tree / "srv/data").mkdir(parents=True)
+    (tree / "srv/data/kept").write_text("rootfs file below the new mp0\n")
+    mp0 = backups.work / "mp0"
+    (mp0 / "data").mkdir(parents=True)
+    (mp0 / "data/hello").write_text("was on mp0\n")
+    return backups.archive(CONF_WITH_MPS, [(tree, "./"), (mp0, "./data")])
+
+
+def _volume(conf_value: str | None) -> Path:
+    assert conf_value is not None
+    return volume_path(conf_value.split(",")[0])
+
+
+def test_case35_rootfs_only(
+    backups: Backups, vmid: int, mounted_volume: Callable[[Path], Path]
+) -> None:
+    archive = _backup_with_mp0(backups)
+    conf = backups.restore(vmid, archive, params={"rootfs": "local:0.25"})
+    assert conf.get_raw("rootfs") == f"local:{vmid}/vm-{vmid}-disk-0.raw,size=256M"
+    assert "mp0" not in conf.values and "mp1" not in conf.values  # the backup's are ignored
+    assert images(backups.root, vmid) == [f"vm-{vmid}-disk-0.raw"]
+    rootfs = mounted_volume(_volume(conf.get_raw("rootfs")))
+    assert (rootfs / "data/hello").read_text() == "was on mp0\n"
+    assert conf.get_raw("memory") == "1024"  # the rest of the config is merged as usual
+
+
+def test_given_mount_points_receive_their_files(
+    backups: Backups, vmid: int, mounted_volume: Callable[[Path], Path]
+) -> None:
+    archive = _backup_with_mp0(backups)
+    conf = backups.restore(
+        vmid, archive, params={"rootfs": "0.25", "mp0": "local:0.0625,mp=/srv/data,backup=1"}
+    )
+    assert (
+        conf.get_raw("mp0") == f"local:{vmid}/vm-{vmid}-disk-1.raw,mp=/srv/data,backup=1,size=64M"
+    )
+    rootfs = mounted_volume(_volume(conf.get_raw("rootfs")))
+    mp0 = mounted_volume(_volume(conf.get_raw("mp0")))
+    assert (mp0 / "kept").read_text() == "rootfs file below the new mp0\n"
+    assert (rootfs / "data/hello").exists() and not (rootfs / "srv/data/kept").exists()
+
+
+def test_mount_points_need_rootfs(backups: Backups, vmid: int) -> None:
+    archive = backups.archive(BASE_CONF)
+    with pytest.raises(
+        CtkitError, match=r"^mount points configured, but 'rootfs' not set - aborting$"
+    ):
+        backups.restore(vmid, archive, params={"mp0": "local:1,mp=/x"})
+    assert leftovers(backups.root, vmid) == []
+
+
+def test_given_bind_mount_is_root_only(backups: Backups, vmid: int) -> None:
+    archive = backups.archive(BASE_CONF)
+    with pytest.raises(CtkitError, match=r"Only root can pass arbitrary filesystem paths\.$"):
+        backups.restore(
+            vmid, archive, params={"rootfs": "0.25", "mp0": "/srv,mp=/srv"}, is_root=False
+        )
+    assert leftovers(backups.root, vmid) == []
+
+
+def test_stdin_requires_rootfs(backups: Backups, vmid: int) -> None:
+    archive = backups.archive(BASE_CONF)
+    with (
+        open(backups.path(archive), "rb") as fh,
+        pytest.raises(CtkitError, match=r"^restore from pipe requires rootfs parameter$"),
+    ):
+        backups.restore(vmid, "-", stdin=fh)
+    assert not store.exists(vmid)
+
+
+@pytest.mark.parametrize("compress", ["zst", "gz", "lzo", ""])
+def test_stdin_restore_sniffs_and_merges(backups: Backups, vmid: int, compress: str) -> None:
+    archive = backups.archive(BASE_CONF + "unprivileged: 1\n", compress=compress)
+    with open(backups.path(archive), "rb") as fh:
+        conf = backups.restore(vmid, "-", stdin=fh, params={"rootfs": "local:0.25"})
+    assert backups.logs[0] == "recovering backed-up configuration from '-'"
+    assert "extracting archive from STDIN" in backups.logs
+    assert not any("now.." in line for line in backups.logs)
+    assert conf.get_raw("hostname") == "backedup" and conf.unprivileged  # seen before extraction
+    assert store.load(vmid).get_raw("rootfs") == f"local:{vmid}/vm-{vmid}-disk-0.raw,size=256M"
+
+
+def test_stdin_without_config_at_the_start(backups: Backups, vmid: int) -> None:
+    """A stream whose first 8 MiB hold no config: restored without one, with the banner."""
+    import subprocess
+
+    tree = backups.tree()
+    (tree / "big").write_bytes(b"\0" * (RECORD_LIMIT + (1 << 20)))
+    data = subprocess.run(["tar", "-C", str(tree), "-cf", "-", "."], capture_output=True).stdout
+    conf = backups.restore(vmid, "-", stdin=io.BytesIO(data), params={"rootfs": "0.25"})
+    assert "Backup archive does not contain any configuration" in backups.logs
+    assert conf.get_raw("hostname") == f"CT{vmid}" and conf.get_raw("ostype") == "debian"
+
+
+def test_replayable_stream_gives_every_byte_twice() -> None:
+    raw = io.BytesIO(bytes(range(256)) * 1000)
+    stream = ReplayableStream(raw, limit=5000)
+    assert stream.read(3000) + stream.read(3000) == raw.getvalue()[:5000]
+    assert stream.read(10) == b"" and stream.overflow
+    stream.rewind()
+    again = b"".join(iter(lambda: stream.read(777), b""))
+    assert again == raw.getvalue()
+
+
+def test_replayable_stream_for_the_config_reader(backups: Backups) -> None:
+    archive = backups.archive(BASE_CONF)
+    with open(backups.path(archive), "rb") as fh:
+        stream = ReplayableStream(fh)
+        conf = read_first_member(cast(IO[bytes], stream), ("./etc/vzdump/pct.conf",))
+        stream.rewind()
+        whole = b"".join(iter(lambda: stream.read(1 << 16), b""))
+    assert conf == BASE_CONF.encode()
+    assert whole == backups.path(archive).read_bytes()

@@ -1,0 +1,215 @@
+"""``--force``: replace a stopped container, and never lose it when the restore fails (§9 c36)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared.ctconfig import store
+from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError
+from shared.runtime import lifecycle, lxcapi
+from tests.pct.restore.conftest import Backups, images, volume_of
+
+# No network: these containers are started.
+CONF = """\
+arch: amd64
+hostname: {name}
+memory: 256
+ostype: debian
+rootfs: local:100/vm-100-disk-0.raw,size=128M
+swap: 0
+"""
+
+
+def _backup(backups: Backups, name: str, *, firewall: str = "", stamp: str = "") -> str:
+    tree = backups.tree(f"tree-{name}")
+    (tree / "etc/marker").write_text(f"{name}\n")
+    return backups.archive(
+        CONF.format(name=name),
+        [(tree, "./")],
+        firewall=firewall,
+        stamp=stamp or f"2024_01_0{len(name) % 9 + 1}-03_04_05",
+    )
+
+
+def _sha(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _snapshot(backups: Backups, vmid: int) -> tuple[bytes, dict[str, str], bytes | None]:
+    """Config bytes, volume checksums and firewall config of a container."""
+    vols = {
+        n: _sha(backups.root / f"var/lib/vz/images/{vmid}/{n}") for n in images(backups.root, vmid)
+    }
+    fw = backups.root / f"etc/pve/firewall/{vmid}.fw"
+    return store.read_bytes(vmid), vols, fw.read_bytes() if fw.exists() else None
+
+
+def _run(vmid: int, *command: str) -> str:
+    argv = lxcapi.attach_argv(vmid, list(command))
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def test_force_replaces_a_stopped_container(backups: Backups, vmid: int) -> None:
+    backups.restore(vmid, _backup(backups, "old", firewall="[OPTIONS]\nenable: 1\n"))
+    assert images(backups.root, vmid) == [f"vm-{vmid}-disk-0.raw"]
+    new_archive = _backup(backups, "newer")
+    with pytest.raises(AlreadyExistsError):
+        backups.restore(vmid, new_archive)
+    conf = backups.restore(vmid, new_archive, force=True)
+    assert conf.get_raw("hostname") == "newer" and conf.lock is None
+    assert conf.get_raw("rootfs") == f"local:{vmid}/vm-{vmid}-disk-1.raw,size=128M"
+    # the old volume is freed
+    assert images(backups.root, vmid) == [f"vm-{vmid}-disk-1.raw"], backups.logs
+    assert store.load(vmid).to_text() == conf.to_text()
+    # an empty pct.fw in the backup leaves the firewall config alone, as in Proxmox
+    assert (backups.root / f"etc/pve/firewall/{vmid}.fw").read_text() == "[OPTIONS]\nenable: 1\n"
+
+
+def test_force_keeps_volumes_it_does_not_own(
+    backups: Backups, vmid: int, new_vmid: Callable[[], int]
+) -> None:
+    other = new_vmid()
+    backups.restore(other, _backup(backups, "other"))
+    backups.restore(vmid, _backup(backups, "old"))
+    conf = store.load(vmid)
+    conf.set_raw("mp0", f"local:{other}/vm-{other}-disk-0.raw,mp=/foreign,size=128M")
+    store.save(conf)
+    backups.logs.clear()
+    backups.restore(vmid, _backup(backups, "newer"), force=True)
+    assert images(backups.root, other) == [f"vm-{other}-disk-0.raw"]
+    assert (
+        f"ignore deletion of 'local:{other}/vm-{other}-disk-0.raw', CT {vmid} isn't the owner!"
+        in backups.logs
+    )
+
+
+def test_force_refuses_protected_and_locked(backups: Backups, vmid: int) -> None:
+    archive = _backup(backups, "old")
+    backups.restore(vmid, archive)
+    conf = store.load(vmid)
+    conf.set("protection", True)
+    store.save(conf)
+    before = _snapshot(backups, vmid)
+    with pytest.raises(StateError) as err:
+        backups.restore(vmid, archive, force=True)
+    assert str(err.value) == f"unable to restore CT {vmid} - protection mode enabled"
+    conf.delete("protection")
+    conf.set("lock", "backup")
+    store.save(conf)
+    before = _snapshot(backups, vmid)
+    with pytest.raises(LockError) as err2:
+        backups.restore(vmid, archive, force=True)
+    assert str(err2.value) == f"unable to restore CT {vmid} - CT is locked (backup)"
+    assert _snapshot(backups, vmid) == before
+
+
+@pytest.mark.lxc
+def test_force_refuses_a_running_container(backups: Backups, vmid: int) -> None:
+    archive = _backup(backups, "old")
+    backups.restore(vmid, archive)
+    lifecycle.start(vmid, log=lambda _line: None)
+    try:
+        with pytest.raises(StateError, match=r"^can't overwrite running container$"):
+            backups.restore(vmid, archive, force=True)
+        assert store.load(vmid).lock is None
+    finally:
+        lifecycle.stop(vmid, log=lambda _line: None)
+
+
+@pytest.mark.lxc
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "hostile"])
+def test_failed_force_restore_keeps_the_old_container(
+    backups: Backups, vmid: int, damage: str
+) -> None:
+    backups.restore(vmid, _backup(backups, "old", firewall="[OPTIONS]\nenable: 1\n"))
+    before = _snapshot(backups, vmid)
+    bad = _backup(backups, "newer", firewall="[OPTIONS]\nenable: 0\n")
+    path = backups.path(bad)
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "corrupt":
+        middle = len(data) // 2
+        path.write_bytes(
+            data[:middle]
+            + bytes(b ^ 0x5A for b in data[middle : middle + 64])
+            + data[middle + 64 :]
+        )
+    else:
+        _hostile_tail(backups, path)
+    with pytest.raises(CtkitError) as err:
+        backups.restore(vmid, bad, force=True)
+    assert str(err.value).startswith(f"unable to restore CT {vmid} - ")
+    assert _snapshot(backups, vmid) == before  # config, volumes and firewall untouched
+    lifecycle.start(vmid, log=lambda _line: None)
+    try:
+        assert _run(vmid, "cat", "/etc/marker") == "old\n"
+    finally:
+        lifecycle.stop(vmid, log=lambda _line: None)
+
+
+def _hostile_tail(backups: Backups, path: Path) -> None:
+    """An archive that is valid up to a member climbing out of the root."""
+    from tests.pct.restore.test_hostile import hostile_archive
+    from tests.shared.archive.rawtar import member
+
+    hostile_archive(path, CONF.format(name="newer"), [member(b"./etc/../../escape", b"x")])
+
+
+def test_force_onto_a_new_id_is_a_plain_restore(backups: Backups, vmid: int) -> None:
+    conf = backups.restore(vmid, _backup(backups, "old"), force=True)
+    assert conf.get_raw("hostname") == "old" and images(backups.root, vmid) == [
+        f"vm-{vmid}-disk-0.raw"
+    ]
+    assert volume_of(conf).exists()
+
+
+def test_old_volume_still_in_use_is_freed_once_released(backups: Backups, vmid: int) -> None:
+    backups.restore(vmid, _backup(backups, "old"))
+    old = backups.root / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-0.raw"
+    busy = subprocess.run(
+        ["losetup", "--find", "--show", "--read-only", str(old)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # released well after the restore reaches its commit (about a second)
+    release = threading.Timer(2.5, subprocess.run, (["losetup", "-d", busy],))
+    release.start()
+    try:
+        backups.restore(vmid, _backup(backups, "newer"), force=True)
+    finally:
+        release.join()
+    assert images(backups.root, vmid) == [f"vm-{vmid}-disk-1.raw"], backups.logs
+
+
+def test_old_volume_that_stays_busy_is_reported(
+    backups: Backups, vmid: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pct.ops import provision
+
+    monkeypatch.setattr(provision, "RELEASE_PATIENCE", 0.5)
+    backups.restore(vmid, _backup(backups, "old"))
+    old = backups.root / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-0.raw"
+    argv = ["losetup", "--find", "--show", "--read-only", str(old)]
+    busy = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        conf = backups.restore(vmid, _backup(backups, "newer"), force=True)
+    finally:
+        subprocess.run(["losetup", "-d", busy], check=True)
+    assert conf.get_raw("hostname") == "newer" and store.load(vmid).lock is None
+    assert any(
+        line.startswith(f"unable to free volume 'local:{vmid}/vm-{vmid}-disk-0.raw' - ")
+        and "is in use" in line
+        for line in backups.logs
+    ), backups.logs
