@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.archive.codecs import compression_from_name
+from shared.archive.codecs import Compression, compression_from_name
 from shared.archive.tarextract import extract
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
@@ -27,10 +27,13 @@ from shared.storage.api import resolve_template
 from .provision import (
     Allocation,
     allocate,
+    apply_defaults,
     check_rootdir_storages,
+    complete_given_nets,
     create_locked_config,
     exists_message,
     normalize_disk_params,
+    prefixed,
     remove_config,
     staged,
 )
@@ -68,6 +71,7 @@ def new_config(req: CreateRequest, log: Log) -> Config:
         conf.values[key] = text
     if req.unprivileged:
         conf.set("unprivileged", True)
+    complete_given_nets(conf, params)
     check_rootdir_storages(conf)
     return conf
 
@@ -85,14 +89,14 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
         allocate(conf, alloc, req.storage)
         store.save(conf)
         _fill_rootfs(conf, req, template, compression, log)
-        _apply_defaults(conf)
+        apply_defaults(conf)
         conf.delete("lock")
         store.save(conf)
     except BaseException as err:
         alloc.free_all(log)
         remove_config(req.vmid, log)
         if isinstance(err, CtkitError):
-            raise CtkitError(f"unable to create CT {req.vmid} - {err}", hint=err.hint) from err
+            raise prefixed(err, f"unable to create CT {req.vmid} - ") from err
         raise
     if req.start:
         lifecycle.start(req.vmid, log=log)
@@ -100,14 +104,14 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
 
 
 def _fill_rootfs(
-    conf: Config, req: CreateRequest, template: Path, compression: object, log: Log
+    conf: Config, req: CreateRequest, template: Path, compression: Compression, log: Log
 ) -> None:
     with staged(conf) as tree:
         log(f"extracting archive '{template}'")
         extract(
             template,
             tree.target,
-            compression=compression,  # type: ignore[arg-type]
+            compression=compression,
             idmap=config_idmap(conf) or None,
             ignore_unpack_errors=req.ignore_unpack_errors,
             bwlimit_kib=req.bwlimit,
@@ -132,12 +136,3 @@ def _setup_guest(conf: Config, req: CreateRequest, rootdir: Path, log: Log) -> N
     setup.post_create(password=req.password, ssh_keys=req.ssh_keys)
     setup.regenerate_ssh_host_keys()
     setup.check_systemd_nesting()
-
-
-def _apply_defaults(conf: Config) -> None:
-    if conf.get("hostname") is None:
-        conf.set("hostname", f"CT{conf.vmid}")
-    if conf.get("memory") is None:
-        conf.set("memory", 512)
-    if conf.get("swap") is None:
-        conf.set("swap", 512)

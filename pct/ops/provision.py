@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,18 @@ from shared.ctconfig.mountpoints import (
     MountPoint,
     new_volume_size,
     parse_new_volume,
+    random_mac,
     volume_owner,
 )
-from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError, StorageError
+from shared.ctconfig.options import NET_SCHEMA
+from shared.errors import (
+    AlreadyExistsError,
+    CtkitError,
+    LockError,
+    ParamError,
+    StateError,
+    StorageError,
+)
 from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.runtime.ctview import config_root_ids
@@ -33,6 +42,7 @@ CREATE_LOCK = "create"
 CREATE_LOCK_TIMEOUT = 5
 RELEASE_PATIENCE = 5.0  # seconds to wait for a replaced volume that is still in use
 DISK_KEY_RE = re.compile(r"rootfs|mp\d+")
+NET_KEY_RE = re.compile(r"net\d+")
 
 
 def exists_message(vmid: int) -> str:
@@ -254,3 +264,30 @@ def remove_locked_config(vmid: int, log: Log) -> None:
                 store.remove(vmid)
     except CtkitError as err:
         log(f"unable to remove config of CT {vmid} - {err}")
+
+
+def prefixed(err: CtkitError, prefix: str) -> CtkitError:
+    """``err`` with ``prefix`` in front (``unable to create CT 100 - ``); class and exit code kept.
+
+    A ParamError becomes one line: inside the task it is not a 400 listing any more.
+    """
+    if isinstance(err, ParamError):
+        text = "; ".join(f"{k}: {v}" for k, v in err.errors.items()) or err.message
+        new = CtkitError(prefix + text, hint=err.hint)
+        new.exit_code = err.exit_code
+        return new
+    new = err.__class__.__new__(err.__class__)
+    new.__dict__.update(err.__dict__)
+    new.message = prefix + err.message
+    new.args = (new.message,)
+    return new
+
+
+def complete_given_nets(conf: Config, params: Mapping[str, str]) -> None:
+    """Interfaces given on the command line get ``type=veth`` and a MAC (pct.md §9 case 22)."""
+    for key in params:
+        if NET_KEY_RE.fullmatch(key) and key in conf.values:
+            net = NET_SCHEMA.parse(conf.values[key])
+            net["type"] = "veth"
+            net.setdefault("hwaddr", random_mac())
+            conf.values[key] = NET_SCHEMA.render(net)

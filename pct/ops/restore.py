@@ -58,7 +58,6 @@ from shared.errors import (
     ConfigError,
     CtkitError,
     NotFoundError,
-    ParamError,
     StateError,
 )
 from shared.formats.types import FormatError
@@ -79,12 +78,14 @@ from .provision import (
     apply_defaults,
     check_rootdir_storages,
     commit_config,
+    complete_given_nets,
     convert_to_template,
     create_locked_config,
     exists_message,
     free_replaced_volumes,
     lock_existing,
     normalize_disk_params,
+    prefixed,
     release_create_lock,
     remove_locked_config,
     remove_staging_dirs,
@@ -428,7 +429,7 @@ def plan_restore(
             _check_given_layout(conf, req)
         else:
             plan.delayed = _backup_layout(conf, backup, req, log)
-        _complete_given_nets(conf, req.params)
+        complete_given_nets(conf, req.params)
     except FormatError as err:
         raise ConfigError(str(err)) from None
     check_rootdir_storages(conf)
@@ -485,16 +486,6 @@ def _unsupported_lines(mp: MountPoint) -> list[str]:
         "mount point configuration will be restored after archive extraction!",
         "contained files will be restored to wrong directory!",
     ]
-
-
-def _complete_given_nets(conf: Config, params: dict[str, str]) -> None:
-    """Interfaces given on the command line get ``type=veth`` and a MAC, as on create."""
-    for key in params:
-        if NET_KEY_RE.fullmatch(key) and key in conf.values:
-            net = NET_SCHEMA.parse(conf.values[key])
-            net["type"] = "veth"
-            net.setdefault("hwaddr", random_mac())
-            conf.values[key] = NET_SCHEMA.render(net)
 
 
 def merge_config(
@@ -650,21 +641,6 @@ def _check_target(req: RestoreRequest) -> bool:
     return True
 
 
-def _prefixed(err: CtkitError, vmid: int) -> CtkitError:
-    """The error with ``unable to restore CT <id> - `` in front; class and exit code kept."""
-    prefix = f"unable to restore CT {vmid} - "
-    if isinstance(err, ParamError):  # one line, not a 400 listing, inside the task
-        text = "; ".join(f"{k}: {v}" for k, v in err.errors.items()) or err.message
-        new = CtkitError(prefix + text, hint=err.hint)
-        new.exit_code = err.exit_code
-        return new
-    new = err.__class__.__new__(err.__class__)
-    new.__dict__.update(err.__dict__)
-    new.message = prefix + err.message
-    new.args = (new.message,)
-    return new
-
-
 def _write_firewall(vmid: int, data: bytes, log: Log) -> None:
     path = paths.firewall_conf(vmid)
     try:
@@ -689,7 +665,7 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
         else:
             create_locked_config(Config(req.vmid))  # a placeholder that reserves the id
     except CtkitError as err:
-        raise _prefixed(err, req.vmid) from err
+        raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
     alloc = Allocation(req.vmid)
     try:
         backup, firewall = recover_config(source, req.vmid, log)
@@ -709,7 +685,7 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
             remove_locked_config(req.vmid, log)
             remove_staging_dirs(req.vmid)
         if isinstance(err, CtkitError):
-            raise _prefixed(err, req.vmid) from err
+            raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
         raise
     if plan.firewall is not None:
         _write_firewall(req.vmid, plan.firewall, log)
