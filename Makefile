@@ -52,6 +52,7 @@ lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 bench: setup
+	@$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m bench.run
 
 clean:

@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script: bench.results, shared
+
+from bench.results import record  # noqa: E402
+
 WORDS = [f"word{i}" for i in range(4000)] + ["the", "a", "config", "usr", "lib", "etc"]
 
 
@@ -141,10 +145,14 @@ def bench(work: Path, opts: argparse.Namespace) -> None:
     print(f"extract: ours {min(ours_x):.2f}s  zstd|tar {min(ref_x):.2f}s  ratio {ratio_x:.2f}")
     sizes = (work / "ours.tar.zst").stat().st_size, (work / "ref.tar.zst").stat().st_size
     print(f"archive sizes: ours {sizes[0] >> 20} MiB, reference {sizes[1] >> 20} MiB")
-    for op in ("create", "extract"):
+    measured = {"create": (ratio_c, ours_c, ref_c), "extract": (ratio_x, ours_x, ref_x)}
+    for op, (ratio, ours, ref) in measured.items():
         own = max(r[1] for r in rss if r[0] == op)
         kids = max(r[2] for r in rss if r[0] == op)
         print(f"peak RSS {op}: python {own / 1024:.0f} MiB, children <= {kids / 1024:.0f} MiB")
+        record("archive", op, ratio, ours_s=min(ours), reference_s=min(ref),
+               tree_mib=round(size / 2**20), threads=opts.threads, reps=opts.reps,
+               peak_rss_mib=own / 1024, children_rss_mib=kids / 1024)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 PVEAM = Path(sys.executable).parent / "pveam"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: bench.results
+
+from bench.results import record  # noqa: E402
+
 BLOCK = 16 << 20
 STANZA = """Package: bench
 Version: {version}
@@ -199,7 +203,12 @@ def main() -> None:
                     f"{best_curl / best_pveam:>5.2f}x {rss / 1024:>7.1f} MiB",
                     flush=True,
                 )
-            print(f"pveam start-up (pveam list local): {startup(root, args.reps):.2f}s")
+                record("pveam-download", f"{size}MiB", best_curl / best_pveam,
+                       pveam_s=best_pveam, curl_sha512sum_s=best_curl, reps=args.reps,
+                       peak_rss_mib=rss / 1024)  # fmt: skip
+            start_s = startup(root, args.reps)
+            print(f"pveam start-up (pveam list local): {start_s:.2f}s")
+            record("pveam-download", "startup", None, seconds=start_s)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
