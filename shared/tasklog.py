@@ -113,6 +113,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.stream.isatty():
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -128,6 +129,9 @@ class Progress:
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
                 transient=True,
+                # the bar goes where the check above looked, not to rich's default (stdout,
+                # which may carry data: vzdump --stdout, pct restore from stdin)
+                console=Console(file=self.stream),
             )
             self._rich.start()
             self._task = self._rich.add_task(self.label, total=self.total)

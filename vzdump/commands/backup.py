@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +13,7 @@ from shared.cli import EXTRA_ARGS, OPTION_RE, parse_schema_args
 from shared.formats.types import Bool
 
 from ..engine import job
-from ..options import CLI_OPTIONS, parse_params
+from ..options import CLI_OPTIONS, check_params, parse_params
 
 
 def split_args(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
@@ -36,9 +37,28 @@ def register(app: typer.Typer) -> None:
     app.command("backup", hidden=True, context_settings=EXTRA_ARGS)(backup)
 
 
+def silence(keep_stdout: bool) -> None:
+    """``--quiet``: stderr (and stdout, unless the archive goes there) to /dev/null, for this
+    process and the tools it runs; the per-guest log files are still written."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    if not keep_stdout:
+        sys.stdout.flush()
+        os.dup2(devnull, 1)
+    os.close(devnull)
+
+
 def backup(ctx: typer.Context) -> None:
     """Back up containers: vzdump <vmid...> | --all [--mode stop|suspend|snapshot] ..."""
     _vmids, raw = split_args(ctx.args)
     params = parse_params(raw)
+    selection = check_params(params)
+    if params.get("quiet"):
+        silence(keep_stdout=bool(params.get("stdout")))
+    if params.get("stop"):
+        job.stop_running()
+        if not (selection.get("vmid") or selection.get("all") or selection.get("pool")):
+            return
     stdout = sys.stdout.buffer if params.get("stdout") else None
     job.run(params, stdout=stdout)

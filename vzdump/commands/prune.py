@@ -31,8 +31,7 @@ def _retention(storage: str, raw: str | None) -> dict[str, Any]:
         except FormatError as err:
             details = getattr(err, "details", {})
             raise ParamError({"prune-backups": str(err), **details}) from None
-    value = get_storage(storage).props.get("prune-backups")
-    return dict(value) if value else {"keep-all": True}
+    return get_storage(storage).prune_backups or {"keep-all": True}
 
 
 def prune_cmd(
@@ -45,14 +44,12 @@ def prune_cmd(
     """Mark backups keep/remove/protected/renamed by retention and remove the 'remove' ones."""
     retention = _retention(storage, prune_backups)
     get_storage(storage)
-    rows: list[dict[str, Any]] = []
-    vmids = [vmid] if vmid is not None else _vmids(storage)
-    for vid in vmids:
-        for cand, mark in prune.mark_group(candidates_on_storage(storage, vid), retention):
-            rows.append(
-                {"volid": cand.name, "vmid": vid, "ctime": cand.ctime, "mark": mark, "type": "lxc"}
-            )
-    rows.sort(key=lambda r: (r["vmid"], -r["ctime"]))
+    # one list: mark_group splits it per guest, and marks names without a VMID as renamed
+    rows: list[dict[str, Any]] = [
+        {"volid": cand.name, "vmid": cand.vmid, "ctime": cand.ctime, "mark": mark, "type": "lxc"}
+        for cand, mark in prune.mark_group(candidates_on_storage(storage, vmid), retention)
+    ]
+    rows.sort(key=lambda r: (r["vmid"] or 0, -r["ctime"], r["volid"]))
     if not dry_run:
         for row in rows:
             if row["mark"] == "remove":
@@ -65,10 +62,4 @@ def prune_cmd(
     width = max([len("Backup")] + [len(r["volid"]) for r in rows])
     print(f"{'Backup':<{width}} {'Backup-ID':<9} {'Keep/Remove'}")
     for row in rows:
-        print(f"{row['volid']:<{width}} {row['vmid']:<9} {row['mark']}")
-
-
-def _vmids(storage: str) -> list[int]:
-    from shared.storage.api import list_backups
-
-    return sorted({e.vmid for e in list_backups(storage) if e.vmid is not None})
+        print(f"{row['volid']:<{width}} {row['vmid'] or '':<9} {row['mark']}")

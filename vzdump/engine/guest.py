@@ -16,7 +16,7 @@ from shared import atomic, paths
 from shared.archive.tarcreate import CreateSpec, create
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.errors import CtkitError, NotFoundError
+from shared.errors import CtkitError, Interrupted, NotFoundError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.runtime.ctview import config_idmap, config_root_ids
@@ -26,7 +26,7 @@ from shared.tasklog import Progress, timestamp
 from .. import notes
 from ..options import exclude_patterns
 from ..report import GuestResult
-from . import modes, retention
+from . import modes, retention, signals
 from .hooks import Hooks
 from .log import JobLog
 from .target import (
@@ -81,30 +81,27 @@ class GuestBackup:
         self.tmpdir: Path | None = None
         self.size: int | None = None
         self.name = f"CT{vmid}"
+        # the mode hooks are told: the requested one until the effective one is known (§4.5)
+        self.mode = str(self.opts.get("mode", "snapshot"))
 
     # --- the flow -------------------------------------------------------------------------
 
     def run(self) -> GuestResult:
-        self.log.info(f"Starting Backup of VM {self.vmid} (lxc)")
         try:
             conf = self._before_log()
-        except Exception as err:
-            self._cleanup()
-            text = str(err) if isinstance(err, CtkitError) else f"{type(err).__name__}: {err}"
-            self.log.error(f"Backup of VM {self.vmid} failed - {text}")
-            if self.log.guest_file is not None:
-                self.log.close_guest(None)
-            return self._result("err", text, [])
-        error: CtkitError | None = None
+        except (Exception, KeyboardInterrupt) as err:
+            # failed before its log exists: the error is in the task log only, no .log copy
+            with signals.held():
+                return self._finish(_error_text(err))
+        # the first line of the guest's own log; a guest that failed before has no log (§4.1)
+        self.log.info(f"Starting Backup of VM {self.vmid} (lxc)")
+        error: str | None = None
         try:
             self._backup(conf)
-        except CtkitError as err:
-            error = err
-        except KeyboardInterrupt:
-            error = CtkitError("interrupted by signal")
-        except Exception as err:
-            error = CtkitError(f"{type(err).__name__}: {err}")
-        return self._finish(error)
+        except (Exception, KeyboardInterrupt) as err:
+            error = _error_text(err)
+        with signals.held():
+            return self._finish(error)
 
     def _before_log(self) -> Config:
         conf = store.load_or_none(self.vmid)
@@ -132,7 +129,7 @@ class GuestBackup:
         self.log.info(f"status = {'running' if running else 'stopped'}")
         self._lock()
         conf = store.load(self.vmid)
-        mode = str(self.opts.get("mode", "snapshot")) if running else "stop"
+        mode = self.mode = self.mode if running else "stop"
         run = self._guest_run(conf, mode)
         if mode == "snapshot":
             self._prepare_lines(run)
@@ -140,6 +137,7 @@ class GuestBackup:
                 self.log.info("mode failure - some volumes do not support snapshots")
                 self.log.info("trying 'suspend' mode instead")
                 mode = run.mode = "suspend"
+        self.mode = mode
         self._mode_lines(mode)
         if mode != "snapshot":
             self._prepare_lines(run)
@@ -151,7 +149,6 @@ class GuestBackup:
     def _guest_run(self, conf: Config, mode: str) -> modes.GuestRun:
         inc, exc, _lines = mountpoint_lines(conf)
         assert self.tmpdir is not None
-        self.env.hooks.env.update(self._hook_env())
         return modes.GuestRun(
             vmid=self.vmid,
             conf=conf,
@@ -164,16 +161,20 @@ class GuestBackup:
             bwlimit=int(self.opts.get("bwlimit") or 0),
             excludes=exclude_patterns(self.opts),
             mode=mode,
+            hook_env=self._hook_env(),
         )
 
     def _hook_env(self) -> dict[str, str]:
-        assert self.target is not None
-        env = {"VMTYPE": "lxc", "HOSTNAME": self.name, "DUMPDIR": str(self.env.dumpdir)}
-        env["TARGET"] = str(self.target.archive) if self.target.archive else "-"
-        env["LOGFILE"] = str(self.target.logfile)
-        if self.env.storage:
-            env["STOREID"] = self.env.storage
+        """This guest's variables for its hook phases, passed with every call (a job-level
+        phase or the next guest never sees them)."""
+        env = {"VMTYPE": "lxc", "HOSTNAME": self.name}
+        if self.target is not None:
+            env["TARGET"] = str(self.target.archive) if self.target.archive else "-"
+            env["LOGFILE"] = str(self.target.logfile)
         return env
+
+    def _hook(self, phase: str) -> None:
+        self.env.hooks.run(phase, self.mode, self.vmid, env=self._hook_env())
 
     def _prepare_lines(self, run: modes.GuestRun) -> None:
         self.log.info(f"CT Name: {self.name}")
@@ -312,7 +313,7 @@ class GuestBackup:
                     raise CtkitError(f"unable to set protected flag - {err}") from None
         if self.target.archive is not None and self.opts.get("remove"):
             retention.prune_after(self.opts, storage, self.env.dumpdir, self.vmid, self.log.info)
-        self.env.hooks.run("backup-end", run.mode, self.vmid)
+        self._hook("backup-end")
 
     def _notes(self, volid: str, conf: Config) -> None:
         template = self.opts.get("notes-template")
@@ -337,7 +338,7 @@ class GuestBackup:
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
-    def _finish(self, error: CtkitError | None) -> GuestResult:
+    def _finish(self, error: str | None) -> GuestResult:
         self._cleanup()
         elapsed = time.monotonic() - self.started
         if error is None:
@@ -346,17 +347,19 @@ class GuestBackup:
         else:
             self.log.error(f"Backup of VM {self.vmid} failed - {error}")
             self.log.task_only(f"Failed at {timestamp()}")
-            with contextlib.suppress(CtkitError):
-                self.env.hooks.run("backup-abort", self.opts.get("mode"), self.vmid)
-        assert self.target is not None
-        copy_to = self.target.logfile if self.target.dumpdir.is_dir() else None
-        lines = self.log.close_guest(copy_to)
+            try:
+                self._hook("backup-abort")
+            except CtkitError as err:
+                self.log.warn(str(err))
+        lines: list[str] = []
+        if self.log.guest_file is not None and self.target is not None:
+            copy_to = self.target.logfile if self.target.dumpdir.is_dir() else None
+            lines = self.log.close_guest(copy_to)
         try:
-            self.env.hooks.run("log-end", self.opts.get("mode"), self.vmid)
+            self._hook("log-end")
         except CtkitError as err:
             self.log.warn(str(err))
-        status = "ok" if error is None else "err"
-        return self._result(status, None if error is None else str(error), lines)
+        return self._result("ok" if error is None else "err", error, lines)
 
     def _result(self, status: str, error: str | None, lines: list[str]) -> GuestResult:
         archive = self.target.archive if self.target is not None else None
@@ -370,3 +373,12 @@ class GuestBackup:
             error=error,
             log_lines=lines,
         )
+
+
+def _error_text(err: BaseException) -> str:
+    """The guest's error line: expected failures by their message, bugs with their type."""
+    if isinstance(err, KeyboardInterrupt):
+        return Interrupted().message
+    if isinstance(err, CtkitError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"

@@ -11,40 +11,51 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
 from shared import paths
 from shared.ctconfig import store
-from shared.errors import ConfigError, CtkitError, JobError, LockError
+from shared.errors import ConfigError, CtkitError, Interrupted, JobError, ParamError
 from shared.formats import vzdumpconf
 from shared.locks import flock
-from shared.storage.api import backup_dir, get_storage
+from shared.storage.api import backup_dir, backup_storage, get_storage
 
 from .. import notify
 from ..options import OPTIONS, check_params, job_header, merge_options
-from ..report import JobResult
+from ..report import GuestResult, JobResult
+from ..scheduler import UPID_RE, make_upid, process_start
 from .guest import GuestBackup, JobEnv
 from .hooks import Hooks, check_script
 from .log import JobLog
+from .signals import interrupted, interruptible
 
 IGNORED = ("performance", "fleecing", "pbs-change-detection-mode")
 CLONE_NEWNS = 0x00020000
+STOP_WAIT = 15.0  # --stop: how long the running vzdump may take to clean up and exit
 
 
-def _signal(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def stop_running(timeout: float = STOP_WAIT) -> None:
+    """``--stop``: SIGTERM the vzdump whose UPID is in the pid file and wait for it to exit.
 
-
-@contextlib.contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """TERM, HUP and QUIT end the job like Ctrl-C: the guest's cleanup runs first."""
-    old = {s: signal.signal(s, _signal) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
+    The process start time in the UPID guards against a reused PID; a stale file is ignored.
+    """
     try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        upid = paths.vzdump_pid().read_text().strip()
+    except FileNotFoundError:
+        return
+    match = UPID_RE.match(upid)
+    if not match:
+        return
+    pid, pstart = int(match.group(1), 16), int(match.group(2), 16)
+    if process_start(pid) != pstart:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_start(pid) == pstart:
+        if time.monotonic() > deadline:
+            raise CtkitError(f"stopping backup process {pid} failed")
+        time.sleep(0.1)
 
 
 def private_mounts() -> bool:
@@ -68,9 +79,9 @@ def effective_options(params: Mapping[str, Any], log: JobLog) -> dict[str, Any]:
         log.warn(warning)
 
     def storage_prune(sid: str) -> Mapping[str, Any] | None:
+        # the storage keeps the option as written; its property parses and normalises it
         with contextlib.suppress(CtkitError):
-            value = get_storage(sid).props.get("prune-backups")
-            return dict(value) if value else None
+            return get_storage(sid).prune_backups
         return None
 
     return merge_options(params, conf.values, storage_prune)
@@ -84,10 +95,17 @@ def resolve_target(opts: dict[str, Any]) -> tuple[str | None, Path]:
             raise ConfigError(f"dumpdir '{path}' does not exist")
         return None, path
     sid = str(opts["storage"])
+    # the prefixes of §7; the error keeps its class (and so its exit code)
+    try:
+        backup_storage(sid)
+    except CtkitError as err:
+        err.message = f"could not get storage information for '{sid}': {err.message}"
+        raise
     try:
         return sid, backup_dir(sid)
     except CtkitError as err:
-        raise CtkitError(f"could not activate storage '{sid}': {err}") from None
+        err.message = f"could not activate storage '{sid}': {err.message}"
+        raise
 
 
 def select_guests(opts: Mapping[str, Any]) -> list[int]:
@@ -106,7 +124,13 @@ class Job:
         stream: IO[str] | None = None,
     ) -> None:
         self.params = check_params(params)
+        if self.params.get("pool"):
+            raise ParamError(
+                {"pool": "resource pools are not supported by ctkit (no cluster) - list the "
+                 "VMIDs or use --all [--exclude ...]"}
+            )  # fmt: skip
         self.log = JobLog(stream)
+        self.error: CtkitError | None = None
         self.stdout = stdout
         self.result = JobResult(
             self.params.get("job-id"),
@@ -118,28 +142,46 @@ class Job:
         )
 
     def run(self) -> JobResult:
+        if self.params.get("node") and self.params["node"] != paths.node_name():
+            return self.result  # another node's job: nothing to do, no task, no log (§1.1)
         self.log.info(job_header(self.params))
+        opts: dict[str, Any] = dict(self.params)
         try:
             opts = effective_options(self.params, self.log)
-            if opts.get("node") and opts["node"] != paths.node_name():
-                return self._done()
             self._note_ignored(opts)
             hooks = Hooks(opts.get("script"), self.log.info)
             if opts.get("script"):
                 check_script(opts["script"])
             if opts.get("dumpdir"):
                 hooks.env["DUMPDIR"] = str(opts["dumpdir"])
+            if opts.get("storage"):
+                hooks.env["STOREID"] = str(opts["storage"])
             hooks.run("job-init")
             storage, dumpdir = resolve_target(opts)
             if opts.get("tmpdir") and not Path(opts["tmpdir"]).is_dir():
                 raise ConfigError(f"tmpdir '{opts['tmpdir']}' does not exist")
             hooks.env.update({"DUMPDIR": str(dumpdir), **({"STOREID": storage} if storage else {})})
-            with self._node_lock(int(opts.get("lockwait", 180))), signals_interrupt():
-                self._guests(opts, storage, dumpdir, hooks)
+            with self._node_lock(int(opts.get("lockwait", 180))), interruptible():
+                try:
+                    self._guests(opts, storage, dumpdir, hooks)
+                except KeyboardInterrupt:
+                    raise self._job_abort(hooks, Interrupted()) from None
+                except CtkitError as err:
+                    raise self._job_abort(hooks, err) from None
         except CtkitError as err:
+            self.error = err
             self.result.error = str(err)
             self.log.error(f"Backup job failed - {err}")
-        return self._done(opts if "opts" in locals() else dict(self.params))
+        return self._done(opts)
+
+    def _job_abort(self, hooks: Hooks, err: CtkitError) -> CtkitError:
+        """The job-level flow died (job-start, job-end, a signal): run ``job-abort``; its own
+        failure is appended to the error (§4.6)."""
+        try:
+            hooks.run("job-abort")
+        except CtkitError as hook_err:
+            err.message = f"{err.message}\n{hook_err}"
+        return err
 
     def _note_ignored(self, opts: Mapping[str, Any]) -> None:
         for key in IGNORED:
@@ -163,7 +205,11 @@ class Job:
         with flock(lock, lockwait * 60, timeout_message=message, on_wait=on_wait):
             if waited:
                 self.log.info("got global lock")
-            paths.vzdump_pid().write_text(f"{os.getpid()}\n")
+            # a UPID (with the process start time) so that --stop never hits a reused PID
+            vmids = self.params.get("vmid") or []
+            task_id = self.params.get("job-id") or (str(vmids[0]) if len(vmids) == 1 else "")
+            upid = make_upid(os.getpid(), task_id, int(time.time()))
+            paths.vzdump_pid().write_text(f"{upid}\n")
             yield
 
     def _guests(
@@ -174,11 +220,14 @@ class Job:
         hooks.run("job-start")
         env = JobEnv(opts, storage, dumpdir, self.log, hooks, self.stdout)
         self.result.job_log = list(self.log.lines)
-        for vmid in select_guests(opts):
+        selected = select_guests(opts)
+        for i, vmid in enumerate(selected):
             guest = GuestBackup(env, vmid).run()
             self.result.guests.append(guest)
-            if guest.error == "interrupted by signal":
-                raise CtkitError("interrupted by signal")
+            if guest.error == Interrupted().message or interrupted():
+                # the guest cleaned up; the job ends and the rest is reported as aborted (§6)
+                self.result.guests += [_aborted(v) for v in selected[i + 1 :]]
+                raise Interrupted()
         hooks.run("job-end")
 
     def _done(self, opts: Mapping[str, Any] | None = None) -> JobResult:
@@ -197,11 +246,22 @@ class Job:
         return self.result
 
 
-def run(params: Mapping[str, Any], *, stdout: IO[bytes] | None = None) -> JobResult:
-    """Run a job; raises JobError when a guest failed, CtkitError when the job failed."""
-    result = Job(params, stdout=stdout).run()
-    if result.error:
-        raise CtkitError(result.error) if "lock" not in result.error else LockError(result.error)
+def _aborted(vmid: int) -> GuestResult:
+    return GuestResult(vmid=vmid, name=f"CT{vmid}", status="err", seconds=0.0, error="aborted")
+
+
+def run(
+    params: Mapping[str, Any],
+    *,
+    stdout: IO[bytes] | None = None,
+    stream: IO[str] | None = None,
+) -> JobResult:
+    """Run a job; raises JobError when a guest failed, and the job's own error (with its exit
+    code: LockError, Interrupted, CommandError, ...) when the job failed."""
+    job = Job(params, stdout=stdout, stream=stream)
+    result = job.run()
+    if job.error is not None:
+        raise job.error
     if not result.ok:
         raise JobError("job errors")
     return result

@@ -23,6 +23,7 @@ from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import config_root_ids
 from shared.runtime.mounts import mount_all
 
+from . import signals
 from .hooks import Hooks
 
 Log = Callable[[str], None]
@@ -44,12 +45,13 @@ class GuestRun:
     bwlimit: int
     excludes: list[str]
     mode: str = "stop"
+    hook_env: dict[str, str] = field(default_factory=dict)  # VMTYPE, HOSTNAME, TARGET, ...
     frozen_seconds: float | None = None
     downtime_started: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def hook(self, phase: str) -> None:
-        self.hooks.run(phase, self.mode, self.vmid)
+        self.hooks.run(phase, self.mode, self.vmid, env=self.hook_env)
 
     def included_keys(self) -> set[str]:
         return {mp.key for mp in self.included}
@@ -93,31 +95,45 @@ def mounted_volumes(run: GuestRun, snapname: str | None = None) -> Iterator[Path
     try:
         yield target
     finally:
-        for problem in tree.unmount(lazy=True):
-            run.warn(problem)
+        with signals.held():
+            for problem in tree.unmount(lazy=True):
+                run.warn(problem)
 
 
 # --- stop -----------------------------------------------------------------------------------
 
 
+# how long a CT may take to go down after LXC reported the shutdown request as done (with
+# stopwait 0 LXC only sends the halt signal and does not wait at all)
+STOP_GRACE = 2.0
+
+
 @contextlib.contextmanager
 def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
-    stopped_by_us = False
+    vzsnap_dir()  # checked before the container is stopped (§3.3, case 40)
+    stopped_by_us = shutdown_sent = False
     try:
         if running:
             run.hook("backup-start")
             run.log("stopping virtual guest")
             run.downtime_started = time.monotonic()
             run.hook("pre-stop")
+            shutdown_sent = True
             lifecycle.shutdown(run.vmid, timeout=stopwait * 60, skiplock=True, log=run.log)
+            # never archive a container that is still running: the restart flag is set only
+            # once it is really down (§4.2, case 16)
+            if not lxcapi.wait_state(run.vmid, "STOPPED", STOP_GRACE):
+                raise StateError("container did not stop")
             stopped_by_us = True
         else:
             run.hook("backup-start")
         with mounted_volumes(run) as snapdir:
             yield snapdir
     finally:
-        if stopped_by_us:
-            _restart(run)
+        with signals.held():
+            # also when interrupted while it was going down: a CT we stopped comes back
+            if stopped_by_us or (shutdown_sent and not lxcapi.is_running(run.vmid)):
+                _restart(run)
 
 
 def _restart(run: GuestRun) -> None:
@@ -201,8 +217,10 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
         run.hook("post-restart")
         run.online_again()
     finally:
-        if cgroup.exists() and cgroup.is_frozen():
-            cgroup.thaw()
+        with signals.held():
+            # judged by the cgroup's real state, not by a flag (the upstream bug of §7)
+            if cgroup.exists() and cgroup.is_frozen():
+                cgroup.thaw()
     if run.frozen_seconds is not None:
         run.log(f"frozen window: {run.frozen_seconds:.3f} s")
     yield run.tmpdir
@@ -231,6 +249,12 @@ def snapshot_mode(run: GuestRun) -> Iterator[Path]:
     keys = run.included_keys()
     run.hook("backup-start")
     run.hook("pre-stop")
+    # several volumes are snapshotted under one freeze; Proxmox logs it like this (the freeze
+    # itself is snapshot.create's, around the snapshot instant only)
+    several = len(run.included) > 1
+    if several:
+        run.log("suspend vm to make snapshot")
+        run.downtime_started = time.monotonic()
     run.log(f"create storage snapshot '{SNAPNAME}'")
     taken = False
     try:
@@ -246,15 +270,23 @@ def snapshot_mode(run: GuestRun) -> Iterator[Path]:
         run.frozen_seconds = report.seconds
         run.log(f"frozen window: {report.seconds:.3f} s")
         run.hook("pre-restart")
+        if several:
+            run.log("resume vm")
+            run.online_again()
         run.hook("post-restart")
         run.conf = store.load(run.vmid)
         with mounted_volumes(run, SNAPNAME) as snapdir:
             yield snapdir
     finally:
         if taken:
-            run.log(f"cleanup temporary '{SNAPNAME}' snapshot")
-            try:
-                for problem in snapshot.delete(run.vmid, SNAPNAME, expected_lock="backup"):
-                    run.warn(problem)
-            except CtkitError as err:
-                run.warn(f"snapshot '{SNAPNAME}' was not (fully) removed - {err}")
+            with signals.held():
+                _remove_snapshot(run)
+
+
+def _remove_snapshot(run: GuestRun) -> None:
+    run.log(f"cleanup temporary '{SNAPNAME}' snapshot")
+    try:
+        for problem in snapshot.delete(run.vmid, SNAPNAME, expected_lock="backup"):
+            run.warn(problem)
+    except CtkitError as err:
+        run.warn(f"snapshot '{SNAPNAME}' was not (fully) removed - {err}")

@@ -14,7 +14,9 @@ from shared.storage.api import archive_remove, list_backups, remove_backup
 Log = Callable[[str], None]
 
 
-def candidates_on_storage(storage: str, vmid: int) -> list[prune.PruneCandidate]:
+def candidates_on_storage(storage: str, vmid: int | None) -> list[prune.PruneCandidate]:
+    """The container backups on a storage (of one guest, or all of them; a name without a
+    valid VMID has none and can only be ``renamed``)."""
     out = []
     for entry in list_backups(storage, vmid):
         if entry.subtype not in ("lxc", None, "unknown"):
@@ -24,7 +26,7 @@ def candidates_on_storage(storage: str, vmid: int) -> list[prune.PruneCandidate]
             prune.PruneCandidate(
                 name=entry.volid,
                 ctime=int(entry.ctime or 0),
-                vmid=vmid,
+                vmid=vmid if vmid is not None else entry.vmid,
                 protected=entry.protected,
                 std_name=bool(info and info.is_std_name),
             )

@@ -1,0 +1,179 @@
+"""What goes into the archive: mount-point rules, exclusions in tar and rsync modes, pax
+headers, xattrs and ACLs, sparse files (vzdump §3, §10 cases 6, 8, 9, 20-23)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import CT, Host, log_messages, logfile, names, only_archive, vzdump
+
+pytestmark = pytest.mark.lxc
+
+BLOCK = 512
+
+
+def test_mount_point_rules(host: Host) -> None:
+    """Case 8, 9 and the device rule: rootfs and backup=1 volumes are archived; a volume
+    without backup=, a bind and a device mount point are not, each with its log line; their
+    config lines stay in pct.conf. In suspend mode the same holds for the rsync copy."""
+    share = host.root / "share"
+    share.mkdir()
+    (share / "hostfile").write_text("host")
+    ct = host.create(
+        extra=["--mp0", "local:0,mp=/data,backup=1", "--mp1", "local:0,mp=/nob",
+               "--mp2", f"{share},mp=/bind"],
+    )  # fmt: skip
+    ct.write("data.txt", b"in data", key="mp0")
+    ct.write("nob.txt", b"not backed up", key="mp1")
+    ct.conf_path.write_text(ct.conf() + "mp3: /dev/zero,mp=/devmp\n")
+    stop_dir = host.dumpdir / "stop"
+    stop_dir.mkdir()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(stop_dir))
+    assert res.rc == 0, res.err
+    archive = only_archive(stop_dir, ct.vmid)
+    msgs = log_messages(logfile(archive))
+    assert [m for m in msgs if "mount point" in m] == [
+        "INFO: including mount point rootfs ('/') in backup",
+        "INFO: including mount point mp0 ('/data') in backup",
+        "INFO: excluding volume mount point mp1 ('/nob') from backup (disabled)",
+        "INFO: excluding bind mount point mp2 ('/bind') from backup (not a volume)",
+        "INFO: excluding device mount point mp3 ('/devmp') from backup (not a volume)",
+    ]
+    members = names(archive)
+    assert "./data/data.txt" in members
+    assert not [n for n in members if "nob.txt" in n or "hostfile" in n]
+    conf = subprocess.run(["tar", "-xOf", str(archive), "./etc/vzdump/pct.conf"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert f"mp2: {share},mp=/bind" in conf and "mp3: /dev/zero,mp=/devmp" in conf
+    # suspend mode: the excluded mount points are rsync excludes of the running CT
+    ct.conf_path.write_text(ct.conf().replace("mp3: /dev/zero,mp=/devmp\n", ""))
+    ct.start()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend")
+    assert res.rc == 0, res.err
+    members = names(only_archive(host.dumpdir, ct.vmid))
+    assert "./data/data.txt" in members
+    assert not [n for n in members if "nob" in n or "bind" in n]
+
+
+def exclusion_tree(ct: CT) -> None:
+    for rel in ("var/foo/x", "var/foobar", "var/fo", "bar", "a/b/bar", "bar2", "var/cache/c",
+                "tmp/t", "var/tmp/t", "srv/a.tmp", "srv/sub/b.tmp", "srv/keep"):  # fmt: skip
+        ct.write(rel, b"x")
+    run = ct.volume() / "var/run"
+    run.unlink()  # a real /var/run directory instead of the template's symlink to /run
+    ct.write("var/run/daemon.pid", b"1")
+    ct.write("var/run/keep.sock", b"")
+
+
+ALWAYS_KEPT = ["./var/fo", "./bar2", "./srv/keep", "./var/run/keep.sock", "./tmp/", "./var/tmp/"]
+CONF_CLI_DROPPED = ["./var/foo/", "./var/foo/x", "./var/foobar", "./bar", "./a/b/bar",
+                    "./srv/a.tmp", "./srv/sub/b.tmp"]  # fmt: skip
+STD_DROPPED = ["./tmp/t", "./var/tmp/t", "./var/run/daemon.pid"]
+
+
+def test_exclusions_in_stop_mode(host: Host) -> None:
+    """Cases 20-23: conf + CLI patterns both apply; anchored and unanchored matching; tar
+    wildcards cross '/'; a trailing slash only warns; the std excludes keep /tmp itself."""
+    ct = host.create()
+    exclusion_tree(ct)
+    host.vzdump_conf("exclude-path: '/var/foo*' /srv/*.tmp\n")
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--exclude-path", "bar",
+                 "--exclude-path", "/var/cache/")  # fmt: skip
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    msgs = log_messages(logfile(archive))
+    assert "WARN: tar does not match exclusion with a trailing slash '/var/cache/'" in msgs
+    members = set(names(archive))
+    assert not members & {*CONF_CLI_DROPPED, *STD_DROPPED}
+    assert {*ALWAYS_KEPT, "./var/cache/c"} <= members
+    # --stdexcludes 0: /tmp, /var/tmp and the pid file are all there
+    host.vzdump_conf("")
+    other = host.dumpdir / "noexcl"
+    other.mkdir()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(other), "--stdexcludes", "0")
+    assert res.rc == 0, res.err
+    assert set(STD_DROPPED) <= set(names(only_archive(other, ct.vmid)))
+
+
+def test_exclusions_in_suspend_mode(host: Host) -> None:
+    """§3.4 in rsync modes: the same patterns drop the same files (rsync on the copy, then tar
+    on the copy), except that a trailing slash matches the directory and is not warned about."""
+    ct = host.create()
+    exclusion_tree(ct)
+    ct.start()
+    host.vzdump_conf("exclude-path: '/var/foo*' /srv/*.tmp\n")
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                 "--exclude-path", "bar", "--exclude-path", "/var/cache/")  # fmt: skip
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    assert not any("trailing slash" in m for m in log_messages(logfile(archive)))
+    members = set(names(archive))
+    assert not members & {*CONF_CLI_DROPPED, *STD_DROPPED, "./var/cache/", "./var/cache/c"}
+    assert set(ALWAYS_KEPT) <= members
+
+
+def raw_tar_head(archive: Path, blocks: int = 4) -> bytes:
+    with open(archive, "rb") as fh:
+        return fh.read(blocks * BLOCK)
+
+
+def test_pax_headers_xattrs_acls_sparse(host: Host) -> None:
+    """Case 6 and §3.1: pax headers (PaxHeaders with sub-second times) and numeric owners; a
+    user.* xattr and a POSIX ACL are stored, a trusted.* xattr is not; sparse files stay
+    small."""
+    ct = host.create()
+    path = ct.write("srv/attrs", b"with attributes")
+    subprocess.run(["setfattr", "-n", "user.foo", "-v", "bar", str(path)], check=True)
+    subprocess.run(["setfattr", "-n", "trusted.secret", "-v", "x", str(path)], check=True)
+    subprocess.run(["setfacl", "-m", "u:101000:rwx", str(path)], check=True)  # CT uid 1000
+    sparse = ct.write("srv/sparse", b"")
+    os.truncate(sparse, 256 << 20)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir))
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    assert archive.stat().st_size < 16 << 20
+    head = raw_tar_head(archive)
+    assert head[156:157] == b"x"  # a pax extended header comes first
+    assert head[:100].rstrip(b"\0") == b"./etc/vzdump/PaxHeaders/pct.conf"
+    assert b"mtime=" in head and b"atime=" in head
+    mtime = head.split(b"mtime=")[1].split(b"\n")[0]
+    assert b"." in mtime  # sub-second time stamps
+    listing = subprocess.run(
+        ["tar", "--list", "--verbose", "--format=posix", "--numeric-owner", "--xattrs",
+         "--acls", "-vv", "-f", str(archive)],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert listing[0].split()[1] == "0/0" and listing[0].endswith(" ./etc/vzdump/pct.conf")
+    at = next(i for i, ln in enumerate(listing) if ln.endswith(" ./srv/attrs"))
+    extra = []
+    for line in listing[at + 1 :]:
+        if not line.startswith("  "):
+            break
+        extra.append(line.strip())
+    assert "x: 3 user.foo" in extra
+    acl = next(e for e in extra if e.startswith("a: "))
+    assert ":rwx" in acl and "user:" in acl
+    assert not any("trusted" in e for e in extra)
+    # the ACL names the container's uid 1000, not the host's 101000
+    # (GNU tar writes the user name when the host's passwd has one for that uid)
+    value = pax_record(archive.read_bytes(), b"SCHILY.acl.access").decode()
+    try:
+        who = pwd.getpwuid(1000).pw_name
+    except KeyError:
+        who = "1000"
+    assert f"user:{who}:rwx" in value.splitlines() and "101000" not in value, value
+
+
+def pax_record(blob: bytes, key: bytes) -> bytes:
+    """The value of the first pax record ``<len> <key>=<value>\\n`` in a raw tar stream."""
+    at = blob.index(b" " + key + b"=")
+    start = at
+    while blob[start - 1 : start].isdigit():
+        start -= 1
+    record = blob[start : start + int(blob[start:at])]
+    return record[at - start + len(key) + 2 : -1]

@@ -1,0 +1,204 @@
+"""Failure handling (vzdump §7, §10 cases 16-18, 34, 40): a failure at each stage leaves no
+archive under a final name and no .dat, the lock removed, the CT thawed or running again, the
+snapshot and the temp dir gone, and the .log written; the job goes on with the next guest."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import (
+    CT,
+    Host,
+    archives,
+    kill_tar_of,
+    log_messages,
+    random_file,
+    start_vzdump,
+    vzdump,
+    wait_for_line,
+)
+
+pytestmark = pytest.mark.lxc
+
+
+def assert_clean_failure(ct: CT, dumpdir: Path, *, running: bool) -> list[str]:
+    """The §7 guarantees after a failed guest; returns its log's messages."""
+    left = sorted(p.name for p in dumpdir.iterdir() if f"-{ct.vmid}-" in p.name)
+    assert len(left) == 1 and left[0].endswith(".log"), left  # no .dat, archive or .tmp
+    assert not archives(dumpdir, ct.vmid)
+    conf = ct.conf()
+    assert "lock:" not in conf and "[vzdump]" not in conf
+    assert ct.running() is running
+    if running:
+        assert ct.freezer_state() == "THAWED"
+    vzsnap = ct.root / "mnt/vzsnap0"
+    assert not vzsnap.exists() or not any(vzsnap.iterdir())
+    assert not list((ct.root / "var/tmp").glob("vzdumptmp*"))
+    return log_messages(dumpdir / left[0])
+
+
+@pytest.mark.parametrize(
+    ("mode", "storage", "options", "stage"),
+    [
+        ("snapshot", "bt", ["--compress", "zstd", "--zstd", "0"], "| zstd --threads=1 >"),
+        ("stop", "local", ["--compress", "gzip", "--pigz", "4", "--bwlimit", "16384"],
+         "| cstream -t 16777216 | pigz -p 4 --rsyncable >"),
+        ("suspend", "local", ["--compress", "lzo"], "command 'rsync --stats -h -X -A"),
+    ],
+    ids=["snapshot-zstd", "stop-pigz-bwlimit", "suspend-rsync"],
+)  # fmt: skip
+def test_out_of_space(
+    host: Host, btrfs: Path, tiny_fs: Path, mode: str, storage: str, options: list[str],
+    stage: str,
+) -> None:  # fmt: skip
+    """Case 18 (and the command lines of cases 35/36 as the error shows them): ENOSPC on a
+    tiny dump directory in each mode; the CT is left running and thawed."""
+    ct = host.create(rootfs=f"{storage}:0", start=True)
+    random_file(ct, "big", 8 << 20)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(tiny_fs), "--mode", mode, *options)
+    assert res.rc == 13, res.err
+    err = next(ln for ln in res.lines if ln.startswith(f"ERROR: Backup of VM {ct.vmid} failed"))
+    assert stage in err and "failed: exit code" in err
+    msgs = assert_clean_failure(ct, tiny_fs, running=True)
+    assert msgs[-1] == err and not any(m.startswith("ERROR: Backup job") for m in msgs)
+    assert "No space left on device" in res.err
+    assert "snapshot 'vzdump'" not in ct.conf()
+
+
+def test_tar_killed(host: Host) -> None:
+    """The tar stage dies (SIGKILL from outside): the pipeline fails, the running CT that stop
+    mode shut down is started again, nothing is left under a final name."""
+    ct = host.create(start=True)
+    random_file(ct, "big", 8 << 20)
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
+                        "--bwlimit", "2048")  # fmt: skip
+    try:
+        kill_tar_of(ct.vmid)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = err.decode().splitlines()
+    assert proc.returncode == 13
+    assert "INFO: restarting vm" in lines
+    failed = next(ln for ln in lines if ln.startswith(f"ERROR: Backup of VM {ct.vmid} failed"))
+    assert "tar" in failed
+    assert_clean_failure(ct, host.dumpdir, running=True)
+
+
+def test_lock_and_busy_vzsnap_fail_before_anything(host: Host) -> None:
+    """Case 17 and 40: a CT locked by another operation fails with `CT is locked (migrate)` and
+    keeps its lock and the job goes on with the next guest; a non-empty /mnt/vzsnap0 fails
+    stop mode before the CT is stopped, and the lock is removed."""
+    locked = host.create()
+    locked.conf_path.write_text(locked.conf() + "lock: migrate\n")
+    busy = host.create(start=True)
+    vzsnap = host.root / "mnt/vzsnap0"
+    vzsnap.mkdir(parents=True)
+    (vzsnap / "leftover").write_text("x")
+    res = vzdump(str(locked.vmid), str(busy.vmid), "--dumpdir",
+                 str(host.dumpdir), "--mode", "stop")  # fmt: skip
+    assert res.rc == 13
+    assert f"ERROR: Backup of VM {locked.vmid} failed - CT is locked (migrate)" in res.lines
+    assert "lock: migrate" in locked.conf_lines()
+    assert f"ERROR: Backup of VM {busy.vmid} failed - mount point '{vzsnap}' not empty" in res.lines
+    assert busy.running() and "lock:" not in busy.conf()
+    assert not any("stopping virtual guest" in ln for ln in res.lines)
+    assert (vzsnap / "leftover").exists()
+
+
+def test_failing_hooks(host: Host) -> None:
+    """Case 34 and the §4.6 table, phase by phase, on a running CT in suspend mode."""
+    ct = host.create(start=True)
+    hook = str(host.hook())
+    vm = str(ct.vmid)
+
+    def backup(*fail: str, mode: str = "suspend") -> tuple[int, list[str], list[str]]:
+        host.hook_fail(*fail)
+        for old in host.dumpdir.iterdir():
+            old.unlink()
+        res = vzdump(vm, "--dumpdir", str(host.dumpdir), "--mode", mode, "--script", hook)
+        return res.rc, res.lines, [c["args"].split()[0] for c in host.hook_calls()]
+
+    def cmd(phase: str, mode: str = "suspend") -> str:
+        guest = f" {mode} {vm}" if phase not in ("job-init", "job-start", "job-end",
+                                                 "job-abort") else ""  # fmt: skip
+        return f"command '{hook} {phase}{guest}' failed: exit code 3"
+
+    # job-init: a setup error, the job dies before any guest (no job-abort)
+    rc, lines, phases = backup("job-init")
+    assert rc == 11 and phases == ["job-init"]
+    assert f"ERROR: Backup job failed - {cmd('job-init')}" in lines
+    # job-start: job-abort runs, no guest
+    rc, lines, phases = backup("job-start")
+    assert rc == 11 and phases == ["job-init", "job-start", "job-abort"]
+    # job-abort's own failure is appended to the error
+    rc, lines, phases = backup("job-start", "job-abort")
+    at = lines.index(f"ERROR: Backup job failed - {cmd('job-start')}")
+    assert lines[at + 1] == f"ERROR: {cmd('job-abort')}"
+    # guest phases: the guest fails, backup-abort and log-end still run, CT thawed
+    for phase in ("backup-start", "pre-stop", "pre-restart", "post-restart"):
+        rc, lines, phases = backup(phase)
+        assert rc == 13, phase
+        assert f"ERROR: Backup of VM {vm} failed - {cmd(phase)}" in lines
+        assert phases[-3:] == ["backup-abort", "log-end", "job-end"], phases
+        assert_clean_failure(ct, host.dumpdir, running=True)
+    # backup-end: the guest fails but the archive stays
+    rc, lines, phases = backup("backup-end")
+    assert rc == 13 and len(archives(host.dumpdir, ct.vmid)) == 1
+    # backup-abort and log-end only warn
+    rc, lines, phases = backup("backup-start", "backup-abort")
+    assert rc == 13 and f"WARN: {cmd('backup-abort')}" in lines
+    rc, lines, phases = backup("log-end")
+    assert rc == 0 and f"WARN: {cmd('log-end')}" in lines
+    assert len(archives(host.dumpdir, ct.vmid)) == 1
+    # job-end: the archive exists, the job failed, job-abort ran
+    rc, lines, phases = backup("job-end")
+    assert rc == 11 and phases[-2:] == ["job-end", "job-abort"]
+    assert len(archives(host.dumpdir, ct.vmid)) == 1
+    # stop mode: the restart is cleanup, a failing pre-restart only warns and the CT comes back
+    rc, lines, phases = backup("pre-restart", mode="stop")
+    assert rc == 0 and f"WARN: {cmd('pre-restart', 'stop')}" in lines
+    assert ct.running() and "INFO: restarting vm" in lines
+
+
+@pytest.mark.parametrize("how", ["stop-option", "sigint"])
+def test_interrupt(host: Host, how: str) -> None:
+    """An interrupt inside a guest: its cleanup runs (the CT stop mode shut down is started
+    again, lock and .dat removed), then the job aborts; the next guest is reported aborted.
+    ``vzdump --stop`` delivers it as SIGTERM through the pid file."""
+    first = host.create(start=True)
+    random_file(first, "big", 8 << 20)
+    second = host.create()
+    proc = start_vzdump(str(first.vmid), str(second.vmid), "--dumpdir", str(host.dumpdir),
+                        "--mode", "stop", "--bwlimit", "1024")  # fmt: skip
+    try:
+        seen = wait_for_line(proc, "creating vzdump archive")
+        time.sleep(0.3)
+        if how == "stop-option":
+            pidfile = (host.root / "run/vzdump.pid").read_text()
+            assert pidfile.startswith("UPID:") and f":{proc.pid:08X}:" in pidfile
+            res = vzdump("--stop")
+            assert res.rc == 0 and res.err == ""
+        else:
+            proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = seen + err.decode().splitlines()
+    assert proc.returncode == 130, lines
+    assert f"ERROR: Backup of VM {first.vmid} failed - interrupted by signal" in lines
+    assert lines[-2:] == ["ERROR: Backup job failed - interrupted by signal",
+                          "interrupted by signal"]  # fmt: skip
+    assert not any(f"Starting Backup of VM {second.vmid}" in ln for ln in lines)
+    assert_clean_failure(first, host.dumpdir, running=True)
+    summary = json.loads((host.root / "var/log/vzdump/vzdump.notification.json").read_text())
+    guests = {g["vmid"]: g for g in summary["result"]["guests"]}
+    assert guests[first.vmid]["error"] == "interrupted by signal"
+    assert guests[second.vmid]["error"] == "aborted"
+    assert summary["result"]["error"] == "interrupted by signal"
+    assert (host.root / "run/vzdump.pid").exists()  # removed only after a successful job

@@ -1,0 +1,287 @@
+"""The three modes on running and stopped containers: stop (clean shutdown, backup-end before
+the restart), suspend (two syncs around the freeze), snapshot (btrfs, under 200 ms frozen; the
+fallback on dir storage), and the hook phases (vzdump §4, §10 cases 10-13, 15, 16, 33)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.runtime import snapshot
+
+from .conftest import (
+    CT,
+    Host,
+    log_messages,
+    logfile,
+    member_text,
+    names,
+    only_archive,
+    tar_list,
+    vzdump,
+)
+
+pytestmark = pytest.mark.lxc
+
+# an init that records a clean shutdown (SIGPWR) in the root file system
+RECORDING_INIT = """#!/bin/sh
+trap 'echo clean-halt >> /halt.log; exit 0' PWR TERM INT
+mount -t tmpfs tmpfs /run 2>/dev/null
+while :; do sleep 1 & wait $!; done
+"""
+# an init that ignores the halt signal: a clean shutdown never completes
+STUBBORN_INIT = """#!/bin/sh
+trap '' PWR
+mount -t tmpfs tmpfs /run 2>/dev/null
+while :; do sleep 1 & wait $!; done
+"""
+
+
+def set_init(ct: CT, script: str) -> None:
+    ct.write("sbin/init", script.encode()).chmod(0o755)
+
+
+def frozen_window(msgs: list[str]) -> float:
+    found = [m for m in msgs if m.startswith("INFO: frozen window: ")]
+    assert len(found) == 1, msgs
+    m = re.fullmatch(r"INFO: frozen window: (\d+\.\d{3}) s", found[0])
+    assert m, found
+    return float(m.group(1))
+
+
+def test_stop_mode_running_ct(host: Host) -> None:
+    """Case 15: clean shutdown, archive, backup-end while still down, then the restart."""
+    ct = host.create()
+    set_init(ct, RECORDING_INIT)
+    ct.start()
+    hook = host.hook()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
+                 "--script", str(hook))  # fmt: skip
+    assert res.rc == 0, res.err
+    assert ct.running()
+    assert ct.volume().joinpath("halt.log").read_text() == "clean-halt\n"
+    msgs = log_messages(logfile(only_archive(host.dumpdir, ct.vmid)))
+    core = [m for m in msgs if not m.startswith("INFO: hook says")]
+    assert core[1:8] == [
+        "INFO: status = running",
+        "INFO: backup mode: stop",
+        "INFO: ionice priority: 7",
+        f"INFO: CT Name: ct{ct.vmid % 1000}",
+        "INFO: including mount point rootfs ('/') in backup",
+        "INFO: stopping virtual guest",
+        f"INFO: creating vzdump archive '{only_archive(host.dumpdir, ct.vmid)}'",
+    ]
+    assert msgs.index("INFO: restarting vm") > msgs.index("INFO: hook says backup-end")
+    assert re.fullmatch(r"INFO: guest is online again after (<1|\d+) seconds", core[-2])
+    calls = {c["args"].split()[0]: c for c in host.hook_calls()}
+    assert calls["pre-stop"]["STATE"] == "RUNNING"
+    assert calls["backup-end"]["STATE"] == "STOPPED"  # backup-end ran before the restart
+    assert calls["post-restart"]["STATE"] == "RUNNING"
+    assert "lock:" not in ct.conf()
+
+
+def test_stop_mode_ct_that_does_not_stop(host: Host) -> None:
+    """Case 16: `container did not stop`; no restart is attempted; the lock is removed."""
+    ct = host.create()
+    set_init(ct, STUBBORN_INIT)
+    ct.start()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
+                 "--stopwait", "0")  # fmt: skip
+    assert res.rc == 13
+    assert f"ERROR: Backup of VM {ct.vmid} failed - container did not stop" in res.lines
+    assert not any("restarting" in ln or "online again" in ln for ln in res.lines)
+    assert ct.running()
+    assert "lock:" not in ct.conf()
+    assert [p.suffix for p in host.dumpdir.iterdir()] == [".log"]
+
+
+def test_suspend_mode(host: Host) -> None:
+    """Case 13: first sync, suspend, final sync, resume, online again, archive; the CT is
+    frozen only between the syncs; the frozen window is reported."""
+    ct = host.create(start=True)
+    ct.write("data/file", b"payload")
+    hook = host.hook()
+    tmpdir = host.root / "scratch"
+    tmpdir.mkdir()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                 "--script", str(hook), "--tmpdir", str(tmpdir))  # fmt: skip
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    msgs = [m for m in log_messages(logfile(archive)) if "hook says" not in m]
+    steps = [
+        "INFO: starting first sync ",
+        "INFO: first sync finished - transferred ",
+        "INFO: suspending guest",
+        "INFO: starting final sync ",
+        "INFO: final sync finished - transferred ",
+        "INFO: resuming guest",
+        "INFO: guest is online again after ",
+        "INFO: creating vzdump archive ",
+    ]
+    where = [next(i for i, m in enumerate(msgs) if m.startswith(s)) for s in steps]
+    assert where == sorted(where), msgs
+    assert re.match(r"INFO: starting first sync /proc/\d+/root//\./ to ", msgs[where[0]])
+    assert frozen_window(msgs) < 5
+    calls = {c["args"].split()[0]: c for c in host.hook_calls()}
+    assert calls["pre-stop"]["FREEZER"] == "THAWED"
+    assert calls["pre-restart"]["FREEZER"] == "FROZEN"
+    assert calls["post-restart"]["FREEZER"] == "THAWED"
+    assert ct.freezer_state() == "THAWED" and ct.running()
+    assert f" to {tmpdir}/vzdumptmp" in msgs[where[0]]  # --tmpdir T: T/vzdumptmp<pid>_<vmid>
+    assert list(tmpdir.iterdir()) == []
+    all_names = names(archive)
+    assert all_names[:2] == ["./etc/vzdump/pct.conf", "./etc/vzdump/pct.fw"]
+    assert "./data/file" in all_names and all_names.count("./etc/vzdump/pct.conf") == 2
+    owners = {m.name: m.uid for m in tar_list(archive)}
+    assert owners["./data/file"] == 0 and max(owners.values()) < 65536
+
+
+def test_snapshot_mode_falls_back_on_dir_storage(host: Host) -> None:
+    """Case 10: the exact fallback lines (INFO, not WARN), prepare logged twice, suspend mode."""
+    ct = host.create(start=True, hostname="web")
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir))
+    assert res.rc == 0, res.err
+    msgs = log_messages(logfile(only_archive(host.dumpdir, ct.vmid)))
+    assert msgs[1:9] == [
+        "INFO: status = running",
+        "INFO: CT Name: web",
+        "INFO: including mount point rootfs ('/') in backup",
+        "INFO: mode failure - some volumes do not support snapshots",
+        "INFO: trying 'suspend' mode instead",
+        "INFO: backup mode: suspend",
+        "INFO: ionice priority: 7",
+        "INFO: CT Name: web",
+    ]
+    assert not any(m.startswith("WARN") for m in msgs)
+    assert "INFO: suspending guest" in msgs
+    assert "Backup job finished successfully" in res.lines[-1]
+
+
+def test_snapshot_mode_on_btrfs(host: Host, btrfs: Path) -> None:
+    """Case 11 and 12 and the frozen window: a stale vzdump snapshot is force-removed; during
+    the archive the config has [vzdump] and lock: backup; afterwards neither remains, the CT
+    was frozen well under 200 ms, and /mnt/vzsnap0 is empty."""
+    ct = host.create(rootfs="bt:0", start=True)
+    ct.write("etc/before", b"in the snapshot")
+    snapshot.create(ct.vmid, "vzdump", allow_reserved=True)  # a crashed run's leftover
+    ct.write("etc/after", b"not in the snapshot")
+    # 320 MiB freshly written (zeros: cheap to write and, sparse, to archive), not yet on
+    # disk: flushing it must not happen while the CT is frozen
+    fresh = ct.write("srv/fresh", b"")
+    with open(fresh, "wb") as fh:
+        for _ in range(80):
+            fh.write(bytes(4 << 20))
+    hook = host.hook()
+    res = vzdump(str(ct.vmid), "--storage", "bt", "--compress", "zstd", "--script", str(hook))
+    assert res.rc == 0, res.err
+    archive = only_archive(btrfs / "dump", ct.vmid)
+    msgs = [m for m in log_messages(logfile(archive)) if "hook says" not in m]
+    assert msgs[1:6] == [
+        "INFO: status = running",
+        f"INFO: CT Name: ct{ct.vmid % 1000}",
+        "INFO: including mount point rootfs ('/') in backup",
+        "INFO: backup mode: snapshot",
+        "INFO: ionice priority: 7",
+    ]
+    assert msgs.index("INFO: found old vzdump snapshot (force removal)") < msgs.index(
+        "INFO: create storage snapshot 'vzdump'"
+    )
+    assert "INFO: cleanup temporary 'vzdump' snapshot" in msgs
+    assert frozen_window(msgs) < 0.2
+    during = (host.root / "hook/conf-backup-end").read_text().splitlines()
+    assert "lock: backup" in during and "[vzdump]" in during and "parent: vzdump" in during
+    after = ct.conf()
+    assert "vzdump" not in after and "lock:" not in after and "parent:" not in after
+    assert not [p for p in (btrfs / f"images/{ct.vmid}").iterdir() if "vzdump" in p.name]
+    assert not any((host.root / "mnt/vzsnap0").iterdir())
+    assert ct.running() and ct.freezer_state() == "THAWED"
+    members = {m.name: m for m in tar_list(archive)}
+    assert "./etc/before" in members and "./etc/after" in members
+    assert members["./etc/after"].uid == 0 and max(m.uid for m in members.values()) < 65536
+    conf = member_text(archive, "./etc/vzdump/pct.conf")
+    assert "vzdump" not in conf and "lock" not in conf
+    # a dump directory on btrfs: the temp dir goes below the root's var/tmp (task log only)
+    tmp = host.root / "var/tmp/vzdumptmp"
+    note = next(ln for ln in res.lines if "filesystem type on dumpdir" in ln)
+    assert note.startswith(f"INFO: filesystem type on dumpdir is 'btrfs' -using {tmp}")
+    assert not any("filesystem type" in m for m in msgs)
+
+
+def test_snapshot_mode_with_mount_points(host: Host, btrfs: Path) -> None:
+    """§4.4: every backed-up volume on btrfs (a dir volume with backup=0 does not count):
+    snapshot mode with the several-volume lines; mp0 comes from its snapshot."""
+    ct = host.create(rootfs="bt:0", extra=["--mp0", "bt:0,mp=/data,backup=1",
+                                           "--mp1", "local:0,mp=/scratch"])  # fmt: skip
+    ct.start()
+    ct.write("data/in-snapshot", b"x", key="mp0")
+    ct.write("scratch-file", b"x", key="mp1")
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir))
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    msgs = log_messages(logfile(archive))
+    steps = ["INFO: backup mode: snapshot", "INFO: suspend vm to make snapshot",
+             "INFO: create storage snapshot 'vzdump'", "INFO: resume vm"]  # fmt: skip
+    where = [msgs.index(s) for s in steps]
+    assert where == sorted(where)
+    assert re.fullmatch(r"INFO: guest is online again after (<1|\d+) seconds", msgs[where[-1] + 1])
+    assert frozen_window(msgs) < 0.2
+    members = names(archive)
+    assert "./data/data/in-snapshot" in members and not any("scratch-file" in n for n in members)
+    assert "[vzdump]" not in ct.conf() and ct.running()
+
+
+@pytest.mark.parametrize("mode", ["snapshot", "suspend", "stop"])
+def test_stopped_ct_in_every_mode(host: Host, mode: str) -> None:
+    """§4.5: a stopped CT is archived directly; hooks get mode `stop`, no stop/restart
+    phases; it stays stopped."""
+    ct = host.create()
+    hook = host.hook()
+    res = vzdump(str(ct.vmid), "--storage", "local", "--mode", mode, "--script", str(hook))
+    assert res.rc == 0, res.err
+    dump = host.root / "var/lib/vz/dump"
+    msgs = log_messages(logfile(only_archive(dump, ct.vmid)))
+    assert "INFO: backup mode: stop" in msgs
+    assert not any("sync" in m or "snapshot" in m or "stopping" in m for m in msgs)
+    calls = host.hook_calls()
+    # job-init runs before the storage is resolved: no DUMPDIR there yet (§4.6)
+    assert (calls[0]["STOREID"], calls[0]["DUMPDIR"]) == ("local", "")
+    assert {(c["STOREID"], c["DUMPDIR"]) for c in calls[1:]} == {("local", str(dump))}
+    phases = [c["args"] for c in calls]
+    assert phases == [
+        "job-init", "job-start", f"backup-start stop {ct.vmid}", f"backup-end stop {ct.vmid}",
+        f"log-end stop {ct.vmid}", "job-end",
+    ]  # fmt: skip
+    assert not ct.running()
+
+
+def test_hook_phases_and_environment(host: Host) -> None:
+    """Case 33: every phase in order for a running CT in suspend mode, with its arguments and
+    VMTYPE, HOSTNAME, TARGET (from backup-start on), LOGFILE, DUMPDIR."""
+    ct = host.create(start=True, hostname="web")
+    hook = host.hook()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                 "--script", str(hook))  # fmt: skip
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    calls = host.hook_calls()
+    guest = f"suspend {ct.vmid}"
+    assert [c["args"] for c in calls] == [
+        "job-init", "job-start", f"backup-start {guest}", f"pre-stop {guest}",
+        f"pre-restart {guest}", f"post-restart {guest}", f"backup-end {guest}",
+        f"log-end {guest}", "job-end",
+    ]  # fmt: skip
+    for call in calls[2:8]:
+        assert call["VMTYPE"] == "lxc" and call["HOSTNAME"] == "web"
+        assert call["TARGET"] == str(archive)
+        assert call["LOGFILE"] == str(logfile(archive))
+    for call in calls:
+        assert call["DUMPDIR"] == str(host.dumpdir) and call["STOREID"] == ""
+    for call in (calls[0], calls[1], calls[-1]):  # job phases never see a guest's variables
+        assert call["VMTYPE"] == call["TARGET"] == call["LOGFILE"] == ""
+        assert call["HOSTNAME"] != "web"  # (HOSTNAME may be inherited from vzdump's caller)
+    # hook output: INFO lines in the guest log for guest phases, not for log-end
+    msgs = log_messages(logfile(archive))
+    assert "INFO: hook says backup-start" in msgs and "INFO: hook says log-end" not in msgs
+    assert "INFO: hook says job-start" in res.lines and "INFO: hook says log-end" in res.lines

@@ -1,0 +1,166 @@
+"""Retention after a backup and ``vzdump prune`` (vzdump §5, §10 cases 24-27, 29, 37): every
+keep option against hand-computed cases, protected and renamed backups, the pre-checks, and the
+.log/.notes files removed with each pruned archive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import Host, archives, log_messages, logfile, vzdump
+
+pytestmark = pytest.mark.lxc
+
+
+def fake_backup(dump: Path, vmid: int | str, when: str, *, protected: bool = False) -> str:
+    """An (empty) archive named for local time ``when`` with its .log and .notes."""
+    stamp = dt.datetime.strptime(when, "%Y-%m-%d %H:%M").strftime("%Y_%m_%d-%H_%M_%S")
+    name = f"vzdump-lxc-{vmid}-{stamp}.tar.zst"
+    dump.mkdir(parents=True, exist_ok=True)
+    (dump / name).write_bytes(b"")
+    (dump / f"vzdump-lxc-{vmid}-{stamp}.log").write_text("old log\n")
+    (dump / f"{name}.notes").write_text("old notes")
+    if protected:
+        (dump / f"{name}.protected").write_bytes(b"")
+    return name
+
+
+def local_dump(host: Host) -> Path:
+    return host.root / "var/lib/vz/dump"
+
+
+def test_keep_last_with_protected_and_renamed(host: Host) -> None:
+    """Case 24 and 27: keep-last=2 keeps the new backup and the newest older one; the
+    protected and the renamed backups are neither removed nor counted; each removed archive
+    takes its .log and .notes along."""
+    ct = host.create()
+    dump = local_dump(host)
+    old = [fake_backup(dump, ct.vmid, f"2020-01-0{d} 02:00") for d in (1, 2, 3)]
+    protected = fake_backup(dump, ct.vmid, "2020-01-04 02:00", protected=True)
+    renamed = f"vzdump-lxc-{ct.vmid}-before-upgrade.tar.zst"
+    (dump / renamed).write_bytes(b"")
+    res = vzdump(str(ct.vmid), "--compress", "zstd", "--prune-backups", "keep-last=2")
+    assert res.rc == 0, res.err
+    (new,) = [p for p in archives(dump, ct.vmid) if p.name not in (*old, protected, renamed)]
+    msgs = log_messages(logfile(new))
+    at = msgs.index("INFO: prune older backups with retention: keep-last=2")
+    assert msgs[at + 1 : at + 4] == [
+        f"INFO: removing backup 'local:backup/{old[0]}'",
+        f"INFO: removing backup 'local:backup/{old[1]}'",
+        "INFO: pruned 2 backup(s) not covered by keep-retention policy",
+    ]
+    left = {p.name for p in dump.iterdir()}
+    assert {new.name, old[2], protected, renamed} == {p.name for p in archives(dump, ct.vmid)}
+    assert f"{protected}.protected" in left and f"{old[2]}.notes" in left
+    for gone in old[:2]:
+        base = gone.removesuffix(".tar.zst")
+        assert not {gone, f"{gone}.notes", f"{base}.log"} & left
+
+
+def test_prune_in_a_dump_directory(host: Host) -> None:
+    """§5.3 for a plain dumpdir: std names only, .protected honoured, `delete old backup`."""
+    ct = host.create()
+    older = fake_backup(host.dumpdir, ct.vmid, "2021-05-01 10:00")
+    kept = fake_backup(host.dumpdir, ct.vmid, "2021-05-02 10:00", protected=True)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--compress", "zstd",
+                 "--prune-backups", "keep-last=1")  # fmt: skip
+    assert res.rc == 0, res.err
+    assert f"INFO: delete old backup '{host.dumpdir / older}'" in res.lines
+    assert "INFO: pruned 1 backup(s) not covered by keep-retention policy" in res.lines
+    left = [p.name for p in archives(host.dumpdir, ct.vmid)]
+    assert len(left) == 2 and left[0] == kept and older not in left
+
+
+def test_retention_parameters_and_precheck(host: Host) -> None:
+    """Cases 25, 26 and 29: keep-all with others is a parameter error; all-zero means keep-all
+    (no pruning, no limit); remove=0 with a reached limit fails before the log or the lock;
+    precedence CLI > storage > vzdump.conf."""
+    res = vzdump("100", "--prune-backups", "keep-all=1,keep-last=2")
+    assert res.rc == 2 and "keep-all cannot be set together with other options." in res.err
+    ct = host.create()
+    dump = local_dump(host)
+    for day in (1, 2):
+        fake_backup(dump, ct.vmid, f"2022-02-0{day} 00:00")
+    res = vzdump(str(ct.vmid), "--remove", "0", "--prune-backups", "keep-last=2")
+    assert res.rc == 13
+    assert res.lines[1] == (
+        f"ERROR: Backup of VM {ct.vmid} failed - There is a max backup limit of 2 enforced by "
+        "the target storage or the vzdump parameters. Either increase the limit or delete old "
+        "backups."
+    )
+    assert len(list(dump.glob("*.log"))) == 2 and "lock" not in ct.conf()
+    assert not (host.root / f"var/log/vzdump/lxc-{ct.vmid}.log").exists()
+    res = vzdump(str(ct.vmid), "--prune-backups", "keep-last=0,keep-daily=0", "--remove", "0")
+    assert res.rc == 0, res.err
+    assert not any("prune" in ln for ln in res.lines[1:])
+    # precedence: the storage's retention beats vzdump.conf; the CLI beats both
+    host.vzdump_conf("prune-backups: keep-last=7\n")
+    host.storage_cfg("dir: local\n\tpath /var/lib/vz\n\tcontent rootdir,vztmpl,backup\n"
+                     "\tprune-backups keep-hourly=24\n")  # fmt: skip
+    res = vzdump(str(ct.vmid))
+    assert res.rc == 0, res.err
+    assert "INFO: prune older backups with retention: keep-hourly=24" in res.lines
+    res = vzdump(str(ct.vmid), "--prune-backups", "keep-all=1")
+    assert res.rc == 0 and not any("prune older" in ln for ln in res.lines)
+
+
+# Newest first; 2024-03-10 is a Sunday, so A-E share ISO week 10.
+TIMES = {
+    "A": "2024-03-10 12:00",
+    "B": "2024-03-10 11:30",
+    "C": "2024-03-10 11:00",
+    "D": "2024-03-09 23:00",
+    "E": "2024-03-04 10:00",
+    "F": "2024-02-15 10:00",
+    "G": "2024-01-01 10:00",
+    "H": "2023-06-01 10:00",
+    "I": "2022-12-31 10:00",
+}
+CASES = [
+    ("keep-last=3", "ABC"),
+    ("keep-hourly=2", "AB"),
+    ("keep-daily=2", "AD"),
+    ("keep-weekly=2", "AF"),
+    ("keep-monthly=3", "AFG"),
+    ("keep-yearly=2", "AH"),
+    # monthly: A and D cover March, so February and January are two new months
+    ("keep-last=1,keep-daily=1,keep-monthly=2", "ADFG"),
+]
+
+
+def test_prune_command_marks_every_keep_option(host: Host) -> None:
+    """§5.2 through `vzdump prune <storage> --vmid N --dry-run --output-format json`: each
+    option alone and combined; protected and renamed entries (and other VMIDs, and the
+    non-standard `vzdump-lxc-99-…`) are never marked for removal (case 37)."""
+    dump = local_dump(host)
+    vmid = 900000123
+    names = {key: fake_backup(dump, vmid, when) for key, when in TIMES.items()}
+    protected = fake_backup(dump, vmid, "2024-03-11 00:00", protected=True)
+    renamed = f"vzdump-lxc-{vmid}-manual.tar.zst"
+    (dump / renamed).write_bytes(b"")
+    odd = fake_backup(dump, 99, "2024-03-10 12:00")
+    for keep, expected in CASES:
+        res = vzdump("prune", "local", "--vmid", str(vmid), "--prune-backups", keep,
+                     "--dry-run", "--output-format", "json")  # fmt: skip
+        assert res.rc == 0, res.err
+        marks = {row["volid"].split("/", 1)[1]: row["mark"] for row in json.loads(res.out)}
+        want = {names[k]: "keep" if k in expected else "remove" for k in TIMES}
+        assert marks == {**want, protected: "protected", renamed: "renamed"}, keep
+    res = vzdump("prune", "local", "--prune-backups", "keep-last=1", "--dry-run",
+                 "--output-format", "json")  # fmt: skip
+    marks = {row["volid"].split("/", 1)[1]: row["mark"] for row in json.loads(res.out)}
+    assert marks[odd] == "renamed"
+    # for real: the removed archives go with their .log and .notes
+    res = vzdump("prune", "local", "--vmid", str(vmid), "--prune-backups", "keep-yearly=2")
+    assert res.rc == 0, res.err
+    lines = res.out.decode().splitlines()
+    assert lines[0].split() == ["Backup", "Backup-ID", "Keep/Remove"]
+    assert len(lines) == 1 + len(TIMES) + 2
+    left = {p.name for p in dump.iterdir()}
+    for key, name in names.items():
+        assert (name in left) is (key in "AH")
+        assert (f"{name}.notes" in left) is (key in "AH")
+    assert protected in left and renamed in left and odd in left
