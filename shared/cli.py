@@ -100,7 +100,7 @@ def _option_table(cmd: Any) -> tuple[set[str], set[str]]:
 
 def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
     names, bools = _option_table(cmd)
-    accepts_extra = bool(getattr(cmd, "ignore_unknown_options", False))
+    accepts_extra = _accepts_extra(cmd)
     out: list[str] = []
     i = 0
     while i < len(args):
@@ -159,13 +159,28 @@ def rewrite_argv(
     return out + _rewrite_leaf(cmd, args[pos:]), cmd
 
 
+def _accepts_extra(cmd: Any) -> bool:
+    """Commands that take schema-named options (``-mp0``) as extra arguments."""
+    settings = getattr(cmd, "context_settings", None) or {}
+    return bool(
+        getattr(cmd, "ignore_unknown_options", False) or settings.get("ignore_unknown_options")
+    )
+
+
+def _arg_name(param: Any) -> str:
+    metavar = getattr(param, "metavar", None)
+    if isinstance(metavar, str) and metavar.isidentifier():
+        return metavar
+    return str(param.name)
+
+
 def usage_line(prog_path: str, cmd: Any) -> str:
     """Proxmox's usage line: ``<path> <arg> ... [OPTIONS]`` (two spaces when there are no args)."""
     argnames = [
-        f"<{p.name}>" for p in getattr(cmd, "params", []) if p.param_type_name == "argument"
+        f"<{_arg_name(p)}>" for p in getattr(cmd, "params", []) if p.param_type_name == "argument"
     ]
     has_opts = any(p.param_type_name == "option" for p in getattr(cmd, "params", []))
-    if getattr(cmd, "ignore_unknown_options", False):
+    if _accepts_extra(cmd):
         has_opts = True
     line = f"{prog_path} {' '.join(argnames)}"
     return f"{line} [OPTIONS]" if has_opts else line.rstrip()

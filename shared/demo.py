@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -65,7 +66,7 @@ class Demo:
 
     def run(self, argv: Sequence[str], *, show: bool = True, check: bool = True) -> str:
         """Run a command the way a user would, show it and its output."""
-        shown = " ".join(argv)
+        shown = shlex.join(argv)
         if show:
             print(f"  $ {shown}", flush=True)
         cmd = [str(BIN / argv[0]) if (BIN / argv[0]).exists() else argv[0], *argv[1:]]

@@ -169,7 +169,9 @@ def shutdown(
     conf = _check_stop(vmid, skiplock, not_running or f"CT {vmid} not running")
     hookscript.run(conf, "pre-stop", fatal=False, warn=log)
     ct = lxcapi.container(vmid)
-    if ct.shutdown(timeout) or lxcapi.wait_state(vmid, "STOPPED", 1):
+    # python-lxc's shutdown(0) only sends the signal and reports success: judge by the state
+    ct.shutdown(timeout)
+    if lxcapi.wait_state(vmid, "STOPPED", 1):
         return
     if not force_stop:
         raise StateError("container did not stop")
