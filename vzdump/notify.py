@@ -50,9 +50,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
+if TYPE_CHECKING:  # requests is imported only when a webhook is posted (start-up time)
+    import requests
 
 from shared import atomic, paths
 from shared.errors import CommandError
@@ -219,6 +220,8 @@ def post_webhook(url: str, data: Mapping[str, Any], timeout: float = WEBHOOK_TIM
     non-2xx answers (:class:`requests.RequestException`)."""
     payload = json.dumps(data, ensure_ascii=False).encode("utf-8")
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "ctkit-vzdump"}
+    import requests
+
     response = requests.post(url, data=payload, headers=headers, timeout=timeout)
     response.raise_for_status()
     return response.status_code
@@ -341,6 +344,8 @@ def notify(
             warn(f"sending notification mail failed - {err}")
     url = opts.get("notify-webhook")
     if url:
+        import requests
+
         try:
             delivery.webhook_status = post_webhook(str(url), data)
         except requests.RequestException as err:
@@ -362,6 +367,8 @@ def redact_url(url: str) -> str:
 
 
 def _reason(err: requests.RequestException) -> str:
+    import requests
+
     """A short reason that does not repeat the URL (which may carry a token)."""
     if isinstance(err, requests.HTTPError) and err.response is not None:
         return f"HTTP status {err.response.status_code}"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..guest.config import GuestConfig
 
 from ..archive.idmap import DEFAULT_UNPRIVILEGED, IdMapEntry, parse_idmap, to_host
 from ..ctconfig.config import Config, Section
-from ..guest.config import GuestConfig
 from .cgroups import Limits
 from .lxcconf import DevView, LxcView, NetView
 
@@ -112,5 +114,7 @@ def lxc_view(conf: Config) -> LxcView:
 
 
 def guest_config(conf: Config) -> GuestConfig:
+    from ..guest.config import GuestConfig  # the guest package is big: load it when needed
+
     uid, gid = config_root_ids(conf)
     return GuestConfig.from_pct_conf(conf.vmid, conf.values, root_uid=uid, root_gid=gid)
