@@ -36,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.results import record  # noqa: E402
 from tests.fixtures.templates import build_busybox_rootfs, pack  # noqa: E402
 
 PCT = Path(sys.executable).parent / "pct"
@@ -145,6 +146,8 @@ def bench_create(work: Path, root: Root, tpl: Path, reps: int) -> None:
             f"        pct create ({name:17}) cli {cli:6.2f}s ratio {ref / cli:.2f}"
             f" | operation {lib:6.2f}s ratio {ref / lib:.2f}"
         )
+        record("pct", f"create {name}", ref / cli, ours_s=cli, reference_s=ref,
+               operation_ratio=round(ref / lib, 3), target=0.9)  # fmt: skip
 
 
 def bench_start_stop(root: Root, tpl: Path, reps: int) -> None:
@@ -164,6 +167,8 @@ def bench_start_stop(root: Root, tpl: Path, reps: int) -> None:
         f"            pct start + pct stop    cli {min(cli):6.2f}s ratio {best / min(cli):.2f}"
         f" | operation {min(lib):6.2f}s ratio {best / min(lib):.2f}"
     )
+    record("pct", "start+stop", best / min(cli), ours_s=min(cli), reference_s=best,
+           operation_ratio=round(best / min(lib), 3), target=None)  # fmt: skip
 
 
 def main() -> None:

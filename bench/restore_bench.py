@@ -123,6 +123,10 @@ def bench(work: Path, opts: argparse.Namespace) -> None:
     print(f"  runs (ours/ref): {runs}")
     own, kids = max(r[0] for r in rss), max(r[1] for r in rss)
     print(f"peak RSS: python {own / 1024:.0f} MiB, children <= {kids / 1024:.0f} MiB")
+    from bench.results import record
+
+    record("restore", f"zstd {size >> 20} MiB", ratio, ours_s=min(mine), reference_s=min(ref),
+           peak_rss_mib=round(own / 1024, 1))  # fmt: skip
 
 
 def main() -> None:

@@ -131,9 +131,12 @@ def _plain(value: Any) -> Any:
 
 def target_of(entry: dict[str, Any]) -> float | None:
     """The minimum ratio a measurement should reach, if there is one."""
-    own = entry.get("figures", {}).get("target")
+    figures = entry.get("figures", {})
+    own = figures.get("target")
     if isinstance(own, int | float) and not isinstance(own, bool):
         return float(own)
+    if "target" in figures:  # an explicit null: a ratio reported without a target
+        return None
     name, metric = entry.get("name", ""), entry.get("metric", "")
     return TARGETS.get((name, metric), TARGETS.get((name, "*")))
 

@@ -215,6 +215,11 @@ def stop_mode(root: Root, rootfs: Path, work: Path, opts: argparse.Namespace, la
         f"peak RSS vzdump {hwm / 1024:.0f} MiB (ru_maxrss incl. waited children "
         f"{maxrss / 1024:.0f} MiB)"
     )
+    from bench.results import record
+
+    record("vzdump", f"stop zstd {size >> 20} MiB", ratio, ours_s=min(ours), reference_s=min(ref),
+           streaming_ratio=round(min(ref) / (min(ours) - fixed), 3),
+           peak_rss_mib=round(hwm / 1024, 1))  # fmt: skip
     return ratio, hwm
 
 
@@ -252,6 +257,10 @@ def frozen_windows(root: Root, work: Path, tpl: Path, size_mb: int, seed: int) -
             where = "btrfs" if storage == "bt" else "dir"
             print(f"{mode} on {where} ({label}): frozen window {frozen(text) * 1000:.0f} ms, "
                   f"backup {seconds:.1f}s")  # fmt: skip
+            from bench.results import record
+
+            record("vzdump", f"frozen {mode} {where} {label}", None,
+                   frozen_ms=round(frozen(text) * 1000, 1))  # fmt: skip
         root.pct("stop", vmid)
 
 
