@@ -31,6 +31,7 @@ class TaskLog:
         self.errors = 0
         self.lines: list[str] = []
         self.keep_lines = False
+        self.console_gone = False
 
     def attach(self, path: Path, mode: str = "w") -> IO[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,14 +51,22 @@ class TaskLog:
     def _emit(self, level: str | None, message: str, console: bool = True) -> None:
         for line in str(message).split("\n"):
             text = f"{level}: {line}" if level and self.prefix_levels else line
-            if console:
-                print(text, file=self.stream, flush=True)
+            if console and not self.console_gone:
+                self._print(text)
             stamp = timestamp()
             for fh in self.files:
                 fh.write(f"{stamp} {text}\n")
                 fh.flush()
             if self.keep_lines:
                 self.lines.append(text)
+
+    def _print(self, text: str) -> None:
+        """Console output; a closed console (``vzdump ... | head``) must not end the task:
+        its lines still go to the log files."""
+        try:
+            print(text, file=self.stream, flush=True)
+        except (BrokenPipeError, ValueError, OSError):
+            self.console_gone = True
 
     def info(self, message: str) -> None:
         self._emit("INFO", message)

@@ -45,3 +45,21 @@ def test_human_bytes() -> None:
     assert tasklog.human_bytes(512) == "512B"
     assert tasklog.human_bytes(1130598400) == "1.1GiB"
     assert tasklog.human_bytes(95 << 20) == "95MiB"
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_closed_console_does_not_end_the_task(tmp_path: Path) -> None:
+    log = tasklog.TaskLog(_ClosedPipe())
+    fh = log.attach(tmp_path / "task.log")
+    log.info("first")
+    log.warn("second")
+    log.detach(fh)
+    assert log.console_gone
+    assert [ln.split(" ", 2)[2] for ln in (tmp_path / "task.log").read_text().splitlines()] == [
+        "INFO: first",
+        "WARN: second",
+    ]

@@ -40,13 +40,8 @@ class JobLog(TaskLog):
 
     def task_only(self, message: str) -> None:
         """A line for the task log only (``Backup started at ...``), not the guest file."""
-        for fh in self.files:
-            fh.flush()
-        saved, self.files = self.files, []
-        try:
-            print(f"INFO: {message}", file=self.stream, flush=True)
-        finally:
-            self.files = saved
+        if not self.console_gone:
+            self._print(f"INFO: {message}")
 
     def close_guest(self, copy_to: Path | None) -> list[str]:
         """Close the guest file, copy it next to the archive; returns the guest's lines."""
