@@ -17,10 +17,8 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
 from shared.errors import AlreadyExistsError, CtkitError
-from shared.guest.detect import resolve_arch
-from shared.guest.setup import GuestSetup
 from shared.runtime import lifecycle
-from shared.runtime.ctview import config_idmap, guest_config
+from shared.runtime.ctview import config_idmap
 from shared.runtime.idcheck import check_subids
 from shared.storage.api import resolve_template
 
@@ -31,6 +29,7 @@ from .provision import (
     check_rootdir_storages,
     complete_given_nets,
     create_locked_config,
+    detect_guest,
     exists_message,
     normalize_disk_params,
     prefixed,
@@ -121,18 +120,7 @@ def _fill_rootfs(
 
 
 def _setup_guest(conf: Config, req: CreateRequest, rootdir: Path, log: Log) -> None:
-    setup = GuestSetup.for_rootfs(
-        rootdir, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")
-    )
-    conf.set("ostype", setup.ostype)
-    if conf.get("arch") is None:
-        arch, messages = resolve_arch(rootdir, setup.ostype)
-        for message in messages:
-            log(message)
-        conf.set("arch", arch)
-    setup = GuestSetup.for_rootfs(
-        rootdir, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")
-    )
+    setup = detect_guest(conf, rootdir, log)
     setup.post_create(password=req.password, ssh_keys=req.ssh_keys)
     setup.regenerate_ssh_host_keys()
     setup.check_systemd_nesting()

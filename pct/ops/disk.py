@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import fcntl
 import grp
 import os
@@ -39,6 +38,7 @@ from shared.errors import (
 from shared.formats.types import parse_size
 from shared.locks import config_lock
 from shared.runtime import lxcapi
+from shared.runtime.beneath import open_beneath
 from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import config_root_ids
 from shared.runtime.mounts import mount_all
@@ -145,38 +145,6 @@ def _online_grow(image: Path) -> None:
 
 
 # --- walking below a container root without following symlinks ------------------------------
-
-
-def open_beneath(root: Path, rel: str, flags: int = os.O_PATH) -> int:
-    """An fd for the directory ``root/rel``; no component below ``root`` may be a symlink.
-
-    The walk uses ``O_PATH``; with other ``flags`` the directory is reopened with them.
-    """
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise StorageError(f"invalid path '{rel}'")
-    walk = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in parts:
-            try:
-                nfd = os.open(part, walk, dir_fd=fd)
-            except OSError as err:
-                if err.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise StorageError(
-                        f"path '{rel}' crosses a symlink or a file in the container"
-                    ) from None
-                raise
-            os.close(fd)
-            fd = nfd
-        if flags != os.O_PATH:
-            nfd = os.open(".", flags | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 @contextlib.contextmanager

@@ -28,9 +28,11 @@ from shared.errors import (
     StateError,
     StorageError,
 )
+from shared.guest.detect import resolve_arch
+from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
 from shared.runtime import lxcapi
-from shared.runtime.ctview import config_root_ids
+from shared.runtime.ctview import config_root_ids, guest_config
 from shared.runtime.mounts import MountedTree, mount_all
 from shared.storage.api import get_storage
 from shared.storage.volumes import alloc_volume, convert_to_base, free_volume
@@ -291,3 +293,18 @@ def complete_given_nets(conf: Config, params: Mapping[str, str]) -> None:
             net["type"] = "veth"
             net.setdefault("hwaddr", random_mac())
             conf.values[key] = NET_SCHEMA.render(net)
+
+
+def detect_guest(conf: Config, rootdir: Path, log: Log) -> GuestSetup:
+    """OS detection (stored as ``ostype``) and, when unset, ``arch`` from the ELF of /bin/sh;
+    returns the guest setup for the detected distribution."""
+    setup = GuestSetup.for_rootfs(
+        rootdir, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")
+    )
+    conf.set("ostype", setup.ostype)
+    if conf.get_raw("arch") is None:
+        arch, messages = resolve_arch(rootdir, setup.ostype)
+        for message in messages:
+            log(message)
+        conf.set("arch", arch)
+    return setup

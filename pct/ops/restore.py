@@ -40,7 +40,7 @@ from typing import IO, cast
 from shared import atomic, paths
 from shared.archive.codecs import Compression, compression_from_name
 from shared.archive.decode import DecodedStream, Source, open_decoded
-from shared.archive.members import MAX_CONFIG
+from shared.archive.members import MAX_CONFIG, scan_until
 from shared.archive.pipeline import CHUNK, ProgressFn
 from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarextract import extract, tar_extract_command
@@ -62,10 +62,8 @@ from shared.errors import (
 )
 from shared.formats.types import FormatError
 from shared.guest.chroot import run_in_root
-from shared.guest.detect import resolve_arch
-from shared.guest.setup import GuestSetup
 from shared.runtime import lifecycle, lxcapi
-from shared.runtime.ctview import config_idmap, guest_config
+from shared.runtime.ctview import config_idmap
 from shared.runtime.idcheck import check_subids
 from shared.storage.api import backup_path
 from shared.storage.volid import is_volume_id
@@ -81,6 +79,7 @@ from .provision import (
     complete_given_nets,
     convert_to_template,
     create_locked_config,
+    detect_guest,
     exists_message,
     free_replaced_volumes,
     lock_existing,
@@ -221,16 +220,7 @@ def read_config_members(
 ) -> tuple[bytes | None, bytes | None]:
     """``pct.conf`` and ``pct.fw`` of a vzdump archive; decompresses only as far as needed."""
     sink = _ConfigReader()
-    scanner = TarScanner(sink, forward=False, deliver_data=True)
-    stream = open_decoded(source, compression)
-    try:
-        while not scanner.ended and not sink.done:
-            data = stream.read(CHUNK)
-            if not data:
-                scanner.finish()
-            scanner.feed(data)
-    finally:
-        stream.close()
+    scan_until(source, sink, lambda: sink.done, compression=compression)
     conf, firewall = sink.found.get(CONFIG_PARTS), sink.found.get(FIREWALL_PARTS)
     return (bytes(conf) if conf is not None else None, bytes(firewall) if firewall else None)
 
@@ -556,15 +546,7 @@ def apply_root_entry(rootdir: Path, entry: bytes, conf: Config, log: Log) -> Non
 
 def _template_fixup(conf: Config, rootdir: Path, log: Log) -> None:
     """OS detection (stores the detected ostype) and the distro's template fixups only."""
-    setup = GuestSetup.for_rootfs(
-        rootdir, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")
-    )
-    conf.set("ostype", setup.ostype)
-    if conf.get_raw("arch") is None:
-        arch, messages = resolve_arch(rootdir, setup.ostype)
-        for message in messages:
-            log(message)
-        conf.set("arch", arch)
+    setup = detect_guest(conf, rootdir, log)
     setup.template_fixup()
 
 

@@ -6,7 +6,7 @@ vzdump config is the first member, so a restore reads about one chunk of a many-
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from shared.archive.codecs import Compression
 from shared.archive.decode import Source, open_decoded
@@ -77,17 +77,29 @@ def read_first_member(
     Names compare after dropping ``./`` and duplicate slashes. Reading stops at that member.
     """
     sink = _Matcher(names, max_size)
+    scan_until(source, sink, lambda: sink.done, compression=compression)
+    return bytes(sink.content) if sink.done and sink.content is not None else None
+
+
+def scan_until(
+    source: Source,
+    sink: ScanSink,
+    done: Callable[[], bool],
+    *,
+    compression: Compression | None = None,
+) -> None:
+    """Feed the archive's members to ``sink`` until ``done()``: only as much of the archive is
+    decompressed as it takes (a config at the front costs the first blocks only)."""
     scanner = TarScanner(sink, forward=False, deliver_data=True)
     stream = open_decoded(source, compression)
     try:
-        while not scanner.ended and not sink.done:
+        while not scanner.ended and not done():
             data = stream.read(CHUNK)
             if not data:
                 scanner.finish()
             scanner.feed(data)
     finally:
         stream.close()
-    return bytes(sink.content) if sink.done and sink.content is not None else None
 
 
 class _Matcher(ScanSink):

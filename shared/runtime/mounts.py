@@ -9,8 +9,6 @@ mount land outside it.
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,42 +18,13 @@ from ..ctconfig.mountpoints import MountPoint
 from ..errors import CommandError, StorageError
 from ..storage import cmd, loop
 from ..storage.volumes import mount_volume
+from .beneath import ensure_dir
 
 Include = Callable[[MountPoint], bool]
 
 
 def _all(_mp: MountPoint) -> bool:
     return True
-
-
-def ensure_dir_nofollow(root: Path, rel: str, uid: int, gid: int) -> Path:
-    """``root/rel`` as a real directory, creating missing parts owned by uid:gid.
-
-    Refuses when any component is a symlink or not a directory.
-    """
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise StorageError(f"invalid mount point path '{rel}'")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        for part in parts:
-            try:
-                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                os.mkdir(part, 0o755, dir_fd=fd)
-                os.chown(part, uid, gid, dir_fd=fd, follow_symlinks=False)
-                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError as err:
-                if err.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise StorageError(
-                        f"mount point '{rel}' crosses a symlink or a file in the container"
-                    ) from None
-                raise
-            os.close(fd)
-            fd = nfd
-    finally:
-        os.close(fd)
-    return root.joinpath(*parts)
 
 
 def mount_options(mp: MountPoint) -> list[str]:
@@ -120,9 +89,7 @@ def mount_all(
     tree = MountedTree(target)
     try:
         for mp in ordered([m for m in conf.mountpoints() if include(m)]):
-            where = (
-                target if mp.key == "rootfs" else ensure_dir_nofollow(target, mp.path, *root_ids)
-            )
+            where = target if mp.key == "rootfs" else ensure_dir(target, mp.path, *root_ids)
             ro = read_only or (honour_ro and mp.ro)
             tree.handles.append(mount_one(mp, where, read_only=ro, snapshot=snapshot))
     except BaseException:

@@ -229,6 +229,42 @@ class Storage:
         root_gid: int = 0,
         fmt: str | None = None,
     ) -> str:
+        """Allocate (and format) a container volume; returns its volume name.
+
+        The name is reserved under the allocation lock (an empty file, directory or
+        subvolume); the slow part (mkfs) runs outside it and is undone if it fails.
+        """
+        fmt = fmt or self.default_format(size)
+        self._check_alloc(fmt, size)
+        self.activate()
+        imgdir = self.image_dir(vmid)
+        with self.alloc_lock():
+            imgdir.mkdir(parents=True, exist_ok=True)
+            name = self.find_free_diskname(vmid, fmt)
+            target = self._reserve_volume(imgdir, name, fmt)
+        try:
+            self._fill_volume(target, fmt, size, root_uid, root_gid)
+        except BaseException:
+            self._discard_volume(target, fmt)
+            raise
+        return f"{vmid}/{name}"
+
+    def default_format(self, size: int) -> str:
+        return "raw" if size > 0 else "subvol"
+
+    def _check_alloc(self, fmt: str, size: int) -> None:
+        raise self._unsupported("container volumes")
+
+    def find_free_diskname(self, vmid: int, fmt: str) -> str:
+        raise self._unsupported("container volumes")
+
+    def _reserve_volume(self, imgdir: Path, name: str, fmt: str) -> Path:
+        raise self._unsupported("container volumes")
+
+    def _fill_volume(self, target: Path, fmt: str, size: int, uid: int, gid: int) -> None:
+        raise self._unsupported("container volumes")
+
+    def _discard_volume(self, target: Path, fmt: str) -> None:
         raise self._unsupported("container volumes")
 
     def free_volume(self, volname: str) -> bool:

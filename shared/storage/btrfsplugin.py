@@ -161,37 +161,23 @@ class BtrfsStorage(DirStorage):
         if fmt == "raw" and size <= 0:
             raise StorageError("a raw volume needs a size greater than 0")
 
-    def alloc_volume(
-        self,
-        vmid: int,
-        size: int,
-        *,
-        root_uid: int = 0,
-        root_gid: int = 0,
-        fmt: str | None = None,
-    ) -> str:
-        fmt = fmt or self.default_format(size)
-        self._check_alloc(fmt, size)
-        self.activate()
-        imgdir = self.image_dir(vmid)
-        with self.alloc_lock():
-            imgdir.mkdir(parents=True, exist_ok=True)
-            name = self.find_free_diskname(vmid, fmt)
-            subvol = imgdir / name.removesuffix(".raw")
-            if subvol.exists():
-                raise StorageError(f"disk image '{subvol}' already exists")
-            btrfs("subvolume", "create", "--", str(subvol))
-        try:
-            if fmt == "raw":
-                self._make_raw(subvol / "disk.raw", size, root_uid, root_gid)
-            else:
-                os.chown(subvol, root_uid, root_gid)
-                self._set_limit(subvol, size)
-        except BaseException:
-            with contextlib.suppress(StorageError, OSError):
-                btrfs("subvolume", "delete", "--", str(subvol))
-            raise
-        return f"{vmid}/{name}"
+    def _reserve_volume(self, imgdir: Path, name: str, fmt: str) -> Path:
+        subvol = imgdir / name.removesuffix(".raw")
+        if subvol.exists():
+            raise StorageError(f"disk image '{subvol}' already exists")
+        btrfs("subvolume", "create", "--", str(subvol))
+        return subvol
+
+    def _fill_volume(self, target: Path, fmt: str, size: int, uid: int, gid: int) -> None:
+        if fmt == "raw":
+            self._make_raw(target / "disk.raw", size, uid, gid)
+        else:
+            os.chown(target, uid, gid)
+            self._set_limit(target, size)
+
+    def _discard_volume(self, target: Path, fmt: str) -> None:
+        with contextlib.suppress(StorageError, OSError):
+            btrfs("subvolume", "delete", "--", str(target))
 
     def _make_raw(self, path: Path, size: int, root_uid: int, root_gid: int) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -125,9 +125,6 @@ class DirStorage(Storage):
 
     # --- allocation -----------------------------------------------------------------------
 
-    def default_format(self, size: int) -> str:
-        return "raw" if size > 0 else "subvol"
-
     def _check_alloc(self, fmt: str, size: int) -> None:
         if fmt not in ALLOC_FORMATS:
             raise StorageError(f"unsupported format '{fmt}'")
@@ -136,43 +133,27 @@ class DirStorage(Storage):
         if fmt == "raw" and size <= 0:
             raise StorageError("a raw volume needs a size greater than 0")
 
-    def alloc_volume(
-        self,
-        vmid: int,
-        size: int,
-        *,
-        root_uid: int = 0,
-        root_gid: int = 0,
-        fmt: str | None = None,
-    ) -> str:
-        """Allocate (and format) a container volume; returns its volume name."""
-        fmt = fmt or self.default_format(size)
-        self._check_alloc(fmt, size)
-        self.activate()
-        imgdir = self.image_dir(vmid)
-        with self.alloc_lock():
-            imgdir.mkdir(parents=True, exist_ok=True)
-            name = self.find_free_diskname(vmid, fmt)
-            path = imgdir / name
-            try:
-                if fmt == "raw":
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    os.close(fd)
-                else:
-                    os.mkdir(path, 0o755)
-            except FileExistsError:
-                raise StorageError(f"disk image '{path}' already exists") from None
+    def _reserve_volume(self, imgdir: Path, name: str, fmt: str) -> Path:
+        path = imgdir / name
         try:
             if fmt == "raw":
-                os.truncate(path, pad_kib(size))
-                loop.make_ext4(path, root_uid, root_gid)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             else:
-                os.chmod(path, 0o755)
-                os.chown(path, root_uid, root_gid)
-        except BaseException:
-            self._remove_path(path, fmt)
-            raise
-        return f"{vmid}/{name}"
+                os.mkdir(path, 0o755)
+        except FileExistsError:
+            raise StorageError(f"disk image '{path}' already exists") from None
+        return path
+
+    def _fill_volume(self, target: Path, fmt: str, size: int, uid: int, gid: int) -> None:
+        if fmt == "raw":
+            os.truncate(target, pad_kib(size))
+            loop.make_ext4(target, uid, gid)
+        else:
+            os.chmod(target, 0o755)
+            os.chown(target, uid, gid)
+
+    def _discard_volume(self, target: Path, fmt: str) -> None:
+        self._remove_path(target, fmt)
 
     def _remove_path(self, path: Path, fmt: str) -> None:
         if fmt == "subvol" and not path.is_symlink():
