@@ -535,7 +535,8 @@ def _load(spec: OptionSpec, raw: str) -> str:
             raise FormatError(f"type check ('number') failed - got '{raw}'")
         return raw
     if spec.formatted:
-        return vtype.render(vtype.parse(raw))
+        vtype.parse(raw)  # validated; Proxmox keeps the text as written until the key is set
+        return raw
     return raw
 
 

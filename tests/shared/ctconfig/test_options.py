@@ -264,7 +264,10 @@ def test_load_option_is_check_type() -> None:
     assert load_option("onboot", "Yes") == "1"
     assert load_option("ostype", "whatever") == "whatever"
     assert load_option("hostname", "web") == "web"
-    assert load_option("nameserver", "1.1.1.1;8.8.8.8") == "1.1.1.1 8.8.8.8"
+    # formatted values are checked but kept as written, as Proxmox's check_type does; only
+    # a value set through pct set is printed canonically
+    assert load_option("nameserver", "1.1.1.1;8.8.8.8") == "1.1.1.1;8.8.8.8"
+    assert load_option("net0", "name=eth0,bridge=vmbr0") == "name=eth0,bridge=vmbr0"
     with pytest.raises(FormatError, match=r"^unknown setting 'foo'$"):
         load_option("foo", "bar")
     with pytest.raises(FormatError, match=r"^type check \('integer'\) failed - got '-5'$"):
