@@ -290,7 +290,10 @@ def summary(demo: Demo) -> None:
     for key in sorted(demo.facts):
         if key not in ("checksums", "key"):
             print(f"  {key}: {demo.facts[key]}")
-    print(f"\n  demo root: {demo.root}  (explore with: CTKIT_ROOT={demo.root} pct list)")
+    if demo.keep:
+        print(f"\n  demo root: {demo.root}  (explore: CTKIT_ROOT={demo.root} .venv/bin/pct list)")
+    else:
+        print(f"\n  demo root {demo.root} removed again; KEEP=1 make demo keeps it to explore")
 
 
 def cleanup(demo: Demo) -> None:
