@@ -16,11 +16,9 @@ serialised by an flock, so a crash or a parallel script never leaves a torn file
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +52,9 @@ def results_path() -> Path:
 
 
 def _lock_path(path: Path) -> Path:
-    """Outside bench/results/, so that the folder holds only what is worth keeping."""
-    digest = hashlib.sha1(str(path.resolve()).encode(), usedforsecurity=False).hexdigest()
-    return Path(tempfile.gettempdir()) / f"ctkit-bench-results-{digest[:16]}.lock"
+    """Beside the results file (hidden, git-ignored), so a test's scratch results file takes
+    its lock file along when its directory goes."""
+    return path.with_name(f".{path.name}.lock")
 
 
 def _now() -> str:
