@@ -239,7 +239,9 @@ def _net_lines(vmid: int, net: NetView) -> Lines:
         if net.tag:
             out.append((f"{p}.veth.vlan.id", str(net.tag)))
     if net.rate or net.link_down:
-        script = f"{sys.executable} -m shared.net.upscript --root {paths.root()}"
+        script = (
+            f"{sys.executable} -m shared.net.upscript --root {paths.root()} --index {net.index}"
+        )
         out.append((f"{p}.script.up", script))
     return out
 

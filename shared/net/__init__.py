@@ -1,0 +1,1 @@
+"""Host networking for containers: what LXC's own bridge attachment does not cover."""
