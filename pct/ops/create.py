@@ -36,6 +36,7 @@ from .provision import (
     remove_config,
     staged,
 )
+from .setconf import value_check
 
 Log = Callable[[str], None]
 DEFAULT_ROOTFS_GIB = 4
@@ -66,7 +67,8 @@ def new_config(req: CreateRequest, log: Log) -> Config:
     params.setdefault("rootfs", f"{req.storage}:{DEFAULT_ROOTFS_GIB}")
     parsed = parse_values(params)
     conf = Config(req.vmid)
-    for key, (_value, text) in parsed.items():
+    for key, (value, text) in parsed.items():
+        value_check(key, value)
         conf.values[key] = text
     if req.unprivileged:
         conf.set("unprivileged", True)

@@ -11,6 +11,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.pending import apply_pending, update_pending
 from shared.errors import CtkitError, ParamError
 from shared.locks import config_lock
+from shared.net.shaping import link_mtu
 from shared.runtime import lxcapi
 from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import limits
@@ -21,8 +22,11 @@ from shared.storage.api import get_storage
 Log = Callable[[str], None]
 
 
-def storage_check(key: str, value: Any) -> None:
-    """Checks that need the storage layer: new volumes must go to a rootdir storage."""
+def value_check(key: str, value: Any) -> None:
+    """Checks that need the host: new volumes must go to a rootdir storage, an interface's
+    MTU may not exceed its bridge's."""
+    if key.startswith("net") and isinstance(value, dict):
+        _check_mtu(key, value)
     if not (key == "rootfs" or key.startswith("mp")) or not isinstance(value, dict):
         return
     volume = str(value.get("volume", ""))
@@ -31,6 +35,15 @@ def storage_check(key: str, value: Any) -> None:
         store_ = get_storage(sid)
         if not store_.has_content("rootdir"):
             raise CtkitError(f"storage '{sid}' does not allow content type 'rootdir' (Container)")
+
+
+def _check_mtu(key: str, net: dict[str, Any]) -> None:
+    mtu, bridge = net.get("mtu"), net.get("bridge")
+    if not mtu or not bridge:
+        return
+    bridge_mtu = link_mtu(str(bridge))
+    if bridge_mtu is not None and int(mtu) > bridge_mtu:
+        raise ParamError({key: f"MTU size '{mtu}' is bigger than bridge MTU '{bridge_mtu}'"})
 
 
 def set_config(
@@ -54,7 +67,7 @@ def set_config(
             running=running,
             digest=digest,
             force=force,
-            check=storage_check,
+            check=value_check,
         )
         for warning in result.warnings:
             log(warning)

@@ -56,3 +56,13 @@ def set_link(ifname: str, up: bool) -> None:
         if not idx:
             raise CommandError(f"network interface '{ifname}' does not exist")
         ipr.link("set", index=idx[0], state="up" if up else "down")
+
+
+def link_mtu(ifname: str) -> int | None:
+    """The MTU of a host interface (a bridge), or None when there is no such interface."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return None
+        mtu = ipr.get_links(idx[0])[0].get_attr("IFLA_MTU")
+        return int(mtu) if mtu is not None else None

@@ -74,6 +74,9 @@ def test_bridge_rate_limit_and_link_down(
     # traffic on the test's own bridge only: configure by hand (busybox has no ifupdown)
     setup = "ip addr add 198.18.7.2/24 dev eth0 && ip link set eth0 up"
     pct("exec", vmid, "--", "sh", "-c", f"{setup} && ping -c 1 -W 2 198.18.7.1")
+    res = pct("set", vmid, "--net0", f"name=eth0,bridge={bridge},mtu=9000", check=False)
+    assert res.rc == 2
+    assert "net0: MTU size '9000' is bigger than bridge MTU '1500'" in res.err
     pct("stop", vmid)
     with IPRoute() as ipr:
         assert not ipr.link_lookup(ifname=host0)  # LXC removed the veth pair
