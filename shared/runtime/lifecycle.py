@@ -23,6 +23,7 @@ from .cgroups import CGroup, Layout, detect_layout, memsw_supported
 from .ctview import config_idmap, lxc_view
 from .idcheck import check_subids
 from .lxcconf import HostInfo, generate, seccomp_rules
+from .propagation import ensure_shared_root
 from .volumes import allocator, free, size_of
 
 Log = Callable[[str], None]
@@ -100,6 +101,7 @@ def start(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
             store.save(conf)
         write_lxc_config(conf)
         CGroup(vmid).remove_stale()
+        ensure_shared_root()
         paths.run_dir().mkdir(parents=True, exist_ok=True)
         for stale in (hook_error_file(vmid), warnings_file(vmid), paths.lxc_dir(vmid) / "lxc.log"):
             with contextlib.suppress(FileNotFoundError):
