@@ -6,11 +6,13 @@ from shared.cli import new_app, run
 
 from .commands import config, create, disk, lifecycle
 from .commands import restore as restore_commands
+from .commands import snapshot as snapshot_commands
 
 app = new_app("Manage containers (Proxmox's pct).")
 for module in (create, config, lifecycle, disk):
     module.register(app)
 restore_commands.register(app)
+snapshot_commands.register(app)
 
 
 def main() -> None:

@@ -1,9 +1,13 @@
 """Container snapshots: a ``[name]`` config section plus a storage snapshot of each volume.
 
-Used by vzdump's snapshot mode (the fixed name ``vzdump``) and by pct's snapshot commands.
-A running container is frozen only for the instant the volume snapshots are taken, after its
-file systems were synced (``syncfs``) and, where the storage needs it, frozen (``FIFREEZE``);
-it is thawed on every exit path. Spec pct.md §5.
+Used by vzdump's snapshot mode (the fixed name ``vzdump``) and by pct's snapshot commands
+(create, delete, rollback). A running container is frozen only for the instant the volume
+snapshots are taken, after its file systems were synced (``syncfs``) and, where the storage
+needs it, frozen (``FIFREEZE``); it is thawed on every exit path. Spec pct.md §5.
+
+Every step that changes the config runs under the per-container flock; the storage work runs
+between those steps with a ``lock:`` (snapshot, snapshot-delete, rollback) in the config, so a
+crash leaves a visible lock rather than a half-updated config.
 """
 
 from __future__ import annotations
@@ -12,20 +16,22 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..ctconfig import store
 from ..ctconfig.config import Config, Section
-from ..ctconfig.mountpoints import MountPoint
+from ..ctconfig.mountpoints import MountPoint, add_unused_volume, used_volumes
 from ..errors import CtkitError, LockError, StateError, StorageError
 from ..locks import config_lock
 from ..storage import volumes
-from . import lxcapi
+from . import lifecycle, lxcapi
 from .cgroups import CGroup
 
 Include = Callable[[MountPoint], bool]
+Log = Callable[[str], None]
 RESERVED = ("current", "vzdump")
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
@@ -36,6 +42,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _all(_mp: MountPoint) -> bool:
     return True
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
 
 
 def snapshot_volumes(conf: Section, include: Include = _all) -> list[MountPoint] | None:
@@ -100,7 +110,7 @@ def _section_copy(conf: Config, name: str, description: str | None) -> Section:
     section = Section(conf.vmid, dict(conf.values), list(conf.lxc))
     for key in [k for k in section.values if k in SNAPSHOT_DROP or k.startswith("unused")]:
         del section.values[key]
-    if conf.parent:
+    if conf.parent and conf.parent != name:
         section.values["parent"] = conf.parent
     section.values["snaptime"] = str(int(time.time()))
     section.values["snapstate"] = "prepare"
@@ -109,7 +119,15 @@ def _section_copy(conf: Config, name: str, description: str | None) -> Section:
     return section
 
 
-def _prepare(vmid: int, name: str, description: str | None, expected_lock: str | None) -> Config:
+def _prepare(
+    vmid: int,
+    name: str,
+    description: str | None,
+    expected_lock: str | None,
+    include: Include,
+    log: Log,
+) -> tuple[Config, list[MountPoint]]:
+    """Write the ``[name]`` section (``snapstate: prepare``) and ``lock: snapshot``."""
     with config_lock(vmid):
         conf = store.load(vmid)
         if conf.is_template:
@@ -118,10 +136,21 @@ def _prepare(vmid: int, name: str, description: str | None, expected_lock: str |
             store.check_lock(conf)
         if name in conf.snapshots:
             raise CtkitError(f"snapshot name '{name}' already used")
+        # checked before anything is written, so a refusal leaves the config as it was
+        mps = snapshot_volumes(conf, include)
+        if mps is None:
+            raise StorageError("snapshot feature is not available")
+        for other in sorted(conf.snapshots):
+            if conf.snapshots[other].values.get("parent") == name:
+                log(
+                    f"deleting parent '{name}' reference from '{other}' to avoid bogus "
+                    "snapshot cycle."
+                )
+                del conf.snapshots[other].values["parent"]
         conf.snapshots[name] = _section_copy(conf, name, description)
         conf.set("lock", "snapshot")
         store.save(conf)
-        return conf
+        return conf, mps
 
 
 def _commit(vmid: int, name: str, restore_lock: str | None) -> None:
@@ -163,6 +192,7 @@ def create(
     include: Include = _all,
     expected_lock: str | None = None,
     allow_reserved: bool = False,
+    log: Log = _stderr,
 ) -> FreezeReport:
     """Take snapshot ``name``; returns how long the container was frozen.
 
@@ -171,23 +201,54 @@ def create(
     """
     if name in RESERVED and not allow_reserved:
         raise CtkitError(f"unable to use snapshot name '{name}' (reserved name)")
-    conf = _prepare(vmid, name, description, expected_lock)
+    conf, mps = _prepare(vmid, name, description, expected_lock, include, log)
     report = FreezeReport()
     done: list[MountPoint] = []
     try:
-        mps = snapshot_volumes(conf, include)
-        if mps is None:
-            raise StorageError("snapshot feature is not available")
         running = lxcapi.is_running(vmid)
         with _quiesced(conf, mps, report) if running else contextlib.nullcontext():
             for mp in mps:
                 volumes.snapshot_create(mp.volume, name)
                 done.append(mp)
     except BaseException:
+        log("snapshot create failed: starting cleanup")
         _abort(vmid, name, done, expected_lock)
         raise
     _commit(vmid, name, expected_lock)
     return report
+
+
+def _expect_lock(conf: Config, lock: str) -> None:
+    if conf.lock != lock:
+        raise LockError(f"encountered invalid lock, expected '{lock}'")
+
+
+def _remove_drive(vmid: int, name: str, key: str) -> None:
+    """Drop a mount point whose storage snapshot is gone from the section (its volume becomes
+    the section's ``unusedN``), so an interrupted delete shows what is left to do."""
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        _expect_lock(conf, "snapshot-delete")
+        section = conf.snapshot(name)
+        mp = next((m for m in section.mountpoints() if m.key == key), None)
+        section.delete(key)
+        if mp is not None and mp.type == "volume":
+            add_unused_volume(section.values, mp.volume)
+        store.save(conf)
+
+
+def _start_delete(vmid: int, name: str, expected_lock: str | None) -> Section:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        section = conf.snapshot(name)
+        if conf.lock != expected_lock:
+            store.check_lock(conf)
+        if expected_lock is None and conf.is_template:
+            raise StateError("you can't delete a snapshot if vm is a template")
+        section.values["snapstate"] = "delete"
+        conf.set("lock", "snapshot-delete")
+        store.save(conf)
+        return section
 
 
 def delete(
@@ -197,29 +258,32 @@ def delete(
     force: bool = False,
     expected_lock: str | None = None,
 ) -> list[str]:
-    """Delete snapshot ``name`` (storage snapshots, then the section, re-parenting children)."""
-    with config_lock(vmid):
-        conf = store.load(vmid)
-        if conf.lock != expected_lock and not force:
-            store.check_lock(conf)
-        section = conf.snapshot(name)
-        section.values["snapstate"] = "delete"
-        conf.set("lock", "snapshot-delete")
-        store.save(conf)
+    """Delete snapshot ``name`` (storage snapshots, then the section, re-parenting children).
+
+    A storage failure aborts, leaving ``lock: snapshot-delete`` and ``snapstate: delete``;
+    with ``force`` it is returned as a problem and the section is removed anyway. Volumes that
+    only the snapshot still referenced become ``unusedN`` of the main config.
+    """
+    section = _start_delete(vmid, name, expected_lock)
     problems: list[str] = []
+    released: list[str] = []
     for mp in section.mountpoints():
         if mp.type != "volume":
             continue
         try:
             if name in volumes.list_snapshots(mp.volume):
                 volumes.snapshot_delete(mp.volume, name)
+            released.append(mp.volume)
         except CtkitError as err:
             if not force:
                 raise
             problems.append(str(err))
+        if not force:
+            _remove_drive(vmid, name, mp.key)
     with config_lock(vmid):
         conf = store.load(vmid)
-        parent = conf.snapshots[name].values.get("parent")
+        _expect_lock(conf, "snapshot-delete")
+        parent = conf.snapshot(name).values.get("parent")
         del conf.snapshots[name]
         for sec in [conf, *conf.snapshots.values()]:
             if sec.values.get("parent") == name:
@@ -231,5 +295,106 @@ def delete(
             conf.set("lock", expected_lock)
         else:
             conf.delete("lock")
+        in_use = set(used_volumes(conf.values)) | set(used_volumes(conf.pending.values))
+        for volid in released:
+            if volid not in in_use:
+                add_unused_volume(conf.values, volid)
         store.save(conf)
     return problems
+
+
+# --- rollback -------------------------------------------------------------------------------
+
+ROLLBACK_DROP = ("snapstate", "snaptime", "vmstate", "lock", "digest", "description")
+STOP_WAIT = 10.0
+
+
+def _rollback_snapshot(conf: Config, name: str) -> Section:
+    """The snapshot to roll back to, after the checks that need no storage access."""
+    if conf.is_template:
+        raise StateError("you can't rollback if vm is a template")
+    section = conf.snapshot(name)
+    state = section.values.get("snapstate")
+    if state:
+        raise StateError(f"unable to rollback to incomplete snapshot (snapstate = {state})")
+    return section
+
+
+def _check_rollback_possible(section: Section, name: str) -> None:
+    """Every volume of the snapshot must have its storage snapshot (nothing is changed yet)."""
+    for mp in section.mountpoints():
+        if mp.type != "volume":
+            raise StorageError(f"snapshot rollback file/device '{mp.volume}' is not possible")
+        if not volumes.volume_has_feature(mp.volume, "snapshot", name):
+            raise StorageError("snapshot feature is not available")
+        if name not in volumes.list_snapshots(mp.volume):
+            raise StorageError(f"snapshot '{name}' of volume '{mp.volume}' does not exist")
+
+
+def _stop_for_rollback(vmid: int, log: Log) -> None:
+    """Hard-stop a running CT and wait until its monitor (and post-stop hook) is gone."""
+    with contextlib.suppress(CtkitError):
+        lifecycle.stop(vmid, skiplock=True, log=log)
+    deadline = time.monotonic() + STOP_WAIT
+    while lxcapi.monitor_alive(vmid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _lock_for_rollback(vmid: int, name: str) -> Section:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        section = _rollback_snapshot(conf, name)
+        store.check_lock(conf)
+        if lxcapi.is_running(vmid):
+            raise StateError(f"unable to rollback vm {vmid}: vm is running")
+        conf.set("lock", "rollback")
+        store.save(conf)
+        return section
+
+
+def _rolled_back_values(conf: Config, snap: Section) -> dict[str, str]:
+    """Snapshot values + current description and unusedN (+ volumes the snapshot lacks)."""
+    keep = dict(conf.values)
+    in_snapshot = set(used_volumes(snap.values))
+    for volid in [*used_volumes(conf.values), *used_volumes(conf.pending.values)]:
+        if volid not in in_snapshot:
+            add_unused_volume(keep, volid)
+    values = {k: v for k, v in keep.items() if k == "description" or k.startswith("unused")}
+    for key, text in snap.values.items():
+        if key not in ROLLBACK_DROP and not key.startswith("unused"):
+            values[key] = text
+    return values
+
+
+def _finish_rollback(vmid: int, name: str) -> None:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        if conf.lock != "rollback":
+            raise LockError("got wrong lock")
+        snap = conf.snapshot(name)
+        conf.values = _rolled_back_values(conf, snap)
+        conf.lxc = list(snap.lxc)
+        conf.pending = Section(vmid)
+        conf.set("parent", name)
+        store.save(conf)
+
+
+def rollback(vmid: int, name: str, *, start: bool = False, log: Log = _stderr) -> None:
+    """Roll the container back to snapshot ``name`` (pct.md §5); ``start`` starts it after.
+
+    A running CT is hard-stopped first. A failure while rolling back a volume leaves
+    ``lock: rollback`` in the config, as on Proxmox: the volumes may be half rolled back.
+    """
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        section = _rollback_snapshot(conf, name)
+        _check_rollback_possible(section, name)
+        store.check_lock(conf)
+    if lxcapi.is_running(vmid):
+        _stop_for_rollback(vmid, log)
+    section = _lock_for_rollback(vmid, name)
+    for mp in section.mountpoints():
+        volumes.snapshot_rollback(mp.volume, name)
+    _finish_rollback(vmid, name)
+    if start:
+        lifecycle.start(vmid, log=log)

@@ -1,0 +1,368 @@
+"""snapshot, listsnapshot, delsnapshot and rollback of real containers on a real btrfs
+(spec pct.md §5, §8, §9 cases 28–32)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from tests.pct.conftest import Pct
+
+pytestmark = pytest.mark.lxc
+
+Text = Callable[[int], str]
+
+
+def subvol(ctroot: Path, vmid: int, disk: int = 0, snap: str | None = None) -> Path:
+    """The btrfs subvolume of volume ``disk`` (or of its snapshot ``snap``) on storage bt."""
+    at = f"@{snap}" if snap else ""
+    return ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-{disk}.subvol{at}"
+
+
+def volid(vmid: int, disk: int = 0) -> str:
+    return f"bt:{vmid}/subvol-{vmid}-disk-{disk}.subvol"
+
+
+def load(vmid: int) -> Config:
+    return store.load(vmid)
+
+
+def add_to_main(ctroot: Path, vmid: int, text: str) -> None:
+    """Add lines to the main section (the file's first lines; appended text would land in
+    the last snapshot section)."""
+    path = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    path.write_text(text + path.read_text())
+
+
+@contextlib.contextmanager
+def bind_mounted(source: Path, target: Path) -> Iterator[None]:
+    """Keep ``source`` busy (bind-mounted on the host) for the block."""
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+@pytest.fixture
+def bt_ct(pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str) -> int:
+    """A stopped CT on btrfs: rootfs and mp0 are subvolumes."""
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:1",
+        "--mp0", f"{btrfs_storage}:0,mp=/data")  # fmt: skip
+    return vmid
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+def test_case_28_dir_storage_has_no_snapshots(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    before = conf_text(vmid)
+    res = pct("snapshot", vmid, "s1", check=False)
+    assert res.rc != 0 and res.err == "snapshot feature is not available\n"
+    assert conf_text(vmid) == before  # refused before anything was written
+
+
+def test_case_28_29_snapshot_of_a_stopped_ct(
+    pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
+) -> None:
+    vmid = bt_ct
+    start = int(time.time())
+    pct("snapshot", vmid, "s1", "--description", "first one")
+    conf = load(vmid)
+    assert conf.parent == "s1" and conf.lock is None
+    s1 = conf.snapshots["s1"]
+    assert start <= int(s1.values["snaptime"]) <= time.time()
+    assert s1.description == "first one\n"
+    assert "snapstate" not in s1.values and "parent" not in s1.values
+    # the section is the main config at snapshot time, minus parent/lock/description/digest
+    main = {k: v for k, v in conf.values.items() if k not in ("parent", "description")}
+    assert {k: v for k, v in s1.values.items() if k not in ("snaptime", "description")} == main
+    text = conf_text(vmid)
+    assert "\n[s1]\n#first one\n" in text and "snaptime: " in text
+    for disk in (0, 1):  # rootfs and mp0 both snapshotted, read-only
+        snap = subvol(ctroot, vmid, disk, "s1")
+        assert snap.stat().st_ino == 256
+        prop = subprocess.run(
+            ["btrfs", "property", "get", str(snap), "ro"], capture_output=True, text=True
+        )
+        assert prop.stdout.strip() == "ro=true"
+
+    pct("snapshot", vmid, "s2")
+    assert load(vmid).snapshots["s2"].values["parent"] == "s1"
+    assert load(vmid).parent == "s2"
+
+    before = conf_text(vmid)
+    for name in ("current", "vzdump"):
+        res = pct("snapshot", vmid, name, check=False)
+        assert res.rc != 0 and res.err == f"unable to use snapshot name '{name}' (reserved name)\n"
+    res = pct("snapshot", vmid, "s1", check=False)
+    assert res.rc != 0 and res.err == "snapshot name 's1' already used\n"
+    res = pct("snapshot", vmid, "1st", check=False)
+    assert res.rc == 2 and "snapname: invalid format - invalid configuration ID '1st'" in res.err
+    assert conf_text(vmid) == before
+
+    add_to_main(ctroot, vmid, "lock: backup\n")
+    res = pct("snapshot", vmid, "s3", check=False)
+    assert res.rc != 0 and res.err == "CT is locked (backup)\n"
+    pct("unlock", vmid)
+    add_to_main(ctroot, vmid, "template: 1\n")
+    res = pct("snapshot", vmid, "s3", check=False)
+    assert res.rc != 0 and res.err == "you can't take a snapshot if it's a template\n"
+    assert "s3" not in load(vmid).snapshots
+    assert not subvol(ctroot, vmid, 0, "s3").exists()
+
+
+def test_snapshot_of_a_running_ct_is_consistent(pct: Pct, bt_ct: int, ctroot: Path) -> None:
+    vmid = bt_ct
+    pct("start", vmid)
+    pct("exec", vmid, "--", "sh", "-c", "echo live > /root/file; echo d > /data/file")
+    pct("snapshot", vmid, "s1")
+    assert pct("status", vmid).out == "status: running\n"  # thawed again
+    assert pct("exec", vmid, "--", "cat", "/root/file").out == "live\n"
+    assert (subvol(ctroot, vmid, 0, "s1") / "root/file").read_text() == "live\n"
+    assert (subvol(ctroot, vmid, 1, "s1") / "file").read_text() == "d\n"
+    assert load(vmid).lock is None
+
+
+# --- rollback -------------------------------------------------------------------------------
+
+
+def test_case_30_rollback_of_a_running_ct(
+    pct: Pct, vmid: int, debian_template: Path, btrfs_storage: str, ctroot: Path
+) -> None:
+    pct("create", vmid, debian_template, "--storage", btrfs_storage, "--memory", "256",
+        "--description", "main note")  # fmt: skip
+    pct("start", vmid)
+    pct("exec", vmid, "--", "sh", "-c", "echo before > /root/file")
+    pct("snapshot", vmid, "s1", "--description", "snap note")
+    snap_values = dict(load(vmid).snapshots["s1"].values)
+    pct("exec", vmid, "--", "sh", "-c", "echo after > /root/file; touch /root/extra")
+    pct("set", vmid, "--memory", "300", "--description", "changed note")
+    add_to_main(ctroot, vmid, f"unused0: {volid(vmid, 7)}\n")
+
+    pct("rollback", vmid, "s1")
+    assert pct("status", vmid).out == "status: stopped\n"
+    root = subvol(ctroot, vmid)
+    assert (root / "root/file").read_text() == "before\n"
+    assert not (root / "root/extra").exists()
+    conf = load(vmid)
+    assert conf.get("memory") == 256  # the snapshot's values ...
+    assert conf.description == "changed note\n"  # ... but the current description
+    assert conf.values["unused0"] == volid(vmid, 7)  # ... and unusedN
+    assert conf.parent == "s1" and conf.lock is None
+    expected = {k: v for k, v in snap_values.items() if k not in ("snaptime", "description")}
+    expected.update(parent="s1", description="changed note\n", unused0=volid(vmid, 7))
+    assert conf.values == expected
+    assert conf.snapshots["s1"].values == snap_values  # the snapshot itself stays
+
+    pct("start", vmid)
+    pct("exec", vmid, "--", "sh", "-c", "echo again > /root/file")
+    pct("rollback", vmid, "s1", "--start", "1")
+    assert pct("status", vmid).out == "status: running\n"
+    assert pct("exec", vmid, "--", "cat", "/root/file").out == "before\n"
+    pct("rollback", vmid, "s1", "--start", "0")
+    assert pct("status", vmid).out == "status: stopped\n"
+
+
+def test_rollback_of_a_stopped_ct_moves_newer_volumes_to_unused(
+    pct: Pct, bt_ct: int, ctroot: Path
+) -> None:
+    vmid = bt_ct
+    (subvol(ctroot, vmid, 1) / "file").write_text("one\n")
+    pct("snapshot", vmid, "s1")
+    (subvol(ctroot, vmid, 1) / "file").write_text("two\n")
+    pct("snapshot", vmid, "s2")
+    pct("set", vmid, "--mp1", "bt:0,mp=/later")  # disk-2, newer than both snapshots
+    (subvol(ctroot, vmid, 1) / "file").write_text("three\n")
+
+    pct("rollback", vmid, "s1")
+    assert (subvol(ctroot, vmid, 1) / "file").read_text() == "one\n"
+    conf = load(vmid)
+    assert "mp1" not in conf.values
+    assert conf.values["unused0"] == volid(vmid, 2)
+    assert subvol(ctroot, vmid, 2).is_dir()  # kept, only no longer mounted
+    assert conf.parent == "s1"
+    # the later snapshot survives a rollback to an earlier one and can be rolled back to
+    pct("rollback", vmid, "s2")
+    assert (subvol(ctroot, vmid, 1) / "file").read_text() == "two\n"
+    assert load(vmid).parent == "s2"
+    assert load(vmid).values["unused0"] == volid(vmid, 2)  # recorded once
+
+
+def test_rollback_refusals_leave_everything_as_it_was(
+    pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
+) -> None:
+    vmid = bt_ct
+    (subvol(ctroot, vmid) / "root/file").write_text("snap\n")
+    pct("snapshot", vmid, "s1")
+    (subvol(ctroot, vmid) / "root/file").write_text("now\n")
+
+    res = pct("rollback", vmid, "s9", check=False)
+    assert res.rc != 0 and res.err == "snapshot 's9' does not exist\n"
+
+    conf_path = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    good = conf_path.read_text()
+    conf_path.write_text(good.replace("[s1]\n", "[s1]\nsnapstate: delete\n"))
+    res = pct("rollback", vmid, "s1", check=False)
+    assert res.rc != 0
+    assert res.err == "unable to rollback to incomplete snapshot (snapstate = delete)\n"
+    conf_path.write_text(good)
+
+    add_to_main(ctroot, vmid, "lock: backup\n")
+    res = pct("rollback", vmid, "s1", check=False)
+    assert res.rc != 0 and res.err == "CT is locked (backup)\n"
+    conf_path.write_text(good)
+
+    # a volume whose storage snapshot is missing: refused before any volume is touched
+    subprocess.run(
+        ["btrfs", "-q", "subvolume", "delete", str(subvol(ctroot, vmid, 1, "s1"))], check=True
+    )
+    res = pct("rollback", vmid, "s1", check=False)
+    assert res.rc != 0
+    assert res.err == f"snapshot 's1' of volume '{volid(vmid, 1)}' does not exist\n"
+    assert conf_text(vmid) == good
+    assert (subvol(ctroot, vmid) / "root/file").read_text() == "now\n"
+
+
+def test_a_volume_failing_mid_rollback_leaves_the_rollback_lock(
+    pct: Pct, bt_ct: int, ctroot: Path
+) -> None:
+    vmid = bt_ct
+    (subvol(ctroot, vmid) / "root/file").write_text("snap\n")
+    pct("snapshot", vmid, "s1")
+    (subvol(ctroot, vmid) / "root/file").write_text("now\n")
+    with bind_mounted(subvol(ctroot, vmid, 1), ctroot / "mnt/busy"):
+        res = pct("rollback", vmid, "s1", check=False)
+    assert res.rc != 0 and f"volume '{volid(vmid, 1)}' is in use" in res.err
+    assert (subvol(ctroot, vmid) / "root/file").read_text() == "snap\n"  # rootfs went first
+    assert load(vmid).lock == "rollback"
+    res = pct("start", vmid, check=False)
+    assert res.rc != 0 and res.err == "CT is locked (rollback)\n"
+    pct("unlock", vmid)
+    pct("rollback", vmid, "s1")  # the retry completes it
+    assert load(vmid).lock is None and load(vmid).parent == "s1"
+
+
+# --- delete ---------------------------------------------------------------------------------
+
+
+def test_case_31_delete_re_parents(pct: Pct, bt_ct: int, ctroot: Path) -> None:
+    vmid = bt_ct
+    for name in ("s1", "s2", "s3"):
+        pct("snapshot", vmid, name)
+    conf = load(vmid)
+    assert conf.snapshots["s2"].values["parent"] == "s1"
+    assert conf.snapshots["s3"].values["parent"] == "s2"
+    assert conf.parent == "s3"
+
+    pct("delsnapshot", vmid, "s2")  # intermediate
+    conf = load(vmid)
+    assert sorted(conf.snapshots) == ["s1", "s3"]
+    assert conf.snapshots["s3"].values["parent"] == "s1"
+    assert conf.parent == "s3" and conf.lock is None
+    assert not subvol(ctroot, vmid, 0, "s2").exists()
+    assert not subvol(ctroot, vmid, 1, "s2").exists()
+    assert subvol(ctroot, vmid, 0, "s3").exists()
+    assert not conf.unused()  # the volumes are still in use
+
+    pct("delsnapshot", vmid, "s3")  # leaf: main's parent moves up
+    assert load(vmid).parent == "s1"
+    pct("delsnapshot", vmid, "s1")  # root: no parent left
+    conf = load(vmid)
+    assert conf.parent is None and conf.snapshots == {}
+    assert sorted(p.name for p in subvol(ctroot, vmid).parent.iterdir()) == [
+        f"subvol-{vmid}-disk-0.subvol",
+        f"subvol-{vmid}-disk-1.subvol",
+    ]
+    res = pct("delsnapshot", vmid, "s1", check=False)
+    assert res.rc != 0 and res.err == "snapshot 's1' does not exist\n"
+
+
+def test_delete_failure_and_force(pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text) -> None:
+    vmid = bt_ct
+    pct("snapshot", vmid, "s1")
+    add_to_main(ctroot, vmid, "lock: backup\n")
+    res = pct("delsnapshot", vmid, "s1", "--force", check=False)
+    assert res.rc != 0 and res.err == "CT is locked (backup)\n"
+    pct("unlock", vmid)
+
+    with bind_mounted(subvol(ctroot, vmid, 1, "s1"), ctroot / "mnt/busy"):
+        res = pct("delsnapshot", vmid, "s1", check=False)
+        assert res.rc != 0 and "is in use" in res.err
+        conf = load(vmid)
+        assert conf.lock == "snapshot-delete"
+        s1 = conf.snapshots["s1"]
+        assert s1.values["snapstate"] == "delete"
+        # rootfs went first: it left the section (as unused0), mp0 is what is left to do
+        assert "rootfs" not in s1.values and s1.values["unused0"] == volid(vmid, 0)
+        assert "mp0" in s1.values
+        assert not subvol(ctroot, vmid, 0, "s1").exists()
+        pct("unlock", vmid)
+        res = pct("delsnapshot", vmid, "s1", "--force")
+        assert "is in use" in res.text  # warned, not fatal
+    conf = load(vmid)
+    assert conf.snapshots == {} and conf.lock is None and "parent" not in conf.values
+    assert "[s1]" not in conf_text(vmid)
+
+
+def test_deleting_the_last_reference_of_a_volume_makes_it_unused(
+    pct: Pct, bt_ct: int, ctroot: Path
+) -> None:
+    vmid = bt_ct
+    pct("snapshot", vmid, "s1")
+    # mp0 is edited out of the current config by hand: only s1 still references its volume
+    conf_path = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    main, rest = conf_path.read_text().split("\n[s1]\n")
+    conf_path.write_text(re.sub(r"^mp0: .*\n", "", main, flags=re.M) + "\n[s1]\n" + rest)
+    pct("delsnapshot", vmid, "s1")
+    conf = load(vmid)
+    assert conf.unused() == {"unused0": volid(vmid, 1)}
+    assert "mp0" not in conf.values
+
+
+# --- listsnapshot ---------------------------------------------------------------------------
+
+
+def tree_line(prefix: str, name: str, stamp: str, description: str) -> str:
+    """One line of the tree as Proxmox prints it: ``printf "%s %-Ls %-23s %s\\n"``."""
+    return f"{prefix} {name:<{30 - len(prefix)}} {stamp:<23} {description}\n"
+
+
+def test_case_32_listsnapshot_tree(pct: Pct, bt_ct: int) -> None:
+    vmid = bt_ct
+    assert pct("listsnapshot", vmid).out == tree_line("`->", "current", "", "You are here!")
+    pct("snapshot", vmid, "s1")
+    pct("snapshot", vmid, "s2", "--description", "second\nmore lines")
+    conf = load(vmid)
+
+    def stamp(name: str) -> str:
+        epoch = int(conf.snapshots[name].values["snaptime"])
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+    assert pct("listsnapshot", vmid).out == (
+        tree_line("`->", "s1", stamp("s1"), "no-description")
+        + tree_line(" `->", "s2", stamp("s2"), "second")
+        + tree_line("  `->", "current", "", "You are here!")
+    )
+    pct("rollback", vmid, "s1")  # current now hangs below s1, after s2
+    out = pct("listsnapshot", vmid).out.splitlines()
+    assert [line.split()[1] for line in out] == ["s1", "s2", "current"]
+    assert out[2].startswith(" `-> current")
+
+    data = json.loads(pct("listsnapshot", vmid, "--output-format", "json").out)
+    assert [e["name"] for e in data] == ["s1", "s2", "current"]
+    assert data[2]["parent"] == "s1" and data[2]["running"] == 0
+    assert data[1]["parent"] == "s1" and data[1]["description"] == "second\nmore lines\n"
