@@ -10,10 +10,13 @@
    where the new layout puts them.
 3. The new volumes are allocated, mounted at ``<lxcpath>/<vmid>/rootfs`` and the archive is
    extracted into them by the guarded extractor (``shared.archive.tarextract``), under the new
-   config's id map, without its leading config members (:class:`ExtractionStream` says why);
-   the root directory gets the attributes of the archive's ``./`` entry. The configs are
-   merged; copies of the config members in the data tree are deleted (chrooted, so links in
-   the archive cannot redirect it); the distro's template fixups run.
+   config's id map, without its leading config members (:class:`ExtractionStream` says why).
+   The directories that exist before extraction (the root, the volume mount points and the
+   directories on the way to a mount point) are skipped by tar's ``--skip-old-files``; their
+   archive entries are picked as they stream past and applied afterwards
+   (:func:`premade_dirs`). The configs are merged; copies of the config members in the data
+   tree are deleted (chrooted, so links in the archive cannot redirect it); the distro's
+   template fixups run.
 4. Commit: the config is written, the firewall file copied, old volumes freed.
 
 Unlike Proxmox, ``--force`` never loses the old container: its config stays as it is apart
@@ -29,7 +32,6 @@ import contextlib
 import os
 import re
 import stat
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -43,8 +45,8 @@ from shared.archive.decode import DecodedStream, Source, open_decoded
 from shared.archive.members import MAX_CONFIG, scan_until
 from shared.archive.pipeline import CHUNK, ProgressFn
 from shared.archive.ratelimit import TokenBucket
-from shared.archive.tarextract import extract, tar_extract_command
-from shared.archive.tarformat import AREG, BLOCK, CONT, REG, Member
+from shared.archive.tarextract import apply_directory_entries, extract
+from shared.archive.tarformat import AREG, BLOCK, CONT, REG, Member, display_name
 from shared.archive.targuard import split_name
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.ctconfig import store
@@ -55,14 +57,17 @@ from shared.ctconfig.pending import parse_values
 from shared.errors import (
     AlreadyExistsError,
     ArchiveError,
+    CommandError,
     ConfigError,
     CtkitError,
     NotFoundError,
     StateError,
+    StorageError,
 )
 from shared.formats.types import FormatError
 from shared.guest.chroot import run_in_root
 from shared.runtime import lifecycle, lxcapi
+from shared.runtime.beneath import open_beneath
 from shared.runtime.ctview import config_idmap
 from shared.runtime.idcheck import check_subids
 from shared.storage.api import backup_path
@@ -245,9 +250,8 @@ class ExtractionStream:
     Proxmox extracts those members and deletes them afterwards. The directories tar creates
     for them (``/etc``, ``/etc/vzdump``) then exist when the archive's own entries arrive,
     and ``--skip-old-files`` skips those entries: mode, owner and times of ``/etc`` are lost.
-    Left out, every directory is made from its own entry. The root directory exists before
-    extraction (it is the mounted volume), so its entry is kept aside as ``root_entry``
-    (extension headers and header), to be applied after extraction.
+    Left out, every directory is made from its own entry (the ones that exist before
+    extraction are dealt with by :func:`premade_dirs`).
     """
 
     def __init__(self, decoded: DecodedStream, progress: ProgressFn | None) -> None:
@@ -258,7 +262,6 @@ class ExtractionStream:
         self._consumed = 0  # archive bytes given to the scanner
         self._pending = b""
         self._eof = False
-        self.root_entry: bytes | None = None
 
     def read(self, size: int = CHUNK) -> bytes:
         while not self._pending and not self._eof:
@@ -289,10 +292,7 @@ class ExtractionStream:
             self._consumed += take
             for piece in self._scanner.take_output():
                 out += piece
-            first = self._sink.first
-            if first is not None or self._scanner.ended:
-                if first is not None and first.is_dir() and split_name(first.name) == ():
-                    self.root_entry = bytes(out)
+            if self._sink.first is not None or self._scanner.ended:
                 self._scanner = None
                 out += view[pos:]
                 break
@@ -533,15 +533,68 @@ def remove_config_members(rootdir: Path) -> None:
     run_in_root(rootdir, _remove_config_members)
 
 
-def apply_root_entry(rootdir: Path, entry: bytes, conf: Config, log: Log) -> None:
-    """Give the existing root directory the mode, owner, times, ACLs and xattrs of the
-    archive's ``./`` entry: tar as for the extraction, but without ``--skip-old-files``."""
-    skip = ("--skip-old-files", "--totals")
-    argv = [a for a in tar_extract_command(rootdir, config_idmap(conf) or None) if a not in skip]
-    proc = subprocess.run(argv, input=entry + bytes(2 * BLOCK), capture_output=True, check=False)
-    if proc.returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip().replace("\n", "; ")
-        log(f"WARN: unable to restore the attributes of the root directory: {detail}")
+Parts = tuple[bytes, ...]
+
+
+def _mp_parts(mp: MountPoint) -> Parts | None:
+    return () if mp.key == "rootfs" else split_name(os.fsencode(mp.path.lstrip("/")))
+
+
+def premade_dirs(conf: Config) -> set[Parts]:
+    """The container's directories that exist before extraction, as split member names.
+
+    Mounting the new layout makes the root, every mount point and every directory on the way
+    to one; tar's ``--skip-old-files`` then skips their archive entries. All of them belong
+    to the container, except a bind or device mount point and what lies inside it (a host
+    directory keeps its attributes); the root is the container's whatever it is mounted from.
+    """
+    mounts = {parts: mp for mp in conf.mountpoints() if (parts := _mp_parts(mp)) is not None}
+    candidates = {parts[:depth] for parts in mounts for depth in range(len(parts) + 1)}
+    found: set[Parts] = set()
+    for dir_parts in candidates:
+        inner = max((m for m in mounts if dir_parts[: len(m)] == m), key=len, default=None)
+        if inner is not None and (inner == () or mounts[inner].type == "volume"):
+            found.add(dir_parts)
+    return found
+
+
+class PremadeEntries:
+    """``keep`` for the extraction: the first directory entry of each of ``wanted``."""
+
+    def __init__(self, wanted: set[Parts]) -> None:
+        self._wanted = set(wanted)
+
+    def __call__(self, member: Member) -> bool:
+        if not self._wanted or not member.is_dir():
+            return False
+        parts = split_name(member.name)
+        if parts not in self._wanted:
+            return False
+        self._wanted.discard(parts)  # as for any directory: the first entry wins
+        return True
+
+
+def apply_premade_entries(rootdir: Path, kept: list[Member], conf: Config, log: Log) -> None:
+    """Give the premade directories the mode, owner, times, ACLs and xattrs of their entries.
+
+    Each directory is checked to be a real one, reached without a symlink; the entries are
+    applied under the names we computed (:func:`~shared.archive.tarextract.directory_entry`).
+    """
+    entries: list[tuple[Parts, Member]] = []
+    for member in kept:
+        parts = split_name(member.name)
+        assert parts is not None  # the guard refused anything else
+        try:
+            os.close(open_beneath(rootdir, os.fsdecode(b"/".join(parts))))
+        except (OSError, StorageError) as err:
+            shown = display_name(b"/" + b"/".join(parts))
+            log(f"WARN: not restoring the attributes of '{shown}' - {err}")
+            continue
+        entries.append((parts, member))
+    try:
+        apply_directory_entries(rootdir, entries, config_idmap(conf) or None)
+    except CommandError as err:
+        log(f"WARN: unable to restore the attributes of the root or mount point directories: {err}")
 
 
 def _template_fixup(conf: Config, rootdir: Path, log: Log) -> None:
@@ -568,8 +621,8 @@ def _progress(enabled: bool, total: int | None) -> Iterator[ProgressFn | None]:
 
 def _extract(
     source: ArchiveSource, target: Path, conf: Config, req: RestoreRequest, log: Log
-) -> bytes | None:
-    """Extract into the mounted root; returns the archive's root directory entry."""
+) -> list[Member]:
+    """Extract into the mounted root; returns the entries of the premade directories."""
     if source.is_stdin:
         log("extracting archive from STDIN")
     else:
@@ -578,24 +631,25 @@ def _extract(
     with _progress(req.progress, source.size()) as progress:
         stream = source.open_extraction(req.bwlimit, progress)
         try:
-            extract(
+            stats = extract(
                 cast(IO[bytes], stream),
                 target,
                 compression=Compression.NONE,
                 idmap=config_idmap(conf) or None,
                 ignore_unpack_errors=req.ignore_unpack_errors,
                 log=log,
+                keep=PremadeEntries(premade_dirs(conf)),
             )
         finally:
             stream.close()
-    return stream.root_entry
+    return stats.kept
 
 
 def _fill(plan: Plan, source: ArchiveSource, req: RestoreRequest, log: Log) -> None:
     """Extract, merge the configs, tidy the root file system."""
     conf = plan.conf
     with staged(conf) as tree:
-        root_entry = _extract(source, tree.target, conf, req, log)
+        premade = _extract(source, tree.target, conf, req, log)
         log("merging backed-up and given configuration..")
         if plan.backup is None:
             for line in (BANNER, "Backup archive does not contain any configuration", BANNER):
@@ -604,8 +658,7 @@ def _fill(plan: Plan, source: ArchiveSource, req: RestoreRequest, log: Log) -> N
             merge_config(conf, plan.backup, restricted=not req.is_root, unique=req.unique, log=log)
             remove_config_members(tree.target)
         _template_fixup(conf, tree.target, log)
-        if root_entry is not None:
-            apply_root_entry(tree.target, root_entry, conf, log)
+        apply_premade_entries(tree.target, premade, conf, log)
 
 
 # --- the whole operation ----------------------------------------------------------------------

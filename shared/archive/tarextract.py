@@ -7,6 +7,12 @@ flags, under ``lxc-usernsexec`` when an id map is given, which shifts owners for
 containers. Decompression runs in a reader thread, the scan and the writes to tar in the
 calling thread, tar in its own process: three stages in parallel, like ``zstd -dc | tar x``.
 
+``keep`` picks members as they stream past (the guard's approved members, from the header scan
+that runs anyway: no second pass), and :func:`apply_directory_entries` later gives existing
+directories the attributes of picked directory members, under names the caller chooses. That is
+how a restore gives the directories that exist before extraction (the mounted volumes' roots),
+which ``--skip-old-files`` leaves alone, their backed-up owner, mode, times, ACLs and xattrs.
+
 Failures: a hostile, cut or corrupt archive is an :class:`ArchiveError` (tar is stopped at once;
 members before the bad one have been extracted, so the caller discards the target volume). A
 tar failure is a :class:`CommandError` unless ``ignore_unpack_errors``; tar stopping before the
@@ -20,7 +26,8 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.archive.codecs import Compression
@@ -43,17 +50,43 @@ from shared.archive.pipeline import (
 )
 from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarcreate import COMMON_TAR_FLAGS
+from shared.archive.tarformat import BLOCK, DIR, Member, padded
 from shared.archive.targuard import ExtractGuard
-from shared.archive.tarscan import TarScanner
+from shared.archive.tarscan import ScanSink, TarScanner
 from shared.errors import CommandError
 
 _QUEUE_DEPTH = 4  # decoded chunks in flight: bounds memory to a few MiB
+
+
+@dataclass
+class ExtractStats(TransferStats):
+    """What :func:`extract` moved, and the members ``keep`` picked, in archive order."""
+
+    kept: list[Member] = field(default_factory=list)
 
 
 def tar_extract_command(rootdir: Path | str, idmap: Sequence[IdMapEntry] | None) -> list[str]:
     argv = ["tar", "xpf", "-", "--totals", *COMMON_TAR_FLAGS]
     argv += ["-C", str(rootdir), "--skip-old-files", "--anchored", "--exclude", "./dev/*"]
     return usernsexec_argv(idmap) + argv
+
+
+class _Keeping(ScanSink):
+    """The guard, recording the approved members that ``keep`` picks."""
+
+    def __init__(
+        self, guard: ExtractGuard, keep: Callable[[Member], bool], kept: list[Member]
+    ) -> None:
+        self._guard = guard.member
+        self._keep = keep
+        self._kept = kept
+
+    def member(self, member: Member) -> bool:
+        if not self._guard(member):
+            return False
+        if self._keep(member):
+            self._kept.append(member)
+        return True
 
 
 class _Reader:
@@ -101,16 +134,20 @@ def extract(
     bwlimit_kib: int | None = None,
     progress: ProgressFn | None = None,
     log: LogFn = lambda line: None,
-) -> TransferStats:
+    keep: Callable[[Member], bool] | None = None,
+) -> ExtractStats:
     """Extract ``source`` (a path, or a binary stream such as stdin) into ``rootdir``.
 
     ``compression`` None detects it (extension of a path, magic bytes of a stream). The
     bandwidth limit applies to the archive as read, as ``cstream`` does in Proxmox. ``progress``
     gets the archive bytes read so far; ``log`` gets tar's output lines (``Total bytes read``)
-    and the guard's warnings. Returns bytes read (``bytes_in``) and fed to tar (``bytes_out``).
+    and the guard's warnings. ``keep`` is asked about every member the guard lets through to tar
+    (from the calling thread, before tar gets the member); those it answers True for are
+    returned in ``kept`` with their header block and pax records (a stateful ``keep`` bounds
+    how many). Returns bytes read (``bytes_in``) and fed to tar (``bytes_out``).
     """
     start = time.monotonic()
-    stats = TransferStats()
+    stats = ExtractStats()
     lines: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def warn(message: str) -> None:
@@ -122,7 +159,8 @@ def extract(
     argv = tar_extract_command(rootdir, idmap)
     text = command_text([argv])
     guard = ExtractGuard(allow_devices=not idmap, drop_devices=ignore_unpack_errors, warn=warn)
-    scanner = TarScanner(guard, forward=True)
+    sink: ScanSink = guard if keep is None else _Keeping(guard, keep, stats.kept)
+    scanner = TarScanner(sink, forward=True)
     try:
         tar = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as err:
@@ -172,3 +210,102 @@ def extract(
     stats.bytes_out = scanner.forwarded
     stats.seconds = time.monotonic() - start
     return stats
+
+
+# --- attributes of existing directories --------------------------------------------------------
+
+# pax records that describe a directory's attributes; everything else (path, linkpath, size,
+# sparse maps, GNU.dumpdir, ...) stays behind, so the entry can only ever set attributes.
+_ATTRIBUTE_KEYS = frozenset(
+    {
+        b"atime",
+        b"mtime",
+        b"uid",
+        b"gid",
+        b"uname",
+        b"gname",
+        b"SCHILY.acl.access",
+        b"SCHILY.acl.default",
+        b"SCHILY.acl.ace",
+        b"RHT.security.selinux",
+    }
+)
+_ATTRIBUTE_PREFIXES = (b"SCHILY.xattr.", b"LIBARCHIVE.xattr.")
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _with_checksum(block: bytearray) -> bytes:
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:  # the length counts its own digits
+        length = len(str(length)) + len(body)
+    return str(length).encode() + body
+
+
+def directory_entry(member: Member, parts: Sequence[bytes]) -> bytes:
+    """A POSIX directory entry named ``./<parts>/`` with ``member``'s attributes.
+
+    Only the attribute fields survive: mode, owner, mtime from the header block, and the pax
+    records of ``_ATTRIBUTE_KEYS``/``_ATTRIBUTE_PREFIXES``. The name is the caller's, in a pax
+    ``path`` record (the ustar name field holds as much of it as fits, as GNU tar writes it).
+    """
+    name = b"/".join([b".", *parts]) + b"/"
+    records = [_pax_record(b"path", name)]
+    records += [
+        _pax_record(key, value)
+        for key, value in member.pax.items()
+        if key in _ATTRIBUTE_KEYS or key.startswith(_ATTRIBUTE_PREFIXES)
+    ]
+    data = b"".join(records)
+    pax = bytearray(BLOCK)
+    pax[0:14] = b"././@PaxHeader"
+    pax[100:124] = _octal(0o644, 8) + _octal(0, 8) + _octal(0, 8)
+    pax[124:148] = _octal(len(data), 12) + _octal(0, 12)
+    pax[156:157] = b"x"
+    pax[257:265] = b"ustar\x0000"
+
+    src = member.header
+    head = bytearray(BLOCK)
+    head[0:100] = name[:100].ljust(100, b"\0")
+    head[100:124] = src[100:124]  # mode, uid, gid
+    head[124:136] = _octal(0, 12)  # size
+    head[136:148] = src[136:148]  # mtime
+    head[156:157] = DIR
+    head[257:265] = b"ustar\x0000"
+    if src[257:262] == b"ustar":  # ustar and GNU headers carry uname/gname here
+        head[265:329] = src[265:329]
+    padding = bytes(padded(len(data)) - len(data))
+    return _with_checksum(pax) + data + padding + _with_checksum(head)
+
+
+def apply_directory_entries(
+    rootdir: Path | str,
+    entries: Sequence[tuple[Sequence[bytes], Member]],
+    idmap: Sequence[IdMapEntry] | None,
+) -> None:
+    """Give existing directories below ``rootdir`` the attributes of archive members.
+
+    Each ``(parts, member)`` sets mode, owner, times, ACLs and xattrs of ``rootdir/<parts>``
+    from ``member`` (see :func:`directory_entry`: the name is ``parts``, never the member's).
+    tar runs as for the extraction (same id map and flags) but without ``--skip-old-files``.
+    The directories must be real ones the caller made; tar replaces a symlink in their place
+    by a directory rather than following it, but follows symlinks above them.
+    """
+    if not entries:
+        return
+    skip = ("--skip-old-files", "--totals")
+    argv = [a for a in tar_extract_command(rootdir, idmap) if a not in skip]
+    data = b"".join(directory_entry(member, parts) for parts, member in entries)
+    proc = subprocess.run(argv, input=data + bytes(2 * BLOCK), capture_output=True, check=False)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip().replace("\n", "; ")
+        raise CommandError(f"command '{command_text([argv])}' failed: {detail}")
