@@ -98,8 +98,20 @@ def _option_table(cmd: Any) -> tuple[set[str], set[str]]:
     return names, bools
 
 
+def _optional_value_options(cmd: Any) -> set[str]:
+    """Options whose value may be left out: declared with a metavar in brackets (``[VALUE]``);
+    without a value the command receives an empty string."""
+    out: set[str] = set()
+    for param in getattr(cmd, "params", []):
+        metavar = getattr(param, "metavar", None)
+        if getattr(param, "param_type_name", "") == "option" and str(metavar).startswith("["):
+            out.update(param.opts)
+    return out
+
+
 def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
     names, bools = _option_table(cmd)
+    optional = _optional_value_options(cmd)
     accepts_extra = _accepts_extra(cmd)
     out: list[str] = []
     i = 0
@@ -118,6 +130,9 @@ def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
         value = m.group(2)
         if long not in names and not accepts_extra and long != "--help":
             out.append(tok)  # let typer report the unknown option
+            continue
+        if long in optional and value is None and (i >= len(args) or OPTION_RE.match(args[i])):
+            out.append(f"{long}=")  # given without a value (pct's --password: ask for it)
             continue
         if long in bools:
             if value is None and i < len(args) and args[i].lower() in BOOL_WORDS:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import typer
 
 from shared.cli import parse_schema_args
 from shared.ctconfig.options import is_settable, option_spec
+from shared.errors import CtkitError
 from shared.formats.types import Bool, FormatError, parse_vmid
 
 
@@ -41,3 +43,11 @@ def echo(text: str) -> None:
 def log_line(line: str) -> None:
     """Task output, as Proxmox prints a worker's log on the console."""
     print(line, flush=True)
+
+
+def ask_password(read: Callable[[str], str] = getpass.getpass) -> str:
+    """Proxmox asks twice when ``--password`` has no value."""
+    first = read("Enter password: ")
+    if read("Retype password: ") != first:
+        raise CtkitError("Passwords do not match.")
+    return first

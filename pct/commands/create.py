@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from shared.errors import CtkitError
+from shared.errors import CtkitError, ParamError
 
 from ..ops import destroy as destroy_ops
 from ..ops.create import CreateRequest
 from ..ops.create import create as create_ct
-from .common import VmidArg, config_options, log_line
+from .common import VmidArg, ask_password, config_options, log_line
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +35,13 @@ def create(
     ctx: typer.Context,
     vmid: VmidArg,
     ostemplate: Annotated[str, typer.Argument(metavar="ostemplate")],
-    password: Annotated[str | None, typer.Option(help="Root password (min. 5 characters).")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[PASSWORD]",
+            help="Root password (min. 5 characters); without a value it is asked for twice.",
+        ),
+    ] = None,
     ssh_public_keys: Annotated[Path | None, typer.Option("--ssh-public-keys")] = None,
     storage: Annotated[str, typer.Option(help="Default storage.")] = "local",
     unprivileged: Annotated[bool | None, typer.Option(help="Unprivileged (default 1).")] = None,
@@ -47,8 +53,10 @@ def create(
     pool: Annotated[str | None, typer.Option(help="Accepted for compatibility.")] = None,
 ) -> None:
     """Create a container from a template (volume id or path) and any container options."""
+    if password == "":
+        password = ask_password()
     if password is not None and len(password) < 5:
-        raise CtkitError("password: value must be at least 5 characters long")
+        raise ParamError({"password": "value must be at least 5 characters long"})
     req = CreateRequest(
         vmid=vmid,
         ostemplate=ostemplate,

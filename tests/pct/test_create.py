@@ -249,3 +249,26 @@ def test_missing_subuid_line_fails_create_and_start_clearly(
     # a privileged CT maps nothing and needs no line
     priv = new_vmid()
     pct("create", priv, busybox_template, "--rootfs", "local:0", "--unprivileged", "0")
+
+
+def test_password_without_value_is_asked_twice(
+    pct: Pct, ctroot: Path, vmid: int, debian_template: Path
+) -> None:
+    res = pct("create", vmid, debian_template, "--rootfs", "local:0", "--password",
+              stdin="secret12\nsecret12\n")  # fmt: skip
+    assert "Enter password:" in res.text and "Retype password:" in res.text
+    rootfs = next((ctroot / "var/lib/vz/images" / str(vmid)).iterdir())
+    root = next(ln for ln in (rootfs / "etc/shadow").read_text().splitlines()
+                if ln.startswith("root:"))  # fmt: skip
+    assert root.split(":")[1].startswith("$6$")
+    res = pct("create", vmid + 1, debian_template, "--rootfs", "local:0", "--password",
+              stdin="secret12\nsecret13\n", check=False)  # fmt: skip
+    assert res.rc == 1 and "Passwords do not match." in res.err
+    assert not (ctroot / f"etc/pve/lxc/{vmid + 1}.conf").exists()
+
+
+def test_ask_password_reader() -> None:
+    from pct.commands.common import ask_password
+
+    answers = iter(["abcde", "abcde"])
+    assert ask_password(lambda prompt: next(answers)) == "abcde"
