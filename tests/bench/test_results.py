@@ -27,7 +27,8 @@ def test_record_appends_to_a_fresh_file(latest: Path) -> None:
     assert (first["name"], first["metric"], first["ratio"]) == ("archive", "create", 0.9712)
     assert first["figures"] == {"ours_s": 2.0, "label": "x", "odd": "/p"}
     assert (second["ratio"], second["figures"]) == (None, {"seconds": 1})
-    assert sorted(p.name for p in latest.parent.iterdir()) == ["latest.json"]  # no temp, no lock
+    # no temp file left; the lock lives beside the results (hidden, git-ignored)
+    assert sorted(p.name for p in latest.parent.iterdir()) == [".latest.json.lock", "latest.json"]
 
 
 def test_reset_and_unreadable_files(latest: Path) -> None:
