@@ -7,7 +7,6 @@ import re
 from .base import Plugin
 from .context import Ctx
 from .debian import INTERFACES
-from .files import perl_lines
 from .network.common import named_nics
 from .network.interfaces import render_interfaces
 from .versions import at_least
@@ -33,14 +32,7 @@ class Alpine(Plugin):
         self.remove_lxc_name_from_etc_hosts(ctx)
 
     def setup_init(self, ctx: Ctx) -> None:
-        old = ctx.files.read("/etc/inittab")
-        if old is None:
-            return
-        lines = [ln for ln in perl_lines(old) if not GETTY_RE.match(ln)]
-        for tty in range(1, ctx.tty_count + 1):
-            if tty != 7:
-                lines.append(f"tty{tty}::respawn:/sbin/getty 38400 tty{tty}")
-        ctx.files.write("/etc/inittab", "\n".join(lines) + "\n")
+        self.rewrite_inittab(ctx, GETTY_RE, "tty{tty}::respawn:/sbin/getty 38400 tty{tty}")
 
     def setup_network(self, ctx: Ctx) -> None:
         # busybox has neither a working DHCPv6 client nor an 'auto' method: show them as manual

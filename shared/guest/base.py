@@ -236,6 +236,19 @@ class Plugin:
     def devttydir(self, ctx: Ctx) -> str:
         return "lxc/" if self.lxc_tty_dir and not ctx.cfg.unprivileged else ""
 
+    def rewrite_inittab(self, ctx: Ctx, getty_re: re.Pattern[str], getty_line: str) -> None:
+        """Busybox-style inittab: drop the getty lines, add one per tty (never tty7).
+
+        ``getty_line`` is formatted with ``tty`` (the number)."""
+        old = ctx.files.read("/etc/inittab")
+        if old is None:
+            return
+        lines = [ln for ln in perl_lines(old) if not getty_re.match(ln)]
+        for tty in range(1, ctx.tty_count + 1):
+            if tty != 7:
+                lines.append(getty_line.format(tty=tty))
+        ctx.files.write("/etc/inittab", "\n".join(lines) + "\n")
+
     def setup_securetty(self, ctx: Ctx, devices: list[str] | None = None) -> None:
         path = "/etc/securetty"
         old = ctx.files.read(path)

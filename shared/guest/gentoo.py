@@ -6,7 +6,6 @@ import re
 
 from .base import Plugin, short_name
 from .context import Ctx
-from .files import perl_lines
 from .network.common import named_nics
 from .network.gentoo import CONF_NET, render_gentoo
 
@@ -21,14 +20,7 @@ class Gentoo(Plugin):
         self.setup_securetty(ctx)
 
     def setup_init(self, ctx: Ctx) -> None:
-        old = ctx.files.read("/etc/inittab")
-        if old is None:
-            return
-        lines = [ln for ln in perl_lines(old) if not GETTY_RE.match(ln)]
-        for tty in range(1, ctx.tty_count + 1):
-            if tty != 7:
-                lines.append(f"{tty}::respawn:/sbin/agetty 38400 tty{tty}")
-        ctx.files.write("/etc/inittab", "\n".join(lines) + "\n")
+        self.rewrite_inittab(ctx, GETTY_RE, "{tty}::respawn:/sbin/agetty 38400 tty{tty}")
 
     def setup_network(self, ctx: Ctx) -> None:
         # conf.d/net is sourced by a shell; rather than parse it, our block replaces the file
