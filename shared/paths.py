@@ -24,10 +24,6 @@ def node_name() -> str:
 
 
 # /etc/pve and the container configs
-def pve_etc() -> Path:
-    return under("etc/pve")
-
-
 def lxc_conf_dir() -> Path:
     return under("etc/pve/lxc")
 
@@ -97,10 +93,6 @@ def vzsnap_mount() -> Path:
 
 def jobs_state_dir() -> Path:
     return under("var/lib/pve-manager/jobs")
-
-
-def task_log_dir() -> Path:
-    return under("var/log/pve/tasks")
 
 
 # runtime

@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-LEVELS = ("INFO", "WARN", "ERROR")
-
 
 def timestamp(when: float | None = None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
@@ -81,9 +79,6 @@ class TaskLog:
 
     def plain(self, message: str) -> None:
         self._emit(None, message)
-
-    def file_only(self, level: str, message: str) -> None:
-        self._emit(level, message, console=False)
 
 
 def human_bytes(n: float) -> str:

@@ -20,7 +20,6 @@ from .options import (
     MP_SCHEMA,
     ROOTFS_SCHEMA,
     VOLUME_ID_RE,
-    check_dev_string,
     check_mp_string,
 )
 
@@ -138,11 +137,6 @@ def iter_mountpoints(values: Mapping[str, str]) -> Iterator[MountPoint]:
 def check_mp_path(path: str) -> None:
     """The mount-point path rules; FormatError ``<p> contains illegal character sequences``."""
     check_mp_string(path)
-
-
-def check_device_path(path: str) -> None:
-    """Device paths must be below ``/dev/`` without ``.``/``..`` components."""
-    check_dev_string(path)
 
 
 def check_device_node(path: str) -> tuple[int, int]:

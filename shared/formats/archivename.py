@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from ..errors import ArchiveError
 
-COMPRESSIONS = ("gz", "lzo", "zst", "bz2")
 # Proxmox's BACKUP_EXT_RE_2: group 1 = the whole extension, group 2 = the compression.
 BACKUP_EXT = r"\.(tgz|(?:tar|vma)(?:\.(gz|lzo|zst|bz2))?)"
 ARCHIVE_RE = re.compile(rf"(vzdump-(lxc|openvz|qemu)-.+{BACKUP_EXT})")

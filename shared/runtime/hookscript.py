@@ -10,8 +10,6 @@ from ..ctconfig.config import Config
 from ..errors import CommandError, ConfigError
 from ..storage.api import volume_path
 
-PHASES = ("pre-start", "post-start", "pre-stop", "post-stop")
-
 
 def script_path(volid: str) -> str:
     path = str(volume_path(volid))

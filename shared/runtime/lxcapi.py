@@ -15,7 +15,6 @@ from typing import Any
 import lxc
 
 from .. import paths
-from ..errors import StateError
 
 
 def container(vmid: int) -> Any:
@@ -95,20 +94,3 @@ def attach_env() -> dict[str, str]:
     for key in ("SSL_CERT_FILE", "SSL_CERT_DIR", "CTKIT_ROOT"):
         env.pop(key, None)
     return env
-
-
-def run_in_ct(
-    vmid: int, command: Sequence[str], *, input_data: bytes | None = None, check: bool = True
-) -> subprocess.CompletedProcess[bytes]:
-    """Run a command inside a running container and capture its output."""
-    proc = subprocess.run(
-        attach_argv(vmid, command, keep_env=False),
-        input=input_data,
-        capture_output=True,
-        env=attach_env(),
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip()
-        raise StateError(f"command '{' '.join(command)}' failed in CT {vmid}: {err}")
-    return proc

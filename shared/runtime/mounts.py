@@ -8,8 +8,7 @@ mount land outside it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,15 +95,6 @@ def mount_all(
         tree.unmount(lazy=True)
         raise
     return tree
-
-
-@contextlib.contextmanager
-def mounted_all(conf: Section, target: Path, **kw: object) -> Iterator[MountedTree]:
-    tree = mount_all(conf, target, **kw)  # type: ignore[arg-type]
-    try:
-        yield tree
-    finally:
-        tree.unmount()
 
 
 def unmount_below(path: Path, *, lazy: bool = True) -> list[str]:

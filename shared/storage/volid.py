@@ -28,7 +28,6 @@ TEMPLATE_EXT = r"(?i:\.(?:tar(?!\.)|tar\.(?:gz|xz|zst|bz2)))"
 TEMPLATE_EXT_RE = re.compile(TEMPLATE_EXT + r"$")
 TEMPLATE_FORMATS = {".tar.gz": "tgz", ".tar.xz": "txz", ".tar.zst": "tzst", ".tar.bz2": "tbz2"}
 ISO_EXT = r"(?i:\.(?:iso|img))"
-IMAGE_FORMATS = ("raw", "qcow2", "vmdk", "subvol")
 
 VOLID_RE = re.compile(rf"({STORAGE_ID_RE}):(.+)", re.IGNORECASE)
 _TEMPLATE_RE = re.compile(rf"vztmpl/([^/]+{TEMPLATE_EXT})")

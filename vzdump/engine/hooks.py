@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 
 from shared.errors import CommandError, ConfigError
 
-JOB_PHASES = ("job-init", "job-start", "job-end", "job-abort")
-
 
 def check_script(path: str) -> None:
     if not os.path.isfile(path):

@@ -10,7 +10,6 @@ from shared.errors import ConfigError
 
 from ..config import GuestConfig
 
-LINK_LOCAL_V6 = ipaddress.IPv6Network("fe80::/10")
 IPV6_CIDR_RE = re.compile(r"([0-9A-Fa-f:.]+)/(\d+)")
 
 
