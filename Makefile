@@ -6,6 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYS_PYTHON ?= /usr/bin/python3
 PYTEST_ARGS ?=
+# The suite runs in parallel (pytest-xdist): most of its time is spent waiting on containers,
+# loop devices and servers, so three workers pay off even on two cores. A test module stays
+# on one worker (--dist loadfile): its module-level fixtures and shared files stay together.
+PYTEST_WORKERS ?= 3
+# `make install`: ctkit in its own virtual environment under PREFIX (not this checkout), the
+# three commands linked into BINDIR.
+PREFIX ?= /opt/ctkit
+BINDIR ?= /usr/local/bin
+COMMANDS := pct vzdump pveam
 
 # Debian packages ctkit and its tests use: LXC and its python binding's build deps, id mapping,
 # btrfs and ext4 tools, gpg, archivers, the busybox/debootstrap template builders, and a local MTA
@@ -15,7 +24,7 @@ APT_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mount 
 	pkg-config gcc python3-dev python3-venv exim4-daemon-light bsd-mailx iproute2 procps psmisc \
 	openssl openssh-client perl xz-utils bzip2 ca-certificates
 
-.PHONY: setup host-packages subids venv test demo lint bench clean
+.PHONY: setup host-packages subids venv test demo lint bench clean install uninstall
 
 setup: host-packages subids venv
 
@@ -43,7 +52,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: setup
 	@$(PY) -m shared.demo
@@ -54,6 +63,28 @@ lint: venv
 bench: setup
 	@$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m bench.run
+
+# A real installation: a copy of this tree installed (not editable) into PREFIX, so that the
+# systemd units written by the `... timer install` commands (and the autostart unit)
+# run PREFIX/bin/<command> and survive the checkout. Running it again
+# upgrades in place; `make uninstall` removes the links and PREFIX (configs and backups stay).
+install: host-packages subids
+	@[ -x $(PREFIX)/bin/python ] || $(SYS_PYTHON) -m venv $(PREFIX)
+	@$(PREFIX)/bin/python -m pip install -q --upgrade pip setuptools wheel >/dev/null
+	@src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
+		tar --exclude=./.venv --exclude=./.git --exclude=./.mypy_cache --exclude=./.ruff_cache --exclude=./.pytest_cache -cf - . | tar -xf - -C "$$src" && \
+		$(PREFIX)/bin/python -m pip install -q --upgrade --upgrade-strategy only-if-needed "$$src" && \
+		$(PREFIX)/bin/python -m pip install -q --no-deps --force-reinstall --no-cache-dir "$$src" >/dev/null
+	@mkdir -p $(BINDIR)
+	@for c in $(COMMANDS); do ln -sfn $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
+	@echo "ctkit installed in $(PREFIX); $(COMMANDS) linked into $(BINDIR)"
+
+uninstall:
+	@for c in $(COMMANDS); do \
+		[ "$$(readlink $(BINDIR)/$$c)" != "$(PREFIX)/bin/$$c" ] || rm -f $(BINDIR)/$$c; \
+	done
+	@rm -rf $(PREFIX)
+	@echo "ctkit removed from $(PREFIX) (configs under /etc/pve and backups are kept)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

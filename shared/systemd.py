@@ -136,6 +136,27 @@ def find_program(name: str) -> str:
     return os.path.abspath(found)
 
 
+def with_root_environment(text: str) -> str:
+    """A service's text with ``Environment=CTKIT_ROOT=...`` when ctkit runs below another root:
+    systemd starts services with a clean environment, so without it a timer installed for
+    ``/srv/ct`` would act on the host's ``/etc/pve``."""
+    root = paths.root()
+    if root == Path("/") or "\n[Service]\n" not in text:
+        return text
+    value = quote_exec(str(root)).strip('"')
+    line = f'Environment="CTKIT_ROOT={value}"'
+    return text.replace("\n[Service]\n", f"\n[Service]\n{line}\n", 1)
+
+
+def development_checkout() -> str | None:
+    """The source tree ctkit runs from when it is not an installed copy (a developer's editable
+    ``.venv``): units that run from there break when the checkout moves or is deleted."""
+    package = Path(__file__).resolve().parent
+    if {"site-packages", "dist-packages"} & set(package.parts):
+        return None
+    return str(package.parent)
+
+
 def _systemctl(*args: str) -> None:
     proc = subprocess.run([SYSTEMCTL, *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -159,7 +180,14 @@ def install_units(
     Returns the written paths. Without systemd as PID 1 (or below a scratch root) nothing is
     enabled; the commands that would do it are logged instead.
     """
-    texts = {name: render_unit(name, exec_path=exec_path) for name in names}
+    texts = {name: with_root_environment(render_unit(name, exec_path=exec_path)) for name in names}
+    from_this_venv = exec_path is not None and Path(exec_path).parent == Path(sys.executable).parent
+    checkout = development_checkout() if from_this_venv else None
+    if checkout is not None:
+        log(
+            f"warning: the units run {exec_path} from the development checkout {checkout}; "
+            "for real use run 'make install' there and install the units again"
+        )
     directory = unit_dir()
     written = []
     for name, text in texts.items():
@@ -213,6 +241,7 @@ def remove_units(names: Sequence[str], *, log: Log = _stderr_log) -> list[Path]:
 __all__ = [
     "UNITS",
     "can_manage",
+    "development_checkout",
     "find_program",
     "install_units",
     "quote_exec",
@@ -220,4 +249,5 @@ __all__ = [
     "render_unit",
     "systemd_running",
     "unit_dir",
+    "with_root_environment",
 ]

@@ -35,7 +35,7 @@ def test_install_writes_below_the_root_and_explains_enabling(ctroot: Path) -> No
     unit_dir = ctroot / "etc/systemd/system"
     assert written == [unit_dir / n for n in SCHEDULER]
     for path in written:
-        assert path.read_text() == (GOLDEN / path.name).read_text()
+        assert path.read_text() == with_root(ctroot, (GOLDEN / path.name).read_text())
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert not list(unit_dir.glob(".*"))  # atomic writes leave no temp files
     assert not systemd.can_manage()  # a scratch root is never the live system
@@ -49,6 +49,42 @@ def test_install_writes_below_the_root_and_explains_enabling(ctroot: Path) -> No
         SCHEDULER, exec_path="/opt/ctkit/bin/vzdump", enable=False, log=messages.append
     )
     assert "ExecStart=/opt/ctkit/bin/vzdump scheduler run-due" in written[0].read_text()
+    assert messages == []
+
+
+def with_root(root: Path, golden: str) -> str:
+    """The golden text as written below a scratch root: services carry CTKIT_ROOT."""
+    line = f'Environment="CTKIT_ROOT={root}"\n'
+    return golden.replace("[Service]\n", "[Service]\n" + line, 1)
+
+
+def test_services_carry_a_scratch_root_timers_do_not(ctroot: Path) -> None:
+    service = systemd.with_root_environment(systemd.render_unit(SCHEDULER[0], exec_path="/x/vz"))
+    assert f'\n[Service]\nEnvironment="CTKIT_ROOT={ctroot}"\nType=oneshot\n' in service
+    timer = systemd.render_unit(SCHEDULER[1])
+    assert systemd.with_root_environment(timer) == timer
+
+
+def test_the_live_root_adds_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTKIT_ROOT", "/")
+    text = systemd.render_unit(SCHEDULER[0], exec_path="/usr/bin/vzdump")
+    assert systemd.with_root_environment(text) == text
+
+
+def test_units_from_a_development_checkout_are_flagged(ctroot: Path) -> None:
+    # this suite runs from an editable install: units pointing into it would break when the
+    # checkout moves, and the install says so
+    checkout = systemd.development_checkout()
+    assert checkout is not None and Path(checkout, "pyproject.toml").is_file()
+    messages: list[str] = []
+    program = systemd.find_program("vzdump")
+    systemd.install_units(SCHEDULER, exec_path=program, enable=False, log=messages.append)
+    assert messages == [
+        f"warning: the units run {program} from the development checkout {checkout}; "
+        "for real use run 'make install' there and install the units again"
+    ]
+    messages.clear()
+    systemd.install_units(SCHEDULER, exec_path="/usr/bin/vzdump", enable=False, log=messages.append)
     assert messages == []
 
 

@@ -25,6 +25,7 @@ def test_install_and_remove(pveam: Pveam) -> None:
     svc = units(service.read_text())
     assert svc["Service"]["ExecStart"] == f"{PVEAM} update"
     assert svc["Service"]["Type"] == "oneshot"
+    assert svc["Service"]["Environment"] == f'"CTKIT_ROOT={paths.root()}"'
     assert svc["Unit"]["After"] == "network-online.target"
     assert svc["Unit"]["Wants"] == "network-online.target"
     tmr = units(timer.read_text())["Timer"]
