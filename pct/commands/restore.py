@@ -32,6 +32,13 @@ def restore(
     ] = None,
     bwlimit: Annotated[int | None, typer.Option(min=0, help="KiB/s")] = None,
     start: Annotated[bool | None, typer.Option(help="Start after the restore.")] = None,
+    trust_archive: Annotated[
+        bool | None,
+        typer.Option(
+            help="Also restore what reaches outside the container: raw lxc.* keys, "
+            "hookscript, bind and device mount points, devN."
+        ),
+    ] = None,
     pool: Annotated[str | None, typer.Option(help="Accepted for compatibility.")] = None,
     password: Annotated[str | None, typer.Option(help="Ignored on restore.")] = None,
     ssh_public_keys: Annotated[
@@ -50,6 +57,7 @@ def restore(
         ignore_unpack_errors=bool(ignore_unpack_errors),
         bwlimit=bwlimit,
         start=bool(start),
+        trust_archive=bool(trust_archive),
         stdin=sys.stdin.buffer if ostemplate == "-" else None,
         progress=True,
     )

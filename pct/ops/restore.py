@@ -95,6 +95,7 @@ from .provision import (
     remove_staging_dirs,
     staged,
 )
+from .restore_trust import drop_untrusted
 
 Log = Callable[[str], None]
 STDIN = "-"
@@ -130,6 +131,7 @@ class RestoreRequest:
     bwlimit: int | None = None  # KiB/s
     start: bool = False
     is_root: bool = True  # bind/device mount points and raw lxc keys are root's
+    trust_archive: bool = False  # keep what reaches outside the container (restore_trust)
     stdin: IO[bytes] | None = None  # the stream for "-" (default: sys.stdin)
     progress: bool = False  # progress display on stderr
 
@@ -704,6 +706,8 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
     alloc = Allocation(req.vmid)
     try:
         backup, firewall = recover_config(source, req.vmid, log)
+        if backup is not None and not req.trust_archive:
+            drop_untrusted(backup, log)
         plan = plan_restore(conf, backup, req, log, firewall)
         allocate(conf, alloc, req.storage)
         conf.set("lock", CREATE_LOCK)
