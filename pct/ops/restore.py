@@ -95,6 +95,7 @@ from .provision import (
     remove_staging_dirs,
     staged,
 )
+from .restore_check import check_merged, drop_invalid
 from .restore_trust import drop_untrusted
 
 Log = Callable[[str], None]
@@ -706,8 +707,10 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
     alloc = Allocation(req.vmid)
     try:
         backup, firewall = recover_config(source, req.vmid, log)
-        if backup is not None and not req.trust_archive:
-            drop_untrusted(backup, log)
+        if backup is not None:
+            if not req.trust_archive:
+                drop_untrusted(backup, log)
+            drop_invalid(backup, log)
         plan = plan_restore(conf, backup, req, log, firewall)
         allocate(conf, alloc, req.storage)
         conf.set("lock", CREATE_LOCK)
@@ -715,6 +718,7 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
             store.save(conf)  # the new volumes are on record while they are filled
         _fill(plan, source, req, log)
         _finish(plan, alloc, log)
+        check_merged(conf)
         replaced = commit_config(conf)
     except BaseException as err:
         alloc.free_all(log)

@@ -27,6 +27,7 @@ from shared.ctconfig.config import Config
 
 Log = Callable[[str], None]
 TRUST_OPTION = "--trust-archive"
+SHOWN_LIMIT = 200
 DEV_KEY_RE = re.compile(r"dev\d+")
 HOOKSCRIPT_WHY = "a hookscript runs on the host as root"
 MP_WHY = {
@@ -46,15 +47,18 @@ class Dropped:
     why: str
 
     def line(self) -> str:
-        entry = _printable(f"{self.key}: {self.value}")
+        entry = shown(f"{self.key}: {self.value}")
         return (
             f"WARN: not restoring '{entry}' from the archive - {self.why}; "
             f"restore with {TRUST_OPTION} to keep it"
         )
 
 
-def _printable(text: str) -> str:
-    """Control characters and undecodable bytes escaped: the text comes from the archive."""
+def shown(text: str, limit: int = SHOWN_LIMIT) -> str:
+    """Archive text for a log line: control characters and undecodable bytes escaped, and
+    cut at ``limit`` characters (a config line can be very long)."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
     return "".join(_escaped(ch) for ch in text)
 
 
