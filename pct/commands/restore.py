@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from shared.signals import interruptible
+
 from ..ops.restore import RestoreRequest
 from ..ops.restore import restore as restore_ct
 from .common import VmidArg, config_options, log_line
@@ -61,4 +63,5 @@ def restore(
         stdin=sys.stdin.buffer if ostemplate == "-" else None,
         progress=True,
     )
-    restore_ct(req, log=log_line)
+    with interruptible():  # TERM and HUP as Ctrl-C: cleanup first, then exit 130
+        restore_ct(req, log=log_line)

@@ -38,6 +38,7 @@ from shared.storage.api import get_storage
 from shared.storage.volumes import alloc_volume, convert_to_base, free_volume
 
 from .destroy import referenced_volumes
+from .staging import prepare_staging_dir
 
 Log = Callable[[str], None]
 CREATE_LOCK = "create"
@@ -129,7 +130,7 @@ def staged(
         raise CtkitError(f"CT {conf.vmid} is running")
     tree = mount_all(
         conf,
-        staging_dir(conf.vmid),
+        prepare_staging_dir(conf.vmid),
         root_ids=config_root_ids(conf),
         honour_ro=False,
         include=include or (lambda _mp: True),

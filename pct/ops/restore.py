@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
-from shared import atomic, paths
+from shared import atomic, paths, signals
 from shared.archive.codecs import Compression, compression_from_name
 from shared.archive.decode import DecodedStream, Source, open_decoded
 from shared.archive.members import MAX_CONFIG, scan_until
@@ -719,21 +719,26 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
         _fill(plan, source, req, log)
         _finish(plan, alloc, log)
         check_merged(conf)
-        replaced = commit_config(conf)
+        with signals.held():  # from here on the restore is completed, whatever arrives
+            replaced = commit_config(conf)
     except BaseException as err:
-        alloc.free_all(log)
-        if replacing:
-            release_create_lock(req.vmid, log)
-        else:
-            remove_locked_config(req.vmid, log)
-            remove_staging_dirs(req.vmid)
+        with signals.held():  # a signal now must not leave volumes or a lock behind
+            alloc.free_all(log)
+            if replacing:
+                release_create_lock(req.vmid, log)
+            else:
+                remove_locked_config(req.vmid, log)
+                remove_staging_dirs(req.vmid)
         if isinstance(err, CtkitError):
             raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
         raise
-    if plan.firewall is not None:
-        _write_firewall(req.vmid, plan.firewall, log)
-    if replacing:
-        free_replaced_volumes(replaced, conf, log)
+    with signals.held():
+        if plan.firewall is not None:
+            _write_firewall(req.vmid, plan.firewall, log)
+        if replacing:
+            free_replaced_volumes(replaced, conf, log)
+    if signals.interrupted():
+        raise KeyboardInterrupt  # restored, but --start and the caller's next steps are not
     if req.start:
         lifecycle.start(req.vmid, log=log)
     return conf

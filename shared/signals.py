@@ -1,17 +1,20 @@
-"""Signals during a backup job (spec vzdump §1.4, §6, §7).
+"""Signals during a long operation: a backup job (spec vzdump §1.4, §6, §7) or a restore.
 
-INT, TERM, HUP and QUIT interrupt the job once: the first one raises ``KeyboardInterrupt`` (the
-guest fails with ``interrupted by signal``, its cleanup runs, the job aborts and the remaining
-guests are reported as aborted). Cleanup code runs inside :func:`held`: a signal that arrives
-there is only noted, so a container is always thawed or restarted, its snapshot removed, its
-volumes unmounted and its lock dropped; the job stops after the guest. Later signals are ignored
-for the same reason (``vzdump --stop`` or an impatient second Ctrl-C must not break cleanup).
+INT, TERM, HUP and QUIT interrupt the operation once: the first one raises ``KeyboardInterrupt``
+(the command ends with ``interrupted by signal``, exit 130, after its cleanup; in a backup job
+the guest fails, the job aborts and the remaining guests are reported as aborted). Cleanup code
+runs inside :func:`held`: a signal that arrives there is only noted, so a container is always
+thawed or restarted, its snapshot removed, its volumes unmounted and freed and its lock dropped.
+Later signals are ignored for the same reason (``vzdump --stop`` or an impatient second Ctrl-C
+must not break cleanup). Without these handlers TERM and HUP would end the process on the spot,
+with no cleanup at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -37,7 +40,11 @@ def _handler(_signum: int, _frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Install the handlers for the duration of the job (main thread only)."""
+    """Install the handlers for the duration of the operation (only the main thread can; in
+    another one this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     old = {sig: signal.signal(sig, _handler) for sig in INTERRUPTS}
     _state.fired, _state.held = False, 0
     try:
@@ -45,6 +52,7 @@ def interruptible() -> Iterator[None]:
     finally:
         for sig, previous in old.items():
             signal.signal(sig, previous)
+        _state.fired = False  # a later operation in this process starts uninterrupted
 
 
 @contextlib.contextmanager
