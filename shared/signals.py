@@ -68,3 +68,9 @@ def held() -> Iterator[None]:
 def interrupted() -> bool:
     """Whether a signal arrived since the job started (also one noted during cleanup)."""
     return _state.fired
+
+
+def raise_if_interrupted() -> None:
+    """After held work: a signal that arrived meanwhile interrupts the operation now."""
+    if _state.fired and not _state.held:
+        raise KeyboardInterrupt

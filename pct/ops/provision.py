@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared import paths
+from shared import paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import (
@@ -138,7 +138,8 @@ def staged(
     try:
         yield tree
     finally:
-        tree.unmount()
+        with signals.held():  # all unmounted, or the volumes could not be freed
+            tree.unmount()
 
 
 def remove_config(vmid: int, log: Log) -> None:

@@ -697,28 +697,33 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
     conf = command_line_config(req.vmid, params, req.unprivileged)
     replacing = _check_target(req)
     source = open_source(req.archive, req.stdin)
-    try:
-        if replacing:
-            lock_existing(req.vmid)
-        else:
-            create_locked_config(Config(req.vmid))  # a placeholder that reserves the id
-    except CtkitError as err:
-        raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
+    with signals.held():  # a lock is taken completely, so that the cleanup below finds it
+        try:
+            if replacing:
+                lock_existing(req.vmid)
+            else:
+                create_locked_config(Config(req.vmid))  # a placeholder that reserves the id
+        except CtkitError as err:
+            raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
     alloc = Allocation(req.vmid)
     try:
+        signals.raise_if_interrupted()
         backup, firewall = recover_config(source, req.vmid, log)
         if backup is not None:
             if not req.trust_archive:
                 drop_untrusted(backup, log)
             drop_invalid(backup, log)
         plan = plan_restore(conf, backup, req, log, firewall)
-        allocate(conf, alloc, req.storage)
-        conf.set("lock", CREATE_LOCK)
-        if not replacing:
-            store.save(conf)  # the new volumes are on record while they are filled
+        with signals.held():  # each new volume is on record before a signal acts
+            allocate(conf, alloc, req.storage)
+            conf.set("lock", CREATE_LOCK)
+            if not replacing:
+                store.save(conf)  # the new volumes are on record while they are filled
+        signals.raise_if_interrupted()
         _fill(plan, source, req, log)
         _finish(plan, alloc, log)
         check_merged(conf)
+        signals.raise_if_interrupted()  # one noted while the volumes were unmounted
         with signals.held():  # from here on the restore is completed, whatever arrives
             replaced = commit_config(conf)
     except BaseException as err:

@@ -70,7 +70,7 @@ def _escaped(ch: str) -> str:
 
 
 def reaching_outside(backup: Config) -> list[Dropped]:
-    """The entries of ``backup`` that act outside the container, in config order."""
+    """The entries of ``backup`` that act outside the container, grouped by kind."""
     values = backup.values
     found: list[Dropped] = []
     if "hookscript" in values:
