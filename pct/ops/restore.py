@@ -697,6 +697,7 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
     conf = command_line_config(req.vmid, params, req.unprivileged)
     replacing = _check_target(req)
     source = open_source(req.archive, req.stdin)
+    alloc = Allocation(req.vmid)
     with signals.held():  # a lock is taken completely, so that the cleanup below finds it
         try:
             if replacing:
@@ -705,7 +706,6 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
                 create_locked_config(Config(req.vmid))  # a placeholder that reserves the id
         except CtkitError as err:
             raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
-    alloc = Allocation(req.vmid)
     try:
         signals.raise_if_interrupted()
         backup, firewall = recover_config(source, req.vmid, log)
