@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from shared.signals import interruptible
+
 from ..ops.restore import RestoreRequest
 from ..ops.restore import restore as restore_ct
 from .common import VmidArg, config_options, log_line
@@ -32,6 +34,13 @@ def restore(
     ] = None,
     bwlimit: Annotated[int | None, typer.Option(min=0, help="KiB/s")] = None,
     start: Annotated[bool | None, typer.Option(help="Start after the restore.")] = None,
+    trust_archive: Annotated[
+        bool | None,
+        typer.Option(
+            help="Also restore what reaches outside the container: raw lxc.* keys, "
+            "hookscript, bind and device mount points, devN."
+        ),
+    ] = None,
     pool: Annotated[str | None, typer.Option(help="Accepted for compatibility.")] = None,
     password: Annotated[str | None, typer.Option(help="Ignored on restore.")] = None,
     ssh_public_keys: Annotated[
@@ -50,7 +59,9 @@ def restore(
         ignore_unpack_errors=bool(ignore_unpack_errors),
         bwlimit=bwlimit,
         start=bool(start),
+        trust_archive=bool(trust_archive),
         stdin=sys.stdin.buffer if ostemplate == "-" else None,
         progress=True,
     )
-    restore_ct(req, log=log_line)
+    with interruptible():  # TERM and HUP as Ctrl-C: cleanup first, then exit 130
+        restore_ct(req, log=log_line)

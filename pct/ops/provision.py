@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared import paths
+from shared import paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import (
@@ -38,6 +38,7 @@ from shared.storage.api import get_storage
 from shared.storage.volumes import alloc_volume, convert_to_base, free_volume
 
 from .destroy import referenced_volumes
+from .staging import prepare_staging_dir
 
 Log = Callable[[str], None]
 CREATE_LOCK = "create"
@@ -129,7 +130,7 @@ def staged(
         raise CtkitError(f"CT {conf.vmid} is running")
     tree = mount_all(
         conf,
-        staging_dir(conf.vmid),
+        prepare_staging_dir(conf.vmid),
         root_ids=config_root_ids(conf),
         honour_ro=False,
         include=include or (lambda _mp: True),
@@ -137,7 +138,8 @@ def staged(
     try:
         yield tree
     finally:
-        tree.unmount()
+        with signals.held():  # all unmounted, or the volumes could not be freed
+            tree.unmount()
 
 
 def remove_config(vmid: int, log: Log) -> None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
-from shared import atomic, paths
+from shared import atomic, paths, signals
 from shared.archive.codecs import Compression, compression_from_name
 from shared.archive.decode import DecodedStream, Source, open_decoded
 from shared.archive.members import MAX_CONFIG, scan_until
@@ -95,6 +95,8 @@ from .provision import (
     remove_staging_dirs,
     staged,
 )
+from .restore_check import check_merged, drop_invalid
+from .restore_trust import drop_untrusted
 
 Log = Callable[[str], None]
 STDIN = "-"
@@ -130,6 +132,7 @@ class RestoreRequest:
     bwlimit: int | None = None  # KiB/s
     start: bool = False
     is_root: bool = True  # bind/device mount points and raw lxc keys are root's
+    trust_archive: bool = False  # keep what reaches outside the container (restore_trust)
     stdin: IO[bytes] | None = None  # the stream for "-" (default: sys.stdin)
     progress: bool = False  # progress display on stderr
 
@@ -694,38 +697,53 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
     conf = command_line_config(req.vmid, params, req.unprivileged)
     replacing = _check_target(req)
     source = open_source(req.archive, req.stdin)
-    try:
-        if replacing:
-            lock_existing(req.vmid)
-        else:
-            create_locked_config(Config(req.vmid))  # a placeholder that reserves the id
-    except CtkitError as err:
-        raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
     alloc = Allocation(req.vmid)
+    with signals.held():  # a lock is taken completely, so that the cleanup below finds it
+        try:
+            if replacing:
+                lock_existing(req.vmid)
+            else:
+                create_locked_config(Config(req.vmid))  # a placeholder that reserves the id
+        except CtkitError as err:
+            raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
     try:
+        signals.raise_if_interrupted()
         backup, firewall = recover_config(source, req.vmid, log)
+        if backup is not None:
+            if not req.trust_archive:
+                drop_untrusted(backup, log)
+            drop_invalid(backup, log)
         plan = plan_restore(conf, backup, req, log, firewall)
-        allocate(conf, alloc, req.storage)
-        conf.set("lock", CREATE_LOCK)
-        if not replacing:
-            store.save(conf)  # the new volumes are on record while they are filled
+        with signals.held():  # each new volume is on record before a signal acts
+            allocate(conf, alloc, req.storage)
+            conf.set("lock", CREATE_LOCK)
+            if not replacing:
+                store.save(conf)  # the new volumes are on record while they are filled
+        signals.raise_if_interrupted()
         _fill(plan, source, req, log)
         _finish(plan, alloc, log)
-        replaced = commit_config(conf)
+        check_merged(conf)
+        signals.raise_if_interrupted()  # one noted while the volumes were unmounted
+        with signals.held():  # from here on the restore is completed, whatever arrives
+            replaced = commit_config(conf)
     except BaseException as err:
-        alloc.free_all(log)
-        if replacing:
-            release_create_lock(req.vmid, log)
-        else:
-            remove_locked_config(req.vmid, log)
-            remove_staging_dirs(req.vmid)
+        with signals.held():  # a signal now must not leave volumes or a lock behind
+            alloc.free_all(log)
+            if replacing:
+                release_create_lock(req.vmid, log)
+            else:
+                remove_locked_config(req.vmid, log)
+                remove_staging_dirs(req.vmid)
         if isinstance(err, CtkitError):
             raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
         raise
-    if plan.firewall is not None:
-        _write_firewall(req.vmid, plan.firewall, log)
-    if replacing:
-        free_replaced_volumes(replaced, conf, log)
+    with signals.held():
+        if plan.firewall is not None:
+            _write_firewall(req.vmid, plan.firewall, log)
+        if replacing:
+            free_replaced_volumes(replaced, conf, log)
+    if signals.interrupted():
+        raise KeyboardInterrupt  # restored, but --start and the caller's next steps are not
     if req.start:
         lifecycle.start(req.vmid, log=log)
     return conf

@@ -22,7 +22,8 @@ are resolved inside the container at run time and are harmless on disk. What is 
 * a directory member may not reuse the name of an earlier symlink (tar would apply its mode
   and owner to the symlink's target);
 * hard link targets must be relative, ``..``-free and not under a remembered symlink; a link to
-  the symlink itself is fine (``link(2)`` does not follow it);
+  the symlink itself is fine (``link(2)`` does not follow it), and is remembered as a symlink
+  in turn, so nothing can be written through it either;
 * device nodes are refused in an id-mapped extraction (kept out of tar entirely); with
   ``ignore_unpack_errors`` they are dropped with a warning instead, which mirrors what
   ``--ignore-unpack-errors`` achieves in Proxmox. Members below ``dev/`` are never extracted
@@ -72,9 +73,10 @@ class ExtractGuard(ScanSink):
 
     def member(self, member: Member) -> bool:
         all_parts = [self._checked(member, name, "") for name in member.names]
+        links_symlink = False
         if member.type == LNK:
             for target in member.linknames or (b"",):
-                self._check_link_target(member, target)
+                links_symlink |= self._check_link_target(member, target)
         if any(not parts for parts in all_parts) and not member.is_dir():
             self._refuse(member, "member would replace the target directory itself")
         if member.is_dir() and self.symlinks:
@@ -85,7 +87,7 @@ class ExtractGuard(ScanSink):
                     self._refuse(member, "directory over an earlier symlink")
         if member.type in (CHR, BLK) and not self.allow_devices:
             return self._device(member, all_parts)
-        if member.type == SYM:
+        if member.type == SYM or links_symlink:
             self.symlinks.update(b"/".join(parts) for parts in all_parts)
         return True
 
@@ -105,10 +107,16 @@ class ExtractGuard(ScanSink):
                     )
         return parts
 
-    def _check_link_target(self, member: Member, target: bytes) -> None:
+    def _check_link_target(self, member: Member, target: bytes) -> bool:
+        """Refuses a bad target; True when the target is a remembered symlink.
+
+        ``link(2)`` does not follow a symlink, so a hard link to one is a symlink too: it is
+        remembered as one, or a member could be written through it (``h -> s -> /tmp``).
+        """
         parts = self._checked(member, target, "hard link target: ")
         if not parts:
             self._refuse(member, "hard link to the target directory")
+        return b"/".join(parts) in self.symlinks
 
     def _device(self, member: Member, all_parts: list[tuple[bytes, ...]]) -> bool:
         self.dropped += 1

@@ -402,6 +402,9 @@ LOCKS = [
     "snapshot",
     "snapshot-delete",
 ]
+# memory and swap in MiB: their sum in bytes must fit the kernel's signed 64-bit cgroup limits
+# (larger values wrap around in the cgroup file and leave the container a random limit)
+MAX_MIB = (1 << 42) - 1
 OSTYPES = "debian devuan ubuntu centos fedora opensuse archlinux alpine gentoo nixos unmanaged"
 
 FIXED: dict[str, OptionSpec] = {
@@ -421,7 +424,7 @@ FIXED: dict[str, OptionSpec] = {
         _fmt("hookscript", Str(check=check_volume_id, metavar="volume")),
         _fmt("hostname", DnsName),
         _spec("lock", Enum(*LOCKS)),
-        _spec("memory", Int(minimum=16), 512),
+        _spec("memory", Int(minimum=16, maximum=MAX_MIB), 512),
         _fmt("nameserver", SpaceList(Str(check=check_ip_with_ll_iface))),
         _spec("onboot", Bool(), False),
         _spec("ostype", Enum(*OSTYPES.split())),
@@ -431,7 +434,7 @@ FIXED: dict[str, OptionSpec] = {
         _fmt("searchdomain", SpaceList(Str(check=check_dns_name))),
         _spec("snaptime", Int(minimum=0), internal=True),
         _fmt("startup", StartupOrder()),
-        _spec("swap", Int(minimum=0), 512),
+        _spec("swap", Int(minimum=0, maximum=MAX_MIB), 512),
         _fmt("tags", TagList()),
         _spec("template", Bool(), False),
         _fmt("timezone", Str(check=check_timezone, metavar="timezone")),

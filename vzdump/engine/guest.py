@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from shared import atomic, paths
+from shared import atomic, paths, signals
 from shared.archive.tarcreate import CreateSpec, create
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
@@ -26,7 +26,7 @@ from shared.tasklog import Progress, timestamp
 from .. import notes
 from ..options import exclude_patterns
 from ..report import GuestResult
-from . import modes, retention, signals
+from . import modes, retention
 from .hooks import Hooks
 from .log import JobLog
 from .target import (

@@ -18,6 +18,7 @@ from shared.ctconfig import store
 from shared.errors import ConfigError, CtkitError, Interrupted, JobError, ParamError
 from shared.formats import vzdumpconf
 from shared.locks import flock
+from shared.signals import interrupted, interruptible
 from shared.storage.api import backup_dir, backup_storage, get_storage
 
 from .. import notify
@@ -27,7 +28,6 @@ from ..scheduler import UPID_RE, make_upid, process_start
 from .guest import GuestBackup, JobEnv
 from .hooks import Hooks, check_script
 from .log import JobLog
-from .signals import interrupted, interruptible
 
 IGNORED = ("performance", "fleecing", "pbs-change-detection-mode")
 CLONE_NEWNS = 0x00020000

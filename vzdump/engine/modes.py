@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared import paths
+from shared import paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
@@ -23,7 +23,6 @@ from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import config_root_ids
 from shared.runtime.mounts import mount_all
 
-from . import signals
 from .hooks import Hooks
 
 Log = Callable[[str], None]

@@ -57,6 +57,10 @@ def _cases(canary: Path, target: Path) -> dict[str, tuple[list[bytes], str]]:
             [s(b"./up", up), f(b"./up/new", b"pwned")],
             "path passes through symlink 'up'",
         ),
+        "hard link to a symlink, then write through it": (
+            [s(b"./s", bytes(canary)), h(b"./h", b"./s"), f(b"./h/victim", b"pwned")],
+            "path passes through symlink 'h'",
+        ),
         "hard link to an absolute target": (
             [h(b"./h", victim), f(b"./h", b"pwned")],
             "hard link target: absolute path",

@@ -62,9 +62,9 @@ def test_case38_template_backup(backups: Backups, vmid: int) -> None:
 def test_raw_lxc_keys_are_root_only(backups: Backups, new_vmid: Callable[[], int]) -> None:
     text = BASE_CONF + "lxc.apparmor.profile: unconfined\nlxc.cap.drop: \n"
     archive = backups.archive(text)
-    root = backups.restore(new_vmid(), archive)
+    root = backups.restore(new_vmid(), archive, trust_archive=True)
     assert root.lxc == [("lxc.apparmor.profile", "unconfined"), ("lxc.cap.drop", "")]
-    user = backups.restore(new_vmid(), archive, is_root=False)
+    user = backups.restore(new_vmid(), archive, is_root=False, trust_archive=True)
     assert user.lxc == []
     start = backups.logs.index("skipping custom lxc options, restore manually as root:")
     assert backups.logs[start : start + 5] == [
@@ -82,7 +82,7 @@ def test_custom_idmap_is_used_for_extraction(
     text = BASE_CONF + (
         "unprivileged: 1\nlxc.idmap: u 0 100500 65000\nlxc.idmap: g 0 100500 65000\n"
     )
-    conf = backups.restore(vmid, backups.archive(text))
+    conf = backups.restore(vmid, backups.archive(text), trust_archive=True)
     rootfs = mounted_volume(volume_of(conf, "rootfs"))
     st = (rootfs / "etc/hostname").stat()
     assert (st.st_uid, st.st_gid) == (100500, 100500)

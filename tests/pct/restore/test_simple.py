@@ -41,7 +41,7 @@ def test_case33_volumes_recreated_bind_appended(
     tree = backups.tree()
     (tree / "data").mkdir()
     archive = backups.archive(CASE33_CONF, [(tree, "./"), (_mp0_tree(backups), "./data")])
-    conf = backups.restore(vmid, archive)
+    conf = backups.restore(vmid, archive, trust_archive=True)
 
     saved = store.load(vmid)
     assert saved.to_text() == conf.to_text()
@@ -155,14 +155,14 @@ def test_bind_mount_rootfs_refused(backups: Backups, vmid: int) -> None:
 def test_bind_and_device_mounts_are_root_only(backups: Backups, vmid: int) -> None:
     archive = backups.archive(BASE_CONF + "mp1: /dev/sdz1,mp=/mnt/disk\n")
     with pytest.raises(CtkitError) as err:
-        backups.restore(vmid, archive, is_root=False)
+        backups.restore(vmid, archive, is_root=False, trust_archive=True)
     assert str(err.value).endswith("restoring 'mp1' to device mount is only possible for root")
     assert leftovers(backups.root, vmid) == []
 
 
 def test_bind_mount_with_backup_flag_warns(backups: Backups, vmid: int) -> None:
     archive = backups.archive(BASE_CONF + "mp3: /srv/x,mp=/x,backup=1\n")
-    conf = backups.restore(vmid, archive)
+    conf = backups.restore(vmid, archive, trust_archive=True)
     start = backups.logs.index("WARNING - unsupported configuration!")
     assert backups.logs[start : start + 4] == [
         "WARNING - unsupported configuration!",

@@ -144,6 +144,10 @@ def _hostile_cases(canary: Path) -> dict[str, tuple[bytes, str]]:
             s(b"./e", absdir) + h(b"./h", b"./e/victim") + f(b"./h", b"pwned"),
             "hard link target: path passes through symlink 'e'",
         ),
+        "hard link to a symlink, then write through it": (
+            s(b"./s", absdir) + h(b"./h", b"./s") + f(b"./h/victim", b"pwned"),
+            "path passes through symlink 'h'",
+        ),
         "hard link to absolute path": (
             h(b"./h", victim) + f(b"./h", b"pwned"),
             "hard link target: absolute path",

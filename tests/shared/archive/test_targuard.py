@@ -48,6 +48,18 @@ def test_symlinks_may_point_anywhere_but_not_be_written_through() -> None:
         guard.member(_m(b"./lib/", b"5"))
 
 
+def test_hard_link_to_a_symlink_is_a_symlink() -> None:
+    guard = ExtractGuard(allow_devices=True)
+    assert guard.member(_m(b"./s", b"2", b"/tmp"))
+    assert guard.member(_m(b"./h", b"1", b"./s"))  # link(2) does not follow: h is a symlink too
+    assert guard.member(_m(b"./h2", b"1", b"h"))  # and so is a link to that link
+    for name in (b"./h/x", b"./h2/x"):
+        with pytest.raises(ArchiveError, match=r"path passes through symlink 'h2?'"):
+            guard.member(_m(name))
+    with pytest.raises(ArchiveError, match="directory over an earlier symlink"):
+        guard.member(_m(b"./h/", b"5"))
+
+
 def test_every_candidate_name_is_checked_and_remembered() -> None:
     guard = ExtractGuard(allow_devices=True)
     with pytest.raises(ArchiveError, match=r"absolute path '/x'"):

@@ -1,0 +1,76 @@
+"""Signals during a long operation: a backup job (spec vzdump §1.4, §6, §7) or a restore.
+
+INT, TERM, HUP and QUIT interrupt the operation once: the first one raises ``KeyboardInterrupt``
+(the command ends with ``interrupted by signal``, exit 130, after its cleanup; in a backup job
+the guest fails, the job aborts and the remaining guests are reported as aborted). Cleanup code
+runs inside :func:`held`: a signal that arrives there is only noted, so a container is always
+thawed or restarted, its snapshot removed, its volumes unmounted and freed and its lock dropped.
+Later signals are ignored for the same reason (``vzdump --stop`` or an impatient second Ctrl-C
+must not break cleanup). Without these handlers TERM and HUP would end the process on the spot,
+with no cleanup at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.fired = False
+        self.held = 0
+
+
+_state = _State()
+
+
+def _handler(_signum: int, _frame: FrameType | None) -> None:
+    if _state.fired:
+        return
+    _state.fired = True
+    if not _state.held:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Install the handlers for the duration of the operation (only the main thread can; in
+    another one this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, _handler) for sig in INTERRUPTS}
+    _state.fired, _state.held = False, 0
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+        _state.fired = False  # a later operation in this process starts uninterrupted
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Cleanup that must not be cut short: a signal now only marks the job interrupted."""
+    _state.held += 1
+    try:
+        yield
+    finally:
+        _state.held -= 1
+
+
+def interrupted() -> bool:
+    """Whether a signal arrived since the job started (also one noted during cleanup)."""
+    return _state.fired
+
+
+def raise_if_interrupted() -> None:
+    """After held work: a signal that arrived meanwhile interrupts the operation now."""
+    if _state.fired and not _state.held:
+        raise KeyboardInterrupt

@@ -1,0 +1,94 @@
+"""A restore never stores a value ``pct create`` would refuse (issue: restores that exit 0 with
+a container that cannot start)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from pct.ops.restore_check import check_merged, problem
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.pending import parse_values
+from shared.errors import ConfigError, ParamError
+from shared.runtime import lifecycle, lxcapi
+from tests.pct.restore.conftest import Backups
+from tests.pct.restore.test_trust import CONF
+
+# a bad value per key, and what the restored config holds instead (None: the key is absent)
+BAD = {
+    "hostname": ("a" * 5000, "CT{vmid}"),
+    "memory": ("99999999999999999999", "512"),
+    "swap": ("99999999999999999999", "512"),
+    "net0": ("name=eth0,bridge=vmbr0,hwaddr=zz:zz,ip=dhcp", None),
+    "arch": ("amd64x", "amd64"),  # detected from /bin/sh again
+    "cores": ("99999", None),
+    "ostype": ("bogus", "debian"),  # detected
+}
+
+
+def _conf_with(key: str, value: str, conf: str = CONF) -> str:
+    lines = [line for line in conf.splitlines() if not line.startswith(f"{key}:")]
+    return "\n".join([*lines, f"{key}: {value}"]) + "\n"
+
+
+@pytest.mark.parametrize("key", list(BAD))
+def test_bad_backed_up_value_is_dropped_with_a_line(backups: Backups, vmid: int, key: str) -> None:
+    bad, instead = BAD[key]
+    conf = backups.restore(vmid, backups.archive(_conf_with(key, bad)))
+    saved = store.load(vmid)
+    assert saved.to_text() == conf.to_text()
+    expected = instead.format(vmid=vmid) if instead is not None else None
+    assert saved.get_raw(key) == expected
+    lines = [e for e in backups.logs if e.startswith(f"WARN: not restoring '{key}: ")]
+    assert len(lines) == 1, backups.logs
+    assert len(lines[0]) < 600  # the 5,000 characters are not repeated
+    for other in saved.values:
+        assert problem(other, saved.values[other]) is None, other
+
+
+def test_good_values_and_unknown_keys_are_kept(backups: Backups, vmid: int) -> None:
+    text = CONF + "cores: 2\nfoo: bar\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01\n"
+    backups.restore(vmid, backups.archive(text))
+    saved = store.load(vmid)
+    assert saved.get_raw("cores") == "2" and saved.get_raw("foo") == "bar"
+    assert saved.get_raw("net0") == "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01"
+    assert not [e for e in backups.logs if "not restoring" in e]
+
+
+def test_memory_is_bounded_as_on_create() -> None:
+    with pytest.raises(ParamError) as err:
+        parse_values({"memory": "99999999999999999999"})
+    assert err.value.errors == {"memory": "value must have a maximum value of 4398046511103"}
+    assert parse_values({"memory": "4398046511103", "swap": "4398046511103"})
+
+
+def test_merged_config_is_checked_as_a_whole() -> None:
+    conf = Config(1, {"hostname": "ok", "memory": "512", "foo": "kept"})
+    check_merged(conf)
+    conf.values["hostname"] = "a;b"
+    conf.values["memory"] = "1"
+    with pytest.raises(ConfigError) as err:
+        check_merged(conf)
+    assert str(err.value).startswith("invalid configuration after merge - hostname: ")
+    assert "; memory: value must have a minimum value of 16" in str(err.value)
+
+
+@pytest.mark.lxc
+def test_restored_container_with_bad_values_starts(
+    backups: Backups, new_vmid: Callable[[], int]
+) -> None:
+    text = CONF
+    for key, (bad, _instead) in BAD.items():
+        text = _conf_with(key, bad, text)
+    vmid = new_vmid()
+    backups.restore(vmid, backups.archive(text))
+    lifecycle.start(vmid, log=lambda _line: None)
+    try:
+        argv = lxcapi.attach_argv(vmid, ["cat", "/proc/sys/kernel/hostname"])
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+        assert out.stdout.strip() == f"CT{vmid}"
+    finally:
+        lifecycle.stop(vmid, log=lambda _line: None)

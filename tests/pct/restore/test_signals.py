@@ -1,0 +1,129 @@
+"""TERM, HUP and INT in the middle of ``pct restore``: the restore cleans up, exits 130 with one
+line, and an existing container replaced with ``--force`` is left as it was and starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared import paths
+from shared.ctconfig import store
+from shared.errors import StorageError
+from shared.runtime import lifecycle, lxcapi
+from tests.pct.restore.conftest import Backups, images, leftovers
+from tests.pct.restore.test_cli import PCT, REPO
+from tests.pct.restore.test_trust import CONF
+
+BIG = 24 << 20  # random bytes: read at --bwlimit 4096 KiB/s, extraction takes about 6 s
+BWLIMIT = "4096"
+
+
+def _archive(backups: Backups, name: str, size: int = 0) -> str:
+    tree = backups.tree(f"tree-{name}")
+    (tree / "etc/marker").write_text(f"{name}\n")
+    if size:
+        with open(tree / "big", "wb") as fh:
+            fh.write(os.urandom(size))
+    stamp = "2024_01_02-03_04_05" if size else "2024_01_01-03_04_05"
+    return backups.archive(CONF.replace("trusted", name), [(tree, "./")], stamp=stamp)
+
+
+def _restore_killed(vmid: int, archive: str, sig: signal.Signals, *force: str) -> tuple[int, str]:
+    """Run ``pct restore``, send ``sig`` a second into the extraction; exit code and stderr."""
+    argv = [*PCT, "restore", str(vmid), archive, "--bwlimit", BWLIMIT, *force]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()
+    )
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            if raw.startswith(b"extracting archive"):
+                break
+        else:
+            pytest.fail("the restore ended before its extraction began")
+        try:
+            proc.wait(timeout=1.0)
+            pytest.fail("the restore ended before the signal")
+        except subprocess.TimeoutExpired:
+            pass
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err.decode()
+
+
+def _state(backups: Backups, vmid: int) -> tuple[bytes, list[str]]:
+    return store.read_bytes(vmid), images(backups.root, vmid)
+
+
+def _mounts(root: Path) -> list[str]:
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in lines if str(root) in line]
+
+
+@pytest.mark.lxc
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=str)
+def test_signal_during_force_restore_keeps_the_old_container(
+    backups: Backups, vmid: int, sig: signal.Signals
+) -> None:
+    backups.restore(vmid, _archive(backups, "old"))
+    before = _state(backups, vmid)
+    code, err = _restore_killed(vmid, _archive(backups, "newer", BIG), sig, "--force")
+
+    assert code == 130, err
+    assert err.splitlines()[-1] == "interrupted by signal", err
+    assert "Traceback" not in err
+    assert _state(backups, vmid) == before  # same config (no lock), no new volume left
+    assert store.load(vmid).lock is None
+    assert _mounts(backups.root) == []
+    lifecycle.start(vmid, log=lambda _line: None)
+    try:
+        argv = lxcapi.attach_argv(vmid, ["cat", "/etc/marker"])
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+        assert out.stdout == "old\n"
+    finally:
+        lifecycle.stop(vmid, log=lambda _line: None)
+
+
+def test_signal_during_restore_to_a_new_id_leaves_nothing(backups: Backups, vmid: int) -> None:
+    code, err = _restore_killed(vmid, _archive(backups, "newer", BIG), signal.SIGTERM)
+    assert code == 130, err
+    assert err.splitlines()[-1] == "interrupted by signal", err
+    assert leftovers(backups.root, vmid) == []
+    assert not paths.lxc_dir(vmid).exists()
+
+
+@pytest.mark.parametrize("planted", ["lxc dir", "rootfs dir", "rootfs file"])
+def test_planted_symlink_at_the_staging_dir_is_refused(
+    backups: Backups, vmid: int, planted: str
+) -> None:
+    victim = backups.work / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("host file\n")
+    lxc_dir = paths.lxc_dir(vmid)
+    lxc_dir.parent.mkdir(parents=True, exist_ok=True)
+    if planted == "lxc dir":
+        lxc_dir.symlink_to(victim, target_is_directory=True)
+    else:
+        lxc_dir.mkdir()
+        if planted == "rootfs dir":
+            (lxc_dir / "rootfs").symlink_to(victim, target_is_directory=True)
+        else:
+            (lxc_dir / "rootfs").write_text("")
+    with pytest.raises(StorageError) as err:
+        backups.restore(vmid, _archive(backups, "newer"))
+    assert str(err.value) == (
+        f"unable to restore CT {vmid} - refusing to mount the volumes of CT {vmid} at "
+        f"'{paths.lxc_rootfs(vmid)}' - a symlink or a file is in the way"
+    )
+    assert sorted(os.listdir(victim)) == ["keep"]
+    assert (victim / "keep").read_text() == "host file\n"
+    assert not store.exists(vmid) and images(backups.root, vmid) == []
+    assert _mounts(backups.root) == []
