@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from shared import atomic
+from shared.formats.archivename import VERIFY_EXT
 
-VERIFY_EXT = ".verify"
 MAX_SIDECAR = 64 << 10
 KINDS = ("verify", "restore-test")
 
