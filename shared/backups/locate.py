@@ -26,8 +26,8 @@ ARCHIVE_STORAGE_TYPES = ("dir", "btrfs")
 class Backup:
     """One container backup archive that exists as a regular file."""
 
-    volid: str
-    storage: Storage
+    volid: str  # or the path, for an archive outside any storage
+    storage: Storage | None
     path: Path
     info: ArchiveInfo
     compression: Compression
@@ -57,14 +57,24 @@ def locate(volid: str) -> Backup:
     store, vol = resolve_volume(volid)
     check_volume_content(vol, volid, "backup")
     check_archive_storage(store)
-    info = archive_info(vol.name)
+    path = store.subdir("backup") / vol.name
+    return _checked_file(volid, store, path, archive_info(vol.name))
+
+
+def archive_file(path: Path, volid: str | None = None) -> Backup:
+    """A container backup archive given by path (vzdump's own, just written to a dump
+    directory that need not be a storage); ``volid`` names it in messages when known."""
+    info = archive_info(path.name)
+    return _checked_file(volid or str(path), None, path, info)
+
+
+def _checked_file(volid: str, store: Storage | None, path: Path, info: ArchiveInfo) -> Backup:
     if info.format != "tar" or info.type == "qemu":
         raise ArchiveError(f"'{volid}' is not a container backup (format {info.extension})")
-    path = store.subdir("backup") / vol.name
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         raise NotFoundError(f"can't find file '{volid}'") from None
     if not stat.S_ISREG(st.st_mode):
         raise ArchiveError(f"'{volid}' is not a regular file")
-    return Backup(volid, store, path, info, compression_from_name(vol.name))
+    return Backup(volid, store, path, info, compression_from_name(path.name))
