@@ -18,10 +18,12 @@ import typer
 from shared.backups import browse as browsing
 from shared.backups import extract as extracting
 from shared.backups.config import extract_config
+from shared.backups.intoct import extract_into_ct
 from shared.backups.inventory import BackupRow, list_backup_rows
 from shared.backups.locate import locate
 from shared.backups.verify import verify
 from shared.cli import OutputFormat, OutputFormatOption, print_json
+from shared.errors import ParamError
 from shared.tasklog import human_bytes
 
 
@@ -107,18 +109,29 @@ def extract_cmd(
     volume: Annotated[str, typer.Argument(metavar="volume")],
     paths: Annotated[list[str], typer.Argument(metavar="path", help="Files or directories.")],
     target: Annotated[
-        Path, typer.Option("--target", help="Host directory to extract into (made if missing).")
-    ],
+        Path | None,
+        typer.Option("--target", help="Host directory to extract into (made if missing)."),
+    ] = None,
+    vmid: Annotated[int | None, typer.Option(help="Extract into this container ...")] = None,
+    dest: Annotated[
+        str | None, typer.Option(help="... below this new directory inside it (e.g. /restored).")
+    ] = None,
 ) -> None:
     """Extract files or directories of a backup into a host directory (existing files are
-    kept, never replaced)."""
+    kept, never replaced), or into a new directory of a container (owners mapped)."""
+    if (target is None) == (vmid is None) or (vmid is None) != (dest is None):
+        raise ParamError(message="give either --target <dir>, or --vmid <ct> with --dest <dir>")
     backup = locate(volume)
-    out = extracting.extract_paths(
-        backup, paths, extracting.prepare_target(target), log=lambda line: None
-    )
+    if vmid is not None and dest is not None:
+        out = extract_into_ct(backup, paths, vmid, dest)
+        where = f"CT {vmid} at '{dest}'"
+    else:
+        assert target is not None
+        out = extracting.extract_paths(backup, paths, extracting.prepare_target(target))
+        where = f"'{target}'"
     for warning in out.warnings:
         print(f"WARN: {warning}", file=sys.stderr)
-    print(f"extracted {len(out.members)} member(s) into '{target}'")
+    print(f"extracted {len(out.members)} member(s) into {where}")
 
 
 def verify_cmd(
