@@ -6,21 +6,29 @@ points, start-at-boot and hook script (the copy must never meet the original's n
 host's directories). It is started, must reach RUNNING, and optionally runs a check command
 inside. Whatever happens, the container and its volumes are destroyed before returning; the
 outcome is recorded beside the archive as a verification of kind ``restore-test``.
+
+A marker ``run/ctkit/restore-test-<vmid>.lock`` is held (flock) for the whole test. A test
+killed outright (SIGKILL, power loss) leaves it unlocked, and the next restore test on the same
+range destroys that container first; TERM, HUP, QUIT and INT clean up at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
 
 from shared import paths
 from shared.backups.locate import locate
 from shared.backups.sidecar import Verification, now, record
 from shared.ctconfig import store
-from shared.errors import AlreadyExistsError, CtkitError, StateError, VerifyError
-from shared.locks import config_lock
+from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError, VerifyError
+from shared.locks import config_lock, flock
 from shared.runtime import lifecycle, lxcapi
 
 from .destroy import destroy
@@ -29,6 +37,7 @@ from .restore import RestoreRequest, restore
 Log = Callable[[str], None]
 DEFAULT_RANGE = (990_000_000, 999_999_999)
 CHECK_TIMEOUT = 300.0
+CHOOSE_TIMEOUT = 600.0  # another test may be destroying a leftover meanwhile
 # config keys the throwaway copy must not keep: the original's network, host paths, autostart
 _DROP_KEYS = ("onboot", "startup", "hookscript", "protection")
 
@@ -49,11 +58,66 @@ def parse_range(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
+def marker(vmid: int) -> Path:
+    """Held (flock) while a restore test uses ``vmid``; left behind only by a killed test."""
+    return paths.run_dir() / f"restore-test-{vmid}.lock"
+
+
+def recover_stale(first: int, last: int, log: Log) -> None:
+    """Destroy what a killed restore test left in the range: its marker is there, unlocked."""
+    for lock in sorted(paths.run_dir().glob("restore-test-*.lock")):
+        vmid_text = lock.name.removeprefix("restore-test-").removesuffix(".lock")
+        if not vmid_text.isdigit() or not first <= int(vmid_text) <= last:
+            continue
+        vmid = int(vmid_text)
+        try:
+            with flock(lock, 0):
+                if store.load_or_none(vmid) is not None:
+                    log(f"removing CT {vmid} left by an interrupted restore test")
+                    _drop_lock(vmid)
+                    destroy(vmid, force=True, unreferenced=True, log=log)
+                lock.unlink()
+        except LockError:
+            continue  # a restore test is using it right now
+
+
+def _drop_lock(vmid: int) -> None:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        conf.delete("lock")
+        conf.delete("protection")
+        store.save(conf)
+
+
 def free_vmid(first: int, last: int) -> int:
     for vmid in range(first, last + 1):
-        if store.load_or_none(vmid) is None and not paths.lxc_dir(vmid).exists():
+        if (
+            store.load_or_none(vmid) is None
+            and not paths.lxc_dir(vmid).exists()
+            and not marker(vmid).exists()
+        ):
             return vmid
     raise AlreadyExistsError(f"no free VMID in {first}-{last}")
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """TERM/HUP/QUIT interrupt like Ctrl-C, once, so the throwaway CT is always destroyed."""
+    fired = False
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise KeyboardInterrupt
+
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    old = {sig: signal.signal(sig, handler) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 def _strip(vmid: int) -> None:
@@ -106,7 +170,20 @@ def _cleanup(vmid: int, log: Log) -> None:
 def restore_test(test: RestoreTest, log: Log = print) -> int:
     """Run the test; returns the throwaway VMID used. Raises VerifyError when it fails."""
     backup = locate(test.volid)
-    vmid = free_vmid(*test.vmid_range)
+    with contextlib.ExitStack() as stack:
+        # one choice at a time: two tests never pick the same id or clean up each other's
+        with flock(paths.run_dir() / "restore-test.lock", CHOOSE_TIMEOUT):
+            recover_stale(*test.vmid_range, log)
+            vmid = free_vmid(*test.vmid_range)
+            lock = marker(vmid)
+            stack.enter_context(flock(lock, 0))
+        stack.callback(lock.unlink, missing_ok=True)
+        stack.enter_context(interruptible())
+        _run_test(test, backup.path, vmid, log)
+    return vmid
+
+
+def _run_test(test: RestoreTest, archive: Path, vmid: int, log: Log) -> None:
     log(f"restore test of '{test.volid}' as CT {vmid} on storage '{test.storage}'")
     started = time.monotonic()
     checked = {"vmid": vmid, "storage": test.storage, "check": " ".join(test.check or [])}
@@ -120,8 +197,7 @@ def restore_test(test: RestoreTest, log: Log = print) -> int:
         error = f"restore test of '{test.volid}' failed: {err}"
     checked["seconds"] = round(time.monotonic() - started, 1)
     state = "failed" if error else "ok"
-    record(backup.path, Verification("restore-test", state, now(), checked, error))
+    record(archive, Verification("restore-test", state, now(), checked, error))
     if error:
         raise VerifyError(error)
     log(f"restore test of '{test.volid}' passed; CT {vmid} destroyed")
-    return vmid

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,39 @@ def test_damaged_backup_fails_and_leaves_nothing(host: Host) -> None:
     assert rc == 7 and "restore test of" in out and "failed" in out, out
     _nothing_left(host.root, first)
     assert json.loads(sidecar_path(made.archive).read_text())["restore-test"]["state"] == "failed"
+
+
+def test_leftover_of_a_killed_test_is_removed_first(host: Host) -> None:
+    made = make_backup(host)
+    stale = host.create()  # stands for what a SIGKILLed test left: a CT and its marker
+    conf = stale.conf_path.read_text()
+    stale.conf_path.write_text("lock: create\n" + conf)
+    marker = host.root / f"run/ctkit/restore-test-{stale.vmid}.lock"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    rc, out = _restore_test(made.volid, stale.vmid)
+    assert rc == 0, out
+    assert f"removing CT {stale.vmid} left by an interrupted restore test" in out
+    assert f"as CT {stale.vmid} " in out  # the id is free again and used
+    _nothing_left(host.root, stale.vmid)
+    assert not marker.exists()
+
+
+def test_sigterm_cleans_up(host: Host) -> None:
+    made = make_backup(host)
+    first = host.new_vmid()
+    argv = [str(BIN / "pct"), "restore-test", made.volid, "--vmid-range", f"{first}-{first}",
+            "--check", "sleep 60"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "is running" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, "".join(seen) + rest
+    _nothing_left(host.root, first)
+    assert not (host.root / f"run/ctkit/restore-test-{first}.lock").exists()
