@@ -23,7 +23,7 @@ from shared.backups.inventory import BackupRow, list_backup_rows
 from shared.backups.locate import locate
 from shared.backups.verify import verify
 from shared.cli import OutputFormat, OutputFormatOption, print_json
-from shared.errors import ParamError
+from shared.errors import ParamError, VerifyError
 from shared.tasklog import human_bytes
 
 
@@ -135,14 +135,32 @@ def extract_cmd(
 
 
 def verify_cmd(
-    volumes: Annotated[list[str], typer.Argument(metavar="volume")],
+    volumes: Annotated[list[str] | None, typer.Argument(metavar="volume")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Verify every backup of this storage ...")
+    ] = None,
+    vmid: Annotated[int | None, typer.Option(help="... of this guest only.")] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Verify backups end to end: decompress, walk every tar header, parse the config, compare
-    with the backup log. The result is kept beside the archive and shown by ``vzdump list``."""
-    results = []
-    for volume in volumes:
-        report = verify(locate(volume))
+    with the backup log. Each result is kept beside the archive and shown by ``vzdump list``;
+    every backup is checked, the exit status is 7 when any failed."""
+    names = list(volumes or [])
+    if storage is not None:
+        names += [row.entry.volid for row in list_backup_rows(storage, vmid)]
+    elif vmid is not None or not names:
+        raise ParamError(message="give volume ids, or --storage <id> [--vmid <vmid>]")
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for volume in names:
+        try:
+            report = verify(locate(volume))
+        except VerifyError as err:
+            failed.append(volume)
+            results.append({"volid": volume, "state": "failed", "error": str(err)})
+            if output_format is OutputFormat.text:
+                print(str(err), file=sys.stderr)
+            continue
         results.append({"volid": volume, "state": "ok", **report.as_dict()})
         if output_format is OutputFormat.text:
             print(
@@ -151,3 +169,9 @@ def verify_cmd(
             )
     if output_format is not OutputFormat.text:
         print_json(results, output_format)
+    if len(failed) > 1 or (failed and len(names) > 1):
+        raise VerifyError(f"{len(failed)} of {len(names)} backups failed verification")
+    if failed and output_format is OutputFormat.text:
+        raise typer.Exit(VerifyError.exit_code)  # its one line is printed above
+    if failed:
+        raise VerifyError(str(results[-1]["error"]))

@@ -117,3 +117,16 @@ def test_not_a_vzdump_archive(ctroot: Path) -> None:
     )
     res = vzdump("verify", f"local:backup/{name}")
     assert res.rc == 7 and "no container config" in res.err
+
+
+def test_verify_a_whole_storage_goes_on_after_a_failure(host: Host) -> None:
+    bad = make_backup(host)
+    good = make_backup(host)
+    os.truncate(bad.archive, bad.archive.stat().st_size // 2)
+    res = vzdump("verify", "--storage", "local", "--output-format", "json")
+    assert res.rc == 7 and "1 of 2 backups failed verification" in res.err
+    states = {r["volid"]: r["state"] for r in json.loads(res.out)}
+    assert states == {bad.volid: "failed", good.volid: "ok"}
+    res = vzdump("verify", "--storage", "local", "--vmid", str(good.ct.vmid))
+    assert res.rc == 0 and good.volid in res.out.decode()
+    assert vzdump("verify").rc == 2
