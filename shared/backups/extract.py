@@ -112,6 +112,20 @@ def prepare_target(target: Path) -> Path:
     return target.resolve()
 
 
+def extract_to_dir(backup: Backup, paths: Sequence[str], target: Path) -> Extracted:
+    """:func:`extract_paths` into a host directory, made when missing and removed again when
+    the extraction fails before writing anything into it."""
+    existed = os.path.lexists(target)
+    root = prepare_target(target)
+    try:
+        return extract_paths(backup, paths, root)
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only when still empty
+        raise
+
+
 def _end_of_archive(forwarded: int) -> bytes:
     tail = 2 * BLOCK
     return bytes(tail + (-(forwarded + tail) % RECORD))

@@ -127,7 +127,7 @@ def extract_cmd(
         where = f"CT {vmid} at '{dest}'"
     else:
         assert target is not None
-        out = extracting.extract_paths(backup, paths, extracting.prepare_target(target))
+        out = extracting.extract_to_dir(backup, paths, target)
         where = f"'{target}'"
     for warning in out.warnings:
         print(f"WARN: {warning}", file=sys.stderr)

@@ -85,3 +85,12 @@ def test_not_a_vzdump_archive(ctroot: Path) -> None:
     res = vzdump("extractconfig", f"local:backup/{name}")
     assert res.rc == 10 and "not a vzdump archive" in res.err and len(res.lines) == 1, res.err
     assert res.out == b""
+
+
+def test_symlinked_archive_is_refused(ctroot: Path) -> None:
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    (dump / name).symlink_to("/etc/passwd")
+    res = vzdump("browse", f"local:backup/{name}")
+    assert res.rc == 10 and "not a regular file" in res.err and res.out == b""
