@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import stat
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,17 +115,20 @@ def prepare_target(target: Path) -> Path:
 
 
 def extract_to_dir(backup: Backup, paths: Sequence[str], target: Path) -> Extracted:
-    """:func:`extract_paths` into a host directory, made when missing and removed again when
-    the extraction fails before writing anything into it."""
-    existed = os.path.lexists(target)
-    root = prepare_target(target)
+    """:func:`extract_paths` into a host directory. A new target is filled under a temporary
+    name beside it and renamed when complete, so a failure (a cut or hostile archive) leaves
+    nothing; into an existing one, what was extracted before the failure stays."""
+    if os.path.lexists(target):
+        return extract_paths(backup, paths, prepare_target(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        return extract_paths(backup, paths, root)
+        out = extract_paths(backup, paths, staging.resolve())
+        os.rename(staging, target)
     except BaseException:
-        if not existed:
-            with contextlib.suppress(OSError):
-                root.rmdir()  # only when still empty
+        shutil.rmtree(staging, ignore_errors=True)
         raise
+    return out
 
 
 def _end_of_archive(forwarded: int) -> bytes:
