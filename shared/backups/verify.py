@@ -22,7 +22,7 @@ from shared.archive.tarformat import AREG, CONT, REG, Member
 from shared.archive.targuard import split_name
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.ctconfig.config import parse_config
-from shared.errors import ArchiveError, CtkitError, VerifyError
+from shared.errors import ArchiveError, VerifyError
 
 from .locate import Backup
 from .sidecar import Verification, now, record
@@ -52,6 +52,8 @@ class Report:
             "archive_bytes": self.archive_bytes,
             "config": self.config,
         }
+        if self.warnings:
+            out["warnings"] = self.warnings
         if self.logged_tar_bytes is not None:
             out["logged_tar_bytes"] = self.logged_tar_bytes
         return out
@@ -116,16 +118,25 @@ def scan(backup: Backup, report: Report) -> _Walk:
 
 
 def check_configs(backup: Backup, walk: _Walk, report: Report) -> None:
+    """The config members must be there and ``pct.conf`` must read as a container config.
+
+    Unknown settings and values this version cannot check are warnings, not failures: a backup
+    made by a newer Proxmox is still good. A line that is no config syntax at all, or a
+    ``pct.conf`` without a root file system, fails. (An OpenVZ ``vps.conf`` is only required.)
+    """
     if not walk.configs:
         raise ArchiveError("not a vzdump archive: no container config member")
     vmid = backup.info.vmid or 0
     for member, content in walk.configs:
-        try:
-            conf = parse_config(bytes(content), vmid, strict=True)
-        except CtkitError as err:
-            raise ArchiveError(f"config member '{member.display}' does not parse: {err}") from None
-        if member.name.endswith(b"pct.conf") and "rootfs" not in conf.values:
+        if not member.name.endswith(b"pct.conf"):
+            continue
+        conf = parse_config(bytes(content), vmid)
+        broken = [w for w in conf.warnings if "unable to parse config" in w]
+        if broken:
+            raise ArchiveError(f"config member '{member.display}' does not parse: {broken[0]}")
+        if "rootfs" not in conf.values:
             raise ArchiveError(f"config member '{member.display}' has no rootfs")
+        report.warnings += conf.warnings
     report.config = True
 
 

@@ -130,3 +130,34 @@ def test_verify_a_whole_storage_goes_on_after_a_failure(host: Host) -> None:
     res = vzdump("verify", "--storage", "local", "--vmid", str(good.ct.vmid))
     assert res.rc == 0 and good.volid in res.out.decode()
     assert vzdump("verify").rc == 2
+
+
+def _with_config(ctroot: Path, conf: bytes) -> str:
+    """A vzdump-named tar.zst with ``conf`` as its pct.conf and one more member."""
+    tree = ctroot / "tree"
+    (tree / "etc/vzdump").mkdir(parents=True)
+    (tree / "etc/vzdump/pct.conf").write_bytes(conf)
+    (tree / "hello").write_text("x")
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar.zst"
+    subprocess.run(["tar", "--zstd", "-cf", str(dump / name), "-C", str(tree),
+                    "./etc/vzdump/pct.conf", "./hello"], check=True)  # fmt: skip
+    return f"local:backup/{name}"
+
+
+def test_config_from_a_newer_proxmox_still_verifies(ctroot: Path) -> None:
+    volid = _with_config(ctroot, b"arch: amd64\nrootfs: local:100/x.raw,size=1G\nfuture: 1\n")
+    res = vzdump("verify", volid, "--output-format", "json")
+    assert res.rc == 0, res.err
+    (row,) = json.loads(res.out)
+    assert any("future" in w for w in row["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("conf", "needle"),
+    [(b"arch: amd64\n\x00garbage line\n", "does not parse"), (b"arch: amd64\n", "no rootfs")],
+)
+def test_broken_config_member_fails(ctroot: Path, conf: bytes, needle: str) -> None:
+    res = vzdump("verify", _with_config(ctroot, conf))
+    assert res.rc == 7 and needle in res.err, res.err
