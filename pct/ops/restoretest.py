@@ -15,15 +15,14 @@ range destroys that container first; TERM, HUP, QUIT and INT clean up at once.
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from shared import paths
+from shared.backups.interrupt import interruptible
 from shared.backups.locate import locate
 from shared.backups.sidecar import Verification, now, record
 from shared.ctconfig import store
@@ -98,26 +97,6 @@ def free_vmid(first: int, last: int) -> int:
         ):
             return vmid
     raise AlreadyExistsError(f"no free VMID in {first}-{last}")
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """TERM/HUP/QUIT interrupt like Ctrl-C, once, so the throwaway CT is always destroyed."""
-    fired = False
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            raise KeyboardInterrupt
-
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-    old = {sig: signal.signal(sig, handler) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
 
 
 def _strip(vmid: int) -> None:

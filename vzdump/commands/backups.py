@@ -18,6 +18,7 @@ import typer
 from shared.backups import browse as browsing
 from shared.backups import extract as extracting
 from shared.backups.config import extract_config
+from shared.backups.interrupt import interruptible
 from shared.backups.intoct import extract_into_ct
 from shared.backups.inventory import BackupRow, list_backup_rows
 from shared.backups.locate import locate
@@ -122,13 +123,14 @@ def extract_cmd(
     if (target is None) == (vmid is None) or (vmid is None) != (dest is None):
         raise ParamError(message="give either --target <dir>, or --vmid <ct> with --dest <dir>")
     backup = locate(volume)
-    if vmid is not None and dest is not None:
-        out = extract_into_ct(backup, paths, vmid, dest)
-        where = f"CT {vmid} at '{dest}'"
-    else:
-        assert target is not None
-        out = extracting.extract_to_dir(backup, paths, target)
-        where = f"'{target}'"
+    with interruptible():
+        if vmid is not None and dest is not None:
+            out = extract_into_ct(backup, paths, vmid, dest)
+            where = f"CT {vmid} at '{dest}'"
+        else:
+            assert target is not None
+            out = extracting.extract_to_dir(backup, paths, target)
+            where = f"'{target}'"
     for warning in out.warnings:
         print(f"WARN: {warning}", file=sys.stderr)
     print(f"extracted {len(out.members)} member(s) into {where}")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
 from shared.backups.extract import extract_paths, prepare_target
 from shared.backups.locate import locate
-from tests.vzdump.engine.conftest import vzdump
+from tests.vzdump.engine.conftest import BIN, vzdump
 
 from .conftest import Made, made
 
@@ -121,3 +123,29 @@ def test_truncated_archive_writes_nothing(made: Made, tmp_path: Path) -> None:
     res = vzdump("extract", made.volid, "/srv/kinds", "--target", str(tmp_path / "cut"))
     assert res.rc == 10 and "unexpected end of archive" in res.err and len(res.lines) == 1
     assert not (tmp_path / "cut").exists()
+
+
+def test_sigterm_leaves_no_half_filled_target(ctroot: Path, tmp_path: Path) -> None:
+    tree = ctroot / "tree"
+    (tree / "etc/vzdump").mkdir(parents=True)
+    (tree / "etc/vzdump/pct.conf").write_text("arch: amd64\nrootfs: local:1/x.raw,size=1G\n")
+    (tree / "srv").mkdir()
+    with open(tree / "srv/big", "wb") as fh:
+        for _ in range(192):
+            fh.write(os.urandom(1 << 20))
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    subprocess.run(["tar", "-cf", str(dump / name), "-C", str(tree),
+                    "./etc/vzdump/pct.conf", "./srv"], check=True)  # fmt: skip
+    target = tmp_path / "t"
+    argv = [str(BIN / "vzdump"), "extract", f"local:backup/{name}", "/srv", "--target", str(target)]
+    env = {**os.environ, "CTKIT_ROOT": str(ctroot)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".t.*/srv/big")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert not target.exists() and not list(tmp_path.glob(".t.*"))
