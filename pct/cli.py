@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.cli import new_app, run
 
-from .commands import config, create, disk, lifecycle
+from .commands import config, create, disk, lifecycle, restoretest
 from .commands import restore as restore_commands
 from .commands import snapshot as snapshot_commands
 
@@ -12,6 +12,7 @@ app = new_app("Manage containers (Proxmox's pct).")
 for module in (create, config, lifecycle, disk):
     module.register(app)
 restore_commands.register(app)
+restoretest.register(app)
 snapshot_commands.register(app)
 
 

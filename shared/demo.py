@@ -235,6 +235,18 @@ def backup_steps(demo: Demo) -> None:
               "--dry-run"])  # fmt: skip
 
 
+def verify_steps(demo: Demo) -> None:
+    """Know the backup: verify it end to end, list it with the result, get one file back."""
+    volid = newest_backup(demo)
+    demo.run(["vzdump", "verify", volid])
+    demo.run(["vzdump", "list", BTRFS, "--vmid", str(VMID)])
+    target = demo.root / "extracted"
+    demo.run(["vzdump", "extract", volid, "/srv/demo/hello.txt", "--target", str(target)])
+    if (target / "srv/demo/hello.txt").read_text() != "hello from ctkit\n":
+        raise DemoError("the file extracted from the backup differs from the original")
+    print("  one file back from the backup, identical to the original")
+
+
 def _collect(demo: Demo, mode: str, log: str) -> None:
     for label, pattern in (("frozen window", r"frozen window: ([\d.]+ s)"),
                            ("written", r"Total bytes written: \d+ \(([^)]*)\)"),
@@ -339,6 +351,7 @@ def main() -> int:
             container_steps(demo)
         with demo.step("vzdump: suspend mode to local, snapshot mode to btrfs, retention"):
             backup_steps(demo)
+            verify_steps(demo)
         with demo.step("pct destroy, then restore the newest backup and check the data"):
             restore_steps(demo)
         with demo.step("A scheduled backup job, run now"):

@@ -159,6 +159,8 @@ OPTIONS: dict[str, Option] = {
     "notify-webhook": Option(Str(max_length=1024, check=check_webhook_url)),
     "notes-template": Option(Str(max_length=notes.MAX_LENGTH, check=notes.check_template)),
     "protected": Option(Bool()),
+    # ctkit addition: read the new archive back end to end (shared.backups.verify)
+    "verify": Option(Bool()),
     "stop": Option(Bool(), False),
     # accepted and ignored: they only matter for VMs or Proxmox Backup Server
     "performance": Option(PropString(PERFORMANCE)),

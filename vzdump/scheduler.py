@@ -284,7 +284,7 @@ def _run_pass(
         book.last_seen = _ts(start)
     ctx = _Pass(clock, start, last_seen, runner, log)
     outcomes: list[tuple[str, Outcome]] = []
-    jobs = sorted((s for s in cfg.sections if s.type == config.JOB_TYPE), key=lambda s: s.id)
+    jobs = sorted((s for s in cfg.sections if s.type in config.SCHEDULED_TYPES), key=lambda s: s.id)
     for section in jobs:
         outcome = _visit(section, ctx)
         outcomes.append((section.id, outcome))
@@ -424,7 +424,7 @@ def run_job_now(
     propagate after the state is closed."""
     clock = _clock(now)
     section = config.read_jobs().get(job_id)
-    if section is None or section.type != config.JOB_TYPE:
+    if section is None or section.type not in config.SCHEDULED_TYPES:
         raise NotFoundError(f"job '{job_id}' does not exist")
     record_job_change(section, clock(), log)
     busy = StateError(f"job '{job_id}' is still running")

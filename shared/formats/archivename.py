@@ -26,6 +26,7 @@ STD_NAME_RE = (
 LOG_EXT = ".log"
 NOTES_EXT = ".notes"
 PROTECTED_EXT = ".protected"
+VERIFY_EXT = ".verify"  # the last verification results (shared.backups.sidecar)
 
 # How to read each format/compression (Proxmox's decompressor_info).
 DECOMPRESSORS: dict[str, dict[str, tuple[str, ...]]] = {

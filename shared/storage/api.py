@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import ArchiveError, NotFoundError, ParamError, StorageError
-from ..formats.archivename import ArchiveInfo, archive_info
+from ..formats.archivename import VERIFY_EXT, ArchiveInfo, archive_info
 from ..formats.types import FormatError, StorageId
 from . import listing
 from .base import Storage
@@ -166,11 +166,13 @@ def _aux_info(path: Path) -> ArchiveInfo | None:
 
 
 def archive_remove(path: Path) -> None:
-    """Delete an archive with its ``.log`` and ``.notes``; refuse a protected one."""
+    """Delete an archive with its ``.log``, ``.notes`` and ``.verify``; refuse a protected one."""
     if os.path.lexists(f"{path}.protected"):
         raise StorageError(f"cannot remove protected archive '{path}'")
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        Path(f"{path}{VERIFY_EXT}").unlink()
     info = _aux_info(path)
     for aux in (info.logfilename, info.notesfilename) if info else ():
         if aux:

@@ -38,10 +38,11 @@ from shared.formats.sectionconfig import Section, SectionConfig
 from shared.formats.types import Bool, ConfigId, FormatError
 from shared.systemd import find_program, install_units, remove_units
 
-from .. import options, scheduler
+from .. import options, scheduler, verifyrun
 from ..calendar import local_zone, next_event
 from ..engine.job import Job
 from ..jobs import config as jobcfg
+from ..jobs import verify as verify_jobs
 from ..jobs.state import read_state
 from ..report import JobResult
 
@@ -61,6 +62,8 @@ def register(app: typer.Typer) -> None:
 
 
 def runner(job_id: str, params: dict[str, Any]) -> JobResult:
+    if verify_jobs.is_verify(params):
+        return verifyrun.run(job_id, params)
     return Job(params).run()
 
 

@@ -14,6 +14,8 @@ from typing import IO, Any
 
 from shared import atomic, paths, signals
 from shared.archive.tarcreate import CreateSpec, create
+from shared.backups.locate import archive_file
+from shared.backups.verify import verify
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.errors import CtkitError, Interrupted, NotFoundError
@@ -80,6 +82,7 @@ class GuestBackup:
         self.target: Target | None = None
         self.tmpdir: Path | None = None
         self.size: int | None = None
+        self.tar_bytes: int | None = None
         self.name = f"CT{vmid}"
         # the mode hooks are told: the requested one until the effective one is known (§4.5)
         self.mode = str(self.opts.get("mode", "snapshot"))
@@ -145,6 +148,18 @@ class GuestBackup:
             self._archive(run, snapdir)
             # still inside the mode: backup-end runs before a stopped CT is restarted (§4.2)
             self._after_archive(run)
+        if self.opts.get("verify") and self.target is not None and self.target.archive:
+            self._verify(self.target.archive)  # after the mode: the guest runs again meanwhile
+
+    def _verify(self, archive: Path) -> None:
+        """``--verify``: read the new archive back end to end (shared.backups.verify)."""
+        self.log.info("verifying archive")
+        volid = f"{self.env.storage}:backup/{archive.name}" if self.env.storage else None
+        report = verify(archive_file(archive, volid), expected_tar_bytes=self.tar_bytes)
+        self.log.info(
+            f"archive verified: {report.members} members, {report.tar_bytes} bytes of tar data "
+            f"({report.seconds:.2f}s)"
+        )
 
     def _guest_run(self, conf: Config, mode: str) -> modes.GuestRun:
         inc, exc, _lines = mountpoint_lines(conf)
@@ -279,7 +294,7 @@ class GuestBackup:
                 prog.update(done - last[0])
                 last[0] = done
 
-            create(
+            stats = create(
                 spec,
                 dest,
                 compression=compress,
@@ -289,6 +304,7 @@ class GuestBackup:
                 progress=progress,
                 log=self.log.info,
             )
+        self.tar_bytes = stats.bytes_in
         if self.target.archive is not None and self.target.dat is not None:
             try:
                 atomic.commit_file(self.target.dat, self.target.archive)

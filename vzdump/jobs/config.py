@@ -29,6 +29,7 @@ from shared.formats.sectionconfig import Section, SectionConfig, SectionType
 from shared.formats.types import Bool, ConfigId, FormatError, Str, ValueType
 
 from .. import calendar, options
+from . import verify as verify_jobs
 
 JOB_TYPE = "vzdump"
 NON_VZDUMP_KEYS = ("schedule", "enabled", "comment", "repeat-missed")
@@ -89,7 +90,11 @@ JOB_FIELDS: dict[str, Field] = {
     **{name: _vzdump_field(spec) for name, spec in options.OPTIONS.items()},
 }
 ARRAYS = frozenset(name for name, spec in options.OPTIONS.items() if spec.array)
-JOB_TYPES = {JOB_TYPE: SectionType(fields=JOB_FIELDS, id_type=ConfigId, arrays=ARRAYS)}
+JOB_TYPES = {
+    JOB_TYPE: SectionType(fields=JOB_FIELDS, id_type=ConfigId, arrays=ARRAYS),
+    verify_jobs.JOB_TYPE: verify_jobs.section_type({k: JOB_FIELDS[k] for k in NON_VZDUMP_KEYS}),
+}
+SCHEDULED_TYPES = (JOB_TYPE, verify_jobs.JOB_TYPE)  # what the scheduler runs
 
 
 # --- parse / render / files ------------------------------------------------------------------
@@ -183,6 +188,9 @@ def _parse_job_value(stype: SectionType, key: str, raw: Any) -> Any:
 
 def check_job(section: Section) -> None:
     """A job must have a valid ID and schedule and select guests like a vzdump call would."""
+    if section.type == verify_jobs.JOB_TYPE:
+        verify_jobs.check_job(section, JOB_TYPES)
+        return
     if section.type != JOB_TYPE:
         raise ConfigError(f"unknown section type '{section.type}'")
     SectionConfig(types=JOB_TYPES).validate(section)
@@ -211,6 +219,8 @@ def schedule(section: Section) -> calendar.CalendarEvent:
 def job_params(section: Section) -> dict[str, Any]:
     """The vzdump parameters a run of this job uses: the job's vzdump options (parsed), plus
     ``job-id`` and ``quiet=1`` (§8); the job-only keys are dropped."""
+    if section.type == verify_jobs.JOB_TYPE:
+        return verify_jobs.job_params(section, NON_VZDUMP_KEYS)
     raw = {k: v for k, v in section.props.items() if k not in NON_VZDUMP_KEYS}
     params = options.parse_params(raw, options.OPTIONS)
     params["job-id"] = section.id

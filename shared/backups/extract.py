@@ -1,0 +1,198 @@
+"""Extract chosen files or directories of a backup into a directory, nothing else.
+
+Every member still goes past the extraction guard (``shared.archive.targuard``), so the
+symlink-then-write-through tricks a hostile archive could play are refused exactly as in a full
+restore; only the chosen members reach GNU tar, which runs with restore's flags (owners,
+modes, ACLs, xattrs, sparse files, ``--skip-old-files``: an existing file is never replaced)
+and, for a container target, under the container's id map. When every choice is a single
+non-directory member, reading stops as soon as the last one is out; a directory is read to the
+end of the archive, since a mount point's content may follow later in the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.archive.decode import open_decoded
+from shared.archive.idmap import IdMapEntry
+from shared.archive.pipeline import (
+    CHUNK,
+    LinePump,
+    LogFn,
+    command_text,
+    drain,
+    grow_pipe,
+    kill_group,
+    pipeline_failed,
+    reap,
+    spawn,
+    write_all,
+    write_pieces,
+)
+from shared.archive.tarextract import tar_extract_command
+from shared.archive.tarformat import BLOCK, LNK, RECORD, Member, display_name
+from shared.archive.targuard import ExtractGuard
+from shared.archive.tarscan import ScanSink, TarScanner
+from shared.errors import ArchiveError, CommandError, NotFoundError, StorageError
+
+from .browse import member_parts, path_parts, under
+from .locate import Backup
+
+Parts = tuple[bytes, ...]
+
+
+@dataclass
+class Extracted:
+    members: list[str] = field(default_factory=list)
+    archive_bytes: int = 0  # compressed bytes read
+    stopped_early: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Select(ScanSink):
+    """The guard for every member; forwards only the chosen ones."""
+
+    def __init__(self, guard: ExtractGuard, choices: Sequence[Parts]) -> None:
+        self._guard = guard
+        self.choices = list(choices)
+        self.seen: set[Parts] = set()
+        self.whole: set[Parts] = set()  # choices that are directories: read to the end
+        self.finished: set[Parts] = set()  # single-member choices whose data is out
+        self.chosen: list[Member] = []
+        self._current: Parts | None = None
+
+    def member(self, member: Member) -> bool:
+        if not self._guard.member(member):
+            return False
+        parts = member_parts(member.name)
+        hits = [c for c in self.choices if under(parts, c)]
+        if not hits:
+            return False
+        if member.type == LNK:
+            target = member_parts(member.linkname)
+            if not any(under(target, c) for c in self.choices):
+                raise ArchiveError(
+                    f"'{member.display}' is a hard link to '/{display_name(b'/'.join(target))}',"
+                    " which is not being extracted: extract that path too"
+                )
+        for choice in hits:
+            self.seen.add(choice)
+            if parts != choice or member.is_dir():
+                self.whole.add(choice)
+        self._current = parts if parts in self.choices and not member.is_dir() else None
+        self.chosen.append(member)
+        return True
+
+    def member_end(self, member: Member) -> None:
+        if self._current is not None:
+            self.finished.add(self._current)
+            self._current = None
+
+    @property
+    def done(self) -> bool:
+        return not self.whole and all(c in self.finished for c in self.choices)
+
+
+def prepare_target(target: Path) -> Path:
+    """An existing real directory (created when missing); never a symlink."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        target.mkdir(parents=True, mode=0o700)
+        st = os.lstat(target)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StorageError(f"target '{target}' is not a directory")
+    return target.resolve()
+
+
+def extract_to_dir(backup: Backup, paths: Sequence[str], target: Path) -> Extracted:
+    """:func:`extract_paths` into a host directory. A new target is filled under a temporary
+    name beside it and renamed when complete, so a failure (a cut or hostile archive) leaves
+    nothing; into an existing one, what was extracted before the failure stays."""
+    if os.path.lexists(target):
+        return extract_paths(backup, paths, prepare_target(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        out = extract_paths(backup, paths, staging.resolve())
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _end_of_archive(forwarded: int) -> bytes:
+    tail = 2 * BLOCK
+    return bytes(tail + (-(forwarded + tail) % RECORD))
+
+
+def extract_paths(
+    backup: Backup,
+    paths: Sequence[str],
+    target: Path,
+    *,
+    idmap: Sequence[IdMapEntry] | None = None,
+    log: LogFn = lambda line: None,
+) -> Extracted:
+    """Extract the members at or below ``paths`` into ``target`` (paths as in the container)."""
+    choices = [path_parts(p) for p in paths]
+    if not choices or any(not c for c in choices):
+        raise StorageError("give the paths to extract (the whole root is what a restore is for)")
+    result = Extracted()
+    guard = ExtractGuard(allow_devices=not idmap, drop_devices=True, warn=result.warnings.append)
+    select = _Select(guard, choices)
+    scanner = TarScanner(select, forward=True)
+    argv = tar_extract_command(target, idmap)
+    text = command_text([argv])
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    stream = open_decoded(backup.path, backup.compression)
+    try:
+        tar = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as err:
+        stream.close()
+        raise CommandError(f"command '{text}' failed: {err.strerror}") from None
+    assert tar.stdin is not None and tar.stdout is not None
+    pump = LinePump(tar.stdout, lines)
+    grow_pipe(tar.stdin.fileno())
+    try:
+        while not scanner.ended:
+            data = stream.read(CHUNK)
+            if not data:
+                scanner.finish()
+            scanner.feed(data)
+            write_pieces(tar.stdin.fileno(), scanner.take_output())
+            drain(lines, log)
+            if select.done:
+                write_all(tar.stdin.fileno(), _end_of_archive(scanner.forwarded))
+                result.stopped_early = True
+                break
+    except BrokenPipeError:
+        raise CommandError(f"command '{text}' failed: tar stopped reading early") from None
+    except BaseException:
+        kill_group(tar)
+        raise
+    finally:
+        result.archive_bytes = stream.source.count
+        stream.close()
+        with contextlib.suppress(OSError):
+            tar.stdin.close()
+        status = reap(tar, timeout=None)
+        pump.join()
+        drain(lines, log)
+    pipeline_failed(text, [status])
+    missing = [c for c in choices if c not in select.seen]
+    if missing:
+        shown = ", ".join("/" + display_name(b"/".join(c)) for c in missing)
+        raise NotFoundError(f"not in backup '{backup.volid}': {shown}")
+    result.members = ["/" + display_name(b"/".join(member_parts(m.name))) for m in select.chosen]
+    return result

@@ -1,0 +1,113 @@
+"""``pct restore-test``: a good backup restores, starts and is destroyed; a damaged one fails;
+either way no container, volume, mount or loop device is left, and the result is recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.backups.sidecar import sidecar_path
+from tests.shared.backups.conftest import make_backup
+from tests.vzdump.engine.conftest import BIN, Host, host, run, vzdump
+
+__all__ = ["host"]
+
+pytestmark = pytest.mark.lxc
+
+
+def _nothing_left(root: Path, vmid: int) -> None:
+    assert not (root / f"etc/pve/lxc/{vmid}.conf").exists()
+    assert not (root / f"var/lib/lxc/{vmid}").exists()
+    assert not list((root / "var/lib/vz/images").glob(f"{vmid}/*"))
+    real = os.path.realpath(root)
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        assert not [ln for ln in fh if f" {real}/" in ln]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert real not in loops
+
+
+def _restore_test(volid: str, first: int, *extra: str) -> tuple[int, str]:
+    res = run(
+        [str(BIN / "pct"), "restore-test", volid, "--vmid-range", f"{first}-{first + 9}", *extra],
+        timeout=300,
+    )
+    return res.rc, res.out.decode() + res.err
+
+
+def test_good_backup_passes(host: Host) -> None:
+    made = make_backup(host, unprivileged=True)
+    first = host.new_vmid()
+    rc, out = _restore_test(made.volid, first, "--check", "test -s /srv/kinds/regular.txt")
+    assert rc == 0, out
+    assert f"CT {first} is running" in out and "passed" in out
+    _nothing_left(host.root, first)
+    side = json.loads(sidecar_path(made.archive).read_text())
+    assert side["restore-test"]["state"] == "ok"
+    (row,) = json.loads(vzdump("list", "local", "--output-format", "json").out)
+    assert row["verification"]["kind"] == "restore-test"
+    assert made.ct.running() is False and made.ct.conf_path.exists()  # original untouched
+
+
+def test_failing_check_fails_and_cleans_up(host: Host) -> None:
+    made = make_backup(host)
+    first = host.new_vmid()
+    rc, out = _restore_test(made.volid, first, "--check", "test -e /no/such/file")
+    assert rc == 7 and "check command failed with exit code 1" in out, out
+    _nothing_left(host.root, first)
+    side = json.loads(sidecar_path(made.archive).read_text())
+    assert side["restore-test"]["state"] == "failed"
+
+
+def test_damaged_backup_fails_and_leaves_nothing(host: Host) -> None:
+    made = make_backup(host)
+    data = bytearray(made.archive.read_bytes())
+    mid = len(data) * 3 // 4
+    data[mid : mid + 64] = bytes(64)
+    made.archive.write_bytes(bytes(data))
+    first = host.new_vmid()
+    rc, out = _restore_test(made.volid, first)
+    assert rc == 7 and "restore test of" in out and "failed" in out, out
+    _nothing_left(host.root, first)
+    assert json.loads(sidecar_path(made.archive).read_text())["restore-test"]["state"] == "failed"
+
+
+def test_leftover_of_a_killed_test_is_removed_first(host: Host) -> None:
+    made = make_backup(host)
+    stale = host.create()  # stands for what a SIGKILLed test left: a CT and its marker
+    conf = stale.conf_path.read_text()
+    stale.conf_path.write_text("lock: create\n" + conf)
+    marker = host.root / f"run/ctkit/restore-test-{stale.vmid}.lock"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    rc, out = _restore_test(made.volid, stale.vmid)
+    assert rc == 0, out
+    assert f"removing CT {stale.vmid} left by an interrupted restore test" in out
+    assert f"as CT {stale.vmid} " in out  # the id is free again and used
+    _nothing_left(host.root, stale.vmid)
+    assert not marker.exists()
+
+
+def test_sigterm_cleans_up(host: Host) -> None:
+    made = make_backup(host)
+    first = host.new_vmid()
+    argv = [str(BIN / "pct"), "restore-test", made.volid, "--vmid-range", f"{first}-{first}",
+            "--check", "sleep 60"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "is running" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, "".join(seen) + rest
+    _nothing_left(host.root, first)
+    assert not (host.root / f"run/ctkit/restore-test-{first}.lock").exists()

@@ -1,0 +1,151 @@
+"""Extracting single files and directories from real backups: identical to the original for
+every kind of member, nothing outside the target, early stop, hostile archives refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.backups.extract import extract_paths, prepare_target
+from shared.backups.locate import locate
+from tests.vzdump.engine.conftest import BIN, vzdump
+
+from .conftest import Made, made
+
+__all__ = ["made"]
+
+pytestmark = pytest.mark.lxc
+
+
+def _attrs(path: Path) -> tuple[object, ...]:
+    st = os.lstat(path)
+    acl = subprocess.run(
+        ["getfacl", "-cpn", str(path)], capture_output=True, text=True, check=False
+    ).stdout
+    xattr = subprocess.run(
+        ["getfattr", "-h", "-d", "--absolute-names", str(path)],
+        capture_output=True, text=True, check=False,
+    ).stdout.split("\n", 1)[-1]  # fmt: skip
+    return (st.st_mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime), acl, xattr)
+
+
+def test_every_kind_extracted_identical(made: Made, tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    res = vzdump("extract", made.volid, "/srv/kinds", "--target", str(target))
+    assert res.rc == 0, res.err
+    src, out = made.rootfs / "srv/kinds", target / "srv/kinds"
+    names = sorted(p.name for p in src.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == names
+    for name in [*names, "sub/deep.txt"]:
+        assert _attrs(out / name) == _attrs(src / name), name
+        if (src / name).is_file() and not (src / name).is_symlink():
+            assert (out / name).read_bytes() == (src / name).read_bytes()
+    assert os.readlink(out / "link") == "regular.txt"
+    assert os.stat(out / "hard").st_ino == os.stat(out / "regular.txt").st_ino
+    sparse = os.stat(out / "sparse.img")
+    assert sparse.st_blocks * 512 < sparse.st_size // 4  # still sparse
+    assert "user.color" in _attrs(out / "attrs.txt")[6]  # type: ignore[operator]
+    assert "user:1234:r--" in _attrs(out / "attrs.txt")[5]  # type: ignore[operator]
+    assert not (target / "etc").exists()  # nothing else was extracted
+
+
+def test_single_file_stops_reading_early(made: Made, tmp_path: Path) -> None:
+    backup = locate(made.volid)
+    out = extract_paths(backup, ["/srv/kinds/regular.txt"], prepare_target(tmp_path / "o"))
+    assert out.stopped_early and out.members == ["/srv/kinds/regular.txt"]
+    assert out.archive_bytes < made.archive.stat().st_size or made.archive.stat().st_size < 2 << 20
+    assert (tmp_path / "o/srv/kinds/regular.txt").read_bytes().startswith(b"hello regular")
+
+
+def test_existing_files_are_kept_and_missing_paths_named(made: Made, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    (target / "srv/kinds").mkdir(parents=True)
+    (target / "srv/kinds/regular.txt").write_text("mine")
+    res = vzdump("extract", made.volid, "/srv/kinds/regular.txt", "--target", str(target))
+    assert res.rc == 0, res.err
+    assert (target / "srv/kinds/regular.txt").read_text() == "mine"
+    res = vzdump("extract", made.volid, "/no/such/file", "--target", str(tmp_path / "n"))
+    assert res.rc == 3 and "not in backup" in res.err and "/no/such/file" in res.err
+    assert not (tmp_path / "n").exists()  # nothing written anywhere
+
+
+def test_hard_link_without_its_target_is_refused(made: Made, tmp_path: Path) -> None:
+    res = vzdump("extract", made.volid, "/srv/kinds/hard", "--target", str(tmp_path / "h"))
+    assert res.rc == 10 and "hard link" in res.err and len(res.lines) == 1, res.err
+
+
+def _hostile_archive(dump: Path) -> str:
+    """A vzdump-named archive with a config, a symlink to /tmp/… and a member through it."""
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    with tarfile.open(dump / name, "w", format=tarfile.GNU_FORMAT) as tar:
+        conf = b"arch: amd64\nrootfs: local:100/vm-100-disk-0.raw,size=1G\n"
+        info = tarfile.TarInfo("./etc/vzdump/pct.conf")
+        info.size = len(conf)
+        tar.addfile(info, io.BytesIO(conf))
+        link = tarfile.TarInfo("./srv/escape")
+        link.type, link.linkname = tarfile.SYMTYPE, str(dump.parent / "victim")
+        tar.addfile(link)
+        evil = tarfile.TarInfo("./srv/escape/owned")
+        evil.size = 3
+        tar.addfile(evil, io.BytesIO(b"bad"))
+    return f"local:backup/{name}"
+
+
+def test_hostile_archive_writes_nothing_outside(ctroot: Path, tmp_path: Path) -> None:
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    (dump.parent / "victim").mkdir()
+    volid = _hostile_archive(dump)
+    res = vzdump("extract", volid, "/srv", "--target", str(tmp_path / "x"))
+    assert res.rc == 10 and "passes through symlink" in res.err, res.err
+    assert list((dump.parent / "victim").iterdir()) == []
+    res = vzdump("extract", volid, "/../etc", "--target", str(tmp_path / "y"))
+    assert res.rc == 10 and "invalid path" in res.err
+
+
+def test_target_must_be_a_directory_not_a_symlink(made: Made, tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "sym").symlink_to(tmp_path / "real")
+    res = vzdump("extract", made.volid, "/srv/kinds", "--target", str(tmp_path / "sym"))
+    assert res.rc == 9 and "not a directory" in res.err
+    assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_truncated_archive_writes_nothing(made: Made, tmp_path: Path) -> None:
+    os.truncate(made.archive, 4096)  # well before /srv
+    res = vzdump("extract", made.volid, "/srv/kinds", "--target", str(tmp_path / "cut"))
+    assert res.rc == 10 and "unexpected end of archive" in res.err and len(res.lines) == 1
+    assert not (tmp_path / "cut").exists()
+
+
+def test_sigterm_leaves_no_half_filled_target(ctroot: Path, tmp_path: Path) -> None:
+    tree = ctroot / "tree"
+    (tree / "etc/vzdump").mkdir(parents=True)
+    (tree / "etc/vzdump/pct.conf").write_text("arch: amd64\nrootfs: local:1/x.raw,size=1G\n")
+    (tree / "srv").mkdir()
+    with open(tree / "srv/big", "wb") as fh:
+        for _ in range(192):
+            fh.write(os.urandom(1 << 20))
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    subprocess.run(["tar", "-cf", str(dump / name), "-C", str(tree),
+                    "./etc/vzdump/pct.conf", "./srv"], check=True)  # fmt: skip
+    target = tmp_path / "t"
+    argv = [str(BIN / "vzdump"), "extract", f"local:backup/{name}", "/srv", "--target", str(target)]
+    env = {**os.environ, "CTKIT_ROOT": str(ctroot)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".t.*/srv/big")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert not target.exists() and not list(tmp_path.glob(".t.*"))

@@ -1,0 +1,96 @@
+"""List, extractconfig and browse on real backups (vzdump's ``list``/``extractconfig``/
+``browse`` commands, run as the real console script)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.vzdump.engine.conftest import vzdump
+
+from .conftest import SPARSE_SIZE, Made, made
+
+__all__ = ["made"]
+
+pytestmark = pytest.mark.lxc
+
+
+def test_list_shows_backups_notes_protection(made: Made) -> None:
+    made.archive.with_name(made.archive.name + ".notes").write_text("first line\nsecond\n")
+    res = vzdump("list", "local", "--output-format", "json")
+    assert res.rc == 0, res.err
+    rows = json.loads(res.out)
+    assert [r["volid"] for r in rows] == [made.volid]
+    row = rows[0]
+    assert row["vmid"] == made.ct.vmid and row["format"] == "tar.zst"
+    assert row["size"] == made.archive.stat().st_size and row["protected"] == 0
+    assert "verification" not in row
+    text = vzdump("list", "local").out.decode()
+    assert made.volid in text and "first line" in text and "second" not in text
+    other = vzdump("list", "local", "--vmid", str(made.ct.vmid + 1), "--output-format", "json")
+    assert json.loads(other.out) == []
+
+
+def test_extractconfig_prints_the_backed_up_config(made: Made) -> None:
+    res = vzdump("extractconfig", made.volid)
+    assert res.rc == 0, res.err
+    text = res.out.decode()
+    assert "rootfs: " in text and f"hostname: ct{made.ct.vmid % 1000}" in text
+
+
+def test_browse_lists_members_with_owner_and_types(made: Made) -> None:
+    res = vzdump("browse", made.volid, "/srv/kinds", "--output-format", "json")
+    assert res.rc == 0, res.err
+    entries = {e["path"]: e for e in json.loads(res.out)}
+    assert entries["/srv/kinds/regular.txt"]["type"] == "file"
+    assert entries["/srv/kinds/sparse.img"]["size"] == SPARSE_SIZE
+    assert entries["/srv/kinds/link"] == entries["/srv/kinds/link"] | {
+        "type": "symlink",
+        "target": "regular.txt",
+    }
+    assert entries["/srv/kinds/hard"]["type"] == "hardlink"
+    assert entries["/srv/kinds/sub/deep.txt"]["uid"] == 33
+    assert entries["/srv/kinds/sub"]["type"] == "dir"
+    assert all(p.startswith("/srv/kinds") for p in entries)
+    text = vzdump("browse", made.volid, "srv/kinds/sub").out.decode()
+    assert "/srv/kinds/sub/deep.txt" in text and "regular.txt" not in text
+
+
+@pytest.mark.parametrize(
+    ("volid", "rc", "message"),
+    [
+        ("local:backup/vzdump-lxc-900000001-2020_01_01-00_00_00.tar.zst", 3, "can't find file"),
+        ("local:vztmpl/debian.tar.zst", 9, "content type needs to be 'backup'"),
+        ("nosuch:backup/vzdump-lxc-100-2020_01_01-00_00_00.tar", 3, "does not exist"),
+        ("/etc/passwd", 9, "unable to parse volume ID"),
+    ],
+)
+def test_bad_volume_ids(ctroot: object, volid: str, rc: int, message: str) -> None:
+    res = vzdump("extractconfig", volid)
+    assert res.rc == rc and message in res.err and len(res.lines) <= 2, res.err
+
+
+def test_not_a_vzdump_archive(ctroot: Path) -> None:
+    """A tar named like a backup but without a config: one line, ArchiveError, no full read."""
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    tree = ctroot / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/hosts").write_text("x\n")
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    subprocess.run(["tar", "-cf", str(dump / name), "-C", str(tree), "."], check=True)
+    res = vzdump("extractconfig", f"local:backup/{name}")
+    assert res.rc == 10 and "not a vzdump archive" in res.err and len(res.lines) == 1, res.err
+    assert res.out == b""
+
+
+def test_symlinked_archive_is_refused(ctroot: Path) -> None:
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    (dump / name).symlink_to("/etc/passwd")
+    res = vzdump("browse", f"local:backup/{name}")
+    assert res.rc == 10 and "not a regular file" in res.err and res.out == b""

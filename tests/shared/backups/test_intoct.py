@@ -1,0 +1,53 @@
+"""Extracting into a container: owners mapped into its id space, only below a new directory,
+never through a symlink the container made; running unprivileged CTs too."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.vzdump.engine.conftest import Host, vzdump
+
+from .conftest import make_backup
+
+pytestmark = pytest.mark.lxc
+
+
+def _extract(volid: str, vmid: int, dest: str, *paths: str) -> tuple[int, str]:
+    res = vzdump("extract", volid, *paths, "--vmid", str(vmid), "--dest", dest)
+    return res.rc, res.err + res.out.decode()
+
+
+def test_into_stopped_and_running_unprivileged_ct(host: Host) -> None:
+    made = make_backup(host, unprivileged=True)
+    rc, out = _extract(made.volid, made.ct.vmid, "/restored", "/srv/kinds/sub", "/etc/hostname")
+    assert rc == 0, out
+    base = made.rootfs / "restored"
+    deep = base / "srv/kinds/sub/deep.txt"
+    assert deep.read_bytes() == b"deep\n"
+    assert (os.stat(deep).st_uid, os.stat(deep).st_gid) == (100033, 100033)
+    assert os.stat(base / "etc/hostname").st_uid == 100000
+    assert not list(host.root.glob("run/ctkit/extract-*"))  # mount dir gone, nothing mounted
+    made.ct.start()
+    rc, out = _extract(made.volid, made.ct.vmid, "/again", "/srv/kinds/regular.txt")
+    assert rc == 0, out
+    again = made.rootfs / "again/srv/kinds/regular.txt"
+    assert again.read_bytes().startswith(b"hello") and os.stat(again).st_uid == 100000
+    rc, out = _extract(made.volid, made.ct.vmid, "/again", "/srv/kinds/regular.txt")
+    assert rc == 4 and "exists" in out
+
+
+def test_refusals(host: Host) -> None:
+    made = make_backup(host)
+    outside = host.root / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), made.rootfs / "evil")
+    rc, out = _extract(made.volid, made.ct.vmid, "/evil/x", "/srv/kinds")
+    assert rc == 9 and "symlink" in out, out
+    assert list(outside.iterdir()) == []
+    made.ct.start()
+    rc, out = _extract(made.volid, made.ct.vmid, "/r", "/srv/kinds")
+    assert rc == 6 and "privileged" in out, out
+    res = vzdump("extract", made.volid, "/srv", "--vmid", str(made.ct.vmid))
+    assert res.rc == 2

@@ -1,0 +1,41 @@
+"""``vzdump --verify``: the new archive is read back end to end after the backup; a damaged one
+fails the guest (and the job) and the failure is kept beside the archive."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.backups.sidecar import sidecar_path
+
+from .conftest import Host, log_messages, logfile, only_archive, vzdump
+
+pytestmark = pytest.mark.lxc
+
+
+def test_verify_after_backup(host: Host) -> None:
+    ct = host.create()
+    res = vzdump(str(ct.vmid), "--storage", "local", "--compress", "zstd", "--verify")
+    assert res.rc == 0, res.err
+    archive = only_archive(host.root / "var/lib/vz/dump", ct.vmid)
+    msgs = log_messages(logfile(archive))
+    assert "INFO: verifying archive" in msgs
+    assert any(m.startswith("INFO: archive verified: ") for m in msgs)
+    assert json.loads(sidecar_path(archive).read_text())["verify"]["state"] == "ok"
+
+
+def test_damaged_archive_fails_the_job(host: Host) -> None:
+    """A hook cuts the archive at backup-end (before the verification): the guest fails."""
+    ct = host.create()
+    script = host.root / "cut.sh"
+    script.write_text('#!/bin/sh\n[ "$1" = backup-end ] && truncate -s -700 "$TARGET"\nexit 0\n')
+    script.chmod(0o755)
+    res = vzdump(
+        str(ct.vmid), "--dumpdir", str(host.dumpdir), "--compress", "zstd", "--verify",
+        "--script", str(script),
+    )  # fmt: skip
+    assert res.rc != 0
+    assert any("unexpected end of archive" in line for line in res.lines), res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    assert json.loads(sidecar_path(archive).read_text())["verify"]["state"] == "failed"
