@@ -9,15 +9,12 @@ real clock. Unset, the real clock is used.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from shared import locks, paths
 from shared.cli import (
     EXTRA_ARGS,
     OutputFormat,
@@ -34,7 +31,7 @@ from shared.errors import (
     NotFoundError,
     ParamError,
 )
-from shared.formats.sectionconfig import Section, SectionConfig
+from shared.formats.sectionconfig import Section
 from shared.formats.types import Bool, ConfigId, FormatError
 from shared.systemd import find_program, install_units, remove_units
 
@@ -46,7 +43,6 @@ from ..jobs.state import read_state
 from ..report import JobResult
 
 NOW_ENV = "CTKIT_SCHEDULER_NOW"
-CFG_LOCK_TIMEOUT = 10.0
 SCHEDULER_UNITS = ["ctkit-scheduler.service", "ctkit-scheduler.timer"]
 
 job_app = new_app("Scheduled backup jobs (jobs.cfg).")
@@ -74,13 +70,6 @@ def _now() -> dt.datetime | None:
     except ValueError:
         raise CtkitError(f"{NOW_ENV}: invalid ISO 8601 time '{raw}'") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=local_zone())
-
-
-@contextlib.contextmanager
-def _editing_jobs() -> Iterator[SectionConfig]:
-    """jobs.cfg for a read-modify-write; the flock keeps two concurrent edits from losing one."""
-    with locks.flock(paths.run_dir() / "jobs-cfg.lock", CFG_LOCK_TIMEOUT):
-        yield jobcfg.read_jobs()
 
 
 def _job_values(args: list[str]) -> dict[str, Any]:
@@ -126,7 +115,7 @@ def _selection_error(values: dict[str, Any]) -> ParamError | None:
 @job_app.command("add", context_settings=EXTRA_ARGS)
 def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Add a job: vzdump job add <id> --schedule '<event>' [vzdump options]."""
-    with _editing_jobs() as cfg:
+    with jobcfg.editing_jobs() as cfg:
         if cfg.get(job_id) is not None:
             raise AlreadyExistsError(f"job '{job_id}' already exists")
         section = _make_job(job_id, _job_values(ctx.args))
@@ -142,7 +131,7 @@ def set_(
     delete: Annotated[str | None, typer.Option(help="Options to remove.")] = None,
 ) -> None:
     """Change a job's options (--delete removes options)."""
-    with _editing_jobs() as cfg:
+    with jobcfg.editing_jobs() as cfg:
         old = cfg.get(job_id)
         if old is None:
             raise NotFoundError(f"job '{job_id}' does not exist")
@@ -167,7 +156,7 @@ def _raw(value: Any) -> Any:
 @job_app.command("remove")
 def remove(job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Remove a job."""
-    with _editing_jobs() as cfg:
+    with jobcfg.editing_jobs() as cfg:
         if cfg.get(job_id) is None:
             raise NotFoundError(f"job '{job_id}' does not exist")
         cfg.remove(job_id)

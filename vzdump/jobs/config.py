@@ -14,14 +14,15 @@ unchanged. A file that is only read and written again is byte-identical.
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import atomic, paths
+from shared import atomic, jobsfile, paths
 from shared.errors import ConfigError, ParamError
 from shared.formats import sectionconfig
 from shared.formats.propstring import Field
@@ -138,8 +139,22 @@ def read_jobs(path: Path | None = None, *, strict: bool = False) -> SectionConfi
 
 
 def write_jobs(cfg: SectionConfig, path: Path | None = None) -> None:
-    """Validate every job, then replace the file atomically."""
-    atomic.write_text(path or paths.jobs_cfg(), render_jobs(cfg))
+    """Validate every job, then replace the file atomically (jobs.cfg under its lock)."""
+    text = render_jobs(cfg)
+    if path is not None:
+        atomic.write_text(path, text)
+        return
+    with jobsfile.transaction() as jobs:
+        jobs.write(text)
+
+
+@contextlib.contextmanager
+def editing_jobs() -> Iterator[SectionConfig]:
+    """jobs.cfg for a read-modify-write: :func:`write_jobs` inside the block replaces it under
+    the same lock, so an edit by another program (``pct destroy --purge``) is never lost."""
+    with jobsfile.transaction() as jobs:
+        text = jobs.read()
+        yield parse_jobs(text) if text else SectionConfig(types=JOB_TYPES)
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -255,6 +270,7 @@ __all__ = [
     "JOB_TYPES",
     "NON_VZDUMP_KEYS",
     "check_job",
+    "editing_jobs",
     "is_enabled",
     "job_params",
     "legacy_schedule",
