@@ -33,7 +33,7 @@ DECOMPRESSORS: dict[str, dict[str, tuple[str, ...]]] = {
         "gz": ("tar", "-z"),
         "lzo": ("tar", "--lzop"),
         "zst": ("tar", "--zstd"),
-        "bz2": ("tar", "-j"),
+        "bz2": ("tar", "--bzip2"),
     },
     "vma": {
         "gz": ("zcat",),
@@ -68,7 +68,7 @@ class ArchiveInfo:
     vmid: int | None  # standard names only
     ctime: int | None  # the name's timestamp read as local time; standard names only
     logfilename: str | None  # <base>.log; standard names only (the base is not known otherwise)
-    notesfilename: str  # <archive>.notes
+    notesfilename: str | None  # <archive>.notes; standard names only, as in Proxmox
     protectedfilename: str  # <archive>.protected
 
 
@@ -87,12 +87,13 @@ def archive_info(archive: str) -> ArchiveInfo:
     if fmt == "tgz" and comp is None:
         fmt, comp = "tar", "gz"
     std = re.fullmatch(STD_NAME_RE.format(type=btype, ext=re.escape(extension)), name)
-    vmid = ctime = logname = None
+    vmid = ctime = logname = notesname = None
     if std:
         ctime = _local_ctime(*(int(g) for g in std.group(3, 4, 5, 6, 7, 8)))
         if ctime is not None:
             vmid = int(std.group(2))
             logname = std.group(1) + LOG_EXT
+            notesname = filename + NOTES_EXT
     return ArchiveInfo(
         filename=filename,
         type=btype,
@@ -104,7 +105,7 @@ def archive_info(archive: str) -> ArchiveInfo:
         vmid=vmid,
         ctime=ctime,
         logfilename=logname,
-        notesfilename=filename + NOTES_EXT,
+        notesfilename=notesname,
         protectedfilename=filename + PROTECTED_EXT,
     )
 

@@ -39,7 +39,7 @@ class VolumeEntry:
     ctime: int | None = None
     vmid: int | None = None
     subtype: str | None = None  # backups: lxc | qemu | openvz | unknown
-    notes: str | None = None  # backups: text of <archive>.notes
+    notes: str | None = None  # backups: first line of <archive>.notes
     protected: bool = False  # backups: <archive>.protected exists
     archive: ArchiveInfo | None = None  # backups: what the name says
     used: int | None = None  # images: allocated bytes
@@ -127,10 +127,14 @@ def _backup_entry(
     )
 
 
+NOTES_READ_MAX = 64 * 1024  # a listing shows one line; a huge notes file must not be read whole
+
+
 def read_notes(archive: Path) -> str | None:
-    """The notes of a backup (``<archive>.notes``), without the trailing newline."""
+    """The first line of a backup's notes (``<archive>.notes``), as Proxmox's listings show."""
     try:
-        data = Path(f"{archive}.notes").read_bytes()
+        with Path(f"{archive}.notes").open("rb") as f:
+            data = f.readline(NOTES_READ_MAX)
     except OSError:
         return None
     return data.decode("utf-8", errors="replace").rstrip("\n")

@@ -123,7 +123,7 @@ def test_backup_listing_fields(backups: Path) -> None:
     assert (first.format, first.size, first.vmid, first.subtype) == ("tar.zst", 10, 100, "lxc")
     assert first.archive is not None and first.archive.ctime is not None
     assert first.ctime == first.archive.ctime
-    assert first.notes == "first line\nsecond ü"
+    assert first.notes == "first line"  # listings show the first line only
     assert not first.protected
     assert entries[f"{B100B}.tar"].protected and entries[f"{B100B}.tar"].notes is None
     renamed = entries["vzdump-lxc-100-renamed.tar.gz"]
