@@ -25,7 +25,7 @@ def _edit_block(block: list[str], vmid: int) -> tuple[list[str] | None, bool]:
         if not m:
             continue
         ids = [v for v in re.split(r"[,;\s]+", m.group(2)) if v]
-        keep = [v for v in ids if v.lstrip("0") != str(vmid)]
+        keep = [v for v in ids if v != str(vmid)]  # pve-vmid: no leading zeros
         if len(keep) == len(ids):
             return block, False
         if not keep:

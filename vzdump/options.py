@@ -27,6 +27,7 @@ from shared.formats.types import (
     StorageId,
     Str,
     ValueType,
+    parse_vmid,
 )
 
 from . import notes
@@ -40,8 +41,12 @@ DEFAULT_STORAGE = "local"
 
 
 def parse_vmid_list(raw: str | Sequence[str]) -> list[int]:
-    """A VMID list (§1.2): words split on ``,;`` and white space, numeric, leading zeros
-    stripped, 0 dropped, duplicates dropped, sorted. Raises ``strange VM ID '<x>'``."""
+    """A VMID list (§1.2): words split on ``,;`` and white space, duplicates dropped, sorted.
+
+    Each word is a VMID as Proxmox's ``pve-vmid`` format has it - 3 to 9 digits without a
+    leading zero - so ``0100`` is not VMID 100. A non-numeric word raises ``strange VM ID
+    '<x>'``, any other misfit Proxmox's ``value does not look like a valid VM ID``.
+    """
     text = raw if isinstance(raw, str) else " ".join(raw)
     result: set[int] = set()
     for word in re.split(r"[,;\s]+", text.strip()):
@@ -49,8 +54,7 @@ def parse_vmid_list(raw: str | Sequence[str]) -> list[int]:
             continue
         if not re.fullmatch(r"[0-9]+", word):
             raise FormatError(f"strange VM ID '{word}'")
-        if int(word):
-            result.add(int(word))
+        result.add(parse_vmid(word))
     return sorted(result)
 
 

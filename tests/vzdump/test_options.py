@@ -30,16 +30,22 @@ def conf(text: str) -> dict[str, Any]:
         ("100", [100]),
         ("102,100;101 103\t104", [100, 101, 102, 103, 104]),
         ("1000 200 30000", [200, 1000, 30000]),  # numeric, not text order
-        ("0100,00200", [100, 200]),  # leading zeros stripped
-        ("0,100,000", [100]),  # VMID 0 dropped
         ("101,100,101", [100, 101]),
         ("", []),
         (" , ;", []),
-        (["100", "99,7"], [7, 99, 100]),
+        (["100", "999,101"], [100, 101, 999]),
     ],
 )
 def test_vmid_lists(raw: str | list[str], expected: list[int]) -> None:
     assert options.parse_vmid_list(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["0100", "100,00200", "0", "99", "1000000000"])
+def test_vmids_have_proxmox_format(raw: str) -> None:
+    """pve-vmid: 3 to 9 digits, no leading zero - ``0100`` is not VMID 100."""
+    with pytest.raises(ParamError) as info:
+        parse_params({"vmid": raw})
+    assert info.value.errors == {"vmid": "invalid format - value does not look like a valid VM ID"}
 
 
 @pytest.mark.parametrize(("raw", "bad"), [("abc", "abc"), ("100,1x", "1x"), ("100 -5", "-5")])
