@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from shared import paths
+from shared import paths, pools
 from shared.ctconfig import store
-from shared.errors import ConfigError, CtkitError, Interrupted, JobError, ParamError
+from shared.errors import ConfigError, CtkitError, Interrupted, JobError
 from shared.formats import vzdumpconf
 from shared.locks import flock
 from shared.storage.api import backup_dir, backup_storage, get_storage
@@ -108,7 +108,11 @@ def resolve_target(opts: dict[str, Any]) -> tuple[str | None, Path]:
         raise
 
 
-def select_guests(opts: Mapping[str, Any]) -> list[int]:
+def select_guests(opts: Mapping[str, Any], warn: Callable[[str], None] | None = None) -> list[int]:
+    if opts.get("pool"):
+        # as Proxmox: the pool's members that are guests of this host
+        local = set(store.list_vmids())
+        return [v for v in pools.pool_members(str(opts["pool"]), warn) if v in local]
     if opts.get("all"):
         exclude = set(opts.get("exclude") or [])
         return [v for v in store.list_vmids() if v not in exclude]
@@ -125,10 +129,7 @@ class Job:
     ) -> None:
         self.params = check_params(params)
         if self.params.get("pool"):
-            raise ParamError(
-                {"pool": "resource pools are not supported by ctkit (no cluster) - list the "
-                 "VMIDs or use --all [--exclude ...]"}
-            )  # fmt: skip
+            pools.pool_members(str(self.params["pool"]))  # a missing pool fails before the task
         self.log = JobLog(stream)
         self.error: CtkitError | None = None
         self.stdout = stdout
@@ -220,7 +221,7 @@ class Job:
         hooks.run("job-start")
         env = JobEnv(opts, storage, dumpdir, self.log, hooks, self.stdout)
         self.result.job_log = list(self.log.lines)
-        selected = select_guests(opts)
+        selected = select_guests(opts, self.log.warn)
         for i, vmid in enumerate(selected):
             guest = GuestBackup(env, vmid).run()
             self.result.guests.append(guest)
