@@ -85,12 +85,14 @@ class PropString(ValueType):
         return value if isinstance(value, str) else self.schema.render(value)
 
 
-EMAIL_RE = r"[\w+\-~]+(\.[\w+\-~]+)*@[a-zA-Z0-9\-]+(\.[a-zA-Z0-9\-]+)*"
-USER_RE = r"[^\s:/@]+@[A-Za-z][A-Za-z0-9.\-_]+"
+# Proxmox's email-or-username format: an address, or a local user name (``root``); ``user@realm``
+# is an address by the same rule.
+EMAIL_USER_RE = r"[\w+\-~]+(\.[\w+\-~]+)*"
+EMAIL_RE = EMAIL_USER_RE + r"@[a-zA-Z0-9\-]+(\.[a-zA-Z0-9\-]+)*"
 
 
 def check_email_or_username(value: str) -> None:
-    if not (re.fullmatch(EMAIL_RE, value) or re.fullmatch(USER_RE, value)):
+    if not (re.fullmatch(EMAIL_RE, value) or re.fullmatch(EMAIL_USER_RE, value)):
         raise FormatError(
             f"invalid format - value '{value}' does not look like a valid email address "
             "or user name"

@@ -118,7 +118,7 @@ def test_bad_values_are_reported_together() -> None:
         "maxfiles": UNKNOWN,  # removed in 2025
         "prune-backups": "invalid format - format error",
         "prune-backups.keep-foo": UNKNOWN,
-        "mailto": "invalid format - value 'not' does not look like a valid email address "
+        "mailto": "invalid format - value 'address!' does not look like a valid email address "
         "or user name",
         "storage": "invalid format - storage ID 'x' cannot be shorter than 2 characters",
     }

@@ -77,6 +77,9 @@ def effective_options(params: Mapping[str, Any], log: JobLog) -> dict[str, Any]:
     conf = vzdumpconf.read(OPTIONS, paths.vzdump_conf())
     for warning in conf.warnings:
         log.warn(warning)
+    if "mailto" in conf.invalid and params.get("mailto") is None:
+        # ignoring it, as other bad defaults are, would silently mail no one
+        raise ConfigError(f"mailto in '{vzdumpconf.DISPLAY_NAME}': {conf.invalid['mailto']}")
 
     def storage_prune(sid: str) -> Mapping[str, Any] | None:
         # the storage keeps the option as written; its property parses and normalises it

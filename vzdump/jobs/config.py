@@ -76,7 +76,27 @@ class EncodedText(ValueType):
         return urllib.parse.quote(str(value), safe=COMMENT_SAFE)
 
 
-def _vzdump_field(spec: options.Option) -> Field:
+@dataclass(frozen=True)
+class AsWritten(ValueType):
+    """A value parsing never rejects: :func:`check_job` judges it, so a bad one keeps its job
+    from running (and the file from being rewritten) instead of vanishing from the job."""
+
+    name = "string"
+
+    def parse(self, raw: str) -> str:
+        return raw
+
+    def render(self, value: Any) -> str:
+        return str(value)
+
+
+# A bad recipient dropped with a parse warning would leave a job that silently mails no one.
+KEPT_AS_WRITTEN = frozenset({"mailto"})
+
+
+def _vzdump_field(name: str, spec: options.Option) -> Field:
+    if name in KEPT_AS_WRITTEN:
+        return Field(AsWritten())
     if isinstance(spec.type, Bool) or spec.array:
         return Field(spec.type)
     return Field(Validated(spec.type))
@@ -87,7 +107,7 @@ JOB_FIELDS: dict[str, Field] = {
     "enabled": Field(Bool()),
     "comment": Field(EncodedText()),
     "repeat-missed": Field(Bool()),
-    **{name: _vzdump_field(spec) for name, spec in options.OPTIONS.items()},
+    **{name: _vzdump_field(name, spec) for name, spec in options.OPTIONS.items()},
 }
 ARRAYS = frozenset(name for name, spec in options.OPTIONS.items() if spec.array)
 JOB_TYPES = {JOB_TYPE: SectionType(fields=JOB_FIELDS, id_type=ConfigId, arrays=ARRAYS)}
