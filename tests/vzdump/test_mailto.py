@@ -86,10 +86,13 @@ def _root_mailbox() -> Path:
 
 
 def _take_mail(mbox: Path, subject: str, timeout: float = 30) -> str:
-    """Wait for the message with ``subject``, remove it from the shared mailbox, return its body."""
+    """Wait for the message with ``subject`` and remove it from root's mailbox, which the MTA
+    keeps writing to: under the mailbox's locks, and with its owner restored (rewriting the
+    mbox makes a new file, and the MTA delivers to it as that owner)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if mbox.exists():
+            st = mbox.stat()
             box = mailbox.mbox(str(mbox), create=False)
             box.lock()
             try:
@@ -98,6 +101,8 @@ def _take_mail(mbox: Path, subject: str, timeout: float = 30) -> str:
                         body = msg.get_payload(decode=True)
                         box.remove(key)
                         box.flush()
+                        os.chown(mbox, st.st_uid, st.st_gid)
+                        os.chmod(mbox, st.st_mode & 0o7777)
                         return bytes(body).decode()
             finally:
                 box.unlock()
