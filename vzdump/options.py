@@ -8,15 +8,19 @@ Values are typed once parsed: booleans are ``bool``, VMID lists sorted ``list[in
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from shared import prune
+from shared.archive.codecs import Compression
 from shared.errors import ParamError
 from shared.formats import vzdumpconf
+from shared.formats.archivename import compress_codec
 from shared.formats.propstring import Field, PropertyStringError, PropSchema
 from shared.formats.types import (
     Bool,
@@ -328,19 +332,101 @@ def _merge_retention(
         opts["remove"] = False
 
 
-def exclude_patterns(opts: Mapping[str, Any]) -> list[str]:
+# --- the typed options a backup runs with ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    """The options one backup job runs with, typed and immutable. Built once per job by
+    :meth:`from_values` (from :func:`merge_options`' result, or from the bare parameters when
+    that failed); a field's default is its option's default in :data:`OPTIONS`. Each field is
+    the option of the same name with ``-`` as ``_``."""
+
+    vmid: tuple[int, ...]
+    all: bool
+    exclude: tuple[int, ...]
+    pool: str | None
+    node: str | None
+    mode: str
+    compress: str
+    zstd: int
+    pigz: int
+    dumpdir: str | None
+    storage: str | None
+    tmpdir: str | None
+    bwlimit: int
+    ionice: int
+    lockwait: int
+    stopwait: int
+    prune_backups: Mapping[str, Any] | None
+    remove: bool
+    script: str | None
+    exclude_path: tuple[str, ...]
+    stdexcludes: bool
+    quiet: bool
+    mailto: tuple[str, ...]
+    mailnotification: str
+    notification_mode: str
+    notify_webhook: str | None
+    notes_template: str | None
+    protected: bool
+    stop: bool
+    performance: Mapping[str, Any] | None
+    fleecing: Mapping[str, Any] | None
+    pbs_change_detection_mode: str | None
+    job_id: str | None
+    stdout: bool
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> BackupOptions:
+        """From parsed values keyed by option name; a missing one takes its default."""
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = f.name.replace("_", "-")
+            value = values.get(key)
+            if value is None:
+                value = CLI_OPTIONS[key].default
+            kwargs[f.name] = _frozen(f.name, value)
+        return cls(**kwargs)
+
+    @property
+    def compression(self) -> Compression:
+        return compress_codec(self.compress)
+
+    @property
+    def retention(self) -> Mapping[str, Any]:
+        """``prune-backups``, keep-all when unset."""
+        return self.prune_backups or {"keep-all": True}
+
+
+_TUPLES = ("vmid", "exclude", "exclude_path", "mailto")
+_MAPPINGS = ("prune_backups", "performance", "fleecing")
+_FLAGS = ("all", "remove", "stdexcludes", "quiet", "protected", "stop", "stdout")
+
+
+def _frozen(name: str, value: Any) -> Any:
+    if name in _TUPLES:
+        return tuple(value or ())
+    if name in _MAPPINGS:
+        return MappingProxyType(dict(value)) if value is not None else None
+    if name in _FLAGS:
+        return bool(value)
+    return value
+
+
+def exclude_patterns(opts: BackupOptions) -> list[str]:
     """The exclusion list tar gets: conf and CLI ``exclude-path``, then the std excludes."""
-    patterns = list(opts.get("exclude-path") or [])
-    if opts.get("stdexcludes", True):
+    patterns = list(opts.exclude_path)
+    if opts.stdexcludes:
         patterns.extend(STD_EXCLUDES)
     return patterns
 
 
-def trailing_slash_warnings(opts: Mapping[str, Any]) -> list[str]:
+def trailing_slash_warnings(opts: BackupOptions) -> list[str]:
     """tar never matches an exclusion that ends in ``/`` (§10.20): one warning per pattern."""
     return [
         f"tar does not match exclusion with a trailing slash '{p}'"
-        for p in opts.get("exclude-path") or []
+        for p in opts.exclude_path
         if p.endswith("/")
     ]
 
@@ -408,6 +494,7 @@ __all__ = [
     "CLI_OPTIONS",
     "OPTIONS",
     "STD_EXCLUDES",
+    "BackupOptions",
     "Option",
     "PropString",
     "VmidList",

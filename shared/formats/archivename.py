@@ -13,6 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from ..archive.codecs import Compression
 from ..errors import ArchiveError
 
 # Proxmox's BACKUP_EXT_RE_2: group 1 = the whole extension, group 2 = the compression.
@@ -43,14 +44,14 @@ DECOMPRESSORS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
-# vzdump --compress value -> archive extension (vzdump §1.1, acceptance case 2)
-COMPRESS_EXTENSIONS = {
-    "0": ".tar",
-    "gzip": ".tar.gz",
-    "pigz": ".tar.gz",
-    "lzo": ".tar.lzo",
-    "1": ".tar.lzo",
-    "zstd": ".tar.zst",
+# vzdump --compress value -> codec: the one table (the extension is ``.tar`` plus the codec's;
+# vzdump §1.1, acceptance case 2)
+COMPRESS_CODECS = {
+    "0": Compression.NONE,
+    "1": Compression.LZO,
+    "gzip": Compression.GZIP,
+    "lzo": Compression.LZO,
+    "zstd": Compression.ZSTD,
 }
 
 
@@ -131,8 +132,8 @@ def backup_basename(vmid: int, when: float | dt.datetime | None = None, btype: s
     return f"vzdump-{btype}-{vmid}-" + time.strftime("%Y_%m_%d-%H_%M_%S", stamp)
 
 
-def archive_extension(compress: str | bool | None) -> str:
-    """The archive extension for a vzdump ``--compress`` value (``.tar`` when off)."""
+def compress_codec(compress: str | bool | None) -> Compression:
+    """The codec of a vzdump ``--compress`` value (none when off)."""
     if compress is None or compress is False:
         key = "0"
     elif compress is True:
@@ -140,9 +141,14 @@ def archive_extension(compress: str | bool | None) -> str:
     else:
         key = str(compress)
     try:
-        return COMPRESS_EXTENSIONS[key]
+        return COMPRESS_CODECS[key]
     except KeyError:
         raise ArchiveError(f"unknown compression '{compress}'") from None
+
+
+def archive_extension(compress: str | bool | None) -> str:
+    """The archive extension for a vzdump ``--compress`` value (``.tar`` when off)."""
+    return ".tar" + compress_codec(compress).extension
 
 
 def temp_archive_name(archive: str) -> str:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.archive.codecs import Compression
 from shared.errors import ParamError
 from shared.formats import vzdumpconf
 from vzdump import options
-from vzdump.options import check_params, merge_options, parse_params, render_cmdline
+from vzdump.options import (
+    BackupOptions,
+    check_params,
+    merge_options,
+    parse_params,
+    render_cmdline,
+)
 
 UNKNOWN = "property is not defined in schema and the schema does not allow additional properties"
 
@@ -277,7 +285,7 @@ def test_acceptance_23_exclude_path_from_conf_and_cli() -> None:
     cli = parse_params({"vmid": "100", "exclude-path": ["/home/x"]})
     opts = merge_options(cli, defaults)
     assert opts["exclude-path"] == ["/var/cache/", "/srv/big files", "*.iso", "/home/x"]
-    assert options.exclude_patterns(opts) == [
+    assert options.exclude_patterns(BackupOptions.from_values(opts)) == [
         "/var/cache/",
         "/srv/big files",
         "*.iso",
@@ -287,7 +295,8 @@ def test_acceptance_23_exclude_path_from_conf_and_cli() -> None:
         "/var/run/?*.pid",
     ]
     opts = merge_options(parse_params({"vmid": "100", "stdexcludes": "0"}), defaults)
-    assert options.exclude_patterns(opts) == ["/var/cache/", "/srv/big files", "*.iso"]
+    patterns = options.exclude_patterns(BackupOptions.from_values(opts))
+    assert patterns == ["/var/cache/", "/srv/big files", "*.iso"]
 
 
 def test_acceptance_29_retention_precedence() -> None:
@@ -449,7 +458,23 @@ def test_acceptance_20_trailing_slash_warning() -> None:
     opts = merge_options(
         parse_params({"vmid": "100", "exclude-path": ["/var/cache/", "/srv/x", "tmp/"]}), {}
     )
-    assert options.trailing_slash_warnings(opts) == [
+    assert options.trailing_slash_warnings(BackupOptions.from_values(opts)) == [
         "tar does not match exclusion with a trailing slash '/var/cache/'",
         "tar does not match exclusion with a trailing slash 'tmp/'",
     ]
+
+
+def test_backup_options_are_typed_immutable_and_take_the_table_defaults() -> None:
+    opts = BackupOptions.from_values(
+        merge_options(parse_params({"vmid": "101,100", "compress": "zstd", "zstd": "0"}), {})
+    )
+    assert (opts.vmid, opts.mode, opts.compress, opts.zstd) == ((100, 101), "snapshot", "zstd", 0)
+    assert (opts.ionice, opts.lockwait, opts.stopwait, opts.bwlimit) == (7, 180, 10, 0)
+    assert opts.compression is Compression.ZSTD and opts.remove is False  # keep-all
+    assert dict(opts.retention) == {"keep-all": True} and opts.mailto == ()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.mode = "stop"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        opts.performance["max-workers"] = 1  # type: ignore[index]
+    bare = BackupOptions.from_values({})
+    assert (bare.compression, bare.protected, bare.stdout) == (Compression.NONE, False, False)

@@ -21,7 +21,7 @@ from shared.locks import flock
 from shared.storage.api import backup_dir, backup_storage, get_storage
 
 from .. import notify
-from ..options import OPTIONS, check_params, job_header, merge_options
+from ..options import OPTIONS, BackupOptions, check_params, job_header, merge_options
 from ..report import GuestResult, JobResult
 from ..scheduler import UPID_RE, make_upid, process_start
 from .guest import GuestBackup, JobEnv
@@ -73,7 +73,7 @@ def ionice(level: int) -> None:
     subprocess.run(["ionice", *args, "-p", str(os.getpid())], capture_output=True, check=False)
 
 
-def effective_options(params: Mapping[str, Any], log: JobLog) -> dict[str, Any]:
+def effective_options(params: Mapping[str, Any], log: JobLog) -> BackupOptions:
     conf = vzdumpconf.read(OPTIONS, paths.vzdump_conf())
     for warning in conf.warnings:
         log.warn(warning)
@@ -87,17 +87,17 @@ def effective_options(params: Mapping[str, Any], log: JobLog) -> dict[str, Any]:
             return get_storage(sid).prune_backups
         return None
 
-    return merge_options(params, conf.values, storage_prune)
+    return BackupOptions.from_values(merge_options(params, conf.values, storage_prune))
 
 
-def resolve_target(opts: dict[str, Any]) -> tuple[str | None, Path]:
+def resolve_target(opts: BackupOptions) -> tuple[str | None, Path]:
     """(storage id or None, dump directory), with Proxmox's errors."""
-    if opts.get("dumpdir"):
-        path = Path(opts["dumpdir"])
+    if opts.dumpdir:
+        path = Path(opts.dumpdir)
         if not path.is_dir():
             raise ConfigError(f"dumpdir '{path}' does not exist")
         return None, path
-    sid = str(opts["storage"])
+    sid = str(opts.storage)
     # the prefixes of §7; the error keeps its class (and so its exit code)
     try:
         backup_storage(sid)
@@ -111,15 +111,15 @@ def resolve_target(opts: dict[str, Any]) -> tuple[str | None, Path]:
         raise
 
 
-def select_guests(opts: Mapping[str, Any], warn: Callable[[str], None] | None = None) -> list[int]:
-    if opts.get("pool"):
+def select_guests(opts: BackupOptions, warn: Callable[[str], None] | None = None) -> list[int]:
+    if opts.pool:
         # as Proxmox: the pool's members that are guests of this host
         local = set(store.list_vmids())
-        return [v for v in pools.pool_members(str(opts["pool"]), warn) if v in local]
-    if opts.get("all"):
-        exclude = set(opts.get("exclude") or [])
+        return [v for v in pools.pool_members(opts.pool, warn) if v in local]
+    if opts.all:
+        exclude = set(opts.exclude)
         return [v for v in store.list_vmids() if v not in exclude]
-    return sorted(set(opts.get("vmid") or []))
+    return sorted(set(opts.vmid))
 
 
 class Job:
@@ -149,23 +149,24 @@ class Job:
         if self.params.get("node") and self.params["node"] != paths.node_name():
             return self.result  # another node's job: nothing to do, no task, no log (§1.1)
         self.log.info(job_header(self.params))
-        opts: dict[str, Any] = dict(self.params)
+        # without vzdump.conf and storage (their merge failed), the notification still goes out
+        opts = BackupOptions.from_values(self.params)
         try:
             opts = effective_options(self.params, self.log)
-            self._note_ignored(opts)
-            hooks = Hooks(opts.get("script"), self.log.info)
-            if opts.get("script"):
-                check_script(opts["script"])
-            if opts.get("dumpdir"):
-                hooks.env["DUMPDIR"] = str(opts["dumpdir"])
-            if opts.get("storage"):
-                hooks.env["STOREID"] = str(opts["storage"])
+            self._note_ignored()
+            hooks = Hooks(opts.script, self.log.info)
+            if opts.script:
+                check_script(opts.script)
+            if opts.dumpdir:
+                hooks.env["DUMPDIR"] = opts.dumpdir
+            if opts.storage:
+                hooks.env["STOREID"] = opts.storage
             hooks.run("job-init")
             storage, dumpdir = resolve_target(opts)
-            if opts.get("tmpdir") and not Path(opts["tmpdir"]).is_dir():
-                raise ConfigError(f"tmpdir '{opts['tmpdir']}' does not exist")
+            if opts.tmpdir and not Path(opts.tmpdir).is_dir():
+                raise ConfigError(f"tmpdir '{opts.tmpdir}' does not exist")
             hooks.env.update({"DUMPDIR": str(dumpdir), **({"STOREID": storage} if storage else {})})
-            with self._node_lock(int(opts.get("lockwait", 180))), interruptible():
+            with self._node_lock(opts.lockwait), interruptible():
                 try:
                     self._guests(opts, storage, dumpdir, hooks)
                 except KeyboardInterrupt:
@@ -187,7 +188,7 @@ class Job:
             err.message = f"{err.message}\n{hook_err}"
         return err
 
-    def _note_ignored(self, opts: Mapping[str, Any]) -> None:
+    def _note_ignored(self) -> None:
         for key in IGNORED:
             if key in self.params:
                 self.log.info(
@@ -217,9 +218,9 @@ class Job:
             yield
 
     def _guests(
-        self, opts: dict[str, Any], storage: str | None, dumpdir: Path, hooks: Hooks
+        self, opts: BackupOptions, storage: str | None, dumpdir: Path, hooks: Hooks
     ) -> None:
-        ionice(int(opts.get("ionice", 7)))
+        ionice(opts.ionice)
         private_mounts()
         hooks.run("job-start")
         env = JobEnv(opts, storage, dumpdir, self.log, hooks, self.stdout)
@@ -234,7 +235,7 @@ class Job:
                 raise Interrupted()
         hooks.run("job-end")
 
-    def _done(self, opts: Mapping[str, Any] | None = None) -> JobResult:
+    def _done(self, opts: BackupOptions | None = None) -> JobResult:
         failed = any(not g.ok for g in self.result.guests)
         if self.result.error is None:
             if failed:

@@ -14,6 +14,8 @@ from shared.formats.archivename import archive_info
 from shared.formats.types import FormatError
 from shared.storage.api import archive_remove, get_storage, list_backups, remove_backup
 
+from ..options import BackupOptions
+
 Log = Callable[[str], None]
 Marked = list[tuple[prune.PruneCandidate, str]]
 
@@ -58,16 +60,16 @@ def existing_count(storage: str | None, dumpdir: Path, vmid: int, protected: boo
     return sum(1 for c in cands if c.std_name and c.protected == protected)
 
 
-def precheck(opts: Mapping[str, Any], storage: str | None, dumpdir: Path, vmid: int) -> None:
+def precheck(opts: BackupOptions, storage: str | None, dumpdir: Path, vmid: int) -> None:
     """Refuse before anything is done when the retention limit or protected cap is reached."""
-    retention = opts["prune-backups"]
-    remove = bool(opts.get("remove"))
+    retention = opts.retention
+    remove = opts.remove
     if not remove and not prune.is_keep_all(retention):
         count = existing_count(storage, dumpdir, vmid, protected=False)
         msg = prune.backup_limit_error(retention, remove, count)
         if msg:
             raise CtkitError(msg)
-    if opts.get("protected") and storage:
+    if opts.protected and storage:
         from shared.storage.config import load_config
 
         limit = load_config().storage(storage).max_protected_backups
@@ -80,10 +82,10 @@ def precheck(opts: Mapping[str, Any], storage: str | None, dumpdir: Path, vmid: 
 
 
 def prune_after(
-    opts: Mapping[str, Any], storage: str | None, dumpdir: Path, vmid: int, log: Log
+    opts: BackupOptions, storage: str | None, dumpdir: Path, vmid: int, log: Log
 ) -> None:
     """Remove what the retention policy does not keep; raises when a removal failed."""
-    retention = opts["prune-backups"]
+    retention = opts.retention
     log(f"prune older backups with retention: {prune.log_string(retention)}")
     cands = candidates_on_storage(storage, vmid) if storage else candidates_in_dir(dumpdir, vmid)
     removed = remove_marked(prune.mark_group(cands, retention), storage, log)

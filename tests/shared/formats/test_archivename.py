@@ -131,7 +131,6 @@ def test_backup_basename_local_time_and_round_trip() -> None:
         (False, ".tar"),
         ("0", ".tar"),
         ("gzip", ".tar.gz"),
-        ("pigz", ".tar.gz"),
         ("lzo", ".tar.lzo"),
         ("1", ".tar.lzo"),
         (True, ".tar.lzo"),

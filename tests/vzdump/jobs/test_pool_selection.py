@@ -7,6 +7,7 @@ from pathlib import Path
 from shared import paths
 from vzdump.engine.job import select_guests
 from vzdump.jobs import config
+from vzdump.options import BackupOptions
 
 
 def test_job_pool_selects_local_members(ctroot: Path) -> None:
@@ -16,4 +17,5 @@ def test_job_pool_selects_local_members(ctroot: Path) -> None:
     for vmid in (900000001, 900000002, 900000004):
         paths.ct_conf(vmid).write_text("hostname: ct\n")
     (job,) = config.parse_jobs("vzdump: web\n\tschedule daily\n\tpool web\n", strict=True).sections
-    assert select_guests(config.job_params(job)) == [900000001, 900000002]
+    opts = BackupOptions.from_values(config.job_params(job))
+    assert select_guests(opts) == [900000001, 900000002]
