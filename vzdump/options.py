@@ -255,12 +255,6 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def check_single_guest(params: Mapping[str, Any], selected: Sequence[int]) -> None:
-    """With ``--stdout`` exactly one guest may be selected (checked after selection)."""
-    if params.get("stdout") and len(selected) != 1:
-        raise ParamError({"vmid": "you can only backup a single VM with option --stdout"})
-
-
 # --- precedence (§1.3) ----------------------------------------------------------------------
 
 StoragePrune = Callable[[str], Mapping[str, Any] | None]
@@ -422,15 +416,6 @@ def exclude_patterns(opts: BackupOptions) -> list[str]:
     return patterns
 
 
-def trailing_slash_warnings(opts: BackupOptions) -> list[str]:
-    """tar never matches an exclusion that ends in ``/`` (§10.20): one warning per pattern."""
-    return [
-        f"tar does not match exclusion with a trailing slash '{p}'"
-        for p in opts.exclude_path
-        if p.endswith("/")
-    ]
-
-
 # --- the job header's command line (§6) ---------------------------------------------------
 
 CMDLINE_SKIP = ("vmid", "stdout", "id", "starttime", "dow", "enabled")
@@ -499,7 +484,6 @@ __all__ = [
     "PropString",
     "VmidList",
     "check_params",
-    "check_single_guest",
     "check_webhook_url",
     "exclude_patterns",
     "job_header",
@@ -509,5 +493,4 @@ __all__ = [
     "parse_vmid_list",
     "render_cmdline",
     "shell_quote",
-    "trailing_slash_warnings",
 ]

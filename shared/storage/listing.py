@@ -1,4 +1,4 @@
-"""Listing a storage's content: templates, backups, ISO images, snippets (Proxmox's list_volumes).
+"""Listing a storage's content: templates and backups (Proxmox's list_volumes).
 
 Only entries directly inside the content directory count: no recursion, dotfiles skipped,
 symlinks followed (broken ones skipped), directories skipped. Container images are listed by the
@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import ArchiveError, StorageError
 from ..formats.archivename import BACKUP_EXT, PROTECTED_EXT, ArchiveInfo, archive_info
-from .volid import ISO_EXT, TEMPLATE_EXT_RE, template_format
+from .volid import TEMPLATE_EXT_RE, template_format
 
 if TYPE_CHECKING:
     from .base import Storage
 
 _BACKUP_FILE_RE = re.compile(rf"[^/]+{BACKUP_EXT}")
-_ISO_FILE_RE = re.compile(rf"[^/]+{ISO_EXT}")
 _STD_VMID_RE = r"-([1-9][0-9]{{2,8}})-[^/]+\.{ext}"
 
 
@@ -138,27 +137,3 @@ def read_notes(archive: Path) -> str | None:
     except OSError:
         return None
     return data.decode("utf-8", errors="replace").rstrip("\n")
-
-
-def list_isos(storage: Storage) -> list[VolumeEntry]:
-    return [
-        VolumeEntry(
-            storage.volid(f"iso/{name}"), "iso", "iso", st.st_size, path, ctime=int(st.st_ctime)
-        )
-        for name, path, st in scan_files(storage.subdir("iso"))
-        if _ISO_FILE_RE.fullmatch(name)
-    ]
-
-
-def list_snippets(storage: Storage) -> list[VolumeEntry]:
-    return [
-        VolumeEntry(
-            storage.volid(f"snippets/{name}"),
-            "snippets",
-            "snippet",
-            st.st_size,
-            path,
-            ctime=int(st.st_ctime),
-        )
-        for name, path, st in scan_files(storage.subdir("snippets"))
-    ]

@@ -212,13 +212,6 @@ def test_target_conflicts(raw: dict[str, str], errors: dict[str, str]) -> None:
     assert info.value.errors == errors
 
 
-def test_stdout_single_guest_after_selection() -> None:
-    params = check_params(parse_params({"all": "0", "vmid": "100", "stdout": "1"}))
-    options.check_single_guest(params, [100])
-    with pytest.raises(ParamError, match="Parameter verification failed"):
-        options.check_single_guest(params, [100, 101])
-
-
 # --- precedence (§1.3) ------------------------------------------------------------------------
 
 
@@ -452,16 +445,6 @@ def test_shell_quote(word: str, quoted: str) -> None:
 def test_job_header() -> None:
     params = parse_params({"vmid": "100", "mode": "stop"})
     assert options.job_header(params) == "starting new backup job: vzdump 100 --mode stop"
-
-
-def test_acceptance_20_trailing_slash_warning() -> None:
-    opts = merge_options(
-        parse_params({"vmid": "100", "exclude-path": ["/var/cache/", "/srv/x", "tmp/"]}), {}
-    )
-    assert options.trailing_slash_warnings(BackupOptions.from_values(opts)) == [
-        "tar does not match exclusion with a trailing slash '/var/cache/'",
-        "tar does not match exclusion with a trailing slash 'tmp/'",
-    ]
 
 
 def test_backup_options_are_typed_immutable_and_take_the_table_defaults() -> None:

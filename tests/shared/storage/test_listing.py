@@ -150,19 +150,3 @@ def test_backup_listing_by_vmid_and_type(backups: Path) -> None:
     assert [e.name for e in listing.list_backups(store, 1100)] == [
         "vzdump-lxc-1100-2024_01_01-02_00_00.tar"
     ]
-
-
-def test_iso_and_snippets(ctroot: Path, write_cfg: WriteCfg) -> None:
-    write_cfg("dir: local\n\tpath /var/lib/vz\n\tcontent iso,snippets\n")
-    iso = ctroot / "var/lib/vz/template/iso"
-    snippets = ctroot / "var/lib/vz/snippets"
-    iso.mkdir(parents=True)
-    snippets.mkdir(parents=True)
-    _touch(iso / "a.ISO", b"12")
-    _touch(iso / "b.txt")
-    _touch(snippets / "hook.sh", b"#!/bin/sh\n")
-    store = load_config().storage("local")
-    assert [(e.volid, e.size) for e in listing.list_isos(store)] == [("local:iso/a.ISO", 2)]
-    assert [(e.volid, e.format) for e in listing.list_snippets(store)] == [
-        ("local:snippets/hook.sh", "snippet")
-    ]
