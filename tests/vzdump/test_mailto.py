@@ -17,10 +17,11 @@ import pytest
 
 from shared import paths
 from shared.errors import ConfigError, ParamError
-from vzdump import notify, options
+from vzdump import notify, options, scheduler
 from vzdump.engine.job import effective_options
 from vzdump.engine.log import JobLog
 from vzdump.jobs import config, manage
+from vzdump.report import JobResult
 
 BAD = "invalid format - value 'bad!x' does not look like a valid email address or user name"
 
@@ -118,3 +119,17 @@ def test_mail_to_root_reaches_roots_mailbox() -> None:
         options.parse_params({"mailto": "root"})["mailto"], subject, "hi\n"
     ) == ["root"]
     assert _take_mail(mbox, subject) == "hi\n"
+
+
+def test_a_job_with_a_bad_recipient_does_not_run(ctroot: Path) -> None:
+    paths.jobs_cfg().parent.mkdir(parents=True)
+    paths.jobs_cfg().write_text("vzdump: bad\n\tschedule daily\n\tall 1\n\tmailto bad!x\n")
+    calls: list[str] = []
+
+    def runner(job_id: str, params: dict[str, object]) -> JobResult:
+        calls.append(job_id)
+        raise AssertionError("must not run")
+
+    with pytest.raises((ConfigError, ParamError), match="mailto"):
+        scheduler.run_job_now("bad", runner, log=lambda _msg: None)
+    assert calls == []
