@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli import OutputFormat, OutputFormatOption, print_json
+from shared.cli import OutputFormat, OutputFormatOption, print_json, vmid_value
 
 from ..engine.retention import prune_storage, storage_retention
 
@@ -27,7 +27,9 @@ def _stderr(msg: str) -> None:
 
 def prune_cmd(
     storage: Annotated[str, typer.Argument(metavar="storage")],
-    vmid: Annotated[int | None, typer.Option(help="Only this guest's backups.")] = None,
+    vmid: Annotated[
+        int | None, typer.Option(parser=vmid_value, help="Only this guest's backups.")
+    ] = None,
     prune_backups: Annotated[str | None, typer.Option("--prune-backups")] = None,
     dry_run: Annotated[bool | None, typer.Option("--dry-run")] = None,
     output_format: OutputFormatOption = OutputFormat.text,

@@ -49,3 +49,10 @@ def test_prune_storage_removes_and_logs(cli: Cli) -> None:
     assert std == [(STD[2], "keep"), (STD[1], "keep"), (STD[0], "remove")]
     assert log == [f"removing backup 'local:backup/{STD[0]}'"]
     assert sorted(p.name for p in cli.dumpdir.iterdir()) == sorted([*STD[1:], RENAMED, FOREIGN])
+
+
+def test_vmid_is_read_as_proxmox_reads_it(cli: Cli) -> None:
+    fill(cli.dumpdir)
+    res = cli.vzdump("prune", "local", "--vmid", "0900000321", "--dry-run")
+    assert res.rc == 2 and "value does not look like a valid VM ID" in res.err
+    assert len(list(cli.dumpdir.iterdir())) == 6
