@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.results import record  # noqa: E402
-from tests.fixtures.templates import build_busybox_rootfs, pack  # noqa: E402
+from shared.testbed import build_busybox_rootfs, pack  # noqa: E402
 
 PCT = Path(sys.executable).parent / "pct"
 VMID = 900000900

@@ -42,8 +42,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.cleanup import cleanup_root  # noqa: E402
-from tests.fixtures.templates import build_busybox_rootfs, pack  # noqa: E402
+from shared.testbed import (  # noqa: E402
+    build_busybox_rootfs,
+    cleanup_root,
+    pack,
+)
 
 BIN = Path(sys.executable).parent
 VMID = 900000950

@@ -24,7 +24,7 @@ import typer
 from typer import _click as click  # typer vendors click; its exception classes live here
 
 from .errors import CtkitError, Interrupted, ParamError
-from .formats.types import FALSE_WORDS, TRUE_WORDS
+from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
 
 BOOL_WORDS = TRUE_WORDS | FALSE_WORDS
 OPTION_RE = re.compile(r"^-{1,2}([A-Za-z][A-Za-z0-9_-]*)(?:=(.*))?$", re.S)
@@ -55,6 +55,14 @@ def new_app(help_text: str, **kw: Any) -> typer.Typer:
 
 
 EXTRA_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def vmid_value(raw: str) -> int:
+    """A typer ``parser`` for VMID arguments and options, in Proxmox's pve-vmid format."""
+    try:
+        return parse_vmid(raw)
+    except FormatError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 def print_json(data: Any, fmt: OutputFormat = OutputFormat.json) -> None:

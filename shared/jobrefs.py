@@ -2,14 +2,15 @@
 
 Text-based on purpose: pct may not import vzdump's job schema, and everything but the ``vmid``
 lines of ``vzdump:`` sections must stay byte for byte as it is. A job left with no guest is
-removed, as Proxmox does.
+removed, as Proxmox does. The edit runs as a :mod:`jobsfile` transaction, under the same lock
+as ``vzdump job ...``.
 """
 
 from __future__ import annotations
 
 import re
 
-from . import atomic, paths
+from . import jobsfile
 
 HEADER = re.compile(r"^vzdump:\s*(\S+)\s*$")
 VMID_LINE = re.compile(r"^(\s+vmid\s+)(\S.*?)\s*$")
@@ -24,7 +25,7 @@ def _edit_block(block: list[str], vmid: int) -> tuple[list[str] | None, bool]:
         if not m:
             continue
         ids = [v for v in re.split(r"[,;\s]+", m.group(2)) if v]
-        keep = [v for v in ids if v.lstrip("0") != str(vmid)]
+        keep = [v for v in ids if v != str(vmid)]  # pve-vmid: no leading zeros
         if len(keep) == len(ids):
             return block, False
         if not keep:
@@ -35,11 +36,16 @@ def _edit_block(block: list[str], vmid: int) -> tuple[list[str] | None, bool]:
 
 def remove_guest(vmid: int) -> list[str]:
     """Drop ``vmid`` from every job's ``vmid`` list; returns the ids of the jobs changed."""
-    path = paths.jobs_cfg()
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
+    with jobsfile.transaction() as jobs:
+        text = jobs.read()
+        kept, changed = _without_guest(text, vmid)
+        if changed:
+            jobs.write("\n\n".join("\n".join(b) for b in kept) + ("\n" if kept else ""))
+    return changed
+
+
+def _without_guest(text: str, vmid: int) -> tuple[list[list[str]], list[str]]:
+    """(the blocks to keep, the ids of the jobs changed)."""
     blocks = [b.split("\n") for b in text.rstrip("\n").split("\n\n")] if text.strip() else []
     changed: list[str] = []
     kept: list[list[str]] = []
@@ -50,6 +56,4 @@ def remove_guest(vmid: int) -> list[str]:
             changed.append(m.group(1) if m else "?")
         if new is not None:
             kept.append(new)
-    if changed:
-        atomic.write_text(path, "\n\n".join("\n".join(b) for b in kept) + ("\n" if kept else ""))
-    return changed
+    return kept, changed

@@ -44,6 +44,11 @@ def jobs_cfg() -> Path:
     return under("etc/pve/jobs.cfg")
 
 
+def user_cfg() -> Path:
+    """Proxmox's users, groups and resource pools (ctkit reads only the pools)."""
+    return under("etc/pve/user.cfg")
+
+
 def vzdump_conf() -> Path:
     return under("etc/vzdump.conf")
 

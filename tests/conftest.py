@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.cleanup import cleanup_root
-from tests.fixtures.templates import build_busybox_rootfs, pack
+from shared.testbed import build_busybox_rootfs, cleanup_root, pack
 
 REPO = Path(__file__).resolve().parents[1]
 # The team's handbook folder sits beside the checkout; tests that read it skip without it.

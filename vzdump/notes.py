@@ -2,7 +2,8 @@
 
 A template is one line; ``\\n`` and ``\\\\`` are the only escapes and ``{{cluster}}``,
 ``{{guestname}}``, ``{{node}}`` and ``{{vmid}}`` the only variables. Positions in error messages
-are 0-based offsets of the offending escape or variable, as Proxmox reports them.
+are 0-based and computed as Proxmox computes them: an escape's is where it starts, a variable's
+is the end of ``{{name}}`` minus the length of the name (so ``{{foo}}`` at the start is char 4).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def check_template(template: str) -> None:
         if m.group(1) not in ("\\", "n")
     ]
     problems += [
-        f"variable '{m.group(1)}' at char {m.start()}"
+        f"variable '{m.group(1)}' at char {m.end() - len(m.group(1))}"
         for m in VARIABLE_RE.finditer(template)
         if m.group(1) not in VARIABLES
     ]

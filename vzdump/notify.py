@@ -59,6 +59,7 @@ from shared import atomic, paths
 from shared.errors import CommandError
 from shared.formats.types import check_configid
 
+from .options import BackupOptions
 from .report import GuestResult, JobResult
 
 MAX_LOG_SIZE = 1024 * 1024
@@ -243,12 +244,12 @@ def mail_recipients(mailto: str | Sequence[str] | None) -> list[str]:
     return result
 
 
-def mail_targets(opts: Mapping[str, Any], result: JobResult) -> list[str]:
+def mail_targets(opts: BackupOptions, result: JobResult) -> list[str]:
     """Whom to mail for this result, by notification-mode and mailnotification (§1.1)."""
-    recipients = mail_recipients(opts.get("mailto"))
-    if not recipients or opts.get("notification-mode", "auto") == "notification-system":
+    recipients = mail_recipients(opts.mailto)
+    if not recipients or opts.notification_mode == "notification-system":
         return []
-    if opts.get("mailnotification", "always") == "failure" and result.ok:
+    if opts.mailnotification == "failure" and result.ok:
         return []
     return recipients
 
@@ -317,7 +318,7 @@ class Delivery:
 
 def notify(
     result: JobResult,
-    opts: Mapping[str, Any],
+    opts: BackupOptions,
     *,
     fqdn: str | None = None,
     now: float | None = None,
@@ -342,7 +343,7 @@ def notify(
             )
         except CommandError as err:
             warn(f"sending notification mail failed - {err}")
-    url = opts.get("notify-webhook")
+    url = opts.notify_webhook
     if url:
         import requests
 

@@ -8,15 +8,19 @@ Values are typed once parsed: booleans are ``bool``, VMID lists sorted ``list[in
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from shared import prune
+from shared.archive.codecs import Compression
 from shared.errors import ParamError
 from shared.formats import vzdumpconf
+from shared.formats.archivename import compress_codec
 from shared.formats.propstring import Field, PropertyStringError, PropSchema
 from shared.formats.types import (
     Bool,
@@ -27,6 +31,7 @@ from shared.formats.types import (
     StorageId,
     Str,
     ValueType,
+    parse_vmid,
 )
 
 from . import notes
@@ -40,8 +45,12 @@ DEFAULT_STORAGE = "local"
 
 
 def parse_vmid_list(raw: str | Sequence[str]) -> list[int]:
-    """A VMID list (§1.2): words split on ``,;`` and white space, numeric, leading zeros
-    stripped, 0 dropped, duplicates dropped, sorted. Raises ``strange VM ID '<x>'``."""
+    """A VMID list (§1.2): words split on ``,;`` and white space, duplicates dropped, sorted.
+
+    Each word is a VMID as Proxmox's ``pve-vmid`` format has it - 3 to 9 digits without a
+    leading zero - so ``0100`` is not VMID 100. A non-numeric word raises ``strange VM ID
+    '<x>'``, any other misfit Proxmox's ``value does not look like a valid VM ID``.
+    """
     text = raw if isinstance(raw, str) else " ".join(raw)
     result: set[int] = set()
     for word in re.split(r"[,;\s]+", text.strip()):
@@ -49,8 +58,7 @@ def parse_vmid_list(raw: str | Sequence[str]) -> list[int]:
             continue
         if not re.fullmatch(r"[0-9]+", word):
             raise FormatError(f"strange VM ID '{word}'")
-        if int(word):
-            result.add(int(word))
+        result.add(parse_vmid(word))
     return sorted(result)
 
 
@@ -81,12 +89,14 @@ class PropString(ValueType):
         return value if isinstance(value, str) else self.schema.render(value)
 
 
-EMAIL_RE = r"[\w+\-~]+(\.[\w+\-~]+)*@[a-zA-Z0-9\-]+(\.[a-zA-Z0-9\-]+)*"
-USER_RE = r"[^\s:/@]+@[A-Za-z][A-Za-z0-9.\-_]+"
+# Proxmox's email-or-username format: an address, or a local user name (``root``); ``user@realm``
+# is an address by the same rule.
+EMAIL_USER_RE = r"[\w+\-~]+(\.[\w+\-~]+)*"
+EMAIL_RE = EMAIL_USER_RE + r"@[a-zA-Z0-9\-]+(\.[a-zA-Z0-9\-]+)*"
 
 
 def check_email_or_username(value: str) -> None:
-    if not (re.fullmatch(EMAIL_RE, value) or re.fullmatch(USER_RE, value)):
+    if not (re.fullmatch(EMAIL_RE, value) or re.fullmatch(EMAIL_USER_RE, value)):
         raise FormatError(
             f"invalid format - value '{value}' does not look like a valid email address "
             "or user name"
@@ -247,12 +257,6 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def check_single_guest(params: Mapping[str, Any], selected: Sequence[int]) -> None:
-    """With ``--stdout`` exactly one guest may be selected (checked after selection)."""
-    if params.get("stdout") and len(selected) != 1:
-        raise ParamError({"vmid": "you can only backup a single VM with option --stdout"})
-
-
 # --- precedence (§1.3) ----------------------------------------------------------------------
 
 StoragePrune = Callable[[str], Mapping[str, Any] | None]
@@ -324,21 +328,95 @@ def _merge_retention(
         opts["remove"] = False
 
 
-def exclude_patterns(opts: Mapping[str, Any]) -> list[str]:
+# --- the typed options a backup runs with ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    """The options one backup job runs with, typed and immutable. Built once per job by
+    :meth:`from_values` (from :func:`merge_options`' result, or from the bare parameters when
+    that failed); a field's default is its option's default in :data:`OPTIONS`. Each field is
+    the option of the same name with ``-`` as ``_``."""
+
+    vmid: tuple[int, ...]
+    all: bool
+    exclude: tuple[int, ...]
+    pool: str | None
+    node: str | None
+    mode: str
+    compress: str
+    zstd: int
+    pigz: int
+    dumpdir: str | None
+    storage: str | None
+    tmpdir: str | None
+    bwlimit: int
+    ionice: int
+    lockwait: int
+    stopwait: int
+    prune_backups: Mapping[str, Any] | None
+    remove: bool
+    script: str | None
+    exclude_path: tuple[str, ...]
+    stdexcludes: bool
+    quiet: bool
+    mailto: tuple[str, ...]
+    mailnotification: str
+    notification_mode: str
+    notify_webhook: str | None
+    notes_template: str | None
+    protected: bool
+    stop: bool
+    performance: Mapping[str, Any] | None
+    fleecing: Mapping[str, Any] | None
+    pbs_change_detection_mode: str | None
+    job_id: str | None
+    stdout: bool
+    verify: bool
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> BackupOptions:
+        """From parsed values keyed by option name; a missing one takes its default."""
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = f.name.replace("_", "-")
+            value = values.get(key)
+            if value is None:
+                value = CLI_OPTIONS[key].default
+            kwargs[f.name] = _frozen(f.name, value)
+        return cls(**kwargs)
+
+    @property
+    def compression(self) -> Compression:
+        return compress_codec(self.compress)
+
+    @property
+    def retention(self) -> Mapping[str, Any]:
+        """``prune-backups``, keep-all when unset."""
+        return self.prune_backups or {"keep-all": True}
+
+
+_TUPLES = ("vmid", "exclude", "exclude_path", "mailto")
+_MAPPINGS = ("prune_backups", "performance", "fleecing")
+_FLAGS = ("all", "remove", "stdexcludes", "quiet", "protected", "stop", "stdout", "verify")
+
+
+def _frozen(name: str, value: Any) -> Any:
+    if name in _TUPLES:
+        return tuple(value or ())
+    if name in _MAPPINGS:
+        return MappingProxyType(dict(value)) if value is not None else None
+    if name in _FLAGS:
+        return bool(value)
+    return value
+
+
+def exclude_patterns(opts: BackupOptions) -> list[str]:
     """The exclusion list tar gets: conf and CLI ``exclude-path``, then the std excludes."""
-    patterns = list(opts.get("exclude-path") or [])
-    if opts.get("stdexcludes", True):
+    patterns = list(opts.exclude_path)
+    if opts.stdexcludes:
         patterns.extend(STD_EXCLUDES)
     return patterns
-
-
-def trailing_slash_warnings(opts: Mapping[str, Any]) -> list[str]:
-    """tar never matches an exclusion that ends in ``/`` (§10.20): one warning per pattern."""
-    return [
-        f"tar does not match exclusion with a trailing slash '{p}'"
-        for p in opts.get("exclude-path") or []
-        if p.endswith("/")
-    ]
 
 
 # --- the job header's command line (§6) ---------------------------------------------------
@@ -404,11 +482,11 @@ __all__ = [
     "CLI_OPTIONS",
     "OPTIONS",
     "STD_EXCLUDES",
+    "BackupOptions",
     "Option",
     "PropString",
     "VmidList",
     "check_params",
-    "check_single_guest",
     "check_webhook_url",
     "exclude_patterns",
     "job_header",
@@ -418,5 +496,4 @@ __all__ = [
     "parse_vmid_list",
     "render_cmdline",
     "shell_quote",
-    "trailing_slash_warnings",
 ]

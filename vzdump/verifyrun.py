@@ -23,7 +23,7 @@ from shared.backups.sidecar import read_all
 from shared.backups.verify import verify
 from shared.errors import CommandError, CtkitError, VerifyError
 
-from . import notify
+from . import notify, options
 from .report import GuestResult, JobResult
 
 DAY = 86400
@@ -134,7 +134,14 @@ def deliver(result: JobResult, params: Mapping[str, Any]) -> None:
         notify.write_summary(data, result.job_id)
     except OSError as err:
         warn(f"unable to write notification summary - {err}")
-    recipients = notify.mail_targets(params, result)
+    mail = options.BackupOptions.from_values(
+        {
+            "mailto": notify.mail_recipients(params.get("mailto")),
+            "mailnotification": params.get("mailnotification") or "failure",
+            "notification-mode": params.get("notification-mode"),
+        }
+    )
+    recipients = notify.mail_targets(mail, result)
     if recipients:
         try:
             notify.send_mail(recipients, subject, body)

@@ -9,20 +9,12 @@ from typing import Annotated
 
 import typer
 
-from shared.cli import parse_schema_args
+from shared.cli import parse_schema_args, vmid_value
 from shared.ctconfig.options import is_settable, option_spec
 from shared.errors import CtkitError
-from shared.formats.types import Bool, FormatError, parse_vmid
+from shared.formats.types import Bool
 
-
-def _vmid(raw: str) -> int:
-    try:
-        return parse_vmid(raw)
-    except FormatError as err:
-        raise typer.BadParameter(str(err)) from None
-
-
-VmidArg = Annotated[int, typer.Argument(parser=_vmid, metavar="vmid", show_default=False)]
+VmidArg = Annotated[int, typer.Argument(parser=vmid_value, metavar="vmid", show_default=False)]
 
 
 def is_bool_option(key: str) -> bool:

@@ -13,6 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from ..archive.codecs import Compression
 from ..errors import ArchiveError
 
 # Proxmox's BACKUP_EXT_RE_2: group 1 = the whole extension, group 2 = the compression.
@@ -34,7 +35,7 @@ DECOMPRESSORS: dict[str, dict[str, tuple[str, ...]]] = {
         "gz": ("tar", "-z"),
         "lzo": ("tar", "--lzop"),
         "zst": ("tar", "--zstd"),
-        "bz2": ("tar", "-j"),
+        "bz2": ("tar", "--bzip2"),
     },
     "vma": {
         "gz": ("zcat",),
@@ -44,14 +45,14 @@ DECOMPRESSORS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
-# vzdump --compress value -> archive extension (vzdump §1.1, acceptance case 2)
-COMPRESS_EXTENSIONS = {
-    "0": ".tar",
-    "gzip": ".tar.gz",
-    "pigz": ".tar.gz",
-    "lzo": ".tar.lzo",
-    "1": ".tar.lzo",
-    "zstd": ".tar.zst",
+# vzdump --compress value -> codec: the one table (the extension is ``.tar`` plus the codec's;
+# vzdump §1.1, acceptance case 2)
+COMPRESS_CODECS = {
+    "0": Compression.NONE,
+    "1": Compression.LZO,
+    "gzip": Compression.GZIP,
+    "lzo": Compression.LZO,
+    "zstd": Compression.ZSTD,
 }
 
 
@@ -69,7 +70,7 @@ class ArchiveInfo:
     vmid: int | None  # standard names only
     ctime: int | None  # the name's timestamp read as local time; standard names only
     logfilename: str | None  # <base>.log; standard names only (the base is not known otherwise)
-    notesfilename: str  # <archive>.notes
+    notesfilename: str | None  # <archive>.notes; standard names only, as in Proxmox
     protectedfilename: str  # <archive>.protected
 
 
@@ -88,12 +89,13 @@ def archive_info(archive: str) -> ArchiveInfo:
     if fmt == "tgz" and comp is None:
         fmt, comp = "tar", "gz"
     std = re.fullmatch(STD_NAME_RE.format(type=btype, ext=re.escape(extension)), name)
-    vmid = ctime = logname = None
+    vmid = ctime = logname = notesname = None
     if std:
         ctime = _local_ctime(*(int(g) for g in std.group(3, 4, 5, 6, 7, 8)))
         if ctime is not None:
             vmid = int(std.group(2))
             logname = std.group(1) + LOG_EXT
+            notesname = filename + NOTES_EXT
     return ArchiveInfo(
         filename=filename,
         type=btype,
@@ -105,7 +107,7 @@ def archive_info(archive: str) -> ArchiveInfo:
         vmid=vmid,
         ctime=ctime,
         logfilename=logname,
-        notesfilename=filename + NOTES_EXT,
+        notesfilename=notesname,
         protectedfilename=filename + PROTECTED_EXT,
     )
 
@@ -131,8 +133,8 @@ def backup_basename(vmid: int, when: float | dt.datetime | None = None, btype: s
     return f"vzdump-{btype}-{vmid}-" + time.strftime("%Y_%m_%d-%H_%M_%S", stamp)
 
 
-def archive_extension(compress: str | bool | None) -> str:
-    """The archive extension for a vzdump ``--compress`` value (``.tar`` when off)."""
+def compress_codec(compress: str | bool | None) -> Compression:
+    """The codec of a vzdump ``--compress`` value (none when off)."""
     if compress is None or compress is False:
         key = "0"
     elif compress is True:
@@ -140,9 +142,14 @@ def archive_extension(compress: str | bool | None) -> str:
     else:
         key = str(compress)
     try:
-        return COMPRESS_EXTENSIONS[key]
+        return COMPRESS_CODECS[key]
     except KeyError:
         raise ArchiveError(f"unknown compression '{compress}'") from None
+
+
+def archive_extension(compress: str | bool | None) -> str:
+    """The archive extension for a vzdump ``--compress`` value (``.tar`` when off)."""
+    return ".tar" + compress_codec(compress).extension
 
 
 def temp_archive_name(archive: str) -> str:

@@ -45,6 +45,7 @@ class VzdumpConf:
 
     values: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    invalid: dict[str, str] = field(default_factory=dict)  # key -> why its value was ignored
 
 
 def parse(text: str, schema: Mapping[str, OptionSpec], filename: str = DISPLAY_NAME) -> VzdumpConf:
@@ -64,6 +65,7 @@ def parse(text: str, schema: Mapping[str, OptionSpec], filename: str = DISPLAY_N
             conf.values[key] = _parse_value(key, lines, schema)
         except FormatError as err:
             conf.warnings.append(f"parse error in '{filename}' - '{key}': {err}")
+            conf.invalid[key] = str(err)
     if "storage" in conf.values and "dumpdir" in conf.values:
         del conf.values["dumpdir"]
         conf.warnings.append(

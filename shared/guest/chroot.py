@@ -53,7 +53,7 @@ def run_in_root(rootdir: Path, func: Callable[[], Any]) -> Any:
 def _child(rootdir: str, func: Callable[[], Any], write_fd: int) -> None:  # pragma: no cover
     code = 1
     try:
-        _no_imports()
+        forbid_imports()
         try:
             os.chroot(rootdir)
             os.chdir("/")
@@ -73,7 +73,7 @@ def _child(rootdir: str, func: Callable[[], Any], write_fd: int) -> None:  # pra
         os._exit(code)
 
 
-def _no_imports() -> None:  # pragma: no cover - child only
+def forbid_imports() -> None:  # pragma: no cover - forked children only
     """Only built-in and frozen modules stay importable: no file is ever loaded as code."""
     keep = (importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter)
     sys.meta_path[:] = [finder for finder in sys.meta_path if finder in keep]

@@ -25,6 +25,7 @@ from .. import paths
 from ..ctconfig import store
 from ..errors import CtkitError, LockError
 from ..locks import config_lock
+from . import entrypoints
 
 
 def pre_start(vmid: int) -> None:
@@ -78,7 +79,7 @@ def spawn_restart(vmid: int) -> None:
     """Start the detached helper that starts the CT again once LXC has let go of it."""
     log = paths.run_dir() / f"ct-{vmid}.restart.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "shared.runtime.restart", "--root", str(paths.root()), str(vmid)]
+    argv = entrypoints.argv(entrypoints.RESTART, "--root", str(paths.root()), str(vmid))
     # LXC's hook variables (LXC_TARGET=reboot above all) must not reach the new start's hooks
     env = {k: v for k, v in os.environ.items() if not k.startswith("LXC_")}
     with open(log, "ab") as out:

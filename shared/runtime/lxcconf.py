@@ -11,11 +11,11 @@ AppArmor lines only where the host has AppArmor; bridges are attached with LXC's
 from __future__ import annotations
 
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
+from . import entrypoints
 from .cgroups import Layout, Limits, device_key, lxc_keys
 
 LXC_CONFIG_DIR = Path("/usr/share/lxc/config")
@@ -96,7 +96,7 @@ def root_ids(view: LxcView) -> tuple[int, int]:
 
 
 def hook_command() -> str:
-    return f"{sys.executable} -m shared.runtime.hook --root {paths.root()}"
+    return entrypoints.command(entrypoints.HOOK, "--root", str(paths.root()))
 
 
 def seccomp_rules(view: LxcView, config_dir: Path = LXC_CONFIG_DIR) -> str:
@@ -239,8 +239,8 @@ def _net_lines(vmid: int, net: NetView) -> Lines:
         if net.tag:
             out.append((f"{p}.veth.vlan.id", str(net.tag)))
     if net.rate or net.link_down:
-        script = (
-            f"{sys.executable} -m shared.net.upscript --root {paths.root()} --index {net.index}"
+        script = entrypoints.command(
+            entrypoints.NET_UPSCRIPT, "--root", str(paths.root()), "--index", str(net.index)
         )
         out.append((f"{p}.script.up", script))
     return out

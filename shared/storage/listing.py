@@ -1,4 +1,4 @@
-"""Listing a storage's content: templates, backups, ISO images, snippets (Proxmox's list_volumes).
+"""Listing a storage's content: templates and backups (Proxmox's list_volumes).
 
 Only entries directly inside the content directory count: no recursion, dotfiles skipped,
 symlinks followed (broken ones skipped), directories skipped. Container images are listed by the
@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import ArchiveError, StorageError
 from ..formats.archivename import BACKUP_EXT, PROTECTED_EXT, ArchiveInfo, archive_info
-from .volid import ISO_EXT, TEMPLATE_EXT_RE, template_format
+from .volid import TEMPLATE_EXT_RE, template_format
 
 if TYPE_CHECKING:
     from .base import Storage
 
 _BACKUP_FILE_RE = re.compile(rf"[^/]+{BACKUP_EXT}")
-_ISO_FILE_RE = re.compile(rf"[^/]+{ISO_EXT}")
 _STD_VMID_RE = r"-([1-9][0-9]{{2,8}})-[^/]+\.{ext}"
 
 
@@ -39,7 +38,7 @@ class VolumeEntry:
     ctime: int | None = None
     vmid: int | None = None
     subtype: str | None = None  # backups: lxc | qemu | openvz | unknown
-    notes: str | None = None  # backups: text of <archive>.notes
+    notes: str | None = None  # backups: first line of <archive>.notes
     protected: bool = False  # backups: <archive>.protected exists
     archive: ArchiveInfo | None = None  # backups: what the name says
     used: int | None = None  # images: allocated bytes
@@ -127,34 +126,14 @@ def _backup_entry(
     )
 
 
+NOTES_READ_MAX = 64 * 1024  # a listing shows one line; a huge notes file must not be read whole
+
+
 def read_notes(archive: Path) -> str | None:
-    """The notes of a backup (``<archive>.notes``), without the trailing newline."""
+    """The first line of a backup's notes (``<archive>.notes``), as Proxmox's listings show."""
     try:
-        data = Path(f"{archive}.notes").read_bytes()
+        with Path(f"{archive}.notes").open("rb") as f:
+            data = f.readline(NOTES_READ_MAX)
     except OSError:
         return None
     return data.decode("utf-8", errors="replace").rstrip("\n")
-
-
-def list_isos(storage: Storage) -> list[VolumeEntry]:
-    return [
-        VolumeEntry(
-            storage.volid(f"iso/{name}"), "iso", "iso", st.st_size, path, ctime=int(st.st_ctime)
-        )
-        for name, path, st in scan_files(storage.subdir("iso"))
-        if _ISO_FILE_RE.fullmatch(name)
-    ]
-
-
-def list_snippets(storage: Storage) -> list[VolumeEntry]:
-    return [
-        VolumeEntry(
-            storage.volid(f"snippets/{name}"),
-            "snippets",
-            "snippet",
-            st.st_size,
-            path,
-            ctime=int(st.st_ctime),
-        )
-        for name, path, st in scan_files(storage.subdir("snippets"))
-    ]

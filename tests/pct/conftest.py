@@ -21,7 +21,7 @@ import pytest
 
 from shared.runtime import lxcapi
 from shared.runtime.cgroups import CGROUP_ROOT, Layout, detect_layout
-from tests.fixtures.cleanup import _loops_below, _mounts_below
+from shared.testbed import loops_below, mounts_below
 
 PCT = Path(sys.executable).parent / "pct"
 
@@ -68,8 +68,8 @@ def leftovers(root: Path, wait: float = 3.0) -> list[str]:
 
 
 def _leftovers_now(root: Path) -> list[str]:
-    found = [f"mount {p}" for p in _mounts_below(root)]
-    found += [f"loop {d}" for d in _loops_below(root)]
+    found = [f"mount {p}" for p in mounts_below(root)]
+    found += [f"loop {d}" for d in loops_below(root)]
     conf_dir = root / "etc/pve/lxc"
     if conf_dir.is_dir():
         for conf in conf_dir.glob("*.conf"):

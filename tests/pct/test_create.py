@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared import paths
-from tests.fixtures.templates import build_busybox_rootfs, pack
+from shared.testbed import build_busybox_rootfs, pack
 from tests.pct.conftest import Pct, leftovers
 
 pytestmark = pytest.mark.lxc

@@ -37,13 +37,13 @@ def test_spaced_braces_are_not_variables() -> None:
 @pytest.mark.parametrize(
     ("template", "message"),
     [
-        ("{{foo}}", "found unknown: variable 'foo' at char 0"),
-        ("a {{vmid}} {{Vmid}}", "found unknown: variable 'Vmid' at char 11"),
+        ("{{foo}}", "found unknown: variable 'foo' at char 4"),
+        ("a {{vmid}} {{Vmid}}", "found unknown: variable 'Vmid' at char 15"),
         (r"x\ty", "found unknown: escape sequence '\\t' at char 1"),
         (
             r"a\x {{foo}} \\ {{vmid}} \q",
             "found unknown: escape sequence '\\x' at char 1, escape sequence '\\q' at char 24, "
-            "variable 'foo' at char 4",
+            "variable 'foo' at char 8",
         ),
         ("two\nlines", "contains a line feed"),
     ],
@@ -64,7 +64,7 @@ def test_escaped_backslash_is_not_an_escape_start() -> None:
 def test_invalid_template_is_a_parameter_error() -> None:
     with pytest.raises(ParamError) as info:
         options.parse_params({"vmid": "100", "notes-template": "{{foo}}"})
-    assert info.value.errors == {"notes-template": "found unknown: variable 'foo' at char 0"}
+    assert info.value.errors == {"notes-template": "found unknown: variable 'foo' at char 4"}
 
 
 def test_template_length_limit() -> None:

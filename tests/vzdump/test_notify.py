@@ -25,6 +25,7 @@ import pytest
 from shared import paths
 from shared.errors import CommandError, ParamError
 from vzdump import notify, options
+from vzdump.options import BackupOptions as Opts
 from vzdump.report import GuestResult, JobResult
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -170,7 +171,9 @@ def test_logs_above_one_mib_are_replaced() -> None:
 
 def test_summary_golden_for_a_job(ctroot: Path) -> None:
     messages: list[str] = []
-    delivery = notify.notify(ok_result(), {}, fqdn=FQDN, now=NOW, warn=messages.append)
+    delivery = notify.notify(
+        ok_result(), Opts.from_values({}), fqdn=FQDN, now=NOW, warn=messages.append
+    )
     path = paths.jobs_state_dir() / "vzdump-backup-1.notification.json"
     assert delivery.summary_path == path
     assert path.read_text() == golden("notify-summary.json")
@@ -180,7 +183,7 @@ def test_summary_golden_for_a_job(ctroot: Path) -> None:
 
 
 def test_summary_of_an_adhoc_run(ctroot: Path) -> None:
-    delivery = notify.notify(failed_result(), {}, fqdn=FQDN, now=NOW, warn=print)
+    delivery = notify.notify(failed_result(), Opts.from_values({}), fqdn=FQDN, now=NOW, warn=print)
     assert delivery.summary_path == paths.vzdump_log_dir() / "vzdump.notification.json"
     data = json.loads(delivery.summary_path.read_text())
     assert (data["job-id"], data["severity"]) == (None, "error")
@@ -214,12 +217,16 @@ def test_mail_recipients() -> None:
     ],
 )
 def test_mail_targets(mode: str, when: str, ok: bool, mailed: bool) -> None:
-    opts = options.parse_params(
-        {"mailto": "admin@example.com", "notification-mode": mode, "mailnotification": when}
+    opts = Opts.from_values(
+        options.parse_params(
+            {"mailto": "admin@example.com", "notification-mode": mode, "mailnotification": when}
+        )
     )
     result = ok_result() if ok else failed_result()
     assert notify.mail_targets(opts, result) == (["admin@example.com"] if mailed else [])
-    assert notify.mail_targets({"mailnotification": "always"}, result) == []  # no mailto
+    assert (
+        notify.mail_targets(Opts.from_values({"mailnotification": "always"}), result) == []
+    )  # no mailto
 
 
 def test_message_headers_and_long_lines() -> None:
@@ -248,7 +255,7 @@ def test_failing_sendmail_is_only_a_warning(ctroot: Path, tmp_path: Path) -> Non
     warnings: list[str] = []
     delivery = notify.notify(
         failed_result(),
-        {"mailto": ["a@example.com"]},
+        Opts.from_values({"mailto": ["a@example.com"]}),
         fqdn=FQDN,
         now=NOW,
         warn=warnings.append,
@@ -338,8 +345,10 @@ def test_send_mail_through_local_exim(mail_user: Path) -> None:
 
 
 def test_mailnotification_failure_suppresses_success_mail(ctroot: Path, mail_user: Path) -> None:
-    opts = options.parse_params(
-        {"mailto": f"{MAIL_USER}@pam", "mailnotification": "failure"}, options.OPTIONS
+    opts = Opts.from_values(
+        options.parse_params(
+            {"mailto": f"{MAIL_USER}@pam", "mailnotification": "failure"}, options.OPTIONS
+        )
     )
     quiet = notify.notify(ok_result(), opts, fqdn=FQDN, now=NOW, warn=pytest.fail)
     assert quiet.mailed_to == []
@@ -387,7 +396,9 @@ def webhook() -> Iterator[tuple[str, type[Receiver]]]:
 
 def test_webhook_receives_the_summary(ctroot: Path, webhook: tuple[str, type[Receiver]]) -> None:
     url, handler = webhook
-    opts = options.parse_params({"notify-webhook": f"{url}/hooks/vzdump"}, options.OPTIONS)
+    opts = Opts.from_values(
+        options.parse_params({"notify-webhook": f"{url}/hooks/vzdump"}, options.OPTIONS)
+    )
     delivery = notify.notify(ok_result(), opts, fqdn=FQDN, now=NOW, warn=pytest.fail)
     assert delivery.webhook_status == 204
     ((path, headers, body),) = handler.received
@@ -400,7 +411,7 @@ def test_webhook_errors_are_warnings(ctroot: Path, webhook: tuple[str, type[Rece
     url, handler = webhook
     handler.status = 500
     warnings: list[str] = []
-    opts = {"notify-webhook": f"{url}/hook?token=secret"}
+    opts = Opts.from_values({"notify-webhook": f"{url}/hook?token=secret"})
     delivery = notify.notify(ok_result(), opts, fqdn=FQDN, now=NOW, warn=warnings.append)
     assert delivery.webhook_status is None
     assert warnings == [f"notification webhook '{url}/hook' failed - HTTP status 500"]
@@ -413,7 +424,11 @@ def test_unreachable_webhook_is_a_warning(ctroot: Path) -> None:
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
     warnings: list[str] = []
     delivery = notify.notify(
-        ok_result(), {"notify-webhook": dead}, fqdn=FQDN, now=NOW, warn=warnings.append
+        ok_result(),
+        Opts.from_values({"notify-webhook": dead}),
+        fqdn=FQDN,
+        now=NOW,
+        warn=warnings.append,
     )
     assert warnings == [f"notification webhook '{dead}' failed - connection failed"]
     assert delivery.summary_path is not None and delivery.summary_path.exists()

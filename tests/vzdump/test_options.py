@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.archive.codecs import Compression
 from shared.errors import ParamError
 from shared.formats import vzdumpconf
 from vzdump import options
-from vzdump.options import check_params, merge_options, parse_params, render_cmdline
+from vzdump.options import (
+    BackupOptions,
+    check_params,
+    merge_options,
+    parse_params,
+    render_cmdline,
+)
 
 UNKNOWN = "property is not defined in schema and the schema does not allow additional properties"
 
@@ -30,16 +38,22 @@ def conf(text: str) -> dict[str, Any]:
         ("100", [100]),
         ("102,100;101 103\t104", [100, 101, 102, 103, 104]),
         ("1000 200 30000", [200, 1000, 30000]),  # numeric, not text order
-        ("0100,00200", [100, 200]),  # leading zeros stripped
-        ("0,100,000", [100]),  # VMID 0 dropped
         ("101,100,101", [100, 101]),
         ("", []),
         (" , ;", []),
-        (["100", "99,7"], [7, 99, 100]),
+        (["100", "999,101"], [100, 101, 999]),
     ],
 )
 def test_vmid_lists(raw: str | list[str], expected: list[int]) -> None:
     assert options.parse_vmid_list(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["0100", "100,00200", "0", "99", "1000000000"])
+def test_vmids_have_proxmox_format(raw: str) -> None:
+    """pve-vmid: 3 to 9 digits, no leading zero - ``0100`` is not VMID 100."""
+    with pytest.raises(ParamError) as info:
+        parse_params({"vmid": raw})
+    assert info.value.errors == {"vmid": "invalid format - value does not look like a valid VM ID"}
 
 
 @pytest.mark.parametrize(("raw", "bad"), [("abc", "abc"), ("100,1x", "1x"), ("100 -5", "-5")])
@@ -112,7 +126,7 @@ def test_bad_values_are_reported_together() -> None:
         "maxfiles": UNKNOWN,  # removed in 2025
         "prune-backups": "invalid format - format error",
         "prune-backups.keep-foo": UNKNOWN,
-        "mailto": "invalid format - value 'not' does not look like a valid email address "
+        "mailto": "invalid format - value 'address!' does not look like a valid email address "
         "or user name",
         "storage": "invalid format - storage ID 'x' cannot be shorter than 2 characters",
     }
@@ -198,13 +212,6 @@ def test_target_conflicts(raw: dict[str, str], errors: dict[str, str]) -> None:
     assert info.value.errors == errors
 
 
-def test_stdout_single_guest_after_selection() -> None:
-    params = check_params(parse_params({"all": "0", "vmid": "100", "stdout": "1"}))
-    options.check_single_guest(params, [100])
-    with pytest.raises(ParamError, match="Parameter verification failed"):
-        options.check_single_guest(params, [100, 101])
-
-
 # --- precedence (§1.3) ------------------------------------------------------------------------
 
 
@@ -271,7 +278,7 @@ def test_acceptance_23_exclude_path_from_conf_and_cli() -> None:
     cli = parse_params({"vmid": "100", "exclude-path": ["/home/x"]})
     opts = merge_options(cli, defaults)
     assert opts["exclude-path"] == ["/var/cache/", "/srv/big files", "*.iso", "/home/x"]
-    assert options.exclude_patterns(opts) == [
+    assert options.exclude_patterns(BackupOptions.from_values(opts)) == [
         "/var/cache/",
         "/srv/big files",
         "*.iso",
@@ -281,7 +288,8 @@ def test_acceptance_23_exclude_path_from_conf_and_cli() -> None:
         "/var/run/?*.pid",
     ]
     opts = merge_options(parse_params({"vmid": "100", "stdexcludes": "0"}), defaults)
-    assert options.exclude_patterns(opts) == ["/var/cache/", "/srv/big files", "*.iso"]
+    patterns = options.exclude_patterns(BackupOptions.from_values(opts))
+    assert patterns == ["/var/cache/", "/srv/big files", "*.iso"]
 
 
 def test_acceptance_29_retention_precedence() -> None:
@@ -439,11 +447,17 @@ def test_job_header() -> None:
     assert options.job_header(params) == "starting new backup job: vzdump 100 --mode stop"
 
 
-def test_acceptance_20_trailing_slash_warning() -> None:
-    opts = merge_options(
-        parse_params({"vmid": "100", "exclude-path": ["/var/cache/", "/srv/x", "tmp/"]}), {}
+def test_backup_options_are_typed_immutable_and_take_the_table_defaults() -> None:
+    opts = BackupOptions.from_values(
+        merge_options(parse_params({"vmid": "101,100", "compress": "zstd", "zstd": "0"}), {})
     )
-    assert options.trailing_slash_warnings(opts) == [
-        "tar does not match exclusion with a trailing slash '/var/cache/'",
-        "tar does not match exclusion with a trailing slash 'tmp/'",
-    ]
+    assert (opts.vmid, opts.mode, opts.compress, opts.zstd) == ((100, 101), "snapshot", "zstd", 0)
+    assert (opts.ionice, opts.lockwait, opts.stopwait, opts.bwlimit) == (7, 180, 10, 0)
+    assert opts.compression is Compression.ZSTD and opts.remove is False  # keep-all
+    assert dict(opts.retention) == {"keep-all": True} and opts.mailto == ()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.mode = "stop"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        opts.performance["max-workers"] = 1  # type: ignore[index]
+    bare = BackupOptions.from_values({})
+    assert (bare.compression, bare.protected, bare.stdout) == (Compression.NONE, False, False)

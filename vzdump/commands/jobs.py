@@ -9,15 +9,12 @@ real clock. Unset, the real clock is used.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from shared import locks, paths
 from shared.cli import (
     EXTRA_ARGS,
     OutputFormat,
@@ -26,28 +23,19 @@ from shared.cli import (
     parse_schema_args,
     print_json,
 )
-from shared.errors import (
-    AlreadyExistsError,
-    ConfigError,
-    CtkitError,
-    JobError,
-    NotFoundError,
-    ParamError,
-)
-from shared.formats.sectionconfig import Section, SectionConfig
-from shared.formats.types import Bool, ConfigId, FormatError
+from shared.errors import CtkitError, JobError
+from shared.formats.types import Bool
 from shared.systemd import find_program, install_units, remove_units
 
-from .. import options, scheduler, verifyrun
-from ..calendar import local_zone, next_event
+from .. import scheduler, verifyrun
+from ..calendar import local_zone
 from ..engine.job import Job
 from ..jobs import config as jobcfg
+from ..jobs import manage
 from ..jobs import verify as verify_jobs
-from ..jobs.state import read_state
 from ..report import JobResult
 
 NOW_ENV = "CTKIT_SCHEDULER_NOW"
-CFG_LOCK_TIMEOUT = 10.0
 SCHEDULER_UNITS = ["ctkit-scheduler.service", "ctkit-scheduler.timer"]
 
 job_app = new_app("Scheduled backup jobs (jobs.cfg).")
@@ -79,13 +67,6 @@ def _now() -> dt.datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=local_zone())
 
 
-@contextlib.contextmanager
-def _editing_jobs() -> Iterator[SectionConfig]:
-    """jobs.cfg for a read-modify-write; the flock keeps two concurrent edits from losing one."""
-    with locks.flock(paths.run_dir() / "jobs-cfg.lock", CFG_LOCK_TIMEOUT):
-        yield jobcfg.read_jobs()
-
-
 def _job_values(args: list[str]) -> dict[str, Any]:
     """``--key value`` pairs of the job keys: schedule, enabled, comment, repeat-missed and
     every vzdump option jobs.cfg takes (not ``--stdout``); raw strings, validated later."""
@@ -98,44 +79,10 @@ def _job_values(args: list[str]) -> dict[str, Any]:
     )
 
 
-def _make_job(job_id: str, values: dict[str, Any]) -> Section:
-    """A validated job; what the user got wrong is reported as ``400`` parameter errors."""
-    errors: dict[str, str] = {}
-    try:
-        ConfigId.parse(job_id)
-    except FormatError as err:
-        errors["id"] = str(err)
-    if values.get("schedule") is None:
-        errors["schedule"] = "property is missing and it is not optional"
-    if errors:
-        raise ParamError(errors)
-    try:
-        return jobcfg.make_job(job_id, values)
-    except ConfigError as err:
-        raise _selection_error(values) or ParamError(message=str(err)) from None
-
-
-def _selection_error(values: dict[str, Any]) -> ParamError | None:
-    """The guest-selection problem behind make_job's ConfigError, named per option as the
-    ``vzdump`` command names it (``vmid: property is missing``)."""
-    raw = {k: v for k, v in values.items() if k not in jobcfg.NON_VZDUMP_KEYS}
-    try:
-        options.check_params(options.parse_params(raw, options.OPTIONS))
-    except ParamError as err:
-        return err
-    return None
-
-
 @job_app.command("add", context_settings=EXTRA_ARGS)
 def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Add a job: vzdump job add <id> --schedule '<event>' [vzdump options]."""
-    with _editing_jobs() as cfg:
-        if cfg.get(job_id) is not None:
-            raise AlreadyExistsError(f"job '{job_id}' already exists")
-        section = _make_job(job_id, _job_values(ctx.args))
-        cfg.add(section)
-        jobcfg.write_jobs(cfg)
-        scheduler.record_job_change(section, _now())
+    manage.add_job(job_id, _job_values(ctx.args), _now())
 
 
 @job_app.command("set", context_settings=EXTRA_ARGS)
@@ -145,56 +92,14 @@ def set_(
     delete: Annotated[str | None, typer.Option(help="Options to remove.")] = None,
 ) -> None:
     """Change a job's options (--delete removes options)."""
-    with _editing_jobs() as cfg:
-        old = cfg.get(job_id)
-        if old is None:
-            raise NotFoundError(f"job '{job_id}' does not exist")
-        values: dict[str, Any] = {k: _raw(v) for k, v in old.props.items()}
-        for key in [k for k in (delete or "").replace(";", ",").split(",") if k.strip()]:
-            values.pop(key.strip(), None)
-        values.update(_job_values(ctx.args))
-        section = _make_job(job_id, values)
-        cfg.sections[cfg.sections.index(old)] = section
-        jobcfg.write_jobs(cfg)
-        scheduler.record_job_change(section, _now())
-
-
-def _raw(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    return value if isinstance(value, str) else str(value)
+    keys = [k.strip() for k in (delete or "").replace(";", ",").split(",") if k.strip()]
+    manage.set_job(job_id, _job_values(ctx.args), keys, _now())
 
 
 @job_app.command("remove")
 def remove(job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Remove a job."""
-    with _editing_jobs() as cfg:
-        if cfg.get(job_id) is None:
-            raise NotFoundError(f"job '{job_id}' does not exist")
-        cfg.remove(job_id)
-        jobcfg.write_jobs(cfg)
-        scheduler.forget_job(job_id)
-
-
-def _row(section: Section, now: dt.datetime) -> dict[str, Any]:
-    st = read_state(section.id)
-    nxt = None
-    if jobcfg.is_enabled(section):
-        after = dt.datetime.fromtimestamp(st.last_runtime() or now.timestamp(), now.tzinfo)
-        event = next_event(jobcfg.schedule(section), after)
-        nxt = int(event.timestamp()) if event else None
-    return {
-        "id": section.id,
-        "schedule": section.props.get("schedule"),
-        "enabled": int(jobcfg.is_enabled(section)),
-        "comment": section.props.get("comment"),
-        "last-run": st.started,
-        "result": st.msg,
-        "state": st.state,
-        "next-run": nxt,
-    }
+    manage.remove_job(job_id)
 
 
 def _when(epoch: int | None) -> str:
@@ -207,7 +112,7 @@ def _when(epoch: int | None) -> str:
 def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List jobs with their last run, result and next run."""
     now = _now() or dt.datetime.now(local_zone())
-    rows = [_row(s, now) for s in sorted(jobcfg.read_jobs().sections, key=lambda s: s.id)]
+    rows = manage.job_rows(now)
     if output_format is not OutputFormat.text:
         print_json(rows, output_format)
         return

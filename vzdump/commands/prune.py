@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
-from shared import prune
-from shared.cli import OutputFormat, OutputFormatOption, print_json
-from shared.errors import ParamError
-from shared.formats.types import FormatError
-from shared.storage.api import get_storage, remove_backup
+from shared.cli import OutputFormat, OutputFormatOption, print_json, vmid_value
 
-from ..engine.retention import candidates_on_storage
+from ..engine.retention import prune_storage, storage_retention
 
 NOTE = (
     "NOTE: this is only a preview and might not be what a subsequent prune call does if "
@@ -24,36 +21,26 @@ def register(app: typer.Typer) -> None:
     app.command("prune")(prune_cmd)
 
 
-def _retention(storage: str, raw: str | None) -> dict[str, Any]:
-    if raw is not None:
-        try:
-            return prune.parse_prune_backups(raw)
-        except FormatError as err:
-            details = getattr(err, "details", {})
-            raise ParamError({"prune-backups": str(err), **details}) from None
-    return get_storage(storage).prune_backups or {"keep-all": True}
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
 
 
 def prune_cmd(
     storage: Annotated[str, typer.Argument(metavar="storage")],
-    vmid: Annotated[int | None, typer.Option(help="Only this guest's backups.")] = None,
+    vmid: Annotated[
+        int | None, typer.Option(parser=vmid_value, help="Only this guest's backups.")
+    ] = None,
     prune_backups: Annotated[str | None, typer.Option("--prune-backups")] = None,
     dry_run: Annotated[bool | None, typer.Option("--dry-run")] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Mark backups keep/remove/protected/renamed by retention and remove the 'remove' ones."""
-    retention = _retention(storage, prune_backups)
-    get_storage(storage)
-    # one list: mark_group splits it per guest, and marks names without a VMID as renamed
+    retention = storage_retention(storage, prune_backups)
+    marked = prune_storage(storage, vmid, retention, dry_run=bool(dry_run), log=_stderr)
     rows: list[dict[str, Any]] = [
-        {"volid": cand.name, "vmid": cand.vmid, "ctime": cand.ctime, "mark": mark, "type": "lxc"}
-        for cand, mark in prune.mark_group(candidates_on_storage(storage, vmid), retention)
+        {"volid": c.name, "vmid": c.vmid, "ctime": c.ctime, "mark": mark, "type": c.type}
+        for c, mark in marked
     ]
-    rows.sort(key=lambda r: (r["vmid"] or 0, -r["ctime"], r["volid"]))
-    if not dry_run:
-        for row in rows:
-            if row["mark"] == "remove":
-                remove_backup(row["volid"])
     if output_format is not OutputFormat.text:
         print_json(rows, output_format)
         return

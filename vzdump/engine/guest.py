@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shared import atomic, paths, signals
+from shared.archive.codecs import zstd_threads
 from shared.archive.tarcreate import CreateSpec, create
 from shared.backups.locate import archive_file
 from shared.backups.verify import verify
@@ -26,13 +27,12 @@ from shared.storage.api import set_backup_notes, set_backup_protected
 from shared.tasklog import Progress, timestamp
 
 from .. import notes
-from ..options import exclude_patterns
+from ..options import BackupOptions, exclude_patterns
 from ..report import GuestResult
 from . import modes, retention
 from .hooks import Hooks
 from .log import JobLog
 from .target import (
-    COMPRESSION,
     Target,
     format_duration,
     format_size,
@@ -40,7 +40,6 @@ from .target import (
     fs_type,
     pigz_threads,
     temp_dir,
-    zstd_threads,
 )
 
 
@@ -48,7 +47,7 @@ from .target import (
 class JobEnv:
     """What every guest of a job shares."""
 
-    opts: dict[str, Any]
+    opts: BackupOptions
     storage: str | None
     dumpdir: Path
     log: JobLog
@@ -85,7 +84,7 @@ class GuestBackup:
         self.tar_bytes: int | None = None
         self.name = f"CT{vmid}"
         # the mode hooks are told: the requested one until the effective one is known (§4.5)
-        self.mode = str(self.opts.get("mode", "snapshot"))
+        self.mode = self.opts.mode
 
     # --- the flow -------------------------------------------------------------------------
 
@@ -112,10 +111,11 @@ class GuestBackup:
             raise NotFoundError(f"unable to find VM '{self.vmid}'")
         self.name = str(conf.get("hostname") or f"CT{self.vmid}")
         retention.precheck(self.opts, self.env.storage, self.env.dumpdir, self.vmid)
-        compress = str(self.opts.get("compress", "0"))
         stdout = self.env.stdout is not None
-        self.target = Target.make(self.env.dumpdir, self.vmid, compress, stdout, time.time())
-        self.tmpdir, note = temp_dir(self.opts.get("tmpdir"), self.target, self.vmid)
+        self.target = Target.make(
+            self.env.dumpdir, self.vmid, self.opts.compress, stdout, time.time()
+        )
+        self.tmpdir, note = temp_dir(self.opts.tmpdir, self.target, self.vmid)
         if note:
             self.log.task_only(note)
         fresh_dir(self.tmpdir)
@@ -148,7 +148,7 @@ class GuestBackup:
             self._archive(run, snapdir)
             # still inside the mode: backup-end runs before a stopped CT is restarted (§4.2)
             self._after_archive(run)
-        if self.opts.get("verify") and self.target is not None and self.target.archive:
+        if self.opts.verify and self.target is not None and self.target.archive:
             self._verify(self.target.archive)  # after the mode: the guest runs again meanwhile
 
     def _verify(self, archive: Path) -> None:
@@ -173,7 +173,7 @@ class GuestBackup:
             log=self.log.info,
             warn=self.log.warn,
             tmpdir=self.tmpdir,
-            bwlimit=int(self.opts.get("bwlimit") or 0),
+            bwlimit=self.opts.bwlimit,
             excludes=exclude_patterns(self.opts),
             mode=mode,
             hook_env=self._hook_env(),
@@ -198,9 +198,9 @@ class GuestBackup:
 
     def _mode_lines(self, mode: str) -> None:
         self.log.info(f"backup mode: {mode}")
-        if self.opts.get("bwlimit"):
-            self.log.info(f"bandwidth limit: {self.opts['bwlimit']} KiB/s")
-        self.log.info(f"ionice priority: {self.opts.get('ionice', 7)}")
+        if self.opts.bwlimit:
+            self.log.info(f"bandwidth limit: {self.opts.bwlimit} KiB/s")
+        self.log.info(f"ionice priority: {self.opts.ionice}")
 
     @contextlib.contextmanager
     def _mode(self, run: modes.GuestRun, running: bool) -> Iterator[Path]:
@@ -218,7 +218,7 @@ class GuestBackup:
             with modes.suspend_mode(run, nfs) as snapdir:
                 yield snapdir
         else:
-            with modes.stop_mode(run, running, int(self.opts.get("stopwait", 10))) as snapdir:
+            with modes.stop_mode(run, running, self.opts.stopwait) as snapdir:
                 yield snapdir
 
     def _lock(self) -> None:
@@ -285,7 +285,6 @@ class GuestBackup:
 
     def _run_pipeline(self, spec: CreateSpec, dest: Path | IO[bytes]) -> None:
         assert self.target is not None
-        compress = COMPRESSION[str(self.opts.get("compress", "0"))]
         label = f"backup of CT {self.vmid}"
         with Progress(label, interval=30.0) as prog:
             last = [0]
@@ -297,10 +296,10 @@ class GuestBackup:
             stats = create(
                 spec,
                 dest,
-                compression=compress,
-                zstd_threads=zstd_threads(int(self.opts.get("zstd", 1))),
-                pigz_threads=pigz_threads(int(self.opts.get("pigz", 0))),
-                bwlimit_kib=int(self.opts.get("bwlimit") or 0) or None,
+                compression=self.opts.compression,
+                zstd_threads=zstd_threads(self.opts.zstd),
+                pigz_threads=pigz_threads(self.opts.pigz),
+                bwlimit_kib=self.opts.bwlimit or None,
                 progress=progress,
                 log=self.log.info,
             )
@@ -321,18 +320,18 @@ class GuestBackup:
         if self.target.archive is not None and storage:
             volid = f"{storage}:backup/{self.target.archive.name}"
             self._notes(volid, run.conf)
-            if self.opts.get("protected"):
+            if self.opts.protected:
                 self.log.info("marking backup as protected")
                 try:
                     set_backup_protected(volid, True)
                 except CtkitError as err:
                     raise CtkitError(f"unable to set protected flag - {err}") from None
-        if self.target.archive is not None and self.opts.get("remove"):
+        if self.target.archive is not None and self.opts.remove:
             retention.prune_after(self.opts, storage, self.env.dumpdir, self.vmid, self.log.info)
         self._hook("backup-end")
 
     def _notes(self, volid: str, conf: Config) -> None:
-        template = self.opts.get("notes-template")
+        template = self.opts.notes_template
         if not template:
             return
         self.log.info("adding notes to backup")

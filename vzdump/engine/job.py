@@ -9,20 +9,20 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from shared import paths
+from shared import paths, pools
 from shared.ctconfig import store
-from shared.errors import ConfigError, CtkitError, Interrupted, JobError, ParamError
+from shared.errors import ConfigError, CtkitError, Interrupted, JobError
 from shared.formats import vzdumpconf
 from shared.locks import flock
 from shared.signals import interrupted, interruptible
 from shared.storage.api import backup_dir, backup_storage, get_storage
 
 from .. import notify
-from ..options import OPTIONS, check_params, job_header, merge_options
+from ..options import OPTIONS, BackupOptions, check_params, job_header, merge_options
 from ..report import GuestResult, JobResult
 from ..scheduler import UPID_RE, make_upid, process_start
 from .guest import GuestBackup, JobEnv
@@ -73,10 +73,13 @@ def ionice(level: int) -> None:
     subprocess.run(["ionice", *args, "-p", str(os.getpid())], capture_output=True, check=False)
 
 
-def effective_options(params: Mapping[str, Any], log: JobLog) -> dict[str, Any]:
+def effective_options(params: Mapping[str, Any], log: JobLog) -> BackupOptions:
     conf = vzdumpconf.read(OPTIONS, paths.vzdump_conf())
     for warning in conf.warnings:
         log.warn(warning)
+    if "mailto" in conf.invalid and params.get("mailto") is None:
+        # ignoring it, as other bad defaults are, would silently mail no one
+        raise ConfigError(f"mailto in '{vzdumpconf.DISPLAY_NAME}': {conf.invalid['mailto']}")
 
     def storage_prune(sid: str) -> Mapping[str, Any] | None:
         # the storage keeps the option as written; its property parses and normalises it
@@ -84,17 +87,17 @@ def effective_options(params: Mapping[str, Any], log: JobLog) -> dict[str, Any]:
             return get_storage(sid).prune_backups
         return None
 
-    return merge_options(params, conf.values, storage_prune)
+    return BackupOptions.from_values(merge_options(params, conf.values, storage_prune))
 
 
-def resolve_target(opts: dict[str, Any]) -> tuple[str | None, Path]:
+def resolve_target(opts: BackupOptions) -> tuple[str | None, Path]:
     """(storage id or None, dump directory), with Proxmox's errors."""
-    if opts.get("dumpdir"):
-        path = Path(opts["dumpdir"])
+    if opts.dumpdir:
+        path = Path(opts.dumpdir)
         if not path.is_dir():
             raise ConfigError(f"dumpdir '{path}' does not exist")
         return None, path
-    sid = str(opts["storage"])
+    sid = str(opts.storage)
     # the prefixes of §7; the error keeps its class (and so its exit code)
     try:
         backup_storage(sid)
@@ -108,11 +111,15 @@ def resolve_target(opts: dict[str, Any]) -> tuple[str | None, Path]:
         raise
 
 
-def select_guests(opts: Mapping[str, Any]) -> list[int]:
-    if opts.get("all"):
-        exclude = set(opts.get("exclude") or [])
+def select_guests(opts: BackupOptions, warn: Callable[[str], None] | None = None) -> list[int]:
+    if opts.pool:
+        # as Proxmox: the pool's members that are guests of this host
+        local = set(store.list_vmids())
+        return [v for v in pools.pool_members(opts.pool, warn) if v in local]
+    if opts.all:
+        exclude = set(opts.exclude)
         return [v for v in store.list_vmids() if v not in exclude]
-    return sorted(set(opts.get("vmid") or []))
+    return sorted(set(opts.vmid))
 
 
 class Job:
@@ -125,10 +132,7 @@ class Job:
     ) -> None:
         self.params = check_params(params)
         if self.params.get("pool"):
-            raise ParamError(
-                {"pool": "resource pools are not supported by ctkit (no cluster) - list the "
-                 "VMIDs or use --all [--exclude ...]"}
-            )  # fmt: skip
+            pools.pool_members(str(self.params["pool"]))  # a missing pool fails before the task
         self.log = JobLog(stream)
         self.error: CtkitError | None = None
         self.stdout = stdout
@@ -145,23 +149,24 @@ class Job:
         if self.params.get("node") and self.params["node"] != paths.node_name():
             return self.result  # another node's job: nothing to do, no task, no log (§1.1)
         self.log.info(job_header(self.params))
-        opts: dict[str, Any] = dict(self.params)
+        # without vzdump.conf and storage (their merge failed), the notification still goes out
+        opts = BackupOptions.from_values(self.params)
         try:
             opts = effective_options(self.params, self.log)
-            self._note_ignored(opts)
-            hooks = Hooks(opts.get("script"), self.log.info)
-            if opts.get("script"):
-                check_script(opts["script"])
-            if opts.get("dumpdir"):
-                hooks.env["DUMPDIR"] = str(opts["dumpdir"])
-            if opts.get("storage"):
-                hooks.env["STOREID"] = str(opts["storage"])
+            self._note_ignored()
+            hooks = Hooks(opts.script, self.log.info)
+            if opts.script:
+                check_script(opts.script)
+            if opts.dumpdir:
+                hooks.env["DUMPDIR"] = opts.dumpdir
+            if opts.storage:
+                hooks.env["STOREID"] = opts.storage
             hooks.run("job-init")
             storage, dumpdir = resolve_target(opts)
-            if opts.get("tmpdir") and not Path(opts["tmpdir"]).is_dir():
-                raise ConfigError(f"tmpdir '{opts['tmpdir']}' does not exist")
+            if opts.tmpdir and not Path(opts.tmpdir).is_dir():
+                raise ConfigError(f"tmpdir '{opts.tmpdir}' does not exist")
             hooks.env.update({"DUMPDIR": str(dumpdir), **({"STOREID": storage} if storage else {})})
-            with self._node_lock(int(opts.get("lockwait", 180))), interruptible():
+            with self._node_lock(opts.lockwait), interruptible():
                 try:
                     self._guests(opts, storage, dumpdir, hooks)
                 except KeyboardInterrupt:
@@ -183,7 +188,7 @@ class Job:
             err.message = f"{err.message}\n{hook_err}"
         return err
 
-    def _note_ignored(self, opts: Mapping[str, Any]) -> None:
+    def _note_ignored(self) -> None:
         for key in IGNORED:
             if key in self.params:
                 self.log.info(
@@ -213,14 +218,14 @@ class Job:
             yield
 
     def _guests(
-        self, opts: dict[str, Any], storage: str | None, dumpdir: Path, hooks: Hooks
+        self, opts: BackupOptions, storage: str | None, dumpdir: Path, hooks: Hooks
     ) -> None:
-        ionice(int(opts.get("ionice", 7)))
+        ionice(opts.ionice)
         private_mounts()
         hooks.run("job-start")
         env = JobEnv(opts, storage, dumpdir, self.log, hooks, self.stdout)
         self.result.job_log = list(self.log.lines)
-        selected = select_guests(opts)
+        selected = select_guests(opts, self.log.warn)
         for i, vmid in enumerate(selected):
             guest = GuestBackup(env, vmid).run()
             self.result.guests.append(guest)
@@ -230,7 +235,7 @@ class Job:
                 raise Interrupted()
         hooks.run("job-end")
 
-    def _done(self, opts: Mapping[str, Any] | None = None) -> JobResult:
+    def _done(self, opts: BackupOptions | None = None) -> JobResult:
         failed = any(not g.ok for g in self.result.guests)
         if self.result.error is None:
             if failed:

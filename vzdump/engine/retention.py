@@ -1,4 +1,6 @@
-"""Pruning after a successful backup, and the retention pre-checks (spec vzdump §5.3–5.4)."""
+"""Pruning: after a successful backup, ``vzdump prune <storage>``, and the retention pre-checks
+(spec vzdump §5.3–5.4). Both prunes mark with ``shared.prune.mark_group`` and remove through
+:func:`remove_marked`."""
 
 from __future__ import annotations
 
@@ -7,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from shared import prune
-from shared.errors import ArchiveError, CtkitError, StorageError
+from shared.errors import ArchiveError, CtkitError, ParamError, StorageError
 from shared.formats.archivename import archive_info
-from shared.storage.api import archive_remove, list_backups, remove_backup
+from shared.formats.types import FormatError
+from shared.storage.api import archive_remove, get_storage, list_backups, remove_backup
+
+from ..options import BackupOptions
 
 Log = Callable[[str], None]
+Marked = list[tuple[prune.PruneCandidate, str]]
 
 
 def candidates_on_storage(storage: str, vmid: int | None) -> list[prune.PruneCandidate]:
@@ -27,6 +33,7 @@ def candidates_on_storage(storage: str, vmid: int | None) -> list[prune.PruneCan
                 name=entry.volid,
                 ctime=int(entry.ctime or 0),
                 vmid=vmid if vmid is not None else entry.vmid,
+                type=entry.subtype or "unknown",
                 protected=entry.protected,
                 std_name=bool(info and info.is_std_name),
             )
@@ -53,16 +60,16 @@ def existing_count(storage: str | None, dumpdir: Path, vmid: int, protected: boo
     return sum(1 for c in cands if c.std_name and c.protected == protected)
 
 
-def precheck(opts: Mapping[str, Any], storage: str | None, dumpdir: Path, vmid: int) -> None:
+def precheck(opts: BackupOptions, storage: str | None, dumpdir: Path, vmid: int) -> None:
     """Refuse before anything is done when the retention limit or protected cap is reached."""
-    retention = opts["prune-backups"]
-    remove = bool(opts.get("remove"))
+    retention = opts.retention
+    remove = opts.remove
     if not remove and not prune.is_keep_all(retention):
         count = existing_count(storage, dumpdir, vmid, protected=False)
         msg = prune.backup_limit_error(retention, remove, count)
         if msg:
             raise CtkitError(msg)
-    if opts.get("protected") and storage:
+    if opts.protected and storage:
         from shared.storage.config import load_config
 
         limit = load_config().storage(storage).max_protected_backups
@@ -75,15 +82,25 @@ def precheck(opts: Mapping[str, Any], storage: str | None, dumpdir: Path, vmid: 
 
 
 def prune_after(
-    opts: Mapping[str, Any], storage: str | None, dumpdir: Path, vmid: int, log: Log
+    opts: BackupOptions, storage: str | None, dumpdir: Path, vmid: int, log: Log
 ) -> None:
     """Remove what the retention policy does not keep; raises when a removal failed."""
-    retention = opts["prune-backups"]
+    retention = opts.retention
     log(f"prune older backups with retention: {prune.log_string(retention)}")
     cands = candidates_on_storage(storage, vmid) if storage else candidates_in_dir(dumpdir, vmid)
+    removed = remove_marked(prune.mark_group(cands, retention), storage, log)
+    if removed:
+        log(f"pruned {removed} backup(s) not covered by keep-retention policy")
+    else:
+        log("pruned 0 backup(s)")
+
+
+def remove_marked(marked: Marked, storage: str | None, log: Log) -> int:
+    """Remove the entries marked ``remove`` (volume ids on ``storage``, else dump-directory
+    paths); a failure is logged and the rest still removed, then raised. Returns the count."""
     removed = 0
     failed = False
-    for cand, mark in prune.mark_group(cands, retention):
+    for cand, mark in marked:
         if mark != "remove":
             continue
         try:
@@ -99,10 +116,40 @@ def prune_after(
             failed = True
     if failed:
         raise StorageError("error pruning backups - check log")
-    if removed:
-        log(f"pruned {removed} backup(s) not covered by keep-retention policy")
-    else:
-        log("pruned 0 backup(s)")
+    return removed
 
 
-__all__ = ["candidates_in_dir", "candidates_on_storage", "precheck", "prune_after"]
+def storage_retention(storage: str, raw: str | None) -> dict[str, Any]:
+    """The retention for ``vzdump prune``: ``--prune-backups`` if given, else the storage's."""
+    if raw is not None:
+        try:
+            return prune.parse_prune_backups(raw)
+        except FormatError as err:
+            details = getattr(err, "details", {})
+            raise ParamError({"prune-backups": str(err), **details}) from None
+    return get_storage(storage).prune_backups or {"keep-all": True}
+
+
+def prune_storage(
+    storage: str, vmid: int | None, retention: Mapping[str, Any], *, dry_run: bool, log: Log
+) -> Marked:
+    """``vzdump prune``: mark a storage's container backups (one guest's, or all, each guest
+    on its own) and, unless ``dry_run``, remove the ``remove`` ones. Sorted by guest, newest
+    first."""
+    get_storage(storage)
+    marked = prune.mark_group(candidates_on_storage(storage, vmid), retention)
+    marked.sort(key=lambda cm: (cm[0].vmid or 0, -cm[0].ctime, cm[0].name))
+    if not dry_run:
+        remove_marked(marked, storage, log)
+    return marked
+
+
+__all__ = [
+    "candidates_in_dir",
+    "candidates_on_storage",
+    "precheck",
+    "prune_after",
+    "prune_storage",
+    "remove_marked",
+    "storage_retention",
+]

@@ -9,18 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import paths
-from shared.archive.codecs import Compression
 from shared.formats.archivename import archive_extension, backup_basename, temp_archive_name
 
 # file systems where the temp dir may live next to the archive (vzdump §2.3)
 LOCAL_TMP_FS = ("ext3", "ext4", "nfs", "nfs4", "reiserfs", "xfs")
-COMPRESSION = {
-    "0": Compression.NONE,
-    "1": Compression.LZO,
-    "lzo": Compression.LZO,
-    "gzip": Compression.GZIP,
-    "zstd": Compression.ZSTD,
-}
 
 
 @dataclass
@@ -84,11 +76,6 @@ def format_size(nbytes: int) -> str:
 def format_duration(seconds: float) -> str:
     secs = int(seconds)
     return f"{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
-
-
-def zstd_threads(option: int) -> int:
-    """``--zstd 0`` means half the CPUs, rounded up."""
-    return option if option > 0 else max(1, ((os.cpu_count() or 1) + 1) // 2)
 
 
 def pigz_threads(option: int) -> int:

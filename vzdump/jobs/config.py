@@ -14,14 +14,15 @@ unchanged. A file that is only read and written again is byte-identical.
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import atomic, paths
+from shared import atomic, jobsfile, paths
 from shared.errors import ConfigError, ParamError
 from shared.formats import sectionconfig
 from shared.formats.propstring import Field
@@ -76,7 +77,27 @@ class EncodedText(ValueType):
         return urllib.parse.quote(str(value), safe=COMMENT_SAFE)
 
 
-def _vzdump_field(spec: options.Option) -> Field:
+@dataclass(frozen=True)
+class AsWritten(ValueType):
+    """A value parsing never rejects: :func:`check_job` judges it, so a bad one keeps its job
+    from running (and the file from being rewritten) instead of vanishing from the job."""
+
+    name = "string"
+
+    def parse(self, raw: str) -> str:
+        return raw
+
+    def render(self, value: Any) -> str:
+        return str(value)
+
+
+# A bad recipient dropped with a parse warning would leave a job that silently mails no one.
+KEPT_AS_WRITTEN = frozenset({"mailto"})
+
+
+def _vzdump_field(name: str, spec: options.Option) -> Field:
+    if name in KEPT_AS_WRITTEN:
+        return Field(AsWritten())
     if isinstance(spec.type, Bool) or spec.array:
         return Field(spec.type)
     return Field(Validated(spec.type))
@@ -87,7 +108,7 @@ JOB_FIELDS: dict[str, Field] = {
     "enabled": Field(Bool()),
     "comment": Field(EncodedText()),
     "repeat-missed": Field(Bool()),
-    **{name: _vzdump_field(spec) for name, spec in options.OPTIONS.items()},
+    **{name: _vzdump_field(name, spec) for name, spec in options.OPTIONS.items()},
 }
 ARRAYS = frozenset(name for name, spec in options.OPTIONS.items() if spec.array)
 JOB_TYPES = {
@@ -143,8 +164,22 @@ def read_jobs(path: Path | None = None, *, strict: bool = False) -> SectionConfi
 
 
 def write_jobs(cfg: SectionConfig, path: Path | None = None) -> None:
-    """Validate every job, then replace the file atomically."""
-    atomic.write_text(path or paths.jobs_cfg(), render_jobs(cfg))
+    """Validate every job, then replace the file atomically (jobs.cfg under its lock)."""
+    text = render_jobs(cfg)
+    if path is not None:
+        atomic.write_text(path, text)
+        return
+    with jobsfile.transaction() as jobs:
+        jobs.write(text)
+
+
+@contextlib.contextmanager
+def editing_jobs() -> Iterator[SectionConfig]:
+    """jobs.cfg for a read-modify-write: :func:`write_jobs` inside the block replaces it under
+    the same lock, so an edit by another program (``pct destroy --purge``) is never lost."""
+    with jobsfile.transaction() as jobs:
+        text = jobs.read()
+        yield parse_jobs(text) if text else SectionConfig(types=JOB_TYPES)
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -265,6 +300,7 @@ __all__ = [
     "JOB_TYPES",
     "NON_VZDUMP_KEYS",
     "check_job",
+    "editing_jobs",
     "is_enabled",
     "job_params",
     "legacy_schedule",

@@ -19,7 +19,7 @@ from shared.archive.idmap import IdMapEntry
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.storage.api import volume_path
-from tests.fixtures.templates import build_busybox_rootfs
+from shared.testbed import build_busybox_rootfs
 from tests.pct.restore.vzarchive import archive_name, vzdump_archive
 
 # A privileged Debian-like container with a root file system only.

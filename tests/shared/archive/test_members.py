@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from shared.archive import Compression, CreateSpec, create, list_members, read_first_member
-from shared.archive.members import iter_members
+from shared.archive.codecs import Compression
+from shared.archive.members import iter_members, list_members, read_first_member
+from shared.archive.tarcreate import CreateSpec, create
 from shared.errors import ArchiveError
 from tests.shared.archive import rawtar
 from tests.shared.archive.trees import write_files

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.archive import Compression, CreateSpec, create, list_members, tar_create_command
+from shared.archive.codecs import Compression
 from shared.archive.decode import open_decoded
 from shared.archive.idmap import DEFAULT_UNPRIVILEGED
+from shared.archive.members import list_members
+from shared.archive.tarcreate import CreateSpec, create, tar_create_command
 from shared.errors import CommandError
 from tests.shared.archive.trees import write_files
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.archive import Compression, CreateSpec, create, extract, list_members
+from shared.archive.codecs import Compression
 from shared.archive.idmap import DEFAULT_UNPRIVILEGED
-from shared.archive.tarextract import tar_extract_command
+from shared.archive.members import list_members
+from shared.archive.tarcreate import CreateSpec, create
+from shared.archive.tarextract import extract, tar_extract_command
 from shared.errors import ArchiveError, CommandError
 from tests.shared.archive import rawtar
 from tests.shared.archive.conftest import make_root

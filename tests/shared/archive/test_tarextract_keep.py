@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.archive import Compression, extract
+from shared.archive.codecs import Compression
 from shared.archive.idmap import DEFAULT_UNPRIVILEGED, IdMapEntry, usernsexec_argv
-from shared.archive.tarextract import ExtractStats, apply_directory_entries, directory_entry
+from shared.archive.tarextract import (
+    ExtractStats,
+    apply_directory_entries,
+    directory_entry,
+    extract,
+)
 from shared.archive.tarformat import DIR, Member
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.errors import CommandError

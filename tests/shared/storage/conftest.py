@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.testbed import loops_below, mounts_below
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts, loop devices)")
 
 WriteCfg = Callable[[str], Path]
@@ -19,32 +21,12 @@ def _sh(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
-def _mounts_below(top: Path) -> list[Path]:
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        for line in fh:
-            mp = Path(line.split(" ")[4].replace("\\040", " "))
-            if mp == top or top in mp.parents:
-                points.append(mp)
-    return points
-
-
-def _loops_below(top: Path) -> list[str]:
-    out = _sh("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE").stdout
-    devs = []
-    for line in out.splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and Path(parts[1].strip()).is_relative_to(top):
-            devs.append(parts[0])
-    return devs
-
-
 def release_everything_below(top: Path) -> None:
     """Unmount (lazily, innermost first) and detach whatever a test left below ``top``."""
-    for mp in reversed(_mounts_below(top)):
+    for mp in reversed(mounts_below(top)):
         if _sh("umount", str(mp)).returncode != 0:
             _sh("umount", "-l", str(mp))
-    for dev in _loops_below(top):
+    for dev in loops_below(top):
         _sh("losetup", "-d", dev)
 
 

@@ -175,7 +175,11 @@ def test_remove_renamed_backup_keeps_unrelated_logs(dump: Path) -> None:
     for n in [name, f"{name}.notes", "vzdump-lxc-100-renamed.log"]:
         (dump / n).write_text("x")
     api.remove_backup(f"local:backup/{name}")
-    assert sorted(p.name for p in dump.iterdir()) == ["vzdump-lxc-100-renamed.log"]
+    # a name that is not a standard vzdump name has neither a log nor a notes file name
+    assert sorted(p.name for p in dump.iterdir()) == [
+        "vzdump-lxc-100-renamed.log",
+        f"{name}.notes",
+    ]
 
 
 def test_protected_backup_is_refused(dump: Path) -> None:

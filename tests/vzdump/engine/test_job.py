@@ -87,12 +87,21 @@ def test_all_exclude_order_header_and_ignored_options(host: Host) -> None:
 
 
 def test_pool_quiet_and_node(host: Host) -> None:
-    """ctkit has no pools: a clear parameter error. --quiet silences stdout and stderr but
-    keeps the logs (and the archive on stdout with --stdout). --node of another host is a
-    silent no-op."""
+    """--pool backs up the pool's guests of this host, as user.cfg's ``pool:`` line lists them
+    (an unknown pool fails before the task). --quiet silences stdout and stderr but keeps the
+    logs (and the archive on stdout with --stdout). --node of another host is a silent no-op."""
     res = vzdump("--pool", "web")
-    assert res.rc == 2 and "pool: resource pools are not supported by ctkit" in res.err
+    assert res.rc == 3 and "pool 'web' does not exist" in res.err
     ct = host.create()
+    (host.root / "etc/pve/user.cfg").write_text(
+        f"user:root@pam:1:0:::::\npool:web:front ends:900000998,{ct.vmid}::\n"
+    )
+    res = vzdump("--pool", "web", "--dumpdir", str(host.dumpdir))
+    assert res.rc == 0, res.err
+    assert [ln for ln in res.lines if ln.startswith("INFO: Starting Backup of VM")] == [
+        f"INFO: Starting Backup of VM {ct.vmid} (lxc)"
+    ]
+    only_archive(host.dumpdir, ct.vmid).unlink()
     res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--quiet", "1")
     assert (res.rc, res.out, res.err) == (0, b"", "")
     assert log_messages(logfile(only_archive(host.dumpdir, ct.vmid)))[-1].startswith(

@@ -1,0 +1,56 @@
+"""``jobs.cfg`` transactions: the one way to change the file.
+
+Two programs edit jobs.cfg - ``vzdump job ...`` and ``pct destroy --purge`` - and a
+read-modify-write that does not hold the lock loses whatever the other wrote meanwhile. Every
+writer therefore reads, edits and atomically replaces the file inside :func:`transaction`.
+It works on text, so pct can use it without vzdump's job schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import atomic, locks, paths
+
+LOCK_TIMEOUT = 10.0
+_held = threading.local()  # the transaction this thread is in, so nesting does not self-deadlock
+
+
+def lock_path() -> Path:
+    return paths.run_dir() / "jobs-cfg.lock"
+
+
+@dataclass
+class JobsFile:
+    """jobs.cfg inside a transaction: read it, replace it."""
+
+    path: Path
+
+    def read(self) -> str:
+        """The current text; a missing file reads as empty."""
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    def write(self, text: str) -> None:
+        atomic.write_text(self.path, text)
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[JobsFile]:
+    """Hold the jobs.cfg lock for one read-modify-write (reentrant within a thread)."""
+    current: JobsFile | None = getattr(_held, "file", None)
+    if current is not None:
+        yield current
+        return
+    with locks.flock(lock_path(), LOCK_TIMEOUT):
+        _held.file = JobsFile(paths.jobs_cfg())
+        try:
+            yield _held.file
+        finally:
+            _held.file = None

@@ -1,0 +1,40 @@
+"""The fork-and-setns helper of ``pct push``/``pull``: work runs in the entered namespace, its
+errors come back, and the child can load no Python module from disk (it may be inside a
+container's file system by then). Entering this process's own mount namespace needs no
+container."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.errors import CtkitError
+from shared.runtime.nsenter import in_container
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="setns needs root")
+
+
+def test_work_runs_and_errors_come_back(tmp_path: Path) -> None:
+    target = tmp_path / "written"
+    in_container(os.getpid(), lambda: target.write_text("ok"), userns=False)
+    assert target.read_text() == "ok"
+
+    def fail() -> None:
+        raise CtkitError("no such file inside")
+
+    with pytest.raises(CtkitError, match="no such file inside"):
+        in_container(os.getpid(), fail, userns=False)
+
+
+def test_child_cannot_import_from_disk() -> None:
+    assert "colorsys" not in sys.modules
+
+    def lazy_import() -> None:
+        importlib.import_module("colorsys")
+
+    with pytest.raises(CtkitError, match="No module named 'colorsys'"):
+        in_container(os.getpid(), lazy_import, userns=False)

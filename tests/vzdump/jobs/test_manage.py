@@ -1,0 +1,38 @@
+"""The job edits and listing behind ``vzdump job ...``, called from Python."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from shared import paths
+from shared.errors import AlreadyExistsError, NotFoundError, ParamError
+from vzdump.jobs import config, manage
+
+NOW = dt.datetime(2030, 1, 5, 10, 0, tzinfo=dt.UTC)
+
+
+def test_add_set_list_remove(ctroot: Path) -> None:
+    manage.add_job("nightly", {"schedule": "02:00", "vmid": "100", "comment": "x"}, NOW)
+    with pytest.raises(AlreadyExistsError):
+        manage.add_job("nightly", {"schedule": "02:00", "all": "1"}, NOW)
+    manage.set_job("nightly", {"mode": "stop"}, delete=["comment"], now=NOW)
+    job = config.read_jobs(strict=True).get("nightly")
+    assert job is not None and job.props == {"schedule": "02:00", "vmid": "100", "mode": "stop"}
+    (row,) = manage.job_rows(NOW)
+    assert (row["id"], row["enabled"], row["next-run"]) == ("nightly", 1, 1893895200)
+    manage.remove_job("nightly")
+    assert "nightly" not in paths.jobs_cfg().read_text()
+    with pytest.raises(NotFoundError):
+        manage.remove_job("nightly")
+
+
+def test_validation_names_each_parameter(ctroot: Path) -> None:
+    with pytest.raises(ParamError) as err:
+        manage.add_job("1bad", {}, NOW)
+    assert set(err.value.errors) == {"id", "schedule"}
+    with pytest.raises(ParamError) as err:
+        manage.add_job("job", {"schedule": "daily"}, NOW)
+    assert "vmid" in err.value.errors
