@@ -38,7 +38,11 @@ def leftovers() -> list[str]:
 
 def assert_failed_and_kept(pveam: Pveam, log_fragment: str, name: str = "a") -> None:
     res = pveam("update")
-    assert (res.code, res.out, res.err) == (DownloadError.exit_code, "", failed_message())
+    assert (res.code, res.out) == (DownloadError.exit_code, "")
+    # the failing source and its reason on stderr, then upstream's line
+    reason, last = res.err.splitlines()
+    assert reason.startswith(f"source '{name}': ")
+    assert last + "\n" == failed_message()
     assert store.index_path(name).read_text() == OLD
     assert log_fragment in paths.pveam_log().read_text()
     assert leftovers() == []
