@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from index.download import temp_path
+from index.sources import Transfer
+from shared import paths
 from shared.errors import (
     DownloadError,
     Interrupted,
@@ -222,13 +224,16 @@ def wait_for(cond: object, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def test_interrupt(pveam: Pveam, srv_demo: TestServer) -> None:  # test 31, SIGINT
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_interrupt(pveam: Pveam, srv_demo: TestServer, sig: signal.Signals) -> None:  # test 31
+    # TERM and HUP (a closed terminal, a stopped service) end the download as Ctrl-C does:
+    # one line, exit 130, the partial file kept for the next run, the lock released
     srv_demo.routes[f"/tpl/{NAME}"].chunk_delay = 0.5
     tmp = temp_path(template_cache() / NAME)
     proc = pveam.popen("download", "local", NAME, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: tmp.exists() and tmp.stat().st_size > 0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -286,3 +291,35 @@ def test_progress_bar_on_a_terminal(pveam: Pveam, srv_demo: TestServer) -> None:
             proc.wait()
     assert "\x1b[" in screen and "MiB" in screen and "━" in screen  # rich's bar
     assert NAME in screen and "calculating checksum...OK, checksum verified" in screen
+
+
+def test_endless_body_is_bounded_by_the_sources_max_size(
+    pveam: Pveam, srv: TestServer, no_sources: Path
+) -> None:
+    # a server that never ends the body and sends no Content-Length: the source's max-size
+    # (set in sources.cfg) stops it, and the partial file is removed
+    srv.add(f"/tpl/{NAME}", endless=True)
+    add_source("a", srv.url(""), transfer=Transfer(max_size=2 << 20, retries=0))
+    assert "\tmax-size 2M\n" in paths.sources_cfg().read_text()
+    store_index("a", index_text(demo()))
+    res = pveam("download", "local", NAME, timeout=60)
+    assert (res.code, res.err) == (
+        DownloadError.exit_code,
+        "download failed: file too large (limit 2097152 bytes)\n",
+    )
+    assert files() == []
+    assert len(srv.requests_for(f"/tpl/{NAME}")) == 1
+
+
+def test_symlinked_partial_file_is_refused(
+    pveam: Pveam, srv_demo: TestServer, tmp_path: Path
+) -> None:
+    victim = tmp_path / "host-file"
+    victim.write_bytes(b"precious\n")
+    template_cache().mkdir(parents=True)
+    temp_path(template_cache() / NAME).symlink_to(victim)
+    res = pveam("download", "local", NAME)
+    assert res.code == StorageError.exit_code
+    assert res.err.startswith(f"refusing to write '{temp_path(template_cache() / NAME)}'")
+    assert len(res.err.splitlines()) == 1
+    assert victim.read_bytes() == b"precious\n" and srv_demo.seen == []
