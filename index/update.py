@@ -37,7 +37,7 @@ from shared.http import (
 )
 from shared.locks import flock
 
-from . import store
+from . import keys, store
 from .aplinfo import AplinfoError, parse_aplinfo
 from .sources import Source, Transfer, enabled_sources
 from .updatelog import UpdateLog
@@ -263,7 +263,7 @@ def update(
     """Update every enabled source (or the given ones). Never raises for a source failure:
     the result says per source ``ok``/``unchanged``/``failed`` and ``result.ok`` overall."""
     sources = enabled_sources() if sources is None else [s for s in sources if s.enabled]
-    keyring = keyring or Keyring(paths.pveam_gnupghome())
+    keyring = keyring or keys.keyring()
     with UpdateLog(log_path) as log:
         log.write("starting update")
         for warning in log.warnings:
