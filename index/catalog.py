@@ -228,7 +228,7 @@ def verify_catalog(
         report.problems.append(f"'{index}' does not exist")
         return report
     keyring = Keyring(gnupghome)
-    report.in_pveam_keyring = pveam_keys.keyring().find_key(fpr) is not None
+    report.in_pveam_keyring = pveam_keys.has_key(fpr)
     check = keyring.verify_detached(index, index.with_name(index_name + ".asc"))
     signed = check.signed_by([fpr])
     if not check.valid:

@@ -50,5 +50,12 @@ def list_keys() -> list[KeyInfo]:
     return keyring().list_keys()
 
 
+def has_key(fingerprint: str) -> bool:
+    """Whether pveam's keyring on this host holds the key (without creating the keyring)."""
+    if not paths.pveam_gnupghome().is_dir():
+        return False
+    return keyring().find_key(fingerprint) is not None
+
+
 def remove_key(fingerprint: str) -> None:
     keyring().remove(fingerprint)

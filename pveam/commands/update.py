@@ -7,6 +7,7 @@ from index.sources import DEFAULT_SOURCES
 from shared.errors import DownloadError
 
 from ..output import warn
+from ..signals import interruptible
 
 
 def update() -> None:
@@ -16,7 +17,8 @@ def update() -> None:
     (non-zero exit) with 'update failed - see <log> for details'; a failed source keeps its
     previous index.
     """
-    result = index_update.update()
+    with interruptible():  # TERM/HUP as Ctrl-C: temp files removed, exit 130
+        result = index_update.update()
     if not result.ok:
         for src in result.sources:
             if src.status == "failed":

@@ -4,6 +4,8 @@ and replay protection), with ctkit's non-zero exit on failure."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from index import store
 from index.sources import Transfer
 from shared import paths
-from shared.errors import DownloadError
+from shared.errors import DownloadError, Interrupted
 from tests.index.conftest import Publisher, index_text, stanza
 from tests.pveam.conftest import Pveam, add_source, store_index
 from tests.shared.http_server import ForwardProxy, TestServer, make_self_signed
@@ -187,3 +189,22 @@ def test_default_source_failure_hints_at_removing_it(pveam: Pveam, no_sources: P
         "hint: on a host without internet access, remove the default sources "
         "('pveam source remove proxmox') or set 'enabled 0' in sources.cfg"
     )
+
+
+def test_sigterm_during_update(pveam: Pveam, srv: TestServer, no_sources: Path) -> None:
+    srv.add("/slow/aplinfo.dat.asc", stall=60)
+    add_source("slow", srv.url("/slow"))
+    proc = pveam.popen("update", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not srv.requests_for("/slow/aplinfo.dat.asc"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, err) == (Interrupted.exit_code, "interrupted by signal\n")
+    assert leftovers() == []
