@@ -51,11 +51,13 @@ NOT_FOUND = ("template", "file", "does not exist")
         (["key", "remove", "AB" * 20], NOT_FOUND),
         (["source", "remove", "nosuchsource"], NOT_FOUND),
         (["available"], NOT_FOUND),  # an enabled source without a stored index
+        (["remove", "local:vztmpl/gone_1.0-1_amd64.tar.zst"], NOT_FOUND),
+        (["list", "nostorage"], ("storage", "does not exist")),
         (["download", "local", "demo_1.0-1_amd64.tar.zst"], ("download", "failed")),
         (["update"], ("download", "update", "failed")),
     ],
     ids=["gone-template", "missing-key-file", "unknown-key", "unknown-source", "no-index",
-         "download-failed", "update-failed"],
+         "removed-template", "unknown-storage", "download-failed", "update-failed"],
 )  # fmt: skip
 def test_pveam_failures_exit_with_the_documented_code(
     ctroot: Path, argv: list[str], words: tuple[str, ...]

@@ -323,3 +323,18 @@ def test_symlinked_partial_file_is_refused(
     assert res.err.startswith(f"refusing to write '{temp_path(template_cache() / NAME)}'")
     assert len(res.err.splitlines()) == 1
     assert victim.read_bytes() == b"precious\n" and srv_demo.seen == []
+
+
+def test_no_room_in_the_template_cache(pveam: Pveam, srv_demo: TestServer) -> None:
+    # a 4 MiB file system for a 5 MiB template: refused before a byte is written, one line
+    cache = template_cache()
+    cache.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(cache)], check=True)
+    try:
+        res = pveam("download", "local", NAME)
+        assert res.code == StorageError.exit_code
+        assert res.err.startswith(f"not enough free space in '{cache}': {len(DATA)} more bytes")
+        assert len(res.err.splitlines()) == 1
+        assert files() == []
+    finally:
+        subprocess.run(["umount", "-l", str(cache)], check=False)
