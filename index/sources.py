@@ -264,8 +264,10 @@ def make_source(
     fingerprints: list[str] | tuple[str, ...] | str,
     mirrors: list[str] | tuple[str, ...] | str = (),
     enabled: bool = True,
+    limits: dict[str, str] | None = None,
 ) -> Source:
-    """Validate the parts of a source; fingerprints and mirrors may be comma-separated text."""
+    """Validate the parts of a source; fingerprints and mirrors may be comma-separated text;
+    ``limits`` maps sources.cfg transfer keys (``read-timeout``...) to their text values."""
     if isinstance(fingerprints, str):
         fingerprints = [f for f in re.split(r"[,;]", fingerprints) if f.strip()]
     if isinstance(mirrors, str):
@@ -279,7 +281,36 @@ def make_source(
         fingerprints=tuple(dict.fromkeys(_checked(check_fingerprint, f) for f in fingerprints)),
         mirrors=tuple(_checked(check_url, m) for m in mirrors),
         enabled=enabled,
+        transfer=parse_transfer(limits or {}),
     )
+
+
+def check_limit(key: str, value: str) -> str:
+    """Check one transfer setting's text (for the command line's one-line-per-error report)."""
+    SOURCE_TYPE.fields[key].type.parse(value)
+    return value
+
+
+def describe_transfer(transfer: Transfer) -> str:
+    """``connect-timeout 10, read-timeout 15, ...`` in sources.cfg spelling."""
+    types = SOURCE_TYPE.fields
+    return ", ".join(
+        f"{key} {types[key].type.render(getattr(transfer, attr))}"
+        for key, attr in TRANSFER_KEYS.items()
+    )
+
+
+def parse_transfer(limits: dict[str, str]) -> Transfer:
+    """A :class:`Transfer` from sources.cfg keys and text values, each checked by its type."""
+    values: dict[str, Any] = {}
+    for key, raw in limits.items():
+        if key not in TRANSFER_KEYS:
+            raise SourceError(f"unknown transfer setting '{key}'")
+        try:
+            values[TRANSFER_KEYS[key]] = SOURCE_TYPE.fields[key].type.parse(raw)
+        except FormatError as err:
+            raise SourceError(f"{key}: {err}") from None
+    return Transfer(**values)
 
 
 def _write(cfg: SectionConfig) -> None:
