@@ -16,7 +16,8 @@ from index.aplinfo import Appliance, parse_aplinfo
 from index.collection import ApplianceIndex
 from index.download import DownloadResult, download_template, lock_path, temp_path
 from index.lookup import NoSuchTemplate, find_template
-from shared.errors import DownloadError, VerifyError
+from index.sources import Transfer
+from shared.errors import DownloadError, StorageError, VerifyError
 from shared.http import RetryPolicy, hash_file
 from tests.index.conftest import FAST, stanza
 from tests.shared.http_server import ForwardProxy, TestServer
@@ -247,3 +248,34 @@ def test_unknown_type_and_bad_digest(srv: TestServer, target: Path) -> None:
         fetch(app, target)
     with pytest.raises(VerifyError, match="invalid sha512sum"):
         fetch(appliance(srv, sha512="abc"), target)
+
+
+def test_symlinked_target_or_partial_file_is_refused(
+    srv: TestServer, target: Path, tmp_path: Path
+) -> None:
+    # a symlink under the final name is not "the file is already there", even when the file
+    # it points to has the right bytes; a symlinked partial file is never written through
+    srv.add(f"/tpl/{NAME}", DATA)
+    good = tmp_path / "elsewhere"
+    good.write_bytes(DATA)
+    target.mkdir(parents=True)
+    (target / NAME).symlink_to(good)
+    with pytest.raises(StorageError, match="exists and is not a regular file"):
+        fetch(appliance(srv), target)
+    (target / NAME).unlink()
+    victim = tmp_path / "host-file"
+    victim.write_bytes(b"keep\n")
+    temp_path(target / NAME).symlink_to(victim)
+    with pytest.raises(StorageError, match="refusing to write"):
+        fetch(appliance(srv), target)
+    assert victim.read_bytes() == b"keep\n" and not (target / NAME).exists()
+    assert srv.seen == []
+
+
+def test_endless_body_is_bounded_and_leaves_nothing(srv: TestServer, target: Path) -> None:
+    srv.add(f"/tpl/{NAME}", endless=True)
+    log = Recorder()
+    with pytest.raises(DownloadError, match=r"file too large \(limit 1048576 bytes\)"):
+        fetch(appliance(srv), target, log, transfer=Transfer(max_size=1 << 20))
+    assert listing(target) == []
+    assert "download failed: file too large (limit 1048576 bytes)" in log.lines
