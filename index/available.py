@@ -41,6 +41,12 @@ def load(sources: Sequence[Source] | None = None, warn: store.Warn | None = None
     return store.load_index(enabled_sources() if sources is None else sources, warn=warn)
 
 
+def missing_indexes(sources: Sequence[Source] | None = None) -> list[str]:
+    """The enabled sources that have no stored index yet (never updated)."""
+    sources = enabled_sources() if sources is None else sources
+    return [s.name for s in sources if s.enabled and not store.index_path(s.name).is_file()]
+
+
 def available(
     section: str | None = None,
     os: str | None = None,

@@ -6,6 +6,11 @@ streaming it, hashes each file (sha512), and writes ``aplinfo.dat``, ``aplinfo.d
 armoured detached ``aplinfo.dat.asc`` atomically. Locations are relative (the file name), so
 the directory can be served from any base URL. ``verify`` checks a catalog as ``update`` and
 ``download`` would: signature by the named key, strict parse, the ``.gz`` copy, every hash.
+
+One keyring rule for both: the GnuPG home given as ``gnupghome``, else gpg's own home
+(``$GNUPGHOME``, else ``~/.gnupg``) - the keyring that holds the publisher's key. So ``verify``
+works straight after ``build``. Clients use pveam's keyring instead; ``verify`` reports
+whether the key is there (``pveam key add`` puts it there).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from shared import atomic, paths
+from shared import atomic
 from shared.errors import ArchiveError, ParamError, VerifyError
 from shared.gpg import Keyring, normalize_fingerprint
 from shared.http import CHUNK_SIZE, hash_file
 
+from . import keys as pveam_keys
 from .aplinfo import (
     ABSOLUTE_URL_RE,
     TEMPLATE_EXT_RE,
@@ -161,6 +167,7 @@ class CatalogReport:
     sig_timestamp: int | None = None
     templates: list[tuple[str, str]] = field(default_factory=list)  # (template, status)
     problems: list[str] = field(default_factory=list)
+    in_pveam_keyring: bool = False  # whether this host's pveam would accept the signer
 
     @property
     def ok(self) -> bool:
@@ -211,15 +218,17 @@ def verify_catalog(
     gnupghome: Path | None = None,
     index_name: str = INDEX_NAME,
 ) -> CatalogReport:
-    """Check the catalog in ``directory`` against ``key`` (looked up in ``gnupghome``, by
-    default pveam's keyring). Problems are collected in the report, not raised."""
+    """Check the catalog in ``directory`` against ``key``, looked up in ``gnupghome`` (by
+    default gpg's own home, as for :func:`build_catalog`). Problems are collected in the
+    report, not raised."""
     fpr = _key(key)
     index = directory / index_name
     report = CatalogReport(index)
     if not index.is_file():
         report.problems.append(f"'{index}' does not exist")
         return report
-    keyring = Keyring(gnupghome or paths.pveam_gnupghome())
+    keyring = Keyring(gnupghome)
+    report.in_pveam_keyring = pveam_keys.has_key(fpr)
     check = keyring.verify_detached(index, index.with_name(index_name + ".asc"))
     signed = check.signed_by([fpr])
     if not check.valid:

@@ -1,10 +1,13 @@
 """Downloading a template into a directory, verified against the signed index's checksum.
 
-* One download per target at a time: an flock on ``.<template>.lock`` beside the target; a
-  second caller waits, then finds the finished file and succeeds without a request.
+* One download per target at a time: an flock on a lock file under the run directory named
+  for the target (nothing is left in the template cache); a second caller waits, then finds
+  the finished file and succeeds without a request.
 * An existing target is checked, never overwritten: right hash = success, wrong hash = error.
 * The transfer goes to ``<target>.tmp_dwnl`` (a fixed name): when interrupted it stays and the
-  next attempt resumes it with a Range request. The digest is computed while streaming.
+  next attempt resumes it with a Range request (only if it is a regular file of ours, never
+  through a symlink). The digest is computed while streaming. A body is bounded by its
+  Content-Length, else by the source's ``max-size``; free space is checked before and during.
 * A checksum mismatch removes the temp file and leaves nothing under the final name; if the
   bad file came from a resumed transfer, it is fetched once more from the start.
 * Relative Locations are tried on the source's mirrors after the main URL.
@@ -21,11 +24,12 @@ from pathlib import Path
 
 import requests
 
-from shared import atomic
+from shared import atomic, paths
 from shared.errors import CtkitError, DownloadError, StorageError, VerifyError
 from shared.http import (
     Downloader,
     HttpError,
+    NoSpaceError,
     ProgressCallback,
     RetryPolicy,
     ThreadedHasher,
@@ -34,6 +38,7 @@ from shared.http import (
 from shared.locks import flock
 
 from .aplinfo import Appliance, is_template_name
+from .sources import Transfer
 
 Log = Callable[[str], None]
 LOCK_TIMEOUT = 6 * 3600.0
@@ -69,7 +74,10 @@ def temp_path(dest: Path) -> Path:
 
 
 def lock_path(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.lock")
+    """The lock of one target, under the run directory: the same target path always gives
+    the same lock, and the template cache holds only templates."""
+    key = hashlib.sha256(str(dest.absolute()).encode()).hexdigest()[:16]
+    return paths.run_dir() / "pveam" / f"download-{key}.lock"
 
 
 def _mismatch(got: str, expect: str, suffix: str = "") -> VerifyError:
@@ -84,8 +92,10 @@ def download_template(
     log: Log = print,
     retry: RetryPolicy | None = None,
     session: requests.Session | None = None,
+    transfer: Transfer | None = None,
 ) -> DownloadResult:
-    """Fetch ``app`` into ``target_dir`` (created if missing) and verify it."""
+    """Fetch ``app`` into ``target_dir`` (created if missing) and verify it; ``transfer``
+    holds the source's timeouts, retries and size limit."""
     if app.type not in ("lxc", "openvz"):
         raise CtkitError(f"unknown template type '{app.type}'")
     if not is_template_name(app.template):
@@ -103,12 +113,14 @@ def download_template(
     with flock(lock_path(dest), LOCK_TIMEOUT, on_wait=waiting):
         if dest.exists() or dest.is_symlink():
             return _check_existing(dest, algorithm, expect, log)
-        job = _Job(app, dest, algorithm, expect, log, Downloader(session, retry=retry))
+        transfer = transfer or Transfer()
+        http = transfer.downloader(session, retry=retry)
+        job = _Job(app, dest, algorithm, expect, log, http, transfer.max_size)
         return job.run(progress)
 
 
 def _check_existing(dest: Path, algorithm: str, expect: str, log: Log) -> DownloadResult:
-    if not dest.is_file():
+    if dest.is_symlink() or not dest.is_file():
         raise StorageError(f"'{dest}' exists and is not a regular file")
     log("calculating checksum of existing file...")
     got = hash_file(dest, algorithm)
@@ -120,10 +132,17 @@ def _check_existing(dest: Path, algorithm: str, expect: str, log: Log) -> Downlo
 
 class _Job:
     def __init__(
-        self, app: Appliance, dest: Path, algorithm: str, expect: str, log: Log, http: Downloader
+        self,
+        app: Appliance,
+        dest: Path,
+        algorithm: str,
+        expect: str,
+        log: Log,
+        http: Downloader,
+        max_size: int,
     ) -> None:
         self.app, self.dest, self.algorithm, self.expect = app, dest, algorithm, expect
-        self.log, self.http = log, http
+        self.log, self.http, self.max_size = log, http, max_size
         self.tmp = temp_path(dest)
 
     def run(self, progress: ProgressCallback | None) -> DownloadResult:
@@ -152,7 +171,7 @@ class _Job:
         error: HttpError | None = None
         for url in self.app.urls:
             self.log(f"downloading {url} to {self.dest}")
-            kept = self.tmp.stat().st_size if self.tmp.exists() else 0
+            kept = self.tmp.lstat().st_size if self.tmp.is_file() else 0
             if kept:
                 self.log(f"resuming from byte {kept} of the partial file '{self.tmp}'")
             try:
@@ -160,18 +179,28 @@ class _Job:
                     url,
                     self.tmp,
                     resume=True,
+                    max_size=self.max_size,
                     hasher_factory=lambda: ThreadedHasher(hashlib.new(self.algorithm)),
                     progress=progress,
                 )
             except HttpError as err:
                 error = err
                 self.log(f"download failed: {err.status_line}")
+                if err.discard:
+                    self._drop_temp()
                 continue
+            except NoSpaceError:
+                self._drop_temp()  # a disk that is full keeps no partial file
+                raise
             assert res.digest is not None
             return url, res.digest, res.resumed_from > 0
         self._drop_empty_temp()
         assert error is not None
         raise DownloadError(f"download failed: {error.status_line}")
+
+    def _drop_temp(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
 
     def _drop_empty_temp(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -25,9 +25,10 @@ MACHINE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "armv7l":
 class NoSuchTemplate(NotFoundError):
     """``no such template``; the CLI turns it into the 400 lines. ``hint`` lists candidates."""
 
-    def __init__(self, name: str, hint: str | None = None) -> None:
+    def __init__(self, name: str, hint: str | None = None, *, ambiguous: bool = False) -> None:
         super().__init__("no such template", hint=hint)
         self.name = name
+        self.ambiguous = ambiguous  # a prefix of several packages: the name exists, twice
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def find_template(index: ApplianceIndex, name: str, arch: str | None = None) -> 
     packages = sorted({name_parts(app.template)[0] for app in candidates})
     if len(packages) > 1:
         shown = ", ".join(packages[:8]) + (", ..." if len(packages) > 8 else "")
-        raise NoSuchTemplate(name, f"'{name}' matches several packages: {shown}")
+        raise NoSuchTemplate(name, f"'{name}' matches several packages: {shown}", ambiguous=True)
     wanted = arch or host_arch()
     native = [app for app in candidates if _arch_of(app) == wanted]
     pool = native or candidates

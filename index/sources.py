@@ -6,7 +6,10 @@ are the default when the file does not exist.
         index aplinfo-pve-9.dat
         fingerprints F4E1...0C39,24B3...778E
 
-Optional keys: ``mirrors`` (further base URLs, tried in order) and ``enabled 0|1``. The source
+Optional keys: ``mirrors`` (further base URLs, tried in order), ``enabled 0|1``, and the
+transfer limits (:class:`Transfer`): ``connect-timeout`` and ``read-timeout`` (seconds),
+``retries`` (further attempts per file after the first), ``max-size`` (largest template without
+a Content-Length, e.g. ``16G``) and ``max-index-size`` (index and signature). The source
 name is also the file name of its stored index, so it is restricted to a safe character set.
 """
 
@@ -16,13 +19,22 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import requests
+
 from shared import atomic, paths
 from shared.errors import AlreadyExistsError, ConfigError, NotFoundError
 from shared.formats import sectionconfig
 from shared.formats.propstring import Field
 from shared.formats.sectionconfig import Section, SectionConfig, SectionType
-from shared.formats.types import Bool, FormatError, ListOf, Str, ValueType
+from shared.formats.types import Bool, FormatError, Int, ListOf, Number, Size, Str, ValueType
 from shared.gpg import normalize_fingerprint
+from shared.http import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    Downloader,
+    RetryCallback,
+    RetryPolicy,
+)
 
 from . import store
 
@@ -79,6 +91,42 @@ class _Checked(ValueType):
         return {"url": check_url, "index": check_index, "fpr": check_fingerprint}[self.kind](raw)
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """How patiently and how much a source's files are fetched. The defaults give up on a
+    stalled server within about a minute and bound a body without Content-Length."""
+
+    connect_timeout: float = DEFAULT_TIMEOUT[0]
+    read_timeout: float = DEFAULT_TIMEOUT[1]
+    retries: int = DEFAULT_RETRIES
+    max_size: int = 16 << 30
+    max_index_size: int = 64 << 20
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+    def downloader(
+        self,
+        session: requests.Session | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> Downloader:
+        """A downloader with these timeouts; ``retry`` overrides the retry count (tests)."""
+        policy = retry or RetryPolicy(retries=self.retries)
+        return Downloader(session, timeout=self.timeout, retry=policy, on_retry=on_retry)
+
+
+# sources.cfg key -> Transfer attribute
+TRANSFER_KEYS = {
+    "connect-timeout": "connect_timeout",
+    "read-timeout": "read_timeout",
+    "retries": "retries",
+    "max-size": "max_size",
+    "max-index-size": "max_index_size",
+}
+
 SOURCE_TYPE = SectionType(
     fields={
         "url": Field(_Checked("url"), optional=False),
@@ -86,6 +134,11 @@ SOURCE_TYPE = SectionType(
         "fingerprints": Field(ListOf(_Checked("fpr")), optional=False),
         "mirrors": Field(ListOf(_Checked("url"))),
         "enabled": Field(Bool()),
+        "connect-timeout": Field(Number(minimum=0.1, maximum=3600)),
+        "read-timeout": Field(Number(minimum=0.1, maximum=3600)),
+        "retries": Field(Int(minimum=0, maximum=20)),
+        "max-size": Field(Size()),
+        "max-index-size": Field(Size()),
     },
     id_type=Str(check=lambda v: _ignore(check_name(v))),
 )
@@ -100,6 +153,7 @@ class Source:
     fingerprints: tuple[str, ...]
     mirrors: tuple[str, ...] = ()
     enabled: bool = True
+    transfer: Transfer = Transfer()
 
     @property
     def bases(self) -> tuple[str, ...]:
@@ -114,6 +168,7 @@ class Source:
             "fingerprints": list(self.fingerprints),
             "mirrors": list(self.mirrors),
             "enabled": self.enabled,
+            **{key: getattr(self.transfer, attr) for key, attr in TRANSFER_KEYS.items()},
         }
 
 
@@ -138,6 +193,10 @@ def _to_section(src: Source) -> Section:
         props["mirrors"] = list(src.mirrors)
     if not src.enabled:
         props["enabled"] = False
+    for key, attr in TRANSFER_KEYS.items():
+        value = getattr(src.transfer, attr)
+        if value != getattr(Transfer, attr):
+            props[key] = value
     return Section("source", src.name, props)
 
 
@@ -150,6 +209,9 @@ def _from_section(sec: Section) -> Source:
         fingerprints=tuple(props["fingerprints"]),
         mirrors=tuple(props.get("mirrors") or ()),
         enabled=bool(props.get("enabled", True)),
+        transfer=Transfer(
+            **{attr: props[key] for key, attr in TRANSFER_KEYS.items() if key in props}
+        ),
     )
 
 
@@ -202,8 +264,10 @@ def make_source(
     fingerprints: list[str] | tuple[str, ...] | str,
     mirrors: list[str] | tuple[str, ...] | str = (),
     enabled: bool = True,
+    limits: dict[str, str] | None = None,
 ) -> Source:
-    """Validate the parts of a source; fingerprints and mirrors may be comma-separated text."""
+    """Validate the parts of a source; fingerprints and mirrors may be comma-separated text;
+    ``limits`` maps sources.cfg transfer keys (``read-timeout``...) to their text values."""
     if isinstance(fingerprints, str):
         fingerprints = [f for f in re.split(r"[,;]", fingerprints) if f.strip()]
     if isinstance(mirrors, str):
@@ -217,7 +281,36 @@ def make_source(
         fingerprints=tuple(dict.fromkeys(_checked(check_fingerprint, f) for f in fingerprints)),
         mirrors=tuple(_checked(check_url, m) for m in mirrors),
         enabled=enabled,
+        transfer=parse_transfer(limits or {}),
     )
+
+
+def check_limit(key: str, value: str) -> str:
+    """Check one transfer setting's text (for the command line's one-line-per-error report)."""
+    SOURCE_TYPE.fields[key].type.parse(value)
+    return value
+
+
+def describe_transfer(transfer: Transfer) -> str:
+    """``connect-timeout 10, read-timeout 15, ...`` in sources.cfg spelling."""
+    types = SOURCE_TYPE.fields
+    return ", ".join(
+        f"{key} {types[key].type.render(getattr(transfer, attr))}"
+        for key, attr in TRANSFER_KEYS.items()
+    )
+
+
+def parse_transfer(limits: dict[str, str]) -> Transfer:
+    """A :class:`Transfer` from sources.cfg keys and text values, each checked by its type."""
+    values: dict[str, Any] = {}
+    for key, raw in limits.items():
+        if key not in TRANSFER_KEYS:
+            raise SourceError(f"unknown transfer setting '{key}'")
+        try:
+            values[TRANSFER_KEYS[key]] = SOURCE_TYPE.fields[key].type.parse(raw)
+        except FormatError as err:
+            raise SourceError(f"{key}: {err}") from None
+    return Transfer(**values)
 
 
 def _write(cfg: SectionConfig) -> None:
@@ -250,6 +343,7 @@ __all__ = [
     "DEFAULT_SOURCES",
     "Source",
     "SourceError",
+    "Transfer",
     "add_source",
     "enabled_sources",
     "get_source",

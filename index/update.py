@@ -24,17 +24,25 @@ from typing import Any
 import requests
 
 from shared import atomic, paths
+from shared.errors import StorageError
 from shared.gpg import Keyring
-from shared.http import CHUNK_SIZE, Downloader, FetchResult, HttpError, RetryPolicy, Validators
+from shared.http import (
+    CHUNK_SIZE,
+    Downloader,
+    FetchResult,
+    HttpError,
+    RetryPolicy,
+    Validators,
+    new_session,
+)
 from shared.locks import flock
 
-from . import store
+from . import keys, store
 from .aplinfo import AplinfoError, parse_aplinfo
-from .sources import Source, enabled_sources
+from .sources import Source, Transfer, enabled_sources
 from .updatelog import UpdateLog
 
-MAX_SIGNATURE = 1 << 20
-MAX_INDEX = 64 << 20
+MAX_SIGNATURE = 1 << 20  # never more than the source's max-index-size
 LOCK_TIMEOUT = 600.0
 
 
@@ -43,6 +51,7 @@ class SourceResult:
     name: str
     status: str  # "ok", "unchanged" or "failed"
     error: str | None = None
+    detail: str | None = None  # the URL that failed and why (connection timed out, 404 ...)
     base_url: str | None = None
     fingerprint: str | None = None
     sig_timestamp: int | None = None
@@ -71,7 +80,16 @@ class UpdateResult:
 
 
 class _Failure(Exception):
-    """One attempt at one base URL failed; the text is the logged message."""
+    """One attempt at one base URL failed; the text is the logged message, ``detail`` the
+    failed URL and its reason, for the console."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def _why(err: HttpError) -> str:
+    return f"{err.url}: {err.status_line}"
 
 
 def _fmt_time(ts: int) -> str:
@@ -79,23 +97,37 @@ def _fmt_time(ts: int) -> str:
 
 
 class _Updater:
-    def __init__(self, keyring: Keyring, downloader: Downloader, log: UpdateLog) -> None:
+    def __init__(
+        self,
+        keyring: Keyring,
+        log: UpdateLog,
+        session: requests.Session | None,
+        retry: RetryPolicy | None,
+    ) -> None:
         self.keyring = keyring
-        self.http = downloader
         self.log = log
+        self.session = session or new_session()
+        self.retry = retry
+        self.http = Downloader(self.session)
+        self.max_index = Transfer().max_index_size
         self.warned: list[str] = []
 
+    def on_retry(self, url: str, err: HttpError, delay: float) -> None:
+        self.log.write(f"download failed: {err.status_line} - retrying in {delay:g}s")
+
     def run(self, src: Source) -> SourceResult:
-        error = "no base URL"
+        self.http = src.transfer.downloader(self.session, retry=self.retry, on_retry=self.on_retry)
+        self.max_index = src.transfer.max_index_size
+        error, detail = "no base URL", None
         for i, base in enumerate(src.bases):
             if i:
                 self.log.write(f"trying mirror {base}")
             try:
                 return self.attempt(src, base)
             except _Failure as err:
-                error = str(err)
+                error, detail = str(err), err.detail
                 self.log.write(error)
-        return SourceResult(src.name, "failed", error=error)
+        return SourceResult(src.name, "failed", error=error, detail=detail)
 
     def get(
         self, url: str, dest: Path, limit: int, validators: Validators | None = None
@@ -106,6 +138,8 @@ class _Updater:
         except HttpError as err:
             self.log.write(f"download failed: {err.status_line}")
             return err
+        except StorageError as err:
+            raise _Failure(f"update failed: {err}") from None
         self.log.write(f"download finished: {res.status_line}")
         return res
 
@@ -116,9 +150,10 @@ class _Updater:
             state = store.read_state(src.name)
             current = store.index_path(src.name).exists() and state.base_url == base
             cond = Validators(state.etag, state.last_modified) if current else None
-            sig = self.get(f"{base}/{src.index}.asc", asc, MAX_SIGNATURE, cond)
+            limit = min(MAX_SIGNATURE, self.max_index)
+            sig = self.get(f"{base}/{src.index}.asc", asc, limit, cond)
             if isinstance(sig, HttpError):
-                raise _Failure(f"update failed - no signature file '{asc}'")
+                raise _Failure(f"update failed - no signature file '{asc}'", _why(sig))
             if sig.not_modified:
                 self.log.write("index not modified since the last update")
                 return SourceResult(src.name, "unchanged", base_url=base)
@@ -131,32 +166,42 @@ class _Updater:
             )
             self.commit(src, tmp, asc, new_state)
             self.log.write("update successful")
-            return SourceResult(src.name, "ok", None, base, fpr, ts, len(result), self.warned)
+            return SourceResult(
+                src.name,
+                "ok",
+                base_url=base,
+                fingerprint=fpr,
+                sig_timestamp=ts,
+                templates=len(result),
+                warnings=self.warned,
+            )
         finally:
             for path in (tmp, gz, asc):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
     def fetch_data(self, url: str, tmp: Path, gz: Path) -> None:
-        res = self.get(f"{url}.gz", gz, MAX_INDEX)
+        res = self.get(f"{url}.gz", gz, self.max_index)
         if isinstance(res, HttpError) and res.status == 404:
-            if isinstance(self.get(url, tmp, MAX_INDEX), HttpError):
-                raise _Failure(f"update failed - no data file '{url}.gz' (nor '{url}')")
+            plain = self.get(url, tmp, self.max_index)
+            if isinstance(plain, HttpError):
+                msg = f"update failed - no data file '{url}.gz' (nor '{url}')"
+                raise _Failure(msg, _why(plain))
             return
         if isinstance(res, HttpError):
-            raise _Failure(f"update failed - no data file '{url}.gz'")
+            raise _Failure(f"update failed - no data file '{url}.gz'", _why(res))
         self.gunzip(gz, tmp)
 
-    @staticmethod
-    def gunzip(gz: Path, tmp: Path) -> None:
+    def gunzip(self, gz: Path, tmp: Path) -> None:
         total = 0
         try:
             with gzip.open(gz, "rb") as src, open(tmp, "wb") as out:
                 while chunk := src.read(CHUNK_SIZE):
                     total += len(chunk)
-                    if total > MAX_INDEX:
+                    if total > self.max_index:
                         raise _Failure(
-                            f"update failed: unable to unpack '{gz}': larger than {MAX_INDEX} bytes"
+                            f"update failed: unable to unpack '{gz}': "
+                            f"larger than {self.max_index} bytes"
                         )
                     out.write(chunk)
         except (OSError, EOFError, zlib.error):
@@ -218,18 +263,14 @@ def update(
     """Update every enabled source (or the given ones). Never raises for a source failure:
     the result says per source ``ok``/``unchanged``/``failed`` and ``result.ok`` overall."""
     sources = enabled_sources() if sources is None else [s for s in sources if s.enabled]
-    keyring = keyring or Keyring(paths.pveam_gnupghome())
+    keyring = keyring or keys.keyring()
     with UpdateLog(log_path) as log:
         log.write("starting update")
         for warning in log.warnings:
             log.write(warning)
 
-        def on_retry(url: str, err: HttpError, delay: float) -> None:
-            log.write(f"download failed: {err.status_line} - retrying in {delay:g}s")
-
-        downloader = Downloader(session, retry=retry, on_retry=on_retry)
         paths.aplinfo_dir().mkdir(parents=True, exist_ok=True)
-        updater = _Updater(keyring, downloader, log)
+        updater = _Updater(keyring, log, session, retry)
         results = []
         with flock(store.lock_path(), LOCK_TIMEOUT):
             for src in sources:

@@ -135,6 +135,8 @@ class Keyring:
         """Import the public key(s) of an armoured or binary file; return their fingerprints."""
         try:
             size = path.stat().st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"key file '{path}' does not exist") from None
         except OSError as err:
             raise GpgError(f"unable to read key file '{path}': {err.strerror}") from None
         if size > MAX_KEY_FILE:

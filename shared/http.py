@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import queue
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -23,10 +25,15 @@ from typing import IO, Any
 import requests
 import urllib3
 
-from .errors import DownloadError
+from .errors import DownloadError, StorageError
 
 CHUNK_SIZE = 1 << 20
 TRANSIENT_STATUS = frozenset({408, 425, 429})
+# A stalled server gives up after (1 + retries) * read timeout plus the backoff: about 50 s.
+DEFAULT_TIMEOUT = (10.0, 15.0)
+DEFAULT_RETRIES = 2
+# Kept free on the target file system: a download never fills a disk to the last byte.
+MIN_FREE = 16 << 20
 
 Hasher = Any  # a hashlib object: update(bytes), hexdigest()
 HasherFactory = Callable[[], Hasher]
@@ -48,20 +55,31 @@ class HttpError(DownloadError):
     """A failed transfer. ``status_line`` is ``404 Not Found`` or a short connection error."""
 
     def __init__(
-        self, url: str, status_line: str, *, status: int | None = None, transient: bool = False
+        self,
+        url: str,
+        status_line: str,
+        *,
+        status: int | None = None,
+        transient: bool = False,
+        discard: bool = False,
     ) -> None:
         super().__init__(status_line)
         self.url = url
         self.status = status
         self.status_line = status_line
         self.transient = transient
+        self.discard = discard  # the partial file is worthless (e.g. over the size limit)
+
+
+class NoSpaceError(StorageError):
+    """The target file system is (nearly) full: the partial file is better removed."""
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """``retries`` further attempts after the first, waiting ``backoff * 2**n`` (capped)."""
 
-    retries: int = 3
+    retries: int = DEFAULT_RETRIES
     backoff: float = 1.0
     max_delay: float = 30.0
 
@@ -182,6 +200,39 @@ class ThreadedHasher:
             self._chunks.put(None)  # the worker ends; nobody waits for it
 
 
+def _refuse_unless_own_file(path: Path, st: os.stat_result) -> None:
+    """A partial file reopened under a known name must be ours: a regular file with one
+    link, owned by the user we run as (root) - never a symlink or hard link planted there."""
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+        raise StorageError(
+            f"refusing to write '{path}': not a regular file of ours "
+            "(a symlink, hard link or foreign file); remove it and try again"
+        )
+
+
+def open_partial(path: Path, *, truncate: bool) -> IO[bytes]:
+    """Open ``path`` for writing without following a symlink (O_NOFOLLOW) and check what was
+    opened (fstat, so nothing can be swapped in between)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as err:
+        raise StorageError(f"unable to open '{path}': {err.strerror}") from None
+    try:
+        _refuse_unless_own_file(path, os.fstat(fd))
+        if truncate:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "r+b" if not truncate else "wb")
+
+
+def free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
 class _Target:
     """The file being written plus the digest of what it holds so far."""
 
@@ -196,25 +247,34 @@ class _Target:
         if not self.resume:
             return 0
         try:
-            return self.path.stat().st_size
+            st = os.lstat(self.path)
         except FileNotFoundError:
             return 0
+        _refuse_unless_own_file(self.path, st)
+        return st.st_size
 
     def open(self, offset: int) -> IO[bytes]:
         """Open for writing at ``offset`` (0 truncates) with the digest caught up to it."""
         if offset == 0:
             self.hasher = self.factory() if self.factory else None
             self.hashed = 0
-            return open(self.path, "wb")
-        if self.factory is not None and (self.hasher is None or self.hashed != offset):
-            self.hasher, self.hashed = self.factory(), 0
-            with open(self.path, "rb") as fh:
-                while chunk := fh.read(CHUNK_SIZE):
+            return open_partial(self.path, truncate=True)
+        out = open_partial(self.path, truncate=False)
+        try:
+            if self.factory is not None and (self.hasher is None or self.hashed != offset):
+                self.hasher, self.hashed = self.factory(), 0
+                while self.hashed < offset and (
+                    chunk := os.pread(
+                        out.fileno(), min(CHUNK_SIZE, offset - self.hashed), self.hashed
+                    )
+                ):
                     self.hasher.update(chunk)
                     self.hashed += len(chunk)
-        out = open(self.path, "r+b")  # noqa: SIM115 - closed by the caller
-        out.seek(offset)
-        out.truncate()
+            out.seek(offset)
+            out.truncate()
+        except BaseException:
+            out.close()
+            raise
         return out
 
     def update(self, chunk: bytes) -> None:
@@ -230,14 +290,17 @@ class Downloader:
         self,
         session: requests.Session | None = None,
         *,
-        timeout: tuple[float, float] = (15.0, 60.0),
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         chunk_size: int = CHUNK_SIZE,
         on_retry: RetryCallback | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        min_free: int = MIN_FREE,
     ) -> None:
+        """``timeout``: (connect, read) seconds; the read timeout bounds each wait for data."""
         self.session = session or new_session()
         self.timeout = timeout
+        self.min_free = min_free
         self.retry = retry or RetryPolicy()
         self.chunk_size = chunk_size
         self.on_retry = on_retry
@@ -335,25 +398,55 @@ class Downloader:
         expected = int(length) if length and length.isdigit() else None
         total = offset + expected if expected is not None else None
         if max_size is not None and total is not None and total > max_size:
-            raise HttpError(url, f"file too large ({total} bytes, limit {max_size})")
+            raise HttpError(url, f"file too large ({total} bytes, limit {max_size})", discard=True)
+        if expected is not None:
+            self._check_space(target.path, expected)
         done = offset
         with target.open(offset) as fh:
             if progress is not None:
                 progress(done, total)
-            try:
-                for chunk in resp.raw.stream(self.chunk_size, decode_content=False):
+            chunks = resp.raw.stream(self.chunk_size, decode_content=False)
+            while True:
+                try:
+                    chunk = next(chunks, None)
+                except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                    raise HttpError(url, describe_exception(exc), transient=True) from exc
+                if chunk is None:
+                    break
+                if max_size is not None and done + len(chunk) > max_size:
+                    raise HttpError(url, f"file too large (limit {max_size} bytes)", discard=True)
+                self._check_space(target.path, len(chunk))  # others write to this disk too
+                try:
                     fh.write(chunk)
-                    target.update(chunk)
-                    done += len(chunk)
-                    if max_size is not None and done > max_size:
-                        raise HttpError(url, f"file too large (limit {max_size} bytes)")
-                    if progress is not None:
-                        progress(done, total)
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                raise HttpError(url, describe_exception(exc), transient=True) from exc
+                except OSError as err:
+                    raise NoSpaceError(f"unable to write '{target.path}': {err.strerror}") from None
+                target.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+            self._flush(fh, target.path)
         if total is not None and done != total:
             raise HttpError(url, f"short read ({done} of {total} bytes)", transient=True)
         return done
+
+    def _check_space(self, path: Path, needed: int) -> None:
+        """Refuse to write ``needed`` more bytes unless ``min_free`` stays free afterwards."""
+        try:
+            free = free_bytes(path.parent)
+        except OSError:
+            return  # no statvfs: the write itself will tell
+        if needed + self.min_free > free:
+            raise NoSpaceError(
+                f"not enough free space in '{path.parent}': {needed} more bytes needed, "
+                f"{free} available ({self.min_free} kept free)"
+            )
+
+    @staticmethod
+    def _flush(fh: IO[bytes], path: Path) -> None:
+        try:
+            fh.flush()
+        except OSError as err:
+            raise NoSpaceError(f"unable to write '{path}': {err.strerror}") from None
 
 
 def hash_file(path: Path, algorithm: str, chunk_size: int = CHUNK_SIZE) -> str:

@@ -8,6 +8,7 @@ import typer
 
 from index import available as avail
 from shared.cli import OutputFormat, OutputFormatOption, print_json
+from shared.errors import NotFoundError
 
 from ..output import warn
 
@@ -22,7 +23,9 @@ def available(
     ] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
-    """List the templates of the stored indexes: section, template, architecture."""
+    """List the templates of the stored indexes: section, template, architecture.
+
+    Fails (exit 3) after the listing when an enabled source has no stored index yet."""
     index = avail.load()  # warnings are printed after the parameters are checked
     apps = avail.available(section, os, index=index)
     for message in index.warnings:
@@ -31,3 +34,10 @@ def available(
         print(avail.format_lines(apps), end="")
     else:
         print_json(avail.to_json(apps), output_format)
+    missing = avail.missing_indexes()
+    if missing:
+        names = ", ".join(missing)
+        raise NotFoundError(
+            f"no stored index for source{'s' if len(missing) > 1 else ''} {names}",
+            hint="run 'pveam update' first",
+        )

@@ -15,9 +15,13 @@ from ..output import say, utc_time, warn
 
 app = new_app("Build and verify a signed template catalog (aplinfo.dat) of a directory.")
 
+# One rule for build and verify: the same keyring, the one that holds your signing key.
 GnupgHome = Annotated[
     Path | None,
-    typer.Option("--gnupghome", help="GnuPG home holding the key (default: gpg's own home)."),
+    typer.Option(
+        "--gnupghome",
+        help="GnuPG home holding the key (default: gpg's own, $GNUPGHOME or ~/.gnupg).",
+    ),
 ]
 
 
@@ -53,10 +57,7 @@ def build(
 def verify(
     dir: Annotated[Path, typer.Argument(help="The directory holding the catalog.")],
     key: Annotated[str, typer.Option(help="Fingerprint of the key that must have signed it.")],
-    gnupghome: Annotated[
-        Path | None,
-        typer.Option("--gnupghome", help="GnuPG home holding the key (default: pveam's keyring)."),
-    ] = None,
+    gnupghome: GnupgHome = None,
 ) -> None:
     """Check a catalog as update and download would: signature, index, every checksum."""
     report = catalog.verify_catalog(dir, key=key, gnupghome=gnupghome)
@@ -64,6 +65,11 @@ def verify(
         say(f"signature: good, by {report.fingerprint}, made {utc_time(report.sig_timestamp)} UTC")
     for template, status in report.templates:
         say(f"{template}: {status}")
+    if report.fingerprint and not report.in_pveam_keyring:
+        warn(
+            f"note: {report.fingerprint} is not in pveam's keyring on this host; clients need "
+            "'pveam key add <exported public key>' and a source pinning it"
+        )
     shown = {f"{template}: {status}" for template, status in report.templates}
     for problem in report.problems:
         if problem not in shown:  # a template's problem is already on its line above

@@ -5,13 +5,29 @@ from __future__ import annotations
 from index import available as avail
 from index.download import download_template
 from index.lookup import NoSuchTemplate, find_template
-from shared.errors import ParamError
+from index.sources import Transfer, load_sources
+from shared.errors import NotFoundError, ParamError
 from shared.storage import api as storage_api
 
 from ..output import say, warn
 from ..progress import DownloadProgress
+from ..signals import interruptible
 
 MAX_TEMPLATE = 255
+
+
+class TemplateNotFound(ParamError):
+    """Proxmox's ``template: no such template`` lines, with the not-found exit code (the
+    README's table: a template that does not exist is 3)."""
+
+    exit_code = NotFoundError.exit_code
+
+
+def _transfer(source_name: str) -> Transfer:
+    for src in load_sources():
+        if src.name == source_name:
+            return src.transfer
+    return Transfer()
 
 
 def download(storage: str, template: str) -> None:
@@ -23,11 +39,15 @@ def download(storage: str, template: str) -> None:
     try:
         choice = find_template(avail.load(warn=warn), template)
     except NoSuchTemplate as err:
-        param = ParamError({"template": "no such template"})
-        param.hint = err.hint
-        raise param from None
+        kind = ParamError if err.ambiguous else TemplateNotFound
+        missing = kind({"template": "no such template"})
+        missing.hint = err.hint
+        raise missing from None
     directory = storage_api.template_dir(storage)
     if choice.note:
         say(choice.note)
-    with DownloadProgress(choice.appliance.template) as progress:
-        download_template(choice.appliance, directory, progress=progress, log=say)
+    app = choice.appliance
+    with interruptible(), DownloadProgress(app.template) as progress:
+        download_template(
+            app, directory, progress=progress, log=say, transfer=_transfer(app.source_name)
+        )

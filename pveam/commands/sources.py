@@ -42,6 +42,21 @@ def add(
         str | None, typer.Option(help="Comma-separated further base URLs, tried in order.")
     ] = None,
     enabled: Annotated[bool, typer.Option("--enabled/--no-enabled", help="0 or 1.")] = True,
+    connect_timeout: Annotated[
+        str | None, typer.Option(help="Seconds to wait for a connection (default 10).")
+    ] = None,
+    read_timeout: Annotated[
+        str | None, typer.Option(help="Seconds to wait for data (default 15).")
+    ] = None,
+    retries: Annotated[
+        str | None, typer.Option(help="Further attempts per file (default 2).")
+    ] = None,
+    max_size: Annotated[
+        str | None, typer.Option(help="Largest template without Content-Length (default 16G).")
+    ] = None,
+    max_index_size: Annotated[
+        str | None, typer.Option(help="Largest index or signature (default 64M).")
+    ] = None,
 ) -> None:
     """Add an index source with the fingerprints it accepts signatures from."""
     errors: dict[str, str] = {}
@@ -55,9 +70,22 @@ def add(
         _check(errors, "fingerprints", index_sources.check_fingerprint, fpr)
     for mirror in _split(mirrors):
         _check(errors, "mirrors", index_sources.check_url, mirror)
+    given = {
+        "connect-timeout": connect_timeout,
+        "read-timeout": read_timeout,
+        "retries": retries,
+        "max-size": max_size,
+        "max-index-size": max_index_size,
+    }
+    limits = {key: value for key, value in given.items() if value is not None}
+    for key, value in limits.items():
+        try:
+            index_sources.check_limit(key, value)
+        except FormatError as err:
+            errors[key] = str(err)
     if errors:
         raise ParamError(errors)
-    src = index_sources.make_source(name, url, index, fprs, _split(mirrors), enabled)
+    src = index_sources.make_source(name, url, index, fprs, _split(mirrors), enabled, limits)
     index_sources.add_source(src)
     ring = {k.fingerprint for k in index_keys.list_keys()}
     missing = [f for f in src.fingerprints if f not in ring]
@@ -75,6 +103,8 @@ def _describe(src: index_sources.Source, ring: set[str]) -> list[str]:
     for mirror in src.mirrors:
         lines.append(f"  mirror:       {mirror}")
     lines.append(f"  index:        {src.index}")
+    if src.transfer != index_sources.Transfer():
+        lines.append(f"  limits:       {index_sources.describe_transfer(src.transfer)}")
     for i, fpr in enumerate(src.fingerprints):
         label = "  fingerprints: " if i == 0 else " " * 16
         lines.append(f"{label}{fpr} ({'in keyring' if fpr in ring else 'not in keyring'})")

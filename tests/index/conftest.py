@@ -12,6 +12,7 @@ import pytest
 
 from index import keys as pveam_keys
 from index.sources import Source
+from shared import paths
 from shared.http import RetryPolicy
 from tests.shared.gpg_keys import TestKeys, make_keys
 from tests.shared.http_server import TestServer
@@ -35,6 +36,15 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         monkeypatch.delenv(var, raising=False)
         monkeypatch.delenv(var.upper(), raising=False)
     return monkeypatch
+
+
+@pytest.fixture
+def empty_keyring(ctroot: Path) -> Path:
+    """pveam's keyring without the shipped release keys (as if they had been removed)."""
+    home = paths.pveam_gnupghome()
+    home.mkdir(parents=True, mode=0o700)
+    (home / pveam_keys.SEEDED_MARKER).write_text("")
+    return home
 
 
 @pytest.fixture

@@ -185,11 +185,14 @@ def test_build_refuses_bad_input(catalog_dir: Path, gpg_keys: TestKeys, ctroot: 
         build_catalog(catalog_dir, base_url="http://x", key=fpr, gnupghome=gpg_keys.ring.home)
 
 
-def test_verify(catalog_dir: Path, trusted_ring: TestKeys) -> None:
+def test_verify(catalog_dir: Path, trusted_ring: TestKeys, monkeypatch: pytest.MonkeyPatch) -> None:
     fpr = trusted_ring.fprs["trusted"]
-    build_catalog(catalog_dir, base_url="http://h", key=fpr, gnupghome=trusted_ring.ring.home)
-    report = verify_catalog(catalog_dir, key=fpr)  # against pveam's keyring
-    assert report.ok and report.fingerprint == fpr
+    # one rule for build and verify: the GnuPG home given, else gpg's own ($GNUPGHOME)
+    monkeypatch.setenv("GNUPGHOME", str(trusted_ring.ring.home))
+    build_catalog(catalog_dir, base_url="http://h", key=fpr)
+    report = verify_catalog(catalog_dir, key=fpr)
+    assert report.ok and report.fingerprint == fpr and report.in_pveam_keyring
+    assert verify_catalog(catalog_dir, key=fpr, gnupghome=trusted_ring.ring.home).ok
     assert [s for _, s in report.templates] == ["ok"] * 3
     wrong = verify_catalog(catalog_dir, key=trusted_ring.fprs["other"])
     assert wrong.problems == [f"signed by key {fpr}, not by {trusted_ring.fprs['other']}"]

@@ -16,7 +16,8 @@ from index.aplinfo import Appliance, parse_aplinfo
 from index.collection import ApplianceIndex
 from index.download import DownloadResult, download_template, lock_path, temp_path
 from index.lookup import NoSuchTemplate, find_template
-from shared.errors import DownloadError, VerifyError
+from index.sources import Transfer
+from shared.errors import DownloadError, StorageError, VerifyError
 from shared.http import RetryPolicy, hash_file
 from tests.index.conftest import FAST, stanza
 from tests.shared.http_server import ForwardProxy, TestServer
@@ -80,7 +81,7 @@ def test_happy_path(srv: TestServer, target: Path) -> None:  # test 25
         f"download of '{app.url}' to '{dest}' finished",
     ]
     assert hash_file(dest, "sha512") == SHA
-    assert listing(target) == [f".{NAME}.lock", NAME]
+    assert listing(target) == [NAME]
 
 
 def test_wrong_bytes_from_the_server(srv: TestServer, target: Path) -> None:  # test 26
@@ -90,7 +91,7 @@ def test_wrong_bytes_from_the_server(srv: TestServer, target: Path) -> None:  # 
         fetch(appliance(srv), target)
     got = hashlib.sha512(bad).hexdigest()
     assert str(exc.value) == f"checksum mismatch: got '{got}' != expect '{SHA}'"
-    assert listing(target) == [f".{NAME}.lock"]  # neither the target nor a temp file
+    assert listing(target) == []  # neither the target nor a temp file
 
 
 def test_existing_correct_file(srv: TestServer, target: Path) -> None:  # test 27
@@ -146,7 +147,7 @@ def test_dropped_connection_keeps_partial_then_resumes(srv: TestServer, target: 
     assert result.digest == SHA and (target / NAME).read_bytes() == DATA
     assert srv.requests_for(f"/tpl/{NAME}")[-1].headers["range"] == f"bytes={kept}-"
     assert f"resuming from byte {kept} of the partial file '{tmp}'" in log.lines
-    assert listing(target) == [f".{NAME}.lock", NAME] and route.hits == 2
+    assert listing(target) == [NAME] and route.hits == 2
 
 
 def test_interrupt_keeps_partial_and_releases_the_lock(srv: TestServer, target: Path) -> None:
@@ -171,7 +172,7 @@ def test_stale_partial_file_is_restarted(srv: TestServer, target: Path) -> None:
     assert fetch(appliance(srv), target, log).digest == SHA
     assert any("checksum mismatch after resuming" in line for line in log.lines)
     assert [r.headers.get("range") for r in srv.seen] == ["bytes=100000-", None]
-    assert listing(target) == [f".{NAME}.lock", NAME]
+    assert listing(target) == [NAME]
 
 
 def test_two_concurrent_downloads_make_one_file(srv: TestServer, target: Path) -> None:
@@ -200,7 +201,7 @@ def test_two_concurrent_downloads_make_one_file(srv: TestServer, target: Path) -
     assert len(srv.requests_for(f"/tpl/{NAME}")) == 1
     assert (target / NAME).read_bytes() == DATA
     assert any("waiting for another download" in line for log in logs for line in log.lines)
-    assert listing(target) == [f".{NAME}.lock", NAME]
+    assert listing(target) == [NAME]
     assert lock_path(target / NAME).exists()
 
 
@@ -214,7 +215,7 @@ def test_mirror_used_when_the_main_url_fails(srv: TestServer, target: Path) -> N
 def test_all_urls_fail(srv: TestServer, target: Path) -> None:
     with pytest.raises(DownloadError, match=r"^download failed: 404 Not Found$"):
         fetch(appliance(srv), target)
-    assert listing(target) == [f".{NAME}.lock"]
+    assert listing(target) == []
 
 
 def test_proxy_used_for_templates(srv: TestServer, target: Path, no_proxy_env) -> None:
@@ -247,3 +248,34 @@ def test_unknown_type_and_bad_digest(srv: TestServer, target: Path) -> None:
         fetch(app, target)
     with pytest.raises(VerifyError, match="invalid sha512sum"):
         fetch(appliance(srv, sha512="abc"), target)
+
+
+def test_symlinked_target_or_partial_file_is_refused(
+    srv: TestServer, target: Path, tmp_path: Path
+) -> None:
+    # a symlink under the final name is not "the file is already there", even when the file
+    # it points to has the right bytes; a symlinked partial file is never written through
+    srv.add(f"/tpl/{NAME}", DATA)
+    good = tmp_path / "elsewhere"
+    good.write_bytes(DATA)
+    target.mkdir(parents=True)
+    (target / NAME).symlink_to(good)
+    with pytest.raises(StorageError, match="exists and is not a regular file"):
+        fetch(appliance(srv), target)
+    (target / NAME).unlink()
+    victim = tmp_path / "host-file"
+    victim.write_bytes(b"keep\n")
+    temp_path(target / NAME).symlink_to(victim)
+    with pytest.raises(StorageError, match="refusing to write"):
+        fetch(appliance(srv), target)
+    assert victim.read_bytes() == b"keep\n" and not (target / NAME).exists()
+    assert srv.seen == []
+
+
+def test_endless_body_is_bounded_and_leaves_nothing(srv: TestServer, target: Path) -> None:
+    srv.add(f"/tpl/{NAME}", endless=True)
+    log = Recorder()
+    with pytest.raises(DownloadError, match=r"file too large \(limit 1048576 bytes\)"):
+        fetch(appliance(srv), target, log, transfer=Transfer(max_size=1 << 20))
+    assert listing(target) == []
+    assert "download failed: file too large (limit 1048576 bytes)" in log.lines

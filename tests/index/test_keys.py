@@ -33,7 +33,7 @@ def test_reference_keys_import_with_the_pinned_fingerprints(
     assert str(paths.pveam_gnupghome()).startswith(str(ctroot))
 
 
-def test_add_list_remove(ctroot: Path, gpg_keys: TestKeys) -> None:
+def test_add_list_remove(empty_keyring: Path, gpg_keys: TestKeys) -> None:
     assert keys.list_keys() == []
     keys.add_key(gpg_keys.public["trusted"])
     keys.add_key(gpg_keys.public["other"])
@@ -45,3 +45,30 @@ def test_add_list_remove(ctroot: Path, gpg_keys: TestKeys) -> None:
     assert [k.fingerprint for k in keys.list_keys()] == [gpg_keys.fprs["trusted"]]
     with pytest.raises(NotFoundError):
         keys.remove_key(gpg_keys.fprs["other"])
+
+
+def test_release_keys_are_shipped_and_trusted_out_of_the_box(ctroot: Path) -> None:
+    # the package carries the default sources' keys; a fresh keyring holds them, pinned
+    shipped = {p.name for p in keys.release_key_files()}
+    assert shipped == {
+        "proxmox-release-bookworm.gpg",
+        "proxmox-release-trixie.gpg",
+        "turnkey-release.asc",
+    }
+    pinned = {f for src in DEFAULT_SOURCES for f in src.fingerprints}
+    assert {k.fingerprint for k in keys.list_keys()} == pinned
+    for path in keys.release_key_files():
+        reference = reference_file(
+            "release@turnkeylinux.com.pubkey" if path.suffix == ".asc" else path.name
+        )
+        assert path.read_bytes() == reference.read_bytes()
+    # a removed shipped key stays removed
+    keys.remove_key("694CFF26795A29BAE07B4EB585C25E95A16EB94D")
+    assert {k.fingerprint for k in keys.list_keys()} == pinned - {
+        "694CFF26795A29BAE07B4EB585C25E95A16EB94D"
+    }
+
+
+def test_missing_key_file_is_not_found(ctroot: Path, tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match=r"key file '.*missing.asc' does not exist"):
+        keys.add_key(tmp_path / "missing.asc")

@@ -142,3 +142,44 @@ def test_unreadable_state_counts_as_none(ctroot: Path) -> None:
     store.state_path("a").write_text('{"sig_timestamp": 5, "unknown": 1}')
     assert store.read_state("a").sig_timestamp == 5
     assert store.stored_summary("a")["stored"] is False
+
+
+def test_transfer_limits_per_source(ctroot: Path) -> None:
+    paths.sources_cfg().parent.mkdir(parents=True, exist_ok=True)
+    paths.sources_cfg().write_text(
+        "source: slow\n\turl http://198.18.0.1/ct\n\tindex aplinfo.dat\n"
+        f"\tfingerprints {FPR}\n\tconnect-timeout 2\n\tread-timeout 0.5\n\tretries 0\n"
+        "\tmax-size 2G\n\tmax-index-size 1M\n\n"
+        f"source: plain\n\turl http://198.18.0.1/x\n\tindex aplinfo.dat\n\tfingerprints {FPR}\n"
+    )
+    slow, plain = sources.load_sources()
+    assert slow.transfer == sources.Transfer(2.0, 0.5, 0, 2 << 30, 1 << 20)
+    assert slow.transfer.timeout == (2.0, 0.5)
+    http = slow.transfer.downloader()
+    assert (http.timeout, http.retry.retries) == ((2.0, 0.5), 0)
+    # the defaults give up on a stalled server within about a minute
+    default = plain.transfer
+    assert default == sources.Transfer()
+    worst = (default.retries + 1) * default.read_timeout + sum(
+        http.retry.delay(n) for n in range(default.retries)
+    )
+    assert worst <= 60 and default.max_size == 16 << 30 and default.max_index_size == 64 << 20
+    # written back unchanged; defaults are not spelled out
+    sources.add_source(make_source("c", "http://198.18.0.1/c", "aplinfo.dat", FPR))
+    text = paths.sources_cfg().read_text()
+    assert "\tread-timeout 0.5\n" in text and "\tmax-size 2G\n" in text
+    assert text.count("timeout") == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("retries -1", "minimum"), ("read-timeout soon", "number"), ("max-size lots", "size")],
+)
+def test_transfer_limits_are_validated(ctroot: Path, line: str, message: str) -> None:
+    paths.sources_cfg().parent.mkdir(parents=True, exist_ok=True)
+    paths.sources_cfg().write_text(
+        f"source: a\n\turl http://198.18.0.1/a\n\tindex aplinfo.dat\n\tfingerprints {FPR}\n"
+        f"\t{line}\n"
+    )
+    with pytest.raises(ConfigError, match=message):
+        sources.load_sources()

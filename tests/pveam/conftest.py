@@ -21,6 +21,7 @@ from index.sources import Source
 from shared import paths
 from tests.index.conftest import (  # noqa: F401 - fixtures shared with the index tests
     Publisher,
+    empty_keyring,
     gpg_keys,
     no_proxy_env,
     publisher,

@@ -37,6 +37,8 @@ class Route:
     ignore_range: bool = False
     bad_content_range: bool = False
     chunk_delay: float = 0.0
+    endless: bool = False  # 200 without Content-Length, then bytes until the client leaves
+    stall: float = 0.0  # wait this long before answering at all
     last_modified: str = "Tue, 01 Jul 2025 10:00:00 GMT"
     extra_headers: dict[str, str] = field(default_factory=dict)
     hits: int = 0
@@ -87,6 +89,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(404, "Not Found")
             return
         route.hits += 1
+        if route.stall:
+            time.sleep(route.stall)
+            return
+        if route.endless:
+            self._endless(route)
+            return
         if route.status is not None:
             self._status(route.status, http.client.responses.get(route.status, "Error"))
             return
@@ -98,6 +106,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self._body(route)
+
+    def _endless(self, route: Route) -> None:
+        self.send_response(200)
+        self.end_headers()
+        chunk = b"\0" * (64 << 10)
+        with contextlib.suppress(OSError):
+            while not self.server.owner.closing.is_set():
+                self.wfile.write(chunk)
+                if route.chunk_delay:
+                    time.sleep(route.chunk_delay)
 
     def _status(self, code: int, reason: str) -> None:
         body = f"{code} {reason}\n".encode()
@@ -158,6 +176,7 @@ class TestServer:
         self.routes: dict[str, Route] = {}
         self.directory: Path | None = None
         self.seen: list[Seen] = []
+        self.closing = threading.Event()
         self.httpd = _Server((host, 0), _Handler)
         self.httpd.owner = self
         if tls is not None:
@@ -194,6 +213,7 @@ class TestServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)

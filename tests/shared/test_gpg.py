@@ -72,7 +72,7 @@ def test_import_rejects_garbage_and_secret_keys(ring: Keyring, keys: TestKeys, t
     with pytest.raises(GpgError, match="contains a secret key"):
         ring.import_file(secret)
     assert ring.list_keys() == []
-    with pytest.raises(GpgError, match="unable to read key file"):
+    with pytest.raises(NotFoundError, match="does not exist"):
         ring.import_file(tmp_path / "missing.asc")
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from index import sources
 from shared import paths
-from shared.errors import ParamError
+from shared.errors import NotFoundError, ParamError
 from tests.index.conftest import index_text, stanza
 from tests.pveam.conftest import Pveam, add_source, store_index
 
@@ -106,15 +107,29 @@ def test_json_outputs(stored: Pveam) -> None:
 
 
 def test_no_stored_index(pveam: Pveam, no_sources: Path) -> None:  # test 22
+    # upstream exits 0 here; ctkit fails (not found) and says to run 'pveam update'
     add_source("a", "http://a.example.org")
     add_source("b", "http://b.example.org")
     res = pveam("available")
     directory = paths.aplinfo_dir()
-    assert (res.code, res.out) == (0, "")
+    assert (res.code, res.out) == (NotFoundError.exit_code, "")
     assert res.err == (
         f"unable to open file '{directory}/a' - No such file or directory\n"
         f"unable to open file '{directory}/b' - No such file or directory\n"
+        "no stored index for sources a, b\n"
+        "hint: run 'pveam update' first\n"
     )
+    # one source updated, one not: what there is is listed, and the exit still says so
+    store_index("a", index_text(stanza("first")))
+    res = pveam("available")
+    assert res.code == NotFoundError.exit_code
+    assert [ln.split()[1] for ln in res.out.splitlines()] == ["first_1.0-1_amd64.tar.zst"]
+    assert res.err.endswith("no stored index for source b\nhint: run 'pveam update' first\n")
+    # no source at all is not an error: nothing to list
+    sources.remove_source("a")
+    sources.remove_source("b")
+    res = pveam("available")
+    assert (res.code, res.out, res.err) == (0, "", "")
 
 
 def test_bad_records_are_skipped_with_a_warning(pveam: Pveam, no_sources: Path) -> None:

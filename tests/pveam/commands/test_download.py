@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from index.download import temp_path
+from index.sources import Transfer
+from shared import paths
 from shared.errors import (
     DownloadError,
     Interrupted,
@@ -75,21 +77,21 @@ def test_happy_path(pveam: Pveam, srv_demo: TestServer) -> None:  # test 25
         f"download of '{url}' to '{dest}' finished\n"
     )
     assert hashlib.sha512(dest.read_bytes()).hexdigest() == SHA
-    assert files() == [f".{NAME}.lock", NAME]
+    assert files() == [NAME]
     listed = pveam("list", "local").out.splitlines()
     assert listed[1] == f"{'local:vztmpl/' + NAME:<60} 5.00MB"
 
 
 def test_unknown_template(pveam: Pveam, srv_demo: TestServer) -> None:  # test 23
     res = pveam("download", "local", "other_1_amd64.tar.zst")
-    assert (res.code, res.out) == (ParamError.exit_code, "")
+    assert (res.code, res.out) == (NotFoundError.exit_code, "")
     assert res.err == "\n400 Parameter verification failed.\ntemplate: no such template\n" + USAGE
     assert files() == [] and srv_demo.seen == []
 
 
 def test_vanished_version_names_the_available_ones(pveam: Pveam, srv_demo: TestServer) -> None:
     res = pveam("download", "local", "demo_0.9-1_amd64.tar.zst")
-    assert res.code == ParamError.exit_code
+    assert res.code == NotFoundError.exit_code
     assert res.err.endswith(USAGE + f"hint: available: {NAME}\n")
 
 
@@ -100,7 +102,7 @@ def test_prefix_picks_the_newest_version(pveam: Pveam, srv: TestServer, no_sourc
     res = pveam("download", "local", "demo")
     assert res.code == 0, res
     assert res.out.splitlines()[0] == f"using '{newest}', the newest template matching 'demo'"
-    assert files() == [f".{newest}.lock", newest]
+    assert files() == [newest]
     other = stanza("debby", sha512=SHA)
     publish(srv, other, source="b")
     res = pveam("download", "local", "de")  # demo and debby: not one package
@@ -137,7 +139,7 @@ def test_server_sends_other_bytes(pveam: Pveam, srv_demo: TestServer) -> None:  
     assert res.code == VerifyError.exit_code
     assert res.err == f"checksum mismatch: got '{got}' != expect '{SHA}'\n"
     assert res.out.endswith("calculating checksum...\n")
-    assert files() == [f".{NAME}.lock"]  # no target, no temp file
+    assert files() == []  # no target, no temp file
 
 
 def test_existing_correct_file(pveam: Pveam, srv_demo: TestServer) -> None:  # test 27
@@ -197,21 +199,21 @@ def test_second_source_wins(pveam: Pveam, srv: TestServer, no_sources: Path) -> 
 
 
 def test_dropped_connections_resume(pveam: Pveam, srv_demo: TestServer) -> None:  # test 31
-    # The server drops every connection after 1 MB, four times: the run resumes three times
-    # and gives up (non-zero, nothing under the final name, the partial file kept); the next
-    # run continues from where it stopped.
-    srv_demo.add(f"/tpl/{NAME}", DATA, drop_after=1_000_000, drop_times=4)
+    # The server drops every connection after 1 MB, three times: the run resumes twice (the
+    # default retries) and gives up (non-zero, nothing under the final name, the partial file
+    # kept); the next run continues from where it stopped.
+    srv_demo.add(f"/tpl/{NAME}", DATA, drop_after=1_000_000, drop_times=3)
     res = pveam("download", "local", NAME)
     assert res.code == DownloadError.exit_code
     assert res.err.startswith("download failed: ")
     tmp = temp_path(template_cache() / NAME)
     assert not (template_cache() / NAME).exists()
-    assert DATA.startswith(tmp.read_bytes()) and tmp.stat().st_size == 4_000_000
+    assert DATA.startswith(tmp.read_bytes()) and tmp.stat().st_size == 3_000_000
     ranges = [s.headers.get("range") for s in srv_demo.seen]
-    assert ranges == [None, "bytes=1000000-", "bytes=2000000-", "bytes=3000000-"]
+    assert ranges == [None, "bytes=1000000-", "bytes=2000000-"]
     res = pveam("download", "local", NAME)
     assert res.code == 0, res
-    assert f"resuming from byte 4000000 of the partial file '{tmp}'" in res.out
+    assert f"resuming from byte 3000000 of the partial file '{tmp}'" in res.out
     assert (template_cache() / NAME).read_bytes() == DATA and not tmp.exists()
 
 
@@ -222,13 +224,16 @@ def wait_for(cond: object, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def test_interrupt(pveam: Pveam, srv_demo: TestServer) -> None:  # test 31, SIGINT
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_interrupt(pveam: Pveam, srv_demo: TestServer, sig: signal.Signals) -> None:  # test 31
+    # TERM and HUP (a closed terminal, a stopped service) end the download as Ctrl-C does:
+    # one line, exit 130, the partial file kept for the next run, the lock released
     srv_demo.routes[f"/tpl/{NAME}"].chunk_delay = 0.5
     tmp = temp_path(template_cache() / NAME)
     proc = pveam.popen("download", "local", NAME, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: tmp.exists() and tmp.stat().st_size > 0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -286,3 +291,50 @@ def test_progress_bar_on_a_terminal(pveam: Pveam, srv_demo: TestServer) -> None:
             proc.wait()
     assert "\x1b[" in screen and "MiB" in screen and "━" in screen  # rich's bar
     assert NAME in screen and "calculating checksum...OK, checksum verified" in screen
+
+
+def test_endless_body_is_bounded_by_the_sources_max_size(
+    pveam: Pveam, srv: TestServer, no_sources: Path
+) -> None:
+    # a server that never ends the body and sends no Content-Length: the source's max-size
+    # (set in sources.cfg) stops it, and the partial file is removed
+    srv.add(f"/tpl/{NAME}", endless=True)
+    add_source("a", srv.url(""), transfer=Transfer(max_size=2 << 20, retries=0))
+    assert "\tmax-size 2M\n" in paths.sources_cfg().read_text()
+    store_index("a", index_text(demo()))
+    res = pveam("download", "local", NAME, timeout=60)
+    assert (res.code, res.err) == (
+        DownloadError.exit_code,
+        "download failed: file too large (limit 2097152 bytes)\n",
+    )
+    assert files() == []
+    assert len(srv.requests_for(f"/tpl/{NAME}")) == 1
+
+
+def test_symlinked_partial_file_is_refused(
+    pveam: Pveam, srv_demo: TestServer, tmp_path: Path
+) -> None:
+    victim = tmp_path / "host-file"
+    victim.write_bytes(b"precious\n")
+    template_cache().mkdir(parents=True)
+    temp_path(template_cache() / NAME).symlink_to(victim)
+    res = pveam("download", "local", NAME)
+    assert res.code == StorageError.exit_code
+    assert res.err.startswith(f"refusing to write '{temp_path(template_cache() / NAME)}'")
+    assert len(res.err.splitlines()) == 1
+    assert victim.read_bytes() == b"precious\n" and srv_demo.seen == []
+
+
+def test_no_room_in_the_template_cache(pveam: Pveam, srv_demo: TestServer) -> None:
+    # a 4 MiB file system for a 5 MiB template: refused before a byte is written, one line
+    cache = template_cache()
+    cache.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(cache)], check=True)
+    try:
+        res = pveam("download", "local", NAME)
+        assert res.code == StorageError.exit_code
+        assert res.err.startswith(f"not enough free space in '{cache}': {len(DATA)} more bytes")
+        assert len(res.err.splitlines()) == 1
+        assert files() == []
+    finally:
+        subprocess.run(["umount", "-l", str(cache)], check=False)

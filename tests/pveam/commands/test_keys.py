@@ -21,6 +21,9 @@ REFERENCE = {
 
 
 def test_reference_keys_show_their_pinning_sources(pveam: Pveam) -> None:
+    # shipped with the package: listed and pinned before any 'key add'
+    listed = {ln.split()[0]: ln.split()[2] for ln in pveam("key", "list").out.splitlines()[1:]}
+    assert listed == {fpr: src for fpr, src in REFERENCE.values()}
     for name, (fpr, _) in REFERENCE.items():
         res = pveam("key", "add", str(reference_file(name)))
         assert (res.code, res.err) == (0, "")
@@ -40,7 +43,9 @@ def test_reference_keys_show_their_pinning_sources(pveam: Pveam) -> None:
     assert sources.count("(in keyring)") == 3 and "not in keyring" not in sources
 
 
-def test_add_list_remove(pveam: Pveam, gpg_keys: TestKeys, no_sources: Path) -> None:
+def test_add_list_remove(
+    pveam: Pveam, gpg_keys: TestKeys, no_sources: Path, empty_keyring: Path
+) -> None:
     trusted, other = gpg_keys.fprs["trusted"], gpg_keys.fprs["other"]
     add_source("mine", "http://example.org", (trusted,))
     res = pveam("key", "add", str(gpg_keys.public["trusted"]))
@@ -71,21 +76,26 @@ def test_add_list_remove(pveam: Pveam, gpg_keys: TestKeys, no_sources: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "message", "code"),
     [
-        (None, "unable to read key file"),
-        (b"not a key\n", "no OpenPGP public key found in"),
+        (None, "key file '{}' does not exist", NotFoundError.exit_code),
+        (b"not a key\n", "no OpenPGP public key found in", VerifyError.exit_code),
     ],
     ids=["missing", "garbage"],
 )
 def test_add_refuses_what_is_not_a_public_key(
-    pveam: Pveam, tmp_path: Path, content: bytes | None, message: str
+    pveam: Pveam,
+    tmp_path: Path,
+    empty_keyring: Path,
+    content: bytes | None,
+    message: str,
+    code: int,
 ) -> None:
     path = tmp_path / "key.asc"
     if content is not None:
         path.write_bytes(content)
     res = pveam("key", "add", str(path))
-    assert res.code == VerifyError.exit_code and res.err.startswith(message)
+    assert res.code == code and res.err.startswith(message.format(path))
     assert pveam("key", "list").out.splitlines()[1:] == []
 
 

@@ -87,3 +87,30 @@ def test_add_refusals(pveam: Pveam, no_sources: Path) -> None:
     assert (res.code, res.err) == (AlreadyExistsError.exit_code, "source 's1' already exists\n")
     res = pveam("source", "remove", "nope")
     assert (res.code, res.err) == (NotFoundError.exit_code, "source 'nope' does not exist\n")
+
+
+def test_add_with_transfer_limits(pveam: Pveam, no_sources: Path) -> None:
+    res = pveam(
+        "source", "add", "slow", "http://198.18.0.1/ct", "--index", "aplinfo.dat",
+        "--fingerprints", FPR, "--read-timeout", "5", "-retries", "1", "--max-size", "2G",
+    )  # fmt: skip
+    assert res.code == 0, res
+    (src,) = sources.load_sources()
+    assert src.transfer == sources.Transfer(read_timeout=5.0, retries=1, max_size=2 << 30)
+    text = paths.sources_cfg().read_text()
+    assert "\tread-timeout 5\n\tretries 1\n\tmax-size 2G\n" in text
+    listed = pveam("source", "list").out
+    assert (
+        "  limits:       connect-timeout 10, read-timeout 5, retries 1, max-size 2G, "
+        "max-index-size 64M\n"
+    ) in listed
+    data = json.loads(pveam("source", "list", "--output-format", "json").out)
+    assert (data[0]["read-timeout"], data[0]["retries"]) == (5.0, 1)
+    res = pveam(
+        "source", "add", "bad", "http://198.18.0.1/x", "--index", "aplinfo.dat",
+        "--fingerprints", FPR, "--retries", "-3", "--read-timeout", "never",
+    )  # fmt: skip
+    assert res.code == ParamError.exit_code
+    assert "retries: value must have a minimum value of 0\n" in res.err
+    assert "read-timeout: type check ('number') failed - got 'never'\n" in res.err
+    assert [s.name for s in sources.load_sources()] == ["slow"]

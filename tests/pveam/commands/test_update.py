@@ -4,14 +4,17 @@ and replay protection), with ctkit's non-zero exit on failure."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from index import store
+from index.sources import Transfer
 from shared import paths
-from shared.errors import DownloadError
+from shared.errors import DownloadError, Interrupted
 from tests.index.conftest import Publisher, index_text, stanza
 from tests.pveam.conftest import Pveam, add_source, store_index
 from tests.shared.http_server import ForwardProxy, TestServer, make_self_signed
@@ -38,7 +41,11 @@ def leftovers() -> list[str]:
 
 def assert_failed_and_kept(pveam: Pveam, log_fragment: str, name: str = "a") -> None:
     res = pveam("update")
-    assert (res.code, res.out, res.err) == (DownloadError.exit_code, "", failed_message())
+    assert (res.code, res.out) == (DownloadError.exit_code, "")
+    # the failing source and its reason on stderr, then upstream's line
+    reason, last = res.err.splitlines()
+    assert reason.startswith(f"source '{name}': ")
+    assert last + "\n" == failed_message()
     assert store.index_path(name).read_text() == OLD
     assert log_fragment in paths.pveam_log().read_text()
     assert leftovers() == []
@@ -147,3 +154,57 @@ def test_proxy_used_for_http_and_https(  # test 19
         assert ("CONNECT", secure.base_url.removeprefix("https://")) in proxy.seen
         assert secure.requests_for("/a/aplinfo.dat.gz")  # reached through the tunnel
     assert store.index_path("tls").read_bytes() == raw == store.index_path("a").read_bytes()
+
+
+def test_stalled_server_gives_up_per_the_sources_timeouts(
+    pveam: Pveam, srv: TestServer, no_sources: Path
+) -> None:
+    # a server that accepts and never answers: read-timeout and retries from sources.cfg
+    srv.add("/slow/aplinfo.dat.asc", stall=60)
+    add_source("slow", srv.url("/slow"), transfer=Transfer(read_timeout=0.5, retries=1))
+    started = time.monotonic()
+    res = pveam("update")
+    assert time.monotonic() - started < 10
+    assert res.code == DownloadError.exit_code
+    assert res.err.splitlines()[0] == (
+        "source 'slow': update failed - no signature file "
+        f"'{paths.aplinfo_dir()}/pveam-slow.tmp.{res.err.split('.tmp.')[1].split('.')[0]}.asc' "
+        f"({srv.url('/slow/aplinfo.dat.asc')}: connection timed out)"
+    )
+    assert len(srv.requests_for("/slow/aplinfo.dat.asc")) == 2
+
+
+def test_default_source_failure_hints_at_removing_it(pveam: Pveam, no_sources: Path) -> None:
+    # a host without internet: the default sources fail; say which and what to do
+    paths.sources_cfg().write_text(
+        "source: proxmox\n\turl http://127.0.0.1:9/images\n\tindex aplinfo-pve-9.dat\n"
+        "\tfingerprints F4E136C67CDCE41AE6DE6FC81140AF8F639E0C39\n\tretries 0\n"
+    )
+    res = pveam("update")
+    assert res.code == DownloadError.exit_code
+    lines = res.err.splitlines()
+    assert lines[0].startswith("source 'proxmox': update failed - no signature file")
+    assert "Connection refused" in lines[0]
+    assert lines[-1] == (
+        "hint: on a host without internet access, remove the default sources "
+        "('pveam source remove proxmox') or set 'enabled 0' in sources.cfg"
+    )
+
+
+def test_sigterm_during_update(pveam: Pveam, srv: TestServer, no_sources: Path) -> None:
+    srv.add("/slow/aplinfo.dat.asc", stall=60)
+    add_source("slow", srv.url("/slow"))
+    proc = pveam.popen("update", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not srv.requests_for("/slow/aplinfo.dat.asc"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, err) == (Interrupted.exit_code, "interrupted by signal\n")
+    assert leftovers() == []

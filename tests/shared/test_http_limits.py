@@ -1,0 +1,131 @@
+"""Downloads that must stop: an endless body, a full disk, a planted partial file, a server
+that never answers (issue items: size bound, O_NOFOLLOW, timeouts)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.errors import StorageError
+from shared.http import Downloader, HttpError, NoSpaceError, RetryPolicy
+from tests.shared.http_server import TestServer
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestServer]:
+    for var in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    with TestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs: a disk that fills up."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def quick(**kw: object) -> Downloader:
+    return Downloader(retry=RetryPolicy(retries=1, backoff=0.01), **kw)  # type: ignore[arg-type]
+
+
+def test_endless_body_stops_at_the_limit(srv: TestServer, tmp_path: Path) -> None:
+    srv.add("/endless", endless=True)
+    dest = tmp_path / "f"
+    started = time.monotonic()
+    with pytest.raises(HttpError, match=r"file too large \(limit 3145728 bytes\)") as err:
+        quick().fetch(srv.url("/endless"), dest, max_size=3 * MIB)
+    assert err.value.discard and not err.value.transient
+    assert dest.stat().st_size <= 3 * MIB
+    assert len(srv.requests_for("/endless")) == 1  # not retried
+    assert time.monotonic() - started < 20
+
+
+def test_content_length_over_the_limit_is_refused_before_writing(
+    srv: TestServer, tmp_path: Path
+) -> None:
+    srv.add("/big", b"x" * (2 * MIB))
+    with pytest.raises(HttpError, match="file too large"):
+        quick().fetch(srv.url("/big"), tmp_path / "f", max_size=MIB)
+    assert not (tmp_path / "f").exists()
+
+
+def test_no_room_for_the_content_length(srv: TestServer, small_fs: Path) -> None:
+    srv.add("/big", b"x" * (12 * MIB))
+    with pytest.raises(NoSpaceError, match="not enough free space"):
+        quick(min_free=MIB).fetch(srv.url("/big"), small_fs / "f")
+    assert not (small_fs / "f").exists()
+    assert len(srv.requests_for("/big")) == 1
+
+
+def test_endless_body_stops_before_the_disk_is_full(srv: TestServer, small_fs: Path) -> None:
+    srv.add("/endless", endless=True)
+    with pytest.raises(NoSpaceError, match="not enough free space"):
+        quick(min_free=MIB).fetch(srv.url("/endless"), small_fs / "f", max_size=1 << 40)
+    st = os.statvfs(small_fs)
+    assert st.f_bavail * st.f_frsize >= MIB  # the reserve was kept
+    assert len(srv.requests_for("/endless")) == 1
+
+
+def test_disk_full_without_reserve_is_a_storage_error(srv: TestServer, small_fs: Path) -> None:
+    srv.add("/endless", endless=True)
+    with pytest.raises(NoSpaceError, match=r"No space left on device|not enough free space"):
+        quick(min_free=0).fetch(srv.url("/endless"), small_fs / "f", max_size=1 << 40)
+    assert len(srv.requests_for("/endless")) == 1  # a full disk is not retried
+
+
+def test_symlinked_partial_file_is_refused(srv: TestServer, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"host file\n")
+    srv.add("/f", b"y" * 100)
+    part = tmp_path / "f.part"
+    part.symlink_to(victim)
+    for resume in (True, False):
+        with pytest.raises(StorageError, match=r"refusing|unable to open"):
+            quick().fetch(srv.url("/f"), part, resume=resume)
+    assert victim.read_bytes() == b"host file\n"
+    assert srv.seen == [] or all(s.path == "/f" for s in srv.seen)
+
+
+def test_hard_linked_partial_file_is_refused(srv: TestServer, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"host file\n")
+    srv.add("/f", b"y" * 100)
+    part = tmp_path / "f.part"
+    os.link(victim, part)
+    with pytest.raises(StorageError, match="refusing"):
+        quick().fetch(srv.url("/f"), part, resume=True)
+    assert victim.read_bytes() == b"host file\n"
+
+
+def test_foreign_partial_file_is_refused(srv: TestServer, tmp_path: Path) -> None:
+    srv.add("/f", b"y" * 100)
+    part = tmp_path / "f.part"
+    part.write_bytes(b"y" * 10)
+    os.chown(part, 65534, 65534)
+    with pytest.raises(StorageError, match="refusing"):
+        quick().fetch(srv.url("/f"), part, resume=True)
+    assert part.read_bytes() == b"y" * 10
+
+
+def test_stalled_server_gives_up_after_the_read_timeout(srv: TestServer, tmp_path: Path) -> None:
+    srv.add("/stall", stall=30)
+    started = time.monotonic()
+    with pytest.raises(HttpError, match="connection timed out"):
+        quick(timeout=(1.0, 0.5)).fetch(srv.url("/stall"), tmp_path / "f")
+    assert time.monotonic() - started < 5
+    assert len(srv.requests_for("/stall")) == 2  # the first try and one retry
