@@ -7,11 +7,11 @@ from index.download import download_template
 from index.lookup import NoSuchTemplate, find_template
 from index.sources import Transfer, load_sources
 from shared.errors import NotFoundError, ParamError
+from shared.signals import interruptible
 from shared.storage import api as storage_api
 
 from ..output import say, warn
 from ..progress import DownloadProgress
-from ..signals import interruptible
 
 MAX_TEMPLATE = 255
 

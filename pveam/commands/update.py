@@ -5,9 +5,9 @@ from __future__ import annotations
 from index import update as index_update
 from index.sources import DEFAULT_SOURCES
 from shared.errors import DownloadError
+from shared.signals import interruptible
 
 from ..output import warn
-from ..signals import interruptible
 
 
 def update() -> None:
