@@ -72,7 +72,8 @@ def tar_extract_command(rootdir: Path | str, idmap: Sequence[IdMapEntry] | None)
 
 
 class _Keeping(ScanSink):
-    """The guard; then ``skip`` drops approved members, and ``keep`` records those it picks."""
+    """``skip`` drops members first (the guard keeps no state of what tar never sees); then
+    the guard; ``keep`` records the approved members it picks."""
 
     def __init__(
         self,
@@ -87,7 +88,7 @@ class _Keeping(ScanSink):
         self._skip = skip
 
     def member(self, member: Member) -> bool:
-        if not self._guard(member) or self._skip(member):
+        if self._skip(member) or not self._guard(member):
             return False
         if self._keep(member):
             self._kept.append(member)
@@ -154,8 +155,9 @@ def extract(
     and the guard's warnings. ``keep`` is asked about every member the guard lets through to tar
     (from the calling thread, before tar gets the member); those it answers True for are
     returned in ``kept`` with their header block and pax records (a stateful ``keep`` bounds
-    how many). ``skip`` is asked the same, first; members it answers True for never reach
-    tar (nor ``keep``). Returns bytes read (``bytes_in``) and fed to tar (``bytes_out``).
+    how many). ``skip`` is asked about every member before the guard; those it answers True
+    for never reach the guard, tar or ``keep``. Returns bytes read (``bytes_in``) and fed to
+    tar (``bytes_out``).
     """
     start = time.monotonic()
     stats = ExtractStats()
