@@ -55,3 +55,12 @@ def test_old_suspend_archive_restores(
     assert payload.read_text() == "written before the backup\n"
     assert payload.stat().st_nlink == 2 and (rootfs / "root/payload-link").samefile(payload)
     assert list((rootfs / "etc/vzdump").iterdir()) == []  # no config copies left in the root
+
+
+def test_old_suspend_archive_on_the_command_line(backups: Backups, vmid: int) -> None:
+    """The real ``pct restore`` from stdin: exit 0 and the skipped links on its console."""
+    from tests.pct.restore.test_cli import pct
+
+    proc = pct("restore", str(vmid), "-", "--rootfs", "local:0.0625", stdin=GOLDEN.read_bytes())
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stdout.splitlines() if ln.startswith("skipping ")] == SKIPPED
