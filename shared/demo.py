@@ -4,6 +4,8 @@ Everything happens below its own root (``CTKIT_ROOT``, default ``/var/tmp/ctkit-
 host's real configuration is never touched. The apps run as separate processes, exactly as a
 user would type them. The Debian root file system made by debootstrap is cached between runs.
 ``KEEP=1`` leaves the demo root to explore (containers stopped, file systems unmounted).
+The containers' ids are ``DEMO_VMID`` and the next one; the default is from the range the
+tests use, far above any real container's id (cgroup names are host-wide).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("CTKIT_ROOT") or "/var/tmp/ctkit-demo")
 CACHE = Path(os.environ.get("CTKIT_CACHE", "/var/tmp/ctkit-cache"))
-VMID = int(os.environ.get("DEMO_VMID", "9100"))
+VMID = int(os.environ.get("DEMO_VMID", "900009100"))
+SECOND_VMID = VMID + 1  # the suspend-mode backup restored beside the original
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 TEMPLATE = "debian-12-ctkitdemo_12.0-1_amd64.tar.zst"
 BIN = Path(sys.executable).parent
@@ -77,8 +80,8 @@ class Demo:
             raise DemoError(f"'{shown}' failed with exit code {proc.returncode}")
         return proc.stdout + proc.stderr
 
-    def ct(self, script: str) -> str:
-        return self.run(["pct", "exec", str(VMID), "--", "sh", "-c", script])
+    def ct(self, script: str, vmid: int = VMID) -> str:
+        return self.run(["pct", "exec", str(vmid), "--", "sh", "-c", script])
 
 
 # --- step 1: the appliance ------------------------------------------------------------------
@@ -237,7 +240,7 @@ def backup_steps(demo: Demo) -> None:
 
 def verify_steps(demo: Demo) -> None:
     """Know the backup: verify it end to end, list it with the result, get one file back."""
-    volid = newest_backup(demo)
+    volid = newest_backup(demo, BTRFS)
     demo.run(["vzdump", "verify", volid])
     demo.run(["vzdump", "list", BTRFS, "--vmid", str(VMID)])
     target = demo.root / "extracted"
@@ -256,22 +259,32 @@ def _collect(demo: Demo, mode: str, log: str) -> None:
             demo.facts[f"{mode}: {label}"] = m.group(1)
 
 
-def newest_backup(demo: Demo) -> str:
-    listing = demo.run(["vzdump", "prune", BTRFS, "--vmid", str(VMID), "--dry-run",
+def newest_backup(demo: Demo, storage: str) -> str:
+    listing = demo.run(["vzdump", "prune", storage, "--vmid", str(VMID), "--dry-run",
                         "--output-format", "json"], show=False)  # fmt: skip
     rows = json.loads(listing)
     return str(max(rows, key=lambda r: r["ctime"])["volid"])
 
 
 def restore_steps(demo: Demo) -> None:
-    volid = newest_backup(demo)
+    snapshot_backup = newest_backup(demo, BTRFS)
+    suspend_backup = newest_backup(demo, "local")
     demo.run(["pct", "destroy", str(VMID), "--force"])
-    demo.run(["pct", "restore", str(VMID), volid, "--storage", BTRFS])
+    demo.run(["pct", "restore", str(VMID), snapshot_backup, "--storage", BTRFS])
     demo.run(["pct", "start", str(VMID)])
-    now = demo.ct("sha256sum -c /root/checksums && cat /root/checksums")
+    check_data(demo, VMID)
+    # the suspend-mode backup too, as a second container beside the first
+    demo.run(["pct", "restore", str(SECOND_VMID), suspend_backup, "--storage", BTRFS])
+    demo.run(["pct", "start", str(SECOND_VMID)])
+    check_data(demo, SECOND_VMID)
+    demo.run(["pct", "destroy", str(SECOND_VMID), "--force"])
+
+
+def check_data(demo: Demo, vmid: int) -> None:
+    now = demo.ct("sha256sum -c /root/checksums && cat /root/checksums", vmid)
     if demo.facts["checksums"].strip() not in now:
-        raise DemoError("restored data differs from what was backed up")
-    print("  data intact: every checksum matches what was written before the backup")
+        raise DemoError(f"restored data of CT {vmid} differs from what was backed up")
+    print(f"  data intact: every checksum matches what was written before the backup (CT {vmid})")
 
 
 def job_steps(demo: Demo) -> None:
@@ -304,9 +317,10 @@ def summary(demo: Demo) -> None:
 def cleanup(demo: Demo) -> None:
     """Stop what the demo started and unmount what it mounted; KEEP=1 keeps the files."""
     lxcpath = demo.root / "var/lib/lxc"
-    if (lxcpath / str(VMID) / "config").exists():
-        subprocess.run(["lxc-stop", "-P", str(lxcpath), "-n", str(VMID), "-k"],
-                       capture_output=True, check=False)  # fmt: skip
+    for vmid in (VMID, SECOND_VMID):
+        if (lxcpath / str(vmid) / "config").exists():
+            subprocess.run(["lxc-stop", "-P", str(lxcpath), "-n", str(vmid), "-k"],
+                           capture_output=True, check=False)  # fmt: skip
     mnt = demo.root / "mnt" / BTRFS
     for _ in range(3):
         if not _mounted(mnt):
@@ -352,7 +366,7 @@ def main() -> int:
         with demo.step("vzdump: suspend mode to local, snapshot mode to btrfs, retention"):
             backup_steps(demo)
             verify_steps(demo)
-        with demo.step("pct destroy, then restore the newest backup and check the data"):
+        with demo.step("pct destroy, restore the newest backup and the suspend-mode one, check"):
             restore_steps(demo)
         with demo.step("A scheduled backup job, run now"):
             job_steps(demo)

@@ -43,6 +43,8 @@ def test_demo_runs_end_to_end(ctroot: Path, vmid: int) -> None:
         "==> Summary",
     ):
         assert expected in out, f"missing {expected!r} in:\n{out[-6000:]}"
+    # both restores checked from inside: the snapshot-mode backup and the suspend-mode one
+    assert out.count("data intact: every checksum matches") == 2, out[-6000:]
     # the demo cleans up after itself: nothing of its root is left mounted or running
     with open("/proc/self/mounts", encoding="utf-8") as fh:
         assert str(ctroot / "demo") not in fh.read()

@@ -1,23 +1,18 @@
-"""Look inside an archive without extracting it: list members, read the backed-up config.
+"""Look inside an archive without extracting it: list its members, or scan until a sink is done.
 
-Both decompress only as far as they must: the scan stops at the first matching member (the
-vzdump config is the first member, so a restore reads about one chunk of a many-GB archive).
+Both decompress only as far as they must (the vzdump config is the first member, so a restore
+reads about one chunk of a many-GB archive to find it: see ``vzdumpformat``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 from shared.archive.codecs import Compression
 from shared.archive.decode import Source, open_decoded
 from shared.archive.pipeline import CHUNK
-from shared.archive.tarformat import AREG, CONT, REG, Member
-from shared.archive.targuard import split_name
+from shared.archive.tarformat import Member
 from shared.archive.tarscan import ScanSink, TarScanner
-from shared.errors import ArchiveError
-
-CONFIG_NAMES = ("./etc/vzdump/pct.conf", "./etc/vzdump/vps.conf")
-MAX_CONFIG = 16 << 20  # a container config larger than this is not a config
 
 
 class _Collect(ScanSink):
@@ -60,27 +55,6 @@ def list_members(
     return out
 
 
-def _key(name: str | bytes) -> bytes | None:
-    parts = split_name(name.encode() if isinstance(name, str) else name)
-    return None if parts is None else b"/".join(parts)
-
-
-def read_first_member(
-    source: Source,
-    names: Sequence[str | bytes] = CONFIG_NAMES,
-    *,
-    compression: Compression | None = None,
-    max_size: int = MAX_CONFIG,
-) -> bytes | None:
-    """The content of the first regular member named like one of ``names``, else None.
-
-    Names compare after dropping ``./`` and duplicate slashes. Reading stops at that member.
-    """
-    sink = _Matcher(names, max_size)
-    scan_until(source, sink, lambda: sink.done, compression=compression)
-    return bytes(sink.content) if sink.done and sink.content is not None else None
-
-
 def scan_until(
     source: Source,
     sink: ScanSink,
@@ -100,30 +74,3 @@ def scan_until(
             scanner.feed(data)
     finally:
         stream.close()
-
-
-class _Matcher(ScanSink):
-    def __init__(self, names: Sequence[str | bytes], max_size: int) -> None:
-        self._keys = {k for k in (_key(n) for n in names) if k}
-        self._max = max_size
-        self.content: bytearray | None = None
-        self.done = False
-
-    def member(self, member: Member) -> bool:
-        if self.content is not None or member.type not in (REG, AREG, CONT):
-            return False
-        if _key(member.name) not in self._keys:
-            return False
-        if member.sparse:
-            raise ArchiveError(f"unsupported sparse config member '{member.display}'")
-        if member.size > self._max:
-            raise ArchiveError(f"config member '{member.display}' is too large")
-        self.content = bytearray()
-        return True
-
-    def data(self, piece: memoryview) -> None:
-        assert self.content is not None
-        self.content += piece
-
-    def member_end(self, member: Member) -> None:
-        self.done = True

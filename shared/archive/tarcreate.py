@@ -42,6 +42,7 @@ from shared.archive.pipeline import (
 )
 from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarformat import BLOCK
+from shared.archive.vzdumpformat import MEMBERS
 from shared.errors import CommandError
 
 # Flags shared with extraction (PVE::Storage::Plugin::COMMON_TAR_FLAGS).
@@ -57,7 +58,6 @@ COMMON_TAR_FLAGS = [
     "--warning=no-file-ignored",
     "--warning=no-xattr-write",
 ]
-CONFIG_MEMBERS = ("./etc/vzdump/pct.conf", "./etc/vzdump/pct.fw")
 ZSTD_JOB_SIZE = 1 << 20
 
 
@@ -65,7 +65,9 @@ ZSTD_JOB_SIZE = 1 << 20
 class CreateSpec:
     """What goes into the archive (vzdump §3.1-3.5).
 
-    ``sources`` are relative to ``snapdir`` (``./`` for rootfs, ``./data`` for ``mp=/data``);
+    The config members come from ``tmpdir``, which must not be ``snapdir`` (see
+    :mod:`~shared.archive.vzdumpformat`). ``sources`` are relative to ``snapdir`` (``./`` for
+    rootfs, ``./data`` for ``mp=/data``);
     ``excludes`` are vzdump's patterns: ``/``-anchored ones match from the root, others at any
     depth. ``idmap`` set = unprivileged container: tar runs in its user namespace and
     ``lost+found`` is excluded at every depth.
@@ -75,7 +77,7 @@ class CreateSpec:
     snapdir: Path
     sources: Sequence[str] = ("./",)
     excludes: Sequence[str] = ()
-    config_members: Sequence[str] = CONFIG_MEMBERS
+    config_members: Sequence[str] = MEMBERS
     idmap: Sequence[IdMapEntry] | None = None
 
 

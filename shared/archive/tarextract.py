@@ -72,21 +72,31 @@ def tar_extract_command(rootdir: Path | str, idmap: Sequence[IdMapEntry] | None)
 
 
 class _Keeping(ScanSink):
-    """The guard, recording the approved members that ``keep`` picks."""
+    """``skip`` drops members first (the guard keeps no state of what tar never sees); then
+    the guard; ``keep`` records the approved members it picks."""
 
     def __init__(
-        self, guard: ExtractGuard, keep: Callable[[Member], bool], kept: list[Member]
+        self,
+        guard: ExtractGuard,
+        keep: Callable[[Member], bool],
+        kept: list[Member],
+        skip: Callable[[Member], bool],
     ) -> None:
         self._guard = guard.member
         self._keep = keep
         self._kept = kept
+        self._skip = skip
 
     def member(self, member: Member) -> bool:
-        if not self._guard(member):
+        if self._skip(member) or not self._guard(member):
             return False
         if self._keep(member):
             self._kept.append(member)
         return True
+
+
+def _never(member: Member) -> bool:
+    return False
 
 
 class _Reader:
@@ -135,6 +145,7 @@ def extract(
     progress: ProgressFn | None = None,
     log: LogFn = lambda line: None,
     keep: Callable[[Member], bool] | None = None,
+    skip: Callable[[Member], bool] | None = None,
 ) -> ExtractStats:
     """Extract ``source`` (a path, or a binary stream such as stdin) into ``rootdir``.
 
@@ -144,7 +155,9 @@ def extract(
     and the guard's warnings. ``keep`` is asked about every member the guard lets through to tar
     (from the calling thread, before tar gets the member); those it answers True for are
     returned in ``kept`` with their header block and pax records (a stateful ``keep`` bounds
-    how many). Returns bytes read (``bytes_in``) and fed to tar (``bytes_out``).
+    how many). ``skip`` is asked about every member before the guard; those it answers True
+    for never reach the guard, tar or ``keep``. Returns bytes read (``bytes_in``) and fed to
+    tar (``bytes_out``).
     """
     start = time.monotonic()
     stats = ExtractStats()
@@ -159,7 +172,9 @@ def extract(
     argv = tar_extract_command(rootdir, idmap)
     text = command_text([argv])
     guard = ExtractGuard(allow_devices=not idmap, drop_devices=ignore_unpack_errors, warn=warn)
-    sink: ScanSink = guard if keep is None else _Keeping(guard, keep, stats.kept)
+    sink: ScanSink = guard
+    if keep is not None or skip is not None:
+        sink = _Keeping(guard, keep or _never, stats.kept, skip or _never)
     scanner = TarScanner(sink, forward=True)
     try:
         tar = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.archive.decode import open_decoded
-from shared.archive.members import CONFIG_NAMES
 from shared.archive.pipeline import CHUNK
 from shared.archive.tarformat import AREG, CONT, REG, Member
 from shared.archive.targuard import split_name
 from shared.archive.tarscan import ScanSink, TarScanner
+from shared.archive.vzdumpformat import MEMBERS
 from shared.ctconfig.config import parse_config
 from shared.errors import ArchiveError, VerifyError
 
@@ -29,7 +29,7 @@ from .sidecar import Verification, now, record
 
 MAX_CONFIG = 1 << 20
 MAX_LOG = 64 << 20
-_CONFIG_KEYS = {b"/".join(split_name(n.encode()) or ()) for n in CONFIG_NAMES}
+_CONFIG_KEYS = {b"/".join(split_name(n.encode()) or ()) for n in MEMBERS}
 _TOTAL_RE = re.compile(r"Total bytes written: ([0-9]+)")
 
 

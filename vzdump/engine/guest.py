@@ -15,6 +15,7 @@ from typing import IO, Any
 from shared import atomic, paths, signals
 from shared.archive.codecs import zstd_threads
 from shared.archive.tarcreate import CreateSpec, create
+from shared.archive.vzdumpformat import write_members
 from shared.backups.locate import archive_file
 from shared.backups.verify import verify
 from shared.ctconfig import store
@@ -244,16 +245,11 @@ class GuestBackup:
     # --- the archive ---------------------------------------------------------------------
 
     def _assemble(self, conf: Config) -> None:
-        """pct.conf and pct.fw into <tmpdir>/etc/vzdump (in suspend mode: into the copy)."""
+        """The config members into <tmpdir> (apart from suspend mode's copy of the data)."""
         assert self.tmpdir is not None
-        etc = self.tmpdir / "etc/vzdump"
-        etc.mkdir(parents=True, exist_ok=True)
-        (etc / "pct.conf").write_bytes(conf.for_backup().to_bytes())
         fw = paths.firewall_conf(self.vmid)
-        (etc / "pct.fw").write_bytes(fw.read_bytes() if fw.is_file() else b"")
-        uid, gid = config_root_ids(conf)
-        for path in (etc.parent, etc, etc / "pct.conf", etc / "pct.fw"):
-            os.chown(path, uid, gid)
+        firewall = fw.read_bytes() if fw.is_file() else b""
+        write_members(self.tmpdir, conf.for_backup().to_bytes(), firewall, config_root_ids(conf))
 
     def _archive(self, run: modes.GuestRun, snapdir: Path) -> None:
         assert self.tmpdir is not None and self.target is not None

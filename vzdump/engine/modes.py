@@ -52,6 +52,12 @@ class GuestRun:
     def hook(self, phase: str) -> None:
         self.hooks.run(phase, self.mode, self.vmid, env=self.hook_env)
 
+    @property
+    def copydir(self) -> Path:
+        """Suspend mode's copy of the data: apart from the config members in ``tmpdir``, which
+        tar would otherwise meet twice (as hard links to themselves)."""
+        return self.tmpdir / "rootfs"
+
     def included_keys(self) -> set[str]:
         return {mp.key for mp in self.included}
 
@@ -170,12 +176,12 @@ def rsync_argv(run: GuestRun, pid: int, nfs: bool) -> list[str]:
     root = f"/proc/{pid}/root/"
     argv.append(f"{root}/./")
     argv += [f"{root}/.{mp.path}" for mp in run.included if mp.key != "rootfs"]
-    argv.append(str(run.tmpdir))
+    argv.append(str(run.copydir))
     return argv
 
 
 def rsync(run: GuestRun, argv: list[str], which: str) -> None:
-    run.log(f"starting {which} sync {argv[-2] if len(argv) > 1 else ''} to {run.tmpdir}")
+    run.log(f"starting {which} sync {argv[-2] if len(argv) > 1 else ''} to {argv[-1]}")
     started = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     for line in proc.stderr.splitlines():
@@ -222,7 +228,7 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
                 cgroup.thaw()
     if run.frozen_seconds is not None:
         run.log(f"frozen window: {run.frozen_seconds:.3f} s")
-    yield run.tmpdir
+    yield run.copydir
 
 
 # --- snapshot -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pct.ops.restore import merge_config, size_in_gib
+from pct.ops.restore_plan import merge_config, size_in_gib
 from shared import paths
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, parse_config

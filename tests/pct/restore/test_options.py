@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pct.ops import restore as restore_module
+from pct.ops import restore_tree
 from shared.errors import StorageError
 from shared.tasklog import Progress
 from tests.pct.restore.conftest import BASE_CONF, Backups, leftovers
@@ -49,7 +49,7 @@ def test_progress_reports_archive_bytes(
         bars.append(bar)
         return bar
 
-    monkeypatch.setattr(restore_module, "Progress", progress)
+    monkeypatch.setattr(restore_tree, "Progress", progress)
     backups.restore(vmid, archive, progress=True)
     assert [bar.total for bar in bars] == [size]
     assert bars[0].done == size  # every byte of the archive counted once

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pct.ops.restore import PremadeEntries, apply_premade_entries, premade_dirs
+from pct.ops.restore_tree import PremadeEntries, apply_premade_entries, premade_dirs
 from shared.archive.tarformat import Member
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.ctconfig.config import Config

@@ -241,8 +241,8 @@ def test_other_compressions_and_paths(backups: Backups, vmid: int, compress: str
 def test_suspend_mode_layout(
     backups: Backups, vmid: int, mounted_volume: Callable[[Path], Path]
 ) -> None:
-    """Suspend mode: the data tree is vzdump's tmpdir, so the config members come twice; the
-    first pair counts and no copy stays in the container."""
+    """A data tree with pct.conf/pct.fw of its own (the guest's files, or the copies in
+    earlier suspend-mode archives): the first pair counts, no copy stays in the container."""
     tree = backups.tree()
     (tree / "etc/vzdump").mkdir()
     (tree / "etc/vzdump/pct.conf").write_text(BASE_CONF.replace("1024", "9999"))
