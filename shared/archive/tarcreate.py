@@ -43,6 +43,7 @@ from shared.archive.pipeline import (
 from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarformat import BLOCK
 from shared.errors import CommandError
+from shared.safefile import open_for_write
 
 # Flags shared with extraction (PVE::Storage::Plugin::COMMON_TAR_FLAGS).
 COMMON_TAR_FLAGS = [
@@ -229,7 +230,7 @@ def create(
     bucket = TokenBucket.from_kib(bwlimit_kib)
     out_path = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else None
     if out_path is not None:
-        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = open_for_write(out_path)  # never through a symlink planted under the name
     else:
         fd = dest.fileno()  # type: ignore[union-attr]
     stages: list[list[str]] = [command.argv]

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from shared import atomic, paths
+from shared import owner as owners
 from shared.archive.tarcreate import CreateSpec, create
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.errors import CtkitError, Interrupted, NotFoundError
 from shared.locks import config_lock
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery
 from shared.runtime.ctview import config_idmap, config_root_ids
 from shared.storage.api import set_backup_notes, set_backup_protected
 from shared.tasklog import Progress, timestamp
@@ -80,6 +81,7 @@ class GuestBackup:
         self.target: Target | None = None
         self.tmpdir: Path | None = None
         self.size: int | None = None
+        self.owner: owners.Owner | None = None
         self.name = f"CT{vmid}"
         # the mode hooks are told: the requested one until the effective one is known (§4.5)
         self.mode = str(self.opts.get("mode", "snapshot"))
@@ -104,6 +106,8 @@ class GuestBackup:
             return self._finish(error)
 
     def _before_log(self) -> Config:
+        # a vzdump killed earlier may have left this CT frozen, stopped or locked
+        recovery.recover(self.vmid, self.log.info, self.log.warn)
         conf = store.load_or_none(self.vmid)
         if conf is None:
             raise NotFoundError(f"unable to find VM '{self.vmid}'")
@@ -115,6 +119,8 @@ class GuestBackup:
         self.tmpdir, note = temp_dir(self.opts.get("tmpdir"), self.target, self.vmid)
         if note:
             self.log.task_only(note)
+        dat = str(self.target.dat) if self.target.dat is not None else ""
+        self.owner = owners.claim(self.vmid, "vzdump", tmpdir=str(self.tmpdir), dat=dat)
         fresh_dir(self.tmpdir)
         # tar of an unprivileged CT runs as the CT's root: it must be able to read the tmpdir
         os.chown(self.tmpdir, *config_root_ids(conf))
@@ -162,6 +168,7 @@ class GuestBackup:
             excludes=exclude_patterns(self.opts),
             mode=mode,
             hook_env=self._hook_env(),
+            owner=self.owner,
         )
 
     def _hook_env(self) -> dict[str, str]:
@@ -210,6 +217,8 @@ class GuestBackup:
         with config_lock(self.vmid):
             conf = store.load(self.vmid)
             store.set_lock(conf, "backup")
+            if self.owner is not None:
+                owners.update(self.owner, lock="backup", mode=self.mode)
             store.save(conf)
         self.locked = True
 
@@ -337,6 +346,8 @@ class GuestBackup:
                 self.target.dat.unlink()
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.owner is not None and not self.locked:
+            owners.release(self.owner)  # a lock we failed to drop stays recorded as ours
 
     def _finish(self, error: str | None) -> GuestResult:
         self._cleanup()

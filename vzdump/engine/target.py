@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import paths
+from shared import paths, safefile
 from shared.archive.codecs import Compression
 from shared.formats.archivename import archive_extension, backup_basename, temp_archive_name
 
@@ -66,8 +65,7 @@ def temp_dir(tmpdir: str | None, target: Target, vmid: int) -> tuple[Path, str |
 
 
 def fresh_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, mode=0o700)
+    safefile.fresh_dir(path, 0o700)
 
 
 def format_size(nbytes: int) -> str:
