@@ -263,6 +263,12 @@ def create(
     return stats
 
 
+def _failure(sink: _Sink, err: Exception) -> str:
+    """``zstd: No space left on device``: the in-process stage's name and the reason."""
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return f"{sink.label[0] if sink.label else 'write'}: {reason}"
+
+
 def _run(
     argv: list[str],
     sink: _Sink,
@@ -296,7 +302,7 @@ def _run(
                 sink_status = 1  # the compressor died; its exit status and stderr tell why
                 break
             except (OSError, zstandard.ZstdError) as err:
-                sink_status, hint = 1, f"{' '.join(sink.label) or 'write'}: {err}"
+                sink_status, hint = 1, _failure(sink, err)
                 break
             drain(lines, log)
             if progress is not None:
@@ -305,7 +311,7 @@ def _run(
             try:
                 sink_status = sink.close()
             except (OSError, zstandard.ZstdError) as err:
-                sink_status, hint = 1, f"{' '.join(sink.label) or 'write'}: {err}"
+                sink_status, hint = 1, _failure(sink, err)
         if sink_status:
             sink_status = sink.abort()
         if hint is not None:

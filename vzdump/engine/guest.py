@@ -39,6 +39,7 @@ from .target import (
     fs_type,
     pigz_threads,
     temp_dir,
+    unused_start,
     zstd_threads,
 )
 
@@ -115,7 +116,8 @@ class GuestBackup:
         retention.precheck(self.opts, self.env.storage, self.env.dumpdir, self.vmid)
         compress = str(self.opts.get("compress", "0"))
         stdout = self.env.stdout is not None
-        self.target = Target.make(self.env.dumpdir, self.vmid, compress, stdout, time.time())
+        when = unused_start(self.env.dumpdir, self.vmid)
+        self.target = Target.make(self.env.dumpdir, self.vmid, compress, stdout, when)
         self.tmpdir, note = temp_dir(self.opts.get("tmpdir"), self.target, self.vmid)
         if note:
             self.log.task_only(note)
@@ -300,7 +302,8 @@ class GuestBackup:
             )
         if self.target.archive is not None and self.target.dat is not None:
             try:
-                atomic.commit_file(self.target.dat, self.target.archive)
+                # never over an archive that appeared meanwhile (another host on shared storage)
+                atomic.commit_file(self.target.dat, self.target.archive, overwrite=False)
             except OSError as err:
                 raise CtkitError(
                     f"unable to rename '{self.target.dat}' to '{self.target.archive}': {err}"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared import paths, safefile
 from shared.archive.codecs import Compression
+from shared.errors import AlreadyExistsError
 from shared.formats.archivename import archive_extension, backup_basename, temp_archive_name
 
 # file systems where the temp dir may live next to the archive (vzdump §2.3)
@@ -43,6 +45,23 @@ class Target:
             dat=None if stdout else dumpdir / temp_archive_name(archive.name),
             logfile=dumpdir / f"{base}.log",
         )
+
+
+NAME_TRIES = 3
+
+
+def unused_start(dumpdir: Path, vmid: int) -> float:
+    """A start time whose names are all free in ``dumpdir``. The names have one-second
+    resolution: a second run of the same guest within that second waits for the next one
+    instead of replacing the first run's archive and log."""
+    base = ""
+    for _ in range(NAME_TRIES):
+        when = time.time()
+        base = backup_basename(vmid, when)
+        if not any(dumpdir.glob(f"{base}.*")):
+            return when
+        time.sleep(1.01 - when % 1)
+    raise AlreadyExistsError(f"backup files '{dumpdir / base}.*' already exist")
 
 
 def fs_type(path: Path) -> str:
