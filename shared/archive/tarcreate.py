@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import select
 import stat
 import subprocess
 import time
@@ -42,7 +43,7 @@ from shared.archive.pipeline import (
 )
 from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarformat import BLOCK
-from shared.errors import CommandError
+from shared.errors import CommandError, OutputClosed
 from shared.safefile import open_for_write
 
 # Flags shared with extraction (PVE::Storage::Plugin::COMMON_TAR_FLAGS).
@@ -250,7 +251,14 @@ def create(
         if sink.label:
             stages.append(sink.label)
         text = command_text(stages, out_path)
-        stats = _run(command.argv, sink, text, bucket, progress, log, lines)
+        try:
+            stats = _run(command.argv, sink, text, bucket, progress, log, lines)
+        except CommandError:
+            # a stream whose reader went away (``| head``): the user's own pipe, not a failure
+            # of this pipeline; tar and the compressor are gone already
+            if out_path is None and reader_gone(fd):
+                raise OutputClosed() from None
+            raise
         if out_path is not None and fsync:
             os.fsync(fd)
         st = os.fstat(fd)
@@ -261,6 +269,13 @@ def create(
     stats.seconds = time.monotonic() - start
     stats.warnings = command.warnings
     return stats
+
+
+def reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe or socket whose reading end has been closed."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in poller.poll(0))
 
 
 def _failure(sink: _Sink, err: Exception) -> str:

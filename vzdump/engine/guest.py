@@ -17,7 +17,7 @@ from shared import owner as owners
 from shared.archive.tarcreate import CreateSpec, create
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.errors import CtkitError, Interrupted, NotFoundError
+from shared.errors import CtkitError, Interrupted, NotFoundError, OutputClosed
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
 from shared.runtime.ctview import config_idmap, config_root_ids
@@ -358,9 +358,14 @@ class GuestBackup:
         if error is None:
             self.log.info(f"Finished Backup of VM {self.vmid} ({format_duration(elapsed)})")
             self.log.task_only(f"Backup finished at {timestamp()}")
+        elif error == OutputClosed().message:
+            # the user's own pipe stopped reading: said plainly, not as a backup failure
+            self.log.info(f"Backup of VM {self.vmid} stopped - {error}")
+            self.log.task_only(f"Stopped at {timestamp()}")
         else:
             self.log.error(f"Backup of VM {self.vmid} failed - {error}")
             self.log.task_only(f"Failed at {timestamp()}")
+        if error is not None:
             try:
                 self._hook("backup-abort")
             except CtkitError as err:
