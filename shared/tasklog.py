@@ -60,9 +60,14 @@ class TaskLog:
 
     def _print(self, text: str) -> None:
         """Console output; a closed console (``vzdump ... | head``) must not end the task:
-        its lines still go to the log files."""
+        its lines still go to the log files. A progress bar on the same terminal is cleared
+        for the line and drawn again below it."""
         try:
-            print(text, file=self.stream, flush=True)
+            bar = Progress.active
+            if bar is not None and bar.shares_stream(self.stream):
+                bar.print_above(text)
+            else:
+                print(text, file=self.stream, flush=True)
         except (BrokenPipeError, ValueError, OSError):
             self.console_gone = True
 
@@ -95,7 +100,14 @@ def human_bytes(n: float) -> str:
 
 
 class Progress:
-    """Bytes, rate and ETA: a rich bar on a terminal, a plain line every few seconds otherwise."""
+    """Bytes, rate and ETA: a rich bar on a terminal, a plain line every few seconds otherwise.
+
+    While a bar is shown it is :attr:`active`: task-log lines for the same terminal go through
+    :meth:`print_above`, so no line is ever written onto the bar. ``total`` may be an estimate;
+    a count that passes it raises it (the bar never shows more than 100 %).
+    """
+
+    active: Progress | None = None
 
     def __init__(
         self,
@@ -139,11 +151,31 @@ class Progress:
             )
             self._rich.start()
             self._task = self._rich.add_task(self.label, total=self.total)
+            Progress.active = self
         return self
+
+    def shares_stream(self, stream: IO[str]) -> bool:
+        """Whether ``stream`` writes where the bar is drawn (the same file or terminal)."""
+        if self._rich is None:
+            return False
+        if stream is self.stream:
+            return True
+        try:
+            return stream.fileno() == self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    def print_above(self, text: str) -> None:
+        """One plain line above the bar (rich clears the bar, prints, draws it again)."""
+        self._rich.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
     def update(self, nbytes: int) -> None:
         """Record ``nbytes`` more bytes done."""
         self.done += nbytes
+        if self.total is not None and self.done > self.total:
+            self.total = self.done  # the estimate was low
+            if self._rich is not None:
+                self._rich.update(self._task, total=self.total)
         if self._rich is not None:
             self._rich.update(self._task, completed=self.done)
             return
@@ -167,6 +199,8 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         if self._rich is not None:
+            if Progress.active is self:
+                Progress.active = None
             self._rich.stop()
 
 

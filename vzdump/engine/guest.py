@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from .target import (
     fs_type,
     pigz_threads,
     temp_dir,
+    tree_bytes,
     unused_start,
     zstd_threads,
 )
@@ -283,7 +285,9 @@ class GuestBackup:
         assert self.target is not None
         compress = COMPRESSION[str(self.opts.get("compress", "0"))]
         label = f"backup of CT {self.vmid}"
-        with Progress(label, interval=30.0) as prog:
+        # the bar's total, worth its metadata walk only where a bar is drawn
+        total = tree_bytes(spec.snapdir, list(spec.sources)) if sys.stderr.isatty() else None
+        with Progress(label, total, interval=30.0) as prog:
             last = [0]
 
             def progress(done: int) -> None:

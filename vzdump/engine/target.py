@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -62,6 +63,34 @@ def unused_start(dumpdir: Path, vmid: int) -> float:
             return when
         time.sleep(1.01 - when % 1)
     raise AlreadyExistsError(f"backup files '{dumpdir / base}.*' already exist")
+
+
+TAR_HEADER = 512
+
+
+def tree_bytes(root: Path, sources: list[str]) -> int:
+    """About how many bytes tar will stream for ``sources`` below ``root`` (file sizes plus a
+    header each, one file system per source as ``--one-file-system``): the progress bar's
+    total. Metadata only, and tar reads the same inodes right after from the cache."""
+    total = 0
+    for source in sources:
+        top = root / source
+        try:
+            dev = os.lstat(top).st_dev
+        except OSError:
+            continue
+        stack = [str(top)]
+        while stack:
+            with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    total += TAR_HEADER
+                    if entry.is_dir(follow_symlinks=False):
+                        if st.st_dev == dev:
+                            stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += st.st_size
+    return total
 
 
 def fs_type(path: Path) -> str:
