@@ -6,6 +6,7 @@ gets the same lines prefixed with the local time ``YYYY-MM-DD HH:MM:SS``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -63,11 +64,7 @@ class TaskLog:
         its lines still go to the log files. A progress bar on the same terminal is cleared
         for the line and drawn again below it."""
         try:
-            bar = Progress.active
-            if bar is not None and bar.shares_stream(self.stream):
-                bar.print_above(text)
-            else:
-                print(text, file=self.stream, flush=True)
+            console_line(text, self.stream)
         except (BrokenPipeError, ValueError, OSError):
             self.console_gone = True
 
@@ -84,6 +81,25 @@ class TaskLog:
 
     def plain(self, message: str) -> None:
         self._emit(None, message)
+
+
+def console_line(text: str, stream: IO[str] | None = None) -> None:
+    """Print one line to ``stream`` (default stdout); when a progress bar is drawn on the same
+    terminal (also through another descriptor: stdout and stderr on one tty), above the bar."""
+    stream = stream if stream is not None else sys.stdout
+    bar = Progress.active
+    if bar is not None and bar.shares_stream(stream):
+        bar.print_above(text)
+    else:
+        print(text, file=stream, flush=True)
+
+
+def _same_file(one: IO[str], other: IO[str]) -> bool:
+    try:
+        a, b = os.fstat(one.fileno()), os.fstat(other.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
 
 
 def human_bytes(n: float) -> str:
@@ -160,10 +176,10 @@ class Progress:
             return False
         if stream is self.stream:
             return True
-        try:
-            return stream.fileno() == self.stream.fileno()
-        except (AttributeError, OSError, ValueError):
+        if not _same_file(stream, self.stream):
             return False
+        stream.flush()  # what was printed before goes first
+        return True
 
     def print_above(self, text: str) -> None:
         """One plain line above the bar (rich clears the bar, prints, draws it again)."""

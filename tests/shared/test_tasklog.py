@@ -92,3 +92,23 @@ def test_bar_on_a_terminal_shows_total_and_eta_and_log_lines_go_above_it() -> No
     assert "48.0/48.0 MiB" in frames
     shown = screen(raw)
     assert shown == [f"INFO: line {n}" for n in range(8)] + ["INFO: after the bar"], shown
+
+
+def test_lines_on_another_descriptor_of_the_same_terminal_go_above_the_bar() -> None:
+    """pct restore: its lines go to stdout, the bar to stderr, both the same terminal."""
+    master, slave = open_pty()
+    out = os.fdopen(os.dup(slave), "w", encoding="utf-8")
+    err = os.fdopen(slave, "w", encoding="utf-8")
+    other_r, other_w = os.pipe()
+    with tasklog.Progress("restoring", 8 << 20, stream=err) as bar:
+        for step in range(4):
+            bar.update(2 << 20)
+            time.sleep(0.15)
+            tasklog.console_line(f"extracting {step}", out)
+        assert not bar.shares_stream(os.fdopen(other_w, "w"))  # another file entirely
+    out.close()
+    err.close()
+    os.close(other_r)
+    raw = read_all(master)
+    os.close(master)
+    assert screen(raw) == [f"extracting {n}" for n in range(4)], raw
