@@ -6,6 +6,7 @@ A crash at any instant leaves either the old file or the new one under the final
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -74,13 +75,34 @@ def write_text(path: Path | str, text: str, mode: int | None = None) -> None:
     write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
-def commit_file(tmp: Path | str, final: Path | str) -> None:
-    """Rename a finished temp file onto its final name (same directory) after fsyncing it."""
+def commit_file(tmp: Path | str, final: Path | str, *, overwrite: bool = True) -> None:
+    """Rename a finished temp file onto its final name (same directory) after fsyncing it.
+
+    With ``overwrite=False`` an existing ``final`` is never replaced (FileExistsError): the
+    file is linked under its final name, which fails atomically when the name is taken.
+    """
     tmp, final = Path(tmp), Path(final)
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, final)
+    if overwrite:
+        os.replace(tmp, final)
+    else:
+        _link_no_replace(tmp, final)
     fsync_dir(final.parent)
+
+
+def _link_no_replace(tmp: Path, final: Path) -> None:
+    try:
+        os.link(tmp, final, follow_symlinks=False)
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        # a file system without hard links: the check and the rename are two steps here
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(final)) from None
+        os.rename(tmp, final)
+        return
+    os.unlink(tmp)

@@ -104,6 +104,16 @@ class JobError(CtkitError):
     meaning = "a backup job finished with errors (at least one guest failed)"
 
 
+class OutputClosed(CtkitError):
+    exit_code = 141
+    meaning = "the reader of the output closed it early (`vzdump --stdout` piped into `head`)"
+
+    def __init__(
+        self, message: str = "the reader closed stdout - the archive written there is incomplete"
+    ) -> None:
+        super().__init__(message)
+
+
 class Interrupted(CtkitError):
     exit_code = 130
     meaning = "interrupted by a signal"

@@ -6,6 +6,7 @@ gets the same lines prefixed with the local time ``YYYY-MM-DD HH:MM:SS``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -60,9 +61,10 @@ class TaskLog:
 
     def _print(self, text: str) -> None:
         """Console output; a closed console (``vzdump ... | head``) must not end the task:
-        its lines still go to the log files."""
+        its lines still go to the log files. A progress bar on the same terminal is cleared
+        for the line and drawn again below it."""
         try:
-            print(text, file=self.stream, flush=True)
+            console_line(text, self.stream)
         except (BrokenPipeError, ValueError, OSError):
             self.console_gone = True
 
@@ -81,6 +83,25 @@ class TaskLog:
         self._emit(None, message)
 
 
+def console_line(text: str, stream: IO[str] | None = None) -> None:
+    """Print one line to ``stream`` (default stdout); when a progress bar is drawn on the same
+    terminal (also through another descriptor: stdout and stderr on one tty), above the bar."""
+    stream = stream if stream is not None else sys.stdout
+    bar = Progress.active
+    if bar is not None and bar.shares_stream(stream):
+        bar.print_above(text)
+    else:
+        print(text, file=stream, flush=True)
+
+
+def _same_file(one: IO[str], other: IO[str]) -> bool:
+    try:
+        a, b = os.fstat(one.fileno()), os.fstat(other.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
+
+
 def human_bytes(n: float) -> str:
     """``1.1GiB`` style, as tar's --totals and Proxmox's progress lines print sizes."""
     units = ["B", "KiB", "MiB", "GiB", "TiB"]
@@ -95,7 +116,14 @@ def human_bytes(n: float) -> str:
 
 
 class Progress:
-    """Bytes, rate and ETA: a rich bar on a terminal, a plain line every few seconds otherwise."""
+    """Bytes, rate and ETA: a rich bar on a terminal, a plain line every few seconds otherwise.
+
+    While a bar is shown it is :attr:`active`: task-log lines for the same terminal go through
+    :meth:`print_above`, so no line is ever written onto the bar. ``total`` may be an estimate;
+    a count that passes it raises it (the bar never shows more than 100 %).
+    """
+
+    active: Progress | None = None
 
     def __init__(
         self,
@@ -139,11 +167,31 @@ class Progress:
             )
             self._rich.start()
             self._task = self._rich.add_task(self.label, total=self.total)
+            Progress.active = self
         return self
+
+    def shares_stream(self, stream: IO[str]) -> bool:
+        """Whether ``stream`` writes where the bar is drawn (the same file or terminal)."""
+        if self._rich is None:
+            return False
+        if stream is self.stream:
+            return True
+        if not _same_file(stream, self.stream):
+            return False
+        stream.flush()  # what was printed before goes first
+        return True
+
+    def print_above(self, text: str) -> None:
+        """One plain line above the bar (rich clears the bar, prints, draws it again)."""
+        self._rich.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
     def update(self, nbytes: int) -> None:
         """Record ``nbytes`` more bytes done."""
         self.done += nbytes
+        if self.total is not None and self.done > self.total:
+            self.total = self.done  # the estimate was low
+            if self._rich is not None:
+                self._rich.update(self._task, total=self.total)
         if self._rich is not None:
             self._rich.update(self._task, completed=self.done)
             return
@@ -167,6 +215,8 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         if self._rich is not None:
+            if Progress.active is self:
+                Progress.active = None
             self._rich.stop()
 
 

@@ -49,6 +49,8 @@ from typing import Any
 from shared import atomic, locks, paths
 from shared.errors import ConfigError, LockError, NotFoundError, ParamError, StateError
 from shared.formats.sectionconfig import Section
+from shared.owner import process_start
+from shared.runtime.recovery import recover_all
 
 from . import calendar
 from .jobs import config, state
@@ -102,19 +104,6 @@ def _book_lock_path() -> Path:
 # --- UPIDs and process liveness ---------------------------------------------------------------
 
 UPID_RE = re.compile(r"UPID:[^:]+:([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):[0-9A-Fa-f]{8}:")
-
-
-def process_start(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (/proc/<pid>/stat field 22), or None
-    when there is no such process or it is a zombie."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    fields = raw.rsplit(")", 1)[-1].split()  # the command name may contain spaces
-    if len(fields) < 20 or fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 def make_upid(pid: int, job_id: str, started: int, node: str | None = None) -> str:
@@ -276,6 +265,9 @@ def _run_pass(
     clock: Clock, runner: Runner, first_pass: bool, log: Log
 ) -> list[tuple[str, Outcome]]:
     start = clock()
+    # a backup killed since the last pass left its containers frozen/stopped/locked: undo that
+    # before any job meets them
+    recover_all(log)
     cfg = config.read_jobs()
     for warning in cfg.warnings:
         log(f"jobs.cfg: {warning}")

@@ -69,7 +69,7 @@ def set_(
 
 def unlock(vmid: VmidArg) -> None:
     """Remove any lock of the container."""
-    setconf.unlock(vmid)
+    setconf.unlock(vmid, log=log_line)
 
 
 def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from shared.ctconfig import store
 from shared.errors import CtkitError, StateError
-from shared.runtime import lifecycle, lxcapi
+from shared.runtime import lifecycle, lxcapi, recovery
 
 from ..ops import mount as mount_ops
 from .common import VmidArg, echo, log_line
@@ -30,6 +30,9 @@ def start(
     debug: Annotated[bool | None, typer.Option(help="Debug log level (ignored).")] = None,
 ) -> None:
     """Start the container."""
+    dead = recovery.recover(vmid, log_line)
+    if dead is not None and dead.stopped and lxcapi.is_running(vmid):
+        return  # the recovery of a killed stop-mode backup started it already
     lifecycle.start(vmid, skiplock=bool(skiplock), log=log_line)
 
 

@@ -5,29 +5,39 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery
 from shared.runtime.cgroups import CGroup
+from shared.runtime.runstate import run_status
 
 DEFAULT_MAXDISK = 4 << 30
+Log = Callable[[str], None]
 
 
-def list_rows() -> list[dict[str, Any]]:
-    """One row per container of this node, in VMID order."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def list_rows(log: Log = _stderr) -> list[dict[str, Any]]:
+    """One row per container of this node, in VMID order (what a killed backup left behind is
+    recovered first, and said on ``log``)."""
     rows = []
     for vmid in store.list_vmids():
+        recovery.recover(vmid, log)
         conf = store.load_or_none(vmid)
         if conf is None:
             continue
         rows.append(
             {
                 "vmid": vmid,
-                "status": "running" if lxcapi.is_running(vmid) else "stopped",
+                "status": run_status(vmid),
                 "lock": conf.lock or "",
                 "name": _name(conf),
             }
@@ -48,10 +58,12 @@ def _name(conf: Config) -> str:
     return re.sub(r"\s", "", str(host)) if host else f"CT{conf.vmid}"
 
 
-def status(vmid: int, *, verbose: bool = False) -> dict[str, Any]:
+def status(vmid: int, *, verbose: bool = False, log: Log = _stderr) -> dict[str, Any]:
+    recovery.recover(vmid, log)
     conf = store.load(vmid)
-    running = lxcapi.is_running(vmid)
-    data: dict[str, Any] = {"status": "running" if running else "stopped"}
+    state = run_status(vmid)
+    running = state != "stopped"
+    data: dict[str, Any] = {"status": state}
     if not verbose:
         return data
     rootfs = next((m for m in conf.mountpoints() if m.key == "rootfs"), None)

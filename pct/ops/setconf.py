@@ -12,7 +12,7 @@ from shared.ctconfig.pending import apply_pending, update_pending
 from shared.errors import CtkitError, ParamError
 from shared.locks import config_lock
 from shared.net.shaping import link_mtu
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery
 from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import limits
 from shared.runtime.lxcconf import pick_cpus
@@ -124,7 +124,10 @@ def _apply_cgroup(conf: Config, keys: set[str]) -> dict[str, str]:
     return errors
 
 
-def unlock(vmid: int) -> None:
+def unlock(vmid: int, log: Log = print) -> None:
+    """Remove the lock; a dead backup's lock is recovered (thaw, restart, cleanup) instead."""
+    if recovery.recover(vmid, log) is not None and not store.load(vmid).lock:
+        return
     with config_lock(vmid):
         conf = store.load(vmid)
         store.remove_lock(conf)

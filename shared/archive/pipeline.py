@@ -136,8 +136,11 @@ def command_text(stages: Sequence[Sequence[str]], output: str | None = None) -> 
     return text
 
 
-def pipeline_failed(text: str, statuses: Sequence[int], hint: str | None = None) -> None:
-    """Raise like bash ``set -o pipefail``: the rightmost non-zero status decides."""
+def pipeline_failed(text: str, statuses: Sequence[int], reason: str | None = None) -> None:
+    """Raise like bash ``set -o pipefail``: the rightmost non-zero status decides. ``reason``
+    is what an in-process stage knows about its failure (``zstd: No space left on device``):
+    no stderr carries it, so it goes into the one error line."""
     failed = [s for s in statuses if s != 0]
     if failed:
-        raise CommandError(f"command '{text}' failed: exit code {failed[-1]}", hint=hint)
+        message = f"command '{text}' failed: exit code {failed[-1]}"
+        raise CommandError(f"{message} - {reason}" if reason else message)

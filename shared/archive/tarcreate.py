@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import select
 import stat
 import subprocess
 import time
@@ -43,7 +44,8 @@ from shared.archive.pipeline import (
 from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarformat import BLOCK
 from shared.archive.vzdumpformat import MEMBERS
-from shared.errors import CommandError
+from shared.errors import CommandError, OutputClosed
+from shared.safefile import open_for_write
 
 # Flags shared with extraction (PVE::Storage::Plugin::COMMON_TAR_FLAGS).
 COMMON_TAR_FLAGS = [
@@ -231,7 +233,7 @@ def create(
     bucket = TokenBucket.from_kib(bwlimit_kib)
     out_path = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else None
     if out_path is not None:
-        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = open_for_write(out_path)  # never through a symlink planted under the name
     else:
         fd = dest.fileno()  # type: ignore[union-attr]
     stages: list[list[str]] = [command.argv]
@@ -251,7 +253,14 @@ def create(
         if sink.label:
             stages.append(sink.label)
         text = command_text(stages, out_path)
-        stats = _run(command.argv, sink, text, bucket, progress, log, lines)
+        try:
+            stats = _run(command.argv, sink, text, bucket, progress, log, lines)
+        except CommandError:
+            # a stream whose reader went away (``| head``): the user's own pipe, not a failure
+            # of this pipeline; tar and the compressor are gone already
+            if out_path is None and reader_gone(fd):
+                raise OutputClosed() from None
+            raise
         if out_path is not None and fsync:
             os.fsync(fd)
         st = os.fstat(fd)
@@ -262,6 +271,19 @@ def create(
     stats.seconds = time.monotonic() - start
     stats.warnings = command.warnings
     return stats
+
+
+def reader_gone(fd: int) -> bool:
+    """Whether ``fd`` is a pipe or socket whose reading end has been closed."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in poller.poll(0))
+
+
+def _failure(sink: _Sink, err: Exception) -> str:
+    """``zstd: No space left on device``: the in-process stage's name and the reason."""
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return f"{sink.label[0] if sink.label else 'write'}: {reason}"
 
 
 def _run(
@@ -297,7 +319,7 @@ def _run(
                 sink_status = 1  # the compressor died; its exit status and stderr tell why
                 break
             except (OSError, zstandard.ZstdError) as err:
-                sink_status, hint = 1, f"{' '.join(sink.label) or 'write'}: {err}"
+                sink_status, hint = 1, _failure(sink, err)
                 break
             drain(lines, log)
             if progress is not None:
@@ -306,7 +328,7 @@ def _run(
             try:
                 sink_status = sink.close()
             except (OSError, zstandard.ZstdError) as err:
-                sink_status, hint = 1, f"{' '.join(sink.label) or 'write'}: {err}"
+                sink_status, hint = 1, _failure(sink, err)
         if sink_status:
             sink_status = sink.abort()
         if hint is not None:

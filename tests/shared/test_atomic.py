@@ -42,3 +42,17 @@ def test_new_file_default_mode_and_parent_created(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "dir" / "f"
     atomic.write_bytes(target, b"x")
     assert (target.stat().st_mode & 0o777) == 0o644
+
+
+def test_commit_file_without_overwrite_keeps_the_existing_file(tmp_path: Path) -> None:
+    """vzdump's final rename: an archive that exists under the name is never replaced."""
+    final = tmp_path / "a.tar.zst"
+    final.write_bytes(b"first")
+    tmp = tmp_path / "a.tar.dat"
+    tmp.write_bytes(b"second")
+    with pytest.raises(FileExistsError):
+        atomic.commit_file(tmp, final, overwrite=False)
+    assert final.read_bytes() == b"first" and tmp.read_bytes() == b"second"
+    final.unlink()
+    atomic.commit_file(tmp, final, overwrite=False)
+    assert final.read_bytes() == b"second" and not tmp.exists()

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import time
 from pathlib import Path
 
 from shared import tasklog
+from tests.terminal import open_pty, plain, read_all, screen
 
 
 def test_console_and_file_lines(tmp_path: Path) -> None:
@@ -63,3 +66,49 @@ def test_closed_console_does_not_end_the_task(tmp_path: Path) -> None:
         "INFO: first",
         "WARN: second",
     ]
+
+
+def test_bar_on_a_terminal_shows_total_and_eta_and_log_lines_go_above_it() -> None:
+    """Lines logged while a bar is shown are printed above it, never onto it; the bar shows
+    the total and an ETA and is gone at the end (issue 20)."""
+    master, slave = open_pty()
+    stream = os.fdopen(slave, "w", encoding="utf-8")
+    log = tasklog.TaskLog(stream)
+    with tasklog.Progress("restoring", 40 << 20, stream=stream) as bar:
+        for step in range(8):
+            bar.update(4 << 20)
+            time.sleep(0.15)  # long enough for the bar to be drawn in between
+            log.info(f"line {step}")
+        bar.update(16 << 20)  # past the estimate: the total follows
+        time.sleep(0.15)
+    log.info("after the bar")
+    stream.close()
+    raw = read_all(master)
+    os.close(master)
+    frames = plain(raw)
+    assert re.search(r"restoring .*\d+(\.\d)?/40(\.0)? MiB", frames), frames
+    assert "/?" not in frames
+    assert re.search(r"\b0:00:0\d\b", frames)  # the time remaining
+    assert "48.0/48.0 MiB" in frames
+    shown = screen(raw)
+    assert shown == [f"INFO: line {n}" for n in range(8)] + ["INFO: after the bar"], shown
+
+
+def test_lines_on_another_descriptor_of_the_same_terminal_go_above_the_bar() -> None:
+    """pct restore: its lines go to stdout, the bar to stderr, both the same terminal."""
+    master, slave = open_pty()
+    out = os.fdopen(os.dup(slave), "w", encoding="utf-8")
+    err = os.fdopen(slave, "w", encoding="utf-8")
+    other_r, other_w = os.pipe()
+    with tasklog.Progress("restoring", 8 << 20, stream=err) as bar:
+        for step in range(4):
+            bar.update(2 << 20)
+            time.sleep(0.15)
+            tasklog.console_line(f"extracting {step}", out)
+        assert not bar.shares_stream(os.fdopen(other_w, "w"))  # another file entirely
+    out.close()
+    err.close()
+    os.close(other_r)
+    raw = read_all(master)
+    os.close(master)
+    assert screen(raw) == [f"extracting {n}" for n in range(4)], raw

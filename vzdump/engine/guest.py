@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shared import atomic, paths, signals
+from shared import owner as owners
 from shared.archive.codecs import zstd_threads
 from shared.archive.tarcreate import CreateSpec, create
 from shared.archive.vzdumpformat import write_members
@@ -20,9 +22,9 @@ from shared.backups.locate import archive_file
 from shared.backups.verify import verify
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.errors import CtkitError, Interrupted, NotFoundError
+from shared.errors import CtkitError, Interrupted, NotFoundError, OutputClosed
 from shared.locks import config_lock
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery
 from shared.runtime.ctview import config_idmap, config_root_ids
 from shared.storage.api import set_backup_notes, set_backup_protected
 from shared.tasklog import Progress, timestamp
@@ -41,6 +43,8 @@ from .target import (
     fs_type,
     pigz_threads,
     temp_dir,
+    tree_bytes,
+    unused_start,
 )
 
 
@@ -83,6 +87,7 @@ class GuestBackup:
         self.tmpdir: Path | None = None
         self.size: int | None = None
         self.tar_bytes: int | None = None
+        self.owner: owners.Owner | None = None
         self.name = f"CT{vmid}"
         # the mode hooks are told: the requested one until the effective one is known (§4.5)
         self.mode = self.opts.mode
@@ -107,18 +112,21 @@ class GuestBackup:
             return self._finish(error)
 
     def _before_log(self) -> Config:
+        # a vzdump killed earlier may have left this CT frozen, stopped or locked
+        recovery.recover(self.vmid, self.log.info, self.log.warn)
         conf = store.load_or_none(self.vmid)
         if conf is None:
             raise NotFoundError(f"unable to find VM '{self.vmid}'")
         self.name = str(conf.get("hostname") or f"CT{self.vmid}")
         retention.precheck(self.opts, self.env.storage, self.env.dumpdir, self.vmid)
         stdout = self.env.stdout is not None
-        self.target = Target.make(
-            self.env.dumpdir, self.vmid, self.opts.compress, stdout, time.time()
-        )
+        when = unused_start(self.env.dumpdir, self.vmid)
+        self.target = Target.make(self.env.dumpdir, self.vmid, self.opts.compress, stdout, when)
         self.tmpdir, note = temp_dir(self.opts.tmpdir, self.target, self.vmid)
         if note:
             self.log.task_only(note)
+        dat = str(self.target.dat) if self.target.dat is not None else ""
+        self.owner = owners.claim(self.vmid, "vzdump", tmpdir=str(self.tmpdir), dat=dat)
         fresh_dir(self.tmpdir)
         # tar of an unprivileged CT runs as the CT's root: it must be able to read the tmpdir
         os.chown(self.tmpdir, *config_root_ids(conf))
@@ -178,6 +186,7 @@ class GuestBackup:
             excludes=exclude_patterns(self.opts),
             mode=mode,
             hook_env=self._hook_env(),
+            owner=self.owner,
         )
 
     def _hook_env(self) -> dict[str, str]:
@@ -226,6 +235,8 @@ class GuestBackup:
         with config_lock(self.vmid):
             conf = store.load(self.vmid)
             store.set_lock(conf, "backup")
+            if self.owner is not None:
+                owners.update(self.owner, lock="backup", mode=self.mode)
             store.save(conf)
         self.locked = True
 
@@ -282,7 +293,9 @@ class GuestBackup:
     def _run_pipeline(self, spec: CreateSpec, dest: Path | IO[bytes]) -> None:
         assert self.target is not None
         label = f"backup of CT {self.vmid}"
-        with Progress(label, interval=30.0) as prog:
+        # the bar's total, worth its metadata walk only where a bar is drawn
+        total = tree_bytes(spec.snapdir, list(spec.sources)) if sys.stderr.isatty() else None
+        with Progress(label, total, interval=30.0) as prog:
             last = [0]
 
             def progress(done: int) -> None:
@@ -302,7 +315,8 @@ class GuestBackup:
         self.tar_bytes = stats.bytes_in
         if self.target.archive is not None and self.target.dat is not None:
             try:
-                atomic.commit_file(self.target.dat, self.target.archive)
+                # never over an archive that appeared meanwhile (another host on shared storage)
+                atomic.commit_file(self.target.dat, self.target.archive, overwrite=False)
             except OSError as err:
                 raise CtkitError(
                     f"unable to rename '{self.target.dat}' to '{self.target.archive}': {err}"
@@ -348,6 +362,8 @@ class GuestBackup:
                 self.target.dat.unlink()
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.owner is not None and not self.locked:
+            owners.release(self.owner)  # a lock we failed to drop stays recorded as ours
 
     def _finish(self, error: str | None) -> GuestResult:
         self._cleanup()
@@ -355,9 +371,14 @@ class GuestBackup:
         if error is None:
             self.log.info(f"Finished Backup of VM {self.vmid} ({format_duration(elapsed)})")
             self.log.task_only(f"Backup finished at {timestamp()}")
+        elif error == OutputClosed().message:
+            # the user's own pipe stopped reading: said plainly, not as a backup failure
+            self.log.info(f"Backup of VM {self.vmid} stopped - {error}")
+            self.log.task_only(f"Stopped at {timestamp()}")
         else:
             self.log.error(f"Backup of VM {self.vmid} failed - {error}")
             self.log.task_only(f"Failed at {timestamp()}")
+        if error is not None:
             try:
                 self._hook("backup-abort")
             except CtkitError as err:

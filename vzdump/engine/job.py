@@ -15,7 +15,13 @@ from typing import IO, Any
 
 from shared import paths, pools
 from shared.ctconfig import store
-from shared.errors import ConfigError, CtkitError, Interrupted, JobError
+from shared.errors import (
+    ConfigError,
+    CtkitError,
+    Interrupted,
+    JobError,
+    OutputClosed,
+)
 from shared.formats import vzdumpconf
 from shared.locks import flock
 from shared.signals import interrupted, interruptible
@@ -176,7 +182,10 @@ class Job:
         except CtkitError as err:
             self.error = err
             self.result.error = str(err)
-            self.log.error(f"Backup job failed - {err}")
+            if isinstance(err, OutputClosed):
+                self.log.info(f"Backup job stopped - {err}")
+            else:
+                self.log.error(f"Backup job failed - {err}")
         return self._done(opts)
 
     def _job_abort(self, hooks: Hooks, err: CtkitError) -> CtkitError:
@@ -233,6 +242,10 @@ class Job:
                 # the guest cleaned up; the job ends and the rest is reported as aborted (§6)
                 self.result.guests += [_aborted(v) for v in selected[i + 1 :]]
                 raise Interrupted()
+            if guest.error == OutputClosed().message:
+                # nobody reads stdout any more: the next guests would go nowhere
+                self.result.guests += [_aborted(v) for v in selected[i + 1 :]]
+                raise OutputClosed()
         hooks.run("job-end")
 
     def _done(self, opts: BackupOptions | None = None) -> JobResult:

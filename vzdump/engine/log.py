@@ -7,12 +7,12 @@ guest's run (success or failure), as monitoring tools expect (spec vzdump §6).
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import IO
 
-from shared import paths
+from shared import paths, safefile
+from shared.errors import CtkitError
 from shared.tasklog import TaskLog
 
 
@@ -51,6 +51,9 @@ class JobLog(TaskLog):
         self.detach(self.guest_file)
         self.guest_file = None
         if copy_to is not None:
-            shutil.copyfile(src, copy_to)
+            try:
+                safefile.copy_file(src, copy_to)
+            except (CtkitError, OSError) as err:
+                self.warn(f"unable to copy the log to '{copy_to}': {err}")
         lines, self.guest_lines = self.guest_lines, []
         return lines

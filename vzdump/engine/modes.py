@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared import owner as owners
 from shared import paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
@@ -48,6 +49,12 @@ class GuestRun:
     frozen_seconds: float | None = None
     downtime_started: float | None = None
     notes: list[str] = field(default_factory=list)
+    owner: owners.Owner | None = None  # the record a later command recovers from if we die
+
+    def note(self, **changes: object) -> None:
+        """Record a step in the owner record before taking it (and its undoing after)."""
+        if self.owner is not None:
+            owners.update(self.owner, **changes)
 
     def hook(self, phase: str) -> None:
         self.hooks.run(phase, self.mode, self.vmid, env=self.hook_env)
@@ -123,6 +130,7 @@ def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
             run.log("stopping virtual guest")
             run.downtime_started = time.monotonic()
             run.hook("pre-stop")
+            run.note(stopped=True)
             shutdown_sent = True
             lifecycle.shutdown(run.vmid, timeout=stopwait * 60, skiplock=True, log=run.log)
             # never archive a container that is still running: the restart flag is set only
@@ -151,6 +159,7 @@ def _restart(run: GuestRun) -> None:
         if not lxcapi.is_running(run.vmid):
             run.log("restarting vm")
             lifecycle.start(run.vmid, skiplock=True, log=run.log)
+        run.note(stopped=False)
     except CtkitError as err:
         run.warn(f"unable to restart CT {run.vmid} - {err}")
     try:
@@ -209,6 +218,7 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
     run.downtime_started = time.monotonic()
     try:
         run.hook("pre-stop")
+        run.note(frozen=True)
         cgroup.freeze()
         frozen_at = time.monotonic()
         rsync(run, argv, "final")
@@ -226,6 +236,7 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
             # judged by the cgroup's real state, not by a flag (the upstream bug of §7)
             if cgroup.exists() and cgroup.is_frozen():
                 cgroup.thaw()
+            run.note(frozen=False)
     if run.frozen_seconds is not None:
         run.log(f"frozen window: {run.frozen_seconds:.3f} s")
     yield run.copydir
@@ -262,6 +273,7 @@ def snapshot_mode(run: GuestRun) -> Iterator[Path]:
         run.downtime_started = time.monotonic()
     run.log(f"create storage snapshot '{SNAPNAME}'")
     taken = False
+    run.note(snapshot=SNAPNAME, frozen=True)
     try:
         report = snapshot.create(
             run.vmid,
@@ -272,6 +284,7 @@ def snapshot_mode(run: GuestRun) -> Iterator[Path]:
             allow_reserved=True,
         )
         taken = True
+        run.note(frozen=False)
         run.frozen_seconds = report.seconds
         run.log(f"frozen window: {report.seconds:.3f} s")
         run.hook("pre-restart")
@@ -283,9 +296,11 @@ def snapshot_mode(run: GuestRun) -> Iterator[Path]:
         with mounted_volumes(run, SNAPNAME) as snapdir:
             yield snapdir
     finally:
-        if taken:
-            with signals.held():
+        with signals.held():
+            if taken:
                 _remove_snapshot(run)
+            else:
+                run.note(snapshot="", frozen=False)  # create cleaned up after itself
 
 
 def _remove_snapshot(run: GuestRun) -> None:
@@ -293,5 +308,6 @@ def _remove_snapshot(run: GuestRun) -> None:
     try:
         for problem in snapshot.delete(run.vmid, SNAPNAME, expected_lock="backup"):
             run.warn(problem)
+        run.note(snapshot="")
     except CtkitError as err:
         run.warn(f"snapshot '{SNAPNAME}' was not (fully) removed - {err}")

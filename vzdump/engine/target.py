@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import paths
+from shared import paths, safefile
+from shared.errors import AlreadyExistsError
 from shared.formats.archivename import archive_extension, backup_basename, temp_archive_name
 
 # file systems where the temp dir may live next to the archive (vzdump §2.3)
@@ -38,6 +40,51 @@ class Target:
         )
 
 
+NAME_TRIES = 3
+
+
+def unused_start(dumpdir: Path, vmid: int) -> float:
+    """A start time whose names are all free in ``dumpdir``. The names have one-second
+    resolution: a second run of the same guest within that second waits for the next one
+    instead of replacing the first run's archive and log."""
+    base = ""
+    for _ in range(NAME_TRIES):
+        when = time.time()
+        base = backup_basename(vmid, when)
+        if not any(dumpdir.glob(f"{base}.*")):
+            return when
+        time.sleep(1.01 - when % 1)
+    raise AlreadyExistsError(f"backup files '{dumpdir / base}.*' already exist")
+
+
+TAR_HEADER = 512
+
+
+def tree_bytes(root: Path, sources: list[str]) -> int:
+    """About how many bytes tar will stream for ``sources`` below ``root`` (file sizes plus a
+    header each, one file system per source as ``--one-file-system``): the progress bar's
+    total. Metadata only, and tar reads the same inodes right after from the cache."""
+    total = 0
+    for source in sources:
+        top = root / source
+        try:
+            dev = os.lstat(top).st_dev
+        except OSError:
+            continue
+        stack = [str(top)]
+        while stack:
+            with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    total += TAR_HEADER
+                    if entry.is_dir(follow_symlinks=False):
+                        if st.st_dev == dev:
+                            stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += st.st_size
+    return total
+
+
 def fs_type(path: Path) -> str:
     proc = subprocess.run(
         ["df", "-P", "-T", str(path)], capture_output=True, text=True, check=False
@@ -58,8 +105,7 @@ def temp_dir(tmpdir: str | None, target: Target, vmid: int) -> tuple[Path, str |
 
 
 def fresh_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, mode=0o700)
+    safefile.fresh_dir(path, 0o700)
 
 
 def format_size(nbytes: int) -> str:

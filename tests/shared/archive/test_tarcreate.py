@@ -14,7 +14,7 @@ from shared.archive.decode import open_decoded
 from shared.archive.idmap import DEFAULT_UNPRIVILEGED
 from shared.archive.members import list_members
 from shared.archive.tarcreate import CreateSpec, create, tar_create_command
-from shared.errors import CommandError
+from shared.errors import CommandError, CtkitError
 from tests.shared.archive.trees import write_files
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -152,9 +152,34 @@ def test_tar_failure_fails_pipeline(wtmp: Path, tree: tuple[Path, Path]) -> None
 def test_compressor_failure_fails_pipeline(tree: tuple[Path, Path], kind: Compression) -> None:
     cfg, snap = tree
     logs: list[str] = []
-    with pytest.raises(CommandError, match=r"failed: exit code 1$"):
-        create(_spec(cfg, snap), Path("/dev/full"), compression=kind, fsync=False, log=logs.append)
+    with open("/dev/full", "wb") as full, pytest.raises(CommandError) as info:
+        create(_spec(cfg, snap), full, compression=kind, log=logs.append)
     assert any("No space left on device" in line for line in logs)
+    # the error line says why where this process itself wrote (no stderr carries it)
+    in_process = {Compression.NONE: "write", Compression.ZSTD: "zstd"}.get(kind)
+    if in_process:
+        assert str(info.value).endswith(
+            f"failed: exit code 1 - {in_process}: No space left on device"
+        )
+    else:
+        assert str(info.value).endswith("failed: exit code 1")
+
+
+def test_destination_symlink_is_refused(wtmp: Path, tree: tuple[Path, Path]) -> None:
+    """A symlink planted under the ``.dat`` name is never written through (issue 19 item 3)."""
+    cfg, snap = tree
+    victim = wtmp / "host-file"
+    victim.write_bytes(b"precious")
+    (wtmp / "a.tar.dat").symlink_to(victim)
+    with pytest.raises(
+        CtkitError, match=r"^refusing to use '.*a\.tar\.dat': it is a symbolic link$"
+    ):
+        create(_spec(cfg, snap), wtmp / "a.tar.dat")
+    fifo = wtmp / "b.dat"
+    os.mkfifo(fifo)
+    with pytest.raises(CtkitError, match=r"not a regular file|unable to open"):
+        create(_spec(cfg, snap), fifo)
+    assert victim.read_bytes() == b"precious"
 
 
 def test_progress_and_stream_destination(wtmp: Path, tree: tuple[Path, Path]) -> None:

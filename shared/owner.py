@@ -1,0 +1,163 @@
+"""Who holds a container for a long operation, and whether that process still lives.
+
+A config ``lock:`` (``backup``, ``snapshot``, ...) says *that* a container is busy, not *who*
+made it so. A process killed with SIGKILL never runs its cleanup and leaves the lock behind,
+maybe with the container frozen or stopped. So a long operation (vzdump; later a migration)
+writes an owner record ``run/ctkit/owner-<vmid>.json`` before it acts, and rewrites it as it
+goes (what it froze, stopped, snapshotted, which temp files it made). Any later command can then
+tell a dead owner from a live one: the same pid AND the same process start time
+(``/proc/<pid>/stat`` field 22) in the same boot, so a reused pid never counts as alive.
+Undoing what a dead owner left is :mod:`shared.runtime.recovery`'s job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import atomic, paths
+from .errors import LockError
+
+RECORD_RE = re.compile(r"owner-([1-9][0-9]{2,8})\.json")
+MAX_RECORD = 8192  # a record is a few hundred bytes; anything bigger is not ours
+
+
+@dataclass
+class Owner:
+    """One process's claim on one container and what it has done to it so far."""
+
+    vmid: int
+    op: str
+    pid: int
+    start: int
+    boot: str
+    lock: str = ""  # the config lock this owner set (only then may recovery drop it)
+    mode: str = ""
+    frozen: bool = False  # the container's cgroup may be frozen by us
+    stopped: bool = False  # we shut the container down and owe it a restart
+    snapshot: str = ""  # a snapshot we are taking or hold
+    tmpdir: str = ""
+    dat: str = ""
+
+    def describe(self) -> str:
+        return f"{self.op} (pid {self.pid})"
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (/proc/<pid>/stat field 22), or None
+    when there is no such process or it is a zombie."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[-1].split()  # the command name may contain spaces
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def record_path(vmid: int) -> Path:
+    return paths.run_dir() / f"owner-{vmid}.json"
+
+
+def recovery_lock_path(vmid: int) -> Path:
+    """Serialises recoveries of one container (a separate file: recovery itself takes the
+    config lock many times, and flock does not nest across opens)."""
+    return paths.run_dir() / f"owner-{vmid}.lock"
+
+
+def alive(owner: Owner) -> bool:
+    return owner.boot == boot_id() and process_start(owner.pid) == owner.start
+
+
+def read(vmid: int) -> Owner | None:
+    """The record of ``vmid``; a missing one is None. A record that is not a regular file or
+    does not parse says nothing about any process: it is treated as a dead owner that did
+    nothing (recovery then only removes it)."""
+    path = record_path(vmid)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return Owner(vmid, "unknown", 0, 0, "")
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read(MAX_RECORD + 1)
+    try:
+        data = json.loads(raw) if len(raw) <= MAX_RECORD else None
+        return _from_dict(vmid, data)
+    except (ValueError, TypeError):
+        return Owner(vmid, "unknown", 0, 0, "")
+
+
+def _from_dict(vmid: int, data: Any) -> Owner:
+    if not isinstance(data, dict) or data.get("vmid") != vmid:
+        raise ValueError("not an owner record")
+    known = {f.name: f.type for f in dataclasses.fields(Owner)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        want = {"int": int, "str": str, "bool": bool}.get(str(known.get(key)))
+        if want is None or type(value) is not want:
+            raise ValueError(f"bad field {key}")
+        values[key] = value
+    return Owner(**values)
+
+
+def _write(owner: Owner) -> None:
+    paths.run_dir().mkdir(parents=True, exist_ok=True)
+    data = json.dumps(dataclasses.asdict(owner), sort_keys=True).encode()
+    atomic.write_bytes(record_path(owner.vmid), data + b"\n", mode=0o600)
+
+
+def claim(vmid: int, op: str, **fields: Any) -> Owner:
+    """Record this process as the owner of ``vmid``. The caller has recovered a dead owner
+    first; a live other owner is refused with the lock it holds."""
+    current = read(vmid)
+    if current is not None and current.pid != os.getpid() and alive(current):
+        raise LockError(f"CT is locked ({current.lock or current.op})")
+    me = os.getpid()
+    owner = Owner(vmid, op, me, process_start(me) or 0, boot_id(), **fields)
+    _write(owner)
+    return owner
+
+
+def update(owner: Owner, **changes: Any) -> None:
+    """Note a step before taking it (and its undoing after): the record always covers at least
+    what has been done."""
+    for key, value in changes.items():
+        setattr(owner, key, value)
+    _write(owner)
+
+
+def release(owner: Owner) -> None:
+    """Remove the record if it is still this owner's."""
+    current = read(owner.vmid)
+    if current is not None and (current.pid, current.start) == (owner.pid, owner.start):
+        with contextlib.suppress(FileNotFoundError):
+            record_path(owner.vmid).unlink()
+
+
+def discard(vmid: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        record_path(vmid).unlink()
+
+
+def recorded_vmids() -> list[int]:
+    try:
+        names = os.listdir(paths.run_dir())
+    except FileNotFoundError:
+        return []
+    return sorted(int(m.group(1)) for n in names if (m := RECORD_RE.fullmatch(n)))

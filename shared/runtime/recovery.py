@@ -1,0 +1,161 @@
+"""Undo what a dead owner (see :mod:`shared.owner`) left behind on a container.
+
+A vzdump killed with SIGKILL runs no cleanup: its container may stay frozen (suspend mode, or
+the instant of a snapshot) or stopped (stop mode), locked, with a ``vzdump`` snapshot, a temp
+dir holding a full copy and a ``.dat`` file. Every command that meets the container (vzdump,
+``pct status/list/start/unlock``, the scheduler) calls :func:`recover` first: when the recorded
+owner no longer lives, this thaws or restarts what it froze or stopped, removes its snapshot and
+temp files, drops its lock and the record, and logs one line per thing done. What fails stays
+recorded (and locked), so the next command tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import owner as owners
+from ..ctconfig import store
+from ..errors import CtkitError
+from ..locks import config_lock, flock
+from . import lifecycle, lxcapi, snapshot
+from .cgroups import CGroup
+
+Log = Callable[[str], None]
+RECOVERY_WAIT = 30.0
+# the locks a dead owner's operation may leave: its own, or a snapshot step's
+SNAPSHOT_LOCKS = ("snapshot", "snapshot-delete")
+
+
+def recover(vmid: int, log: Log, warn: Log | None = None) -> owners.Owner | None:
+    """Recover ``vmid`` if its recorded owner is dead; returns that owner (None: nothing to do).
+
+    ``log`` gets what was done, ``warn`` (default: ``log`` with ``WARN:``) what could not be.
+    Cheap when there is no record: one failed ``open``.
+    """
+    warn = warn or (lambda line: log(f"WARN: {line}"))
+    if owners.read(vmid) is None:
+        return None
+    with flock(owners.recovery_lock_path(vmid), RECOVERY_WAIT):
+        dead = owners.read(vmid)  # again: another command may have recovered it meanwhile
+        if dead is None or owners.alive(dead):
+            return None
+        if not store.exists(vmid):
+            owners.discard(vmid)
+            return None
+        log(f"CT {vmid}: {dead.describe()} died without cleaning up - recovering")
+        problems = _undo(dead, log, warn)
+        if problems:
+            for problem in problems:
+                warn(f"CT {vmid}: {problem}")
+            warn(f"CT {vmid}: recovery incomplete, the next command tries again")
+        else:
+            owners.discard(vmid)
+        return dead
+
+
+def recover_all(log: Log, warn: Log | None = None) -> list[int]:
+    """Recover every container with a dead owner (the scheduler's pass does this first)."""
+    done = []
+    for vmid in owners.recorded_vmids():
+        try:
+            if recover(vmid, log, warn) is not None:
+                done.append(vmid)
+        except CtkitError as err:
+            (warn or log)(f"CT {vmid}: recovery failed - {err}")
+    return done
+
+
+def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
+    problems: list[str] = []
+    steps: list[Callable[[owners.Owner, Log, Log], None]] = [
+        _thaw,
+        _remove_snapshot,
+        _remove_temp_files,
+        _drop_lock,
+        _restart,
+    ]
+    for step in steps:
+        try:
+            step(dead, log, warn)
+        except (CtkitError, OSError) as err:
+            problems.append(f"{step.__name__.strip('_').replace('_', ' ')}: {err}")
+            if step in (_remove_snapshot, _drop_lock):
+                break  # keep the lock while its snapshot remains
+    return problems
+
+
+def _thaw(dead: owners.Owner, log: Log, warn: Log) -> None:
+    if not dead.frozen:
+        return  # frozen by someone else (pct suspend): not ours to thaw
+    cgroup = CGroup(dead.vmid)
+    if cgroup.exists() and cgroup.is_frozen():
+        cgroup.thaw()
+        log(f"CT {dead.vmid}: thawed the container {dead.op} had frozen")
+
+
+def _remove_snapshot(dead: owners.Owner, log: Log, warn: Log) -> None:
+    if not dead.snapshot:
+        return
+    with config_lock(dead.vmid):
+        conf = store.load(dead.vmid)
+    if dead.snapshot not in conf.snapshots:
+        return
+    if conf.lock not in (dead.lock, *SNAPSHOT_LOCKS):
+        raise CtkitError(f"CT is locked ({conf.lock}), not removing snapshot '{dead.snapshot}'")
+    for problem in snapshot.delete(
+        dead.vmid, dead.snapshot, force=True, expected_lock=conf.lock or None
+    ):
+        warn(f"CT {dead.vmid}: {problem}")
+    log(f"CT {dead.vmid}: removed snapshot '{dead.snapshot}'")
+
+
+def _temp_names(vmid: int) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """What vzdump's temp dir and ``.dat`` file of ``vmid`` are called: nothing else is removed,
+    whatever the record says."""
+    base = rf"vzdump-lxc-{vmid}-\d{{4}}_\d\d_\d\d-\d\d_\d\d_\d\d"
+    tmpdir = re.compile(rf"vzdumptmp\d+_{vmid}|{base}\.tmp")
+    dat = re.compile(rf"{base}(\.tar)?\.dat")
+    return tmpdir, dat
+
+
+def _remove_temp_files(dead: owners.Owner, log: Log, warn: Log) -> None:
+    tmpdir_re, dat_re = _temp_names(dead.vmid)
+    if dead.tmpdir and tmpdir_re.fullmatch(Path(dead.tmpdir).name):
+        path = Path(dead.tmpdir)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            log(f"CT {dead.vmid}: removed temporary directory '{path}'")
+    if dead.dat and dat_re.fullmatch(Path(dead.dat).name):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dead.dat)  # a planted symlink is removed, never followed
+            log(f"CT {dead.vmid}: removed partial archive '{dead.dat}'")
+
+
+def _drop_lock(dead: owners.Owner, log: Log, warn: Log) -> None:
+    if not dead.lock:
+        return
+    with config_lock(dead.vmid):
+        conf = store.load(dead.vmid)
+        # a snapshot step of the dead run may have swapped its lock for its own
+        held = conf.lock
+        if held not in (dead.lock, *(SNAPSHOT_LOCKS if dead.snapshot else ())):
+            return
+        conf.delete("lock")
+        store.save(conf)
+    log(f"CT {dead.vmid}: removed lock '{held}'")
+
+
+def _restart(dead: owners.Owner, log: Log, warn: Log) -> None:
+    if not dead.stopped or lxcapi.is_running(dead.vmid):
+        return
+    lifecycle.start(dead.vmid, log=log)
+    log(f"CT {dead.vmid}: restarted the container {dead.op} had stopped")

@@ -1,0 +1,62 @@
+"""Opening files and directories under a known name without following a planted symlink.
+
+A name that ctkit writes to again and again (a backup's ``.dat``, its temp dir, a log copy) is
+predictable, so someone may place a symlink there that points at a host file: writing through it
+would overwrite that file as root. These helpers refuse anything but a regular file (or a real
+directory) under the name, with one line saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from .errors import CtkitError
+
+WRITE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _refuse(path: Path | str, what: str) -> CtkitError:
+    return CtkitError(f"refusing to use '{path}': {what}")
+
+
+def open_for_write(path: Path | str, mode: int = 0o644, *, truncate: bool = True) -> int:
+    """A write descriptor on the regular file ``path`` (created if missing); a symlink, FIFO,
+    device or directory under that name is refused."""
+    flags = WRITE | (os.O_TRUNC if truncate else 0)
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as err:
+        if os.path.islink(path):
+            raise _refuse(path, "it is a symbolic link") from None
+        raise CtkitError(f"unable to open '{path}' for writing: {err.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _refuse(path, "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def copy_file(src: Path | str, dest: Path | str) -> None:
+    """Copy ``src`` to the regular file ``dest`` (never through a symlink at ``dest``)."""
+    fd = open_for_write(dest)
+    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+
+
+def fresh_dir(path: Path, mode: int = 0o700) -> None:
+    """An empty directory ``path``: a leftover real directory is emptied first, a symlink or
+    other file under the name is refused (never followed, never deleted through)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if not stat.S_ISDIR(st.st_mode):
+            kind = "it is a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+            raise _refuse(path, kind)
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkdir(path, mode)

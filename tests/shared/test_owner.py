@@ -1,0 +1,65 @@
+"""Owner records: a live owner is this very process (pid and start time), anything else is dead;
+records are read without following links and bounded (issue 19 item 11)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared import owner as owners
+from shared.errors import LockError
+
+VMID = 900000042
+
+
+def test_claim_update_release(ctroot: Path) -> None:
+    me = owners.claim(VMID, "vzdump", tmpdir="/x/vzdumptmp1_900000042")
+    assert owners.alive(me)
+    owners.update(me, lock="backup", frozen=True)
+    back = owners.read(VMID)
+    assert back == me and back is not None and back.frozen and back.lock == "backup"
+    assert owners.recorded_vmids() == [VMID]
+    owners.release(me)
+    assert owners.read(VMID) is None and owners.recorded_vmids() == []
+
+
+def test_dead_and_reused_pids(ctroot: Path) -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        start = owners.process_start(proc.pid)
+        assert start is not None
+        boot = owners.boot_id()
+        live = owners.Owner(VMID, "vzdump", proc.pid, start, boot)
+        assert owners.alive(live)
+        # the same pid with another start time is another process; another boot is dead too
+        assert not owners.alive(owners.Owner(VMID, "vzdump", proc.pid, start + 1, boot))
+        assert not owners.alive(owners.Owner(VMID, "vzdump", proc.pid, start, "other-boot"))
+        owners._write(live)
+        with pytest.raises(LockError, match=r"^CT is locked \(vzdump\)$"):
+            owners.claim(VMID, "vzdump")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert owners.process_start(proc.pid) is None
+    assert not owners.alive(live)
+    owners.claim(VMID, "vzdump")  # a dead owner's record does not block
+
+
+def test_bad_records_are_dead_owners_that_did_nothing(ctroot: Path) -> None:
+    path = owners.record_path(VMID)
+    path.parent.mkdir(parents=True)
+    for text in ("{", json.dumps({"vmid": VMID, "pid": "1"}), json.dumps({"vmid": 1}), "x" * 9000):
+        path.write_text(text)
+        bad = owners.read(VMID)
+        assert bad is not None and bad.op == "unknown" and not bad.lock and not owners.alive(bad)
+    path.unlink()
+    target = ctroot / "elsewhere.json"
+    target.write_text(json.dumps({"vmid": VMID, "op": "x", "pid": os.getpid(), "start": 1,
+                                  "boot": "", "lock": "backup"}))  # fmt: skip
+    path.symlink_to(target)
+    bad = owners.read(VMID)
+    assert bad is not None and bad.op == "unknown" and not bad.lock

@@ -1,0 +1,247 @@
+"""A vzdump killed with SIGKILL (no cleanup runs) at the point where the container is frozen,
+stopped or snapshotted: the next vzdump, ``pct status/list/start/unlock`` and the scheduler tell
+the dead owner from a live one and undo what it left (issue 19 item 11)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import BIN, CT, Host, archives, run, start_vzdump, vzdump
+
+pytestmark = pytest.mark.lxc
+
+# a hook that blocks (as a long sleep whose pid it records) in the phases listed in <dir>/block
+BLOCKING_HOOK = """#!/bin/bash
+dir=$(dirname "$0")
+if [ -f "$dir/block" ] && grep -qx -- "$1" "$dir/block"; then
+    echo $$ > "$dir/blocked-$1.tmp" && mv "$dir/blocked-$1.tmp" "$dir/blocked-$1"
+    exec sleep 600
+fi
+exit 0
+"""
+
+
+def blocking_hook(host: Host, phase: str) -> Path:
+    hookdir = host.root / "blockhook"
+    hookdir.mkdir(exist_ok=True)
+    script = hookdir / "hook.sh"
+    script.write_text(BLOCKING_HOOK)
+    script.chmod(0o755)
+    (hookdir / "block").write_text(f"{phase}\n")
+    (hookdir / f"blocked-{phase}").unlink(missing_ok=True)
+    return script
+
+
+def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(f"vzdump ended ({proc.returncode}) early: {err}")
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def thaw(vmid: int) -> None:
+    for state in (
+        Path(f"/sys/fs/cgroup/freezer/lxc/{vmid}/freezer.state"),
+        Path(f"/sys/fs/cgroup/lxc/{vmid}/cgroup.freeze"),
+    ):
+        with contextlib.suppress(OSError):
+            state.write_text("THAWED" if state.name == "freezer.state" else "0")
+
+
+@contextlib.contextmanager
+def killed_vzdump(host: Host, ct: CT, phase: str, *args: str) -> Iterator[int]:
+    """Run vzdump until its hook blocks in ``phase``, SIGKILL it (and the hook); yields its pid.
+    The CT is thawed afterwards whatever the test did, so the fixtures can stop it."""
+    script = blocking_hook(host, phase)
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--script", str(script),
+                        *args)  # fmt: skip
+    marker = script.parent / f"blocked-{phase}"
+    try:
+        wait_for(marker, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(marker.read_text()), signal.SIGKILL)
+        yield proc.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        thaw(ct.vmid)
+
+
+def owner_record(ct: CT) -> dict[str, object] | None:
+    path = ct.root / f"run/ctkit/owner-{ct.vmid}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def lxc_state(ct: CT) -> str:
+    """LXC's own view (``pct status`` would recover the CT before answering)."""
+    lxcpath = str(ct.root / "var/lib/lxc")
+    return run(["lxc-info", "-P", lxcpath, "-n", str(ct.vmid), "-sH"]).out.decode().strip()
+
+
+def pct_run(*args: str) -> tuple[int, str, str]:
+    res = run([str(BIN / "pct"), *args])
+    return res.rc, res.out.decode(), res.err
+
+
+def assert_recovered(ct: CT, host: Host, *, running: bool = True) -> None:
+    conf = ct.conf()
+    assert "lock:" not in conf and "[vzdump]" not in conf, conf
+    assert ct.freezer_state() == "THAWED" if running else True
+    assert ct.running() is running
+    left = [p.name for p in host.dumpdir.iterdir() if p.suffix in (".dat", ".tmp")]
+    assert not left, left
+    assert not list((ct.root / "var/tmp").glob("vzdumptmp*"))
+    assert owner_record(ct) is None
+
+
+def test_suspend_killed_while_frozen_then_pct_status(host: Host) -> None:
+    """Frozen by a live vzdump: ``pct status``/``list`` say frozen and leave it alone. Killed:
+    ``pct status`` thaws it, removes the full copy and the lock, and says so."""
+    ct = host.create(start=True)
+    ct.write("data", b"x" * 4096)
+    script = blocking_hook(host, "pre-restart")
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--script", str(script),
+                        "--mode", "suspend")  # fmt: skip
+    try:
+        wait_for(script.parent / "blocked-pre-restart", proc)
+        # the owner lives: nothing is recovered, the state is shown as it is
+        rc, out, err = pct_run("status", str(ct.vmid))
+        assert (rc, out) == (0, "status: frozen\n"), err
+        assert "recovering" not in err
+        rc, out, _err = pct_run("list")
+        assert f"{ct.vmid:<10} frozen     backup" in out
+        record = owner_record(ct)
+        assert record is not None and record["frozen"] is True and record["lock"] == "backup"
+        tmpdir = Path(str(record["tmpdir"]))
+        assert (tmpdir / "data").is_file()  # the full copy of the first sync
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        os.kill(int((script.parent / "blocked-pre-restart").read_text()), signal.SIGKILL)
+        assert ct.freezer_state() == "FROZEN" and "lock: backup" in ct.conf()
+
+        rc, out, err = pct_run("status", str(ct.vmid))
+        assert (rc, out) == (0, "status: running\n"), err
+        lines = err.splitlines()
+        assert f"CT {ct.vmid}: vzdump (pid {proc.pid}) died without cleaning up - recovering" in (
+            lines
+        )
+        assert f"CT {ct.vmid}: thawed the container vzdump had frozen" in lines
+        assert f"CT {ct.vmid}: removed temporary directory '{tmpdir}'" in lines
+        assert f"CT {ct.vmid}: removed lock 'backup'" in lines
+        assert not tmpdir.exists()
+        assert_recovered(ct, host)
+        # recovered once: the next command has nothing to say
+        rc, out, err = pct_run("status", str(ct.vmid))
+        assert (rc, out, err) == (0, "status: running\n", "")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        thaw(ct.vmid)
+
+
+def test_stop_mode_killed_while_writing_then_vzdump(host: Host) -> None:
+    """Killed in stop mode while tar writes the ``.dat``: the next vzdump restarts the CT,
+    removes the ``.dat`` and the lock, and makes its backup."""
+    ct = host.create(start=True)
+    ct.write("big", os.urandom(8 << 20))
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
+                        "--bwlimit", "1024")  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.suffix == ".dat" and p.stat().st_size for p in host.dumpdir.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+    dat = next(p for p in host.dumpdir.iterdir() if p.suffix == ".dat")
+    assert lxc_state(ct) == "STOPPED" and "lock: backup" in ct.conf()
+    time.sleep(1)  # the orphaned tar notices its reader is gone
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "snapshot")
+    assert res.rc == 0, res.err
+    assert f"INFO: CT {ct.vmid}: removed partial archive '{dat}'" in res.lines
+    assert f"INFO: CT {ct.vmid}: removed lock 'backup'" in res.lines
+    assert f"INFO: CT {ct.vmid}: restarted the container vzdump had stopped" in res.lines
+    assert "INFO: status = running" in res.lines  # recovered before the new backup looked
+    assert len(archives(host.dumpdir, ct.vmid)) == 1
+    assert_recovered(ct, host)
+
+
+def test_stop_mode_killed_while_stopped_then_pct_start(host: Host) -> None:
+    ct = host.create(start=True)
+    with killed_vzdump(host, ct, "pre-restart", "--mode", "stop") as pid:
+        assert lxc_state(ct) == "STOPPED" and "lock: backup" in ct.conf()
+        rc, out, err = pct_run("start", str(ct.vmid))
+        assert rc == 0, err
+        assert f"CT {ct.vmid}: vzdump (pid {pid}) died without cleaning up - recovering" in out
+        assert f"CT {ct.vmid}: restarted the container vzdump had stopped" in out
+        assert_recovered(ct, host)
+
+
+def test_snapshot_killed_then_pct_unlock(host: Host, btrfs: Path) -> None:
+    """Snapshot mode on btrfs, killed while its snapshot is taken and mounted: ``pct unlock``
+    removes the snapshot (config section and btrfs subvolume) and the lock."""
+    ct = host.create(rootfs="bt:0", start=True)
+    with killed_vzdump(host, ct, "pre-restart", "--mode", "snapshot"):
+        assert "[vzdump]" in ct.conf() and "lock: backup" in ct.conf()
+        rc, out, err = pct_run("unlock", str(ct.vmid))
+        assert rc == 0, err
+        assert f"CT {ct.vmid}: removed snapshot 'vzdump'" in out
+        assert f"CT {ct.vmid}: removed lock 'backup'" in out
+        assert_recovered(ct, host)
+        snaps = subprocess.run(["btrfs", "subvolume", "list", str(btrfs)], capture_output=True,
+                               text=True, check=True).stdout  # fmt: skip
+        assert "vzdump" not in snaps
+
+
+def test_suspend_killed_then_pct_list_and_scheduler(host: Host) -> None:
+    """``pct list`` recovers (lines on stderr, the table on stdout stays clean); a dead owner
+    found first by the scheduler pass is recovered there."""
+    first, second = host.create(start=True), host.create(start=True)
+    with killed_vzdump(host, first, "pre-restart", "--mode", "suspend"):
+        rc, out, err = pct_run("list")
+        assert rc == 0
+        assert f"{first.vmid:<10} running" in out and "recovering" not in out
+        assert f"CT {first.vmid}: thawed the container vzdump had frozen" in err
+        assert_recovered(first, host)
+    with killed_vzdump(host, second, "pre-restart", "--mode", "suspend"):
+        res = run([str(BIN / "vzdump"), "scheduler", "run-due"])
+        assert res.rc == 0, res.err
+        assert f"CT {second.vmid}: thawed the container vzdump had frozen" in res.lines
+        assert_recovered(second, host)
+
+
+def test_a_reused_pid_is_a_dead_owner(host: Host) -> None:
+    """A record whose pid now belongs to another process (other start time) is dead."""
+    ct = host.create()
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    record = {"vmid": ct.vmid, "op": "vzdump", "pid": os.getpid(), "start": 1, "boot": boot,
+              "lock": "backup"}  # fmt: skip
+    text = ct.conf_path.read_text()
+    ct.conf_path.write_text(text + "lock: backup\n")
+    path = ct.root / f"run/ctkit/owner-{ct.vmid}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    rc, out, err = pct_run("status", str(ct.vmid))
+    assert (rc, out) == (0, "status: stopped\n")
+    assert f"CT {ct.vmid}: removed lock 'backup'" in err
+    assert "lock:" not in ct.conf() and not path.exists()
