@@ -27,10 +27,13 @@ def register(app: typer.Typer) -> None:
 def start(
     vmid: VmidArg,
     skiplock: Annotated[bool | None, typer.Option(help="Ignore locks.")] = None,
-    debug: Annotated[bool | None, typer.Option(help="Debug log level (ignored).")] = None,
+    debug: Annotated[
+        bool | None,
+        typer.Option(help="LXC logs at debug level; a failed start prints that log."),
+    ] = None,
 ) -> None:
     """Start the container."""
-    lifecycle.start(vmid, skiplock=bool(skiplock), log=log_line)
+    lifecycle.start(vmid, skiplock=bool(skiplock), debug=bool(debug), log=log_line)
 
 
 def stop(

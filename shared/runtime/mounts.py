@@ -27,7 +27,10 @@ def _all(_mp: MountPoint) -> bool:
 
 
 def mount_options(mp: MountPoint) -> list[str]:
-    opts = [str(o) for o in mp.options.get("mountoptions") or []]
+    """The ``-o`` options of a mount point: ``mountoptions`` is a ``;``-separated list
+    (``noatime;nodev``), the schema allows only a few harmless names."""
+    listed = str(mp.options.get("mountoptions") or "")
+    opts = [o for o in listed.split(";") if o]
     if mp.options.get("acl") is True and mp.type == "volume":
         opts.append("acl")
     return opts

@@ -1,0 +1,101 @@
+"""What ``pct start`` checks before it generates the LXC config and asks LXC to start.
+
+A config file may have been edited by hand or restored from anywhere; its values are only
+checked leniently when it is read. Everything that goes into the generated LXC config is checked
+strictly here, so a bad value is one clear line about this container instead of an LXC error.
+The host side of the network (bridges, VLAN filtering) is checked too, because LXC reports a
+missing bridge or a tag on a bridge without VLAN filtering only as raw netlink errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..ctconfig.config import Config
+from ..ctconfig.options import option_spec, parse_option
+from ..ctconfig.unsupported import FIREWALL_MESSAGE, QUOTA_MESSAGE, firewall_keys, quota_keys
+from ..errors import ConfigError, StateError
+from ..formats.types import FormatError
+
+Log = Callable[[str], None]
+SYS_NET = Path("/sys/class/net")
+
+# the keys the LXC config is generated from
+GENERATED_FROM = (
+    "arch",
+    "ostype",
+    "hostname",
+    "tty",
+    "console",
+    "memory",
+    "swap",
+    "cpulimit",
+    "cpuunits",
+    "cores",
+    "features",
+    "entrypoint",
+)
+
+
+def check_values(conf: Config) -> None:
+    """Strict schema checks of the values the LXC config is made of."""
+    keys = [k for k in GENERATED_FROM if k in conf.values]
+    keys += [k for k in sorted(conf.values) if k.startswith(("net", "dev", "mp")) or k == "rootfs"]
+    for key in keys:
+        if option_spec(key) is None:
+            continue
+        try:
+            parse_option(key, conf.values[key])
+        except FormatError as err:
+            msg = str(err).removeprefix("invalid format - ")
+            message = f"vm {conf.vmid} - unable to parse value of '{key}' - {msg}"
+            raise ConfigError(message) from None
+
+
+def check_unsupported(conf: Config, log: Log) -> None:
+    """Quotas are refused (the guest would silently get none); firewall=1 is only warned about."""
+    keys = quota_keys(conf)
+    if keys and conf.unprivileged:
+        raise StateError("Quotas are not supported by unprivileged containers.")
+    if keys:
+        raise ConfigError(
+            f"vm {conf.vmid} - {keys[0]}: {QUOTA_MESSAGE}",
+            hint=f"remove it: pct set {conf.vmid} --{keys[0]} <value without quota=1>",
+        )
+    for key in firewall_keys(conf):
+        log(f"WARN: {key}: {FIREWALL_MESSAGE}")
+
+
+def check_bridges(conf: Config, sys_net: Path = SYS_NET) -> None:
+    """Each bridge exists; a VLAN tag needs a bridge with VLAN filtering."""
+    for key, net in conf.nets().items():
+        bridge = net.get("bridge")
+        if not bridge:
+            continue
+        bridge = str(bridge)
+        if bridge in (".", "..") or not (sys_net / bridge).exists():
+            raise ConfigError(f"{key}: bridge '{bridge}' does not exist")
+        tag = net.get("tag")
+        if not tag:
+            continue
+        if not (sys_net / bridge / "bridge").is_dir():
+            raise ConfigError(f"{key}: '{bridge}' is not a Linux bridge (tag={tag})")
+        try:
+            filtering = (sys_net / bridge / "bridge/vlan_filtering").read_text().strip()
+        except OSError:
+            filtering = "unsupported"  # a kernel built without bridge VLAN filtering
+        if filtering != "1":
+            raise ConfigError(
+                f"{key}: VLAN tag {tag} needs a VLAN-aware bridge, "
+                f"but bridge '{bridge}' has no VLAN filtering"
+                + (" (this kernel does not support it)" if filtering == "unsupported" else ""),
+                hint=f"enable it: ip link set {bridge} type bridge vlan_filtering 1 "
+                "(bridge-vlan-aware yes in /etc/network/interfaces)",
+            )
+
+
+def check_start_config(conf: Config, log: Log) -> None:
+    check_values(conf)
+    check_unsupported(conf, log)
+    check_bridges(conf)
