@@ -78,6 +78,9 @@ def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List the containers of this node."""
     problems: list[str] = []
     rows = query.list_rows(problems)
+    warning = query.storage_warning()
+    if warning:
+        print(warning, file=sys.stderr)
     if output_format is OutputFormat.text:
         echo(query.render_list(rows))
     else:

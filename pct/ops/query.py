@@ -14,6 +14,7 @@ from shared.ctconfig.config import Config
 from shared.errors import CtkitError
 from shared.runtime import lxcapi
 from shared.runtime.cgroups import CGroup
+from shared.storage.config import load_config, skipped_sections_warning
 
 DEFAULT_MAXDISK = 4 << 30
 
@@ -50,6 +51,11 @@ def _row(vmid: int) -> dict[str, Any] | None:
         "lock": conf.lock or "",
         "name": _name(conf),
     }
+
+
+def storage_warning() -> str | None:
+    """One line naming the storage.cfg sections ctkit skipped (lvmthin, zfspool...)."""
+    return skipped_sections_warning(load_config())
 
 
 def render_list(rows: list[dict[str, Any]]) -> str:

@@ -101,9 +101,20 @@ def lxc_base_argv(tool: str, vmid: int) -> list[str]:
     return [tool, "-P", str(paths.lxc_path()), "-n", str(vmid)]
 
 
-def attach_argv(vmid: int, command: Sequence[str], keep_env: bool = True) -> list[str]:
-    env_flag = "--keep-env" if keep_env else "--clear-env"
-    argv = [*lxc_base_argv("lxc-attach", vmid), env_flag]
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def attach_argv(vmid: int, command: Sequence[str], keep_env: bool = False) -> list[str]:
+    """``lxc-attach`` into the CT. By default the command starts from a clean environment,
+    as Proxmox's ``pct enter``/``exec`` do: only ``TERM`` is kept and ``PATH`` is the standard
+    one, so nothing of the host's environment (its PATH, proxies, secrets) reaches the CT."""
+    env_flags = ["--keep-env"]
+    if not keep_env:
+        env_flags = ["--clear-env", "--set-var", f"PATH={STANDARD_PATH}"]
+        term = os.environ.get("TERM")
+        if term:  # set, not kept: the config's lxc.environment (TERM=linux) would win otherwise
+            env_flags += ["--set-var", f"TERM={term}"]
+    argv = [*lxc_base_argv("lxc-attach", vmid), *env_flags]
     if command:
         argv += ["--", *command]
     return argv

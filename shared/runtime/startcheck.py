@@ -17,6 +17,7 @@ from ..ctconfig.options import option_spec, parse_option
 from ..ctconfig.unsupported import FIREWALL_MESSAGE, QUOTA_MESSAGE, firewall_keys, quota_keys
 from ..errors import ConfigError, StateError
 from ..formats.types import FormatError
+from ..storage.config import load_config
 
 Log = Callable[[str], None]
 SYS_NET = Path("/sys/class/net")
@@ -95,7 +96,16 @@ def check_bridges(conf: Config, sys_net: Path = SYS_NET) -> None:
             )
 
 
+def check_storages(conf: Config) -> None:
+    """Every volume's storage is configured and of a type ctkit can mount."""
+    cfg = load_config()
+    for mp in conf.mountpoints():
+        if mp.type == "volume":
+            cfg.storage(mp.volume.partition(":")[0])
+
+
 def check_start_config(conf: Config, log: Log) -> None:
     check_values(conf)
     check_unsupported(conf, log)
+    check_storages(conf)
     check_bridges(conf)

@@ -6,6 +6,7 @@ mount options, debug, firewall, quota and VLAN tags behave as documented."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +215,49 @@ def test_debug_shows_lxc_debug_log_on_a_failed_start(pct: Pct, ct: int, ctroot: 
     append_conf(ctroot, ct, "debug: 1\n")
     res = pct("start", ct, check=False)
     assert res.rc != 0 and "debug log of the failed start" in res.text
+
+
+def test_exec_and_enter_start_from_a_clean_environment(
+    pct: Pct, ct: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CTKIT_TEST_SECRET", "host-only")
+    monkeypatch.setenv("TERM", "xterm-ctkit")
+    monkeypatch.setenv("PATH", "/opt/host-only/bin:" + os.environ["PATH"])
+    pct("start", ct)
+    env = dict(ln.split("=", 1) for ln in pct("exec", ct, "--", "env").out.splitlines())
+    assert "CTKIT_TEST_SECRET" not in env and "CTKIT_ROOT" not in env
+    assert env["TERM"] == "xterm-ctkit"
+    assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    res = pct("enter", ct, stdin="echo secret=$CTKIT_TEST_SECRET path=$PATH\n")
+    assert "secret= path=/usr/local/sbin:" in res.out
+    kept = pct("exec", ct, "--keep-env", "--", "env").out
+    assert "CTKIT_TEST_SECRET=host-only" in kept
+    pct("stop", ct)
+
+
+def test_storages_of_unsupported_types_are_named_as_such(
+    pct: Pct, ct: int, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    cfg = ctroot / "etc/pve/storage.cfg"
+    cfg.write_text(
+        "dir: local\n\tpath /var/lib/vz\n\tcontent rootdir,vztmpl,backup,iso\n\n"
+        "lvmthin: local-lvm\n\tthinpool data\n\tvgname pve\n\tcontent rootdir,images\n\n"
+        "zfspool: tank\n\tpool rpool/data\n\tcontent rootdir\n"
+    )
+    message = "storage 'local-lvm' has type 'lvmthin', which ctkit does not support"
+    text = conf_path(ctroot, ct).read_text()
+    rootfs = next(ln for ln in text.splitlines() if ln.startswith("rootfs:"))
+    conf_path(ctroot, ct).write_text(
+        text.replace(rootfs, f"rootfs: local-lvm:vm-{ct}-disk-0,size=8G")
+    )
+    res = pct("start", ct, check=False)
+    assert res.rc != 0 and message in res.err and "does not exist" not in res.err, res.text
+    other = vmid + 1
+    res = pct("create", other, busybox_template, "--rootfs", "local-lvm:1", check=False)
+    assert res.rc != 0 and message in res.err, res.text
+    res = pct("list")
+    warnings = [ln for ln in res.err.splitlines() if "storage.cfg" in ln]
+    assert warnings == [
+        "WARN: storage.cfg: skipped section(s) of a type ctkit does not support: "
+        "'lvmthin: local-lvm', 'zfspool: tank'"
+    ]
