@@ -261,3 +261,18 @@ def test_storages_of_unsupported_types_are_named_as_such(
         "WARN: storage.cfg: skipped section(s) of a type ctkit does not support: "
         "'lvmthin: local-lvm', 'zfspool: tank'"
     ]
+
+
+def test_btrfs_refuses_sizes_beyond_the_file_system(
+    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str
+) -> None:
+    res = pct(
+        "create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:99999999", check=False
+    )
+    assert res.rc != 0, res.text
+    assert "volume size 99999999G exceeds the capacity of storage 'bt' (1.0G)" in res.err
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0.5")
+    res = pct("resize", vmid, "rootfs", "+99999T", check=False)
+    assert res.rc != 0 and "exceeds the capacity of storage 'bt'" in res.err, res.text
+    res = pct("set", vmid, "--mp0", f"{btrfs_storage}:5000,mp=/big", check=False)
+    assert res.rc != 0 and "exceeds the capacity of storage 'bt'" in res.text, res.text
