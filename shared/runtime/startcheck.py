@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import paths
 from ..ctconfig.config import Config
 from ..ctconfig.options import option_spec, parse_option
 from ..ctconfig.unsupported import FIREWALL_MESSAGE, QUOTA_MESSAGE, firewall_keys, quota_keys
 from ..errors import ConfigError, StateError
 from ..formats.types import FormatError
 from ..storage.config import load_config
+from .ctview import config_root_ids
+from .traverse import check_traversable
 
 Log = Callable[[str], None]
 SYS_NET = Path("/sys/class/net")
@@ -109,3 +112,4 @@ def check_start_config(conf: Config, log: Log) -> None:
     check_unsupported(conf, log)
     check_storages(conf)
     check_bridges(conf)
+    check_traversable(paths.lxc_rootfs(conf.vmid), *config_root_ids(conf))

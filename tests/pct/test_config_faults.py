@@ -276,3 +276,22 @@ def test_btrfs_refuses_sizes_beyond_the_file_system(
     assert res.rc != 0 and "exceeds the capacity of storage 'bt'" in res.err, res.text
     res = pct("set", vmid, "--mp0", f"{btrfs_storage}:5000,mp=/big", check=False)
     assert res.rc != 0 and "exceeds the capacity of storage 'bt'" in res.text, res.text
+
+
+def test_unprivileged_create_names_the_directory_its_root_cannot_search(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    closed = ctroot / "var/lib/lxc"
+    closed.mkdir(parents=True)
+    closed.chmod(0o700)
+    try:
+        res = pct("create", vmid, busybox_template, "--rootfs", "local:0", check=False)
+        assert res.rc == 12, res.text
+        assert res.err.startswith(f"directory '{closed}' cannot be searched by uid 100000/gid")
+        assert f"hint: grant search (execute) permission, e.g. chmod o+x '{closed}'" in res.err
+        assert not conf_path(ctroot, vmid).exists()
+        pct("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", "0")
+    finally:
+        closed.chmod(0o755)
+    pct("start", vmid)
+    pct("stop", vmid)
