@@ -270,7 +270,7 @@ def test_btrfs_refuses_sizes_beyond_the_file_system(
         "create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:99999999", check=False
     )
     assert res.rc != 0, res.text
-    assert "volume size 99999999G exceeds the capacity of storage 'bt' (1.0G)" in res.err
+    assert "volume size 99999999G exceeds the capacity of storage 'bt' (16.0G)" in res.err
     pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0.5")
     res = pct("resize", vmid, "rootfs", "+99999T", check=False)
     assert res.rc != 0 and "exceeds the capacity of storage 'bt'" in res.err, res.text
