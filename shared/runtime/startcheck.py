@@ -25,8 +25,9 @@ from .traverse import check_traversable
 Log = Callable[[str], None]
 SYS_NET = Path("/sys/class/net")
 
-# the keys the LXC config is generated from
+# the keys the LXC config is generated from (and how LXC is started)
 GENERATED_FROM = (
+    "debug",
     "arch",
     "ostype",
     "hostname",
