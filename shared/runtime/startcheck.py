@@ -15,7 +15,13 @@ from pathlib import Path
 from .. import paths
 from ..ctconfig.config import Config
 from ..ctconfig.options import option_spec, parse_option
-from ..ctconfig.unsupported import FIREWALL_MESSAGE, QUOTA_MESSAGE, firewall_keys, quota_keys
+from ..ctconfig.unsupported import (
+    FIREWALL_MESSAGE,
+    QUOTA_MESSAGE,
+    firewall_keys,
+    quota_keys,
+    quota_without_image,
+)
 from ..errors import ConfigError, StateError
 from ..formats.types import FormatError
 from ..storage.config import load_config
@@ -59,14 +65,15 @@ def check_values(conf: Config) -> None:
 
 
 def check_unsupported(conf: Config, log: Log) -> None:
-    """Quotas are refused (the guest would silently get none); firewall=1 is only warned about."""
-    keys = quota_keys(conf)
-    if keys and conf.unprivileged:
+    """Quotas only where they work (the guest would silently get none); firewall=1 is warned
+    about."""
+    if quota_keys(conf) and conf.unprivileged:
         raise StateError("Quotas are not supported by unprivileged containers.")
-    if keys:
+    for key, volume in quota_without_image(conf):
         raise ConfigError(
-            f"vm {conf.vmid} - {keys[0]}: {QUOTA_MESSAGE}",
-            hint=f"remove it: pct set {conf.vmid} --{keys[0]} <value without quota=1>",
+            f"vm {conf.vmid} - {key}: {QUOTA_MESSAGE}, '{volume}' is not one",
+            hint=f"remove quota=1 from {key}, or use a volume with a size on a storage with "
+            "raw images",
         )
     for key in firewall_keys(conf):
         log(f"WARN: {key}: {FIREWALL_MESSAGE}")

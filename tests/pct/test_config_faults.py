@@ -160,23 +160,40 @@ def test_mountoptions_are_a_semicolon_list(
     pct("stop", vmid)
 
 
-def test_quota_and_firewall_are_not_silently_dropped(pct: Pct, ct: int, ctroot: Path) -> None:
+def test_firewall_is_refused_on_set_and_warned_about_at_start(
+    pct: Pct, ct: int, ctroot: Path
+) -> None:
     res = pct("set", ct, "--net0", "name=eth0,firewall=1", check=False)
     assert res.rc == 2 and "net0: firewall=1 is not supported by ctkit" in res.err
-    res = pct("set", ct, "--mp0", "local:1,mp=/q,quota=1", check=False)
-    assert res.rc == 2 and "mp0: quota=1 is not supported by ctkit" in res.err
-    # a config from a Proxmox host: the firewall flag is warned about, quotas are refused
+    # a config from a Proxmox host: the firewall flag is warned about
     append_conf(ctroot, ct, "net0: name=eth0,firewall=1,type=veth\n")
     res = pct("start", ct)
     assert "WARN: net0: firewall=1 is not supported by ctkit" in res.text
     pct("stop", ct)
-    drop_line(ctroot, ct, "unprivileged:")
-    text = conf_path(ctroot, ct).read_text()
+
+
+def test_quota_mounts_ext4_images_with_journaled_quotas(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", "0")
+    pct("set", vmid, "--mp0", "local:1,mp=/q,quota=1")
+    pct("start", vmid)
+    mounts = pct("exec", vmid, "--", "cat", "/proc/mounts").out.splitlines()
+    options = next(ln for ln in mounts if " /q " in ln).split()[3].split(",")
+    for option in ("usrjquota=aquota.user", "grpjquota=aquota.group", "jqfmt=vfsv0"):
+        assert option in options, options
+    pct("stop", vmid)
+    # a directory volume has no ext4 to keep quotas on: refused, not silently ignored
+    text = conf_path(ctroot, vmid).read_text()
     rootfs = next(ln for ln in text.splitlines() if ln.startswith("rootfs:"))
-    conf_path(ctroot, ct).write_text(text.replace(rootfs, rootfs + ",quota=1"))
-    res = pct("start", ct, check=False)
-    assert res.rc == 12 and "rootfs: quota=1 is not supported by ctkit" in res.err, res.text
+    conf_path(ctroot, vmid).write_text(text.replace(rootfs, rootfs + ",quota=1"))
+    res = pct("start", vmid, check=False)
+    assert res.rc == 12, res.text
+    assert f"vm {vmid} - rootfs: quota=1 needs an ext4 image volume (raw), 'local:" in res.err
     one_line_error(res.text)
+    append_conf(ctroot, vmid, "unprivileged: 1\n")
+    res = pct("start", vmid, check=False)
+    assert res.rc == 6 and res.err == "Quotas are not supported by unprivileged containers.\n"
 
 
 @pytest.fixture
