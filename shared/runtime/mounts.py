@@ -38,7 +38,8 @@ def mount_options(mp: MountPoint, *, read_only: bool = False) -> list[str]:
     opts = [o for o in listed.split(";") if o]
     if mp.options.get("acl") is True and mp.type == "volume":
         opts.append("acl")
-    if mp.options.get("quota") is True and mp.type == "volume" and not read_only:
+    ext4_image = mp.type == "volume" and mp.volume.endswith(".raw")
+    if mp.options.get("quota") is True and ext4_image and not read_only:
         opts.append(QUOTA_OPTIONS)
     return opts
 
