@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..ops import clone as clone_ops
+from ..ops import movevol
 from .common import VmidArg, log_line
 from .common import _vmid as vmid_arg
 
@@ -18,6 +19,8 @@ KiBs = Annotated[int | None, typer.Option(min=0, help="Override I/O bandwidth li
 
 def register(app: typer.Typer) -> None:
     app.command("clone")(clone)
+    app.command("move-volume")(move_volume)
+    app.command("move_volume", hidden=True)(move_volume)
 
 
 def clone(
@@ -45,3 +48,72 @@ def clone(
         snapname=snapname, target=target, bwlimit=bwlimit,
     )  # fmt: skip
     clone_ops.clone(req, log=log_line)
+
+
+def move_volume(
+    vmid: VmidArg,
+    volume: Annotated[
+        str,
+        typer.Argument(metavar="volume", help="Volume which will be moved (rootfs, mpN, unusedN)."),
+    ],
+    storage_arg: Annotated[
+        str | None, typer.Argument(metavar="storage", help="Target Storage.", show_default=False)
+    ] = None,
+    target_vmid_arg: Annotated[
+        int | None,
+        typer.Argument(
+            parser=vmid_arg,
+            metavar="target-vmid",
+            help="The (unique) ID of the VM.",
+            show_default=False,
+        ),
+    ] = None,
+    target_volume_arg: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="target-volume",
+            help="The config key the volume will be moved to.",
+            show_default=False,
+        ),
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="Target Storage.")] = None,
+    target_vmid: Annotated[
+        int | None,
+        typer.Option("--target-vmid", parser=vmid_arg, help="The (unique) ID of the VM."),
+    ] = None,
+    target_volume: Annotated[
+        str | None,
+        typer.Option(
+            "--target-volume",
+            help="The config key the volume will be moved to. Default is the source volume key.",
+        ),
+    ] = None,
+    delete: Annotated[
+        bool | None,
+        typer.Option(
+            help="Delete the original volume after successful copy. By default the original "
+            "is kept as an unused volume entry."
+        ),
+    ] = None,
+    bwlimit: KiBs = None,
+    digest: Annotated[
+        str | None,
+        typer.Option(
+            help="Prevent changes if current configuration file has different SHA1 digest."
+        ),
+    ] = None,
+    target_digest: Annotated[
+        str | None,
+        typer.Option(
+            "--target-digest",
+            help="Prevent changes if the target CT's configuration file has a different "
+            "SHA1 digest.",
+        ),
+    ] = None,
+) -> None:
+    """Move a rootfs-/mp-volume to a different storage or to a different container."""
+    movevol.move_volume(
+        vmid, volume, storage_arg or storage, target_vmid_arg or target_vmid,
+        target_volume_arg or target_volume, delete=bool(delete), bwlimit=bwlimit,
+        digest=digest, target_digest=target_digest, log=log_line,
+    )  # fmt: skip

@@ -249,6 +249,10 @@ class BtrfsStorage(DirStorage):
         btrfs("property", "set", str(newsubvol), "ro", "true")
         return newvol
 
+    def _volume_root(self, vol: VolName) -> Path:
+        """A raw image moves with the subvolume that holds it."""
+        return self.subvolume_of(vol)
+
     def can_clone(self, volname: str) -> bool:
         """A base volume, or a subvolume a template made read-only (subvol names stay)."""
         vol = self._images_vol(volname)

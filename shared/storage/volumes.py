@@ -85,6 +85,12 @@ def convert_to_base(volid: str, cfg: StorageConfig | None = None) -> str:
     return store.volid(store.convert_to_base(volname))
 
 
+def rename_volume(volid: str, target_vmid: int, cfg: StorageConfig | None = None) -> str:
+    """Reassign a volume to ``target_vmid`` (renamed on its storage); returns the new id."""
+    store, volname = _image(volid, cfg)
+    return store.volid(store.rename_volume(volname, target_vmid))
+
+
 def can_clone(volid: str, cfg: StorageConfig | None = None) -> bool:
     """Whether a linked clone of this volume is possible (a template's volume on btrfs)."""
     store, volname = _image(volid, cfg)
