@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from shared.cli import new_app, run
 
-from .commands import autostart, config, copy, create, disk, lifecycle, state
+from .commands import autostart, config, copy, create, disk, lifecycle, maint, state
 from .commands import restore as restore_commands
 from .commands import snapshot as snapshot_commands
 
 app = new_app("Manage containers (Proxmox's pct).")
-for module in (create, config, lifecycle, disk, state, copy, autostart):
+for module in (create, config, lifecycle, disk, state, copy, autostart, maint):
     module.register(app)
 restore_commands.register(app)
 snapshot_commands.register(app)
