@@ -100,7 +100,10 @@ def plan(src: Config, req: CloneRequest, running: bool) -> Plan:
         if full and running and req.snapname is None:
             raise StateError("Full clone of a running container is only possible from a snapshot")
         if not full and not can_clone(mp.volume):
-            raise CtkitError(f"Linked clone feature for '{mp.volume}' is not available")
+            raise CtkitError(
+                f"Linked clone feature for '{mp.volume}' is not available",
+                hint="linked clones need a template on btrfs; use '--full 1' for a copy",
+            )
         volumes.append(mp)
     for key, text in values.values.items():
         if key in DROPPED or key == "rootfs" or key.startswith(("mp", "unused")):
