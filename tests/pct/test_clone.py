@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -187,4 +188,32 @@ def test_failed_clone_leaves_no_config_and_no_volume(
     assert res.rc != 0 and res.err.startswith("clone failed: ")
     assert not (ctroot / f"etc/pve/lxc/{newid}.conf").exists()
     assert list((ctroot / "mnt/tiny").rglob("*disk*")) == []
+    assert "lock:" not in (ctroot / f"etc/pve/lxc/{src}.conf").read_text()
+
+
+def test_a_clone_killed_half_way_leaves_nothing(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    src, newid = new_vmid(), new_vmid()
+    pct("create", src, busybox_template, "--rootfs", "local:0")
+    with mounted(pct, ctroot, src) as root:
+        (root / "big").write_bytes(os.urandom(16 << 20))
+    from tests.pct.conftest import PCT
+
+    proc = subprocess.Popen(
+        [str(PCT), "clone", str(src), str(newid), "--bwlimit", "1024"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    pct.vmids.add(newid)
+    deadline = time.monotonic() + 30
+    while not list((ctroot / f"var/lib/vz/images/{newid}").glob("*")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    time.sleep(1)  # rsync is copying now
+    proc.terminate()
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().endswith("interrupted by signal")
+    assert not (ctroot / f"etc/pve/lxc/{newid}.conf").exists()
+    assert list((ctroot / f"var/lib/vz/images/{newid}").glob("*")) == []
     assert "lock:" not in (ctroot / f"etc/pve/lxc/{src}.conf").read_text()
