@@ -1,8 +1,9 @@
 """Copy a container volume to a new volume on any storage (full clone, move-volume).
 
 Both volumes are mounted in this process's private mount namespace (so a killed copy leaves no
-mount and no loop device behind) and copied by rsync, Proxmox's own tool for this: numeric ids
-(an unprivileged CT's shifted owners stay as they are), hard links, ACLs, xattrs, sparse files.
+mount and no loop device behind) and copied by ``cp -a`` (numeric owners, so an unprivileged
+CT's shifted ids stay as they are; hard links, ACLs, xattrs, holes; in-kernel copies, reflinks
+on btrfs), measured faster than rsync, Proxmox's tool for this; rsync serves ``--bwlimit``.
 The new volume is freed again when anything fails.
 """
 
@@ -29,6 +30,8 @@ from shared.tasklog import human_bytes
 
 Log = Callable[[str], None]
 INTERRUPTS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# -T: dst is the copy of src itself (its owner, mode and times too); -x: one file system
+CP = ["cp", "-a", "-T", "-x", "--sparse=auto", "--reflink=auto"]
 RSYNC = ["rsync", "-aH", "-A", "-X", "--numeric-ids", "--whole-file", "--sparse",
          "--one-file-system"]  # fmt: skip
 
@@ -95,11 +98,26 @@ def _copy(
             mounted_volume(source, src, read_only=True, snapshot=snapshot),
             mounted_volume(target, dst),
         ):
-            rsync(src, dst, bwlimit=bwlimit, log=log)
+            copy_tree(src, dst, bwlimit=bwlimit, log=log)
     finally:
         for path in (src, dst):
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def copy_tree(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> None:
+    """Copy the tree ``src`` onto ``dst``: ``cp -a`` (in-kernel copies, reflinks where the file
+    system can) unless a bandwidth limit asks for rsync."""
+    if bwlimit:
+        rsync(src, dst, bwlimit=bwlimit, log=log)
+        return
+    started = time.monotonic()
+    argv = [*CP, f"{src}/", f"{dst}/"]
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()
+        raise CommandError(f"cp failed (exit {proc.returncode}): {' '.join(detail[-2:])}")
+    log(f"copied in {time.monotonic() - started:.1f}s")
 
 
 def rsync(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> None:
