@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.cli import new_app, run
 
-from .commands import autostart, config, copy, create, disk, lifecycle, maint, state
+from .commands import autostart, config, copy, create, disk, lifecycle, maint, optionshelp, state
 from .commands import restore as restore_commands
 from .commands import snapshot as snapshot_commands
 
@@ -13,6 +13,7 @@ for module in (create, config, lifecycle, disk, state, copy, autostart, maint):
     module.register(app)
 restore_commands.register(app)
 snapshot_commands.register(app)
+optionshelp.register(app)  # last: it extends the help of create, set and restore
 
 
 def main() -> None:

@@ -74,3 +74,18 @@ def test_vzdump_help_shows_the_backup_usage_and_all_options(
         assert f"  {sub} " in text
     assert run("vzdump", ["help"], capsys) == (0, text)
     assert run("vzdump", ["-h"], capsys) == (0, text)
+
+
+@pytest.mark.parametrize("command", ["create", "set", "restore"])
+def test_container_options_are_listed_where_they_are_accepted(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.ctconfig.options import FIXED, INDEXED
+
+    code, text = run("pct", [command, "--help"], capsys)
+    assert code == 0
+    for key, spec in FIXED.items():
+        assert (f"--{key} " in text) != spec.internal, key
+    for family in INDEXED:
+        assert f"--{family}[0.." in text
+    assert "--mp[0..255] [volume=]<volume>,mp=<Path>[,size=" in text
