@@ -3,8 +3,10 @@ node startall/stopall, run at boot and shutdown by ``ctkit-guests.service``).
 
 startall starts every container with ``onboot: 1`` (all with ``force``) by ``startup: order=``
 (lower first, no order last, then by id), waits ``up`` seconds after each, and skips templates,
-running and locked containers. stopall shuts down in reverse order; the containers of one order
-shut down in parallel, each within its ``down`` timeout (else ``timeout``), then a hard stop.
+running and locked containers (a ``backup`` lock left by a crash is removed first, as
+Proxmox does, unless a vzdump runs). stopall shuts down in reverse order; the containers of
+one order shut down in parallel, each within its ``down`` timeout (else ``timeout``), then a
+hard stop.
 Each result is a line in the task log; failures are counted for the exit code.
 """
 
@@ -18,13 +20,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import groupby
 
+from shared import paths
 from shared.ctconfig import store
 from shared.errors import CommandError, CtkitError
+from shared.locks import config_lock, flock
 from shared.runtime import lifecycle, lxcapi
 from shared.tasklog import TaskLog
 
 NO_ORDER = sys.maxsize  # Proxmox's LONG_MAX: containers without an order come last
 DEFAULT_STOP_TIMEOUT = 180
+STALE_LOCK_WAIT = 10.0  # seconds to wait for a running vzdump before leaving its locks alone
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ def startall(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Start the onboot containers in order; raises CommandError naming the failures."""
+    remove_stale_backup_locks(log)
     failed = []
     for guest in guests(vms):
         if (not guest.onboot and not force) or guest.template or lxcapi.is_running(guest.vmid):
@@ -83,6 +89,22 @@ def startall(
             log.info(f"Waiting for {guest.up} seconds (startup delay)")
             sleep(guest.up)
     _fail_if(failed, "start")
+
+
+def remove_stale_backup_locks(log: TaskLog) -> None:
+    """A ``lock: backup`` at boot is left over from a backup that died with the host; Proxmox
+    removes it before starting guests. The vzdump lock keeps a running backup's locks."""
+    try:
+        with flock(paths.vzdump_lock(), STALE_LOCK_WAIT):
+            for vmid in store.list_vmids():
+                with config_lock(vmid):
+                    conf = store.load_or_none(vmid)
+                    if conf is not None and conf.lock == "backup":
+                        conf.delete("lock")
+                        store.save(conf)
+                        log.warn(f"removed left over backup lock from '{vmid}'!")
+    except CtkitError as err:
+        log.warn(f"not removing left over backup locks - {err}")
 
 
 def _fail_if(failed: list[int], what: str) -> None:

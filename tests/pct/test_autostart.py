@@ -48,7 +48,8 @@ def test_startall_and_stopall_follow_order_delays_and_skip_rules(
     add(ctroot, first, "onboot: 1\nstartup: order=1,up=2\n")
     add(ctroot, second, "onboot: 1\nstartup: order=2,up=1,down=1\nlxc.signal.halt: SIGWINCH\n")
     add(ctroot, last, "onboot: 1\n")
-    add(ctroot, locked, "onboot: 1\nlock: backup\n")
+    add(ctroot, locked, "onboot: 1\nlock: snapshot\n")
+    add(ctroot, off, "lock: backup\n")  # left over by a crash: removed at startall
     add(ctroot, running, "onboot: 1\nstartup: order=1\n")
     pct("start", running)
 
@@ -56,7 +57,9 @@ def test_startall_and_stopall_follow_order_delays_and_skip_rules(
     res = pct("startall")
     elapsed = time.monotonic() - began
     assert starting(res.err) == [first, second, last]
-    assert f"Skipping CT {locked}: CT is locked (backup)" in res.err
+    assert f"Skipping CT {locked}: CT is locked (snapshot)" in res.err
+    assert f"WARN: removed left over backup lock from '{off}'!" in res.err
+    assert "lock:" not in (ctroot / f"etc/pve/lxc/{off}.conf").read_text()
     assert "Waiting for 2 seconds (startup delay)" in res.err
     for vmid in (first, second, last, running):
         assert lxcapi.is_running(vmid)
