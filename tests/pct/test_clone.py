@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.runtime import lxcapi
 from tests.pct.conftest import Pct
 
 pytestmark = pytest.mark.lxc
@@ -217,3 +218,33 @@ def test_a_clone_killed_half_way_leaves_nothing(
     assert not (ctroot / f"etc/pve/lxc/{newid}.conf").exists()
     assert list((ctroot / f"var/lib/vz/images/{newid}").glob("*")) == []
     assert "lock:" not in (ctroot / f"etc/pve/lxc/{src}.conf").read_text()
+
+
+def test_full_clone_of_a_running_container_from_a_snapshot(
+    pct: Pct,
+    new_vmid: Callable[[], int],
+    busybox_template: Path,
+    ctroot: Path,
+    btrfs_storage: str,
+    conf_text: Callable[[int], str],
+) -> None:
+    src, newid = new_vmid(), new_vmid()
+    pct("create", src, busybox_template, "--rootfs", f"{btrfs_storage}:0", "--memory", "256")
+    with mounted(pct, ctroot, src) as root:
+        (root / "marker").write_text("before\n")
+        os.chown(root / "marker", 100000, 100000)  # the CT's root may rewrite it
+    pct("snapshot", src, "s1")
+    pct("set", src, "--memory", "300")
+    pct("start", src)
+    pct("exec", src, "--", "sh", "-c", "echo after > /marker")
+    res = pct("clone", src, newid, "--full", "--snapname", "s1", "--storage", "local", check=False)
+    pct.vmids.add(newid)
+    assert res.rc == 0, res.text
+    assert lxcapi.is_running(src)
+    text = conf_text(newid)
+    assert "memory: 256\n" in text  # the snapshot's values, not the current ones
+    assert "parent" not in text and "snaptime" not in text and "[s1]" not in text
+    assert f"rootfs: local:{newid}/subvol-{newid}-disk-0.subvol" in text
+    marker = ctroot / f"var/lib/vz/images/{newid}/subvol-{newid}-disk-0.subvol/marker"
+    assert marker.read_text() == "before\n"
+    pct("stop", src)
