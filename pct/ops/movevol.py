@@ -16,6 +16,7 @@ from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import CtkitError, LockError, NotFoundError, ParamError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
+from shared.storage.api import volume_owner
 from shared.storage.volumes import convert_to_base, free_volume, rename_volume
 
 from .volcopy import copy_volume, interruptible
@@ -39,6 +40,13 @@ def _mountpoint(conf: Config, key: str) -> MountPoint:
 
 def _in_snapshots(conf: Config, volid: str) -> bool:
     return any(mp.volume == volid for snap in conf.snapshots.values() for mp in snap.mountpoints())
+
+
+def _check_owner(vmid: int, volid: str, action: str | None) -> None:
+    """Never delete or give away a volume that another container owns."""
+    owner = volume_owner(volid)
+    if action is not None and owner != vmid:
+        raise StateError(f"can't {action} volume '{volid}' owned by another container ({owner})")
 
 
 def _check_digest(conf: Config, digest: str | None, prefix: str = "") -> None:
@@ -90,6 +98,7 @@ def _lock_for_move(vmid: int, key: str, delete: bool, digest: str | None) -> Con
             raise StateError(f"cannot copy volumes of type {mp.type}")
         if delete and _in_snapshots(conf, mp.volume):
             raise StateError("you can't move a volume with snapshots and delete the source")
+        _check_owner(vmid, mp.volume, "delete" if delete else None)
         _check_digest(conf, digest)
         conf.set("lock", "disk")
         store.save(conf)
@@ -186,6 +195,7 @@ def _check_reassign(
         raise StateError("Cannot move a bindmount or device mount to another container")
     if _in_snapshots(source, mp.volume):
         raise StateError("Cannot move volume used by a snapshot to another container")
+    _check_owner(source.vmid, mp.volume, "move")
     if lxcapi.is_running(source.vmid) and not UNUSED_RE.fullmatch(key):
         raise StateError(
             "Cannot move in-use volume while the source CT is running - detach or shutdown first"

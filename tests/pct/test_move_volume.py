@@ -123,3 +123,27 @@ def test_failed_move_leaves_the_source_as_it_was(
     assert conf.read_text() == before
     assert list((ctroot / "mnt/tiny").rglob("*disk*")) == []
     assert (ctroot / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol/bin").exists()
+
+
+def test_a_volume_of_another_container_is_never_deleted_or_given_away(
+    pct: Pct,
+    new_vmid: Callable[[], int],
+    busybox_template: Path,
+    ctroot: Path,
+    conf_text: Callable[[int], str],
+) -> None:
+    owner, user, third = new_vmid(), new_vmid(), new_vmid()
+    pct("create", owner, busybox_template, "--rootfs", "local:0", "--mp0", "local:1,mp=/data")
+    pct("create", user, busybox_template, "--rootfs", "local:0")
+    pct("create", third, busybox_template, "--rootfs", "local:0")
+    volid = f"local:{owner}/vm-{owner}-disk-1.raw"
+    with open(ctroot / f"etc/pve/lxc/{user}.conf", "a") as fh:
+        fh.write(f"mp0: {volid},mp=/shared\n")
+    before = conf_text(user)
+    res = pct("move-volume", user, "mp0", "local", "--delete", check=False)
+    assert res.rc != 0
+    assert f"can't delete volume '{volid}' owned by another container ({owner})" in res.err
+    res = pct("move-volume", user, "mp0", "--target-vmid", third, check=False)
+    assert res.rc != 0 and "owned by another container" in res.err
+    assert conf_text(user) == before
+    assert (ctroot / f"var/lib/vz/images/{owner}/vm-{owner}-disk-1.raw").is_file()
