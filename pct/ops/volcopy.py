@@ -10,9 +10,11 @@ The new volume is freed again when anything fails.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from shared.errors import CommandError, StorageError
 from shared.runtime.ctview import config_root_ids
 from shared.runtime.namespace import private_mounts
 from shared.storage.volumes import alloc_volume, free_volume, mounted_volume, volume_size
-from shared.tasklog import human_bytes
+from shared.tasklog import Progress, human_bytes, progress
 
 Log = Callable[[str], None]
 INTERRUPTS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -107,17 +109,61 @@ def _copy(
 
 def copy_tree(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> None:
     """Copy the tree ``src`` onto ``dst``: ``cp -a`` (in-kernel copies, reflinks where the file
-    system can) unless a bandwidth limit asks for rsync."""
+    system can) unless a bandwidth limit asks for rsync. Progress: the bytes that arrived."""
     if bwlimit:
         rsync(src, dst, bwlimit=bwlimit, log=log)
         return
     started = time.monotonic()
-    argv = [*CP, f"{src}/", f"{dst}/"]
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    total = tree_bytes(src)
+    with progress("copy", total) as prog, _watching(dst, prog):
+        proc = subprocess.run(
+            [*CP, f"{src}/", f"{dst}/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()
         raise CommandError(f"cp failed (exit {proc.returncode}): {' '.join(detail[-2:])}")
-    log(f"copied in {time.monotonic() - started:.1f}s")
+    seconds = max(time.monotonic() - started, 1e-6)
+    log(f"copied {human_bytes(total)} in {seconds:.1f}s ({human_bytes(total / seconds)}/s)")
+
+
+def tree_bytes(root: Path) -> int:
+    """The allocated bytes of a tree on one file system (what ``du -sx`` counts)."""
+    total = 0
+    device = os.lstat(root).st_dev
+    for dirpath, dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+        kept = []
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                if os.lstat(os.path.join(dirpath, name)).st_dev == device:
+                    kept.append(name)
+        dirs[:] = kept
+    return total
+
+
+@contextlib.contextmanager
+def _watching(dst: Path, prog: Progress, interval: float = 1.0) -> Iterator[None]:
+    """Report the growth of ``dst`` to ``prog`` from a thread while the copy runs."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen = 0
+        while not stop.wait(interval):
+            now = tree_bytes(dst)
+            if now > seen:
+                prog.update(now - seen)
+                seen = now
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def rsync(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> None:
