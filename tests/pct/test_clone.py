@@ -248,4 +248,3 @@ def test_full_clone_of_a_running_container_from_a_snapshot(
     marker = ctroot / f"var/lib/vz/images/{newid}/subvol-{newid}-disk-0.subvol/marker"
     assert marker.read_text() == "before\n"
     pct("stop", src)
-

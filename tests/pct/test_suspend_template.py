@@ -120,3 +120,17 @@ def test_template_on_btrfs_makes_the_subvolume_read_only(
     with pytest.raises(OSError):
         (subvol / "new-file").write_text("x")
     assert os.path.isdir(subvol / "etc")
+
+
+def test_a_snapshot_keeps_a_suspended_container_suspended(
+    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0")
+    pct("start", vmid)
+    pct("snapshot", vmid, "s1")  # freezes and thaws a running CT
+    assert not CGroup(vmid).is_frozen()
+    pct("suspend", vmid)
+    pct("snapshot", vmid, "s2")
+    assert CGroup(vmid).is_frozen()  # what the user suspended stays suspended
+    pct("resume", vmid)
+    pct("stop", vmid)
