@@ -147,3 +147,27 @@ def test_a_volume_of_another_container_is_never_deleted_or_given_away(
     assert res.rc != 0 and "owned by another container" in res.err
     assert conf_text(user) == before
     assert (ctroot / f"var/lib/vz/images/{owner}/vm-{owner}-disk-1.raw").is_file()
+
+
+def test_a_template_volume_moves_as_a_base_volume(
+    pct: Pct,
+    vmid: int,
+    busybox_template: Path,
+    ctroot: Path,
+    btrfs_storage: str,
+    conf_text: Callable[[int], str],
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    pct("template", vmid)
+    pct("move-volume", vmid, "rootfs", btrfs_storage, "--delete")
+    text = conf_text(vmid)
+    assert (
+        key_value(text, "rootfs") == f"{btrfs_storage}:{vmid}/subvol-{vmid}-disk-0.subvol,size=1G"
+    )
+    assert "template: 1" in text and "unused" not in text
+    subvol = ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    out = subprocess.run(
+        ["btrfs", "property", "get", str(subvol), "ro"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "ro=true"
+    assert not (ctroot / f"var/lib/vz/images/{vmid}/base-{vmid}-disk-0.raw").exists()
