@@ -37,7 +37,7 @@ from .provision import (
     staged,
 )
 from .restore import _with_new_mac
-from .volcopy import copy_volume, interruptible
+from .volcopy import copy_volume, interruptible, uninterruptible
 
 Log = Callable[[str], None]
 DROPPED = ("lock", "snapshots", "parent", "snaptime", "snapstate", "template", "digest")
@@ -167,10 +167,12 @@ def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
         with interruptible():
             _run(req, job, created, log)
     except BaseException as err:
-        for volid in created:
-            with contextlib.suppress(Exception):
-                free_volume(volid)
-        remove_locked_config(req.newid, log)
+        with uninterruptible():
+            for volid in created:
+                with contextlib.suppress(Exception):
+                    free_volume(volid)
+            remove_locked_config(req.newid, log)
+            remove_staging_dirs(req.newid)
         if isinstance(err, CtkitError):
             raise prefixed(err, "clone failed: ") from None
         raise

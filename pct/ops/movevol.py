@@ -19,7 +19,7 @@ from shared.runtime import lxcapi
 from shared.storage.api import volume_owner
 from shared.storage.volumes import convert_to_base, free_volume, rename_volume
 
-from .volcopy import copy_volume, interruptible
+from .volcopy import copy_volume, interruptible, uninterruptible
 
 Log = Callable[[str], None]
 UNUSED_RE = re.compile(r"unused\d+")
@@ -149,7 +149,7 @@ def to_storage(
                     add_unused_volume(current.values, old)
                 store.save(current)
         except BaseException:
-            with contextlib.suppress(Exception):
+            with uninterruptible(), contextlib.suppress(Exception):
                 free_volume(new)
             raise
         if delete:

@@ -53,6 +53,18 @@ def interruptible() -> Iterator[None]:
             signal.signal(sig, previous)
 
 
+@contextlib.contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Cleanup that a second signal must not cut short (it would leave half a clone)."""
+    sigs = (*INTERRUPTS, signal.SIGINT)
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
 @dataclass
 class Copied:
     volid: str
@@ -82,7 +94,7 @@ def copy_volume(
     try:
         _copy(mp.volume, newvol, owner, snapshot, bwlimit, log)
     except BaseException:
-        with contextlib.suppress(Exception):
+        with uninterruptible(), contextlib.suppress(Exception):
             free_volume(newvol)
         raise
     return Copied(newvol, size)
