@@ -13,10 +13,10 @@ from shared.cli import new_app
 from shared.formats.types import FormatError, parse_vmid
 from shared.tasklog import TaskLog
 
-from ..ops import autostart
 from .common import echo
 
 UNITS = (systemd.GUESTS_UNIT,)
+DEFAULT_STOP_TIMEOUT = 180  # Proxmox's stopall default, for containers without 'down'
 
 units_app = new_app(
     "Install or remove ctkit-guests.service (startall at boot, stopall at shutdown)."
@@ -57,6 +57,8 @@ def startall(
     vms: VmsOpt = None,
 ) -> None:
     """Start all containers with onboot=1, by their startup order and delays."""
+    from ..ops import autostart  # imported when used: pct starts fast
+
     log = _tasklog()
     try:
         autostart.startall(log, force=bool(force), vms=_vms(vms))
@@ -68,7 +70,7 @@ def stopall(
     vms: VmsOpt = None,
     timeout: Annotated[
         int, typer.Option(min=0, max=7200, help="Shutdown timeout per container without 'down'.")
-    ] = autostart.DEFAULT_STOP_TIMEOUT,
+    ] = DEFAULT_STOP_TIMEOUT,
     force_stop: Annotated[
         bool, typer.Option("--force-stop/--no-force-stop", help="Hard-stop after the timeout.")
     ] = True,
@@ -78,6 +80,8 @@ def stopall(
     ] = None,
 ) -> None:
     """Shut down all running containers in reverse startup order (hard stop after 'down')."""
+    from ..ops import autostart
+
     log = _tasklog()
     try:
         autostart.stopall(

@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..ops import clone as clone_ops
-from ..ops import movevol
 from .common import VmidArg, log_line
 from .common import _vmid as vmid_arg
 
@@ -43,6 +41,8 @@ def clone(
     bwlimit: KiBs = None,
 ) -> None:
     """Create a container clone/copy."""
+    from ..ops import clone as clone_ops  # imported when used: pct starts fast
+
     req = clone_ops.CloneRequest(
         vmid, newid, full=full, storage=storage, hostname=hostname, description=description,
         snapname=snapname, target=target, bwlimit=bwlimit,
@@ -112,6 +112,8 @@ def move_volume(
     ] = None,
 ) -> None:
     """Move a rootfs-/mp-volume to a different storage or to a different container."""
+    from ..ops import movevol
+
     movevol.move_volume(
         vmid, volume, storage_arg or storage, target_vmid_arg or target_vmid,
         target_volume_arg or target_volume, delete=bool(delete), bwlimit=bwlimit,

@@ -6,8 +6,6 @@ from typing import Annotated
 
 import typer
 
-from ..ops import fsck as fsck_ops
-from ..ops import rescan as rescan_ops
 from .common import VmidArg, log_line
 from .common import _vmid as vmid_arg
 
@@ -28,6 +26,8 @@ def rescan(
     ] = None,
 ) -> None:
     """Rescan all storages and update disk sizes and unused disk images."""
+    from ..ops import rescan as rescan_ops  # imported when used: pct starts fast
+
     rescan_ops.rescan(vmid, dryrun=bool(dryrun), log=log_line)
 
 
@@ -41,4 +41,6 @@ def fsck(
     ] = None,
 ) -> None:
     """Run a file system check (fsck) on a container volume."""
+    from ..ops import fsck as fsck_ops
+
     fsck_ops.fsck(vmid, device=device, force=bool(force), log=log_line)

@@ -28,7 +28,6 @@ from shared.runtime import lifecycle, lxcapi
 from shared.tasklog import TaskLog
 
 NO_ORDER = sys.maxsize  # Proxmox's LONG_MAX: containers without an order come last
-DEFAULT_STOP_TIMEOUT = 180
 STALE_LOCK_WAIT = 10.0  # seconds to wait for a running vzdump before leaving its locks alone
 
 
@@ -117,7 +116,7 @@ def stopall(
     log: TaskLog,
     *,
     vms: Iterable[int] | None = None,
-    timeout: int = DEFAULT_STOP_TIMEOUT,
+    timeout: int,
     force_stop: bool = True,
     max_workers: int | None = None,
 ) -> None:
