@@ -302,6 +302,24 @@ def _convert_click_error(err: Exception) -> ParamError:
     return ParamError(message=text)
 
 
+def help_argv(root: Any, args: list[str]) -> list[str]:
+    """``help [command...]`` (``pct help``, ``vzdump help``) means ``[command...] --help``."""
+    if args and args[0] == "help" and "help" not in getattr(root, "commands", {}):
+        return [*args[1:], "--help"]
+    return args
+
+
+def default_help(root: Any, prog: str, default_command: str) -> str:
+    """An app whose bare arguments run a default command (``vzdump 100 --mode stop``): its
+    help is that command's usage and options, followed by the other commands."""
+    cmd = root.commands[default_command]
+    text = cmd.get_help(click.Context(cmd, info_name=prog))
+    root_ctx = click.Context(root, info_name=prog)
+    formatter = root_ctx.make_formatter()
+    root.format_commands(root_ctx, formatter)
+    return f"{text}\n\n{formatter.getvalue()}"
+
+
 def run(
     app: typer.Typer,
     prog: str,
@@ -315,6 +333,10 @@ def run(
     root = typer.main.get_command(app)
     leaf: Any = root
     usage: str | None = None
+    args = help_argv(root, args)
+    if default_command is not None and args in (["--help"], ["-h"]):
+        sys.stdout.write(default_help(root, prog, default_command))
+        raise SystemExit(0)
     try:
         args, leaf = rewrite_argv(root, args, default_command)
         path = " ".join([prog] + [a for a in args[: _depth(root, args)]])

@@ -80,6 +80,11 @@ def local_storage_path() -> Path:
 
 
 # vzdump and jobs
+def guests_log() -> Path:
+    """The task log of ``pct startall`` / ``pct stopall`` (host boot and shutdown)."""
+    return under("var/log/ctkit/guests.log")
+
+
 def vzdump_log_dir() -> Path:
     return under("var/log/vzdump")
 

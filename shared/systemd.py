@@ -8,6 +8,8 @@ and logs the commands that enable them.
 
 * ``ctkit-scheduler.service`` / ``.timer``: ``<vzdump> scheduler run-due`` every minute
   (``Persistent=true`` catches up once after downtime; the scheduler decides what was missed).
+* ``ctkit-guests.service``: ``<pct> startall`` at boot and ``<pct> stopall`` at shutdown
+  (Proxmox's pve-guests.service); it is enabled, not started, when installed.
 * ``pveam-update.service`` / ``.timer``: ``<pveam> update`` daily after the network is online,
   spread over five hours like Proxmox's daily update.
 """
@@ -75,11 +77,31 @@ Persistent=true
 WantedBy=timers.target
 """
 
+GUESTS_SERVICE = """\
+[Unit]
+Description=ctkit: start containers with onboot at boot, stop all at shutdown
+Wants=network-online.target
+After=network-online.target local-fs.target remote-fs.target lxc.service lxc-net.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={exec_start} startall
+ExecStop={exec_start} stopall
+TimeoutSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+GUESTS_UNIT = "ctkit-guests.service"
+
 UNITS: dict[str, str] = {
     "ctkit-scheduler.service": SCHEDULER_SERVICE,
     "ctkit-scheduler.timer": SCHEDULER_TIMER,
     "pveam-update.service": PVEAM_SERVICE,
     "pveam-update.timer": PVEAM_TIMER,
+    "ctkit-guests.service": GUESTS_SERVICE,
 }
 
 Log = Callable[[str], None]
@@ -195,12 +217,15 @@ def install_units(
         atomic.write_text(path, text, mode=0o644)
         written.append(path)
     timers = _timers(names)
+    services = _boot_services(texts)
     if not enable:
         return written
     if can_manage():
         _systemctl("daemon-reload")
         for timer in timers:
             _systemctl("enable", "--now", timer)
+        for service in services:
+            _systemctl("enable", service)
         return written
     reason = (
         "systemd is not running as PID 1 (no /run/systemd/system)"
@@ -210,7 +235,27 @@ def install_units(
     log(f"unit files written to {directory}; not enabling them: {reason}")
     if timers:
         log(f"to enable them: systemctl daemon-reload && systemctl enable --now {' '.join(timers)}")
+    if services:
+        log(f"to enable it: systemctl daemon-reload && systemctl enable {' '.join(services)}")
     return written
+
+
+def _boot_services(texts: dict[str, str]) -> list[str]:
+    """Services with an [Install] section of their own are enabled (not started) directly."""
+    return [n for n, t in texts.items() if n.endswith(".service") and "[Install]" in t]
+
+
+def verify_units(files: Sequence[Path]) -> None:
+    """``systemd-analyze verify`` the written units when the tool is installed."""
+    if shutil.which("systemd-analyze") is None:
+        return
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, files)], capture_output=True, text=True, check=False
+    )
+    ours = [ln for ln in proc.stderr.splitlines() if any(f.name in ln for f in files)]
+    if proc.returncode != 0 or ours:
+        detail = (ours or proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise CommandError(f"systemd-analyze verify failed - {detail}")
 
 
 def remove_units(names: Sequence[str], *, log: Log = _stderr_log) -> list[Path]:
@@ -223,8 +268,11 @@ def remove_units(names: Sequence[str], *, log: Log = _stderr_log) -> list[Path]:
             raise ParamError({"unit": f"unknown unit '{name}'"})
     directory = unit_dir()
     timers = [t for t in _timers(names) if (directory / t).exists()]
+    services = [n for n in names if n == GUESTS_UNIT and (directory / n).exists()]
     if can_manage() and timers:
         _systemctl("disable", "--now", *timers)
+    if can_manage() and services:
+        _systemctl("disable", *services)  # not --now: stopping it would stop every container
     removed = []
     for name in names:
         path = directory / name
@@ -233,7 +281,7 @@ def remove_units(names: Sequence[str], *, log: Log = _stderr_log) -> list[Path]:
             removed.append(path)
     if removed and can_manage():
         _systemctl("daemon-reload")
-    elif timers:
+    elif timers or services:
         log(f"unit files removed from {directory}; run 'systemctl daemon-reload' to forget them")
     return removed
 
@@ -249,5 +297,6 @@ __all__ = [
     "render_unit",
     "systemd_running",
     "unit_dir",
+    "verify_units",
     "with_root_environment",
 ]

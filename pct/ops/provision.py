@@ -225,10 +225,16 @@ def _free_when_released(volid: str, log: Log) -> None:
         time.sleep(0.2)
 
 
-def convert_to_template(conf: Config, alloc: Allocation | None = None) -> None:
+def convert_to_template(
+    conf: Config,
+    alloc: Allocation | None = None,
+    after_each: Callable[[Config], None] | None = None,
+) -> None:
     """Turn every volume into a base volume and set ``template: 1`` (Proxmox's template_create).
 
-    ``alloc`` follows the renames, so that a later failure still frees the right volumes.
+    ``alloc`` follows the renames, so that a later failure still frees the right volumes;
+    ``after_each`` (e.g. saving the config) runs after every rename, so that an interrupted
+    conversion never leaves a renamed volume the config does not name.
     """
     for mp in conf.mountpoints():
         if mp.type != "volume":
@@ -237,6 +243,8 @@ def convert_to_template(conf: Config, alloc: Allocation | None = None) -> None:
         if alloc is not None and mp.volume in alloc.volids:
             alloc.volids[alloc.volids.index(mp.volume)] = new
         conf.set(mp.key, mp.replace(volume=new))
+        if after_each is not None and new != mp.volume:
+            after_each(conf)
     conf.set("template", True)
     with contextlib.suppress(FileNotFoundError):
         (paths.lxc_dir(conf.vmid) / "config").unlink()

@@ -170,7 +170,7 @@ def merge_config(
             continue
         text = backup.values[key]
         if unique and NET_KEY_RE.fullmatch(key):
-            text = _with_new_mac(text)
+            text = with_new_mac(text)
         conf.set_raw(key, text)
     if restricted and backup.lxc:
         log("skipping custom lxc options, restore manually as root:")
@@ -180,7 +180,7 @@ def merge_config(
         log("--------------------------------")
 
 
-def _with_new_mac(text: str) -> str:
+def with_new_mac(text: str) -> str:
     try:
         net = NET_SCHEMA.parse(text)
     except FormatError:

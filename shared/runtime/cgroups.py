@@ -221,7 +221,11 @@ class CGroup:
 
     @contextlib.contextmanager
     def frozen(self, timeout: float = 30.0) -> Iterator[None]:
-        """Freeze for the block; thawed on every exit path (also when freezing timed out)."""
+        """Freeze for the block; thawed on every exit path (also when freezing timed out).
+        A CT that was already frozen (``pct suspend``) stays frozen: not ours to thaw."""
+        if self.is_frozen():
+            yield
+            return
         try:
             self.freeze(timeout)
             yield

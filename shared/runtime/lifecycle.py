@@ -183,10 +183,20 @@ def _check_stop(vmid: int, skiplock: bool, not_running: str) -> Config:
         return conf
 
 
+def thaw_if_frozen(vmid: int) -> None:
+    """A suspended (frozen) CT neither handles the shutdown signal nor dies of SIGKILL under
+    the v1 freezer: thaw it first so that stop and shutdown work on it."""
+    cgroup = CGroup(vmid)
+    with contextlib.suppress(OSError):
+        if cgroup.is_frozen():
+            cgroup.thaw()
+
+
 def stop(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
     """Hard stop (``lxc-stop --kill``)."""
     conf = _check_stop(vmid, skiplock, f"CT {vmid} not running")
     hookscript.run(conf, "pre-stop", fatal=False, warn=log)
+    thaw_if_frozen(vmid)
     lxcapi.container(vmid).stop()
     if not lxcapi.wait_state(vmid, "STOPPED", 30):
         raise CommandError(f"unable to stop CT {vmid}")
@@ -204,6 +214,7 @@ def shutdown(
     """Clean shutdown; without ``force_stop`` a CT still running after ``timeout`` keeps running."""
     conf = _check_stop(vmid, skiplock, not_running or f"CT {vmid} not running")
     hookscript.run(conf, "pre-stop", fatal=False, warn=log)
+    thaw_if_frozen(vmid)
     ct = lxcapi.container(vmid)
     # python-lxc's shutdown(0) only sends the signal and reports success: judge by the state
     ct.shutdown(timeout)

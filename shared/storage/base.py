@@ -282,6 +282,18 @@ class Storage:
     def convert_to_base(self, volname: str) -> str:
         raise self._unsupported("templates")
 
+    def rename_volume(self, volname: str, target_vmid: int) -> str:
+        """Give a volume to another guest (a new name of ``target_vmid``); returns the name."""
+        raise self._unsupported("renaming volumes")
+
+    def can_clone(self, volname: str) -> bool:
+        """Whether :meth:`clone_image` can make a linked clone of this volume."""
+        return False
+
+    def clone_image(self, volname: str, vmid: int, snapshot: str | None = None) -> str:
+        """A linked clone of a template's base volume for ``vmid``; returns its volume name."""
+        raise StorageError(f"Linked clone feature for '{self.volid(volname)}' is not available")
+
     def list_snapshots(self, volname: str) -> list[str]:
         return []
 

@@ -18,7 +18,7 @@ import re
 import stat
 from pathlib import Path
 
-from ..errors import NotFoundError, StorageError
+from ..errors import CtkitError, NotFoundError, StorageError
 from ..formats.types import FormatError, check_configid, format_size
 from . import cmd, loop
 from .dirplugin import DirStorage, pad_kib
@@ -262,6 +262,38 @@ class BtrfsStorage(DirStorage):
             os.rename(subvol, newsubvol)
         btrfs("property", "set", str(newsubvol), "ro", "true")
         return newvol
+
+    def _volume_root(self, vol: VolName) -> Path:
+        """A raw image moves with the subvolume that holds it."""
+        return self.subvolume_of(vol)
+
+    def can_clone(self, volname: str) -> bool:
+        """A base volume, or a subvolume a template made read-only (subvol names stay)."""
+        vol = self._images_vol(volname)
+        if vol.format not in ("raw", "subvol"):
+            return False
+        if vol.is_base:
+            return True
+        subvol = self.subvolume_of(vol)
+        with contextlib.suppress(CtkitError):
+            return btrfs_query("property", "get", str(subvol), "ro").strip() == "ro=true"
+        return False
+
+    def clone_image(self, volname: str, vmid: int, snapshot: str | None = None) -> str:
+        """A writable snapshot of a template's subvolume: shares every extent with its base."""
+        vol = self._images_vol(volname)
+        if not self.can_clone(volname):
+            return super().clone_image(volname, vmid, snapshot)
+        source = self.subvolume_of(vol, snapshot)
+        self._existing(volname, source)
+        imgdir = self.image_dir(vmid)
+        with self.alloc_lock():
+            imgdir.mkdir(parents=True, exist_ok=True)
+            name = self.find_free_diskname(vmid, vol.format or "subvol")
+            btrfs(
+                "subvolume", "snapshot", "--", str(source), str(imgdir / name.removesuffix(".raw"))
+            )
+        return f"{vol.vmid}/{vol.name}/{vmid}/{name}"
 
     # --- snapshots ------------------------------------------------------------------------
 

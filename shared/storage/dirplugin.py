@@ -241,6 +241,29 @@ class DirStorage(Storage):
         os.chmod(newpath, 0o444)
         return newvol
 
+    # --- reassigning ---------------------------------------------------------------------
+
+    def _volume_root(self, vol: VolName) -> Path:
+        """What to rename to move a volume: the image itself here."""
+        return self.image_path(vol)
+
+    def rename_volume(self, volname: str, target_vmid: int) -> str:
+        vol = self._images_vol(volname)
+        if vol.is_base or not self.has_feature("rename", volname):
+            raise StorageError("Storage does not support moving of this disk to another container")
+        source = self._volume_root(vol)
+        self._existing(volname, self.image_path(vol))
+        imgdir = self.image_dir(target_vmid)
+        with self.alloc_lock():
+            imgdir.mkdir(parents=True, exist_ok=True)
+            name = self.find_free_diskname(target_vmid, vol.format or "raw")
+            newvol = f"{target_vmid}/{name}"
+            target = self._volume_root(self.parse_volname(newvol))
+            if target.exists():
+                raise StorageError(f"file '{target}' already exists")
+            os.rename(source, target)
+        return newvol
+
     # --- snapshots: none on a directory storage (the base class raises) -------------------
 
     def list_snapshots(self, volname: str) -> list[str]:

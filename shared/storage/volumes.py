@@ -85,6 +85,26 @@ def convert_to_base(volid: str, cfg: StorageConfig | None = None) -> str:
     return store.volid(store.convert_to_base(volname))
 
 
+def rename_volume(volid: str, target_vmid: int, cfg: StorageConfig | None = None) -> str:
+    """Reassign a volume to ``target_vmid`` (renamed on its storage); returns the new id."""
+    store, volname = _image(volid, cfg)
+    return store.volid(store.rename_volume(volname, target_vmid))
+
+
+def can_clone(volid: str, cfg: StorageConfig | None = None) -> bool:
+    """Whether a linked clone of this volume is possible (a template's volume on btrfs)."""
+    store, volname = _image(volid, cfg)
+    return store.can_clone(volname)
+
+
+def clone_volume(
+    volid: str, vmid: int, snapshot: str | None = None, cfg: StorageConfig | None = None
+) -> str:
+    """A linked clone of a template's volume for ``vmid`` (btrfs); returns the new volume id."""
+    store, volname = _image(volid, cfg)
+    return store.volid(store.clone_image(volname, vmid, snapshot))
+
+
 # --- snapshots ------------------------------------------------------------------------------
 
 

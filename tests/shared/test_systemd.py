@@ -20,6 +20,8 @@ PVEAM = ["pveam-update.service", "pveam-update.timer"]
 
 
 def exec_for(name: str) -> str:
+    if name == systemd.GUESTS_UNIT:
+        return "/usr/bin/pct"
     return "/usr/bin/pveam" if name.startswith("pveam") else "/usr/bin/vzdump"
 
 

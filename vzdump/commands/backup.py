@@ -13,6 +13,7 @@ from shared.cli import EXTRA_ARGS, OPTION_RE, parse_schema_args
 from shared.formats.types import Bool
 
 from ..engine import job
+from ..helptext import backup_help
 from ..options import CLI_OPTIONS, check_params, parse_params
 
 
@@ -34,7 +35,13 @@ def split_args(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("backup", hidden=True, context_settings=EXTRA_ARGS)(backup)
+    app.command(
+        "backup",
+        hidden=True,
+        context_settings=EXTRA_ARGS,
+        help=backup_help(),
+        options_metavar="{<vmid>} [OPTIONS]",
+    )(backup)
 
 
 def silence(keep_stdout: bool) -> None:

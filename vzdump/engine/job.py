@@ -4,7 +4,6 @@ notification (spec vzdump §1, §6, §7)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from shared.errors import (
 )
 from shared.formats import vzdumpconf
 from shared.locks import flock
+from shared.runtime.namespace import private_mounts
 from shared.signals import interrupted, interruptible
 from shared.storage.api import backup_dir, backup_storage, get_storage
 
@@ -36,7 +36,6 @@ from .hooks import Hooks, check_script
 from .log import JobLog
 
 IGNORED = ("performance", "fleecing", "pbs-change-detection-mode")
-CLONE_NEWNS = 0x00020000
 STOP_WAIT = 15.0  # --stop: how long the running vzdump may take to clean up and exit
 
 
@@ -62,16 +61,6 @@ def stop_running(timeout: float = STOP_WAIT) -> None:
         if time.monotonic() > deadline:
             raise CtkitError(f"stopping backup process {pid} failed")
         time.sleep(0.1)
-
-
-def private_mounts() -> bool:
-    """Unshare the mount namespace (/ rslave) so backup mounts are invisible to the host and
-    vanish with this process. Best effort: impossible once threads run."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNS) != 0:
-        return False
-    subprocess.run(["mount", "--make-rslave", "/"], capture_output=True, check=False)
-    return True
 
 
 def ionice(level: int) -> None:

@@ -1,0 +1,116 @@
+"""pct startall, stopall and ``pct autostart install|remove`` (the ctkit-guests.service unit)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Annotated
+
+import typer
+
+from shared import paths, systemd
+from shared.cli import new_app
+from shared.formats.types import FormatError, parse_vmid
+from shared.tasklog import TaskLog
+
+from .common import echo
+
+UNITS = (systemd.GUESTS_UNIT,)
+DEFAULT_STOP_TIMEOUT = 180  # Proxmox's stopall default, for containers without 'down'
+
+units_app = new_app(
+    "Install or remove ctkit-guests.service (startall at boot, stopall at shutdown)."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("startall")(startall)
+    app.command("stopall")(stopall)
+    app.add_typer(units_app, name="autostart")
+
+
+def _vms(raw: str | None) -> list[int] | None:
+    if raw is None:
+        return None
+    try:
+        return [parse_vmid(w) for w in re.split(r"[,;\s]+", raw.strip()) if w]
+    except FormatError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+def _tasklog() -> TaskLog:
+    log = TaskLog(sys.stderr)
+    log.attach(paths.guests_log(), "a")
+    return log
+
+
+VmsOpt = Annotated[
+    str | None, typer.Option(help="Only consider containers from this comma separated VMID list.")
+]
+
+
+def startall(
+    force: Annotated[
+        bool | None,
+        typer.Option(help="Start even containers that do not have 'onboot' set."),
+    ] = None,
+    vms: VmsOpt = None,
+) -> None:
+    """Start all containers with onboot=1, by their startup order and delays."""
+    from ..ops import autostart  # imported when used: pct starts fast
+
+    log = _tasklog()
+    try:
+        autostart.startall(log, force=bool(force), vms=_vms(vms))
+    finally:
+        log.close()
+
+
+def stopall(
+    vms: VmsOpt = None,
+    timeout: Annotated[
+        int, typer.Option(min=0, max=7200, help="Shutdown timeout per container without 'down'.")
+    ] = DEFAULT_STOP_TIMEOUT,
+    force_stop: Annotated[
+        bool, typer.Option("--force-stop/--no-force-stop", help="Hard-stop after the timeout.")
+    ] = True,
+    max_workers: Annotated[
+        int | None,
+        typer.Option("--max-workers", min=1, max=64, help="Containers shut down at once."),
+    ] = None,
+) -> None:
+    """Shut down all running containers in reverse startup order (hard stop after 'down')."""
+    from ..ops import autostart
+
+    log = _tasklog()
+    try:
+        autostart.stopall(
+            log, vms=_vms(vms), timeout=timeout, force_stop=force_stop, max_workers=max_workers
+        )
+    finally:
+        log.close()
+
+
+@units_app.command("install")
+def install(
+    enable: Annotated[
+        bool, typer.Option("--enable/--no-enable", help="Enable the unit at boot (1).")
+    ] = True,
+) -> None:
+    """Write ctkit-guests.service, check it with systemd-analyze and enable it."""
+    written = systemd.install_units(
+        UNITS,
+        exec_path=systemd.find_program("pct"),
+        enable=enable,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    systemd.verify_units(written)
+    for path in written:
+        echo(f"wrote {path}\n")
+
+
+@units_app.command("remove")
+def remove() -> None:
+    """Disable ctkit-guests.service and delete it."""
+    for path in systemd.remove_units(UNITS, log=lambda m: print(m, file=sys.stderr)):
+        echo(f"removed {path}\n")

@@ -1,0 +1,173 @@
+"""``pct startall`` / ``pct stopall``: the host starts and stops its containers (Proxmox's
+node startall/stopall, run at boot and shutdown by ``ctkit-guests.service``).
+
+startall starts every container with ``onboot: 1`` (all with ``force``) by ``startup: order=``
+(lower first, no order last, then by id), waits ``up`` seconds after each, and skips templates,
+running and locked containers (a ``backup`` lock left by a crash is removed first, as
+Proxmox does, unless a vzdump runs). stopall shuts down in reverse order; the containers of
+one order shut down in parallel, each within its ``down`` timeout (else ``timeout``), then a
+hard stop.
+Each result is a line in the task log; failures are counted for the exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import groupby
+
+from shared import paths
+from shared.ctconfig import store
+from shared.errors import CommandError, CtkitError
+from shared.locks import config_lock, flock
+from shared.runtime import lifecycle, lxcapi
+from shared.tasklog import TaskLog
+
+NO_ORDER = sys.maxsize  # Proxmox's LONG_MAX: containers without an order come last
+STALE_LOCK_WAIT = 10.0  # seconds to wait for a running vzdump before leaving its locks alone
+
+
+@dataclass(frozen=True)
+class Guest:
+    vmid: int
+    order: int
+    up: int | None
+    down: int | None
+    onboot: bool
+    template: bool
+    lock: str | None
+
+
+def guests(vms: Iterable[int] | None = None) -> list[Guest]:
+    """Every container (or those of ``vms``) with its startup settings, in start order."""
+    wanted = set(vms) if vms is not None else None
+    found = []
+    for vmid in store.list_vmids():
+        if wanted is not None and vmid not in wanted:
+            continue
+        conf = store.load_or_none(vmid)
+        if conf is None:
+            continue
+        startup = conf.get("startup") or {}
+        found.append(Guest(
+            vmid, startup.get("order", NO_ORDER), startup.get("up"), startup.get("down"),
+            bool(conf.get("onboot")), conf.is_template, conf.lock,
+        ))  # fmt: skip
+    return sorted(found, key=lambda g: (g.order, g.vmid))
+
+
+def startall(
+    log: TaskLog,
+    *,
+    force: bool = False,
+    vms: Iterable[int] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Start the onboot containers in order; raises CommandError naming the failures."""
+    remove_stale_backup_locks(log)
+    failed = []
+    for guest in guests(vms):
+        if (not guest.onboot and not force) or guest.template or lxcapi.is_running(guest.vmid):
+            continue
+        if guest.lock:
+            log.warn(f"Skipping CT {guest.vmid}: CT is locked ({guest.lock})")
+            continue
+        log.info(f"Starting CT {guest.vmid}")
+        try:
+            lifecycle.start(guest.vmid, log=log.plain)
+        except CtkitError as err:
+            log.error(f"Starting CT {guest.vmid} failed: {err}")
+            failed.append(guest.vmid)
+            continue
+        log.info(f"CT {guest.vmid} started")
+        if guest.up:
+            log.info(f"Waiting for {guest.up} seconds (startup delay)")
+            sleep(guest.up)
+    _fail_if(failed, "start")
+
+
+def remove_stale_backup_locks(log: TaskLog) -> None:
+    """A ``lock: backup`` at boot is left over from a backup that died with the host; Proxmox
+    removes it before starting guests. The vzdump lock keeps a running backup's locks."""
+    try:
+        with flock(paths.vzdump_lock(), STALE_LOCK_WAIT):
+            for vmid in store.list_vmids():
+                with config_lock(vmid):
+                    conf = store.load_or_none(vmid)
+                    if conf is not None and conf.lock == "backup":
+                        conf.delete("lock")
+                        store.save(conf)
+                        log.warn(f"removed left over backup lock from '{vmid}'!")
+    except CtkitError as err:
+        log.warn(f"not removing left over backup locks - {err}")
+
+
+def _fail_if(failed: list[int], what: str) -> None:
+    if failed:
+        ids = ", ".join(map(str, failed))
+        raise CommandError(f"unable to {what} {len(failed)} container(s): {ids}")
+
+
+def stopall(
+    log: TaskLog,
+    *,
+    vms: Iterable[int] | None = None,
+    timeout: int,
+    force_stop: bool = True,
+    max_workers: int | None = None,
+) -> None:
+    """Shut the running containers down, highest order first, one order group at a time."""
+    workers = max_workers or min(max(1, (os.cpu_count() or 1) - 1), 8)
+    failed = []
+    running = [g for g in guests(vms) if lxcapi.is_running(g.vmid)]
+    by_order = groupby(sorted(running, key=lambda g: (-g.order, -g.vmid)), key=lambda g: g.order)
+    for _order, group in by_order:
+        members = list(group)
+        for start in range(0, len(members), workers):
+            failed += _stop_batch(members[start : start + workers], timeout, force_stop, log)
+    _fail_if(sorted(failed), "stop")
+
+
+def _stop_batch(batch: list[Guest], timeout: int, force_stop: bool, log: TaskLog) -> list[int]:
+    """Shut a batch down in parallel: one forked child per container (python-lxc's shutdown
+    blocks its caller), each reporting its error through a pipe."""
+    children: dict[int, tuple[Guest, int]] = {}
+    for guest in batch:
+        wait = guest.down if guest.down is not None else timeout
+        log.info(f"Stopping CT {guest.vmid} (timeout = {wait} seconds)")
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.close(read_fd)
+            _stop_child(guest.vmid, wait, force_stop, write_fd)
+        os.close(write_fd)
+        children[pid] = (guest, read_fd)
+    failed = []
+    for pid, (guest, read_fd) in children.items():
+        with os.fdopen(read_fd, "rb") as pipe:
+            message = pipe.read().decode(errors="replace").strip()
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.error(f"Stopping CT {guest.vmid} failed: {message or 'unknown error'}")
+            failed.append(guest.vmid)
+        else:
+            log.info(f"CT {guest.vmid} stopped")
+    return failed
+
+
+def _stop_child(vmid: int, timeout: int, force_stop: bool, fd: int) -> None:
+    code = 0
+    try:
+        lifecycle.shutdown(vmid, timeout=timeout, force_stop=force_stop, log=lambda _m: None)
+    except CtkitError as err:
+        os.write(fd, str(err).encode())
+        code = 1
+    except BaseException as err:  # a forked child must never return into the caller
+        with contextlib.suppress(OSError):
+            os.write(fd, repr(err).encode())
+        code = 1
+    os._exit(code)

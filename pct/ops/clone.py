@@ -1,0 +1,214 @@
+"""``pct clone``: a new container from an existing one or a template (Proxmox's clone_vm).
+
+Full clones copy every volume (:mod:`.volcopy`); linked clones of a template's btrfs volumes are
+writable snapshots that share all extents with the base. The source holds ``lock: disk`` and
+the new config ``lock: create`` for the whole task; a failure frees every new volume and removes
+the new config, so nothing of the clone is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared import paths, signals
+from shared.ctconfig import store
+from shared.ctconfig.config import Config, Section
+from shared.ctconfig.mountpoints import MountPoint
+from shared.errors import AlreadyExistsError, CtkitError, NotFoundError, ParamError, StateError
+from shared.guest.setup import GuestSetup
+from shared.locks import config_lock
+from shared.runtime import lxcapi
+from shared.runtime.ctview import guest_config
+from shared.runtime.namespace import private_mounts
+from shared.storage.api import get_storage
+from shared.storage.volid import parse_volume_id
+from shared.storage.volumes import can_clone, clone_volume, free_volume
+
+from .provision import (
+    CREATE_LOCK,
+    create_locked_config,
+    exists_message,
+    prefixed,
+    remove_locked_config,
+    remove_staging_dirs,
+    staged,
+)
+from .restore_plan import with_new_mac
+from .volcopy import copy_volume
+
+Log = Callable[[str], None]
+DROPPED = ("lock", "snapshots", "parent", "snaptime", "snapstate", "template", "digest")
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+@dataclass
+class CloneRequest:
+    vmid: int
+    newid: int
+    full: bool | None = None  # default: full unless the source is a template
+    storage: str | None = None
+    hostname: str | None = None
+    description: str | None = None
+    snapname: str | None = None
+    target: str | None = None
+    bwlimit: int | None = None
+
+
+@dataclass
+class Plan:
+    conf: Config  # the new config, without volumes yet
+    volumes: list[MountPoint]  # rootfs first
+    full: bool
+    source: Config  # the source config: its id map owns the files
+
+
+def check_target(target: str | None) -> None:
+    """ctkit manages one node: only this node (or ``localhost``) is a valid target."""
+    if target and target not in (paths.node_name(), "localhost"):
+        raise NotFoundError(
+            f"no such cluster node '{target}'",
+            hint="ctkit manages a single node; copy the CT with vzdump and pct restore instead",
+        )
+
+
+def _source_values(conf: Config, snapname: str | None) -> Section:
+    if snapname is None:
+        return conf
+    if snapname not in conf.snapshots:
+        raise NotFoundError(f"snapshot '{snapname}' does not exist")
+    return conf.snapshots[snapname]
+
+
+def plan(src: Config, req: CloneRequest, running: bool) -> Plan:
+    """Proxmox's checks and the new config: every key but volumes, unused and snapshot data,
+    a new MAC for every interface, hostname and description as given."""
+    full = req.full if req.full is not None else not src.is_template
+    if req.storage is not None and not full:
+        raise ParamError({"storage": "parameter 'storage' not allowed for linked clones"})
+    values = _source_values(src, req.snapname)
+    new = Config(req.newid)
+    volumes = []
+    for mp in sorted(values.mountpoints(), key=lambda m: m.key != "rootfs"):
+        if mp.type != "volume":
+            raise CtkitError(f"unable to clone mountpoint '{mp.key}' (type {mp.type})")
+        if full and running and req.snapname is None:
+            raise StateError("Full clone of a running container is only possible from a snapshot")
+        if not full and not can_clone(mp.volume):
+            raise CtkitError(
+                f"Linked clone feature for '{mp.volume}' is not available",
+                hint="linked clones need a template on btrfs; use '--full 1' for a copy",
+            )
+        volumes.append(mp)
+    for key, text in values.values.items():
+        if key in DROPPED or key == "rootfs" or key.startswith(("mp", "unused")):
+            continue
+        new.values[key] = with_new_mac(text) if key.startswith("net") else text
+    new.lxc = list(values.lxc)
+    if req.hostname:
+        new.set("hostname", req.hostname)
+    if req.description:
+        new.description = req.description
+    return Plan(new, volumes, full, src)
+
+
+def _lock_source(vmid: int) -> tuple[Config, bool]:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.check_lock(conf)
+        conf.set("lock", "disk")
+        store.save(conf)
+        return conf, lxcapi.is_running(vmid)
+
+
+def _unlock_source(vmid: int, log: Log) -> None:
+    try:
+        with config_lock(vmid):
+            conf = store.load(vmid)
+            if conf.lock == "disk":
+                conf.delete("lock")
+                store.save(conf)
+    except CtkitError as err:
+        log(f"Failed to remove source CT config lock - {err}")
+
+
+def _set_volume(newid: int, mp: MountPoint) -> Config:
+    """Record a finished volume in the new config at once (a failure then frees it by name)."""
+    with config_lock(newid):
+        conf = store.load(newid)
+        if conf.lock != CREATE_LOCK:
+            raise CtkitError("Lost 'create' config lock, aborting.")
+        conf.set(mp.key, mp.render())
+        store.save(conf)
+        return conf
+
+
+def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
+    check_target(req.target)
+    if req.storage is not None:
+        get_storage(req.storage).check_enabled()
+    if store.exists(req.newid):
+        raise AlreadyExistsError(exists_message(req.newid))
+    src, running = _lock_source(req.vmid)
+    try:
+        job = plan(src, req, running)
+        create_locked_config(job.conf)
+    except BaseException:
+        _unlock_source(req.vmid, log)
+        raise
+    private_mounts()
+    created: list[str] = []
+    # TERM/HUP/INT interrupt the copy; the cleanup below runs to its end whatever arrives
+    with signals.interruptible():
+        try:
+            _run(req, job, created, log)
+        except BaseException as err:
+            with signals.held():
+                for volid in created:
+                    with contextlib.suppress(Exception):
+                        free_volume(volid)
+                remove_locked_config(req.newid, log)
+                remove_staging_dirs(req.newid)
+            if isinstance(err, CtkitError):
+                raise prefixed(err, "clone failed: ") from None
+            raise
+        finally:
+            with signals.held():
+                _unlock_source(req.vmid, log)
+
+
+def _run(req: CloneRequest, job: Plan, created: list[str], log: Log) -> None:
+    log(f"creating a clone of container {req.vmid} with ID {req.newid}")
+    conf = job.conf
+    for mp in job.volumes:
+        if job.full:
+            log(f"create full clone of mountpoint {mp.key} ({mp.volume})")
+            storage = req.storage or parse_volume_id(mp.volume)[0]
+            copied = copy_volume(
+                mp, job.source, req.newid, storage,
+                snapshot=req.snapname, bwlimit=req.bwlimit, log=log,
+            )  # fmt: skip
+            created.append(copied.volid)
+            newmp = mp.replace(volume=copied.volid, size=copied.size or mp.size)
+        else:
+            log(f"create linked clone of mount point {mp.key} ({mp.volume})")
+            created.append(clone_volume(mp.volume, req.newid, req.snapname))
+            newmp = mp.replace(volume=created[-1])
+        conf = _set_volume(req.newid, newmp)
+    with staged(conf) as tree:
+        setup = GuestSetup.for_rootfs(
+            tree.target, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")
+        )
+        setup.clone_fixup()
+    remove_staging_dirs(req.newid)
+    with config_lock(req.newid):
+        final = store.load(req.newid)
+        if final.lock != CREATE_LOCK:
+            raise CtkitError("Lost 'create' config lock, aborting.")
+        final.delete("lock")
+        store.save(final)

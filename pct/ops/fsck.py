@@ -1,0 +1,60 @@
+"""``pct fsck``: check the file system of a stopped container's raw volume (or block device)."""
+
+from __future__ import annotations
+
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from shared.ctconfig import store
+from shared.ctconfig.mountpoints import MountPoint
+from shared.errors import CommandError, ParamError, StateError
+from shared.locks import config_lock
+from shared.runtime import lxcapi
+from shared.storage.api import volume_path
+from shared.storage.volumes import volume_format
+
+Log = Callable[[str], None]
+DEVICE_RE = re.compile(r"rootfs|mp\d+")
+
+
+def _stdout(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _target(mp: MountPoint) -> Path:
+    if mp.type == "volume":
+        fmt = volume_format(mp.volume)
+        if fmt != "raw":
+            raise StateError(f"unable to run fsck for '{mp.volume}' (format == {fmt})")
+        return volume_path(mp.volume)
+    path = Path(mp.volume)
+    if mp.type != "device" or not stat.S_ISBLK(path.stat().st_mode):
+        raise StateError(f"path '{path}' does not point to a block device")
+    return path
+
+
+def fsck(vmid: int, *, device: str = "rootfs", force: bool = False, log: Log = _stdout) -> None:
+    """``fsck -a -l [-f] <image>`` under the config lock; errors that fsck repaired are fine
+    (exit 1), anything it could not repair fails the command."""
+    if not DEVICE_RE.fullmatch(device):
+        raise ParamError({"device": f"value '{device}' does not have a value in the enumeration"})
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        mp = next((m for m in conf.mountpoints() if m.key == device), None)
+        if mp is None:
+            raise StateError(f"cannot run command on non-existing mount point {device}")
+        if lxcapi.is_running(vmid):
+            raise StateError("cannot run fsck when container is running")
+        store.check_lock(conf)  # stricter than Proxmox: a 'mounted' CT's volume is in use
+        path = _target(mp)
+        argv = ["fsck", "-a", "-l", *(["-f"] if force else []), str(path)]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout.splitlines():
+            log(line)
+        if proc.returncode not in (0, 1):
+            raise CommandError(f"command '{' '.join(argv)}' failed: exit code {proc.returncode}")
+    sys.stdout.flush()

@@ -1,0 +1,242 @@
+"""``pct move-volume``: a volume to another storage, or to another container (Proxmox's
+move_volume). The source volume is never lost: a copy replaces it in the config only once it is
+complete, and the old one stays as ``unusedN`` unless ``--delete`` removes it afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from collections.abc import Callable, Iterator
+
+from shared import signals
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.mountpoints import MountPoint, add_unused_volume, parse_mountpoint
+from shared.ctconfig.pending import DIGEST_MISMATCH
+from shared.errors import CtkitError, LockError, NotFoundError, ParamError, StateError
+from shared.locks import config_lock
+from shared.runtime import lxcapi
+from shared.storage.api import volume_owner
+from shared.storage.volumes import convert_to_base, free_volume, rename_volume
+
+from .volcopy import copy_volume
+
+Log = Callable[[str], None]
+UNUSED_RE = re.compile(r"unused\d+")
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _mountpoint(conf: Config, key: str) -> MountPoint:
+    text = conf.values.get(key)
+    if text is None:
+        raise NotFoundError(f"volume '{key}' for container '{conf.vmid}' does not exist")
+    if UNUSED_RE.fullmatch(key):
+        return MountPoint(key, text, "", "volume", {})
+    return parse_mountpoint(key, text)
+
+
+def _in_snapshots(conf: Config, volid: str) -> bool:
+    return any(mp.volume == volid for snap in conf.snapshots.values() for mp in snap.mountpoints())
+
+
+def _check_owner(vmid: int, volid: str, action: str | None) -> None:
+    """Never delete or give away a volume that another container owns."""
+    owner = volume_owner(volid)
+    if action is not None and owner != vmid:
+        raise StateError(f"can't {action} volume '{volid}' owned by another container ({owner})")
+
+
+def _check_digest(conf: Config, digest: str | None, prefix: str = "") -> None:
+    if digest is not None and digest != conf.digest:
+        raise StateError(prefix + DIGEST_MISMATCH)
+
+
+def move_volume(
+    vmid: int,
+    key: str,
+    storage: str | None = None,
+    target_vmid: int | None = None,
+    target_key: str | None = None,
+    *,
+    delete: bool = False,
+    bwlimit: int | None = None,
+    digest: str | None = None,
+    target_digest: str | None = None,
+    log: Log = _stderr,
+) -> None:
+    if storage and target_vmid:
+        msg = "either set 'storage' or 'target-vmid', but not both"
+        raise ParamError({"target-vmid": msg, "storage": msg})
+    if target_vmid is not None:
+        reassign(vmid, key, target_vmid, target_key or key, digest, target_digest, log)
+    elif storage:
+        to_storage(vmid, key, storage, delete=delete, bwlimit=bwlimit, digest=digest, log=log)
+    else:
+        msg = "either set 'storage' or 'target-vmid'"
+        raise ParamError({"storage": msg, "target-vmid": msg})
+
+
+# --- to another storage ---------------------------------------------------------------------
+
+
+def _lock_for_move(vmid: int, key: str, delete: bool, digest: str | None) -> Config:
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.check_lock(conf)
+        if lxcapi.is_running(vmid):
+            raise StateError("cannot move volumes of a running container")
+        if UNUSED_RE.fullmatch(key):
+            raise StateError(
+                f"cannot move volume '{key}', only configured volumes can be moved to "
+                "another storage"
+            )
+        mp = _mountpoint(conf, key)
+        if mp.type != "volume":
+            raise StateError(f"cannot copy volumes of type {mp.type}")
+        if delete and _in_snapshots(conf, mp.volume):
+            raise StateError("you can't move a volume with snapshots and delete the source")
+        _check_owner(vmid, mp.volume, "delete" if delete else None)
+        _check_digest(conf, digest)
+        conf.set("lock", "disk")
+        store.save(conf)
+        return conf
+
+
+@contextlib.contextmanager
+def _disk_lock_released(vmid: int, log: Log) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        try:
+            with config_lock(vmid):
+                conf = store.load(vmid)
+                if conf.lock == "disk":
+                    conf.delete("lock")
+                    store.save(conf)
+        except CtkitError as err:
+            log(f"unable to remove the 'disk' lock of CT {vmid} - {err}")
+
+
+def to_storage(
+    vmid: int,
+    key: str,
+    storage: str,
+    *,
+    delete: bool = False,
+    bwlimit: int | None = None,
+    digest: str | None = None,
+    log: Log = _stderr,
+) -> None:
+    conf = _lock_for_move(vmid, key, delete, digest)
+    mp = _mountpoint(conf, key)
+    old = mp.volume
+    with _disk_lock_released(vmid, log), signals.interruptible():
+        log(f"moving volume '{key}' of CT {vmid} ({old}) to storage '{storage}'")
+        copied = copy_volume(mp, conf, vmid, storage, bwlimit=bwlimit, log=log)
+        new = copied.volid
+        try:
+            if conf.is_template:
+                new = convert_to_base(new)
+            with config_lock(vmid):
+                current = store.load(vmid)
+                if current.lock != "disk" or current.values.get(key) != conf.values[key]:
+                    raise LockError(f"CT {vmid}: config changed during the move, aborting")
+                current.set(key, mp.replace(volume=new, size=copied.size or mp.size).render())
+                if not delete:
+                    add_unused_volume(current.values, old)
+                store.save(current)
+        except BaseException:
+            with signals.held(), contextlib.suppress(Exception):
+                free_volume(new)
+            raise
+        if delete:
+            _delete_old(vmid, old, log)
+
+
+def _delete_old(vmid: int, volid: str, log: Log) -> None:
+    """The moved-away source; kept as ``unusedN`` if it cannot be freed."""
+    try:
+        free_volume(volid)
+        return
+    except CtkitError as err:
+        log(f"WARN: unable to free '{volid}' - {err}")
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        add_unused_volume(conf.values, volid)
+        store.save(conf)
+
+
+# --- to another container -------------------------------------------------------------------
+
+
+def _check_reassign(
+    source: Config, target: Config, key: str, target_key: str,
+    digest: str | None, target_digest: str | None,
+) -> MountPoint:  # fmt: skip
+    if key == "rootfs" or target_key == "rootfs":
+        raise StateError("Cannot move to/from 'rootfs'")
+    if UNUSED_RE.fullmatch(key) and not UNUSED_RE.fullmatch(target_key):
+        raise StateError("Moving an unused volume to a used one is not possible")
+    store.check_lock(source)
+    store.check_lock(target)
+    if source.is_template or target.is_template:
+        raise StateError("Can't move volumes from or to template CT")
+    _check_digest(source, digest, f"Container {source.vmid}: ")
+    _check_digest(target, target_digest, f"Container {target.vmid}: ")
+    mp = _mountpoint(source, key)
+    if target_key in target.values:
+        raise StateError(
+            f"Target volume key '{target_key}' is already in use for container '{target.vmid}'"
+        )
+    if mp.type != "volume":
+        raise StateError("Cannot move a bindmount or device mount to another container")
+    if _in_snapshots(source, mp.volume):
+        raise StateError("Cannot move volume used by a snapshot to another container")
+    _check_owner(source.vmid, mp.volume, "move")
+    if lxcapi.is_running(source.vmid) and not UNUSED_RE.fullmatch(key):
+        raise StateError(
+            "Cannot move in-use volume while the source CT is running - detach or shutdown first"
+        )
+    return mp
+
+
+def reassign(
+    vmid: int,
+    key: str,
+    target_vmid: int,
+    target_key: str,
+    digest: str | None = None,
+    target_digest: str | None = None,
+    log: Log = _stderr,
+) -> None:
+    """Rename the volume to the target CT, record it there first, then drop it at the source
+    (a crash in between leaves it referenced by the target, never by nobody)."""
+    if not store.exists(target_vmid):
+        raise NotFoundError(f"could not find CT {target_vmid}")
+    with config_lock(vmid), contextlib.ExitStack() as stack:
+        if target_vmid != vmid:
+            stack.enter_context(config_lock(target_vmid))
+        source = store.load(vmid)
+        target = source if target_vmid == vmid else store.load(target_vmid)
+        mp = _check_reassign(source, target, key, target_key, digest, target_digest)
+        log(f"moving volume '{key}' from container '{vmid}' to '{target_vmid}'")
+        new = rename_volume(mp.volume, target_vmid)
+        if UNUSED_RE.fullmatch(target_key):
+            text = new
+        else:
+            moved = mp.replace(volume=new)
+            text = MountPoint(
+                target_key, moved.volume, moved.path, moved.type, moved.options
+            ).render()
+        where = target.pending if lxcapi.is_running(target_vmid) else target
+        where.values[target_key] = text
+        if target is not source:
+            store.save(target)
+        source.values.pop(key, None)
+        log(f"removing volume '{key}' from container '{vmid}' config")
+        store.save(source)
+        log(f"target container '{target_vmid}' updated with '{target_key}'")

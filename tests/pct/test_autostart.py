@@ -1,0 +1,122 @@
+"""pct startall/stopall on real containers: order and delays (timed from the kernel's process
+start times), locked and running ones skipped, reverse order and hard stop after 'down'; and
+the ctkit-guests.service unit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared import systemd
+from shared.runtime import lxcapi
+from tests.pct.conftest import Pct
+
+pytestmark = pytest.mark.lxc
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def started_at(vmid: int) -> float:
+    """When the CT's init started, in seconds since boot (clock ticks of /proc/<pid>/stat)."""
+    pid = lxcapi.init_pid(vmid)
+    assert pid is not None
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[19]) / TICKS
+
+
+def add(ctroot: Path, vmid: int, text: str) -> None:
+    with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
+        fh.write(text)
+
+
+def starting(text: str) -> list[int]:
+    return [int(ln.split()[-1]) for ln in text.splitlines() if "Starting CT" in ln]
+
+
+def test_startall_and_stopall_follow_order_delays_and_skip_rules(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    first, second, last, off, locked, running = (new_vmid() for _ in range(6))
+    for vmid in (first, second, last, off, locked, running):
+        pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    add(ctroot, first, "onboot: 1\nstartup: order=1,up=2\n")
+    add(ctroot, second, "onboot: 1\nstartup: order=2,up=1,down=1\nlxc.signal.halt: SIGWINCH\n")
+    add(ctroot, last, "onboot: 1\n")
+    add(ctroot, locked, "onboot: 1\nlock: snapshot\n")
+    add(ctroot, off, "lock: backup\n")  # left over by a crash: removed at startall
+    add(ctroot, running, "onboot: 1\nstartup: order=1\n")
+    pct("start", running)
+
+    began = time.monotonic()
+    res = pct("startall")
+    elapsed = time.monotonic() - began
+    assert starting(res.err) == [first, second, last]
+    assert f"Skipping CT {locked}: CT is locked (snapshot)" in res.err
+    assert f"WARN: removed left over backup lock from '{off}'!" in res.err
+    assert "lock:" not in (ctroot / f"etc/pve/lxc/{off}.conf").read_text()
+    assert "Waiting for 2 seconds (startup delay)" in res.err
+    for vmid in (first, second, last, running):
+        assert lxcapi.is_running(vmid)
+    assert not lxcapi.is_running(off) and not lxcapi.is_running(locked)
+    assert started_at(second) - started_at(first) >= 2 - 0.05
+    assert started_at(last) - started_at(second) >= 1 - 0.05
+    assert 3 <= elapsed < 3 + 30
+    log = (ctroot / "var/log/ctkit/guests.log").read_text()
+    assert f"INFO: Starting CT {first}" in log and f"CT {last} started" in log
+
+    res = pct("startall", "--force", "--vms", f"{off},{first}")  # first runs already
+    assert starting(res.err) == [off]
+
+    began = time.monotonic()
+    res = pct("stopall", "--timeout", "20")
+    elapsed = time.monotonic() - began
+    stopping = [int(ln.split()[3]) for ln in res.err.splitlines() if "Stopping CT" in ln]
+    # highest order first (no order = last to start, first to stop), by id within an order
+    assert stopping[:3] == [max(off, last), min(off, last), second]
+    assert set(stopping[3:]) == {first, running}
+    # 'second' ignores the halt signal: killed after its own 'down' of 1 s, not the 20 s timeout
+    assert f"Stopping CT {second} (timeout = 1 seconds)" in res.err
+    assert elapsed < 15
+    for vmid in (first, second, last, off, running):
+        assert not lxcapi.is_running(vmid)
+
+
+def test_startall_fails_when_a_container_does_not_start(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    good, bad = new_vmid(), new_vmid()
+    for vmid in (good, bad):
+        pct("create", vmid, busybox_template, "--rootfs", "local:0")
+        add(ctroot, vmid, "onboot: 1\n")
+    add(ctroot, bad, "mp0: /nonexistent-ctkit-source,mp=/x\n")
+    res = pct("startall", check=False)
+    assert res.rc != 0
+    assert f"Starting CT {bad} failed: " in res.err
+    assert res.err.strip().splitlines()[-1] == f"unable to start 1 container(s): {bad}"
+    assert lxcapi.is_running(good)
+    pct("stopall")
+    assert not lxcapi.is_running(good)
+
+
+def test_guests_unit_is_written_and_verifies(ctroot: Path, pct: Pct) -> None:
+    res = pct("autostart", "install")
+    unit = ctroot / "etc/systemd/system/ctkit-guests.service"
+    assert res.out == f"wrote {unit}\n"
+    text = unit.read_text()
+    assert "ExecStart=" in text and text.split("ExecStart=")[1].split()[1] == "startall"
+    assert "ExecStop=" in text and text.split("ExecStop=")[1].split()[1] == "stopall"
+    assert "systemctl enable ctkit-guests.service" in res.err  # systemd is not PID 1 here
+    if shutil.which("systemd-analyze"):
+        proc = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert systemd.GUESTS_UNIT in systemd.UNITS
+    res = pct("autostart", "remove")
+    assert res.out == f"removed {unit}\n" and not unit.exists()

@@ -1,0 +1,136 @@
+"""pct suspend/resume (cgroup freezer) and pct template with Proxmox's refusals."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared.runtime import lxcapi
+from shared.runtime.cgroups import CGroup
+from tests.pct.conftest import Pct
+
+pytestmark = pytest.mark.lxc
+
+
+def add_line(ctroot: Path, vmid: int, line: str) -> None:
+    with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
+        fh.write(line + "\n")
+
+
+def drop_line(ctroot: Path, vmid: int, prefix: str) -> None:
+    conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    kept = [ln for ln in conf.read_text().splitlines() if not ln.startswith(prefix)]
+    conf.write_text("\n".join(kept) + "\n")
+
+
+def test_suspend_freezes_and_resume_thaws(pct: Pct, vmid: int, busybox_template: Path) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    res = pct("suspend", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == f"CT {vmid} not running"
+    res = pct("resume", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == f"CT {vmid} not running"
+    pct("start", vmid)
+    cgroup = CGroup(vmid)
+    assert not cgroup.is_frozen()
+    res = pct("resume", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == f"CT {vmid} already running"
+
+    pct("suspend", vmid)
+    assert cgroup.is_frozen()
+    res = pct("suspend", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == f"CT {vmid} is already suspended"
+    pct("resume", vmid)
+    assert not cgroup.is_frozen()
+    assert pct("exec", vmid, "--", "true").rc == 0  # it really runs again
+
+    pct("suspend", vmid)
+    pct("stop", vmid)  # a suspended CT can still be stopped
+    assert not lxcapi.is_running(vmid)
+
+
+def test_suspend_refuses_a_locked_container(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    add_line(ctroot, vmid, "lock: backup")
+    res = pct("suspend", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == "CT is locked (backup)"
+    assert not CGroup(vmid).is_frozen()
+    pct("stop", vmid, "--skiplock")
+
+
+def test_template_of_a_raw_volume_on_dir_storage(
+    pct: Pct,
+    vmid: int,
+    busybox_template: Path,
+    ctroot: Path,
+    conf_text: Callable[[int], str],
+    images: Callable[[int], Path],
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    pct("start", vmid)
+    res = pct("template", vmid, check=False)
+    assert res.rc != 0
+    assert res.err.strip() == "you can't convert a CT to template if the CT is running"
+    pct("stop", vmid)
+
+    add_line(ctroot, vmid, "lock: backup")
+    res = pct("template", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == "CT is locked (backup)"
+    drop_line(ctroot, vmid, "lock:")
+    add_line(ctroot, vmid, "\n[snap1]\nsnaptime: 1234567890")
+    res = pct("template", vmid, check=False)
+    assert res.rc != 0
+    assert res.err.strip() == "unable to create template, because CT contains snapshots"
+    conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    conf.write_text(conf.read_text().split("\n[snap1]")[0] + "\n")
+    assert "base-" not in conf_text(vmid)
+
+    pct("template", vmid)
+    text = conf_text(vmid)
+    assert "template: 1\n" in text
+    assert f"rootfs: local:{vmid}/base-{vmid}-disk-0.raw," in text
+    base = images(vmid) / f"base-{vmid}-disk-0.raw"
+    assert stat.S_IMODE(base.stat().st_mode) == 0o444
+    assert not (images(vmid) / f"vm-{vmid}-disk-0.raw").exists()
+    assert not (ctroot / f"var/lib/lxc/{vmid}/config").exists()
+
+    res = pct("start", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == "you can't start a CT if it's a template"
+    res = pct("template", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == "you can't convert a template to a template"
+
+
+def test_template_on_btrfs_makes_the_subvolume_read_only(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, btrfs_storage: str
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0")
+    pct("template", vmid)
+    subvol = ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    out = subprocess.run(
+        ["btrfs", "property", "get", str(subvol), "ro"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "ro=true"
+    with pytest.raises(OSError):
+        (subvol / "new-file").write_text("x")
+    assert os.path.isdir(subvol / "etc")
+
+
+def test_a_snapshot_keeps_a_suspended_container_suspended(
+    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0")
+    pct("start", vmid)
+    pct("snapshot", vmid, "s1")  # freezes and thaws a running CT
+    assert not CGroup(vmid).is_frozen()
+    pct("suspend", vmid)
+    pct("snapshot", vmid, "s2")
+    assert CGroup(vmid).is_frozen()  # what the user suspended stays suspended
+    pct("resume", vmid)
+    pct("stop", vmid)
