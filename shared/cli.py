@@ -27,6 +27,7 @@ from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS
 
 BOOL_WORDS = TRUE_WORDS | FALSE_WORDS
+HELP_WORDS = ("--help", "-help", "-h")
 OPTION_RE = re.compile(r"^-{1,2}([A-Za-z][A-Za-z0-9_-]*)(?:=(.*))?$", re.S)
 
 
@@ -130,6 +131,11 @@ def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
         value = m.group(2)
         if long not in names and not accepts_extra and long != "--help":
             out.append(tok)  # let typer report the unknown option
+            continue
+        if long not in names and value is None and i < len(args) and args[i] in HELP_WORDS:
+            # a schema option's value, as Proxmox's option parser takes it: never typer's help
+            out.append(f"{long}={args[i]}")
+            i += 1
             continue
         if long in optional and value is None and (i >= len(args) or OPTION_RE.match(args[i])):
             out.append(f"{long}=")  # given without a value (pct's --password: ask for it)

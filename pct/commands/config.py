@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from shared.cli import EXTRA_ARGS, OutputFormat, OutputFormatOption, print_json
 from shared.ctconfig import store
 from shared.ctconfig.render import config_dict, pending_list, render_config, render_pending
+from shared.errors import ConfigError
 
 from ..ops import query, setconf
 from .common import VmidArg, config_options, echo, log_line
@@ -74,11 +76,19 @@ def unlock(vmid: VmidArg) -> None:
 
 def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List the containers of this node."""
-    rows = query.list_rows()
+    problems: list[str] = []
+    rows = query.list_rows(problems)
+    warning = query.storage_warning()
+    if warning:
+        print(warning, file=sys.stderr)
     if output_format is OutputFormat.text:
         echo(query.render_list(rows))
     else:
         print_json(rows, output_format)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        raise ConfigError(f"{len(problems)} container config(s) could not be read")
 
 
 def status(

@@ -14,6 +14,10 @@ from shared.runtime import lifecycle, lxcapi
 from ..ops import mount as mount_ops
 from .common import VmidArg, echo, log_line
 
+KEEP_ENV_HELP = (
+    "Pass the caller's environment into the container (default: only TERM, standard PATH)."
+)
+
 
 def register(app: typer.Typer) -> None:
     for name, func in (
@@ -27,10 +31,13 @@ def register(app: typer.Typer) -> None:
 def start(
     vmid: VmidArg,
     skiplock: Annotated[bool | None, typer.Option(help="Ignore locks.")] = None,
-    debug: Annotated[bool | None, typer.Option(help="Debug log level (ignored).")] = None,
+    debug: Annotated[
+        bool | None,
+        typer.Option(help="LXC logs at debug level; a failed start prints that log."),
+    ] = None,
 ) -> None:
     """Start the container."""
-    lifecycle.start(vmid, skiplock=bool(skiplock), log=log_line)
+    lifecycle.start(vmid, skiplock=bool(skiplock), debug=bool(debug), log=log_line)
 
 
 def stop(
@@ -71,7 +78,7 @@ def _require_running(vmid: int) -> None:
 
 def enter(
     vmid: VmidArg,
-    keep_env: Annotated[bool, typer.Option("--keep-env/--no-keep-env")] = True,
+    keep_env: Annotated[bool, typer.Option("--keep-env/--no-keep-env", help=KEEP_ENV_HELP)] = False,
 ) -> None:
     """Open a shell in the container."""
     _require_running(vmid)
@@ -84,7 +91,7 @@ def exec_(
     command: Annotated[
         list[str] | None, typer.Argument(help="The command and its arguments.")
     ] = None,
-    keep_env: Annotated[bool, typer.Option("--keep-env/--no-keep-env")] = True,
+    keep_env: Annotated[bool, typer.Option("--keep-env/--no-keep-env", help=KEEP_ENV_HELP)] = False,
 ) -> None:
     """Run a command in the container; exits with the command's status."""
     _require_running(vmid)

@@ -18,8 +18,9 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
 from shared.errors import AlreadyExistsError, CtkitError
 from shared.runtime import lifecycle
-from shared.runtime.ctview import config_idmap
+from shared.runtime.ctview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
+from shared.runtime.traverse import check_traversable
 from shared.storage.api import resolve_template
 
 from .provision import (
@@ -35,6 +36,7 @@ from .provision import (
     prefixed,
     remove_config,
     staged,
+    staging_dir,
 )
 from .setconf import value_check
 
@@ -84,6 +86,7 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
     compression = compression_from_name(template.name)
     conf = new_config(req, log)
     check_subids(req.vmid, config_idmap(conf))
+    check_traversable(staging_dir(req.vmid), *config_root_ids(conf))
     create_locked_config(conf)
     alloc = Allocation(req.vmid)
     try:

@@ -11,28 +11,51 @@ from typing import Any
 
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
+from shared.errors import CtkitError
 from shared.runtime import lxcapi
 from shared.runtime.cgroups import CGroup
+from shared.storage.config import load_config, skipped_sections_warning
 
 DEFAULT_MAXDISK = 4 << 30
 
 
-def list_rows() -> list[dict[str, Any]]:
-    """One row per container of this node, in VMID order."""
+BROKEN = "broken"
+
+
+def list_rows(problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per container of this node, in VMID order.
+
+    A container whose config (or generated LXC config) cannot be read is listed with status
+    ``broken``; why goes to ``problems``, so one bad config never hides the healthy ones.
+    """
     rows = []
     for vmid in store.list_vmids():
-        conf = store.load_or_none(vmid)
-        if conf is None:
-            continue
-        rows.append(
-            {
-                "vmid": vmid,
-                "status": "running" if lxcapi.is_running(vmid) else "stopped",
-                "lock": conf.lock or "",
-                "name": _name(conf),
-            }
-        )
+        try:
+            row = _row(vmid)
+        except CtkitError as err:
+            if problems is not None:
+                problems.append(f"CT {vmid}: {err}")
+            row = {"vmid": vmid, "status": BROKEN, "lock": "", "name": f"CT{vmid}"}
+        if row is not None:
+            rows.append(row)
     return rows
+
+
+def _row(vmid: int) -> dict[str, Any] | None:
+    conf = store.load_or_none(vmid)
+    if conf is None:
+        return None
+    return {
+        "vmid": vmid,
+        "status": "running" if lxcapi.is_running(vmid) else "stopped",
+        "lock": conf.lock or "",
+        "name": _name(conf),
+    }
+
+
+def storage_warning() -> str | None:
+    """One line naming the storage.cfg sections ctkit skipped (lvmthin, zfspool...)."""
+    return skipped_sections_warning(load_config())
 
 
 def render_list(rows: list[dict[str, Any]]) -> str:

@@ -6,13 +6,13 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shared.ctconfig import store
+from shared.ctconfig import store, unsupported
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import apply_pending, update_pending
 from shared.errors import CtkitError, ParamError
 from shared.locks import config_lock
 from shared.net.shaping import link_mtu
-from shared.runtime import lxcapi
+from shared.runtime import hookscript, lxcapi
 from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import limits
 from shared.runtime.lxcconf import pick_cpus
@@ -24,7 +24,14 @@ Log = Callable[[str], None]
 
 def value_check(key: str, value: Any) -> None:
     """Checks that need the host: new volumes must go to a rootdir storage, an interface's
-    MTU may not exceed its bridge's."""
+    MTU may not exceed its bridge's, a hook script must be an executable snippet; options
+    ctkit cannot honour are refused."""
+    if key == "hookscript":
+        hookscript.script_path(str(value))
+        return
+    problem = unsupported.value_problem(key, value) if isinstance(value, dict) else None
+    if problem:
+        raise ParamError({key: problem})
     if key.startswith("net") and isinstance(value, dict):
         _check_mtu(key, value)
     if not (key == "rootfs" or key.startswith("mp")) or not isinstance(value, dict):

@@ -316,6 +316,7 @@ DESCR_LINE_RE = re.compile(r"^\#(.*)$")
 DESCR_KEY_RE = re.compile(r"^(description):\s*(.*\S)\s*$", re.ASCII)
 SNAPSTATE_RE = re.compile(r"snapstate:\s*(prepare|delete)\s*$", re.ASCII)
 DELETE_RE = re.compile(r"^delete:\s*(.*\S)\s*$", re.ASCII)
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")
 KEY_RE = re.compile(r"^([a-z][a-z_]*\d*):\s*(.+?)\s*$", re.ASCII)
 
 
@@ -339,7 +340,7 @@ class _Parser:
             self.section.values["description"] = self.descr
         self.descr = ""
 
-    def feed(self, line: str) -> None:
+    def feed(self, line: str, lineno: int) -> None:
         if not line.strip():
             return
         if self.header(line):
@@ -348,6 +349,13 @@ class _Parser:
         if m:
             self.descr += decode_text(m.group(1)) + "\n"
             return
+        if _SURROGATE_RE.search(line):
+            # undecodable bytes would reach LXC, the guest files and the writer: never load them
+            shown = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise ConfigError(
+                f"vm {self.conf.vmid} - line {lineno} is not valid UTF-8: {shown}",
+                hint="container configs are UTF-8 text: fix or remove that line",
+            )
         self.body(line)
 
     def header(self, line: str) -> bool:
@@ -412,8 +420,8 @@ def parse_config(data: bytes | str, vmid: int, *, strict: bool = False) -> Confi
     conf = Config(vmid)
     conf.digest = hashlib.sha1(raw).hexdigest()
     parser = _Parser(conf, strict)
-    for line in raw.decode("utf-8", "surrogateescape").split("\n"):
-        parser.feed(line)
+    for lineno, line in enumerate(raw.decode("utf-8", "surrogateescape").split("\n"), 1):
+        parser.feed(line, lineno)
     parser.flush_description()
     conf.values.pop("snapstate", None)
     return conf

@@ -60,6 +60,7 @@ class SectionConfig:
     types: Mapping[str, SectionType]
     sections: list[Section] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unknown: dict[str, str] = field(default_factory=dict)  # skipped sections: id -> type
 
     def __iter__(self) -> Iterator[Section]:
         return iter(self.sections)
@@ -143,6 +144,7 @@ def parse(text: str, types: Mapping[str, SectionType], *, strict: bool = False) 
                 problem(
                     f"line {lineno}: ignore config section '{stype_name}: {sid}' - unknown type"
                 )
+                cfg.unknown.setdefault(sid, stype_name)
                 skip = True
                 continue
             if cfg.get(sid) is not None:

@@ -8,10 +8,15 @@ from collections.abc import Callable
 
 from ..ctconfig.config import Config
 from ..errors import CommandError, ConfigError
-from ..storage.api import volume_path
+from ..storage.api import resolve_volume, volume_path
 
 
 def script_path(volid: str) -> str:
+    """The path of an executable hook script; the volume id must name a snippet, so it can
+    never point outside the storage's snippets directory."""
+    _store, vol = resolve_volume(volid)
+    if vol.vtype != "snippets":
+        raise ConfigError(f"'{volid}' is not in the snippets directory")
     path = str(volume_path(volid))
     if not os.path.isfile(path):
         raise ConfigError(f"hookscript '{volid}' does not exist")

@@ -16,14 +16,16 @@ from .. import atomic, paths
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.pending import apply_pending
-from ..errors import CommandError, StateError
+from ..errors import CommandError, ConfigError, StateError
 from ..locks import config_lock
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
 from .ctview import config_idmap, lxc_view
 from .idcheck import check_subids
+from .lxccheck import check_config
 from .lxcconf import HostInfo, generate, seccomp_rules
 from .propagation import ensure_shared_root
+from .startcheck import check_start_config
 from .volumes import allocator, free, size_of
 
 Log = Callable[[str], None]
@@ -59,14 +61,25 @@ def skiplock_file(vmid: int) -> Path:
 
 
 def write_lxc_config(conf: Config) -> Path:
-    """(Re)generate ``<lxcpath>/<vmid>/config`` and the per-CT seccomp rules."""
+    """(Re)generate ``<lxcpath>/<vmid>/config`` and the per-CT seccomp rules.
+
+    The text is loaded by LXC first; a config LXC rejects is never installed, and the one a
+    previous start left is removed, so that no listing or later command trips over it.
+    """
     view = lxc_view(conf)
     lxcdir = paths.lxc_dir(conf.vmid)
+    path = lxcdir / "config"
+    text = generate(view, host_info())
+    try:
+        check_config(conf.vmid, text)
+    except ConfigError:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
     (lxcdir / "rootfs").mkdir(parents=True, exist_ok=True)
     if view.unprivileged:
         atomic.write_text(lxcdir / "rules.seccomp", seccomp_rules(view))
-    path = lxcdir / "config"
-    atomic.write_text(path, generate(view, host_info()))
+    atomic.write_text(path, text)
     return path
 
 
@@ -88,34 +101,45 @@ def _check_start(conf: Config, skiplock: bool) -> None:
         raise StateError("you can't start a CT if it's a template")
     if not skiplock and conf.lock != "mounted":
         store.check_lock(conf)
-    if conf.unprivileged and any(mp.options.get("quota") for mp in conf.mountpoints()):
-        raise StateError("Quotas are not supported by unprivileged containers.")
     check_subids(vmid, config_idmap(conf))
 
 
-def start(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
+def debug_log_file(vmid: int) -> Path:
+    return paths.run_dir() / f"ct-{vmid}.debug"
+
+
+def start(vmid: int, *, skiplock: bool = False, debug: bool = False, log: Log = _stderr) -> None:
+    """Start a stopped CT; with ``debug`` (or ``debug: 1``) LXC logs at DEBUG level to
+    :func:`debug_log_file` and a failed start prints that log, as Proxmox does."""
     with config_lock(vmid):
         conf = store.load(vmid)
         _check_start(conf, skiplock)
         if apply_pending_all(conf, log):
             store.save(conf)
+        check_start_config(conf, log)
         write_lxc_config(conf)
+        debug = debug or conf.get("debug") is True
         CGroup(vmid).remove_stale()
         ensure_shared_root()
         paths.run_dir().mkdir(parents=True, exist_ok=True)
-        for stale in (hook_error_file(vmid), warnings_file(vmid), paths.lxc_dir(vmid) / "lxc.log"):
+        stale_files = (hook_error_file(vmid), warnings_file(vmid), debug_log_file(vmid))
+        for stale in (*stale_files, paths.lxc_dir(vmid) / "lxc.log"):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         if skiplock:
             skiplock_file(vmid).touch()
         hookscript.run(conf, "pre-start", fatal=True)
-        ok = lxcapi.start_daemon(vmid) and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
+        debug_log = debug_log_file(vmid) if debug else None
+        ok = lxcapi.start_daemon(vmid, debug_log=debug_log)
+        ok = ok and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
     with contextlib.suppress(FileNotFoundError):
         skiplock_file(vmid).unlink()
     if not ok:
         CGroup(vmid).remove_stale()  # what the aborted start left would block the next one
         for line in start_failure_reason(vmid):
             log(line)
+        if debug_log is not None:
+            _print_debug_log(debug_log, log)
         raise CommandError(f"startup for container '{vmid}' failed")
     _print_warnings(vmid, log)
     hookscript.run(conf, "post-start", fatal=False, warn=log)
@@ -131,6 +155,16 @@ def start_failure_reason(vmid: int) -> list[str]:
             log = (paths.lxc_dir(vmid) / "lxc.log").read_text(errors="replace").splitlines()
             lines += [ln.split(" - ", 1)[-1] for ln in log if " ERROR " in ln][:5]
     return lines
+
+
+def _print_debug_log(path: Path, log: Log) -> None:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return
+    log(f"debug log of the failed start ({path}):")
+    for line in text.splitlines():
+        log(line)
 
 
 def _print_warnings(vmid: int, log: Log) -> None:

@@ -10,23 +10,41 @@ import os
 import subprocess
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lxc
 
 from .. import paths
+from ..errors import ConfigError
 
 
 def container(vmid: int) -> Any:
-    """A fresh python-lxc handle (it reads the config at construction)."""
-    return lxc.Container(str(vmid), config_path=str(paths.lxc_path()))
+    """A fresh python-lxc handle (it reads the config at construction).
+
+    A generated config LXC cannot load (left by an older ctkit or edited by hand) gives one
+    ConfigError line about this container, never python-lxc's RuntimeError.
+    """
+    try:
+        return lxc.Container(str(vmid), config_path=str(paths.lxc_path()))
+    except RuntimeError:
+        raise ConfigError(
+            f"CT {vmid}: LXC cannot load the generated config {paths.lxc_dir(vmid) / 'config'}",
+            hint=f"'pct start {vmid}' generates it anew",
+        ) from None
 
 
 def state(vmid: int) -> str:
+    """LXC's state; a stopped CT whose stale generated config LXC cannot load is STOPPED."""
     lxcdir = paths.lxc_dir(vmid)
     if not (lxcdir / "config").exists():
         return "STOPPED"
-    return str(container(vmid).state)
+    try:
+        return str(container(vmid).state)
+    except ConfigError:
+        if monitor_alive(vmid):
+            raise
+        return "STOPPED"
 
 
 def is_running(vmid: int) -> bool:
@@ -59,7 +77,7 @@ def wait_state(vmid: int, wanted: str, timeout: float) -> bool:
     return state(vmid) == wanted
 
 
-def start_daemon(vmid: int) -> bool:
+def start_daemon(vmid: int, debug_log: Path | None = None) -> bool:
     """Start the container with ``lxc-start`` (daemonized; returns once it runs or failed).
 
     Not python-lxc's ``Container.start()``: LXC moves the *calling* process into the CT's
@@ -67,8 +85,11 @@ def start_daemon(vmid: int) -> bool:
     benchmark) would stay there, be accounted to it and keep LXC from removing the cgroup
     when the CT stops, so the next start would fail. ``lxc-start`` is the throw-away caller.
     """
+    argv = lxc_base_argv("lxc-start", vmid)
+    if debug_log is not None:
+        argv += ["-l", "DEBUG", "-o", str(debug_log)]
     proc = subprocess.run(
-        lxc_base_argv("lxc-start", vmid),
+        argv,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         check=False,
@@ -80,9 +101,20 @@ def lxc_base_argv(tool: str, vmid: int) -> list[str]:
     return [tool, "-P", str(paths.lxc_path()), "-n", str(vmid)]
 
 
-def attach_argv(vmid: int, command: Sequence[str], keep_env: bool = True) -> list[str]:
-    env_flag = "--keep-env" if keep_env else "--clear-env"
-    argv = [*lxc_base_argv("lxc-attach", vmid), env_flag]
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def attach_argv(vmid: int, command: Sequence[str], keep_env: bool = False) -> list[str]:
+    """``lxc-attach`` into the CT. By default the command starts from a clean environment,
+    as Proxmox's ``pct enter``/``exec`` do: only ``TERM`` is kept and ``PATH`` is the standard
+    one, so nothing of the host's environment (its PATH, proxies, secrets) reaches the CT."""
+    env_flags = ["--keep-env"]
+    if not keep_env:
+        env_flags = ["--clear-env", "--set-var", f"PATH={STANDARD_PATH}"]
+        term = os.environ.get("TERM")
+        if term:  # set, not kept: the config's lxc.environment (TERM=linux) would win otherwise
+            env_flags += ["--set-var", f"TERM={term}"]
+    argv = [*lxc_base_argv("lxc-attach", vmid), *env_flags]
     if command:
         argv += ["--", *command]
     return argv

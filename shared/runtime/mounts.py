@@ -26,10 +26,21 @@ def _all(_mp: MountPoint) -> bool:
     return True
 
 
-def mount_options(mp: MountPoint) -> list[str]:
-    opts = [str(o) for o in mp.options.get("mountoptions") or []]
+# ``quota=1`` as Proxmox does it: journaled user and group quotas on the ext4 image; the guest
+# initialises and switches them on itself (``quotacheck -cmug /``, ``quotaon /``)
+QUOTA_OPTIONS = "usrjquota=aquota.user,grpjquota=aquota.group,jqfmt=vfsv0"
+
+
+def mount_options(mp: MountPoint, *, read_only: bool = False) -> list[str]:
+    """The ``-o`` options of a mount point: ``mountoptions`` is a ``;``-separated list
+    (``noatime;nodev``), the schema allows only a few harmless names."""
+    listed = str(mp.options.get("mountoptions") or "")
+    opts = [o for o in listed.split(";") if o]
     if mp.options.get("acl") is True and mp.type == "volume":
         opts.append("acl")
+    ext4_image = mp.type == "volume" and mp.volume.endswith(".raw")
+    if mp.options.get("quota") is True and ext4_image and not read_only:
+        opts.append(QUOTA_OPTIONS)
     return opts
 
 
@@ -60,7 +71,7 @@ class MountedTree:
 def mount_one(
     mp: MountPoint, target: Path, *, read_only: bool, snapshot: str | None
 ) -> loop.Mounted:
-    opts = mount_options(mp)
+    opts = mount_options(mp, read_only=read_only)
     if mp.type == "volume":
         return mount_volume(mp.volume, target, read_only=read_only, options=opts, snapshot=snapshot)
     source = Path(mp.volume)

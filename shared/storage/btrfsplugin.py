@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 
 from ..errors import NotFoundError, StorageError
-from ..formats.types import FormatError, check_configid
+from ..formats.types import FormatError, check_configid, format_size
 from . import cmd, loop
 from .dirplugin import DirStorage, pad_kib
 from .listing import VolumeEntry
@@ -160,6 +160,19 @@ class BtrfsStorage(DirStorage):
             raise StorageError(f"unsupported format '{fmt}'")
         if fmt == "raw" and size <= 0:
             raise StorageError("a raw volume needs a size greater than 0")
+        self._check_fits(size)
+
+    def _check_fits(self, size: int) -> None:
+        """A volume (sparse image or qgroup limit) can never outgrow the file system under it:
+        a size beyond it is refused rather than promised."""
+        self.activate()
+        st = os.statvfs(self.path)
+        capacity = st.f_blocks * st.f_frsize
+        if size > capacity:
+            raise StorageError(
+                f"volume size {format_size(size)} exceeds the capacity of storage "
+                f"'{self.id}' ({capacity / (1 << 30):.1f}G)"
+            )
 
     def _reserve_volume(self, imgdir: Path, name: str, fmt: str) -> Path:
         subvol = imgdir / name.removesuffix(".raw")
@@ -220,6 +233,7 @@ class BtrfsStorage(DirStorage):
 
     def resize_volume(self, volname: str, size: int) -> None:
         vol = self._images_vol(volname)
+        self._check_fits(size)
         if vol.format != "subvol":
             super().resize_volume(volname, size)
             return

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic, paths
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError, NotFoundError, StorageError
 from ..formats import sectionconfig as sc
 from ..formats.propstring import Field
 from ..formats.types import Bool, Enum, FormatError, Int, ListOf, StorageId, Str, ValueType
@@ -119,9 +119,17 @@ class StorageConfig:
             return make_storage("dir", "local", dict(DEFAULT_LOCAL)) if sid == "local" else None
         return make_storage(section.type, section.id, section.props)
 
+    @property
+    def unsupported(self) -> dict[str, str]:
+        """Sections of a type ctkit has no plugin for (``lvmthin``, ``zfspool``...): id -> type."""
+        return dict(self.sections.unknown)
+
     def storage(self, sid: str) -> Storage:
         store = self.get(sid)
         if store is None:
+            stype = self.sections.unknown.get(sid)
+            if stype is not None:
+                raise StorageError(unsupported_message(sid, stype))
             raise NotFoundError(f"storage '{sid}' does not exist")
         return store
 
@@ -135,6 +143,18 @@ class StorageConfig:
 
     def render(self) -> str:
         return self.sections.render()
+
+
+def unsupported_message(sid: str, stype: str) -> str:
+    return f"storage '{sid}' has type '{stype}', which ctkit does not support"
+
+
+def skipped_sections_warning(cfg: StorageConfig) -> str | None:
+    """The one warning line for list-level commands about sections ctkit cannot use."""
+    if not cfg.unsupported:
+        return None
+    names = ", ".join(f"'{t}: {sid}'" for sid, t in cfg.unsupported.items())
+    return f"WARN: storage.cfg: skipped section(s) of a type ctkit does not support: {names}"
 
 
 def make_storage(stype: str, sid: str, props: dict[str, Any]) -> Storage:

@@ -147,7 +147,7 @@ def btrfs_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
     (Depends on ``pct`` so that it is unmounted before the leak check runs.)"""
     image = ctroot / "btrfs.img"
     with open(image, "wb") as fh:
-        fh.truncate(1 << 30)
+        fh.truncate(16 << 30)  # sparse; room for default-sized volumes
     subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
     mnt = ctroot / "mnt/bt"
     mnt.mkdir(parents=True)

@@ -167,10 +167,19 @@ def test_newline_in_a_value_is_a_hard_error() -> None:
         conf.to_text()
 
 
-def test_undecodable_bytes_survive_a_rewrite() -> None:
-    data = b"foo: \xe9t\xe9\nhostname: web\nlxc.mount.entry: /srv/\xff\xfe x none bind 0 0\n"
-    conf = parse_config(data, 100)
-    assert conf.to_bytes() == data
+@pytest.mark.parametrize(
+    ("data", "shown"),
+    [
+        (b"hostname: web\nostype: \xe7ebian\n", "line 2 is not valid UTF-8: ostype: \\xe7ebian"),
+        (b"lxc.mount.entry: /srv/\xff x none bind 0 0\n", "line 1 is not valid UTF-8: lxc.mount"),
+    ],
+)
+def test_undecodable_bytes_are_refused_when_read(data: bytes, shown: str) -> None:
+    # they would reach LXC, the guest's files and the writer as text they cannot encode
+    for strict in (False, True):
+        with pytest.raises(ConfigError, match="vm 100 - " + re.escape(shown)):
+            parse_config(data, 100, strict=strict)
+    assert parse_config(b"#caf\xe9\nhostname: web\n", 100).description == "caf\ufffd\n"
 
 
 def test_typed_access() -> None:

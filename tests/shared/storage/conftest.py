@@ -70,12 +70,12 @@ def write_cfg(ctroot: Path) -> WriteCfg:
 
 @pytest.fixture
 def btrfs_mount(ctroot: Path, tmp_path: Path) -> Iterator[Path]:
-    """A fresh btrfs (1 GiB sparse image on a loop device) mounted at ``<root>/mnt/btrfs``."""
+    """A fresh btrfs (16 GiB sparse image on a loop device) mounted at ``<root>/mnt/btrfs``."""
     if os.geteuid() != 0:
         pytest.skip("needs root (mounts, loop devices)")
     image = tmp_path / "btrfs.img"
     with open(image, "wb") as fh:
-        fh.truncate(1 << 30)
+        fh.truncate(16 << 30)  # sparse; room for default-sized volumes
     subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
     mnt = ctroot / "mnt/btrfs"
     mnt.mkdir(parents=True)
