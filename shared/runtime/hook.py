@@ -5,7 +5,8 @@ LXC runs ``<python> -m shared.runtime.hook --root <root> <vmid> lxc <phase>``. W
 mounts made here are invisible to the host and vanish with the monitor.
 
 - pre-start: re-check the lock, mount rootfs and mount points at ``<lxcpath>/<vmid>/rootfs``,
-  run the guest's per-start setup. A guest-initiated reboot re-enters pre-start with
+  prepare passthrough device nodes, run the guest's per-start setup. A guest-initiated reboot
+  re-enters pre-start with
   ``LXC_TARGET=reboot``: refuse it, so LXC stops, and let the restart helper started by
   post-stop start the container afresh with its current config (hot-plugged changes kept).
 - post-stop: unmount, apply pending changes, hookscript ``post-stop``, reboot handling.
@@ -29,9 +30,10 @@ from ..locks import config_lock
 
 def pre_start(vmid: int) -> None:
     from ..guest.setup import GuestSetup
-    from .ctview import config_root_ids, guest_config
+    from .ctview import config_idmap, config_root_ids, guest_config
     from .lifecycle import skiplock_file, warnings_file
     from .mounts import mount_all
+    from .passthrough import device, prepare_start
 
     if os.environ.get("LXC_TARGET") == "reboot":
         raise CtkitError(
@@ -41,7 +43,9 @@ def pre_start(vmid: int) -> None:
     if not skiplock_file(vmid).exists() and conf.lock not in (None, "mounted"):
         store.check_lock(conf)
     rootfs = paths.lxc_rootfs(vmid)
+    devices = [device(opts) for opts in conf.devices().values()]
     mount_all(conf, rootfs, root_ids=config_root_ids(conf))
+    prepare_start(vmid, devices, config_idmap(conf))
     if conf.get("ostype") == "unmanaged":
         return
     setup = GuestSetup.for_rootfs(rootfs, guest_config(conf))
