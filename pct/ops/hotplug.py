@@ -12,18 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.ctconfig.config import Config
-from shared.ctconfig.pending import DEV_KEY_RE, apply_pending
+from shared.ctconfig.pending import DEV_KEY_RE, MP_KEY_RE, apply_pending
 from shared.errors import CtkitError
 from shared.runtime import lxcapi, passthrough
 from shared.runtime.cgroups import detect_layout
 from shared.runtime.ctview import config_idmap
+from shared.runtime.mphotplug import hotplug_mount
 from shared.runtime.volumes import allocator, free
 
 Live = Callable[[Config, Config, str, int], None]
 
 
 def is_hotplug_key(key: str) -> bool:
-    return any(r.fullmatch(key) for r in (DEV_KEY_RE,))
+    return any(r.fullmatch(key) for r in (DEV_KEY_RE, MP_KEY_RE))
 
 
 def hotplug_keys(conf: Config, keys: set[str], errors: dict[str, str]) -> None:
@@ -49,7 +50,12 @@ def hotplug_keys(conf: Config, keys: set[str], errors: dict[str, str]) -> None:
 
 
 def _live_action(key: str) -> Live:
-    return _device
+    return _mountpoint if MP_KEY_RE.fullmatch(key) else _device
+
+
+def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
+    mp = next(m for m in new.mountpoints() if m.key == key)
+    hotplug_mount(new.vmid, mp, pid, unprivileged=new.unprivileged)
 
 
 def _device(old: Config, new: Config, key: str, pid: int) -> None:
