@@ -124,7 +124,11 @@ def _guest_network(conf: Config, pid: int) -> None:
 
 def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
     mp = next(m for m in new.mountpoints() if m.key == key)
-    hotplug_mount(new.vmid, mp, pid, unprivileged=new.unprivileged)
+    ct_map = config_idmap(new)
+    if mp.options.get("idmap") and not ct_map:
+        print(f"WARN: '{key}' - ignoring 'idmap' option unsupported by privileged container",
+              file=sys.stderr)  # fmt: skip
+    hotplug_mount(new.vmid, mp, pid, unprivileged=new.unprivileged, ct_map=ct_map)
 
 
 def _device(old: Config, new: Config, key: str, pid: int) -> None:

@@ -21,9 +21,13 @@ import os
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
+from pathlib import Path
 
 from .. import paths
 from ..ctconfig import store
+from ..ctconfig.config import Config
+from ..ctconfig.mountpoints import MountPoint
 from ..errors import CtkitError, LockError
 from ..locks import config_lock
 
@@ -44,7 +48,7 @@ def pre_start(vmid: int) -> None:
         store.check_lock(conf)
     rootfs = paths.lxc_rootfs(vmid)
     devices = [device(opts) for opts in conf.devices().values()]
-    mount_all(conf, rootfs, root_ids=config_root_ids(conf))
+    mount_all(conf, rootfs, root_ids=config_root_ids(conf), after=idmap_after(conf))
     prepare_start(vmid, devices, config_idmap(conf))
     if conf.get("ostype") == "unmanaged":
         return
@@ -52,6 +56,24 @@ def pre_start(vmid: int) -> None:
     setup.pre_start()
     if setup.warnings:
         warnings_file(vmid).write_text("".join(f"{w}\n" for w in setup.warnings))
+
+
+def idmap_after(conf: Config) -> Callable[[MountPoint, Path], None]:
+    """Turns each mount point with ``idmap=`` into an id-mapped mount once it is mounted."""
+    from .ctview import config_idmap
+    from .idmapmount import mount_userns, remount_idmapped, wanted
+
+    ct_map = config_idmap(conf)
+
+    def after(mp: MountPoint, where: Path) -> None:
+        if mp.options.get("idmap") and not ct_map:
+            print(f"WARN: '{mp.key}' - ignoring 'idmap' option unsupported by privileged "
+                  "container", file=sys.stderr)  # fmt: skip
+        if wanted(mp, ct_map):
+            with mount_userns(mp, ct_map, None) as userns:
+                remount_idmapped(where, userns, mp.key)
+
+    return after
 
 
 def post_stop(vmid: int, target: str | None) -> None:

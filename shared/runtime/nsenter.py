@@ -101,6 +101,12 @@ def setns(fd: int, nstype: int, what: str) -> None:
         raise CtkitError(f"failed to enter the container's {what} namespace: {os.strerror(err)}")
 
 
+def unshare(flags: int, what: str) -> None:
+    if _libc().unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise CtkitError(f"unable to create a new {what} namespace: {os.strerror(err)}")
+
+
 def ns_fd(pid: int, kind: str) -> int:
     try:
         return os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
