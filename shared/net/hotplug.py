@@ -94,12 +94,15 @@ def remove(vmid: int, index: int) -> None:
 
 
 def add(vmid: int, index: int, net: Net, pid: int) -> list[str]:
-    """Create ``veth<vmid>i<N>``, plug it, move its peer into the container and configure it."""
+    """Create ``veth<vmid>i<N>``, plug it, move its peer into the container and configure it.
+    Only for an interface the config does not have yet, so an existing one of that name is a
+    leftover and is replaced."""
     host = host_name(vmid, index)
     peer = f"vhp{secrets.token_hex(5)}"  # host names of big VMIDs leave no room for a suffix
     with _ipr() as ipr:
-        if _index(ipr, host) is not None:
-            raise CtkitError(f"network interface '{host}' already exists")
+        stale = _index(ipr, host)
+        if stale is not None:  # the name is this CT's: left by an interrupted earlier hot-plug
+            ipr.link("del", index=stale)
         ipr.link("add", ifname=host, kind="veth", peer=peer)
     try:
         with _ipr() as ipr:

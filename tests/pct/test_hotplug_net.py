@@ -122,3 +122,23 @@ def test_add_change_and_remove_an_interface(
     assert "net0" not in conf_text(vmid) and not _exists(veth)
     assert "eth0" not in pct("exec", vmid, "--", "ip", "link").out
     pct("stop", vmid)
+
+
+def test_ipv6_and_a_leftover_host_interface(
+    pct: Pct, vmid: int, busybox_template: Path, bridge: str, subnet: int
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    veth = f"veth{vmid}i1"
+    # what an interrupted hot-plug could leave behind: the host side of the pair, unplugged
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=veth, kind="veth", peer=f"ctkhp{subnet}x")
+    v6 = f"2001:db8:{subnet}:"
+    pct("set", vmid, "--net1", f"name=eth1,bridge={bridge},ip6={v6}:2/64,gw6={v6}:1")
+    assert _master(veth) == bridge and not _exists(f"ctkhp{subnet}x")
+    inside = pct("exec", vmid, "--", "ip", "-6", "addr", "show", "eth1").out
+    assert f"inet6 2001:db8:{subnet}::2/64" in inside
+    routes = pct("exec", vmid, "--", "ip", "-6", "route").out
+    assert f"default via 2001:db8:{subnet}::1 dev eth1" in routes
+    pct("stop", vmid)
+    assert not _exists(veth)
