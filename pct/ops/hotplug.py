@@ -24,7 +24,7 @@ from shared.runtime.cgroups import detect_layout
 from shared.runtime.ctview import config_idmap, guest_config
 from shared.runtime.mphotplug import hotplug_mount
 from shared.runtime.startcheck import check_bridges
-from shared.runtime.volumes import allocator, free
+from shared.runtime.volumes import allocator, free, size_of
 
 Live = Callable[[Config, Config, str, int], None]
 
@@ -43,7 +43,7 @@ def hotplug_keys(conf: Config, keys: set[str], errors: dict[str, str]) -> None:
         if NET_KEY_RE.fullmatch(key):
             keep_mac(conf, key)
         trial = conf.copy()
-        result = apply_pending(trial, keys={key}, alloc=allocator(), free=free)
+        result = apply_pending(trial, keys={key}, alloc=allocator(), free=free, volume_size=size_of)
         if result.errors:
             errors.update(result.errors)
             continue

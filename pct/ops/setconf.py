@@ -19,8 +19,6 @@ from shared.runtime.lxcconf import pick_cpus
 from shared.runtime.volumes import allocator, free, size_of
 from shared.storage.api import get_storage
 
-from .hotplug import hotplug_keys, is_hotplug_key
-
 Log = Callable[[str], None]
 
 
@@ -92,6 +90,8 @@ def set_config(
 
 def _hotplug(conf: Config, keys: set[str]) -> Any:
     """Apply the keys a running CT takes now: config-only ones, and cgroup limits live."""
+    from .hotplug import hotplug_keys, is_hotplug_key  # namespaces, netlink: only when needed
+
     live_now = {k for k in keys if k in ("memory", "swap", "cpulimit", "cpuunits", "cores")}
     plugged = {k for k in keys if is_hotplug_key(k)}
     work = conf.copy()

@@ -86,3 +86,18 @@ def test_failed_hotplug_frees_the_new_volume(
     res = pct("set", vmid, "--mp1", f"{tmp_path}/absent,mp=/x", check=False)
     assert res.rc != 0 and "does not exist" in res.err
     pct("stop", vmid)
+
+
+def test_an_unused_volume_is_hot_plugged_back(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp0", "local:1,mp=/data")
+    volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    pct("set", vmid, "--delete", "mp0")
+    assert f"unused0: {volid}\n" in conf_text(vmid)
+    pct("start", vmid)
+    pct("set", vmid, "--mp0", f"{volid},mp=/back")
+    text = conf_text(vmid)
+    assert f"mp0: {volid},mp=/back,size=1G\n" in text and "unused0" not in text
+    assert " /back ext4 rw" in _mounts(pct, vmid)
+    pct("stop", vmid)
