@@ -23,7 +23,7 @@ from shared.runtime import lxcapi, nsenter, passthrough
 from shared.runtime.cgroups import detect_layout
 from shared.runtime.ctview import config_idmap, guest_config
 from shared.runtime.mphotplug import hotplug_mount
-from shared.runtime.startcheck import check_bridges
+from shared.runtime.startcheck import check_bridges, check_unsupported
 from shared.runtime.volumes import allocator, free, size_of
 
 Live = Callable[[Config, Config, str, int], None]
@@ -124,6 +124,10 @@ def _guest_network(conf: Config, pid: int) -> None:
 
 def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
     mp = next(m for m in new.mountpoints() if m.key == key)
+    try:
+        check_unsupported(new, lambda _line: None)  # quota=1 only where it works, as at start
+    except CtkitError as err:
+        raise CtkitError(err.message) from None
     ct_map = config_idmap(new)
     if mp.options.get("idmap") and not ct_map:
         print(f"WARN: '{key}' - ignoring 'idmap' option unsupported by privileged container",

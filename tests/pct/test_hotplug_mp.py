@@ -101,3 +101,16 @@ def test_an_unused_volume_is_hot_plugged_back(
     assert f"mp0: {volid},mp=/back,size=1G\n" in text and "unused0" not in text
     assert " /back ext4 rw" in _mounts(pct, vmid)
     pct("stop", vmid)
+
+
+def test_quota_refused_where_it_cannot_work(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], tmp_path: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    res = pct("set", vmid, "--mp0", "local:1,mp=/q,quota=1", check=False)
+    assert res.rc != 0
+    assert "unable to hotplug mp0: Quotas are not supported by unprivileged containers." in res.err
+    assert "[pve:pending]\nmp0: local:1,mp=/q,quota=1\n" in conf_text(vmid)
+    assert not list((tmp_path / "root/var/lib/vz/images").glob(f"{vmid}/vm-*"))
+    pct("stop", vmid)
