@@ -90,20 +90,19 @@ def set_config(
 
 def _hotplug(conf: Config, keys: set[str]) -> Any:
     """Apply the keys a running CT takes now: config-only ones, and cgroup limits live."""
+    from .hotplug import hotplug_keys, is_hotplug_key  # namespaces, netlink: only when needed
+
     live_now = {k for k in keys if k in ("memory", "swap", "cpulimit", "cpuunits", "cores")}
+    plugged = {k for k in keys if is_hotplug_key(k)}
     work = conf.copy()
-    result = apply_pending(work, keys=keys - _net_and_disks(keys), alloc=allocator(), free=free)
+    result = apply_pending(work, keys=keys - plugged, alloc=allocator(), free=free)
     if live_now and not result.errors:
         errors = _apply_cgroup(work, live_now)
         if errors:
             raise ParamError(errors)
+    hotplug_keys(work, plugged, result.errors)
     conf.values, conf.pending = work.values, work.pending
     return result
-
-
-def _net_and_disks(keys: set[str]) -> set[str]:
-    # live network and mount-point hot-plug are not implemented: they stay pending
-    return {k for k in keys if k.startswith(("net", "mp", "dev"))}
 
 
 def _apply_cgroup(conf: Config, keys: set[str]) -> dict[str, str]:

@@ -146,7 +146,7 @@ def check_device_node(path: str) -> tuple[int, int]:
     except FileNotFoundError:
         raise FormatError(f"Device {path} does not exist") from None
     if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-        raise FormatError("Not a device node")
+        raise FormatError(f"{path} is not a device")
     return st.st_mode, st.st_rdev
 
 

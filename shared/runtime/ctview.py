@@ -12,6 +12,7 @@ from ..archive.idmap import DEFAULT_UNPRIVILEGED, IdMapEntry, parse_idmap, to_ho
 from ..ctconfig.config import Config, Section
 from .cgroups import Limits
 from .lxcconf import DevView, LxcView, NetView
+from .passthrough import mount_entry
 
 
 def idmap(conf: Section, unprivileged: bool) -> list[IdMapEntry]:
@@ -70,7 +71,7 @@ def _nets(conf: Section) -> list[NetView]:
     return out
 
 
-def _devs(conf: Section) -> list[DevView]:
+def _devs(conf: Section, conf_vmid: int) -> list[DevView]:
     out = []
     for dev in conf.devices().values():
         path = str(dev.get("path"))
@@ -85,6 +86,7 @@ def _devs(conf: Section) -> list[DevView]:
                 os.major(st.st_rdev),
                 os.minor(st.st_rdev),
                 deny_write=bool(dev.get("deny-write")),
+                mount_entry=mount_entry(conf_vmid, path),
             )
         )
     return out
@@ -108,7 +110,7 @@ def lxc_view(conf: Config) -> LxcView:
         entrypoint=conf.get("entrypoint"),
         env=conf.env,
         nets=_nets(conf),
-        devs=_devs(conf),
+        devs=_devs(conf, conf.vmid),
         raw=list(conf.lxc),
     )
 

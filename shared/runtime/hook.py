@@ -5,7 +5,8 @@ LXC runs ``<python> -m shared.runtime.hook --root <root> <vmid> lxc <phase>``. W
 mounts made here are invisible to the host and vanish with the monitor.
 
 - pre-start: re-check the lock, mount rootfs and mount points at ``<lxcpath>/<vmid>/rootfs``,
-  run the guest's per-start setup. A guest-initiated reboot re-enters pre-start with
+  prepare passthrough device nodes, run the guest's per-start setup. A guest-initiated reboot
+  re-enters pre-start with
   ``LXC_TARGET=reboot``: refuse it, so LXC stops, and let the restart helper started by
   post-stop start the container afresh with its current config (hot-plugged changes kept).
 - post-stop: unmount, apply pending changes, hookscript ``post-stop``, reboot handling.
@@ -20,9 +21,13 @@ import os
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
+from pathlib import Path
 
 from .. import paths
 from ..ctconfig import store
+from ..ctconfig.config import Config
+from ..ctconfig.mountpoints import MountPoint
 from ..errors import CtkitError, LockError
 from ..locks import config_lock
 from . import entrypoints
@@ -30,9 +35,10 @@ from . import entrypoints
 
 def pre_start(vmid: int) -> None:
     from ..guest.setup import GuestSetup
-    from .ctview import config_root_ids, guest_config
+    from .ctview import config_idmap, config_root_ids, guest_config
     from .lifecycle import skiplock_file, warnings_file
     from .mounts import mount_all
+    from .passthrough import device, prepare_start
 
     if os.environ.get("LXC_TARGET") == "reboot":
         raise CtkitError(
@@ -42,13 +48,33 @@ def pre_start(vmid: int) -> None:
     if not skiplock_file(vmid).exists() and conf.lock not in (None, "mounted"):
         store.check_lock(conf)
     rootfs = paths.lxc_rootfs(vmid)
-    mount_all(conf, rootfs, root_ids=config_root_ids(conf))
+    devices = [device(opts) for opts in conf.devices().values()]
+    mount_all(conf, rootfs, root_ids=config_root_ids(conf), after=idmap_after(conf))
+    prepare_start(vmid, devices, config_idmap(conf))
     if conf.get("ostype") == "unmanaged":
         return
     setup = GuestSetup.for_rootfs(rootfs, guest_config(conf))
     setup.pre_start()
     if setup.warnings:
         warnings_file(vmid).write_text("".join(f"{w}\n" for w in setup.warnings))
+
+
+def idmap_after(conf: Config) -> Callable[[MountPoint, Path], None]:
+    """Turns each mount point with ``idmap=`` into an id-mapped mount once it is mounted."""
+    from .ctview import config_idmap
+    from .idmapmount import mount_userns, remount_idmapped, wanted
+
+    ct_map = config_idmap(conf)
+
+    def after(mp: MountPoint, where: Path) -> None:
+        if mp.options.get("idmap") and not ct_map:
+            print(f"WARN: '{mp.key}' - ignoring 'idmap' option unsupported by privileged "
+                  "container", file=sys.stderr)  # fmt: skip
+        if wanted(mp, ct_map):
+            with mount_userns(mp, ct_map, None) as userns:
+                remount_idmapped(where, userns, mp.key)
+
+    return after
 
 
 def post_stop(vmid: int, target: str | None) -> None:

@@ -40,6 +40,7 @@ class DevView:
     major: int
     minor: int
     deny_write: bool = False
+    mount_entry: str | None = None  # binds the node the pre-start hook prepares
 
 
 @dataclass
@@ -176,6 +177,8 @@ def _security_lines(view: LxcView, host: HostInfo) -> Lines:
         lines.append((device_key(host.layout, "allow"), f"{rule} rwm"))
         if dev.deny_write:
             lines.append((device_key(host.layout, "deny"), f"{rule} w"))
+        if dev.mount_entry:
+            lines.append(("lxc.mount.entry", dev.mount_entry))
     lines.append(("lxc.monitor.unshare", "1"))
     if view.unprivileged and "lxc.idmap" not in rawk:
         lines += [("lxc.idmap", f"{k} {ct} {hid} {n}") for k, ct, hid, n in DEFAULT_IDMAP]

@@ -20,6 +20,7 @@ from ..storage.volumes import mount_volume
 from .beneath import ensure_dir
 
 Include = Callable[[MountPoint], bool]
+After = Callable[[MountPoint, Path], None]
 
 
 def _all(_mp: MountPoint) -> bool:
@@ -93,8 +94,10 @@ def mount_all(
     honour_ro: bool = True,
     read_only: bool = False,
     snapshot: str | None = None,
+    after: After | None = None,
 ) -> MountedTree:
-    """Mount rootfs and the included mount points under ``target``; all or nothing."""
+    """Mount rootfs and the included mount points under ``target``; all or nothing.
+    ``after(mp, where)`` runs after each mount, before the ones below it."""
     target.mkdir(parents=True, exist_ok=True)
     tree = MountedTree(target)
     try:
@@ -102,6 +105,8 @@ def mount_all(
             where = target if mp.key == "rootfs" else ensure_dir(target, mp.path, *root_ids)
             ro = read_only or (honour_ro and mp.ro)
             tree.handles.append(mount_one(mp, where, read_only=ro, snapshot=snapshot))
+            if after is not None:
+                after(mp, where)
     except BaseException:
         tree.unmount(lazy=True)
         raise

@@ -26,6 +26,7 @@ from ..errors import ConfigError, StateError
 from ..formats.types import FormatError
 from ..storage.config import load_config
 from .ctview import config_root_ids
+from .passthrough import device
 from .traverse import check_traversable
 
 Log = Callable[[str], None]
@@ -120,4 +121,6 @@ def check_start_config(conf: Config, log: Log) -> None:
     check_unsupported(conf, log)
     check_storages(conf)
     check_bridges(conf)
+    for dev in conf.devices().values():  # Proxmox's refusals, before LXC runs the hook
+        device(dev)
     check_traversable(paths.lxc_rootfs(conf.vmid), *config_root_ids(conf))

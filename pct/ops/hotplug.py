@@ -1,0 +1,140 @@
+"""Hot-plug of ``netN``, new ``mpN`` and new ``devN`` into a running container (pct.md §2.5).
+
+Each key is tried on a copy of the config: the pending change is applied there (allocating a new
+volume, giving a new interface its MAC), then the live action runs; only when it succeeded does
+the copy become the config, so the config records a change exactly when it took effect. A failed
+key stays pending with Proxmox's ``unable to hotplug <key>: <reason>``; an allocated volume is
+freed again.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from shared import paths
+from shared.ctconfig.config import Config
+from shared.ctconfig.options import NET_SCHEMA
+from shared.ctconfig.pending import DEV_KEY_RE, MP_KEY_RE, NET_KEY_RE, apply_pending
+from shared.errors import CtkitError
+from shared.net import hotplug as net_hotplug
+from shared.runtime import lxcapi, nsenter, passthrough
+from shared.runtime.cgroups import detect_layout
+from shared.runtime.ctview import config_idmap, guest_config
+from shared.runtime.mphotplug import hotplug_mount
+from shared.runtime.startcheck import check_bridges, check_unsupported
+from shared.runtime.volumes import allocator, free, size_of
+
+Live = Callable[[Config, Config, str, int], None]
+
+
+def is_hotplug_key(key: str) -> bool:
+    return any(r.fullmatch(key) for r in (DEV_KEY_RE, MP_KEY_RE, NET_KEY_RE))
+
+
+def hotplug_keys(conf: Config, keys: set[str], errors: dict[str, str]) -> None:
+    """Apply ``keys`` (net/mp/dev, classified live by the caller) to the running CT."""
+    pid = lxcapi.init_pid(conf.vmid)
+    for key in sorted(keys):
+        if pid is None:
+            errors[key] = f"unable to hotplug {key}: CT {conf.vmid} not running"
+            continue
+        if NET_KEY_RE.fullmatch(key):
+            keep_mac(conf, key)
+        trial = conf.copy()
+        result = apply_pending(trial, keys={key}, alloc=allocator(), free=free, volume_size=size_of)
+        if result.errors:
+            errors.update(result.errors)
+            continue
+        try:
+            _live_action(key)(conf, trial, key, pid)
+        except Skip:
+            for volid in result.allocated:
+                free(volid)
+            continue
+        except CtkitError as err:
+            for volid in result.allocated:
+                free(volid)
+            errors[key] = f"unable to hotplug {key}: {err}"
+            continue
+        conf.values, conf.pending = trial.values, trial.pending
+
+
+class Skip(Exception):
+    """The change cannot be made live: it stays pending (Proxmox's ``skip``)."""
+
+
+def _live_action(key: str) -> Live:
+    if NET_KEY_RE.fullmatch(key):
+        return _network
+    return _mountpoint if MP_KEY_RE.fullmatch(key) else _device
+
+
+def keep_mac(conf: Config, key: str) -> None:
+    """A changed ``netN`` given without ``hwaddr`` keeps the interface's MAC (Proxmox would make
+    a new one, and a new MAC cannot be hot-plugged)."""
+    text = conf.pending.values.get(key)
+    old = conf.nets().get(key)
+    if text is None or not old or not old.get("hwaddr"):
+        return
+    net = NET_SCHEMA.parse(text)
+    if not net.get("hwaddr"):
+        net["hwaddr"] = old["hwaddr"]
+        conf.pending.values[key] = NET_SCHEMA.render(net)
+
+
+def _network(old: Config, new: Config, key: str, pid: int) -> None:
+    index = int(key[3:])
+    if key not in new.values:
+        net_hotplug.remove(new.vmid, index)
+        return
+    net = new.nets()[key]
+    before = old.nets().get(key) if key in old.values else None
+    if before is not None and any(
+        str(before.get(k) or "") != str(net.get(k) or "") for k in ("name", "hwaddr", "type")
+    ):
+        raise Skip
+    try:
+        check_bridges(new)
+    except CtkitError as err:
+        raise CtkitError(err.message) from None
+    if before is None:
+        warnings = net_hotplug.add(new.vmid, index, net, pid)
+    else:
+        warnings = net_hotplug.update(new.vmid, index, before, net, pid)
+    for text in warnings:
+        print(f"WARN: {text}", file=sys.stderr)
+    _guest_network(new, pid)
+
+
+def _guest_network(conf: Config, pid: int) -> None:
+    """Rewrite the guest's network files as the setup at start does (a warning if it fails)."""
+    if conf.get("ostype") in (None, "unmanaged"):
+        return
+    from shared.guest.setup import GuestSetup  # big: only when needed
+
+    monitor = nsenter.parent_pid(pid)
+    rootdir = Path(f"/proc/{monitor}/root{paths.lxc_rootfs(conf.vmid)}")
+    try:
+        GuestSetup.for_rootfs(rootdir, guest_config(conf)).set_network()
+    except CtkitError as err:
+        print(f"WARN: guest network files not updated: {err}", file=sys.stderr)
+
+
+def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
+    mp = next(m for m in new.mountpoints() if m.key == key)
+    try:
+        check_unsupported(new, lambda _line: None)  # quota=1 only where it works, as at start
+    except CtkitError as err:
+        raise CtkitError(err.message) from None
+    ct_map = config_idmap(new)
+    if mp.options.get("idmap") and not ct_map:
+        print(f"WARN: '{key}' - ignoring 'idmap' option unsupported by privileged container",
+              file=sys.stderr)  # fmt: skip
+    hotplug_mount(new.vmid, mp, pid, unprivileged=new.unprivileged, ct_map=ct_map)
+
+
+def _device(old: Config, new: Config, key: str, pid: int) -> None:
+    dev = passthrough.device(new.devices()[key])
+    passthrough.hotplug(new.vmid, dev, config_idmap(new), pid, detect_layout())

@@ -1,0 +1,228 @@
+"""Network hot-plug of a running container's ``netN`` through pyroute2 (pct.md §2.5).
+
+The host side ``veth<vmid>i<N>`` is attached to its bridge as at start (VLAN tag as the bridge's
+port VLAN, MTU, rate limit, link state); the peer is moved into the container's network namespace
+under its name and MAC. Addresses, gateways and routes inside are set from a forked child that
+entered that namespace, so nothing runs in the container's file system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import secrets
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..errors import CtkitError
+from ..runtime import nsenter
+from ..runtime.lxcconf import veth_name
+from .shaping import set_rate
+
+Net = Mapping[str, Any]
+NOT_STATIC = ("dhcp", "auto", "manual")
+# what re-plugs the host side on a change (Proxmox: bridge, tag, firewall, link_down)
+PLUG_KEYS = ("bridge", "tag", "firewall", "link_down")
+
+
+def host_name(vmid: int, index: int) -> str:
+    name = veth_name(vmid, index)
+    if name is None:
+        raise CtkitError(f"interface name veth{vmid}i{index} is too long")
+    return name
+
+
+@contextlib.contextmanager
+def _ipr() -> Iterator[IPRoute]:
+    try:
+        with IPRoute() as ipr:
+            yield ipr
+    except NetlinkError as err:
+        raise CtkitError(f"netlink: {os.strerror(err.code)}") from None
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return int(found[0]) if found else None
+
+
+def _must(ipr: IPRoute, name: str) -> int:
+    idx = _index(ipr, name)
+    if idx is None:
+        raise CtkitError(f"network interface '{name}' does not exist")
+    return idx
+
+
+def plug(host: str, net: Net) -> list[str]:
+    """Attach the host side to its bridge with tag, MTU, rate and link state; warnings back."""
+    with _ipr() as ipr:
+        idx = _must(ipr, host)
+        bridge = net.get("bridge")
+        if bridge:
+            ipr.link("set", index=idx, master=_must(ipr, str(bridge)))
+            tag = net.get("tag")
+            if tag:
+                with contextlib.suppress(NetlinkError):
+                    ipr.vlan_filter("del", index=idx, vlan_info={"vid": 1})
+                ipr.vlan_filter("add", index=idx, vlan_info={"vid": int(tag), "pvid": True})
+        if net.get("mtu"):
+            ipr.link("set", index=idx, mtu=int(net["mtu"]))
+        ipr.link("set", index=idx, state="down" if net.get("link_down") else "up")
+    rate = net.get("rate")
+    return set_rate(host, float(rate) if rate else None)
+
+
+def unplug(host: str) -> None:
+    with _ipr() as ipr:
+        idx = _index(ipr, host)
+        if idx is not None:
+            ipr.link("set", index=idx, master=0)
+
+
+def remove(vmid: int, index: int) -> None:
+    """Delete the interface pair (the peer inside goes with the host side)."""
+    with _ipr() as ipr:
+        idx = _index(ipr, host_name(vmid, index))
+        if idx is not None:
+            ipr.link("del", index=idx)
+
+
+def add(vmid: int, index: int, net: Net, pid: int) -> list[str]:
+    """Create ``veth<vmid>i<N>``, plug it, move its peer into the container and configure it.
+    Only for an interface the config does not have yet, so an existing one of that name is a
+    leftover and is replaced."""
+    host = host_name(vmid, index)
+    peer = f"vhp{secrets.token_hex(5)}"  # host names of big VMIDs leave no room for a suffix
+    with _ipr() as ipr:
+        stale = _index(ipr, host)
+        if stale is not None:  # the name is this CT's: left by an interrupted earlier hot-plug
+            ipr.link("del", index=stale)
+        ipr.link("add", ifname=host, kind="veth", peer=peer)
+    try:
+        with _ipr() as ipr:
+            pidx = _must(ipr, peer)
+            ipr.link("set", index=pidx, address=str(net["hwaddr"]).lower())
+            if net.get("mtu"):
+                ipr.link("set", index=pidx, mtu=int(net["mtu"]))
+        warnings = plug(host, net)
+        with _ipr() as ipr:
+            ipr.link("set", index=_must(ipr, peer), net_ns_pid=pid)
+        in_netns(pid, lambda: _bring_up(peer, net))
+    except BaseException:
+        remove(vmid, index)
+        raise
+    return warnings
+
+
+def update(vmid: int, index: int, old: Net, new: Net, pid: int) -> list[str]:
+    """Apply a change of an existing interface (same name and MAC); on a failed re-plug the old
+    attachment is restored."""
+    host = host_name(vmid, index)
+    warnings: list[str] = []
+    if any(_differs(old, new, k) for k in PLUG_KEYS):
+        unplug(host)
+        try:
+            warnings = plug(host, new)
+        except CtkitError:
+            with contextlib.suppress(CtkitError):
+                unplug(host)
+                plug(host, old)
+            raise
+    elif _differs(old, new, "rate"):
+        rate = new.get("rate")
+        warnings = set_rate(host, float(rate) if rate else None)
+    if _differs(old, new, "mtu") and new.get("mtu"):
+        with _ipr() as ipr:
+            ipr.link("set", index=_must(ipr, host), mtu=int(new["mtu"]))
+    in_netns(pid, lambda: _change_inside(old, new))
+    return warnings
+
+
+def _differs(old: Net, new: Net, key: str) -> bool:
+    return str(old.get(key) or "") != str(new.get(key) or "")
+
+
+def in_netns(pid: int, work: Any) -> None:
+    def child() -> None:
+        fd = nsenter.ns_fd(pid, "net")
+        nsenter.setns(fd, nsenter.CLONE_NEWNET, "network")
+        work()
+
+    nsenter.run_forked(child, "network change inside the container")
+
+
+# --- inside the container's network namespace ---------------------------------------------
+
+
+def _bring_up(peer: str, net: Net) -> None:
+    with _ipr() as ipr:
+        idx = _must(ipr, peer)
+        ipr.link("set", index=idx, ifname=str(net["name"]))
+        ipr.link("set", index=idx, state="up")
+    _change_inside({}, net)
+
+
+def _change_inside(old: Net, new: Net) -> None:
+    name = str(new["name"])
+    with _ipr() as ipr:
+        idx = _must(ipr, name)
+        if _differs(old, new, "mtu") and new.get("mtu"):
+            ipr.link("set", index=idx, mtu=int(new["mtu"]))
+        for ipk, gwk, family in (("ip", "gw", socket.AF_INET), ("ip6", "gw6", socket.AF_INET6)):
+            _change_family(ipr, idx, family, old, new, ipk, gwk)
+
+
+def _static(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
+    if not value or str(value) in NOT_STATIC:
+        return None
+    return ipaddress.ip_interface(str(value))
+
+
+def _promote_secondaries(ifname: str) -> None:
+    """Removing the old (primary) IPv4 address would take the new one of the same subnet with
+    it; with promotion the new one takes its place."""
+    knob = f"/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries"  # this namespace's own
+    with contextlib.suppress(OSError), open(knob, "w") as fh:
+        fh.write("1")
+
+
+def _addr(ipr: IPRoute, command: str, idx: int, iface: Any, tolerated: int) -> None:
+    try:
+        ipr.addr(command, index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+    except NetlinkError as err:
+        if err.code != tolerated:
+            reason = os.strerror(err.code)
+            raise CtkitError(f"unable to {command} address {iface}: {reason}") from None
+
+
+def _change_family(
+    ipr: IPRoute, idx: int, family: int, old: Net, new: Net, ipk: str, gwk: str
+) -> None:
+    if not _differs(old, new, ipk) and not _differs(old, new, gwk):
+        return
+    new_ip, old_ip = _static(new.get(ipk)), _static(old.get(ipk))
+    if _differs(old, new, ipk):
+        if new_ip is not None:  # the new address first: if it fails, nothing changed
+            _addr(ipr, "add", idx, new_ip, errno.EEXIST)
+        if old_ip is not None:
+            if family == socket.AF_INET:
+                _promote_secondaries(str(new["name"]))
+            _addr(ipr, "del", idx, old_ip, errno.EADDRNOTAVAIL)
+    default = "0.0.0.0/0" if family == socket.AF_INET else "::/0"
+    new_gw, old_gw = new.get(gwk), old.get(gwk)
+    if old_gw and (str(old_gw) != str(new_gw or "") or _differs(old, new, ipk)):
+        with contextlib.suppress(NetlinkError):
+            ipr.route("del", dst=default, family=family, gateway=str(old_gw), oif=idx)
+    if new_gw:
+        gw = ipaddress.ip_address(str(new_gw))
+        if new_ip is None or gw not in new_ip.network:  # a gateway outside the subnet: on-link
+            host = f"{gw}/{gw.max_prefixlen}"
+            with contextlib.suppress(NetlinkError):
+                ipr.route("add", dst=host, family=family, oif=idx, scope=253)
+        ipr.route("replace", dst=default, family=family, gateway=str(gw), oif=idx)

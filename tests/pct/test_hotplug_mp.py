@@ -1,0 +1,116 @@
+"""Mount points hot-plugged into a running container: a new volume, a bind and a device mount."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pct.conftest import Pct
+
+pytestmark = pytest.mark.lxc
+
+
+@pytest.fixture
+def ext4_loop(tmp_path: Path) -> Iterator[str]:
+    """A loop device with an ext4 file system holding ``hello`` (content ``dev``)."""
+    image = tmp_path / "dev.img"
+    with open(image, "wb") as fh:
+        fh.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
+    dev = subprocess.run(["losetup", "--show", "-f", str(image)], capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", dev, str(mnt)], check=True)
+    (mnt / "hello").write_text("dev\n")
+    subprocess.run(["umount", str(mnt)], check=True)
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def _mounts(pct: Pct, vmid: int) -> str:
+    return pct("exec", vmid, "--", "cat", "/proc/mounts").out
+
+
+@pytest.mark.parametrize("unprivileged", ["0", "1"])
+def test_new_mount_points_on_a_running_ct(
+    pct: Pct,
+    vmid: int,
+    busybox_template: Path,
+    tmp_path: Path,
+    ext4_loop: str,
+    conf_text: Callable[[int], str],
+    unprivileged: str,
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    (shared / "note").write_text("bind\n")
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", unprivileged)
+    pct("start", vmid)
+    pct("set", vmid, "--mp0", "local:1,mp=/data", "--mp1", f"{shared},mp=/mnt/shared,ro=1",
+        "--mp2", f"{ext4_loop},mp=/devmp")  # fmt: skip
+    text = conf_text(vmid)
+    assert "pve:pending" not in text
+    assert f"mp0: local:{vmid}/vm-{vmid}-disk-1.raw,mp=/data,size=1G\n" in text
+    mounts = _mounts(pct, vmid)
+    assert " /data ext4 rw" in mounts and " /mnt/shared " in mounts and " /devmp ext4" in mounts
+    # the new volume is writable, the read-only bind mount is not
+    pct("exec", vmid, "--", "sh", "-c", "echo data > /data/f && cat /data/f")
+    assert pct("exec", vmid, "--", "cat", "/mnt/shared/note").out == "bind\n"
+    res = pct("exec", vmid, "--", "sh", "-c", "echo x > /mnt/shared/new", check=False)
+    assert res.rc != 0 and "Read-only" in res.err
+    assert pct("exec", vmid, "--", "cat", "/devmp/hello").out == "dev\n"
+    # the container may unmount its copy; the staged mount keeps the volume attached
+    pct("exec", vmid, "--", "umount", "/data", check=unprivileged == "0")
+    pct("stop", vmid)  # the pct fixture then checks that no mount or loop device is left
+
+
+def test_failed_hotplug_frees_the_new_volume(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], tmp_path: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    # a symlink inside the container must never lead the mount elsewhere
+    pct("exec", vmid, "--", "ln", "-s", "/etc", "/trap")
+    res = pct("set", vmid, "--mp0", "local:1,mp=/trap/x", check=False)
+    assert res.rc != 0 and "unable to hotplug mp0:" in res.err
+    text = conf_text(vmid)
+    assert "[pve:pending]\nmp0: local:1,mp=/trap/x\n" in text
+    assert not list((tmp_path / "root/var/lib/vz/images").glob(f"{vmid}/vm-*"))
+    # a bind mount of a missing host directory is refused the same way
+    res = pct("set", vmid, "--mp1", f"{tmp_path}/absent,mp=/x", check=False)
+    assert res.rc != 0 and "does not exist" in res.err
+    pct("stop", vmid)
+
+
+def test_an_unused_volume_is_hot_plugged_back(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp0", "local:1,mp=/data")
+    volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    pct("set", vmid, "--delete", "mp0")
+    assert f"unused0: {volid}\n" in conf_text(vmid)
+    pct("start", vmid)
+    pct("set", vmid, "--mp0", f"{volid},mp=/back")
+    text = conf_text(vmid)
+    assert f"mp0: {volid},mp=/back,size=1G\n" in text and "unused0" not in text
+    assert " /back ext4 rw" in _mounts(pct, vmid)
+    pct("stop", vmid)
+
+
+def test_quota_refused_where_it_cannot_work(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], tmp_path: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    res = pct("set", vmid, "--mp0", "local:1,mp=/q,quota=1", check=False)
+    assert res.rc != 0
+    assert "unable to hotplug mp0: Quotas are not supported by unprivileged containers." in res.err
+    assert "[pve:pending]\nmp0: local:1,mp=/q,quota=1\n" in conf_text(vmid)
+    assert not list((tmp_path / "root/var/lib/vz/images").glob(f"{vmid}/vm-*"))
+    pct("stop", vmid)
