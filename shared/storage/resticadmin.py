@@ -87,7 +87,8 @@ def add(
     cfg = load_config()
     if sid in cfg:
         raise AlreadyExistsError(f"storage ID '{sid}' already defined")
-    props = _props({"content": "backup", **{k: v for k, v in options.items() if v is not None}})
+    given = {k: v for k, v in options.items() if v is not None}
+    props = _props({"repository": given.pop("repository", None), "content": "backup", **given})
     if "repository" not in props:
         raise ConfigError("a restic storage needs --repository")
     _install_secrets(sid, password, env)

@@ -10,7 +10,7 @@ from shared import prune
 from shared.cli import OutputFormat, OutputFormatOption, print_json
 from shared.errors import ParamError
 from shared.formats.types import FormatError
-from shared.storage.api import get_storage, remove_backup
+from shared.storage.api import get_storage, reclaim_space, remove_backup
 
 from ..engine.retention import candidates_on_storage
 
@@ -51,9 +51,11 @@ def prune_cmd(
     ]
     rows.sort(key=lambda r: (r["vmid"] or 0, -r["ctime"], r["volid"]))
     if not dry_run:
-        for row in rows:
-            if row["mark"] == "remove":
-                remove_backup(row["volid"])
+        removed = [r["volid"] for r in rows if r["mark"] == "remove"]
+        for volid in removed:
+            remove_backup(volid, reclaim=False)
+        if removed:
+            reclaim_space(storage)
     if output_format is not OutputFormat.text:
         print_json(rows, output_format)
         return

@@ -9,7 +9,7 @@ from typing import Any
 from shared import prune
 from shared.errors import ArchiveError, CtkitError, StorageError
 from shared.formats.archivename import archive_info
-from shared.storage.api import archive_remove, list_backups, remove_backup
+from shared.storage.api import archive_remove, list_backups, reclaim_space, remove_backup
 
 Log = Callable[[str], None]
 
@@ -89,13 +89,19 @@ def prune_after(
         try:
             if storage:
                 log(f"removing backup '{cand.name}'")
-                remove_backup(cand.name)
+                remove_backup(cand.name, reclaim=False)
             else:
                 log(f"delete old backup '{cand.name}'")
                 archive_remove(Path(cand.name))
             removed += 1
         except (CtkitError, OSError) as err:
             log(f"error when removing backup '{cand.name}' - {err}")
+            failed = True
+    if removed and storage:
+        try:
+            reclaim_space(storage)  # restic: the forgotten snapshots' data is deleted now
+        except CtkitError as err:
+            log(f"error when reclaiming space - {err}")
             failed = True
     if failed:
         raise StorageError("error pruning backups - check log")

@@ -1,0 +1,134 @@
+"""Backups into a restic storage: real containers, a real local repository (vzdump with
+``--storage`` of type restic, listing, notes, protection, retention, change detection)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Host, log_messages, vzdump
+
+pytestmark = pytest.mark.lxc
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def rhost(ctroot: Path, busybox_template: Path, new_vmid: Callable[[], int]) -> Iterator[Host]:
+    from tests.fixtures.cleanup import stop_containers
+
+    yield Host(ctroot, busybox_template, new_vmid)
+    stop_containers(ctroot)
+
+
+def add_storage(root: Path, sid: str = "offsite", repo: str | None = None, *extra: str) -> Path:
+    pw = root / "pw.txt"
+    pw.write_text(PASSWORD + "\n")
+    repo = repo or str(root / "repo")
+    res = vzdump("storage", "add", "restic", sid, "--repository", repo,
+                 "--password-file", str(pw), "--init", *extra)  # fmt: skip
+    assert res.rc == 0, res.err
+    return Path(repo)
+
+
+def restic_json(root: Path, *args: str) -> object:
+    env = {"PATH": os.environ["PATH"], "RESTIC_REPOSITORY": str(root / "repo"),
+           "RESTIC_PASSWORD_FILE": str(root / "etc/pve/priv/storage/offsite.pw"),
+           "RESTIC_CACHE_DIR": str(root / "cache")}  # fmt: skip
+    out = subprocess.run(["restic", *args, "--json"], env=env, capture_output=True, check=True)
+    return json.loads(out.stdout)
+
+
+def listing(sid: str = "offsite") -> list[dict[str, object]]:
+    res = vzdump("list", sid, "--output-format", "json")
+    assert res.rc == 0, res.err
+    data = json.loads(res.out)
+    assert isinstance(data, list)
+    return data
+
+
+def test_storage_section_and_secrets(rhost: Host) -> None:
+    """The section is written without secrets; the password file is 0600; restic never gets the
+    password on argv; a Proxmox storage.cfg with a restic section beside dir parses."""
+    add_storage(rhost.root, "offsite", None, "--prune-backups", "keep-last=2")
+    cfg = (rhost.root / "etc/pve/storage.cfg").read_text()
+    assert cfg == (
+        f"restic: offsite\n\trepository {rhost.root / 'repo'}\n\tcontent backup\n"
+        "\tprune-backups keep-last=2\n"
+    )
+    assert PASSWORD not in cfg
+    pw = rhost.root / "etc/pve/priv/storage/offsite.pw"
+    assert pw.stat().st_mode & 0o777 == 0o600
+    assert (rhost.root / "repo/config").is_file()
+    # the same repository with a wrong password: one line, non-zero
+    bad = rhost.root / "bad.txt"
+    bad.write_text("wrong\n")
+    res = vzdump("storage", "add", "restic", "other", "--repository", str(rhost.root / "repo"),
+                 "--password-file", str(bad))  # fmt: skip
+    assert res.rc != 0 and res.lines == ["restic storage 'other': wrong repository password"]
+    assert not (rhost.root / "etc/pve/priv/storage/other.pw").exists()
+    res = vzdump("storage", "add", "restic", "empty", "--repository", str(rhost.root / "none"),
+                 "--password-file", str(bad))  # fmt: skip
+    assert res.rc != 0 and "not initialised" in res.err and len(res.lines) == 1
+    res = vzdump("storage", "remove", "offsite")
+    assert res.rc == 0 and not pw.exists() and (rhost.root / "repo/config").is_file()
+
+
+def test_backup_list_second_run_and_prune(rhost: Host) -> None:
+    """stop mode of a privileged and an unprivileged CT; volume ids in PBS form, tags, notes,
+    protection; an unchanged second backup adds < 1% of the CT's size; retention removes the
+    oldest unprotected snapshot and prune reclaims its data."""
+    add_storage(rhost.root)
+    for unpriv in (False, True):
+        ct = rhost.create(unprivileged=unpriv)
+        ct.write("srv/big.bin", os.urandom(4 << 20), uid=1000)
+        res = vzdump(str(ct.vmid), "--storage", "offsite", "--notes-template", "n {{vmid}}",
+                     "--protected", "1")  # fmt: skip
+        assert res.rc == 0, res.err
+        rows = listing()
+        mine = [r for r in rows if r["vmid"] == ct.vmid]
+        assert len(mine) == 1
+        row = mine[0]
+        assert str(row["volid"]).startswith(f"offsite:backup/ct/{ct.vmid}/")
+        assert row["protected"] == 1 and row["notes"] == f"n {ct.vmid}"
+        assert int(str(row["size"])) > 4 << 20
+        # the second backup of the unchanged CT
+        repo_before = du(rhost.root / "repo")
+        res = vzdump(str(ct.vmid), "--storage", "offsite")
+        assert res.rc == 0, res.err
+        added = du(rhost.root / "repo") - repo_before
+        assert added < (4 << 20) // 100, added
+        msgs = log_messages(next((rhost.root / "var/log/vzdump/restic/offsite").glob(
+            f"vzdump-lxc-{ct.vmid}-*.log")))  # fmt: skip
+        assert any("unmodified files" in m for m in msgs)
+        snaps = restic_json(rhost.root, "snapshots", "--tag", f"vmid={ct.vmid}")
+        assert isinstance(snaps, list) and len(snaps) == 2
+        tags = set(snaps[0]["tags"])
+        assert {"vzdump", "type=lxc", f"vmid={ct.vmid}"} <= tags
+        assert ("idmap=u:0:100000:65536/g:0:100000:65536" in tags) == unpriv
+    # retention: keep-last=1 keeps the newest and the protected one of each CT
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1", "--dry-run",
+                 "--output-format", "json")  # fmt: skip
+    marks = sorted(r["mark"] for r in json.loads(res.out))
+    assert marks == ["keep", "keep", "protected", "protected"], marks
+    rows = listing()
+    one = next(r for r in rows if r["protected"] == 1)
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1", "--output-format", "json")
+    assert res.rc == 0, res.err
+    assert len(listing()) == 4  # protected ones are never removed, never counted
+    # unprotect one: the next prune removes it
+    from shared.storage.api import set_backup_protected
+
+    set_backup_protected(str(one["volid"]), False)
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
+    assert res.rc == 0, res.err
+    assert len(listing()) == 3
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
