@@ -49,6 +49,7 @@ from shared.archive.tarextract import apply_directory_entries, extract
 from shared.archive.tarformat import AREG, BLOCK, CONT, REG, Member, display_name
 from shared.archive.targuard import split_name
 from shared.archive.tarscan import ScanSink, TarScanner
+from shared.backups.resticstream import open_snapshot
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, Section, parse_config
 from shared.ctconfig.mountpoints import MountPoint, random_mac
@@ -70,7 +71,7 @@ from shared.runtime import lifecycle, lxcapi
 from shared.runtime.beneath import open_beneath
 from shared.runtime.ctview import config_idmap
 from shared.runtime.idcheck import check_subids
-from shared.storage.api import backup_path
+from shared.storage.api import backup_path, restic_volume
 from shared.storage.volid import is_volume_id
 from shared.tasklog import Progress
 
@@ -316,7 +317,7 @@ class ArchiveSource:
 
     @property
     def is_stdin(self) -> bool:
-        return self.path is None
+        return self.path is None and self.label == STDIN
 
     def size(self) -> int | None:
         return self.path.stat().st_size if self.path is not None else None
@@ -353,6 +354,12 @@ def open_source(archive: str, stdin: IO[bytes] | None = None) -> ArchiveSource:
     if archive == STDIN:
         raw = stdin if stdin is not None else sys.stdin.buffer
         return ArchiveSource(STDIN, stream=ReplayableStream(raw))
+    if restic := restic_volume(archive):
+        # a restic snapshot as a vzdump tar stream, read like stdin (shared.backups.resticstream)
+        snapshot = cast(IO[bytes], open_snapshot(*restic))
+        return ArchiveSource(
+            archive, stream=ReplayableStream(snapshot), compression=Compression.NONE
+        )
     path = backup_path(archive) if is_volume_id(archive) else Path(archive)
     if not path.is_file():
         raise NotFoundError(f"can't find file '{archive}'")
@@ -630,7 +637,7 @@ def _extract(
         log("extracting archive from STDIN")
     else:
         log(f"restoring '{source.label}' now..")
-        log(f"extracting archive '{source.path}'")
+        log(f"extracting archive '{source.path or source.label}'")
     with _progress(req.progress, source.size()) as progress:
         stream = source.open_extraction(req.bwlimit, progress)
         try:
