@@ -132,3 +132,33 @@ def test_backup_list_second_run_and_prune(rhost: Host) -> None:
 
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _twice(root: Path, ct_vmid: int, size: int, *args: str) -> list[str]:
+    """Two backups; the second must add < 1% of ``size``; returns the second's log."""
+    res = vzdump(str(ct_vmid), "--storage", "offsite", *args)
+    assert res.rc == 0, res.err
+    before = du(root / "repo")
+    res = vzdump(str(ct_vmid), "--storage", "offsite", *args)
+    assert res.rc == 0, res.err
+    assert du(root / "repo") - before < size // 100
+    return res.lines
+
+
+def test_snapshot_mode_on_btrfs_and_suspend_mode(host: Host, btrfs: Path) -> None:
+    """snapshot mode (btrfs, running CT) and suspend mode (a fresh rsync copy every run, so
+    inode numbers and ctimes change): unchanged files are recognised as unmodified both ways,
+    and the container keeps running, thawed and unlocked."""
+    add_storage(host.root)
+    ct = host.create(rootfs="bt:0", start=True)
+    ct.write("srv/big.bin", os.urandom(4 << 20))
+    lines = _twice(host.root, ct.vmid, 4 << 20, "--mode", "snapshot")
+    assert any("create storage snapshot 'vzdump'" in ln for ln in lines)
+    assert any(" 0 new, 2 changed" in ln for ln in lines), "\n".join(lines)  # the config files
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    ct2 = host.create(start=True)
+    ct2.write("srv/big.bin", os.urandom(4 << 20))
+    lines = _twice(host.root, ct2.vmid, 4 << 20, "--mode", "suspend")
+    assert any("backup mode: suspend" in ln for ln in lines)
+    assert any(" 0 new, 2 changed" in ln for ln in lines), "\n".join(lines)  # the config files
+    assert ct2.running() and ct2.freezer_state() == "THAWED" and "lock:" not in ct2.conf()
