@@ -99,6 +99,15 @@ class Repo:
 
 # restic's fatal messages → (error class, our line)
 _FAILURES: tuple[tuple[re.Pattern[str], type[StorageError] | type[LockError], str], ...] = (
+    (
+        re.compile(
+            r"dial tcp|connection refused|no such host|network is unreachable|i/o timeout|"
+            r"unable to start the sftp session|ssh: connect|Connection timed out|"
+            r"Host key verification failed|Permission denied \(publickey"
+        ),
+        StorageError,
+        "repository not reachable",
+    ),
     (re.compile(r"wrong password or no key found"), StorageError, "wrong repository password"),
     (
         re.compile(r"Is there a repository at the following location|unable to open config file"),
@@ -113,7 +122,12 @@ _FAILURES: tuple[tuple[re.Pattern[str], type[StorageError] | type[LockError], st
 def failure(repo: Repo, stderr: str, rc: int) -> StorageError | LockError:
     """One line from restic's stderr: known causes in our words, else restic's last Fatal."""
     for pattern, cls, message in _FAILURES:
-        if pattern.search(stderr):
+        if m := pattern.search(stderr):
+            if message == "repository not reachable":
+                start = stderr.rfind("\n", 0, m.start()) + 1
+                end = stderr.find("\n", m.end())
+                line = stderr[start : end if end >= 0 else None].strip()
+                message = f"{message} - {redact(line)[:200]}"
             hint = None
             if cls is LockError:
                 hint = (

@@ -72,21 +72,37 @@ def idmap_tag(entries: Sequence[IdMapEntry]) -> str:
     return "/".join(f"{e.kind}:{e.ct}:{e.host}:{e.length}" for e in entries)
 
 
+def is_mounted(path: Path) -> bool:
+    """Whether something is mounted at ``path`` (mountinfo, not st_dev: a bind mount from the
+    same file system has the device of its parent)."""
+    wanted = str(path).replace("\\", "\\134").replace(" ", "\\040").replace("\n", "\\012")
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+        return any(line.split(" ")[4] == wanted for line in fh)
+
+
 def _umount(path: Path) -> None:
-    if path.is_mount():
-        proc = subprocess.run(["umount", "-R", str(path)], capture_output=True, check=False)
-        if proc.returncode != 0:
-            subprocess.run(["umount", "-R", "-l", str(path)], capture_output=True, check=False)
+    for argv in (["umount", "-R", str(path)], ["umount", "-R", "-l", str(path)]):
+        if not is_mounted(path):
+            return
+        subprocess.run(argv, capture_output=True, check=False)
+    if is_mounted(path):
+        raise CtkitError(f"unable to unmount '{path}'")
 
 
 def clear_stage(stage: Path) -> None:
-    """Unmount and remove a stage (also one a killed vzdump left behind). The bind mount goes
-    first and the removal never crosses into a file system that is still mounted."""
+    """Unmount and remove a stage (also one a killed vzdump left behind). Nothing is ever
+    removed below the bind mount point: it is unmounted first and then only rmdir'ed, so a
+    mount that survived cannot lead a removal into the container's files."""
     rootfs = stage / ROOTFS_DIR
     _umount(rootfs)
-    if rootfs.is_mount():
-        raise CtkitError(f"unable to unmount '{rootfs}'")
-    shutil.rmtree(stage, ignore_errors=True)
+    shutil.rmtree(stage / CONFIG_DIR, ignore_errors=True)
+    for path in (rootfs, stage):
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise CtkitError(f"unable to remove '{path}': {err.strerror}") from None
 
 
 @contextlib.contextmanager

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import Host, log_messages, vzdump
+from .conftest import Host, log_messages, start_vzdump, vzdump
 
 pytestmark = pytest.mark.lxc
 
@@ -37,11 +39,16 @@ def add_storage(root: Path, sid: str = "offsite", repo: str | None = None, *extr
 
 
 def restic_json(root: Path, *args: str) -> object:
+    return json.loads(restic_cmd(root, *args, "--json"))
+
+
+def restic_cmd(root: Path, *args: str) -> str:
     env = {"PATH": os.environ["PATH"], "RESTIC_REPOSITORY": str(root / "repo"),
            "RESTIC_PASSWORD_FILE": str(root / "etc/pve/priv/storage/offsite.pw"),
            "RESTIC_CACHE_DIR": str(root / "cache")}  # fmt: skip
-    out = subprocess.run(["restic", *args, "--json"], env=env, capture_output=True, check=True)
-    return json.loads(out.stdout)
+    out = subprocess.run(["restic", *args], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def listing(sid: str = "offsite") -> list[dict[str, object]]:
@@ -162,3 +169,72 @@ def test_snapshot_mode_on_btrfs_and_suspend_mode(host: Host, btrfs: Path) -> Non
     assert any("backup mode: suspend" in ln for ln in lines)
     assert any(" 0 new, 2 changed" in ln for ln in lines), "\n".join(lines)  # the config files
     assert ct2.running() and ct2.freezer_state() == "THAWED" and "lock:" not in ct2.conf()
+
+
+def _restic_pid(stage: Path, timeout: float = 30.0) -> int:
+    """The pid of the restic backup that runs in ``stage`` (as soon as it exists)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if (
+                    os.readlink(entry / "cwd") == str(stage)
+                    and b"restic" in (entry / "cmdline").read_bytes().split(b"\0")[0]
+                ):
+                    return int(entry.name)
+            except OSError:
+                continue
+        time.sleep(0.005)
+    raise AssertionError("restic did not start")
+
+
+def test_faults(rhost: Host) -> None:
+    """Wrong password, unreachable and uninitialised repositories, restic killed mid-backup,
+    a stale lock: one line each, non-zero, the CT running, thawed and unlocked, no snapshot
+    listed, the stage unmounted; afterwards the repository passes 'restic check'."""
+    add_storage(rhost.root)
+    ct = rhost.create(start=True)
+    ct.write("srv/big.bin", os.urandom(64 << 20))
+    pw = rhost.root / "etc/pve/priv/storage/offsite.pw"
+
+    def failed_backup(expected: str) -> None:
+        res = vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+        assert res.rc != 0
+        errors = [ln for ln in res.lines if "Backup of VM" in ln and "failed" in ln]
+        assert errors == [f"ERROR: Backup of VM {ct.vmid} failed - {expected}"], res.err
+        assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+        assert not list((rhost.root / "run/vzdump-restic").glob("*/rootfs"))
+
+    pw.write_text("wrong\n")
+    failed_backup("restic storage 'offsite': wrong repository password")
+    pw.write_text(PASSWORD + "\n")
+    cfg = rhost.root / "etc/pve/storage.cfg"
+    good = cfg.read_text()
+    cfg.write_text(good.replace(str(rhost.root / "repo"), "rest:http://u:secret@127.0.0.1:1/"))
+    res = vzdump(str(ct.vmid), "--storage", "offsite")
+    assert res.rc != 0 and "repository not reachable" in res.err and "secret" not in res.err
+    cfg.write_text(good.replace(str(rhost.root / "repo"), str(rhost.root / "norepo")))
+    res = vzdump(str(ct.vmid), "--storage", "offsite")
+    assert res.rc != 0 and "not initialised" in res.err
+    cfg.write_text(good)
+    # restic killed while it reads the container
+    proc = start_vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    os.kill(_restic_pid(rhost.root / f"run/vzdump-restic/{ct.vmid}"), signal.SIGKILL)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert (
+        f"Backup of VM {ct.vmid} failed - restic storage 'offsite': restic killed by signal 9"
+        in err.decode()
+    )
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    assert listing() == []
+    # its lock is stale: pruning says so in one line, unlock clears it, check passes
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
+    assert res.rc == 0  # nothing to remove: no exclusive lock needed
+    assert "no errors were found" in restic_cmd(rhost.root, "check")
+    res = vzdump("storage", "unlock", "offsite")
+    assert res.rc == 0, res.err
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    assert len(listing()) == 1
