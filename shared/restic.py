@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from . import paths
 from .errors import CommandError, ConfigError, LockError, StorageError
@@ -39,6 +40,18 @@ URL_CREDENTIALS_RE = re.compile(r"(://)[^/@\s]+@")
 def redact(text: str) -> str:
     """``rest:https://user:pw@host`` → ``rest:https://***@host``."""
     return URL_CREDENTIALS_RE.sub(r"\1***@", text)
+
+
+def with_rest_credentials(repository: str, env: Mapping[str, str]) -> str:
+    """A ``rest:`` URL with ``RESTIC_REST_USERNAME``/``_PASSWORD`` of the env file put in:
+    restic 0.14 reads REST credentials from the URL only, and the URL stays in the
+    environment (the storage.cfg line never holds them)."""
+    user, password = env.get("RESTIC_REST_USERNAME"), env.get("RESTIC_REST_PASSWORD")
+    m = re.fullmatch(r"rest:(https?://)([^/@]*)(/.*)?", repository)
+    if not m or not user or password is None or "@" in repository:
+        return repository
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+    return f"rest:{m.group(1)}{auth}{m.group(2)}{m.group(3) or '/'}"
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -71,6 +84,7 @@ class Repo:
     repository: str
     password_file: Path
     env_file: Path
+    sftp_command: str | None = None  # the storage's sftp-command (ssh with port, key, ...)
 
     def environment(self) -> dict[str, str]:
         """restic's whole environment: nothing inherited but the locale basics."""
@@ -92,9 +106,13 @@ class Repo:
             env.update(parse_env_file(self.env_file.read_text(encoding="utf-8")))
         except FileNotFoundError:
             pass
-        env["RESTIC_REPOSITORY"] = self.repository
+        env["RESTIC_REPOSITORY"] = with_rest_credentials(self.repository, env)
         env["RESTIC_PASSWORD_FILE"] = str(self.password_file)
         return env
+
+    def global_args(self) -> list[str]:
+        """restic's options that come from the storage (not secrets)."""
+        return ["-o", f"sftp.command={self.sftp_command}"] if self.sftp_command else []
 
 
 # restic's fatal messages → (error class, our line)
@@ -146,7 +164,7 @@ def run(
     """Run one restic command to completion; its stdout, or the one-line failure."""
     try:
         proc = subprocess.run(
-            ["restic", "--quiet", *args],
+            ["restic", "--quiet", *repo.global_args(), *args],
             env=repo.environment(),
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
@@ -237,7 +255,7 @@ def start(
 ) -> Streamed:
     try:
         proc = subprocess.Popen(
-            ["restic", *args],
+            ["restic", *repo.global_args(), *args],
             env=repo.environment(),
             cwd=cwd,
             stdin=subprocess.DEVNULL,

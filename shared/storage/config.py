@@ -71,6 +71,11 @@ def _check_repository(value: str) -> None:
         raise FormatError("value does not look like a restic repository")
 
 
+def _check_sftp_command(value: str) -> None:
+    if any(c in value for c in "\n\r\0"):
+        raise FormatError("value does not look like a command line")
+
+
 def _content_dirs(value: str) -> None:
     for item in value.split(","):
         vtype, _, rel = item.partition("=")
@@ -110,6 +115,7 @@ SECTION_TYPES: dict[str, sc.SectionType] = {
     "restic": sc.SectionType(
         {
             "repository": Field(Str(check=_check_repository, metavar="repository"), optional=False),
+            "sftp-command": Field(Str(check=_check_sftp_command, metavar="command")),
             **{k: COMMON_FIELDS[k] for k in RESTIC_COMMON},
         },
         id_type=StorageId,

@@ -49,7 +49,13 @@ class ResticStorage(Storage):
     def repo(self) -> Repo:
         if not self.repository:
             raise StorageError(f"storage '{self.id}' has no repository")
-        return Repo(self.id, self.repository, password_file(self.id), env_file(self.id))
+        return Repo(
+            self.id,
+            self.repository,
+            password_file(self.id),
+            env_file(self.id),
+            sftp_command=self.props.get("sftp-command") or None,
+        )
 
     @property
     def content(self) -> frozenset[str]:

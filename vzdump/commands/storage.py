@@ -38,6 +38,10 @@ ContentOpt = Annotated[str | None, typer.Option("--content")]
 PruneOpt = Annotated[str | None, typer.Option("--prune-backups")]
 MaxProtOpt = Annotated[str | None, typer.Option("--max-protected-backups")]
 DisableOpt = Annotated[str | None, typer.Option("--disable")]
+SftpOpt = Annotated[
+    str | None,
+    typer.Option("--sftp-command", help="ssh command for sftp: repositories (port, key, ...)."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +59,7 @@ def add_cmd(
     prune_backups: PruneOpt = None,
     max_protected_backups: MaxProtOpt = None,
     disable: DisableOpt = None,
+    sftp_command: SftpOpt = None,
     init: Annotated[bool, typer.Option("--init", help="Initialise a new repository.")] = False,
 ) -> None:
     """Add a restic storage (the repository is initialised with --init, else checked)."""
@@ -68,6 +73,7 @@ def add_cmd(
             "prune-backups": prune_backups,
             "max-protected-backups": max_protected_backups,
             "disable": disable,
+            "sftp-command": sftp_command,
         },
         password=password_file,
         env=env_file,
@@ -86,6 +92,7 @@ def set_cmd(
     prune_backups: PruneOpt = None,
     max_protected_backups: MaxProtOpt = None,
     disable: DisableOpt = None,
+    sftp_command: SftpOpt = None,
     delete: Annotated[str | None, typer.Option("--delete", help="Settings to remove.")] = None,
 ) -> None:
     """Change a restic storage's settings or secrets."""
@@ -97,6 +104,7 @@ def set_cmd(
             "prune-backups": prune_backups,
             "max-protected-backups": max_protected_backups,
             "disable": disable,
+            "sftp-command": sftp_command,
         },
         password=password_file,
         env=env_file,
