@@ -230,6 +230,15 @@ def test_faults(rhost: Host) -> None:
     )
     assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
     assert listing() == []
+    # vzdump itself terminated while restic runs: restic is stopped too, nothing is left
+    proc = start_vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    pid = _restic_pid(rhost.root / f"run/vzdump-restic/{ct.vmid}")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not Path(f"/proc/{pid}").exists()
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    assert listing() == [] and not list((rhost.root / "run/vzdump-restic").glob("*/rootfs"))
     # its lock is stale: pruning says so in one line, unlock clears it, check passes
     res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
     assert res.rc == 0  # nothing to remove: no exclusive lock needed
