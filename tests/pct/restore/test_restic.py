@@ -87,3 +87,27 @@ def test_round_trip_priv_unpriv_and_force(rhost: Host) -> None:
     res = run([str(BIN / "pct"), "restore", str(ct.vmid), missing, "--force"])
     assert res.rc != 0 and "can't find backup" in res.err and len(res.lines) == 1, res.err
     assert (ct.volume() / "srv/other.txt").read_bytes() == b"hello"
+
+
+def test_mount_points_simple_and_advanced(rhost: Host) -> None:
+    """A backup=1 volume mount point comes back in simple mode (recreated from the backup's
+    config) and in advanced mode (the layout given on the command line)."""
+    add_storage(rhost.root)
+    ct = rhost.create(unprivileged=True, extra=["--mp0", "local:0,mp=/data,backup=1"])
+    ct.write("inside.txt", b"on mp0", key="mp0", uid=5)
+    ct.write("srv/root.txt", b"on rootfs")
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    (volid,) = [str(r["volid"]) for r in listing() if r["vmid"] == ct.vmid]
+    simple = rhost.new_vmid()
+    res = run([str(BIN / "pct"), "restore", str(simple), volid, "--storage", "local"])
+    assert res.rc == 0, res.err
+    restored = CT(simple, rhost.root, True)
+    inside = restored.volume("mp0") / "inside.txt"
+    assert inside.read_bytes() == b"on mp0" and inside.stat().st_uid == 100005
+    assert (restored.volume() / "srv/root.txt").read_bytes() == b"on rootfs"
+    advanced = rhost.new_vmid()
+    res = run([str(BIN / "pct"), "restore", str(advanced), volid, "--rootfs", "local:0"])
+    assert res.rc == 0, res.err
+    flat = CT(advanced, rhost.root, True)
+    assert "mp0" not in flat.conf()
+    assert (flat.volume() / "data/inside.txt").read_bytes() == b"on mp0"
