@@ -247,3 +247,20 @@ def test_faults(rhost: Host) -> None:
     assert res.rc == 0, res.err
     assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
     assert len(listing()) == 1
+
+
+def test_scheduled_job_to_restic(rhost: Host) -> None:
+    """A backup job with ``storage offsite`` runs like any other and applies the storage's
+    retention (the storage's prune-backups, forget, then one prune)."""
+    add_storage(rhost.root, "offsite", None, "--prune-backups", "keep-last=1")
+    ct = rhost.create()
+    ct.write("srv/file.txt", b"job")
+    res = vzdump("job", "add", "nightly", "--schedule", "02:00", "--vmid", str(ct.vmid),
+                 "--storage", "offsite", "--mode", "stop")  # fmt: skip
+    assert res.rc == 0, res.err
+    for _ in range(2):
+        res = vzdump("job", "run", "nightly")
+        assert res.rc == 0, res.err
+        time.sleep(1.1)  # snapshot times have one-second resolution
+    assert [r["vmid"] for r in listing()] == [ct.vmid]
+    assert "no errors were found" in restic_cmd(rhost.root, "check")
