@@ -137,7 +137,8 @@ def rewrite(member: tarfile.TarInfo, shift: IdShift) -> tarfile.TarInfo | None:
     for key in ACL_TEXT_KEYS:
         if key in pax:
             pax[key] = shift_acl_text(pax[key], shift)
-    for key in ("uid", "gid", "uname", "gname"):
+    # tarfile writes a pax record it finds here in preference to the fields set above
+    for key in ("path", "linkpath", "uid", "gid", "uname", "gname", "size"):
         pax.pop(key, None)
     member.pax_headers = pax
     return member

@@ -178,7 +178,10 @@ def backup(run: ResticRun, log: Log) -> ResticResult:
         f"in {float(summary.get('total_duration') or 0):.2f}s"
     )
     # the size is known only now: one more tag (restic rewrites the snapshot, same time)
-    restic.run(run.store.repo, ["tag", "--add", f"size={size}", snap])
+    try:
+        restic.run(run.store.repo, ["tag", "--add", f"size={size}", snap])
+    except CtkitError as err:  # the backup is complete; only its listed size is missing
+        log(f"WARN: unable to record the backup size - {err}")
     return ResticResult(volid, snap, size, added)
 
 

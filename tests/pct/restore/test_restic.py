@@ -32,6 +32,9 @@ def fill(ct: CT) -> None:
     ct.write("srv/other.txt", b"hello", uid=33)
     (data.parent / "link").symlink_to("data.bin")
     os.lchown(data.parent / "link", *ct.host_ids(1000, 1000))
+    long = ct.write("srv/" + "d" * 120 + "/" + "f" * 150, b"long name", uid=7)
+    (data.parent / "longlink").symlink_to(long.relative_to(data.parent))
+    os.lchown(data.parent / "longlink", *ct.host_ids())
     subprocess.run(["setfattr", "-n", "user.color", "-v", "blue", str(data)], check=True)
     subprocess.run(["setfacl", "-m", f"u:{ct.host_ids(1234)[0]}:r", str(data)], check=True)
 
@@ -39,7 +42,8 @@ def fill(ct: CT) -> None:
 def tree(root: Path, shift: int) -> dict[str, tuple[int, int, int, str]]:
     """rel path → (mode, uid, gid, content digest or link target) in container ids."""
     out = {}
-    for rel in ("srv", "srv/data.bin", "srv/other.txt", "srv/link"):
+    long = "srv/" + "d" * 120 + "/" + "f" * 150
+    for rel in ("srv", "srv/data.bin", "srv/other.txt", "srv/link", long, "srv/longlink"):
         path = root / rel
         st = os.lstat(path)
         what = os.readlink(path) if path.is_symlink() else (
