@@ -9,6 +9,10 @@ then ``./`` and the root file system. Anything else in the tree is refused: a re
 input like any archive, and the stream then passes the same hostile-archive guard on
 extraction.
 
+Special files: restic 0.14's dump leaves fifos out and writes device nodes as empty regular
+files; a ``restic ls`` of the snapshot names them first, so fifos are added at the end of the
+stream and device nodes are left out rather than restored as empty files.
+
 Owners: an unprivileged container's snapshot holds host ids (see vzdump/engine/resticpath.py)
 and its ``idmap=`` tag; ids are shifted back into the container's space here (ids outside
 the map become 65534, as the tar path's id-mapped tar sees them). POSIX ACLs come as GNU tar's
@@ -24,11 +28,11 @@ import struct
 import tarfile
 import threading
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Any
 
 from shared import restic
 from shared.archive.idmap import IdMapEntry, parse_idmap
-from shared.errors import ArchiveError, CtkitError
+from shared.errors import ArchiveError, CtkitError, StorageError
 from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
 
@@ -39,6 +43,8 @@ ACL_XATTRS = {
     "SCHILY.xattr.system.posix_acl_access": "SCHILY.acl.access",
     "SCHILY.xattr.system.posix_acl_default": "SCHILY.acl.default",
 }
+SPECIAL_TYPES = ("fifo", "socket", "dev", "chardev")
+MAX_SPECIALS = 1 << 20
 ACL_TEXT_KEYS = ("SCHILY.acl.access", "SCHILY.acl.default")
 ACL_TAGS = {0x01: "user", 0x02: "user", 0x04: "group", 0x08: "group", 0x10: "mask", 0x20: "other"}
 
@@ -111,7 +117,43 @@ def rename(name: str) -> str | None:
     raise ArchiveError(f"unexpected member '{name[:200]}' in the restic snapshot")
 
 
-def rewrite(member: tarfile.TarInfo, shift: IdShift) -> tarfile.TarInfo | None:
+def special_nodes(store: ResticStorage, snap_id: str) -> dict[str, dict[str, Any]]:
+    """Snapshot path (``rootfs/...``) → ``restic ls`` node of every fifo, socket and device
+    node: restic 0.14's dump leaves fifos out and writes device nodes as empty regular files."""
+    out: dict[str, dict[str, Any]] = {}
+    proc = restic.start(store.repo, ["ls", "--json", snap_id])
+    try:
+        for item in proc.json_lines():
+            path = item.get("path")
+            wanted = item.get("type") in SPECIAL_TYPES and len(out) < MAX_SPECIALS
+            if wanted and isinstance(path, str):
+                out[path.lstrip("/")] = item
+        proc.finish()
+    finally:
+        proc.kill()
+    return out
+
+
+def fifo_member(path: str, node: dict[str, Any], shift: IdShift) -> tarfile.TarInfo | None:
+    """The tar member of a fifo the dump left out (from its ``restic ls`` node)."""
+    name = rename(path)
+    if name is None or name == ".":
+        return None
+    member = tarfile.TarInfo(name)
+    member.type = tarfile.FIFOTYPE
+    member.mode = int(node.get("mode") or 0o644) & 0o777
+    member.uid = shift("u", int(node.get("uid") or 0))
+    member.gid = shift("g", int(node.get("gid") or 0))
+    with contextlib.suppress(StorageError, ValueError):
+        member.mtime = resticbackups.parse_restic_time(str(node.get("mtime", "")))
+    return member
+
+
+def rewrite(
+    member: tarfile.TarInfo, shift: IdShift, specials: dict[str, dict[str, Any]] | None = None
+) -> tarfile.TarInfo | None:
+    if specials and member.name.rstrip("/") in specials:
+        return None  # a device node as an empty file: its numbers are not in restic's dump
     new = rename(member.name)
     if new is None:
         return None
@@ -144,7 +186,12 @@ def rewrite(member: tarfile.TarInfo, shift: IdShift) -> tarfile.TarInfo | None:
     return member
 
 
-def copy_members(raw: IO[bytes], out: IO[bytes], shift: IdShift) -> int:
+def copy_members(
+    raw: IO[bytes],
+    out: IO[bytes],
+    shift: IdShift,
+    specials: dict[str, dict[str, Any]] | None = None,
+) -> int:
     """restic's tar on ``raw`` re-written onto ``out``; the end-of-archive blocks are written
     only when every member got through (an error leaves a stream that fails to extract)."""
     count = 0
@@ -155,9 +202,15 @@ def copy_members(raw: IO[bytes], out: IO[bytes], shift: IdShift) -> int:
         sink.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # not in the stubs
         for member in source:
             data = source.extractfile(member) if member.isreg() else None
-            new = rewrite(member, shift)
+            new = rewrite(member, shift, specials)
             if new is not None:
                 sink.addfile(new, data)
+                count += 1
+        # the fifos last: their directories exist by then
+        for path, node in sorted((specials or {}).items()):
+            fifo = fifo_member(path, node, shift) if node.get("type") == "fifo" else None
+            if fifo is not None:
+                sink.addfile(fifo)
                 count += 1
     return count
 
@@ -171,6 +224,7 @@ class SnapshotStream:
 
     def __init__(self, store: ResticStorage, snap: resticbackups.Snapshot) -> None:
         self.shift = IdShift(parse_idmap_tag(restic.tag_value(snap.tags, "idmap")))
+        self.specials = special_nodes(store, snap.id)
         rfd, wfd = os.pipe()
         self._reader: IO[bytes] = os.fdopen(rfd, "rb", buffering=0)
         self._proc = restic.start(store.repo, ["dump", snap.id, "/"])
@@ -183,7 +237,7 @@ class SnapshotStream:
     def _produce(self, wfd: int) -> None:
         try:
             with os.fdopen(wfd, "wb") as out:
-                self.members = copy_members(self._proc.stdout, out, self.shift)
+                self.members = copy_members(self._proc.stdout, out, self.shift, self.specials)
             self._proc.finish()
         except BrokenPipeError:
             self._proc.kill()  # the reader went away (closed or failed)

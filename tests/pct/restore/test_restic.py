@@ -5,6 +5,7 @@ the old one with --force; content, owners, modes, links, xattrs and ACLs survive
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,10 @@ def fill(ct: CT) -> None:
     long = ct.write("srv/" + "d" * 120 + "/" + "f" * 150, b"long name", uid=7)
     (data.parent / "longlink").symlink_to(long.relative_to(data.parent))
     os.lchown(data.parent / "longlink", *ct.host_ids())
+    os.mkfifo(data.parent / "pipe")
+    os.mknod(data.parent / "null", 0o20644, os.makedev(1, 3))
+    for name in ("pipe", "null"):
+        os.lchown(data.parent / name, *ct.host_ids())
     subprocess.run(["setfattr", "-n", "user.color", "-v", "blue", str(data)], check=True)
     subprocess.run(["setfacl", "-m", f"u:{ct.host_ids(1234)[0]}:r", str(data)], check=True)
 
@@ -73,6 +78,8 @@ def test_round_trip_priv_unpriv_and_force(rhost: Host) -> None:
         assert res.rc == 0, res.err
         restored = CT(new, rhost.root, unpriv == "1")
         assert tree(restored.volume(), shift) == before
+        assert stat.S_ISFIFO(os.lstat(restored.volume() / "srv/pipe").st_mode)
+        assert not os.path.lexists(restored.volume() / "srv/null")  # not an empty file
         data = restored.volume() / "srv/data.bin"
         attr = subprocess.run(["getfattr", "--only-values", "-n", "user.color", str(data)],
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
