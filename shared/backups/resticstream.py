@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from shared import restic
 from shared.archive.idmap import IdMapEntry, parse_idmap
+from shared.archive.pipeline import grow_pipe
 from shared.errors import ArchiveError, CtkitError, StorageError
 from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
@@ -197,7 +198,9 @@ def copy_members(
     count = 0
     with (
         tarfile.open(fileobj=raw, mode="r|", bufsize=COPY_BUFFER) as source,
-        tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as sink,
+        tarfile.open(
+            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER
+        ) as sink,
     ):
         sink.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # not in the stubs
         for member in source:
@@ -226,8 +229,10 @@ class SnapshotStream:
         self.shift = IdShift(parse_idmap_tag(restic.tag_value(snap.tags, "idmap")))
         self.specials = special_nodes(store, snap.id)
         rfd, wfd = os.pipe()
+        grow_pipe(wfd)
         self._reader: IO[bytes] = os.fdopen(rfd, "rb", buffering=0)
         self._proc = restic.start(store.repo, ["dump", snap.id, "/"])
+        grow_pipe(self._proc.stdout.fileno())
         self.error: BaseException | None = None
         self.members = 0
         self._closed = False
