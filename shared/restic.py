@@ -67,7 +67,7 @@ def parse_env_file(text: str) -> dict[str, str]:
             name = name[len("export ") :].strip()
         if not sep or not ENV_NAME_RE.fullmatch(name):
             raise ConfigError(f"environment file line {number}: expected NAME=value")
-        if name in RESERVED_ENV:
+        if name in RESERVED_ENV or name.startswith("LD_"):
             raise ConfigError(f"environment file line {number}: '{name}' may not be set there")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

@@ -122,3 +122,24 @@ def test_mount_points_simple_and_advanced(rhost: Host) -> None:
     flat = CT(advanced, rhost.root, True)
     assert "mp0" not in flat.conf()
     assert (flat.volume() / "data/inside.txt").read_bytes() == b"on mp0"
+
+
+def test_foreign_snapshot_layout_is_refused(rhost: Host) -> None:
+    """A snapshot tagged like a vzdump backup but laid out otherwise (another tool, a hostile
+    repository): the restore refuses it in one line and leaves no container behind."""
+    from tests.vzdump.engine.test_restic import restic_cmd
+
+    add_storage(rhost.root)
+    evil = rhost.root / "evil"
+    (evil / "config").mkdir(parents=True)
+    (evil / "config/pct.conf").write_text("arch: amd64\nrootfs: local:0\n")
+    (evil / "outside").mkdir()
+    (evil / "outside/file").write_text("x")
+    vmid = rhost.new_vmid()
+    env_cwd = ["--tag", "vzdump", "--tag", "type=lxc", "--tag", f"vmid={vmid}"]
+    restic_cmd(rhost.root, "backup", *env_cwd, str(evil / "config"), str(evil / "outside"))
+    (volid,) = [str(r["volid"]) for r in listing() if r["vmid"] == vmid]
+    res = run([str(BIN / "pct"), "restore", str(vmid), volid, "--storage", "local"])
+    assert res.rc != 0, res.err
+    assert "unexpected member" in res.lines[-1], res.err
+    assert not (rhost.root / f"etc/pve/lxc/{vmid}.conf").exists()
