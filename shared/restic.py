@@ -128,6 +128,11 @@ _FAILURES: tuple[tuple[re.Pattern[str], type[StorageError] | type[LockError], st
     ),
     (re.compile(r"wrong password or no key found"), StorageError, "wrong repository password"),
     (
+        re.compile(r"no space left on device|insufficient storage|quota exceeded", re.I),
+        StorageError,
+        "the repository's storage is full",
+    ),
+    (
         re.compile(r"Is there a repository at the following location|unable to open config file"),
         StorageError,
         "repository is not initialised (add the storage with --init)",

@@ -264,3 +264,25 @@ def test_scheduled_job_to_restic(rhost: Host) -> None:
         time.sleep(1.1)  # snapshot times have one-second resolution
     assert [r["vmid"] for r in listing()] == [ct.vmid]
     assert "no errors were found" in restic_cmd(rhost.root, "check")
+
+
+def test_repository_disk_full(host: Host, tiny_fs: Path) -> None:
+    """The repository's file system fills up mid-backup: one line, the CT as it was, no
+    snapshot listed, and the repository still passes 'restic check'."""
+    add_storage(host.root, "offsite", str(tiny_fs / "repo"))
+    ct = host.create(start=True)
+    ct.write("srv/big.bin", os.urandom(16 << 20))
+    res = vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    assert res.rc != 0
+    errors = [ln for ln in res.lines if "Backup of VM" in ln and "failed" in ln]
+    assert errors == [
+        f"ERROR: Backup of VM {ct.vmid} failed - restic storage 'offsite': the repository's "
+        "storage is full"
+    ], res.err
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    assert listing() == []
+    env = {"PATH": os.environ["PATH"], "RESTIC_REPOSITORY": str(tiny_fs / "repo"),
+           "RESTIC_PASSWORD_FILE": str(host.root / "etc/pve/priv/storage/offsite.pw"),
+           "RESTIC_CACHE_DIR": str(host.root / "cache")}  # fmt: skip
+    check = subprocess.run(["restic", "check"], env=env, capture_output=True, text=True)
+    assert check.returncode == 0 and "no errors were found" in check.stdout, check.stderr
