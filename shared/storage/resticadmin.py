@@ -40,7 +40,10 @@ def _read_secret_source(path: Path, what: str) -> bytes:
 
 def _write_secret(path: Path, data: bytes) -> None:
     directory = secrets_dir()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for level in (directory.parent, directory):  # /etc/pve/priv and its storage/, root only
+        if not level.is_dir():
+            level.mkdir(parents=True, mode=0o700)
+            os.chmod(level, 0o700)
     atomic.write_bytes(path, data, mode=0o600)
 
 

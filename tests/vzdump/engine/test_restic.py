@@ -71,6 +71,7 @@ def test_storage_section_and_secrets(rhost: Host) -> None:
     assert PASSWORD not in cfg
     pw = rhost.root / "etc/pve/priv/storage/offsite.pw"
     assert pw.stat().st_mode & 0o777 == 0o600
+    assert pw.parent.stat().st_mode & 0o777 == pw.parent.parent.stat().st_mode & 0o777 == 0o700
     assert (rhost.root / "repo/config").is_file()
     # the same repository with a wrong password: one line, non-zero
     bad = rhost.root / "bad.txt"
