@@ -194,7 +194,10 @@ class GuestBackup:
         """This guest's variables for its hook phases, passed with every call (a job-level
         phase or the next guest never sees them)."""
         env = {"VMTYPE": "lxc", "HOSTNAME": self.name}
-        if self.target is not None:
+        if self.target is not None and self.restic is not None:
+            env["TARGET"] = resticpath.volume_id(self.restic, self.vmid, self.target.when)
+            env["LOGFILE"] = str(self.target.logfile)
+        elif self.target is not None:
             env["TARGET"] = str(self.target.archive) if self.target.archive else "-"
             env["LOGFILE"] = str(self.target.logfile)
         return env

@@ -161,8 +161,13 @@ def backup_args(run: ResticRun, stage: Path) -> list[str]:
     return [*args, CONFIG_DIR, ROOTFS_DIR]
 
 
+def volume_id(store: ResticStorage, vmid: int, when: float) -> str:
+    """The volume id a backup started at ``when`` gets (hooks see it as TARGET)."""
+    return store.volid(f"backup/ct/{vmid}/{resticbackups.iso_time(int(when))}")
+
+
 def backup(run: ResticRun, log: Log) -> ResticResult:
-    volid = run.store.volid(f"backup/ct/{run.vmid}/{resticbackups.iso_time(run.when)}")
+    volid = volume_id(run.store, run.vmid, run.when)
     log(f"creating restic backup '{volid}'")
     with staged(run) as stage:
         summary = _run_backup(run, stage, log)

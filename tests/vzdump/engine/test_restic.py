@@ -96,14 +96,16 @@ def test_backup_list_second_run_and_prune(rhost: Host) -> None:
         ct = rhost.create(unprivileged=unpriv)
         ct.write("srv/big.bin", os.urandom(4 << 20), uid=1000)
         res = vzdump(str(ct.vmid), "--storage", "offsite", "--notes-template", "n {{vmid}}",
-                     "--protected", "1")  # fmt: skip
+                     "--protected", "1", "--script", str(rhost.hook()))  # fmt: skip
         assert res.rc == 0, res.err
+        targets = {c["TARGET"] for c in rhost.hook_calls() if c["args"].startswith("backup-end")}
         rows = listing()
         mine = [r for r in rows if r["vmid"] == ct.vmid]
         assert len(mine) == 1
         row = mine[0]
         assert str(row["volid"]).startswith(f"offsite:backup/ct/{ct.vmid}/")
         assert row["protected"] == 1 and row["notes"] == f"n {ct.vmid}"
+        assert targets == {row["volid"]}  # hooks see the volume id as TARGET
         assert int(str(row["size"])) > 4 << 20
         # the second backup of the unchanged CT
         repo_before = du(rhost.root / "repo")
