@@ -27,6 +27,7 @@ import os
 import struct
 import tarfile
 import threading
+import time
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -38,6 +39,7 @@ from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
 
 NOBODY = 65534
+BLOCK_HEADER = 2048  # a pax header block and the member's own header
 COPY_BUFFER = 1 << 20
 CONFIG_NAMES = {"config/pct.conf": "./etc/vzdump/pct.conf", "config/pct.fw": "./etc/vzdump/pct.fw"}
 ACL_XATTRS = {
@@ -272,3 +274,23 @@ class SnapshotStream:
 
 def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:
     return SnapshotStream(store, resticbackups.find(store, volname))
+
+
+def read_through(store: ResticStorage, volname: str) -> tuple[int, int, float]:
+    """Read a backup as restore would, to the end: (members, tar bytes, seconds). restic checks
+    every blob it decrypts, and the stream must start with the config and end cleanly."""
+    started = time.monotonic()
+    stream = open_snapshot(store, volname)
+    total = 0
+    try:
+        first = b""
+        while len(first) < BLOCK_HEADER and (data := stream.read(COPY_BUFFER)):
+            first += data
+        if b"./etc/vzdump/pct.conf" not in first[:BLOCK_HEADER]:
+            raise ArchiveError("the backup does not start with its configuration")
+        total = len(first)
+        while data := stream.read(COPY_BUFFER):
+            total += len(data)
+    finally:
+        stream.close()
+    return stream.members, total, time.monotonic() - started

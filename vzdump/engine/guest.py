@@ -15,6 +15,7 @@ from typing import IO, Any
 from shared import atomic, paths, signals
 from shared.archive.tarcreate import CreateSpec, create
 from shared.backups.locate import archive_file
+from shared.backups.resticstream import read_through
 from shared.backups.verify import verify
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
@@ -157,8 +158,8 @@ class GuestBackup:
             self._archive(run, snapdir)
             # still inside the mode: backup-end runs before a stopped CT is restarted (§4.2)
             self._after_archive(run)
-        if self.opts.get("verify") and self.restic is not None:
-            self.log.info("verify: restic snapshots are checked with 'restic check' - skipped")
+        if self.opts.get("verify") and self.restic is not None and self.volid is not None:
+            self._verify_restic(self.restic, self.volid)
         elif self.opts.get("verify") and self.target is not None and self.target.archive:
             self._verify(self.target.archive)  # after the mode: the guest runs again meanwhile
 
@@ -170,6 +171,14 @@ class GuestBackup:
         self.log.info(
             f"archive verified: {report.members} members, {report.tar_bytes} bytes of tar data "
             f"({report.seconds:.2f}s)"
+        )
+
+    def _verify_restic(self, store: ResticStorage, volid: str) -> None:
+        """``--verify`` of a restic backup: read it back to the end as a restore would."""
+        self.log.info("verifying backup")
+        members, size, seconds = read_through(store, volid.split(":", 1)[1])
+        self.log.info(
+            f"backup verified: {members} members, {size} bytes of tar data ({seconds:.2f}s)"
         )
 
     def _guest_run(self, conf: Config, mode: str) -> modes.GuestRun:

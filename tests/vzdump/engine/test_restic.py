@@ -107,10 +107,12 @@ def test_backup_list_second_run_and_prune(rhost: Host) -> None:
         assert row["protected"] == 1 and row["notes"] == f"n {ct.vmid}"
         assert targets == {row["volid"]}  # hooks see the volume id as TARGET
         assert int(str(row["size"])) > 4 << 20
-        # the second backup of the unchanged CT
+        # the second backup of the unchanged CT, read back to the end with --verify
         repo_before = du(rhost.root / "repo")
-        res = vzdump(str(ct.vmid), "--storage", "offsite")
+        res = vzdump(str(ct.vmid), "--storage", "offsite", "--verify")
         assert res.rc == 0, res.err
+        assert "INFO: verifying backup" in res.lines
+        assert any(ln.startswith("INFO: backup verified: ") for ln in res.lines), res.err
         added = du(rhost.root / "repo") - repo_before
         assert added < (4 << 20) // 100, added
         msgs = log_messages(next((rhost.root / "var/log/vzdump/restic/offsite").glob(
