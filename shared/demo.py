@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -59,7 +60,7 @@ class Demo:
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:
         self.step_no += 1
-        print(f"\n\033[1m==> [{self.step_no}/7] {title}\033[0m", flush=True)
+        print(f"\n\033[1m==> [{self.step_no}/8] {title}\033[0m", flush=True)
         started = time.monotonic()
         yield
         secs = time.monotonic() - started
@@ -296,6 +297,72 @@ def job_steps(demo: Demo) -> None:
     demo.run(["cat", str(demo.root / "etc/pve/jobs.cfg")])
 
 
+def restic_steps(demo: Demo, target_storage: str = BTRFS) -> None:
+    """Off-site: a nightly job into a restic repository served on 127.0.0.1 (REST, by
+    ``rclone serve restic``), run twice; a restore from it into a second CT, data checked."""
+    port = _free_port()
+    data = demo.root / "restic-rest"
+    data.mkdir(parents=True, exist_ok=True)
+    secrets = demo.root / "restic-secrets"
+    secrets.mkdir(mode=0o700, exist_ok=True)
+    (secrets / "pw").write_text(f"demo-{os.urandom(8).hex()}\n")
+    rest_pass = os.urandom(8).hex()
+    (secrets / "env").write_text(f"RESTIC_REST_USERNAME=demo\nRESTIC_REST_PASSWORD={rest_pass}\n")
+    server = subprocess.Popen(
+        ["rclone", "serve", "restic", "--addr", f"127.0.0.1:{port}", "--user", "demo",
+         "--pass", rest_pass, str(data)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    copy = VMID + 1
+    try:
+        _wait_port(port, server)
+        print(f"  a restic REST server (rclone serve restic) on 127.0.0.1:{port}")
+        demo.run(["vzdump", "storage", "add", "restic", "offsite", "--repository",
+                  f"rest:http://127.0.0.1:{port}/", "--env-file", str(secrets / "env"),
+                  "--password-file", str(secrets / "pw"), "--init"])  # fmt: skip
+        demo.run(["vzdump", "job", "add", "demo-offsite", "--schedule", "03:00", "--vmid",
+                  str(VMID), "--storage", "offsite", "--mode", "snapshot",
+                  "--prune-backups", "keep-daily=7"])  # fmt: skip
+        for night in (1, 2):
+            out = demo.run(["vzdump", "job", "run", "demo-offsite"])
+            m = re.search(r"restic: (.*)", out)
+            if m:
+                demo.facts[f"restic night {night}"] = m.group(1)
+            time.sleep(1.1)  # snapshot times have one-second resolution
+        rows = json.loads(demo.run(["vzdump", "list", "offsite", "--output-format", "json"],
+                                   show=False))  # fmt: skip
+        demo.run(["vzdump", "list", "offsite"])
+        volid = str(max(rows, key=lambda r: r["ctime"])["volid"])
+        demo.run(["pct", "restore", str(copy), volid, "--storage", target_storage])
+        demo.run(["pct", "start", str(copy)])
+        now = demo.run(["pct", "exec", str(copy), "--", "sh", "-c", "sha256sum -c /root/checksums"])
+        if "FAILED" in now:
+            raise DemoError("the restore from restic differs from what was backed up")
+        print("  restored from the restic repository: every checksum matches")
+    finally:
+        demo.run(["pct", "stop", str(copy)], show=False, check=False)
+        demo.run(["pct", "destroy", str(copy)], show=False, check=False)
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError("rclone serve restic did not start")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise DemoError(f"nothing listens on 127.0.0.1:{port}")
+
+
 # --- the whole demo -------------------------------------------------------------------------
 
 
@@ -370,6 +437,8 @@ def main() -> int:
             restore_steps(demo)
         with demo.step("A scheduled backup job, run now"):
             job_steps(demo)
+        with demo.step("Off-site: a nightly job to a restic repository, a restore from it"):
+            restic_steps(demo)
         with demo.step("Done"):
             demo.run(["pct", "shutdown", str(VMID), "--timeout", "30", "--forceStop", "1"])
         summary(demo)

@@ -32,7 +32,8 @@ def test_demo_runs_end_to_end(ctroot: Path, vmid: int) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     for expected in (
-        "==> [7/7] Done",
+        "==> [8/8] Done",
+        "restored from the restic repository: every checksum matches",
         "update successful",
         "checksum verified",
         "INFO: backup mode: suspend",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from shared.cli import new_app, run
 
-from .commands import backup, backups, jobs, prune
+from .commands import backup, backups, export, jobs, prune, storage
 
 app = new_app("Back up containers (Proxmox's vzdump).")
-for module in (backup, prune, jobs, backups):
+for module in (backup, prune, jobs, backups, storage, export):
     module.register(app)
 
 

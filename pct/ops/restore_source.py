@@ -17,9 +17,10 @@ from typing import IO, cast
 from shared.archive.codecs import Compression, compression_from_name
 from shared.archive.decode import Source
 from shared.archive.vzdumpformat import ReplayableStream, read_members
+from shared.backups.resticstream import open_snapshot
 from shared.ctconfig.config import Config, Section, parse_config
 from shared.errors import ArchiveError, NotFoundError
-from shared.storage.api import backup_path
+from shared.storage.api import backup_path, restic_volume
 from shared.storage.volid import is_volume_id
 
 Log = Callable[[str], None]
@@ -37,7 +38,7 @@ class ArchiveSource:
 
     @property
     def is_stdin(self) -> bool:
-        return self.path is None
+        return self.path is None and self.label == STDIN
 
     def size(self) -> int | None:
         return self.path.stat().st_size if self.path is not None else None
@@ -61,6 +62,12 @@ def open_source(archive: str, stdin: IO[bytes] | None = None) -> ArchiveSource:
     if archive == STDIN:
         raw = stdin if stdin is not None else sys.stdin.buffer
         return ArchiveSource(STDIN, stream=ReplayableStream(raw))
+    if restic := restic_volume(archive):
+        # a restic snapshot as a vzdump tar stream, read like stdin (shared.backups.resticstream)
+        snapshot = cast(IO[bytes], open_snapshot(*restic))
+        return ArchiveSource(
+            archive, stream=ReplayableStream(snapshot), compression=Compression.NONE
+        )
     path = backup_path(archive) if is_volume_id(archive) else Path(archive)
     if not path.is_file():
         raise NotFoundError(f"can't find file '{archive}'")

@@ -149,7 +149,7 @@ def extract_archive(
         log("extracting archive from STDIN")
     else:
         log(f"restoring '{source.label}' now..")
-        log(f"extracting archive '{source.path}'")
+        log(f"extracting archive '{source.path or source.label}'")
     with _progress(req.progress, source.size()) as progress:
         stats = extract(
             source.reader(),

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.storage import resticbackups
 from shared.storage.api import backup_storage
 from shared.storage.listing import VolumeEntry, list_backups
+from shared.storage.resticplugin import ResticStorage
 
 from .locate import check_archive_storage
 from .sidecar import Verification, last
@@ -47,5 +49,7 @@ class BackupRow:
 
 def list_backup_rows(sid: str, vmid: int | None = None) -> list[BackupRow]:
     store = backup_storage(sid)
+    if isinstance(store, ResticStorage):  # snapshots, no sidecar files
+        return [BackupRow(e, None) for e in resticbackups.list_backups(store, vmid, "lxc")]
     check_archive_storage(store)
     return [BackupRow(e, last(e.path)) for e in list_backups(store, vmid, "lxc")]

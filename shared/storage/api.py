@@ -14,10 +14,11 @@ from .. import atomic
 from ..errors import ArchiveError, NotFoundError, ParamError, StorageError
 from ..formats.archivename import VERIFY_EXT, ArchiveInfo, archive_info
 from ..formats.types import FormatError, StorageId
-from . import listing
+from . import listing, resticbackups
 from .base import Storage
 from .config import StorageConfig, load_config
 from .listing import VolumeEntry
+from .resticplugin import ResticStorage
 from .volid import VolName, is_volume_id, parse_volname, parse_volume_id
 
 
@@ -149,7 +150,31 @@ def list_backups(
     subtype: str | None = None,
     cfg: StorageConfig | None = None,
 ) -> list[VolumeEntry]:
-    return listing.list_backups(get_storage(sid, cfg), vmid, subtype)
+    store = get_storage(sid, cfg)
+    if isinstance(store, ResticStorage):
+        return resticbackups.list_backups(store, vmid, subtype)
+    return listing.list_backups(store, vmid, subtype)
+
+
+def restic_volume(volid: str, cfg: StorageConfig | None = None) -> tuple[ResticStorage, str] | None:
+    """(storage, volume name) when ``volid`` is a backup on a restic storage, else None."""
+    if not is_volume_id(volid):
+        return None
+    sid, volname = parse_volume_id(volid)
+    store = (cfg or load_config()).storage(sid)
+    if not isinstance(store, ResticStorage):
+        return None
+    store.check_enabled()
+    resticbackups.parse_volname(volname)
+    return store, volname
+
+
+def reclaim_space(sid: str, cfg: StorageConfig | None = None) -> None:
+    """After backups were removed: a restic repository deletes the data no snapshot uses any
+    more (archives on dir storages are gone with their files already)."""
+    store = get_storage(sid, cfg)
+    if isinstance(store, ResticStorage):
+        resticbackups.reclaim_space(store)
 
 
 def backup_path(volid: str, cfg: StorageConfig | None = None) -> Path:
@@ -180,13 +205,20 @@ def archive_remove(path: Path) -> None:
                 (path.parent / aux).unlink()
 
 
-def remove_backup(volid: str, cfg: StorageConfig | None = None) -> None:
-    """Remove a backup volume (``can't find file`` when it is not there)."""
+def remove_backup(volid: str, cfg: StorageConfig | None = None, *, reclaim: bool = True) -> None:
+    """Remove a backup volume (``can't find file`` when it is not there); on a restic storage
+    the snapshot is forgotten and, with ``reclaim``, its data pruned."""
+    if restic := restic_volume(volid, cfg):
+        resticbackups.remove(*restic, reclaim=reclaim)
+        return
     archive_remove(_existing_file(volid, backup_path(volid, cfg)))
 
 
 def set_backup_notes(volid: str, text: str, cfg: StorageConfig | None = None) -> None:
     """Write ``<archive>.notes`` (an empty text deletes it)."""
+    if restic := restic_volume(volid, cfg):
+        resticbackups.set_notes(*restic, text)
+        return
     path = _existing_file(volid, backup_path(volid, cfg))
     notes = Path(f"{path}.notes")
     if text == "":
@@ -199,6 +231,9 @@ def set_backup_notes(volid: str, text: str, cfg: StorageConfig | None = None) ->
 def set_backup_protected(volid: str, protected: bool, cfg: StorageConfig | None = None) -> None:
     """Create or remove ``<archive>.protected``, honouring ``max-protected-backups``."""
     cfg = cfg or load_config()
+    if restic := restic_volume(volid, cfg):
+        resticbackups.set_protected(*restic, protected)
+        return
     path = _existing_file(volid, backup_path(volid, cfg))
     marker = Path(f"{path}.protected")
     if not protected:

@@ -1,4 +1,4 @@
-"""``storage.cfg``: section types ``dir`` and ``btrfs``, loading, saving, the implicit ``local``.
+"""``storage.cfg``: types ``dir``, ``btrfs``, ``restic``; loading, saving, the implicit ``local``.
 
 Storage ``local`` always exists, as on Proxmox: when storage.cfg does not define it (or does not
 exist at all) it is a dir storage at ``/var/lib/vz`` with content ``vztmpl,backup,rootdir,iso``.
@@ -25,9 +25,14 @@ from ..prune import parse_prune_backups
 from .base import Storage
 from .btrfsplugin import BtrfsStorage
 from .dirplugin import DirStorage
+from .resticplugin import ResticStorage
 
 CONTENT_TYPES = ("images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import", "none")
-PLUGINS: dict[str, type[Storage]] = {"dir": DirStorage, "btrfs": BtrfsStorage}
+PLUGINS: dict[str, type[Storage]] = {
+    "dir": DirStorage,
+    "btrfs": BtrfsStorage,
+    "restic": ResticStorage,
+}
 DEFAULT_LOCAL = {"path": "/var/lib/vz", "content": ["vztmpl", "backup", "rootdir", "iso"]}
 
 
@@ -54,6 +59,21 @@ class PruneBackups(ValueType):
     def parse(self, raw: str) -> str:
         parse_prune_backups(raw)
         return str(raw)
+
+
+RESTIC_COMMON = ("content", "disable", "shared", "nodes", "prune-backups", "max-protected-backups")
+
+
+def _check_repository(value: str) -> None:
+    # restic's own syntax (/path, sftp:, rest:, s3:, b2:, azure:, gs:, swift:, rclone:); no
+    # option-like or multi-line value can reach restic's environment from here
+    if not value or value.startswith("-") or any(c in value for c in "\n\r\0"):
+        raise FormatError("value does not look like a restic repository")
+
+
+def _check_sftp_command(value: str) -> None:
+    if any(c in value for c in "\n\r\0"):
+        raise FormatError("value does not look like a command line")
 
 
 def _content_dirs(value: str) -> None:
@@ -89,6 +109,15 @@ SECTION_TYPES: dict[str, sc.SectionType] = {
     ),
     "btrfs": sc.SectionType(
         {**COMMON_FIELDS, "format": Field(Enum("raw", "subvol")), "nocow": Field(Bool())},
+        id_type=StorageId,
+    ),
+    # a backup-only storage without a path (shared/storage/resticplugin.py)
+    "restic": sc.SectionType(
+        {
+            "repository": Field(Str(check=_check_repository, metavar="repository"), optional=False),
+            "sftp-command": Field(Str(check=_check_sftp_command, metavar="command")),
+            **{k: COMMON_FIELDS[k] for k in RESTIC_COMMON},
+        },
         id_type=StorageId,
     ),
 }

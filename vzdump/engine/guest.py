@@ -19,6 +19,7 @@ from shared.archive.codecs import zstd_threads
 from shared.archive.tarcreate import CreateSpec, create
 from shared.archive.vzdumpformat import write_members
 from shared.backups.locate import archive_file
+from shared.backups.resticstream import read_through
 from shared.backups.verify import verify
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
@@ -26,13 +27,14 @@ from shared.errors import CtkitError, Interrupted, NotFoundError, OutputClosed
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
 from shared.runtime.ctview import config_idmap, config_root_ids
-from shared.storage.api import set_backup_notes, set_backup_protected
+from shared.storage.api import get_storage, set_backup_notes, set_backup_protected
+from shared.storage.resticplugin import ResticStorage
 from shared.tasklog import Progress, timestamp
 
 from .. import notes
 from ..options import BackupOptions, exclude_patterns
 from ..report import GuestResult
-from . import modes, retention
+from . import modes, resticpath, retention
 from .hooks import Hooks
 from .log import JobLog
 from .target import (
@@ -89,8 +91,16 @@ class GuestBackup:
         self.tar_bytes: int | None = None
         self.owner: owners.Owner | None = None
         self.name = f"CT{vmid}"
+        self.volid: str | None = None  # a restic backup's volume id, once written
+        self.restic = self._restic_storage()
         # the mode hooks are told: the requested one until the effective one is known (§4.5)
         self.mode = self.opts.mode
+
+    def _restic_storage(self) -> ResticStorage | None:
+        if self.env.storage is None or self.env.stdout is not None:
+            return None
+        store = get_storage(self.env.storage)
+        return store if isinstance(store, ResticStorage) else None
 
     # --- the flow -------------------------------------------------------------------------
 
@@ -157,7 +167,9 @@ class GuestBackup:
             self._archive(run, snapdir)
             # still inside the mode: backup-end runs before a stopped CT is restarted (§4.2)
             self._after_archive(run)
-        if self.opts.verify and self.target is not None and self.target.archive:
+        if self.opts.verify and self.restic is not None and self.volid is not None:
+            self._verify_restic(self.restic, self.volid)
+        elif self.opts.verify and self.target is not None and self.target.archive:
             self._verify(self.target.archive)  # after the mode: the guest runs again meanwhile
 
     def _verify(self, archive: Path) -> None:
@@ -168,6 +180,14 @@ class GuestBackup:
         self.log.info(
             f"archive verified: {report.members} members, {report.tar_bytes} bytes of tar data "
             f"({report.seconds:.2f}s)"
+        )
+
+    def _verify_restic(self, store: ResticStorage, volid: str) -> None:
+        """``--verify`` of a restic backup: read it back to the end as a restore would."""
+        self.log.info("verifying backup")
+        members, size, seconds = read_through(store, volid.split(":", 1)[1])
+        self.log.info(
+            f"backup verified: {members} members, {size} bytes of tar data ({seconds:.2f}s)"
         )
 
     def _guest_run(self, conf: Config, mode: str) -> modes.GuestRun:
@@ -193,7 +213,10 @@ class GuestBackup:
         """This guest's variables for its hook phases, passed with every call (a job-level
         phase or the next guest never sees them)."""
         env = {"VMTYPE": "lxc", "HOSTNAME": self.name}
-        if self.target is not None:
+        if self.target is not None and self.restic is not None:
+            env["TARGET"] = resticpath.volume_id(self.restic, self.vmid, self.target.when)
+            env["LOGFILE"] = str(self.target.logfile)
+        elif self.target is not None:
             env["TARGET"] = str(self.target.archive) if self.target.archive else "-"
             env["LOGFILE"] = str(self.target.logfile)
         return env
@@ -265,6 +288,9 @@ class GuestBackup:
     def _archive(self, run: modes.GuestRun, snapdir: Path) -> None:
         assert self.tmpdir is not None and self.target is not None
         conf = store.load(self.vmid)
+        if self.restic is not None:
+            self._restic_archive(run, snapdir, conf)
+            return
         self._assemble(conf)
         spec = CreateSpec(
             tmpdir=self.tmpdir,
@@ -324,10 +350,40 @@ class GuestBackup:
             self.size = self.target.archive.stat().st_size
             self.log.info(f"archive file size: {format_size(self.size)}")
 
+    def _restic_archive(self, run: modes.GuestRun, snapdir: Path, conf: Config) -> None:
+        """The restic path: notes and protection go into the snapshot as it is written."""
+        assert self.restic is not None and self.target is not None
+        fw = paths.firewall_conf(self.vmid)
+        notes = self._notes_text(conf)
+        result = resticpath.backup(
+            resticpath.ResticRun(
+                store=self.restic,
+                vmid=self.vmid,
+                when=int(self.target.when),
+                mode=run.mode,
+                snapdir=snapdir,
+                config=conf.for_backup().to_bytes(),
+                firewall=fw.read_bytes() if fw.is_file() else b"",
+                excludes=exclude_patterns(self.opts),
+                idmap=config_idmap(conf),
+                notes=notes,
+                protected=self.opts.protected,
+            ),
+            self.log.info,
+        )
+        self.volid = result.volid
+        self.size = result.size
+        if notes:
+            self.log.info("adding notes to backup")
+        if self.opts.protected:
+            self.log.info("marking backup as protected")
+
     def _after_archive(self, run: modes.GuestRun) -> None:
         assert self.target is not None
         storage = self.env.storage
-        if self.target.archive is not None and storage:
+        if self.restic is not None:
+            pass  # notes and protection are in the snapshot already
+        elif self.target.archive is not None and storage:
             volid = f"{storage}:backup/{self.target.archive.name}"
             self._notes(volid, run.conf)
             if self.opts.protected:
@@ -352,6 +408,18 @@ class GuestBackup:
             set_backup_notes(volid, text)
         except (CtkitError, ValueError) as err:
             self.log.warn(f"unable to add notes - {err}")
+
+    def _notes_text(self, conf: Config) -> str | None:
+        template = self.opts.notes_template
+        if not template:
+            return None
+        try:
+            return notes.render(
+                template, self.vmid, guestname=conf.get("hostname"), node=paths.node_name()
+            )
+        except (CtkitError, ValueError) as err:
+            self.log.warn(f"unable to add notes - {err}")
+            return None
 
     # --- the end -------------------------------------------------------------------------
 
@@ -401,7 +469,9 @@ class GuestBackup:
             status=status,
             seconds=time.monotonic() - self.started,
             size=self.size if status == "ok" else None,
-            filename=str(archive) if archive is not None and status == "ok" else None,
+            filename=(self.volid or str(archive))
+            if archive is not None and status == "ok"
+            else None,
             error=error,
             log_lines=lines,
         )

@@ -12,7 +12,13 @@ from shared import prune
 from shared.errors import ArchiveError, CtkitError, ParamError, StorageError
 from shared.formats.archivename import archive_info
 from shared.formats.types import FormatError
-from shared.storage.api import archive_remove, get_storage, list_backups, remove_backup
+from shared.storage.api import (
+    archive_remove,
+    get_storage,
+    list_backups,
+    reclaim_space,
+    remove_backup,
+)
 
 from ..options import BackupOptions
 
@@ -106,13 +112,19 @@ def remove_marked(marked: Marked, storage: str | None, log: Log) -> int:
         try:
             if storage:
                 log(f"removing backup '{cand.name}'")
-                remove_backup(cand.name)
+                remove_backup(cand.name, reclaim=False)
             else:
                 log(f"delete old backup '{cand.name}'")
                 archive_remove(Path(cand.name))
             removed += 1
         except (CtkitError, OSError) as err:
             log(f"error when removing backup '{cand.name}' - {err}")
+            failed = True
+    if removed and storage:
+        try:
+            reclaim_space(storage)  # restic: the forgotten snapshots' data is deleted now
+        except CtkitError as err:
+            log(f"error when reclaiming space - {err}")
             failed = True
     if failed:
         raise StorageError("error pruning backups - check log")

@@ -26,6 +26,7 @@ class Target:
     archive: Path | None
     dat: Path | None
     logfile: Path
+    when: float = 0.0  # the backup's start (restic snapshots take it as their time)
 
     @classmethod
     def make(cls, dumpdir: Path, vmid: int, compress: str, stdout: bool, when: float) -> Target:
@@ -37,6 +38,7 @@ class Target:
             archive=None if stdout else archive,
             dat=None if stdout else dumpdir / temp_archive_name(archive.name),
             logfile=dumpdir / f"{base}.log",
+            when=when,
         )
 
 

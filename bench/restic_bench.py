@@ -1,0 +1,121 @@
+"""Benchmark backups to a restic storage (not part of the test suite).
+
+    .venv/bin/python bench/restic_bench.py [--dir /var/tmp] [--size-mb 1024] [--threads 2]
+
+Builds a scratch CTKIT_ROOT with a stopped unprivileged container (the tree of
+bench/vzdump_bench.py) and a restic storage on a local repository, then, side by side in one
+run (ratio = reference time / ctkit time):
+
+- first backup: ``vzdump --storage offsite`` into an empty repository vs ``restic backup`` of
+  the same tree into another empty repository (target >= 0.9);
+- second backup of the unchanged container vs a full stop-mode ``vzdump --compress zstd`` to a
+  dump directory (the issue's target: at most 0.5x its time at 1 GiB, i.e. ratio >= 2.0);
+- restore: ``pct restore`` of the snapshot vs ``restic restore`` of it (target >= 0.9);
+- peak RSS of the vzdump process (< 150 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.fixtures.cleanup import cleanup_root  # noqa: E402
+from tests.fixtures.templates import build_busybox_rootfs, pack  # noqa: E402
+
+from bench.results import record  # noqa: E402
+from bench.vzdump_bench import BIN, VMID, Root, generate  # noqa: E402
+
+PASSWORD = "bench password"
+
+
+def restic_env(repo: Path, work: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RESTIC_REPOSITORY": str(repo),
+        "RESTIC_PASSWORD_FILE": str(work / "pw"),
+        "RESTIC_CACHE_DIR": str(work / "cache"),
+    }
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dir", default="/var/tmp")
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    opts = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ctkit-restic-bench-", dir=opts.dir))
+    work.chmod(0o755)
+    root = Root(work / "root")
+    root.path.mkdir()
+    try:
+        bench(root, work, opts)
+    finally:
+        cleanup_root(root.path)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(root: Root, work: Path, opts: argparse.Namespace) -> None:
+    tpl = pack(build_busybox_rootfs(work / "tpl"), work / "busybox_1.0-1_amd64.tar.zst")
+    root.pct("create", VMID, tpl, "--rootfs", "local:0")
+    rootfs = root.rootfs(VMID)
+    size, files = generate(rootfs, opts.size_mb, seed=1)
+    print(f"tree: {size >> 20} MiB, {files} files")
+    (work / "pw").write_text(PASSWORD + "\n")
+    env = root.env
+    add = [str(BIN / "vzdump"), "storage", "add", "restic", "offsite", "--repository",
+           str(work / "repo"), "--password-file", str(work / "pw"), "--init"]  # fmt: skip
+    subprocess.run(add, env=env, check=True, capture_output=True)
+    ref_env = restic_env(work / "refrepo", work)
+    subprocess.run(["restic", "init", "-q"], env=ref_env, check=True, capture_output=True)
+    subprocess.run(["sync"], check=True)
+    ref_first = timed(["restic", "backup", "-q", "."], ref_env, cwd=rootfs)
+    subprocess.run(["sync"], check=True)
+    first, hwm, _maxrss, _err = root.vzdump(VMID, "--storage", "offsite", "--mode", "stop")
+    ratio = ref_first / first
+    print(f"first backup: vzdump {first:.2f}s, restic backup {ref_first:.2f}s, ratio {ratio:.2f}")
+    record("restic", "first-backup", ratio, ours_s=first, reference_s=ref_first,
+           size_mib=size >> 20, peak_rss_mib=hwm / 1024, target=0.9)  # fmt: skip
+    time.sleep(1.1)  # snapshot times have one-second resolution
+    second, hwm2, _m, _e = root.vzdump(VMID, "--storage", "offsite", "--mode", "stop")
+    dump = work / "dump"
+    dump.mkdir()
+    full, _h, _m, _e = root.vzdump(VMID, "--mode", "stop", "--compress", "zstd", "--zstd",
+                                   opts.threads, "--dumpdir", dump)  # fmt: skip
+    ratio = full / second
+    print(f"second backup (unchanged): {second:.2f}s; full tar.zst vzdump {full:.2f}s; "
+          f"{second / full:.2f}x its time (target <= 0.5x at 1 GiB)")  # fmt: skip
+    record("restic", "second-backup-vs-tar", ratio, ours_s=second, reference_s=full,
+           size_mib=size >> 20, peak_rss_mib=hwm2 / 1024, target=2.0)  # fmt: skip
+    listing = subprocess.run([str(BIN / "vzdump"), "list", "offsite"], env=env, check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+    volid = listing.splitlines()[-1].split()[0]
+    ref_restore = timed(["restic", "restore", "-q", "latest", "--target", str(work / "out")],
+                        ref_env)  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run([str(BIN / "pct"), "restore", str(VMID + 1), volid,
+                    "--storage", "local"], env=env, check=True, capture_output=True)  # fmt: skip
+    ours = time.perf_counter() - start
+    ratio = ref_restore / ours
+    print(f"restore: pct restore {ours:.2f}s, restic restore {ref_restore:.2f}s, ratio {ratio:.2f}")
+    record("restic", "restore", ratio, ours_s=ours, reference_s=ref_restore,
+           size_mib=size >> 20, target=0.9)  # fmt: skip
+    print(f"peak RSS of vzdump: {max(hwm, hwm2) / 1024:.0f} MiB (target < 150 MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""The restic subprocess driver: one repository, its secrets, JSON commands, one-line errors.
+
+Secrets never travel on argv: the password is handed over as ``RESTIC_PASSWORD_FILE`` (the
+0600 file in ``/etc/pve/priv/storage/<id>.pw``) and backend credentials (S3 keys, REST user)
+come from ``<id>.env`` into restic's environment. restic's own messages can carry a
+repository URL with credentials in it (``rest:https://user:secret@host/``), so every line
+that leaves this module goes through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from . import paths
+from .errors import CommandError, ConfigError, LockError, StorageError
+
+ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+# variables an env file may not set: they would redirect restic away from the storage's
+# repository, password or cache, or change how programs are found and loaded
+RESERVED_ENV = frozenset(
+    {"RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD", "RESTIC_PASSWORD_FILE",
+     "RESTIC_PASSWORD_COMMAND", "RESTIC_CACHE_DIR", "PATH", "HOME", "LD_PRELOAD",
+     "LD_LIBRARY_PATH", "TMPDIR"}
+)  # fmt: skip
+MAX_ENV_FILE = 64 << 10
+MAX_JSON_LINE = 16 << 20
+STDERR_TAIL = 64 << 10
+URL_CREDENTIALS_RE = re.compile(r"(://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``rest:https://user:pw@host`` → ``rest:https://***@host``."""
+    return URL_CREDENTIALS_RE.sub(r"\1***@", text)
+
+
+def with_rest_credentials(repository: str, env: Mapping[str, str]) -> str:
+    """A ``rest:`` URL with ``RESTIC_REST_USERNAME``/``_PASSWORD`` of the env file put in:
+    restic 0.14 reads REST credentials from the URL only, and the URL stays in the
+    environment (the storage.cfg line never holds them)."""
+    user, password = env.get("RESTIC_REST_USERNAME"), env.get("RESTIC_REST_PASSWORD")
+    m = re.fullmatch(r"rest:(https?://)([^/@]*)(/.*)?", repository)
+    if not m or not user or password is None or "@" in repository:
+        return repository
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@"
+    return f"rest:{m.group(1)}{auth}{m.group(2)}{m.group(3) or '/'}"
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """``NAME=value`` lines (``#`` comments, blank lines); names checked, reserved ones refused."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if name.startswith("export "):
+            name = name[len("export ") :].strip()
+        if not sep or not ENV_NAME_RE.fullmatch(name):
+            raise ConfigError(f"environment file line {number}: expected NAME=value")
+        if name in RESERVED_ENV or name.startswith("LD_"):
+            raise ConfigError(f"environment file line {number}: '{name}' may not be set there")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A restic repository as a storage defines it, with where its secrets are."""
+
+    storage: str
+    repository: str
+    password_file: Path
+    env_file: Path
+    sftp_command: str | None = None  # the storage's sftp-command (ssh with port, key, ...)
+
+    def environment(self) -> dict[str, str]:
+        """restic's whole environment: nothing inherited but the locale basics."""
+        if not self.password_file.is_file():
+            raise ConfigError(
+                f"storage '{self.storage}': no repository password",
+                hint=f"set one with 'vzdump storage set {self.storage} --password-file FILE'",
+            )
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(paths.under("root")),
+            "TZ": "UTC",
+            "LANG": "C.UTF-8",
+            "RESTIC_CACHE_DIR": str(paths.under("var/cache/ctkit/restic")),
+        }
+        try:
+            if self.env_file.stat().st_size > MAX_ENV_FILE:
+                raise ConfigError(f"storage '{self.storage}': environment file too large")
+            env.update(parse_env_file(self.env_file.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            pass
+        env["RESTIC_REPOSITORY"] = with_rest_credentials(self.repository, env)
+        env["RESTIC_PASSWORD_FILE"] = str(self.password_file)
+        return env
+
+    def global_args(self) -> list[str]:
+        """restic's options that come from the storage (not secrets)."""
+        return ["-o", f"sftp.command={self.sftp_command}"] if self.sftp_command else []
+
+
+# restic's fatal messages → (error class, our line)
+_FAILURES: tuple[tuple[re.Pattern[str], type[StorageError] | type[LockError], str], ...] = (
+    (
+        re.compile(
+            r"dial tcp|connection refused|no such host|network is unreachable|i/o timeout|"
+            r"unable to start the sftp session|ssh: connect|Connection timed out|"
+            r"Host key verification failed|Permission denied \(publickey"
+        ),
+        StorageError,
+        "repository not reachable",
+    ),
+    (re.compile(r"wrong password or no key found"), StorageError, "wrong repository password"),
+    (
+        re.compile(r"no space left on device|insufficient storage|quota exceeded", re.I),
+        StorageError,
+        "the repository's storage is full",
+    ),
+    (
+        re.compile(r"Is there a repository at the following location|unable to open config file"),
+        StorageError,
+        "repository is not initialised (add the storage with --init)",
+    ),
+    (re.compile(r"repository is already locked"), LockError, "repository is locked"),
+    (re.compile(r"config file already exists"), StorageError, "repository already initialised"),
+)
+
+
+def failure(repo: Repo, stderr: str, rc: int) -> StorageError | LockError:
+    """One line from restic's stderr: known causes in our words, else restic's last Fatal."""
+    for pattern, cls, message in _FAILURES:
+        if m := pattern.search(stderr):
+            if message == "repository not reachable":
+                start = stderr.rfind("\n", 0, m.start()) + 1
+                end = stderr.find("\n", m.end())
+                line = stderr[start : end if end >= 0 else None].strip()
+                message = f"{message} - {redact(line)[:200]}"
+            hint = None
+            if cls is LockError:
+                hint = (
+                    f"if no other backup runs, clear it with 'vzdump storage unlock {repo.storage}'"
+                )
+            return cls(f"restic storage '{repo.storage}': {message}", hint=hint)
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if ln.startswith("Fatal:")]
+    last = (fatal or lines or [f"exit code {rc}"])[-1]
+    return StorageError(f"restic storage '{repo.storage}': {redact(last)[:300]}")
+
+
+def run(
+    repo: Repo, args: Sequence[str], *, stdin: IO[bytes] | None = None, timeout: float | None = None
+) -> bytes:
+    """Run one restic command to completion; its stdout, or the one-line failure."""
+    try:
+        proc = subprocess.run(
+            ["restic", "--quiet", *repo.global_args(), *args],
+            env=repo.environment(),
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise CommandError("restic is not installed (apt-get install restic)") from None
+    except subprocess.TimeoutExpired:
+        raise StorageError(f"restic storage '{repo.storage}': repository not reachable") from None
+    if proc.returncode != 0:
+        raise failure(repo, proc.stderr.decode("utf-8", "replace"), proc.returncode)
+    return proc.stdout
+
+
+def run_json(repo: Repo, args: Sequence[str], timeout: float | None = 300) -> Any:
+    out = run(repo, [*args, "--json"], timeout=timeout)
+    try:
+        return json.loads(out or b"null")
+    except ValueError:
+        raise StorageError(f"restic storage '{repo.storage}': unreadable answer") from None
+
+
+class Streamed:
+    """A running restic whose stdout is read as it comes (``backup --json``, ``dump``); its
+    stderr is drained by a thread (the tail kept for the error line), so it never blocks."""
+
+    def __init__(self, repo: Repo, proc: subprocess.Popen[bytes]) -> None:
+        self.repo = repo
+        self.proc = proc
+        self._stderr = bytearray()
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr += line
+            del self._stderr[: max(0, len(self._stderr) - STDERR_TAIL)]
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def json_lines(self) -> Iterator[dict[str, Any]]:
+        for raw in self.stdout:
+            if len(raw) > MAX_JSON_LINE:
+                continue
+            try:
+                item = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                yield item
+
+    def finish(self) -> None:
+        """Wait; a non-zero exit becomes the one-line failure."""
+        rc = self.proc.wait()
+        self._drain.join()
+        if rc != 0:
+            err = bytes(self._stderr).decode("utf-8", "replace")
+            if rc < 0:
+                raise StorageError(
+                    f"restic storage '{self.repo.storage}': restic killed by signal {-rc}"
+                )
+            raise failure(self.repo, err, rc)
+
+    def kill(self) -> None:
+        """Stop restic (SIGINT first: it then removes its lock), then reap it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._drain.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start(
+    repo: Repo,
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+) -> Streamed:
+    try:
+        proc = subprocess.Popen(
+            ["restic", *repo.global_args(), *args],
+            env=repo.environment(),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        raise CommandError("restic is not installed (apt-get install restic)") from None
+    return Streamed(repo, proc)
+
+
+def tag_value(tags: Sequence[str], key: str) -> str | None:
+    prefix = f"{key}="
+    return next((t[len(prefix) :] for t in tags if t.startswith(prefix)), None)
+
+
+def tags_arg(tags: Mapping[str, str | None]) -> list[str]:
+    """``--tag a=b`` per tag (never joined: a value may not contain a comma)."""
+    out: list[str] = []
+    for key, value in tags.items():
+        text = key if value is None else f"{key}={value}"
+        if "," in text or "\n" in text:
+            raise StorageError(f"invalid restic tag '{key}'")
+        out += ["--tag", text]
+    return out
+
+
+__all__ = [
+    "Repo",
+    "Streamed",
+    "failure",
+    "parse_env_file",
+    "redact",
+    "run",
+    "run_json",
+    "start",
+    "tag_value",
+    "tags_arg",
+]

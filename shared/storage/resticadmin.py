@@ -1,0 +1,156 @@
+"""Adding, changing and removing ``restic`` storages with their secrets, so nobody edits
+storage.cfg or ``/etc/pve/priv/storage`` by hand.
+
+The password and the environment file are copied from files the user names (never from argv,
+where every local user could read them) into 0600 files; nothing here prints them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from .. import atomic, restic
+from ..errors import AlreadyExistsError, ConfigError, NotFoundError
+from ..formats.types import FormatError
+from .api import check_storage_id
+from .config import SECTION_TYPES, load_config, save_config
+from .resticplugin import ResticStorage, env_file, password_file, secrets_dir
+
+MAX_SECRET = 64 << 10
+
+
+def _read_secret_source(path: Path, what: str) -> bytes:
+    """A user-given secret file: a regular file (no symlink, no FIFO), of bounded size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise ConfigError(f"{what} '{path}': {err.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{what} '{path}' is not a regular file")
+        data = fh.read(MAX_SECRET + 1)
+    if len(data) > MAX_SECRET:
+        raise ConfigError(f"{what} '{path}' is too large")
+    return data
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    directory = secrets_dir()
+    for level in (directory.parent, directory):  # /etc/pve/priv and its storage/, root only
+        if not level.is_dir():
+            level.mkdir(parents=True, mode=0o700)
+            os.chmod(level, 0o700)
+    atomic.write_bytes(path, data, mode=0o600)
+
+
+def _install_secrets(sid: str, password: Path | None, env: Path | None) -> None:
+    if password is not None:
+        data = _read_secret_source(password, "password file")
+        if not data.strip(b"\r\n"):
+            raise ConfigError(f"password file '{password}' is empty")
+        _write_secret(password_file(sid), data)
+    if env is not None:
+        data = _read_secret_source(env, "environment file")
+        try:
+            restic.parse_env_file(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"environment file '{env}' is not UTF-8 text") from None
+        _write_secret(env_file(sid), data)
+
+
+def _props(options: dict[str, str | None]) -> dict[str, Any]:
+    """Parse ``repository``, ``content``, ``prune-backups``, ... as storage.cfg would."""
+    out: dict[str, Any] = {}
+    for key, raw in options.items():
+        if raw is None:
+            continue
+        try:
+            out[key] = SECTION_TYPES["restic"].parse_value(key, raw)
+        except FormatError as err:
+            raise ConfigError(f"{key}: {err}") from None
+    return out
+
+
+def add(
+    sid: str,
+    options: dict[str, str | None],
+    *,
+    password: Path | None,
+    env: Path | None = None,
+    init: bool = False,
+) -> ResticStorage:
+    """A new restic storage; its repository initialised with ``init``, else checked."""
+    check_storage_id(sid)
+    if password is None and not password_file(sid).is_file():
+        raise ConfigError("a restic storage needs --password-file")
+    cfg = load_config()
+    if sid in cfg:
+        raise AlreadyExistsError(f"storage ID '{sid}' already defined")
+    given = {k: v for k, v in options.items() if v is not None}
+    props = _props({"repository": given.pop("repository", None), "content": "backup", **given})
+    if "repository" not in props:
+        raise ConfigError("a restic storage needs --repository")
+    _install_secrets(sid, password, env)
+    store = ResticStorage(sid, props)
+    try:
+        if init:
+            restic.run(store.repo, ["init"], timeout=300)
+        else:
+            restic.run(store.repo, ["cat", "config"], timeout=300)
+        cfg.add("restic", sid, props)
+        save_config(cfg)
+    except BaseException:
+        if password is not None or env is not None:
+            _remove_secrets(sid)
+        raise
+    return store
+
+
+def change(
+    sid: str,
+    options: dict[str, str | None],
+    *,
+    password: Path | None = None,
+    env: Path | None = None,
+    delete: list[str] | None = None,
+) -> None:
+    cfg = load_config()
+    section = cfg.sections.get(sid)
+    if section is None or section.type != "restic":
+        raise NotFoundError(f"restic storage '{sid}' does not exist")
+    section.props.update(_props(options))
+    for key in delete or []:
+        if key == "repository":
+            raise ConfigError("the repository cannot be deleted")
+        section.props.pop(key, None)
+    _install_secrets(sid, password, env)
+    save_config(cfg)
+
+
+def _remove_secrets(sid: str) -> None:
+    for path in (password_file(sid), env_file(sid)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def remove(sid: str) -> None:
+    """The storage.cfg section and the secrets go; the repository itself is never touched."""
+    cfg = load_config()
+    section = cfg.sections.get(sid)
+    if section is None or section.type != "restic":
+        raise NotFoundError(f"restic storage '{sid}' does not exist")
+    cfg.remove(sid)
+    save_config(cfg)
+    _remove_secrets(sid)
+
+
+def unlock(sid: str) -> None:
+    """``restic unlock``: remove stale locks (those of no live restic process)."""
+    store = load_config().storage(sid)
+    if not isinstance(store, ResticStorage):
+        raise ConfigError(f"storage '{sid}' is not a restic storage")
+    restic.run(store.repo, ["unlock"], timeout=300)

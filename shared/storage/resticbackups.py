@@ -1,0 +1,212 @@
+"""The backups of a ``restic`` storage: snapshots as volumes ``<id>:backup/ct/<vmid>/<time>``.
+
+A vzdump snapshot carries the tags ``vzdump``, ``type=lxc``, ``vmid=<vmid>``, ``size=<bytes>``,
+and, when set, ``protected`` and ``notes=<base64url>`` (restic 0.14 has no snapshot
+description, and a tag may hold no comma or newline). Its time is the backup's start to the
+second, in UTC, so the volume id (Proxmox's PBS form) names exactly one snapshot. Snapshots
+without the ``vzdump`` tag are not ours and never listed or touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import restic
+from ..errors import NotFoundError, StorageError
+from ..formats.archivename import ArchiveInfo, backup_basename
+from .listing import VolumeEntry
+from .resticplugin import ResticStorage
+from .volid import VolName
+
+TAG = "vzdump"
+PROTECTED = "protected"
+VOLNAME_RE = re.compile(
+    r"backup/ct/([1-9][0-9]{2,8})/([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"
+)
+TIME_RE = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def iso_time(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_restic_time(text: str) -> int:
+    m = TIME_RE.fullmatch(text)
+    if not m:
+        raise StorageError(f"unreadable snapshot time '{text}'")
+    zone = "+00:00" if m.group(2) == "Z" else m.group(2)
+    return int(datetime.fromisoformat(m.group(1) + zone).timestamp())
+
+
+def parse_volname(volname: str) -> VolName:
+    m = VOLNAME_RE.fullmatch(volname)
+    if not m:
+        raise StorageError(
+            f"unable to parse restic volume name '{volname}'",
+            hint="restic backups are named backup/ct/<vmid>/<YYYY-MM-DDTHH:MM:SSZ>",
+        )
+    return VolName("backup", f"ct/{m.group(1)}/{m.group(2)}", int(m.group(1)), format="restic")
+
+
+def encode_notes(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_notes(value: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One vzdump snapshot of the repository."""
+
+    id: str
+    vmid: int
+    ctime: int
+    tags: tuple[str, ...]
+
+    @property
+    def protected(self) -> bool:
+        return PROTECTED in self.tags
+
+    @property
+    def notes(self) -> str | None:
+        value = restic.tag_value(self.tags, "notes")
+        return None if value is None else decode_notes(value)
+
+    @property
+    def size(self) -> int:
+        value = restic.tag_value(self.tags, "size") or "0"
+        return int(value) if value.isdigit() else 0
+
+    def volname(self) -> str:
+        return f"backup/ct/{self.vmid}/{iso_time(self.ctime)}"
+
+
+def _snapshot(item: Any) -> Snapshot | None:
+    if not isinstance(item, dict):
+        return None
+    tags = tuple(t for t in item.get("tags") or () if isinstance(t, str))
+    vmid = restic.tag_value(tags, "vmid")
+    if (
+        TAG not in tags
+        or vmid is None
+        or not vmid.isdigit()
+        or restic.tag_value(tags, "type") != "lxc"
+    ):
+        return None
+    try:
+        ctime = parse_restic_time(str(item.get("time", "")))
+    except (StorageError, ValueError):
+        return None
+    sid = str(item.get("id", ""))
+    if not re.fullmatch(r"[0-9a-f]{64}", sid):
+        return None
+    return Snapshot(sid, int(vmid), ctime, tags)
+
+
+def snapshots(store: ResticStorage, vmid: int | None = None) -> list[Snapshot]:
+    args = ["snapshots", "--tag", TAG]
+    if vmid is not None:
+        args += ["--tag", f"vmid={vmid}"]
+    raw = restic.run_json(store.repo, args)
+    found = [s for s in (_snapshot(i) for i in raw or []) if s is not None]
+    return sorted(found, key=lambda s: (s.vmid, s.ctime, s.id))
+
+
+def entry(store: ResticStorage, snap: Snapshot) -> VolumeEntry:
+    name = backup_basename(snap.vmid, snap.ctime)
+    return VolumeEntry(
+        volid=store.volid(snap.volname()),
+        content="backup",
+        format="restic",
+        size=snap.size,
+        path=store.subdir("backup") / f"{name}.log",
+        ctime=snap.ctime,
+        vmid=snap.vmid,
+        subtype="lxc",
+        notes=snap.notes,
+        protected=snap.protected,
+        archive=ArchiveInfo(
+            filename=name, type="lxc", extension="restic", format="restic", compression=None,
+            decompressor=None, is_std_name=True, vmid=snap.vmid, ctime=snap.ctime,
+            logfilename=f"{name}.log", notesfilename="", protectedfilename="",
+        ),
+    )  # fmt: skip
+
+
+def list_backups(
+    store: ResticStorage, vmid: int | None = None, subtype: str | None = None
+) -> list[VolumeEntry]:
+    if subtype not in (None, "lxc"):
+        return []
+    return sorted((entry(store, s) for s in snapshots(store, vmid)), key=lambda e: e.volid)
+
+
+def find(store: ResticStorage, volname: str) -> Snapshot:
+    """The one snapshot a volume name names (NotFoundError: none; refused: several)."""
+    vol = parse_volname(volname)
+    assert vol.vmid is not None
+    matches = [s for s in snapshots(store, vol.vmid) if s.volname() == volname]
+    if not matches:
+        raise NotFoundError(f"can't find backup '{store.volid(volname)}'")
+    if len(matches) > 1:
+        raise StorageError(f"backup '{store.volid(volname)}' names {len(matches)} snapshots")
+    return matches[0]
+
+
+def remove(store: ResticStorage, volname: str, *, reclaim: bool = True) -> None:
+    snap = find(store, volname)
+    if snap.protected:
+        raise StorageError(f"cannot remove protected backup '{store.volid(volname)}'")
+    restic.run(store.repo, ["forget", snap.id])
+    if reclaim:
+        reclaim_space(store)
+
+
+def reclaim_space(store: ResticStorage) -> None:
+    """``restic prune``: the data only forgotten snapshots used is deleted."""
+    restic.run(store.repo, ["prune"])
+
+
+def _retag(store: ResticStorage, snap: Snapshot, remove_tags: list[str], add: list[str]) -> None:
+    args = ["tag"]
+    for tag in remove_tags:
+        args += ["--remove", tag]
+    for tag in add:
+        args += ["--add", tag]
+    restic.run(store.repo, [*args, snap.id])
+
+
+def set_notes(store: ResticStorage, volname: str, text: str) -> None:
+    snap = find(store, volname)
+    old = [t for t in snap.tags if t.startswith("notes=")]
+    _retag(store, snap, old, [f"notes={encode_notes(text)}"] if text else [])
+
+
+def set_protected(store: ResticStorage, volname: str, protected: bool) -> None:
+    snap = find(store, volname)
+    if protected == snap.protected:
+        return
+    if not protected:
+        _retag(store, snap, [PROTECTED], [])
+        return
+    limit = store.max_protected_backups
+    if limit is not None and limit > -1:
+        count = sum(1 for s in snapshots(store, snap.vmid) if s.protected)
+        if count >= limit:
+            raise StorageError(
+                f"The number of protected backups per guest is limited to {limit} "
+                f"on storage '{store.id}'"
+            )
+    _retag(store, snap, [], [PROTECTED])

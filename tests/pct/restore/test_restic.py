@@ -1,0 +1,145 @@
+"""``pct restore`` from a restic storage: a real container backed up with vzdump into a real
+local repository, restored into a new id (privileged and unprivileged, either way) and over
+the old one with --force; content, owners, modes, links, xattrs and ACLs survive."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.vzdump.engine.conftest import CT, Host, pct, run, vzdump
+from tests.vzdump.engine.test_restic import add_storage, listing
+
+pytestmark = pytest.mark.lxc
+BIN = Path(__file__).resolve().parents[3] / ".venv/bin"
+
+
+@pytest.fixture
+def rhost(ctroot: Path, busybox_template: Path, new_vmid: Callable[[], int]) -> Iterator[Host]:
+    from tests.fixtures.cleanup import stop_containers
+
+    yield Host(ctroot, busybox_template, new_vmid)
+    stop_containers(ctroot)
+
+
+def fill(ct: CT) -> None:
+    data = ct.write("srv/data.bin", os.urandom(300_000), uid=1000)
+    os.chmod(data, 0o640)
+    ct.write("srv/other.txt", b"hello", uid=33)
+    (data.parent / "link").symlink_to("data.bin")
+    os.lchown(data.parent / "link", *ct.host_ids(1000, 1000))
+    long = ct.write("srv/" + "d" * 120 + "/" + "f" * 150, b"long name", uid=7)
+    (data.parent / "longlink").symlink_to(long.relative_to(data.parent))
+    os.lchown(data.parent / "longlink", *ct.host_ids())
+    os.mkfifo(data.parent / "pipe")
+    os.mknod(data.parent / "null", 0o20644, os.makedev(1, 3))
+    for name in ("pipe", "null"):
+        os.lchown(data.parent / name, *ct.host_ids())
+    subprocess.run(["setfattr", "-n", "user.color", "-v", "blue", str(data)], check=True)
+    subprocess.run(["setfacl", "-m", f"u:{ct.host_ids(1234)[0]}:r", str(data)], check=True)
+
+
+def tree(root: Path, shift: int) -> dict[str, tuple[int, int, int, str]]:
+    """rel path → (mode, uid, gid, content digest or link target) in container ids."""
+    out = {}
+    long = "srv/" + "d" * 120 + "/" + "f" * 150
+    for rel in ("srv", "srv/data.bin", "srv/other.txt", "srv/link", long, "srv/longlink"):
+        path = root / rel
+        st = os.lstat(path)
+        what = os.readlink(path) if path.is_symlink() else (
+            str(hash(path.read_bytes())) if path.is_file() else "dir")  # fmt: skip
+        out[rel] = (st.st_mode, st.st_uid - shift, st.st_gid - shift, what)
+    return out
+
+
+def mounted_root(vmid: int) -> Path:
+    out = pct("mount", str(vmid))
+    return Path(out.strip().rsplit(" ", 1)[-1].strip("'"))
+
+
+def test_round_trip_priv_unpriv_and_force(rhost: Host) -> None:
+    add_storage(rhost.root)
+    ct = rhost.create(unprivileged=True)
+    fill(ct)
+    before = tree(ct.volume(), 100000)
+    res = vzdump(str(ct.vmid), "--storage", "offsite")
+    assert res.rc == 0, res.err
+    (volid,) = [r["volid"] for r in listing() if r["vmid"] == ct.vmid]
+    # into a new id, unprivileged as backed up, then privileged
+    for unpriv, shift in (("1", 100000), ("0", 0)):
+        new = rhost.new_vmid()
+        res = run([str(BIN / "pct"), "restore", str(new), str(volid), "--storage", "local",
+                   "--unprivileged", unpriv])  # fmt: skip
+        assert res.rc == 0, res.err
+        restored = CT(new, rhost.root, unpriv == "1")
+        assert tree(restored.volume(), shift) == before
+        assert stat.S_ISFIFO(os.lstat(restored.volume() / "srv/pipe").st_mode)
+        assert not os.path.lexists(restored.volume() / "srv/null")  # not an empty file
+        data = restored.volume() / "srv/data.bin"
+        attr = subprocess.run(["getfattr", "--only-values", "-n", "user.color", str(data)],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert attr == "blue"
+        acl = subprocess.run(["getfacl", "-n", "-c", str(data)], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        assert f"user:{1234 + shift}:r--" in acl
+        assert f"hostname: ct{ct.vmid % 1000}" in restored.conf()
+    # over the original with --force: the old CT is replaced only when the new one is complete
+    (ct.volume() / "srv/other.txt").write_bytes(b"changed")
+    res = run([str(BIN / "pct"), "restore", str(ct.vmid), str(volid), "--force"])
+    assert res.rc == 0, res.err
+    assert (ct.volume() / "srv/other.txt").read_bytes() == b"hello"
+    # a volume id naming no snapshot: one line, the CT untouched
+    missing = str(volid)[:-9] + "00:00:00Z"
+    res = run([str(BIN / "pct"), "restore", str(ct.vmid), missing, "--force"])
+    assert res.rc != 0 and "can't find backup" in res.err and len(res.lines) == 1, res.err
+    assert (ct.volume() / "srv/other.txt").read_bytes() == b"hello"
+
+
+def test_mount_points_simple_and_advanced(rhost: Host) -> None:
+    """A backup=1 volume mount point comes back in simple mode (recreated from the backup's
+    config) and in advanced mode (the layout given on the command line)."""
+    add_storage(rhost.root)
+    ct = rhost.create(unprivileged=True, extra=["--mp0", "local:0,mp=/data,backup=1"])
+    ct.write("inside.txt", b"on mp0", key="mp0", uid=5)
+    ct.write("srv/root.txt", b"on rootfs")
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    (volid,) = [str(r["volid"]) for r in listing() if r["vmid"] == ct.vmid]
+    simple = rhost.new_vmid()
+    res = run([str(BIN / "pct"), "restore", str(simple), volid, "--storage", "local"])
+    assert res.rc == 0, res.err
+    restored = CT(simple, rhost.root, True)
+    inside = restored.volume("mp0") / "inside.txt"
+    assert inside.read_bytes() == b"on mp0" and inside.stat().st_uid == 100005
+    assert (restored.volume() / "srv/root.txt").read_bytes() == b"on rootfs"
+    advanced = rhost.new_vmid()
+    res = run([str(BIN / "pct"), "restore", str(advanced), volid, "--rootfs", "local:0"])
+    assert res.rc == 0, res.err
+    flat = CT(advanced, rhost.root, True)
+    assert "mp0" not in flat.conf()
+    assert (flat.volume() / "data/inside.txt").read_bytes() == b"on mp0"
+
+
+def test_foreign_snapshot_layout_is_refused(rhost: Host) -> None:
+    """A snapshot tagged like a vzdump backup but laid out otherwise (another tool, a hostile
+    repository): the restore refuses it in one line and leaves no container behind."""
+    from tests.vzdump.engine.test_restic import restic_cmd
+
+    add_storage(rhost.root)
+    evil = rhost.root / "evil"
+    (evil / "config").mkdir(parents=True)
+    (evil / "config/pct.conf").write_text("arch: amd64\nrootfs: local:0\n")
+    (evil / "outside").mkdir()
+    (evil / "outside/file").write_text("x")
+    vmid = rhost.new_vmid()
+    env_cwd = ["--tag", "vzdump", "--tag", "type=lxc", "--tag", f"vmid={vmid}"]
+    restic_cmd(rhost.root, "backup", *env_cwd, str(evil / "config"), str(evil / "outside"))
+    (volid,) = [str(r["volid"]) for r in listing() if r["vmid"] == vmid]
+    res = run([str(BIN / "pct"), "restore", str(vmid), volid, "--storage", "local"])
+    assert res.rc != 0, res.err
+    assert "unexpected member" in res.lines[-1], res.err
+    assert not (rhost.root / f"etc/pve/lxc/{vmid}.conf").exists()

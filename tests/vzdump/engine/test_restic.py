@@ -1,0 +1,293 @@
+"""Backups into a restic storage: real containers, a real local repository (vzdump with
+``--storage`` of type restic, listing, notes, protection, retention, change detection)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Host, log_messages, start_vzdump, vzdump
+
+pytestmark = pytest.mark.lxc
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def rhost(ctroot: Path, busybox_template: Path, new_vmid: Callable[[], int]) -> Iterator[Host]:
+    from tests.fixtures.cleanup import stop_containers
+
+    yield Host(ctroot, busybox_template, new_vmid)
+    stop_containers(ctroot)
+
+
+def add_storage(root: Path, sid: str = "offsite", repo: str | None = None, *extra: str) -> Path:
+    pw = root / "pw.txt"
+    pw.write_text(PASSWORD + "\n")
+    repo = repo or str(root / "repo")
+    res = vzdump("storage", "add", "restic", sid, "--repository", repo,
+                 "--password-file", str(pw), "--init", *extra)  # fmt: skip
+    assert res.rc == 0, res.err
+    return Path(repo)
+
+
+def restic_json(root: Path, *args: str) -> object:
+    return json.loads(restic_cmd(root, *args, "--json"))
+
+
+def restic_cmd(root: Path, *args: str) -> str:
+    env = {"PATH": os.environ["PATH"], "RESTIC_REPOSITORY": str(root / "repo"),
+           "RESTIC_PASSWORD_FILE": str(root / "etc/pve/priv/storage/offsite.pw"),
+           "RESTIC_CACHE_DIR": str(root / "cache")}  # fmt: skip
+    out = subprocess.run(["restic", *args], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def listing(sid: str = "offsite") -> list[dict[str, object]]:
+    res = vzdump("list", sid, "--output-format", "json")
+    assert res.rc == 0, res.err
+    data = json.loads(res.out)
+    assert isinstance(data, list)
+    return data
+
+
+def test_storage_section_and_secrets(rhost: Host) -> None:
+    """The section is written without secrets; the password file is 0600; restic never gets the
+    password on argv; a Proxmox storage.cfg with a restic section beside dir parses."""
+    add_storage(rhost.root, "offsite", None, "--prune-backups", "keep-last=2")
+    cfg = (rhost.root / "etc/pve/storage.cfg").read_text()
+    assert cfg == (
+        f"restic: offsite\n\trepository {rhost.root / 'repo'}\n\tcontent backup\n"
+        "\tprune-backups keep-last=2\n"
+    )
+    assert PASSWORD not in cfg
+    pw = rhost.root / "etc/pve/priv/storage/offsite.pw"
+    assert pw.stat().st_mode & 0o777 == 0o600
+    assert pw.parent.stat().st_mode & 0o777 == pw.parent.parent.stat().st_mode & 0o777 == 0o700
+    assert (rhost.root / "repo/config").is_file()
+    # the same repository with a wrong password: one line, non-zero
+    bad = rhost.root / "bad.txt"
+    bad.write_text("wrong\n")
+    res = vzdump("storage", "add", "restic", "other", "--repository", str(rhost.root / "repo"),
+                 "--password-file", str(bad))  # fmt: skip
+    assert res.rc != 0 and res.lines == ["restic storage 'other': wrong repository password"]
+    assert not (rhost.root / "etc/pve/priv/storage/other.pw").exists()
+    res = vzdump("storage", "add", "restic", "empty", "--repository", str(rhost.root / "none"),
+                 "--password-file", str(bad))  # fmt: skip
+    assert res.rc != 0 and "not initialised" in res.err and len(res.lines) == 1
+    res = vzdump("storage", "remove", "offsite")
+    assert res.rc == 0 and not pw.exists() and (rhost.root / "repo/config").is_file()
+
+
+def test_backup_list_second_run_and_prune(rhost: Host) -> None:
+    """stop mode of a privileged and an unprivileged CT; volume ids in PBS form, tags, notes,
+    protection; an unchanged second backup adds < 1% of the CT's size; retention removes the
+    oldest unprotected snapshot and prune reclaims its data."""
+    add_storage(rhost.root)
+    for unpriv in (False, True):
+        ct = rhost.create(unprivileged=unpriv)
+        ct.write("srv/big.bin", os.urandom(4 << 20), uid=1000)
+        res = vzdump(str(ct.vmid), "--storage", "offsite", "--notes-template", "n {{vmid}}",
+                     "--protected", "1", "--script", str(rhost.hook()))  # fmt: skip
+        assert res.rc == 0, res.err
+        targets = {c["TARGET"] for c in rhost.hook_calls() if c["args"].startswith("backup-end")}
+        rows = listing()
+        mine = [r for r in rows if r["vmid"] == ct.vmid]
+        assert len(mine) == 1
+        row = mine[0]
+        assert str(row["volid"]).startswith(f"offsite:backup/ct/{ct.vmid}/")
+        assert row["protected"] == 1 and row["notes"] == f"n {ct.vmid}"
+        assert targets == {row["volid"]}  # hooks see the volume id as TARGET
+        assert int(str(row["size"])) > 4 << 20
+        # the second backup of the unchanged CT, read back to the end with --verify
+        repo_before = du(rhost.root / "repo")
+        res = vzdump(str(ct.vmid), "--storage", "offsite", "--verify")
+        assert res.rc == 0, res.err
+        assert "INFO: verifying backup" in res.lines
+        assert any(ln.startswith("INFO: backup verified: ") for ln in res.lines), res.err
+        added = du(rhost.root / "repo") - repo_before
+        assert added < (4 << 20) // 100, added
+        msgs = log_messages(next((rhost.root / "var/log/vzdump/restic/offsite").glob(
+            f"vzdump-lxc-{ct.vmid}-*.log")))  # fmt: skip
+        assert any("unmodified files" in m for m in msgs)
+        snaps = restic_json(rhost.root, "snapshots", "--tag", f"vmid={ct.vmid}")
+        assert isinstance(snaps, list) and len(snaps) == 2
+        tags = set(snaps[0]["tags"])
+        assert {"vzdump", "type=lxc", f"vmid={ct.vmid}"} <= tags
+        assert ("idmap=u:0:100000:65536/g:0:100000:65536" in tags) == unpriv
+    # retention: keep-last=1 keeps the newest and the protected one of each CT
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1", "--dry-run",
+                 "--output-format", "json")  # fmt: skip
+    marks = sorted(r["mark"] for r in json.loads(res.out))
+    assert marks == ["keep", "keep", "protected", "protected"], marks
+    rows = listing()
+    one = next(r for r in rows if r["protected"] == 1)
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1", "--output-format", "json")
+    assert res.rc == 0, res.err
+    assert len(listing()) == 4  # protected ones are never removed, never counted
+    # unprotect one: the next prune removes it
+    from shared.storage.api import set_backup_protected
+
+    set_backup_protected(str(one["volid"]), False)
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
+    assert res.rc == 0, res.err
+    assert len(listing()) == 3
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _twice(root: Path, ct_vmid: int, size: int, *args: str) -> list[str]:
+    """Two backups; the second must add < 1% of ``size``; returns the second's log."""
+    res = vzdump(str(ct_vmid), "--storage", "offsite", *args)
+    assert res.rc == 0, res.err
+    before = du(root / "repo")
+    res = vzdump(str(ct_vmid), "--storage", "offsite", *args)
+    assert res.rc == 0, res.err
+    assert du(root / "repo") - before < size // 100
+    return res.lines
+
+
+def test_snapshot_mode_on_btrfs_and_suspend_mode(host: Host, btrfs: Path) -> None:
+    """snapshot mode (btrfs, running CT) and suspend mode (a fresh rsync copy every run, so
+    inode numbers and ctimes change): unchanged files are recognised as unmodified both ways,
+    and the container keeps running, thawed and unlocked."""
+    add_storage(host.root)
+    ct = host.create(rootfs="bt:0", start=True)
+    ct.write("srv/big.bin", os.urandom(4 << 20))
+    lines = _twice(host.root, ct.vmid, 4 << 20, "--mode", "snapshot")
+    assert any("create storage snapshot 'vzdump'" in ln for ln in lines)
+    assert any(" 0 new, 2 changed" in ln for ln in lines), "\n".join(lines)  # the config files
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    ct2 = host.create(start=True)
+    ct2.write("srv/big.bin", os.urandom(4 << 20))
+    lines = _twice(host.root, ct2.vmid, 4 << 20, "--mode", "suspend")
+    assert any("backup mode: suspend" in ln for ln in lines)
+    assert any(" 0 new, 2 changed" in ln for ln in lines), "\n".join(lines)  # the config files
+    assert ct2.running() and ct2.freezer_state() == "THAWED" and "lock:" not in ct2.conf()
+
+
+def _restic_pid(stage: Path, timeout: float = 30.0) -> int:
+    """The pid of the restic backup that runs in ``stage`` (as soon as it exists)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if (
+                    os.readlink(entry / "cwd") == str(stage)
+                    and b"restic" in (entry / "cmdline").read_bytes().split(b"\0")[0]
+                ):
+                    return int(entry.name)
+            except OSError:
+                continue
+        time.sleep(0.005)
+    raise AssertionError("restic did not start")
+
+
+def test_faults(rhost: Host) -> None:
+    """Wrong password, unreachable and uninitialised repositories, restic killed mid-backup,
+    a stale lock: one line each, non-zero, the CT running, thawed and unlocked, no snapshot
+    listed, the stage unmounted; afterwards the repository passes 'restic check'."""
+    add_storage(rhost.root)
+    ct = rhost.create(start=True)
+    ct.write("srv/big.bin", os.urandom(64 << 20))
+    pw = rhost.root / "etc/pve/priv/storage/offsite.pw"
+
+    def failed_backup(expected: str) -> None:
+        res = vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+        assert res.rc != 0
+        errors = [ln for ln in res.lines if "Backup of VM" in ln and "failed" in ln]
+        assert errors == [f"ERROR: Backup of VM {ct.vmid} failed - {expected}"], res.err
+        assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+        assert not list((rhost.root / "run/vzdump-restic").glob("*/rootfs"))
+
+    pw.write_text("wrong\n")
+    failed_backup("restic storage 'offsite': wrong repository password")
+    pw.write_text(PASSWORD + "\n")
+    cfg = rhost.root / "etc/pve/storage.cfg"
+    good = cfg.read_text()
+    cfg.write_text(good.replace(str(rhost.root / "repo"), "rest:http://u:secret@127.0.0.1:1/"))
+    res = vzdump(str(ct.vmid), "--storage", "offsite")
+    assert res.rc != 0 and "repository not reachable" in res.err and "secret" not in res.err
+    cfg.write_text(good.replace(str(rhost.root / "repo"), str(rhost.root / "norepo")))
+    res = vzdump(str(ct.vmid), "--storage", "offsite")
+    assert res.rc != 0 and "not initialised" in res.err
+    cfg.write_text(good)
+    # restic killed while it reads the container
+    proc = start_vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    os.kill(_restic_pid(rhost.root / f"run/vzdump-restic/{ct.vmid}"), signal.SIGKILL)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert (
+        f"Backup of VM {ct.vmid} failed - restic storage 'offsite': restic killed by signal 9"
+        in err.decode()
+    )
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    assert listing() == []
+    # vzdump itself terminated while restic runs: restic is stopped too, nothing is left
+    proc = start_vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    pid = _restic_pid(rhost.root / f"run/vzdump-restic/{ct.vmid}")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not Path(f"/proc/{pid}").exists()
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    assert listing() == [] and not list((rhost.root / "run/vzdump-restic").glob("*/rootfs"))
+    # its lock is stale: pruning says so in one line, unlock clears it, check passes
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
+    assert res.rc == 0  # nothing to remove: no exclusive lock needed
+    assert "no errors were found" in restic_cmd(rhost.root, "check")
+    res = vzdump("storage", "unlock", "offsite")
+    assert res.rc == 0, res.err
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    assert len(listing()) == 1
+
+
+def test_scheduled_job_to_restic(rhost: Host) -> None:
+    """A backup job with ``storage offsite`` runs like any other and applies the storage's
+    retention (the storage's prune-backups, forget, then one prune)."""
+    add_storage(rhost.root, "offsite", None, "--prune-backups", "keep-last=1")
+    ct = rhost.create()
+    ct.write("srv/file.txt", b"job")
+    res = vzdump("job", "add", "nightly", "--schedule", "02:00", "--vmid", str(ct.vmid),
+                 "--storage", "offsite", "--mode", "stop")  # fmt: skip
+    assert res.rc == 0, res.err
+    for _ in range(2):
+        res = vzdump("job", "run", "nightly")
+        assert res.rc == 0, res.err
+        time.sleep(1.1)  # snapshot times have one-second resolution
+    assert [r["vmid"] for r in listing()] == [ct.vmid]
+    assert "no errors were found" in restic_cmd(rhost.root, "check")
+
+
+def test_repository_disk_full(host: Host, tiny_fs: Path) -> None:
+    """The repository's file system fills up mid-backup: one line, the CT as it was, no
+    snapshot listed, and the repository still passes 'restic check'."""
+    add_storage(host.root, "offsite", str(tiny_fs / "repo"))
+    ct = host.create(start=True)
+    ct.write("srv/big.bin", os.urandom(16 << 20))
+    res = vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    assert res.rc != 0
+    errors = [ln for ln in res.lines if "Backup of VM" in ln and "failed" in ln]
+    assert errors == [
+        f"ERROR: Backup of VM {ct.vmid} failed - restic storage 'offsite': the repository's "
+        "storage is full"
+    ], res.err
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    assert listing() == []
+    env = {"PATH": os.environ["PATH"], "RESTIC_REPOSITORY": str(tiny_fs / "repo"),
+           "RESTIC_PASSWORD_FILE": str(host.root / "etc/pve/priv/storage/offsite.pw"),
+           "RESTIC_CACHE_DIR": str(host.root / "cache")}  # fmt: skip
+    check = subprocess.run(["restic", "check"], env=env, capture_output=True, text=True)
+    assert check.returncode == 0 and "no errors were found" in check.stdout, check.stderr

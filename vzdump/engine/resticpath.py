@@ -1,0 +1,227 @@
+"""A guest's backup into a restic storage: the mounted file systems file by file, plus the
+backed-up config, as one snapshot.
+
+The snapshot's tree has two top-level directories, made in a stage at a fixed path per guest
+(``/run/vzdump-restic/<vmid>``): ``config/`` (``pct.conf``, ``pct.fw``, the members that head
+a tar archive) and ``rootfs/``, a bind mount of the directory the mode prepared (the volumes at
+``/mnt/vzsnap0``, or the suspend-mode copy). The fixed path lets restic find the previous
+snapshot of the guest as its parent, so unchanged files are not read again. A suspend-mode
+copy gets new inode numbers and ctimes every time, so there ``--ignore-inode`` and
+``--ignore-ctime`` keep change detection working (mtime and size still count).
+
+Owners: restic runs as host root (it must reach a root-owned local repository and the 0600
+secrets, which an id-mapped restic could not), so an unprivileged container's files are stored
+with host ids. The container's map is recorded in the snapshot's ``idmap=`` tag and every tar
+stream made from the snapshot (restore, export) shifts the owners back into the container's id
+space (shared.backups.resticstream), so what leaves the repository is what the tar path makes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared import paths, restic, signals
+from shared.archive.idmap import IdMapEntry
+from shared.errors import CtkitError, StorageError
+from shared.storage import resticbackups
+from shared.storage.resticplugin import ResticStorage
+from shared.tasklog import Progress, human_bytes
+
+Log = Callable[[str], None]
+CONFIG_DIR = "config"
+ROOTFS_DIR = "rootfs"
+
+
+@dataclass
+class ResticRun:
+    """What one guest's restic backup needs."""
+
+    store: ResticStorage
+    vmid: int
+    when: int  # the snapshot time (epoch seconds, the backup's start)
+    mode: str
+    snapdir: Path
+    config: bytes  # pct.conf for the backup
+    firewall: bytes  # pct.fw (may be empty)
+    excludes: Sequence[str]
+    idmap: Sequence[IdMapEntry]
+    notes: str | None = None
+    protected: bool = False
+
+
+@dataclass
+class ResticResult:
+    volid: str
+    snapshot: str
+    size: int  # bytes processed (the container's backed-up size)
+    added: int  # bytes added to the repository
+
+
+def stage_dir(vmid: int) -> Path:
+    return paths.under(f"run/vzdump-restic/{vmid}")
+
+
+def idmap_tag(entries: Sequence[IdMapEntry]) -> str:
+    return "/".join(f"{e.kind}:{e.ct}:{e.host}:{e.length}" for e in entries)
+
+
+def is_mounted(path: Path) -> bool:
+    """Whether something is mounted at ``path`` (mountinfo, not st_dev: a bind mount from the
+    same file system has the device of its parent)."""
+    wanted = str(path).replace("\\", "\\134").replace(" ", "\\040").replace("\n", "\\012")
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+        return any(line.split(" ")[4] == wanted for line in fh)
+
+
+def _umount(path: Path) -> None:
+    for argv in (["umount", "-R", str(path)], ["umount", "-R", "-l", str(path)]):
+        if not is_mounted(path):
+            return
+        subprocess.run(argv, capture_output=True, check=False)
+    if is_mounted(path):
+        raise CtkitError(f"unable to unmount '{path}'")
+
+
+def clear_stage(stage: Path) -> None:
+    """Unmount and remove a stage (also one a killed vzdump left behind). Nothing is ever
+    removed below the bind mount point: it is unmounted first and then only rmdir'ed, so a
+    mount that survived cannot lead a removal into the container's files."""
+    rootfs = stage / ROOTFS_DIR
+    _umount(rootfs)
+    shutil.rmtree(stage / CONFIG_DIR, ignore_errors=True)
+    for path in (rootfs, stage):
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise CtkitError(f"unable to remove '{path}': {err.strerror}") from None
+
+
+@contextlib.contextmanager
+def staged(run: ResticRun) -> Iterator[Path]:
+    stage = stage_dir(run.vmid)
+    clear_stage(stage)
+    try:
+        (stage / ROOTFS_DIR).mkdir(parents=True, mode=0o700)
+        config = stage / CONFIG_DIR
+        config.mkdir(mode=0o700)
+        (config / "pct.conf").write_bytes(run.config)
+        (config / "pct.fw").write_bytes(run.firewall)
+        proc = subprocess.run(
+            ["mount", "--rbind", str(run.snapdir), str(stage / ROOTFS_DIR)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise CtkitError(f"unable to bind-mount '{run.snapdir}': {proc.stderr.strip()}")
+        yield stage
+    finally:
+        with signals.held():
+            clear_stage(stage)
+
+
+def exclude_args(stage: Path, excludes: Sequence[str]) -> list[str]:
+    """vzdump's patterns for restic: ``/``-anchored ones from the container's root (restic
+    matches them against the absolute path), others at any depth; lost+found everywhere."""
+    out = ["--exclude", "lost+found"]
+    for pattern in excludes:
+        if pattern.startswith("/"):
+            out += ["--exclude", f"{stage / ROOTFS_DIR}{pattern}"]
+        else:
+            out += ["--exclude", pattern]
+    return out
+
+
+def backup_args(run: ResticRun, stage: Path) -> list[str]:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.when))  # restic's TZ is UTC
+    tags: dict[str, str | None] = {
+        resticbackups.TAG: None,
+        "type": "lxc",
+        "vmid": str(run.vmid),
+    }
+    if run.idmap:
+        tags["idmap"] = idmap_tag(run.idmap)
+    if run.notes:
+        tags["notes"] = resticbackups.encode_notes(run.notes)
+    if run.protected:
+        tags[resticbackups.PROTECTED] = None
+    args = ["backup", "--json", "--time", stamp, "--host", paths.node_name()]
+    args += restic.tags_arg(tags) + exclude_args(stage, run.excludes)
+    if run.mode == "suspend":
+        args += ["--ignore-inode", "--ignore-ctime"]
+    return [*args, CONFIG_DIR, ROOTFS_DIR]
+
+
+def volume_id(store: ResticStorage, vmid: int, when: float) -> str:
+    """The volume id a backup started at ``when`` gets (hooks see it as TARGET)."""
+    return store.volid(f"backup/ct/{vmid}/{resticbackups.iso_time(int(when))}")
+
+
+def backup(run: ResticRun, log: Log) -> ResticResult:
+    volid = volume_id(run.store, run.vmid, run.when)
+    log(f"creating restic backup '{volid}'")
+    with staged(run) as stage:
+        summary = _run_backup(run, stage, log)
+    snap = str(summary.get("snapshot_id") or "")
+    if not snap:
+        raise StorageError(f"restic storage '{run.store.id}': no snapshot was written")
+    size = int(summary.get("total_bytes_processed") or 0)
+    added = int(summary.get("data_added") or 0)
+    log(
+        f"restic: {summary.get('files_new', 0)} new, {summary.get('files_changed', 0)} changed, "
+        f"{summary.get('files_unmodified', 0)} unmodified files; "
+        f"{human_bytes(size)} processed, {human_bytes(added)} added to the repository "
+        f"in {float(summary.get('total_duration') or 0):.2f}s"
+    )
+    # the size is known only now: one more tag (restic rewrites the snapshot, same time)
+    try:
+        restic.run(run.store.repo, ["tag", "--add", f"size={size}", snap])
+    except CtkitError as err:  # the backup is complete; only its listed size is missing
+        log(f"WARN: unable to record the backup size - {err}")
+    return ResticResult(volid, snap, size, added)
+
+
+def _run_backup(run: ResticRun, stage: Path, log: Log) -> dict[str, Any]:
+    proc = restic.start(run.store.repo, backup_args(run, stage), cwd=stage)
+    summary: dict[str, Any] = {}
+    try:
+        with Progress(f"backup of CT {run.vmid}", interval=30.0) as prog:
+            seen = 0
+            for item in proc.json_lines():
+                kind = item.get("message_type")
+                if kind == "status":
+                    done = int(item.get("bytes_done") or 0)
+                    if done > seen:
+                        prog.update(done - seen)
+                        seen = done
+                elif kind == "summary":
+                    summary = item
+                elif kind == "error":
+                    err = item.get("error")
+                    what = err.get("message") if isinstance(err, dict) else err
+                    log(f"WARN: restic: {item.get('item', '')}: {what}")
+        proc.finish()
+    except BaseException:
+        with signals.held():
+            proc.kill()
+            _forget_partial(run, summary)
+        raise
+    return summary
+
+
+def _forget_partial(run: ResticRun, summary: dict[str, Any]) -> None:
+    """restic saves a snapshot even when some files could not be read (exit code 3); a
+    failed backup must not be listed, so it is forgotten again."""
+    snap = str(summary.get("snapshot_id") or "")
+    if snap:
+        with contextlib.suppress(CtkitError):
+            restic.run(run.store.repo, ["forget", snap])
