@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.cli import new_app, run
 
-from .commands import config, create, disk, lifecycle, restoretest
+from .commands import config, create, disk, lifecycle, migrate, remote, restoretest
 from .commands import restore as restore_commands
 from .commands import snapshot as snapshot_commands
 
@@ -14,6 +14,8 @@ for module in (create, config, lifecycle, disk):
 restore_commands.register(app)
 restoretest.register(app)
 snapshot_commands.register(app)
+migrate.register(app)
+remote.register(app)
 
 
 def main() -> None:
