@@ -156,6 +156,8 @@ def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) 
     # 24: files vanished while copying - expected while the container runs
     if proc.returncode not in (0, 24):
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        # the remote's own complaint comes before rsync's protocol error
+        lines = [ln for ln in lines if not ln.startswith("rsync")] or lines
         detail = f" - {lines[-1]}" if lines else ""
         raise CommandError(f"rsync of '{source}' failed: exit code {proc.returncode}{detail}")
     sent = 0

@@ -258,7 +258,7 @@ def recv_btrfs(vmid: int, volid: str, snap: str, stream: IO[bytes]) -> None:
 
 
 # rsync's server options that a sender may pass: short option clusters and these long ones
-_RSYNC_LONG = ("--server", "--numeric-ids", "--delete", "--inplace", "--partial", "--sparse")
+_RSYNC_LONG = ("--server", "--numeric-ids", "--delete", "--inplace", "--sparse", "--stats")
 
 
 def _check_rsync_args(args: Sequence[str]) -> list[str]:
