@@ -187,14 +187,12 @@ def _transfer(
             log("start container on target node")
         run.phase = "committing"
         run.save()
-        btrfs_vols = [run.volmap[v] for v in run.btrfs]
-        session.request(
-            "commit",
-            config=tconf.to_text(),
-            start=run.running,
-            btrfs=btrfs_vols,
-            snapshots={run.volmap[v]: run.sent.get(v, []) for v in run.btrfs},
-        )
+        last_sent = {run.volmap[v]: run.sent[v][-1] for v in run.btrfs}
+        try:
+            session.request("commit", config=tconf.to_text(), start=run.running, btrfs=last_sent)
+        except link.Refused:
+            run.phase = "copy"  # the target refused and rolled itself back
+            raise
         run.phase = "committed"
         run.save()
         if run.running:

@@ -25,6 +25,10 @@ CHUNK = 1024 * 1024
 MAX_REPLY = 1024 * 1024
 
 
+class Refused(CtkitError):
+    """The remote answered a request with an error (it is still in control of its state)."""
+
+
 @dataclass
 class Transfer:
     nbytes: int
@@ -67,7 +71,7 @@ class Session:
             raise CommandError(f"remote '{self.remote.name}': unexpected reply") from None
         if not isinstance(reply, dict) or not reply.get("ok"):
             error = reply.get("error") if isinstance(reply, dict) else None
-            raise CtkitError(f"remote '{self.remote.name}': {error or 'request failed'}")
+            raise Refused(f"remote '{self.remote.name}': {error or 'request failed'}")
         return reply
 
     def request(self, op: str, **data: Any) -> dict[str, Any]:

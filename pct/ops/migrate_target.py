@@ -28,6 +28,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config, parse_config
 from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockError, StateError
 from shared.locks import config_lock
+from shared.net.links import is_bridge
 from shared.runtime import lifecycle
 from shared.storage import btrfssend
 from shared.storage.btrfsplugin import BtrfsStorage
@@ -37,8 +38,6 @@ from shared.storage.volumes import (
     alloc_volume,
     free_volume,
     mounted_volume,
-    snapshot_delete,
-    snapshot_rollback,
 )
 
 Log = Callable[[str], None]
@@ -76,10 +75,6 @@ def _storage_info(sid: str) -> dict[str, Any]:
     return info
 
 
-def bridge_exists(name: str) -> bool:
-    return "/" not in name and Path(f"/sys/class/net/{name}/bridge").is_dir()
-
-
 def host_info(vmid: int | None, storages: Sequence[str], bridges: Sequence[str]) -> dict[str, Any]:
     """What a source checks before migrating here."""
     cfg = load_config()
@@ -88,7 +83,7 @@ def host_info(vmid: int | None, storages: Sequence[str], bridges: Sequence[str])
         "protocol": PROTOCOL,
         "node": paths.node_name(),
         "storages": {sid: _storage_info(sid) for sid in (storages or cfg.ids())},
-        "bridges": {name: bridge_exists(name) for name in bridges},
+        "bridges": {name: is_bridge(name) for name in bridges},
     }
     if vmid is not None:
         recover(vmid, log=lambda _msg: None)
@@ -182,13 +177,12 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
     used = {mp.volume for mp in conf.mountpoints() if mp.type == "volume"}
     if not used <= made or any(mp.type != "volume" for mp in conf.mountpoints()):
         raise StateError("the migrated config refers to volumes this migration did not make")
-    for volid in req.get("btrfs", []):
-        if volid not in made:
+    cfg = load_config()
+    for volid, snap in dict(req.get("btrfs", {})).items():
+        if volid not in made or snap not in SNAP_NAMES:
             raise StateError(f"volume '{volid}' is not part of this migration")
-        snaps = [s for s in SNAP_NAMES if s in req.get("snapshots", {}).get(volid, [])]
-        snapshot_rollback(volid, snaps[-1])
-        for snap in snaps:
-            snapshot_delete(volid, snap)
+        sid, volname = parse_volume_id(volid)
+        btrfssend.adopt(cfg.storage(sid), volname, snap)
     conf.set("lock", "migrate")
     with config_lock(vmid):
         if not _placeholder(vmid):

@@ -2,9 +2,9 @@
 
 The sender snapshots a volume (``<volume>@<snap>``, the storage's own snapshot layout) and
 streams it, incrementally against an earlier snapshot when one was sent before. The receiver
-takes the stream into a staging directory beside the volume, then renames the received
-subvolume to ``<its volume>@<snap>``: from there on it is an ordinary storage snapshot, so
-the volume is made from it by a rollback and removed with the volume by ``free_volume``.
+keeps the streams' subvolumes in a staging directory beside the volume (``.recv-<volume>``,
+hidden from the volume listing); at the end the volume is replaced by a writable snapshot of
+the last one and the staging directory is removed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import IO
 
 from ..errors import CommandError, StorageError
 from .base import Storage
-from .btrfsplugin import BtrfsStorage, btrfs, is_subvolume
+from .btrfsplugin import BtrfsStorage, btrfs, is_subvolume, rename_exchange
 
 
 def _btrfs_volume(store: Storage, volname: str) -> tuple[BtrfsStorage, Path]:
@@ -43,29 +43,58 @@ def staging_dir(store: Storage, volname: str) -> Path:
     return subvol.with_name(f".recv-{subvol.name}")
 
 
+def _received(staging: Path) -> dict[str, Path]:
+    """``snapshot name -> subvolume`` of what was received (only real subvolumes count)."""
+    found = {}
+    for entry in staging.iterdir():
+        if entry.is_symlink() or not is_subvolume(entry) or "@" not in entry.name:
+            raise StorageError(f"unexpected '{entry.name}' in '{staging}'")
+        found[entry.name.rsplit("@", 1)[1]] = entry
+    return found
+
+
 def receive(store: Storage, volname: str, snap: str, stream: IO[bytes]) -> None:
-    """Receive one send stream as the snapshot ``<volume>@<snap>`` of an existing volume."""
-    _bstore, subvol = _btrfs_volume(store, volname)
-    final = subvol.with_name(f"{subvol.name}@{snap}")
-    if final.exists():
-        raise StorageError(f"snapshot '{snap}' of volume '{store.volid(volname)}' already exists")
+    """Receive one send stream of the snapshot ``snap`` into the volume's staging directory.
+
+    Received subvolumes stay there (a read-only subvolume cannot be moved to another
+    directory); :func:`adopt` makes the volume from the last one."""
     staging = staging_dir(store, volname)
-    discard_staging(store, volname)
-    staging.mkdir(mode=0o700)
+    if staging.is_symlink():
+        raise StorageError(f"'{staging}' is a symlink")
+    staging.mkdir(mode=0o700, exist_ok=True)
+    before = _received(staging)
+    if snap in before:
+        raise StorageError(f"snapshot '{snap}' of volume '{store.volid(volname)}' already exists")
     proc = subprocess.run(
         ["btrfs", "receive", "-q", "-e", "--", str(staging)],
         stdin=stream,
         capture_output=True,
         check=False,
     )
-    received = [p for p in staging.iterdir() if not p.is_symlink() and is_subvolume(p)]
-    if proc.returncode != 0 or len(received) != 1 or len(list(staging.iterdir())) != 1:
+    after = _received(staging)
+    if proc.returncode != 0 or set(after) != {*before, snap}:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        discard_staging(store, volname)
-        reason = detail[-1] if detail else "unexpected content in the stream"
+        reason = detail[-1] if detail else "the stream held something else"
         raise CommandError(f"btrfs receive into '{store.volid(volname)}' failed - {reason}")
-    os.rename(received[0], final)
-    staging.rmdir()
+
+
+def adopt(store: Storage, volname: str, snap: str) -> None:
+    """Replace the (empty, freshly allocated) volume by a writable copy of a received snapshot,
+    atomically, then drop what was received."""
+    _bstore, subvol = _btrfs_volume(store, volname)
+    staging = staging_dir(store, volname)
+    source = _received(staging).get(snap)
+    if source is None:
+        raise StorageError(f"nothing was received for volume '{store.volid(volname)}'")
+    tmp = subvol.with_name(f"{subvol.name}.tmp.{os.getpid()}")
+    btrfs("subvolume", "snapshot", "--", str(source), str(tmp))
+    try:
+        rename_exchange(tmp, subvol)
+    except OSError as err:
+        btrfs("subvolume", "delete", "--", str(tmp))
+        raise StorageError(f"failed to move '{tmp}' into place at '{subvol}' - {err}") from None
+    btrfs("subvolume", "delete", "--", str(tmp))  # the empty volume made by the allocation
+    discard_staging(store, volname)
 
 
 def discard_staging(store: Storage, volname: str) -> None:
@@ -75,8 +104,6 @@ def discard_staging(store: Storage, volname: str) -> None:
         return
     for entry in staging.iterdir():
         if is_subvolume(entry):
-            with contextlib.suppress(StorageError, CommandError):
-                btrfs("property", "set", "-ts", str(entry), "ro", "false")
             btrfs("subvolume", "delete", "--", str(entry))
     with contextlib.suppress(OSError):
         staging.rmdir()

@@ -4,10 +4,11 @@ sshd in it with keys made here, and a second CTKIT_ROOT used by the commands run
     host netns  mg<id>a 198.18.X.1/30  <->  mg<id>b 198.18.X.2/30  netns ctkmig<id>
                                                              sshd, bridge mgbr<id>, pct (root 2)
 
+sshd runs in its own mount namespace (a slave of the host's) where /sys belongs to the network
+namespace; the target's containers and mounts live there.
 The remote has storages ``local`` (dir) and ``fbt`` (btrfs on its own loop device).
 The remote is registered as ``far`` in the source root's remotes config, with its host key
-pinned. ``ip netns exec`` gives sshd its own mount namespace (a slave of the host's), so the
-target's containers and mounts live there; they are stopped over SSH before sshd ends.
+pinned. They are stopped over SSH before sshd ends.
 """
 
 from __future__ import annotations
@@ -80,6 +81,18 @@ def _wait_port(address: str, timeout: float = 10) -> None:
     raise AssertionError(f"sshd on {address} did not come up")
 
 
+# Like ``ip netns exec``: a private mount namespace whose /sys shows the namespace's own network
+# devices (LXC looks bridges up there) - but with the host's cgroup hierarchies carried over,
+# which a fresh sysfs would hide.
+SYSFS_FOR_NETNS = """
+mkdir -p "$1"
+mount --rbind /sys/fs/cgroup "$1"
+mount -t sysfs sysfs /sys
+mount --rbind "$1" /sys/fs/cgroup
+exec /usr/sbin/sshd -D -e -f "$2"
+"""
+
+
 def start_sshd(netns: str, address: str, keys: Path) -> subprocess.Popen[bytes]:
     cfg = keys / "sshd_config"
     cfg.write_text(
@@ -91,7 +104,20 @@ def start_sshd(netns: str, address: str, keys: Path) -> subprocess.Popen[bytes]:
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns, "/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
+        [
+            "nsenter",
+            f"--net=/run/netns/{netns}",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "slave",
+            "sh",
+            "-ec",
+            SYSFS_FOR_NETNS,
+            "sh",
+            str(keys / "cg"),
+            str(cfg),
+        ],  # fmt: skip
         stderr=open(keys / "sshd.log", "ab"),  # noqa: SIM115 - the child keeps it open
     )
     _wait_port(address)
@@ -170,8 +196,7 @@ def _release_root(root: Path) -> None:
 
 
 def _far_btrfs(image: Path, mnt: Path) -> None:
-    """The remote's btrfs storage ``fbt``: mounted before sshd starts, so that sshd's mount
-    namespace (a copy of the host's) has it."""
+    """The remote's btrfs storage ``fbt``: its own file system on a loop device."""
     with open(image, "wb") as fh:
         fh.truncate(1 << 30)
     sh("mkfs.btrfs", "-q", str(image))
