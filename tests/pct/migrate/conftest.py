@@ -117,7 +117,7 @@ def start_sshd(netns: str, address: str, keys: Path) -> subprocess.Popen[bytes]:
             "sh",
             str(keys / "cg"),
             str(cfg),
-        ],  # fmt: skip
+        ],
         stderr=open(keys / "sshd.log", "ab"),  # noqa: SIM115 - the child keeps it open
     )
     _wait_port(address)
