@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -169,17 +170,27 @@ def _transfer(
             if isinstance(cfg.storage(vol.storage), BtrfsStorage) and tinfo["type"] == "btrfs":
                 run.btrfs.add(vol.volid)
             log(f"volume '{vol.volid}' is '{reply['volid']}' on the target")
-        if run.running:
-            log("container is running - copying while it runs, then a short final pass")
+        # the final pass's receivers start now and wait: their start-up is not downtime
+        final = 1 if run.running else 0
+        receivers = {v.volid: _open_receiver(run, v, final) for v in vols if v.volid in run.btrfs}
+        try:
+            if run.running:
+                log("container is running - copying while it runs, then a short final pass")
+                for vol in vols:
+                    _copy(run, conf, vol, cfg, live=True)
+            if run.running:
+                log(f"shutdown CT {run.vmid}")
+            down = time.monotonic()
+            if run.running:
+                lifecycle.shutdown(
+                    run.vmid, timeout=run.opts.timeout, force_stop=True, skiplock=True
+                )
+                run.stopped = True
             for vol in vols:
-                _copy(run, conf, vol, cfg, live=True)
-            log(f"shutdown CT {run.vmid}")
-        down = time.monotonic()
-        if run.running:
-            lifecycle.shutdown(run.vmid, timeout=run.opts.timeout, force_stop=True, skiplock=True)
-            run.stopped = True
-        for vol in vols:
-            _copy(run, conf, vol, cfg, live=False)
+                _copy(run, conf, vol, cfg, live=False, receiver=receivers.pop(vol.volid, None))
+        finally:
+            for receiver in receivers.values():
+                link.close_receiver(receiver)
         tconf = plan.target_config(conf, run.target_vmid, run.volmap, nets)
         for key, bridge in nets.items():
             log(f"mapped: {key} from {conf.nets()[key]['bridge']} to {bridge}")
@@ -202,7 +213,19 @@ def _transfer(
     _finish_source(run, log)
 
 
-def _copy(run: Run, conf: Config, vol: plan.Volume, cfg: StorageConfig, live: bool) -> None:
+def _open_receiver(run: Run, vol: plan.Volume, index: int) -> subprocess.Popen[bytes]:
+    target = [str(run.target_vmid), run.volmap[vol.volid], SNAP_NAMES[index]]
+    return link.open_receiver(run.remote, target)
+
+
+def _copy(
+    run: Run,
+    conf: Config,
+    vol: plan.Volume,
+    cfg: StorageConfig,
+    live: bool,
+    receiver: subprocess.Popen[bytes] | None = None,
+) -> None:
     tvolid = run.volmap[vol.volid]
     what = "first pass, running" if live else ("final pass" if run.running else "copy")
     if vol.volid in run.btrfs:
@@ -214,8 +237,9 @@ def _copy(run: Run, conf: Config, vol: plan.Volume, cfg: StorageConfig, live: bo
         run.save()
         parent = sent[-2] if len(sent) > 1 else None
         argv = btrfssend.send_argv(cfg.storage(sid), volname, snap, parent)
-        target = [str(run.target_vmid), tvolid, snap]
-        result = link.send_btrfs(run.remote, argv, target, run.opts.bwlimit)
+        if receiver is None:
+            receiver = link.open_receiver(run.remote, [str(run.target_vmid), tvolid, snap])
+        result = link.send_btrfs(argv, receiver, run.opts.bwlimit)
         kind = "incremental btrfs send" if parent else "btrfs send"
     else:
         with _source_tree(run, conf, vol, cfg, live) as source:

@@ -118,18 +118,25 @@ def _finish(procs: list[subprocess.Popen[bytes]], what: str) -> None:
             raise CommandError(f"{what} failed: exit code {proc.returncode}{detail}")
 
 
-def send_btrfs(
-    remote: Remote, send_argv: list[str], target: list[str], bwlimit: int | None
-) -> Transfer:
-    """``btrfs send ... | ssh <remote> pct migrate-target recv-btrfs ...``."""
-    start = time.monotonic()
-    sender = subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    receiver = subprocess.Popen(
+def open_receiver(remote: Remote, target: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``pct migrate-target recv-btrfs <target>`` on the remote, waiting for a stream.
+
+    Opened before the container stops, so that the final pass does not pay for the SSH
+    handshake and the remote command's start-up while the container is down."""
+    return subprocess.Popen(
         ssh.pct_argv(remote, ["migrate-target", "recv-btrfs", *target]),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def send_btrfs(
+    send_argv: list[str], receiver: subprocess.Popen[bytes], bwlimit: int | None
+) -> Transfer:
+    """``btrfs send ...`` into a receiver made by :func:`open_receiver`."""
+    start = time.monotonic()
+    sender = subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert sender.stdout is not None and receiver.stdin is not None
     try:
         nbytes = _pump(sender.stdout, receiver.stdin, bwlimit)
@@ -141,6 +148,18 @@ def send_btrfs(
             receiver.stdin.close()
     _finish([sender, receiver], f"sending '{send_argv[-1]}'")
     return Transfer(nbytes, time.monotonic() - start)
+
+
+def close_receiver(receiver: subprocess.Popen[bytes]) -> None:
+    """End a receiver that will not be used (it sees an empty stream and fails harmlessly)."""
+    with contextlib.suppress(OSError):
+        if receiver.stdin is not None:
+            receiver.stdin.close()
+    try:
+        receiver.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        receiver.kill()
+        receiver.wait()
 
 
 RSYNC_OPTS = ["-aHAXS", "--numeric-ids", "--delete", "--stats", "--one-file-system"]
