@@ -18,11 +18,12 @@ COMMANDS := pct vzdump pveam
 
 # Debian packages ctkit and its tests use: LXC and its python binding's build deps, id mapping,
 # btrfs and ext4 tools, gpg, archivers, the busybox/debootstrap template builders, and a local MTA
-# (exim4, local delivery only) for the notification tests.
+# (exim4, local delivery only) for the notification tests; openssh-server only for the tests'
+# own sshd (migration targets; never enabled or started as a system service by ctkit).
 APT_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mount acl attr \
 	gnupg rsync tar zstd lzop pigz gzip cstream curl busybox-static debootstrap \
 	pkg-config gcc python3-dev python3-venv exim4-daemon-light bsd-mailx iproute2 procps psmisc \
-	openssl openssh-client perl xz-utils bzip2 ca-certificates
+	openssl openssh-client openssh-server perl xz-utils bzip2 ca-certificates
 
 .PHONY: setup host-packages subids venv test demo lint bench clean install uninstall
 
