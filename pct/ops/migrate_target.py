@@ -29,7 +29,7 @@ from shared.ctconfig.config import Config, parse_config
 from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockError, StateError
 from shared.locks import config_lock
 from shared.net.links import is_bridge
-from shared.runtime import lifecycle
+from shared.runtime import lifecycle, lxcapi
 from shared.storage import btrfssend
 from shared.storage.btrfsplugin import BtrfsStorage
 from shared.storage.config import load_config
@@ -101,10 +101,11 @@ def _live_record(vmid: int) -> dict[str, Any]:
     return rec
 
 
-def _placeholder(vmid: int) -> bool:
-    """The config is still the reservation made by a session (not a migrated container)."""
+def _ours(vmid: int) -> bool:
+    """The config is the session's: its reservation, or the migrated config not yet committed
+    (both locked ``migrate``; the VMID was free when the session reserved it)."""
     conf = store.load_or_none(vmid)
-    return conf is not None and conf.lock == "migrate" and "rootfs" not in conf
+    return conf is not None and conf.lock == "migrate"
 
 
 def rollback(vmid: int, rec: dict[str, Any], log: Log) -> None:
@@ -117,6 +118,9 @@ def rollback(vmid: int, rec: dict[str, Any], log: Log) -> None:
                 store.save(conf)
         owner.remove(record_path(vmid))
         return
+    if lxcapi.is_running(vmid) and _ours(vmid):
+        with contextlib.suppress(CtkitError):
+            lifecycle.stop(vmid, skiplock=True, log=log)
     cfg = load_config()
     for volid in reversed(rec.get("volumes", [])):
         try:
@@ -128,7 +132,7 @@ def rollback(vmid: int, rec: dict[str, Any], log: Log) -> None:
         except CtkitError as err:
             log(f"ERROR: removing volume '{volid}' failed - {err}")
     with config_lock(vmid):
-        if _placeholder(vmid):
+        if _ours(vmid):
             store.remove(vmid)
     owner.remove(record_path(vmid))
 
@@ -185,17 +189,18 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
         btrfssend.adopt(cfg.storage(sid), volname, snap)
     conf.set("lock", "migrate")
     with config_lock(vmid):
-        if not _placeholder(vmid):
+        if not _ours(vmid):
             raise LockError(f"CT {vmid}: the reservation of this migration is gone")
         store.save(conf)
+    if req.get("start"):
+        # still locked and not committed: a failed start is rolled back like any failure
+        lifecycle.start(vmid, skiplock=True, log=log)
     rec["committed"] = True
     owner.write(record_path(vmid), rec)
     with config_lock(vmid):
         conf = store.load(vmid)
         conf.delete("lock")
         store.save(conf)
-    if req.get("start"):
-        lifecycle.start(vmid, log=log)
     owner.remove(record_path(vmid))
     return {}
 

@@ -115,3 +115,32 @@ def test_a_killed_migration_is_recovered_by_the_next_one(
     assert checksum(far.pct, vmid, "/data.bin") == digest
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
     far.pct("stop", vmid)
+
+
+def test_target_refusing_to_start_it_rolls_back_and_restarts_the_source(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path, btrfs_storage: str
+) -> None:
+    bridge = f"mgsr{vmid % 100000}"
+    sh("ip", "link", "add", bridge, "type", "bridge")
+    try:
+        pct(
+            "create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0",
+            "--unprivileged", "0", "--net0", f"name=eth0,bridge={bridge}",
+        )  # fmt: skip
+        pct("start", vmid)
+        digest = write_data(pct, vmid, "/data.bin", mib=40)
+        argv = [str(PCT), "remote-migrate", str(vmid), "far", "--restart", "--bwlimit", "4096"]
+        argv += ["--target-storage", "fbt", "--target-bridge", far.bridge]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert wait_for(lambda: any((far.root / f"mnt/fbt/images/{vmid}").glob(".recv-*")))
+        # the bridge checked before the copy is gone when the target starts the container
+        sh("ip", "netns", "exec", far.netns, "ip", "link", "del", far.bridge)
+        out, _ = proc.communicate(timeout=180)
+        assert proc.returncode != 0, out
+        assert f"startup for container '{vmid}' failed" in out
+        assert f"start container {vmid} again on the source" in out
+        assert_source_as_before(pct, vmid, ctroot, digest)
+        assert wait_for(lambda: target_clean(far, vmid))
+        pct("stop", vmid)
+    finally:
+        sh("ip", "link", "del", bridge, check=False)
