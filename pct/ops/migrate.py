@@ -178,14 +178,13 @@ def _transfer(
                 log("container is running - copying while it runs, then a short final pass")
                 for vol in vols:
                     _copy(run, conf, vol, cfg, live=True)
-            if run.running:
                 log(f"shutdown CT {run.vmid}")
             down = time.monotonic()
             if run.running:
+                run.stopped = True  # from here on, a failure starts it again
                 lifecycle.shutdown(
                     run.vmid, timeout=run.opts.timeout, force_stop=True, skiplock=True
                 )
-                run.stopped = True
             for vol in vols:
                 _copy(run, conf, vol, cfg, live=False, receiver=receivers.pop(vol.volid, None))
         finally:
@@ -320,7 +319,7 @@ def _abort(run: Run, err: BaseException) -> None:
         return
     _unlock(run.vmid)
     owner.remove(record_path(run.vmid))
-    if run.stopped:
+    if run.stopped and not lxcapi.is_running(run.vmid):
         log(f"start container {run.vmid} again on the source")
         try:
             lifecycle.start(run.vmid, log=log)
