@@ -11,6 +11,7 @@ import contextlib
 import json
 import shlex
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from shared.remote import ssh
 from shared.remote.config import Remote
 
 CHUNK = 1024 * 1024
+PING_INTERVAL = 60.0
 MAX_REPLY = 1024 * 1024
 
 
@@ -53,6 +55,18 @@ class Session:
             text=True,
         )
         self.hello = self._read()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pinger = threading.Thread(target=self._ping, daemon=True)
+        self._pinger.start()
+
+    def _ping(self) -> None:
+        """Keep the session alive while a long copy runs (the target rolls back when idle)."""
+        while not self._stop.wait(PING_INTERVAL):
+            try:
+                self.request("ping")
+            except CtkitError:
+                return  # the next real request reports the broken session
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -76,15 +90,19 @@ class Session:
 
     def request(self, op: str, **data: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps({"op": op, **data}) + "\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            pass  # the reply read below reports why
-        return self._read()
+        with self._lock:  # one request in flight: the pinger and the migration share the line
+            try:
+                self.proc.stdin.write(json.dumps({"op": op, **data}) + "\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the reply read below reports why
+            return self._read()
 
     def close(self) -> None:
         """End the session; without a commit before, the remote rolls everything back."""
+        self._stop.set()
+        with self._lock:
+            pass  # a ping in flight finishes first
         with contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()

@@ -16,6 +16,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,7 @@ Log = Callable[[str], None]
 PROTOCOL = 1
 MAX_REQUEST = 4 * 1024 * 1024
 SNAP_NAMES = ("ctkit-migrate1", "ctkit-migrate2")
+IDLE_TIMEOUT = 600.0  # the source pings every PING_INTERVAL seconds of its copy
 
 
 def version() -> str:
@@ -210,19 +212,40 @@ def _reply(out: IO[str], data: dict[str, Any]) -> None:
     out.flush()
 
 
-def serve(vmid: int, inp: IO[str], out: IO[str], log: Log) -> None:
-    """Run a session: one JSON request per line in, one JSON reply per line out."""
+def _wait_readable(inp: IO[str], timeout: float) -> bool:
+    try:
+        fd = inp.fileno()
+    except (OSError, ValueError):
+        return True  # not a real file (tests): just read
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def serve(
+    vmid: int, inp: IO[str], out: IO[str], log: Log, idle_timeout: float = IDLE_TIMEOUT
+) -> None:
+    """Run a session: one JSON request per line in, one JSON reply per line out.
+
+    The source pings while it copies; a session that hears nothing for ``idle_timeout``
+    seconds (a connection that died without closing) rolls back like one that was closed."""
     rec = _reserve(vmid)
     committed = False
     try:
         _reply(out, {"ok": True, "ctkit": version(), "protocol": PROTOCOL})
         while not committed:
+            if not _wait_readable(inp, idle_timeout):
+                log(f"no word from the source for {idle_timeout:.0f} s - rolling back")
+                break
             line = inp.readline(MAX_REQUEST)
-            if not line:
-                break  # the source went away: roll back
-            req = json.loads(line)
             try:
-                if req.get("op") == "alloc":
+                req = json.loads(line) if line else None
+            except ValueError:
+                req = None
+            if not isinstance(req, dict):
+                break  # the source went away (or talks nonsense): roll back
+            try:
+                if req.get("op") == "ping":
+                    reply = {}
+                elif req.get("op") == "alloc":
                     reply = _alloc(vmid, rec, req)
                 elif req.get("op") == "commit":
                     reply = _commit(vmid, rec, req, log)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,17 @@ def test_a_dead_sessions_reservation_is_rolled_back(ctroot: Path) -> None:
     info = target.host_info(901, ["local"], [])
     assert info["vmid_free"] is True and not conf.exists() and not path.exists()
     assert info["protocol"] == target.PROTOCOL and info["storages"]["local"]["exists"]
+
+
+def test_a_silent_source_is_given_up_and_a_pinging_one_is_not(ctroot: Path) -> None:
+    conf = ctroot / "etc/pve/lxc/902.conf"
+    r, w = os.pipe()
+    out, logs = io.StringIO(), []
+    os.write(w, b'{"op": "ping"}\n')
+    with os.fdopen(r) as inp:
+        target.serve(902, inp, out, logs.append, idle_timeout=0.5)
+    os.close(w)
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["ok"] for r in replies] == [True, True]  # the greeting and the ping
+    assert len(logs) == 1 and logs[0].startswith("no word from the source for")
+    assert not conf.exists() and not target.record_path(902).exists()
