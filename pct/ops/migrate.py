@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -49,6 +50,7 @@ from .destroy import referenced_volumes
 from .migrate_target import SNAP_NAMES
 
 Log = Callable[[str], None]
+MAX_FIREWALL = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,13 @@ def _transfer(
         run.save()
         last_sent = {run.volmap[v]: run.sent[v][-1] for v in run.btrfs}
         try:
-            session.request("commit", config=tconf.to_text(), start=run.running, btrfs=last_sent)
+            session.request(
+                "commit",
+                config=tconf.to_text(),
+                firewall=_firewall_text(run.vmid),
+                start=run.running,
+                btrfs=last_sent,
+            )
         except link.Refused:
             run.phase = "copy"  # the target refused and rolled itself back
             raise
@@ -215,6 +223,18 @@ def _transfer(
 def _open_receiver(run: Run, vol: plan.Volume, index: int) -> subprocess.Popen[bytes]:
     target = [str(run.target_vmid), run.volmap[vol.volid], SNAP_NAMES[index]]
     return link.open_receiver(run.remote, target)
+
+
+def _firewall_text(vmid: int) -> str | None:
+    """The container's firewall config (``/etc/pve/firewall/<vmid>.fw``) to take along."""
+    path = paths.firewall_conf(vmid)
+    if path.is_symlink() or not path.is_file():
+        return None
+    with path.open("rb") as fh:
+        data = fh.read(MAX_FIREWALL + 1)
+    if len(data) > MAX_FIREWALL:
+        raise CtkitError(f"firewall config '{path}' is larger than {MAX_FIREWALL} bytes")
+    return data.decode("utf-8", "replace")
 
 
 def _copy(
@@ -302,6 +322,9 @@ def _complete_source(vmid: int, delete: bool, log: Log) -> None:
         for volid in referenced_volumes(conf):
             log(f"removing volume '{volid}' on the source")
             free_volume(volid)
+        shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            paths.firewall_conf(vmid).unlink()
         store.remove(vmid)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from shared import owner, paths
+from shared import atomic, owner, paths
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, parse_config
 from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockError, StateError
@@ -199,6 +199,9 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
         lifecycle.start(vmid, skiplock=True, log=log)
     rec["committed"] = True
     owner.write(record_path(vmid), rec)
+    firewall = req.get("firewall")
+    if isinstance(firewall, str):
+        atomic.write_text(paths.firewall_conf(vmid), firewall)
     with config_lock(vmid):
         conf = store.load(vmid)
         conf.delete("lock")

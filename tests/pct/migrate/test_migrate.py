@@ -35,10 +35,15 @@ def test_stopped_ct_on_dir_storage_moves_and_leaves_the_source(
     marker = ctroot / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol/data.bin"
     marker.write_bytes(b"x" * 100000)
     digest = hashlib.sha256(marker.read_bytes()).hexdigest()
+    firewall = ctroot / f"etc/pve/firewall/{vmid}.fw"
+    firewall.parent.mkdir(parents=True)
+    firewall.write_text("[OPTIONS]\nenable: 1\n")
     res = pct("migrate", vmid, "far")
     assert "migration finished successfully" in res.out
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
     assert not (ctroot / f"var/lib/vz/images/{vmid}").exists()
+    assert not firewall.exists()
+    assert (far.root / f"etc/pve/firewall/{vmid}.fw").read_text() == "[OPTIONS]\nenable: 1\n"
     conf = far.conf(vmid).read_text()
     assert "hostname: mover" in conf and "lock:" not in conf
     moved = far.root / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol/data.bin"
