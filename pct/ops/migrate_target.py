@@ -296,6 +296,11 @@ def _check_rsync_args(args: Sequence[str]) -> list[str]:
     return list(args[:-1])
 
 
+def _syncfs(path: Path) -> None:
+    """Flush the file system that holds ``path`` (syncfs(2), through coreutils)."""
+    subprocess.run(["sync", "-f", str(path)], check=False)
+
+
 def rsync_into(vmid: int, volid: str, args: Sequence[str]) -> int:
     """Mount the volume and run rsync's receiving server on it (stdin/stdout are the link)."""
     server_args = _check_rsync_args(args)
@@ -307,7 +312,10 @@ def rsync_into(vmid: int, volid: str, args: Sequence[str]) -> int:
             rsync = shutil.which("rsync")
             if rsync is None:
                 raise CommandError("command 'rsync' not found")
-            return subprocess.run([rsync, *server_args, str(mnt) + "/"], check=False).returncode
+            code = subprocess.run([rsync, *server_args, str(mnt) + "/"], check=False).returncode
+            _syncfs(mnt)  # on disk before the sender may delete its copy
+        _syncfs(mnt)  # the file system that holds the volume (a raw image's backing file)
+        return code
     finally:
         with contextlib.suppress(OSError):
             mnt.rmdir()

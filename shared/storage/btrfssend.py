@@ -77,6 +77,9 @@ def receive(store: Storage, volname: str, snap: str, stream: IO[bytes]) -> None:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         reason = detail[-1] if detail else "the stream held something else"
         raise CommandError(f"btrfs receive into '{store.volid(volname)}' failed - {reason}")
+    # on disk before the sender may delete its copy; and flushed now, while the container
+    # still runs, not by the next pass's snapshot during the downtime
+    btrfs("filesystem", "sync", str(staging))
 
 
 def adopt(store: Storage, volname: str, snap: str) -> None:
