@@ -6,9 +6,9 @@ For each size: a privileged busybox container on a btrfs storage with that many 
 data, a second host (:mod:`shared.fakehost`: a network namespace with its own sshd and ctkit
 root, btrfs storage ``fbt``), then side by side in one run:
 
-- throughput: the same data sent by hand, ``btrfs send <read-only snapshot> | ssh far btrfs
-  receive <dir> && btrfs filesystem sync <dir>``, vs the first pass of ``pct migrate`` (ratio = hand time / ctkit
-  time for the same snapshot's data; target >= 0.9);
+- throughput: the same data sent by hand, ``btrfs send <read-only snapshot> | ssh far
+  btrfs receive <dir> && btrfs filesystem sync <dir>``, vs the first pass of ``pct migrate``
+  (ratio = hand time / ctkit time for the same snapshot's data; target >= 0.9);
 - downtime: what ``pct migrate --restart`` reports (shutdown, incremental send, start on the
   target); the target is <= 2 s and independent of the size.
 """
