@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -108,9 +109,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="256,1024", help="container data sizes in MiB")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="ctkit-migrate-bench-", dir=args.dir))
-    tpl = pack(build_busybox_rootfs(base / "rootfs"), base / "busybox_1.0-1_amd64.tar.zst")
-    for mib in (int(s) for s in args.sizes.split(",")):
-        one_size(base, tpl, mib)
+    try:
+        tpl = pack(build_busybox_rootfs(base / "rootfs"), base / "busybox_1.0-1_amd64.tar.zst")
+        for mib in (int(s) for s in args.sizes.split(",")):
+            one_size(base, tpl, mib)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)  # GiBs of images; nothing is mounted any more
 
 
 if __name__ == "__main__":
