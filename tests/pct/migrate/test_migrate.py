@@ -120,3 +120,24 @@ def test_running_privileged_ct_on_btrfs_migrates_with_short_downtime(
     assert checksum(far.pct, vmid, "/big.bin") == digest
     assert "unprivileged" not in far.conf(vmid).read_text()
     far.pct("stop", vmid)
+
+
+def test_stopped_ct_on_btrfs_remote_migrate_delete(
+    pct: Pct, far: Far, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path,
+    btrfs_storage: str,
+) -> None:  # fmt: skip
+    vmid, tvmid = new_vmid(), new_vmid()
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0")
+    subvol = ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    (subvol / "data.bin").write_bytes(b"y" * 300000)
+    res = pct(
+        "remote-migrate", vmid, tvmid, "far", "--target-storage", "fbt", "--target-bridge", "1",
+        "--delete",
+    )  # fmt: skip
+    assert "copy (btrfs send)" in res.out and "incremental" not in res.out
+    assert "downtime" not in res.out
+    assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists() and not subvol.exists()
+    moved = far.root / f"mnt/fbt/images/{tvmid}/subvol-{tvmid}-disk-0.subvol/data.bin"
+    assert moved.read_bytes() == b"y" * 300000
+    assert far.pct("status", tvmid).out == "status: stopped\n"
+    assert sorted(p.name for p in moved.parent.parent.iterdir()) == [moved.parent.name]
