@@ -16,9 +16,12 @@ PREFIX ?= /opt/ctkit
 BINDIR ?= /usr/local/bin
 COMMANDS := pct vzdump pveam
 
+# openssh-server is only for the tests' own sshd (migration, SFTP repositories): the system's
+# ssh service is kept from starting by a policy-rc.d guard during the install.
 # Debian packages ctkit and its tests use: LXC and its python binding's build deps, id mapping,
 # btrfs and ext4 tools, gpg, archivers, the busybox/debootstrap template builders, and a local MTA
-# (exim4, local delivery only) for the notification tests.
+# (exim4, local delivery only) for the notification tests; openssh-server only for the tests'
+# own sshd (migration targets; never enabled or started as a system service by ctkit).
 APT_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mount acl attr \
 	gnupg rsync tar zstd lzop pigz gzip cstream curl busybox-static debootstrap \
 	pkg-config gcc python3-dev python3-venv exim4-daemon-light bsd-mailx iproute2 procps psmisc \
@@ -35,7 +38,12 @@ host-packages:
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
+		guard=/usr/sbin/policy-rc.d; made=""; \
+		if [ ! -e $$guard ]; then \
+			printf '#!/bin/sh\n[ "$$1" = ssh ] && exit 101\nexit 0\n' > $$guard; chmod 755 $$guard; made=1; \
+		fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		rc=$$?; [ -z "$$made" ] || rm -f $$guard; exit $$rc; \
 	fi
 
 # Unprivileged containers need root's subordinate id range (Proxmox's default map).

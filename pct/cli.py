@@ -12,7 +12,9 @@ from .commands import (
     disk,
     lifecycle,
     maint,
+    migrate,
     optionshelp,
+    remote,
     restoretest,
     state,
 )
@@ -25,6 +27,8 @@ for module in (create, config, lifecycle, disk, state, copy, autostart, maint):
 restore_commands.register(app)
 restoretest.register(app)
 snapshot_commands.register(app)
+migrate.register(app)
+remote.register(app)
 optionshelp.register(app)  # last: it extends the help of create, set and restore
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from .errors import LockError
 
 RECORD_RE = re.compile(r"owner-([1-9][0-9]{2,8})\.json")
 MAX_RECORD = 8192  # a record is a few hundred bytes; anything bigger is not ours
+MAX_FREE_RECORD = 1 << 20  # a migration's record lists its volumes and snapshots
 
 
 @dataclass
@@ -161,3 +163,51 @@ def recorded_vmids() -> list[int]:
     except FileNotFoundError:
         return []
     return sorted(int(m.group(1)) for n in names if (m := RECORD_RE.fullmatch(n)))
+
+
+# --- free-form records at a path of the caller's (a migration's session state) ----------------
+
+
+def me() -> dict[str, Any]:
+    """This process as an owner: pid, start time and boot, the fields :func:`record_alive`
+    checks."""
+    pid = os.getpid()
+    return {"pid": pid, "start": process_start(pid) or 0, "boot": boot_id()}
+
+
+def record_alive(record: Mapping[str, Any]) -> bool:
+    """The rule of :func:`alive` for a free-form record (a corrupt one is a dead owner's)."""
+    pid, start = record.get("pid"), record.get("start")
+    if not isinstance(pid, int) or pid <= 0 or not isinstance(start, int):
+        return False
+    return record.get("boot") == boot_id() and process_start(pid) == start
+
+
+def write_record(path: Path, data: Mapping[str, Any]) -> None:
+    """``data`` plus this process as its owner, written atomically (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({**data, **me()}, sort_keys=True) + "\n"
+    atomic.write_text(path, text, mode=0o600)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``; None when there is none. One that is not a regular file or does
+    not parse is ``{}``: a dead owner's that says nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read(MAX_FREE_RECORD + 1)
+    try:
+        data = json.loads(raw) if len(raw) <= MAX_FREE_RECORD else None
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remove_record(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

@@ -49,6 +49,11 @@ def user_cfg() -> Path:
     return under("etc/pve/user.cfg")
 
 
+def remotes_cfg() -> Path:
+    """The SSH destinations ``pct migrate``/``remote-migrate`` may move containers to."""
+    return under("etc/pve/ctkit-remotes.cfg")
+
+
 def vzdump_conf() -> Path:
     return under("etc/vzdump.conf")
 
@@ -129,3 +134,8 @@ def lxc_rootfs(vmid: int) -> Path:
 
 def run_dir() -> Path:
     return under("run/ctkit")
+
+
+def migrate_dir() -> Path:
+    """Records of migrations in progress (outgoing and incoming), for recovery after a kill."""
+    return run_dir() / "migrate"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import owner
 from shared import owner as owners
 from shared.errors import LockError
 
@@ -63,3 +64,29 @@ def test_bad_records_are_dead_owners_that_did_nothing(ctroot: Path) -> None:
     path.symlink_to(target)
     bad = owners.read(VMID)
     assert bad is not None and bad.op == "unknown" and not bad.lock
+
+
+def test_free_form_records_live_and_dead(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    owner.write_record(path, {"vmid": 100})
+    rec = owner.read_record(path)
+    assert rec is not None and rec["vmid"] == 100 and rec["pid"] == os.getpid()
+    assert owner.record_alive(rec)
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert not owner.record_alive({**rec, "pid": child.pid})
+    # the same pid with another start time, or from another boot, is somebody else
+    assert not owner.record_alive({**rec, "start": rec["start"] + 1})
+    assert not owner.record_alive({**rec, "boot": "another boot"})
+    owner.remove_record(path)
+    assert owner.read_record(path) is None
+
+
+def test_corrupt_or_symlinked_free_form_records_count_as_dead(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert owner.read_record(bad) == {}
+    link = tmp_path / "link.json"
+    link.symlink_to(bad)
+    assert owner.read_record(link) == {}
+    assert not owner.record_alive({})

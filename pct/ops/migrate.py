@@ -1,0 +1,381 @@
+"""``pct migrate`` and ``pct remote-migrate``: move a container to another ctkit host over SSH.
+
+Phases: pre-checks on both sides; the lock ``migrate``; a first copy of every volume while the
+container keeps running; shutdown; a second copy of only what changed (btrfs: incremental send;
+otherwise rsync); the mapped config installed (and started) on the target; only then the source
+removed (``migrate``, ``remote-migrate --delete``) or left stopped and locked. A failure before
+the target committed rolls the target back and leaves the source as it was (running again if
+we stopped it). An ownership record makes a killed migration recoverable by the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared import owner, paths, signals
+from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.mountpoints import parse_mountpoint
+from shared.errors import CtkitError, LockError, StateError
+from shared.locks import config_lock
+from shared.remote import config as remotes
+from shared.remote import ssh
+from shared.remote.config import Remote
+from shared.runtime import lifecycle, lxcapi
+from shared.runtime.ctview import config_root_ids
+from shared.storage import btrfssend
+from shared.storage.btrfsplugin import BtrfsStorage
+from shared.storage.config import StorageConfig, load_config
+from shared.storage.volid import parse_volume_id
+from shared.storage.volumes import (
+    free_volume,
+    list_snapshots,
+    mounted_volume,
+    snapshot_create,
+    snapshot_delete,
+)
+
+from . import migrate_link as link
+from . import migrate_plan as plan
+from .destroy import referenced_volumes
+from .migrate_target import SNAP_NAMES
+
+Log = Callable[[str], None]
+MAX_FIREWALL = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    target: str
+    target_vmid: int | None = None
+    target_storage: str | None = None
+    target_bridge: str | None = None
+    restart: bool = False
+    online: bool = False
+    timeout: int = 180
+    bwlimit: int | None = None
+    delete: bool = True  # remove the source once the target has it
+
+
+@dataclass
+class Run:
+    """What one migration has done so far (for the log, the abort and the record)."""
+
+    vmid: int
+    target_vmid: int
+    remote: Remote
+    running: bool
+    opts: Options
+    log: Log
+    volmap: dict[str, str] = field(default_factory=dict)
+    btrfs: set[str] = field(default_factory=set)
+    sent: dict[str, list[str]] = field(default_factory=dict)
+    stopped: bool = False
+    phase: str = "copy"
+
+    def save(self) -> None:
+        data = {"vmid": self.vmid, "target_vmid": self.target_vmid, "remote": self.remote.name}
+        data.update(phase=self.phase, running=self.running, delete=self.opts.delete)
+        owner.write_record(record_path(self.vmid), {**data, "snapshots": self.sent})
+
+
+def record_path(vmid: int) -> Path:
+    return paths.migrate_dir() / f"out-{vmid}.json"
+
+
+def migrate(vmid: int, opts: Options, log: Log) -> None:
+    remote = remotes.get(opts.target)
+    recover(vmid, log)
+    conf = store.load(vmid)
+    store.check_lock(conf)
+    running = lxcapi.is_running(vmid)
+    if running and opts.online:
+        raise StateError("lxc live migration is currently not implemented")
+    if running and not opts.restart:
+        raise StateError("can't migrate running container without --online or --restart")
+    smap = plan.parse_map(opts.target_storage, "target-storage", "storage")
+    bmap = plan.parse_map(opts.target_bridge, "target-bridge", "bridge")
+    run = Run(vmid, opts.target_vmid or vmid, remote, running, opts, log)
+    start = time.monotonic()
+    log(f"starting migration of CT {vmid} to remote '{remote.name}' ({remote.host})")
+    cfg = load_config()
+    vols = plan.volumes(conf, smap, cfg, log)
+    nets = plan.bridges(conf, bmap)
+    info = _target_info(remote, run.target_vmid, vols, nets)
+    plan.check_target(info, vols, nets)
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        store.set_lock(conf, "migrate")
+        store.save(conf)
+    with signals.interruptible():
+        try:
+            run.save()
+            _transfer(run, conf, vols, nets, info, cfg)
+        except BaseException as err:
+            with signals.held():
+                _abort(run, err)
+            raise
+    log(f"migration finished successfully (duration {_hms(time.monotonic() - start)})")
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _target_info(
+    remote: Remote, tvmid: int, vols: list[plan.Volume], nets: dict[str, str]
+) -> dict[str, Any]:
+    args = ["migrate-target", "info", "--vmid", str(tvmid)]
+    storages = sorted({v.target_storage for v in vols})
+    if storages:
+        args += ["--storages", ",".join(storages)]
+    if nets:
+        args += ["--bridges", ",".join(sorted(set(nets.values())))]
+    out = ssh.run_pct(remote, args)
+    try:
+        info = json.loads(out)
+    except ValueError:
+        raise CtkitError(f"remote '{remote.name}' did not answer like a ctkit host") from None
+    if not isinstance(info, dict):
+        raise CtkitError(f"remote '{remote.name}' did not answer like a ctkit host")
+    return info
+
+
+def _transfer(
+    run: Run,
+    conf: Config,
+    vols: list[plan.Volume],
+    nets: dict[str, str],
+    info: dict[str, Any],
+    cfg: StorageConfig,
+) -> None:
+    log = run.log
+    session = link.Session(run.remote, run.target_vmid)
+    try:
+        uid, gid = config_root_ids(conf)
+        for vol in vols:
+            reply = session.request(
+                "alloc", storage=vol.target_storage, format=vol.fmt, size=vol.size, uid=uid, gid=gid
+            )
+            run.volmap[vol.volid] = str(reply["volid"])
+            tinfo = info["storages"][vol.target_storage]
+            if isinstance(cfg.storage(vol.storage), BtrfsStorage) and tinfo["type"] == "btrfs":
+                run.btrfs.add(vol.volid)
+            log(f"volume '{vol.volid}' is '{reply['volid']}' on the target")
+        # the final pass's receivers start now and wait: their start-up is not downtime
+        final = 1 if run.running else 0
+        receivers = {v.volid: _open_receiver(run, v, final) for v in vols if v.volid in run.btrfs}
+        try:
+            if run.running:
+                log("container is running - copying while it runs, then a short final pass")
+                for vol in vols:
+                    _copy(run, conf, vol, cfg, live=True)
+                log(f"shutdown CT {run.vmid}")
+            down = time.monotonic()
+            if run.running:
+                run.stopped = True  # from here on, a failure starts it again
+                lifecycle.shutdown(
+                    run.vmid, timeout=run.opts.timeout, force_stop=True, skiplock=True
+                )
+            for vol in vols:
+                _copy(run, conf, vol, cfg, live=False, receiver=receivers.pop(vol.volid, None))
+        finally:
+            for receiver in receivers.values():
+                link.close_receiver(receiver)
+        tconf = plan.target_config(conf, run.target_vmid, run.volmap, nets)
+        for key, bridge in nets.items():
+            log(f"mapped: {key} from {conf.nets()[key]['bridge']} to {bridge}")
+        if run.running:
+            log("start container on target node")
+        run.phase = "committing"
+        run.save()
+        last_sent = {run.volmap[v]: run.sent[v][-1] for v in run.btrfs}
+        try:
+            session.request(
+                "commit",
+                config=tconf.to_text(),
+                firewall=_firewall_text(run.vmid),
+                start=run.running,
+                btrfs=last_sent,
+            )
+        except link.Refused:
+            run.phase = "copy"  # the target refused and rolled itself back
+            raise
+        run.phase = "committed"
+        run.save()
+        if run.running:
+            log(f"migration downtime {time.monotonic() - down:.2f} s")
+    finally:
+        session.close()
+    _finish_source(run, log)
+
+
+def _open_receiver(run: Run, vol: plan.Volume, index: int) -> subprocess.Popen[bytes]:
+    target = [str(run.target_vmid), run.volmap[vol.volid], SNAP_NAMES[index]]
+    return link.open_receiver(run.remote, target)
+
+
+def _firewall_text(vmid: int) -> str | None:
+    """The container's firewall config (``/etc/pve/firewall/<vmid>.fw``) to take along."""
+    path = paths.firewall_conf(vmid)
+    if path.is_symlink() or not path.is_file():
+        return None
+    with path.open("rb") as fh:
+        data = fh.read(MAX_FIREWALL + 1)
+    if len(data) > MAX_FIREWALL:
+        raise CtkitError(f"firewall config '{path}' is larger than {MAX_FIREWALL} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def _copy(
+    run: Run,
+    conf: Config,
+    vol: plan.Volume,
+    cfg: StorageConfig,
+    live: bool,
+    receiver: subprocess.Popen[bytes] | None = None,
+) -> None:
+    tvolid = run.volmap[vol.volid]
+    what = "first pass, running" if live else ("final pass" if run.running else "copy")
+    if vol.volid in run.btrfs:
+        sid, volname = parse_volume_id(vol.volid)
+        sent = run.sent.setdefault(vol.volid, [])
+        snap = SNAP_NAMES[len(sent)]
+        snapshot_create(vol.volid, snap, cfg)
+        sent.append(snap)
+        run.save()
+        parent = sent[-2] if len(sent) > 1 else None
+        argv = btrfssend.send_argv(cfg.storage(sid), volname, snap, parent)
+        if receiver is None:
+            receiver = link.open_receiver(run.remote, [str(run.target_vmid), tvolid, snap])
+        result = link.send_btrfs(argv, receiver, run.opts.bwlimit)
+        kind = "incremental btrfs send" if parent else "btrfs send"
+    else:
+        with _source_tree(run, conf, vol, cfg, live) as source:
+            result = link.rsync(
+                run.remote, source, [str(run.target_vmid), tvolid], run.opts.bwlimit
+            )
+        kind = "rsync"
+    run.log(f"{vol.volid}: {what} ({kind}): {result.describe()}")
+
+
+@contextlib.contextmanager
+def _source_tree(
+    run: Run, conf: Config, vol: plan.Volume, cfg: StorageConfig, live: bool
+) -> Iterator[Path]:
+    """The volume's files: a directory volume as it is, a running container's raw volume
+    through the container's own mount, any other raw volume mounted read-only here."""
+    sid, volname = parse_volume_id(vol.volid)
+    if vol.fmt == "subvol":
+        yield cfg.storage(sid).path_of(volname)
+        return
+    pid = lxcapi.init_pid(run.vmid) if live else None
+    mps = [parse_mountpoint(k, conf.values[k]) for k in vol.keys if not k.startswith("unused")]
+    if pid is not None and mps:
+        yield Path(f"/proc/{pid}/root") / mps[0].path.lstrip("/")
+        return
+    tmpdir = tempfile.TemporaryDirectory(prefix="migrate-", dir=_mkdir(paths.migrate_dir()))
+    with tmpdir as tmp, mounted_volume(vol.volid, Path(tmp), read_only=True, cfg=cfg):
+        yield Path(tmp)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _drop_snapshots(run: Run, volids: dict[str, list[str]]) -> None:
+    for volid, snaps in volids.items():
+        existing = set(list_snapshots(volid))
+        for snap in snaps:
+            if snap in existing:
+                try:
+                    snapshot_delete(volid, snap)
+                except CtkitError as err:
+                    run.log(f"ERROR: removing snapshot '{snap}' of '{volid}' failed - {err}")
+
+
+def _finish_source(run: Run, log: Log) -> None:
+    with signals.held():
+        _drop_snapshots(run, run.sent)
+        _complete_source(run.vmid, run.opts.delete, log)
+        owner.remove_record(record_path(run.vmid))
+
+
+def _complete_source(vmid: int, delete: bool, log: Log) -> None:
+    """After the target committed: remove the source, or keep it stopped and locked."""
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        if not delete:
+            log(f"CT {vmid} stays on this node, stopped and locked 'migrate'")
+            return
+        for volid in referenced_volumes(conf):
+            log(f"removing volume '{volid}' on the source")
+            free_volume(volid)
+        shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            paths.firewall_conf(vmid).unlink()
+        store.remove(vmid)
+
+
+def _abort(run: Run, err: BaseException) -> None:
+    log = run.log
+    log(f"ERROR: migration aborted: {err or type(err).__name__}")
+    if run.phase == "committed":
+        # the target has it: leave the source locked rather than risk two running copies
+        log(f"ERROR: CT {run.vmid} left stopped and locked 'migrate' on this node")
+        return
+    _drop_snapshots(run, run.sent)
+    if run.phase == "committing":
+        log(f"ERROR: state on the target unknown - CT {run.vmid} left locked 'migrate'")
+        owner.remove_record(record_path(run.vmid))
+        return
+    _unlock(run.vmid)
+    owner.remove_record(record_path(run.vmid))
+    if run.stopped and not lxcapi.is_running(run.vmid):
+        log(f"start container {run.vmid} again on the source")
+        try:
+            lifecycle.start(run.vmid, log=log)
+        except CtkitError as start_err:
+            log(f"ERROR: restarting CT {run.vmid} failed - {start_err}")
+
+
+def _unlock(vmid: int) -> None:
+    with config_lock(vmid):
+        conf = store.load_or_none(vmid)
+        if conf is not None and conf.lock == "migrate":
+            conf.delete("lock")
+            store.save(conf)
+
+
+def recover(vmid: int, log: Log) -> None:
+    """Clean up after a migration of ``vmid`` whose process was killed."""
+    rec = owner.read_record(record_path(vmid))
+    if rec is None or (rec and owner.record_alive(rec)):
+        if rec:
+            raise LockError(f"CT {vmid} is being migrated by process {rec.get('pid')}")
+        return
+    log(f"recovering an interrupted migration of CT {vmid} (phase {rec.get('phase', '?')})")
+    snaps = rec.get("snapshots") if isinstance(rec.get("snapshots"), dict) else {}
+    with signals.held():
+        for volid, names in (snaps or {}).items():
+            for snap in names if isinstance(names, list) else []:
+                if snap in SNAP_NAMES:
+                    with contextlib.suppress(CtkitError):
+                        snapshot_delete(str(volid), snap)
+        phase = rec.get("phase")
+        if phase == "committed":
+            _complete_source(vmid, bool(rec.get("delete")), log)
+        elif phase != "committing":
+            _unlock(vmid)
+        owner.remove_record(record_path(vmid))

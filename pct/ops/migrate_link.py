@@ -1,0 +1,217 @@
+"""The source's side of the wire: the control session and the two ways volumes travel.
+
+btrfs volumes go as ``btrfs send`` streams of read-only snapshots (the second pass incremental
+against the first); every other volume goes by rsync into the volume the target mounted. Data is
+pumped through this process so that sizes and rates can be logged and ``--bwlimit`` applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from shared.archive.ratelimit import TokenBucket
+from shared.errors import CommandError, CtkitError
+from shared.remote import ssh
+from shared.remote.config import Remote
+
+CHUNK = 1024 * 1024
+PING_INTERVAL = 60.0
+MAX_REPLY = 1024 * 1024
+
+
+class Refused(CtkitError):
+    """The remote answered a request with an error (it is still in control of its state)."""
+
+
+@dataclass
+class Transfer:
+    nbytes: int
+    seconds: float
+
+    def describe(self) -> str:
+        mib = self.nbytes / 1048576
+        rate = mib / self.seconds if self.seconds > 0 else 0.0
+        return f"{mib:.1f} MiB in {self.seconds:.1f} s ({rate:.1f} MiB/s)"
+
+
+class Session:
+    """``pct migrate-target session <vmid>`` on the remote, spoken to one JSON line at a time."""
+
+    def __init__(self, remote: Remote, vmid: int) -> None:
+        self.remote = remote
+        self.proc = subprocess.Popen(
+            ssh.pct_argv(remote, ["migrate-target", "session", str(vmid)]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.hello = self._read()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pinger = threading.Thread(target=self._ping, daemon=True)
+        self._pinger.start()
+
+    def _ping(self) -> None:
+        """Keep the session alive while a long copy runs (the target rolls back when idle)."""
+        while not self._stop.wait(PING_INTERVAL):
+            try:
+                self.request("ping")
+            except CtkitError:
+                return  # the next real request reports the broken session
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline(MAX_REPLY)
+        if not line:
+            self.proc.wait()
+            assert self.proc.stderr is not None
+            err = [ln for ln in self.proc.stderr.read(65536).splitlines() if ln.strip()]
+            reason = err[-1] if err else f"exit code {self.proc.returncode}"
+            raise CommandError(
+                f"migration session on remote '{self.remote.name}' failed - {reason}"
+            )
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise CommandError(f"remote '{self.remote.name}': unexpected reply") from None
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            error = reply.get("error") if isinstance(reply, dict) else None
+            raise Refused(f"remote '{self.remote.name}': {error or 'request failed'}")
+        return reply
+
+    def request(self, op: str, **data: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        with self._lock:  # one request in flight: the pinger and the migration share the line
+            try:
+                self.proc.stdin.write(json.dumps({"op": op, **data}) + "\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the reply read below reports why
+            return self._read()
+
+    def close(self) -> None:
+        """End the session; without a commit before, the remote rolls everything back."""
+        self._stop.set()
+        with self._lock:
+            pass  # a ping in flight finishes first
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _pump(src: IO[bytes], dst: IO[bytes], bwlimit: int | None) -> int:
+    """Move everything from one pipe to the other, counting it: ``splice`` (no copy through
+    this process) in pieces the rate limit allows."""
+    bucket = TokenBucket.from_kib(bwlimit)
+    size = bucket.chunk_size(CHUNK) if bucket else CHUNK
+    src_fd, dst_fd = src.fileno(), dst.fileno()
+    for fd in (src_fd, dst_fd):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)  # fewer, larger moves
+    total = 0
+    while True:
+        moved = os.splice(src_fd, dst_fd, size)
+        if moved == 0:
+            return total
+        if bucket:
+            bucket.consume(moved)
+        total += moved
+
+
+def _finish(procs: list[subprocess.Popen[bytes]], what: str) -> None:
+    for proc in procs:
+        proc.wait()
+    for proc in procs:
+        if proc.returncode != 0:
+            err = proc.stderr.read(65536).decode("utf-8", "replace") if proc.stderr else ""
+            lines = [ln for ln in err.splitlines() if ln.strip()]
+            detail = f" - {lines[-1]}" if lines else ""
+            raise CommandError(f"{what} failed: exit code {proc.returncode}{detail}")
+
+
+def open_receiver(remote: Remote, target: list[str]) -> subprocess.Popen[bytes]:
+    """Start ``pct migrate-target recv-btrfs <target>`` on the remote, waiting for a stream.
+
+    Opened before the container stops, so that the final pass does not pay for the SSH
+    handshake and the remote command's start-up while the container is down."""
+    return subprocess.Popen(
+        ssh.pct_argv(remote, ["migrate-target", "recv-btrfs", *target]),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def send_btrfs(
+    send_argv: list[str], receiver: subprocess.Popen[bytes], bwlimit: int | None
+) -> Transfer:
+    """``btrfs send ...`` into a receiver made by :func:`open_receiver`."""
+    start = time.monotonic()
+    sender = subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert sender.stdout is not None and receiver.stdin is not None
+    try:
+        nbytes = _pump(sender.stdout, receiver.stdin, bwlimit)
+    except BrokenPipeError:
+        nbytes = 0
+        sender.kill()
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            receiver.stdin.close()
+    _finish([sender, receiver], f"sending '{send_argv[-1]}'")
+    return Transfer(nbytes, time.monotonic() - start)
+
+
+def close_receiver(receiver: subprocess.Popen[bytes]) -> None:
+    """End a receiver that will not be used (it sees an empty stream and fails harmlessly)."""
+    with contextlib.suppress(OSError):
+        if receiver.stdin is not None:
+            receiver.stdin.close()
+    try:
+        receiver.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        receiver.kill()
+        receiver.wait()
+
+
+RSYNC_OPTS = ["-aHAXS", "--numeric-ids", "--delete", "--stats", "--one-file-system"]
+
+
+def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) -> Transfer:
+    """rsync ``source/`` into the volume the remote mounts for ``target`` (vmid, volid)."""
+    start = time.monotonic()
+    rsync_path = ssh.remote_command(remote, ["migrate-target", "rsync", *target, "--"])
+    argv = ["rsync", *RSYNC_OPTS]
+    if bwlimit:
+        argv.append(f"--bwlimit={bwlimit}")
+    argv += ["-e", shlex.join(ssh.ssh_options(remote)), f"--rsync-path={rsync_path}"]
+    host = f"[{remote.host}]" if ":" in remote.host else remote.host
+    argv += [f"{source}/", f"{host}:/"]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    # 24: files vanished while copying - expected while the container runs
+    if proc.returncode not in (0, 24):
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        # the remote's own complaint comes before rsync's protocol error
+        lines = [ln for ln in lines if not ln.startswith("rsync")] or lines
+        detail = f" - {lines[-1]}" if lines else ""
+        raise CommandError(f"rsync of '{source}' failed: exit code {proc.returncode}{detail}")
+    sent = 0
+    for line in proc.stdout.splitlines():
+        if line.startswith("Total bytes sent:"):
+            sent = int(line.split(":")[1].strip().replace(",", "").split()[0])
+    return Transfer(sent, time.monotonic() - start)

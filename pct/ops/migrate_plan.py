@@ -1,0 +1,160 @@
+"""What a migration moves and where to: storage and bridge maps, the volume list, pre-checks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.ctconfig.config import Config
+from shared.ctconfig.mountpoints import iter_mountpoints, parse_mountpoint
+from shared.ctconfig.options import NET_SCHEMA
+from shared.errors import (
+    AlreadyExistsError,
+    CommandError,
+    NotFoundError,
+    ParamError,
+    StateError,
+    StorageError,
+)
+from shared.storage.config import StorageConfig
+from shared.storage.volid import parse_volume_id
+from shared.storage.volumes import volume_format, volume_size
+
+from .destroy import referenced_volumes
+from .migrate_target import PROTOCOL
+
+ID_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]|[a-zA-Z]")
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """Proxmox's ``source:target,...`` map; one bare id maps everything; ``1`` is identity."""
+
+    pairs: Mapping[str, str]
+    default: str | None = None
+
+    def __call__(self, source: str) -> str:
+        return self.pairs.get(source) or self.default or source
+
+
+def parse_map(text: str | None, param: str, what: str) -> IdMap:
+    if not text or text == "1":
+        return IdMap({})
+    pairs: dict[str, str] = {}
+    default = None
+    for item in text.split(","):
+        src, sep, dst = item.partition(":")
+        if not sep:
+            if default is not None or not ID_RE.fullmatch(src):
+                raise ParamError({param: f"failed to parse {what} map: invalid entry '{item}'"})
+            default = src
+            continue
+        if not ID_RE.fullmatch(src) or not ID_RE.fullmatch(dst) or src in pairs:
+            raise ParamError({param: f"failed to parse {what} map: invalid entry '{item}'"})
+        pairs[src] = dst
+    return IdMap(pairs, default)
+
+
+@dataclass(frozen=True)
+class Volume:
+    volid: str
+    keys: tuple[str, ...]  # rootfs/mpN/unusedN that name it
+    storage: str
+    target_storage: str
+    fmt: str
+    size: int
+
+
+def volumes(conf: Config, smap: IdMap, cfg: StorageConfig, log: Any) -> list[Volume]:
+    """Every volume of the container, with where it goes; refuses what cannot move."""
+    if conf.snapshots:
+        raise StateError("remote migration with snapshots not supported yet")
+    if any(k == "rootfs" or k.startswith(("mp", "unused")) for k in conf.pending.values):
+        raise StateError("the container has pending volume changes - apply them first")
+    for mp in iter_mountpoints(conf.values):
+        if mp.type != "volume":
+            raise StateError(f"cannot migrate local {mp.type} mount point '{mp.key}'")
+    out = []
+    for volid in referenced_volumes(conf):
+        sid, _name = parse_volume_id(volid)
+        keys = tuple(
+            k for k, v in {**conf.values}.items()
+            if (k == "rootfs" or k.startswith(("mp", "unused"))) and _volume_of(k, v) == volid
+        )  # fmt: skip
+        if not keys:
+            raise StateError(f"volume '{volid}' is only referenced by pending changes")
+        store = cfg.storage(sid)
+        if store.shared:
+            raise StorageError(f"volume '{volid}' is on shared storage '{sid}' - not supported")
+        fmt = volume_format(volid, cfg)
+        out.append(Volume(volid, keys, sid, smap(sid), fmt, volume_size(volid, cfg)))
+        log(f"found local volume '{volid}' (in current VM config)")
+    return out
+
+
+def _volume_of(key: str, value: str) -> str | None:
+    if key.startswith("unused"):
+        return value
+    try:
+        return parse_mountpoint(key, value).volume
+    except ValueError:
+        return None
+
+
+def bridges(conf: Config, bmap: IdMap) -> dict[str, str]:
+    """``netN -> target bridge`` for every interface that has a bridge."""
+    return {key: bmap(str(net["bridge"])) for key, net in conf.nets().items() if net.get("bridge")}
+
+
+def check_target(info: Mapping[str, Any], vols: list[Volume], nets: dict[str, str]) -> None:
+    """Refuse before anything is touched: version, storages, room, bridges, VMID."""
+    if info.get("protocol") != PROTOCOL:
+        raise CommandError(
+            f"remote ctkit {info.get('ctkit', '?')} is not compatible (migration protocol "
+            f"{info.get('protocol')}, need {PROTOCOL})",
+            hint="install the same ctkit version on both hosts",
+        )
+    need: dict[str, int] = {}
+    for vol in vols:
+        need[vol.target_storage] = need.get(vol.target_storage, 0) + vol.size
+    storages = info.get("storages", {})
+    for sid, size in need.items():
+        st = storages.get(sid) or {}
+        if not st.get("exists"):
+            raise NotFoundError(f"storage '{sid}' does not exist on the target")
+        if "rootdir" not in st.get("content", []):
+            raise StorageError(f"content type 'rootdir' is not available on storage '{sid}'")
+        if not st.get("active"):
+            raise StorageError(f"storage '{sid}' is not available on the target: {st.get('error')}")
+        if int(st.get("avail", 0)) < size:
+            raise StorageError(
+                f"not enough space on storage '{sid}' of the target: need {size >> 20} MiB, "
+                f"{int(st.get('avail', 0)) >> 20} MiB available"
+            )
+    for key, bridge in nets.items():
+        if not info.get("bridges", {}).get(bridge):
+            raise NotFoundError(f"bridge '{bridge}' ({key}) does not exist on the target")
+    if not info.get("vmid_free", False):
+        raise AlreadyExistsError(f"target VMID is already in use on node '{info.get('node')}'")
+
+
+def target_config(
+    conf: Config, target_vmid: int, volmap: Mapping[str, str], nets: Mapping[str, str]
+) -> Config:
+    """The config the target gets: volumes renamed, bridges mapped, no lock, no pending volumes."""
+    new = conf.copy()
+    new.vmid = target_vmid
+    new.delete("lock")
+    for key, value in list(new.values.items()):
+        if key.startswith("unused"):
+            new.values[key] = volmap[value]
+        elif key == "rootfs" or re.fullmatch(r"mp\d+", key):
+            mp = parse_mountpoint(key, value)
+            new.values[key] = mp.replace(volume=volmap[mp.volume]).render()
+        elif key in nets:
+            data = dict(NET_SCHEMA.parse(value))
+            data["bridge"] = nets[key]
+            new.values[key] = NET_SCHEMA.render(data)
+    return new

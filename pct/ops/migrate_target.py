@@ -1,0 +1,321 @@
+"""The receiving side of a migration, run over SSH by the source host's ``pct``.
+
+A migration is one *session* (``pct migrate-target session <vmid>``) that lives as long as the
+source's control connection: it reserves the VMID with a placeholder config locked ``migrate``,
+allocates volumes on request, and on ``commit`` installs the config (and starts the container).
+When the connection ends without a commit — the source failed, was killed or the link was cut —
+it frees everything it made. A session killed outright leaves its record behind; the next
+migration command for that VMID sees the dead owner and rolls back the same way.
+Data arrives through separate commands that only write into volumes of a live session:
+``recv-btrfs`` (a ``btrfs send`` stream) and ``rsync`` (an rsync server on a mounted volume).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from shared import atomic, owner, paths
+from shared.ctconfig import store
+from shared.ctconfig.config import Config, parse_config
+from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockError, StateError
+from shared.locks import config_lock
+from shared.net.links import is_bridge
+from shared.runtime import lifecycle, lxcapi
+from shared.storage import btrfssend
+from shared.storage.btrfsplugin import BtrfsStorage
+from shared.storage.config import load_config
+from shared.storage.volid import parse_volume_id
+from shared.storage.volumes import (
+    alloc_volume,
+    free_volume,
+    mounted_volume,
+)
+
+Log = Callable[[str], None]
+PROTOCOL = 1
+MAX_REQUEST = 4 * 1024 * 1024
+SNAP_NAMES = ("ctkit-migrate1", "ctkit-migrate2")
+IDLE_TIMEOUT = 600.0  # the source pings every PING_INTERVAL seconds of its copy
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("ctkit")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+def record_path(vmid: int) -> Path:
+    return paths.migrate_dir() / f"in-{vmid}.json"
+
+
+# --- info -----------------------------------------------------------------------------------
+
+
+def _storage_info(sid: str) -> dict[str, Any]:
+    cfg = load_config()
+    st = cfg.get(sid)
+    if st is None:
+        return {"exists": False}
+    info: dict[str, Any] = {"exists": True, "type": st.type_name, "content": sorted(st.content)}
+    try:
+        st.activate()
+        vfs = os.statvfs(st.path)
+        info.update(active=True, avail=vfs.f_bavail * vfs.f_frsize)
+    except (CtkitError, OSError) as err:
+        info.update(active=False, error=str(err))
+    return info
+
+
+def host_info(vmid: int | None, storages: Sequence[str], bridges: Sequence[str]) -> dict[str, Any]:
+    """What a source checks before migrating here."""
+    cfg = load_config()
+    info: dict[str, Any] = {
+        "ctkit": version(),
+        "protocol": PROTOCOL,
+        "node": paths.node_name(),
+        "storages": {sid: _storage_info(sid) for sid in (storages or cfg.ids())},
+        "bridges": {name: is_bridge(name) for name in bridges},
+    }
+    if vmid is not None:
+        recover(vmid, log=lambda _msg: None)
+        info["vmid_free"] = not store.exists(vmid)
+    return info
+
+
+# --- the session record and rollback --------------------------------------------------------
+
+
+def _live_record(vmid: int) -> dict[str, Any]:
+    rec = owner.read_record(record_path(vmid))
+    if not rec or not owner.record_alive(rec) or rec.get("vmid") != vmid:
+        raise StateError(f"no migration into CT {vmid} in progress")
+    return rec
+
+
+def _ours(vmid: int) -> bool:
+    """The config is the session's: its reservation, or the migrated config not yet committed
+    (both locked ``migrate``; the VMID was free when the session reserved it)."""
+    conf = store.load_or_none(vmid)
+    return conf is not None and conf.lock == "migrate"
+
+
+def rollback(vmid: int, rec: dict[str, Any], log: Log) -> None:
+    """Free what a session made, newest first; keep a committed container."""
+    if rec.get("committed"):
+        with config_lock(vmid):
+            conf = store.load_or_none(vmid)
+            if conf is not None and conf.lock == "migrate":
+                conf.delete("lock")
+                store.save(conf)
+        owner.remove_record(record_path(vmid))
+        return
+    if lxcapi.is_running(vmid) and _ours(vmid):
+        with contextlib.suppress(CtkitError):
+            lifecycle.stop(vmid, skiplock=True, log=log)
+    cfg = load_config()
+    for volid in reversed(rec.get("volumes", [])):
+        try:
+            sid, volname = parse_volume_id(str(volid))
+            st = cfg.storage(sid)
+            if isinstance(st, BtrfsStorage):
+                btrfssend.discard_staging(st, volname)
+            free_volume(str(volid), cfg)
+        except CtkitError as err:
+            log(f"ERROR: removing volume '{volid}' failed - {err}")
+    with config_lock(vmid):
+        if _ours(vmid):
+            store.remove(vmid)
+    owner.remove_record(record_path(vmid))
+
+
+def recover(vmid: int, log: Log) -> bool:
+    """Roll back a session into ``vmid`` whose owner died. True when there was one."""
+    rec = owner.read_record(record_path(vmid))
+    if rec is None or (rec and owner.record_alive(rec)):
+        return False
+    log(f"rolling back an interrupted migration into CT {vmid}")
+    rollback(vmid, rec or {"vmid": vmid}, log)
+    return True
+
+
+# --- the session ----------------------------------------------------------------------------
+
+
+def _reserve(vmid: int) -> dict[str, Any]:
+    recover(vmid, log=lambda msg: print(msg, file=sys.stderr))
+    with config_lock(vmid):
+        if store.exists(vmid):
+            raise AlreadyExistsError(f"CT {vmid} already exists on node '{paths.node_name()}'")
+        rec: dict[str, Any] = {"vmid": vmid, "volumes": []}
+        owner.write_record(record_path(vmid), rec)
+        store.save(Config(vmid, {"lock": "migrate"}))
+    return rec
+
+
+def _alloc(vmid: int, rec: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
+    volid = alloc_volume(
+        str(req["storage"]),
+        vmid,
+        int(req["size"]),
+        root_uid=int(req.get("uid", 0)),
+        root_gid=int(req.get("gid", 0)),
+        fmt=str(req["format"]),
+    )
+    rec["volumes"].append(volid)
+    owner.write_record(record_path(vmid), rec)
+    return {"volid": volid}
+
+
+def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> dict[str, Any]:
+    conf = parse_config(str(req["config"]).encode(), vmid, strict=True)
+    made = set(rec["volumes"])
+    used = {mp.volume for mp in conf.mountpoints() if mp.type == "volume"}
+    if not used <= made or any(mp.type != "volume" for mp in conf.mountpoints()):
+        raise StateError("the migrated config refers to volumes this migration did not make")
+    cfg = load_config()
+    for volid, snap in dict(req.get("btrfs", {})).items():
+        if volid not in made or snap not in SNAP_NAMES:
+            raise StateError(f"volume '{volid}' is not part of this migration")
+        sid, volname = parse_volume_id(volid)
+        btrfssend.adopt(cfg.storage(sid), volname, snap)
+    conf.set("lock", "migrate")
+    with config_lock(vmid):
+        if not _ours(vmid):
+            raise LockError(f"CT {vmid}: the reservation of this migration is gone")
+        store.save(conf)
+    if req.get("start"):
+        # still locked and not committed: a failed start is rolled back like any failure
+        lifecycle.start(vmid, skiplock=True, log=log)
+    rec["committed"] = True
+    owner.write_record(record_path(vmid), rec)
+    firewall = req.get("firewall")
+    if isinstance(firewall, str):
+        atomic.write_text(paths.firewall_conf(vmid), firewall)
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        conf.delete("lock")
+        store.save(conf)
+    owner.remove_record(record_path(vmid))
+    return {}
+
+
+def _reply(out: IO[str], data: dict[str, Any]) -> None:
+    out.write(json.dumps(data) + "\n")
+    out.flush()
+
+
+def _wait_readable(inp: IO[str], timeout: float) -> bool:
+    try:
+        fd = inp.fileno()
+    except (OSError, ValueError):
+        return True  # not a real file (tests): just read
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def serve(
+    vmid: int, inp: IO[str], out: IO[str], log: Log, idle_timeout: float = IDLE_TIMEOUT
+) -> None:
+    """Run a session: one JSON request per line in, one JSON reply per line out.
+
+    The source pings while it copies; a session that hears nothing for ``idle_timeout``
+    seconds (a connection that died without closing) rolls back like one that was closed."""
+    rec = _reserve(vmid)
+    committed = False
+    try:
+        _reply(out, {"ok": True, "ctkit": version(), "protocol": PROTOCOL})
+        while not committed:
+            if not _wait_readable(inp, idle_timeout):
+                log(f"no word from the source for {idle_timeout:.0f} s - rolling back")
+                break
+            line = inp.readline(MAX_REQUEST)
+            try:
+                req = json.loads(line) if line else None
+            except ValueError:
+                req = None
+            if not isinstance(req, dict):
+                break  # the source went away (or talks nonsense): roll back
+            try:
+                if req.get("op") == "ping":
+                    reply = {}
+                elif req.get("op") == "alloc":
+                    reply = _alloc(vmid, rec, req)
+                elif req.get("op") == "commit":
+                    reply = _commit(vmid, rec, req, log)
+                    committed = True
+                else:
+                    raise CtkitError(f"unknown request '{req.get('op')}'")
+            except CtkitError as err:
+                _reply(out, {"ok": False, "error": str(err)})
+                if req.get("op") == "commit":
+                    break
+                continue
+            _reply(out, {"ok": True, **reply})
+    finally:
+        if not committed:
+            rollback(vmid, owner.read_record(record_path(vmid)) or rec, log)
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _session_volume(vmid: int, volid: str) -> None:
+    if volid not in _live_record(vmid).get("volumes", []):
+        raise StateError(f"volume '{volid}' is not part of the migration into CT {vmid}")
+
+
+def recv_btrfs(vmid: int, volid: str, snap: str, stream: IO[bytes]) -> None:
+    if snap not in SNAP_NAMES:
+        raise CtkitError(f"unexpected snapshot name '{snap}'")
+    _session_volume(vmid, volid)
+    sid, volname = parse_volume_id(volid)
+    btrfssend.receive(load_config().storage(sid), volname, snap, stream)
+
+
+# rsync's server options that a sender may pass: short option clusters and these long ones
+_RSYNC_LONG = ("--server", "--numeric-ids", "--delete", "--inplace", "--sparse", "--stats")
+
+
+def _check_rsync_args(args: Sequence[str]) -> list[str]:
+    if not args or args[0] != "--server" or len(args) < 3 or args[-2] != ".":
+        raise CtkitError("expected rsync server arguments")
+    for arg in args[1:-2]:
+        ok = arg.startswith(_RSYNC_LONG) or (arg.startswith("-") and arg[1:2] != "-")
+        if not ok or arg.startswith("--sender") or "sender" in arg:
+            raise CtkitError(f"refusing rsync argument '{arg}'")
+    return list(args[:-1])
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the file system that holds ``path`` (syncfs(2), through coreutils)."""
+    subprocess.run(["sync", "-f", str(path)], check=False)
+
+
+def rsync_into(vmid: int, volid: str, args: Sequence[str]) -> int:
+    """Mount the volume and run rsync's receiving server on it (stdin/stdout are the link)."""
+    server_args = _check_rsync_args(args)
+    _session_volume(vmid, volid)
+    mnt = paths.migrate_dir() / f"mnt-{vmid}-{os.getpid()}"
+    mnt.mkdir(parents=True, exist_ok=True)
+    try:
+        with mounted_volume(volid, mnt):
+            rsync = shutil.which("rsync")
+            if rsync is None:
+                raise CommandError("command 'rsync' not found")
+            code = subprocess.run([rsync, *server_args, str(mnt) + "/"], check=False).returncode
+            _syncfs(mnt)  # on disk before the sender may delete its copy
+        _syncfs(mnt)  # the file system that holds the volume (a raw image's backing file)
+        return code
+    finally:
+        with contextlib.suppress(OSError):
+            mnt.rmdir()

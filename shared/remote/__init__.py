@@ -1,0 +1,1 @@
+"""Other ctkit hosts reached over SSH: the remotes config, the ssh transport, ownership records."""

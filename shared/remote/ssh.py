@@ -1,0 +1,105 @@
+"""Commands on a remote ctkit host through OpenSSH's client, with the pinned host key only.
+
+Every connection uses a known-hosts file holding just the remote's pinned key (under a
+``HostKeyAlias``), ``StrictHostKeyChecking=yes`` and ``BatchMode``: a changed or unknown key
+fails the connection instead of prompting or learning it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import atomic, paths
+from ..errors import CommandError
+from .config import Remote, parse_hostkey
+
+CONNECT_TIMEOUT = 10
+# a remote that answers with more than this on a query is not a ctkit host
+MAX_REPLY = 4 * 1024 * 1024
+
+
+def known_hosts(remote: Remote) -> Path:
+    """A known-hosts file with only this remote's pinned key (rewritten on every use)."""
+    keytype, _blob = parse_hostkey(remote.hostkey)
+    key = remote.hostkey.split()[1]
+    path = paths.run_dir() / "ssh" / f"known_hosts.{remote.name}"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic.write_text(path, f"{alias(remote)} {keytype} {key}\n", mode=0o600)
+    return path
+
+
+def alias(remote: Remote) -> str:
+    return f"ctkit-remote-{remote.name}"
+
+
+def ssh_argv(remote: Remote) -> list[str]:
+    """``ssh``, its options and the destination."""
+    return [*ssh_options(remote), remote.host]
+
+
+def ssh_options(remote: Remote) -> list[str]:
+    """``ssh`` and its options, without the destination (for ``rsync -e``)."""
+    argv = [
+        "ssh",
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={known_hosts(remote)}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "UpdateHostKeys=no",
+        "-o", f"HostKeyAlias={alias(remote)}",
+        "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+        "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=3",
+        "-o", "ControlMaster=no",
+        "-o", "ControlPath=none",
+        "-F", "/dev/null",
+        "-p", str(remote.port),
+        "-l", remote.user,
+    ]  # fmt: skip
+    if remote.identity:
+        argv += ["-o", "IdentitiesOnly=yes", "-i", remote.identity]
+    return [*argv, "-T"]
+
+
+def remote_command(remote: Remote, args: Sequence[str]) -> str:
+    """The shell command line run on the remote: its ``pct`` with our arguments, quoted."""
+    words = [remote.command or "pct", *args]
+    if remote.root:
+        words = ["env", f"CTKIT_ROOT={remote.root}", *words]
+    return shlex.join(words)
+
+
+def pct_argv(remote: Remote, args: Sequence[str]) -> list[str]:
+    """The full local argv that runs ``pct <args>`` on the remote."""
+    return [*ssh_argv(remote), "--", remote_command(remote, args)]
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def run_pct(remote: Remote, args: Sequence[str], *, timeout: float = 120) -> str:
+    """Run ``pct <args>`` on the remote and return its stdout; CommandError on failure."""
+    try:
+        proc = subprocess.run(
+            pct_argv(remote, args),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"remote '{remote.name}': no answer within {timeout:.0f} s") from None
+    out = proc.stdout[:MAX_REPLY].decode("utf-8", "replace")
+    if proc.returncode != 0:
+        err = _last_line(proc.stderr[-4096:].decode("utf-8", "replace")) or _last_line(out)
+        if proc.returncode == 255:
+            raise CommandError(f"remote '{remote.name}': ssh failed - {err}")
+        raise CommandError(f"remote '{remote.name}': {err or f'exit code {proc.returncode}'}")
+    return out

@@ -1,0 +1,40 @@
+"""The second host of the migration tests (:mod:`shared.fakehost`), registered as remote
+``far`` in the test's root with its host key pinned."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.fakehost import FakeHost, fake_host, sh
+from tests.pct.conftest import Pct, Result, run_pct
+
+PCT = Path(sys.executable).parent / "pct"
+
+__all__ = ["PCT", "Far", "sh"]
+
+
+class Far(FakeHost):
+    name = "far"
+
+    def pct(self, *args: object, check: bool = True) -> Result:
+        """The remote's pct, run through SSH in the remote's namespaces."""
+        proc = self.run_pct(*args)
+        res = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and res.rc != 0:
+            raise AssertionError(f"remote pct {args} failed ({res.rc}):\n{res.text}")
+        return res
+
+
+@pytest.fixture
+def far(ctroot: Path, tmp_path: Path, pct: Pct) -> Iterator[Far]:
+    with fake_host(tmp_path, PCT) as host:
+        far = Far(**host.__dict__)
+        run_pct(
+            "remote", "add", "far", "--host", far.address, "--hostkey-file", far.hostkey,
+            "--identity", far.identity, "--command", PCT, "--root", far.root,
+        )  # fmt: skip
+        yield far

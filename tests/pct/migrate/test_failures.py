@@ -1,0 +1,146 @@
+"""A migration that fails in the middle leaves the source as it was and the target clean; a
+killed one is recovered by the next command (issue 16)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.pct.conftest import Pct
+
+from .conftest import PCT, Far, sh
+from .test_migrate import checksum, write_data
+
+pytestmark = pytest.mark.lxc
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def target_clean(far: Far, vmid: int) -> bool:
+    images = far.root / "mnt/fbt/images" / str(vmid)
+    leftovers = list(images.iterdir()) if images.is_dir() else []
+    records = list((far.root / "run/ctkit/migrate").glob("*.json"))
+    return not far.conf(vmid).exists() and not leftovers and not records
+
+
+def assert_source_as_before(pct: Pct, vmid: int, ctroot: Path, digest: str) -> None:
+    assert pct("status", vmid).out == "status: running\n"
+    assert "lock:" not in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    assert checksum(pct, vmid, "/data.bin") == digest
+    assert not list((ctroot / "mnt/bt/images").glob(f"{vmid}/*@*"))
+
+
+@pytest.fixture
+def running_ct(pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str) -> tuple[int, str]:
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0", "--unprivileged", "0")
+    pct("start", vmid)
+    return vmid, write_data(pct, vmid, "/data.bin", mib=40)
+
+
+def start_migration(vmid: int, *extra: str) -> subprocess.Popen[str]:
+    argv = [str(PCT), "migrate", str(vmid), "far", "--restart", "--target-storage", "fbt"]
+    return subprocess.Popen(
+        [*argv, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_target_disk_full_rolls_back_both_sides(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    vmid, digest = running_ct
+    # the volume is a subvolume without a size: the room check passes, the copy cannot
+    filler = far.root / "mnt/fbt/filler"
+    sh("dd", "if=/dev/zero", f"of={filler}", "bs=4M", "conv=fsync", check=False)  # until full
+    res = pct("migrate", vmid, "far", "--restart", "--target-storage", "fbt", check=False)
+    assert res.rc != 0
+    assert "ERROR: migration aborted" in res.out
+    assert "start container" not in res.out  # never stopped: the first pass failed
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    assert wait_for(lambda: target_clean(far, vmid))
+    pct("stop", vmid)
+
+
+def test_connection_cut_mid_copy_rolls_back_both_sides(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    vmid, digest = running_ct
+    proc = start_migration(vmid, "--bwlimit", "4096")
+    recv = far.root / f"mnt/fbt/images/{vmid}"
+    assert wait_for(lambda: any(recv.glob(".recv-*")))
+    # kill every sshd in the namespace: the listener and the sessions carrying the migration
+    for pid in sh("ip", "netns", "pids", far.netns).stdout.split():
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+            with_suppress_kill(int(pid))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    assert wait_for(lambda: target_clean(far, vmid)), list(recv.iterdir())
+    pct("stop", vmid)
+
+
+def with_suppress_kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_migration_is_recovered_by_the_next_one(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    vmid, digest = running_ct
+    proc = start_migration(vmid, "--bwlimit", "4096")
+    recv = far.root / f"mnt/fbt/images/{vmid}"
+    assert wait_for(lambda: any(recv.glob(".recv-*")))
+    proc.kill()  # no cleanup at all on the source
+    proc.communicate()
+    assert "lock: migrate" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    # the target notices its control connection ended and rolls back by itself
+    assert wait_for(lambda: target_clean(far, vmid))
+    res = pct("migrate", vmid, "far", "--restart", "--target-storage", "fbt")
+    assert f"recovering an interrupted migration of CT {vmid} (phase copy)" in res.out
+    assert far.pct("status", vmid).out == "status: running\n"
+    assert checksum(far.pct, vmid, "/data.bin") == digest
+    assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
+    far.pct("stop", vmid)
+
+
+def test_target_refusing_to_start_it_rolls_back_and_restarts_the_source(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path, btrfs_storage: str
+) -> None:
+    bridge = f"mgsr{vmid % 100000}"
+    sh("ip", "link", "add", bridge, "type", "bridge")
+    try:
+        pct(
+            "create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0",
+            "--unprivileged", "0", "--net0", f"name=eth0,bridge={bridge}",
+        )  # fmt: skip
+        pct("start", vmid)
+        digest = write_data(pct, vmid, "/data.bin", mib=40)
+        argv = [str(PCT), "remote-migrate", str(vmid), "far", "--restart", "--bwlimit", "4096"]
+        argv += ["--target-storage", "fbt", "--target-bridge", far.bridge]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert wait_for(lambda: any((far.root / f"mnt/fbt/images/{vmid}").glob(".recv-*")))
+        # the bridge checked before the copy is gone when the target starts the container
+        sh("ip", "netns", "exec", far.netns, "ip", "link", "del", far.bridge)
+        out, _ = proc.communicate(timeout=180)
+        assert proc.returncode != 0, out
+        assert f"startup for container '{vmid}' failed" in out
+        assert f"start container {vmid} again on the source" in out
+        assert_source_as_before(pct, vmid, ctroot, digest)
+        assert wait_for(lambda: target_clean(far, vmid))
+        pct("stop", vmid)
+    finally:
+        sh("ip", "link", "del", bridge, check=False)

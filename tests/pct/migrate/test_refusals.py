@@ -1,0 +1,118 @@
+"""Every pre-check of a migration refuses before anything changes on either host (issue 16)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.pct.conftest import Pct
+
+from .conftest import PCT, Far
+
+pytestmark = pytest.mark.lxc
+
+
+def assert_untouched(pct: Pct, far: Far, vmid: int, ctroot: Path, tvmid: int | None = None) -> None:
+    assert "lock:" not in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    assert not far.conf(tvmid or vmid).exists()
+    assert not list((far.root / "run/ctkit/migrate").glob("*.json"))
+    assert not list((ctroot / "run/ctkit/migrate").glob("*.json"))
+
+
+@pytest.fixture
+def ct(pct: Pct, vmid: int, busybox_template: Path) -> int:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--net0", "name=eth0,bridge=vmbr9")
+    return vmid
+
+
+def test_running_ct_needs_restart_and_online_is_refused(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    res = pct("migrate", vmid, "far", check=False)
+    assert res.rc == 6
+    assert res.err == "can't migrate running container without --online or --restart\n"
+    res = pct("migrate", vmid, "far", "--online", check=False)
+    assert res.err == "lxc live migration is currently not implemented\n"
+    assert pct("status", vmid).out == "status: running\n"
+    assert_untouched(pct, far, vmid, ctroot)
+    pct("stop", vmid)
+
+
+@pytest.mark.parametrize(
+    ("args", "rc", "message"),
+    [
+        (["--target-storage", "nosuch"], 3, "storage 'nosuch' does not exist on the target"),
+        (["--target-storage", "a:b:c"], 2, "target-storage: failed to parse storage map"),
+        (["--target-bridge", "vmbr7"], 3, "bridge 'vmbr7' (net0) does not exist on the target"),
+    ],
+)
+def test_missing_storage_or_bridge_on_the_target(
+    pct: Pct, far: Far, ct: int, ctroot: Path, args: list[str], rc: int, message: str
+) -> None:
+    opts = {"--target-storage": "local", "--target-bridge": far.bridge}
+    opts.update(dict(zip(args[::2], args[1::2], strict=True)))
+    flat = [w for kv in opts.items() for w in kv]
+    res = pct("remote-migrate", ct, "far", *flat, check=False)
+    assert res.rc == rc, res.text
+    assert message in res.err
+    assert_untouched(pct, far, ct, ctroot)
+
+
+def test_target_vmid_in_use(pct: Pct, far: Far, ct: int, ctroot: Path) -> None:
+    far.conf(ct).parent.mkdir(parents=True, exist_ok=True)
+    far.conf(ct).write_text("hostname: other\n")
+    res = pct(
+        "remote-migrate", ct, "far", "--target-storage", "local", "--target-bridge", far.bridge,
+        check=False,
+    )  # fmt: skip
+    assert res.rc == 4 and "target VMID is already in use" in res.err
+    assert far.conf(ct).read_text() == "hostname: other\n"
+    far.conf(ct).unlink()
+    assert_untouched(pct, far, ct, ctroot)
+
+
+def test_no_room_on_the_target(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:2")  # sparse, 2 GiB > 1 GiB btrfs
+    res = pct("migrate", vmid, "far", "--target-storage", "fbt", check=False)
+    assert res.rc == 9 and "not enough space on storage 'fbt' of the target" in res.err
+    assert_untouched(pct, far, vmid, ctroot)
+
+
+def test_an_incompatible_remote_ctkit_is_refused(
+    pct: Pct, far: Far, ct: int, ctroot: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "old-pct"
+    old.write_text('#!/bin/sh\necho \'{"ctkit": "0.0.1", "protocol": 0}\'\n')
+    os.chmod(old, 0o755)
+    pct(
+        "remote", "add", "old", "--host", far.address, "--hostkey-file", far.hostkey,
+        "--identity", far.identity, "--command", old,
+    )  # fmt: skip
+    res = pct("migrate", ct, "old", check=False)
+    assert res.rc == 11 and "remote ctkit 0.0.1 is not compatible" in res.err
+    assert_untouched(pct, far, ct, ctroot)
+
+
+def test_bind_mounts_snapshots_locks_and_unknown_remotes_are_refused(
+    pct: Pct, far: Far, ct: int, ctroot: Path, tmp_path: Path
+) -> None:
+    assert pct("migrate", ct, "nowhere", check=False).err.startswith("remote 'nowhere' does not")
+    conf = ctroot / f"etc/pve/lxc/{ct}.conf"
+    text = conf.read_text()
+    conf.write_text(text + f"mp0: {tmp_path},mp=/host\n")
+    res = pct("migrate", ct, "far", check=False)
+    assert res.rc == 6 and "cannot migrate local bind mount point 'mp0'" in res.err
+    conf.write_text(text + "lock: backup\n")
+    assert pct("migrate", ct, "far", check=False).err == "CT is locked (backup)\n"
+    conf.write_text(text + "\n[snap1]\n" + text)
+    res = pct("migrate", ct, "far", check=False)
+    assert "remote migration with snapshots not supported yet" in res.err
+    conf.write_text(text)
+    assert_untouched(pct, far, ct, ctroot)
+    assert PCT.exists()

@@ -1,0 +1,73 @@
+"""The receiving side refuses data for volumes outside a live session and rsync options that
+would make it read or write elsewhere."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pct.ops import migrate_target as target
+from shared import owner
+from shared.errors import CtkitError, StateError
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--server", "--sender", "-logDtpr", ".", "x"],
+        ["--server", "-logDtpr", "--log-file=/etc/x", ".", "x"],
+        ["--server", "-logDtpr", "--link-dest=/root", ".", "x"],
+        ["-logDtpr", ".", "x"],
+    ],
+)
+def test_rsync_server_arguments_are_checked(args: list[str]) -> None:
+    with pytest.raises(CtkitError):
+        target._check_rsync_args(args)
+
+
+def test_rsync_server_arguments_of_a_receiver_pass() -> None:
+    args = ["--server", "-logDtprSe.iLsfxCIvu", "--numeric-ids", "--delete", ".", "/"]
+    assert target._check_rsync_args(args) == args[:-1]
+
+
+def test_data_needs_a_live_session_that_made_the_volume(ctroot: Path) -> None:
+    volid = "local:900/subvol-900-disk-0.subvol"
+    with pytest.raises(StateError, match="no migration into CT 900 in progress"):
+        target.recv_btrfs(900, volid, "ctkit-migrate1", io.BytesIO(b""))
+    owner.write_record(target.record_path(900), {"vmid": 900, "volumes": []})
+    with pytest.raises(StateError, match="is not part of the migration"):
+        target.recv_btrfs(900, volid, "ctkit-migrate1", io.BytesIO(b""))
+    with pytest.raises(CtkitError, match="unexpected snapshot name"):
+        target.recv_btrfs(900, volid, "../x", io.BytesIO(b""))
+
+
+def test_a_dead_sessions_reservation_is_rolled_back(ctroot: Path) -> None:
+    rec = {"vmid": 901, "volumes": [], "pid": 1, "start": -1}
+    path = target.record_path(901)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rec))
+    conf = ctroot / "etc/pve/lxc/901.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("lock: migrate\n")
+    info = target.host_info(901, ["local"], [])
+    assert info["vmid_free"] is True and not conf.exists() and not path.exists()
+    assert info["protocol"] == target.PROTOCOL and info["storages"]["local"]["exists"]
+
+
+def test_a_silent_source_is_given_up_and_a_pinging_one_is_not(ctroot: Path) -> None:
+    conf = ctroot / "etc/pve/lxc/902.conf"
+    r, w = os.pipe()
+    out, logs = io.StringIO(), []
+    os.write(w, b'{"op": "ping"}\n')
+    with os.fdopen(r) as inp:
+        target.serve(902, inp, out, logs.append, idle_timeout=0.5)
+    os.close(w)
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["ok"] for r in replies] == [True, True]  # the greeting and the ping
+    assert len(logs) == 1 and logs[0].startswith("no word from the source for")
+    assert not conf.exists() and not target.record_path(902).exists()
