@@ -173,7 +173,10 @@ def extract_paths(
             write_pieces(tar.stdin.fileno(), scanner.take_output())
             drain(lines, log)
             if select.done:
-                write_all(tar.stdin.fileno(), _end_of_archive(scanner.forwarded))
+                # tar may stop reading at the first end-of-archive block, before the padding
+                # to its record size is through: it has all it needs, its status says the rest
+                with contextlib.suppress(BrokenPipeError):
+                    write_all(tar.stdin.fileno(), _end_of_archive(scanner.forwarded))
                 result.stopped_early = True
                 break
     except BrokenPipeError:

@@ -39,15 +39,16 @@ def test_case_26_destroy_running_ct_frees_every_owned_volume(
     with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
         fh.write(f"unused1: {foreign}\n")
     pct("start", vmid)
-    pct("set", vmid, "--mp3", "local:0,mp=/later")  # stays pending on a running CT
-    assert "[pve:pending]" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    pct("set", vmid, "--mp3", "local:0,mp=/later")  # a new mount point: hot-plugged, allocated
+    main_section = (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text().split("\n[", 1)[0]
+    assert f"mp3: local:{vmid}/subvol-{vmid}-disk-" in main_section
     res = pct("destroy", vmid, check=False)
     assert res.rc != 0 and res.err == f"unable to destroy CT {vmid} - container is running\n"
     res = pct("destroy", vmid, "--force")
     assert f"forced to stop CT {vmid} before destroying!" in res.out
     assert f"ignore deletion of '{foreign}', CT {vmid} isn't the owner!" in res.out
     assert not paths.ct_conf(vmid).exists()
-    assert not images(vmid).exists()  # rootfs, mp0, unused0 (and nothing pending) are gone
+    assert not images(vmid).exists()  # rootfs, mp0, mp3 and unused0 are gone
     assert not paths.lxc_dir(vmid).exists()
     assert (images(other) / f"subvol-{other}-disk-0.subvol").is_dir()
     assert (bind_src / "data.txt").read_text() == "precious\n"

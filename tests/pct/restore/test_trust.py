@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pct.ops.restore_trust import TRUST_OPTION
+from shared import paths
 from shared.ctconfig import store
 from shared.runtime import lifecycle, lxcapi
 from tests.pct.restore.conftest import Backups
@@ -61,6 +62,11 @@ def test_dropped_by_default_kept_when_trusted(
         assert store.load(vmid).to_text() == conf.to_text()
 
     vmid = new_vmid()
+    if key == "hookscript":  # a trusted hook script is kept where it exists on this host
+        snippet = paths.under("var/lib/vz/snippets/hook.sh")
+        snippet.parent.mkdir(parents=True, exist_ok=True)
+        snippet.write_text("#!/bin/sh\n")
+        snippet.chmod(0o755)
     backups.restore(vmid, archive, trust_archive=True)
     saved = store.read_bytes(vmid).decode()
     assert line in saved.splitlines(), saved
