@@ -8,12 +8,18 @@ thawed or restarted, its snapshot removed, its volumes unmounted and freed and i
 Later signals are ignored for the same reason (``vzdump --stop`` or an impatient second Ctrl-C
 must not break cleanup). Without these handlers TERM and HUP would end the process on the spot,
 with no cleanup at all.
+
+Parallel backups run guests in worker threads while the main thread only waits: the handler
+then just notes the signal (the main thread is held), and each worker raises
+``KeyboardInterrupt`` itself at its next :func:`raise_if_interrupted` outside held work. The
+held count is per thread for that reason: one worker's cleanup does not hold back another.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -24,7 +30,16 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 class _State:
     def __init__(self) -> None:
         self.fired = False
-        self.held = 0
+        self._local = threading.local()
+
+    @property
+    def held(self) -> int:
+        """The calling thread's depth of held work."""
+        return int(getattr(self._local, "held", 0))
+
+    @held.setter
+    def held(self, value: int) -> None:
+        self._local.held = value
 
 
 _state = _State()
@@ -74,3 +89,19 @@ def raise_if_interrupted() -> None:
     """After held work: a signal that arrived meanwhile interrupts the operation now."""
     if _state.fired and not _state.held:
         raise KeyboardInterrupt
+
+
+def communicate(proc: subprocess.Popen[str], poll: float = 0.2) -> tuple[str, str]:
+    """``proc.communicate()`` that a noted signal interrupts in any thread, not only in the main
+    one: the child is killed and ``KeyboardInterrupt`` raised (as :func:`subprocess.run` does)."""
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=poll)
+                return out or "", err or ""
+            except subprocess.TimeoutExpired:
+                raise_if_interrupted()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise

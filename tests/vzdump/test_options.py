@@ -226,6 +226,7 @@ def test_defaults_when_nothing_is_set() -> None:
         "pigz": 0,
         "bwlimit": 0,
         "ionice": 7,
+        "parallel": 1,
         "lockwait": 180,
         "stopwait": 10,
         "remove": False,  # forced off by the keep-all default

@@ -28,6 +28,7 @@ from ..scheduler import UPID_RE, make_upid, process_start
 from .guest import GuestBackup, JobEnv
 from .hooks import Hooks, check_script
 from .log import JobLog
+from .parallel import run_guests
 
 IGNORED = ("performance", "fleecing", "pbs-change-detection-mode")
 CLONE_NEWNS = 0x00020000
@@ -226,12 +227,19 @@ class Job:
         env = JobEnv(opts, storage, dumpdir, self.log, hooks, self.stdout)
         self.result.job_log = list(self.log.lines)
         selected = select_guests(opts, self.log.warn)
+        workers = min(opts.parallel, len(selected))
+        if workers > 1:
+            self.result.guests += run_guests(env, selected, workers)
+            if interrupted():
+                raise Interrupted()
+            hooks.run("job-end")
+            return
         for i, vmid in enumerate(selected):
             guest = GuestBackup(env, vmid).run()
             self.result.guests.append(guest)
             if guest.error == Interrupted().message or interrupted():
                 # the guest cleaned up; the job ends and the rest is reported as aborted (§6)
-                self.result.guests += [_aborted(v) for v in selected[i + 1 :]]
+                self.result.guests += [GuestResult.aborted(v) for v in selected[i + 1 :]]
                 raise Interrupted()
         hooks.run("job-end")
 
@@ -249,10 +257,6 @@ class Job:
         if opts is not None and (self.result.guests or self.result.error):
             notify.notify(self.result, opts, warn=self.log.warn)
         return self.result
-
-
-def _aborted(vmid: int) -> GuestResult:
-    return GuestResult(vmid=vmid, name=f"CT{vmid}", status="err", seconds=0.0, error="aborted")
 
 
 def run(
