@@ -229,11 +229,15 @@ class Job:
         selected = select_guests(opts, self.log.warn)
         workers = min(opts.parallel, len(selected))
         if workers > 1:
+            # every started guest has cleaned up when this returns, also after a signal
             self.result.guests += run_guests(env, selected, workers)
-            if interrupted():
-                raise Interrupted()
-            hooks.run("job-end")
-            return
+        else:
+            self._one_by_one(env, selected)
+        if interrupted():
+            raise Interrupted()
+        hooks.run("job-end")
+
+    def _one_by_one(self, env: JobEnv, selected: list[int]) -> None:
         for i, vmid in enumerate(selected):
             guest = GuestBackup(env, vmid).run()
             self.result.guests.append(guest)
@@ -241,7 +245,6 @@ class Job:
                 # the guest cleaned up; the job ends and the rest is reported as aborted (§6)
                 self.result.guests += [GuestResult.aborted(v) for v in selected[i + 1 :]]
                 raise Interrupted()
-        hooks.run("job-end")
 
     def _done(self, opts: BackupOptions | None = None) -> JobResult:
         failed = any(not g.ok for g in self.result.guests)
