@@ -20,6 +20,7 @@ from .conftest import (
     archives,
     log_messages,
     logfile,
+    member_text,
     only_archive,
     random_file,
     start_vzdump,
@@ -210,3 +211,24 @@ def test_bwlimit_is_the_total(host: Host) -> None:
     total = sum(int(re.search(r"Total bytes written: (\d+)", ln).group(1)) for ln in written)  # type: ignore[union-attr]
     rate = total / (end - begin) / 1024
     assert 0.9 * limit <= rate <= 1.1 * limit, rate
+
+
+def test_snapshot_mode_on_btrfs_with_three_workers(host: Host, btrfs: Path) -> None:
+    """Three snapshot-mode backups at once: each worker mounts its snapshot at its own
+    /mnt/vzsnap<slot>; every archive holds its own guest's data; no snapshot or mount is left."""
+    cts = [host.create(rootfs="bt:0", start=True) for _ in range(3)]
+    for ct in cts:
+        ct.write("whoami", str(ct.vmid).encode())
+    res = vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
+                 "--mode", "snapshot", "--parallel", "3")  # fmt: skip
+    assert res.rc == 0, res.err
+    for ct in cts:
+        archive = only_archive(host.dumpdir, ct.vmid)
+        assert member_text(archive, "./whoami") == str(ct.vmid)
+        assert f"CT {ct.vmid}: INFO: backup mode: snapshot" in res.lines
+        assert ct.running() and "lock:" not in ct.conf() and "[vzdump]" not in ct.conf()
+        assert not [p for p in (btrfs / f"images/{ct.vmid}").iterdir() if "vzdump" in p.name]
+    assert (host.root / "mnt/vzsnap1").is_dir()  # a second worker had its own mount point
+    for slot in range(3):
+        vzsnap = host.root / f"mnt/vzsnap{slot}"
+        assert not vzsnap.exists() or not any(vzsnap.iterdir())
