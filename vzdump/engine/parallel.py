@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import io
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -91,6 +92,22 @@ class GuestLog(JobLog):
         signals.raise_if_interrupted()
 
 
+def _sleep(seconds: float) -> None:
+    """The shared bandwidth limit's wait, in slices: with several workers one chunk may have to
+    wait seconds for its turn, and a signal must not."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.1))
+        signals.raise_if_interrupted()
+
+
+def shared_bucket(kib_per_s: int) -> TokenBucket | None:
+    """The run's one ``--bwlimit`` for all workers' archive streams."""
+    if not kib_per_s:
+        return None
+    return TokenBucket(float(kib_per_s) * 1024, sleep=_sleep)
+
+
 def _backup(env: JobEnv, vmid: int) -> GuestResult:
     try:
         return GuestBackup(env, vmid).run()
@@ -101,7 +118,7 @@ def _backup(env: JobEnv, vmid: int) -> GuestResult:
 async def _run_all(env: JobEnv, vmids: list[int], workers: int) -> list[GuestResult]:
     loop = asyncio.get_running_loop()
     console = Console(env.log)
-    bucket = TokenBucket.from_kib(env.opts.bwlimit)
+    bucket = shared_bucket(env.opts.bwlimit)
     slots: asyncio.Queue[int] = asyncio.Queue()
     for slot in range(workers):
         slots.put_nowait(slot)

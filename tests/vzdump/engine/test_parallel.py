@@ -107,16 +107,18 @@ def test_three_workers_same_archives_and_logs(host: Host) -> None:
 
 def test_failing_guests_do_not_stop_the_others(host: Host) -> None:
     """A guest whose hook fails and a guest locked by another operation fail with their own
-    lines; the others are backed up; the job ends with errors (exit 13)."""
+    lines; the others are backed up (at the job's I/O priority); the job ends with errors
+    (exit 13)."""
     cts = [host.create(start=True) for _ in range(4)]
     bad, locked = cts[1], cts[2]
     locked.conf_path.write_text(locked.conf() + "lock: backup\n")
     script = host.root / "hook.sh"
     script.write_text(f'#!/bin/sh\n[ "$1" = backup-start ] && [ "$3" = {bad.vmid} ] && exit 3\n'
-                      "exit 0\n")  # fmt: skip
+                      '[ "$1" = backup-start ] && echo "io: $(ionice)"\nexit 0\n')  # fmt: skip
     script.chmod(0o755)
     res = vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir), "--mode",
-                 "suspend", "--parallel", "3", "--script", str(script))  # fmt: skip
+                 "suspend", "--parallel", "3", "--script", str(script),
+                 "--ionice", "8")  # fmt: skip
     assert res.rc == 13, res.err
     assert res.lines[-2:] == ["INFO: Backup job finished with errors", "job errors"]
     assert (
@@ -129,6 +131,7 @@ def test_failing_guests_do_not_stop_the_others(host: Host) -> None:
     assert "lock: backup" in locked.conf_lines() and not archives(host.dumpdir, locked.vmid)
     assert_clean_failure(bad, host.dumpdir, running=True)
     for ct in (cts[0], cts[3]):
+        assert f"CT {ct.vmid}: INFO: io: idle" in res.lines  # ionice applies in every worker
         assert only_archive(host.dumpdir, ct.vmid) and ct.running()
         assert "lock:" not in ct.conf()
     assert {v: g["status"] for v, g in summary(host).items()} == {
