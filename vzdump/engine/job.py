@@ -28,7 +28,6 @@ from ..scheduler import UPID_RE, make_upid, process_start
 from .guest import GuestBackup, JobEnv
 from .hooks import Hooks, check_script
 from .log import JobLog
-from .parallel import run_guests
 
 IGNORED = ("performance", "fleecing", "pbs-change-detection-mode")
 CLONE_NEWNS = 0x00020000
@@ -229,6 +228,8 @@ class Job:
         selected = select_guests(opts, self.log.warn)
         workers = min(opts.parallel, len(selected))
         if workers > 1:
+            from .parallel import run_guests  # asyncio only costs start-up time when used
+
             # every started guest has cleaned up when this returns, also after a signal
             self.result.guests += run_guests(env, selected, workers)
         else:
