@@ -1,11 +1,11 @@
 """Benchmark a parallel backup job: 8 small running containers, suspend mode, one worker vs
 two (and the peak RSS with four), side by side in one run (not part of the test suite).
 
-    .venv/bin/python bench/parallel_bench.py [--dir /var/tmp] [--size-mb 8] [--reps 2]
+    .venv/bin/python bench/parallel_bench.py [--dir /var/tmp] [--guest-mb 8] [--reps 2]
                                              [--guests 8]
 
 Builds a scratch CTKIT_ROOT below ``--dir`` with ``--guests`` unprivileged busybox containers
-on dir volumes, each with ``--size-mb`` MiB of mixed data, starts them, and times
+on dir volumes, each with ``--guest-mb`` MiB of mixed data, starts them, and times
 ``vzdump <all> --mode suspend --compress zstd --parallel N`` (the real console script) for N =
 1 and 2, interleaved, best of ``--reps``. Ratio = time with one worker / time with two (target:
 two workers take <= 0.65x the time, i.e. a ratio >= 1.54). Then one run with four workers gives
@@ -35,7 +35,7 @@ TARGET = 1 / 0.65
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", default="/var/tmp")
-    parser.add_argument("--size-mb", type=int, default=8)
+    parser.add_argument("--guest-mb", type=int, default=8)
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--guests", type=int, default=8)
     opts = parser.parse_args()
@@ -55,9 +55,9 @@ def bench(root: Root, work: Path, opts: argparse.Namespace) -> None:
     vmids = [FIRST_VMID + i for i in range(opts.guests)]
     for i, vmid in enumerate(vmids):
         root.pct("create", vmid, tpl, "--rootfs", "local:0")
-        generate(root.rootfs(vmid), opts.size_mb, seed=i + 1)
+        generate(root.rootfs(vmid), opts.guest_mb, seed=i + 1)
         root.pct("start", vmid)
-    print(f"host: {os.cpu_count()} CPUs; {opts.guests} running containers, {opts.size_mb} MiB each")
+    print(f"host: {os.cpu_count()} CPUs; {opts.guests} running CTs, {opts.guest_mb} MiB each")
     best: dict[int, float] = {}
     for rep in range(opts.reps):
         for workers in (1, 2):
