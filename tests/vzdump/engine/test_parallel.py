@@ -235,3 +235,16 @@ def test_snapshot_mode_on_btrfs_with_three_workers(host: Host, btrfs: Path) -> N
     for slot in range(3):
         vzsnap = host.root / f"mnt/vzsnap{slot}"
         assert not vzsnap.exists() or not any(vzsnap.iterdir())
+
+
+def test_stop_mode_with_three_workers_restarts_every_guest(host: Host) -> None:
+    """Three running guests stopped, archived and started again at once (LXC driven from the
+    worker threads)."""
+    cts = [host.create(start=True) for _ in range(3)]
+    res = vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
+                 "--mode", "stop", "--parallel", "3")  # fmt: skip
+    assert res.rc == 0, res.err
+    for ct in cts:
+        assert f"CT {ct.vmid}: INFO: restarting vm" in res.lines
+        assert only_archive(host.dumpdir, ct.vmid)
+        assert ct.running() and "lock:" not in ct.conf()
