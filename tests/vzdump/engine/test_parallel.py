@@ -28,6 +28,7 @@ from .conftest import (
     wait_for_line,
 )
 from .test_failures import assert_clean_failure
+from .test_retention import fake_backup
 
 pytestmark = pytest.mark.lxc
 
@@ -235,6 +236,23 @@ def test_snapshot_mode_on_btrfs_with_three_workers(host: Host, btrfs: Path) -> N
     for slot in range(3):
         vzsnap = host.root / f"mnt/vzsnap{slot}"
         assert not vzsnap.exists() or not any(vzsnap.iterdir())
+
+
+def test_retention_per_guest_after_its_archive(host: Host) -> None:
+    """Each worker prunes its own guest's older backups once that guest's archive is final:
+    keep-last=1 leaves exactly the new archive of every guest."""
+    cts = [host.create() for _ in range(4)]
+    older = {ct.vmid: fake_backup(host.dumpdir, ct.vmid, "2021-05-01 10:00") for ct in cts}
+    res = vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
+                 "--prune-backups", "keep-last=1", "--parallel", "2")  # fmt: skip
+    assert res.rc == 0, res.err
+    for ct in cts:
+        lines = guest_console_lines(res.lines, ct.vmid)
+        final = lines.index(next(ln for ln in lines if ln.startswith("INFO: archive file size")))
+        pruned = lines.index(f"INFO: delete old backup '{host.dumpdir / older[ct.vmid]}'")
+        assert final < pruned
+        assert [p.name for p in archives(host.dumpdir, ct.vmid)] != [older[ct.vmid]]
+        assert len(archives(host.dumpdir, ct.vmid)) == 1
 
 
 def test_stop_mode_with_three_workers_restarts_every_guest(host: Host) -> None:
