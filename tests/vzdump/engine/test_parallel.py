@@ -266,3 +266,32 @@ def test_stop_mode_with_three_workers_restarts_every_guest(host: Host) -> None:
         assert f"CT {ct.vmid}: INFO: restarting vm" in res.lines
         assert only_archive(host.dumpdir, ct.vmid)
         assert ct.running() and "lock:" not in ct.conf()
+
+
+def test_sigterm_ends_a_long_hook_in_a_worker(host: Host) -> None:
+    """A worker waiting for a slow hook (backup-start) is interrupted at once: the hook is
+    killed, the guest cleaned up, and the job ends with the signal's error."""
+    cts = [host.create() for _ in range(2)]
+    script = host.root / "slow-hook.sh"
+    script.write_text('#!/bin/sh\n[ "$1" = backup-start ] && exec sleep 60\nexit 0\n')
+    script.chmod(0o755)
+    proc = start_vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
+                        "--mode", "stop", "--parallel", "2", "--script", str(script))  # fmt: skip
+    try:
+        seen = wait_for_line(proc, "ionice priority")
+        seen += wait_for_line(proc, "ionice priority")
+        time.sleep(0.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+    lines = seen + err.decode().splitlines()
+    assert proc.returncode == 130 and took < 5, (took, lines)
+    for ct in cts:
+        assert (
+            f"CT {ct.vmid}: ERROR: Backup of VM {ct.vmid} failed - interrupted by signal" in lines
+        )
+        assert "lock:" not in ct.conf() and not archives(host.dumpdir, ct.vmid)
+    assert not list((host.root / "var/tmp").glob("vzdumptmp*"))
