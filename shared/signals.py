@@ -18,9 +18,11 @@ held count is per thread for that reason: one worker's cleanup does not hold bac
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -93,7 +95,9 @@ def raise_if_interrupted() -> None:
 
 def communicate(proc: subprocess.Popen[str], poll: float = 0.2) -> tuple[str, str]:
     """``proc.communicate()`` that a noted signal interrupts in any thread, not only in the main
-    one: the child is killed and ``KeyboardInterrupt`` raised (as :func:`subprocess.run` does)."""
+    one: the child is killed and ``KeyboardInterrupt`` raised (as :func:`subprocess.run` does).
+    A child started with ``start_new_session=True`` is killed with its whole process group
+    (rsync forks helpers that would otherwise go on writing into a directory being removed)."""
     try:
         while True:
             try:
@@ -102,6 +106,26 @@ def communicate(proc: subprocess.Popen[str], poll: float = 0.2) -> tuple[str, st
             except subprocess.TimeoutExpired:
                 raise_if_interrupted()
     except BaseException:
+        _kill_group(proc)
+        raise
+
+
+def _kill_group(proc: subprocess.Popen[str], wait: float = 5.0) -> None:
+    try:
+        group = os.getpgid(proc.pid) == proc.pid
+    except ProcessLookupError:
+        group = False
+    if not group:
         proc.kill()
         proc.wait()
-        raise
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:  # until the helpers it forked are gone too
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)

@@ -63,13 +63,20 @@ def test_workers_act_on_a_signal_the_held_main_thread_noted() -> None:
             outcome["cleanup"] = "completed"
 
     def waiting_worker() -> None:
-        proc = subprocess.Popen(["sleep", "30"], text=True)
+        # a child that forked a helper of its own (as rsync does): the whole group goes
+        argv = ["sh", "-c", "sleep 30 & wait"]
+        proc = subprocess.Popen(argv, text=True, start_new_session=True)
         started = time.monotonic()
         try:
             signals.communicate(proc)
         except KeyboardInterrupt:
             outcome["waited"] = time.monotonic() - started
             outcome["child"] = proc.poll()
+            try:
+                os.killpg(proc.pid, 0)
+                outcome["group"] = "alive"
+            except ProcessLookupError:
+                outcome["group"] = "gone"
 
     with signals.interruptible(), signals.held():
         workers = [threading.Thread(target=cleanup_worker), threading.Thread(target=waiting_worker)]
@@ -84,4 +91,4 @@ def test_workers_act_on_a_signal_the_held_main_thread_noted() -> None:
         assert signals.interrupted()
     assert outcome["cleanup"] == "completed"
     assert isinstance(outcome["waited"], float) and outcome["waited"] < 5
-    assert outcome["child"] == -signal.SIGKILL
+    assert outcome["child"] == -signal.SIGKILL and outcome["group"] == "gone"

@@ -48,6 +48,7 @@ class Hooks:
             stderr=subprocess.STDOUT,
             encoding="utf-8",
             errors="replace",
+            start_new_session=True,  # so that an interrupt can end it with what it started
         ) as proc:
             # a signal ends a hook outside cleanup in a parallel job's worker as well
             output, _none = signals.communicate(proc)

@@ -185,7 +185,9 @@ def rsync(run: GuestRun, argv: list[str], which: str) -> None:
     run.log(f"starting {which} sync {argv[-2] if len(argv) > 1 else ''} to {argv[-1]}")
     started = time.monotonic()
     # a parallel job's worker is interrupted here too, not only once rsync is done
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
         stdout, stderr = signals.communicate(proc)
     for line in stderr.splitlines():
         run.log(f"ERROR: {line}" if proc.returncode not in (0, 24) else line)
