@@ -102,8 +102,9 @@ def vzdump_pid() -> Path:
     return under("run/vzdump.pid")
 
 
-def vzsnap_mount() -> Path:
-    return under("mnt/vzsnap0")
+def vzsnap_mount(slot: int = 0) -> Path:
+    """Where a backup mounts a guest's volumes; parallel backups use one per worker slot."""
+    return under(f"mnt/vzsnap{slot}")
 
 
 def jobs_state_dir() -> Path:

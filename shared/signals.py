@@ -8,13 +8,21 @@ thawed or restarted, its snapshot removed, its volumes unmounted and freed and i
 Later signals are ignored for the same reason (``vzdump --stop`` or an impatient second Ctrl-C
 must not break cleanup). Without these handlers TERM and HUP would end the process on the spot,
 with no cleanup at all.
+
+Parallel backups run guests in worker threads while the main thread only waits: the handler
+then just notes the signal (the main thread is held), and each worker raises
+``KeyboardInterrupt`` itself at its next :func:`raise_if_interrupted` outside held work. The
+held count is per thread for that reason: one worker's cleanup does not hold back another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -24,7 +32,16 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 class _State:
     def __init__(self) -> None:
         self.fired = False
-        self.held = 0
+        self._local = threading.local()
+
+    @property
+    def held(self) -> int:
+        """The calling thread's depth of held work."""
+        return int(getattr(self._local, "held", 0))
+
+    @held.setter
+    def held(self, value: int) -> None:
+        self._local.held = value
 
 
 _state = _State()
@@ -74,3 +91,41 @@ def raise_if_interrupted() -> None:
     """After held work: a signal that arrived meanwhile interrupts the operation now."""
     if _state.fired and not _state.held:
         raise KeyboardInterrupt
+
+
+def communicate(proc: subprocess.Popen[str], poll: float = 0.2) -> tuple[str, str]:
+    """``proc.communicate()`` that a noted signal interrupts in any thread, not only in the main
+    one: the child is killed and ``KeyboardInterrupt`` raised (as :func:`subprocess.run` does).
+    A child started with ``start_new_session=True`` is killed with its whole process group
+    (rsync forks helpers that would otherwise go on writing into a directory being removed)."""
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=poll)
+                return out or "", err or ""
+            except subprocess.TimeoutExpired:
+                raise_if_interrupted()
+    except BaseException:
+        _kill_group(proc)
+        raise
+
+
+def _kill_group(proc: subprocess.Popen[str], wait: float = 5.0) -> None:
+    try:
+        group = os.getpgid(proc.pid) == proc.pid
+    except ProcessLookupError:
+        group = False
+    if not group:
+        proc.kill()
+        proc.wait()
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:  # until the helpers it forked are gone too
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)

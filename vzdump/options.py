@@ -154,6 +154,8 @@ OPTIONS: dict[str, Option] = {
     "tmpdir": Option(Str()),
     "bwlimit": Option(Int(minimum=0), 0),
     "ionice": Option(Int(minimum=0, maximum=8), 7),
+    # ctkit addition: how many guests are backed up at once (vzdump.engine.parallel)
+    "parallel": Option(Int(minimum=1, maximum=64), 1),
     "lockwait": Option(Int(minimum=0), 180),
     "stopwait": Option(Int(minimum=0), 10),
     "prune-backups": Option(PropString(prune.PRUNE_SCHEMA, prune.normalize)),
@@ -352,6 +354,7 @@ class BackupOptions:
     tmpdir: str | None
     bwlimit: int
     ionice: int
+    parallel: int
     lockwait: int
     stopwait: int
     prune_backups: Mapping[str, Any] | None

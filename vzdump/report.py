@@ -10,6 +10,7 @@ engine itself. ``to_json()`` gives a stable schema (``version`` 1), keys in this
                 "guests": [GuestResult...],
                 "job-log": [str...], "job-log-end": [str...]}       # omitted with logs=False
     GuestResult {"vmid": int, "name": str, "status": "ok"|"err", "seconds": int,
+                 "started": int|null, "finished": int|null,          # epoch s
                  "size": int|null, "filename": str|null, "error": str|null,
                  "log": [str...]}                                   # omitted with logs=False
 
@@ -40,10 +41,18 @@ class GuestResult:
     filename: str | None = None
     error: str | None = None
     log_lines: list[str] = field(default_factory=list)
+    # epoch seconds; None for a guest that never started (aborted before its turn)
+    started: float | None = None
+    finished: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in GUEST_STATUSES:
             raise ValueError(f"guest status must be 'ok' or 'err', not {self.status!r}")
+
+    @classmethod
+    def aborted(cls, vmid: int) -> GuestResult:
+        """A guest of a job that a signal ended before the guest's turn came."""
+        return cls(vmid=vmid, name=f"CT{vmid}", status="err", seconds=0.0, error="aborted")
 
     @property
     def ok(self) -> bool:
@@ -55,6 +64,8 @@ class GuestResult:
             "name": self.name,
             "status": self.status,
             "seconds": round(self.seconds),
+            "started": round(self.started) if self.started is not None else None,
+            "finished": round(self.finished) if self.finished is not None else None,
             "size": self.size,
             "filename": self.filename,
             "error": self.error,

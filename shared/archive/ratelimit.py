@@ -3,10 +3,15 @@
 A token bucket: tokens accrue at ``rate`` bytes per second up to ``burst``; consuming more than
 is available sleeps for the deficit. Consumption may exceed the burst (one large chunk), which
 is paid back by sleeping, so the long-run rate never exceeds the limit.
+
+One bucket may be shared by several threads (parallel backups: ``--bwlimit`` is the total of
+the run). Each consumer reserves its bytes on one virtual time line under a lock and sleeps
+outside it, so together they never exceed ``rate`` plus one ``burst``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -27,8 +32,9 @@ class TokenBucket:
         self.burst = float(burst) if burst is not None else max(self.rate / 4, 4096.0)
         self._clock = clock
         self._sleep = sleep
-        self._tokens = self.burst
-        self._last = clock()
+        # when the bytes reserved so far are paid for; a full bucket is "now"
+        self._paid_until = clock()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_kib(cls, kib_per_s: int | float | None) -> TokenBucket | None:
@@ -42,13 +48,9 @@ class TokenBucket:
         return max(4096, min(maximum, int(self.rate / 8)))
 
     def consume(self, nbytes: int) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        self._tokens -= nbytes
-        if self._tokens < 0:
-            wait = -self._tokens / self.rate
+        with self._lock:
+            now = self._clock()
+            self._paid_until = max(self._paid_until, now) + nbytes / self.rate
+            wait = self._paid_until - now - self.burst / self.rate
+        if wait > 0:
             self._sleep(wait)
-            # The sleep refilled exactly the deficit.
-            self._tokens = 0.0
-            self._last = now + wait

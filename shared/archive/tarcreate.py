@@ -218,6 +218,7 @@ def create(
     zstd_level: int = 3,
     pigz_threads: int = 0,
     bwlimit_kib: int | None = None,
+    bucket: TokenBucket | None = None,
     progress: ProgressFn | None = None,
     log: LogFn = lambda line: None,
     fsync: bool = True,
@@ -227,10 +228,12 @@ def create(
     ``zstd_threads`` is the resolved thread count (vzdump's ``zstd: 0`` → half the CPUs);
     ``pigz_threads > 0`` uses pigz instead of gzip. ``progress`` gets the bytes read from tar so
     far; ``log`` gets every output line of tar and the compressor, including tar's
-    ``Total bytes written: ...``. Both are called from the calling thread.
+    ``Total bytes written: ...``. Both are called from the calling thread. ``bucket`` is a
+    limit shared with other pipelines (parallel backups); it replaces ``bwlimit_kib``.
     """
     command = tar_create_command(spec)
-    bucket = TokenBucket.from_kib(bwlimit_kib)
+    if bucket is None:
+        bucket = TokenBucket.from_kib(bwlimit_kib)
     out_path = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else None
     if out_path is not None:
         fd = open_for_write(out_path)  # never through a symlink planted under the name

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
+import time
 
 import pytest
 
@@ -45,3 +47,48 @@ def test_outside_the_main_thread_nothing_is_installed() -> None:
     thread.start()
     thread.join()
     assert seen == [signal.getsignal(signal.SIGTERM)]
+
+
+def test_workers_act_on_a_signal_the_held_main_thread_noted() -> None:
+    """A parallel job: the main thread waits held, so a signal is only noted; a worker's held
+    cleanup is not cut short by it, and a worker waiting for a child kills it and raises."""
+    outcome: dict[str, object] = {}
+    in_cleanup, signalled = threading.Event(), threading.Event()
+
+    def cleanup_worker() -> None:
+        with signals.held():
+            in_cleanup.set()
+            signalled.wait(10)
+            signals.raise_if_interrupted()  # held in this thread: nothing happens
+            outcome["cleanup"] = "completed"
+
+    def waiting_worker() -> None:
+        # a child that forked a helper of its own (as rsync does): the whole group goes
+        argv = ["sh", "-c", "sleep 30 & wait"]
+        proc = subprocess.Popen(argv, text=True, start_new_session=True)
+        started = time.monotonic()
+        try:
+            signals.communicate(proc)
+        except KeyboardInterrupt:
+            outcome["waited"] = time.monotonic() - started
+            outcome["child"] = proc.poll()
+            try:
+                os.killpg(proc.pid, 0)
+                outcome["group"] = "alive"
+            except ProcessLookupError:
+                outcome["group"] = "gone"
+
+    with signals.interruptible(), signals.held():
+        workers = [threading.Thread(target=cleanup_worker), threading.Thread(target=waiting_worker)]
+        for worker in workers:
+            worker.start()
+        in_cleanup.wait(10)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGTERM)  # noted only: the main thread is held
+        signalled.set()
+        for worker in workers:
+            worker.join(10)
+        assert signals.interrupted()
+    assert outcome["cleanup"] == "completed"
+    assert isinstance(outcome["waited"], float) and outcome["waited"] < 5
+    assert outcome["child"] == -signal.SIGKILL and outcome["group"] == "gone"

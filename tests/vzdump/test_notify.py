@@ -44,6 +44,8 @@ def web_guest() -> GuestResult:
         name="web",
         status="ok",
         seconds=14,
+        started=1704506401,
+        finished=1704506415,
         size=432013312,
         filename="/var/lib/vz/dump/vzdump-lxc-100-2024_01_06-02_00_01.tar.zst",
         log_lines=[
@@ -62,6 +64,8 @@ def db_guest() -> GuestResult:
         name="database-server-with-a-long-name",
         status="err",
         seconds=2,
+        started=1704506415,
+        finished=1704506417,
         error="CT is locked (migrate)",
         log_lines=[
             "2024-01-06 02:00:15 INFO: Starting Backup of VM 101 (lxc)",

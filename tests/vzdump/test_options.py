@@ -226,6 +226,7 @@ def test_defaults_when_nothing_is_set() -> None:
         "pigz": 0,
         "bwlimit": 0,
         "ionice": 7,
+        "parallel": 1,
         "lockwait": 180,
         "stopwait": 10,
         "remove": False,  # forced off by the keep-all default
@@ -461,3 +462,24 @@ def test_backup_options_are_typed_immutable_and_take_the_table_defaults() -> Non
         opts.performance["max-workers"] = 1  # type: ignore[index]
     bare = BackupOptions.from_values({})
     assert (bare.compression, bare.protected, bare.stdout) == (Compression.NONE, False, False)
+
+
+# --- the worker bound (a ctkit addition) ------------------------------------------------------
+
+
+def test_parallel_from_cli_conf_and_default(ctroot: Path) -> None:
+    """``parallel`` is a command-line option, a vzdump.conf default (1 without one) and is
+    checked like the other numbers."""
+    assert BackupOptions.from_values(merge_options(parse_params({"vmid": "100"}), {})).parallel == 1
+    path = ctroot / "etc" / "vzdump.conf"
+    path.parent.mkdir(parents=True)
+    path.write_text("parallel: 3\n")
+    parsed = vzdumpconf.read(options.OPTIONS)
+    assert parsed.values == {"parallel": 3}
+    opts = merge_options(parse_params({"vmid": "100"}), parsed.values)
+    assert BackupOptions.from_values(opts).parallel == 3
+    opts = merge_options(parse_params({"vmid": "100", "parallel": "2"}), parsed.values)
+    assert BackupOptions.from_values(opts).parallel == 2
+    with pytest.raises(ParamError) as err:
+        parse_params({"parallel": "0"})
+    assert "parallel" in err.value.errors

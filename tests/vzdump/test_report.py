@@ -45,7 +45,18 @@ def test_json_schema() -> None:
         started=1704502801.2,
         finished=1704502816.7,
         guests=[
-            GuestResult(100, "web", "ok", 14.4, 4096, "/d/vzdump-lxc-100.tar", None, ["a"]),
+            GuestResult(
+                100,
+                "web",
+                "ok",
+                14.4,
+                4096,
+                "/d/vzdump-lxc-100.tar",
+                None,
+                ["a"],
+                started=1704502802.4,
+                finished=1704502816.8,
+            ),
             GuestResult(101, "db", "err", 0.6, None, None, "CT is locked (migrate)", ["b"]),
         ],
         job_log=["INFO: starting new backup job: vzdump 100 101 --mode stop"],
@@ -75,12 +86,15 @@ def test_json_schema() -> None:
         "name": "web",
         "status": "ok",
         "seconds": 14,
+        "started": 1704502802,
+        "finished": 1704502817,
         "size": 4096,
         "filename": "/d/vzdump-lxc-100.tar",
         "error": None,
         "log": ["a"],
     }
     assert data["guests"][1]["error"] == "CT is locked (migrate)"
+    assert data["guests"][1]["started"] is None  # a guest that never started has no times
     assert data["job-log-end"] == ["INFO: Backup job finished with errors"]
 
     short = json.loads(result.to_json(logs=False))

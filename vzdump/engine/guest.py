@@ -16,6 +16,7 @@ from typing import IO, Any
 from shared import atomic, paths, signals
 from shared import owner as owners
 from shared.archive.codecs import zstd_threads
+from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarcreate import CreateSpec, create
 from shared.archive.vzdumpformat import write_members
 from shared.backups.locate import archive_file
@@ -60,6 +61,11 @@ class JobEnv:
     log: JobLog
     hooks: Hooks
     stdout: IO[bytes] | None = None
+    # a parallel job (vzdump.engine.parallel): this worker's slot, the worker count, and the
+    # run's one bandwidth limit that all workers' archive streams share
+    slot: int = 0
+    workers: int = 1
+    bucket: TokenBucket | None = None
 
 
 def mountpoint_lines(conf: Config) -> tuple[list[Any], list[Any], list[str]]:
@@ -84,6 +90,7 @@ class GuestBackup:
         self.opts = env.opts
         self.log = env.log
         self.started = time.monotonic()
+        self.started_at = time.time()
         self.locked = False
         self.target: Target | None = None
         self.tmpdir: Path | None = None
@@ -111,10 +118,10 @@ class GuestBackup:
             # failed before its log exists: the error is in the task log only, no .log copy
             with signals.held():
                 return self._finish(_error_text(err))
-        # the first line of the guest's own log; a guest that failed before has no log (§4.1)
-        self.log.info(f"Starting Backup of VM {self.vmid} (lxc)")
         error: str | None = None
         try:
+            # the first line of the guest's own log; a guest that failed before has no log (§4.1)
+            self.log.info(f"Starting Backup of VM {self.vmid} (lxc)")
             self._backup(conf)
         except (Exception, KeyboardInterrupt) as err:
             error = _error_text(err)
@@ -202,11 +209,13 @@ class GuestBackup:
             log=self.log.info,
             warn=self.log.warn,
             tmpdir=self.tmpdir,
-            bwlimit=self.opts.bwlimit,
+            # rsync limits each process: the workers split the run's total between them
+            bwlimit=-(-self.opts.bwlimit // self.env.workers),
             excludes=exclude_patterns(self.opts),
             mode=mode,
             hook_env=self._hook_env(),
             owner=self.owner,
+            slot=self.env.slot,
         )
 
     def _hook_env(self) -> dict[str, str]:
@@ -320,13 +329,16 @@ class GuestBackup:
         assert self.target is not None
         label = f"backup of CT {self.vmid}"
         # the bar's total, worth its metadata walk only where a bar is drawn
-        total = tree_bytes(spec.snapdir, list(spec.sources)) if sys.stderr.isatty() else None
-        with Progress(label, total, interval=30.0) as prog:
+        stream = self.log.progress_stream
+        bar = stream is None and sys.stderr.isatty()
+        total = tree_bytes(spec.snapdir, list(spec.sources)) if bar else None
+        with Progress(label, total, interval=30.0, stream=stream) as prog:
             last = [0]
 
             def progress(done: int) -> None:
                 prog.update(done - last[0])
                 last[0] = done
+                self.log.checkpoint()
 
             stats = create(
                 spec,
@@ -335,6 +347,7 @@ class GuestBackup:
                 zstd_threads=zstd_threads(self.opts.zstd),
                 pigz_threads=pigz_threads(self.opts.pigz),
                 bwlimit_kib=self.opts.bwlimit or None,
+                bucket=self.env.bucket,
                 progress=progress,
                 log=self.log.info,
             )
@@ -468,6 +481,8 @@ class GuestBackup:
             name=self.name,
             status=status,
             seconds=time.monotonic() - self.started,
+            started=self.started_at,
+            finished=time.time(),
             size=self.size if status == "ok" else None,
             filename=(self.volid or str(archive))
             if archive is not None and status == "ok"

@@ -10,6 +10,7 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping
 
+from shared import signals
 from shared.errors import CommandError, ConfigError
 
 
@@ -39,15 +40,19 @@ class Hooks:
         if vmid is not None:
             argv += [mode or "stop", str(vmid)]
         full_env = {**os.environ, **self.env, **(env or {})}
-        proc = subprocess.run(
+        with subprocess.Popen(
             argv,
             env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            check=False,
-        )
-        for line in proc.stdout.decode(errors="replace").splitlines():
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=True,  # so that an interrupt can end it with what it started
+        ) as proc:
+            # a signal ends a hook outside cleanup in a parallel job's worker as well
+            output, _none = signals.communicate(proc)
+        for line in output.splitlines():
             self.log(line)
         if proc.returncode != 0:
             text = " ".join(argv)

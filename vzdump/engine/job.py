@@ -224,18 +224,30 @@ class Job:
         env = JobEnv(opts, storage, dumpdir, self.log, hooks, self.stdout)
         self.result.job_log = list(self.log.lines)
         selected = select_guests(opts, self.log.warn)
+        workers = min(opts.parallel, len(selected))
+        if workers > 1:
+            from .parallel import run_guests  # asyncio only costs start-up time when used
+
+            # every started guest has cleaned up when this returns, also after a signal
+            self.result.guests += run_guests(env, selected, workers)
+        else:
+            self._one_by_one(env, selected)
+        if interrupted():
+            raise Interrupted()
+        hooks.run("job-end")
+
+    def _one_by_one(self, env: JobEnv, selected: list[int]) -> None:
         for i, vmid in enumerate(selected):
             guest = GuestBackup(env, vmid).run()
             self.result.guests.append(guest)
             if guest.error == Interrupted().message or interrupted():
                 # the guest cleaned up; the job ends and the rest is reported as aborted (§6)
-                self.result.guests += [_aborted(v) for v in selected[i + 1 :]]
+                self.result.guests += [GuestResult.aborted(v) for v in selected[i + 1 :]]
                 raise Interrupted()
             if guest.error == OutputClosed().message:
                 # nobody reads stdout any more: the next guests would go nowhere
-                self.result.guests += [_aborted(v) for v in selected[i + 1 :]]
+                self.result.guests += [GuestResult.aborted(v) for v in selected[i + 1 :]]
                 raise OutputClosed()
-        hooks.run("job-end")
 
     def _done(self, opts: BackupOptions | None = None) -> JobResult:
         failed = any(not g.ok for g in self.result.guests)
@@ -251,10 +263,6 @@ class Job:
         if opts is not None and (self.result.guests or self.result.error):
             notify.notify(self.result, opts, warn=self.log.warn)
         return self.result
-
-
-def _aborted(vmid: int) -> GuestResult:
-    return GuestResult(vmid=vmid, name=f"CT{vmid}", status="err", seconds=0.0, error="aborted")
 
 
 def run(

@@ -24,6 +24,12 @@ class JobLog(TaskLog):
         self.keep_lines = True
         self.guest_file: IO[str] | None = None
         self.guest_lines: list[str] = []
+        # where the archive progress lines go (None: stderr, a bar on a terminal)
+        self.progress_stream: IO[str] | None = None
+
+    def checkpoint(self) -> None:
+        """Where a guest's backup may be interrupted; a signal already raised in the main
+        thread (a parallel job's worker log raises it here instead)."""
 
     def _emit(self, level: str | None, message: str, console: bool = True) -> None:
         before = len(self.lines)

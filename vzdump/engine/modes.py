@@ -46,6 +46,7 @@ class GuestRun:
     excludes: list[str]
     mode: str = "stop"
     hook_env: dict[str, str] = field(default_factory=dict)  # VMTYPE, HOSTNAME, TARGET, ...
+    slot: int = 0  # the worker slot of a parallel job: its own /mnt/vzsnap<slot>
     frozen_seconds: float | None = None
     downtime_started: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -76,9 +77,9 @@ class GuestRun:
         self.downtime_started = None
 
 
-def vzsnap_dir() -> Path:
-    """``/mnt/vzsnap0``: created if missing, must be an empty directory."""
-    path = paths.vzsnap_mount()
+def vzsnap_dir(slot: int = 0) -> Path:
+    """``/mnt/vzsnap<slot>``: created if missing, must be an empty directory."""
+    path = paths.vzsnap_mount(slot)
     path.mkdir(parents=True, exist_ok=True)
     if not path.is_dir():
         raise CtkitError(f"mount point '{path}' is not a directory")
@@ -94,7 +95,7 @@ def sources(run: GuestRun) -> list[str]:
 @contextlib.contextmanager
 def mounted_volumes(run: GuestRun, snapname: str | None = None) -> Iterator[Path]:
     """The included volumes (or their snapshots) read-only at /mnt/vzsnap0<mp>."""
-    target = vzsnap_dir()
+    target = vzsnap_dir(run.slot)
     keys = run.included_keys()
     tree = mount_all(
         run.conf,
@@ -122,7 +123,7 @@ STOP_GRACE = 2.0
 
 @contextlib.contextmanager
 def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
-    vzsnap_dir()  # checked before the container is stopped (§3.3, case 40)
+    vzsnap_dir(run.slot)  # checked before the container is stopped (§3.3, case 40)
     stopped_by_us = shutdown_sent = False
     try:
         if running:
@@ -192,13 +193,17 @@ def rsync_argv(run: GuestRun, pid: int, nfs: bool) -> list[str]:
 def rsync(run: GuestRun, argv: list[str], which: str) -> None:
     run.log(f"starting {which} sync {argv[-2] if len(argv) > 1 else ''} to {argv[-1]}")
     started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    for line in proc.stderr.splitlines():
+    # a parallel job's worker is interrupted here too, not only once rsync is done
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
+        stdout, stderr = signals.communicate(proc)
+    for line in stderr.splitlines():
         run.log(f"ERROR: {line}" if proc.returncode not in (0, 24) else line)
     if proc.returncode not in (0, 24):  # 24: files vanished while copying, tolerated
         raise CommandError(f"command '{shlex.join(argv)}' failed: exit code {proc.returncode}")
     total = next(
-        (ln.split(":", 1)[1].strip() for ln in proc.stdout.splitlines()
+        (ln.split(":", 1)[1].strip() for ln in stdout.splitlines()
          if ln.startswith("Total transferred file size")), "?",
     )  # fmt: skip
     secs = int(time.monotonic() - started)
@@ -261,7 +266,7 @@ def remove_stale_snapshot(run: GuestRun) -> None:
 @contextlib.contextmanager
 def snapshot_mode(run: GuestRun) -> Iterator[Path]:
     remove_stale_snapshot(run)
-    vzsnap_dir()
+    vzsnap_dir(run.slot)
     keys = run.included_keys()
     run.hook("backup-start")
     run.hook("pre-stop")

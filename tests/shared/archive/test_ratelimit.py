@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -58,3 +59,21 @@ def test_real_clock() -> None:
     for _ in range(10):
         bucket.consume(10_000)
     assert time.monotonic() - start >= 0.4
+
+
+def test_shared_by_threads_limits_the_total() -> None:
+    """Several threads drawing from one bucket (parallel backups) get the rate between them."""
+    bucket = TokenBucket(400_000, burst=10_000)
+
+    def worker() -> None:
+        for _ in range(10):
+            bucket.consume(10_000)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - start
+    assert (400_000 - 10_000) / 400_000 <= elapsed < 2.0

@@ -236,3 +236,12 @@ def test_legacy_schedule(starttime: str, dow: str, schedule: str) -> None:
 def test_legacy_schedule_rejects_bad_days() -> None:
     with pytest.raises(ConfigError, match="unable to parse day of week 'someday'"):
         config.legacy_schedule("02:00", "someday")
+
+
+def test_parallel_is_a_job_key() -> None:
+    """A job may bound its own workers (``parallel 2``); the params a run gets carry it."""
+    cfg = parse_jobs(
+        "vzdump: nightly\n\tschedule 02:00\n\tall 1\n\tparallel 2\n\tstorage local\n", strict=True
+    )
+    (job,) = cfg.sections
+    assert config.job_params(job)["parallel"] == 2
