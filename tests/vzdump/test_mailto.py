@@ -95,7 +95,12 @@ def _take_mail(mbox: Path, subject: str, timeout: float = 30) -> str:
         if mbox.exists():
             st = mbox.stat()
             box = mailbox.mbox(str(mbox), create=False)
-            box.lock()
+            try:
+                box.lock()
+            except mailbox.ExternalClashError:  # the MTA is delivering right now
+                box.close()
+                time.sleep(0.2)
+                continue
             try:
                 for key, msg in box.items():
                     if msg["Subject"] == subject:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.lxc
 
 @pytest.fixture
 def rhost(ctroot: Path, busybox_template: Path, new_vmid: Callable[[], int]) -> Iterator[Host]:
-    from tests.fixtures.cleanup import stop_containers
+    from shared.testbed import stop_containers
 
     yield Host(ctroot, busybox_template, new_vmid)
     stop_containers(ctroot)
