@@ -7,9 +7,9 @@ PY := $(VENV)/bin/python
 SYS_PYTHON ?= /usr/bin/python3
 PYTEST_ARGS ?=
 # The suite runs in parallel (pytest-xdist): most of its time is spent waiting on containers,
-# loop devices and servers, so three workers pay off even on two cores. A test module stays
+# loop devices and servers, so four workers pay off even on two cores. A test module stays
 # on one worker (--dist loadfile): its module-level fixtures and shared files stay together.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 # `make install`: ctkit in its own virtual environment under PREFIX (not this checkout), the
 # three commands linked into BINDIR.
 PREFIX ?= /opt/ctkit
