@@ -191,9 +191,11 @@ def backup(run: ResticRun, log: Log) -> ResticResult:
 
 
 def _run_backup(run: ResticRun, stage: Path, log: Log) -> dict[str, Any]:
-    proc = restic.start(run.store.repo, backup_args(run, stage), cwd=stage)
+    with signals.held():  # a signal now is only noted: restic never runs on unwatched
+        proc = restic.start(run.store.repo, backup_args(run, stage), cwd=stage)
     summary: dict[str, Any] = {}
     try:
+        signals.raise_if_interrupted()
         with Progress(f"backup of CT {run.vmid}", interval=30.0) as prog:
             seen = 0
             for item in proc.json_lines():
