@@ -14,6 +14,7 @@ bed, nothing here is used by the product.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import secrets
@@ -121,13 +122,27 @@ def make_btrfs(image: Path, mnt: Path, size: int) -> None:
     sh("mount", "-o", "loop", str(image), str(mnt))
 
 
+def claim_subnet(dev: str) -> int:
+    """Give ``dev`` 198.18.X.1/30 for an X no other test bed on this machine uses; the lock
+    keeps two test beds set up at the same time from picking the same X."""
+    lock = Path("/run/lock/ctkit-fakehost.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        used = sh("ip", "-4", "-o", "addr", "show").stdout
+        free = [x for x in range(200, 251) if f" 198.18.{x}." not in used]
+        if not free:
+            raise RuntimeError("no free 198.18.200-250.0/30 subnet for a test host")
+        x = random.choice(free)
+        sh("ip", "addr", "add", f"198.18.{x}.1/30", "dev", dev)
+    return x
+
+
 @contextlib.contextmanager
 def fake_host(workdir: Path, pct_path: Path, btrfs_size: int = 1 << 30) -> Iterator[FakeHost]:
     """Set the host up below ``workdir``; everything is torn down on the way out."""
     tag = secrets.token_hex(3)
     netns, outer, inner, bridge = f"ctkmig{tag}", f"mg{tag}a", f"mg{tag}b", f"mgbr{tag}"
-    x = random.randint(200, 250)
-    mine, theirs = f"198.18.{x}.1", f"198.18.{x}.2"
     keys = workdir / "far-keys"
     keys.mkdir()
     sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "host"))
@@ -144,7 +159,8 @@ def fake_host(workdir: Path, pct_path: Path, btrfs_size: int = 1 << 30) -> Itera
         sh("ip", "netns", "add", netns)
         sh("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
         sh("ip", "link", "set", inner, "netns", netns)
-        sh("ip", "addr", "add", f"{mine}/30", "dev", outer)
+        x = claim_subnet(outer)
+        theirs = f"198.18.{x}.2"
         sh("ip", "link", "set", outer, "up")
         for cmd in (
             ["ip", "addr", "add", f"{theirs}/30", "dev", inner],

@@ -17,7 +17,7 @@ from tests.pct.restore.conftest import BASE_CONF, Backups, leftovers
 
 def _big_archive(backups: Backups) -> str:
     tree = backups.tree()
-    (tree / "random").write_bytes(os.urandom(2 << 20))  # incompressible
+    (tree / "random").write_bytes(os.urandom(6 << 20))  # incompressible: seconds at the limit
     return backups.archive(BASE_CONF, [(tree, "./")])
 
 
