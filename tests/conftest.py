@@ -78,29 +78,3 @@ def reference_file(name: str) -> Path:
 def reference() -> object:
     return reference_file
 
-
-# The longest modules start first: the suite runs on several workers, one module per worker
-# at a time (--dist loadfile), and a long module picked up last would finish alone.
-SLOW_FIRST = (
-    "tests/test_demo.py",
-    "tests/test_install.py",
-    "tests/pct/migrate/",
-    "tests/vzdump/engine/test_restic.py",
-    "tests/pct/restore/test_restic.py",
-    "tests/vzdump/engine/test_parallel.py",
-    "tests/pct/test_rescan_fsck.py",
-    "tests/pct/test_autostart.py",
-    "tests/pct/test_disk.py",
-    "tests/pct/test_move_volume.py",
-    "tests/vzdump/engine/test_failures.py",
-    "tests/shared/test_restic.py",
-    "tests/pct/test_passthrough.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = Path(str(item.fspath)).relative_to(REPO).as_posix()
-        return next((i for i, p in enumerate(SLOW_FIRST) if path.startswith(p)), len(SLOW_FIRST))
-
-    items.sort(key=rank)  # stable: the order within a module stays
