@@ -77,4 +77,3 @@ def reference_file(name: str) -> Path:
 @pytest.fixture
 def reference() -> object:
     return reference_file
-
