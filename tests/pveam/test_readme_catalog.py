@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.index.test_catalog import make_template
@@ -59,9 +61,10 @@ def test_own_catalog_recipe_runs_as_written(pveam: Pveam, tmp_path: Path) -> Non
     assert [ln.split()[1] for ln in lines if ln.startswith("pveam ")] == [
         "key", "index", "index", "source", "source", "update", "available", "download",
     ]  # fmt: skip
-    srv_dir, home = tmp_path / "srv-ct", tmp_path / "home"
+    # gpg-agent's sockets live in GNUPGHOME and a socket path may not exceed 107 bytes, which a
+    # deep pytest temp dir does under xdist: the publisher's home is a short one in /tmp
+    srv_dir, home = tmp_path / "srv-ct", Path(tempfile.mkdtemp(prefix="ctk-home-", dir="/tmp"))
     srv_dir.mkdir()
-    home.mkdir()
     make_template(srv_dir / TEMPLATE)
     port = free_port()
     env = pveam.env({"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
@@ -90,6 +93,7 @@ def test_own_catalog_recipe_runs_as_written(pveam: Pveam, tmp_path: Path) -> Non
             check=False,
             capture_output=True,
         )
+        shutil.rmtree(home, ignore_errors=True)
     out = log.read_text()
     assert proc.returncode == 0, out
     assert "signature: good, by " in out and f"{TEMPLATE}: ok" in out

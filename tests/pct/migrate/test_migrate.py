@@ -112,8 +112,13 @@ def test_running_privileged_ct_on_btrfs_migrates_with_short_downtime(
     pct("start", vmid)
     digest = write_data(pct, vmid, "/big.bin", mib=64)
     res = pct("migrate", vmid, "far", "--restart", "--target-storage", "fbt", "--timeout", "3")
+    # the short downtime comes from the final pass sending only what changed since the live one;
+    # its seconds are measured on a quiet machine by bench/migrate_bench.py, since under a
+    # loaded parallel suite any wall-clock bound is a guess
+    final = re.search(r"final pass \(incremental btrfs send\): (\d+\.\d+) MiB", res.out)
+    assert final and float(final.group(1)) < 1.0, res.out
     downtime = float(re.search(r"migration downtime (\d+\.\d+) s", res.out).group(1))  # type: ignore[union-attr]
-    assert downtime < 10
+    assert downtime < 60
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
     assert not list((ctroot / "mnt/bt/images").glob(f"{vmid}/*"))
     assert far.pct("status", vmid).out == "status: running\n"
