@@ -288,7 +288,7 @@ def test_sigterm_ends_a_long_hook_in_a_worker(host: Host) -> None:
     finally:
         proc.kill()
     lines = seen + err.decode().splitlines()
-    assert proc.returncode == 130 and took < 5, (took, lines)
+    assert proc.returncode == 130 and took < 15, (took, lines)  # the hook sleeps 60 s
     for ct in cts:
         assert (
             f"CT {ct.vmid}: ERROR: Backup of VM {ct.vmid} failed - interrupted by signal" in lines
