@@ -245,32 +245,6 @@ def check_dns_name(value: str) -> None:
 DnsName = Str(check=check_dns_name, max_length=255, metavar="dns-name")
 
 
-def check_ip(value: str) -> None:
-    addr = value.split("%", 1)[0] if value.lower().startswith("fe80") else value
-    try:
-        ipaddress.ip_address(addr)
-    except ValueError:
-        raise FormatError("invalid format - value does not look like a valid IP address") from None
-
-
-def check_ipv4_cidr(value: str) -> None:
-    try:
-        if ":" in value or "/" not in value:
-            raise ValueError
-        ipaddress.IPv4Interface(value)
-    except ValueError:
-        raise FormatError(f"invalid format - invalid IPv4 CIDR '{value}'") from None
-
-
-def check_ipv6_cidr(value: str) -> None:
-    try:
-        if "/" not in value:
-            raise ValueError
-        ipaddress.IPv6Interface(value)
-    except ValueError:
-        raise FormatError(f"invalid format - invalid IPv6 CIDR '{value}'") from None
-
-
 def check_ipv4(value: str) -> None:
     try:
         ipaddress.IPv4Address(value)
@@ -287,16 +261,6 @@ def check_ipv6(value: str) -> None:
         raise FormatError(
             "invalid format - value does not look like a valid IPv6 address"
         ) from None
-
-
-MAC_RE = r"[a-fA-F0-9]{2}(?::[a-fA-F0-9]{2}){5}"
-
-
-def check_unicast_mac(value: str) -> None:
-    if not re.fullmatch(MAC_RE, value):
-        raise FormatError("invalid format - value does not look like a valid MAC address")
-    if int(value[:2], 16) & 1:
-        raise FormatError(f"invalid format - MAC address '{value}' is not unicast")
 
 
 VMID = Int(minimum=100, maximum=999_999_999)
