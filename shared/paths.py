@@ -79,11 +79,6 @@ def pveam_log() -> Path:
     return under("var/log/pveam.log")
 
 
-# storage
-def local_storage_path() -> Path:
-    return under("var/lib/vz")
-
-
 # vzdump and jobs
 def guests_log() -> Path:
     """The task log of ``pct startall`` / ``pct stopall`` (host boot and shutdown)."""

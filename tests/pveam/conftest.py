@@ -111,7 +111,7 @@ def store_index(name: str, text: str | bytes) -> Path:
 
 def template_cache() -> Path:
     """The template directory of storage ``local`` under the scratch root."""
-    return paths.local_storage_path() / "template" / "cache"
+    return paths.under("var/lib/vz/template/cache")
 
 
 def write_storage_cfg(text: str) -> Path:

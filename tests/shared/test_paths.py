@@ -10,7 +10,6 @@ from shared import paths
 def test_default_root_is_slash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CTKIT_ROOT", raising=False)
     assert paths.ct_conf(100) == Path("/etc/pve/lxc/100.conf")
-    assert paths.local_storage_path() == Path("/var/lib/vz")
 
 
 def test_everything_under_root(ctroot: Path) -> None:
@@ -19,7 +18,6 @@ def test_everything_under_root(ctroot: Path) -> None:
         paths.storage_cfg(),
         paths.jobs_cfg(),
         paths.vzdump_conf(),
-        paths.local_storage_path(),
         paths.aplinfo_dir(),
         paths.vzdump_log_dir(),
         paths.config_lock(101),
