@@ -120,19 +120,3 @@ class Interrupted(CtkitError):
 
     def __init__(self, message: str = "interrupted by signal") -> None:
         super().__init__(message)
-
-
-def exit_code_table() -> list[tuple[int, str, str]]:
-    """(code, class name, meaning) of this module's classes, for the README and for tests.
-
-    Subclasses elsewhere (e.g. a parser's own error) share their category's code."""
-    classes: list[type[CtkitError]] = [CtkitError]
-    seen: set[type[CtkitError]] = set()
-    while classes:
-        cls = classes.pop(0)
-        if cls in seen:
-            continue
-        seen.add(cls)
-        classes.extend(cls.__subclasses__())
-    rows = [(c.exit_code, c.__name__, c.meaning) for c in seen if c.__module__ == __name__]
-    return sorted(rows)

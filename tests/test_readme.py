@@ -12,9 +12,9 @@ import pytest
 
 from index import store
 from shared import paths
-from shared.errors import exit_code_table
 from tests.index.conftest import stanza
 from tests.pveam.conftest import clean_env
+from tests.shared.test_errors import exit_code_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
