@@ -2,7 +2,7 @@
 
 A verification keyring runs gpg with ``--no-autostart``: importing, listing, deleting public
 keys and checking signatures need no gpg-agent, so none is left running. A signing keyring
-(``agent=True``) lets gpg start its agent; :meth:`Keyring.stop_agent` ends it again.
+(``agent=True``, the publisher's own home) lets gpg start its agent, which is the publisher's.
 Trust comes from pinning fingerprints, not from gpg's web of trust, hence
 ``--trust-model always``.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,28 +186,6 @@ class Keyring:
         if str(result.status) != "ok":
             raise GpgError(f"unable to remove key {fpr}: {result.status}")
 
-    def export_public(self, fingerprint: str) -> str:
-        data = self.gpg.export_keys(_fingerprint(fingerprint))
-        if not data:
-            raise NotFoundError(f"no key with fingerprint {fingerprint} in keyring")
-        return str(data)
-
-    def generate_key(self, uid_email: str, name: str = "ctkit signing key") -> str:
-        """A new unprotected ed25519 signing key (for catalogs you publish, and for tests)."""
-        params = self.gpg.gen_key_input(
-            key_type="EDDSA",
-            key_curve="ed25519",
-            key_usage="sign",
-            name_real=name,
-            name_email=uid_email,
-            expire_date=0,
-            no_protection=True,
-        )
-        result = self.gpg.gen_key(params)
-        if not result.fingerprint:
-            raise GpgError(f"key generation failed: {result.stderr.strip()[-200:]}")
-        return str(result.fingerprint).upper()
-
     # --- signatures ---------------------------------------------------------------------------
 
     def verify_detached(self, data_path: Path, sig_path: Path) -> Verification:
@@ -272,15 +249,3 @@ class Keyring:
                 reason = next((x for x in reversed(detail) if not x.startswith("[GNUPG:]")), "")
                 raise GpgError(f"unable to sign '{data_path}' with key {fpr}: {reason}".rstrip())
             out.write(result.data)
-
-    def stop_agent(self) -> None:
-        """End the gpg-agent of this home, if one runs (after signing)."""
-        if self.home is None:
-            return
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
-                check=False,
-                capture_output=True,
-                timeout=10,
-            )

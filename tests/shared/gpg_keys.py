@@ -2,11 +2,14 @@
 
 The home lives directly under /tmp because gpg-agent's socket path must stay short; the
 agent started for signing is stopped and the home removed by :meth:`TestKeys.close`.
+Generating, exporting and stopping the agent are the tests' business: the product only
+imports, lists, removes, signs and verifies.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +34,41 @@ class TestKeys:
         self.ring.sign_detached(data, sig, self.fprs[role], extra_args=extra)
 
     def close(self) -> None:
-        self.ring.stop_agent()
+        stop_agent(self.ring)
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def generate_key(ring: Keyring, email: str, name: str, **params: object) -> str:
+    """A new unprotected ed25519 signing key in ``ring``; its fingerprint."""
+    spec = ring.gpg.gen_key_input(
+        key_type="EDDSA",
+        key_curve="ed25519",
+        key_usage="sign",
+        name_real=name,
+        name_email=email,
+        expire_date=0,
+        no_protection=True,
+        **params,
+    )
+    result = ring.gpg.gen_key(spec)
+    assert result.fingerprint, result.stderr
+    return str(result.fingerprint).upper()
+
+
+def export_public(ring: Keyring, fpr: str) -> str:
+    """The armoured public key ``fpr`` of ``ring``."""
+    data = str(ring.gpg.export_keys(fpr))
+    assert data, f"no key {fpr} in {ring.home}"
+    return data
+
+
+def stop_agent(ring: Keyring) -> None:
+    """End the gpg-agent that signing started in ``ring``'s home, if one runs."""
+    assert ring.home is not None
+    subprocess.run(
+        ["gpgconf", "--homedir", str(ring.home), "--kill", "gpg-agent"],
+        check=False, capture_output=True, timeout=10,
+    )  # fmt: skip
 
 
 def make_keys(*roles: str) -> TestKeys:
@@ -40,22 +76,12 @@ def make_keys(*roles: str) -> TestKeys:
     keys = TestKeys(home, Keyring(home / "s", agent=True))
     try:
         for role in roles:
-            params = keys.ring.gpg.gen_key_input(
-                key_type="EDDSA",
-                key_curve="ed25519",
-                key_usage="sign",
-                name_real=f"ctkit test {role}",
-                name_email=f"{role}@example.org",
-                expire_date=0,
-                creation_date=KEY_CREATED,
-                no_protection=True,
+            fpr = generate_key(
+                keys.ring, f"{role}@example.org", f"ctkit test {role}", creation_date=KEY_CREATED
             )
-            result = keys.ring.gpg.gen_key(params)
-            assert result.fingerprint, result.stderr
-            fpr = str(result.fingerprint).upper()
             keys.fprs[role] = fpr
             pub = home / f"{role}.asc"
-            pub.write_text(keys.ring.export_public(fpr))
+            pub.write_text(export_public(keys.ring, fpr))
             keys.public[role] = pub
     except BaseException:
         keys.close()

@@ -10,7 +10,7 @@ import pytest
 
 from shared.errors import NotFoundError
 from shared.gpg import GpgError, Keyring, normalize_fingerprint
-from tests.shared.gpg_keys import TestKeys, make_keys
+from tests.shared.gpg_keys import TestKeys, export_public, make_keys
 
 
 @pytest.fixture(scope="module")
@@ -136,19 +136,6 @@ def test_normalize_fingerprint() -> None:
         Keyring.__new__(Keyring).find_key("nope")
 
 
-def test_generate_key(tmp_path: Path) -> None:
-    ring = Keyring(Path("/tmp") / f"ctk-gen-{tmp_path.name[-8:]}", agent=True)
-    try:
-        fpr = ring.generate_key("gen@example.org")
-        assert [k.fingerprint for k in ring.list_keys()] == [fpr]
-    finally:
-        ring.stop_agent()
-        import shutil
-
-        assert ring.home is not None
-        shutil.rmtree(ring.home, ignore_errors=True)
-
-
 def test_signature_by_a_signing_subkey_matches_the_primary_pin(keys: TestKeys, tmp_path: Path):
     params = keys.ring.gpg.gen_key_input(
         key_type="EDDSA",
@@ -168,7 +155,7 @@ def test_signature_by_a_signing_subkey_matches_the_primary_pin(keys: TestKeys, t
     data.write_text("x\n")
     keys.ring.sign_detached(data, sig, primary)
     ring = Keyring(tmp_path / "ring")
-    ring.import_data(keys.ring.export_public(primary).encode())
+    ring.import_data(export_public(keys.ring, primary).encode())
     result = ring.verify_detached(data, sig)
     assert result.valid and result.fingerprint == primary
     assert result.signers[0][1] == info.subkeys[0]
