@@ -89,12 +89,3 @@ def sha512_crypt(password: str, salt: str, rounds: int | None = None) -> str:
     encoded += _b64_from_24bit(0, 0, c[63], 2)
     prefix = f"$6$rounds={n}$" if custom else "$6$"
     return f"{prefix}{salt_b.decode('ascii')}${encoded}"
-
-
-def verify_sha512_crypt(password: str, hashed: str) -> bool:
-    """Check ``password`` against a ``$6$`` hash."""
-    match = re.fullmatch(r"\$6\$(?:rounds=(\d+)\$)?([^$]{0,16})\$([./0-9A-Za-z]{86})", hashed)
-    if not match:
-        return False
-    rounds = int(match.group(1)) if match.group(1) else None
-    return secrets.compare_digest(sha512_crypt(password, match.group(2), rounds), hashed)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from shared.guest import GuestConfig, GuestSetup
 
@@ -61,3 +65,18 @@ def setup_for(
 
 def read(root: Path, path: str) -> str:
     return (root / path.lstrip("/")).read_text()
+
+
+def openssl_crypt(password: str, salt: str) -> str:
+    """``password``'s ``$6$`` hash with ``salt`` by ``openssl passwd`` (the test skips without)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    cmd = [openssl, "passwd", "-6", "-salt", salt, "-stdin"]
+    out = subprocess.run(cmd, input=password + "\n", capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def is_hash_of(password: str, hashed: str) -> bool:
+    """Whether ``hashed`` (``$6$<salt>$...``) is ``password``'s hash, as openssl computes it."""
+    return openssl_crypt(password, hashed.split("$")[2]) == hashed

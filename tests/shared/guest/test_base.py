@@ -11,9 +11,16 @@ import pytest
 
 from shared.errors import ConfigError
 from shared.guest import PerlRand
-from shared.guest.password import verify_sha512_crypt
 
-from .helpers import DEBIAN_PASSWD, DEBIAN_SHADOW, debian_root, make_root, read, setup_for
+from .helpers import (
+    DEBIAN_PASSWD,
+    DEBIAN_SHADOW,
+    debian_root,
+    is_hash_of,
+    make_root,
+    read,
+    setup_for,
+)
 
 BLOCK = "# --- BEGIN PVE ---\n{}# --- END PVE ---\n"
 LOCALHOST = "127.0.0.1 localhost.localnet localhost\n::1 localhost.localnet localhost\n"
@@ -122,7 +129,7 @@ def test_c8b_password_is_sha512_crypt(tmp_path: Path) -> None:
     setup_for(root, {}).post_create(password="secret12", ssh_keys=None)
     hashed = read(root, "/etc/shadow").split("\n")[0].split(":")[1]
     assert hashed.startswith("$6$") and len(hashed.split("$")[2]) == 8
-    assert len(hashed.split("$")[3]) == 86 and verify_sha512_crypt("secret12", hashed)
+    assert len(hashed.split("$")[3]) == 86 and is_hash_of("secret12", hashed)
     st = os.stat(root / "etc/shadow")
     assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, 42)
     assert read(root, "/etc/shadow").split("\n")[1:] == DEBIAN_SHADOW.split("\n")[1:]
