@@ -20,7 +20,6 @@ from .options import (
     MP_SCHEMA,
     ROOTFS_SCHEMA,
     VOLUME_ID_RE,
-    check_mp_string,
 )
 
 MpType = Literal["volume", "bind", "device"]
@@ -75,11 +74,6 @@ class MountPoint:
     def ro(self) -> bool:
         return bool(self.options.get("ro"))
 
-    @property
-    def is_new(self) -> bool:
-        """The volume is ``STORAGE:SIZE`` and still has to be allocated."""
-        return self.type == "volume" and parse_new_volume(self.volume) is not None
-
     def backup_enabled(self) -> tuple[bool, str]:
         """Whether vzdump includes it, and why: rootfs / not a volume / enabled / disabled."""
         if self.key == "rootfs":
@@ -132,11 +126,6 @@ def iter_mountpoints(values: Mapping[str, str]) -> Iterator[MountPoint]:
             yield parse_mountpoint(key, text)
         except FormatError:
             continue
-
-
-def check_mp_path(path: str) -> None:
-    """The mount-point path rules; FormatError ``<p> contains illegal character sequences``."""
-    check_mp_string(path)
 
 
 def check_device_node(path: str) -> tuple[int, int]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.errors import ConfigError
-
 LINE_RE = re.compile(r"^(lxc\.[a-z0-9_\-.]+)(:|\s*=)\s*(.*?)\s*$", re.ASCII)
 
 # folded into the ``env`` option instead of the raw list
@@ -126,10 +124,6 @@ DEPRECATED_KEYS = {
 }
 
 
-class RawLxcError(ConfigError):
-    """A raw lxc key that is not allowed (``lxc.rootfs.path``, unknown keys)."""
-
-
 @dataclass(frozen=True)
 class KeyCheck:
     """Outcome of :func:`check_key`: accepted or not, and the message to show (if any)."""
@@ -160,17 +154,3 @@ def split_line(line: str) -> tuple[str, str] | None:
     """``(key, value)`` of a raw ``lxc.*`` line in colon or ``=`` form, else None."""
     m = LINE_RE.match(line)
     return (m.group(1), m.group(3)) if m else None
-
-
-def validate_entries(vmid: int, entries: list[tuple[str, str]]) -> list[str]:
-    """Check raw entries given by a caller (e.g. restore); warnings out, RawLxcError raised."""
-    warnings: list[str] = []
-    for key, value in entries:
-        result = check_key(vmid, key)
-        if not result.accepted:
-            raise RawLxcError(
-                result.message or f"vm {vmid} - unable to parse config: {key}: {value}"
-            )
-        if result.message:
-            warnings.append(result.message)
-    return warnings

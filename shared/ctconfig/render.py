@@ -178,8 +178,3 @@ def render_snapshot_tree(entries: list[dict[str, Any]]) -> str:
     for root in sorted(roots, key=order):
         walk("`->", root)
     return "".join(out)
-
-
-def render_snapshots(conf: Config, *, running: bool = False) -> str:
-    """The text of ``pct listsnapshot``."""
-    return render_snapshot_tree(snapshot_list(conf, running=running))

@@ -12,7 +12,6 @@ from shared.ctconfig.mountpoints import (
     MountPoint,
     add_unused_volume,
     check_device_node,
-    check_mp_path,
     classify,
     iter_mountpoints,
     mountpoint_keys,
@@ -24,6 +23,7 @@ from shared.ctconfig.mountpoints import (
     used_volumes,
     volume_owner,
 )
+from shared.formats.propstring import PropertyStringError
 from shared.formats.types import FormatError
 
 
@@ -58,14 +58,14 @@ def test_parse_and_render_mountpoints() -> None:
     assert root.render() == "local:100/vm-100-disk-0.raw,ro=1,size=4G"
     assert root.backup_enabled() == (True, "rootfs")
     mp = parse_mountpoint("mp4", "local:3,mp=/srv,backup=1")
-    assert mp.is_new and mp.backup_enabled() == (True, "enabled")
+    assert parse_new_volume(mp.volume) is not None and mp.backup_enabled() == (True, "enabled")
     assert mp.replace(volume="local:100/vm-100-disk-1.raw", size=3 << 30).render() == (
         "local:100/vm-100-disk-1.raw,mp=/srv,backup=1,size=3G"
     )
     assert mp.replace(backup=None).render() == "local:3,mp=/srv"
     bind = parse_mountpoint("mp0", "/host,mp=/ct,backup=1")
     assert bind.backup_enabled() == (False, "not a volume")
-    assert not bind.is_new
+    assert bind.type == "bind"
     assert parse_mountpoint("mp1", "local:1,mp=/x").backup_enabled() == (False, "disabled")
     with pytest.raises(FormatError):
         parse_mountpoint("unused0", "local:1")
@@ -119,10 +119,13 @@ def test_add_unused_volume_takes_first_free_index() -> None:
 
 
 def test_mp_path_rules() -> None:
-    check_mp_path("/srv/..data/.x")
+    assert parse_mountpoint("mp0", "local:1,mp=/srv/..data/.x").path == "/srv/..data/.x"
     for bad in ("/a/./b", "/a/../b", "/a/.", "/a/..", "../a"):
-        with pytest.raises(FormatError, match="contains illegal character sequences"):
-            check_mp_path(bad)
+        with pytest.raises(PropertyStringError) as err:
+            parse_mountpoint("mp0", f"local:1,mp={bad}")
+        assert err.value.details == {
+            "mp": f"invalid format - {bad} contains illegal character sequences"
+        }
 
 
 def test_device_nodes() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.ctconfig import rawlxc
-from shared.ctconfig.rawlxc import KeyCheck, RawLxcError, check_key, split_line, validate_entries
+from shared.ctconfig.config import parse_config
+from shared.ctconfig.rawlxc import KeyCheck, check_key, split_line
+from shared.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -64,14 +66,14 @@ def test_split_line_forms() -> None:
     assert split_line("memory: 5") is None
 
 
-def test_validate_entries() -> None:
-    assert validate_entries(5, [("lxc.mount.auto", "proc"), ("lxc.tty", "2")]) == [
-        "vm 5 - lxc.tty is deprecated and was renamed to lxc.tty.max"
-    ]
-    with pytest.raises(RawLxcError, match=r"lxc\.rootfs\.path is auto generated"):
-        validate_entries(5, [("lxc.rootfs.path", "/x")])
-    with pytest.raises(RawLxcError, match=r"unable to parse config: lxc.x.y: 1"):
-        validate_entries(5, [("lxc.x.y", "1")])
+def test_raw_entries_of_a_config_are_checked() -> None:
+    conf = parse_config(b"lxc.mount.auto: proc\nlxc.tty: 2\n", 5, strict=True)
+    assert conf.warnings == ["vm 5 - lxc.tty is deprecated and was renamed to lxc.tty.max"]
+    assert conf.lxc == [("lxc.mount.auto", "proc"), ("lxc.tty", "2")]
+    with pytest.raises(ConfigError, match=r"lxc\.rootfs\.path is auto generated"):
+        parse_config(b"lxc.rootfs.path: /x\n", 5, strict=True)
+    with pytest.raises(ConfigError, match=r"unable to parse config: lxc.x.y: 1"):
+        parse_config(b"lxc.x.y: 1\n", 5, strict=True)
 
 
 def test_every_deprecated_key_names_a_valid_or_indexed_successor() -> None:

@@ -15,7 +15,6 @@ from shared.ctconfig.render import (
     render_config,
     render_pending,
     render_snapshot_tree,
-    render_snapshots,
     snapshot_list,
 )
 from shared.errors import NotFoundError, ParamError
@@ -57,13 +56,14 @@ def test_config_of_a_snapshot() -> None:
 
 def test_listsnapshot_tree(utc: None) -> None:
     conf = parse_config((GOLDEN / "200-tree.conf").read_bytes(), 200)
-    assert render_snapshots(conf) == (GOLDEN / "200-tree.snapshots.txt").read_text()
+    expected = (GOLDEN / "200-tree.snapshots.txt").read_text()
+    assert render_snapshot_tree(snapshot_list(conf)) == expected
 
 
 def test_listsnapshot_without_snapshots(utc: None) -> None:
     conf = parse_config(b"memory: 512\n", 100)
     expected = "`-> current" + " " * 20 + " " + " " * 23 + " You are here!\n"
-    assert render_snapshots(conf) == expected
+    assert render_snapshot_tree(snapshot_list(conf)) == expected
 
 
 def test_snapshot_tree_long_prefixes_and_missing_times(utc: None) -> None:
