@@ -100,10 +100,6 @@ class JobResult:
         return self.error is None and all(g.ok for g in self.guests)
 
     @property
-    def failed_guests(self) -> list[GuestResult]:
-        return [g for g in self.guests if not g.ok]
-
-    @property
     def duration(self) -> float:
         return max(self.finished - self.started, 0.0)
 

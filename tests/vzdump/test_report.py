@@ -30,7 +30,7 @@ def test_totals_count_only_successful_guests() -> None:
     )
     assert result.total_size == 5
     assert result.duration == pytest.approx(60.4)
-    assert [g.vmid for g in result.failed_guests] == [101]
+    assert [g.vmid for g in result.guests if not g.ok] == [101]
 
 
 def test_guest_status_is_checked() -> None:
