@@ -243,13 +243,6 @@ def enabled_sources() -> list[Source]:
     return [s for s in load_sources() if s.enabled]
 
 
-def get_source(name: str) -> Source:
-    for src in load_sources():
-        if src.name == name:
-            return src
-    raise NotFoundError(f"source '{name}' does not exist")
-
-
 def _checked(check: Any, value: str) -> str:
     try:
         return str(check(value))
@@ -346,7 +339,6 @@ __all__ = [
     "Transfer",
     "add_source",
     "enabled_sources",
-    "get_source",
     "load_sources",
     "make_source",
     "remove_source",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,6 @@ __all__ = [
     "FormatError",
     "OptionSpec",
     "PropertyStringError",
-    "all_option_keys",
     "format_option",
     "is_settable",
     "load_option",
@@ -473,13 +471,6 @@ def is_settable(key: str) -> bool:
     """Whether ``key`` may be given on the command line (everything but parent/snaptime)."""
     spec = option_spec(key)
     return spec is not None and not spec.internal
-
-
-def all_option_keys() -> Iterator[str]:
-    yield from FIXED
-    for prefix, count in INDEXED.items():
-        for i in range(count):
-            yield f"{prefix}{i}"
 
 
 def parse_option(key: str, raw: str) -> Any:
