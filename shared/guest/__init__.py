@@ -4,7 +4,7 @@ Use :meth:`GuestSetup.for_rootfs`; every file operation runs chrooted into the c
 """
 
 from .config import GuestConfig
-from .detect import detect_arch, detect_ostype, resolve_arch
+from .detect import detect_arch, resolve_arch
 from .password import sha512_crypt, shadow_hash
 from .random48 import PerlRand
 from .setup import PLUGINS, GuestSetup
@@ -15,7 +15,6 @@ __all__ = [
     "GuestSetup",
     "PerlRand",
     "detect_arch",
-    "detect_ostype",
     "resolve_arch",
     "sha512_crypt",
     "shadow_hash",

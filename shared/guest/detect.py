@@ -329,12 +329,6 @@ def detect(probe: Probe) -> Detection:
     return Detection(ostype, version, warnings + more, probe.os_release() or {})
 
 
-def detect_ostype(rootdir: Path) -> tuple[str, str | None, list[str]]:
-    """``(ostype, version, warnings)`` of the root file system at ``rootdir``."""
-    result = detect(probe_rootfs(Path(rootdir)))
-    return result.ostype, result.version, result.warnings
-
-
 # --- architecture ------------------------------------------------------------------------------
 
 

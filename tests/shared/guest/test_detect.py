@@ -13,13 +13,20 @@ from shared.guest.detect import (
     classify,
     detect,
     detect_arch,
-    detect_ostype,
     elf_arch,
     parse_os_release,
+    probe_rootfs,
     resolve_arch,
 )
 
 from .helpers import make_root
+
+
+def detect_ostype(root: Path) -> tuple[str, str | None, list[str]]:
+    """``(ostype, version, warnings)`` that detection finds in ``root``, probed as setup does."""
+    result = detect(probe_rootfs(root))
+    return result.ostype, result.version, result.warnings
+
 
 ELF64_LE = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x03\x00"
 ELF32_LE = b"\x7fELF\x01\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00"
