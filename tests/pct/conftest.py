@@ -8,7 +8,10 @@ no mount and no loop device below the root, no LXC monitor of the root's contain
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from shared.fakehost import add_storage, make_btrfs
 from shared.runtime import lxcapi
 from shared.runtime.cgroups import CGROUP_ROOT, Layout, detect_layout
 from shared.testbed import loops_below, mounts_below
@@ -96,6 +100,8 @@ class PctRunner:
     def __call__(self, *args: object, **kw: Any) -> Result:
         if len(args) > 1 and args[0] == "create":
             self.vmids.add(int(str(args[1])))
+        if len(args) > 2 and args[0] == "clone":
+            self.vmids.add(int(str(args[2])))  # checked even when the clone fails
         return run_pct(*args, **kw)
 
 
@@ -145,24 +151,27 @@ def btrfs_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
     """Storage ``bt``: a btrfs on a loop device, image and mount point below the test root.
 
     (Depends on ``pct`` so that it is unmounted before the leak check runs.)"""
-    image = ctroot / "btrfs.img"
-    with open(image, "wb") as fh:
-        fh.truncate(16 << 30)  # sparse; room for default-sized volumes
-    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
     mnt = ctroot / "mnt/bt"
-    mnt.mkdir(parents=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True, capture_output=True)
-    cfg = ctroot / "etc/pve/storage.cfg"
-    cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(
-        "dir: local\n\tpath /var/lib/vz\n\tcontent rootdir,vztmpl,backup,iso\n\n"
-        "btrfs: bt\n\tpath /mnt/bt\n\tcontent rootdir,images\n"
-    )
+    make_btrfs(ctroot / "btrfs.img", mnt, 16 << 30)  # sparse; room for default-sized volumes
     try:
+        add_storage(ctroot, "btrfs: bt\n\tpath /mnt/bt\n\tcontent rootdir,images\n")
         yield "bt"
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             subprocess.run(["umount", str(mnt)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def tiny_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
+    """Dir storage ``tiny`` on a 256 KiB tmpfs: any real copy runs out of space."""
+    mnt = ctroot / "mnt/tiny"
+    mnt.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tiny", str(mnt)], check=True)
+    try:
+        add_storage(ctroot, "dir: tiny\n\tpath /mnt/tiny\n\tcontent rootdir\n")
+        yield "tiny"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
 
 
 @pytest.fixture
@@ -174,3 +183,77 @@ def subid_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     monkeypatch.setenv("CTKIT_SUBUID", str(uid))
     monkeypatch.setenv("CTKIT_SUBGID", str(gid))
     return uid, gid
+
+
+def tree_signature(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry's type, mode, owner, size, content digest, link target and xattrs."""
+    sig: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if rel != "lost+found" and not rel.startswith("lost+found/"):
+                sig[rel] = _entry_signature(path)
+    return sig
+
+
+def _entry_signature(path: Path) -> tuple[object, ...]:
+    st = path.lstat()
+    extra: object = None
+    if stat.S_ISREG(st.st_mode):
+        extra = hashlib.sha256(path.read_bytes()).hexdigest()
+    elif stat.S_ISLNK(st.st_mode):
+        extra = os.readlink(path)
+    xattrs = tuple(
+        sorted((k, os.getxattr(path, k, follow_symlinks=False))
+               for k in os.listxattr(path, follow_symlinks=False))
+    )  # fmt: skip
+    # a directory's size and link count are the file system's business (btrfs: 1)
+    isdir = stat.S_ISDIR(st.st_mode)
+    size, nlink = (0, 0) if isdir else (st.st_size, st.st_nlink)
+    return (st.st_mode, st.st_uid, st.st_gid, size, nlink, extra, xattrs)
+
+
+@dataclass
+class Containers:
+    """Containers from the busybox template under the test's root, made, read and mounted
+    the same way by every test that copies or moves their volumes."""
+
+    pct: PctRunner
+    root: Path
+    template: Path
+    new_vmid: Callable[[], int]
+
+    def create(self, *options: object) -> int:
+        """A new container; ``options`` as for ``pct create`` after the template."""
+        vmid = self.new_vmid()
+        self.pct("create", vmid, self.template, *options)
+        return vmid
+
+    def refused(self, *args: object) -> str:
+        """``pct`` with ``args`` fails; its error output."""
+        res = self.pct(*args, check=False)
+        assert res.rc != 0, res.text
+        return res.err
+
+    def conf_path(self, vmid: int) -> Path:
+        return self.root / f"etc/pve/lxc/{vmid}.conf"
+
+    def conf(self, vmid: int) -> str:
+        return self.conf_path(vmid).read_text()
+
+    @contextlib.contextmanager
+    def mounted(self, vmid: int) -> Iterator[Path]:
+        """The container's root file system, mounted by ``pct mount`` for the block."""
+        self.pct("mount", vmid)
+        try:
+            yield self.root / f"var/lib/lxc/{vmid}/rootfs"
+        finally:
+            self.pct("unmount", vmid)
+
+
+@pytest.fixture
+def cts(
+    pct: PctRunner, ctroot: Path, busybox_template: Path, new_vmid: Callable[[], int]
+) -> Containers:
+    return Containers(pct, ctroot, busybox_template, new_vmid)
