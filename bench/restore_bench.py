@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -34,16 +35,9 @@ CONF = (
     "arch: amd64\nhostname: bench\nmemory: 512\nostype: unmanaged\n"
     "rootfs: local:100/subvol-100-disk-0.subvol,size=0T\n"
 )
-TAR_FLAGS = [
-    "--one-file-system", "-p", "--sparse", "--numeric-owner", "--acls", "--xattrs",
-    "--xattrs-include=user.*", "--xattrs-include=security.capability",
-    "--warning=no-file-ignored", "--warning=no-xattr-write",
-]  # fmt: skip
 
 
 def child(root: str, archive: str) -> None:
-    import os
-
     os.environ["CTKIT_ROOT"] = root
     sys.path.insert(0, str(REPO))
     from pct.ops.restore import RestoreRequest, restore
@@ -59,13 +53,15 @@ def child(root: str, archive: str) -> None:
 
 def pack(tree: Path, work: Path) -> Path:
     """A vzdump-style archive: pct.conf and pct.fw first, then the tree, zstd-compressed."""
+    # after bench()'s sys.path
+    from shared.archive.tarcreate import COMMON_TAR_FLAGS
+    from shared.archive.vzdumpformat import MEMBERS, write_members
+
     tmp = work / "vzdumptmp"
-    (tmp / "etc/vzdump").mkdir(parents=True)
-    (tmp / "etc/vzdump/pct.conf").write_text(CONF)
-    (tmp / "etc/vzdump/pct.fw").write_text("")
+    write_members(tmp, CONF.encode(), b"", (os.getuid(), os.getgid()))
     archive = work / "vzdump-lxc-100-2024_01_02-03_04_05.tar.zst"
-    cmd = ["tar", "cpf", "-", *TAR_FLAGS, f"--directory={tmp}", "./etc/vzdump/pct.conf"]
-    cmd += ["./etc/vzdump/pct.fw", f"--directory={tree}", "./"]
+    cmd = ["tar", "cpf", "-", *COMMON_TAR_FLAGS, f"--directory={tmp}", *MEMBERS]
+    cmd += [f"--directory={tree}", "./"]
     with open(archive, "wb") as out:
         tar = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         subprocess.run(["zstd", "-q", "-T2", "-3"], stdin=tar.stdout, stdout=out, check=True)

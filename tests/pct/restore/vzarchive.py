@@ -1,13 +1,14 @@
 """Test helper: vzdump archives built by hand with GNU tar, laid out as vzdump.md §3.1.
 
-``./etc/vzdump/pct.conf`` and ``./etc/vzdump/pct.fw`` come first (from a temporary directory,
-without parent directory entries), then the data trees; pax headers through ``--acls/--xattrs``,
+The config members (``vzdumpformat.MEMBERS``) come first (from a temporary directory, without
+parent directory entries), then the data trees; pax headers through ``--acls/--xattrs``,
 numeric owners; an unprivileged container's tar runs under ``lxc-usernsexec`` so the archive
 holds container ids. The compressor is the real one (zstd, gzip, lzop), as vzdump pipes it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,21 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shared.archive.idmap import IdMapEntry, usernsexec_argv
+from shared.archive.tarcreate import COMMON_TAR_FLAGS
+from shared.archive.vzdumpformat import MEMBERS, write_members
 
-VZDUMP_TAR_FLAGS = [
-    "--one-file-system",
-    "-p",
-    "--sparse",
-    "--numeric-owner",
-    "--acls",
-    "--xattrs",
-    "--xattrs-include=user.*",
-    "--xattrs-include=security.capability",
-    "--warning=no-file-ignored",
-    "--warning=no-xattr-write",
-    "--one-file-system",
-    "--warning=no-file-ignored",
-]
+# vzdump passes these two again after the common ones, as tarcreate does
+VZDUMP_TAR_FLAGS = [*COMMON_TAR_FLAGS, "--one-file-system", "--warning=no-file-ignored"]
 COMPRESSORS = {"zst": ["zstd", "-q", "-T1", "-c"], "gz": ["gzip", "-c"], "lzo": ["lzop", "-c"]}
 STAMP = "2024_01_02-03_04_05"
 
@@ -51,13 +42,11 @@ def vzdump_archive(
     them (``(rootfs, "./")`` first, then e.g. ``(mp0_parent, "./data")``)."""
     tmpdir = Path(tempfile.mkdtemp(prefix="vzdumptmp", dir=out.parent))
     try:
-        (tmpdir / "etc/vzdump").mkdir(parents=True)
+        write_members(tmpdir, conf.encode(), firewall.encode(), (os.getuid(), os.getgid()))
         for path in (tmpdir, tmpdir / "etc", tmpdir / "etc/vzdump"):
-            path.chmod(0o755)
-        (tmpdir / "etc/vzdump/pct.conf").write_text(conf)
-        (tmpdir / "etc/vzdump/pct.fw").write_text(firewall)
+            path.chmod(0o755)  # tar of an unprivileged container runs as its root
         argv = [*usernsexec_argv(idmap), "tar", "cpf", "-", "--totals", *VZDUMP_TAR_FLAGS]
-        argv += [f"--directory={tmpdir}", "./etc/vzdump/pct.conf", "./etc/vzdump/pct.fw"]
+        argv += [f"--directory={tmpdir}", *MEMBERS]
         for directory, source in trees:
             argv += [f"--directory={directory}", "--no-anchored"]
             if idmap:
