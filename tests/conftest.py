@@ -51,6 +51,15 @@ def vmid() -> int:
     return next(_VMIDS)
 
 
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy from the environment: the test servers on 127.0.0.1 are reached directly."""
+    for var in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)
+    return monkeypatch
+
+
 @pytest.fixture(scope="session")
 def busybox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small template without os-release (ostype unmanaged), ``.tar.zst``; built once."""

@@ -31,14 +31,6 @@ def gpg_keys() -> Iterator[TestKeys]:
 
 
 @pytest.fixture
-def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.upper(), raising=False)
-    return monkeypatch
-
-
-@pytest.fixture
 def empty_keyring(ctroot: Path) -> Path:
     """pveam's keyring without the shipped release keys (as if they had been removed)."""
     home = paths.pveam_gnupghome()

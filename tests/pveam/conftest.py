@@ -23,7 +23,6 @@ from tests.index.conftest import (  # noqa: F401 - fixtures shared with the inde
     Publisher,
     empty_keyring,
     gpg_keys,
-    no_proxy_env,
     publisher,
     srv,
     trusted_ring,
@@ -81,7 +80,7 @@ class Pveam:
 
 
 @pytest.fixture
-def pveam(ctroot: Path, no_proxy_env: pytest.MonkeyPatch) -> Pveam:  # noqa: F811
+def pveam(ctroot: Path, no_proxy_env: pytest.MonkeyPatch) -> Pveam:
     if not PVEAM.exists():
         pytest.skip(f"console script not installed: {PVEAM}")
     return Pveam(ctroot)

@@ -33,14 +33,6 @@ def srv() -> Iterator[TestServer]:
         yield server
 
 
-@pytest.fixture
-def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.upper(), raising=False)
-    return monkeypatch
-
-
 def fast(retries: int = 3, **kw: object) -> Downloader:
     sleeps: list[float] = []
     dl = Downloader(retry=RetryPolicy(retries=retries, backoff=0.01), sleep=sleeps.append, **kw)  # type: ignore[arg-type]

@@ -19,10 +19,7 @@ MIB = 1 << 20
 
 
 @pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[TestServer]:
-    for var in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-        monkeypatch.delenv(var.upper(), raising=False)
+def srv(no_proxy_env: pytest.MonkeyPatch) -> Iterator[TestServer]:
     with TestServer() as server:
         yield server
 
