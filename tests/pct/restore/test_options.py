@@ -11,6 +11,7 @@ import pytest
 
 from pct.ops import restore_tree
 from shared.errors import StorageError
+from shared.fakehost import add_storage
 from shared.tasklog import Progress
 from tests.pct.restore.conftest import BASE_CONF, Backups, leftovers
 
@@ -59,12 +60,7 @@ def test_progress_reports_archive_bytes(
 
 
 def test_storage_without_container_content(backups: Backups, vmid: int) -> None:
-    cfg = backups.root / "etc/pve/storage.cfg"
-    cfg.parent.mkdir(parents=True)
-    cfg.write_text(
-        "dir: local\n\tpath /var/lib/vz\n\tcontent rootdir,backup\n\n"
-        "dir: isos\n\tpath /srv/isos\n\tcontent iso\n"
-    )
+    add_storage(backups.root, "dir: isos\n\tpath /srv/isos\n\tcontent iso\n")
     archive = backups.archive(BASE_CONF)
     with pytest.raises(StorageError) as err:
         backups.restore(vmid, archive, storage="isos")

@@ -10,6 +10,7 @@ import pytest
 
 from shared.ctconfig import store
 from shared.errors import AlreadyExistsError, ArchiveError, CtkitError
+from shared.fakehost import add_storage
 from tests.pct.restore.conftest import BASE_CONF, Backups, images, leftovers, volume_of
 from tests.pct.restore.vzarchive import member_names
 
@@ -83,12 +84,7 @@ def backups_conf_value(key: str) -> str:
 
 
 def test_storage_option_puts_every_volume_there(backups: Backups, vmid: int) -> None:
-    cfg = backups.root / "etc/pve/storage.cfg"
-    cfg.parent.mkdir(parents=True)
-    cfg.write_text(
-        "dir: local\n\tpath /var/lib/vz\n\tcontent rootdir,backup,vztmpl\n\n"
-        "dir: other\n\tpath /srv/other\n\tcontent rootdir,images\n"
-    )
+    add_storage(backups.root, "dir: other\n\tpath /srv/other\n\tcontent rootdir,images\n")
     other = backups.root / "srv/other"  # storage paths are below CTKIT_ROOT
     tree = backups.tree()
     (tree / "data").mkdir()
