@@ -38,6 +38,14 @@ def _no_leaks(tmp_path: Path) -> Iterator[None]:
 
 
 @pytest.fixture
+def target(tmp_path: Path) -> Path:
+    """An empty directory to mount on."""
+    path = tmp_path / "target"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
 def write_cfg(ctroot: Path) -> WriteCfg:
     """Write ``etc/pve/storage.cfg`` under the scratch root."""
 

@@ -43,13 +43,6 @@ def mount_options(target: Path) -> set[str]:
     raise AssertionError(f"{target} is not mounted")
 
 
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    path = tmp_path / "target"
-    path.mkdir()
-    return path
-
-
 def test_raw_mount_always_releases_the_loop_device(tmp_path: Path, target: Path) -> None:
     image = ext4_image(tmp_path / "disk.raw")
     with (

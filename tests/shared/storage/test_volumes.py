@@ -19,13 +19,6 @@ MIB = 1 << 20
 pytestmark = needs_root
 
 
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    path = tmp_path / "target"
-    path.mkdir()
-    return path
-
-
 def test_mount_subvol_and_raw(ctroot: Path, target: Path) -> None:
     sub = volumes.alloc_volume(load_config().storage("local"), VMID, 0)
     raw = volumes.alloc_volume("local", VMID, 8 * MIB, root_uid=100000, root_gid=100000)
