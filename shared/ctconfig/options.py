@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.formats.propstring import Field, PropertyStringError, PropSchema
+from shared.formats.propstring import Field, PropertyStringError, PropSchema, split_list
 from shared.formats.types import (
     Bool,
     ConfigId,
@@ -60,13 +60,6 @@ __all__ = [
 ]
 
 ZONE_TAB = Path("/usr/share/zoneinfo/zone.tab")
-
-
-def split_list(text: str) -> list[str]:
-    """Proxmox's ``split_list``: NUL-separated if it contains a NUL, else `,`/`;`/blank."""
-    if "\0" in text:
-        return text.split("\0")
-    return [p for p in re.split(r"[,;\s]+", text.strip(), flags=re.ASCII) if p]
 
 
 # --- format checks (messages as Proxmox's format verifiers word them) --------------------------

@@ -7,6 +7,7 @@ the optional ones, each group alphabetically.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,13 @@ class PropSchema:
             text = spec.type.describe() if spec.default_key else f"{name}={spec.type.describe()}"
             items.append(text if not spec.optional else f"[{text}]")
         return ",".join(items)
+
+
+def split_list(text: str) -> list[str]:
+    """Proxmox's ``split_list``: NUL-separated if it contains a NUL, else `,`/`;`/blank."""
+    if "\0" in text:
+        return text.split("\0")
+    return [p for p in re.split(r"[,;\s]+", text.strip(), flags=re.ASCII) if p]
 
 
 def split_parts(raw: str) -> Iterable[str]:

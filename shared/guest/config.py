@@ -6,19 +6,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shared.formats.propstring import split_parts
+from shared.formats.propstring import split_list, split_parts
 from shared.formats.types import FormatError, parse_bool
 
 # Proxmox's default id map for unprivileged containers starts here (root:100000:65536).
 DEFAULT_UNPRIVILEGED_ROOT = 100000
 DEFAULT_TTY = 2
-
-
-def split_list(raw: str | None) -> list[str]:
-    """Proxmox's ``split_list``: items separated by commas, semicolons or white space."""
-    if not raw:
-        return []
-    return [item for item in re.split(r"[,;\s]+", raw.strip()) if item]
 
 
 @dataclass

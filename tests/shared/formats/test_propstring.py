@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.formats.propstring import Field, PropertyStringError, PropSchema
+from shared.formats.propstring import Field, PropertyStringError, PropSchema, split_list
 from shared.formats.types import Bool, FormatError, ListOf, Size, Str
 
 MP = PropSchema(
@@ -62,3 +62,9 @@ def test_lenient_keeps_unknown() -> None:
 def test_quoted_value_with_comma() -> None:
     schema = PropSchema({"name": Field(Str()), "desc": Field(Str())})
     assert schema.parse('name=a,desc="x,y"') == {"name": "a", "desc": "x,y"}
+
+
+def test_split_list() -> None:
+    assert split_list(" a, b;c  d ") == ["a", "b", "c", "d"]
+    assert split_list("") == []
+    assert split_list("a b\0c") == ["a b", "c"]  # NUL-separated lists keep their blanks

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.formats.types import FormatError
-from shared.guest.config import GuestConfig, split_list
+from shared.guest.config import GuestConfig
 
 
 def test_from_pct_conf() -> None:
@@ -36,8 +36,3 @@ def test_defaults_and_explicit_ids() -> None:
     assert GuestConfig.from_pct_conf(1, {}).root_uid == 0
     with pytest.raises(FormatError):
         GuestConfig.from_pct_conf(1, {"tty": "many"})
-
-
-def test_split_list() -> None:
-    assert split_list(" a, b;c  d ") == ["a", "b", "c", "d"]
-    assert split_list(None) == [] and split_list("") == []
