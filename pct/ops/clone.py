@@ -129,10 +129,7 @@ def _lock_source(vmid: int) -> tuple[Config, bool]:
 def _unlock_source(vmid: int, log: Log) -> None:
     try:
         with config_lock(vmid):
-            conf = store.load(vmid)
-            if conf.lock == "disk":
-                conf.delete("lock")
-                store.save(conf)
+            store.drop_lock(vmid, "disk")
     except CtkitError as err:
         log(f"Failed to remove source CT config lock - {err}")
 

@@ -159,14 +159,6 @@ def _mounted(conf: Config) -> Iterator[Path]:
             _stderr(f"WARN: {problem}")
 
 
-def _clear_lock(vmid: int, lock: str) -> None:
-    """Remove ``lock`` if it is still the CT's lock (caller holds the config flock)."""
-    conf = store.load(vmid)
-    if conf.lock == lock:
-        conf.delete("lock")
-        store.save(conf)
-
-
 def _ct_root(vmid: int) -> Path | None:
     """``/proc/<init pid>/root`` of a running CT (the CT's own view of its mounts)."""
     pid = lxcapi.init_pid(vmid) if lxcapi.is_running(vmid) else None
@@ -199,7 +191,7 @@ def df(vmid: int) -> list[DfRow]:
             with _mounted(conf) as target:
                 return _df_rows(conf, target)
         finally:
-            _clear_lock(vmid, "mounted")
+            store.drop_lock(vmid, "mounted")
 
 
 def _df_rows(conf: Config, root: Path) -> list[DfRow]:
@@ -323,7 +315,7 @@ def fstrim(vmid: int, *, ignore_mountpoints: bool = False, log: Log = print) -> 
                 _trim_all(conf, target, ignore_mountpoints, log)
     finally:
         with config_lock(vmid):
-            _clear_lock(vmid, "fstrim")
+            store.drop_lock(vmid, "fstrim")
 
 
 def _trim_all(conf: Config, root: Path, ignore_mountpoints: bool, log: Log) -> None:

@@ -113,10 +113,7 @@ def _disk_lock_released(vmid: int, log: Log) -> Iterator[None]:
     finally:
         try:
             with config_lock(vmid):
-                conf = store.load(vmid)
-                if conf.lock == "disk":
-                    conf.delete("lock")
-                    store.save(conf)
+                store.drop_lock(vmid, "disk")
         except CtkitError as err:
             log(f"unable to remove the 'disk' lock of CT {vmid} - {err}")
 

@@ -170,10 +170,7 @@ def release_create_lock(vmid: int, log: Log) -> None:
     """Undo :func:`lock_existing` after a failure: drop ``lock: create`` (only that lock)."""
     try:
         with config_lock(vmid):
-            conf = store.load(vmid)
-            if conf.lock == CREATE_LOCK:
-                conf.delete("lock")
-                store.save(conf)
+            store.drop_lock(vmid, CREATE_LOCK)
     except CtkitError as err:
         log(f"unable to remove the 'create' lock of CT {vmid} - {err}")
 

@@ -99,3 +99,14 @@ def remove_lock(conf: Config, lock: str | None = None) -> None:
     if lock is not None and current != lock:
         raise LockError(f"found lock '{current}' trying to remove '{lock}' lock")
     conf.delete("lock")
+
+
+def drop_lock(vmid: int, lock: str) -> bool:
+    """Remove ``lock: <lock>`` of CT ``vmid`` if it still is its lock, and save: an operation
+    ending or undoing its own lock leaves any other lock alone. Whether it removed it."""
+    conf = load(vmid)
+    if conf.lock != lock:
+        return False
+    conf.delete("lock")
+    save(conf)
+    return True

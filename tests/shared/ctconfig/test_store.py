@@ -86,6 +86,18 @@ def test_remove_lock_case_41() -> None:
     assert conf.lock is None
 
 
+def test_drop_lock_removes_only_the_named_lock(ctroot: Path) -> None:
+    store.save(Config(900000001, {"memory": "512", "lock": "disk"}))
+    assert store.drop_lock(900000001, "create") is False
+    assert store.load(900000001).lock == "disk"
+    assert store.drop_lock(900000001, "disk") is True
+    conf = store.load(900000001)
+    assert conf.lock is None and conf.get_raw("memory") == "512"
+    assert store.drop_lock(900000001, "disk") is False
+    with pytest.raises(NotFoundError):
+        store.drop_lock(900000002, "disk")
+
+
 def test_check_protection() -> None:
     conf = Config(100, {"protection": "0"})
     store.check_protection(conf, "can't remove CT 100")
