@@ -84,14 +84,6 @@ class Probe:
         return None if text is None else parse_os_release(text)
 
 
-@dataclass
-class Detection:
-    ostype: str
-    version: str | None
-    warnings: list[str]
-    os_release: dict[str, str]
-
-
 def parse_os_release(text: str) -> dict[str, str]:
     """os-release(5) assignments; quoted values unescaped, comments ignored."""
     result: dict[str, str] = {}
@@ -318,15 +310,6 @@ _VERSION_CHECKS = {
     "gentoo": _gentoo,
     "openeuler": _openeuler,
 }
-
-
-def detect(probe: Probe) -> Detection:
-    """Classify a probe and apply the version gate of the distribution found."""
-    ostype, warnings = classify(probe)
-    if ostype is None:
-        raise ConfigError(UNDETECTABLE)
-    version, more = check_version(ostype, probe)
-    return Detection(ostype, version, warnings + more, probe.os_release() or {})
 
 
 # --- architecture ------------------------------------------------------------------------------

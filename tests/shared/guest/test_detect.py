@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,10 @@ import pytest
 from shared.errors import ConfigError
 from shared.guest.detect import (
     NO_OS_RELEASE,
+    UNDETECTABLE,
     Probe,
+    check_version,
     classify,
-    detect,
     detect_arch,
     elf_arch,
     parse_os_release,
@@ -20,6 +22,22 @@ from shared.guest.detect import (
 )
 
 from .helpers import make_root
+
+
+@dataclass
+class Found:
+    ostype: str
+    version: str | None
+    warnings: list[str]
+
+
+def detect(probe: Probe) -> Found:
+    """What the setup finds in a probe: the OS type, then that distribution's version gate."""
+    ostype, warnings = classify(probe)
+    if ostype is None:
+        raise ConfigError(UNDETECTABLE)
+    version, more = check_version(ostype, probe)
+    return Found(ostype, version, warnings + more)
 
 
 def detect_ostype(root: Path) -> tuple[str, str | None, list[str]]:
