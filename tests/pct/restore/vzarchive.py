@@ -43,8 +43,9 @@ def vzdump_archive(
     tmpdir = Path(tempfile.mkdtemp(prefix="vzdumptmp", dir=out.parent))
     try:
         write_members(tmpdir, conf.encode(), firewall.encode(), (os.getuid(), os.getgid()))
-        for path in (tmpdir, tmpdir / "etc", tmpdir / "etc/vzdump"):
-            path.chmod(0o755)  # tar of an unprivileged container runs as its root
+        for path in (tmpdir, *tmpdir.rglob("*")):
+            if path.is_dir():
+                path.chmod(0o755)  # tar of an unprivileged container runs as its root
         argv = [*usernsexec_argv(idmap), "tar", "cpf", "-", "--totals", *VZDUMP_TAR_FLAGS]
         argv += [f"--directory={tmpdir}", *MEMBERS]
         for directory, source in trees:
