@@ -17,7 +17,6 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
 from shared.errors import AlreadyExistsError, CtkitError
-from shared.runtime import lifecycle
 from shared.runtime.ctview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
 from shared.runtime.traverse import check_traversable
@@ -38,7 +37,7 @@ from .provision import (
     staged,
     staging_dir,
 )
-from .setconf import value_check
+from .valuecheck import value_check
 
 Log = Callable[[str], None]
 DEFAULT_ROOTFS_GIB = 4
@@ -103,6 +102,8 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
             raise prefixed(err, f"unable to create CT {req.vmid} - ") from err
         raise
     if req.start:
+        from shared.runtime import lifecycle  # the start machinery: only for --start
+
         lifecycle.start(req.vmid, log=log)
     return conf
 
