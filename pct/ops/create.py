@@ -17,11 +17,11 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
 from shared.errors import AlreadyExistsError, CtkitError
-from shared.runtime import lifecycle
 from shared.runtime.ctview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
 from shared.runtime.traverse import check_traversable
 from shared.storage.api import resolve_template
+from shared.storage.writeback import early_writeback
 
 from .provision import (
     Allocation,
@@ -38,7 +38,7 @@ from .provision import (
     staged,
     staging_dir,
 )
-from .setconf import value_check
+from .valuecheck import value_check
 
 Log = Callable[[str], None]
 DEFAULT_ROOTFS_GIB = 4
@@ -103,6 +103,8 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
             raise prefixed(err, f"unable to create CT {req.vmid} - ") from err
         raise
     if req.start:
+        from shared.runtime import lifecycle  # the start machinery: only for --start
+
         lifecycle.start(req.vmid, log=log)
     return conf
 
@@ -112,16 +114,18 @@ def _fill_rootfs(
 ) -> None:
     with staged(conf) as tree:
         log(f"extracting archive '{template}'")
-        extract(
-            template,
-            tree.target,
-            compression=compression,
-            idmap=config_idmap(conf) or None,
-            ignore_unpack_errors=req.ignore_unpack_errors,
-            bwlimit_kib=req.bwlimit,
-            log=log,
-        )
-        _setup_guest(conf, req, tree.target, log)
+        images = [h.target for h in tree.handles if h.loopdev is not None]
+        with early_writeback(images):  # the unmount then has little left to write
+            extract(
+                template,
+                tree.target,
+                compression=compression,
+                idmap=config_idmap(conf) or None,
+                ignore_unpack_errors=req.ignore_unpack_errors,
+                bwlimit_kib=req.bwlimit,
+                log=log,
+            )
+            _setup_guest(conf, req, tree.target, log)
 
 
 def _setup_guest(conf: Config, req: CreateRequest, rootdir: Path, log: Log) -> None:

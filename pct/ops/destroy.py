@@ -12,7 +12,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import volume_owner
 from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
-from shared.runtime import lifecycle, lxcapi
+from shared.runtime import lxcapi
 from shared.runtime.cgroups import CGroup
 from shared.runtime.mounts import unmount_below
 from shared.storage.config import load_config
@@ -55,6 +55,8 @@ def destroy(
 ) -> None:
     if _check(vmid, force):
         log(f"forced to stop CT {vmid} before destroying!")
+        from shared.runtime import lifecycle  # start/stop machinery: only for a running CT
+
         lifecycle.stop(vmid)
     with config_lock(vmid):
         conf = store.load(vmid)

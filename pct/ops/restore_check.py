@@ -5,7 +5,7 @@ a warning. A restore that stored it would exit 0 with a container that ``pct sta
 (a 5,000-character hostname, a memory size that overflows the cgroup limit, a malformed
 ``net0``). So every value taken from the backup goes through the same strict option check as
 a ``pct create`` parameter (:func:`~shared.ctconfig.pending.parse_values` and
-:func:`~pct.ops.setconf.value_check`); a value that fails is left out with one line, and the
+:func:`~pct.ops.valuecheck.value_check`); a value that fails is left out with one line, and the
 default applies (a bad ``netN`` leaves the container without that interface; a bad ``mpN``
 leaves its files in the root file system). Keys the schema does not know are kept verbatim, as
 in Proxmox. Before the config is written, the merged result is checked once more as a whole;
@@ -22,7 +22,7 @@ from shared.ctconfig.pending import parse_values
 from shared.errors import ConfigError, CtkitError, ParamError
 
 from .restore_trust import shown
-from .setconf import value_check
+from .valuecheck import value_check
 
 Log = Callable[[str], None]
 

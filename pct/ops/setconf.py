@@ -6,51 +6,20 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shared.ctconfig import store, unsupported
+from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import apply_pending, update_pending
 from shared.errors import CtkitError, ParamError
 from shared.locks import config_lock
-from shared.net.shaping import link_mtu
-from shared.runtime import hookscript, lxcapi, recovery
+from shared.runtime import lxcapi, recovery
 from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import limits
 from shared.runtime.lxcconf import pick_cpus
 from shared.runtime.volumes import allocator, free, size_of
-from shared.storage.api import get_storage
+
+from .valuecheck import value_check
 
 Log = Callable[[str], None]
-
-
-def value_check(key: str, value: Any) -> None:
-    """Checks that need the host: new volumes must go to a rootdir storage, an interface's
-    MTU may not exceed its bridge's, a hook script must be an executable snippet; options
-    ctkit cannot honour are refused."""
-    if key == "hookscript":
-        hookscript.script_path(str(value))
-        return
-    problem = unsupported.value_problem(key, value) if isinstance(value, dict) else None
-    if problem:
-        raise ParamError({key: problem})
-    if key.startswith("net") and isinstance(value, dict):
-        _check_mtu(key, value)
-    if not (key == "rootfs" or key.startswith("mp")) or not isinstance(value, dict):
-        return
-    volume = str(value.get("volume", ""))
-    sid, sep, rest = volume.partition(":")
-    if sep and rest.replace(".", "", 1).isdigit():
-        store_ = get_storage(sid)
-        if not store_.has_content("rootdir"):
-            raise CtkitError(f"storage '{sid}' does not allow content type 'rootdir' (Container)")
-
-
-def _check_mtu(key: str, net: dict[str, Any]) -> None:
-    mtu, bridge = net.get("mtu"), net.get("bridge")
-    if not mtu or not bridge:
-        return
-    bridge_mtu = link_mtu(str(bridge))
-    if bridge_mtu is not None and int(mtu) > bridge_mtu:
-        raise ParamError({key: f"MTU size '{mtu}' is bigger than bridge MTU '{bridge_mtu}'"})
 
 
 def set_config(

@@ -13,6 +13,10 @@ directories the attributes of picked directory members, under names the caller c
 how a restore gives the directories that exist before extraction (the mounted volumes' roots),
 which ``--skip-old-files`` leaves alone, their backed-up owner, mode, times, ACLs and xattrs.
 
+``select`` narrows what tar gets to some approved members (``vzdump extract`` of single paths)
+and ``stop_when`` ends the extraction early, once the chosen members are out: tar then gets a
+clean end of archive and the rest of the archive is never read.
+
 Failures: a hostile, cut or corrupt archive is an :class:`ArchiveError` (tar is stopped at once;
 members before the bad one have been extracted, so the caller discards the target volume). A
 tar failure is a :class:`CommandError` unless ``ignore_unpack_errors``; tar stopping before the
@@ -46,11 +50,12 @@ from shared.archive.pipeline import (
     pipeline_failed,
     reap,
     spawn,
+    write_all,
     write_pieces,
 )
 from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarcreate import COMMON_TAR_FLAGS
-from shared.archive.tarformat import BLOCK, DIR, Member, padded
+from shared.archive.tarformat import BLOCK, DIR, RECORD, Member, padded
 from shared.archive.targuard import ExtractGuard
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.errors import CommandError
@@ -63,6 +68,7 @@ class ExtractStats(TransferStats):
     """What :func:`extract` moved, and the members ``keep`` picked, in archive order."""
 
     kept: list[Member] = field(default_factory=list)
+    stopped_early: bool = False  # ``stop_when`` ended it before the end of the archive
 
 
 def tar_extract_command(rootdir: Path | str, idmap: Sequence[IdMapEntry] | None) -> list[str]:
@@ -71,9 +77,10 @@ def tar_extract_command(rootdir: Path | str, idmap: Sequence[IdMapEntry] | None)
     return usernsexec_argv(idmap) + argv
 
 
-class _Keeping(ScanSink):
+class _Chain(ScanSink):
     """``skip`` drops members first (the guard keeps no state of what tar never sees); then
-    the guard; ``keep`` records the approved members it picks."""
+    the guard; then ``select`` (which also hears where each of its members ends); ``keep``
+    records the members that reach tar that it picks."""
 
     def __init__(
         self,
@@ -81,18 +88,26 @@ class _Keeping(ScanSink):
         keep: Callable[[Member], bool],
         kept: list[Member],
         skip: Callable[[Member], bool],
+        select: ScanSink | None,
     ) -> None:
         self._guard = guard.member
         self._keep = keep
         self._kept = kept
         self._skip = skip
+        self._select = select
 
     def member(self, member: Member) -> bool:
         if self._skip(member) or not self._guard(member):
             return False
+        if self._select is not None and not self._select.member(member):
+            return False
         if self._keep(member):
             self._kept.append(member)
         return True
+
+    def member_end(self, member: Member) -> None:
+        if self._select is not None:
+            self._select.member_end(member)
 
 
 def _never(member: Member) -> bool:
@@ -146,6 +161,9 @@ def extract(
     log: LogFn = lambda line: None,
     keep: Callable[[Member], bool] | None = None,
     skip: Callable[[Member], bool] | None = None,
+    select: ScanSink | None = None,
+    stop_when: Callable[[], bool] | None = None,
+    drop_devices: bool = False,
 ) -> ExtractStats:
     """Extract ``source`` (a path, or a binary stream such as stdin) into ``rootdir``.
 
@@ -156,8 +174,12 @@ def extract(
     (from the calling thread, before tar gets the member); those it answers True for are
     returned in ``kept`` with their header block and pax records (a stateful ``keep`` bounds
     how many). ``skip`` is asked about every member before the guard; those it answers True
-    for never reach the guard, tar or ``keep``. Returns bytes read (``bytes_in``) and fed to
-    tar (``bytes_out``).
+    for never reach the guard, tar or ``keep``. ``select`` is asked about every member the
+    guard approved (False: tar never sees it) and told where each one it took ends;
+    ``stop_when`` is asked after every chunk handed to tar: True ends the archive for tar
+    there and stops reading (``stopped_early``). ``drop_devices`` leaves device nodes out
+    with a warning instead of failing (as ``ignore_unpack_errors`` does). Returns bytes read
+    (``bytes_in``) and fed to tar (``bytes_out``).
     """
     start = time.monotonic()
     stats = ExtractStats()
@@ -171,10 +193,11 @@ def extract(
     reader = _Reader(stream)
     argv = tar_extract_command(rootdir, idmap)
     text = command_text([argv])
-    guard = ExtractGuard(allow_devices=not idmap, drop_devices=ignore_unpack_errors, warn=warn)
+    drop = drop_devices or ignore_unpack_errors
+    guard = ExtractGuard(allow_devices=not idmap, drop_devices=drop, warn=warn)
     sink: ScanSink = guard
-    if keep is not None or skip is not None:
-        sink = _Keeping(guard, keep or _never, stats.kept, skip or _never)
+    if keep is not None or skip is not None or select is not None:
+        sink = _Chain(guard, keep or _never, stats.kept, skip or _never, select)
     scanner = TarScanner(sink, forward=True)
     try:
         tar = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -202,6 +225,10 @@ def extract(
                     break
                 if scanner.ended:
                     tar.stdin.close()  # tar can finish while the rest is checked
+                elif stop_when is not None and stop_when():
+                    _end_archive(tar.stdin.fileno(), scanner.forwarded)
+                    stats.stopped_early = True
+                    break
             drain(lines, log)
             if progress is not None:
                 progress(stream.source.count)
@@ -225,6 +252,13 @@ def extract(
     stats.bytes_out = scanner.forwarded
     stats.seconds = time.monotonic() - start
     return stats
+
+
+def _end_archive(fd: int, forwarded: int) -> None:
+    """Two zero blocks, padded to tar's record size: the clean end of a cut-short stream."""
+    tail = 2 * BLOCK
+    with contextlib.suppress(BrokenPipeError):  # tar may stop at the first zero block
+        write_all(fd, bytes(tail + (-(forwarded + tail) % RECORD)))
 
 
 # --- attributes of existing directories --------------------------------------------------------

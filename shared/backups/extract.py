@@ -11,38 +11,20 @@ end of the archive, since a mount point's content may follow later in the stream
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.archive.decode import open_decoded
 from shared.archive.idmap import IdMapEntry
-from shared.archive.pipeline import (
-    CHUNK,
-    LinePump,
-    LogFn,
-    command_text,
-    drain,
-    grow_pipe,
-    kill_group,
-    pipeline_failed,
-    reap,
-    spawn,
-    write_all,
-    write_pieces,
-)
-from shared.archive.tarextract import tar_extract_command
-from shared.archive.tarformat import BLOCK, LNK, RECORD, Member, display_name
-from shared.archive.targuard import ExtractGuard
-from shared.archive.tarscan import ScanSink, TarScanner
-from shared.errors import ArchiveError, CommandError, NotFoundError, StorageError
+from shared.archive.pipeline import LogFn
+from shared.archive.tarextract import extract
+from shared.archive.tarformat import LNK, Member, display_name
+from shared.archive.tarscan import ScanSink
+from shared.errors import ArchiveError, NotFoundError, StorageError
 
 from .browse import member_parts, path_parts, under
 from .locate import Backup
@@ -59,10 +41,9 @@ class Extracted:
 
 
 class _Select(ScanSink):
-    """The guard for every member; forwards only the chosen ones."""
+    """Takes the members at or below the choices (of those the guard approved)."""
 
-    def __init__(self, guard: ExtractGuard, choices: Sequence[Parts]) -> None:
-        self._guard = guard
+    def __init__(self, choices: Sequence[Parts]) -> None:
         self.choices = list(choices)
         self.seen: set[Parts] = set()
         self.whole: set[Parts] = set()  # choices that are directories: read to the end
@@ -71,8 +52,6 @@ class _Select(ScanSink):
         self._current: Parts | None = None
 
     def member(self, member: Member) -> bool:
-        if not self._guard.member(member):
-            return False
         parts = member_parts(member.name)
         hits = [c for c in self.choices if under(parts, c)]
         if not hits:
@@ -131,11 +110,6 @@ def extract_to_dir(backup: Backup, paths: Sequence[str], target: Path) -> Extrac
     return out
 
 
-def _end_of_archive(forwarded: int) -> bytes:
-    tail = 2 * BLOCK
-    return bytes(tail + (-(forwarded + tail) % RECORD))
-
-
 def extract_paths(
     backup: Backup,
     paths: Sequence[str],
@@ -148,51 +122,20 @@ def extract_paths(
     choices = [path_parts(p) for p in paths]
     if not choices or any(not c for c in choices):
         raise StorageError("give the paths to extract (the whole root is what a restore is for)")
-    result = Extracted()
-    guard = ExtractGuard(allow_devices=not idmap, drop_devices=True, warn=result.warnings.append)
-    select = _Select(guard, choices)
-    scanner = TarScanner(select, forward=True)
-    argv = tar_extract_command(target, idmap)
-    text = command_text([argv])
-    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
-    stream = open_decoded(backup.path, backup.compression)
-    try:
-        tar = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    except OSError as err:
-        stream.close()
-        raise CommandError(f"command '{text}' failed: {err.strerror}") from None
-    assert tar.stdin is not None and tar.stdout is not None
-    pump = LinePump(tar.stdout, lines)
-    grow_pipe(tar.stdin.fileno())
-    try:
-        while not scanner.ended:
-            data = stream.read(CHUNK)
-            if not data:
-                scanner.finish()
-            scanner.feed(data)
-            write_pieces(tar.stdin.fileno(), scanner.take_output())
-            drain(lines, log)
-            if select.done:
-                # tar may stop reading at the first end-of-archive block, before the padding
-                # to its record size is through: it has all it needs, its status says the rest
-                with contextlib.suppress(BrokenPipeError):
-                    write_all(tar.stdin.fileno(), _end_of_archive(scanner.forwarded))
-                result.stopped_early = True
-                break
-    except BrokenPipeError:
-        raise CommandError(f"command '{text}' failed: tar stopped reading early") from None
-    except BaseException:
-        kill_group(tar)
-        raise
-    finally:
-        result.archive_bytes = stream.source.count
-        stream.close()
-        with contextlib.suppress(OSError):
-            tar.stdin.close()
-        status = reap(tar, timeout=None)
-        pump.join()
-        drain(lines, log)
-    pipeline_failed(text, [status])
+    select = _Select(choices)
+    stats = extract(
+        backup.path,
+        target,
+        compression=backup.compression,
+        idmap=idmap,
+        log=log,
+        select=select,
+        stop_when=lambda: select.done,  # single files: stop once the last one is out
+        drop_devices=True,
+    )
+    result = Extracted(
+        archive_bytes=stats.bytes_in, stopped_early=stats.stopped_early, warnings=stats.warnings
+    )
     missing = [c for c in choices if c not in select.seen]
     if missing:
         shown = ", ".join("/" + display_name(b"/".join(c)) for c in missing)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
-from pyroute2 import IPRoute
-
 from ..errors import CommandError
 
 MB = 1024 * 1024
@@ -51,6 +49,8 @@ def set_rate(ifname: str, rate_mbs: float | None) -> list[str]:
 
 
 def set_link(ifname: str, up: bool) -> None:
+    from pyroute2 import IPRoute  # a third of a second to import: only when a link is touched
+
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)
         if not idx:
@@ -60,6 +60,8 @@ def set_link(ifname: str, up: bool) -> None:
 
 def link_mtu(ifname: str) -> int | None:
     """The MTU of a host interface (a bridge), or None when there is no such interface."""
+    from pyroute2 import IPRoute  # as in set_link
+
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)
         if not idx:

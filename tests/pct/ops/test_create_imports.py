@@ -1,0 +1,39 @@
+"""What ``pct create`` loads: every module is paid on every run, so the create path keeps out
+what only other commands need (netlink, the start machinery, live changes of ``pct set``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pct.ops.valuecheck import value_check
+from shared.errors import ParamError
+
+NOT_FOR_CREATE = [
+    "pyroute2",
+    "shared.runtime.lifecycle",
+    "shared.runtime.recovery",
+    "pct.ops.setconf",
+    "pct.ops.hotplug",
+]
+
+
+def _loaded_by(module: str) -> set[str]:
+    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+def test_create_path_leaves_out_other_commands_machinery() -> None:
+    loaded = _loaded_by("pct.ops.create")
+    assert not loaded & set(NOT_FOR_CREATE)
+
+
+def test_mtu_checked_against_the_host_interface() -> None:
+    value_check("net0", {"name": "eth0", "bridge": "lo", "mtu": 1500})
+    with pytest.raises(ParamError) as err:
+        value_check("net0", {"name": "eth0", "bridge": "lo", "mtu": 70000})
+    assert err.value.errors == {"net0": "MTU size '70000' is bigger than bridge MTU '65536'"}
