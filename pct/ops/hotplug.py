@@ -1,4 +1,5 @@
-"""Hot-plug of ``netN``, new ``mpN`` and new ``devN`` into a running container (pct.md §2.5).
+"""Hot-plug of ``netN``, new ``mpN`` and new ``devN`` into a running container (pct.md §2.5),
+and hot-unplug of a deleted ``mpN``.
 
 Each key is tried on a copy of the config: the pending change is applied there (allocating a new
 volume, giving a new interface its MAC), then the live action runs; only when it succeeded does
@@ -22,11 +23,15 @@ from shared.net import hotplug as net_hotplug
 from shared.runtime import lxcapi, nsenter, passthrough
 from shared.runtime.cgroups import detect_layout
 from shared.runtime.ctview import config_idmap, guest_config
-from shared.runtime.mphotplug import hotplug_mount
+from shared.runtime.mphotplug import hotplug_mount, unplug_mount
 from shared.runtime.startcheck import check_bridges, check_unsupported
 from shared.runtime.volumes import allocator, free, size_of
 
 Live = Callable[[Config, Config, str, int], None]
+LOCKED_MOUNT = (
+    "stays mounted until the CT stops: the kernel locks an unprivileged CT's mount points "
+    "from its start in the CT's namespace"
+)
 
 
 def is_hotplug_key(key: str) -> bool:
@@ -123,6 +128,12 @@ def _guest_network(conf: Config, pid: int) -> None:
 
 
 def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
+    if key not in new.values:  # deleted: its volume is unusedN in ``new`` once unmounted
+        gone = next(m for m in old.mountpoints() if m.key == key)
+        if not unplug_mount(old.vmid, gone, pid, unprivileged=old.unprivileged):
+            print(f"WARN: {key} {LOCKED_MOUNT}", file=sys.stderr)
+            raise Skip
+        return
     mp = next(m for m in new.mountpoints() if m.key == key)
     try:
         check_unsupported(new, lambda _line: None)  # quota=1 only where it works, as at start

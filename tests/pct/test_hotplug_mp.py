@@ -1,13 +1,16 @@
-"""Mount points hot-plugged into a running container: a new volume, a bind and a device mount."""
+"""Mount points hot-plugged into a running container (a new volume, a bind and a device mount)
+and removed from it."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from shared.testbed import loops_below
 from tests.pct.conftest import Pct
 
 pytestmark = pytest.mark.lxc
@@ -45,6 +48,7 @@ def test_new_mount_points_on_a_running_ct(
     tmp_path: Path,
     ext4_loop: str,
     conf_text: Callable[[int], str],
+    ctroot: Path,
     unprivileged: str,
 ) -> None:
     shared = tmp_path / "shared"
@@ -67,7 +71,53 @@ def test_new_mount_points_on_a_running_ct(
     assert pct("exec", vmid, "--", "cat", "/devmp/hello").out == "dev\n"
     # the container may unmount its copy; the staged mount keeps the volume attached
     pct("exec", vmid, "--", "umount", "/data", check=unprivileged == "0")
+    _removals(pct, vmid, conf_text, ctroot, unprivileged)
     pct("stop", vmid)  # the pct fixture then checks that no mount or loop device is left
+
+
+def _loops_released(root: Path) -> bool:
+    """No loop device backed by a file below ``root`` (autoclear frees them asynchronously)."""
+    deadline = time.monotonic() + 3
+    while loops_below(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not loops_below(root)
+
+
+def _removals(
+    pct: Pct, vmid: int, conf_text: Callable[[int], str], ctroot: Path, unprivileged: str
+) -> None:
+    """Removing mount points from the running CT: hot-plugged ones, a busy one, one from start."""
+    volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    pct("set", vmid, "--delete", "mp0,mp1,mp2")
+    text = conf_text(vmid)
+    assert "pve:pending" not in text and f"unused0: {volid}\n" in text and "\nmp" not in text
+    mounts = _mounts(pct, vmid)
+    assert " /data " not in mounts and " /mnt/shared " not in mounts and " /devmp " not in mounts
+    assert _loops_released(ctroot)  # nothing in the monitor either: loop devices released
+    pct("set", vmid, "--delete", "unused0")  # the volume can go at once
+    assert not list((ctroot / "var/lib/vz/images").glob(f"{vmid}/vm-*"))
+    # busy: refused and pending; free, it goes
+    pct("set", vmid, "--mp3", "local:1,mp=/busy")
+    script = "cd /busy && sleep 600 </dev/null >/dev/null 2>&1 & echo $!"
+    sleeper = pct("exec", vmid, "--", "sh", "-c", script).out.strip()
+    res = pct("set", vmid, "--delete", "mp3", check=False)
+    assert res.rc != 0
+    assert f"unable to hotplug mp3: mount point /busy is busy in CT {vmid}" in res.err
+    assert "del mp3: " in pct("pending", vmid).out and " /busy " in _mounts(pct, vmid)
+    pct("exec", vmid, "--", "kill", sleeper)
+    pct("set", vmid, "--delete", "mp3")
+    assert " /busy " not in _mounts(pct, vmid) and "pve:pending" not in conf_text(vmid)
+    assert "unused0: " in conf_text(vmid) and _loops_released(ctroot)
+    # mounted at start: unmounted at once in a privileged CT; an unprivileged CT's is locked
+    pct("set", vmid, "--mp4", "local:1,mp=/early")
+    pct("stop", vmid)
+    pct("start", vmid)
+    res = pct("set", vmid, "--delete", "mp4")
+    if unprivileged == "1":
+        assert "WARN: mp4 stays mounted until the CT stops" in res.err
+        assert "del mp4: " in pct("pending", vmid).out and " /early " in _mounts(pct, vmid)
+    else:
+        assert " /early " not in _mounts(pct, vmid) and "pve:pending" not in conf_text(vmid)
 
 
 def test_failed_hotplug_frees_the_new_volume(
