@@ -11,8 +11,9 @@ freed again.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from shared import paths
 from shared.ctconfig.config import Config
@@ -78,7 +79,7 @@ def _live_action(key: str) -> Live:
 
 def keep_mac(conf: Config, key: str) -> None:
     """A changed ``netN`` given without ``hwaddr`` keeps the interface's MAC (Proxmox would make
-    a new one, and a new MAC cannot be hot-plugged)."""
+    a new one and so re-create the interface, which drops the guest's leases and connections)."""
     text = conf.pending.values.get(key)
     old = conf.nets().get(key)
     if text is None or not old or not old.get("hwaddr"):
@@ -96,9 +97,7 @@ def _network(old: Config, new: Config, key: str, pid: int) -> None:
         return
     net = new.nets()[key]
     before = old.nets().get(key) if key in old.values else None
-    if before is not None and any(
-        str(before.get(k) or "") != str(net.get(k) or "") for k in ("name", "hwaddr", "type")
-    ):
+    if before is not None and _changed(before, net, "type"):
         raise Skip
     try:
         check_bridges(new)
@@ -106,11 +105,17 @@ def _network(old: Config, new: Config, key: str, pid: int) -> None:
         raise CtkitError(err.message) from None
     if before is None:
         warnings = net_hotplug.add(new.vmid, index, net, pid)
+    elif _changed(before, net, "name") or _changed(before, net, "hwaddr"):
+        warnings = net_hotplug.replace(new.vmid, index, before, net, pid)
     else:
         warnings = net_hotplug.update(new.vmid, index, before, net, pid)
     for text in warnings:
         print(f"WARN: {text}", file=sys.stderr)
     _guest_network(new, pid)
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
+    return str(old.get(key) or "") != str(new.get(key) or "")
 
 
 def _guest_network(conf: Config, pid: int) -> None:
