@@ -146,6 +146,14 @@ def _add_change_remove(
     assert "eth0" not in pct("exec", vmid, "--", "ip", "link").out
     assert _master(veth) == bridge
     pct("exec", vmid, "--", "ping", "-c", "1", "-W", "2", f"{net}.1")
+    # a name that is taken inside: refused, and the interface as it was comes back
+    res = pct("set", vmid, "--net0", f"name=lo,bridge={bridge},ip={net}.4/24", check=False)
+    assert res.rc != 0 and "unable to hotplug net0:" in res.err
+    assert "new net0: name=lo," in pct("pending", vmid).out
+    inside = pct("exec", vmid, "--", "ip", "addr", "show", "eth9").out
+    assert new_mac.lower() in inside and f"inet {net}.4/24" in inside
+    pct("exec", vmid, "--", "ping", "-c", "1", "-W", "2", f"{net}.1")
+    pct("set", vmid, "--revert", "net0")
     # delete: gone on both sides
     pct("set", vmid, "--delete", "net0")
     assert "net0" not in conf_text(vmid) and not _exists(veth)
