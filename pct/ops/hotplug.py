@@ -30,8 +30,8 @@ from shared.runtime.volumes import allocator, free, size_of
 
 Live = Callable[[Config, Config, str, int], None]
 LOCKED_MOUNT = (
-    "stays mounted until the CT stops: the kernel locks an unprivileged CT's mount points "
-    "from its start in the CT's namespace"
+    "stays mounted until the CT stops: an older ctkit started it, and the kernel locks the "
+    "mount points such a start gave an unprivileged CT"
 )
 
 

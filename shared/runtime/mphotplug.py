@@ -30,10 +30,7 @@ from . import nsenter
 from .beneath import open_beneath, path_parts
 from .idmapmount import mount_userns, wanted
 from .mounts import mount_one
-
-
-def staging_dir(vmid: int, key: str) -> Path:
-    return paths.lxc_dir(vmid) / ".hotplug" / key
+from .mpstage import staging_dir
 
 
 def hotplug_mount(
@@ -93,9 +90,9 @@ def _staged_move(
 
 def unplug_mount(vmid: int, mp: MountPoint, pid: int, *, unprivileged: bool) -> bool:
     """Unmount ``mp`` from the running container whose init is ``pid``; a CtkitError while it is
-    busy. False, with nothing done, where the kernel keeps it until the CT stops: what an
-    unprivileged CT got at start was copied into its namespace as a locked mount, which neither
-    an unmount there nor one propagated from the monitor may remove."""
+    busy. False, with nothing done, where the kernel keeps it until the CT stops: an unprivileged
+    CT started before its mount points were staged (:mod:`.mpstage`) holds them as locked mounts,
+    which neither an unmount there nor one propagated from the monitor may remove."""
     parts = path_parts(mp.path)
     if not parts:
         raise CtkitError(f"invalid mount point path '{mp.path}'")
@@ -103,8 +100,9 @@ def unplug_mount(vmid: int, mp: MountPoint, pid: int, *, unprivileged: bool) -> 
     monitor = nsenter.parent_pid(pid)
     stage = staging_dir(vmid, mp.key)
     staged = stage in mount_points_of(monitor)
-    if unprivileged and not staged and Path(point) in mount_points_of(pid):
-        return False
+    mounted = Path(point) in mount_points_of(pid)
+    if unprivileged and not staged and mounted:
+        return False  # started before its mount points were staged
 
     def inside() -> None:
         # as the host's root in the CT's mount namespace, which may unmount what the CT's own
@@ -125,8 +123,13 @@ def unplug_mount(vmid: int, mp: MountPoint, pid: int, *, unprivileged: bool) -> 
                     f"mount point {point} is busy in CT {vmid} (open files, a working "
                     "directory or a mount below it); it is removed at the next start or stop"
                 ) from None
-            if err.errno != errno.EINVAL:  # EINVAL: not mounted (the guest unmounted it)
+            if err.errno != errno.EINVAL:
                 raise
+            if mounted:  # a locked mount: releasing the monitor's copy would not free it
+                raise CtkitError(
+                    f"mount point {point} cannot be unmounted in CT {vmid} while it runs"
+                ) from None
+            # else the guest unmounted it
         finally:
             os.close(parent)
 
