@@ -61,9 +61,13 @@ def stage_all(conf: Config, rootfs: Path) -> None:
     from .mounts import ordered
 
     mps = ordered([m for m in conf.mountpoints() if m.key != "rootfs"])
+    if mps:
+        stage_root(conf.vmid).mkdir(parents=True, exist_ok=True)
+        # LXC binds from inside the CT's user namespace, as a uid the host's umask may shut out
+        stage_root(conf.vmid).chmod(0o711)
     for mp in reversed(mps):
         stage = staging_dir(conf.vmid, mp.key)
-        stage.mkdir(parents=True, exist_ok=True)
+        stage.mkdir(exist_ok=True)
         cmd.run(["mount", "--move", str(rootfs.joinpath(*path_parts(mp.path))), str(stage)])
 
 
