@@ -1,4 +1,5 @@
-"""Hot-plug of ``netN``, new ``mpN`` and new ``devN`` into a running container (pct.md §2.5).
+"""Hot-plug of ``netN``, new ``mpN`` and new ``devN`` into a running container (pct.md §2.5),
+and hot-unplug of a deleted ``mpN``.
 
 Each key is tried on a copy of the config: the pending change is applied there (allocating a new
 volume, giving a new interface its MAC), then the live action runs; only when it succeeded does
@@ -10,8 +11,9 @@ freed again.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from shared import paths
 from shared.ctconfig.config import Config
@@ -22,11 +24,15 @@ from shared.net import hotplug as net_hotplug
 from shared.runtime import lxcapi, nsenter, passthrough
 from shared.runtime.cgroups import detect_layout
 from shared.runtime.ctview import config_idmap, guest_config
-from shared.runtime.mphotplug import hotplug_mount
+from shared.runtime.mphotplug import hotplug_mount, unplug_mount
 from shared.runtime.startcheck import check_bridges, check_unsupported
 from shared.runtime.volumes import allocator, free, size_of
 
 Live = Callable[[Config, Config, str, int], None]
+LOCKED_MOUNT = (
+    "stays mounted until the CT stops: an older ctkit started it, and the kernel locks the "
+    "mount points such a start gave an unprivileged CT"
+)
 
 
 def is_hotplug_key(key: str) -> bool:
@@ -73,7 +79,7 @@ def _live_action(key: str) -> Live:
 
 def keep_mac(conf: Config, key: str) -> None:
     """A changed ``netN`` given without ``hwaddr`` keeps the interface's MAC (Proxmox would make
-    a new one, and a new MAC cannot be hot-plugged)."""
+    a new one and so re-create the interface, which drops the guest's leases and connections)."""
     text = conf.pending.values.get(key)
     old = conf.nets().get(key)
     if text is None or not old or not old.get("hwaddr"):
@@ -91,9 +97,7 @@ def _network(old: Config, new: Config, key: str, pid: int) -> None:
         return
     net = new.nets()[key]
     before = old.nets().get(key) if key in old.values else None
-    if before is not None and any(
-        str(before.get(k) or "") != str(net.get(k) or "") for k in ("name", "hwaddr", "type")
-    ):
+    if before is not None and _changed(before, net, "type"):
         raise Skip
     try:
         check_bridges(new)
@@ -101,11 +105,17 @@ def _network(old: Config, new: Config, key: str, pid: int) -> None:
         raise CtkitError(err.message) from None
     if before is None:
         warnings = net_hotplug.add(new.vmid, index, net, pid)
+    elif _changed(before, net, "name") or _changed(before, net, "hwaddr"):
+        warnings = net_hotplug.replace(new.vmid, index, before, net, pid)
     else:
         warnings = net_hotplug.update(new.vmid, index, before, net, pid)
     for text in warnings:
         print(f"WARN: {text}", file=sys.stderr)
     _guest_network(new, pid)
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
+    return str(old.get(key) or "") != str(new.get(key) or "")
 
 
 def _guest_network(conf: Config, pid: int) -> None:
@@ -123,6 +133,12 @@ def _guest_network(conf: Config, pid: int) -> None:
 
 
 def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
+    if key not in new.values:  # deleted: its volume is unusedN in ``new`` once unmounted
+        gone = next(m for m in old.mountpoints() if m.key == key)
+        if not unplug_mount(old.vmid, gone, pid, unprivileged=old.unprivileged):
+            print(f"WARN: {key} {LOCKED_MOUNT}", file=sys.stderr)
+            raise Skip
+        return
     mp = next(m for m in new.mountpoints() if m.key == key)
     try:
         check_unsupported(new, lambda _line: None)  # quota=1 only where it works, as at start

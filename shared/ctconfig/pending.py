@@ -47,7 +47,7 @@ HOTPLUG_FAST = frozenset(
     | {"tags", "lock"}
 )
 # applied to a running CT after a live action of the caller (cgroup limits); plus netN always,
-# and mpN/devN when the key is new
+# mpN/devN when the key is new, and the deletion of an mpN
 HOTPLUG_LIVE = frozenset({"cpulimit", "cpuunits", "memory", "swap"})
 # deletions that take effect on a running CT (fast keys and unusedN need no live action)
 HOTPLUG_LIVE_DELETE = frozenset({"swap", "cpulimit", "cpuunits"})
@@ -116,6 +116,8 @@ def hotplug_action(conf: Config, key: str, *, delete: bool = False) -> HotplugAc
     if NET_KEY_RE.fullmatch(key):
         return "live"
     if delete:
+        if MP_KEY_RE.fullmatch(key) and key in conf.values:
+            return "live"  # unmounted unless busy (Proxmox waits for the next start)
         return "live" if key in HOTPLUG_LIVE_DELETE else "deferred"
     if key in HOTPLUG_LIVE:
         return "live"

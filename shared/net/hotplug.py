@@ -120,6 +120,18 @@ def add(vmid: int, index: int, net: Net, pid: int) -> list[str]:
     return warnings
 
 
+def replace(vmid: int, index: int, old: Net, new: Net, pid: int) -> list[str]:
+    """A new name or MAC: the interface is made again (as Proxmox does); if that fails, the old
+    one comes back."""
+    remove(vmid, index)
+    try:
+        return add(vmid, index, new, pid)
+    except BaseException:
+        with contextlib.suppress(CtkitError):
+            add(vmid, index, old, pid)
+        raise
+
+
 def update(vmid: int, index: int, old: Net, new: Net, pid: int) -> list[str]:
     """Apply a change of an existing interface (same name and MAC); on a failed re-plug the old
     attachment is restored."""

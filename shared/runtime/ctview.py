@@ -12,6 +12,7 @@ from ..archive.idmap import DEFAULT_UNPRIVILEGED, IdMapEntry, parse_idmap, to_ho
 from ..ctconfig.config import Config, Section
 from .cgroups import Limits
 from .lxcconf import DevView, LxcView, NetView
+from .mpstage import mount_entries
 from .passthrough import mount_entry
 
 
@@ -112,6 +113,7 @@ def lxc_view(conf: Config) -> LxcView:
         nets=_nets(conf),
         devs=_devs(conf, conf.vmid),
         raw=list(conf.lxc),
+        mount_entries=mount_entries(conf),
     )
 
 

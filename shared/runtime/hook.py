@@ -38,6 +38,7 @@ def pre_start(vmid: int) -> None:
     from .ctview import config_idmap, config_root_ids, guest_config
     from .lifecycle import skiplock_file, warnings_file
     from .mounts import mount_all
+    from .mpstage import stage_all
     from .passthrough import device, prepare_start
 
     if os.environ.get("LXC_TARGET") == "reboot":
@@ -51,12 +52,12 @@ def pre_start(vmid: int) -> None:
     devices = [device(opts) for opts in conf.devices().values()]
     mount_all(conf, rootfs, root_ids=config_root_ids(conf), after=idmap_after(conf))
     prepare_start(vmid, devices, config_idmap(conf))
-    if conf.get("ostype") == "unmanaged":
-        return
-    setup = GuestSetup.for_rootfs(rootfs, guest_config(conf))
-    setup.pre_start()
-    if setup.warnings:
-        warnings_file(vmid).write_text("".join(f"{w}\n" for w in setup.warnings))
+    if conf.get("ostype") != "unmanaged":
+        setup = GuestSetup.for_rootfs(rootfs, guest_config(conf))
+        setup.pre_start()
+        if setup.warnings:
+            warnings_file(vmid).write_text("".join(f"{w}\n" for w in setup.warnings))
+    stage_all(conf, rootfs)  # after the guest's setup, which sees them in place
 
 
 def idmap_after(conf: Config) -> Callable[[MountPoint, Path], None]:
@@ -81,8 +82,9 @@ def post_stop(vmid: int, target: str | None) -> None:
     from . import hookscript
     from .lifecycle import apply_pending_all
     from .mounts import unmount_below
+    from .mpstage import unstage_all
 
-    for problem in unmount_below(paths.lxc_rootfs(vmid)):
+    for problem in [*unmount_below(paths.lxc_rootfs(vmid)), *unstage_all(vmid)]:
         print(f"WARN: {problem}", file=sys.stderr)
     conf = store.load_or_none(vmid)
     if conf is None:

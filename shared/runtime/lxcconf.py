@@ -60,6 +60,7 @@ class LxcView:
     nets: list[NetView] = field(default_factory=list)
     devs: list[DevView] = field(default_factory=list)
     raw: list[tuple[str, str]] = field(default_factory=list)
+    mount_entries: list[str] = field(default_factory=list)  # staged mount points bound back
 
 
 def include_file(ostype: str, kind: str, config_dir: Path = LXC_CONFIG_DIR) -> str:
@@ -172,6 +173,7 @@ def _security_lines(view: LxcView, host: HostInfo) -> Lines:
         lines.append(("lxc.mount.auto", "sys:mixed"))
     if view.entrypoint and view.entrypoint != "/sbin/init":
         lines.append(("lxc.mount.entry", "shm dev/shm tmpfs rw,nosuid,nodev,create=dir 0 0"))
+    lines += [("lxc.mount.entry", entry) for entry in view.mount_entries]
     for dev in view.devs:
         rule = f"{dev.kind} {dev.major}:{dev.minor}"
         lines.append((device_key(host.layout, "allow"), f"{rule} rwm"))

@@ -31,6 +31,8 @@ OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x04
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_IDMAP = 0x00100000
+MNT_DETACH = 0x2
+UMOUNT_NOFOLLOW = 0x8
 
 # syscall numbers of the new mount API (the same on every architecture since 5.2)
 _SYSCALLS = {"open_tree": 428, "move_mount": 429, "mount_setattr": 442}
@@ -93,6 +95,13 @@ def idmap_tree(tree: int, userns_fd: int) -> None:
         ctypes.byref(attr),
         ctypes.c_size_t(ctypes.sizeof(attr)),
     )
+
+
+def umount(path: str, flags: int = 0) -> None:
+    """``umount2``; the OSError keeps its errno (EBUSY: in use, EINVAL: not a mount point)."""
+    if _libc().umount2(os.fsencode(path), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
 
 
 def setns(fd: int, nstype: int, what: str) -> None:

@@ -75,10 +75,10 @@ class MountEntry:
     fstype: str
 
 
-def mount_table() -> list[MountEntry]:
-    """The mounts of this mount namespace, in mount order."""
+def mount_table(pid: int | str = "self") -> list[MountEntry]:
+    """The mounts of this mount namespace (or that of ``pid``), in mount order."""
     table = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+    with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
         for line in fh:
             fields = line.rstrip("\n").split(" ")
             if len(fields) < 7 or "-" not in fields[6:]:

@@ -1,13 +1,16 @@
-"""Mount points hot-plugged into a running container: a new volume, a bind and a device mount."""
+"""Mount points hot-plugged into a running container (a new volume, a bind and a device mount)
+and removed from it."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from shared.testbed import loops_below
 from tests.pct.conftest import Pct
 
 pytestmark = pytest.mark.lxc
@@ -45,6 +48,7 @@ def test_new_mount_points_on_a_running_ct(
     tmp_path: Path,
     ext4_loop: str,
     conf_text: Callable[[int], str],
+    ctroot: Path,
     unprivileged: str,
 ) -> None:
     shared = tmp_path / "shared"
@@ -67,50 +71,80 @@ def test_new_mount_points_on_a_running_ct(
     assert pct("exec", vmid, "--", "cat", "/devmp/hello").out == "dev\n"
     # the container may unmount its copy; the staged mount keeps the volume attached
     pct("exec", vmid, "--", "umount", "/data", check=unprivileged == "0")
+    _removals(pct, vmid, conf_text, ctroot)
     pct("stop", vmid)  # the pct fixture then checks that no mount or loop device is left
 
 
-def test_failed_hotplug_frees_the_new_volume(
-    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], tmp_path: Path
-) -> None:
-    pct("create", vmid, busybox_template, "--rootfs", "local:0")
-    pct("start", vmid)
-    # a symlink inside the container must never lead the mount elsewhere
-    pct("exec", vmid, "--", "ln", "-s", "/etc", "/trap")
-    res = pct("set", vmid, "--mp0", "local:1,mp=/trap/x", check=False)
-    assert res.rc != 0 and "unable to hotplug mp0:" in res.err
+def _loops_released(root: Path) -> bool:
+    """No loop device backed by a file below ``root`` (autoclear frees them asynchronously)."""
+    deadline = time.monotonic() + 3
+    while loops_below(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not loops_below(root)
+
+
+def _removals(pct: Pct, vmid: int, conf_text: Callable[[int], str], ctroot: Path) -> None:
+    """Removing mount points from the running CT: hot-plugged ones, a busy one, one from start."""
+    volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    pct("set", vmid, "--delete", "mp0,mp1,mp2")
     text = conf_text(vmid)
-    assert "[pve:pending]\nmp0: local:1,mp=/trap/x\n" in text
-    assert not list((tmp_path / "root/var/lib/vz/images").glob(f"{vmid}/vm-*"))
-    # a bind mount of a missing host directory is refused the same way
-    res = pct("set", vmid, "--mp1", f"{tmp_path}/absent,mp=/x", check=False)
-    assert res.rc != 0 and "does not exist" in res.err
+    assert "pve:pending" not in text and f"unused0: {volid}\n" in text and "\nmp" not in text
+    mounts = _mounts(pct, vmid)
+    assert " /data " not in mounts and " /mnt/shared " not in mounts and " /devmp " not in mounts
+    assert _loops_released(ctroot)  # nothing in the monitor either: loop devices released
+    pct("set", vmid, "--delete", "unused0")  # the volume can go at once
+    assert not list((ctroot / "var/lib/vz/images").glob(f"{vmid}/vm-*"))
+    # busy: refused and pending; free, it goes
+    pct("set", vmid, "--mp3", "local:1,mp=/busy")
+    script = "cd /busy && sleep 600 </dev/null >/dev/null 2>&1 & echo $!"
+    sleeper = pct("exec", vmid, "--", "sh", "-c", script).out.strip()
+    res = pct("set", vmid, "--delete", "mp3", check=False)
+    assert res.rc != 0
+    assert f"unable to hotplug mp3: mount point /busy is busy in CT {vmid}" in res.err
+    assert "del mp3: " in pct("pending", vmid).out and " /busy " in _mounts(pct, vmid)
+    pct("exec", vmid, "--", "kill", sleeper)
+    pct("set", vmid, "--delete", "mp3")
+    assert " /busy " not in _mounts(pct, vmid) and "pve:pending" not in conf_text(vmid)
+    assert "unused0: " in conf_text(vmid) and _loops_released(ctroot)
+    # mounted at start (an unprivileged CT's through a staging directory, so it is not locked)
+    pct("set", vmid, "--mp4", "local:1,mp=/early", "--mp5", "local:0.1,mp=/early/inner")
     pct("stop", vmid)
+    pct("start", vmid)
+    res = pct("set", vmid, "--delete", "mp4", check=False)  # busy: a mount below it
+    assert res.rc != 0 and "mount point /early is busy" in res.err
+    pct("set", vmid, "--delete", "mp5")
+    pct("set", vmid, "--delete", "mp4")
+    assert " /early" not in _mounts(pct, vmid) and "pve:pending" not in conf_text(vmid)
+    assert _loops_released(ctroot)
 
 
-def test_an_unused_volume_is_hot_plugged_back(
-    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+def test_unused_volume_back_and_refused_hotplugs(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], tmp_path: Path
 ) -> None:
     pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp0", "local:1,mp=/data")
     volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
     pct("set", vmid, "--delete", "mp0")
     assert f"unused0: {volid}\n" in conf_text(vmid)
     pct("start", vmid)
+    # an unused volume is hot-plugged back
     pct("set", vmid, "--mp0", f"{volid},mp=/back")
     text = conf_text(vmid)
     assert f"mp0: {volid},mp=/back,size=1G\n" in text and "unused0" not in text
     assert " /back ext4 rw" in _mounts(pct, vmid)
-    pct("stop", vmid)
-
-
-def test_quota_refused_where_it_cannot_work(
-    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], tmp_path: Path
-) -> None:
-    pct("create", vmid, busybox_template, "--rootfs", "local:0")
-    pct("start", vmid)
-    res = pct("set", vmid, "--mp0", "local:1,mp=/q,quota=1", check=False)
+    images = tmp_path / "root/var/lib/vz/images" / str(vmid)
+    # a symlink inside the container must never lead the mount elsewhere; the new volume goes
+    pct("exec", vmid, "--", "ln", "-s", "/etc", "/trap")
+    res = pct("set", vmid, "--mp1", "local:1,mp=/trap/x", check=False)
+    assert res.rc != 0 and "unable to hotplug mp1:" in res.err
+    assert "[pve:pending]\nmp1: local:1,mp=/trap/x\n" in conf_text(vmid)
+    assert [p.name for p in images.glob("vm-*")] == [f"vm-{vmid}-disk-1.raw"]
+    # a bind mount of a missing host directory is refused the same way
+    res = pct("set", vmid, "--mp2", f"{tmp_path}/absent,mp=/x", check=False)
+    assert res.rc != 0 and "does not exist" in res.err
+    # quota=1 where it cannot work (an unprivileged CT): refused as at start, nothing allocated
+    res = pct("set", vmid, "--mp3", "local:1,mp=/q,quota=1", check=False)
     assert res.rc != 0
-    assert "unable to hotplug mp0: Quotas are not supported by unprivileged containers." in res.err
-    assert "[pve:pending]\nmp0: local:1,mp=/q,quota=1\n" in conf_text(vmid)
-    assert not list((tmp_path / "root/var/lib/vz/images").glob(f"{vmid}/vm-*"))
+    assert "unable to hotplug mp3: Quotas are not supported by unprivileged containers." in res.err
+    assert "\nmp3: local:1,mp=/q,quota=1\n" in conf_text(vmid).split("[pve:pending]")[1]
+    assert [p.name for p in images.glob("vm-*")] == [f"vm-{vmid}-disk-1.raw"]
     pct("stop", vmid)

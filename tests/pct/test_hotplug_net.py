@@ -6,6 +6,7 @@ file) and on the host (bridge port, VLAN, qdisc, link state).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import subprocess
 from collections.abc import Callable, Iterator
@@ -26,12 +27,18 @@ def subnet() -> int:
 
 @pytest.fixture
 def bridge(subnet: int) -> Iterator[str]:
+    with _bridge(f"198.18.{subnet}.1") as name:
+        yield name
+
+
+@contextlib.contextmanager
+def _bridge(address: str) -> Iterator[str]:
     name = f"ctkhp{random.randrange(10**5):05d}"
     with IPRoute() as ipr:
         ipr.link("add", ifname=name, kind="bridge")
         idx = ipr.link_lookup(ifname=name)[0]
         try:
-            ipr.addr("add", index=idx, address=f"198.18.{subnet}.1", prefixlen=24)
+            ipr.addr("add", index=idx, address=address, prefixlen=24)
             ipr.link("set", index=idx, state="up")
             yield name
         finally:
@@ -66,6 +73,19 @@ def test_add_change_and_remove_an_interface(
     vmid: int,
     debian_template: Path,
     bridge: str,
+    subnet: int,
+    conf_text: Callable[[int], str],
+) -> None:
+    with _bridge(f"198.19.{subnet}.1") as bridge2:
+        _add_change_remove(pct, vmid, debian_template, bridge, bridge2, subnet, conf_text)
+
+
+def _add_change_remove(
+    pct: Pct,
+    vmid: int,
+    debian_template: Path,
+    bridge: str,
+    bridge2: str,
     subnet: int,
     conf_text: Callable[[int], str],
 ) -> None:
@@ -113,9 +133,26 @@ def test_add_change_and_remove_an_interface(
     # link_down re-plugs the host side, down
     pct("set", vmid, "--net0", f"name=eth0,bridge={bridge},ip={net}.3/24,link_down=1")
     assert "state DOWN" in _host("ip", "link", "show", veth) and _master(veth) == bridge
-    # a new name stays pending
-    pct("set", vmid, "--net0", f"name=eth9,bridge={bridge},hwaddr={mac}")
-    assert "new net0: " in pct("pending", vmid).out
+    # another bridge and MTU, live
+    pct("set", vmid, "--net0", f"name=eth0,bridge={bridge2},ip={net}.3/24,mtu=1400")
+    assert _master(veth) == bridge2 and "mtu 1400 " in _host("ip", "link", "show", veth)
+    assert "mtu 1400 " in pct("exec", vmid, "--", "ip", "link", "show", "eth0").out
+    # a new name or MAC: the interface is made again, as Proxmox does
+    new_mac = "BC:24:11:00:A1:B2"
+    pct("set", vmid, "--net0", f"name=eth9,bridge={bridge},hwaddr={new_mac},ip={net}.4/24")
+    assert "pve:pending" not in conf_text(vmid)
+    inside = pct("exec", vmid, "--", "ip", "addr", "show", "eth9").out
+    assert new_mac.lower() in inside and f"inet {net}.4/24" in inside
+    assert "eth0" not in pct("exec", vmid, "--", "ip", "link").out
+    assert _master(veth) == bridge
+    pct("exec", vmid, "--", "ping", "-c", "1", "-W", "2", f"{net}.1")
+    # a name that is taken inside: refused, and the interface as it was comes back
+    res = pct("set", vmid, "--net0", f"name=lo,bridge={bridge},ip={net}.4/24", check=False)
+    assert res.rc != 0 and "unable to hotplug net0:" in res.err
+    assert "new net0: name=lo," in pct("pending", vmid).out
+    inside = pct("exec", vmid, "--", "ip", "addr", "show", "eth9").out
+    assert new_mac.lower() in inside and f"inet {net}.4/24" in inside
+    pct("exec", vmid, "--", "ping", "-c", "1", "-W", "2", f"{net}.1")
     pct("set", vmid, "--revert", "net0")
     # delete: gone on both sides
     pct("set", vmid, "--delete", "net0")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +50,24 @@ def test_idmapped_bind_mounts(pct: Pct, vmid: int, busybox_template: Path, tmp_p
     # hot-plugged the same way
     pct("set", vmid, "--mp3", f"{top},mp=/hot,idmap=passthrough")
     assert _owners(pct, vmid, "/hot") == "root-file 0:0\nuser-file 1000:1000\n"
+    # a file system without id-mapped mounts (ramfs): refused, pending, nothing mounted
+    with _ramfs(tmp_path / "ram") as ram:
+        res = pct("set", vmid, "--mp4", f"{ram},mp=/ram,idmap=passthrough", check=False)
+        assert res.rc != 0
+        assert "unable to hotplug mp4: the file system does not support id-mapped mounts" in res.err
+        assert "new mp4: " in pct("pending", vmid).out
+        assert " /ram " not in pct("exec", vmid, "--", "cat", "/proc/mounts").out
     pct("stop", vmid)
+
+
+@contextlib.contextmanager
+def _ramfs(where: Path) -> Iterator[Path]:
+    where.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def test_idmap_on_a_privileged_ct_is_ignored_with_a_warning(

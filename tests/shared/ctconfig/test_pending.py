@@ -456,6 +456,8 @@ def test_hotplug_classification() -> None:
     assert hotplug_action(conf, "swap", delete=True) == "live"
     assert hotplug_action(conf, "unused0", delete=True) == "fast"
     assert hotplug_action(conf, "net0", delete=True) == "live"
+    assert hotplug_action(conf, "mp0", delete=True) == "live"  # unmounted unless busy
+    assert hotplug_action(conf, "dev0", delete=True) == "deferred"
     assert hotplug_action(conf, "tty", delete=True) == "deferred"
     assert hotplug_action(conf, "onboot", delete=True) == "fast"
 
