@@ -26,12 +26,15 @@ import urllib3
 
 from .digest import DigestRing
 from .errors import DownloadError, StorageError
+from .writeback import start_writeback
 
 CHUNK_SIZE = 1 << 20
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 # A stalled server gives up after (1 + retries) * read timeout plus the backoff: about 50 s.
 DEFAULT_TIMEOUT = (10.0, 15.0)
 DEFAULT_RETRIES = 2
+# The disk starts writing every this many bytes, so that the fsync before the rename is short.
+WRITEBACK_STEP = 8 << 20
 # Kept free on the target file system: a download never fills a disk to the last byte.
 MIN_FREE = 16 << 20
 
@@ -364,6 +367,7 @@ class Downloader:
         done = offset
         readinto = _body_readinto(resp)
         with target.open(offset) as fh, DigestRing(target.hasher, size=self.chunk_size) as ring:
+            sink = _Sink(fh, target.path, offset)
             if progress is not None:
                 progress(done, total)
             try:
@@ -378,7 +382,7 @@ class Downloader:
                             url, f"file too large (limit {max_size} bytes)", discard=True
                         )
                     self._check_space(target.path, n)  # others write to this disk too
-                    _write(fh, buf, n, target.path)
+                    sink.write(buf, n)
                     ring.lend(buf, n)  # hashed on the worker while the next chunk arrives
                     done += n
                     if progress is not None:
@@ -429,12 +433,24 @@ def _read_into(url: str, readinto: Callable[[memoryview], int], buf: bytearray) 
         raise HttpError(url, describe_exception(exc), transient=True) from exc
 
 
-def _write(fh: IO[bytes], buf: bytearray, length: int, path: Path) -> None:
-    try:
-        with memoryview(buf) as view, view[:length] as part:
-            fh.write(part)
-    except OSError as err:
-        raise NoSpaceError(f"unable to write '{path}': {err.strerror}") from None
+class _Sink:
+    """Writes chunks to the partial file and has the disk start on them every
+    ``WRITEBACK_STEP`` bytes (the fsync before the rename then finds little left to do)."""
+
+    def __init__(self, fh: IO[bytes], path: Path, offset: int) -> None:
+        self.fh, self.path = fh, path
+        self.written = self.synced = offset
+
+    def write(self, buf: bytearray, length: int) -> None:
+        try:
+            with memoryview(buf) as view, view[:length] as part:
+                self.fh.write(part)
+        except OSError as err:
+            raise NoSpaceError(f"unable to write '{self.path}': {err.strerror}") from None
+        self.written += length
+        if self.written - self.synced >= WRITEBACK_STEP:
+            start_writeback(self.fh.fileno(), self.synced, self.written - self.synced)
+            self.synced = self.written
 
 
 def hash_file(path: Path, algorithm: str, chunk_size: int = CHUNK_SIZE) -> str:
