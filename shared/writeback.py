@@ -9,7 +9,6 @@ done, for durability) finds little left. Best effort: without the call, the fsyn
 
 from __future__ import annotations
 
-import ctypes
 import functools
 from collections.abc import Callable
 
@@ -18,6 +17,9 @@ SYNC_FILE_RANGE_WRITE = 2
 
 @functools.cache
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    # ctypes is loaded here, at the first call: during a transfer, not at start-up
+    import ctypes
+
     try:
         func = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):

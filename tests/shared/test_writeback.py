@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from shared.writeback import start_writeback
@@ -24,3 +26,14 @@ def test_a_pipe_is_refused_without_an_error() -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_ctypes_is_loaded_at_the_first_call_not_with_the_downloader() -> None:
+    code = (
+        "import sys, shared.http\n"
+        "assert 'ctypes' not in sys.modules\n"
+        "from shared.writeback import start_writeback\n"
+        "start_writeback(0, 0, 1)\n"
+        "assert 'ctypes' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
