@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import socket
 import tracemalloc
@@ -18,6 +19,7 @@ from shared.http import (
     HttpError,
     RetryPolicy,
     Validators,
+    _body_readinto,
     hash_file,
     new_session,
 )
@@ -278,3 +280,14 @@ def test_a_failing_hasher_is_reported_and_the_next_call_rehashes(
         fast().fetch(srv.url("/f"), dest, resume=True, hasher_factory=BreaksOnce)
     res = fast().fetch(srv.url("/f"), dest, resume=True, hasher_factory=BreaksOnce)
     assert res.digest == SHA and res.resumed_from > 0 and len(made) == 2
+
+
+def test_the_body_is_read_straight_into_our_buffers(srv: TestServer, no_proxy_env) -> None:
+    """http.client's readinto under urllib3's response: no copy per chunk. A urllib3 that
+    changes its internals falls back to its own readinto; this says when that happens."""
+    srv.add("/f", b"x" * 100)
+    with new_session().get(srv.url("/f"), stream=True) as resp:
+        readinto = _body_readinto(resp)
+        assert isinstance(getattr(readinto, "__self__", None), http.client.HTTPResponse)
+        buf = bytearray(1000)
+        assert readinto(memoryview(buf)) == 100 and buf[:100] == b"x" * 100
