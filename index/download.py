@@ -32,7 +32,6 @@ from shared.http import (
     NoSpaceError,
     ProgressCallback,
     RetryPolicy,
-    ThreadedHasher,
     hash_file,
 )
 from shared.locks import flock
@@ -180,7 +179,7 @@ class _Job:
                     self.tmp,
                     resume=True,
                     max_size=self.max_size,
-                    hasher_factory=lambda: ThreadedHasher(hashlib.new(self.algorithm)),
+                    hasher_factory=lambda: hashlib.new(self.algorithm),
                     progress=progress,
                 )
             except HttpError as err:

@@ -10,12 +10,11 @@ Bodies are read raw (no content decoding, ``Accept-Encoding: identity``) in chun
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.metadata
 import os
-import queue
 import re
 import stat
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,13 +24,17 @@ from typing import IO, Any
 import requests
 import urllib3
 
+from .digest import DigestRing
 from .errors import DownloadError, StorageError
+from .writeback import start_writeback
 
 CHUNK_SIZE = 1 << 20
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 # A stalled server gives up after (1 + retries) * read timeout plus the backoff: about 50 s.
 DEFAULT_TIMEOUT = (10.0, 15.0)
 DEFAULT_RETRIES = 2
+# The disk starts writing every this many bytes, so that the fsync before the rename is short.
+WRITEBACK_STEP = 8 << 20
 # Kept free on the target file system: a download never fills a disk to the last byte.
 MIN_FREE = 16 << 20
 
@@ -146,7 +149,12 @@ def describe_exception(exc: BaseException) -> str:
         return m.group(1).strip()
     if "RemoteDisconnected" in text or "Connection aborted" in text:
         return "connection closed by server"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError):
+    broken = (
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+        http.client.IncompleteRead,
+    )
+    if isinstance(exc, broken):
         return "connection broken during transfer"
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
@@ -154,50 +162,6 @@ def describe_exception(exc: BaseException) -> str:
 def _content_range_start(value: str | None) -> int | None:
     m = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", value or "")
     return int(m.group(1)) if m else None
-
-
-def _digest_worker(hasher: Hasher, chunks: queue.Queue[bytes | None]) -> None:
-    while (chunk := chunks.get()) is not None:
-        hasher.update(chunk)
-
-
-class ThreadedHasher:
-    """A hashlib object that digests on a worker thread, so that hashing overlaps the network
-    and disk I/O of a download (hashlib releases the GIL on large buffers).
-
-    ``update`` queues the chunk (at most ``depth`` chunks wait, so memory stays bounded);
-    ``hexdigest`` waits for the queue to drain. An abandoned hasher stops its thread when it
-    is garbage-collected.
-    """
-
-    def __init__(self, hasher: Hasher, depth: int = 4) -> None:
-        self._hasher = hasher
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._thread: threading.Thread | None = threading.Thread(
-            target=_digest_worker, args=(hasher, self._chunks), daemon=True
-        )
-        self._thread.start()
-
-    def update(self, data: bytes) -> None:
-        if self._thread is None:
-            self._hasher.update(data)
-        else:
-            self._chunks.put(bytes(data))
-
-    def _finish(self) -> None:
-        if self._thread is not None:
-            self._chunks.put(None)
-            self._thread.join()
-            self._thread = None
-
-    def hexdigest(self) -> str:
-        self._finish()
-        return str(self._hasher.hexdigest())
-
-    def __del__(self) -> None:
-        thread = getattr(self, "_thread", None)
-        if thread is not None:
-            self._chunks.put(None)  # the worker ends; nobody waits for it
 
 
 def _refuse_unless_own_file(path: Path, st: os.stat_result) -> None:
@@ -277,10 +241,9 @@ class _Target:
             raise
         return out
 
-    def update(self, chunk: bytes) -> None:
-        if self.hasher is not None:
-            self.hasher.update(chunk)
-            self.hashed += len(chunk)
+    def drained(self, ring: DigestRing) -> None:
+        """Wait for the ring's worker: every byte written so far is then in the digest."""
+        self.hashed += ring.drain()
 
 
 class Downloader:
@@ -402,28 +365,30 @@ class Downloader:
         if expected is not None:
             self._check_space(target.path, expected)
         done = offset
-        with target.open(offset) as fh:
+        readinto = _body_readinto(resp)
+        with target.open(offset) as fh, DigestRing(target.hasher, size=self.chunk_size) as ring:
+            sink = _Sink(fh, target.path, offset)
             if progress is not None:
                 progress(done, total)
-            chunks = resp.raw.stream(self.chunk_size, decode_content=False)
-            while True:
-                try:
-                    chunk = next(chunks, None)
-                except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                    raise HttpError(url, describe_exception(exc), transient=True) from exc
-                if chunk is None:
-                    break
-                if max_size is not None and done + len(chunk) > max_size:
-                    raise HttpError(url, f"file too large (limit {max_size} bytes)", discard=True)
-                self._check_space(target.path, len(chunk))  # others write to this disk too
-                try:
-                    fh.write(chunk)
-                except OSError as err:
-                    raise NoSpaceError(f"unable to write '{target.path}': {err.strerror}") from None
-                target.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
+            try:
+                while True:
+                    buf = ring.take()
+                    n = _read_into(url, readinto, buf)
+                    if not n:
+                        ring.lend(buf, 0)
+                        break
+                    if max_size is not None and done + n > max_size:
+                        raise HttpError(
+                            url, f"file too large (limit {max_size} bytes)", discard=True
+                        )
+                    self._check_space(target.path, n)  # others write to this disk too
+                    sink.write(buf, n)
+                    ring.lend(buf, n)  # hashed on the worker while the next chunk arrives
+                    done += n
+                    if progress is not None:
+                        progress(done, total)
+            finally:
+                target.drained(ring)
             self._flush(fh, target.path)
         if total is not None and done != total:
             raise HttpError(url, f"short read ({done} of {total} bytes)", transient=True)
@@ -447,6 +412,45 @@ class Downloader:
             fh.flush()
         except OSError as err:
             raise NoSpaceError(f"unable to write '{path}': {err.strerror}") from None
+
+
+def _body_readinto(resp: requests.Response) -> Callable[[memoryview], int]:
+    """How to read the body straight into our buffer: through the http.client response under
+    urllib3's (the raw bytes: we asked for identity and decode nothing), else urllib3's own
+    ``readinto``, which copies once more."""
+    fp = getattr(resp.raw, "_fp", None)
+    if isinstance(fp, http.client.HTTPResponse) and not getattr(resp.raw, "_decoded_buffer", b""):
+        return fp.readinto
+    return resp.raw.readinto
+
+
+def _read_into(url: str, readinto: Callable[[memoryview], int], buf: bytearray) -> int:
+    """Fill ``buf`` from the body as far as it goes; 0 at the end of the body."""
+    try:
+        with memoryview(buf) as view:
+            return readinto(view)
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        raise HttpError(url, describe_exception(exc), transient=True) from exc
+
+
+class _Sink:
+    """Writes chunks to the partial file and has the disk start on them every
+    ``WRITEBACK_STEP`` bytes (the fsync before the rename then finds little left to do)."""
+
+    def __init__(self, fh: IO[bytes], path: Path, offset: int) -> None:
+        self.fh, self.path = fh, path
+        self.written = self.synced = offset
+
+    def write(self, buf: bytearray, length: int) -> None:
+        try:
+            with memoryview(buf) as view, view[:length] as part:
+                self.fh.write(part)
+        except OSError as err:
+            raise NoSpaceError(f"unable to write '{self.path}': {err.strerror}") from None
+        self.written += length
+        if self.written - self.synced >= WRITEBACK_STEP:
+            start_writeback(self.fh.fileno(), self.synced, self.written - self.synced)
+            self.synced = self.written
 
 
 def hash_file(path: Path, algorithm: str, chunk_size: int = CHUNK_SIZE) -> str:

@@ -38,6 +38,7 @@ class Route:
     bad_content_range: bool = False
     chunk_delay: float = 0.0
     endless: bool = False  # 200 without Content-Length, then bytes until the client leaves
+    chunked: bool = False  # HTTP/1.1 Transfer-Encoding: chunked, in odd-sized pieces
     stall: float = 0.0  # wait this long before answering at all
     last_modified: str = "Tue, 01 Jul 2025 10:00:00 GMT"
     extra_headers: dict[str, str] = field(default_factory=dict)
@@ -95,6 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route.endless:
             self._endless(route)
             return
+        if route.chunked:
+            self._chunked(route)
+            return
         if route.status is not None:
             self._status(route.status, http.client.responses.get(route.status, "Error"))
             return
@@ -106,6 +110,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self._body(route)
+
+    def _chunked(self, route: Route) -> None:
+        self.protocol_version = "HTTP/1.1"
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        drop, sent = route.drop_after, 0
+        for chunk in route.chunks(0):
+            for at in range(0, len(chunk), 100_003):
+                piece = chunk[at : at + 100_003]
+                if drop is not None and sent + len(piece) > drop:  # cut inside a chunk
+                    self.wfile.write(b"%x\r\n%s" % (len(piece), piece[: drop - sent]))
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sent += len(piece)
+        self.wfile.write(b"0\r\n\r\n")
 
     def _endless(self, route: Route) -> None:
         self.send_response(200)

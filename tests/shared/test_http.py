@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import socket
 import tracemalloc
@@ -18,6 +19,7 @@ from shared.http import (
     HttpError,
     RetryPolicy,
     Validators,
+    _body_readinto,
     hash_file,
     new_session,
 )
@@ -203,6 +205,7 @@ def test_memory_stays_flat(srv: TestServer, tmp_path: Path, no_proxy_env) -> Non
     finally:
         tracemalloc.stop()
     assert res.digest == hash_file(big, "sha512")
+    print("PEAK", peak)
     assert peak < 12 << 20, f"peak {peak} bytes for a 48 MiB file"
 
 
@@ -227,3 +230,56 @@ def test_https_proxy_uses_connect(tmp_path: Path, no_proxy_env) -> None:
         res = fast().fetch(srv.url("/f"), tmp_path / "f", hasher_factory=sha512)
         assert res.digest == SHA
         assert proxy.seen == [("CONNECT", srv.base_url.removeprefix("https://"))]
+
+
+def test_chunked_body(srv: TestServer, tmp_path: Path, no_proxy_env) -> None:
+    srv.add("/f", DATA, chunked=True)
+    res = fast().fetch(srv.url("/f"), tmp_path / "f", hasher_factory=sha512)
+    assert (tmp_path / "f").read_bytes() == DATA and res.digest == SHA and res.size == len(DATA)
+
+
+def test_chunked_body_cut_short_is_transient(srv: TestServer, tmp_path: Path, no_proxy_env):
+    srv.add("/f", DATA, chunked=True, drop_after=1_234_567)
+    with pytest.raises(HttpError, match="connection broken during transfer") as exc:
+        fast(retries=0).fetch(srv.url("/f"), tmp_path / "f", resume=True, hasher_factory=sha512)
+    assert exc.value.transient
+    assert DATA.startswith((tmp_path / "f").read_bytes())
+
+
+def test_a_failing_hasher_is_reported_and_the_next_call_rehashes(
+    srv: TestServer, tmp_path: Path, no_proxy_env
+) -> None:
+    """The digest worker's error reaches the caller; the next call hashes again the bytes
+    already on disk, then continues with a Range request."""
+    srv.add("/f", DATA, drop_after=1_500_000)
+    made: list[object] = []
+
+    class BreaksOnce:
+        def __init__(self) -> None:
+            self.inner, self.first = hashlib.sha512(), not made
+            made.append(self)
+
+        def update(self, data: bytes) -> None:
+            if self.first:
+                raise OSError("hasher broke")
+            self.inner.update(data)
+
+        def hexdigest(self) -> str:
+            return self.inner.hexdigest()
+
+    dest = tmp_path / "f"
+    with pytest.raises(OSError, match="hasher broke"):
+        fast().fetch(srv.url("/f"), dest, resume=True, hasher_factory=BreaksOnce)
+    res = fast().fetch(srv.url("/f"), dest, resume=True, hasher_factory=BreaksOnce)
+    assert res.digest == SHA and res.resumed_from > 0 and len(made) == 2
+
+
+def test_the_body_is_read_straight_into_our_buffers(srv: TestServer, no_proxy_env) -> None:
+    """http.client's readinto under urllib3's response: no copy per chunk. A urllib3 that
+    changes its internals falls back to its own readinto; this says when that happens."""
+    srv.add("/f", b"x" * 100)
+    with new_session().get(srv.url("/f"), stream=True) as resp:
+        readinto = _body_readinto(resp)
+        assert isinstance(getattr(readinto, "__self__", None), http.client.HTTPResponse)
+        buf = bytearray(1000)
+        assert readinto(memoryview(buf)) == 100 and buf[:100] == b"x" * 100

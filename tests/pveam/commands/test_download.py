@@ -248,6 +248,27 @@ def test_interrupt(pveam: Pveam, srv_demo: TestServer, sig: signal.Signals) -> N
     assert (template_cache() / NAME).read_bytes() == DATA
 
 
+def test_killed_mid_transfer_resumes_with_the_right_digest(pveam: Pveam, srv_demo: TestServer):
+    # SIGKILL leaves no chance to clean up: whatever reached the partial file is a prefix of
+    # the template, and the next run hashes it again before it continues with a Range request
+    srv_demo.routes[f"/tpl/{NAME}"].chunk_delay = 0.3
+    tmp = temp_path(template_cache() / NAME)
+    proc = pveam.popen("download", "local", NAME, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: tmp.exists() and tmp.stat().st_size >= 2 << 20)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    kept = tmp.read_bytes()
+    assert DATA.startswith(kept) and len(kept) >= 2 << 20
+    assert not (template_cache() / NAME).exists()
+    srv_demo.routes[f"/tpl/{NAME}"].chunk_delay = 0
+    res = pveam("download", "local", NAME)
+    assert res.code == 0, res
+    assert f"resuming from byte {len(kept)} of the partial file" in res.out
+    assert (template_cache() / NAME).read_bytes() == DATA and not tmp.exists()
+
+
 def test_proxy_from_the_environment(pveam: Pveam, srv_demo: TestServer) -> None:
     with ForwardProxy() as proxy:
         res = pveam("download", "local", NAME, env={"http_proxy": proxy.url})
