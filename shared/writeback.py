@@ -1,32 +1,70 @@
-"""Start writing a file's dirty pages to disk early, while the rest of it still arrives.
+"""Start writing dirty pages to disk early, while more data still arrives, so that the final
+flush (an fsync before a rename, an unmount) finds little left.
 
-A download is fsynced before its rename; left alone, the kernel would start writing at that
-moment, and the fsync would wait for the whole file. ``sync_file_range(SYNC_FILE_RANGE_WRITE)``
-begins the write-back of what is already written without waiting for it and without dropping
-the pages from the cache, so the disk works alongside the network and the final fsync (still
-done, for durability) finds little left. Best effort: without the call, the fsync does it all.
+Two scales of the same idea:
+
+- one file (:func:`start_writeback`): a download is fsynced before its rename; left alone, the
+  kernel would start writing at that moment and the fsync would wait for the whole file.
+  ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` begins the write-back of what is already written
+  without waiting for it and without dropping the pages from the cache. Best effort: without
+  the call, the fsync does it all.
+- a whole file system mounted from an image (:func:`early_writeback`): an ext4 image on a loop
+  device keeps everything written to it dirty until the unmount, which then pushes it all
+  through the loop device while the caller waits (a third of ``pct create``'s time for a
+  200 MB template). ``syncfs`` now and then from a thread does that writing on the otherwise
+  idle core and disk, overlapped with the extraction. Only for file systems the caller mounted
+  from an image: on the host's own file system a ``syncfs`` would flush everybody's data.
+
+ctypes is loaded at the first call: during a transfer, not at start-up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 SYNC_FILE_RANGE_WRITE = 2
+INTERVAL = 0.25  # seconds between two syncfs calls: a few dozen MB of dirty data at a time
+
+
+@functools.cache
+def _libc(name: str) -> Any:
+    """The libc function ``name`` with errno kept, or None where libc has no such function."""
+    import ctypes
+
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
 
 
 @functools.cache
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    # ctypes is loaded here, at the first call: during a transfer, not at start-up
     import ctypes
 
-    try:
-        func = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
+    func = _libc("sync_file_range")
+    if func is None:
         return None
     func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     func.restype = ctypes.c_int
-    return func
+    return func  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int]:
+    import ctypes
+
+    func = _libc("syncfs")
+    if func is None:
+        raise OSError("syncfs is not available")
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func  # type: ignore[no-any-return]
 
 
 def start_writeback(fd: int, offset: int, length: int) -> bool:
@@ -36,3 +74,55 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
     if func is None or length <= 0:
         return False
     return func(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0
+
+
+class _Flusher:
+    """A thread that calls ``syncfs`` on the file systems at ``targets`` until stopped."""
+
+    def __init__(self, targets: Sequence[Path], interval: float) -> None:
+        self._syncfs = _syncfs()
+        self._fds: list[int] = []
+        try:
+            for target in targets:
+                self._fds.append(os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW))
+        except OSError:
+            self._close()
+            raise
+        self._interval = interval
+        self._stop = threading.Event()
+        self.calls = 0
+        self._thread = threading.Thread(target=self._run, name="writeback", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            for fd in self._fds:
+                self._syncfs(fd)  # an error (EIO) shows again at the unmount, which reports it
+            self.calls += 1
+
+    def stop(self) -> None:
+        """Stop and close the file descriptors, which would keep the unmount busy."""
+        self._stop.set()
+        self._thread.join()
+        self._close()
+
+    def _close(self) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
+
+
+@contextlib.contextmanager
+def early_writeback(targets: Sequence[Path], interval: float = INTERVAL) -> Iterator[None]:
+    """Write the file systems mounted at ``targets`` back in the background while the block
+    runs; on leaving it (also by an exception) the thread is stopped and its descriptors
+    closed, so that the file systems can be unmounted at once."""
+    if not targets:
+        yield
+        return
+    flusher = _Flusher(targets, interval)
+    try:
+        yield
+    finally:
+        flusher.stop()

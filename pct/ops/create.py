@@ -21,7 +21,7 @@ from shared.runtime.ctview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
 from shared.runtime.traverse import check_traversable
 from shared.storage.api import resolve_template
-from shared.storage.writeback import early_writeback
+from shared.writeback import early_writeback
 
 from .provision import (
     Allocation,

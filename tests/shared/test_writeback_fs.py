@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.storage.writeback import early_writeback
-
-from .conftest import needs_root
+from shared.writeback import early_writeback
+from tests.shared.storage.conftest import needs_root
 
 pytestmark = needs_root
 
