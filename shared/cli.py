@@ -23,6 +23,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer import _click as click  # typer vendors click; its exception classes live here
 
+from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
 
@@ -340,6 +341,8 @@ def run(
     try:
         args, leaf = rewrite_argv(root, args, default_command)
         path = " ".join([prog] + [a for a in args[: _depth(root, args)]])
+        for cmd in _invoked(root, args):
+            use_plain_conversion(cmd)
         usage = usage_line(path, leaf)
         wants_help = "--help" in args or not args
         if require_root and os.geteuid() != 0 and not wants_help:
@@ -386,3 +389,11 @@ def _depth(root: Any, args: Sequence[str]) -> int:
         cmd = cmd.commands[args[depth]]
         depth += 1
     return depth
+
+
+def _invoked(root: Any, args: Sequence[str]) -> list[Any]:
+    """The group and (sub)commands that argv runs, from the root down."""
+    cmds = [root]
+    for name in args[: _depth(root, args)]:
+        cmds.append(cmds[-1].commands[name])
+    return cmds
