@@ -15,7 +15,6 @@ import typer
 
 from shared.cli import new_app
 from shared.errors import ParamError
-from shared.storage import resticadmin
 
 storage_app = new_app("Backup storages of type restic (storage.cfg and their secrets).")
 
@@ -63,6 +62,8 @@ def add_cmd(
     init: Annotated[bool, typer.Option("--init", help="Initialise a new repository.")] = False,
 ) -> None:
     """Add a restic storage (the repository is initialised with --init, else checked)."""
+    from shared.storage import resticadmin
+
     if stype != "restic":
         raise ParamError({"type": f"only type 'restic' is added here, not '{stype}'"})
     resticadmin.add(
@@ -96,6 +97,8 @@ def set_cmd(
     delete: Annotated[str | None, typer.Option("--delete", help="Settings to remove.")] = None,
 ) -> None:
     """Change a restic storage's settings or secrets."""
+    from shared.storage import resticadmin
+
     resticadmin.change(
         storage,
         {
@@ -115,10 +118,14 @@ def set_cmd(
 @storage_app.command("remove")
 def remove_cmd(storage: Annotated[str, typer.Argument(metavar="storage")]) -> None:
     """Remove a restic storage and its secrets (the repository and its backups stay)."""
+    from shared.storage import resticadmin
+
     resticadmin.remove(storage)
 
 
 @storage_app.command("unlock")
 def unlock_cmd(storage: Annotated[str, typer.Argument(metavar="storage")]) -> None:
     """Remove stale restic locks (left by a killed backup) from the repository."""
+    from shared.storage import resticadmin
+
     resticadmin.unlock(storage)
