@@ -54,7 +54,7 @@ def convert(
     if info.parser is not None:
         try:
             return info.parser(value)
-        except click.ClickException:
+        except click.exceptions.ClickException:
             raise  # pydantic lets these through unchanged
         except Exception:
             raise _Fallback from None

@@ -3,8 +3,9 @@
 ``pct status/config/list``, ``pveam list local``, ``vzdump job list`` and every ``--help`` must
 answer at once (DESIGN.md, Performance: <= 0.15 s as a whole process). Most of that time is
 imports, so these tests run each command in a fresh interpreter and fail when one of the heavy
-third-party modules (or ctkit's guest-setup package) got loaded: the import set cannot grow
-back unnoticed. bench/cli_bench.py measures the time itself.
+third-party modules (pydantic, which typer would use to convert values, pyroute2, python-lxc,
+requests, gnupg, zstandard, rich) or ctkit's guest-setup package got loaded: the import set
+cannot grow back unnoticed. bench/cli_bench.py measures the time itself.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ HEAVY = (
     "shared.guest",
     "shared.net",
     "asyncio",
+    "pydantic",
 )
 VMID = 900000970
 CONFIG = """\
