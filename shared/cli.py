@@ -416,8 +416,8 @@ def _plain(value: Any) -> Any:
 def _named_command(app: typer.Typer, token: str) -> str | None:
     """The command a first argv word names, as :func:`resolve_command_name` would resolve it;
     None where it is not certain."""
-    named = [(_info_name(i), _plain(i.hidden)) for i in (*app.registered_commands,
-                                                          *app.registered_groups)]  # fmt: skip
+    infos: list[Any] = [*app.registered_commands, *app.registered_groups]
+    named = [(_info_name(info), _plain(info.hidden)) for info in infos]
     if any(name is None or not isinstance(hidden, bool) for name, hidden in named):
         return None
     if any(name == token for name, _hidden in named):
