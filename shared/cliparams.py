@@ -5,7 +5,9 @@ on first use: importing pydantic and building the adapters costs more than all t
 interactive command such as ``pct status``. The annotations ctkit uses (an int with bounds, str,
 bool, an enum, a Path, a ``parser=`` function, lists of those) are converted here exactly as
 typer's adapters would. Anything else, and every value that does not convert cleanly, goes to
-typer's own conversion, so results and error messages stay typer's to the letter.
+typer's own conversion, so results and error messages stay typer's to the letter. This leans
+on typer's internals (``typer._coercion``), which is why pyproject pins typer below 0.30;
+tests/shared/test_cliparams.py compares both conversions value by value.
 """
 
 from __future__ import annotations
