@@ -31,6 +31,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 # known scripts in their natural order (short ones first); any other bench/*.py runs after them
 KNOWN = [
+    ("cli", "cli_bench.py"),
     ("archive", "archive_bench.py"),
     ("pveam-download", "pveam_download.py"),
     ("pct", "pct_bench.py"),

@@ -12,6 +12,7 @@ extra arguments and parsed with :func:`parse_schema_args`. Errors print Proxmox'
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import os
@@ -22,7 +23,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from typer import _click as click  # typer vendors click; its exception classes live here
+from typer.models import DefaultPlaceholder
 
+from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
 
@@ -330,7 +333,7 @@ def run(
 ) -> NoReturn:
     """Parse argv Proxmox-style, run the command, map errors to one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    root = typer.main.get_command(app)
+    root = _root_command(app, args)
     leaf: Any = root
     usage: str | None = None
     args = help_argv(root, args)
@@ -340,6 +343,8 @@ def run(
     try:
         args, leaf = rewrite_argv(root, args, default_command)
         path = " ".join([prog] + [a for a in args[: _depth(root, args)]])
+        for cmd in _invoked(root, args):
+            use_plain_conversion(cmd)
         usage = usage_line(path, leaf)
         wants_help = "--help" in args or not args
         if require_root and os.geteuid() != 0 and not wants_help:
@@ -378,6 +383,49 @@ def run(
     raise SystemExit(code)
 
 
+def _root_command(app: typer.Typer, args: Sequence[str]) -> Any:
+    """The app as a click group. When argv names one of its commands, the group holds that
+    command alone: typer builds a command by inspecting its function, and building all of them
+    cost as much as the rest of an interactive command. Everything else (no command, a prefix
+    that is ambiguous or unknown, ``help``) gets the whole app."""
+    name = _named_command(app, args[0]) if args and not args[0].startswith("-") else None
+    if name is None or name == "help":
+        return typer.main.get_command(app)
+    trimmed = copy.copy(app)
+    trimmed.registered_commands = [c for c in app.registered_commands if _info_name(c) == name]
+    trimmed.registered_groups = [g for g in app.registered_groups if _info_name(g) == name]
+    return typer.main.get_group(trimmed)
+
+
+def _info_name(info: Any) -> str | None:
+    """The name a registered command or sub-app is called by (None: typer decides)."""
+    name = _plain(info.name)
+    if isinstance(name, str):
+        return name
+    callback = _plain(getattr(info, "callback", None))
+    if name is None and callable(callback):
+        return typer.main.get_command_name(callback.__name__)
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A registration value, not typer's placeholder for a default."""
+    return value.value if isinstance(value, DefaultPlaceholder) else value
+
+
+def _named_command(app: typer.Typer, token: str) -> str | None:
+    """The command a first argv word names, as :func:`resolve_command_name` would resolve it;
+    None where it is not certain."""
+    infos: list[Any] = [*app.registered_commands, *app.registered_groups]
+    named = [(_info_name(info), _plain(info.hidden)) for info in infos]
+    if any(name is None or not isinstance(hidden, bool) for name, hidden in named):
+        return None
+    if any(name == token for name, _hidden in named):
+        return token
+    matches = [str(name) for name, hidden in named if not hidden and str(name).startswith(token)]
+    return matches[0] if len(matches) == 1 else None
+
+
 def _depth(root: Any, args: Sequence[str]) -> int:
     """How many leading argv words name (sub)commands."""
     depth = 0
@@ -386,3 +434,11 @@ def _depth(root: Any, args: Sequence[str]) -> int:
         cmd = cmd.commands[args[depth]]
         depth += 1
     return depth
+
+
+def _invoked(root: Any, args: Sequence[str]) -> list[Any]:
+    """The group and (sub)commands that argv runs, from the root down."""
+    cmds = [root]
+    for name in args[: _depth(root, args)]:
+        cmds.append(cmds[-1].commands[name])
+    return cmds

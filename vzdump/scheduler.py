@@ -50,7 +50,6 @@ from shared import atomic, locks, paths
 from shared.errors import ConfigError, LockError, NotFoundError, ParamError, StateError
 from shared.formats.sectionconfig import Section
 from shared.owner import process_start
-from shared.runtime.recovery import recover_all
 
 from . import calendar
 from .jobs import config, state
@@ -264,6 +263,8 @@ def run_due(
 def _run_pass(
     clock: Clock, runner: Runner, first_pass: bool, log: Log
 ) -> list[tuple[str, Outcome]]:
+    from shared.runtime.recovery import recover_all  # not for `vzdump job list`
+
     start = clock()
     # a backup killed since the last pass left its containers frozen/stopped/locked: undo that
     # before any job meets them

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from shared.cli import parse_schema_args, vmid_value
-from shared.ctconfig.options import is_settable, option_spec
 from shared.errors import CtkitError
 from shared.formats.types import Bool
 
@@ -18,12 +17,16 @@ VmidArg = Annotated[int, typer.Argument(parser=vmid_value, metavar="vmid", show_
 
 
 def is_bool_option(key: str) -> bool:
+    from shared.ctconfig.options import option_spec  # the schema: only for commands that set
+
     spec = option_spec(key)
     return spec is not None and isinstance(spec.type, Bool)
 
 
 def config_options(extra: Sequence[str]) -> dict[str, str]:
     """The container options (``-memory 512 -net0 ...``) a command received as extra args."""
+    from shared.ctconfig.options import is_settable
+
     return parse_schema_args(extra, is_known=is_settable, is_bool=is_bool_option)
 
 

@@ -8,12 +8,10 @@ from typing import Annotated
 import typer
 
 from shared.cli import EXTRA_ARGS, OutputFormat, OutputFormatOption, print_json
-from shared.ctconfig import store
-from shared.ctconfig.render import config_dict, pending_list, render_config, render_pending
-from shared.errors import ConfigError
 
-from ..ops import query, setconf
 from .common import VmidArg, config_options, echo, log_line
+
+# the library is imported inside each command: a command loads only what it uses
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +30,9 @@ def config(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Show the container configuration (pending values merged in)."""
+    from shared.ctconfig import store
+    from shared.ctconfig.render import config_dict, render_config
+
     conf = store.load(vmid)
     if output_format is OutputFormat.text:
         echo(render_config(conf, current=bool(current), snapshot=snapshot))
@@ -41,6 +42,9 @@ def config(
 
 def pending(vmid: VmidArg, output_format: OutputFormatOption = OutputFormat.text) -> None:
     """Show current and pending values."""
+    from shared.ctconfig import store
+    from shared.ctconfig.render import pending_list, render_pending
+
     conf = store.load(vmid)
     if output_format is OutputFormat.text:
         echo(render_pending(conf))
@@ -57,6 +61,8 @@ def set_(
     force: Annotated[bool | None, typer.Option(help="Force removal of unusedN.")] = None,
 ) -> None:
     """Set container options (any option of the container config, e.g. -memory 1024)."""
+    from ..ops import setconf
+
     values = config_options(ctx.args)
     setconf.set_config(
         vmid,
@@ -71,11 +77,17 @@ def set_(
 
 def unlock(vmid: VmidArg) -> None:
     """Remove any lock of the container."""
+    from ..ops import setconf
+
     setconf.unlock(vmid, log=log_line)
 
 
 def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List the containers of this node."""
+    from shared.errors import ConfigError
+
+    from ..ops import query
+
     problems: list[str] = []
     rows = query.list_rows(problems)
     warning = query.storage_warning()
@@ -97,6 +109,8 @@ def status(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Show the container status."""
+    from ..ops import query
+
     data = query.status(vmid, verbose=bool(verbose))
     if output_format is OutputFormat.text:
         echo(query.render_status(data))

@@ -9,9 +9,6 @@ import typer
 
 from shared.errors import CtkitError, ParamError
 
-from ..ops import destroy as destroy_ops
-from ..ops.create import CreateRequest
-from ..ops.create import create as create_ct
 from .common import VmidArg, ask_password, config_options, log_line
 
 
@@ -53,6 +50,9 @@ def create(
     pool: Annotated[str | None, typer.Option(help="Accepted for compatibility.")] = None,
 ) -> None:
     """Create a container from a template (volume id or path) and any container options."""
+    from ..ops.create import CreateRequest
+    from ..ops.create import create as create_ct
+
     if password == "":
         password = ask_password()
     if password is not None and len(password) < 5:
@@ -81,6 +81,8 @@ def destroy(
     ] = None,
 ) -> None:
     """Destroy the container and free the volumes it owns."""
+    from ..ops import destroy as destroy_ops
+
     destroy_ops.destroy(
         vmid,
         force=bool(force),

@@ -10,7 +10,6 @@ import typer
 
 from shared.cli import OutputFormat, OutputFormatOption, print_json
 
-from ..ops import disk
 from .common import VmidArg, echo, log_line
 
 UserOpt = Annotated[str | None, typer.Option(help="Owner user name or id.")]
@@ -35,11 +34,15 @@ def resize(
     digest: Annotated[str | None, typer.Option(help="Refuse if the config changed.")] = None,
 ) -> None:
     """Grow a container volume (never shrinks)."""
+    from ..ops import disk
+
     disk.resize(vmid, disk_key, size, digest=digest, log=log_line)
 
 
 def df(vmid: VmidArg, output_format: OutputFormatOption = OutputFormat.text) -> None:
     """Show the disk usage of the container's volumes."""
+    from ..ops import disk
+
     rows = disk.df(vmid)
     if output_format is OutputFormat.text:
         echo(disk.render_df(rows))
@@ -49,6 +52,8 @@ def df(vmid: VmidArg, output_format: OutputFormatOption = OutputFormat.text) -> 
 
 def cpusets(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """Show the CPUs assigned to running containers."""
+    from ..ops import disk
+
     sets = disk.cpusets()
     if output_format is OutputFormat.text:
         echo(disk.render_cpusets(sets))
@@ -66,6 +71,8 @@ def fstrim(
     ] = None,
 ) -> None:
     """Discard unused blocks of rootfs and the volume mount points (not bind, not ro)."""
+    from ..ops import disk
+
     disk.fstrim(vmid, ignore_mountpoints=bool(ignore_mountpoints), log=log_line)
 
 
@@ -78,6 +85,8 @@ def push(
     perms: PermsOpt = None,
 ) -> None:
     """Copy a local file into the running container."""
+    from ..ops import disk
+
     disk.push(vmid, file, destination, disk.Owner(user, group, perms))
 
 
@@ -90,4 +99,6 @@ def pull(
     perms: PermsOpt = None,
 ) -> None:
     """Copy a file out of the running container."""
+    from ..ops import disk
+
     disk.pull(vmid, path, destination, disk.Owner(user, group, perms))

@@ -7,12 +7,11 @@ from typing import Annotated
 
 import typer
 
-from shared.ctconfig import store
 from shared.errors import CtkitError, StateError
-from shared.runtime import lifecycle, lxcapi, recovery
 
-from ..ops import mount as mount_ops
 from .common import VmidArg, echo, log_line
+
+# the library is imported inside each command: a command loads only what it uses
 
 KEEP_ENV_HELP = (
     "Pass the caller's environment into the container (default: only TERM, standard PATH)."
@@ -37,6 +36,8 @@ def start(
     ] = None,
 ) -> None:
     """Start the container."""
+    from shared.runtime import lifecycle, lxcapi, recovery
+
     dead = recovery.recover(vmid, log_line)
     if dead is not None and dead.stopped and lxcapi.is_running(vmid):
         return  # the recovery of a killed stop-mode backup started it already
@@ -51,6 +52,8 @@ def stop(
     ] = None,
 ) -> None:
     """Stop the container at once (kill)."""
+    from shared.runtime import lifecycle
+
     lifecycle.stop(vmid, skiplock=bool(skiplock), log=log_line)
 
 
@@ -62,6 +65,8 @@ def shutdown(
     ] = None,
 ) -> None:
     """Shut the container down cleanly."""
+    from shared.runtime import lifecycle
+
     lifecycle.shutdown(vmid, timeout=timeout, force_stop=bool(force_stop), log=log_line)
 
 
@@ -70,10 +75,15 @@ def reboot(
     timeout: Annotated[int | None, typer.Option(min=0, help="Seconds to wait.")] = None,
 ) -> None:
     """Reboot: shutdown, then start (pending changes are applied)."""
+    from shared.runtime import lifecycle
+
     lifecycle.reboot(vmid, timeout=timeout, log=log_line)
 
 
 def _require_running(vmid: int) -> None:
+    from shared.ctconfig import store
+    from shared.runtime import lxcapi
+
     store.load(vmid)
     if not lxcapi.is_running(vmid):
         raise StateError(f"container '{vmid}' not running!")
@@ -84,6 +94,8 @@ def enter(
     keep_env: Annotated[bool, typer.Option("--keep-env/--no-keep-env", help=KEEP_ENV_HELP)] = False,
 ) -> None:
     """Open a shell in the container."""
+    from shared.runtime import lxcapi
+
     _require_running(vmid)
     argv = lxcapi.attach_argv(vmid, [], keep_env=keep_env)
     os.execvpe(argv[0], argv, lxcapi.attach_env())
@@ -97,6 +109,8 @@ def exec_(
     keep_env: Annotated[bool, typer.Option("--keep-env/--no-keep-env", help=KEEP_ENV_HELP)] = False,
 ) -> None:
     """Run a command in the container; exits with the command's status."""
+    from shared.runtime import lxcapi
+
     _require_running(vmid)
     if not command:
         raise CtkitError("missing command")
@@ -109,6 +123,9 @@ def console(
     escape: Annotated[str, typer.Option(help="Escape sequence prefix, e.g. ^a.")] = "^a",
 ) -> None:
     """Attach to the container's console."""
+    from shared.ctconfig import store
+    from shared.runtime import lxcapi
+
     conf = store.load(vmid)
     if not lxcapi.is_running(vmid):
         raise StateError(f"container '{vmid}' not running!")
@@ -124,9 +141,13 @@ def console(
 
 def mount(vmid: VmidArg) -> None:
     """Mount the stopped container's file systems on the host (lock 'mounted')."""
+    from ..ops import mount as mount_ops
+
     echo(mount_ops.mount(vmid) + "\n")
 
 
 def unmount(vmid: VmidArg) -> None:
     """Unmount what pct mount mounted and remove the lock."""
+    from ..ops import mount as mount_ops
+
     mount_ops.unmount(vmid)

@@ -11,8 +11,6 @@ import typer
 from shared.cli import new_app, vmid_value
 from shared.errors import ParamError
 
-from ..ops import migrate as migrate_ops
-from ..ops import migrate_target as target_ops
 from .common import VmidArg, echo, log_line
 
 target_app = new_app("The receiving side of a migration (run by the source host over SSH).")
@@ -45,6 +43,8 @@ def migrate(
     bwlimit: Bwlimit = None,
 ) -> None:
     """Migrate the container to another ctkit host (restart migration); the source is removed."""
+    from ..ops import migrate as migrate_ops
+
     opts = migrate_ops.Options(
         target, None, target_storage, None, bool(restart), bool(online), timeout, bwlimit, True
     )
@@ -67,6 +67,8 @@ def remote_migrate(
     ] = None,
 ) -> None:
     """Migrate to another host, keeping the source (stopped, locked) unless --delete."""
+    from ..ops import migrate as migrate_ops
+
     if len(target) not in (1, 2):
         raise ParamError({"target": "expected [<target-vmid>] <target>"})
     tvmid = vmid_value(target[0]) if len(target) == 2 else None
@@ -84,6 +86,8 @@ def info(
     bridges: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Version, storages, bridges and whether a VMID is free (JSON)."""
+    from ..ops import migrate_target as target_ops
+
     split = [s for s in storages.split(",") if s], [b for b in bridges.split(",") if b]
     echo(json.dumps(target_ops.host_info(vmid, *split), sort_keys=True) + "\n")
 
@@ -91,6 +95,8 @@ def info(
 @target_app.command("session")
 def session(vmid: VmidArg) -> None:
     """Receive one migration; rolls back unless the source commits."""
+    from ..ops import migrate_target as target_ops
+
     target_ops.serve(vmid, sys.stdin, sys.stdout, lambda m: print(m, file=sys.stderr))
 
 
@@ -99,6 +105,8 @@ def recv_btrfs(
     vmid: VmidArg, volid: Annotated[str, typer.Argument()], snap: Annotated[str, typer.Argument()]
 ) -> None:
     """Receive a btrfs send stream on stdin as a snapshot of a volume of the session."""
+    from ..ops import migrate_target as target_ops
+
     target_ops.recv_btrfs(vmid, volid, snap, sys.stdin.buffer)
 
 
@@ -109,6 +117,8 @@ def rsync(
     args: Annotated[list[str], typer.Argument(help="rsync's server arguments.")],
 ) -> None:
     """Run rsync's receiving server on a mounted volume of the session."""
+    from ..ops import migrate_target as target_ops
+
     code = target_ops.rsync_into(vmid, volid, args)
     if code:
         raise typer.Exit(code)

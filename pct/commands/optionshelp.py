@@ -1,7 +1,8 @@
 """Every container option in the help of the commands that take them (create, set, restore).
 
 Those commands read the config keys as extra ``-key value`` arguments, so click does not know
-them; this appends the whole option table of the container config to their help.
+them; this appends the whole option table of the container config to their help. The table is
+made when a help is shown, not for every pct command: it needs the whole option schema.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-
-from shared.ctconfig.options import FIXED, INDEXED, option_spec
-from shared.formats.propstring import PropSchema
+from typer import _click as click
+from typer.core import TyperCommand
 
 TAKES_CONFIG_OPTIONS = ("create", "set", "restore")
 
 
 def _describe(vtype: Any) -> str:
+    from shared.formats.propstring import PropSchema
+
     schema = getattr(vtype, "schema", None)
     if not isinstance(schema, PropSchema):
         return str(vtype.describe())
@@ -33,6 +35,8 @@ def _describe(vtype: Any) -> str:
 
 
 def options_help() -> str:
+    from shared.ctconfig.options import FIXED, INDEXED, option_spec
+
     lines = ["\b", "Container options (any key of the config, as -key value or --key value):"]
     for key, spec in sorted(FIXED.items()):
         if spec.internal:
@@ -52,9 +56,20 @@ def _default(value: object) -> str:
     return str(value)
 
 
+class ConfigOptionsCommand(TyperCommand):
+    """A command whose help ends with the container options (after its own epilog)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own, text = self.epilog, options_help()
+        self.epilog = f"{own}\n\n{text}" if own else text
+        try:
+            super().format_epilog(ctx, formatter)
+        finally:
+            self.epilog = own  # a second help of the same command shows the table once
+
+
 def register(app: typer.Typer) -> None:
     """Call after every command is registered."""
-    text = options_help()
     for info in app.registered_commands:
         if info.name in TAKES_CONFIG_OPTIONS:
-            info.epilog = f"{info.epilog}\n\n{text}" if info.epilog else text
+            info.cls = ConfigOptionsCommand

@@ -9,10 +9,7 @@ import typer
 
 from shared.cli import OutputFormat, OutputFormatOption, new_app, print_json, vmid_value
 from shared.errors import CtkitError, ParamError
-from shared.remote import config as remotes
-from shared.remote.config import fingerprint
 
-from ..ops import remote as remote_ops
 from .common import echo
 
 app = new_app("Manage migration targets (other ctkit hosts reached over SSH).")
@@ -23,6 +20,8 @@ def register(parent: typer.Typer) -> None:
 
 
 def _hostkey(hostkey: str | None, hostkey_file: Path | None) -> str:
+    from shared.remote import config as remotes
+
     if (hostkey is None) == (hostkey_file is None):
         raise ParamError({"hostkey": "give exactly one of --hostkey or --hostkey-file"})
     if hostkey_file is not None:
@@ -55,6 +54,9 @@ def add(
     root: Annotated[str | None, typer.Option(help="CTKIT_ROOT on the remote.")] = None,
 ) -> None:
     """Add a remote; its host key is pinned (never learned on first use)."""
+    from shared.remote import config as remotes
+    from shared.remote.config import fingerprint
+
     key = _hostkey(hostkey, hostkey_file)
     remote = remotes.validate(remotes.Remote(name, host, key, port, user, identity, command, root))
     actual = fingerprint(key)
@@ -67,6 +69,9 @@ def add(
 @app.command("list")
 def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List the remotes."""
+    from shared.remote import config as remotes
+    from shared.remote.config import fingerprint
+
     items = remotes.list_remotes()
     if output_format != OutputFormat.text:
         print_json([{"name": r.name, **r.props()} for r in items], output_format)
@@ -85,6 +90,10 @@ def check(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Connect (strict host-key check) and report the remote's ctkit, storages, VMID."""
+    from shared.remote import config as remotes
+
+    from ..ops import remote as remote_ops
+
     remote = remotes.get(name)
     info = remote_ops.check(remote, vmid)
     if output_format != OutputFormat.text:
@@ -99,4 +108,6 @@ def check(
 @app.command("remove")
 def remove(name: Annotated[str, typer.Argument()]) -> None:
     """Remove a remote."""
+    from shared.remote import config as remotes
+
     remotes.remove(name)

@@ -8,10 +8,6 @@ from typing import Annotated
 
 import typer
 
-from shared.signals import interruptible
-
-from ..ops.restore import RestoreRequest
-from ..ops.restore import restore as restore_ct
 from .common import VmidArg, config_options, log_line
 
 
@@ -48,6 +44,11 @@ def restore(
     ] = None,
 ) -> None:
     """Restore a container from a vzdump archive (backup volume id, path, or - for stdin)."""
+    from shared.signals import interruptible
+
+    from ..ops.restore import RestoreRequest
+    from ..ops.restore import restore as restore_ct
+
     req = RestoreRequest(
         vmid=vmid,
         archive=ostemplate,

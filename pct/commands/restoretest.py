@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..ops.restoretest import DEFAULT_RANGE, RestoreTest, parse_range, restore_test
+from ..ops.vmidrange import DEFAULT_RANGE, parse_range
 from .common import log_line
 
 
@@ -27,6 +27,8 @@ def restore_test_cmd(
     timeout: Annotated[int, typer.Option(min=1, help="Seconds to reach 'running'.")] = 60,
 ) -> None:
     """Prove a backup restores: restore it as a throwaway CT, start it, check, destroy it."""
+    from ..ops.restoretest import RestoreTest, restore_test
+
     test = RestoreTest(
         volid=volume,
         storage=storage,

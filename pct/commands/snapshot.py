@@ -9,7 +9,6 @@ import typer
 from shared.cli import OutputFormat, OutputFormatOption, print_json
 from shared.formats.types import ConfigId, FormatError
 
-from ..ops import snapshot as ops
 from .common import VmidArg, echo, log_line
 
 
@@ -42,11 +41,15 @@ def snapshot(
     description: Annotated[str | None, typer.Option(help="A textual description.")] = None,
 ) -> None:
     """Snapshot the container (every volume must support snapshots)."""
+    from ..ops import snapshot as ops
+
     ops.create(vmid, snapname, description=description, log=log_line)
 
 
 def listsnapshot(vmid: VmidArg, output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List the snapshots as a tree; 'current' is the present state."""
+    from ..ops import snapshot as ops
+
     entries = ops.listing(vmid)
     if output_format is OutputFormat.text:
         echo(ops.render(entries))
@@ -63,6 +66,8 @@ def delsnapshot(
     ] = None,
 ) -> None:
     """Delete a snapshot."""
+    from ..ops import snapshot as ops
+
     ops.delete(vmid, snapname, force=bool(force), log=log_line)
 
 
@@ -74,4 +79,6 @@ def rollback(
     ] = None,
 ) -> None:
     """Roll the container back to a snapshot (a running container is stopped first)."""
+    from ..ops import snapshot as ops
+
     ops.rollback(vmid, snapname, start=bool(start), log=log_line)

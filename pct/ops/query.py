@@ -17,7 +17,6 @@ from shared.errors import CtkitError
 from shared.runtime import lxcapi, recovery
 from shared.runtime.cgroups import CGroup
 from shared.runtime.runstate import run_status
-from shared.storage.config import load_config, skipped_sections_warning
 
 DEFAULT_MAXDISK = 4 << 30
 Log = Callable[[str], None]
@@ -65,6 +64,8 @@ def _row(vmid: int) -> dict[str, Any] | None:
 
 def storage_warning() -> str | None:
     """One line naming the storage.cfg sections ctkit skipped (lvmthin, zfspool...)."""
+    from shared.storage.config import load_config, skipped_sections_warning
+
     return skipped_sections_warning(load_config())
 
 

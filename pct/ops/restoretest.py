@@ -32,9 +32,9 @@ from shared.runtime import lifecycle, lxcapi
 
 from .destroy import destroy
 from .restore import RestoreRequest, restore
+from .vmidrange import DEFAULT_RANGE
 
 Log = Callable[[str], None]
-DEFAULT_RANGE = (990_000_000, 999_999_999)
 CHECK_TIMEOUT = 300.0
 CHOOSE_TIMEOUT = 600.0  # another test may be destroying a leftover meanwhile
 # config keys the throwaway copy must not keep: the original's network, host paths, autostart
@@ -48,13 +48,6 @@ class RestoreTest:
     vmid_range: tuple[int, int] = DEFAULT_RANGE
     check: Sequence[str] | None = None  # command run inside, must exit 0
     timeout: float = 60.0  # seconds to reach RUNNING
-
-
-def parse_range(text: str) -> tuple[int, int]:
-    low, sep, high = text.partition("-")
-    if not sep or not low.isdigit() or not high.isdigit() or not 100 <= int(low) <= int(high):
-        raise CtkitError(f"invalid VMID range '{text}' (expected <first>-<last>, from 100)")
-    return int(low), int(high)
 
 
 def marker(vmid: int) -> Path:

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from index import available as avail
 from shared.cli import OutputFormat, OutputFormatOption, print_json
 from shared.errors import NotFoundError
 
@@ -26,6 +25,8 @@ def available(
     """List the templates of the stored indexes: section, template, architecture.
 
     Fails (exit 3) after the listing when an enabled source has no stored index yet."""
+    from index import available as avail
+
     index = avail.load()  # warnings are printed after the parameters are checked
     apps = avail.available(section, os, index=index)
     for message in index.warnings:

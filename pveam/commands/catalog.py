@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from index import catalog
 from shared.cli import new_app
 from shared.errors import VerifyError
 
@@ -36,6 +35,8 @@ def build(
     infopage: Annotated[str | None, typer.Option(help="Infopage URL (default: the URL).")] = None,
 ) -> None:
     """Write aplinfo.dat, aplinfo.dat.gz and the detached signature aplinfo.dat.asc."""
+    from index import catalog
+
     result = catalog.build_catalog(
         dir,
         base_url=url,
@@ -60,6 +61,8 @@ def verify(
     gnupghome: GnupgHome = None,
 ) -> None:
     """Check a catalog as update and download would: signature, index, every checksum."""
+    from index import catalog
+
     report = catalog.verify_catalog(dir, key=key, gnupghome=gnupghome)
     if report.fingerprint:
         say(f"signature: good, by {report.fingerprint}, made {utc_time(report.sig_timestamp)} UTC")

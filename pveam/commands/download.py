@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from index import available as avail
-from index.download import download_template
-from index.lookup import NoSuchTemplate, find_template
-from index.sources import Transfer, load_sources
+from typing import TYPE_CHECKING
+
 from shared.errors import NotFoundError, ParamError
-from shared.signals import interruptible
-from shared.storage import api as storage_api
 
 from ..output import say, warn
-from ..progress import DownloadProgress
+
+if TYPE_CHECKING:
+    from index.sources import Transfer
 
 MAX_TEMPLATE = 255
 
@@ -24,6 +22,8 @@ class TemplateNotFound(ParamError):
 
 
 def _transfer(source_name: str) -> Transfer:
+    from index.sources import Transfer, load_sources
+
     for src in load_sources():
         if src.name == source_name:
             return src.transfer
@@ -33,6 +33,14 @@ def _transfer(source_name: str) -> Transfer:
 def download(storage: str, template: str) -> None:
     """Download a template: its exact file name, or a prefix such as 'debian-12-standard'
     (the newest matching version). The sha512 (or md5) of the signed index is checked."""
+    from index import available as avail
+    from index.download import download_template
+    from index.lookup import NoSuchTemplate, find_template
+    from shared.signals import interruptible
+    from shared.storage import api as storage_api
+
+    from ..progress import DownloadProgress
+
     storage_api.check_storage_id(storage)
     if len(template) > MAX_TEMPLATE:
         raise ParamError({"template": f"value may only be {MAX_TEMPLATE} characters long"})

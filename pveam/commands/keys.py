@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from index import keys as index_keys
-from index import sources as index_sources
 from shared.cli import OutputFormat, OutputFormatOption, new_app, print_json
 from shared.errors import ParamError
-from shared.gpg import KeyInfo, normalize_fingerprint
 
 from ..output import say, table, utc_time, warn
+
+if TYPE_CHECKING:
+    from index import sources as index_sources
+    from shared.gpg import KeyInfo
 
 app = new_app("Manage the OpenPGP keys that may sign index files.")
 
@@ -37,6 +38,9 @@ def add(
     file: Annotated[Path, typer.Argument(help="An armoured or binary OpenPGP public key file.")],
 ) -> None:
     """Import the public key(s) of a file into pveam's keyring."""
+    from index import keys as index_keys
+    from index import sources as index_sources
+
     sources = index_sources.load_sources()
     for key in index_keys.add_key(file):
         say(f"imported key {key.fingerprint} {_first_uid(key)}".rstrip())
@@ -50,6 +54,9 @@ def add(
 @app.command("list")
 def list_keys(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List the keys: fingerprint, creation date, the sources pinning it, user id."""
+    from index import keys as index_keys
+    from index import sources as index_sources
+
     sources = index_sources.load_sources()
     keys = index_keys.list_keys()
     if output_format is not OutputFormat.text:
@@ -75,6 +82,10 @@ def remove(
     fingerprint: Annotated[str, typer.Argument(help="The key's full fingerprint.")],
 ) -> None:
     """Remove a key from the keyring."""
+    from index import keys as index_keys
+    from index import sources as index_sources
+    from shared.gpg import normalize_fingerprint
+
     try:
         fpr = normalize_fingerprint(fingerprint)
     except ValueError as err:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from index import keys as index_keys
-from index import sources as index_sources
-from index import store
 from shared.cli import OutputFormat, OutputFormatOption, new_app, print_json
 from shared.errors import ParamError
 from shared.formats.types import FormatError
 
 from ..output import utc_time, warn
+
+if TYPE_CHECKING:
+    from index import sources as index_sources
 
 app = new_app("Manage the index sources (sources.cfg).")
 
@@ -59,6 +59,9 @@ def add(
     ] = None,
 ) -> None:
     """Add an index source with the fingerprints it accepts signatures from."""
+    from index import keys as index_keys
+    from index import sources as index_sources
+
     errors: dict[str, str] = {}
     _check(errors, "name", index_sources.check_name, name)
     _check(errors, "url", index_sources.check_url, url)
@@ -97,6 +100,9 @@ def add(
 
 
 def _describe(src: index_sources.Source, ring: set[str]) -> list[str]:
+    from index import sources as index_sources
+    from index import store
+
     stored = store.stored_summary(src.name)
     lines = [f"{src.name} ({'enabled' if src.enabled else 'disabled'})"]
     lines.append(f"  url:          {src.url}")
@@ -122,6 +128,10 @@ def _describe(src: index_sources.Source, ring: set[str]) -> list[str]:
 @app.command("list")
 def list_sources(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List the sources, their pinned keys and what is stored for each."""
+    from index import keys as index_keys
+    from index import sources as index_sources
+    from index import store
+
     sources = index_sources.load_sources()
     if output_format is not OutputFormat.text:
         print_json(
@@ -138,4 +148,6 @@ def list_sources(output_format: OutputFormatOption = OutputFormat.text) -> None:
 @app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="The source's name.")]) -> None:
     """Remove a source and its stored index."""
+    from index import sources as index_sources
+
     index_sources.remove_source(name)

@@ -8,7 +8,6 @@ import typer
 
 from shared.cli import OutputFormat, OutputFormatOption, print_json
 from shared.errors import ParamError
-from shared.storage import api as storage_api
 
 MAX_VOLID = 255
 MIB = 1048576
@@ -19,6 +18,8 @@ def list_templates(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """List the templates stored on a storage (NAME, SIZE in MiB)."""
+    from shared.storage import api as storage_api
+
     entries = storage_api.list_templates(storage)
     if output_format is not OutputFormat.text:
         rows = [
@@ -38,6 +39,8 @@ def remove(
     ],
 ) -> None:
     """Remove a template. Only volume IDs are accepted, never file-system paths."""
+    from shared.storage import api as storage_api
+
     if len(template_path) > MAX_VOLID:
         raise ParamError({"template_path": f"value may only be {MAX_VOLID} characters long"})
     storage_api.remove_template(template_path)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from index import update as index_update
-from index.sources import DEFAULT_SOURCES
 from shared.errors import DownloadError
 from shared.signals import interruptible
 
@@ -17,6 +15,9 @@ def update() -> None:
     (non-zero exit) with 'update failed - see <log> for details'; a failed source keeps its
     previous index.
     """
+    from index import update as index_update
+    from index.sources import DEFAULT_SOURCES
+
     with interruptible():  # TERM/HUP as Ctrl-C: temp files removed, exit 130
         result = index_update.update()
     if not result.ok:

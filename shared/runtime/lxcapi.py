@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lxc
-
 from .. import paths
 from ..errors import ConfigError
 
@@ -25,6 +23,8 @@ def container(vmid: int) -> Any:
     A generated config LXC cannot load (left by an older ctkit or edited by hand) gives one
     ConfigError line about this container, never python-lxc's RuntimeError.
     """
+    import lxc  # loaded on first use: a stopped CT's state needs no python-lxc
+
     try:
         return lxc.Container(str(vmid), config_path=str(paths.lxc_path()))
     except RuntimeError:
@@ -39,6 +39,8 @@ def state(vmid: int) -> str:
     lxcdir = paths.lxc_dir(vmid)
     if not (lxcdir / "config").exists():
         return "STOPPED"
+    if _socket_name(vmid) is not None and not monitor_alive(vmid):
+        return "STOPPED"  # what LXC answers itself when nothing listens on the socket
     try:
         return str(container(vmid).state)
     except ConfigError:
@@ -58,9 +60,22 @@ def init_pid(vmid: int) -> int | None:
     return pid if pid > 0 else None
 
 
+# sun_path less the abstract socket's leading and LXC's trailing NUL
+_SOCKET_NAME_MAX = 108 - 2
+
+
+def _socket_name(vmid: int) -> str | None:
+    """The abstract name of the CT's command socket; None where LXC would use a hashed one
+    (a long lxcpath), which is not worth re-deriving here."""
+    name = f"{paths.lxc_path()}/{vmid}/command"
+    return f"@{name}" if len(name.encode()) < _SOCKET_NAME_MAX else None
+
+
 def monitor_alive(vmid: int) -> bool:
     """Whether LXC's monitor for the CT still listens on its abstract command socket."""
-    name = f"@{paths.lxc_path()}/{vmid}/command"
+    name = _socket_name(vmid)
+    if name is None:
+        return False  # as before: the hashed name is not looked for
     try:
         with open("/proc/net/unix", encoding="utf-8", errors="replace") as fh:
             return any(line.rstrip("\n").endswith(" " + name) for line in fh)

@@ -23,7 +23,6 @@ from .. import owner as owners
 from ..ctconfig import store
 from ..errors import CtkitError
 from ..locks import config_lock, flock
-from . import lifecycle, lxcapi, snapshot
 from .cgroups import CGroup
 
 Log = Callable[[str], None]
@@ -100,6 +99,8 @@ def _thaw(dead: owners.Owner, log: Log, warn: Log) -> None:
 
 
 def _remove_snapshot(dead: owners.Owner, log: Log, warn: Log) -> None:
+    from . import snapshot  # only a recovery needs it: pct status/list stay light
+
     if not dead.snapshot:
         return
     with config_lock(dead.vmid):
@@ -155,6 +156,8 @@ def _drop_lock(dead: owners.Owner, log: Log, warn: Log) -> None:
 
 
 def _restart(dead: owners.Owner, log: Log, warn: Log) -> None:
+    from . import lifecycle, lxcapi
+
     if not dead.stopped or lxcapi.is_running(dead.vmid):
         return
     lifecycle.start(dead.vmid, log=log)

@@ -71,6 +71,7 @@ def test_targets_and_latest_entries() -> None:
     assert results.target_of(entry("archive", "create", 1)) == 0.9
     assert results.target_of(entry("pveam-download", "500MiB", 1)) == 1.0
     assert results.target_of(entry("restore", "anything", 1)) == 0.9
+    assert results.target_of(entry("cli", "pct status", 1)) == 1.0
     assert results.target_of(entry("pct", "start-stop", 1)) is None
     assert results.target_of(entry("pct", "start-stop", 1, target=0.5)) == 0.5
     data = {"results": [entry("a", "x", 1), entry("b", "y", 2), entry("a", "x", 3)]}

@@ -12,7 +12,6 @@ import typer
 from shared.cli import EXTRA_ARGS, OPTION_RE, parse_schema_args
 from shared.formats.types import Bool
 
-from ..engine import job
 from ..helptext import backup_help
 from ..options import CLI_OPTIONS, check_params, parse_params
 
@@ -58,6 +57,8 @@ def silence(keep_stdout: bool) -> None:
 
 def backup(ctx: typer.Context) -> None:
     """Back up containers: vzdump <vmid...> | --all [--mode stop|suspend|snapshot] ..."""
+    from ..engine import job
+
     _vmids, raw = split_args(ctx.args)
     params = parse_params(raw)
     selection = check_params(params)

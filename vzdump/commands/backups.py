@@ -11,21 +11,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from shared.backups import browse as browsing
-from shared.backups import extract as extracting
-from shared.backups.config import extract_config
-from shared.backups.interrupt import interruptible
-from shared.backups.intoct import extract_into_ct
-from shared.backups.inventory import BackupRow, list_backup_rows
-from shared.backups.locate import locate
-from shared.backups.verify import verify
 from shared.cli import OutputFormat, OutputFormatOption, print_json
 from shared.errors import ParamError, VerifyError
 from shared.tasklog import human_bytes
+
+if TYPE_CHECKING:
+    from shared.backups.inventory import BackupRow
 
 
 def register(app: typer.Typer) -> None:
@@ -41,6 +36,7 @@ def _when(epoch: int | None) -> str:
 
 
 def _verified(row: BackupRow) -> str:
+
     v = row.verification
     if v is None:
         return "-"
@@ -64,6 +60,8 @@ def list_cmd(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """List a storage's backups with notes, protection and last verification."""
+    from shared.backups.inventory import list_backup_rows
+
     rows = list_backup_rows(storage, vmid)
     if output_format is not OutputFormat.text:
         print_json([r.as_dict() for r in rows], output_format)
@@ -82,6 +80,9 @@ def list_cmd(
 
 def extractconfig_cmd(volume: Annotated[str, typer.Argument(metavar="volume")]) -> None:
     """Print the container config stored in a backup (reads only the archive's first members)."""
+    from shared.backups.config import extract_config
+    from shared.backups.locate import locate
+
     data = extract_config(locate(volume))
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
@@ -93,6 +94,9 @@ def browse_cmd(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """List the files in a backup (path, type, size, owner in the container's ids, mtime)."""
+    from shared.backups import browse as browsing
+    from shared.backups.locate import locate
+
     backup = locate(volume)
     entries = browsing.browse(backup, path)
     if output_format is not OutputFormat.text:
@@ -120,6 +124,11 @@ def extract_cmd(
 ) -> None:
     """Extract files or directories of a backup into a host directory (existing files are
     kept, never replaced), or into a new directory of a container (owners mapped)."""
+    from shared.backups import extract as extracting
+    from shared.backups.interrupt import interruptible
+    from shared.backups.intoct import extract_into_ct
+    from shared.backups.locate import locate
+
     if (target is None) == (vmid is None) or (vmid is None) != (dest is None):
         raise ParamError(message="give either --target <dir>, or --vmid <ct> with --dest <dir>")
     backup = locate(volume)
@@ -147,6 +156,10 @@ def verify_cmd(
     """Verify backups end to end: decompress, walk every tar header, parse the config, compare
     with the backup log. Each result is kept beside the archive and shown by ``vzdump list``;
     every backup is checked, the exit status is 7 when any failed."""
+    from shared.backups.inventory import list_backup_rows
+    from shared.backups.locate import locate
+    from shared.backups.verify import verify
+
     names = list(volumes or [])
     if storage is not None:
         names += [row.entry.volid for row in list_backup_rows(storage, vmid)]

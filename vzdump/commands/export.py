@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shared.backups.interrupt import interruptible
-from shared.backups.resticexport import export
 from shared.errors import ParamError
-from shared.storage.api import backup_dir
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +23,10 @@ def export_cmd(
     zstd: Annotated[int, typer.Option("--zstd", help="zstd threads (0: half the CPUs).")] = 0,
 ) -> None:
     """Write a restic backup out as vzdump-lxc-<vmid>-<time>.tar.zst."""
+    from shared.backups.interrupt import interruptible
+    from shared.backups.resticexport import export
+    from shared.storage.api import backup_dir
+
     if (dumpdir is None) == (storage is None):
         raise ParamError({"dumpdir": "give exactly one of --dumpdir and --storage"})
     dest = dumpdir if dumpdir is not None else backup_dir(str(storage))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,15 +25,12 @@ from shared.cli import (
 )
 from shared.errors import CtkitError, JobError
 from shared.formats.types import Bool
-from shared.systemd import find_program, install_units, remove_units
 
-from .. import scheduler, verifyrun
 from ..calendar import local_zone
-from ..engine.job import Job
 from ..jobs import config as jobcfg
-from ..jobs import manage
-from ..jobs import verify as verify_jobs
-from ..report import JobResult
+
+if TYPE_CHECKING:
+    from ..report import JobResult
 
 NOW_ENV = "CTKIT_SCHEDULER_NOW"
 SCHEDULER_UNITS = ["ctkit-scheduler.service", "ctkit-scheduler.timer"]
@@ -50,6 +47,10 @@ def register(app: typer.Typer) -> None:
 
 
 def runner(job_id: str, params: dict[str, Any]) -> JobResult:
+    from .. import verifyrun
+    from ..engine.job import Job
+    from ..jobs import verify as verify_jobs
+
     if verify_jobs.is_verify(params):
         return verifyrun.run(job_id, params)
     return Job(params).run()
@@ -82,6 +83,8 @@ def _job_values(args: list[str]) -> dict[str, Any]:
 @job_app.command("add", context_settings=EXTRA_ARGS)
 def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Add a job: vzdump job add <id> --schedule '<event>' [vzdump options]."""
+    from ..jobs import manage
+
     manage.add_job(job_id, _job_values(ctx.args), _now())
 
 
@@ -92,6 +95,8 @@ def set_(
     delete: Annotated[str | None, typer.Option(help="Options to remove.")] = None,
 ) -> None:
     """Change a job's options (--delete removes options)."""
+    from ..jobs import manage
+
     keys = [k.strip() for k in (delete or "").replace(";", ",").split(",") if k.strip()]
     manage.set_job(job_id, _job_values(ctx.args), keys, _now())
 
@@ -99,6 +104,8 @@ def set_(
 @job_app.command("remove")
 def remove(job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Remove a job."""
+    from ..jobs import manage
+
     manage.remove_job(job_id)
 
 
@@ -111,6 +118,8 @@ def _when(epoch: int | None) -> str:
 @job_app.command("list")
 def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List jobs with their last run, result and next run."""
+    from ..jobs import manage
+
     now = _now() or dt.datetime.now(local_zone())
     rows = manage.job_rows(now)
     if output_format is not OutputFormat.text:
@@ -130,6 +139,8 @@ def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
 @job_app.command("run")
 def run_now(job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Run a job now, as the scheduler would (its state records the run)."""
+    from .. import scheduler
+
     result = scheduler.run_job_now(job_id, runner, now=_now())
     if result.error:
         raise CtkitError(result.error)
@@ -142,6 +153,8 @@ def run_due(
     first_pass: Annotated[bool | None, typer.Option("--first-pass")] = None,
 ) -> None:
     """Run every enabled job whose next event has come (call this every minute)."""
+    from .. import scheduler
+
     outcomes = scheduler.run_due(_now(), runner=runner, first_pass=bool(first_pass))
     for job_id, outcome in outcomes:
         print(f"{job_id}: {outcome}")
@@ -150,6 +163,8 @@ def run_due(
 @timer_app.command("install")
 def timer_install() -> None:
     """Write ctkit-scheduler.service/.timer (every minute, persistent) and enable them."""
+    from shared.systemd import find_program, install_units
+
     for path in install_units(SCHEDULER_UNITS, exec_path=find_program("vzdump")):
         print(f"wrote {path}")
 
@@ -157,5 +172,7 @@ def timer_install() -> None:
 @timer_app.command("remove")
 def timer_remove() -> None:
     """Disable and delete the scheduler units."""
+    from shared.systemd import remove_units
+
     for path in remove_units(SCHEDULER_UNITS):
         print(f"removed {path}")

@@ -9,8 +9,6 @@ import typer
 
 from shared.cli import OutputFormat, OutputFormatOption, print_json, vmid_value
 
-from ..engine.retention import prune_storage, storage_retention
-
 NOTE = (
     "NOTE: this is only a preview and might not be what a subsequent prune call does if "
     "backups are removed/added in the meantime."
@@ -35,6 +33,8 @@ def prune_cmd(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Mark backups keep/remove/protected/renamed by retention and remove the 'remove' ones."""
+    from ..engine.retention import prune_storage, storage_retention
+
     retention = storage_retention(storage, prune_backups)
     marked = prune_storage(storage, vmid, retention, dry_run=bool(dry_run), log=_stderr)
     rows: list[dict[str, Any]] = [

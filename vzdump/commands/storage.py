@@ -8,40 +8,85 @@ come from files (``--password-file``, ``--env-file``), never from the command li
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from shared.cli import new_app
 from shared.errors import ParamError
-from shared.storage import resticadmin
 
 storage_app = new_app("Backup storages of type restic (storage.cfg and their secrets).")
 
-PasswordOpt = Annotated[
-    Path | None,
-    typer.Option("--password-file", help="File holding the repository password (copied, 0600)."),
-]
-EnvOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--env-file",
-        help="NAME=value lines for restic's backend (AWS_ACCESS_KEY_ID, ...); copied, 0600.",
-    ),
-]
-RepoOpt = Annotated[
-    str | None,
-    typer.Option("--repository", help="/path, sftp:user@host:/path, rest:URL, s3:URL, ..."),
-]
-ContentOpt = Annotated[str | None, typer.Option("--content")]
-PruneOpt = Annotated[str | None, typer.Option("--prune-backups")]
-MaxProtOpt = Annotated[str | None, typer.Option("--max-protected-backups")]
-DisableOpt = Annotated[str | None, typer.Option("--disable")]
-SftpOpt = Annotated[
-    str | None,
-    typer.Option("--sftp-command", help="ssh command for sftp: repositories (port, key, ...)."),
-]
+# The settings and secrets `add` and `set` both take, declared once: (parameter, storage.cfg
+# key or None for a secret file, its option); in this order in both commands' help.
+COMMON: list[tuple[str, str | None, Any]] = [
+    ("repository", "repository", Annotated[
+        str | None,
+        typer.Option("--repository", help="/path, sftp:user@host:/path, rest:URL, s3:URL, ..."),
+    ]),
+    ("password_file", None, Annotated[
+        Path | None,
+        typer.Option(
+            "--password-file", help="File holding the repository password (copied, 0600)."
+        ),
+    ]),
+    ("env_file", None, Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            help="NAME=value lines for restic's backend (AWS_ACCESS_KEY_ID, ...); copied, 0600.",
+        ),
+    ]),
+    ("content", "content", Annotated[str | None, typer.Option("--content")]),
+    ("prune_backups", "prune-backups", Annotated[str | None, typer.Option("--prune-backups")]),
+    ("max_protected_backups", "max-protected-backups",
+     Annotated[str | None, typer.Option("--max-protected-backups")]),
+    ("disable", "disable", Annotated[str | None, typer.Option("--disable")]),
+    ("sftp_command", "sftp-command", Annotated[
+        str | None,
+        typer.Option("--sftp-command", help="ssh command for sftp: repositories (port, key, ...)."),
+    ]),
+]  # fmt: skip
+
+
+@dataclass
+class Settings:
+    """What the COMMON options gave: storage.cfg values (None: not given) and secret files."""
+
+    values: dict[str, str | None]
+    password_file: Path | None
+    env_file: Path | None
+
+
+def takes_settings(func: Callable[..., None]) -> Callable[..., None]:
+    """A command whose ``settings: Settings`` parameter stands for the COMMON options: typer
+    sees those options in its place, the command gets them as one :class:`Settings`."""
+    signature = inspect.signature(func, eval_str=True)
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        if param.name != "settings":
+            params.append(param)
+            continue
+        params += [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                              annotation=option)
+            for name, _key, option in COMMON
+        ]  # fmt: skip
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> None:
+        given = {name: kwargs.pop(name) for name, _key, _option in COMMON}
+        values = {key: given[name] for name, key, _option in COMMON if key is not None}
+        func(**kwargs, settings=Settings(values, given["password_file"], given["env_file"]))
+
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return command
 
 
 def register(app: typer.Typer) -> None:
@@ -49,65 +94,43 @@ def register(app: typer.Typer) -> None:
 
 
 @storage_app.command("add")
+@takes_settings
 def add_cmd(
     stype: Annotated[str, typer.Argument(metavar="type")],
     storage: Annotated[str, typer.Argument(metavar="storage")],
-    repository: RepoOpt = None,
-    password_file: PasswordOpt = None,
-    env_file: EnvOpt = None,
-    content: ContentOpt = None,
-    prune_backups: PruneOpt = None,
-    max_protected_backups: MaxProtOpt = None,
-    disable: DisableOpt = None,
-    sftp_command: SftpOpt = None,
+    settings: Settings,
     init: Annotated[bool, typer.Option("--init", help="Initialise a new repository.")] = False,
 ) -> None:
     """Add a restic storage (the repository is initialised with --init, else checked)."""
+    from shared.storage import resticadmin
+
     if stype != "restic":
         raise ParamError({"type": f"only type 'restic' is added here, not '{stype}'"})
     resticadmin.add(
         storage,
-        {
-            "repository": repository,
-            "content": content,
-            "prune-backups": prune_backups,
-            "max-protected-backups": max_protected_backups,
-            "disable": disable,
-            "sftp-command": sftp_command,
-        },
-        password=password_file,
-        env=env_file,
+        settings.values,
+        password=settings.password_file,
+        env=settings.env_file,
         init=init,
     )
     print(f"storage '{storage}' added")
 
 
 @storage_app.command("set")
+@takes_settings
 def set_cmd(
     storage: Annotated[str, typer.Argument(metavar="storage")],
-    repository: RepoOpt = None,
-    password_file: PasswordOpt = None,
-    env_file: EnvOpt = None,
-    content: ContentOpt = None,
-    prune_backups: PruneOpt = None,
-    max_protected_backups: MaxProtOpt = None,
-    disable: DisableOpt = None,
-    sftp_command: SftpOpt = None,
+    settings: Settings,
     delete: Annotated[str | None, typer.Option("--delete", help="Settings to remove.")] = None,
 ) -> None:
     """Change a restic storage's settings or secrets."""
+    from shared.storage import resticadmin
+
     resticadmin.change(
         storage,
-        {
-            "repository": repository,
-            "content": content,
-            "prune-backups": prune_backups,
-            "max-protected-backups": max_protected_backups,
-            "disable": disable,
-            "sftp-command": sftp_command,
-        },
-        password=password_file,
-        env=env_file,
+        settings.values,
+        password=settings.password_file,
+        env=settings.env_file,
         delete=[k for k in (delete or "").split(",") if k],
     )
 
@@ -115,10 +138,14 @@ def set_cmd(
 @storage_app.command("remove")
 def remove_cmd(storage: Annotated[str, typer.Argument(metavar="storage")]) -> None:
     """Remove a restic storage and its secrets (the repository and its backups stay)."""
+    from shared.storage import resticadmin
+
     resticadmin.remove(storage)
 
 
 @storage_app.command("unlock")
 def unlock_cmd(storage: Annotated[str, typer.Argument(metavar="storage")]) -> None:
     """Remove stale restic locks (left by a killed backup) from the repository."""
+    from shared.storage import resticadmin
+
     resticadmin.unlock(storage)

@@ -1,0 +1,45 @@
+"""``vzdump storage add|set``: one declaration of the options both take (a real local restic
+repository)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .conftest import Cli
+
+PASSWORD = "correct horse battery staple"
+
+
+def _options(help_text: str) -> list[str]:
+    return re.findall(r"^  (--[a-z-]+)", help_text, re.M)
+
+
+def test_add_and_set_offer_the_same_settings(cli: Cli) -> None:
+    add = _options(cli.ok("storage", "add", "--help").out)
+    set_ = _options(cli.ok("storage", "set", "--help").out)
+    common = ["--repository", "--password-file", "--env-file", "--content", "--prune-backups",
+              "--max-protected-backups", "--disable", "--sftp-command"]  # fmt: skip
+    assert add == [*common, "--init", "--help"]
+    assert set_ == [*common, "--delete", "--help"]
+
+
+def test_add_then_set_and_delete(cli: Cli, ctroot: Path) -> None:
+    pw = ctroot / "pw.txt"
+    pw.write_text(PASSWORD + "\n")
+    repo = ctroot / "repo"
+    cli.ok("storage", "add", "restic", "offsite", "--repository", str(repo),
+           "--password-file", str(pw), "--init", "--prune-backups", "keep-last=2")  # fmt: skip
+    cfg = ctroot / "etc/pve/storage.cfg"
+    cli.ok("storage", "set", "offsite", "--prune-backups", "keep-daily=7", "--disable", "1")
+    assert cfg.read_text() == (
+        f"restic: offsite\n\trepository {repo}\n\tcontent backup\n"
+        "\tprune-backups keep-daily=7\n\tdisable 1\n"
+    )
+    cli.ok("storage", "set", "offsite", "--delete", "prune-backups,disable")
+    assert cfg.read_text() == f"restic: offsite\n\trepository {repo}\n\tcontent backup\n"
+    new_pw = ctroot / "pw2.txt"
+    new_pw.write_text("another one\n")
+    cli.ok("storage", "set", "offsite", "--password-file", str(new_pw))
+    secret = ctroot / "etc/pve/priv/storage/offsite.pw"
+    assert secret.read_text() == "another one\n"
