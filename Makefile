@@ -28,9 +28,15 @@ APT_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mount 
 	openssl openssh-client perl xz-utils bzip2 ca-certificates \
 	restic rclone openssh-server
 
-.PHONY: setup host-packages subids venv test demo lint bench clean install uninstall
+.PHONY: setup host-packages subids venv bytecode test demo lint bench clean install uninstall
 
-setup: host-packages subids venv
+setup: host-packages subids venv bytecode
+
+# The commands run from this checkout (editable install). Where PYTHONDONTWRITEBYTECODE is set,
+# Python would compile every module from source on every run; compiled once here, each run
+# reads the cached bytecode (stale files are recompiled here, and Python checks their mtimes).
+bytecode: venv
+	@$(PY) -m compileall -q -j 0 shared index pveam vzdump pct bench >/dev/null
 
 host-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
