@@ -75,6 +75,11 @@ def by_hand(subvol: Path, far: FakeHost) -> float:
         for sub in dest.iterdir():
             sh("btrfs", "subvolume", "delete", str(sub), check=False)
         dest.rmdir()
+        # btrfs frees a deleted subvolume's extents in the background: wait for that, or the
+        # migration measured next pays for the reference's cleanup (a transaction commit
+        # in the downtime waits for it)
+        sh("btrfs", "subvolume", "sync", str(subvol.parent), check=False)
+        sh("btrfs", "subvolume", "sync", str(far.root / "mnt/fbt"), check=False)
 
 
 def one_size(base: Path, tpl: Path, mib: int) -> None:

@@ -20,6 +20,8 @@ Every command that meets the container calls :func:`recover` through
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,16 @@ from . import lifecycle, lxcapi
 Log = Callable[[str], None]
 RECOVERY_WAIT = 30.0
 LOCK = "migrate"
+RECORD_RE = re.compile(r"(?:out|in)-([1-9][0-9]{2,8})\.json")
+
+
+def recorded_vmids() -> list[int]:
+    """Containers with a migration record on this host (either direction)."""
+    try:
+        names = os.listdir(paths.migrate_dir())
+    except FileNotFoundError:
+        return []
+    return sorted({int(m.group(1)) for n in names if (m := RECORD_RE.fullmatch(n))})
 
 
 def outgoing_record(vmid: int) -> Path:

@@ -64,7 +64,7 @@ def recover(vmid: int, log: Log, warn: Log | None = None) -> owners.Owner | None
 def recover_all(log: Log, warn: Log | None = None) -> list[int]:
     """Recover every container with a dead owner (the scheduler's pass does this first)."""
     done = []
-    for vmid in owners.recorded_vmids():
+    for vmid in sorted({*owners.recorded_vmids(), *migration.recorded_vmids()}):
         try:
             if recover(vmid, log, warn) is not None:
                 done.append(vmid)
