@@ -57,8 +57,12 @@ def test_killed_while_the_ct_is_down_the_next_start_brings_it_back(
 ) -> None:
     vmid, digest = running_ct
     proc = start_migration(vmid, "--timeout", "30")
-    # the record says "stopped" just before the shutdown begins: kill there
-    assert wait_for(lambda: out_record(ctroot, vmid).get("stopped") is True, timeout=120)
+
+    # the record says "stopped" just before the shutdown begins: kill once it has begun
+    def shutting_down() -> bool:
+        return out_record(ctroot, vmid).get("stopped") is True and lxcapi.state(vmid) != "RUNNING"
+
+    assert wait_for(shutting_down, timeout=120)
     proc.kill()
     proc.communicate()
     assert wait_for(lambda: lxcapi.state(vmid) == "STOPPED", timeout=60)
