@@ -55,6 +55,7 @@ def pct(*args: object) -> str:
 def by_hand(subvol: Path, far: FakeHost) -> float:
     """``btrfs send | ssh root@far btrfs receive`` of a read-only snapshot of ``subvol``;
     seconds."""
+    settle(subvol, far)  # what the migration before it deleted is freed first
     snap = subvol.with_name(subvol.name + "@bench")
     sh("btrfs", "subvolume", "snapshot", "-r", str(subvol), str(snap))
     dest = far.root / "mnt/fbt/bench-ref"
@@ -75,11 +76,15 @@ def by_hand(subvol: Path, far: FakeHost) -> float:
         for sub in dest.iterdir():
             sh("btrfs", "subvolume", "delete", str(sub), check=False)
         dest.rmdir()
-        # btrfs frees a deleted subvolume's extents in the background: wait for that, or the
-        # migration measured next pays for the reference's cleanup (a transaction commit
-        # in the downtime waits for it)
-        sh("btrfs", "subvolume", "sync", str(subvol.parent), check=False)
-        sh("btrfs", "subvolume", "sync", str(far.root / "mnt/fbt"), check=False)
+        settle(subvol, far)
+
+
+def settle(subvol: Path, far: FakeHost) -> None:
+    """Wait until btrfs has freed deleted subvolumes on both sides: it does so in the
+    background, and whatever runs next would pay for the other's cleanup (a transaction
+    commit in the downtime waits for it)."""
+    sh("btrfs", "subvolume", "sync", str(subvol.parent), check=False)
+    sh("btrfs", "subvolume", "sync", str(far.root / "mnt/fbt"), check=False)
 
 
 def one_size(base: Path, tpl: Path, mib: int) -> None:

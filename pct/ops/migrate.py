@@ -82,10 +82,14 @@ class Run:
     used: list[subprocess.Popen[bytes]] = field(default_factory=list)  # receivers to reap
 
     def save(self) -> None:
-        """The record a later command recovers from if this process is killed."""
+        """The record a later command recovers from if this process is killed. It names every
+        snapshot the passes will take before the first is taken (recovery removes those that
+        exist), so that no pass needs to write it again, least of all in the downtime."""
         data = {"vmid": self.vmid, "target_vmid": self.target_vmid, "remote": self.remote.name}
         data.update(phase=self.phase, running=self.running, stopped=self.stopped)
-        owner.write_record(record_path(self.vmid), {**data, "snapshots": self.sent})
+        names = list(btrfssend.SNAP_NAMES[: 2 if self.running else 1])
+        snaps = {volid: names for volid in sorted(self.btrfs)}
+        owner.write_record(record_path(self.vmid), {**data, "snapshots": snaps})
 
 
 record_path = migration.outgoing_record
@@ -171,6 +175,7 @@ def _transfer(
             if isinstance(cfg.storage(vol.storage), BtrfsStorage) and tinfo["type"] == "btrfs":
                 run.btrfs.add(vol.volid)
             log(f"volume '{vol.volid}' is '{reply['volid']}' on the target")
+        run.save()  # the snapshots to come
         # every pass's receiver starts now and waits for its stream: SSH and the remote
         # command start up while the snapshots are taken, not in a transfer or the downtime
         passes = 2 if run.running else 1
@@ -188,10 +193,11 @@ def _transfer(
                         run, conf, vol, cfg, live=True, receiver=receivers.pop((vol.volid, 0), None)
                     )
                 log(f"shutdown CT {run.vmid}")
-            down = time.monotonic()
             if run.running:
                 run.stopped = True  # from here on, a failure (or a kill) starts it again
                 run.save()
+            down = time.monotonic()
+            if run.running:
                 lifecycle.shutdown(
                     run.vmid, timeout=run.opts.timeout, force_stop=True, skiplock=True
                 )
@@ -220,10 +226,10 @@ def _transfer(
         except link.Refused:
             run.phase = "copy"  # the target refused and rolled itself back
             raise
-        run.phase = "committed"
-        run.save()
         if run.running:
             log(f"migration downtime {time.monotonic() - down:.2f} s")
+        run.phase = "committed"
+        run.save()
     finally:
         session.close()
         for receiver in run.used:
@@ -262,9 +268,8 @@ def _copy(
         sid, volname = parse_volume_id(vol.volid)
         sent = run.sent.setdefault(vol.volid, [])
         snap = SNAP_NAMES[len(sent)]
+        sent.append(snap)  # before it exists: a failure halfway is undone too
         snapshot_create(vol.volid, snap, cfg)
-        sent.append(snap)
-        run.save()
         parent = sent[-2] if len(sent) > 1 else None
         argv = btrfssend.send_argv(cfg.storage(sid), volname, snap, parent)
         assert receiver is not None  # opened for every pass of a btrfs volume

@@ -150,8 +150,11 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
     owner.write_record(migration.incoming_record(vmid), rec)
     firewall = req.get("firewall")
     if isinstance(firewall, str):
-        atomic.write_text(paths.firewall_conf(vmid), firewall)
-    migration.unlock(vmid)
+        try:
+            atomic.write_text(paths.firewall_conf(vmid), firewall)
+        except OSError as err:  # committed already: the container must not be rolled back
+            log(f"WARN: writing the firewall config failed - {err}")
+    # the lock goes after the reply (the session's end, or recovery of a committed record)
     return {}
 
 
