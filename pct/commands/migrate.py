@@ -107,7 +107,9 @@ def recv_btrfs(
     """Receive a btrfs send stream on stdin as a snapshot of a volume of the session."""
     from ..ops import migrate_target as target_ops
 
-    target_ops.recv_btrfs(vmid, volid, snap, sys.stdin.buffer)
+    # "ready": the source starts sending; "ok": received and synced, no need to wait for our exit
+    target_ops.recv_btrfs(vmid, volid, snap, sys.stdin.buffer, lambda: echo("ready\n"))
+    echo("ok\n")
 
 
 @target_app.command("rsync")

@@ -25,12 +25,12 @@ from shared import owner, paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import parse_mountpoint
-from shared.errors import CtkitError, LockError, StateError
+from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
 from shared.remote import config as remotes
 from shared.remote import ssh
 from shared.remote.config import Remote
-from shared.runtime import lifecycle, lxcapi
+from shared.runtime import lifecycle, lxcapi, migration, recovery
 from shared.runtime.ctview import config_root_ids
 from shared.storage import btrfssend
 from shared.storage.btrfsplugin import BtrfsStorage
@@ -38,10 +38,8 @@ from shared.storage.config import StorageConfig, load_config
 from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import (
     free_volume,
-    list_snapshots,
     mounted_volume,
     snapshot_create,
-    snapshot_delete,
 )
 
 from . import migrate_link as link
@@ -81,20 +79,25 @@ class Run:
     sent: dict[str, list[str]] = field(default_factory=dict)
     stopped: bool = False
     phase: str = "copy"
+    used: list[subprocess.Popen[bytes]] = field(default_factory=list)  # receivers to reap
 
     def save(self) -> None:
+        """The record a later command recovers from if this process is killed. It names every
+        snapshot the passes will take before the first is taken (recovery removes those that
+        exist), so that no pass needs to write it again, least of all in the downtime."""
         data = {"vmid": self.vmid, "target_vmid": self.target_vmid, "remote": self.remote.name}
-        data.update(phase=self.phase, running=self.running, delete=self.opts.delete)
-        owner.write_record(record_path(self.vmid), {**data, "snapshots": self.sent})
+        data.update(phase=self.phase, running=self.running, stopped=self.stopped)
+        names = list(btrfssend.SNAP_NAMES[: 2 if self.running else 1])
+        snaps = {volid: names for volid in sorted(self.btrfs)}
+        owner.write_record(record_path(self.vmid), {**data, "snapshots": snaps})
 
 
-def record_path(vmid: int) -> Path:
-    return paths.migrate_dir() / f"out-{vmid}.json"
+record_path = migration.outgoing_record
 
 
 def migrate(vmid: int, opts: Options, log: Log) -> None:
     remote = remotes.get(opts.target)
-    recover(vmid, log)
+    recovery.recover(vmid, log)
     conf = store.load(vmid)
     store.check_lock(conf)
     running = lxcapi.is_running(vmid)
@@ -172,23 +175,35 @@ def _transfer(
             if isinstance(cfg.storage(vol.storage), BtrfsStorage) and tinfo["type"] == "btrfs":
                 run.btrfs.add(vol.volid)
             log(f"volume '{vol.volid}' is '{reply['volid']}' on the target")
-        # the final pass's receivers start now and wait: their start-up is not downtime
-        final = 1 if run.running else 0
-        receivers = {v.volid: _open_receiver(run, v, final) for v in vols if v.volid in run.btrfs}
+        run.save()  # the snapshots to come
+        # every pass's receiver starts now and waits for its stream: SSH and the remote
+        # command start up while the snapshots are taken, not in a transfer or the downtime
+        passes = 2 if run.running else 1
+        receivers = {
+            (v.volid, i): _open_receiver(run, v, i)
+            for i in range(passes)
+            for v in vols
+            if v.volid in run.btrfs
+        }
         try:
             if run.running:
                 log("container is running - copying while it runs, then a short final pass")
                 for vol in vols:
-                    _copy(run, conf, vol, cfg, live=True)
+                    _copy(
+                        run, conf, vol, cfg, live=True, receiver=receivers.pop((vol.volid, 0), None)
+                    )
                 log(f"shutdown CT {run.vmid}")
+            if run.running:
+                run.stopped = True  # from here on, a failure (or a kill) starts it again
+                run.save()
             down = time.monotonic()
             if run.running:
-                run.stopped = True  # from here on, a failure starts it again
                 lifecycle.shutdown(
                     run.vmid, timeout=run.opts.timeout, force_stop=True, skiplock=True
                 )
             for vol in vols:
-                _copy(run, conf, vol, cfg, live=False, receiver=receivers.pop(vol.volid, None))
+                receiver = receivers.pop((vol.volid, passes - 1), None)
+                _copy(run, conf, vol, cfg, live=False, receiver=receiver)
         finally:
             for receiver in receivers.values():
                 link.close_receiver(receiver)
@@ -211,12 +226,14 @@ def _transfer(
         except link.Refused:
             run.phase = "copy"  # the target refused and rolled itself back
             raise
-        run.phase = "committed"
-        run.save()
         if run.running:
             log(f"migration downtime {time.monotonic() - down:.2f} s")
+        run.phase = "committed"
+        run.save()
     finally:
         session.close()
+        for receiver in run.used:
+            link.reap(receiver)
     _finish_source(run, log)
 
 
@@ -251,13 +268,12 @@ def _copy(
         sid, volname = parse_volume_id(vol.volid)
         sent = run.sent.setdefault(vol.volid, [])
         snap = SNAP_NAMES[len(sent)]
+        sent.append(snap)  # before it exists: a failure halfway is undone too
         snapshot_create(vol.volid, snap, cfg)
-        sent.append(snap)
-        run.save()
         parent = sent[-2] if len(sent) > 1 else None
         argv = btrfssend.send_argv(cfg.storage(sid), volname, snap, parent)
-        if receiver is None:
-            receiver = link.open_receiver(run.remote, [str(run.target_vmid), tvolid, snap])
+        assert receiver is not None  # opened for every pass of a btrfs volume
+        run.used.append(receiver)
         result = link.send_btrfs(argv, receiver, run.opts.bwlimit)
         kind = "incremental btrfs send" if parent else "btrfs send"
     else:
@@ -294,20 +310,9 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def _drop_snapshots(run: Run, volids: dict[str, list[str]]) -> None:
-    for volid, snaps in volids.items():
-        existing = set(list_snapshots(volid))
-        for snap in snaps:
-            if snap in existing:
-                try:
-                    snapshot_delete(volid, snap)
-                except CtkitError as err:
-                    run.log(f"ERROR: removing snapshot '{snap}' of '{volid}' failed - {err}")
-
-
 def _finish_source(run: Run, log: Log) -> None:
     with signals.held():
-        _drop_snapshots(run, run.sent)
+        migration.drop_snapshots(run.sent, run.log)
         _complete_source(run.vmid, run.opts.delete, log)
         owner.remove_record(record_path(run.vmid))
 
@@ -335,47 +340,17 @@ def _abort(run: Run, err: BaseException) -> None:
         # the target has it: leave the source locked rather than risk two running copies
         log(f"ERROR: CT {run.vmid} left stopped and locked 'migrate' on this node")
         return
-    _drop_snapshots(run, run.sent)
+    migration.drop_snapshots(run.sent, run.log)
     if run.phase == "committing":
         log(f"ERROR: state on the target unknown - CT {run.vmid} left locked 'migrate'")
         owner.remove_record(record_path(run.vmid))
         return
-    _unlock(run.vmid)
-    owner.remove_record(record_path(run.vmid))
+    # started before the lock and the record go: a kill in between leaves it to recovery
     if run.stopped and not lxcapi.is_running(run.vmid):
         log(f"start container {run.vmid} again on the source")
         try:
-            lifecycle.start(run.vmid, log=log)
+            lifecycle.start(run.vmid, skiplock=True, log=log)
         except CtkitError as start_err:
             log(f"ERROR: restarting CT {run.vmid} failed - {start_err}")
-
-
-def _unlock(vmid: int) -> None:
-    with config_lock(vmid):
-        conf = store.load_or_none(vmid)
-        if conf is not None and conf.lock == "migrate":
-            conf.delete("lock")
-            store.save(conf)
-
-
-def recover(vmid: int, log: Log) -> None:
-    """Clean up after a migration of ``vmid`` whose process was killed."""
-    rec = owner.read_record(record_path(vmid))
-    if rec is None or (rec and owner.record_alive(rec)):
-        if rec:
-            raise LockError(f"CT {vmid} is being migrated by process {rec.get('pid')}")
-        return
-    log(f"recovering an interrupted migration of CT {vmid} (phase {rec.get('phase', '?')})")
-    snaps = rec.get("snapshots") if isinstance(rec.get("snapshots"), dict) else {}
-    with signals.held():
-        for volid, names in (snaps or {}).items():
-            for snap in names if isinstance(names, list) else []:
-                if snap in SNAP_NAMES:
-                    with contextlib.suppress(CtkitError):
-                        snapshot_delete(str(volid), snap)
-        phase = rec.get("phase")
-        if phase == "committed":
-            _complete_source(vmid, bool(rec.get("delete")), log)
-        elif phase != "committing":
-            _unlock(vmid)
-        owner.remove_record(record_path(vmid))
+    migration.unlock(run.vmid)
+    owner.remove_record(record_path(run.vmid))

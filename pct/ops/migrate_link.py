@@ -1,8 +1,9 @@
 """The source's side of the wire: the control session and the two ways volumes travel.
 
 btrfs volumes go as ``btrfs send`` streams of read-only snapshots (the second pass incremental
-against the first); every other volume goes by rsync into the volume the target mounted. Data is
-pumped through this process so that sizes and rates can be logged and ``--bwlimit`` applied.
+against the first); every other volume goes by rsync into the volume the target mounted. btrfs
+streams are spliced through this process (moved between the pipes in the kernel, never copied
+into it) so that sizes and rates can be logged and ``--bwlimit`` applied.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from shared.remote.config import Remote
 CHUNK = 1024 * 1024
 PING_INTERVAL = 60.0
 MAX_REPLY = 1024 * 1024
+# what ``recv-btrfs`` prints when it starts reading its stream, and once it is received and synced
+READY, RECEIVED = b"ready", b"ok"
 
 
 class Refused(CtkitError):
@@ -148,12 +151,13 @@ def _finish(procs: list[subprocess.Popen[bytes]], what: str) -> None:
 def open_receiver(remote: Remote, target: list[str]) -> subprocess.Popen[bytes]:
     """Start ``pct migrate-target recv-btrfs <target>`` on the remote, waiting for a stream.
 
-    Opened before the container stops, so that the final pass does not pay for the SSH
-    handshake and the remote command's start-up while the container is down."""
+    Opened long before its stream comes (all of them right after the volumes were allocated),
+    so that neither a pass's transfer nor the downtime pays for the SSH handshake and the
+    remote command's start-up."""
     return subprocess.Popen(
         ssh.pct_argv(remote, ["migrate-target", "recv-btrfs", *target]),
         stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
 
@@ -161,10 +165,20 @@ def open_receiver(remote: Remote, target: list[str]) -> subprocess.Popen[bytes]:
 def send_btrfs(
     send_argv: list[str], receiver: subprocess.Popen[bytes], bwlimit: int | None
 ) -> Transfer:
-    """``btrfs send ...`` into a receiver made by :func:`open_receiver`."""
+    """``btrfs send ...`` into a receiver made by :func:`open_receiver`.
+
+    Done when the receiver says the stream is received and on disk (its ``ok`` line), not
+    when its process and SSH connection have ended: their teardown is nobody's wait (the
+    caller reaps the receiver later with :func:`reap`). Timed from the receiver's ``ready``
+    line: its connection and start-up happened while the snapshots were taken."""
+    what = f"sending '{send_argv[-1]}'"
+    assert receiver.stdout is not None and receiver.stdin is not None
+    if receiver.stdout.readline(64).strip() != READY:
+        _finish([receiver], what)
+        raise CommandError(f"{what} failed: the receiver did not start")
     start = time.monotonic()
     sender = subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert sender.stdout is not None and receiver.stdin is not None
+    assert sender.stdout is not None
     try:
         nbytes = _pump(sender.stdout, receiver.stdin, bwlimit)
     except BrokenPipeError:
@@ -173,8 +187,20 @@ def send_btrfs(
     finally:
         with contextlib.suppress(BrokenPipeError):
             receiver.stdin.close()
-    _finish([sender, receiver], f"sending '{send_argv[-1]}'")
+    _finish([sender], what)
+    if receiver.stdout.readline(64).strip() != RECEIVED:
+        _finish([receiver], what)
+        raise CommandError(f"{what} failed: the receiver did not confirm")
     return Transfer(nbytes, time.monotonic() - start)
+
+
+def reap(receiver: subprocess.Popen[bytes]) -> None:
+    """Wait for a receiver that confirmed (or was closed) to end."""
+    try:
+        receiver.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        receiver.kill()
+        receiver.wait()
 
 
 def close_receiver(receiver: subprocess.Popen[bytes]) -> None:
@@ -182,11 +208,7 @@ def close_receiver(receiver: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(OSError):
         if receiver.stdin is not None:
             receiver.stdin.close()
-    try:
-        receiver.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        receiver.kill()
-        receiver.wait()
+    reap(receiver)
 
 
 RSYNC_OPTS = ["-aHAXS", "--numeric-ids", "--delete", "--stats", "--one-file-system"]

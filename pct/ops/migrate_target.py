@@ -4,8 +4,9 @@ A migration is one *session* (``pct migrate-target session <vmid>``) that lives 
 source's control connection: it reserves the VMID with a placeholder config locked ``migrate``,
 allocates volumes on request, and on ``commit`` installs the config (and starts the container).
 When the connection ends without a commit — the source failed, was killed or the link was cut —
-it frees everything it made. A session killed outright leaves its record behind; the next
-migration command for that VMID sees the dead owner and rolls back the same way.
+it frees everything it made (:mod:`shared.runtime.migration`). A session killed outright leaves
+its record behind; the next command that meets that VMID sees the dead owner and rolls back the
+same way. After a commit the received snapshots are removed once the source has its answer.
 Data arrives through separate commands that only write into volumes of a live session:
 ``recv-btrfs`` (a ``btrfs send`` stream) and ``rsync`` (an rsync server on a mounted volume).
 """
@@ -30,21 +31,19 @@ from shared.ctconfig.config import Config, parse_config
 from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockError, StateError
 from shared.locks import config_lock
 from shared.net.links import is_bridge
-from shared.runtime import lifecycle, lxcapi
+from shared.runtime import lifecycle, migration
 from shared.storage import btrfssend
-from shared.storage.btrfsplugin import BtrfsStorage
 from shared.storage.config import load_config
 from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import (
     alloc_volume,
-    free_volume,
     mounted_volume,
 )
 
 Log = Callable[[str], None]
 PROTOCOL = 1
 MAX_REQUEST = 4 * 1024 * 1024
-SNAP_NAMES = ("ctkit-migrate1", "ctkit-migrate2")
+SNAP_NAMES = btrfssend.SNAP_NAMES
 IDLE_TIMEOUT = 600.0  # the source pings every PING_INTERVAL seconds of its copy
 
 
@@ -53,10 +52,6 @@ def version() -> str:
         return importlib.metadata.version("ctkit")
     except importlib.metadata.PackageNotFoundError:
         return "0"
-
-
-def record_path(vmid: int) -> Path:
-    return paths.migrate_dir() / f"in-{vmid}.json"
 
 
 # --- info -----------------------------------------------------------------------------------
@@ -88,77 +83,31 @@ def host_info(vmid: int | None, storages: Sequence[str], bridges: Sequence[str])
         "bridges": {name: is_bridge(name) for name in bridges},
     }
     if vmid is not None:
-        recover(vmid, log=lambda _msg: None)
+        migration.recover_incoming(vmid, log=lambda _msg: None)
         info["vmid_free"] = not store.exists(vmid)
     return info
 
 
-# --- the session record and rollback --------------------------------------------------------
+# --- the session record ----------------------------------------------------------------------
 
 
 def _live_record(vmid: int) -> dict[str, Any]:
-    rec = owner.read_record(record_path(vmid))
+    rec = owner.read_record(migration.incoming_record(vmid))
     if not rec or not owner.record_alive(rec) or rec.get("vmid") != vmid:
         raise StateError(f"no migration into CT {vmid} in progress")
     return rec
-
-
-def _ours(vmid: int) -> bool:
-    """The config is the session's: its reservation, or the migrated config not yet committed
-    (both locked ``migrate``; the VMID was free when the session reserved it)."""
-    conf = store.load_or_none(vmid)
-    return conf is not None and conf.lock == "migrate"
-
-
-def rollback(vmid: int, rec: dict[str, Any], log: Log) -> None:
-    """Free what a session made, newest first; keep a committed container."""
-    if rec.get("committed"):
-        with config_lock(vmid):
-            conf = store.load_or_none(vmid)
-            if conf is not None and conf.lock == "migrate":
-                conf.delete("lock")
-                store.save(conf)
-        owner.remove_record(record_path(vmid))
-        return
-    if lxcapi.is_running(vmid) and _ours(vmid):
-        with contextlib.suppress(CtkitError):
-            lifecycle.stop(vmid, skiplock=True, log=log)
-    cfg = load_config()
-    for volid in reversed(rec.get("volumes", [])):
-        try:
-            sid, volname = parse_volume_id(str(volid))
-            st = cfg.storage(sid)
-            if isinstance(st, BtrfsStorage):
-                btrfssend.discard_staging(st, volname)
-            free_volume(str(volid), cfg)
-        except CtkitError as err:
-            log(f"ERROR: removing volume '{volid}' failed - {err}")
-    with config_lock(vmid):
-        if _ours(vmid):
-            store.remove(vmid)
-    owner.remove_record(record_path(vmid))
-
-
-def recover(vmid: int, log: Log) -> bool:
-    """Roll back a session into ``vmid`` whose owner died. True when there was one."""
-    rec = owner.read_record(record_path(vmid))
-    if rec is None or (rec and owner.record_alive(rec)):
-        return False
-    log(f"rolling back an interrupted migration into CT {vmid}")
-    rollback(vmid, rec or {"vmid": vmid}, log)
-    return True
 
 
 # --- the session ----------------------------------------------------------------------------
 
 
 def _reserve(vmid: int) -> dict[str, Any]:
-    recover(vmid, log=lambda msg: print(msg, file=sys.stderr))
+    migration.recover_incoming(vmid, log=lambda msg: print(msg, file=sys.stderr))
     with config_lock(vmid):
         if store.exists(vmid):
             raise AlreadyExistsError(f"CT {vmid} already exists on node '{paths.node_name()}'")
         rec: dict[str, Any] = {"vmid": vmid, "volumes": []}
-        owner.write_record(record_path(vmid), rec)
+        owner.write_record(migration.incoming_record(vmid), rec)
         store.save(Config(vmid, {"lock": "migrate"}))
     return rec
 
@@ -173,7 +122,7 @@ def _alloc(vmid: int, rec: dict[str, Any], req: dict[str, Any]) -> dict[str, Any
         fmt=str(req["format"]),
     )
     rec["volumes"].append(volid)
-    owner.write_record(record_path(vmid), rec)
+    owner.write_record(migration.incoming_record(vmid), rec)
     return {"volid": volid}
 
 
@@ -191,22 +140,21 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
         btrfssend.adopt(cfg.storage(sid), volname, snap)
     conf.set("lock", "migrate")
     with config_lock(vmid):
-        if not _ours(vmid):
+        if not migration.reserved(vmid):
             raise LockError(f"CT {vmid}: the reservation of this migration is gone")
         store.save(conf)
     if req.get("start"):
         # still locked and not committed: a failed start is rolled back like any failure
         lifecycle.start(vmid, skiplock=True, log=log)
     rec["committed"] = True
-    owner.write_record(record_path(vmid), rec)
+    owner.write_record(migration.incoming_record(vmid), rec)
     firewall = req.get("firewall")
     if isinstance(firewall, str):
-        atomic.write_text(paths.firewall_conf(vmid), firewall)
-    with config_lock(vmid):
-        conf = store.load(vmid)
-        conf.delete("lock")
-        store.save(conf)
-    owner.remove_record(record_path(vmid))
+        try:
+            atomic.write_text(paths.firewall_conf(vmid), firewall)
+        except OSError as err:  # committed already: the container must not be rolled back
+            log(f"WARN: writing the firewall config failed - {err}")
+    # the lock goes after the reply (the session's end, or recovery of a committed record)
     return {}
 
 
@@ -262,8 +210,10 @@ def serve(
                 continue
             _reply(out, {"ok": True, **reply})
     finally:
-        if not committed:
-            rollback(vmid, owner.read_record(record_path(vmid)) or rec, log)
+        # committed: the container runs here already, what is left is the received snapshots
+        # and the replaced empty volumes, removed now that the source no longer waits
+        current = owner.read_record(migration.incoming_record(vmid)) or rec
+        migration.rollback_incoming(vmid, current, log)
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -274,12 +224,18 @@ def _session_volume(vmid: int, volid: str) -> None:
         raise StateError(f"volume '{volid}' is not part of the migration into CT {vmid}")
 
 
-def recv_btrfs(vmid: int, volid: str, snap: str, stream: IO[bytes]) -> None:
+def recv_btrfs(
+    vmid: int, volid: str, snap: str, stream: IO[bytes], ready: Callable[[], None]
+) -> None:
+    """Receive one stream; ``ready`` is called once the request is found valid, just before
+    ``btrfs receive`` starts reading (the source starts its clock there)."""
     if snap not in SNAP_NAMES:
         raise CtkitError(f"unexpected snapshot name '{snap}'")
     _session_volume(vmid, volid)
     sid, volname = parse_volume_id(volid)
-    btrfssend.receive(load_config().storage(sid), volname, snap, stream)
+    store = load_config().storage(sid)
+    ready()
+    btrfssend.receive(store, volname, snap, stream)
 
 
 # rsync's server options that a sender may pass: short option clusters and these long ones

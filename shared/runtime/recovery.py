@@ -6,7 +6,8 @@ dir holding a full copy and a ``.dat`` file. Every command that meets the contai
 ``pct status/list/start/unlock``, the scheduler) calls :func:`recover` first: when the recorded
 owner no longer lives, this thaws or restarts what it froze or stopped, removes its snapshot and
 temp files, drops its lock and the record, and logs one line per thing done. What fails stays
-recorded (and locked), so the next command tries again.
+recorded (and locked), so the next command tries again. A killed migration keeps records of
+its own: :mod:`shared.runtime.migration` undoes those, called from here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .. import owner as owners
 from ..ctconfig import store
 from ..errors import CtkitError
 from ..locks import config_lock, flock
+from . import migration
 from .cgroups import CGroup
 
 Log = Callable[[str], None]
@@ -38,8 +40,9 @@ def recover(vmid: int, log: Log, warn: Log | None = None) -> owners.Owner | None
     Cheap when there is no record: one failed ``open``.
     """
     warn = warn or (lambda line: log(f"WARN: {line}"))
+    migrated = migration.recover(vmid, log)
     if owners.read(vmid) is None:
-        return None
+        return migrated
     with flock(owners.recovery_lock_path(vmid), RECOVERY_WAIT):
         dead = owners.read(vmid)  # again: another command may have recovered it meanwhile
         if dead is None or owners.alive(dead):
@@ -61,7 +64,7 @@ def recover(vmid: int, log: Log, warn: Log | None = None) -> owners.Owner | None
 def recover_all(log: Log, warn: Log | None = None) -> list[int]:
     """Recover every container with a dead owner (the scheduler's pass does this first)."""
     done = []
-    for vmid in owners.recorded_vmids():
+    for vmid in sorted({*owners.recorded_vmids(), *migration.recorded_vmids()}):
         try:
             if recover(vmid, log, warn) is not None:
                 done.append(vmid)

@@ -4,13 +4,12 @@ The sender snapshots a volume (``<volume>@<snap>``, the storage's own snapshot l
 streams it, incrementally against an earlier snapshot when one was sent before. The receiver
 keeps the streams' subvolumes in a staging directory beside the volume (``.recv-<volume>``,
 hidden from the volume listing); at the end the volume is replaced by a writable snapshot of
-the last one and the staging directory is removed.
+the last one, and then the staging directory is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 from pathlib import Path
 from typing import IO
@@ -18,6 +17,9 @@ from typing import IO
 from ..errors import CommandError, StorageError
 from .base import Storage
 from .btrfsplugin import BtrfsStorage, btrfs, is_subvolume, rename_exchange
+
+# the snapshots a migration sends: the first pass's, then the final (incremental) one's
+SNAP_NAMES = ("ctkit-migrate1", "ctkit-migrate2")
 
 
 def _btrfs_volume(store: Storage, volname: str) -> tuple[BtrfsStorage, Path]:
@@ -84,21 +86,20 @@ def receive(store: Storage, volname: str, snap: str, stream: IO[bytes]) -> None:
 
 def adopt(store: Storage, volname: str, snap: str) -> None:
     """Replace the (empty, freshly allocated) volume by a writable copy of a received snapshot,
-    atomically, then drop what was received."""
+    atomically. The empty volume ends up in the staging directory: :func:`discard_staging`
+    removes it with what was received, later (deleting subvolumes is no part of a downtime)."""
     _bstore, subvol = _btrfs_volume(store, volname)
     staging = staging_dir(store, volname)
     source = _received(staging).get(snap)
     if source is None:
         raise StorageError(f"nothing was received for volume '{store.volid(volname)}'")
-    tmp = subvol.with_name(f"{subvol.name}.tmp.{os.getpid()}")
+    tmp = staging / f"{subvol.name}.adopting"
     btrfs("subvolume", "snapshot", "--", str(source), str(tmp))
     try:
         rename_exchange(tmp, subvol)
     except OSError as err:
         btrfs("subvolume", "delete", "--", str(tmp))
         raise StorageError(f"failed to move '{tmp}' into place at '{subvol}' - {err}") from None
-    btrfs("subvolume", "delete", "--", str(tmp))  # the empty volume made by the allocation
-    discard_staging(store, volname)
 
 
 def discard_staging(store: Storage, volname: str) -> None:

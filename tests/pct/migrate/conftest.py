@@ -38,3 +38,13 @@ def far(ctroot: Path, tmp_path: Path, pct: Pct) -> Iterator[Far]:
             "--identity", far.identity, "--command", PCT, "--root", far.root,
         )  # fmt: skip
         yield far
+
+
+@pytest.fixture
+def running_ct(pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str) -> tuple[int, str]:
+    """A running privileged container on btrfs with 40 MiB of data; its VMID and checksum."""
+    from .test_migrate import write_data
+
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0", "--unprivileged", "0")
+    pct("start", vmid)
+    return vmid, write_data(pct, vmid, "/data.bin", mib=40)

@@ -44,13 +44,6 @@ def assert_source_as_before(pct: Pct, vmid: int, ctroot: Path, digest: str) -> N
     assert not list((ctroot / "mnt/bt/images").glob(f"{vmid}/*@*"))
 
 
-@pytest.fixture
-def running_ct(pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str) -> tuple[int, str]:
-    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0", "--unprivileged", "0")
-    pct("start", vmid)
-    return vmid, write_data(pct, vmid, "/data.bin", mib=40)
-
-
 def start_migration(vmid: int, *extra: str) -> subprocess.Popen[str]:
     argv = [str(PCT), "migrate", str(vmid), "far", "--restart", "--target-storage", "fbt"]
     return subprocess.Popen(
@@ -114,7 +107,7 @@ def test_a_killed_migration_is_recovered_by_the_next_one(
     # the target notices its control connection ended and rolls back by itself
     assert wait_for(lambda: target_clean(far, vmid))
     res = pct("migrate", vmid, "far", "--restart", "--target-storage", "fbt")
-    assert f"recovering an interrupted migration of CT {vmid} (phase copy)" in res.out
+    assert f"CT {vmid}: migration (pid {proc.pid}) died in phase 'copy'" in res.out
     assert far.pct("status", vmid).out == "status: running\n"
     assert checksum(far.pct, vmid, "/data.bin") == digest
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()

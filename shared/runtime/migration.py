@@ -1,0 +1,200 @@
+"""What a killed migration left behind, undone by the next command on either host.
+
+A migration keeps one record per side in ``run/ctkit/migrate/`` (:mod:`shared.owner`'s
+free-form records: the owning process, its boot and start time, plus what it has done):
+
+- the source's ``out-<vmid>.json``: the phase, whether it stopped the container, the btrfs
+  snapshots it took. A dead owner before the commit means the target rolls back by itself (its
+  session ends with the connection), so here the snapshots go, the lock ``migrate`` goes and the
+  container runs again if the migration stopped it. After the target committed (or while it
+  was committing) the target may run the container: the source copy stays stopped and locked.
+- the target's ``in-<vmid>.json``: the volumes its session allocated. A dead session (killed,
+  or its host rebooted) is rolled back: the container stopped if it was started, the volumes
+  and what was received into them removed, the reserved config removed. A committed one only
+  loses its lock and the staging left beside its volumes.
+
+Every command that meets the container calls :func:`recover` through
+:func:`shared.runtime.recovery.recover`; a live migration is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import owner, paths
+from ..ctconfig import store
+from ..errors import CtkitError
+from ..locks import config_lock, flock
+from . import lxcapi
+
+# the storage layer and the start machinery are imported by the functions that undo a migration:
+# every pct status/list asks recover(), and almost always there is nothing to undo
+
+Log = Callable[[str], None]
+RECOVERY_WAIT = 30.0
+LOCK = "migrate"
+RECORD_RE = re.compile(r"(?:out|in)-([1-9][0-9]{2,8})\.json")
+
+
+def recorded_vmids() -> list[int]:
+    """Containers with a migration record on this host (either direction)."""
+    try:
+        names = os.listdir(paths.migrate_dir())
+    except FileNotFoundError:
+        return []
+    return sorted({int(m.group(1)) for n in names if (m := RECORD_RE.fullmatch(n))})
+
+
+def outgoing_record(vmid: int) -> Path:
+    return paths.migrate_dir() / f"out-{vmid}.json"
+
+
+def incoming_record(vmid: int) -> Path:
+    return paths.migrate_dir() / f"in-{vmid}.json"
+
+
+def recover(vmid: int, log: Log) -> owner.Owner | None:
+    """Recover a dead migration of ``vmid`` from or into this host.
+
+    Returns the dead source's owner (``stopped`` when it had stopped the container, which now
+    runs again) so callers treat it like any dead owner; None when there was nothing outgoing.
+    Cheap when there is no record: two failed ``open`` calls."""
+    out = owner.read_record(outgoing_record(vmid))
+    if owner.read_record(incoming_record(vmid)) is not None:
+        recover_incoming(vmid, log)
+    if out is None:
+        return None
+    with flock(owner.recovery_lock_path(vmid), RECOVERY_WAIT):
+        rec = owner.read_record(outgoing_record(vmid))  # again: another command may have done it
+        if rec is None or (rec and owner.record_alive(rec)):
+            return None
+        return _recover_outgoing(vmid, rec, log)
+
+
+# --- the source -----------------------------------------------------------------------------
+
+
+def drop_snapshots(snapshots: Any, log: Log) -> None:
+    """Remove the migration's snapshots (``{volid: [name, ...]}``, only names a migration
+    uses): what it sent needs no keeping once it was committed or abandoned."""
+    from ..storage import btrfssend
+    from ..storage.volumes import list_snapshots, snapshot_delete
+
+    for volid, names in (snapshots if isinstance(snapshots, dict) else {}).items():
+        try:
+            existing = set(list_snapshots(str(volid)))
+        except CtkitError:
+            continue  # the volume is gone: so are its snapshots
+        for snap in names if isinstance(names, list) else []:
+            if snap in btrfssend.SNAP_NAMES and snap in existing:
+                try:
+                    snapshot_delete(str(volid), snap)
+                except CtkitError as err:
+                    log(f"ERROR: removing snapshot '{snap}' of '{volid}' failed - {err}")
+
+
+def unlock(vmid: int) -> None:
+    """Drop the lock ``migrate`` (and only that one)."""
+    with config_lock(vmid):
+        conf = store.load_or_none(vmid)
+        if conf is not None and conf.lock == LOCK:
+            conf.delete("lock")
+            store.save(conf)
+
+
+def _recover_outgoing(vmid: int, rec: dict[str, Any], log: Log) -> owner.Owner:
+    from . import lifecycle
+
+    phase = rec.get("phase")
+    stopped = rec.get("stopped") is True
+    log(f"CT {vmid}: migration (pid {rec.get('pid')}) died in phase '{phase}' - recovering")
+    dead = owner.Owner(vmid, "migrate", 0, 0, "", lock=LOCK, stopped=False)
+    drop_snapshots(rec.get("snapshots"), log)
+    if phase in ("committing", "committed"):
+        known = "has" if phase == "committed" else "may have"
+        log(
+            f"CT {vmid}: remote '{rec.get('remote')}' {known} the container now - this copy "
+            f"stays stopped and locked '{LOCK}' (check there, then 'pct unlock' or 'pct destroy')"
+        )
+    elif store.exists(vmid):
+        if stopped and not lxcapi.is_running(vmid):
+            try:
+                lifecycle.start(vmid, skiplock=True, log=log)
+                dead.stopped = True
+                log(f"CT {vmid}: restarted the container the migration had stopped")
+            except CtkitError as err:
+                log(f"WARN: CT {vmid}: restarting failed - {err}")
+        unlock(vmid)
+        log(f"CT {vmid}: removed lock '{LOCK}'")
+    owner.remove_record(outgoing_record(vmid))
+    return dead
+
+
+# --- the target -----------------------------------------------------------------------------
+
+
+def reserved(vmid: int) -> bool:
+    """The config is the session's: its reservation, or the migrated config not yet committed
+    (both locked ``migrate``; the VMID was free when the session reserved it)."""
+    conf = store.load_or_none(vmid)
+    return conf is not None and conf.lock == LOCK
+
+
+def discard_received(volumes: Any, log: Log) -> None:
+    """Remove the staging (received snapshots, the replaced empty volume) beside each volume."""
+    from ..storage import btrfssend
+    from ..storage.btrfsplugin import BtrfsStorage
+    from ..storage.config import load_config
+    from ..storage.volid import parse_volume_id
+
+    cfg = load_config()
+    for volid in volumes if isinstance(volumes, list) else []:
+        try:
+            sid, volname = parse_volume_id(str(volid))
+            st = cfg.storage(sid)
+            if isinstance(st, BtrfsStorage):
+                btrfssend.discard_staging(st, volname)
+        except CtkitError as err:
+            log(f"ERROR: removing what was received for '{volid}' failed - {err}")
+
+
+def rollback_incoming(vmid: int, rec: dict[str, Any], log: Log) -> None:
+    """Free what a session made, newest first; keep a committed container (only unlocked)."""
+    from ..storage.volumes import free_volume
+    from . import lifecycle
+
+    volumes = rec.get("volumes", [])
+    if rec.get("committed"):
+        unlock(vmid)
+        discard_received(volumes, log)
+        owner.remove_record(incoming_record(vmid))
+        return
+    if lxcapi.is_running(vmid) and reserved(vmid):
+        with contextlib.suppress(CtkitError):
+            lifecycle.stop(vmid, skiplock=True, log=log)
+    discard_received(volumes, log)
+    for volid in reversed(volumes if isinstance(volumes, list) else []):
+        try:
+            free_volume(str(volid))
+        except CtkitError as err:
+            log(f"ERROR: removing volume '{volid}' failed - {err}")
+    with config_lock(vmid):
+        if reserved(vmid):
+            store.remove(vmid)
+    owner.remove_record(incoming_record(vmid))
+
+
+def recover_incoming(vmid: int, log: Log) -> bool:
+    """Roll back a session into ``vmid`` whose owner died. True when there was one."""
+    with flock(owner.recovery_lock_path(vmid), RECOVERY_WAIT):
+        rec = owner.read_record(incoming_record(vmid))
+        if rec is None or (rec and owner.record_alive(rec)):
+            return False
+        log(f"CT {vmid}: rolling back an interrupted migration into this host")
+        rollback_incoming(vmid, rec or {"vmid": vmid}, log)
+        return True

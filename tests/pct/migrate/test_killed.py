@@ -1,0 +1,106 @@
+"""A migration killed outright (SIGKILL, no cleanup) is recovered by the next command on the
+host where it died, whatever that command is (issue 16: the dead-owner rule of backups)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.runtime import lxcapi
+from tests.pct.conftest import Pct
+
+from .conftest import Far, sh
+from .test_failures import (
+    assert_source_as_before,
+    start_migration,
+    target_clean,
+    wait_for,
+)
+
+pytestmark = pytest.mark.lxc
+
+
+def out_record(ctroot: Path, vmid: int) -> dict[str, object]:
+    try:
+        data = json.loads((ctroot / f"run/ctkit/migrate/out-{vmid}.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def test_killed_while_copying_the_next_status_unlocks_and_drops_its_snapshots(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    vmid, digest = running_ct
+    proc = start_migration(vmid, "--bwlimit", "4096")
+    assert wait_for(lambda: any((far.root / f"mnt/fbt/images/{vmid}").glob(".recv-*")))
+    proc.kill()
+    proc.communicate()
+    assert "lock: migrate" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    assert list((ctroot / "mnt/bt/images").glob(f"{vmid}/*@ctkit-migrate1"))
+    res = pct("status", vmid)
+    assert f"CT {vmid}: migration (pid {proc.pid}) died in phase 'copy'" in res.err
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    assert not (ctroot / f"run/ctkit/migrate/out-{vmid}.json").exists()
+    assert wait_for(lambda: target_clean(far, vmid))
+    pct("stop", vmid)
+
+
+def test_killed_while_the_ct_is_down_the_next_start_brings_it_back(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    vmid, digest = running_ct
+    proc = start_migration(vmid, "--timeout", "30")
+
+    # the record says "stopped" just before the shutdown begins: kill once it has begun
+    def shutting_down() -> bool:
+        return out_record(ctroot, vmid).get("stopped") is True and lxcapi.state(vmid) != "RUNNING"
+
+    assert wait_for(shutting_down, timeout=120)
+    proc.kill()
+    proc.communicate()
+    assert wait_for(lambda: lxcapi.state(vmid) == "STOPPED", timeout=60)
+    res = pct("start", vmid)
+    assert "restarted the container the migration had stopped" in res.text
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    assert wait_for(lambda: target_clean(far, vmid))
+    pct("stop", vmid)
+
+
+def session_pids(far: Far) -> list[int]:
+    found = []
+    for pid in sh("ip", "netns", "pids", far.netns).stdout.split():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"migrate-target" in argv and b"session" in argv:
+                found.append(int(pid))
+    return found
+
+
+def test_a_killed_session_is_rolled_back_by_the_next_command_on_the_target(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    vmid, digest = running_ct
+    proc = start_migration(vmid, "--bwlimit", "4096")
+    recv = far.root / f"mnt/fbt/images/{vmid}"
+    assert wait_for(lambda: any(recv.glob(".recv-*")))
+    for pid in session_pids(far):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=180)
+    # the source finds the session gone at the latest when it commits, and puts itself back
+    assert proc.returncode != 0, out
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    # the target's half: the reserved config, a volume and what was received into it
+    time.sleep(0.5)  # the receivers see their streams end
+    assert far.conf(vmid).exists() and any(recv.iterdir())
+    res = far.pct("list")
+    assert f"CT {vmid}: rolling back an interrupted migration" in res.text
+    assert target_clean(far, vmid), list(recv.iterdir())
+    pct("stop", vmid)
