@@ -28,11 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.cleanup import cleanup_root  # noqa: E402
-from tests.fixtures.templates import build_busybox_rootfs, pack  # noqa: E402
-
 from bench.results import record  # noqa: E402
 from bench.vzdump_bench import BIN, VMID, Root, generate  # noqa: E402
+from shared.testbed import build_busybox_rootfs, cleanup_root, pack  # noqa: E402
 
 PASSWORD = "bench password"
 
