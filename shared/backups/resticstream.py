@@ -65,6 +65,7 @@ DROPPED_PAX = frozenset({b"path", b"linkpath", b"uid", b"gid", b"uname", b"gname
 SPECIAL_TYPES = ("fifo", "socket", "dev", "chardev")
 SPECIAL_LINE = re.compile(rb'"type":"(?:fifo|socket|dev|chardev)"')
 MAX_SPECIALS = 1 << 20
+MAX_DEFERRED = 1 << 16  # empty files held back while restic ls runs (then it is waited for)
 ACL_TAGS = {0x01: "user", 0x02: "user", 0x04: "group", 0x08: "group", 0x10: "mask", 0x20: "other"}
 CONFIG_MODE = octal(0o644, 8)
 
@@ -181,6 +182,10 @@ class SpecialNodes:
         except (CtkitError, OSError, ValueError) as err:
             self.error = err
 
+    def ready(self) -> bool:
+        """Whether ``restic ls`` has finished (then :meth:`get` does not wait)."""
+        return not self._thread.is_alive()
+
     def get(self) -> dict[bytes, dict[str, Any]]:
         """The nodes, once ``restic ls`` has finished (its failure is raised)."""
         self._thread.join()
@@ -225,25 +230,42 @@ class Rewriter(ScanSink):
         self.members = 0
         self.written = 0  # bytes queued on ``out`` so far
         self._padding = 0
+        self._deferred: list[tuple[bytes, bytes]] = []  # (snapshot path, header blocks)
 
     def _put(self, data: bytes | memoryview) -> None:
         self.out.append(data)
         self.written += len(data)
 
-    def _is_special(self, member: Member) -> bool:
+    def _may_be_special(self, member: Member) -> bool:
         # device nodes come as empty files; a dump that wrote them otherwise is covered too
-        if self.specials is None or member.size or member.type in (DIR, SYM, LNK):
-            return False
-        return member.name.rstrip(b"/") in self.specials.get()
+        return not (
+            self.specials is None
+            or member.size
+            or member.type in (DIR, SYM, LNK)
+            or member.name.startswith(b"config/")
+        )
+
+    def _flush_deferred(self, wait: bool) -> None:
+        """Queue the held-back empty members that ``restic ls`` does not name."""
+        if not self._deferred or self.specials is None:
+            return
+        if not wait and not self.specials.ready():
+            return
+        nodes = self.specials.get()
+        for key, header in self._deferred:
+            if key not in nodes:  # else a device node as an empty file: left out
+                self._put(header)
+                self.members += 1
+        self._deferred.clear()
 
     def member(self, member: Member) -> bool:
         if member.sparse:
             raise ArchiveError(f"unexpected sparse member '{member.display}' in the snapshot")
-        if self._is_special(member):
-            return False  # a device node as an empty file: its numbers are not in the dump
         name = rename(member.name)
         if name is None:
             return False
+        # a hard link may name a held-back member: those go first
+        self._flush_deferred(wait=member.type == LNK or len(self._deferred) >= MAX_DEFERRED)
         is_config = member.name.rstrip(b"/") in CONFIG_NAMES
         linkname = member.linkname
         if member.type == LNK:
@@ -260,20 +282,25 @@ class Rewriter(ScanSink):
         else:
             uid, gid = self.shift("u", member.uid), self.shift("g", member.gid)
             mode = header[100:108]
-        self._put(
-            member_header(
-                name=name,
-                typeflag=member.type,
-                mode_field=mode,
-                uid=uid,
-                gid=gid,
-                size=member.size,
-                mtime_field=header[136:148],
-                linkname=linkname,
-                device_fields=header[329:345],
-                pax=attribute_records(member.pax, self.shift),
-            )
+        blocks = member_header(
+            name=name,
+            typeflag=member.type,
+            mode_field=mode,
+            uid=uid,
+            gid=gid,
+            size=member.size,
+            mtime_field=header[136:148],
+            linkname=linkname,
+            device_fields=header[329:345],
+            pax=attribute_records(member.pax, self.shift),
         )
+        if self._may_be_special(member):
+            # which empty files are device nodes is known when restic ls is done; until then
+            # they are held back (no data, so the stream goes on without them)
+            self._deferred.append((member.name.rstrip(b"/"), blocks))
+            self._flush_deferred(wait=False)
+            return False
+        self._put(blocks)
         self._padding = padded(member.size) - member.size
         self.members += 1
         return True
@@ -286,7 +313,9 @@ class Rewriter(ScanSink):
             self._put(bytes(self._padding))
 
     def finish(self) -> None:
-        """The fifos (their directories exist by then), then the end of the archive."""
+        """The held-back empty files, the fifos (their directories exist by then), then the
+        end of the archive."""
+        self._flush_deferred(wait=True)
         for path, node in sorted((self.specials.get() if self.specials else {}).items()):
             header = fifo_header(path, node, self.shift) if node.get("type") == "fifo" else None
             if header is not None:

@@ -112,3 +112,51 @@ def test_a_cut_dump_never_ends_cleanly() -> None:
     scanner.feed(raw[:3000])
     with pytest.raises(ArchiveError):
         scanner.finish()
+
+
+class Listed:
+    """What ``restic ls`` found (here: known from the start), finished after ``delay`` asks."""
+
+    def __init__(self, nodes: dict[bytes, dict[str, object]], delay: int) -> None:
+        self.nodes, self.delay = nodes, delay
+
+    def ready(self) -> bool:
+        self.delay -= 1
+        return self.delay < 0
+
+    def get(self) -> dict[bytes, dict[str, object]]:
+        return self.nodes
+
+
+def test_empty_files_wait_for_the_listing_and_device_nodes_are_left_out() -> None:
+    raw = dump([
+        member("config/pct.conf", data=b"arch: amd64\n", uid=0),
+        member("config/pct.fw", data=b"", uid=0),
+        member("rootfs/", tarfile.DIRTYPE),
+        member("rootfs/dev/", tarfile.DIRTYPE),
+        member("rootfs/dev/null", data=b""),
+        member("rootfs/empty", data=b""),
+        member("rootfs/full", data=b"z" * 600),
+    ])  # fmt: skip
+    nodes: dict[bytes, dict[str, object]] = {
+        b"rootfs/dev/null": {"type": "chardev"},
+        b"rootfs/pipe": {"type": "fifo", "mode": 0o600, "uid": 100005, "gid": 100005},
+    }
+    rw = Rewriter(SHIFT, Listed(nodes, delay=100))  # type: ignore[arg-type]
+    scanner = TarScanner(rw, forward=False, deliver_data=True)
+    scanner.feed(raw)
+    scanner.finish()
+    rw.finish()
+    out = b"".join(bytes(p) for p in rw.out)
+    with tarfile.open(fileobj=io.BytesIO(out), mode="r:") as tar:
+        got = [(m.name, m.type) for m in tar.getmembers()]
+    assert got == [
+        ("./etc/vzdump/pct.conf", tarfile.REGTYPE),
+        ("./etc/vzdump/pct.fw", tarfile.REGTYPE),  # config members never wait
+        (".", tarfile.DIRTYPE),
+        ("./dev", tarfile.DIRTYPE),
+        ("./full", tarfile.REGTYPE),
+        ("./empty", tarfile.REGTYPE),  # after the listing; /dev/null is not an empty file
+        ("./pipe", tarfile.FIFOTYPE),
+    ]
+    assert rw.members == len(got)
