@@ -41,6 +41,7 @@ from typing import Any
 
 from shared import restic
 from shared.archive.idmap import IdMapEntry, parse_idmap
+from shared.archive.pipeline import grow_pipe
 from shared.archive.tarformat import BLOCK, DIR, FIFO, LNK, RECORD, SYM, Member, padded
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.archive.tarwrite import member_header, octal
@@ -342,6 +343,7 @@ class SnapshotStream:
             self._specials.close()
             raise
         self._fd = self._proc.stdout.fileno()
+        grow_pipe(self._fd)  # fewer, larger reads: restic and this thread switch less
         self._rewriter = Rewriter(self.shift, self._specials)
         self._scanner = TarScanner(self._rewriter, forward=False, deliver_data=True)
         self._ready = memoryview(b"")  # output not yet handed out
