@@ -185,6 +185,18 @@ def run(
     return proc.stdout
 
 
+def run_exclusive(repo: Repo, args: Sequence[str], *, timeout: float | None = None) -> bytes:
+    """A command that needs the repository alone (forget, prune, tag). A lock in the way is
+    first handed to ``restic unlock``, which removes only stale locks (a process of this host
+    that is gone, such as a killed backup, or one not refreshed for 30 minutes), then the
+    command runs once more: a crash heals on the next run, a live lock still fails."""
+    try:
+        return run(repo, args, timeout=timeout)
+    except LockError:
+        run(repo, ["unlock"], timeout=300)
+        return run(repo, args, timeout=timeout)
+
+
 def run_json(repo: Repo, args: Sequence[str], timeout: float | None = 300) -> Any:
     out = run(repo, [*args, "--json"], timeout=timeout)
     try:
@@ -295,6 +307,7 @@ __all__ = [
     "parse_env_file",
     "redact",
     "run",
+    "run_exclusive",
     "run_json",
     "start",
     "tag_value",

@@ -58,6 +58,7 @@ from shared.archive.tarcreate import COMMON_TAR_FLAGS
 from shared.archive.tarformat import BLOCK, DIR, RECORD, Member, padded
 from shared.archive.targuard import ExtractGuard
 from shared.archive.tarscan import ScanSink, TarScanner
+from shared.archive.tarwrite import octal, pax_record, with_checksum
 from shared.errors import CommandError
 
 _QUEUE_DEPTH = 4  # decoded chunks in flight: bounds memory to a few MiB
@@ -282,24 +283,6 @@ _ATTRIBUTE_KEYS = frozenset(
 _ATTRIBUTE_PREFIXES = (b"SCHILY.xattr.", b"LIBARCHIVE.xattr.")
 
 
-def _octal(value: int, width: int) -> bytes:
-    return b"%0*o\0" % (width - 1, value)
-
-
-def _with_checksum(block: bytearray) -> bytes:
-    block[148:156] = b" " * 8
-    block[148:156] = b"%06o\0 " % sum(block)
-    return bytes(block)
-
-
-def _pax_record(key: bytes, value: bytes) -> bytes:
-    body = b" " + key + b"=" + value + b"\n"
-    length = len(body) + 1
-    while len(str(length)) + len(body) != length:  # the length counts its own digits
-        length = len(str(length)) + len(body)
-    return str(length).encode() + body
-
-
 def directory_entry(member: Member, parts: Sequence[bytes]) -> bytes:
     """A POSIX directory entry named ``./<parts>/`` with ``member``'s attributes.
 
@@ -308,17 +291,17 @@ def directory_entry(member: Member, parts: Sequence[bytes]) -> bytes:
     ``path`` record (the ustar name field holds as much of it as fits, as GNU tar writes it).
     """
     name = b"/".join([b".", *parts]) + b"/"
-    records = [_pax_record(b"path", name)]
+    records = [pax_record(b"path", name)]
     records += [
-        _pax_record(key, value)
+        pax_record(key, value)
         for key, value in member.pax.items()
         if key in _ATTRIBUTE_KEYS or key.startswith(_ATTRIBUTE_PREFIXES)
     ]
     data = b"".join(records)
     pax = bytearray(BLOCK)
     pax[0:14] = b"././@PaxHeader"
-    pax[100:124] = _octal(0o644, 8) + _octal(0, 8) + _octal(0, 8)
-    pax[124:148] = _octal(len(data), 12) + _octal(0, 12)
+    pax[100:124] = octal(0o644, 8) + octal(0, 8) + octal(0, 8)
+    pax[124:148] = octal(len(data), 12) + octal(0, 12)
     pax[156:157] = b"x"
     pax[257:265] = b"ustar\x0000"
 
@@ -326,14 +309,14 @@ def directory_entry(member: Member, parts: Sequence[bytes]) -> bytes:
     head = bytearray(BLOCK)
     head[0:100] = name[:100].ljust(100, b"\0")
     head[100:124] = src[100:124]  # mode, uid, gid
-    head[124:136] = _octal(0, 12)  # size
+    head[124:136] = octal(0, 12)  # size
     head[136:148] = src[136:148]  # mtime
     head[156:157] = DIR
     head[257:265] = b"ustar\x0000"
     if src[257:262] == b"ustar":  # ustar and GNU headers carry uname/gname here
         head[265:329] = src[265:329]
     padding = bytes(padded(len(data)) - len(data))
-    return _with_checksum(pax) + data + padding + _with_checksum(head)
+    return with_checksum(pax) + data + padding + with_checksum(head)
 
 
 def apply_directory_entries(

@@ -9,9 +9,16 @@ then ``./`` and the root file system. Anything else in the tree is refused: a re
 input like any archive, and the stream then passes the same hostile-archive guard on
 extraction.
 
+Only the headers are re-written: the streaming header scanner (``shared.archive.tarscan``)
+walks restic's tar, each member gets new header blocks (``shared.archive.tarwrite``) and its
+data passes through untouched, in the reading thread, with no further copy or pipe. That keeps
+a restore as fast as restic's own ``restore`` of the snapshot.
+
 Special files: restic 0.14's dump leaves fifos out and writes device nodes as empty regular
-files; a ``restic ls`` of the snapshot names them first, so fifos are added at the end of the
-stream and device nodes are left out rather than restored as empty files.
+files; a ``restic ls`` of the snapshot names them. It runs beside the dump (both pay restic's
+start-up at the same time); the stream waits for it only at the first empty file, and adds
+the fifos at the end of the stream. Device nodes are left out rather than restored as empty
+files.
 
 Owners: an unprivileged container's snapshot holds host ids (see vzdump/engine/resticpath.py)
 and its ``idmap=`` tag; ids are shifted back into the container's space here (ids outside
@@ -23,17 +30,21 @@ attribute is converted to them), their ids shifted too, so ``tar --acls`` restor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import struct
-import tarfile
 import threading
 import time
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 from shared import restic
 from shared.archive.idmap import IdMapEntry, parse_idmap
 from shared.archive.pipeline import grow_pipe
+from shared.archive.tarformat import BLOCK, DIR, FIFO, LNK, RECORD, SYM, Member, padded
+from shared.archive.tarscan import ScanSink, TarScanner
+from shared.archive.tarwrite import member_header, octal
 from shared.errors import ArchiveError, CtkitError, StorageError
 from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
@@ -41,15 +52,23 @@ from shared.storage.resticplugin import ResticStorage
 NOBODY = 65534
 BLOCK_HEADER = 2048  # a pax header block and the member's own header
 COPY_BUFFER = 1 << 20
-CONFIG_NAMES = {"config/pct.conf": "./etc/vzdump/pct.conf", "config/pct.fw": "./etc/vzdump/pct.fw"}
-ACL_XATTRS = {
-    "SCHILY.xattr.system.posix_acl_access": "SCHILY.acl.access",
-    "SCHILY.xattr.system.posix_acl_default": "SCHILY.acl.default",
+CONFIG_NAMES = {
+    b"config/pct.conf": b"./etc/vzdump/pct.conf",
+    b"config/pct.fw": b"./etc/vzdump/pct.fw",
 }
+ACL_XATTRS = {
+    b"SCHILY.xattr.system.posix_acl_access": b"SCHILY.acl.access",
+    b"SCHILY.xattr.system.posix_acl_default": b"SCHILY.acl.default",
+}
+ACL_TEXT_KEYS = (b"SCHILY.acl.access", b"SCHILY.acl.default")
+# pax records the new header writes itself (or that would override its fields)
+DROPPED_PAX = frozenset({b"path", b"linkpath", b"uid", b"gid", b"uname", b"gname", b"size"})
 SPECIAL_TYPES = ("fifo", "socket", "dev", "chardev")
+SPECIAL_LINE = re.compile(rb'"type":"(?:fifo|socket|dev|chardev)"')
 MAX_SPECIALS = 1 << 20
-ACL_TEXT_KEYS = ("SCHILY.acl.access", "SCHILY.acl.default")
+MAX_DEFERRED = 1 << 16  # empty files held back while restic ls runs (then it is waited for)
 ACL_TAGS = {0x01: "user", 0x02: "user", 0x04: "group", 0x08: "group", 0x10: "mask", 0x20: "other"}
+CONFIG_MODE = octal(0o644, 8)
 
 
 def parse_idmap_tag(value: str | None) -> list[IdMapEntry]:
@@ -76,9 +95,8 @@ class IdShift:
         return NOBODY
 
 
-def acl_text(raw: str, shift: IdShift) -> str | None:
+def acl_text(data: bytes, shift: IdShift) -> bytes | None:
     """The binary POSIX ACL attribute as GNU tar's text form with numeric ids, or None."""
-    data = raw.encode("utf-8", "surrogateescape")
     if len(data) < 4 or (len(data) - 4) % 8 or struct.unpack_from("<I", data)[0] != 2:
         return None
     entries = []
@@ -92,184 +110,290 @@ def acl_text(raw: str, shift: IdShift) -> str | None:
             who = str(shift("u" if tag == 0x02 else "g", ident))
         bits = "".join(c if perm & b else "-" for c, b in (("r", 4), ("w", 2), ("x", 1)))
         entries.append(f"{name}:{who}:{bits}")
-    return ",".join(entries)
+    return ",".join(entries).encode()
 
 
-def shift_acl_text(text: str, shift: IdShift) -> str:
+def shift_acl_text(text: bytes, shift: IdShift) -> bytes:
     """``user:1234:r--`` entries (newline or comma separated) with their ids shifted."""
     out = []
-    for entry in text.replace(",", "\n").split("\n"):
-        parts = entry.split(":")
-        if len(parts) >= 3 and parts[0] in ("user", "u", "group", "g") and parts[1].isdigit():
-            parts[1] = str(shift("u" if parts[0][0] == "u" else "g", int(parts[1])))
-        out.append(":".join(parts))
-    return "\n".join(out)
+    for entry in text.replace(b",", b"\n").split(b"\n"):
+        parts = entry.split(b":")
+        if len(parts) >= 3 and parts[0] in (b"user", b"u", b"group", b"g") and parts[1].isdigit():
+            kind = "u" if parts[0][:1] == b"u" else "g"
+            parts[1] = b"%d" % shift(kind, int(parts[1]))
+        out.append(b":".join(parts))
+    return b"\n".join(out)
 
 
-def rename(name: str) -> str | None:
-    """The archive name of a snapshot member; None: not part of the archive."""
-    name = name.rstrip("/")
-    if name == "config":
+def rename(name: bytes) -> bytes | None:
+    """The archive name of a snapshot member (no trailing slash); None: not in the archive."""
+    name = name.rstrip(b"/")
+    if name == b"config":
         return None
     if name in CONFIG_NAMES:
         return CONFIG_NAMES[name]
-    if name == "rootfs":
-        return "."
-    if name.startswith("rootfs/"):
-        return "./" + name[len("rootfs/") :]
-    raise ArchiveError(f"unexpected member '{name[:200]}' in the restic snapshot")
+    if name == b"rootfs":
+        return b"."
+    if name.startswith(b"rootfs/"):
+        return b"./" + name[len(b"rootfs/") :]
+    shown = name[:200].decode("utf-8", "replace")
+    raise ArchiveError(f"unexpected member '{shown}' in the restic snapshot")
 
 
-def special_nodes(store: ResticStorage, snap_id: str) -> dict[str, dict[str, Any]]:
-    """Snapshot path (``rootfs/...``) → ``restic ls`` node of every fifo, socket and device
-    node: restic 0.14's dump leaves fifos out and writes device nodes as empty regular files."""
-    out: dict[str, dict[str, Any]] = {}
-    proc = restic.start(store.repo, ["ls", "--json", snap_id])
-    try:
-        for item in proc.json_lines():
-            path = item.get("path")
-            wanted = item.get("type") in SPECIAL_TYPES and len(out) < MAX_SPECIALS
-            if wanted and isinstance(path, str):
-                out[path.lstrip("/")] = item
-        proc.finish()
-    finally:
-        proc.kill()
+def attribute_records(pax: dict[bytes, bytes], shift: IdShift) -> list[tuple[bytes, bytes]]:
+    """The member's pax records that carry over: times, xattrs, ACLs (as text, ids shifted)."""
+    out: list[tuple[bytes, bytes]] = []
+    for key, value in pax.items():
+        if key in DROPPED_PAX:
+            continue
+        if key in ACL_XATTRS:
+            text = acl_text(value, shift)
+            if text is not None:
+                out.append((ACL_XATTRS[key], text))
+            continue
+        if key in ACL_TEXT_KEYS:
+            value = shift_acl_text(value, shift)
+        out.append((key, value))
     return out
 
 
-def fifo_member(path: str, node: dict[str, Any], shift: IdShift) -> tarfile.TarInfo | None:
+class SpecialNodes:
+    """Snapshot path (``rootfs/...``) → ``restic ls`` node of every fifo, socket and device
+    node, collected by a thread while the dump runs."""
+
+    def __init__(self, store: ResticStorage, snap_id: str) -> None:
+        self.nodes: dict[bytes, dict[str, Any]] = {}
+        self.error: BaseException | None = None
+        self._proc = restic.start(store.repo, ["ls", "--json", snap_id])
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        try:
+            for raw in self._proc.stdout:
+                # most lines are files and directories: not worth decoding
+                if len(raw) > restic.MAX_JSON_LINE or not SPECIAL_LINE.search(raw):
+                    continue
+                item = json.loads(raw)
+                path = item.get("path") if isinstance(item, dict) else None
+                wanted = item.get("type") in SPECIAL_TYPES and len(self.nodes) < MAX_SPECIALS
+                if wanted and isinstance(path, str):
+                    self.nodes[os.fsencode(path.lstrip("/"))] = item
+            self._proc.finish()
+        except (CtkitError, OSError, ValueError) as err:
+            self.error = err
+
+    def ready(self) -> bool:
+        """Whether ``restic ls`` has finished (then :meth:`get` does not wait)."""
+        return not self._thread.is_alive()
+
+    def get(self) -> dict[bytes, dict[str, Any]]:
+        """The nodes, once ``restic ls`` has finished (its failure is raised)."""
+        self._thread.join()
+        if self.error is not None:
+            if isinstance(self.error, CtkitError):
+                raise self.error
+            raise ArchiveError(f"restic snapshot unreadable: {self.error}")
+        return self.nodes
+
+    def close(self) -> None:
+        self._proc.kill()
+        self._thread.join(timeout=30)
+
+
+def fifo_header(path: bytes, node: dict[str, Any], shift: IdShift) -> bytes | None:
     """The tar member of a fifo the dump left out (from its ``restic ls`` node)."""
     name = rename(path)
-    if name is None or name == ".":
+    if name is None or name == b".":
         return None
-    member = tarfile.TarInfo(name)
-    member.type = tarfile.FIFOTYPE
-    member.mode = int(node.get("mode") or 0o644) & 0o777
-    member.uid = shift("u", int(node.get("uid") or 0))
-    member.gid = shift("g", int(node.get("gid") or 0))
+    mtime = 0
     with contextlib.suppress(StorageError, ValueError):
-        member.mtime = resticbackups.parse_restic_time(str(node.get("mtime", "")))
-    return member
+        mtime = resticbackups.parse_restic_time(str(node.get("mtime", "")))
+    return member_header(
+        name=name,
+        typeflag=FIFO,
+        mode_field=octal(int(node.get("mode") or 0o644) & 0o777, 8),
+        uid=shift("u", int(node.get("uid") or 0)),
+        gid=shift("g", int(node.get("gid") or 0)),
+        size=0,
+        mtime_field=octal(max(0, mtime), 12),
+    )
 
 
-def rewrite(
-    member: tarfile.TarInfo, shift: IdShift, specials: dict[str, dict[str, Any]] | None = None
-) -> tarfile.TarInfo | None:
-    if specials and member.name.rstrip("/") in specials:
-        return None  # a device node as an empty file: its numbers are not in restic's dump
-    new = rename(member.name)
-    if new is None:
-        return None
-    is_config = new.startswith("./etc/vzdump/") and member.name.startswith("config/")
-    member.name = new
-    if member.islnk():
-        target = rename(member.linkname)
-        if target is None:
-            raise ArchiveError("hard link to a config member in the restic snapshot")
-        member.linkname = target
-    if is_config:
-        member.uid = member.gid = 0
-        member.mode = 0o644
-    else:
-        member.uid, member.gid = shift("u", member.uid), shift("g", member.gid)
-    member.uname = member.gname = ""
-    pax = dict(member.pax_headers)
-    for key, acl_key in ACL_XATTRS.items():
-        raw = pax.pop(key, None)
-        text = acl_text(raw, shift) if raw is not None else None
-        if text is not None:
-            pax[acl_key] = text
-    for key in ACL_TEXT_KEYS:
-        if key in pax:
-            pax[key] = shift_acl_text(pax[key], shift)
-    # tarfile writes a pax record it finds here in preference to the fields set above
-    for key in ("path", "linkpath", "uid", "gid", "uname", "gname", "size"):
-        pax.pop(key, None)
-    member.pax_headers = pax
-    return member
+class Rewriter(ScanSink):
+    """The scanner's sink: each member of restic's tar as the vzdump layout has it (new
+    header blocks, the data as it came), queued on ``out``."""
 
+    def __init__(self, shift: IdShift, specials: SpecialNodes | None) -> None:
+        self.shift = shift
+        self.specials = specials
+        self.out: list[bytes | memoryview] = []
+        self.members = 0
+        self.written = 0  # bytes queued on ``out`` so far
+        self._padding = 0
+        self._deferred: list[tuple[bytes, bytes]] = []  # (snapshot path, header blocks)
 
-def copy_members(
-    raw: IO[bytes],
-    out: IO[bytes],
-    shift: IdShift,
-    specials: dict[str, dict[str, Any]] | None = None,
-) -> int:
-    """restic's tar on ``raw`` re-written onto ``out``; the end-of-archive blocks are written
-    only when every member got through (an error leaves a stream that fails to extract)."""
-    count = 0
-    with (
-        tarfile.open(fileobj=raw, mode="r|", bufsize=COPY_BUFFER) as source,
-        tarfile.open(
-            fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER
-        ) as sink,
-    ):
-        sink.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]  # not in the stubs
-        for member in source:
-            data = source.extractfile(member) if member.isreg() else None
-            new = rewrite(member, shift, specials)
-            if new is not None:
-                sink.addfile(new, data)
-                count += 1
-        # the fifos last: their directories exist by then
-        for path, node in sorted((specials or {}).items()):
-            fifo = fifo_member(path, node, shift) if node.get("type") == "fifo" else None
-            if fifo is not None:
-                sink.addfile(fifo)
-                count += 1
-    return count
+    def _put(self, data: bytes | memoryview) -> None:
+        self.out.append(data)
+        self.written += len(data)
+
+    def _may_be_special(self, member: Member) -> bool:
+        # device nodes come as empty files; a dump that wrote them otherwise is covered too
+        return not (
+            self.specials is None
+            or member.size
+            or member.type in (DIR, SYM, LNK)
+            or member.name.startswith(b"config/")
+        )
+
+    def _flush_deferred(self, wait: bool) -> None:
+        """Queue the held-back empty members that ``restic ls`` does not name."""
+        if not self._deferred or self.specials is None:
+            return
+        if not wait and not self.specials.ready():
+            return
+        nodes = self.specials.get()
+        for key, header in self._deferred:
+            if key not in nodes:  # else a device node as an empty file: left out
+                self._put(header)
+                self.members += 1
+        self._deferred.clear()
+
+    def member(self, member: Member) -> bool:
+        if member.sparse:
+            raise ArchiveError(f"unexpected sparse member '{member.display}' in the snapshot")
+        name = rename(member.name)
+        if name is None:
+            return False
+        # a hard link may name a held-back member: those go first
+        self._flush_deferred(wait=member.type == LNK or len(self._deferred) >= MAX_DEFERRED)
+        is_config = member.name.rstrip(b"/") in CONFIG_NAMES
+        linkname = member.linkname
+        if member.type == LNK:
+            target = rename(linkname) if linkname.startswith(b"rootfs/") else None
+            if target is None:
+                raise ArchiveError("hard link out of the root file system in the restic snapshot")
+            linkname = target
+        if member.is_dir():
+            name += b"/"
+        header = member.header
+        if is_config:
+            uid = gid = 0
+            mode = CONFIG_MODE
+        else:
+            uid, gid = self.shift("u", member.uid), self.shift("g", member.gid)
+            mode = header[100:108]
+        blocks = member_header(
+            name=name,
+            typeflag=member.type,
+            mode_field=mode,
+            uid=uid,
+            gid=gid,
+            size=member.size,
+            mtime_field=header[136:148],
+            linkname=linkname,
+            device_fields=header[329:345],
+            pax=attribute_records(member.pax, self.shift),
+        )
+        if self._may_be_special(member):
+            # which empty files are device nodes is known when restic ls is done; until then
+            # they are held back (no data, so the stream goes on without them)
+            self._deferred.append((member.name.rstrip(b"/"), blocks))
+            self._flush_deferred(wait=False)
+            return False
+        self._put(blocks)
+        self._padding = padded(member.size) - member.size
+        self.members += 1
+        return True
+
+    def data(self, piece: memoryview) -> None:
+        self._put(piece)
+
+    def member_end(self, member: Member) -> None:
+        if self._padding:
+            self._put(bytes(self._padding))
+
+    def finish(self) -> None:
+        """The held-back empty files, the fifos (their directories exist by then), then the
+        end of the archive."""
+        self._flush_deferred(wait=True)
+        for path, node in sorted((self.specials.get() if self.specials else {}).items()):
+            header = fifo_header(path, node, self.shift) if node.get("type") == "fifo" else None
+            if header is not None:
+                self._put(header)
+                self.members += 1
+        tail = 2 * BLOCK
+        self._put(bytes(tail + (-(self.written + tail) % RECORD)))
 
 
 class SnapshotStream:
     """Readable vzdump tar stream of one snapshot; restic's failure surfaces from read().
 
     No ``fileno()`` on purpose: readers must go through :meth:`read` so that a failure of
-    restic (or of the rewrite) is an error at the end of the stream, never a clean EOF.
+    restic (or of the rewrite) is an error at the end of the stream, never a clean EOF: the
+    end-of-archive blocks are added only when restic's dump and ls both succeeded.
     """
 
     def __init__(self, store: ResticStorage, snap: resticbackups.Snapshot) -> None:
         self.shift = IdShift(parse_idmap_tag(restic.tag_value(snap.tags, "idmap")))
-        self.specials = special_nodes(store, snap.id)
-        rfd, wfd = os.pipe()
-        grow_pipe(wfd)
-        self._reader: IO[bytes] = os.fdopen(rfd, "rb", buffering=0)
-        self._proc = restic.start(store.repo, ["dump", snap.id, "/"])
-        grow_pipe(self._proc.stdout.fileno())
-        self.error: BaseException | None = None
-        self.members = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._produce, args=(wfd,), daemon=True)
-        self._thread.start()
-
-    def _produce(self, wfd: int) -> None:
+        self._specials = SpecialNodes(store, snap.id)
         try:
-            with os.fdopen(wfd, "wb") as out:
-                self.members = copy_members(self._proc.stdout, out, self.shift, self.specials)
+            self._proc = restic.start(store.repo, ["dump", snap.id, "/"])
+        except BaseException:
+            self._specials.close()
+            raise
+        self._fd = self._proc.stdout.fileno()
+        grow_pipe(self._fd)  # fewer, larger reads: restic and this thread switch less
+        self._rewriter = Rewriter(self.shift, self._specials)
+        self._scanner = TarScanner(self._rewriter, forward=False, deliver_data=True)
+        self._ready = memoryview(b"")  # output not yet handed out
+        self._eof = False
+        self._closed = False
+
+    @property
+    def members(self) -> int:
+        return self._rewriter.members
+
+    def _fill(self) -> None:
+        """Read restic's output until there is something to hand out, or the end."""
+        out = self._rewriter.out
+        while not out and not self._eof:
+            try:
+                chunk = os.read(self._fd, COPY_BUFFER)
+            except OSError as err:
+                raise ArchiveError(f"restic snapshot unreadable: {err}") from None
+            if chunk:
+                self._scanner.feed(chunk)
+                continue
+            self._eof = True
             self._proc.finish()
-        except BrokenPipeError:
-            self._proc.kill()  # the reader went away (closed or failed)
-        except (CtkitError, tarfile.TarError, OSError, ValueError) as err:
-            self._proc.kill()
-            self.error = err
+            self._scanner.finish()
+            self._rewriter.finish()
+        if out:
+            self._ready = memoryview(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def read(self, size: int = -1) -> bytes:
-        data = self._reader.read(size if size >= 0 else COPY_BUFFER)
-        if not data:
-            self._thread.join()
-            if self.error is not None:
-                if isinstance(self.error, CtkitError):
-                    raise self.error
-                raise ArchiveError(f"restic snapshot unreadable: {self.error}")
-        return data or b""
+        if self._closed:
+            raise ValueError("read from a closed restic snapshot stream")
+        if not self._ready:
+            self._fill()
+        ready = self._ready
+        if size < 0 or size >= len(ready):
+            self._ready = memoryview(b"")
+            whole = ready.obj
+            if isinstance(whole, bytes) and len(whole) == len(ready):
+                return whole  # no copy
+            return ready.tobytes()
+        self._ready = ready[size:]
+        return ready[:size].tobytes()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(OSError):
-            self._reader.close()
-        self._thread.join(timeout=30)
         self._proc.kill()
+        self._specials.close()
 
 
 def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:

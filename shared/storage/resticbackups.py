@@ -169,14 +169,14 @@ def remove(store: ResticStorage, volname: str, *, reclaim: bool = True) -> None:
     snap = find(store, volname)
     if snap.protected:
         raise StorageError(f"cannot remove protected backup '{store.volid(volname)}'")
-    restic.run(store.repo, ["forget", snap.id])
+    restic.run_exclusive(store.repo, ["forget", snap.id])
     if reclaim:
         reclaim_space(store)
 
 
 def reclaim_space(store: ResticStorage) -> None:
     """``restic prune``: the data only forgotten snapshots used is deleted."""
-    restic.run(store.repo, ["prune"])
+    restic.run_exclusive(store.repo, ["prune"])
 
 
 def _retag(store: ResticStorage, snap: Snapshot, remove_tags: list[str], add: list[str]) -> None:
@@ -185,7 +185,7 @@ def _retag(store: ResticStorage, snap: Snapshot, remove_tags: list[str], add: li
         args += ["--remove", tag]
     for tag in add:
         args += ["--add", tag]
-    restic.run(store.repo, [*args, snap.id])
+    restic.run_exclusive(store.repo, [*args, snap.id])
 
 
 def set_notes(store: ResticStorage, volname: str, text: str) -> None:

@@ -184,7 +184,7 @@ def backup(run: ResticRun, log: Log) -> ResticResult:
     )
     # the size is known only now: one more tag (restic rewrites the snapshot, same time)
     try:
-        restic.run(run.store.repo, ["tag", "--add", f"size={size}", snap])
+        restic.run_exclusive(run.store.repo, ["tag", "--add", f"size={size}", snap])
     except CtkitError as err:  # the backup is complete; only its listed size is missing
         log(f"WARN: unable to record the backup size - {err}")
     return ResticResult(volid, snap, size, added)

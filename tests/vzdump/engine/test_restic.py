@@ -254,6 +254,62 @@ def test_faults(rhost: Host) -> None:
     assert len(listing()) == 1
 
 
+def test_stale_lock_of_a_killed_backup(rhost: Host) -> None:
+    """restic killed mid-backup leaves its lock in the repository. The next backup runs (backups
+    share the lock); retention, which needs the repository alone, clears the stale lock (that
+    of a process of this host that is gone) with 'restic unlock' and runs. A live lock (a backup
+    still running) makes retention fail in one line, and 'vzdump storage unlock' leaves it."""
+    repo = add_storage(rhost.root)
+    ct = rhost.create()
+    ct.write("srv/big.bin", os.urandom(64 << 20))
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+
+    def started_backup() -> tuple[subprocess.Popen[bytes], int]:
+        time.sleep(1.1)  # snapshot times have one-second resolution
+        proc = start_vzdump(str(ct.vmid), "--storage", "offsite")
+        pid = _restic_pid(rhost.root / f"run/vzdump-restic/{ct.vmid}")
+        deadline = time.monotonic() + 30
+        while not locks() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return proc, pid
+
+    def locks() -> list[Path]:  # written under a temporary name, then renamed
+        return [p for p in (repo / "locks").iterdir() if "-tmp-" not in p.name]
+
+    proc, pid = started_backup()
+    os.kill(pid, signal.SIGKILL)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    (stale,) = locks()
+    assert len(listing()) == 1 and "lock:" not in ct.conf()
+    time.sleep(1.1)
+    res = vzdump(str(ct.vmid), "--storage", "offsite")
+    assert res.rc == 0, res.err
+    assert "WARN" not in res.err  # its size is recorded (a tag needs the repository alone)
+    assert len(listing()) == 2 and not stale.exists()
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
+    assert res.rc == 0, res.err
+    assert len(listing()) == 1 and not stale.exists() and not locks()
+    # a live lock: a backup that is still running (stopped here) holds it
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    proc, pid = started_backup()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
+        assert res.rc != 0
+        assert "restic storage 'offsite': repository is locked" in res.err, res.err
+        assert len(listing()) == 2
+        assert vzdump("storage", "unlock", "offsite").rc == 0
+        assert locks()  # not stale: kept
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGCONT)
+        proc.communicate(timeout=120)
+    assert vzdump("storage", "unlock", "offsite").rc == 0
+    assert not locks()
+    assert "no errors were found" in restic_cmd(rhost.root, "check")
+
+
 def test_scheduled_job_to_restic(rhost: Host) -> None:
     """A backup job with ``storage offsite`` runs like any other and applies the storage's
     retention (the storage's prune-backups, forget, then one prune)."""

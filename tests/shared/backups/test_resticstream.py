@@ -1,0 +1,162 @@
+"""The header-level rewrite of a restic dump into the vzdump layout (no restic needed: the
+input is a tar laid out as ``restic dump <snapshot> /`` writes it)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+
+import pytest
+
+from shared.archive.idmap import IdMapEntry
+from shared.archive.tarscan import TarScanner
+from shared.backups.resticstream import IdShift, Rewriter
+from shared.errors import ArchiveError
+
+SHIFT = IdShift([IdMapEntry("u", 0, 100000, 65536), IdMapEntry("g", 0, 100000, 65536)])
+LONG = "rootfs/srv/" + "d" * 120 + "/" + "f" * 150
+
+
+def acl_xattr(uid: int) -> str:
+    """A binary ``system.posix_acl_access`` value (user::rw-, user:<uid>:r--, group::r--,
+    mask::r--, other::---) as tarfile carries it in a pax record."""
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 4, uid), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+               (0x20, 0, 0xFFFFFFFF)]  # fmt: skip
+    raw = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def dump(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes | None = None,
+           uid: int = 100000, **extra: object) -> tuple[tarfile.TarInfo, bytes | None]:  # fmt: skip
+    info = tarfile.TarInfo(name)
+    info.type, info.uid, info.gid, info.mode, info.mtime = kind, uid, uid, 0o640, 1700000000
+    info.size = len(data) if data is not None else 0
+    for key, value in extra.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def rewrite(raw: bytes, piece: int = 7000) -> bytes:
+    rw = Rewriter(SHIFT, None)
+    scanner = TarScanner(rw, forward=False, deliver_data=True)
+    for at in range(0, len(raw), piece):  # pieces that cut headers and data anywhere
+        scanner.feed(raw[at : at + piece])
+    scanner.finish()
+    rw.finish()
+    return b"".join(bytes(p) for p in rw.out)
+
+
+def test_layout_owners_links_acls_and_long_names() -> None:
+    raw = dump([
+        member("config/", tarfile.DIRTYPE, uid=0),
+        member("config/pct.conf", data=b"arch: amd64\n", uid=0),
+        member("config/pct.fw", data=b"", uid=0),
+        member("rootfs/", tarfile.DIRTYPE),
+        member("rootfs/srv/", tarfile.DIRTYPE, uid=101000),
+        member("rootfs/srv/data", data=b"x" * 1000, uid=101000, pax_headers={
+            "SCHILY.xattr.user.color": "blue",
+            "SCHILY.xattr.system.posix_acl_access": acl_xattr(101234)}),
+        member("rootfs/srv/hard", tarfile.LNKTYPE, linkname="rootfs/srv/data"),
+        member("rootfs/srv/sym", tarfile.SYMTYPE, linkname="/etc/passwd"),
+        member(LONG, data=b"long", uid=7),
+    ])  # fmt: skip
+    out = rewrite(raw)
+    assert len(out) % 10240 == 0
+    with tarfile.open(fileobj=io.BytesIO(out), mode="r:") as tar:
+        got = {m.name: m for m in tar.getmembers()}
+        names = [m.name for m in tar.getmembers()]
+        assert names[:3] == ["./etc/vzdump/pct.conf", "./etc/vzdump/pct.fw", "."]
+        assert tar.extractfile(got["./etc/vzdump/pct.conf"]).read() == b"arch: amd64\n"  # type: ignore[union-attr]
+        conf = got["./etc/vzdump/pct.conf"]
+        assert (conf.uid, conf.gid, conf.mode) == (0, 0, 0o644)
+        data = got["./srv/data"]
+        assert (data.uid, data.gid, data.mode, data.mtime) == (1000, 1000, 0o640, 1700000000)
+        assert tar.extractfile(data).read() == b"x" * 1000  # type: ignore[union-attr]
+        assert data.pax_headers["SCHILY.xattr.user.color"] == "blue"
+        assert "SCHILY.xattr.system.posix_acl_access" not in data.pax_headers
+        assert "user:1234:r--" in data.pax_headers["SCHILY.acl.access"]
+        assert got["./srv/hard"].linkname == "./srv/data"
+        assert got["./srv/sym"].linkname == "/etc/passwd"
+        long = got["./" + LONG[len("rootfs/") :]]
+        assert long.uid == 65534  # outside the map: nobody, as an id-mapped tar sees it
+        assert tar.extractfile(long).read() == b"long"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["outside/file", "config2", "rootfsx/a"])
+def test_members_outside_the_layout_are_refused(name: str) -> None:
+    raw = dump([member("config/pct.conf", data=b"arch: amd64\n"), member(name, data=b"x")])
+    with pytest.raises(ArchiveError, match="unexpected member"):
+        rewrite(raw)
+
+
+def test_hard_link_to_the_config_is_refused() -> None:
+    raw = dump([member("config/pct.conf", data=b"a"),
+                member("rootfs/x", tarfile.LNKTYPE, linkname="config/pct.conf")])  # fmt: skip
+    with pytest.raises(ArchiveError, match="hard link out of"):
+        rewrite(raw)
+
+
+def test_a_cut_dump_never_ends_cleanly() -> None:
+    raw = dump([member("config/pct.conf", data=b"a"), member("rootfs/big", data=b"y" * 5000)])
+    rw = Rewriter(SHIFT, None)
+    scanner = TarScanner(rw, forward=False, deliver_data=True)
+    scanner.feed(raw[:3000])
+    with pytest.raises(ArchiveError):
+        scanner.finish()
+
+
+class Listed:
+    """What ``restic ls`` found (here: known from the start), finished after ``delay`` asks."""
+
+    def __init__(self, nodes: dict[bytes, dict[str, object]], delay: int) -> None:
+        self.nodes, self.delay = nodes, delay
+
+    def ready(self) -> bool:
+        self.delay -= 1
+        return self.delay < 0
+
+    def get(self) -> dict[bytes, dict[str, object]]:
+        return self.nodes
+
+
+def test_empty_files_wait_for_the_listing_and_device_nodes_are_left_out() -> None:
+    raw = dump([
+        member("config/pct.conf", data=b"arch: amd64\n", uid=0),
+        member("config/pct.fw", data=b"", uid=0),
+        member("rootfs/", tarfile.DIRTYPE),
+        member("rootfs/dev/", tarfile.DIRTYPE),
+        member("rootfs/dev/null", data=b""),
+        member("rootfs/empty", data=b""),
+        member("rootfs/full", data=b"z" * 600),
+    ])  # fmt: skip
+    nodes: dict[bytes, dict[str, object]] = {
+        b"rootfs/dev/null": {"type": "chardev"},
+        b"rootfs/pipe": {"type": "fifo", "mode": 0o600, "uid": 100005, "gid": 100005},
+    }
+    rw = Rewriter(SHIFT, Listed(nodes, delay=100))  # type: ignore[arg-type]
+    scanner = TarScanner(rw, forward=False, deliver_data=True)
+    scanner.feed(raw)
+    scanner.finish()
+    rw.finish()
+    out = b"".join(bytes(p) for p in rw.out)
+    with tarfile.open(fileobj=io.BytesIO(out), mode="r:") as tar:
+        got = [(m.name, m.type) for m in tar.getmembers()]
+    assert got == [
+        ("./etc/vzdump/pct.conf", tarfile.REGTYPE),
+        ("./etc/vzdump/pct.fw", tarfile.REGTYPE),  # config members never wait
+        (".", tarfile.DIRTYPE),
+        ("./dev", tarfile.DIRTYPE),
+        ("./full", tarfile.REGTYPE),
+        ("./empty", tarfile.REGTYPE),  # after the listing; /dev/null is not an empty file
+        ("./pipe", tarfile.FIFOTYPE),
+    ]
+    assert rw.members == len(got)
