@@ -316,6 +316,34 @@ class _Totals:
         self.log(line)
 
 
+class _ExitWatch:
+    """Waits for a child's exit with a timeout, woken the instant it exits (a pidfd), not at the
+    next tick of ``Popen.wait``'s sleeping poll."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pidfd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self.pidfd = os.pidfd_open(proc.pid)
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the child has exited (it is not reaped here)."""
+        if self.pidfd is None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        return bool(poller.poll(int(timeout * 1000)))
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
 def _run_direct(
     argv: list[str],
     compressor: list[str],
@@ -346,16 +374,16 @@ def _run_direct(
             os.close(write_end)
         assert tar.stderr is not None
         pump = LinePump(tar.stderr, lines)
-        while True:
-            try:
-                sink.proc.wait(PROGRESS_POLL)
-                break
-            except subprocess.TimeoutExpired:
+        exit_watch = _ExitWatch(sink.proc)
+        try:
+            while not exit_watch.wait(PROGRESS_POLL):
                 drain(lines, totals)
                 sink.drain(totals)
                 done = sink.bytes_read()
                 if progress is not None and done is not None:
                     progress(done)
+        finally:
+            exit_watch.close()
         sink_status = sink.close()
         tar_status = reap(tar)
         pump.join()
