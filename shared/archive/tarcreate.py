@@ -17,6 +17,7 @@ import contextlib
 import os
 import queue
 import select
+import shutil
 import stat
 import subprocess
 import time
@@ -159,6 +160,10 @@ class _ProcessSink(_Sink):
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.last: str | None = None
         env = {k: v for k, v in os.environ.items() if k not in COMPRESSOR_ENV_IGNORED}
+        if stdin != subprocess.PIPE and shutil.which("setpriv"):
+            # fed by tar, not by us: a vzdump killed with SIGKILL takes the compressor along
+            # (and tar with it, on its next write) instead of leaving both to finish the .dat
+            argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
         self.proc = spawn(argv, stdin=stdin, stdout=fd, stderr=subprocess.PIPE, env=env)
         assert self.proc.stderr is not None
         if self.proc.stdin is not None:

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -284,3 +285,46 @@ def test_killed_tar_under_usernsexec_fails_the_direct_pipeline(wtmp: Path) -> No
             _spec(cfg, snap, idmap=DEFAULT_UNPRIVILEGED), wtmp / "a.tar.zst",
             compression=Compression.ZSTD, progress=progress,
         )  # fmt: skip
+
+
+def test_children_die_with_the_writer(wtmp: Path) -> None:
+    """A writer killed with SIGKILL (no cleanup runs) takes zstd along, and tar with it: they
+    do not go on writing the ``.dat`` behind the recovery's back."""
+    cfg, snap = _big_tree(wtmp)
+    code = (
+        "import sys; from pathlib import Path; from shared.archive.codecs import Compression; "
+        "from shared.archive.tarcreate import CreateSpec, create; "
+        "from shared.archive.idmap import DEFAULT_UNPRIVILEGED as M; "
+        f"create(CreateSpec(tmpdir=Path('{cfg}'), snapdir=Path('{snap}'), idmap=M), "
+        f"'{wtmp}/a.tar.dat', compression=Compression.ZSTD)"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[3])
+    try:
+        deadline = time.monotonic() + 30
+        while not _orphans(wtmp):
+            assert writer.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        writer.kill()
+        writer.wait()
+    # without the compressor tar fails on its next write; left alone they would need seconds
+    deadline = time.monotonic() + 1.0
+    while _orphans(wtmp) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _orphans(wtmp)
+
+
+def _orphans(wtmp: Path) -> list[int]:
+    """tar and zstd processes working on this test's files (no longer our descendants)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            out = os.readlink(entry / "fd/1") if argv[0] == b"zstd" else ""
+        except OSError:
+            continue
+        if (argv[0] == b"tar" and any(os.fsencode(wtmp) in a for a in argv)) or out.startswith(
+            str(wtmp)
+        ):
+            found.append(int(entry.name))
+    return found
