@@ -14,6 +14,7 @@ removes a stale one first and renames it on success (vzdump §2.2).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import queue
 import select
@@ -263,7 +264,8 @@ def create(
     try:
         try:
             if compressor is not None and bucket is None:
-                stats = _run_direct(command.argv, compressor, fd, text, progress, log)
+                flush = fd if out_path is not None and fsync else None
+                stats = _run_direct(command.argv, compressor, fd, text, progress, log, flush)
             else:
                 stats = _run_pumped(command.argv, compressor, fd, text, bucket, progress, log)
         except CommandError:
@@ -321,6 +323,27 @@ class _Totals:
         self.log(line)
 
 
+SYNC_FILE_RANGE_WRITE = 2
+_LIBC: ctypes.CDLL | None = None
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing the file's dirty pages to disk now, without waiting for them
+    (``sync_file_range(SYNC_FILE_RANGE_WRITE)``): the disk works while the compressor does, and
+    the fsync before the rename finds little left. Best effort: the fsync stays the guarantee.
+
+    Measured at 512 MiB (a 275 MB archive) on the reference VM: the final fsync alone cost
+    about a quarter of the pipeline's time when it found the whole archive still dirty."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    with contextlib.suppress(AttributeError):
+        _LIBC.sync_file_range(
+            ctypes.c_int(fd), ctypes.c_int64(0), ctypes.c_int64(0),
+            ctypes.c_uint(SYNC_FILE_RANGE_WRITE),
+        )  # fmt: skip
+
+
 class _ExitWatch:
     """Waits for a child's exit with a timeout, woken the instant it exits (a pidfd), not at the
     next tick of ``Popen.wait``'s sleeping poll."""
@@ -356,10 +379,12 @@ def _run_direct(
     text: str,
     progress: ProgressFn | None,
     log: LogFn,
+    flush: int | None = None,
 ) -> TransferStats:
     """tar writes straight into the compressor, which writes ``fd``: the stream never passes
     through this process, which only relays their messages and the progress, and stays
-    interruptible (a signal, or a parallel job's checkpoint in ``progress``)."""
+    interruptible (a signal, or a parallel job's checkpoint in ``progress``). ``flush`` is the
+    file to be fsynced at the end: its writeback is started as it grows."""
     totals = _Totals(log)
     lines: queue.SimpleQueue[str] = queue.SimpleQueue()
     read_end, write_end = os.pipe()
@@ -382,6 +407,8 @@ def _run_direct(
         exit_watch = _ExitWatch(sink.proc)
         try:
             while not exit_watch.wait(PROGRESS_POLL):
+                if flush is not None:
+                    start_writeback(flush)
                 drain(lines, totals)
                 sink.drain(totals)
                 done = sink.bytes_read()
