@@ -12,7 +12,7 @@ in one run:
 - stop mode, zstd: ``vzdump <vmid> --mode stop --compress zstd --zstd N --dumpdir D`` (the real
   console script: a fresh process, so the figure includes interpreter start and imports) vs
   ``tar --numeric-owner -cf - . | zstd -T<N> -3 > out`` on the same tree. Ratio = reference
-  time / vzdump time (best of ``--reps`` interleaved runs; target >= 0.9). vzdump does more
+  time / vzdump time (best of ``--reps`` interleaved runs; target >= 0.95). vzdump does more
   work than the reference: it runs tar in the container's user namespace (lxc-usernsexec) with
   --acls/--xattrs/--sparse, and fsyncs the archive before the rename; so the reference is also
   timed with ``&& sync <archive>`` (the same durability), as a second ratio; and the fixed
@@ -106,7 +106,11 @@ class Root:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.env = {**os.environ, "CTKIT_ROOT": str(path)}
+        # the commands as installed (pip writes their bytecode): cached bytecode, written on
+        # the first run into the scratch dir, not compiled from source on every run
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env = {**env, "CTKIT_ROOT": str(path),
+                    "PYTHONPYCACHEPREFIX": str(path.parent / "pycache")}  # fmt: skip
 
     def pct(self, *args: object) -> None:
         subprocess.run([str(BIN / "pct"), *map(str, args)], env=self.env, check=True,
@@ -302,7 +306,7 @@ def bench(root: Root, work: Path, opts: argparse.Namespace) -> None:
     label = f"{size >> 20} MiB/{files} files"
     ratio, rss_full = stop_mode(root, rootfs, work, opts, label, size, fixed)
     print(f"RSS growth half -> full tree: {(rss_full - rss_half) / 1024:+.1f} MiB; "
-          f"target ratio >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'}; "
+          f"target ratio >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'}; "
           f"RSS < 150 MB: {'met' if rss_full < 150 * 1000 else 'NOT met'}")  # fmt: skip
     if not opts.skip_modes:
         frozen_windows(root, work, tpl, half, seed=3)

@@ -29,11 +29,14 @@ def atomic_open(
     uid: int | None = None,
     gid: int | None = None,
     tmp_name: str | None = None,
+    durable: bool = True,
 ) -> Iterator[IO[bytes]]:
     """Yield a binary file whose content replaces ``path`` when the block ends without error.
 
     ``mode`` defaults to the existing file's mode (else 0644). ``tmp_name`` fixes the temporary
-    name (e.g. vzdump's ``.dat``); by default a unique hidden name is used.
+    name (e.g. vzdump's ``.dat``); by default a unique hidden name is used. ``durable=False``
+    skips the fsyncs: the replacement is still atomic for any process, killed at any instant,
+    but not across a crash of the machine (for records that a reboot makes void anyway).
     """
     path = Path(path)
     directory = path.parent
@@ -57,17 +60,21 @@ def atomic_open(
             os.fchmod(fh.fileno(), mode)
             if uid is not None or gid is not None:
                 os.fchown(fh.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
-        fsync_dir(directory)
+        if durable:
+            fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
-def write_bytes(path: Path | str, data: bytes, mode: int | None = None) -> None:
-    with atomic_open(path, mode=mode) as fh:
+def write_bytes(
+    path: Path | str, data: bytes, mode: int | None = None, *, durable: bool = True
+) -> None:
+    with atomic_open(path, mode=mode, durable=durable) as fh:
         fh.write(data)
 
 

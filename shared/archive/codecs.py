@@ -81,15 +81,25 @@ def zstd_threads(option: int) -> int:
     return max(1, ((os.cpu_count() or 1) + 1) // 2)
 
 
-def compressor_command(kind: Compression, *, pigz_threads: int = 0) -> list[str] | None:
-    """The external compressor for ``kind`` (vzdump's choices), or None when done in-process."""
+def compressor_command(
+    kind: Compression, *, pigz_threads: int = 0, zstd_threads: int = 1, zstd_level: int = 3
+) -> list[str] | None:
+    """The compressor for ``kind`` as vzdump runs it, or None for an uncompressed archive.
+
+    zstd is the CLI, as in Proxmox (``zstd --threads=N``, its default level 3): with tar
+    writing straight into it the stream never passes through this process, and its own reader
+    thread keeps tar and the compressing threads busy at once. ``zstd_threads`` is the resolved
+    count (see :func:`zstd_threads`)."""
     if kind == Compression.GZIP:
         if pigz_threads > 0:
             return ["pigz", "-p", str(pigz_threads), "--rsyncable"]
         return ["gzip", "--rsyncable"]
     if kind == Compression.LZO:
         return ["lzop"]
-    if kind in (Compression.NONE, Compression.ZSTD):
+    if kind == Compression.ZSTD:
+        level = [] if zstd_level == 3 else [f"-{zstd_level}"]
+        return ["zstd", f"--threads={zstd_threads}", *level]
+    if kind == Compression.NONE:
         return None
     raise ArchiveError(f"vzdump cannot write {kind.value} archives")
 

@@ -44,9 +44,10 @@ def spawn(
     stdin: int | IO[bytes] | None,
     stdout: int | IO[bytes] | None,
     stderr: int | IO[bytes] | None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        list(argv), stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True
+        list(argv), stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True, env=env
     )
 
 

@@ -1,19 +1,24 @@
 """Write a vzdump archive: GNU tar → [bandwidth limit] → compressor → the ``.dat`` file.
 
 tar runs as a child (under ``lxc-usernsexec`` for id-mapped containers, so owners are stored
-in the container's id space). Its stdout streams through this process in 1 MiB chunks: counted
-for progress, rate-limited, and compressed in-process with ``zstandard`` (multi-threaded) or
-piped into ``gzip``/``pigz``/``lzop``. Any failing stage fails the whole pipeline, like bash's
-``set -o pipefail``, with ``command '<pipeline>' failed: exit code N``. The caller owns the
-temporary file: it removes a stale one first and renames it on success (vzdump §2.2).
+in the container's id space). The compressor is a child too (``zstd --threads=N``, ``gzip``,
+``pigz``, ``lzop``, as Proxmox runs them) and writes the file itself. Without a bandwidth
+limit tar writes straight into it, as in ``tar ... | zstd``: the stream never passes through
+this process, which relays their messages, reports progress and stays interruptible. With
+``--bwlimit`` (or no compression) tar's output streams through this process in 1 MiB chunks,
+rate-limited. Any failing stage fails the whole pipeline, like bash's ``set -o pipefail``,
+with ``command '<pipeline>' failed: exit code N``. The caller owns the temporary file: it
+removes a stale one first and renames it on success (vzdump §2.2).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import queue
 import select
+import shutil
 import stat
 import subprocess
 import time
@@ -21,8 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
-
-import zstandard
 
 from shared.archive.codecs import Compression, compressor_command
 from shared.archive.idmap import IdMapEntry, usernsexec_argv
@@ -60,7 +63,10 @@ COMMON_TAR_FLAGS = [
     "--warning=no-file-ignored",
     "--warning=no-xattr-write",
 ]
-ZSTD_JOB_SIZE = 1 << 20
+# Environment defaults of the compressors that would change the archive behind the command
+# line that the log shows.
+COMPRESSOR_ENV_IGNORED = ("ZSTD_CLEVEL", "ZSTD_NBTHREADS", "GZIP", "LZOP")
+PROGRESS_POLL = 0.25  # seconds between progress reports while tar writes into the compressor
 
 
 @dataclass
@@ -115,7 +121,7 @@ def tar_create_command(spec: CreateSpec) -> TarCommand:
 
 
 class _Sink:
-    """The compressing stage and the file it writes."""
+    """The compressing stage and the file it writes, fed by this process (``--bwlimit``)."""
 
     label: list[str]
 
@@ -130,6 +136,13 @@ class _Sink:
         """Stop after an error; return the stage's exit status (at least 1)."""
         return 1
 
+    def drain(self, log: LogFn) -> None:
+        """Hand the stage's output lines to ``log``."""
+
+    def reason(self) -> str | None:
+        """Why the stage failed, for the error line, where its exit status alone does not say."""
+        return None
+
 
 class _RawSink(_Sink):
     def __init__(self, fd: int) -> None:
@@ -140,43 +153,32 @@ class _RawSink(_Sink):
         write_all(self.fd, data)
 
 
-class _ZstdSink(_Sink):
-    def __init__(self, fd: int, threads: int, level: int) -> None:
-        self.fd = fd
-        self.label = ["zstd", f"--threads={threads}"]
-        # 1 MiB jobs: zstd's automatic job size (8 MiB+ at level 3) costs ~50 MiB of RSS per
-        # thread and measured slower here; the ratio is the same within 0.01%.
-        params = zstandard.ZstdCompressionParameters.from_level(
-            level, threads=threads, job_size=ZSTD_JOB_SIZE, write_checksum=True
-        )
-        self._cobj = zstandard.ZstdCompressor(compression_params=params).compressobj()
-
-    def write(self, data: bytes) -> None:
-        out = self._cobj.compress(data)
-        if out:
-            write_all(self.fd, out)
-
-    def close(self) -> int:
-        write_all(self.fd, self._cobj.flush())
-        return 0
-
-
 class _ProcessSink(_Sink):
-    def __init__(self, argv: list[str], fd: int, lines: queue.SimpleQueue[str]) -> None:
+    """A compressor child writing ``fd``; its stdin is a pipe from this process or from tar."""
+
+    def __init__(self, argv: list[str], fd: int, stdin: int = subprocess.PIPE) -> None:
         self.label = argv
-        self.proc = spawn(argv, stdin=subprocess.PIPE, stdout=fd, stderr=subprocess.PIPE)
-        assert self.proc.stdin is not None and self.proc.stderr is not None
-        grow_pipe(self.proc.stdin.fileno())
-        self.pump = LinePump(self.proc.stderr, lines)
+        self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.last: str | None = None
+        env = {k: v for k, v in os.environ.items() if k not in COMPRESSOR_ENV_IGNORED}
+        if stdin != subprocess.PIPE and shutil.which("setpriv"):
+            # fed by tar, not by us: a vzdump killed with SIGKILL takes the compressor along
+            # (and tar with it, on its next write) instead of leaving both to finish the .dat
+            argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+        self.proc = spawn(argv, stdin=stdin, stdout=fd, stderr=subprocess.PIPE, env=env)
+        assert self.proc.stderr is not None
+        if self.proc.stdin is not None:
+            grow_pipe(self.proc.stdin.fileno())
+        self.pump = LinePump(self.proc.stderr, self.lines)
 
     def write(self, data: bytes) -> None:
         assert self.proc.stdin is not None
         write_all(self.proc.stdin.fileno(), data)
 
     def close(self) -> int:
-        assert self.proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            self.proc.stdin.close()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
         rc = reap(self.proc)
         self.pump.join()
         return rc
@@ -185,28 +187,37 @@ class _ProcessSink(_Sink):
         # A compressor that died first (e.g. disk full) shows as a broken pipe here: give it a
         # moment to exit on its own so that its real status and message are reported.
         with contextlib.suppress(OSError):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
         rc = reap(self.proc, timeout=5)
         self.pump.join()
         return rc or 1
 
+    def drain(self, log: LogFn) -> None:
+        while True:
+            try:
+                self.last = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            log(self.last)
 
-def _make_sink(
-    compression: Compression,
-    fd: int,
-    lines: queue.SimpleQueue[str],
-    *,
-    zstd_threads: int,
-    zstd_level: int,
-    pigz_threads: int,
-) -> _Sink:
-    if compression == Compression.ZSTD:
-        return _ZstdSink(fd, zstd_threads, zstd_level)
-    command = compressor_command(compression, pigz_threads=pigz_threads)
-    if command is None:
-        return _RawSink(fd)
-    return _ProcessSink(command, fd, lines)
+    def reason(self) -> str | None:
+        # zstd ends its message with the system's reason ("zstd: error 70 : Write error :
+        # cannot write block : No space left on device"): the error line carries that reason
+        if self.label[0] != "zstd" or not self.last:
+            return None
+        return f"zstd: {self.last.rsplit(': ', 1)[-1].strip()}"
+
+    def bytes_read(self) -> int | None:
+        """How much the compressor has read so far (its stdin is all it reads)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/io", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"rchar:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
 
 
 def create(
@@ -226,14 +237,18 @@ def create(
     """Run the pipeline into ``dest`` (the ``.dat`` path, or an open binary stream).
 
     ``zstd_threads`` is the resolved thread count (vzdump's ``zstd: 0`` → half the CPUs);
-    ``pigz_threads > 0`` uses pigz instead of gzip. ``progress`` gets the bytes read from tar so
-    far; ``log`` gets every output line of tar and the compressor, including tar's
+    ``pigz_threads > 0`` uses pigz instead of gzip. ``progress`` gets the bytes of tar output
+    so far (about every quarter second when tar writes straight into the compressor); ``log``
+    gets every output line of tar and the compressor, including tar's
     ``Total bytes written: ...``. Both are called from the calling thread. ``bucket`` is a
     limit shared with other pipelines (parallel backups); it replaces ``bwlimit_kib``.
     """
     command = tar_create_command(spec)
     if bucket is None:
         bucket = TokenBucket.from_kib(bwlimit_kib)
+    compressor = compressor_command(
+        compression, pigz_threads=pigz_threads, zstd_threads=zstd_threads, zstd_level=zstd_level
+    )
     out_path = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else None
     if out_path is not None:
         fd = open_for_write(out_path)  # never through a symlink planted under the name
@@ -242,22 +257,17 @@ def create(
     stages: list[list[str]] = [command.argv]
     if bucket is not None:
         stages.append(["cstream", "-t", str(int(bucket.rate))])
-    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    if compressor is not None:
+        stages.append(compressor)
+    text = command_text(stages, out_path)
     start = time.monotonic()
     try:
-        sink = _make_sink(
-            compression,
-            fd,
-            lines,
-            zstd_threads=zstd_threads,
-            zstd_level=zstd_level,
-            pigz_threads=pigz_threads,
-        )
-        if sink.label:
-            stages.append(sink.label)
-        text = command_text(stages, out_path)
         try:
-            stats = _run(command.argv, sink, text, bucket, progress, log, lines)
+            if compressor is not None and bucket is None:
+                flush = fd if out_path is not None and fsync else None
+                stats = _run_direct(command.argv, compressor, fd, text, progress, log, flush)
+            else:
+                stats = _run_pumped(command.argv, compressor, fd, text, bucket, progress, log)
         except CommandError:
             # a stream whose reader went away (``| head``): the user's own pipe, not a failure
             # of this pipeline; tar and the compressor are gone already
@@ -284,26 +294,172 @@ def reader_gone(fd: int) -> bool:
 
 
 def _failure(sink: _Sink, err: Exception) -> str:
-    """``zstd: No space left on device``: the in-process stage's name and the reason."""
+    """``write: No space left on device``: the in-process stage's name and the reason."""
     reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
     return f"{sink.label[0] if sink.label else 'write'}: {reason}"
 
 
-def _run(
+def _spawn_failed(text: str, err: OSError) -> CommandError:
+    return CommandError(f"command '{text}' failed: {err.strerror}")
+
+
+class _Totals:
+    """The log callback that also reads tar's ``--totals`` line: the length of the tar stream.
+
+    tar prints it after it has written the archive's end, so a tar killed on the way never
+    prints it (``lxc-usernsexec`` reports such a tar as a success). File names in tar's other
+    messages are quoted, so no file can forge the line."""
+
+    PREFIX = "Total bytes written: "
+
+    def __init__(self, log: LogFn) -> None:
+        self.log = log
+        self.bytes: int | None = None
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(self.PREFIX):
+            with contextlib.suppress(ValueError, IndexError):
+                self.bytes = int(line[len(self.PREFIX) :].split()[0])
+        self.log(line)
+
+
+SYNC_FILE_RANGE_WRITE = 2
+_LIBC: ctypes.CDLL | None = None
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing the file's dirty pages to disk now, without waiting for them
+    (``sync_file_range(SYNC_FILE_RANGE_WRITE)``): the disk works while the compressor does, and
+    the fsync before the rename finds little left. Best effort: the fsync stays the guarantee.
+
+    Measured at 512 MiB (a 275 MB archive) on the reference VM: the final fsync alone cost
+    about a quarter of the pipeline's time when it found the whole archive still dirty."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    with contextlib.suppress(AttributeError):
+        _LIBC.sync_file_range(
+            ctypes.c_int(fd), ctypes.c_int64(0), ctypes.c_int64(0),
+            ctypes.c_uint(SYNC_FILE_RANGE_WRITE),
+        )  # fmt: skip
+
+
+class _ExitWatch:
+    """Waits for a child's exit with a timeout, woken the instant it exits (a pidfd), not at the
+    next tick of ``Popen.wait``'s sleeping poll."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pidfd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self.pidfd = os.pidfd_open(proc.pid)
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the child has exited (it is not reaped here)."""
+        if self.pidfd is None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        return bool(poller.poll(int(timeout * 1000)))
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+def _run_direct(
     argv: list[str],
-    sink: _Sink,
+    compressor: list[str],
+    fd: int,
+    text: str,
+    progress: ProgressFn | None,
+    log: LogFn,
+    flush: int | None = None,
+) -> TransferStats:
+    """tar writes straight into the compressor, which writes ``fd``: the stream never passes
+    through this process, which only relays their messages and the progress, and stays
+    interruptible (a signal, or a parallel job's checkpoint in ``progress``). ``flush`` is the
+    file to be fsynced at the end: its writeback is started as it grows."""
+    totals = _Totals(log)
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    read_end, write_end = os.pipe()
+    sink: _ProcessSink | None = None
+    tar: subprocess.Popen[bytes] | None = None
+    try:
+        grow_pipe(write_end)
+        try:
+            sink = _ProcessSink(compressor, fd, stdin=read_end)
+            tar = spawn(argv, stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE)
+        except OSError as err:
+            raise _spawn_failed(text, err) from None
+        finally:
+            # only the children hold the pipe now: the compressor sees tar's end as its EOF,
+            # and tar a compressor that died as a broken pipe
+            os.close(read_end)
+            os.close(write_end)
+        assert tar.stderr is not None
+        pump = LinePump(tar.stderr, lines)
+        exit_watch = _ExitWatch(sink.proc)
+        try:
+            while not exit_watch.wait(PROGRESS_POLL):
+                if flush is not None:
+                    start_writeback(flush)
+                drain(lines, totals)
+                sink.drain(totals)
+                done = sink.bytes_read()
+                if progress is not None and done is not None:
+                    progress(done)
+        finally:
+            exit_watch.close()
+        sink_status = sink.close()
+        tar_status = reap(tar)
+        pump.join()
+    except BaseException:
+        for proc in (tar, sink.proc if sink is not None else None):
+            if proc is not None:
+                kill_group(proc)
+                reap(proc, timeout=5)
+        raise
+    drain(lines, totals)
+    sink.drain(totals)
+    hint = sink.reason() if sink_status else None
+    if hint is not None:
+        log(hint)
+    pipeline_failed(text, [tar_status, sink_status], hint)
+    if totals.bytes is None or totals.bytes % BLOCK or totals.bytes < 2 * BLOCK:
+        raise CommandError(f"command '{text}' failed: tar output ended without end of archive")
+    stats = TransferStats(bytes_in=totals.bytes)
+    if progress is not None:
+        progress(totals.bytes)
+    return stats
+
+
+def _run_pumped(
+    argv: list[str],
+    compressor: list[str] | None,
+    fd: int,
     text: str,
     bucket: TokenBucket | None,
     progress: ProgressFn | None,
     log: LogFn,
-    lines: queue.SimpleQueue[str],
 ) -> TransferStats:
+    """tar's output through this process: for the bandwidth limit, or to ``fd`` uncompressed."""
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    try:
+        sink: _Sink = _RawSink(fd) if compressor is None else _ProcessSink(compressor, fd)
+    except OSError as err:
+        raise _spawn_failed(text, err) from None
     stats = TransferStats()
     try:
         tar = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as err:
         sink.abort()
-        raise CommandError(f"command '{text}' failed: {err.strerror}") from None
+        raise _spawn_failed(text, err) from None
     assert tar.stdout is not None and tar.stderr is not None
     pump = LinePump(tar.stderr, lines)
     out_fd = tar.stdout.fileno()
@@ -321,19 +477,22 @@ def _run(
             except BrokenPipeError:
                 sink_status = 1  # the compressor died; its exit status and stderr tell why
                 break
-            except (OSError, zstandard.ZstdError) as err:
+            except OSError as err:
                 sink_status, hint = 1, _failure(sink, err)
                 break
             drain(lines, log)
+            sink.drain(log)
             if progress is not None:
                 progress(stats.bytes_in)
         if not sink_status:
             try:
                 sink_status = sink.close()
-            except (OSError, zstandard.ZstdError) as err:
+            except OSError as err:
                 sink_status, hint = 1, _failure(sink, err)
         if sink_status:
             sink_status = sink.abort()
+            sink.drain(log)
+            hint = hint or sink.reason()
         if hint is not None:
             log(hint)
     except BaseException:
@@ -347,6 +506,7 @@ def _run(
         tar_status = reap(tar)
         pump.join()
         drain(lines, log)
+        sink.drain(log)
     pipeline_failed(text, [tar_status, sink_status], hint)
     if stats.bytes_in % BLOCK or tail != bytes(2 * BLOCK):
         # lxc-usernsexec reports a tar killed by a signal as success; the stream tells.

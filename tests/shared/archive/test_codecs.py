@@ -70,7 +70,12 @@ def test_commands() -> None:
         "--rsyncable",
     ]
     assert compressor_command(Compression.LZO) == ["lzop"]
-    assert compressor_command(Compression.ZSTD) is None
+    assert compressor_command(Compression.ZSTD) == ["zstd", "--threads=1"]
+    assert compressor_command(Compression.ZSTD, zstd_threads=4, zstd_level=5) == [
+        "zstd",
+        "--threads=4",
+        "-5",
+    ]
     assert compressor_command(Compression.NONE) is None
     with pytest.raises(ArchiveError):
         compressor_command(Compression.XZ)
