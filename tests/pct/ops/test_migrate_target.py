@@ -12,6 +12,7 @@ import pytest
 
 from pct.ops import migrate_target as target
 from shared import owner
+from shared.runtime import migration
 from shared.errors import CtkitError, StateError
 
 
@@ -37,18 +38,20 @@ def test_rsync_server_arguments_of_a_receiver_pass() -> None:
 
 def test_data_needs_a_live_session_that_made_the_volume(ctroot: Path) -> None:
     volid = "local:900/subvol-900-disk-0.subvol"
+    ready: list[bool] = []
     with pytest.raises(StateError, match="no migration into CT 900 in progress"):
-        target.recv_btrfs(900, volid, "ctkit-migrate1", io.BytesIO(b""))
-    owner.write_record(target.record_path(900), {"vmid": 900, "volumes": []})
+        target.recv_btrfs(900, volid, "ctkit-migrate1", io.BytesIO(b""), lambda: ready.append(True))
+    owner.write_record(migration.incoming_record(900), {"vmid": 900, "volumes": []})
     with pytest.raises(StateError, match="is not part of the migration"):
-        target.recv_btrfs(900, volid, "ctkit-migrate1", io.BytesIO(b""))
+        target.recv_btrfs(900, volid, "ctkit-migrate1", io.BytesIO(b""), lambda: ready.append(True))
     with pytest.raises(CtkitError, match="unexpected snapshot name"):
-        target.recv_btrfs(900, volid, "../x", io.BytesIO(b""))
+        target.recv_btrfs(900, volid, "../x", io.BytesIO(b""), lambda: ready.append(True))
+    assert not ready  # the source is told to send only for a valid request
 
 
 def test_a_dead_sessions_reservation_is_rolled_back(ctroot: Path) -> None:
     rec = {"vmid": 901, "volumes": [], "pid": 1, "start": -1}
-    path = target.record_path(901)
+    path = migration.incoming_record(901)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(rec))
     conf = ctroot / "etc/pve/lxc/901.conf"
@@ -70,4 +73,4 @@ def test_a_silent_source_is_given_up_and_a_pinging_one_is_not(ctroot: Path) -> N
     replies = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["ok"] for r in replies] == [True, True]  # the greeting and the ping
     assert len(logs) == 1 and logs[0].startswith("no word from the source for")
-    assert not conf.exists() and not target.record_path(902).exists()
+    assert not conf.exists() and not migration.incoming_record(902).exists()
