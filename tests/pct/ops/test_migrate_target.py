@@ -12,8 +12,8 @@ import pytest
 
 from pct.ops import migrate_target as target
 from shared import owner
-from shared.runtime import migration
 from shared.errors import CtkitError, StateError
+from shared.runtime import migration
 
 
 @pytest.mark.parametrize(
