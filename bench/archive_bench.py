@@ -63,7 +63,9 @@ def generate(root: Path, size_mb: int, seed: int = 1) -> int:
 
 def child(op: str, args: list[str]) -> None:
     sys.path.insert(0, str(REPO))
-    from shared.archive import Compression, CreateSpec, create, extract
+    from shared.archive.codecs import Compression
+    from shared.archive.tarcreate import CreateSpec, create
+    from shared.archive.tarextract import extract
 
     start = time.perf_counter()
     if op == "create":
