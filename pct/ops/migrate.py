@@ -212,6 +212,10 @@ def _transfer(
             log(f"mapped: {key} from {conf.nets()[key]['bridge']} to {bridge}")
         if run.running:
             log("start container on target node")
+        # a session that died during the copy (its receivers may still have taken the data)
+        # shows here, while a failure still means "not committed" and the source starts again;
+        # only a failure of the commit itself leaves the target's state unknown
+        session.request("ping")
         run.phase = "committing"
         run.save()
         last_sent = {run.volmap[v]: run.sent[v][-1] for v in run.btrfs}

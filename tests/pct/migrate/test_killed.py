@@ -104,3 +104,24 @@ def test_a_killed_session_is_rolled_back_by_the_next_command_on_the_target(
     assert f"CT {vmid}: rolling back an interrupted migration" in res.text
     assert target_clean(far, vmid), list(recv.iterdir())
     pct("stop", vmid)
+
+
+def test_a_session_lost_during_the_downtime_starts_the_source_again(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    """The session dies once the CT is going down: the final pass may still reach receivers
+    that were checked before, but nothing was committed, so the source runs again."""
+    vmid, digest = running_ct
+    proc = start_migration(vmid, "--timeout", "30")
+    assert wait_for(lambda: out_record(ctroot, vmid).get("stopped") is True, timeout=120)
+    for pid in session_pids(far):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode != 0, out
+    assert "state on the target unknown" not in out, out
+    assert f"start container {vmid} again on the source" in out, out
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    far.pct("list")  # the target's next command rolls its half back
+    assert wait_for(lambda: target_clean(far, vmid))
+    pct("stop", vmid)
