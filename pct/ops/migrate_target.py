@@ -235,7 +235,22 @@ def recv_btrfs(
     sid, volname = parse_volume_id(volid)
     store = load_config().storage(sid)
     ready()
-    btrfssend.receive(store, volname, snap, stream)
+    try:
+        btrfssend.receive(store, volname, snap, stream)
+    finally:
+        # a session that ended while this stream still ran has rolled back already: what
+        # arrived after that belongs to nobody, and no later command would know of it
+        if not _session_has(vmid, volid):
+            with contextlib.suppress(CtkitError):
+                btrfssend.discard_staging(store, volname)
+
+
+def _session_has(vmid: int, volid: str) -> bool:
+    try:
+        _session_volume(vmid, volid)
+    except StateError:
+        return False
+    return True
 
 
 # rsync's server options that a sender may pass: short option clusters and these long ones

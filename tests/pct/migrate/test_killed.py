@@ -48,7 +48,13 @@ def test_killed_while_copying_the_next_status_unlocks_and_drops_its_snapshots(
     assert f"CT {vmid}: migration (pid {proc.pid}) died in phase 'copy'" in res.err
     assert_source_as_before(pct, vmid, ctroot, digest)
     assert not (ctroot / f"run/ctkit/migrate/out-{vmid}.json").exists()
-    assert wait_for(lambda: target_clean(far, vmid))
+    images = far.root / "mnt/fbt/images" / str(vmid)
+    assert wait_for(lambda: target_clean(far, vmid)), (
+        list(images.iterdir()) if images.is_dir() else [],
+        list((far.root / "run/ctkit/migrate").glob("*")),
+        far.conf(vmid).exists(),
+        sh("ip", "netns", "exec", far.netns, "ps", "-eo", "pid,args").stdout,
+    )
     pct("stop", vmid)
 
 
