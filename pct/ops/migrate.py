@@ -11,7 +11,6 @@ we stopped it). An ownership record makes a killed migration recoverable by the 
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +27,6 @@ from shared.ctconfig.mountpoints import parse_mountpoint
 from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
 from shared.remote import config as remotes
-from shared.remote import ssh
 from shared.remote.config import Remote
 from shared.runtime import lifecycle, lxcapi, migration, recovery
 from shared.runtime.ctview import config_root_ids
@@ -44,6 +42,7 @@ from shared.storage.volumes import (
 
 from . import migrate_link as link
 from . import migrate_plan as plan
+from . import remote as remote_ops
 from .destroy import referenced_volumes
 from .migrate_target import SNAP_NAMES
 
@@ -144,14 +143,7 @@ def _target_info(
         args += ["--storages", ",".join(storages)]
     if nets:
         args += ["--bridges", ",".join(sorted(set(nets.values())))]
-    out = ssh.run_pct(remote, args)
-    try:
-        info = json.loads(out)
-    except ValueError:
-        raise CtkitError(f"remote '{remote.name}' did not answer like a ctkit host") from None
-    if not isinstance(info, dict):
-        raise CtkitError(f"remote '{remote.name}' did not answer like a ctkit host")
-    return info
+    return remote_ops.host_info(remote, args)
 
 
 def _transfer(

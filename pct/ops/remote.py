@@ -17,13 +17,7 @@ def check(remote: Remote, vmid: int | None = None) -> dict[str, Any]:
     args = ["migrate-target", "info"]
     if vmid is not None:
         args += ["--vmid", str(vmid)]
-    out = ssh.run_pct(remote, args)
-    try:
-        info = json.loads(out)
-    except ValueError:
-        raise CtkitError(f"remote '{remote.name}' did not answer like a ctkit host") from None
-    if not isinstance(info, dict):
-        raise CtkitError(f"remote '{remote.name}' did not answer like a ctkit host")
+    info = host_info(remote, args)
     info["compatible"] = info.get("protocol") == PROTOCOL
     info["local_ctkit"] = version()
     return info
@@ -42,3 +36,15 @@ def render(remote: Remote, info: dict[str, Any]) -> list[str]:
     if "vmid_free" in info:
         lines.append(f"vmid: {'free' if info['vmid_free'] else 'in use'}")
     return lines
+
+
+def host_info(remote: Remote, args: list[str]) -> dict[str, Any]:
+    """The remote's ``pct migrate-target info ...`` answer, or one line saying it gave none."""
+    out = ssh.run_pct(remote, args)
+    try:
+        info = json.loads(out)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise CtkitError(f"remote '{remote.name}' did not answer like a ctkit host")
+    return info
