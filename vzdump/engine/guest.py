@@ -297,19 +297,22 @@ class GuestBackup:
     def _archive(self, run: modes.GuestRun, snapdir: Path) -> None:
         assert self.tmpdir is not None and self.target is not None
         conf = store.load(self.vmid)
+        excludes = exclude_patterns(self.opts)
+        # tar never matches these (in suspend mode rsync applied them to the copy already);
+        # the restic path drops them too, so that both back up the same files
+        for pattern in (p for p in excludes if p.endswith("/") and run.mode != "suspend"):
+            self.log.warn(f"tar does not match exclusion with a trailing slash '{pattern}'")
         if self.restic is not None:
-            self._restic_archive(run, snapdir, conf)
+            self._restic_archive(run, snapdir, conf, excludes)
             return
         self._assemble(conf)
         spec = CreateSpec(
             tmpdir=self.tmpdir,
             snapdir=snapdir,
             sources=["."] if run.mode == "suspend" else modes.sources(run),
-            excludes=exclude_patterns(self.opts),
+            excludes=excludes,
             idmap=config_idmap(conf) or None,
         )
-        for pattern in (p for p in spec.excludes if p.endswith("/") and run.mode != "suspend"):
-            self.log.warn(f"tar does not match exclusion with a trailing slash '{pattern}'")
         if run.mode == "suspend":
             spec.excludes = [p for p in spec.excludes if not p.endswith("/")]
         dest: Path | IO[bytes]
@@ -363,7 +366,9 @@ class GuestBackup:
             self.size = self.target.archive.stat().st_size
             self.log.info(f"archive file size: {format_size(self.size)}")
 
-    def _restic_archive(self, run: modes.GuestRun, snapdir: Path, conf: Config) -> None:
+    def _restic_archive(
+        self, run: modes.GuestRun, snapdir: Path, conf: Config, excludes: list[str]
+    ) -> None:
         """The restic path: notes and protection go into the snapshot as it is written."""
         assert self.restic is not None and self.target is not None
         fw = paths.firewall_conf(self.vmid)
@@ -377,7 +382,7 @@ class GuestBackup:
                 snapdir=snapdir,
                 config=conf.for_backup().to_bytes(),
                 firewall=fw.read_bytes() if fw.is_file() else b"",
-                excludes=exclude_patterns(self.opts),
+                excludes=excludes,
                 idmap=config_idmap(conf),
                 notes=notes,
                 protected=self.opts.protected,

@@ -34,6 +34,8 @@ from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
 from shared.tasklog import Progress, human_bytes
 
+from . import resticexclude
+
 Log = Callable[[str], None]
 CONFIG_DIR = "config"
 ROOTFS_DIR = "rootfs"
@@ -129,24 +131,13 @@ def staged(run: ResticRun) -> Iterator[Path]:
             clear_stage(stage)
 
 
-def exclude_args(stage: Path, excludes: Sequence[str]) -> list[str]:
-    """vzdump's patterns for restic: ``/``-anchored ones from the container's root (restic
-    matches them against the absolute path), others at any depth; lost+found everywhere."""
-    out = ["--exclude", "lost+found"]
-    for pattern in excludes:
-        if pattern.startswith("/"):
-            out += ["--exclude", f"{stage / ROOTFS_DIR}{pattern}"]
-        else:
-            out += ["--exclude", pattern]
-    return out
-
-
-def backup_args(run: ResticRun, stage: Path) -> list[str]:
+def backup_args(run: ResticRun, stage: Path, size: int, patterns: Sequence[str]) -> list[str]:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.when))  # restic's TZ is UTC
     tags: dict[str, str | None] = {
         resticbackups.TAG: None,
         "type": "lxc",
         "vmid": str(run.vmid),
+        "size": str(size),
     }
     if run.idmap:
         tags["idmap"] = idmap_tag(run.idmap)
@@ -155,7 +146,7 @@ def backup_args(run: ResticRun, stage: Path) -> list[str]:
     if run.protected:
         tags[resticbackups.PROTECTED] = None
     args = ["backup", "--json", "--time", stamp, "--host", paths.node_name()]
-    args += restic.tags_arg(tags) + exclude_args(stage, run.excludes)
+    args += restic.tags_arg(tags) + resticexclude.exclude_args(stage / ROOTFS_DIR, patterns)
     if run.mode == "suspend":
         args += ["--ignore-inode", "--ignore-ctime"]
     return [*args, CONFIG_DIR, ROOTFS_DIR]
@@ -170,7 +161,10 @@ def backup(run: ResticRun, log: Log) -> ResticResult:
     volid = volume_id(run.store, run.vmid, run.when)
     log(f"creating restic backup '{volid}'")
     with staged(run) as stage:
-        summary = _run_backup(run, stage, log)
+        patterns = resticexclude.effective(run.excludes, unprivileged=bool(run.idmap))
+        predicted = resticexclude.tree_size(stage / ROOTFS_DIR, patterns)
+        predicted += len(run.config) + len(run.firewall)
+        summary = _run_backup(run, backup_args(run, stage, predicted, patterns), stage, log)
     snap = str(summary.get("snapshot_id") or "")
     if not snap:
         raise StorageError(f"restic storage '{run.store.id}': no snapshot was written")
@@ -182,17 +176,25 @@ def backup(run: ResticRun, log: Log) -> ResticResult:
         f"{human_bytes(size)} processed, {human_bytes(added)} added to the repository "
         f"in {float(summary.get('total_duration') or 0):.2f}s"
     )
-    # the size is known only now: one more tag (restic rewrites the snapshot, same time)
-    try:
-        restic.run_exclusive(run.store.repo, ["tag", "--add", f"size={size}", snap])
-    except CtkitError as err:  # the backup is complete; only its listed size is missing
-        log(f"WARN: unable to record the backup size - {err}")
+    record_size(run.store, snap, predicted, size, log)
     return ResticResult(volid, snap, size, added)
 
 
-def _run_backup(run: ResticRun, stage: Path, log: Log) -> dict[str, Any]:
+def record_size(store: ResticStorage, snap: str, tagged: int, size: int, log: Log) -> None:
+    """The snapshot was tagged with the size measured before the backup; should restic have
+    processed a different amount, the tag is corrected (one more restic run)."""
+    if tagged == size:
+        return
+    try:
+        args = ["tag", "--remove", f"size={tagged}", "--add", f"size={size}", snap]
+        restic.run_exclusive(store.repo, args)
+    except CtkitError as err:  # the backup is complete; only its listed size is off
+        log(f"WARN: unable to record the backup size - {err}")
+
+
+def _run_backup(run: ResticRun, args: list[str], stage: Path, log: Log) -> dict[str, Any]:
     with signals.held():  # a signal now is only noted: restic never runs on unwatched
-        proc = restic.start(run.store.repo, backup_args(run, stage), cwd=stage)
+        proc = restic.start(run.store.repo, args, cwd=stage)
     summary: dict[str, Any] = {}
     try:
         signals.raise_if_interrupted()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Host, log_messages, start_vzdump, vzdump
+from .conftest import Host, log_messages, only_archive, start_vzdump, tar_list, vzdump
 
 pytestmark = pytest.mark.lxc
 
@@ -140,6 +140,62 @@ def test_backup_list_second_run_and_prune(rhost: Host) -> None:
     res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
     assert res.rc == 0, res.err
     assert len(listing()) == 3
+
+
+EXCLUDES = ["run", "config", "rootfs", "/var/foo*", "*.log", "/srv/cache/", "unclosed["]
+
+
+def test_exclude_paths_as_in_the_tar_path(rhost: Host) -> None:
+    """The same --exclude-path patterns leave the same files in a restic snapshot as in a tar
+    archive, also names that occur in the stage restic runs from (run, config, rootfs), which
+    once excluded the whole container or its config; the listed size is what restic processed,
+    measured before the backup, so no second restic run is needed for it."""
+    add_storage(rhost.root)
+    ct = rhost.create()
+    for rel in ("srv/keep.txt", "srv/run/x", "etc/config/y", "opt/rootfs/z", "var/foo1",
+                "var/foo/in", "var/fo", "srv/a.log", "srv/cache/c", "unclosed[", "tmp/t"):
+        ct.write(rel, rel.encode())
+    args = [arg for p in EXCLUDES for arg in ("--exclude-path", p)]
+    res = vzdump(str(ct.vmid), "--storage", "offsite", *args)
+    assert res.rc == 0, res.err
+    assert "WARN: tar does not match exclusion with a trailing slash '/srv/cache/'" in res.err
+    assert "unable to record the backup size" not in res.err
+    res = vzdump(str(ct.vmid), "--dumpdir", str(rhost.dumpdir), *args)
+    assert res.rc == 0, res.err
+    in_tar = {m.name.removeprefix("./").rstrip("/") for m in tar_list(only_archive(
+        rhost.dumpdir, ct.vmid)) if m.name.startswith("./")}  # fmt: skip
+    in_tar -= {"", "etc/vzdump/pct.conf", "etc/vzdump/pct.fw"}  # the config members
+    nodes = [json.loads(line) for line in restic_cmd(rhost.root, "ls", "--json", "latest")
+             .splitlines()[1:]]  # fmt: skip
+    in_restic = {n["path"].removeprefix("/rootfs/") for n in nodes
+                 if n["path"].startswith("/rootfs/")}  # fmt: skip
+    assert in_restic == in_tar
+    assert {"srv/keep.txt", "var/fo", "srv/cache/c", "tmp"} <= in_restic
+    assert not {"srv/run", "etc/config", "opt/rootfs", "var/foo1", "srv/a.log", "unclosed[",
+                "tmp/t"} & in_restic  # fmt: skip
+    assert {n["path"] for n in nodes if n["path"].startswith("/config/")} == {
+        "/config/pct.conf", "/config/pct.fw"}  # fmt: skip
+    processed = sum(int(n.get("size") or 0) for n in nodes if n["type"] == "file")
+    (row,) = listing()
+    assert int(str(row["size"])) == processed
+
+
+def test_a_size_restic_disagrees_with_is_corrected(rhost: Host) -> None:
+    """Should restic process another amount than the walk measured, the tag is corrected."""
+    from shared.storage.api import restic_volume
+    from vzdump.engine.resticpath import record_size
+
+    add_storage(rhost.root)
+    ct = rhost.create()
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    (row,) = listing()
+    found = restic_volume(str(row["volid"]))
+    assert found is not None
+    snaps = restic_json(rhost.root, "snapshots")
+    assert isinstance(snaps, list)
+    record_size(found[0], snaps[0]["id"], int(str(row["size"])), 12345, print)
+    (row,) = listing()
+    assert row["size"] == 12345
 
 
 def du(path: Path) -> int:
@@ -285,8 +341,8 @@ def test_stale_lock_of_a_killed_backup(rhost: Host) -> None:
     time.sleep(1.1)
     res = vzdump(str(ct.vmid), "--storage", "offsite")
     assert res.rc == 0, res.err
-    assert "WARN" not in res.err  # its size is recorded (a tag needs the repository alone)
-    assert len(listing()) == 2 and not stale.exists()
+    assert "WARN" not in res.err
+    assert len(listing()) == 2 and stale.exists()  # a backup does not need the repository alone
     res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
     assert res.rc == 0, res.err
     assert len(listing()) == 1 and not stale.exists() and not locks()

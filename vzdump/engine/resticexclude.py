@@ -1,0 +1,213 @@
+"""vzdump's exclusion patterns for a restic backup, and the size of what they leave.
+
+restic matches an exclude pattern against the *absolute* path of every item, and a pattern
+without a leading ``/`` matches a run of components anywhere in it. Handed over as they are,
+vzdump's unanchored patterns would also match the stage the backup runs from
+(``<root>/run/vzdump-restic/<vmid>/rootfs``): ``--exclude-path run`` would drop the whole
+container, ``config`` the backed-up pct.conf. So every pattern is anchored below the stage's
+``rootfs/`` here: ``/var/foo*`` from the container's root, ``bar`` as ``rootfs/**/bar`` at
+any depth, and the stage's own path is glob-escaped. The globs are restic's (Go's): unlike in
+tar, a ``*`` never crosses a ``/``; a directory that matches is left out with all below it.
+
+The size (restic's "bytes processed": the apparent size of every regular file backed up) is
+measured before restic starts, by walking the tree with the same patterns in restic's
+semantics, so that it can be a tag of the snapshot as it is written: restic cannot add a tag
+to a running backup, and a second restic run only for the tag costs a repository opening
+(its key derivation alone is about half a second). Should restic still process another amount
+(a corner of its matching the walk does not share, such as two ``**`` in one pattern), the
+caller corrects the tag afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+GLOB_SPECIAL_RE = re.compile(r"([\\*?\[\]])")
+
+
+def escape(path: Path | str) -> str:
+    """A literal path as a restic pattern (Go's filepath.Match escapes with a backslash)."""
+    return GLOB_SPECIAL_RE.sub(r"\\\1", str(path))
+
+
+def effective(excludes: Sequence[str], unprivileged: bool) -> list[str]:
+    """The patterns a restic backup applies, as the tar path does: ``lost+found`` at any depth
+    for an unprivileged container; patterns with a trailing slash never match in tar, so they
+    are dropped here too (the caller warns about them, once, for both paths)."""
+    out = ["lost+found"] if unprivileged else []
+    return out + [p for p in excludes if p and not p.endswith("/")]
+
+
+def as_restic(pattern: str) -> str:
+    """A pattern restic accepts: one Go's glob refuses (``x[``, a trailing backslash), which
+    would make restic refuse the whole backup, is taken literally, as tar's fnmatch does."""
+    if pattern_regex(pattern) is None:
+        return ("/" if pattern.startswith("/") else "") + escape(pattern.lstrip("/"))
+    return pattern
+
+
+def exclude_args(rootfs: Path, patterns: Sequence[str]) -> list[str]:
+    """``--exclude`` arguments, each anchored below the stage's ``rootfs`` directory."""
+    base = escape(rootfs)
+    out: list[str] = []
+    for pattern in map(as_restic, patterns):
+        if pattern.startswith("/"):
+            out += ["--exclude", f"{base}{pattern}"]
+        else:
+            out += ["--exclude", f"{base}/**/{pattern}"]
+    return out
+
+
+# --- restic's matching, for the size walk ----------------------------------------------------
+
+
+def _component_regex(glob: str) -> str | None:
+    """One path component of a Go filepath.Match pattern as a regex (None: a pattern Go
+    refuses)."""
+    out, i = [], 0
+    while i < len(glob):
+        ch = glob[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            if i + 1 == len(glob):
+                return None
+            i += 1
+            out.append(re.escape(glob[i]))
+        elif ch == "[":
+            end, cls = _char_class(glob, i + 1)
+            if end < 0:
+                return None
+            out.append(cls)
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out)
+
+
+def _char_class(glob: str, i: int) -> tuple[int, str]:
+    """``[...]`` from ``glob[i:]`` (after the ``[``): (index of the ``]``, regex class), or
+    (-1, "") for a class Go refuses (unterminated, empty, a bare ``-`` not between two
+    characters; ``]`` and ``-`` as characters must be escaped there)."""
+    negated = i < len(glob) and glob[i] == "^"
+    i += negated
+    body: list[str] = []
+    while i < len(glob) and glob[i] != "]":
+        ch = glob[i]
+        if ch == "-":
+            if not body or i + 1 >= len(glob) or glob[i + 1] == "]":
+                return -1, ""
+            body.append("-")
+        elif ch == "\\":
+            if i + 1 == len(glob):
+                return -1, ""
+            i += 1
+            body.append(re.escape(glob[i]))
+        else:
+            body.append(re.escape(ch))
+        i += 1
+    if i >= len(glob) or not body:
+        return -1, ""
+    return i, ("[^/" if negated else "[") + "".join(body) + "]"
+
+
+def _body(comps: Sequence[str]) -> str | None:
+    parts: list[str] = []
+    for index, comp in enumerate(comps):
+        if comp == "**":
+            parts.append("(?:.*/)?")
+            continue
+        rx = _component_regex(comp)
+        if rx is None:
+            return None
+        parts.append(rx + ("/" if index + 1 < len(comps) else ""))
+    return "".join(parts)
+
+
+def _components(pattern: str) -> list[str]:
+    comps = [c for c in pattern.split("/") if c not in ("", ".")]
+    while comps and comps[-1] == "**":  # matches the directory itself and all below
+        comps.pop()
+    return comps
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str] | None:
+    """A vzdump pattern as a regex over a path relative to the container's root (``a/b``):
+    it matches exactly the items restic excludes first (their contents are never visited)."""
+    comps = _components(pattern)
+    body = _body(comps) if comps else None
+    if body is None:
+        return None
+    return re.compile(("" if pattern.startswith("/") else "(?:.*/)?") + body, re.DOTALL)
+
+
+class _Matcher:
+    """The patterns sorted by what they need to see of an entry. Since the walk never enters
+    an excluded directory, a pattern without ``**`` only has to be tried where it can match
+    whole: one of k components on the entry's last k components if unanchored (mostly just its
+    name), at depth k if anchored. The rest are tried on the whole relative path."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        names: list[str] = []
+        depth: dict[int, list[str]] = {}
+        general: list[str] = []
+        for pattern in map(as_restic, patterns):
+            comps = _components(pattern)
+            body = _body(comps) if comps else None
+            if body is None:
+                continue
+            if "**" in comps:
+                general.append(("" if pattern.startswith("/") else "(?:.*/)?") + body)
+            elif pattern.startswith("/"):
+                depth.setdefault(len(comps), []).append(body)
+            elif len(comps) == 1:
+                names.append(body)
+            else:
+                general.append("(?:.*/)?" + body)
+        self.names = _alternation(names)
+        self.depth = {k: rx for k, v in depth.items() if (rx := _alternation(v)) is not None}
+        self.general = _alternation(general)
+
+    def excluded(self, name: str, rel: str, level: int) -> bool:
+        if self.names is not None and self.names.fullmatch(name):
+            return True
+        at_depth = self.depth.get(level)
+        if at_depth is not None and at_depth.fullmatch(rel):
+            return True
+        return self.general is not None and self.general.fullmatch(rel) is not None
+
+
+def _alternation(bodies: Sequence[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{b})" for b in bodies), re.DOTALL) if bodies else None
+
+
+def tree_size(top: Path, patterns: Sequence[str]) -> int:
+    """Bytes of the regular files below ``top`` that the patterns leave (symlinks not
+    followed, mount points below crossed, as restic does)."""
+    matcher = _Matcher(patterns)
+    total = 0
+    stack: list[tuple[str, str, int]] = [(str(top), "", 1)]
+    while stack:
+        path, rel, level = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue  # restic reports what it cannot read, and the backup then fails
+        for entry in entries:
+            name = rel + entry.name
+            if matcher.excluded(entry.name, name, level):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):  # the type from readdir: no stat
+                    stack.append((entry.path, name + "/", level + 1))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
