@@ -23,17 +23,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import results  # noqa: E402
-from bench.vzdump_bench import Root, generate  # noqa: E402
-from shared.testbed import build_busybox_rootfs, cleanup_root, pack  # noqa: E402
+from bench.vzdump_bench import Root, btrfs_storage, generate, scratch_root  # noqa: E402
+from shared.testbed import build_busybox_rootfs, pack  # noqa: E402
 
 FIRST_VMID = 900000960
 TARGET = 1 / 0.65
@@ -46,31 +44,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--guests", type=int, default=8)
     opts = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ctkit-parallel-bench-", dir=opts.dir))
-    work.chmod(0o755)
-    root = Root(work / "root")
-    root.path.mkdir()
-    try:
+    with scratch_root("ctkit-parallel-bench-", opts.dir) as (root, work):
         bench(root, work, opts)
-    finally:
-        cleanup_root(root.path)
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def btrfs_storage(root: Root, size_mb: int) -> None:
-    """A btrfs loop file system as storage ``bt`` beside ``local``."""
-    image = root.path / "btrfs.img"
-    with open(image, "wb") as fh:
-        fh.truncate(max(size_mb, 1024) << 20)
-    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
-    mnt = root.path / "mnt/btrfs"
-    mnt.mkdir(parents=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    mnt.chmod(0o755)
-    (root.path / "etc/pve/storage.cfg").write_text(
-        "dir: local\n\tpath /var/lib/vz\n\tcontent rootdir,vztmpl,backup\n\n"
-        "btrfs: bt\n\tpath /mnt/btrfs\n\tcontent rootdir,images,backup\n"
-    )
 
 
 def job(root: Root, work: Path, name: str, vmids: list[int], mode: str, workers: int) -> float:

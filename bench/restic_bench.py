@@ -25,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.results import record  # noqa: E402
-from bench.vzdump_bench import BIN, VMID, Root, generate  # noqa: E402
-from shared.testbed import build_busybox_rootfs, cleanup_root, pack  # noqa: E402
+from bench.vzdump_bench import BIN, VMID, Root, generate, scratch_root  # noqa: E402
+from shared.testbed import build_busybox_rootfs, pack  # noqa: E402
 
 PASSWORD = "bench password"
 
@@ -62,15 +61,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="restore pairs (median)")
     parser.add_argument("--scale", type=int, default=4, help="then the tree at N times the size")
     opts = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ctkit-restic-bench-", dir=opts.dir))
-    work.chmod(0o755)
-    root = Root(work / "root")
-    root.path.mkdir()
-    try:
+    with scratch_root("ctkit-restic-bench-", opts.dir) as (root, work):
         bench(root, work, opts)
-    finally:
-        cleanup_root(root.path)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def bench(root: Root, work: Path, opts: argparse.Namespace) -> None:

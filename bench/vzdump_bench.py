@@ -28,6 +28,7 @@ in one run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -37,11 +38,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from shared.fakehost import add_storage, make_btrfs  # noqa: E402
 from shared.testbed import (  # noqa: E402
     build_busybox_rootfs,
     cleanup_root,
@@ -148,6 +151,29 @@ class Root:
         return seconds, peak[0], usage.ru_maxrss, text
 
 
+@contextlib.contextmanager
+def scratch_root(prefix: str, base: str) -> Iterator[tuple[Root, Path]]:
+    """A work dir below ``base`` (0755: the containers' root, 100000, reads the trees and temp
+    dirs) with a scratch CTKIT_ROOT in it; containers, mounts and files go again at the end."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    work.chmod(0o755)
+    root = Root(work / "root")
+    root.path.mkdir()
+    try:
+        yield root, work
+    finally:
+        cleanup_root(root.path)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def btrfs_storage(root: Root, size_mb: int) -> None:
+    """A btrfs loop file system (at least 1 GiB) as storage ``bt`` beside ``local``."""
+    mnt = root.path / "mnt/btrfs"
+    make_btrfs(root.path / "btrfs.img", mnt, max(size_mb, 1024) << 20)
+    mnt.chmod(0o755)
+    add_storage(root.path, "btrfs: bt\n\tpath /mnt/btrfs\n\tcontent rootdir,images,backup\n")
+
+
 def _sample_hwm(pid: int, peak: list[int], done: threading.Event) -> None:
     while not done.is_set():
         try:
@@ -232,18 +258,7 @@ def stop_mode(root: Root, rootfs: Path, work: Path, opts: argparse.Namespace, la
 
 def frozen_windows(root: Root, work: Path, tpl: Path, size_mb: int, seed: int) -> None:
     """Suspend mode and btrfs snapshot mode, small and big running containers."""
-    image = root.path / "btrfs.img"
-    with open(image, "wb") as fh:
-        fh.truncate((size_mb * 3 + 2048) << 20)
-    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
-    mnt = root.path / "mnt/btrfs"
-    mnt.mkdir(parents=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    mnt.chmod(0o755)
-    (root.path / "etc/pve/storage.cfg").write_text(
-        "dir: local\n\tpath /var/lib/vz\n\tcontent rootdir,vztmpl,backup\n\n"
-        "btrfs: bt\n\tpath /mnt/btrfs\n\tcontent rootdir,images,backup\n"
-    )
+    btrfs_storage(root, size_mb * 3 + 2048)
     dump = work / "dump"
     for n, (storage, big) in enumerate([("local", False), ("bt", False), ("bt", True)]):
         vmid = VMID + 1 + n
@@ -279,15 +294,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip-modes", action="store_true")
     opts = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ctkit-vzdump-bench-", dir=opts.dir))
-    work.chmod(0o755)  # the container's root (100000) reads the tree and the temp dir
-    root = Root(work / "root")
-    root.path.mkdir()
-    try:
+    with scratch_root("ctkit-vzdump-bench-", opts.dir) as (root, work):
         bench(root, work, opts)
-    finally:
-        cleanup_root(root.path)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def bench(root: Root, work: Path, opts: argparse.Namespace) -> None:
