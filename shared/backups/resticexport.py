@@ -20,7 +20,7 @@ from shared.formats.archivename import backup_basename
 from shared.storage import resticbackups
 from shared.storage.api import restic_volume
 
-from .resticstream import SnapshotStream
+from .resticstream import open_snapshot
 
 CHUNK = 1 << 20
 
@@ -40,13 +40,15 @@ def export(volid: str, dest: Path, *, threads: int = 0) -> Exported:
     store, volname = found
     if not dest.is_dir() or dest.is_symlink():
         raise ConfigError(f"target directory '{dest}' does not exist")
-    snap = resticbackups.find(store, volname)
-    target = dest / f"{backup_basename(snap.vmid, snap.ctime)}.tar.zst"
+    vol = resticbackups.parse_volname(volname)
+    assert vol.vmid is not None
+    ctime = resticbackups.parse_restic_time(volname.rsplit("/", 1)[1])
+    target = dest / f"{backup_basename(vol.vmid, ctime)}.tar.zst"
     if os.path.lexists(target):
         raise StorageError(f"'{target}' already exists")
     workers = threads or max(1, ((os.cpu_count() or 1) + 1) // 2)
     params = zstandard.ZstdCompressionParameters.from_level(3, threads=workers)
-    stream = SnapshotStream(store, snap)
+    stream = open_snapshot(store, volname)
     try:
         with atomic.atomic_open(target, mode=0o644, tmp_name=f"{target.name}.dat") as fh:
             writer = zstandard.ZstdCompressor(compression_params=params).stream_writer(

@@ -157,20 +157,45 @@ def attribute_records(pax: dict[bytes, bytes], shift: IdShift) -> list[tuple[byt
     return out
 
 
+def snapshot_line(raw: bytes) -> str | None:
+    """The snapshot id of ``restic ls --json``'s first line (None: not such a line)."""
+    try:
+        head = json.loads(raw) if len(raw) <= restic.MAX_JSON_LINE else None
+    except ValueError:
+        return None
+    if isinstance(head, dict) and head.get("struct_type") == "snapshot":
+        return str(head.get("id") or "") or None
+    return None
+
+
 class SpecialNodes:
     """Snapshot path (``rootfs/...``) → ``restic ls`` node of every fifo, socket and device
     node, collected by a thread while the dump runs."""
 
-    def __init__(self, store: ResticStorage, snap_id: str) -> None:
+    def __init__(self, store: ResticStorage, ref: Sequence[str]) -> None:
         self.nodes: dict[bytes, dict[str, Any]] = {}
         self.error: BaseException | None = None
-        self._proc = restic.start(store.repo, ["ls", "--json", snap_id])
+        self._snapshot: str | None = None  # the id restic names in its first line
+        self._seen = threading.Event()
+        self._proc = restic.start(store.repo, ["ls", "--json", *ref])
         self._thread = threading.Thread(target=self._collect, daemon=True)
         self._thread.start()
+
+    def snapshot_id(self) -> str | None:
+        """The id of the snapshot restic lists (its first line), once it is there."""
+        self._seen.wait()
+        if self._snapshot is None:
+            self.get()  # restic's failure
+        return self._snapshot
 
     def _collect(self) -> None:
         try:
             for raw in self._proc.stdout:
+                if not self._seen.is_set():
+                    self._snapshot = snapshot_line(raw)
+                    self._seen.set()
+                    if self._snapshot is not None:
+                        continue
                 # most lines are files and directories: not worth decoding
                 if len(raw) > restic.MAX_JSON_LINE or not SPECIAL_LINE.search(raw):
                     continue
@@ -182,6 +207,8 @@ class SpecialNodes:
             self._proc.finish()
         except (CtkitError, OSError, ValueError) as err:
             self.error = err
+        finally:
+            self._seen.set()
 
     def ready(self) -> bool:
         """Whether ``restic ls`` has finished (then :meth:`get` does not wait)."""
@@ -334,14 +361,13 @@ class SnapshotStream:
     end-of-archive blocks are added only when restic's dump and ls both succeeded.
     """
 
-    def __init__(self, store: ResticStorage, snap: resticbackups.Snapshot) -> None:
+    def __init__(
+        self, store: ResticStorage, snap: resticbackups.Snapshot, started: Started | None = None
+    ) -> None:
+        self.snapshot = snap
         self.shift = IdShift(parse_idmap_tag(restic.tag_value(snap.tags, "idmap")))
-        self._specials = SpecialNodes(store, snap.id)
-        try:
-            self._proc = restic.start(store.repo, ["dump", snap.id, "/"])
-        except BaseException:
-            self._specials.close()
-            raise
+        started = started or Started(store, [snap.id])
+        self._specials, self._proc = started.specials, started.dump
         self._fd = self._proc.stdout.fileno()
         grow_pipe(self._fd)  # fewer, larger reads: restic and this thread switch less
         self._rewriter = Rewriter(self.shift, self._specials)
@@ -396,8 +422,41 @@ class SnapshotStream:
         self._specials.close()
 
 
+class Started:
+    """``restic dump`` and ``restic ls`` of one snapshot reference (its id, or ``--tag ...
+    latest``), started together."""
+
+    def __init__(self, store: ResticStorage, ref: Sequence[str]) -> None:
+        self.specials = SpecialNodes(store, ref)
+        try:
+            self.dump = restic.start(store.repo, ["dump", *ref, "/"])
+        except BaseException:
+            self.specials.close()
+            raise
+
+    def close(self) -> None:
+        self.dump.kill()
+        self.specials.close()
+
+
 def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:
-    return SnapshotStream(store, resticbackups.find(store, volname))
+    """The backup ``volname`` as a vzdump tar stream. Its dump starts by the snapshot's tags
+    while the snapshot is looked up, so that the two restic start-ups (each opens the
+    repository: half a second of key derivation) overlap instead of adding up; the lookup
+    then confirms that the snapshot being dumped is the one, and only one, that the volume
+    name names."""
+    started = Started(store, ["--tag", resticbackups.selector(volname), "latest"])
+    try:
+        snap = resticbackups.find(store, volname)
+        if not snap.time_tagged:  # written before the time tag: by its id
+            started.close()
+            started = Started(store, [snap.id])
+        elif started.specials.snapshot_id() != snap.id:
+            raise StorageError(f"restic storage '{store.id}': '{volname}' changed while opened")
+    except BaseException:
+        started.close()
+        raise
+    return SnapshotStream(store, snap, started)
 
 
 def read_through(store: ResticStorage, volname: str) -> tuple[int, int, float]:

@@ -1,9 +1,11 @@
 """The backups of a ``restic`` storage: snapshots as volumes ``<id>:backup/ct/<vmid>/<time>``.
 
 A vzdump snapshot carries the tags ``vzdump``, ``type=lxc``, ``vmid=<vmid>``, ``size=<bytes>``,
-and, when set, ``protected`` and ``notes=<base64url>`` (restic 0.14 has no snapshot
-description, and a tag may hold no comma or newline). Its time is the backup's start to the
-second, in UTC, so the volume id (Proxmox's PBS form) names exactly one snapshot. Snapshots
+``time=<its time>`` and, when set, ``protected`` and ``notes=<base64url>`` (restic 0.14 has no
+snapshot description, and a tag may hold no comma or newline). Its time is the backup's start
+to the second, in UTC, so the volume id (Proxmox's PBS form) names exactly one snapshot; the
+``time`` tag lets a restic command select it without a lookup first (``latest`` with the tags
+of :func:`selector`; backups written before that tag have to be looked up). Snapshots
 without the ``vzdump`` tag are not ours and never listed or touched.
 """
 
@@ -25,6 +27,7 @@ from .volid import VolName
 
 TAG = "vzdump"
 PROTECTED = "protected"
+TIME_TAG = "time"
 VOLNAME_RE = re.compile(
     r"backup/ct/([1-9][0-9]{2,8})/([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"
 )
@@ -91,6 +94,18 @@ class Snapshot:
 
     def volname(self) -> str:
         return f"backup/ct/{self.vmid}/{iso_time(self.ctime)}"
+
+    @property
+    def time_tagged(self) -> bool:
+        """Whether :func:`selector` selects this snapshot."""
+        return restic.tag_value(self.tags, TIME_TAG) == iso_time(self.ctime)
+
+
+def selector(volname: str) -> str:
+    """The tag list (restic's ``--tag``, all of them) that only the backup ``volname`` has."""
+    vol = parse_volname(volname)
+    stamp = volname.rsplit("/", 1)[1]
+    return f"{TAG},vmid={vol.vmid},{TIME_TAG}={stamp}"
 
 
 def _snapshot(item: Any) -> Snapshot | None:

@@ -138,6 +138,7 @@ def backup_args(run: ResticRun, stage: Path, size: int, patterns: Sequence[str])
         "type": "lxc",
         "vmid": str(run.vmid),
         "size": str(size),
+        resticbackups.TIME_TAG: resticbackups.iso_time(run.when),
     }
     if run.idmap:
         tags["idmap"] = idmap_tag(run.idmap)

@@ -143,3 +143,38 @@ def test_foreign_snapshot_layout_is_refused(rhost: Host) -> None:
     assert res.rc != 0, res.err
     assert "unexpected member" in res.lines[-1], res.err
     assert not (rhost.root / f"etc/pve/lxc/{vmid}.conf").exists()
+
+
+def test_dump_starts_by_tags_and_older_backups_by_id(rhost: Host) -> None:
+    """A backup carries its time as a tag, so its dump starts (by ``--tag ... latest``) while
+    the snapshot is still being looked up. A backup written before that tag (the tag removed
+    here) is dumped by its id after the lookup, and restores as before."""
+    from shared.backups.resticstream import open_snapshot
+    from shared.storage.api import restic_volume
+    from tests.vzdump.engine.test_restic import restic_cmd
+
+    add_storage(rhost.root)
+    ct = rhost.create()
+    ct.write("srv/data.txt", b"payload")
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    (row,) = listing()
+    volid = str(row["volid"])
+    stamp = volid.rsplit("/", 1)[1]
+    found = restic_volume(volid)
+    assert found is not None
+    stream = open_snapshot(*found)
+    try:
+        assert f"time={stamp}" in stream.snapshot.tags
+        assert stream._proc.proc.args[-2:] == ["latest", "/"]  # type: ignore[index]
+    finally:
+        stream.close()
+    restic_cmd(rhost.root, "tag", "--remove", f"time={stamp}", "latest")
+    stream = open_snapshot(*found)
+    try:
+        assert stream._proc.proc.args[-2:] == [stream.snapshot.id, "/"]  # type: ignore[index]
+    finally:
+        stream.close()
+    new = rhost.new_vmid()
+    res = run([str(BIN / "pct"), "restore", str(new), volid, "--storage", "local"])
+    assert res.rc == 0, res.err
+    assert (CT(new, rhost.root, True).volume() / "srv/data.txt").read_bytes() == b"payload"

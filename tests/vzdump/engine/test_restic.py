@@ -152,8 +152,19 @@ def test_exclude_paths_as_in_the_tar_path(rhost: Host) -> None:
     measured before the backup, so no second restic run is needed for it."""
     add_storage(rhost.root)
     ct = rhost.create()
-    for rel in ("srv/keep.txt", "srv/run/x", "etc/config/y", "opt/rootfs/z", "var/foo1",
-                "var/foo/in", "var/fo", "srv/a.log", "srv/cache/c", "unclosed[", "tmp/t"):
+    for rel in (
+        "srv/keep.txt",
+        "srv/run/x",
+        "etc/config/y",
+        "opt/rootfs/z",
+        "var/foo1",
+        "var/foo/in",
+        "var/fo",
+        "srv/a.log",
+        "srv/cache/c",
+        "unclosed[",
+        "tmp/t",
+    ):
         ct.write(rel, rel.encode())
     args = [arg for p in EXCLUDES for arg in ("--exclude-path", p)]
     res = vzdump(str(ct.vmid), "--storage", "offsite", *args)
