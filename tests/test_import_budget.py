@@ -11,8 +11,11 @@ cannot grow back unnoticed. bench/cli_bench.py measures the time itself.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +106,20 @@ def _python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def populated(ctroot: Path) -> Path:
+def short_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A CTKIT_ROOT with a short path, as /var/lib/lxc is: LXC names a CT's command socket
+    after its path only while that fits in a socket address (else it hashes it, and the
+    state check then has to ask LXC itself); pytest's own temp dirs can be too deep."""
+    root = Path(tempfile.mkdtemp(prefix="ib-", dir="/tmp"))
+    monkeypatch.setenv("CTKIT_ROOT", str(root))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def populated(short_root: Path) -> Path:
     """Three stopped containers (one with a stale generated LXC config), a template, a job."""
+    ctroot = short_root
     conf_dir = ctroot / "etc/pve/lxc"
     conf_dir.mkdir(parents=True)
     for n in range(3):
@@ -155,3 +170,32 @@ def test_every_help_works_and_imports_nothing_heavy(ctroot: Path, prog: str) -> 
         assert "Usage:" in result["out"], f"{shown}: {result['out']!r}"
         assert result["err"] == "", f"{shown}: {result['err']}"
     assert report["loaded"] == [], f"{prog} --help imported {report['loaded']}"
+
+
+# what a tar backup (``vzdump <vmid> --dumpdir ...``) loads only when it is used: restic's
+# driver and path (a restic storage), the archive reader (--verify), mail (notification)
+ON_DEMAND = (
+    "shared.restic",
+    "shared.storage.resticbackups",
+    "shared.backups.resticstream",
+    "shared.backups.verify",
+    "vzdump.engine.resticpath",
+    "vzdump.notify",
+    "email",
+)
+LOAD_BACKUP_PATH = """
+import json, sys
+import vzdump.cli, vzdump.engine.job
+wanted = json.loads(sys.argv[1])
+loaded = {w for m in sys.modules for w in wanted if m == w or m.startswith(w + ".")}
+print(json.dumps(sorted(loaded)))
+"""
+
+
+def test_the_backup_path_loads_restic_verify_and_mail_on_demand() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_BACKUP_PATH, json.dumps(ON_DEMAND)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []

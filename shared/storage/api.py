@@ -14,7 +14,7 @@ from .. import atomic
 from ..errors import ArchiveError, NotFoundError, ParamError, StorageError
 from ..formats.archivename import VERIFY_EXT, ArchiveInfo, archive_info
 from ..formats.types import FormatError, StorageId
-from . import listing, resticbackups
+from . import listing  # resticbackups (and restic's driver) only where a restic storage is
 from .base import Storage
 from .config import StorageConfig, load_config
 from .listing import VolumeEntry
@@ -152,6 +152,8 @@ def list_backups(
 ) -> list[VolumeEntry]:
     store = get_storage(sid, cfg)
     if isinstance(store, ResticStorage):
+        from . import resticbackups
+
         return resticbackups.list_backups(store, vmid, subtype)
     return listing.list_backups(store, vmid, subtype)
 
@@ -165,6 +167,8 @@ def restic_volume(volid: str, cfg: StorageConfig | None = None) -> tuple[ResticS
     if not isinstance(store, ResticStorage):
         return None
     store.check_enabled()
+    from . import resticbackups
+
     resticbackups.parse_volname(volname)
     return store, volname
 
@@ -174,6 +178,8 @@ def reclaim_space(sid: str, cfg: StorageConfig | None = None) -> None:
     more (archives on dir storages are gone with their files already)."""
     store = get_storage(sid, cfg)
     if isinstance(store, ResticStorage):
+        from . import resticbackups
+
         resticbackups.reclaim_space(store)
 
 
@@ -209,6 +215,8 @@ def remove_backup(volid: str, cfg: StorageConfig | None = None, *, reclaim: bool
     """Remove a backup volume (``can't find file`` when it is not there); on a restic storage
     the snapshot is forgotten and, with ``reclaim``, its data pruned."""
     if restic := restic_volume(volid, cfg):
+        from . import resticbackups
+
         resticbackups.remove(*restic, reclaim=reclaim)
         return
     archive_remove(_existing_file(volid, backup_path(volid, cfg)))
@@ -217,6 +225,8 @@ def remove_backup(volid: str, cfg: StorageConfig | None = None, *, reclaim: bool
 def set_backup_notes(volid: str, text: str, cfg: StorageConfig | None = None) -> None:
     """Write ``<archive>.notes`` (an empty text deletes it)."""
     if restic := restic_volume(volid, cfg):
+        from . import resticbackups
+
         resticbackups.set_notes(*restic, text)
         return
     path = _existing_file(volid, backup_path(volid, cfg))
@@ -232,6 +242,8 @@ def set_backup_protected(volid: str, protected: bool, cfg: StorageConfig | None 
     """Create or remove ``<archive>.protected``, honouring ``max-protected-backups``."""
     cfg = cfg or load_config()
     if restic := restic_volume(volid, cfg):
+        from . import resticbackups
+
         resticbackups.set_protected(*restic, protected)
         return
     path = _existing_file(volid, backup_path(volid, cfg))

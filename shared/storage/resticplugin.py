@@ -15,12 +15,15 @@ backups are kept locally, in ``/var/log/vzdump/restic/<id>``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import paths
 from ..errors import StorageError
-from ..restic import Repo
 from .base import Storage
 from .volid import VolName
+
+if TYPE_CHECKING:
+    from ..restic import Repo
 
 
 def secrets_dir() -> Path:
@@ -49,6 +52,8 @@ class ResticStorage(Storage):
     def repo(self) -> Repo:
         if not self.repository:
             raise StorageError(f"storage '{self.id}' has no repository")
+        from ..restic import Repo  # the driver: only where a restic storage is used
+
         return Repo(
             self.id,
             self.repository,

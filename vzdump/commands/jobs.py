@@ -26,9 +26,6 @@ from shared.cli import (
 from shared.errors import CtkitError, JobError
 from shared.formats.types import Bool
 
-from ..calendar import local_zone
-from ..jobs import config as jobcfg
-
 if TYPE_CHECKING:
     from ..report import JobResult
 
@@ -65,12 +62,16 @@ def _now() -> dt.datetime | None:
         when = dt.datetime.fromisoformat(raw)
     except ValueError:
         raise CtkitError(f"{NOW_ENV}: invalid ISO 8601 time '{raw}'") from None
+    from ..calendar import local_zone
+
     return when if when.tzinfo is not None else when.replace(tzinfo=local_zone())
 
 
 def _job_values(args: list[str]) -> dict[str, Any]:
     """``--key value`` pairs of the job keys: schedule, enabled, comment, repeat-missed and
     every vzdump option jobs.cfg takes (not ``--stdout``); raw strings, validated later."""
+    from ..jobs import config as jobcfg
+
     fields = jobcfg.JOB_FIELDS
     return parse_schema_args(
         args,
@@ -112,12 +113,15 @@ def remove(job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
 def _when(epoch: int | None) -> str:
     if not epoch:
         return "-"
+    from ..calendar import local_zone
+
     return dt.datetime.fromtimestamp(epoch, local_zone()).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @job_app.command("list")
 def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
     """List jobs with their last run, result and next run."""
+    from ..calendar import local_zone
     from ..jobs import manage
 
     now = _now() or dt.datetime.now(local_zone())

@@ -20,8 +20,6 @@ from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarcreate import CreateSpec, create
 from shared.archive.vzdumpformat import write_members
 from shared.backups.locate import archive_file
-from shared.backups.resticstream import read_through
-from shared.backups.verify import verify
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.errors import CtkitError, Interrupted, NotFoundError, OutputClosed
@@ -35,7 +33,7 @@ from shared.tasklog import Progress, timestamp
 from .. import notes
 from ..options import BackupOptions, exclude_patterns
 from ..report import GuestResult
-from . import modes, resticpath, retention
+from . import modes, retention
 from .hooks import Hooks
 from .log import JobLog
 from .target import (
@@ -181,6 +179,8 @@ class GuestBackup:
 
     def _verify(self, archive: Path) -> None:
         """``--verify``: read the new archive back end to end (shared.backups.verify)."""
+        from shared.backups.verify import verify  # only with --verify
+
         self.log.info("verifying archive")
         volid = f"{self.env.storage}:backup/{archive.name}" if self.env.storage else None
         report = verify(archive_file(archive, volid), expected_tar_bytes=self.tar_bytes)
@@ -191,6 +191,8 @@ class GuestBackup:
 
     def _verify_restic(self, store: ResticStorage, volid: str) -> None:
         """``--verify`` of a restic backup: read it back to the end as a restore would."""
+        from shared.backups.resticstream import read_through
+
         self.log.info("verifying backup")
         members, size, seconds = read_through(store, volid.split(":", 1)[1])
         self.log.info(
@@ -223,6 +225,8 @@ class GuestBackup:
         phase or the next guest never sees them)."""
         env = {"VMTYPE": "lxc", "HOSTNAME": self.name}
         if self.target is not None and self.restic is not None:
+            from . import resticpath  # the restic path's modules: only for a restic storage
+
             env["TARGET"] = resticpath.volume_id(self.restic, self.vmid, self.target.when)
             env["LOGFILE"] = str(self.target.logfile)
         elif self.target is not None:
@@ -370,6 +374,8 @@ class GuestBackup:
         self, run: modes.GuestRun, snapdir: Path, conf: Config, excludes: list[str]
     ) -> None:
         """The restic path: notes and protection go into the snapshot as it is written."""
+        from . import resticpath
+
         assert self.restic is not None and self.target is not None
         fw = paths.firewall_conf(self.vmid)
         notes = self._notes_text(conf)

@@ -27,7 +27,6 @@ from shared.runtime.namespace import private_mounts
 from shared.signals import interrupted, interruptible
 from shared.storage.api import backup_dir, backup_storage, get_storage
 
-from .. import notify
 from ..options import OPTIONS, BackupOptions, check_params, job_header, merge_options
 from ..report import GuestResult, JobResult
 from ..scheduler import UPID_RE, make_upid, process_start
@@ -261,6 +260,8 @@ class Job:
         self.result.finished = time.time()
         self.result.job_log_end = []
         if opts is not None and (self.result.guests or self.result.error):
+            from .. import notify  # mail and its email package: only at the end
+
             notify.notify(self.result, opts, warn=self.log.warn)
         return self.result
 
