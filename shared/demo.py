@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -49,6 +50,7 @@ class Demo:
     facts: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     step_no: int = 0
+    gnupghome: Path | None = None
 
     def __post_init__(self) -> None:
         self.env = {**os.environ, "CTKIT_ROOT": str(self.root)}
@@ -118,9 +120,17 @@ def pack_template(demo: Demo, rootfs: Path, catalog: Path) -> Path:
     return target
 
 
+def gnupg_home(demo: Demo) -> Path:
+    """The publisher's keyring: a short path of its own, since gpg-agent's sockets live in it
+    and a socket path holds at most 107 bytes (a deep CTKIT_ROOT, as under pytest, would
+    not); removed again by :func:`cleanup`."""
+    if demo.gnupghome is None:
+        demo.gnupghome = Path(tempfile.mkdtemp(prefix="ctkit-demo-gpg-", dir="/tmp"))
+    return demo.gnupghome
+
+
 def demo_key(demo: Demo, catalog: Path) -> str:
-    home = demo.root / "demo-gnupg"
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home = gnupg_home(demo)
     env = {**demo.env, "GNUPGHOME": str(home)}
     gpg = ["gpg", "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
     subprocess.run([*gpg, "--quick-gen-key", "ctkit demo catalog <demo@localhost>",
@@ -396,6 +406,11 @@ def cleanup(demo: Demo) -> None:
         time.sleep(0.2)
     if _mounted(mnt):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+    if demo.gnupghome is not None:
+        env = {**demo.env, "GNUPGHOME": str(demo.gnupghome)}
+        kill = ["gpgconf", "--kill", "gpg-agent"]
+        subprocess.run(kill, env=env, capture_output=True, check=False)
+        shutil.rmtree(demo.gnupghome, ignore_errors=True)
     if demo.keep:
         print(f"  KEEP=1: kept {demo.root}; to use the btrfs storage again:"
               f" mount -o loop {demo.root / 'demo-btrfs.img'} {mnt}")  # fmt: skip
@@ -424,7 +439,7 @@ def main() -> int:
                 demo.facts["key"] = demo_key(demo, catalog)
                 demo.run(["pveam", "index", "build", str(catalog), "--url", url,
                           "--key", demo.facts["key"], "--section", "system",
-                          "--gnupghome", str(demo.root / "demo-gnupg")])  # fmt: skip
+                          "--gnupghome", str(gnupg_home(demo))])  # fmt: skip
             with demo.step("pveam: trust the key, add the source, update, download"):
                 pveam_steps(demo, url, catalog)
         with demo.step("pct: create a container on btrfs, start it, write data, resize memory"):
