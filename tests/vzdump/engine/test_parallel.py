@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import signal
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -63,6 +64,25 @@ def guest_console_lines(lines: list[str], vmid: int) -> list[str]:
 def summary(host: Host) -> dict[str, dict[str, object]]:
     data = json.loads((host.root / SUMMARY).read_text())
     return {g["vmid"]: g for g in data["result"]["guests"]}
+
+
+def terminate_after(
+    proc: subprocess.Popen[bytes], line: str, count: int, timeout: float
+) -> tuple[list[str], float]:
+    """SIGTERM once ``line`` was logged ``count`` times (and half a second more); the whole
+    log, and how long the job took to end after the signal."""
+    try:
+        seen: list[str] = []
+        for _ in range(count):
+            seen += wait_for_line(proc, line)
+        time.sleep(0.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=timeout)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+    return seen + err.decode().splitlines(), took
 
 
 def test_three_workers_same_archives_and_logs(host: Host) -> None:
@@ -160,18 +180,7 @@ def test_sigterm_stops_every_worker(host: Host) -> None:
         random_file(ct, "big", 4 << 20)
     proc = start_vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
                         "--mode", "suspend", "--parallel", "3", "--bwlimit", "1024")  # fmt: skip
-    try:
-        seen = wait_for_line(proc, "starting first sync")
-        seen += wait_for_line(proc, "starting first sync")
-        seen += wait_for_line(proc, "starting first sync")
-        time.sleep(0.5)
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-        took = time.monotonic() - started
-    finally:
-        proc.kill()
-    lines = seen + err.decode().splitlines()
+    lines, took = terminate_after(proc, "starting first sync", 3, timeout=60)
     assert proc.returncode == 130, lines
     assert took < 10, took
     assert lines[-2:] == ["ERROR: Backup job failed - interrupted by signal",
@@ -277,17 +286,7 @@ def test_sigterm_ends_a_long_hook_in_a_worker(host: Host) -> None:
     script.chmod(0o755)
     proc = start_vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
                         "--mode", "stop", "--parallel", "2", "--script", str(script))  # fmt: skip
-    try:
-        seen = wait_for_line(proc, "ionice priority")
-        seen += wait_for_line(proc, "ionice priority")
-        time.sleep(0.5)
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
-        took = time.monotonic() - started
-    finally:
-        proc.kill()
-    lines = seen + err.decode().splitlines()
+    lines, took = terminate_after(proc, "ionice priority", 2, timeout=30)
     assert proc.returncode == 130 and took < 15, (took, lines)  # the hook sleeps 60 s
     for ct in cts:
         assert (
