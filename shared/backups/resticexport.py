@@ -40,10 +40,8 @@ def export(volid: str, dest: Path, *, threads: int = 0) -> Exported:
     store, volname = found
     if not dest.is_dir() or dest.is_symlink():
         raise ConfigError(f"target directory '{dest}' does not exist")
-    vol = resticbackups.parse_volname(volname)
-    assert vol.vmid is not None
-    ctime = resticbackups.parse_restic_time(volname.rsplit("/", 1)[1])
-    target = dest / f"{backup_basename(vol.vmid, ctime)}.tar.zst"
+    vmid, stamp = resticbackups.volname_parts(volname)
+    target = dest / f"{backup_basename(vmid, resticbackups.parse_restic_time(stamp))}.tar.zst"
     if os.path.lexists(target):
         raise StorageError(f"'{target}' already exists")
     workers = threads or max(1, ((os.cpu_count() or 1) + 1) // 2)

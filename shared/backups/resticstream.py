@@ -361,12 +361,9 @@ class SnapshotStream:
     end-of-archive blocks are added only when restic's dump and ls both succeeded.
     """
 
-    def __init__(
-        self, store: ResticStorage, snap: resticbackups.Snapshot, started: Started | None = None
-    ) -> None:
+    def __init__(self, snap: resticbackups.Snapshot, started: Started) -> None:
         self.snapshot = snap
         self.shift = IdShift(parse_idmap_tag(restic.tag_value(snap.tags, "idmap")))
-        started = started or Started(store, [snap.id])
         self._specials, self._proc = started.specials, started.dump
         self._fd = self._proc.stdout.fileno()
         grow_pipe(self._fd)  # fewer, larger reads: restic and this thread switch less
@@ -456,7 +453,7 @@ def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:
     except BaseException:
         started.close()
         raise
-    return SnapshotStream(store, snap, started)
+    return SnapshotStream(snap, started)
 
 
 def read_through(store: ResticStorage, volname: str) -> tuple[int, int, float]:

@@ -48,14 +48,20 @@ def parse_restic_time(text: str) -> int:
     return int(datetime.fromisoformat(m.group(1) + zone).timestamp())
 
 
-def parse_volname(volname: str) -> VolName:
+def volname_parts(volname: str) -> tuple[int, str]:
+    """(vmid, UTC time as in the name) of a backup's volume name."""
     m = VOLNAME_RE.fullmatch(volname)
     if not m:
         raise StorageError(
             f"unable to parse restic volume name '{volname}'",
             hint="restic backups are named backup/ct/<vmid>/<YYYY-MM-DDTHH:MM:SSZ>",
         )
-    return VolName("backup", f"ct/{m.group(1)}/{m.group(2)}", int(m.group(1)), format="restic")
+    return int(m.group(1)), m.group(2)
+
+
+def parse_volname(volname: str) -> VolName:
+    vmid, stamp = volname_parts(volname)
+    return VolName("backup", f"ct/{vmid}/{stamp}", vmid, format="restic")
 
 
 def encode_notes(text: str) -> str:
@@ -103,9 +109,8 @@ class Snapshot:
 
 def selector(volname: str) -> str:
     """The tag list (restic's ``--tag``, all of them) that only the backup ``volname`` has."""
-    vol = parse_volname(volname)
-    stamp = volname.rsplit("/", 1)[1]
-    return f"{TAG},vmid={vol.vmid},{TIME_TAG}={stamp}"
+    vmid, stamp = volname_parts(volname)
+    return f"{TAG},vmid={vmid},{TIME_TAG}={stamp}"
 
 
 def _snapshot(item: Any) -> Snapshot | None:

@@ -44,7 +44,7 @@ def effective(excludes: Sequence[str], unprivileged: bool) -> list[str]:
 def as_restic(pattern: str) -> str:
     """A pattern restic accepts: one Go's glob refuses (``x[``, a trailing backslash), which
     would make restic refuse the whole backup, is taken literally, as tar's fnmatch does."""
-    if pattern_regex(pattern) is None:
+    if _parsed(pattern) is None:
         return ("/" if pattern.startswith("/") else "") + escape(pattern.lstrip("/"))
     return pattern
 
@@ -137,39 +137,46 @@ def _components(pattern: str) -> list[str]:
     return comps
 
 
+def _parsed(pattern: str) -> tuple[list[str], str] | None:
+    """The pattern's components and the regex of them (None: Go refuses the pattern)."""
+    comps = _components(pattern)
+    body = _body(comps) if comps else None
+    return (comps, body) if body is not None else None
+
+
+def _anchored(pattern: str, body: str) -> str:
+    """The regex over a whole relative path: unanchored patterns match at any depth."""
+    return body if pattern.startswith("/") else "(?:.*/)?" + body
+
+
 def pattern_regex(pattern: str) -> re.Pattern[str] | None:
     """A vzdump pattern as a regex over a path relative to the container's root (``a/b``):
     it matches exactly the items restic excludes first (their contents are never visited)."""
-    comps = _components(pattern)
-    body = _body(comps) if comps else None
-    if body is None:
-        return None
-    return re.compile(("" if pattern.startswith("/") else "(?:.*/)?") + body, re.DOTALL)
+    parsed = _parsed(pattern)
+    return re.compile(_anchored(pattern, parsed[1]), re.DOTALL) if parsed is not None else None
 
 
 class _Matcher:
     """The patterns sorted by what they need to see of an entry. Since the walk never enters
     an excluded directory, a pattern without ``**`` only has to be tried where it can match
-    whole: one of k components on the entry's last k components if unanchored (mostly just its
-    name), at depth k if anchored. The rest are tried on the whole relative path."""
+    whole: an unanchored one of a single component on the entry's name, an anchored one of k
+    components at depth k. The rest are tried on the whole relative path."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
         names: list[str] = []
         depth: dict[int, list[str]] = {}
         general: list[str] = []
         for pattern in map(as_restic, patterns):
-            comps = _components(pattern)
-            body = _body(comps) if comps else None
-            if body is None:
+            parsed = _parsed(pattern)
+            if parsed is None:
                 continue
-            if "**" in comps:
-                general.append(("" if pattern.startswith("/") else "(?:.*/)?") + body)
+            comps, body = parsed
+            if "**" in comps or (not pattern.startswith("/") and len(comps) > 1):
+                general.append(_anchored(pattern, body))
             elif pattern.startswith("/"):
                 depth.setdefault(len(comps), []).append(body)
-            elif len(comps) == 1:
-                names.append(body)
             else:
-                general.append("(?:.*/)?" + body)
+                names.append(body)
         self.names = _alternation(names)
         self.depth = {k: rx for k, v in depth.items() if (rx := _alternation(v)) is not None}
         self.general = _alternation(general)
