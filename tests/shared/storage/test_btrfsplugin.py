@@ -9,7 +9,7 @@ import pytest
 
 from shared.errors import NotFoundError, StorageError
 from shared.storage import volumes
-from shared.storage.btrfsplugin import is_subvolume
+from shared.storage.btrfsplugin import BtrfsStorage, fs_uuid, is_subvolume
 from shared.storage.config import load_config
 
 from .conftest import WriteCfg
@@ -52,6 +52,23 @@ def test_quota_limit_when_quotas_are_enabled(btrfs_cfg: Path) -> None:
     assert volumes.volume_size(volid) == 128 * MIB
     unsized = volumes.alloc_volume("bt", VMID, 0)
     assert volumes.volume_size(unsized) == 0
+
+
+def test_file_system_uuid_and_quota_state_as_btrfs_progs_report_them(
+    btrfs_cfg: Path,
+) -> None:
+    shown = subprocess.run(
+        ["btrfs", "filesystem", "show", str(btrfs_cfg)], capture_output=True, text=True, check=True
+    ).stdout
+    assert fs_uuid(btrfs_cfg) is not None and f"uuid: {fs_uuid(btrfs_cfg)}" in shown
+    assert fs_uuid(Path("/proc")) is None
+    store = load_config().get("bt")
+    assert isinstance(store, BtrfsStorage)
+    for action, enabled in (("enable", True), ("disable", False), ("enable", True)):
+        subprocess.run(["btrfs", "quota", action, str(btrfs_cfg)], check=True)
+        assert store.quotas_enabled() is enabled
+        listed = subprocess.run(["btrfs", "qgroup", "show", str(btrfs_cfg)], capture_output=True)
+        assert (listed.returncode == 0) is enabled  # what the check stands in for
 
 
 def test_raw_image_inside_a_subvolume(btrfs_cfg: Path) -> None:
