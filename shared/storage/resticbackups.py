@@ -136,11 +136,14 @@ def _snapshot(item: Any) -> Snapshot | None:
 
 
 def snapshots(store: ResticStorage, vmid: int | None = None) -> list[Snapshot]:
-    args = ["snapshots", "--tag", TAG]
-    if vmid is not None:
-        args += ["--tag", f"vmid={vmid}"]
-    raw = restic.run_json(store.repo, args)
+    """ctkit's snapshots in the repository, of one guest or of all. Tags in one ``--tag`` must
+    all match (several ``--tag`` options match any of them), and the guest is checked again
+    here: retention removes what this returns."""
+    wanted = TAG if vmid is None else f"{TAG},vmid={vmid}"
+    raw = restic.run_json(store.repo, ["snapshots", "--tag", wanted])
     found = [s for s in (_snapshot(i) for i in raw or []) if s is not None]
+    if vmid is not None:
+        found = [s for s in found if s.vmid == vmid]
     return sorted(found, key=lambda s: (s.vmid, s.ctime, s.id))
 
 

@@ -33,12 +33,14 @@ def candidates_on_storage(storage: str, vmid: int | None) -> list[prune.PruneCan
     for entry in list_backups(storage, vmid):
         if entry.subtype not in ("lxc", None, "unknown"):
             continue
+        if vmid is not None and entry.vmid != vmid:
+            continue  # never trust a listing to hold only the guest asked for
         info = entry.archive
         out.append(
             prune.PruneCandidate(
                 name=entry.volid,
                 ctime=int(entry.ctime or 0),
-                vmid=vmid if vmid is not None else entry.vmid,
+                vmid=entry.vmid,
                 type=entry.subtype or "unknown",
                 protected=entry.protected,
                 std_name=bool(info and info.is_std_name),

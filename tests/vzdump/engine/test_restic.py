@@ -142,6 +142,41 @@ def test_backup_list_second_run_and_prune(rhost: Host) -> None:
     assert len(listing()) == 3
 
 
+def test_retention_of_one_guest_never_touches_another(rhost: Host) -> None:
+    """restic ORs separate ``--tag`` options: a guest's listing once held every guest's
+    backups, so its retention removed the others' (and, in a parallel run, its own new one)."""
+    add_storage(rhost.root)
+    a, b = rhost.create(), rhost.create()
+    for ct in (a, b, a):
+        res = vzdump(str(ct.vmid), "--storage", "offsite")
+        assert res.rc == 0, res.err
+    res = vzdump("list", "offsite", "--vmid", str(b.vmid), "--output-format", "json")
+    assert res.rc == 0 and [r["vmid"] for r in json.loads(res.out)] == [b.vmid], res.out
+    res = vzdump("prune", "offsite", "--vmid", str(b.vmid), "--prune-backups", "keep-last=1",
+                 "--dry-run", "--output-format", "json")  # fmt: skip
+    assert res.rc == 0 and [r["mark"] for r in json.loads(res.out)] == ["keep"], res.out
+    res = vzdump(str(b.vmid), "--storage", "offsite", "--prune-backups", "keep-last=1")
+    assert res.rc == 0, res.err
+    counts = {ct.vmid: sum(1 for r in listing() if r["vmid"] == ct.vmid) for ct in (a, b)}
+    assert counts == {a.vmid: 2, b.vmid: 1}, res.err
+    # two guests at once, each keeping its newest: both new backups stay
+    res = vzdump(str(a.vmid), str(b.vmid), "--storage", "offsite", "--parallel", "2",
+                 "--prune-backups", "keep-last=1")  # fmt: skip
+    assert res.rc == 0, res.err
+    rows = listing()
+    assert sorted(int(str(r["vmid"])) for r in rows) == sorted([a.vmid, b.vmid]), rows
+    log = res.err
+    assert all(str(r["volid"]).endswith("/" + _newest(r["vmid"], log)) for r in rows), log
+
+
+def _newest(vmid: object, log: str) -> str:
+    """The time of the backup this run made of ``vmid`` (from its 'creating' line)."""
+    marker = f"offsite:backup/ct/{vmid}/"
+    lines = [ln for ln in log.splitlines() if marker in ln and "creating" in ln]
+    assert lines, log
+    return lines[-1].split(marker, 1)[1].split("'")[0]
+
+
 EXCLUDES = ["run", "config", "rootfs", "/var/foo*", "*.log", "/srv/cache/", "unclosed["]
 
 
