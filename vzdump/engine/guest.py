@@ -172,10 +172,20 @@ class GuestBackup:
             self._archive(run, snapdir)
             # still inside the mode: backup-end runs before a stopped CT is restarted (§4.2)
             self._after_archive(run)
-        if self.opts.verify and self.restic is not None and self.volid is not None:
+        if not self.opts.verify:
+            return
+        if self.restic is not None and self.volid is not None:
             self._verify_restic(self.restic, self.volid)
-        elif self.opts.verify and self.target is not None and self.target.archive:
+        elif self.target is not None and self.target.archive:
             self._verify(self.target.archive)  # after the mode: the guest runs again meanwhile
+        self._prune()  # only a backup that read back whole may cost an older one
+
+    def _prune(self) -> None:
+        assert self.target is not None
+        if self.target.archive is not None and self.opts.remove:
+            retention.prune_after(
+                self.opts, self.env.storage, self.env.dumpdir, self.vmid, self.log.info
+            )
 
     def _verify(self, archive: Path) -> None:
         """``--verify``: read the new archive back end to end (shared.backups.verify)."""
@@ -416,8 +426,8 @@ class GuestBackup:
                     set_backup_protected(volid, True)
                 except CtkitError as err:
                     raise CtkitError(f"unable to set protected flag - {err}") from None
-        if self.target.archive is not None and self.opts.remove:
-            retention.prune_after(self.opts, storage, self.env.dumpdir, self.vmid, self.log.info)
+        if not self.opts.verify:  # with --verify, retention waits for the read-back
+            self._prune()
         self._hook("backup-end")
 
     def _notes(self, volid: str, conf: Config) -> None:

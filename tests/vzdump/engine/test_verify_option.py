@@ -15,27 +15,38 @@ pytestmark = pytest.mark.lxc
 
 
 def test_verify_after_backup(host: Host) -> None:
+    """A verified backup is followed by the retention: the older archive goes after it."""
     ct = host.create()
-    res = vzdump(str(ct.vmid), "--storage", "local", "--compress", "zstd", "--verify")
-    assert res.rc == 0, res.err
+    for _ in range(2):
+        res = vzdump(str(ct.vmid), "--storage", "local", "--compress", "zstd", "--verify",
+                     "--prune-backups", "keep-last=1")  # fmt: skip
+        assert res.rc == 0, res.err
     archive = only_archive(host.root / "var/lib/vz/dump", ct.vmid)
     msgs = log_messages(logfile(archive))
     assert "INFO: verifying archive" in msgs
-    assert any(m.startswith("INFO: archive verified: ") for m in msgs)
+    verified = next(i for i, m in enumerate(msgs) if m.startswith("INFO: archive verified: "))
+    assert msgs[verified + 1] == "INFO: prune older backups with retention: keep-last=1", msgs
     assert json.loads(sidecar_path(archive).read_text())["verify"]["state"] == "ok"
 
 
 def test_damaged_archive_fails_the_job(host: Host) -> None:
-    """A hook cuts the archive at backup-end (before the verification): the guest fails."""
+    """A hook cuts the archive at backup-end (before the verification): the guest fails, and
+    the retention it asked for does not run, so the older good archive stays."""
     ct = host.create()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--compress", "zstd")
+    assert res.rc == 0, res.err
+    good = only_archive(host.dumpdir, ct.vmid)
     script = host.root / "cut.sh"
     script.write_text('#!/bin/sh\n[ "$1" = backup-end ] && truncate -s -700 "$TARGET"\nexit 0\n')
     script.chmod(0o755)
     res = vzdump(
         str(ct.vmid), "--dumpdir", str(host.dumpdir), "--compress", "zstd", "--verify",
-        "--script", str(script),
+        "--script", str(script), "--prune-backups", "keep-last=1",
     )  # fmt: skip
     assert res.rc != 0
     assert any("unexpected end of archive" in line for line in res.lines), res.err
-    archive = only_archive(host.dumpdir, ct.vmid)
-    assert json.loads(sidecar_path(archive).read_text())["verify"]["state"] == "failed"
+    assert good.exists(), res.err
+    archives = sorted(host.dumpdir.glob(f"vzdump-lxc-{ct.vmid}-*.tar.zst"))
+    assert len(archives) == 2 and good in archives
+    damaged = next(a for a in archives if a != good)
+    assert json.loads(sidecar_path(damaged).read_text())["verify"]["state"] == "failed"
