@@ -48,18 +48,42 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def _install_secrets(sid: str, password: Path | None, env: Path | None) -> None:
+    """Both sources are read and checked before either file is written."""
+    secrets: list[tuple[Path, bytes]] = []
     if password is not None:
         data = _read_secret_source(password, "password file")
         if not data.strip(b"\r\n"):
             raise ConfigError(f"password file '{password}' is empty")
-        _write_secret(password_file(sid), data)
+        secrets.append((password_file(sid), data))
     if env is not None:
         data = _read_secret_source(env, "environment file")
         try:
             restic.parse_env_file(data.decode("utf-8"))
         except UnicodeDecodeError:
             raise ConfigError(f"environment file '{env}' is not UTF-8 text") from None
-        _write_secret(env_file(sid), data)
+        secrets.append((env_file(sid), data))
+    for path, data in secrets:
+        _write_secret(path, data)
+
+
+def _saved_secrets(sid: str) -> dict[Path, bytes | None]:
+    """The secret files as they are now, so that a failed change puts them back: losing the
+    only copy of a repository password loses every backup in it."""
+    saved: dict[Path, bytes | None] = {}
+    for path in (password_file(sid), env_file(sid)):
+        try:
+            saved[path] = path.read_bytes()
+        except FileNotFoundError:
+            saved[path] = None
+    return saved
+
+
+def _restore_secrets(saved: dict[Path, bytes | None]) -> None:
+    for path, data in saved.items():
+        if data is None:
+            path.unlink(missing_ok=True)
+        else:
+            _write_secret(path, data)
 
 
 def _props(options: dict[str, str | None]) -> dict[str, Any]:
@@ -94,18 +118,15 @@ def add(
     props = _props({"repository": given.pop("repository", None), "content": "backup", **given})
     if "repository" not in props:
         raise ConfigError("a restic storage needs --repository")
-    _install_secrets(sid, password, env)
-    store = ResticStorage(sid, props)
+    saved = _saved_secrets(sid)
     try:
-        if init:
-            restic.run(store.repo, ["init"], timeout=300)
-        else:
-            restic.run(store.repo, ["cat", "config"], timeout=300)
+        _install_secrets(sid, password, env)
+        store = ResticStorage(sid, props)
+        restic.run(store.repo, ["init"] if init else ["cat", "config"], timeout=300)
         cfg.add("restic", sid, props)
         save_config(cfg)
     except BaseException:
-        if password is not None or env is not None:
-            _remove_secrets(sid)
+        _restore_secrets(saved)  # a password file put there by hand stays
         raise
     return store
 
@@ -127,8 +148,16 @@ def change(
         if key == "repository":
             raise ConfigError("the repository cannot be deleted")
         section.props.pop(key, None)
-    _install_secrets(sid, password, env)
-    save_config(cfg)
+    saved = _saved_secrets(sid)
+    try:
+        _install_secrets(sid, password, env)
+        if password is not None or env is not None or options.get("repository") is not None:
+            # refused rather than stored: a wrong password would lock every backup out
+            restic.run(ResticStorage(sid, section.props).repo, ["cat", "config"], timeout=300)
+        save_config(cfg)
+    except BaseException:
+        _restore_secrets(saved)
+        raise
 
 
 def _remove_secrets(sid: str) -> None:
