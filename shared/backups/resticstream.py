@@ -445,11 +445,11 @@ def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:
     started = Started(store, ["--tag", resticbackups.selector(volname), "latest"])
     try:
         snap = resticbackups.find(store, volname)
-        if not snap.time_tagged:  # written before the time tag: by its id
+        # written before the time tag, or a newer snapshot of someone else carries the same
+        # tags (the repository is shared): dumped by its id after all
+        if not snap.time_tagged or started.specials.snapshot_id() != snap.id:
             started.close()
             started = Started(store, [snap.id])
-        elif started.specials.snapshot_id() != snap.id:
-            raise StorageError(f"restic storage '{store.id}': '{volname}' changed while opened")
     except BaseException:
         started.close()
         raise

@@ -31,6 +31,8 @@ TIME_TAG = "time"
 VOLNAME_RE = re.compile(
     r"backup/ct/([1-9][0-9]{2,8})/([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"
 )
+_DIGITS = re.compile(r"[0-9]{1,20}")  # str.isdigit() takes any Unicode digit, int() not all
+_VMID = re.compile(r"[1-9][0-9]{2,8}")
 TIME_RE = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
@@ -96,7 +98,7 @@ class Snapshot:
     @property
     def size(self) -> int:
         value = restic.tag_value(self.tags, "size") or "0"
-        return int(value) if value.isdigit() else 0
+        return int(value) if _DIGITS.fullmatch(value) else 0
 
     def volname(self) -> str:
         return f"backup/ct/{self.vmid}/{iso_time(self.ctime)}"
@@ -110,7 +112,7 @@ class Snapshot:
 def selector(volname: str) -> str:
     """The tag list (restic's ``--tag``, all of them) that only the backup ``volname`` has."""
     vmid, stamp = volname_parts(volname)
-    return f"{TAG},vmid={vmid},{TIME_TAG}={stamp}"
+    return f"{TAG},type=lxc,vmid={vmid},{TIME_TAG}={stamp}"
 
 
 def _snapshot(item: Any) -> Snapshot | None:
@@ -121,18 +123,20 @@ def _snapshot(item: Any) -> Snapshot | None:
     if (
         TAG not in tags
         or vmid is None
-        or not vmid.isdigit()
+        or not _VMID.fullmatch(vmid)
         or restic.tag_value(tags, "type") != "lxc"
     ):
-        return None
-    try:
-        ctime = parse_restic_time(str(item.get("time", "")))
-    except (StorageError, ValueError):
         return None
     sid = str(item.get("id", ""))
     if not re.fullmatch(r"[0-9a-f]{64}", sid):
         return None
-    return Snapshot(sid, int(vmid), ctime, tags)
+    try:  # a repository is shared with others: a time no volume name can hold is skipped
+        snap = Snapshot(sid, int(vmid), parse_restic_time(str(item.get("time", ""))), tags)
+        if VOLNAME_RE.fullmatch(snap.volname()):
+            return snap
+    except (StorageError, ValueError, OverflowError, OSError):
+        pass
+    return None
 
 
 def snapshots(store: ResticStorage, vmid: int | None = None) -> list[Snapshot]:

@@ -170,7 +170,20 @@ def test_dump_starts_by_tags_and_older_backups_by_id(rhost: Host) -> None:
         stream.close()
     # a dump stopped while it opens the repository can leave its lock behind: stale now
     restic_cmd(rhost.root, "unlock")
-    restic_cmd(rhost.root, "tag", "--remove", f"time={stamp}", "latest")
+    # another snapshot of the shared repository with the very same tags, and newer: the
+    # dump started by tags is the wrong one, so the backup is dumped by its id instead
+    stray = rhost.root / "stray"
+    stray.mkdir()
+    restic_cmd(rhost.root, "backup", "--tag", f"vzdump,type=lxc,vmid={ct.vmid},time={stamp}",
+               "--time", "2099-01-01 00:00:00", str(stray))  # fmt: skip
+    stream = open_snapshot(*found)
+    try:
+        assert stream._proc.proc.args[-2:] == [stream.snapshot.id, "/"]  # type: ignore[index]
+        assert stream.read(1 << 16).startswith(b"./")  # the backup's own first member
+    finally:
+        stream.close()
+    restic_cmd(rhost.root, "unlock")
+    restic_cmd(rhost.root, "tag", "--remove", f"time={stamp}", stream.snapshot.id)
     stream = open_snapshot(*found)
     try:
         assert stream._proc.proc.args[-2:] == [stream.snapshot.id, "/"]  # type: ignore[index]
