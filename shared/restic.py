@@ -14,13 +14,14 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from . import paths
+from . import paths, signals
 from .errors import CommandError, ConfigError, LockError, StorageError
 
 ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
@@ -34,6 +35,7 @@ RESERVED_ENV = frozenset(
 MAX_ENV_FILE = 64 << 10
 MAX_JSON_LINE = 16 << 20
 STDERR_TAIL = 64 << 10
+LOCK_RETRY = 5.0  # seconds between tries while another host's restic holds a lock
 URL_CREDENTIALS_RE = re.compile(r"(://)[^/@\s]+@")
 
 
@@ -185,16 +187,31 @@ def run(
     return proc.stdout
 
 
-def run_exclusive(repo: Repo, args: Sequence[str], *, timeout: float | None = None) -> bytes:
-    """A command that needs the repository alone (forget, prune, tag). A lock in the way is
-    first handed to ``restic unlock``, which removes only stale locks (a process of this host
-    that is gone, such as a killed backup, or one not refreshed for 30 minutes), then the
-    command runs once more: a crash heals on the next run, a live lock still fails."""
-    try:
-        return run(repo, args, timeout=timeout)
-    except LockError:
-        run(repo, ["unlock"], timeout=300)
-        return run(repo, args, timeout=timeout)
+def run_exclusive(
+    repo: Repo, args: Sequence[str], *, timeout: float | None = None, wait: float | None = None
+) -> bytes:
+    """A command that needs the repository alone (forget, prune, tag). This host's backups of
+    the repository are waited for at its gate. A lock of restic's in the way is first handed
+    to ``restic unlock``, which removes only stale locks (a process of this host that is gone,
+    such as a killed backup, or one not refreshed for 30 minutes): a crash heals on the next
+    run. A live lock (another host's backup) is waited for, up to ``wait`` seconds."""
+    from . import resticgate
+
+    limit = resticgate.WAIT if wait is None else wait
+    deadline = time.monotonic() + limit
+    with resticgate.gate(repo.storage, repo.repository, exclusive=True, wait=limit):
+        try:
+            return run(repo, args, timeout=timeout)
+        except LockError:
+            run(repo, ["unlock"], timeout=300)
+        while True:
+            try:
+                return run(repo, args, timeout=timeout)
+            except LockError:
+                if time.monotonic() >= deadline:
+                    raise
+            signals.raise_if_interrupted()
+            time.sleep(LOCK_RETRY)
 
 
 def run_json(repo: Repo, args: Sequence[str], timeout: float | None = 300) -> Any:

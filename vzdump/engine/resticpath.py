@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared import paths, restic, signals
+from shared import paths, restic, resticgate, signals
 from shared.archive.idmap import IdMapEntry
 from shared.errors import CtkitError, StorageError
 from shared.storage import resticbackups
@@ -35,6 +35,8 @@ from shared.storage.resticplugin import ResticStorage
 from shared.tasklog import Progress, human_bytes
 
 from . import resticexclude
+
+FORGET_WAIT = 600.0  # seconds a failed backup waits to forget its snapshot
 
 Log = Callable[[str], None]
 CONFIG_DIR = "config"
@@ -117,14 +119,15 @@ def staged(run: ResticRun) -> Iterator[Path]:
         config.mkdir(mode=0o700)
         (config / "pct.conf").write_bytes(run.config)
         (config / "pct.fw").write_bytes(run.firewall)
-        proc = subprocess.run(
+        # private: with shared propagation, unmounting the stage's copies of the source's
+        # own mounts (mount points of the CT) would unmount those too
+        for argv in (
             ["mount", "--rbind", str(run.snapdir), str(stage / ROOTFS_DIR)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise CtkitError(f"unable to bind-mount '{run.snapdir}': {proc.stderr.strip()}")
+            ["mount", "--make-rprivate", str(stage / ROOTFS_DIR)],
+        ):
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise CtkitError(f"unable to bind-mount '{run.snapdir}': {proc.stderr.strip()}")
         yield stage
     finally:
         with signals.held():
@@ -194,9 +197,24 @@ def record_size(store: ResticStorage, snap: str, tagged: int, size: int, log: Lo
 
 
 def _run_backup(run: ResticRun, args: list[str], stage: Path, log: Log) -> dict[str, Any]:
+    """restic's backup, holding the repository's gate shared (retention and tagging of this
+    host wait for it); its summary, which names a snapshot even when the backup failed."""
+    summary: dict[str, Any] = {}
+    try:
+        with resticgate.gate(run.store.id, run.store.repo.repository, exclusive=False):
+            _stream_backup(run, args, stage, log, summary)
+    except BaseException:
+        with signals.held():
+            _forget_partial(run, summary, log)
+        raise
+    return summary
+
+
+def _stream_backup(
+    run: ResticRun, args: list[str], stage: Path, log: Log, summary: dict[str, Any]
+) -> None:
     with signals.held():  # a signal now is only noted: restic never runs on unwatched
         proc = restic.start(run.store.repo, args, cwd=stage)
-    summary: dict[str, Any] = {}
     try:
         signals.raise_if_interrupted()
         with Progress(f"backup of CT {run.vmid}", interval=30.0) as prog:
@@ -209,7 +227,7 @@ def _run_backup(run: ResticRun, args: list[str], stage: Path, log: Log) -> dict[
                         prog.update(done - seen)
                         seen = done
                 elif kind == "summary":
-                    summary = item
+                    summary.update(item)
                 elif kind == "error":
                     err = item.get("error")
                     what = err.get("message") if isinstance(err, dict) else err
@@ -218,15 +236,20 @@ def _run_backup(run: ResticRun, args: list[str], stage: Path, log: Log) -> dict[
     except BaseException:
         with signals.held():
             proc.kill()
-            _forget_partial(run, summary)
         raise
-    return summary
 
 
-def _forget_partial(run: ResticRun, summary: dict[str, Any]) -> None:
+def _forget_partial(run: ResticRun, summary: dict[str, Any], log: Log) -> None:
     """restic saves a snapshot even when some files could not be read (exit code 3); a
-    failed backup must not be listed, so it is forgotten again."""
+    failed backup must not be listed (retention would count it), so it is forgotten again,
+    after the gate is released, waiting for other hosts' locks as long as is reasonable."""
     snap = str(summary.get("snapshot_id") or "")
-    if snap:
-        with contextlib.suppress(CtkitError):
-            restic.run(run.store.repo, ["forget", snap])
+    if not snap:
+        return
+    try:
+        restic.run_exclusive(run.store.repo, ["forget", snap], wait=FORGET_WAIT)
+    except CtkitError as err:
+        log(
+            f"ERROR: the incomplete restic snapshot {snap[:8]} is still listed - {err}; "
+            f"remove it with 'vzdump prune' or 'restic forget {snap[:8]}'"
+        )

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.errors import LockError
+
 from .conftest import Host, log_messages, only_archive, start_vzdump, tar_list, vzdump
 
 pytestmark = pytest.mark.lxc
@@ -42,10 +44,14 @@ def restic_json(root: Path, *args: str) -> object:
     return json.loads(restic_cmd(root, *args, "--json"))
 
 
+def restic_env(root: Path) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "RESTIC_REPOSITORY": str(root / "repo"),
+            "RESTIC_PASSWORD_FILE": str(root / "etc/pve/priv/storage/offsite.pw"),
+            "RESTIC_CACHE_DIR": str(root / "cache")}  # fmt: skip
+
+
 def restic_cmd(root: Path, *args: str) -> str:
-    env = {"PATH": os.environ["PATH"], "RESTIC_REPOSITORY": str(root / "repo"),
-           "RESTIC_PASSWORD_FILE": str(root / "etc/pve/priv/storage/offsite.pw"),
-           "RESTIC_CACHE_DIR": str(root / "cache")}  # fmt: skip
+    env = restic_env(root)
     out = subprocess.run(["restic", *args], env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -360,7 +366,7 @@ def test_stale_lock_of_a_killed_backup(rhost: Host) -> None:
     """restic killed mid-backup leaves its lock in the repository. The next backup runs (backups
     share the lock); retention, which needs the repository alone, clears the stale lock (that
     of a process of this host that is gone) with 'restic unlock' and runs. A live lock (a backup
-    still running) makes retention fail in one line, and 'vzdump storage unlock' leaves it."""
+    still running) is waited for, and 'vzdump storage unlock' leaves it."""
     repo = add_storage(rhost.root)
     ct = rhost.create()
     ct.write("srv/big.bin", os.urandom(64 << 20))
@@ -392,21 +398,50 @@ def test_stale_lock_of_a_killed_backup(rhost: Host) -> None:
     res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
     assert res.rc == 0, res.err
     assert len(listing()) == 1 and not stale.exists() and not locks()
-    # a live lock: a backup that is still running (stopped here) holds it
+    # a backup of this host still running (stopped here): retention waits for it at the
+    # repository's gate, in one line, and runs once the backup is done
     assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
     proc, pid = started_backup()
     os.kill(pid, signal.SIGSTOP)
     try:
-        res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
-        assert res.rc != 0
-        assert "restic storage 'offsite': repository is locked" in res.err, res.err
-        assert len(listing()) == 2
+        prune = start_vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
+        time.sleep(2)
+        assert prune.poll() is None and len(listing()) == 2
         assert vzdump("storage", "unlock", "offsite").rc == 0
         assert locks()  # not stale: kept
     finally:
-        os.kill(pid, signal.SIGKILL)
         os.kill(pid, signal.SIGCONT)
-        proc.communicate(timeout=120)
+    assert proc.wait(timeout=120) == 0
+    _out, err = prune.communicate(timeout=120)
+    assert prune.returncode == 0, err
+    waiting = "restic storage 'offsite': waiting for the backups using it"
+    assert err.decode().splitlines().count(waiting) == 1, err
+    assert len(listing()) == 2 and not locks()  # the one kept, and the backup it waited for
+    # another host's backup: a lock only restic knows of, waited for, or one line when it stays
+    other = subprocess.Popen(["restic", "backup", "--stdin", "--host", "other"],
+                             env=restic_env(rhost.root), stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not locks() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        from shared import restic
+        from shared.storage.config import load_config
+        from shared.storage.resticplugin import ResticStorage
+
+        store = load_config().get("offsite")
+        assert isinstance(store, ResticStorage)
+        with pytest.raises(LockError, match=r"^restic storage 'offsite': repository is locked$"):
+            restic.run_exclusive(store.repo, ["tag", "--add", "x", "latest"], wait=1)
+        prune = start_vzdump("prune", "offsite", "--prune-backups", "keep-last=1")
+        time.sleep(2)
+        assert prune.poll() is None
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()  # the other host's backup ends and drops its lock
+        other.wait(timeout=60)
+    _out, err = prune.communicate(timeout=120)
+    assert prune.returncode == 0, err
     assert vzdump("storage", "unlock", "offsite").rc == 0
     assert not locks()
     assert "no errors were found" in restic_cmd(rhost.root, "check")
