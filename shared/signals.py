@@ -32,6 +32,7 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 class _State:
     def __init__(self) -> None:
         self.fired = False
+        self.depth = 0  # nested interruptible() operations (a scheduler pass runs jobs)
         self._local = threading.local()
 
     @property
@@ -62,14 +63,21 @@ def interruptible() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    if _state.depth:  # inside an outer operation: its handlers stay, and so does a signal
+        _state.depth += 1
+        try:
+            yield
+        finally:
+            _state.depth -= 1
+        return
     old = {sig: signal.signal(sig, _handler) for sig in INTERRUPTS}
-    _state.fired, _state.held = False, 0
+    _state.fired, _state.held, _state.depth = False, 0, 1
     try:
         yield
     finally:
         for sig, previous in old.items():
             signal.signal(sig, previous)
-        _state.fired = False  # a later operation in this process starts uninterrupted
+        _state.fired, _state.depth = False, 0  # a later operation starts uninterrupted
 
 
 @contextlib.contextmanager

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import atomic, locks, paths
+from shared import atomic, locks, paths, signals
 from shared.errors import ConfigError, LockError, NotFoundError, ParamError, StateError
 from shared.formats.sectionconfig import Section
 from shared.owner import process_start
@@ -278,11 +278,15 @@ def _run_pass(
     ctx = _Pass(clock, start, last_seen, runner, log)
     outcomes: list[tuple[str, Outcome]] = []
     jobs = sorted((s for s in cfg.sections if s.type in config.SCHEDULED_TYPES), key=lambda s: s.id)
-    for section in jobs:
-        outcome = _visit(section, ctx)
-        outcomes.append((section.id, outcome))
-        if outcome in (Outcome.OK, Outcome.FAILED):
-            _heartbeat(clock())
+    with signals.interruptible():  # a job reports a signal as its error; the pass stops too
+        for section in jobs:
+            outcome = _visit(section, ctx)
+            outcomes.append((section.id, outcome))
+            if outcome in (Outcome.OK, Outcome.FAILED):
+                _heartbeat(clock())
+            if signals.interrupted():
+                log("scheduler: interrupted by signal - no further job is started")
+                raise KeyboardInterrupt
     _heartbeat(clock(), keep={s.id for s in jobs})
     return outcomes
 

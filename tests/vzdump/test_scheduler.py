@@ -9,15 +9,17 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared import paths
+from shared import paths, signals
 from shared.errors import NotFoundError, StateError
 from vzdump import scheduler
 from vzdump.jobs import state
@@ -86,6 +88,34 @@ def dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_a_signal_stops_the_pass_after_the_running_job(ctroot: Path, log: list[str]) -> None:
+    """SIGTERM (systemctl stop, a shutdown) while a job runs: the job reports it as its error,
+    as Job.run does, and the pass starts no other due job; the handlers are put back."""
+    write_jobs(job("backup-a"), job("backup-b"))
+    for job_id in ("backup-a", "backup-b"):
+        state.create_state(job_id, now=ts("2024-01-05 12:00:00"))
+    ran: list[str] = []
+    before = signal.getsignal(signal.SIGTERM)
+
+    def runner(job_id: str, params: dict[str, Any]) -> JobResult:
+        ran.append(job_id)
+        with signals.interruptible():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(10)
+            except KeyboardInterrupt:
+                return JobResult(job_id, "vzdump 100", 0.0, 1.0, [], error="interrupted by signal")
+        raise AssertionError("the signal did not interrupt the job")
+
+    with pytest.raises(KeyboardInterrupt):
+        scheduler.run_due(at("2024-01-06 02:00:30"), runner=runner, log=log.append)
+    assert ran == ["backup-a"]
+    assert state_json("backup-a")["msg"] == "interrupted by signal"
+    assert "started" not in state_json("backup-b")
+    assert log[-1] == "scheduler: interrupted by signal - no further job is started"
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 # --- the basic decisions ----------------------------------------------------------------------

@@ -70,13 +70,13 @@ def test_jobs_cfg_round_trips_a_verify_section() -> None:
         parse_jobs(text.replace("restore-test", "bogus"), strict=True)
 
 
-def _run_due(when: str) -> str:
+def _run_due(when: str, rc: int = 0) -> str:
     env = {**os.environ, "CTKIT_SCHEDULER_NOW": when}
     proc = subprocess.run(
         [str(Path(__file__).resolve().parents[2] / ".venv/bin/vzdump"), "scheduler", "run-due"],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == rc, proc.stderr
     return proc.stdout + proc.stderr
 
 
@@ -90,7 +90,7 @@ def test_verify_job_from_run_due_mails_on_failure(host: Host, mail_user: Path) -
     paths.jobs_cfg().parent.mkdir(parents=True, exist_ok=True)
     paths.jobs_cfg().write_text(JOBS.format(user=MAIL_USER))
     assert "nightly-check: not-due" in _run_due("2030-01-01T01:00:00")
-    out = _run_due("2030-01-01T02:00:30")
+    out = _run_due("2030-01-01T02:00:30", rc=13)  # a failed job fails the pass
     assert "nightly-check: failed" in out, out
     (msg,) = wait_for_mail(mail_user, 1)
     assert "verify status" in msg["Subject"] and "verification failed" in msg["Subject"]

@@ -156,12 +156,16 @@ def run_now(job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
 def run_due(
     first_pass: Annotated[bool | None, typer.Option("--first-pass")] = None,
 ) -> None:
-    """Run every enabled job whose next event has come (call this every minute)."""
+    """Run every enabled job whose next event has come (call this every minute). Exits 13
+    when a job failed, so that the timer's unit shows it."""
     from .. import scheduler
 
     outcomes = scheduler.run_due(_now(), runner=runner, first_pass=bool(first_pass))
     for job_id, outcome in outcomes:
         print(f"{job_id}: {outcome}")
+    failed = [job_id for job_id, outcome in outcomes if outcome is scheduler.Outcome.FAILED]
+    if failed:
+        raise JobError(f"job(s) failed: {', '.join(failed)}")
 
 
 @timer_app.command("install")

@@ -202,6 +202,16 @@ def test_run_due_skips_missed_runs_on_first_pass(
     assert cli.state("eager")["started"] == epoch(later)
 
 
+def test_run_due_exits_13_when_a_job_failed(cli: Cli, new_vmid: Callable[[], int]) -> None:
+    """A failed job makes the pass exit non-zero, so the scheduler's unit shows it failed."""
+    cli.ok("job", "add", "gone", "--schedule", "02:00", "--vmid", str(new_vmid()), now=ADDED)
+    res = cli.vzdump("scheduler", "run-due", now="2030-01-06T02:00:20")
+    assert res.rc == 13, res.err
+    assert res.out == "gone: failed\n"
+    assert res.err_lines[-1] == "job(s) failed: gone"
+    assert cli.state("gone")["msg"] == "job errors"
+
+
 # --- mail through the local exim --------------------------------------------------------------
 
 

@@ -38,8 +38,13 @@ def test_add_then_set_and_delete(cli: Cli, ctroot: Path) -> None:
     )
     cli.ok("storage", "set", "offsite", "--delete", "prune-backups,disable")
     assert cfg.read_text() == f"restic: offsite\n\trepository {repo}\n\tcontent backup\n"
+    # a password the repository does not take is refused, and the old one stays
     new_pw = ctroot / "pw2.txt"
     new_pw.write_text("another one\n")
-    cli.ok("storage", "set", "offsite", "--password-file", str(new_pw))
+    res = cli.vzdump("storage", "set", "offsite", "--password-file", str(new_pw))
+    assert (res.rc, res.err) == (9, "restic storage 'offsite': wrong repository password\n")
     secret = ctroot / "etc/pve/priv/storage/offsite.pw"
-    assert secret.read_text() == "another one\n"
+    assert secret.read_text() == PASSWORD + "\n"
+    new_pw.write_text(PASSWORD + "\r\n")  # the same password, from another file
+    cli.ok("storage", "set", "offsite", "--password-file", str(new_pw))
+    assert secret.read_bytes() == (PASSWORD + "\r\n").encode()
