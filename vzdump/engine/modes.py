@@ -221,10 +221,15 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
     cgroup = CGroup(run.vmid)
     run.log("suspending guest")
     run.downtime_started = time.monotonic()
+    ours = False  # a CT someone froze (pct suspend) stays frozen: not ours to thaw
     try:
         run.hook("pre-stop")
-        run.note(frozen=True)
-        cgroup.freeze()
+        if cgroup.is_frozen():
+            run.log("guest was already frozen - it stays frozen")
+        else:
+            ours = True
+            run.note(frozen=True)
+            cgroup.freeze()
         frozen_at = time.monotonic()
         rsync(run, argv, "final")
         run.log("resuming guest")
@@ -232,16 +237,18 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
             run.hook("pre-restart")
         finally:
             # thaw on every path, also when pre-restart fails (the upstream bug of §7)
-            cgroup.thaw()
-            run.frozen_seconds = time.monotonic() - frozen_at
+            if ours:
+                cgroup.thaw()
+                run.frozen_seconds = time.monotonic() - frozen_at
         run.hook("post-restart")
         run.online_again()
     finally:
         with signals.held():
             # judged by the cgroup's real state, not by a flag (the upstream bug of §7)
-            if cgroup.exists() and cgroup.is_frozen():
+            if ours and cgroup.exists() and cgroup.is_frozen():
                 cgroup.thaw()
-            run.note(frozen=False)
+            if ours:
+                run.note(frozen=False)
     if run.frozen_seconds is not None:
         run.log(f"frozen window: {run.frozen_seconds:.3f} s")
     yield run.copydir

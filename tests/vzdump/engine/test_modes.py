@@ -19,6 +19,7 @@ from .conftest import (
     member_text,
     names,
     only_archive,
+    pct,
     tar_list,
     vzdump,
 )
@@ -137,6 +138,25 @@ def test_suspend_mode(host: Host) -> None:
     assert "./data/file" in all_names and all_names.count("./etc/vzdump/pct.conf") == 1
     owners = {m.name: m.uid for m in tar_list(archive)}
     assert owners["./data/file"] == 0 and max(owners.values()) < 65536
+
+
+def test_suspend_mode_leaves_a_frozen_ct_frozen(host: Host) -> None:
+    """A CT frozen by its admin (pct suspend) is backed up as it is and stays frozen, as the
+    snapshot path and the recovery treat it: it is not ours to thaw."""
+    ct = host.create(start=True)
+    ct.write("data/file", b"payload")
+    pct("suspend", str(ct.vmid))
+    try:
+        assert ct.freezer_state() == "FROZEN"
+        res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend")
+        assert res.rc == 0, res.err
+        assert "INFO: guest was already frozen - it stays frozen" in res.lines
+        assert ct.freezer_state() == "FROZEN"
+        assert not any(m.startswith("INFO: frozen window") for m in res.lines)
+        assert "./data/file" in names(only_archive(host.dumpdir, ct.vmid))
+    finally:
+        pct("resume", str(ct.vmid))
+    assert ct.freezer_state() == "THAWED"
 
 
 def test_snapshot_mode_falls_back_on_dir_storage(host: Host) -> None:
