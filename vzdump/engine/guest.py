@@ -402,6 +402,7 @@ class GuestBackup:
                 idmap=config_idmap(conf),
                 notes=notes,
                 protected=self.opts.protected,
+                bwlimit=-(-self.opts.bwlimit // self.env.workers),  # split as for rsync
             ),
             self.log.info,
         )

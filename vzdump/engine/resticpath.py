@@ -58,6 +58,7 @@ class ResticRun:
     idmap: Sequence[IdMapEntry]
     notes: str | None = None
     protected: bool = False
+    bwlimit: int = 0  # KiB/s of upload to the repository (this worker's share of the run's)
 
 
 @dataclass
@@ -153,6 +154,8 @@ def backup_args(run: ResticRun, stage: Path, size: int, patterns: Sequence[str])
     args += restic.tags_arg(tags) + resticexclude.exclude_args(stage / ROOTFS_DIR, patterns)
     if run.mode == "suspend":
         args += ["--ignore-inode", "--ignore-ctime"]
+    if run.bwlimit > 0:
+        args += ["--limit-upload", str(run.bwlimit)]
     return [*args, CONFIG_DIR, ROOTFS_DIR]
 
 

@@ -175,6 +175,20 @@ def test_retention_of_one_guest_never_touches_another(rhost: Host) -> None:
     assert all(str(r["volid"]).endswith("/" + _newest(r["vmid"], log)) for r in rows), log
 
 
+def test_bandwidth_limit_holds_for_the_upload(rhost: Host) -> None:
+    """--bwlimit limits restic's upload to the repository; parallel workers share it."""
+    add_storage(rhost.root)
+    a, b = rhost.create(), rhost.create()
+    for ct in (a, b):
+        ct.write("srv/big.bin", os.urandom(3 << 20))  # incompressible: uploaded as it is
+    res = vzdump(str(a.vmid), str(b.vmid), "--storage", "offsite", "--parallel", "2",
+                 "--bwlimit", "1024")  # fmt: skip
+    assert res.rc == 0, res.err
+    # 6 MiB at 1 MiB/s in all (each worker 512 KiB/s), less restic's one-second burst
+    assert res.seconds > 4.0, (res.seconds, res.err)
+    assert len(listing()) == 2
+
+
 def _newest(vmid: object, log: str) -> str:
     """The time of the backup this run made of ``vmid`` (from its 'creating' line)."""
     marker = f"offsite:backup/ct/{vmid}/"
