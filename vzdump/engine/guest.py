@@ -9,7 +9,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,6 +64,9 @@ class JobEnv:
     slot: int = 0
     workers: int = 1
     bucket: TokenBucket | None = None
+    # storages whose removed backups' space is reclaimed once, at the end of the run (shared
+    # by the workers' copies of this)
+    reclaim: set[str] = field(default_factory=set)
 
 
 def mountpoint_lines(conf: Config) -> tuple[list[Any], list[Any], list[str]]:
@@ -184,7 +187,12 @@ class GuestBackup:
         assert self.target is not None
         if self.target.archive is not None and self.opts.remove:
             retention.prune_after(
-                self.opts, self.env.storage, self.env.dumpdir, self.vmid, self.log.info
+                self.opts,
+                self.env.storage,
+                self.env.dumpdir,
+                self.vmid,
+                self.log.info,
+                reclaim_later=self.env.reclaim,
             )
 
     def _verify(self, archive: Path) -> None:

@@ -25,7 +25,8 @@ from shared.formats import vzdumpconf
 from shared.locks import flock
 from shared.runtime.namespace import private_mounts
 from shared.signals import interrupted, interruptible
-from shared.storage.api import backup_dir, backup_storage, get_storage
+from shared.storage.api import backup_dir, backup_storage, get_storage, reclaim_space
+from shared.storage.resticplugin import ResticStorage
 
 from ..options import OPTIONS, BackupOptions, check_params, job_header, merge_options
 from ..report import GuestResult, JobResult
@@ -233,7 +234,22 @@ class Job:
             self._one_by_one(env, selected)
         if interrupted():
             raise Interrupted()
+        self._reclaim(env)
         hooks.run("job-end")
+
+    def _reclaim(self, env: JobEnv) -> None:
+        """Retention on a restic storage forgets snapshots guest by guest; the data they alone
+        used goes in one ``restic prune`` for the whole run, after the last guest: a prune reads
+        the repository's whole index and holds it alone, and the guests' downtime and the other
+        workers' backups do not wait for it."""
+        for storage in sorted(env.reclaim):
+            if not isinstance(get_storage(storage), ResticStorage):
+                continue  # an archive's space went with its file
+            self.log.info(f"reclaiming the space of removed backups on storage '{storage}'")
+            try:
+                reclaim_space(storage)
+            except CtkitError as err:
+                self.log.warn(f"unable to reclaim space - {err} (the next prune does it)")
 
     def _one_by_one(self, env: JobEnv, selected: list[int]) -> None:
         for i, vmid in enumerate(selected):

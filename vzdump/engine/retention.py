@@ -90,20 +90,31 @@ def precheck(opts: BackupOptions, storage: str | None, dumpdir: Path, vmid: int)
 
 
 def prune_after(
-    opts: BackupOptions, storage: str | None, dumpdir: Path, vmid: int, log: Log
+    opts: BackupOptions,
+    storage: str | None,
+    dumpdir: Path,
+    vmid: int,
+    log: Log,
+    *,
+    reclaim_later: set[str] | None = None,
 ) -> None:
-    """Remove what the retention policy does not keep; raises when a removal failed."""
+    """Remove what the retention policy does not keep; raises when a removal failed. With
+    ``reclaim_later``, a storage whose space is still to be reclaimed is added to it."""
     retention = opts.retention
     log(f"prune older backups with retention: {prune.log_string(retention)}")
     cands = candidates_on_storage(storage, vmid) if storage else candidates_in_dir(dumpdir, vmid)
-    removed = remove_marked(prune.mark_group(cands, retention), storage, log)
+    removed = remove_marked(
+        prune.mark_group(cands, retention), storage, log, reclaim_later=reclaim_later
+    )
     if removed:
         log(f"pruned {removed} backup(s) not covered by keep-retention policy")
     else:
         log("pruned 0 backup(s)")
 
 
-def remove_marked(marked: Marked, storage: str | None, log: Log) -> int:
+def remove_marked(
+    marked: Marked, storage: str | None, log: Log, *, reclaim_later: set[str] | None = None
+) -> int:
     """Remove the entries marked ``remove`` (volume ids on ``storage``, else dump-directory
     paths); a failure is logged and the rest still removed, then raised. Returns the count."""
     removed = 0
@@ -122,7 +133,9 @@ def remove_marked(marked: Marked, storage: str | None, log: Log) -> int:
         except (CtkitError, OSError) as err:
             log(f"error when removing backup '{cand.name}' - {err}")
             failed = True
-    if removed and storage:
+    if removed and storage and reclaim_later is not None:
+        reclaim_later.add(storage)
+    elif removed and storage:
         try:
             reclaim_space(storage)  # restic: the forgotten snapshots' data is deleted now
         except CtkitError as err:

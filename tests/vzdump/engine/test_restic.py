@@ -165,10 +165,13 @@ def test_retention_of_one_guest_never_touches_another(rhost: Host) -> None:
     assert res.rc == 0, res.err
     counts = {ct.vmid: sum(1 for r in listing() if r["vmid"] == ct.vmid) for ct in (a, b)}
     assert counts == {a.vmid: 2, b.vmid: 1}, res.err
-    # two guests at once, each keeping its newest: both new backups stay
+    # two guests at once, each keeping its newest: both new backups stay; the space of what
+    # both removed is reclaimed once, after the last guest
     res = vzdump(str(a.vmid), str(b.vmid), "--storage", "offsite", "--parallel", "2",
                  "--prune-backups", "keep-last=1")  # fmt: skip
     assert res.rc == 0, res.err
+    reclaim = "INFO: reclaiming the space of removed backups on storage 'offsite'"
+    assert res.lines.count(reclaim) == 1 and res.lines[-2] == reclaim, res.err
     rows = listing()
     assert sorted(int(str(r["vmid"])) for r in rows) == sorted([a.vmid, b.vmid]), rows
     log = res.err
