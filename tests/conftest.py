@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.storage.resticplugin import ResticStorage
 from shared.testbed import build_busybox_rootfs, cleanup_root, pack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +35,20 @@ def ctroot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         yield root
     finally:
         cleanup_root(root)
+
+
+@pytest.fixture
+def restic_store(ctroot: Path, tmp_path: Path) -> ResticStorage:
+    """Storage ``offsite``: a new local restic repository in the temp dir (password ``pw``)."""
+    from shared.storage import resticadmin
+    from shared.storage.config import load_config
+
+    pw = tmp_path / "restic.pw"
+    pw.write_text("pw\n")
+    resticadmin.add("offsite", {"repository": str(tmp_path / "repo")}, password=pw, init=True)
+    store = load_config().get("offsite")
+    assert isinstance(store, ResticStorage)
+    return store
 
 
 # container ids: a high range (900000000+), unique within a session so that a container left

@@ -10,9 +10,9 @@ import pytest
 from shared.errors import ConfigError, StorageError
 from shared.storage import resticadmin
 from shared.storage.config import load_config
-from shared.storage.resticplugin import env_file, password_file
+from shared.storage.resticplugin import ResticStorage, env_file, password_file
 
-PASSWORD = b"first password\n"
+PASSWORD = b"pw\n"  # the restic_store fixture's
 
 
 def secret(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -22,11 +22,8 @@ def secret(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 @pytest.fixture
-def offsite(ctroot: Path, tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    pw = secret(tmp_path, "pw", PASSWORD)
-    resticadmin.add("offsite", {"repository": str(repo)}, password=pw, init=True)
-    return repo
+def offsite(restic_store: ResticStorage) -> Path:
+    return Path(restic_store.repo.repository)
 
 
 def test_a_failed_add_keeps_a_password_file_put_there_by_hand(ctroot: Path, tmp_path: Path) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from shared.storage import resticadmin
 from shared.storage.api import list_backups
-from shared.storage.config import load_config
 from shared.storage.resticplugin import ResticStorage
 
 
@@ -21,12 +19,8 @@ def backup(store: ResticStorage, source: Path, tags: str, when: str, tz: str = "
     )  # fmt: skip
 
 
-def test_hostile_snapshots_are_skipped(ctroot: Path, tmp_path: Path) -> None:
-    pw = tmp_path / "pw"
-    pw.write_text("pw\n")
-    resticadmin.add("offsite", {"repository": str(tmp_path / "repo")}, password=pw, init=True)
-    store = load_config().get("offsite")
-    assert isinstance(store, ResticStorage)
+def test_hostile_snapshots_are_skipped(restic_store: ResticStorage, tmp_path: Path) -> None:
+    store = restic_store
     source = tmp_path / "src"
     source.mkdir()
     ours = "vzdump,type=lxc,vmid=900000123,size=²"

@@ -14,23 +14,12 @@ from pathlib import Path
 import pytest
 
 from shared.errors import StorageError
-from shared.storage import resticadmin, resticbackups
-from shared.storage.config import load_config
+from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
 from vzdump.engine import resticpath
 
 VMID = 900000031
 UNREADABLE = Path("/proc/sys/vm/compact_memory")  # write-only, even for root
-
-
-@pytest.fixture
-def store(ctroot: Path, tmp_path: Path) -> ResticStorage:
-    pw = tmp_path / "pw"
-    pw.write_text("pw\n")
-    resticadmin.add("offsite", {"repository": str(tmp_path / "repo")}, password=pw, init=True)
-    found = load_config().get("offsite")
-    assert isinstance(found, ResticStorage)
-    return found
 
 
 @pytest.fixture
@@ -49,8 +38,9 @@ def tree(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_failed_backup_is_forgotten_after_another_hosts_lock(
-    store: ResticStorage, tree: Path
+    restic_store: ResticStorage, tree: Path
 ) -> None:
+    store = restic_store
     other = subprocess.Popen(
         ["restic", "--quiet", "backup", "--stdin", "--host", "other"],
         env=store.repo.environment(),
