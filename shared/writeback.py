@@ -67,6 +67,17 @@ def _syncfs() -> Callable[[int], int]:
     return func  # type: ignore[no-any-return]
 
 
+def syncfs(fd: int) -> None:
+    """syncfs(2): write the file system holding ``fd`` back and wait. Raises the write error
+    (EIO, ENOSPC) that hit any of its files since ``fd`` was opened, once per error, even when
+    the write-back had already happened in the background."""
+    if _syncfs()(fd) != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def start_writeback(fd: int, offset: int, length: int) -> bool:
     """Ask the kernel to begin writing ``length`` bytes at ``offset`` of ``fd`` to disk; True
     when it took the request (it may still be writing when this returns)."""
@@ -97,7 +108,9 @@ class _Flusher:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             for fd in self._fds:
-                self._syncfs(fd)  # an error (EIO) shows again at the unmount, which reports it
+                # an error (EIO) is reported to every descriptor opened before it: the
+                # caller's check (MountedTree.flush) still sees it
+                self._syncfs(fd)
             self.calls += 1
 
     def stop(self) -> None:

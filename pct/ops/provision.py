@@ -136,7 +136,9 @@ def staged(
         include=include or (lambda _mp: True),
     )
     try:
+        tree.watch_writes()
         yield tree
+        tree.flush()  # what was written is on the storage, or this fails
     finally:
         with signals.held():  # all unmounted, or the volumes could not be freed
             tree.unmount()

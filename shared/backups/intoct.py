@@ -64,7 +64,9 @@ def container_root(
         try:
             tree = mount_all(conf, mnt, root_ids=ids)
             try:
+                tree.watch_writes()
                 yield mnt, idmap, ids
+                tree.flush()
             finally:
                 tree.unmount(lazy=True)
         finally:

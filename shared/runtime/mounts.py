@@ -8,6 +8,8 @@ mount land outside it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from ..ctconfig.mountpoints import MountPoint
 from ..errors import CommandError, StorageError
 from ..storage import cmd, loop
 from ..storage.volumes import mount_volume
+from ..writeback import syncfs
 from .beneath import ensure_dir
 
 Include = Callable[[MountPoint], bool]
@@ -56,9 +59,38 @@ class MountedTree:
 
     target: Path
     handles: list[loop.Mounted] = field(default_factory=list)
+    _watched: list[tuple[loop.Mounted, int]] = field(default_factory=list)
+
+    def watch_writes(self) -> None:
+        """Before writing into the image-backed volumes: a write their storage cannot take
+        (it is full: a raw image is sparse) fails only in the background write-back, where tar
+        never sees it. A descriptor opened now is told of any such error by :meth:`flush`."""
+        for handle in self.handles:
+            if handle.loopdev is not None:
+                fd = os.open(handle.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._watched.append((handle, fd))
+
+    def flush(self) -> None:
+        """After writing: the watched volumes are written back, or the write error is raised
+        (the data is not on the storage: a restore or create must fail, not report success)."""
+        for handle, fd in self._watched:
+            try:
+                syncfs(fd)
+            except OSError as err:
+                raise StorageError(
+                    f"unable to write volume '{handle.source.name}' - {err.strerror} "
+                    "(is its storage full?)"
+                ) from None
+
+    def _unwatch(self) -> None:
+        for _handle, fd in self._watched:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._watched.clear()
 
     def unmount(self, *, lazy: bool = False) -> list[str]:
         """Unmount in reverse order; errors are collected, not raised, so cleanup goes on."""
+        self._unwatch()  # an open descriptor would keep the mount busy
         problems = []
         for handle in reversed(self.handles):
             try:

@@ -13,7 +13,6 @@ crash leaves a visible lock rather than a half-updated config.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import sys
@@ -27,6 +26,7 @@ from ..ctconfig.mountpoints import MountPoint, add_unused_volume, used_volumes
 from ..errors import CtkitError, LockError, StateError, StorageError
 from ..locks import config_lock
 from ..storage import volumes
+from ..writeback import syncfs
 from . import lifecycle, lxcapi
 from .cgroups import CGroup
 
@@ -36,8 +36,6 @@ RESERVED = ("current", "vzdump")
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
 SNAPSHOT_DROP = ("lock", "digest", "snapstate", "snaptime", "vmstate", "description", "parent")
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _all(_mp: MountPoint) -> bool:
@@ -55,12 +53,6 @@ def snapshot_volumes(conf: Section, include: Include = _all) -> list[MountPoint]
         if mp.type != "volume" or not volumes.volume_has_feature(mp.volume, "snapshot"):
             return None
     return mps
-
-
-def syncfs(fd: int) -> None:
-    if _libc.syncfs(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 @dataclass

@@ -272,3 +272,31 @@ def test_ask_password_reader() -> None:
 
     answers = iter(["abcde", "abcde"])
     assert ask_password(lambda prompt: next(answers)) == "abcde"
+
+
+def test_create_onto_a_full_storage_fails_and_leaves_nothing(
+    pct: Pct, vmid: int, ctroot: Path, tmp_path: Path
+) -> None:
+    """The raw image is sparse on a storage too small for the template: only the write-back
+    fails, which tar never sees. pct create must fail in one line and leave no config and no
+    volume (it reported success with files missing their data)."""
+    from shared.fakehost import add_storage
+
+    rootfs = build_busybox_rootfs(tmp_path / "big")
+    (rootfs / "srv").mkdir(exist_ok=True)
+    (rootfs / "srv/big.bin").write_bytes(os.urandom(40 << 20))
+    template = pack(rootfs, tmp_path / "big_1.0-1_amd64.tar.zst")
+    small = ctroot / "mnt/small"
+    small.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "small", str(small)], check=True)
+    try:
+        add_storage(ctroot, "dir: small\n\tpath /mnt/small\n\tcontent rootdir\n")
+        res = pct("create", vmid, template, "--rootfs", "small:1", check=False)
+        assert res.rc != 0
+        assert res.err.strip().splitlines()[-1].startswith(
+            f"unable to create CT {vmid} - unable to write volume 'vm-{vmid}-disk-0.raw'"
+        ), res.err
+        assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
+        assert not list(small.glob(f"images/{vmid}/*"))
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

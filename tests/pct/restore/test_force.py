@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import threading
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 
 from shared.ctconfig import store
 from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError
+from shared.fakehost import add_storage
 from shared.runtime import lifecycle, lxcapi
 from tests.pct.restore.conftest import Backups, images, volume_of
 
@@ -151,6 +153,39 @@ def test_failed_force_restore_keeps_the_old_container(
         backups.restore(vmid, bad, force=True)
     assert str(err.value).startswith(f"unable to restore CT {vmid} - ")
     assert _snapshot(backups, vmid) == before  # config, volumes and firewall untouched
+    lifecycle.start(vmid, log=lambda _line: None)
+    try:
+        assert _run(vmid, "cat", "/etc/marker") == "old\n"
+    finally:
+        lifecycle.stop(vmid, log=lambda _line: None)
+
+
+def test_restore_onto_a_full_storage_fails_and_keeps_the_old_container(
+    backups: Backups, vmid: int
+) -> None:
+    """The new volume is a sparse image on a storage too small for the backup: tar's writes
+    succeed into the page cache and only the write-back fails. The restore must fail (it
+    reported success with damaged files) and ``--force`` must keep the old container."""
+    backups.restore(vmid, _backup(backups, "old"))
+    before = _snapshot(backups, vmid)
+    tree = backups.tree("tree-big")
+    (tree / "etc/marker").write_text("big\n")
+    (tree / "srv").mkdir(exist_ok=True)
+    (tree / "srv/big.bin").write_bytes(os.urandom(40 << 20))
+    big = backups.archive(CONF.format(name="big"), [(tree, "./")], stamp="2024_02_01-03_04_05")
+    small = backups.root / "mnt/small"
+    small.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "small", str(small)], check=True)
+    try:
+        add_storage(backups.root, "dir: small\n\tpath /mnt/small\n\tcontent rootdir\n")
+        with pytest.raises(CtkitError) as err:
+            backups.restore(vmid, big, force=True, storage="small")
+        assert str(err.value).startswith(f"unable to restore CT {vmid} - unable to write volume")
+        assert "is its storage full?" in str(err.value)
+        assert not list(small.glob(f"images/{vmid}/*"))  # the new volume is freed again
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+    assert _snapshot(backups, vmid) == before
     lifecycle.start(vmid, log=lambda _line: None)
     try:
         assert _run(vmid, "cat", "/etc/marker") == "old\n"
