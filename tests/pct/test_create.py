@@ -293,8 +293,12 @@ def test_create_onto_a_full_storage_fails_and_leaves_nothing(
         add_storage(ctroot, "dir: small\n\tpath /mnt/small\n\tcontent rootdir\n")
         res = pct("create", vmid, template, "--rootfs", "small:1", check=False)
         assert res.rc != 0
-        assert res.err.strip().splitlines()[-1].startswith(
-            f"unable to create CT {vmid} - unable to write volume 'vm-{vmid}-disk-0.raw'"
+        assert (
+            res.err.strip()
+            .splitlines()[-1]
+            .startswith(
+                f"unable to create CT {vmid} - unable to write volume 'vm-{vmid}-disk-0.raw'"
+            )
         ), res.err
         assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
         assert not list(small.glob(f"images/{vmid}/*"))
