@@ -10,11 +10,13 @@ zero block the archive is over: the scanner emits a clean end (two zero blocks, 
 
 Data is skipped by the member's stored size, which covers every sparse variant: GNU old
 sparse ('S' + extension blocks, then the stored chunks) and pax sparse 0.x/1.0 (the map, if
-any, is part of the stored data).
+any, is part of the stored data). A sparse map must add up to that size (tarsparse), or GNU
+tar would read the member's data differently and find headers nobody checked.
 """
 
 from __future__ import annotations
 
+from shared.archive import tarsparse
 from shared.archive.tarformat import (
     BLOCK,
     EXTENSION_TYPES,
@@ -75,6 +77,8 @@ class TarScanner:
         self._keep = False
         self._left = 0  # bytes of data + padding still to pass
         self._deliver_left = 0  # of those, data bytes still to deliver
+        self._sparse: list[int] = []  # region sizes of an old-sparse map read so far
+        self._v1map: bytearray | None = None  # the start of a pax 1.0 sparse member's data
 
     def _reset_extensions(self) -> None:
         self._held: list[bytes] = []
@@ -94,6 +98,8 @@ class TarScanner:
             if state == _DATA:
                 take = min(self._left, n - pos)
                 piece = mv[pos : pos + take]
+                if self._v1map is not None:
+                    self._on_v1_map(piece)
                 if self._keep:
                     if self.forward:
                         self._emit(piece)
@@ -209,6 +215,7 @@ class TarScanner:
 
     def _start_member(self, raw: RawHeader, block: bytes, offset: int) -> None:
         member = self._assemble(raw, offset)
+        self._check_sparse(raw, member, offset)
         self.members += 1
         keep = self.sink.member(member)
         if keep and self.forward:
@@ -222,11 +229,50 @@ class TarScanner:
         else:
             self._start_data(member)
 
+    def _check_sparse(self, raw: RawHeader, member: Member, offset: int) -> None:
+        """Keep in step with how GNU tar will read a sparse member's data (tarsparse)."""
+        name = display_name(member.name)
+        self._v1map = None
+        if raw.typeflag == GNU_SPARSE:
+            if not raw.gnu:
+                raise ArchiveError(f"sparse member '{name}' at offset {offset} is not GNU")
+            self._sparse, ended = tarsparse.old_entries(raw.block[386:482], offset)
+            if ended and raw.sparse_extended:  # tar stops reading the map; we would not
+                raise ArchiveError(f"sparse map of member '{name}' ends before its extensions")
+            if not raw.sparse_extended:
+                tarsparse.check(self._sparse, member.size, name)
+            return
+        records = self._pax or []
+        if tarsparse.is_v1(records):
+            self._v1map = bytearray()
+            return
+        sizes = tarsparse.pax_sizes(records, offset)
+        if sizes is not None:
+            tarsparse.check(sizes, member.size, name)
+
+    def _on_v1_map(self, piece: memoryview) -> None:
+        assert self._v1map is not None and self._member is not None
+        self._v1map += piece[: tarsparse.MAX_MAP + 1 - len(self._v1map)]
+        name = display_name(self._member.name)
+        parsed = tarsparse.v1_map(bytes(self._v1map), self._member.offset)
+        if parsed is not None:
+            sizes, map_bytes = parsed
+            tarsparse.check(sizes, self._member.size, name, map_bytes=map_bytes)
+            self._v1map = None
+        elif len(self._v1map) > tarsparse.MAX_MAP or len(self._v1map) >= self._member.size:
+            raise ArchiveError(f"sparse map of member '{name}' does not match its stored size")
+
     def _on_sparse_block(self, block: bytes) -> None:
         if self._keep and self.forward:
             self._emit(block)
+        assert self._member is not None
+        sizes, ended = tarsparse.old_entries(block[:504], self._member.offset)
+        self._sparse += sizes
+        name = display_name(self._member.name)
+        if ended and block[504] != 0:
+            raise ArchiveError(f"sparse map of member '{name}' ends before its extensions")
         if block[504] == 0:
-            assert self._member is not None
+            tarsparse.check(self._sparse, self._member.size, name)
             self._start_data(self._member)
         else:
             self._state, self._need = _SPARSEEXT, BLOCK

@@ -48,14 +48,16 @@ def _gnu_tar(tmp_path: Path, fmt: str) -> bytes:
         fh.truncate(9 << 20)
     (src / "plain").write_bytes(os.urandom(5000))
     os.link(src / "plain", src / "hard")
+    fmt, _dash, version = fmt.partition("-")
+    options = [f"--sparse-version={version}"] if version else []
     return subprocess.run(
-        ["tar", "cf", "-", f"--format={fmt}", "--sparse", "-C", str(src), "."],
+        ["tar", "cf", "-", f"--format={fmt}", "--sparse", *options, "-C", str(src), "."],
         capture_output=True,
         check=True,
     ).stdout
 
 
-@pytest.mark.parametrize("fmt", ["posix", "gnu"])
+@pytest.mark.parametrize("fmt", ["posix", "gnu", "posix-0.0", "posix-0.1"])
 def test_gnu_tar_output_passes_through_unchanged(tmp_path: Path, fmt: str) -> None:
     data = _gnu_tar(tmp_path, fmt)
     members, out = _scan(data)
@@ -137,3 +139,64 @@ def test_parse_pax_records() -> None:
     assert parse_pax(raw + bytes(20), 0)[0] == (b"path", b"x=y")
     with pytest.raises(ArchiveError):
         parse_pax(b"99 path=x\n", 0)
+
+
+# --- sparse maps that do not add up: GNU tar would read a different amount of data -----------
+
+
+def _old_sparse(name: bytes, size: int, regions: list[tuple[int, int]], real: int) -> bytes:
+    entries = b"".join(rawtar._octal(o, 12) + rawtar._octal(n, 12) for o, n in regions)
+    tail = bytes(386 - 345) + entries.ljust(96, b"\0") + b"\0" + rawtar._octal(real, 12)
+    header = rawtar.header(name, type=b"S", size=size, gnu=True, tail=tail)
+    return header + rawtar.pad(bytes(size))
+
+
+def _hidden_device_archive(regions: list[tuple[int, int]], size: int) -> bytes:
+    """A sparse member followed by one whose data hides a device node's header: GNU tar,
+    reading 512 bytes more than stored, would take that header for a member."""
+    hidden = rawtar.header(b"./srv/mem", type=b"3", mode=0o666, devmajor=1, devminor=3)
+    return (
+        _old_sparse(b"./srv/sp", size, regions, 4096)
+        + rawtar.member(b"./srv/x", hidden + bytes(512))
+        + bytes(1024)
+    )
+
+
+@pytest.mark.parametrize(
+    ("regions", "size"),
+    [
+        ([(0, 512)], 0),  # the map claims a block the member does not store
+        ([(0, 100), (512, 100)], 200),  # a region short of a block before the last
+        ([(0, 512)], 1024),  # the map claims less than stored
+    ],
+)
+def test_old_sparse_map_must_match_the_stored_size(
+    regions: list[tuple[int, int]], size: int
+) -> None:
+    with pytest.raises(ArchiveError, match=r"sparse map of member '\./srv/sp' does not match"):
+        _scan(_hidden_device_archive(regions, size))
+
+
+def test_old_sparse_map_that_adds_up_passes() -> None:
+    members, _out = _scan(_old_sparse(b"./sp", 612, [(0, 512), (1024, 100)], 1124) + bytes(1024))
+    assert [(m.name, m.size, m.sparse) for m in members] == [(b"./sp", 612, True)]
+
+
+@pytest.mark.parametrize("version", ["0.1", "1.0"])
+def test_pax_sparse_map_must_match_the_stored_size(version: str) -> None:
+    if version == "0.1":
+        records = [(b"GNU.sparse.map", b"0,1024"), (b"GNU.sparse.realsize", b"4096")]
+        data = bytes(512)
+    else:
+        records = [(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"),
+                   (b"GNU.sparse.realsize", b"4096"), (b"GNU.sparse.name", b"./sp")]  # fmt: skip
+        data = rawtar.pad(b"1\n0\n1024\n") + bytes(512)  # map block + one block, not two
+    pax = rawtar.pax_data(records)
+    archive = (
+        rawtar.header(b"./PaxHeaders/sp", type=b"x", size=len(pax))
+        + rawtar.pad(pax)
+        + rawtar.member(b"./GNUSparseFile.0/sp", data)
+        + bytes(1024)
+    )
+    with pytest.raises(ArchiveError, match="does not match its stored size"):
+        _scan(archive)
