@@ -174,6 +174,9 @@ class TarScanner:
         kind = raw.typeflag
         if raw.size > MAX_EXTENSION:
             raise ArchiveError(f"extended header at offset {offset} is too large ({raw.size})")
+        held = sum(len(b) for b in self._held)
+        if held + raw.size > MAX_EXTENSION:  # any number of global headers could pile up
+            raise ArchiveError(f"extended headers before offset {offset} are too large")
         duplicate = (
             (kind == PAX_LOCAL and self._pax is not None)
             or (kind == GNU_LONGNAME and self._longname is not None)

@@ -200,3 +200,13 @@ def test_pax_sparse_map_must_match_the_stored_size(version: str) -> None:
     )
     with pytest.raises(ArchiveError, match="does not match its stored size"):
         _scan(archive)
+
+
+def test_global_headers_cannot_pile_up() -> None:
+    """Each global pax header may be large; together, before one member, they are bounded."""
+    pax = rawtar.pax_data([(b"comment", b"A" * (3 << 20))])
+    one = rawtar.header(b"././@PaxHeader", type=b"g", size=len(pax)) + rawtar.pad(pax)
+    members, _out = _scan(one * 2 + rawtar.member(b"./f", b"x") + bytes(1024))
+    assert [m.name for m in members] == [b"./f"]
+    with pytest.raises(ArchiveError, match=r"extended headers before offset \d+ are too large"):
+        _scan(one * 3 + rawtar.member(b"./f", b"x") + bytes(1024))
