@@ -98,7 +98,9 @@ def extract_to_dir(backup: Backup, paths: Sequence[str], target: Path) -> Extrac
     name beside it and renamed when complete, so a failure (a cut or hostile archive) leaves
     nothing; into an existing one, what was extracted before the failure stays."""
     if os.path.lexists(target):
-        return extract_paths(backup, paths, prepare_target(target))
+        real = prepare_target(target)
+        _check_no_symlinks(real, [path_parts(p) for p in paths])
+        return extract_paths(backup, paths, real)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -108,6 +110,37 @@ def extract_to_dir(backup: Backup, paths: Sequence[str], target: Path) -> Extrac
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def _check_no_symlinks(target: Path, choices: Sequence[tuple[bytes, ...]]) -> None:
+    """tar follows a symlink that is already in the target when it writes below it (the guard
+    only knows the archive's own): refuse one on the way to, or anywhere below, a chosen path.
+    A backup's ordinary absolute symlink, extracted earlier, would otherwise let the next
+    extraction write anywhere on the host as root."""
+    for parts in choices:
+        here = target
+        for part in parts:
+            here = here / os.fsdecode(part)
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                break
+            if stat.S_ISLNK(st.st_mode):
+                _refuse_symlink(target, here)
+            if not stat.S_ISDIR(st.st_mode):
+                break
+        else:
+            for top, dirs, files in os.walk(here):
+                for name in [*dirs, *files]:
+                    if os.path.islink(os.path.join(top, name)):
+                        _refuse_symlink(target, Path(top) / name)
+
+
+def _refuse_symlink(target: Path, link: Path) -> None:
+    raise StorageError(
+        f"target '{target}' holds a symlink at '{link.relative_to(target)}' - extract into "
+        "a new directory"
+    )
 
 
 def extract_paths(

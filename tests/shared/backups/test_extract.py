@@ -110,6 +110,30 @@ def test_hostile_archive_writes_nothing_outside(ctroot: Path, tmp_path: Path) ->
     assert res.rc == 10 and "invalid path" in res.err
 
 
+def test_symlinks_already_in_the_target_are_never_followed(made: Made, tmp_path: Path) -> None:
+    """A symlink an earlier extraction (or anyone) left in an existing target: tar would write
+    through it, so the extraction is refused before anything is written."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for where in ("srv", "srv/kinds", "srv/kinds/sub"):  # on the way, at, and below
+        target = tmp_path / f"t-{where.count('/')}"
+        (target / where).parent.mkdir(parents=True, exist_ok=True)
+        (target / where).symlink_to(victim)
+        res = vzdump("extract", made.volid, "/srv/kinds", "--target", str(target))
+        assert res.rc == 9, res.err
+        assert res.lines == [
+            f"target '{target}' holds a symlink at '{where}' - extract into a new directory"
+        ]
+        assert list(victim.iterdir()) == []
+    # elsewhere in the target a symlink is no concern
+    target = tmp_path / "t-other"
+    target.mkdir()
+    (target / "elsewhere").symlink_to(victim)
+    res = vzdump("extract", made.volid, "/srv/kinds/regular.txt", "--target", str(target))
+    assert res.rc == 0, res.err
+    assert (target / "srv/kinds/regular.txt").is_file()
+
+
 def test_target_must_be_a_directory_not_a_symlink(made: Made, tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "sym").symlink_to(tmp_path / "real")
