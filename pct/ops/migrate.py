@@ -117,6 +117,9 @@ def migrate(vmid: int, opts: Options, log: Log) -> None:
     with config_lock(vmid):
         conf = store.load(vmid)
         store.set_lock(conf, "migrate")
+        if lxcapi.is_running(vmid) != running:  # started or stopped since it was planned
+            state = "running" if not running else "stopped"
+            raise StateError(f"CT {vmid} is {state} now - migration not started, try again")
         store.save(conf)
     with signals.interruptible():
         try:

@@ -18,6 +18,7 @@ from shared.errors import (
     StateError,
     StorageError,
 )
+from shared.storage.api import volume_owner
 from shared.storage.config import StorageConfig
 from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import volume_format, volume_size
@@ -85,6 +86,9 @@ def volumes(conf: Config, smap: IdMap, cfg: StorageConfig, log: Any) -> list[Vol
         )  # fmt: skip
         if not keys:
             raise StateError(f"volume '{volid}' is only referenced by pending changes")
+        owner = volume_owner(volid)
+        if owner != conf.vmid:  # freed on the source once migrated: never another guest's
+            raise StateError(f"can't migrate volume '{volid}' - owned by other guest ({owner})")
         store = cfg.storage(sid)
         if store.shared:
             raise StorageError(f"volume '{volid}' is on shared storage '{sid}' - not supported")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,62 @@ def test_bind_mounts_snapshots_locks_and_unknown_remotes_are_refused(
     conf.write_text(text)
     assert_untouched(pct, far, ct, ctroot)
     assert PCT.exists()
+
+
+def test_a_volume_of_another_guest_is_refused(
+    pct: Pct,
+    far: Far,
+    ct: int,
+    ctroot: Path,
+    new_vmid: Callable[[], int],
+    busybox_template: Path,
+) -> None:
+    """Migrated volumes are freed on the source afterwards: one owned by another container
+    (given to this one as a mount point) would be deleted under it."""
+    other = new_vmid()
+    pct("create", other, busybox_template, "--rootfs", "local:0", "--mp0", "local:0,mp=/data")
+    other_conf = (ctroot / f"etc/pve/lxc/{other}.conf").read_text()
+    volume = next(
+        line.split(" ", 1)[1].split(",")[0]
+        for line in other_conf.splitlines()
+        if line.startswith("mp0:")
+    )
+    pct("set", ct, "--mp0", f"{volume},mp=/shared")
+    res = pct("migrate", ct, "far", check=False)
+    assert res.rc == 6, res.err
+    assert res.err == f"can't migrate volume '{volume}' - owned by other guest ({other})\n"
+    assert_untouched(pct, far, ct, ctroot)
+    assert (ctroot / f"var/lib/vz/images/{other}").is_dir()
+
+
+def test_a_ct_started_while_the_migration_is_planned_is_not_migrated(
+    pct: Pct,
+    far: Far,
+    vmid: int,
+    busybox_template: Path,
+    ctroot: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whether the CT runs is decided again under its lock: one started meanwhile was copied
+    as if stopped and then deleted while it ran."""
+    from pct.ops import migrate
+    from shared.errors import StateError
+
+    ct = vmid
+    pct("create", ct, busybox_template, "--rootfs", "local:0")
+
+    asked = migrate._target_info
+
+    def asked_then_started(*args: object) -> object:
+        answer = asked(*args)  # type: ignore[arg-type]
+        pct("start", ct)
+        return answer
+
+    monkeypatch.setattr(migrate, "_target_info", asked_then_started)
+    try:
+        with pytest.raises(StateError, match=f"^CT {ct} is running now - migration not started"):
+            migrate.migrate(ct, migrate.Options("far"), log=lambda _line: None)
+        assert pct("status", ct).out == "status: running\n"
+        assert_untouched(pct, far, ct, ctroot)
+    finally:
+        pct("stop", ct)
