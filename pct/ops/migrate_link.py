@@ -211,7 +211,10 @@ def close_receiver(receiver: subprocess.Popen[bytes]) -> None:
     reap(receiver)
 
 
-RSYNC_OPTS = ["-aHAXS", "--numeric-ids", "--delete", "--stats", "--one-file-system"]
+# mtimes to the nanosecond: a file rewritten within the second of the first pass, at the same
+# size, is otherwise taken as unchanged by the final pass (stale data on the target)
+RSYNC_OPTS = ["-aHAXS", "--numeric-ids", "--delete", "--stats", "--one-file-system",
+              "--modify-window=-1"]  # fmt: skip
 
 
 def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) -> Transfer:
