@@ -111,7 +111,8 @@ def mounts_under(path: Path) -> list[Path]:
 
 def mount_users(path: Path) -> list[Path]:
     """Mount points that expose ``path`` or anything inside it: mounts at or below it, and
-    bind mounts of it (or of a directory inside it) elsewhere."""
+    bind mounts of it (or of a directory inside it) elsewhere, also in other mount namespaces
+    (a running container's mount points exist only in its own: ``/proc/<pid>/root/<point>``)."""
     real = Path(os.path.realpath(path))
     table = mount_table()
     holders = [e for e in table if _below(real, e.point)]
@@ -124,7 +125,35 @@ def mount_users(path: Path) -> list[Path]:
             for e in table
             if e.dev == holder.dev and e is not holder and _below(e.root, rel)
         ]
+        # a copy of one of our own mounts (propagated, or taken when a namespace was made)
+        # goes with ours; any other mount of the volume is a user of its own
+        ours = {(e.dev, e.root, e.point) for e in table}
+        for pid, other in _other_namespaces():
+            users += [
+                Path(f"/proc/{pid}/root{e.point}")
+                for e in other
+                if e.dev == holder.dev
+                and _below(e.root, rel)
+                and (e.dev, e.root, e.point) not in ours
+            ]
     return sorted(set(users))
+
+
+def _other_namespaces() -> Iterator[tuple[str, list[MountEntry]]]:
+    """The mount table of every other mount namespace, read through one of its processes."""
+    seen = {os.readlink("/proc/self/ns/mnt")}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            ns = os.readlink(f"/proc/{entry.name}/ns/mnt")
+            if ns in seen:
+                continue
+            seen.add(ns)
+            table = mount_table(entry.name)
+        except OSError:  # gone meanwhile, or a kernel thread
+            continue
+        yield entry.name, table
 
 
 def is_mounted(path: Path) -> bool:

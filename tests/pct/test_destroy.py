@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared import paths
-from tests.pct.conftest import Pct, leftovers
+from tests.pct.conftest import Containers, Pct, leftovers
 
 pytestmark = pytest.mark.lxc
 
@@ -103,3 +103,30 @@ def test_case_42_mount_and_unmount(
     assert pct("exec", vmid, "--", "cat", "/data/file.txt").out == "on mp0\n"
     res = pct("mount", vmid, check=False)
     assert res.rc != 0 and res.err == f"CT {vmid} is running\n"
+
+
+def test_a_volume_a_running_ct_mounts_is_never_freed(cts: Containers) -> None:
+    """A running container's mount points live in its own mount namespace only: a directory
+    volume of another container, given to it as mp0, was deleted under it (its data gone)."""
+    owner = cts.create("--rootfs", "local:0", "--mp0", "local:0,mp=/data")
+    volume = next(
+        line.split(" ", 1)[1].split(",")[0]
+        for line in cts.conf(owner).splitlines()
+        if line.startswith("mp0:")
+    )
+    user = cts.create("--rootfs", "local:0", "--mp0", f"{volume},mp=/shared")
+    cts.pct("start", user)
+    try:
+        cts.pct("exec", user, "--", "sh", "-c", "echo kept > /shared/file")
+        cts.pct("set", owner, "--delete", "mp0")  # now unused0 of its owner
+        res = cts.pct("set", owner, "--delete", "unused0", check=False)
+        assert f"volume '{volume}' is in use (/proc/" in res.text, res.text
+        assert f"unused0: {volume}" in cts.conf(owner)  # still referenced: not freed
+        # destroy warns and keeps the volume in use, as Proxmox keeps one it cannot free
+        res = cts.pct("destroy", owner)
+        assert f"volume '{volume}' is in use (/proc/" in res.text, res.text
+        out = cts.pct("exec", user, "--", "cat", "/shared/file").out
+        assert out == "kept\n"
+    finally:
+        cts.pct("stop", user)
+    cts.pct("destroy", user)
