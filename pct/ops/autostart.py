@@ -68,6 +68,11 @@ def startall(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Start the onboot containers in order; raises CommandError naming the failures."""
+    from shared.runtime.recovery import recover_all
+
+    # at boot, what a backup or migration killed with the host left (frozen, stopped, locked)
+    # is undone first: a container a migration had stopped is started again by its recovery
+    recover_all(log.info, log.warn)
     remove_stale_backup_locks(log)
     failed = []
     for guest in guests(vms):

@@ -120,3 +120,22 @@ def test_guests_unit_is_written_and_verifies(ctroot: Path, pct: Pct) -> None:
     assert systemd.GUESTS_UNIT in systemd.UNITS
     res = pct("autostart", "remove")
     assert res.out == f"removed {unit}\n" and not unit.exists()
+
+
+def test_startall_first_recovers_what_a_killed_migration_left(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """A migration that died with the host had stopped and locked an onboot container: startall
+    undoes that (as any command would), so the container comes up instead of being skipped."""
+    from shared.runtime import migration
+    from tests.shared.runtime.test_migration import dead_record
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--onboot", "1")
+    add(ctroot, vmid, "lock: migrate\n")
+    data = {"vmid": vmid, "remote": "far", "phase": "copy", "stopped": True}
+    dead_record(migration.outgoing_record(vmid), {**data, "snapshots": {}})
+    res = pct("startall", "--vms", vmid)
+    assert "Skipping" not in res.text, res.text
+    assert lxcapi.is_running(vmid)
+    assert "lock:" not in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    pct("stop", vmid)
