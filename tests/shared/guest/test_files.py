@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
+from shared.errors import ConfigError
 from shared.guest.chroot import run_in_root
-from shared.guest.files import CtFiles, Delete, edit_block, remove_pve_sections
+from shared.guest.files import MAX_READ, CtFiles, Delete, edit_block, remove_pve_sections
 
 BLOCK = "# --- BEGIN PVE ---\n{}# --- END PVE ---\n"
 
@@ -63,6 +65,29 @@ def test_empty_data() -> None:
 def test_remove_pve_sections() -> None:
     text = "a\n  # --- BEGIN PVE ---\n127.0.0.1 x\n# --- END PVE --- trailing\nb\n"
     assert remove_pve_sections(text) == "a\n\nb\n"
+    # from the first begin marker to the end of the line of the last end marker after it
+    text = (
+        "# --- END PVE ---\nx\n# --- BEGIN PVE ---\n1\n# --- END PVE ---\n2\n# --- END PVE ---!\nz"
+    )
+    assert remove_pve_sections(text) == "# --- END PVE ---\nx\n\nz"
+    assert remove_pve_sections("# --- BEGIN PVE ---\nno end\n") == "# --- BEGIN PVE ---\nno end\n"
+
+
+def test_remove_pve_sections_is_linear() -> None:
+    """A container's /etc/hosts of many begin markers and no end (read at every start) took
+    quadratic time: 20,000 lines, half a minute of host CPU."""
+    text = "# --- BEGIN PVE ---\n" * 100_000
+    started = time.monotonic()
+    assert remove_pve_sections(text) == text
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_file_too_large_for_a_config_file_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    with open(tmp_path / "etc/hosts", "wb") as fh:
+        fh.truncate(MAX_READ + 1)  # sparse: costs nothing on disk
+    with pytest.raises(ConfigError, match=r"^'/etc/hosts' is larger than 16 MiB - not touched$"):
+        in_root(tmp_path, lambda files: files.read("/etc/hosts"))
 
 
 # --- CtFiles inside a chroot -------------------------------------------------------------------
