@@ -137,7 +137,8 @@ def update(vmid: int, index: int, old: Net, new: Net, pid: int) -> list[str]:
     attachment is restored."""
     host = host_name(vmid, index)
     warnings: list[str] = []
-    if any(_differs(old, new, k) for k in PLUG_KEYS):
+    replug = any(_differs(old, new, k) for k in PLUG_KEYS)
+    if replug:
         unplug(host)
         try:
             warnings = plug(host, new)
@@ -149,11 +150,37 @@ def update(vmid: int, index: int, old: Net, new: Net, pid: int) -> list[str]:
     elif _differs(old, new, "rate"):
         rate = new.get("rate")
         warnings = set_rate(host, float(rate) if rate else None)
-    if _differs(old, new, "mtu") and new.get("mtu"):
-        with _ipr() as ipr:
-            ipr.link("set", index=_must(ipr, host), mtu=int(new["mtu"]))
-    in_netns(pid, lambda: _change_inside(old, new))
+    try:
+        if _differs(old, new, "mtu") and new.get("mtu"):
+            _set_mtu(host, new)
+        in_netns(pid, lambda: _change_inside(old, new))
+    except BaseException:
+        # the change stays pending: what is live goes back to what the config says
+        _undo_update(host, old, new, pid, replug)
+        raise
     return warnings
+
+
+def _set_mtu(host: str, net: Net) -> None:
+    with _ipr() as ipr:
+        ipr.link("set", index=_must(ipr, host), mtu=int(net["mtu"]))
+
+
+def _undo_update(host: str, old: Net, new: Net, pid: int, replug: bool) -> None:
+    """Best effort, step by step: a step that fails does not keep the others from running."""
+    with contextlib.suppress(Exception):
+        in_netns(pid, lambda: _change_inside(new, old))
+    if _differs(old, new, "mtu") and old.get("mtu"):
+        with contextlib.suppress(Exception):
+            _set_mtu(host, old)
+    if replug:
+        with contextlib.suppress(Exception):
+            unplug(host)
+            plug(host, old)
+    elif _differs(old, new, "rate"):
+        rate = old.get("rate")
+        with contextlib.suppress(Exception):
+            set_rate(host, float(rate) if rate else None)
 
 
 def _differs(old: Net, new: Net, key: str) -> bool:

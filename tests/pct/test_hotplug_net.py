@@ -137,6 +137,18 @@ def _add_change_remove(
     pct("set", vmid, "--net0", f"name=eth0,bridge={bridge2},ip={net}.3/24,mtu=1400")
     assert _master(veth) == bridge2 and "mtu 1400 " in _host("ip", "link", "show", veth)
     assert "mtu 1400 " in pct("exec", vmid, "--", "ip", "link", "show", "eth0").out
+    # a change that fails inside the container (IPv6 is off there) after the host side was
+    # changed: the live interface goes back to what the config says
+    pct("exec", vmid, "--", "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6")
+    res = pct("set", vmid, "--net0",
+              f"name=eth0,bridge={bridge},ip={net}.5/24,ip6=2001:db8::5/64,mtu=1400",
+              check=False)  # fmt: skip
+    assert res.rc != 0 and "unable to hotplug net0:" in res.err, res.err
+    assert _master(veth) == bridge2
+    inside = pct("exec", vmid, "--", "ip", "addr", "show", "eth0").out
+    assert f"inet {net}.3/24" in inside and f"{net}.5/" not in inside, inside
+    pct("set", vmid, "--revert", "net0")
+    pct("exec", vmid, "--", "sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6")
     # a new name or MAC: the interface is made again, as Proxmox does
     new_mac = "BC:24:11:00:A1:B2"
     pct("set", vmid, "--net0", f"name=eth9,bridge={bridge},hwaddr={new_mac},ip={net}.4/24")
