@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from shared.ctconfig.config import Config
@@ -25,6 +26,7 @@ from shared.storage.volumes import volume_format, volume_size
 
 from .destroy import referenced_volumes
 from .migrate_target import PROTOCOL
+from .volcopy import foreign_below
 
 ID_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]|[a-zA-Z]")
 
@@ -93,9 +95,22 @@ def volumes(conf: Config, smap: IdMap, cfg: StorageConfig, log: Any) -> list[Vol
         if store.shared:
             raise StorageError(f"volume '{volid}' is on shared storage '{sid}' - not supported")
         fmt = volume_format(volid, cfg)
+        if fmt == "subvol":
+            _check_one_file_system(volid, store.path_of(parse_volume_id(volid)[1]))
         out.append(Volume(volid, keys, sid, smap(sid), fmt, volume_size(volid, cfg)))
         log(f"found local volume '{volid}' (in current VM config)")
     return out
+
+
+def _check_one_file_system(volid: str, path: Path) -> None:
+    """rsync --one-file-system and btrfs send leave out a file system or subvolume nested in
+    the volume; the source is deleted after the migration, so that would lose its content."""
+    nested = foreign_below(path)
+    if nested is not None:
+        raise StorageError(
+            f"volume '{volid}' holds another file system or btrfs subvolume at "
+            f"'{nested.relative_to(path)}' - it would not be migrated; move its content out first"
+        )
 
 
 def _volume_of(key: str, value: str) -> str | None:

@@ -92,6 +92,12 @@ def _copy(
 def copy_tree(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> None:
     """Copy the tree ``src`` onto ``dst``: ``cp -a`` (in-kernel copies, reflinks where the file
     system can) unless a bandwidth limit asks for rsync. Progress: the bytes that arrived."""
+    nested = foreign_below(src)
+    if nested is not None:
+        raise StorageError(
+            f"'{nested.relative_to(src)}' in the volume is another file system or btrfs "
+            "subvolume - it would not be copied; move its content out of it first"
+        )
     if bwlimit:
         rsync(src, dst, bwlimit=bwlimit, log=log)
         return
@@ -107,6 +113,29 @@ def copy_tree(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> 
         raise CommandError(f"cp failed (exit {proc.returncode}): {' '.join(detail[-2:])}")
     seconds = max(time.monotonic() - started, 1e-6)
     log(f"copied {human_bytes(total)} in {seconds:.1f}s ({human_bytes(total / seconds)}/s)")
+
+
+def foreign_below(root: Path) -> Path | None:
+    """The first directory below ``root`` on another file system or btrfs subvolume (another
+    device number): ``cp -x``, ``rsync --one-file-system`` and ``btrfs send`` all leave its
+    content out, so a copy or migration would lose it without a word."""
+    device = os.lstat(root).st_dev
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if entry.stat(follow_symlinks=False).st_dev != device:
+                    return Path(entry.path)
+            except OSError:
+                continue
+            stack.append(Path(entry.path))
+    return None
 
 
 def tree_bytes(root: Path) -> int:

@@ -91,8 +91,8 @@ def remove_pve_sections(text: str) -> str:
     if begin is None:
         return text
     last = None
-    for last in _END_LINE.finditer(text, begin.end()):
-        pass
+    for match in _END_LINE.finditer(text, begin.end()):
+        last = match
     if last is None:
         return text
     eol = text.find("\n", last.end())

@@ -115,3 +115,22 @@ def test_a_template_volume_moves_as_a_base_volume(cts: Containers, btrfs_storage
     ).stdout
     assert out.strip() == "ro=true"
     assert not (cts.root / f"var/lib/vz/images/{vmid}/base-{vmid}-disk-0.raw").exists()
+
+
+def test_a_nested_subvolume_is_refused_not_left_out(cts: Containers, btrfs_storage: str) -> None:
+    """cp -x (and rsync, btrfs send) leave a btrfs subvolume nested in the volume out: the
+    copy would miss its data without a word. Move and full clone refuse it instead."""
+    vmid = cts.create("--rootfs", f"{btrfs_storage}:0")
+    volume = cts.root / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    nested = volume / "var/nested"
+    subprocess.run(["btrfs", "-q", "subvolume", "create", str(nested)], check=True)
+    (nested / "precious").write_text("data")
+    try:
+        before = cts.conf(vmid)
+        for args in (["move-volume", vmid, "rootfs", "local", "--delete"],
+                     ["clone", vmid, cts.new_vmid(), "--full", "--storage", "local"]):  # fmt: skip
+            err = cts.refused(*args)
+            assert "'var/nested' in the volume is another file system or btrfs subvolume" in err
+        assert cts.conf(vmid) == before and (nested / "precious").read_text() == "data"
+    finally:
+        subprocess.run(["btrfs", "-q", "subvolume", "delete", str(nested)], check=True)

@@ -176,3 +176,23 @@ def test_a_ct_started_while_the_migration_is_planned_is_not_migrated(
         assert_untouched(pct, far, ct, ctroot)
     finally:
         pct("stop", ct)
+
+
+def test_a_file_system_nested_in_a_volume_is_refused(
+    pct: Pct, far: Far, ct: int, ctroot: Path
+) -> None:
+    """rsync --one-file-system (and btrfs send) leave a nested file system out, and the source
+    is deleted after the migration: its content would be lost."""
+    import subprocess
+
+    inner = ctroot / f"var/lib/vz/images/{ct}/subvol-{ct}-disk-0.subvol/srv"
+    inner.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "nested", str(inner)], check=True)
+    (inner / "precious").write_text("data")
+    try:
+        res = pct("migrate", ct, "far", check=False)
+        assert res.rc != 0
+        assert "holds another file system or btrfs subvolume at 'srv'" in res.err, res.err
+        assert_untouched(pct, far, ct, ctroot)
+    finally:
+        subprocess.run(["umount", str(inner)], check=True)
