@@ -450,10 +450,10 @@ def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:
         if not snap.time_tagged or started.specials.snapshot_id() != snap.id:
             started.close()
             started = Started(store, [snap.id])
+        return SnapshotStream(snap, started)  # refuses a snapshot whose tags it cannot use
     except BaseException:
         started.close()
         raise
-    return SnapshotStream(snap, started)
 
 
 def read_through(store: ResticStorage, volname: str) -> tuple[int, int, float]:

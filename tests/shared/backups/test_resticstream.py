@@ -4,8 +4,12 @@ input is a tar laid out as ``restic dump <snapshot> /`` writes it)."""
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
 import tarfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,7 @@ from shared.archive.idmap import IdMapEntry
 from shared.archive.tarscan import TarScanner
 from shared.backups.resticstream import IdShift, Rewriter
 from shared.errors import ArchiveError
+from shared.storage.resticplugin import ResticStorage
 
 SHIFT = IdShift([IdMapEntry("u", 0, 100000, 65536), IdMapEntry("g", 0, 100000, 65536)])
 LONG = "rootfs/srv/" + "d" * 120 + "/" + "f" * 150
@@ -160,3 +165,43 @@ def test_empty_files_wait_for_the_listing_and_device_nodes_are_left_out() -> Non
         ("./pipe", tarfile.FIFOTYPE),
     ]
     assert rw.members == len(got)
+
+
+def _restic_children() -> list[int]:
+    """This process's restic children (the dump and ls a snapshot stream starts)."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = open(f"/proc/{entry.name}/status").read()  # noqa: SIM115
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if fields.get("Name") == "restic" and fields.get("PPid", "").strip() == str(os.getpid()):
+            out.append(int(entry.name))
+    return out
+
+
+def test_a_snapshot_whose_tags_cannot_be_used_leaves_no_restic_running(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    from shared.backups.resticstream import open_snapshot
+    from shared.errors import CtkitError
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "big").write_bytes(os.urandom(8 << 20))  # more than a pipe holds: dump waits
+    stamp = "2026-11-01T01:00:00Z"
+    tags = f"vzdump,type=lxc,vmid=900000123,time={stamp},idmap=u:0:not:a:map"
+    subprocess.run(
+        ["restic", "--quiet", "backup", "--tag", tags, "--time", "2026-11-01 01:00:00",
+         str(source)],
+        env={**restic_store.repo.environment(), "TZ": "UTC"}, check=True, capture_output=True,
+    )  # fmt: skip
+    with pytest.raises(CtkitError):
+        open_snapshot(restic_store, f"backup/ct/900000123/{stamp}")
+    deadline = time.monotonic() + 10
+    while _restic_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _restic_children() == []
