@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from . import paths
 from .errors import ConfigError, NotFoundError
+from .formats.lines import config_lines
 
 MAX_SIZE = 16 << 20  # bytes; user.cfg is small, a larger file is not one
 POOL_NAME_RE = re.compile(r"[A-Za-z0-9.\-_]+(?:/[A-Za-z0-9.\-_]+){0,2}")
@@ -33,7 +34,7 @@ class Pools:
 def parse_pools(text: str) -> Pools:
     pools = Pools()
     owner: dict[int, str] = {}
-    for raw in text.splitlines():
+    for raw in config_lines(text):
         data = [d.strip() for d in raw.strip().split(":")]
         if len(data) < 2 or data[0] != "pool":
             continue

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from . import paths, signals
 from .errors import CommandError, ConfigError, LockError, StorageError
+from .formats.lines import config_lines
 
 ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 # variables an env file may not set: they would redirect restic away from the storage's
@@ -59,7 +60,7 @@ def with_rest_credentials(repository: str, env: Mapping[str, str]) -> str:
 def parse_env_file(text: str) -> dict[str, str]:
     """``NAME=value`` lines (``#`` comments, blank lines); names checked, reserved ones refused."""
     out: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(config_lines(text), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .lines import check_writable, config_lines
 from .propstring import Field
 from .types import Bool, FormatError, ValueType
 
@@ -108,8 +109,7 @@ class SectionConfig:
                 items = value if stype and key in stype.arrays else [value]
                 for item in items:
                     text = stype.render_value(key, item) if stype else str(item)
-                    if "\n" in text:
-                        raise ConfigError(f"value of '{key}' contains a newline")
+                    check_writable(key, text)
                     lines.append(f"\t{key} {text}")
             chunks.append("\n".join(lines) + "\n")
         return "\n".join(chunks)
@@ -126,7 +126,7 @@ def parse(text: str, types: Mapping[str, SectionType], *, strict: bool = False) 
             raise ConfigError(msg)
         cfg.warnings.append(msg)
 
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(config_lines(text), 1):
         if not line.strip():
             current, skip = None, False
             continue

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import paths
+from .lines import config_lines
 from .types import FormatError, ValueType
 
 DISPLAY_NAME = "/etc/vzdump.conf"
@@ -51,7 +52,7 @@ class VzdumpConf:
 def parse(text: str, schema: Mapping[str, OptionSpec], filename: str = DISPLAY_NAME) -> VzdumpConf:
     conf = VzdumpConf()
     raw: dict[str, list[str]] = {}
-    for line in text.splitlines():
+    for line in config_lines(text):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

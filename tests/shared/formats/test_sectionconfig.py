@@ -39,6 +39,21 @@ def test_parse_and_round_trip() -> None:
     assert cfg.render() == TEXT.replace("\tdisable\n", "\tdisable 1\n")
 
 
+@pytest.mark.parametrize("brk", ["\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029"])
+def test_a_value_never_becomes_a_line_of_its_own(brk: str) -> None:
+    """Lines are split at LF only (as Proxmox does): a value holding another line break read
+    back as a second key (a backup job's 'script', run as root). Writing such a value fails."""
+    cfg = sc.parse(f"dir: local\n\tpath /srv/a{brk}\tdisable 1\n", TYPES)
+    assert cfg.sections[0].props["path"] == f"/srv/a{brk}\tdisable 1"
+    assert "disable" not in cfg.sections[0].props
+    with pytest.raises(ConfigError, match="^value of 'path' contains a line break or control"):
+        cfg.render()
+
+
+def test_crlf_files_read_as_lf_files() -> None:
+    assert sc.parse(TEXT.replace("\n", "\r\n"), TYPES).render() == sc.parse(TEXT, TYPES).render()
+
+
 def test_bad_lines_are_warnings_or_errors() -> None:
     text = (
         "dir: a1\n\tpath /x\n\tbogus 1\n\n"

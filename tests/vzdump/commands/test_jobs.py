@@ -112,6 +112,20 @@ def test_add_refuses_an_existing_id(cli: Cli) -> None:
     assert cli.jobs_cfg.read_bytes() == before
 
 
+def test_a_value_with_a_line_break_never_adds_a_key(cli: Cli) -> None:
+    """A Unicode line separator in a value became a 'script' line when jobs.cfg was read back:
+    any program, run as root by the next job run."""
+    cli.ok("job", "add", "j1", "--schedule", "daily", "--all")
+    before = cli.jobs_cfg.read_bytes()
+    evil = "/tmp/a\u2028\tscript /tmp/evil.sh"
+    res = cli.vzdump("job", "add", "j2", "--schedule", "daily", "--all", "--exclude-path", evil)
+    assert res.rc != 0
+    assert res.err == "value of 'exclude-path' contains a line break or control character\n"
+    res = cli.vzdump("job", "set", "j1", "--exclude-path", evil)
+    assert res.rc != 0 and "contains a line break" in res.err
+    assert cli.jobs_cfg.read_bytes() == before
+
+
 # --- add / set: the file --------------------------------------------------------------------
 
 
