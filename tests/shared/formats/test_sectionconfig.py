@@ -46,7 +46,7 @@ def test_a_value_never_becomes_a_line_of_its_own(brk: str) -> None:
     cfg = sc.parse(f"dir: local\n\tpath /srv/a{brk}\tdisable 1\n", TYPES)
     assert cfg.sections[0].props["path"] == f"/srv/a{brk}\tdisable 1"
     assert "disable" not in cfg.sections[0].props
-    with pytest.raises(ConfigError, match="^value of 'path' contains a line break or control"):
+    with pytest.raises(ConfigError, match=r"^value of 'path' contains a line break or control"):
         cfg.render()
 
 
