@@ -6,6 +6,7 @@ data to archive into place and yields where tar should read it; leaving it undoe
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import subprocess
 import time
@@ -20,6 +21,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, CtkitError, StateError
 from shared.runtime import lifecycle, lxcapi, snapshot
+from shared.runtime.beneath import open_beneath
 from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import config_root_ids
 from shared.runtime.mounts import mount_all
@@ -177,8 +179,10 @@ def rsync_argv(run: GuestRun, pid: int, nfs: bool) -> list[str]:
     argv = ["rsync", "--stats", "-h"]
     if not nfs:
         argv += ["-X", "-A"]
+    # mtimes to the nanosecond: a file rewritten at the same size in the second of the first
+    # sync is otherwise taken as unchanged by the final one (a stale file in the archive)
     argv += ["--numeric-ids", "-aH", "--delete", "--no-whole-file", "--sparse",
-             "--one-file-system", "--relative"]  # fmt: skip
+             "--one-file-system", "--relative", "--modify-window=-1"]  # fmt: skip
     if run.bwlimit:
         argv.append(f"--bwlimit={run.bwlimit}")
     argv += [f"--exclude={p}" for p in run.excludes]
@@ -188,6 +192,21 @@ def rsync_argv(run: GuestRun, pid: int, nfs: bool) -> list[str]:
     argv += [f"{root}/.{mp.path}" for mp in run.included if mp.key != "rootfs"]
     argv.append(str(run.copydir))
     return argv
+
+
+def check_sources(run: GuestRun, pid: int) -> None:
+    """rsync reaches the mount points through ``/proc/<pid>/root``, where an absolute symlink
+    the container made resolves on the host: its mount point paths must be real directories
+    of its own (as stop mode mounts them), or host files would go into its backup. Checked
+    before each sync; the final one runs frozen, so what it copies is what was checked."""
+    root = Path(f"/proc/{pid}/root")
+    for mp in [*run.included, *run.excluded]:
+        if mp.key == "rootfs":
+            continue
+        try:
+            os.close(open_beneath(root, mp.path))
+        except FileNotFoundError:
+            raise StateError(f"mount point path '{mp.path}' is missing in the container") from None
 
 
 def rsync(run: GuestRun, argv: list[str], which: str) -> None:
@@ -217,6 +236,7 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
         raise StateError(f"CT {run.vmid} not running")
     argv = rsync_argv(run, pid, nfs)
     run.hook("backup-start")
+    check_sources(run, pid)
     rsync(run, argv, "first")
     cgroup = CGroup(run.vmid)
     run.log("suspending guest")
@@ -231,6 +251,7 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
             run.note(frozen=True)
             cgroup.freeze()
         frozen_at = time.monotonic()
+        check_sources(run, pid)
         rsync(run, argv, "final")
         run.log("resuming guest")
         try:

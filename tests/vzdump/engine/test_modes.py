@@ -4,6 +4,7 @@ fallback on dir storage), and the hook phases (vzdump §4, §10 cases 10-13, 15,
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -138,6 +139,43 @@ def test_suspend_mode(host: Host) -> None:
     assert "./data/file" in all_names and all_names.count("./etc/vzdump/pct.conf") == 1
     owners = {m.name: m.uid for m in tar_list(archive)}
     assert owners["./data/file"] == 0 and max(owners.values()) < 65536
+
+
+def test_suspend_mode_never_follows_a_symlink_out_of_the_ct(host: Host) -> None:
+    """rsync reaches a mount point through /proc/<pid>/root, where an absolute symlink the
+    container made resolves on the host: host files went into the container's backup."""
+    secret = host.root / "hostsecret"
+    (secret / "data").mkdir(parents=True)
+    (secret / "data/secret.txt").write_text("HOST-ONLY SECRET\n")
+    os.chmod(secret, 0o755)
+    ct = host.create(start=True, extra=["--mp0", "local:0,mp=/srv/data,backup=1"])
+    pct("exec", str(ct.vmid), "--", "sh", "-c", f"mv /srv /srv.old && ln -s {secret} /srv")
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend")
+    assert res.rc != 0
+    assert "path '/srv/data' crosses a symlink or a file in the container" in res.err, res.err
+    assert not list(host.dumpdir.glob(f"vzdump-lxc-{ct.vmid}-*.tar*"))
+    assert ct.freezer_state() == "THAWED" and ct.running()
+
+
+def test_suspend_mode_final_sync_sees_a_rewrite_in_the_same_second(host: Host) -> None:
+    """A file rewritten at the same size within the second the first sync copied it: the
+    final sync took it as unchanged by size and whole-second mtime, and the archive held the
+    stale content."""
+    ct = host.create(start=True)
+    state = ct.write("root/state.txt", b"AAAA")
+    second = 1_800_000_000
+    os.utime(state, ns=(second * 10**9, second * 10**9 + 100))
+    script = host.root / "rewrite.sh"
+    script.write_text(
+        '#!/bin/sh\n[ "$1" = pre-stop ] || exit 0\n'
+        f"printf BBBB > {state} && touch -d @{second}.5 {state}\n"
+    )
+    script.chmod(0o755)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                 "--script", str(script))  # fmt: skip
+    assert res.rc == 0, res.err
+    assert os.stat(state).st_mtime_ns // 10**9 == second
+    assert member_text(only_archive(host.dumpdir, ct.vmid), "./root/state.txt") == "BBBB"
 
 
 def test_suspend_mode_leaves_a_frozen_ct_frozen(host: Host) -> None:
