@@ -66,9 +66,15 @@ ZONE_TAB = Path("/usr/share/zoneinfo/zone.tab")
 
 
 def check_mp_string(value: str) -> None:
-    """``pve-lxc-mp-string``: no ``/./``, ``/../``, trailing ``/.``/``/..``, leading ``../``."""
+    """``pve-lxc-mp-string``: no ``/./``, ``/../``, trailing ``/.``/``/..``, leading ``../``;
+    and (ctkit) no control characters (they reach logs, mails and terminals as they are) and
+    not the container's root itself (an empty target in the generated mount entry)."""
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise FormatError("invalid format - the path contains control characters")
     if re.search(r"/\.\.?/", value) or re.search(r"/\.\.?$", value) or value.startswith("../"):
         raise FormatError(f"invalid format - {value} contains illegal character sequences")
+    if not [part for part in value.split("/") if part not in ("", ".")]:
+        raise FormatError(f"invalid format - {value} is the container's root")
 
 
 def check_dev_string(value: str) -> None:

@@ -104,8 +104,14 @@ class PropSchema:
     def _render_value(self, key: str, value: Any) -> str:
         spec = self.fields.get(key)
         if spec is None or (isinstance(value, str) and not isinstance(spec.type, Str)):
-            return str(value)
-        return spec.type.render(value)
+            text = str(value)
+        else:
+            text = spec.type.render(value)
+        # a comma would end the value when it is read back (and start other keys): quoted,
+        # as the parser reads quotes; a quote itself cannot be written back at all
+        if '"' in text:
+            raise FormatError(f"value of '{key}' may not contain '\"'")
+        return f'"{text}"' if "," in text else text
 
     def describe(self) -> str:
         items: list[str] = []

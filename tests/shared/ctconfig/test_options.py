@@ -144,6 +144,13 @@ def test_mount_point_path_rules(path: str) -> None:
     assert details == {"mp": f"invalid format - {path} contains illegal character sequences"}
 
 
+def test_mount_point_path_is_below_the_root_and_printable() -> None:
+    assert _details("mp0", "local:1,mp=/") == {"mp": "invalid format - / is the container's root"}
+    assert _details("mp0", "local:1,mp=/srv/\x1b[2Jx") == {
+        "mp": "invalid format - the path contains control characters"
+    }
+
+
 def test_mount_point_volume_rules_and_missing_mp() -> None:
     assert _details("mp1", "/srv/../etc,mp=/x") == {
         "volume": "invalid format - /srv/../etc contains illegal character sequences"

@@ -62,6 +62,14 @@ def test_lenient_keeps_unknown() -> None:
 def test_quoted_value_with_comma() -> None:
     schema = PropSchema({"name": Field(Str()), "desc": Field(Str())})
     assert schema.parse('name=a,desc="x,y"') == {"name": "a", "desc": "x,y"}
+    # written back quoted: unquoted, the rest of the value read back as keys of their own
+    data = MP.parse('/srv/b,mp="/mnt/a,backup=1"')
+    assert data == {"volume": "/srv/b", "mp": "/mnt/a,backup=1"}
+    assert MP.render(data) == '/srv/b,mp="/mnt/a,backup=1"'
+    assert MP.parse(MP.render(data)) == data
+    assert MP.render({"volume": "/srv/a,b", "mp": "/x"}) == '"/srv/a,b",mp=/x'
+    with pytest.raises(FormatError, match="value of 'mp' may not contain"):
+        MP.render({"volume": "v", "mp": '/x"y'})
 
 
 def test_split_list() -> None:
