@@ -185,13 +185,21 @@ class GuestBackup:
 
     def _prune(self) -> None:
         assert self.target is not None
-        if self.target.archive is not None and self.opts.remove:
+        archive = self.target.archive
+        if archive is not None and self.opts.remove:
+            if self.restic is not None:
+                made = self.volid
+            elif self.env.storage:
+                made = f"{self.env.storage}:backup/{archive.name}"
+            else:
+                made = str(archive)
             retention.prune_after(
                 self.opts,
                 self.env.storage,
                 self.env.dumpdir,
                 self.vmid,
                 self.log.info,
+                made=made,
                 reclaim_later=self.env.reclaim,
             )
 

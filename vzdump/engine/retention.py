@@ -96,16 +96,23 @@ def prune_after(
     vmid: int,
     log: Log,
     *,
+    made: str | None = None,
     reclaim_later: set[str] | None = None,
 ) -> None:
-    """Remove what the retention policy does not keep; raises when a removal failed. With
-    ``reclaim_later``, a storage whose space is still to be reclaimed is added to it."""
+    """Remove what the retention policy does not keep; raises when a removal failed. ``made``
+    is the backup just written: never removed by its own retention. With ``reclaim_later``,
+    a storage whose space is still to be reclaimed is added to it."""
     retention = opts.retention
     log(f"prune older backups with retention: {prune.log_string(retention)}")
     cands = candidates_on_storage(storage, vmid) if storage else candidates_in_dir(dumpdir, vmid)
-    removed = remove_marked(
-        prune.mark_group(cands, retention), storage, log, reclaim_later=reclaim_later
-    )
+    marked = prune.mark_group(cands, retention)
+    for i, (cand, mark) in enumerate(marked):
+        if cand.name == made and mark == "remove":
+            # ranked by the time in the names, a backup named later (a clock set back, an
+            # hour repeated in autumn) outranked it: the one just made is kept all the same
+            log(f"keeping the new backup '{made}' - another is named with a later time")
+            marked[i] = (cand, "keep")
+    removed = remove_marked(marked, storage, log, reclaim_later=reclaim_later)
     if removed:
         log(f"pruned {removed} backup(s) not covered by keep-retention policy")
     else:

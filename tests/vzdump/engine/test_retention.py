@@ -74,6 +74,27 @@ def test_prune_in_a_dump_directory(host: Host) -> None:
     assert len(left) == 2 and left[0] == kept and older not in left
 
 
+@pytest.mark.parametrize("where", ["storage", "dumpdir"])
+def test_the_new_backup_is_never_removed_by_its_own_retention(host: Host, where: str) -> None:
+    """Ranked by the times in their names, an archive named an hour ahead (a clock set back,
+    the hour repeated in autumn) outranked the new one, and keep-last=1 deleted the backup
+    just made while the job reported success."""
+    ct = host.create()
+    dump = local_dump(host) if where == "storage" else host.dumpdir
+    ahead = (dt.datetime.now() + dt.timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    future = fake_backup(dump, ct.vmid, ahead)
+    target = ["--storage", "local"] if where == "storage" else ["--dumpdir", str(dump)]
+    res = vzdump(str(ct.vmid), *target, "--compress", "zstd", "--prune-backups", "keep-last=1")
+    assert res.rc == 0, res.err
+    (new,) = [p for p in archives(dump, ct.vmid) if p.name != future]
+    assert new.stat().st_size > 0
+    made = f"local:backup/{new.name}" if where == "storage" else str(new)
+    assert f"INFO: keeping the new backup '{made}' - another is named with a later time" in (
+        res.lines
+    )
+    assert "INFO: pruned 0 backup(s)" in res.lines
+
+
 def test_retention_parameters_and_precheck(host: Host) -> None:
     """Cases 25, 26 and 29: keep-all with others is a parameter error; all-zero means keep-all
     (no pruning, no limit); remove=0 with a reached limit fails before the log or the lock;
