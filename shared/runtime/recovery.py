@@ -95,6 +95,11 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
 def _thaw(dead: owners.Owner, log: Log, warn: Log) -> None:
     if not dead.frozen:
         return  # frozen by someone else (pct suspend): not ours to thaw
+    from . import snapshot  # only a recovery needs it: pct status/list stay light
+
+    conf = store.load_or_none(dead.vmid)
+    for path in snapshot.thaw_filesystems(conf) if conf is not None else []:
+        log(f"CT {dead.vmid}: thawed the file system at '{path}' {dead.op} had frozen")
     cgroup = CGroup(dead.vmid)
     if cgroup.exists() and cgroup.is_frozen():
         cgroup.thaw()

@@ -55,6 +55,31 @@ def snapshot_volumes(conf: Section, include: Include = _all) -> list[MountPoint]
     return mps
 
 
+def thaw_filesystems(conf: Config) -> list[str]:
+    """FITHAW the running CT's volumes that a snapshot freezes with FIFREEZE (an ext4 image
+    on btrfs): a process killed inside that window leaves them frozen for good, every write
+    of the container hanging. Returns the mount paths that were frozen."""
+    pid = lxcapi.init_pid(conf.vmid)
+    if pid is None:
+        return []
+    thawed = []
+    for mp in conf.mountpoints():
+        try:
+            if mp.type != "volume" or not volumes.needs_fsfreeze(mp.volume):
+                continue
+            fd = os.open(f"/proc/{pid}/root{mp.path}", os.O_RDONLY | os.O_DIRECTORY)
+        except (CtkitError, OSError):
+            continue
+        try:
+            fcntl.ioctl(fd, FITHAW)
+            thawed.append(mp.path)
+        except OSError:  # EINVAL: it was not frozen
+            pass
+        finally:
+            os.close(fd)
+    return thawed
+
+
 @dataclass
 class FreezeReport:
     seconds: float = 0.0

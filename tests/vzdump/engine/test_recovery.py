@@ -5,6 +5,7 @@ the dead owner from a live one and undo what it left (issue 19 item 11)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -245,3 +246,40 @@ def test_a_reused_pid_is_a_dead_owner(host: Host) -> None:
     assert (rc, out) == (0, "status: stopped\n")
     assert f"CT {ct.vmid}: removed lock 'backup'" in err
     assert "lock:" not in ct.conf() and not path.exists()
+
+
+def test_a_file_system_left_frozen_by_a_killed_snapshot_is_thawed(host: Host, btrfs: Path) -> None:
+    """Snapshot mode freezes an ext4 image on btrfs (FIFREEZE) for a clean snapshot; killed
+    inside that window, the file system stayed frozen for good, every write of the container
+    hanging. The next command thaws it with the cgroup."""
+    import fcntl
+
+    from shared import owner as owners
+    from shared.runtime import lxcapi
+    from shared.runtime.snapshot import FIFREEZE
+    from shared.storage import volumes
+
+    ct = host.create(rootfs="bt:0")
+    volid = volumes.alloc_volume("bt", ct.vmid, 32 << 20, root_uid=100000, root_gid=100000,
+                                 fmt="raw")  # fmt: skip
+    run([str(BIN / "pct"), "set", str(ct.vmid), "--mp0", f"{volid},mp=/data"])
+    ct.start()
+    pid = lxcapi.init_pid(ct.vmid)
+    assert pid is not None
+    fd = os.open(f"/proc/{pid}/root/data", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, FIFREEZE)
+    finally:
+        os.close(fd)
+    # the record a snapshot-mode vzdump leaves when it dies inside the freeze (pid 0: dead)
+    record = owners.Owner(ct.vmid, "vzdump", 0, 1, owners.boot_id(), mode="snapshot", frozen=True)
+    path = owners.record_path(ct.vmid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(record)))
+    rc, out, err = pct_run("status", str(ct.vmid))
+    assert out == "status: running\n"
+    assert rc == 0, err
+    assert f"CT {ct.vmid}: thawed the file system at '/data' vzdump had frozen" in err, err
+    write = run([str(BIN / "pct"), "exec", str(ct.vmid), "--", "sh", "-c", "echo x > /data/f"],
+                timeout=20)  # fmt: skip
+    assert write.rc == 0, write.err
