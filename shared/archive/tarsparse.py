@@ -3,9 +3,8 @@
 The scanner skips a member's data by its stored size; GNU tar, extracting a sparse member,
 reads whole blocks region by region as the map says. A map that does not add up to the stored
 size makes the two part ways: tar then reads the next headers as file data and the data of a
-later, approved member as headers, which nobody checked. GNU tar writes every region but the
-last in whole blocks and the regions (after the map, in format 1.0) fill the stored size
-exactly; any other map is refused here.
+later, approved member as headers, which nobody checked. A map whose regions (after the map,
+in format 1.0) do not fill the stored size exactly, in as many blocks, is refused here.
 
 The maps: GNU old sparse ('S': four entries in the header, 21 in each extension block), pax
 0.0 (``GNU.sparse.offset``/``numbytes`` records) and 0.1 (``GNU.sparse.map``), and pax 1.0
@@ -67,9 +66,13 @@ def v1_map(data: bytes, offset: int) -> tuple[list[int], int] | None:
 
 
 def check(sizes: Sequence[int], stored: int, name: str, *, map_bytes: int = 0) -> None:
-    """Refuse a map whose regions GNU tar would read differently from the stored size."""
-    whole = all(n % BLOCK == 0 for n in sizes[:-1])
-    if not whole or map_bytes + sum(sizes) != stored:
+    """Refuse a map whose regions GNU tar would read differently from the stored size: tar
+    reads each region in whole blocks (a partial one padded), the scanner skips the stored
+    size in whole blocks. The regions (after the map) must fill the stored size exactly and
+    take as many blocks; GNU tar's own maps do (a partial block only in the last region
+    with data, at most followed by the zero-length entry that records a trailing hole)."""
+    blocks = map_bytes // BLOCK + sum(-(-n // BLOCK) for n in sizes)
+    if map_bytes + sum(sizes) != stored or blocks != -(-stored // BLOCK):
         raise ArchiveError(f"sparse map of member '{name}' does not match its stored size")
 
 

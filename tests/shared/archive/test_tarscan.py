@@ -46,6 +46,10 @@ def _gnu_tar(tmp_path: Path, fmt: str) -> bytes:
             fh.seek(i * (1 << 20))
             fh.write(os.urandom(4096))
         fh.truncate(9 << 20)
+    with open(src / "tail", "wb") as fh:  # data to EOF: a partial region before the end entry
+        fh.write(os.urandom(4096))
+        fh.seek(8192)
+        fh.write(os.urandom(904))
     (src / "plain").write_bytes(os.urandom(5000))
     os.link(src / "plain", src / "hard")
     fmt, _dash, version = fmt.partition("-")
@@ -66,7 +70,7 @@ def test_gnu_tar_output_passes_through_unchanged(tmp_path: Path, fmt: str) -> No
     long_name = b"./" + b"d" * 120 + b"/" + b"f" * 90
     assert by_name[long_name].size == 9
     assert by_name[b"./longlink"].linkname == b"t" * 150
-    assert by_name[b"./holes"].sparse
+    assert by_name[b"./holes"].sparse and by_name[b"./tail"].sparse
     links = {(m.name, m.linkname) for m in members if m.type == b"1"}
     assert links in ({(b"./hard", b"./plain")}, {(b"./plain", b"./hard")})
     if fmt == "gnu":
