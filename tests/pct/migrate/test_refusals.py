@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,3 +197,31 @@ def test_a_file_system_nested_in_a_volume_is_refused(
         assert_untouched(pct, far, ct, ctroot)
     finally:
         subprocess.run(["umount", str(inner)], check=True)
+
+
+def test_a_symlink_the_running_ct_made_is_never_followed(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path, tmp_path: Path
+) -> None:
+    """The first pass reads a running CT's image volume through /proc/<pid>/root, where an
+    absolute symlink the container made resolves on the host: host files went to the other
+    host. Refused, and the container goes on running here."""
+    secret = tmp_path / "hostsecret"
+    secret.mkdir()
+    (secret / "id_ed25519").write_text("HOST-ONLY SECRET\n")
+    os.chmod(tmp_path, 0o755)
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", "0",
+        "--mp0", "local:0.1,mp=/mnt/data")  # fmt: skip
+    pct("start", vmid)
+    try:
+        swap = f"umount /mnt/data && rmdir /mnt/data && ln -s {secret} /mnt/data"
+        pct("exec", vmid, "--", "sh", "-c", swap)
+        res = pct("migrate", vmid, "far", "--restart", "--target-storage", "fbt", check=False)
+        assert res.rc != 0
+        assert "path '/mnt/data' crosses a symlink or a file in the container" in res.text, res.text
+        assert pct("status", vmid).out == "status: running\n"
+        assert "lock:" not in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+        assert not far.conf(vmid).exists()
+        leaked = subprocess.run(["grep", "-rl", "HOST-ONLY", str(far.root)], capture_output=True)
+        assert leaked.stdout == b""
+    finally:
+        pct("stop", vmid)
