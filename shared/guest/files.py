@@ -19,6 +19,7 @@ from shared.atomic import atomic_open
 from shared.errors import ConfigError
 
 MAX_READ = 16 << 20  # a container file guest setup reads (hosts, interfaces, passwd, ...)
+ID_RANGE = 65536  # the ids of an unprivileged container from its root's up (the default map)
 BLOCK_BEGIN = "# --- BEGIN PVE ---"
 BLOCK_END = "# --- END PVE ---"
 BEGIN_RE = re.compile(r"#\s*---\s*BEGIN\s*PVE")
@@ -138,16 +139,35 @@ class CtFiles:
         return os.path.realpath(path)
 
     def read(self, path: str) -> str | None:
-        """Content of a regular file, ``None`` when absent; never opens FIFOs or devices. The
-        container's root owns these files: one too large for a config file is refused, not
-        read into this process's memory (it runs as the host's root)."""
-        if not self.exists(path):
+        """Content of a regular file, ``None`` when absent or not a regular file. It is opened
+        without waiting (a FIFO swapped in after a check would block, the config lock held)
+        and checked on the open file. This process is the host's root, the container's root
+        owns these files: one too large for a config file is refused, and so is one the
+        container's root could not read itself (a symlink into a bind mount point would
+        otherwise copy a host file into the container)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        with open(path, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return None
+        with os.fdopen(fd, "rb") as fh:
+            if not self._readable_by_ct_root(st):
+                raise ConfigError(f"'{path}' is not readable by the container's root - not touched")
             data = fh.read(MAX_READ + 1)
         if len(data) > MAX_READ:
             raise ConfigError(f"'{path}' is larger than {MAX_READ >> 20} MiB - not touched")
         return data.decode("utf-8", "surrogateescape")
+
+    def _readable_by_ct_root(self, st: os.stat_result) -> bool:
+        """An unprivileged container's root reads the files of its own ids (it may override
+        their modes) and, of a host id, only what anyone may read."""
+        if self.uid == 0:
+            return True  # a privileged container's root is the host's
+        own = self.uid <= st.st_uid < self.uid + ID_RANGE
+        return own or bool(st.st_mode & stat.S_IROTH)
 
     def read_firstline(self, path: str) -> str | None:
         text = self.read(path)

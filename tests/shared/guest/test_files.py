@@ -164,3 +164,20 @@ def test_read_ignores_fifos_and_directories(tmp_path: Path) -> None:
     os.mkfifo(root / "etc/fifo")
     result = in_root(root, lambda f: [f.read("/etc/fifo"), f.read("/etc/dir"), f.read("/etc/none")])
     assert result == [None, None, None]
+
+
+def test_an_unprivileged_root_reads_only_what_it_could_read_itself(tmp_path: Path) -> None:
+    """Guest setup runs as the host's root: /etc/hosts made a symlink to a host-owned 0600 file
+    (on a bind mount point) copied that file into the container."""
+    (tmp_path / "etc").mkdir()
+    secret = tmp_path / "etc/hosts"
+    secret.write_text("HOST SECRET\n")
+    os.chmod(secret, 0o600)  # owned by the host's root
+    with pytest.raises(ConfigError, match="is not readable by the container's root"):
+        in_root(tmp_path, lambda files: files.read("/etc/hosts"), uid=100000, gid=100000)
+    assert in_root(tmp_path, lambda files: files.read("/etc/hosts")) == "HOST SECRET\n"
+    os.chown(secret, 100033, 100033)  # a user of the container's own: its root reads it
+    assert in_root(tmp_path, lambda files: files.read("/etc/hosts"), uid=100000) == "HOST SECRET\n"
+    os.chown(secret, 0, 0)
+    os.chmod(secret, 0o644)
+    assert in_root(tmp_path, lambda files: files.read("/etc/hosts"), uid=100000) == "HOST SECRET\n"
