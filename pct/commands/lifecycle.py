@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -98,7 +97,7 @@ def enter(
 
     _require_running(vmid)
     argv = lxcapi.attach_argv(vmid, [], keep_env=keep_env)
-    os.execvpe(argv[0], argv, lxcapi.attach_env())
+    lxcapi.become(argv)
 
 
 def exec_(
@@ -115,7 +114,7 @@ def exec_(
     if not command:
         raise CtkitError("missing command")
     argv = lxcapi.attach_argv(vmid, command, keep_env=keep_env)
-    os.execvpe(argv[0], argv, lxcapi.attach_env())
+    lxcapi.become(argv)
 
 
 def console(
@@ -136,7 +135,7 @@ def console(
         argv = [*lxcapi.lxc_base_argv("lxc-console", vmid), "-e", escape]
         if mode == "console":
             argv += ["-t", "0"]
-    os.execvpe(argv[0], argv, lxcapi.attach_env())
+    lxcapi.become(argv)
 
 
 def mount(vmid: VmidArg) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import paths
 from ..errors import ConfigError
@@ -133,6 +133,14 @@ def attach_argv(vmid: int, command: Sequence[str], keep_env: bool = False) -> li
     if command:
         argv += ["--", *command]
     return argv
+
+
+def become(argv: list[str]) -> NoReturn:
+    """Replace this process by ``argv`` (lxc-attach, lxc-console) with only stdin, stdout and
+    stderr: lxc-attach hands every other descriptor it inherits to the process in the
+    container (a script's open /etc/shadow, say)."""
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    os.execvpe(argv[0], argv, attach_env())
 
 
 def attach_env() -> dict[str, str]:

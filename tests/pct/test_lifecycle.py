@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from shared import paths
 from shared.runtime import lxcapi
-from tests.pct.conftest import Pct, leftovers
+from tests.pct.conftest import PCT, Pct, leftovers
 
 pytestmark = pytest.mark.lxc
 
@@ -223,3 +224,26 @@ def test_start_failure_names_the_real_reason(pct: Pct, ct: int, images: Images) 
     assert res.rc != 0
     assert res.err.endswith(f"startup for container '{ct}' failed\n")
     assert 'Failed to exec "/sbin/init"' in res.out  # LXC's own words, not a status code
+
+
+def test_exec_hands_the_container_no_descriptor_of_the_caller(
+    pct: Pct, vmid: int, busybox_template: Path, tmp_path: Path
+) -> None:
+    """lxc-attach passed every descriptor it inherited into the container: a caller's open
+    host file (a script with /etc/shadow on fd 7, say) could be read inside."""
+    secret = tmp_path / "secret"
+    secret.write_text("HOST SECRET\n")
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    try:
+        with open(secret, "rb") as fh:
+            fd = fh.fileno()
+            os.set_inheritable(fd, True)
+            proc = subprocess.run(
+                [str(PCT), "exec", str(vmid), "--", "sh", "-c", f"cat <&{fd} || true"],
+                pass_fds=(fd,), capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "HOST SECRET" not in proc.stdout
+    finally:
+        pct("stop", vmid)
