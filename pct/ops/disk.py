@@ -341,6 +341,7 @@ def _trim_all(conf: Config, root: Path, ignore_mountpoints: bool, log: Log) -> N
 # --- push / pull ----------------------------------------------------------------------------
 
 COPY_CHUNK = 1 << 20
+MAX_ID_FILE = 16 << 20  # of a container's /etc/passwd or /etc/group read for a name
 
 
 def parse_perms(text: str) -> int:
@@ -372,14 +373,20 @@ def _lookup_id(name: str | None, db: Path | None, kind: str) -> int | None:
 
 
 def _id_from_file(db: Path, name: str) -> int | None:
-    """The id of ``name`` in an ``/etc/passwd``-style file (third field)."""
+    """The id of ``name`` in an ``/etc/passwd``-style file (third field). The container owns
+    the file: only a regular one is read, opened without waiting, and only so much of it."""
     try:
-        text = db.read_text(encoding="utf-8", errors="replace")
+        fd = os.open(db, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    for line in text.splitlines():
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        text = fh.read(MAX_ID_FILE).decode("utf-8", errors="replace")
+    for line in text.split("\n"):
         fields = line.split(":")
-        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+        if len(fields) >= 3 and fields[0] == name and fields[2].isascii() and fields[2].isdigit():
             return int(fields[2])
     return None
 

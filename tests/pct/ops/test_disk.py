@@ -116,3 +116,24 @@ def test_create_file_semantics(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(CtkitError, match=r"^failed to create file: .*/fifo: "):
         create_file(str(tmp_path / "fifo"), Owner(), names_from=None)
+
+
+def test_names_are_looked_up_only_in_a_regular_file_and_only_so_far(tmp_path: Path) -> None:
+    """pct push --user NAME reads the container's /etc/passwd on the host: a FIFO hung it, and
+    /dev/zero (or a huge file) was read into its memory without end."""
+    from pct.ops.disk import MAX_ID_FILE, _id_from_file
+
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0::/root:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n")
+    assert _id_from_file(passwd, "web") == 33
+    assert _id_from_file(passwd, "nobody") is None
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert _id_from_file(fifo, "root") is None  # returns at once, nothing opened for writing
+    assert _id_from_file(Path("/dev/zero"), "root") is None
+    big = tmp_path / "big"
+    with open(big, "wb") as fh:
+        fh.truncate(MAX_ID_FILE)
+        fh.seek(MAX_ID_FILE)
+        fh.write(b"\nlate:x:7:7::/:/bin/sh\n")  # beyond what is read
+    assert _id_from_file(big, "late") is None
