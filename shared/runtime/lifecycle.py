@@ -18,6 +18,7 @@ from ..ctconfig.config import Config
 from ..ctconfig.pending import apply_pending
 from ..errors import CommandError, ConfigError, StateError
 from ..locks import config_lock
+from ..printable import printable
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
 from .ctview import config_idmap, lxc_view
@@ -149,12 +150,13 @@ def start_failure_reason(vmid: int) -> list[str]:
     """What the pre-start hook or LXC said about a failed start (the real reason, not a status)."""
     lines: list[str] = []
     with contextlib.suppress(FileNotFoundError):
-        lines += hook_error_file(vmid).read_text().splitlines()
-    if not lines:
+        lines += hook_error_file(vmid).read_text(errors="replace").split("\n")
+    if not any(lines):
+        lines = []
         with contextlib.suppress(FileNotFoundError):
-            log = (paths.lxc_dir(vmid) / "lxc.log").read_text(errors="replace").splitlines()
+            log = (paths.lxc_dir(vmid) / "lxc.log").read_text(errors="replace").split("\n")
             lines += [ln.split(" - ", 1)[-1] for ln in log if " ERROR " in ln][:5]
-    return lines
+    return [printable(line) for line in lines if line]  # they may quote the container
 
 
 def _print_debug_log(path: Path, log: Log) -> None:
@@ -163,14 +165,15 @@ def _print_debug_log(path: Path, log: Log) -> None:
     except FileNotFoundError:
         return
     log(f"debug log of the failed start ({path}):")
-    for line in text.splitlines():
-        log(line)
+    for line in text.rstrip("\n").split("\n"):
+        log(printable(line))
 
 
 def _print_warnings(vmid: int, log: Log) -> None:
     with contextlib.suppress(FileNotFoundError):
-        for line in warnings_file(vmid).read_text().splitlines():
-            log(f"WARN: {line}")
+        for line in warnings_file(vmid).read_text(errors="replace").split("\n"):
+            if line:
+                log(f"WARN: {printable(line)}")  # they quote the container's files
 
 
 def _check_stop(vmid: int, skiplock: bool, not_running: str) -> Config:

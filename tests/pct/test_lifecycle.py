@@ -247,3 +247,22 @@ def test_exec_hands_the_container_no_descriptor_of_the_caller(
         assert "HOST SECRET" not in proc.stdout
     finally:
         pct("stop", vmid)
+
+
+def test_container_text_reaches_the_host_terminal_escaped(
+    pct: Pct, vmid: int, debian_template: Path, ctroot: Path
+) -> None:
+    """pct start printed the container's /etc/os-release ID in its warning as it was: escape
+    sequences retitled and cleared the admin's terminal."""
+    pct("create", vmid, debian_template, "--rootfs", "local:0")
+    rootfs = ctroot / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    os_release = rootfs / "etc/os-release"
+    if os_release.is_symlink():
+        os_release.unlink()
+    os_release.write_text('ID="x\x1b]0;PWNED\x07\x1b[2Jfake"\n')
+    try:
+        res = pct("start", vmid)
+        assert "\x1b" not in res.text and "\x07" not in res.text
+        assert "x\\x1b]0;PWNED\\x07\\x1b[2Jfake" in res.text, res.text
+    finally:
+        pct("stop", vmid, check=False)

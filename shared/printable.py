@@ -1,0 +1,22 @@
+"""Text from a container (its files, its names, its log lines) shown on the host: control and
+line-break characters escaped, so that none of it can move the cursor, retitle or clear a
+terminal, or forge a line of a log or a mail."""
+
+from __future__ import annotations
+
+import re
+
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    r"""``text`` with every control character written as ``\xNN`` (or ``\uNNNN``; tab kept)."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+__all__ = ["printable"]
