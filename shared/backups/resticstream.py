@@ -39,7 +39,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from shared import restic
+from shared import restic, resticgate
 from shared.archive.idmap import IdMapEntry, parse_idmap
 from shared.archive.pipeline import grow_pipe
 from shared.archive.tarformat import BLOCK, DIR, FIFO, LNK, RECORD, SYM, Member, padded
@@ -364,6 +364,7 @@ class SnapshotStream:
     def __init__(self, snap: resticbackups.Snapshot, started: Started) -> None:
         self.snapshot = snap
         self.shift = IdShift(parse_idmap_tag(restic.tag_value(snap.tags, "idmap")))
+        self._started = started
         self._specials, self._proc = started.specials, started.dump
         self._fd = self._proc.stdout.fileno()
         grow_pipe(self._fd)  # fewer, larger reads: restic and this thread switch less
@@ -415,8 +416,7 @@ class SnapshotStream:
         if self._closed:
             return
         self._closed = True
-        self._proc.kill()
-        self._specials.close()
+        self._started.close()
 
 
 class Started:
@@ -424,16 +424,25 @@ class Started:
     latest``), started together."""
 
     def __init__(self, store: ResticStorage, ref: Sequence[str]) -> None:
-        self.specials = SpecialNodes(store, ref)
+        # this host's forget and prune of the repository wait for the stream to end (their
+        # exclusive lock would make these fail): the repository's gate, held shared
+        self._gate = contextlib.ExitStack()
+        self._gate.enter_context(resticgate.gate(store.id, store.repo.repository, exclusive=False))
         try:
-            self.dump = restic.start(store.repo, ["dump", *ref, "/"])
+            self.specials = SpecialNodes(store, ref)
+            try:
+                self.dump = restic.start(store.repo, ["dump", *ref, "/"])
+            except BaseException:
+                self.specials.close()
+                raise
         except BaseException:
-            self.specials.close()
+            self._gate.close()
             raise
 
     def close(self) -> None:
         self.dump.kill()
         self.specials.close()
+        self._gate.close()
 
 
 def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:

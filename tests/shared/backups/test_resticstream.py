@@ -205,3 +205,33 @@ def test_a_snapshot_whose_tags_cannot_be_used_leaves_no_restic_running(
     while _restic_children() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _restic_children() == []
+
+
+def test_an_open_stream_keeps_this_hosts_forget_and_prune_waiting(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    """A verify or restore reading a snapshot failed when this host's retention took the
+    repository alone meanwhile: the stream holds the repository's gate shared until closed."""
+    from shared.backups.resticstream import open_snapshot
+    from shared.errors import LockError
+    from shared.resticgate import gate
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "file").write_bytes(b"data")
+    stamp = "2026-11-01T01:00:00Z"
+    subprocess.run(
+        ["restic", "--quiet", "backup", "--tag",
+         f"vzdump,type=lxc,vmid=900000123,time={stamp}", "--time", "2026-11-01 01:00:00",
+         str(source)],
+        env={**restic_store.repo.environment(), "TZ": "UTC"}, check=True, capture_output=True,
+    )  # fmt: skip
+    repository = restic_store.repo.repository
+    stream = open_snapshot(restic_store, f"backup/ct/900000123/{stamp}")
+    try:
+        with pytest.raises(LockError), gate("offsite", repository, exclusive=True, wait=0):
+            pass
+    finally:
+        stream.close()
+    with gate("offsite", repository, exclusive=True, wait=0):
+        pass
