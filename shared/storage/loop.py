@@ -140,14 +140,21 @@ def mount_users(path: Path) -> list[Path]:
 
 
 def _other_namespaces() -> Iterator[tuple[str, list[MountEntry]]]:
-    """The mount table of every other mount namespace, read through one of its processes."""
+    """The mount table of every container's mount namespace (one whose root is not this
+    one's: a container has pivoted into its own), read through one of its processes. Other
+    namespaces only hold copies of this one's mounts, taken when they were made (a private
+    one keeps them after this one has unmounted), which make no use of a volume."""
     seen = {os.readlink("/proc/self/ns/mnt")}
+    ours = os.stat("/")
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             ns = os.readlink(f"/proc/{entry.name}/ns/mnt")
             if ns in seen:
+                continue
+            root = os.stat(f"/proc/{entry.name}/root")
+            if (root.st_dev, root.st_ino) == (ours.st_dev, ours.st_ino):
                 continue
             seen.add(ns)
             table = mount_table(entry.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -147,3 +148,27 @@ def test_online_resize(tmp_path: Path, target: Path) -> None:
 def test_online_resize_needs_an_attached_image(tmp_path: Path) -> None:
     image = ext4_image(tmp_path / "disk.raw", 4 * MIB, mmp=False)
     assert loop.online_resize(image) is False
+
+
+def test_a_private_namespace_copy_is_no_use_of_a_volume(tmp_path: Path, target: Path) -> None:
+    """A namespace made while a volume was mounted keeps a copy of that mount (a private one
+    even after this one unmounted it): no container uses the volume through it."""
+    source = tmp_path / "subvol"
+    source.mkdir()
+    holder = None
+    try:
+        with loop.mounted(source, target, "subvol"):
+            holder = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sleep", "60"]
+            )
+            own = os.readlink("/proc/self/ns/mnt")
+            deadline = time.monotonic() + 10
+            while os.readlink(f"/proc/{holder.pid}/ns/mnt") == own:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        assert str(target) in Path(f"/proc/{holder.pid}/mountinfo").read_text()  # the copy
+        assert loop.mount_users(source) == []
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
