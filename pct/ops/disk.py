@@ -36,6 +36,7 @@ from shared.errors import (
 )
 from shared.formats.types import parse_size
 from shared.locks import config_lock
+from shared.regularfile import read_regular
 from shared.runtime import lxcapi
 from shared.runtime.beneath import open_beneath
 from shared.runtime.cgroups import CGroup
@@ -376,14 +377,12 @@ def _id_from_file(db: Path, name: str) -> int | None:
     """The id of ``name`` in an ``/etc/passwd``-style file (third field). The container owns
     the file: only a regular one is read, opened without waiting, and only so much of it."""
     try:
-        fd = os.open(db, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        found = read_regular(db, MAX_ID_FILE)
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
+    if found is None:
         return None
-    with os.fdopen(fd, "rb") as fh:
-        text = fh.read(MAX_ID_FILE).decode("utf-8", errors="replace")
+    text = found[0][:MAX_ID_FILE].decode("utf-8", errors="replace")
     for line in text.split("\n"):
         fields = line.split(":")
         if len(fields) >= 3 and fields[0] == name and fields[2].isascii() and fields[2].isdigit():

@@ -11,7 +11,6 @@ we stopped it). An ownership record makes a killed migration recoverable by the 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -30,7 +29,7 @@ from shared.locks import config_lock
 from shared.remote import config as remotes
 from shared.remote.config import Remote
 from shared.runtime import lifecycle, lxcapi, migration, recovery
-from shared.runtime.beneath import open_beneath
+from shared.runtime.beneath import check_mount_point
 from shared.runtime.ctview import config_root_ids
 from shared.storage import btrfssend
 from shared.storage.btrfsplugin import BtrfsStorage
@@ -302,7 +301,7 @@ def _source_tree(
         # an absolute symlink the container put there resolves on the host: refused, as vzdump
         # refuses it (the first pass would send host files to the other host)
         root = Path(f"/proc/{pid}/root")
-        os.close(open_beneath(root, mps[0].path))
+        check_mount_point(root, mps[0].path)
         yield root / mps[0].path.lstrip("/")
         return
     tmpdir = tempfile.TemporaryDirectory(prefix="migrate-", dir=_mkdir(paths.migrate_dir()))

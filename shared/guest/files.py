@@ -17,6 +17,7 @@ import stat
 
 from shared.atomic import atomic_open
 from shared.errors import ConfigError
+from shared.regularfile import read_regular
 
 MAX_READ = 16 << 20  # a container file guest setup reads (hosts, interfaces, passwd, ...)
 ID_RANGE = 65536  # the ids of an unprivileged container from its root's up (the default map)
@@ -145,18 +146,12 @@ class CtFiles:
         owns these files: one too large for a config file is refused, and so is one the
         container's root could not read itself (a symlink into a bind mount point would
         otherwise copy a host file into the container)."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
+        found = read_regular(path, MAX_READ)
+        if found is None:
             return None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            return None
-        with os.fdopen(fd, "rb") as fh:
-            if not self._readable_by_ct_root(st):
-                raise ConfigError(f"'{path}' is not readable by the container's root - not touched")
-            data = fh.read(MAX_READ + 1)
+        data, st = found
+        if not self._readable_by_ct_root(st):
+            raise ConfigError(f"'{path}' is not readable by the container's root - not touched")
         if len(data) > MAX_READ:
             raise ConfigError(f"'{path}' is larger than {MAX_READ >> 20} MiB - not touched")
         return data.decode("utf-8", "surrogateescape")

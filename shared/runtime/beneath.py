@@ -11,7 +11,7 @@ import errno
 import os
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import StateError, StorageError
 
 WALK = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -68,3 +68,13 @@ def ensure_dir(root: Path, rel: str, uid: int, gid: int) -> Path:
     """``root/rel`` as a real directory below ``root``, creating what is missing."""
     os.close(open_beneath(root, rel, create=(uid, gid)))
     return root.joinpath(*path_parts(rel))
+
+
+def check_mount_point(root: Path, path: str) -> None:
+    """A running container's mount point ``path`` as seen below ``root`` (``/proc/<pid>/root``)
+    is a real directory reached without a symlink: read through ``root`` by path, an absolute
+    symlink the container made would resolve on the host."""
+    try:
+        os.close(open_beneath(root, path))
+    except FileNotFoundError:
+        raise StateError(f"mount point path '{path}' is missing in the container") from None

@@ -6,7 +6,6 @@ data to archive into place and yields where tar should read it; leaving it undoe
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import subprocess
 import time
@@ -21,7 +20,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, CtkitError, StateError
 from shared.runtime import lifecycle, lxcapi, snapshot
-from shared.runtime.beneath import open_beneath
+from shared.runtime.beneath import check_mount_point
 from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import config_root_ids
 from shared.runtime.mounts import mount_all
@@ -201,12 +200,8 @@ def check_sources(run: GuestRun, pid: int) -> None:
     before each sync; the final one runs frozen, so what it copies is what was checked."""
     root = Path(f"/proc/{pid}/root")
     for mp in [*run.included, *run.excluded]:
-        if mp.key == "rootfs":
-            continue
-        try:
-            os.close(open_beneath(root, mp.path))
-        except FileNotFoundError:
-            raise StateError(f"mount point path '{mp.path}' is missing in the container") from None
+        if mp.key != "rootfs":
+            check_mount_point(root, mp.path)
 
 
 def rsync(run: GuestRun, argv: list[str], which: str) -> None:
