@@ -240,9 +240,10 @@ def recv_btrfs(
     finally:
         # a session that ended while this stream still ran has rolled back already: what
         # arrived after that belongs to nobody, and no later command would know of it
-        if not _session_has(vmid, volid):
-            with contextlib.suppress(CtkitError):
-                btrfssend.discard_staging(store, volname)
+        with migration.incoming_gone(vmid, lambda: _session_has(vmid, volid)) as gone:
+            if gone:
+                with contextlib.suppress(CtkitError):
+                    btrfssend.discard_staging(store, volname)
 
 
 def _session_has(vmid: int, volid: str) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,24 @@ def discard_received(volumes: Any, log: Log) -> None:
 
 
 def rollback_incoming(vmid: int, rec: dict[str, Any], log: Log) -> None:
-    """Free what a session made, newest first; keep a committed container (only unlocked)."""
+    """Free what a session made, newest first; keep a committed container (only unlocked).
+
+    Under the recovery lock from start to end: a receiver that ends meanwhile checks, under
+    the same lock, whether the session is still there (see :func:`incoming_gone`)."""
+    with flock(owner.recovery_lock_path(vmid), RECOVERY_WAIT):
+        _rollback_incoming(vmid, rec, log)
+
+
+@contextlib.contextmanager
+def incoming_gone(vmid: int, alive: Callable[[], bool]) -> Iterator[bool]:
+    """Whether the session into ``vmid`` has ended (rolled back or committed), asked while no
+    rollback runs; a caller that finds it gone removes what it made itself, within the block
+    (the rollback has run, or will not see it)."""
+    with flock(owner.recovery_lock_path(vmid), RECOVERY_WAIT):
+        yield not alive()
+
+
+def _rollback_incoming(vmid: int, rec: dict[str, Any], log: Log) -> None:
     from ..storage.volumes import free_volume
     from . import lifecycle
 
@@ -196,5 +213,5 @@ def recover_incoming(vmid: int, log: Log) -> bool:
         if rec is None or (rec and owner.record_alive(rec)):
             return False
         log(f"CT {vmid}: rolling back an interrupted migration into this host")
-        rollback_incoming(vmid, rec or {"vmid": vmid}, log)
+        _rollback_incoming(vmid, rec or {"vmid": vmid}, log)
         return True

@@ -47,8 +47,12 @@ def staging_dir(store: Storage, volname: str) -> Path:
 
 def _received(staging: Path) -> dict[str, Path]:
     """``snapshot name -> subvolume`` of what was received (only real subvolumes count)."""
+    try:
+        entries = list(staging.iterdir())
+    except FileNotFoundError:
+        return {}  # removed by a rollback meanwhile
     found = {}
-    for entry in staging.iterdir():
+    for entry in entries:
         if entry.is_symlink() or not is_subvolume(entry) or "@" not in entry.name:
             raise StorageError(f"unexpected '{entry.name}' in '{staging}'")
         found[entry.name.rsplit("@", 1)[1]] = entry
@@ -63,7 +67,10 @@ def receive(store: Storage, volname: str, snap: str, stream: IO[bytes]) -> None:
     staging = staging_dir(store, volname)
     if staging.is_symlink():
         raise StorageError(f"'{staging}' is a symlink")
-    staging.mkdir(mode=0o700, exist_ok=True)
+    try:
+        staging.mkdir(mode=0o700, exist_ok=True)
+    except FileNotFoundError:
+        raise StorageError(f"volume '{store.volid(volname)}' does not exist") from None
     before = _received(staging)
     if snap in before:
         raise StorageError(f"snapshot '{snap}' of volume '{store.volid(volname)}' already exists")
@@ -112,3 +119,5 @@ def discard_staging(store: Storage, volname: str) -> None:
             btrfs("subvolume", "delete", "--", str(entry))
     with contextlib.suppress(OSError):
         staging.rmdir()
+        # the guest's directory, as freeing its last volume does (when the volume went first)
+        staging.parent.rmdir()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,50 @@ def test_a_silent_source_is_given_up_and_a_pinging_one_is_not(ctroot: Path) -> N
     assert [r["ok"] for r in replies] == [True, True]  # the greeting and the ping
     assert len(logs) == 1 and logs[0].startswith("no word from the source for")
     assert not conf.exists() and not migration.incoming_record(902).exists()
+
+
+def test_a_stream_that_ends_while_the_session_rolls_back_leaves_nothing(
+    ctroot: Path, btrfs_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the source died: its session and a receiver end at the same time on this side. A
+    # receiver whose last check ("is the session still there?") ran while the rollback was
+    # half done (what was received cleared, the record not yet removed) left its staging
+    vmid = 903
+    halfway, resume = threading.Event(), threading.Event()
+    discard = migration.discard_received
+
+    def paused_discard(volumes: object, log: Callable[[str], None]) -> None:
+        discard(volumes, log)
+        halfway.set()
+        resume.wait(timeout=30)
+
+    monkeypatch.setattr(migration, "discard_received", paused_discard)
+    inp_r, inp_w = os.pipe()
+    out_r, out_w = os.pipe()
+    with os.fdopen(inp_r) as inp, os.fdopen(out_w, "w") as out, os.fdopen(out_r) as replies:
+        session = threading.Thread(target=target.serve, args=(vmid, inp, out, lambda _m: None))
+        session.start()
+        assert json.loads(replies.readline())["ok"]
+        req = {"op": "alloc", "storage": btrfs_storage, "format": "subvol", "size": 0}
+        os.write(inp_w, json.dumps(req).encode() + b"\n")
+        volid = json.loads(replies.readline())["volid"]
+        errors: list[BaseException] = []
+
+        def receive() -> None:
+            try:
+                with open(os.devnull, "rb") as empty:
+                    target.recv_btrfs(vmid, volid, "ctkit-migrate1", empty, lambda: None)
+            except CtkitError as err:
+                errors.append(err)
+
+        os.close(inp_w)  # the source went away
+        assert halfway.wait(timeout=30)
+        receiver = threading.Thread(target=receive)
+        receiver.start()
+        receiver.join(timeout=3)  # (a receiver that waits for the rollback stays)
+        resume.set()
+        receiver.join()
+        session.join()
+    assert errors and "btrfs receive" in str(errors[0])  # an empty stream
+    assert not migration.incoming_record(vmid).exists()
+    assert not (ctroot / f"mnt/bt/images/{vmid}").exists()
