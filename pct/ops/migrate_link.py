@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from shared.archive.ratelimit import TokenBucket
 from shared.errors import CommandError, CtkitError
+from shared.parentdeath import tied_to_parent
 from shared.remote import ssh
 from shared.remote.config import Remote
 
@@ -221,7 +222,9 @@ def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) 
     """rsync ``source/`` into the volume the remote mounts for ``target`` (vmid, volid)."""
     start = time.monotonic()
     rsync_path = ssh.remote_command(remote, ["migrate-target", "rsync", *target, "--"])
-    argv = ["rsync", *RSYNC_OPTS]
+    # killed with us: left running, it would copy on for as long as the data lasts, into a
+    # volume the target's rollback wants to free
+    argv = tied_to_parent(["rsync", *RSYNC_OPTS])
     if bwlimit:
         argv.append(f"--bwlimit={bwlimit}")
     argv += ["-e", shlex.join(ssh.ssh_options(remote)), f"--rsync-path={rsync_path}"]

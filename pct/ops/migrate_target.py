@@ -17,6 +17,7 @@ import contextlib
 import importlib.metadata
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from typing import IO, Any
 from shared import atomic, owner, paths
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, parse_config
+from shared.ctconfig.pending import volume_referenced
 from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockError, StateError
 from shared.locks import config_lock
 from shared.net.links import is_bridge
@@ -37,6 +39,7 @@ from shared.storage.config import load_config
 from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import (
     alloc_volume,
+    free_volume,
     mounted_volume,
 )
 
@@ -256,6 +259,7 @@ def _session_has(vmid: int, volid: str) -> bool:
 
 # rsync's server options that a sender may pass: short option clusters and these long ones
 _RSYNC_LONG = ("--server", "--numeric-ids", "--delete", "--inplace", "--sparse", "--stats")
+_RSYNC_BWLIMIT = re.compile(r"--bwlimit=[0-9]{1,12}")
 
 
 def _check_rsync_args(args: Sequence[str]) -> list[str]:
@@ -263,6 +267,7 @@ def _check_rsync_args(args: Sequence[str]) -> list[str]:
         raise CtkitError("expected rsync server arguments")
     for arg in args[1:-2]:
         ok = arg.startswith(_RSYNC_LONG) or (arg.startswith("-") and arg[1:2] != "-")
+        ok = ok or _RSYNC_BWLIMIT.fullmatch(arg) is not None  # the sender's --bwlimit
         if not ok or arg.startswith("--sender") or "sender" in arg:
             raise CtkitError(f"refusing rsync argument '{arg}'")
     return list(args[:-1])
@@ -291,3 +296,17 @@ def rsync_into(vmid: int, volid: str, args: Sequence[str]) -> int:
     finally:
         with contextlib.suppress(OSError):
             mnt.rmdir()
+        _free_if_orphaned(vmid, volid)
+
+
+def _free_if_orphaned(vmid: int, volid: str) -> None:
+    """Free the volume when its session ended meanwhile without keeping it: the rollback
+    could not, while this copy held it mounted (a source killed halfway, a lost connection)."""
+    with migration.incoming_gone(vmid, lambda: _session_has(vmid, volid)) as gone:
+        if not gone:
+            return
+        conf = store.load_or_none(vmid)
+        if conf is not None and volume_referenced(conf, volid):
+            return  # committed: the container's own volume now
+        with contextlib.suppress(CtkitError):
+            free_volume(volid)

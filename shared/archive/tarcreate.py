@@ -18,7 +18,6 @@ import ctypes
 import os
 import queue
 import select
-import shutil
 import stat
 import subprocess
 import time
@@ -48,6 +47,7 @@ from shared.archive.ratelimit import TokenBucket
 from shared.archive.tarformat import BLOCK
 from shared.archive.vzdumpformat import MEMBERS
 from shared.errors import CommandError, OutputClosed
+from shared.parentdeath import tied_to_parent
 from shared.safefile import open_for_write
 
 # Flags shared with extraction (PVE::Storage::Plugin::COMMON_TAR_FLAGS).
@@ -161,10 +161,10 @@ class _ProcessSink(_Sink):
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.last: str | None = None
         env = {k: v for k, v in os.environ.items() if k not in COMPRESSOR_ENV_IGNORED}
-        if stdin != subprocess.PIPE and shutil.which("setpriv"):
+        if stdin != subprocess.PIPE:
             # fed by tar, not by us: a vzdump killed with SIGKILL takes the compressor along
             # (and tar with it, on its next write) instead of leaving both to finish the .dat
-            argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+            argv = tied_to_parent(argv)
         self.proc = spawn(argv, stdin=stdin, stdout=fd, stderr=subprocess.PIPE, env=env)
         assert self.proc.stderr is not None
         if self.proc.stdin is not None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,13 +16,14 @@ import pytest
 from shared.runtime import lxcapi
 from tests.pct.conftest import Pct
 
-from .conftest import Far, sh
+from .conftest import PCT, Far, sh
 from .test_failures import (
     assert_source_as_before,
     start_migration,
     target_clean,
     wait_for,
 )
+from .test_migrate import write_data
 
 pytestmark = pytest.mark.lxc
 
@@ -131,3 +133,50 @@ def test_a_session_lost_during_the_downtime_starts_the_source_again(
     far.pct("list")  # the target's next command rolls its half back
     assert wait_for(lambda: target_clean(far, vmid))
     pct("stop", vmid)
+
+
+def rsync_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text() == "rsync\n":
+                found.append(int(entry.name))
+    return found
+
+
+def test_killed_while_rsync_copies_stops_the_copy_and_leaves_no_volume_on_the_target(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    # a raw volume goes by rsync into the volume the target mounted for it: a killed migration
+    # must not leave that rsync running (at --bwlimit, as long as the data lasts), nor the
+    # volume on the target, which the rollback found in use while the rsync ran
+    pct("create", vmid, busybox_template, "--rootfs", "local:1", "--unprivileged", "0")
+    pct("start", vmid)
+    digest = write_data(pct, vmid, "/data.bin", mib=40)
+    before = set(rsync_pids())
+    argv = [str(PCT), "migrate", str(vmid), "far", "--restart", "--target-storage", "local"]
+    proc = subprocess.Popen(
+        [*argv, "--bwlimit", "1024"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    mounts = far.root / "run/ctkit/migrate"
+    if not wait_for(lambda: any(mounts.glob(f"mnt-{vmid}-*")) and set(rsync_pids()) - before):
+        proc.kill()
+        pytest.fail(f"the rsync pass did not start:\n{proc.communicate()[0]}")
+    proc.kill()
+    proc.communicate()
+    assert wait_for(lambda: not set(rsync_pids()) - before, timeout=10), "rsync still runs"
+    images = far.root / f"var/lib/vz/images/{vmid}"
+    assert wait_for(lambda: target_clean_dir(far, vmid)), (
+        list(images.iterdir()) if images.is_dir() else []
+    )
+    res = pct("status", vmid)
+    assert f"CT {vmid}: migration (pid {proc.pid}) died in phase 'copy'" in res.err
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    pct("stop", vmid)
+
+
+def target_clean_dir(far: Far, vmid: int) -> bool:
+    images = far.root / f"var/lib/vz/images/{vmid}"
+    leftovers = list(images.iterdir()) if images.is_dir() else []
+    records = list((far.root / "run/ctkit/migrate").glob("*"))
+    return not far.conf(vmid).exists() and not leftovers and not records

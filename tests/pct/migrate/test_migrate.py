@@ -38,7 +38,8 @@ def test_stopped_ct_on_dir_storage_moves_and_leaves_the_source(
     firewall = ctroot / f"etc/pve/firewall/{vmid}.fw"
     firewall.parent.mkdir(parents=True)
     firewall.write_text("[OPTIONS]\nenable: 1\n")
-    res = pct("migrate", vmid, "far")
+    # (rsync hands --bwlimit on to the target's rsync, whose arguments the target checks)
+    res = pct("migrate", vmid, "far", "--bwlimit", "102400")
     assert "migration finished successfully" in res.out
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
     assert not (ctroot / f"var/lib/vz/images/{vmid}").exists()

@@ -26,6 +26,8 @@ from shared.runtime import migration
         ["--server", "-logDtpr", "--log-file=/etc/x", ".", "x"],
         ["--server", "-logDtpr", "--link-dest=/root", ".", "x"],
         ["-logDtpr", ".", "x"],
+        ["--server", "-logDtpr", "--bwlimit=1;x", ".", "x"],
+        ["--server", "-logDtpr", "--bwlimit", ".", "x"],
     ],
 )
 def test_rsync_server_arguments_are_checked(args: list[str]) -> None:
@@ -36,6 +38,9 @@ def test_rsync_server_arguments_are_checked(args: list[str]) -> None:
 def test_rsync_server_arguments_of_a_receiver_pass() -> None:
     args = ["--server", "-logDtprSe.iLsfxCIvu", "--numeric-ids", "--delete", ".", "/"]
     assert target._check_rsync_args(args) == args[:-1]
+    # what rsync passes on for the source's --bwlimit
+    limited = [*args[:4], "--bwlimit=1024", *args[4:]]
+    assert target._check_rsync_args(limited) == limited[:-1]
 
 
 def test_data_needs_a_live_session_that_made_the_volume(ctroot: Path) -> None:
