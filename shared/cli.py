@@ -25,6 +25,7 @@ import typer
 from typer import _click as click  # typer vendors click; its exception classes live here
 from typer.models import DefaultPlaceholder
 
+from . import quickexit
 from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
@@ -380,6 +381,8 @@ def run(
     except BrokenPipeError:
         code = 0
     sys.stdout.flush()
+    if argv is None:  # the program's own entry point (callers in a process of theirs go on)
+        quickexit.leave(code)
     raise SystemExit(code)
 
 

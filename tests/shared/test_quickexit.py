@@ -1,0 +1,87 @@
+"""A program's quick exit keeps everything the interpreter's teardown would have done that
+matters: exit handlers, data buffered in files left open, threads still at work, the
+``finally`` of a generator suspended halfway."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def run(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    script = "import sys\nfrom shared import quickexit\n" + textwrap.dedent(code)
+    return subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_it_exits_at_once_with_the_code_after_the_exit_handlers(tmp_path: Path) -> None:
+    proc = run(
+        """
+        import atexit
+        atexit.register(lambda: print("handler"))
+        print("before", end="")
+        quickexit.leave(3)
+        print("after")
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 3
+    assert proc.stdout == "beforehandler\n"
+
+
+def test_data_buffered_in_a_file_left_open_is_written(tmp_path: Path) -> None:
+    proc = run(
+        """
+        kept = open(sys.argv[1] + "/out", "w")
+        kept.write("all of it")
+        quickexit.leave(0)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out").read_text() == "all of it"
+
+
+def test_a_thread_at_work_is_left_to_the_normal_exit(tmp_path: Path) -> None:
+    proc = run(
+        """
+        import threading, time
+        def work():
+            time.sleep(0.3)
+            open(sys.argv[1] + "/done", "w").close()
+        threading.Thread(target=work).start()
+        quickexit.leave(0)
+        print("went on")
+        """,
+        tmp_path,
+    )
+    assert proc.stdout == "went on\n"
+    assert (tmp_path / "done").exists()
+
+
+def test_a_suspended_generator_is_left_to_the_normal_exit(tmp_path: Path) -> None:
+    proc = run(
+        """
+        def held():
+            try:
+                yield
+            finally:
+                open(sys.argv[1] + "/released", "w").close()
+        gen = held()
+        next(gen)
+        quickexit.leave(0)
+        print("went on")
+        gen.close()
+        """,
+        tmp_path,
+    )
+    assert proc.stdout == "went on\n"
+    assert (tmp_path / "released").exists()
