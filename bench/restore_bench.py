@@ -54,7 +54,7 @@ def child(root: str, archive: str) -> None:
 def pack(tree: Path, work: Path) -> Path:
     """A vzdump-style archive: pct.conf and pct.fw first, then the tree, zstd-compressed."""
     # after bench()'s sys.path
-    from shared.archive.tarcreate import COMMON_TAR_FLAGS
+    from shared.archive.tarflags import COMMON_TAR_FLAGS
     from shared.archive.vzdumpformat import MEMBERS, write_members
 
     tmp = work / "vzdumptmp"

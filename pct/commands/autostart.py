@@ -8,14 +8,13 @@ from typing import Annotated
 
 import typer
 
-from shared import paths, systemd
+from shared import paths
 from shared.cli import new_app
 from shared.formats.types import FormatError, parse_vmid
 from shared.tasklog import TaskLog
 
 from .common import echo
 
-UNITS = (systemd.GUESTS_UNIT,)
 DEFAULT_STOP_TIMEOUT = 180  # Proxmox's stopall default, for containers without 'down'
 
 units_app = new_app(
@@ -98,8 +97,10 @@ def install(
     ] = True,
 ) -> None:
     """Write ctkit-guests.service, check it with systemd-analyze and enable it."""
+    from shared import systemd
+
     written = systemd.install_units(
-        UNITS,
+        (systemd.GUESTS_UNIT,),
         exec_path=systemd.find_program("pct"),
         enable=enable,
         log=lambda m: print(m, file=sys.stderr),
@@ -112,5 +113,8 @@ def install(
 @units_app.command("remove")
 def remove() -> None:
     """Disable ctkit-guests.service and delete it."""
-    for path in systemd.remove_units(UNITS, log=lambda m: print(m, file=sys.stderr)):
+    from shared import systemd
+
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    for path in systemd.remove_units((systemd.GUESTS_UNIT,), log=log):
         echo(f"removed {path}\n")

@@ -44,25 +44,13 @@ from shared.archive.pipeline import (
     write_all,
 )
 from shared.archive.ratelimit import TokenBucket
+from shared.archive.tarflags import COMMON_TAR_FLAGS
 from shared.archive.tarformat import BLOCK
 from shared.archive.vzdumpformat import MEMBERS
 from shared.errors import CommandError, OutputClosed
 from shared.parentdeath import tied_to_parent
 from shared.safefile import open_for_write
 
-# Flags shared with extraction (PVE::Storage::Plugin::COMMON_TAR_FLAGS).
-COMMON_TAR_FLAGS = [
-    "--one-file-system",
-    "-p",
-    "--sparse",
-    "--numeric-owner",
-    "--acls",
-    "--xattrs",
-    "--xattrs-include=user.*",
-    "--xattrs-include=security.capability",
-    "--warning=no-file-ignored",
-    "--warning=no-xattr-write",
-]
 # Environment defaults of the compressors that would change the archive behind the command
 # line that the log shows.
 COMPRESSOR_ENV_IGNORED = ("ZSTD_CLEVEL", "ZSTD_NBTHREADS", "GZIP", "LZOP")

@@ -54,7 +54,7 @@ from shared.archive.pipeline import (
     write_pieces,
 )
 from shared.archive.ratelimit import TokenBucket
-from shared.archive.tarcreate import COMMON_TAR_FLAGS
+from shared.archive.tarflags import COMMON_TAR_FLAGS
 from shared.archive.tarformat import BLOCK, DIR, RECORD, Member, padded
 from shared.archive.targuard import ExtractGuard
 from shared.archive.tarscan import ScanSink, TarScanner

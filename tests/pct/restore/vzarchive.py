@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shared.archive.idmap import IdMapEntry, usernsexec_argv
-from shared.archive.tarcreate import COMMON_TAR_FLAGS
+from shared.archive.tarflags import COMMON_TAR_FLAGS
 from shared.archive.vzdumpformat import MEMBERS, write_members
 
 # vzdump passes these two again after the common ones, as tarcreate does
