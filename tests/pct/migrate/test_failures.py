@@ -30,6 +30,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> bool:
     return predicate()
 
 
+def receiving(images: Path) -> bool:
+    """The first pass's stream is arriving on the target (its snapshot exists on the source)."""
+    return any(images.glob(".recv-*/*"))
+
+
 def target_clean(far: Far, vmid: int) -> bool:
     images = far.root / "mnt/fbt/images" / str(vmid)
     leftovers = list(images.iterdir()) if images.is_dir() else []
@@ -73,7 +78,7 @@ def test_connection_cut_mid_copy_rolls_back_both_sides(
     vmid, digest = running_ct
     proc = start_migration(vmid, "--bwlimit", "4096")
     recv = far.root / f"mnt/fbt/images/{vmid}"
-    assert wait_for(lambda: any(recv.glob(".recv-*")))
+    assert wait_for(lambda: receiving(recv))
     # kill every sshd in the namespace: the listener and the sessions carrying the migration
     for pid in sh("ip", "netns", "pids", far.netns).stdout.split():
         try:
@@ -100,7 +105,7 @@ def test_a_killed_migration_is_recovered_by_the_next_one(
     vmid, digest = running_ct
     proc = start_migration(vmid, "--bwlimit", "4096")
     recv = far.root / f"mnt/fbt/images/{vmid}"
-    assert wait_for(lambda: any(recv.glob(".recv-*")))
+    assert wait_for(lambda: receiving(recv))
     proc.kill()  # no cleanup at all on the source
     proc.communicate()
     assert "lock: migrate" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
@@ -129,7 +134,7 @@ def test_target_refusing_to_start_it_rolls_back_and_restarts_the_source(
         argv = [str(PCT), "remote-migrate", str(vmid), "far", "--restart", "--bwlimit", "4096"]
         argv += ["--target-storage", "fbt", "--target-bridge", far.bridge]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert wait_for(lambda: any((far.root / f"mnt/fbt/images/{vmid}").glob(".recv-*")))
+        assert wait_for(lambda: receiving(far.root / f"mnt/fbt/images/{vmid}"))
         # the bridge checked before the copy is gone when the target starts the container
         sh("ip", "netns", "exec", far.netns, "ip", "link", "del", far.bridge)
         out, _ = proc.communicate(timeout=180)

@@ -19,6 +19,7 @@ from tests.pct.conftest import Pct
 from .conftest import PCT, Far, sh
 from .test_failures import (
     assert_source_as_before,
+    receiving,
     start_migration,
     target_clean,
     wait_for,
@@ -41,7 +42,7 @@ def test_killed_while_copying_the_next_status_unlocks_and_drops_its_snapshots(
 ) -> None:
     vmid, digest = running_ct
     proc = start_migration(vmid, "--bwlimit", "4096")
-    assert wait_for(lambda: any((far.root / f"mnt/fbt/images/{vmid}").glob(".recv-*")))
+    assert wait_for(lambda: receiving(far.root / f"mnt/fbt/images/{vmid}"))
     proc.kill()
     proc.communicate()
     assert "lock: migrate" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
@@ -97,7 +98,7 @@ def test_a_killed_session_is_rolled_back_by_the_next_command_on_the_target(
     vmid, digest = running_ct
     proc = start_migration(vmid, "--bwlimit", "4096")
     recv = far.root / f"mnt/fbt/images/{vmid}"
-    assert wait_for(lambda: any(recv.glob(".recv-*")))
+    assert wait_for(lambda: receiving(recv))
     for pid in session_pids(far):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
