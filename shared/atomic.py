@@ -15,7 +15,17 @@ from typing import IO
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(path, os.O_DIRECTORY)
+
+
+def fsync_file(path: Path) -> None:
+    """Whatever was written to ``path`` through any descriptor (a loop device's, say) is on
+    disk, or the write error is raised."""
+    _fsync(path, 0)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
     try:
         os.fsync(fd)
     finally:

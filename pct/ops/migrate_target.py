@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 from shared import atomic, owner, paths
@@ -34,6 +33,7 @@ from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockErro
 from shared.locks import config_lock
 from shared.net.links import is_bridge
 from shared.runtime import lifecycle, migration
+from shared.runtime.mounts import check_written
 from shared.storage import btrfssend
 from shared.storage.config import load_config
 from shared.storage.volid import parse_volume_id
@@ -273,11 +273,6 @@ def _check_rsync_args(args: Sequence[str]) -> list[str]:
     return list(args[:-1])
 
 
-def _syncfs(path: Path) -> None:
-    """Flush the file system that holds ``path`` (syncfs(2), through coreutils)."""
-    subprocess.run(["sync", "-f", str(path)], check=False)
-
-
 def rsync_into(vmid: int, volid: str, args: Sequence[str]) -> int:
     """Mount the volume and run rsync's receiving server on it (stdin/stdout are the link)."""
     server_args = _check_rsync_args(args)
@@ -285,14 +280,22 @@ def rsync_into(vmid: int, volid: str, args: Sequence[str]) -> int:
     mnt = paths.migrate_dir() / f"mnt-{vmid}-{os.getpid()}"
     mnt.mkdir(parents=True, exist_ok=True)
     try:
-        with mounted_volume(volid, mnt):
-            rsync = shutil.which("rsync")
-            if rsync is None:
-                raise CommandError("command 'rsync' not found")
-            code = subprocess.run([rsync, *server_args, str(mnt) + "/"], check=False).returncode
-            _syncfs(mnt)  # on disk before the sender may delete its copy
-        _syncfs(mnt)  # the file system that holds the volume (a raw image's backing file)
-        return code
+        # on disk before the sender may delete its copy, or the copy fails: the volume (a
+        # write the storage could not take fails only in the background write-back), then a
+        # raw image's own file on the storage
+        with mounted_volume(volid, mnt) as handle:
+            fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                rsync = shutil.which("rsync")
+                if rsync is None:
+                    raise CommandError("command 'rsync' not found")
+                code = subprocess.run([rsync, *server_args, str(mnt) + "/"], check=False)
+                check_written(handle, fd)
+            finally:
+                os.close(fd)
+        if handle.loopdev is not None:
+            atomic.fsync_file(handle.source)
+        return code.returncode
     finally:
         with contextlib.suppress(OSError):
             mnt.rmdir()

@@ -24,6 +24,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, StorageError
 from shared.runtime.ctview import config_root_ids
+from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
 from shared.storage.volumes import alloc_volume, free_volume, mounted_volume, volume_size
 from shared.tasklog import Progress, human_bytes, progress
@@ -80,7 +81,8 @@ def _copy(
     try:
         with (
             mounted_volume(source, src, read_only=True, snapshot=snapshot),
-            mounted_volume(target, dst),
+            mounted_volume(target, dst) as written,
+            checked_writes(written),  # a full storage fails the copy, not its write-back
         ):
             copy_tree(src, dst, bwlimit=bwlimit, log=log)
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,40 @@ def ordered(mps: list[MountPoint]) -> list[MountPoint]:
     return sorted(mps, key=lambda m: (m.key != "rootfs", m.path.rstrip("/").count("/"), m.path))
 
 
+def watch_writes(handle: loop.Mounted) -> int | None:
+    """Before writing into a mounted image-backed volume: a write its storage cannot take (it
+    is full: a raw image is sparse) fails only in the background write-back, where the writer
+    (tar, cp, rsync) never sees it. A descriptor opened now is told of any such error by
+    :func:`check_written`. None for other volumes (their writers see their errors)."""
+    if handle.loopdev is None:
+        return None
+    return os.open(handle.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def check_written(handle: loop.Mounted, fd: int) -> None:
+    """After writing: the volume is written back, or the write error is raised (the data is
+    not on the storage: whatever wrote it must fail, not report success)."""
+    try:
+        syncfs(fd)
+    except OSError as err:
+        raise StorageError(
+            f"unable to write volume '{handle.source.name}' - {err.strerror} (is its storage full?)"
+        ) from None
+
+
+@contextlib.contextmanager
+def checked_writes(handle: loop.Mounted) -> Iterator[None]:
+    """:func:`watch_writes` and :func:`check_written` around writing into one volume."""
+    fd = watch_writes(handle)
+    try:
+        yield
+        if fd is not None:
+            check_written(handle, fd)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 @dataclass
 class MountedTree:
     """What :func:`mount_all` mounted, in mount order."""
@@ -62,25 +96,16 @@ class MountedTree:
     _watched: list[tuple[loop.Mounted, int]] = field(default_factory=list)
 
     def watch_writes(self) -> None:
-        """Before writing into the image-backed volumes: a write their storage cannot take
-        (it is full: a raw image is sparse) fails only in the background write-back, where tar
-        never sees it. A descriptor opened now is told of any such error by :meth:`flush`."""
+        """Before writing into the volumes: see :func:`watch_writes`."""
         for handle in self.handles:
-            if handle.loopdev is not None:
-                fd = os.open(handle.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = watch_writes(handle)
+            if fd is not None:
                 self._watched.append((handle, fd))
 
     def flush(self) -> None:
-        """After writing: the watched volumes are written back, or the write error is raised
-        (the data is not on the storage: a restore or create must fail, not report success)."""
+        """After writing: every watched volume is written back, or its write error raised."""
         for handle, fd in self._watched:
-            try:
-                syncfs(fd)
-            except OSError as err:
-                raise StorageError(
-                    f"unable to write volume '{handle.source.name}' - {err.strerror} "
-                    "(is its storage full?)"
-                ) from None
+            check_written(handle, fd)
 
     def _unwatch(self) -> None:
         for _handle, fd in self._watched:

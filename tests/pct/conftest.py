@@ -175,6 +175,20 @@ def tiny_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
 
 
 @pytest.fixture
+def small_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
+    """Dir storage ``small`` on a 1 MiB tmpfs: room for a raw volume's sparse image and its
+    empty file system, not for a container's files (writes into it fail only at write-back)."""
+    mnt = ctroot / "mnt/small"
+    mnt.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "small", str(mnt)], check=True)
+    try:
+        add_storage(ctroot, "dir: small\n\tpath /mnt/small\n\tcontent rootdir\n")
+        yield "small"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
 def subid_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """Point ctkit's subuid/subgid check at scratch files (LXC keeps using /etc's)."""
     uid, gid = tmp_path / "subuid", tmp_path / "subgid"

@@ -108,6 +108,17 @@ def test_failed_clone_leaves_no_config_and_no_volume(cts: Containers, tiny_stora
     assert "lock:" not in cts.conf(src)
 
 
+def test_a_raw_volume_its_storage_cannot_hold_fails_the_clone(
+    cts: Containers, small_storage: str
+) -> None:
+    src, newid = cts.create("--rootfs", "local:0.3"), cts.new_vmid()
+    err = cts.refused("clone", src, newid, "--full", "--storage", small_storage)
+    assert err.startswith("clone failed: unable to write volume"), err
+    assert not cts.conf_path(newid).exists()
+    assert list((cts.root / "mnt/small").rglob("*disk*")) == []
+    assert "lock:" not in cts.conf(src)
+
+
 def test_a_clone_killed_half_way_leaves_nothing(cts: Containers) -> None:
     src, newid = cts.create("--rootfs", "local:0"), cts.new_vmid()
     with cts.mounted(src) as root:

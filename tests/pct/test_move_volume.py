@@ -84,6 +84,23 @@ def test_failed_move_leaves_the_source_as_it_was(cts: Containers, tiny_storage: 
     assert (cts.root / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol/bin").exists()
 
 
+@pytest.mark.parametrize("bwlimit", [[], ["--bwlimit", "100000"]], ids=["cp", "rsync"])
+def test_a_raw_volume_its_storage_cannot_hold_fails_the_move(
+    cts: Containers, small_storage: str, bwlimit: list[str]
+) -> None:
+    # the image is sparse: allocating it and its file system fit, the files do not, and the
+    # copy itself succeeds into the page cache; only the write-back fails
+    vmid = cts.create("--rootfs", "local:0.3")
+    before = cts.conf(vmid)
+    err = cts.refused("move-volume", vmid, "rootfs", small_storage, "--delete", *bwlimit)
+    assert f"unable to write volume 'vm-{vmid}-disk-0.raw'" in err
+    assert cts.conf(vmid) == before
+    assert list((cts.root / "mnt/small").rglob("*disk*")) == []
+    cts.pct("start", vmid)  # the source, untouched
+    assert cts.pct("exec", vmid, "--", "ls", "/bin/busybox").rc == 0
+    cts.pct("stop", vmid)
+
+
 def test_a_volume_of_another_container_is_never_deleted_or_given_away(cts: Containers) -> None:
     owner = cts.create("--rootfs", "local:0", "--mp0", "local:1,mp=/data")
     user, third = cts.create("--rootfs", "local:0"), cts.create("--rootfs", "local:0")

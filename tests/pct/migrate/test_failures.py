@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.fakehost import add_storage
 from tests.pct.conftest import Pct
 
 from .conftest import PCT, Far, sh
@@ -70,6 +71,37 @@ def test_target_disk_full_rolls_back_both_sides(
     assert_source_as_before(pct, vmid, ctroot, digest)
     assert wait_for(lambda: target_clean(far, vmid))
     pct("stop", vmid)
+
+
+def test_target_storage_filling_up_under_a_raw_volume_rolls_back_both_sides(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    # the room check passed, then the storage filled up during the copy: rsync's writes into
+    # the (sparse) image still succeed into the page cache, only their write-back fails. The
+    # source must not be deleted as if the target held the data.
+    small = far.root / "mnt/small"
+    small.mkdir(parents=True)
+    sh("mount", "-t", "tmpfs", "-o", "size=400m", "small", str(small))
+    try:
+        add_storage(far.root, "dir: small\n\tpath /mnt/small\n\tcontent rootdir\n")
+        pct("create", vmid, busybox_template, "--rootfs", "local:0.3", "--unprivileged", "0")
+        before = (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+        argv = [str(PCT), "migrate", str(vmid), "far", "--target-storage", "small"]
+        proc = subprocess.Popen(
+            [*argv, "--bwlimit", "256"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        mounts = far.root / "run/ctkit/migrate"
+        assert wait_for(lambda: any(mounts.glob(f"mnt-{vmid}-*")))
+        sh("dd", "if=/dev/zero", f"of={small}/filler", "bs=1M", check=False)  # until full
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out
+        assert "ERROR: migration aborted" in out
+        assert f"unable to write volume 'vm-{vmid}-disk-0.raw'" in out, out
+        assert (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text() == before
+        assert (ctroot / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-0.raw").is_file()
+        assert wait_for(lambda: not far.conf(vmid).exists() and not list(small.rglob("*disk*")))
+    finally:
+        sh("umount", str(small), check=False)
 
 
 def test_connection_cut_mid_copy_rolls_back_both_sides(
