@@ -61,9 +61,11 @@ def destroy(
     with config_lock(vmid):
         conf = store.load(vmid)
         store.check_lock(conf)
-        marker = Config(vmid)
-        marker.set("lock", "destroyed")
-        store.save(marker)  # keeps the id reserved while volumes go
+        # keeps the id reserved while volumes go, and every volume listed: when one cannot be
+        # freed, the command fails and the config stays (locked) to find the rest by
+        locked = conf.copy()
+        locked.set("lock", "destroyed")
+        store.save(locked)
         _free_volumes(conf, unreferenced, log)
         unmount_below(paths.lxc_rootfs(vmid))
         shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
@@ -80,7 +82,10 @@ def _free_volumes(conf: Config, unreferenced: bool, log: Log) -> None:
         if volume_owner(volid) != conf.vmid:
             log(f"ignore deletion of '{volid}', CT {conf.vmid} isn't the owner!")
             continue
-        _free(volid, log)
+        try:
+            free_volume(volid)
+        except CtkitError as err:
+            raise CtkitError(f"unable to free volume '{volid}' - {err}") from None
     if unreferenced:
         cfg = load_config()
         for sid in cfg.ids():

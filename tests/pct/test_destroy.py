@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,11 +123,42 @@ def test_a_volume_a_running_ct_mounts_is_never_freed(cts: Containers) -> None:
         res = cts.pct("set", owner, "--delete", "unused0", check=False)
         assert f"volume '{volume}' is in use (/proc/" in res.text, res.text
         assert f"unused0: {volume}" in cts.conf(owner)  # still referenced: not freed
-        # destroy warns and keeps the volume in use, as Proxmox keeps one it cannot free
-        res = cts.pct("destroy", owner)
-        assert f"volume '{volume}' is in use (/proc/" in res.text, res.text
+        # destroy fails on the volume it cannot free, as Proxmox's does, and keeps the config
+        # (locked) that still names it
+        res = cts.pct("destroy", owner, check=False)
+        assert res.rc != 0
+        assert f"unable to free volume '{volume}' - volume '{volume}' is in use" in res.err
+        assert f"unused0: {volume}" in cts.conf(owner) and "lock: destroyed" in cts.conf(owner)
         out = cts.pct("exec", user, "--", "cat", "/shared/file").out
         assert out == "kept\n"
     finally:
         cts.pct("stop", user)
-    cts.pct("destroy", user)
+    cts.pct("destroy", user)  # not the owner: the volume stays
+    cts.pct("unlock", owner)
+    cts.pct("destroy", owner)
+    assert not cts.conf_path(owner).exists()
+    assert not (cts.root / f"var/lib/vz/images/{owner}").exists()
+
+
+def test_a_volume_that_cannot_be_freed_fails_destroy_and_keeps_the_config(
+    cts: Containers,
+) -> None:
+    vmid = cts.create("--rootfs", "local:0.1", "--mp0", "local:0.1,mp=/data")
+    # mp0's image attached to a loop device: rootfs is freed first, then destroy stops there
+    image = cts.root / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-1.raw"
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        res = cts.pct("destroy", vmid, check=False)
+        assert res.rc != 0
+        assert f"unable to free volume 'local:{vmid}/vm-{vmid}-disk-1.raw' - " in res.err
+        conf = cts.conf(vmid)
+        assert "lock: destroyed" in conf and f"vm-{vmid}-disk-1.raw" in conf, conf
+        assert image.exists() and not image.with_name(f"vm-{vmid}-disk-0.raw").exists()
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+    cts.pct("unlock", vmid)
+    cts.pct("destroy", vmid)  # the rest; what the first one freed is no error now
+    assert not cts.conf_path(vmid).exists()
+    assert not image.parent.exists()
