@@ -305,6 +305,10 @@ def fstrim(vmid: int, *, ignore_mountpoints: bool = False, log: Log = print) -> 
     """Trim rootfs and every volume mount point (not bind, not read-only) under lock fstrim."""
     with config_lock(vmid):
         conf = store.load(vmid)
+        if conf.is_template:
+            raise StateError(
+                f"cannot trim CT {vmid} - it is a template (its volumes stay as they are)"
+            )
         store.set_lock(conf, "fstrim")
         store.save(conf)
     try:

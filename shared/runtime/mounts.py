@@ -157,6 +157,7 @@ def mount_all(
     ``after(mp, where)`` runs after each mount, before the ones below it."""
     target.mkdir(parents=True, exist_ok=True)
     tree = MountedTree(target)
+    read_only = read_only or bool(conf.get("template"))  # its base volumes never change
     try:
         for mp in ordered([m for m in conf.mountpoints() if include(m)]):
             where = target if mp.key == "rootfs" else ensure_dir(target, mp.path, *root_ids)

@@ -17,8 +17,8 @@ import stat
 from pathlib import Path
 
 from .. import paths
-from ..errors import NotFoundError, StorageError
-from . import loop
+from ..errors import CommandError, NotFoundError, StorageError
+from . import cmd, loop
 from .base import Storage
 from .listing import VolumeEntry
 from .volid import VolName, base_name, disk_index_re, disk_name
@@ -182,6 +182,8 @@ class DirStorage(Storage):
         if vol.format == "subvol" and not path.is_symlink():
             shutil.rmtree(path)
         else:
+            if vol.is_base and not path.is_symlink():
+                _immutable(path, False)
             path.unlink()
         with contextlib.suppress(OSError):
             path.parent.rmdir()
@@ -239,6 +241,9 @@ class DirStorage(Storage):
             raise StorageError(f"file '{newpath}' already exists")
         os.rename(path, newpath)
         os.chmod(newpath, 0o444)
+        # immutable, as Proxmox makes it: root ignores the mode, and a read-write loop device
+        # (pct mount, df) would change the image that linked and full clones start from
+        _immutable(newpath, True)
         return newvol
 
     # --- reassigning ---------------------------------------------------------------------
@@ -269,3 +274,9 @@ class DirStorage(Storage):
     def list_snapshots(self, volname: str) -> list[str]:
         self._images_vol(volname)
         return []
+
+
+def _immutable(path: Path, on: bool) -> None:
+    """``chattr +i`` / ``-i``; best effort, as on Proxmox (a file system without the flag)."""
+    with contextlib.suppress(CommandError):
+        cmd.run(["chattr", "+i" if on else "-i", "--", str(path)])

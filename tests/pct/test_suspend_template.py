@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -105,6 +106,40 @@ def test_template_of_a_raw_volume_on_dir_storage(
     assert res.rc != 0 and res.err.strip() == "you can't start a CT if it's a template"
     res = pct("template", vmid, check=False)
     assert res.rc != 0 and res.err.strip() == "you can't convert a template to a template"
+
+
+def test_a_templates_raw_base_volume_never_changes(
+    pct: Pct,
+    new_vmid: Callable[[], int],
+    busybox_template: Path,
+    ctroot: Path,
+    images: Callable[[int], Path],
+) -> None:
+    vmid, clone = new_vmid(), new_vmid()
+    pct("create", vmid, busybox_template, "--rootfs", "local:0.2")
+    pct("template", vmid)
+    base = images(vmid) / f"base-{vmid}-disk-0.raw"
+    try:
+        flags = subprocess.run(["lsattr", str(base)], capture_output=True, text=True, check=True)
+        assert "i" in flags.stdout.split()[0]  # immutable, as Proxmox makes it
+        before = hashlib.sha256(base.read_bytes()).hexdigest()
+        assert "rootfs" in pct("df", vmid).out
+        pct("mount", vmid)
+        try:
+            with pytest.raises(OSError):  # read-only: root ignores the file's mode
+                (ctroot / f"var/lib/lxc/{vmid}/rootfs/new-file").write_text("x")
+        finally:
+            pct("unmount", vmid)
+        res = pct("fstrim", vmid, check=False)
+        assert res.rc != 0 and "it is a template" in res.err
+        assert hashlib.sha256(base.read_bytes()).hexdigest() == before
+        pct("clone", vmid, clone, "--full")  # read from the immutable image
+        pct("destroy", clone)
+        pct("destroy", vmid)
+        assert not images(vmid).exists()
+    finally:
+        if base.exists():  # (the test root must stay removable)
+            subprocess.run(["chattr", "-i", str(base)], check=False)
 
 
 def test_template_on_btrfs_makes_the_subvolume_read_only(
