@@ -191,6 +191,9 @@ def _identity_lines(view: LxcView, host: HostInfo) -> Lines:
     lines: Lines = []
     if not view.console:
         lines += [("lxc.console.path", "none"), (device_key(host.layout, "deny"), "c 5:1 rwm")]
+        # LXC 5.0 makes common.conf's tty directory (/dev/lxc) only with a console: without
+        # one, a privileged container's ttys found no directory and it could not start
+        lines.append(("lxc.tty.dir", ""))
     lines += [
         ("lxc.tty.max", str(view.tty)),
         ("lxc.environment", "TERM=linux"),

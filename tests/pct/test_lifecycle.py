@@ -271,3 +271,17 @@ def test_container_text_reaches_the_host_terminal_escaped(
         assert "x\\x1b]0;PWNED\\x07\\x1b[2Jfake" in res.text, res.text
     finally:
         pct("stop", vmid, check=False)
+
+
+@pytest.mark.parametrize("unprivileged", ["0", "1"])
+def test_a_container_without_a_console_starts_with_its_ttys(
+    pct: Pct, vmid: int, busybox_template: Path, unprivileged: str
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", unprivileged,
+        "--console", "0")  # fmt: skip
+    pct("start", vmid)
+    try:
+        out = pct("exec", vmid, "--", "ls", "/dev").out.split()
+        assert "tty1" in out and "tty2" in out and "console" not in out, out
+    finally:
+        pct("stop", vmid)
