@@ -21,7 +21,7 @@ from shared.errors import AlreadyExistsError, CtkitError, NotFoundError, ParamEr
 from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
 from shared.runtime import lxcapi
-from shared.runtime.ctview import guest_config
+from shared.runtime.guestview import guest_config
 from shared.runtime.namespace import private_mounts
 from shared.storage.api import get_storage
 from shared.storage.volid import parse_volume_id

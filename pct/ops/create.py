@@ -17,7 +17,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
 from shared.errors import AlreadyExistsError, CtkitError
-from shared.runtime.ctview import config_idmap, config_root_ids
+from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
 from shared.runtime.traverse import check_traversable
 from shared.storage.api import resolve_template

@@ -10,6 +10,7 @@ from shared import jobrefs, paths
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import volume_owner
+from shared.ctconfig.pending import referenced_volumes
 from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
@@ -19,19 +20,6 @@ from shared.storage.config import load_config
 from shared.storage.volumes import free_volume, list_vmid_volumes
 
 Log = Callable[[str], None]
-
-
-def referenced_volumes(conf: Config) -> list[str]:
-    """Volume ids of rootfs, mpN and unusedN, in the main and the pending section."""
-    vols: list[str] = []
-    for section in (conf, conf.pending):
-        for mp in section.mountpoints():
-            if mp.type == "volume" and mp.volume not in vols:
-                vols.append(mp.volume)
-        for volid in section.unused().values():
-            if volid not in vols:
-                vols.append(volid)
-    return vols
 
 
 def _check(vmid: int, force: bool) -> bool:

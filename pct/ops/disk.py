@@ -40,7 +40,7 @@ from shared.regularfile import read_regular
 from shared.runtime import lxcapi
 from shared.runtime.beneath import open_beneath
 from shared.runtime.cgroups import CGroup
-from shared.runtime.ctview import config_root_ids
+from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import mount_all
 from shared.runtime.nsenter import in_container
 from shared.storage import cmd, loop

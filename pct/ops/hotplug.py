@@ -23,7 +23,7 @@ from shared.errors import CtkitError
 from shared.net import hotplug as net_hotplug
 from shared.runtime import lxcapi, nsenter, passthrough
 from shared.runtime.cgroups import detect_layout
-from shared.runtime.ctview import config_idmap, guest_config
+from shared.runtime.guestview import config_idmap, guest_config
 from shared.runtime.mphotplug import hotplug_mount, unplug_mount
 from shared.runtime.startcheck import check_bridges, check_unsupported
 from shared.runtime.volumes import allocator, free, size_of

@@ -24,13 +24,14 @@ from shared import owner, paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import parse_mountpoint
+from shared.ctconfig.pending import referenced_volumes
 from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
 from shared.remote import config as remotes
 from shared.remote.config import Remote
 from shared.runtime import lifecycle, lxcapi, migration, recovery
 from shared.runtime.beneath import check_mount_point
-from shared.runtime.ctview import config_root_ids
+from shared.runtime.guestview import config_root_ids
 from shared.storage import btrfssend
 from shared.storage.btrfsplugin import BtrfsStorage
 from shared.storage.config import StorageConfig, load_config
@@ -44,7 +45,6 @@ from shared.storage.volumes import (
 from . import migrate_link as link
 from . import migrate_plan as plan
 from . import remote as remote_ops
-from .destroy import referenced_volumes
 from .migrate_target import SNAP_NAMES
 
 Log = Callable[[str], None]

@@ -11,6 +11,7 @@ from typing import Any
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import iter_mountpoints, parse_mountpoint
 from shared.ctconfig.options import NET_SCHEMA
+from shared.ctconfig.pending import referenced_volumes
 from shared.errors import (
     AlreadyExistsError,
     CommandError,
@@ -24,7 +25,6 @@ from shared.storage.config import StorageConfig
 from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import volume_format, volume_size
 
-from .destroy import referenced_volumes
 from .migrate_target import PROTOCOL
 from .volcopy import foreign_below
 

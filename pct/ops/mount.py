@@ -7,7 +7,7 @@ from shared.ctconfig import store
 from shared.errors import CtkitError, LockError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
-from shared.runtime.ctview import config_root_ids
+from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import mount_all, unmount_below
 
 

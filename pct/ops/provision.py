@@ -20,6 +20,7 @@ from shared.ctconfig.mountpoints import (
     volume_owner,
 )
 from shared.ctconfig.options import NET_SCHEMA
+from shared.ctconfig.pending import referenced_volumes
 from shared.errors import (
     AlreadyExistsError,
     CtkitError,
@@ -32,12 +33,11 @@ from shared.guest.detect import resolve_arch
 from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
 from shared.runtime import lxcapi
-from shared.runtime.ctview import config_root_ids, guest_config
+from shared.runtime.guestview import config_root_ids, guest_config
 from shared.runtime.mounts import MountedTree, mount_all
 from shared.storage.api import get_storage
 from shared.storage.volumes import alloc_volume, convert_to_base, free_volume
 
-from .destroy import referenced_volumes
 from .staging import prepare_staging_dir
 
 Log = Callable[[str], None]

@@ -10,13 +10,12 @@ from pathlib import Path
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import add_unused_volume
+from shared.ctconfig.pending import referenced_volumes
 from shared.errors import CommandError, CtkitError
 from shared.locks import config_lock
 from shared.storage.api import volume_path
 from shared.storage.config import StorageConfig, load_config
 from shared.storage.listing import VolumeEntry
-
-from .destroy import referenced_volumes
 
 Log = Callable[[str], None]
 

@@ -21,7 +21,7 @@ from shared.ctconfig.options import NET_SCHEMA
 from shared.ctconfig.pending import parse_values
 from shared.errors import ConfigError, CtkitError
 from shared.formats.types import FormatError
-from shared.runtime.ctview import config_idmap
+from shared.runtime.guestview import config_idmap
 from shared.runtime.idcheck import check_subids
 
 from .provision import check_rootdir_storages, complete_given_nets

@@ -28,7 +28,7 @@ from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, StorageError
 from shared.guest.chroot import run_in_root
 from shared.runtime.beneath import open_beneath
-from shared.runtime.ctview import config_idmap
+from shared.runtime.guestview import config_idmap
 from shared.tasklog import Progress
 
 from .provision import detect_guest

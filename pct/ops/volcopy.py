@@ -23,7 +23,7 @@ from shared import paths, signals
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, StorageError
-from shared.runtime.ctview import config_root_ids
+from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
 from shared.storage.volumes import alloc_volume, free_volume, mounted_volume, volume_size

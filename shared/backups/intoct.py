@@ -30,7 +30,7 @@ from shared.errors import AlreadyExistsError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.runtime.beneath import open_beneath, path_parts
-from shared.runtime.ctview import config_idmap, config_root_ids
+from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.mounts import mount_all
 from shared.storage.api import volume_path
 from shared.storage.volumes import volume_format

@@ -318,6 +318,19 @@ def _check_device(key: str, data: dict[str, Any]) -> None:
 # --- apply --------------------------------------------------------------------------------
 
 
+def referenced_volumes(conf: Config) -> list[str]:
+    """Volume ids of rootfs, mpN and unusedN, in the main and the pending section."""
+    vols: list[str] = []
+    for section in (conf, conf.pending):
+        for mp in section.mountpoints():
+            if mp.type == "volume" and mp.volume not in vols:
+                vols.append(mp.volume)
+        for volid in section.unused().values():
+            if volid not in vols:
+                vols.append(volid)
+    return vols
+
+
 def volume_referenced(conf: Config, volid: str, *, skip_key: str | None = None) -> bool:
     """Whether a mount point of the main/pending section (but ``skip_key``) or of any
     snapshot uses ``volid``."""

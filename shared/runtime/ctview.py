@@ -1,42 +1,16 @@
-"""Views of a container config for the runtime: LXC settings, id maps, guest setup data."""
+"""The LXC view of a container config: its limits, networks, devices and mount entries (the
+id map and the guest setup's data are in :mod:`shared.runtime.guestview`)."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..guest.config import GuestConfig
-
-from ..archive.idmap import DEFAULT_UNPRIVILEGED, IdMapEntry, parse_idmap, to_host
 from ..ctconfig.config import Config, Section
 from .cgroups import Limits
 from .lxcconf import DevView, LxcView, NetView
 from .mpstage import mount_entries
 from .passthrough import mount_entry
-
-
-def idmap(conf: Section, unprivileged: bool) -> list[IdMapEntry]:
-    """The container's id map: raw ``lxc.idmap`` lines, else the default for unprivileged."""
-    entries = [parse_idmap(v) for k, v in conf.lxc if k == "lxc.idmap"]
-    if entries or not unprivileged:
-        return entries
-    return list(DEFAULT_UNPRIVILEGED)
-
-
-def config_idmap(conf: Config) -> list[IdMapEntry]:
-    return idmap(conf, conf.unprivileged)
-
-
-def root_ids(entries: list[IdMapEntry]) -> tuple[int, int]:
-    """Host uid/gid of container root: 0/0 when unmapped (privileged or custom map)."""
-    uid = to_host(entries, "u", 0)
-    gid = to_host(entries, "g", 0)
-    return (uid or 0, gid or 0)
-
-
-def config_root_ids(conf: Config) -> tuple[int, int]:
-    return root_ids(config_idmap(conf))
 
 
 def _float(value: Any, default: float = 0.0) -> float:
@@ -115,10 +89,3 @@ def lxc_view(conf: Config) -> LxcView:
         raw=list(conf.lxc),
         mount_entries=mount_entries(conf),
     )
-
-
-def guest_config(conf: Config) -> GuestConfig:
-    from ..guest.config import GuestConfig  # the guest package is big: load it when needed
-
-    uid, gid = config_root_ids(conf)
-    return GuestConfig.from_pct_conf(conf.vmid, conf.values, root_uid=uid, root_gid=gid)

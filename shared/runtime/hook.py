@@ -35,7 +35,7 @@ from . import entrypoints
 
 def pre_start(vmid: int) -> None:
     from ..guest.setup import GuestSetup
-    from .ctview import config_idmap, config_root_ids, guest_config
+    from .guestview import config_idmap, config_root_ids, guest_config
     from .lifecycle import skiplock_file, warnings_file
     from .mounts import mount_all
     from .mpstage import stage_all
@@ -62,7 +62,7 @@ def pre_start(vmid: int) -> None:
 
 def idmap_after(conf: Config) -> Callable[[MountPoint, Path], None]:
     """Turns each mount point with ``idmap=`` into an id-mapped mount once it is mounted."""
-    from .ctview import config_idmap
+    from .guestview import config_idmap
     from .idmapmount import mount_userns, remount_idmapped, wanted
 
     ct_map = config_idmap(conf)

@@ -21,7 +21,8 @@ from ..locks import config_lock
 from ..printable import printable
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
-from .ctview import config_idmap, lxc_view
+from .ctview import lxc_view
+from .guestview import config_idmap
 from .idcheck import check_subids
 from .lxccheck import check_config
 from .lxcconf import HostInfo, generate, seccomp_rules

@@ -25,7 +25,7 @@ from ..ctconfig.unsupported import (
 from ..errors import ConfigError, StateError
 from ..formats.types import FormatError
 from ..storage.config import load_config
-from .ctview import config_root_ids
+from .guestview import config_root_ids
 from .passthrough import device
 from .traverse import check_traversable
 

@@ -8,7 +8,7 @@ from ..ctconfig.config import Config
 from ..ctconfig.mountpoints import new_volume_size
 from ..errors import StorageError
 from ..storage.volumes import alloc_volume, free_volume, volume_size
-from .ctview import config_root_ids
+from .guestview import config_root_ids
 
 DEFAULT_STORAGE = "local"
 

@@ -25,7 +25,7 @@ from shared.ctconfig.config import Config
 from shared.errors import CtkitError, Interrupted, NotFoundError, OutputClosed
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
-from shared.runtime.ctview import config_idmap, config_root_ids
+from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.storage.api import get_storage, set_backup_notes, set_backup_protected
 from shared.storage.resticplugin import ResticStorage
 from shared.tasklog import Progress, timestamp

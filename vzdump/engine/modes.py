@@ -22,7 +22,7 @@ from shared.errors import CommandError, CtkitError, StateError
 from shared.runtime import lifecycle, lxcapi, snapshot
 from shared.runtime.beneath import check_mount_point
 from shared.runtime.cgroups import CGroup
-from shared.runtime.ctview import config_root_ids
+from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import mount_all
 
 from .hooks import Hooks
