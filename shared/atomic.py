@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -57,7 +56,7 @@ def atomic_open(
         except FileNotFoundError:
             mode = 0o644
     if tmp_name is None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = _unique_temp(directory, path.name)
     else:
         tmp = str(directory / tmp_name)
         with contextlib.suppress(FileNotFoundError):
@@ -79,6 +78,18 @@ def atomic_open(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _unique_temp(directory: Path, name: str) -> tuple[int, str]:
+    """A new hidden ``.<name>.<random>.tmp`` (as ``tempfile.mkstemp`` makes it, mode 0600,
+    without the cost of importing tempfile and random at every command's start)."""
+    for _ in range(100):
+        tmp = str(directory / f".{name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unique temporary name", str(directory))
 
 
 def write_bytes(

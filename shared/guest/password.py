@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 
 CRYPT_RE = re.compile(r"\$(?:1|2[axy]?|5|6)\$[a-zA-Z0-9./]{1,16}\$[a-zA-Z0-9./]+")
 B64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -32,6 +31,8 @@ def is_crypt_string(value: str) -> bool:
 
 
 def make_salt(length: int = 8) -> str:
+    import secrets  # (loads random: only when a password is set)
+
     return "".join(secrets.choice(B64) for _ in range(length))
 
 

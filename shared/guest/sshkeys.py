@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,8 @@ def generate_host_keys(
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         return None
+    import tempfile  # (with random: only where keys are made, not at every command's start)
+
     keys: dict[str, tuple[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="ctkit-sshkeys-") as tmp:
         for key_type in KEY_TYPES:
