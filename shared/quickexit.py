@@ -16,11 +16,13 @@ import atexit
 import gc
 import io
 import os
+import signal
 import sys
 import threading
 import types
 
 _SUSPENDABLE = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def _suspended(obj: object) -> bool:
@@ -36,15 +38,19 @@ def leave(code: int) -> None:
     return (and let the caller exit normally) otherwise."""
     if threading.active_count() > 1:
         return
-    atexit._run_exitfuncs()
+    if any(isinstance(o, _SUSPENDABLE) and _suspended(o) for o in gc.get_objects()):
+        return  # a ``finally`` not run yet: the interpreter's exit, as before
+    # held from here: a second Ctrl-C while leaving ended in a traceback instead of this exit
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
+        atexit._run_exitfuncs()
         for obj in gc.get_objects():
             if isinstance(obj, io.IOBase) and not obj.closed:
                 obj.flush()
-            elif isinstance(obj, _SUSPENDABLE) and _suspended(obj):
-                return  # a ``finally`` not run yet: the interpreter's exit, as before
         sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError):
-        return  # (a closed pipe, say): the normal exit reports or ignores it as it always did
+        # (a closed pipe, say): the normal exit reports or ignores it as it always did
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return
     os._exit(code)

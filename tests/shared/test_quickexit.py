@@ -85,3 +85,20 @@ def test_a_suspended_generator_is_left_to_the_normal_exit(tmp_path: Path) -> Non
     )
     assert proc.stdout == "went on\n"
     assert (tmp_path / "released").exists()
+
+
+def test_a_signal_while_leaving_ends_in_the_exit_not_a_traceback(tmp_path: Path) -> None:
+    # Ctrl-C pressed twice: the second one arrives while the first one's exit runs
+    proc = run(
+        """
+        import atexit, os, signal, time
+        def late():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        atexit.register(late)
+        quickexit.leave(130)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 130
+    assert proc.stderr == ""
