@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,16 @@ def temp_path(dest: Path) -> Path:
 
 
 def lock_path(dest: Path) -> Path:
-    """The lock of one target, under the run directory: the same target path always gives
-    the same lock, and the template cache holds only templates."""
-    key = hashlib.sha256(str(dest.absolute()).encode()).hexdigest()[:16]
+    """The lock of one target, under the run directory (the template cache holds only
+    templates). Keyed by the directory's device and inode, not its path: two storages whose
+    paths lead to one directory (a symlink, a bind mount) would otherwise both resume and
+    rename the same partial file. The directory exists by now (made before the lock)."""
+    try:
+        st = os.stat(dest.parent)
+        where = f"{st.st_dev}:{st.st_ino}"
+    except OSError:
+        where = str(dest.parent.absolute())
+    key = hashlib.sha256(f"{where}/{dest.name}".encode()).hexdigest()[:16]
     return paths.run_dir() / "pveam" / f"download-{key}.lock"
 
 
@@ -150,7 +158,8 @@ class _Job:
             # The kept partial file did not belong to this template (e.g. a new build with
             # the same name): start once more from scratch.
             self.log(f"checksum mismatch after resuming; downloading '{url}' again")
-            self.tmp.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
             url, digest, resumed = self.transfer(progress)
         if digest != self.expect:
             with contextlib.suppress(FileNotFoundError):

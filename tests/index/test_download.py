@@ -175,20 +175,31 @@ def test_stale_partial_file_is_restarted(srv: TestServer, target: Path) -> None:
     assert listing(target) == [NAME]
 
 
-def test_two_concurrent_downloads_make_one_file(srv: TestServer, target: Path) -> None:
+@pytest.mark.parametrize("second", ["same path", "symlinked path"])
+def test_two_concurrent_downloads_make_one_file(
+    srv: TestServer, target: Path, tmp_path: Path, second: str
+) -> None:
+    # two storages can lead to one directory: the second one's path a symlink to the first
+    other = target
+    if second == "symlinked path":
+        other = tmp_path / "alias"
+        other.symlink_to(target)
     srv.add(f"/tpl/{NAME}", DATA, chunk_delay=0.05)
     app = appliance(srv)
     results: list[DownloadResult] = []
     errors: list[BaseException] = []
     logs = [Recorder(), Recorder()]
 
-    def worker(log: Recorder) -> None:
+    def worker(log: Recorder, where: Path) -> None:
         try:
-            results.append(fetch(app, target, log))
+            results.append(fetch(app, where, log))
         except BaseException as err:
             errors.append(err)
 
-    threads = [threading.Thread(target=worker, args=(log,)) for log in logs]
+    threads = [
+        threading.Thread(target=worker, args=(log, where))
+        for log, where in zip(logs, (target, other), strict=True)
+    ]
     threads[0].start()
     deadline = time.monotonic() + 30
     while not temp_path(target / NAME).exists() and time.monotonic() < deadline:
