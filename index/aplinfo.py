@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import VerifyError
+from shared.storage.volid import is_template_name as volid_template_name
 
-TEMPLATE_EXT_RE = re.compile(r"\.(?:tar(?!\.)|tar\.(?:gz|xz|zst|bz2))$", re.IGNORECASE)
 NEWS_PACKAGE = "pve-web-news"
 REQUIRED = ("package", "type", "os", "version", "infopage")
 
@@ -214,13 +214,10 @@ class _Parser:
 
 
 def is_template_name(name: str) -> bool:
-    """A plain file name (no ``/``, no NUL, not hidden) with a template extension."""
-    return (
-        bool(TEMPLATE_EXT_RE.search(name))
-        and "/" not in name
-        and "\0" not in name
-        and not name.startswith(".")
-    )
+    """A template file name as storage accepts it (one component, not hidden, not longer
+    than a file name can be) that is also safe to show and to split on: an index is input,
+    and its names reach terminals and ``awk``, so no control character and no white space."""
+    return volid_template_name(name) and name.isprintable() and not any(c.isspace() for c in name)
 
 
 def parse_aplinfo(

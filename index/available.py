@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.errors import ParamError
+from shared.printable import printable
 
 from . import store
 from .aplinfo import Appliance
@@ -71,8 +72,9 @@ def available(
 
 
 def format_line(app: Appliance) -> str:
-    arch = app.architecture or "unknown"
-    return f"{app.section:<15} {app.template:<60} {arch}"
+    # the fields come from an index: none of them gets to write control characters
+    arch = printable(app.architecture or "unknown")
+    return f"{printable(app.section):<15} {printable(app.template):<60} {arch}"
 
 
 def format_lines(apps: Sequence[Appliance]) -> str:

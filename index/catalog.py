@@ -25,11 +25,11 @@ from shared import atomic
 from shared.errors import ArchiveError, ParamError, VerifyError
 from shared.gpg import Keyring, normalize_fingerprint
 from shared.http import CHUNK_SIZE, hash_file
+from shared.storage.volid import TEMPLATE_EXT_RE
 
 from . import keys as pveam_keys
 from .aplinfo import (
     ABSOLUTE_URL_RE,
-    TEMPLATE_EXT_RE,
     VERSION_VALUE_RE,
     AplinfoError,
     Appliance,

@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass
 
 from shared.errors import NotFoundError
+from shared.storage.volid import TEMPLATE_EXT_RE
 
-from .aplinfo import TEMPLATE_EXT_RE, Appliance
+from .aplinfo import Appliance
 from .collection import ApplianceIndex
 from .versions import version_key
 

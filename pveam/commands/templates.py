@@ -8,6 +8,7 @@ import typer
 
 from shared.cli import OutputFormat, OutputFormatOption, print_json
 from shared.errors import ParamError
+from shared.printable import printable
 
 MAX_VOLID = 255
 MIB = 1048576
@@ -29,7 +30,7 @@ def list_templates(
         print_json(rows, output_format)
         return
     lines = [f"{'NAME':<60} {'SIZE':<6}"]
-    lines += [f"{e.volid:<60} {e.size / MIB:.2f}MB" for e in entries]
+    lines += [f"{printable(e.volid):<60} {e.size / MIB:.2f}MB" for e in entries]
     print("\n".join(lines))
 
 

@@ -28,6 +28,7 @@ TEMPLATE_EXT = r"(?i:\.(?:tar(?!\.)|tar\.(?:gz|xz|zst|bz2)))"
 TEMPLATE_EXT_RE = re.compile(TEMPLATE_EXT + r"$")
 TEMPLATE_FORMATS = {".tar.gz": "tgz", ".tar.xz": "txz", ".tar.zst": "tzst", ".tar.bz2": "tbz2"}
 ISO_EXT = r"(?i:\.(?:iso|img))"
+NAME_MAX = 255  # bytes in one file name (Linux)
 
 VOLID_RE = re.compile(rf"({STORAGE_ID_RE}):(.+)", re.IGNORECASE)
 _TEMPLATE_RE = re.compile(rf"vztmpl/([^/]+{TEMPLATE_EXT})")
@@ -80,7 +81,8 @@ def parse_name_dir(name: str) -> tuple[str, str, bool]:
 
 def parse_volname(volname: str) -> VolName:
     """Parse a directory-storage volume name; raises ``unable to parse directory volume name``."""
-    if "\0" in volname:
+    # (a component longer than a file name can be would fail every file call with an error)
+    if "\0" in volname or any(len(p.encode()) > NAME_MAX for p in volname.split("/")):
         raise StorageError(f"unable to parse directory volume name '{volname}'")
     if m := _CLONE_RE.fullmatch(volname):
         parse_name_dir(m.group(2))
@@ -115,7 +117,14 @@ def template_format(name: str) -> str:
 
 
 def is_template_name(name: str) -> bool:
-    return "/" not in name and not name.startswith(".") and bool(TEMPLATE_EXT_RE.search(name))
+    """A template file's name: one path component, not hidden, a template extension."""
+    return (
+        "/" not in name
+        and "\0" not in name
+        and not name.startswith(".")
+        and len(name.encode()) <= NAME_MAX
+        and bool(TEMPLATE_EXT_RE.search(name))
+    )
 
 
 # --- container disk names ----------------------------------------------------------------

@@ -212,7 +212,15 @@ def test_lz4_location_is_skipped(mode: bool) -> None:  # acceptance test 10
 
 def test_template_name_rules() -> None:
     assert is_template_name("a.tar") and is_template_name("a.TAR.ZST")
-    for bad in ("a.tgz", "a.tar.lz4", "a.tar.gz.1", "a.zip", ".hidden.tar.gz", "a/b.tar"):
+    assert is_template_name("débian-12_ü.tar.zst")
+    hostile = (
+        "a\x1b]0;pwned\x07b.tar.gz",
+        "a\tb.tar",
+        "a b.tar.gz",
+        "a\nb.tar",
+        "a" * 252 + ".tar",
+    )
+    for bad in ("a.tgz", "a.tar.lz4", "a.tar.gz.1", "a.zip", ".hidden.tar.gz", "a/b.tar", *hostile):
         assert not is_template_name(bad), bad
     (app,) = strict(record(*BASIC, "Location: plain.tar", "Description: d"))
     assert app.template == "plain.tar" and app.url == "http://h/images/plain.tar"

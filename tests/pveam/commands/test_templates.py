@@ -48,6 +48,13 @@ def test_sizes_and_long_names(pveam: Pveam, cache: Path) -> None:  # test 33
     assert lines[4] == f"local:vztmpl/{long} 219.95MB"  # longer than 60: exactly one space
 
 
+def test_control_characters_in_a_name_are_shown_escaped(pveam: Pveam, cache: Path) -> None:
+    (cache / "x\x1b]0;owned\x07y.tar.gz").write_bytes(b"x")
+    out = pveam("list", "local").out
+    assert "local:vztmpl/x\\x1b]0;owned\\x07y.tar.gz" in out
+    assert "\x1b" not in out and "\x07" not in out
+
+
 def test_json(pveam: Pveam, cache: Path) -> None:
     rows = json.loads(pveam("list", "local", "--output-format", "json").out)
     assert [(r["volid"], r["size"], r["format"]) for r in rows] == [
@@ -92,6 +99,11 @@ def test_remove_rejects_other_volumes_and_paths(  # test 36
     assert res.code == StorageError.exit_code
     res = pveam("remove", "local:vztmpl/../../etc/passwd.tar")
     assert res.code != 0
+    # longer than a file name can be (in bytes, not characters): refused, not a traceback
+    long = "é" * 200 + ".tar.gz"
+    res = pveam("remove", f"local:vztmpl/{long}")
+    assert res.code == StorageError.exit_code
+    assert res.err == f"unable to parse directory volume name 'vztmpl/{long}'\n"
     # a path is never deleted: first a scratch file, and only if it survived the host's file
     victim = tmp_path / "victim.tar.gz"
     victim.write_text("keep me\n")

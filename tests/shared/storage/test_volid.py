@@ -119,7 +119,8 @@ def test_template_format(name: str, fmt: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["a.tgz", "a.tar.lz4", "a.tar.gz.1", ".a.tar.gz", "a.zip", "d/a.tar"]
+    "name",
+    ["a.tgz", "a.tar.lz4", "a.tar.gz.1", ".a.tar.gz", "a.zip", "d/a.tar", "é" * 127 + ".tar"],
 )
 def test_not_template_names(name: str) -> None:
     assert not is_template_name(name)
