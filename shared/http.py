@@ -14,6 +14,7 @@ import http.client
 import importlib.metadata
 import os
 import re
+import socket
 import stat
 import time
 from collections.abc import Callable
@@ -26,12 +27,17 @@ import urllib3
 
 from .digest import DigestRing
 from .errors import DownloadError, StorageError
+from .stallguard import StallGuard
 from .writeback import start_writeback
 
 CHUNK_SIZE = 1 << 20
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 # A stalled server gives up after (1 + retries) * read timeout plus the backoff: about 50 s.
 DEFAULT_TIMEOUT = (10.0, 15.0)
+# ...and one that trickles (a byte now and then, inside the read timeout) when no SUB_READ
+# bytes arrived for this long (or four read timeouts, if longer): about 1 KiB/s at least
+STALL_LIMIT = 60.0
+SUB_READ = 64 << 10
 DEFAULT_RETRIES = 2
 # The disk starts writing every this many bytes, so that the fsync before the rename is short.
 WRITEBACK_STEP = 8 << 20
@@ -307,6 +313,11 @@ class Downloader:
         except requests.RequestException as exc:
             transient = isinstance(exc, requests.ConnectionError | requests.Timeout)
             raise HttpError(url, describe_exception(exc), transient=transient) from exc
+        except (ValueError, urllib3.exceptions.HTTPError) as exc:
+            # a redirect to a URL that does not parse ('http://[::1'): the server's answer
+            raise HttpError(
+                url, f"invalid URL from the server - {describe_exception(exc)}"
+            ) from exc
 
     def _attempt(
         self,
@@ -366,14 +377,19 @@ class Downloader:
             self._check_space(target.path, expected)
         done = offset
         readinto = _body_readinto(resp)
-        with target.open(offset) as fh, DigestRing(target.hasher, size=self.chunk_size) as ring:
+        guard = StallGuard(_socket_of(resp), max(STALL_LIMIT, 4 * self.timeout[1]))
+        with (
+            guard,
+            target.open(offset) as fh,
+            DigestRing(target.hasher, size=self.chunk_size) as ring,
+        ):
             sink = _Sink(fh, target.path, offset)
             if progress is not None:
                 progress(done, total)
             try:
                 while True:
                     buf = ring.take()
-                    n = _read_into(url, readinto, buf)
+                    n = _read_into(url, readinto, buf, guard)
                     if not n:
                         ring.lend(buf, 0)
                         break
@@ -424,13 +440,44 @@ def _body_readinto(resp: requests.Response) -> Callable[[memoryview], int]:
     return resp.raw.readinto
 
 
-def _read_into(url: str, readinto: Callable[[memoryview], int], buf: bytearray) -> int:
-    """Fill ``buf`` from the body as far as it goes; 0 at the end of the body."""
+def _socket_of(resp: requests.Response) -> socket.socket | None:
+    """The socket the body comes from: under http.client's response (its connection lets go
+    of it once the headers are read when the server closes after the body)."""
+    fp = getattr(getattr(resp.raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    if sock is None:
+        sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _read_into(
+    url: str, readinto: Callable[[memoryview], int], buf: bytearray, guard: StallGuard
+) -> int:
+    """Fill ``buf`` from the body as far as it goes; 0 at the end of the body. In reads of
+    ``SUB_READ`` bytes: each completed one tells the guard the transfer still moves."""
+    filled = 0
     try:
         with memoryview(buf) as view:
-            return readinto(view)
+            while filled < len(buf):
+                n = readinto(view[filled : filled + SUB_READ])
+                if not n:
+                    break
+                filled += n
+                guard.progress()
     except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        if guard.fired:
+            raise _stalled(url, guard) from exc
         raise HttpError(url, describe_exception(exc), transient=True) from exc
+    if guard.fired:
+        raise _stalled(url, guard)
+    return filled
+
+
+def _stalled(url: str, guard: StallGuard) -> HttpError:
+    kib = SUB_READ >> 10
+    return HttpError(
+        url, f"transfer stalled (less than {kib} KiB in {guard.limit:.0f} s)", transient=True
+    )
 
 
 class _Sink:

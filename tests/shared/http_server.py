@@ -40,6 +40,8 @@ class Route:
     endless: bool = False  # 200 without Content-Length, then bytes until the client leaves
     chunked: bool = False  # HTTP/1.1 Transfer-Encoding: chunked, in odd-sized pieces
     stall: float = 0.0  # wait this long before answering at all
+    drip: float = 0.0  # after the headers, one body byte every this many seconds
+    redirect: str | None = None  # 302 to this Location
     last_modified: str = "Tue, 01 Jul 2025 10:00:00 GMT"
     extra_headers: dict[str, str] = field(default_factory=dict)
     hits: int = 0
@@ -96,6 +98,15 @@ class _Handler(BaseHTTPRequestHandler):
         if route.endless:
             self._endless(route)
             return
+        if route.redirect is not None:
+            self.send_response(302)
+            self.send_header("Location", route.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if route.drip:
+            self._drip(route)
+            return
         if route.chunked:
             self._chunked(route)
             return
@@ -130,6 +141,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 sent += len(piece)
         self.wfile.write(b"0\r\n\r\n")
+
+    def _drip(self, route: Route) -> None:
+        data = b"".join(route.chunks(0))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for at in range(len(data)):
+                if self.server.owner.closing.is_set():
+                    return
+                self.wfile.write(data[at : at + 1])
+                self.wfile.flush()
+                time.sleep(route.drip)
 
     def _endless(self, route: Route) -> None:
         self.send_response(200)

@@ -126,3 +126,25 @@ def test_stalled_server_gives_up_after_the_read_timeout(srv: TestServer, tmp_pat
         quick(timeout=(1.0, 0.5)).fetch(srv.url("/stall"), tmp_path / "f")
     assert time.monotonic() - started < 5
     assert len(srv.requests_for("/stall")) == 2  # the first try and one retry
+
+
+def test_a_trickling_server_is_given_up(
+    srv: TestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a byte every 0.1 s never hits a 2 s read timeout; the stall bound (here 1 s instead of
+    # a minute: below 64 KiB in it) ends each attempt, and the retry as well
+    monkeypatch.setattr("shared.http.STALL_LIMIT", 1.0)
+    srv.add("/slow", b"x" * 10_000, drip=0.1)
+    started = time.monotonic()
+    with pytest.raises(HttpError, match=r"transfer stalled \(less than 64 KiB in 1 s\)"):
+        quick(timeout=(2.0, 0.2)).fetch(srv.url("/slow"), tmp_path / "out")
+    assert time.monotonic() - started < 10
+    assert len(srv.requests_for("/slow")) == 2  # a stall is retried as a dropped connection
+
+
+def test_a_redirect_to_a_url_that_does_not_parse_is_an_http_error(
+    srv: TestServer, tmp_path: Path
+) -> None:
+    srv.add("/moved", redirect="http://[::1")
+    with pytest.raises(HttpError, match="invalid URL from the server"):
+        quick().fetch(srv.url("/moved"), tmp_path / "out")

@@ -1,0 +1,51 @@
+"""A bound on a transfer that trickles: the read timeout bounds each wait for data, so a server
+that sends a byte now and then, just inside it, could hold a download (and the lock it runs
+under) for days. The guard watches the reads from a thread of its own; when no read has
+completed for ``limit`` seconds it shuts the socket down, which ends the blocked read, and the
+transfer fails as a stalled one (and is retried, resuming, like a dropped connection)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from types import TracebackType
+
+
+class StallGuard:
+    def __init__(self, sock: socket.socket | None, limit: float) -> None:
+        self.sock, self.limit = sock, limit
+        self.fired = False
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> StallGuard:
+        if self.sock is not None:
+            self._thread = threading.Thread(target=self._watch, name="stall-guard", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def progress(self) -> None:
+        """A read completed (called by the reading thread; one store, no lock)."""
+        self._last = time.monotonic()
+
+    def _watch(self) -> None:
+        assert self.sock is not None
+        while not self._done.wait(min(self.limit / 4, 5.0)):
+            if time.monotonic() - self._last > self.limit:
+                self.fired = True
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                return
