@@ -40,16 +40,20 @@ class Hooks:
         if vmid is not None:
             argv += [mode or "stop", str(vmid)]
         full_env = {**os.environ, **self.env, **(env or {})}
-        with subprocess.Popen(
-            argv,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            encoding="utf-8",
-            errors="replace",
-            start_new_session=True,  # so that an interrupt can end it with what it started
-        ) as proc:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                encoding="utf-8",
+                errors="replace",
+                start_new_session=True,  # so that an interrupt can end it with what it started
+            )
+        except OSError as err:  # gone, not executable, a bad interpreter line
+            raise CommandError(f"command '{' '.join(argv)}' failed: {err.strerror}") from None
+        with proc:
             # a signal ends a hook outside cleanup in a parallel job's worker as well
             output, _none = signals.communicate(proc)
         for line in output.splitlines():

@@ -4,6 +4,7 @@ notification (spec vzdump §1, §6, §7)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -82,7 +83,14 @@ def effective_options(params: Mapping[str, Any], log: JobLog) -> BackupOptions:
             return get_storage(sid).prune_backups
         return None
 
-    return BackupOptions.from_values(merge_options(params, conf.values, storage_prune))
+    opts = BackupOptions.from_values(merge_options(params, conf.values, storage_prune))
+    # relative paths are the caller's working directory's, made absolute once, here: tar's
+    # second --directory resolved a relative one against the first (suspend mode failed),
+    # and a bare hook script name was looked up on PATH
+    absolute = {
+        k: os.path.abspath(v) for k in ("dumpdir", "tmpdir", "script") if (v := getattr(opts, k))
+    }
+    return dataclasses.replace(opts, **absolute)
 
 
 def resolve_target(opts: BackupOptions) -> tuple[str | None, Path]:

@@ -157,6 +157,16 @@ def _restart(run: GuestRun) -> None:
         run.hook("pre-restart")
     except CtkitError as err:
         run.warn(str(err))
+    finally:
+        _start_again(run)
+    try:
+        run.hook("post-restart")
+    except CtkitError as err:
+        run.warn(str(err))
+    run.online_again()
+
+
+def _start_again(run: GuestRun) -> None:
     try:
         if not lxcapi.is_running(run.vmid):
             run.log("restarting vm")
@@ -164,11 +174,6 @@ def _restart(run: GuestRun) -> None:
         run.note(stopped=False)
     except CtkitError as err:
         run.warn(f"unable to restart CT {run.vmid} - {err}")
-    try:
-        run.hook("post-restart")
-    except CtkitError as err:
-        run.warn(str(err))
-    run.online_again()
 
 
 # --- suspend --------------------------------------------------------------------------------

@@ -65,10 +65,16 @@ class Result:
         return line in self.lines
 
 
-def run(argv: Sequence[str], *, timeout: float = 120, stdin: bytes | None = None) -> Result:
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = 120,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+) -> Result:
     started = time.monotonic()
     proc = subprocess.run(
-        list(argv), input=stdin, capture_output=True, timeout=timeout, check=False
+        list(argv), input=stdin, capture_output=True, timeout=timeout, check=False, cwd=cwd
     )
     return Result(
         proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"),

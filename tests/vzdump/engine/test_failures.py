@@ -206,3 +206,30 @@ def test_interrupt(host: Host, how: str) -> None:
     assert guests[second.vmid]["error"] == "aborted"
     assert summary["result"]["error"] == "interrupted by signal"
     assert (host.root / "run/vzdump.pid").exists()  # removed only after a successful job
+
+
+def test_a_hook_that_cannot_run_fails_with_one_line_and_the_ct_comes_back(host: Host) -> None:
+    ct = host.create(start=True)
+    vm = str(ct.vmid)
+    hookdir = host.root / "hooks"
+    hookdir.mkdir()
+    broken = hookdir / "broken.sh"
+    broken.write_text("#!/nonexistent/sh\n")
+    broken.chmod(0o755)
+    res = vzdump(vm, "--dumpdir", str(host.dumpdir), "--mode", "stop", "--script", str(broken))
+    assert res.rc == 11 and "Traceback" not in res.err, res.err
+    failed = f"command '{broken} job-init' failed: No such file or directory"
+    assert f"ERROR: Backup job failed - {failed}" in res.lines
+    assert ct.running()
+    # gone once the backup is written (a config manager replaced it): the container the
+    # backup stopped is started again all the same
+    vanishing = hookdir / "vanishing.sh"
+    vanishing.write_text('#!/bin/sh\n[ "$1" = backup-end ] && rm -f "$0"\nexit 0\n')
+    vanishing.chmod(0o755)
+    res = vzdump(vm, "--dumpdir", str(host.dumpdir), "--mode", "stop", "--script", str(vanishing))
+    assert "Traceback" not in res.err, res.err
+    assert (
+        f"command '{vanishing} pre-restart stop {vm}' failed: No such file or directory" in res.err
+    )
+    assert ct.running()
+    assert "lock:" not in ct.conf()

@@ -13,6 +13,7 @@ import pytest
 from shared.runtime import snapshot
 
 from .conftest import (
+    BIN,
     CT,
     Host,
     log_messages,
@@ -21,6 +22,7 @@ from .conftest import (
     names,
     only_archive,
     pct,
+    run,
     tar_list,
     vzdump,
 )
@@ -139,6 +141,23 @@ def test_suspend_mode(host: Host) -> None:
     assert "./data/file" in all_names and all_names.count("./etc/vzdump/pct.conf") == 1
     owners = {m.name: m.uid for m in tar_list(archive)}
     assert owners["./data/file"] == 0 and max(owners.values()) < 65536
+
+
+def test_relative_dump_and_temp_directories_work_in_suspend_mode(host: Host) -> None:
+    """Relative to where vzdump runs: tar's second --directory (the copy) resolved a relative
+    one against the first, and suspend mode failed."""
+    ct = host.create(start=True)
+    ct.write("data/file", b"payload")
+    (host.root / "t").mkdir()
+    argv = [str(BIN / "vzdump"), str(ct.vmid), "--mode", "suspend", "--dumpdir", "dump"]
+    res = run([*argv, "--tmpdir", "t"], cwd=host.root)
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    assert "./data/file" in names(archive)
+    new = host.new_vmid()
+    pct("restore", str(new), str(archive), "--storage", "local")
+    pct("start", str(new))
+    assert pct("exec", str(new), "--", "cat", "/data/file") == "payload"
 
 
 def test_suspend_mode_never_follows_a_symlink_out_of_the_ct(host: Host) -> None:
