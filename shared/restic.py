@@ -13,6 +13,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,6 +38,8 @@ MAX_ENV_FILE = 64 << 10
 MAX_JSON_LINE = 16 << 20
 STDERR_TAIL = 64 << 10
 LOCK_RETRY = 5.0  # seconds between tries while another host's restic holds a lock
+READ_RETRY = 0.5  # ...for a query, whose exclusive users are mostly this host's short forgets
+READ_WAIT = 600.0
 URL_CREDENTIALS_RE = re.compile(r"(://)[^/@\s]+@")
 
 
@@ -205,18 +208,36 @@ def run_exclusive(
             return run(repo, args, timeout=timeout)
         except LockError:
             run(repo, ["unlock"], timeout=300)
-        while True:
-            try:
-                return run(repo, args, timeout=timeout)
-            except LockError:
-                if time.monotonic() >= deadline:
-                    raise
-            signals.raise_if_interrupted()
-            time.sleep(LOCK_RETRY)
+        return _while_locked(repo, args, timeout, deadline, LOCK_RETRY)
 
 
-def run_json(repo: Repo, args: Sequence[str], timeout: float | None = 300) -> Any:
-    out = run(repo, [*args, "--json"], timeout=timeout)
+def _while_locked(
+    repo: Repo, args: Sequence[str], timeout: float | None, deadline: float, interval: float
+) -> bytes:
+    """``run``, again every ``interval`` seconds while a live lock of restic's is in the way
+    (saying so once), until ``deadline``."""
+    told = False
+    while True:
+        try:
+            return run(repo, args, timeout=timeout)
+        except LockError:
+            if time.monotonic() >= deadline:
+                raise
+        if not told:
+            print(f"restic storage '{repo.storage}': waiting for its lock", file=sys.stderr)
+            told = True
+        signals.raise_if_interrupted()
+        time.sleep(interval)
+
+
+def run_json(
+    repo: Repo, args: Sequence[str], timeout: float | None = 300, wait: float = READ_WAIT
+) -> Any:
+    """A query. restic takes the repository's lock shared for it, which an exclusive user
+    (a forget, a prune: this host's retention in a parallel run, another host's) makes fail
+    at once: that is waited for, up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    out = _while_locked(repo, [*args, "--json"], timeout, deadline, READ_RETRY)
     try:
         return json.loads(out or b"null")
     except ValueError:
