@@ -420,7 +420,10 @@ def run_job_now(
     cannot start (:class:`ConfigError`/:class:`ParamError`) and exceptions of the runner
     propagate after the state is closed."""
     clock = _clock(now)
-    section = config.read_jobs().get(job_id)
+    cfg = config.read_jobs()
+    for warning in cfg.warnings:  # a value left out runs the job with its default instead
+        log(f"jobs.cfg: {warning}")
+    section = cfg.get(job_id)
     if section is None or section.type not in config.SCHEDULED_TYPES:
         raise NotFoundError(f"job '{job_id}' does not exist")
     record_job_change(section, clock(), log)

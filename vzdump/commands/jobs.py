@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -125,7 +126,7 @@ def list_(output_format: OutputFormatOption = OutputFormat.text) -> None:
     from ..jobs import manage
 
     now = _now() or dt.datetime.now(local_zone())
-    rows = manage.job_rows(now)
+    rows = manage.job_rows(now, warn=lambda w: print(w, file=sys.stderr))
     if output_format is not OutputFormat.text:
         print_json(rows, output_format)
         return

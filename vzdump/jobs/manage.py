@@ -4,7 +4,7 @@ transaction under the jobs.cfg lock, recorded with the scheduler) and the job li
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shared.errors import AlreadyExistsError, ConfigError, NotFoundError, ParamError
@@ -96,9 +96,15 @@ def _raw(value: Any) -> Any:
     return value if isinstance(value, str) else str(value)
 
 
-def job_rows(now: dt.datetime) -> list[dict[str, Any]]:
-    """``job list``: every job by id with its last run, result and next run (epoch seconds)."""
-    return [_row(s, now) for s in sorted(config.read_jobs().sections, key=lambda s: s.id)]
+def job_rows(
+    now: dt.datetime, warn: Callable[[str], None] = lambda _w: None
+) -> list[dict[str, Any]]:
+    """``job list``: every job by id with its last run, result and next run (epoch seconds);
+    what is wrong in jobs.cfg (a value left out: the job runs with the default) to ``warn``."""
+    cfg = config.read_jobs()
+    for warning in cfg.warnings:
+        warn(f"jobs.cfg: {warning}")
+    return [_row(s, now) for s in sorted(cfg.sections, key=lambda s: s.id)]
 
 
 def _row(section: Section, now: dt.datetime) -> dict[str, Any]:

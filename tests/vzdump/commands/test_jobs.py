@@ -290,3 +290,17 @@ def test_timer_install_and_remove(cli: Cli) -> None:
         f"removed {units}/ctkit-scheduler.service\nremoved {units}/ctkit-scheduler.timer\n"
     )
     assert sorted(units.iterdir()) == []
+
+
+def test_list_and_run_say_what_jobs_cfg_gets_wrong(cli: Cli, vmid: int) -> None:
+    """A value the file cannot hold is left out (the job runs with the default: snapshot mode
+    for a mistyped 'stop'): said by job list and job run as by the scheduler, not silently."""
+    (cli.root / "etc/pve").mkdir(parents=True, exist_ok=True)
+    (cli.root / "etc/pve/jobs.cfg").write_text(
+        f"vzdump: typo\n\tschedule daily\n\tvmid {vmid}\n\tmode stpo\n"
+    )
+    res = cli.ok("job", "list", now=T0)
+    assert "jobs.cfg: " in res.err and "'stpo'" in res.err, res.err
+    assert res.out.startswith("ID ") and "typo" in res.out
+    res = cli.vzdump("job", "run", "typo", now=T0)
+    assert "jobs.cfg: " in res.err and "'stpo'" in res.err, res.err
