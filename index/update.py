@@ -92,6 +92,10 @@ def _why(err: HttpError) -> str:
     return f"{err.url}: {err.status_line}"
 
 
+# how far in the future a signature may be made (clocks differ a little)
+FUTURE_SKEW = 3600
+
+
 def _fmt_time(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
@@ -222,10 +226,23 @@ class _Updater:
                 f"which is not pinned for source '{src.name}'"
             )
         fpr, ts = pinned
-        if state.sig_timestamp is not None and ts < state.sig_timestamp:
+        now = time.time()
+        if ts > now + FUTURE_SKEW:
+            # kept, it would be the replay floor: every honest index until then refused
+            raise _Failure(
+                f"unable to verify signature - made {_fmt_time(ts)}, in the future "
+                "(is the clock of the signer or of this host wrong?)"
+            )
+        floor = state.sig_timestamp
+        if floor is not None and floor > now + FUTURE_SKEW:
+            self.log.write(
+                f"warning: the stored index was signed in the future ({_fmt_time(floor)})"
+            )
+            floor = None  # taken before that was refused: no floor to hold a source back
+        if floor is not None and ts < floor:
             raise _Failure(
                 f"update failed: index signed {_fmt_time(ts)} is older than the stored index "
-                f"(signed {_fmt_time(state.sig_timestamp)}) - refusing a possible replay"
+                f"(signed {_fmt_time(floor)}) - refusing a possible replay"
             )
         return fpr, ts
 

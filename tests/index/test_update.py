@@ -192,6 +192,24 @@ def test_replay_of_an_older_index_is_refused(publisher: Publisher) -> None:
     assert store.index_path("a").read_bytes() == fresh
 
 
+def test_an_index_signed_in_the_future_is_refused_and_never_becomes_the_floor(
+    publisher: Publisher,
+) -> None:
+    # kept, its time would be the replay floor: every honestly signed index refused until then
+    now = int(time.time())
+    publisher.publish("/a", GOOD, when=now + 5 * 365 * 86400)
+    result = run(publisher.source("a", "/a"))
+    assert not result.ok
+    assert "in the future" in (result.sources[0].error or "")
+    assert not store.index_path("a").exists()
+    # a floor stored in the future before this check existed holds nothing back either
+    store.write_state("a", store.SourceState(sig_timestamp=now + 5 * 365 * 86400))
+    fresh = publisher.publish("/a", stanza("fresh"), when=now - 10)
+    assert run(publisher.source("a", "/a")).ok
+    assert store.index_path("a").read_bytes() == fresh
+    assert "the stored index was signed in the future" in log_text()
+
+
 def test_conditional_get_skips_an_unchanged_index(publisher: Publisher) -> None:
     publisher.publish("/a", GOOD)
     src = publisher.source("a", "/a")
