@@ -210,7 +210,9 @@ def check_sources(run: GuestRun, pid: int) -> None:
 
 
 def rsync(run: GuestRun, argv: list[str], which: str) -> None:
-    run.log(f"starting {which} sync {argv[-2] if len(argv) > 1 else ''} to {argv[-1]}")
+    # named by the root file system's source, the first (mount points come after it)
+    source = next((a for a in argv if a.endswith("//./")), argv[-2] if len(argv) > 1 else "")
+    run.log(f"starting {which} sync {source} to {argv[-1]}")
     started = time.monotonic()
     # a parallel job's worker is interrupted here too, not only once rsync is done
     with subprocess.Popen(
