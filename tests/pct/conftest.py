@@ -161,31 +161,32 @@ def btrfs_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
             subprocess.run(["umount", str(mnt)], check=True, capture_output=True)
 
 
+@contextlib.contextmanager
+def tmpfs_storage(ctroot: Path, name: str, size: str) -> Iterator[str]:
+    """Dir storage ``name`` on a tmpfs of ``size`` below the test root."""
+    mnt = ctroot / "mnt" / name
+    mnt.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", name, str(mnt)], check=True)
+    try:
+        add_storage(ctroot, f"dir: {name}\n\tpath /mnt/{name}\n\tcontent rootdir\n")
+        yield name
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
 @pytest.fixture
 def tiny_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
     """Dir storage ``tiny`` on a 256 KiB tmpfs: any real copy runs out of space."""
-    mnt = ctroot / "mnt/tiny"
-    mnt.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tiny", str(mnt)], check=True)
-    try:
-        add_storage(ctroot, "dir: tiny\n\tpath /mnt/tiny\n\tcontent rootdir\n")
-        yield "tiny"
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+    with tmpfs_storage(ctroot, "tiny", "256k") as sid:
+        yield sid
 
 
 @pytest.fixture
 def small_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
     """Dir storage ``small`` on a 1 MiB tmpfs: room for a raw volume's sparse image and its
     empty file system, not for a container's files (writes into it fail only at write-back)."""
-    mnt = ctroot / "mnt/small"
-    mnt.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "small", str(mnt)], check=True)
-    try:
-        add_storage(ctroot, "dir: small\n\tpath /mnt/small\n\tcontent rootdir\n")
-        yield "small"
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+    with tmpfs_storage(ctroot, "small", "1m") as sid:
+        yield sid
 
 
 @pytest.fixture
