@@ -57,7 +57,8 @@ def listing(directory: Path) -> list[str]:
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Path:
+def target(ctroot: Path, tmp_path: Path) -> Path:
+    """(Under a test root: the per-target locks live in its run directory, not the host's.)"""
     return tmp_path / "storage" / "template" / "cache"
 
 
