@@ -140,7 +140,9 @@ class GuestBackup:
         stdout = self.env.stdout is not None
         when = unused_start(self.env.dumpdir, self.vmid)
         self.target = Target.make(self.env.dumpdir, self.vmid, self.opts.compress, stdout, when)
-        self.tmpdir, note = temp_dir(self.opts.tmpdir, self.target, self.vmid)
+        self.tmpdir, note = temp_dir(
+            self.opts.tmpdir, self.target, self.vmid, archive_beside=self.restic is None
+        )
         if note:
             self.log.task_only(note)
         dat = str(self.target.dat) if self.target.dat is not None else ""

@@ -95,10 +95,18 @@ def fs_type(path: Path) -> str:
     return lines[1].split()[1] if len(lines) > 1 else ""
 
 
-def temp_dir(tmpdir: str | None, target: Target, vmid: int) -> tuple[Path, str | None]:
-    """(the guest's temp dir, the task-log note when it is not beside the archive)."""
+def temp_dir(
+    tmpdir: str | None, target: Target, vmid: int, *, archive_beside: bool = True
+) -> tuple[Path, str | None]:
+    """(the guest's temp dir, the task-log note when it is not beside the archive).
+
+    ``archive_beside=False``: the backup does not go into the dump directory (a restic
+    storage's holds only its logs, under /var/log): the temp dir, which holds suspend mode's
+    copy of the whole container, goes to /var/tmp, as Proxmox's does for a backup server."""
     if tmpdir:
         return Path(tmpdir) / f"vzdumptmp{os.getpid()}_{vmid}", None
+    if not archive_beside:
+        return paths.under(f"var/tmp/vzdumptmp{os.getpid()}_{vmid}"), None
     fstype = fs_type(target.dumpdir)
     if fstype in LOCAL_TMP_FS:
         return target.dumpdir / f"{target.base}.tmp", None

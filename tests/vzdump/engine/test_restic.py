@@ -297,6 +297,9 @@ def test_snapshot_mode_on_btrfs_and_suspend_mode(host: Host, btrfs: Path) -> Non
     ct2.write("srv/big.bin", os.urandom(4 << 20))
     lines = _twice(host.root, ct2.vmid, 4 << 20, "--mode", "suspend")
     assert any("backup mode: suspend" in ln for ln in lines)
+    # the copy of the whole container goes to /var/tmp, not beside the logs in /var/log
+    sync = next(ln for ln in lines if "starting first sync" in ln)
+    assert f" to {host.root}/var/tmp/vzdumptmp" in sync, sync
     assert any(" 0 new, 2 changed" in ln for ln in lines), "\n".join(lines)  # the config files
     assert ct2.running() and ct2.freezer_state() == "THAWED" and "lock:" not in ct2.conf()
 
