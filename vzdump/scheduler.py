@@ -269,9 +269,7 @@ def _run_pass(
     # a backup killed since the last pass left its containers frozen/stopped/locked: undo that
     # before any job meets them
     recover_all(log)
-    cfg = config.read_jobs()
-    for warning in cfg.warnings:
-        log(f"jobs.cfg: {warning}")
+    cfg = config.read_jobs(warn=log)
     with _book() as book:
         last_seen = None if first_pass else book.last_seen
         book.last_seen = _ts(start)
@@ -420,9 +418,7 @@ def run_job_now(
     cannot start (:class:`ConfigError`/:class:`ParamError`) and exceptions of the runner
     propagate after the state is closed."""
     clock = _clock(now)
-    cfg = config.read_jobs()
-    for warning in cfg.warnings:  # a value left out runs the job with its default instead
-        log(f"jobs.cfg: {warning}")
+    cfg = config.read_jobs(warn=log)  # a value left out runs the job with its default
     section = cfg.get(job_id)
     if section is None or section.type not in config.SCHEDULED_TYPES:
         raise NotFoundError(f"job '{job_id}' does not exist")

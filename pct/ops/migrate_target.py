@@ -33,7 +33,7 @@ from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockErro
 from shared.locks import config_lock
 from shared.net.links import is_bridge
 from shared.runtime import lifecycle, migration
-from shared.runtime.mounts import check_written
+from shared.runtime.mounts import checked_writes
 from shared.storage import btrfssend
 from shared.storage.config import load_config
 from shared.storage.volid import parse_volume_id
@@ -283,16 +283,14 @@ def rsync_into(vmid: int, volid: str, args: Sequence[str]) -> int:
         # on disk before the sender may delete its copy, or the copy fails: the volume (a
         # write the storage could not take fails only in the background write-back), then a
         # raw image's own file on the storage
-        with mounted_volume(volid, mnt) as handle:
-            fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                rsync = shutil.which("rsync")
-                if rsync is None:
-                    raise CommandError("command 'rsync' not found")
-                code = subprocess.run([rsync, *server_args, str(mnt) + "/"], check=False)
-                check_written(handle, fd)
-            finally:
-                os.close(fd)
+        with (
+            mounted_volume(volid, mnt) as handle,
+            checked_writes(handle, every_volume=True),
+        ):
+            rsync = shutil.which("rsync")
+            if rsync is None:
+                raise CommandError("command 'rsync' not found")
+            code = subprocess.run([rsync, *server_args, str(mnt) + "/"], check=False)
         if handle.loopdev is not None:
             atomic.fsync_file(handle.source)
         return code.returncode

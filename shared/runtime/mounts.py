@@ -53,12 +53,13 @@ def ordered(mps: list[MountPoint]) -> list[MountPoint]:
     return sorted(mps, key=lambda m: (m.key != "rootfs", m.path.rstrip("/").count("/"), m.path))
 
 
-def watch_writes(handle: loop.Mounted) -> int | None:
+def watch_writes(handle: loop.Mounted, *, every_volume: bool = False) -> int | None:
     """Before writing into a mounted image-backed volume: a write its storage cannot take (it
     is full: a raw image is sparse) fails only in the background write-back, where the writer
     (tar, cp, rsync) never sees it. A descriptor opened now is told of any such error by
-    :func:`check_written`. None for other volumes (their writers see their errors)."""
-    if handle.loopdev is None:
+    :func:`check_written`. None for other volumes (their writers see their errors), unless
+    ``every_volume``: then any volume is written back at the check (to be on disk)."""
+    if handle.loopdev is None and not every_volume:
         return None
     return os.open(handle.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
@@ -75,9 +76,9 @@ def check_written(handle: loop.Mounted, fd: int) -> None:
 
 
 @contextlib.contextmanager
-def checked_writes(handle: loop.Mounted) -> Iterator[None]:
+def checked_writes(handle: loop.Mounted, *, every_volume: bool = False) -> Iterator[None]:
     """:func:`watch_writes` and :func:`check_written` around writing into one volume."""
-    fd = watch_writes(handle)
+    fd = watch_writes(handle, every_volume=every_volume)
     try:
         yield
         if fd is not None:

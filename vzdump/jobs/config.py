@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,13 +154,24 @@ def render_jobs(cfg: SectionConfig) -> str:
     return cfg.render()
 
 
-def read_jobs(path: Path | None = None, *, strict: bool = False) -> SectionConfig:
-    """Read jobs.cfg (default ``shared.paths.jobs_cfg()``); a missing file has no jobs."""
+def read_jobs(
+    path: Path | None = None,
+    *,
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> SectionConfig:
+    """Read jobs.cfg (default ``shared.paths.jobs_cfg()``); a missing file has no jobs.
+    ``warn`` is told what the file gets wrong (a value left out: the job runs with the
+    default), each line prefixed ``jobs.cfg:``."""
     try:
         text = (path or paths.jobs_cfg()).read_text(encoding="utf-8")
     except FileNotFoundError:
         return SectionConfig(types=JOB_TYPES)
-    return parse_jobs(text, strict=strict)
+    cfg = parse_jobs(text, strict=strict)
+    if warn is not None:
+        for warning in cfg.warnings:
+            warn(f"jobs.cfg: {warning}")
+    return cfg
 
 
 def write_jobs(cfg: SectionConfig, path: Path | None = None) -> None:

@@ -101,9 +101,7 @@ def job_rows(
 ) -> list[dict[str, Any]]:
     """``job list``: every job by id with its last run, result and next run (epoch seconds);
     what is wrong in jobs.cfg (a value left out: the job runs with the default) to ``warn``."""
-    cfg = config.read_jobs()
-    for warning in cfg.warnings:
-        warn(f"jobs.cfg: {warning}")
+    cfg = config.read_jobs(warn=warn)
     return [_row(s, now) for s in sorted(cfg.sections, key=lambda s: s.id)]
 
 
