@@ -25,9 +25,12 @@ REQUIRED = ("package", "type", "os", "version", "infopage")
 
 _A = re.ASCII
 DESCRIPTION_RE = re.compile(r"Description:\s*([^\n]*)(\n\s+.*)?\Z", re.S | re.I | _A)
-VERSION_RE = re.compile(r"Version:\s*(.*\S)\s*\n", re.I | _A)
-TYPE_RE = re.compile(r"Type:\s*(.*\S)\s*\n", re.I | _A)
-FIELD_RE = re.compile(r"([^:]+):\s*(.*\S)\s*\n", _A)
+# ``:\s*+`` is possessive: Perl's greedy ``\s*`` never succeeds by giving white space back
+# here (the value must start on a line of its own text), and Python's backtracking into a
+# long run of spaces was quadratic.
+VERSION_RE = re.compile(r"Version:\s*+(.*\S)\s*\n", re.I | _A)
+TYPE_RE = re.compile(r"Type:\s*+(.*\S)\s*\n", re.I | _A)
+FIELD_RE = re.compile(r"([^:]+):\s*+(.*\S)\s*\n", _A)
 VERSION_VALUE_RE = re.compile(r"\d[a-zA-Z0-9.+\-:~]*(?:-\d+)?", _A)
 TEMPLATE_FROM_LOCATION_RE = re.compile(
     r".*/([^/]+\.(?:tar(?!\.)|tar\.(?:gz|xz|zst|bz2)))$", re.IGNORECASE
@@ -146,33 +149,31 @@ class _Parser:
 
     def record(self, rec: str) -> None:
         res = Appliance()
-        while perl_true(rec):
-            m = DESCRIPTION_RE.match(rec)
-            if m:
+        pos = 0  # matched from a position: cutting the record after each field was quadratic
+        while pos < len(rec) and not (pos == len(rec) - 1 and rec[pos] == "0"):
+            if m := DESCRIPTION_RE.match(rec, pos):
                 res.headline = m.group(1)
                 long = m.group(2) or ""
                 long = re.sub(r"\n\s+", " ", long, flags=_A)
                 res.description = long.strip(" \t\n\r\f\v")
-                rec = ""
-            elif m := VERSION_RE.match(rec):
-                rec = rec[m.end() :]
+                break
+            if m := VERSION_RE.match(rec, pos):
                 if VERSION_VALUE_RE.fullmatch(m.group(1)):
                     res.fields["version"] = m.group(1)
                 else:
                     self.problem(f"unable to parse appliance record: version = '{m.group(1)}'")
-            elif m := TYPE_RE.match(rec):
-                rec = rec[m.end() :]
+            elif m := TYPE_RE.match(rec, pos):
                 if m.group(1) in ("openvz", "lxc"):
                     res.fields["type"] = m.group(1)
                 else:
                     self.problem(f"unable to parse appliance record: unknown type '{m.group(1)}'")
-            elif m := FIELD_RE.match(rec):
-                rec = rec[m.end() :]
+            elif m := FIELD_RE.match(rec, pos):
                 res.fields[m.group(1).lower()] = m.group(2)
             else:
-                self.problem(f"unable to parse appliance record: {rec}")
+                self.problem(f"unable to parse appliance record: {rec[pos:]}")
                 res = Appliance()
                 break
+            pos = m.end()
         self.finish(res)
 
     def finish(self, res: Appliance) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,31 @@ def test_writer_golden_file() -> None:
 def test_writer_refuses_what_cannot_round_trip(fields, headline, description) -> None:
     with pytest.raises(ValueError, match=r"cannot be written|needs a headline"):
         render_record(Appliance(fields=fields, headline=headline, description=description))
+
+
+def test_value_may_start_on_a_later_line_and_a_trailing_zero_ends_the_record() -> None:
+    """Perl's greedy white space after the colon crosses lines; a record whose rest is ``0``
+    is false in Perl and ends the loop (both kept by the linear parser)."""
+    (app,) = strict(record(*BASIC, "Location:", "   x.tar.gz", "Description: d"))
+    assert app.location == "x.tar.gz"
+    apps, warnings = lenient(record(*BASIC, "Location: x.tar.gz") + "0")
+    assert [a.template for a in apps] == ["x.tar.gz"] and warnings == []
+
+
+@pytest.mark.parametrize("key", ["Version:", "Type:", "Maintainer:"])
+def test_a_long_run_of_spaces_is_parsed_in_linear_time(key: str) -> None:
+    """Backtracking into the white space after the colon took minutes for 200,000 spaces."""
+    text = record(*BASIC, "Location: x.tar.gz") + key + " " * 200_000
+    start = time.monotonic()
+    apps, warnings = lenient(text)
+    assert time.monotonic() - start < 5
+    assert apps == [] and warnings[0].startswith("unable to parse appliance record: ")
+
+
+def test_a_record_of_many_fields_is_parsed_in_linear_time() -> None:
+    """Cutting the record after each field copied it again: 400,000 fields took 27 s."""
+    fields = [f"X-Field-{i}: v" for i in range(400_000)]
+    start = time.monotonic()
+    (app,) = strict(record(*BASIC, *fields, "Location: x.tar.gz", "Description: d"))
+    assert time.monotonic() - start < 8
+    assert app.template == "x.tar.gz" and app.get("x-field-399999") == "v"
