@@ -177,7 +177,8 @@ class _Job:
     def transfer(self, progress: ProgressCallback | None) -> tuple[str, str, bool]:
         """Fetch from the first URL that works; return (url, digest, resumed)."""
         error: HttpError | None = None
-        for url in self.app.urls:
+        urls = self.app.urls
+        for tried, url in enumerate(urls, 1):
             self.log(f"downloading {url} to {self.dest}")
             kept = self.tmp.lstat().st_size if self.tmp.is_file() else 0
             if kept:
@@ -193,7 +194,8 @@ class _Job:
                 )
             except HttpError as err:
                 error = err
-                self.log(f"download failed: {err.status_line}")
+                if tried < len(urls):  # the last failure is the command's error line, said once
+                    self.log(f"download failed: {err.status_line}")
                 if err.discard:
                     self._drop_temp()
                 continue

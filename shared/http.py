@@ -142,7 +142,7 @@ def new_session(user_agent: str = USER_AGENT) -> requests.Session:
     return session
 
 
-_ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^')\]]+)")
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -220,8 +220,18 @@ def test_two_concurrent_downloads_make_one_file(
 def test_mirror_used_when_the_main_url_fails(srv: TestServer, target: Path) -> None:
     srv.add(f"/mirror/tpl/{NAME}", DATA)
     app = appliance(srv, mirrors=(srv.url("/mirror"),))
-    result = fetch(app, target)
+    log = Recorder()
+    result = fetch(app, target, log)
     assert result.url == srv.url(f"/mirror/tpl/{NAME}") and result.digest == SHA
+    assert "download failed: 404 Not Found" in log.lines  # the mirror's turn is explained
+
+
+def test_the_last_failure_is_said_once(srv: TestServer, target: Path) -> None:
+    """Only as the command's error: the log line before it printed the same text again."""
+    log = Recorder()
+    with pytest.raises(DownloadError, match=r"^download failed: 404 Not Found$"):
+        fetch(appliance(srv), target, log)
+    assert not [line for line in log.lines if "failed" in line]
 
 
 def test_all_urls_fail(srv: TestServer, target: Path) -> None:
@@ -290,4 +300,3 @@ def test_endless_body_is_bounded_and_leaves_nothing(srv: TestServer, target: Pat
     with pytest.raises(DownloadError, match=r"file too large \(limit 1048576 bytes\)"):
         fetch(appliance(srv), target, log, transfer=Transfer(max_size=1 << 20))
     assert listing(target) == []
-    assert "download failed: file too large (limit 1048576 bytes)" in log.lines

@@ -101,6 +101,7 @@ def test_connection_refused_is_transient(tmp_path: Path, no_proxy_env) -> None:
     dl = fast(retries=1)
     with pytest.raises(HttpError, match="Connection refused") as exc:
         dl.fetch(f"http://127.0.0.1:{port}/x", tmp_path / "x")
+    assert exc.value.status_line == "Connection refused"  # no quote of the repr around it
     assert exc.value.transient and exc.value.status is None
     assert dl.sleeps == [0.01]  # type: ignore[attr-defined]
 
