@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +181,7 @@ class _Job:
         urls = self.app.urls
         for tried, url in enumerate(urls, 1):
             self.log(f"downloading {url} to {self.dest}")
-            kept = self.tmp.lstat().st_size if self.tmp.is_file() else 0
+            kept = self._partial_size()
             if kept:
                 self.log(f"resuming from byte {kept} of the partial file '{self.tmp}'")
             try:
@@ -207,6 +208,15 @@ class _Job:
         self._drop_empty_temp()
         assert error is not None
         raise DownloadError(f"download failed: {error.status_line}")
+
+    def _partial_size(self) -> int:
+        """The bytes a resume starts from: only a regular file's (a symlink planted there is
+        refused when opened, and must not be announced as resumed first)."""
+        try:
+            st = self.tmp.lstat()
+        except FileNotFoundError:
+            return 0
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
     def _drop_temp(self) -> None:
         with contextlib.suppress(FileNotFoundError):
