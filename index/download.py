@@ -11,6 +11,8 @@
 * A checksum mismatch removes the temp file and leaves nothing under the final name; if the
   bad file came from a resumed transfer, it is fetched once more from the start.
 * Relative Locations are tried on the source's mirrors after the main URL.
+* A partial file of a template that no index offers any more can never be resumed: the next
+  download into that directory removes it (unless a download of that name holds its lock).
 Messages are upstream's (spec section 4).
 """
 
@@ -20,14 +22,14 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 from shared import atomic, paths
-from shared.errors import CtkitError, DownloadError, StorageError, VerifyError
+from shared.errors import CtkitError, DownloadError, LockError, StorageError, VerifyError
 from shared.http import (
     Downloader,
     HttpError,
@@ -125,6 +127,28 @@ def download_template(
         http = transfer.downloader(session, retry=retry)
         job = _Job(app, dest, algorithm, expect, log, http, transfer.max_size)
         return job.run(progress)
+
+
+def sweep_stale_partials(target_dir: Path, offered: Collection[str], log: Log) -> None:
+    """Remove the partial files in ``target_dir`` of templates not in ``offered`` (the names
+    the current index holds): nothing would resume them, and each can be a whole template's
+    size. One whose download runs (its lock is held) is left alone."""
+    try:
+        entries = list(os.scandir(target_dir))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name.removesuffix(TMP_SUFFIX)
+        if name == entry.name or name in offered or not is_template_name(name):
+            continue
+        try:
+            with flock(lock_path(target_dir / name), 0):
+                if stat.S_ISDIR(os.lstat(entry.path).st_mode):
+                    continue
+                os.unlink(entry.path)
+        except (LockError, OSError):
+            continue
+        log(f"removed the partial download of '{name}': no index offers it any more")
 
 
 def _check_existing(dest: Path, algorithm: str, expect: str, log: Log) -> DownloadResult:

@@ -34,7 +34,7 @@ def download(storage: str, template: str) -> None:
     """Download a template: its exact file name, or a prefix such as 'debian-12-standard'
     (the newest matching version). The sha512 (or md5) of the signed index is checked."""
     from index import available as avail
-    from index.download import download_template
+    from index.download import download_template, sweep_stale_partials
     from index.lookup import NoSuchTemplate, find_template
     from shared.signals import interruptible
     from shared.storage import api as storage_api
@@ -44,8 +44,9 @@ def download(storage: str, template: str) -> None:
     storage_api.check_storage_id(storage)
     if len(template) > MAX_TEMPLATE:
         raise ParamError({"template": f"value may only be {MAX_TEMPLATE} characters long"})
+    offered = avail.load(warn=warn)
     try:
-        choice = find_template(avail.load(warn=warn), template)
+        choice = find_template(offered, template)
     except NoSuchTemplate as err:
         kind = ParamError if err.ambiguous else TemplateNotFound
         missing = kind({"template": "no such template"})
@@ -55,6 +56,7 @@ def download(storage: str, template: str) -> None:
     if choice.note:
         say(choice.note)
     app = choice.appliance
+    sweep_stale_partials(directory, offered.all, say)
     with interruptible(), DownloadProgress(app.template) as progress:
         download_template(
             app, directory, progress=progress, log=say, transfer=_transfer(app.source_name)

@@ -359,3 +359,25 @@ def test_no_room_in_the_template_cache(pveam: Pveam, srv_demo: TestServer) -> No
         assert files() == []
     finally:
         subprocess.run(["umount", "-l", str(cache)], check=False)
+
+
+def test_partial_files_of_templates_no_index_offers_are_removed(
+    pveam: Pveam, srv_demo: TestServer
+) -> None:
+    """An abandoned download of a template that left the index (a newer version replaced it)
+    would stay forever: the next download into the directory removes it, and only it."""
+    from index.download import lock_path
+    from shared.locks import flock
+
+    cache = template_cache()
+    cache.mkdir(parents=True)
+    gone, busy = "demo_0.9-1_amd64.tar.zst", "demo_0.8-1_amd64.tar.zst"
+    for name in (gone, busy, NAME):
+        temp_path(cache / name).write_bytes(b"partial")
+    (cache / "notes.tmp_dwnl").mkdir()  # not a template's partial file: left alone
+    with flock(lock_path(cache / busy), 0):  # its download runs: left alone
+        res = pveam("download", "local", NAME)
+    assert res.code == 0, res
+    assert f"removed the partial download of '{gone}': no index offers it any more\n" in res.out
+    assert busy not in res.out
+    assert files() == sorted([NAME, f"{busy}.tmp_dwnl", "notes.tmp_dwnl"])
