@@ -114,6 +114,22 @@ def _int_or_none(raw: Any) -> int | None:
     return int(raw) if isinstance(raw, str) and raw.isdigit() else None
 
 
+def _ensure_trustdb(home: Path) -> None:
+    """gpg never creates a trust database under ``--trust-model always``, yet it needs one
+    to read an expired key: without it, a scan or import of such a key fails as if the file
+    held no key at all. Another trust model creates it once."""
+    if (home / "trustdb.gpg").exists():
+        return
+    import subprocess
+
+    subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--no-autostart", "--check-trustdb"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+
+
 class Keyring:
     """A keyring in ``home`` (created mode 0700); ``home=None`` means gpg's default home."""
 
@@ -123,6 +139,7 @@ class Keyring:
         if home is not None:
             home.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(home, 0o700)
+            _ensure_trustdb(home)
         options = ["--trust-model", "always"]
         if not agent:
             options.append("--no-autostart")

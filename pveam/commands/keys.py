@@ -5,6 +5,7 @@ A key only counts for a source that pins its fingerprint; ``key list`` shows whi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,8 +43,14 @@ def add(
     from index import sources as index_sources
 
     sources = index_sources.load_sources()
+    now = time.time()
     for key in index_keys.add_key(file):
         say(f"imported key {key.fingerprint} {_first_uid(key)}".rstrip())
+        if key.expires is not None and key.expires <= now:
+            warn(
+                f"note: {key.fingerprint} expired on {utc_time(key.expires)}; "
+                "signatures by it are not accepted until it is renewed"
+            )
         if not pinned_by(key, sources):
             warn(
                 f"note: no source pins {key.fingerprint} yet; name it with "

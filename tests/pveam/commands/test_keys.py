@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,25 @@ def test_remove_needs_a_fingerprint(pveam: Pveam) -> None:
     assert res.code == ParamError.exit_code
     assert "fingerprint: invalid fingerprint '1234' (expected 40 or 64 hex digits)" in res.err
     assert res.err.endswith("pveam key remove <fingerprint>\n")
+
+
+def test_add_an_expired_key(pveam: Pveam, tmp_path: Path, empty_keyring: Path) -> None:
+    """gpg read an expired key as no key at all in a keyring without a trust database; it is
+    imported, with a note that its signatures do not count."""
+    home, key = tmp_path / "gnupg", tmp_path / "old.asc"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--passphrase", ""]
+    try:
+        new_key = ["--quick-gen-key", "Old Key <old@example.org>", "ed25519", "sign", "1d"]
+        when = ["--faked-system-time", "20200101T000000!"]
+        subprocess.run([*gpg, *when, *new_key], check=True, capture_output=True)
+        key.write_bytes(subprocess.run([*gpg, "--export"], check=True, capture_output=True).stdout)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+    res = pveam("key", "add", str(key))
+    assert res.code == 0, res
+    (fpr,) = [line.split()[2] for line in res.out.splitlines() if line.startswith("imported key")]
+    assert f"note: {fpr} expired on 2020-01-02 00:00:00; signatures by it are not accepted" in (
+        res.err
+    )
+    assert fpr in pveam("key", "list").out
