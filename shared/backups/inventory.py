@@ -42,6 +42,8 @@ class BackupRow:
         }
         if e.notes:
             out["notes"] = e.notes
+        if e.host is not None:
+            out["host"] = e.host
         if v is not None:
             out["verification"] = {"kind": v.kind, **v.as_dict()}
         return out

@@ -42,6 +42,7 @@ class VolumeEntry:
     protected: bool = False  # backups: <archive>.protected exists
     archive: ArchiveInfo | None = None  # backups: what the name says
     used: int | None = None  # images: allocated bytes
+    host: str | None = None  # backups in a repository shared by hosts: the node that wrote it
 
     @property
     def name(self) -> str:

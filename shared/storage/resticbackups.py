@@ -6,7 +6,10 @@ snapshot description, and a tag may hold no comma or newline). Its time is the b
 to the second, in UTC, so the volume id (Proxmox's PBS form) names exactly one snapshot; the
 ``time`` tag lets a restic command select it without a lookup first (``latest`` with the tags
 of :func:`selector`; backups written before that tag have to be looked up). Snapshots
-without the ``vzdump`` tag are not ours and never listed or touched.
+without the ``vzdump`` tag are not ours and never listed or touched. Each snapshot keeps the
+host that wrote it: a repository may be shared by several hosts, whose guests can have the same
+VMIDs, so retention only ever counts and removes this node's (listing and restore see all, for
+disaster recovery).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class Snapshot:
     vmid: int
     ctime: int
     tags: tuple[str, ...]
+    host: str = ""  # the node that wrote it (restic's host name)
 
     @property
     def protected(self) -> bool:
@@ -131,7 +135,8 @@ def _snapshot(item: Any) -> Snapshot | None:
     if not re.fullmatch(r"[0-9a-f]{64}", sid):
         return None
     try:  # a repository is shared with others: a time no volume name can hold is skipped
-        snap = Snapshot(sid, int(vmid), parse_restic_time(str(item.get("time", ""))), tags)
+        when = parse_restic_time(str(item.get("time", "")))
+        snap = Snapshot(sid, int(vmid), when, tags, str(item.get("hostname") or ""))
         if VOLNAME_RE.fullmatch(snap.volname()):
             return snap
     except (StorageError, ValueError, OverflowError, OSError):
@@ -164,6 +169,7 @@ def entry(store: ResticStorage, snap: Snapshot) -> VolumeEntry:
         subtype="lxc",
         notes=snap.notes,
         protected=snap.protected,
+        host=snap.host,
         archive=ArchiveInfo(
             filename=name, type="lxc", extension="restic", format="restic", compression=None,
             decompressor=None, is_std_name=True, vmid=snap.vmid, ctime=snap.ctime,

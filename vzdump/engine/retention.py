@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from shared import prune
+from shared import paths, prune
 from shared.errors import ArchiveError, CtkitError, ParamError, StorageError
 from shared.formats.archivename import archive_info
 from shared.formats.types import FormatError
@@ -28,13 +28,18 @@ Marked = list[tuple[prune.PruneCandidate, str]]
 
 def candidates_on_storage(storage: str, vmid: int | None) -> list[prune.PruneCandidate]:
     """The container backups on a storage (of one guest, or all of them; a name without a
-    valid VMID has none and can only be ``renamed``)."""
+    valid VMID has none and can only be ``renamed``). Only this node's: in a repository that
+    several hosts share, another host's guest with the same VMID is not ours to count or
+    remove."""
     out = []
+    node = paths.node_name()
     for entry in list_backups(storage, vmid):
         if entry.subtype not in ("lxc", None, "unknown"):
             continue
         if vmid is not None and entry.vmid != vmid:
             continue  # never trust a listing to hold only the guest asked for
+        if entry.host is not None and entry.host != node:
+            continue
         info = entry.archive
         out.append(
             prune.PruneCandidate(

@@ -504,3 +504,29 @@ def test_repository_disk_full(host: Host, tiny_fs: Path) -> None:
            "RESTIC_CACHE_DIR": str(host.root / "cache")}  # fmt: skip
     check = subprocess.run(["restic", "check"], env=env, capture_output=True, text=True)
     assert check.returncode == 0 and "no errors were found" in check.stdout, check.stderr
+
+
+def test_retention_never_touches_another_hosts_backups(rhost: Host, tmp_path: Path) -> None:
+    """Two hosts sharing a repository can both have a guest 123: each one's retention counts
+    and removes only its own snapshots (it removed the other host's before)."""
+    add_storage(rhost.root)
+    ct = rhost.create()
+    data = tmp_path / "other"
+    (data / "etc/vzdump").mkdir(parents=True)
+    (data / "etc/vzdump/pct.conf").write_text("arch: amd64\n")
+    stamp = "2026-01-01T10:00:00Z"
+    tags = f"vzdump,type=lxc,vmid={ct.vmid},time={stamp}"
+    env = restic_env(rhost.root)
+    subprocess.run(["restic", "backup", "--host", "otherhost", "--time", "2026-01-01 10:00:00",
+                    "--tag", tags, "."], cwd=data, env={**env, "TZ": "UTC"},
+                   check=True, capture_output=True)  # fmt: skip
+    other = f"offsite:backup/ct/{ct.vmid}/{stamp}"
+    assert {str(r["volid"]): r.get("host") for r in listing()} == {other: "otherhost"}
+    for _ in range(2):
+        res = vzdump(str(ct.vmid), "--storage", "offsite", "--prune-backups", "keep-last=1")
+        assert res.rc == 0, res.err
+    res = vzdump("prune", "offsite", "--prune-backups", "keep-last=1", "--output-format", "json")
+    assert res.rc == 0 and [r["mark"] for r in json.loads(res.out)] == ["keep"], res.out
+    rows = listing()
+    assert [r.get("host") for r in rows].count("otherhost") == 1, rows
+    assert len(rows) == 2 and other in [r["volid"] for r in rows], rows
