@@ -25,7 +25,6 @@ from shared.cli import (
     print_json,
 )
 from shared.errors import CtkitError, JobError
-from shared.formats.types import Bool
 
 if TYPE_CHECKING:
     from ..report import JobResult
@@ -77,7 +76,7 @@ def _job_values(args: list[str]) -> dict[str, Any]:
     return parse_schema_args(
         args,
         is_known=lambda k: k in fields,
-        is_bool=lambda k: k in fields and isinstance(fields[k].type, Bool),
+        is_bool=jobcfg.is_bool_key,
         is_array=lambda k: k in jobcfg.JOB_TYPES[jobcfg.JOB_TYPE].arrays,
     )
 

@@ -7,9 +7,10 @@
 
 Keys: ``schedule`` (required calendar event, at most 128 characters), ``enabled`` (default 1),
 ``comment`` (stored URL-escaped like Proxmox's encode_text), ``repeat-missed`` (default 0) and
-every vzdump option. Booleans are parsed; every other vzdump option is validated against the
-vzdump schema but kept as the string written, so property strings and VMID lists round-trip
-unchanged. A file that is only read and written again is byte-identical.
+every vzdump option. The job keys are parsed; every vzdump option is kept as the string written
+(property strings and VMID lists round-trip unchanged) and judged against the vzdump schema by
+:func:`check_job`, so a bad one keeps its job from running instead of vanishing from it. A file
+that is only read and written again is byte-identical.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,24 +41,6 @@ JOB_DEFAULTS = {"enabled": True, "repeat-missed": False}
 COMMENT_SAFE = "".join(chr(c) for c in range(0x20, 0x3A)) + "".join(
     chr(c) for c in range(0x3B, 0x7F)
 )
-
-
-@dataclass(frozen=True)
-class Validated(ValueType):
-    """Check a value with ``inner`` but keep the text as written."""
-
-    inner: ValueType = field(default_factory=Str)
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
-
-    def parse(self, raw: str) -> str:
-        self.inner.parse(raw)
-        return raw
-
-    def render(self, value: Any) -> str:
-        return value if isinstance(value, str) else self.inner.render(value)
 
 
 @dataclass(frozen=True)
@@ -91,16 +74,13 @@ class AsWritten(ValueType):
         return str(value)
 
 
-# A bad recipient dropped with a parse warning would leave a job that silently mails no one.
-KEPT_AS_WRITTEN = frozenset({"mailto"})
-
-
 def _vzdump_field(name: str, spec: options.Option) -> Field:
-    if name in KEPT_AS_WRITTEN:
-        return Field(AsWritten())
-    if isinstance(spec.type, Bool) or spec.array:
-        return Field(spec.type)
-    return Field(Validated(spec.type))
+    """Every vzdump option is kept as written. Dropped with a parse warning (as Proxmox does),
+    a mistyped value ran the job with the default instead: a bad ``prune-backups`` fell back
+    to the storage's stricter retention and removed backups, a bad ``mailto`` mailed no one,
+    a bad ``mode`` or ``storage`` backed up elsewhere or otherwise, and the next ``job add``
+    wrote the file without the line. :func:`check_job` judges the value instead."""
+    return Field(AsWritten())
 
 
 JOB_FIELDS: dict[str, Field] = {
@@ -216,11 +196,25 @@ def make_job(job_id: str, values: Mapping[str, Any]) -> Section:
             props[key] = _parse_job_value(stype, key, raw)
         except FormatError as err:
             errors[key] = str(err) if key in stype.fields else options.UNKNOWN
+    try:  # vzdump options are kept as written: judged here, every bad one at once
+        options.parse_params(
+            {k: v for k, v in props.items() if k not in NON_VZDUMP_KEYS}, options.OPTIONS
+        )
+    except ParamError as err:
+        errors.update(err.errors)
     if errors:
         raise ParamError(errors)
     section = Section(JOB_TYPE, job_id, props)
     check_job(section)
     return section
+
+
+def is_bool_key(key: str) -> bool:
+    """Whether ``--key`` is a flag on the command line (its value may be left out)."""
+    if key in NON_VZDUMP_KEYS:
+        return isinstance(JOB_FIELDS[key].type, Bool)
+    spec = options.OPTIONS.get(key)
+    return spec is not None and isinstance(spec.type, Bool)
 
 
 def _parse_job_value(stype: SectionType, key: str, raw: Any) -> Any:
@@ -243,7 +237,7 @@ def check_job(section: Section) -> None:
     for key in section.props:
         if key not in JOB_FIELDS:
             raise ConfigError(f"job '{section.id}': unknown option '{key}'")
-    try:
+    try:  # a value kept as written is judged here: the job cannot run until it is fixed
         options.check_params(job_params(section))
     except ParamError as err:
         detail = "; ".join(f"{k}: {v}" for k, v in err.errors.items())
@@ -312,6 +306,7 @@ __all__ = [
     "NON_VZDUMP_KEYS",
     "check_job",
     "editing_jobs",
+    "is_bool_key",
     "is_enabled",
     "job_params",
     "legacy_schedule",

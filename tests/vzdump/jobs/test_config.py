@@ -39,7 +39,7 @@ def test_spec_example_values() -> None:
     assert (job.type, job.id) == ("vzdump", "backup-5f0c2e1a-77d1")
     assert job.props == {
         "schedule": "sat 02:00",
-        "all": True,
+        "all": "1",  # vzdump options are kept as written (judged by check_job)
         "enabled": True,
         "mode": "snapshot",
         "compress": "zstd",
@@ -96,17 +96,16 @@ BAD_FILES = [
     ),
     (
         "vzdump: j1\n\tschedule sat\n\tall 1\n\tmode fast\n",
-        "line 4: vzdump 'j1' - 'mode': value 'fast' does not have a value in the enumeration "
+        "job 'j1': mode: value 'fast' does not have a value in the enumeration "
         "'snapshot, suspend, stop'",
     ),
     (
         "vzdump: j1\n\tschedule sat\n\tall 1\n\tprune-backups keep-all=1,keep-last=1\n",
-        "line 4: vzdump 'j1' - 'prune-backups': keep-all cannot be set together with other "
-        "options.",
+        "job 'j1': prune-backups: keep-all cannot be set together with other options.",
     ),
     (
         "vzdump: j1\n\tschedule sat\n\tvmid 100,abc\n",
-        "line 3: vzdump 'j1' - 'vmid': strange VM ID 'abc'",
+        "job 'j1': vmid: strange VM ID 'abc'",
     ),
     (
         "vzdump: j1\n\tall 1\n",
@@ -141,6 +140,33 @@ def test_bad_files(text: str, warning: str) -> None:
 def test_bad_section_is_dropped_and_the_rest_kept() -> None:
     cfg = parse_jobs("vzdump: bad\n\tall 1\n\nvzdump: good\n\tschedule daily\n\tall 1\n")
     assert [s.id for s in cfg.sections] == ["good"]
+
+
+@pytest.mark.parametrize(
+    ("line", "warning"),
+    [
+        ("prune-backups keep-last=30,keep-dayly=7", "prune-backups: invalid format"),
+        ("remove nope", "remove: type check ('boolean') failed - got 'nope'"),
+        ("storage bad/name", "storage: "),
+        ("mailto bad!x", "mailto: invalid format"),
+    ],
+)
+def test_a_mistyped_value_keeps_its_job_from_running_and_from_being_lost(
+    ctroot: Path, line: str, warning: str
+) -> None:
+    """Dropped with a warning, a mistyped retention ran the job with the storage's stricter one
+    (removing backups), and the next rewrite of the file lost the line for good."""
+    text = f"vzdump: keep\n\tschedule sat 02:00\n\tvmid 100\n\t{line}\n"
+    paths.jobs_cfg().parent.mkdir(parents=True)
+    paths.jobs_cfg().write_text(text)
+    cfg = read_jobs()
+    (job,) = cfg.sections
+    assert cfg.warnings and cfg.warnings[0].startswith(f"job 'keep': {warning}"), cfg.warnings
+    with pytest.raises(ParamError):
+        config.job_params(job)  # what a run starts with: the job fails, nothing is pruned
+    with pytest.raises(ConfigError, match=f"job 'keep': {warning[:10]}"):
+        write_jobs(cfg)
+    assert paths.jobs_cfg().read_text() == text
 
 
 def test_job_that_cannot_run_is_kept_but_not_written(ctroot: Path) -> None:
