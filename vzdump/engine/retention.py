@@ -61,6 +61,8 @@ def candidates_in_dir(dumpdir: Path, vmid: int) -> list[prune.PruneCandidate]:
             info = archive_info(path.name)
         except ArchiveError:
             continue
+        if path.is_dir() and not path.is_symlink():
+            continue  # a directory named like one is no backup (a storage's listing skips it)
         if not info.is_std_name or info.vmid != vmid or info.ctime is None:
             continue
         protected = Path(f"{path}.protected").exists()

@@ -74,6 +74,17 @@ def test_prune_in_a_dump_directory(host: Host) -> None:
     assert len(left) == 2 and left[0] == kept and older not in left
 
 
+def test_a_directory_named_like_an_archive_is_not_a_backup(host: Host) -> None:
+    """In a dumpdir, prune tried to remove it and failed the guest's backup."""
+    ct = host.create()
+    odd = host.dumpdir / f"vzdump-lxc-{ct.vmid}-2021_05_01-10_00_00.tar.zst"
+    odd.mkdir(parents=True)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--compress", "zstd",
+                 "--prune-backups", "keep-last=1")  # fmt: skip
+    assert res.rc == 0, res.err
+    assert odd.is_dir() and "delete old backup" not in res.err
+
+
 @pytest.mark.parametrize("where", ["storage", "dumpdir"])
 def test_the_new_backup_is_never_removed_by_its_own_retention(host: Host, where: str) -> None:
     """Ranked by the times in their names, an archive named an hour ahead (a clock set back,
