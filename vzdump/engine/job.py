@@ -282,7 +282,13 @@ class Job:
                 with contextlib.suppress(FileNotFoundError):
                     paths.vzdump_pid().unlink()
         self.result.finished = time.time()
-        self.result.job_log_end = []
+        # the job-level lines for the notification: those before the guests were kept when the
+        # guests started; a job that failed before (job-init, job-start, the lock) has them all,
+        # its error among them, and the rest (job-end's output, the last line) come after
+        lines = list(self.log.lines)
+        if not self.result.job_log and not self.result.guests:
+            self.result.job_log, lines = lines, []
+        self.result.job_log_end = lines[len(self.result.job_log) :] if lines else []
         if opts is not None and (self.result.guests or self.result.error):
             from .. import notify  # mail and its email package: only at the end
 

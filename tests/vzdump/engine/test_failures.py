@@ -233,3 +233,23 @@ def test_a_hook_that_cannot_run_fails_with_one_line_and_the_ct_comes_back(host: 
     )
     assert ct.running()
     assert "lock:" not in ct.conf()
+
+
+@pytest.mark.parametrize("phase", ["job-start", "job-end"])
+def test_job_hook_output_and_error_reach_the_notification(host: Host, phase: str) -> None:
+    """§4.6: job-phase output goes into the notification. A job whose job-start failed sent a
+    mail with only its command line; job-end's output never reached it."""
+    from shared import paths
+
+    ct = host.create()
+    hook = host.root / "talking-hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "hook says $1"\n[ "$1" = {phase} ] && exit 3\nexit 0\n')
+    hook.chmod(0o755)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--script", str(hook))
+    assert res.rc == 11, res.err
+    summary = json.loads((paths.vzdump_log_dir() / "vzdump.notification.json").read_text())
+    body = summary["body"]
+    error = f"ERROR: Backup job failed - command '{hook} {phase}' failed: exit code 3"
+    for line in ("INFO: hook says job-init", f"INFO: hook says {phase}", error):
+        assert f"\n{line}\n" in body, (line, body)
+    assert body.index("hook says job-init") < body.index(error)
