@@ -238,6 +238,7 @@ class GuestBackup:
             hooks=self.env.hooks,
             log=self.log.info,
             warn=self.log.warn,
+            error=self.log.error,
             tmpdir=self.tmpdir,
             # rsync limits each process: the workers split the run's total between them
             bwlimit=-(-self.opts.bwlimit // self.env.workers),

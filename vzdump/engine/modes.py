@@ -42,6 +42,7 @@ class GuestRun:
     hooks: Hooks
     log: Log
     warn: Log
+    error: Log
     tmpdir: Path
     bwlimit: int
     excludes: list[str]
@@ -219,9 +220,10 @@ def rsync(run: GuestRun, argv: list[str], which: str) -> None:
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     ) as proc:
         stdout, stderr = signals.communicate(proc)
+    failed = proc.returncode not in (0, 24)  # 24: files vanished while copying, tolerated
     for line in stderr.splitlines():
-        run.log(f"ERROR: {line}" if proc.returncode not in (0, 24) else line)
-    if proc.returncode not in (0, 24):  # 24: files vanished while copying, tolerated
+        (run.error if failed else run.log)(line)
+    if failed:
         raise CommandError(f"command '{shlex.join(argv)}' failed: exit code {proc.returncode}")
     total = next(
         (ln.split(":", 1)[1].strip() for ln in stdout.splitlines()

@@ -68,6 +68,9 @@ def test_out_of_space(
     msgs = assert_clean_failure(ct, tiny_fs, running=True)
     assert msgs[-1] == err and not any(m.startswith("ERROR: Backup job") for m in msgs)
     assert "No space left on device" in res.err
+    if mode == "suspend":  # §4.3: rsync's complaint is an error line (it was INFO: ERROR: ...)
+        assert any(ln.startswith("ERROR: rsync") and "No space left" in ln for ln in res.lines)
+        assert not any(ln.startswith("INFO: ERROR") for ln in res.lines)
     if "zstd" in options:
         # zstd's reason, the end of its message, is in the error line too
         assert re.search(r"failed: exit code \d+ - zstd: No space left on device$", err), err
