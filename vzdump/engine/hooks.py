@@ -1,7 +1,7 @@
 """The ``--script`` hook: ``<script> <phase> [<mode> <vmid>]`` with vzdump's environment.
 
-Output lines are logged as INFO; a non-zero exit raises (the caller decides whether that
-fails the guest, the job, or is only a warning — spec vzdump §4.6).
+Output lines are logged as INFO, control characters escaped; a non-zero exit raises (the
+caller decides whether that fails the guest, the job, or is only a warning — spec vzdump §4.6).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from shared import signals
 from shared.errors import CommandError, ConfigError
+from shared.printable import printable
 
 
 def check_script(path: str) -> None:
@@ -57,7 +58,7 @@ class Hooks:
             # a signal ends a hook outside cleanup in a parallel job's worker as well
             output, _none = signals.communicate(proc)
         for line in output.splitlines():
-            self.log(line)
+            self.log(printable(line))  # into a terminal, a log file and a mail: no escapes, NULs
         if proc.returncode != 0:
             text = " ".join(argv)
             raise CommandError(f"command '{text}' failed: exit code {proc.returncode}")
