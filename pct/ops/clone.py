@@ -8,7 +8,6 @@ the new config, so nothing of the clone is left.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from shared.runtime.guestview import guest_config
 from shared.runtime.namespace import private_mounts
 from shared.storage.api import get_storage
 from shared.storage.volid import parse_volume_id
-from shared.storage.volumes import can_clone, clone_volume, free_volume
+from shared.storage.volumes import can_clone, clone_volume, free_when_released
 
 from .provision import (
     CREATE_LOCK,
@@ -167,8 +166,7 @@ def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
         except BaseException as err:
             with signals.held():
                 for volid in created:
-                    with contextlib.suppress(Exception):
-                        free_volume(volid)
+                    free_when_released(volid, log)
                 remove_locked_config(req.newid, log)
                 remove_staging_dirs(req.newid)
             if isinstance(err, CtkitError):

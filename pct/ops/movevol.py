@@ -18,7 +18,7 @@ from shared.errors import CtkitError, LockError, NotFoundError, ParamError, Stat
 from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.storage.api import volume_owner
-from shared.storage.volumes import convert_to_base, free_volume, rename_volume
+from shared.storage.volumes import convert_to_base, free_volume, free_when_released, rename_volume
 
 from .volcopy import copy_volume
 
@@ -147,8 +147,8 @@ def to_storage(
                     add_unused_volume(current.values, old)
                 store.save(current)
         except BaseException:
-            with signals.held(), contextlib.suppress(Exception):
-                free_volume(new)
+            with signals.held():
+                free_when_released(new, log)
             raise
         if delete:
             _delete_old(vmid, old, log)

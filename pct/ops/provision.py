@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +35,13 @@ from shared.runtime import lxcapi
 from shared.runtime.guestview import config_root_ids, guest_config
 from shared.runtime.mounts import MountedTree, mount_all
 from shared.storage.api import get_storage
-from shared.storage.volumes import alloc_volume, convert_to_base, free_volume
+from shared.storage.volumes import alloc_volume, convert_to_base, free_volume, free_when_released
 
 from .staging import prepare_staging_dir
 
 Log = Callable[[str], None]
 CREATE_LOCK = "create"
 CREATE_LOCK_TIMEOUT = 5
-RELEASE_PATIENCE = 5.0  # seconds to wait for a replaced volume that is still in use
 DISK_KEY_RE = re.compile(r"rootfs|mp\d+")
 NET_KEY_RE = re.compile(r"net\d+")
 
@@ -203,25 +201,7 @@ def free_replaced_volumes(old: Config, new: Config, log: Log) -> None:
         if volume_owner(volid) != old.vmid:
             log(f"ignore deletion of '{volid}', CT {old.vmid} isn't the owner!")
             continue
-        _free_when_released(volid, log)
-
-
-def _free_when_released(volid: str, log: Log) -> None:
-    """Free a volume that may still be held for a moment (a loop device being released, a
-    copy of its mount in a mount namespace that is going away); warn if it stays busy."""
-    deadline = time.monotonic() + RELEASE_PATIENCE
-    while True:
-        try:
-            free_volume(volid)
-            return
-        except StorageError as err:
-            if "is in use" not in str(err) or time.monotonic() >= deadline:
-                log(f"unable to free volume '{volid}' - {err}")
-                return
-        except CtkitError as err:
-            log(f"unable to free volume '{volid}' - {err}")
-            return
-        time.sleep(0.2)
+        free_when_released(volid, log)
 
 
 def convert_to_template(

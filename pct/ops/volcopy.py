@@ -26,7 +26,7 @@ from shared.errors import CommandError, StorageError
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
-from shared.storage.volumes import alloc_volume, free_volume, mounted_volume, volume_size
+from shared.storage.volumes import alloc_volume, free_when_released, mounted_volume, volume_size
 from shared.tasklog import Progress, human_bytes, progress
 
 Log = Callable[[str], None]
@@ -65,8 +65,9 @@ def copy_volume(
     try:
         _copy(mp.volume, newvol, owner, snapshot, bwlimit, log)
     except BaseException:
-        with signals.held(), contextlib.suppress(Exception):
-            free_volume(newvol)
+        # a raw image's loop device is released a moment after the unmount: wait for it
+        with signals.held():
+            free_when_released(newvol, log)
         raise
     return Copied(newvol, size)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import CtkitError, StorageError
 from . import loop
 from .api import check_volume_content, get_storage, resolve_volume
 from .base import Storage
@@ -53,6 +54,30 @@ def free_volume(volid: str, cfg: StorageConfig | None = None) -> bool:
     """Delete a volume (btrfs: with its snapshots). False when it did not exist."""
     store, volname = _image(volid, cfg)
     return store.free_volume(volname)
+
+
+# seconds to wait for a volume that is still in use a moment after its last user let go
+RELEASE_PATIENCE = 5.0
+
+
+def free_when_released(volid: str, log: Callable[[str], None]) -> bool:
+    """Free a volume that may still be held for a moment (an autoclear loop device that the
+    kernel releases asynchronously after the unmount, a copy of its mount in a mount namespace
+    that is going away). Cleanup code calls it: a volume that stays busy or any other failure
+    is logged, never raised, so the cleanup goes on; False then."""
+    deadline = time.monotonic() + RELEASE_PATIENCE
+    while True:
+        try:
+            free_volume(volid)
+            return True
+        except StorageError as err:
+            if "is in use" not in str(err) or time.monotonic() >= deadline:
+                log(f"unable to free volume '{volid}' - {err}")
+                return False
+        except (CtkitError, OSError) as err:
+            log(f"unable to free volume '{volid}' - {err}")
+            return False
+        time.sleep(0.2)
 
 
 def volume_size(volid: str, cfg: StorageConfig | None = None) -> int:

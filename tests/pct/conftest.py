@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -272,3 +273,30 @@ def cts(
     pct: PctRunner, ctroot: Path, busybox_template: Path, new_vmid: Callable[[], int]
 ) -> Containers:
     return Containers(pct, ctroot, busybox_template, new_vmid)
+
+
+def interrupt_mid_copy(argv: list[str], images: Path, how: str) -> str:
+    """Run ``pct argv`` (a copy throttled to last), send SIGTERM to it or SIGINT to its
+    process group (Ctrl-C) two seconds into the copy; its error output."""
+    proc = subprocess.Popen(
+        [str(PCT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not list(images.glob("vm-*")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(2)  # the new image is mounted, rsync is copying into it
+        if how == "TERM":
+            proc.terminate()
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().endswith("interrupted by signal"), err
+    return err

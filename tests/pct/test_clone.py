@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.runtime import lxcapi
-from tests.pct.conftest import PCT, Containers, tree_signature
+from tests.pct.conftest import PCT, Containers, interrupt_mid_copy, tree_signature
 
 pytestmark = pytest.mark.lxc
 
@@ -164,3 +164,24 @@ def test_full_clone_of_a_running_container_from_a_snapshot(
     marker = cts.root / f"var/lib/vz/images/{newid}/subvol-{newid}-disk-0.subvol/marker"
     assert marker.read_text() == "before\n"
     cts.pct("stop", src)
+
+
+@pytest.mark.parametrize("how", ["TERM", "INT"])
+def test_an_interrupted_full_clone_of_a_raw_volume_frees_the_new_image(
+    cts: Containers, how: str
+) -> None:
+    # the new image's autoclear loop device goes away a moment after the unmount: freeing it
+    # at once found it "in use" and left it on disk
+    src, newid = cts.create("--rootfs", "local:1"), cts.new_vmid()
+    with cts.mounted(src) as root:
+        (root / "big").write_bytes(os.urandom(48 << 20))
+        before = tree_signature(root)
+    cts.pct.vmids.add(newid)
+    images = cts.root / f"var/lib/vz/images/{newid}"
+    argv = ["clone", str(src), str(newid), "--full", "--bwlimit", "8000"]
+    interrupt_mid_copy(argv, images, how)
+    assert not cts.conf_path(newid).exists()
+    assert list(images.glob("*")) == []
+    assert "lock:" not in cts.conf(src)
+    with cts.mounted(src) as root:
+        assert tree_signature(root) == before

@@ -3,12 +3,14 @@ Proxmox's refusals, and a failed move that leaves the source as it was."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
 import pytest
 
-from tests.pct.conftest import Containers, tree_signature
+from shared.fakehost import add_storage
+from tests.pct.conftest import Containers, interrupt_mid_copy, tree_signature
 
 pytestmark = pytest.mark.lxc
 
@@ -151,3 +153,22 @@ def test_a_nested_subvolume_is_refused_not_left_out(cts: Containers, btrfs_stora
         assert cts.conf(vmid) == before and (nested / "precious").read_text() == "data"
     finally:
         subprocess.run(["btrfs", "-q", "subvolume", "delete", str(nested)], check=True)
+
+
+@pytest.mark.parametrize("how", ["TERM", "INT"])
+def test_an_interrupted_move_of_a_raw_volume_frees_the_new_image(cts: Containers, how: str) -> None:
+    # the new image's autoclear loop device goes away a moment after the unmount: freeing it
+    # at once found it "in use" and left it on disk
+    add_storage(cts.root, "dir: other\n\tpath /mnt/other\n\tcontent rootdir\n")
+    vmid = cts.create("--rootfs", "local:1")
+    with cts.mounted(vmid) as root:
+        (root / "big").write_bytes(os.urandom(48 << 20))
+        before = tree_signature(root)
+    text = cts.conf(vmid)
+    images = cts.root / f"mnt/other/images/{vmid}"
+    argv = ["move-volume", str(vmid), "rootfs", "other", "--bwlimit", "8000"]
+    interrupt_mid_copy(argv, images, how)
+    assert list(images.glob("*")) == []
+    assert cts.conf(vmid) == text
+    with cts.mounted(vmid) as root:
+        assert tree_signature(root) == before

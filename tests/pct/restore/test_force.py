@@ -231,9 +231,9 @@ def test_old_volume_still_in_use_is_freed_once_released(backups: Backups, vmid: 
 def test_old_volume_that_stays_busy_is_reported(
     backups: Backups, vmid: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pct.ops import provision
+    from shared.storage import volumes
 
-    monkeypatch.setattr(provision, "RELEASE_PATIENCE", 0.5)
+    monkeypatch.setattr(volumes, "RELEASE_PATIENCE", 0.5)
     backups.restore(vmid, _backup(backups, "old"))
     old = backups.root / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-0.raw"
     argv = ["losetup", "--find", "--show", "--read-only", str(old)]
