@@ -109,15 +109,31 @@ def resize(
         target = new_size(size, current)
         if target < current:
             raise StorageError("unable to shrink disk size")
-        if target == current:
-            raise StorageError("disk is already at specified size")
         running = lxcapi.is_running(vmid)
-        resize_volume(mp.volume, target)
+        if target == current:
+            # a resize killed after growing the volume: the same command finishes it
+            grow_fs = fmt == "raw" and _fs_short(mp.volume)
+            if not grow_fs and (mp.size is None or mp.size >= current):
+                raise StorageError("disk is already at specified size")
+            log(f"finishing an interrupted resize of {disk} to {human_size(target)}")
+        else:
+            resize_volume(mp.volume, target)
+            grow_fs = fmt == "raw"
+        # the config names the new size only once volume and file system have it: a kill
+        # before the save leaves the old size there, which the next resize recognizes above
+        if grow_fs:
+            _grow_ext4(volume_path(mp.volume), running, log)
         conf.set(disk, mp.replace(size=target))
         store.save(conf)
-        if fmt == "raw":
-            _grow_ext4(volume_path(mp.volume), running, log)
     return target
+
+
+def _fs_short(volid: str) -> bool:
+    """Whether the ext4 of a raw volume is smaller than its image (unknown: no)."""
+    try:
+        return not loop.ext4_fills_image(volume_path(volid))
+    except CtkitError:
+        return False
 
 
 def _grow_ext4(image: Path, running: bool, log: Log) -> None:

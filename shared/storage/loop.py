@@ -306,6 +306,18 @@ def online_resize(image: Path) -> bool:
     return bool(devs)
 
 
+def ext4_fills_image(image: Path) -> bool:
+    """Whether the ext4 in a raw image spans the whole file: not after the file grew and
+    resize2fs did not follow (a resize killed in between). The superblock tells, mounted or
+    not; an image that holds no ext4 raises CommandError."""
+    out = cmd.run(["dumpe2fs", "-h", str(image)])
+    fields = dict(re.findall(r"^(Block count|Block size):\s+(\d+)$", out, re.M))
+    if len(fields) != 2:
+        raise CommandError(f"no ext4 block count in '{image}'")
+    block = int(fields["Block size"])
+    return int(fields["Block count"]) >= image.stat().st_size // block
+
+
 def offline_resize(image: Path) -> None:
     """Check and grow the ext4 of an unmounted image (e2fsck exit 1/2 = errors fixed)."""
     cmd.run(["e2fsck", "-f", "-y", str(image)], ok_codes=(0, 1, 2))

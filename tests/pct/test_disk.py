@@ -57,6 +57,33 @@ def test_case_44_resize_a_stopped_raw_rootfs(
     assert leftovers(ctroot) == []
 
 
+def test_a_resize_killed_half_way_is_finished_by_the_next_one(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images, ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    # killed after growing the image, before resize2fs and the config save
+    os.truncate(image, 2 << 30)
+    res = pct("resize", vmid, "rootfs", "2G")
+    assert (
+        "finishing an interrupted resize of rootfs to 2.0G" in res.text and "WARN" not in res.text
+    )
+    assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw,size=2G\n" in conf_text(vmid)
+    assert ext4_bytes(image) == 2 << 30
+    # killed after the config save, before resize2fs (the order before the fix)
+    os.truncate(image, 3 << 30)
+    conf.write_text(conf_text(vmid).replace(",size=2G", ",size=3G"))
+    pct("resize", vmid, "rootfs", "3G")
+    assert ext4_bytes(image) == 3 << 30
+    # nothing left to finish: Proxmox's refusal
+    res = pct("resize", vmid, "rootfs", "3G", check=False)
+    assert res.rc != 0 and res.err == "disk is already at specified size\n"
+    pct("start", vmid)
+    inside = pct("exec", vmid, "--", "df", "-k", "/").out.splitlines()[-1].split()
+    assert int(inside[1]) > 2900 * 1024
+
+
 def test_resize_a_running_raw_mount_point(
     pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images
 ) -> None:
