@@ -252,7 +252,7 @@ def update_pending(
     work = conf.copy()
     result = UpdateResult()
     for key in revert:
-        work.pending.delete(key)
+        _replace_pending_value(work, key, None)
         work.remove_pending_delete(key)
     _stage_deletes(work, delete, force, result)
     _stage_values(work, values, check, result)
@@ -275,8 +275,32 @@ def _stage_deletes(conf: Config, delete: list[str], force: bool, result: UpdateR
             raise OptionError(f"unable to delete read-only option: '{key}'")
         if MP_KEY_RE.fullmatch(key) or UNUSED_KEY_RE.fullmatch(key):
             store.check_protection(conf, f"can't remove CT {conf.vmid} drive '{key}'")
-        conf.pending.delete(key)  # a pending value of the key goes too
+        _replace_pending_value(conf, key, None)  # a pending value of the key goes too
         conf.add_pending_delete(key, force)
+
+
+def _replace_pending_value(conf: Config, key: str, new: str | None) -> None:
+    """Set (None: drop) the pending value of ``key``. A pending mount point may name a volume
+    that was allocated already (a ``pct set`` killed before it applied the change): a volume
+    that nothing names any more stays in the config as ``unusedN``, never named by nothing."""
+    text = conf.pending.values.get(key)
+    if new is None:
+        conf.pending.delete(key)
+    else:
+        conf.pending.values[key] = new
+    if text is None or not MP_KEY_RE.fullmatch(key):
+        return
+    try:
+        mp = parse_mountpoint(key, text)
+    except FormatError:
+        return
+    if mp.type != "volume" or parse_new_volume(mp.volume) is not None:
+        return
+    if volume_owner(mp.volume) == conf.vmid and not volume_referenced(conf, mp.volume):
+        try:
+            add_unused_volume(conf.values, mp.volume)
+        except FormatError as err:
+            raise StorageError(str(err)) from None
 
 
 def _stage_values(
@@ -294,7 +318,7 @@ def _stage_values(
             _check_device(key, data)
         if check is not None:
             check(key, data)
-        conf.pending.values[key] = text
+        _replace_pending_value(conf, key, text)
         conf.remove_pending_delete(key)
 
 

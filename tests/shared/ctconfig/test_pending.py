@@ -373,6 +373,29 @@ def test_delete_of_a_pending_only_value_drops_it() -> None:
     assert conf.pending.is_empty()
 
 
+def test_a_dropped_pending_mount_point_keeps_its_allocated_volume_as_unused() -> None:
+    # a 'pct set' killed after allocating saved the volume as a pending mpN: whatever drops
+    # that value (delete, revert, a new value) must leave the volume named by the config
+    new = "local:100/vm-100-disk-2.raw"
+    for drop in ({"delete_keys": "mp1"}, {"revert_keys": "mp1"}, {"set": "local:1,mp=/y"}):
+        conf = _conf(BASE + f"\n[pve:pending]\nmp1: {new},mp=/x,size=1G\n")
+        values = {"mp1": drop.pop("set")} if "set" in drop else {}
+        update_pending(conf, values, running=True, **drop)
+        assert conf.values.get("unused0") == new, drop
+    # a volume of another CT, a bind mount, a volume still in use: nothing added
+    for text in ("local:101/vm-101-disk-0.raw,mp=/z", "/srv/x,mp=/z", "local:1,mp=/z"):
+        conf = _conf(BASE + f"\n[pve:pending]\nmp1: {new},mp=/x,size=1G\n")
+        conf.pending.values["mp1"] = text
+        update_pending(conf, {}, delete_keys="mp1", running=True)
+        assert "unused0" not in conf.values, text
+    conf = _conf(BASE + f"\n[pve:pending]\nmp1: {new},mp=/x,size=1G\n")
+    update_pending(conf, {"mp1": f"{new},mp=/z"}, running=True)  # the same, other options
+    assert "unused0" not in conf.values
+    conf = _conf(BASE + "\n[pve:pending]\nmp1: local:100/vm-100-disk-1.raw,mp=/x\n")
+    update_pending(conf, {}, revert_keys="mp1", running=True)  # mp0 still names it
+    assert "unused0" not in conf.values
+
+
 def test_force_delete_is_recorded() -> None:
     conf = _conf()
     update_pending(conf, {}, delete_keys="swap,hostname", force=True, running=True)
