@@ -15,7 +15,7 @@ from shared.runtime import lxcapi, recovery
 from shared.runtime.cgroups import CGroup
 from shared.runtime.ctview import limits
 from shared.runtime.lxcconf import pick_cpus
-from shared.runtime.volumes import allocator, free, size_of
+from shared.runtime.volumes import allocator, free, recorded, size_of
 
 from .valuecheck import value_check
 
@@ -48,7 +48,8 @@ def set_config(
         for warning in result.warnings:
             log(warning)
         if not running:
-            applied = apply_pending(conf, alloc=allocator(), free=free, volume_size=size_of)
+            alloc = recorded(allocator())
+            applied = apply_pending(conf, alloc=alloc, free=free, volume_size=size_of)
         else:
             applied = _hotplug(conf, result.plan.fast | result.plan.live if result.plan else set())
         if applied.errors:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..ctconfig import store
 from ..ctconfig.config import Config
-from ..ctconfig.mountpoints import new_volume_size
+from ..ctconfig.mountpoints import new_volume_size, parse_mountpoint
+from ..ctconfig.pending import Alloc
 from ..errors import StorageError
 from ..storage.volumes import alloc_volume, free_volume, volume_size
 from .guestview import config_root_ids
@@ -29,6 +31,26 @@ def allocator(
         )
 
     return alloc
+
+
+def recorded(alloc: Alloc) -> Alloc:
+    """``alloc`` that saves the config naming each new volume before it returns: in the
+    pending section, where Proxmox keeps a mount point that is not plugged in yet. Applying the
+    change (a hot-plug, the final save) can be killed at any instant then, and the config still
+    names the volume: ``pct start`` applies it, ``pct set --delete``/``--revert`` keeps it as
+    ``unusedN``. The caller holds the config lock; ``conf`` is the config being applied."""
+
+    def alloc_and_record(storage: str | None, size_gib: float, key: str, conf: Config) -> str:
+        volid = alloc(storage, size_gib, key, conf)
+        saved = conf.copy()
+        mp = parse_mountpoint(key, saved.pending.values[key])
+        saved.pending.values[key] = mp.replace(
+            volume=volid, size=new_volume_size(size_gib)
+        ).render()
+        store.save(saved)
+        return volid
+
+    return alloc_and_record
 
 
 def free(volid: str) -> None:

@@ -3,6 +3,8 @@ and removed from it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -10,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.runtime import lxcapi
 from shared.testbed import loops_below
-from tests.pct.conftest import Pct
+from tests.pct.conftest import PCT, Pct
 
 pytestmark = pytest.mark.lxc
 
@@ -147,4 +150,79 @@ def test_unused_volume_back_and_refused_hotplugs(
     assert "unable to hotplug mp3: Quotas are not supported by unprivileged containers." in res.err
     assert "\nmp3: local:1,mp=/q,quota=1\n" in conf_text(vmid).split("[pve:pending]")[1]
     assert [p.name for p in images.glob("vm-*")] == [f"vm-{vmid}-disk-1.raw"]
+    pct("stop", vmid)
+
+
+def _kill_when(vmid: int, argv: list[str], reached: Callable[[], bool]) -> bool:
+    """Run ``pct argv``, SIGKILL its process group the moment ``reached()`` holds; whether it
+    did (False: the command finished first)."""
+    proc = subprocess.Popen([str(PCT), *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if reached():
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+            time.sleep(0.001)
+        return False
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _plugged(vmid: int, path: str) -> bool:
+    pid = lxcapi.init_pid(vmid)
+    try:
+        return f" {path} ext4 " in Path(f"/proc/{pid}/mounts").read_text()
+    except OSError:
+        return False
+
+
+def _named_by_config(ctroot: Path, vmid: int) -> tuple[set[str], set[str]]:
+    """(the images of the CT on ``local``, the ones its config names anywhere)."""
+    names = {p.name for p in (ctroot / f"var/lib/vz/images/{vmid}").glob("vm-*")}
+    text = (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    return names, {n for n in names if f"local:{vmid}/{n}" in text}
+
+
+def test_a_hotplug_killed_after_plugging_leaves_the_volume_in_the_config(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], ctroot: Path
+) -> None:
+    # the single config save came after the hot-plug: a kill in between left the volume
+    # mounted in the CT but named by no config, and 'pct set --delete mp0' said 'not set'
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    argv = ["set", str(vmid), "--mp0", "local:1,mp=/mnt/x"]
+    assert _kill_when(vmid, argv, lambda: _plugged(vmid, "/mnt/x"))
+    names, named = _named_by_config(ctroot, vmid)
+    volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    assert names == named == {f"vm-{vmid}-disk-1.raw"}, conf_text(vmid)
+    # the next delete finds it and keeps the volume as unusedN; stopped, it can go
+    pct("set", vmid, "--delete", "mp0")  # it stays mounted until the CT stops
+    assert f"unused0: {volid}\n" in conf_text(vmid)
+    pct("stop", vmid)
+    pct("set", vmid, "--delete", "unused0")
+    assert _named_by_config(ctroot, vmid) == (set(), set())
+    assert "mp0" not in conf_text(vmid)
+
+
+def test_a_hotplug_killed_before_plugging_is_applied_by_the_next_start(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], ctroot: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    argv = ["set", str(vmid), "--mp0", "local:1,mp=/mnt/x"]
+    assert _kill_when(vmid, argv, lambda: volid in conf.read_text())
+    names, named = _named_by_config(ctroot, vmid)
+    assert names == named == {f"vm-{vmid}-disk-1.raw"}, conf_text(vmid)
+    pct("stop", vmid)
+    pct("start", vmid)
+    text = conf_text(vmid)
+    assert f"mp0: {volid},mp=/mnt/x,size=1G\n" in text and "pve:pending" not in text
+    assert _plugged(vmid, "/mnt/x")
     pct("stop", vmid)
