@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from shared import paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, Section
-from shared.ctconfig.mountpoints import MountPoint
+from shared.ctconfig.mountpoints import MountPoint, add_unused_volume
 from shared.errors import AlreadyExistsError, CtkitError, NotFoundError, ParamError, StateError
 from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
@@ -133,12 +133,30 @@ def _unlock_source(vmid: int, log: Log) -> None:
         log(f"Failed to remove source CT config lock - {err}")
 
 
+def _locked_new_config(newid: int) -> Config:
+    conf = store.load(newid)
+    if conf.lock != CREATE_LOCK:
+        raise CtkitError("Lost 'create' config lock, aborting.")
+    return conf
+
+
+def _record_copy(newid: int, volid: str) -> None:
+    """Name a volume that is being copied in the new config as ``unusedN`` (not yet a mount
+    point: its content is not complete): a clone killed mid-copy leaves a config that names
+    it, so ``pct unlock`` and ``pct destroy`` of the new CT free it."""
+    with config_lock(newid):
+        conf = _locked_new_config(newid)
+        add_unused_volume(conf.values, volid)
+        store.save(conf)
+
+
 def _set_volume(newid: int, mp: MountPoint) -> Config:
     """Record a finished volume in the new config at once (a failure then frees it by name)."""
     with config_lock(newid):
-        conf = store.load(newid)
-        if conf.lock != CREATE_LOCK:
-            raise CtkitError("Lost 'create' config lock, aborting.")
+        conf = _locked_new_config(newid)
+        for key, volid in conf.unused().items():
+            if volid == mp.volume:  # recorded while it was copied
+                conf.delete(key)
         conf.set(mp.key, mp.render())
         store.save(conf)
         return conf
@@ -187,6 +205,7 @@ def _run(req: CloneRequest, job: Plan, created: list[str], log: Log) -> None:
             copied = copy_volume(
                 mp, job.source, req.newid, storage,
                 snapshot=req.snapname, bwlimit=req.bwlimit, log=log,
+                allocated=lambda volid: _record_copy(req.newid, volid),
             )  # fmt: skip
             created.append(copied.volid)
             newmp = mp.replace(volume=copied.volid, size=copied.size or mp.size)

@@ -51,10 +51,13 @@ def copy_volume(
     snapshot: str | None = None,
     bwlimit: int | None = None,
     log: Log,
+    allocated: Callable[[str], None] | None = None,
 ) -> Copied:
     """Allocate a volume for ``owner`` on ``storage`` as large as ``mp``'s and copy it over.
 
     ``conf`` is the config whose id map owns the files (the new root is owned by its root).
+    ``allocated(volid)`` runs before the copy starts: the caller records the new volume where
+    the next command finds it if this one is killed mid-copy (SIGKILL runs no cleanup).
     """
     if mp.type != "volume":
         raise StorageError(f"cannot copy volumes of type {mp.type}")
@@ -63,6 +66,8 @@ def copy_volume(
     uid, gid = config_root_ids(conf)
     newvol = alloc_volume(storage, owner, size, root_uid=uid, root_gid=gid)
     try:
+        if allocated is not None:
+            allocated(newvol)
         _copy(mp.volume, newvol, owner, snapshot, bwlimit, log)
     except BaseException:
         # a raw image's loop device is released a moment after the unmount: wait for it

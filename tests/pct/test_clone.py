@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -183,5 +184,39 @@ def test_an_interrupted_full_clone_of_a_raw_volume_frees_the_new_image(
     assert not cts.conf_path(newid).exists()
     assert list(images.glob("*")) == []
     assert "lock:" not in cts.conf(src)
+    with cts.mounted(src) as root:
+        assert tree_signature(root) == before
+
+
+def test_a_full_clone_killed_mid_copy_leaves_its_volume_to_destroy(cts: Containers) -> None:
+    # SIGKILL runs no cleanup: the new config stays locked 'create', and the volume being
+    # copied was named by no config, so destroying the new CT left it on disk
+    src, newid = cts.create("--rootfs", "local:1"), cts.new_vmid()
+    with cts.mounted(src) as root:
+        (root / "big").write_bytes(os.urandom(48 << 20))
+        before = tree_signature(root)
+    cts.pct.vmids.add(newid)
+    images = cts.root / f"var/lib/vz/images/{newid}"
+    proc = subprocess.Popen(
+        [str(PCT), "clone", str(src), str(newid), "--full", "--bwlimit", "8000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not list(images.glob("vm-*")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(2)  # rsync is copying now
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (partial,) = images.glob("vm-*")
+    text = cts.conf(newid)
+    assert "lock: create" in text and f"unused0: local:{newid}/{partial.name}\n" in text
+    assert "rootfs" not in text  # an incomplete copy is no mount point
+    cts.pct("unlock", newid)
+    cts.pct("destroy", newid)
+    assert list(images.glob("*")) == []
+    cts.pct("unlock", src)
     with cts.mounted(src) as root:
         assert tree_signature(root) == before
