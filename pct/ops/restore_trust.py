@@ -8,6 +8,9 @@ describes the container itself, but a few entries act on the host at the next ``
   confinement),
 * ``hookscript`` (a host script run as root at every start and stop),
 * bind and device mount points (``mp0: /etc,mp=/hostetc`` hands a host directory to the guest),
+* a mount point's ``idmap=`` option (``u:1:0:1`` makes container uid 1 host root on that
+  volume, whose directory the host sees: a setuid-root file made there is a host root shell);
+  only the option goes, the volume is restored,
 * ``devN`` (host device passthrough).
 
 Unless the archive is trusted explicitly (``--trust-archive``; ``--force`` is about replacing a
@@ -36,6 +39,7 @@ MP_WHY = {
 }
 DEV_WHY = "device passthrough hands a host device to the container"
 LXC_WHY = "a raw LXC key acts on the host at start"
+IDMAP_WHY = "a mount point's id map can give container users any host id, host root included"
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,15 @@ class Dropped:
     key: str
     value: str
     why: str
+    option: str | None = None  # only this sub-option of the entry goes, the entry stays
 
     def line(self) -> str:
-        entry = shown(f"{self.key}: {self.value}")
+        if self.option is None:
+            what = "'" + shown(f"{self.key}: {self.value}") + "'"
+        else:
+            what = "'" + shown(f"{self.option}={self.value}") + f"' of {self.key}"
         return (
-            f"WARN: not restoring '{entry}' from the archive - {self.why}; "
+            f"WARN: not restoring {what} from the archive - {self.why}; "
             f"restore with {TRUST_OPTION} to keep it"
         )
 
@@ -78,6 +86,8 @@ def reaching_outside(backup: Config) -> list[Dropped]:
     for mp in backup.mountpoints():
         if mp.key != "rootfs" and mp.type in MP_WHY:
             found.append(Dropped(mp.key, values[mp.key], MP_WHY[mp.type]))
+        elif "idmap" in mp.options:
+            found.append(Dropped(mp.key, str(mp.options["idmap"]), IDMAP_WHY, "idmap"))
     devices = sorted((k for k in values if DEV_KEY_RE.fullmatch(k)), key=lambda k: int(k[3:]))
     found += [Dropped(key, values[key], DEV_WHY) for key in devices]
     found += [Dropped(key, value, LXC_WHY) for key, value in backup.lxc]
@@ -87,8 +97,12 @@ def reaching_outside(backup: Config) -> list[Dropped]:
 def drop_untrusted(backup: Config, log: Log) -> list[Dropped]:
     """Remove what reaches outside the container from ``backup``; one line per entry."""
     dropped = reaching_outside(backup)
+    mountpoints = {mp.key: mp for mp in backup.mountpoints()}
     for item in dropped:
-        if item.why != LXC_WHY:
+        if item.option is not None:
+            mp = mountpoints[item.key].replace(**{item.option: None})
+            backup.set_raw(item.key, mp.render())
+        elif item.why != LXC_WHY:
             backup.delete(item.key)
         log(item.line())
     backup.lxc = []

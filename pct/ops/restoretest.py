@@ -3,7 +3,9 @@
 The backup is restored as a throwaway container with a free id from a range of its own, on
 the storage given, with new MAC addresses and without its network interfaces, bind/device mount
 points, start-at-boot and hook script (the copy must never meet the original's network or the
-host's directories). It is started, must reach RUNNING, and optionally runs a check command
+host's directories; it is restored untrusted, so nothing of the archive's config that reaches
+outside the container is kept either, see ``restore_trust``). It is started, must reach
+RUNNING, and optionally runs a check command
 inside. Whatever happens, the container and its volumes are destroyed before returning; the
 outcome is recorded beside the archive as a verification of kind ``restore-test``.
 

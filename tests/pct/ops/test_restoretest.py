@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from shared.backups.sidecar import sidecar_path
+from shared.testbed import build_busybox_rootfs
+from tests.pct.restore.vzarchive import archive_name, vzdump_archive
 from tests.shared.backups.conftest import make_backup
 from tests.vzdump.engine.conftest import BIN, Host, host, run, vzdump
 
@@ -111,3 +113,23 @@ def test_sigterm_cleans_up(host: Host) -> None:
     assert proc.returncode != 0, "".join(seen) + rest
     _nothing_left(host.root, first)
     assert not (host.root / f"run/ctkit/restore-test-{first}.lock").exists()
+
+
+def test_archive_idmap_is_not_restored(host: Host, tmp_path: Path) -> None:
+    # container uid 1 would be host root on /data, a volume the host sees while the copy runs
+    idmap = "u:0:100000:1;u:1:0:1;g:0:100000:1;g:1:0:1"
+    conf = (
+        "arch: amd64\nhostname: crafted\nmemory: 256\nostype: debian\nswap: 0\n"
+        "rootfs: local:100/vm-100-disk-0.raw,size=128M\nunprivileged: 1\n"
+        f"mp0: local:100/vm-100-disk-1.raw,mp=/data,size=16M,idmap={idmap}\n"
+    )
+    tree = build_busybox_rootfs(tmp_path / "tree", debian_like=True)
+    dump = host.root / "var/lib/vz/dump"
+    dump.mkdir(parents=True, exist_ok=True)
+    name = archive_name(100)
+    vzdump_archive(dump / name, conf, [(tree, "./")])
+    first = host.new_vmid()
+    rc, out = _restore_test(f"local:backup/{name}", first, "--check", "test -d /data")
+    assert rc == 0, out
+    assert f"WARN: not restoring 'idmap={idmap}' of mp0 from the archive" in out, out
+    _nothing_left(host.root, first)

@@ -154,3 +154,42 @@ def test_cli_says_how_to_keep_it(backups: Backups, vmid: int) -> None:
         f"a hookscript runs on the host as root; restore with {TRUST_OPTION} to keep it"
     ) in out.splitlines()
     assert "hookscript" not in store.read_bytes(vmid).decode()
+
+
+# container uid/gid 1 is host root on the volume: an archive's setuid file would be a host shell
+IDMAP = "u:0:100000:1;u:1:0:1;g:0:100000:1;g:1:0:1"
+IDMAP_ENTRIES = {
+    "mp0": f"mp0: local:100/vm-100-disk-1.raw,mp=/data,size=16M,idmap={IDMAP}",
+    "rootfs": f"rootfs: local:100/vm-100-disk-0.raw,size=128M,idmap={IDMAP}",
+}
+
+
+@pytest.mark.parametrize("key", list(IDMAP_ENTRIES))
+def test_mount_point_idmap_dropped_by_default_kept_when_trusted(
+    backups: Backups, new_vmid: Callable[[], int], key: str
+) -> None:
+    text = (
+        CONF.replace("rootfs: local:100/vm-100-disk-0.raw,size=128M\n", "")
+        if key == "rootfs"
+        else CONF
+    )
+    archive = backups.archive(text + IDMAP_ENTRIES[key] + "\nunprivileged: 1\n")
+
+    # neither --force nor an explicit --unprivileged 1 trusts the archive
+    for extra in ({}, {"force": True}, {"unprivileged": True}):
+        vmid = new_vmid()
+        backups.restore(vmid, archive, **extra)
+        saved = store.read_bytes(vmid).decode()
+        assert "idmap" not in saved, saved
+        assert f"{key}: " in saved and "unprivileged: 1" in saved, saved
+        dropped = [entry for entry in backups.logs if "not restoring" in entry]
+        assert dropped == [
+            f"WARN: not restoring 'idmap={IDMAP}' of {key} from the archive - a mount "
+            "point's id map can give container users any host id, host root included; "
+            f"restore with {TRUST_OPTION} to keep it"
+        ], backups.logs
+
+    vmid = new_vmid()
+    backups.restore(vmid, archive, trust_archive=True)
+    assert f"idmap={IDMAP}" in store.load(vmid).values[key]
+    assert not [entry for entry in backups.logs if "not restoring" in entry]
