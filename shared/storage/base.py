@@ -244,8 +244,13 @@ class Storage:
             target = self._reserve_volume(imgdir, name, fmt)
         try:
             self._fill_volume(target, fmt, size, root_uid, root_gid)
-        except BaseException:
+        except BaseException as err:
             self._discard_volume(target, fmt)
+            if isinstance(err, OSError):  # e.g. a size beyond the file system's file size limit
+                raise StorageError(
+                    f"unable to allocate volume '{name}' on storage '{self.id}' - "
+                    f"{err.strerror or err}"
+                ) from None
             raise
         return f"{vmid}/{name}"
 

@@ -304,3 +304,18 @@ def test_create_onto_a_full_storage_fails_and_leaves_nothing(
         assert not list(small.glob(f"images/{vmid}/*"))
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_size_beyond_the_file_system_limit_fails_in_one_line(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, images: Images
+) -> None:
+    # ~95 PiB: a file the test root's file system (ext4: 16 TiB at most) cannot hold
+    res = pct("create", vmid, busybox_template, "--rootfs", "local:100000000", check=False)
+    assert res.rc == 9, res.text
+    assert res.err.splitlines() == [
+        f"unable to create CT {vmid} - unable to allocate volume 'vm-{vmid}-disk-0.raw' on "
+        "storage 'local' - File too large"
+    ], res.err
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists() or not any(images(vmid).iterdir())
+    assert leftovers(ctroot) == []

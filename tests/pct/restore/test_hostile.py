@@ -17,6 +17,7 @@ from shared import paths
 from shared.ctconfig import store
 from shared.errors import ArchiveError, CtkitError
 from tests.pct.restore.conftest import BASE_CONF, Backups, leftovers, volume_of
+from tests.pct.restore.test_cli import pct
 from tests.shared.archive import rawtar
 from tests.shared.archive.manifest import Manifest, diff, record
 
@@ -170,3 +171,14 @@ def test_damaged_archive_fails_cleanly(backups: Backups, vmid: int, damage: str)
         assert "zstd" in text
     assert leftovers(backups.root, vmid) == []
     assert not (backups.root / f"etc/pve/firewall/{vmid}.fw").exists()
+
+
+def test_volume_size_beyond_the_file_system_limit(backups: Backups, vmid: int) -> None:
+    conf = CONF.replace("size=128M", "size=100000T")  # more than the test root's ext4 holds
+    result = pct("restore", str(vmid), backups.archive(conf))
+    assert result.returncode == 9, result.stderr
+    assert result.stderr.splitlines() == [
+        f"unable to restore CT {vmid} - unable to allocate volume 'vm-{vmid}-disk-0.raw' on "
+        "storage 'local' - File too large"
+    ], result.stderr
+    assert leftovers(backups.root, vmid) == []
