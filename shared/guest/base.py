@@ -165,8 +165,16 @@ class Plugin:
             return
         if files.exists("/etc/shadow"):
             days = int(time.time() // 86400)
+            # Debian's root:shadow 0640 where a symlink is replaced by a file; never 0644
+            shadow_gid = files.host_gid("shadow")
+            new_mode = 0o600 if shadow_gid is None else 0o640
             _replace_pw(
-                ctx, "/etc/shadow", rf"^{user}:[^:]*:[^:]*:", f"{user}:{shadow_hash}:{days}:"
+                ctx,
+                "/etc/shadow",
+                rf"^{user}:[^:]*:[^:]*:",
+                f"{user}:{shadow_hash}:{days}:",
+                new_mode=new_mode,
+                new_gid=shadow_gid,
             )
             _replace_pw(ctx, "/etc/passwd", rf"^{user}:[^:]*:", f"{user}:x:")
         else:
@@ -328,8 +336,17 @@ class Plugin:
             ctx.files.write(networkd_path(nic), render_networkd(nic))
 
 
-def _replace_pw(ctx: Ctx, path: str, pattern: str, replacement: str) -> None:
-    """Rewrite one account line; owner and mode of passwd/shadow are preserved by ``write``."""
+def _replace_pw(
+    ctx: Ctx,
+    path: str,
+    pattern: str,
+    replacement: str,
+    *,
+    new_mode: int = 0o644,
+    new_gid: int | None = None,
+) -> None:
+    """Rewrite one account line; owner and mode of passwd/shadow are preserved by ``write``
+    (``new_mode``/``new_gid`` apply where ``path`` was no regular file, see ``write``)."""
     old = ctx.files.read(path)
     if old is None:
         return
@@ -337,4 +354,4 @@ def _replace_pw(ctx: Ctx, path: str, pattern: str, replacement: str) -> None:
         re.sub(pattern, lambda _m: replacement, line, count=1)
         for line in re.findall(r"[^\n]*\n|[^\n]+$", old)
     )
-    ctx.files.write(path, new)
+    ctx.files.write(path, new, new_mode=new_mode, new_gid=new_gid)

@@ -164,6 +164,16 @@ class CtFiles:
         own = self.uid <= st.st_uid < self.uid + ID_RANGE
         return own or bool(st.st_mode & stat.S_IROTH)
 
+    def host_gid(self, group: str) -> int | None:
+        """The host gid of the container's group ``group`` (from its /etc/group, ids mapped as
+        the container's root's are); None when there is no such group in the mapped range."""
+        for line in (self.read("/etc/group") or "").splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[0] == group and fields[2].isdigit():
+                gid = int(fields[2])
+                return self.gid + gid if gid < ID_RANGE else None
+        return None
+
     def read_firstline(self, path: str) -> str | None:
         text = self.read(path)
         if text is None:
@@ -178,11 +188,21 @@ class CtFiles:
 
     # --- changes -----------------------------------------------------------------------------
 
-    def write(self, path: str, data: str, mode: int | None = None) -> None:
-        """Replace ``path`` atomically; an existing file keeps its owner (and mode if not given)."""
+    def write(
+        self,
+        path: str,
+        data: str,
+        mode: int | None = None,
+        *,
+        new_mode: int = 0o644,
+        new_gid: int | None = None,
+    ) -> None:
+        """Replace ``path`` atomically; an existing file keeps its owner (and mode if not given).
+        ``new_mode``/``new_gid`` are for a new file, or one replacing a symlink or the like,
+        whose mode and group say nothing (a secret must not become world-readable)."""
         if self.ignored(path):
             return
-        uid, gid, old_mode = self.uid, self.gid, 0o644
+        uid, gid, old_mode = self.uid, self.gid if new_gid is None else new_gid, new_mode
         with contextlib.suppress(OSError):
             st = os.lstat(path)
             if stat.S_ISREG(st.st_mode):

@@ -135,6 +135,21 @@ def test_c8b_password_is_sha512_crypt(tmp_path: Path) -> None:
     assert read(root, "/etc/shadow").split("\n")[1:] == DEBIAN_SHADOW.split("\n")[1:]
 
 
+@pytest.mark.parametrize(("group", "expected"), [("shadow:x:42:\n", (0o640, 42)), ("", (0o600, 0))])
+def test_password_into_a_symlinked_shadow_is_not_world_readable(
+    tmp_path: Path, group: str, expected: tuple[int, int]
+) -> None:
+    # a template's /etc/shadow may be a symlink: the file replacing it has no mode to keep
+    root = debian_root(tmp_path, extra={"/etc/passwd": DEBIAN_PASSWD, "/etc/group": group})
+    (root / "etc/shadow.real").write_text(DEBIAN_SHADOW)
+    os.symlink("shadow.real", root / "etc/shadow")
+    setup_for(root, {}).post_create(password="secret12", ssh_keys=None)
+    st = os.lstat(root / "etc/shadow")
+    assert stat.S_ISREG(st.st_mode)
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == expected
+    assert is_hash_of("secret12", read(root, "/etc/shadow").split("\n")[0].split(":")[1])
+
+
 def test_password_without_shadow_goes_to_passwd(tmp_path: Path) -> None:
     root = debian_root(tmp_path, extra={"/etc/passwd": DEBIAN_PASSWD})
     setup_for(root, {}).post_create(password="$6$abc$def", ssh_keys=None)
