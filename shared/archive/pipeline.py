@@ -45,9 +45,16 @@ def spawn(
     stdout: int | IO[bytes] | None,
     stderr: int | IO[bytes] | None,
     env: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        list(argv), stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True, env=env
+        list(argv),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        env=env,
+        cwd=cwd,
     )
 
 

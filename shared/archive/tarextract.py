@@ -165,6 +165,7 @@ def extract(
     select: ScanSink | None = None,
     stop_when: Callable[[], bool] | None = None,
     drop_devices: bool = False,
+    cwd: str | None = None,
 ) -> ExtractStats:
     """Extract ``source`` (a path, or a binary stream such as stdin) into ``rootdir``.
 
@@ -179,8 +180,10 @@ def extract(
     guard approved (False: tar never sees it) and told where each one it took ends;
     ``stop_when`` is asked after every chunk handed to tar: True ends the archive for tar
     there and stops reading (``stopped_early``). ``drop_devices`` leaves device nodes out
-    with a warning instead of failing (as ``ignore_unpack_errors`` does). Returns bytes read
-    (``bytes_in``) and fed to tar (``bytes_out``).
+    with a warning instead of failing (as ``ignore_unpack_errors`` does). ``cwd`` is entered
+    (as root, before tar takes on ``idmap``) and a relative ``rootdir`` is taken from there: a
+    directory that tar's own ids could not reach by path, e.g. ``/proc/<pid>/fd/<n>``. Returns
+    bytes read (``bytes_in``) and fed to tar (``bytes_out``).
     """
     start = time.monotonic()
     stats = ExtractStats()
@@ -201,7 +204,9 @@ def extract(
         sink = _Chain(guard, keep or _never, stats.kept, skip or _never, select)
     scanner = TarScanner(sink, forward=True)
     try:
-        tar = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        tar = spawn(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd
+        )
     except OSError as err:
         reader.stop()
         raise CommandError(f"command '{text}' failed: {err.strerror}") from None

@@ -150,8 +150,10 @@ def extract_paths(
     *,
     idmap: Sequence[IdMapEntry] | None = None,
     log: LogFn = lambda line: None,
+    cwd: str | None = None,
 ) -> Extracted:
-    """Extract the members at or below ``paths`` into ``target`` (paths as in the container)."""
+    """Extract the members at or below ``paths`` into ``target`` (paths as in the container;
+    ``target`` relative to ``cwd`` if given, see ``tarextract.extract``)."""
     choices = [path_parts(p) for p in paths]
     if not choices or any(not c for c in choices):
         raise StorageError("give the paths to extract (the whole root is what a restore is for)")
@@ -165,6 +167,7 @@ def extract_paths(
         select=select,
         stop_when=lambda: select.done,  # single files: stop once the last one is out
         drop_devices=True,
+        cwd=cwd,
     )
     result = Extracted(
         archive_bytes=stats.bytes_in, stopped_early=stats.stopped_early, warnings=stats.warnings
