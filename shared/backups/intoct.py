@@ -1,22 +1,30 @@
 """Extract backup members straight into a container, owners mapped into its id space.
 
 The members land in a directory that does not exist yet (``dest``, a path inside the
-container), created here by walking the container's tree without following any symlink: a
-container controls its own files, and writing into a directory it could have prepared (a
-symlink to a host path on the way) is how a privileged container's root file system would let
-an extraction out. tar runs under the container's id map, as a restore does.
+container). A container controls its own files: a path through its tree may meet a symlink to a
+host path at any moment, so nothing here is reached by a path below the container's root. The
+parent of ``dest`` is opened by walking the tree without following any symlink; in it a staging
+directory only the host's root may enter is made (the container's root is not the host's, even
+where it owns the parent), and tar, under the container's id map as in a restore, fills a new
+directory inside it, entered through an fd. Only when tar is done is that directory renamed to
+``dest``, fd to fd. While tar runs the container cannot reach what it writes, so it cannot slip
+a symlink under it: tar of an unprivileged container runs as host uid 100000, which every
+container with the default id map shares, and would write into another container's files
+through one.
 
 A stopped container's volumes are mounted for the extraction and unmounted afterwards, under
 its config lock. A running container is written through its root directory volume (a
 ``subvol``; image volumes and mount points are mounted in the container's namespace only), and
-only when it is unprivileged: there the id map confines tar to what the container's root may
-write even if the container races the extraction.
+only when it is unprivileged (a privileged container's root is the host's: it could enter the
+staging directory).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -39,6 +47,8 @@ from .extract import Extracted, extract_paths
 from .locate import Backup
 
 Root = tuple[Path, list[IdMapEntry], tuple[int, int]]
+STAGE_PREFIX = ".vzdump-extract-"
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @contextlib.contextmanager
@@ -87,29 +97,84 @@ def running_root(conf: Config, dest: str) -> Path:
     return volume_path(rootfs.volume)
 
 
-def fresh_dir(root: Path, dest: str, ids: tuple[int, int]) -> Path:
-    """Create ``dest`` below ``root``: its parent must exist (no symlinks on the way), it not."""
+def dest_parent(root: Path, dest: str) -> tuple[int, str]:
+    """An fd of the directory that gets ``dest`` (reached below ``root`` without a symlink) and
+    the new name; ``dest`` must not exist yet."""
     parts = path_parts(dest)
     if not parts:
         raise AlreadyExistsError("destination '/' exists; give a new directory such as /restored")
     parent = open_beneath(root, "/".join(parts[:-1]))
     try:
-        try:
-            os.mkdir(parts[-1], 0o700, dir_fd=parent)
-        except FileExistsError:
-            raise AlreadyExistsError(f"destination '{dest}' exists in the container") from None
-        os.chown(parts[-1], *ids, dir_fd=parent, follow_symlinks=False)
-    finally:
+        os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return parent, parts[-1]
+    except BaseException:
         os.close(parent)
-    return root.joinpath(*parts)
+        raise
+    os.close(parent)
+    raise AlreadyExistsError(f"destination '{dest}' exists in the container")
+
+
+@contextlib.contextmanager
+def staging_dir(parent: int) -> Iterator[int]:
+    """An fd of a new directory in ``parent`` that only the host's root may enter; removed
+    afterwards (when empty, and only if its name still is this directory: the container may
+    have renamed it, but it cannot enter it)."""
+    name = STAGE_PREFIX + secrets.token_hex(8)
+    os.mkdir(name, 0o700, dir_fd=parent)
+    fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise StateError("the extraction's staging directory was replaced in the container")
+        yield fd
+    finally:
+        _remove_if_same(parent, name, fd)
+        os.close(fd)
+
+
+def _remove_if_same(parent: int, name: str, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        made, now = os.fstat(fd), os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
+            os.rmdir(name, dir_fd=parent)
 
 
 def extract_into_ct(backup: Backup, members: Sequence[str], vmid: int, dest: str) -> Extracted:
     """Extract ``members`` of ``backup`` below the new directory ``dest`` of CT ``vmid``."""
     with container_root(vmid, dest) as (root, idmap, ids):
-        target = fresh_dir(root, dest, ids)
+        parent, name = dest_parent(root, dest)
         try:
-            return extract_paths(backup, members, target, idmap=idmap or None)
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)  # fd-based: follows no symlink inside
-            raise
+            with staging_dir(parent) as stage:
+                os.mkdir(name, 0o700, dir_fd=stage)
+                os.chown(name, *ids, dir_fd=stage, follow_symlinks=False)
+                try:
+                    result = _fill(backup, members, stage, name, idmap)
+                    _move(stage, parent, name, dest)
+                except BaseException:
+                    shutil.rmtree(name, dir_fd=stage, ignore_errors=True)
+                    raise
+        finally:
+            os.close(parent)
+    return result
+
+
+def _fill(
+    backup: Backup, members: Sequence[str], stage: int, name: str, idmap: list[IdMapEntry]
+) -> Extracted:
+    """tar into ``stage``/``name``, entered through the fd (tar's ids may not reach it by path)."""
+    target = os.open(name, DIR_FLAGS, dir_fd=stage)
+    try:
+        cwd = f"/proc/{os.getpid()}/fd/{target}"
+        return extract_paths(backup, members, Path("."), idmap=idmap or None, cwd=cwd)
+    finally:
+        os.close(target)
+
+
+def _move(stage: int, parent: int, name: str, dest: str) -> None:
+    try:
+        os.rename(name, name, src_dir_fd=stage, dst_dir_fd=parent)
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise AlreadyExistsError(f"destination '{dest}' exists in the container") from None
+        raise

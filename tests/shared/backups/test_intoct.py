@@ -4,10 +4,12 @@ never through a symlink the container made; running unprivileged CTs too."""
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 import pytest
 
-from tests.vzdump.engine.conftest import Host, vzdump
+from tests.vzdump.engine.conftest import BIN, Host, vzdump
 
 from .conftest import make_backup
 
@@ -51,3 +53,34 @@ def test_refusals(host: Host) -> None:
     assert rc == 6 and "privileged" in out, out
     res = vzdump("extract", made.volid, "/srv", "--vmid", str(made.ct.vmid))
     assert res.rc == 2
+
+
+def test_running_ct_cannot_redirect_the_extraction(host: Host) -> None:
+    made = make_backup(host, unprivileged=True)
+    other = host.create(unprivileged=True)  # its files are host uid 100000's, as tar's are
+    victim = other.volume() / "root"
+    before = sorted(os.listdir(victim))
+    made.ct.start()
+    # the container swaps the new directory for a symlink to the other container's files
+    # (a host path) as soon as it appears
+    swap = (
+        "touch /ready; while :; do if [ -d /restored ] && [ ! -L /restored ]; then "
+        f"mv /restored /x; ln -s {victim} /restored; break; fi; done"
+    )
+    argv = [str(BIN / "pct"), "exec", str(made.ct.vmid), "--", "sh", "-c", swap]
+    swapper = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (made.rootfs / "ready").exists():
+            assert time.monotonic() < deadline and swapper.poll() is None
+            time.sleep(0.05)
+        rc, out = _extract(made.volid, made.ct.vmid, "/restored", "/srv/kinds")
+        assert rc == 0, out
+        swapper.wait(timeout=30)  # it saw the finished directory and moved it
+        assert sorted(os.listdir(victim)) == before
+        assert (made.rootfs / "x/srv/kinds/regular.txt").read_bytes().startswith(b"hello")
+        assert not [n for n in os.listdir(made.rootfs) if n.startswith(".vzdump-extract-")]
+    finally:
+        if swapper.poll() is None:
+            swapper.kill()
+            swapper.wait()
