@@ -9,6 +9,7 @@ from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import mount_all, unmount_below
+from shared.runtime.traverse import set_host_reach
 
 
 def mount(vmid: int) -> str:
@@ -20,13 +21,21 @@ def mount(vmid: int) -> str:
         conf.set("lock", "mounted")
         store.save(conf)
         target = paths.lxc_rootfs(vmid)
+        ids = config_root_ids(conf)
         try:
-            mount_all(conf, target, root_ids=config_root_ids(conf))
+            _hide_privileged(vmid, ids)
+            mount_all(conf, target, root_ids=ids)
         except BaseException:
             conf.delete("lock")
             store.save(conf)
             raise
     return f"mounted CT {vmid} in '{target}'"
+
+
+def _hide_privileged(vmid: int, ids: tuple[int, int]) -> None:
+    lxcdir = paths.lxc_dir(vmid)
+    lxcdir.mkdir(parents=True, exist_ok=True)
+    set_host_reach(lxcdir, ids)
 
 
 def unmount(vmid: int) -> None:

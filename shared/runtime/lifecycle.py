@@ -22,12 +22,13 @@ from ..printable import printable
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
 from .ctview import lxc_view
-from .guestview import config_idmap
+from .guestview import config_idmap, config_root_ids
 from .idcheck import check_subids
 from .lxccheck import check_config
 from .lxcconf import HostInfo, generate, seccomp_rules
 from .propagation import ensure_shared_root
 from .startcheck import check_start_config
+from .traverse import set_host_reach
 from .volumes import allocator, free, size_of
 
 Log = Callable[[str], None]
@@ -79,6 +80,7 @@ def write_lxc_config(conf: Config) -> Path:
             path.unlink()
         raise
     (lxcdir / "rootfs").mkdir(parents=True, exist_ok=True)
+    set_host_reach(lxcdir, config_root_ids(conf))  # the kind may have changed (restore)
     if view.unprivileged:
         atomic.write_text(lxcdir / "rules.seccomp", seccomp_rules(view))
     atomic.write_text(path, text)

@@ -19,6 +19,7 @@ from ..errors import StorageError
 from ..formats.types import parse_bool
 from ..locks import flock
 from ..prune import parse_prune_backups
+from ..runtime.traverse import set_host_reach
 from .volid import VolName, format_volid, parse_volname
 
 if TYPE_CHECKING:
@@ -240,6 +241,7 @@ class Storage:
         imgdir = self.image_dir(vmid)
         with self.alloc_lock():
             imgdir.mkdir(parents=True, exist_ok=True)
+            set_host_reach(imgdir, (root_uid, root_gid))
             name = self.find_free_diskname(vmid, fmt)
             target = self._reserve_volume(imgdir, name, fmt)
         try:

@@ -182,3 +182,35 @@ def test_volume_size_beyond_the_file_system_limit(backups: Backups, vmid: int) -
         "storage 'local' - File too large"
     ], result.stderr
     assert leftovers(backups.root, vmid) == []
+
+
+def _nobody_can_open(path: Path) -> bool:
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    argv += ["sh", "-c", 'exec 3<>"$1"', "sh", str(path)]
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+
+
+def test_privileged_restore_is_out_of_host_users_reach(
+    backups: Backups, new_vmid: Callable[[], int]
+) -> None:
+    # a device node of a loop device, writable by anyone, and a setuid-root shell
+    payload = [
+        rawtar.header(b"./etc/loop3", type=b"4", devmajor=7, devminor=3, mode=0o666),
+        rawtar.member(b"./etc/rootsh", b"#!/bin/sh\n", mode=0o4755),
+    ]
+    conf = CONF.replace("vm-100-disk-0.raw,size=128M", "subvol-100-disk-0.subvol,size=0T")
+    dump = backups.dump
+    archive = hostile_archive(dump / "vzdump-lxc-100-2024_01_02-03_04_05.tar", conf, payload)
+    restored = backups.restore(new_vmid(), f"local:backup/{archive.name}")
+    assert not restored.unprivileged
+    node = volume_of(restored) / "etc/loop3"
+    assert os.lstat(node).st_mode & 0o777 == 0o666  # restored as in the archive ...
+    assert not _nobody_can_open(node)  # ... but no host user reaches it
+    assert not _nobody_can_open(volume_of(restored) / "etc/rootsh")
+    assert os.stat(volume_of(restored).parent).st_mode & 0o777 == 0o700  # images/<vmid>
+    # an unprivileged container's volumes stay reachable by its mapped root
+    other = hostile_archive(
+        dump / "vzdump-lxc-100-2024_01_02-03_04_06.tar", conf + "unprivileged: 1\n", []
+    )
+    restored = backups.restore(new_vmid(), f"local:backup/{other.name}")
+    assert os.stat(volume_of(restored).parent).st_mode & 0o777 == 0o755
