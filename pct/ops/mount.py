@@ -9,7 +9,7 @@ from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import mount_all, unmount_below
-from shared.runtime.traverse import set_host_reach
+from shared.storage.hostreach import set_host_reach
 
 
 def mount(vmid: int) -> str:

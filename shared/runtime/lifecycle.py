@@ -19,6 +19,7 @@ from ..ctconfig.pending import apply_pending
 from ..errors import CommandError, ConfigError, StateError
 from ..locks import config_lock
 from ..printable import printable
+from ..storage.hostreach import set_host_reach
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
 from .ctview import lxc_view
@@ -28,7 +29,6 @@ from .lxccheck import check_config
 from .lxcconf import HostInfo, generate, seccomp_rules
 from .propagation import ensure_shared_root
 from .startcheck import check_start_config
-from .traverse import set_host_reach
 from .volumes import allocator, free, size_of
 
 Log = Callable[[str], None]

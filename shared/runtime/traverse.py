@@ -40,12 +40,3 @@ def check_traversable(path: Path, uid: int, gid: int) -> None:
                 "unprivileged container's root, so it cannot reach its root file system",
                 hint=f"grant search (execute) permission, e.g. chmod o+x '{directory}'",
             )
-
-
-def set_host_reach(directory: Path, root_ids: tuple[int, int]) -> None:
-    """Give a directory that holds (or mounts) a container's files the mode its kind needs.
-
-    A privileged container's files carry host ids (setuid-root files, device nodes from its
-    archive or its own root, who is the host's): no host user may reach them, so 0700. An
-    unprivileged container's mapped root must search it (see above), so 0755."""
-    os.chmod(directory, 0o700 if root_ids == (0, 0) else 0o755)

@@ -19,7 +19,7 @@ from ..errors import StorageError
 from ..formats.types import parse_bool
 from ..locks import flock
 from ..prune import parse_prune_backups
-from ..runtime.traverse import set_host_reach
+from .hostreach import set_host_reach
 from .volid import VolName, format_volid, parse_volname
 
 if TYPE_CHECKING:
