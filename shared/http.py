@@ -27,6 +27,8 @@ import urllib3
 
 from .digest import DigestRing
 from .errors import DownloadError, StorageError
+from .headerbound import MARK as HEADERS_STALLED
+from .headerbound import bound_headers
 from .stallguard import StallGuard
 from .writeback import start_writeback
 
@@ -139,7 +141,7 @@ def new_session(user_agent: str = USER_AGENT) -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = user_agent
     session.headers["Accept-Encoding"] = "identity"
-    return session
+    return bound_headers(session)
 
 
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
@@ -149,6 +151,8 @@ def describe_exception(exc: BaseException) -> str:
     """A one-line reason for a connection-level failure (no object reprs)."""
     text = str(exc)
     m = _ERRNO_RE.search(text)
+    if HEADERS_STALLED in text:
+        return text[text.index(HEADERS_STALLED) :].split(")", 1)[0] + ")"
     if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
         return "connection timed out"
     if m:

@@ -41,6 +41,7 @@ class Route:
     chunked: bool = False  # HTTP/1.1 Transfer-Encoding: chunked, in odd-sized pieces
     stall: float = 0.0  # wait this long before answering at all
     drip: float = 0.0  # after the headers, one body byte every this many seconds
+    header_drip: float = 0.0  # the status line, then one header byte every this many seconds
     redirect: str | None = None  # 302 to this Location
     last_modified: str = "Tue, 01 Jul 2025 10:00:00 GMT"
     extra_headers: dict[str, str] = field(default_factory=dict)
@@ -107,6 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route.drip:
             self._drip(route)
             return
+        if route.header_drip:
+            self._header_drip(route)
+            return
         if route.chunked:
             self._chunked(route)
             return
@@ -154,6 +158,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data[at : at + 1])
                 self.wfile.flush()
                 time.sleep(route.drip)
+
+    def _header_drip(self, route: Route) -> None:
+        with contextlib.suppress(OSError):
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not self.server.owner.closing.is_set():
+                self.wfile.write(b"a")
+                self.wfile.flush()
+                time.sleep(route.header_drip)
 
     def _endless(self, route: Route) -> None:
         self.send_response(200)

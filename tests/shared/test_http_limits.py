@@ -142,6 +142,21 @@ def test_a_trickling_server_is_given_up(
     assert len(srv.requests_for("/slow")) == 2  # a stall is retried as a dropped connection
 
 
+def test_headers_dripped_a_byte_at_a_time_are_given_up(
+    srv: TestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header byte every 0.1 s never hits the read timeout, and the body's stall guard only
+    starts after the headers: the request (and the lock held around it) waited without end."""
+    monkeypatch.setattr("shared.http.STALL_LIMIT", 1.0)
+    srv.add("/slow-headers", b"x", header_drip=0.1)
+    started = time.monotonic()
+    with pytest.raises(HttpError, match=r"response headers stalled \(more than 1 s\)"):
+        quick(timeout=(2.0, 0.2)).fetch(srv.url("/slow-headers"), tmp_path / "out")
+    assert time.monotonic() - started < 10
+    assert len(srv.requests_for("/slow-headers")) == 2  # retried as a dropped connection
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_redirect_to_a_url_that_does_not_parse_is_an_http_error(
     srv: TestServer, tmp_path: Path
 ) -> None:
