@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.ctconfig import store
 from shared.ctconfig.render import render_snapshot_tree, snapshot_list
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery
 from shared.runtime import snapshot as ctsnapshot
 
 Log = Callable[[str], None]
@@ -24,6 +24,9 @@ def _stderr(msg: str) -> None:
 
 def create(vmid: int, name: str, *, description: str | None = None, log: Log = _stderr) -> None:
     """Take snapshot ``name`` of every volume (a running CT is frozen for the instant)."""
+    # what a killed operation left (a frozen CT, a half-made snapshot) is undone first: the
+    # owner record this snapshot writes would otherwise replace the dead one's
+    recovery.recover(vmid, log)
     ctsnapshot.create(vmid, name, description=description, log=log)
 
 

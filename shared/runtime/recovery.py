@@ -115,6 +115,9 @@ def _remove_snapshot(dead: owners.Owner, log: Log, warn: Log) -> None:
         conf = store.load(dead.vmid)
     if dead.snapshot not in conf.snapshots:
         return
+    state = conf.snapshots[dead.snapshot].values.get("snapstate")
+    if dead.op == snapshot.OWNER_OP and (conf.lock != "snapshot" or state != "prepare"):
+        return  # pct snapshot died before its prepare step or after its commit: not half-made
     if conf.lock not in (dead.lock, *SNAPSHOT_LOCKS):
         raise CtkitError(f"CT is locked ({conf.lock}), not removing snapshot '{dead.snapshot}'")
     for problem in snapshot.delete(

@@ -7,7 +7,10 @@ needs it, frozen (``FIFREEZE``); it is thawed on every exit path. Spec pct.md §
 
 Every step that changes the config runs under the per-container flock; the storage work runs
 between those steps with a ``lock:`` (snapshot, snapshot-delete, rollback) in the config, so a
-crash leaves a visible lock rather than a half-updated config.
+crash leaves a visible lock rather than a half-updated config. A snapshot being taken is also
+covered by an owner record (:mod:`shared.owner`): a process killed inside the freeze window
+leaves the container frozen, and the next command (:mod:`shared.runtime.recovery`) thaws it and
+drops the half-made snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .. import owner as owners
 from ..ctconfig import store
 from ..ctconfig.config import Config, Section
 from ..ctconfig.mountpoints import MountPoint, add_unused_volume, used_volumes
@@ -36,6 +40,9 @@ RESERVED = ("current", "vzdump")
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
 SNAPSHOT_DROP = ("lock", "digest", "snapstate", "snaptime", "vmstate", "description", "parent")
+# the owner record's op while a snapshot is taken (recovery removes only a snapshot still in
+# ``snapstate: prepare`` for it: a committed one is the user's)
+OWNER_OP = "snapshot"
 
 
 def _all(_mp: MountPoint) -> bool:
@@ -86,8 +93,12 @@ class FreezeReport:
 
 
 @contextlib.contextmanager
-def _quiesced(conf: Config, mps: list[MountPoint], report: FreezeReport) -> Iterator[None]:
-    """Freeze the CT's cgroup, sync and fsfreeze its volumes; undo all of it afterwards."""
+def _quiesced(
+    conf: Config, mps: list[MountPoint], report: FreezeReport, owner: owners.Owner | None
+) -> Iterator[None]:
+    """Freeze the CT's cgroup, sync and fsfreeze its volumes; undo all of it afterwards.
+    ``owner`` (ours, not a caller's) notes the freeze before it and its end after, outside the
+    frozen window."""
     pid = lxcapi.init_pid(conf.vmid)
     if pid is None:
         yield
@@ -104,8 +115,12 @@ def _quiesced(conf: Config, mps: list[MountPoint], report: FreezeReport) -> Iter
         # written before (a full flush of a busy 1 GB tree took 300+ ms, frozen)
         for _mp, fd in fds:
             syncfs(fd)
+        cgroup = CGroup(conf.vmid)
+        ours = not cgroup.is_frozen()  # a CT the user suspended stays theirs to resume
+        if owner is not None and ours:
+            owners.update(owner, frozen=True)
         started = time.monotonic()
-        with CGroup(conf.vmid).frozen():
+        with cgroup.frozen():
             for mp, fd in fds:
                 syncfs(fd)
                 if volumes.needs_fsfreeze(mp.volume):
@@ -121,6 +136,9 @@ def _quiesced(conf: Config, mps: list[MountPoint], report: FreezeReport) -> Iter
         report.seconds = time.monotonic() - started if started is not None else 0.0
         for _mp, fd in fds:
             os.close(fd)
+    # not on an exception: the record keeps saying frozen until create's cleanup is done
+    if owner is not None and owner.frozen:
+        owners.update(owner, frozen=False)
 
 
 def _section_copy(conf: Config, name: str, description: str | None) -> Section:
@@ -143,8 +161,10 @@ def _prepare(
     expected_lock: str | None,
     include: Include,
     log: Log,
-) -> tuple[Config, list[MountPoint]]:
-    """Write the ``[name]`` section (``snapstate: prepare``) and ``lock: snapshot``."""
+    claim: bool,
+) -> tuple[Config, list[MountPoint], owners.Owner | None]:
+    """Write the ``[name]`` section (``snapstate: prepare``) and ``lock: snapshot``; with
+    ``claim``, an owner record of this process first (None without)."""
     with config_lock(vmid):
         conf = store.load(vmid)
         if conf.is_template:
@@ -166,8 +186,11 @@ def _prepare(
                 del conf.snapshots[other].values["parent"]
         conf.snapshots[name] = _section_copy(conf, name, description)
         conf.set("lock", "snapshot")
+        # after the checks (a refusal leaves no record) and before the save (a kill right after
+        # it leaves one): recovery then finds the lock and the section it may undo
+        owner = owners.claim(vmid, OWNER_OP, lock="snapshot", snapshot=name) if claim else None
         store.save(conf)
-        return conf, mps
+        return conf, mps, owner
 
 
 def _commit(vmid: int, name: str, restore_lock: str | None) -> None:
@@ -209,29 +232,39 @@ def create(
     include: Include = _all,
     expected_lock: str | None = None,
     allow_reserved: bool = False,
+    owned: bool = False,
     log: Log = _stderr,
 ) -> FreezeReport:
     """Take snapshot ``name``; returns how long the container was frozen.
 
     ``expected_lock`` is a lock the caller itself holds (vzdump's ``backup``): it is swapped for
-    ``snapshot`` during the operation and put back afterwards.
+    ``snapshot`` during the operation and put back afterwards. ``owned``: the caller's own
+    owner record already covers this snapshot and the freeze (vzdump's); otherwise create
+    records itself as the owner while it works (the caller has run recovery first). A
+    cleanup that fails leaves that record behind, for the next command to retry.
     """
     if name in RESERVED and not allow_reserved:
         raise CtkitError(f"unable to use snapshot name '{name}' (reserved name)")
-    conf, mps = _prepare(vmid, name, description, expected_lock, include, log)
+    conf, mps, owner = _prepare(
+        vmid, name, description, expected_lock, include, log, claim=not owned
+    )
     report = FreezeReport()
     done: list[MountPoint] = []
     try:
         running = lxcapi.is_running(vmid)
-        with _quiesced(conf, mps, report) if running else contextlib.nullcontext():
+        with _quiesced(conf, mps, report, owner) if running else contextlib.nullcontext():
             for mp in mps:
                 volumes.snapshot_create(mp.volume, name)
                 done.append(mp)
     except BaseException:
         log("snapshot create failed: starting cleanup")
         _abort(vmid, name, done, expected_lock)
+        if owner is not None:
+            owners.release(owner)
         raise
     _commit(vmid, name, expected_lock)
+    if owner is not None:
+        owners.release(owner)
     return report
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +17,7 @@ import pytest
 
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from tests.pct.conftest import Pct
+from tests.pct.conftest import PCT, Pct
 
 pytestmark = pytest.mark.lxc
 
@@ -366,3 +368,103 @@ def test_case_32_listsnapshot_tree(pct: Pct, bt_ct: int) -> None:
     assert [e["name"] for e in data] == ["s1", "s2", "current"]
     assert data[2]["parent"] == "s1" and data[2]["running"] == 0
     assert data[1]["parent"] == "s1" and data[1]["description"] == "second\nmore lines\n"
+
+
+# --- a snapshot killed while the container is frozen ----------------------------------------
+
+
+@contextlib.contextmanager
+def fs_frozen(path: Path) -> Iterator[None]:
+    """FIFREEZE the file system at ``path`` for the block: a btrfs snapshot taken on it waits
+    (in the kernel) until it is thawed, which holds ``pct snapshot`` inside its freeze window
+    for as long as the test needs."""
+    subprocess.run(["fsfreeze", "-f", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["fsfreeze", "-u", str(path)], check=False, capture_output=True)
+
+
+def wait_until(cond: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not cond():
+        assert proc.poll() is None, f"pct ended ({proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.02)
+
+
+def group_commands(pgid: int) -> list[str]:
+    """The command names of the processes in process group ``pgid``."""
+    names = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit() and os.getpgid(int(entry.name)) == pgid:
+                names.append((entry / "comm").read_text().strip())
+    return names
+
+
+def group_gone(pgid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"process group {pgid} still alive"
+        time.sleep(0.05)
+
+
+def test_a_snapshot_killed_while_frozen_is_recovered(
+    pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
+) -> None:
+    """SIGKILLed inside its freeze window, ``pct snapshot`` left the CT frozen for good with
+    ``lock: snapshot`` and a ``snapstate: prepare`` section. The next command thaws it, drops
+    the half-made snapshot (section and volume snapshots) and the lock."""
+    from shared.runtime.cgroups import CGroup
+
+    vmid = bt_ct
+    pct("start", vmid)
+    cgroup = CGroup(vmid)
+    proc = None
+    try:
+        with fs_frozen(ctroot / "mnt/bt"):
+            proc = subprocess.Popen(
+                [str(PCT), "snapshot", str(vmid), "s1"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            pgid = proc.pid
+            wait_until(lambda: cgroup.is_frozen() and "btrfs" in group_commands(pgid), proc,
+                       "btrfs snapshot while frozen")  # fmt: skip
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        group_gone(proc.pid)  # the btrfs child may finish its snapshot once the fs is thawed
+        assert cgroup.is_frozen()
+        text = conf_text(vmid)
+        assert "lock: snapshot" in text and "snapstate: prepare" in text, text
+
+        res = pct("status", vmid)
+        assert res.out == "status: running\n"
+        assert f"CT {vmid}: thawed the container snapshot had frozen" in res.err, res.err
+        assert f"CT {vmid}: removed snapshot 's1'" in res.err
+        assert f"CT {vmid}: removed lock 'snapshot'" in res.err
+        assert not cgroup.is_frozen()
+        conf = load(vmid)
+        assert conf.lock is None and "s1" not in conf.snapshots
+        assert not subvol(ctroot, vmid, 0, "s1").exists()
+        assert not subvol(ctroot, vmid, 1, "s1").exists()
+        assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+        assert pct("status", vmid).err == ""  # recovered once
+
+        pct("snapshot", vmid, "s1")  # the name is free again
+        assert load(vmid).snapshots["s1"].values.get("snapstate") is None
+        assert pct("exec", vmid, "--", "true").rc == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        with contextlib.suppress(OSError):
+            cgroup.thaw()

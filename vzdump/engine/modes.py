@@ -319,6 +319,7 @@ def snapshot_mode(run: GuestRun) -> Iterator[Path]:
             include=lambda mp: mp.key in keys,
             expected_lock="backup",
             allow_reserved=True,
+            owned=run.owner is not None,  # noted above: its record covers the snapshot
         )
         taken = True
         run.note(frozen=False)
