@@ -78,7 +78,9 @@ def _free_volumes(conf: Config, unreferenced: bool, log: Log) -> None:
         cfg = load_config()
         for sid in cfg.ids():
             store_ = cfg.storage(sid)
-            if store_.props.get("disable"):
+            # only storages that hold guest volumes are asked (Proxmox's vdisk_list): a
+            # backup-only one (restic) refuses to list images and would fail the destroy
+            if store_.disabled or not store_.content & {"images", "rootdir"}:
                 continue
             for volid in list_vmid_volumes(sid, conf.vmid, cfg=cfg):
                 _free(volid, log)

@@ -69,6 +69,19 @@ def test_case_27_unreferenced_disks(
     assert not stray.exists()
 
 
+def test_unreferenced_disks_skip_storages_without_images(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images, restic_store: object
+) -> None:
+    """A restic storage (backups only) was asked for the CT's images too: destroy failed with
+    'does not support images' and left the config locked 'destroyed'."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    stray = images(vmid) / f"vm-{vmid}-disk-7.raw"
+    stray.write_bytes(b"\0" * 4096)
+    pct("destroy", vmid, "--destroy-unreferenced-disks", "1")
+    assert not stray.exists()
+    assert not paths.ct_conf(vmid).exists()
+
+
 def test_a_locked_ct_refuses_destroy_resize_df_fstrim(
     pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
 ) -> None:
