@@ -19,6 +19,7 @@ from shared.ctconfig.pending import parse_values
 from shared.errors import AlreadyExistsError, CtkitError
 from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
+from shared.runtime.namespace import private_mounts
 from shared.runtime.traverse import check_traversable
 from shared.storage.api import resolve_template
 from shared.writeback import early_writeback
@@ -88,6 +89,9 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
     check_subids(req.vmid, config_idmap(conf))
     check_traversable(staging_dir(req.vmid), *config_root_ids(conf))
     create_locked_config(conf)
+    # the staging mount lives in a mount namespace of this process's own: a create killed at
+    # any instant leaves no mount on the host that keeps the new volumes busy
+    private_mounts()
     alloc = Allocation(req.vmid)
     try:
         allocate(conf, alloc, req.storage)

@@ -54,8 +54,10 @@ def destroy(
         locked = conf.copy()
         locked.set("lock", "destroyed")
         store.save(locked)
-        _free_volumes(conf, unreferenced, log)
+        # first: a staging mount a killed create or restore left (or a pct mount's) keeps
+        # its volume busy, and freeing it would fail for good
         unmount_below(paths.lxc_rootfs(vmid))
+        _free_volumes(conf, unreferenced, log)
         shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
         CGroup(vmid).remove_stale()  # empty cgroups an aborted start may have left
         with contextlib.suppress(FileNotFoundError):

@@ -25,6 +25,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.errors import AlreadyExistsError, CtkitError, StateError
 from shared.runtime import lifecycle, lxcapi
+from shared.runtime.namespace import private_mounts
 
 from .provision import (
     CREATE_LOCK,
@@ -118,6 +119,9 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
     replacing = _check_target(req)
     source = open_source(req.archive, req.stdin)
     alloc = Allocation(req.vmid)
+    # the staging mounts live in a mount namespace of this process's own: a restore killed
+    # at any instant leaves no mount on the host that keeps the new volumes busy
+    private_mounts()
     with signals.held():  # a lock is taken completely, so that the cleanup below finds it
         try:
             if replacing:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -319,3 +321,55 @@ def test_size_beyond_the_file_system_limit_fails_in_one_line(
     assert not paths.ct_conf(vmid).exists()
     assert not images(vmid).exists() or not any(images(vmid).iterdir())
     assert leftovers(ctroot) == []
+
+
+def test_a_create_killed_while_extracting_can_be_destroyed(
+    pct: Pct, vmid: int, ctroot: Path, tmp_path: Path, images: Images
+) -> None:
+    """SIGKILL to ``pct create`` (its whole process group) while the template is extracted: the
+    staging mount of the new raw volume stayed in the host's mount namespace, and
+    ``pct unlock; pct destroy`` then failed for good ('unable to free volume ... is in use')."""
+    from tests.pct.conftest import PCT
+
+    rootfs = build_busybox_rootfs(tmp_path / "big")
+    (rootfs / "srv").mkdir(exist_ok=True)
+    (rootfs / "srv/big.bin").write_bytes(os.urandom(24 << 20))  # 6 s at 4096 KiB/s
+    template = pack(rootfs, tmp_path / "big_1.0-1_amd64.tar.zst")
+    argv = [str(PCT), "create", str(vmid), str(template), "--rootfs", "local:1",
+            "--bwlimit", "4096"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            if raw.startswith(b"extracting archive"):
+                break
+        else:
+            pytest.fail(f"pct create ended before its extraction: {proc.stderr}")
+        time.sleep(1.0)
+        assert proc.poll() is None, "pct create ended before the kill"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        wait_group_gone(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert leftovers(ctroot) == []  # no staging mount, no loop device
+    assert "lock: create" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    pct("unlock", vmid)
+    pct("destroy", vmid)
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists() or not any(images(vmid).iterdir())
+
+
+def wait_group_gone(pgid: int, timeout: float = 30) -> None:
+    """Until every process of group ``pgid`` (tar, zstd) has died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"process group {pgid} still alive"
+        time.sleep(0.05)

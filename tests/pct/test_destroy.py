@@ -175,3 +175,19 @@ def test_a_volume_that_cannot_be_freed_fails_destroy_and_keeps_the_config(
     cts.pct("destroy", vmid)  # the rest; what the first one freed is no error now
     assert not cts.conf_path(vmid).exists()
     assert not image.parent.exists()
+
+
+def test_destroy_unmounts_a_leftover_staging_mount_first(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images, ctroot: Path
+) -> None:
+    """A staging mount left on the host (by a create or restore killed before they ran in a
+    mount namespace of their own) kept the volume busy: destroy failed for good with
+    'unable to free volume ... is in use'."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    staging = paths.lxc_rootfs(vmid)
+    staging.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(staging)], check=True)
+    pct("destroy", vmid)
+    assert not image.exists()
+    assert leftovers(ctroot) == []

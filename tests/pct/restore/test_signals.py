@@ -3,9 +3,11 @@ line, and an existing container replaced with ``--force`` is left as it was and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,52 @@ def test_planted_symlink_at_the_staging_dir_is_refused(
     assert (victim / "keep").read_text() == "host file\n"
     assert not store.exists(vmid) and images(backups.root, vmid) == []
     assert _mounts(backups.root) == []
+
+
+def _restore_sigkilled(vmid: int, archive: str, *force: str) -> None:
+    """Run ``pct restore`` and SIGKILL its process group a second into the extraction."""
+    argv = [*PCT, "restore", str(vmid), archive, "--bwlimit", BWLIMIT, *force]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=os.environ.copy(), start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            if raw.startswith(b"extracting archive"):
+                break
+        else:
+            pytest.fail("the restore ended before its extraction began")
+        time.sleep(1.0)
+        assert proc.poll() is None, "the restore ended before the kill"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while True:  # its tar and zstd die with it
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            assert time.monotonic() < deadline, "the restore's processes stay"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _pct(*args: object) -> subprocess.CompletedProcess[str]:
+    argv = [*PCT, *map(str, args)]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+
+
+@pytest.mark.lxc
+def test_sigkill_during_restore_to_a_new_id_can_be_destroyed(backups: Backups, vmid: int) -> None:
+    """Killed, the restore ran no cleanup: its staging mount of the new volume stayed in the
+    host's mount namespace and ``pct unlock; pct destroy`` failed ('... is in use')."""
+    _restore_sigkilled(vmid, _archive(backups, "newer", BIG))
+    assert _mounts(backups.root) == []
+    assert store.load(vmid).lock == "create"
+    for cmd in (("unlock", vmid), ("destroy", vmid)):
+        res = _pct(*cmd)
+        assert res.returncode == 0, res.stderr
+    assert leftovers(backups.root, vmid) == []
