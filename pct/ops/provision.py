@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,9 +13,11 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import (
     MountPoint,
+    add_unused_volume,
     new_volume_size,
     parse_new_volume,
     random_mac,
+    unused_keys,
     volume_owner,
 )
 from shared.ctconfig.options import NET_SCHEMA
@@ -80,13 +82,18 @@ class Allocation:
     vmid: int
     volids: list[str] = field(default_factory=list)
 
-    def free_all(self, log: Log) -> None:
+    def free_all(self, log: Log) -> list[str]:
+        """Free every volume; returns those freed (one that fails stays in ``volids``)."""
+        freed, kept = [], []
         for volid in reversed(self.volids):
             try:
                 free_volume(volid)
+                freed.append(volid)
             except CtkitError as err:
                 log(f"unable to free volume '{volid}' - {err}")
-        self.volids.clear()
+                kept.append(volid)
+        self.volids[:] = reversed(kept)
+        return freed
 
 
 def allocate(conf: Config, alloc: Allocation, default_storage: str) -> None:
@@ -166,11 +173,35 @@ def lock_existing(vmid: int) -> Config:
     return old
 
 
-def release_create_lock(vmid: int, log: Log) -> None:
-    """Undo :func:`lock_existing` after a failure: drop ``lock: create`` (only that lock)."""
+def record_new_volumes(vmid: int, volids: list[str]) -> None:
+    """Name the new volumes as ``unusedN`` of the existing config :func:`lock_existing` locked,
+    before they are filled: its config stays the old one until the commit, and a process
+    killed meanwhile runs no cleanup. So they are never nameless: after ``pct unlock`` they
+    show as unused volumes, and ``pct destroy`` (or ``pct set --delete unusedN``) frees them."""
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        if conf.lock != CREATE_LOCK:
+            raise LockError(
+                f"CT {vmid} is no longer locked for creation - config changed meanwhile"
+            )
+        for volid in volids:
+            add_unused_volume(conf.values, volid)
+        store.save(conf)
+
+
+def release_create_lock(vmid: int, log: Log, freed: Sequence[str] = ()) -> None:
+    """Undo :func:`lock_existing` after a failure: drop ``lock: create`` (only that lock) and
+    the ``unusedN`` entries :func:`record_new_volumes` made for the ``freed`` volumes."""
     try:
         with config_lock(vmid):
-            store.drop_lock(vmid, CREATE_LOCK)
+            conf = store.load(vmid)
+            if conf.lock != CREATE_LOCK:
+                return
+            for key in unused_keys(conf.values):
+                if conf.values[key] in freed:
+                    conf.delete(key)
+            conf.delete("lock")
+            store.save(conf)
     except CtkitError as err:
         log(f"unable to remove the 'create' lock of CT {vmid} - {err}")
 

@@ -9,7 +9,8 @@
 4. Commit: the config is written, the firewall file copied, old volumes freed.
 
 Unlike Proxmox, ``--force`` never loses the old container: its config stays as it is apart
-from ``lock: create`` while the new volumes (new disk indexes beside the old ones) are filled;
+from ``lock: create`` while the new volumes (new disk indexes beside the old ones, named in it
+as ``unusedN`` until the commit, so that a killed restore leaves none unnamed) are filled;
 only when extraction and merge succeeded is the new config written under the config lock, and
 only then are the old volumes freed. Any failure frees the new volumes and removes the lock
 again, or, for a new id, the placeholder config.
@@ -40,6 +41,7 @@ from .provision import (
     lock_existing,
     normalize_disk_params,
     prefixed,
+    record_new_volumes,
     release_create_lock,
     remove_locked_config,
     remove_staging_dirs,
@@ -119,6 +121,7 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
     replacing = _check_target(req)
     source = open_source(req.archive, req.stdin)
     alloc = Allocation(req.vmid)
+    recorded: list[str] = []  # the new volumes named in a replaced config
     # the staging mounts live in a mount namespace of this process's own: a restore killed
     # at any instant leaves no mount on the host that keeps the new volumes busy
     private_mounts()
@@ -141,8 +144,12 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
         with signals.held():  # each new volume is on record before a signal acts
             allocate(conf, alloc, req.storage)
             conf.set("lock", CREATE_LOCK)
-            if not replacing:
-                store.save(conf)  # the new volumes are on record while they are filled
+            # the new volumes are on record while they are filled (a SIGKILL runs no cleanup)
+            if replacing:
+                recorded = list(alloc.volids)
+                record_new_volumes(req.vmid, recorded)
+            else:
+                store.save(conf)
         signals.raise_if_interrupted()
         _fill(plan, source, req, log)
         _finish(plan, alloc, log)
@@ -152,9 +159,13 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
             replaced = commit_config(conf)
     except BaseException as err:
         with signals.held():  # a signal now must not leave volumes or a lock behind
-            alloc.free_all(log)
+            names = list(alloc.volids)  # their names now; recorded by the names they had
+            freed = alloc.free_all(log)
             if replacing:
-                release_create_lock(req.vmid, log)
+                # nothing was recorded when the allocation itself failed
+                pairs = zip(recorded, names, strict=False)
+                forget = [rec for rec, name in pairs if name in freed]
+                release_create_lock(req.vmid, log, forget)
             else:
                 remove_locked_config(req.vmid, log)
                 remove_staging_dirs(req.vmid)

@@ -77,6 +77,22 @@ def test_force_replaces_a_stopped_container(backups: Backups, vmid: int) -> None
     assert (backups.root / f"etc/pve/firewall/{vmid}.fw").read_text() == "[OPTIONS]\nenable: 1\n"
 
 
+def test_force_with_a_template_backup_frees_only_the_old_volume(
+    backups: Backups, vmid: int
+) -> None:
+    """The new volume is named in the locked old config while it is filled, by its name before
+    the template conversion renames it: the finished config names only the base volume."""
+    backups.restore(vmid, _backup(backups, "old"))
+    archive = backups.archive(
+        CONF.format(name="tpl") + "template: 1\n", stamp="2024_01_05-03_04_05"
+    )
+    conf = backups.restore(vmid, archive, force=True)
+    assert conf.get_raw("rootfs") == f"local:{vmid}/base-{vmid}-disk-1.raw,size=128M"
+    assert images(backups.root, vmid) == [f"base-{vmid}-disk-1.raw"], backups.logs
+    assert not [line for line in backups.logs if "unable to free" in line], backups.logs
+    assert "unused0" not in store.load(vmid).values
+
+
 def test_force_keeps_volumes_it_does_not_own(
     backups: Backups, vmid: int, new_vmid: Callable[[], int]
 ) -> None:

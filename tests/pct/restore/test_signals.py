@@ -178,3 +178,26 @@ def test_sigkill_during_restore_to_a_new_id_can_be_destroyed(backups: Backups, v
         res = _pct(*cmd)
         assert res.returncode == 0, res.stderr
     assert leftovers(backups.root, vmid) == []
+
+
+@pytest.mark.lxc
+def test_sigkill_during_force_restore_keeps_the_new_volume_on_record(
+    backups: Backups, vmid: int
+) -> None:
+    """``--force`` keeps the old config while the new volumes are filled: killed, the new
+    volume was named nowhere and leaked. It is on record as ``unusedN`` of the locked config,
+    so that the old container is untouched and ``pct destroy`` frees it."""
+    backups.restore(vmid, _archive(backups, "old"))
+    old = store.load(vmid)
+    _restore_sigkilled(vmid, _archive(backups, "newer", BIG), "--force")
+    assert _mounts(backups.root) == []
+    conf = store.load(vmid)
+    assert conf.lock == "create"
+    assert conf.get_raw("rootfs") == old.get_raw("rootfs")
+    new = [name for name in images(backups.root, vmid) if name not in str(old.get_raw("rootfs"))]
+    assert len(new) == 1, images(backups.root, vmid)
+    assert conf.get_raw("unused0") == f"local:{vmid}/{new[0]}"
+    for cmd in (("unlock", vmid), ("destroy", vmid)):
+        res = _pct(*cmd)
+        assert res.returncode == 0, res.stderr
+    assert leftovers(backups.root, vmid) == []
