@@ -33,11 +33,11 @@ from shared.errors import (
 from shared.guest.detect import resolve_arch
 from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, template
 from shared.runtime.guestview import config_root_ids, guest_config
 from shared.runtime.mounts import MountedTree, mount_all
 from shared.storage.api import get_storage
-from shared.storage.volumes import alloc_volume, convert_to_base, free_volume, free_when_released
+from shared.storage.volumes import alloc_volume, free_volume, free_when_released
 
 from .staging import prepare_staging_dir
 
@@ -246,18 +246,12 @@ def convert_to_template(
     ``after_each`` (e.g. saving the config) runs after every rename, so that an interrupted
     conversion never leaves a renamed volume the config does not name.
     """
-    for mp in conf.mountpoints():
-        if mp.type != "volume":
-            continue
-        new = convert_to_base(mp.volume)
-        if alloc is not None and mp.volume in alloc.volids:
-            alloc.volids[alloc.volids.index(mp.volume)] = new
-        conf.set(mp.key, mp.replace(volume=new))
-        if after_each is not None and new != mp.volume:
-            after_each(conf)
-    conf.set("template", True)
-    with contextlib.suppress(FileNotFoundError):
-        (paths.lxc_dir(conf.vmid) / "config").unlink()
+
+    def renamed(old: str, new: str) -> None:
+        if alloc is not None and old in alloc.volids:
+            alloc.volids[alloc.volids.index(old)] = new
+
+    template.convert(conf, after_each=after_each, renamed=renamed)
 
 
 def apply_defaults(conf: Config) -> None:

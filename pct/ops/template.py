@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from shared import owner as owners
 from shared.ctconfig import store
-from shared.errors import StateError
+from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery
+from shared.runtime import template as cttemplate
 
 from .provision import convert_to_template
 
+Log = Callable[[str], None]
 
-def make_template(vmid: int) -> None:
+
+def make_template(vmid: int, log: Log = print) -> None:
     """Volumes become read-only base volumes, ``template: 1``, the LXC config goes away.
 
     The checks and their order are Proxmox's. The config is saved after every volume rename,
-    so a failure half-way leaves a config that names every volume where it now is.
+    so a failure half-way leaves a config that names every volume where it now is. A kill
+    between a rename and that save is finished by the next command: the conversion runs under
+    an owner record (:mod:`shared.runtime.template`).
     """
+    recovery.recover(vmid, log)  # our record must not replace a dead owner's
     with config_lock(vmid):
         conf = store.load(vmid)
         store.check_lock(conf)
@@ -25,5 +34,11 @@ def make_template(vmid: int) -> None:
             raise StateError("you can't convert a template to a template")
         if lxcapi.is_running(vmid):
             raise StateError("you can't convert a CT to template if the CT is running")
-        convert_to_template(conf, after_each=store.save)
-        store.save(conf)
+        owner = owners.claim(vmid, cttemplate.OWNER_OP)
+        try:
+            convert_to_template(conf, after_each=store.save)
+            store.save(conf)
+        except CtkitError:
+            owners.release(owner)  # the saved config names every volume where it is
+            raise
+    owners.release(owner)

@@ -76,6 +76,7 @@ def recover_all(log: Log, warn: Log | None = None) -> list[int]:
 def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
     problems: list[str] = []
     steps: list[Callable[[owners.Owner, Log, Log], None]] = [
+        _finish_template,
         _thaw,
         _remove_snapshot,
         _remove_temp_files,
@@ -104,6 +105,19 @@ def _thaw(dead: owners.Owner, log: Log, warn: Log) -> None:
     if cgroup.exists() and cgroup.is_frozen():
         cgroup.thaw()
         log(f"CT {dead.vmid}: thawed the container {dead.op} had frozen")
+
+
+def _finish_template(dead: owners.Owner, log: Log, warn: Log) -> None:
+    from . import template  # only a recovery needs it: pct status/list stay light
+
+    if dead.op != template.OWNER_OP:
+        return
+    with config_lock(dead.vmid):
+        conf = store.load(dead.vmid)
+        if conf.is_template:
+            return  # killed after its last save
+        template.resume(conf, store.save)
+    log(f"CT {dead.vmid}: finished the conversion to a template that pct template had begun")
 
 
 def _remove_snapshot(dead: owners.Owner, log: Log, warn: Log) -> None:

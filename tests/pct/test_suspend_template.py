@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -169,3 +170,58 @@ def test_a_snapshot_keeps_a_suspended_container_suspended(
     assert CGroup(vmid).is_frozen()  # what the user suspended stays suspended
     pct("resume", vmid)
     pct("stop", vmid)
+
+
+def _template_killed_after_rename(ctroot: Path, vmid: int) -> bool:
+    """Run ``pct template`` and SIGKILL it the moment its base image appears; whether the kill
+    came before the config named it (else the window was missed)."""
+    import signal
+    import time
+
+    from tests.pct.conftest import PCT
+
+    base = ctroot / f"var/lib/vz/images/{vmid}/base-{vmid}-disk-0.raw"
+    proc = subprocess.Popen([str(PCT), "template", str(vmid)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.lexists(base):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no base image"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return f"vm-{vmid}-disk-0.raw" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+
+
+def test_a_template_killed_between_rename_and_save_is_finished(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    """Killed after the rename vm- → base- and before the config's save, ``pct template`` left
+    a config naming a volume that no longer exists. The next command finishes the conversion."""
+    for _attempt in range(10):
+        vmid = new_vmid()
+        pct("create", vmid, busybox_template, "--rootfs", "local:1")
+        if _template_killed_after_rename(ctroot, vmid):
+            break
+        pct("destroy", vmid)  # converted before the kill landed: try again
+    else:
+        pytest.fail("never killed inside the window")
+    res = pct("status", vmid)
+    assert res.out == "status: stopped\n"
+    finished = f"CT {vmid}: finished the conversion to a template that pct template had begun"
+    assert finished in res.err, res.err
+    conf = (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    assert "template: 1" in conf and f"local:{vmid}/base-{vmid}-disk-0.raw" in conf, conf
+    assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+    assert pct("status", vmid).err == ""  # finished once
+    clone = new_vmid()
+    pct("clone", vmid, clone, "--full", "1")  # a working template
+    pct("destroy", clone)
+    pct("destroy", vmid)
+    assert not (ctroot / f"var/lib/vz/images/{vmid}").exists() or not any(
+        (ctroot / f"var/lib/vz/images/{vmid}").iterdir()
+    )
