@@ -12,12 +12,17 @@ from collections.abc import Callable, Iterator
 from shared import signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.ctconfig.mountpoints import MountPoint, add_unused_volume, parse_mountpoint
+from shared.ctconfig.mountpoints import (
+    MountPoint,
+    add_unused_volume,
+    parse_mountpoint,
+    unused_keys,
+)
 from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import CtkitError, LockError, NotFoundError, ParamError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
-from shared.storage.api import volume_owner
+from shared.storage.api import volume_exists, volume_owner
 from shared.storage.volumes import convert_to_base, free_volume, free_when_released, rename_volume
 
 from .volcopy import copy_volume
@@ -133,15 +138,25 @@ def to_storage(
     old = mp.volume
     with _disk_lock_released(vmid, log), signals.interruptible():
         log(f"moving volume '{key}' of CT {vmid} ({old}) to storage '{storage}'")
-        copied = copy_volume(mp, conf, vmid, storage, bwlimit=bwlimit, log=log)
+        recorded: list[str] = []
+        try:
+            copied = copy_volume(
+                mp, conf, vmid, storage, bwlimit=bwlimit, log=log,
+                allocated=lambda volid: recorded.append(_record_copy(vmid, volid)),
+            )  # fmt: skip
+        except BaseException:
+            with signals.held():
+                _forget_copy(vmid, recorded, log)  # copy_volume freed it
+            raise
         new = copied.volid
         try:
             if conf.is_template:
                 new = convert_to_base(new)
             with config_lock(vmid):
-                current = store.load(vmid)
-                if current.lock != "disk" or current.values.get(key) != conf.values[key]:
+                current = _still_locked(vmid)
+                if current.values.get(key) != conf.values[key]:
                     raise LockError(f"CT {vmid}: config changed during the move, aborting")
+                _drop_unused(current, copied.volid)
                 current.set(key, mp.replace(volume=new, size=copied.size or mp.size).render())
                 if not delete:
                     add_unused_volume(current.values, old)
@@ -149,9 +164,50 @@ def to_storage(
         except BaseException:
             with signals.held():
                 free_when_released(new, log)
+                _forget_copy(vmid, [copied.volid], log)
             raise
         if delete:
             _delete_old(vmid, old, log)
+
+
+def _still_locked(vmid: int) -> Config:
+    current = store.load(vmid)
+    if current.lock != "disk":
+        raise LockError(f"CT {vmid}: config changed during the move, aborting")
+    return current
+
+
+def _record_copy(vmid: int, volid: str) -> str:
+    """Name the volume being copied as ``unusedN`` of the (disk-locked) config before the copy
+    starts: a move killed mid-copy (SIGKILL runs no cleanup) leaves no volume named by nothing;
+    after ``pct unlock`` the partial copy shows as unused and ``pct set --delete`` frees it."""
+    with config_lock(vmid):
+        current = _still_locked(vmid)
+        add_unused_volume(current.values, volid)
+        store.save(current)
+    return volid
+
+
+def _drop_unused(conf: Config, volid: str) -> None:
+    for key in unused_keys(conf.values):
+        if conf.values[key] == volid:
+            conf.delete(key)
+
+
+def _forget_copy(vmid: int, volids: list[str], log: Log) -> None:
+    """Drop the ``unusedN`` entries of copies that are gone again (one that could not be freed
+    stays on record)."""
+    gone = [volid for volid in volids if not volume_exists(volid)]
+    if not gone:
+        return
+    try:
+        with config_lock(vmid):
+            current = store.load(vmid)
+            for volid in gone:
+                _drop_unused(current, volid)
+            store.save(current)
+    except CtkitError as err:
+        log(f"unable to update the config of CT {vmid} - {err}")
 
 
 def _delete_old(vmid: int, volid: str, log: Log) -> None:

@@ -15,8 +15,7 @@ from collections.abc import Callable
 
 from .. import paths
 from ..ctconfig.config import Config
-from ..errors import CtkitError
-from ..storage.api import volume_path
+from ..storage.api import volume_exists
 from ..storage.volid import base_name
 from ..storage.volumes import convert_to_base
 
@@ -35,22 +34,15 @@ def _is_base(volid: str) -> bool:
     return volid.rpartition("/")[2].startswith("base-")
 
 
-def _exists(volid: str) -> bool:
-    try:
-        return volume_path(volid).exists()
-    except (CtkitError, OSError):
-        return False
-
-
 def adopt_renamed(conf: Config) -> list[str]:
     """Name the base volume in ``conf`` wherever its volume was renamed but the config not saved;
     returns the mount point keys changed."""
     changed = []
     for mp in conf.mountpoints():
-        if mp.type != "volume" or _is_base(mp.volume) or _exists(mp.volume):
+        if mp.type != "volume" or _is_base(mp.volume) or volume_exists(mp.volume):
             continue
         twin = _base_twin(mp.volume)
-        if twin != mp.volume and _exists(twin):
+        if twin != mp.volume and volume_exists(twin):
             conf.set(mp.key, mp.replace(volume=twin))
             changed.append(mp.key)
     return changed

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .. import atomic
-from ..errors import ArchiveError, NotFoundError, ParamError, StorageError
+from ..errors import ArchiveError, CtkitError, NotFoundError, ParamError, StorageError
 from ..formats.archivename import VERIFY_EXT, ArchiveInfo, archive_info
 from ..formats.types import FormatError, StorageId
 from . import listing  # resticbackups (and restic's driver) only where a restic storage is
@@ -67,6 +67,14 @@ def volume_path(volid: str, snapshot: str | None = None, cfg: StorageConfig | No
     """The file-system path of a volume (or of one of its snapshots)."""
     sid, volname = parse_volume_id(volid)
     return (cfg or load_config()).storage(sid).path_of(volname, snapshot)
+
+
+def volume_exists(volid: str) -> bool:
+    """Whether a volume is on its storage (one that cannot be resolved is not)."""
+    try:
+        return volume_path(volid).exists()
+    except (CtkitError, OSError):
+        return False
 
 
 def volume_owner(volid: str) -> int | None:

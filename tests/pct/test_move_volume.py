@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import time
 
 import pytest
 
 from shared.fakehost import add_storage
-from tests.pct.conftest import Containers, interrupt_mid_copy, tree_signature
+from tests.pct.conftest import PCT, Containers, interrupt_mid_copy, tree_signature
 
 pytestmark = pytest.mark.lxc
 
@@ -153,6 +155,39 @@ def test_a_nested_subvolume_is_refused_not_left_out(cts: Containers, btrfs_stora
         assert cts.conf(vmid) == before and (nested / "precious").read_text() == "data"
     finally:
         subprocess.run(["btrfs", "-q", "subvolume", "delete", str(nested)], check=True)
+
+
+def test_a_move_killed_mid_copy_leaves_its_copy_on_record(cts: Containers) -> None:
+    """SIGKILL runs no cleanup: the partial copy was named by no config; it is the container's
+    unused0 while it is written, so that after pct unlock pct set --delete frees it."""
+    add_storage(cts.root, "dir: other\n\tpath /mnt/other\n\tcontent rootdir\n")
+    vmid = cts.create("--rootfs", "local:1")
+    with cts.mounted(vmid) as root:
+        (root / "big").write_bytes(os.urandom(48 << 20))
+        before = tree_signature(root)
+    images = cts.root / f"mnt/other/images/{vmid}"
+    proc = subprocess.Popen(
+        [str(PCT), "move-volume", str(vmid), "rootfs", "other", "--bwlimit", "8000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not list(images.glob("vm-*")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(2)  # mounted, rsync copying
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (partial,) = [p.name for p in images.glob("vm-*")]
+    conf = cts.conf(vmid)
+    assert "lock: disk\n" in conf and f"unused0: other:{vmid}/{partial}\n" in conf, conf
+    assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw" in conf
+    cts.pct("unlock", vmid)
+    cts.pct("set", vmid, "--delete", "unused0")
+    assert list(images.glob("*")) == []
+    with cts.mounted(vmid) as root:
+        assert tree_signature(root) == before
 
 
 @pytest.mark.parametrize("how", ["TERM", "INT"])
