@@ -4,18 +4,27 @@ could answer without end) and checked on the open descriptor, and only so much o
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
 
-def read_regular(path: str | Path, limit: int) -> tuple[bytes, os.stat_result] | None:
+def read_regular(
+    path: str | Path, limit: int, *, follow_symlinks: bool = True
+) -> tuple[bytes, os.stat_result] | None:
     """Up to ``limit + 1`` bytes of the regular file ``path`` and its status (a caller tells a
-    file too large by the extra byte), or None when it is absent or not a regular file."""
+    file too large by the extra byte), or None when it is absent or not a regular file (nor,
+    without ``follow_symlinks``, a symlink to one)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as err:
+        if err.errno == errno.ELOOP and not follow_symlinks:
+            return None
+        raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -12,11 +12,13 @@ import re
 from shared import atomic, paths
 from shared.errors import LockError, NotFoundError, StateError
 from shared.locks import check_lock_value
+from shared.regularfile import read_regular
 
 from .config import Config, parse_config
 
 CONF_RE = re.compile(r"([1-9][0-9]{2,8})\.conf")
 CONF_MODE = 0o640
+MAX_CONF = 1 << 20  # far above any real config, however many snapshots it holds
 
 
 def cfs_path(vmid: int) -> str:
@@ -29,10 +31,20 @@ def exists(vmid: int) -> bool:
 
 
 def read_bytes(vmid: int) -> bytes:
-    try:
-        return paths.ct_conf(vmid).read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"Configuration file '{cfs_path(vmid)}' does not exist") from None
+    """The config's bytes: only a regular file (a FIFO would block every command, a symlink to
+    /dev/zero or a huge file would take the host's memory), and at most MAX_CONF of it."""
+    path = paths.ct_conf(vmid)
+    found = read_regular(path, MAX_CONF, follow_symlinks=False)
+    if found is None:
+        if not os.path.lexists(path):
+            raise NotFoundError(f"Configuration file '{cfs_path(vmid)}' does not exist")
+        raise StateError(f"Configuration file '{cfs_path(vmid)}' is not a regular file")
+    data, _st = found
+    if len(data) > MAX_CONF:
+        raise StateError(
+            f"Configuration file '{cfs_path(vmid)}' is too large (more than {MAX_CONF} bytes)"
+        )
+    return data
 
 
 def load(vmid: int, *, strict: bool = False) -> Config:

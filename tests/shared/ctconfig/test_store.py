@@ -105,3 +105,23 @@ def test_check_protection() -> None:
     with pytest.raises(StateError) as info:
         store.check_protection(conf, "can't remove CT 100")
     assert str(info.value) == "can't remove CT 100 - protection mode enabled"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "huge", "directory"])
+def test_only_a_bounded_regular_file_is_read_as_a_config(ctroot: Path, kind: str) -> None:
+    """A FIFO blocked every command that read the config; a symlink to /dev/zero or a huge
+    file took the host's memory (and a symlink to /etc/shadow printed it as config lines)."""
+    path = paths.ct_conf(100)
+    path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        with open(path, "wb") as fh:
+            fh.write(b"arch: amd64\n")
+            fh.truncate(store.MAX_CONF + 1)
+    with pytest.raises(StateError, match=r"^Configuration file 'nodes/.*/lxc/100\.conf' is "):
+        store.load(100)
