@@ -472,6 +472,9 @@ def is_settable(key: str) -> bool:
     return spec is not None and not spec.internal
 
 
+NOT_UTF8_RE = re.compile("[\udc80-\udcff]")
+
+
 def parse_option(key: str, raw: str) -> Any:
     """Strictly validate a command-line value; returns the parsed value.
 
@@ -482,9 +485,14 @@ def parse_option(key: str, raw: str) -> Any:
         raise FormatError(
             "property is not defined in schema and the schema does not allow additional properties"
         )
-    if key != "description" and ("\n" in str(raw) or "\r" in str(raw)):
+    text = str(raw)
+    if key != "description" and ("\n" in text or "\r" in text):
         raise FormatError("property contains a line feed")
-    return spec.parse(str(raw))
+    if key != "description" and NOT_UTF8_RE.search(text):
+        # bytes that are no UTF-8 reach us as surrogates (the command line's decoding); written
+        # out, they made a config that no command could read any more
+        raise FormatError("value is not valid UTF-8")
+    return spec.parse(text)
 
 
 def format_option(key: str, value: Any) -> str:

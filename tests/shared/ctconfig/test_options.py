@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from shared.ctconfig.options import (
@@ -279,3 +281,20 @@ def test_load_option_is_check_type() -> None:
         load_option("hostname", "a b")
     with pytest.raises(FormatError, match=r"^format error\nmp0\.mp: property is missing"):
         load_option("mp0", "local:1")
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("entrypoint", b"/sbin/init\x85"),
+        ("env", b"A=\x85"),
+        ("nameserver", b"fe80::1%\xff"),
+        ("mp2", b"local:0,mp=/d\xff"),
+        ("hostname", b"ct\xc3"),
+    ],
+)
+def test_a_value_that_is_no_utf8_is_refused(key: str, raw: bytes) -> None:
+    """Such bytes reach the command line's strings as surrogates: stored, they made a config
+    that every later command refused to read ('line N is not valid UTF-8')."""
+    with pytest.raises(FormatError, match="not valid UTF-8"):
+        parse_option(key, os.fsdecode(raw))
