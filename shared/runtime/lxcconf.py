@@ -11,10 +11,13 @@ AppArmor lines only where the host has AppArmor; bridges are attached with LXC's
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
+from ..errors import ConfigError
+from ..printable import printable
 from . import entrypoints
 from .cgroups import Layout, Limits, device_key, lxc_keys
 
@@ -127,6 +130,9 @@ class HostInfo:
 Lines = list[tuple[str, str]]
 
 
+BREAKS_LINE_RE = re.compile("[\r\n\0]")
+
+
 def generate(view: LxcView, host: HostInfo) -> str:
     lines = _base_lines(view, host) + _security_lines(view, host)
     lines += _identity_lines(view, host)
@@ -143,6 +149,11 @@ def generate(view: LxcView, host: HostInfo) -> str:
     lines += [("lxc.hook.pre-start", hook), ("lxc.hook.post-stop", hook)]
     log = paths.lxc_dir(view.vmid) / "lxc.log"
     lines += [("lxc.log.file", str(log)), ("lxc.log.level", "WARN")]
+    for key, value in lines:
+        if BREAKS_LINE_RE.search(key) or BREAKS_LINE_RE.search(value):
+            # LXC ends a line at CR as well: a value from a hand-edited config carrying one
+            # added keys of its own (lxc.rootfs.path = / gave the container the host's root)
+            raise ConfigError(f"invalid character in '{printable(key)} = {printable(value)}'")
     return "".join(f"{k} = {v}\n" for k, v in lines)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.ctconfig.config import parse_config
+from shared.errors import ConfigError
 from shared.runtime.cgroups import Layout
 from shared.runtime.ctview import lxc_view
 from shared.runtime.lxcconf import (
@@ -140,3 +141,20 @@ def test_veth_names_longer_than_ifnamsiz_are_left_to_lxc() -> None:
     assert veth_name(999999999, 31) is None  # 16 characters
     view = LxcView(vmid=999999999, nets=[NetView(index=31, name="eth0")])
     assert "veth.pair" not in generate(view, HostInfo(layout=Layout.V2))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "lxc.environment: A=b\rlxc.rootfs.path = /\rlxc.cap.drop =",
+        "lxc.apparmor.profile: unconfined\rlxc.rootfs.path = /",
+        "lxc.environment: A=b\0lxc.rootfs.path = /",
+    ],
+)
+def test_a_value_that_would_end_an_lxc_line_is_refused(config_dir: Path, line: str) -> None:
+    """LXC ends a line at CR too: a hand-edited config's raw value added its own keys (the
+    host's / as the container's root file system)."""
+    text = (GOLDEN / "basic.conf").read_bytes() + line.encode() + b"\n"
+    view = lxc_view(parse_config(text, VMID))
+    with pytest.raises(ConfigError, match=r"^invalid character in 'lxc\."):
+        generate(view, host(Layout.V2, config_dir))
