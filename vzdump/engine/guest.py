@@ -159,7 +159,11 @@ class GuestBackup:
         self.log.task_only(f"Backup started at {timestamp()}")
         running = lxcapi.is_running(self.vmid)
         self.log.info(f"status = {'running' if running else 'stopped'}")
-        self._lock()
+        if self._lock() != running:
+            # a pct start or stop held the config lock until it was done: the mode follows
+            # the state the lock now keeps (a "stop mode" backup of a started CT read it live)
+            running = not running
+            self.log.info(f"status = {'running' if running else 'stopped'} (changed meanwhile)")
         conf = store.load(self.vmid)
         mode = self.mode = self.mode if running else "stop"
         run = self._guest_run(conf, mode)
@@ -296,14 +300,17 @@ class GuestBackup:
             with modes.stop_mode(run, running, self.opts.stopwait) as snapdir:
                 yield snapdir
 
-    def _lock(self) -> None:
+    def _lock(self) -> bool:
+        """Set ``lock: backup``; whether the CT runs, read under the same config lock (start
+        and stop are refused from then on, so it stays so)."""
         with config_lock(self.vmid):
             conf = store.load(self.vmid)
             store.set_lock(conf, "backup")
             if self.owner is not None:
                 owners.update(self.owner, lock="backup", mode=self.mode)
             store.save(conf)
-        self.locked = True
+            self.locked = True
+            return lxcapi.is_running(self.vmid)
 
     def _unlock(self) -> None:
         if not self.locked:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -363,3 +365,31 @@ def test_hook_phases_and_environment(host: Host) -> None:
     msgs = log_messages(logfile(archive))
     assert "INFO: hook says backup-start" in msgs and "INFO: hook says log-end" not in msgs
     assert "INFO: hook says job-start" in res.lines and "INFO: hook says log-end" in res.lines
+
+
+def test_a_ct_started_while_the_backup_waits_for_its_lock_is_backed_up_running(
+    host: Host,
+) -> None:
+    """vzdump read 'stopped' before its lock; a pct start holding the config lock finished
+    first, and the running CT was archived live in 'stop mode' (raw volumes failed to mount)."""
+    ct = host.create(rootfs="local:1")
+    snippets = host.root / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True, exist_ok=True)
+    marker = host.root / "pre-start-running"
+    hook = snippets / "slow.sh"
+    hook.write_text(f'#!/bin/sh\n[ "$2" = pre-start ] && touch {marker} && sleep 3\nexit 0\n')
+    hook.chmod(0o755)
+    pct("set", str(ct.vmid), "--hookscript", "local:snippets/slow.sh")
+    starting = subprocess.Popen([str(BIN / "pct"), "start", str(ct.vmid)])
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():  # pct start holds the config lock, the CT is not up yet
+            assert time.monotonic() < deadline and starting.poll() is None
+            time.sleep(0.02)
+        res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend")
+    finally:
+        assert starting.wait(timeout=60) == 0
+    assert res.rc == 0, res.err
+    assert "INFO: status = stopped" in res.lines  # what it saw before the lock
+    assert "INFO: status = running (changed meanwhile)" in res.lines, res.err
+    assert "INFO: backup mode: suspend" in res.lines and ct.running()
