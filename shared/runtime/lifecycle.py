@@ -16,9 +16,11 @@ from .. import atomic, paths
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.pending import apply_pending
-from ..errors import CommandError, ConfigError, StateError
+from ..errors import CommandError, ConfigError, CtkitError, StateError
 from ..locks import config_lock
 from ..printable import printable
+from ..storage import loop
+from ..storage.api import volume_path
 from ..storage.hostreach import set_host_reach
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
@@ -32,6 +34,7 @@ from .startcheck import check_start_config
 from .volumes import allocator, free, size_of
 
 Log = Callable[[str], None]
+RELEASE_WAIT = 5.0  # seconds for a stopped container's loop devices to go
 START_TIMEOUT = 10.0
 
 
@@ -198,6 +201,21 @@ def thaw_if_frozen(vmid: int) -> None:
             cgroup.thaw()
 
 
+def wait_released(conf: Config, timeout: float = RELEASE_WAIT) -> None:
+    """LXC reports STOPPED a moment before the kernel lets go of the loop devices of the
+    container's raw volumes (its mount namespace goes last): whatever mounts one next (a start,
+    a stop-mode backup) failed on it. Wait until they are gone (bounded)."""
+    for mp in conf.mountpoints():
+        if mp.type != "volume":
+            continue
+        try:
+            path = volume_path(mp.volume)
+        except CtkitError:
+            continue
+        if path.is_file():
+            loop.wait_unused(path, timeout)
+
+
 def stop(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
     """Hard stop (``lxc-stop --kill``)."""
     conf = _check_stop(vmid, skiplock, f"CT {vmid} not running")
@@ -206,6 +224,7 @@ def stop(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
     lxcapi.container(vmid).stop()
     if not lxcapi.wait_state(vmid, "STOPPED", 30):
         raise CommandError(f"unable to stop CT {vmid}")
+    wait_released(conf)
 
 
 def shutdown(
@@ -224,13 +243,13 @@ def shutdown(
     ct = lxcapi.container(vmid)
     # python-lxc's shutdown(0) only sends the signal and reports success: judge by the state
     ct.shutdown(timeout)
-    if lxcapi.wait_state(vmid, "STOPPED", 1):
-        return
-    if not force_stop:
-        raise StateError("container did not stop")
-    ct.stop()
-    if not lxcapi.wait_state(vmid, "STOPPED", 30):
-        raise CommandError(f"unable to stop CT {vmid}")
+    if not lxcapi.wait_state(vmid, "STOPPED", 1):
+        if not force_stop:
+            raise StateError("container did not stop")
+        ct.stop()
+        if not lxcapi.wait_state(vmid, "STOPPED", 30):
+            raise CommandError(f"unable to stop CT {vmid}")
+    wait_released(conf)
 
 
 def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None:

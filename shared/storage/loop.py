@@ -58,6 +58,18 @@ def devices_for(image: Path) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+def wait_unused(image: Path, timeout: float) -> bool:
+    """Wait until no loop device is backed by ``image`` (sysfs, no process per look); False if
+    one still is after ``timeout`` seconds."""
+    real = Path(os.path.realpath(image))
+    deadline = time.monotonic() + timeout
+    while any(backing_file(dev.name) == real for dev in Path("/sys/block").glob("loop*")):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 # --- mounts ---------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from .conftest import (
     BIN,
     CT,
     Host,
+    archives,
     log_messages,
     logfile,
     member_text,
@@ -393,3 +394,27 @@ def test_a_ct_started_while_the_backup_waits_for_its_lock_is_backed_up_running(
     assert "INFO: status = stopped" in res.lines  # what it saw before the lock
     assert "INFO: status = running (changed meanwhile)" in res.lines, res.err
     assert "INFO: backup mode: suspend" in res.lines and ct.running()
+
+
+def test_stop_mode_waits_for_the_loop_device_a_stop_leaves_behind(
+    host: Host, tmp_path: Path
+) -> None:
+    """LXC reports STOPPED a moment before the kernel lets go of the container's raw volume:
+    a backup that took its lock in that moment (after a concurrent pct stop) failed to mount
+    it. Here the test holds the volume mounted for that moment, a little longer."""
+    ct = host.create(rootfs="local:1")
+    image = ct.volume()
+    held = tmp_path / "held"
+    held.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(held)], check=True)
+    try:
+        proc = subprocess.Popen(
+            [str(BIN / "vzdump"), str(ct.vmid), "--dumpdir", str(host.dumpdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        time.sleep(1.5)
+    finally:
+        subprocess.run(["umount", str(held)], check=True)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert len(archives(host.dumpdir, ct.vmid)) == 1
