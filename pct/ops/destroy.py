@@ -67,8 +67,20 @@ def destroy(
         store.remove(vmid)
 
 
+def _owned_volumes(conf: Config) -> list[str]:
+    """Every volume the config names: current, pending, unused, and those only a snapshot still
+    names (a mount point deleted or replaced after the snapshot). Proxmox leaves the last kind
+    behind, named by nothing once the config is gone."""
+    vols = referenced_volumes(conf)
+    for snap in conf.snapshots.values():
+        for mp in snap.mountpoints():
+            if mp.type == "volume" and mp.volume not in vols:
+                vols.append(mp.volume)
+    return vols
+
+
 def _free_volumes(conf: Config, unreferenced: bool, log: Log) -> None:
-    for volid in referenced_volumes(conf):
+    for volid in _owned_volumes(conf):
         if volume_owner(volid) != conf.vmid:
             log(f"ignore deletion of '{volid}', CT {conf.vmid} isn't the owner!")
             continue

@@ -191,3 +191,17 @@ def test_destroy_unmounts_a_leftover_staging_mount_first(
     pct("destroy", vmid)
     assert not image.exists()
     assert leftovers(ctroot) == []
+
+
+def test_destroy_frees_a_volume_only_a_snapshot_still_names(
+    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str, ctroot: Path
+) -> None:
+    """A mount point deleted after a snapshot is named by that snapshot alone: destroy left
+    it (and its snapshot) on the storage, named by nothing."""
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:1",
+        "--mp1", f"{btrfs_storage}:0.1,mp=/m1")  # fmt: skip
+    pct("snapshot", vmid, "s1")
+    pct("set", vmid, "--delete", "mp1")
+    pct("destroy", vmid)
+    images = ctroot / f"mnt/bt/images/{vmid}"
+    assert not images.exists() or sorted(p.name for p in images.iterdir()) == []
