@@ -19,7 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .stallguard import StallGuard
+from .stallguard import StallGuard, shut_down
 
 MARK = "response headers stalled"
 
@@ -39,7 +39,7 @@ class _Bounded:
 
         read = self.timeout if isinstance(self.timeout, int | float) else 0
         limit = max(owner.STALL_LIMIT, 4 * read)
-        guard = StallGuard(self.sock, limit)
+        guard = StallGuard(shut_down(self.sock), limit)
         with guard:
             try:
                 response = super().getresponse()  # type: ignore[misc]

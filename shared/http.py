@@ -29,7 +29,7 @@ from .digest import DigestRing
 from .errors import DownloadError, StorageError
 from .headerbound import MARK as HEADERS_STALLED
 from .headerbound import bound_headers
-from .stallguard import StallGuard
+from .stallguard import StallGuard, shut_down
 from .writeback import start_writeback
 
 CHUNK_SIZE = 1 << 20
@@ -381,7 +381,7 @@ class Downloader:
             self._check_space(target.path, expected)
         done = offset
         readinto = _body_readinto(resp)
-        guard = StallGuard(_socket_of(resp), max(STALL_LIMIT, 4 * self.timeout[1]))
+        guard = StallGuard(shut_down(_socket_of(resp)), max(STALL_LIMIT, 4 * self.timeout[1]))
         with (
             guard,
             target.open(offset) as fh,

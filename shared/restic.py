@@ -289,6 +289,25 @@ class Streamed:
                 )
             raise failure(self.repo, err, rc)
 
+    def stop_soon(self) -> None:
+        """From another thread (a stall guard): SIGINT, and SIGKILL 10 s later if restic is
+        still there (one blocked on a hung server may not act on SIGINT); the reading thread
+        sees the end of its output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            timer = threading.Timer(10.0, self._kill_if_running)
+            timer.daemon = True
+            timer.start()
+
+    def _kill_if_running(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def finish_quietly(self) -> None:
+        """Reap a restic that was stopped (its exit says nothing the caller does not know)."""
+        self.proc.wait()
+        self._drain.join(timeout=5)
+
     def kill(self) -> None:
         """Stop restic (SIGINT first: it then removes its lock), then reap it."""
         if self.proc.poll() is None:

@@ -1,8 +1,10 @@
 """A bound on a transfer that trickles: the read timeout bounds each wait for data, so a server
 that sends a byte now and then, just inside it, could hold a download (and the lock it runs
 under) for days. The guard watches the reads from a thread of its own; when no read has
-completed for ``limit`` seconds it shuts the socket down, which ends the blocked read, and the
-transfer fails as a stalled one (and is retried, resuming, like a dropped connection)."""
+completed for ``limit`` seconds it acts (for a socket: shuts it down, which ends the blocked
+read, and the transfer fails as a stalled one and is retried, resuming, like a dropped
+connection; for a child such as restic: stops it).
+"""
 
 from __future__ import annotations
 
@@ -10,19 +12,32 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 
+def shut_down(sock: socket.socket | None) -> Callable[[], None] | None:
+    """What a guard does to a stalled socket (None: there is none to watch)."""
+    if sock is None:
+        return None
+
+    def act() -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    return act
+
+
 class StallGuard:
-    def __init__(self, sock: socket.socket | None, limit: float) -> None:
-        self.sock, self.limit = sock, limit
+    def __init__(self, on_stall: Callable[[], None] | None, limit: float) -> None:
+        self.on_stall, self.limit = on_stall, limit
         self.fired = False
         self._last = time.monotonic()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> StallGuard:
-        if self.sock is not None:
+        if self.on_stall is not None:
             self._thread = threading.Thread(target=self._watch, name="stall-guard", daemon=True)
             self._thread.start()
         return self
@@ -42,10 +57,9 @@ class StallGuard:
         self._last = time.monotonic()
 
     def _watch(self) -> None:
-        assert self.sock is not None
+        assert self.on_stall is not None
         while not self._done.wait(min(self.limit / 4, 5.0)):
             if time.monotonic() - self._last > self.limit:
                 self.fired = True
-                with contextlib.suppress(OSError):
-                    self.sock.shutdown(socket.SHUT_RDWR)
+                self.on_stall()
                 return

@@ -71,11 +71,11 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> 
 
 
 @contextlib.contextmanager
-def running(argv: list[str], port: int) -> Iterator[None]:
+def running(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_port(port, proc)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:

@@ -30,6 +30,7 @@ from typing import Any
 from shared import paths, restic, resticgate, signals
 from shared.archive.idmap import IdMapEntry
 from shared.errors import CtkitError, StorageError
+from shared.stallguard import StallGuard
 from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
 from shared.tasklog import Progress, human_bytes
@@ -37,6 +38,10 @@ from shared.tasklog import Progress, human_bytes
 from . import resticexclude
 
 FORGET_WAIT = 600.0  # seconds a failed backup waits to forget its snapshot
+# a backup whose counters stand still this long is stopped: restic has no timeout of its own,
+# and one waiting on a hung server held the node's backup lock (and a stop-mode CT down) for good
+RESTIC_STALL = 1800.0
+RESTIC_PENDING = 256 << 20  # bytes restic may still have to upload once its counters stop
 
 Log = Callable[[str], None]
 CONFIG_DIR = "config"
@@ -218,10 +223,11 @@ def _stream_backup(
 ) -> None:
     with signals.held():  # a signal now is only noted: restic never runs on unwatched
         proc = restic.start(run.store.repo, args, cwd=stage)
+    guard = StallGuard(proc.stop_soon, stall_limit(run.bwlimit))
     try:
         signals.raise_if_interrupted()
-        with Progress(f"backup of CT {run.vmid}", interval=30.0) as prog:
-            seen = 0
+        with guard, Progress(f"backup of CT {run.vmid}", interval=30.0) as prog:
+            seen, mark = 0, None
             for item in proc.json_lines():
                 kind = item.get("message_type")
                 if kind == "status":
@@ -229,17 +235,38 @@ def _stream_backup(
                     if done > seen:
                         prog.update(done - seen)
                         seen = done
-                elif kind == "summary":
+                    now = (done, item.get("files_done"), item.get("total_files"))
+                    if now != mark:  # restic repeats its status while it waits
+                        guard.progress()
+                        mark = now
+                    continue
+                guard.progress()
+                if kind == "summary":
                     summary.update(item)
                 elif kind == "error":
                     err = item.get("error")
                     what = err.get("message") if isinstance(err, dict) else err
                     log(f"WARN: restic: {item.get('item', '')}: {what}")
+        if guard.fired:
+            proc.finish_quietly()
+            raise StorageError(
+                f"restic storage '{run.store.id}': the backup made no progress for "
+                f"{guard.limit:.0f} s (a hung server?) - restic stopped"
+            )
         proc.finish()
     except BaseException:
         with signals.held():
             proc.kill()
         raise
+
+
+def stall_limit(bwlimit_kib: int) -> float:
+    """How long a backup may show no progress: restic's counters stand still while the last
+    packs go up (and while it waits for a hung server); with an upload limit that can take a
+    while, so at least twice what that limit sends of RESTIC_PENDING."""
+    if bwlimit_kib <= 0:
+        return RESTIC_STALL
+    return max(RESTIC_STALL, 2 * RESTIC_PENDING / (bwlimit_kib * 1024))
 
 
 def _forget_partial(run: ResticRun, summary: dict[str, Any], log: Log) -> None:
