@@ -6,12 +6,17 @@ it busy returns at once, so a job never runs twice), visits every job sorted by 
 
 1. skip it if ``node`` is set and is not this node;
 2. record config changes: a job seen for the first time gets a ``created`` state, and a changed
-   ``schedule`` or ``enabled`` marks the state ``updated`` (the next event counts from then);
+   ``schedule`` or ``enabled`` marks the state ``updated`` (the next event counts from then).
+   An unreadable state file is rewritten as ``created`` now (logged): read as created in 1970
+   it would make the job late and run it at once, off its schedule;
 3. skip it if disabled, or if its previous run is still going (its per-job lock is held, or its
-   state is ``started`` with a live PID, checked in /proc against the UPID's process start
-   time). A ``started`` state whose process is gone is closed as ``job died unexpectedly``;
+   state is ``started`` with a UPID whose PID lives with the process start time the UPID
+   names; a PID without one proves nothing). A ``started`` state whose process is gone is
+   closed as ``job died unexpectedly``;
 4. the next event after the last runtime (last start, or the last config change) is due when
-   it is not later than now. Due jobs run one at a time, with ``quiet 1`` and ``job-id`` set
+   it is not later than now. A last runtime later than now (beyond ``CLOCK_TOLERANCE``; left by
+   a run while the clock was wrong) is logged and marked ``updated`` now, or the job would wait
+   silently until then. Due jobs run one at a time, with ``quiet 1`` and ``job-id`` set
    (:func:`vzdump.jobs.config.job_params`), through the ``runner`` callable the caller passes.
    The state goes ``starting`` → ``started`` (PID, UPID, start time = the new last runtime) →
    ``stopped`` with ``OK``, the job error, or ``job errors`` when guests failed.
@@ -28,6 +33,9 @@ by a loaded host does not drop a backup. For a missed event:
 * ``repeat-missed 1``: the job runs once, however many events were missed;
 * ``repeat-missed 0``: the missed events are skipped (logged); if an event within the grace
   window is due the job runs for it, otherwise the state is marked ``updated`` now.
+
+A job the pass cannot handle (an exception while visiting it) is logged as ``error`` and the
+pass goes on with the next job: one bad file never keeps the others from running.
 
 ``now`` is injectable everywhere; with a fixed ``now`` the clock does not advance during a pass.
 """
@@ -74,6 +82,7 @@ class Outcome(enum.StrEnum):
     MISSED = "missed"  # missed events skipped (repeat-missed 0), nothing run
     OK = "ok"  # ran, result OK
     FAILED = "failed"  # ran (or failed to start), result not OK
+    ERROR = "error"  # the scheduler could not handle the job (logged); the pass went on
 
 
 def _stderr_log(message: str) -> None:
@@ -113,17 +122,16 @@ def make_upid(pid: int, job_id: str, started: int, node: str | None = None) -> s
 
 
 def run_alive(st: JobState) -> bool:
-    """Is the run recorded in ``st`` still going? (its PID lives, and is the same process)"""
+    """Is the run recorded in ``st`` still going? Only a UPID that names the PID and its
+    process start time is trusted: a bare PID (``{"pid": 1}``) may be any process by now, and
+    one that never dies would block the job for ever."""
     match = UPID_RE.match(st.upid or "")
-    pid = st.pid if st.pid is not None else int(match.group(1), 16) if match else None
-    if pid is None:
+    if match is None:
         return False
-    pstart = process_start(pid)
-    if pstart is None:
+    pid, pstart = int(match.group(1), 16), int(match.group(2), 16)
+    if pstart == 0 or (st.pid is not None and st.pid != pid):
         return False
-    if match and int(match.group(1), 16) == pid and int(match.group(2), 16):
-        return pstart == int(match.group(2), 16)
-    return True
+    return process_start(pid) == pstart
 
 
 # --- the scheduler's own book: heartbeat and config fingerprints ------------------------------
@@ -184,6 +192,11 @@ def record_job_change(
         book.jobs[section.id] = fingerprint
     if not state.state_path(section.id).exists():
         state.create_state(section.id, now=when)
+    elif state.load_state(section.id) is None:
+        # read as created at 0, the first event after 1970 would be late and run at once
+        state.create_state(section.id, now=when)
+        if log is not None:
+            log(f"job '{section.id}': state file unreadable - counted as a new job from now")
     elif known is not None and known != fingerprint:
         state.mark_updated(section.id, now=when)
         if log is not None:
@@ -278,7 +291,11 @@ def _run_pass(
     jobs = sorted((s for s in cfg.sections if s.type in config.SCHEDULED_TYPES), key=lambda s: s.id)
     with signals.interruptible():  # a job reports a signal as its error; the pass stops too
         for section in jobs:
-            outcome = _visit(section, ctx)
+            try:
+                outcome = _visit(section, ctx)
+            except Exception as err:  # one job's bad state or config never stops the others
+                log(f"job '{section.id}': error - {_one_line(err)}")
+                outcome = Outcome.ERROR
             outcomes.append((section.id, outcome))
             if outcome in (Outcome.OK, Outcome.FAILED):
                 _heartbeat(clock())
@@ -323,9 +340,15 @@ def _consider(section: Section, ctx: _Pass) -> Outcome:
     """Decide on a job that is enabled, on this node and idle; run it when due."""
     job_id = section.id
     event = config.schedule(section)
-    last = dt.datetime.fromtimestamp(state.read_state(job_id).last_runtime(), ctx.zone)
-    due = calendar.next_event(event, last, ctx.zone)
     now = ctx.clock()
+    st = state.read_state(job_id)
+    if st.from_future(_ts(now)):
+        # left by a run while the clock was wrong: waiting for it would stop the job until then
+        ahead = dt.datetime.fromtimestamp(st.last_runtime(), ctx.zone)
+        ctx.log(f"job '{job_id}': last run time {_fmt(ahead)} is in the future - counted from now")
+        st = state.mark_updated(job_id, now=_ts(now))
+    last = dt.datetime.fromtimestamp(st.last_runtime(), ctx.zone)
+    due = calendar.next_event(event, last, ctx.zone)
     if due is None or due > now:
         return Outcome.NOT_DUE
     cutoff = ctx.start - dt.timedelta(seconds=MISSED_GRACE)

@@ -515,3 +515,118 @@ def test_the_book_forgets_deleted_jobs(ctroot: Path, log: list[str]) -> None:
     assert set(json.loads(scheduler.book_path().read_text())["jobs"]) == {"backup-a"}
     scheduler.forget_job("backup-a")
     assert not state.state_path("backup-a").exists()
+
+
+# --- bad state files, a clock set back ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"state":"stopped","time":Infinity}',
+        '{"state":"stopped","updated":99999999999999999999}',
+        '{"state":"stopped","updated":-99999999999999}',
+        '{"state":"stopped","time":1e300}',
+    ],
+)
+def test_a_bad_state_file_does_not_stop_the_pass(
+    ctroot: Path, log: list[str], content: str
+) -> None:
+    """One job's state file that no datetime can hold: that job counts from now (logged), the
+    next job still runs, and `job list` shows both (it raised OverflowError/ValueError)."""
+    from vzdump.jobs import manage
+
+    write_jobs(job("backup-a"), job("backup-b"))
+    state.create_state("backup-b", now=ts("2024-01-05 12:00:00"))
+    state.state_path("backup-a").write_text(content)
+    runner = Recorder()
+    now = at("2024-01-06 02:00:30")
+    out = scheduler.run_due(now, runner=runner, log=log.append)
+    assert out == [("backup-a", Outcome.NOT_DUE), ("backup-b", Outcome.OK)]
+    assert [c[0] for c in runner.calls] == ["backup-b"]
+    assert "job 'backup-a': state file unreadable - counted as a new job from now" in log
+    assert state_json("backup-a") == {"state": "created", "time": ts("2024-01-06 02:00:30")}
+    state.state_path("backup-a").write_text(content)
+    rows = manage.job_rows(now)
+    assert [(r["id"], r["next-run"]) for r in rows] == [
+        ("backup-a", ts("2024-01-07 02:00:00")),
+        ("backup-b", ts("2024-01-07 02:00:00")),
+    ]
+
+
+def test_a_job_that_cannot_be_handled_is_logged_and_the_pass_goes_on(
+    ctroot: Path, log: list[str]
+) -> None:
+    write_jobs(job("backup-a"), job("backup-b"))
+    state.create_state("backup-b", now=ts("2024-01-05 12:00:00"))
+    state.state_path("backup-a").mkdir()  # a directory where the state file should be
+    runner = Recorder()
+    out = scheduler.run_due(at("2024-01-06 02:00:30"), runner=runner, log=log.append)
+    assert out == [("backup-a", Outcome.ERROR), ("backup-b", Outcome.OK)]
+    assert [c[0] for c in runner.calls] == ["backup-b"]
+    assert any(line.startswith("job 'backup-a': error - ") for line in log), log
+
+
+def test_a_pid_without_a_upid_is_not_a_live_run(ctroot: Path, log: list[str]) -> None:
+    """`{"state":"started","pid":1}`: PID 1 lives for ever, but nothing says it is the run."""
+    write_jobs(job())
+    state.state_path("backup-a").parent.mkdir(parents=True)
+    state.state_path("backup-a").write_text(
+        json.dumps({"state": "started", "pid": 1, "started": ts("2024-01-05 02:00:00")})
+    )
+    assert not scheduler.run_alive(state.read_state("backup-a"))
+    # a UPID naming another PID does not vouch for this one either
+    upid = scheduler.make_upid(os.getpid(), "backup-a", ts("2024-01-05 02:00:00"))
+    assert not scheduler.run_alive(state.JobState(state="started", upid=upid, pid=1))
+    assert scheduler.run_alive(state.JobState(state="started", upid=upid, pid=os.getpid()))
+    runner = Recorder()
+    out = scheduler.run_due(at("2024-01-06 02:00:30"), runner=runner, log=log.append)
+    assert out == [("backup-a", Outcome.OK)] and len(runner.calls) == 1
+    assert "job 'backup-a': previous run (pid 1) job died unexpectedly" in log
+
+
+def test_a_truncated_state_file_counts_from_now(ctroot: Path, log: list[str]) -> None:
+    """It read as created in 1970: the first Monday 03:00 since then was late, and the job ran
+    at once, off its schedule."""
+    write_jobs(job(schedule="mon 03:00"))
+    state.create_state("backup-a", now=ts("2024-01-01 12:00:00"))
+    runner = Recorder()
+    scheduler.run_due(at("2024-01-03 11:59:00"), runner=runner, log=log.append)  # a heartbeat
+    state.state_path("backup-a").write_text('{"state": "stop')
+    now = at("2024-01-03 12:00:00")  # a Wednesday
+    assert scheduler.run_due(now, runner=runner, log=log.append) == [("backup-a", Outcome.NOT_DUE)]
+    assert runner.calls == []
+    assert "job 'backup-a': state file unreadable - counted as a new job from now" in log
+    assert state_json() == {"state": "created", "time": ts("2024-01-03 12:00:00")}
+    out = scheduler.run_due(at("2024-01-08 03:00:10"), runner=runner, log=log.append)
+    assert out == [("backup-a", Outcome.OK)]
+
+
+def test_a_last_run_in_the_future_counts_from_now(ctroot: Path, log: list[str]) -> None:
+    """A run while the clock was 200 days ahead: the job waited until then, silently."""
+    write_jobs(job())
+    now = at("2024-01-06 01:00:00")
+    future = now + dt.timedelta(days=200)
+    state.create_state("backup-a", now=ts("2024-01-01 12:00:00"))
+    state.mark_started("backup-a", pid=dead_pid(), now=int(future.timestamp()))
+    state.mark_stopped("backup-a", "OK", now=int(future.timestamp()))
+    runner = Recorder()
+    assert scheduler.run_due(now, runner=runner, log=log.append) == [("backup-a", Outcome.NOT_DUE)]
+    expected = f"job 'backup-a': last run time {future:%Y-%m-%d %H:%M:%S} is in the future"
+    assert any(line.startswith(expected) for line in log), log
+    assert state_json()["updated"] == ts("2024-01-06 01:00:00")
+    out = scheduler.run_due(at("2024-01-06 02:00:10"), runner=runner, log=log.append)
+    assert out == [("backup-a", Outcome.OK)] and len(runner.calls) == 1
+
+
+def test_a_last_run_a_moment_ahead_is_left_alone(ctroot: Path, log: list[str]) -> None:
+    """Within the tolerance (another process read the clock a moment later): no rewrite."""
+    write_jobs(job())
+    now = at("2024-01-06 01:00:00")
+    state.create_state("backup-a", now=ts("2024-01-06 01:00:00") + state.CLOCK_TOLERANCE)
+    before = state.state_path("backup-a").read_text()
+    assert scheduler.run_due(now, runner=Recorder(), log=log.append) == [
+        ("backup-a", Outcome.NOT_DUE)
+    ]
+    assert state.state_path("backup-a").read_text() == before
+    assert not any("future" in line for line in log)

@@ -163,7 +163,8 @@ def run_due(
     outcomes = scheduler.run_due(_now(), runner=runner, first_pass=bool(first_pass))
     for job_id, outcome in outcomes:
         print(f"{job_id}: {outcome}")
-    failed = [job_id for job_id, outcome in outcomes if outcome is scheduler.Outcome.FAILED]
+    bad = (scheduler.Outcome.FAILED, scheduler.Outcome.ERROR)
+    failed = [job_id for job_id, outcome in outcomes if outcome in bad]
     if failed:
         raise JobError(f"job(s) failed: {', '.join(failed)}")
 

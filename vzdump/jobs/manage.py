@@ -109,7 +109,10 @@ def _row(section: Section, now: dt.datetime) -> dict[str, Any]:
     st = read_state(section.id)
     nxt = None
     if config.is_enabled(section):
-        after = dt.datetime.fromtimestamp(st.last_runtime() or now.timestamp(), now.tzinfo)
+        stamp = int(now.timestamp())
+        # none yet, or ahead of now (the clock was set back): from now, as the scheduler counts
+        last = st.last_runtime() if st.last_runtime() and not st.from_future(stamp) else stamp
+        after = dt.datetime.fromtimestamp(last, now.tzinfo)
         event = next_event(config.schedule(section), after)
         nxt = int(event.timestamp()) if event else None
     return {

@@ -4,13 +4,18 @@ The scheduler moves a job through ``created`` → ``starting`` → ``started`` (
 UPID or PID) → ``stopped`` (with the result message). The keys Proxmox uses (``state``,
 ``time``, ``upid``, ``msg``, ``updated``) keep their meaning; ``pid``, ``started`` and
 ``finished`` are ctkit's additions. Writes are atomic; a missing or unreadable file reads as a
-fresh ``created`` state, so one bad file never stops the scheduler.
+fresh ``created`` state (:func:`load_state` tells them apart: the scheduler rewrites an
+unreadable one as created now), so one bad file never stops the scheduler. Times are accepted
+only as epoch seconds from 1970 to 2106 (a UPID holds them in 8 hex digits) and PIDs only up to
+the kernel's limit: anything else (``Infinity``, ``1e300``, negative) is malformed, since
+``datetime.fromtimestamp`` of it would raise in every pass.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time as _time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -20,6 +25,10 @@ from shared import atomic, paths
 from shared.formats.types import check_configid
 
 STATES = ("created", "starting", "started", "stopped")
+EPOCH_MAX = 0xFFFFFFFF  # 2106-02-07: the last second a UPID's 8 hex digits can hold
+PID_MAX = 1 << 22  # the kernel's PID_MAX_LIMIT
+CLOCK_TOLERANCE = 120  # seconds a last runtime may lie ahead of now (another process's clock read)
+_LIMITS = {"pid": (1, PID_MAX)}  # every other int field is an epoch time
 
 
 @dataclass
@@ -41,15 +50,20 @@ class JobState:
             return self.started
         return self.time
 
+    def from_future(self, now: int) -> bool:
+        """Does the last runtime lie ahead of ``now``? (the clock was set back since, or was
+        wrong during that run): the next event would not come until then."""
+        return self.last_runtime() > now + CLOCK_TOLERANCE
+
     def to_json(self) -> str:
         data = {k: v for k, v in asdict(self).items() if v is not None}
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_data(cls, data: Any) -> JobState:
-        """Build from decoded JSON; anything malformed gives the default state."""
+    def from_data(cls, data: Any) -> JobState | None:
+        """Build from decoded JSON; None when anything is malformed or out of range."""
         if not isinstance(data, dict) or data.get("state") not in STATES:
-            return cls()
+            return None
         kinds = {"state": str, "upid": str, "msg": str}
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -58,11 +72,20 @@ class JobState:
                 continue
             wanted = kinds.get(f.name, int)
             if wanted is int and isinstance(value, float):
-                value = int(value)
+                if not math.isfinite(value):  # int() of them raises OverflowError/ValueError
+                    return None
+                value = int(value)  # Proxmox writes some times as floats
             if not isinstance(value, wanted) or isinstance(value, bool):
-                return cls()
+                return None
+            if isinstance(value, int) and not _in_range(f.name, value):
+                return None
             values[f.name] = value
         return cls(**values)
+
+
+def _in_range(name: str, value: int) -> bool:
+    low, high = _LIMITS.get(name, (0, EPOCH_MAX))
+    return low <= value <= high
 
 
 def state_path(job_id: str) -> Path:
@@ -70,12 +93,18 @@ def state_path(job_id: str) -> Path:
     return paths.jobs_state_dir() / f"vzdump-{job_id}.json"
 
 
-def read_state(job_id: str) -> JobState:
+def load_state(job_id: str) -> JobState | None:
+    """The state on disk; None when the file is missing, unreadable or malformed."""
     try:
         raw = state_path(job_id).read_text(encoding="utf-8")
         return JobState.from_data(json.loads(raw))
-    except (OSError, ValueError):
-        return JobState()
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
+        return None
+
+
+def read_state(job_id: str) -> JobState:
+    """The state, or the default ``created`` one when there is none that can be read."""
+    return load_state(job_id) or JobState()
 
 
 def write_state(job_id: str, state: JobState) -> None:
@@ -135,9 +164,12 @@ def remove_state(job_id: str) -> None:
 
 
 __all__ = [
+    "CLOCK_TOLERANCE",
+    "EPOCH_MAX",
     "STATES",
     "JobState",
     "create_state",
+    "load_state",
     "mark_started",
     "mark_starting",
     "mark_stopped",

@@ -261,6 +261,27 @@ def test_remove(cli: Cli) -> None:
     assert (res.rc, res.err) == (3, "job 'nightly' does not exist\n")
 
 
+def test_a_bad_state_file_breaks_no_command(cli: Cli) -> None:
+    """`"time": Infinity` in one state file: `job list`, `job set` and the scheduler pass
+    crashed with a traceback; a job the pass cannot handle fails the pass (exit 13), not the
+    jobs after it."""
+    for job_id in ("a0", "a1"):
+        cli.ok("job", "add", job_id, "--schedule", "02:00", "--vmid", "100", now=T0)
+    cli.state_path("a0").write_text('{"state":"stopped","time":Infinity}\n')
+    assert [r["id"] for r in cli.job_list(now=T0)] == ["a0", "a1"]
+    cli.ok("job", "set", "a0", "--comment", "x", now=T0)
+    cli.state_path("a0").write_text('{"state":"stopped","updated":99999999999999999999}\n')
+    res = cli.ok("scheduler", "run-due", now="2030-01-05T10:01:00")
+    assert res.out == "a0: not-due\na1: not-due\n"
+    assert "job 'a0': state file unreadable - counted as a new job from now" in res.err_lines
+    cli.state_path("a0").unlink()
+    cli.state_path("a0").mkdir()  # cannot even be rewritten
+    res = cli.vzdump("scheduler", "run-due", now="2030-01-05T10:02:00")
+    assert (res.rc, res.out) == (13, "a0: error\na1: not-due\n"), res.err
+    assert res.err_lines[-1] == "job(s) failed: a0"
+    cli.state_path("a0").rmdir()
+
+
 def test_bad_test_clock_is_reported(cli: Cli) -> None:
     res = cli.vzdump("job", "list", now="yesterday")
     assert (res.rc, res.err) == (1, "CTKIT_SCHEDULER_NOW: invalid ISO 8601 time 'yesterday'\n")

@@ -101,6 +101,17 @@ def test_failed_start(ctroot: Path) -> None:
         '{"state": "started", "time": "yesterday"}',
         '{"state": "started", "pid": true}',
         '{"time": 5}',
+        # times no datetime can hold (fromtimestamp raised in every scheduler pass)
+        '{"state": "stopped", "time": Infinity}',
+        '{"state": "stopped", "time": -Infinity}',
+        '{"state": "stopped", "time": NaN}',
+        '{"state": "stopped", "time": 1e300}',
+        '{"state": "stopped", "updated": 99999999999999999999}',
+        '{"state": "stopped", "updated": -99999999999999}',
+        '{"state": "stopped", "started": 4294967296}',
+        '{"state": "started", "pid": 0}',
+        '{"state": "started", "pid": 99999999999}',
+        "[" * 100_000,
     ],
 )
 def test_corrupt_file_reads_as_created(ctroot: Path, content: str) -> None:
@@ -108,6 +119,19 @@ def test_corrupt_file_reads_as_created(ctroot: Path, content: str) -> None:
     path.parent.mkdir(parents=True)
     path.write_text(content, encoding="utf-8")
     assert state.read_state("backup-4") == JobState()
+    assert state.load_state("backup-4") is None  # told apart from a good state
+
+
+def test_load_state_tells_missing_and_good_apart(ctroot: Path) -> None:
+    assert state.load_state("backup-4") is None
+    state.create_state("backup-4", now=state.EPOCH_MAX)
+    assert state.load_state("backup-4") == JobState(state="created", time=state.EPOCH_MAX)
+
+
+def test_a_last_runtime_ahead_of_now_is_from_the_future(ctroot: Path) -> None:
+    st = JobState(state="stopped", started=10_000)
+    assert not st.from_future(10_000 - state.CLOCK_TOLERANCE)  # another process's clock read
+    assert st.from_future(10_000 - state.CLOCK_TOLERANCE - 1)
 
 
 def test_invalid_utf8_reads_as_created(ctroot: Path) -> None:
