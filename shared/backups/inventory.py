@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.printable import printable
 from shared.storage import resticbackups
 from shared.storage.api import backup_storage
 from shared.storage.listing import VolumeEntry, list_backups
@@ -25,8 +26,10 @@ class BackupRow:
 
     @property
     def notes_line(self) -> str:
-        """The first line of the notes, as Proxmox's listing shows them."""
-        return (self.entry.notes or "").split("\n", 1)[0]
+        """The first line of the notes, as Proxmox's listing shows them, printable: notes come
+        from whoever writes the storage (a restic tag any writer of a shared repository sets),
+        and a terminal would obey escape sequences in them."""
+        return printable((self.entry.notes or "").split("\n", 1)[0])
 
     def as_dict(self) -> dict[str, Any]:
         e, v = self.entry, self.verification

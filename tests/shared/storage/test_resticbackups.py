@@ -16,11 +16,20 @@ from shared.storage.api import list_backups
 from shared.storage.resticplugin import ResticStorage
 
 
-def backup(store: ResticStorage, source: Path, tags: str, when: str, tz: str = "UTC") -> None:
+def backup(
+    store: ResticStorage,
+    source: Path,
+    tags: str,
+    when: str,
+    tz: str = "UTC",
+    host: str | None = None,
+) -> None:
+    """A snapshot written by restic itself, as any writer of a shared repository can."""
     env = {**store.repo.environment(), "TZ": tz}
+    hostarg = ["--host", host] if host is not None else []
     subprocess.run(
         ["restic", "--quiet", *store.repo.global_args(), "backup", "--tag", tags,
-         "--time", when, str(source)],
+         "--time", when, *hostarg, str(source)],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
 
