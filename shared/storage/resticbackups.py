@@ -3,7 +3,7 @@
 A vzdump snapshot carries the tags ``vzdump``, ``type=lxc``, ``vmid=<vmid>``, ``size=<bytes>``,
 ``time=<its time>`` and, when set, ``protected`` and ``notes=<base64url>`` (restic 0.14 has no
 snapshot description, and a tag may hold no comma or newline). Its time is the backup's start
-to the second, in UTC, so the volume id (Proxmox's PBS form) names exactly one snapshot; the
+to the second, in UTC, so the volume id (Proxmox's PBS form) names one snapshot of a host; the
 ``time`` tag lets a restic command select it without a lookup first (``latest`` with the tags
 of :func:`selector`; backups written before that tag have to be looked up). Snapshots
 without the ``vzdump`` tag are not ours and never listed or touched. Each snapshot keeps the
@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import restic
+from .. import paths, restic
 from ..errors import NotFoundError, StorageError
 from ..formats.archivename import ArchiveInfo, backup_basename
+from ..printable import printable
 from .listing import VolumeEntry
 from .resticplugin import ResticStorage
 from .volid import VolName
@@ -187,15 +188,26 @@ def list_backups(
 
 
 def find(store: ResticStorage, volname: str) -> Snapshot:
-    """The one snapshot a volume name names (NotFoundError: none; refused: several)."""
+    """The one snapshot a volume name names (NotFoundError: none). Hosts that share a
+    repository can back up a guest with the same VMID in the same second: then this node's
+    snapshot is the one meant, as retention counts only this node's and removes what it
+    marked through this lookup. Refused when several match and not exactly one is this node's."""
     vol = parse_volname(volname)
     assert vol.vmid is not None
     matches = [s for s in snapshots(store, vol.vmid) if s.volname() == volname]
     if not matches:
         raise NotFoundError(f"can't find backup '{store.volid(volname)}'")
-    if len(matches) > 1:
-        raise StorageError(f"backup '{store.volid(volname)}' names {len(matches)} snapshots")
-    return matches[0]
+    if len(matches) == 1:
+        return matches[0]
+    mine = [s for s in matches if s.host == paths.node_name()]
+    if len(mine) == 1:
+        return mine[0]
+    # host names come from any writer of the repository: escaped before they reach a terminal
+    hosts = ", ".join(sorted(printable(s.host) or "-" for s in matches))
+    raise StorageError(
+        f"backup '{store.volid(volname)}' names {len(matches)} snapshots (hosts: {hosts})",
+        hint=f"none is this node's ('{paths.node_name()}')" if not mine else None,
+    )
 
 
 def remove(store: ResticStorage, volname: str, *, reclaim: bool = True) -> None:

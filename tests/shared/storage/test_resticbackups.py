@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from shared import paths
+from shared.errors import StorageError
+from shared.storage import resticbackups
 from shared.storage.api import list_backups
 from shared.storage.resticplugin import ResticStorage
 
@@ -91,3 +94,43 @@ def test_a_listing_waits_for_an_exclusive_user_of_the_repository(
 def resume(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGCONT)
+
+
+def test_a_volid_that_another_host_shares_names_this_nodes_snapshot(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    """Two hosts back up a guest 900000123 in the same second: the volume id names this node's
+    snapshot (restore and every later retention of this host failed with 'names 2
+    snapshots'); removing it leaves the other host's alone."""
+    store = restic_store
+    source = tmp_path / "src"
+    source.mkdir()
+    stamp = "2026-01-01T10:00:00Z"
+    volname = f"backup/ct/900000123/{stamp}"
+    tags = f"vzdump,type=lxc,vmid=900000123,time={stamp}"
+    backup(store, source, tags, "2026-01-01 10:00:00", host="otherhost")
+    backup(store, source, tags, "2026-01-01 10:00:00", host=paths.node_name())
+    snap = resticbackups.find(store, volname)
+    assert snap.host == paths.node_name()
+    resticbackups.remove(store, volname, reclaim=False)
+    assert [s.host for s in resticbackups.snapshots(store)] == ["otherhost"]
+    assert resticbackups.find(store, volname).host == "otherhost"  # the only one: for recovery
+
+
+def test_a_volid_of_several_other_hosts_is_refused_naming_them(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    store = restic_store
+    source = tmp_path / "src"
+    source.mkdir()
+    stamp = "2026-01-01T10:00:00Z"
+    tags = f"vzdump,type=lxc,vmid=900000123,time={stamp}"
+    for host in ("otherhost", "third\x1b[2Jhost"):
+        backup(store, source, tags, "2026-01-01 10:00:00", host=host)
+    with pytest.raises(StorageError) as err:
+        resticbackups.find(store, f"backup/ct/900000123/{stamp}")
+    assert str(err.value) == (
+        f"backup 'offsite:backup/ct/900000123/{stamp}' names 2 snapshots "
+        r"(hosts: otherhost, third\x1b[2Jhost)"
+    )
+    assert err.value.hint == f"none is this node's ('{paths.node_name()}')"

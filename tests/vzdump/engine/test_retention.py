@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.storage.resticplugin import ResticStorage
+
 from .conftest import Host, archives, log_messages, logfile, vzdump
 
 pytestmark = pytest.mark.lxc
@@ -196,3 +198,41 @@ def test_prune_command_marks_every_keep_option(host: Host) -> None:
         assert (name in left) is (key in "AH")
         assert (f"{name}.notes" in left) is (key in "AH")
     assert protected in left and renamed in left and odd in left
+
+
+def test_restic_retention_removes_the_snapshot_it_marked(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    """Another host of a shared repository backed up its guest 900000123 in the same second
+    as this node: this node's retention removes its own snapshot of that second (it failed,
+    'error pruning backups', for every later run) and never the other host's."""
+    from shared import paths
+    from shared.storage import resticbackups
+    from tests.shared.storage.test_resticbackups import backup
+    from vzdump.engine import retention
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for host, when in [
+        ("otherhost", "2026-01-01 10:00:00"),
+        (paths.node_name(), "2026-01-01 10:00:00"),
+        (paths.node_name(), "2026-01-02 10:00:00"),
+    ]:
+        stamp = when.replace(" ", "T") + "Z"
+        backup(restic_store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}", when,
+               host=host)  # fmt: skip
+    log: list[str] = []
+    marked = retention.prune_storage(
+        "offsite", 900000123, {"keep-last": 1}, dry_run=False, log=log.append
+    )
+    assert [(c.name, m) for c, m in marked] == [
+        ("offsite:backup/ct/900000123/2026-01-02T10:00:00Z", "keep"),
+        ("offsite:backup/ct/900000123/2026-01-01T10:00:00Z", "remove"),
+    ]
+    left = [(s.host, s.volname()) for s in resticbackups.snapshots(restic_store)]
+    assert sorted(left) == sorted(
+        [
+            (paths.node_name(), "backup/ct/900000123/2026-01-02T10:00:00Z"),
+            ("otherhost", "backup/ct/900000123/2026-01-01T10:00:00Z"),
+        ]
+    ), log
