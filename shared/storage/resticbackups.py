@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .. import paths, restic
@@ -215,8 +218,24 @@ def remove(store: ResticStorage, volname: str, *, reclaim: bool = True) -> None:
     if snap.protected:
         raise StorageError(f"cannot remove protected backup '{store.volid(volname)}'")
     restic.run_exclusive(store.repo, ["forget", snap.id])
+    _remove_log(entry(store, snap).path)
     if reclaim:
         reclaim_space(store)
+
+
+def _remove_log(log: Path) -> None:
+    """A forgotten backup's task log goes with it, as a dir storage's goes with its archive.
+    Unlinked by name in its directory, opened with O_NOFOLLOW: a symlink in place of the
+    storage's log directory never sends the unlink elsewhere (a symlink in place of the log is
+    itself removed, not what it points to). The snapshot is gone already: a log that cannot
+    be removed is left, never a reason to report the removal as failed."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    with contextlib.suppress(OSError):  # missing, or not a directory (ELOOP, ENOTDIR)
+        fd = os.open(log.parent, flags)
+        try:
+            os.unlink(log.name, dir_fd=fd)
+        finally:
+            os.close(fd)
 
 
 def reclaim_space(store: ResticStorage) -> None:

@@ -134,3 +134,47 @@ def test_a_volid_of_several_other_hosts_is_refused_naming_them(
         r"(hosts: otherhost, third\x1b[2Jhost)"
     )
     assert err.value.hint == f"none is this node's ('{paths.node_name()}')"
+
+
+def test_removing_a_backup_removes_its_task_log(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    """The log in var/log/vzdump/restic/<storage>/ stayed for ever after the snapshot was
+    forgotten (pruned or removed)."""
+    store = restic_store
+    source = tmp_path / "src"
+    source.mkdir()
+    for day in ("01", "02"):
+        stamp = f"2026-01-{day}T10:00:00Z"
+        backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
+               f"2026-01-{day} 10:00:00", host=paths.node_name())  # fmt: skip
+    first, second = resticbackups.list_backups(store)
+    for e in (first, second):
+        e.path.parent.mkdir(parents=True, exist_ok=True)
+        e.path.write_text("INFO: task log\n")
+    resticbackups.remove(store, "backup/ct/900000123/2026-01-01T10:00:00Z", reclaim=False)
+    assert not first.path.exists()
+    assert second.path.read_text() == "INFO: task log\n"  # the other backup's stays
+
+
+def test_a_log_is_never_removed_through_a_symlink(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    store = restic_store
+    source = tmp_path / "src"
+    source.mkdir()
+    stamp = "2026-01-01T10:00:00Z"
+    backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}", "2026-01-01 10:00:00")
+    (e,) = resticbackups.list_backups(store)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / e.path.name).write_text("not a log of ours\n")
+    logdir = e.path.parent
+    logdir.parent.mkdir(parents=True, exist_ok=True)
+    if logdir.exists():
+        logdir.rmdir()
+    logdir.symlink_to(elsewhere)
+    resticbackups.remove(store, f"backup/ct/900000123/{stamp}", reclaim=False)
+    assert resticbackups.snapshots(store) == []  # removed all the same
+    assert (elsewhere / e.path.name).read_text() == "not a log of ours\n"
+    logdir.unlink()
