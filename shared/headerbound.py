@@ -4,7 +4,7 @@ The read timeout bounds each wait for data, and the body has its stall guard; bu
 drips the status line and headers a byte at a time, each inside the read timeout, held a request
 (and the update or download lock it runs under) without end. The connections of a session with
 :func:`bound_headers` read the headers under a :class:`StallGuard` that no read feeds: once
-that took ``shared.http.STALL_LIMIT`` seconds (or four read timeouts, if longer), it shuts the
+that took ``stallguard.STALL_LIMIT`` seconds (or four read timeouts, if longer), it shuts the
 socket down and the request fails as a stalled one.
 """
 
@@ -19,6 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from . import stallguard
 from .stallguard import StallGuard, shut_down
 
 MARK = "response headers stalled"
@@ -35,10 +36,8 @@ class _Bounded:
     timeout: Any
 
     def getresponse(self) -> Any:
-        from . import http as owner  # the stall bound has one owner (loaded by now)
-
         read = self.timeout if isinstance(self.timeout, int | float) else 0
-        limit = max(owner.STALL_LIMIT, 4 * read)
+        limit = max(stallguard.STALL_LIMIT, 4 * read)
         guard = StallGuard(shut_down(self.sock), limit)
         with guard:
             try:

@@ -25,6 +25,7 @@ from typing import IO, Any
 import requests
 import urllib3
 
+from . import stallguard
 from .digest import DigestRing
 from .errors import DownloadError, StorageError
 from .headerbound import MARK as HEADERS_STALLED
@@ -36,10 +37,7 @@ CHUNK_SIZE = 1 << 20
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 # A stalled server gives up after (1 + retries) * read timeout plus the backoff: about 50 s.
 DEFAULT_TIMEOUT = (10.0, 15.0)
-# ...and one that trickles (a byte now and then, inside the read timeout) when no SUB_READ
-# bytes arrived for this long (or four read timeouts, if longer): about 1 KiB/s at least
-STALL_LIMIT = 60.0
-SUB_READ = 64 << 10
+SUB_READ = 64 << 10  # ...and one that trickles is given up by stallguard.STALL_LIMIT
 DEFAULT_RETRIES = 2
 # The disk starts writing every this many bytes, so that the fsync before the rename is short.
 WRITEBACK_STEP = 8 << 20
@@ -381,7 +379,9 @@ class Downloader:
             self._check_space(target.path, expected)
         done = offset
         readinto = _body_readinto(resp)
-        guard = StallGuard(shut_down(_socket_of(resp)), max(STALL_LIMIT, 4 * self.timeout[1]))
+        guard = StallGuard(
+            shut_down(_socket_of(resp)), max(stallguard.STALL_LIMIT, 4 * self.timeout[1])
+        )
         with (
             guard,
             target.open(offset) as fh,

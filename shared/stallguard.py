@@ -28,6 +28,12 @@ def shut_down(sock: socket.socket | None) -> Callable[[], None] | None:
     return act
 
 
+# A transfer that trickles (a byte now and then, inside the read timeout) is given up when it
+# brought no SUB_READ bytes for this long (or four read timeouts, if longer): about 1 KiB/s at
+# least; its headers, when they took this long as a whole.
+STALL_LIMIT = 60.0
+
+
 class StallGuard:
     def __init__(self, on_stall: Callable[[], None] | None, limit: float) -> None:
         self.on_stall, self.limit = on_stall, limit

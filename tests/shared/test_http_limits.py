@@ -133,7 +133,7 @@ def test_a_trickling_server_is_given_up(
 ) -> None:
     # a byte every 0.1 s never hits a 2 s read timeout; the stall bound (here 1 s instead of
     # a minute: below 64 KiB in it) ends each attempt, and the retry as well
-    monkeypatch.setattr("shared.http.STALL_LIMIT", 1.0)
+    monkeypatch.setattr("shared.stallguard.STALL_LIMIT", 1.0)
     srv.add("/slow", b"x" * 10_000, drip=0.1)
     started = time.monotonic()
     with pytest.raises(HttpError, match=r"transfer stalled \(less than 64 KiB in 1 s\)"):
@@ -147,7 +147,7 @@ def test_headers_dripped_a_byte_at_a_time_are_given_up(
 ) -> None:
     """A header byte every 0.1 s never hits the read timeout, and the body's stall guard only
     starts after the headers: the request (and the lock held around it) waited without end."""
-    monkeypatch.setattr("shared.http.STALL_LIMIT", 1.0)
+    monkeypatch.setattr("shared.stallguard.STALL_LIMIT", 1.0)
     srv.add("/slow-headers", b"x", header_drip=0.1)
     started = time.monotonic()
     with pytest.raises(HttpError, match=r"response headers stalled \(more than 1 s\)"):
