@@ -2,8 +2,9 @@
 
 Paths inside a container are never resolved by the host's rules: ``df`` and ``fstrim`` walk from
 the container root without following symlinks, and ``push``/``pull`` open files in a child process
-that has entered the container's mount namespace (and, for ``push`` into an unprivileged
-container, its user namespace), so a symlink the container controls resolves inside it.
+that has entered the container's mount namespace (and, for an unprivileged container, its user
+namespace), so a symlink the container controls resolves inside it and a file opens only where
+the container's root may open it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from shared.errors import (
 )
 from shared.formats.types import parse_size
 from shared.locks import config_lock
+from shared.pseudofs import pseudo_fs_name
 from shared.regularfile import read_regular
 from shared.runtime import lxcapi
 from shared.runtime.beneath import open_beneath
@@ -503,8 +505,12 @@ def push(vmid: int, source: Path, dest: str, owner: Owner = Owner()) -> None:
 
 
 def pull(vmid: int, path: str, dest: Path, owner: Owner = Owner()) -> None:
-    """Copy a regular file out of a running CT; user/group names are the host's."""
-    _conf, pid = _running_pid(vmid, "can only pull files from a running VM")
+    """Copy a regular file out of a running CT; user/group names are the host's.
+
+    The file is opened with the rights of the container's root (in its user namespace for an
+    unprivileged CT), so a link the container made never reaches what only the host may read;
+    kernel interfaces (procfs, sysfs, ...) are refused even where that root may open them."""
+    conf, pid = _running_pid(vmid, "can only pull files from a running VM")
     out, created = create_file(str(dest), owner, names_from=None)
 
     def work() -> None:
@@ -515,13 +521,15 @@ def pull(vmid: int, path: str, dest: Path, owner: Owner = Owner()) -> None:
         try:
             if not stat.S_ISREG(os.fstat(src).st_mode):
                 raise CtkitError(f"failed to open {path}: not a regular file")
+            if (fs := pseudo_fs_name(src)) is not None:
+                raise CtkitError(f"failed to open {path}: on the kernel's {fs} file system")
             os.set_blocking(src, True)
             _copy(src, out)
         finally:
             os.close(src)
 
     try:
-        in_container(pid, work, userns=False)
+        in_container(pid, work, userns=bool(conf.unprivileged))
     except BaseException:
         if created:
             with contextlib.suppress(OSError):

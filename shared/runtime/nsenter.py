@@ -193,6 +193,9 @@ def in_container(pid: int, work: Callable[[], None], *, userns: bool) -> None:
             setns(user, CLONE_NEWUSER, "user")
             os.setgid(0)
             os.setuid(0)
+            # the host root's supplementary groups (host gid 0) would still open group-readable
+            # files the container's root may not
+            os.setgroups([])
         work()
 
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from shared.runtime import lxcapi
 from shared.storage import loop
-from tests.pct.conftest import Pct, leftovers
+from tests.pct.conftest import PCT, Pct, leftovers
 
 pytestmark = pytest.mark.lxc
 
@@ -281,3 +281,59 @@ def test_push_into_a_privileged_ct_keeps_host_ids(
     pct("push", vmid, src, "/root/f", "--user", "1000", "--group", "nogroup")
     st = (images(vmid) / f"subvol-{vmid}-disk-0.subvol/root/f").stat()
     assert (st.st_uid, st.st_gid) == (1000, 65534)
+
+
+def test_pull_reads_only_what_the_container_root_could(
+    pct: Pct, dir_ct: int, images: Images, tmp_path: Path
+) -> None:
+    """pct pull opened the path as the host's root inside the CT's mount namespace: a link the
+    container made to /proc/timer_list copied host kernel data (/proc/kmsg drained the host's
+    ring buffer), and a host-owned file the container's root may not read was copied out."""
+    ct = dir_ct
+    pct("start", ct)
+    rootfs = images(ct) / f"subvol-{ct}-disk-0.subvol"
+    out = tmp_path / "out"
+    pct("exec", ct, "--", "ln", "-s", "/proc/timer_list", "/root/t.log")
+    res = pct("pull", ct, "/root/t.log", out, check=False)
+    assert res.rc == 1 and res.out == ""
+    assert res.err == "failed to open /root/t.log: Permission denied\n"
+    assert not out.exists()
+    # world-readable, yet kernel state rather than a file: refused on what it is
+    for path, fs in (("/proc/version", "proc"), ("/sys/kernel/uevent_seqnum", "sysfs")):
+        res = pct("pull", ct, path, out, check=False)
+        assert res.rc == 1
+        assert res.err == f"failed to open {path}: on the kernel's {fs} file system\n"
+        assert not out.exists()
+    # owned by the host's root (unmapped in the CT), group-readable: the CT's root cannot read
+    # it, and neither may pull, even run by a root in group 0 (as after a login)
+    secret = rootfs / "root/host-only"
+    secret.write_text("host secret\n")
+    os.chown(secret, 0, 0)
+    secret.chmod(0o640)
+    res = pct("exec", ct, "--", "cat", "/root/host-only", check=False)
+    assert res.rc != 0 and "Permission denied" in res.err
+    argv = [str(PCT), "pull", str(ct), "/root/host-only", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, extra_groups=[0], check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == "failed to open /root/host-only: Permission denied\n"
+    assert not out.exists()
+    # what the container's root may read still comes out
+    pct("exec", ct, "--", "sh", "-c", "echo ct data > /root/mine; chmod 600 /root/mine")
+    pct("pull", ct, "/root/mine", out)
+    assert out.read_text() == "ct data\n"
+
+
+def test_pull_from_a_privileged_ct_refuses_kernel_files(
+    pct: Pct, vmid: int, busybox_template: Path, tmp_path: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", "0")
+    pct("start", vmid)
+    out = tmp_path / "out"
+    pct("exec", vmid, "--", "ln", "-s", "/proc/timer_list", "/root/t.log")
+    res = pct("pull", vmid, "/root/t.log", out, check=False)
+    assert res.rc == 1
+    assert res.err == "failed to open /root/t.log: on the kernel's proc file system\n"
+    assert not out.exists()
+    pct("exec", vmid, "--", "sh", "-c", "echo ct data > /root/mine; chmod 600 /root/mine")
+    pct("pull", vmid, "/root/mine", out)
+    assert out.read_text() == "ct data\n"
