@@ -365,6 +365,9 @@ def _trim_all(conf: Config, root: Path, ignore_mountpoints: bool, log: Log) -> N
 
 COPY_CHUNK = 1 << 20
 MAX_ID_FILE = 16 << 20  # of a container's /etc/passwd or /etc/group read for a name
+MAX_ID = (1 << 32) - 2  # uid_t is 32 bits and (uid_t)-1 means "unchanged" to chown
+MAX_PERMS = 0o7777
+_ID_PARAMS = {"uid": "user", "gid": "group"}
 
 
 def parse_perms(text: str) -> int:
@@ -372,18 +375,43 @@ def parse_perms(text: str) -> int:
     value = text if text.startswith("0") else "0" + text
     try:
         if value[:2].lower() == "0x":
-            return int(value[2:], 16)
-        return int(value, 8)
+            mode = int(value[2:], 16)
+        else:
+            mode = int(value, 8)
     except ValueError:
         raise CtkitError(f"invalid mode: '{value}'") from None
+    if mode > MAX_PERMS:
+        raise ParamError({"perms": f"mode '{value}' out of range (0..0{MAX_PERMS:o})"})
+    return mode
+
+
+def _numeric_id(text: str, kind: str) -> int | None:
+    """``text`` as a uid/gid if it is a number (else None: a name); one out of range is a bad
+    parameter, refused before fchown would overflow on it."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    if value > MAX_ID:
+        raise ParamError({_ID_PARAMS[kind]: f"{kind} '{text}' out of range (0..{MAX_ID})"})
+    return value
+
+
+def check_owner(owner: Owner) -> None:
+    """Refuse bad ``--user``/``--group`` ids and ``--perms`` before any file is opened (push
+    opens its file in a child, whose errors come back as plain messages)."""
+    for text, kind in ((owner.user, "uid"), (owner.group, "gid")):
+        if text is not None:
+            _numeric_id(text, kind)
+    if owner.perms is not None:
+        parse_perms(owner.perms)
 
 
 def _lookup_id(name: str | None, db: Path | None, kind: str) -> int | None:
     """A numeric id, or a name looked up in ``db`` (a passwd/group file) or the host's NSS."""
     if name is None:
         return None
-    if name.isdigit():
-        return int(name)
+    if (value := _numeric_id(name, kind)) is not None:
+        return value
     found: int | None = None
     if db is None:
         with contextlib.suppress(KeyError):
@@ -408,7 +436,8 @@ def _id_from_file(db: Path, name: str) -> int | None:
     for line in text.split("\n"):
         fields = line.split(":")
         if len(fields) >= 3 and fields[0] == name and fields[2].isascii() and fields[2].isdigit():
-            return int(fields[2])
+            value = int(fields[2])
+            return value if value <= MAX_ID else None
     return None
 
 
@@ -426,6 +455,8 @@ def create_file(path: str, owner: Owner, *, names_from: Path | None) -> tuple[in
 
     A new file is created exclusively with the given mode; an existing one must be a regular
     file and is truncated. Names resolve in ``names_from`` (``<root>/etc``), else on the host.
+    Every value is checked before the file is opened; a file created here is removed again when
+    its mode or owner cannot be set.
     """
     uid = _lookup_id(owner.user, names_from and names_from / "passwd", "uid")
     gid = _lookup_id(owner.group, names_from and names_from / "group", "gid")
@@ -447,10 +478,20 @@ def create_file(path: str, owner: Owner, *, names_from: Path | None) -> tuple[in
         if uid is not None or gid is not None:
             st = os.fstat(fd)
             os.fchown(fd, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
-    except OSError as err:
+    except BaseException as err:
         os.close(fd)
-        raise CtkitError(f"failed to change file owner: {err.strerror}") from None
+        if created:
+            _unlink_quietly(path)
+        if isinstance(err, OSError):
+            raise CtkitError(f"failed to change file owner: {err.strerror}") from None
+        raise
     return fd, created
+
+
+def _unlink_quietly(path: str | Path) -> None:
+    """Remove a file this command created and then failed to fill."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _open_existing(path: str, flags: int) -> int:
@@ -485,6 +526,7 @@ def _running_pid(vmid: int, message: str) -> tuple[Config, int]:
 
 def push(vmid: int, source: Path, dest: str, owner: Owner = Owner()) -> None:
     """Copy a host file into a running CT; user/group names are the container's."""
+    check_owner(owner)
     conf, pid = _running_pid(vmid, "can only push files to a running CT")
     try:
         src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
@@ -492,9 +534,15 @@ def push(vmid: int, source: Path, dest: str, owner: Owner = Owner()) -> None:
         raise CtkitError(f"failed to open {source} for reading") from None
 
     def work() -> None:
-        fd, _created = create_file(dest, owner, names_from=Path("/etc"))
+        fd, created = create_file(dest, owner, names_from=Path("/etc"))
         try:
             _copy(src, fd)
+        except BaseException as err:
+            if created:
+                _unlink_quietly(dest)
+            if isinstance(err, OSError):
+                raise CtkitError(f"failed to copy {source} to {dest}: {err.strerror}") from None
+            raise
         finally:
             os.close(fd)
 
@@ -510,6 +558,7 @@ def pull(vmid: int, path: str, dest: Path, owner: Owner = Owner()) -> None:
     The file is opened with the rights of the container's root (in its user namespace for an
     unprivileged CT), so a link the container made never reaches what only the host may read;
     kernel interfaces (procfs, sysfs, ...) are refused even where that root may open them."""
+    check_owner(owner)
     conf, pid = _running_pid(vmid, "can only pull files from a running VM")
     out, created = create_file(str(dest), owner, names_from=None)
 
@@ -532,8 +581,7 @@ def pull(vmid: int, path: str, dest: Path, owner: Owner = Owner()) -> None:
         in_container(pid, work, userns=bool(conf.unprivileged))
     except BaseException:
         if created:
-            with contextlib.suppress(OSError):
-                os.unlink(dest)
+            _unlink_quietly(dest)
         raise
     finally:
         os.close(out)

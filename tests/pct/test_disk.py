@@ -337,3 +337,48 @@ def test_pull_from_a_privileged_ct_refuses_kernel_files(
     pct("exec", vmid, "--", "sh", "-c", "echo ct data > /root/mine; chmod 600 /root/mine")
     pct("pull", vmid, "/root/mine", out)
     assert out.read_text() == "ct data\n"
+
+
+def test_push_and_pull_refuse_owner_values_out_of_range(
+    pct: Pct, dir_ct: int, images: Images, tmp_path: Path
+) -> None:
+    """--user 99999999999 made pull die with a traceback (OverflowError from fchown) and left an
+    empty destination; push left an empty file in the CT, --perms 77777777777777777777 one with
+    mode 000. Values are checked before anything is opened; a file made is removed on failure."""
+    ct = dir_ct
+    pct("start", ct)
+    rootfs = images(ct) / f"subvol-{ct}-disk-0.subvol"
+    src = tmp_path / "src"
+    src.write_text("data\n")
+    out = tmp_path / "out"
+    cases = (
+        ("user", "99999999999", "uid '99999999999' out of range (0..4294967294)"),
+        ("group", "4294967295", "gid '4294967295' out of range (0..4294967294)"),
+        ("perms", "77777777777777777777", "mode '077777777777777777777' out of range (0..07777)"),
+        ("perms", "10000", "mode '010000' out of range (0..07777)"),
+    )
+    for param, value, problem in cases:
+        for argv in (
+            ("push", ct, src, "/root/c", f"--{param}", value),
+            ("pull", ct, "/etc/passwd", out, f"--{param}", value),
+        ):
+            res = pct(*argv, check=False)
+            assert res.rc == 2 and res.out == ""
+            lines = res.err.split("\n")
+            assert lines[:3] == ["", "400 Parameter verification failed.", f"{param}: {problem}"]
+            assert not (rootfs / "root/c").exists() and not out.exists()
+    # the largest values still pass
+    pct("pull", ct, "/etc/passwd", out, "--user", "4294967294", "--group", "4294967294")
+    assert (out.stat().st_uid, out.stat().st_gid) == (4294967294, 4294967294)
+    pct("pull", ct, "/etc/passwd", out, "--perms", "7777")
+    # (the copy, written in the CT's user namespace, drops set-id bits as the kernel does)
+    assert stat.S_IMODE(out.stat().st_mode) & 0o1777 == 0o1777
+    out.unlink()
+    # a failure after the file was made takes it away again: uid 70000 has no id in the CT
+    res = pct("push", ct, src, "/root/c", "--user", "70000", check=False)
+    assert res.rc == 1 and res.err == "failed to change file owner: Invalid argument\n"
+    assert not (rootfs / "root/c").exists()
+    # ... and so does a copy that fails (a directory cannot be read)
+    res = pct("push", ct, tmp_path, "/root/c", check=False)
+    assert res.rc == 1 and res.err == f"failed to copy {tmp_path} to /root/c: Is a directory\n"
+    assert not (rootfs / "root/c").exists()

@@ -11,6 +11,7 @@ import pytest
 from pct.ops.disk import (
     DfRow,
     Owner,
+    check_owner,
     create_file,
     human_size,
     new_size,
@@ -76,6 +77,35 @@ def test_permissions() -> None:
     for bad in ("abc", "0x", "9"):
         with pytest.raises(CtkitError, match=r"^invalid mode: '0"):
             parse_perms(bad)
+    assert parse_perms("7777") == 0o7777
+    for big in ("10000", "0x1000", "77777777777777777777"):
+        with pytest.raises(ParamError) as info:
+            parse_perms(big)
+        assert list(info.value.errors) == ["perms"]
+
+
+def test_owner_ids_are_checked_before_anything_is_opened(tmp_path: Path) -> None:
+    """An id past uid_t (or (uid_t)-1, chown's "unchanged") made fchown raise OverflowError
+    after the file had been created."""
+    check_owner(Owner("4294967294", "0", "7777"))
+    for owner, param in (
+        (Owner(user="99999999999"), "user"),
+        (Owner(group="4294967295"), "group"),
+        (Owner(perms="77777777777777777777"), "perms"),
+    ):
+        with pytest.raises(ParamError) as info:
+            check_owner(owner)
+        assert list(info.value.errors) == [param]
+        with pytest.raises(ParamError):
+            create_file(str(tmp_path / "never"), owner, names_from=None)
+        assert not (tmp_path / "never").exists()
+    # a container's passwd naming an id out of range names no usable id
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("big:x:4294967295:0::/:/bin/sh\n")
+    with pytest.raises(CtkitError, match=r"^failed to get uid for: big$"):
+        create_file(str(tmp_path / "never"), Owner(user="big"), names_from=etc)
+    assert not (tmp_path / "never").exists()
 
 
 def test_fstrim_sizes() -> None:
