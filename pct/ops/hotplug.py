@@ -95,7 +95,7 @@ def keep_mac(conf: Config, key: str) -> None:
 def _network(old: Config, new: Config, key: str, pid: int) -> None:
     index = int(key[3:])
     if key not in new.values:
-        net_hotplug.remove(new.vmid, index)
+        net_hotplug.remove(new.vmid, index, old.nets().get(key) or {}, pid)
         return
     net = new.nets()[key]
     before = old.nets().get(key) if key in old.values else None

@@ -4,6 +4,10 @@ The host side ``veth<vmid>i<N>`` is attached to its bridge as at start (VLAN tag
 port VLAN, MTU, rate limit, link state); the peer is moved into the container's network namespace
 under its name and MAC. Addresses, gateways and routes inside are set from a forked child that
 entered that namespace, so nothing runs in the container's file system.
+
+Where ``veth<vmid>i<N>`` would be longer than an interface name may be (9-digit VMIDs, N >= 10),
+LXC names the host side at random, and so does hot-plug: such a host side is found as the peer
+of the container's interface, and only if the host's link confirms it is.
 """
 
 from __future__ import annotations
@@ -31,11 +35,70 @@ NOT_STATIC = ("dhcp", "auto", "manual")
 PLUG_KEYS = ("bridge", "tag", "firewall", "link_down")
 
 
-def host_name(vmid: int, index: int) -> str:
-    name = veth_name(vmid, index)
-    if name is None:
-        raise CtkitError(f"interface name veth{vmid}i{index} is too long")
-    return name
+def host_end(vmid: int, index: int, net: Net, pid: int) -> str | None:
+    """The host side of ``netN``'s veth: ``veth<vmid>i<N>``, or where that name cannot exist,
+    the peer of the container's interface ``net["name"]`` (None if there is none)."""
+    fixed = veth_name(vmid, index)
+    if fixed is not None:
+        return fixed
+    inside = net.get("name")
+    ends = _container_end(pid, str(inside)) if inside else None
+    if ends is None:
+        return None
+    own, peer = ends
+    with _ipr() as ipr:
+        try:
+            link = ipr.get_links(peer)[0]
+        except NetlinkError:
+            return None
+        nsid = (ipr.get_netnsid(pid=pid) or {}).get("nsid")
+    # the indexes come from the container: a veth of its own between two of its namespaces
+    # names an index that on the host may be any interface, so the host's link must agree
+    if (
+        _kind(link) != "veth"
+        or link.get_attr("IFLA_LINK") != own
+        or nsid is None
+        or link.get_attr("IFLA_LINK_NETNSID") != nsid
+    ):
+        return None
+    return str(link.get_attr("IFLA_IFNAME"))
+
+
+def _kind(link: Any) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return None if info is None else info.get_attr("IFLA_INFO_KIND")
+
+
+def _container_end(pid: int, name: str) -> tuple[int, int] | None:
+    """(its index, its peer's index) of the container's veth ``name`` whose peer is in another
+    namespace, read in a child that entered the container's network namespace."""
+    rfd, wfd = os.pipe()
+
+    def work() -> None:
+        with _ipr() as ipr:
+            idx = _index(ipr, name)
+            link = ipr.get_links(idx)[0] if idx is not None else None
+        if link is None or _kind(link) != "veth" or link.get_attr("IFLA_LINK_NETNSID") is None:
+            return
+        os.write(wfd, f"{idx} {int(link.get_attr('IFLA_LINK'))}".encode())
+
+    try:
+        try:
+            in_netns(pid, work)
+        finally:
+            os.close(wfd)
+        with os.fdopen(os.dup(rfd), "rb") as pipe:
+            found = pipe.read().split()
+    finally:
+        os.close(rfd)
+    return (int(found[0]), int(found[1])) if len(found) == 2 else None
+
+
+def _must_find(vmid: int, index: int, net: Net, pid: int) -> str:
+    host = host_end(vmid, index, net, pid)
+    if host is None:
+        raise CtkitError(f"no host side of net{index} (the container's '{net.get('name')}')")
+    return host
 
 
 @contextlib.contextmanager
@@ -85,22 +148,31 @@ def unplug(host: str) -> None:
             ipr.link("set", index=idx, master=0)
 
 
-def remove(vmid: int, index: int) -> None:
-    """Delete the interface pair (the peer inside goes with the host side)."""
+def remove(vmid: int, index: int, net: Net, pid: int) -> None:
+    """Delete the interface pair of ``netN`` as configured in ``net`` (the peer inside goes with
+    the host side)."""
+    host = host_end(vmid, index, net, pid)
+    if host is not None:
+        _delete(host)
+
+
+def _delete(host: str) -> None:
     with _ipr() as ipr:
-        idx = _index(ipr, host_name(vmid, index))
+        idx = _index(ipr, host)
         if idx is not None:
             ipr.link("del", index=idx)
 
 
 def add(vmid: int, index: int, net: Net, pid: int) -> list[str]:
-    """Create ``veth<vmid>i<N>``, plug it, move its peer into the container and configure it.
-    Only for an interface the config does not have yet, so an existing one of that name is a
-    leftover and is replaced."""
-    host = host_name(vmid, index)
+    """Create ``veth<vmid>i<N>`` (or, where that name is too long, a random one as LXC does),
+    plug it, move its peer into the container and configure it. Only for an interface the
+    config does not have yet, so an existing one of the fixed name is a leftover and is
+    replaced."""
+    fixed = veth_name(vmid, index)
+    host = fixed or f"veth{secrets.token_hex(5)}"
     peer = f"vhp{secrets.token_hex(5)}"  # host names of big VMIDs leave no room for a suffix
     with _ipr() as ipr:
-        stale = _index(ipr, host)
+        stale = _index(ipr, fixed) if fixed else None
         if stale is not None:  # the name is this CT's: left by an interrupted earlier hot-plug
             ipr.link("del", index=stale)
         ipr.link("add", ifname=host, kind="veth", peer=peer)
@@ -115,7 +187,7 @@ def add(vmid: int, index: int, net: Net, pid: int) -> list[str]:
             ipr.link("set", index=_must(ipr, peer), net_ns_pid=pid)
         in_netns(pid, lambda: _bring_up(peer, net))
     except BaseException:
-        remove(vmid, index)
+        _delete(host)
         raise
     return warnings
 
@@ -123,7 +195,7 @@ def add(vmid: int, index: int, net: Net, pid: int) -> list[str]:
 def replace(vmid: int, index: int, old: Net, new: Net, pid: int) -> list[str]:
     """A new name or MAC: the interface is made again (as Proxmox does); if that fails, the old
     one comes back."""
-    remove(vmid, index)
+    remove(vmid, index, old, pid)
     try:
         return add(vmid, index, new, pid)
     except BaseException:
@@ -135,7 +207,7 @@ def replace(vmid: int, index: int, old: Net, new: Net, pid: int) -> list[str]:
 def update(vmid: int, index: int, old: Net, new: Net, pid: int) -> list[str]:
     """Apply a change of an existing interface (same name and MAC); on a failed re-plug the old
     attachment is restored."""
-    host = host_name(vmid, index)
+    host = _must_find(vmid, index, old, pid)
     warnings: list[str] = []
     replug = any(_differs(old, new, k) for k in PLUG_KEYS)
     if replug:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute
 
+from shared.runtime.lxcconf import veth_name
 from tests.pct.conftest import Pct
 
 pytestmark = pytest.mark.lxc
@@ -191,3 +192,44 @@ def test_ipv6_and_a_leftover_host_interface(
     assert f"default via 2001:db8:{subnet}::1 dev eth1" in routes
     pct("stop", vmid)
     assert not _exists(veth)
+
+
+def _ports(bridge: str) -> set[str]:
+    with IPRoute() as ipr:
+        master = ipr.link_lookup(ifname=bridge)[0]
+        return {str(link.get_attr("IFLA_IFNAME")) for link in ipr.get_links(master=master)}
+
+
+def test_nets_whose_fixed_host_name_is_too_long_change_live(
+    pct: Pct,
+    vmid: int,
+    busybox_template: Path,
+    bridge: str,
+    subnet: int,
+    conf_text: Callable[[int], str],
+) -> None:
+    """veth<vmid>i10 of a 9-digit vmid has 16 characters: LXC names the host end at random, and
+    hot-plug, looking it up by the fixed name, failed with "interface name ... is too long"
+    and left every change of net10..net31 pending."""
+    assert veth_name(vmid, 10) is None and len(str(vmid)) == 9
+    net = f"198.18.{subnet}"
+    nic = f"name=eth10,bridge={bridge},ip={net}.2/24"
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--net10", nic)
+    pct("start", vmid)
+    (host10,) = _ports(bridge)
+    pct("set", vmid, "--net10", f"name=eth10,bridge={bridge},ip={net}.3/24,rate=5")
+    assert "[pve:pending]" not in conf_text(vmid)
+    assert f"inet {net}.3/24" in pct("exec", vmid, "--", "ip", "addr", "show", "eth10").out
+    assert "htb" in _host("tc", "qdisc", "show", "dev", host10)
+    # one added live gets a host name of its own
+    pct("set", vmid, "--net11", f"name=eth11,bridge={bridge},ip={net}.4/24")
+    assert "[pve:pending]" not in conf_text(vmid)
+    (host11,) = _ports(bridge) - {host10}
+    assert f"inet {net}.4/24" in pct("exec", vmid, "--", "ip", "addr", "show", "eth11").out
+    pct("set", vmid, "--delete", "net10")
+    assert "net10" not in conf_text(vmid) and not _exists(host10)
+    assert _ports(bridge) == {host11}
+    assert "eth10" not in pct("exec", vmid, "--", "ip", "link").out
+    pct("set", vmid, "--delete", "net11")
+    assert "net11" not in conf_text(vmid) and _ports(bridge) == set()
+    pct("stop", vmid)

@@ -12,6 +12,7 @@ from pyroute2 import IPRoute
 
 from shared.errors import CtkitError
 from shared.net import hotplug
+from shared.runtime.lxcconf import veth_name
 
 MAC = "BC:24:11:00:00:42"
 
@@ -77,7 +78,7 @@ def test_add_update_remove(netns_pid: int, bridge: str, vmid: int) -> None:
                                text=True, check=True).stdout  # fmt: skip
         assert "htb" in qdisc
     finally:
-        hotplug.remove(vmid, 3)
+        hotplug.remove(vmid, 3, net, netns_pid)
     assert not _exists(veth) and "eth3" not in _inside(netns_pid, "ip", "link")
 
 
@@ -97,4 +98,37 @@ def test_failed_replug_restores_the_old_bridge(netns_pid: int, bridge: str, vmid
             hotplug.update(vmid, 0, net, {**net, "bridge": "ctkhpabsent"}, netns_pid)
         assert f"master {bridge}" in _host_link(f"veth{vmid}i0")
     finally:
-        hotplug.remove(vmid, 0)
+        hotplug.remove(vmid, 0, net, netns_pid)
+
+
+def test_a_long_named_host_side_is_found_only_where_the_host_agrees(
+    netns_pid: int, bridge: str, vmid: int
+) -> None:
+    """veth<vmid>i10 of a 9-digit vmid is too long a name, so the host side is found as the peer
+    of the container's interface; the container controls that interface, and a veth of its own
+    into another of its namespaces names an index that on the host is some other interface
+    (here: the test's bridge), which must never be taken for the host side."""
+    assert veth_name(vmid, 10) is None
+    net = {"name": "eth10", "hwaddr": MAC, "bridge": bridge}
+    hotplug.add(vmid, 10, net, netns_pid)
+    host = hotplug.host_end(vmid, 10, net, netns_pid)
+    assert host is not None and host.startswith("veth") and f"master {bridge}" in _host_link(host)
+    hotplug.remove(vmid, 10, net, netns_pid)
+    assert not _exists(host) and "eth10" not in _inside(netns_pid, "ip", "link")
+    other = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+    try:
+        with IPRoute() as ipr:
+            bridge_index = ipr.link_lookup(ifname=bridge)[0]
+        # (ip link honours "index" only for the first end; a moved link keeps its index)
+        _inside(netns_pid, "ip", "link", "add", "x", "index", str(bridge_index), "type", "veth",
+                "peer", "name", "eth10")  # fmt: skip
+        _inside(netns_pid, "ip", "link", "set", "x", "netns", str(other.pid))
+        assert f"{bridge_index}: x@" in _inside(other.pid, "ip", "-o", "link")
+        assert hotplug.host_end(vmid, 10, net, netns_pid) is None
+        hotplug.remove(vmid, 10, net, netns_pid)
+        with pytest.raises(CtkitError, match=r"^no host side of net10 \(the container's 'eth10'\)"):
+            hotplug.update(vmid, 10, net, {**net, "rate": 1}, netns_pid)
+        assert _exists(bridge)
+    finally:
+        other.kill()
+        other.wait()
