@@ -275,9 +275,9 @@ def cts(
     return Containers(pct, ctroot, busybox_template, new_vmid)
 
 
-def interrupt_mid_copy(argv: list[str], images: Path, how: str) -> str:
-    """Run ``pct argv`` (a copy throttled to last), send SIGTERM to it or SIGINT to its
-    process group (Ctrl-C) two seconds into the copy; its error output."""
+def copying(argv: list[str], images: Path) -> subprocess.Popen[str]:
+    """Start ``pct argv`` (a copy throttled to last) in a session of its own; return once its
+    new image in ``images`` has been mounted and copied into for two seconds."""
     proc = subprocess.Popen(
         [str(PCT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
@@ -288,6 +288,25 @@ def interrupt_mid_copy(argv: list[str], images: Path, how: str) -> str:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
         time.sleep(2)  # the new image is mounted, rsync is copying into it
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return proc
+
+
+def kill_mid_copy(argv: list[str], images: Path) -> None:
+    """``pct argv`` killed with SIGKILL (no cleanup runs) two seconds into its copy."""
+    proc = copying(argv, images)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def interrupt_mid_copy(argv: list[str], images: Path, how: str) -> str:
+    """Run ``pct argv`` (a copy throttled to last), send SIGTERM to it or SIGINT to its
+    process group (Ctrl-C) two seconds into the copy; its error output."""
+    proc = copying(argv, images)
+    try:
         if how == "TERM":
             proc.terminate()
         else:

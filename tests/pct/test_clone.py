@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.runtime import lxcapi
-from tests.pct.conftest import PCT, Containers, interrupt_mid_copy, tree_signature
+from tests.pct.conftest import PCT, Containers, interrupt_mid_copy, kill_mid_copy, tree_signature
 
 pytestmark = pytest.mark.lxc
 
@@ -197,19 +196,7 @@ def test_a_full_clone_killed_mid_copy_leaves_its_volume_to_destroy(cts: Containe
         before = tree_signature(root)
     cts.pct.vmids.add(newid)
     images = cts.root / f"var/lib/vz/images/{newid}"
-    proc = subprocess.Popen(
-        [str(PCT), "clone", str(src), str(newid), "--full", "--bwlimit", "8000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while not list(images.glob("vm-*")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        time.sleep(2)  # rsync is copying now
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_mid_copy(["clone", str(src), str(newid), "--full", "--bwlimit", "8000"], images)
     (partial,) = images.glob("vm-*")
     text = cts.conf(newid)
     assert "lock: create" in text and f"unused0: local:{newid}/{partial.name}\n" in text

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import time
 
 import pytest
 
 from shared.fakehost import add_storage
-from tests.pct.conftest import PCT, Containers, interrupt_mid_copy, tree_signature
+from tests.pct.conftest import Containers, interrupt_mid_copy, kill_mid_copy, tree_signature
 
 pytestmark = pytest.mark.lxc
 
@@ -166,19 +164,7 @@ def test_a_move_killed_mid_copy_leaves_its_copy_on_record(cts: Containers) -> No
         (root / "big").write_bytes(os.urandom(48 << 20))
         before = tree_signature(root)
     images = cts.root / f"mnt/other/images/{vmid}"
-    proc = subprocess.Popen(
-        [str(PCT), "move-volume", str(vmid), "rootfs", "other", "--bwlimit", "8000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while not list(images.glob("vm-*")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-        time.sleep(2)  # mounted, rsync copying
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_mid_copy(["move-volume", str(vmid), "rootfs", "other", "--bwlimit", "8000"], images)
     (partial,) = [p.name for p in images.glob("vm-*")]
     conf = cts.conf(vmid)
     assert "lock: disk\n" in conf and f"unused0: other:{vmid}/{partial}\n" in conf, conf
