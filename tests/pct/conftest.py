@@ -319,3 +319,24 @@ def interrupt_mid_copy(argv: list[str], images: Path, how: str) -> str:
     assert proc.returncode == 130, err
     assert err.strip().endswith("interrupted by signal"), err
     return err
+
+
+def until_extracting(proc: subprocess.Popen[bytes]) -> None:
+    """Read a pct create/restore's output until its extraction has begun."""
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        if raw.startswith(b"extracting archive"):
+            return
+    pytest.fail(f"pct ended before its extraction began (exit {proc.wait()})")
+
+
+def wait_group_gone(pgid: int, timeout: float = 30) -> None:
+    """Until every process of group ``pgid`` (tar, zstd, a btrfs child) has died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"process group {pgid} still alive"
+        time.sleep(0.05)

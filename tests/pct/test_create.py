@@ -15,7 +15,7 @@ import pytest
 
 from shared import paths
 from shared.testbed import build_busybox_rootfs, pack
-from tests.pct.conftest import Pct, leftovers
+from tests.pct.conftest import Pct, leftovers, until_extracting, wait_group_gone
 
 pytestmark = pytest.mark.lxc
 
@@ -340,12 +340,7 @@ def test_a_create_killed_while_extracting_can_be_destroyed(
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
     try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            if raw.startswith(b"extracting archive"):
-                break
-        else:
-            pytest.fail(f"pct create ended before its extraction: {proc.stderr}")
+        until_extracting(proc)
         time.sleep(1.0)
         assert proc.poll() is None, "pct create ended before the kill"
         os.killpg(proc.pid, signal.SIGKILL)
@@ -361,15 +356,3 @@ def test_a_create_killed_while_extracting_can_be_destroyed(
     pct("destroy", vmid)
     assert not paths.ct_conf(vmid).exists()
     assert not images(vmid).exists() or not any(images(vmid).iterdir())
-
-
-def wait_group_gone(pgid: int, timeout: float = 30) -> None:
-    """Until every process of group ``pgid`` (tar, zstd) has died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        assert time.monotonic() < deadline, f"process group {pgid} still alive"
-        time.sleep(0.05)

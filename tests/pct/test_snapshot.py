@@ -17,7 +17,7 @@ import pytest
 
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from tests.pct.conftest import PCT, Pct
+from tests.pct.conftest import PCT, Pct, wait_group_gone
 
 pytestmark = pytest.mark.lxc
 
@@ -403,17 +403,6 @@ def group_commands(pgid: int) -> list[str]:
     return names
 
 
-def group_gone(pgid: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        assert time.monotonic() < deadline, f"process group {pgid} still alive"
-        time.sleep(0.05)
-
-
 def test_a_snapshot_killed_while_frozen_is_recovered(
     pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
 ) -> None:
@@ -440,7 +429,7 @@ def test_a_snapshot_killed_while_frozen_is_recovered(
                        "btrfs snapshot while frozen")  # fmt: skip
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-        group_gone(proc.pid)  # the btrfs child may finish its snapshot once the fs is thawed
+        wait_group_gone(proc.pid)  # the btrfs child may finish its snapshot once the fs is thawed
         assert cgroup.is_frozen()
         text = conf_text(vmid)
         assert "lock: snapshot" in text and "snapstate: prepare" in text, text

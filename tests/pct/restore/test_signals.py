@@ -16,6 +16,7 @@ from shared import paths
 from shared.ctconfig import store
 from shared.errors import StorageError
 from shared.runtime import lifecycle, lxcapi
+from tests.pct.conftest import until_extracting
 from tests.pct.restore.conftest import Backups, images, leftovers
 from tests.pct.restore.test_cli import PCT, REPO
 from tests.pct.restore.test_trust import CONF
@@ -41,12 +42,7 @@ def _restore_killed(vmid: int, archive: str, sig: signal.Signals, *force: str) -
         argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()
     )
     try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            if raw.startswith(b"extracting archive"):
-                break
-        else:
-            pytest.fail("the restore ended before its extraction began")
+        until_extracting(proc)
         try:
             proc.wait(timeout=1.0)
             pytest.fail("the restore ended before the signal")
@@ -137,12 +133,7 @@ def _restore_sigkilled(vmid: int, archive: str, *force: str) -> None:
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=os.environ.copy(), start_new_session=True)  # fmt: skip
     try:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            if raw.startswith(b"extracting archive"):
-                break
-        else:
-            pytest.fail("the restore ended before its extraction began")
+        until_extracting(proc)
         time.sleep(1.0)
         assert proc.poll() is None, "the restore ended before the kill"
         os.killpg(proc.pid, signal.SIGKILL)
