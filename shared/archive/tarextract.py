@@ -166,6 +166,7 @@ def extract(
     stop_when: Callable[[], bool] | None = None,
     drop_devices: bool = False,
     cwd: str | None = None,
+    allow_devices: bool | None = None,
 ) -> ExtractStats:
     """Extract ``source`` (a path, or a binary stream such as stdin) into ``rootdir``.
 
@@ -180,10 +181,12 @@ def extract(
     guard approved (False: tar never sees it) and told where each one it took ends;
     ``stop_when`` is asked after every chunk handed to tar: True ends the archive for tar
     there and stops reading (``stopped_early``). ``drop_devices`` leaves device nodes out
-    with a warning instead of failing (as ``ignore_unpack_errors`` does). ``cwd`` is entered
-    (as root, before tar takes on ``idmap``) and a relative ``rootdir`` is taken from there: a
-    directory that tar's own ids could not reach by path, e.g. ``/proc/<pid>/fd/<n>``. Returns
-    bytes read (``bytes_in``) and fed to tar (``bytes_out``).
+    with a warning instead of failing (as ``ignore_unpack_errors`` does); device nodes are
+    allowed where no id map confines them (a privileged restore) unless ``allow_devices``
+    says otherwise. ``cwd`` is entered (as root, before tar takes on ``idmap``) and a relative
+    ``rootdir`` is taken from there: a directory that tar's own ids could not reach by path,
+    e.g. ``/proc/<pid>/fd/<n>``. Returns bytes read (``bytes_in``) and fed to tar
+    (``bytes_out``).
     """
     start = time.monotonic()
     stats = ExtractStats()
@@ -198,7 +201,8 @@ def extract(
     argv = tar_extract_command(rootdir, idmap)
     text = command_text([argv])
     drop = drop_devices or ignore_unpack_errors
-    guard = ExtractGuard(allow_devices=not idmap, drop_devices=drop, warn=warn)
+    devices = not idmap if allow_devices is None else allow_devices
+    guard = ExtractGuard(allow_devices=devices, drop_devices=drop, warn=warn)
     sink: ScanSink = guard
     if keep is not None or skip is not None or select is not None:
         sink = _Chain(guard, keep or _never, stats.kept, skip or _never, select)

@@ -167,6 +167,7 @@ def extract_paths(
         select=select,
         stop_when=lambda: select.done,  # single files: stop once the last one is out
         drop_devices=True,
+        allow_devices=False,  # files got back are data: a device node on the host is a way in
         cwd=cwd,
     )
     result = Extracted(

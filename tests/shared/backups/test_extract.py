@@ -183,3 +183,27 @@ def test_directory_choice_reads_to_the_end(made: Made, tmp_path: Path) -> None:
     assert out.archive_bytes == made.archive.stat().st_size
     assert out.members == ["/srv/kinds/sub", "/srv/kinds/sub/deep.txt"]
     assert (tmp_path / "d/srv/kinds/sub/deep.txt").read_bytes() == b"deep\n"
+
+
+def test_device_nodes_are_never_made_on_the_host(ctroot: Path, tmp_path: Path) -> None:
+    """A backup of a privileged container may hold device nodes: getting files back made them
+    on the host (a 0666 /dev/mem or disk node for whoever reaches the target)."""
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-900000021-2024_01_05-00_00_00.tar"
+    with tarfile.open(dump / name, "w") as tar:
+        for member, kind, major, minor in (
+            ("./srv/mem", tarfile.CHRTYPE, 1, 1),
+            ("./srv/disk", tarfile.BLKTYPE, 8, 0),
+        ):
+            info = tarfile.TarInfo(member)
+            info.type, info.mode, info.devmajor, info.devminor = kind, 0o666, major, minor
+            tar.addfile(info)
+        plain = tarfile.TarInfo("./srv/plain.txt")
+        plain.size = 2
+        tar.addfile(plain, io.BytesIO(b"ok"))
+    target = tmp_path / "out"
+    res = vzdump("extract", f"local:backup/{name}", "/srv", "--target", str(target))
+    assert res.rc == 0, res.err
+    assert (target / "srv/plain.txt").read_bytes() == b"ok"
+    assert sorted(p.name for p in (target / "srv").iterdir()) == ["plain.txt"]
