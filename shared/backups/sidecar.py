@@ -9,8 +9,6 @@ reads as "never verified": it is only a record, never trusted to decide anything
 from __future__ import annotations
 
 import json
-import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +16,10 @@ from typing import Any
 
 from shared import atomic
 from shared.formats.archivename import VERIFY_EXT
+from shared.regularfile import read_regular
 
 MAX_SIDECAR = 64 << 10
+FUTURE_SLACK = 3600  # seconds a record's time may lie ahead (another host's clock)
 KINDS = ("verify", "restore-test")
 
 
@@ -43,19 +43,13 @@ def sidecar_path(archive: Path) -> Path:
 
 
 def _load(archive: Path) -> dict[str, Any]:
-    path = sidecar_path(archive)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # never through a symlink, never waiting on a FIFO put there
+        found = read_regular(sidecar_path(archive), MAX_SIDECAR, follow_symlinks=False)
     except OSError:
         return {}
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return {}
-        data = os.read(fd, MAX_SIDECAR + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_SIDECAR:
+    if found is None or len(found[0]) > MAX_SIDECAR:
         return {}
+    data = found[0]
     try:
         value = json.loads(data)
     except ValueError:
@@ -67,7 +61,11 @@ def _parse(kind: str, raw: Any) -> Verification | None:
     if not isinstance(raw, dict):
         return None
     state, when = raw.get("state"), raw.get("time")
-    if state not in ("ok", "failed") or not isinstance(when, int):
+    # a time ahead of now would rank as the newest record (hiding a later failure) and keep the
+    # backup "recently verified" for ever; one out of range broke every listing
+    if state not in ("ok", "failed") or type(when) is not int:
+        return None
+    if not 0 <= when <= time.time() + FUTURE_SLACK:
         return None
     checked = raw.get("checked")
     error = raw.get("error")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ArchiveError, StorageError
 from ..formats.archivename import BACKUP_EXT, PROTECTED_EXT, ArchiveInfo, archive_info
+from ..regularfile import read_regular
 from .volid import TEMPLATE_EXT_RE, template_format
 
 if TYPE_CHECKING:
@@ -132,9 +133,11 @@ NOTES_READ_MAX = 64 * 1024  # a listing shows one line; a huge notes file must n
 
 def read_notes(archive: Path) -> str | None:
     """The first line of a backup's notes (``<archive>.notes``), as Proxmox's listings show."""
-    try:
-        with Path(f"{archive}.notes").open("rb") as f:
-            data = f.readline(NOTES_READ_MAX)
+    try:  # never through a symlink (one to /etc/shadow printed its first line), nor a FIFO
+        found = read_regular(f"{archive}.notes", NOTES_READ_MAX, follow_symlinks=False)
     except OSError:
         return None
-    return data.decode("utf-8", errors="replace").rstrip("\n")
+    if found is None:
+        return None
+    data = found[0][:NOTES_READ_MAX].split(b"\n", 1)[0]
+    return data.decode("utf-8", errors="replace")
