@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from shared.cli import OutputFormat, OutputFormatOption, print_json
-from shared.errors import ParamError, VerifyError
+from shared.errors import CtkitError, ParamError, VerifyError
+from shared.printable import printable
 from shared.tasklog import human_bytes
 
 if TYPE_CHECKING:
@@ -66,13 +67,15 @@ def list_cmd(
     if output_format is not OutputFormat.text:
         print_json([r.as_dict() for r in rows], output_format)
         return
-    width = max([len("Volid")] + [len(r.entry.volid) for r in rows])
+    # a storage's file names are anyone's who writes there: no escape reaches the terminal
+    volids = [printable(r.entry.volid) for r in rows]
+    width = max([len("Volid")] + [len(v) for v in volids])
     head = f"{'Volid':<{width}} {'Format':<7} {'Size':>12} {'VMID':<9} {'Created':<19} "
     print(head + f"{'Prot':<4} {'Verified':<30} Notes")
-    for row in rows:
+    for row, volid in zip(rows, volids, strict=True):
         e = row.entry
         print(
-            f"{e.volid:<{width}} {e.format:<7} {e.size:>12} {e.vmid or '':<9} "
+            f"{volid:<{width}} {e.format:<7} {e.size:>12} {e.vmid or '':<9} "
             f"{_when(e.ctime):<19} {'yes' if e.protected else 'no':<4} "
             f"{_verified(row):<30} {row.notes_line}".rstrip()
         )
@@ -170,17 +173,19 @@ def verify_cmd(
     for volume in names:
         try:
             report = verify(locate(volume))
-        except VerifyError as err:
-            failed.append(volume)
+        except CtkitError as err:
+            if len(names) == 1 and not isinstance(err, VerifyError):
+                raise  # the one volume asked for cannot be read: its own error and exit code
+            failed.append(volume)  # one a listing named but locate refuses is a failure too
             results.append({"volid": volume, "state": "failed", "error": str(err)})
             if output_format is OutputFormat.text:
-                print(str(err), file=sys.stderr)
+                print(printable(str(err)), file=sys.stderr)
             continue
         results.append({"volid": volume, "state": "ok", **report.as_dict()})
         if output_format is OutputFormat.text:
             print(
-                f"{volume}: ok ({report.members} members, {human_bytes(report.tar_bytes)} "
-                f"of tar data, {report.seconds:.1f}s)"
+                f"{printable(volume)}: ok ({report.members} members, "
+                f"{human_bytes(report.tar_bytes)} of tar data, {report.seconds:.1f}s)"
             )
     if output_format is not OutputFormat.text:
         print_json(results, output_format)

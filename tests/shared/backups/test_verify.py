@@ -161,3 +161,29 @@ def test_config_from_a_newer_proxmox_still_verifies(ctroot: Path) -> None:
 def test_broken_config_member_fails(ctroot: Path, conf: bytes, needle: str) -> None:
     res = vzdump("verify", _with_config(ctroot, conf))
     assert res.rc == 7 and needle in res.err, res.err
+
+
+def test_a_listed_backup_that_cannot_be_opened_fails_alone(ctroot: Path) -> None:
+    """verify --storage stopped at the first backup it could not locate (a symlink named like
+    an archive), with that error's exit code, and never checked the others."""
+    good = _with_config(ctroot, b"arch: amd64\nrootfs: local:100/vm-100-disk-0.raw,size=1G\n")
+    dump = ctroot / "var/lib/vz/dump"
+    (dump / "vzdump-lxc-100-2020_01_01-00_00_01.tar.zst").symlink_to(
+        dump / "vzdump-lxc-100-2020_01_01-00_00_00.tar.zst"
+    )
+    res = vzdump("verify", "--storage", "local", "--output-format", "json")
+    assert res.rc == 7 and "1 of 2 backups failed verification" in res.err, res.err
+    states = {r["volid"]: r["state"] for r in json.loads(res.out)}
+    assert states[good] == "ok" and sorted(states.values()) == ["failed", "ok"]
+
+
+def test_file_names_reach_the_terminal_escaped(ctroot: Path) -> None:
+    """A storage's file names are anyone's who writes there: an escape sequence in one was
+    printed raw by vzdump list and verify."""
+    _with_config(ctroot, b"arch: amd64\nrootfs: local:100/vm-100-disk-0.raw,size=1G\n")
+    dump = ctroot / "var/lib/vz/dump"
+    odd = "vzdump-lxc-100-2020_01_02-00_00_00\x1b]0;owned\x07.tar.zst"
+    os.link(dump / "vzdump-lxc-100-2020_01_01-00_00_00.tar.zst", dump / odd)
+    for args in (("list", "local"), ("verify", "--storage", "local")):
+        res = vzdump(*args)
+        assert "\x1b" not in res.out.decode() + res.err and "\\x1b]0;owned" in res.out.decode()
