@@ -45,7 +45,9 @@ def export(volid: str, dest: Path, *, threads: int = 0) -> Exported:
     if os.path.lexists(target):
         raise StorageError(f"'{target}' already exists")
     workers = threads or max(1, ((os.cpu_count() or 1) + 1) // 2)
-    params = zstandard.ZstdCompressionParameters.from_level(3, threads=workers)
+    # with the frame checksum, as zstd(1) writes it: without it, verify passed an exported
+    # archive with a flipped byte
+    params = zstandard.ZstdCompressionParameters.from_level(3, threads=workers, write_checksum=1)
     stream = open_snapshot(store, volname)
     try:
         with atomic.atomic_open(target, mode=0o644, tmp_name=f"{target.name}.dat") as fh:

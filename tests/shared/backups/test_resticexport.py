@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from tests.pct.restore.test_restic import BIN, fill, tree
 from tests.vzdump.engine.conftest import CT, Host, names, run, vzdump
@@ -38,6 +39,8 @@ def test_export_restores_like_a_tar_backup(rhost: Host) -> None:
     assert res.rc == 0, res.err
     (archive,) = out.iterdir()
     assert archive.name.startswith(f"vzdump-lxc-{ct.vmid}-") and archive.name.endswith(".tar.zst")
+    with archive.open("rb") as fh:  # a damaged export is caught by verify as zstd(1)'s is
+        assert zstandard.get_frame_parameters(fh.read(18)).has_checksum
     members = names(archive)
     assert members[:3] == ["./etc/vzdump/pct.conf", "./etc/vzdump/pct.fw", "./"]
     # owners in the container's id space, as the tar path stores them
