@@ -32,9 +32,13 @@ from .locate import Backup
 Parts = tuple[bytes, ...]
 
 
+MEMBERS_KEPT = 1000
+
+
 @dataclass
 class Extracted:
-    members: list[str] = field(default_factory=list)
+    count: int = 0  # members extracted
+    members: list[str] = field(default_factory=list)  # the first MEMBERS_KEPT of them, by path
     archive_bytes: int = 0  # compressed bytes read
     stopped_early: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -48,7 +52,10 @@ class _Select(ScanSink):
         self.seen: set[Parts] = set()
         self.whole: set[Parts] = set()  # choices that are directories: read to the end
         self.finished: set[Parts] = set()  # single-member choices whose data is out
-        self.chosen: list[Member] = []
+        # a count and the first names only: a directory of 300,000 files kept every header
+        # in memory (300 MB)
+        self.count = 0
+        self.names: list[str] = []
         self._current: Parts | None = None
 
     def member(self, member: Member) -> bool:
@@ -68,7 +75,9 @@ class _Select(ScanSink):
             if parts != choice or member.is_dir():
                 self.whole.add(choice)
         self._current = parts if parts in self.choices and not member.is_dir() else None
-        self.chosen.append(member)
+        self.count += 1
+        if len(self.names) < MEMBERS_KEPT:
+            self.names.append("/" + display_name(b"/".join(parts)))
         return True
 
     def member_end(self, member: Member) -> None:
@@ -177,5 +186,5 @@ def extract_paths(
     if missing:
         shown = ", ".join("/" + display_name(b"/".join(c)) for c in missing)
         raise NotFoundError(f"not in backup '{backup.volid}': {shown}")
-    result.members = ["/" + display_name(b"/".join(member_parts(m.name))) for m in select.chosen]
+    result.count, result.members = select.count, select.names
     return result

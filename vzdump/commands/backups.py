@@ -145,7 +145,7 @@ def extract_cmd(
             where = f"'{target}'"
     for warning in out.warnings:
         print(f"WARN: {warning}", file=sys.stderr)
-    print(f"extracted {len(out.members)} member(s) into {where}")
+    print(f"extracted {out.count} member(s) into {where}")
 
 
 def verify_cmd(

@@ -207,3 +207,22 @@ def test_device_nodes_are_never_made_on_the_host(ctroot: Path, tmp_path: Path) -
     assert res.rc == 0, res.err
     assert (target / "srv/plain.txt").read_bytes() == b"ok"
     assert sorted(p.name for p in (target / "srv").iterdir()) == ["plain.txt"]
+
+
+def test_a_large_directory_is_counted_not_kept(ctroot: Path, tmp_path: Path) -> None:
+    """Every extracted member's header was kept to the end: 300,000 files took 300 MB. Now a
+    count, and the first MEMBERS_KEPT names for messages."""
+    from shared.backups.extract import MEMBERS_KEPT
+
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-900000022-2024_01_05-00_00_00.tar"
+    with tarfile.open(dump / name, "w") as tar:
+        for i in range(MEMBERS_KEPT + 500):
+            tar.addfile(tarfile.TarInfo(f"./srv/many/f{i}"))
+    out = extract_paths(
+        locate(f"local:backup/{name}"), ["/srv/many"], prepare_target(tmp_path / "o")
+    )
+    assert out.count == MEMBERS_KEPT + 500 and len(out.members) == MEMBERS_KEPT
+    assert out.members[0] == "/srv/many/f0"
+    assert len(list((tmp_path / "o/srv/many").iterdir())) == MEMBERS_KEPT + 500
