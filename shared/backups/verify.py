@@ -3,7 +3,8 @@
 What is checked: the whole compressed stream decodes (zstd frame checksums, gzip CRCs and
 lengths, lzop's checksums), every tar header parses with a good checksum, the stream is not
 cut (a complete compressed stream and a tar end-of-archive marker), the backed-up config
-members parse as a container config, and the tar size matches the ``Total bytes written`` that
+members parse as a container config, no member is one a restore would refuse (a name out
+of the tree, a write through a symlink), and the tar size matches the ``Total bytes written`` that
 tar reported in the backup log, when that log is there. The archive is read once; the decoder
 and the header walk share one pass, so this costs about what ``zstd -t`` alone costs.
 """
@@ -18,7 +19,7 @@ from typing import Any
 from shared.archive.decode import open_decoded
 from shared.archive.pipeline import CHUNK
 from shared.archive.tarformat import AREG, CONT, REG, Member
-from shared.archive.targuard import split_name
+from shared.archive.targuard import ExtractGuard, split_name
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.archive.vzdumpformat import MEMBERS
 from shared.ctconfig.config import parse_config
@@ -60,14 +61,17 @@ class Report:
 
 
 class _Walk(ScanSink):
-    """Counts members and captures the config members' content."""
+    """Counts members and captures the config members' content; every member passes the
+    restore's guard too (a backup that restore would refuse is no good backup)."""
 
     def __init__(self) -> None:
         self.last: Member | None = None
         self.configs: list[tuple[Member, bytearray]] = []
+        self.guard = ExtractGuard(allow_devices=True)  # a privileged CT's device nodes are data
 
     def member(self, member: Member) -> bool:
         self.last = member
+        self.guard.member(member)
         if member.type not in (REG, AREG, CONT) or member.size > MAX_CONFIG:
             return False
         if b"/".join(split_name(member.name) or ()) not in _CONFIG_KEYS:

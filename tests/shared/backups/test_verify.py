@@ -187,3 +187,24 @@ def test_file_names_reach_the_terminal_escaped(ctroot: Path) -> None:
     for args in (("list", "local"), ("verify", "--storage", "local")):
         res = vzdump(*args)
         assert "\x1b" not in res.out.decode() + res.err and "\\x1b]0;owned" in res.out.decode()
+
+
+def test_a_backup_that_restore_would_refuse_fails_verification(ctroot: Path) -> None:
+    """verify passed archives that extract and restore refuse (a member out of the tree, one
+    written through a symlink): a backup no restore accepts is no good backup."""
+    tree = ctroot / "tree"
+    (tree / "etc/vzdump").mkdir(parents=True)
+    (tree / "etc/vzdump/pct.conf").write_bytes(b"arch: amd64\nrootfs: local:100/x.raw,size=1G\n")
+    (tree / "srv").mkdir()
+    (tree / "srv/escape").symlink_to("/tmp")
+    (tree / "srv/escape.d").mkdir()
+    (tree / "srv/escape.d/owned").write_text("x")
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar.zst"
+    subprocess.run(["tar", "--zstd", "-cf", str(dump / name), "-C", str(tree),
+                    "--transform", "s,^\\./srv/escape\\.d,./srv/escape,",
+                    "./etc/vzdump/pct.conf", "./srv/escape", "./srv/escape.d"],
+                   check=True)  # fmt: skip
+    res = vzdump("verify", f"local:backup/{name}")
+    assert res.rc == 7 and "unsafe archive member" in res.err, res.err
