@@ -234,9 +234,9 @@ class TarScanner:
 
     def _check_sparse(self, raw: RawHeader, member: Member, offset: int) -> None:
         """Keep in step with how GNU tar will read a sparse member's data (tarsparse)."""
-        name = display_name(member.name)
         self._v1map = None
         if raw.typeflag == GNU_SPARSE:
+            name = display_name(member.name)  # only for a message: most members are not sparse
             if not raw.gnu:
                 raise ArchiveError(f"sparse member '{name}' at offset {offset} is not GNU")
             self._sparse, ended = tarsparse.old_entries(raw.block[386:482], offset)
@@ -251,7 +251,7 @@ class TarScanner:
             return
         sizes = tarsparse.pax_sizes(records, offset)
         if sizes is not None:
-            tarsparse.check(sizes, member.size, name)
+            tarsparse.check(sizes, member.size, display_name(member.name))
 
     def _on_v1_map(self, piece: memoryview) -> None:
         assert self._v1map is not None and self._member is not None
