@@ -114,20 +114,33 @@ def make_node(vmid: int, dev: Device, idmap: list[IdMapEntry]) -> Path:
     kind = stat.S_IFBLK if dev.kind == "b" else stat.S_IFCHR
     try:
         os.mknod(target, kind | 0o600, dev.rdev)
-        os.chmod(target, dev.mode)  # the umask must not change the mode
-        os.chown(target, _host_id(idmap, "u", dev.uid), _host_id(idmap, "g", dev.gid))
     except OSError as err:
         raise CtkitError(f"failed to create device node {target}: {err.strerror}") from None
+    try:
+        os.chmod(target, dev.mode)  # the umask must not change the mode
+        os.chown(target, _host_id(idmap, "u", dev.uid), _host_id(idmap, "g", dev.gid))
+    except (OSError, CtkitError) as err:
+        with contextlib.suppress(OSError):
+            target.unlink()  # never a node of the wrong owner or mode left behind
+        if isinstance(err, CtkitError):
+            raise
+        raise CtkitError(f"failed to create device node {target}: {err.strerror}") from None
     return target
+
+
+def _mount_tmpfs(vmid: int) -> None:
+    """The tmpfs the nodes live on, in the monitor's mount namespace: the host never sees
+    them, and they vanish with the monitor."""
+    top = passthrough_dir(vmid)
+    top.mkdir(parents=True, exist_ok=True)
+    cmd.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", str(top)])
 
 
 def prepare_start(vmid: int, devices: list[Device], idmap: list[IdMapEntry]) -> None:
     """Pre-start hook: a fresh tmpfs with every device node (in the monitor's namespace)."""
     if not devices:
         return
-    top = passthrough_dir(vmid)
-    top.mkdir(parents=True, exist_ok=True)
-    cmd.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", str(top)])
+    _mount_tmpfs(vmid)
     for dev in devices:
         make_node(vmid, dev, idmap)
 
@@ -139,6 +152,10 @@ def hotplug(vmid: int, dev: Device, idmap: list[IdMapEntry], pid: int, layout: L
 
     def work() -> None:
         nsenter.enter(monitor, userns=False)
+        if not os.path.ismount(passthrough_dir(vmid)):
+            # a CT started without devices has none: the node went onto the host's disk,
+            # below 0755 directories, a working device node for every host user
+            _mount_tmpfs(vmid)
         node = make_node(vmid, dev, idmap)
         tree = nsenter.open_tree(str(node))
         nsenter.enter(pid, userns=unprivileged)

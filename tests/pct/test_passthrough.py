@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import paths
 from tests.pct.conftest import Pct
 
 pytestmark = pytest.mark.lxc
@@ -53,6 +54,10 @@ def test_devices_at_start(
     assert null == f"{_expected('/dev/null')} 604 5:6 character special file"
     loop = _inside(pct, vmid, loopdev)
     assert loop == f"{_expected(loopdev)} 600 0:0 block special file"
+    # the nodes live on a tmpfs of the monitor's: the host's disk never holds one (a CT started
+    # without devices had none, and the node was left there for every host user)
+    on_disk = paths.lxc_dir(vmid) / "passthrough"
+    assert not on_disk.exists() or not [p for p in on_disk.rglob("*") if not p.is_dir()]
     # readable, and the loop device's content comes through
     pct("exec", vmid, "--", "sh", "-c", f"head -c 4 /dev/zero && head -c 4 {loopdev}")
     # deny-write: the cgroup refuses writes to /dev/zero, /dev/null stays writable
@@ -99,6 +104,10 @@ def test_device_hotplug(
     assert zero == f"{_expected('/dev/zero')} 640 3:4 character special file"
     loop = _inside(pct, vmid, loopdev)
     assert loop == f"{_expected(loopdev)} 600 0:0 block special file"
+    # the nodes live on a tmpfs of the monitor's: the host's disk never holds one (a CT started
+    # without devices had none, and the node was left there for every host user)
+    on_disk = paths.lxc_dir(vmid) / "passthrough"
+    assert not on_disk.exists() or not [p for p in on_disk.rglob("*") if not p.is_dir()]
     pct("exec", vmid, "--", "sh", "-c", f"head -c 4 /dev/zero && head -c 4 {loopdev}")
     res = pct("exec", vmid, "--", "sh", "-c", "echo x > /dev/zero", check=False)
     assert res.rc != 0 and "not permitted" in res.err
