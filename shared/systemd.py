@@ -86,7 +86,7 @@ After=network-online.target local-fs.target remote-fs.target lxc.service lxc-net
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart={exec_start} startall
+ExecStart=-{exec_start} startall
 ExecStop={exec_start} stopall
 TimeoutSec=infinity
 

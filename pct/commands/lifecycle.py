@@ -86,6 +86,10 @@ def _require_running(vmid: int) -> None:
     store.load(vmid)
     if not lxcapi.is_running(vmid):
         raise StateError(f"container '{vmid}' not running!")
+    from shared.runtime.cgroups import CGroup
+
+    if CGroup(vmid).is_frozen():  # lxc-attach would wait, unkillable, until a resume
+        raise StateError(f"CT {vmid} is suspended - resume it first ('pct resume {vmid}')")
 
 
 def enter(

@@ -23,6 +23,7 @@ from itertools import groupby
 from shared import paths
 from shared.ctconfig import store
 from shared.errors import CommandError, CtkitError
+from shared.formats.types import FormatError
 from shared.locks import config_lock, flock
 from shared.runtime import lifecycle, lxcapi
 from shared.tasklog import TaskLog
@@ -42,22 +43,37 @@ class Guest:
     lock: str | None
 
 
-def guests(vms: Iterable[int] | None = None) -> list[Guest]:
-    """Every container (or those of ``vms``) with its startup settings, in start order."""
+def guests(
+    vms: Iterable[int] | None = None, broken: Callable[[int, str], None] | None = None
+) -> list[Guest]:
+    """Every container (or those of ``vms``) with its startup settings, in start order. One
+    whose config cannot be read is told to ``broken`` and left out: one bad config must not
+    keep every other container from starting at boot, or from stopping at shutdown."""
     wanted = set(vms) if vms is not None else None
     found = []
     for vmid in store.list_vmids():
         if wanted is not None and vmid not in wanted:
             continue
-        conf = store.load_or_none(vmid)
-        if conf is None:
+        try:
+            guest = _guest(vmid)
+        except (CtkitError, FormatError, ValueError) as err:
+            if broken is not None:
+                broken(vmid, str(err))
             continue
-        startup = conf.get("startup") or {}
-        found.append(Guest(
-            vmid, startup.get("order", NO_ORDER), startup.get("up"), startup.get("down"),
-            bool(conf.get("onboot")), conf.is_template, conf.lock,
-        ))  # fmt: skip
+        if guest is not None:
+            found.append(guest)
     return sorted(found, key=lambda g: (g.order, g.vmid))
+
+
+def _guest(vmid: int) -> Guest | None:
+    conf = store.load_or_none(vmid)
+    if conf is None:
+        return None
+    startup = conf.get("startup") or {}
+    return Guest(
+        vmid, startup.get("order", NO_ORDER), startup.get("up"), startup.get("down"),
+        bool(conf.get("onboot")), conf.is_template, conf.lock,
+    )  # fmt: skip
 
 
 def startall(
@@ -74,8 +90,8 @@ def startall(
     # is undone first: a container a migration had stopped is started again by its recovery
     recover_all(log.info, log.warn)
     remove_stale_backup_locks(log)
-    failed = []
-    for guest in guests(vms):
+    failed: list[int] = []
+    for guest in guests(vms, _broken(log, failed, "Starting")):
         if (not guest.onboot and not force) or guest.template or lxcapi.is_running(guest.vmid):
             continue
         if guest.lock:
@@ -91,7 +107,7 @@ def startall(
         log.info(f"CT {guest.vmid} started")
         if guest.up:
             log.info(f"Waiting for {guest.up} seconds (startup delay)")
-            sleep(guest.up)
+            sleep(min(guest.up, lifecycle.MAX_WAIT))
     _fail_if(failed, "start")
 
 
@@ -101,14 +117,25 @@ def remove_stale_backup_locks(log: TaskLog) -> None:
     try:
         with flock(paths.vzdump_lock(), STALE_LOCK_WAIT):
             for vmid in store.list_vmids():
-                with config_lock(vmid):
-                    conf = store.load_or_none(vmid)
-                    if conf is not None and conf.lock == "backup":
-                        conf.delete("lock")
-                        store.save(conf)
-                        log.warn(f"removed left over backup lock from '{vmid}'!")
+                try:
+                    with config_lock(vmid):
+                        conf = store.load_or_none(vmid)
+                        if conf is not None and conf.lock == "backup":
+                            conf.delete("lock")
+                            store.save(conf)
+                            log.warn(f"removed left over backup lock from '{vmid}'!")
+                except CtkitError as err:  # one broken config; the others still get theirs
+                    log.warn(f"CT {vmid}: not removing a left over backup lock - {err}")
     except CtkitError as err:
         log.warn(f"not removing left over backup locks - {err}")
+
+
+def _broken(log: TaskLog, failed: list[int], doing: str) -> Callable[[int, str], None]:
+    def tell(vmid: int, why: str) -> None:
+        log.error(f"{doing} CT {vmid} failed: {why}")
+        failed.append(vmid)
+
+    return tell
 
 
 def _fail_if(failed: list[int], what: str) -> None:
@@ -127,8 +154,10 @@ def stopall(
 ) -> None:
     """Shut the running containers down, highest order first, one order group at a time."""
     workers = max_workers or min(max(1, (os.cpu_count() or 1) - 1), 8)
-    failed = []
-    running = [g for g in guests(vms) if lxcapi.is_running(g.vmid)]
+    failed: list[int] = []
+    running = [
+        g for g in guests(vms, _broken(log, failed, "Stopping")) if lxcapi.is_running(g.vmid)
+    ]
     by_order = groupby(sorted(running, key=lambda g: (-g.order, -g.vmid)), key=lambda g: g.order)
     for _order, group in by_order:
         members = list(group)

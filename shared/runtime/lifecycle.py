@@ -35,6 +35,7 @@ from .volumes import allocator, free, size_of
 
 Log = Callable[[str], None]
 RELEASE_WAIT = 5.0  # seconds for a stopped container's loop devices to go
+MAX_WAIT = (1 << 31) - 1  # seconds: longer timeouts and delays overflow LXC's and sleep's types
 START_TIMEOUT = 10.0
 
 
@@ -242,7 +243,7 @@ def shutdown(
     thaw_if_frozen(vmid)
     ct = lxcapi.container(vmid)
     # python-lxc's shutdown(0) only sends the signal and reports success: judge by the state
-    ct.shutdown(timeout)
+    ct.shutdown(min(timeout, MAX_WAIT))
     if not lxcapi.wait_state(vmid, "STOPPED", 1):
         if not force_stop:
             raise StateError("container did not stop")

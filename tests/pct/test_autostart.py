@@ -139,3 +139,35 @@ def test_startall_first_recovers_what_a_killed_migration_left(
     assert lxcapi.is_running(vmid)
     assert "lock:" not in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
     pct("stop", vmid)
+
+
+def test_one_broken_config_keeps_no_other_container_from_starting_or_stopping(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    """A bad value in one config ended the whole startall (nothing started at boot) and the
+    whole stopall (nothing stopped at shutdown)."""
+    good, broken = new_vmid(), new_vmid()
+    for vmid in (good, broken):
+        pct("create", vmid, busybox_template, "--rootfs", "local:0")
+        add(ctroot, vmid, "onboot: 1\n")
+    add(ctroot, broken, "startup: order=x\n")
+    res = pct("startall", check=False)
+    assert res.rc != 0 and f"ERROR: Starting CT {broken} failed: " in res.err, res.err
+    assert lxcapi.is_running(good)
+    res = pct("stopall", "--timeout", "5", check=False)
+    assert res.rc != 0 and f"ERROR: Stopping CT {broken} failed: " in res.err, res.err
+    assert not lxcapi.is_running(good)
+
+
+def test_a_suspended_container_refuses_exec_instead_of_hanging(
+    pct: Pct, vmid: int, busybox_template: Path
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    pct("suspend", vmid)
+    try:
+        res = pct("exec", vmid, "--", "true", check=False, timeout=20)
+        assert res.rc != 0 and f"CT {vmid} is suspended - resume it first" in res.err
+    finally:
+        pct("resume", vmid)
+    pct("stop", vmid)
