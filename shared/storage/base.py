@@ -248,10 +248,9 @@ class Storage:
             self._fill_volume(target, fmt, size, root_uid, root_gid)
         except BaseException as err:
             self._discard_volume(target, fmt)
-            if isinstance(err, OSError):  # e.g. a size beyond the file system's file size limit
+            if isinstance(err, OSError | OverflowError):  # a size beyond what a file can be
                 raise StorageError(
-                    f"unable to allocate volume '{name}' on storage '{self.id}' - "
-                    f"{err.strerror or err}"
+                    f"unable to allocate volume '{name}' on storage '{self.id}' - {too_large(err)}"
                 ) from None
             raise
         return f"{vmid}/{name}"
@@ -318,3 +317,10 @@ class Storage:
 
     def needs_fsfreeze(self, volname: str) -> bool:
         return False
+
+
+def too_large(err: OSError | OverflowError) -> str:
+    """The reason a volume cannot get a size, in one line."""
+    if isinstance(err, OverflowError):
+        return "File too large"
+    return err.strerror or str(err)

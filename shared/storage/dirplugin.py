@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import paths
 from ..errors import CommandError, NotFoundError, StorageError
 from . import cmd, loop
-from .base import Storage
+from .base import Storage, too_large
 from .listing import VolumeEntry
 from .volid import VolName, base_name, disk_index_re, disk_name
 
@@ -213,7 +213,10 @@ class DirStorage(Storage):
         size = pad_kib(size)
         if size < st.st_size:
             raise StorageError("unable to shrink disk size")
-        os.truncate(path, size)
+        try:
+            os.truncate(path, size)
+        except (OSError, OverflowError) as err:  # beyond what the file system holds
+            raise StorageError(f"unable to resize volume '{volname}' - {too_large(err)}") from None
 
     def volume_format(self, volname: str) -> str:
         fmt = self._images_vol(volname).format

@@ -308,11 +308,13 @@ def test_create_onto_a_full_storage_fails_and_leaves_nothing(
         subprocess.run(["umount", str(small)], check=False)
 
 
+@pytest.mark.parametrize("gib", ["100000000", "18446744073709551616"])
 def test_size_beyond_the_file_system_limit_fails_in_one_line(
-    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, images: Images
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, images: Images, gib: str
 ) -> None:
-    # ~95 PiB: a file the test root's file system (ext4: 16 TiB at most) cannot hold
-    res = pct("create", vmid, busybox_template, "--rootfs", "local:100000000", check=False)
+    # ~95 PiB: a file the test root's file system (ext4: 16 TiB at most) cannot hold; 2^64 GiB
+    # overflowed the call itself
+    res = pct("create", vmid, busybox_template, "--rootfs", f"local:{gib}", check=False)
     assert res.rc == 9, res.text
     assert res.err.splitlines() == [
         f"unable to create CT {vmid} - unable to allocate volume 'vm-{vmid}-disk-0.raw' on "

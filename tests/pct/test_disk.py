@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import paths
 from shared.runtime import lxcapi
 from shared.storage import loop
 from tests.pct.conftest import PCT, Pct, leftovers
@@ -382,3 +383,15 @@ def test_push_and_pull_refuse_owner_values_out_of_range(
     res = pct("push", ct, tmp_path, "/root/c", check=False)
     assert res.rc == 1 and res.err == f"failed to copy {tmp_path} to /root/c: Is a directory\n"
     assert not (rootfs / "root/c").exists()
+
+
+@pytest.mark.parametrize("size", ["9999T", "+99999999T", "18446744073709551616"])
+def test_a_resize_beyond_the_file_system_limit_fails_in_one_line(
+    pct: Pct, vmid: int, busybox_template: Path, size: str
+) -> None:
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    before = paths.ct_conf(vmid).read_text()
+    res = pct("resize", vmid, "rootfs", size, check=False)
+    assert res.rc == 9 and len(res.err.splitlines()) == 1, res.text
+    assert "File too large" in res.err
+    assert paths.ct_conf(vmid).read_text() == before
