@@ -524,14 +524,25 @@ def _running_pid(vmid: int, message: str) -> tuple[Config, int]:
     return conf, pid
 
 
+def _open_source(source: Path) -> int:
+    """The host file to push: a regular file only (a FIFO waited for ever, /dev/zero filled
+    the container's disk), opened without waiting."""
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise CtkitError(f"failed to open {source} for reading") from None
+    if not stat.S_ISREG(os.fstat(src).st_mode):
+        os.close(src)
+        raise CtkitError(f"failed to open {source} for reading: not a regular file")
+    os.set_blocking(src, True)
+    return src
+
+
 def push(vmid: int, source: Path, dest: str, owner: Owner = Owner()) -> None:
     """Copy a host file into a running CT; user/group names are the container's."""
     check_owner(owner)
     conf, pid = _running_pid(vmid, "can only push files to a running CT")
-    try:
-        src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        raise CtkitError(f"failed to open {source} for reading") from None
+    src = _open_source(source)
 
     def work() -> None:
         fd, created = create_file(dest, owner, names_from=Path("/etc"))

@@ -395,3 +395,22 @@ def test_a_resize_beyond_the_file_system_limit_fails_in_one_line(
     assert res.rc == 9 and len(res.err.splitlines()) == 1, res.text
     assert "File too large" in res.err
     assert paths.ct_conf(vmid).read_text() == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_push_takes_only_a_regular_file(
+    pct: Pct, dir_ct: int, images: Images, tmp_path: Path, kind: str
+) -> None:
+    """A FIFO as the source waited for ever; /dev/zero filled the container's disk."""
+    src = tmp_path / "src"
+    if kind == "fifo":
+        os.mkfifo(src)
+    elif kind == "directory":
+        src.mkdir()
+    else:
+        src = Path("/dev/zero")
+    pct("start", dir_ct)
+    res = pct("push", dir_ct, src, "/root/x", check=False, timeout=20)
+    assert res.rc != 0 and res.err.startswith(f"failed to open {src} for reading"), res.err
+    assert not (images(dir_ct) / f"subvol-{dir_ct}-disk-0.subvol/root/x").exists()
+    pct("stop", dir_ct)
