@@ -379,9 +379,9 @@ def test_push_and_pull_refuse_owner_values_out_of_range(
     res = pct("push", ct, src, "/root/c", "--user", "70000", check=False)
     assert res.rc == 1 and res.err == "failed to change file owner: Invalid argument\n"
     assert not (rootfs / "root/c").exists()
-    # ... and so does a copy that fails (a directory cannot be read)
+    # a source that is no regular file is refused before anything is made
     res = pct("push", ct, tmp_path, "/root/c", check=False)
-    assert res.rc == 1 and res.err == f"failed to copy {tmp_path} to /root/c: Is a directory\n"
+    assert res.rc == 1 and res.err == f"failed to open {tmp_path} for reading: not a regular file\n"
     assert not (rootfs / "root/c").exists()
 
 
