@@ -36,6 +36,8 @@ from shared.formats.types import (
 
 from . import notes
 
+MAX_THREADS = 256
+
 UNKNOWN = vzdumpconf.UNKNOWN_KEY
 STD_EXCLUDES = ("/tmp/?*", "/var/tmp/?*", "/var/run/?*.pid")
 DEFAULT_STORAGE = "local"
@@ -147,8 +149,10 @@ OPTIONS: dict[str, Option] = {
     "node": Option(Str(check=check_node)),
     "mode": Option(Enum("snapshot", "suspend", "stop"), "snapshot"),
     "compress": Option(Enum("0", "1", "gzip", "lzo", "zstd"), "0"),
-    "zstd": Option(Int(), 1),
-    "pigz": Option(Int(), 0),
+    # threads: bounded before anything runs (2^64 went through a whole stop-mode backup and
+    # failed at the compressor); zstd itself caps what it uses far below the bound
+    "zstd": Option(Int(minimum=0, maximum=MAX_THREADS), 1),
+    "pigz": Option(Int(minimum=0, maximum=MAX_THREADS), 0),
     "dumpdir": Option(Str()),
     "storage": Option(StorageId),
     "tmpdir": Option(Str()),

@@ -26,6 +26,7 @@ from shared import paths
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint, volume_owner
+from shared.ctconfig.options import MAX_ID
 from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import (
     CommandError,
@@ -365,7 +366,6 @@ def _trim_all(conf: Config, root: Path, ignore_mountpoints: bool, log: Log) -> N
 
 COPY_CHUNK = 1 << 20
 MAX_ID_FILE = 16 << 20  # of a container's /etc/passwd or /etc/group read for a name
-MAX_ID = (1 << 32) - 2  # uid_t is 32 bits and (uid_t)-1 means "unchanged" to chown
 MAX_PERMS = 0o7777
 _ID_PARAMS = {"uid": "user", "gid": "group"}
 

@@ -339,12 +339,14 @@ NET_SCHEMA = PropSchema(
         "type": Field(Enum("veth")),
     }
 )
+MAX_ID = (1 << 32) - 2  # uid_t is 32 bits and (uid_t)-1 means "unchanged" to chown
 DEV_SCHEMA = PropSchema(
     {
         "path": Field(Str(check=check_dev_string, metavar="Path"), default_key=True),
         "mode": Field(Str(pattern=r"0[0-7]{3}", metavar="Octal access mode")),
-        "uid": Field(Int(minimum=0)),
-        "gid": Field(Int(minimum=0)),
+        # (uid_t)-1 means "unchanged" to chown: an id above it passed set and broke the start
+        "uid": Field(Int(minimum=0, maximum=MAX_ID)),
+        "gid": Field(Int(minimum=0, maximum=MAX_ID)),
         "deny-write": Field(Bool()),
     }
 )

@@ -483,3 +483,12 @@ def test_parallel_from_cli_conf_and_default(ctroot: Path) -> None:
     with pytest.raises(ParamError) as err:
         parse_params({"parallel": "0"})
     assert "parallel" in err.value.errors
+
+
+@pytest.mark.parametrize("key", ["zstd", "pigz"])
+@pytest.mark.parametrize("raw", ["18446744073709551616", "-1", "257"])
+def test_compressor_threads_are_bounded_before_anything_runs(key: str, raw: str) -> None:
+    """2^64 threads went through a whole stop-mode backup and failed at the compressor."""
+    with pytest.raises(ParamError) as info:
+        parse_params({key: raw}, options.OPTIONS)
+    assert key in info.value.errors

@@ -298,3 +298,11 @@ def test_a_value_that_is_no_utf8_is_refused(key: str, raw: bytes) -> None:
     that every later command refused to read ('line N is not valid UTF-8')."""
     with pytest.raises(FormatError, match="not valid UTF-8"):
         parse_option(key, os.fsdecode(raw))
+
+
+@pytest.mark.parametrize("key", ["uid", "gid"])
+def test_a_device_owner_beyond_uid_t_is_refused(key: str) -> None:
+    """It passed pct set and broke the next start with a traceback in the pre-start hook."""
+    with pytest.raises(FormatError):
+        parse_option("dev0", f"/dev/null,{key}=4294967295")
+    assert parse_option("dev0", f"/dev/null,{key}=4294967294")[key] == 4294967294
