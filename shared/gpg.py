@@ -21,6 +21,7 @@ import gnupg
 
 from .atomic import atomic_open
 from .errors import NotFoundError, VerifyError
+from .regularfile import read_regular
 
 FPR_RE = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 MAX_KEY_FILE = 4 << 20
@@ -149,20 +150,25 @@ class Keyring:
 
     def import_file(self, path: Path) -> list[str]:
         """Import the public key(s) of an armoured or binary file; return their fingerprints."""
+        # read once, as a bounded regular file: gpg reading a FIFO waited for ever, one
+        # reading /dev/zero ran without end (and outlived pveam)
         try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise NotFoundError(f"key file '{path}' does not exist") from None
+            found = read_regular(path, MAX_KEY_FILE)
         except OSError as err:
             raise GpgError(f"unable to read key file '{path}': {err.strerror}") from None
-        if size > MAX_KEY_FILE:
-            raise GpgError(f"key file '{path}' is too large ({size} bytes)")
-        scanned = self.gpg.scan_keys(str(path))
+        if found is None:
+            if not os.path.lexists(path):
+                raise NotFoundError(f"key file '{path}' does not exist")
+            raise GpgError(f"key file '{path}' is not a regular file")
+        data = found[0]
+        if len(data) > MAX_KEY_FILE:
+            raise GpgError(f"key file '{path}' is too large (more than {MAX_KEY_FILE} bytes)")
+        scanned = self.gpg.scan_keys_mem(data)
         if any(k.get("type") == "sec" for k in scanned):
             raise GpgError(f"refusing '{path}': it contains a secret key")
         if not scanned:
             raise GpgError(f"no OpenPGP public key found in '{path}'")
-        return self.import_data(path.read_bytes(), str(path))
+        return self.import_data(data, str(path))
 
     def import_data(self, data: bytes, what: str = "key data") -> list[str]:
         result = self.gpg.import_keys(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -138,3 +139,22 @@ def test_add_an_expired_key(pveam: Pveam, tmp_path: Path, empty_keyring: Path) -
         res.err
     )
     assert fpr in pveam("key", "list").out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_add_refuses_what_is_not_a_regular_file(
+    pveam: Pveam, tmp_path: Path, empty_keyring: Path, kind: str
+) -> None:
+    """gpg reading a FIFO waited for ever; one reading /dev/zero ran without end."""
+    path = tmp_path / "key.asc"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero")
+    res = pveam("key", "add", str(path), timeout=20)
+    assert (res.code, res.err) == (
+        VerifyError.exit_code,
+        f"key file '{path}' is not a regular file\n",
+    )
