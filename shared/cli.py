@@ -29,6 +29,7 @@ from . import quickexit
 from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
+from .printable import printable
 
 BOOL_WORDS = TRUE_WORDS | FALSE_WORDS
 HELP_WORDS = ("--help", "-help", "-h")
@@ -278,11 +279,18 @@ def parse_schema_args(
 # --- running an app ---------------------------------------------------------------------------
 
 
+def _say(text: str) -> None:
+    """An error line to stderr, control characters escaped: messages quote what the user (or
+    a file, an archive) gave, and an escape sequence in it must not drive the terminal."""
+    for line in str(text).split("\n"):
+        print(printable(line), file=sys.stderr)
+
+
 def _print_param_error(err: ParamError, usage: str | None) -> None:
     for line in err.lines():
-        print(line, file=sys.stderr)
+        _say(line)
     if usage:
-        print(usage, file=sys.stderr)
+        _say(usage)
 
 
 def _convert_click_error(err: Exception) -> ParamError:
@@ -357,12 +365,12 @@ def run(
     except ParamError as err:
         _print_param_error(err, err.usage or usage)
         if err.hint:
-            print(f"hint: {err.hint}", file=sys.stderr)
+            _say(f"hint: {err.hint}")
         code = err.exit_code
     except CtkitError as err:
-        print(str(err), file=sys.stderr)
+        _say(str(err))
         if err.hint:
-            print(f"hint: {err.hint}", file=sys.stderr)
+            _say(f"hint: {err.hint}")
         code = err.exit_code
     except typer.Exit as err:
         code = err.exit_code

@@ -27,7 +27,7 @@ def download(storage: str, template: str) -> None:
     seen.update(cmd="download", storage=storage, template=template)
     if template == "missing":
         raise ParamError({"template": "no such template"})
-    if storage == "nostore":
+    if storage.startswith("no"):
         raise NotFoundError(f"storage '{storage}' does not exist")
 
 
@@ -179,3 +179,13 @@ def test_usage_line_without_args() -> None:
     assert (
         cli.usage_line("tool available", group.commands["available"]) == "tool available  [OPTIONS]"
     )
+
+
+def test_what_an_error_quotes_reaches_the_terminal_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Messages quote what was given: an escape sequence in an argument drove the terminal."""
+    code, err = run(["set", "\x1b[2J"], capsys)
+    assert code == 2 and "\x1b" not in err and "\\x1b[2J" in err
+    code, err = run(["download", "no\x1b]0;t\x07store", "x"], capsys)
+    assert code == 3 and "\x1b" not in err and "\x07" not in err and err.count("\n") == 1
