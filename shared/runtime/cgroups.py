@@ -158,10 +158,14 @@ class CGroup:
         self.write("cpu", "cpu.cfs_quota_us", str(v1_quota))
 
     def set_cpuunits(self, units: int | None) -> None:
+        """Live, as at start (``lxc_keys``): a value is clamped (0 is the lowest weight, not
+        the default, which only an unset value gets)."""
         if self.layout is Layout.V2:
-            self.write("cpu", "cpu.weight", str(clamp_cpuunits(units or 100, self.layout)))
+            value = clamp_cpuunits(100 if units is None else units, self.layout)
+            self.write("cpu", "cpu.weight", str(value))
         else:
-            self.write("cpu", "cpu.shares", str(clamp_cpuunits(units or 1024, self.layout)))
+            value = clamp_cpuunits(1024 if units is None else units, self.layout)
+            self.write("cpu", "cpu.shares", str(value))
 
     def set_cpuset(self, cpus: str) -> None:
         if self.layout is Layout.V2:

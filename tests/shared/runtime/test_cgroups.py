@@ -167,3 +167,25 @@ def test_figures_of_a_missing_group_are_zero(tmp_path: Path) -> None:
     assert cg.memory_usage() == 0
     assert cg.cpu_usage_ns() == 0
     assert cg.cpuset_cpus() is None
+
+
+@pytest.mark.parametrize(
+    ("layout", "key", "given", "written"),
+    [
+        (Layout.V1, "cpu.shares", 0, "2"),
+        (Layout.V1, "cpu.shares", None, "1024"),
+        (Layout.V2, "cpu.weight", 0, "1"),
+        (Layout.V2, "cpu.weight", None, "100"),
+    ],
+)
+def test_cpuunits_live_as_at_start(
+    tmp_path: Path, layout: Layout, key: str, given: int | None, written: str
+) -> None:
+    """cpuunits 0 was written live as the default (1024) and clamped at start (2)."""
+    group = CGroup(900000001, root=tmp_path, layout=layout)
+    group.path("cpu").mkdir(parents=True)
+    group.set_cpuunits(given)
+    assert group.read("cpu", key) == written
+    if given is not None:
+        at_start = dict(lxc_keys(Limits(memory=512, swap=0, cpuunits=given), layout))
+        assert written in at_start.values()
