@@ -29,6 +29,7 @@ from shared.runtime import lifecycle, lxcapi
 from shared.tasklog import TaskLog
 
 NO_ORDER = sys.maxsize  # Proxmox's LONG_MAX: containers without an order come last
+STOP_WORKERS = 4  # containers of one order shut down at once (--max-workers)
 STALE_LOCK_WAIT = 10.0  # seconds to wait for a running vzdump before leaving its locks alone
 
 
@@ -153,7 +154,9 @@ def stopall(
     max_workers: int | None = None,
 ) -> None:
     """Shut the running containers down, highest order first, one order group at a time."""
-    workers = max_workers or min(max(1, (os.cpu_count() or 1) - 1), 8)
+    # a shutdown is waiting, not CPU work: the host's shutdown must not take the sum of every
+    # container's timeout on a machine with few CPUs
+    workers = max_workers or STOP_WORKERS
     failed: list[int] = []
     running = [
         g for g in guests(vms, _broken(log, failed, "Stopping")) if lxcapi.is_running(g.vmid)

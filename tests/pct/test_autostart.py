@@ -171,3 +171,19 @@ def test_a_suspended_container_refuses_exec_instead_of_hanging(
     finally:
         pct("resume", vmid)
     pct("stop", vmid)
+
+
+def test_stopall_shuts_an_order_down_in_parallel_whatever_the_cpus(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    """The batch was CPUs - 1 wide: one at a time on this 2-core host, so a host's shutdown
+    took the sum of every container's timeout."""
+    slow = [new_vmid() for _ in range(3)]
+    for vmid in slow:
+        pct("create", vmid, busybox_template, "--rootfs", "local:0")
+        add(ctroot, vmid, "startup: down=2\nlxc.signal.halt: SIGWINCH\n")  # ignores the halt
+        pct("start", vmid)
+    began = time.monotonic()
+    pct("stopall", "--vms", ",".join(map(str, slow)))
+    assert time.monotonic() - began < 2 * 3 - 1  # one 2 s wait for all three, not three
+    assert not any(lxcapi.is_running(vmid) for vmid in slow)
