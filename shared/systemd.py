@@ -77,11 +77,15 @@ Persistent=true
 WantedBy=timers.target
 """
 
+# Before= the scheduler: at shutdown systemd stops units in reverse, so a backup the scheduler
+# runs is ended (and cleans up: a frozen CT thawed, a stopped one started, locks dropped) before
+# stopall, which refused a container locked by it
 GUESTS_SERVICE = """\
 [Unit]
 Description=ctkit: start containers with onboot at boot, stop all at shutdown
 Wants=network-online.target
 After=network-online.target local-fs.target remote-fs.target lxc.service lxc-net.service
+Before=ctkit-scheduler.service
 
 [Service]
 Type=oneshot
