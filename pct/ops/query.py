@@ -135,7 +135,9 @@ def _live_figures(vmid: int) -> dict[str, Any]:
         pass
     try:
         usage = shutil.disk_usage(f"/proc/{pid}/root/")
-        out["disk"] = usage.used
+        # both from the file system the container sees, as Proxmox reports a running one: a
+        # size-0 subvol's used bytes are the host's, beside a maxdisk from the config
+        out["disk"], out["maxdisk"] = usage.used, usage.total
     except OSError:
         pass
     out["netin"], out["netout"] = _net_counters(pid)

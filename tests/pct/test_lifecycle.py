@@ -200,6 +200,9 @@ def test_status_verbose_live_figures(pct: Pct, ct: int, conf_text: Callable[[int
     assert int(live["pid"]) == lxcapi.init_pid(ct)
     assert int(live["mem"]) > 0
     assert int(live["disk"]) >= 3 << 20
+    # running: both from the file system the container sees (a size-0 subvol's used bytes are
+    # the host file system's, and were shown beside the stopped default of 4 GiB)
+    assert int(live["disk"]) <= int(live["maxdisk"])
     assert 0 <= int(live["uptime"]) < 60
     assert live["name"] == f"CT{ct}" and live["vmid"] == str(ct) and live["type"] == "lxc"
     assert "cpu" not in live
