@@ -36,6 +36,7 @@ from .provision import (
     normalize_disk_params,
     prefixed,
     remove_config,
+    remove_staging_dirs,
     staged,
     staging_dir,
 )
@@ -103,6 +104,7 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
     except BaseException as err:
         alloc.free_all(log)
         remove_config(req.vmid, log)
+        remove_staging_dirs(req.vmid)  # an empty <lxcpath>/<vmid>/rootfs stayed behind
         if isinstance(err, CtkitError):
             raise prefixed(err, f"unable to create CT {req.vmid} - ") from err
         raise

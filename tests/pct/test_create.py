@@ -322,6 +322,7 @@ def test_size_beyond_the_file_system_limit_fails_in_one_line(
     ], res.err
     assert not paths.ct_conf(vmid).exists()
     assert not images(vmid).exists() or not any(images(vmid).iterdir())
+    assert not paths.lxc_dir(vmid).exists()  # an empty staging directory stayed behind
     assert leftovers(ctroot) == []
 
 
@@ -358,3 +359,16 @@ def test_a_create_killed_while_extracting_can_be_destroyed(
     pct("destroy", vmid)
     assert not paths.ct_conf(vmid).exists()
     assert not images(vmid).exists() or not any(images(vmid).iterdir())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--rootfs", "local:-1"], ["--mp0", "/dev/zero,mp=/mnt/z"], ["--rootfs", "local"]],
+)
+def test_a_failed_create_leaves_no_staging_directory(
+    pct: Pct, vmid: int, busybox_template: Path, options: list[str]
+) -> None:
+    res = pct("create", vmid, busybox_template, *options, check=False)
+    assert res.rc != 0 and len(res.err.splitlines()) <= 3, res.text
+    assert not paths.ct_conf(vmid).exists()
+    assert not paths.lxc_dir(vmid).exists()
