@@ -95,10 +95,11 @@ def effective_options(params: Mapping[str, Any], log: JobLog) -> BackupOptions:
 
 def resolve_target(opts: BackupOptions) -> tuple[str | None, Path]:
     """(storage id or None, dump directory), with Proxmox's errors."""
-    if opts.dumpdir:
+    if opts.dumpdir is not None:
+        # an empty one is no directory (Path('') would be the working directory)
         path = Path(opts.dumpdir)
-        if not path.is_dir():
-            raise ConfigError(f"dumpdir '{path}' does not exist")
+        if not opts.dumpdir or not path.is_dir():
+            raise ConfigError(f"dumpdir '{path if opts.dumpdir else ''}' does not exist")
         return None, path
     sid = str(opts.storage)
     # the prefixes of §7; the error keeps its class (and so its exit code)

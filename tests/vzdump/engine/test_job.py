@@ -155,6 +155,7 @@ def test_setup_errors(host: Host) -> None:
                      "dir: tpl\n\tpath /srv/tpl\n\tcontent vztmpl\n")  # fmt: skip
     cases = [
         (["--dumpdir", "/nonexistent/dir/"], "dumpdir '/nonexistent/dir' does not exist"),
+        (["--dumpdir="], "dumpdir '' does not exist"),  # was storage 'None' does not exist
         (["--tmpdir", "/nonexistent"], "tmpdir '/nonexistent' does not exist"),
         (["--storage", "tpl"], "could not get storage information for 'tpl': can't use "
                                "storage 'tpl' for backups - wrong content type"),
