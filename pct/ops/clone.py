@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from shared import paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, Section
-from shared.ctconfig.mountpoints import MountPoint, add_unused_volume
+from shared.ctconfig.mountpoints import MountPoint, add_unused_volume, drop_unused_volumes
 from shared.errors import AlreadyExistsError, CtkitError, NotFoundError, ParamError, StateError
 from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
@@ -154,9 +154,7 @@ def _set_volume(newid: int, mp: MountPoint) -> Config:
     """Record a finished volume in the new config at once (a failure then frees it by name)."""
     with config_lock(newid):
         conf = _locked_new_config(newid)
-        for key, volid in conf.unused().items():
-            if volid == mp.volume:  # recorded while it was copied
-                conf.delete(key)
+        drop_unused_volumes(conf.values, [mp.volume])  # recorded while it was copied
         conf.set(mp.key, mp.render())
         store.save(conf)
         return conf

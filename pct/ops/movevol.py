@@ -15,8 +15,8 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import (
     MountPoint,
     add_unused_volume,
+    drop_unused_volumes,
     parse_mountpoint,
-    unused_keys,
 )
 from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import CtkitError, LockError, NotFoundError, ParamError, StateError
@@ -156,7 +156,7 @@ def to_storage(
                 current = _still_locked(vmid)
                 if current.values.get(key) != conf.values[key]:
                     raise LockError(f"CT {vmid}: config changed during the move, aborting")
-                _drop_unused(current, copied.volid)
+                drop_unused_volumes(current.values, [copied.volid])
                 current.set(key, mp.replace(volume=new, size=copied.size or mp.size).render())
                 if not delete:
                     add_unused_volume(current.values, old)
@@ -188,12 +188,6 @@ def _record_copy(vmid: int, volid: str) -> str:
     return volid
 
 
-def _drop_unused(conf: Config, volid: str) -> None:
-    for key in unused_keys(conf.values):
-        if conf.values[key] == volid:
-            conf.delete(key)
-
-
 def _forget_copy(vmid: int, volids: list[str], log: Log) -> None:
     """Drop the ``unusedN`` entries of copies that are gone again (one that could not be freed
     stays on record)."""
@@ -203,8 +197,7 @@ def _forget_copy(vmid: int, volids: list[str], log: Log) -> None:
     try:
         with config_lock(vmid):
             current = store.load(vmid)
-            for volid in gone:
-                _drop_unused(current, volid)
+            drop_unused_volumes(current.values, gone)
             store.save(current)
     except CtkitError as err:
         log(f"unable to update the config of CT {vmid} - {err}")

@@ -14,10 +14,10 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import (
     MountPoint,
     add_unused_volume,
+    drop_unused_volumes,
     new_volume_size,
     parse_new_volume,
     random_mac,
-    unused_keys,
     volume_owner,
 )
 from shared.ctconfig.options import NET_SCHEMA
@@ -197,9 +197,7 @@ def release_create_lock(vmid: int, log: Log, freed: Sequence[str] = ()) -> None:
             conf = store.load(vmid)
             if conf.lock != CREATE_LOCK:
                 return
-            for key in unused_keys(conf.values):
-                if conf.values[key] in freed:
-                    conf.delete(key)
+            drop_unused_volumes(conf.values, freed)
             conf.delete("lock")
             store.save(conf)
     except CtkitError as err:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Collection, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -182,6 +182,13 @@ def add_unused_volume(values: MutableMapping[str, str], volid: str) -> str | Non
         raise FormatError("Too many unused volumes - please delete them first.")
     values[free] = volid
     return free
+
+
+def drop_unused_volumes(values: MutableMapping[str, str], volids: Collection[str]) -> None:
+    """Remove the ``unusedN`` entries that name one of ``volids``."""
+    for key in unused_keys(values):
+        if values[key] in volids:
+            del values[key]
 
 
 def random_mac(prefix: str | None = PVE_MAC_PREFIX) -> str:

@@ -21,6 +21,7 @@ from ..locks import config_lock
 from ..printable import printable
 from ..storage import loop
 from ..storage.api import volume_path
+from ..storage.config import load_config
 from ..storage.hostreach import set_host_reach
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
@@ -206,11 +207,12 @@ def wait_released(conf: Config, timeout: float = RELEASE_WAIT) -> None:
     """LXC reports STOPPED a moment before the kernel lets go of the loop devices of the
     container's raw volumes (its mount namespace goes last): whatever mounts one next (a start,
     a stop-mode backup) failed on it. Wait until they are gone (bounded)."""
+    cfg = load_config()
     for mp in conf.mountpoints():
         if mp.type != "volume":
             continue
         try:
-            path = volume_path(mp.volume)
+            path = volume_path(mp.volume, cfg=cfg)
         except CtkitError:
             continue
         if path.is_file():

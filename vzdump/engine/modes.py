@@ -143,9 +143,9 @@ def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
             stopped_by_us = True
         else:
             run.hook("backup-start")
-        # a stop that was just made (here, or by a pct stop before the backup lock) leaves the
-        # container's loop devices for a moment: mounting meanwhile failed
-        lifecycle.wait_released(run.conf)
+            # a pct stop just before the backup lock leaves the container's loop devices for a
+            # moment (our own shutdown above waited for them): mounting meanwhile failed
+            lifecycle.wait_released(run.conf)
         with mounted_volumes(run) as snapdir:
             yield snapdir
     finally:
