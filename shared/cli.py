@@ -98,18 +98,46 @@ def resolve_command_name(group: Any, token: str) -> str | None:
     return None
 
 
-def _option_table(cmd: Any) -> tuple[set[str], set[str]]:
-    """(value or flag options, boolean options) of a leaf command, as long names with dashes."""
+def _option_table(cmd: Any) -> tuple[set[str], set[str], set[str]]:
+    """(value or flag options, boolean options, options that take a value) of a leaf command,
+    as long names with dashes."""
     names: set[str] = set()
     bools: set[str] = set()
+    valued: set[str] = set()
     for param in getattr(cmd, "params", []):
         if getattr(param, "param_type_name", "") != "option":
             continue
         for opt in list(param.opts) + list(getattr(param, "secondary_opts", [])):
             names.add(opt)
-        if getattr(param, "is_flag", False) and getattr(param, "secondary_opts", None):
+        if not getattr(param, "is_flag", False):
+            valued.update(param.opts)
+        elif getattr(param, "secondary_opts", None):
             bools.update(param.opts)
-    return names, bools
+    return names, bools, valued
+
+
+SchemaBool = Callable[[str], bool]
+
+
+def schema_options(is_bool: SchemaBool) -> Callable[[Any], Any]:
+    """Mark a command that takes schema options as extra args (``-description``, ``-mp0``)
+    with its test for the boolean ones. Every other schema option takes the next word as its
+    value even when that word starts with ``-`` (``--description -foo``), as Proxmox's option
+    parser does; without the mark the rewrite cannot tell such a value from an option."""
+
+    def mark(func: Any) -> Any:
+        func.schema_is_bool = is_bool  # typer's wrapper copies the function's attributes
+        return func
+
+    return mark
+
+
+def _takes_next_word(cmd: Any, long: str, names: set[str], valued: set[str]) -> bool:
+    """Whether an option given without ``=value`` takes the next word, whatever it looks like."""
+    if long in names:
+        return long in valued
+    is_bool: SchemaBool | None = getattr(getattr(cmd, "callback", None), "schema_is_bool", None)
+    return is_bool is not None and not is_bool(long[2:])
 
 
 def _optional_value_options(cmd: Any) -> set[str]:
@@ -124,7 +152,7 @@ def _optional_value_options(cmd: Any) -> set[str]:
 
 
 def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
-    names, bools = _option_table(cmd)
+    names, bools, valued = _option_table(cmd)
     optional = _optional_value_options(cmd)
     accepts_extra = _accepts_extra(cmd)
     out: list[str] = []
@@ -164,6 +192,10 @@ def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
             else:
                 raise ParamError({m.group(1): f"type check ('boolean') failed - got '{value}'"})
             continue
+        taken = value is None and i < len(args) and args[i] != "--"
+        if taken and _takes_next_word(cmd, long, names, valued):
+            value = args[i]
+            i += 1
         out.append(long if value is None else f"{long}={value}")
     return out
 

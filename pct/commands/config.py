@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from shared.cli import EXTRA_ARGS, OutputFormat, OutputFormatOption, print_json
+from shared.cli import EXTRA_ARGS, OutputFormat, OutputFormatOption, print_json, schema_options
 
-from .common import VmidArg, config_options, echo, log_line
+from .common import VmidArg, config_options, echo, is_bool_option, log_line
 
 # the library is imported inside each command: a command loads only what it uses
 
@@ -17,7 +17,7 @@ from .common import VmidArg, config_options, echo, log_line
 def register(app: typer.Typer) -> None:
     app.command("config")(config)
     app.command("pending")(pending)
-    app.command("set", context_settings=EXTRA_ARGS)(set_)
+    app.command("set", context_settings=EXTRA_ARGS)(schema_options(is_bool_option)(set_))
     app.command("unlock")(unlock)
     app.command("list")(list_)
     app.command("status")(status)

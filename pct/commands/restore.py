@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from .common import VmidArg, config_options, log_line
+from shared.cli import EXTRA_ARGS, schema_options
+
+from .common import VmidArg, config_options, is_bool_option, log_line
 
 
 def register(app: typer.Typer) -> None:
-    app.command(
-        "restore", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
-    )(restore)
+    app.command("restore", context_settings=EXTRA_ARGS)(schema_options(is_bool_option)(restore))
 
 
 def restore(

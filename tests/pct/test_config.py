@@ -159,3 +159,14 @@ def test_case_41_unlock(pct: Pct, ct: int, ctroot: Path, conf_text: Text) -> Non
     assert res.rc != 0 and res.err == "CT is locked (backup)\n"
     pct("unlock", ct)
     assert "lock" not in conf_text(ct)
+
+
+def test_a_value_that_starts_with_a_dash_is_kept(pct: Pct, ct: int, conf_text: Text) -> None:
+    """Proxmox's option parser hands a value option the next word whatever it looks like; a
+    boolean given alone still leaves the next option an option."""
+    pct("set", ct, "-description", "-foo", "-onboot", "-hostname", "web-1")
+    text = conf_text(ct)
+    assert "#-foo\n" in text
+    assert "onboot: 1\n" in text and "hostname: web-1\n" in text
+    pct("set", ct, "--description", "--bar=1")
+    assert "#--bar=1\n" in conf_text(ct)

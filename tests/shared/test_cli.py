@@ -32,6 +32,7 @@ def download(storage: str, template: str) -> None:
 
 
 @app.command("set", context_settings=cli.EXTRA_ARGS)
+@cli.schema_options(lambda k: k == "onboot")
 def set_(
     ctx: typer.Context,
     vmid: int,
@@ -40,7 +41,7 @@ def set_(
 ) -> None:
     extra = cli.parse_schema_args(
         ctx.args,
-        is_known=lambda k: k.startswith(("mp", "net", "onboot")),
+        is_known=lambda k: k.startswith(("mp", "net", "onboot", "description")),
         is_bool=lambda k: k == "onboot",
     )
     seen.update(cmd="set", vmid=vmid, start=start, extra=extra, exclude=exclude_path)
@@ -121,6 +122,30 @@ def test_schema_options_and_repeats(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0, err
     assert seen["extra"] == {"mp0": "local:1,mp=/a", "net1": "name=eth1", "onboot": "1"}
     assert seen["exclude"] == ["/a", "/b c"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra", "exclude"),
+    [
+        (
+            ["-description", "-foo", "-onboot", "-mp0", "x"],
+            {"description": "-foo", "onboot": "1", "mp0": "x"},
+            None,
+        ),
+        (["--mp0", "--x", "--exclude-path", "-h"], {"mp0": "--x"}, ["-h"]),
+        (["-onboot", "-description=-y"], {"onboot": "1", "description": "-y"}, None),
+    ],
+)
+def test_a_value_that_starts_with_a_dash(
+    argv: list[str],
+    extra: dict[str, str],
+    exclude: list[str] | None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As Proxmox's option parser: an option that takes a value takes the next word."""
+    code, err = run(["set", "100", *argv], capsys)
+    assert code == 0, err
+    assert seen["extra"] == extra and seen["exclude"] == exclude
 
 
 def test_unknown_schema_option(capsys: pytest.CaptureFixture[str]) -> None:

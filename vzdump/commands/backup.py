@@ -9,11 +9,15 @@ from typing import Any
 
 import typer
 
-from shared.cli import EXTRA_ARGS, OPTION_RE, parse_schema_args
+from shared.cli import EXTRA_ARGS, OPTION_RE, parse_schema_args, schema_options
 from shared.formats.types import Bool
 
 from ..helptext import backup_help
 from ..options import CLI_OPTIONS, check_params, parse_params
+
+
+def is_bool_option(key: str) -> bool:
+    return key in CLI_OPTIONS and isinstance(CLI_OPTIONS[key].type, Bool)
 
 
 def split_args(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
@@ -25,7 +29,7 @@ def split_args(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     options = parse_schema_args(
         rest,
         is_known=lambda k: k in CLI_OPTIONS,
-        is_bool=lambda k: k in CLI_OPTIONS and isinstance(CLI_OPTIONS[k].type, Bool),
+        is_bool=is_bool_option,
         is_array=lambda k: k in CLI_OPTIONS and CLI_OPTIONS[k].array,
     )
     if positional:
@@ -40,7 +44,7 @@ def register(app: typer.Typer) -> None:
         context_settings=EXTRA_ARGS,
         help=backup_help(),
         options_metavar="{<vmid>} [OPTIONS]",
-    )(backup)
+    )(schema_options(is_bool_option)(backup))
 
 
 def silence(keep_stdout: bool) -> None:

@@ -23,6 +23,7 @@ from shared.cli import (
     new_app,
     parse_schema_args,
     print_json,
+    schema_options,
 )
 from shared.errors import CtkitError, JobError
 
@@ -67,6 +68,12 @@ def _now() -> dt.datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=local_zone())
 
 
+def _is_bool_key(key: str) -> bool:
+    from ..jobs import config as jobcfg
+
+    return jobcfg.is_bool_key(key)
+
+
 def _job_values(args: list[str]) -> dict[str, Any]:
     """``--key value`` pairs of the job keys: schedule, enabled, comment, repeat-missed and
     every vzdump option jobs.cfg takes (not ``--stdout``); raw strings, validated later."""
@@ -76,12 +83,13 @@ def _job_values(args: list[str]) -> dict[str, Any]:
     return parse_schema_args(
         args,
         is_known=lambda k: k in fields,
-        is_bool=jobcfg.is_bool_key,
+        is_bool=_is_bool_key,
         is_array=lambda k: k in jobcfg.JOB_TYPES[jobcfg.JOB_TYPE].arrays,
     )
 
 
 @job_app.command("add", context_settings=EXTRA_ARGS)
+@schema_options(_is_bool_key)
 def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Add a job: vzdump job add <id> --schedule '<event>' [vzdump options]."""
     from ..jobs import manage
@@ -90,6 +98,7 @@ def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]
 
 
 @job_app.command("set", context_settings=EXTRA_ARGS)
+@schema_options(_is_bool_key)
 def set_(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="id")],
