@@ -32,12 +32,14 @@ def create(vmid: int, name: str, *, description: str | None = None, log: Log = _
 
 def delete(vmid: int, name: str, *, force: bool = False, log: Log = _stderr) -> None:
     """Delete snapshot ``name``; with ``force`` storage failures are only warned about."""
+    recovery.recover(vmid, log)  # as create: a dead owner's record is undone, not replaced
     for problem in ctsnapshot.delete(vmid, name, force=force):
         log(problem)
 
 
 def rollback(vmid: int, name: str, *, start: bool = False, log: Log = _stderr) -> None:
     """Roll back to ``name`` (a running CT is stopped first); ``start`` starts it afterwards."""
+    recovery.recover(vmid, log)
     ctsnapshot.rollback(vmid, name, start=start, log=log)
 
 

@@ -78,6 +78,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
     steps: list[Callable[[owners.Owner, Log, Log], None]] = [
         _finish_template,
         _thaw,
+        _finish_rollback,
         _remove_snapshot,
         _remove_temp_files,
         _drop_lock,
@@ -88,8 +89,8 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
             step(dead, log, warn)
         except (CtkitError, OSError) as err:
             problems.append(f"{step.__name__.strip('_').replace('_', ' ')}: {err}")
-            if step in (_remove_snapshot, _drop_lock):
-                break  # keep the lock while its snapshot remains
+            if step in (_finish_rollback, _remove_snapshot, _drop_lock):
+                break  # keep the lock while its snapshot (or half a rollback) remains
     return problems
 
 
@@ -120,10 +121,23 @@ def _finish_template(dead: owners.Owner, log: Log, warn: Log) -> None:
     log(f"CT {dead.vmid}: finished the conversion to a template that pct template had begun")
 
 
+def _finish_rollback(dead: owners.Owner, log: Log, warn: Log) -> None:
+    """A rollback past its lock is finished; the container is started afterwards only when the
+    rollback was asked to (before its lock, the rollback never began: a container it stopped
+    is started again as it was)."""
+    from . import snapshot  # only a recovery needs it: pct status/list stay light
+
+    if dead.op != snapshot.ROLLBACK_OP:
+        return
+    if snapshot.resume_rollback(dead.vmid, dead.snapshot):
+        log(f"CT {dead.vmid}: finished the rollback to snapshot '{dead.snapshot}'")
+        dead.stopped = dead.mode == "start"
+
+
 def _remove_snapshot(dead: owners.Owner, log: Log, warn: Log) -> None:
     from . import snapshot  # only a recovery needs it: pct status/list stay light
 
-    if not dead.snapshot:
+    if not dead.snapshot or dead.op == snapshot.ROLLBACK_OP:
         return
     with config_lock(dead.vmid):
         conf = store.load(dead.vmid)
@@ -132,6 +146,8 @@ def _remove_snapshot(dead: owners.Owner, log: Log, warn: Log) -> None:
     state = conf.snapshots[dead.snapshot].values.get("snapstate")
     if dead.op == snapshot.OWNER_OP and (conf.lock != "snapshot" or state != "prepare"):
         return  # pct snapshot died before its prepare step or after its commit: not half-made
+    if dead.op == snapshot.DELETE_OP and (conf.lock != "snapshot-delete" or state != "delete"):
+        return  # pct delsnapshot died before it marked the snapshot: the user's still
     if conf.lock not in (dead.lock, *SNAPSHOT_LOCKS):
         raise CtkitError(f"CT is locked ({conf.lock}), not removing snapshot '{dead.snapshot}'")
     for problem in snapshot.delete(

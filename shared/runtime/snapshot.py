@@ -43,6 +43,10 @@ SNAPSHOT_DROP = ("lock", "digest", "snapstate", "snaptime", "vmstate", "descript
 # the owner record's op while a snapshot is taken (recovery removes only a snapshot still in
 # ``snapstate: prepare`` for it: a committed one is the user's)
 OWNER_OP = "snapshot"
+# ... while pct delsnapshot and rollback work: recovery finishes what they had begun, since
+# their ``lock:`` shows they were past every check
+DELETE_OP = "delsnapshot"
+ROLLBACK_OP = "rollback"
 
 
 def _all(_mp: MountPoint) -> bool:
@@ -287,7 +291,11 @@ def _remove_drive(vmid: int, name: str, key: str) -> None:
         store.save(conf)
 
 
-def _start_delete(vmid: int, name: str, expected_lock: str | None) -> Section:
+def _start_delete(
+    vmid: int, name: str, expected_lock: str | None
+) -> tuple[Section, owners.Owner | None]:
+    """Mark the section ``snapstate: delete`` under ``lock: snapshot-delete``; a delete of its
+    own (no caller's lock) records this process as the owner first."""
     with config_lock(vmid):
         conf = store.load(vmid)
         section = conf.snapshot(name)
@@ -297,8 +305,11 @@ def _start_delete(vmid: int, name: str, expected_lock: str | None) -> Section:
             raise StateError("you can't delete a snapshot if vm is a template")
         section.values["snapstate"] = "delete"
         conf.set("lock", "snapshot-delete")
+        owner = None
+        if expected_lock is None:
+            owner = owners.claim(vmid, DELETE_OP, lock="snapshot-delete", snapshot=name)
         store.save(conf)
-        return section
+        return section, owner
 
 
 def delete(
@@ -312,9 +323,20 @@ def delete(
 
     A storage failure aborts, leaving ``lock: snapshot-delete`` and ``snapstate: delete``;
     with ``force`` it is returned as a problem and the section is removed anyway. Volumes that
-    only the snapshot still referenced become ``unusedN`` of the main config.
+    only the snapshot still referenced become ``unusedN`` of the main config. A delete that is
+    killed is finished by the next command (its owner record).
     """
-    section = _start_delete(vmid, name, expected_lock)
+    section, owner = _start_delete(vmid, name, expected_lock)
+    try:
+        return _delete_steps(vmid, name, section, force, expected_lock)
+    finally:
+        if owner is not None:
+            owners.release(owner)
+
+
+def _delete_steps(
+    vmid: int, name: str, section: Section, force: bool, expected_lock: str | None
+) -> list[str]:
     problems: list[str] = []
     released: list[str] = []
     for mp in section.mountpoints():
@@ -433,18 +455,46 @@ def rollback(vmid: int, name: str, *, start: bool = False, log: Log = _stderr) -
     """Roll the container back to snapshot ``name`` (pct.md §5); ``start`` starts it after.
 
     A running CT is hard-stopped first. A failure while rolling back a volume leaves
-    ``lock: rollback`` in the config, as on Proxmox: the volumes may be half rolled back.
+    ``lock: rollback`` in the config, as on Proxmox: the volumes may be half rolled back. A
+    rollback that is killed is finished (or, killed before its lock, undone) by the next
+    command, from its owner record (:func:`resume_rollback`).
     """
     with config_lock(vmid):
         conf = store.load(vmid)
         section = _rollback_snapshot(conf, name)
         _check_rollback_possible(section, name)
         store.check_lock(conf)
-    if lxcapi.is_running(vmid):
-        _stop_for_rollback(vmid, log)
-    section = _lock_for_rollback(vmid, name)
-    for mp in section.mountpoints():
-        volumes.snapshot_rollback(mp.volume, name)
-    _finish_rollback(vmid, name)
+        owner = owners.claim(
+            vmid, ROLLBACK_OP, lock="rollback", snapshot=name, mode="start" if start else ""
+        )
+    try:
+        if lxcapi.is_running(vmid):
+            owners.update(owner, stopped=True)  # killed before its lock: started again
+            _stop_for_rollback(vmid, log)
+        section = _lock_for_rollback(vmid, name)
+        _roll_volumes(section, name)
+        _finish_rollback(vmid, name)
+        owners.update(owner, stopped=start)  # done: a kill now owes only the asked-for start
+    finally:
+        owners.release(owner)
     if start:
         lifecycle.start(vmid, log=log)
+
+
+def _roll_volumes(section: Section, name: str) -> None:
+    for mp in section.mountpoints():
+        volumes.snapshot_rollback(mp.volume, name)
+
+
+def resume_rollback(vmid: int, name: str) -> bool:
+    """Finish a killed rollback to ``name``: every volume rolled back again (those done already
+    come out the same), then the config. False when the rollback had not locked the container
+    yet (nothing was rolled back) or had finished already."""
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        if conf.lock != "rollback" or name not in conf.snapshots:
+            return False
+        section = conf.snapshot(name)
+    _roll_volumes(section, name)
+    _finish_rollback(vmid, name)
+    return True

@@ -54,6 +54,18 @@ _BTRFS_IOC_FS_INFO = 0x8400941F
 _SYSFS_BTRFS = Path("/sys/fs/btrfs")
 
 
+def _remove_rollback_temps(subvol: Path) -> None:
+    """A rollback killed between its snapshot copy and the removal of the old state leaves a
+    ``<subvol>.tmp.<pid>`` subvolume. A rollback runs under the container's ``rollback`` lock,
+    so one met by the next rollback of the volume (or the recovery finishing it) is stale."""
+    stale = re.compile(re.escape(subvol.name) + r"\.tmp\.[0-9]+")
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(subvol.parent):
+            path = Path(entry.path)
+            if stale.fullmatch(entry.name) and not entry.is_symlink() and is_subvolume(path):
+                btrfs("subvolume", "delete", "--", str(path))
+
+
 def is_subvolume(path: Path) -> bool:
     """What btrfs-progs checks: a directory whose inode is the subvolume root."""
     try:
@@ -358,6 +370,7 @@ class BtrfsStorage(DirStorage):
         vol, subvol, source = self._snapshot(volname, snap)
         self._check_unused(volname, self.image_path(vol), vol.format)
         limit = self._qgroup_limit(subvol) if self.quotas_enabled() else None
+        _remove_rollback_temps(subvol)
         tmp = subvol.with_name(f"{subvol.name}.tmp.{os.getpid()}")
         btrfs("subvolume", "snapshot", "--", str(source), str(tmp))
         try:

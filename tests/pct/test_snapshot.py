@@ -457,3 +457,93 @@ def test_a_snapshot_killed_while_frozen_is_recovered(
             proc.wait()
         with contextlib.suppress(OSError):
             cgroup.thaw()
+
+
+# --- delsnapshot and rollback killed halfway ----------------------------------------------
+
+
+def killed_while_btrfs_waits(ctroot: Path, argv: list[str], lock: str, conf_text: Text) -> None:
+    """Run pct ``argv`` with the btrfs file system frozen (its btrfs child waits in the kernel)
+    and SIGKILL its whole group once the config carries ``lock``."""
+    proc = None
+    try:
+        with fs_frozen(ctroot / "mnt/bt"):
+            proc = subprocess.Popen(
+                [str(PCT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, start_new_session=True,
+            )  # fmt: skip
+            pgid = proc.pid
+
+            def waiting() -> bool:
+                return f"lock: {lock}\n" in conf_text(int(argv[1])) and "btrfs" in group_commands(
+                    pgid
+                )
+
+            wait_until(waiting, proc, f"btrfs under lock {lock}")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        wait_group_gone(proc.pid)  # the btrfs child may finish its step once thawed
+    finally:
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_a_killed_delsnapshot_is_finished_by_the_next_command(
+    pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
+) -> None:
+    """SIGKILLed while removing the storage snapshots, ``pct delsnapshot`` left ``lock:
+    snapshot-delete`` and ``snapstate: delete`` for a human; the next command finishes the
+    delete the user asked for."""
+    vmid = bt_ct
+    pct("snapshot", vmid, "s1")
+    pct("snapshot", vmid, "s2")
+    killed_while_btrfs_waits(ctroot, ["delsnapshot", str(vmid), "s1"], "snapshot-delete",
+                             conf_text)  # fmt: skip
+    assert "snapstate: delete" in conf_text(vmid)
+    res = pct("status", vmid)
+    assert f"CT {vmid}: delsnapshot" in res.err and "died without cleaning up" in res.err
+    assert f"CT {vmid}: removed snapshot 's1'" in res.err
+    assert f"CT {vmid}: removed lock 'snapshot-delete'" in res.err
+    conf = load(vmid)
+    assert conf.lock is None and sorted(conf.snapshots) == ["s2"]
+    assert "parent" not in conf.snapshots["s2"].values
+    for disk in (0, 1):
+        assert not subvol(ctroot, vmid, disk, "s1").exists()
+        assert subvol(ctroot, vmid, disk, "s2").is_dir()
+    assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+    assert pct("status", vmid).err == ""
+
+
+@pytest.mark.parametrize("start", [False, True])
+def test_a_killed_rollback_is_finished_by_the_next_command(
+    pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text, start: bool
+) -> None:
+    """SIGKILLed while rolling the volumes back, ``pct rollback`` left ``lock: rollback`` and
+    volumes half rolled back; the next command rolls every volume back again, writes the
+    snapshot's config, removes the copy the dead btrfs step left, and starts the container
+    only if the rollback was asked to."""
+    vmid = bt_ct
+    for disk in (0, 1):
+        (subvol(ctroot, vmid, disk) / "marker").write_text("then\n")
+    pct("snapshot", vmid, "s1")
+    pct("set", vmid, "--memory", "300")
+    for disk in (0, 1):
+        (subvol(ctroot, vmid, disk) / "marker").write_text("now\n")
+    argv = ["rollback", str(vmid), "s1", *(["--start"] if start else [])]
+    killed_while_btrfs_waits(ctroot, argv, "rollback", conf_text)
+    res = pct("status", vmid)
+    assert f"CT {vmid}: finished the rollback to snapshot 's1'" in res.err, res.err
+    assert res.out == ("status: running\n" if start else "status: stopped\n")
+    conf = load(vmid)
+    assert conf.lock is None and conf.values.get("parent") == "s1"
+    assert conf.values["memory"] == "512"
+    for disk in (0, 1):
+        assert (subvol(ctroot, vmid, disk) / "marker").read_text() == "then\n"
+        assert subvol(ctroot, vmid, disk, "s1").is_dir()
+    images = ctroot / f"mnt/bt/images/{vmid}"
+    assert [p.name for p in images.iterdir() if ".tmp." in p.name] == []
+    assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+    if start:
+        assert pct("exec", vmid, "--", "cat", "/marker").out == "then\n"
