@@ -547,3 +547,47 @@ def test_a_killed_rollback_is_finished_by_the_next_command(
     assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
     if start:
         assert pct("exec", vmid, "--", "cat", "/marker").out == "then\n"
+
+
+def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
+    pct: Pct, bt_ct: int, ctroot: Path, tmp_path: Path
+) -> None:
+    """Killed after it stopped the running container and before its lock, the rollback had
+    not begun: the next command starts the container again, rolled back nowhere."""
+    from shared.runtime import lxcapi
+
+    vmid = bt_ct
+    (subvol(ctroot, vmid) / "marker").write_text("then\n")
+    pct("snapshot", vmid, "s1")
+    (subvol(ctroot, vmid) / "marker").write_text("now\n")
+    stopped = tmp_path / "stopped"
+    snippets = ctroot / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True)
+    hook = snippets / "hold.sh"
+    # the post-stop phase keeps the monitor alive, and the rollback waits for the monitor
+    hook.write_text(f'#!/bin/sh\n[ "$2" = post-stop ] && touch {stopped} && sleep 4\nexit 0\n')
+    hook.chmod(0o755)
+    pct("set", vmid, "--hookscript", "local:snippets/hold.sh")
+    pct("start", vmid)
+    proc = subprocess.Popen(
+        [str(PCT), "rollback", str(vmid), "s1"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(stopped.exists, proc, "the post-stop hook")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    deadline = time.monotonic() + 30
+    while lxcapi.monitor_alive(vmid):  # the hook still holds the stopped container
+        assert time.monotonic() < deadline, "the post-stop hook did not end"
+        time.sleep(0.1)
+    res = pct("status", vmid)
+    assert f"CT {vmid}: restarted the container rollback had stopped" in res.err, res.err
+    assert res.out == "status: running\n"
+    assert load(vmid).lock is None
+    assert pct("exec", vmid, "--", "cat", "/marker").out == "now\n"
+    assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
