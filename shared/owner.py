@@ -3,8 +3,8 @@
 A config ``lock:`` (``backup``, ``snapshot``, ...) says *that* a container is busy, not *who*
 made it so. A process killed with SIGKILL never runs its cleanup and leaves the lock behind,
 maybe with the container frozen or stopped. So a long operation (vzdump; later a migration)
-writes an owner record ``run/ctkit/owner-<vmid>.json`` before it acts, and rewrites it as it
-goes (what it froze, stopped, snapshotted, which temp files it made). Any later command can then
+writes an owner record ``var/lib/ctkit/owners/owner-<vmid>.json`` before it acts (on disk:
+a crash is a kill too, and its lock outlives the reboot), and rewrites it as it goes (what it froze, stopped, snapshotted, which temp files it made). Any later command can then
 tell a dead owner from a live one: the same pid AND the same process start time
 (``/proc/<pid>/stat`` field 22) in the same boot, so a reused pid never counts as alive.
 Undoing what a dead owner left is :mod:`shared.runtime.recovery`'s job.
@@ -72,7 +72,7 @@ def boot_id() -> str:
 
 
 def record_path(vmid: int) -> Path:
-    return paths.run_dir() / f"owner-{vmid}.json"
+    return paths.owner_dir() / f"owner-{vmid}.json"
 
 
 def recovery_lock_path(vmid: int) -> Path:
@@ -119,12 +119,13 @@ def _from_dict(vmid: int, data: Any) -> Owner:
 
 
 def _write(owner: Owner) -> None:
-    paths.run_dir().mkdir(parents=True, exist_ok=True)
+    paths.owner_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
     data = json.dumps(dataclasses.asdict(owner), sort_keys=True).encode()
-    # Atomic, but not fsynced: a record only counts within the boot that wrote it (its boot
-    # id), and a process killed at any instant leaves it complete in the page cache. Each
+    # Atomic, but not fsynced: a process killed at any instant leaves it complete in the page
+    # cache, and after a crash the kernel's write-back has long saved a backup's record. Each
     # guest of a backup writes it several times, two of them right around the freeze,
-    # and fsyncs there queue behind every other worker's writes on the same file system.
+    # and fsyncs there queue behind every other worker's writes on the same file system. A
+    # record lost or torn by the crash is read as a dead owner that did nothing.
     atomic.write_bytes(record_path(owner.vmid), data + b"\n", mode=0o600, durable=False)
 
 
@@ -163,7 +164,7 @@ def discard(vmid: int) -> None:
 
 def recorded_vmids() -> list[int]:
     try:
-        names = os.listdir(paths.run_dir())
+        names = os.listdir(paths.owner_dir())
     except FileNotFoundError:
         return []
     return sorted(int(m.group(1)) for n in names if (m := RECORD_RE.fullmatch(n)))

@@ -132,6 +132,13 @@ def run_dir() -> Path:
     return under("run/ctkit")
 
 
+def owner_dir() -> Path:
+    """Owner records of long operations (:mod:`shared.owner`): on disk, not in /run, because
+    a host that crashes mid-backup leaves its lock and snapshot on disk too, and the next boot
+    must find who made them."""
+    return under("var/lib/ctkit/owners")
+
+
 def migrate_dir() -> Path:
     """Records of migrations in progress (outgoing and incoming), for recovery after a kill."""
     return run_dir() / "migrate"

@@ -444,7 +444,7 @@ def test_a_snapshot_killed_while_frozen_is_recovered(
         assert conf.lock is None and "s1" not in conf.snapshots
         assert not subvol(ctroot, vmid, 0, "s1").exists()
         assert not subvol(ctroot, vmid, 1, "s1").exists()
-        assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+        assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
         assert pct("status", vmid).err == ""  # recovered once
 
         pct("snapshot", vmid, "s1")  # the name is free again
@@ -512,7 +512,7 @@ def test_a_killed_delsnapshot_is_finished_by_the_next_command(
     for disk in (0, 1):
         assert not subvol(ctroot, vmid, disk, "s1").exists()
         assert subvol(ctroot, vmid, disk, "s2").is_dir()
-    assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
     assert pct("status", vmid).err == ""
 
 
@@ -544,7 +544,7 @@ def test_a_killed_rollback_is_finished_by_the_next_command(
         assert subvol(ctroot, vmid, disk, "s1").is_dir()
     images = ctroot / f"mnt/bt/images/{vmid}"
     assert [p.name for p in images.iterdir() if ".tmp." in p.name] == []
-    assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
     if start:
         assert pct("exec", vmid, "--", "cat", "/marker").out == "then\n"
 
@@ -590,4 +590,4 @@ def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
     assert res.out == "status: running\n"
     assert load(vmid).lock is None
     assert pct("exec", vmid, "--", "cat", "/marker").out == "now\n"
-    assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()

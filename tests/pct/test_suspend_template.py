@@ -216,7 +216,7 @@ def test_a_template_killed_between_rename_and_save_is_finished(
     assert finished in res.err, res.err
     conf = (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
     assert "template: 1" in conf and f"local:{vmid}/base-{vmid}-disk-0.raw" in conf, conf
-    assert not (ctroot / f"run/ctkit/owner-{vmid}.json").exists()
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
     assert pct("status", vmid).err == ""  # finished once
     clone = new_vmid()
     pct("clone", vmid, clone, "--full", "1")  # a working template

@@ -84,7 +84,7 @@ def killed_vzdump(host: Host, ct: CT, phase: str, *args: str) -> Iterator[int]:
 
 
 def owner_record(ct: CT) -> dict[str, object] | None:
-    path = ct.root / f"run/ctkit/owner-{ct.vmid}.json"
+    path = ct.root / f"var/lib/ctkit/owners/owner-{ct.vmid}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -239,7 +239,7 @@ def test_a_reused_pid_is_a_dead_owner(host: Host) -> None:
               "lock": "backup"}  # fmt: skip
     text = ct.conf_path.read_text()
     ct.conf_path.write_text(text + "lock: backup\n")
-    path = ct.root / f"run/ctkit/owner-{ct.vmid}.json"
+    path = ct.root / f"var/lib/ctkit/owners/owner-{ct.vmid}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     rc, out, err = pct_run("status", str(ct.vmid))
@@ -291,3 +291,28 @@ def _recovered_from_a_frozen_file_system(ct: CT) -> None:
     write = run([str(BIN / "pct"), "exec", str(ct.vmid), "--", "sh", "-c", "echo x > /data/f"],
                 timeout=20)  # fmt: skip
     assert write.rc == 0, write.err
+
+
+def test_a_backup_cut_by_a_host_crash_is_recovered_after_the_reboot(
+    host: Host, btrfs: Path
+) -> None:
+    """A crash is a kill too, and its lock and snapshot are on disk: the owner record is kept
+    beside them, not in /run (a tmpfs the reboot empties), so the first command of the next
+    boot removes them."""
+    ct = host.create(rootfs="bt:0", start=True)
+    with killed_vzdump(host, ct, "pre-restart", "--mode", "snapshot"):
+        pass
+    # the reboot: every container stopped, /run emptied, another boot id
+    lxcpath = str(ct.root / "var/lib/lxc")
+    run(["lxc-stop", "-P", lxcpath, "-n", str(ct.vmid), "--kill"])
+    assert lxc_state(ct) == "STOPPED"
+    subprocess.run(["rm", "-rf", "--one-file-system", str(ct.root / "run")], check=True)
+    path = ct.root / f"var/lib/ctkit/owners/owner-{ct.vmid}.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(record, boot="0" * 8 + "-0000-4000-8000-" + "0" * 12)))
+    assert "[vzdump]" in ct.conf() and "lock: backup" in ct.conf()
+    rc, out, err = pct_run("start", str(ct.vmid))
+    assert rc == 0, err
+    assert f"CT {ct.vmid}: removed snapshot 'vzdump'" in out
+    assert f"CT {ct.vmid}: removed lock 'backup'" in out
+    assert_recovered(ct, host)
