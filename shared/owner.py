@@ -2,11 +2,13 @@
 
 A config ``lock:`` (``backup``, ``snapshot``, ...) says *that* a container is busy, not *who*
 made it so. A process killed with SIGKILL never runs its cleanup and leaves the lock behind,
-maybe with the container frozen or stopped. So a long operation (vzdump; later a migration)
-writes an owner record ``var/lib/ctkit/owners/owner-<vmid>.json`` before it acts (on disk:
-a crash is a kill too, and its lock outlives the reboot), and rewrites it as it goes (what it froze, stopped, snapshotted, which temp files it made). Any later command can then
-tell a dead owner from a live one: the same pid AND the same process start time
-(``/proc/<pid>/stat`` field 22) in the same boot, so a reused pid never counts as alive.
+maybe with the container frozen or stopped. So a long operation (vzdump, pct snapshot,
+delsnapshot, rollback, template) writes an owner record
+``var/lib/ctkit/owners/owner-<vmid>.json`` before it acts (on disk: a crash is a kill too, and
+its lock outlives the reboot), and rewrites it as it goes (what it froze, stopped,
+snapshotted, which temp files it made). Any later command can then tell a dead owner from a
+live one: the same pid AND the same process start time (``/proc/<pid>/stat`` field 22) in the
+same boot, so a reused pid never counts as alive.
 Undoing what a dead owner left is :mod:`shared.runtime.recovery`'s job.
 """
 
