@@ -48,6 +48,7 @@ class Owner:
     snapshot: str = ""  # a snapshot we are taking or hold
     tmpdir: str = ""
     dat: str = ""
+    volumes: str = ""  # new volumes (space-separated ids) a create or restore has allocated
 
     def describe(self) -> str:
         return f"{self.op} (pid {self.pid})"

@@ -1,7 +1,8 @@
 """``pct create``: a new container from a template (spec pct.md §4.1–4.2).
 
 Volumes are allocated and the config written with ``lock: create`` first; on any failure the
-new volumes are freed and no config is left behind.
+new volumes are freed and no config is left behind. A create killed before it could do that is
+undone by the next command (:mod:`shared.runtime.unfinished`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared import owner as owners
 from shared.archive.codecs import Compression, compression_from_name
 from shared.archive.tarextract import extract
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
 from shared.errors import AlreadyExistsError, CtkitError
+from shared.runtime import recovery, unfinished
 from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
 from shared.runtime.namespace import private_mounts
@@ -82,6 +85,7 @@ def new_config(req: CreateRequest, log: Log) -> Config:
 
 
 def create(req: CreateRequest, log: Log = _stderr) -> Config:
+    recovery.recover(req.vmid, log)  # a killed create of this id is undone, not in the way
     if store.exists(req.vmid):
         raise AlreadyExistsError(exists_message(req.vmid))
     template = resolve_template(req.ostemplate)
@@ -89,11 +93,11 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
     conf = new_config(req, log)
     check_subids(req.vmid, config_idmap(conf))
     check_traversable(staging_dir(req.vmid), *config_root_ids(conf))
-    create_locked_config(conf)
+    owner = create_locked_config(conf, owner_mode=unfinished.CREATE)
     # the staging mount lives in a mount namespace of this process's own: a create killed at
     # any instant leaves no mount on the host that keeps the new volumes busy
     private_mounts()
-    alloc = Allocation(req.vmid)
+    alloc = Allocation(req.vmid, owner=owner)
     try:
         allocate(conf, alloc, req.storage)
         store.save(conf)
@@ -108,6 +112,9 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
         if isinstance(err, CtkitError):
             raise prefixed(err, f"unable to create CT {req.vmid} - ") from err
         raise
+    finally:
+        if owner is not None:
+            owners.release(owner)
     if req.start:
         from shared.runtime import lifecycle  # the start machinery: only for --start
 

@@ -13,7 +13,7 @@ from shared.ctconfig.mountpoints import volume_owner
 from shared.ctconfig.pending import referenced_volumes
 from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery
 from shared.runtime.cgroups import CGroup
 from shared.runtime.mounts import unmount_below
 from shared.storage.config import load_config
@@ -41,6 +41,11 @@ def destroy(
     unreferenced: bool = False,
     log: Log = print,
 ) -> None:
+    if recovery.recover(vmid, log) is not None and not store.exists(vmid):
+        # a create or restore that was killed, undone by its recovery: nothing more to free
+        if purge:
+            _purge_jobs(vmid, log)
+        return
     if _check(vmid, force):
         log(f"forced to stop CT {vmid} before destroying!")
         from shared.runtime import lifecycle  # start/stop machinery: only for a running CT

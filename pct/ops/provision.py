@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared import owner as owners
 from shared import paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
@@ -33,7 +34,7 @@ from shared.errors import (
 from shared.guest.detect import resolve_arch
 from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
-from shared.runtime import lxcapi, template
+from shared.runtime import lxcapi, template, unfinished
 from shared.runtime.guestview import config_root_ids, guest_config
 from shared.runtime.mounts import MountedTree, mount_all
 from shared.storage.api import get_storage
@@ -42,7 +43,7 @@ from shared.storage.volumes import alloc_volume, free_volume, free_when_released
 from .staging import prepare_staging_dir
 
 Log = Callable[[str], None]
-CREATE_LOCK = "create"
+CREATE_LOCK = unfinished.CREATE_LOCK
 CREATE_LOCK_TIMEOUT = 5
 DISK_KEY_RE = re.compile(r"rootfs|mp\d+")
 NET_KEY_RE = re.compile(r"net\d+")
@@ -77,10 +78,12 @@ def check_rootdir_storages(conf: Config) -> None:
 
 @dataclass
 class Allocation:
-    """Volumes allocated for a new container, freed again if anything fails."""
+    """Volumes allocated for a new container, freed again if anything fails; each is noted in
+    ``owner``'s record too, for the command that recovers a killed create or restore."""
 
     vmid: int
     volids: list[str] = field(default_factory=list)
+    owner: owners.Owner | None = None
 
     def free_all(self, log: Log) -> list[str]:
         """Free every volume; returns those freed (one that fails stays in ``volids``)."""
@@ -105,13 +108,25 @@ def allocate(conf: Config, alloc: Allocation, default_storage: str) -> None:
             continue
         sid, gib = new
         size = new_volume_size(gib)
-        volid = alloc_volume(sid or default_storage, conf.vmid, size, root_uid=uid, root_gid=gid)
+        volid = alloc_volume(
+            sid or default_storage,
+            conf.vmid,
+            size,
+            root_uid=uid,
+            root_gid=gid,
+            # on record before it is formatted: a kill during mkfs leaves no nameless volume
+            reserved=lambda new: unfinished.note_volumes(alloc.owner, [*alloc.volids, new]),
+        )
         alloc.volids.append(volid)
         conf.set(mp.key, mp.replace(volume=volid, size=size))
 
 
-def create_locked_config(conf: Config, *, force: bool = False) -> None:
-    """Write the new config with ``lock: create`` (only over an existing one with force)."""
+def create_locked_config(
+    conf: Config, *, force: bool = False, owner_mode: str | None = None
+) -> owners.Owner | None:
+    """Write the new config with ``lock: create`` (only over an existing one with force). With
+    ``owner_mode`` (:mod:`shared.runtime.unfinished`), this process is recorded as its owner
+    first, and the record returned."""
     with config_lock(conf.vmid, timeout=CREATE_LOCK_TIMEOUT):
         old = store.load_or_none(conf.vmid)
         if old is not None and not force:
@@ -119,7 +134,9 @@ def create_locked_config(conf: Config, *, force: bool = False) -> None:
         if old is not None:
             store.check_lock(old)
         conf.set("lock", "create")
+        owner = unfinished.claim(conf.vmid, owner_mode) if owner_mode else None
         store.save(conf)
+    return owner
 
 
 def staging_dir(vmid: int) -> Path:
@@ -156,11 +173,12 @@ def remove_config(vmid: int, log: Log) -> None:
         log(f"unable to remove config of CT {vmid} - {err}")
 
 
-def lock_existing(vmid: int) -> Config:
-    """Put ``lock: create`` on an existing, stopped container and change nothing else.
+def lock_existing(vmid: int) -> owners.Owner:
+    """Put ``lock: create`` on an existing, stopped container and change nothing else; this
+    process is recorded as its owner (a restore replacing it) first.
 
-    Returns the config as it was (without the lock). ``CT is locked (...)`` when it already
-    has a lock; ``can't overwrite running container`` when it runs.
+    ``CT is locked (...)`` when it already has a lock; ``can't overwrite running container``
+    when it runs.
     """
     with config_lock(vmid, timeout=CREATE_LOCK_TIMEOUT):
         old = store.load(vmid)
@@ -169,8 +187,9 @@ def lock_existing(vmid: int) -> Config:
             raise StateError("can't overwrite running container")
         locked = old.copy()
         locked.set("lock", CREATE_LOCK)
+        owner = unfinished.claim(vmid, unfinished.REPLACE)
         store.save(locked)
-    return old
+    return owner
 
 
 def record_new_volumes(vmid: int, volids: list[str]) -> None:

@@ -13,7 +13,8 @@ from ``lock: create`` while the new volumes (new disk indexes beside the old one
 as ``unusedN`` until the commit, so that a killed restore leaves none unnamed) are filled;
 only when extraction and merge succeeded is the new config written under the config lock, and
 only then are the old volumes freed. Any failure frees the new volumes and removes the lock
-again, or, for a new id, the placeholder config.
+again, or, for a new id, the placeholder config; a restore killed before it could do that is
+undone the same way by the next command (:mod:`shared.runtime.unfinished`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import sys
 from collections.abc import Callable
 
 from shared import atomic, paths, signals
+from shared import owner as owners
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.errors import AlreadyExistsError, CtkitError, StateError
-from shared.runtime import lifecycle, lxcapi
+from shared.runtime import lifecycle, lxcapi, recovery, unfinished
 from shared.runtime.namespace import private_mounts
 
 from .provision import (
@@ -118,21 +120,39 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
     if req.archive == STDIN and "rootfs" not in params:
         raise CtkitError("restore from pipe requires rootfs parameter")
     conf = command_line_config(req.vmid, params, req.unprivileged)
+    recovery.recover(req.vmid, log)  # what a killed command left on the id is undone first
     replacing = _check_target(req)
     source = open_source(req.archive, req.stdin)
     alloc = Allocation(req.vmid)
-    recorded: list[str] = []  # the new volumes named in a replaced config
     # the staging mounts live in a mount namespace of this process's own: a restore killed
     # at any instant leaves no mount on the host that keeps the new volumes busy
     private_mounts()
     with signals.held():  # a lock is taken completely, so that the cleanup below finds it
         try:
             if replacing:
-                lock_existing(req.vmid)
-            else:
-                create_locked_config(Config(req.vmid))  # a placeholder that reserves the id
+                alloc.owner = lock_existing(req.vmid)
+            else:  # a placeholder that reserves the id
+                placeholder = Config(req.vmid)
+                alloc.owner = create_locked_config(placeholder, owner_mode=unfinished.RESTORE)
         except CtkitError as err:
             raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
+    try:
+        return _restore_locked(req, conf, source, alloc, replacing, log)
+    finally:
+        if alloc.owner is not None:
+            owners.release(alloc.owner)
+
+
+def _restore_locked(
+    req: RestoreRequest,
+    conf: Config,
+    source: ArchiveSource,
+    alloc: Allocation,
+    replacing: bool,
+    log: Log,
+) -> Config:
+    """The restore once the id is locked: fill, commit, or undo everything on failure."""
+    recorded: list[str] = []  # the new volumes named in a replaced config
     try:
         signals.raise_if_interrupted()
         backup, firewall = recover_config(source, req.vmid, log)

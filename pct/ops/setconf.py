@@ -101,9 +101,12 @@ def _apply_cgroup(conf: Config, keys: set[str]) -> dict[str, str]:
 
 
 def unlock(vmid: int, log: Log = print) -> None:
-    """Remove the lock; a dead backup's lock is recovered (thaw, restart, cleanup) instead."""
-    if recovery.recover(vmid, log) is not None and not store.load(vmid).lock:
-        return
+    """Remove the lock; a dead backup's lock is recovered (thaw, restart, cleanup) instead, and
+    a killed create or restore undone."""
+    if recovery.recover(vmid, log) is not None:
+        conf = store.load_or_none(vmid)
+        if conf is None or not conf.lock:
+            return
     with config_lock(vmid):
         conf = store.load(vmid)
         store.remove_lock(conf)

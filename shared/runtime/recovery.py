@@ -77,6 +77,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
     problems: list[str] = []
     steps: list[Callable[[owners.Owner, Log, Log], None]] = [
         _finish_template,
+        _undo_create,
         _thaw,
         _finish_rollback,
         _remove_snapshot,
@@ -89,7 +90,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
             step(dead, log, warn)
         except (CtkitError, OSError) as err:
             problems.append(f"{step.__name__.strip('_').replace('_', ' ')}: {err}")
-            if step in (_finish_rollback, _remove_snapshot, _drop_lock):
+            if step in (_undo_create, _finish_rollback, _remove_snapshot, _drop_lock):
                 break  # keep the lock while its snapshot (or half a rollback) remains
     return problems
 
@@ -119,6 +120,12 @@ def _finish_template(dead: owners.Owner, log: Log, warn: Log) -> None:
             return  # killed after its last save
         template.resume(conf, store.save)
     log(f"CT {dead.vmid}: finished the conversion to a template that pct template had begun")
+
+
+def _undo_create(dead: owners.Owner, log: Log, warn: Log) -> None:
+    from . import unfinished  # only a recovery needs it: pct status/list stay light
+
+    unfinished.undo(dead, log)
 
 
 def _finish_rollback(dead: owners.Owner, log: Log, warn: Log) -> None:
@@ -186,7 +193,9 @@ def _drop_lock(dead: owners.Owner, log: Log, warn: Log) -> None:
     if not dead.lock:
         return
     with config_lock(dead.vmid):
-        conf = store.load(dead.vmid)
+        conf = store.load_or_none(dead.vmid)
+        if conf is None:
+            return  # an unfinished create's config, removed by its undoing
         # a snapshot step of the dead run may have swapped its lock for its own
         held = conf.lock
         if held not in (dead.lock, *(SNAPSHOT_LOCKS if dead.snapshot else ())):

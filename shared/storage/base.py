@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -229,11 +229,14 @@ class Storage:
         root_uid: int = 0,
         root_gid: int = 0,
         fmt: str | None = None,
+        reserved: Callable[[str], None] | None = None,
     ) -> str:
         """Allocate (and format) a container volume; returns its volume name.
 
         The name is reserved under the allocation lock (an empty file, directory or
         subvolume); the slow part (mkfs) runs outside it and is undone if it fails.
+        ``reserved(volname)`` runs before that part: a caller that can be killed records there
+        the volume it is about to own.
         """
         fmt = fmt or self.default_format(size)
         self._check_alloc(fmt, size)
@@ -245,6 +248,8 @@ class Storage:
             name = self.find_free_diskname(vmid, fmt)
             target = self._reserve_volume(imgdir, name, fmt)
         try:
+            if reserved is not None:
+                reserved(f"{vmid}/{name}")
             self._fill_volume(target, fmt, size, root_uid, root_gid)
         except BaseException as err:
             self._discard_volume(target, fmt)

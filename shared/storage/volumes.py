@@ -34,11 +34,13 @@ def alloc_volume(
     root_gid: int = 0,
     fmt: str | None = None,
     cfg: StorageConfig | None = None,
+    reserved: Callable[[str], None] | None = None,
 ) -> str:
     """Allocate a container volume and return its volume id.
 
     dir: size > 0 → ext4-formatted sparse raw image, 0 → directory owned by root_uid:root_gid.
     btrfs: a subvolume (size = qgroup limit when quotas are on), or ``fmt="raw"`` for an image.
+    ``reserved(volid)`` runs once the name is taken, before the volume is formatted.
     """
     store = _storage(storage, cfg)
     store.check_enabled()
@@ -46,7 +48,10 @@ def alloc_volume(
         raise StorageError(
             f"storage '{store.id}' does not allow content type 'rootdir' (Container)"
         )
-    volname = store.alloc_volume(vmid, size_bytes, root_uid=root_uid, root_gid=root_gid, fmt=fmt)
+    on_reserved = None if reserved is None else (lambda name: reserved(store.volid(name)))
+    volname = store.alloc_volume(
+        vmid, size_bytes, root_uid=root_uid, root_gid=root_gid, fmt=fmt, reserved=on_reserved
+    )
     return store.volid(volname)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared import paths
+from shared.ctconfig import store
 from shared.testbed import build_busybox_rootfs, pack
 from tests.pct.conftest import Pct, leftovers, until_extracting, wait_group_gone
 
@@ -326,12 +327,21 @@ def test_size_beyond_the_file_system_limit_fails_in_one_line(
     assert leftovers(ctroot) == []
 
 
-def test_a_create_killed_while_extracting_can_be_destroyed(
-    pct: Pct, vmid: int, ctroot: Path, tmp_path: Path, images: Images
+@pytest.mark.parametrize("then", ["create", "destroy", "list"])
+def test_a_create_killed_while_extracting_is_undone_by_the_next_command(
+    pct: Pct,
+    vmid: int,
+    ctroot: Path,
+    tmp_path: Path,
+    images: Images,
+    busybox_template: Path,
+    then: str,
 ) -> None:
     """SIGKILL to ``pct create`` (its whole process group) while the template is extracted: the
-    staging mount of the new raw volume stayed in the host's mount namespace, and
-    ``pct unlock; pct destroy`` then failed for good ('unable to free volume ... is in use')."""
+    staging mount of the new raw volume stayed in the host's mount namespace (so ``pct destroy``
+    failed for good), and the locked config and its volume waited for a human. The next command
+    that meets the id undoes the create as its own failure would have: volume freed, config
+    removed; a new create of the id then goes ahead."""
     from tests.pct.conftest import PCT
 
     rootfs = build_busybox_rootfs(tmp_path / "big")
@@ -355,10 +365,27 @@ def test_a_create_killed_while_extracting_can_be_destroyed(
         proc.wait()
     assert leftovers(ctroot) == []  # no staging mount, no loop device
     assert "lock: create" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
-    pct("unlock", vmid)
-    pct("destroy", vmid)
+    assert [p.name for p in images(vmid).iterdir()] == [f"vm-{vmid}-disk-0.raw"]
+    res = {
+        "create": lambda: pct("create", vmid, busybox_template, "--rootfs", "local:0"),
+        "destroy": lambda: pct("destroy", vmid),
+        "list": lambda: pct("list"),
+    }[then]()
+    assert f"CT {vmid}: create (pid {proc.pid}) died without cleaning up" in res.text, res.text
+    assert (
+        f"CT {vmid}: freed volume 'local:{vmid}/vm-{vmid}-disk-0.raw' the unfinished pct "
+        "create allocated" in res.text
+    )
+    assert f"CT {vmid}: removed the config of the unfinished pct create" in res.text
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+    assert leftovers(ctroot) == []
+    if then == "create":
+        rootfs = str(store.load(vmid).get_raw("rootfs"))
+        assert rootfs.startswith(f"local:{vmid}/subvol-{vmid}-disk-0.subvol,"), rootfs
+        pct("destroy", vmid)
     assert not paths.ct_conf(vmid).exists()
     assert not images(vmid).exists() or not any(images(vmid).iterdir())
+    assert not paths.lxc_dir(vmid).exists()
 
 
 @pytest.mark.parametrize(
@@ -372,3 +399,40 @@ def test_a_failed_create_leaves_no_staging_directory(
     assert res.rc != 0 and len(res.err.splitlines()) <= 3, res.text
     assert not paths.ct_conf(vmid).exists()
     assert not paths.lxc_dir(vmid).exists()
+
+
+def test_a_create_killed_while_formatting_its_volume_leaves_no_nameless_volume(
+    pct: Pct, vmid: int, ctroot: Path, tmp_path: Path, images: Images, busybox_template: Path
+) -> None:
+    """The volume is on the owner's record once its name is taken, before mkfs: a create
+    killed while formatting it had left a raw image that no config and no record named."""
+    from tests.pct.conftest import PCT
+
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    marker = tmp_path / "formatting"
+    (fakebin / "mkfs.ext4").write_text(f"#!/bin/sh\ntouch {marker}\nexec sleep 600\n")
+    (fakebin / "mkfs.ext4").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    argv = [str(PCT), "create", str(vmid), str(busybox_template), "--rootfs", "local:1"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "mkfs was not reached"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        wait_group_gone(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert [p.name for p in images(vmid).iterdir()] == [f"vm-{vmid}-disk-0.raw"]
+    res = pct("list")
+    assert f"CT {vmid}: freed volume 'local:{vmid}/vm-{vmid}-disk-0.raw'" in res.err, res.text
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists() or not any(images(vmid).iterdir())
+    assert leftovers(ctroot) == []

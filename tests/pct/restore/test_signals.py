@@ -4,6 +4,7 @@ line, and an existing container replaced with ``--force`` is left as it was and 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -159,25 +160,36 @@ def _pct(*args: object) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.lxc
-def test_sigkill_during_restore_to_a_new_id_can_be_destroyed(backups: Backups, vmid: int) -> None:
+def test_sigkill_during_restore_to_a_new_id_is_undone_by_the_next_command(
+    backups: Backups, vmid: int
+) -> None:
     """Killed, the restore ran no cleanup: its staging mount of the new volume stayed in the
-    host's mount namespace and ``pct unlock; pct destroy`` failed ('... is in use')."""
-    _restore_sigkilled(vmid, _archive(backups, "newer", BIG))
+    host's mount namespace (``pct destroy`` failed: '... is in use'), and the locked config
+    waited for a human. The next restore of the id undoes it first and goes ahead."""
+    archive = _archive(backups, "newer", BIG)
+    _restore_sigkilled(vmid, archive)
     assert _mounts(backups.root) == []
     assert store.load(vmid).lock == "create"
-    for cmd in (("unlock", vmid), ("destroy", vmid)):
-        res = _pct(*cmd)
-        assert res.returncode == 0, res.stderr
+    (volume,) = images(backups.root, vmid)
+    res = _pct("restore", vmid, archive)
+    assert res.returncode == 0, res.stderr
+    assert (
+        f"CT {vmid}: freed volume 'local:{vmid}/{volume}' the unfinished pct restore allocated"
+        in res.stdout + res.stderr
+    )
+    assert f"CT {vmid}: removed the config of the unfinished pct restore" in res.stdout + res.stderr
+    conf = store.load(vmid)
+    assert conf.lock is None and images(backups.root, vmid) == [volume]  # its name again
+    res = _pct("destroy", vmid)
+    assert res.returncode == 0, res.stderr
     assert leftovers(backups.root, vmid) == []
 
 
 @pytest.mark.lxc
-def test_sigkill_during_force_restore_keeps_the_new_volume_on_record(
-    backups: Backups, vmid: int
-) -> None:
+def test_sigkill_during_force_restore_keeps_the_old_container(backups: Backups, vmid: int) -> None:
     """``--force`` keeps the old config while the new volumes are filled: killed, the new
     volume was named nowhere and leaked. It is on record as ``unusedN`` of the locked config,
-    so that the old container is untouched and ``pct destroy`` frees it."""
+    and the next command frees it and unlocks the old container, which is untouched."""
     backups.restore(vmid, _archive(backups, "old"))
     old = store.load(vmid)
     _restore_sigkilled(vmid, _archive(backups, "newer", BIG), "--force")
@@ -188,7 +200,52 @@ def test_sigkill_during_force_restore_keeps_the_new_volume_on_record(
     new = [name for name in images(backups.root, vmid) if name not in str(old.get_raw("rootfs"))]
     assert len(new) == 1, images(backups.root, vmid)
     assert conf.get_raw("unused0") == f"local:{vmid}/{new[0]}"
-    for cmd in (("unlock", vmid), ("destroy", vmid)):
-        res = _pct(*cmd)
-        assert res.returncode == 0, res.stderr
+    res = _pct("status", vmid)
+    assert (res.returncode, res.stdout) == (0, "status: stopped\n"), res.stderr
+    assert (
+        f"CT {vmid}: freed volume 'local:{vmid}/{new[0]}' the unfinished pct restore --force "
+        "allocated" in res.stderr
+    )
+    assert f"CT {vmid}: kept the container the unfinished restore was to replace" in res.stderr
+    assert store.load(vmid).values == old.values  # every key as before: no lock, no unused0
+    assert images(backups.root, vmid) == [n for n in images(backups.root, vmid) if n != new[0]]
+    assert len(images(backups.root, vmid)) == 1
+    res = _pct("destroy", vmid)
+    assert res.returncode == 0, res.stderr
     assert leftovers(backups.root, vmid) == []
+
+
+@pytest.mark.lxc
+@pytest.mark.parametrize("mode", ["restore --force", "create"])
+def test_an_unfinished_restore_never_frees_a_volume_it_did_not_make(
+    backups: Backups, vmid: int, mode: str
+) -> None:
+    """The recovery frees only the volumes the record lists that the id owns and, for a
+    ``--force`` restore, that the kept container does not use; a new container's config that
+    names a volume of the id the record does not list is kept. A record naming the old rootfs
+    or another container's volume (stale, or written by someone else) costs no data."""
+    other = vmid + 1
+    archive = _archive(backups, "old")
+    backups.restore(vmid, archive)
+    backups.restore(other, archive)
+    mine, theirs = store.load(vmid).get_raw("rootfs"), store.load(other).get_raw("rootfs")
+    volids = [str(v).split(",")[0] for v in (mine, theirs)]
+    if mode == "create":
+        volids = volids[1:]
+    path = paths.ct_conf(vmid)
+    path.write_text("lock: create\n" + path.read_text())
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    record = {"vmid": vmid, "op": "create", "pid": 1, "start": 0, "boot": boot,
+              "lock": "create", "mode": mode, "volumes": " ".join(volids)}  # fmt: skip
+    owners = backups.root / "var/lib/ctkit/owners"
+    owners.mkdir(parents=True, exist_ok=True)
+    (owners / f"owner-{vmid}.json").write_text(json.dumps(record))
+    res = _pct("status", vmid)
+    assert "freed volume" not in res.stderr, res.stderr
+    for ct in (vmid, other):
+        assert len(images(backups.root, ct)) == 1, images(backups.root, ct)
+    assert res.returncode == 0 and store.load(vmid).lock is None
+    if mode == "create":
+        assert "kept the config, it names volumes the unfinished pct create" in res.stderr
+    for ct in (vmid, other):
+        assert _pct("destroy", ct).returncode == 0

@@ -59,3 +59,24 @@ def test_grow_filesystem_offline(ctroot: Path) -> None:
     info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     assert int(info["Block count"]) * int(info["Block size"]) == 16 * MIB
     volumes.grow_filesystem(volumes.alloc_volume("local", VMID, 0))  # subvol: nothing to do
+
+
+def test_reserved_runs_with_the_taken_name_before_the_format(ctroot: Path) -> None:
+    """``reserved`` sees the volume id once the name is taken and before mkfs; a callback that
+    fails undoes the reservation."""
+    seen: list[tuple[str, int]] = []
+    image = ctroot / f"var/lib/vz/images/{VMID}/vm-{VMID}-disk-0.raw"
+
+    def note(volid: str) -> None:
+        seen.append((volid, image.stat().st_size))
+
+    volid = volumes.alloc_volume("local", VMID, 8 * MIB, reserved=note)
+    assert seen == [(volid, 0)] and volid == f"local:{VMID}/vm-{VMID}-disk-0.raw"
+    assert image.stat().st_size == 8 * MIB
+
+    def refuse(volid: str) -> None:
+        raise StorageError("no record")
+
+    with pytest.raises(StorageError, match="no record"):
+        volumes.alloc_volume("local", VMID, 8 * MIB, reserved=refuse)
+    assert sorted(p.name for p in image.parent.iterdir()) == [image.name]

@@ -1,0 +1,96 @@
+"""Undo a ``pct create`` or ``pct restore`` that was killed before it finished.
+
+A SIGKILL (or a crash) runs no cleanup: the id stays locked with ``lock: create``, and the new
+volumes stay allocated. Both commands record their owner (:mod:`shared.owner`, op
+:data:`OWNER_OP`) as they lock the id, and add each volume to the record as soon as it is
+allocated. The next command that meets the container (:mod:`shared.runtime.recovery`) then does
+what their own failure path does: it frees those volumes and removes the new container's
+config; for ``restore --force`` (mode :data:`REPLACE`) it keeps the old container, dropping only
+the ``unusedN`` entries of the new volumes and the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+from .. import owner as owners
+from .. import paths
+from ..ctconfig import store
+from ..ctconfig.config import Config
+from ..ctconfig.mountpoints import drop_unused_volumes, used_volumes, volume_owner
+from ..ctconfig.pending import referenced_volumes
+from ..errors import StorageError
+from ..locks import config_lock
+from ..storage.volumes import free_when_released
+
+Log = Callable[[str], None]
+OWNER_OP = "create"
+CREATE_LOCK = "create"
+# the record's mode: which command, and whether an existing container is being replaced
+CREATE, RESTORE, REPLACE = "create", "restore", "restore --force"
+
+
+def _in_use(conf: Config) -> set[str]:
+    """The volumes a kept config mounts, now, pending, or in a snapshot."""
+    sections = [conf.values, conf.pending.values, *(s.values for s in conf.snapshots.values())]
+    return {volid for values in sections for volid in used_volumes(values)}
+
+
+def _not_made(conf: Config, vmid: int, made: Sequence[str]) -> list[str]:
+    return [v for v in referenced_volumes(conf) if volume_owner(v) == vmid and v not in made]
+
+
+def claim(vmid: int, mode: str) -> owners.Owner:
+    """Record this process as the owner of the id it is about to lock for creation."""
+    return owners.claim(vmid, OWNER_OP, lock=CREATE_LOCK, mode=mode)
+
+
+def note_volumes(owner: owners.Owner | None, volids: Sequence[str]) -> None:
+    """The volumes allocated so far (each is noted right after its allocation)."""
+    if owner is not None:
+        owners.update(owner, volumes=" ".join(volids))
+
+
+def undo(dead: owners.Owner, log: Log) -> None:
+    """Undo a dead create or restore that still holds its ``lock: create``; one that finished
+    (or never locked the id) left nothing to undo."""
+    if dead.op != OWNER_OP:
+        return
+    vmid = dead.vmid
+    with config_lock(vmid):
+        conf = store.load_or_none(vmid)
+        if conf is None or conf.lock != CREATE_LOCK:
+            return
+        # never a volume the old container of a restore --force uses, whatever the record says
+        kept = _in_use(conf) if dead.mode == REPLACE else set()
+    made = [v for v in dead.volumes.split() if volume_owner(v) == vmid and v not in kept]
+    freed = []
+    for volid in made:
+        if free_when_released(volid, log):
+            freed.append(volid)
+            log(f"CT {vmid}: freed volume '{volid}' the unfinished pct {dead.mode} allocated")
+    if len(freed) < len(made):  # the config and the record stay, for the next command
+        raise StorageError(f"{len(made) - len(freed)} new volume(s) could not be freed")
+    with config_lock(vmid):
+        conf = store.load_or_none(vmid)
+        if conf is None or conf.lock != CREATE_LOCK:
+            return
+        if dead.mode == REPLACE:
+            drop_unused_volumes(conf.values, freed)
+            conf.delete("lock")
+            store.save(conf)
+            log(f"CT {vmid}: kept the container the unfinished restore was to replace")
+        elif _not_made(conf, vmid, made):  # never leave a volume of the id named by nothing
+            conf.delete("lock")
+            store.save(conf)
+            log(
+                f"CT {vmid}: kept the config, it names volumes the unfinished pct {dead.mode} "
+                "did not allocate"
+            )
+        else:
+            store.remove(vmid)
+            for path in (paths.lxc_rootfs(vmid), paths.lxc_dir(vmid)):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            log(f"CT {vmid}: removed the config of the unfinished pct {dead.mode}")
