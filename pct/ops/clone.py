@@ -3,7 +3,9 @@
 Full clones copy every volume (:mod:`.volcopy`); linked clones of a template's btrfs volumes are
 writable snapshots that share all extents with the base. The source holds ``lock: disk`` and
 the new config ``lock: create`` for the whole task; a failure frees every new volume and removes
-the new config, so nothing of the clone is left.
+the new config, so nothing of the clone is left. Both ids record this process as their owner:
+a clone killed at any instant is undone the same way by the next command that meets either
+(:mod:`shared.runtime.recovery`, :mod:`shared.runtime.unfinished`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared import owner as owners
 from shared import paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, Section
@@ -19,7 +22,7 @@ from shared.ctconfig.mountpoints import MountPoint, add_unused_volume, drop_unus
 from shared.errors import AlreadyExistsError, CtkitError, NotFoundError, ParamError, StateError
 from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery, unfinished
 from shared.runtime.guestview import guest_config
 from shared.runtime.namespace import private_mounts
 from shared.storage.api import get_storage
@@ -116,19 +119,23 @@ def plan(src: Config, req: CloneRequest, running: bool) -> Plan:
     return Plan(new, volumes, full, src)
 
 
-def _lock_source(vmid: int) -> tuple[Config, bool]:
+def _lock_source(vmid: int) -> tuple[Config, bool, owners.Owner]:
+    """``lock: disk`` on the source, this process on record as its owner: a clone killed at
+    any instant leaves a lock the next command that meets the source drops."""
     with config_lock(vmid):
         conf = store.load(vmid)
         store.check_lock(conf)
         conf.set("lock", "disk")
+        owner = owners.claim(vmid, "clone", lock="disk")
         store.save(conf)
-        return conf, lxcapi.is_running(vmid)
+        return conf, lxcapi.is_running(vmid), owner
 
 
-def _unlock_source(vmid: int, log: Log) -> None:
+def _unlock_source(vmid: int, owner: owners.Owner, log: Log) -> None:
     try:
         with config_lock(vmid):
             store.drop_lock(vmid, "disk")
+        owners.release(owner)
     except CtkitError as err:
         log(f"Failed to remove source CT config lock - {err}")
 
@@ -164,21 +171,24 @@ def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
     check_target(req.target)
     if req.storage is not None:
         get_storage(req.storage).check_enabled()
+    # what a killed command left on either id is undone first (a killed clone's among it)
+    for vmid in (req.vmid, req.newid):
+        recovery.recover(vmid, log)
     if store.exists(req.newid):
         raise AlreadyExistsError(exists_message(req.newid))
-    src, running = _lock_source(req.vmid)
+    src, running, src_owner = _lock_source(req.vmid)
     try:
         job = plan(src, req, running)
-        create_locked_config(job.conf)
+        new_owner = create_locked_config(job.conf, owner_mode=unfinished.CLONE)
     except BaseException:
-        _unlock_source(req.vmid, log)
+        _unlock_source(req.vmid, src_owner, log)
         raise
     private_mounts()
     created: list[str] = []
     # TERM/HUP/INT interrupt the copy; the cleanup below runs to its end whatever arrives
     with signals.interruptible():
         try:
-            _run(req, job, created, log)
+            _run(req, job, created, new_owner, log)
         except BaseException as err:
             with signals.held():
                 for volid in created:
@@ -190,12 +200,20 @@ def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
             raise
         finally:
             with signals.held():
-                _unlock_source(req.vmid, log)
+                if new_owner is not None:
+                    owners.release(new_owner)
+                _unlock_source(req.vmid, src_owner, log)
 
 
-def _run(req: CloneRequest, job: Plan, created: list[str], log: Log) -> None:
+def _run(
+    req: CloneRequest, job: Plan, created: list[str], owner: owners.Owner | None, log: Log
+) -> None:
     log(f"creating a clone of container {req.vmid} with ID {req.newid}")
     conf = job.conf
+
+    def note(volid: str) -> None:  # on the new id's record before it is formatted
+        unfinished.note_volumes(owner, [*created, volid])
+
     for mp in job.volumes:
         if job.full:
             log(f"create full clone of mountpoint {mp.key} ({mp.volume})")
@@ -203,14 +221,16 @@ def _run(req: CloneRequest, job: Plan, created: list[str], log: Log) -> None:
             copied = copy_volume(
                 mp, job.source, req.newid, storage,
                 snapshot=req.snapname, bwlimit=req.bwlimit, log=log,
-                allocated=lambda volid: _record_copy(req.newid, volid),
+                allocated=lambda volid: _record_copy(req.newid, volid), reserved=note,
             )  # fmt: skip
             created.append(copied.volid)
             newmp = mp.replace(volume=copied.volid, size=copied.size or mp.size)
         else:
             log(f"create linked clone of mount point {mp.key} ({mp.volume})")
-            created.append(clone_volume(mp.volume, req.newid, req.snapname))
-            newmp = mp.replace(volume=created[-1])
+            volid = clone_volume(mp.volume, req.newid, req.snapname)
+            note(volid)
+            created.append(volid)
+            newmp = mp.replace(volume=volid)
         conf = _set_volume(req.newid, newmp)
     with staged(conf) as tree:
         setup = GuestSetup.for_rootfs(

@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 
+from shared import owner as owners
 from shared import signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
@@ -21,7 +22,7 @@ from shared.ctconfig.mountpoints import (
 from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import CtkitError, LockError, NotFoundError, ParamError, StateError
 from shared.locks import config_lock
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery, unfinished
 from shared.storage.api import volume_exists, volume_owner
 from shared.storage.volumes import convert_to_base, free_volume, free_when_released, rename_volume
 
@@ -88,7 +89,9 @@ def move_volume(
 # --- to another storage ---------------------------------------------------------------------
 
 
-def _lock_for_move(vmid: int, key: str, delete: bool, digest: str | None) -> Config:
+def _lock_for_move(
+    vmid: int, key: str, delete: bool, digest: str | None
+) -> tuple[Config, owners.Owner]:
     with config_lock(vmid):
         conf = store.load(vmid)
         store.check_lock(conf)
@@ -107,18 +110,21 @@ def _lock_for_move(vmid: int, key: str, delete: bool, digest: str | None) -> Con
         _check_owner(vmid, mp.volume, "delete" if delete else None)
         _check_digest(conf, digest)
         conf.set("lock", "disk")
+        # a move killed at any instant: the next command frees its copy and drops the lock
+        owner = owners.claim(vmid, unfinished.MOVE_OP, lock="disk")
         store.save(conf)
-        return conf
+        return conf, owner
 
 
 @contextlib.contextmanager
-def _disk_lock_released(vmid: int, log: Log) -> Iterator[None]:
+def _disk_lock_released(vmid: int, owner: owners.Owner, log: Log) -> Iterator[None]:
     try:
         yield
     finally:
         try:
             with config_lock(vmid):
                 store.drop_lock(vmid, "disk")
+            owners.release(owner)
         except CtkitError as err:
             log(f"unable to remove the 'disk' lock of CT {vmid} - {err}")
 
@@ -133,16 +139,18 @@ def to_storage(
     digest: str | None = None,
     log: Log = _stderr,
 ) -> None:
-    conf = _lock_for_move(vmid, key, delete, digest)
+    recovery.recover(vmid, log)  # a dead owner's record is undone, not replaced
+    conf, owner = _lock_for_move(vmid, key, delete, digest)
     mp = _mountpoint(conf, key)
     old = mp.volume
-    with _disk_lock_released(vmid, log), signals.interruptible():
+    with _disk_lock_released(vmid, owner, log), signals.interruptible():
         log(f"moving volume '{key}' of CT {vmid} ({old}) to storage '{storage}'")
         recorded: list[str] = []
         try:
             copied = copy_volume(
                 mp, conf, vmid, storage, bwlimit=bwlimit, log=log,
                 allocated=lambda volid: recorded.append(_record_copy(vmid, volid)),
+                reserved=lambda volid: unfinished.note_volumes(owner, [volid]),
             )  # fmt: skip
         except BaseException:
             with signals.held():

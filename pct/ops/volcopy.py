@@ -52,19 +52,21 @@ def copy_volume(
     bwlimit: int | None = None,
     log: Log,
     allocated: Callable[[str], None] | None = None,
+    reserved: Callable[[str], None] | None = None,
 ) -> Copied:
     """Allocate a volume for ``owner`` on ``storage`` as large as ``mp``'s and copy it over.
 
     ``conf`` is the config whose id map owns the files (the new root is owned by its root).
     ``allocated(volid)`` runs before the copy starts: the caller records the new volume where
     the next command finds it if this one is killed mid-copy (SIGKILL runs no cleanup).
+    ``reserved(volid)`` runs earlier, before the volume is formatted (an owner record's note).
     """
     if mp.type != "volume":
         raise StorageError(f"cannot copy volumes of type {mp.type}")
     private_mounts()
     size = volume_size(mp.volume)
     uid, gid = config_root_ids(conf)
-    newvol = alloc_volume(storage, owner, size, root_uid=uid, root_gid=gid)
+    newvol = alloc_volume(storage, owner, size, root_uid=uid, root_gid=gid, reserved=reserved)
     try:
         if allocated is not None:
             allocated(newvol)

@@ -78,6 +78,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
     steps: list[Callable[[owners.Owner, Log, Log], None]] = [
         _finish_template,
         _undo_create,
+        _undo_move,
         _thaw,
         _finish_rollback,
         _remove_snapshot,
@@ -90,7 +91,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
             step(dead, log, warn)
         except (CtkitError, OSError) as err:
             problems.append(f"{step.__name__.strip('_').replace('_', ' ')}: {err}")
-            if step in (_undo_create, _finish_rollback, _remove_snapshot, _drop_lock):
+            if step in (_undo_create, _undo_move, _finish_rollback, _remove_snapshot, _drop_lock):
                 break  # keep the lock while its snapshot (or half a rollback) remains
     return problems
 
@@ -126,6 +127,12 @@ def _undo_create(dead: owners.Owner, log: Log, warn: Log) -> None:
     from . import unfinished  # only a recovery needs it: pct status/list stay light
 
     unfinished.undo(dead, log)
+
+
+def _undo_move(dead: owners.Owner, log: Log, warn: Log) -> None:
+    from . import unfinished  # only a recovery needs it: pct status/list stay light
+
+    unfinished.undo_move(dead, log)
 
 
 def _finish_rollback(dead: owners.Owner, log: Log, warn: Log) -> None:

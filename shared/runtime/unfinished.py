@@ -1,4 +1,4 @@
-"""Undo a ``pct create`` or ``pct restore`` that was killed before it finished.
+"""Undo a ``pct create``, ``restore``, ``clone`` or ``move-volume`` killed before it finished.
 
 A SIGKILL (or a crash) runs no cleanup: the id stays locked with ``lock: create``, and the new
 volumes stay allocated. Both commands record their owner (:mod:`shared.owner`, op
@@ -6,7 +6,8 @@ volumes stay allocated. Both commands record their owner (:mod:`shared.owner`, o
 allocated. The next command that meets the container (:mod:`shared.runtime.recovery`) then does
 what their own failure path does: it frees those volumes and removes the new container's
 config; for ``restore --force`` (mode :data:`REPLACE`) it keeps the old container, dropping only
-the ``unusedN`` entries of the new volumes and the lock.
+the ``unusedN`` entries of the new volumes and the lock. A killed ``move-volume`` (op
+:data:`MOVE_OP`, under ``lock: disk``) loses its partial copy the same way (:func:`undo_move`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from ..storage.volumes import free_when_released
 
 Log = Callable[[str], None]
 OWNER_OP = "create"
+MOVE_OP = "move-volume"
 CREATE_LOCK = "create"
 # the record's mode: which command, and whether an existing container is being replaced
-CREATE, RESTORE, REPLACE = "create", "restore", "restore --force"
+CREATE, RESTORE, REPLACE, CLONE = "create", "restore", "restore --force", "clone"
 
 
 def _in_use(conf: Config) -> set[str]:
@@ -94,3 +96,27 @@ def undo(dead: owners.Owner, log: Log) -> None:
                 with contextlib.suppress(OSError):
                     path.rmdir()
             log(f"CT {vmid}: removed the config of the unfinished pct {dead.mode}")
+
+
+def undo_move(dead: owners.Owner, log: Log) -> None:
+    """Free the copy a dead ``move-volume`` was writing and drop its ``unusedN`` entry; a copy
+    the config mounts already (the move was committed) is kept. The lock goes afterwards
+    (recovery's lock step)."""
+    if dead.op != MOVE_OP:
+        return
+    vmid = dead.vmid
+    with config_lock(vmid):
+        conf = store.load_or_none(vmid)
+        if conf is None or conf.lock != "disk":
+            return
+        kept = _in_use(conf)
+    made = [v for v in dead.volumes.split() if volume_owner(v) == vmid and v not in kept]
+    freed = [volid for volid in made if free_when_released(volid, log)]
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        drop_unused_volumes(conf.values, freed)
+        store.save(conf)
+    for volid in freed:
+        log(f"CT {vmid}: freed volume '{volid}' the unfinished pct move-volume was copying")
+    if len(freed) < len(made):
+        raise StorageError(f"{len(made) - len(freed)} partial copies could not be freed")

@@ -187,9 +187,14 @@ def test_an_interrupted_full_clone_of_a_raw_volume_frees_the_new_image(
         assert tree_signature(root) == before
 
 
-def test_a_full_clone_killed_mid_copy_leaves_its_volume_to_destroy(cts: Containers) -> None:
-    # SIGKILL runs no cleanup: the new config stays locked 'create', and the volume being
-    # copied was named by no config, so destroying the new CT left it on disk
+@pytest.mark.parametrize("then", ["list", "clone"])
+def test_a_full_clone_killed_mid_copy_is_undone_by_the_next_command(
+    cts: Containers, then: str
+) -> None:
+    """SIGKILL runs no cleanup: the new config stayed locked 'create', the volume being copied
+    was named by no config (destroying the new CT left it on disk), and the source kept its
+    'disk' lock for a human. Both ids are on record: the next command that meets either undoes
+    the clone as its failure would have, and the source is unlocked, untouched."""
     src, newid = cts.create("--rootfs", "local:1"), cts.new_vmid()
     with cts.mounted(src) as root:
         (root / "big").write_bytes(os.urandom(48 << 20))
@@ -201,9 +206,25 @@ def test_a_full_clone_killed_mid_copy_leaves_its_volume_to_destroy(cts: Containe
     text = cts.conf(newid)
     assert "lock: create" in text and f"unused0: local:{newid}/{partial.name}\n" in text
     assert "rootfs" not in text  # an incomplete copy is no mount point
-    cts.pct("unlock", newid)
-    cts.pct("destroy", newid)
-    assert list(images.glob("*")) == []
-    cts.pct("unlock", src)
+    assert "lock: disk" in cts.conf(src)
+    if then == "list":
+        res = cts.pct("list")  # meets both ids
+    else:  # the same clone again: it recovers both ids first, then goes ahead
+        res = cts.pct("clone", src, newid, "--full")
+    assert f"CT {src}: removed lock 'disk'" in res.text, res.text
+    assert (
+        f"CT {newid}: freed volume 'local:{newid}/{partial.name}' the unfinished pct clone "
+        "allocated" in res.text
+    )
+    assert f"CT {newid}: removed the config of the unfinished pct clone" in res.text
+    assert "lock:" not in cts.conf(src)
+    if then == "list":
+        assert not cts.conf_path(newid).exists()
+        assert list(images.glob("*")) == []
+    else:
+        assert "lock:" not in cts.conf(newid)
+        assert [p.name for p in images.glob("*")] == [partial.name]  # the name, free again
+        with cts.mounted(newid) as root:
+            assert tree_signature(root) == before
     with cts.mounted(src) as root:
         assert tree_signature(root) == before

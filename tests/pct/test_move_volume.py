@@ -155,9 +155,10 @@ def test_a_nested_subvolume_is_refused_not_left_out(cts: Containers, btrfs_stora
         subprocess.run(["btrfs", "-q", "subvolume", "delete", str(nested)], check=True)
 
 
-def test_a_move_killed_mid_copy_leaves_its_copy_on_record(cts: Containers) -> None:
-    """SIGKILL runs no cleanup: the partial copy was named by no config; it is the container's
-    unused0 while it is written, so that after pct unlock pct set --delete frees it."""
+def test_a_move_killed_mid_copy_is_undone_by_the_next_command(cts: Containers) -> None:
+    """SIGKILL runs no cleanup: the partial copy was named by no config, and the 'disk' lock
+    waited for a human. The copy is the container's unused0 while it is written, and the move
+    is on record: the next command frees the copy, drops its entry and the lock."""
     add_storage(cts.root, "dir: other\n\tpath /mnt/other\n\tcontent rootdir\n")
     vmid = cts.create("--rootfs", "local:1")
     with cts.mounted(vmid) as root:
@@ -169,8 +170,16 @@ def test_a_move_killed_mid_copy_leaves_its_copy_on_record(cts: Containers) -> No
     conf = cts.conf(vmid)
     assert "lock: disk\n" in conf and f"unused0: other:{vmid}/{partial}\n" in conf, conf
     assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw" in conf
-    cts.pct("unlock", vmid)
-    cts.pct("set", vmid, "--delete", "unused0")
+    res = cts.pct("status", vmid)
+    assert res.out == "status: stopped\n"
+    assert (
+        f"CT {vmid}: freed volume 'other:{vmid}/{partial}' the unfinished pct move-volume was "
+        "copying" in res.err
+    ), res.err
+    assert f"CT {vmid}: removed lock 'disk'" in res.err
+    after = cts.conf(vmid)
+    assert "lock:" not in after and "unused0" not in after
+    assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw" in after
     assert list(images.glob("*")) == []
     with cts.mounted(vmid) as root:
         assert tree_signature(root) == before
