@@ -1,23 +1,16 @@
-"""``pct destroy``: free every volume the container owns, then remove its config."""
+"""``pct destroy``: free every volume the container owns, then remove its config (the work is
+:mod:`shared.runtime.teardown`'s, which the recovery of a killed destroy shares)."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 from collections.abc import Callable
 
-from shared import jobrefs, paths
+from shared import owner as owners
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.ctconfig.mountpoints import volume_owner
-from shared.ctconfig.pending import referenced_volumes
-from shared.errors import CtkitError, StateError
+from shared.errors import StateError
 from shared.locks import config_lock
-from shared.runtime import lxcapi, recovery
-from shared.runtime.cgroups import CGroup
-from shared.runtime.mounts import unmount_below
-from shared.storage.config import load_config
-from shared.storage.volumes import free_volume, list_vmid_volumes
+from shared.runtime import lxcapi, recovery, teardown
 
 Log = Callable[[str], None]
 
@@ -26,11 +19,17 @@ def _check(vmid: int, force: bool) -> bool:
     with config_lock(vmid):
         conf = store.load(vmid)
         store.check_protection(conf, f"can't remove CT {vmid}")
-        store.check_lock(conf)
+        _check_lock(conf)
         running = lxcapi.is_running(vmid)
         if running and not force:
             raise StateError(f"unable to destroy CT {vmid} - container is running")
         return running
+
+
+def _check_lock(conf: Config) -> None:
+    """Any lock refuses, but that of a destroy that failed half-way: this one finishes it."""
+    if conf.lock != teardown.LOCK:
+        store.check_lock(conf)
 
 
 def destroy(
@@ -41,10 +40,11 @@ def destroy(
     unreferenced: bool = False,
     log: Log = print,
 ) -> None:
+    mode = teardown.mode(unreferenced=unreferenced, purge=purge)
     if recovery.recover(vmid, log) is not None and not store.exists(vmid):
-        # a create or restore that was killed, undone by its recovery: nothing more to free
+        # a create, restore or destroy that was killed, finished by its recovery
         if purge:
-            _purge_jobs(vmid, log)
+            teardown.remove_from_jobs(vmid, log)
         return
     if _check(vmid, force):
         log(f"forced to stop CT {vmid} before destroying!")
@@ -53,65 +53,15 @@ def destroy(
         lifecycle.stop(vmid)
     with config_lock(vmid):
         conf = store.load(vmid)
-        store.check_lock(conf)
+        _check_lock(conf)
         # keeps the id reserved while volumes go, and every volume listed: when one cannot be
-        # freed, the command fails and the config stays (locked) to find the rest by
+        # freed, the command fails and the config stays (locked) to find the rest by; killed,
+        # the next command finishes it (the owner record)
         locked = conf.copy()
-        locked.set("lock", "destroyed")
+        locked.set("lock", teardown.LOCK)
+        owner = owners.claim(vmid, teardown.OWNER_OP, lock=teardown.LOCK, mode=mode)
         store.save(locked)
-        # first: a staging mount a killed create or restore left (or a pct mount's) keeps
-        # its volume busy, and freeing it would fail for good
-        unmount_below(paths.lxc_rootfs(vmid))
-        _free_volumes(conf, unreferenced, log)
-        shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
-        CGroup(vmid).remove_stale()  # empty cgroups an aborted start may have left
-        with contextlib.suppress(FileNotFoundError):
-            paths.firewall_conf(vmid).unlink()
-        if purge:
-            _purge_jobs(vmid, log)
-        store.remove(vmid)
-
-
-def _owned_volumes(conf: Config) -> list[str]:
-    """Every volume the config names: current, pending, unused, and those only a snapshot still
-    names (a mount point deleted or replaced after the snapshot). Proxmox leaves the last kind
-    behind, named by nothing once the config is gone."""
-    vols = referenced_volumes(conf)
-    for snap in conf.snapshots.values():
-        for mp in snap.mountpoints():
-            if mp.type == "volume" and mp.volume not in vols:
-                vols.append(mp.volume)
-    return vols
-
-
-def _free_volumes(conf: Config, unreferenced: bool, log: Log) -> None:
-    for volid in _owned_volumes(conf):
-        if volume_owner(volid) != conf.vmid:
-            log(f"ignore deletion of '{volid}', CT {conf.vmid} isn't the owner!")
-            continue
         try:
-            free_volume(volid)
-        except CtkitError as err:
-            raise CtkitError(f"unable to free volume '{volid}' - {err}") from None
-    if unreferenced:
-        cfg = load_config()
-        for sid in cfg.ids():
-            store_ = cfg.storage(sid)
-            # only storages that hold guest volumes are asked (Proxmox's vdisk_list): a
-            # backup-only one (restic) refuses to list images and would fail the destroy
-            if store_.disabled or not store_.content & {"images", "rootdir"}:
-                continue
-            for volid in list_vmid_volumes(sid, conf.vmid, cfg=cfg):
-                _free(volid, log)
-
-
-def _free(volid: str, log: Log) -> None:
-    try:
-        free_volume(volid)
-    except CtkitError as err:
-        log(f"unable to free volume '{volid}' - {err}")
-
-
-def _purge_jobs(vmid: int, log: Log) -> None:
-    for job in jobrefs.remove_guest(vmid):
-        log(f"removed CT {vmid} from backup job '{job}'")
+            teardown.remove(conf, mode, log)
+        finally:
+            owners.release(owner)

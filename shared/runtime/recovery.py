@@ -79,6 +79,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
         _finish_template,
         _undo_create,
         _undo_move,
+        _finish_destroy,
         _thaw,
         _finish_rollback,
         _remove_snapshot,
@@ -91,7 +92,14 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
             step(dead, log, warn)
         except (CtkitError, OSError) as err:
             problems.append(f"{step.__name__.strip('_').replace('_', ' ')}: {err}")
-            if step in (_undo_create, _undo_move, _finish_rollback, _remove_snapshot, _drop_lock):
+            if step in (
+                _undo_create,
+                _undo_move,
+                _finish_destroy,
+                _finish_rollback,
+                _remove_snapshot,
+                _drop_lock,
+            ):
                 break  # keep the lock while its snapshot (or half a rollback) remains
     return problems
 
@@ -133,6 +141,13 @@ def _undo_move(dead: owners.Owner, log: Log, warn: Log) -> None:
     from . import unfinished  # only a recovery needs it: pct status/list stay light
 
     unfinished.undo_move(dead, log)
+
+
+def _finish_destroy(dead: owners.Owner, log: Log, warn: Log) -> None:
+    from . import teardown  # only a recovery needs it: pct status/list stay light
+
+    if dead.op == teardown.OWNER_OP and teardown.finish(dead.vmid, dead.mode, log):
+        log(f"CT {dead.vmid}: finished the destroy pct destroy had begun")
 
 
 def _finish_rollback(dead: owners.Owner, log: Log, warn: Log) -> None:
