@@ -19,7 +19,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
 from shared.errors import AlreadyExistsError, CtkitError
-from shared.runtime import recovery, unfinished
+from shared.runtime import unfinished
 from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
 from shared.runtime.namespace import private_mounts
@@ -85,7 +85,10 @@ def new_config(req: CreateRequest, log: Log) -> Config:
 
 
 def create(req: CreateRequest, log: Log = _stderr) -> Config:
-    recovery.recover(req.vmid, log)  # a killed create of this id is undone, not in the way
+    if owners.read(req.vmid) is not None:  # a killed create of this id: undone, not in the way
+        from shared.runtime import recovery  # the start machinery: only when there is a record
+
+        recovery.recover(req.vmid, log)
     if store.exists(req.vmid):
         raise AlreadyExistsError(exists_message(req.vmid))
     template = resolve_template(req.ostemplate)
