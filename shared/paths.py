@@ -139,6 +139,12 @@ def owner_dir() -> Path:
     return under("var/lib/ctkit/owners")
 
 
+def migrate_records_dir() -> Path:
+    """A migration's records of each side: on disk, as the owner records (a crashed host's
+    half of a migration is undone at its next boot)."""
+    return under("var/lib/ctkit/migrate")
+
+
 def migrate_dir() -> Path:
     """Records of migrations in progress (outgoing and incoming), for recovery after a kill."""
     return run_dir() / "migrate"

@@ -1,7 +1,8 @@
 """What a killed migration left behind, undone by the next command on either host.
 
-A migration keeps one record per side in ``run/ctkit/migrate/`` (:mod:`shared.owner`'s
-free-form records: the owning process, its boot and start time, plus what it has done):
+A migration keeps one record per side in ``var/lib/ctkit/migrate/`` (:mod:`shared.owner`'s
+free-form records: the owning process, its boot and start time, plus what it has done; on disk,
+so that a host that crashed mid-migration undoes its side at the next boot):
 
 - the source's ``out-<vmid>.json``: the phase, whether it stopped the container, the btrfs
   snapshots it took. A dead owner before the commit means the target rolls back by itself (its
@@ -44,18 +45,18 @@ RECORD_RE = re.compile(r"(?:out|in)-([1-9][0-9]{2,8})\.json")
 def recorded_vmids() -> list[int]:
     """Containers with a migration record on this host (either direction)."""
     try:
-        names = os.listdir(paths.migrate_dir())
+        names = os.listdir(paths.migrate_records_dir())
     except FileNotFoundError:
         return []
     return sorted({int(m.group(1)) for n in names if (m := RECORD_RE.fullmatch(n))})
 
 
 def outgoing_record(vmid: int) -> Path:
-    return paths.migrate_dir() / f"out-{vmid}.json"
+    return paths.migrate_records_dir() / f"out-{vmid}.json"
 
 
 def incoming_record(vmid: int) -> Path:
-    return paths.migrate_dir() / f"in-{vmid}.json"
+    return paths.migrate_records_dir() / f"in-{vmid}.json"
 
 
 def recover(vmid: int, log: Log) -> owner.Owner | None:

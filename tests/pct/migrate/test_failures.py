@@ -39,7 +39,7 @@ def receiving(images: Path) -> bool:
 def target_clean(far: Far, vmid: int) -> bool:
     images = far.root / "mnt/fbt/images" / str(vmid)
     leftovers = list(images.iterdir()) if images.is_dir() else []
-    records = list((far.root / "run/ctkit/migrate").glob("*.json"))
+    records = list((far.root / "var/lib/ctkit/migrate").glob("*.json"))
     return not far.conf(vmid).exists() and not leftovers and not records
 
 

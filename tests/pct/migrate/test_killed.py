@@ -31,7 +31,7 @@ pytestmark = pytest.mark.lxc
 
 def out_record(ctroot: Path, vmid: int) -> dict[str, object]:
     try:
-        data = json.loads((ctroot / f"run/ctkit/migrate/out-{vmid}.json").read_text())
+        data = json.loads((ctroot / f"var/lib/ctkit/migrate/out-{vmid}.json").read_text())
     except (FileNotFoundError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -50,11 +50,11 @@ def test_killed_while_copying_the_next_status_unlocks_and_drops_its_snapshots(
     res = pct("status", vmid)
     assert f"CT {vmid}: migration (pid {proc.pid}) died in phase 'copy'" in res.err
     assert_source_as_before(pct, vmid, ctroot, digest)
-    assert not (ctroot / f"run/ctkit/migrate/out-{vmid}.json").exists()
+    assert not (ctroot / f"var/lib/ctkit/migrate/out-{vmid}.json").exists()
     images = far.root / "mnt/fbt/images" / str(vmid)
     assert wait_for(lambda: target_clean(far, vmid)), (
         list(images.iterdir()) if images.is_dir() else [],
-        list((far.root / "run/ctkit/migrate").glob("*")),
+        list((far.root / "var/lib/ctkit/migrate").glob("*")),
         far.conf(vmid).exists(),
         sh("ip", "netns", "exec", far.netns, "ps", "-eo", "pid,args").stdout,
     )
@@ -179,5 +179,30 @@ def test_killed_while_rsync_copies_stops_the_copy_and_leaves_no_volume_on_the_ta
 def target_clean_dir(far: Far, vmid: int) -> bool:
     images = far.root / f"var/lib/vz/images/{vmid}"
     leftovers = list(images.iterdir()) if images.is_dir() else []
-    records = list((far.root / "run/ctkit/migrate").glob("*"))
-    return not far.conf(vmid).exists() and not leftovers and not records
+    records = list((far.root / "var/lib/ctkit/migrate").glob("*"))
+    staging = list((far.root / "run/ctkit/migrate").glob("*"))
+    return not far.conf(vmid).exists() and not leftovers and not records and not staging
+
+
+def test_a_source_that_crashed_mid_migration_is_recovered_after_the_reboot(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    """The record is on disk beside the lock and the snapshots it explains: after a crash and
+    reboot (every container stopped, /run emptied, another boot id) the first command drops
+    them, and the container starts as before."""
+    vmid, digest = running_ct
+    proc = start_migration(vmid, "--bwlimit", "4096")
+    assert wait_for(lambda: receiving(far.root / f"mnt/fbt/images/{vmid}"))
+    proc.kill()
+    proc.communicate()
+    sh("lxc-stop", "-P", str(ctroot / "var/lib/lxc"), "-n", str(vmid), "--kill")
+    sh("rm", "-rf", "--one-file-system", str(ctroot / "run"))
+    path = ctroot / f"var/lib/ctkit/migrate/out-{vmid}.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(record, boot="0" * 8 + "-0000-4000-8000-" + "0" * 12)))
+    assert "lock: migrate" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    res = pct("start", vmid)
+    assert f"CT {vmid}: migration (pid {proc.pid}) died in phase 'copy'" in res.text, res.text
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    assert not path.exists()
+    assert wait_for(lambda: target_clean(far, vmid))

@@ -49,8 +49,8 @@ def test_stopped_ct_on_dir_storage_moves_and_leaves_the_source(
     assert "hostname: mover" in conf and "lock:" not in conf
     moved = far.root / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol/data.bin"
     assert hashlib.sha256(moved.read_bytes()).hexdigest() == digest
-    assert not list((far.root / "run/ctkit/migrate").glob("*.json"))
-    assert not list((ctroot / "run/ctkit/migrate").glob("*.json"))
+    assert not list((far.root / "var/lib/ctkit/migrate").glob("*.json"))
+    assert not list((ctroot / "var/lib/ctkit/migrate").glob("*.json"))
 
 
 @pytest.fixture

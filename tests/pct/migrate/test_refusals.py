@@ -19,8 +19,8 @@ pytestmark = pytest.mark.lxc
 def assert_untouched(pct: Pct, far: Far, vmid: int, ctroot: Path, tvmid: int | None = None) -> None:
     assert "lock:" not in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
     assert not far.conf(tvmid or vmid).exists()
-    assert not list((far.root / "run/ctkit/migrate").glob("*.json"))
-    assert not list((ctroot / "run/ctkit/migrate").glob("*.json"))
+    assert not list((far.root / "var/lib/ctkit/migrate").glob("*.json"))
+    assert not list((ctroot / "var/lib/ctkit/migrate").glob("*.json"))
 
 
 @pytest.fixture
