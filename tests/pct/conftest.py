@@ -340,3 +340,23 @@ def wait_group_gone(pgid: int, timeout: float = 30) -> None:
             return
         assert time.monotonic() < deadline, f"process group {pgid} still alive"
         time.sleep(0.05)
+
+
+def sigkill_group_when(
+    proc: subprocess.Popen[Any], ready: Callable[[], bool], what: str, timeout: float = 60
+) -> None:
+    """Wait until ``ready()``, then SIGKILL the whole process group of ``proc`` (started with
+    ``start_new_session``: no cleanup runs) and wait until every process of it is gone."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, f"the command ended before {what}"
+            assert time.monotonic() < deadline, f"no {what}"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        wait_group_gone(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -16,7 +14,7 @@ import pytest
 from shared import paths
 from shared.ctconfig import store
 from shared.testbed import build_busybox_rootfs, pack
-from tests.pct.conftest import Pct, leftovers, until_extracting, wait_group_gone
+from tests.pct.conftest import Pct, leftovers, sigkill_group_when, until_extracting
 
 pytestmark = pytest.mark.lxc
 
@@ -352,17 +350,9 @@ def test_a_create_killed_while_extracting_is_undone_by_the_next_command(
             "--bwlimit", "4096"]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
-    try:
-        until_extracting(proc)
-        time.sleep(1.0)
-        assert proc.poll() is None, "pct create ended before the kill"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        wait_group_gone(proc.pid)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    until_extracting(proc)
+    time.sleep(1.0)
+    sigkill_group_when(proc, lambda: True, "the kill")
     assert leftovers(ctroot) == []  # no staging mount, no loop device
     assert "lock: create" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
     assert [p.name for p in images(vmid).iterdir()] == [f"vm-{vmid}-disk-0.raw"]
@@ -417,19 +407,7 @@ def test_a_create_killed_while_formatting_its_volume_leaves_no_nameless_volume(
     argv = [str(PCT), "create", str(vmid), str(busybox_template), "--rootfs", "local:1"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "mkfs was not reached"
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        wait_group_gone(proc.pid)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    sigkill_group_when(proc, marker.exists, "mkfs")
     assert [p.name for p in images(vmid).iterdir()] == [f"vm-{vmid}-disk-0.raw"]
     res = pct("list")
     assert f"CT {vmid}: freed volume 'local:{vmid}/vm-{vmid}-disk-0.raw'" in res.err, res.text
