@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import paths
+from shared.atomic import commit_file
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint, volume_owner
@@ -450,62 +451,125 @@ class Owner:
     perms: str | None = None
 
 
-def create_file(path: str, owner: Owner, *, names_from: Path | None) -> tuple[int, bool]:
-    """Open ``path`` for writing like Proxmox's create_file; returns (fd, created).
+def create_file(path: str, owner: Owner, *, names_from: Path | None) -> NewFile:
+    """The file that replaces ``path`` once it is complete (:class:`NewFile`).
 
-    A new file is created exclusively with the given mode; an existing one must be a regular
-    file and is truncated. Names resolve in ``names_from`` (``<root>/etc``), else on the host.
-    Every value is checked before the file is opened; a file created here is removed again when
-    its mode or owner cannot be set.
+    Proxmox creates a new file exclusively and truncates an existing one, so a copy that fails
+    (a full disk) or is killed half-way leaves the old content lost and the new one cut short.
+    Here the new content goes to a file beside it, renamed over ``path`` only when complete.
+    An existing destination must be a regular file (a symlink to one is followed); its mode
+    and owner carry over unless given. Names resolve in ``names_from`` (``<root>/etc``), else
+    on the host. Every value is checked before anything is created.
     """
     uid = _lookup_id(owner.user, names_from and names_from / "passwd", "uid")
     gid = _lookup_id(owner.group, names_from and names_from / "group", "gid")
     mode = parse_perms(owner.perms) if owner.perms is not None else None
-    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC
-    created = True
+    target, old = _destination(path)
+    _remove_dead_temps(target)
+    tmp = f"{target.parent}/.{target.name}.{TEMP_TAG}-{os.getpid()}"
+    flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    if mode is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        mode = stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~umask
+    if old is not None:
+        uid = old.st_uid if uid is None else uid
+        gid = old.st_gid if gid is None else gid
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0)
-    except FileExistsError:
-        created = False
-        fd = _open_existing(path, flags)
+        fd = os.open(tmp, flags, 0o600)
     except OSError as err:
         raise CtkitError(f"failed to create file: {path}: {err.strerror}") from None
+    return NewFile(str(target), tmp, fd, mode, uid, gid)
+
+
+TEMP_TAG = "ctkit-copy"
+
+
+@dataclass
+class NewFile:
+    """New content for ``path``, written to ``tmp`` beside it; owner and mode are set once it
+    is written (a write clears set-id bits, and a chown does too)."""
+
+    path: str
+    tmp: str
+    fd: int
+    mode: int
+    uid: int | None = None
+    gid: int | None = None
+
+    def commit(self) -> None:
+        """The complete content, on disk, under its name (the old one's place, atomically)."""
+        try:
+            if self.uid is not None or self.gid is not None:
+                uid, gid = (-1 if i is None else i for i in (self.uid, self.gid))
+                os.fchown(self.fd, uid, gid)
+            os.fchmod(self.fd, self.mode)
+        except BaseException as err:
+            self.discard()
+            if isinstance(err, OSError):
+                raise CtkitError(f"failed to change file owner: {err.strerror}") from None
+            raise
+        try:
+            os.close(self.fd)
+            commit_file(self.tmp, self.path)
+        except BaseException as err:
+            _unlink_quietly(self.tmp)
+            if isinstance(err, OSError):
+                raise CtkitError(f"failed to write {self.path}: {err.strerror}") from None
+            raise
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        _unlink_quietly(self.tmp)
+
+
+def _destination(path: str) -> tuple[Path, os.stat_result | None]:
+    """The file to replace (a symlink's target, which must exist: Proxmox opens a dangling
+    link without creating it) and its status; None for a new file."""
     try:
-        if created or mode is not None:
-            umask = os.umask(0o022)
-            os.umask(umask)
-            os.fchmod(fd, mode if mode is not None else 0o666 & ~umask)
-        if uid is not None or gid is not None:
-            st = os.fstat(fd)
-            os.fchown(fd, st.st_uid if uid is None else uid, st.st_gid if gid is None else gid)
-    except BaseException as err:
-        os.close(fd)
-        if created:
-            _unlink_quietly(path)
-        if isinstance(err, OSError):
-            raise CtkitError(f"failed to change file owner: {err.strerror}") from None
-        raise
-    return fd, created
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return Path(path), None
+    except OSError as err:
+        raise CtkitError(f"failed to create file: {path}: {err.strerror}") from None
+    target = Path(path)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = Path(os.path.realpath(path, strict=True))
+            st = os.stat(target)
+        except OSError as err:
+            raise CtkitError(f"failed to create file: {path}: {err.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CtkitError(f"failed to create file: {path}: not a regular file")
+    return target, st
+
+
+def _remove_dead_temps(target: Path) -> None:
+    """A copy killed half-way left its temp file beside the destination; the next copy to it
+    removes every one whose process is gone."""
+    pattern = re.compile(re.escape(f".{target.name}.{TEMP_TAG}-") + r"([0-9]+)")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(target.parent):
+            m = pattern.fullmatch(entry.name)
+            if m and entry.is_file(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+                _unlink_quietly(entry.path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _unlink_quietly(path: str | Path) -> None:
     """Remove a file this command created and then failed to fill."""
     with contextlib.suppress(OSError):
         os.unlink(path)
-
-
-def _open_existing(path: str, flags: int) -> int:
-    """Open an existing destination; never a device, FIFO or socket (opened non-blocking)."""
-    try:
-        fd = os.open(path, flags | os.O_NONBLOCK)
-    except OSError as err:
-        raise CtkitError(f"failed to create file: {path}: {err.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise CtkitError(f"failed to create file: {path}: not a regular file")
-    os.set_blocking(fd, True)
-    os.ftruncate(fd, 0)
-    return fd
 
 
 def _copy(src: int, dst: int) -> None:
@@ -545,17 +609,15 @@ def push(vmid: int, source: Path, dest: str, owner: Owner = Owner()) -> None:
     src = _open_source(source)
 
     def work() -> None:
-        fd, created = create_file(dest, owner, names_from=Path("/etc"))
+        new = create_file(dest, owner, names_from=Path("/etc"))
         try:
-            _copy(src, fd)
+            _copy(src, new.fd)
         except BaseException as err:
-            if created:
-                _unlink_quietly(dest)
+            new.discard()
             if isinstance(err, OSError):
                 raise CtkitError(f"failed to copy {source} to {dest}: {err.strerror}") from None
             raise
-        finally:
-            os.close(fd)
+        new.commit()
 
     try:
         in_container(pid, work, userns=bool(conf.unprivileged))
@@ -571,7 +633,7 @@ def pull(vmid: int, path: str, dest: Path, owner: Owner = Owner()) -> None:
     kernel interfaces (procfs, sysfs, ...) are refused even where that root may open them."""
     check_owner(owner)
     conf, pid = _running_pid(vmid, "can only pull files from a running VM")
-    out, created = create_file(str(dest), owner, names_from=None)
+    new = create_file(str(dest), owner, names_from=None)
 
     def work() -> None:
         try:
@@ -584,15 +646,13 @@ def pull(vmid: int, path: str, dest: Path, owner: Owner = Owner()) -> None:
             if (fs := pseudo_fs_name(src)) is not None:
                 raise CtkitError(f"failed to open {path}: on the kernel's {fs} file system")
             os.set_blocking(src, True)
-            _copy(src, out)
+            _copy(src, new.fd)
         finally:
             os.close(src)
 
     try:
         in_container(pid, work, userns=bool(conf.unprivileged))
     except BaseException:
-        if created:
-            _unlink_quietly(dest)
+        new.discard()
         raise
-    finally:
-        os.close(out)
+    new.commit()

@@ -414,3 +414,53 @@ def test_push_takes_only_a_regular_file(
     assert res.rc != 0 and res.err.startswith(f"failed to open {src} for reading"), res.err
     assert not (images(dir_ct) / f"subvol-{dir_ct}-disk-0.subvol/root/x").exists()
     pct("stop", dir_ct)
+
+
+def test_a_failed_copy_never_costs_the_file_it_was_to_replace(
+    pct: Pct, vmid: int, busybox_template: Path, tmp_path: Path
+) -> None:
+    """Proxmox truncates an existing destination before it copies: a push that ran out of
+    room, or a pull of a path that does not exist, left the old file empty. The new content
+    goes beside it and replaces it only when complete."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0.1")
+    pct("start", vmid)
+    pct("exec", vmid, "--", "sh", "-c", "echo precious > /root/keep")
+    big = tmp_path / "big"
+    with big.open("wb") as fh:
+        fh.truncate(200 << 20)  # more than the 100 MiB volume holds
+    res = pct("push", vmid, big, "/root/keep", check=False)
+    assert res.rc != 0 and res.err.startswith("failed to copy "), res.text
+    assert pct("exec", vmid, "--", "cat", "/root/keep").out == "precious\n"
+    assert pct("exec", vmid, "--", "ls", "-a", "/root").out.split() == [".", "..", "keep"]
+    mine = tmp_path / "mine"
+    mine.write_text("host data\n")
+    res = pct("pull", vmid, "/root/missing", mine, check=False)
+    assert res.rc != 0 and res.err.startswith("failed to open /root/missing: ")
+    assert mine.read_text() == "host data\n"
+    assert sorted(p.name for p in tmp_path.glob("*mine*")) == ["mine"]
+    pct("stop", vmid)
+
+
+def test_push_keeps_owner_and_set_id_bits_and_clears_what_a_killed_copy_left(
+    pct: Pct, dir_ct: int, images: Images, tmp_path: Path
+) -> None:
+    ct = dir_ct
+    pct("start", ct)
+    rootfs = images(ct) / f"subvol-{ct}-disk-0.subvol"
+    src = tmp_path / "tool"
+    src.write_text("#!/bin/sh\n")
+    pct("push", ct, src, "/root/tool", "--user", "nobody", "--perms", "4755")
+    st = (rootfs / "root/tool").stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (165534, 0o4755)  # chown cleared it
+    pct("push", ct, src, "/root/tool")  # the replacement keeps owner and mode
+    st = (rootfs / "root/tool").stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (165534, 0o4755)
+    # a push killed half-way left its temp file; the next push to the name removes it, but
+    # never one of a process that still runs
+    dead = rootfs / "root/.tool.ctkit-copy-4194305"  # above the kernel's largest pid
+    live = rootfs / f"root/.tool.ctkit-copy-{os.getpid()}"
+    for path in (dead, live):
+        path.write_text("partial")
+    pct("push", ct, src, "/root/tool")
+    assert not dead.exists() and live.exists()
+    pct("stop", ct)
