@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -284,11 +285,37 @@ def restore_steps(demo: Demo) -> None:
     demo.run(["pct", "restore", str(VMID), snapshot_backup, "--storage", BTRFS])
     demo.run(["pct", "start", str(VMID)])
     check_data(demo, VMID)
-    # the suspend-mode backup too, as a second container beside the first
+    # the suspend-mode backup too, as a second container beside the first: a first try is
+    # killed half-way, and the next command undoes it
+    killed_restore(demo, suspend_backup)
     demo.run(["pct", "restore", str(SECOND_VMID), suspend_backup, "--storage", BTRFS])
     demo.run(["pct", "start", str(SECOND_VMID)])
     check_data(demo, SECOND_VMID)
     demo.run(["pct", "destroy", str(SECOND_VMID), "--force"])
+
+
+def killed_restore(demo: Demo, archive: str) -> None:
+    """SIGKILL runs no cleanup: the restore leaves a locked config and half-filled volumes,
+    which the next command that meets the id (here ``pct list``) frees and removes."""
+    argv = ["pct", "restore", str(SECOND_VMID), archive, "--storage", BTRFS, "--bwlimit", "2048"]
+    print(f"  $ {shlex.join(argv)}   # killed with SIGKILL once it extracts", flush=True)
+    proc = subprocess.Popen(
+        [str(BIN / "pct"), *argv[1:]], env=demo.env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(b"extracting archive"):
+                break
+        time.sleep(1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    out = demo.run(["pct", "list"])
+    if "removed the config of the unfinished pct restore" not in out:
+        raise DemoError("the killed restore was not undone")
 
 
 def check_data(demo: Demo, vmid: int) -> None:

@@ -41,6 +41,7 @@ def test_demo_runs_end_to_end(ctroot: Path, vmid: int) -> None:
         "INFO: create storage snapshot 'vzdump'",
         "pruned 1 backup(s) not covered by keep-retention policy",
         "data intact: every checksum matches",
+        "removed the config of the unfinished pct restore",
         "==> Summary",
     ):
         assert expected in out, f"missing {expected!r} in:\n{out[-6000:]}"

@@ -126,7 +126,9 @@ def _lock_source(vmid: int) -> tuple[Config, bool, owners.Owner]:
         conf = store.load(vmid)
         store.check_lock(conf)
         conf.set("lock", "disk")
-        owner = owners.claim(vmid, "clone", lock="disk")
+        # the same op as the new id's record: its undoing acts on a 'create' lock alone, so
+        # here recovery only drops the 'disk' lock
+        owner = owners.claim(vmid, unfinished.CLONE, lock="disk")
         store.save(conf)
         return conf, lxcapi.is_running(vmid), owner
 
@@ -179,7 +181,7 @@ def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
     src, running, src_owner = _lock_source(req.vmid)
     try:
         job = plan(src, req, running)
-        new_owner = create_locked_config(job.conf, owner_mode=unfinished.CLONE)
+        new_owner = create_locked_config(job.conf, owner_op=unfinished.CLONE)
     except BaseException:
         _unlock_source(req.vmid, src_owner, log)
         raise

@@ -96,7 +96,7 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
     conf = new_config(req, log)
     check_subids(req.vmid, config_idmap(conf))
     check_traversable(staging_dir(req.vmid), *config_root_ids(conf))
-    owner = create_locked_config(conf, owner_mode=unfinished.CREATE)
+    owner = create_locked_config(conf, owner_op=unfinished.CREATE)
     # the staging mount lives in a mount namespace of this process's own: a create killed at
     # any instant leaves no mount on the host that keeps the new volumes busy
     private_mounts()

@@ -122,10 +122,10 @@ def allocate(conf: Config, alloc: Allocation, default_storage: str) -> None:
 
 
 def create_locked_config(
-    conf: Config, *, force: bool = False, owner_mode: str | None = None
+    conf: Config, *, force: bool = False, owner_op: str | None = None
 ) -> owners.Owner | None:
     """Write the new config with ``lock: create`` (only over an existing one with force). With
-    ``owner_mode`` (:mod:`shared.runtime.unfinished`), this process is recorded as its owner
+    ``owner_op`` (:mod:`shared.runtime.unfinished`), this process is recorded as its owner
     first, and the record returned."""
     with config_lock(conf.vmid, timeout=CREATE_LOCK_TIMEOUT):
         old = store.load_or_none(conf.vmid)
@@ -134,7 +134,7 @@ def create_locked_config(
         if old is not None:
             store.check_lock(old)
         conf.set("lock", "create")
-        owner = unfinished.claim(conf.vmid, owner_mode) if owner_mode else None
+        owner = unfinished.claim(conf.vmid, owner_op) if owner_op else None
         store.save(conf)
     return owner
 
@@ -187,7 +187,7 @@ def lock_existing(vmid: int) -> owners.Owner:
             raise StateError("can't overwrite running container")
         locked = old.copy()
         locked.set("lock", CREATE_LOCK)
-        owner = unfinished.claim(vmid, unfinished.REPLACE)
+        owner = unfinished.claim(vmid, unfinished.RESTORE, replacing=True)
         store.save(locked)
     return owner
 

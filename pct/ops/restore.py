@@ -133,7 +133,7 @@ def restore(req: RestoreRequest, log: Log = _stderr) -> Config:
                 alloc.owner = lock_existing(req.vmid)
             else:  # a placeholder that reserves the id
                 placeholder = Config(req.vmid)
-                alloc.owner = create_locked_config(placeholder, owner_mode=unfinished.RESTORE)
+                alloc.owner = create_locked_config(placeholder, owner_op=unfinished.RESTORE)
         except CtkitError as err:
             raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
     try:

@@ -1,13 +1,14 @@
 """Undo a ``pct create``, ``restore``, ``clone`` or ``move-volume`` killed before it finished.
 
 A SIGKILL (or a crash) runs no cleanup: the id stays locked with ``lock: create``, and the new
-volumes stay allocated. Both commands record their owner (:mod:`shared.owner`, op
-:data:`OWNER_OP`) as they lock the id, and add each volume to the record as soon as it is
-allocated. The next command that meets the container (:mod:`shared.runtime.recovery`) then does
-what their own failure path does: it frees those volumes and removes the new container's
-config; for ``restore --force`` (mode :data:`REPLACE`) it keeps the old container, dropping only
-the ``unusedN`` entries of the new volumes and the lock. A killed ``move-volume`` (op
-:data:`MOVE_OP`, under ``lock: disk``) loses its partial copy the same way (:func:`undo_move`).
+volumes stay allocated. These commands record their owner (:mod:`shared.owner`, the command's
+name as op, one of :data:`OPS`) as they lock the id, and add each volume to the record as soon
+as its name is taken. The next command that meets the container
+(:mod:`shared.runtime.recovery`) then does what their own failure path does: it frees those
+volumes and removes the new container's config; for ``restore --force`` (the record's mode
+:data:`REPLACE`) it keeps the old container, dropping only the ``unusedN`` entries of the new
+volumes and the lock. A killed ``move-volume`` (op :data:`MOVE_OP`, under ``lock: disk``)
+loses its partial copy the same way (:func:`undo_move`).
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ from ..locks import config_lock
 from ..storage.volumes import free_when_released
 
 Log = Callable[[str], None]
-OWNER_OP = "create"
+CREATE, RESTORE, CLONE = OPS = ("create", "restore", "clone")
 MOVE_OP = "move-volume"
 CREATE_LOCK = "create"
-# the record's mode: which command, and whether an existing container is being replaced
-CREATE, RESTORE, REPLACE, CLONE = "create", "restore", "restore --force", "clone"
+REPLACE = "force"  # the record's mode when a restore replaces an existing container
 
 
 def _in_use(conf: Config) -> set[str]:
@@ -43,9 +43,9 @@ def _not_made(conf: Config, vmid: int, made: Sequence[str]) -> list[str]:
     return [v for v in referenced_volumes(conf) if volume_owner(v) == vmid and v not in made]
 
 
-def claim(vmid: int, mode: str) -> owners.Owner:
+def claim(vmid: int, op: str, *, replacing: bool = False) -> owners.Owner:
     """Record this process as the owner of the id it is about to lock for creation."""
-    return owners.claim(vmid, OWNER_OP, lock=CREATE_LOCK, mode=mode)
+    return owners.claim(vmid, op, lock=CREATE_LOCK, mode=REPLACE if replacing else "")
 
 
 def note_volumes(owner: owners.Owner | None, volids: Sequence[str]) -> None:
@@ -57,9 +57,10 @@ def note_volumes(owner: owners.Owner | None, volids: Sequence[str]) -> None:
 def undo(dead: owners.Owner, log: Log) -> None:
     """Undo a dead create or restore that still holds its ``lock: create``; one that finished
     (or never locked the id) left nothing to undo."""
-    if dead.op != OWNER_OP:
+    if dead.op not in OPS:
         return
     vmid = dead.vmid
+    what = f"pct {dead.op}" + (" --force" if dead.mode == REPLACE else "")
     with config_lock(vmid):
         conf = store.load_or_none(vmid)
         if conf is None or conf.lock != CREATE_LOCK:
@@ -71,7 +72,7 @@ def undo(dead: owners.Owner, log: Log) -> None:
     for volid in made:
         if free_when_released(volid, log):
             freed.append(volid)
-            log(f"CT {vmid}: freed volume '{volid}' the unfinished pct {dead.mode} allocated")
+            log(f"CT {vmid}: freed volume '{volid}' the unfinished {what} allocated")
     if len(freed) < len(made):  # the config and the record stay, for the next command
         raise StorageError(f"{len(made) - len(freed)} new volume(s) could not be freed")
     with config_lock(vmid):
@@ -87,7 +88,7 @@ def undo(dead: owners.Owner, log: Log) -> None:
             conf.delete("lock")
             store.save(conf)
             log(
-                f"CT {vmid}: kept the config, it names volumes the unfinished pct {dead.mode} "
+                f"CT {vmid}: kept the config, it names volumes the unfinished {what} "
                 "did not allocate"
             )
         else:
@@ -95,7 +96,7 @@ def undo(dead: owners.Owner, log: Log) -> None:
             for path in (paths.lxc_rootfs(vmid), paths.lxc_dir(vmid)):
                 with contextlib.suppress(OSError):
                     path.rmdir()
-            log(f"CT {vmid}: removed the config of the unfinished pct {dead.mode}")
+            log(f"CT {vmid}: removed the config of the unfinished {what}")
 
 
 def undo_move(dead: owners.Owner, log: Log) -> None:

@@ -216,9 +216,9 @@ def test_sigkill_during_force_restore_keeps_the_old_container(backups: Backups, 
 
 
 @pytest.mark.lxc
-@pytest.mark.parametrize("mode", ["restore --force", "create"])
+@pytest.mark.parametrize(("op", "mode"), [("restore", "force"), ("create", "")])
 def test_an_unfinished_restore_never_frees_a_volume_it_did_not_make(
-    backups: Backups, vmid: int, mode: str
+    backups: Backups, vmid: int, op: str, mode: str
 ) -> None:
     """The recovery frees only the volumes the record lists that the id owns and, for a
     ``--force`` restore, that the kept container does not use; a new container's config that
@@ -230,12 +230,12 @@ def test_an_unfinished_restore_never_frees_a_volume_it_did_not_make(
     backups.restore(other, archive)
     mine, theirs = store.load(vmid).get_raw("rootfs"), store.load(other).get_raw("rootfs")
     volids = [str(v).split(",")[0] for v in (mine, theirs)]
-    if mode == "create":
+    if op == "create":
         volids = volids[1:]
     path = paths.ct_conf(vmid)
     path.write_text("lock: create\n" + path.read_text())
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    record = {"vmid": vmid, "op": "create", "pid": 1, "start": 0, "boot": boot,
+    record = {"vmid": vmid, "op": op, "pid": 1, "start": 0, "boot": boot,
               "lock": "create", "mode": mode, "volumes": " ".join(volids)}  # fmt: skip
     owners = backups.root / "var/lib/ctkit/owners"
     owners.mkdir(parents=True, exist_ok=True)
@@ -245,7 +245,7 @@ def test_an_unfinished_restore_never_frees_a_volume_it_did_not_make(
     for ct in (vmid, other):
         assert len(images(backups.root, ct)) == 1, images(backups.root, ct)
     assert res.returncode == 0 and store.load(vmid).lock is None
-    if mode == "create":
+    if op == "create":
         assert "kept the config, it names volumes the unfinished pct create" in res.stderr
     for ct in (vmid, other):
         assert _pct("destroy", ct).returncode == 0
