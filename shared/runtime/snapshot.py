@@ -355,7 +355,11 @@ def _delete_steps(
     with config_lock(vmid):
         conf = store.load(vmid)
         _expect_lock(conf, "snapshot-delete")
-        parent = conf.snapshot(name).values.get("parent")
+        section = conf.snapshot(name)
+        parent = section.values.get("parent")
+        # the drives a delete killed earlier had done: its _remove_drive left them unusedN of
+        # the section (a volume only the snapshot named would otherwise lose its last name)
+        released += [v for v in section.unused().values() if v not in released]
         del conf.snapshots[name]
         for sec in [conf, *conf.snapshots.values()]:
             if sec.values.get("parent") == name:

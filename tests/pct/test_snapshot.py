@@ -591,3 +591,50 @@ def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
     assert load(vmid).lock is None
     assert pct("exec", vmid, "--", "cat", "/marker").out == "now\n"
     assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+
+
+def test_a_killed_delsnapshot_keeps_a_volume_only_the_snapshot_named(
+    pct: Pct, bt_ct: int, ctroot: Path, tmp_path: Path
+) -> None:
+    """A mount point deleted after the snapshot leaves its volume named by the snapshot only.
+    The delete moves each done mount point to the section's ``unusedN``; killed after that one
+    and before its end, its recovery (which only looked at the section's mount points) removed
+    the section and with it the volume's last name: it stayed on the storage, named by
+    nothing. It becomes ``unusedN`` of the container, as a delete that is not killed does."""
+    import shutil
+
+    vmid = bt_ct
+    pct("set", vmid, "--mp1", "bt:0,mp=/more")
+    pct("snapshot", vmid, "s1")
+    pct("set", vmid, "--delete", "mp0")
+    assert volid(vmid, 1) not in load(vmid).values.values()  # named by s1 only
+    real = shutil.which("btrfs")
+    fakebin, marker = tmp_path / "bin", tmp_path / "deleting"
+    fakebin.mkdir()
+    (fakebin / "btrfs").write_text(
+        f'#!/bin/sh\ncase "$*" in *disk-2.subvol@s1*) touch {marker}; exec sleep 600;; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    (fakebin / "btrfs").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    proc = subprocess.Popen(
+        [str(PCT), "delsnapshot", str(vmid), "s1"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(marker.exists, proc, "the delete of mp1's snapshot")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        wait_group_gone(proc.pid)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    res = pct("status", vmid)
+    assert f"CT {vmid}: removed snapshot 's1'" in res.err, res.err
+    conf = load(vmid)
+    assert conf.lock is None and "s1" not in conf.snapshots
+    assert subvol(ctroot, vmid, 1).is_dir()
+    assert volid(vmid, 1) in conf.unused().values(), conf.values
+    for disk in (0, 1, 2):
+        assert not subvol(ctroot, vmid, disk, "s1").exists()
