@@ -22,7 +22,7 @@ from ..storage.volumes import convert_to_base
 OWNER_OP = "template"
 
 
-def _base_twin(volid: str) -> str:
+def base_twin(volid: str) -> str:
     """The id ``volid`` gets as a base volume (its last name component ``vm-`` → ``base-``)."""
     head, sep, name = volid.rpartition("/")
     if not sep:
@@ -41,7 +41,7 @@ def adopt_renamed(conf: Config) -> list[str]:
     for mp in conf.mountpoints():
         if mp.type != "volume" or _is_base(mp.volume) or volume_exists(mp.volume):
             continue
-        twin = _base_twin(mp.volume)
+        twin = base_twin(mp.volume)
         if twin != mp.volume and volume_exists(twin):
             conf.set(mp.key, mp.replace(volume=twin))
             changed.append(mp.key)

@@ -24,7 +24,9 @@ from ..ctconfig.mountpoints import drop_unused_volumes, used_volumes, volume_own
 from ..ctconfig.pending import referenced_volumes
 from ..errors import StorageError
 from ..locks import config_lock
+from ..storage.api import volume_exists
 from ..storage.volumes import free_when_released
+from .template import base_twin
 
 Log = Callable[[str], None]
 CREATE, RESTORE, CLONE = OPS = ("create", "restore", "clone")
@@ -41,6 +43,20 @@ def _in_use(conf: Config) -> set[str]:
 
 def _not_made(conf: Config, vmid: int, made: Sequence[str]) -> list[str]:
     return [v for v in referenced_volumes(conf) if volume_owner(v) == vmid and v not in made]
+
+
+def _made(dead: owners.Owner, kept: set[str]) -> list[str]:
+    """The volumes the record lists that the id owns and ``kept`` lacks, each followed by its
+    base twin when that exists: a restore of a template (or a move-volume of one) renames each
+    new volume ``vm-`` → ``base-`` before its commit, and the record knows the old name only."""
+    made: list[str] = []
+    for volid in dead.volumes.split():
+        for name in (volid, base_twin(volid)):
+            if name in made or name in kept or volume_owner(name) != dead.vmid:
+                continue
+            if name == volid or volume_exists(name):
+                made.append(name)
+    return made
 
 
 def claim(vmid: int, op: str, *, replacing: bool = False) -> owners.Owner:
@@ -67,7 +83,7 @@ def undo(dead: owners.Owner, log: Log) -> None:
             return
         # never a volume the old container of a restore --force uses, whatever the record says
         kept = _in_use(conf) if dead.mode == REPLACE else set()
-    made = [v for v in dead.volumes.split() if volume_owner(v) == vmid and v not in kept]
+    made = _made(dead, kept)
     freed = []
     for volid in made:
         if free_when_released(volid, log):
@@ -111,7 +127,7 @@ def undo_move(dead: owners.Owner, log: Log) -> None:
         if conf is None or conf.lock != "disk":
             return
         kept = _in_use(conf)
-    made = [v for v in dead.volumes.split() if volume_owner(v) == vmid and v not in kept]
+    made = _made(dead, kept)
     freed = [volid for volid in made if free_when_released(volid, log)]
     with config_lock(vmid):
         conf = store.load(vmid)

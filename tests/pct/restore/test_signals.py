@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -249,3 +250,58 @@ def test_an_unfinished_restore_never_frees_a_volume_it_did_not_make(
         assert "kept the config, it names volumes the unfinished pct create" in res.stderr
     for ct in (vmid, other):
         assert _pct("destroy", ct).returncode == 0
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["new id", "--force"])
+def test_a_template_restore_killed_after_its_conversion_leaves_no_nameless_volume(
+    backups: Backups, vmid: int, force: bool
+) -> None:
+    """The template conversion renames each new volume (``vm-`` → ``base-``) before the
+    commit. Killed in between, the owner record (and the locked config) still named it by its
+    old name: the recovery 'freed' that missing name and removed the config, or unlocked the
+    old container, and the base volume stayed behind, immutable and named by nothing."""
+    if force:
+        backups.restore(vmid, _archive(backups, "old"))
+    old = images(backups.root, vmid)
+    archive = backups.archive(CONF.replace("trusted", "tpl") + "template: 1\n",
+                              stamp="2024_01_05-03_04_05")  # fmt: skip
+    fakebin, marker = backups.work / "bin", backups.work / "converting"
+    fakebin.mkdir()
+    (fakebin / "chattr").write_text(
+        f'#!/bin/sh\n[ "$1" = +i ] && touch {marker} && exec sleep 600\nexec chattr.real "$@"\n'
+    )
+    (fakebin / "chattr").chmod(0o755)
+    (fakebin / "chattr.real").symlink_to(shutil.which("chattr") or "/usr/bin/chattr")
+    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    argv = [*PCT, "restore", str(vmid), archive, *(["--force"] if force else [])]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the conversion was not reached"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    try:
+        assert f"base-{vmid}-disk-{len(old)}.raw" in images(backups.root, vmid)
+        res = _pct("list")
+        assert res.returncode == 0, res.stderr
+        assert f"CT {vmid}: restore (pid {proc.pid}) died without cleaning up" in res.stderr
+        assert images(backups.root, vmid) == old, res.stderr
+        if force:
+            assert store.load(vmid).lock is None
+        else:
+            assert not store.exists(vmid)
+    finally:
+        directory = backups.root / "var/lib/vz/images" / str(vmid)
+        for leftover in directory.glob("base-*") if directory.is_dir() else []:
+            subprocess.run(["chattr", "-i", str(leftover)], check=False)
+    if force:
+        assert _pct("destroy", vmid).returncode == 0
+    assert leftovers(backups.root, vmid) == []
