@@ -49,6 +49,7 @@ class Owner:
     tmpdir: str = ""
     dat: str = ""
     volumes: str = ""  # new volumes (space-separated ids) a create or restore has allocated
+    replaced: str = ""  # old volumes a committed restore --force frees (space-separated ids)
 
     def describe(self) -> str:
         return f"{self.op} (pid {self.pid})"

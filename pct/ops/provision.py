@@ -240,15 +240,19 @@ def commit_config(conf: Config) -> Config:
     return current
 
 
+def replaced_volumes(old: Config, new: Config) -> list[str]:
+    """The volumes of a replaced config that the new one does not use (owned ones only)."""
+    keep = set(referenced_volumes(new))
+    return [v for v in referenced_volumes(old) if v not in keep and volume_owner(v) == old.vmid]
+
+
 def free_replaced_volumes(old: Config, new: Config, log: Log) -> None:
     """Free the volumes of a replaced config that the new one does not use (owned ones only)."""
     keep = set(referenced_volumes(new))
     for volid in referenced_volumes(old):
-        if volid in keep:
-            continue
-        if volume_owner(volid) != old.vmid:
+        if volid not in keep and volume_owner(volid) != old.vmid:
             log(f"ignore deletion of '{volid}', CT {old.vmid} isn't the owner!")
-            continue
+    for volid in replaced_volumes(old, new):
         free_when_released(volid, log)
 
 

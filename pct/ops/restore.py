@@ -47,6 +47,7 @@ from .provision import (
     release_create_lock,
     remove_locked_config,
     remove_staging_dirs,
+    replaced_volumes,
     staged,
 )
 from .restore_check import check_merged, drop_invalid
@@ -176,6 +177,9 @@ def _restore_locked(
         check_merged(conf)
         signals.raise_if_interrupted()  # one noted while the volumes were unmounted
         with signals.held():  # from here on the restore is completed, whatever arrives
+            if replacing:  # on record before the commit names them nowhere any more
+                old = store.load(req.vmid)
+                unfinished.note_replaced(alloc.owner, replaced_volumes(old, conf))
             replaced = commit_config(conf)
     except BaseException as err:
         with signals.held():  # a signal now must not leave volumes or a lock behind

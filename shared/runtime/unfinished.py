@@ -70,19 +70,32 @@ def note_volumes(owner: owners.Owner | None, volids: Sequence[str]) -> None:
         owners.update(owner, volumes=" ".join(volids))
 
 
+def note_replaced(owner: owners.Owner | None, volids: Sequence[str]) -> None:
+    """The volumes of the replaced container a ``restore --force`` frees once it committed:
+    from then on no config names them."""
+    if owner is not None:
+        owners.update(owner, replaced=" ".join(volids))
+
+
 def undo(dead: owners.Owner, log: Log) -> None:
-    """Undo a dead create or restore that still holds its ``lock: create``; one that finished
-    (or never locked the id) left nothing to undo."""
+    """Undo a dead create or restore that still holds its ``lock: create``; one that never
+    locked the id left nothing to undo, one that finished nothing but (``restore --force``)
+    the old volumes it was freeing."""
     if dead.op not in OPS:
         return
     vmid = dead.vmid
     what = f"pct {dead.op}" + (" --force" if dead.mode == REPLACE else "")
     with config_lock(vmid):
         conf = store.load_or_none(vmid)
-        if conf is None or conf.lock != CREATE_LOCK:
+        if conf is None:
             return
+        committed = conf.lock != CREATE_LOCK
+        left = _replaced_left(dead, conf) if committed and dead.mode == REPLACE else []
         # never a volume the old container of a restore --force uses, whatever the record says
         kept = _in_use(conf) if dead.mode == REPLACE else set()
+    if committed:
+        _free_replaced(vmid, left, log)
+        return
     made = _made(dead, kept)
     freed = []
     for volid in made:
@@ -113,6 +126,21 @@ def undo(dead: owners.Owner, log: Log) -> None:
                 with contextlib.suppress(OSError):
                     path.rmdir()
             log(f"CT {vmid}: removed the config of the unfinished {what}")
+
+
+def _replaced_left(dead: owners.Owner, conf: Config) -> list[str]:
+    """The replaced volumes of the record that the id owns and its config names nowhere."""
+    named = {*referenced_volumes(conf), *_in_use(conf)}
+    return [v for v in dead.replaced.split() if volume_owner(v) == dead.vmid and v not in named]
+
+
+def _free_replaced(vmid: int, volids: Sequence[str], log: Log) -> None:
+    freed = [volid for volid in volids if volume_exists(volid) and free_when_released(volid, log)]
+    for volid in freed:
+        log(f"CT {vmid}: freed volume '{volid}' of the container pct restore --force replaced")
+    left = [volid for volid in volids if volume_exists(volid)]
+    if left:  # the record stays, for the next command
+        raise StorageError(f"{len(left)} replaced volume(s) could not be freed")
 
 
 def undo_move(dead: owners.Owner, log: Log) -> None:

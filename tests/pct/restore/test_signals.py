@@ -305,3 +305,46 @@ def test_a_template_restore_killed_after_its_conversion_leaves_no_nameless_volum
     if force:
         assert _pct("destroy", vmid).returncode == 0
     assert leftovers(backups.root, vmid) == []
+
+
+def test_a_force_restore_killed_while_freeing_the_old_volume_has_it_freed(
+    backups: Backups, vmid: int
+) -> None:
+    """Committed, the restore frees the volumes of the container it replaced; those are named
+    by no config any more. Killed while it did (a big directory volume takes long to remove;
+    here a loop device keeps the old image busy, and the restore waits for it), the old
+    volume stayed on the storage named by nothing. The next command frees it."""
+    backups.restore(vmid, _archive(backups, "old"))
+    (old,) = images(backups.root, vmid)
+    image = backups.root / f"var/lib/vz/images/{vmid}/{old}"
+    loopdev = subprocess.run(["losetup", "-f", "--show", "-r", str(image)], check=True,
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    proc = None
+    try:
+        argv = [*PCT, "restore", str(vmid), _archive(backups, "newer"), "--force"]
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=os.environ.copy(), start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while old in store.read_bytes(vmid).decode() or store.load(vmid).lock:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the commit was not reached"
+            time.sleep(0.02)
+        time.sleep(0.5)  # freeing the old volume: it waits for the loop device to go
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        subprocess.run(["losetup", "-d", loopdev], check=False)
+    assert old in images(backups.root, vmid) and old not in store.read_bytes(vmid).decode()
+    res = _pct("list")
+    assert res.returncode == 0, res.stderr
+    assert f"freed volume 'local:{vmid}/{old}'" in res.stderr, res.stderr
+    assert old not in images(backups.root, vmid) and len(images(backups.root, vmid)) == 1
+    assert store.load(vmid).get_raw("hostname") == "newer"
+    assert not (backups.root / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+    assert _pct("destroy", vmid).returncode == 0
+    assert leftovers(backups.root, vmid) == []
