@@ -166,7 +166,9 @@ def to_storage(
                     raise LockError(f"CT {vmid}: config changed during the move, aborting")
                 drop_unused_volumes(current.values, [copied.volid])
                 current.set(key, mp.replace(volume=new, size=copied.size or mp.size).render())
-                if not delete:
+                if delete:  # named nowhere once saved: on record, for a kill while freed
+                    unfinished.note_replaced(owner, [old])
+                else:
                     add_unused_volume(current.values, old)
                 store.save(current)
         except BaseException:

@@ -71,8 +71,8 @@ def note_volumes(owner: owners.Owner | None, volids: Sequence[str]) -> None:
 
 
 def note_replaced(owner: owners.Owner | None, volids: Sequence[str]) -> None:
-    """The volumes of the replaced container a ``restore --force`` frees once it committed:
-    from then on no config names them."""
+    """The volumes a ``restore --force`` (of the replaced container) or ``move-volume --delete``
+    (its source) frees once it committed: from then on no config names them."""
     if owner is not None:
         owners.update(owner, replaced=" ".join(volids))
 
@@ -94,7 +94,7 @@ def undo(dead: owners.Owner, log: Log) -> None:
         # never a volume the old container of a restore --force uses, whatever the record says
         kept = _in_use(conf) if dead.mode == REPLACE else set()
     if committed:
-        _free_replaced(vmid, left, log)
+        _free_replaced(vmid, left, log, "of the container pct restore --force replaced")
         return
     made = _made(dead, kept)
     freed = []
@@ -134,10 +134,10 @@ def _replaced_left(dead: owners.Owner, conf: Config) -> list[str]:
     return [v for v in dead.replaced.split() if volume_owner(v) == dead.vmid and v not in named]
 
 
-def _free_replaced(vmid: int, volids: Sequence[str], log: Log) -> None:
+def _free_replaced(vmid: int, volids: Sequence[str], log: Log, what: str) -> None:
     freed = [volid for volid in volids if volume_exists(volid) and free_when_released(volid, log)]
     for volid in freed:
-        log(f"CT {vmid}: freed volume '{volid}' of the container pct restore --force replaced")
+        log(f"CT {vmid}: freed volume '{volid}' {what}")
     left = [volid for volid in volids if volume_exists(volid)]
     if left:  # the record stays, for the next command
         raise StorageError(f"{len(left)} replaced volume(s) could not be freed")
@@ -155,6 +155,7 @@ def undo_move(dead: owners.Owner, log: Log) -> None:
         if conf is None or conf.lock != "disk":
             return
         kept = _in_use(conf)
+        left = _replaced_left(dead, conf)  # a committed move --delete's source
     made = _made(dead, kept)
     freed = [volid for volid in made if free_when_released(volid, log)]
     with config_lock(vmid):
@@ -165,3 +166,4 @@ def undo_move(dead: owners.Owner, log: Log) -> None:
         log(f"CT {vmid}: freed volume '{volid}' the unfinished pct move-volume was copying")
     if len(freed) < len(made):
         raise StorageError(f"{len(made) - len(freed)} partial copies could not be freed")
+    _free_replaced(vmid, left, log, "pct move-volume --delete had moved away")

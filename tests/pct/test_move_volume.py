@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,49 @@ def test_an_interrupted_move_of_a_raw_volume_frees_the_new_image(cts: Containers
     assert cts.conf(vmid) == text
     with cts.mounted(vmid) as root:
         assert tree_signature(root) == before
+
+
+def test_a_move_killed_while_deleting_the_source_has_it_deleted(
+    cts: Containers, btrfs_storage: str, tmp_path: Path
+) -> None:
+    """With ``--delete`` the moved-away source is named by no config once the move is
+    committed. Killed while it was deleted (a big volume takes a while), the source stayed on
+    its storage named by nothing. The next command deletes it, as the move was asked to."""
+    import shutil
+    import signal
+    import time
+
+    from tests.pct.conftest import PCT, wait_group_gone
+
+    vmid = cts.create("--rootfs", f"{btrfs_storage}:1")
+    source = cts.root / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    fakebin, marker = tmp_path / "bin", tmp_path / "deleting"
+    fakebin.mkdir()
+    (fakebin / "btrfs").write_text(
+        f'#!/bin/sh\ncase "$*" in *"subvolume delete"*{source.name}) touch {marker}; '
+        f'exec sleep 600;; esac\nexec {shutil.which("btrfs")} "$@"\n'
+    )
+    (fakebin / "btrfs").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    argv = [str(PCT), "move-volume", str(vmid), "rootfs", "local", "--delete"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the delete of the source was not reached"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        wait_group_gone(proc.pid)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert source.is_dir() and f"{btrfs_storage}:{vmid}/" not in cts.conf(vmid)
+    res = cts.pct("status", vmid)
+    assert res.out == "status: stopped\n", res.err
+    assert not source.exists(), res.err
+    after = cts.conf(vmid)
+    assert "lock:" not in after and str(key_value(after, "rootfs")).startswith(f"local:{vmid}/")
