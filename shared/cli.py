@@ -136,6 +136,8 @@ def _takes_next_word(cmd: Any, long: str, names: set[str], valued: set[str]) -> 
     """Whether an option given without ``=value`` takes the next word, whatever it looks like."""
     if long in names:
         return long in valued
+    if long == "--help":  # typer's own flag, not a schema option (``pct set --help 100``)
+        return False
     is_bool: SchemaBool | None = getattr(getattr(cmd, "callback", None), "schema_is_bool", None)
     return is_bool is not None and not is_bool(long[2:])
 

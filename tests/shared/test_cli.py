@@ -148,6 +148,23 @@ def test_a_value_that_starts_with_a_dash(
     assert seen["extra"] == extra and seen["exclude"] == exclude
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["--help", "100"], ["-help", "100", "-onboot"], ["100", "--help", "-mp0", "x"]],
+)
+def test_help_before_other_words_is_help(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--help`` is never an option that takes a value, on a command with schema options
+    too: the command's help, not "Option '--help' does not take a value"."""
+    seen.clear()
+    with pytest.raises(SystemExit) as info:
+        cli.run(app, "tool", ["set", *argv])
+    out, err = capsys.readouterr()
+    assert (info.value.code, err) == (0, "")
+    assert out.startswith("Usage: tool set") and seen == {}
+
+
 def test_unknown_schema_option(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(["set", "100", "-foo", "1"], capsys)
     assert code == 2
