@@ -119,14 +119,17 @@ def _option_table(cmd: Any) -> tuple[set[str], set[str], set[str]]:
 SchemaBool = Callable[[str], bool]
 
 
-def schema_options(is_bool: SchemaBool) -> Callable[[Any], Any]:
+def schema_options(is_bool: SchemaBool, is_known: SchemaBool) -> Callable[[Any], Any]:
     """Mark a command that takes schema options as extra args (``-description``, ``-mp0``)
-    with its test for the boolean ones. Every other schema option takes the next word as its
-    value even when that word starts with ``-`` (``--description -foo``), as Proxmox's option
-    parser does; without the mark the rewrite cannot tell such a value from an option."""
+    with its tests for the boolean ones and for the known ones. Every other known schema
+    option takes the next word as its value even when that word starts with ``-``
+    (``--description -foo``), as Proxmox's option parser does; without the mark the rewrite
+    cannot tell such a value from an option. An unknown option takes no value there: the
+    parser reports it and reads the next word as what it is."""
 
     def mark(func: Any) -> Any:
         func.schema_is_bool = is_bool  # typer's wrapper copies the function's attributes
+        func.schema_is_known = is_known
         return func
 
     return mark
@@ -138,8 +141,12 @@ def _takes_next_word(cmd: Any, long: str, names: set[str], valued: set[str]) -> 
         return long in valued
     if long == "--help":  # typer's own flag, not a schema option (``pct set --help 100``)
         return False
-    is_bool: SchemaBool | None = getattr(getattr(cmd, "callback", None), "schema_is_bool", None)
-    return is_bool is not None and not is_bool(long[2:])
+    callback = getattr(cmd, "callback", None)
+    is_bool: SchemaBool | None = getattr(callback, "schema_is_bool", None)
+    is_known: SchemaBool | None = getattr(callback, "schema_is_known", None)
+    if is_bool is None or is_known is None:
+        return False
+    return is_known(long[2:]) and not is_bool(long[2:])
 
 
 def _optional_value_options(cmd: Any) -> set[str]:

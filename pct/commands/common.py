@@ -23,11 +23,15 @@ def is_bool_option(key: str) -> bool:
     return spec is not None and isinstance(spec.type, Bool)
 
 
-def config_options(extra: Sequence[str]) -> dict[str, str]:
-    """The container options (``-memory 512 -net0 ...``) a command received as extra args."""
+def is_known_option(key: str) -> bool:
     from shared.ctconfig.options import is_settable
 
-    return parse_schema_args(extra, is_known=is_settable, is_bool=is_bool_option)
+    return is_settable(key)
+
+
+def config_options(extra: Sequence[str]) -> dict[str, str]:
+    """The container options (``-memory 512 -net0 ...``) a command received as extra args."""
+    return parse_schema_args(extra, is_known=is_known_option, is_bool=is_bool_option)
 
 
 def echo(text: str) -> None:

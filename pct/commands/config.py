@@ -9,7 +9,7 @@ import typer
 
 from shared.cli import EXTRA_ARGS, OutputFormat, OutputFormatOption, print_json, schema_options
 
-from .common import VmidArg, config_options, echo, is_bool_option, log_line
+from .common import VmidArg, config_options, echo, is_bool_option, is_known_option, log_line
 
 # the library is imported inside each command: a command loads only what it uses
 
@@ -17,7 +17,9 @@ from .common import VmidArg, config_options, echo, is_bool_option, log_line
 def register(app: typer.Typer) -> None:
     app.command("config")(config)
     app.command("pending")(pending)
-    app.command("set", context_settings=EXTRA_ARGS)(schema_options(is_bool_option)(set_))
+    app.command("set", context_settings=EXTRA_ARGS)(
+        schema_options(is_bool_option, is_known_option)(set_)
+    )
     app.command("unlock")(unlock)
     app.command("list")(list_)
     app.command("status")(status)

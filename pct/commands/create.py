@@ -10,11 +10,13 @@ import typer
 from shared.cli import EXTRA_ARGS, schema_options
 from shared.errors import CtkitError, ParamError
 
-from .common import VmidArg, ask_password, config_options, is_bool_option, log_line
+from .common import VmidArg, ask_password, config_options, is_bool_option, is_known_option, log_line
 
 
 def register(app: typer.Typer) -> None:
-    app.command("create", context_settings=EXTRA_ARGS)(schema_options(is_bool_option)(create))
+    app.command("create", context_settings=EXTRA_ARGS)(
+        schema_options(is_bool_option, is_known_option)(create)
+    )
     app.command("destroy")(destroy)
 
 

@@ -10,11 +10,13 @@ import typer
 
 from shared.cli import EXTRA_ARGS, schema_options
 
-from .common import VmidArg, config_options, is_bool_option, log_line
+from .common import VmidArg, config_options, is_bool_option, is_known_option, log_line
 
 
 def register(app: typer.Typer) -> None:
-    app.command("restore", context_settings=EXTRA_ARGS)(schema_options(is_bool_option)(restore))
+    app.command("restore", context_settings=EXTRA_ARGS)(
+        schema_options(is_bool_option, is_known_option)(restore)
+    )
 
 
 def restore(

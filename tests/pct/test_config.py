@@ -170,3 +170,10 @@ def test_a_value_that_starts_with_a_dash_is_kept(pct: Pct, ct: int, conf_text: T
     assert "onboot: 1\n" in text and "hostname: web-1\n" in text
     pct("set", ct, "--description", "--bar=1")
     assert "#--bar=1\n" in conf_text(ct)
+
+
+def test_an_unknown_option_takes_no_option_as_its_value(pct: Pct, vmid: int) -> None:
+    """The error names the unknown option (parent is no option of pct set); the next option
+    stays an option, as with Proxmox's option parser."""
+    res = pct("set", vmid, "--parent", "--cores", "1", check=False)
+    assert res.rc == 2 and "parent: property is not defined in schema" in res.err, res.text

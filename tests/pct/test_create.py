@@ -414,3 +414,12 @@ def test_a_create_killed_while_formatting_its_volume_leaves_no_nameless_volume(
     assert not paths.ct_conf(vmid).exists()
     assert not images(vmid).exists() or not any(images(vmid).iterdir())
     assert leftovers(ctroot) == []
+
+
+def test_an_option_of_restore_is_named_as_unknown(
+    pct: Pct, vmid: int, busybox_template: Path
+) -> None:
+    """``--unique`` is no option of pct create: it takes no value, the error names it."""
+    res = pct("create", vmid, busybox_template, "--unique", "--storage", "local", check=False)
+    assert res.rc == 2 and "unique: property is not defined in schema" in res.err, res.text
+    assert "too many" not in res.err

@@ -32,7 +32,9 @@ def download(storage: str, template: str) -> None:
 
 
 @app.command("set", context_settings=cli.EXTRA_ARGS)
-@cli.schema_options(lambda k: k == "onboot")
+@cli.schema_options(
+    lambda k: k == "onboot", lambda k: k.startswith(("mp", "net", "onboot", "description"))
+)
 def set_(
     ctx: typer.Context,
     vmid: int,
@@ -163,6 +165,17 @@ def test_help_before_other_words_is_help(
     out, err = capsys.readouterr()
     assert (info.value.code, err) == (0, "")
     assert out.startswith("Usage: tool set") and seen == {}
+
+
+@pytest.mark.parametrize("argv", [["-foo", "-mp0", "x"], ["--foo", "--onboot", "1"]])
+def test_an_unknown_option_takes_no_option_as_its_value(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As Proxmox's option parser: an unknown option is reported and takes no value, the next
+    option stays an option; the error names the unknown one, not "too many arguments"."""
+    code, err = run(["set", "100", *argv], capsys)
+    assert code == 2
+    assert "foo: property is not defined in schema" in err and "too many" not in err
 
 
 def test_unknown_schema_option(capsys: pytest.CaptureFixture[str]) -> None:

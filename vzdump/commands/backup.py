@@ -20,6 +20,10 @@ def is_bool_option(key: str) -> bool:
     return key in CLI_OPTIONS and isinstance(CLI_OPTIONS[key].type, Bool)
 
 
+def is_known_option(key: str) -> bool:
+    return key in CLI_OPTIONS
+
+
 def split_args(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     """Leading words are the VMID list; the rest are ``--option value`` pairs."""
     positional: list[str] = []
@@ -28,7 +32,7 @@ def split_args(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
         positional.append(rest.pop(0))
     options = parse_schema_args(
         rest,
-        is_known=lambda k: k in CLI_OPTIONS,
+        is_known=is_known_option,
         is_bool=is_bool_option,
         is_array=lambda k: k in CLI_OPTIONS and CLI_OPTIONS[k].array,
     )
@@ -44,7 +48,7 @@ def register(app: typer.Typer) -> None:
         context_settings=EXTRA_ARGS,
         help=backup_help(),
         options_metavar="{<vmid>} [OPTIONS]",
-    )(schema_options(is_bool_option)(backup))
+    )(schema_options(is_bool_option, is_known_option)(backup))
 
 
 def silence(keep_stdout: bool) -> None:

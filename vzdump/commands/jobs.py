@@ -74,22 +74,27 @@ def _is_bool_key(key: str) -> bool:
     return jobcfg.is_bool_key(key)
 
 
+def _is_job_key(key: str) -> bool:
+    from ..jobs import config as jobcfg
+
+    return key in jobcfg.JOB_FIELDS
+
+
 def _job_values(args: list[str]) -> dict[str, Any]:
     """``--key value`` pairs of the job keys: schedule, enabled, comment, repeat-missed and
     every vzdump option jobs.cfg takes (not ``--stdout``); raw strings, validated later."""
     from ..jobs import config as jobcfg
 
-    fields = jobcfg.JOB_FIELDS
     return parse_schema_args(
         args,
-        is_known=lambda k: k in fields,
+        is_known=_is_job_key,
         is_bool=_is_bool_key,
         is_array=lambda k: k in jobcfg.JOB_TYPES[jobcfg.JOB_TYPE].arrays,
     )
 
 
 @job_app.command("add", context_settings=EXTRA_ARGS)
-@schema_options(_is_bool_key)
+@schema_options(_is_bool_key, _is_job_key)
 def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Add a job: vzdump job add <id> --schedule '<event>' [vzdump options]."""
     from ..jobs import manage
@@ -98,7 +103,7 @@ def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]
 
 
 @job_app.command("set", context_settings=EXTRA_ARGS)
-@schema_options(_is_bool_key)
+@schema_options(_is_bool_key, _is_job_key)
 def set_(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="id")],

@@ -68,6 +68,11 @@ def add_two(cli: Cli) -> None:
             ["stdout: property is not defined in schema and the schema does not allow "
              "additional properties"],
         ),
+        (
+            ["--stdout", "--schedule", "daily", "--all"],  # a vzdump flag, not a job option
+            ["stdout: property is not defined in schema and the schema does not allow "
+             "additional properties"],
+        ),
         (["--all", "1"], ["schedule: property is missing and it is not optional"]),
         (
             ["--schedule", "daily", "--all", "1", "--mode", "bogus"],
@@ -80,7 +85,7 @@ def add_two(cli: Cli) -> None:
             ["all: option conflicts with option 'vmid'"],
         ),
     ],
-    ids=["bad-hour", "bad-weekday", "unknown", "stdout", "no-schedule", "bad-mode",
+    ids=["bad-hour", "bad-weekday", "unknown", "stdout", "stdout-flag", "no-schedule", "bad-mode",
          "no-guests", "conflict"],
 )  # fmt: skip
 def test_add_rejects_bad_parameters(cli: Cli, args: list[str], errors: list[str]) -> None:
