@@ -57,8 +57,14 @@ def pending(vmid: VmidArg, output_format: OutputFormatOption = OutputFormat.text
 def set_(
     ctx: typer.Context,
     vmid: VmidArg,
-    delete: Annotated[str | None, typer.Option(help="Options to delete.")] = None,
-    revert: Annotated[str | None, typer.Option(help="Pending changes to revert.")] = None,
+    delete: Annotated[
+        list[str] | None,
+        typer.Option(metavar="<str>", help="Options to delete (a list; may be repeated)."),
+    ] = None,
+    revert: Annotated[
+        list[str] | None,
+        typer.Option(metavar="<str>", help="Pending changes to revert (a list; may be repeated)."),
+    ] = None,
     digest: Annotated[str | None, typer.Option(help="Refuse if the config changed.")] = None,
     force: Annotated[bool | None, typer.Option(help="Force removal of unusedN.")] = None,
 ) -> None:
@@ -69,8 +75,8 @@ def set_(
     setconf.set_config(
         vmid,
         values,
-        delete=delete or "",
-        revert=revert or "",
+        delete=",".join(delete or []),  # --delete a --delete b: both, as Proxmox's -list
+        revert=",".join(revert or []),
         digest=digest,
         force=bool(force),
         log=log_line,

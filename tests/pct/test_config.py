@@ -177,3 +177,22 @@ def test_an_unknown_option_takes_no_option_as_its_value(pct: Pct, vmid: int) -> 
     stays an option, as with Proxmox's option parser."""
     res = pct("set", vmid, "--parent", "--cores", "1", check=False)
     assert res.rc == 2 and "parent: property is not defined in schema" in res.err, res.text
+
+
+def test_repeated_delete_and_revert_options_add_up(
+    pct: Pct, vmid: int, ctroot: Path, conf_text: Text
+) -> None:
+    """``--delete`` and ``--revert`` are list options in Proxmox: ``--delete a --delete b``
+    deletes both (the last one alone was kept, the others dropped without a word)."""
+    conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("arch: amd64\nhostname: t\nmemory: 512\nswap: 256\ncores: 2\nostype: debian\n")
+    pct("set", vmid, "--delete", "hostname", "-delete", "swap,cores")
+    text = conf_text(vmid)
+    assert "hostname" not in text and "swap" not in text and "cores" not in text, text
+    assert "memory: 512\n" in text
+    conf.write_text("arch: amd64\nmemory: 512\nswap: 256\nostype: debian\n\n[pve:pending]\n"
+                    "memory: 1024\nswap: 128\n")  # fmt: skip
+    pct("set", vmid, "--revert", "memory", "--revert", "swap")
+    text = conf_text(vmid)
+    assert "memory: 512\n" in text and "swap: 256\n" in text and "pending" not in text, text
