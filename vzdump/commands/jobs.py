@@ -107,12 +107,16 @@ def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]
 def set_(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(metavar="id")],
-    delete: Annotated[str | None, typer.Option(help="Options to remove.")] = None,
+    delete: Annotated[
+        list[str] | None,
+        typer.Option(metavar="<str>", help="Options to remove (a list; may be repeated)."),
+    ] = None,
 ) -> None:
     """Change a job's options (--delete removes options)."""
     from ..jobs import manage
 
-    keys = [k.strip() for k in (delete or "").replace(";", ",").split(",") if k.strip()]
+    joined = ",".join(delete or [])  # --delete a --delete b: both, as Proxmox's -list options
+    keys = [k.strip() for k in joined.replace(";", ",").split(",") if k.strip()]
     manage.set_job(job_id, _job_values(ctx.args), keys, _now())
 
 

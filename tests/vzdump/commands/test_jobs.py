@@ -157,6 +157,14 @@ def test_set_changes_deletes_and_keeps_key_order(cli: Cli) -> None:
     assert cli.state("weekly") == {"state": "created", "time": T0_EPOCH}
 
 
+def test_set_repeated_delete_options_add_up(cli: Cli) -> None:
+    """``--delete`` is a list option in Proxmox: ``--delete a --delete b`` removes both."""
+    cli.ok("job", "add", "j1", "--schedule", "daily", "--all", "--comment", "hi", "--mode", "stop")
+    cli.ok("job", "set", "j1", "--delete", "comment", "-delete", "mode")
+    text = cli.jobs_cfg.read_text()
+    assert "comment" not in text and "mode" not in text, text
+
+
 def test_set_errors_leave_the_file_alone(cli: Cli) -> None:
     add_two(cli)
     before = cli.jobs_cfg.read_bytes()
