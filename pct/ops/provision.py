@@ -37,6 +37,7 @@ from shared.locks import config_lock
 from shared.runtime import lxcapi, template, unfinished
 from shared.runtime.guestview import config_root_ids, guest_config
 from shared.runtime.mounts import MountedTree, mount_all
+from shared.runtime.teardown import owned_volumes
 from shared.storage.api import get_storage
 from shared.storage.volumes import alloc_volume, free_volume, free_when_released
 
@@ -241,9 +242,10 @@ def commit_config(conf: Config) -> Config:
 
 
 def replaced_volumes(old: Config, new: Config) -> list[str]:
-    """The volumes of a replaced config that the new one does not use (owned ones only)."""
+    """The volumes of a replaced config that the new one does not use (owned ones only), those
+    only a snapshot of the old one names among them (destroy frees them too)."""
     keep = set(referenced_volumes(new))
-    return [v for v in referenced_volumes(old) if v not in keep and volume_owner(v) == old.vmid]
+    return [v for v in owned_volumes(old) if v not in keep and volume_owner(v) == old.vmid]
 
 
 def free_replaced_volumes(old: Config, new: Config, log: Log) -> None:

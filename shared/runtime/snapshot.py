@@ -476,9 +476,11 @@ def rollback(vmid: int, name: str, *, start: bool = False, log: Log = _stderr) -
             owners.update(owner, stopped=True)  # killed before its lock: started again
             _stop_for_rollback(vmid, log)
         section = _lock_for_rollback(vmid, name)
+        # locked: a kill from here on is finished by recovery, which owes only the asked-for
+        # start (it cannot tell a finished rollback from one that never began)
+        owners.update(owner, stopped=start)
         _roll_volumes(section, name)
         _finish_rollback(vmid, name)
-        owners.update(owner, stopped=start)  # done: a kill now owes only the asked-for start
     finally:
         owners.release(owner)
     if start:

@@ -69,7 +69,7 @@ def finish(vmid: int, mode: str, log: Log) -> bool:
     return True
 
 
-def _owned_volumes(conf: Config) -> list[str]:
+def owned_volumes(conf: Config) -> list[str]:
     """Every volume the config names: current, pending, unused, and those only a snapshot still
     names (a mount point deleted or replaced after the snapshot). Proxmox leaves the last kind
     behind, named by nothing once the config is gone."""
@@ -82,7 +82,7 @@ def _owned_volumes(conf: Config) -> list[str]:
 
 
 def _free_volumes(conf: Config, unreferenced: bool, log: Log) -> None:
-    for volid in _owned_volumes(conf):
+    for volid in owned_volumes(conf):
         if volume_owner(volid) != conf.vmid:
             log(f"ignore deletion of '{volid}', CT {conf.vmid} isn't the owner!")
             continue

@@ -235,8 +235,9 @@ class Storage:
 
         The name is reserved under the allocation lock (an empty file, directory or
         subvolume); the slow part (mkfs) runs outside it and is undone if it fails.
-        ``reserved(volname)`` runs before that part: a caller that can be killed records there
-        the volume it is about to own.
+        ``reserved(volname)`` runs once the name is chosen, before the volume exists: a caller
+        that can be killed records there the volume it is about to own (a record of one that
+        never came to be is harmless; a volume that no record names is lost).
         """
         fmt = fmt or self.default_format(size)
         self._check_alloc(fmt, size)
@@ -246,10 +247,10 @@ class Storage:
             imgdir.mkdir(parents=True, exist_ok=True)
             set_host_reach(imgdir, (root_uid, root_gid))
             name = self.find_free_diskname(vmid, fmt)
-            target = self._reserve_volume(imgdir, name, fmt)
-        try:
             if reserved is not None:
                 reserved(f"{vmid}/{name}")
+            target = self._reserve_volume(imgdir, name, fmt)
+        try:
             self._fill_volume(target, fmt, size, root_uid, root_gid)
         except BaseException as err:
             self._discard_volume(target, fmt)

@@ -40,7 +40,7 @@ def alloc_volume(
 
     dir: size > 0 → ext4-formatted sparse raw image, 0 → directory owned by root_uid:root_gid.
     btrfs: a subvolume (size = qgroup limit when quotas are on), or ``fmt="raw"`` for an image.
-    ``reserved(volid)`` runs once the name is taken, before the volume is formatted.
+    ``reserved(volid)`` runs once the name is chosen, before the volume is made.
     """
     store = _storage(storage, cfg)
     store.check_enabled()

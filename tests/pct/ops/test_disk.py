@@ -117,25 +117,33 @@ def test_fstrim_sizes() -> None:
 
 
 def test_create_file_semantics(tmp_path: Path) -> None:
+    """New content goes beside the destination and replaces it only on commit: the old file
+    stays whole until then, and a discarded copy leaves it (and no temp file) behind."""
     path = tmp_path / "f"
     old_umask = os.umask(0o027)
     try:
-        fd, created = create_file(str(path), Owner(), names_from=None)
-        os.close(fd)
-        assert created and (path.stat().st_mode & 0o777) == 0o640
+        new = create_file(str(path), Owner(), names_from=None)
+        assert not path.exists()
+        new.commit()
+        assert (path.stat().st_mode & 0o777) == 0o640
         path.write_text("old content")
         os.chmod(path, 0o600)
-        fd, created = create_file(str(path), Owner(user="0", group="0"), names_from=None)
-        os.close(fd)
-        assert not created and path.read_text() == "" and (path.stat().st_mode & 0o777) == 0o600
+        new = create_file(str(path), Owner(user="0", group="0"), names_from=None)
+        os.write(new.fd, b"new")
+        assert path.read_text() == "old content"
+        new.commit()
+        assert path.read_text() == "new" and (path.stat().st_mode & 0o777) == 0o600
+        new = create_file(str(path), Owner(), names_from=None)
+        os.write(new.fd, b"cut sh")
+        new.discard()
+        assert path.read_text() == "new" and sorted(os.listdir(tmp_path)) == ["f"]
     finally:
         os.umask(old_umask)
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1234:1234::/:/bin/sh\n")
     (etc / "group").write_text("root:x:0:\nstaff:x:50:\n")
-    fd, _ = create_file(str(tmp_path / "g"), Owner("app", "staff", "0x1ff"), names_from=etc)
-    os.close(fd)
+    create_file(str(tmp_path / "g"), Owner("app", "staff", "0x1ff"), names_from=etc).commit()
     st = (tmp_path / "g").stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 50, 0o777)
     with pytest.raises(CtkitError, match=r"^failed to get gid for: wheel$"):

@@ -15,6 +15,7 @@ from shared.ctconfig import store
 from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError
 from shared.fakehost import add_storage
 from shared.runtime import lifecycle, lxcapi
+from tests.pct.conftest import Pct
 from tests.pct.restore.conftest import Backups, images, volume_of
 
 # No network: these containers are started.
@@ -264,3 +265,29 @@ def test_old_volume_that_stays_busy_is_reported(
         and "is in use" in line
         for line in backups.logs
     ), backups.logs
+
+
+def test_restore_force_frees_a_volume_only_a_snapshot_still_names(
+    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str, ctroot: Path, tmp_path: Path
+) -> None:
+    """A restore --force replaces the container as a destroy would: a volume only a snapshot
+    of the old one named stayed on the storage, named by nothing."""
+    from tests.pct.conftest import PCT
+
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:1",
+        "--mp1", f"{btrfs_storage}:0.1,mp=/m1")  # fmt: skip
+    dumpdir = tmp_path / "dump"
+    dumpdir.mkdir()
+    vzdump = PCT.with_name("vzdump")
+    subprocess.run([str(vzdump), str(vmid), "--dumpdir", str(dumpdir)], check=True,
+                   capture_output=True)  # fmt: skip
+    (archive,) = dumpdir.glob("*.tar*")
+    pct("snapshot", vmid, "s1")
+    pct("set", vmid, "--delete", "mp1")
+    imgdir = ctroot / f"mnt/bt/images/{vmid}"
+    assert f"subvol-{vmid}-disk-1.subvol" in {p.name for p in imgdir.iterdir()}
+    pct("restore", vmid, archive, "--force", "--storage", btrfs_storage)
+    conf = (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    named = {p.name for p in imgdir.iterdir() if p.name in conf}
+    assert {p.name for p in imgdir.iterdir()} == named, conf
+    pct("destroy", vmid)

@@ -61,17 +61,18 @@ def test_grow_filesystem_offline(ctroot: Path) -> None:
     volumes.grow_filesystem(volumes.alloc_volume("local", VMID, 0))  # subvol: nothing to do
 
 
-def test_reserved_runs_with_the_taken_name_before_the_format(ctroot: Path) -> None:
-    """``reserved`` sees the volume id once the name is taken and before mkfs; a callback that
-    fails undoes the reservation."""
-    seen: list[tuple[str, int]] = []
+def test_reserved_runs_with_the_chosen_name_before_the_volume_exists(ctroot: Path) -> None:
+    """``reserved`` sees the volume id once the name is chosen and before the volume exists (a
+    kill then leaves no volume that the caller's record lacks); a callback that fails leaves
+    nothing."""
+    seen: list[tuple[str, bool]] = []
     image = ctroot / f"var/lib/vz/images/{VMID}/vm-{VMID}-disk-0.raw"
 
     def note(volid: str) -> None:
-        seen.append((volid, image.stat().st_size))
+        seen.append((volid, image.exists()))
 
     volid = volumes.alloc_volume("local", VMID, 8 * MIB, reserved=note)
-    assert seen == [(volid, 0)] and volid == f"local:{VMID}/vm-{VMID}-disk-0.raw"
+    assert seen == [(volid, False)] and volid == f"local:{VMID}/vm-{VMID}-disk-0.raw"
     assert image.stat().st_size == 8 * MIB
 
     def refuse(volid: str) -> None:
