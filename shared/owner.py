@@ -122,15 +122,18 @@ def _from_dict(vmid: int, data: Any) -> Owner:
     return Owner(**values)
 
 
-def _write(owner: Owner) -> None:
+def _write(owner: Owner, *, durable: bool = False) -> None:
     paths.owner_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
     data = json.dumps(dataclasses.asdict(owner), sort_keys=True).encode()
-    # Atomic, but not fsynced: a process killed at any instant leaves it complete in the page
-    # cache, and after a crash the kernel's write-back has long saved a backup's record. Each
-    # guest of a backup writes it several times, two of them right around the freeze,
-    # and fsyncs there queue behind every other worker's writes on the same file system. A
-    # record lost or torn by the crash is read as a dead owner that did nothing.
-    atomic.write_bytes(record_path(owner.vmid), data + b"\n", mode=0o600, durable=False)
+    # Atomic; only the claim is fsynced (it comes before the config's lock, which is saved
+    # durably, so a crash never leaves a lock without its owner). A process killed at any
+    # instant leaves the later updates complete in the page cache, and after a crash the
+    # kernel's write-back has long saved a backup's. Each guest of a backup updates it several
+    # times, two of them right around the freeze, and fsyncs there queue behind every other
+    # worker's writes on the same file system. An update lost by a crash leaves the record
+    # saying less than was done (a temp file or snapshot left); a torn one is read as a dead
+    # owner that did nothing.
+    atomic.write_bytes(record_path(owner.vmid), data + b"\n", mode=0o600, durable=durable)
 
 
 def claim(vmid: int, op: str, **fields: Any) -> Owner:
@@ -141,7 +144,7 @@ def claim(vmid: int, op: str, **fields: Any) -> Owner:
         raise LockError(f"CT is locked ({current.lock or current.op})")
     me = os.getpid()
     owner = Owner(vmid, op, me, process_start(me) or 0, boot_id(), **fields)
-    _write(owner)
+    _write(owner, durable=True)
     return owner
 
 

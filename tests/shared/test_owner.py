@@ -93,19 +93,26 @@ def test_corrupt_or_symlinked_free_form_records_count_as_dead(tmp_path: Path) ->
     assert not owner.record_alive({})
 
 
-def test_records_are_atomic_but_not_fsynced(ctroot: Path) -> None:
-    """A record counts only within its boot, so its writes skip the fsyncs (each guest of a
-    backup writes one several times; fsyncs queue behind other workers' writes): traced with
-    strace in a child process, the claim and an update rename a complete file, never fsync."""
+def test_the_claim_is_fsynced_and_the_updates_are_not(ctroot: Path) -> None:
+    """The claim comes before the config's lock, which is saved durably: it is fsynced, so a
+    crash never leaves a lock without its owner. The updates skip the fsyncs (each guest of a
+    backup writes several; fsyncs queue behind other workers' writes). Traced with strace in
+    a child process: both rename a complete file, and only the claim's is fsynced (the file,
+    then its directory)."""
     code = (
         "from shared import owner as o; me = o.claim(900000042, 'vzdump'); "
-        "o.update(me, frozen=True); assert o.read(900000042).frozen"
+        "print('claimed', flush=True); o.update(me, frozen=True); "
+        "assert o.read(900000042).frozen"
     )
     trace = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
+        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,write",
          sys.executable, "-c", code],
         capture_output=True, text=True, check=True, env={**os.environ, "CTKIT_ROOT": str(ctroot)},
     )  # fmt: skip
-    calls = trace.stderr.splitlines()
+    calls = [
+        ln for ln in trace.stderr.splitlines() if not ln.startswith("write(") or "claimed" in ln
+    ]
     assert sum("owner-900000042.json" in line for line in calls) == 2, calls
-    assert not [line for line in calls if "fsync(" in line or "fdatasync(" in line], calls
+    marker = next(i for i, line in enumerate(calls) if "claimed" in line)
+    syncs = [i for i, line in enumerate(calls) if "fsync(" in line or "fdatasync(" in line]
+    assert len(syncs) == 2 and all(i < marker for i in syncs), calls
