@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import paths
-from shared.atomic import commit_file
+from shared.atomic import fsync_dir
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint, volume_owner
@@ -510,8 +510,18 @@ class NewFile:
                 raise CtkitError(f"failed to change file owner: {err.strerror}") from None
             raise
         try:
+            # through the descriptor, never the name: in a container its own processes may
+            # have put anything there meanwhile (opening a FIFO they put there never returned)
+            os.fsync(self.fd)
+        except BaseException as err:
+            self.discard()
+            if isinstance(err, OSError):
+                raise CtkitError(f"failed to write {self.path}: {err.strerror}") from None
+            raise
+        try:
             os.close(self.fd)
-            commit_file(self.tmp, self.path)
+            os.replace(self.tmp, self.path)
+            fsync_dir(Path(self.path).parent)
         except BaseException as err:
             _unlink_quietly(self.tmp)
             if isinstance(err, OSError):

@@ -175,3 +175,31 @@ def test_names_are_looked_up_only_in_a_regular_file_and_only_so_far(tmp_path: Pa
         fh.seek(MAX_ID_FILE)
         fh.write(b"\nlate:x:7:7::/:/bin/sh\n")  # beyond what is read
     assert _id_from_file(big, "late") is None
+
+
+def test_commit_never_reopens_the_temp_name(tmp_path: Path) -> None:
+    """pct push commits inside the container, whose processes may replace the temp file by
+    its name while the copy runs: a FIFO put there hung the host's pct push for ever when the
+    commit opened the name again to fsync it."""
+    import contextlib
+    import threading
+
+    path = tmp_path / "f"
+    path.write_text("old")
+    new = create_file(str(path), Owner(), names_from=None)
+    os.write(new.fd, b"new")
+    os.unlink(new.tmp)
+    os.mkfifo(new.tmp)
+
+    def commit() -> None:
+        with contextlib.suppress(CtkitError):  # whatever the FIFO does, it must not block
+            new.commit()
+
+    worker = threading.Thread(target=commit, daemon=True)
+    worker.start()
+    worker.join(5)
+    hung = worker.is_alive()
+    if hung:  # let the blocked open return
+        os.close(os.open(new.tmp, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+    assert not hung, "commit blocked on a FIFO at the temp name"
