@@ -612,13 +612,49 @@ def _open_source(source: Path) -> int:
     return src
 
 
+def _id_map(pid: int, kind: str) -> list[tuple[int, int, int]]:
+    """The user namespace's ``uid_map``/``gid_map`` of ``pid``: (inside, outside, count)."""
+    try:
+        text = Path(f"/proc/{pid}/{kind}_map").read_text(encoding="ascii")
+    except (OSError, ValueError):
+        return []
+    return [(int(a), int(b), int(c)) for a, b, c in (line.split() for line in text.splitlines())]
+
+
+def _unmapped_owner(dest: str, owner: Owner, maps: dict[str, list[tuple[int, int, int]]]) -> str:
+    """What of an existing ``dest`` (seen with the host's ids) would carry over an owner the
+    container does not map ("" if nothing): inside it shows as the overflow id, and the copy
+    would be given to the container's nobody."""
+    try:
+        st = os.stat(dest)
+    except OSError:
+        return ""
+    if not stat.S_ISREG(st.st_mode):
+        return ""  # refused for that
+    for kind, given, value in (("uid", owner.user, st.st_uid), ("gid", owner.group, st.st_gid)):
+        ranges = maps[kind]  # unreadable: unknown, not refused
+        if given is None and ranges and not any(out <= value < out + n for _i, out, n in ranges):
+            return f"{kind} {value}"
+    return ""
+
+
 def push(vmid: int, source: Path, dest: str, owner: Owner = Owner()) -> None:
     """Copy a host file into a running CT; user/group names are the container's."""
     check_owner(owner)
     conf, pid = _running_pid(vmid, "can only push files to a running CT")
+    maps = {kind: _id_map(pid, kind) for kind in ("uid", "gid")}
     src = _open_source(source)
+    unmapped: list[str] = []
+
+    def look() -> None:  # as the host's root, in the container's mount namespace only
+        unmapped.append(_unmapped_owner(dest, owner, maps))
 
     def work() -> None:
+        if unmapped and unmapped[0]:
+            raise CtkitError(
+                f"failed to create file: {dest}: its owner ({unmapped[0]}) is not mapped in"
+                " the container"
+            )
         new = create_file(dest, owner, names_from=Path("/etc"))
         try:
             _copy(src, new.fd)
@@ -629,8 +665,9 @@ def push(vmid: int, source: Path, dest: str, owner: Owner = Owner()) -> None:
             raise
         new.commit()
 
+    userns = bool(conf.unprivileged)
     try:
-        in_container(pid, work, userns=bool(conf.unprivileged))
+        in_container(pid, work, userns=userns, host_view=look if userns else None)
     finally:
         os.close(src)
 

@@ -172,11 +172,18 @@ def run_forked(work: Callable[[], None], what: str) -> None:
         raise CtkitError(message or f"{what} failed (status {status})")
 
 
-def in_container(pid: int, work: Callable[[], None], *, userns: bool) -> None:
+def in_container(
+    pid: int,
+    work: Callable[[], None],
+    *,
+    userns: bool,
+    host_view: Callable[[], None] | None = None,
+) -> None:
     """Run ``work`` in a child that entered the mount (and user) namespace of CT init ``pid``
     (``pct push``/``pull``). The child's root is the CT's root, so every path it opens resolves
     inside the container; like the chroot helper (``shared.guest.chroot``), it runs only code
-    that is already loaded, so a lazy import can never pick up a module from the container."""
+    that is already loaded, so a lazy import can never pick up a module from the container.
+    ``host_view`` runs first, in the mount namespace only: it sees the host's ids of files."""
     from ..guest.chroot import forbid_imports
 
     try:
@@ -189,6 +196,8 @@ def in_container(pid: int, work: Callable[[], None], *, userns: bool) -> None:
         forbid_imports()
         setns(mnt, CLONE_NEWNS, "mount")
         os.chdir("/")
+        if host_view is not None:
+            host_view()
         if user is not None:
             setns(user, CLONE_NEWUSER, "user")
             os.setgid(0)

@@ -464,3 +464,33 @@ def test_push_keeps_owner_and_set_id_bits_and_clears_what_a_killed_copy_left(
     pct("push", ct, src, "/root/tool")
     assert not dead.exists() and live.exists()
     pct("stop", ct)
+
+
+def test_push_never_gives_a_file_of_an_unmapped_owner_to_the_containers_nobody(
+    pct: Pct, dir_ct: int, images: Images, tmp_path: Path
+) -> None:
+    """In an unprivileged CT a file owned by a host id the CT does not map (a host directory
+    bound in) shows as 65534 inside: the copy that replaced it was chowned to that, so the
+    file passed from its host owner to the container's nobody (host 165534)."""
+    ct = dir_ct
+    pct("start", ct)
+    target = images(ct) / f"subvol-{ct}-disk-0.subvol/root/host-owned"
+    target.write_text("old\n")
+    os.chown(target, 1000, 1000)
+    os.chmod(target, 0o666)
+    src = tmp_path / "src"
+    src.write_text("new\n")
+    res = pct("push", ct, src, "/root/host-owned", check=False)
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, target.read_text()) == (1000, 1000, "old\n"), res.text
+    assert res.rc != 0 and res.err == (
+        "failed to create file: /root/host-owned: its owner (uid 1000) is not mapped in the"
+        " container\n"
+    )
+    res = pct("push", ct, src, "/root/host-owned", "--user", "0", check=False)
+    assert res.rc != 0 and res.err.endswith("(gid 1000) is not mapped in the container\n")
+    # ids the container names are set as given
+    pct("push", ct, src, "/root/host-owned", "--user", "0", "--group", "0")
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, target.read_text()) == (100000, 100000, "new\n")
+    pct("stop", ct)
