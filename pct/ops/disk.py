@@ -466,7 +466,7 @@ def create_file(path: str, owner: Owner, *, names_from: Path | None) -> NewFile:
     mode = parse_perms(owner.perms) if owner.perms is not None else None
     target, old = _destination(path)
     _remove_dead_temps(target)
-    tmp = f"{target.parent}/.{target.name}.{TEMP_TAG}-{os.getpid()}"
+    tmp = f"{target.parent}/{_temp_prefix(target.name)}{os.getpid()}"
     flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     if mode is None:
         umask = os.umask(0o022)
@@ -483,6 +483,15 @@ def create_file(path: str, owner: Owner, *, names_from: Path | None) -> NewFile:
 
 
 TEMP_TAG = "ctkit-copy"
+NAME_MAX = 255
+PID_DIGITS = 7  # pid_max is at most 2**22
+
+
+def _temp_prefix(name: str) -> str:
+    """``.<name>.ctkit-copy-``, with ``name`` cut short where a long one would leave no room
+    for the pid within a file name's 255 bytes."""
+    room = NAME_MAX - len(f"..{TEMP_TAG}-") - PID_DIGITS
+    return f".{os.fsdecode(os.fsencode(name)[:room])}.{TEMP_TAG}-"
 
 
 @dataclass
@@ -558,7 +567,7 @@ def _destination(path: str) -> tuple[Path, os.stat_result | None]:
 def _remove_dead_temps(target: Path) -> None:
     """A copy killed half-way left its temp file beside the destination; the next copy to it
     removes every one whose process is gone."""
-    pattern = re.compile(re.escape(f".{target.name}.{TEMP_TAG}-") + r"([0-9]+)")
+    pattern = re.compile(re.escape(_temp_prefix(target.name)) + r"([0-9]+)")
     with contextlib.suppress(OSError):
         for entry in os.scandir(target.parent):
             m = pattern.fullmatch(entry.name)

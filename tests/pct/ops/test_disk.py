@@ -203,3 +203,23 @@ def test_commit_never_reopens_the_temp_name(tmp_path: Path) -> None:
         os.close(os.open(new.tmp, os.O_WRONLY | os.O_NONBLOCK))
         worker.join(5)
     assert not hung, "commit blocked on a FIFO at the temp name"
+
+
+def test_a_destination_with_a_long_name_is_replaced(tmp_path: Path) -> None:
+    """The temp file's name adds some 20 bytes to the destination's: one of 236 to 255 bytes,
+    a valid name, failed with 'File name too long'."""
+    for name in ("a" * 255, "é" * 127):
+        path = tmp_path / name
+        path.write_text("old")
+        new = create_file(str(path), Owner(), names_from=None)
+        os.write(new.fd, b"new")
+        new.commit()
+        assert path.read_text() == "new" and os.listdir(tmp_path) == [name]
+        path.unlink()
+    # what a killed copy left under the shortened name is removed by the next copy
+    path = tmp_path / ("b" * 250)
+    new = create_file(str(path), Owner(), names_from=None)
+    os.close(new.fd)
+    os.rename(new.tmp, new.tmp.rsplit("-", 1)[0] + "-4194305")  # above the largest pid
+    create_file(str(path), Owner(), names_from=None).commit()
+    assert os.listdir(tmp_path) == [path.name]
