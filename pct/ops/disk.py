@@ -549,6 +549,11 @@ def _destination(path: str) -> tuple[Path, os.stat_result | None]:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
+        # Path() would make '/x/' or '/x/.' the new file '/x': creating it names a directory
+        if path.endswith("/"):
+            raise CtkitError(f"failed to create file: {path}: Is a directory") from None
+        if os.path.basename(path) in ("", ".", ".."):
+            raise CtkitError(f"failed to create file: {path}: No such file or directory") from None
         return Path(path), None
     except OSError as err:
         raise CtkitError(f"failed to create file: {path}: {err.strerror}") from None

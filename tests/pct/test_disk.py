@@ -494,3 +494,20 @@ def test_push_never_gives_a_file_of_an_unmapped_owner_to_the_containers_nobody(
     st = target.stat()
     assert (st.st_uid, st.st_gid, target.read_text()) == (100000, 100000, "new\n")
     pct("stop", ct)
+
+
+def test_push_to_a_missing_directory_creates_no_file(
+    pct: Pct, dir_ct: int, images: Images, tmp_path: Path
+) -> None:
+    """'/root/new/' names a directory: the copy went to a new file '/root/new' (Path() drops
+    the slash, and a '.' after it), where Proxmox's create fails; '' renamed a copy onto '.'."""
+    ct = dir_ct
+    pct("start", ct)
+    src = tmp_path / "src"
+    src.write_text("x\n")
+    missing = "No such file or directory"
+    for dest, error in (("/root/new/", "Is a directory"), ("/root/new/.", missing), ("", missing)):
+        res = pct("push", ct, src, dest, check=False)
+        assert res.rc != 0 and res.err == f"failed to create file: {dest}: {error}\n", res.text
+    assert sorted(os.listdir(images(ct) / f"subvol-{ct}-disk-0.subvol/root")) == []
+    pct("stop", ct)
