@@ -468,6 +468,7 @@ def create_file(path: str, owner: Owner, *, names_from: Path | None) -> NewFile:
     _remove_dead_temps(target)
     tmp = f"{target.parent}/{_temp_prefix(target.name)}{os.getpid()}"
     flags = os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    carried = mode is None
     if mode is None:
         umask = os.umask(0o022)
         os.umask(umask)
@@ -475,6 +476,9 @@ def create_file(path: str, owner: Owner, *, names_from: Path | None) -> NewFile:
     if old is not None:
         uid = old.st_uid if uid is None else uid
         gid = old.st_gid if gid is None else gid
+        if carried and (uid, gid) != (old.st_uid, old.st_gid):
+            # as a chown does: a new owner never inherits set-id bits nobody gave it
+            mode &= ~(stat.S_ISUID | (stat.S_ISGID if mode & stat.S_IXGRP else 0))
     try:
         fd = os.open(tmp, flags, 0o600)
     except OSError as err:

@@ -511,3 +511,26 @@ def test_push_to_a_missing_directory_creates_no_file(
         assert res.rc != 0 and res.err == f"failed to create file: {dest}: {error}\n", res.text
     assert sorted(os.listdir(images(ct) / f"subvol-{ct}-disk-0.subvol/root")) == []
     pct("stop", ct)
+
+
+def test_a_new_owner_never_inherits_the_old_files_set_id_bits(
+    pct: Pct, dir_ct: int, images: Images, tmp_path: Path
+) -> None:
+    """A user's setuid file, pushed over with --user root and no --perms, became a setuid-root
+    file (the old mode was set after the chown); a chown clears set-id bits, as it did before
+    the copy went beside the file. Set-id bits given with --perms stay."""
+    ct = dir_ct
+    pct("start", ct)
+    tool = images(ct) / f"subvol-{ct}-disk-0.subvol/root/tool"
+    tool.write_text("mine\n")
+    os.chown(tool, 101000, 101000)  # the container's uid 1000
+    os.chmod(tool, 0o6755)
+    src = tmp_path / "src"
+    src.write_text("#!/bin/sh\n")
+    pct("push", ct, src, "/root/tool", "--user", "root")
+    st = tool.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (100000, 101000, 0o755)
+    pct("push", ct, src, "/root/tool", "--perms", "4755")
+    pct("push", ct, src, "/root/tool")  # the same owner: the mode carries over whole
+    assert stat.S_IMODE(tool.stat().st_mode) == 0o4755
+    pct("stop", ct)
