@@ -212,10 +212,8 @@ def test_a_move_killed_while_deleting_the_source_has_it_deleted(
     committed. Killed while it was deleted (a big volume takes a while), the source stayed on
     its storage named by nothing. The next command deletes it, as the move was asked to."""
     import shutil
-    import signal
-    import time
 
-    from tests.pct.conftest import PCT, wait_group_gone
+    from tests.pct.conftest import PCT, sigkill_group_when
 
     vmid = cts.create("--rootfs", f"{btrfs_storage}:1")
     source = cts.root / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
@@ -230,19 +228,7 @@ def test_a_move_killed_while_deleting_the_source_has_it_deleted(
     argv = [str(PCT), "move-volume", str(vmid), "rootfs", "local", "--delete"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the delete of the source was not reached"
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        wait_group_gone(proc.pid)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    sigkill_group_when(proc, marker.exists, "the delete of the source")
     assert source.is_dir() and f"{btrfs_storage}:{vmid}/" not in cts.conf(vmid)
     res = cts.pct("status", vmid)
     assert res.out == "status: stopped\n", res.err

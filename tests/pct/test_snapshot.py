@@ -17,7 +17,7 @@ import pytest
 
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from tests.pct.conftest import PCT, Pct, wait_group_gone
+from tests.pct.conftest import PCT, Pct, sigkill_group_when, wait_group_gone
 
 pytestmark = pytest.mark.lxc
 
@@ -573,14 +573,7 @@ def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
         [str(PCT), "rollback", str(vmid), "s1"], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
-    try:
-        wait_until(stopped.exists, proc, "the post-stop hook")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    sigkill_group_when(proc, stopped.exists, "the post-stop hook")
     deadline = time.monotonic() + 30
     while lxcapi.monitor_alive(vmid):  # the hook still holds the stopped container
         assert time.monotonic() < deadline, "the post-stop hook did not end"
@@ -621,15 +614,7 @@ def test_a_killed_delsnapshot_keeps_a_volume_only_the_snapshot_named(
         [str(PCT), "delsnapshot", str(vmid), "s1"], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
-    try:
-        wait_until(marker.exists, proc, "the delete of mp1's snapshot")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        wait_group_gone(proc.pid)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    sigkill_group_when(proc, marker.exists, "the delete of mp1's snapshot")
     res = pct("status", vmid)
     assert f"CT {vmid}: removed snapshot 's1'" in res.err, res.err
     conf = load(vmid)

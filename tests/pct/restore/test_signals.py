@@ -18,7 +18,7 @@ from shared import paths
 from shared.ctconfig import store
 from shared.errors import StorageError
 from shared.runtime import lifecycle, lxcapi
-from tests.pct.conftest import until_extracting
+from tests.pct.conftest import sigkill_group_when, until_extracting
 from tests.pct.restore.conftest import Backups, images, leftovers
 from tests.pct.restore.test_cli import PCT, REPO
 from tests.pct.restore.test_trust import CONF
@@ -276,18 +276,7 @@ def test_a_template_restore_killed_after_its_conversion_leaves_no_nameless_volum
     argv = [*PCT, "restore", str(vmid), archive, *(["--force"] if force else [])]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the conversion was not reached"
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    sigkill_group_when(proc, marker.exists, "the template conversion")
     try:
         assert f"base-{vmid}-disk-{len(old)}.raw" in images(backups.root, vmid)
         res = _pct("list")
