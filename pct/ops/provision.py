@@ -242,20 +242,19 @@ def commit_config(conf: Config) -> Config:
 
 
 def replaced_volumes(old: Config, new: Config) -> list[str]:
-    """The volumes of a replaced config that the new one does not use (owned ones only), those
-    only a snapshot of the old one names among them (destroy frees them too)."""
+    """The volumes of a replaced config that the new one does not use, those only a snapshot
+    of the old one names among them (destroy frees them too)."""
     keep = set(referenced_volumes(new))
-    return [v for v in owned_volumes(old) if v not in keep and volume_owner(v) == old.vmid]
+    return [v for v in owned_volumes(old) if v not in keep]
 
 
 def free_replaced_volumes(old: Config, new: Config, log: Log) -> None:
     """Free the volumes of a replaced config that the new one does not use (owned ones only)."""
-    keep = set(referenced_volumes(new))
-    for volid in referenced_volumes(old):
-        if volid not in keep and volume_owner(volid) != old.vmid:
-            log(f"ignore deletion of '{volid}', CT {old.vmid} isn't the owner!")
     for volid in replaced_volumes(old, new):
-        free_when_released(volid, log)
+        if volume_owner(volid) != old.vmid:
+            log(f"ignore deletion of '{volid}', CT {old.vmid} isn't the owner!")
+        else:
+            free_when_released(volid, log)
 
 
 def convert_to_template(

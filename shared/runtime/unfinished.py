@@ -158,10 +158,11 @@ def undo_move(dead: owners.Owner, log: Log) -> None:
         left = _replaced_left(dead, conf)  # a committed move --delete's source
     made = _made(dead, kept)
     freed = [volid for volid in made if free_when_released(volid, log)]
-    with config_lock(vmid):
-        conf = store.load(vmid)
-        drop_unused_volumes(conf.values, freed)
-        store.save(conf)
+    if freed:
+        with config_lock(vmid):
+            conf = store.load(vmid)
+            drop_unused_volumes(conf.values, freed)
+            store.save(conf)
     for volid in freed:
         log(f"CT {vmid}: freed volume '{volid}' the unfinished pct move-volume was copying")
     if len(freed) < len(made):
