@@ -360,3 +360,18 @@ def sigkill_group_when(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def holding_tool(workdir: Path, tool: str, when: str) -> tuple[dict[str, str], Path]:
+    """An environment whose PATH puts a stand-in for ``tool`` first, and the marker it touches:
+    called with arguments that match the shell ``case`` pattern ``when``, the stand-in touches
+    the marker and sleeps (holding the command there, for a kill); else it runs the real one."""
+    real = shutil.which(tool)
+    assert real is not None, f"{tool} is not installed"
+    fakebin, marker = workdir / "bin", workdir / f"holding-{tool}"
+    fakebin.mkdir(exist_ok=True)
+    (fakebin / tool).write_text(
+        f'#!/bin/sh\ncase "$*" in {when}) touch {marker}; exec sleep 600;; esac\nexec {real} "$@"\n'
+    )
+    (fakebin / tool).chmod(0o755)
+    return dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}"), marker

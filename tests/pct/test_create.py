@@ -14,7 +14,7 @@ import pytest
 from shared import paths
 from shared.ctconfig import store
 from shared.testbed import build_busybox_rootfs, pack
-from tests.pct.conftest import Pct, leftovers, sigkill_group_when, until_extracting
+from tests.pct.conftest import Pct, holding_tool, leftovers, sigkill_group_when, until_extracting
 
 pytestmark = pytest.mark.lxc
 
@@ -398,12 +398,7 @@ def test_a_create_killed_while_formatting_its_volume_leaves_no_nameless_volume(
     killed while formatting it had left a raw image that no config and no record named."""
     from tests.pct.conftest import PCT
 
-    fakebin = tmp_path / "bin"
-    fakebin.mkdir()
-    marker = tmp_path / "formatting"
-    (fakebin / "mkfs.ext4").write_text(f"#!/bin/sh\ntouch {marker}\nexec sleep 600\n")
-    (fakebin / "mkfs.ext4").chmod(0o755)
-    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    env, marker = holding_tool(tmp_path, "mkfs.ext4", "*")
     argv = [str(PCT), "create", str(vmid), str(busybox_template), "--rootfs", "local:1"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip

@@ -211,20 +211,12 @@ def test_a_move_killed_while_deleting_the_source_has_it_deleted(
     """With ``--delete`` the moved-away source is named by no config once the move is
     committed. Killed while it was deleted (a big volume takes a while), the source stayed on
     its storage named by nothing. The next command deletes it, as the move was asked to."""
-    import shutil
 
-    from tests.pct.conftest import PCT, sigkill_group_when
+    from tests.pct.conftest import PCT, holding_tool, sigkill_group_when
 
     vmid = cts.create("--rootfs", f"{btrfs_storage}:1")
     source = cts.root / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
-    fakebin, marker = tmp_path / "bin", tmp_path / "deleting"
-    fakebin.mkdir()
-    (fakebin / "btrfs").write_text(
-        f'#!/bin/sh\ncase "$*" in *"subvolume delete"*{source.name}) touch {marker}; '
-        f'exec sleep 600;; esac\nexec {shutil.which("btrfs")} "$@"\n'
-    )
-    (fakebin / "btrfs").chmod(0o755)
-    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    env, marker = holding_tool(tmp_path, "btrfs", f'*"subvolume delete"*{source.name}')
     argv = [str(PCT), "move-volume", str(vmid), "rootfs", "local", "--delete"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip

@@ -17,7 +17,7 @@ import pytest
 
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from tests.pct.conftest import PCT, Pct, sigkill_group_when, wait_group_gone
+from tests.pct.conftest import PCT, Pct, holding_tool, sigkill_group_when, wait_group_gone
 
 pytestmark = pytest.mark.lxc
 
@@ -594,22 +594,13 @@ def test_a_killed_delsnapshot_keeps_a_volume_only_the_snapshot_named(
     and before its end, its recovery (which only looked at the section's mount points) removed
     the section and with it the volume's last name: it stayed on the storage, named by
     nothing. It becomes ``unusedN`` of the container, as a delete that is not killed does."""
-    import shutil
 
     vmid = bt_ct
     pct("set", vmid, "--mp1", "bt:0,mp=/more")
     pct("snapshot", vmid, "s1")
     pct("set", vmid, "--delete", "mp0")
     assert volid(vmid, 1) not in load(vmid).values.values()  # named by s1 only
-    real = shutil.which("btrfs")
-    fakebin, marker = tmp_path / "bin", tmp_path / "deleting"
-    fakebin.mkdir()
-    (fakebin / "btrfs").write_text(
-        f'#!/bin/sh\ncase "$*" in *disk-2.subvol@s1*) touch {marker}; exec sleep 600;; esac\n'
-        f'exec {real} "$@"\n'
-    )
-    (fakebin / "btrfs").chmod(0o755)
-    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    env, marker = holding_tool(tmp_path, "btrfs", "*disk-2.subvol@s1*")
     proc = subprocess.Popen(
         [str(PCT), "delsnapshot", str(vmid), "s1"], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,

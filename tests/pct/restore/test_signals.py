@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -18,7 +17,7 @@ from shared import paths
 from shared.ctconfig import store
 from shared.errors import StorageError
 from shared.runtime import lifecycle, lxcapi
-from tests.pct.conftest import sigkill_group_when, until_extracting
+from tests.pct.conftest import holding_tool, sigkill_group_when, until_extracting
 from tests.pct.restore.conftest import Backups, images, leftovers
 from tests.pct.restore.test_cli import PCT, REPO
 from tests.pct.restore.test_trust import CONF
@@ -265,14 +264,7 @@ def test_a_template_restore_killed_after_its_conversion_leaves_no_nameless_volum
     old = images(backups.root, vmid)
     archive = backups.archive(CONF.replace("trusted", "tpl") + "template: 1\n",
                               stamp="2024_01_05-03_04_05")  # fmt: skip
-    fakebin, marker = backups.work / "bin", backups.work / "converting"
-    fakebin.mkdir()
-    (fakebin / "chattr").write_text(
-        f'#!/bin/sh\n[ "$1" = +i ] && touch {marker} && exec sleep 600\nexec chattr.real "$@"\n'
-    )
-    (fakebin / "chattr").chmod(0o755)
-    (fakebin / "chattr.real").symlink_to(shutil.which("chattr") or "/usr/bin/chattr")
-    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    env, marker = holding_tool(backups.work, "chattr", "'+i '*")
     argv = [*PCT, "restore", str(vmid), archive, *(["--force"] if force else [])]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, start_new_session=True)  # fmt: skip
