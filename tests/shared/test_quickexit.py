@@ -50,6 +50,36 @@ def test_data_buffered_in_a_file_left_open_is_written(tmp_path: Path) -> None:
     assert (tmp_path / "out").read_text() == "all of it"
 
 
+def test_a_file_class_of_python_code_is_flushed_too(tmp_path: Path) -> None:
+    """File classes written in Python (gzip, a library's own stream) derive from io.IOBase
+    like the built-in ones; their buffered data is written as well."""
+    proc = run(
+        """
+        import io
+
+        class Batched(io.RawIOBase):
+            def __init__(self, path):
+                self.path, self.held = path, []
+            def writable(self):
+                return True
+            def write(self, data):
+                self.held.append(bytes(data))
+                return len(data)
+            def flush(self):
+                with open(self.path, "ab") as fh:
+                    fh.write(b"".join(self.held))
+                self.held = []
+
+        kept = Batched(sys.argv[1] + "/out")
+        kept.write(b"held back")
+        quickexit.leave(0)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out").read_bytes() == b"held back"
+
+
 def test_a_thread_at_work_is_left_to_the_normal_exit(tmp_path: Path) -> None:
     proc = run(
         """
