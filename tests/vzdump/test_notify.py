@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -195,6 +196,28 @@ def test_summary_of_an_adhoc_run(ctroot: Path) -> None:
     assert [g["status"] for g in data["result"]["guests"]] == ["ok", "err"]
     assert "log" not in data["result"]["guests"][0]  # the logs are in the (truncated) body
     assert not list(delivery.summary_path.parent.glob(".*.tmp"))  # atomic: no temp file left
+
+
+def test_a_run_that_sends_no_mail_does_not_load_the_email_package(ctroot: Path) -> None:
+    """The email package takes 15-20 ms to import, at the end of every backup job: only a
+    mail pays for it."""
+    script = (
+        "import sys\n"
+        "from vzdump import notify\n"
+        "from vzdump.options import BackupOptions\n"
+        "from vzdump.report import GuestResult, JobResult\n"
+        "guest = GuestResult(vmid=100, name='web', status='ok', seconds=1, log_lines=['x'])\n"
+        "result = JobResult(None, 'vzdump 100', started=1, finished=2, guests=[guest])\n"
+        "before = 'email' in sys.modules\n"
+        "notify.notify(result, BackupOptions.from_values({}), warn=print)\n"
+        "print(before, 'email' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
 
 
 # --- who gets mail ----------------------------------------------------------------------------
