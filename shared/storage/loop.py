@@ -87,13 +87,14 @@ class MountEntry:
     fstype: str
 
 
-def mount_table(pid: int | str = "self") -> list[MountEntry]:
-    """The mounts of this mount namespace (or that of ``pid``), in mount order."""
+def mount_table(pid: int | str = "self", dev: str | None = None) -> list[MountEntry]:
+    """The mounts of this mount namespace (or that of ``pid``), in mount order; with ``dev``,
+    only those of that file system (``major:minor``)."""
     table = []
     with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
         for line in fh:
             fields = line.rstrip("\n").split(" ")
-            if len(fields) < 7 or "-" not in fields[6:]:
+            if len(fields) < 7 or "-" not in fields[6:] or (dev is not None and fields[2] != dev):
                 continue
             sep = fields.index("-", 6)
             table.append(
@@ -140,20 +141,20 @@ def mount_users(path: Path) -> list[Path]:
         # a copy of one of our own mounts (propagated, or taken when a namespace was made)
         # goes with ours; any other mount of the volume is a user of its own
         ours = {(e.dev, e.root, e.point) for e in table}
-        for pid, other in _other_namespaces():
+        for pid, other in _other_namespaces(holder.dev):
             users += [
                 Path(f"/proc/{pid}/root{e.point}")
                 for e in other
-                if e.dev == holder.dev
-                and _below(e.root, rel)
-                and (e.dev, e.root, e.point) not in ours
+                if _below(e.root, rel) and (e.dev, e.root, e.point) not in ours
             ]
     return sorted(set(users))
 
 
-def _other_namespaces() -> Iterator[tuple[str, list[MountEntry]]]:
-    """The mount table of every container's mount namespace (one whose root is not this
-    one's: a container has pivoted into its own), read through one of its processes. Other
+def _other_namespaces(dev: str) -> Iterator[tuple[str, list[MountEntry]]]:
+    """The mounts of file system ``dev`` in every container's mount namespace (one whose root
+    is not this one's: a container has pivoted into its own), read through one of its
+    processes; only that file system's lines become entries (a host with many running
+    containers reads all their tables at every volume freed). Other
     namespaces only hold copies of this one's mounts, taken when they were made (a private
     one keeps them after this one has unmounted), which make no use of a volume."""
     seen = {os.readlink("/proc/self/ns/mnt")}
@@ -169,7 +170,7 @@ def _other_namespaces() -> Iterator[tuple[str, list[MountEntry]]]:
             if (root.st_dev, root.st_ino) == (ours.st_dev, ours.st_ino):
                 continue
             seen.add(ns)
-            table = mount_table(entry.name)
+            table = mount_table(entry.name, dev)
         except OSError:  # gone meanwhile, or a kernel thread
             continue
         yield entry.name, table

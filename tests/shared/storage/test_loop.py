@@ -172,3 +172,32 @@ def test_a_private_namespace_copy_is_no_use_of_a_volume(tmp_path: Path, target: 
         if holder is not None:
             holder.kill()
             holder.wait()
+
+
+def test_a_bind_mount_in_a_containers_namespace_is_a_use(tmp_path: Path) -> None:
+    """A process that pivoted into a root of its own (as a container does) and bind-mounted
+    the volume there uses it; its namespace's mounts of other file systems are not read as
+    uses of it."""
+    source, newroot = tmp_path / "subvol", tmp_path / "newroot"
+    (source / "inner").mkdir(parents=True)
+    for name in ("usr", "vol", "other"):
+        (newroot / name).mkdir(parents=True)
+    for name in ("bin", "lib", "lib64"):
+        (newroot / name).symlink_to(f"usr/{name}")
+    script = (
+        f"mount --bind {source}/inner {newroot}/vol && mount --bind /usr {newroot}/usr"
+        f" && mount -t tmpfs none {newroot}/other && exec chroot {newroot} /usr/bin/sleep 60"
+    )
+    unshare = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    holder = subprocess.Popen(unshare)
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{holder.pid}/root") != str(newroot):
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.02)
+        assert loop.mount_users(source) == [Path(f"/proc/{holder.pid}/root/vol")]
+        assert loop.mount_users(source / "inner") == [Path(f"/proc/{holder.pid}/root/vol")]
+        assert loop.mount_users(newroot) == []  # our own directory: the bind is the other's
+    finally:
+        holder.kill()
+        holder.wait()
