@@ -124,9 +124,11 @@ def restores(root: Root, work: Path, opts: argparse.Namespace, volid: str, volum
         ref_argv = ["restic", "restore", "-q", "latest", "--target", str(out)]
         if volume == "raw":
             argv += ["--rootfs", "local:4"]
-            ref_argv = ["sh", "-ec", f"truncate -s 4G {image}; mkfs.ext4 -q -F {image}; "
-                        f"mkdir {out}; mount -o loop {image} {out}; {shlex.join(ref_argv)}; "
-                        f"umount {out}"]  # fmt: skip
+            img, mnt = shlex.quote(str(image)), shlex.quote(str(out))
+            # unmounted whatever restic does: the cleanup below must not reach into the image
+            ref_argv = ["sh", "-ec", f"truncate -s 4G {img}; mkfs.ext4 -q -F {img}; mkdir {mnt}; "
+                        f"mount -o loop {img} {mnt}; trap 'umount {mnt}' EXIT; "
+                        f"{shlex.join(ref_argv)}"]  # fmt: skip
         for which in ("ref", "ours") if rep % 2 == 0 else ("ours", "ref"):
             subprocess.run(["sync"], check=True)
             if which == "ref":

@@ -298,7 +298,7 @@ def send_mail(
     if not recipients:
         return []
     msg = build_message(recipients, subject_line, body, mail_from=mail_from, date=date)
-    data = msg.as_bytes(policy=mail_policy())
+    data = msg.as_bytes()  # with the policy the message was made with
     try:
         proc = subprocess.run(
             [sendmail, "-t", "-oi"], input=data, capture_output=True, check=False, timeout=120
