@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -40,6 +40,7 @@ STDERR_TAIL = 64 << 10
 LOCK_RETRY = 5.0  # seconds between tries while another host's restic holds a lock
 READ_RETRY = 0.5  # ...for a query, whose exclusive users are mostly this host's short forgets
 READ_WAIT = 600.0
+WRONG_PASSWORD = "wrong repository password"
 URL_CREDENTIALS_RE = re.compile(r"(://)[^/@\s]+@")
 
 
@@ -91,6 +92,28 @@ class Repo:
     password_file: Path
     env_file: Path
     sftp_command: str | None = None  # the storage's sftp-command (ssh with port, key, ...)
+    # this node's own key of the repository (shared.restickey): its secret and its record
+    node_key: Path | None = None
+    node_key_record: Path | None = None
+
+    def node_key_id(self) -> str | None:
+        """The id of this node's key of the repository, when it has one."""
+        if self.node_key is None or self.node_key_record is None:
+            return None
+        from .restickey import read_record
+
+        return read_record(self.node_key_record, self.repository)
+
+    def without_node_key(self) -> Repo:
+        """The repository opened with the storage's own password (which a check of that
+        password must use)."""
+        return replace(self, node_key=None, node_key_record=None)
+
+    def drop_node_key(self) -> None:
+        if self.node_key is not None and self.node_key_record is not None:
+            from .restickey import discard
+
+            discard(self.node_key, self.node_key_record)
 
     def environment(self) -> dict[str, str]:
         """restic's whole environment: nothing inherited but the locale basics."""
@@ -99,12 +122,16 @@ class Repo:
                 f"storage '{self.storage}': no repository password",
                 hint=f"set one with 'vzdump storage set {self.storage} --password-file FILE'",
             )
+        cache = paths.under("var/cache/ctkit/restic")
+        # restic makes missing parents 0700, and /var must stay searchable (by the ids of
+        # unprivileged containers, whose volumes are below it)
+        cache.parent.mkdir(parents=True, exist_ok=True)
         env = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(paths.under("root")),
             "TZ": "UTC",
             "LANG": "C.UTF-8",
-            "RESTIC_CACHE_DIR": str(paths.under("var/cache/ctkit/restic")),
+            "RESTIC_CACHE_DIR": str(cache),
         }
         try:
             if self.env_file.stat().st_size > MAX_ENV_FILE:
@@ -114,6 +141,10 @@ class Repo:
             pass
         env["RESTIC_REPOSITORY"] = with_rest_credentials(self.repository, env)
         env["RESTIC_PASSWORD_FILE"] = str(self.password_file)
+        key = self.node_key_id()
+        if key is not None and self.node_key is not None:
+            env["RESTIC_PASSWORD_FILE"] = str(self.node_key)
+            env["RESTIC_KEY_HINT"] = key  # tried first: no other key's scrypt is paid
         return env
 
     def global_args(self) -> list[str]:
@@ -132,7 +163,7 @@ _FAILURES: tuple[tuple[re.Pattern[str], type[StorageError] | type[LockError], st
         StorageError,
         "repository not reachable",
     ),
-    (re.compile(r"wrong password or no key found"), StorageError, "wrong repository password"),
+    (re.compile(r"wrong password or no key found"), StorageError, WRONG_PASSWORD),
     (
         re.compile(r"no space left on device|insufficient storage|quota exceeded", re.I),
         StorageError,
@@ -172,7 +203,25 @@ def failure(repo: Repo, stderr: str, rc: int) -> StorageError | LockError:
 def run(
     repo: Repo, args: Sequence[str], *, stdin: IO[bytes] | None = None, timeout: float | None = None
 ) -> bytes:
-    """Run one restic command to completion; its stdout, or the one-line failure."""
+    """Run one restic command to completion; its stdout, or the one-line failure. Should this
+    node's key no longer open the repository (removed from it, or the repository replaced),
+    the key is dropped and the command runs again with the storage's password."""
+    try:
+        return _run_once(repo, args, stdin, timeout)
+    except StorageError as err:
+        if not _node_key_refused(repo, err) or stdin is not None:
+            raise
+    repo.drop_node_key()
+    return _run_once(repo.without_node_key(), args, stdin, timeout)
+
+
+def _node_key_refused(repo: Repo, err: StorageError) -> bool:
+    return err.message.endswith(WRONG_PASSWORD) and repo.node_key_id() is not None
+
+
+def _run_once(
+    repo: Repo, args: Sequence[str], stdin: IO[bytes] | None, timeout: float | None
+) -> bytes:
     try:
         proc = subprocess.run(
             ["restic", "--quiet", *repo.global_args(), *args],
@@ -287,7 +336,14 @@ class Streamed:
                 raise StorageError(
                     f"restic storage '{self.repo.storage}': restic killed by signal {-rc}"
                 )
-            raise failure(self.repo, err, rc)
+            error = failure(self.repo, err, rc)
+            if isinstance(error, StorageError) and _node_key_refused(self.repo, error):
+                self.repo.drop_node_key()
+                raise StorageError(
+                    f"restic storage '{self.repo.storage}': this node's key no longer opens "
+                    "the repository - it is dropped, the next run uses the storage's password"
+                )
+            raise error
 
     def stop_soon(self) -> None:
         """From another thread (a stall guard): SIGINT, and SIGKILL 10 s later if restic is

@@ -16,6 +16,7 @@ from typing import Any
 from .. import atomic, restic
 from ..errors import AlreadyExistsError, ConfigError, NotFoundError
 from ..formats.types import FormatError
+from . import resticnodekey
 from .api import check_storage_id
 from .config import SECTION_TYPES, load_config, save_config
 from .resticplugin import ResticStorage, env_file, password_file, secrets_dir
@@ -122,12 +123,14 @@ def add(
     try:
         _install_secrets(sid, password, env)
         store = ResticStorage(sid, props)
+        store.repo.drop_node_key()  # one a storage of this name left behind
         restic.run(store.repo, ["init"] if init else ["cat", "config"], timeout=300)
         cfg.add("restic", sid, props)
         save_config(cfg)
     except BaseException:
         _restore_secrets(saved)  # a password file put there by hand stays
         raise
+    resticnodekey.ensure(store)
     return store
 
 
@@ -151,13 +154,18 @@ def change(
     saved = _saved_secrets(sid)
     try:
         _install_secrets(sid, password, env)
-        if password is not None or env is not None or options.get("repository") is not None:
+        store = ResticStorage(sid, section.props)
+        access = password is not None or env is not None or options.get("repository") is not None
+        if access:
             # refused rather than stored: a wrong password would lock every backup out
-            restic.run(ResticStorage(sid, section.props).repo, ["cat", "config"], timeout=300)
+            restic.run(store.repo.without_node_key(), ["cat", "config"], timeout=300)
         save_config(cfg)
     except BaseException:
         _restore_secrets(saved)
         raise
+    if access:  # the node's key follows the repository and its credentials
+        resticnodekey.drop(store)
+        resticnodekey.ensure(store)
 
 
 def _remove_secrets(sid: str) -> None:
@@ -174,6 +182,7 @@ def remove(sid: str) -> None:
         raise NotFoundError(f"restic storage '{sid}' does not exist")
     cfg.remove(sid)
     save_config(cfg)
+    resticnodekey.drop(ResticStorage(sid, section.props))
     _remove_secrets(sid)
 
 

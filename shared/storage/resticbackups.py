@@ -153,7 +153,9 @@ def snapshots(store: ResticStorage, vmid: int | None = None) -> list[Snapshot]:
     all match (several ``--tag`` options match any of them), and the guest is checked again
     here: retention removes what this returns."""
     wanted = TAG if vmid is None else f"{TAG},vmid={vmid}"
-    raw = restic.run_json(store.repo, ["snapshots", "--tag", wanted])
+    # without restic's lock: it only reads snapshot files (one a forget removes meanwhile is
+    # skipped by restic), and restic 0.14 sleeps 0.2 s after taking any lock
+    raw = restic.run_json(store.repo, ["--no-lock", "snapshots", "--tag", wanted])
     found = [s for s in (_snapshot(i) for i in raw or []) if s is not None]
     if vmid is not None:
         found = [s for s in found if s.vmid == vmid]

@@ -8,7 +8,8 @@
 
 Its secrets are never in storage.cfg: the repository password is
 ``/etc/pve/priv/storage/<id>.pw`` and backend credentials (``AWS_ACCESS_KEY_ID``, ...) are
-``NAME=value`` lines in ``/etc/pve/priv/storage/<id>.env``, both 0600. The task logs of its
+``NAME=value`` lines in ``/etc/pve/priv/storage/<id>.env``, both 0600. ``<id>.key`` and
+``<id>.key.json`` are this node's own key of the repository (shared.restickey). The task logs of its
 backups are kept locally, in ``/var/log/vzdump/restic/<id>``.
 """
 
@@ -38,6 +39,15 @@ def env_file(sid: str) -> Path:
     return secrets_dir() / f"{sid}.env"
 
 
+def node_key_file(sid: str) -> Path:
+    """The password of this node's own key of the repository (shared.restickey)."""
+    return secrets_dir() / f"{sid}.key"
+
+
+def node_key_record(sid: str) -> Path:
+    return secrets_dir() / f"{sid}.key.json"
+
+
 class ResticStorage(Storage):
     type_name = "restic"
 
@@ -60,6 +70,8 @@ class ResticStorage(Storage):
             password_file(self.id),
             env_file(self.id),
             sftp_command=self.props.get("sftp-command") or None,
+            node_key=node_key_file(self.id),
+            node_key_record=node_key_record(self.id),
         )
 
     @property

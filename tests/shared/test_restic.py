@@ -5,6 +5,7 @@ a real sshd on 127.0.0.1 (own host and user keys, a known_hosts the test writes)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -132,6 +133,8 @@ def test_sftp_repository(rhost: Host) -> None:
                      "--password-file", str(pw), "--init")  # fmt: skip
         assert res.rc == 0, res.err
         assert (rhost.root / "sftprepo/config").is_file()
+        # no node key over sftp: the storage's password opens it
+        assert not (rhost.root / "etc/pve/priv/storage/viasftp.key.json").exists()
         _round_trip(rhost, "viasftp")
         # a host key that does not match: refused by ssh, one line
         (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'user.pub').read_text()}")
@@ -159,6 +162,9 @@ def test_rest_repository_via_rclone(rhost: Host) -> None:
         assert "s3cr3t" not in cfg and PASSWORD not in cfg
         stored = rhost.root / "etc/pve/priv/storage/viarest.env"
         assert stored.stat().st_mode & 0o777 == 0o600
+        # this node's key went to the server by the REST protocol, and is what restic uses
+        record = json.loads((stored.parent / "viarest.key.json").read_text())
+        assert (data / "keys" / record["key"]).is_file()
         _round_trip(rhost, "viarest")
         assert os.listdir(data)  # the data went to the server
         # wrong credentials: one line, nothing secret in it

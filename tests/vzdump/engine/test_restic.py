@@ -96,14 +96,20 @@ def test_storage_section_and_secrets(rhost: Host) -> None:
 def test_backup_list_second_run_and_prune(rhost: Host) -> None:
     """stop mode of a privileged and an unprivileged CT; volume ids in PBS form, tags, notes,
     protection; an unchanged second backup adds < 1% of the CT's size; retention removes the
-    oldest unprotected snapshot and prune reclaims its data."""
+    oldest unprotected snapshot and prune reclaims its data. The storage lacks this node's
+    key at first (as one added by an older ctkit): the first backup adds it."""
     add_storage(rhost.root)
+    secrets = rhost.root / "etc/pve/priv/storage"
+    for name in ("offsite.key.json", "offsite.key"):
+        (secrets / name).unlink()
     for unpriv in (False, True):
         ct = rhost.create(unprivileged=unpriv)
         ct.write("srv/big.bin", os.urandom(4 << 20), uid=1000)
         res = vzdump(str(ct.vmid), "--storage", "offsite", "--notes-template", "n {{vmid}}",
                      "--protected", "1", "--script", str(rhost.hook()))  # fmt: skip
         assert res.rc == 0, res.err
+        key = json.loads((secrets / "offsite.key.json").read_text())["key"]
+        assert (rhost.root / "repo/keys" / key).is_file()
         targets = {c["TARGET"] for c in rhost.hook_calls() if c["args"].startswith("backup-end")}
         rows = listing()
         mine = [r for r in rows if r["vmid"] == ct.vmid]

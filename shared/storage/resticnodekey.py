@@ -1,0 +1,141 @@
+"""Giving this node its own key of a restic storage's repository (shared.restickey), and taking
+it back.
+
+The key file is written into the repository's ``keys/`` by ctkit itself, since restic adds
+keys only with its own (slow) scrypt parameters: directly for a local repository, by a POST
+for a REST server (the REST protocol's own way to save a file). Other backends (sftp, s3, ...)
+keep using the storage's password, as does any repository where something here fails: the key
+is a speed-up, never a condition. restic itself proves the new key before it is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from .. import atomic, locks, paths, restic, restickey
+from ..errors import CtkitError
+from .resticplugin import ResticStorage
+
+KEY_LOCK_WAIT = 120.0
+REST_TIMEOUT = 60.0
+
+
+def local_dir(repository: str) -> Path | None:
+    """The directory of a local repository (``/path`` or ``local:/path``)."""
+    path = repository.removeprefix("local:")
+    return Path(path) if path.startswith("/") else None
+
+
+def rest_url(repository: str, env: dict[str, str]) -> str | None:
+    """The base URL of a REST repository, with the credentials of the env file put in."""
+    url = restic.with_rest_credentials(repository, env)
+    if not url.startswith(("rest:http://", "rest:https://")):
+        return None
+    url = url.removeprefix("rest:")
+    return url if url.endswith("/") else url + "/"
+
+
+def _save_local(directory: Path, name: str, data: bytes) -> bool:
+    keys = directory / "keys"
+    if not keys.is_dir() or keys.is_symlink():
+        return False
+    # written whole beside the directory and linked in: restic stops at a key file it
+    # cannot parse, so a half-written one would lock every user out
+    tmp = directory / f".ctkit-key.{os.urandom(6).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o400)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        atomic.commit_file(tmp, keys / name, overwrite=False)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return True
+
+
+def _rest(method: str, url: str, data: bytes | None = None) -> bool:
+    import requests
+
+    try:
+        reply = requests.request(method, url, data=data, timeout=REST_TIMEOUT)
+    except requests.RequestException:
+        return False
+    return reply.ok
+
+
+def save(repo: restic.Repo, name: str, data: bytes) -> bool:
+    """Put key file ``name`` into the repository; False where this backend is not written."""
+    directory = local_dir(repo.repository)
+    if directory is not None:
+        return _save_local(directory, name, data)
+    url = rest_url(repo.repository, repo.environment())
+    if url is not None:
+        return _rest("POST", f"{url}keys/{name}", data)
+    return False
+
+
+def remove_file(repo: restic.Repo, name: str) -> None:
+    """Take key file ``name`` out again (a key restic did not accept), as far as possible."""
+    directory = local_dir(repo.repository)
+    if directory is not None:
+        with contextlib.suppress(OSError):
+            (directory / "keys" / name).unlink()
+        return
+    url = rest_url(repo.repository, repo.environment())
+    if url is not None:
+        _rest("DELETE", f"{url}keys/{name}")
+
+
+def supported(repository: str) -> bool:
+    return local_dir(repository) is not None or repository.startswith(
+        ("rest:http://", "rest:https://")
+    )
+
+
+def ensure(store: ResticStorage) -> bool:
+    """This node's key of the storage's repository, added when it has none yet (one node at a
+    time); whether restic now opens the repository with it."""
+    repo = store.repo
+    if repo.node_key_id() is not None:
+        return True
+    if not supported(repo.repository):
+        return False
+    with locks.flock(paths.under(f"run/lock/ctkit-restic-key-{store.id}.lock"), KEY_LOCK_WAIT):
+        if repo.node_key_id() is not None:  # another command added it meanwhile
+            return True
+        try:
+            return _add(repo)
+        except (CtkitError, OSError):
+            repo.drop_node_key()
+            return False
+
+
+def _add(repo: restic.Repo) -> bool:
+    own = repo.without_node_key()
+    master = restickey.parse_master(restic.run(own, ["cat", "masterkey"], timeout=300))
+    secret = restickey.new_secret()
+    data = restickey.key_file(master, secret, hostname=paths.node_name())
+    name = restickey.key_id(data)
+    if not save(own, name, data):
+        return False
+    assert repo.node_key is not None and repo.node_key_record is not None
+    atomic.write_bytes(repo.node_key, secret.encode("ascii"), mode=0o600)
+    atomic.write_bytes(repo.node_key_record, restickey.record(name, repo.repository), mode=0o600)
+    try:
+        restic.run(repo, ["cat", "config"], timeout=300)  # opened with the new key, or dropped
+    except CtkitError:
+        repo.drop_node_key()
+        remove_file(own, name)
+        return False
+    if repo.node_key_id() is None:  # restic refused it; run() dropped it and fell back
+        remove_file(own, name)
+        return False
+    return True
+
+
+def drop(store: ResticStorage) -> None:
+    """Forget this node's key (the storage is removed, or its repository changed). The key
+    file stays in the repository: its password is gone, and 256 random bits are not guessed."""
+    store.repo.drop_node_key()

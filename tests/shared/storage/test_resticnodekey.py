@@ -1,0 +1,108 @@
+"""This node's own key of a restic storage, with a real local repository: added with the
+storage, used by every restic command, and never a condition: a key that no longer opens the
+repository is dropped and the storage's password used, a backend it cannot be written to
+keeps the password."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from shared import restic
+from shared.errors import StorageError
+from shared.storage import resticadmin, resticnodekey
+from shared.storage.config import load_config
+from shared.storage.resticplugin import ResticStorage, node_key_file, node_key_record
+
+
+def own_keys(store: ResticStorage) -> list[dict[str, object]]:
+    """The repository's keys, listed with the storage's own password."""
+    out = restic.run(store.repo.without_node_key(), ["key", "list", "--json"])
+    keys: list[dict[str, object]] = json.loads(out)
+    return keys
+
+
+def key_path(store: ResticStorage) -> Path:
+    key = store.repo.node_key_id()
+    assert key is not None
+    return Path(store.repo.repository) / "keys" / key
+
+
+def test_a_local_storage_gets_its_own_key(restic_store: ResticStorage) -> None:
+    repo = restic_store.repo
+    key = repo.node_key_id()
+    assert key is not None
+    for path in (node_key_file("offsite"), node_key_record("offsite")):
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(str(k["userName"]) for k in own_keys(restic_store)) == ["ctkit", "root"]
+    env = repo.environment()
+    assert env["RESTIC_PASSWORD_FILE"] == str(node_key_file("offsite"))
+    assert env["RESTIC_KEY_HINT"] == key
+    out = json.loads(restic.run(repo, ["key", "list", "--json"]))
+    assert [k["id"] for k in out if k["current"]] == [key[:8]]  # restic opened it with this key
+    # the check of a new password never uses it
+    assert "RESTIC_KEY_HINT" not in repo.without_node_key().environment()
+
+
+def test_a_key_gone_from_the_repository_is_dropped_and_made_again(
+    restic_store: ResticStorage,
+) -> None:
+    key_path(restic_store).unlink()  # `restic key remove`, or the repository replaced
+    assert restic.run_json(restic_store.repo, ["snapshots"]) == []  # the password took over
+    assert restic_store.repo.node_key_id() is None
+    assert not node_key_file("offsite").exists()
+    assert resticnodekey.ensure(restic_store)
+    assert key_path(restic_store).is_file()
+    # a streamed command cannot run again on its own: it says so in one line
+    key_path(restic_store).unlink()
+    proc = restic.start(restic_store.repo, ["cat", "config"])
+    with pytest.raises(StorageError, match="this node's key no longer opens the repository"):
+        proc.finish()
+    assert restic_store.repo.node_key_id() is None
+    restic.run(restic_store.repo, ["cat", "config"])
+
+
+def test_the_key_follows_a_change_of_repository_and_goes_with_the_storage(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    old = restic_store.repo.node_key_id()
+    elsewhere = tmp_path / "elsewhere"
+    restic.run(restic.Repo("x", str(elsewhere), tmp_path / "restic.pw", tmp_path / "none"),
+               ["init"])  # fmt: skip
+    resticadmin.change("offsite", {"repository": str(elsewhere)})
+    store = load_config().storage("offsite")
+    assert isinstance(store, ResticStorage)
+    new = store.repo.node_key_id()
+    assert new is not None and new != old and (elsewhere / "keys" / new).is_file()
+    resticadmin.remove("offsite")
+    assert not node_key_file("offsite").exists() and not node_key_record("offsite").exists()
+
+
+@pytest.mark.parametrize(
+    "repository",
+    ["sftp:backup@host:/srv/repo", "s3:https://s3.example/bucket", "relative/path", "rclone:x:y"],
+)
+def test_backends_it_cannot_write_keep_the_password(repository: str) -> None:
+    assert not resticnodekey.supported(repository)
+
+
+def test_nothing_is_kept_when_the_key_cannot_be_written(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    restic_store.repo.drop_node_key()
+    keys = Path(restic_store.repo.repository) / "keys"
+    before = sorted(os.listdir(keys))
+    moved = tmp_path / "keys.real"
+    keys.rename(moved)
+    keys.symlink_to(moved)  # a keys/ that is not a plain directory is not written to
+    try:
+        assert not resticnodekey.ensure(restic_store)
+    finally:
+        keys.unlink()
+        moved.rename(keys)
+    assert restic_store.repo.node_key_id() is None and not node_key_file("offsite").exists()
+    assert sorted(os.listdir(keys)) == before
+    assert not [p for p in keys.parent.iterdir() if p.name.startswith(".ctkit-key")]
