@@ -3,19 +3,22 @@ it back.
 
 The key file is written into the repository's ``keys/`` by ctkit itself, since restic adds
 keys only with its own (slow) scrypt parameters: directly for a local repository, by a POST
-for a REST server (the REST protocol's own way to save a file). Other backends (sftp, s3, ...)
-keep using the storage's password, as does any repository where something here fails: the key
-is a speed-up, never a condition. restic itself proves the new key before it is used.
+for a REST server (the REST protocol's own way to save a file), over SFTP by the command
+restic uses for an sftp repository. Other backends (s3, ...) keep using the storage's
+password, as does any repository where something here fails: the key is a speed-up, never a
+condition. restic itself proves the new key before it is used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from pathlib import Path
 
 from .. import atomic, locks, paths, restic, restickey
 from ..errors import CtkitError
+from . import sftpput
 from .resticplugin import ResticStorage
 
 KEY_LOCK_WAIT = 120.0
@@ -65,6 +68,25 @@ def _rest(method: str, url: str, data: bytes | None = None) -> bool:
     return reply.ok
 
 
+def _sftp(repo: restic.Repo, name: str, data: bytes | None) -> bool:
+    where = sftpput.target(repo.repository, repo.sftp_command)
+    if where is None:
+        return False
+    try:
+        session = sftpput.Session(where.argv, repo.environment())
+        try:
+            path = f"{where.directory}/keys/{name}"
+            if data is None:
+                session.remove(path)
+            else:
+                session.put(path, data)
+        finally:
+            session.close()
+    except (sftpput.SftpError, OSError, struct.error):
+        return False
+    return True
+
+
 def save(repo: restic.Repo, name: str, data: bytes) -> bool:
     """Put key file ``name`` into the repository; False where this backend is not written."""
     directory = local_dir(repo.repository)
@@ -73,7 +95,7 @@ def save(repo: restic.Repo, name: str, data: bytes) -> bool:
     url = rest_url(repo.repository, repo.environment())
     if url is not None:
         return _rest("POST", f"{url}keys/{name}", data)
-    return False
+    return _sftp(repo, name, data)
 
 
 def remove_file(repo: restic.Repo, name: str) -> None:
@@ -86,11 +108,15 @@ def remove_file(repo: restic.Repo, name: str) -> None:
     url = rest_url(repo.repository, repo.environment())
     if url is not None:
         _rest("DELETE", f"{url}keys/{name}")
+        return
+    _sftp(repo, name, None)
 
 
-def supported(repository: str) -> bool:
-    return local_dir(repository) is not None or repository.startswith(
-        ("rest:http://", "rest:https://")
+def supported(repo: restic.Repo) -> bool:
+    return (
+        local_dir(repo.repository) is not None
+        or repo.repository.startswith(("rest:http://", "rest:https://"))
+        or sftpput.target(repo.repository, repo.sftp_command) is not None
     )
 
 
@@ -100,7 +126,7 @@ def ensure(store: ResticStorage) -> bool:
     repo = store.repo
     if repo.node_key_id() is not None:
         return True
-    if not supported(repo.repository):
+    if not supported(repo):
         return False
     with locks.flock(paths.under(f"run/lock/ctkit-restic-key-{store.id}.lock"), KEY_LOCK_WAIT):
         if repo.node_key_id() is not None:  # another command added it meanwhile

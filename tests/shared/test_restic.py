@@ -133,8 +133,11 @@ def test_sftp_repository(rhost: Host) -> None:
                      "--password-file", str(pw), "--init")  # fmt: skip
         assert res.rc == 0, res.err
         assert (rhost.root / "sftprepo/config").is_file()
-        # no node key over sftp: the storage's password opens it
-        assert not (rhost.root / "etc/pve/priv/storage/viasftp.key.json").exists()
+        # this node's key went over SFTP, by the storage's sftp-command, as restic's files go
+        record = json.loads((rhost.root / "etc/pve/priv/storage/viasftp.key.json").read_text())
+        key = rhost.root / "sftprepo/keys" / record["key"]
+        assert key.is_file() and key.stat().st_mode & 0o777 == 0o400
+        assert not [p for p in key.parent.iterdir() if "-temp-" in p.name]
         _round_trip(rhost, "viasftp")
         # a host key that does not match: refused by ssh, one line
         (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'user.pub').read_text()}")

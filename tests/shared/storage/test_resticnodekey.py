@@ -13,7 +13,7 @@ import pytest
 
 from shared import restic
 from shared.errors import StorageError
-from shared.storage import resticadmin, resticnodekey
+from shared.storage import resticadmin, resticnodekey, sftpput
 from shared.storage.config import load_config
 from shared.storage.resticplugin import ResticStorage, node_key_file, node_key_record
 
@@ -82,11 +82,36 @@ def test_the_key_follows_a_change_of_repository_and_goes_with_the_storage(
 
 
 @pytest.mark.parametrize(
-    "repository",
-    ["sftp:backup@host:/srv/repo", "s3:https://s3.example/bucket", "relative/path", "rclone:x:y"],
+    "repository", ["s3:https://s3.example/bucket", "relative/path", "rclone:x:y", "sftp:host"]
 )
-def test_backends_it_cannot_write_keep_the_password(repository: str) -> None:
-    assert not resticnodekey.supported(repository)
+def test_backends_it_cannot_write_keep_the_password(repository: str, tmp_path: Path) -> None:
+    repo = restic.Repo("x", repository, tmp_path / "pw", tmp_path / "env")
+    assert not resticnodekey.supported(repo)
+
+
+@pytest.mark.parametrize(
+    ("repository", "command", "argv", "directory"),
+    [
+        ("sftp:bk@host:/srv/repo", None, ["ssh", "host", "-l", "bk", "-s", "sftp"], "/srv/repo"),
+        ("sftp:host:repo/", None, ["ssh", "host", "-s", "sftp"], "repo"),
+        ("sftp:a@b@host:/r", None, ["ssh", "host", "-l", "a@b", "-s", "sftp"], "/r"),
+        ("sftp://bk@host:2222//srv/r", None,
+         ["ssh", "host", "-p", "2222", "-l", "bk", "-s", "sftp"], "/srv/r"),
+        ("sftp://host/rel/../r", None, ["ssh", "host", "-s", "sftp"], "r"),
+        ("sftp:h:/r", "ssh -p 22 -i '/k y' h -s sftp",
+         ["ssh", "-p", "22", "-i", "/k y", "h", "-s", "sftp"], "/r"),
+    ],
+)  # fmt: skip
+def test_an_sftp_repository_is_reached_as_restic_reaches_it(
+    repository: str, command: str | None, argv: list[str], directory: str
+) -> None:
+    assert sftpput.target(repository, command) == sftpput.Target(argv, directory)
+
+
+@pytest.mark.parametrize("repository", ["sftp:host", "sftp:host:~/r", "sftp://host", "/srv/r"])
+def test_what_restic_would_not_take_is_no_sftp_target(repository: str) -> None:
+    assert sftpput.target(repository, None) is None
+    assert sftpput.target("sftp:h:/r", "ssh 'unbalanced") is None
 
 
 def test_nothing_is_kept_when_the_key_cannot_be_written(
