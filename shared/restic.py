@@ -293,6 +293,11 @@ def run_json(
         raise StorageError(f"restic storage '{repo.storage}': unreadable answer") from None
 
 
+class NodeKeyRefused(StorageError):
+    """restic did not open the repository with this node's key (now dropped): it stopped
+    before it did anything, and may run again with the storage's password."""
+
+
 class Streamed:
     """A running restic whose stdout is read as it comes (``backup --json``, ``dump``); its
     stderr is drained by a thread (the tail kept for the error line), so it never blocks."""
@@ -339,7 +344,7 @@ class Streamed:
             error = failure(self.repo, err, rc)
             if isinstance(error, StorageError) and _node_key_refused(self.repo, error):
                 self.repo.drop_node_key()
-                raise StorageError(
+                raise NodeKeyRefused(
                     f"restic storage '{self.repo.storage}': this node's key no longer opens "
                     "the repository - it is dropped, the next run uses the storage's password"
                 )
@@ -415,6 +420,7 @@ def tags_arg(tags: Mapping[str, str | None]) -> list[str]:
 
 
 __all__ = [
+    "NodeKeyRefused",
     "Repo",
     "Streamed",
     "failure",

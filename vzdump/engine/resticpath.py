@@ -211,7 +211,10 @@ def _run_backup(run: ResticRun, args: list[str], stage: Path, log: Log) -> dict[
     summary: dict[str, Any] = {}
     try:
         with resticgate.gate(run.store.id, run.store.repo.repository, exclusive=False):
-            _stream_backup(run, args, stage, log, summary)
+            try:
+                _stream_backup(run, args, stage, log, summary)
+            except restic.NodeKeyRefused:  # nothing done yet; now with the storage's password
+                _stream_backup(run, args, stage, log, summary)
     except BaseException:
         with signals.held():
             _forget_partial(run, summary, log)

@@ -346,7 +346,17 @@ def test_faults(rhost: Host) -> None:
         assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
         assert not list((rhost.root / "run/vzdump-restic").glob("*/rootfs"))
 
-    pw.write_text("wrong\n")
+    # this node's key no longer in the repository: the backup goes on with the password
+    record = pw.with_name("offsite.key.json")
+    (rhost.root / "repo/keys" / json.loads(record.read_text())["key"]).unlink()
+    res = vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    assert res.rc == 0, res.err
+    (row,) = listing()
+    assert not record.exists()  # dropped; the next backup makes a new one
+    from shared.storage.api import remove_backup
+
+    remove_backup(str(row["volid"]))
+    pw.write_text("wrong\n")  # no key, and a wrong password
     failed_backup("restic storage 'offsite': wrong repository password")
     pw.write_text(PASSWORD + "\n")
     cfg = rhost.root / "etc/pve/storage.cfg"
