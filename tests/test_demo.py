@@ -34,6 +34,8 @@ def test_demo_runs_end_to_end(ctroot: Path, vmid: int) -> None:
     for expected in (
         "==> [8/8] Done",
         "restored from the restic repository: every checksum matches",
+        "offsite.env, offsite.key, offsite.key.json, offsite.pw (offsite.key: this node's own",
+        "restic listing: ",
         "update successful",
         "checksum verified",
         "INFO: backup mode: suspend",
