@@ -58,14 +58,22 @@ def _save_local(directory: Path, name: str, data: bytes) -> bool:
     return True
 
 
-def _rest(method: str, url: str, data: bytes | None = None) -> bool:
+def _rest(method: str, url: str, env: dict[str, str], data: bytes | None = None) -> bool:
+    """One request, as restic would make it: only the proxies of restic's own environment
+    (not the caller's), and no redirect followed (it would carry the key file elsewhere)."""
     import requests
 
+    proxies = {s: env[v] for s, v in (("http", "HTTP_PROXY"), ("https", "HTTPS_PROXY")) if v in env}
     try:
-        reply = requests.request(method, url, data=data, timeout=REST_TIMEOUT)
+        with requests.Session() as session:
+            session.trust_env = False
+            reply = session.request(
+                method, url, data=data, timeout=REST_TIMEOUT, proxies=proxies,
+                allow_redirects=False,
+            )  # fmt: skip
     except requests.RequestException:
         return False
-    return reply.ok
+    return reply.status_code // 100 == 2
 
 
 def _sftp(repo: restic.Repo, name: str, data: bytes | None) -> bool:
@@ -92,9 +100,10 @@ def save(repo: restic.Repo, name: str, data: bytes) -> bool:
     directory = local_dir(repo.repository)
     if directory is not None:
         return _save_local(directory, name, data)
-    url = rest_url(repo.repository, repo.environment())
+    env = repo.environment()
+    url = rest_url(repo.repository, env)
     if url is not None:
-        return _rest("POST", f"{url}keys/{name}", data)
+        return _rest("POST", f"{url}keys/{name}", env, data)
     return _sftp(repo, name, data)
 
 
@@ -105,9 +114,10 @@ def remove_file(repo: restic.Repo, name: str) -> None:
         with contextlib.suppress(OSError):
             (directory / "keys" / name).unlink()
         return
-    url = rest_url(repo.repository, repo.environment())
+    env = repo.environment()
+    url = rest_url(repo.repository, env)
     if url is not None:
-        _rest("DELETE", f"{url}keys/{name}")
+        _rest("DELETE", f"{url}keys/{name}", env)
         return
     _sftp(repo, name, None)
 
