@@ -146,6 +146,7 @@ def change(
     section = cfg.sections.get(sid)
     if section is None or section.type != "restic":
         raise NotFoundError(f"restic storage '{sid}' does not exist")
+    before = ResticStorage(sid, dict(section.props))
     section.props.update(_props(options))
     for key in delete or []:
         if key == "repository":
@@ -163,8 +164,8 @@ def change(
     except BaseException:
         _restore_secrets(saved)
         raise
-    if access:  # the node's key follows the repository and its credentials
-        resticnodekey.drop(store)
+    if store.repository != before.repository:  # this node's key goes with the repository
+        resticnodekey.retire(before)
         resticnodekey.ensure(store)
 
 
@@ -175,14 +176,15 @@ def _remove_secrets(sid: str) -> None:
 
 
 def remove(sid: str) -> None:
-    """The storage.cfg section and the secrets go; the repository itself is never touched."""
+    """The storage.cfg section and the secrets go; of the repository, only this node's own
+    key is taken out (shared.storage.resticnodekey)."""
     cfg = load_config()
     section = cfg.sections.get(sid)
     if section is None or section.type != "restic":
         raise NotFoundError(f"restic storage '{sid}' does not exist")
     cfg.remove(sid)
     save_config(cfg)
-    resticnodekey.drop(ResticStorage(sid, section.props))
+    resticnodekey.retire(ResticStorage(sid, section.props))
     _remove_secrets(sid)
 
 

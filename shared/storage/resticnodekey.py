@@ -12,6 +12,7 @@ condition. restic itself proves the new key before it is used.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import struct
 from pathlib import Path
@@ -23,6 +24,8 @@ from .resticplugin import ResticStorage
 
 KEY_LOCK_WAIT = 120.0
 REST_TIMEOUT = 60.0
+RETIRE_TIMEOUT = 15.0  # a storage being removed does not wait long for its server
+MAX_KEYS = 12  # keys in a repository (with this node's) beyond which none is added
 
 
 def local_dir(repository: str) -> Path | None:
@@ -58,7 +61,10 @@ def _save_local(directory: Path, name: str, data: bytes) -> bool:
     return True
 
 
-def _rest(method: str, url: str, env: dict[str, str], data: bytes | None = None) -> bool:
+def _rest(
+    method: str, url: str, env: dict[str, str], data: bytes | None = None,
+    timeout: float = REST_TIMEOUT,
+) -> bool:  # fmt: skip
     """One request, as restic would make it: only the proxies of restic's own environment
     (not the caller's), and no redirect followed (it would carry the key file elsewhere)."""
     import requests
@@ -68,7 +74,7 @@ def _rest(method: str, url: str, env: dict[str, str], data: bytes | None = None)
         with requests.Session() as session:
             session.trust_env = False
             reply = session.request(
-                method, url, data=data, timeout=REST_TIMEOUT, proxies=proxies,
+                method, url, data=data, timeout=timeout, proxies=proxies,
                 allow_redirects=False,
             )  # fmt: skip
     except requests.RequestException:
@@ -76,12 +82,12 @@ def _rest(method: str, url: str, env: dict[str, str], data: bytes | None = None)
     return reply.status_code // 100 == 2
 
 
-def _sftp(repo: restic.Repo, name: str, data: bytes | None) -> bool:
+def _sftp(repo: restic.Repo, name: str, data: bytes | None, timeout: float = REST_TIMEOUT) -> bool:
     where = sftpput.target(repo.repository, repo.sftp_command)
     if where is None:
         return False
     try:
-        session = sftpput.Session(where.argv, repo.environment())
+        session = sftpput.Session(where.argv, repo.environment(), timeout)
         try:
             path = f"{where.directory}/keys/{name}"
             if data is None:
@@ -107,8 +113,8 @@ def save(repo: restic.Repo, name: str, data: bytes) -> bool:
     return _sftp(repo, name, data)
 
 
-def remove_file(repo: restic.Repo, name: str) -> None:
-    """Take key file ``name`` out again (a key restic did not accept), as far as possible."""
+def remove_file(repo: restic.Repo, name: str, timeout: float = REST_TIMEOUT) -> None:
+    """Take key file ``name`` out of the repository, as far as possible."""
     directory = local_dir(repo.repository)
     if directory is not None:
         with contextlib.suppress(OSError):
@@ -117,9 +123,9 @@ def remove_file(repo: restic.Repo, name: str) -> None:
     env = repo.environment()
     url = rest_url(repo.repository, env)
     if url is not None:
-        _rest("DELETE", f"{url}keys/{name}", env)
+        _rest("DELETE", f"{url}keys/{name}", env, timeout=timeout)
         return
-    _sftp(repo, name, None)
+    _sftp(repo, name, None, timeout)
 
 
 def supported(repo: restic.Repo) -> bool:
@@ -159,19 +165,25 @@ def _add(repo: restic.Repo) -> bool:
     assert repo.node_key is not None and repo.node_key_record is not None
     atomic.write_bytes(repo.node_key, secret.encode("ascii"), mode=0o600)
     atomic.write_bytes(repo.node_key_record, restickey.record(name, repo.repository), mode=0o600)
-    try:
-        restic.run(repo, ["cat", "config"], timeout=300)  # opened with the new key, or dropped
-    except CtkitError:
+    try:  # opened with the new key (or run() dropped it and used the password)
+        keys = json.loads(restic.run(repo, ["key", "list", "--json"], timeout=300))
+    except (CtkitError, ValueError):
+        keys = None
+    if repo.node_key_id() is None or not isinstance(keys, list) or len(keys) > MAX_KEYS:
+        # restic stops looking for the key a password opens after 20: a repository with many
+        # keys (hosts, users) keeps every one of them findable without a key hint
         repo.drop_node_key()
-        remove_file(own, name)
-        return False
-    if repo.node_key_id() is None:  # restic refused it; run() dropped it and fell back
         remove_file(own, name)
         return False
     return True
 
 
-def drop(store: ResticStorage) -> None:
-    """Forget this node's key (the storage is removed, or its repository changed). The key
-    file stays in the repository: its password is gone, and 256 random bits are not guessed."""
-    store.repo.drop_node_key()
+def retire(store: ResticStorage) -> None:
+    """Take this node's key out of the repository and forget it (the storage is removed, or
+    its repository changed), as far as the repository can be reached: where it cannot, the key
+    stays there, useless without its password, which is gone."""
+    repo = store.repo
+    key = repo.node_key_id()
+    if key is not None:
+        remove_file(repo.without_node_key(), key, timeout=RETIRE_TIMEOUT)
+    repo.drop_node_key()

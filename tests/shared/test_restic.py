@@ -143,6 +143,11 @@ def test_sftp_repository(rhost: Host) -> None:
         (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'user.pub').read_text()}")
         res = vzdump("list", "viasftp")
         assert res.rc != 0 and len(res.lines) == 1 and "not reachable" in res.err, res.err
+        # the storage removed: this node's key is taken out of the repository over SFTP
+        (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'host.pub').read_text()}")
+        res = vzdump("storage", "remove", "viasftp")
+        assert res.rc == 0, res.err
+        assert not key.exists() and len(list(key.parent.iterdir())) == 1
 
 
 @pytest.mark.lxc
@@ -174,3 +179,9 @@ def test_rest_repository_via_rclone(rhost: Host) -> None:
         stored.write_text("RESTIC_REST_USERNAME=backup\nRESTIC_REST_PASSWORD=wrong\n")
         res = vzdump("list", "viarest")
         assert res.rc != 0 and len(res.lines) == 1 and "wrong" not in res.err, res.err
+        # the storage removed: this node's key is taken out of the repository (REST DELETE)
+        stored.write_text(env.read_text())
+        res = vzdump("storage", "remove", "viarest")
+        assert res.rc == 0, res.err
+        assert not (data / "keys" / record["key"]).exists()
+        assert len(list((data / "keys").iterdir())) == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import restic
+from shared import restic, restickey
 from shared.errors import StorageError
 from shared.storage import resticadmin, resticnodekey, sftpput
 from shared.storage.config import load_config
@@ -68,17 +68,50 @@ def test_a_key_gone_from_the_repository_is_dropped_and_made_again(
 def test_the_key_follows_a_change_of_repository_and_goes_with_the_storage(
     restic_store: ResticStorage, tmp_path: Path
 ) -> None:
-    old = restic_store.repo.node_key_id()
+    old = key_path(restic_store)
+    same = tmp_path / "same.pw"
+    same.write_text("pw\n")
+    resticadmin.change("offsite", {}, password=same)  # a new password file: the key stays
+    assert key_path(restic_store) == old and old.is_file()
     elsewhere = tmp_path / "elsewhere"
     restic.run(restic.Repo("x", str(elsewhere), tmp_path / "restic.pw", tmp_path / "none"),
                ["init"])  # fmt: skip
     resticadmin.change("offsite", {"repository": str(elsewhere)})
+    assert not old.exists()  # taken out of the old repository
     store = load_config().storage("offsite")
     assert isinstance(store, ResticStorage)
-    new = store.repo.node_key_id()
-    assert new is not None and new != old and (elsewhere / "keys" / new).is_file()
+    new = key_path(store)
+    assert new.parent == elsewhere / "keys" and new.is_file()
     resticadmin.remove("offsite")
+    assert not new.exists()
     assert not node_key_file("offsite").exists() and not node_key_record("offsite").exists()
+    assert len(os.listdir(elsewhere / "keys")) == 1  # the password's key, untouched
+
+
+def test_no_key_is_added_to_a_repository_with_many(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    """restic looks for the key a password opens among the first 20 only."""
+    restic_store.repo.drop_node_key()
+    keys = Path(restic_store.repo.repository) / "keys"
+    (own,) = [str(k["id"]) for k in own_keys(restic_store) if k["current"]]
+    for name in os.listdir(keys):
+        if not name.startswith(own):
+            (keys / name).unlink()  # the node key made when the storage was added
+    master = restickey.parse_master(
+        restic.run(restic_store.repo.without_node_key(), ["cat", "masterkey"])
+    )
+    for _ in range(resticnodekey.MAX_KEYS - 1):  # other hosts' keys
+        data = restickey.key_file(master, restickey.new_secret(), hostname="other")
+        (keys / restickey.key_id(data)).write_bytes(data)
+    before = sorted(os.listdir(keys))
+    assert len(before) == resticnodekey.MAX_KEYS
+    assert not resticnodekey.ensure(restic_store)
+    assert sorted(os.listdir(keys)) == before
+    assert restic_store.repo.node_key_id() is None and not node_key_file("offsite").exists()
+    (keys / before[-1]).unlink()  # one fewer: this node's fits
+    assert resticnodekey.ensure(restic_store)
+    assert len(os.listdir(keys)) == resticnodekey.MAX_KEYS
 
 
 @pytest.mark.parametrize(
