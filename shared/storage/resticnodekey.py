@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import struct
+import time
 from pathlib import Path
 
 from .. import atomic, locks, paths, restic, restickey
@@ -25,6 +26,7 @@ from .resticplugin import ResticStorage
 KEY_LOCK_WAIT = 120.0
 REST_TIMEOUT = 60.0
 RETIRE_TIMEOUT = 15.0  # a storage being removed does not wait long for its server
+STALE_TMP = 3600.0
 MAX_KEYS = 12  # keys in a repository (with this node's) beyond which none is added
 
 
@@ -43,10 +45,19 @@ def rest_url(repository: str, env: dict[str, str]) -> str | None:
     return url if url.endswith("/") else url + "/"
 
 
+def _clear_stale(directory: Path) -> None:
+    """Temporary key files that a killed command left (an hour old: none is being written)."""
+    for tmp in directory.glob(".ctkit-key.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - tmp.lstat().st_mtime > STALE_TMP:
+                tmp.unlink()
+
+
 def _save_local(directory: Path, name: str, data: bytes) -> bool:
     keys = directory / "keys"
     if not keys.is_dir() or keys.is_symlink():
         return False
+    _clear_stale(directory)
     # written whole beside the directory and linked in: restic stops at a key file it
     # cannot parse, so a half-written one would lock every user out
     tmp = directory / f".ctkit-key.{os.urandom(6).hex()}.tmp"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,10 @@ def test_nothing_is_kept_when_the_key_cannot_be_written(
     assert restic_store.repo.node_key_id() is None and not node_key_file("offsite").exists()
     assert sorted(os.listdir(keys)) == before
     assert not [p for p in keys.parent.iterdir() if p.name.startswith(".ctkit-key")]
+    # a temporary file a killed command left is removed by the next, once it is old
+    stale, fresh = keys.parent / ".ctkit-key.0a0b0c.tmp", keys.parent / ".ctkit-key.0d0e0f.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b"{")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assert resticnodekey.ensure(restic_store)
+    assert not stale.exists() and fresh.exists()
