@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -172,3 +175,39 @@ def test_nothing_is_kept_when_the_key_cannot_be_written(
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     assert resticnodekey.ensure(restic_store)
     assert not stale.exists() and fresh.exists()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A REST server that redirects every upload elsewhere and records what reaches it."""
+
+    seen: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append(("POST", self.path, body))
+        self.send_response(307)
+        self.send_header("Location", "/elsewhere" + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_rest_upload_follows_no_redirect_and_no_proxy_of_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the caller's: not restic's
+        port = server.server_address[1]
+        (tmp_path / "pw").write_text("pw\n")
+        repo = restic.Repo("r", f"rest:http://127.0.0.1:{port}/", tmp_path / "pw", tmp_path / "e")
+        assert not resticnodekey.save(repo, "ab" * 32, b"key file")
+        assert _Recorder.seen == [("POST", "/keys/" + "ab" * 32, b"key file")]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
