@@ -206,26 +206,34 @@ def run(
     """Run one restic command to completion; its stdout, or the one-line failure. Should this
     node's key no longer open the repository (removed from it, or the repository replaced),
     the key is dropped and the command runs again with the storage's password."""
+    env = repo.environment()
     try:
-        return _run_once(repo, args, stdin, timeout)
+        return _run_once(repo, env, args, stdin, timeout)
     except StorageError as err:
-        if not _node_key_refused(repo, err) or stdin is not None:
+        if not _node_key_refused(repo, env, err) or stdin is not None:
             raise
     repo.drop_node_key()
-    return _run_once(repo.without_node_key(), args, stdin, timeout)
+    plain = repo.without_node_key()
+    return _run_once(plain, plain.environment(), args, stdin, timeout)
 
 
-def _node_key_refused(repo: Repo, err: StorageError) -> bool:
-    return err.message.endswith(WRONG_PASSWORD) and repo.node_key_id() is not None
+def _node_key_refused(repo: Repo, env: Mapping[str, str], err: StorageError) -> bool:
+    """Whether restic, run with ``env``, refused this node's key."""
+    used = repo.node_key is not None and env.get("RESTIC_PASSWORD_FILE") == str(repo.node_key)
+    return used and err.message.endswith(WRONG_PASSWORD)
 
 
 def _run_once(
-    repo: Repo, args: Sequence[str], stdin: IO[bytes] | None, timeout: float | None
+    repo: Repo,
+    env: dict[str, str],
+    args: Sequence[str],
+    stdin: IO[bytes] | None,
+    timeout: float | None,
 ) -> bytes:
     try:
         proc = subprocess.run(
             ["restic", "--quiet", *repo.global_args(), *args],
-            env=repo.environment(),
+            env=env,
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout,
@@ -302,9 +310,12 @@ class Streamed:
     """A running restic whose stdout is read as it comes (``backup --json``, ``dump``); its
     stderr is drained by a thread (the tail kept for the error line), so it never blocks."""
 
-    def __init__(self, repo: Repo, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, repo: Repo, proc: subprocess.Popen[bytes], env: Mapping[str, str] | None = None
+    ) -> None:
         self.repo = repo
         self.proc = proc
+        self.env = env or {}  # restic's environment: whether it was given this node's key
         self._stderr = bytearray()
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()
@@ -342,7 +353,7 @@ class Streamed:
                     f"restic storage '{self.repo.storage}': restic killed by signal {-rc}"
                 )
             error = failure(self.repo, err, rc)
-            if isinstance(error, StorageError) and _node_key_refused(self.repo, error):
+            if isinstance(error, StorageError) and _node_key_refused(self.repo, self.env, error):
                 self.repo.drop_node_key()
                 raise NodeKeyRefused(
                     f"restic storage '{self.repo.storage}': this node's key no longer opens "
@@ -389,10 +400,11 @@ def start(
     *,
     cwd: Path | None = None,
 ) -> Streamed:
+    env = repo.environment()
     try:
         proc = subprocess.Popen(
             ["restic", *repo.global_args(), *args],
-            env=repo.environment(),
+            env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -400,7 +412,7 @@ def start(
         )
     except FileNotFoundError:
         raise CommandError("restic is not installed (apt-get install restic)") from None
-    return Streamed(repo, proc)
+    return Streamed(repo, proc, env)
 
 
 def tag_value(tags: Sequence[str], key: str) -> str | None:

@@ -454,9 +454,13 @@ def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:
     started = Started(store, ["--tag", resticbackups.selector(volname), "latest"])
     try:
         snap = resticbackups.find(store, volname)
+        try:
+            listed = started.specials.snapshot_id()
+        except restic.NodeKeyRefused:  # the lookup went on with the password: so does this
+            listed = None
         # written before the time tag, or a newer snapshot of someone else carries the same
         # tags (the repository is shared): dumped by its id after all
-        if not snap.time_tagged or started.specials.snapshot_id() != snap.id:
+        if not snap.time_tagged or listed != snap.id:
             started.close()
             started = Started(store, [snap.id])
         return SnapshotStream(snap, started)  # refuses a snapshot whose tags it cannot use

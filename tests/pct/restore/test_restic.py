@@ -4,6 +4,7 @@ the old one with --force; content, owners, modes, links, xattrs and ACLs survive
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -193,3 +194,21 @@ def test_dump_starts_by_tags_and_older_backups_by_id(rhost: Host) -> None:
     res = run([str(BIN / "pct"), "restore", str(new), volid, "--storage", "local"])
     assert res.rc == 0, res.err
     assert (CT(new, rhost.root, True).volume() / "srv/data.txt").read_bytes() == b"payload"
+
+
+def test_a_restore_goes_on_when_the_node_key_is_gone(rhost: Host) -> None:
+    """The dump starts with this node's key; a key no longer in the repository (removed by
+    hand, or the repository replaced) is dropped by the lookup, and the dump starts again
+    with the storage's password: the restore succeeds."""
+    add_storage(rhost.root)
+    ct = rhost.create()
+    ct.write("srv/data.txt", b"payload")
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    (row,) = listing()
+    record = rhost.root / "etc/pve/priv/storage/offsite.key.json"
+    (rhost.root / "repo/keys" / json.loads(record.read_text())["key"]).unlink()
+    new = rhost.new_vmid()
+    res = run([str(BIN / "pct"), "restore", str(new), str(row["volid"]), "--storage", "local"])
+    assert res.rc == 0, res.err
+    assert (CT(new, rhost.root, True).volume() / "srv/data.txt").read_bytes() == b"payload"
+    assert not record.exists()
