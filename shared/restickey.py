@@ -172,9 +172,13 @@ def record(key: str, repository: str) -> bytes:
     return json.dumps({"key": key, "repository": repository}, sort_keys=True).encode() + b"\n"
 
 
-def read_record(path: Path, repository: str) -> str | None:
-    """The key id of a record for ``repository``; None for none, another repository's or a
-    damaged one (the storage's own password is used then)."""
+def attempt(repository: str, when: float) -> bytes:
+    """What says that no key could be added to ``repository`` at ``when``."""
+    doc = {"key": None, "repository": repository, "tried": when}
+    return json.dumps(doc, sort_keys=True).encode() + b"\n"
+
+
+def _read(path: Path, repository: str) -> dict[str, object] | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -187,10 +191,23 @@ def read_record(path: Path, repository: str) -> str | None:
         return None
     if not isinstance(doc, dict) or doc.get("repository") != repository:
         return None
-    key = doc.get("key")
+    return doc
+
+
+def read_record(path: Path, repository: str) -> str | None:
+    """The key id of a record for ``repository``; None for none, another repository's or a
+    damaged one (the storage's own password is used then)."""
+    key = (_read(path, repository) or {}).get("key")
     if not isinstance(key, str) or len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
         return None
     return key
+
+
+def read_attempt(path: Path, repository: str) -> float | None:
+    """When adding a key to ``repository`` last failed, if that is what the record says."""
+    doc = _read(path, repository) or {}
+    tried = doc.get("tried")
+    return float(tried) if doc.get("key") is None and isinstance(tried, int | float) else None
 
 
 def discard(secret: Path, record_path: Path) -> None:

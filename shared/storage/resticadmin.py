@@ -167,6 +167,9 @@ def change(
     if store.repository != before.repository:  # this node's key goes with the repository
         resticnodekey.retire(before)
         resticnodekey.ensure(store)
+    elif access and store.repo.node_key_id() is None:  # new credentials: try again now
+        store.repo.drop_node_key()
+        resticnodekey.ensure(store)
 
 
 def _remove_secrets(sid: str) -> None:

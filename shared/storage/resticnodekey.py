@@ -27,6 +27,7 @@ KEY_LOCK_WAIT = 120.0
 REST_TIMEOUT = 60.0
 RETIRE_TIMEOUT = 15.0  # a storage being removed does not wait long for its server
 STALE_TMP = 3600.0
+RETRY_AFTER = 86400.0  # seconds after a failed try before the next
 MAX_KEYS = 12  # keys in a repository (with this node's) beyond which none is added
 
 
@@ -149,20 +150,37 @@ def supported(repo: restic.Repo) -> bool:
 
 def ensure(store: ResticStorage) -> bool:
     """This node's key of the storage's repository, added when it has none yet (one node at a
-    time); whether restic now opens the repository with it."""
+    time); whether restic now opens the repository with it. After a failed try (a backend
+    that refuses the file, a repository with many keys), the next comes a day later."""
     repo = store.repo
     if repo.node_key_id() is not None:
         return True
-    if not supported(repo):
+    if not supported(repo) or _tried_lately(repo):
         return False
     with locks.flock(paths.under(f"run/lock/ctkit-restic-key-{store.id}.lock"), KEY_LOCK_WAIT):
         if repo.node_key_id() is not None:  # another command added it meanwhile
             return True
-        try:
-            return _add(repo)
-        except (CtkitError, OSError):
-            repo.drop_node_key()
+        if _tried_lately(repo):
             return False
+        try:
+            if _add(repo):
+                return True
+        except (CtkitError, OSError):
+            pass
+        repo.drop_node_key()
+        assert repo.node_key_record is not None
+        with contextlib.suppress(OSError):
+            atomic.write_bytes(
+                repo.node_key_record, restickey.attempt(repo.repository, time.time()), mode=0o600
+            )
+        return False
+
+
+def _tried_lately(repo: restic.Repo) -> bool:
+    if repo.node_key_record is None:
+        return True
+    tried = restickey.read_attempt(repo.node_key_record, repo.repository)
+    return tried is not None and abs(time.time() - tried) < RETRY_AFTER
 
 
 def _add(repo: restic.Repo) -> bool:

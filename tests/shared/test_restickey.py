@@ -111,6 +111,12 @@ def test_a_record_names_its_repository(tmp_path: Path) -> None:
     path.write_bytes(restickey.record(key, "/srv/repo"))
     assert restickey.read_record(path, "/srv/repo") == key
     assert restickey.read_record(path, "/srv/other") is None  # the repository was changed
+    assert restickey.read_attempt(path, "/srv/repo") is None  # a key, not a failed try
+    path.write_bytes(restickey.attempt("/srv/repo", 1234.5))
+    assert restickey.read_attempt(path, "/srv/repo") == 1234.5
+    assert restickey.read_record(path, "/srv/repo") is None
+    assert restickey.read_attempt(path, "/srv/other") is None
+    path.write_bytes(restickey.record(key, "/srv/repo"))
     for damaged in (b"", b"{", b'{"key": "x", "repository": "/srv/repo"}', b"[1]"):
         path.write_bytes(damaged)
         assert restickey.read_record(path, "/srv/repo") is None

@@ -230,6 +230,13 @@ class Job:
         ionice(opts.ionice)
         private_mounts()
         hooks.run("job-start")
+        target = get_storage(storage) if storage is not None else None
+        if isinstance(target, ResticStorage):
+            from shared.storage import resticnodekey
+
+            # once per storage, before any guest is stopped or frozen: every restic run
+            # after it opens the repository in milliseconds
+            resticnodekey.ensure(target)
         env = JobEnv(opts, storage, dumpdir, self.log, hooks, self.stdout)
         self.result.job_log = list(self.log.lines)
         selected = select_guests(opts, self.log.warn)

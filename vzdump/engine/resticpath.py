@@ -31,7 +31,7 @@ from shared import paths, restic, resticgate, signals
 from shared.archive.idmap import IdMapEntry
 from shared.errors import CtkitError, StorageError
 from shared.stallguard import StallGuard
-from shared.storage import resticbackups, resticnodekey
+from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
 from shared.tasklog import Progress, human_bytes
 
@@ -172,7 +172,6 @@ def volume_id(store: ResticStorage, vmid: int, when: float) -> str:
 def backup(run: ResticRun, log: Log) -> ResticResult:
     volid = volume_id(run.store, run.vmid, run.when)
     log(f"creating restic backup '{volid}'")
-    resticnodekey.ensure(run.store)  # once per storage: every later restic run opens faster
     with staged(run) as stage:
         patterns = resticexclude.effective(run.excludes, unprivileged=bool(run.idmap))
         predicted = resticexclude.tree_size(stage / ROOTFS_DIR, patterns)

@@ -113,8 +113,12 @@ def test_no_key_is_added_to_a_repository_with_many(
     assert not resticnodekey.ensure(restic_store)
     assert sorted(os.listdir(keys)) == before
     assert restic_store.repo.node_key_id() is None and not node_key_file("offsite").exists()
-    (keys / before[-1]).unlink()  # one fewer: this node's fits
-    assert resticnodekey.ensure(restic_store)
+    (keys / before[-1]).unlink()  # one fewer: this node's fits...
+    assert not resticnodekey.ensure(restic_store)  # ...once a day has passed, or
+    new_pw = tmp_path / "again.pw"
+    new_pw.write_text("pw\n")
+    resticadmin.change("offsite", {}, password=new_pw)  # the storage's credentials are set
+    assert restic_store.repo.node_key_id() is not None
     assert len(os.listdir(keys)) == resticnodekey.MAX_KEYS
 
 
@@ -168,11 +172,17 @@ def test_nothing_is_kept_when_the_key_cannot_be_written(
     assert restic_store.repo.node_key_id() is None and not node_key_file("offsite").exists()
     assert sorted(os.listdir(keys)) == before
     assert not [p for p in keys.parent.iterdir() if p.name.startswith(".ctkit-key")]
+    # the failure is remembered: the next backups do not pay for another try for a day
+    record = json.loads(node_key_record("offsite").read_text())
+    assert record["key"] is None and time.time() - record["tried"] < 60
+    assert not resticnodekey.ensure(restic_store)
     # a temporary file a killed command left is removed by the next, once it is old
     stale, fresh = keys.parent / ".ctkit-key.0a0b0c.tmp", keys.parent / ".ctkit-key.0d0e0f.tmp"
     for path in (stale, fresh):
         path.write_bytes(b"{")
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    record["tried"] -= resticnodekey.RETRY_AFTER
+    node_key_record("offsite").write_text(json.dumps(record))  # a day later
     assert resticnodekey.ensure(restic_store)
     assert not stale.exists() and fresh.exists()
 
