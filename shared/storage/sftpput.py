@@ -47,7 +47,11 @@ def target(repository: str, command: str | None) -> Target | None:
     user = port = ""
     if repository.startswith("sftp://"):
         url = urlsplit(repository)
-        host, port, user = url.hostname or "", str(url.port or ""), url.username or ""
+        try:
+            port = str(url.port or "")
+        except ValueError:  # not a number, or out of range
+            return None
+        host, user = url.hostname or "", url.username or ""
         directory = url.path[1:]
     elif repository.startswith("sftp:"):
         where, sep, directory = repository[5:].partition(":")
@@ -79,10 +83,14 @@ class Session:
             stderr=subprocess.DEVNULL, start_new_session=True,  # no terminal to ask a password on
         )  # fmt: skip
         self.next_id = 0
-        self._send(FXP_INIT, struct.pack(">I", 3), with_id=False)
-        kind, _ = self._receive()
-        if kind != FXP_VERSION:
-            raise SftpError("not an SFTP server")
+        try:
+            self._send(FXP_INIT, struct.pack(">I", 3), with_id=False)
+            kind, _ = self._receive()
+            if kind != FXP_VERSION:
+                raise SftpError("not an SFTP server")
+        except BaseException:
+            self.close()  # the caller gets no session to close: the command must not stay
+            raise
 
     def close(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout):

@@ -149,7 +149,9 @@ def test_an_sftp_repository_is_reached_as_restic_reaches_it(
     assert sftpput.target(repository, command) == sftpput.Target(argv, directory)
 
 
-@pytest.mark.parametrize("repository", ["sftp:host", "sftp:host:~/r", "sftp://host", "/srv/r"])
+@pytest.mark.parametrize(
+    "repository", ["sftp:host", "sftp:host:~/r", "sftp://host", "/srv/r", "sftp://h:abc//r"]
+)
 def test_what_restic_would_not_take_is_no_sftp_target(repository: str) -> None:
     assert sftpput.target(repository, None) is None
     assert sftpput.target("sftp:h:/r", "ssh 'unbalanced") is None
@@ -221,3 +223,11 @@ def test_a_rest_upload_follows_no_redirect_and_no_proxy_of_the_caller(
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_a_command_that_is_no_sftp_server_is_not_left_running(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    argv = ["sh", "-c", f"echo $$ > {pid_file}; printf garbage; exec sleep 30"]
+    with pytest.raises(sftpput.SftpError):
+        sftpput.Session(argv, {"PATH": os.environ["PATH"]}, timeout=10)
+    assert not Path(f"/proc/{pid_file.read_text().strip()}").exists()
