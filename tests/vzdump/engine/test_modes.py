@@ -248,12 +248,7 @@ def test_snapshot_mode_on_btrfs(host: Host, btrfs: Path) -> None:
     ct.write("etc/before", b"in the snapshot")
     snapshot.create(ct.vmid, "vzdump", allow_reserved=True)  # a crashed run's leftover
     ct.write("etc/after", b"not in the snapshot")
-    # 320 MiB freshly written (zeros: cheap to write and, sparse, to archive), not yet on
-    # disk: flushing it must not happen while the CT is frozen
-    fresh = ct.write("srv/fresh", b"")
-    with open(fresh, "wb") as fh:
-        for _ in range(80):
-            fh.write(bytes(4 << 20))
+    _write_fresh(ct, "srv/fresh")
     hook = host.hook()
     res = vzdump(str(ct.vmid), "--storage", "bt", "--compress", "zstd", "--script", str(hook))
     assert res.rc == 0, res.err
@@ -270,7 +265,7 @@ def test_snapshot_mode_on_btrfs(host: Host, btrfs: Path) -> None:
         "INFO: create storage snapshot 'vzdump'"
     )
     assert "INFO: cleanup temporary 'vzdump' snapshot" in msgs
-    assert frozen_window(msgs) < 0.2
+    window = frozen_window(msgs)
     during = (host.root / "hook/conf-backup-end").read_text().splitlines()
     assert "lock: backup" in during and "[vzdump]" in during and "parent: vzdump" in during
     after = ct.conf()
@@ -288,6 +283,35 @@ def test_snapshot_mode_on_btrfs(host: Host, btrfs: Path) -> None:
     note = next(ln for ln in res.lines if "filesystem type on dumpdir" in ln)
     assert note.startswith(f"INFO: filesystem type on dumpdir is 'btrfs' -using {tmp}")
     assert not any("filesystem type" in m for m in msgs)
+    if window >= 0.2:
+        window = _second_window(ct, btrfs)
+    assert window < 0.2
+
+
+def _write_fresh(ct: CT, name: str) -> None:
+    """480 MiB freshly written (zeros: cheap to write and, sparse, to archive), not yet on
+    disk: flushing it must not happen while the CT is frozen (that flush alone takes about
+    0.5 s here, every time). A new file, never truncated: btrfs starts writing back a file
+    truncated to zero when it is closed."""
+    with open(ct.write(name, b""), "r+b") as fh:
+        for _ in range(120):
+            fh.write(bytes(4 << 20))
+
+
+def _second_window(ct: CT, btrfs: Path) -> float:
+    """The frozen window of a second backup after new fresh data. One measurement can wait on
+    the other test workers' disk writes (the snapshot's commit flushes the loop file); a flush
+    of the fresh data inside the window would exceed the limit in both."""
+    (btrfs / "dump").joinpath("again").mkdir()
+    (ct.volume() / "srv/fresh").unlink()
+    subprocess.run(["btrfs", "-q", "subvolume", "sync", str(btrfs)], check=True)
+    # the space comes free with a commit; btrfs short of space writes back as it is written
+    subprocess.run(["btrfs", "-q", "filesystem", "sync", str(btrfs)], check=True)
+    _write_fresh(ct, "srv/fresh-again")
+    res = vzdump(str(ct.vmid), "--dumpdir", str(btrfs / "dump/again"), "--compress", "zstd")
+    assert res.rc == 0, res.err
+    msgs = log_messages(logfile(only_archive(btrfs / "dump/again", ct.vmid)))
+    return frozen_window(msgs)
 
 
 def test_snapshot_mode_with_mount_points(host: Host, btrfs: Path) -> None:
