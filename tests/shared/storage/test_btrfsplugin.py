@@ -9,7 +9,7 @@ import pytest
 
 from shared.errors import NotFoundError, StorageError
 from shared.storage import volumes
-from shared.storage.btrfsplugin import BtrfsStorage, fs_uuid, is_subvolume
+from shared.storage.btrfsplugin import BtrfsStorage, fs_uuid, is_subvolume, snapshot_readonly
 from shared.storage.config import load_config
 
 from .conftest import WriteCfg
@@ -137,6 +137,29 @@ def test_subvolume_snapshots(btrfs_cfg: Path) -> None:
     for bad in ["a/b", "x", "../s2", "s@1"]:
         with pytest.raises(StorageError, match=r"invalid snapshot name"):
             volumes.snapshot_create(volid, bad)
+
+
+def test_read_only_snapshot_takes_only_a_subvolume(btrfs_cfg: Path) -> None:
+    """The snapshot ioctl is given a subvolume only: for a plain directory (or a symlink to a
+    subvolume) the kernel would snapshot whatever subvolume holds it."""
+    subvol = images(btrfs_cfg)
+    volumes.alloc_volume("bt", VMID, 0)
+    data = subvol / f"subvol-{VMID}-disk-0.subvol"
+    (data / "file").write_text("v1")
+    snapshot_readonly(data, subvol / "copy")
+    assert is_subvolume(subvol / "copy") and ro_property(subvol / "copy") == "ro=true"
+    assert (subvol / "copy/file").read_text() == "v1"
+    with pytest.raises(StorageError, match=r"cannot snapshot .* as .* - File exists"):
+        snapshot_readonly(data, subvol / "copy")
+    (data / "plain").mkdir()
+    (subvol / "link").symlink_to(data)
+    for source, why in ((data / "plain", "not a subvolume"), (subvol / "link", "Not a directory"),
+                        (subvol / "absent", "No such file or directory")):  # fmt: skip
+        with pytest.raises(StorageError, match=rf"cannot snapshot '{source}' - {why}"):
+            snapshot_readonly(source, subvol / "other")
+        assert not (subvol / "other").exists()
+    with pytest.raises(StorageError, match=r"invalid snapshot name"):
+        snapshot_readonly(data, subvol / ("x" * 4040))
 
 
 def test_rollback_keeps_the_quota_limit(btrfs_cfg: Path) -> None:
