@@ -33,6 +33,7 @@ NONCE_LEN = MAC_LEN = 16
 SECRET_BYTES = 32
 MAX_MASTER = 4096  # `restic cat masterkey` prints about 200 bytes
 MAX_RECORD = 4096
+MAX_KDF_MEMORY = 256 << 20  # restic calibrates its scrypt to use at most 60 MiB
 USERNAME = "ctkit"
 
 
@@ -159,6 +160,9 @@ def open_key_file(data: bytes, secret: str) -> Keys:
         raise StorageError("restic key: unexpected format") from None
     if doc.get("kdf") != "scrypt" or len(salt) != SALT_LEN:
         raise StorageError("restic key: unexpected format")
+    power_of_two = n > 1 and n & (n - 1) == 0
+    if not (power_of_two and 1 <= r <= 64 and 1 <= p <= 16 and 128 * n * r * p <= MAX_KDF_MEMORY):
+        raise StorageError("restic key: scrypt parameters out of range")  # memory, time
     return parse_master(unseal(derive(secret, salt, n, r, p), sealed))
 
 

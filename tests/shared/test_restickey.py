@@ -48,6 +48,11 @@ def test_a_key_restic_made_opens_here_with_its_password(repo: tuple[Path, Path])
     assert restickey.key_id(key.read_bytes()) == key.name  # a key file's name is its hash
     with pytest.raises(StorageError, match="wrong password"):
         restickey.open_key_file(key.read_bytes(), PASSWORD + "x")
+    doc = json.loads(key.read_bytes())
+    for field, value in (("N", 1 << 30), ("r", 0), ("p", 1 << 20), ("N", 1), ("N", 4095)):
+        hostile = json.dumps({**doc, field: value}).encode()  # gigabytes of scrypt memory
+        with pytest.raises(StorageError, match="scrypt parameters out of range"):
+            restickey.open_key_file(hostile, PASSWORD)
 
 
 def test_restic_opens_the_repository_with_a_key_made_here(repo: tuple[Path, Path]) -> None:
