@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .. import atomic, locks, paths, restic, restickey
-from ..errors import CtkitError
+from ..errors import CtkitError, LockError
 from . import sftpput
 from .resticplugin import ResticStorage
 
@@ -157,23 +157,30 @@ def ensure(store: ResticStorage) -> bool:
         return True
     if not supported(repo) or _tried_lately(repo):
         return False
-    with locks.flock(paths.under(f"run/lock/ctkit-restic-key-{store.id}.lock"), KEY_LOCK_WAIT):
-        if repo.node_key_id() is not None:  # another command added it meanwhile
-            return True
-        if _tried_lately(repo):
-            return False
-        try:
-            if _add(repo):
-                return True
-        except (CtkitError, OSError):
-            pass
-        repo.drop_node_key()
-        assert repo.node_key_record is not None
-        with contextlib.suppress(OSError):
-            atomic.write_bytes(
-                repo.node_key_record, restickey.attempt(repo.repository, time.time()), mode=0o600
-            )
+    try:
+        with locks.flock(paths.under(f"run/lock/ctkit-restic-key-{store.id}.lock"), KEY_LOCK_WAIT):
+            return _ensure_locked(repo)
+    except LockError:  # another command is still at it: this one goes on with the password
         return False
+
+
+def _ensure_locked(repo: restic.Repo) -> bool:
+    if repo.node_key_id() is not None:  # another command added it meanwhile
+        return True
+    if _tried_lately(repo):
+        return False
+    try:
+        if _add(repo):
+            return True
+    except (CtkitError, OSError):
+        pass
+    repo.drop_node_key()
+    assert repo.node_key_record is not None
+    with contextlib.suppress(OSError):
+        atomic.write_bytes(
+            repo.node_key_record, restickey.attempt(repo.repository, time.time()), mode=0o600
+        )
+    return False
 
 
 def _tried_lately(repo: restic.Repo) -> bool:

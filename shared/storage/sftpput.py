@@ -61,7 +61,8 @@ def target(repository: str, command: str | None) -> Target | None:
     else:
         return None
     directory = os.path.normpath(directory) if directory else ""
-    if not host or not directory or directory.startswith("~"):
+    # a host that begins with a dash would be an option of ssh (-oProxyCommand=...)
+    if not host or host.startswith("-") or not directory or directory.startswith("~"):
         return None
     if command:
         try:

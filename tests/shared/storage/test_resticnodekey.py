@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from shared import restic, restickey
+from shared import locks, paths, restic, restickey
 from shared.errors import StorageError
 from shared.storage import resticadmin, resticnodekey, sftpput
 from shared.storage.config import load_config
@@ -123,6 +123,19 @@ def test_no_key_is_added_to_a_repository_with_many(
     assert len(os.listdir(keys)) == resticnodekey.MAX_KEYS
 
 
+def test_a_key_lock_held_elsewhere_leaves_the_password_in_use(
+    restic_store: ResticStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another command still adding the key (or hung at it) makes a backup job go on with the
+    password, never fail: the key is a speed-up."""
+    restic_store.repo.drop_node_key()
+    monkeypatch.setattr(resticnodekey, "KEY_LOCK_WAIT", 0.3)
+    with locks.flock(paths.under("run/lock/ctkit-restic-key-offsite.lock"), 1):
+        assert not resticnodekey.ensure(restic_store)
+    assert restic_store.repo.node_key_id() is None
+    assert resticnodekey.ensure(restic_store)  # once it is free
+
+
 @pytest.mark.parametrize(
     "repository", ["s3:https://s3.example/bucket", "relative/path", "rclone:x:y", "sftp:host"]
 )
@@ -151,8 +164,10 @@ def test_an_sftp_repository_is_reached_as_restic_reaches_it(
 
 
 @pytest.mark.parametrize(
-    "repository", ["sftp:host", "sftp:host:~/r", "sftp://host", "/srv/r", "sftp://h:abc//r"]
-)
+    "repository",
+    ["sftp:host", "sftp:host:~/r", "sftp://host", "/srv/r", "sftp://h:abc//r",
+     "sftp:-oProxyCommand=touch /tmp/x:/r", "sftp:u@-oProxyCommand=x:/r", "sftp://-oX=y/r"],
+)  # fmt: skip
 def test_what_restic_would_not_take_is_no_sftp_target(repository: str) -> None:
     assert sftpput.target(repository, None) is None
     assert sftpput.target("sftp:h:/r", "ssh 'unbalanced") is None
