@@ -86,8 +86,8 @@ def snapshot_readonly(source: Path, target: Path) -> None:
     """``btrfs subvolume snapshot -r source target`` as one ioctl. A backup takes its snapshot
     while the container is frozen, where starting the tool (fork, exec, loading) cost more
     than the snapshot itself and grew with the host's load. As the tool does, only a
-    subvolume is snapshotted: the kernel would snapshot the subvolume around any other
-    directory."""
+    subvolume is taken, checked on the opened descriptor (a path swapped meanwhile cannot
+    change what is snapshotted), with its own message rather than the kernel's EINVAL."""
     name = os.fsencode(target.name)
     if not name or len(name) >= _VOL_ARGS_V2_SIZE - _VOL_ARGS_V2_NAME or target.name in (".", ".."):
         raise StorageError(f"invalid snapshot name '{target.name}'")

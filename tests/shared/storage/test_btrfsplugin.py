@@ -140,8 +140,8 @@ def test_subvolume_snapshots(btrfs_cfg: Path) -> None:
 
 
 def test_read_only_snapshot_takes_only_a_subvolume(btrfs_cfg: Path) -> None:
-    """The snapshot ioctl is given a subvolume only: for a plain directory (or a symlink to a
-    subvolume) the kernel would snapshot whatever subvolume holds it."""
+    """The snapshot ioctl is given a subvolume only, opened without following a symlink; what
+    is refused says why in one line and creates nothing."""
     subvol = images(btrfs_cfg)
     volumes.alloc_volume("bt", VMID, 0)
     data = subvol / f"subvol-{VMID}-disk-0.subvol"
