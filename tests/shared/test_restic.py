@@ -29,7 +29,8 @@ def _repo(tmp_path: Path, repository: str = "/x") -> restic.Repo:
     return restic.Repo("s1", repository, pw, tmp_path / "env")
 
 
-def test_environment_only_and_reserved_names(tmp_path: Path) -> None:
+def test_environment_only_and_reserved_names(tmp_path: Path, ctroot: Path) -> None:
+    """(Under a root of its own: restic's cache directory is made below it.)"""
     repo = _repo(tmp_path, "rest:http://127.0.0.1:8000/")
     (tmp_path / "env").write_text(
         "# creds\nexport AWS_ACCESS_KEY_ID=AKIA\nRESTIC_REST_USERNAME=u s\n"

@@ -223,8 +223,9 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 def test_a_rest_upload_follows_no_redirect_and_no_proxy_of_the_caller(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ctroot: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """(Under a root of its own: restic's environment makes its cache directory below it.)"""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
