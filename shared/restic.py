@@ -310,12 +310,10 @@ class Streamed:
     """A running restic whose stdout is read as it comes (``backup --json``, ``dump``); its
     stderr is drained by a thread (the tail kept for the error line), so it never blocks."""
 
-    def __init__(
-        self, repo: Repo, proc: subprocess.Popen[bytes], env: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, repo: Repo, proc: subprocess.Popen[bytes], env: Mapping[str, str]) -> None:
         self.repo = repo
         self.proc = proc
-        self.env = env or {}  # restic's environment: whether it was given this node's key
+        self.env = env  # restic's environment: whether it was given this node's key
         self._stderr = bytearray()
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()

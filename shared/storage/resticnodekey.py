@@ -94,12 +94,15 @@ def _rest(
     return reply.status_code // 100 == 2
 
 
-def _sftp(repo: restic.Repo, name: str, data: bytes | None, timeout: float = REST_TIMEOUT) -> bool:
+def _sftp(
+    repo: restic.Repo, env: dict[str, str], name: str, data: bytes | None,
+    timeout: float = REST_TIMEOUT,
+) -> bool:  # fmt: skip
     where = sftpput.target(repo.repository, repo.sftp_command)
     if where is None:
         return False
     try:
-        session = sftpput.Session(where.argv, repo.environment(), timeout)
+        session = sftpput.Session(where.argv, env, timeout)
         try:
             path = f"{where.directory}/keys/{name}"
             if data is None:
@@ -122,7 +125,7 @@ def save(repo: restic.Repo, name: str, data: bytes) -> bool:
     url = rest_url(repo.repository, env)
     if url is not None:
         return _rest("POST", f"{url}keys/{name}", env, data)
-    return _sftp(repo, name, data)
+    return _sftp(repo, env, name, data)
 
 
 def remove_file(repo: restic.Repo, name: str, timeout: float = REST_TIMEOUT) -> None:
@@ -137,7 +140,7 @@ def remove_file(repo: restic.Repo, name: str, timeout: float = REST_TIMEOUT) -> 
     if url is not None:
         _rest("DELETE", f"{url}keys/{name}", env, timeout=timeout)
         return
-    _sftp(repo, name, None, timeout)
+    _sftp(repo, env, name, None, timeout)
 
 
 def supported(repo: restic.Repo) -> bool:
