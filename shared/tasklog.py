@@ -185,6 +185,12 @@ class Progress:
         """One plain line above the bar (rich clears the bar, prints, draws it again)."""
         self._rich.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
+    def set_total(self, total: int) -> None:
+        """The total, once it is known (work that starts before its size is counted)."""
+        self.total = max(total, self.done)
+        if self._rich is not None:
+            self._rich.update(self._task, total=self.total)
+
     def update(self, nbytes: int) -> None:
         """Record ``nbytes`` more bytes done."""
         self.done += nbytes

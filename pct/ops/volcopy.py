@@ -28,6 +28,7 @@ from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
 from shared.storage.volumes import alloc_volume, free_when_released, mounted_volume, volume_size
 from shared.tasklog import Progress, human_bytes, progress
+from shared.treescan import TreeScan, scan_tree
 
 Log = Callable[[str], None]
 # -T: dst is the copy of src itself (its owner, mode and times too); -x: one file system
@@ -102,81 +103,65 @@ def _copy(
 def copy_tree(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> None:
     """Copy the tree ``src`` onto ``dst``: ``cp -a`` (in-kernel copies, reflinks where the file
     system can) unless a bandwidth limit asks for rsync. Progress: the bytes that arrived."""
-    nested = foreign_below(src)
-    if nested is not None:
-        raise StorageError(
-            f"'{nested.relative_to(src)}' in the volume is another file system or btrfs "
-            "subvolume - it would not be copied; move its content out of it first"
-        )
     if bwlimit:
+        _refuse_foreign(src, scan_tree(src, stop_at_foreign=True, sizes=False))
         rsync(src, dst, bwlimit=bwlimit, log=log)
         return
     started = time.monotonic()
-    total = tree_bytes(src)
-    with progress("copy", total) as prog, _watching(dst, prog):
-        proc = subprocess.run(
-            [*CP, f"{src}/", f"{dst}/"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+    with progress("copy") as prog, _watching(dst, prog):
+        proc = subprocess.Popen(
+            [*CP, f"{src}/", f"{dst}/"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            # the walk for the size and the check runs while cp already copies (0.4 s beside
+            # a 2.6 s copy of a tree of 55,000 files): a foreign directory only ends a copy
+            # into the new volume, which the caller then frees
+            scan = scan_tree(src, stop_at_foreign=True)
+            _refuse_foreign(src, scan)
+            prog.set_total(scan.allocated)
+            _, err = proc.communicate()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     if proc.returncode != 0:
-        detail = proc.stderr.strip().splitlines()
+        detail = err.decode(errors="replace").strip().splitlines()
         raise CommandError(f"cp failed (exit {proc.returncode}): {' '.join(detail[-2:])}")
     seconds = max(time.monotonic() - started, 1e-6)
+    total = scan.allocated
     log(f"copied {human_bytes(total)} in {seconds:.1f}s ({human_bytes(total / seconds)}/s)")
 
 
-def foreign_below(root: Path) -> Path | None:
-    """The first directory below ``root`` on another file system or btrfs subvolume (another
-    device number): ``cp -x``, ``rsync --one-file-system`` and ``btrfs send`` all leave its
-    content out, so a copy or migration would lose it without a word."""
-    device = os.lstat(root).st_dev
-    stack = [root]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if not entry.is_dir(follow_symlinks=False):
-                    continue
-                if entry.stat(follow_symlinks=False).st_dev != device:
-                    return Path(entry.path)
-            except OSError:
-                continue
-            stack.append(Path(entry.path))
-    return None
+def _refuse_foreign(src: Path, scan: TreeScan) -> None:
+    if scan.foreign is not None:
+        raise StorageError(
+            f"'{scan.foreign.relative_to(src)}' in the volume is another file system or btrfs "
+            "subvolume - it would not be copied; move its content out of it first"
+        )
 
 
-def tree_bytes(root: Path) -> int:
-    """The allocated bytes of a tree on one file system (what ``du -sx`` counts)."""
-    total = 0
-    device = os.lstat(root).st_dev
-    for dirpath, dirs, files in os.walk(root):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-        kept = []
-        for name in dirs:
-            with contextlib.suppress(OSError):
-                if os.lstat(os.path.join(dirpath, name)).st_dev == device:
-                    kept.append(name)
-        dirs[:] = kept
-    return total
+def _used(path: Path) -> int:
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
 @contextlib.contextmanager
 def _watching(dst: Path, prog: Progress, interval: float = 1.0) -> Iterator[None]:
-    """Report the growth of ``dst`` to ``prog`` from a thread while the copy runs."""
+    """Report to ``prog`` from a thread, while the copy runs, how much the file system of
+    ``dst`` has grown: one ``statvfs`` a tick, where walking the growing tree again every second
+    competed with the copy for CPU and metadata. Reflinked data takes no new space: such a
+    copy shows little progress, and ends quickly."""
     stop = threading.Event()
+    base = _used(dst)
 
     def watch() -> None:
         seen = 0
         while not stop.wait(interval):
-            now = tree_bytes(dst)
-            if now > seen:
-                prog.update(now - seen)
-                seen = now
+            with contextlib.suppress(OSError):
+                now = _used(dst) - base
+                if now > seen:
+                    prog.update(now - seen)
+                    seen = now
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

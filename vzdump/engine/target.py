@@ -12,6 +12,7 @@ from pathlib import Path
 from shared import paths, safefile
 from shared.errors import AlreadyExistsError
 from shared.formats.archivename import archive_extension, backup_basename, temp_archive_name
+from shared.treescan import scan_tree
 
 # file systems where the temp dir may live next to the archive (vzdump §2.3)
 LOCAL_TMP_FS = ("ext3", "ext4", "nfs", "nfs4", "reiserfs", "xfs")
@@ -68,22 +69,9 @@ def tree_bytes(root: Path, sources: list[str]) -> int:
     total. Metadata only, and tar reads the same inodes right after from the cache."""
     total = 0
     for source in sources:
-        top = root / source
-        try:
-            dev = os.lstat(top).st_dev
-        except OSError:
-            continue
-        stack = [str(top)]
-        while stack:
-            with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    st = entry.stat(follow_symlinks=False)
-                    total += TAR_HEADER
-                    if entry.is_dir(follow_symlinks=False):
-                        if st.st_dev == dev:
-                            stack.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += st.st_size
+        with contextlib.suppress(OSError):
+            scan = scan_tree(root / source)
+            total += scan.size + TAR_HEADER * scan.entries
     return total
 
 

@@ -1,0 +1,82 @@
+"""shared.treescan: sizes, the first foreign directory, and what is never followed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.treescan import scan_tree
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "a/b").mkdir(parents=True)
+    (root / "a/one").write_bytes(b"x" * 5000)
+    (root / "a/b/two").write_bytes(b"y" * 70000)
+    (root / "empty").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big").write_bytes(b"z" * 1_000_000)
+    (root / "link-to-file").symlink_to(outside / "big")
+    (root / "link-to-dir").symlink_to(outside)
+    return root
+
+
+@pytest.fixture
+def with_mount(tree: Path) -> Iterator[Path]:
+    """A tmpfs (another file system) at ``a/mnt`` with a file in it."""
+    mnt = tree / "a/mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "inside").write_bytes(b"q" * 100_000)
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_sizes_count_each_entry_and_follow_no_symlink(tree: Path) -> None:
+    scan = scan_tree(tree)
+    # a, a/b, a/one, a/b/two, empty, and the two symlinks (themselves, not what they name)
+    assert scan.entries == 7
+    assert scan.size == 75000
+    expected = sum(
+        os.lstat(os.path.join(d, n)).st_blocks * 512
+        for d, dirs, files in os.walk(tree)
+        for n in dirs + files
+    )
+    assert scan.allocated == expected
+    assert scan.foreign is None
+
+
+def test_the_first_foreign_directory_is_named_and_not_entered(tree: Path, with_mount: Path) -> None:
+    scan = scan_tree(tree)
+    assert scan.foreign == with_mount
+    assert scan.entries == 8  # the mount point counts (tar and cp keep it, empty)
+    assert scan.size == 75000  # its file does not
+
+
+def test_the_walk_can_stop_at_the_first_foreign_directory(tree: Path, with_mount: Path) -> None:
+    (tree / "zz").mkdir()
+    for i in range(50):
+        (tree / "zz" / f"f{i}").write_bytes(b"w")
+    full = scan_tree(tree)
+    stopped = scan_tree(tree, stop_at_foreign=True)
+    assert stopped.foreign == full.foreign == with_mount
+    assert stopped.entries < full.entries
+
+
+def test_directories_only(tree: Path, with_mount: Path) -> None:
+    scan = scan_tree(tree, sizes=False)
+    assert scan.foreign == with_mount
+    assert scan.size == 0
+    assert scan.entries == 4  # a, a/b, a/mnt, empty
+
+
+def test_a_root_that_is_a_symlink_is_not_followed(tree: Path) -> None:
+    assert scan_tree(tree / "link-to-dir").entries == 0
