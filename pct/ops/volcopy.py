@@ -4,7 +4,8 @@ Both volumes are mounted in this process's private mount namespace (so a killed 
 mount and no loop device behind) and copied by ``cp -a`` (numeric owners, so an unprivileged
 CT's shifted ids stay as they are; hard links, ACLs, xattrs, holes; in-kernel copies, reflinks
 on btrfs), measured faster than rsync, Proxmox's tool for this; rsync serves ``--bwlimit``.
-The new volume is freed again when anything fails.
+The new volume is freed again when anything fails; a copy whose pct was killed ends with it
+(it would go on writing into a volume the next command frees).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from shared import paths, signals
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, StorageError
+from shared.parentdeath import tied_to_parent
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
@@ -110,7 +112,9 @@ def copy_tree(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> 
     started = time.monotonic()
     with progress("copy") as prog, _watching(dst, prog):
         proc = subprocess.Popen(
-            [*CP, f"{src}/", f"{dst}/"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            tied_to_parent([*CP, f"{src}/", f"{dst}/"]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             # the walk for the size and the check runs while cp already copies (0.4 s beside
@@ -183,7 +187,10 @@ def rsync(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> None
     argv += [f"{src}/", f"{dst}/"]
     started = time.monotonic()
     proc = subprocess.run(
-        argv, stdout=None if tty else subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        tied_to_parent(argv),
+        stdout=None if tty else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     if proc.returncode != 0:
         detail = (proc.stderr or "").strip().splitlines()

@@ -296,10 +296,34 @@ def copying(argv: list[str], images: Path) -> subprocess.Popen[str]:
 
 
 def kill_mid_copy(argv: list[str], images: Path) -> None:
-    """``pct argv`` killed with SIGKILL (no cleanup runs) two seconds into its copy."""
+    """``pct argv`` killed with SIGKILL (no cleanup runs) two seconds into its copy: the pct
+    process alone, as a ``kill -9`` of its pid or the OOM killer does. The copy it started
+    (rsync, cp) ends with it at once: it would go on writing into a volume the next command
+    frees, for as long as its bandwidth limit makes it last."""
     proc = copying(argv, images)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
+    try:
+        deadline = time.monotonic() + 2
+        while left := live_in_group(proc.pid):
+            assert time.monotonic() < deadline, f"{left} outlived the killed pct"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def live_in_group(pgid: int) -> list[str]:
+    """The processes of group ``pgid`` still running (zombies wait for init: not counted)."""
+    live = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                name, rest = (proc / "stat").read_text().rsplit(")", 1)
+                fields = rest.split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    live.append(f"{proc.name} {name.split('(', 1)[1]}")
+    return live
 
 
 def interrupt_mid_copy(argv: list[str], images: Path, how: str) -> str:

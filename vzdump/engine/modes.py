@@ -19,6 +19,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, CtkitError, StateError
+from shared.parentdeath import tied_to_parent
 from shared.runtime import lifecycle, lxcapi, snapshot
 from shared.runtime.beneath import check_mount_point
 from shared.runtime.cgroups import CGroup
@@ -219,8 +220,13 @@ def rsync(run: GuestRun, argv: list[str], which: str) -> None:
     run.log(f"starting {which} sync {source} to {argv[-1]}")
     started = time.monotonic()
     # a parallel job's worker is interrupted here too, not only once rsync is done
+    # a vzdump killed with SIGKILL takes rsync along: recovery removes the copy it writes
     with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        tied_to_parent(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     ) as proc:
         stdout, stderr = signals.communicate(proc)
     failed = proc.returncode not in (0, 24)  # 24: files vanished while copying, tolerated

@@ -156,6 +156,55 @@ def test_suspend_killed_while_frozen_then_pct_status(host: Host) -> None:
         thaw(ct.vmid)
 
 
+def _rsyncs_writing(name: str) -> list[int]:
+    """The live (not zombie) rsync processes whose command line names ``name``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if b"rsync" in argv[0] and name.encode() in b" ".join(argv) and state != "Z":
+                found.append(int(proc.name))
+    return found
+
+
+def test_suspend_killed_during_its_first_sync_takes_rsync_along(host: Host) -> None:
+    """SIGKILL to vzdump alone while its first rsync copies the running CT: rsync ends with it
+    (it would go on writing into the temporary directory that the next command removes, for as
+    long as the bandwidth limit makes it last), and ``pct list`` recovers the rest."""
+    ct = host.create(start=True)
+    ct.write("srv/big.bin", os.urandom(24 << 20))
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                        "--bwlimit", "4096")  # fmt: skip
+    tmpdir_name = f"/vzdump-lxc-{ct.vmid}-"  # the copy's directory: beside the archive
+    try:
+        deadline = time.monotonic() + 60
+        while not _rsyncs_writing(tmpdir_name):
+            assert proc.poll() is None and time.monotonic() < deadline, "no rsync started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 2
+        while left := _rsyncs_writing(tmpdir_name):
+            assert time.monotonic() < deadline, f"rsync {left} outlived its vzdump"
+            time.sleep(0.05)
+        rc, out, err = pct_run("list")
+        assert rc == 0 and f"{ct.vmid:<10} running" in out, err
+        assert f"CT {ct.vmid}: vzdump (pid {proc.pid}) died without cleaning up" in err
+        assert_recovered(ct, host)
+    finally:
+        for pid in _rsyncs_writing(tmpdir_name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        thaw(ct.vmid)
+
+
 def test_stop_mode_killed_while_writing_then_vzdump(host: Host) -> None:
     """Killed in stop mode while tar writes the ``.dat``: the next vzdump restarts the CT,
     removes the ``.dat`` and the lock, and makes its backup."""
