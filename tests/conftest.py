@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,6 +55,26 @@ def restic_store(ctroot: Path, tmp_path: Path) -> ResticStorage:
 # container ids: a high range (900000000+), unique within a session so that a container left
 # over by a failed test can never collide with the next one (cgroup names are global)
 _VMIDS = itertools.count(900_000_000 + random.Random().randrange(0, 90_000_000, 1000))
+
+
+@pytest.fixture
+def mount_tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """``mount_tmpfs(path, size)``: a tmpfs of ``size`` (``"8m"``) at ``path`` (made if need
+    be), for a file system of its own or a disk that fills up; unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        argv = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+        subprocess.run(argv, check=True)
+        mounted.append(path)
+        return path
+
+    try:
+        yield mount
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ that never answers (issue items: size bound, O_NOFOLLOW, timeouts)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,9 @@ def srv(no_proxy_env: pytest.MonkeyPatch) -> Iterator[TestServer]:
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
+def small_fs(tmp_path: Path, mount_tmpfs: Callable[[Path, str], Path]) -> Path:
     """An 8 MiB tmpfs: a disk that fills up."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    return mount_tmpfs(tmp_path / "small", "8m")
 
 
 def quick(**kw: object) -> Downloader:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,11 @@ def tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def with_mount(tree: Path) -> Iterator[Path]:
+def with_mount(tree: Path, mount_tmpfs: Callable[[Path, str], Path]) -> Path:
     """A tmpfs (another file system) at ``a/mnt`` with a file in it."""
-    mnt = tree / "a/mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
-    try:
-        (mnt / "inside").write_bytes(b"q" * 100_000)
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    mnt = mount_tmpfs(tree / "a/mnt", "4m")
+    (mnt / "inside").write_bytes(b"q" * 100_000)
+    return mnt
 
 
 def test_sizes_count_each_entry_and_follow_no_symlink(tree: Path) -> None:

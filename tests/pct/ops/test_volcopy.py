@@ -4,9 +4,8 @@ tests/pct/test_clone.py and test_move_volume.py); here its progress and its log 
 from __future__ import annotations
 
 import io
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,8 @@ from shared.tasklog import Progress
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "dst"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+def tmpfs(tmp_path: Path, mount_tmpfs: Callable[[Path, str], Path]) -> Path:
+    return mount_tmpfs(tmp_path / "dst", "16m")
 
 
 def test_progress_follows_what_the_target_file_system_gained(tmpfs: Path) -> None:
