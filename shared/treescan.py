@@ -4,9 +4,9 @@ below it that is another file system or btrfs subvolume.
 ``cp -x``, ``rsync --one-file-system``, ``tar --one-file-system`` and ``btrfs send`` all leave
 such a directory's content out; a copy, migration or backup that must not lose it asks first,
 and a progress bar wants the total. Both come from one pass here: one ``fstatat`` per entry,
-relative to its open directory (no path is resolved again per file), no symlink followed. On a
-Debian tree of 55,000 files that took half the time of a path-based walk for the size plus a
-second one for the check.
+relative to its open directory (no path is resolved again per file), no symlink followed. Over
+this VM's /usr/share (55,000 files, cache warm) that took 0.37 s, where a path-based walk for
+the size and a second one for the check took 0.56 s.
 """
 
 from __future__ import annotations
