@@ -30,6 +30,7 @@ from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
 from .printable import printable
+from .umask import keep_directories_searchable
 
 BOOL_WORDS = TRUE_WORDS | FALSE_WORDS
 HELP_WORDS = ("--help", "-help", "-h")
@@ -383,6 +384,8 @@ def run(
 ) -> NoReturn:
     """Parse argv Proxmox-style, run the command, map errors to one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the program's own process: what it creates, its children inherit
+        keep_directories_searchable()
     root = _root_command(app, args)
     leaf: Any = root
     usage: str | None = None

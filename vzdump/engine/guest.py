@@ -26,6 +26,7 @@ from shared.errors import CtkitError, Interrupted, NotFoundError, OutputClosed
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
 from shared.runtime.guestview import config_idmap, config_root_ids
+from shared.runtime.traverse import check_traversable
 from shared.storage.api import get_storage, set_backup_notes, set_backup_protected
 from shared.storage.resticplugin import ResticStorage
 from shared.tasklog import Progress, timestamp
@@ -150,6 +151,9 @@ class GuestBackup:
         fresh_dir(self.tmpdir)
         # tar of an unprivileged CT runs as the CT's root: it must be able to read the tmpdir
         os.chown(self.tmpdir, *config_root_ids(conf))
+        check_traversable(
+            self.tmpdir, *config_root_ids(conf), need="tar cannot read the backup's files"
+        )
         self.log.open_guest(self.vmid)
         with contextlib.suppress(FileNotFoundError):
             self.target.logfile.unlink()

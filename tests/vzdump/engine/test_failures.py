@@ -118,6 +118,28 @@ def test_lock_and_busy_vzsnap_fail_before_anything(host: Host) -> None:
     assert (vzsnap / "leftover").exists()
 
 
+def test_a_dump_directory_the_ct_root_cannot_search_fails_in_one_line(host: Host) -> None:
+    """A --dumpdir made 0750 (root's umask 027, say): tar, as the unprivileged CT's root, could
+    not read the backup's temporary directory inside it and failed with exit code 2. The
+    directory is named first, before the CT is touched; a privileged CT still backs up."""
+    closed = host.root / "closed"
+    closed.mkdir(mode=0o750)
+    closed.chmod(0o750)
+    ct = host.create(start=True)
+    privileged = host.create(unprivileged=False)
+    res = vzdump(str(ct.vmid), str(privileged.vmid), "--dumpdir", str(closed), "--mode", "suspend")
+    assert res.rc != 0
+    assert (
+        f"ERROR: Backup of VM {ct.vmid} failed - directory '{closed}' cannot be searched by "
+        "uid 100000/gid 100000, the unprivileged container's root, so tar cannot read the "
+        "backup's files"
+    ) in res.lines, res.lines
+    assert not any("suspending guest" in ln for ln in res.lines)
+    assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
+    assert not [p for p in closed.iterdir() if f"-{ct.vmid}-" in p.name and p.suffix != ".log"]
+    assert len(archives(closed, privileged.vmid)) == 1
+
+
 def test_failing_hooks(host: Host) -> None:
     """Case 34 and the §4.6 table, phase by phase, on a running CT in suspend mode."""
     ct = host.create(start=True)
