@@ -25,6 +25,7 @@ from shared.errors import CommandError, CtkitError
 from shared.parentdeath import tied_to_parent
 from shared.remote import ssh
 from shared.remote.config import Remote
+from shared.toolenv import tool_env
 
 CHUNK = 1024 * 1024
 PING_INTERVAL = 60.0
@@ -230,7 +231,7 @@ def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) 
     argv += ["-e", shlex.join(ssh.ssh_options(remote)), f"--rsync-path={rsync_path}"]
     host = f"[{remote.host}]" if ":" in remote.host else remote.host
     argv += [f"{source}/", f"{host}:/"]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=tool_env())
     # 24: files vanished while copying - expected while the container runs
     if proc.returncode not in (0, 24):
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

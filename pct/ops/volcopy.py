@@ -30,6 +30,7 @@ from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
 from shared.storage.volumes import alloc_volume, free_when_released, mounted_volume, volume_size
 from shared.tasklog import Progress, human_bytes, progress
+from shared.toolenv import tool_env
 from shared.treescan import TreeScan, scan_tree
 
 Log = Callable[[str], None]
@@ -115,6 +116,7 @@ def copy_tree(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> 
             tied_to_parent([*CP, f"{src}/", f"{dst}/"]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=tool_env(),
         )
         try:
             # the walk for the size and the check runs while cp already copies (0.4 s beside
@@ -191,6 +193,7 @@ def rsync(src: Path, dst: Path, *, bwlimit: int | None = None, log: Log) -> None
         stdout=None if tty else subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=tool_env(),  # its --stats lines are read
     )
     if proc.returncode != 0:
         detail = (proc.stderr or "").strip().splitlines()

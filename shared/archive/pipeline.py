@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from shared.errors import CommandError
+from shared.toolenv import tool_env
 
 CHUNK = 1 << 20  # pipeline chunk size: 1 MiB
 PIPE_SIZE = 1 << 20  # pipe buffer we ask the kernel for (the default pipe-max-size)
@@ -53,7 +54,7 @@ def spawn(
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
-        env=env,
+        env=tool_env(env),  # tar's --totals line is read: in English whatever the user's locale
         cwd=cwd,
     )
 

@@ -60,6 +60,7 @@ from shared.archive.targuard import ExtractGuard
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.archive.tarwrite import octal, pax_record, with_checksum
 from shared.errors import CommandError
+from shared.toolenv import tool_env
 
 _QUEUE_DEPTH = 4  # decoded chunks in flight: bounds memory to a few MiB
 
@@ -346,7 +347,9 @@ def apply_directory_entries(
     skip = ("--skip-old-files", "--totals")
     argv = [a for a in tar_extract_command(rootdir, idmap) if a not in skip]
     data = b"".join(directory_entry(member, parts) for parts, member in entries)
-    proc = subprocess.run(argv, input=data + bytes(2 * BLOCK), capture_output=True, check=False)
+    proc = subprocess.run(
+        argv, input=data + bytes(2 * BLOCK), capture_output=True, check=False, env=tool_env()
+    )
     if proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip().replace("\n", "; ")
         raise CommandError(f"command '{command_text([argv])}' failed: {detail}")

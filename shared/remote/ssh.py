@@ -7,7 +7,6 @@ fails the connection instead of prompting or learning it.
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from .. import atomic, paths
 from ..errors import CommandError
+from ..toolenv import tool_env
 from .config import Remote, parse_hostkey
 
 CONNECT_TIMEOUT = 10
@@ -92,7 +92,7 @@ def run_pct(remote: Remote, args: Sequence[str], *, timeout: float = 120) -> str
             stdin=subprocess.DEVNULL,
             timeout=timeout,
             check=False,
-            env={**os.environ, "LC_ALL": "C"},
+            env=tool_env(),
         )
     except subprocess.TimeoutExpired:
         raise CommandError(f"remote '{remote.name}': no answer within {timeout:.0f} s") from None

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 from collections.abc import Sequence
 
 from ..errors import CommandError
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "LC_ALL": "C"}
+from ..toolenv import tool_env
 
 
 def run(argv: Sequence[str], *, ok_codes: Sequence[int] = (0,)) -> str:
@@ -21,7 +17,7 @@ def run(argv: Sequence[str], *, ok_codes: Sequence[int] = (0,)) -> str:
             list(argv),
             capture_output=True,
             text=True,
-            env=_env(),
+            env=tool_env(),
             check=False,
             stdin=subprocess.DEVNULL,
         )
@@ -42,7 +38,7 @@ def succeeds(argv: Sequence[str]) -> bool:
         proc = subprocess.run(
             list(argv),
             capture_output=True,
-            env=_env(),
+            env=tool_env(),
             check=False,
             stdin=subprocess.DEVNULL,
         )

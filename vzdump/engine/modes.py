@@ -25,6 +25,7 @@ from shared.runtime.beneath import check_mount_point
 from shared.runtime.cgroups import CGroup
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import mount_all
+from shared.toolenv import tool_env
 
 from .hooks import Hooks
 
@@ -227,6 +228,7 @@ def rsync(run: GuestRun, argv: list[str], which: str) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        env=tool_env(),  # its --stats lines are read and logged as Proxmox's are
     ) as proc:
         stdout, stderr = signals.communicate(proc)
     failed = proc.returncode not in (0, 24)  # 24: files vanished while copying, tolerated

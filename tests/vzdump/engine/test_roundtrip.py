@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -59,6 +60,51 @@ def test_stop_mode(host: Host) -> None:
     digest = _fill(ct)
     archive = _backup(ct, "stop", host.dumpdir, "--dumpdir", str(host.dumpdir))
     _restore_and_check(host, archive, "local", {"/root/payload": digest})
+
+
+@pytest.fixture
+def german(host: Host) -> dict[str, str]:
+    """A generated de_DE.UTF-8 locale (LOCPATH), in which Debian's tar speaks German; below the
+    test's root, where an unprivileged CT's tar (uid 100000) can read it as it reads
+    /usr/lib/locale."""
+    base = host.root / "locale"
+    base.mkdir(mode=0o755)
+    argv = ["localedef", "-i", "de_DE", "-f", "UTF-8", str(base / "de_DE.UTF-8")]
+    subprocess.run(argv, capture_output=True, check=False)  # exit 1 on mere warnings
+    env = {"LOCPATH": str(base), "LANG": "de_DE.UTF-8", "LC_ALL": "de_DE.UTF-8", "LANGUAGE": "de"}
+    probe = subprocess.run(
+        ["setpriv", "--reuid=100000", "--regid=100000", "--clear-groups",
+         "tar", "cf", "/dev/null", "--totals", "/etc/hostname"],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "Gesamtzahl geschriebener Bytes" in probe.stderr, probe.stderr
+    return env
+
+
+@pytest.mark.parametrize("mode", ["stop", "suspend"])
+def test_a_user_in_another_language(
+    host: Host, german: dict[str, str], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Under a German locale tar ended the archive with "Gesamtzahl geschriebener Bytes: ...":
+    every backup failed with "tar output ended without end of archive". The tools whose output
+    ctkit reads run in the C locale: the backup, its log in English, and the restore work.
+    (Only vzdump and pct run in German here; the test's own tar listing does not.)"""
+    ct = host.create(start=True)
+    digest = _fill(ct)
+    with monkeypatch.context() as env:
+        for name, value in german.items():
+            env.setenv(name, value)
+        res = vzdump(str(ct.vmid), "--mode", mode, "--dumpdir", str(host.dumpdir), "--compress",
+                     "zstd")  # fmt: skip
+        assert res.rc == 0, res.err
+        archive = only_archive(host.dumpdir, ct.vmid)
+        new = host.new_vmid()
+        pct("restore", str(new), str(archive))
+    assert any(m.startswith("INFO: Total bytes written: ") for m in log_messages(logfile(archive)))
+    assert [m.name for m in tar_list(archive)[:2]] == CONFIG_MEMBERS
+    pct("start", str(new))
+    out = pct("exec", str(new), "--", "sha256sum", "/root/payload", "/root/payload-link")
+    assert [line.split()[0] for line in out.splitlines()] == [digest, digest], out
 
 
 def test_suspend_mode_with_a_mount_point(host: Host) -> None:
