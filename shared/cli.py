@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import io
 import json
 import os
 import re
@@ -386,6 +387,10 @@ def run(
     args = list(sys.argv[1:] if argv is None else argv)
     if argv is None:  # the program's own process: what it creates, its children inherit
         keep_directories_searchable()
+        # a listed name that is not UTF-8 (a file on a storage) goes out as the bytes it is,
+        # as ls writes it into a pipe, instead of ending the command with a traceback
+        if isinstance(sys.stdout, io.TextIOWrapper):
+            sys.stdout.reconfigure(errors="surrogateescape")
     root = _root_command(app, args)
     leaf: Any = root
     usage: str | None = None
@@ -394,6 +399,7 @@ def run(
         sys.stdout.write(default_help(root, prog, default_command))
         raise SystemExit(0)
     try:
+        _check_utf8(args)
         args, leaf = rewrite_argv(root, args, default_command)
         path = " ".join([prog] + [a for a in args[: _depth(root, args)]])
         for cmd in _invoked(root, args):
@@ -436,6 +442,17 @@ def run(
     if argv is None:  # the program's own entry point (callers in a process of theirs go on)
         quickexit.leave(code)
     raise SystemExit(code)
+
+
+def _check_utf8(args: Sequence[str]) -> None:
+    """Arguments are text in Proxmox's formats (volume ids, paths in configs and logs): one
+    that is not valid UTF-8 is refused here, not by a traceback deep inside."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+            raise ParamError(message=f"argument '{printable(shown)}' is not valid UTF-8") from None
 
 
 def _root_command(app: typer.Typer, args: Sequence[str]) -> Any:

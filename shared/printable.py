@@ -14,9 +14,15 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(_escape, text)
 
 
+def utf8_text(text: str) -> str:
+    r"""``text`` that encodes as UTF-8: a character a name that was not UTF-8 left (Python's
+    surrogate escapes of its bytes) is written as ``\udcNN`` (a valid escape in JSON too)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-__all__ = ["printable"]
+__all__ = ["printable", "utf8_text"]

@@ -34,7 +34,9 @@ class TaskLog:
 
     def attach(self, path: Path, mode: str = "w") -> IO[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, mode, encoding="utf-8")  # noqa: SIM115 - closed by detach()
+        # a name that is not UTF-8 (a file found on a storage) is logged as \udcXX escapes:
+        # the log stays UTF-8 and the backup goes on
+        fh = open(path, mode, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
         self.files.append(fh)
         return fh
 

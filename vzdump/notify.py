@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # imported only when a mail is sent or a webhook posted (star
 from shared import atomic, paths
 from shared.errors import CommandError
 from shared.formats.types import check_configid
+from shared.printable import utf8_text
 
 from .options import BackupOptions
 from .report import GuestResult, JobResult
@@ -175,8 +176,9 @@ def render_body(result: JobResult) -> str:
     parts.append(f"Total size: {human_bytes(result.total_size)}\n\n")
     parts.append("Logs\n====\n")
     logs = log_text(result)
+    logs = utf8_text(logs)  # a file name that is not UTF-8 must not stop the notification
     parts.append(logs if len(logs.encode("utf-8")) <= MAX_LOG_SIZE else f"{LOG_TOO_LONG}\n")
-    return "".join(parts)
+    return utf8_text("".join(parts))
 
 
 # --- the JSON summary and the webhook ---------------------------------------------------------
@@ -209,14 +211,14 @@ def summary_path(job_id: str | None) -> Path:
 
 def write_summary(data: Mapping[str, Any], job_id: str | None) -> Path:
     path = summary_path(job_id)
-    atomic.write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    atomic.write_text(path, utf8_text(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
     return path
 
 
 def post_webhook(url: str, data: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT) -> int:
     """POST the summary as JSON; returns the HTTP status, raises on transport errors and
     non-2xx answers (:class:`requests.RequestException`)."""
-    payload = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    payload = utf8_text(json.dumps(data, ensure_ascii=False)).encode("utf-8")
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "ctkit-vzdump"}
     import requests
 

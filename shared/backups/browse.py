@@ -7,6 +7,7 @@ the container's ``/``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -81,7 +82,7 @@ def member_parts(name: bytes) -> tuple[bytes, ...]:
 
 def path_parts(path: str) -> tuple[bytes, ...]:
     """A path given by the user (``/etc/hosts``, ``etc/hosts``) as archive name components."""
-    parts = split_name(path.lstrip("/").encode())
+    parts = split_name(os.fsencode(path.lstrip("/")))
     if parts is None:
         raise ArchiveError(f"invalid path '{path}' (no '..' allowed)")
     return parts

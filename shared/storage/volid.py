@@ -17,6 +17,7 @@ its storage's directory for that content type.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -82,7 +83,7 @@ def parse_name_dir(name: str) -> tuple[str, str, bool]:
 def parse_volname(volname: str) -> VolName:
     """Parse a directory-storage volume name; raises ``unable to parse directory volume name``."""
     # (a component longer than a file name can be would fail every file call with an error)
-    if "\0" in volname or any(len(p.encode()) > NAME_MAX for p in volname.split("/")):
+    if "\0" in volname or any(len(os.fsencode(p)) > NAME_MAX for p in volname.split("/")):
         raise StorageError(f"unable to parse directory volume name '{volname}'")
     if m := _CLONE_RE.fullmatch(volname):
         parse_name_dir(m.group(2))
@@ -122,7 +123,7 @@ def is_template_name(name: str) -> bool:
         "/" not in name
         and "\0" not in name
         and not name.startswith(".")
-        and len(name.encode()) <= NAME_MAX
+        and len(os.fsencode(name)) <= NAME_MAX
         and bool(TEMPLATE_EXT_RE.search(name))
     )
 

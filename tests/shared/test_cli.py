@@ -202,6 +202,16 @@ def test_missing_and_extra_arguments(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 2 and err.startswith("400 too many arguments")
 
 
+def test_an_argument_that_is_not_utf8_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A path or volume id with a Latin-1 byte (argv gives it as a surrogate escape) went on to
+    end the command with a traceback where it was first encoded (a log line, a name check)."""
+    code, err = run(["set", "caf\udce9"], capsys)
+    assert (code, err) == (2, "400 argument 'caf\\udce9' is not valid UTF-8\n")
+    assert seen == {}
+
+
 def test_bad_typed_argument(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(["set", "abc"], capsys)
     assert code == 2

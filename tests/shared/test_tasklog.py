@@ -33,6 +33,16 @@ def test_console_and_file_lines(tmp_path: Path) -> None:
     assert (log.warnings, log.errors) == (1, 1)
 
 
+def test_a_name_that_is_not_utf8_is_logged_escaped(tmp_path: Path) -> None:
+    """A file name with a Latin-1 byte (os.listdir gives it as a surrogate escape) in a log
+    line: the file line is escaped and the task goes on (it ended the backup before)."""
+    log = tasklog.TaskLog(io.StringIO())
+    fh = log.attach(tmp_path / "task.log")
+    log.info("removing backup 'caf\udce9.tar'")
+    log.detach(fh)
+    assert "removing backup 'caf\\udce9.tar'" in (tmp_path / "task.log").read_text()
+
+
 def test_plain_progress_lines_when_not_a_terminal() -> None:
     out = io.StringIO()
     with tasklog.progress("download", total=4 << 20, stream=out, interval=0) as prog:

@@ -132,6 +132,20 @@ def test_one_line_error_is_only_in_the_subject() -> None:
     assert body.startswith("Details\n=======\n")
 
 
+def test_a_name_that_is_not_utf8_does_not_stop_the_notification(ctroot: Path) -> None:
+    """A log line or file name with a surrogate escape (a name that is not UTF-8): the mail body
+    and the JSON summary escape it (valid UTF-8, valid JSON) instead of raising."""
+    guest = web_guest()
+    guest.filename = "/var/lib/vz/dump/caf\udce9/vzdump-lxc-100-2024_01_06-02_00_01.tar.zst"
+    guest.log_lines = [*guest.log_lines, "2024-01-06 02:00:15 INFO: kept 'caf\udce9'"]
+    result = JobResult(None, "vzdump 100", STARTED, NOW, guests=[guest])
+    body = notify.render_body(result)
+    assert "kept 'caf\\udce9'" in body
+    body.encode("utf-8")
+    path = notify.write_summary({"filename": guest.filename}, None)
+    assert json.loads(path.read_text(encoding="utf-8"))["filename"] == guest.filename
+
+
 def test_formatting_helpers() -> None:
     assert notify.format_time(0) == "00:00:00"
     assert notify.format_time(3723) == "01:02:03"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from shared.errors import NotFoundError, StorageError
-from tests.pveam.conftest import Pveam, template_cache, write_storage_cfg
+from tests.pveam.conftest import PVEAM, Pveam, template_cache, write_storage_cfg
 
 HEADER = "NAME" + " " * 56 + " SIZE  \n"
 
@@ -53,6 +54,18 @@ def test_control_characters_in_a_name_are_shown_escaped(pveam: Pveam, cache: Pat
     out = pveam("list", "local").out
     assert "local:vztmpl/x\\x1b]0;owned\\x07y.tar.gz" in out
     assert "\x1b" not in out and "\x07" not in out
+
+
+def test_a_name_that_is_not_utf8_is_listed_as_its_bytes(pveam: Pveam, cache: Path) -> None:
+    """A template whose name is not UTF-8 (a Latin-1 e-acute): listed as the bytes it is, as
+    ls writes it into a pipe. Under a strict UTF-8 stdout (en_US.UTF-8) the listing ended with
+    a traceback."""
+    with open(os.fsencode(cache) + b"/caf\xe9.tar.zst", "wb"):
+        pass
+    env = pveam.env({"PYTHONIOENCODING": "utf-8:strict"})
+    proc = subprocess.run([str(PVEAM), "list", "local"], env=env, capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert b"local:vztmpl/caf\xe9.tar.zst" in proc.stdout
 
 
 def test_json(pveam: Pveam, cache: Path) -> None:
