@@ -24,6 +24,7 @@ import requests
 from shared import atomic, paths
 from shared.errors import AlreadyExistsError, ConfigError, NotFoundError
 from shared.formats import sectionconfig
+from shared.formats.lines import read_config_text
 from shared.formats.propstring import Field
 from shared.formats.sectionconfig import Section, SectionConfig, SectionType
 from shared.formats.types import Bool, FormatError, Int, ListOf, Number, Size, Str, ValueType
@@ -218,7 +219,7 @@ def _from_section(sec: Section) -> Source:
 def _read_config() -> SectionConfig:
     path = paths.sources_cfg()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_config_text(path, path.name)
     except FileNotFoundError:
         cfg = SectionConfig(types=TYPES)
         cfg.sections = [_to_section(s) for s in DEFAULT_SOURCES]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import atomic, locks, paths
+from .formats.lines import read_config_text
 
 LOCK_TIMEOUT = 10.0
 _held = threading.local()  # the transaction this thread is in, so nesting does not self-deadlock
@@ -33,7 +34,7 @@ class JobsFile:
     def read(self) -> str:
         """The current text; a missing file reads as empty."""
         try:
-            return self.path.read_text(encoding="utf-8")
+            return read_config_text(self.path, self.path.name)
         except FileNotFoundError:
             return ""
 

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from . import paths, signals
 from .errors import CommandError, ConfigError, LockError, StorageError
-from .formats.lines import config_lines
+from .formats.lines import config_lines, read_config_text
 
 ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 # variables an env file may not set: they would redirect restic away from the storage's
@@ -136,7 +136,7 @@ class Repo:
         try:
             if self.env_file.stat().st_size > MAX_ENV_FILE:
                 raise ConfigError(f"storage '{self.storage}': environment file too large")
-            env.update(parse_env_file(self.env_file.read_text(encoding="utf-8")))
+            env.update(parse_env_file(read_config_text(self.env_file, str(self.env_file))))
         except FileNotFoundError:
             pass
         env["RESTIC_REPOSITORY"] = with_rest_credentials(self.repository, env)

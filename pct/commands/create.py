@@ -9,6 +9,7 @@ import typer
 
 from shared.cli import EXTRA_ARGS, schema_options
 from shared.errors import CtkitError, ParamError
+from shared.formats.lines import read_config_text
 
 from .common import VmidArg, ask_password, config_options, is_bool_option, is_known_option, log_line
 
@@ -24,7 +25,7 @@ def _read_keys(path: Path | None) -> str | None:
     if path is None:
         return None
     try:
-        return path.read_text()
+        return read_config_text(path, f"ssh public keys '{path}'")
     except OSError as err:
         raise CtkitError(f"unable to read ssh public keys '{path}': {err.strerror}") from None
 

@@ -9,8 +9,10 @@ for a backup job, run as root). The writers refuse every control and line-break 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from shared.errors import ConfigError
+from shared.printable import printable
 
 _UNWRITABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
@@ -26,4 +28,21 @@ def check_writable(key: str, text: str) -> None:
         raise ConfigError(f"value of '{key}' contains a line break or control character")
 
 
-__all__ = ["check_writable", "config_lines"]
+def read_config_text(path: Path, name: str) -> str:
+    """The text of a config file a person edits (``name``: how messages call it). A byte that
+    is not UTF-8 (a comment saved in Latin-1) is one line naming the file and the line: it
+    ended every command that read the file with a traceback. A missing file raises
+    FileNotFoundError, as ``read_text`` does."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        lineno = data.count(b"\n", 0, err.start) + 1
+        line = data.split(b"\n")[lineno - 1].decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"{name}: line {lineno} is not valid UTF-8: {printable(line)}",
+            hint=f"{name} is UTF-8 text: fix or remove that line",
+        ) from None
+
+
+__all__ = ["check_writable", "config_lines", "read_config_text"]

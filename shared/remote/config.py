@@ -26,6 +26,7 @@ from typing import Any
 from .. import atomic, paths
 from ..errors import ConfigError, NotFoundError, ParamError
 from ..formats import sectionconfig as sc
+from ..formats.lines import read_config_text
 from ..formats.propstring import Field
 from ..formats.types import FormatError, Int, Str
 
@@ -124,7 +125,7 @@ def _from_section(sec: sc.Section) -> Remote:
 def load(path: Path | None = None) -> sc.SectionConfig:
     path = path or paths.remotes_cfg()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_config_text(path, path.name)
     except FileNotFoundError:
         text = ""
     # strict: a remote with a bad host key must never be half-read and used

@@ -19,6 +19,7 @@ from typing import Any
 from .. import atomic, paths
 from ..errors import ConfigError, NotFoundError, StorageError
 from ..formats import sectionconfig as sc
+from ..formats.lines import read_config_text
 from ..formats.propstring import Field
 from ..formats.types import Bool, Enum, FormatError, Int, ListOf, StorageId, Str, ValueType
 from ..prune import parse_prune_backups
@@ -219,7 +220,7 @@ def load_config(path: Path | None = None) -> StorageConfig:
     """Read storage.cfg (``paths.storage_cfg()``); a missing file gives just ``local``."""
     path = path or paths.storage_cfg()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_config_text(path, path.name)
     except FileNotFoundError:
         text = ""
     return parse_config(text)

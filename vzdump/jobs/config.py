@@ -26,6 +26,7 @@ from typing import Any
 from shared import atomic, jobsfile, paths
 from shared.errors import ConfigError, ParamError
 from shared.formats import sectionconfig
+from shared.formats.lines import read_config_text
 from shared.formats.propstring import Field
 from shared.formats.sectionconfig import Section, SectionConfig, SectionType
 from shared.formats.types import Bool, ConfigId, FormatError, Str, ValueType
@@ -144,7 +145,8 @@ def read_jobs(
     ``warn`` is told what the file gets wrong (a value left out: the job runs with the
     default), each line prefixed ``jobs.cfg:``."""
     try:
-        text = (path or paths.jobs_cfg()).read_text(encoding="utf-8")
+        path = path or paths.jobs_cfg()
+        text = read_config_text(path, path.name)
     except FileNotFoundError:
         return SectionConfig(types=JOB_TYPES)
     cfg = parse_jobs(text, strict=strict)
