@@ -8,11 +8,14 @@ for a backup job, run as root). The writers refuse every control and line-break 
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from pathlib import Path
 
 from shared.errors import ConfigError
 from shared.printable import printable
+from shared.regularfile import read_regular
 
 _UNWRITABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
@@ -28,12 +31,26 @@ def check_writable(key: str, text: str) -> None:
         raise ConfigError(f"value of '{key}' contains a line break or control character")
 
 
+MAX_CONFIG_FILE = 8 << 20  # Proxmox's cluster file system holds files of 1 MiB at most
+
+
 def read_config_text(path: Path, name: str) -> str:
     """The text of a config file a person edits (``name``: how messages call it). A byte that
-    is not UTF-8 (a comment saved in Latin-1) is one line naming the file and the line: it
-    ended every command that read the file with a traceback. A missing file raises
+    is not UTF-8 (a comment saved in Latin-1), a directory or FIFO in its place, or a file of
+    more than 8 MiB is one ConfigError naming the file (and the line): each ended the commands
+    that read it with a traceback, or, a FIFO, hung them. A missing file raises
     FileNotFoundError, as ``read_text`` does."""
-    data = path.read_bytes()
+    try:
+        found = read_regular(path, MAX_CONFIG_FILE)
+    except OSError as err:
+        raise ConfigError(f"{name}: unable to read '{path}': {err.strerror}") from None
+    if found is None:
+        if not os.path.lexists(path):
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+        raise ConfigError(f"{name}: '{path}' is not a regular file")
+    data = found[0]
+    if len(data) > MAX_CONFIG_FILE:
+        raise ConfigError(f"{name}: larger than {MAX_CONFIG_FILE >> 20} MiB")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -3,6 +3,7 @@ end to end through the commands that read storage.cfg, jobs.cfg, remotes.cfg, so
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ConfigError
-from shared.formats.lines import read_config_text
+from shared.formats.lines import MAX_CONFIG_FILE, read_config_text
 
 BIN = Path(sys.executable).parent
 
@@ -28,6 +29,23 @@ def test_a_byte_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None
         read_config_text(path, "x.cfg")
     assert str(info.value) == "x.cfg: line 2 is not valid UTF-8: # caf\\xe9 \\x1b[2J"
     assert info.value.hint == "x.cfg is UTF-8 text: fix or remove that line"
+
+
+def test_a_directory_or_fifo_in_its_place_is_named(tmp_path: Path) -> None:
+    (tmp_path / "dir.cfg").mkdir()
+    os.mkfifo(tmp_path / "fifo.cfg")  # read as it is, it would block every command
+    for name in ("dir.cfg", "fifo.cfg"):
+        with pytest.raises(ConfigError) as info:
+            read_config_text(tmp_path / name, name)
+        assert str(info.value) == f"{name}: '{tmp_path / name}' is not a regular file"
+
+
+def test_a_file_too_large_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.cfg"
+    with open(path, "wb") as fh:
+        fh.truncate(MAX_CONFIG_FILE + 1)
+    with pytest.raises(ConfigError, match=r"^big\.cfg: larger than 8 MiB$"):
+        read_config_text(path, "big.cfg")
 
 
 def test_a_missing_file_is_still_missing(tmp_path: Path) -> None:
