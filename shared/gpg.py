@@ -21,7 +21,7 @@ import gnupg
 
 from .atomic import atomic_open
 from .errors import NotFoundError, VerifyError
-from .regularfile import read_regular
+from .regularfile import UnreadableFile, read_whole
 
 FPR_RE = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 MAX_KEY_FILE = 4 << 20
@@ -153,16 +153,13 @@ class Keyring:
         # read once, as a bounded regular file: gpg reading a FIFO waited for ever, one
         # reading /dev/zero ran without end (and outlived pveam)
         try:
-            found = read_regular(path, MAX_KEY_FILE)
+            data = read_whole(path, MAX_KEY_FILE)
+        except FileNotFoundError:
+            raise NotFoundError(f"key file '{path}' does not exist") from None
+        except UnreadableFile as err:
+            raise GpgError(f"key file '{path}' {err.reason}") from None
         except OSError as err:
             raise GpgError(f"unable to read key file '{path}': {err.strerror}") from None
-        if found is None:
-            if not os.path.lexists(path):
-                raise NotFoundError(f"key file '{path}' does not exist")
-            raise GpgError(f"key file '{path}' is not a regular file")
-        data = found[0]
-        if len(data) > MAX_KEY_FILE:
-            raise GpgError(f"key file '{path}' is too large (more than {MAX_KEY_FILE} bytes)")
         scanned = self.gpg.scan_keys_mem(data)
         if any(k.get("type") == "sec" for k in scanned):
             raise GpgError(f"refusing '{path}': it contains a secret key")

@@ -35,4 +35,28 @@ def read_regular(
         os.close(fd)
 
 
-__all__ = ["read_regular"]
+class UnreadableFile(Exception):
+    """What stands at a path is no regular file, or holds more than the reader takes;
+    ``reason`` completes "'<path>' ..." in the caller's message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_whole(path: str | Path, limit: int) -> bytes:
+    """The whole of the regular file ``path`` (a file a person gives or edits): raises
+    FileNotFoundError when nothing is there, :class:`UnreadableFile` when something else is (a
+    FIFO would have blocked the reader) or it holds more than ``limit`` bytes, and OSError when
+    it cannot be read."""
+    found = read_regular(path, limit)
+    if found is None:
+        if not os.path.lexists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+        raise UnreadableFile("is not a regular file")
+    if len(found[0]) > limit:
+        raise UnreadableFile(f"is too large (more than {limit} bytes)")
+    return found[0]
+
+
+__all__ = ["UnreadableFile", "read_regular", "read_whole"]

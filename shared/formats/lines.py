@@ -8,14 +8,12 @@ for a backup job, run as root). The writers refuse every control and line-break 
 
 from __future__ import annotations
 
-import errno
-import os
 import re
 from pathlib import Path
 
 from shared.errors import ConfigError
 from shared.printable import printable
-from shared.regularfile import read_regular
+from shared.regularfile import UnreadableFile, read_whole
 
 _UNWRITABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
@@ -41,16 +39,13 @@ def read_config_text(path: Path, name: str) -> str:
     that read it with a traceback, or, a FIFO, hung them. A missing file raises
     FileNotFoundError, as ``read_text`` does."""
     try:
-        found = read_regular(path, MAX_CONFIG_FILE)
+        data = read_whole(path, MAX_CONFIG_FILE)
+    except FileNotFoundError:
+        raise
+    except UnreadableFile as err:
+        raise ConfigError(f"{name}: '{path}' {err.reason}") from None
     except OSError as err:
         raise ConfigError(f"{name}: unable to read '{path}': {err.strerror}") from None
-    if found is None:
-        if not os.path.lexists(path):
-            raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
-        raise ConfigError(f"{name}: '{path}' is not a regular file")
-    data = found[0]
-    if len(data) > MAX_CONFIG_FILE:
-        raise ConfigError(f"{name}: larger than {MAX_CONFIG_FILE >> 20} MiB")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:

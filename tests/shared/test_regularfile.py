@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from shared.regularfile import read_regular
+import pytest
+
+from shared.regularfile import UnreadableFile, read_regular, read_whole
 
 
 def test_only_regular_files_are_read_and_only_so_far(tmp_path: Path) -> None:
@@ -20,3 +22,16 @@ def test_only_regular_files_are_read_and_only_so_far(tmp_path: Path) -> None:
     assert read_regular(tmp_path, 4) is None
     assert read_regular(tmp_path / "missing", 4) is None
     assert read_regular(plain / "below", 4) is None
+
+
+def test_read_whole_tells_absent_other_and_too_large(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"0123456789")
+    assert read_whole(plain, 10) == b"0123456789"
+    with pytest.raises(UnreadableFile, match=r"^is too large \(more than 9 bytes\)$"):
+        read_whole(plain, 9)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UnreadableFile, match="^is not a regular file$"):
+        read_whole(tmp_path / "fifo", 10)
+    with pytest.raises(FileNotFoundError):
+        read_whole(tmp_path / "missing", 10)
