@@ -31,7 +31,7 @@ def test_read_whole_tells_absent_other_and_too_large(tmp_path: Path) -> None:
     with pytest.raises(UnreadableFile, match=r"^is too large \(more than 9 bytes\)$"):
         read_whole(plain, 9)
     os.mkfifo(tmp_path / "fifo")
-    with pytest.raises(UnreadableFile, match="^is not a regular file$"):
+    with pytest.raises(UnreadableFile, match=r"^is not a regular file$"):
         read_whole(tmp_path / "fifo", 10)
     with pytest.raises(FileNotFoundError):
         read_whole(tmp_path / "missing", 10)
