@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from . import paths
 from .errors import ConfigError, NotFoundError
 from .formats.lines import config_lines
+from .regularfile import UnreadableFile, read_whole
 
 MAX_SIZE = 16 << 20  # bytes; user.cfg is small, a larger file is not one
 POOL_NAME_RE = re.compile(r"[A-Za-z0-9.\-_]+(?:/[A-Za-z0-9.\-_]+){0,2}")
@@ -72,14 +73,13 @@ def read_pools() -> Pools:
     """The pools of user.cfg (none when the file is missing)."""
     path = paths.user_cfg()
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_SIZE + 1)
+        data = read_whole(path, MAX_SIZE)  # a FIFO in its place would have blocked the command
     except FileNotFoundError:
         return Pools()
+    except UnreadableFile as err:
+        raise ConfigError(f"'{path}' {err.reason}") from None
     except OSError as err:
         raise ConfigError(f"unable to read '{path}' - {err.strerror}") from None
-    if len(data) > MAX_SIZE:
-        raise ConfigError(f"'{path}' is larger than {MAX_SIZE} bytes")
     return parse_pools(data.decode("utf-8", errors="replace"))
 
 

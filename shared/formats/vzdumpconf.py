@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import paths
-from .lines import config_lines
+from ..errors import ConfigError
+from ..regularfile import UnreadableFile, read_whole
+from .lines import MAX_CONFIG_FILE, config_lines
 from .types import FormatError, ValueType
 
 DISPLAY_NAME = "/etc/vzdump.conf"
@@ -98,11 +100,16 @@ def read(
     schema: Mapping[str, OptionSpec], path: Path | None = None, filename: str = DISPLAY_NAME
 ) -> VzdumpConf:
     """Read the file (default ``shared.paths.vzdump_conf()``); a missing file is empty."""
+    path = path or paths.vzdump_conf()
     try:
-        text = (path or paths.vzdump_conf()).read_text(encoding="utf-8", errors="replace")
+        data = read_whole(path, MAX_CONFIG_FILE)  # a FIFO in its place would block every job
     except FileNotFoundError:
         return VzdumpConf()
-    return parse(text, schema, filename)
+    except UnreadableFile as err:
+        raise ConfigError(f"{filename}: '{path}' {err.reason}") from None
+    except OSError as err:
+        raise ConfigError(f"{filename}: unable to read '{path}': {err.strerror}") from None
+    return parse(data.decode("utf-8", errors="replace"), schema, filename)
 
 
 __all__ = ["DISPLAY_NAME", "OptionSpec", "VzdumpConf", "parse", "read"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from shared import paths, pools
-from shared.errors import NotFoundError
+from shared.errors import ConfigError, NotFoundError
 
 USER_CFG = """\
 user:root@pam:1:0:::root@example.com:::
@@ -44,3 +45,12 @@ def test_pool_members_from_the_file(ctroot: Path) -> None:
     assert pools.pool_members("web", warnings.append) == [100, 101, 102]
     assert len(warnings) == 3
     assert pools.pool_members("a") == []
+
+
+def test_a_fifo_in_place_of_user_cfg_is_one_error(ctroot: Path) -> None:
+    """Read as it was (open and read), it blocked the command for ever."""
+    path = paths.user_cfg()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    with pytest.raises(ConfigError, match=r"^'.*user\.cfg' is not a regular file$"):
+        pools.read_pools()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from shared.errors import ConfigError
 from shared.formats import vzdumpconf
 from shared.formats.types import Bool, Enum, Int, ListOf, Str, ValueType
 
@@ -139,3 +143,12 @@ def test_read_default_path_and_missing_file(ctroot: Path) -> None:
     other = ctroot / "other.conf"
     other.write_text("ionice: 1\n")
     assert vzdumpconf.read(SCHEMA, other).values == {"ionice": 1}
+
+
+def test_a_directory_or_fifo_in_its_place_is_one_error(tmp_path: Path) -> None:
+    """A directory ended every job with a traceback; a FIFO would have blocked it."""
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    for name in ("dir", "fifo"):
+        with pytest.raises(ConfigError, match=r"^/etc/vzdump\.conf: '.*' is not a regular file$"):
+            vzdumpconf.read(SCHEMA, tmp_path / name)
