@@ -69,7 +69,11 @@ def open_source(archive: str, stdin: IO[bytes] | None = None) -> ArchiveSource:
             archive, stream=ReplayableStream(snapshot), compression=Compression.NONE
         )
     path = backup_path(archive) if is_volume_id(archive) else Path(archive)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError:  # a name too long for a path, say: is_file() raises rather than says no
+        found = False
+    if not found:
         raise NotFoundError(f"can't find file '{archive}'")
     return ArchiveSource(archive, path.absolute(), compression=compression_from_name(path.name))
 

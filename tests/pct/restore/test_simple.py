@@ -222,6 +222,9 @@ def test_missing_archive(backups: Backups, vmid: int) -> None:
         backups.restore(vmid, "local:backup/vzdump-lxc-1-x.tar")
     with pytest.raises(CtkitError, match=re.escape("can't find file '/nonexistent/a.tar.zst'")):
         backups.restore(vmid, "/nonexistent/a.tar.zst")
+    long = "x" * 5000  # longer than a path may be: is_file() raised ENAMETOOLONG
+    with pytest.raises(CtkitError, match=re.escape(f"can't find file '{long}'")):
+        backups.restore(vmid, long)
     assert not store.exists(vmid)
 
 
