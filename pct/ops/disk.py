@@ -37,7 +37,7 @@ from shared.errors import (
     StorageError,
     VerifyError,
 )
-from shared.formats.types import parse_size
+from shared.formats.types import FormatError, parse_size
 from shared.locks import config_lock
 from shared.pseudofs import pseudo_fs_name
 from shared.regularfile import read_regular
@@ -68,7 +68,10 @@ def new_size(text: str, current: int) -> int:
     m = RESIZE_RE.fullmatch(text)
     if not m:
         raise ParamError({"size": "value does not match the regex pattern"})
-    size = parse_size(m.group(2))
+    try:
+        size = parse_size(m.group(2))
+    except FormatError as err:  # digits beyond any size
+        raise ParamError({"size": str(err)}) from None
     return int(size + current if m.group(1) else size)
 
 

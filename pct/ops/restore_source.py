@@ -8,6 +8,7 @@ stdin restore sees the backed-up config before extraction too.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,11 +70,7 @@ def open_source(archive: str, stdin: IO[bytes] | None = None) -> ArchiveSource:
             archive, stream=ReplayableStream(snapshot), compression=Compression.NONE
         )
     path = backup_path(archive) if is_volume_id(archive) else Path(archive)
-    try:
-        found = path.is_file()
-    except OSError:  # a name too long for a path, say: is_file() raises rather than says no
-        found = False
-    if not found:
+    if not os.path.isfile(path):  # os.path says no to any error (a name too long)
         raise NotFoundError(f"can't find file '{archive}'")
     return ArchiveSource(archive, path.absolute(), compression=compression_from_name(path.name))
 

@@ -161,7 +161,10 @@ def parse_size(raw: str, default_unit: str = "") -> int:
         raise FormatError(f"unable to parse size '{raw}'")
     unit = m.group(2) or default_unit
     scale = SIZE_UNITS.get(unit, 1)
-    return int(float(m.group(1)) * scale)
+    try:
+        return int(float(m.group(1)) * scale)
+    except OverflowError:  # hundreds of digits: a float of infinity
+        raise FormatError(f"unable to parse size '{raw}'") from None
 
 
 def format_size(nbytes: int) -> str:

@@ -125,7 +125,8 @@ def resolve_template(ref: str, cfg: StorageConfig | None = None) -> Path:
     """A template given as volume id (``local:vztmpl/x.tar.zst``) or as a file path."""
     if not is_volume_id(ref):
         path = Path(ref)
-        if not path.is_file():
+        # os.path says no to any error (a name too long), where Path.is_file() raised
+        if not os.path.isfile(path):
             raise NotFoundError(f"can't find file '{ref}'")
         return path
     store, vol = resolve_volume(ref, cfg)

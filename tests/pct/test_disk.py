@@ -125,6 +125,8 @@ def test_resize_refusals(
         assert res.rc != 0 and res.err == message + "\n", (disk, res.err)
     res = pct("resize", vmid, "rootfs", "1X", check=False)
     assert res.rc == 2 and "size: value does not match the regex pattern" in res.err
+    res = pct("resize", vmid, "rootfs", "1" * 400, check=False)  # an OverflowError traceback
+    assert res.rc == 2 and "size: unable to parse size '111" in res.err, res.err
 
 
 def test_df_of_a_stopped_and_a_running_ct(

@@ -98,7 +98,7 @@ def resolve_target(opts: BackupOptions) -> tuple[str | None, Path]:
     if opts.dumpdir is not None:
         # an empty one is no directory (Path('') would be the working directory)
         path = Path(opts.dumpdir)
-        if not opts.dumpdir or not path.is_dir():
+        if not opts.dumpdir or not os.path.isdir(path):  # Path.is_dir raised on a long name
             raise ConfigError(f"dumpdir '{path if opts.dumpdir else ''}' does not exist")
         return None, path
     sid = str(opts.storage)
@@ -167,7 +167,7 @@ class Job:
                 hooks.env["STOREID"] = opts.storage
             hooks.run("job-init")
             storage, dumpdir = resolve_target(opts)
-            if opts.tmpdir and not Path(opts.tmpdir).is_dir():
+            if opts.tmpdir and not os.path.isdir(opts.tmpdir):
                 raise ConfigError(f"tmpdir '{opts.tmpdir}' does not exist")
             hooks.env.update({"DUMPDIR": str(dumpdir), **({"STOREID": storage} if storage else {})})
             with self._node_lock(opts.lockwait), interruptible():

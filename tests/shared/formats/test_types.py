@@ -69,6 +69,8 @@ def test_parse_size_units() -> None:
     assert t.parse_size("8", default_unit="G") == 8 << 30
     with pytest.raises(t.FormatError):
         t.parse_size("4X")
+    with pytest.raises(t.FormatError):  # a float of infinity: int() raised OverflowError
+        t.parse_size("1" * 400)
 
 
 def test_number_render_like_perl() -> None:

@@ -135,6 +135,8 @@ def test_resolve_template(cache: Path, tmp_path: Path) -> None:
         api.resolve_template("local:vztmpl/u.tar.xz")
     with pytest.raises(NotFoundError):
         api.resolve_template(str(tmp_path / "none.tar"))
+    with pytest.raises(NotFoundError):  # longer than a path may be: is_file() raised
+        api.resolve_template("x" * 5000)
     with pytest.raises(StorageError, match=r"content type needs to be 'vztmpl'"):
         api.resolve_template("local:snippets/t.tar.xz")
 

@@ -157,6 +157,9 @@ def test_setup_errors(host: Host) -> None:
         (["--dumpdir", "/nonexistent/dir/"], "dumpdir '/nonexistent/dir' does not exist"),
         (["--dumpdir="], "dumpdir '' does not exist"),  # was storage 'None' does not exist
         (["--tmpdir", "/nonexistent"], "tmpdir '/nonexistent' does not exist"),
+        # longer than a path may be: Path.is_dir() raised ENAMETOOLONG (a traceback)
+        (["--dumpdir", "/" + "x" * 5000], f"dumpdir '/{'x' * 5000}' does not exist"),
+        (["--tmpdir", "/" + "x" * 5000], f"tmpdir '/{'x' * 5000}' does not exist"),
         (["--storage", "tpl"], "could not get storage information for 'tpl': can't use "
                                "storage 'tpl' for backups - wrong content type"),
         (["--storage", "nosuch"], "could not get storage information for 'nosuch': "),
