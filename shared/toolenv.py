@@ -4,10 +4,10 @@ tar, rsync, cp and the storage tools print their messages in the user's language
 ships German, French, ... translations, and under ``LANG=de_DE.UTF-8`` it ends an archive with
 ``Gesamtzahl geschriebener Bytes: ...``. ctkit reads that line to know that tar wrote the end of
 the archive (a killed tar never prints it); in German every direct backup failed with "tar
-output ended without end of archive", and the logs, which Proxmox's tools and ours parse, changed
-language. These tools run in the C locale, as Proxmox's own hosts run them. ``LANGUAGE`` is
-dropped: GNU gettext prefers it to the locale outside the C locale. Neither changes what the
-tools copy: file names are bytes to them.
+output ended without end of archive", and the backup logs (which ``vzdump verify`` reads too)
+changed language. These tools run in the C locale. ``LANGUAGE`` is dropped: GNU gettext
+prefers it to the locale outside the C locale. Neither changes what the tools copy: file names
+are bytes to them.
 """
 
 from __future__ import annotations

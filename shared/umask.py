@@ -4,10 +4,10 @@ Hardened hosts set a umask of 027 or 077 for root. Directories ctkit creates on 
 container's files (``/var/lib/lxc/<vmid>``, a storage's ``images/<vmid>``, a backup's temporary
 directory) then came out 0750 or 0700, and an unprivileged container's root (uid 100000 on the
 host) could not reach its own root file system: ``pct create`` failed in tar, ``pct start`` and
-backups after it. Proxmox's hosts keep 022. Dropping only the search bits from the mask makes
-such directories searchable (never listable) by the container's ids; what the user's mask
-withholds from reading and writing stays withheld, and files are never created executable by
-ctkit, so no file becomes more readable.
+backups after it (Debian's default umask is 022). Dropping only the search bits from the mask
+makes such directories searchable (never listable) by the container's ids; what the user's
+mask withholds from reading and writing stays withheld, so no file becomes readable or
+writable by more users than the mask allows.
 """
 
 from __future__ import annotations
