@@ -78,6 +78,18 @@ def mount_tmpfs() -> Iterator[Callable[[Path, str], Path]]:
 
 
 @pytest.fixture
+def umask() -> Iterator[Callable[[int], int]]:
+    """``umask(mask)`` sets this process's umask (its children inherit it) and returns the one
+    before; the test's own mask comes back afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+    try:
+        yield os.umask
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture
 def new_vmid() -> Callable[[], int]:
     return lambda: next(_VMIDS)
 

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from .conftest import Containers
 
 VZDUMP = Path(sys.executable).parent / "vzdump"
 
 
-@pytest.fixture
-def umask_077() -> Iterator[None]:
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def test_an_unprivileged_ct_lives_under_umask_077(cts: Containers, umask_077: None) -> None:
+def test_an_unprivileged_ct_lives_under_umask_077(
+    cts: Containers, umask: Callable[[int], int]
+) -> None:
     """Created, started, backed up and restored by commands run with root's umask 077 (children
     inherit it): before, /var/lib/lxc/<vmid> came out 0700 and tar, as the CT's root, could not
     reach the new root file system. Files keep what the mask withholds: the archive is 0600."""
+    umask(0o077)  # after the test's root was made, as root's shell would have it
     vmid = cts.create("--rootfs", "local:0")
     cts.pct("start", vmid)
     cts.pct("exec", vmid, "--", "sh", "-c", "echo kept > /root/marker")
