@@ -3,7 +3,7 @@
 The archive is decompressed in-process (see ``decode``), walked by the streaming header
 scanner, and every member is approved by :class:`~shared.archive.targuard.ExtractGuard` before
 tar receives its header (module ``targuard`` explains the threat model). tar runs with Proxmox's
-flags, under ``lxc-usernsexec`` when an id map is given, which shifts owners for unprivileged
+flags (and larger records, see ``READ_RECORDS``), under ``lxc-usernsexec`` when an id map is given, which shifts owners for unprivileged
 containers. Decompression runs in a reader thread, the scan and the writes to tar in the
 calling thread, tar in its own process: three stages in parallel, like ``zstd -dc | tar x``.
 
@@ -73,8 +73,17 @@ class ExtractStats(TransferStats):
     stopped_early: bool = False  # ``stop_when`` ended it before the end of the archive
 
 
+# tar reads its archive in records, 10 KiB by default: a hundred reads for every MiB this
+# process puts into tar's 1 MiB pipe (``grow_pipe``), and as many small writes into the files.
+# Whole 1 MiB records cut a ``pct create`` of a 200 MiB template from 0.99 s to 0.78 s on the
+# reference VM (create and destroy, paired runs). ``--read-full-records`` makes tar fill each
+# record from the pipe's short reads; the last, short one ends the archive as before. tar's
+# "Total bytes read" then counts whole 1 MiB records.
+READ_RECORDS = ["--blocking-factor=2048", "--read-full-records"]
+
+
 def tar_extract_command(rootdir: Path | str, idmap: Sequence[IdMapEntry] | None) -> list[str]:
-    argv = ["tar", "xpf", "-", "--totals", *COMMON_TAR_FLAGS]
+    argv = ["tar", "xpf", "-", "--totals", *COMMON_TAR_FLAGS, *READ_RECORDS]
     argv += ["-C", str(rootdir), "--skip-old-files", "--anchored", "--exclude", "./dev/*"]
     return usernsexec_argv(idmap) + argv
 
