@@ -50,6 +50,24 @@ def test_data_buffered_in_a_file_left_open_is_written(tmp_path: Path) -> None:
     assert (tmp_path / "out").read_text() == "all of it"
 
 
+def test_a_file_an_exit_handler_leaves_open_is_written(tmp_path: Path) -> None:
+    """The files are found before the exit handlers run; one that a handler opens and leaves
+    open, its data still buffered, is written too."""
+    proc = run(
+        """
+        import atexit
+        kept = []
+        # handlers run last registered first: the second opens the file, the first writes
+        atexit.register(lambda: kept[0].write("from the handler"))
+        atexit.register(lambda: kept.append(open(sys.argv[1] + "/late", "w")))
+        quickexit.leave(0)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "late").read_text() == "from the handler"
+
+
 def test_a_file_class_of_python_code_is_flushed_too(tmp_path: Path) -> None:
     """File classes written in Python (gzip, a library's own stream) derive from io.IOBase
     like the built-in ones; their buffered data is written as well."""
