@@ -151,9 +151,7 @@ def add_btrfs_storage(work: Path, root: Root) -> Path:
     return mnt
 
 
-def reference(
-    work: Path, btrfs: Path, tpl: Path, storage: str, unpriv: bool, records: bool
-) -> str:
+def reference(work: Path, btrfs: Path, tpl: Path, storage: str, unpriv: bool, records: bool) -> str:
     """The same work as ``pct create`` by hand, one shell pipeline (see the module text);
     ``records`` False gives tar Proxmox's flags alone, without pct's 1 MiB records."""
     owner = "100000:100000" if unpriv else "0:0"

@@ -3,9 +3,10 @@
 The archive is decompressed in-process (see ``decode``), walked by the streaming header
 scanner, and every member is approved by :class:`~shared.archive.targuard.ExtractGuard` before
 tar receives its header (module ``targuard`` explains the threat model). tar runs with Proxmox's
-flags (and larger records, see ``READ_RECORDS``), under ``lxc-usernsexec`` when an id map is given, which shifts owners for unprivileged
-containers. Decompression runs in a reader thread, the scan and the writes to tar in the
-calling thread, tar in its own process: three stages in parallel, like ``zstd -dc | tar x``.
+flags (and larger records, see ``READ_RECORDS``), under ``lxc-usernsexec`` when an id map is
+given, which shifts owners for unprivileged containers. Decompression runs in a reader thread,
+the scan and the writes to tar in the calling thread, tar in its own process: three stages in
+parallel, like ``zstd -dc | tar x``.
 
 ``keep`` picks members as they stream past (the guard's approved members, from the header scan
 that runs anyway: no second pass), and :func:`apply_directory_entries` later gives existing
