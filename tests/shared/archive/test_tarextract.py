@@ -15,6 +15,7 @@ from shared.archive.idmap import DEFAULT_UNPRIVILEGED
 from shared.archive.members import list_members
 from shared.archive.tarcreate import CreateSpec, create
 from shared.archive.tarextract import extract, tar_extract_command
+from shared.archive.tartotals import human_size
 from shared.errors import ArchiveError, CommandError
 from tests.shared.archive import rawtar
 from tests.shared.archive.conftest import make_root
@@ -365,6 +366,20 @@ def test_progress_stats_and_stream_sniffing(wtmp: Path, archives: dict[str, Path
     assert stats.bytes_in == size
     assert stats.bytes_out is not None and stats.bytes_out % 10240 == 0
     assert (wtmp / "root/small").read_text() == "hello\n"
+
+
+def test_totals_line_counts_the_archive_not_tars_records(
+    wtmp: Path, archives: dict[str, Path]
+) -> None:
+    """tar reads whole 1 MiB records and would count the last one in full; the line gives the
+    archive's own length, as Proxmox's does."""
+    size = archives["none"].stat().st_size
+    assert size % (1 << 20), "a whole number of MiB would prove nothing"
+    logs: list[str] = []
+    extract(archives["none"], make_root(wtmp / "root"), compression=None, log=logs.append)
+    totals = [line for line in logs if line.startswith("Total bytes read: ")]
+    assert len(totals) == 1, logs
+    assert totals[0].startswith(f"Total bytes read: {size} ({human_size(size)}, "), totals
 
 
 def test_bandwidth_limit_slows_reading(wtmp: Path, archives: dict[str, Path]) -> None:
