@@ -29,7 +29,11 @@ from pathlib import Path
 from typing import Any
 
 SYNC_FILE_RANGE_WRITE = 2
-INTERVAL = 0.25  # seconds between two syncfs calls: a few dozen MB of dirty data at a time
+# seconds between the end of one syncfs and the next. At 0.25 s, a 200 MiB template (0.2 s of
+# tar) was extracted before the first call; at 0.02 s the write-back keeps pace with tar, and
+# pct create into a raw image took 0.86-0.88x the time (16 and 10 paired runs). A syncfs with
+# nothing to write returns at once; one with much to write takes longer than the interval.
+INTERVAL = 0.02
 
 
 @functools.cache

@@ -25,7 +25,6 @@ from shared.runtime.idcheck import check_subids
 from shared.runtime.namespace import private_mounts
 from shared.runtime.traverse import check_traversable
 from shared.storage.api import resolve_template
-from shared.writeback import early_writeback
 
 from .provision import (
     Allocation,
@@ -130,18 +129,16 @@ def _fill_rootfs(
 ) -> None:
     with staged(conf) as tree:
         log(f"extracting archive '{template}'")
-        images = [h.target for h in tree.handles if h.loopdev is not None]
-        with early_writeback(images):  # the unmount then has little left to write
-            extract(
-                template,
-                tree.target,
-                compression=compression,
-                idmap=config_idmap(conf) or None,
-                ignore_unpack_errors=req.ignore_unpack_errors,
-                bwlimit_kib=req.bwlimit,
-                log=log,
-            )
-            _setup_guest(conf, req, tree.target, log)
+        extract(
+            template,
+            tree.target,
+            compression=compression,
+            idmap=config_idmap(conf) or None,
+            ignore_unpack_errors=req.ignore_unpack_errors,
+            bwlimit_kib=req.bwlimit,
+            log=log,
+        )
+        _setup_guest(conf, req, tree.target, log)
 
 
 def _setup_guest(conf: Config, req: CreateRequest, rootdir: Path, log: Log) -> None:
