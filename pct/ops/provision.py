@@ -40,7 +40,6 @@ from shared.runtime.mounts import MountedTree, mount_all
 from shared.runtime.teardown import owned_volumes
 from shared.storage.api import get_storage
 from shared.storage.volumes import alloc_volume, free_volume, free_when_released
-from shared.writeback import early_writeback
 
 from .staging import prepare_staging_dir
 
@@ -150,7 +149,7 @@ def staged(
     conf: Config, include: Callable[[MountPoint], bool] | None = None
 ) -> Iterator[MountedTree]:
     """Mount the new volumes at ``<lxcpath>/<vmid>/rootfs`` (ro ignored) for extraction (or a
-    copy); images are written back while the block fills them, and flushed at its end."""
+    copy), and check that what the block wrote is on the storage (``MountedTree.writing``)."""
     if lxcapi.is_running(conf.vmid):
         raise CtkitError(f"CT {conf.vmid} is running")
     tree = mount_all(
@@ -161,17 +160,8 @@ def staged(
         include=include or (lambda _mp: True),
     )
     try:
-        tree.watch_writes()
-        images = [handle.target for handle in tree.handles if handle.loopdev is not None]
-        try:
-            with early_writeback(images):  # the flush then finds little left to write
-                yield tree
-        except CtkitError:
-            # written back early, a write the storage could not take also failed the writer
-            # (the file system went read-only): the storage is the cause to report
-            tree.flush()
-            raise
-        tree.flush()  # what was written is on the storage, or this fails
+        with tree.writing():  # what was written is on the storage, or this fails
+            yield tree
     finally:
         with signals.held():  # all unmounted, or the volumes could not be freed
             tree.unmount()

@@ -74,9 +74,8 @@ def container_root(
         try:
             tree = mount_all(conf, mnt, root_ids=ids)
             try:
-                tree.watch_writes()
-                yield mnt, idmap, ids
-                tree.flush()
+                with tree.writing():
+                    yield mnt, idmap, ids
             finally:
                 tree.unmount(lazy=True)
         finally:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from ..ctconfig.config import Section
 from ..ctconfig.mountpoints import MountPoint
-from ..errors import CommandError, StorageError
+from ..errors import CommandError, CtkitError, Interrupted, StorageError
 from ..storage import cmd, loop
 from ..storage.volumes import mount_volume
-from ..writeback import syncfs
+from ..writeback import early_writeback, syncfs
 from .beneath import ensure_dir
 
 Include = Callable[[MountPoint], bool]
@@ -76,13 +76,36 @@ def check_written(handle: loop.Mounted, fd: int) -> None:
 
 
 @contextlib.contextmanager
-def checked_writes(handle: loop.Mounted, *, every_volume: bool = False) -> Iterator[None]:
-    """:func:`watch_writes` and :func:`check_written` around writing into one volume."""
-    fd = watch_writes(handle, every_volume=every_volume)
+def _written_back(handles: list[loop.Mounted], check: Callable[[], None]) -> Iterator[None]:
+    """Around writing into ``handles``: the images among them are written back while the
+    block runs (the final ``check`` then has little left to write), and ``check`` runs at the
+    end. Also when the block fails: written back early, a write the storage could not take
+    fails the writer too (the file system goes read-only), and the storage is the cause to
+    report."""
+    images = [handle.target for handle in handles if handle.loopdev is not None]
     try:
-        yield
+        with early_writeback(images):
+            yield
+    except CtkitError as err:
+        if not isinstance(err, Interrupted):  # a signal is answered at once, not after a flush
+            check()
+        raise
+    check()
+
+
+@contextlib.contextmanager
+def checked_writes(handle: loop.Mounted, *, every_volume: bool = False) -> Iterator[None]:
+    """:func:`watch_writes` and :func:`check_written` around writing into one volume, which
+    is written back while the block runs (see :func:`_written_back`)."""
+    fd = watch_writes(handle, every_volume=every_volume)
+
+    def check() -> None:
         if fd is not None:
             check_written(handle, fd)
+
+    try:
+        with _written_back([handle], check):
+            yield
     finally:
         if fd is not None:
             os.close(fd)
@@ -107,6 +130,14 @@ class MountedTree:
         """After writing: every watched volume is written back, or its write error raised."""
         for handle, fd in self._watched:
             check_written(handle, fd)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around writing into the volumes: :meth:`watch_writes`, the images written back
+        while the block runs, and :meth:`flush` at its end (see :func:`_written_back`)."""
+        self.watch_writes()
+        with _written_back(self.handles, self.flush):
+            yield
 
     def _unwatch(self) -> None:
         for _handle, fd in self._watched:
