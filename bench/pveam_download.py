@@ -175,7 +175,7 @@ def run_curl(work: Path, url: str, sha: str) -> float:
     out, sums = work / "curl.out", work / "curl.sha512"
     out.unlink(missing_ok=True)
     cmd = f"curl -s -o {out} {url} && sha512sum {out} >{sums}"
-    seconds, _rss = launch(["/bin/sh", "-c", cmd], clean_env(work))
+    seconds, _rss = launch(["/bin/sh", "-c", cmd], clean_env(work / "root"))
     if not sums.read_text().startswith(sha):
         raise SystemExit("curl + sha512sum: unexpected checksum")
     out.unlink()
