@@ -79,15 +79,17 @@ def check_written(handle: loop.Mounted, fd: int) -> None:
 def _written_back(handles: list[loop.Mounted], check: Callable[[], None]) -> Iterator[None]:
     """Around writing into ``handles``: the images among them are written back while the
     block runs (the final ``check`` then has little left to write), and ``check`` runs at the
-    end. Also when the block fails: written back early, a write the storage could not take
-    fails the writer too (the file system goes read-only), and the storage is the cause to
-    report."""
+    end. Also when the block fails and wrote into an image: written back early, a write the
+    storage could not take fails the writer too (the file system goes read-only), and the
+    storage is the cause to report."""
     images = [handle.target for handle in handles if handle.loopdev is not None]
     try:
         with early_writeback(images):
             yield
     except CtkitError as err:
-        if not isinstance(err, Interrupted):  # a signal is answered at once, not after a flush
+        # a signal is answered at once, not after a flush; other volumes' writers see their
+        # own errors (and a syncfs there would flush the host's file system)
+        if images and not isinstance(err, Interrupted):
             check()
         raise
     check()
