@@ -16,7 +16,7 @@ from tests.shared.storage.conftest import needs_root
 pytestmark = needs_root
 
 
-def _written_sectors(dev: str) -> int:
+def written_sectors(dev: str) -> int:
     """Sectors written to a block device so far (field 7 of /sys/block/<dev>/stat)."""
     return int(Path(f"/sys/block/{os.path.basename(dev)}/stat").read_text().split()[6])
 
@@ -37,11 +37,11 @@ def _ext4_on_loop(tmp_path: Path) -> tuple[str, Path]:
 def test_data_is_written_back_during_the_block(tmp_path: Path) -> None:
     dev, mnt = _ext4_on_loop(tmp_path)
     try:
-        before = _written_sectors(dev)
+        before = written_sectors(dev)
         with early_writeback([mnt], interval=0.05):
             (mnt / "data").write_bytes(os.urandom(32 << 20))
             deadline = time.monotonic() + 20
-            while _written_sectors(dev) - before < (32 << 20) // 512:
+            while written_sectors(dev) - before < (32 << 20) // 512:
                 assert time.monotonic() < deadline, "nothing written back within 20 s"
                 time.sleep(0.05)
         # leaving the block closed the thread's descriptor: the unmount is not busy

@@ -13,13 +13,9 @@ import pytest
 from pct.ops.provision import staged
 from shared.ctconfig import store
 from tests.pct.conftest import Pct
+from tests.shared.test_writeback_fs import written_sectors
 
 pytestmark = pytest.mark.lxc
-
-
-def _written_sectors(dev: str) -> int:
-    """Sectors written to a block device so far (field 7 of /sys/block/<dev>/stat)."""
-    return int(Path(f"/sys/block/{os.path.basename(dev)}/stat").read_text().split()[6])
 
 
 def test_an_image_is_written_back_while_the_block_fills_it(
@@ -29,11 +25,11 @@ def test_an_image_is_written_back_while_the_block_fills_it(
     pct("create", vmid, busybox_template, "--rootfs", "local:0.2")
     with staged(store.load(vmid)) as tree:
         dev = next(handle.loopdev for handle in tree.handles if handle.loopdev is not None)
-        before = _written_sectors(dev)
+        before = written_sectors(dev)
         (tree.target / "data").write_bytes(os.urandom(32 << 20))
         # left to the kernel, data this fresh waits 30 s (dirty_expire) before it is written
         deadline = time.monotonic() + 10
-        while _written_sectors(dev) - before < (32 << 20) // 512:
+        while written_sectors(dev) - before < (32 << 20) // 512:
             assert time.monotonic() < deadline, "not written back while the block ran"
             time.sleep(0.05)
     pct("destroy", vmid)
