@@ -47,7 +47,6 @@ import datetime as dt
 import enum
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,12 +56,12 @@ from typing import Any
 from shared import atomic, locks, paths, signals
 from shared.errors import ConfigError, LockError, NotFoundError, ParamError, StateError
 from shared.formats.sectionconfig import Section
-from shared.owner import process_start
 
 from . import calendar
 from .jobs import config, state
 from .jobs.state import JobState
 from .report import JobResult
+from .upid import lives, make_upid, named_process
 
 MISSED_GRACE = 300  # seconds; see the module docstring
 STALE_MSG = "job died unexpectedly"
@@ -109,29 +108,17 @@ def _book_lock_path() -> Path:
     return paths.run_dir() / "scheduler-book.lock"
 
 
-# --- UPIDs and process liveness ---------------------------------------------------------------
-
-UPID_RE = re.compile(r"UPID:[^:]+:([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):[0-9A-Fa-f]{8}:")
-
-
-def make_upid(pid: int, job_id: str, started: int, node: str | None = None) -> str:
-    """A Proxmox-style task ID; its process start time guards against PID reuse."""
-    pstart = process_start(pid) or 0
-    node = node or paths.node_name()
-    return f"UPID:{node}:{pid:08X}:{pstart:08X}:{started:08X}:vzdump:{job_id}:root@pam:"
+# --- process liveness --------------------------------------------------------------------------
 
 
 def run_alive(st: JobState) -> bool:
     """Is the run recorded in ``st`` still going? Only a UPID that names the PID and its
     process start time is trusted: a bare PID (``{"pid": 1}``) may be any process by now, and
     one that never dies would block the job for ever."""
-    match = UPID_RE.match(st.upid or "")
-    if match is None:
+    named = named_process(st.upid or "")
+    if named is None or (st.pid is not None and st.pid != named[0]):
         return False
-    pid, pstart = int(match.group(1), 16), int(match.group(2), 16)
-    if pstart == 0 or (st.pid is not None and st.pid != pid):
-        return False
-    return process_start(pid) == pstart
+    return lives(*named)
 
 
 # --- the scheduler's own book: heartbeat and config fingerprints ------------------------------
@@ -468,8 +455,6 @@ __all__ = [
     "book_path",
     "forget_job",
     "job_lock_path",
-    "make_upid",
-    "process_start",
     "record_job_change",
     "result_message",
     "run_alive",

@@ -25,6 +25,7 @@ from vzdump import scheduler
 from vzdump.jobs import state
 from vzdump.report import GuestResult, JobResult
 from vzdump.scheduler import Outcome
+from vzdump.upid import make_upid
 
 UTC = dt.UTC
 UPID_RE = re.compile(r"UPID:[^:]+:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:vzdump:backup-a:root@pam:")
@@ -276,7 +277,7 @@ def test_an_unstartable_job_fails_once(ctroot: Path, log: list[str]) -> None:
 
 def started_by(pid: int, when: str, job_id: str = "backup-a") -> None:
     start = ts(when)
-    upid = scheduler.make_upid(pid, job_id, start)
+    upid = make_upid(pid, job_id, start)
     state.mark_started(job_id, upid=upid, pid=pid, now=start)
 
 
@@ -576,7 +577,7 @@ def test_a_pid_without_a_upid_is_not_a_live_run(ctroot: Path, log: list[str]) ->
     )
     assert not scheduler.run_alive(state.read_state("backup-a"))
     # a UPID naming another PID does not vouch for this one either
-    upid = scheduler.make_upid(os.getpid(), "backup-a", ts("2024-01-05 02:00:00"))
+    upid = make_upid(os.getpid(), "backup-a", ts("2024-01-05 02:00:00"))
     assert not scheduler.run_alive(state.JobState(state="started", upid=upid, pid=1))
     assert scheduler.run_alive(state.JobState(state="started", upid=upid, pid=os.getpid()))
     runner = Recorder()

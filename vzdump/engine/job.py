@@ -31,7 +31,7 @@ from shared.storage.resticplugin import ResticStorage
 
 from ..options import OPTIONS, BackupOptions, check_params, job_header, merge_options
 from ..report import GuestResult, JobResult
-from ..scheduler import UPID_RE, make_upid, process_start
+from ..upid import lives, make_upid, named_process
 from .guest import GuestBackup, JobEnv
 from .hooks import Hooks, check_script
 from .log import JobLog
@@ -49,16 +49,14 @@ def stop_running(timeout: float = STOP_WAIT) -> None:
         upid = paths.vzdump_pid().read_text().strip()
     except FileNotFoundError:
         return
-    match = UPID_RE.match(upid)
-    if not match:
+    named = named_process(upid)
+    if named is None or not lives(*named):
         return
-    pid, pstart = int(match.group(1), 16), int(match.group(2), 16)
-    if process_start(pid) != pstart:
-        return
+    pid, pstart = named
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while process_start(pid) == pstart:
+    while lives(pid, pstart):
         if time.monotonic() > deadline:
             raise CtkitError(f"stopping backup process {pid} failed")
         time.sleep(0.1)
