@@ -10,7 +10,6 @@ with the ``[pve:pending]`` section, the snapshot sections, the digest and the pa
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -214,8 +213,24 @@ class Config(Section):
         super().__init__(vmid, values)
         self.pending = Section(vmid)
         self.snapshots: dict[str, Section] = {}
-        self.digest: str | None = None
         self.warnings: list[str] = []
+        self._file: bytes | None = None  # the file as last read or written
+        self._digest: str | None = None
+
+    def read_from(self, data: bytes) -> None:
+        """The file this config was last read from or written to: what :attr:`digest` hashes."""
+        self._file, self._digest = data, None
+
+    @property
+    def digest(self) -> str | None:
+        """Proxmox's ``digest``: the SHA-1 of the file as last read or written, None for a
+        config never read or written. Computed when asked: most commands never need it, and
+        hashlib loads OpenSSL at import."""
+        if self._digest is None and self._file is not None:
+            import hashlib
+
+            self._digest = hashlib.sha1(self._file).hexdigest()
+        return self._digest
 
     # --- well-known keys -------------------------------------------------------------------
 
@@ -418,7 +433,7 @@ def parse_config(data: bytes | str, vmid: int, *, strict: bool = False) -> Confi
     """Parse a config file leniently (problems go to ``conf.warnings``) or strictly (raise)."""
     raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
     conf = Config(vmid)
-    conf.digest = hashlib.sha1(raw).hexdigest()
+    conf.read_from(raw)
     parser = _Parser(conf, strict)
     for lineno, line in enumerate(raw.decode("utf-8", "surrogateescape").split("\n"), 1):
         parser.feed(line, lineno)

@@ -5,7 +5,6 @@ No flock here: callers wrap read-modify-write cycles in ``shared.locks.config_lo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 
@@ -64,7 +63,7 @@ def save(conf: Config) -> None:
     data = conf.to_bytes()
     path = paths.ct_conf(conf.vmid)
     atomic.write_bytes(path, data, mode=None if path.exists() else CONF_MODE)
-    conf.digest = hashlib.sha1(data).hexdigest()
+    conf.read_from(data)
 
 
 def remove(vmid: int) -> None:

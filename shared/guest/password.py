@@ -7,7 +7,6 @@ deprecated and gone in 3.13.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 CRYPT_RE = re.compile(r"\$(?:1|2[axy]?|5|6)\$[a-zA-Z0-9./]{1,16}\$[a-zA-Z0-9./]+")
@@ -60,6 +59,8 @@ def _repeat(digest: bytes, length: int) -> bytes:
 
 def sha512_crypt(password: str, salt: str, rounds: int | None = None) -> str:
     """``$6$[rounds=N$]salt$hash`` for ``password`` (salt truncated to 16 characters)."""
+    import hashlib  # only with a password to set: it loads OpenSSL
+
     key = password.encode("utf-8")
     salt_b = salt.encode("ascii")[:16]
     custom = rounds is not None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,28 @@ def test_only_a_bounded_regular_file_is_read_as_a_config(ctroot: Path, kind: str
             fh.truncate(store.MAX_CONF + 1)
     with pytest.raises(StateError, match=r"^Configuration file 'nodes/.*/lxc/100\.conf' is "):
         store.load(100)
+
+
+def test_the_digest_is_that_of_the_file_until_the_next_save(ctroot: Path) -> None:
+    conf = Config(900000001, {"memory": "512"})
+    assert conf.digest is None  # never read nor written
+    store.save(conf)
+    written = conf.digest
+    conf.set("memory", 1024)  # changed in memory only: still the file's digest
+    assert conf.digest == written == store.load(900000001).digest
+    store.save(conf)
+    assert conf.digest != written
+
+
+def test_reading_a_config_leaves_hashlib_unloaded(ctroot: Path) -> None:
+    """The digest is computed when asked: a command that only reads configs does not load
+    hashlib (and OpenSSL with it, a few ms of every start)."""
+    store.save(Config(900000001, {"memory": "512"}))
+    code = (
+        "import sys; from shared.ctconfig import store;"
+        " conf = store.load(900000001); print('hashlib' in sys.modules);"
+        " conf.digest; print('hashlib' in sys.modules)"
+    )
+    env = {**os.environ, "CTKIT_ROOT": str(ctroot)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr
