@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.metadata
 import os
 import re
 import socket
@@ -31,6 +30,7 @@ from .errors import DownloadError, StorageError
 from .headerbound import MARK as HEADERS_STALLED
 from .headerbound import bound_headers
 from .stallguard import StallGuard, shut_down
+from .version import VERSION
 from .writeback import start_writeback
 
 CHUNK_SIZE = 1 << 20
@@ -50,14 +50,7 @@ ProgressCallback = Callable[[int, "int | None"], None]
 RetryCallback = Callable[[str, "HttpError", float], None]
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("ctkit")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - source checkout
-        return "0"
-
-
-USER_AGENT = f"ctkit/{_version()}"
+USER_AGENT = f"ctkit/{VERSION}"
 
 
 class HttpError(DownloadError):

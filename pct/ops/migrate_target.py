@@ -14,7 +14,6 @@ Data arrives through separate commands that only write into volumes of a live se
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import os
 import re
@@ -42,19 +41,13 @@ from shared.storage.volumes import (
     free_volume,
     mounted_volume,
 )
+from shared.version import VERSION
 
 Log = Callable[[str], None]
 PROTOCOL = 1
 MAX_REQUEST = 4 * 1024 * 1024
 SNAP_NAMES = btrfssend.SNAP_NAMES
 IDLE_TIMEOUT = 600.0  # the source pings every PING_INTERVAL seconds of its copy
-
-
-def version() -> str:
-    try:
-        return importlib.metadata.version("ctkit")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
 
 
 # --- info -----------------------------------------------------------------------------------
@@ -79,7 +72,7 @@ def host_info(vmid: int | None, storages: Sequence[str], bridges: Sequence[str])
     """What a source checks before migrating here."""
     cfg = load_config()
     info: dict[str, Any] = {
-        "ctkit": version(),
+        "ctkit": VERSION,
         "protocol": PROTOCOL,
         "node": paths.node_name(),
         "storages": {sid: _storage_info(sid) for sid in (storages or cfg.ids())},
@@ -184,7 +177,7 @@ def serve(
     rec = _reserve(vmid)
     committed = False
     try:
-        _reply(out, {"ok": True, "ctkit": version(), "protocol": PROTOCOL})
+        _reply(out, {"ok": True, "ctkit": VERSION, "protocol": PROTOCOL})
         while not committed:
             if not _wait_readable(inp, idle_timeout):
                 log(f"no word from the source for {idle_timeout:.0f} s - rolling back")

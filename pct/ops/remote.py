@@ -8,8 +8,9 @@ from typing import Any
 from shared.errors import CtkitError
 from shared.remote import ssh
 from shared.remote.config import Remote
+from shared.version import VERSION
 
-from .migrate_target import PROTOCOL, version
+from .migrate_target import PROTOCOL
 
 
 def check(remote: Remote, vmid: int | None = None) -> dict[str, Any]:
@@ -19,7 +20,7 @@ def check(remote: Remote, vmid: int | None = None) -> dict[str, Any]:
         args += ["--vmid", str(vmid)]
     info = host_info(remote, args)
     info["compatible"] = info.get("protocol") == PROTOCOL
-    info["local_ctkit"] = version()
+    info["local_ctkit"] = VERSION
     return info
 
 
