@@ -26,11 +26,14 @@ def test_a_reused_pid_is_not_the_run() -> None:
 
 
 def test_a_dead_process_does_not_live() -> None:
-    proc = subprocess.Popen(["true"])
-    upid = make_upid(proc.pid, "", 0)
-    proc.wait()
-    named = named_process(upid)
-    assert named is not None and not lives(*named)
+    proc = subprocess.Popen(["sleep", "30"])  # alive while its UPID is made: a zombie has none
+    try:
+        named = named_process(make_upid(proc.pid, "", 0))
+        assert named is not None and lives(*named)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not lives(*named)
 
 
 def test_text_without_a_start_time_names_no_process() -> None:
