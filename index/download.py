@@ -26,8 +26,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from shared import atomic, paths
 from shared.errors import CtkitError, DownloadError, LockError, StorageError, VerifyError
 from shared.http import (
@@ -38,6 +36,7 @@ from shared.http import (
     RetryPolicy,
     hash_file,
 )
+from shared.httpclient import Client
 from shared.locks import flock
 
 from .aplinfo import Appliance, is_template_name
@@ -101,7 +100,7 @@ def download_template(
     progress: ProgressCallback | None = None,
     log: Log = print,
     retry: RetryPolicy | None = None,
-    session: requests.Session | None = None,
+    client: Client | None = None,
     transfer: Transfer | None = None,
 ) -> DownloadResult:
     """Fetch ``app`` into ``target_dir`` (created if missing) and verify it; ``transfer``
@@ -124,7 +123,7 @@ def download_template(
         if dest.exists() or dest.is_symlink():
             return _check_existing(dest, algorithm, expect, log)
         transfer = transfer or Transfer()
-        http = transfer.downloader(session, retry=retry)
+        http = transfer.downloader(client, retry=retry)
         job = _Job(app, dest, algorithm, expect, log, http, transfer.max_size)
         return job.run(progress)
 

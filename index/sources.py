@@ -19,8 +19,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from shared import atomic, paths
 from shared.errors import AlreadyExistsError, ConfigError, NotFoundError
 from shared.formats import sectionconfig
@@ -36,6 +34,7 @@ from shared.http import (
     RetryCallback,
     RetryPolicy,
 )
+from shared.httpclient import Client
 
 from . import store
 
@@ -109,14 +108,14 @@ class Transfer:
 
     def downloader(
         self,
-        session: requests.Session | None = None,
+        client: Client | None = None,
         *,
         retry: RetryPolicy | None = None,
         on_retry: RetryCallback | None = None,
     ) -> Downloader:
         """A downloader with these timeouts; ``retry`` overrides the retry count (tests)."""
         policy = retry or RetryPolicy(retries=self.retries)
-        return Downloader(session, timeout=self.timeout, retry=policy, on_retry=on_retry)
+        return Downloader(client, timeout=self.timeout, retry=policy, on_retry=on_retry)
 
 
 # sources.cfg key -> Transfer attribute

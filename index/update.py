@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from shared import atomic, paths
 from shared.errors import StorageError
 from shared.gpg import Keyring
@@ -33,8 +31,8 @@ from shared.http import (
     HttpError,
     RetryPolicy,
     Validators,
-    new_session,
 )
+from shared.httpclient import Client
 from shared.locks import flock
 
 from . import keys, store
@@ -105,14 +103,14 @@ class _Updater:
         self,
         keyring: Keyring,
         log: UpdateLog,
-        session: requests.Session | None,
+        client: Client | None,
         retry: RetryPolicy | None,
     ) -> None:
         self.keyring = keyring
         self.log = log
-        self.session = session or new_session()
+        self.client = client or Client()
         self.retry = retry
-        self.http = Downloader(self.session)
+        self.http = Downloader(self.client)
         self.max_index = Transfer().max_index_size
         self.warned: list[str] = []
 
@@ -120,7 +118,7 @@ class _Updater:
         self.log.write(f"download failed: {err.status_line} - retrying in {delay:g}s")
 
     def run(self, src: Source) -> SourceResult:
-        self.http = src.transfer.downloader(self.session, retry=self.retry, on_retry=self.on_retry)
+        self.http = src.transfer.downloader(self.client, retry=self.retry, on_retry=self.on_retry)
         self.max_index = src.transfer.max_index_size
         error, detail = "no base URL", None
         for i, base in enumerate(src.bases):
@@ -274,7 +272,7 @@ def update(
     *,
     keyring: Keyring | None = None,
     retry: RetryPolicy | None = None,
-    session: requests.Session | None = None,
+    client: Client | None = None,
     log_path: Path | None = None,
 ) -> UpdateResult:
     """Update every enabled source (or the given ones). Never raises for a source failure:
@@ -287,7 +285,7 @@ def update(
             log.write(warning)
 
         paths.aplinfo_dir().mkdir(parents=True, exist_ok=True)
-        updater = _Updater(keyring, log, session, retry)
+        updater = _Updater(keyring, log, client, retry)
         results = []
         with flock(store.lock_path(), LOCK_TIMEOUT):
             for src in sources:

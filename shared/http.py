@@ -1,10 +1,11 @@
-"""A small downloader on ``requests``: retries with backoff, conditional GET, Range resume,
-streaming with an incremental digest and a progress callback.
+"""A small downloader: retries with backoff, conditional GET, Range resume, streaming with an
+incremental digest and a progress callback. The HTTP exchange itself is
+:mod:`shared.httpclient`'s (proxies from the environment, TLS, redirects, the bound on the
+response headers).
 
-Proxies come from the environment (``http_proxy``/``https_proxy``/``no_proxy``): the session
-keeps ``trust_env`` on and every request goes through ``Session.get``, which merges them in.
-Bodies are read raw (no content decoding, ``Accept-Encoding: identity``) in chunks, so a
-``.gz`` file arrives as it is stored and memory stays flat whatever the file size.
+Bodies are read raw (no content decoding, ``Accept-Encoding: identity``) straight into the
+digest ring's buffers, so a ``.gz`` file arrives as it is stored and memory stays flat whatever
+the file size.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import http.client
 import os
 import re
-import socket
 import stat
 import time
 from collections.abc import Callable
@@ -21,16 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import requests
-import urllib3
-
 from . import stallguard
 from .digest import DigestRing
 from .errors import DownloadError, StorageError
-from .headerbound import MARK as HEADERS_STALLED
-from .headerbound import bound_headers
+from .httpclient import Client, Response, Timeout, TransportError, describe_exception
 from .stallguard import StallGuard, shut_down
-from .version import VERSION
 from .writeback import start_writeback
 
 CHUNK_SIZE = 1 << 20
@@ -48,9 +43,6 @@ Hasher = Any  # a hashlib object: update(bytes), hexdigest()
 HasherFactory = Callable[[], Hasher]
 ProgressCallback = Callable[[int, "int | None"], None]
 RetryCallback = Callable[[str, "HttpError", float], None]
-
-
-USER_AGENT = f"ctkit/{VERSION}"
 
 
 class HttpError(DownloadError):
@@ -126,38 +118,6 @@ class FetchResult:
     @property
     def status_line(self) -> str:
         return f"{self.status} {self.reason}".strip()
-
-
-def new_session(user_agent: str = USER_AGENT) -> requests.Session:
-    session = requests.Session()
-    session.headers["User-Agent"] = user_agent
-    session.headers["Accept-Encoding"] = "identity"
-    return bound_headers(session)
-
-
-_ERRNO_RE = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
-
-
-def describe_exception(exc: BaseException) -> str:
-    """A one-line reason for a connection-level failure (no object reprs)."""
-    text = str(exc)
-    m = _ERRNO_RE.search(text)
-    if HEADERS_STALLED in text:
-        return text[text.index(HEADERS_STALLED) :].split(")", 1)[0] + ")"
-    if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
-        return "connection timed out"
-    if m:
-        return m.group(1).strip()
-    if "RemoteDisconnected" in text or "Connection aborted" in text:
-        return "connection closed by server"
-    broken = (
-        requests.exceptions.ChunkedEncodingError,
-        urllib3.exceptions.ProtocolError,
-        http.client.IncompleteRead,
-    )
-    if isinstance(exc, broken):
-        return "connection broken during transfer"
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -248,13 +208,13 @@ class _Target:
 
 
 class Downloader:
-    """Fetch URLs to files. One instance may be reused; it holds one ``requests`` session."""
+    """Fetch URLs to files. One instance may be reused."""
 
     def __init__(
         self,
-        session: requests.Session | None = None,
+        client: Client | None = None,
         *,
-        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        timeout: Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         chunk_size: int = CHUNK_SIZE,
         on_retry: RetryCallback | None = None,
@@ -262,7 +222,7 @@ class Downloader:
         min_free: int = MIN_FREE,
     ) -> None:
         """``timeout``: (connect, read) seconds; the read timeout bounds each wait for data."""
-        self.session = session or new_session()
+        self.client = client or Client()
         self.timeout = timeout
         self.min_free = min_free
         self.retry = retry or RetryPolicy()
@@ -302,17 +262,11 @@ class Downloader:
                     self.on_retry(url, err, delay)
                 self.sleep(delay)
 
-    def _get(self, url: str, headers: dict[str, str]) -> requests.Response:
+    def _get(self, url: str, headers: dict[str, str]) -> Response:
         try:
-            return self.session.get(url, headers=headers, stream=True, timeout=self.timeout)
-        except requests.RequestException as exc:
-            transient = isinstance(exc, requests.ConnectionError | requests.Timeout)
-            raise HttpError(url, describe_exception(exc), transient=transient) from exc
-        except (ValueError, urllib3.exceptions.HTTPError) as exc:
-            # a redirect to a URL that does not parse ('http://[::1'): the server's answer
-            raise HttpError(
-                url, f"invalid URL from the server - {describe_exception(exc)}"
-            ) from exc
+            return self.client.request("GET", url, headers=headers, timeout=self.timeout)
+        except TransportError as exc:
+            raise HttpError(url, exc.reason, transient=exc.transient) from exc
 
     def _attempt(
         self,
@@ -327,7 +281,7 @@ class Downloader:
         if validators and not offset:
             headers.update(validators.headers())
         with self._get(url, headers) as resp:
-            status, reason = resp.status_code, resp.reason or ""
+            status, reason = resp.status, resp.reason
             if status == 304:
                 if offset or not validators:
                     raise HttpError(url, f"{status} {reason} to an unconditional request")
@@ -357,7 +311,7 @@ class Downloader:
     def _stream(
         self,
         url: str,
-        resp: requests.Response,
+        resp: Response,
         target: _Target,
         offset: int,
         max_size: int | None,
@@ -371,10 +325,7 @@ class Downloader:
         if expected is not None:
             self._check_space(target.path, expected)
         done = offset
-        readinto = _body_readinto(resp)
-        guard = StallGuard(
-            shut_down(_socket_of(resp)), max(stallguard.STALL_LIMIT, 4 * self.timeout[1])
-        )
+        guard = StallGuard(shut_down(resp.socket), max(stallguard.STALL_LIMIT, 4 * self.timeout[1]))
         with (
             guard,
             target.open(offset) as fh,
@@ -386,7 +337,7 @@ class Downloader:
             try:
                 while True:
                     buf = ring.take()
-                    n = _read_into(url, readinto, buf, guard)
+                    n = _read_into(url, resp.readinto, buf, guard)
                     if not n:
                         ring.lend(buf, 0)
                         break
@@ -427,26 +378,6 @@ class Downloader:
             raise NoSpaceError(f"unable to write '{path}': {err.strerror}") from None
 
 
-def _body_readinto(resp: requests.Response) -> Callable[[memoryview], int]:
-    """How to read the body straight into our buffer: through the http.client response under
-    urllib3's (the raw bytes: we asked for identity and decode nothing), else urllib3's own
-    ``readinto``, which copies once more."""
-    fp = getattr(resp.raw, "_fp", None)
-    if isinstance(fp, http.client.HTTPResponse) and not getattr(resp.raw, "_decoded_buffer", b""):
-        return fp.readinto
-    return resp.raw.readinto
-
-
-def _socket_of(resp: requests.Response) -> socket.socket | None:
-    """The socket the body comes from: under http.client's response (its connection lets go
-    of it once the headers are read when the server closes after the body)."""
-    fp = getattr(getattr(resp.raw, "_fp", None), "fp", None)
-    sock = getattr(getattr(fp, "raw", None), "_sock", None)
-    if sock is None:
-        sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
 def _read_into(
     url: str, readinto: Callable[[memoryview], int], buf: bytearray, guard: StallGuard
 ) -> int:
@@ -461,7 +392,7 @@ def _read_into(
                     break
                 filled += n
                 guard.progress()
-    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+    except (http.client.HTTPException, OSError) as exc:
         if guard.fired:
             raise _stalled(url, guard) from exc
         raise HttpError(url, describe_exception(exc), transient=True) from exc

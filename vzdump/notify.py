@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # imported only when a mail is sent or a webhook posted (star
     from email.message import EmailMessage
     from email.policy import EmailPolicy
 
-    import requests
+    from shared.httpclient import TransportError
 
 from shared import atomic, paths
 from shared.errors import CommandError
@@ -215,16 +215,28 @@ def write_summary(data: Mapping[str, Any], job_id: str | None) -> Path:
     return path
 
 
-def post_webhook(url: str, data: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT) -> int:
-    """POST the summary as JSON; returns the HTTP status, raises on transport errors and
-    non-2xx answers (:class:`requests.RequestException`)."""
-    payload = utf8_text(json.dumps(data, ensure_ascii=False)).encode("utf-8")
-    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "ctkit-vzdump"}
-    import requests
+class WebhookError(Exception):
+    """The webhook was not delivered; the text is a short reason that never repeats the URL
+    (which may carry a token)."""
 
-    response = requests.post(url, data=payload, headers=headers, timeout=timeout)
-    response.raise_for_status()
-    return response.status_code
+
+def post_webhook(url: str, data: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT) -> int:
+    """POST the summary as JSON; returns the HTTP status, raises :class:`WebhookError` when the
+    receiver is not reached or answers with an error status (400 and above)."""
+    from shared.httpclient import Client, TransportError  # only when a webhook is posted
+
+    payload = utf8_text(json.dumps(data, ensure_ascii=False)).encode("utf-8")
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    try:
+        with Client(user_agent="ctkit-vzdump").request(
+            "POST", url, headers=headers, body=payload, timeout=(timeout, timeout)
+        ) as response:
+            status = response.status
+    except TransportError as err:
+        raise WebhookError(_reason(err)) from None
+    if status >= 400:
+        raise WebhookError(f"HTTP status {status}")
+    return status
 
 
 # --- mail -------------------------------------------------------------------------------------
@@ -356,12 +368,10 @@ def notify(
             warn(f"sending notification mail failed - {err}")
     url = opts.notify_webhook
     if url:
-        import requests
-
         try:
             delivery.webhook_status = post_webhook(str(url), data)
-        except requests.RequestException as err:
-            warn(f"notification webhook '{redact_url(str(url))}' failed - {_reason(err)}")
+        except WebhookError as err:
+            warn(f"notification webhook '{redact_url(str(url))}' failed - {err}")
     return delivery
 
 
@@ -378,23 +388,23 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def _reason(err: requests.RequestException) -> str:
-    import requests
-
-    """A short reason that does not repeat the URL (which may carry a token)."""
-    if isinstance(err, requests.HTTPError) and err.response is not None:
-        return f"HTTP status {err.response.status_code}"
-    if isinstance(err, requests.Timeout):
+def _reason(err: TransportError) -> str:
+    """A short reason that does not repeat the URL: ``http.client`` quotes it in some of its
+    messages (a URL with control characters)."""
+    if err.timed_out:
         return "timed out"
-    if isinstance(err, requests.ConnectionError):
+    if err.reason.startswith("invalid URL"):
+        return "invalid URL"
+    if err.transient:
         return "connection failed"
-    return type(err).__name__
+    return err.reason  # a certificate that does not verify, too many redirects
 
 
 __all__ = [
     "LOG_TOO_LONG",
     "MAX_LOG_SIZE",
     "Delivery",
+    "WebhookError",
     "build_message",
     "format_time",
     "guest_table",

@@ -149,9 +149,7 @@ def deliver(result: JobResult, params: Mapping[str, Any]) -> None:
             warn(f"sending notification mail failed - {err}")
     url = params.get("notify-webhook")
     if url:
-        import requests
-
         try:
             notify.post_webhook(str(url), data)
-        except requests.RequestException as err:
+        except notify.WebhookError as err:
             warn(f"notification webhook '{notify.redact_url(str(url))}' failed - {err}")

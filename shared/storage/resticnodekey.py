@@ -79,19 +79,16 @@ def _rest(
 ) -> bool:  # fmt: skip
     """One request, as restic would make it: only the proxies of restic's own environment
     (not the caller's), and no redirect followed (it would carry the key file elsewhere)."""
-    import requests
+    from shared.httpclient import Client, TransportError
 
     proxies = {s: env[v] for s, v in (("http", "HTTP_PROXY"), ("https", "HTTPS_PROXY")) if v in env}
     try:
-        with requests.Session() as session:
-            session.trust_env = False
-            reply = session.request(
-                method, url, data=data, timeout=timeout, proxies=proxies,
-                allow_redirects=False,
-            )  # fmt: skip
-    except requests.RequestException:
+        with Client(proxies=proxies).request(
+            method, url, body=data, timeout=(timeout, timeout), follow_redirects=False
+        ) as reply:
+            return reply.status // 100 == 2
+    except TransportError:
         return False
-    return reply.status_code // 100 == 2
 
 
 def _sftp(

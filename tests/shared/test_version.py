@@ -7,7 +7,7 @@ import importlib.metadata
 import subprocess
 import sys
 
-from shared.http import USER_AGENT
+from shared.httpclient import USER_AGENT
 from shared.version import VERSION
 
 
@@ -26,8 +26,8 @@ def test_no_command_looks_the_version_up_in_the_package_metadata() -> None:
         "import importlib.metadata as meta\n"
         "def refused(*args, **kwargs): raise AssertionError('metadata looked up')\n"
         "meta.version = meta.distribution = meta.metadata = refused\n"
-        "import shared.http, pct.ops.migrate_target, pct.ops.remote\n"
-        "print(shared.http.USER_AGENT)\n"
+        "import shared.http, shared.httpclient, pct.ops.migrate_target, pct.ops.remote\n"
+        "print(shared.httpclient.USER_AGENT)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

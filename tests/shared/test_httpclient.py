@@ -1,0 +1,261 @@
+"""shared.httpclient against real servers and proxies on 127.0.0.1: redirects, authentication
+from the URL, the proxy rules, TLS, and what a download imports."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from shared.http import Downloader, HttpError, RetryPolicy
+from shared.httpclient import MAX_REDIRECTS, Client, TransportError, bypassed
+from tests.shared.http_server import ForwardProxy, TestServer, make_self_signed
+
+
+@pytest.fixture
+def srv(no_proxy_env: pytest.MonkeyPatch) -> Iterator[TestServer]:
+    with TestServer() as server:
+        yield server
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# --- redirects ---------------------------------------------------------------------------------
+
+
+def test_a_download_follows_redirects_relative_and_absolute(srv: TestServer, tmp_path: Path):
+    srv.add("/tpl/real.tar.zst", b"template bytes")
+    srv.add("/mirror", redirect="/tpl/real.tar.zst")
+    srv.add("/cdn", redirect=srv.url("/mirror"))
+    res = Downloader().fetch(srv.url("/cdn"), tmp_path / "t")
+    assert (tmp_path / "t").read_bytes() == b"template bytes" and res.status == 200
+    assert [len(srv.requests_for(p)) for p in ("/cdn", "/mirror", "/tpl/real.tar.zst")] == [1, 1, 1]
+
+
+def test_the_range_of_a_resumed_download_goes_along_a_redirect(srv: TestServer, tmp_path: Path):
+    srv.add("/tpl/f", b"0123456789")
+    srv.add("/moved", redirect="/tpl/f")
+    (tmp_path / "f").write_bytes(b"01234")
+    Downloader().fetch(srv.url("/moved"), tmp_path / "f", resume=True)
+    assert (tmp_path / "f").read_bytes() == b"0123456789"
+    assert srv.requests_for("/tpl/f")[0].headers["range"] == "bytes=5-"
+
+
+def test_a_redirect_loop_ends_as_a_permanent_failure(srv: TestServer, tmp_path: Path) -> None:
+    srv.add("/a", redirect="/b")
+    srv.add("/b", redirect="/a")
+    dl = Downloader(retry=RetryPolicy(retries=3, backoff=0.01), sleep=lambda _s: None)
+    with pytest.raises(HttpError, match=rf"too many redirects \(more than {MAX_REDIRECTS}\)") as e:
+        dl.fetch(srv.url("/a"), tmp_path / "out")
+    assert not e.value.transient
+    assert len(srv.requests_for("/a")) + len(srv.requests_for("/b")) == MAX_REDIRECTS + 1
+
+
+class _Posts(BaseHTTPRequestHandler):
+    """Answers POSTs to /old-N with redirect N to /new; records every request and its body."""
+
+    seen: ClassVar[list[tuple[str, str, bytes, str | None]]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _record(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, body, self.headers.get("Authorization")))
+        if self.path.startswith("/old-"):
+            self.send_response(int(self.path.removeprefix("/old-")))
+            self.send_header("Location", "/new")
+        else:
+            self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _record
+
+
+@pytest.fixture
+def posts(no_proxy_env: pytest.MonkeyPatch) -> Iterator[str]:
+    _Posts.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Posts)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.mark.parametrize(
+    ("code", "again"), [(307, ("POST", b"{}")), (308, ("POST", b"{}")), (303, ("GET", b""))]
+)
+def test_a_redirected_post(posts: str, code: int, again: tuple[str, bytes]) -> None:
+    """307 and 308 repeat the method and body; 303 turns the POST into a GET without body."""
+    with Client().request("POST", f"http://{posts}/old-{code}", body=b"{}") as resp:
+        assert resp.status == 201
+    assert [(m, p, b) for m, p, b, _a in _Posts.seen] == [
+        ("POST", f"/old-{code}", b"{}"),
+        (again[0], "/new", again[1]),
+    ]
+
+
+def test_no_redirect_followed_when_told(posts: str) -> None:
+    with Client().request("POST", f"http://{posts}/old-307", follow_redirects=False) as resp:
+        assert resp.status == 307 and resp.headers["Location"] == "/new"
+    assert len(_Posts.seen) == 1
+
+
+# --- authentication from the URL ---------------------------------------------------------------
+
+
+def test_credentials_in_the_url_go_to_that_host_only(posts: str) -> None:
+    """Sent as Basic authentication (percent-escapes decoded) to the URL's host, and along a
+    relative redirect on that host; never to the host of a redirect to another server."""
+    with TestServer() as other:
+        other.add("/x", b"elsewhere")
+        other.add("/hop", redirect="/x")
+        other.add("/away", redirect=f"http://{posts}/new")
+        base = other.base_url.replace("http://", "http://us%40r:p%3Ass@")
+        with Client().request("GET", base + "/hop") as resp:
+            assert resp.read(100) == b"elsewhere"
+        with Client().request("GET", base + "/away") as resp:
+            assert resp.status == 201
+        auth = basic("us@r", "p:ss")
+        assert other.requests_for("/hop")[0].headers["authorization"] == auth
+        assert other.requests_for("/x")[0].headers["authorization"] == auth
+    assert _Posts.seen == [("GET", "/new", b"", None)]
+
+
+# --- proxies -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "no_proxy", "bypass"),
+    [
+        ("mirror.example.org", 80, "example.org", True),
+        ("mirror.example.org", 80, ".example.org", True),
+        ("example.org", 80, "example.org", True),
+        ("badexample.org", 80, "example.org", False),
+        ("example.org", 8080, "example.org:8080", True),
+        ("example.org", 80, "example.org:8080", False),
+        ("10.1.2.3", 80, "10.0.0.0/8", True),
+        ("11.1.2.3", 80, "10.0.0.0/8", False),
+        ("2001:db8::5", 80, "2001:db8::/32", True),
+        ("::1", 80, "::1", True),
+        ("::1", 3128, "[::1]:3128", True),
+        ("anything", 80, "*", True),
+        ("Mirror.Example.ORG.", 80, " foo , EXAMPLE.org", True),
+        ("mirror.example.org", 80, "", False),
+    ],
+)
+def test_no_proxy_rules(host: str, port: int, no_proxy: str, bypass: bool) -> None:
+    assert bypassed(host, port, no_proxy) is bypass
+
+
+def test_a_proxy_given_without_a_scheme_and_with_credentials(srv: TestServer, tmp_path: Path):
+    srv.add("/f", b"via proxy")
+    with ForwardProxy() as proxy:
+        hostport = proxy.url.removeprefix("http://")
+        srv_env = pytest.MonkeyPatch()
+        try:
+            srv_env.setenv("http_proxy", f"user:secret@{hostport}")
+            Downloader().fetch(srv.url("/f"), tmp_path / "f")
+        finally:
+            srv_env.undo()
+    assert proxy.seen == [("GET", srv.url("/f"))]
+    assert (tmp_path / "f").read_bytes() == b"via proxy"
+    # the proxy's credentials go to the proxy, not to the server
+    assert "authorization" not in srv.requests_for("/f")[0].headers
+
+
+def test_all_proxy_and_upper_case_names(srv: TestServer, no_proxy_env: pytest.MonkeyPatch):
+    srv.add("/f", b"x")
+    with ForwardProxy() as proxy:
+        no_proxy_env.setenv("ALL_PROXY", proxy.url)
+        with Client().request("GET", srv.url("/f")) as resp:
+            assert resp.read(10) == b"x"
+        no_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+        with Client().request("GET", srv.url("/f")) as resp:
+            assert resp.read(10) == b"x"
+    assert proxy.seen == [("GET", srv.url("/f"))]
+
+
+def test_explicit_proxies_replace_the_environment(srv: TestServer, no_proxy_env):
+    srv.add("/f", b"x")
+    no_proxy_env.setenv("http_proxy", "http://127.0.0.1:9")  # nobody listens there
+    with Client(proxies={}).request("GET", srv.url("/f")) as resp:
+        assert resp.status == 200
+    with pytest.raises(TransportError, match="Connection refused"):
+        Client().request("GET", srv.url("/f"))
+
+
+def test_an_https_proxy_url_is_refused(srv: TestServer) -> None:
+    with pytest.raises(TransportError, match=r"unsupported proxy 'https://'") as exc:
+        Client(proxies={"http": "https://127.0.0.1:3128"}).request("GET", srv.url("/f"))
+    assert not exc.value.transient
+
+
+# --- TLS and bad URLs --------------------------------------------------------------------------
+
+
+def test_an_untrusted_certificate_fails_at_once(tmp_path: Path, no_proxy_env) -> None:
+    """The system's trust store does not know the test's certificate: not retried."""
+    tls = make_self_signed(tmp_path)
+    no_proxy_env.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    no_proxy_env.delenv("CURL_CA_BUNDLE", raising=False)
+    with TestServer(tls.context) as secure:
+        secure.add("/f", b"secret")
+        dl = Downloader(retry=RetryPolicy(retries=3, backoff=0.01), sleep=lambda _s: None)
+        with pytest.raises(HttpError, match="certificate verify failed") as exc:
+            dl.fetch(secure.url("/f"), tmp_path / "f")
+        assert not exc.value.transient
+        no_proxy_env.setenv("CURL_CA_BUNDLE", str(tls.cert))
+        Downloader().fetch(secure.url("/f"), tmp_path / "f")
+    assert (tmp_path / "f").read_bytes() == b"secret"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://127.0.0.1/x", "invalid URL - unsupported scheme 'ftp'"),
+        ("http:///x", "invalid URL - no host"),
+        ("http://127.0.0.1:99999/x", "invalid URL - Port out of range"),
+        ("http://127.0.0.1/a b", "invalid URL - white space or control characters in it"),
+        ("http://127.0.0.1/a\r\nX-Injected: 1", "invalid URL - white space or control"),
+    ],
+)
+def test_bad_urls_are_refused_before_any_connection(url: str, reason: str) -> None:
+    with pytest.raises(TransportError) as exc:
+        Client().request("GET", url)
+    assert exc.value.reason.startswith(reason) and not exc.value.transient
+
+
+# --- what a download loads ---------------------------------------------------------------------
+
+
+def test_a_download_does_not_load_requests(srv: TestServer, tmp_path: Path) -> None:
+    """``requests`` (with urllib3) cost a third of a ``pveam download``'s start-up."""
+    srv.add("/f", b"data")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from index.download import download_template\n"
+        "from shared.http import Downloader\n"
+        "import vzdump.notify\n"
+        f"Downloader().fetch({srv.url('/f')!r}, Path({str(tmp_path / 'f')!r}))\n"
+        "print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert (tmp_path / "f").read_bytes() == b"data"
