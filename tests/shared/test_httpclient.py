@@ -243,17 +243,19 @@ def test_bad_urls_are_refused_before_any_connection(url: str, reason: str) -> No
 # --- what a download loads ---------------------------------------------------------------------
 
 
-def test_a_download_does_not_load_requests(srv: TestServer, tmp_path: Path) -> None:
-    """``requests`` (with urllib3) cost a third of a ``pveam download``'s start-up."""
+def test_a_download_loads_neither_requests_nor_gnupg(srv: TestServer, tmp_path: Path) -> None:
+    """``requests`` (with urllib3) cost a third of a ``pveam download``'s start-up; python-gnupg
+    is for verifying an index, not for reading the fingerprints in sources.cfg."""
     srv.add("/f", b"data")
     code = (
         "import sys\n"
         "from pathlib import Path\n"
         "from index.download import download_template\n"
+        "from index.sources import enabled_sources\n"
         "from shared.http import Downloader\n"
         "import vzdump.notify\n"
         f"Downloader().fetch({srv.url('/f')!r}, Path({str(tmp_path / 'f')!r}))\n"
-        "print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))\n"
+        "print(sorted(m for m in ('requests', 'urllib3', 'gnupg') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
