@@ -28,7 +28,7 @@ import os
 import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 from . import stallguard
 from .stallguard import StallGuard, shut_down
@@ -145,7 +145,7 @@ class Client:
         for _hop in range(MAX_REDIRECTS + 1):
             parts = _split(url, redirected)
             resp = self._exchange(method, parts, headers or {}, body, timeout)
-            location = resp.headers.get("Location")
+            location = _utf8(resp.headers.get("Location"))
             if not follow_redirects or resp.status not in REDIRECTS or location is None:
                 return resp
             resp.close()
@@ -172,7 +172,7 @@ class Client:
             raw = _headers_bounded(conn, timeout[1])
         except BaseException as err:
             conn.close()
-            if isinstance(err, http.client.InvalidURL):
+            if isinstance(err, http.client.InvalidURL | UnicodeError):
                 raise TransportError(f"invalid URL - {err}", transient=False) from err
             if isinstance(err, OSError | http.client.HTTPException):
                 transient = getattr(err, "verify_message", None) is None
@@ -187,9 +187,9 @@ class Client:
         self, parts: SplitResult, connect_timeout: float
     ) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
         """The connection to open, the request target, and the headers this URL adds."""
-        host, port = parts.hostname or "", parts.port
+        host, port = _ascii_host(parts.hostname or ""), parts.port
         extra = _basic_auth(parts.username, parts.password, "Authorization")
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = _ascii((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
         proxy = self._proxy_for(parts.scheme, host, port)
         if proxy is None:
             return self._open(parts.scheme, host, port, connect_timeout), path, extra
@@ -199,10 +199,10 @@ class Client:
             raise TransportError(reason, transient=False)
         auth = _basic_auth(via.username, via.password, "Proxy-Authorization")
         if parts.scheme == "https":
-            conn = self._open("https", via.hostname or "", via.port, connect_timeout)
+            conn = self._open("https", _ascii_host(via.hostname or ""), via.port, connect_timeout)
             conn.set_tunnel(host, port, headers=auth)
             return conn, path, extra
-        conn = self._open("http", via.hostname or "", via.port, connect_timeout)
+        conn = self._open("http", _ascii_host(via.hostname or ""), via.port, connect_timeout)
         netloc = f"[{host}]" if ":" in host else host
         absolute = f"http://{netloc}{f':{port}' if port else ''}{path}"
         return conn, absolute, {**extra, **auth}
@@ -296,6 +296,35 @@ def _split(url: str, redirected: bool, what: str = "URL") -> SplitResult:
     if not parts.hostname:
         raise TransportError(f"{label} - no host", transient=False)
     return parts
+
+
+def _utf8(header: str | None) -> str | None:
+    """A header value as UTF-8: http.client decodes headers as Latin-1, while servers send a
+    ``Location`` with non-ASCII characters in UTF-8."""
+    if header is None or header.isascii():
+        return header
+    try:
+        return header.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return header
+
+
+def _ascii_host(host: str) -> str:
+    """A host name as it goes on the wire: an internationalised one in its IDNA form."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as err:
+        raise TransportError(f"invalid URL - host name: {err}", transient=False) from None
+
+
+def _ascii(target: str) -> str:
+    """Path and query with their non-ASCII characters percent-encoded (as UTF-8), as a browser
+    sends them; what is escaped already stays as it is."""
+    if target.isascii():
+        return target
+    return "".join(c if c.isascii() else quote(c, safe="") for c in target)
 
 
 def _follow(parts: SplitResult, location: str) -> str:

@@ -15,7 +15,7 @@ from typing import ClassVar
 import pytest
 
 from shared.http import Downloader, HttpError, RetryPolicy
-from shared.httpclient import MAX_REDIRECTS, Client, TransportError, bypassed
+from shared.httpclient import MAX_REDIRECTS, Client, TransportError, _ascii_host, bypassed
 from tests.shared.http_server import ForwardProxy, TestServer, make_self_signed
 
 
@@ -238,6 +238,22 @@ def test_bad_urls_are_refused_before_any_connection(url: str, reason: str) -> No
     with pytest.raises(TransportError) as exc:
         Client().request("GET", url)
     assert exc.value.reason.startswith(reason) and not exc.value.transient
+
+
+def test_non_ascii_paths_go_out_percent_encoded(srv: TestServer, tmp_path: Path) -> None:
+    """Given in the URL, or in a redirect's ``Location`` (which servers send in UTF-8)."""
+    srv.add("/tpl/%C3%A4.tar.zst", b"umlaut")
+    srv.add("/moved", redirect="/tpl/\u00e4.tar.zst".encode().decode("latin-1"))
+    Downloader().fetch(srv.url("/moved"), tmp_path / "f")
+    Downloader().fetch(srv.url("/tpl/\u00e4.tar.zst"), tmp_path / "g")
+    assert (tmp_path / "f").read_bytes() == (tmp_path / "g").read_bytes() == b"umlaut"
+
+
+def test_international_host_names_go_out_in_their_idna_form() -> None:
+    assert _ascii_host("b\u00fccher.example") == "xn--bcher-kva.example"
+    with pytest.raises(TransportError, match="invalid URL - host name") as exc:
+        Client().request("GET", "http://" + "a" * 64 + "\u00fc.example/")  # a label too long
+    assert not exc.value.transient
 
 
 # --- what a download loads ---------------------------------------------------------------------
