@@ -125,7 +125,7 @@ class Client:
         proxies: Mapping[str, str] | None = None,
         trust_env: bool = True,
     ) -> None:
-        self.headers = {"User-Agent": user_agent, "Accept-Encoding": "identity"}
+        self.headers = {"User-Agent": user_agent, "Accept": "*/*", "Accept-Encoding": "identity"}
         self.proxies = dict(proxies) if proxies is not None else None
         self.trust_env = trust_env
         self._tls: ssl.SSLContext | None = None

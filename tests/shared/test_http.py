@@ -57,7 +57,7 @@ def test_plain_fetch_headers_and_digest(srv: TestServer, tmp_path: Path, no_prox
     assert res.validators.etag and res.validators.last_modified
     req = srv.requests_for("/f")[0]
     assert req.headers["user-agent"] == USER_AGENT and USER_AGENT.startswith("ctkit/")
-    assert req.headers["accept-encoding"] == "identity"
+    assert req.headers["accept-encoding"] == "identity" and req.headers["accept"] == "*/*"
     assert seen[-1] == (len(DATA), len(DATA))
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
