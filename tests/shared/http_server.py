@@ -389,3 +389,18 @@ def make_self_signed(directory: Path) -> SelfSigned:
 def serving(tls: ssl.SSLContext | None = None) -> Iterator[TestServer]:
     with TestServer(tls) as srv:
         yield srv
+
+
+@contextlib.contextmanager
+def handler_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded server on 127.0.0.1 for a request handler of the test's own; yields
+    ``127.0.0.1:<port>``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

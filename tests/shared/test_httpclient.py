@@ -6,9 +6,8 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,7 +15,7 @@ import pytest
 
 from shared.http import Downloader, HttpError, RetryPolicy
 from shared.httpclient import MAX_REDIRECTS, Client, TransportError, _ascii_host, bypassed
-from tests.shared.http_server import ForwardProxy, TestServer, make_self_signed
+from tests.shared.http_server import ForwardProxy, TestServer, handler_server, make_self_signed
 
 
 @pytest.fixture
@@ -85,15 +84,8 @@ class _Posts(BaseHTTPRequestHandler):
 @pytest.fixture
 def posts(no_proxy_env: pytest.MonkeyPatch) -> Iterator[str]:
     _Posts.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Posts)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with handler_server(_Posts) as hostport:
+        yield hostport
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 
 from shared import paths
 from shared.errors import CommandError, ParamError
+from tests.shared.http_server import handler_server
 from vzdump import notify, options
 from vzdump.options import BackupOptions as Opts
 from vzdump.report import GuestResult, JobResult
@@ -424,15 +424,8 @@ class Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, type[Receiver]]]:
     handler = type("Handler", (Receiver,), {"received": [], "status": 204})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with handler_server(handler) as hostport:
+        yield f"http://{hostport}", handler
 
 
 def test_webhook_receives_the_summary(ctroot: Path, webhook: tuple[str, type[Receiver]]) -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,6 +19,7 @@ from shared.errors import StorageError
 from shared.storage import resticadmin, resticnodekey, sftpput
 from shared.storage.config import load_config
 from shared.storage.resticplugin import ResticStorage, node_key_file, node_key_record
+from tests.shared.http_server import handler_server
 
 
 def own_keys(store: ResticStorage) -> list[dict[str, object]]:
@@ -226,20 +226,12 @@ def test_a_rest_upload_follows_no_redirect_and_no_proxy_of_the_caller(
     tmp_path: Path, ctroot: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """(Under a root of its own: restic's environment makes its cache directory below it.)"""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with handler_server(_Recorder) as hostport:
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the caller's: not restic's
-        port = server.server_address[1]
         (tmp_path / "pw").write_text("pw\n")
-        repo = restic.Repo("r", f"rest:http://127.0.0.1:{port}/", tmp_path / "pw", tmp_path / "e")
+        repo = restic.Repo("r", f"rest:http://{hostport}/", tmp_path / "pw", tmp_path / "e")
         assert not resticnodekey.save(repo, "ab" * 32, b"key file")
         assert _Recorder.seen == [("POST", "/keys/" + "ab" * 32, b"key file")]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def test_a_command_that_is_no_sftp_server_is_not_left_running(tmp_path: Path) -> None:
