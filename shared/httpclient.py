@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 from . import stallguard
+from .printable import printable
 from .stallguard import StallGuard, shut_down
 from .version import VERSION
 
@@ -69,10 +70,12 @@ def describe_exception(exc: BaseException) -> str:
         return "connection closed by server"
     if isinstance(exc, http.client.IncompleteRead):
         return "connection broken during transfer"
+    if isinstance(exc, http.client.BadStatusLine):
+        return "no valid HTTP status line from the server"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    text = str(exc)
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    text = str(exc)  # may quote what the server sent: never raw onto a terminal
+    return printable(text.splitlines()[0][:200]) if text else type(exc).__name__
 
 
 class Response:
@@ -88,7 +91,7 @@ class Response:
     ) -> None:
         self.url = url
         self.status = raw.status
-        self.reason = raw.reason or ""
+        self.reason = printable(raw.reason or "")  # the server's words, shown in error lines
         self.headers = raw.headers
         self._conn, self._raw = conn, raw
         # kept here: http.client lets go of it once the headers say the server closes after

@@ -248,6 +248,32 @@ def test_international_host_names_go_out_in_their_idna_form() -> None:
     assert not exc.value.transient
 
 
+class _Hostile(BaseHTTPRequestHandler):
+    """/reason: a 404 whose reason phrase retitles a terminal; else no status line at all."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/reason":
+            self.send_response(404, "Not Found\x1b]0;owned\x07")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self.wfile.write(b"\x1b[2J\x1b]0;owned\x07 garbage\r\n\r\n")
+
+
+def test_what_a_server_says_reaches_no_terminal_raw(tmp_path: Path, no_proxy_env) -> None:
+    dl = Downloader(retry=RetryPolicy(retries=0))
+    with handler_server(_Hostile) as hostport:
+        with pytest.raises(HttpError) as reason:
+            dl.fetch(f"http://{hostport}/reason", tmp_path / "f")
+        with pytest.raises(HttpError) as garbage:
+            dl.fetch(f"http://{hostport}/garbage", tmp_path / "f")
+    assert reason.value.status_line == "404 Not Found\\x1b]0;owned\\x07"
+    assert garbage.value.status_line == "no valid HTTP status line from the server"
+
+
 # --- what a download loads ---------------------------------------------------------------------
 
 
