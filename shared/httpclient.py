@@ -202,8 +202,10 @@ class Client:
             raise TransportError(reason, transient=False)
         auth = _basic_auth(via.username, via.password, "Proxy-Authorization")
         if parts.scheme == "https":
-            conn = self._open("https", _ascii_host(via.hostname or ""), via.port, connect_timeout)
-            conn.set_tunnel(host, port, headers=auth)
+            conn: http.client.HTTPConnection = _Tunnelled(
+                (_ascii_host(via.hostname or ""), via.port or 80), (host, port or 443), auth,
+                timeout=connect_timeout, context=self._tls_context(),
+            )  # fmt: skip
             return conn, path, extra
         conn = self._open("http", _ascii_host(via.hostname or ""), via.port, connect_timeout)
         netloc = f"[{host}]" if ":" in host else host
@@ -239,6 +241,43 @@ class Client:
         if proxy is None or bypassed(host, port, env_value("no_proxy") or ""):
             return None
         return proxy
+
+
+class _Tunnelled(http.client.HTTPSConnection):
+    """HTTPS through a proxy's ``CONNECT`` tunnel. Made here rather than by ``set_tunnel``:
+    Python 3.11's tunnel writes an IPv6 address without its brackets (``CONNECT 2001:db8::1:443``),
+    which no proxy can read."""
+
+    def __init__(
+        self,
+        proxy: tuple[str, int],
+        target: tuple[str, int],
+        headers: Mapping[str, str],
+        *,
+        timeout: float,
+        context: ssl.SSLContext,
+    ) -> None:
+        super().__init__(target[0], target[1], timeout=timeout, context=context)
+        self._proxy, self._connect_headers = proxy, dict(headers)
+
+    def connect(self) -> None:
+        host, port = self.host, self.port
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        sock = socket.create_connection(self._proxy, self.timeout)
+        try:
+            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+            lines += [f"{key}: {value}" for key, value in self._connect_headers.items()]
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            # the proxy's answer is headers only; nothing follows it until the TLS handshake
+            answer = http.client.HTTPResponse(sock, method="CONNECT")
+            answer.begin()
+            if answer.status != 200:
+                reason = printable(answer.reason or "")
+                raise OSError(f"proxy refused the tunnel: {answer.status} {reason}".strip())
+            self.sock = self._context.wrap_socket(sock, server_hostname=host)  # type: ignore[attr-defined]
+        except BaseException:
+            sock.close()
+            raise
 
 
 def env_value(name: str) -> str | None:

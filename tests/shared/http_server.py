@@ -227,6 +227,10 @@ class _Server(ThreadingHTTPServer):
         pass  # dropped connections are deliberate here
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class TestServer:
     """``with TestServer() as srv:`` serves ``srv.routes`` (and ``srv.directory``, if set)."""
 
@@ -237,12 +241,13 @@ class TestServer:
         self.directory: Path | None = None
         self.seen: list[Seen] = []
         self.closing = threading.Event()
-        self.httpd = _Server((host, 0), _Handler)
+        self.httpd = (_Server6 if ":" in host else _Server)((host, 0), _Handler)
         self.httpd.owner = self
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         scheme = "https" if tls is not None else "http"
-        self.base_url = f"{scheme}://{host}:{self.httpd.server_address[1]}"
+        netloc = f"[{host}]" if ":" in host else host
+        self.base_url = f"{scheme}://{netloc}:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
 
     def route_for(self, path: str) -> Route | None:
@@ -289,7 +294,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def do_CONNECT(self) -> None:
         self.server.owner.seen.append(("CONNECT", self.path))
         host, port = self.path.rsplit(":", 1)
-        upstream = socket.create_connection((host, int(port)), timeout=10)
+        upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
         self.send_response(200, "Connection established")
         self.end_headers()
         self.wfile.flush()
@@ -370,13 +375,13 @@ class SelfSigned:
 
 
 def make_self_signed(directory: Path) -> SelfSigned:
-    """A certificate for 127.0.0.1 made by the openssl command line tool."""
+    """A certificate for 127.0.0.1 and ::1 made by the openssl command line tool."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [
             "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
             "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1,IP:::1",
             "-keyout", str(key), "-out", str(cert),
         ],
         check=True,

@@ -191,6 +191,28 @@ def test_explicit_proxies_replace_the_environment(srv: TestServer, no_proxy_env)
         Client().request("GET", srv.url("/f"))
 
 
+def test_https_to_an_ipv6_address_through_a_proxy(tmp_path: Path, no_proxy_env) -> None:
+    """The tunnel names the target as URLs do, ``[::1]:port`` (Python 3.11's own tunnel wrote
+    the address bare); the certificate is checked against the address."""
+    tls = make_self_signed(tmp_path)
+    no_proxy_env.setenv("REQUESTS_CA_BUNDLE", str(tls.cert))
+    with TestServer(tls.context, host="::1") as secure, ForwardProxy() as proxy:
+        secure.add("/f", b"over the tunnel")
+        no_proxy_env.setenv("https_proxy", f"http://u:pw@{proxy.url.removeprefix('http://')}")
+        Downloader().fetch(secure.url("/f"), tmp_path / "f")
+    assert (tmp_path / "f").read_bytes() == b"over the tunnel"
+    assert proxy.seen == [("CONNECT", secure.base_url.removeprefix("https://"))]
+    assert secure.base_url.startswith("https://[::1]:")
+    assert "authorization" not in secure.requests_for("/f")[0].headers
+
+
+def test_a_proxy_that_refuses_the_tunnel(tmp_path: Path, no_proxy_env) -> None:
+    with handler_server(_Hostile) as hostport:  # answers CONNECT with 501 (no do_CONNECT)
+        no_proxy_env.setenv("https_proxy", f"http://{hostport}")
+        with pytest.raises(TransportError, match=r"proxy refused the tunnel: 501"):
+            Client().request("GET", "https://198.18.0.1/f")
+
+
 def test_an_https_proxy_url_is_refused(srv: TestServer) -> None:
     with pytest.raises(TransportError, match=r"unsupported proxy 'https://'") as exc:
         Client(proxies={"http": "https://127.0.0.1:3128"}).request("GET", srv.url("/f"))
