@@ -226,10 +226,15 @@ class Client:
             import ssl
 
             bundle = next((os.environ[v] for v in CA_BUNDLE_VARS if os.environ.get(v)), None)
-            if bundle is not None and os.path.isdir(bundle):
-                self._tls = ssl.create_default_context(capath=bundle)
-            else:
-                self._tls = ssl.create_default_context(cafile=bundle)
+            try:
+                if bundle is not None and os.path.isdir(bundle):
+                    self._tls = ssl.create_default_context(capath=bundle)
+                else:
+                    self._tls = ssl.create_default_context(cafile=bundle)
+            except OSError as err:  # a missing or unreadable bundle (ssl.SSLError too)
+                ssl_error = isinstance(err, ssl.SSLError)
+                reason = "no usable certificate in it" if ssl_error else err.strerror or str(err)
+                raise TransportError(f"CA bundle '{bundle}': {reason}", transient=False) from None
         return self._tls
 
     def _proxy_for(self, scheme: str, host: str, port: int | None) -> str | None:

@@ -239,6 +239,23 @@ def test_an_untrusted_certificate_fails_at_once(tmp_path: Path, no_proxy_env) ->
 
 
 @pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "No such file or directory"), (b"not a certificate", "no usable certificate in it")],
+)
+def test_an_unusable_ca_bundle_is_a_clear_failure(
+    tmp_path: Path, no_proxy_env, content: bytes | None, reason: str
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    no_proxy_env.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    dl = Downloader(retry=RetryPolicy(retries=3, backoff=0.01), sleep=lambda _s: None)
+    with pytest.raises(HttpError) as exc:
+        dl.fetch("https://198.18.0.1/f", tmp_path / "f")
+    assert exc.value.status_line == f"CA bundle '{bundle}': {reason}" and not exc.value.transient
+
+
+@pytest.mark.parametrize(
     ("url", "reason"),
     [
         ("ftp://127.0.0.1/x", "invalid URL - unsupported scheme 'ftp'"),
