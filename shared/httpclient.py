@@ -25,8 +25,9 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import select
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
@@ -88,6 +89,7 @@ class Response:
         conn: http.client.HTTPConnection,
         raw: http.client.HTTPResponse,
         sock: socket.socket | None,
+        keep: Callable[[http.client.HTTPConnection], None] | None = None,
     ) -> None:
         self.url = url
         self.status = raw.status
@@ -97,6 +99,7 @@ class Response:
         # kept here: http.client lets go of it once the headers say the server closes after
         # the body (HTTP/1.0, ``Connection: close``), while the body still comes from it
         self.socket = sock
+        self._keep = keep
 
     def readinto(self, buf: memoryview) -> int:
         """Read body bytes straight into ``buf`` (0 at the end of the body)."""
@@ -106,8 +109,17 @@ class Response:
         return self._raw.read(limit)
 
     def close(self) -> None:
-        self._raw.close()
-        self._conn.close()
+        """Let go of the connection: back to the client for the next request to the same
+        server when the body was read to its end and the server keeps the connection open."""
+        raw = self._raw
+        if not raw.isclosed() and raw.length == 0:
+            raw.read()  # no body (a 304, an empty file): the exchange is complete
+        reusable = raw.isclosed() and not raw.will_close and self._conn.sock is not None
+        raw.close()
+        if reusable and self._keep is not None:
+            self._keep(self._conn)
+        else:
+            self._conn.close()
 
     def __enter__(self) -> Response:
         return self
@@ -132,6 +144,10 @@ class Client:
         self.proxies = dict(proxies) if proxies is not None else None
         self.trust_env = trust_env
         self._tls: ssl.SSLContext | None = None
+        # one idle connection per server (and proxy), as requests' session kept them: an
+        # index update fetches the signature and the index over one connection and one TLS
+        # handshake. Not for use from several threads at once.
+        self._idle: dict[tuple[str, ...], http.client.HTTPConnection] = {}
 
     def request(
         self,
@@ -165,10 +181,16 @@ class Client:
         body: bytes | None,
         timeout: Timeout,
     ) -> Response:
-        conn, target, extra = self._connection(parts, timeout[0])
+        conn, target, extra, key = self._connection(parts, timeout[0])
+        idle = self._idle.pop(key, None)
+        if idle is not None and _still_open(idle):
+            conn = idle
+        elif idle is not None:
+            idle.close()  # the server closed it meanwhile
         sock: socket.socket | None = None
         try:
-            conn.connect()
+            if conn.sock is None:
+                conn.connect()
             sock = conn.sock
             sock.settimeout(timeout[1])
             conn.request(method, target, body=body, headers={**self.headers, **extra, **headers})
@@ -184,18 +206,31 @@ class Client:
                     timed_out=isinstance(err, TimeoutError),
                 ) from err  # fmt: skip
             raise
-        return Response(parts.geturl(), conn, raw, sock)
+        return Response(parts.geturl(), conn, raw, sock, keep=lambda c: self._park(key, c))
+
+    def _park(self, key: tuple[str, ...], conn: http.client.HTTPConnection) -> None:
+        old = self._idle.pop(key, None)
+        if old is not None:
+            old.close()
+        self._idle[key] = conn
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        while self._idle:
+            self._idle.popitem()[1].close()
 
     def _connection(
         self, parts: SplitResult, connect_timeout: float
-    ) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
-        """The connection to open, the request target, and the headers this URL adds."""
+    ) -> tuple[http.client.HTTPConnection, str, dict[str, str], tuple[str, ...]]:
+        """The connection to open (not opened yet), the request target, the headers this URL
+        adds, and the key under which an idle connection to the same place is kept."""
         host, port = _ascii_host(parts.hostname or ""), parts.port
         extra = _basic_auth(parts.username, parts.password, "Authorization")
         path = _ascii((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
         proxy = self._proxy_for(parts.scheme, host, port)
+        key = (parts.scheme, host, str(port), proxy or "")
         if proxy is None:
-            return self._open(parts.scheme, host, port, connect_timeout), path, extra
+            return self._open(parts.scheme, host, port, connect_timeout), path, extra, key
         via = _split(proxy if "://" in proxy else f"http://{proxy}", False, what="proxy URL")
         if via.scheme != "http":
             reason = f"unsupported proxy '{via.scheme}://' (http:// only)"
@@ -206,11 +241,11 @@ class Client:
                 (_ascii_host(via.hostname or ""), via.port or 80), (host, port or 443), auth,
                 timeout=connect_timeout, context=self._tls_context(),
             )  # fmt: skip
-            return conn, path, extra
+            return conn, path, extra, key
         conn = self._open("http", _ascii_host(via.hostname or ""), via.port, connect_timeout)
         netloc = f"[{host}]" if ":" in host else host
         absolute = f"http://{netloc}{f':{port}' if port else ''}{path}"
-        return conn, absolute, {**extra, **auth}
+        return conn, absolute, {**extra, **auth}, key
 
     def _open(
         self, scheme: str, host: str, port: int | None, connect_timeout: float
@@ -387,6 +422,19 @@ def _basic_auth(user: str | None, password: str | None, header: str) -> dict[str
         return {}
     pair = f"{unquote(user)}:{unquote(password or '')}".encode()
     return {header: "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
+def _still_open(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle connection can carry another request: a socket that reads as ready
+    while no request is out has been closed by the server (or holds data nobody asked for)."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        ready, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not ready
 
 
 def _headers_bounded(conn: http.client.HTTPConnection, read_timeout: float) -> Any:

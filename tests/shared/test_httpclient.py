@@ -313,6 +313,57 @@ def test_what_a_server_says_reaches_no_terminal_raw(tmp_path: Path, no_proxy_env
     assert garbage.value.status_line == "no valid HTTP status line from the server"
 
 
+# --- connections ------------------------------------------------------------------------------
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive; records the client's port of each request. /close closes the
+    connection after answering (the server's idle timeout, on purpose)."""
+
+    protocol_version = "HTTP/1.1"
+    ports: ClassVar[list[int]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.ports.append(self.client_address[1])
+        status, body = (
+            (304, b"") if self.path == "/same" else (200, b"body of " + self.path.encode())
+        )
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if self.path == "/close":
+            self.close_connection = True
+
+
+def test_requests_to_one_server_share_a_connection(no_proxy_env, tmp_path: Path) -> None:
+    """As requests' session did: an index update's signature and index, one connection (and
+    one TLS handshake); a body not read to its end, or a connection the server closed while
+    idle, is not used again."""
+    _KeepAlive.ports = []
+    client = Client()
+    with handler_server(_KeepAlive) as hostport:
+        dl = Downloader(client)
+        dl.fetch(f"http://{hostport}/a.asc", tmp_path / "a")
+        dl.fetch(f"http://{hostport}/a.gz", tmp_path / "b")
+        with client.request("GET", f"http://{hostport}/same") as resp:  # a 304: no body
+            assert resp.status == 304
+        with client.request("GET", f"http://{hostport}/close") as resp:
+            assert resp.read(100) == b"body of /close"
+        dl.fetch(f"http://{hostport}/after-close", tmp_path / "c")
+        with client.request("GET", f"http://{hostport}/unread"):
+            pass  # the body is left unread
+        dl.fetch(f"http://{hostport}/after-unread", tmp_path / "d")
+        client.close()
+    first, second, third = _KeepAlive.ports[0], _KeepAlive.ports[4], _KeepAlive.ports[6]
+    assert _KeepAlive.ports == [first] * 4 + [second] * 2 + [third]
+    assert len({first, second, third}) == 3
+    assert (tmp_path / "b").read_bytes() == b"body of /a.gz"
+
+
 # --- what a download loads ---------------------------------------------------------------------
 
 
