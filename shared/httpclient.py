@@ -10,14 +10,13 @@ download``'s 0.18 s fixed cost on the reference VM, a third of it, against 12 ms
 
 What it keeps of requests' behaviour:
 
-- proxies from the environment (``http_proxy``, ``https_proxy``, ``all_proxy``, ``no_proxy``,
-  lower case first, upper case too, as Python's ``urllib`` reads them), or given explicitly;
-  ``no_proxy`` entries are host names, domain suffixes, ``host:port``, IP networks or ``*``;
+- proxies from the environment (:mod:`shared.httpproxy`), or given explicitly;
 - TLS verified against the system's trust store, or the bundle named by
   ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (honoured for the users who set them);
 - ``user:password@`` in a URL is sent as Basic authentication, to that URL's host only;
 - redirects (301, 302, 303, 307, 308; at most ``MAX_REDIRECTS``): 307/308 repeat the method
-  and body, the others turn a POST into a GET, as browsers and requests do.
+  and body, the others turn a POST into a GET, as browsers and requests do;
+- one connection for several requests to the same server (and proxy), as a session did.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 from . import stallguard
+from .httpproxy import env_proxy
 from .printable import printable
 from .stallguard import StallGuard, shut_down
 from .version import VERSION
@@ -277,10 +277,7 @@ class Client:
             return self.proxies.get(scheme) or None
         if not self.trust_env:
             return None
-        proxy = env_proxy(scheme)
-        if proxy is None or bypassed(host, port, env_value("no_proxy") or ""):
-            return None
-        return proxy
+        return env_proxy(scheme, host, port)
 
 
 class _Tunnelled(http.client.HTTPSConnection):
@@ -318,49 +315,6 @@ class _Tunnelled(http.client.HTTPSConnection):
         except BaseException:
             sock.close()
             raise
-
-
-def env_value(name: str) -> str | None:
-    """``name`` from the environment, lower case first (as urllib and curl read it)."""
-    return os.environ.get(name) or os.environ.get(name.upper()) or None
-
-
-def env_proxy(scheme: str) -> str | None:
-    return env_value(f"{scheme}_proxy") or env_value("all_proxy")
-
-
-def bypassed(host: str, port: int | None, no_proxy: str) -> bool:
-    """Whether ``no_proxy`` (comma or space separated) exempts ``host``."""
-    host = host.lower().rstrip(".")
-    for entry in no_proxy.replace(" ", ",").split(","):
-        entry = entry.strip().lower().lstrip(".")
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        name, _, want_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
-        if want_port and str(port or "") != want_port:
-            continue
-        name = name.strip("[]")
-        if host == name or host.endswith("." + name) or _in_network(host, name):
-            return True
-    return False
-
-
-def _has_port(entry: str) -> bool:
-    head, sep, tail = entry.rpartition(":")
-    return bool(sep) and tail.isdigit() and (entry.count(":") == 1 or head.endswith("]"))
-
-
-def _in_network(host: str, entry: str) -> bool:
-    if "/" not in entry:
-        return False
-    import ipaddress  # only for a no_proxy entry that is a network
-
-    try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return False
 
 
 def _split(url: str, redirected: bool, what: str = "URL") -> SplitResult:

@@ -14,7 +14,7 @@ from typing import ClassVar
 import pytest
 
 from shared.http import Downloader, HttpError, RetryPolicy
-from shared.httpclient import MAX_REDIRECTS, Client, TransportError, _ascii_host, bypassed
+from shared.httpclient import MAX_REDIRECTS, Client, TransportError, _ascii_host
 from tests.shared.http_server import ForwardProxy, TestServer, handler_server, make_self_signed
 
 
@@ -129,29 +129,6 @@ def test_credentials_in_the_url_go_to_that_host_only(posts: str) -> None:
 
 
 # --- proxies -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("host", "port", "no_proxy", "bypass"),
-    [
-        ("mirror.example.org", 80, "example.org", True),
-        ("mirror.example.org", 80, ".example.org", True),
-        ("example.org", 80, "example.org", True),
-        ("badexample.org", 80, "example.org", False),
-        ("example.org", 8080, "example.org:8080", True),
-        ("example.org", 80, "example.org:8080", False),
-        ("10.1.2.3", 80, "10.0.0.0/8", True),
-        ("11.1.2.3", 80, "10.0.0.0/8", False),
-        ("2001:db8::5", 80, "2001:db8::/32", True),
-        ("::1", 80, "::1", True),
-        ("::1", 3128, "[::1]:3128", True),
-        ("anything", 80, "*", True),
-        ("Mirror.Example.ORG.", 80, " foo , EXAMPLE.org", True),
-        ("mirror.example.org", 80, "", False),
-    ],
-)
-def test_no_proxy_rules(host: str, port: int, no_proxy: str, bypass: bool) -> None:
-    assert bypassed(host, port, no_proxy) is bypass
 
 
 def test_a_proxy_given_without_a_scheme_and_with_credentials(srv: TestServer, tmp_path: Path):
