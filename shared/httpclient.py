@@ -27,7 +27,7 @@ import os
 import select
 import socket
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 from . import stallguard
@@ -194,7 +194,7 @@ class Client:
             sock = conn.sock
             sock.settimeout(timeout[1])
             conn.request(method, target, body=body, headers={**self.headers, **extra, **headers})
-            raw = _headers_bounded(conn, timeout[1])
+            raw = _headers_bounded(sock, timeout[1], conn.getresponse)
         except BaseException as err:
             conn.close()
             if isinstance(err, http.client.InvalidURL | UnicodeError):
@@ -307,7 +307,12 @@ class _Tunnelled(http.client.HTTPSConnection):
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
             # the proxy's answer is headers only; nothing follows it until the TLS handshake
             answer = http.client.HTTPResponse(sock, method="CONNECT")
-            answer.begin()
+
+            def answer_headers() -> http.client.HTTPResponse:
+                answer.begin()
+                return answer
+
+            _headers_bounded(sock, self.timeout or 0.0, answer_headers)
             if answer.status != 200:
                 reason = printable(answer.reason or "")
                 raise OSError(f"proxy refused the tunnel: {answer.status} {reason}".strip())
@@ -391,21 +396,23 @@ def _still_open(conn: http.client.HTTPConnection) -> bool:
     return not ready
 
 
-def _headers_bounded(conn: http.client.HTTPConnection, read_timeout: float) -> Any:
-    """``getresponse`` under a guard that no read feeds: a server that drips the status line and
-    headers a byte at a time, each inside the read timeout, would otherwise hold the request
-    (and the lock it runs under) without end."""
+def _headers_bounded(
+    sock: socket.socket, read_timeout: float, read_headers: Callable[[], http.client.HTTPResponse]
+) -> http.client.HTTPResponse:
+    """``read_headers`` (a server's response, a proxy's answer to CONNECT) under a guard that no
+    read feeds: a peer that drips the status line and headers a byte at a time, each inside the
+    read timeout, would otherwise hold the request (and the lock it runs under) without end.
+    The caller closes the connection when this raises."""
     limit = max(stallguard.STALL_LIMIT, 4 * read_timeout)
-    guard = StallGuard(shut_down(conn.sock), limit)
+    guard = StallGuard(shut_down(sock), limit)
     stalled = f"{HEADERS_STALLED} (more than {limit:.0f} s)"
     with guard:
         try:
-            raw = conn.getresponse()
+            answer = read_headers()
         except (OSError, http.client.HTTPException) as err:
             if guard.fired:
                 raise TransportError(stalled) from err
             raise
-    if guard.fired:  # the shutdown read as the end of the headers: never a response
-        raw.close()
+    if guard.fired:  # the shutdown read as the end of the headers: never an answer
         raise TransportError(stalled)
-    return raw
+    return answer

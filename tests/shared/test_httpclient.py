@@ -4,8 +4,10 @@ from the URL, the proxy rules, TLS, and what a download imports."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -188,6 +190,34 @@ def test_a_proxy_that_refuses_the_tunnel(tmp_path: Path, no_proxy_env) -> None:
         no_proxy_env.setenv("https_proxy", f"http://{hostport}")
         with pytest.raises(TransportError, match=r"proxy refused the tunnel: 501"):
             Client().request("GET", "https://198.18.0.1/f")
+
+
+class _DrippingProxy(BaseHTTPRequestHandler):
+    """Answers CONNECT with a status line, then one header byte every 0.1 s."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_CONNECT(self) -> None:
+        with contextlib.suppress(OSError):
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\nX-Slow: ")
+            for _ in range(300):
+                self.wfile.write(b"a")
+                self.wfile.flush()
+                time.sleep(0.1)
+
+
+def test_a_proxy_that_drips_its_answer_to_connect_is_given_up(
+    tmp_path: Path, no_proxy_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound on a response's headers holds for the proxy's answer to CONNECT too."""
+    monkeypatch.setattr("shared.stallguard.STALL_LIMIT", 1.0)
+    with handler_server(_DrippingProxy) as hostport:
+        no_proxy_env.setenv("https_proxy", f"http://{hostport}")
+        started = time.monotonic()
+        with pytest.raises(TransportError, match=r"response headers stalled \(more than 1 s\)"):
+            Client().request("GET", "https://198.18.0.1/f", timeout=(0.2, 0.2))
+        assert time.monotonic() - started < 5
 
 
 def test_an_https_proxy_url_is_refused(srv: TestServer) -> None:
