@@ -29,12 +29,11 @@ from shared.formats.types import Bool, FormatError, Int, ListOf, Number, Size, S
 from shared.gpg import normalize_fingerprint
 from shared.http import (
     DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
     Downloader,
     RetryCallback,
     RetryPolicy,
 )
-from shared.httpclient import Client
+from shared.httpclient import DEFAULT_TIMEOUT, Client
 
 from . import store
 

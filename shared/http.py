@@ -24,15 +24,23 @@ from typing import IO, Any
 from . import stallguard
 from .digest import DigestRing
 from .errors import DownloadError, StorageError
-from .httpclient import Client, Response, Timeout, TransportError, describe_exception
+from .httpclient import (
+    DEFAULT_TIMEOUT,
+    Client,
+    Response,
+    Timeout,
+    TransportError,
+    describe_exception,
+)
 from .stallguard import StallGuard, shut_down
 from .writeback import start_writeback
 
 CHUNK_SIZE = 1 << 20
 TRANSIENT_STATUS = frozenset({408, 425, 429})
-# A stalled server gives up after (1 + retries) * read timeout plus the backoff: about 50 s.
-DEFAULT_TIMEOUT = (10.0, 15.0)
-SUB_READ = 64 << 10  # ...and one that trickles is given up by stallguard.STALL_LIMIT
+# A server that stalls gives up after (1 + retries) * read timeout plus the backoff (about 50 s
+# with httpclient.DEFAULT_TIMEOUT); one that trickles, bringing less than SUB_READ bytes in
+# stallguard.STALL_LIMIT, is given up too.
+SUB_READ = 64 << 10
 DEFAULT_RETRIES = 2
 # The disk starts writing every this many bytes, so that the fsync before the rename is short.
 WRITEBACK_STEP = 8 << 20

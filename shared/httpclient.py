@@ -27,6 +27,7 @@ import os
 import select
 import socket
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
@@ -45,6 +46,7 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 HEADERS_STALLED = "response headers stalled"
 CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 Timeout = tuple[float, float]  # (connect, read) seconds; read bounds each wait for data
+DEFAULT_TIMEOUT: Timeout = (10.0, 15.0)
 
 
 class TransportError(Exception):
@@ -85,13 +87,11 @@ class Response:
 
     def __init__(
         self,
-        url: str,
         conn: http.client.HTTPConnection,
         raw: http.client.HTTPResponse,
         sock: socket.socket | None,
-        keep: Callable[[http.client.HTTPConnection], None] | None = None,
+        keep: Callable[[http.client.HTTPConnection], None],
     ) -> None:
-        self.url = url
         self.status = raw.status
         self.reason = printable(raw.reason or "")  # the server's words, shown in error lines
         self.headers = raw.headers
@@ -116,7 +116,7 @@ class Response:
             raw.read()  # no body (a 304, an empty file): the exchange is complete
         reusable = raw.isclosed() and not raw.will_close and self._conn.sock is not None
         raw.close()
-        if reusable and self._keep is not None:
+        if reusable:
             self._keep(self._conn)
         else:
             self._conn.close()
@@ -129,20 +129,14 @@ class Response:
 
 
 class Client:
-    """Makes requests with one set of default headers and one proxy policy. ``proxies``
-    (scheme -> proxy URL) replaces the environment's when given; ``trust_env=False`` ignores
-    the environment's proxies."""
+    """Makes requests with one set of default headers and one proxy policy: ``proxies``
+    (scheme -> proxy URL; ``{}``: none) replaces the environment's when given."""
 
     def __init__(
-        self,
-        *,
-        user_agent: str = USER_AGENT,
-        proxies: Mapping[str, str] | None = None,
-        trust_env: bool = True,
+        self, *, user_agent: str = USER_AGENT, proxies: Mapping[str, str] | None = None
     ) -> None:
         self.headers = {"User-Agent": user_agent, "Accept": "*/*", "Accept-Encoding": "identity"}
         self.proxies = dict(proxies) if proxies is not None else None
-        self.trust_env = trust_env
         self._tls: ssl.SSLContext | None = None
         # one idle connection per server (and proxy), as requests' session kept them: an
         # index update fetches the signature and the index over one connection and one TLS
@@ -156,7 +150,7 @@ class Client:
         *,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
-        timeout: Timeout = (10.0, 15.0),
+        timeout: Timeout = DEFAULT_TIMEOUT,
         follow_redirects: bool = True,
     ) -> Response:
         """Send the request; return the final response with its headers read."""
@@ -181,12 +175,12 @@ class Client:
         body: bytes | None,
         timeout: Timeout,
     ) -> Response:
-        conn, target, extra, key = self._connection(parts, timeout[0])
-        idle = self._idle.pop(key, None)
-        if idle is not None and _still_open(idle):
-            conn = idle
-        elif idle is not None:
-            idle.close()  # the server closed it meanwhile
+        opener, target, extra, key = self._route(parts, timeout[0])
+        conn = self._idle.pop(key, None)
+        if conn is not None and not _still_open(conn):
+            conn.close()  # the server closed it meanwhile
+            conn = None
+        conn = conn or opener()
         sock: socket.socket | None = None
         try:
             if conn.sock is None:
@@ -206,7 +200,7 @@ class Client:
                     timed_out=isinstance(err, TimeoutError),
                 ) from err  # fmt: skip
             raise
-        return Response(parts.geturl(), conn, raw, sock, keep=lambda c: self._park(key, c))
+        return Response(conn, raw, sock, keep=lambda c: self._park(key, c))
 
     def _park(self, key: tuple[str, ...], conn: http.client.HTTPConnection) -> None:
         old = self._idle.pop(key, None)
@@ -219,33 +213,35 @@ class Client:
         while self._idle:
             self._idle.popitem()[1].close()
 
-    def _connection(
+    def _route(
         self, parts: SplitResult, connect_timeout: float
-    ) -> tuple[http.client.HTTPConnection, str, dict[str, str], tuple[str, ...]]:
-        """The connection to open (not opened yet), the request target, the headers this URL
-        adds, and the key under which an idle connection to the same place is kept."""
+    ) -> tuple[Callable[[], http.client.HTTPConnection], str, dict[str, str], tuple[str, ...]]:
+        """How to make a connection for ``parts`` (not opened yet), the request target, the
+        headers this URL adds, and the key under which an idle connection to the same place
+        is kept."""
         host, port = _ascii_host(parts.hostname or ""), parts.port
         extra = _basic_auth(parts.username, parts.password, "Authorization")
         path = _ascii((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
         proxy = self._proxy_for(parts.scheme, host, port)
         key = (parts.scheme, host, str(port), proxy or "")
         if proxy is None:
-            return self._open(parts.scheme, host, port, connect_timeout), path, extra, key
+            return partial(self._open, parts.scheme, host, port, connect_timeout), path, extra, key
         via = _split(proxy if "://" in proxy else f"http://{proxy}", False, what="proxy URL")
         if via.scheme != "http":
             reason = f"unsupported proxy '{via.scheme}://' (http:// only)"
             raise TransportError(reason, transient=False)
         auth = _basic_auth(via.username, via.password, "Proxy-Authorization")
+        proxy_host = _ascii_host(via.hostname or "")
         if parts.scheme == "https":
-            conn: http.client.HTTPConnection = _Tunnelled(
-                (_ascii_host(via.hostname or ""), via.port or 80), (host, port or 443), auth,
+            tunnel = partial(
+                _Tunnelled, (proxy_host, via.port or 80), (host, port or 443), auth,
                 timeout=connect_timeout, context=self._tls_context(),
             )  # fmt: skip
-            return conn, path, extra, key
-        conn = self._open("http", _ascii_host(via.hostname or ""), via.port, connect_timeout)
+            return tunnel, path, extra, key
+        opener = partial(self._open, "http", proxy_host, via.port, connect_timeout)
         netloc = f"[{host}]" if ":" in host else host
         absolute = f"http://{netloc}{f':{port}' if port else ''}{path}"
-        return conn, absolute, {**extra, **auth}, key
+        return opener, absolute, {**extra, **auth}, key
 
     def _open(
         self, scheme: str, host: str, port: int | None, connect_timeout: float
@@ -275,8 +271,6 @@ class Client:
     def _proxy_for(self, scheme: str, host: str, port: int | None) -> str | None:
         if self.proxies is not None:
             return self.proxies.get(scheme) or None
-        if not self.trust_env:
-            return None
         return env_proxy(scheme, host, port)
 
 
