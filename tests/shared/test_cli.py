@@ -232,6 +232,36 @@ def test_subgroup_and_default_command(capsys: pytest.CaptureFixture[str]) -> Non
     assert seen["all"] is True
 
 
+def test_default_command_is_built_alone(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vzdump 100 ...`` builds the backup command only, not every command of the app."""
+    built: list[list[str]] = []
+    get_group = typer.main.get_group
+
+    def spy(app: typer.Typer) -> typer.core.TyperGroup:
+        group = get_group(app)
+        built.append(sorted(group.commands))
+        return group
+
+    monkeypatch.setattr(typer.main, "get_group", spy)
+    assert run(["100", "101"], capsys, default="backup")[0] == 0
+    assert seen == {"cmd": "backup", "vmids": ["100", "101"], "all": None}
+    assert run(["-all"], capsys, default="backup")[0] == 0
+    assert seen["all"] is True
+    assert built == [["backup"], ["backup"]]
+    # a word that names a command, or a prefix of one, builds that one; help builds them all
+    built.clear()
+    assert run(["j", "l"], capsys, default="backup")[0] == 0
+    assert seen == {"cmd": "job list"}
+    assert run(["b"], capsys, default="backup")[0] == 0  # hidden: 'b' is no prefix of it
+    assert seen == {"cmd": "backup", "vmids": ["b"], "all": None}
+    assert built == [["job"], ["backup"]]
+    built.clear()
+    assert run(["help"], capsys, default="backup")[0] == 0
+    assert ["available", "backup", "download", "job", "set"] in built
+
+
 def test_ambiguous_prefix(capsys: pytest.CaptureFixture[str]) -> None:
     code, _err = run(["b"], capsys)  # backup (hidden) is not offered; 'b' matches nothing visible
     assert code == 2
