@@ -123,15 +123,19 @@ def bench(work: Path, opts: argparse.Namespace) -> None:
            pipeline_s=min(ref_pipe), ratio_vs_pipeline=ratio_pipe, size_mib=opts.size_mb,
            peak_rss_mib=max(rss) / 1024, target=0.9)  # fmt: skip
     out = work / "out"
-    out.mkdir()
-    res = run_child("extract", str(archive), last.lstrip("."), str(out))
-    full = hand_extract(archive, out, last)
+    runs, full = [], []
+    for records in (False, True):  # the reference both ways, ctkit as often
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        runs.append(run_child("extract", str(archive), last.lstrip("."), str(out)))
+        full.append(hand_extract(archive, out, last, records=records))
+    res = min(runs, key=lambda r: float(r["seconds"]))
     print(
         f"extract last file: {res['seconds']:.2f}s (stopped early: {res['stopped_early']}); "
-        f"zstd -dc | tar -x of it {full:.2f}s"
+        f"zstd -dc | tar -x of it {min(full):.2f}s"
     )
-    record("verify", "extract-last-file", full / res["seconds"], ours_s=res["seconds"],
-           reference_s=full, peak_rss_mib=res["rss_kib"] / 1024)  # fmt: skip
+    record("verify", "extract-last-file", min(full) / res["seconds"], ours_s=res["seconds"],
+           reference_s=min(full), peak_rss_mib=max(r["rss_kib"] for r in runs) / 1024)  # fmt: skip
     res = run_child("browse", str(archive))
     print(f"browse: {res['members']} members in {res['seconds']:.2f}s, "
           f"peak RSS {res['rss_kib'] / 1024:.0f} MiB (target < 100 MB)")  # fmt: skip
