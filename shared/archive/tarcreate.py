@@ -14,7 +14,6 @@ removes a stale one first and renames it on success (vzdump §2.2).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import queue
 import select
@@ -50,11 +49,16 @@ from shared.archive.vzdumpformat import MEMBERS
 from shared.errors import CommandError, OutputClosed
 from shared.parentdeath import tied_to_parent
 from shared.safefile import open_for_write
+from shared.writeback import start_writeback
 
 # Environment defaults of the compressors that would change the archive behind the command
 # line that the log shows.
 COMPRESSOR_ENV_IGNORED = ("ZSTD_CLEVEL", "ZSTD_NBTHREADS", "GZIP", "LZOP")
-PROGRESS_POLL = 0.25  # seconds between progress reports while tar writes into the compressor
+# seconds between two looks at a pipeline where tar writes straight into the compressor: the
+# archive's write-back is started for what was appended, progress is reported. At 0.25 s the
+# fsync before the rename still found up to a quarter second of the archive dirty: a stop-mode
+# backup of 512 MiB took 1.23 s, and 1.18 s at 0.05 s (16 alternating pairs).
+POLL = 0.05
 
 
 @dataclass
@@ -226,7 +230,7 @@ def create(
 
     ``zstd_threads`` is the resolved thread count (vzdump's ``zstd: 0`` → half the CPUs);
     ``pigz_threads > 0`` uses pigz instead of gzip. ``progress`` gets the bytes of tar output
-    so far (about every quarter second when tar writes straight into the compressor); ``log``
+    so far (every ``POLL`` seconds when tar writes straight into the compressor); ``log``
     gets every output line of tar and the compressor, including tar's
     ``Total bytes written: ...``. Both are called from the calling thread. ``bucket`` is a
     limit shared with other pipelines (parallel backups); it replaces ``bwlimit_kib``.
@@ -311,25 +315,15 @@ class _Totals:
         self.log(line)
 
 
-SYNC_FILE_RANGE_WRITE = 2
-_LIBC: ctypes.CDLL | None = None
-
-
-def start_writeback(fd: int) -> None:
-    """Start writing the file's dirty pages to disk now, without waiting for them
-    (``sync_file_range(SYNC_FILE_RANGE_WRITE)``): the disk works while the compressor does, and
-    the fsync before the rename finds little left. Best effort: the fsync stays the guarantee.
-
-    Measured at 512 MiB (a 275 MB archive) on the reference VM: the final fsync alone cost
-    about a quarter of the pipeline's time when it found the whole archive still dirty."""
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    with contextlib.suppress(AttributeError):
-        _LIBC.sync_file_range(
-            ctypes.c_int(fd), ctypes.c_int64(0), ctypes.c_int64(0),
-            ctypes.c_uint(SYNC_FILE_RANGE_WRITE),
-        )  # fmt: skip
+def _write_back(fd: int, started: int) -> int:
+    """Start the write-back of what the compressor appended to the archive since ``started``
+    (an offset); returns the new one. The disk works while the compressor does, and the fsync
+    before the rename finds little left (the fsync stays the guarantee). Measured at 512 MiB
+    (a 275 MB archive) on the reference VM: the final fsync alone cost about a quarter of the
+    pipeline's time when it found the whole archive still dirty."""
+    size = os.fstat(fd).st_size
+    start_writeback(fd, started, size - started)
+    return size
 
 
 class _ExitWatch:
@@ -393,10 +387,11 @@ def _run_direct(
         assert tar.stderr is not None
         pump = LinePump(tar.stderr, lines)
         exit_watch = _ExitWatch(sink.proc)
+        started = 0
         try:
-            while not exit_watch.wait(PROGRESS_POLL):
+            while not exit_watch.wait(POLL):
                 if flush is not None:
-                    start_writeback(flush)
+                    started = _write_back(flush, started)
                 drain(lines, totals)
                 sink.drain(totals)
                 done = sink.bytes_read()
