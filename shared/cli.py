@@ -461,9 +461,7 @@ def _root_command(app: typer.Typer, args: Sequence[str], default_command: str | 
     command by inspecting its function, and building all of them cost as much as the rest of
     an interactive command. Everything else (no command, a prefix that is ambiguous or
     unknown, ``help``) gets the whole app."""
-    name = _named_command(app, args[0]) if args and not args[0].startswith("-") else None
-    if name is None and args and default_command is not None and _runs_default(app, args[0]):
-        name = default_command
+    name = _single_command(app, args, default_command)
     if name is None or name == "help":
         return typer.main.get_command(app)
     trimmed = copy.copy(app)
@@ -488,38 +486,27 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, DefaultPlaceholder) else value
 
 
-def _names(app: typer.Typer) -> list[tuple[str, bool]] | None:
-    """(name, hidden) of every registered command and sub-app; None where typer decides one."""
+def _single_command(
+    app: typer.Typer, args: Sequence[str], default_command: str | None
+) -> str | None:
+    """The one command argv runs, as :func:`rewrite_argv` will resolve it: the command its
+    first word names (or is the only visible prefix of), or the default command for an option
+    other than help or a word that names none. None where it is not certain."""
+    token = args[0] if args else None
+    if token is None or token in ("--help", "-h", "help"):
+        return None
+    if token.startswith("-"):
+        return default_command
     infos: list[Any] = [*app.registered_commands, *app.registered_groups]
     named = [(_info_name(info), _plain(info.hidden)) for info in infos]
     if any(name is None or not isinstance(hidden, bool) for name, hidden in named):
         return None
-    return [(str(name), bool(hidden)) for name, hidden in named]
-
-
-def _named_command(app: typer.Typer, token: str) -> str | None:
-    """The command a first argv word names, as :func:`resolve_command_name` would resolve it;
-    None where it is not certain."""
-    named = _names(app)
-    if named is None:
-        return None
     if any(name == token for name, _hidden in named):
         return token
-    matches = [name for name, hidden in named if not hidden and name.startswith(token)]
+    matches = [str(name) for name, hidden in named if not hidden and str(name).startswith(token)]
+    if not matches:
+        return default_command
     return matches[0] if len(matches) == 1 else None
-
-
-def _runs_default(app: typer.Typer, token: str) -> bool:
-    """Whether :func:`rewrite_argv` gives a first argv word to the default command: an option
-    other than help, or a word that names no command, not even as a visible prefix."""
-    if token in ("--help", "-h", "help"):
-        return False
-    if token.startswith("-"):
-        return True
-    named = _names(app)
-    return named is not None and not any(
-        name == token or (not hidden and name.startswith(token)) for name, hidden in named
-    )
 
 
 def _depth(root: Any, args: Sequence[str]) -> int:
