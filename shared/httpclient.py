@@ -239,8 +239,7 @@ class Client:
             )  # fmt: skip
             return tunnel, path, extra, key
         opener = partial(self._open, "http", proxy_host, via.port, connect_timeout)
-        netloc = f"[{host}]" if ":" in host else host
-        absolute = f"http://{netloc}{f':{port}' if port else ''}{path}"
+        absolute = f"http://{netloc(host, port)}{path}"
         return opener, absolute, {**extra, **auth}, key
 
     def _open(
@@ -292,8 +291,8 @@ class _Tunnelled(http.client.HTTPSConnection):
         self._proxy, self._connect_headers = proxy, dict(headers)
 
     def connect(self) -> None:
-        host, port = self.host, self.port
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        host = self.host
+        authority = netloc(host, self.port)
         sock = socket.create_connection(self._proxy, self.timeout)
         try:
             lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
@@ -314,6 +313,12 @@ class _Tunnelled(http.client.HTTPSConnection):
         except BaseException:
             sock.close()
             raise
+
+
+def netloc(host: str, port: int | None) -> str:
+    """``host[:port]`` as a URL or ``CONNECT`` writes it: an IPv6 address in brackets."""
+    name = f"[{host}]" if ":" in host else host
+    return f"{name}:{port}" if port else name
 
 
 def _split(url: str, redirected: bool, what: str = "URL") -> SplitResult:

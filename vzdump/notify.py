@@ -377,15 +377,14 @@ def notify(
 
 def redact_url(url: str) -> str:
     """The URL without credentials or query (tokens often live there), for log lines."""
+    from shared.httpclient import netloc  # loaded already: a webhook was posted
+
     try:
         parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
+        host, port = parts.hostname or "", parts.port
     except ValueError:  # not a URL at all (the option check normally prevents this)
         return "<invalid URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return f"{parts.scheme}://{netloc(host, port)}{parts.path}"
 
 
 def _reason(err: TransportError) -> str:
