@@ -1,16 +1,24 @@
 """Atomic file writes: temp file in the same directory, fsync, rename.
 
-A crash at any instant leaves either the old file or the new one under the final name.
+A crash at any instant leaves either the old file or the new one under the final name. A
+writer killed mid-write leaves its hidden temp file beside it: the next write into that
+directory through :func:`write_bytes` removes it (:func:`sweep`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+# ``.<name>.<pid>-<random>.tmp``: the pid says whether its writer may still live
+_TEMP_RE = re.compile(r"\..+\.([1-9][0-9]{0,9})-[0-9a-f]{8}\.tmp", re.DOTALL)
+_swept: set[str] = set()
 
 
 def fsync_dir(path: Path) -> None:
@@ -62,8 +70,9 @@ def atomic_open(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    # open (and so locked, see _unique_temp) until the temp file has its final name
+    with os.fdopen(fd, "wb") as fh:
+        try:
             yield fh
             fh.flush()
             os.fchmod(fh.fileno(), mode)
@@ -71,30 +80,82 @@ def atomic_open(
                 os.fchown(fh.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
             if durable:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        if durable:
-            fsync_dir(directory)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+            os.replace(tmp, path)
+            if durable:
+                fsync_dir(directory)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def _unique_temp(directory: Path, name: str) -> tuple[int, str]:
-    """A new hidden ``.<name>.<random>.tmp`` (as ``tempfile.mkstemp`` makes it, mode 0600,
-    without the cost of importing tempfile and random at every command's start)."""
+    """A new hidden ``.<name>.<pid>-<random>.tmp`` (as ``tempfile.mkstemp`` makes it, mode
+    0600, without the cost of importing tempfile and random at every command's start), locked
+    (flock) by its open descriptor. Between its creation and the lock only its pid, alive,
+    tells that it is not stale."""
     for _ in range(100):
-        tmp = str(directory / f".{name}.{os.urandom(6).hex()}.tmp")
+        tmp = str(directory / f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
         try:
-            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
             continue
+        with contextlib.suppress(OSError):  # a file system without flock: the pid alone tells
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd, tmp
     raise FileExistsError(errno.EEXIST, "no unique temporary name", str(directory))
+
+
+def sweep(directory: Path) -> None:
+    """Remove the temp files that writers killed mid-write left in ``directory``: those whose
+    process is gone and that nobody holds locked. Once per directory and process (a command
+    saves the same config several times). Only for directories of the host's own state: a
+    container's files are its own."""
+    key = os.fspath(directory)
+    if key in _swept:
+        return
+    _swept.add(key)
+    try:
+        names = [e.name for e in os.scandir(directory) if e.name.endswith(".tmp")]
+    except OSError:  # not there yet: nothing left in it
+        return
+    for name in names:
+        match = _TEMP_RE.fullmatch(name)
+        if match is not None and not _running(int(match[1])):
+            _remove_unheld(os.path.join(key, name))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists (another user's)
+        return True
+    return True
+
+
+def _remove_unheld(path: str) -> None:
+    """Unlink ``path`` if it is a regular file that no descriptor holds locked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # gone meanwhile, or a symlink: not one of ours
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    except OSError:  # held: a writer in another pid namespace lives
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes(
     path: Path | str, data: bytes, mode: int | None = None, *, durable: bool = True
 ) -> None:
+    """Replace ``path`` with ``data`` (a file of the host's own state: see :func:`sweep`)."""
+    sweep(Path(path).parent)
     with atomic_open(path, mode=mode, durable=durable) as fh:
         fh.write(data)
 

@@ -37,7 +37,8 @@ def list_rows(problems: list[str] | None = None, log: Log = _stderr) -> list[dic
     why goes to ``problems``, so one bad config never hides the healthy ones.
     """
     rows = []
-    for vmid in store.list_vmids():
+    # an id with a record but no config is recovered too (then listed only if it has one)
+    for vmid in sorted({*store.list_vmids(), *recovery.recorded_vmids()}):
         try:
             recovery.recover(vmid, log)
             row = _row(vmid)

@@ -20,6 +20,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import atomic, paths
 from .. import owner as owners
 from ..ctconfig import store
 from ..errors import CtkitError
@@ -47,6 +48,9 @@ def recover(vmid: int, log: Log, warn: Log | None = None) -> owners.Owner | None
         dead = owners.read(vmid)  # again: another command may have recovered it meanwhile
         if dead is None or owners.alive(dead):
             return None
+        # a write it was killed in left a temp file beside the config or the record
+        for directory in (paths.lxc_conf_dir(), paths.owner_dir()):
+            atomic.sweep(directory)
         if not store.exists(vmid):
             owners.discard(vmid)
             return None
@@ -61,10 +65,16 @@ def recover(vmid: int, log: Log, warn: Log | None = None) -> owners.Owner | None
         return dead
 
 
+def recorded_vmids() -> list[int]:
+    """The ids with an owner or migration record: with or without a config (a create killed
+    between its record and its first config leaves the record alone)."""
+    return sorted({*owners.recorded_vmids(), *migration.recorded_vmids()})
+
+
 def recover_all(log: Log, warn: Log | None = None) -> list[int]:
     """Recover every container with a dead owner (the scheduler's pass does this first)."""
     done = []
-    for vmid in sorted({*owners.recorded_vmids(), *migration.recorded_vmids()}):
+    for vmid in recorded_vmids():
         try:
             if recover(vmid, log, warn) is not None:
                 done.append(vmid)

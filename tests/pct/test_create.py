@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -418,3 +419,40 @@ def test_an_option_of_restore_is_named_as_unknown(
     res = pct("create", vmid, busybox_template, "--unique", "--storage", "local", check=False)
     assert res.rc == 2 and "unique: property is not defined in schema" in res.err, res.text
     assert "too many" not in res.err
+
+
+KILLED_BEFORE_ITS_CONFIG = """
+import sys, time
+from shared import atomic, paths
+from shared.runtime import unfinished
+
+vmid = int(sys.argv[1])
+unfinished.claim(vmid, unfinished.CREATE)  # as create_locked_config: the record, then the config
+with atomic.atomic_open(paths.ct_conf(vmid)) as fh:
+    fh.write(b"lock: create\\n")
+    fh.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_create_killed_before_its_config_leaves_nothing_after_pct_list(
+    pct: Pct, vmid: int, ctroot: Path
+) -> None:
+    """Killed between its owner record and the rename of its first config: no config names
+    the id, so ``pct list`` never met it, and the record and the config's temp file stayed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_BEFORE_ITS_CONFIG, str(vmid)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(paths.__file__).parents[1],
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+    proc.kill()
+    proc.wait()
+    confdir, owners = ctroot / "etc/pve/lxc", ctroot / "var/lib/ctkit/owners"
+    assert [p.name for p in owners.iterdir() if not p.name.startswith(".")] == [
+        f"owner-{vmid}.json"
+    ]
+    assert [p.name for p in confdir.iterdir()][0].startswith(f".{vmid}.conf.{proc.pid}-")
+    res = pct("list")
+    assert res.rc == 0 and str(vmid) not in res.out, res.text
+    assert list(confdir.iterdir()) == [] and list(owners.iterdir()) == []

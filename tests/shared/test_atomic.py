@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,96 @@ def test_commit_file_without_overwrite_keeps_the_existing_file(tmp_path: Path) -
     final.unlink()
     atomic.commit_file(tmp, final, overwrite=False)
     assert final.read_bytes() == b"second" and not tmp.exists()
+
+
+# -- a writer killed mid-write -------------------------------------------------------------------
+
+WRITER = """
+import sys, time
+from shared import atomic
+with atomic.atomic_open(sys.argv[1]) as fh:
+    fh.write(b"half")
+    fh.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def _writer(target: Path) -> subprocess.Popen[str]:
+    """A process stopped in the middle of an atomic write of ``target``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(atomic.__file__).parents[1],
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+    return proc
+
+
+def _temps(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.fixture
+def fresh_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test is a new command: no directory swept yet."""
+    monkeypatch.setattr(atomic, "_swept", set())
+
+
+def test_a_killed_writers_temp_file_goes_at_the_next_write(
+    tmp_path: Path, fresh_sweep: None
+) -> None:
+    target = tmp_path / "900000100.conf"
+    target.write_text("old\n")
+    proc = _writer(target)
+    proc.kill()
+    proc.wait()
+    left = _temps(tmp_path)
+    assert len(left) == 1 and left[0].startswith(f".900000100.conf.{proc.pid}-"), left
+    assert target.read_text() == "old\n"
+    atomic.write_text(tmp_path / "other.conf", "x\n")  # any write into the directory
+    assert _temps(tmp_path) == []
+    assert target.read_text() == "old\n"
+
+
+def test_a_live_writers_temp_file_stays(tmp_path: Path, fresh_sweep: None) -> None:
+    target = tmp_path / "a.conf"
+    proc = _writer(target)
+    try:
+        atomic.write_text(tmp_path / "b.conf", "x\n")
+        assert len(_temps(tmp_path)) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_temp_file_held_locked_stays_whatever_its_pid(tmp_path: Path, fresh_sweep: None) -> None:
+    """A writer in another pid namespace: its pid means nothing here, its lock does."""
+    held = tmp_path / ".a.conf.999999999-0123abcd.tmp"
+    held.write_bytes(b"half")
+    dead = tmp_path / ".b.conf.999999999-4567cdef.tmp"
+    dead.write_bytes(b"half")
+    with open(held, "rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        atomic.write_text(tmp_path / "c.conf", "x\n")
+    assert _temps(tmp_path) == [held.name]
+
+
+def test_only_temp_files_of_atomic_writes_are_swept(tmp_path: Path, fresh_sweep: None) -> None:
+    keep = [".a.conf.0123456789ab.tmp", "a.tmp", ".a.conf.999999999-0123abcg.tmp", "b.tmp"]
+    for name in keep[:3]:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "real").write_bytes(b"x")
+    (tmp_path / "b.tmp").symlink_to(tmp_path / "real")
+    link = tmp_path / ".c.conf.999999999-0123abcd.tmp"
+    link.symlink_to(tmp_path / "real")
+    atomic.write_text(tmp_path / "d.conf", "x\n")
+    assert _temps(tmp_path) == sorted([*keep, link.name])
+    assert (tmp_path / "real").exists()
+
+
+def test_a_directory_is_swept_once_per_process(tmp_path: Path, fresh_sweep: None) -> None:
+    atomic.write_text(tmp_path / "a.conf", "x\n")
+    stale = tmp_path / ".a.conf.999999999-0123abcd.tmp"
+    stale.write_bytes(b"half")
+    atomic.write_text(tmp_path / "a.conf", "y\n")  # the same command saves again
+    assert stale.exists()
