@@ -22,9 +22,10 @@ from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.mountpoints import drop_unused_volumes, used_volumes, volume_owner
 from ..ctconfig.pending import referenced_volumes
-from ..errors import StorageError
+from ..errors import CtkitError, StorageError
 from ..locks import config_lock
-from ..storage.api import volume_exists
+from ..storage import loop
+from ..storage.api import volume_exists, volume_path
 from ..storage.volumes import free_when_released
 from .template import base_twin
 
@@ -97,6 +98,7 @@ def undo(dead: owners.Owner, log: Log) -> None:
         _free_replaced(vmid, left, log, "of the container pct restore --force replaced")
         return
     made = _made(dead, kept)
+    _release_loop_devices(made)
     freed = []
     for volid in made:
         if free_when_released(volid, log):
@@ -128,6 +130,22 @@ def undo(dead: owners.Owner, log: Log) -> None:
             log(f"CT {vmid}: removed the config of the unfinished {what}")
 
 
+def _release_loop_devices(made: Sequence[str]) -> None:
+    """Detach the loop devices left on a dead command's new raw volumes: an older ctkit killed
+    between a device's attach and its mount left it attached for good (now a device is
+    autoclear from its attach). A device still mounted somewhere is only marked autoclear by
+    this, and the volume stays in use."""
+    for volid in made:
+        try:
+            path = volume_path(volid)
+        except CtkitError:  # its storage is gone: freeing it fails and says so
+            continue
+        if path.is_file() and not path.is_symlink():
+            for dev in loop.devices_for(path):
+                with contextlib.suppress(CtkitError):
+                    loop.detach(dev, path)
+
+
 def _replaced_left(dead: owners.Owner, conf: Config) -> list[str]:
     """The replaced volumes of the record that the id owns and its config names nowhere."""
     named = {*referenced_volumes(conf), *_in_use(conf)}
@@ -157,6 +175,7 @@ def undo_move(dead: owners.Owner, log: Log) -> None:
         kept = _in_use(conf)
         left = _replaced_left(dead, conf)  # a committed move --delete's source
     made = _made(dead, kept)
+    _release_loop_devices(made)
     freed = [volid for volid in made if free_when_released(volid, log)]
     if freed:
         with config_lock(vmid):

@@ -1,16 +1,20 @@
 """Loop devices and mounts for container volumes.
 
-A raw image is attached with ``losetup --find --show``, mounted as ext4, and then immediately
-"detached": on a busy loop device the kernel only sets the autoclear flag, so the device goes
-away by itself when the file system is unmounted. Nothing leaks even if ctkit dies while the
-volume is mounted. Directory volumes (subvol dirs, btrfs subvolumes) are bind mounts.
+A raw image is attached to a loop device with the autoclear flag set from the start and held
+open by this process until the ext4 on it is mounted: the kernel frees such a device at its
+last close, so a device nothing mounted goes when this process ends, however it ends (killed
+between the attach and the mount too), and a mounted one when its file system is unmounted.
+Directory volumes (subvol dirs, btrfs subvolumes) are bind mounts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import re
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,12 +30,60 @@ SUBVOL = "subvol"
 # --- loop devices ---------------------------------------------------------------------------
 
 
-def attach(image: Path, *, read_only: bool = False) -> str:
-    """Attach ``image`` to a free loop device and return the device path."""
-    argv = ["losetup", "--find", "--show"]
-    if read_only:
-        argv.append("--read-only")
-    return cmd.run([*argv, "--", str(image)]).strip()
+_LOOP_CTL_GET_FREE = 0x4C82
+_LOOP_CONFIGURE = 0x4C0A  # Linux 5.8
+_LO_FLAGS_READ_ONLY, _LO_FLAGS_AUTOCLEAR = 1, 4
+# struct loop_config: fd, block_size, struct loop_info64 (device, inode, rdevice, offset,
+# sizelimit, number, encrypt_type, encrypt_key_size, flags, file_name, crypt_name,
+# encrypt_key, init[2]), reserved[8]
+_LOOP_CONFIG = struct.Struct("=II5Q4I64s64s32s2Q64x")
+
+
+@contextlib.contextmanager
+def attached(image: Path, *, read_only: bool = False) -> Iterator[str]:
+    """``image`` on a free loop device (the device path), autoclear, held open for the block:
+    mount it inside; after the block the mount alone holds the device."""
+    mode = os.O_RDONLY if read_only else os.O_RDWR
+    try:
+        backing = os.open(image, mode | os.O_CLOEXEC)
+    except OSError as err:
+        raise _attach_failed(image, "a loop device", err) from None
+    try:
+        dev, fd = _configure(backing, image, mode)
+    finally:
+        os.close(backing)
+    try:
+        yield dev
+    finally:
+        os.close(fd)
+
+
+def _configure(backing: int, image: Path, mode: int) -> tuple[str, int]:
+    """A free loop device set up on ``backing``: (its path, an open descriptor of it)."""
+    flags = _LO_FLAGS_AUTOCLEAR | (_LO_FLAGS_READ_ONLY if mode == os.O_RDONLY else 0)
+    name = os.fsencode(image)[:63]
+    config = _LOOP_CONFIG.pack(backing, 0, 0, 0, 0, 0, 0, 0, 0, 0, flags, name, b"", b"", 0, 0)
+    ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _ in range(100):  # another attach may take the free device first
+            dev = f"/dev/loop{fcntl.ioctl(ctl, _LOOP_CTL_GET_FREE)}"
+            fd = os.open(dev, mode | os.O_CLOEXEC)
+            try:
+                fcntl.ioctl(fd, _LOOP_CONFIGURE, config)
+                return dev, fd
+            except OSError as err:
+                os.close(fd)
+                if err.errno != errno.EBUSY:
+                    raise _attach_failed(image, dev, err) from None
+    except OSError as err:
+        raise _attach_failed(image, "a loop device", err) from None
+    finally:
+        os.close(ctl)
+    raise CommandError(f"unable to attach '{image}' to a loop device - no free device")
+
+
+def _attach_failed(image: Path, dev: str, err: OSError) -> CommandError:
+    return CommandError(f"unable to attach '{image}' to {dev} - {err.strerror or err}")
 
 
 def backing_file(dev: str) -> Path | None:
@@ -255,19 +307,8 @@ def mount_volume(
 ) -> Mounted:
     """Mount a raw image (ext4 through a loop device) or bind-mount a directory volume."""
     if fmt == RAW:
-        dev = attach(source, read_only=read_only)
-        try:
+        with attached(source, read_only=read_only) as dev:
             mount_ext4(dev, target, read_only=read_only, options=options)
-        except BaseException:
-            with contextlib.suppress(CommandError):
-                detach(dev, source)
-            raise
-        try:
-            detach(dev, source)  # the device is busy now: this only sets autoclear
-        except BaseException:
-            with contextlib.suppress(CommandError):
-                unmount(target, lazy=True)
-            raise
         return Mounted(source, target, fmt, dev)
     if fmt == SUBVOL:
         bind_mount(source, target, read_only=read_only, options=options)

@@ -14,6 +14,7 @@ import pytest
 
 from shared import paths
 from shared.ctconfig import store
+from shared.storage import loop
 from shared.testbed import build_busybox_rootfs, pack
 from tests.pct.conftest import Pct, holding_tool, leftovers, sigkill_group_when, until_extracting
 
@@ -412,6 +413,43 @@ def test_a_create_killed_while_formatting_its_volume_leaves_no_nameless_volume(
     assert leftovers(ctroot) == []
 
 
+@pytest.mark.parametrize("older_device", [False, True])
+def test_a_create_killed_while_mounting_its_volume_leaves_no_loop_device(
+    pct: Pct,
+    vmid: int,
+    ctroot: Path,
+    tmp_path: Path,
+    images: Images,
+    busybox_template: Path,
+    older_device: bool,
+) -> None:
+    """Killed between the loop device's attach and the mount of the ext4 on it: the device had
+    stayed attached (it only became autoclear after the mount), so the next command could
+    never free the volume ("is in use (/dev/loopN)") and the id stayed locked for good. Such
+    a device, left by an older ctkit (``older_device``), is detached by that recovery."""
+    from tests.pct.conftest import PCT
+
+    env, marker = holding_tool(tmp_path, "mount", "*-t\\ ext4*")
+    argv = [str(PCT), "create", str(vmid), str(busybox_template), "--rootfs", "local:1"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    sigkill_group_when(proc, marker.exists, "the mount")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    for _ in range(100):  # the kernel frees the device at its last close
+        if not loop.devices_for(image):
+            break
+        time.sleep(0.02)
+    assert loop.devices_for(image) == []
+    if older_device:
+        subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True)
+    res = pct("list")
+    assert f"CT {vmid}: freed volume 'local:{vmid}/vm-{vmid}-disk-0.raw'" in res.err, res.text
+    assert loop.devices_for(image) == []
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists() or not any(images(vmid).iterdir())
+    assert leftovers(ctroot) == []
+
+
 def test_an_option_of_restore_is_named_as_unknown(
     pct: Pct, vmid: int, busybox_template: Path
 ) -> None:
@@ -452,7 +490,7 @@ def test_a_create_killed_before_its_config_leaves_nothing_after_pct_list(
     assert [p.name for p in owners.iterdir() if not p.name.startswith(".")] == [
         f"owner-{vmid}.json"
     ]
-    assert [p.name for p in confdir.iterdir()][0].startswith(f".{vmid}.conf.{proc.pid}-")
+    assert next(p.name for p in confdir.iterdir()).startswith(f".{vmid}.conf.{proc.pid}-")
     res = pct("list")
     assert res.rc == 0 and str(vmid) not in res.out, res.text
     assert list(confdir.iterdir()) == [] and list(owners.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -110,13 +111,59 @@ def test_bind_mount_read_only_with_flags(tmp_path: Path, target: Path) -> None:
 
 def test_detach_leaves_a_reused_device_alone(tmp_path: Path) -> None:
     image = ext4_image(tmp_path / "a.raw", 4 * MIB, mmp=False)
-    dev = loop.attach(image)
+    dev = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     try:
         loop.detach(dev, tmp_path / "other.raw")
         assert loop.backing_file(dev) == image
     finally:
         loop.detach(dev, image)
     assert loop.devices_for(image) == []
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from shared.storage import loop
+with loop.attached(Path(sys.argv[1]), read_only=sys.argv[2] == "ro") as dev:
+    print(dev, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["rw", "ro"])
+def test_a_process_killed_between_attach_and_mount_leaves_no_device(
+    tmp_path: Path, mode: str
+) -> None:
+    """The device is autoclear from its attach on: a pct create killed there had left it
+    attached for good, and its volume could never be freed ("in use (/dev/loopN)")."""
+    image = ext4_image(tmp_path / "a.raw", 4 * MIB, mmp=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(image), mode],
+        stdout=subprocess.PIPE, text=True, cwd=Path(loop.__file__).parents[2],
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        dev = proc.stdout.readline().strip()
+        assert loop.devices_for(image) == [dev]
+        name = Path(dev).name
+        assert Path(f"/sys/block/{name}/loop/autoclear").read_text() == "1\n"
+        assert Path(f"/sys/block/{name}/ro").read_text() == ("1\n" if mode == "ro" else "0\n")
+    finally:
+        proc.kill()
+        proc.wait()
+    for _ in range(100):  # the kernel frees it at the last close, maybe a moment later
+        if not loop.devices_for(image):
+            break
+        time.sleep(0.02)
+    assert loop.devices_for(image) == []
+
+
+def test_an_image_that_cannot_be_opened_is_one_error_line(tmp_path: Path, target: Path) -> None:
+    image = tmp_path / "missing.raw"
+    with pytest.raises(CommandError, match=r"^unable to attach '.*' to a loop device - No such"):
+        loop.mount_volume(image, target, "raw")
 
 
 def block_bytes(image: Path) -> int:
