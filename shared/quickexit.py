@@ -34,6 +34,10 @@ def _suspended(obj: object) -> bool:
     return obj.ag_running or obj.ag_frame is not None  # type: ignore[attr-defined]
 
 
+def _objects(kinds: tuple[type, ...]) -> list[object]:
+    return [obj for obj in gc.get_objects() if issubclass(type(obj), kinds)]
+
+
 def leave(code: int) -> None:
     """Exit now with ``code`` when nothing is left for the interpreter's teardown to do;
     return (and let the caller exit normally) otherwise."""
@@ -41,8 +45,9 @@ def leave(code: int) -> None:
         return
     # one walk of the heap finds both kinds: each walk of a command's 20,000 objects took
     # 2-5 ms. The C base of every file object: io.IOBase is an ABC, and its isinstance check
-    # cost 4-5 ms over those objects.
-    watched = [obj for obj in gc.get_objects() if isinstance(obj, _WATCHED)]
+    # cost 4-5 ms over those objects. By type(), not isinstance(): that asks a weak proxy for
+    # its __class__, and one whose object is gone (pyroute2 leaves some) raises ReferenceError.
+    watched = _objects(_WATCHED)
     for obj in watched:
         if isinstance(obj, _SUSPENDABLE) and _suspended(obj):
             return  # a ``finally`` not run yet: the interpreter's exit, as before
@@ -52,7 +57,7 @@ def leave(code: int) -> None:
         handlers = atexit._ncallbacks()
         atexit._run_exitfuncs()
         if handlers:  # an exit handler may have opened files of its own
-            watched = [obj for obj in gc.get_objects() if isinstance(obj, _io._IOBase)]
+            watched = _objects((_io._IOBase,))
         for obj in watched:
             if isinstance(obj, _io._IOBase) and not obj.closed:
                 obj.flush()

@@ -150,3 +150,22 @@ def test_a_signal_while_leaving_ends_in_the_exit_not_a_traceback(tmp_path: Path)
     )
     assert proc.returncode == 130
     assert proc.stderr == ""
+
+
+def test_a_weak_proxy_whose_object_is_gone_does_not_end_in_a_traceback(tmp_path: Path) -> None:
+    """Its isinstance() check asks the proxy for its class, and a dead one raises
+    ReferenceError: a remote's ``pct migrate-target info`` (pyroute2 leaves such proxies)
+    ended in a traceback instead of its answer's exit code."""
+    proc = run(
+        """
+        import weakref
+        class Thing:
+            pass
+        thing = Thing()
+        proxies = [weakref.proxy(thing)]  # kept alive in a list, as a library keeps one
+        del thing
+        quickexit.leave(4)
+        """,
+        tmp_path,
+    )
+    assert (proc.returncode, proc.stderr) == (4, "")
