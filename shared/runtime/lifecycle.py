@@ -30,6 +30,7 @@ from .guestview import config_idmap, config_root_ids
 from .idcheck import check_subids
 from .lxccheck import check_config
 from .lxcconf import HostInfo, generate, seccomp_rules
+from .namespace import left_host
 from .propagation import ensure_shared_root
 from .startcheck import check_start_config
 from .volumes import allocator, free, size_of
@@ -129,7 +130,8 @@ def start(vmid: int, *, skiplock: bool = False, debug: bool = False, log: Log = 
         write_lxc_config(conf)
         debug = debug or conf.get("debug") is True
         CGroup(vmid).remove_stale()
-        ensure_shared_root()
+        if not left_host():  # else checked as this process left it (namespace)
+            ensure_shared_root()
         paths.run_dir().mkdir(parents=True, exist_ok=True)
         stale_files = (hook_error_file(vmid), warnings_file(vmid), debug_log_file(vmid))
         for stale in (*stale_files, paths.lxc_dir(vmid) / "lxc.log"):

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from .. import paths
 from ..errors import ConfigError
+from .namespace import in_host_mounts
 
 
 def container(vmid: int) -> Any:
@@ -103,11 +104,15 @@ def start_daemon(vmid: int, debug_log: Path | None = None) -> bool:
     argv = lxc_base_argv("lxc-start", vmid)
     if debug_log is not None:
         argv += ["-l", "DEBUG", "-o", str(debug_log)]
+    # never from a private mount namespace (vzdump's, pct create's): the container would keep
+    # it, and what was mounted there when that process was killed, alive
+    argv, fds = in_host_mounts(argv)
     proc = subprocess.run(
         argv,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         check=False,
+        pass_fds=fds,
     )
     return proc.returncode == 0
 

@@ -344,8 +344,8 @@ def member_text(archive: Path, name: str) -> str:
     ).stdout  # fmt: skip
 
 
-def kill_tar_of(vmid: int, timeout: float = 20.0) -> int:
-    """Wait for the tar child that archives ``vmid`` and SIGKILL it; returns its pid."""
+def tar_of(vmid: int, timeout: float = 20.0) -> int:
+    """Wait for the tar child that archives ``vmid``; returns its pid."""
     deadline = time.monotonic() + timeout
     marker = f"vzdump-lxc-{vmid}-".encode()
     while time.monotonic() < deadline:
@@ -357,11 +357,17 @@ def kill_tar_of(vmid: int, timeout: float = 20.0) -> int:
             except OSError:
                 continue
             if argv and argv[0] == b"tar" and any(marker in a for a in argv):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(entry.name), signal.SIGKILL)
                 return int(entry.name)
         time.sleep(0.02)
     raise AssertionError(f"no tar process for {vmid} appeared")
+
+
+def kill_tar_of(vmid: int, timeout: float = 20.0) -> int:
+    """Wait for the tar child that archives ``vmid`` and SIGKILL it; returns its pid."""
+    pid = tar_of(vmid, timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 def wait_for_line(proc: subprocess.Popen[bytes], wanted: str, timeout: float = 30) -> list[str]:

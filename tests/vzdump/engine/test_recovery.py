@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, CT, Host, archives, run, start_vzdump, vzdump
+from .conftest import BIN, CT, Host, archives, random_file, run, start_vzdump, tar_of, vzdump
 
 pytestmark = pytest.mark.lxc
 
@@ -365,3 +365,48 @@ def test_a_backup_cut_by_a_host_crash_is_recovered_after_the_reboot(
     assert f"CT {ct.vmid}: removed snapshot 'vzdump'" in out
     assert f"CT {ct.vmid}: removed lock 'backup'" in out
     assert_recovered(ct, host)
+
+
+def mounts_at(path: Path) -> list[str]:
+    """The processes (pid and command) in whose mount namespace something is mounted at
+    ``path``: this one's, a container monitor's, any other."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            table = (proc / "mountinfo").read_text()
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        if any(line.split(" ")[4] == str(path) for line in table.splitlines()):
+            found.append(f"{proc.name} {comm}")
+    return found
+
+
+def test_a_guest_restarted_by_a_killed_vzdump_holds_no_mount_of_the_next(host: Host) -> None:
+    """Stop mode, two guests: vzdump restarts the first, then is killed while the second's
+    volume is mounted at /mnt/vzsnap0. The first's LXC monitor had been started from vzdump's
+    private mount namespace and kept it alive with that mount in it: the second's volume stayed
+    mounted until the first stopped (a raw one kept its loop device: pct destroy failed)."""
+    first, second = host.create(start=True), host.create(start=True)
+    random_file(second, "big", 192 << 20)  # a second or more of tar: time for the kill
+    proc = start_vzdump(str(first.vmid), str(second.vmid), "--mode", "stop",
+                        "--dumpdir", str(host.dumpdir))  # fmt: skip
+    try:
+        tar_of(second.vmid, timeout=60)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+    assert first.running()
+    vzsnap = host.root / "mnt/vzsnap0"
+    deadline = time.monotonic() + 10  # the killed vzdump's children go with it
+    while mounts_at(vzsnap) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mounts_at(vzsnap) == []
+    rc, _out, err = pct_run("status", str(second.vmid))
+    assert rc == 0 and "restarted the container vzdump had stopped" in err, err
+    assert_recovered(second, host)
