@@ -30,6 +30,7 @@ from .cgroups import CGroup
 
 Log = Callable[[str], None]
 RECOVERY_WAIT = 30.0
+RESTART_GRACE = 5.0  # seconds for a container a dead owner was stopping to be down
 # the locks a dead owner's operation may leave: its own, or a snapshot step's
 SNAPSHOT_LOCKS = ("snapshot", "snapshot-delete")
 
@@ -242,5 +243,11 @@ def _restart(dead: owners.Owner, log: Log, warn: Log) -> None:
 
     if not dead.stopped or lxcapi.is_running(dead.vmid):
         return
+    # killed while the container went down: its shutdown ends first, then the kernel lets go
+    # of its raw volumes (a start meanwhile failed on them, after ext4's MMP wait)
+    lxcapi.wait_state(dead.vmid, "STOPPED", RESTART_GRACE)
+    conf = store.load_or_none(dead.vmid)
+    if conf is not None:
+        lifecycle.wait_released(conf)
     lifecycle.start(dead.vmid, log=log)
     log(f"CT {dead.vmid}: restarted the container {dead.op} had stopped")

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -410,3 +411,27 @@ def test_a_guest_restarted_by_a_killed_vzdump_holds_no_mount_of_the_next(host: H
     rc, _out, err = pct_run("status", str(second.vmid))
     assert rc == 0 and "restarted the container vzdump had stopped" in err, err
     assert_recovered(second, host)
+
+
+def test_a_restart_by_the_recovery_waits_for_the_volume_to_be_let_go(host: Host) -> None:
+    """Killed while the container went down: the recovery's restart came while the kernel
+    still held the raw volume of the stopped container (its namespace goes last). LXC's mount
+    of it then failed after ext4's MMP wait, and the container stayed down until a later
+    command. Here another mount of the volume plays the one still going away."""
+    ct = host.create(rootfs="local:1", start=True)
+    with killed_vzdump(host, ct, "pre-restart", "--mode", "stop"):
+        assert lxc_state(ct) == "STOPPED"
+        image = ct.volume()
+        held = host.root / "held"
+        held.mkdir()
+        subprocess.run(["mount", "-o", "loop", str(image), str(held)], check=True)
+        releasing = threading.Timer(1.0, subprocess.run, [["umount", str(held)]])
+        releasing.start()
+        try:
+            started = time.monotonic()
+            rc, out, err = pct_run("status", str(ct.vmid))
+            assert rc == 0 and f"CT {ct.vmid}: restarted the container" in out + err, err
+            assert time.monotonic() - started < 20  # no MMP wait of a failed mount
+        finally:
+            releasing.join()
+        assert_recovered(ct, host)
