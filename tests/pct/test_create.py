@@ -435,11 +435,7 @@ def test_a_create_killed_while_mounting_its_volume_leaves_no_loop_device(
                             start_new_session=True)  # fmt: skip
     sigkill_group_when(proc, marker.exists, "the mount")
     image = images(vmid) / f"vm-{vmid}-disk-0.raw"
-    for _ in range(100):  # the kernel frees the device at its last close
-        if not loop.devices_for(image):
-            break
-        time.sleep(0.02)
-    assert loop.devices_for(image) == []
+    assert loop.wait_unused(image, 2.0)  # the kernel frees the device at its last close
     if older_device:
         subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True)
     res = pct("list")

@@ -77,10 +77,7 @@ def test_busy_mount_is_unmounted_lazily(tmp_path: Path, target: Path) -> None:
         assert not loop.is_mounted(target)
     finally:
         holder.close()
-    for _ in range(100):  # the device goes once the last file is closed
-        if not loop.devices_for(image):
-            break
-        time.sleep(0.02)
+    assert loop.wait_unused(image, 2.0)  # the device goes once the last file is closed
     assert loop.devices_for(image) == []
 
 
@@ -153,10 +150,7 @@ def test_a_process_killed_between_attach_and_mount_leaves_no_device(
     finally:
         proc.kill()
         proc.wait()
-    for _ in range(100):  # the kernel frees it at the last close, maybe a moment later
-        if not loop.devices_for(image):
-            break
-        time.sleep(0.02)
+    assert loop.wait_unused(image, 2.0)  # the kernel frees it at the last close, maybe later
     assert loop.devices_for(image) == []
 
 

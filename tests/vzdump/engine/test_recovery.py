@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,6 +82,21 @@ def killed_vzdump(host: Host, ct: CT, phase: str, *args: str) -> Iterator[int]:
             proc.kill()
         proc.wait()
         thaw(ct.vmid)
+
+
+def kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], object]) -> None:
+    """SIGKILL vzdump (its own process) once ``ready()`` is true (within 60 s)."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
 
 
 def owner_record(ct: CT) -> dict[str, object] | None:
@@ -213,17 +228,9 @@ def test_stop_mode_killed_while_writing_then_vzdump(host: Host) -> None:
     ct.write("big", os.urandom(8 << 20))
     proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
                         "--bwlimit", "1024")  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not any(p.suffix == ".dat" and p.stat().st_size for p in host.dumpdir.iterdir()):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
+    kill_when(
+        proc, lambda: any(p.suffix == ".dat" and p.stat().st_size for p in host.dumpdir.iterdir())
+    )
     dat = next(p for p in host.dumpdir.iterdir() if p.suffix == ".dat")
     assert lxc_state(ct) == "STOPPED" and "lock: backup" in ct.conf()
     time.sleep(1)  # the orphaned tar notices its reader is gone
@@ -394,14 +401,7 @@ def test_a_guest_restarted_by_a_killed_vzdump_holds_no_mount_of_the_next(host: H
     random_file(second, "big", 192 << 20)  # a second or more of tar: time for the kill
     proc = start_vzdump(str(first.vmid), str(second.vmid), "--mode", "stop",
                         "--dumpdir", str(host.dumpdir))  # fmt: skip
-    try:
-        tar_of(second.vmid, timeout=60)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
+    kill_when(proc, lambda: tar_of(second.vmid, timeout=60))
     assert first.running()
     vzsnap = host.root / "mnt/vzsnap0"
     deadline = time.monotonic() + 10  # the killed vzdump's children go with it
