@@ -244,11 +244,11 @@ class Storage:
         self.activate()
         imgdir = self.image_dir(vmid)
         with self.alloc_lock():
+            name = self.find_free_diskname(vmid, fmt)
+            if reserved is not None:  # before anything exists: even the id's directory
+                reserved(f"{vmid}/{name}")
             imgdir.mkdir(parents=True, exist_ok=True)
             set_host_reach(imgdir, (root_uid, root_gid))
-            name = self.find_free_diskname(vmid, fmt)
-            if reserved is not None:
-                reserved(f"{vmid}/{name}")
             target = self._reserve_volume(imgdir, name, fmt)
         try:
             self._fill_volume(target, fmt, size, root_uid, root_gid)

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import CtkitError, NotFoundError, StorageError
 from ..formats.types import FormatError, check_configid, format_size
 from . import cmd, loop
-from .dirplugin import DirStorage, pad_kib
+from .dirplugin import DirStorage, pad_kib, remove_if_empty
 from .listing import VolumeEntry
 from .volid import VolName, base_name
 
@@ -280,6 +280,7 @@ class BtrfsStorage(DirStorage):
             return super().free_volume(volname)
         subvol = self.subvolume_of(vol)
         if not subvol.exists():
+            remove_if_empty(subvol.parent)  # reserved by a command killed before it made it
             return False
         self._check_unused(volname, self.image_path(vol), vol.format)
         snaps = [self.subvolume_of(vol, s) for s in self.list_snapshots(volname)]
@@ -287,8 +288,7 @@ class BtrfsStorage(DirStorage):
             if loop.mount_users(path):
                 raise StorageError(f"volume '{self.volid(volname)}' is in use ({path})")
         btrfs("subvolume", "delete", "--", *map(str, snaps), str(subvol))
-        with contextlib.suppress(OSError):
-            subvol.parent.rmdir()
+        remove_if_empty(subvol.parent)
         return True
 
     # --- size -----------------------------------------------------------------------------

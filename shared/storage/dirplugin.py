@@ -161,8 +161,7 @@ class DirStorage(Storage):
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
+        remove_if_empty(path.parent)
 
     def _check_unused(self, volname: str, path: Path, fmt: str | None) -> None:
         """Refuse to delete a volume that is mounted or attached to a loop device."""
@@ -177,6 +176,7 @@ class DirStorage(Storage):
         vol = self._images_vol(volname)
         path = self.image_path(vol)
         if not (path.exists() or path.is_symlink()):
+            remove_if_empty(path.parent)  # reserved by a command killed before it made it
             return False
         self._check_unused(volname, path, vol.format)
         if vol.format == "subvol" and not path.is_symlink():
@@ -185,8 +185,7 @@ class DirStorage(Storage):
             if vol.is_base and not path.is_symlink():
                 _immutable(path, False)
             path.unlink()
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
+        remove_if_empty(path.parent)
         return True
 
     # --- size -----------------------------------------------------------------------------
@@ -283,3 +282,9 @@ def _immutable(path: Path, on: bool) -> None:
     """``chattr +i`` / ``-i``; best effort, as on Proxmox (a file system without the flag)."""
     with contextlib.suppress(CommandError):
         cmd.run(["chattr", "+i" if on else "-i", "--", str(path)])
+
+
+def remove_if_empty(imgdir: Path) -> None:
+    """The id's ``images/<vmid>`` once its last volume went (rmdir: only if empty)."""
+    with contextlib.suppress(OSError):
+        imgdir.rmdir()

@@ -490,3 +490,42 @@ def test_a_create_killed_before_its_config_leaves_nothing_after_pct_list(
     res = pct("list")
     assert res.rc == 0 and str(vmid) not in res.out, res.text
     assert list(confdir.iterdir()) == [] and list(owners.iterdir()) == []
+
+
+KILLED_AS_IT_RESERVED = """
+import sys, time
+from pct.ops.provision import create_locked_config
+from shared.ctconfig.config import Config
+from shared.runtime import unfinished
+from shared.storage.volumes import alloc_volume
+
+vmid = int(sys.argv[1])
+owner = create_locked_config(Config(vmid), owner_op=unfinished.CREATE)
+
+def reserved(volid):  # as pct create, clone and restore note a volume: then killed
+    unfinished.note_volumes(owner, [volid])
+    print("reserved", flush=True)
+    time.sleep(60)
+
+alloc_volume("local", vmid, 0, reserved=reserved)
+"""
+
+
+def test_a_create_killed_as_it_reserved_its_volume_leaves_no_image_directory(
+    pct: Pct, vmid: int, ctroot: Path, images: Images
+) -> None:
+    """The id's ``images/<vmid>`` was made before the volume's name was noted, and freeing a
+    noted volume that never came to be returned before removing it: a kill there left the
+    empty directory (a clone killed 0.15-0.19 s in did, 10 times in 40)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_AS_IT_RESERVED, str(vmid)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(paths.__file__).parents[1],
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "reserved\n"
+    proc.kill()
+    proc.wait()
+    res = pct("list")
+    assert f"CT {vmid}: removed the config of the unfinished pct create" in res.err, res.text
+    assert not images(vmid).exists()
+    assert not paths.ct_conf(vmid).exists()
+    assert leftovers(ctroot) == []
