@@ -121,11 +121,12 @@ def sweep(directory: Path) -> None:
         return
     for name in names:
         match = _TEMP_RE.fullmatch(name)
-        if match is not None and not _running(int(match[1])):
+        if match is not None and not pid_alive(int(match[1])):
             _remove_unheld(os.path.join(key, name))
 
 
-def _running(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (the writer a temp file names)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

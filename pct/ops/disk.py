@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import paths
-from shared.atomic import fsync_dir
+from shared.atomic import fsync_dir, pid_alive
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint, volume_owner
@@ -583,18 +583,8 @@ def _remove_dead_temps(target: Path) -> None:
     with contextlib.suppress(OSError):
         for entry in os.scandir(target.parent):
             m = pattern.fullmatch(entry.name)
-            if m and entry.is_file(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+            if m and entry.is_file(follow_symlinks=False) and not pid_alive(int(m.group(1))):
                 _unlink_quietly(entry.path)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _unlink_quietly(path: str | Path) -> None:
