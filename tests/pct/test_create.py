@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from shared import paths
 from shared.ctconfig import store
 from shared.storage import loop
 from shared.testbed import build_busybox_rootfs, pack
+from tests.midway import stopped_midway
 from tests.pct.conftest import Pct, holding_tool, leftovers, sigkill_group_when, until_extracting
 
 pytestmark = pytest.mark.lxc
@@ -475,11 +475,8 @@ def test_a_create_killed_before_its_config_leaves_nothing_after_pct_list(
 ) -> None:
     """Killed between its owner record and the rename of its first config: no config names
     the id, so ``pct list`` never met it, and the record and the config's temp file stayed."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_BEFORE_ITS_CONFIG, str(vmid)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(paths.__file__).parents[1],
-    )  # fmt: skip
-    assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+    proc, line = stopped_midway(KILLED_BEFORE_ITS_CONFIG, str(vmid))
+    assert line == "writing"
     proc.kill()
     proc.wait()
     confdir, owners = ctroot / "etc/pve/lxc", ctroot / "var/lib/ctkit/owners"
@@ -516,12 +513,9 @@ def test_a_create_killed_as_it_reserved_its_volume_leaves_no_image_directory(
 ) -> None:
     """The id's ``images/<vmid>`` was made before the volume's name was noted, and freeing a
     noted volume that never came to be returned before removing it: a kill there left the
-    empty directory (a clone killed 0.15-0.19 s in did, 10 times in 40)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_AS_IT_RESERVED, str(vmid)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(paths.__file__).parents[1],
-    )  # fmt: skip
-    assert proc.stdout is not None and proc.stdout.readline() == "reserved\n"
+    empty directory (a pct clone killed 88 ms in did)."""
+    proc, line = stopped_midway(KILLED_AS_IT_RESERVED, str(vmid))
+    assert line == "reserved"
     proc.kill()
     proc.wait()
     res = pct("list")

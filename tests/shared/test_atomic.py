@@ -3,12 +3,12 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from shared import atomic
+from tests.midway import stopped_midway
 
 
 def test_write_replaces_and_keeps_mode(tmp_path: Path) -> None:
@@ -76,11 +76,8 @@ with atomic.atomic_open(sys.argv[1]) as fh:
 
 def _writer(target: Path) -> subprocess.Popen[str]:
     """A process stopped in the middle of an atomic write of ``target``."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(target)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(atomic.__file__).parents[1],
-    )  # fmt: skip
-    assert proc.stdout is not None and proc.stdout.readline() == "writing\n"
+    proc, line = stopped_midway(WRITER, str(target))
+    assert line == "writing"
     return proc
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from shared.errors import CommandError
 from shared.storage import loop
+from tests.midway import stopped_midway
 
 from .conftest import needs_root
 
@@ -136,13 +136,8 @@ def test_a_process_killed_between_attach_and_mount_leaves_no_device(
     """The device is autoclear from its attach on: a pct create killed there had left it
     attached for good, and its volume could never be freed ("in use (/dev/loopN)")."""
     image = ext4_image(tmp_path / "a.raw", 4 * MIB, mmp=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(image), mode],
-        stdout=subprocess.PIPE, text=True, cwd=Path(loop.__file__).parents[2],
-    )  # fmt: skip
+    proc, dev = stopped_midway(HOLDER, str(image), mode)
     try:
-        assert proc.stdout is not None
-        dev = proc.stdout.readline().strip()
         assert loop.devices_for(image) == [dev]
         name = Path(dev).name
         assert Path(f"/sys/block/{name}/loop/autoclear").read_text() == "1\n"
