@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,7 +31,8 @@ def _target(mp: MountPoint) -> Path:
             raise StateError(f"unable to run fsck for '{mp.volume}' (format == {fmt})")
         return volume_path(mp.volume)
     path = Path(mp.volume)
-    if mp.type != "device" or not stat.S_ISBLK(path.stat().st_mode):
+    # a path that is missing (the config came from another host) is no block device either
+    if mp.type != "device" or not path.is_block_device():
         raise StateError(f"path '{path}' does not point to a block device")
     return path
 

@@ -17,7 +17,6 @@ from shared.ctconfig.mountpoints import (
     MountPoint,
     add_unused_volume,
     drop_unused_volumes,
-    parse_mountpoint,
 )
 from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import CtkitError, LockError, NotFoundError, ParamError, StateError
@@ -42,7 +41,7 @@ def _mountpoint(conf: Config, key: str) -> MountPoint:
         raise NotFoundError(f"volume '{key}' for container '{conf.vmid}' does not exist")
     if UNUSED_RE.fullmatch(key):
         return MountPoint(key, text, "", "volume", {})
-    return parse_mountpoint(key, text)
+    return conf.mountpoint(key)
 
 
 def _in_snapshots(conf: Config, volid: str) -> bool:

@@ -18,7 +18,7 @@ from shared.errors import ConfigError, NotFoundError
 from shared.formats.types import FormatError, parse_bool
 
 from . import rawlxc
-from .mountpoints import MountPoint, iter_mountpoints, unused_keys, used_volumes
+from .mountpoints import MountPoint, iter_mountpoints, parse_mountpoint, unused_keys, used_volumes
 from .options import (
     DEV_SCHEMA,
     FEATURES_SCHEMA,
@@ -34,6 +34,12 @@ from .options import (
 SKIP_KEYS = frozenset({"digest", "description", "pending", "snapshots", "snapname", "lxc", "env"})
 # bytes kept as they are in a ``#`` description line: printable ASCII except ``%`` and ``:``
 _SAFE_DESCR = frozenset(b for b in range(0x20, 0x7F) if b not in (0x25, 0x3A))
+
+
+def unparsable(vmid: int, key: str, err: FormatError) -> ConfigError:
+    """The error for a stored value that does not parse (a hand-edited or foreign config)."""
+    msg = str(err).removeprefix("invalid format - ")
+    return ConfigError(f"vm {vmid} - unable to parse value of '{key}' - {msg}")
 
 
 def encode_text(text: str) -> str:
@@ -91,10 +97,7 @@ class Section:
         try:
             return decode_option(key, text)
         except FormatError as err:
-            msg = str(err).removeprefix("invalid format - ")
-            raise ConfigError(
-                f"vm {self.vmid} - unable to parse value of '{key}' - {msg}"
-            ) from None
+            raise unparsable(self.vmid, key, err) from None
 
     def set(self, key: str, value: Any) -> None:
         """Validate and store a value (raw text or parsed value); None deletes the key.
@@ -148,6 +151,14 @@ class Section:
     def mountpoints(self) -> list[MountPoint]:
         """rootfs first, then mp0..mp255, parsed; entries that do not parse are skipped."""
         return list(iter_mountpoints(self.values))
+
+    def mountpoint(self, key: str) -> MountPoint:
+        """The stored rootfs/mpN ``key`` parsed (it must exist); a value that does not parse
+        (a hand-edited or foreign config) is a ConfigError naming it, as at start."""
+        try:
+            return parse_mountpoint(key, self.values[key])
+        except FormatError as err:
+            raise unparsable(self.vmid, key, err) from None
 
     def _indexed(self, prefix: str) -> Iterator[tuple[str, str]]:
         for i in range(INDEXED[prefix]):

@@ -46,7 +46,10 @@ class GuestConfig:
 
         Without explicit ids, an unprivileged container gets Proxmox's default map (100000).
         """
-        unprivileged = parse_bool(conf.get("unprivileged", "0"))
+        try:
+            unprivileged = parse_bool(conf.get("unprivileged", "0"))
+        except FormatError as err:
+            raise FormatError(f"unprivileged: {err}") from None
         default_root = DEFAULT_UNPRIVILEGED_ROOT if unprivileged else 0
         nets: dict[int, dict[str, str]] = {}
         for key, value in conf.items():

@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 from ..archive.idmap import DEFAULT_UNPRIVILEGED, IdMapEntry, parse_idmap, to_host
 from ..ctconfig.config import Config, Section
+from ..errors import ConfigError
+from ..formats.types import FormatError
 
 
 def idmap(conf: Section, unprivileged: bool) -> list[IdMapEntry]:
@@ -40,4 +42,7 @@ def guest_config(conf: Config) -> GuestConfig:
     from ..guest.config import GuestConfig  # the guest package is big: load it when needed
 
     uid, gid = config_root_ids(conf)
-    return GuestConfig.from_pct_conf(conf.vmid, conf.values, root_uid=uid, root_gid=gid)
+    try:
+        return GuestConfig.from_pct_conf(conf.vmid, conf.values, root_uid=uid, root_gid=gid)
+    except FormatError as err:  # a hand-edited value (tty, unprivileged) the setup must read
+        raise ConfigError(f"vm {conf.vmid} - {err}") from None

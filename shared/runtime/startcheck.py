@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import paths
-from ..ctconfig.config import Config
+from ..ctconfig.config import Config, unparsable
 from ..ctconfig.options import option_spec, parse_option
 from ..ctconfig.unsupported import (
     FIREWALL_MESSAGE,
@@ -60,9 +60,7 @@ def check_values(conf: Config) -> None:
         try:
             parse_option(key, conf.values[key])
         except FormatError as err:
-            msg = str(err).removeprefix("invalid format - ")
-            message = f"vm {conf.vmid} - unable to parse value of '{key}' - {msg}"
-            raise ConfigError(message) from None
+            raise unparsable(conf.vmid, key, err) from None
 
 
 def check_unsupported(conf: Config, log: Log) -> None:

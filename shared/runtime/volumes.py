@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from ..ctconfig import store
 from ..ctconfig.config import Config
-from ..ctconfig.mountpoints import new_volume_size, parse_mountpoint
+from ..ctconfig.mountpoints import new_volume_size
 from ..ctconfig.pending import Alloc
 from ..errors import StorageError
 from ..storage.volumes import alloc_volume, free_volume, volume_size
@@ -43,7 +43,7 @@ def recorded(alloc: Alloc) -> Alloc:
     def alloc_and_record(storage: str | None, size_gib: float, key: str, conf: Config) -> str:
         volid = alloc(storage, size_gib, key, conf)
         saved = conf.copy()
-        mp = parse_mountpoint(key, saved.pending.values[key])
+        mp = saved.pending.mountpoint(key)
         saved.pending.values[key] = mp.replace(
             volume=volid, size=new_volume_size(size_gib)
         ).render()

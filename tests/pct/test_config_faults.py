@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,6 +108,35 @@ def test_list_shows_healthy_containers_beside_a_broken_one(
     assert f"CT {ct}: vm {ct} - unable to parse value of 'hostname'" in res.err
     res = pct("list", "--output-format", "json", check=False)
     assert res.rc == 12 and f'"status": "broken", "vmid": {ct}' in res.out
+
+
+def test_a_mount_point_that_does_not_parse_is_named_by_the_commands_that_need_it(
+    pct: Pct, ct: int, new_vmid: object, ctroot: Path, images: Callable[[int], Path]
+) -> None:
+    """A hand-edited or foreign config whose rootfs/mp value does not parse: move-volume says so
+    in one line and changes nothing; fsck of a device that is not there says what Proxmox says."""
+    good = conf_path(ctroot, ct).read_text()
+    append_conf(ctroot, ct, "mp0: /\n")
+    before = conf_path(ctroot, ct).read_text()
+    res = pct("move-volume", ct, "mp0", "local", check=False)
+    assert res.rc == 12, res.text
+    one_line_error(res.text)
+    assert res.err.strip() == f"vm {ct} - unable to parse value of 'mp0' - format error"
+    assert conf_path(ctroot, ct).read_text() == before
+    conf_path(ctroot, ct).write_text(good + "mp0: /dev/ctkit-no-such-disk,mp=/data\n")
+    res = pct("fsck", ct, "--device", "mp0", check=False)
+    assert res.rc == 6, res.text
+    one_line_error(res.text)
+    assert res.err.strip() == "path '/dev/ctkit-no-such-disk' does not point to a block device"
+    # a clone of a config whose guest-setup value does not parse: one line, nothing made
+    conf_path(ctroot, ct).write_text(good + "tty: /dev/x\n")
+    newid = new_vmid()  # type: ignore[operator]
+    res = pct("clone", ct, newid, check=False)
+    assert res.rc == 12, res.text
+    one_line_error(res.text)
+    assert f"vm {newid} - tty: type check ('integer') failed - got '/dev/x'" in res.err
+    assert not conf_path(ctroot, newid).exists() and not images(newid).exists()
+    assert str(newid) not in pct("list").out
 
 
 def test_non_utf8_config_is_refused_with_a_line(pct: Pct, ct: int, ctroot: Path) -> None:
