@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,7 @@ Log = Callable[[str], None]
 RELEASE_WAIT = 5.0  # seconds for a stopped container's loop devices to go
 MAX_WAIT = (1 << 31) - 1  # seconds: longer timeouts and delays overflow LXC's and sleep's types
 START_TIMEOUT = 10.0
+ABORT_WAIT = 10.0  # seconds for LXC's monitor of a failed start to end (its post-stop hooks)
 
 
 def _stderr(msg: str) -> None:
@@ -146,7 +148,7 @@ def start(vmid: int, *, skiplock: bool = False, debug: bool = False, log: Log = 
     with contextlib.suppress(FileNotFoundError):
         skiplock_file(vmid).unlink()
     if not ok:
-        CGroup(vmid).remove_stale()  # what the aborted start left would block the next one
+        _settle_failed_start(vmid, conf)
         for line in start_failure_reason(vmid):
             log(line)
         if debug_log is not None:
@@ -154,6 +156,19 @@ def start(vmid: int, *, skiplock: bool = False, debug: bool = False, log: Log = 
         raise CommandError(f"startup for container '{vmid}' failed")
     _print_warnings(vmid, log)
     hookscript.run(conf, "post-start", fatal=False, warn=log)
+
+
+def _settle_failed_start(vmid: int, conf: Config) -> None:
+    """LXC reports a failed start while its monitor still runs the post-stop hooks and the
+    container's mount namespace still holds its raw volumes: the next command (a destroy,
+    another start) found them in use. Return once they are gone (bounded), as a stop does."""
+    deadline = time.monotonic() + ABORT_WAIT
+    while lxcapi.monitor_alive(vmid) and time.monotonic() < deadline:
+        if lxcapi.state(vmid) == "RUNNING":
+            return  # up after all, only later than the start waited for: nothing to settle
+        time.sleep(0.05)
+    CGroup(vmid).remove_stale()  # what the aborted start left would block the next one
+    wait_released(conf)
 
 
 def start_failure_reason(vmid: int) -> list[str]:

@@ -234,6 +234,21 @@ def test_start_failure_names_the_real_reason(pct: Pct, ct: int, images: Images) 
     assert 'Failed to exec "/sbin/init"' in res.out  # LXC's own words, not a status code
 
 
+def test_a_failed_start_returns_once_the_container_has_let_go_of_its_volume(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """LXC reports a failed start while its monitor still runs the post-stop hooks and the
+    container's mounts hold the raw volume: a destroy right after found it in use."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    append_conf(ctroot, vmid, "entrypoint: /no/such/init\n")
+    res = pct("start", vmid, check=False)
+    assert res.rc == 11 and res.err.endswith(f"startup for container '{vmid}' failed\n"), res.text
+    assert not lxcapi.monitor_alive(vmid)
+    assert leftovers(ctroot, wait=0) == []
+    pct("destroy", vmid)  # at once
+    assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
+
+
 def test_exec_hands_the_container_no_descriptor_of_the_caller(
     pct: Pct, vmid: int, busybox_template: Path, tmp_path: Path
 ) -> None:
