@@ -20,6 +20,8 @@ DESCRIPTIONS: dict[str, str] = {
     "tmpdir": "Store temporary files to specified directory.",
     "bwlimit": "Limit I/O bandwidth (in KiB/s).",
     "ionice": "Set IO priority when using the BFQ scheduler.",
+    "parallel": "ctkit: back up up to N guests at once (each with its own log); 1 = one after "
+    "another.",
     "lockwait": "Maximal time to wait for the global lock (minutes).",
     "stopwait": "Maximal time to wait until a guest system is stopped (minutes).",
     "prune-backups": "Use these retention options instead of those from the storage configuration.",
@@ -35,6 +37,7 @@ DESCRIPTIONS: dict[str, str] = {
     "notify-webhook": "ctkit: POST the job's JSON summary to this URL.",
     "notes-template": "Template string for generating notes for the backup(s).",
     "protected": "If true, mark backup(s) as protected.",
+    "verify": "ctkit: read each new archive back end to end before the retention runs.",
     "stop": "Stop running backup jobs on this host.",
     "performance": "Other performance-related settings (accepted, no effect on containers).",
     "fleecing": "Options for backup fleecing (VM only; accepted and ignored).",

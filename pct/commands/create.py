@@ -41,11 +41,20 @@ def create(
             help="Root password (min. 5 characters); without a value it is asked for twice.",
         ),
     ] = None,
-    ssh_public_keys: Annotated[Path | None, typer.Option("--ssh-public-keys")] = None,
+    ssh_public_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--ssh-public-keys", help="Setup public SSH keys (one key per line, OpenSSH format)."
+        ),
+    ] = None,
     storage: Annotated[str, typer.Option(help="Default storage.")] = "local",
     unprivileged: Annotated[bool | None, typer.Option(help="Unprivileged (default 1).")] = None,
     ignore_unpack_errors: Annotated[
-        bool | None, typer.Option("--ignore-unpack-errors/--no-ignore-unpack-errors")
+        bool | None,
+        typer.Option(
+            "--ignore-unpack-errors/--no-ignore-unpack-errors",
+            help="Ignore errors when extracting the template.",
+        ),
     ] = None,
     bwlimit: Annotated[int | None, typer.Option(min=0, help="KiB/s")] = None,
     start: Annotated[bool | None, typer.Option(help="Start after creation.")] = None,
@@ -79,7 +88,12 @@ def destroy(
     force: Annotated[bool | None, typer.Option(help="Stop a running CT first.")] = None,
     purge: Annotated[bool | None, typer.Option(help="Also remove it from backup jobs.")] = None,
     destroy_unreferenced_disks: Annotated[
-        bool | None, typer.Option("--destroy-unreferenced-disks/--no-destroy-unreferenced-disks")
+        bool | None,
+        typer.Option(
+            "--destroy-unreferenced-disks/--no-destroy-unreferenced-disks",
+            help="Also destroy the volumes of this id that the config does not name, on every "
+            "enabled storage.",
+        ),
     ] = None,
 ) -> None:
     """Destroy the container and free the volumes it owns."""

@@ -47,7 +47,11 @@ def stop(
     vmid: VmidArg,
     skiplock: Annotated[bool | None, typer.Option(help="Ignore locks.")] = None,
     overrule_shutdown: Annotated[
-        bool | None, typer.Option("--overrule-shutdown/--no-overrule-shutdown")
+        bool | None,
+        typer.Option(
+            "--overrule-shutdown/--no-overrule-shutdown",
+            help="Try to abort a running 'pct shutdown' of the CT before stopping it.",
+        ),
     ] = None,
 ) -> None:
     """Stop the container at once (kill)."""

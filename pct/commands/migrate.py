@@ -81,9 +81,11 @@ def remote_migrate(
 
 @target_app.command("info")
 def info(
-    vmid: Annotated[int | None, typer.Option(parser=vmid_value)] = None,
-    storages: Annotated[str, typer.Option()] = "",
-    bridges: Annotated[str, typer.Option()] = "",
+    vmid: Annotated[
+        int | None, typer.Option(parser=vmid_value, help="Say whether this VMID is free.")
+    ] = None,
+    storages: Annotated[str, typer.Option(help="Storages to describe (comma-separated).")] = "",
+    bridges: Annotated[str, typer.Option(help="Bridges to look for (comma-separated).")] = "",
 ) -> None:
     """Version, storages, bridges and whether a VMID is free (JSON)."""
     from ..ops import migrate_target as target_ops

@@ -28,7 +28,11 @@ def restore(
     unique: Annotated[bool | None, typer.Option(help="New MAC addresses.")] = None,
     unprivileged: Annotated[bool | None, typer.Option(help="Default: as in the backup.")] = None,
     ignore_unpack_errors: Annotated[
-        bool | None, typer.Option("--ignore-unpack-errors/--no-ignore-unpack-errors")
+        bool | None,
+        typer.Option(
+            "--ignore-unpack-errors/--no-ignore-unpack-errors",
+            help="Ignore errors when extracting the archive.",
+        ),
     ] = None,
     bwlimit: Annotated[int | None, typer.Option(min=0, help="KiB/s")] = None,
     start: Annotated[bool | None, typer.Option(help="Start after the restore.")] = None,

@@ -1,5 +1,6 @@
 """``help [command]`` for every app, ``vzdump --help`` showing the backup command's usage and
-all its options, and every option of every command listed in its ``--help`` (issue 20)."""
+all its options, and every option of every command listed, with a text, in its ``--help``
+(issue 20)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def test_every_option_of_every_command_is_in_its_help(
         for param in cmd.params:
             if param.param_type_name == "option" and not param.hidden:
                 assert param.opts[0] in text, (path, param.opts)
+                assert (param.help or "").strip(), (prog, path, param.opts, "no help")
         # Proxmox's spelling gives the same page
         assert run(prog, ["help", *path], capsys) == (0, text)
 

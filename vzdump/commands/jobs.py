@@ -172,7 +172,13 @@ def run_now(job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
 
 @scheduler_app.command("run-due")
 def run_due(
-    first_pass: Annotated[bool | None, typer.Option("--first-pass")] = None,
+    first_pass: Annotated[
+        bool | None,
+        typer.Option(
+            "--first-pass",
+            help="Ignore the last pass seen alive: every event older than the grace is missed.",
+        ),
+    ] = None,
 ) -> None:
     """Run every enabled job whose next event has come (call this every minute). Exits 13
     when a job failed, so that the timer's unit shows it."""

@@ -28,8 +28,17 @@ def prune_cmd(
     vmid: Annotated[
         int | None, typer.Option(parser=vmid_value, help="Only this guest's backups.")
     ] = None,
-    prune_backups: Annotated[str | None, typer.Option("--prune-backups")] = None,
-    dry_run: Annotated[bool | None, typer.Option("--dry-run")] = None,
+    prune_backups: Annotated[
+        str | None,
+        typer.Option(
+            "--prune-backups",
+            help="Use these retention options instead of those from the storage configuration.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool | None,
+        typer.Option("--dry-run", help="Only show what would be pruned, don't delete anything."),
+    ] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Mark backups keep/remove/protected/renamed by retention and remove the 'remove' ones."""

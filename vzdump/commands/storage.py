@@ -42,11 +42,23 @@ COMMON: list[tuple[str, str | None, Any]] = [
             help="NAME=value lines for restic's backend (AWS_ACCESS_KEY_ID, ...); copied, 0600.",
         ),
     ]),
-    ("content", "content", Annotated[str | None, typer.Option("--content")]),
-    ("prune_backups", "prune-backups", Annotated[str | None, typer.Option("--prune-backups")]),
-    ("max_protected_backups", "max-protected-backups",
-     Annotated[str | None, typer.Option("--max-protected-backups")]),
-    ("disable", "disable", Annotated[str | None, typer.Option("--disable")]),
+    ("content", "content", Annotated[
+        str | None, typer.Option("--content", help="Allowed content types (backup).")
+    ]),
+    ("prune_backups", "prune-backups", Annotated[
+        str | None,
+        typer.Option("--prune-backups", help="Retention of this storage's backups (keep-*=N)."),
+    ]),
+    ("max_protected_backups", "max-protected-backups", Annotated[
+        str | None,
+        typer.Option(
+            "--max-protected-backups",
+            help="Maximal number of protected backups per guest ('-1' for unlimited).",
+        ),
+    ]),
+    ("disable", "disable", Annotated[
+        str | None, typer.Option("--disable", help="Flag to disable the storage.")
+    ]),
     ("sftp_command", "sftp-command", Annotated[
         str | None,
         typer.Option("--sftp-command", help="ssh command for sftp: repositories (port, key, ...)."),
