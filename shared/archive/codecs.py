@@ -66,12 +66,24 @@ def compression_from_name(name: str) -> Compression:
 
 def sniff(head: bytes) -> Compression:
     """The codec of a stream from its first bytes (at least :data:`SNIFF_BYTES` if available)."""
-    for magic, kind in _MAGICS:
-        if head.startswith(magic):
-            return kind
-    if len(head) >= 263 and head[257:262] == b"ustar":
+    kind = compressed_magic(head)
+    if kind is not None:
+        return kind
+    if _is_tar(head):
         return Compression.NONE
     raise ArchiveError("unrecognized compression format")
+
+
+def compressed_magic(head: bytes) -> Compression | None:
+    """The compression whose magic ``head`` starts with; None for a tar header (a first member
+    named like a magic) and for anything else."""
+    if _is_tar(head):
+        return None
+    return next((kind for magic, kind in _MAGICS if head.startswith(magic)), None)
+
+
+def _is_tar(head: bytes) -> bool:
+    return len(head) >= 263 and head[257:262] == b"ustar"
 
 
 def zstd_threads(option: int) -> int:

@@ -28,6 +28,7 @@ import zstandard
 from shared.archive.codecs import (
     SNIFF_BYTES,
     Compression,
+    compressed_magic,
     compression_from_name,
     decompressor_command,
     sniff,
@@ -297,6 +298,21 @@ class ProcessStream:
         self.source.close()
 
 
+def _refuse_compressed(source: Source, head: bytes) -> None:
+    """A file named like a plain tar whose bytes are compressed (``vzdump --stdout
+    --compress zstd > x.tar``) is named for what it is, not reported as a bad tar header."""
+    found = compressed_magic(head)
+    if found is None:
+        return
+    if isinstance(source, (str, os.PathLike)):
+        name = Path(source).name
+        raise ArchiveError(
+            f"'{name}' is {found.value}-compressed, but named like an uncompressed archive",
+            hint=f"rename it to '{name}{found.extension}'",
+        )
+    raise ArchiveError(f"the archive is {found.value}-compressed, but was given as uncompressed")
+
+
 def open_decoded(
     source: Source,
     compression: Compression | None = None,
@@ -309,6 +325,8 @@ def open_decoded(
     byte_source = ByteSource.open(source, bucket)
     try:
         kind = compression or sniff(byte_source.peek())
+        if kind == Compression.NONE:
+            _refuse_compressed(source, byte_source.peek())
         command = decompressor_command(kind)
         if command is not None:
             return ProcessStream(byte_source, command)

@@ -8,6 +8,7 @@ import pytest
 
 from shared.archive.codecs import (
     Compression,
+    compressed_magic,
     compression_from_name,
     compressor_command,
     decompressor_command,
@@ -54,6 +55,13 @@ def test_compression_from_name_errors() -> None:
 )
 def test_sniff(head: bytes, kind: Compression) -> None:
     assert sniff(head) is kind
+
+
+def test_a_tar_whose_first_member_is_named_like_a_magic_is_a_tar() -> None:
+    head = rawtar.header(b"BZh-notes")
+    assert compressed_magic(head) is None
+    assert sniff(head) is Compression.NONE
+    assert compressed_magic(b"\x28\xb5\x2f\xfd\x04") is Compression.ZSTD
 
 
 def test_sniff_unknown() -> None:

@@ -99,6 +99,21 @@ def test_byte_source_peek_counts_and_prefix() -> None:
     assert src.count == 8
 
 
+@pytest.mark.parametrize("kind", [Compression.ZSTD, Compression.LZO])
+def test_a_compressed_file_named_like_a_plain_tar_is_named_for_what_it_is(
+    tmp_path: Path, kind: Compression
+) -> None:
+    path = tmp_path / "out.tar"  # vzdump --stdout --compress ... > out.tar
+    path.write_bytes(_compress(kind))
+    with pytest.raises(ArchiveError) as exc:
+        _read_all(path)
+    assert str(exc.value) == (
+        f"'out.tar' is {kind.value}-compressed, but named like an uncompressed archive"
+    )
+    assert exc.value.hint == f"rename it to 'out.tar{kind.extension}'"
+    assert _read_all(path, kind) == PAYLOAD  # the codec given explicitly reads it
+
+
 def test_missing_file() -> None:
     with pytest.raises(ArchiveError, match=r"^unable to open archive '/nonexistent.tar'"):
         open_decoded("/nonexistent.tar")
