@@ -10,7 +10,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.errors import StateError
 from shared.locks import config_lock
-from shared.runtime import lxcapi, recovery, teardown
+from shared.runtime import lifecycle, lxcapi, recovery, teardown
 
 Log = Callable[[str], None]
 
@@ -48,12 +48,17 @@ def destroy(
         return
     if _check(vmid, force):
         log(f"forced to stop CT {vmid} before destroying!")
-        from shared.runtime import lifecycle  # start/stop machinery: only for a running CT
-
         lifecycle.stop(vmid)
     with config_lock(vmid):
         conf = store.load(vmid)
         _check_lock(conf)
+        # made again under the lock the volumes go under: a start may have won the lock since
+        store.check_protection(conf, f"can't remove CT {vmid}")
+        if lxcapi.is_running(vmid):
+            raise StateError(f"unable to destroy CT {vmid} - container is running")
+        # a CT that stopped a moment ago (by itself, or by another command) may still hold the
+        # loop devices of its raw volumes: freeing one would find it in use
+        lifecycle.wait_released(conf)
         # keeps the id reserved while volumes go, and every volume listed: when one cannot be
         # freed, the command fails and the config stays (locked) to find the rest by; killed,
         # the next command finishes it (the owner record)

@@ -13,6 +13,7 @@ from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, ParamError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
+from shared.storage import loop
 from shared.storage.api import volume_path
 from shared.storage.volumes import volume_format
 
@@ -29,7 +30,9 @@ def _target(mp: MountPoint) -> Path:
         fmt = volume_format(mp.volume)
         if fmt != "raw":
             raise StateError(f"unable to run fsck for '{mp.volume}' (format == {fmt})")
-        return volume_path(mp.volume)
+        image = volume_path(mp.volume)
+        loop.wait_unused(image, loop.RELEASE_WAIT)  # a CT that stopped a moment ago lets go
+        return image
     path = Path(mp.volume)
     # a path that is missing (the config came from another host) is no block device either
     if mp.type != "device" or not path.is_block_device():

@@ -37,7 +37,6 @@ from .startcheck import check_start_config
 from .volumes import allocator, free, size_of
 
 Log = Callable[[str], None]
-RELEASE_WAIT = 5.0  # seconds for a stopped container's loop devices to go
 MAX_WAIT = (1 << 31) - 1  # seconds: longer timeouts and delays overflow LXC's and sleep's types
 START_TIMEOUT = 10.0
 ABORT_WAIT = 10.0  # seconds for LXC's monitor of a failed start to end (its post-stop hooks)
@@ -220,7 +219,7 @@ def thaw_if_frozen(vmid: int) -> None:
             cgroup.thaw()
 
 
-def wait_released(conf: Config, timeout: float = RELEASE_WAIT) -> None:
+def wait_released(conf: Config, timeout: float = loop.RELEASE_WAIT) -> None:
     """LXC reports STOPPED a moment before the kernel lets go of the loop devices of the
     container's raw volumes (its mount namespace goes last): whatever mounts one next (a start,
     a stop-mode backup) failed on it. Wait until they are gone (bounded)."""

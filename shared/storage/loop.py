@@ -39,10 +39,19 @@ _LO_FLAGS_READ_ONLY, _LO_FLAGS_AUTOCLEAR = 1, 4
 _LOOP_CONFIG = struct.Struct("=II5Q4I64s64s32s2Q64x")
 
 
+# seconds the kernel may take to let go of an autoclear loop device after its last unmount: it
+# does so asynchronously, and a stopped container's mount namespace goes last
+RELEASE_WAIT = 5.0
+
+
 @contextlib.contextmanager
 def attached(image: Path, *, read_only: bool = False) -> Iterator[str]:
     """``image`` on a free loop device (the device path), autoclear, held open for the block:
-    mount it inside; after the block the mount alone holds the device."""
+    mount it inside; after the block the mount alone holds the device.
+
+    A container that stopped a moment ago may still hold the image on its own loop device (its
+    ext4 then refuses a second mount): that one is waited for first (bounded)."""
+    wait_unused(image, RELEASE_WAIT)
     mode = os.O_RDONLY if read_only else os.O_RDWR
     try:
         backing = os.open(image, mode | os.O_CLOEXEC)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shared import paths
+from shared.runtime import lxcapi
 from tests.pct.conftest import Containers, Pct, leftovers
 
 pytestmark = pytest.mark.lxc
@@ -228,3 +232,22 @@ def test_a_killed_destroy_is_finished_by_the_next_command(
     for disk in (0, 1):
         assert not subvol(ctroot, vmid, disk).exists()
     assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+
+
+def test_a_ct_that_stopped_by_itself_is_destroyed_at_once(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """LXC reports STOPPED before the kernel lets go of the raw volume's loop device: a destroy
+    right then found the volume in use and left the CT locked 'destroyed'."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    pct("start", vmid)
+    pid = lxcapi.init_pid(vmid)
+    assert pid is not None
+    os.kill(pid, signal.SIGUSR2)  # the test init exits: the CT stops by itself
+    deadline = time.monotonic() + 20
+    while lxcapi.is_running(vmid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    res = pct("destroy", vmid, check=False)
+    assert res.rc == 0, res.text
+    assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
+    assert leftovers(ctroot) == []
