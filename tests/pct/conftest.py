@@ -72,6 +72,19 @@ def leftovers(root: Path, wait: float = 3.0) -> list[str]:
         time.sleep(0.1)
 
 
+def stop_by_itself(pct: PctRunner, vmid: int) -> None:
+    """Start the CT and make its init exit (the test init exits on SIGUSR2): it stops by
+    itself; returns as soon as LXC reports it stopped."""
+    pct("start", vmid)
+    pid = lxcapi.init_pid(vmid)
+    assert pid is not None
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 20
+    while lxcapi.is_running(vmid):
+        assert time.monotonic() < deadline, f"CT {vmid} did not stop"
+        time.sleep(0.01)
+
+
 def _leftovers_now(root: Path) -> list[str]:
     found = [f"mount {p}" for p in mounts_below(root)]
     found += [f"loop {d}" for d in loops_below(root)]

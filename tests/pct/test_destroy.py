@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shared import paths
-from shared.runtime import lxcapi
-from tests.pct.conftest import Containers, Pct, leftovers
+from tests.pct.conftest import Containers, Pct, leftovers, stop_by_itself
 
 pytestmark = pytest.mark.lxc
 
@@ -240,13 +236,7 @@ def test_a_ct_that_stopped_by_itself_is_destroyed_at_once(
     """LXC reports STOPPED before the kernel lets go of the raw volume's loop device: a destroy
     right then found the volume in use and left the CT locked 'destroyed'."""
     pct("create", vmid, busybox_template, "--rootfs", "local:1")
-    pct("start", vmid)
-    pid = lxcapi.init_pid(vmid)
-    assert pid is not None
-    os.kill(pid, signal.SIGUSR2)  # the test init exits: the CT stops by itself
-    deadline = time.monotonic() + 20
-    while lxcapi.is_running(vmid) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    stop_by_itself(pct, vmid)
     res = pct("destroy", vmid, check=False)
     assert res.rc == 0, res.text
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()

@@ -14,7 +14,7 @@ import pytest
 
 from shared import paths
 from shared.runtime import lxcapi
-from tests.pct.conftest import PCT, Pct, leftovers
+from tests.pct.conftest import PCT, Pct, leftovers, stop_by_itself
 
 pytestmark = pytest.mark.lxc
 
@@ -225,31 +225,21 @@ def test_case_46_list(
     )
 
 
-def _stop_by_itself(pct: Pct, vmid: int) -> None:
-    """Start the CT and make its init exit (the test init exits on SIGUSR2): it stops by itself;
-    returns as soon as LXC reports it stopped."""
-    pct("start", vmid)
-    pid = lxcapi.init_pid(vmid)
-    assert pid is not None
-    os.kill(pid, signal.SIGUSR2)
-    assert wait_for(lambda: not lxcapi.is_running(vmid), timeout=20)
-
-
 def test_a_raw_volume_is_used_at_once_after_its_ct_stopped_by_itself(
     pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
 ) -> None:
     """LXC reports STOPPED before the kernel lets go of the raw volume's loop device (the dying
     namespace goes last): a start, a pct mount or an fsck right then found its ext4 in use."""
     pct("create", vmid, busybox_template, "--rootfs", "local:1")
-    _stop_by_itself(pct, vmid)
+    stop_by_itself(pct, vmid)
     pct("start", vmid)
     assert pct("status", vmid).out == "status: running\n"
     pct("stop", vmid)
-    _stop_by_itself(pct, vmid)
+    stop_by_itself(pct, vmid)
     pct("mount", vmid)
     assert (ctroot / f"var/lib/lxc/{vmid}/rootfs/sbin/init").exists()
     pct("unmount", vmid)
-    _stop_by_itself(pct, vmid)
+    stop_by_itself(pct, vmid)
     pct("fsck", vmid)
     assert leftovers(ctroot) == []
 
