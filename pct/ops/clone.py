@@ -181,6 +181,8 @@ def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
     src, running, src_owner = _lock_source(req.vmid)
     try:
         job = plan(src, req, running)
+        # a value the guest setup cannot read fails the clone before any volume is copied
+        guest_config(job.conf)
         new_owner = create_locked_config(job.conf, owner_op=unfinished.CLONE)
     except BaseException:
         _unlock_source(req.vmid, src_owner, log)

@@ -135,6 +135,7 @@ def test_a_mount_point_that_does_not_parse_is_named_by_the_commands_that_need_it
     assert res.rc == 12, res.text
     one_line_error(res.text)
     assert f"vm {newid} - tty: type check ('integer') failed - got '/dev/x'" in res.err
+    assert "clone of mountpoint" not in res.text  # refused before any volume was copied
     assert not conf_path(ctroot, newid).exists() and not images(newid).exists()
     assert str(newid) not in pct("list").out
 
