@@ -32,11 +32,12 @@ from pathlib import Path
 ROOT = Path(os.environ.get("CTKIT_ROOT") or "/var/tmp/ctkit-demo")
 CACHE = Path(os.environ.get("CTKIT_CACHE", "/var/tmp/ctkit-cache"))
 VMID = int(os.environ.get("DEMO_VMID", "900009100"))
-SECOND_VMID = VMID + 1  # the suspend-mode backup restored beside the original
+SECOND_VMID = VMID + 1  # the suspend-mode backup restored beside the original, then a clone
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 TEMPLATE = "debian-12-ctkitdemo_12.0-1_amd64.tar.zst"
 BIN = Path(sys.executable).parent
 BTRFS = "demo-btrfs"
+STEPS = 10
 
 
 class DemoError(Exception):
@@ -63,7 +64,7 @@ class Demo:
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:
         self.step_no += 1
-        print(f"\n\033[1m==> [{self.step_no}/8] {title}\033[0m", flush=True)
+        print(f"\n\033[1m==> [{self.step_no}/{STEPS}] {title}\033[0m", flush=True)
         started = time.monotonic()
         yield
         secs = time.monotonic() - started
@@ -325,13 +326,70 @@ def check_data(demo: Demo, vmid: int) -> None:
     print(f"  data intact: every checksum matches what was written before the backup (CT {vmid})")
 
 
+def host_steps(demo: Demo) -> None:
+    """The host runs its containers: a full clone from a snapshot of the running CT, its volume
+    moved to another storage, a volume hot-plugged into the running CT, both by onboot order."""
+    demo.run(["pct", "snapshot", str(VMID), "demo"])
+    demo.run(["pct", "clone", str(VMID), str(SECOND_VMID), "--snapname", "demo", "--full",
+              "--storage", "local", "--hostname", "demo-clone"])  # fmt: skip
+    demo.run(["pct", "delsnapshot", str(VMID), "demo"])
+    demo.run(["pct", "move-volume", str(SECOND_VMID), "rootfs", BTRFS, "--delete"])
+    demo.run(["pct", "set", str(VMID), "--mp0", f"{BTRFS}:1,mp=/srv/extra"])
+    out = demo.ct("echo plugged in > /srv/extra/hello && grep ' /srv/extra ' /proc/mounts")
+    if "/srv/extra" not in out:
+        raise DemoError("the hot-plugged volume is not mounted in the container")
+    print("  /srv/extra: a new volume, mounted in the running container without a restart")
+    for vmid, startup in ((VMID, "order=1"), (SECOND_VMID, "order=2,up=1")):
+        demo.run(["pct", "set", str(vmid), "--onboot", "1", "--startup", startup])
+    demo.run(["pct", "startall"])  # the clone starts; the first CT runs already
+    demo.run(["pct", "list"])
+    out = demo.ct(CLONE_CHECK, SECOND_VMID)
+    if "FAILED" in out or "hostname: demo-clone" not in out:
+        raise DemoError("the clone's data or hostname is not what was cloned")
+    print("  the clone: the data of the snapshot, its own hostname")
+
+
+# the clone's data checked against the original's checksums (its hostname is its own)
+CLONE_CHECK = (
+    "grep ' /srv/demo/' /root/checksums | sha256sum -c && echo hostname: $(cat /etc/hostname)"
+)
+
+
 def job_steps(demo: Demo) -> None:
-    demo.run(["vzdump", "job", "add", "demo-nightly", "--schedule", "02:00", "--vmid", str(VMID),
-              "--storage", BTRFS, "--mode", "snapshot", "--compress", "zstd",
+    """A nightly job of both containers, two at once: each guest's lines are prefixed."""
+    vmids = f"{VMID},{SECOND_VMID}"
+    demo.run(["vzdump", "job", "add", "demo-nightly", "--schedule", "02:00", "--vmid", vmids,
+              "--storage", BTRFS, "--mode", "snapshot", "--compress", "zstd", "--parallel", "2",
               "--prune-backups", "keep-daily=7,keep-last=3"])  # fmt: skip
     demo.run(["vzdump", "job", "run", "demo-nightly"])
     demo.run(["vzdump", "job", "list"])
     demo.run(["cat", str(demo.root / "etc/pve/jobs.cfg")])
+
+
+def migrate_steps(demo: Demo) -> None:
+    """A second host (a network namespace with its own sshd and ctkit root): its host key
+    pinned, the running clone moved there with a short downtime, its data checked there."""
+    from .fakehost import fake_host  # the test bed's second host; only the demo needs it
+
+    workdir = demo.root / "far"
+    workdir.mkdir(exist_ok=True)
+    with fake_host(workdir, BIN / "pct", btrfs_size=2 << 30) as far:
+        print(f"  a second host: network namespace {far.netns}, sshd on {far.address}")
+        demo.run(["pct", "remote", "add", "far", "--host", far.address, "--hostkey-file",
+                  str(far.hostkey), "--identity", str(far.identity), "--command",
+                  str(far.pct_path), "--root", str(far.root)])  # fmt: skip
+        demo.run(["pct", "remote", "check", "far", "--vmid", str(SECOND_VMID)])
+        out = demo.run(["pct", "migrate", str(SECOND_VMID), "far", "--restart",
+                        "--target-storage", f"{BTRFS}:fbt"])  # fmt: skip
+        m = re.search(r"migration downtime ([\d.]+ s)", out)
+        if m:
+            demo.facts["migration downtime"] = m.group(1)
+        there = far.run_pct("exec", SECOND_VMID, "--", "sh", "-c", shlex.quote(CLONE_CHECK))
+        if there.returncode != 0 or "FAILED" in there.stdout:
+            raise DemoError(f"the migrated container's data differs:\n{there.stdout}{there.stderr}")
+        status = far.run_pct("status", SECOND_VMID).stdout.strip()
+        print(f"  on the second host: CT {SECOND_VMID} {status}; every checksum matches")
+        demo.run(["pct", "list"])
 
 
 def restic_steps(demo: Demo, target_storage: str = BTRFS) -> None:
@@ -483,12 +541,16 @@ def main() -> int:
             verify_steps(demo)
         with demo.step("pct destroy, restore the newest backup and the suspend-mode one, check"):
             restore_steps(demo)
-        with demo.step("A scheduled backup job, run now"):
+        with demo.step("The host runs its containers: clone, move, hot-plug, onboot order"):
+            host_steps(demo)
+        with demo.step("A scheduled backup job of both containers, two at once, run now"):
             job_steps(demo)
+        with demo.step("Move the clone to a second host over SSH, seconds of downtime"):
+            migrate_steps(demo)
         with demo.step("Off-site: a nightly job to a restic repository, a restore from it"):
             restic_steps(demo)
         with demo.step("Done"):
-            demo.run(["pct", "shutdown", str(VMID), "--timeout", "30", "--forceStop", "1"])
+            demo.run(["pct", "stopall", "--timeout", "30"])
         summary(demo)
     except (DemoError, subprocess.CalledProcessError) as err:
         print(f"\ndemo failed: {err}", file=sys.stderr)

@@ -32,7 +32,14 @@ def test_demo_runs_end_to_end(ctroot: Path, vmid: int) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     for expected in (
-        "==> [8/8] Done",
+        "==> [10/10] Done",
+        "/srv/extra: a new volume, mounted in the running container without a restart",
+        f"INFO: Starting CT {vmid + 1}",
+        "the clone: the data of the snapshot, its own hostname",
+        f"CT {vmid}: INFO: Finished Backup of VM {vmid}",
+        f"CT {vmid + 1}: INFO: Finished Backup of VM {vmid + 1}",
+        "migration finished successfully",
+        f"on the second host: CT {vmid + 1} status: running; every checksum matches",
         "restored from the restic repository: every checksum matches",
         "offsite.env, offsite.key, offsite.key.json, offsite.pw (offsite.key: this node's own",
         "restic listing: ",
