@@ -252,10 +252,12 @@ def backup_steps(demo: Demo) -> None:
 
 
 def verify_steps(demo: Demo) -> None:
-    """Know the backup: verify it end to end, list it with the result, get one file back."""
+    """Know the backup: verify it end to end, list it with the result, look inside it and get
+    one file back."""
     volid = newest_backup(demo, BTRFS)
     demo.run(["vzdump", "verify", volid])
     demo.run(["vzdump", "list", BTRFS, "--vmid", str(VMID)])
+    demo.run(["vzdump", "browse", volid, "/srv/demo"])
     target = demo.root / "extracted"
     demo.run(["vzdump", "extract", volid, "/srv/demo/hello.txt", "--target", str(target)])
     if (target / "srv/demo/hello.txt").read_text() != "hello from ctkit\n":

@@ -33,6 +33,8 @@ def test_demo_runs_end_to_end(ctroot: Path, vmid: int) -> None:
     assert proc.returncode == 0, out[-6000:]
     for expected in (
         "==> [10/10] Done",
+        "33554432 ",  # the blob's size in the backup's listing (vzdump browse)
+        "one file back from the backup, identical to the original",
         "/srv/extra: a new volume, mounted in the running container without a restart",
         f"INFO: Starting CT {vmid + 1}",
         "the clone: the data of the snapshot, its own hostname",
