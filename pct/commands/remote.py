@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shared.cli import OutputFormat, OutputFormatOption, new_app, print_json, vmid_value
-from shared.errors import CtkitError, ParamError
+from shared.errors import CommandError, CtkitError, ParamError
 
 from .common import echo
 
@@ -97,12 +97,12 @@ def check(
     remote = remotes.get(name)
     info = remote_ops.check(remote, vmid)
     if output_format != OutputFormat.text:
-        print_json(info, output_format)
+        print_json(remote_ops.as_json(info), output_format)
     else:
         for line in remote_ops.render(remote, info):
             echo(line + "\n")
-    if not info["compatible"]:
-        raise CtkitError(f"remote '{name}' runs an incompatible ctkit ({info.get('ctkit')})")
+    if not info.compatible:
+        raise CommandError(f"remote '{name}' runs an incompatible ctkit ({info.ctkit})")
 
 
 @app.command("remove")

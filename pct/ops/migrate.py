@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from shared import owner, paths, signals
 from shared.ctconfig import store
@@ -46,6 +45,7 @@ from . import migrate_link as link
 from . import migrate_plan as plan
 from . import remote as remote_ops
 from .migrate_target import SNAP_NAMES
+from .target_info import TargetInfo
 
 Log = Callable[[str], None]
 MAX_FIREWALL = 1024 * 1024
@@ -140,7 +140,7 @@ def _hms(seconds: float) -> str:
 
 def _target_info(
     remote: Remote, tvmid: int, vols: list[plan.Volume], nets: dict[str, str]
-) -> dict[str, Any]:
+) -> TargetInfo:
     args = ["migrate-target", "info", "--vmid", str(tvmid)]
     storages = sorted({v.target_storage for v in vols})
     if storages:
@@ -155,7 +155,7 @@ def _transfer(
     conf: Config,
     vols: list[plan.Volume],
     nets: dict[str, str],
-    info: dict[str, Any],
+    info: TargetInfo,
     cfg: StorageConfig,
 ) -> None:
     log = run.log
@@ -166,11 +166,12 @@ def _transfer(
             reply = session.request(
                 "alloc", storage=vol.target_storage, format=vol.fmt, size=vol.size, uid=uid, gid=gid
             )
-            run.volmap[vol.volid] = str(reply["volid"])
-            tinfo = info["storages"][vol.target_storage]
-            if isinstance(cfg.storage(vol.storage), BtrfsStorage) and tinfo["type"] == "btrfs":
+            tvolid = link.volume_id(session.remote, reply)
+            run.volmap[vol.volid] = tvolid
+            tinfo = info.storages[vol.target_storage]
+            if isinstance(cfg.storage(vol.storage), BtrfsStorage) and tinfo.type == "btrfs":
                 run.btrfs.add(vol.volid)
-            log(f"volume '{vol.volid}' is '{reply['volid']}' on the target")
+            log(f"volume '{vol.volid}' is '{tvolid}' on the target")
         run.save()  # the snapshots to come
         # every pass's receiver starts now and waits for its stream: SSH and the remote
         # command start up while the snapshots are taken, not in a transfer or the downtime

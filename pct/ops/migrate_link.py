@@ -23,8 +23,10 @@ from typing import IO, Any
 from shared.archive.ratelimit import TokenBucket
 from shared.errors import CommandError, CtkitError
 from shared.parentdeath import tied_to_parent
+from shared.printable import printable
 from shared.remote import ssh
 from shared.remote.config import Remote
+from shared.storage.volid import is_volume_id
 from shared.toolenv import tool_env
 
 CHUNK = 1024 * 1024
@@ -47,6 +49,18 @@ class Transfer:
         mib = self.nbytes / 1048576
         rate = mib / self.seconds if self.seconds > 0 else 0.0
         return f"{mib:.1f} MiB in {self.seconds:.1f} s ({rate:.1f} MiB/s)"
+
+
+def unexpected(remote: Remote) -> CommandError:
+    return CommandError(f"remote '{remote.name}': unexpected reply")
+
+
+def volume_id(remote: Remote, reply: dict[str, Any]) -> str:
+    """The volume ID in the target's answer to ``alloc``: a string of the volume ID form."""
+    volid = reply.get("volid")
+    if not isinstance(volid, str) or not is_volume_id(volid) or printable(volid) != volid:
+        raise unexpected(remote)
+    return volid
 
 
 class Session:
@@ -82,17 +96,20 @@ class Session:
             self.proc.wait()
             assert self.proc.stderr is not None
             err = [ln for ln in self.proc.stderr.read(65536).splitlines() if ln.strip()]
-            reason = err[-1] if err else f"exit code {self.proc.returncode}"
+            reason = printable(err[-1]) if err else f"exit code {self.proc.returncode}"
             raise CommandError(
                 f"migration session on remote '{self.remote.name}' failed - {reason}"
             )
         try:
             reply = json.loads(line)
-        except ValueError:
-            raise CommandError(f"remote '{self.remote.name}': unexpected reply") from None
-        if not isinstance(reply, dict) or not reply.get("ok"):
-            error = reply.get("error") if isinstance(reply, dict) else None
-            raise Refused(f"remote '{self.remote.name}': {error or 'request failed'}")
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
+            reply = None
+        if not isinstance(reply, dict):
+            raise unexpected(self.remote)
+        if reply.get("ok") is not True:
+            error = reply.get("error")
+            text = printable(error) if isinstance(error, str) and error else "request failed"
+            raise Refused(f"remote '{self.remote.name}': {text}")
         return reply
 
     def request(self, op: str, **data: Any) -> dict[str, Any]:
@@ -146,7 +163,7 @@ def _finish(procs: list[subprocess.Popen[bytes]], what: str) -> None:
         if proc.returncode != 0:
             err = proc.stderr.read(65536).decode("utf-8", "replace") if proc.stderr else ""
             lines = [ln for ln in err.splitlines() if ln.strip()]
-            detail = f" - {lines[-1]}" if lines else ""
+            detail = f" - {printable(lines[-1])}" if lines else ""
             raise CommandError(f"{what} failed: exit code {proc.returncode}{detail}")
 
 
@@ -237,7 +254,7 @@ def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) 
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         # the remote's own complaint comes before rsync's protocol error
         lines = [ln for ln in lines if not ln.startswith("rsync")] or lines
-        detail = f" - {lines[-1]}" if lines else ""
+        detail = f" - {printable(lines[-1])}" if lines else ""
         raise CommandError(f"rsync of '{source}' failed: exit code {proc.returncode}{detail}")
     sent = 0
     for line in proc.stdout.splitlines():

@@ -27,6 +27,7 @@ from shared.storage.volumes import volume_format, volume_size
 from shared.treescan import scan_tree
 
 from .migrate_target import PROTOCOL
+from .target_info import TargetInfo, TargetStorage
 
 ID_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]|[a-zA-Z]")
 
@@ -127,36 +128,35 @@ def bridges(conf: Config, bmap: IdMap) -> dict[str, str]:
     return {key: bmap(str(net["bridge"])) for key, net in conf.nets().items() if net.get("bridge")}
 
 
-def check_target(info: Mapping[str, Any], vols: list[Volume], nets: dict[str, str]) -> None:
+def check_target(info: TargetInfo, vols: list[Volume], nets: dict[str, str]) -> None:
     """Refuse before anything is touched: version, storages, room, bridges, VMID."""
-    if info.get("protocol") != PROTOCOL:
+    if not info.compatible:
         raise CommandError(
-            f"remote ctkit {info.get('ctkit', '?')} is not compatible (migration protocol "
-            f"{info.get('protocol')}, need {PROTOCOL})",
+            f"remote ctkit {info.ctkit} is not compatible (migration protocol "
+            f"{info.protocol}, need {PROTOCOL})",
             hint="install the same ctkit version on both hosts",
         )
     need: dict[str, int] = {}
     for vol in vols:
         need[vol.target_storage] = need.get(vol.target_storage, 0) + vol.size
-    storages = info.get("storages", {})
     for sid, size in need.items():
-        st = storages.get(sid) or {}
-        if not st.get("exists"):
+        st = info.storages.get(sid) or TargetStorage(exists=False)
+        if not st.exists:
             raise NotFoundError(f"storage '{sid}' does not exist on the target")
-        if "rootdir" not in st.get("content", []):
+        if "rootdir" not in st.content:
             raise StorageError(f"content type 'rootdir' is not available on storage '{sid}'")
-        if not st.get("active"):
-            raise StorageError(f"storage '{sid}' is not available on the target: {st.get('error')}")
-        if int(st.get("avail", 0)) < size:
+        if not st.active:
+            raise StorageError(f"storage '{sid}' is not available on the target: {st.error}")
+        if st.avail < size:
             raise StorageError(
                 f"not enough space on storage '{sid}' of the target: need {size >> 20} MiB, "
-                f"{int(st.get('avail', 0)) >> 20} MiB available"
+                f"{st.avail >> 20} MiB available"
             )
     for key, bridge in nets.items():
-        if not info.get("bridges", {}).get(bridge):
+        if not info.bridges.get(bridge):
             raise NotFoundError(f"bridge '{bridge}' ({key}) does not exist on the target")
-    if not info.get("vmid_free", False):
-        raise AlreadyExistsError(f"target VMID is already in use on node '{info.get('node')}'")
+    if not info.vmid_free:
+        raise AlreadyExistsError(f"target VMID is already in use on node '{info.node}'")
 
 
 def target_config(

@@ -2,50 +2,48 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from typing import Any
 
-from shared.errors import CtkitError
 from shared.remote import ssh
 from shared.remote.config import Remote
 from shared.version import VERSION
 
-from .migrate_target import PROTOCOL
+from .target_info import TargetInfo, parse
 
 
-def check(remote: Remote, vmid: int | None = None) -> dict[str, Any]:
+def check(remote: Remote, vmid: int | None = None) -> TargetInfo:
     """Connect with the pinned key, ask the remote ctkit about itself; raise if unusable."""
     args = ["migrate-target", "info"]
     if vmid is not None:
         args += ["--vmid", str(vmid)]
-    info = host_info(remote, args)
-    info["compatible"] = info.get("protocol") == PROTOCOL
-    info["local_ctkit"] = VERSION
-    return info
+    return host_info(remote, args)
 
 
-def render(remote: Remote, info: dict[str, Any]) -> list[str]:
+def as_json(info: TargetInfo) -> dict[str, Any]:
+    """The checked answer for ``--output-format json``, with this host's side added."""
+    data = asdict(info)
+    data["storages"] = {
+        sid: {k: v for k, v in st.items() if st["exists"] or k == "exists"}
+        for sid, st in data["storages"].items()
+    }
+    if info.vmid_free is None:
+        del data["vmid_free"]
+    return {**data, "compatible": info.compatible, "local_ctkit": VERSION}
+
+
+def render(remote: Remote, info: TargetInfo) -> list[str]:
     lines = [f"remote '{remote.name}': ssh {remote.user}@{remote.host}:{remote.port} ok"]
-    compat = "compatible" if info.get("compatible") else "NOT compatible"
-    lines.append(f"ctkit {info.get('ctkit', '?')} on node '{info.get('node', '?')}' ({compat})")
-    for sid, st in sorted(info.get("storages", {}).items()):
-        if st.get("active"):
-            avail = f"{int(st.get('avail', 0)) >> 20} MiB free"
-        else:
-            avail = "inactive"
-        lines.append(f"storage {sid}: {st.get('type', '?')}, {avail}")
-    if "vmid_free" in info:
-        lines.append(f"vmid: {'free' if info['vmid_free'] else 'in use'}")
+    compat = "compatible" if info.compatible else "NOT compatible"
+    lines.append(f"ctkit {info.ctkit} on node '{info.node}' ({compat})")
+    for sid, st in sorted(info.storages.items()):
+        avail = f"{st.avail >> 20} MiB free" if st.active else "inactive"
+        lines.append(f"storage {sid}: {st.type or '?'}, {avail}")
+    if info.vmid_free is not None:
+        lines.append(f"vmid: {'free' if info.vmid_free else 'in use'}")
     return lines
 
 
-def host_info(remote: Remote, args: list[str]) -> dict[str, Any]:
-    """The remote's ``pct migrate-target info ...`` answer, or one line saying it gave none."""
-    out = ssh.run_pct(remote, args)
-    try:
-        info = json.loads(out)
-    except ValueError:
-        info = None
-    if not isinstance(info, dict):
-        raise CtkitError(f"remote '{remote.name}' did not answer like a ctkit host")
-    return info
+def host_info(remote: Remote, args: list[str]) -> TargetInfo:
+    """The remote's ``pct migrate-target info ...`` answer, checked (one line if it is none)."""
+    return parse(remote.name, ssh.run_pct(remote, args))

@@ -7,19 +7,24 @@ fails the connection instead of prompting or learning it.
 
 from __future__ import annotations
 
+import os
+import selectors
 import shlex
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import atomic, paths
 from ..errors import CommandError
+from ..printable import printable
 from ..toolenv import tool_env
 from .config import Remote, parse_hostkey
 
 CONNECT_TIMEOUT = 10
 # a remote that answers with more than this on a query is not a ctkit host
 MAX_REPLY = 4 * 1024 * 1024
+ERR_TAIL = 4096  # of its messages, the last line is what is shown
 
 
 def known_hosts(remote: Remote) -> Path:
@@ -84,22 +89,60 @@ def _last_line(text: str) -> str:
 
 
 def run_pct(remote: Remote, args: Sequence[str], *, timeout: float = 120) -> str:
-    """Run ``pct <args>`` on the remote and return its stdout; CommandError on failure."""
-    try:
-        proc = subprocess.run(
-            pct_argv(remote, args),
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
-            env=tool_env(),
-        )
-    except subprocess.TimeoutExpired:
-        raise CommandError(f"remote '{remote.name}': no answer within {timeout:.0f} s") from None
-    out = proc.stdout[:MAX_REPLY].decode("utf-8", "replace")
+    """Run ``pct <args>`` on the remote and return its stdout; CommandError on failure.
+
+    The remote is another machine: what it prints is read up to a bound (a remote that prints
+    more is no ctkit host, and is cut off), and its messages are made printable."""
+    proc = subprocess.Popen(
+        pct_argv(remote, args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=tool_env(),
+    )
+    with proc:
+        try:
+            out, err = _bounded_output(proc, time.monotonic() + timeout)
+        except subprocess.TimeoutExpired:
+            no_answer = f"remote '{remote.name}': no answer within {timeout:.0f} s"
+            raise CommandError(no_answer) from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    if len(out) > MAX_REPLY:
+        raise CommandError(f"remote '{remote.name}' did not answer like a ctkit host")
+    text = out.decode("utf-8", "replace")
     if proc.returncode != 0:
-        err = _last_line(proc.stderr[-4096:].decode("utf-8", "replace")) or _last_line(out)
+        last = _last_line(err.decode("utf-8", "replace")) or _last_line(text)
+        last = printable(last)
         if proc.returncode == 255:
-            raise CommandError(f"remote '{remote.name}': ssh failed - {err}")
-        raise CommandError(f"remote '{remote.name}': {err or f'exit code {proc.returncode}'}")
-    return out
+            raise CommandError(f"remote '{remote.name}': ssh failed - {last}")
+        raise CommandError(f"remote '{remote.name}': {last or f'exit code {proc.returncode}'}")
+    return text
+
+
+def _bounded_output(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, bytes]:
+    """stdout up to one byte past ``MAX_REPLY`` and the last ``ERR_TAIL`` bytes of stderr,
+    until both end or the deadline passes (TimeoutExpired)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = bytearray(), bytearray()
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, 0)
+            for key, _events in sel.select(left):
+                data = os.read(key.fd, 65536)
+                buf: bytearray = key.data
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                buf += data
+                if buf is err:
+                    del buf[:-ERR_TAIL]
+                elif len(buf) > MAX_REPLY:
+                    return bytes(buf), bytes(err)
+    return bytes(out), bytes(err)

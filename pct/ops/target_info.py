@@ -1,0 +1,110 @@
+"""What a remote ctkit host says about itself (``pct migrate-target info``), read once and
+checked.
+
+The remote is another machine, so its answer is untrusted input, like an archive or an index:
+it is read into typed values here and nowhere else. An answer of any other shape (a broken or
+foreign program behind the remote's ``pct``, or a hostile host) is refused in one line, and
+its text is made printable before any of it reaches a terminal or a log. A remote whose
+protocol differs is read no further than its version: the rest of its answer may have
+another shape.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from shared.errors import CommandError
+from shared.printable import printable
+
+from .migrate_target import PROTOCOL
+
+T = TypeVar("T")
+
+
+class Unshaped(CommandError):
+    """The remote's answer does not have the shape of a ctkit host's."""
+
+
+@dataclass(frozen=True)
+class TargetStorage:
+    exists: bool
+    type: str = ""
+    content: tuple[str, ...] = ()
+    active: bool = False
+    avail: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    ctkit: str
+    protocol: object
+    node: str = "?"
+    storages: dict[str, TargetStorage] = field(default_factory=dict)
+    bridges: dict[str, bool] = field(default_factory=dict)
+    vmid_free: bool | None = None
+
+    @property
+    def compatible(self) -> bool:
+        return self.protocol == PROTOCOL
+
+
+def parse(remote: str, text: str) -> TargetInfo:
+    """The answer of remote ``remote``, or :class:`Unshaped` saying it gave none."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
+        data = None
+    try:
+        return _info(data)
+    except (TypeError, ValueError):
+        raise Unshaped(f"remote '{remote}' did not answer like a ctkit host") from None
+
+
+def _info(data: object) -> TargetInfo:
+    if not isinstance(data, dict):
+        raise TypeError
+    ctkit = _text(data.get("ctkit", "?"))
+    protocol = data.get("protocol")
+    if protocol != PROTOCOL:
+        shown = protocol if isinstance(protocol, int) else printable(str(protocol))
+        return TargetInfo(ctkit, shown)
+    free = data.get("vmid_free")
+    return TargetInfo(
+        ctkit=ctkit,
+        protocol=protocol,
+        node=_text(data["node"]),
+        storages={_text(sid): _storage(st) for sid, st in _typed(data["storages"], dict).items()},
+        bridges={_text(b): _typed(up, bool) for b, up in _typed(data["bridges"], dict).items()},
+        vmid_free=None if free is None else _typed(free, bool),
+    )
+
+
+def _storage(data: object) -> TargetStorage:
+    st: dict[str, Any] = _typed(data, dict)
+    exists = _typed(st.get("exists"), bool)
+    if not exists:
+        return TargetStorage(exists=False)
+    avail = st.get("avail", 0)
+    if not isinstance(avail, int) or isinstance(avail, bool) or avail < 0:
+        raise ValueError
+    return TargetStorage(
+        exists=True,
+        type=_text(st["type"]),
+        content=tuple(_text(c) for c in _typed(st.get("content", []), list)),
+        active=_typed(st.get("active", False), bool),
+        avail=avail,
+        error=_text(st.get("error", "")),
+    )
+
+
+def _typed(value: object, kind: type[T]) -> T:
+    if not isinstance(value, kind):
+        raise TypeError
+    return value
+
+
+def _text(value: object) -> str:
+    return printable(_typed(value, str))
