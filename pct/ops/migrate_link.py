@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import shlex
 import subprocess
 import threading
@@ -28,6 +29,8 @@ from shared.remote import ssh
 from shared.remote.config import Remote
 from shared.storage.volid import is_volume_id
 from shared.toolenv import tool_env
+
+from .migrate_target import IDLE_TIMEOUT
 
 CHUNK = 1024 * 1024
 PING_INTERVAL = 60.0
@@ -64,16 +67,22 @@ def volume_id(remote: Remote, reply: dict[str, Any]) -> str:
 
 
 class Session:
-    """``pct migrate-target session <vmid>`` on the remote, spoken to one JSON line at a time."""
+    """``pct migrate-target session <vmid>`` on the remote, spoken to one JSON line at a time.
 
-    def __init__(self, remote: Remote, vmid: int) -> None:
+    Every answer comes within ``reply_timeout`` seconds, as long as the target waits for the
+    next request before it rolls back: a remote that stops answering but keeps its connection
+    open (a hung storage there, or a hostile host) fails the request instead of holding the
+    container, locked and perhaps stopped, for ever."""
+
+    def __init__(self, remote: Remote, vmid: int, reply_timeout: float = IDLE_TIMEOUT) -> None:
         self.remote = remote
+        self.reply_timeout = reply_timeout
+        self._pending = bytearray()  # what arrived of the next reply
         self.proc = subprocess.Popen(
             ssh.pct_argv(remote, ["migrate-target", "session", str(vmid)]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
         )
         self.hello = self._read()
         self._lock = threading.Lock()
@@ -89,13 +98,34 @@ class Session:
             except CtkitError:
                 return  # the next real request reports the broken session
 
-    def _read(self) -> dict[str, Any]:
+    def _line(self) -> bytes | None:
+        """The next line from the remote; None at its end."""
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline(MAX_REPLY)
-        if not line:
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + self.reply_timeout
+        while b"\n" not in self._pending:
+            if len(self._pending) > MAX_REPLY:
+                raise unexpected(self.remote)
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise CommandError(
+                    f"remote '{self.remote.name}': no answer within {self.reply_timeout:.0f} s"
+                )
+            data = os.read(fd, 65536)
+            if not data:
+                return None
+            self._pending += data
+        line, _sep, rest = bytes(self._pending).partition(b"\n")
+        self._pending[:] = rest
+        return line
+
+    def _read(self) -> dict[str, Any]:
+        line = self._line()
+        if line is None:
             self.proc.wait()
             assert self.proc.stderr is not None
-            err = [ln for ln in self.proc.stderr.read(65536).splitlines() if ln.strip()]
+            text = self.proc.stderr.read(65536).decode("utf-8", "replace")
+            err = [ln for ln in text.splitlines() if ln.strip()]
             reason = printable(err[-1]) if err else f"exit code {self.proc.returncode}"
             raise CommandError(
                 f"migration session on remote '{self.remote.name}' failed - {reason}"
@@ -116,7 +146,7 @@ class Session:
         assert self.proc.stdin is not None
         with self._lock:  # one request in flight: the pinger and the migration share the line
             try:
-                self.proc.stdin.write(json.dumps({"op": op, **data}) + "\n")
+                self.proc.stdin.write(json.dumps({"op": op, **data}).encode() + b"\n")
                 self.proc.stdin.flush()
             except (BrokenPipeError, ValueError):
                 pass  # the reply read below reports why

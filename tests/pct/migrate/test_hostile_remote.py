@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pct.ops import migrate_link as link
+from shared.errors import CommandError
 from tests.pct.conftest import Pct
 
 from .conftest import Far
@@ -208,3 +211,27 @@ def test_a_migration_session_that_answers_out_of_shape_leaves_the_ct_as_it_was(
     # no line forged by the remote: its newline is shown escaped, within its own line
     assert not any(ln.startswith("migration finished") for ln in res.text.splitlines())
     assert os.path.exists(ctroot / f"var/lib/vz/images/{ct}")
+
+
+def test_a_remote_that_stops_answering_fails_the_request_in_time(
+    pct: Pct, far: Far, liar: Liar
+) -> None:
+    """A session that greets and then says nothing, its connection open: the request fails
+    after the reply timeout (the target's own idle timeout in real use; short here)."""
+    from shared.remote import config as remotes
+
+    (liar.dir / "session.out").write_text(json.dumps(HELLO) + "\n")
+    script = (liar.dir / "pct").read_text()
+    (liar.dir / "pct").write_text(
+        script.replace('cat "$d/session.out"; exit 0', 'cat "$d/session.out"; sleep 60')
+    )
+    session = link.Session(remotes.get("liar"), 900, reply_timeout=2)
+    try:
+        assert session.hello["ok"] is True
+        started = time.monotonic()
+        with pytest.raises(CommandError, match="remote 'liar': no answer within 2 s"):
+            session.request("ping")
+        assert 1.9 < time.monotonic() - started < 10
+    finally:
+        session.proc.kill()
+        session.close()
