@@ -222,7 +222,7 @@ def send_btrfs(
     line: its connection and start-up happened while the snapshots were taken."""
     what = f"sending '{send_argv[-1]}'"
     assert receiver.stdout is not None and receiver.stdin is not None
-    if receiver.stdout.readline(64).strip() != READY:
+    if _status_line(receiver, what) != READY:
         _finish([receiver], what)
         raise CommandError(f"{what} failed: the receiver did not start")
     start = time.monotonic()
@@ -237,10 +237,30 @@ def send_btrfs(
         with contextlib.suppress(BrokenPipeError):
             receiver.stdin.close()
     _finish([sender], what)
-    if receiver.stdout.readline(64).strip() != RECEIVED:
+    if _status_line(receiver, what) != RECEIVED:
         _finish([receiver], what)
         raise CommandError(f"{what} failed: the receiver did not confirm")
     return Transfer(nbytes, time.monotonic() - start)
+
+
+def _status_line(receiver: subprocess.Popen[bytes], what: str) -> bytes:
+    """The receiver's next status line (``ready``, ``ok``), read a byte at a time from its
+    pipe (nothing of the next line is buffered away from the next wait), within the target's
+    idle timeout; b"" when it ended."""
+    assert receiver.stdout is not None
+    fd = receiver.stdout.fileno()
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    line = b""
+    while len(line) < 64:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            receiver.kill()
+            raise CommandError(f"{what} failed: no word from the receiver in {IDLE_TIMEOUT:.0f} s")
+        byte = os.read(fd, 1)
+        if byte in (b"", b"\n"):
+            break
+        line += byte
+    return line.strip()
 
 
 def reap(receiver: subprocess.Popen[bytes]) -> None:

@@ -235,3 +235,21 @@ def test_a_remote_that_stops_answering_fails_the_request_in_time(
     finally:
         session.proc.kill()
         session.close()
+
+
+def test_a_receiver_that_never_gets_ready_fails_the_send_in_time(
+    far: Far, liar: Liar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``recv-btrfs`` on the remote that never says ``ready``: the send fails after the
+    target's idle timeout (short here), and the receiver is ended."""
+    from shared.remote import config as remotes
+
+    script = (liar.dir / "pct").read_text()
+    (liar.dir / "pct").write_text(script.replace("esac\n", "  recv-btrfs) sleep 60;;\nesac\n"))
+    monkeypatch.setattr(link, "IDLE_TIMEOUT", 2.0)
+    receiver = link.open_receiver(remotes.get("liar"), ["900", "fbt:900/x", "s"])
+    started = time.monotonic()
+    with pytest.raises(CommandError, match="no word from the receiver in 2 s"):
+        link.send_btrfs(["btrfs", "send", "snap"], receiver, None)
+    assert 1.9 < time.monotonic() - started < 10
+    assert receiver.wait(timeout=10) != 0
