@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +28,7 @@ from shared.parentdeath import tied_to_parent
 from shared.printable import printable
 from shared.remote import ssh
 from shared.remote.config import Remote
+from shared.stallguard import StallGuard
 from shared.storage.volid import is_volume_id
 from shared.toolenv import tool_env
 
@@ -167,9 +169,11 @@ class Session:
             self.proc.wait()
 
 
-def _pump(src: IO[bytes], dst: IO[bytes], bwlimit: int | None) -> int:
+def _pump(
+    src: IO[bytes], dst: IO[bytes], bwlimit: int | None, moved_some: Callable[[], None]
+) -> int:
     """Move everything from one pipe to the other, counting it: ``splice`` (no copy through
-    this process) in pieces the rate limit allows."""
+    this process) in pieces the rate limit allows; ``moved_some`` after each piece."""
     bucket = TokenBucket.from_kib(bwlimit)
     size = bucket.chunk_size(CHUNK) if bucket else CHUNK
     src_fd, dst_fd = src.fileno(), dst.fileno()
@@ -181,6 +185,7 @@ def _pump(src: IO[bytes], dst: IO[bytes], bwlimit: int | None) -> int:
         moved = os.splice(src_fd, dst_fd, size)
         if moved == 0:
             return total
+        moved_some()
         if bucket:
             bucket.consume(moved)
         total += moved
@@ -228,14 +233,22 @@ def send_btrfs(
     start = time.monotonic()
     sender = subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert sender.stdout is not None
+    # a receiver that stops reading (its host hung, or hostile) would hold the send for ever:
+    # ended when nothing moved for the target's idle timeout, which ends the blocked splice
+    guard = StallGuard(receiver.kill, IDLE_TIMEOUT)
     try:
-        nbytes = _pump(sender.stdout, receiver.stdin, bwlimit)
+        with guard:
+            nbytes = _pump(sender.stdout, receiver.stdin, bwlimit, guard.progress)
     except BrokenPipeError:
         nbytes = 0
         sender.kill()
     finally:
         with contextlib.suppress(BrokenPipeError):
             receiver.stdin.close()
+    if guard.fired:
+        sender.kill()
+        sender.wait()
+        raise CommandError(f"{what} failed: nothing moved for {IDLE_TIMEOUT:.0f} s")
     _finish([sender], what)
     if _status_line(receiver, what) != RECEIVED:
         _finish([receiver], what)
@@ -293,6 +306,8 @@ def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) 
     # killed with us: left running, it would copy on for as long as the data lasts, into a
     # volume the target's rollback wants to free
     argv = tied_to_parent(["rsync", *RSYNC_OPTS])
+    # a remote that stops answering ends the copy, as one that stops asking ends the session
+    argv.append(f"--timeout={int(IDLE_TIMEOUT)}")
     if bwlimit:
         argv.append(f"--bwlimit={bwlimit}")
     argv += ["-e", shlex.join(ssh.ssh_options(remote)), f"--rsync-path={rsync_path}"]

@@ -44,7 +44,8 @@ from shared.storage.volumes import (
 from shared.version import VERSION
 
 Log = Callable[[str], None]
-PROTOCOL = 1
+# what both ends must speak alike; 2: the sender's rsync passes --timeout (a 1 refuses it)
+PROTOCOL = 2
 MAX_REQUEST = 4 * 1024 * 1024
 SNAP_NAMES = btrfssend.SNAP_NAMES
 IDLE_TIMEOUT = 600.0  # the source pings every PING_INTERVAL seconds of its copy
@@ -252,7 +253,7 @@ def _session_has(vmid: int, volid: str) -> bool:
 
 # rsync's server options that a sender may pass: short option clusters and these long ones
 _RSYNC_LONG = ("--server", "--numeric-ids", "--delete", "--inplace", "--sparse", "--stats")
-_RSYNC_BWLIMIT = re.compile(r"--bwlimit=[0-9]{1,12}")
+_RSYNC_VALUED = re.compile(r"--(bwlimit|timeout)=[0-9]{1,12}")
 
 
 def _check_rsync_args(args: Sequence[str]) -> list[str]:
@@ -260,7 +261,7 @@ def _check_rsync_args(args: Sequence[str]) -> list[str]:
         raise CtkitError("expected rsync server arguments")
     for arg in args[1:-2]:
         ok = arg.startswith(_RSYNC_LONG) or (arg.startswith("-") and arg[1:2] != "-")
-        ok = ok or _RSYNC_BWLIMIT.fullmatch(arg) is not None  # the sender's --bwlimit
+        ok = ok or _RSYNC_VALUED.fullmatch(arg) is not None  # the sender's limits
         if not ok or arg.startswith("--sender") or "sender" in arg:
             raise CtkitError(f"refusing rsync argument '{arg}'")
     return list(args[:-1])

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pct.ops import migrate_link as link
+from pct.ops.migrate_target import PROTOCOL
 from shared.errors import CommandError
 from tests.pct.conftest import Pct
 
@@ -23,7 +24,7 @@ from .test_refusals import assert_untouched
 pytestmark = pytest.mark.lxc
 
 ESC = "\x1b]0;owned\x07\x1b[2J"
-HELLO = {"ok": True, "ctkit": "x", "protocol": 1}
+HELLO = {"ok": True, "ctkit": "x", "protocol": PROTOCOL}
 
 
 class Liar:
@@ -253,3 +254,30 @@ def test_a_receiver_that_never_gets_ready_fails_the_send_in_time(
         link.send_btrfs(["btrfs", "send", "snap"], receiver, None)
     assert 1.9 < time.monotonic() - started < 10
     assert receiver.wait(timeout=10) != 0
+
+
+def test_a_receiver_that_stops_reading_or_an_rsync_that_stops_answering_fails_in_time(
+    far: Far, liar: Liar, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A remote that takes the stream's start and then reads no more (btrfs), or never speaks
+    rsync's protocol: each transfer fails once nothing moved for the target's idle timeout
+    (short here)."""
+    from shared.remote import config as remotes
+
+    script = (liar.dir / "pct").read_text()
+    stuck = "  recv-btrfs) echo ready; sleep 60;;\n  rsync) sleep 60;;\nesac\n"
+    (liar.dir / "pct").write_text(script.replace("esac\n", stuck))
+    monkeypatch.setattr(link, "IDLE_TIMEOUT", 2.0)
+    remote = remotes.get("liar")
+    receiver = link.open_receiver(remote, ["900", "fbt:900/x", "s"])
+    started = time.monotonic()
+    with pytest.raises(CommandError, match="nothing moved for 2 s"):
+        link.send_btrfs(["head", "-c", "4000000000", "/dev/zero"], receiver, None)
+    assert time.monotonic() - started < 30
+    assert receiver.wait(timeout=10) != 0
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/file").write_bytes(b"x" * 4096)
+    started = time.monotonic()
+    with pytest.raises(CommandError, match=r"rsync of .* failed: exit code 30"):
+        link.rsync(remote, tmp_path / "src", ["900", "local:900/x"], None)
+    assert time.monotonic() - started < 30

@@ -28,6 +28,8 @@ from shared.runtime import migration
         ["-logDtpr", ".", "x"],
         ["--server", "-logDtpr", "--bwlimit=1;x", ".", "x"],
         ["--server", "-logDtpr", "--bwlimit", ".", "x"],
+        ["--server", "-logDtpr", "--timeout=-1", ".", "x"],
+        ["--server", "-logDtpr", "--timeout=1x", ".", "x"],
     ],
 )
 def test_rsync_server_arguments_are_checked(args: list[str]) -> None:
@@ -41,6 +43,9 @@ def test_rsync_server_arguments_of_a_receiver_pass() -> None:
     # what rsync passes on for the source's --bwlimit
     limited = [*args[:4], "--bwlimit=1024", *args[4:]]
     assert target._check_rsync_args(limited) == limited[:-1]
+    # and for its I/O timeout (a target that stops answering)
+    timed = [*args[:4], "--timeout=600", *args[4:]]
+    assert target._check_rsync_args(timed) == timed[:-1]
 
 
 def test_data_needs_a_live_session_that_made_the_volume(ctroot: Path) -> None:
