@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from shared import atomic, owner, paths
 from shared.ctconfig import store
@@ -44,6 +44,7 @@ from shared.storage.volumes import (
 from shared.version import VERSION
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 # what both ends must speak alike; 2: the sender's rsync passes --timeout (a 1 refuses it)
 PROTOCOL = 2
 MAX_REQUEST = 4 * 1024 * 1024
@@ -109,14 +110,25 @@ def _reserve(vmid: int) -> dict[str, Any]:
     return rec
 
 
+_NO_DEFAULT = object()
+
+
+def _field(req: dict[str, Any], key: str, kind: type[T], default: object = _NO_DEFAULT) -> T:
+    """A request's field of the type the protocol gives it (a bool is no number here)."""
+    value = req.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CtkitError(f"malformed request: '{key}' missing or not a {kind.__name__}")
+    return value
+
+
 def _alloc(vmid: int, rec: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:
     volid = alloc_volume(
-        str(req["storage"]),
+        _field(req, "storage", str),
         vmid,
-        int(req["size"]),
-        root_uid=int(req.get("uid", 0)),
-        root_gid=int(req.get("gid", 0)),
-        fmt=str(req["format"]),
+        _field(req, "size", int),
+        root_uid=_field(req, "uid", int, 0),
+        root_gid=_field(req, "gid", int, 0),
+        fmt=_field(req, "format", str),
     )
     rec["volumes"].append(volid)
     owner.write_record(migration.incoming_record(vmid), rec)
@@ -124,13 +136,13 @@ def _alloc(vmid: int, rec: dict[str, Any], req: dict[str, Any]) -> dict[str, Any
 
 
 def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> dict[str, Any]:
-    conf = parse_config(str(req["config"]).encode(), vmid, strict=True)
+    conf = parse_config(_field(req, "config", str).encode(), vmid, strict=True)
     made = set(rec["volumes"])
     used = {mp.volume for mp in conf.mountpoints() if mp.type == "volume"}
     if not used <= made or any(mp.type != "volume" for mp in conf.mountpoints()):
         raise StateError("the migrated config refers to volumes this migration did not make")
     cfg = load_config()
-    for volid, snap in dict(req.get("btrfs", {})).items():
+    for volid, snap in _field(req, "btrfs", dict, {}).items():
         if volid not in made or snap not in SNAP_NAMES:
             raise StateError(f"volume '{volid}' is not part of this migration")
         sid, volname = parse_volume_id(volid)
@@ -140,7 +152,7 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
         if not migration.reserved(vmid):
             raise LockError(f"CT {vmid}: the reservation of this migration is gone")
         store.save(conf)
-    if req.get("start"):
+    if _field(req, "start", bool, False):
         # still locked and not committed: a failed start is rolled back like any failure
         lifecycle.start(vmid, skiplock=True, log=log)
     rec["committed"] = True

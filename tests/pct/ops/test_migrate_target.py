@@ -77,7 +77,7 @@ def test_a_dead_sessions_reservation_is_rolled_back(ctroot: Path) -> None:
 def test_a_silent_source_is_given_up_and_a_pinging_one_is_not(ctroot: Path) -> None:
     conf = ctroot / "etc/pve/lxc/902.conf"
     r, w = os.pipe()
-    out, logs = io.StringIO(), []
+    out, logs = io.StringIO(), list[str]()
     os.write(w, b'{"op": "ping"}\n')
     with os.fdopen(r) as inp:
         target.serve(902, inp, out, logs.append, idle_timeout=0.5)
@@ -133,3 +133,35 @@ def test_a_stream_that_ends_while_the_session_rolls_back_leaves_nothing(
     assert errors and "btrfs receive" in str(errors[0])  # an empty stream
     assert not migration.incoming_record(vmid).exists()
     assert not (ctroot / f"mnt/bt/images/{vmid}").exists()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"op": "alloc", "storage": "local", "format": "subvol", "size": 0, "uid": 0, "gid": "x"},
+        {"op": "alloc", "storage": "local", "format": "subvol", "size": "1G"},
+        {"op": "alloc", "storage": "local", "format": "subvol", "size": True},
+        {"op": "alloc", "storage": ["local"], "format": "subvol", "size": 0},
+        {"op": "alloc"},
+        {"op": "commit"},
+        {"op": "commit", "config": 7},
+        {"op": "commit", "config": "arch: amd64\n", "btrfs": [["a", "b"]]},
+        {"op": "commit", "config": "arch: amd64\n", "start": "yes"},
+    ],
+)
+def test_a_malformed_request_is_answered_with_an_error_and_the_session_goes_on(
+    ctroot: Path, request_: dict[str, object]
+) -> None:
+    """A request whose fields have other types than the protocol's: an error reply (a commit's
+    ends the session, as any failed commit does), never a crash, and nothing is left."""
+    conf = ctroot / "etc/pve/lxc/904.conf"
+    r, w = os.pipe()
+    out, logs = io.StringIO(), list[str]()
+    os.write(w, (json.dumps(request_) + '\n{"op": "ping"}\n').encode())
+    os.close(w)
+    with os.fdopen(r) as inp:
+        target.serve(904, inp, out, logs.append, idle_timeout=5)
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert replies[1]["ok"] is False and "malformed request" in replies[1]["error"], replies
+    assert [r["ok"] for r in replies[2:]] == ([] if request_["op"] == "commit" else [True])
+    assert not conf.exists() and not migration.incoming_record(904).exists()
