@@ -7,8 +7,6 @@ fails the connection instead of prompting or learning it.
 
 from __future__ import annotations
 
-import os
-import selectors
 import shlex
 import subprocess
 import time
@@ -16,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import atomic, paths
+from ..childoutput import read_bounded
 from ..errors import CommandError
 from ..printable import printable
 from ..toolenv import tool_env
@@ -102,14 +101,16 @@ def run_pct(remote: Remote, args: Sequence[str], *, timeout: float = 120) -> str
     )
     with proc:
         try:
-            out, err = _bounded_output(proc, time.monotonic() + timeout)
-        except subprocess.TimeoutExpired:
-            no_answer = f"remote '{remote.name}': no answer within {timeout:.0f} s"
-            raise CommandError(no_answer) from None
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+            deadline = time.monotonic() + timeout
+            out, err = read_bounded(proc, max_out=MAX_REPLY, err_tail=ERR_TAIL, deadline=deadline)
+        except BaseException as exc:
+            proc.kill()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                no_answer = f"remote '{remote.name}': no answer within {timeout:.0f} s"
+                raise CommandError(no_answer) from None
+            raise
+        if len(out) > MAX_REPLY:
+            proc.kill()  # cut off: it would print on
     if len(out) > MAX_REPLY:
         raise CommandError(f"remote '{remote.name}' did not answer like a ctkit host")
     text = out.decode("utf-8", "replace")
@@ -120,29 +121,3 @@ def run_pct(remote: Remote, args: Sequence[str], *, timeout: float = 120) -> str
             raise CommandError(f"remote '{remote.name}': ssh failed - {last}")
         raise CommandError(f"remote '{remote.name}': {last or f'exit code {proc.returncode}'}")
     return text
-
-
-def _bounded_output(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, bytes]:
-    """stdout up to one byte past ``MAX_REPLY`` and the last ``ERR_TAIL`` bytes of stderr,
-    until both end or the deadline passes (TimeoutExpired)."""
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = bytearray(), bytearray()
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ, out)
-        sel.register(proc.stderr, selectors.EVENT_READ, err)
-        while sel.get_map():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise subprocess.TimeoutExpired(proc.args, 0)
-            for key, _events in sel.select(left):
-                data = os.read(key.fd, 65536)
-                buf: bytearray = key.data
-                if not data:
-                    sel.unregister(key.fileobj)
-                    continue
-                buf += data
-                if buf is err:
-                    del buf[:-ERR_TAIL]
-                elif len(buf) > MAX_REPLY:
-                    return bytes(buf), bytes(err)
-    return bytes(out), bytes(err)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,20 @@ def test_a_receiver_that_stops_reading_or_an_rsync_that_stops_answering_fails_in
     with pytest.raises(CommandError, match=r"rsync of .* failed: exit code 30"):
         link.rsync(remote, tmp_path / "src", ["900", "local:900/x"], None)
     assert time.monotonic() - started < 30
+
+
+def test_an_rsync_server_that_floods_its_messages_is_read_to_its_last_line(
+    far: Far, liar: Liar, tmp_path: Path
+) -> None:
+    """200 MB of messages from the remote's side of rsync, then its complaint: only their end
+    is kept (this process does not grow by them), and the complaint is the error's detail."""
+    from shared.remote import config as remotes
+
+    script = (liar.dir / "pct").read_text()
+    flood = "head -c 200000000 /dev/zero | tr '\\0' x >&2; echo >&2; echo 'remote says no' >&2"
+    (liar.dir / "pct").write_text(script.replace("esac\n", f"  rsync) {flood}; exit 1;;\nesac\n"))
+    (tmp_path / "src").mkdir()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CommandError, match=r"failed: exit code 12 - remote says no$"):
+        link.rsync(remotes.get("liar"), tmp_path / "src", ["900", "local:900/x"], None)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 50_000  # KiB

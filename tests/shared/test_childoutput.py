@@ -1,0 +1,42 @@
+"""A child's output read with bounds (shared.childoutput)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from shared.childoutput import read_bounded
+
+
+def child(script: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_endless_messages_keep_only_their_end_and_the_output_is_whole() -> None:
+    proc = child("head -c 20000000 /dev/zero | tr '\\0' x >&2; echo last >&2; echo done")
+    with proc:
+        out, err = read_bounded(proc, max_out=1024, err_tail=100)
+    assert out == b"done\n" and len(err) == 100 and err.endswith(b"xxlast\n")
+    assert proc.returncode == 0
+
+
+def test_output_past_the_bound_is_not_read_on() -> None:
+    proc = child("exec cat /dev/zero")
+    with proc:
+        out, _err = read_bounded(proc, max_out=1 << 20, err_tail=100)
+        assert proc.poll() is None  # still writing: the caller cuts it off
+        proc.kill()
+    assert (1 << 20) < len(out) <= (1 << 20) + 65536
+
+
+def test_a_child_that_says_nothing_is_given_up_at_the_deadline() -> None:
+    proc = child("exec sleep 30")
+    started = time.monotonic()
+    with proc, pytest.raises(subprocess.TimeoutExpired):
+        try:
+            read_bounded(proc, max_out=10, err_tail=10, deadline=time.monotonic() + 0.5)
+        finally:
+            proc.kill()
+    assert 0.4 < time.monotonic() - started < 10
