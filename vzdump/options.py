@@ -251,7 +251,8 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     if params.get("storage") is not None and params.get("dumpdir") is not None:
         errors["dumpdir"] = "cannot use options 'storage' and 'dumpdir' at the same time"
     for key in ("notes-template", "protected"):
-        if params.get(key) and params.get("dumpdir") is not None:
+        # nothing is stored with --stdout either: no notes or protection to put anywhere
+        if params.get(key) and (params.get("dumpdir") is not None or params.get("stdout")):
             errors["storage"] = f"missing property - '{key}' requires this property"
     result = dict(params)
     if result.get("exclude") is not None and not result.get("pool"):

@@ -204,6 +204,14 @@ def test_exclude_implies_all_unless_pool() -> None:
             {"vmid": "100", "dumpdir": "/srv", "protected": "1"},
             {"storage": "missing property - 'protected' requires this property"},
         ),
+        (
+            {"vmid": "100", "stdout": "1", "protected": "1"},
+            {"storage": "missing property - 'protected' requires this property"},
+        ),
+        (
+            {"vmid": "100", "stdout": "1", "notes-template": "{{vmid}}"},
+            {"storage": "missing property - 'notes-template' requires this property"},
+        ),
     ],
 )
 def test_target_conflicts(raw: dict[str, str], errors: dict[str, str]) -> None:
