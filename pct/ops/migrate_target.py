@@ -113,12 +113,20 @@ def _reserve(vmid: int) -> dict[str, Any]:
 _NO_DEFAULT = object()
 
 
-def _field(req: dict[str, Any], key: str, kind: type[T], default: object = _NO_DEFAULT) -> T:
-    """A request's field of the type the protocol gives it (a bool is no number here)."""
-    value = req.get(key, default)
+def typed(value: object, kind: type[T]) -> T:
+    """A value of the protocol (either way) of the type it must have; TypeError if it has
+    another. JSON's true and false are no numbers here."""
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise CtkitError(f"malformed request: '{key}' missing or not a {kind.__name__}")
+        raise TypeError(f"not a {kind.__name__}")
     return value
+
+
+def _field(req: dict[str, Any], key: str, kind: type[T], default: object = _NO_DEFAULT) -> T:
+    """A request's field of the type the protocol gives it."""
+    try:
+        return typed(req.get(key, default), kind)
+    except TypeError:
+        raise CtkitError(f"malformed request: '{key}' missing or not a {kind.__name__}") from None
 
 
 def _alloc(vmid: int, rec: dict[str, Any], req: dict[str, Any]) -> dict[str, Any]:

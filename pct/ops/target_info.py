@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from shared.errors import CommandError
 from shared.printable import printable
 
-from .migrate_target import PROTOCOL
-
-T = TypeVar("T")
+from .migrate_target import PROTOCOL, typed
 
 
 class Unshaped(CommandError):
@@ -59,13 +57,12 @@ def parse(remote: str, text: str) -> TargetInfo:
         data = None
     try:
         return _info(data)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         raise Unshaped(f"remote '{remote}' did not answer like a ctkit host") from None
 
 
-def _info(data: object) -> TargetInfo:
-    if not isinstance(data, dict):
-        raise TypeError
+def _info(answer: object) -> TargetInfo:
+    data: dict[str, Any] = typed(answer, dict)
     ctkit = _text(data.get("ctkit", "?"))
     protocol = data.get("protocol")
     if protocol != PROTOCOL:
@@ -76,35 +73,29 @@ def _info(data: object) -> TargetInfo:
         ctkit=ctkit,
         protocol=protocol,
         node=_text(data["node"]),
-        storages={_text(sid): _storage(st) for sid, st in _typed(data["storages"], dict).items()},
-        bridges={_text(b): _typed(up, bool) for b, up in _typed(data["bridges"], dict).items()},
-        vmid_free=None if free is None else _typed(free, bool),
+        storages={_text(sid): _storage(st) for sid, st in typed(data["storages"], dict).items()},
+        bridges={_text(b): typed(up, bool) for b, up in typed(data["bridges"], dict).items()},
+        vmid_free=None if free is None else typed(free, bool),
     )
 
 
 def _storage(data: object) -> TargetStorage:
-    st: dict[str, Any] = _typed(data, dict)
-    exists = _typed(st.get("exists"), bool)
+    st: dict[str, Any] = typed(data, dict)
+    exists = typed(st.get("exists"), bool)
     if not exists:
         return TargetStorage(exists=False)
-    avail = st.get("avail", 0)
-    if not isinstance(avail, int) or isinstance(avail, bool) or avail < 0:
+    avail = typed(st.get("avail", 0), int)
+    if avail < 0:
         raise ValueError
     return TargetStorage(
         exists=True,
         type=_text(st["type"]),
-        content=tuple(_text(c) for c in _typed(st.get("content", []), list)),
-        active=_typed(st.get("active", False), bool),
+        content=tuple(_text(c) for c in typed(st.get("content", []), list)),
+        active=typed(st.get("active", False), bool),
         avail=avail,
         error=_text(st.get("error", "")),
     )
 
 
-def _typed(value: object, kind: type[T]) -> T:
-    if not isinstance(value, kind):
-        raise TypeError
-    return value
-
-
 def _text(value: object) -> str:
-    return printable(_typed(value, str))
+    return printable(typed(value, str))

@@ -115,6 +115,8 @@ def unshaped(info: dict[str, Any]) -> list[dict[str, Any]]:
         {**info, "vmid_free": "no"},
         {**info, "node": {"name": "far"}},
         {**info, "ctkit": 7},
+        {key: value for key, value in info.items() if key != "node"},
+        {**info, "storages": {"local": {k: v for k, v in local.items() if k != "type"}}},
     ]
 
 
