@@ -36,3 +36,30 @@ def read_bounded(
                 elif len(buf) > max_out:
                     return bytes(buf), bytes(err)
     return bytes(out), bytes(err)
+
+
+def run_bounded(
+    argv: list[str],
+    *,
+    max_out: int,
+    err_tail: int,
+    deadline: float | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` (stdin empty) and read its output as :func:`read_bounded` does; returns
+    its exit status, stdout and stderr's end. A child that prints past ``max_out`` is cut off
+    (killed; its stdout is then longer than ``max_out``); one still running at ``deadline``,
+    or when this process is interrupted, is killed before the exception goes on. A child that
+    closed its pipes is waited for, never killed on its way out."""
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    with proc:  # waits for it on the way out
+        try:
+            out, err = read_bounded(proc, max_out=max_out, err_tail=err_tail, deadline=deadline)
+        except BaseException:
+            proc.kill()
+            raise
+        if len(out) > max_out:
+            proc.kill()  # it would print on
+    return proc.returncode, out, err

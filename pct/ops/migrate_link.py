@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from shared.archive.ratelimit import TokenBucket
-from shared.childoutput import read_bounded
+from shared.childoutput import run_bounded
 from shared.errors import CommandError, CtkitError
 from shared.parentdeath import tied_to_parent
 from shared.printable import printable
@@ -314,27 +314,18 @@ def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) 
     argv += ["-e", shlex.join(ssh.ssh_options(remote)), f"--rsync-path={rsync_path}"]
     host = f"[{remote.host}]" if ":" in remote.host else remote.host
     argv += [f"{source}/", f"{host}:/"]
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=tool_env(),
-    )  # fmt: skip
-    with proc:
-        try:
-            # the remote's messages come through rsync's stderr: only their end is kept
-            raw_out, raw_err = read_bounded(proc, max_out=MAX_REPLY, err_tail=MAX_REPLY)
-        except BaseException:
-            proc.kill()
-            raise
-        if len(raw_out) > MAX_REPLY:
-            proc.kill()
+    # the remote's messages come through rsync's stderr: only their end is kept
+    code, raw_out, raw_err = run_bounded(
+        argv, max_out=MAX_REPLY, err_tail=MAX_REPLY, env=tool_env()
+    )
     out, err = raw_out.decode("utf-8", "replace"), raw_err.decode("utf-8", "replace")
     # 24: files vanished while copying - expected while the container runs
-    if proc.returncode not in (0, 24):
+    if code not in (0, 24):
         lines = [ln for ln in err.splitlines() if ln.strip()]
         # the remote's own complaint comes before rsync's protocol error
         lines = [ln for ln in lines if not ln.startswith("rsync")] or lines
         detail = f" - {printable(lines[-1])}" if lines else ""
-        raise CommandError(f"rsync of '{source}' failed: exit code {proc.returncode}{detail}")
+        raise CommandError(f"rsync of '{source}' failed: exit code {code}{detail}")
     sent = 0
     for line in out.splitlines():
         if line.startswith("Total bytes sent:"):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import atomic, paths
-from ..childoutput import read_bounded
+from ..childoutput import run_bounded
 from ..errors import CommandError
 from ..printable import printable
 from ..toolenv import tool_env
@@ -92,32 +92,22 @@ def run_pct(remote: Remote, args: Sequence[str], *, timeout: float = 120) -> str
 
     The remote is another machine: what it prints is read up to a bound (a remote that prints
     more is no ctkit host, and is cut off), and its messages are made printable."""
-    proc = subprocess.Popen(
-        pct_argv(remote, args),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=tool_env(),
-    )
-    with proc:
-        try:
-            deadline = time.monotonic() + timeout
-            out, err = read_bounded(proc, max_out=MAX_REPLY, err_tail=ERR_TAIL, deadline=deadline)
-        except BaseException as exc:
-            proc.kill()
-            if isinstance(exc, subprocess.TimeoutExpired):
-                no_answer = f"remote '{remote.name}': no answer within {timeout:.0f} s"
-                raise CommandError(no_answer) from None
-            raise
-        if len(out) > MAX_REPLY:
-            proc.kill()  # cut off: it would print on
+    try:
+        code, out, err = run_bounded(
+            pct_argv(remote, args),
+            max_out=MAX_REPLY,
+            err_tail=ERR_TAIL,
+            deadline=time.monotonic() + timeout,
+            env=tool_env(),
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"remote '{remote.name}': no answer within {timeout:.0f} s") from None
     if len(out) > MAX_REPLY:
         raise CommandError(f"remote '{remote.name}' did not answer like a ctkit host")
     text = out.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        last = _last_line(err.decode("utf-8", "replace")) or _last_line(text)
-        last = printable(last)
-        if proc.returncode == 255:
+    if code != 0:
+        last = printable(_last_line(err.decode("utf-8", "replace")) or _last_line(text))
+        if code == 255:
             raise CommandError(f"remote '{remote.name}': ssh failed - {last}")
-        raise CommandError(f"remote '{remote.name}': {last or f'exit code {proc.returncode}'}")
+        raise CommandError(f"remote '{remote.name}': {last or f'exit code {code}'}")
     return text

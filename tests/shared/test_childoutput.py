@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.childoutput import read_bounded
+from shared.childoutput import read_bounded, run_bounded
 
 
 def child(script: str) -> subprocess.Popen[bytes]:
@@ -40,3 +40,18 @@ def test_a_child_that_says_nothing_is_given_up_at_the_deadline() -> None:
         finally:
             proc.kill()
     assert 0.4 < time.monotonic() - started < 10
+
+
+def test_run_bounded_cuts_off_a_child_that_prints_on_and_waits_for_one_that_ended() -> None:
+    code, out, _err = run_bounded(["cat", "/dev/zero"], max_out=1 << 20, err_tail=100)
+    assert code == -9 and len(out) > (1 << 20)
+    # a child that closed its pipes a moment before it exits keeps its own status
+    code, out, err = run_bounded(
+        ["sh", "-c", "echo out; echo err >&2; exec >&- 2>&-; sleep 0.3; exit 3"],
+        max_out=100, err_tail=100,
+    )  # fmt: skip
+    assert (code, out, err) == (3, b"out\n", b"err\n")
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_bounded(["sleep", "30"], max_out=10, err_tail=10, deadline=time.monotonic() + 0.5)
+    assert time.monotonic() - started < 10
