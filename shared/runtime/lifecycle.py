@@ -30,6 +30,7 @@ from .ctview import lxc_view
 from .guestview import config_idmap, config_root_ids
 from .idcheck import check_subids
 from .lxccheck import check_config
+from .lxccmd import MonitorSilent
 from .lxcconf import HostInfo, generate, seccomp_rules
 from .namespace import left_host
 from .propagation import ensure_shared_root
@@ -163,8 +164,9 @@ def _settle_failed_start(vmid: int, conf: Config) -> None:
     another start) found them in use. Return once they are gone (bounded), as a stop does."""
     deadline = time.monotonic() + ABORT_WAIT
     while lxcapi.monitor_alive(vmid) and time.monotonic() < deadline:
-        if lxcapi.state(vmid) == "RUNNING":
-            return  # up after all, only later than the start waited for: nothing to settle
+        with contextlib.suppress(MonitorSilent):  # busy with its post-stop hooks
+            if lxcapi.state(vmid) == "RUNNING":
+                return  # up after all, only later than the start waited for: nothing to settle
         time.sleep(0.05)
     CGroup(vmid).remove_stale()  # what the aborted start left would block the next one
     wait_released(conf)
@@ -240,6 +242,7 @@ def stop(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
     conf = _check_stop(vmid, skiplock, f"CT {vmid} not running")
     hookscript.run(conf, "pre-stop", fatal=False, warn=log)
     thaw_if_frozen(vmid)
+    lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's stop() for ever
     lxcapi.container(vmid).stop()
     if not lxcapi.wait_state(vmid, "STOPPED", 30):
         raise CommandError(f"unable to stop CT {vmid}")
@@ -259,6 +262,7 @@ def shutdown(
     conf = _check_stop(vmid, skiplock, not_running or f"CT {vmid} not running")
     hookscript.run(conf, "pre-stop", fatal=False, warn=log)
     thaw_if_frozen(vmid)
+    lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's shutdown() for ever
     ct = lxcapi.container(vmid)
     # python-lxc's shutdown(0) only sends the signal and reports success: judge by the state
     ct.shutdown(min(timeout, MAX_WAIT))

@@ -1,4 +1,6 @@
-"""python-lxc for one container, with ctkit's lxcpath; plus the lxc-* tools we exec.
+"""One container through LXC, with ctkit's lxcpath: its state and init asked of its monitor's
+command socket (:mod:`.lxccmd`, with a deadline), python-lxc for the rest, and the lxc-* tools
+we exec.
 
 The container's LXC name is its VMID and its lxcpath is ``shared.paths.lxc_path()``, so the
 generated config is ``<lxcpath>/<vmid>/config`` as on Proxmox.
@@ -6,6 +8,7 @@ generated config is ``<lxcpath>/<vmid>/config`` as on Proxmox.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -15,7 +18,11 @@ from typing import Any, NoReturn
 
 from .. import paths
 from ..errors import ConfigError
+from . import lxccmd
+from .lxccmd import MonitorSilent
 from .namespace import in_host_mounts
+
+RUNNING_STATES = ("RUNNING", "FROZEN", "STARTING", "STOPPING", "FREEZING", "THAWED")
 
 
 def container(vmid: int) -> Any:
@@ -36,47 +43,55 @@ def container(vmid: int) -> Any:
 
 
 def state(vmid: int) -> str:
-    """LXC's state; a stopped CT whose stale generated config LXC cannot load is STOPPED."""
-    lxcdir = paths.lxc_dir(vmid)
-    if not (lxcdir / "config").exists():
+    """LXC's state, asked of the CT's monitor (with a deadline: a monitor that does not answer
+    is :class:`~.lxccmd.MonitorSilent`); STOPPED without a generated config or a monitor."""
+    if not (paths.lxc_dir(vmid) / "config").exists():
         return "STOPPED"
-    if _socket_name(vmid) is not None and not monitor_alive(vmid):
-        return "STOPPED"  # what LXC answers itself when nothing listens on the socket
-    try:
-        return str(container(vmid).state)
-    except ConfigError:
-        if monitor_alive(vmid):
-            raise
-        return "STOPPED"
+    return lxccmd.state(vmid, socket_name(vmid))
 
 
 def is_running(vmid: int) -> bool:
-    return state(vmid) in ("RUNNING", "FROZEN", "STARTING", "STOPPING", "FREEZING", "THAWED")
+    """Whether the CT runs (or starts, stops, freezes). A monitor that is there but does not
+    answer counts as running, as its socket alone does for Proxmox: every caller then keeps
+    its hands off, and one that needs the container's init gets the one-line error."""
+    try:
+        return state(vmid) in RUNNING_STATES
+    except MonitorSilent:
+        return True
 
 
 def init_pid(vmid: int) -> int | None:
     if not (paths.lxc_dir(vmid) / "config").exists():
         return None
-    pid = int(container(vmid).init_pid)
-    return pid if pid > 0 else None
+    return lxccmd.init_pid(vmid, socket_name(vmid))
 
 
 # sun_path less the abstract socket's leading and LXC's trailing NUL
 _SOCKET_NAME_MAX = 108 - 2
+_FNV64_BASIS, _FNV64_PRIME = 0xCBF29CE484222325, 0x100000001B3
 
 
-def _socket_name(vmid: int) -> str | None:
-    """The abstract name of the CT's command socket; None where LXC would use a hashed one
-    (a long lxcpath), which is not worth re-deriving here."""
-    name = f"{paths.lxc_path()}/{vmid}/command"
-    return f"@{name}" if len(name.encode()) < _SOCKET_NAME_MAX else None
+def socket_name(vmid: int) -> str:
+    """The abstract name (``@`` first) of the CT's command socket, as liblxc makes it: the
+    lxcpath, the name and ``command``; when that does not fit in a socket address (a long
+    lxcpath, such as a test's), ``lxc/<FNV-1a 64 of "lxcpath/name">/command``."""
+    name = f"{paths.lxc_path()}/{vmid}"
+    plain = f"{name}/command"
+    if len(plain.encode()) < _SOCKET_NAME_MAX:
+        return f"@{plain}"
+    return f"@lxc/{fnv1a_64(name.encode()):016x}/command"
+
+
+def fnv1a_64(data: bytes) -> int:
+    digest = _FNV64_BASIS
+    for byte in data:
+        digest = ((digest ^ byte) * _FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return digest
 
 
 def monitor_alive(vmid: int) -> bool:
     """Whether LXC's monitor for the CT still listens on its abstract command socket."""
-    name = _socket_name(vmid)
-    if name is None:
-        return False  # as before: the hashed name is not looked for
+    name = socket_name(vmid)
     try:
         with open("/proc/net/unix", encoding="utf-8", errors="replace") as fh:
             return any(line.rstrip("\n").endswith(" " + name) for line in fh)
@@ -87,8 +102,9 @@ def monitor_alive(vmid: int) -> bool:
 def wait_state(vmid: int, wanted: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if state(vmid) == wanted:
-            return True
+        with contextlib.suppress(MonitorSilent):  # busy (a start hook): ask again
+            if state(vmid) == wanted:
+                return True
         time.sleep(0.05)
     return state(vmid) == wanted
 

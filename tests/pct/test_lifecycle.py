@@ -14,6 +14,7 @@ import pytest
 
 from shared import paths
 from shared.runtime import lxcapi
+from shared.testbed import monitor_pid
 from tests.pct.conftest import PCT, Pct, leftovers, stop_by_itself
 
 pytestmark = pytest.mark.lxc
@@ -206,6 +207,33 @@ def test_status_verbose_live_figures(pct: Pct, ct: int, conf_text: Callable[[int
     assert 0 <= int(live["uptime"]) < 60
     assert live["name"] == f"CT{ct}" and live["vmid"] == str(ct) and live["type"] == "lxc"
     assert "cpu" not in live
+
+
+def test_a_monitor_that_does_not_answer_holds_no_command(pct: Pct, ct: int) -> None:
+    """liblxc waits for ever for the monitor's answer, holding the interpreter: pct status,
+    list, stop and a nightly vzdump hung on a stopped or stuck monitor. The socket is asked
+    directly, with a deadline: its answers are liblxc's, and silence is one line."""
+    pct("start", ct)
+    assert lxcapi.monitor_alive(ct)  # its socket found by the name liblxc gave it
+    handle = lxcapi.container(ct)
+    assert (lxcapi.state(ct), lxcapi.init_pid(ct)) == (handle.state, handle.init_pid)
+    monitor = monitor_pid(paths.lxc_path(), ct)
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        res = pct("status", ct, timeout=30)
+        # the socket is there, as Proxmox's check sees it: running, after the deadline
+        assert res.out == "status: running\n" and time.monotonic() - started < 9
+        res = pct("stop", ct, check=False, timeout=30)
+        assert res.rc == 6
+        assert res.err.splitlines()[0] == (
+            f"CT {ct}: LXC's monitor does not answer (no reply in 5 s)"
+        ), res.err
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    pct("stop", ct)
+    assert pct("status", ct).out == "status: stopped\n"
+    assert lxcapi.state(ct) == "STOPPED" and lxcapi.init_pid(ct) is None
 
 
 def test_case_46_list(

@@ -5,12 +5,15 @@ snapshot and the temp dir gone, and the .log written; the job goes on with the n
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
 from pathlib import Path
 
 import pytest
+
+from shared.testbed import monitor_pid
 
 from .conftest import (
     CT,
@@ -95,6 +98,27 @@ def test_tar_killed(host: Host) -> None:
     failed = next(ln for ln in lines if ln.startswith(f"ERROR: Backup of VM {ct.vmid} failed"))
     assert "tar" in failed
     assert_clean_failure(ct, host.dumpdir, running=True)
+
+
+def test_a_monitor_that_does_not_answer_fails_its_guest_in_one_line(host: Host) -> None:
+    """A CT whose LXC monitor is stopped (or stuck) held the whole nightly job for ever, in
+    liblxc's state query; now that guest fails in one line and the next one is backed up."""
+    silent, healthy = host.create(start=True), host.create(start=True)
+    monitor = monitor_pid(host.root / "var/lib/lxc", silent.vmid)
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        res = vzdump(str(silent.vmid), str(healthy.vmid), "--dumpdir", str(host.dumpdir),
+                     "--mode", "suspend", timeout=90)  # fmt: skip
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    assert res.rc == 13, res.err
+    assert res.has(
+        f"ERROR: Backup of VM {silent.vmid} failed - CT {silent.vmid}: LXC's monitor does not "
+        "answer (no reply in 5 s)"
+    ), res.err
+    assert any(ln.startswith(f"INFO: Finished Backup of VM {healthy.vmid}") for ln in res.lines)
+    assert len(archives(host.dumpdir, healthy.vmid)) == 1
+    assert_clean_failure(silent, host.dumpdir, running=True)
 
 
 def test_lock_and_busy_vzsnap_fail_before_anything(host: Host) -> None:
