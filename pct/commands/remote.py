@@ -25,10 +25,7 @@ def _hostkey(hostkey: str | None, hostkey_file: Path | None) -> str:
     if (hostkey is None) == (hostkey_file is None):
         raise ParamError({"hostkey": "give exactly one of --hostkey or --hostkey-file"})
     if hostkey_file is not None:
-        if hostkey_file.is_symlink() or not hostkey_file.is_file():
-            raise ParamError({"hostkey-file": f"'{hostkey_file}' is not a regular file"})
-        with hostkey_file.open(encoding="utf-8", errors="replace") as fh:
-            return fh.read(remotes.MAX_KEY_LEN).strip()
+        return remotes.hostkey_from_file(hostkey_file)
     assert hostkey is not None
     return hostkey
 

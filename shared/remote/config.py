@@ -29,6 +29,7 @@ from ..formats import sectionconfig as sc
 from ..formats.lines import read_config_text
 from ..formats.propstring import Field
 from ..formats.types import FormatError, Int, Str
+from ..regularfile import read_regular
 
 HOSTKEY_TYPES = (
     "ssh-ed25519",
@@ -64,6 +65,21 @@ SECTION_TYPES = {
         id_type=NAME,
     )
 }
+
+
+def hostkey_from_file(path: Path) -> str:
+    """The host key in a ``.pub`` file a person names (``--hostkey-file``): a regular file,
+    not a symlink, opened without waiting (a FIFO would block), of at most MAX_KEY_LEN bytes."""
+    try:
+        found = read_regular(path, MAX_KEY_LEN, follow_symlinks=False)
+    except OSError as err:
+        raise ParamError({"hostkey-file": f"'{path}': {err.strerror}"}) from None
+    if found is None:
+        what = "is not a regular file" if path.is_symlink() or path.exists() else "does not exist"
+        raise ParamError({"hostkey-file": f"'{path}' {what}"})
+    if len(found[0]) > MAX_KEY_LEN:
+        raise ParamError({"hostkey-file": f"'{path}' is too large for a host key"})
+    return found[0].decode("utf-8", "replace").strip()
 
 
 def parse_hostkey(value: str) -> tuple[str, bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 from pathlib import Path
 
@@ -86,3 +87,27 @@ def test_ssh_pins_the_key_and_quotes_the_remote_command(ctroot: Path, hostkey: s
         "--",
         "env 'CTKIT_ROOT=/r 2' /o/pct migrate-target info --vmid 100",
     ]
+
+
+def test_hostkey_file_is_read_only_from_a_regular_file(hostkey: str, tmp_path: Path) -> None:
+    """``--hostkey-file``: the key of a .pub file; a symlink, a FIFO (which would block the
+    reader), a directory, an oversized or a missing file is one parameter error."""
+    pub = tmp_path / "host.pub"
+    pub.write_text(f"{hostkey} root@far\n")
+    assert remotes.hostkey_from_file(pub) == f"{hostkey} root@far"
+    link = tmp_path / "link.pub"
+    link.symlink_to(pub)
+    fifo = tmp_path / "fifo.pub"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.pub"
+    big.write_text("x" * (remotes.MAX_KEY_LEN + 1))
+    for path, reason in [
+        (link, "is not a regular file"),
+        (fifo, "is not a regular file"),
+        (tmp_path, "is not a regular file"),
+        (big, "is too large for a host key"),
+        (tmp_path / "missing.pub", "does not exist"),
+    ]:
+        with pytest.raises(ParamError) as err:
+            remotes.hostkey_from_file(path)
+        assert err.value.errors == {"hostkey-file": f"'{path}' {reason}"}
