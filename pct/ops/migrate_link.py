@@ -34,6 +34,7 @@ from shared.storage.volid import is_volume_id
 from shared.toolenv import tool_env
 
 from .migrate_target import IDLE_TIMEOUT
+from .target_info import greeting
 
 CHUNK = 1024 * 1024
 PING_INTERVAL = 60.0
@@ -87,7 +88,13 @@ class Session:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        self.hello = self._read()
+        try:
+            self.hello = self._read()
+            greeting(self.hello).check_compatible()  # before anything is asked of it
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._pinger = threading.Thread(target=self._ping, daemon=True)

@@ -14,7 +14,6 @@ from shared.ctconfig.options import NET_SCHEMA
 from shared.ctconfig.pending import referenced_volumes
 from shared.errors import (
     AlreadyExistsError,
-    CommandError,
     NotFoundError,
     ParamError,
     StateError,
@@ -26,7 +25,6 @@ from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import volume_format, volume_size
 from shared.treescan import scan_tree
 
-from .migrate_target import PROTOCOL
 from .target_info import TargetInfo, TargetStorage
 
 ID_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9\-_.]*[a-zA-Z0-9]|[a-zA-Z]")
@@ -130,12 +128,7 @@ def bridges(conf: Config, bmap: IdMap) -> dict[str, str]:
 
 def check_target(info: TargetInfo, vols: list[Volume], nets: dict[str, str]) -> None:
     """Refuse before anything is touched: version, storages, room, bridges, VMID."""
-    if not info.compatible:
-        raise CommandError(
-            f"remote ctkit {info.ctkit} is not compatible (migration protocol "
-            f"{info.protocol}, need {PROTOCOL})",
-            hint="install the same ctkit version on both hosts",
-        )
+    info.check_compatible()
     need: dict[str, int] = {}
     for vol in vols:
         need[vol.target_storage] = need.get(vol.target_storage, 0) + vol.size

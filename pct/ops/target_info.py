@@ -48,6 +48,15 @@ class TargetInfo:
     def compatible(self) -> bool:
         return self.protocol == PROTOCOL
 
+    def check_compatible(self) -> None:
+        """Refuse a remote on another migration protocol, in one line."""
+        if not self.compatible:
+            raise CommandError(
+                f"remote ctkit {self.ctkit} is not compatible (migration protocol "
+                f"{self.protocol}, need {PROTOCOL})",
+                hint="install the same ctkit version on both hosts",
+            )
+
 
 def parse(remote: str, text: str) -> TargetInfo:
     """The answer of remote ``remote``, or :class:`Unshaped` saying it gave none."""
@@ -61,13 +70,24 @@ def parse(remote: str, text: str) -> TargetInfo:
         raise Unshaped(f"remote '{remote}' did not answer like a ctkit host") from None
 
 
+def greeting(answer: dict[str, Any]) -> TargetInfo:
+    """What a migration session's first line says of the remote: its version and protocol
+    (the host answered ``info`` before, but may have changed, or lie, in between)."""
+    ctkit = answer.get("ctkit")
+    return _versions(ctkit if isinstance(ctkit, str) else "?", answer.get("protocol"))
+
+
+def _versions(ctkit: str, protocol: object) -> TargetInfo:
+    shown = protocol if isinstance(protocol, int) else printable(str(protocol))
+    return TargetInfo(printable(ctkit), shown)
+
+
 def _info(answer: object) -> TargetInfo:
     data: dict[str, Any] = typed(answer, dict)
     ctkit = _text(data.get("ctkit", "?"))
     protocol = data.get("protocol")
     if protocol != PROTOCOL:
-        shown = protocol if isinstance(protocol, int) else printable(str(protocol))
-        return TargetInfo(ctkit, shown)
+        return _versions(ctkit, protocol)
     free = data.get("vmid_free")
     return TargetInfo(
         ctkit=ctkit,

@@ -197,6 +197,7 @@ def test_a_remote_answer_that_is_too_deep_too_long_or_escaping_is_one_line(
         [HELLO, {"ok": False, "error": "full\nmigration finished successfully"}],
         ["[" * 100_000],
         [{"ok": "yes"}],
+        [{"ok": True, "ctkit": ESC, "protocol": ESC}, {"ok": True, "volid": "local:1"}],
     ],
 )
 def test_a_migration_session_that_answers_out_of_shape_leaves_the_ct_as_it_was(
@@ -215,6 +216,22 @@ def test_a_migration_session_that_answers_out_of_shape_leaves_the_ct_as_it_was(
     # no line forged by the remote: its newline is shown escaped, within its own line
     assert not any(ln.startswith("migration finished") for ln in res.text.splitlines())
     assert os.path.exists(ctroot / f"var/lib/vz/images/{ct}")
+
+
+def test_a_session_on_another_protocol_than_its_info_is_refused_before_any_request(
+    pct: Pct, far: Far, liar: Liar, ct: int, ctroot: Path
+) -> None:
+    """The host answered ``info`` on this protocol, but its session greets on another (it was
+    upgraded in between, or lies): nothing is asked of it, as if ``info`` had said so."""
+    liar.answer(json.dumps(real_info(far, ct)).encode())
+    liar.session([{**HELLO, "ctkit": "9.9", "protocol": PROTOCOL + 1}, {"ok": True}])
+    res = pct("migrate", ct, "liar", "--target-storage", "local", check=False)
+    assert res.rc == 11, res.text
+    assert error_lines(res.err) == [
+        f"remote ctkit 9.9 is not compatible (migration protocol {PROTOCOL + 1}, need {PROTOCOL})"
+    ], res.err
+    assert_untouched(pct, far, ct, ctroot)
+    assert pct("status", ct).out == "status: stopped\n"
 
 
 def test_a_remote_that_stops_answering_fails_the_request_in_time(
