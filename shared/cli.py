@@ -26,7 +26,7 @@ import typer
 from typer import _click as click  # typer vendors click; its exception classes live here
 from typer.models import DefaultPlaceholder
 
-from . import quickexit
+from . import quickexit, signals
 from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
@@ -408,7 +408,11 @@ def run(
         wants_help = "--help" in args or not args
         if require_root and os.geteuid() != 0 and not wants_help:
             raise CtkitError("please run as root")
-        result = root.main(args, prog_name=prog, standalone_mode=False)
+        # TERM, HUP and QUIT end any command as Ctrl-C does: its cleanup runs (a half-made
+        # container removed, a lock dropped) before it exits 130; the default action ended it
+        # on the spot and left that to the next command's recovery
+        with signals.interruptible():
+            result = root.main(args, prog_name=prog, standalone_mode=False)
         code = result if isinstance(result, int) else 0
         if code == Interrupted.exit_code:  # typer turns Ctrl-C into a return value of 130
             print(Interrupted().message, file=sys.stderr)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import paths
-from shared.backups.interrupt import interruptible
+from shared.signals import interruptible
 from shared.backups.locate import locate
 from shared.backups.sidecar import Verification, now, record
 from shared.ctconfig import store

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -378,6 +380,40 @@ def test_a_create_killed_while_extracting_is_undone_by_the_next_command(
     assert not paths.ct_conf(vmid).exists()
     assert not images(vmid).exists() or not any(images(vmid).iterdir())
     assert not paths.lxc_dir(vmid).exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_a_create_ended_by_a_signal_while_extracting_undoes_itself_at_once(
+    vmid: int, ctroot: Path, tmp_path: Path, images: Images, sig: signal.Signals
+) -> None:
+    """``systemctl stop``, a closed terminal: TERM or HUP to ``pct create`` ended it on the
+    spot, its locked config and volume left for the next command to undo. Now they end it as
+    Ctrl-C does: the create's own rollback runs before it exits 130."""
+    from tests.pct.conftest import PCT
+
+    rootfs = build_busybox_rootfs(tmp_path / "big")
+    (rootfs / "srv").mkdir(exist_ok=True)
+    (rootfs / "srv/big.bin").write_bytes(os.urandom(24 << 20))  # 6 s at 4096 KiB/s
+    template = pack(rootfs, tmp_path / "big_1.0-1_amd64.tar.zst")
+    argv = [str(PCT), "create", str(vmid), str(template), "--rootfs", "local:1",
+            "--bwlimit", "4096"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        until_extracting(proc)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert err.decode().strip().endswith("interrupted by signal"), err
+    assert not paths.ct_conf(vmid).exists()
+    assert not images(vmid).exists() or not any(images(vmid).iterdir())
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+    assert leftovers(ctroot) == []
 
 
 @pytest.mark.parametrize(

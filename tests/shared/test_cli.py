@@ -1,7 +1,12 @@
-"""Proxmox-style argument handling, exercised through a small typer app in a subprocess-free way."""
+"""Proxmox-style argument handling, exercised through a small typer app (in this process, but
+for the signals: a command of its own there)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import pytest
@@ -9,6 +14,8 @@ import typer
 
 from shared import cli
 from shared.errors import NotFoundError, ParamError
+
+REPO = Path(__file__).resolve().parents[2]
 
 app = cli.new_app("test app")
 seen: dict[str, object] = {}
@@ -284,3 +291,45 @@ def test_what_an_error_quotes_reaches_the_terminal_escaped(
     assert code == 2 and "\x1b" not in err
     code, err = run(["download", "no\x1b]0;t\x07store", "x"], capsys)
     assert code == 3 and "\x1b" not in err and "\x07" not in err and err.count("\n") == 1
+
+
+SLOW_APP = """
+import sys, time
+from pathlib import Path
+import typer
+from shared import cli
+
+app = cli.new_app("test")
+
+@app.command()
+def work(marker: str) -> None:
+    Path(marker).write_text("started")
+    try:
+        print("working", flush=True)
+        time.sleep(30)
+    finally:
+        Path(marker).write_text("cleaned up")
+
+cli.run(app, "slow", require_root=False)
+"""
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT], ids=["TERM", "HUP", "QUIT"]
+)
+def test_term_hup_and_quit_end_any_command_after_its_cleanup(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Every command, not only those that asked for it: the signal is Ctrl-C, the command's
+    cleanup runs and it exits 130 with one line (the default action ended it on the spot)."""
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_APP, "work", str(marker)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "working\n"
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert err.strip() == "interrupted by signal"
+    assert marker.read_text() == "cleaned up"

@@ -128,7 +128,7 @@ def extract_cmd(
     """Extract files or directories of a backup into a host directory (existing files are
     kept, never replaced), or into a new directory of a container (owners mapped)."""
     from shared.backups import extract as extracting
-    from shared.backups.interrupt import interruptible
+    from shared.signals import interruptible
     from shared.backups.intoct import extract_into_ct
     from shared.backups.locate import locate
 

@@ -23,7 +23,7 @@ def export_cmd(
     zstd: Annotated[int, typer.Option("--zstd", help="zstd threads (0: half the CPUs).")] = 0,
 ) -> None:
     """Write a restic backup out as vzdump-lxc-<vmid>-<time>.tar.zst."""
-    from shared.backups.interrupt import interruptible
+    from shared.signals import interruptible
     from shared.backups.resticexport import export
     from shared.storage.api import backup_dir
 
