@@ -442,10 +442,28 @@ def run(
         code = Interrupted.exit_code
     except BrokenPipeError:
         code = 0
+    except Exception as err:
+        if not _caused_by_signal(err):
+            raise
+        print("interrupted by signal", file=sys.stderr)
+        code = Interrupted.exit_code
     sys.stdout.flush()
     if argv is None:  # the program's own entry point (callers in a process of theirs go on)
         quickexit.leave(code)
     raise SystemExit(code)
+
+
+def _caused_by_signal(err: BaseException) -> bool:
+    """Whether ``err`` stands for a signal's KeyboardInterrupt: Python wraps one raised while a
+    class is being created (a module still loading) in a RuntimeError."""
+    cause: BaseException | None = err
+    for _ in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _check_utf8(args: Sequence[str]) -> None:

@@ -333,3 +333,34 @@ def test_term_hup_and_quit_end_any_command_after_its_cleanup(
     assert proc.returncode == 130, err
     assert err.strip() == "interrupted by signal"
     assert marker.read_text() == "cleaned up"
+
+
+class _SignalWhileNamed:
+    def __set_name__(self, owner: type, name: str) -> None:
+        raise KeyboardInterrupt  # a signal that came while a module's class was being made
+
+
+loader = cli.new_app("loads late")
+
+
+@loader.command()
+def load(bug: Annotated[bool, typer.Option()] = False) -> None:
+    if bug:
+        raise RuntimeError("a bug")
+
+    class Late:  # made as a lazily imported module makes its classes
+        field = _SignalWhileNamed()
+
+
+def test_a_signal_that_python_wrapped_is_still_an_interruption(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A signal during a lazy import, as a class is made, reaches the runner as the cause of a
+    RuntimeError (Python wraps errors of ``__set_name__``): one line and 130, no traceback. An
+    error of another cause still goes through, to be seen."""
+    with pytest.raises(SystemExit) as info:
+        cli.run(loader, "tool", ["load"])
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "interrupted by signal\n"
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.run(loader, "tool", ["load", "--bug"])
