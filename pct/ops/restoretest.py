@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import paths
-from shared.signals import interruptible
 from shared.backups.locate import locate
 from shared.backups.sidecar import Verification, now, record
 from shared.ctconfig import store
 from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError, VerifyError
 from shared.locks import config_lock, flock
 from shared.runtime import lifecycle, lxcapi
+from shared.signals import interruptible
 
 from .destroy import destroy
 from .restore import RestoreRequest, restore

@@ -128,9 +128,9 @@ def extract_cmd(
     """Extract files or directories of a backup into a host directory (existing files are
     kept, never replaced), or into a new directory of a container (owners mapped)."""
     from shared.backups import extract as extracting
-    from shared.signals import interruptible
     from shared.backups.intoct import extract_into_ct
     from shared.backups.locate import locate
+    from shared.signals import interruptible
 
     if (target is None) == (vmid is None) or (vmid is None) != (dest is None):
         raise ParamError(message="give either --target <dir>, or --vmid <ct> with --dest <dir>")

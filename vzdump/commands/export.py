@@ -23,8 +23,8 @@ def export_cmd(
     zstd: Annotated[int, typer.Option("--zstd", help="zstd threads (0: half the CPUs).")] = 0,
 ) -> None:
     """Write a restic backup out as vzdump-lxc-<vmid>-<time>.tar.zst."""
-    from shared.signals import interruptible
     from shared.backups.resticexport import export
+    from shared.signals import interruptible
     from shared.storage.api import backup_dir
 
     if (dumpdir is None) == (storage is None):
