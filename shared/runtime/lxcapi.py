@@ -129,6 +129,9 @@ def start_daemon(vmid: int, debug_log: Path | None = None) -> bool:
         capture_output=True,
         check=False,
         pass_fds=fds,
+        # a Ctrl-C at the terminal must not end a start begun (vzdump's restart of a container
+        # it stopped ran into it, and the container stayed down): it reaches the caller alone
+        start_new_session=True,
     )
     return proc.returncode == 0
 

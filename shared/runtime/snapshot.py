@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .. import owner as owners
+from .. import signals
 from ..ctconfig import store
 from ..ctconfig.config import Config, Section
 from ..ctconfig.mountpoints import MountPoint, add_unused_volume, used_volumes
@@ -158,6 +159,16 @@ def _section_copy(conf: Config, name: str, description: str | None) -> Section:
     return section
 
 
+@dataclass
+class _Progress:
+    """What a snapshot create has written so far, each set in the same held step as the write
+    it stands for: a signal at any instant finds the undo it needs."""
+
+    owner: owners.Owner | None = None
+    prepared: bool = False
+    committed: bool = False
+
+
 def _prepare(
     vmid: int,
     name: str,
@@ -166,9 +177,10 @@ def _prepare(
     include: Include,
     log: Log,
     claim: bool,
-) -> tuple[Config, list[MountPoint], owners.Owner | None]:
+    progress: _Progress,
+) -> tuple[Config, list[MountPoint]]:
     """Write the ``[name]`` section (``snapstate: prepare``) and ``lock: snapshot``; with
-    ``claim``, an owner record of this process first (None without)."""
+    ``claim``, an owner record of this process first (in ``progress``)."""
     with config_lock(vmid):
         conf = store.load(vmid)
         if conf.is_template:
@@ -190,11 +202,15 @@ def _prepare(
                 del conf.snapshots[other].values["parent"]
         conf.snapshots[name] = _section_copy(conf, name, description)
         conf.set("lock", "snapshot")
-        # after the checks (a refusal leaves no record) and before the save (a kill right after
-        # it leaves one): recovery then finds the lock and the section it may undo
-        owner = owners.claim(vmid, OWNER_OP, lock="snapshot", snapshot=name) if claim else None
-        store.save(conf)
-        return conf, mps, owner
+        with signals.held():
+            # after the checks (a refusal leaves no record) and before the save (a kill right
+            # after it leaves one): recovery then finds the lock and the section it may undo
+            if claim:
+                progress.owner = owners.claim(vmid, OWNER_OP, lock="snapshot", snapshot=name)
+            store.save(conf)
+            progress.prepared = True
+    signals.raise_if_interrupted()  # a signal during those steps: create undoes them now
+    return conf, mps
 
 
 def _commit(vmid: int, name: str, restore_lock: str | None) -> None:
@@ -249,26 +265,34 @@ def create(
     """
     if name in RESERVED and not allow_reserved:
         raise CtkitError(f"unable to use snapshot name '{name}' (reserved name)")
-    conf, mps, owner = _prepare(
-        vmid, name, description, expected_lock, include, log, claim=not owned
-    )
+    progress = _Progress()
     report = FreezeReport()
     done: list[MountPoint] = []
     try:
+        conf, mps = _prepare(
+            vmid, name, description, expected_lock, include, log, not owned, progress
+        )
         running = lxcapi.is_running(vmid)
-        with _quiesced(conf, mps, report, owner) if running else contextlib.nullcontext():
+        with _quiesced(conf, mps, report, progress.owner) if running else contextlib.nullcontext():
             for mp in mps:
-                volumes.snapshot_create(mp.volume, name)
-                done.append(mp)
+                with signals.held():  # a volume's snapshot is in the list its undo reads
+                    volumes.snapshot_create(mp.volume, name)
+                    done.append(mp)
+                signals.raise_if_interrupted()
+        with signals.held():
+            _commit(vmid, name, expected_lock)
+            progress.committed = True
     except BaseException:
-        log("snapshot create failed: starting cleanup")
-        _abort(vmid, name, done, expected_lock)
-        if owner is not None:
-            owners.release(owner)
+        with signals.held():
+            if progress.prepared and not progress.committed:
+                log("snapshot create failed: starting cleanup")
+                _abort(vmid, name, done, expected_lock)
+            if progress.owner is not None:
+                owners.release(progress.owner)
         raise
-    _commit(vmid, name, expected_lock)
-    if owner is not None:
-        owners.release(owner)
+    with signals.held():
+        if progress.owner is not None:
+            owners.release(progress.owner)
     return report
 
 

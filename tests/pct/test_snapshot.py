@@ -625,3 +625,59 @@ def test_a_killed_delsnapshot_keeps_a_volume_only_the_snapshot_named(
     assert volid(vmid, 1) in conf.unused().values(), conf.values
     for disk in (0, 1, 2):
         assert not subvol(ctroot, vmid, disk, "s1").exists()
+
+
+PAUSED_CREATE = """
+import sys, time
+from shared import signals
+from shared.ctconfig import store
+from shared.runtime import snapshot
+from shared.storage import volumes
+
+vmid, where = int(sys.argv[1]), sys.argv[2]
+
+def pause(real):
+    def paused(*args, **kwargs):
+        result = real(*args, **kwargs)
+        print(where, flush=True)
+        time.sleep(1)
+        return result
+    return paused
+
+if where == "prepared":
+    store.save = pause(store.save)
+else:
+    volumes.snapshot_create = pause(volumes.snapshot_create)
+with signals.interruptible():
+    try:
+        snapshot.create(vmid, "s1")
+        print("created", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["prepared", "snapshotted"])
+def test_a_snapshot_interrupted_right_after_a_step_undoes_that_step(
+    bt_ct: int, ctroot: Path, conf_text: Text, where: str
+) -> None:
+    """Ctrl-C just after the config was marked (``lock: snapshot``, the prepare section) or
+    just after a volume's snapshot was taken: that step was outside the undo (the mark stayed
+    for the next command; the volume's snapshot stayed for good). Each step and its record in
+    the undo now go together, and the signal acts after it."""
+    from tests.midway import stopped_midway
+
+    proc, line = stopped_midway(PAUSED_CREATE, str(bt_ct), where)
+    try:
+        assert line == where
+        proc.send_signal(signal.SIGINT)
+        out, _err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.splitlines()[-1] == "interrupted", out
+    text = conf_text(bt_ct)
+    assert "lock:" not in text and "[s1]" not in text, text
+    images = ctroot / f"mnt/bt/images/{bt_ct}"
+    assert not [p.name for p in images.iterdir() if p.name.endswith("@s1")]
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{bt_ct}.json").exists()

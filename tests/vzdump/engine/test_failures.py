@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from shared.testbed import monitor_pid
 
 from .conftest import (
+    BIN,
     CT,
     Host,
     archives,
@@ -217,6 +219,35 @@ def test_failing_hooks(host: Host) -> None:
     rc, lines, phases = backup("pre-restart", mode="stop")
     assert rc == 0 and f"WARN: {cmd('pre-restart', 'stop')}" in lines
     assert ct.running() and "INFO: restarting vm" in lines
+
+
+def test_ctrl_c_during_the_restart_of_stop_mode_still_brings_the_ct_back(
+    host: Host, tmp_path: Path
+) -> None:
+    """Ctrl-C reaches the terminal's whole process group. It came while stop mode started the
+    container again: vzdump held on to its cleanup, but lxc-start and its pre-start hook, in
+    the same group, died ('CT is locked (backup)') and the container stayed down. The start
+    runs in a session of its own now, and the container comes back."""
+    ct = host.create(start=True)
+    script = tmp_path / "ctrl-c.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = pre-restart ] || exit 0\n'
+        "group=$(ps -o pgid= -p \"$(ps -o ppid= -p $$)\" | tr -d ' ')\n"
+        '(sleep 0.05; kill -INT -"$group") >/dev/null 2>&1 &\n'
+    )
+    script.chmod(0o755)
+    proc = subprocess.Popen(
+        [str(BIN / "vzdump"), str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
+         "--script", str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    _out, err = proc.communicate(timeout=120)
+    text = err.decode()
+    assert "INFO: restarting vm" in text, text
+    assert "unable to restart" not in text, text
+    assert ct.running(), text
+    assert "lock:" not in ct.conf()
 
 
 @pytest.mark.parametrize("how", ["stop-option", "sigint"])
