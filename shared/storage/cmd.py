@@ -1,9 +1,4 @@
-"""Run the external storage tools (btrfs, mkfs.ext4, losetup, mount, ...) with Proxmox's errors.
-
-Each tool runs in a session of its own: a Ctrl-C at the terminal reaches ctkit alone, which
-kills the tool it waited for or, in cleanup that must finish (an unmount, the removal of a
-backup's snapshot), lets it finish. In the terminal's process group it was killed mid-cleanup.
-"""
+"""Run the external storage tools (btrfs, mkfs.ext4, losetup, mount, ...) with Proxmox's errors."""
 
 from __future__ import annotations
 
@@ -25,7 +20,6 @@ def run(argv: Sequence[str], *, ok_codes: Sequence[int] = (0,)) -> str:
             env=tool_env(),
             check=False,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
         )
     except FileNotFoundError:
         raise CommandError(f"command '{argv[0]}' not found") from None
@@ -47,7 +41,6 @@ def succeeds(argv: Sequence[str]) -> bool:
             env=tool_env(),
             check=False,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
         )
     except FileNotFoundError:
         return False
