@@ -329,6 +329,21 @@ def test_size_beyond_the_file_system_limit_fails_in_one_line(
     assert leftovers(ctroot) == []
 
 
+def slow_create(vmid: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``pct create`` of a raw volume from a 24 MiB template, extracted at 4096 KiB/s (6 s),
+    in a session of its own."""
+    from tests.pct.conftest import PCT
+
+    rootfs = build_busybox_rootfs(tmp_path / "big")
+    (rootfs / "srv").mkdir(exist_ok=True)
+    (rootfs / "srv/big.bin").write_bytes(os.urandom(24 << 20))
+    template = pack(rootfs, tmp_path / "big_1.0-1_amd64.tar.zst")
+    argv = [str(PCT), "create", str(vmid), str(template), "--rootfs", "local:1",
+            "--bwlimit", "4096"]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+
+
 @pytest.mark.parametrize("then", ["create", "destroy", "list"])
 def test_a_create_killed_while_extracting_is_undone_by_the_next_command(
     pct: Pct,
@@ -344,16 +359,7 @@ def test_a_create_killed_while_extracting_is_undone_by_the_next_command(
     failed for good), and the locked config and its volume waited for a human. The next command
     that meets the id undoes the create as its own failure would have: volume freed, config
     removed; a new create of the id then goes ahead."""
-    from tests.pct.conftest import PCT
-
-    rootfs = build_busybox_rootfs(tmp_path / "big")
-    (rootfs / "srv").mkdir(exist_ok=True)
-    (rootfs / "srv/big.bin").write_bytes(os.urandom(24 << 20))  # 6 s at 4096 KiB/s
-    template = pack(rootfs, tmp_path / "big_1.0-1_amd64.tar.zst")
-    argv = [str(PCT), "create", str(vmid), str(template), "--rootfs", "local:1",
-            "--bwlimit", "4096"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    proc = slow_create(vmid, tmp_path)
     until_extracting(proc)
     time.sleep(1.0)
     sigkill_group_when(proc, lambda: True, "the kill")
@@ -389,16 +395,7 @@ def test_a_create_ended_by_a_signal_while_extracting_undoes_itself_at_once(
     """``systemctl stop``, a closed terminal: TERM or HUP to ``pct create`` ended it on the
     spot, its locked config and volume left for the next command to undo. Now they end it as
     Ctrl-C does: the create's own rollback runs before it exits 130."""
-    from tests.pct.conftest import PCT
-
-    rootfs = build_busybox_rootfs(tmp_path / "big")
-    (rootfs / "srv").mkdir(exist_ok=True)
-    (rootfs / "srv/big.bin").write_bytes(os.urandom(24 << 20))  # 6 s at 4096 KiB/s
-    template = pack(rootfs, tmp_path / "big_1.0-1_amd64.tar.zst")
-    argv = [str(PCT), "create", str(vmid), str(template), "--rootfs", "local:1",
-            "--bwlimit", "4096"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    proc = slow_create(vmid, tmp_path)
     try:
         until_extracting(proc)
         time.sleep(0.5)
