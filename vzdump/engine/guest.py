@@ -322,6 +322,11 @@ class GuestBackup:
         try:
             with config_lock(self.vmid):
                 conf = store.load(self.vmid)
+                if conf.lock in recovery.SNAPSHOT_LOCKS and modes.SNAPNAME in conf.snapshots:
+                    # our snapshot's removal stopped half-way (a busy volume, a tool killed by
+                    # Ctrl-C): the record stays ours, and the next command finishes it, lock and
+                    # all, once this process is gone (the next backup failed on the lock)
+                    return
                 if conf.lock == "backup":
                     conf.delete("lock")
                     store.save(conf)

@@ -17,7 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, CT, Host, archives, random_file, run, start_vzdump, tar_of, vzdump
+from .conftest import (
+    BIN,
+    CT,
+    Host,
+    archives,
+    random_file,
+    run,
+    start_vzdump,
+    tar_of,
+    vzdump,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.lxc
 
@@ -435,3 +446,37 @@ def test_a_restart_by_the_recovery_waits_for_the_volume_to_be_let_go(host: Host)
         finally:
             releasing.join()
         assert_recovered(ct, host)
+
+
+def test_a_snapshot_whose_removal_stopped_half_way_is_finished_by_the_next_command(
+    host: Host, btrfs: Path, tmp_path: Path
+) -> None:
+    """The backup's snapshot could not be removed (busy: here a mount of it elsewhere; in the
+    wild a Ctrl-C that killed the unmount before it). vzdump warned and let go of its record,
+    so ``lock: snapshot-delete`` stayed and every later backup of the CT failed on it. The
+    record now stays: once vzdump is gone, the next command removes the snapshot and lock."""
+    ct = host.create(rootfs="bt:0", start=True)
+    random_file(ct, "big", 4 << 20)
+    snap = btrfs / f"images/{ct.vmid}/subvol-{ct.vmid}-disk-0.subvol@vzdump"
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "snapshot",
+                        "--bwlimit", "1024")  # fmt: skip
+    try:
+        wait_for_line(proc, "creating vzdump archive")
+        subprocess.run(["mount", "--bind", str(snap), str(holder)], check=True)
+        try:
+            _out, err = proc.communicate(timeout=120)
+        finally:
+            subprocess.run(["umount", str(holder)], check=True)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "snapshot 'vzdump' was not (fully) removed" in err.decode(), err
+    assert "lock: snapshot-delete" in ct.conf()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "snapshot")
+    assert res.rc == 0, res.err
+    assert f"CT {ct.vmid}: removed snapshot 'vzdump'" in res.err
+    assert "lock:" not in ct.conf() and "[vzdump]" not in ct.conf()
+    assert not snap.exists()
