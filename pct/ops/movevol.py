@@ -156,6 +156,7 @@ def to_storage(
                 _forget_copy(vmid, recorded, log)  # copy_volume freed it
             raise
         new = copied.volid
+        committed = False
         try:
             if conf.is_template:
                 new = convert_to_base(new)
@@ -169,11 +170,14 @@ def to_storage(
                     unfinished.note_replaced(owner, [old])
                 else:
                     add_unused_volume(current.values, old)
-                store.save(current)
+                with signals.held():  # from the save on the config names the copy: it stays
+                    store.save(current)
+                    committed = True
         except BaseException:
-            with signals.held():
-                free_when_released(new, log)
-                _forget_copy(vmid, [copied.volid], log)
+            if not committed:  # a signal just after the save freed the copy the config named
+                with signals.held():
+                    free_when_released(new, log)
+                    _forget_copy(vmid, [copied.volid], log)
             raise
         if delete:
             _delete_old(vmid, old, log)

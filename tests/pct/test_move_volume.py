@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -227,3 +228,57 @@ def test_a_move_killed_while_deleting_the_source_has_it_deleted(
     assert not source.exists(), res.err
     after = cts.conf(vmid)
     assert "lock:" not in after and str(key_value(after, "rootfs")).startswith(f"local:{vmid}/")
+
+
+MOVE_PAUSED_AT_COMMIT = """
+import sys, time
+from shared import signals
+from shared.ctconfig import store
+from pct.ops import movevol
+
+vmid, target = int(sys.argv[1]), sys.argv[2]
+real_save = store.save
+
+def save(conf, *args, **kwargs):
+    real_save(conf, *args, **kwargs)
+    if str(conf.values.get("rootfs", "")).startswith(target + ":"):
+        print("committed", flush=True)  # the config names the copy now
+        time.sleep(1)
+
+store.save = save
+with signals.interruptible():
+    try:
+        movevol.to_storage(vmid, "rootfs", target, delete=True)
+        print("moved", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def test_a_move_interrupted_just_after_it_named_the_copy_keeps_the_copy(
+    cts: Containers, btrfs_storage: str
+) -> None:
+    """Ctrl-C or SIGTERM just after the config was saved naming the copy: the move's undo
+    freed that copy, and with ``--delete`` the container was left naming a volume that no
+    longer existed - its data gone. The save and the mark that it happened are one held step
+    now; the undo frees a copy only the config does not name."""
+    from tests.midway import stopped_midway
+
+    vmid = cts.create("--rootfs", "local:0")
+    with cts.mounted(vmid) as root:
+        (root / "root/marker").write_text("data")
+    proc, line = stopped_midway(MOVE_PAUSED_AT_COMMIT, str(vmid), btrfs_storage)
+    try:
+        assert line == "committed"
+        proc.send_signal(signal.SIGINT)
+        out, _err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.splitlines()[-1] in ("moved", "interrupted"), out
+    text = cts.conf(vmid)
+    volid = key_value(text, "rootfs")
+    assert volid is not None and volid.startswith(f"{btrfs_storage}:"), text
+    assert (cts.root / f"mnt/bt/images/{volid.split(':', 1)[1].split(',')[0]}").exists(), text
+    with cts.mounted(vmid) as root:
+        assert (root / "root/marker").read_text() == "data"
