@@ -10,6 +10,7 @@ a clone killed at any instant is undone the same way by the next command that me
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,9 +196,10 @@ def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
             _run(req, job, created, new_owner, log)
         except BaseException as err:
             with signals.held():
-                for volid in created:
-                    free_when_released(volid, log)
-                remove_locked_config(req.newid, log)
+                if not _finished(req.newid):  # a signal just after the last save: it stands
+                    for volid in created:
+                        free_when_released(volid, log)
+                    remove_locked_config(req.newid, log)
                 remove_staging_dirs(req.newid)
             if isinstance(err, CtkitError):
                 raise prefixed(err, "clone failed: ") from None
@@ -207,6 +209,15 @@ def clone(req: CloneRequest, *, log: Log = _stderr) -> None:
                 if new_owner is not None:
                     owners.release(new_owner)
                 _unlock_source(req.vmid, src_owner, log)
+
+
+def _finished(newid: int) -> bool:
+    """Whether the clone's config was saved for good (its create lock dropped): its volumes
+    are the new container's then, whatever interrupted the clone after."""
+    with contextlib.suppress(CtkitError):
+        conf = store.load_or_none(newid)
+        return conf is not None and conf.lock != CREATE_LOCK
+    return False
 
 
 def _run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -228,3 +229,49 @@ def test_a_full_clone_killed_mid_copy_is_undone_by_the_next_command(
             assert tree_signature(root) == before
     with cts.mounted(src) as root:
         assert tree_signature(root) == before
+
+
+CLONE_PAUSED_AT_THE_END = """
+import sys, time
+from shared.ctconfig import store
+from pct.cli import main
+
+newid = int(sys.argv[2])
+real_save = store.save
+
+def save(conf, *args, **kwargs):
+    real_save(conf, *args, **kwargs)
+    if conf.vmid == newid and conf.lock is None:
+        print("saved", flush=True)  # the clone's config for good: lock dropped
+        time.sleep(1)
+
+store.save = save
+sys.argv = ["pct", "clone", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_clone_interrupted_just_after_its_last_save_stays_whole(cts: Containers) -> None:
+    """A signal just after the clone's config lost its create lock: the undo freed the new
+    volumes and left that config naming them (a container whose disks were gone)."""
+    from tests.midway import stopped_midway
+
+    vmid = cts.create("--rootfs", "local:0")
+    newid = vmid + 1
+    cts.pct.vmids.add(newid)
+    proc, line = stopped_midway(CLONE_PAUSED_AT_THE_END, str(vmid), str(newid), "--full")
+    try:
+        assert proc.stdout is not None
+        while line != "saved":  # the clone's own lines come first
+            line = proc.stdout.readline().removesuffix("\n")
+            assert line, "the clone ended before its last save"
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    text = cts.conf(newid)
+    assert "lock:" not in text, text
+    rootfs = re.search(r"^rootfs: local:([^,\n]+)", text, re.M)
+    assert rootfs is not None and (cts.root / "var/lib/vz/images" / rootfs.group(1)).is_dir()
+    cts.pct("destroy", newid)
