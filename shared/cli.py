@@ -12,6 +12,7 @@ extra arguments and parsed with :func:`parse_schema_args`. Errors print Proxmox'
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import enum
 import io
@@ -19,7 +20,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -411,7 +412,7 @@ def run(
         # TERM, HUP and QUIT end any command as Ctrl-C does: its cleanup runs (a half-made
         # container removed, a lock dropped) before it exits 130; the default action ended it
         # on the spot and left that to the next command's recovery
-        with signals.interruptible():
+        with signals.interruptible(), _quiet_unraisable_interrupts():
             result = root.main(args, prog_name=prog, standalone_mode=False)
         code = result if isinstance(result, int) else 0
         if code == Interrupted.exit_code:  # typer turns Ctrl-C into a return value of 130
@@ -451,6 +452,24 @@ def run(
     if argv is None:  # the program's own entry point (callers in a process of theirs go on)
         quickexit.leave(code)
     raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def _quiet_unraisable_interrupts() -> Iterator[None]:
+    """A signal whose KeyboardInterrupt Python cannot raise (it came while a finalizer or an
+    import lock's callback ran) is noted by the handler, which the command's next checkpoint
+    acts on; Python's own report of it ('Exception ignored in ...', a traceback) is dropped."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def _caused_by_signal(err: BaseException) -> bool:

@@ -352,6 +352,27 @@ def load(bug: Annotated[bool, typer.Option()] = False) -> None:
         field = _SignalWhileNamed()
 
 
+class _SignalInFinalizer:
+    def __del__(self) -> None:
+        raise KeyboardInterrupt  # a signal that came while a finalizer ran
+
+
+@loader.command()
+def finalize() -> None:
+    _SignalInFinalizer()
+
+
+def test_a_signal_python_could_not_raise_leaves_no_report(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Python prints 'Exception ignored in' and a traceback for a KeyboardInterrupt it could
+    not raise (in a finalizer, an import lock's callback); the command's stderr stays clean."""
+    with pytest.raises(SystemExit) as info:
+        cli.run(loader, "tool", ["finalize"])
+    assert info.value.code == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_signal_that_python_wrapped_is_still_an_interruption(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
