@@ -173,14 +173,17 @@ def to_storage(
                 with signals.held():  # from the save on the config names the copy: it stays
                     store.save(current)
                     committed = True
+            if delete:
+                _delete_old(vmid, old, log)
         except BaseException:
-            if not committed:  # a signal just after the save freed the copy the config named
-                with signals.held():
+            with signals.held():
+                if not committed:  # a signal just after the save freed the copy it named
                     free_when_released(new, log)
                     _forget_copy(vmid, [copied.volid], log)
+                elif delete and volume_exists(old):
+                    # interrupted before the source was freed: named again, never by nothing
+                    _name_unused(vmid, old)
             raise
-        if delete:
-            _delete_old(vmid, old, log)
 
 
 def _still_locked(vmid: int) -> Config:
@@ -223,6 +226,10 @@ def _delete_old(vmid: int, volid: str, log: Log) -> None:
         return
     except CtkitError as err:
         log(f"WARN: unable to free '{volid}' - {err}")
+    _name_unused(vmid, volid)
+
+
+def _name_unused(vmid: int, volid: str) -> None:
     with config_lock(vmid):
         conf = store.load(vmid)
         add_unused_volume(conf.values, volid)

@@ -282,3 +282,54 @@ def test_a_move_interrupted_just_after_it_named_the_copy_keeps_the_copy(
     assert (cts.root / f"mnt/bt/images/{volid.split(':', 1)[1].split(',')[0]}").exists(), text
     with cts.mounted(vmid) as root:
         assert (root / "root/marker").read_text() == "data"
+
+
+MOVE_PAUSED_FREEING_SOURCE = """
+import sys, time
+from shared import signals
+from pct.ops import movevol
+
+vmid, target = int(sys.argv[1]), sys.argv[2]
+real_free = movevol.free_volume
+
+def free_volume(volid, *args, **kwargs):
+    print("freeing " + volid, flush=True)  # the config names the copy, nothing the source
+    time.sleep(30)
+    real_free(volid, *args, **kwargs)
+
+movevol.free_volume = free_volume
+with signals.interruptible():
+    try:
+        movevol.to_storage(vmid, "rootfs", target, delete=True)
+        print("moved", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def test_a_move_interrupted_before_it_freed_the_source_names_it_unused(
+    cts: Containers, btrfs_storage: str
+) -> None:
+    """Ctrl-C or SIGTERM while ``--delete`` was about to free the source: the move was
+    committed (the config names the copy), and the source stayed on its storage named by
+    nothing - its space lost for good. It is named ``unused0`` now, as a source that cannot be
+    freed is, and the lock is gone."""
+    from tests.midway import stopped_midway
+
+    vmid = cts.create("--rootfs", "local:0")
+    source = f"local:{vmid}/subvol-{vmid}-disk-0.subvol"
+    source_dir = cts.root / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    proc, line = stopped_midway(MOVE_PAUSED_FREEING_SOURCE, str(vmid), btrfs_storage)
+    try:
+        assert line == f"freeing {source}"
+        proc.send_signal(signal.SIGTERM)
+        out, _err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.splitlines()[-1] == "interrupted", out
+    text = cts.conf(vmid)
+    assert source_dir.is_dir() and key_value(text, "unused0") == source, text
+    assert "lock:" not in text and str(key_value(text, "rootfs")).startswith(f"{btrfs_storage}:")
+    res = cts.pct("set", vmid, "--delete", "unused0")
+    assert res.rc == 0 and not source_dir.exists(), res.err
