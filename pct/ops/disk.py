@@ -50,7 +50,12 @@ from shared.runtime.nsenter import in_container
 from shared.storage import cmd, loop
 from shared.storage.api import get_storage, volume_path
 from shared.storage.volid import parse_volume_id
-from shared.storage.volumes import resize_volume, volume_format, volume_size
+from shared.storage.volumes import (
+    clear_interrupted_check,
+    resize_volume,
+    volume_format,
+    volume_size,
+)
 
 Log = Callable[[str], None]
 RESIZE_RE = re.compile(r"(\+)?(\d+(?:\.\d+)?[KMGT]?)")
@@ -129,6 +134,8 @@ def resize(
         # the config names the new size only once volume and file system have it: a kill
         # before the save leaves the old size there, which the next resize recognizes above
         if grow_fs:
+            if not running and clear_interrupted_check(mp.volume):
+                log(f"cleared the mark of an interrupted e2fsck on '{mp.volume}'")
             _grow_ext4(volume_path(mp.volume), running, log)
         conf.set(disk, mp.replace(size=target))
         store.save(conf)

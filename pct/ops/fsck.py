@@ -15,7 +15,7 @@ from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.storage import loop
 from shared.storage.api import volume_path
-from shared.storage.volumes import volume_format
+from shared.storage.volumes import clear_interrupted_check, volume_format
 
 Log = Callable[[str], None]
 DEVICE_RE = re.compile(r"rootfs|mp\d+")
@@ -54,6 +54,8 @@ def fsck(vmid: int, *, device: str = "rootfs", force: bool = False, log: Log = _
             raise StateError("cannot run fsck when container is running")
         store.check_lock(conf)  # stricter than Proxmox: a 'mounted' CT's volume is in use
         path = _target(mp)
+        if mp.type == "volume" and clear_interrupted_check(mp.volume):
+            log(f"cleared the mark of an interrupted e2fsck on '{mp.volume}'")
         argv = ["fsck", "-a", "-l", *(["-f"] if force else []), str(path)]
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout.splitlines():

@@ -119,12 +119,17 @@ def devices_for(image: Path) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def wait_unused(image: Path, timeout: float) -> bool:
-    """Wait until no loop device is backed by ``image`` (sysfs, no process per look); False if
-    one still is after ``timeout`` seconds."""
+def is_backing(image: Path) -> bool:
+    """Whether a loop device is backed by ``image`` (sysfs, no process per look)."""
     real = Path(os.path.realpath(image))
+    return any(backing_file(dev.name) == real for dev in Path("/sys/block").glob("loop*"))
+
+
+def wait_unused(image: Path, timeout: float) -> bool:
+    """Wait until no loop device is backed by ``image``; False if one still is after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while any(backing_file(dev.name) == real for dev in Path("/sys/block").glob("loop*")):
+    while is_backing(image):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.01)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import CtkitError, StorageError
-from . import loop
+from . import ext4mmp, loop
 from .api import check_volume_content, get_storage, resolve_volume
 from .base import Storage
 from .config import StorageConfig
@@ -199,7 +199,20 @@ def mount_volume(
         source = store.path_of(volname)
     if not source.exists():
         raise StorageError(f"volume '{volid}' does not exist")
+    if snapshot is None:
+        _clear_interrupted_check(store, fmt, source)
     return loop.mount_volume(source, target, fmt, read_only=read_only, options=options)
+
+
+def clear_interrupted_check(volid: str, cfg: StorageConfig | None = None) -> bool:
+    """Clear the MMP mark a killed e2fsck left on a raw volume (see :mod:`.ext4mmp`); True
+    when there was one. Never on a shared storage: another host may be checking it."""
+    store, volname = _image(volid, cfg)
+    return _clear_interrupted_check(store, store.volume_format(volname), store.path_of(volname))
+
+
+def _clear_interrupted_check(store: Storage, fmt: str, path: Path) -> bool:
+    return fmt == loop.RAW and not store.shared and ext4mmp.clear_stale_fsck_mark(path)
 
 
 @contextlib.contextmanager

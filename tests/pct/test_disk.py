@@ -85,6 +85,32 @@ def test_a_resize_killed_half_way_is_finished_by_the_next_one(
     assert int(inside[1]) > 2900 * 1024
 
 
+def test_the_mark_of_a_killed_e2fsck_is_cleared_by_the_next_command(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images
+) -> None:
+    """A ``pct resize`` killed while its e2fsck ran (or whose e2fsck died on the broken pipe of
+    a killed pct) left e2fsck's MMP mark on the image: from then on every mount and every check
+    refused the container ("MMP: e2fsck being run") until a human ran tune2fs. ``pct start``
+    and ``pct resize`` clear such a mark once no process holds the image."""
+    from shared.storage.ext4mmp import fsck_mark
+    from tests.shared.storage.test_ext4mmp import e2fsck_holding_its_mark
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    with e2fsck_holding_its_mark(image):
+        res = pct("start", vmid, check=False)  # a check that runs is not ours to clear
+        assert res.rc != 0 and fsck_mark(image)
+    pct("start", vmid)
+    assert not fsck_mark(image)
+    assert "/" in pct("exec", vmid, "--", "df", "-k", "/").out
+    pct("stop", vmid)
+    with e2fsck_holding_its_mark(image):
+        pass  # killed
+    res = pct("resize", vmid, "rootfs", "+8M")
+    assert f"cleared the mark of an interrupted e2fsck on 'local:{vmid}/" in res.text
+    assert "WARN" not in res.text and ext4_bytes(image) == (1 << 30) + (8 << 20)
+
+
 def test_resize_a_running_raw_mount_point(
     pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images
 ) -> None:

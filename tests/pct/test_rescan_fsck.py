@@ -70,3 +70,20 @@ def test_fsck_repairs_a_damaged_image(
     assert res.rc != 0 and res.err.strip() == "cannot run fsck when container is running"
     pct("stop", vmid)
     assert shutil.which("fsck")
+
+
+def test_fsck_clears_the_mark_of_a_killed_check(
+    pct: Pct, vmid: int, busybox_template: Path, images: Callable[[int], Path]
+) -> None:
+    """An e2fsck killed half-way left its MMP mark: fsck refused the image from then on
+    ("MMP: e2fsck being run"). pct fsck clears a mark no running check holds, then checks."""
+    from shared.storage.ext4mmp import fsck_mark
+    from tests.shared.storage.test_ext4mmp import e2fsck_holding_its_mark
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    with e2fsck_holding_its_mark(image):
+        pass  # killed
+    res = pct("fsck", vmid)
+    assert f"cleared the mark of an interrupted e2fsck on 'local:{vmid}/" in res.out
+    assert not fsck_mark(image) and "clean" in res.out
