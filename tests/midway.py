@@ -3,6 +3,7 @@ line where it waits (holding whatever it holds then), so that a test can kill it
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,3 +19,17 @@ def stopped_midway(script: str, *args: str) -> tuple[subprocess.Popen[str], str]
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().removesuffix("\n")
+
+
+def interrupted_midway(script: str, *args: str, at: str, sig: int = signal.SIGINT) -> str:
+    """Run ``script`` until it prints the line ``at``, send it ``sig`` there and return what it
+    printed after that line."""
+    proc, line = stopped_midway(script, *args)
+    try:
+        assert line == at, line
+        proc.send_signal(sig)
+        out, _err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    return out

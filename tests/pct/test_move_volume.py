@@ -230,6 +230,16 @@ def test_a_move_killed_while_deleting_the_source_has_it_deleted(
     assert "lock:" not in after and str(key_value(after, "rootfs")).startswith(f"local:{vmid}/")
 
 
+# the move that the scripts below pause midway: what it printed last says how it ended
+MOVE_TO_STORAGE = """
+with signals.interruptible():
+    try:
+        movevol.to_storage(vmid, "rootfs", target, delete=True)
+        print("moved", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
 MOVE_PAUSED_AT_COMMIT = """
 import sys, time
 from shared import signals
@@ -246,12 +256,6 @@ def save(conf, *args, **kwargs):
         time.sleep(1)
 
 store.save = save
-with signals.interruptible():
-    try:
-        movevol.to_storage(vmid, "rootfs", target, delete=True)
-        print("moved", flush=True)
-    except KeyboardInterrupt:
-        print("interrupted", flush=True)
 """
 
 
@@ -267,7 +271,7 @@ def test_a_move_interrupted_just_after_it_named_the_copy_keeps_the_copy(
     vmid = cts.create("--rootfs", "local:0")
     with cts.mounted(vmid) as root:
         (root / "root/marker").write_text("data")
-    proc, line = stopped_midway(MOVE_PAUSED_AT_COMMIT, str(vmid), btrfs_storage)
+    proc, line = stopped_midway(MOVE_PAUSED_AT_COMMIT + MOVE_TO_STORAGE, str(vmid), btrfs_storage)
     try:
         assert line == "committed"
         proc.send_signal(signal.SIGINT)
@@ -298,12 +302,6 @@ def free_volume(volid, *args, **kwargs):
     real_free(volid, *args, **kwargs)
 
 movevol.free_volume = free_volume
-with signals.interruptible():
-    try:
-        movevol.to_storage(vmid, "rootfs", target, delete=True)
-        print("moved", flush=True)
-    except KeyboardInterrupt:
-        print("interrupted", flush=True)
 """
 
 
@@ -314,19 +312,15 @@ def test_a_move_interrupted_before_it_freed_the_source_names_it_unused(
     committed (the config names the copy), and the source stayed on its storage named by
     nothing - its space lost for good. It is named ``unused0`` now, as a source that cannot be
     freed is, and the lock is gone."""
-    from tests.midway import stopped_midway
+    from tests.midway import interrupted_midway
 
     vmid = cts.create("--rootfs", "local:0")
     source = f"local:{vmid}/subvol-{vmid}-disk-0.subvol"
     source_dir = cts.root / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol"
-    proc, line = stopped_midway(MOVE_PAUSED_FREEING_SOURCE, str(vmid), btrfs_storage)
-    try:
-        assert line == f"freeing {source}"
-        proc.send_signal(signal.SIGTERM)
-        out, _err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.wait()
+    script = MOVE_PAUSED_FREEING_SOURCE + MOVE_TO_STORAGE
+    out = interrupted_midway(
+        script, str(vmid), btrfs_storage, at=f"freeing {source}", sig=signal.SIGTERM
+    )
     assert out.splitlines()[-1] == "interrupted", out
     text = cts.conf(vmid)
     assert source_dir.is_dir() and key_value(text, "unused0") == source, text
