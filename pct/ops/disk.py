@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import paths
+from shared import paths, signals
 from shared.atomic import fsync_dir, pid_alive
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
@@ -134,9 +134,7 @@ def resize(
         # the config names the new size only once volume and file system have it: a kill
         # before the save leaves the old size there, which the next resize recognizes above
         if grow_fs:
-            if not running and clear_interrupted_check(mp.volume):
-                log(f"cleared the mark of an interrupted e2fsck on '{mp.volume}'")
-            _grow_ext4(volume_path(mp.volume), running, log)
+            _grow_ext4(mp.volume, running, log)
         conf.set(disk, mp.replace(size=target))
         store.save(conf)
     return target
@@ -150,15 +148,28 @@ def _fs_short(volid: str) -> bool:
         return False
 
 
-def _grow_ext4(image: Path, running: bool, log: Log) -> None:
+def _grow_ext4(volid: str, running: bool, log: Log) -> None:
     """Grow the file system to the image size; failures are only warned, as Proxmox does."""
+    image = volume_path(volid)
     try:
         if running:
             _online_grow(image)
         else:
-            loop.offline_resize(image)
+            _offline_grow(volid, image, log)
     except CtkitError as err:
         log(f"WARN: Failed to update the container's filesystem: {err}")
+
+
+def _offline_grow(volid: str, image: Path, log: Log) -> None:
+    if clear_interrupted_check(volid):
+        log(f"cleared the mark of an interrupted e2fsck on '{volid}'")
+    try:
+        loop.offline_resize(image)
+    except BaseException:
+        # e2fsck killed with the command (Ctrl-C, TERM) leaves its mark: gone before we are
+        with signals.held(), contextlib.suppress(CtkitError):
+            clear_interrupted_check(volid)
+        raise
 
 
 def _online_grow(image: Path) -> None:

@@ -6,10 +6,14 @@ running-CT resize test checks the volume, the loop device's capacity and the war
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import signal
 import stat
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,6 +113,55 @@ def test_the_mark_of_a_killed_e2fsck_is_cleared_by_the_next_command(
     res = pct("resize", vmid, "rootfs", "+8M")
     assert f"cleared the mark of an interrupted e2fsck on 'local:{vmid}/" in res.text
     assert "WARN" not in res.text and ext4_bytes(image) == (1 << 30) + (8 << 20)
+
+
+E2FSCK_HOLDING = """#!/usr/bin/python3
+import fcntl, os, shutil, sys
+# the real e2fsck, its output into a full pipe: it blocks at its first pass line, mark set
+read_end, write_end = os.pipe()
+fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+os.write(write_end, b"x" * fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ))
+os.dup2(write_end, 1)
+os.set_inheritable(read_end, True)  # a reader stays: the write blocks, not EPIPE
+os.execv(REAL, ["e2fsck", *sys.argv[1:]])
+"""
+
+
+def test_a_resize_interrupted_in_its_e2fsck_leaves_no_mark(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images, conf_text: Text, tmp_path: Path
+) -> None:
+    """SIGTERM while the resize's e2fsck ran: the command killed it, and its MMP mark stayed
+    for the next command to find. Now the resize clears it before it exits 130."""
+    from shared.storage.ext4mmp import fsck_mark
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    real = shutil.which("e2fsck")
+    (fakebin / "e2fsck").write_text(E2FSCK_HOLDING.replace("REAL", repr(real)))
+    (fakebin / "e2fsck").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    argv = [str(PCT), "resize", str(vmid), "rootfs", "+8M"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not fsck_mark(image):
+            assert proc.poll() is None and time.monotonic() < deadline, "no e2fsck mark"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 130 and err.endswith("interrupted by signal\n"), err
+    assert not fsck_mark(image)
+    assert "lock:" not in conf_text(vmid)
+    res = pct("resize", vmid, "rootfs", "1032M")
+    assert "finishing an interrupted resize" in res.text and "WARN" not in res.text, res.text
+    assert ext4_bytes(image) == (1 << 30) + (8 << 20)
 
 
 def test_resize_a_running_raw_mount_point(
