@@ -333,3 +333,43 @@ def test_job_hook_output_and_error_reach_the_notification(host: Host, phase: str
     for line in ("INFO: hook says job-init", f"INFO: hook says {phase}", error):
         assert f"\n{line}\n" in body, (line, body)
     assert body.index("hook says job-init") < body.index(error)
+
+
+PAUSED_AFTER_LOCKING = """
+import sys, time
+from shared.ctconfig import store
+
+real_save = store.save
+paused = []
+
+def save(conf, *args, **kwargs):
+    real_save(conf, *args, **kwargs)
+    if conf.lock == "backup" and not paused:
+        paused.append(True)
+        print("locked", flush=True)  # the config says 'lock: backup' now
+        time.sleep(1)  # held: the signal is noted here and acted on after
+
+store.save = save
+sys.argv = ["vzdump", *sys.argv[1:]]
+from vzdump.cli import main
+main()
+"""
+
+
+def test_a_signal_just_after_the_backup_lock_was_set_drops_it(host: Host) -> None:
+    """SIGTERM just after the config was saved with 'lock: backup', before the backup marked
+    the lock as its own: its cleanup left the lock and let go of its record, and every later
+    backup of the container failed with 'CT is locked (backup)' until someone ran pct unlock.
+    The save and the mark are one held step now."""
+    from tests.midway import interrupted_midway
+
+    ct = host.create(start=True)
+    out = interrupted_midway(
+        PAUSED_AFTER_LOCKING, str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+        at="locked", sig=signal.SIGTERM,
+    )  # fmt: skip
+    assert out == "" and archives(host.dumpdir, ct.vmid) == []  # ended there, as asked
+    assert "lock:" not in ct.conf() and ct.running()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend")
+    assert res.rc == 0, res.err
+    assert len(archives(host.dumpdir, ct.vmid)) == 1
