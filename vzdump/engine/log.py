@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from shared import paths, safefile
+from shared import paths, safefile, signals
 from shared.errors import CtkitError
 from shared.tasklog import TaskLog
 
@@ -28,8 +28,10 @@ class JobLog(TaskLog):
         self.progress_stream: IO[str] | None = None
 
     def checkpoint(self) -> None:
-        """Where a guest's backup may be interrupted; a signal already raised in the main
-        thread (a parallel job's worker log raises it here instead)."""
+        """Where a guest's backup may be interrupted: a signal that came during held work (or,
+        in a parallel job's worker, at any time: only the main thread can raise it) ends it
+        here."""
+        signals.raise_if_interrupted()
 
     def _emit(self, level: str | None, message: str, console: bool = True) -> None:
         before = len(self.lines)

@@ -88,9 +88,6 @@ class GuestLog(JobLog):
         super()._emit(level, message, console)
         self.checkpoint()
 
-    def checkpoint(self) -> None:
-        signals.raise_if_interrupted()
-
 
 def _sleep(seconds: float) -> None:
     """The shared bandwidth limit's wait, in slices: with several workers one chunk may have to

@@ -373,3 +373,40 @@ def test_a_signal_just_after_the_backup_lock_was_set_drops_it(host: Host) -> Non
     res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend")
     assert res.rc == 0, res.err
     assert len(archives(host.dumpdir, ct.vmid)) == 1
+
+
+PAUSED_AFTER_THE_THAW = """
+import sys, time
+from vzdump.engine import modes
+
+real_note = modes.GuestRun.note
+
+def note(self, **changes):
+    real_note(self, **changes)
+    if changes == {"frozen": False}:  # suspend mode's held cleanup, after the thaw
+        print("thawed", flush=True)
+        time.sleep(1)
+
+modes.GuestRun.note = note
+sys.argv = ["vzdump", *sys.argv[1:]]
+from vzdump.cli import main
+main()
+"""
+
+
+def test_a_signal_during_held_work_ends_the_backup_that_goes_on(host: Host) -> None:
+    """SIGTERM while the suspend mode's cleanup after the thaw held it off: the signal was only
+    noted, and a backup of one guest never looked at it again - it ran to the end and exited
+    0, as if no one had asked it to stop. Its progress ticks end it now (as a parallel job's
+    workers do), with the same cleanup as any interrupt."""
+    from tests.midway import interrupted_midway
+
+    ct = host.create(start=True)
+    random_file(ct, "big", 24 << 20)
+    out = interrupted_midway(
+        PAUSED_AFTER_THE_THAW, str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+        "--compress", "gzip", at="thawed", sig=signal.SIGTERM,
+    )  # fmt: skip
+    assert out == ""
+    messages = assert_clean_failure(ct, host.dumpdir, running=True)
+    assert messages[-1] == f"ERROR: Backup of VM {ct.vmid} failed - interrupted by signal"
