@@ -70,7 +70,13 @@ def interruptible() -> Iterator[None]:
         finally:
             _state.depth -= 1
         return
-    old = {sig: signal.signal(sig, _handler) for sig in INTERRUPTS}
+    # a signal ignored by whoever started us stays ignored: ``nohup vzdump ...`` must outlive
+    # the terminal's hangup, and a background job of a script Ctrl-C (GNU's convention)
+    old = {
+        sig: signal.signal(sig, _handler)
+        for sig in INTERRUPTS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     _state.fired, _state.held, _state.depth = False, 0, 1
     try:
         yield

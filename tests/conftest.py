@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,20 @@ from shared.storage.resticplugin import ResticStorage
 from shared.testbed import build_busybox_rootfs, cleanup_root, pack
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _signals_as_on_a_terminal() -> None:
+    """A suite started under ``nohup`` or as a script's background job inherits HUP, or INT
+    and QUIT, ignored, and so would every command a test starts: ctkit keeps an ignored signal
+    ignored, and the tests that interrupt a command could not. Their default dispositions
+    (Python's KeyboardInterrupt for INT) come back here, for this process and its children."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, default)
+
+
+_signals_as_on_a_terminal()
 # The team's handbook folder sits beside the checkout; tests that read it skip without it.
 HANDBOOK = Path(os.environ.get("CTKIT_HANDBOOK", REPO.parent / "shared"))
 

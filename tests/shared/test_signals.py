@@ -25,6 +25,24 @@ def test_first_signal_interrupts_later_ones_are_ignored(sig: signal.Signals) -> 
     assert signal.getsignal(sig) is not signals._handler
 
 
+def test_a_signal_ignored_by_the_starter_stays_ignored() -> None:
+    """``nohup`` ignores HUP, a script's background job INT: an operation keeps them ignored
+    (GNU's convention) instead of taking a closed terminal for an interrupt."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with signals.interruptible():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            signals.raise_if_interrupted()
+            assert not signals.interrupted()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGTERM)  # the others still interrupt
+                signals.raise_if_interrupted()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_signal_in_held_work_is_noted_and_raised_after_it() -> None:
     done = []
     with signals.interruptible():

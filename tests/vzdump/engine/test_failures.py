@@ -410,3 +410,24 @@ def test_a_signal_during_held_work_ends_the_backup_that_goes_on(host: Host) -> N
     assert out == ""
     messages = assert_clean_failure(ct, host.dumpdir, running=True)
     assert messages[-1] == f"ERROR: Backup of VM {ct.vmid} failed - interrupted by signal"
+
+
+def test_a_backup_under_nohup_outlives_the_hangup(host: Host) -> None:
+    """``nohup vzdump ...``: the user asked for the backup to outlive the terminal. vzdump
+    installed its own HUP handler over the ignored signal, and the hangup of a closed terminal
+    aborted the backup. A signal ignored by whoever started vzdump stays ignored now; TERM
+    still stops it."""
+    ct = host.create(start=True)
+    random_file(ct, "big", 24 << 20)
+    argv = ["nohup", str(BIN / "vzdump"), str(ct.vmid), "--dumpdir", str(host.dumpdir),
+            "--mode", "suspend", "--compress", "gzip"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_line(proc, "creating vzdump archive")
+        proc.send_signal(signal.SIGHUP)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert len(archives(host.dumpdir, ct.vmid)) == 1 and "lock:" not in ct.conf()
