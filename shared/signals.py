@@ -96,6 +96,16 @@ def held() -> Iterator[None]:
         _state.held -= 1
 
 
+@contextlib.contextmanager
+def step() -> Iterator[None]:
+    """A step that must not be split from its record (a lock and the mark that it is ours, a
+    volume and the list its undo reads): a signal during it is only noted, and acts right
+    after it - unless an outer held block still holds it off."""
+    with held():
+        yield
+    raise_if_interrupted()
+
+
 def interrupted() -> bool:
     """Whether a signal arrived since the job started (also one noted during cleanup)."""
     return _state.fired

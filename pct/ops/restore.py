@@ -162,7 +162,7 @@ def _restore_locked(
                 drop_untrusted(backup, log)
             drop_invalid(backup, log)
         plan = plan_restore(conf, backup, req, log, firewall)
-        with signals.held():  # each new volume is on record before a signal acts
+        with signals.step():  # each new volume is on record before a signal acts
             allocate(conf, alloc, req.storage)
             conf.set("lock", CREATE_LOCK)
             # the new volumes are on record while they are filled (a SIGKILL runs no cleanup)
@@ -171,7 +171,6 @@ def _restore_locked(
                 record_new_volumes(req.vmid, recorded)
             else:
                 store.save(conf)
-        signals.raise_if_interrupted()
         _fill(plan, source, req, log)
         _finish(plan, alloc, log)
         check_merged(conf)

@@ -202,14 +202,13 @@ def _prepare(
                 del conf.snapshots[other].values["parent"]
         conf.snapshots[name] = _section_copy(conf, name, description)
         conf.set("lock", "snapshot")
-        with signals.held():
+        with signals.step():  # a signal during these: create undoes them right after
             # after the checks (a refusal leaves no record) and before the save (a kill right
             # after it leaves one): recovery then finds the lock and the section it may undo
             if claim:
                 progress.owner = owners.claim(vmid, OWNER_OP, lock="snapshot", snapshot=name)
             store.save(conf)
             progress.prepared = True
-    signals.raise_if_interrupted()  # a signal during those steps: create undoes them now
     return conf, mps
 
 
@@ -275,10 +274,9 @@ def create(
         running = lxcapi.is_running(vmid)
         with _quiesced(conf, mps, report, progress.owner) if running else contextlib.nullcontext():
             for mp in mps:
-                with signals.held():  # a volume's snapshot is in the list its undo reads
+                with signals.step():  # a volume's snapshot is in the list its undo reads
                     volumes.snapshot_create(mp.volume, name)
                     done.append(mp)
-                signals.raise_if_interrupted()
         with signals.held():
             _commit(vmid, name, expected_lock)
             progress.committed = True

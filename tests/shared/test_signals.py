@@ -54,6 +54,23 @@ def test_signal_in_held_work_is_noted_and_raised_after_it() -> None:
             signals.raise_if_interrupted()
 
 
+def test_a_step_completes_and_the_signal_acts_right_after_it() -> None:
+    done = []
+    with signals.interruptible():
+        with pytest.raises(KeyboardInterrupt):
+            with signals.step():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("step")
+            done.append("after")  # not reached: the step's end raised
+        assert done == ["step"]
+    with signals.interruptible():
+        with signals.held():
+            with signals.step():  # inside held cleanup the signal waits for the cleanup
+                os.kill(os.getpid(), signal.SIGTERM)
+            done.append("cleanup went on")
+        assert done[-1] == "cleanup went on" and signals.interrupted()
+
+
 def test_outside_the_main_thread_nothing_is_installed() -> None:
     seen: list[object] = []
 

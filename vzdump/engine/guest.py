@@ -312,10 +312,9 @@ class GuestBackup:
             store.set_lock(conf, "backup")
             if self.owner is not None:
                 owners.update(self.owner, lock="backup", mode=self.mode)
-            with signals.held():  # the lock and the mark that it is ours to drop go together
+            with signals.step():  # the lock and the mark that it is ours to drop go together
                 store.save(conf)
                 self.locked = True
-            signals.raise_if_interrupted()  # a signal noted meanwhile ends the backup here
             return lxcapi.is_running(self.vmid)
 
     def _unlock(self) -> None:
