@@ -13,35 +13,41 @@ from ..toolenv import tool_env
 def run(argv: Sequence[str], *, ok_codes: Sequence[int] = (0,)) -> str:
     """Run ``argv`` and return its stdout; raise CommandError (with stderr's last line) else."""
     try:
-        proc = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            env=tool_env(),
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        rc, stdout, stderr = _finished(argv)
     except FileNotFoundError:
         raise CommandError(f"command '{argv[0]}' not found") from None
-    if proc.returncode not in ok_codes:
-        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+    if rc not in ok_codes:
+        lines = [ln for ln in (stderr or stdout).splitlines() if ln.strip()]
         detail = f" - {lines[-1].strip()}" if lines else ""
-        raise CommandError(
-            f"command '{shlex.join(argv)}' failed: exit code {proc.returncode}{detail}"
-        )
-    return proc.stdout
+        raise CommandError(f"command '{shlex.join(argv)}' failed: exit code {rc}{detail}")
+    return stdout
 
 
 def succeeds(argv: Sequence[str]) -> bool:
     """True when ``argv`` exits 0 (its output is discarded)."""
     try:
-        proc = subprocess.run(
-            list(argv),
-            capture_output=True,
-            env=tool_env(),
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        return _finished(argv)[0] == 0
     except FileNotFoundError:
         return False
-    return proc.returncode == 0
+
+
+def _finished(argv: Sequence[str]) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``argv``. Interrupted (Ctrl-C, TERM), the tool is
+    killed and reaped before the exception goes on: subprocess.run leaves a killed child to
+    exit on its own, and the caller's cleanup found it still holding what it had open (a
+    killed e2fsck its image, and with it the MMP mark that cleanup was to clear)."""
+    with subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=tool_env(),
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return proc.returncode, stdout, stderr
