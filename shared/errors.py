@@ -120,3 +120,13 @@ class Interrupted(CtkitError):
 
     def __init__(self, message: str = "interrupted by signal") -> None:
         super().__init__(message)
+
+
+def error_text(err: BaseException) -> str:
+    """An operation's error line: a signal as ``interrupted by signal``, expected failures by
+    their message, bugs with their type."""
+    if isinstance(err, KeyboardInterrupt):
+        return Interrupted().message
+    if isinstance(err, CtkitError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"

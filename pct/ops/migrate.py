@@ -24,7 +24,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import parse_mountpoint
 from shared.ctconfig.pending import referenced_volumes
-from shared.errors import CtkitError, StateError
+from shared.errors import CtkitError, StateError, error_text
 from shared.locks import config_lock
 from shared.remote import config as remotes
 from shared.remote.config import Remote
@@ -234,7 +234,7 @@ def _transfer(
     finally:
         session.close()
         for receiver in run.used:
-            link.reap(receiver)
+            link.close_receiver(receiver)
     _finish_source(run, log)
 
 
@@ -267,14 +267,14 @@ def _copy(
     what = "first pass, running" if live else ("final pass" if run.running else "copy")
     if vol.volid in run.btrfs:
         sid, volname = parse_volume_id(vol.volid)
+        assert receiver is not None  # opened for every pass of a btrfs volume
+        run.used.append(receiver)  # closed and reaped however this pass ends
         sent = run.sent.setdefault(vol.volid, [])
         snap = SNAP_NAMES[len(sent)]
         sent.append(snap)  # before it exists: a failure halfway is undone too
         snapshot_create(vol.volid, snap, cfg)
         parent = sent[-2] if len(sent) > 1 else None
         argv = btrfssend.send_argv(cfg.storage(sid), volname, snap, parent)
-        assert receiver is not None  # opened for every pass of a btrfs volume
-        run.used.append(receiver)
         result = link.send_btrfs(argv, receiver, run.opts.bwlimit)
         kind = "incremental btrfs send" if parent else "btrfs send"
     else:
@@ -340,7 +340,7 @@ def _complete_source(vmid: int, delete: bool, log: Log) -> None:
 
 def _abort(run: Run, err: BaseException) -> None:
     log = run.log
-    log(f"ERROR: migration aborted: {err or type(err).__name__}")
+    log(f"ERROR: migration aborted: {error_text(err)}")
     if run.phase == "committed":
         # the target has it: leave the source locked rather than risk two running copies
         log(f"ERROR: CT {run.vmid} left stopped and locked 'migrate' on this node")

@@ -235,22 +235,33 @@ def send_btrfs(
     line: its connection and start-up happened while the snapshots were taken."""
     what = f"sending '{send_argv[-1]}'"
     assert receiver.stdout is not None and receiver.stdin is not None
-    if _status_line(receiver, what) != READY:
-        _finish([receiver], what)
-        raise CommandError(f"{what} failed: the receiver did not start")
-    start = time.monotonic()
-    sender = subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert sender.stdout is not None
     # a receiver that stops reading (its host hung, or hostile) would hold the send for ever:
     # ended when nothing moved for the target's idle timeout, which ends the blocked splice
     guard = StallGuard(receiver.kill, IDLE_TIMEOUT)
+    sender: subprocess.Popen[bytes] | None = None
     try:
+        if _status_line(receiver, what) != READY:
+            _finish([receiver], what)
+            raise CommandError(f"{what} failed: the receiver did not start")
+        start = time.monotonic()
+        sender = subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert sender.stdout is not None
         with guard:
             nbytes = _pump(sender.stdout, receiver.stdin, bwlimit, guard.progress)
     except BrokenPipeError:
         nbytes = 0
+        assert sender is not None  # only the pump writes to the receiver
         sender.kill()
+    except BaseException:
+        # (an interrupt too, also one while the receiver was still starting): no sender is
+        # left holding the snapshot the abort removes
+        if sender is not None:
+            sender.kill()
+            sender.wait()
+        raise
     finally:
+        # on every way out: the receiver sees its stream end, so that it and its connection
+        # end when reaped, instead of waiting for data that never comes
         with contextlib.suppress(BrokenPipeError):
             receiver.stdin.close()
     if guard.fired:

@@ -22,7 +22,7 @@ from shared.archive.vzdumpformat import write_members
 from shared.backups.locate import archive_file
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.errors import CtkitError, Interrupted, NotFoundError, OutputClosed
+from shared.errors import CtkitError, NotFoundError, OutputClosed, error_text
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
 from shared.runtime.guestview import config_idmap, config_root_ids
@@ -119,14 +119,14 @@ class GuestBackup:
         except (Exception, KeyboardInterrupt) as err:
             # failed before its log exists: the error is in the task log only, no .log copy
             with signals.held():
-                return self._finish(_error_text(err))
+                return self._finish(error_text(err))
         error: str | None = None
         try:
             # the first line of the guest's own log; a guest that failed before has no log (§4.1)
             self.log.info(f"Starting Backup of VM {self.vmid} (lxc)")
             self._backup(conf)
         except (Exception, KeyboardInterrupt) as err:
-            error = _error_text(err)
+            error = error_text(err)
         with signals.held():
             return self._finish(error)
 
@@ -548,12 +548,3 @@ class GuestBackup:
             error=error,
             log_lines=lines,
         )
-
-
-def _error_text(err: BaseException) -> str:
-    """The guest's error line: expected failures by their message, bugs with their type."""
-    if isinstance(err, KeyboardInterrupt):
-        return Interrupted().message
-    if isinstance(err, CtkitError):
-        return str(err)
-    return f"{type(err).__name__}: {err}"

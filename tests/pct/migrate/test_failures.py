@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.fakehost import add_storage
-from tests.pct.conftest import Pct
+from tests.pct.conftest import Pct, run_pct
 
 from .conftest import PCT, Far, sh
 from .test_migrate import checksum, write_data
@@ -179,3 +179,42 @@ def test_target_refusing_to_start_it_rolls_back_and_restarts_the_source(
         pct("stop", vmid)
     finally:
         sh("ip", "link", "del", bridge, check=False)
+
+
+def slow_receivers(far: Far, tmp_path: Path, seconds: int) -> None:
+    """The remote's pct as the source runs it, with every ``recv-btrfs`` slow to start (as a
+    loaded or distant host is): the source's first pass waits for its receiver."""
+    wrapper = tmp_path / "slow-recv-pct"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase " $* " in *" recv-btrfs "*) sleep {seconds} ;; esac\nexec {PCT} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    run_pct("remote", "remove", "far")
+    run_pct(
+        "remote", "add", "far", "--host", far.address, "--hostkey-file", far.hostkey,
+        "--identity", far.identity, "--command", wrapper, "--root", far.root,
+    )  # fmt: skip
+
+
+def test_interrupted_while_its_receiver_starts_it_ends_at_once_and_rolls_back(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path, tmp_path: Path
+) -> None:
+    # the source left the waiting receiver's input open: its connection never ended, and the
+    # abort waited 30 s for it before killing it
+    vmid, digest = running_ct
+    slow_receivers(far, tmp_path, 4)
+    proc = start_migration(vmid)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("container is running - copying"):
+            break
+    time.sleep(0.5)  # the snapshot is taken; the first pass waits for its receiver
+    proc.terminate()
+    start = time.monotonic()
+    out = line + proc.communicate(timeout=120)[0]
+    assert time.monotonic() - start < 10, out
+    assert proc.returncode == 130, out
+    assert "ERROR: migration aborted: interrupted by signal\n" in out
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    assert wait_for(lambda: target_clean(far, vmid))
+    pct("stop", vmid)
