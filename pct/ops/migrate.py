@@ -11,7 +11,6 @@ we stopped it). An ownership record makes a killed migration recoverable by the 
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,6 @@ from shared import owner, paths, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import parse_mountpoint
-from shared.ctconfig.pending import referenced_volumes
 from shared.errors import CtkitError, StateError, error_text
 from shared.locks import config_lock
 from shared.remote import config as remotes
@@ -36,7 +34,6 @@ from shared.storage.btrfsplugin import BtrfsStorage
 from shared.storage.config import StorageConfig, load_config
 from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import (
-    free_volume,
     mounted_volume,
     snapshot_create,
 )
@@ -87,6 +84,7 @@ class Run:
         exist), so that no pass needs to write it again, least of all in the downtime."""
         data = {"vmid": self.vmid, "target_vmid": self.target_vmid, "remote": self.remote.name}
         data.update(phase=self.phase, running=self.running, stopped=self.stopped)
+        data.update(delete=self.opts.delete)  # what recovery does with a committed source
         names = list(btrfssend.SNAP_NAMES[: 2 if self.running else 1])
         snaps = {volid: names for volid in sorted(self.btrfs)}
         owner.write_record(record_path(self.vmid), {**data, "snapshots": snaps})
@@ -213,24 +211,30 @@ def _transfer(
         # shows here, while a failure still means "not committed" and the source starts again;
         # only a failure of the commit itself leaves the target's state unknown
         session.request("ping")
-        run.phase = "committing"
-        run.save()
         last_sent = {run.volmap[v]: run.sent[v][-1] for v in run.btrfs}
-        try:
-            session.request(
-                "commit",
-                config=tconf.to_text(),
-                firewall=_firewall_text(run.vmid),
-                start=run.running,
-                btrfs=last_sent,
-            )
-        except link.Refused:
-            run.phase = "copy"  # the target refused and rolled itself back
-            raise
-        if run.running:
-            log(f"migration downtime {time.monotonic() - down:.2f} s")
-        run.phase = "committed"
-        run.save()
+        # the point of no return: a signal from the commit's request to its answer is only
+        # noted (cut there, the target's state would be unknown), and the migration ends as
+        # the answer says
+        with signals.held():
+            run.phase = "committing"
+            run.save()
+            try:
+                session.request(
+                    "commit",
+                    config=tconf.to_text(),
+                    firewall=_firewall_text(run.vmid),
+                    start=run.running,
+                    btrfs=last_sent,
+                )
+            except link.Refused:
+                run.phase = "copy"  # the target refused and rolled itself back
+                raise
+            if run.running:
+                log(f"migration downtime {time.monotonic() - down:.2f} s")
+            run.phase = "committed"
+            run.save()
+            if signals.interrupted():
+                log("interrupted during the commit - the target has the container: finishing")
     finally:
         session.close()
         for receiver in run.used:
@@ -324,18 +328,10 @@ def _finish_source(run: Run, log: Log) -> None:
 
 def _complete_source(vmid: int, delete: bool, log: Log) -> None:
     """After the target committed: remove the source, or keep it stopped and locked."""
-    with config_lock(vmid):
-        conf = store.load(vmid)
-        if not delete:
-            log(f"CT {vmid} stays on this node, stopped and locked 'migrate'")
-            return
-        for volid in referenced_volumes(conf):
-            log(f"removing volume '{volid}' on the source")
-            free_volume(volid)
-        shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            paths.firewall_conf(vmid).unlink()
-        store.remove(vmid)
+    if not delete:
+        log(f"CT {vmid} stays on this node, stopped and locked 'migrate'")
+        return
+    migration.remove_source(vmid, log)
 
 
 def _abort(run: Run, err: BaseException) -> None:

@@ -87,6 +87,10 @@ class Session:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # not in the terminal's process group: a Ctrl-C is this process's to act on (an
+            # abort the target hears of, or a commit awaited), not a cut link; its end still
+            # comes with this process's (the remote sees its input close)
+            start_new_session=True,
         )
         try:
             self.hello = self._read()
@@ -221,6 +225,7 @@ def open_receiver(remote: Remote, target: list[str]) -> subprocess.Popen[bytes]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # as the session's: ended by this process, not by a Ctrl-C
     )
 
 

@@ -7,8 +7,11 @@ so that a host that crashed mid-migration undoes its side at the next boot):
 - the source's ``out-<vmid>.json``: the phase, whether it stopped the container, the btrfs
   snapshots it took. A dead owner before the commit means the target rolls back by itself (its
   session ends with the connection), so here the snapshots go, the lock ``migrate`` goes and the
-  container runs again if the migration stopped it. After the target committed (or while it
-  was committing) the target may run the container: the source copy stays stopped and locked.
+  container runs again if the migration stopped it. After the target committed, the source
+  copy is removed as the migration would have removed it (``remote-migrate`` without
+  ``--delete`` keeps it, stopped and locked). While it was committing, the target may run the
+  container: the source copy stays stopped and locked. (A signal cannot leave that state: the
+  commit holds signals until its answer; a SIGKILL or a cut link can.)
 - the target's ``in-<vmid>.json``: the volumes its session allocated. A dead session (killed,
   or its host rebooted) is rolled back: the container stopped if it was started, the volumes
   and what was received into them removed, the reserved config removed. A committed one only
@@ -108,6 +111,35 @@ def unlock(vmid: int) -> None:
             store.save(conf)
 
 
+def remove_source(vmid: int, log: Log) -> None:
+    """The source copy of a container the target committed: its volumes, its config and what
+    goes with them, as a migration ends."""
+    import shutil
+
+    from ..ctconfig.pending import referenced_volumes
+    from ..storage.volumes import free_volume
+
+    with config_lock(vmid):
+        conf = store.load(vmid)
+        for volid in referenced_volumes(conf):
+            log(f"removing volume '{volid}' on the source")
+            free_volume(volid)
+        shutil.rmtree(paths.lxc_dir(vmid), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            paths.firewall_conf(vmid).unlink()
+        store.remove(vmid)
+
+
+def _committed_copy(vmid: int, rec: dict[str, Any]) -> bool:
+    """Whether this host holds the stopped, locked source copy of a container its migration
+    committed and was to remove (``pct migrate``; ``remote-migrate`` without ``--delete``
+    keeps it on purpose)."""
+    if rec.get("phase") != "committed" or rec.get("delete") is not True:
+        return False
+    conf = store.load_or_none(vmid)
+    return conf is not None and conf.lock == LOCK and not lxcapi.is_running(vmid)
+
+
 def _recover_outgoing(vmid: int, rec: dict[str, Any], log: Log) -> owner.Owner:
     from . import lifecycle
 
@@ -116,7 +148,14 @@ def _recover_outgoing(vmid: int, rec: dict[str, Any], log: Log) -> owner.Owner:
     log(f"CT {vmid}: migration (pid {rec.get('pid')}) died in phase '{phase}' - recovering")
     dead = owner.Owner(vmid, "migrate", 0, 0, "", lock=LOCK, stopped=False)
     drop_snapshots(rec.get("snapshots"), log)
-    if phase in ("committing", "committed"):
+    if _committed_copy(vmid, rec):
+        log(f"CT {vmid}: remote '{rec.get('remote')}' has the container now - removing this copy")
+        try:
+            remove_source(vmid, log)
+        except CtkitError as err:
+            log(f"ERROR: CT {vmid}: removing the source copy failed - {err}")
+            return dead  # the record stays: the next command tries again
+    elif phase in ("committing", "committed"):
         known = "has" if phase == "committed" else "may have"
         log(
             f"CT {vmid}: remote '{rec.get('remote')}' {known} the container now - this copy "

@@ -218,3 +218,40 @@ def test_interrupted_while_its_receiver_starts_it_ends_at_once_and_rolls_back(
     assert_source_as_before(pct, vmid, ctroot, digest)
     assert wait_for(lambda: target_clean(far, vmid))
     pct("stop", vmid)
+
+
+def hookscript(root: Path, body: str) -> None:
+    snippets = root / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True, exist_ok=True)
+    (snippets / "hook.sh").write_text(f"#!/bin/sh\n{body}\nexit 0\n")
+    (snippets / "hook.sh").chmod(0o755)
+
+
+def test_ctrl_c_during_the_commit_waits_for_it_and_finishes_the_migration(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    # the terminal's Ctrl-C went to the SSH link too: the commit's answer was lost, and the
+    # source stayed stopped and locked with the target's state unknown
+    vmid, digest = running_ct
+    starting = far.root / "starting"
+    hookscript(ctroot, "")
+    # the target's start of the migrated container (the commit) takes a while
+    hookscript(far.root, f'[ "$2" = pre-start ] && touch {starting} && sleep 2')
+    pct("set", vmid, "--hookscript", "local:snippets/hook.sh")
+    argv = [str(PCT), "migrate", str(vmid), "far", "--restart", "--target-storage", "fbt"]
+    # a terminal's foreground job: its own process group, which Ctrl-C signals as a whole
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, process_group=0
+    )
+    assert wait_for(starting.exists, timeout=120)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "interrupted during the commit - the target has the container: finishing" in out
+    assert "migration finished successfully" in out
+    assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
+    assert not (ctroot / f"mnt/bt/images/{vmid}").exists()
+    assert "lock:" not in far.conf(vmid).read_text()
+    assert far.pct("status", vmid).out == "status: running\n"
+    assert checksum(far.pct, vmid, "/data.bin") == digest
+    far.pct("stop", vmid)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared import owner
+from shared import owner, paths
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.runtime import migration, recovery
+from shared.storage.api import volume_path
+from shared.storage.volumes import alloc_volume
 
 
 def dead_record(path: Path, data: dict[str, object]) -> None:
@@ -43,7 +45,39 @@ def test_a_live_session_and_a_foreign_config_are_left_alone(ctroot: Path, vmid: 
     assert store.exists(vmid) and not migration.incoming_record(vmid).exists()
 
 
+def test_a_dead_source_after_the_commit_is_removed_as_the_migration_would(
+    ctroot: Path, vmid: int
+) -> None:
+    volid = alloc_volume("local", vmid, 0, fmt="subvol")
+    volume = volume_path(volid)
+    (volume / "data.bin").write_bytes(b"moved")
+    store.save(Config(vmid, {"lock": "migrate", "rootfs": f"{volid},size=0T"}))
+    paths.firewall_conf(vmid).parent.mkdir(parents=True, exist_ok=True)
+    paths.firewall_conf(vmid).write_text("[OPTIONS]\nenable: 1\n")
+    data = {"vmid": vmid, "remote": "far", "phase": "committed", "stopped": True}
+    dead_record(migration.outgoing_record(vmid), {**data, "delete": True, "snapshots": {}})
+    lines: list[str] = []
+    dead = recovery.recover(vmid, lines.append)
+    assert dead is not None and dead.op == "migrate"
+    assert f"CT {vmid}: remote 'far' has the container now - removing this copy" in lines
+    assert not store.exists(vmid) and not volume.exists()
+    assert not paths.firewall_conf(vmid).exists()
+    assert not migration.outgoing_record(vmid).exists()
+
+
+def test_a_dead_source_still_committing_stays_locked(ctroot: Path, vmid: int) -> None:
+    # the target may have the container, or not: nothing is removed on a guess
+    store.save(Config(vmid, {"lock": "migrate", "hostname": "moved"}))
+    data = {"vmid": vmid, "remote": "far", "phase": "committing", "stopped": True}
+    dead_record(migration.outgoing_record(vmid), {**data, "delete": True, "snapshots": {}})
+    lines: list[str] = []
+    recovery.recover(vmid, lines.append)
+    assert store.load(vmid).lock == "migrate"
+    assert any("remote 'far' may have the container now" in line for line in lines)
+
+
 def test_a_dead_source_after_the_commit_stays_locked(ctroot: Path, vmid: int) -> None:
+    # remote-migrate without --delete (and a record of before the key existed): kept
     store.save(Config(vmid, {"lock": "migrate", "hostname": "moved"}))
     data = {"vmid": vmid, "remote": "far", "phase": "committed", "stopped": True}
     dead_record(migration.outgoing_record(vmid), {**data, "snapshots": {}})
