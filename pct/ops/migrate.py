@@ -120,14 +120,17 @@ def migrate(vmid: int, opts: Options, log: Log) -> None:
             state = "running" if not running else "stopped"
             raise StateError(f"CT {vmid} is {state} now - migration not started, try again")
         store.save(conf)
-    with signals.interruptible():
+    # (the ExitStack holds signals from the commit on, to the end: see _transfer)
+    with signals.interruptible(), contextlib.ExitStack() as no_return:
         try:
             run.save()
-            _transfer(run, conf, vols, nets, info, cfg)
+            _transfer(run, conf, vols, nets, info, cfg, no_return)
         except BaseException as err:
             with signals.held():
                 _abort(run, err)
             raise
+        if signals.interrupted():
+            log("interrupted after the commit began - the target has the container: finished")
     log(f"migration finished successfully (duration {_hms(time.monotonic() - start)})")
 
 
@@ -155,6 +158,7 @@ def _transfer(
     nets: dict[str, str],
     info: TargetInfo,
     cfg: StorageConfig,
+    no_return: contextlib.ExitStack,
 ) -> None:
     log = run.log
     session = link.Session(run.remote, run.target_vmid)
@@ -212,29 +216,27 @@ def _transfer(
         # only a failure of the commit itself leaves the target's state unknown
         session.request("ping")
         last_sent = {run.volmap[v]: run.sent[v][-1] for v in run.btrfs}
-        # the point of no return: a signal from the commit's request to its answer is only
-        # noted (cut there, the target's state would be unknown), and the migration ends as
-        # the answer says
-        with signals.held():
-            run.phase = "committing"
-            run.save()
-            try:
-                session.request(
-                    "commit",
-                    config=tconf.to_text(),
-                    firewall=_firewall_text(run.vmid),
-                    start=run.running,
-                    btrfs=last_sent,
-                )
-            except link.Refused:
-                run.phase = "copy"  # the target refused and rolled itself back
-                raise
-            if run.running:
-                log(f"migration downtime {time.monotonic() - down:.2f} s")
-            run.phase = "committed"
-            run.save()
-            if signals.interrupted():
-                log("interrupted during the commit - the target has the container: finishing")
+        # the point of no return: from the commit's request on, a signal is only noted (cut
+        # in the commit, the target's state would be unknown; after it, the source would stay
+        # behind), and the migration ends as the answer says: rolled back or finished
+        no_return.enter_context(signals.held())
+        run.phase = "committing"
+        run.save()
+        try:
+            session.request(
+                "commit",
+                config=tconf.to_text(),
+                firewall=_firewall_text(run.vmid),
+                start=run.running,
+                btrfs=last_sent,
+            )
+        except link.Refused:
+            run.phase = "copy"  # the target refused and rolled itself back
+            raise
+        if run.running:
+            log(f"migration downtime {time.monotonic() - down:.2f} s")
+        run.phase = "committed"
+        run.save()
     finally:
         session.close()
         for receiver in run.used:

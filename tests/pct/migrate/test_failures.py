@@ -247,7 +247,7 @@ def test_ctrl_c_during_the_commit_waits_for_it_and_finishes_the_migration(
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
-    assert "interrupted during the commit - the target has the container: finishing" in out
+    assert "interrupted after the commit began - the target has the container: finished" in out
     assert "migration finished successfully" in out
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
     assert not (ctroot / f"mnt/bt/images/{vmid}").exists()
