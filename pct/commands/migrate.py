@@ -94,6 +94,19 @@ def info(
     echo(json.dumps(target_ops.host_info(vmid, *split), sort_keys=True) + "\n")
 
 
+@target_app.command("outcome")
+def outcome(vmid: VmidArg, token: Annotated[str, typer.Argument()]) -> None:
+    """Whether the migration TOKEN committed VMID here (JSON): for a source that lost the
+    commit's answer."""
+    from shared.errors import ParamError
+    from shared.runtime import migration
+
+    if not migration.TOKEN_RE.fullmatch(token):
+        raise ParamError({"token": "value does not match the regex pattern"})
+    result = migration.commit_outcome(vmid, token, lambda m: print(m, file=sys.stderr))
+    echo(json.dumps({"outcome": result}) + "\n")
+
+
 @target_app.command("session")
 def session(vmid: VmidArg) -> None:
     """Receive one migration; rolls back unless the source commits."""

@@ -11,6 +11,7 @@ we stopped it). An ownership record makes a killed migration recoverable by the 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import subprocess
 import tempfile
 import time
@@ -77,6 +78,8 @@ class Run:
     stopped: bool = False
     phase: str = "copy"
     used: list[subprocess.Popen[bytes]] = field(default_factory=list)  # receivers to reap
+    # its id on both hosts: what the source asks the target by when the commit's answer is lost
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def save(self) -> None:
         """The record a later command recovers from if this process is killed. It names every
@@ -85,6 +88,7 @@ class Run:
         data = {"vmid": self.vmid, "target_vmid": self.target_vmid, "remote": self.remote.name}
         data.update(phase=self.phase, running=self.running, stopped=self.stopped)
         data.update(delete=self.opts.delete)  # what recovery does with a committed source
+        data.update(token=self.token)
         names = list(btrfssend.SNAP_NAMES[: 2 if self.running else 1])
         snaps = {volid: names for volid in sorted(self.btrfs)}
         owner.write_record(record_path(self.vmid), {**data, "snapshots": snaps})
@@ -229,6 +233,7 @@ def _transfer(
                 firewall=_firewall_text(run.vmid),
                 start=run.running,
                 btrfs=last_sent,
+                token=run.token,
             )
         except link.Refused:
             run.phase = "copy"  # the target refused and rolled itself back
@@ -237,6 +242,8 @@ def _transfer(
             log(f"migration downtime {time.monotonic() - down:.2f} s")
         run.phase = "committed"
         run.save()
+        with contextlib.suppress(CtkitError):  # unheard, the target only keeps a note longer
+            session.request("ack")
     finally:
         session.close()
         for receiver in run.used:
@@ -345,9 +352,18 @@ def _abort(run: Run, err: BaseException) -> None:
         return
     migration.drop_snapshots(run.sent, run.log)
     if run.phase == "committing":
-        log(f"ERROR: state on the target unknown - CT {run.vmid} left locked 'migrate'")
-        owner.remove_record(record_path(run.vmid))
-        return
+        # the commit's answer was lost (the link cut): the target knows what became of it
+        outcome = migration.ask_outcome(run.remote.name, run.target_vmid, run.token)
+        if outcome == "committed":
+            log(f"remote '{run.remote.name}' committed the migration - finishing it")
+            run.phase = "committed"
+            _finish_source(run, log)
+            return
+        if outcome != "none":
+            # the record stays: the next command that meets the container asks again
+            log(f"ERROR: state on the target unknown - CT {run.vmid} left locked 'migrate'")
+            return
+        log(f"remote '{run.remote.name}' did not commit the migration")
     # started before the lock and the record go: a kill in between leaves it to recovery
     if run.stopped and not lxcapi.is_running(run.vmid):
         log(f"start container {run.vmid} again on the source")

@@ -45,11 +45,13 @@ from shared.version import VERSION
 
 Log = Callable[[str], None]
 T = TypeVar("T")
-# what both ends must speak alike; 2: the sender's rsync passes --timeout (a 1 refuses it)
-PROTOCOL = 2
+# what both ends must speak alike; 2: the sender's rsync passes --timeout (a 1 refuses it);
+# 3: the commit carries the migration's token, and the source acknowledges the answer
+PROTOCOL = 3
 MAX_REQUEST = 4 * 1024 * 1024
 SNAP_NAMES = btrfssend.SNAP_NAMES
 IDLE_TIMEOUT = 600.0  # the source pings every PING_INTERVAL seconds of its copy
+ACK_TIMEOUT = 60.0  # after the commit: the source acknowledges at once, or went away
 
 
 # --- info -----------------------------------------------------------------------------------
@@ -164,6 +166,9 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
         # still locked and not committed: a failed start is rolled back like any failure
         lifecycle.start(vmid, skiplock=True, log=log)
     rec["committed"] = True
+    token = req.get("token")  # one write with the commit: a source may ask for it later
+    if isinstance(token, str) and migration.TOKEN_RE.fullmatch(token):
+        rec["token"] = token
     owner.write_record(migration.incoming_record(vmid), rec)
     firewall = req.get("firewall")
     if isinstance(firewall, str):
@@ -188,6 +193,32 @@ def _wait_readable(inp: IO[str], timeout: float) -> bool:
     return bool(select.select([fd], [], [], timeout)[0])
 
 
+def _request(line: str) -> dict[str, Any] | None:
+    try:
+        req = json.loads(line) if line else None
+    except ValueError:
+        req = None
+    return req if isinstance(req, dict) else None
+
+
+def _answer(
+    vmid: int, rec: dict[str, Any], req: dict[str, Any], committed: bool, log: Log
+) -> dict[str, Any]:
+    op = req.get("op")
+    if op == "ping":
+        return {}
+    if op == "alloc" and not committed:
+        return _alloc(vmid, rec, req)
+    if op == "commit" and not committed:
+        return _commit(vmid, rec, req, log)
+    if op == "ack" and committed:
+        # the source has the commit's answer: it will never ask, so no note of the token
+        rec.pop("token", None)
+        owner.write_record(migration.incoming_record(vmid), rec)
+        return {}
+    raise CtkitError(f"unknown request '{op}'")
+
+
 def serve(
     vmid: int, inp: IO[str], out: IO[str], log: Log, idle_timeout: float = IDLE_TIMEOUT
 ) -> None:
@@ -199,33 +230,27 @@ def serve(
     committed = False
     try:
         _reply(out, {"ok": True, "ctkit": VERSION, "protocol": PROTOCOL})
-        while not committed:
-            if not _wait_readable(inp, idle_timeout):
-                log(f"no word from the source for {idle_timeout:.0f} s - rolling back")
+        while True:
+            # committed, only the source's word that it has the answer is still to come
+            timeout = min(idle_timeout, ACK_TIMEOUT) if committed else idle_timeout
+            if not _wait_readable(inp, timeout):
+                if not committed:
+                    log(f"no word from the source for {timeout:.0f} s - rolling back")
                 break
-            line = inp.readline(MAX_REQUEST)
-            try:
-                req = json.loads(line) if line else None
-            except ValueError:
-                req = None
-            if not isinstance(req, dict):
+            req = _request(inp.readline(MAX_REQUEST))
+            if req is None:
                 break  # the source went away (or talks nonsense): roll back
             try:
-                if req.get("op") == "ping":
-                    reply = {}
-                elif req.get("op") == "alloc":
-                    reply = _alloc(vmid, rec, req)
-                elif req.get("op") == "commit":
-                    reply = _commit(vmid, rec, req, log)
-                    committed = True
-                else:
-                    raise CtkitError(f"unknown request '{req.get('op')}'")
+                reply = _answer(vmid, rec, req, committed, log)
             except CtkitError as err:
                 _reply(out, {"ok": False, "error": str(err)})
                 if req.get("op") == "commit":
                     break
                 continue
+            committed = committed or req.get("op") == "commit"
             _reply(out, {"ok": True, **reply})
+            if req.get("op") == "ack":
+                break
     finally:
         # committed: the container runs here already, what is left is the received snapshots
         # and the replaced empty volumes, removed now that the source no longer waits

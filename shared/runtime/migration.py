@@ -17,6 +17,11 @@ so that a host that crashed mid-migration undoes its side at the next boot):
   and what was received into them removed, the reserved config removed. A committed one only
   loses its lock and the staging left beside its volumes.
 
+- the target's ``done-<vmid>.json``: the token of a migration it committed whose source did
+  not acknowledge the answer (killed, or the link cut in the commit). That source asks for it
+  (``pct migrate-target outcome``) at once and at each next command, and removes its copy or
+  starts it again by the answer. Kept ``DONE_KEEP_DAYS``.
+
 Every command that meets the container calls :func:`recover` through
 :func:`shared.runtime.recovery.recover`; a live migration is never touched.
 """
@@ -32,6 +37,7 @@ from typing import Any
 
 from .. import owner, paths
 from ..ctconfig import store
+from ..ctconfig.config import Config
 from ..errors import CtkitError
 from ..locks import config_lock, flock
 from . import lxcapi
@@ -43,6 +49,9 @@ Log = Callable[[str], None]
 RECOVERY_WAIT = 30.0
 LOCK = "migrate"
 RECORD_RE = re.compile(r"(?:out|in)-([1-9][0-9]{2,8})\.json")
+# a migration's id: the source asks the target by it whether its commit happened
+TOKEN_RE = re.compile(r"[0-9a-f]{32}")
+DONE_KEEP_DAYS = 30
 
 
 def recorded_vmids() -> list[int]:
@@ -60,6 +69,11 @@ def outgoing_record(vmid: int) -> Path:
 
 def incoming_record(vmid: int) -> Path:
     return paths.migrate_records_dir() / f"in-{vmid}.json"
+
+
+def done_record(vmid: int) -> Path:
+    """The target's note of the last migration committed into ``vmid`` (its token)."""
+    return paths.migrate_records_dir() / f"done-{vmid}.json"
 
 
 def recover(vmid: int, log: Log) -> owner.Owner | None:
@@ -130,11 +144,52 @@ def remove_source(vmid: int, log: Log) -> None:
         store.remove(vmid)
 
 
-def _committed_copy(vmid: int, rec: dict[str, Any]) -> bool:
+def ask_outcome(remote_name: object, target_vmid: object, token: object) -> str | None:
+    """The target's word on a commit whose answer was lost: ``committed``, ``none`` (not
+    committed, its side rolled back) or ``pending``; None when it cannot be asked (no token,
+    no such remote, no connection, no sensible answer)."""
+    import json
+
+    from ..remote import config as remotes
+    from ..remote import ssh
+
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
+        return None
+    if not isinstance(remote_name, str) or not isinstance(target_vmid, int):
+        return None
+    args = ["migrate-target", "outcome", str(target_vmid), token]
+    try:
+        out = ssh.run_pct(remotes.get(remote_name), args, timeout=60)
+        reply = json.loads(out.strip().splitlines()[-1])
+    except (CtkitError, ValueError, IndexError, RecursionError):
+        return None
+    outcome = reply.get("outcome") if isinstance(reply, dict) else None
+    return outcome if outcome in ("committed", "none", "pending") else None
+
+
+def _settle(vmid: int, rec: dict[str, Any], log: Log) -> str:
+    """The phase of a migration that died in its commit, as the target tells it: committed,
+    ``copy`` (not committed: undone like a failure before the commit) or still committing."""
+    remote = rec.get("remote")
+    outcome = ask_outcome(remote, rec.get("target_vmid"), rec.get("token"))
+    if outcome == "committed":
+        log(f"CT {vmid}: remote '{remote}' committed the migration")
+        return "committed"
+    if outcome == "none":
+        log(f"CT {vmid}: remote '{remote}' did not commit the migration - undoing it here")
+        return "copy"
+    if outcome == "pending":
+        log(f"CT {vmid}: remote '{remote}' is still committing - the next command asks again")
+    elif rec.get("token"):
+        log(f"CT {vmid}: remote '{remote}' could not be asked - the next command asks again")
+    return "committing"
+
+
+def _committed_copy(vmid: int, phase: object, rec: dict[str, Any]) -> bool:
     """Whether this host holds the stopped, locked source copy of a container its migration
     committed and was to remove (``pct migrate``; ``remote-migrate`` without ``--delete``
     keeps it on purpose)."""
-    if rec.get("phase") != "committed" or rec.get("delete") is not True:
+    if phase != "committed" or rec.get("delete") is not True:
         return False
     conf = store.load_or_none(vmid)
     return conf is not None and conf.lock == LOCK and not lxcapi.is_running(vmid)
@@ -148,7 +203,10 @@ def _recover_outgoing(vmid: int, rec: dict[str, Any], log: Log) -> owner.Owner:
     log(f"CT {vmid}: migration (pid {rec.get('pid')}) died in phase '{phase}' - recovering")
     dead = owner.Owner(vmid, "migrate", 0, 0, "", lock=LOCK, stopped=False)
     drop_snapshots(rec.get("snapshots"), log)
-    if _committed_copy(vmid, rec):
+    ours = (store.load_or_none(vmid) or Config(vmid)).lock == LOCK
+    if phase == "committing" and ours:
+        phase = _settle(vmid, rec, log)
+    if _committed_copy(vmid, phase, rec):
         log(f"CT {vmid}: remote '{rec.get('remote')}' has the container now - removing this copy")
         try:
             remove_source(vmid, log)
@@ -156,11 +214,16 @@ def _recover_outgoing(vmid: int, rec: dict[str, Any], log: Log) -> owner.Owner:
             log(f"ERROR: CT {vmid}: removing the source copy failed - {err}")
             return dead  # the record stays: the next command tries again
     elif phase in ("committing", "committed"):
+        if not ours:  # someone checked the target and unlocked this copy meanwhile
+            owner.remove_record(outgoing_record(vmid))
+            return dead
         known = "has" if phase == "committed" else "may have"
         log(
             f"CT {vmid}: remote '{rec.get('remote')}' {known} the container now - this copy "
             f"stays stopped and locked '{LOCK}' (check there, then 'pct unlock' or 'pct destroy')"
         )
+        if phase == "committing" and rec.get("token"):
+            return dead  # the record stays: the next command asks again
     elif store.exists(vmid):
         if stopped and not lxcapi.is_running(vmid):
             try:
@@ -227,6 +290,7 @@ def _rollback_incoming(vmid: int, rec: dict[str, Any], log: Log) -> None:
 
     volumes = rec.get("volumes", [])
     if rec.get("committed"):
+        _remember_commit(vmid, rec.get("token"))
         unlock(vmid)
         discard_received(volumes, log)
         owner.remove_record(incoming_record(vmid))
@@ -244,6 +308,43 @@ def _rollback_incoming(vmid: int, rec: dict[str, Any], log: Log) -> None:
         if reserved(vmid):
             store.remove(vmid)
     owner.remove_record(incoming_record(vmid))
+
+
+def _remember_commit(vmid: int, token: object) -> None:
+    """Note the committed migration's token before its session record goes: a source that
+    lost the commit's answer asks for it (:func:`commit_outcome`). Notes older than
+    ``DONE_KEEP_DAYS`` go at the same time."""
+    import json
+    import time
+
+    from .. import atomic
+
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
+        return  # a source of before tokens: it never asks
+    atomic.write_text(done_record(vmid), json.dumps({"token": token}) + "\n")
+    cutoff = time.time() - DONE_KEEP_DAYS * 86400
+    for old in paths.migrate_records_dir().glob("done-*.json"):
+        with contextlib.suppress(OSError):
+            if old.lstat().st_mtime < cutoff:
+                old.unlink()
+
+
+def commit_outcome(vmid: int, token: str, log: Log) -> str:
+    """Whether the migration ``token`` committed ``vmid`` here: ``committed``, ``none`` (its
+    session rolled back or never began) or ``pending`` (its session still runs). A commit the
+    source acknowledged leaves no note: that source knows, and never asks."""
+    import json
+
+    recover_incoming(vmid, log)  # a dead session: rolled back, or its commit noted
+    if owner.read_record(incoming_record(vmid)) is not None:
+        return "pending"
+    try:
+        with open(done_record(vmid), "rb") as fh:
+            done = json.loads(fh.read(4096))
+    except (OSError, ValueError):
+        done = None
+    committed = isinstance(done, dict) and done.get("token") == token
+    return "committed" if committed else "none"
 
 
 def recover_incoming(vmid: int, log: Log) -> bool:

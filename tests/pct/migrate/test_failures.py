@@ -255,3 +255,55 @@ def test_ctrl_c_during_the_commit_waits_for_it_and_finishes_the_migration(
     assert far.pct("status", vmid).out == "status: running\n"
     assert checksum(far.pct, vmid, "/data.bin") == digest
     far.pct("stop", vmid)
+
+
+def children(pid: int) -> list[tuple[int, bytes]]:
+    """(pid, command line) of the processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((int(entry.name), (entry / "cmdline").read_bytes()))
+    return found
+
+
+def test_a_link_cut_in_the_commit_is_settled_by_asking_the_target(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    # the commit's answer never came: the source cannot know whether the target has the
+    # container. It asks the target (by the migration's token), now or at the next command,
+    # and ends up with exactly one copy, running, and no lock - whichever the answer
+    vmid, digest = running_ct
+    starting = far.root / "starting"
+    hookscript(ctroot, "")
+    hookscript(far.root, f'[ "$2" = pre-start ] && touch {starting} && sleep 2')
+    pct("set", vmid, "--hookscript", "local:snippets/hook.sh")
+    proc = start_migration(vmid)
+    assert wait_for(starting.exists, timeout=120)
+    for pid, argv in children(proc.pid):
+        if b"migrate-target session" in argv:  # (ssh's remote command line)
+            with_suppress_kill(pid)  # the session's SSH connection
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out
+    assert "ERROR: migration aborted: migration session on remote 'far' failed" in out, out
+
+    def settled() -> bool:
+        pct("status", vmid, check=False)  # the next command: recovers when the target is done
+        conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+        return not conf.exists() or "lock:" not in conf.read_text()
+
+    assert wait_for(settled, timeout=60)
+    here = (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
+    assert wait_for(lambda: far.conf(vmid).exists() != here)  # one copy
+    runner = pct if here else far.pct
+    assert runner("status", vmid).out == "status: running\n"
+    assert (
+        "lock:" not in (ctroot / f"etc/pve/lxc/{vmid}.conf" if here else far.conf(vmid)).read_text()
+    )
+    assert checksum(runner, vmid, "/data.bin") == digest
+    if here:
+        assert wait_for(lambda: target_clean(far, vmid))
+    else:
+        assert not (ctroot / f"mnt/bt/images/{vmid}").exists()
+    runner("stop", vmid)

@@ -165,3 +165,26 @@ def test_a_malformed_request_is_answered_with_an_error_and_the_session_goes_on(
     assert replies[1]["ok"] is False and "malformed request" in replies[1]["error"], replies
     assert [r["ok"] for r in replies[2:]] == ([] if request_["op"] == "commit" else [True])
     assert not conf.exists() and not migration.incoming_record(904).exists()
+
+
+@pytest.mark.parametrize("acked", [True, False])
+def test_a_commit_whose_answer_was_not_acknowledged_is_noted_by_its_token(
+    ctroot: Path, acked: bool
+) -> None:
+    """A source that acknowledges the commit's answer will never ask about it: no note. One
+    that went away after its commit (the answer may be lost) can ask by the token later."""
+    token = "0123456789abcdef0123456789abcdef"
+    r, w = os.pipe()
+    out = io.StringIO()
+    commit = {"op": "commit", "config": "arch: amd64\n", "token": token}
+    os.write(w, (json.dumps(commit) + "\n" + ('{"op": "ack"}\n' if acked else "")).encode())
+    os.close(w)
+    with os.fdopen(r) as inp:
+        target.serve(905, inp, out, print, idle_timeout=5)
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["ok"] for r in replies] == [True, True] + ([True] if acked else [])
+    assert "lock:" not in (ctroot / "etc/pve/lxc/905.conf").read_text()  # committed, unlocked
+    assert not migration.incoming_record(905).exists()
+    assert migration.done_record(905).exists() is not acked
+    expected = "none" if acked else "committed"
+    assert migration.commit_outcome(905, token, print) == expected
