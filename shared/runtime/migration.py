@@ -144,7 +144,9 @@ def remove_source(vmid: int, log: Log) -> None:
         store.remove(vmid)
 
 
-def ask_outcome(remote_name: object, target_vmid: object, token: object) -> str | None:
+def ask_outcome(
+    remote_name: object, target_vmid: object, token: object, timeout: float = 60
+) -> str | None:
     """The target's word on a commit whose answer was lost: ``committed``, ``none`` (not
     committed, its side rolled back) or ``pending``; None when it cannot be asked (no token,
     no such remote, no connection, no sensible answer)."""
@@ -159,7 +161,7 @@ def ask_outcome(remote_name: object, target_vmid: object, token: object) -> str 
         return None
     args = ["migrate-target", "outcome", str(target_vmid), token]
     try:
-        out = ssh.run_pct(remotes.get(remote_name), args, timeout=60)
+        out = ssh.run_pct(remotes.get(remote_name), args, timeout=timeout)
         reply = json.loads(out.strip().splitlines()[-1])
     except (CtkitError, ValueError, IndexError, RecursionError):
         return None
@@ -171,7 +173,8 @@ def _settle(vmid: int, rec: dict[str, Any], log: Log) -> str:
     """The phase of a migration that died in its commit, as the target tells it: committed,
     ``copy`` (not committed: undone like a failure before the commit) or still committing."""
     remote = rec.get("remote")
-    outcome = ask_outcome(remote, rec.get("target_vmid"), rec.get("token"))
+    # (any command may be the one that asks, pct list too: a remote that hangs costs it 20 s)
+    outcome = ask_outcome(remote, rec.get("target_vmid"), rec.get("token"), timeout=20)
     if outcome == "committed":
         log(f"CT {vmid}: remote '{remote}' committed the migration")
         return "committed"
