@@ -239,15 +239,22 @@ def _drop_lock(dead: owners.Owner, log: Log, warn: Log) -> None:
 
 
 def _restart(dead: owners.Owner, log: Log, warn: Log) -> None:
+    if dead.stopped:
+        restart_stopped(dead.vmid, dead.op, log)
+
+
+def restart_stopped(vmid: int, op: str, log: Log) -> None:
+    """Start again the container an operation (``op``) stopped and then gave up: killed, or
+    interrupted before it changed anything."""
     from . import lifecycle, lxcapi
 
-    if not dead.stopped or lxcapi.is_running(dead.vmid):
+    if lxcapi.is_running(vmid):
         return
-    # killed while the container went down: its shutdown ends first, then the kernel lets go
-    # of its raw volumes (a start meanwhile failed on them, after ext4's MMP wait)
-    lxcapi.wait_state(dead.vmid, "STOPPED", RESTART_GRACE)
-    conf = store.load_or_none(dead.vmid)
+    # stopped midway: its shutdown ends first, then the kernel lets go of its raw volumes (a
+    # start meanwhile failed on them, after ext4's MMP wait)
+    lxcapi.wait_state(vmid, "STOPPED", RESTART_GRACE)
+    conf = store.load_or_none(vmid)
     if conf is not None:
         lifecycle.wait_released(conf)
-    lifecycle.start(dead.vmid, log=log)
-    log(f"CT {dead.vmid}: restarted the container {dead.op} had stopped")
+    lifecycle.start(vmid, log=log)
+    log(f"CT {vmid}: restarted the container {op} had stopped")

@@ -348,12 +348,15 @@ def delete(
     only the snapshot still referenced become ``unusedN`` of the main config. A delete that is
     killed is finished by the next command (its owner record).
     """
-    section, owner = _start_delete(vmid, name, expected_lock)
-    try:
-        return _delete_steps(vmid, name, section, force, expected_lock)
-    finally:
-        if owner is not None:
-            owners.release(owner)
+    # the mark, the storage snapshots and the section at one go: a signal acts after them,
+    # never between them (a delete left half done under no owner, for a human to finish)
+    with signals.step():
+        section, owner = _start_delete(vmid, name, expected_lock)
+        try:
+            return _delete_steps(vmid, name, section, force, expected_lock)
+        finally:
+            if owner is not None:
+                owners.release(owner)
 
 
 def _delete_steps(
@@ -493,20 +496,40 @@ def rollback(vmid: int, name: str, *, start: bool = False, log: Log = _stderr) -
         owner = owners.claim(
             vmid, ROLLBACK_OP, lock="rollback", snapshot=name, mode="start" if start else ""
         )
+    stopped = locked = False
     try:
         if lxcapi.is_running(vmid):
             owners.update(owner, stopped=True)  # killed before its lock: started again
+            stopped = True
             _stop_for_rollback(vmid, log)
-        section = _lock_for_rollback(vmid, name)
-        # locked: a kill from here on is finished by recovery, which owes only the asked-for
-        # start (it cannot tell a finished rollback from one that never began)
-        owners.update(owner, stopped=start)
-        _roll_volumes(section, name)
-        _finish_rollback(vmid, name)
+        # the lock, the volumes and the config at one go: a signal acts after them (the
+        # rollback done), never between them (volumes rolled back under no owner)
+        with signals.step():
+            section = _lock_for_rollback(vmid, name)
+            locked = True
+            # locked: a kill from here on is finished by recovery, which owes only the
+            # asked-for start (it cannot tell a finished rollback from one that never began)
+            owners.update(owner, stopped=start)
+            _roll_volumes(section, name)
+            _finish_rollback(vmid, name)
+    except BaseException:
+        if stopped and not locked:  # it never began: the container runs again, as it was
+            with signals.held():
+                _start_again(vmid, log)
+        raise
     finally:
         owners.release(owner)
     if start:
         lifecycle.start(vmid, log=log)
+
+
+def _start_again(vmid: int, log: Log) -> None:
+    from .recovery import restart_stopped  # (recovery imports this module)
+
+    try:
+        restart_stopped(vmid, ROLLBACK_OP, log)
+    except CtkitError as err:
+        log(f"WARN: CT {vmid}: starting it again failed - {err}")
 
 
 def _roll_volumes(section: Section, name: str) -> None:

@@ -527,6 +527,74 @@ def test_a_killed_delsnapshot_is_finished_by_the_next_command(
     assert pct("status", vmid).err == ""
 
 
+def interrupted_while_btrfs_waits(ctroot: Path, argv: list[str], lock: str, conf_text: Text) -> str:
+    """Run pct ``argv`` with the btrfs file system frozen, SIGTERM it (alone) once the config
+    carries ``lock`` and its btrfs child waits, check that it goes on with its step, then
+    thaw; returns its stderr once it has exited 130."""
+    with fs_frozen(ctroot / "mnt/bt"):
+        proc = subprocess.Popen(
+            [str(PCT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+
+        def waiting() -> bool:
+            locked = f"lock: {lock}\n" in conf_text(int(argv[1]))
+            return locked and "btrfs" in group_commands(proc.pid)
+
+        wait_until(waiting, proc, f"btrfs under lock {lock}")
+        proc.terminate()
+        time.sleep(0.3)
+        assert proc.poll() is None  # the step goes on
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    return err
+
+
+def test_a_delsnapshot_interrupted_while_removing_finishes_it_first(
+    pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
+) -> None:
+    """SIGTERM while the storage snapshots are removed: the delete ends done (exit 130), not
+    half done under ``lock: snapshot-delete`` with no owner left to finish it."""
+    vmid = bt_ct
+    pct("snapshot", vmid, "s1")
+    pct("snapshot", vmid, "s2")
+    err = interrupted_while_btrfs_waits(
+        ctroot, ["delsnapshot", str(vmid), "s1"], "snapshot-delete", conf_text
+    )
+    assert err == "interrupted by signal\n"
+    conf = load(vmid)
+    assert conf.lock is None and sorted(conf.snapshots) == ["s2"]
+    for disk in (0, 1):
+        assert not subvol(ctroot, vmid, disk, "s1").exists()
+        assert subvol(ctroot, vmid, disk, "s2").is_dir()
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+
+
+def test_a_rollback_interrupted_while_rolling_back_finishes_it_first(
+    pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
+) -> None:
+    """SIGTERM while the volumes are rolled back: the lock, the volumes and the config are one
+    step, so the rollback ends done (exit 130), never locked halfway with no owner to finish
+    it (its record went with the interrupted command)."""
+    vmid = bt_ct
+    for disk in (0, 1):
+        (subvol(ctroot, vmid, disk) / "marker").write_text("then\n")
+    pct("snapshot", vmid, "s1")
+    pct("set", vmid, "--memory", "300")
+    for disk in (0, 1):
+        (subvol(ctroot, vmid, disk) / "marker").write_text("now\n")
+    err = interrupted_while_btrfs_waits(
+        ctroot, ["rollback", str(vmid), "s1"], "rollback", conf_text
+    )
+    assert err == "interrupted by signal\n"
+    conf = load(vmid)
+    assert conf.lock is None and conf.values.get("parent") == "s1"
+    assert conf.values["memory"] == "512"
+    for disk in (0, 1):
+        assert (subvol(ctroot, vmid, disk) / "marker").read_text() == "then\n"
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+
+
 @pytest.mark.parametrize("start", [False, True])
 def test_a_killed_rollback_is_finished_by_the_next_command(
     pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text, start: bool
@@ -560,14 +628,11 @@ def test_a_killed_rollback_is_finished_by_the_next_command(
         assert pct("exec", vmid, "--", "cat", "/marker").out == "then\n"
 
 
-def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
-    pct: Pct, bt_ct: int, ctroot: Path, tmp_path: Path
-) -> None:
-    """Killed after it stopped the running container and before its lock, the rollback had
-    not begun: the next command starts the container again, rolled back nowhere."""
-    from shared.runtime import lxcapi
-
-    vmid = bt_ct
+def rollback_stopping_the_ct(
+    pct: Pct, vmid: int, ctroot: Path, tmp_path: Path
+) -> tuple[subprocess.Popen[str], Path]:
+    """``pct rollback`` of the running CT, started; the file that appears once the rollback
+    has stopped the CT and waits for its post-stop hook (4 s) to end."""
     (subvol(ctroot, vmid) / "marker").write_text("then\n")
     pct("snapshot", vmid, "s1")
     (subvol(ctroot, vmid) / "marker").write_text("now\n")
@@ -584,6 +649,42 @@ def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
         [str(PCT), "rollback", str(vmid), "s1"], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
+    return proc, stopped
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_rollback_interrupted_while_stopping_the_ct_starts_it_again_itself(
+    pct: Pct, bt_ct: int, ctroot: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Interrupted after it stopped the running container and before its lock, the rollback
+    had not begun: it starts the container again itself before it exits (it left it stopped,
+    and its record went with it: no later command knew)."""
+    vmid = bt_ct
+    proc, stopped = rollback_stopping_the_ct(pct, vmid, ctroot, tmp_path)
+    deadline = time.monotonic() + 60
+    while not stopped.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, sig)  # (the whole group, as a terminal's Ctrl-C)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err == "interrupted by signal\n"
+    assert f"CT {vmid}: restarted the container rollback had stopped" in out
+    assert pct("status", vmid).out == "status: running\n"
+    assert load(vmid).lock is None
+    assert pct("exec", vmid, "--", "cat", "/marker").out == "now\n"
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+
+
+def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
+    pct: Pct, bt_ct: int, ctroot: Path, tmp_path: Path
+) -> None:
+    """Killed after it stopped the running container and before its lock, the rollback had
+    not begun: the next command starts the container again, rolled back nowhere."""
+    from shared.runtime import lxcapi
+
+    vmid = bt_ct
+    proc, stopped = rollback_stopping_the_ct(pct, vmid, ctroot, tmp_path)
     sigkill_group_when(proc, stopped.exists, "the post-stop hook")
     deadline = time.monotonic() + 30
     while lxcapi.monitor_alive(vmid):  # the hook still holds the stopped container
