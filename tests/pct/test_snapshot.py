@@ -529,8 +529,8 @@ def test_a_killed_delsnapshot_is_finished_by_the_next_command(
 
 def interrupted_while_btrfs_waits(ctroot: Path, argv: list[str], lock: str, conf_text: Text) -> str:
     """Run pct ``argv`` with the btrfs file system frozen, SIGTERM it (alone) once the config
-    carries ``lock`` and its btrfs child waits, check that it goes on with its step, then
-    thaw; returns its stderr once it has exited 130."""
+    carries ``lock`` and its btrfs child waits, check that it goes on (with its step, or
+    reaping its btrfs child), then thaw; returns its stderr once it has exited 130."""
     with fs_frozen(ctroot / "mnt/bt"):
         proc = subprocess.Popen(
             [str(PCT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
