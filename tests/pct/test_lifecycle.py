@@ -55,13 +55,9 @@ def test_raw_rootfs_is_released_on_stop_and_when_the_ct_stops_by_itself(
     pct("stop", vmid)
     assert pct("status", vmid).out == "status: stopped\n"
     assert leftovers(ctroot) == []
-    pct("start", vmid)
     # the test init exits on SIGUSR2: sent from the host (a `kill` run inside may itself be
     # killed with the container's processes before it exits, and report 137)
-    pid = lxcapi.init_pid(vmid)
-    assert pid is not None
-    os.kill(pid, signal.SIGUSR2)
-    assert wait_for(lambda: not lxcapi.is_running(vmid))
+    stop_by_itself(pct, vmid)
     assert leftovers(ctroot) == []  # the post-stop hook cleaned up
 
 
