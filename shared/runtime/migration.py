@@ -336,18 +336,11 @@ def commit_outcome(vmid: int, token: str, log: Log) -> str:
     """Whether the migration ``token`` committed ``vmid`` here: ``committed``, ``none`` (its
     session rolled back or never began) or ``pending`` (its session still runs). A commit the
     source acknowledged leaves no note: that source knows, and never asks."""
-    import json
-
     recover_incoming(vmid, log)  # a dead session: rolled back, or its commit noted
     if owner.read_record(incoming_record(vmid)) is not None:
         return "pending"
-    try:
-        with open(done_record(vmid), "rb") as fh:
-            done = json.loads(fh.read(4096))
-    except (OSError, ValueError):
-        done = None
-    committed = isinstance(done, dict) and done.get("token") == token
-    return "committed" if committed else "none"
+    done = owner.read_record(done_record(vmid)) or {}  # (a file, not a symlink, bounded)
+    return "committed" if done.get("token") == token else "none"
 
 
 def recover_incoming(vmid: int, log: Log) -> bool:

@@ -206,19 +206,23 @@ def test_destroy_frees_a_volume_only_a_snapshot_still_names(
     assert not images.exists() or sorted(p.name for p in images.iterdir()) == []
 
 
-def test_a_killed_destroy_is_finished_by_the_next_command(
-    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str, ctroot: Path
+@pytest.mark.parametrize("how", ["killed", "interrupted"])
+def test_a_killed_or_interrupted_destroy_is_finished_by_the_next_command(
+    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str, ctroot: Path, how: str
 ) -> None:
-    """SIGKILLed while freeing the volumes, ``pct destroy`` left ``lock: destroyed`` on a
-    container with half its volumes gone, for a human to unlock and destroy again; the next
-    command finishes the destroy the user asked for."""
-    from tests.pct.test_snapshot import killed_while_btrfs_waits, subvol
+    """SIGKILLed (or sent SIGTERM) while freeing the volumes, ``pct destroy`` left ``lock:
+    destroyed`` on a container with half its volumes gone, for a human to unlock and destroy
+    again; the next command finishes the destroy the user asked for."""
+    from tests.pct import test_snapshot as snaps
 
     pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:1",
         "--mp0", f"{btrfs_storage}:0,mp=/data")  # fmt: skip
     conf_text = paths.ct_conf(vmid).read_text
-    killed_while_btrfs_waits(ctroot, ["destroy", str(vmid)], "destroyed",
-                             lambda _vmid: conf_text())  # fmt: skip
+    argv = ["destroy", str(vmid)]
+    if how == "killed":
+        snaps.killed_while_btrfs_waits(ctroot, argv, "destroyed", lambda _vmid: conf_text())
+    else:
+        snaps.interrupted_while_btrfs_waits(ctroot, argv, "destroyed", lambda _vmid: conf_text())
     assert "lock: destroyed" in conf_text()
     res = pct("list")
     assert f"CT {vmid}: destroy (pid " in res.err and "died without cleaning up" in res.err
@@ -226,7 +230,7 @@ def test_a_killed_destroy_is_finished_by_the_next_command(
     assert f"{vmid}" not in res.out
     assert not paths.ct_conf(vmid).exists()
     for disk in (0, 1):
-        assert not subvol(ctroot, vmid, disk).exists()
+        assert not snaps.subvol(ctroot, vmid, disk).exists()
     assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
 
 
@@ -241,26 +245,3 @@ def test_a_ct_that_stopped_by_itself_is_destroyed_at_once(
     assert res.rc == 0, res.text
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
     assert leftovers(ctroot) == []
-
-
-def test_an_interrupted_destroy_is_finished_by_the_next_command(
-    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str, ctroot: Path
-) -> None:
-    """SIGTERM while freeing the volumes: as after a kill, the next command finishes the
-    destroy (some volumes may be gone already), instead of a ``lock: destroyed`` for a human
-    to unlock and destroy again."""
-    from tests.pct.test_snapshot import interrupted_while_btrfs_waits, subvol
-
-    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:1",
-        "--mp0", f"{btrfs_storage}:0,mp=/data")  # fmt: skip
-    conf_text = paths.ct_conf(vmid).read_text
-    interrupted_while_btrfs_waits(ctroot, ["destroy", str(vmid)], "destroyed",
-                                  lambda _vmid: conf_text())  # fmt: skip
-    assert "lock: destroyed" in conf_text()
-    res = pct("list")
-    assert f"CT {vmid}: finished the destroy pct destroy had begun" in res.err, res.err
-    assert f"{vmid}" not in res.out
-    assert not paths.ct_conf(vmid).exists()
-    for disk in (0, 1):
-        assert not subvol(ctroot, vmid, disk).exists()
-    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()

@@ -652,6 +652,13 @@ def rollback_stopping_the_ct(
     return proc, stopped
 
 
+def assert_running_not_rolled_back(pct: Pct, vmid: int, ctroot: Path) -> None:
+    assert pct("status", vmid).out == "status: running\n"
+    assert load(vmid).lock is None
+    assert pct("exec", vmid, "--", "cat", "/marker").out == "now\n"
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_rollback_interrupted_while_stopping_the_ct_starts_it_again_itself(
     pct: Pct, bt_ct: int, ctroot: Path, tmp_path: Path, sig: signal.Signals
@@ -670,10 +677,7 @@ def test_a_rollback_interrupted_while_stopping_the_ct_starts_it_again_itself(
     assert proc.returncode == 130, err
     assert err == "interrupted by signal\n"
     assert f"CT {vmid}: restarted the container rollback had stopped" in out
-    assert pct("status", vmid).out == "status: running\n"
-    assert load(vmid).lock is None
-    assert pct("exec", vmid, "--", "cat", "/marker").out == "now\n"
-    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+    assert_running_not_rolled_back(pct, vmid, ctroot)
 
 
 def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
@@ -692,10 +696,7 @@ def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
         time.sleep(0.1)
     res = pct("status", vmid)
     assert f"CT {vmid}: restarted the container rollback had stopped" in res.err, res.err
-    assert res.out == "status: running\n"
-    assert load(vmid).lock is None
-    assert pct("exec", vmid, "--", "cat", "/marker").out == "now\n"
-    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+    assert_running_not_rolled_back(pct, vmid, ctroot)
 
 
 def test_a_killed_delsnapshot_keeps_a_volume_only_the_snapshot_named(

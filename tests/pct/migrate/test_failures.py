@@ -227,17 +227,24 @@ def hookscript(root: Path, body: str) -> None:
     (snippets / "hook.sh").chmod(0o755)
 
 
+def slow_commit(pct: Pct, far: Far, vmid: int, ctroot: Path) -> Path:
+    """The target's start of the migrated container (the commit) takes 2 s: a hook script
+    that does nothing on the source, and waits on the target after touching the file this
+    returns."""
+    starting = far.root / "starting"
+    hookscript(ctroot, "")
+    hookscript(far.root, f'[ "$2" = pre-start ] && touch {starting} && sleep 2')
+    pct("set", vmid, "--hookscript", "local:snippets/hook.sh")
+    return starting
+
+
 def test_ctrl_c_during_the_commit_waits_for_it_and_finishes_the_migration(
     pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
 ) -> None:
     # the terminal's Ctrl-C went to the SSH link too: the commit's answer was lost, and the
     # source stayed stopped and locked with the target's state unknown
     vmid, digest = running_ct
-    starting = far.root / "starting"
-    hookscript(ctroot, "")
-    # the target's start of the migrated container (the commit) takes a while
-    hookscript(far.root, f'[ "$2" = pre-start ] && touch {starting} && sleep 2')
-    pct("set", vmid, "--hookscript", "local:snippets/hook.sh")
+    starting = slow_commit(pct, far, vmid, ctroot)
     argv = [str(PCT), "migrate", str(vmid), "far", "--restart", "--target-storage", "fbt"]
     # a terminal's foreground job: its own process group, which Ctrl-C signals as a whole
     proc = subprocess.Popen(
@@ -275,10 +282,7 @@ def test_a_link_cut_in_the_commit_is_settled_by_asking_the_target(
     # container. It asks the target (by the migration's token), now or at the next command,
     # and ends up with exactly one copy, running, and no lock - whichever the answer
     vmid, digest = running_ct
-    starting = far.root / "starting"
-    hookscript(ctroot, "")
-    hookscript(far.root, f'[ "$2" = pre-start ] && touch {starting} && sleep 2')
-    pct("set", vmid, "--hookscript", "local:snippets/hook.sh")
+    starting = slow_commit(pct, far, vmid, ctroot)
     proc = start_migration(vmid)
     assert wait_for(starting.exists, timeout=120)
     for pid, argv in children(proc.pid):
