@@ -570,6 +570,17 @@ def test_a_delsnapshot_interrupted_while_removing_finishes_it_first(
     assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
 
 
+def snapshot_then_change(pct: Pct, vmid: int, ctroot: Path) -> None:
+    """Snapshot ``s1`` with both volumes' marker saying ``then`` and 512 MiB of memory; then
+    the markers say ``now`` and the memory is 300."""
+    for disk in (0, 1):
+        (subvol(ctroot, vmid, disk) / "marker").write_text("then\n")
+    pct("snapshot", vmid, "s1")
+    pct("set", vmid, "--memory", "300")
+    for disk in (0, 1):
+        (subvol(ctroot, vmid, disk) / "marker").write_text("now\n")
+
+
 def test_a_rollback_interrupted_while_rolling_back_finishes_it_first(
     pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
 ) -> None:
@@ -577,12 +588,7 @@ def test_a_rollback_interrupted_while_rolling_back_finishes_it_first(
     step, so the rollback ends done (exit 130), never locked halfway with no owner to finish
     it (its record went with the interrupted command)."""
     vmid = bt_ct
-    for disk in (0, 1):
-        (subvol(ctroot, vmid, disk) / "marker").write_text("then\n")
-    pct("snapshot", vmid, "s1")
-    pct("set", vmid, "--memory", "300")
-    for disk in (0, 1):
-        (subvol(ctroot, vmid, disk) / "marker").write_text("now\n")
+    snapshot_then_change(pct, vmid, ctroot)
     err = interrupted_while_btrfs_waits(
         ctroot, ["rollback", str(vmid), "s1"], "rollback", conf_text
     )
@@ -604,12 +610,7 @@ def test_a_killed_rollback_is_finished_by_the_next_command(
     snapshot's config, removes the copy the dead btrfs step left, and starts the container
     only if the rollback was asked to."""
     vmid = bt_ct
-    for disk in (0, 1):
-        (subvol(ctroot, vmid, disk) / "marker").write_text("then\n")
-    pct("snapshot", vmid, "s1")
-    pct("set", vmid, "--memory", "300")
-    for disk in (0, 1):
-        (subvol(ctroot, vmid, disk) / "marker").write_text("now\n")
+    snapshot_then_change(pct, vmid, ctroot)
     argv = ["rollback", str(vmid), "s1", *(["--start"] if start else [])]
     killed_while_btrfs_waits(ctroot, argv, "rollback", conf_text)
     res = pct("status", vmid)
