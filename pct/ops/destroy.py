@@ -8,7 +8,7 @@ from collections.abc import Callable
 from shared import owner as owners
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.errors import CtkitError, StateError
+from shared.errors import StateError
 from shared.locks import config_lock
 from shared.runtime import lifecycle, lxcapi, recovery, teardown
 
@@ -68,9 +68,9 @@ def destroy(
         store.save(locked)
         try:
             teardown.remove(conf, mode, log)
-        except CtkitError:
+        except Exception:
             owners.release(owner)  # the locked config lists what could not be freed
             raise
-        # (interrupted by a signal, the record stays: the next command finishes the destroy
-        # the user asked for, as after a kill - some volumes may be gone already)
+        # (interrupted by a signal - not an Exception - the record stays: the next command
+        # finishes the destroy the user asked for, as after a kill; some volumes are gone)
         owners.release(owner)
