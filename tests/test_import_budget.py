@@ -176,8 +176,12 @@ def test_every_help_works_and_imports_nothing_heavy(ctroot: Path, prog: str) -> 
 
 
 # what a tar backup (``vzdump <vmid> --dumpdir ...``) loads only when it is used: restic's
-# driver and path (a restic storage), the archive reader (--verify), mail (notification)
+# driver and path (a restic storage), the archive reader (--verify), mail (notification), the
+# start machinery (a running CT in stop mode) and snapshots (snapshot mode)
 ON_DEMAND = (
+    "shared.runtime.lifecycle",
+    "shared.runtime.snapshot",
+    "shared.runtime.lxcconf",
     "shared.restic",
     "shared.storage.resticbackups",
     "shared.backups.resticstream",

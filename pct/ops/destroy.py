@@ -10,7 +10,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.errors import StateError
 from shared.locks import config_lock
-from shared.runtime import lifecycle, lxcapi, recovery, teardown
+from shared.runtime import lifecycle, lxcapi, mounts, recovery, teardown
 
 Log = Callable[[str], None]
 
@@ -58,7 +58,7 @@ def destroy(
             raise StateError(f"unable to destroy CT {vmid} - container is running")
         # a CT that stopped a moment ago (by itself, or by another command) may still hold the
         # loop devices of its raw volumes: freeing one would find it in use
-        lifecycle.wait_released(conf)
+        mounts.wait_released(conf)
         # keeps the id reserved while volumes go, and every volume listed: when one cannot be
         # freed, the command fails and the config stays (locked) to find the rest by; killed,
         # the next command finishes it (the owner record)

@@ -17,12 +17,9 @@ from .. import atomic, paths
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.pending import apply_pending
-from ..errors import CommandError, ConfigError, CtkitError, StateError
+from ..errors import CommandError, ConfigError, StateError
 from ..locks import config_lock
 from ..printable import printable
-from ..storage import loop
-from ..storage.api import volume_path
-from ..storage.config import load_config
 from ..storage.hostreach import set_host_reach
 from . import hookscript, lxcapi
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
@@ -32,6 +29,7 @@ from .idcheck import check_subids
 from .lxccheck import check_config
 from .lxccmd import MonitorSilent
 from .lxcconf import HostInfo, generate, seccomp_rules
+from .mounts import wait_released
 from .namespace import left_host
 from .propagation import ensure_shared_root
 from .startcheck import check_start_config
@@ -219,22 +217,6 @@ def thaw_if_frozen(vmid: int) -> None:
     with contextlib.suppress(OSError):
         if cgroup.is_frozen():
             cgroup.thaw()
-
-
-def wait_released(conf: Config, timeout: float = loop.RELEASE_WAIT) -> None:
-    """LXC reports STOPPED a moment before the kernel lets go of the loop devices of the
-    container's raw volumes (its mount namespace goes last): whatever mounts one next (a start,
-    a stop-mode backup) failed on it. Wait until they are gone (bounded)."""
-    cfg = load_config()
-    for mp in conf.mountpoints():
-        if mp.type != "volume":
-            continue
-        try:
-            path = volume_path(mp.volume, cfg=cfg)
-        except CtkitError:
-            continue
-        if path.is_file():
-            loop.wait_unused(path, timeout)
 
 
 def stop(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:

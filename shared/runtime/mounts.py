@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..ctconfig.config import Section
+from ..ctconfig.config import Config, Section
 from ..ctconfig.mountpoints import MountPoint
 from ..errors import CommandError, CtkitError, Interrupted, StorageError
 from ..storage import cmd, loop
+from ..storage.api import volume_path
+from ..storage.config import load_config
 from ..storage.volumes import mount_volume
 from ..writeback import early_writeback, syncfs
 from .beneath import ensure_dir
@@ -28,6 +30,22 @@ After = Callable[[MountPoint, Path], None]
 
 def _all(_mp: MountPoint) -> bool:
     return True
+
+
+def wait_released(conf: Config, timeout: float = loop.RELEASE_WAIT) -> None:
+    """LXC reports STOPPED a moment before the kernel lets go of the loop devices of the
+    container's raw volumes (its mount namespace goes last): whatever mounts one next (a start,
+    a stop-mode backup) failed on it. Wait until they are gone (bounded)."""
+    cfg = load_config()
+    for mp in conf.mountpoints():
+        if mp.type != "volume":
+            continue
+        try:
+            path = volume_path(mp.volume, cfg=cfg)
+        except CtkitError:
+            continue
+        if path.is_file():
+            loop.wait_unused(path, timeout)
 
 
 # ``quota=1`` as Proxmox does it: journaled user and group quotas on the ext4 image; the guest

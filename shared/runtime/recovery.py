@@ -246,7 +246,7 @@ def _restart(dead: owners.Owner, log: Log, warn: Log) -> None:
 def restart_stopped(vmid: int, op: str, log: Log) -> None:
     """Start again the container an operation (``op``) stopped and then gave up: killed, or
     interrupted before it changed anything."""
-    from . import lifecycle, lxcapi
+    from . import lifecycle, lxcapi, mounts
 
     if lxcapi.is_running(vmid):
         return
@@ -255,6 +255,6 @@ def restart_stopped(vmid: int, op: str, log: Log) -> None:
     lxcapi.wait_state(vmid, "STOPPED", RESTART_GRACE)
     conf = store.load_or_none(vmid)
     if conf is not None:
-        lifecycle.wait_released(conf)
+        mounts.wait_released(conf)
     lifecycle.start(vmid, log=log)
     log(f"CT {vmid}: restarted the container {op} had stopped")

@@ -20,11 +20,11 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, CtkitError, StateError
 from shared.parentdeath import tied_to_parent
-from shared.runtime import lifecycle, lxcapi, snapshot
+from shared.runtime import lxcapi
 from shared.runtime.beneath import check_mount_point
 from shared.runtime.cgroups import CGroup
 from shared.runtime.guestview import config_root_ids
-from shared.runtime.mounts import mount_all
+from shared.runtime.mounts import mount_all, wait_released
 from shared.toolenv import tool_env
 
 from .hooks import Hooks
@@ -137,6 +137,8 @@ def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
             run.hook("pre-stop")
             run.note(stopped=True)
             shutdown_sent = True
+            from shared.runtime import lifecycle  # the start machinery: only for a running CT
+
             lifecycle.shutdown(run.vmid, timeout=stopwait * 60, skiplock=True, log=run.log)
             # never archive a container that is still running: the restart flag is set only
             # once it is really down (§4.2, case 16)
@@ -147,7 +149,7 @@ def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
             run.hook("backup-start")
             # a pct stop just before the backup lock leaves the container's loop devices for a
             # moment (our own shutdown above waited for them): mounting meanwhile failed
-            lifecycle.wait_released(run.conf)
+            wait_released(run.conf)
         with mounted_volumes(run) as snapdir:
             yield snapdir
     finally:
@@ -176,6 +178,8 @@ def _start_again(run: GuestRun) -> None:
     try:
         if not lxcapi.is_running(run.vmid):
             run.log("restarting vm")
+            from shared.runtime import lifecycle  # only when a CT we stopped comes back
+
             lifecycle.start(run.vmid, skiplock=True, log=run.log)
         run.note(stopped=False)
     except CtkitError as err:
@@ -294,12 +298,18 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
 
 
 def snapshot_possible(run: GuestRun) -> bool:
+    # snapshots (and the start machinery they import) only in snapshot mode: the stop and
+    # suspend modes of every backup would pay for their import
+    from shared.runtime import snapshot
+
     keys = run.included_keys()
     return snapshot.snapshot_volumes(run.conf, lambda mp: mp.key in keys) is not None
 
 
 def remove_stale_snapshot(run: GuestRun) -> None:
     if SNAPNAME in run.conf.snapshots:
+        from shared.runtime import snapshot
+
         run.log(f"found old {SNAPNAME} snapshot (force removal)")
         for problem in snapshot.delete(run.vmid, SNAPNAME, force=True, expected_lock="backup"):
             run.warn(problem)
@@ -308,6 +318,8 @@ def remove_stale_snapshot(run: GuestRun) -> None:
 
 @contextlib.contextmanager
 def snapshot_mode(run: GuestRun) -> Iterator[Path]:
+    from shared.runtime import snapshot
+
     remove_stale_snapshot(run)
     vzsnap_dir(run.slot)
     keys = run.included_keys()
@@ -353,6 +365,8 @@ def snapshot_mode(run: GuestRun) -> Iterator[Path]:
 
 
 def _remove_snapshot(run: GuestRun) -> None:
+    from shared.runtime import snapshot
+
     run.log(f"cleanup temporary '{SNAPNAME}' snapshot")
     try:
         for problem in snapshot.delete(run.vmid, SNAPNAME, expected_lock="backup"):
