@@ -115,8 +115,8 @@ def test_connection_cut_mid_copy_rolls_back_both_sides(
     for pid in sh("ip", "netns", "pids", far.netns).stdout.split():
         try:
             name = Path(f"/proc/{pid}/comm").read_text().strip()
-        except FileNotFoundError:
-            continue  # gone meanwhile
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile (before the open, or between the open and the read)
         if name == "sshd":
             with_suppress_kill(int(pid))
     out, _ = proc.communicate(timeout=120)
