@@ -413,7 +413,11 @@ def run(
         # container removed, a lock dropped) before it exits 130; the default action ended it
         # on the spot and left that to the next command's recovery
         with signals.interruptible(), _quiet_unraisable_interrupts():
-            result = root.main(args, prog_name=prog, standalone_mode=False)
+            try:
+                result = root.main(args, prog_name=prog, standalone_mode=False)
+            finally:
+                if argv is None:  # the program's own process: only its exit is left to do
+                    quickexit.hold_signals()
         code = result if isinstance(result, int) else 0
         if code == Interrupted.exit_code:  # typer turns Ctrl-C into a return value of 130
             print(Interrupted().message, file=sys.stderr)

@@ -38,6 +38,14 @@ def _objects(kinds: tuple[type, ...]) -> list[object]:
     return [obj for obj in gc.get_objects() if issubclass(type(obj), kinds)]
 
 
+def hold_signals() -> set[int | signal.Signals]:
+    """Block INT, TERM and HUP for the rest of the process (its children inherit the mask);
+    returns the mask before. Once a command's outcome is decided, a signal could only cut its
+    output, its exit handlers or this exit short (a Ctrl-C raised a traceback there): held, it
+    dies with the process."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+
+
 def leave(code: int) -> None:
     """Exit now with ``code`` when nothing is left for the interpreter's teardown to do;
     return (and let the caller exit normally) otherwise."""
@@ -52,7 +60,7 @@ def leave(code: int) -> None:
         if isinstance(obj, _SUSPENDABLE) and _suspended(obj):
             return  # a ``finally`` not run yet: the interpreter's exit, as before
     # held from here: a second Ctrl-C while leaving ended in a traceback instead of this exit
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    held = hold_signals()
     try:
         handlers = atexit._ncallbacks()
         atexit._run_exitfuncs()

@@ -1,0 +1,109 @@
+"""A Ctrl-C at either end of a command: while it is still loading (nothing done yet) it ends in
+one line and exit 130; once its outcome is decided, it no longer cuts the output or the exit
+short. Both ended in a Python traceback and a death by SIGINT before."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# a SIGINT ignored by whoever started the test (a background job) would stay ignored
+DEFAULT_INT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+# an app whose import takes long: it says when it has started, then loads for 30 s
+SLOW_APP = """\
+import os, pathlib, time
+pathlib.Path(os.environ["MARKER"]).write_text("loading")
+time.sleep(30)
+"""
+
+
+def test_ctrl_c_while_a_command_is_still_loading_ends_it_in_one_line(tmp_path: Path) -> None:
+    app = tmp_path / "slowapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "cli.py").write_text(SLOW_APP)
+    marker = tmp_path / "marker"
+    code = DEFAULT_INT + "from shared.entry import run_app\nrun_app('slowapp')\n"
+    env = dict(os.environ, MARKER=str(marker), PYTHONPATH=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (proc.returncode, out, err) == (130, "", "interrupted by signal\n")
+
+
+@pytest.mark.parametrize("name", ["pct", "vzdump", "pveam"])
+def test_the_console_scripts_start_through_the_entry(name: str) -> None:
+    (point,) = importlib.metadata.entry_points(group="console_scripts", name=name)
+    assert point.value == f"shared.entry:{name}"
+    script = Path(sys.executable).parent / name
+    assert f"from shared.entry import {name}" in script.read_text()
+
+
+# a command that is done (or failed) when the Ctrl-C comes: at the flush of its output, the
+# last thing the CLI does before its exit
+END_SIGNAL = """
+import os, signal, sys
+from shared.cli import new_app, run
+from shared.errors import CtkitError
+
+app = new_app("test")
+state = {"done": False}
+
+@app.command()
+def work(fail: bool = False) -> None:
+    print("done")
+    state["done"] = True
+    if fail:
+        raise CtkitError("it failed")
+
+@app.command()
+def other() -> None:
+    pass
+
+class Stdout:
+    def __init__(self, real):
+        self.real, self.sent = real, False
+    def write(self, text):
+        return self.real.write(text)
+    def flush(self):
+        self.real.flush()
+        if state["done"] and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+sys.stdout = Stdout(sys.stdout)
+sys.argv = ["prog", *sys.argv[1:]]
+run(app, "prog")
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "err"),
+    [(["work"], 0, ""), (["work", "--fail"], 1, "it failed\n")],
+    ids=["done", "failed"],
+)
+def test_a_ctrl_c_after_the_command_keeps_its_outcome(args: list[str], code: int, err: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", DEFAULT_INT + textwrap.dedent(END_SIGNAL), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout, proc.stderr) == (code, "done\n", err)
