@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
-import io
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import typer
 from typer import _click as click  # typer vendors click; its exception classes live here
 from typer.models import DefaultPlaceholder
 
-from . import quickexit, signals
+from . import quickexit, signals, stdio
 from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
@@ -387,19 +386,16 @@ def run(
     """Parse argv Proxmox-style, run the command, map errors to one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if argv is None:  # the program's own process: what it creates, its children inherit
+        stdio.prepare()
         keep_directories_searchable()
-        # a listed name that is not UTF-8 (a file on a storage) goes out as the bytes it is,
-        # as ls writes it into a pipe, instead of ending the command with a traceback
-        if isinstance(sys.stdout, io.TextIOWrapper):
-            sys.stdout.reconfigure(errors="surrogateescape")
-    root = _root_command(app, args, default_command)
-    leaf: Any = root
+    leaf: Any = None
     usage: str | None = None
-    args = help_argv(root, args)
-    if default_command is not None and args in (["--help"], ["-h"]):
-        sys.stdout.write(default_help(root, prog, default_command))
-        raise SystemExit(0)
     try:
+        root = leaf = _root_command(app, args, default_command)
+        args = help_argv(root, args)
+        if default_command is not None and args in (["--help"], ["-h"]):
+            sys.stdout.write(default_help(root, prog, default_command))
+            raise typer.Exit(0)
         _check_utf8(args)
         args, leaf = rewrite_argv(root, args, default_command)
         path = " ".join([prog] + [a for a in args[: _depth(root, args)]])
@@ -452,10 +448,23 @@ def run(
             raise
         print("interrupted by signal", file=sys.stderr)
         code = Interrupted.exit_code
-    sys.stdout.flush()
+    code = _flush_output(code)
     if argv is None:  # the program's own entry point (callers in a process of theirs go on)
         quickexit.leave(code)
     raise SystemExit(code)
+
+
+def _flush_output(code: int) -> int:
+    """The command's exit code once what it wrote is out: a failure to write it is the
+    command's failure, unless it had failed already (a reader gone is none)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # a stream of a caller's own (stdio's drops the rest quietly)
+        pass
+    except CtkitError as err:  # stdio.OutputError
+        _say(str(err))
+        return code or err.exit_code
+    return code
 
 
 @contextlib.contextmanager
