@@ -31,6 +31,7 @@ from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
 from .printable import printable
+from .toolenv import complete_path
 from .umask import keep_directories_searchable
 
 BOOL_WORDS = TRUE_WORDS | FALSE_WORDS
@@ -387,6 +388,7 @@ def run(
     args = list(sys.argv[1:] if argv is None else argv)
     if argv is None:  # the program's own process: what it creates, its children inherit
         stdio.prepare()
+        complete_path()
         keep_directories_searchable()
     leaf: Any = None
     usage: str | None = None

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from . import paths, signals
 from .errors import CommandError, ConfigError, LockError, StorageError
 from .formats.lines import config_lines, read_config_text
+from .toolenv import SYSTEM_PATH
 
 ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 # variables an env file may not set: they would redirect restic away from the storage's
@@ -127,7 +128,7 @@ class Repo:
         # unprivileged containers, whose volumes are below it)
         cache.parent.mkdir(parents=True, exist_ok=True)
         env = {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": SYSTEM_PATH,
             "HOME": str(paths.under("root")),
             "TZ": "UTC",
             "LANG": "C.UTF-8",

@@ -15,6 +15,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+# root's PATH on Debian: where the tools ctkit runs live (mkfs.ext4, losetup, e2fsck in sbin)
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def complete_path() -> None:
+    """Add the directories of :data:`SYSTEM_PATH` that this process's PATH lacks, after the
+    ones it has (a tool of the caller's own still comes first). cron runs a job with
+    ``PATH=/usr/bin:/bin`` and ``env -i`` with none: ``pct create`` failed there with "command
+    'mkfs.ext4' not found", as did every tool in sbin. Proxmox's tools set theirs too."""
+    have = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    missing = [d for d in SYSTEM_PATH.split(os.pathsep) if d not in have]
+    if missing:
+        os.environ["PATH"] = os.pathsep.join([*have, *missing])
+
 
 def tool_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """``base`` (this process's environment by default) with the C locale for the tool."""

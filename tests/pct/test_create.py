@@ -18,7 +18,14 @@ from shared.ctconfig import store
 from shared.storage import loop
 from shared.testbed import build_busybox_rootfs, pack
 from tests.midway import stopped_midway
-from tests.pct.conftest import Pct, holding_tool, leftovers, sigkill_group_when, until_extracting
+from tests.pct.conftest import (
+    PCT,
+    Pct,
+    holding_tool,
+    leftovers,
+    sigkill_group_when,
+    until_extracting,
+)
 
 pytestmark = pytest.mark.lxc
 
@@ -556,3 +563,23 @@ def test_a_create_killed_as_it_reserved_its_volume_leaves_no_image_directory(
     assert not images(vmid).exists()
     assert not paths.ct_conf(vmid).exists()
     assert leftovers(ctroot) == []
+
+
+@pytest.mark.parametrize("path", [None, "/usr/bin:/bin"], ids=["env-i", "cron"])
+def test_a_raw_volume_with_the_path_of_cron_or_none(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, path: str | None
+) -> None:
+    """cron runs a command with ``PATH=/usr/bin:/bin`` and ``env -i`` with none: mkfs.ext4 (in
+    sbin) was not found, and the create failed."""
+    env = {"CTKIT_ROOT": str(ctroot), **({} if path is None else {"PATH": path})}
+
+    def run(*args: object) -> None:
+        proc = subprocess.run([str(PCT), *map(str, args)], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)  # fmt: skip
+        assert proc.returncode == 0, f"pct {args[0]}: {proc.stderr}"
+
+    pct.vmids.add(vmid)
+    run("create", vmid, busybox_template, "--rootfs", "local:1")
+    run("start", vmid)
+    assert pct("exec", vmid, "--", "cat", "/proc/1/comm").out.strip() == "init"
+    run("stop", vmid)
