@@ -26,7 +26,7 @@ import typer
 from typer import _click as click  # typer vendors click; its exception classes live here
 from typer.models import DefaultPlaceholder
 
-from . import quickexit, signals, stdio
+from . import paths, quickexit, signals, stdio
 from .cliparams import use_plain_conversion
 from .errors import CtkitError, Interrupted, ParamError
 from .formats.types import FALSE_WORDS, TRUE_WORDS, FormatError, parse_vmid
@@ -389,6 +389,7 @@ def run(
     if argv is None:  # the program's own process: what it creates, its children inherit
         stdio.prepare()
         complete_path()
+        paths.absolute_root()
         keep_directories_searchable()
     leaf: Any = None
     usage: str | None = None

@@ -14,6 +14,16 @@ def root() -> Path:
     return Path(os.environ.get("CTKIT_ROOT") or "/")
 
 
+def absolute_root() -> None:
+    """Make a relative ``CTKIT_ROOT`` absolute, once at a command's start (its children and
+    hooks inherit it). LXC finds a running container by its absolute path and runs the hooks
+    elsewhere: under a relative root a running container showed as stopped, and a start failed
+    in its pre-start hook."""
+    value = os.environ.get("CTKIT_ROOT")
+    if value and not os.path.isabs(value):
+        os.environ["CTKIT_ROOT"] = os.path.abspath(value)
+
+
 def under(rel: str) -> Path:
     """A path below the root; ``rel`` is written without a leading slash."""
     return root() / rel.lstrip("/")

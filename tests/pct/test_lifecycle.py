@@ -85,6 +85,24 @@ def test_cases_10_12_43_state_checks_and_exec(pct: Pct, ct: int, ctroot: Path) -
     assert res.rc != 0 and res.err == "you can't start a CT if it's a template\n"
 
 
+def test_a_relative_root_is_the_same_root(ct: int, ctroot: Path) -> None:
+    """``CTKIT_ROOT=root pct ...`` from the root's parent: a running container showed as
+    stopped (LXC finds it by its absolute path), and a start failed in its pre-start hook."""
+
+    def pct_here(*args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(PCT), *map(str, args)], cwd=ctroot.parent,
+                              env=dict(os.environ, CTKIT_ROOT=ctroot.name),
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+    assert pct_here("start", ct).returncode == 0
+    try:
+        assert pct_here("status", ct).stdout == "status: running\n"
+        assert pct_here("exec", ct, "--", "true").returncode == 0
+    finally:
+        assert pct_here("stop", ct).returncode == 0
+    assert pct_here("status", ct).stdout == "status: stopped\n"
+
+
 def test_missing_ct(pct: Pct, vmid: int, tmp_path: Path) -> None:
     message = f"Configuration file 'nodes/{paths.node_name()}/lxc/{vmid}.conf' does not exist\n"
     for args in (("status",), ("start",), ("exec", "--", "true"), ("df",), ("resize",)):
