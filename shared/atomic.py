@@ -2,7 +2,8 @@
 
 A crash at any instant leaves either the old file or the new one under the final name. A
 writer killed mid-write leaves its hidden temp file beside it: the next write into that
-directory through :func:`write_bytes` removes it (:func:`sweep`).
+directory through :func:`write_bytes` removes it (:func:`sweep`). A write that fails (a full or
+read-only file system) leaves the old file and raises :class:`WriteError`, one line for the user.
 """
 
 from __future__ import annotations
@@ -16,9 +17,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from .errors import CtkitError
+
 # ``.<name>.<pid>-<random>.tmp``: the pid says whether its writer may still live
 _TEMP_RE = re.compile(r"\..+\.([1-9][0-9]{0,9})-[0-9a-f]{8}\.tmp", re.DOTALL)
 _swept: set[str] = set()
+
+
+class WriteError(CtkitError, OSError):
+    """A file could not be written (a full or read-only file system). An ``OSError`` too, with
+    the cause's errno: what handled the failed write before still does."""
+
+    def __init__(self, message: str, cause: OSError) -> None:
+        super().__init__(message)
+        self.errno, self.strerror, self.filename = cause.errno, cause.strerror, cause.filename
+
+
+def write_error(path: Path | str, err: OSError) -> WriteError:
+    return WriteError(f"unable to write '{path}': {err.strerror or err}", err)
 
 
 def fsync_dir(path: Path) -> None:
@@ -156,9 +172,14 @@ def write_bytes(
     path: Path | str, data: bytes, mode: int | None = None, *, durable: bool = True
 ) -> None:
     """Replace ``path`` with ``data`` (a file of the host's own state: see :func:`sweep`)."""
-    sweep(Path(path).parent)
-    with atomic_open(path, mode=mode, durable=durable) as fh:
-        fh.write(data)
+    try:
+        sweep(Path(path).parent)
+        with atomic_open(path, mode=mode, durable=durable) as fh:
+            fh.write(data)
+    except WriteError:
+        raise
+    except OSError as err:
+        raise write_error(path, err) from None
 
 
 def write_text(path: Path | str, text: str, mode: int | None = None) -> None:

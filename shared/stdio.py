@@ -19,14 +19,14 @@ import io
 import os
 import sys
 
-from .errors import CtkitError
+from .atomic import WriteError
 
 _NAMES = ("stdin", "stdout", "stderr")
 
 
-class OutputError(CtkitError, OSError):
-    """The command's output could not be written (a full disk, an I/O error). An ``OSError``
-    too: what let a console that failed go on (a backup's task log) still does."""
+class OutputError(WriteError):
+    """The command's output could not be written (a full disk, an I/O error); an ``OSError``
+    too, so that what let a console that failed go on (a backup's task log) still does."""
 
 
 class _Output(io.TextIOWrapper):
@@ -47,7 +47,7 @@ class _Output(io.TextIOWrapper):
 def _failed(err: OSError) -> None:
     _to_devnull(1)  # what is still buffered, and any later output, is dropped without a failure
     if not isinstance(err, BrokenPipeError):
-        raise OutputError(f"unable to write the output: {err.strerror or err}") from None
+        raise OutputError(f"unable to write the output: {err.strerror or err}", err) from None
 
 
 def _to_devnull(fd: int) -> None:

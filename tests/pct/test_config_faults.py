@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.pct.conftest import Pct
+from tests.pct.conftest import PCT, Pct
+
+VZDUMP = PCT.parent / "vzdump"
 
 pytestmark = pytest.mark.lxc
 
@@ -342,3 +344,34 @@ def test_unprivileged_create_names_the_directory_its_root_cannot_search(
         closed.chmod(0o755)
     pct("start", vmid)
     pct("stop", vmid)
+
+
+def test_a_full_or_read_only_config_directory_is_one_line(pct: Pct, ct: int, ctroot: Path) -> None:
+    """/etc/pve full, then read-only: pct set and vzdump job add fail in one line (an OSError
+    traceback before) and change nothing."""
+    pve = ctroot / "etc/pve"
+    saved = {p.relative_to(pve): p.read_bytes() for p in pve.rglob("*") if p.is_file()}
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(pve)], check=True)
+    try:
+        for rel, data in saved.items():
+            (pve / rel).parent.mkdir(parents=True, exist_ok=True)
+            (pve / rel).write_bytes(data)
+        with open(pve / "fill", "wb") as fh, contextlib.suppress(OSError):
+            fh.write(bytes(1 << 20))
+        before = conf_path(ctroot, ct).read_text()
+        for reason in ("No space left on device", "Read-only file system"):
+            res = pct("set", ct, "--memory", "1024", check=False)
+            assert (res.rc, res.err) == (
+                1,
+                f"unable to write '{conf_path(ctroot, ct)}': {reason}\n",
+            )
+            add = [str(VZDUMP), "job", "add", "j1", "--schedule", "02:00", "--vmid", str(ct)]
+            job = subprocess.run(add, capture_output=True, text=True, check=False)
+            assert (job.returncode, job.stderr) == (
+                1,
+                f"unable to write '{pve}/jobs.cfg': {reason}\n",
+            )
+            assert conf_path(ctroot, ct).read_text() == before
+            subprocess.run(["mount", "-o", "remount,ro", str(pve)], check=True)
+    finally:
+        subprocess.run(["umount", str(pve)], check=True)

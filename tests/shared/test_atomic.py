@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,36 @@ def test_failure_keeps_old_content_and_no_temp(tmp_path: Path) -> None:
         raise RuntimeError("crash in the middle")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.conf"]
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of its own."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("how", ["full", "read-only"])
+def test_a_failed_write_is_one_line_and_keeps_the_old_file(small_fs: Path, how: str) -> None:
+    target = small_fs / "a.conf"
+    target.write_text("old\n")
+    if how == "full":
+        with open(small_fs / "fill", "wb") as fh, contextlib.suppress(OSError):
+            fh.write(bytes(1 << 20))
+    else:
+        subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    with pytest.raises(atomic.WriteError) as err:
+        atomic.write_text(target, "new\n" * 10000)
+    reason = os.strerror(errno.ENOSPC if how == "full" else errno.EROFS)
+    assert str(err.value) == f"unable to write '{target}': {reason}"
+    assert isinstance(err.value, OSError) and err.value.errno in (errno.ENOSPC, errno.EROFS)
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in small_fs.iterdir() if p.name != "fill") == ["a.conf"]
 
 
 def test_fixed_temp_name_removes_stale(tmp_path: Path) -> None:
