@@ -38,6 +38,13 @@ def _objects(kinds: tuple[type, ...]) -> list[object]:
     return [obj for obj in gc.get_objects() if issubclass(type(obj), kinds)]
 
 
+def _closed(stream: _io._IOBase) -> bool:
+    try:
+        return stream.closed
+    except ValueError:  # a text wrapper whose buffer went to another one (stdio's stdout)
+        return True
+
+
 def hold_signals() -> set[int | signal.Signals]:
     """Block INT, TERM and HUP for the rest of the process (its children inherit the mask);
     returns the mask before. Once a command's outcome is decided, a signal could only cut its
@@ -67,7 +74,7 @@ def leave(code: int) -> None:
         if handlers:  # an exit handler may have opened files of its own
             watched = _objects((_io._IOBase,))
         for obj in watched:
-            if isinstance(obj, _io._IOBase) and not obj.closed:
+            if isinstance(obj, _io._IOBase) and not _closed(obj):
                 obj.flush()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -169,3 +169,21 @@ def test_a_weak_proxy_whose_object_is_gone_does_not_end_in_a_traceback(tmp_path:
         tmp_path,
     )
     assert (proc.returncode, proc.stderr) == (4, "")
+
+
+def test_a_detached_text_wrapper_does_not_slow_the_exit(tmp_path: Path) -> None:
+    """stdio moves stdout's buffer to a wrapper of its own: the old one, detached, cannot even
+    say whether it is closed (ValueError), and every command fell back to the slow exit."""
+    proc = run(
+        """
+        import io
+        old = io.TextIOWrapper(open(sys.argv[1] + "/out", "wb"))
+        new = io.TextIOWrapper(old.detach())
+        new.write("moved")
+        quickexit.leave(4)
+        print("after")
+        """,
+        tmp_path,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (4, "", "")
+    assert (tmp_path / "out").read_text() == "moved"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,3 +77,18 @@ def test_a_closed_descriptor_never_becomes_a_file_the_command_opened(tmp_path: P
     assert fd == "1" and child != "0"
     fd, child, stdout = run("prepared")
     assert (int(fd) > 2, child, stdout) == (True, "0", "/dev/null")
+
+
+def test_the_quick_exit_still_follows_the_new_stdout() -> None:
+    """The command's own stdout replaces Python's: its quick exit (no teardown of every module,
+    20-50 ms) must still happen, with what was written flushed."""
+    code = textwrap.dedent("""
+        from shared import quickexit, stdio
+        stdio.prepare()
+        print("out")
+        quickexit.leave(5)
+        print("slow")
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert (proc.returncode, proc.stdout, proc.stderr) == (5, "out\n", "")
