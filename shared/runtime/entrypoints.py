@@ -6,6 +6,7 @@ again, so they are an interface: a module here may not be renamed or moved (a te
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 HOOK = "shared.runtime.hook"  # lxc.hook.pre-start, .mount, .start-host, .post-stop, ...
@@ -21,5 +22,7 @@ def argv(module: str, *args: str) -> list[str]:
 
 
 def command(module: str, *args: str) -> str:
-    """The same as one line, for an LXC config value."""
-    return " ".join(argv(module, *args))
+    """The same as one line, for an LXC config value. LXC runs it with ``sh -c``: each word is
+    quoted, so that a root or a Python below a directory with a space (or a ``$``) in its name
+    is the path it says (the start failed in its pre-start hook)."""
+    return shlex.join(argv(module, *args))

@@ -14,7 +14,7 @@ import pytest
 
 from shared import paths
 from shared.runtime import lxcapi
-from shared.testbed import monitor_pid
+from shared.testbed import cleanup_root, monitor_pid
 from tests.pct.conftest import PCT, Pct, leftovers, stop_by_itself
 
 pytestmark = pytest.mark.lxc
@@ -101,6 +101,32 @@ def test_a_relative_root_is_the_same_root(ct: int, ctroot: Path) -> None:
     finally:
         assert pct_here("stop", ct).returncode == 0
     assert pct_here("status", ct).stdout == "status: stopped\n"
+
+
+def test_a_root_below_a_directory_with_a_space(
+    vmid: int, busybox_template: Path, tmp_path: Path
+) -> None:
+    """LXC runs the hooks with ``sh -c``: under ``/var/tmp/ctkit sp`` the pre-start hook got
+    the root cut in two, and every start failed."""
+    root = tmp_path / "a root" / "r"
+    root.mkdir(parents=True)
+    env = dict(os.environ, CTKIT_ROOT=str(root))
+
+    def pct_there(*args: object) -> str:
+        proc = subprocess.run([str(PCT), *map(str, args)], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)  # fmt: skip
+        assert proc.returncode == 0, f"pct {args[0]}: {proc.stderr}"
+        return proc.stdout
+
+    try:
+        pct_there("create", vmid, busybox_template, "--rootfs", "local:0", "--unprivileged", 0)
+        pct_there("start", vmid)
+        assert pct_there("status", vmid) == "status: running\n"
+        pct_there("exec", vmid, "--", "true")
+        pct_there("stop", vmid)
+        pct_there("destroy", vmid)
+    finally:
+        assert cleanup_root(root) == []
 
 
 def test_missing_ct(pct: Pct, vmid: int, tmp_path: Path) -> None:

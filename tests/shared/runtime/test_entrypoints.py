@@ -33,3 +33,14 @@ def test_each_runs_as_a_module() -> None:
             entrypoints.argv(module, "--help"), cwd=REPO, capture_output=True, text=True
         )
         assert proc.returncode == 0 and "--root" in proc.stdout, (module, proc.stderr)
+
+
+def test_a_command_is_one_shell_word_per_argument(tmp_path: Path) -> None:
+    """LXC runs a hook with ``sh -c``: a root with a space or a ``$`` in its path is passed as
+    the one argument it is (the pre-start hook failed, and a ``$(...)`` would have run)."""
+    root = "/var/tmp/a root/$(touch " + str(tmp_path / "ran") + ")"
+    line = entrypoints.command(entrypoints.HOOK, "--root", root)
+    out = subprocess.run(["sh", "-c", f"exec python3 -c 'import sys; print(sys.argv[1:])' {line}"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out == str([sys.executable, "-m", "shared.runtime.hook", "--root", root]) + "\n"
+    assert not (tmp_path / "ran").exists()
