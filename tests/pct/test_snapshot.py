@@ -403,6 +403,19 @@ def group_commands(pgid: int) -> list[str]:
     return names
 
 
+def btrfs_blocked(pgid: int) -> bool:
+    """A ``btrfs`` of process group ``pgid`` waits in the kernel (state D): on a frozen file
+    system, in the write it cannot do. Seen a moment earlier, it may not have got there yet (a
+    signal then ended it at once, on a loaded machine)."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit() and os.getpgid(int(entry.name)) == pgid:
+                name, rest = (entry / "stat").read_text().split("(", 1)[1].rsplit(")", 1)
+                if name == "btrfs" and rest.split()[0] == "D":
+                    return True
+    return False
+
+
 def in_snapshot_ioctl(pid: int) -> bool:
     """``pid`` waits in the btrfs snapshot ioctl (x86-64: system call 16, request
     BTRFS_IOC_SNAP_CREATE_V2)."""
@@ -539,7 +552,7 @@ def interrupted_while_btrfs_waits(ctroot: Path, argv: list[str], lock: str, conf
 
         def waiting() -> bool:
             locked = f"lock: {lock}\n" in conf_text(int(argv[1]))
-            return locked and "btrfs" in group_commands(proc.pid)
+            return locked and btrfs_blocked(proc.pid)
 
         wait_until(waiting, proc, f"btrfs under lock {lock}")
         proc.terminate()
