@@ -8,16 +8,19 @@
   exit 1). A reader that went away (``pct list | head -1``) is no failure: the command goes on
   and ends as it would have, its output dropped (it exited 1, or 0, by where the pipe broke).
   Either way the rest of the output goes to /dev/null, so that the flush at the exit cannot
-  fail a second time.
+  fail a second time. Messages that cannot be written to stderr are dropped the same way, and
+  the command keeps its exit code.
 - Names that are not UTF-8 (a file on a storage) go out as the bytes they are, as ``ls``
   writes them into a pipe.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
+from typing import TextIO
 
 from .atomic import WriteError
 
@@ -30,24 +33,40 @@ class OutputError(WriteError):
 
 
 class _Output(io.TextIOWrapper):
+    """stdout: a write that fails is an :class:`OutputError` (a reader gone is none)."""
+
+    fd = 1
+
     def write(self, text: str) -> int:
+        if text == "":  # click's probe of a text stream: unbuffered, it reached the file
+            return 0
         try:
             return super().write(text)
         except OSError as err:
-            _failed(err)
+            self._failed(err)
             return len(text)
 
     def flush(self) -> None:
         try:
             super().flush()
         except OSError as err:
-            _failed(err)
+            self._failed(err)
+
+    def _failed(self, err: OSError) -> None:
+        # what is still buffered, and any later output, is dropped without a failure
+        _to_devnull(self.fd)
+        if not isinstance(err, BrokenPipeError):
+            raise OutputError(f"unable to write the output: {err.strerror or err}", err) from None
 
 
-def _failed(err: OSError) -> None:
-    _to_devnull(1)  # what is still buffered, and any later output, is dropped without a failure
-    if not isinstance(err, BrokenPipeError):
-        raise OutputError(f"unable to write the output: {err.strerror or err}", err) from None
+class _Errors(_Output):
+    """stderr: a message that cannot be written is dropped, and the command keeps its exit code
+    (a failure's own message ended it with exit 1 instead of its code)."""
+
+    fd = 2
+
+    def _failed(self, err: OSError) -> None:
+        _to_devnull(self.fd)
 
 
 def _to_devnull(fd: int) -> None:
@@ -70,11 +89,24 @@ def prepare() -> None:
                 mode = "r" if fd == 0 else "w"
                 stream = open(fd, mode, encoding="utf-8", closefd=False)  # noqa: SIM115 (for good)
                 setattr(sys, name, stream)
-    out = sys.stdout
-    if isinstance(out, io.TextIOWrapper) and not isinstance(out, _Output):
-        out.flush()
-        encoding, line_buffering = out.encoding, out.line_buffering
-        wrapped = _Output(
-            out.detach(), encoding=encoding, errors="surrogateescape", line_buffering=line_buffering
-        )
-        sys.stdout = wrapped
+    sys.stdout = _wrapped(sys.stdout, _Output, "surrogateescape")
+    sys.stderr = _wrapped(sys.stderr, _Errors, None)
+
+
+def _wrapped(stream: TextIO, kind: type[_Output], errors: str | None) -> TextIO:
+    if not isinstance(stream, io.TextIOWrapper) or isinstance(stream, _Output):
+        return stream  # a caller's own (a test's capture), or done already
+    with contextlib.suppress(OSError):
+        stream.flush()
+    encoding, line_buffering, write_through = (
+        stream.encoding,
+        stream.line_buffering,
+        stream.write_through,
+    )
+    return kind(
+        stream.detach(),
+        encoding=encoding,
+        errors=errors or stream.errors,
+        line_buffering=line_buffering,
+        write_through=write_through,
+    )

@@ -10,15 +10,24 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 PCT = str(Path(sys.executable).parent / "pct")
 VZDUMP = str(Path(sys.executable).parent / "vzdump")
 
 
-def test_output_to_a_full_disk_is_one_line() -> None:
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_output_to_a_full_disk_is_one_line(unbuffered: str) -> None:
+    """Unbuffered, click's probe of the stream (``write("")``) reached the file first: its
+    failure sent the help to /dev/null without a word, exit 0."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
     for argv in ([PCT, "--help"], [VZDUMP, "--help"], [PCT, "create", "--help"]):
         with open("/dev/full", "w") as full:
-            proc = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+            proc = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True,
+                                  timeout=60, env=env)  # fmt: skip
         shown = " ".join(argv[1:])
         assert proc.returncode == 1, f"{shown}: {proc.stderr}"
         assert proc.stderr == "unable to write the output: No space left on device\n", shown
@@ -92,3 +101,18 @@ def test_the_quick_exit_still_follows_the_new_stdout() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=False)  # fmt: skip
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, "out\n", "")
+
+
+def test_a_failure_keeps_its_exit_code_when_its_message_cannot_be_written(ctroot: Path) -> None:
+    """stderr full or its reader gone: the message is lost, the exit code is not (a missing
+    container exited 1 instead of 3, a bad command 1 instead of 2)."""
+    for argv, code in (([PCT, "status", "900000001"], 3), ([PCT, "bogus"], 2)):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            gone = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=write_end, timeout=60)
+        finally:
+            os.close(write_end)
+        with open("/dev/full", "w") as full:
+            failed = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=full, timeout=60)
+        assert (gone.returncode, failed.returncode) == (code, code), argv[1:]
