@@ -2,7 +2,8 @@
 
 - A standard descriptor that whoever started the command left closed (``pct list >&-``, a
   script's ``<&-``) is opened on /dev/null. The first file the command opened took its number
-  otherwise: a lock or a config became its stdout, and a child's output went into it.
+  otherwise, and a child it ran had no stdout at all (Python's files are not inherited): its
+  writes failed, and the child's own first file became its output.
 - Output that cannot be written no longer ends the command with a traceback. A full disk or an
   I/O error is :class:`OutputError` (``unable to write the output: No space left on device``,
   exit 1). A reader that went away (``pct list | head -1``) is no failure: the command goes on
