@@ -12,15 +12,16 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import Interrupted
-
 
 def run_app(app: str) -> None:
-    """Import ``<app>.cli`` and run its ``main``."""
+    """Import ``<app>.cli`` and run its ``main``. This module imports nothing of its own before
+    that: a Ctrl-C while it loads is still Python's traceback, so its own load stays short."""
     try:
         main = importlib.import_module(f"{app}.cli").main
         main()
     except KeyboardInterrupt:
+        from .errors import Interrupted
+
         print(Interrupted().message, file=sys.stderr)
         sys.exit(Interrupted.exit_code)
 
