@@ -55,7 +55,7 @@ class _Output(io.TextIOWrapper):
 
     def _failed(self, err: OSError) -> None:
         # what is still buffered, and any later output, is dropped without a failure
-        _to_devnull(self.fd)
+        to_devnull(self.fd)
         if not isinstance(err, BrokenPipeError):
             raise OutputError(f"unable to write the output: {err.strerror or err}", err) from None
 
@@ -67,10 +67,11 @@ class _Errors(_Output):
     fd = 2
 
     def _failed(self, err: OSError) -> None:
-        _to_devnull(self.fd)
+        to_devnull(self.fd)
 
 
-def _to_devnull(fd: int) -> None:
+def to_devnull(fd: int) -> None:
+    """Point descriptor ``fd`` at /dev/null (for this process and what it starts)."""
     null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
     if null != fd:
         os.dup2(null, fd)  # inheritable, as a standard descriptor is
@@ -85,7 +86,7 @@ def prepare() -> None:
         try:
             os.fstat(fd)
         except OSError:
-            _to_devnull(fd)
+            to_devnull(fd)
             if getattr(sys, name) is None:  # Python found the descriptor closed at its start
                 mode = "r" if fd == 0 else "w"
                 stream = open(fd, mode, encoding="utf-8", closefd=False)  # noqa: SIM115 (for good)

@@ -393,27 +393,27 @@ def wait_until(cond: Callable[[], bool], proc: subprocess.Popen[str], what: str)
         time.sleep(0.02)
 
 
-def group_commands(pgid: int) -> list[str]:
-    """The command names of the processes in process group ``pgid``."""
-    names = []
+def group_processes(pgid: int) -> list[tuple[str, str]]:
+    """(command name, state) of the processes in process group ``pgid``."""
+    found = []
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, ValueError, IndexError):
             if entry.name.isdigit() and os.getpgid(int(entry.name)) == pgid:
-                names.append((entry / "comm").read_text().strip())
-    return names
+                name, rest = (entry / "stat").read_text().split("(", 1)[1].rsplit(")", 1)
+                found.append((name, rest.split()[0]))
+    return found
+
+
+def group_commands(pgid: int) -> list[str]:
+    """The command names of the processes in process group ``pgid``."""
+    return [name for name, _state in group_processes(pgid)]
 
 
 def btrfs_blocked(pgid: int) -> bool:
     """A ``btrfs`` of process group ``pgid`` waits in the kernel (state D): on a frozen file
     system, in the write it cannot do. Seen a moment earlier, it may not have got there yet (a
     signal then ended it at once, on a loaded machine)."""
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if entry.name.isdigit() and os.getpgid(int(entry.name)) == pgid:
-                name, rest = (entry / "stat").read_text().split("(", 1)[1].rsplit(")", 1)
-                if name == "btrfs" and rest.split()[0] == "D":
-                    return True
-    return False
+    return ("btrfs", "D") in group_processes(pgid)
 
 
 def in_snapshot_ioctl(pid: int) -> bool:

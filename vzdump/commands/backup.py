@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import typer
 
+from shared import stdio
 from shared.cli import EXTRA_ARGS, OPTION_RE, parse_schema_args, schema_options
 from shared.formats.types import Bool
 
@@ -54,13 +54,11 @@ def register(app: typer.Typer) -> None:
 def silence(keep_stdout: bool) -> None:
     """``--quiet``: stderr (and stdout, unless the archive goes there) to /dev/null, for this
     process and the tools it runs; the per-guest log files are still written."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
     sys.stderr.flush()
-    os.dup2(devnull, 2)
+    stdio.to_devnull(2)
     if not keep_stdout:
         sys.stdout.flush()
-        os.dup2(devnull, 1)
-    os.close(devnull)
+        stdio.to_devnull(1)
 
 
 def backup(ctx: typer.Context) -> None:
