@@ -507,11 +507,14 @@ def format_option(key: str, value: Any) -> str:
     return spec.render(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def load_option(key: str, raw: str) -> str:
     """Proxmox's ``check_type`` for a value read from a file; returns the text to keep.
 
     Raises FormatError (message without the ``invalid format - `` prefix) for unknown keys and
-    bad values; the caller warns and keeps ``raw``.
+    bad values; the caller warns and keeps ``raw``. A pure function of its arguments, so its
+    results are kept: a backup reads its container's config a dozen times, and ``pct list``
+    reads many configs whose lines are mostly the same.
     """
     spec = option_spec(key)
     if spec is None:

@@ -140,6 +140,8 @@ def wait_unused(image: Path, timeout: float) -> bool:
 
 
 def _unescape(field: str) -> str:
+    if "\\" not in field:  # the common case: no space, tab, newline or backslash in it
+        return field
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -156,21 +158,30 @@ class MountEntry:
 def mount_table(pid: int | str = "self", dev: str | None = None) -> list[MountEntry]:
     """The mounts of this mount namespace (or that of ``pid``), in mount order; with ``dev``,
     only those of that file system (``major:minor``)."""
-    table = []
-    with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
-        for line in fh:
-            fields = line.rstrip("\n").split(" ")
-            if len(fields) < 7 or "-" not in fields[6:] or (dev is not None and fields[2] != dev):
-                continue
-            sep = fields.index("-", 6)
-            table.append(
-                MountEntry(
-                    dev=fields[2],
-                    root=Path(_unescape(fields[3])),
-                    point=Path(_unescape(fields[4])),
-                    fstype=fields[sep + 1] if len(fields) > sep + 1 else "",
-                )
+    table: list[MountEntry] = []
+    # newline="": a carriage return in a mount point is not escaped by the kernel, and must not
+    # end a line here
+    path = f"/proc/{pid}/mountinfo"
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        text = fh.read()
+    # a namespace without that file system (most containers, for a volume being freed) is
+    # passed over without a line split; a space inside a field is escaped as \040, so the
+    # field alone can match (a false match only costs the split below)
+    if dev is not None and f" {dev} " not in text:
+        return table
+    for line in text.split("\n"):
+        fields = line.split(" ")
+        if len(fields) < 7 or "-" not in fields[6:] or (dev is not None and fields[2] != dev):
+            continue
+        sep = fields.index("-", 6)
+        table.append(
+            MountEntry(
+                dev=fields[2],
+                root=Path(_unescape(fields[3])),
+                point=Path(_unescape(fields[4])),
+                fstype=fields[sep + 1] if len(fields) > sep + 1 else "",
             )
+        )
     return table
 
 
@@ -179,7 +190,11 @@ def mount_points() -> list[Path]:
 
 
 def _below(path: Path, top: Path) -> bool:
-    return path == top or top in path.parents
+    """``path`` is ``top`` or inside it (both absolute and normalised, as Path makes them);
+    by their text: ``Path.parents`` builds a Path for each level, and a volume's release
+    compares every mount of every container with it."""
+    inner, outer = str(path), str(top)
+    return inner == outer or inner.startswith(outer if outer.endswith("/") else outer + "/")
 
 
 def mounts_under(path: Path) -> list[Path]:

@@ -283,6 +283,21 @@ def test_load_option_is_check_type() -> None:
         load_option("mp0", "local:1")
 
 
+def test_a_kept_load_answers_as_the_first_and_errors_stay_errors() -> None:
+    """Loaded values are kept for the next config read: the same answer, and a bad value fails
+    on every read (a kept error would have let the second read of a broken line pass)."""
+    load_option.cache_clear()
+    for _ in range(3):
+        assert load_option("memory", "0010") == "10"
+        assert load_option("onboot", "Yes") == "1"
+        with pytest.raises(FormatError, match=r"^type check \('integer'\) failed - got '-5'$"):
+            load_option("swap", "-5")
+        with pytest.raises(FormatError, match=r"^unknown setting 'foo'$"):
+            load_option("foo", "bar")
+    info = load_option.cache_info()
+    assert (info.hits, info.misses) == (4, 8)  # the two good values are kept, no error is
+
+
 @pytest.mark.parametrize(
     ("key", "raw"),
     [

@@ -237,3 +237,44 @@ def test_a_bind_mount_in_a_containers_namespace_is_a_use(tmp_path: Path) -> None
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_below_compares_whole_path_components() -> None:
+    below = loop._below
+    assert below(Path("/a/b"), Path("/a/b"))
+    assert below(Path("/a/b/c"), Path("/a/b"))
+    assert below(Path("/a/b/c"), Path("/"))
+    assert below(Path("/"), Path("/"))
+    assert not below(Path("/a/bc"), Path("/a/b"))  # a sibling that shares the prefix
+    assert not below(Path("/a"), Path("/a/b"))
+    assert not below(Path("/"), Path("/a"))
+
+
+def test_mount_points_with_odd_characters_are_read_whole(tmp_path: Path) -> None:
+    """The kernel escapes a space, tab, newline and backslash in mountinfo, but not a carriage
+    return: a mount point holding one is still one line and one path."""
+    source = tmp_path / "src"
+    source.mkdir()
+    points = [tmp_path / "with space", tmp_path / "cr\rhere", tmp_path / "nl\nand\\back"]
+    for point in points:
+        point.mkdir()
+    try:
+        for point in points:
+            loop.bind_mount(source, point)
+        found = loop.mount_points()
+        assert all(point in found for point in points)
+        assert loop.mounts_under(tmp_path) == sorted(points, key=found.index)
+        assert sorted(loop.mount_users(source)) == sorted(points)
+    finally:
+        for point in points:
+            loop.unmount(point, lazy=True)
+
+
+def test_the_table_of_a_file_system_lists_only_its_mounts(tmp_path: Path, target: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    with loop.mounted(source, target, "subvol"):
+        dev = next(e.dev for e in loop.mount_table() if e.point == target)
+        assert [e.point for e in loop.mount_table(dev=dev) if e.point == target] == [target]
+        assert all(e.dev == dev for e in loop.mount_table(dev=dev))
+    assert loop.mount_table(dev="4095:1048575") == []  # no such file system
