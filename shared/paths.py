@@ -9,9 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+_root: tuple[str, Path] = ("/", Path("/"))
+
 
 def root() -> Path:
-    return Path(os.environ.get("CTKIT_ROOT") or "/")
+    global _root
+    value = os.environ.get("CTKIT_ROOT") or "/"
+    if value != _root[0]:  # a Path made once per value: every path ctkit uses asks for it
+        _root = (value, Path(value))
+    return _root[1]
 
 
 def absolute_root() -> None:

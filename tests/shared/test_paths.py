@@ -12,6 +12,21 @@ def test_default_root_is_slash(monkeypatch: pytest.MonkeyPatch) -> None:
     assert paths.ct_conf(100) == Path("/etc/pve/lxc/100.conf")
 
 
+def test_the_root_follows_the_environment_at_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root's Path is kept between calls, but a changed CTKIT_ROOT is seen at once."""
+    for value, expected in [
+        ("/srv/a", "/srv/a"),
+        ("/srv/b", "/srv/b"),
+        ("", "/"),
+        ("/srv/a", "/srv/a"),
+    ]:
+        monkeypatch.setenv("CTKIT_ROOT", value)
+        assert paths.root() == Path(expected)
+        assert paths.ct_conf(100) == Path(expected) / "etc/pve/lxc/100.conf"
+    monkeypatch.delenv("CTKIT_ROOT")
+    assert paths.root() == Path("/")
+
+
 def test_everything_under_root(ctroot: Path) -> None:
     locations = [
         paths.ct_conf(101),

@@ -81,6 +81,16 @@ def test_iteration_order_and_skipping() -> None:
     }
     assert [mp.key for mp in iter_mountpoints(values)] == ["rootfs", "mp2", "mp10"]
     assert mountpoint_keys()[:3] == ["rootfs", "mp0", "mp1"] and len(mountpoint_keys()) == 257
+    # keys beyond the 256 mount points a config can hold are no mount points (a file may still
+    # carry one: it was kept, with a warning, when read)
+    values |= {"mp256": "local:1,mp=/no", "mp01": "local:1,mp=/no", "mpx": "local:1,mp=/no"}
+    assert [mp.key for mp in iter_mountpoints(values)] == ["rootfs", "mp2", "mp10"]
+    # a caller may drop entries of the section while it walks them
+    walked = []
+    for mp in iter_mountpoints(values):
+        walked.append(mp.key)
+        values.pop("mp10", None)
+    assert walked == ["rootfs", "mp2"]
 
 
 def test_used_volumes_and_owner() -> None:
