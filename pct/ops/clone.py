@@ -97,7 +97,7 @@ def plan(src: Config, req: CloneRequest, running: bool) -> Plan:
     values = _source_values(src, req.snapname)
     new = Config(req.newid)
     volumes = []
-    for mp in sorted(values.mountpoints(), key=lambda m: m.key != "rootfs"):
+    for mp in sorted(values.mountpoints(strict=True), key=lambda m: m.key != "rootfs"):
         if mp.type != "volume":
             raise CtkitError(f"unable to clone mountpoint '{mp.key}' (type {mp.type})")
         if full and running and req.snapname is None:

@@ -136,12 +136,14 @@ def _guest_network(conf: Config, pid: int) -> None:
 
 def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
     if key not in new.values:  # deleted: its volume is unusedN in ``new`` once unmounted
-        gone = next(m for m in old.mountpoints() if m.key == key)
+        # a line edited while it ran may no longer parse: no guess at what to unmount, the
+        # deletion stays pending and is made at the next stop
+        gone = old.mountpoint(key)
         if not unplug_mount(old.vmid, gone, pid, unprivileged=old.unprivileged):
             print(f"WARN: {key} {LOCKED_MOUNT}", file=sys.stderr)
             raise Skip
         return
-    mp = next(m for m in new.mountpoints() if m.key == key)
+    mp = new.mountpoint(key)
     try:
         check_unsupported(new, lambda _line: None)  # quota=1 only where it works, as at start
     except CtkitError as err:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.ctconfig.config import Config
-from shared.ctconfig.mountpoints import iter_mountpoints, parse_mountpoint
+from shared.ctconfig.mountpoints import parse_mountpoint
 from shared.ctconfig.options import NET_SCHEMA
 from shared.ctconfig.pending import referenced_volumes
 from shared.errors import (
@@ -75,7 +75,7 @@ def volumes(conf: Config, smap: IdMap, cfg: StorageConfig, log: Any) -> list[Vol
         raise StateError("remote migration with snapshots not supported yet")
     if any(k == "rootfs" or k.startswith(("mp", "unused")) for k in conf.pending.values):
         raise StateError("the container has pending volume changes - apply them first")
-    for mp in iter_mountpoints(conf.values):
+    for mp in conf.mountpoints(strict=True):
         if mp.type != "volume":
             raise StateError(f"cannot migrate local {mp.type} mount point '{mp.key}'")
     out = []

@@ -17,6 +17,7 @@ from shared.ctconfig.mountpoints import (
     MountPoint,
     add_unused_volume,
     drop_unused_volumes,
+    used_volumes,
 )
 from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import CtkitError, LockError, NotFoundError, ParamError, StateError
@@ -45,7 +46,7 @@ def _mountpoint(conf: Config, key: str) -> MountPoint:
 
 
 def _in_snapshots(conf: Config, volid: str) -> bool:
-    return any(mp.volume == volid for snap in conf.snapshots.values() for mp in snap.mountpoints())
+    return any(volid in used_volumes(snap.values) for snap in conf.snapshots.values())
 
 
 def _check_owner(vmid: int, volid: str, action: str | None) -> None:

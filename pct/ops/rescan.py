@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.ctconfig.mountpoints import add_unused_volume
+from shared.ctconfig.mountpoints import add_unused_volume, used_volumes
 from shared.ctconfig.pending import referenced_volumes
 from shared.errors import CommandError, CtkitError
 from shared.locks import config_lock
@@ -47,7 +47,7 @@ def _path(volid: str, cfg: StorageConfig) -> Path | None:
 def _used_paths(conf: Config, cfg: StorageConfig) -> set[Path]:
     """Paths, not ids: a linked clone's id names its base, and storages may alias a path."""
     volids = referenced_volumes(conf)
-    volids += [mp.volume for snap in conf.snapshots.values() for mp in snap.mountpoints()]
+    volids += [volid for snap in conf.snapshots.values() for volid in used_volumes(snap.values)]
     return {p for v in volids if (p := _path(v, cfg)) is not None}
 
 

@@ -87,7 +87,7 @@ def running_root(conf: Config, dest: str) -> Path:
     """A running CT's root directory volume as the host sees it; ``dest`` must be on it (its
     mount points and image volumes are mounted in the container's own namespace only)."""
     parts = path_parts(dest)
-    for mp in conf.mountpoints():
+    for mp in conf.mountpoints(strict=True):
         if mp.key != "rootfs" and parts[: len(path_parts(mp.path))] == path_parts(mp.path):
             raise StateError(f"'{dest}' is on mount point {mp.key} - stop the CT first")
     rootfs = next(m for m in conf.mountpoints() if m.key == "rootfs")

@@ -15,10 +15,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from shared.errors import ConfigError, NotFoundError
+from shared.formats.propstring import PropertyStringError
 from shared.formats.types import FormatError, parse_bool
 
 from . import rawlxc
-from .mountpoints import MountPoint, iter_mountpoints, parse_mountpoint, unused_keys, used_volumes
+from .mountpoints import (
+    MountPoint,
+    iter_mountpoints,
+    parse_mountpoint,
+    unparsable_mountpoints,
+    unused_keys,
+    used_volumes,
+)
 from .options import (
     DEV_SCHEMA,
     FEATURES_SCHEMA,
@@ -37,8 +45,12 @@ _SAFE_DESCR = frozenset(b for b in range(0x20, 0x7F) if b not in (0x25, 0x3A))
 
 
 def unparsable(vmid: int, key: str, err: FormatError) -> ConfigError:
-    """The error for a stored value that does not parse (a hand-edited or foreign config)."""
+    """The error for a stored value that does not parse (a hand-edited or foreign config), in
+    one line: a property string's problems follow in brackets, each with its sub-key."""
     msg = str(err).removeprefix("invalid format - ")
+    if isinstance(err, PropertyStringError) and err.details:
+        shown = "; ".join(f"{key}.{k}: {v}" for k, v in err.details.items())
+        msg = f"{msg} ({shown})"
     return ConfigError(f"vm {vmid} - unable to parse value of '{key}' - {msg}")
 
 
@@ -148,8 +160,14 @@ class Section:
         except FormatError:
             return False
 
-    def mountpoints(self) -> list[MountPoint]:
-        """rootfs first, then mp0..mp255, parsed; entries that do not parse are skipped."""
+    def mountpoints(self, *, strict: bool = False) -> list[MountPoint]:
+        """rootfs first, then mp0..mp255, parsed. An entry that does not parse (a hand-edited
+        or newer config) is skipped, or with ``strict`` a ConfigError naming it, as at start:
+        whatever archives, copies, snapshots or mounts the container's data must not go on
+        without a mount point it cannot read (a backup left its files out, and succeeded)."""
+        if strict:
+            for key in unparsable_mountpoints(self.values):
+                self.mountpoint(key)  # raises the error naming it
         return list(iter_mountpoints(self.values))
 
     def mountpoint(self, key: str) -> MountPoint:

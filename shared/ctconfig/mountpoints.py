@@ -119,12 +119,15 @@ def parse_mountpoint(key: str, text: str) -> MountPoint:
 _MOUNT_ORDER = {key: i for i, key in enumerate(mountpoint_keys())}
 
 
-def iter_mountpoints(values: Mapping[str, str]) -> Iterator[MountPoint]:
-    """rootfs then mp0..mp255 of one section; entries that do not parse are skipped."""
+def _mountpoint_keys_of(values: Mapping[str, str]) -> list[str]:
     # the section's own keys put in mount order: it holds a dozen keys, the order 257, and a
     # backup asks for its container's mount points some thirty times
-    keys = sorted((k for k in values if k in _MOUNT_ORDER), key=_MOUNT_ORDER.__getitem__)
-    for key in keys:
+    return sorted((k for k in values if k in _MOUNT_ORDER), key=_MOUNT_ORDER.__getitem__)
+
+
+def iter_mountpoints(values: Mapping[str, str]) -> Iterator[MountPoint]:
+    """rootfs then mp0..mp255 of one section; entries that do not parse are skipped."""
+    for key in _mountpoint_keys_of(values):
         text = values.get(key)
         if text is None:
             continue
@@ -132,6 +135,41 @@ def iter_mountpoints(values: Mapping[str, str]) -> Iterator[MountPoint]:
             yield parse_mountpoint(key, text)
         except FormatError:
             continue
+
+
+def unparsable_mountpoints(values: Mapping[str, str]) -> list[str]:
+    """The rootfs/mpN keys of one section whose values do not parse, in mount order."""
+    bad = []
+    for key in _mountpoint_keys_of(values):
+        try:
+            parse_mountpoint(key, values[key])
+        except FormatError:
+            bad.append(key)
+    return bad
+
+
+def named_volume(text: str) -> str | None:
+    """The volume id a rootfs/mpN value names, read leniently from a value that does not parse
+    as a whole (an option this version does not know): its ``volume=`` or first bare item."""
+    parts = text.split(",")
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if eq and key.strip() == "volume":
+            return value.strip() if is_volume_id(value.strip()) else None
+    bare = next((p.strip() for p in parts if "=" not in p), None)
+    return bare if bare is not None and is_volume_id(bare) else None
+
+
+def unparsable_volumes(values: Mapping[str, str], *, exclude: str | None = None) -> list[str]:
+    """Volume ids named by rootfs/mpN values of one section that do not parse: such a mount
+    point cannot be used, but its volume is in use all the same, never unreferenced (a rescan
+    listed it as unused, and deleting that entry destroyed the data the line names)."""
+    found = []
+    for key in unparsable_mountpoints(values):
+        volid = named_volume(values[key])
+        if key != exclude and volid is not None and volid not in found:
+            found.append(volid)
+    return found
 
 
 def check_device_node(path: str) -> tuple[int, int]:
@@ -160,12 +198,21 @@ def volume_owner(volid: str) -> int | None:
 
 
 def used_volumes(values: Mapping[str, str], *, exclude: str | None = None) -> list[str]:
-    """Volume ids used by rootfs/mpN of one section (bind and device mounts excluded)."""
-    return [
-        mp.volume
-        for mp in iter_mountpoints(values)
-        if mp.key != exclude and mp.type == "volume" and is_volume_id(mp.volume)
-    ]
+    """Volume ids used by rootfs/mpN of one section (bind and device mounts excluded), also
+    those named by values that do not parse."""
+    used = []
+    for key in _mountpoint_keys_of(values):
+        if key == exclude:
+            continue
+        try:
+            mp = parse_mountpoint(key, values[key])
+        except FormatError:
+            volid = named_volume(values[key])
+        else:
+            volid = mp.volume if mp.type == "volume" and is_volume_id(mp.volume) else None
+        if volid is not None:
+            used.append(volid)
+    return used
 
 
 def unused_keys(values: Mapping[str, str]) -> list[str]:

@@ -24,11 +24,13 @@ from .mountpoints import (
     check_device_node,
     classify,
     is_volume_id,
-    iter_mountpoints,
+    named_volume,
     new_volume_size,
     parse_mountpoint,
     parse_new_volume,
     random_mac,
+    unparsable_volumes,
+    used_volumes,
     volume_owner,
 )
 from .options import (
@@ -349,6 +351,9 @@ def referenced_volumes(conf: Config) -> list[str]:
         for mp in section.mountpoints():
             if mp.type == "volume" and mp.volume not in vols:
                 vols.append(mp.volume)
+        for volid in unparsable_volumes(section.values):
+            if volid not in vols:
+                vols.append(volid)
         for volid in section.unused().values():
             if volid not in vols:
                 vols.append(volid)
@@ -359,13 +364,9 @@ def volume_referenced(conf: Config, volid: str, *, skip_key: str | None = None) 
     """Whether a mount point of the main/pending section (but ``skip_key``) or of any
     snapshot uses ``volid``."""
     for values in (conf.values, conf.pending.values):
-        for mp in iter_mountpoints(values):
-            if mp.key != skip_key and mp.type == "volume" and mp.volume == volid:
-                return True
-    for snap in conf.snapshots.values():
-        if any(mp.type == "volume" and mp.volume == volid for mp in snap.mountpoints()):
+        if volid in used_volumes(values, exclude=skip_key):
             return True
-    return False
+    return any(volid in used_volumes(snap.values) for snap in conf.snapshots.values())
 
 
 def apply_pending(
@@ -418,9 +419,15 @@ def _apply_delete(conf: Config, key: str, free: Free, result: ApplyResult) -> No
     if text is None:
         return
     if MP_KEY_RE.fullmatch(key):
-        mp = parse_mountpoint(key, text)
-        if mp.type == "volume" and not volume_referenced(conf, mp.volume, skip_key=key):
-            _add_unused(conf, mp.volume, result)
+        try:
+            mp = parse_mountpoint(key, text)
+            volid = mp.volume if mp.type == "volume" else None
+        except FormatError:
+            # a line this version cannot read (hand-edited, or from a newer Proxmox) can still
+            # be removed: the volume it names is kept as unused, as a readable one's would be
+            volid = named_volume(text)
+        if volid is not None and not volume_referenced(conf, volid, skip_key=key):
+            _add_unused(conf, volid, result)
     elif UNUSED_KEY_RE.fullmatch(key):
         if classify(text) != "volume" or volume_referenced(conf, text):
             return

@@ -211,7 +211,7 @@ def mount_all(
     tree = MountedTree(target)
     read_only = read_only or bool(conf.get("template"))  # its base volumes never change
     try:
-        for mp in ordered([m for m in conf.mountpoints() if include(m)]):
+        for mp in ordered([m for m in conf.mountpoints(strict=True) if include(m)]):
             where = target if mp.key == "rootfs" else ensure_dir(target, mp.path, *root_ids)
             ro = read_only or (honour_ro and mp.ro)
             tree.handles.append(mount_one(mp, where, read_only=ro, snapshot=snapshot))

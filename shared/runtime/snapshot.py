@@ -60,7 +60,7 @@ def _stderr(msg: str) -> None:
 
 def snapshot_volumes(conf: Section, include: Include = _all) -> list[MountPoint] | None:
     """The included mount points, or None when one of them cannot be snapshotted."""
-    mps = [mp for mp in conf.mountpoints() if include(mp)]
+    mps = [mp for mp in conf.mountpoints(strict=True) if include(mp)]
     for mp in mps:
         if mp.type != "volume" or not volumes.volume_has_feature(mp.volume, "snapshot"):
             return None

@@ -57,7 +57,7 @@ def convert(
     the generated LXC config goes away. ``renamed(old, new)`` is told of each rename;
     ``after_each`` (saving the config) runs after each, so that a failure half-way leaves a
     config that names every volume where it now is."""
-    for mp in conf.mountpoints():
+    for mp in conf.mountpoints(strict=True):
         if mp.type != "volume" or _is_base(mp.volume):
             continue
         new = convert_to_base(mp.volume)

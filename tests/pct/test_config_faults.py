@@ -123,7 +123,10 @@ def test_a_mount_point_that_does_not_parse_is_named_by_the_commands_that_need_it
     res = pct("move-volume", ct, "mp0", "local", check=False)
     assert res.rc == 12, res.text
     one_line_error(res.text)
-    assert res.err.strip() == f"vm {ct} - unable to parse value of 'mp0' - format error"
+    assert res.err.strip() == (
+        f"vm {ct} - unable to parse value of 'mp0' - format error (mp0.volume: invalid format"
+        " - / is the container's root; mp0.mp: property is missing and it is not optional)"
+    )
     assert conf_path(ctroot, ct).read_text() == before
     conf_path(ctroot, ct).write_text(good + "mp0: /dev/ctkit-no-such-disk,mp=/data\n")
     res = pct("fsck", ct, "--device", "mp0", check=False)
@@ -140,6 +143,54 @@ def test_a_mount_point_that_does_not_parse_is_named_by_the_commands_that_need_it
     assert "clone of mountpoint" not in res.text  # refused before any volume was copied
     assert not conf_path(ctroot, newid).exists() and not images(newid).exists()
     assert str(newid) not in pct("list").out
+
+
+def test_a_mount_point_this_version_cannot_read_keeps_its_data(
+    pct: Pct,
+    vmid: int,
+    new_vmid: object,
+    busybox_template: Path,
+    ctroot: Path,
+    tmp_path: Path,
+    images: Callable[[int], Path],
+) -> None:
+    """An mp line with an option this version does not know (hand-edited, or a newer Proxmox's):
+    a backup failed to leave its files out and succeeded; a rescan listed its volume as unused,
+    and deleting that entry destroyed the data. Now whatever would archive, copy or mount the
+    container names the line in one line, and deleting the line keeps its volume as unused."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp0", "local:0,mp=/data")
+    volid = f"local:{vmid}/subvol-{vmid}-disk-1.subvol"
+    (images(vmid) / f"subvol-{vmid}-disk-1.subvol/precious").write_text("keep me\n")
+    text = conf_path(ctroot, vmid).read_text()
+    conf_path(ctroot, vmid).write_text(text.replace(",mp=/data", ",mp=/data,newopt=1"))
+    said = (
+        f"vm {vmid} - unable to parse value of 'mp0' - format error (mp0.newopt: property is not"
+        " defined in schema and the schema does not allow additional properties)"
+    )
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    backup = subprocess.run(
+        [str(VZDUMP), str(vmid), "--dumpdir", str(dump)], capture_output=True, text=True
+    )
+    assert backup.returncode == 13, backup.stderr
+    assert f"ERROR: Backup of VM {vmid} failed - {said}" in backup.stderr
+    assert not list(dump.glob("*.tar*"))  # no archive without the mount point's files
+    newid = new_vmid()  # type: ignore[operator]
+    for args in (["mount", vmid], ["template", vmid], ["clone", vmid, newid, "--full"]):
+        res = pct(*args, check=False)
+        assert (res.rc, res.err.strip()) == (12, said), args
+    assert not conf_path(ctroot, newid).exists()
+    pct("rescan", "--vmid", vmid)
+    assert "unused" not in conf_path(ctroot, vmid).read_text()
+    pct("set", vmid, "--delete", "mp0")
+    conf = conf_path(ctroot, vmid).read_text()
+    assert "mp0:" not in conf and f"unused0: {volid}\n" in conf
+    pct("set", vmid, "--mp0", f"{volid},mp=/data")  # attached again: the data is all there
+    pct("start", vmid)
+    try:
+        assert pct("exec", vmid, "--", "cat", "/data/precious").out == "keep me\n"
+    finally:
+        pct("stop", vmid)
 
 
 def test_non_utf8_config_is_refused_with_a_line(pct: Pct, ct: int, ctroot: Path) -> None:

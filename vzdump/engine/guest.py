@@ -73,7 +73,7 @@ class JobEnv:
 def mountpoint_lines(conf: Config) -> tuple[list[Any], list[Any], list[str]]:
     """(included, excluded, the include/exclude log lines) — spec §3.3."""
     inc, exc, lines = [], [], []
-    for mp in conf.mountpoints():
+    for mp in conf.mountpoints(strict=True):
         enabled, why = mp.backup_enabled()
         if enabled:
             inc.append(mp)

@@ -254,6 +254,19 @@ def test_mountpoint_objects_can_be_set_back() -> None:
     assert conf.get_raw("mp3") == "local:100/vm-100-disk-1.raw,mp=/data,ro=1,size=2G"
 
 
+def test_strict_mount_points_name_a_line_that_does_not_parse() -> None:
+    text = b"rootfs: local:100/vm-100-disk-0.raw\nmp1: local:100/vm-100-disk-1.raw,mp=/d,x=1\n"
+    conf = parse_config(text, 100)
+    assert [mp.key for mp in conf.mountpoints()] == ["rootfs"]  # lenient: skipped
+    with pytest.raises(ConfigError) as info:
+        conf.mountpoints(strict=True)
+    assert str(info.value) == (
+        "vm 100 - unable to parse value of 'mp1' - format error (mp1.x: property is not defined"
+        " in schema and the schema does not allow additional properties)"
+    )
+    assert [mp.key for mp in parse_config(text[:35], 100).mountpoints(strict=True)] == ["rootfs"]
+
+
 def test_pending_delete_helpers() -> None:
     conf = parse_config(b"memory: 512\nswap: 1\n[pve:pending]\ndelete: swap;!memory  tty\n", 100)
     assert conf.pending_deletes() == {"swap": False, "memory": True, "tty": False}

@@ -15,10 +15,12 @@ from shared.ctconfig.mountpoints import (
     classify,
     iter_mountpoints,
     mountpoint_keys,
+    named_volume,
     new_volume_size,
     parse_mountpoint,
     parse_new_volume,
     random_mac,
+    unparsable_mountpoints,
     unused_keys,
     used_volumes,
     volume_owner,
@@ -91,6 +93,31 @@ def test_iteration_order_and_skipping() -> None:
         walked.append(mp.key)
         values.pop("mp10", None)
     assert walked == ["rootfs", "mp2"]
+
+
+def test_the_volume_of_a_line_that_does_not_parse_is_still_known() -> None:
+    assert named_volume("local:100/vm-100-disk-1.raw,mp=/srv,newopt=1") == (
+        "local:100/vm-100-disk-1.raw"
+    )
+    assert named_volume("mp=/srv,newopt=1,volume=bt:100/subvol-100-disk-2.subvol") == (
+        "bt:100/subvol-100-disk-2.subvol"
+    )
+    assert named_volume("/srv/data,mp=/srv,newopt=1") is None  # a bind mount names no volume
+    assert named_volume("mp=/srv,newopt=1") is None
+    values = {
+        "rootfs": "local:100/vm-100-disk-0.raw,size=4G",
+        "mp0": "local:100/vm-100-disk-1.raw,mp=/srv,newopt=1",
+        "mp1": "/bind,mp=/b,newopt=1",
+        "mp2": "local:100/vm-100-disk-2.raw,mp=/two",
+    }
+    assert unparsable_mountpoints(values) == ["mp0", "mp1"]
+    assert [mp.key for mp in iter_mountpoints(values)] == ["rootfs", "mp2"]
+    assert used_volumes(values) == [
+        "local:100/vm-100-disk-0.raw",
+        "local:100/vm-100-disk-1.raw",
+        "local:100/vm-100-disk-2.raw",
+    ]
+    assert "local:100/vm-100-disk-1.raw" not in used_volumes(values, exclude="mp0")
 
 
 def test_used_volumes_and_owner() -> None:

@@ -175,6 +175,39 @@ def test_delete_unused_still_referenced_is_not_freed(storage: DirStorage) -> Non
     assert storage.path("local:100/vm-100-disk-1.raw").exists()
 
 
+UNREADABLE = "mp0: local:100/vm-100-disk-1.raw,mp=/srv,size=1G,newopt=1"
+
+
+@pytest.mark.parametrize("section", ["main", "snapshot"])
+def test_a_volume_named_by_an_unreadable_line_is_never_freed_as_unused(
+    storage: DirStorage, section: str
+) -> None:
+    """A mount point line this version cannot parse (an option of a newer Proxmox) still names
+    its volume: an unusedN entry of that volume is dropped without freeing it."""
+    text = BASE.replace("mp0: local:100/vm-100-disk-1.raw,mp=/srv,size=1G", "")
+    if section == "main":
+        text += UNREADABLE + "\n"
+    else:
+        text += "\n[s1]\n" + UNREADABLE + "\nsnaptime: 1\n"
+    conf = _conf(text)
+    conf.values["unused0"] = "local:100/vm-100-disk-1.raw"
+    update_pending(conf, {}, delete_keys="unused0", running=False)
+    result = _apply(conf, storage)
+    assert result.freed == [] and "unused0" not in conf
+    assert storage.path("local:100/vm-100-disk-1.raw").exists()
+
+
+def test_deleting_an_unreadable_mount_point_keeps_its_volume_as_unused(
+    storage: DirStorage,
+) -> None:
+    conf = _conf(BASE.replace("mp0: local:100/vm-100-disk-1.raw,mp=/srv,size=1G", UNREADABLE))
+    update_pending(conf, {}, delete_keys="mp0", running=False)
+    result = _apply(conf, storage)
+    assert result.applied == ["mp0"] and result.unused == ["unused0"]
+    assert "mp0" not in conf and conf.get_raw("unused0") == "local:100/vm-100-disk-1.raw"
+    assert storage.path("local:100/vm-100-disk-1.raw").exists()
+
+
 def test_case20_required_and_read_only_options() -> None:
     conf = _conf()
     before = conf.to_text()
