@@ -131,10 +131,14 @@ class StorageConfig:
     sections: sc.SectionConfig
     warnings: list[str] = field(default_factory=list)
     lossy: bool = False  # sections were skipped: writing would drop them
+    # sections skipped because a value is invalid: id -> why. Such a storage is an error when
+    # used, never replaced: an invalid 'local' became the built-in one, and volumes and
+    # backups went to /var/lib/vz without a word
+    invalid: dict[str, str] = field(default_factory=dict)
 
     def ids(self) -> list[str]:
         ids = [s.id for s in self.sections]
-        return ids if "local" in ids else ["local", *ids]
+        return ids if "local" in ids or "local" in self.invalid else ["local", *ids]
 
     def __iter__(self) -> Iterator[Storage]:
         for sid in self.ids():
@@ -146,7 +150,9 @@ class StorageConfig:
     def get(self, sid: str) -> Storage | None:
         section = self.sections.get(sid)
         if section is None:
-            return make_storage("dir", "local", dict(DEFAULT_LOCAL)) if sid == "local" else None
+            if sid == "local" and sid not in self.invalid:
+                return make_storage("dir", "local", dict(DEFAULT_LOCAL))
+            return None
         return make_storage(section.type, section.id, section.props)
 
     @property
@@ -160,6 +166,8 @@ class StorageConfig:
             stype = self.sections.unknown.get(sid)
             if stype is not None:
                 raise StorageError(unsupported_message(sid, stype))
+            if sid in self.invalid:
+                raise StorageError(f"storage '{sid}' is not usable - {self.invalid[sid]}")
             raise NotFoundError(f"storage '{sid}' does not exist")
         return store
 
@@ -205,6 +213,7 @@ def parse_config(text: str) -> StorageConfig:
             parsed.validate(section)
         except ConfigError as err:
             cfg.warnings.append(f"ignore section '{section.type}: {section.id}' - {err}")
+            cfg.invalid[section.id] = f"storage.cfg section '{section.type}: {section.id}': {err}"
             parsed.sections.remove(section)
             cfg.lossy = True
             continue

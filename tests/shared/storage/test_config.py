@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ConfigError, NotFoundError
+from shared.errors import ConfigError, NotFoundError, StorageError
 from shared.storage.btrfsplugin import BtrfsStorage
 from shared.storage.config import load_config, parse_config, save_config
 from shared.storage.dirplugin import DirStorage
@@ -135,6 +135,21 @@ def test_bad_sections_are_dropped_and_block_saving(text: str, warning: str) -> N
     assert cfg.ids() == ["local", "good"]
     with pytest.raises(ConfigError, match=r"refusing to write storage.cfg"):
         save_config(cfg, Path("/nonexistent/never-written"))
+
+
+@pytest.mark.parametrize("sid", ["local", "s1"])
+def test_a_dropped_section_is_an_error_when_used_never_the_built_in_local(sid: str) -> None:
+    """An invalid 'local' section became the built-in local (/var/lib/vz) without a word:
+    volumes and backups went where the file did not say."""
+    cfg = parse_config(f"dir: {sid}\n\tpath relative/path\n\tcontent rootdir,backup\n")
+    assert cfg.get(sid) is None and sid not in cfg.ids()
+    with pytest.raises(StorageError) as info:
+        cfg.storage(sid)
+    assert str(info.value) == (
+        f"storage '{sid}' is not usable - storage.cfg section 'dir: {sid}': dir '{sid}':"
+        " missing value for required option 'path'"
+    )
+    assert [s.id for s in cfg] == ([] if sid == "local" else ["local"])
 
 
 def test_maxfiles_maps_to_prune_backups() -> None:
