@@ -9,7 +9,7 @@ import os
 import re
 
 from shared import atomic, paths
-from shared.errors import LockError, NotFoundError, StateError
+from shared.errors import ConfigError, LockError, NotFoundError, StateError
 from shared.locks import check_lock_value
 from shared.regularfile import read_regular
 
@@ -26,7 +26,9 @@ def cfs_path(vmid: int) -> str:
 
 
 def exists(vmid: int) -> bool:
-    return paths.ct_conf(vmid).is_file()
+    """Whether the id is taken: any entry of that name, also one that is no regular file (a
+    create must not rename its config over it)."""
+    return os.path.lexists(paths.ct_conf(vmid))
 
 
 def read_bytes(vmid: int) -> bytes:
@@ -37,10 +39,10 @@ def read_bytes(vmid: int) -> bytes:
     if found is None:
         if not os.path.lexists(path):
             raise NotFoundError(f"Configuration file '{cfs_path(vmid)}' does not exist")
-        raise StateError(f"Configuration file '{cfs_path(vmid)}' is not a regular file")
+        raise ConfigError(f"Configuration file '{cfs_path(vmid)}' is not a regular file")
     data, _st = found
     if len(data) > MAX_CONF:
-        raise StateError(
+        raise ConfigError(
             f"Configuration file '{cfs_path(vmid)}' is too large (more than {MAX_CONF} bytes)"
         )
     return data
@@ -80,8 +82,9 @@ def list_vmids() -> list[int]:
         names = os.listdir(paths.lxc_conf_dir())
     except FileNotFoundError:
         return []
-    ids = [int(m.group(1)) for n in names if (m := CONF_RE.fullmatch(n))]
-    return sorted(i for i in ids if paths.ct_conf(i).is_file())
+    # every entry of such a name, also one that is no regular file: it is listed (as broken)
+    # and its id is taken, rather than silently left out
+    return sorted(int(m.group(1)) for n in names if (m := CONF_RE.fullmatch(n)))
 
 
 def check_lock(conf: Config) -> None:

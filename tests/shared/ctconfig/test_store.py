@@ -13,7 +13,7 @@ import pytest
 from shared import paths
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, parse_config
-from shared.errors import LockError, NotFoundError, StateError
+from shared.errors import ConfigError, LockError, NotFoundError, StateError
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -53,8 +53,8 @@ def test_list_vmids(ctroot: Path) -> None:
     (confdir / "99.conf").write_text("memory: 1\n")  # below the VMID range
     (confdir / "notes.txt").write_text("x")
     (confdir / "900000300.conf.tmp").write_text("x")
-    (confdir / "900000400.conf").mkdir()
-    assert store.list_vmids() == [900000030, 900000100, 900000200]
+    (confdir / "900000400.conf").mkdir()  # no config, but the id is taken: listed as broken
+    assert store.list_vmids() == [900000030, 900000100, 900000200, 900000400]
 
 
 def test_remove(ctroot: Path) -> None:
@@ -112,7 +112,9 @@ def test_check_protection() -> None:
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "huge", "directory"])
 def test_only_a_bounded_regular_file_is_read_as_a_config(ctroot: Path, kind: str) -> None:
     """A FIFO blocked every command that read the config; a symlink to /dev/zero or a huge
-    file took the host's memory (and a symlink to /etc/shadow printed it as config lines)."""
+    file took the host's memory (and a symlink to /etc/shadow printed it as config lines).
+    Such a file is a config that cannot be read (exit 12, as a config that does not parse);
+    it was exit 6, and pct list left it out without a word while its id counted as free."""
     path = paths.ct_conf(100)
     path.parent.mkdir(parents=True)
     if kind == "fifo":
@@ -125,8 +127,10 @@ def test_only_a_bounded_regular_file_is_read_as_a_config(ctroot: Path, kind: str
         with open(path, "wb") as fh:
             fh.write(b"arch: amd64\n")
             fh.truncate(store.MAX_CONF + 1)
-    with pytest.raises(StateError, match=r"^Configuration file 'nodes/.*/lxc/100\.conf' is "):
+    with pytest.raises(ConfigError, match=r"^Configuration file 'nodes/.*/lxc/100\.conf' is "):
         store.load(100)
+    # the id is taken, and listed (as broken by the commands that list), not left out
+    assert store.exists(100) and store.list_vmids() == [100]
 
 
 def test_the_digest_is_that_of_the_file_until_the_next_save(ctroot: Path) -> None:
