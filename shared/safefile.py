@@ -53,10 +53,13 @@ def fresh_dir(path: Path, mode: int = 0o700) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         st = None
-    if st is not None:
-        if not stat.S_ISDIR(st.st_mode):
-            kind = "it is a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
-            raise _refuse(path, kind)
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.mkdir(path, mode)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        kind = "it is a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise _refuse(path, kind)
+    try:
+        if st is not None:
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, mode)
+    except OSError as err:  # a read-only, full or pseudo file system (--tmpdir /proc)
+        raise CtkitError(f"unable to create directory '{path}' - {err.strerror}") from None
