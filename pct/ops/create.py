@@ -109,14 +109,15 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
         store.save(conf)
     except BaseException as err:
         alloc.free_all(log)
-        remove_config(req.vmid, log)
-        remove_staging_dirs(req.vmid)  # an empty <lxcpath>/<vmid>/rootfs stayed behind
+        if not alloc.keep_for_recovery(log):
+            remove_config(req.vmid, log)
+            remove_staging_dirs(req.vmid)  # an empty <lxcpath>/<vmid>/rootfs stayed behind
         if isinstance(err, CtkitError):
             raise prefixed(err, f"unable to create CT {req.vmid} - ") from err
         raise
     finally:
-        if owner is not None:
-            owners.release(owner)
+        if alloc.owner is not None:
+            owners.release(alloc.owner)
     if req.start:
         from shared.runtime import lifecycle  # the start machinery: only for --start
 

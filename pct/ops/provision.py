@@ -39,7 +39,7 @@ from shared.runtime.guestview import config_root_ids, guest_config
 from shared.runtime.mounts import MountedTree, mount_all
 from shared.runtime.teardown import owned_volumes
 from shared.storage.api import get_storage
-from shared.storage.volumes import alloc_volume, free_volume, free_when_released
+from shared.storage.volumes import alloc_volume, free_when_released
 
 from .staging import prepare_staging_dir
 
@@ -87,17 +87,25 @@ class Allocation:
     owner: owners.Owner | None = None
 
     def free_all(self, log: Log) -> list[str]:
-        """Free every volume; returns those freed (one that fails stays in ``volids``)."""
-        freed, kept = [], []
+        """Free every volume; returns those freed (one that fails stays in ``volids``). An
+        image's loop device that the kernel lets go of a moment after the unmount is waited
+        for: freed at once, a signal's cleanup found it busy and left the image behind."""
+        freed: list[str] = []
+        kept: list[str] = []
         for volid in reversed(self.volids):
-            try:
-                free_volume(volid)
-                freed.append(volid)
-            except CtkitError as err:
-                log(f"unable to free volume '{volid}' - {err}")
-                kept.append(volid)
+            (freed if free_when_released(volid, log) else kept).append(volid)
         self.volids[:] = reversed(kept)
         return freed
+
+    def keep_for_recovery(self, log: Log) -> bool:
+        """After :meth:`free_all`: True when volumes are left. Their record then stays, with the
+        locked config that holds the id, so that the next command frees them; removing both
+        left volumes named by nothing."""
+        if not self.volids:
+            return False
+        log(f"CT {self.vmid}: the next command frees the volume(s) left: {', '.join(self.volids)}")
+        self.owner = None  # not released: the record is what the next command recovers from
+        return True
 
 
 def allocate(conf: Config, alloc: Allocation, default_storage: str) -> None:

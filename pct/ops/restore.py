@@ -189,7 +189,7 @@ def _restore_locked(
                 pairs = zip(recorded, names, strict=False)
                 forget = [rec for rec, name in pairs if name in freed]
                 release_create_lock(req.vmid, log, forget)
-            else:
+            elif not alloc.keep_for_recovery(log):
                 remove_locked_config(req.vmid, log)
                 remove_staging_dirs(req.vmid)
         if isinstance(err, CtkitError):

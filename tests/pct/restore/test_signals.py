@@ -99,6 +99,38 @@ def test_signal_during_restore_to_a_new_id_leaves_nothing(backups: Backups, vmid
     assert not paths.lxc_dir(vmid).exists()
 
 
+def test_a_new_volume_the_cleanup_cannot_free_yet_is_freed_by_the_next_command(
+    backups: Backups, vmid: int
+) -> None:
+    """A TERM's cleanup found the new image still busy (a loop device the kernel lets go of a
+    moment after the unmount, here one held on purpose): the config and the record went, and
+    the image stayed, named by nothing. Now both stay with it, and the next command frees it."""
+    archive = _archive(backups, "newer", BIG)
+    image = backups.root / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-0.raw"
+    argv = [*PCT, "restore", str(vmid), archive, "--bwlimit", BWLIMIT, "--rootfs", "local:1"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    busy = ""
+    try:
+        until_extracting(proc)
+        losetup = ["losetup", "--find", "--show", "--read-only", str(image)]
+        busy = subprocess.run(losetup, capture_output=True, text=True, check=True).stdout.strip()
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0].decode()
+        assert proc.returncode == 130, out
+        assert f"unable to free volume 'local:{vmid}/vm-{vmid}-disk-0.raw' - " in out
+        assert store.exists(vmid) and image.exists()  # still on record: not named by nothing
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if busy:
+            subprocess.run(["losetup", "-d", busy], capture_output=True, check=False)
+    listed = subprocess.run([*PCT, "list"], cwd=REPO, capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert f"freed volume 'local:{vmid}/vm-{vmid}-disk-0.raw'" in listed.stderr
+    assert leftovers(backups.root, vmid) == []
+
+
 @pytest.mark.parametrize("planted", ["lxc dir", "rootfs dir", "rootfs file"])
 def test_planted_symlink_at_the_staging_dir_is_refused(
     backups: Backups, vmid: int, planted: str
