@@ -242,8 +242,7 @@ def _run(
             newmp = mp.replace(volume=copied.volid, size=copied.size or mp.size)
         else:
             log(f"create linked clone of mount point {mp.key} ({mp.volume})")
-            volid = clone_volume(mp.volume, req.newid, req.snapname)
-            note(volid)
+            volid = clone_volume(mp.volume, req.newid, req.snapname, reserved=note)
             created.append(volid)
             newmp = mp.replace(volume=volid)
         conf = _set_volume(req.newid, newmp)

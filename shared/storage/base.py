@@ -302,8 +302,17 @@ class Storage:
         """Whether :meth:`clone_image` can make a linked clone of this volume."""
         return False
 
-    def clone_image(self, volname: str, vmid: int, snapshot: str | None = None) -> str:
-        """A linked clone of a template's base volume for ``vmid``; returns its volume name."""
+    def clone_image(
+        self,
+        volname: str,
+        vmid: int,
+        snapshot: str | None = None,
+        *,
+        reserved: Callable[[str], None] | None = None,
+    ) -> str:
+        """A linked clone of a template's base volume for ``vmid``; returns its volume name.
+        ``reserved(volname)`` runs once the name is chosen, before the clone exists, as for
+        :meth:`alloc_image`."""
         raise StorageError(f"Linked clone feature for '{self.volid(volname)}' is not available")
 
     def list_snapshots(self, volname: str) -> list[str]:

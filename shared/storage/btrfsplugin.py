@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CtkitError, NotFoundError, StorageError
@@ -352,21 +353,31 @@ class BtrfsStorage(DirStorage):
             return btrfs_query("property", "get", str(subvol), "ro").strip() == "ro=true"
         return False
 
-    def clone_image(self, volname: str, vmid: int, snapshot: str | None = None) -> str:
+    def clone_image(
+        self,
+        volname: str,
+        vmid: int,
+        snapshot: str | None = None,
+        *,
+        reserved: Callable[[str], None] | None = None,
+    ) -> str:
         """A writable snapshot of a template's subvolume: shares every extent with its base."""
         vol = self._images_vol(volname)
         if not self.can_clone(volname):
-            return super().clone_image(volname, vmid, snapshot)
+            return super().clone_image(volname, vmid, snapshot, reserved=reserved)
         source = self.subvolume_of(vol, snapshot)
         self._existing(volname, source)
         imgdir = self.image_dir(vmid)
         with self.alloc_lock():
-            imgdir.mkdir(parents=True, exist_ok=True)
             name = self.find_free_diskname(vmid, vol.format or "subvol")
+            made = f"{vol.vmid}/{vol.name}/{vmid}/{name}"
+            if reserved is not None:  # on record before it exists: a kill leaves no nameless copy
+                reserved(made)
+            imgdir.mkdir(parents=True, exist_ok=True)
             btrfs(
                 "subvolume", "snapshot", "--", str(source), str(imgdir / name.removesuffix(".raw"))
             )
-        return f"{vol.vmid}/{vol.name}/{vmid}/{name}"
+        return made
 
     # --- snapshots ------------------------------------------------------------------------
 

@@ -128,11 +128,18 @@ def can_clone(volid: str, cfg: StorageConfig | None = None) -> bool:
 
 
 def clone_volume(
-    volid: str, vmid: int, snapshot: str | None = None, cfg: StorageConfig | None = None
+    volid: str,
+    vmid: int,
+    snapshot: str | None = None,
+    cfg: StorageConfig | None = None,
+    *,
+    reserved: Callable[[str], None] | None = None,
 ) -> str:
-    """A linked clone of a template's volume for ``vmid`` (btrfs); returns the new volume id."""
+    """A linked clone of a template's volume for ``vmid`` (btrfs); returns the new volume id.
+    ``reserved(volid)`` runs once the name is chosen, before the clone is made."""
     store, volname = _image(volid, cfg)
-    return store.volid(store.clone_image(volname, vmid, snapshot))
+    on_reserved = None if reserved is None else (lambda name: reserved(store.volid(name)))
+    return store.volid(store.clone_image(volname, vmid, snapshot, reserved=on_reserved))
 
 
 # --- snapshots ------------------------------------------------------------------------------

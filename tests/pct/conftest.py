@@ -405,16 +405,21 @@ def sigkill_group_when(
         proc.wait()
 
 
-def holding_tool(workdir: Path, tool: str, when: str) -> tuple[dict[str, str], Path]:
+def holding_tool(
+    workdir: Path, tool: str, when: str, *, after: bool = False
+) -> tuple[dict[str, str], Path]:
     """An environment whose PATH puts a stand-in for ``tool`` first, and the marker it touches:
     called with arguments that match the shell ``case`` pattern ``when``, the stand-in touches
-    the marker and sleeps (holding the command there, for a kill); else it runs the real one."""
+    the marker and sleeps (holding the command there, for a kill), having run the real one
+    first with ``after``; else it runs the real one."""
     real = shutil.which(tool)
     assert real is not None, f"{tool} is not installed"
     fakebin, marker = workdir / "bin", workdir / f"holding-{tool}"
     fakebin.mkdir(exist_ok=True)
+    first = f'{real} "$@" || exit; ' if after else ""
     (fakebin / tool).write_text(
-        f'#!/bin/sh\ncase "$*" in {when}) touch {marker}; exec sleep 600;; esac\nexec {real} "$@"\n'
+        f'#!/bin/sh\ncase "$*" in {when}) {first}touch {marker}; exec sleep 600;; esac\n'
+        f'exec {real} "$@"\n'
     )
     (fakebin / tool).chmod(0o755)
     return dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}"), marker

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from shared.runtime import lxcapi
-from tests.pct.conftest import PCT, Containers, interrupt_mid_copy, kill_mid_copy, tree_signature
+from tests.pct.conftest import (
+    PCT,
+    Containers,
+    holding_tool,
+    interrupt_mid_copy,
+    kill_mid_copy,
+    sigkill_group_when,
+    tree_signature,
+)
 
 pytestmark = pytest.mark.lxc
 
@@ -81,6 +89,31 @@ def test_linked_clone_of_a_template_shares_extents_and_starts(
     cts.pct("start", linked)
     assert cts.pct("exec", linked, "--", "hostname").out.strip() == "linked"
     cts.pct("stop", linked)
+
+
+def test_a_linked_clone_killed_after_its_snapshot_is_undone_by_the_next_command(
+    cts: Containers, btrfs_storage: str, tmp_path: Path
+) -> None:
+    """The clone's subvolume was made before its name was on record: a SIGKILL right after the
+    btrfs snapshot left it on the storage, named by nothing, for good."""
+    base, linked = cts.create("--rootfs", f"{btrfs_storage}:0"), cts.new_vmid()
+    cts.pct("template", base)
+    cts.pct.vmids.add(linked)
+    env, marker = holding_tool(tmp_path, "btrfs", '*"subvolume snapshot"*', after=True)
+    argv = [str(PCT), "clone", str(base), str(linked)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    sigkill_group_when(proc, marker.exists, "the linked clone's snapshot")
+    images = cts.root / f"mnt/bt/images/{linked}"
+    assert [p.name for p in images.iterdir()] == [f"subvol-{linked}-disk-0.subvol"]
+    res = cts.pct("list")
+    volid = (
+        f"{btrfs_storage}:{base}/subvol-{base}-disk-0.subvol/{linked}/subvol-{linked}-disk-0.subvol"
+    )
+    assert f"CT {linked}: freed volume '{volid}' the unfinished pct clone allocated" in res.text
+    assert not cts.conf_path(linked).exists()
+    assert not images.exists() or list(images.iterdir()) == []
+    assert "lock:" not in cts.conf(base)
 
 
 def test_clone_refusals(cts: Containers) -> None:
