@@ -280,8 +280,10 @@ def reassign(
     target_digest: str | None = None,
     log: Log = _stderr,
 ) -> None:
-    """Rename the volume to the target CT, record it there first, then drop it at the source
-    (a crash in between leaves it referenced by the target, never by nobody)."""
+    """Rename the volume to the target CT, name it in the target's config, then drop it from
+    the source's: one step that TERM, INT and HUP wait for (a signal between the rename and the
+    target's save left the volume named by nothing, and the source naming a name gone). Only a
+    SIGKILL or a crash in those few system calls still can; ``pct rescan`` then finds it."""
     if not store.exists(target_vmid):
         raise NotFoundError(f"could not find CT {target_vmid}")
     with config_lock(vmid), contextlib.ExitStack() as stack:
@@ -291,19 +293,20 @@ def reassign(
         target = source if target_vmid == vmid else store.load(target_vmid)
         mp = _check_reassign(source, target, key, target_key, digest, target_digest)
         log(f"moving volume '{key}' from container '{vmid}' to '{target_vmid}'")
-        new = rename_volume(mp.volume, target_vmid)
-        if UNUSED_RE.fullmatch(target_key):
-            text = new
-        else:
-            moved = mp.replace(volume=new)
-            text = MountPoint(
-                target_key, moved.volume, moved.path, moved.type, moved.options
-            ).render()
         where = target.pending if lxcapi.is_running(target_vmid) else target
-        where.values[target_key] = text
-        if target is not source:
-            store.save(target)
-        source.values.pop(key, None)
-        log(f"removing volume '{key}' from container '{vmid}' config")
-        store.save(source)
+        with signals.held():
+            new = rename_volume(mp.volume, target_vmid)
+            if UNUSED_RE.fullmatch(target_key):
+                text = new
+            else:
+                moved = mp.replace(volume=new)
+                text = MountPoint(
+                    target_key, moved.volume, moved.path, moved.type, moved.options
+                ).render()
+            where.values[target_key] = text
+            if target is not source:
+                store.save(target)
+            source.values.pop(key, None)
+            log(f"removing volume '{key}' from container '{vmid}' config")
+            store.save(source)
         log(f"target container '{target_vmid}' updated with '{target_key}'")

@@ -55,6 +55,35 @@ def test_move_between_dir_and_btrfs_keeps_the_data(cts: Containers, btrfs_storag
     )
 
 
+def test_a_signal_just_after_a_reassigns_rename_waits_for_both_configs(
+    cts: Containers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TERM between the volume's rename and the target's save left the volume named by
+    nothing, and the source naming a volume gone (it would not start)."""
+    from pct.ops import movevol
+    from shared import signals
+
+    src = cts.create("--rootfs", "local:0", "--mp0", "local:0.1,mp=/data")
+    dst = cts.create("--rootfs", "local:0")
+    real = movevol.rename_volume
+
+    def renamed_then_terminated(volid: str, vmid: int) -> str:
+        new = real(volid, vmid)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return new
+
+    monkeypatch.setattr(movevol, "rename_volume", renamed_then_terminated)
+    try:
+        with signals.interruptible():
+            movevol.reassign(src, "mp0", dst, "mp0", log=lambda _line: None)
+            assert signals.interrupted()  # noted, acted on once both configs are saved
+    except KeyboardInterrupt:  # the job's Interrupted is one
+        pytest.fail("the signal cut the reassign between the rename and the saves")
+    assert key_value(cts.conf(src), "mp0") is None
+    assert key_value(cts.conf(dst), "mp0") == f"local:{dst}/vm-{dst}-disk-1.raw,mp=/data,size=102M"
+    assert (cts.root / f"var/lib/vz/images/{dst}/vm-{dst}-disk-1.raw").is_file()
+
+
 def test_reassign_a_volume_to_another_container(cts: Containers) -> None:
     src = cts.create("--rootfs", "local:0", "--mp0", "local:1,mp=/data")
     dst = cts.create("--rootfs", "local:0", "--mp1", "local:1,mp=/x")
