@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.errors import CtkitError, ParamError, StorageError, VerifyError
+from shared.errors import CtkitError, NotFoundError, ParamError, StorageError, VerifyError
 from shared.formats.types import FormatError
 
 from . import store
@@ -434,7 +434,13 @@ def _apply_delete(conf: Config, key: str, free: Free, result: ApplyResult) -> No
         if volume_owner(text) != conf.vmid:
             result.warnings.append(f"ignore deletion of '{text}', CT {conf.vmid} isn't the owner!")
             return
-        free(text)
+        try:
+            free(text)
+        except NotFoundError as err:
+            # gone already (removed by hand, or a move killed half-way): nothing to free, and
+            # the entry goes, as on Proxmox; it stayed pending for good, failing every apply
+            result.warnings.append(str(err))
+            return
         result.freed.append(text)
 
 

@@ -8,7 +8,7 @@ from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.mountpoints import new_volume_size
 from ..ctconfig.pending import Alloc
-from ..errors import StorageError
+from ..errors import NotFoundError, StorageError
 from ..storage.volumes import alloc_volume, free_volume, volume_size
 from .guestview import config_root_ids
 
@@ -55,7 +55,7 @@ def recorded(alloc: Alloc) -> Alloc:
 
 def free(volid: str) -> None:
     if not free_volume(volid):
-        raise StorageError(f"volume '{volid}' does not exist")
+        raise NotFoundError(f"volume '{volid}' does not exist")
 
 
 def size_of(volid: str) -> int | None:

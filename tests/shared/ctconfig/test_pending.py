@@ -19,7 +19,14 @@ from shared.ctconfig.pending import (
     plan_hotplug,
     update_pending,
 )
-from shared.errors import LockError, ParamError, StateError, StorageError, VerifyError
+from shared.errors import (
+    LockError,
+    NotFoundError,
+    ParamError,
+    StateError,
+    StorageError,
+    VerifyError,
+)
 
 BASE = """\
 arch: amd64
@@ -206,6 +213,21 @@ def test_deleting_an_unreadable_mount_point_keeps_its_volume_as_unused(
     assert result.applied == ["mp0"] and result.unused == ["unused0"]
     assert "mp0" not in conf and conf.get_raw("unused0") == "local:100/vm-100-disk-1.raw"
     assert storage.path("local:100/vm-100-disk-1.raw").exists()
+
+
+def test_deleting_an_unused_volume_that_is_gone_drops_the_entry_with_a_warning() -> None:
+    """A volume removed by hand (or renamed by a move killed half-way) failed every apply:
+    'unable to apply pending change unused0 : volume ... does not exist', pending for good."""
+    conf = _conf(BASE + "unused0: local:100/vm-100-disk-7.raw\n")
+
+    def gone(volid: str) -> None:
+        raise NotFoundError(f"volume '{volid}' does not exist")
+
+    update_pending(conf, {}, delete_keys="unused0", running=False)
+    result = apply_pending(conf, alloc=lambda *_a: "", free=gone)
+    assert result.applied == ["unused0"] and result.errors == {} and result.freed == []
+    assert result.warnings == ["volume 'local:100/vm-100-disk-7.raw' does not exist"]
+    assert "unused0" not in conf and conf.pending_deletes() == {}
 
 
 def test_case20_required_and_read_only_options() -> None:
