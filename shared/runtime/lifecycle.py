@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import atomic, paths
+from .. import atomic, paths, signals
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.pending import apply_pending
@@ -246,8 +246,15 @@ def shutdown(
     thaw_if_frozen(vmid)
     lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's shutdown() for ever
     ct = lxcapi.container(vmid)
-    # python-lxc's shutdown(0) only sends the signal and reports success: judge by the state
-    ct.shutdown(min(timeout, MAX_WAIT))
+    # python-lxc's shutdown(0) only sends the halt signal: the wait is ours, by the state.
+    # Its own wait holds the GIL: in a parallel backup every other worker, and the signal
+    # handling, stood still until a slow guest was down
+    ct.shutdown(0)
+    deadline = time.monotonic() + min(timeout, MAX_WAIT)
+    while not lxcapi.wait_state(vmid, "STOPPED", min(0.5, max(deadline - time.monotonic(), 0))):
+        signals.raise_if_interrupted()  # where a worker thread of a parallel backup acts on one
+        if time.monotonic() >= deadline:
+            break
     if not lxcapi.wait_state(vmid, "STOPPED", 1):
         if not force_stop:
             raise StateError("container did not stop")

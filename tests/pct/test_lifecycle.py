@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -162,6 +163,43 @@ def test_reboot_applies_pending_changes_and_shutdown_is_clean(
     assert time.monotonic() - started < 8  # the init honours SIGPWR at once
     assert pct("status", ct).out == "status: stopped\n"
     assert leftovers(ctroot) == []
+
+
+SLOW_HALT_INIT = """#!/bin/sh
+trap 'sleep 2; exit 0' PWR
+mount -t tmpfs tmpfs /run 2>/dev/null
+while :; do sleep 1 & wait $!; done
+"""
+
+
+def test_a_slow_shutdown_leaves_the_other_threads_running(
+    pct: Pct, ct: int, images: Images
+) -> None:
+    """python-lxc's shutdown(timeout) held the GIL until the guest was down: in a parallel
+    stop-mode backup every other worker, and the signal handling, stood still meanwhile."""
+    from shared.runtime import lifecycle
+
+    (images(ct) / f"subvol-{ct}-disk-0.subvol/sbin/init").write_text(SLOW_HALT_INIT)
+    pct("start", ct)
+    failed: list[BaseException] = []
+
+    def down() -> None:
+        try:
+            lifecycle.shutdown(ct, timeout=20, log=lambda _line: None)
+        except BaseException as err:  # handed to the test's thread
+            failed.append(err)
+
+    worker = threading.Thread(target=down)
+    started, ticks = time.monotonic(), 0
+    worker.start()
+    while worker.is_alive():
+        time.sleep(0.05)
+        ticks += 1
+    elapsed = time.monotonic() - started
+    assert failed == []
+    assert elapsed >= 1.5  # the guest took its time to go down
+    assert ticks >= elapsed / 0.05 / 2, (ticks, elapsed)  # and this thread went on meanwhile
+    assert pct("status", ct).out == "status: stopped\n"
 
 
 def test_cases_48_49_ostype_mismatch_warns_and_pve_ignore_is_honoured(
