@@ -30,7 +30,7 @@ from .cgroups import CGroup
 
 Log = Callable[[str], None]
 RECOVERY_WAIT = 30.0
-RESTART_GRACE = 5.0  # seconds for a container a dead owner was stopping to be down
+RESTART_GRACE = 20.0  # seconds for a container a dead owner was stopping to be down
 # the locks a dead owner's operation may leave: its own, or a snapshot step's
 SNAPSHOT_LOCKS = ("snapshot", "snapshot-delete")
 
@@ -249,10 +249,14 @@ def restart_stopped(vmid: int, op: str, log: Log) -> None:
     from . import lifecycle, lxcapi, mounts
 
     if lxcapi.is_running(vmid):
-        return
-    # stopped midway: its shutdown ends first, then the kernel lets go of its raw volumes (a
-    # start meanwhile failed on them, after ext4's MMP wait)
-    lxcapi.wait_state(vmid, "STOPPED", RESTART_GRACE)
+        # killed while the guest went down: LXC reports it running until its init is done
+        # (the container stayed down for good when it was taken as running here). One still up
+        # after the grace was never stopped, or was started again by someone else
+        log(f"CT {vmid}: waiting for the shutdown {op} began to end")
+        if not lxcapi.wait_state(vmid, "STOPPED", RESTART_GRACE):
+            return
+    # then the kernel lets go of its raw volumes (a start meanwhile failed on them, after
+    # ext4's MMP wait)
     conf = store.load_or_none(vmid)
     if conf is not None:
         mounts.wait_released(conf)

@@ -22,6 +22,7 @@ from .conftest import (
     CT,
     Host,
     archives,
+    pct,
     random_file,
     run,
     start_vzdump,
@@ -264,6 +265,32 @@ def test_stop_mode_killed_while_stopped_then_pct_start(host: Host) -> None:
         assert f"CT {ct.vmid}: vzdump (pid {pid}) died without cleaning up - recovering" in out
         assert f"CT {ct.vmid}: restarted the container vzdump had stopped" in out
         assert_recovered(ct, host)
+
+
+SLOW_HALT_INIT = b"""#!/bin/sh
+trap 'sleep 3; exit 0' PWR
+mount -t tmpfs tmpfs /run 2>/dev/null
+while :; do sleep 1 & wait $!; done
+"""
+
+
+def test_stop_mode_killed_while_the_guest_goes_down_then_pct_list(host: Host) -> None:
+    """Killed after the halt signal, while the guest still went down (LXC reports it running
+    until its init is done): the recovery took it as running, dropped the record, and the
+    container stayed down for good. It waits for the shutdown, then starts it again."""
+    ct = host.create()
+    ct.write("sbin/init", SLOW_HALT_INIT).chmod(0o755)
+    pct("start", str(ct.vmid))
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop")
+    wait_for_line(proc, "stopping virtual guest")
+    time.sleep(0.5)  # the halt signal is sent; the guest takes 3 s to act on it
+    kill_when(proc, lambda: True)
+    assert lxc_state(ct) == "RUNNING" and "lock: backup" in ct.conf()
+    rc, out, err = pct_run("list")
+    assert rc == 0, err
+    assert f"CT {ct.vmid}: waiting for the shutdown vzdump began to end" in out + err
+    assert f"CT {ct.vmid}: restarted the container vzdump had stopped" in out + err
+    assert_recovered(ct, host)
 
 
 def test_snapshot_killed_then_pct_unlock(host: Host, btrfs: Path) -> None:
