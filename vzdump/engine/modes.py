@@ -161,20 +161,22 @@ def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
 
 def _restart(run: GuestRun) -> None:
     """Bring a container we stopped back (errors are warnings: the backup itself is done)."""
+    started = False
     try:
         run.hook("pre-restart")
     except CtkitError as err:
         run.warn(str(err))
     finally:
-        _start_again(run)
+        started = _start_again(run)
     try:
         run.hook("post-restart")
     except CtkitError as err:
         run.warn(str(err))
-    run.online_again()
+    if started:  # a guest that failed to start is not online (it was said to be, exit 0)
+        run.online_again()
 
 
-def _start_again(run: GuestRun) -> None:
+def _start_again(run: GuestRun) -> bool:
     try:
         if not lxcapi.is_running(run.vmid):
             run.log("restarting vm")
@@ -184,6 +186,8 @@ def _start_again(run: GuestRun) -> None:
         run.note(stopped=False)
     except CtkitError as err:
         run.warn(f"unable to restart CT {run.vmid} - {err}")
+        return False
+    return True
 
 
 # --- suspend --------------------------------------------------------------------------------

@@ -250,6 +250,25 @@ def test_ctrl_c_during_the_restart_of_stop_mode_still_brings_the_ct_back(
     assert "lock:" not in ct.conf()
 
 
+def test_a_restart_that_fails_is_not_reported_as_online_again(host: Host, tmp_path: Path) -> None:
+    """The restart's failure is a warning (the backup itself is done), but the log went on to
+    'guest is online again' for a container that stayed down."""
+    ct = host.create(start=True)
+    script = tmp_path / "break-start.sh"
+    conf = ct.root / f"etc/pve/lxc/{ct.vmid}.conf"
+    script.write_text(
+        f'#!/bin/sh\n[ "$1" = pre-restart ] || exit 0\necho "arch: bogus" >> {conf}\n'
+    )
+    script.chmod(0o755)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
+                 "--script", str(script))  # fmt: skip
+    assert res.rc == 0, res.err
+    assert any(ln.startswith(f"WARN: unable to restart CT {ct.vmid} - ") for ln in res.lines)
+    assert not any("online again" in ln for ln in res.lines), res.lines
+    assert not ct.running()
+    assert "lock:" not in ct.conf()
+
+
 @pytest.mark.parametrize("how", ["stop-option", "sigint"])
 def test_interrupt(host: Host, how: str) -> None:
     """An interrupt inside a guest: its cleanup runs (the CT stop mode shut down is started
