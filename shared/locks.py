@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import paths
+from . import paths, signals
 from .errors import LockError
 
 POLL_INTERVAL = 0.05
@@ -58,6 +58,9 @@ def flock(
                 on_wait()
             waited = True
             time.sleep(POLL_INTERVAL)
+            # a worker thread of a parallel backup acts on a signal only where it looks: here
+            # it waited out the lock's whole timeout
+            signals.raise_if_interrupted()
         yield
     finally:
         os.close(fd)

@@ -69,3 +69,41 @@ def test_check_lock_value() -> None:
     locks.check_lock_value(None)
     with pytest.raises(LockError, match=r"^CT is locked \(backup\)$"):
         locks.check_lock_value("backup")
+
+
+def test_a_worker_thread_waiting_for_a_lock_acts_on_a_signal(tmp_path: Path) -> None:
+    """A parallel backup's worker acts on a signal only where it looks: waiting for a busy
+    config lock it waited out the lock's whole timeout (9 s of 10) before it stopped."""
+    import os
+    import signal
+    import threading
+
+    from shared import signals
+
+    path = tmp_path / "busy.lock"
+    holder = subprocess.Popen(["flock", str(path), "sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["flock", "-n", str(path), "true"]).returncode == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        outcome: list[str] = []
+
+        def worker() -> None:
+            try:
+                with locks.flock(path, 20):
+                    outcome.append("locked")
+            except KeyboardInterrupt:
+                outcome.append("interrupted")
+
+        with signals.interruptible(), signals.held():  # as the parallel job's main thread
+            thread = threading.Thread(target=worker)
+            thread.start()
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGTERM)
+            started = time.monotonic()
+            thread.join(10)
+        assert outcome == ["interrupted"] and time.monotonic() - started < 2
+    finally:
+        holder.kill()
+        holder.wait()
