@@ -4,7 +4,8 @@ A command spends its first 0.05-0.1 s importing what it needs. A Ctrl-C then (a 
 stopped as soon as it was started) raised ``KeyboardInterrupt`` in whatever module was loading,
 and Python printed that import's traceback and died of the signal. Nothing has been done at that
 point, so the command ends as any interrupted one does: one line, exit 130. The same holds for
-an interrupt that reaches this level from anywhere else outside the command's own handling.
+TERM and HUP, and for an interrupt that reaches this level from anywhere else outside the
+command's own handling.
 """
 
 from __future__ import annotations
@@ -13,10 +14,21 @@ import importlib
 import sys
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_app(app: str) -> None:
     """Import ``<app>.cli`` and run its ``main``. This module imports nothing of its own before
-    that: a Ctrl-C while it loads is still Python's traceback, so its own load stays short."""
+    that: a Ctrl-C while it loads is still Python's traceback, so its own load stays short.
+    TERM and HUP end a loading command as Ctrl-C does (they killed it silently, 143 and 129),
+    unless whoever started it ignores them (``nohup``)."""
     try:
+        import signal  # with enum, which the interpreter's start has loaded: a moment
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, _interrupt)
         main = importlib.import_module(f"{app}.cli").main
         main()
     except KeyboardInterrupt:

@@ -27,7 +27,11 @@ time.sleep(30)
 """
 
 
-def test_ctrl_c_while_a_command_is_still_loading_ends_it_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=str)
+def test_a_signal_while_a_command_is_still_loading_ends_it_in_one_line(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """TERM and HUP as Ctrl-C: they killed a command still loading, silently (exit 143/129)."""
     app = tmp_path / "slowapp"
     app.mkdir()
     (app / "__init__.py").write_text("")
@@ -42,12 +46,30 @@ def test_ctrl_c_while_a_command_is_still_loading_ends_it_in_one_line(tmp_path: P
         while not marker.exists():
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
             time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
         proc.wait()
     assert (proc.returncode, out, err) == (130, "", "interrupted by signal\n")
+
+
+def test_a_hangup_ignored_by_the_caller_stays_ignored_while_loading(tmp_path: Path) -> None:
+    """``nohup pct ...``: the command must outlive the terminal, also while it loads."""
+    app = tmp_path / "quickapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "cli.py").write_text(
+        "import os, signal\ndef main():\n    os.kill(os.getpid(), signal.SIGHUP)\n    print('on')\n"
+    )
+    code = (
+        "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "from shared.entry import run_app\nrun_app('quickapp')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, text=True,
+                         capture_output=True, timeout=30)  # fmt: skip
+    assert (res.returncode, res.stdout, res.stderr) == (0, "on\n", "")
 
 
 @pytest.mark.parametrize("name", ["pct", "vzdump", "pveam"])
