@@ -107,7 +107,8 @@ class Int(ValueType):
 
     def parse(self, raw: str) -> int:
         text = str(raw).strip()
-        if not re.fullmatch(r"[+-]?\d+", text):
+        # ASCII digits only: int() takes '２' or '١٢' as numbers, Proxmox's check does not
+        if not re.fullmatch(r"[+-]?\d+", text, re.ASCII):
             raise FormatError(f"type check ('integer') failed - got '{raw}'")
         value = int(text)
         _check_range(value, self.minimum, self.maximum)
@@ -127,7 +128,7 @@ class Number(ValueType):
 
     def parse(self, raw: str) -> float:
         text = str(raw).strip()
-        if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", text):
+        if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", text, re.ASCII):
             raise FormatError(f"type check ('number') failed - got '{raw}'")
         value = float(text)
         _check_range(value, self.minimum, self.maximum)

@@ -76,3 +76,11 @@ def test_parse_size_units() -> None:
 def test_number_render_like_perl() -> None:
     assert t.Number().render(0.5) == "0.5"
     assert t.Number().render(2.0) == "2"
+
+
+@pytest.mark.parametrize("text", ["２", "١٢", "1٢", "٣.5", "1e٣"])
+def test_numbers_are_ascii_digits_only(text: str) -> None:
+    """int() and float() read other scripts' digits: '--parallel ２' ran two workers."""
+    with pytest.raises(t.FormatError, match=r"type check \(.(integer|number).\) failed"):
+        (t.Number() if "." in text or "e" in text else t.Int()).parse(text)
+    assert t.Int().parse("+2") == 2 and t.Number().parse("2.5") == 2.5  # as Proxmox's check
