@@ -385,9 +385,9 @@ def _execute(
         msg = _one_line(err) if isinstance(err, ConfigError) else _param_message(err)
         state.mark_stopped(job_id, msg, now=start)
         state.mark_updated(job_id, now=start)  # do not retry an unstartable job every minute
-        log(f"job '{job_id}': unable to start - {msg}")
-        if reraise:
+        if reraise:  # the caller's one error line says it (it was said three times)
             raise
+        log(f"job '{job_id}': unable to start - {msg}")
         return Outcome.FAILED, None
     pid = os.getpid()
     upid = make_upid(pid, job_id, start)

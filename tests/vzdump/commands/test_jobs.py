@@ -338,3 +338,13 @@ def test_list_and_run_say_what_jobs_cfg_gets_wrong(cli: Cli, vmid: int) -> None:
     assert res.out.startswith("ID ") and "typo" in res.out
     res = cli.vzdump("job", "run", "typo", now=T0)
     assert "jobs.cfg: " in res.err and "'stpo'" in res.err, res.err
+
+
+def test_run_of_a_job_that_cannot_start_says_why_once(cli: Cli) -> None:
+    """The file's warning names the line, the error says it once (it came a third time, as a
+    log line between them)."""
+    cli.jobs_cfg.parent.mkdir(parents=True, exist_ok=True)
+    cli.jobs_cfg.write_text("vzdump: j1\n\tschedule 02:00\n\tvmid 900000001\n\tparallel abc\n")
+    res = cli.vzdump("job", "run", "j1")
+    said = "job 'j1': parallel: type check ('integer') failed - got 'abc'"
+    assert (res.rc, res.err.splitlines()) == (12, [f"jobs.cfg: {said}", said])
