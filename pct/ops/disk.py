@@ -32,6 +32,7 @@ from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import (
     CommandError,
     CtkitError,
+    NotFoundError,
     ParamError,
     StateError,
     StorageError,
@@ -632,6 +633,8 @@ def _open_source(source: Path) -> int:
     the container's disk), opened without waiting."""
     try:
         src = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:  # exit 3, as every file that does not exist
+        raise NotFoundError(f"failed to open {source} for reading") from None
     except OSError:
         raise CtkitError(f"failed to open {source} for reading") from None
     if not stat.S_ISREG(os.fstat(src).st_mode):
@@ -715,7 +718,8 @@ def pull(vmid: int, path: str, dest: Path, owner: Owner = Owner()) -> None:
         try:
             src = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError as err:
-            raise CtkitError(f"failed to open {path}: {err.strerror}") from None
+            kind = NotFoundError if isinstance(err, FileNotFoundError) else CtkitError
+            raise kind(f"failed to open {path}: {err.strerror}") from None
         try:
             if not stat.S_ISREG(os.fstat(src).st_mode):
                 raise CtkitError(f"failed to open {path}: not a regular file")

@@ -18,7 +18,7 @@ import platform
 import sys
 from collections.abc import Callable
 
-from ..errors import CtkitError
+from ..errors import CtkitError, NotFoundError, StateError, StorageError
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -147,9 +147,15 @@ def enter(pid: int, *, userns: bool, mount: bool = True) -> None:
         os.chdir("/")
 
 
+# the errors a child's exit status carries back as themselves (the rest are a CtkitError)
+_KINDS: tuple[type[CtkitError], ...] = (NotFoundError, StateError, StorageError)
+_CARRIED = {cls.exit_code: cls for cls in _KINDS}
+
+
 def run_forked(work: Callable[[], None], what: str) -> None:
     """Run ``work`` in a forked child (which may enter namespaces); its error comes back as a
-    CtkitError with the child's message."""
+    CtkitError with the child's message (a missing file, a wrong state and a storage failure
+    as themselves, for their exit codes)."""
     rfd, wfd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -162,14 +168,15 @@ def run_forked(work: Callable[[], None], what: str) -> None:
         except BaseException as err:
             text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             os.write(wfd, text.encode(errors="replace")[:4096])
-            code = 1
+            code = err.exit_code if isinstance(err, CtkitError) and type(err) in _KINDS else 1
         os._exit(code)
     os.close(wfd)
     with os.fdopen(rfd, "rb") as pipe:
         message = pipe.read().decode(errors="replace")
     _pid, status = os.waitpid(child, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise CtkitError(message or f"{what} failed (status {status})")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise _CARRIED.get(code, CtkitError)(message or f"{what} failed (status {status})")
 
 
 def in_container(

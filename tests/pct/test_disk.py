@@ -516,8 +516,11 @@ def test_a_failed_copy_never_costs_the_file_it_was_to_replace(
     mine = tmp_path / "mine"
     mine.write_text("host data\n")
     res = pct("pull", vmid, "/root/missing", mine, check=False)
-    assert res.rc != 0 and res.err.startswith("failed to open /root/missing: ")
+    # exit 3, as every file that does not exist (it was 1), in push and pull
+    assert (res.rc, res.err) == (3, "failed to open /root/missing: No such file or directory\n")
     assert mine.read_text() == "host data\n"
+    res = pct("push", vmid, tmp_path / "missing", "/root/keep", check=False)
+    assert (res.rc, res.err) == (3, f"failed to open {tmp_path / 'missing'} for reading\n")
     assert sorted(p.name for p in tmp_path.glob("*mine*")) == ["mine"]
     pct("stop", vmid)
 
