@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
 from .. import atomic, restic
 from ..errors import AlreadyExistsError, ConfigError, NotFoundError
 from ..formats.types import FormatError
+from ..regularfile import read_regular
 from . import resticnodekey
 from .api import check_storage_id
 from .config import SECTION_TYPES, load_config, save_config
@@ -27,13 +27,14 @@ MAX_SECRET = 64 << 10
 def _read_secret_source(path: Path, what: str) -> bytes:
     """A user-given secret file: a regular file (no symlink, no FIFO), of bounded size."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        found = read_regular(path, MAX_SECRET, follow_symlinks=False)
     except OSError as err:
         raise ConfigError(f"{what} '{path}': {err.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{what} '{path}' is not a regular file")
-        data = fh.read(MAX_SECRET + 1)
+    if found is None:  # also a directory, which failed as a traceback
+        if not os.path.lexists(path):
+            raise ConfigError(f"{what} '{path}': No such file or directory")
+        raise ConfigError(f"{what} '{path}' is not a regular file")
+    data = found[0]
     if len(data) > MAX_SECRET:
         raise ConfigError(f"{what} '{path}' is too large")
     return data

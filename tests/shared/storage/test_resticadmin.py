@@ -60,3 +60,27 @@ def test_a_failed_set_puts_the_old_secrets_back(offsite: Path, tmp_path: Path) -
     resticadmin.change("offsite", {"prune-backups": "keep-last=3"}, password=same)
     store = load_config().get("offsite")
     assert store is not None and store.props["prune-backups"] == "keep-last=3"
+
+
+@pytest.mark.parametrize("kind", ["directory", "symlink", "fifo", "missing", "huge"])
+def test_a_secret_source_must_be_a_small_regular_file(tmp_path: Path, kind: str) -> None:
+    """A directory given as --password-file or --env-file ended in an IsADirectoryError
+    traceback; the others were one line already."""
+    import os
+
+    path = tmp_path / "secret"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "symlink":
+        path.symlink_to(secret(tmp_path, "real", PASSWORD))
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "huge":
+        path.write_bytes(b"x" * (resticadmin.MAX_SECRET + 1))
+    said = {
+        "missing": f"password file '{path}': No such file or directory",
+        "huge": f"password file '{path}' is too large",
+    }.get(kind, f"password file '{path}' is not a regular file")
+    with pytest.raises(ConfigError) as info:
+        resticadmin._read_secret_source(path, "password file")
+    assert str(info.value) == said
