@@ -54,7 +54,10 @@ def parse_restic_time(text: str) -> int:
     if not m:
         raise StorageError(f"unreadable snapshot time '{text}'")
     zone = "+00:00" if m.group(2) == "Z" else m.group(2)
-    return int(datetime.fromisoformat(m.group(1) + zone).timestamp())
+    try:  # month 13, hour 99, year 0: the pattern's digits, but no time (a traceback)
+        return int(datetime.fromisoformat(m.group(1) + zone).timestamp())
+    except (ValueError, OverflowError):
+        raise StorageError(f"unreadable snapshot time '{text}'") from None
 
 
 def volname_parts(volname: str) -> tuple[int, str]:

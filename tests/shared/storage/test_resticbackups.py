@@ -4,6 +4,7 @@ whose tags or times no volume name can hold are not ours and are skipped, never 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -176,3 +177,14 @@ def test_a_log_is_never_removed_through_a_symlink(
     assert resticbackups.snapshots(store) == []  # removed all the same
     assert (elsewhere / e.path.name).read_text() == "not a log of ours\n"
     logdir.unlink()
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-13-45T99:99:99Z", "0000-00-00T00:00:00Z", "2026-02-30T10:00:00+99:00"]
+)
+def test_a_time_of_the_right_shape_that_is_no_time_is_one_error(text: str) -> None:
+    """``vzdump export <storage>:backup/ct/100/2026-13-45T99:99:99Z`` ended in a ValueError
+    traceback (month must be in 1..12)."""
+    with pytest.raises(StorageError, match=rf"^unreadable snapshot time '{re.escape(text)}'$"):
+        resticbackups.parse_restic_time(text)
+    assert resticbackups.parse_restic_time("2026-01-02T03:04:05Z") == 1767323045
