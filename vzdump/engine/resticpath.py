@@ -29,7 +29,7 @@ from typing import Any
 
 from shared import paths, restic, resticgate, signals
 from shared.archive.idmap import IdMapEntry
-from shared.errors import CtkitError, StorageError
+from shared.errors import CtkitError, LockError, StorageError
 from shared.stallguard import StallGuard
 from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
@@ -213,6 +213,14 @@ def _run_backup(run: ResticRun, args: list[str], stage: Path, log: Log) -> dict[
             try:
                 _stream_backup(run, args, stage, log, summary)
             except restic.NodeKeyRefused:  # nothing done yet; now with the storage's password
+                _stream_backup(run, args, stage, log, summary)
+            except LockError:
+                # nothing done yet either. A stale exclusive lock (a prune killed with the
+                # scheduler's service) failed every backup until someone cleared it by hand:
+                # 'restic unlock' removes only stale locks (this host's, of a process gone),
+                # never a live one's, and the backup runs once more
+                log("restic: the repository is locked - removing stale locks")
+                restic.run(run.store.repo, ["unlock"], timeout=300)
                 _stream_backup(run, args, stage, log, summary)
     except BaseException:
         with signals.held():

@@ -483,6 +483,34 @@ def test_stale_lock_of_a_killed_backup(rhost: Host) -> None:
     assert "no errors were found" in restic_cmd(rhost.root, "check")
 
 
+def test_a_stale_exclusive_lock_does_not_fail_the_next_backups(rhost: Host) -> None:
+    """A prune killed with the scheduler's service (TERM to its whole group) left restic's
+    exclusive lock: every backup failed with 'repository is locked' until someone cleared it by
+    hand. The backup removes stale locks (restic unlock never removes a live one) and runs."""
+    add_storage(rhost.root)
+    ct = rhost.create(start=True)
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    locks = rhost.root / "repo/locks"
+    prune = subprocess.Popen(["restic", "prune"], env=restic_env(rhost.root),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not [p for p in locks.iterdir() if "-tmp-" not in p.name]:
+            assert prune.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(prune.pid, signal.SIGSTOP)  # holding its exclusive lock, then killed
+        os.kill(prune.pid, signal.SIGKILL)
+    finally:
+        prune.kill()
+        prune.wait()
+    assert list(locks.iterdir())  # left behind
+    res = vzdump(str(ct.vmid), "--storage", "offsite")
+    assert res.rc == 0, res.err
+    assert "INFO: restic: the repository is locked - removing stale locks" in res.lines
+    assert len(listing()) == 2 and not list(locks.iterdir())
+    assert ct.running() and "lock:" not in ct.conf()
+
+
 def test_scheduled_job_to_restic(rhost: Host) -> None:
     """A backup job with ``storage offsite`` runs like any other and applies the storage's
     retention (the storage's prune-backups, forget, then one prune)."""
