@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from urllib.parse import quote
 from . import paths, signals
 from .errors import CommandError, ConfigError, LockError, StorageError
 from .formats.lines import config_lines, read_config_text
+from .parentdeath import tied_to_parent
 from .toolenv import SYSTEM_PATH
 
 ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
@@ -201,6 +203,14 @@ def failure(repo: Repo, stderr: str, rc: int) -> StorageError | LockError:
     return StorageError(f"restic storage '{repo.storage}': {redact(last)[:300]}")
 
 
+def _command(args: Sequence[str]) -> list[str]:
+    """restic with ``args``, tied to this process (see :mod:`shared.parentdeath`)."""
+    found = shutil.which("restic", path=SYSTEM_PATH)
+    if found is None:  # setpriv would only say it could not run it
+        raise CommandError("restic is not installed (apt-get install restic)")
+    return tied_to_parent([found, *args])
+
+
 def run(
     repo: Repo, args: Sequence[str], *, stdin: IO[bytes] | None = None, timeout: float | None = None
 ) -> bytes:
@@ -233,7 +243,7 @@ def _run_once(
 ) -> bytes:
     try:
         proc = subprocess.run(
-            ["restic", "--quiet", *repo.global_args(), *args],
+            _command(["--quiet", *repo.global_args(), *args]),
             env=env,
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
@@ -401,8 +411,11 @@ def start(
 ) -> Streamed:
     env = repo.environment()
     try:
+        # tied to this process: a restic left running after a kill held the repository's
+        # lock (an orphaned prune failed every backup), or went on reading a container the
+        # next command had started again, into a snapshot listed as a good backup
         proc = subprocess.Popen(
-            ["restic", *repo.global_args(), *args],
+            _command([*repo.global_args(), *args]),
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,8 @@ from shared import restic
 from shared.errors import ConfigError, LockError
 from tests.vzdump.engine.conftest import CT, Host, run, vzdump
 from tests.vzdump.engine.test_restic import PASSWORD, listing
+
+REPO = Path(__file__).resolve().parents[2]
 
 BIN = Path(__file__).resolve().parents[2] / ".venv/bin"
 
@@ -186,3 +190,47 @@ def test_rest_repository_via_rclone(rhost: Host) -> None:
         assert res.rc == 0, res.err
         assert not (data / "keys" / record["key"]).exists()
         assert len(list((data / "keys").iterdir())) == 1
+
+
+RESTIC_WAITING = """
+import os, sys
+from shared import restic
+from shared.storage.config import load_config
+
+print(os.getpid(), flush=True)
+restic.run(load_config().storage("offsite").repo, ["backup", "--stdin"], stdin=sys.stdin.buffer)
+"""
+
+
+def test_restic_ends_with_the_command_that_runs_it(restic_store: object) -> None:
+    """A prune of a killed vzdump ran on, holding the repository's exclusive lock, and the
+    backups that came meanwhile failed: restic dies with the process that runs it."""
+
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", RESTIC_WAITING], stdin=read,
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)  # fmt: skip
+    os.close(read)
+    try:
+        assert proc.stdout is not None
+        parent = int(proc.stdout.readline())
+        deadline = time.monotonic() + 30
+        child = None
+        while child is None:  # restic, waiting for its standard input that never ends
+            assert time.monotonic() < deadline and proc.poll() is None
+            for entry in Path("/proc").iterdir():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    cmd = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                    if int(stat[1]) == parent and cmd.endswith(b"restic"):
+                        child = int(entry.name)
+            time.sleep(0.02)
+        os.kill(parent, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists():
+            assert time.monotonic() < deadline, "restic runs on without the command"
+            time.sleep(0.05)
+    finally:
+        os.close(write)
+        proc.kill()
+        proc.wait()
