@@ -131,8 +131,9 @@ def migrate(vmid: int, opts: Options, log: Log) -> None:
             _transfer(run, conf, vols, nets, info, cfg, no_return)
         except BaseException as err:
             with signals.held():
-                _abort(run, err)
-            raise
+                finished = _abort(run, err)
+            if not finished:
+                raise
         if signals.interrupted():
             log("interrupted after the commit began - the target has the container: finished")
     log(f"migration finished successfully (duration {_hms(time.monotonic() - start)})")
@@ -343,13 +344,19 @@ def _complete_source(vmid: int, delete: bool, log: Log) -> None:
     migration.remove_source(vmid, log)
 
 
-def _abort(run: Run, err: BaseException) -> None:
+def _abort(run: Run, err: BaseException) -> bool:
+    """Undo what can be undone; True when the target turns out to have committed the migration
+    (the commit's answer was lost): the migration is finished, and says so (it exited 11 with
+    the link's error, and a script retried a migration that had happened)."""
     log = run.log
-    log(f"ERROR: migration aborted: {error_text(err)}")
+    if run.phase == "committing":
+        log(f"WARN: the commit's answer was lost: {error_text(err)}")
+    else:
+        log(f"ERROR: migration aborted: {error_text(err)}")
     if run.phase == "committed":
         # the target has it: leave the source locked rather than risk two running copies
         log(f"ERROR: CT {run.vmid} left stopped and locked 'migrate' on this node")
-        return
+        return False
     migration.drop_snapshots(run.sent, run.log)
     if run.phase == "committing":
         # the commit's answer was lost (the link cut): the target knows what became of it
@@ -358,12 +365,12 @@ def _abort(run: Run, err: BaseException) -> None:
             log(f"remote '{run.remote.name}' committed the migration - finishing it")
             run.phase = "committed"
             _finish_source(run, log)
-            return
+            return True
         if outcome != "none":
             # the record stays: the next command that meets the container asks again
             log(f"ERROR: state on the target unknown - CT {run.vmid} left locked 'migrate'")
-            return
-        log(f"remote '{run.remote.name}' did not commit the migration")
+            return False
+        log(f"ERROR: migration aborted: remote '{run.remote.name}' did not commit it")
     # started before the lock and the record go: a kill in between leaves it to recovery
     if run.stopped and not lxcapi.is_running(run.vmid):
         log(f"start container {run.vmid} again on the source")
@@ -373,3 +380,4 @@ def _abort(run: Run, err: BaseException) -> None:
             log(f"ERROR: restarting CT {run.vmid} failed - {start_err}")
     migration.unlock(run.vmid)
     owner.remove_record(record_path(run.vmid))
+    return False

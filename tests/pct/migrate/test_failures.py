@@ -289,8 +289,11 @@ def test_a_link_cut_in_the_commit_is_settled_by_asking_the_target(
         if b"migrate-target session" in argv:  # (ssh's remote command line)
             with_suppress_kill(pid)  # the session's SSH connection
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0, out
-    assert "ERROR: migration aborted: migration session on remote 'far' failed" in out, out
+    assert "WARN: the commit's answer was lost: migration session on remote 'far' failed" in out
+    # a target that answers 'committed' when asked: the migration is finished (it exited 11,
+    # and a script retried a migration that had happened); else the next command settles it
+    finished = "remote 'far' committed the migration - finishing it" in out
+    assert (proc.returncode == 0) is finished, out
 
     def settled() -> bool:
         pct("status", vmid, check=False)  # the next command: recovers when the target is done
