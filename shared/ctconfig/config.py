@@ -23,7 +23,7 @@ from .mountpoints import (
     MountPoint,
     iter_mountpoints,
     parse_mountpoint,
-    unparsable_mountpoints,
+    present_mountpoint_keys,
     unused_keys,
     used_volumes,
 )
@@ -166,8 +166,7 @@ class Section:
         whatever archives, copies, snapshots or mounts the container's data must not go on
         without a mount point it cannot read (a backup left its files out, and succeeded)."""
         if strict:
-            for key in unparsable_mountpoints(self.values):
-                self.mountpoint(key)  # raises the error naming it
+            return [self.mountpoint(key) for key in present_mountpoint_keys(self.values)]
         return list(iter_mountpoints(self.values))
 
     def mountpoint(self, key: str) -> MountPoint:

@@ -119,15 +119,16 @@ def parse_mountpoint(key: str, text: str) -> MountPoint:
 _MOUNT_ORDER = {key: i for i, key in enumerate(mountpoint_keys())}
 
 
-def _mountpoint_keys_of(values: Mapping[str, str]) -> list[str]:
-    # the section's own keys put in mount order: it holds a dozen keys, the order 257, and a
-    # backup asks for its container's mount points some thirty times
+def present_mountpoint_keys(values: Mapping[str, str]) -> list[str]:
+    """The rootfs/mpN keys a section holds, in mount order."""
+    # among the section's own keys: it holds a dozen, the order 257, and a backup asks for its
+    # container's mount points some thirty times
     return sorted((k for k in values if k in _MOUNT_ORDER), key=_MOUNT_ORDER.__getitem__)
 
 
 def iter_mountpoints(values: Mapping[str, str]) -> Iterator[MountPoint]:
     """rootfs then mp0..mp255 of one section; entries that do not parse are skipped."""
-    for key in _mountpoint_keys_of(values):
+    for key in present_mountpoint_keys(values):
         text = values.get(key)
         if text is None:
             continue
@@ -140,7 +141,7 @@ def iter_mountpoints(values: Mapping[str, str]) -> Iterator[MountPoint]:
 def unparsable_mountpoints(values: Mapping[str, str]) -> list[str]:
     """The rootfs/mpN keys of one section whose values do not parse, in mount order."""
     bad = []
-    for key in _mountpoint_keys_of(values):
+    for key in present_mountpoint_keys(values):
         try:
             parse_mountpoint(key, values[key])
         except FormatError:
@@ -201,7 +202,7 @@ def used_volumes(values: Mapping[str, str], *, exclude: str | None = None) -> li
     """Volume ids used by rootfs/mpN of one section (bind and device mounts excluded), also
     those named by values that do not parse."""
     used = []
-    for key in _mountpoint_keys_of(values):
+    for key in present_mountpoint_keys(values):
         if key == exclude:
             continue
         try:
