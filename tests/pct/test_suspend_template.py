@@ -186,7 +186,9 @@ def _template_killed_after_rename(ctroot: Path, vmid: int) -> bool:
     try:
         deadline = time.monotonic() + 30
         while not os.path.lexists(base):
-            assert proc.poll() is None, proc.communicate()
+            if proc.poll() is not None:  # converted between two looks: the kill is too late
+                assert proc.returncode == 0 and os.path.lexists(base), proc.communicate()
+                return False
             assert time.monotonic() < deadline, "no base image"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
