@@ -459,8 +459,9 @@ def open_snapshot(store: ResticStorage, volname: str) -> SnapshotStream:
         except restic.NodeKeyRefused:  # the lookup went on with the password: so does this
             listed = None
         # written before the time tag, or a newer snapshot of someone else carries the same
-        # tags (the repository is shared): dumped by its id after all
-        if not snap.time_tagged or listed != snap.id:
+        # tags (the repository is shared): dumped by its id after all. A stale copy of it (a
+        # killed re-tag) holds the same data.
+        if not snap.time_tagged or listed not in snap.ids:
             started.close()
             started = Started(store, [snap.id])
         return SnapshotStream(snap, started)  # refuses a snapshot whose tags it cannot use

@@ -19,7 +19,7 @@ import binascii
 import contextlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ VOLNAME_RE = re.compile(
 )
 _DIGITS = re.compile(r"[0-9]{1,20}")  # str.isdigit() takes any Unicode digit, int() not all
 _VMID = re.compile(r"[1-9][0-9]{2,8}")
+_ID = re.compile(r"[0-9a-f]{64}")
 TIME_RE = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
@@ -96,6 +97,13 @@ class Snapshot:
     ctime: int
     tags: tuple[str, ...]
     host: str = ""  # the node that wrote it (restic's host name)
+    tree: str = ""
+    origin: str = ""  # the snapshot this one was re-tagged from (restic's ``original``), or itself
+    copies: tuple[str, ...] = ()  # stale copies of this backup (see :func:`_one_per_backup`)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return (self.id, *self.copies)
 
     @property
     def protected(self) -> bool:
@@ -139,11 +147,13 @@ def _snapshot(item: Any) -> Snapshot | None:
     ):
         return None
     sid = str(item.get("id", ""))
-    if not re.fullmatch(r"[0-9a-f]{64}", sid):
+    if not _ID.fullmatch(sid):
         return None
+    tree, origin = str(item.get("tree", "")), str(item.get("original") or sid)
     try:  # a repository is shared with others: a time no volume name can hold is skipped
         when = parse_restic_time(str(item.get("time", "")))
-        snap = Snapshot(sid, int(vmid), when, tags, str(item.get("hostname") or ""))
+        host = str(item.get("hostname") or "")
+        snap = Snapshot(sid, int(vmid), when, tags, host, tree, origin)
         if VOLNAME_RE.fullmatch(snap.volname()):
             return snap
     except (StorageError, ValueError, OverflowError, OSError):
@@ -162,7 +172,28 @@ def snapshots(store: ResticStorage, vmid: int | None = None) -> list[Snapshot]:
     found = [s for s in (_snapshot(i) for i in raw or []) if s is not None]
     if vmid is not None:
         found = [s for s in found if s.vmid == vmid]
-    return sorted(found, key=lambda s: (s.vmid, s.ctime, s.id))
+    return sorted(_one_per_backup(found), key=lambda s: (s.vmid, s.ctime, s.id))
+
+
+def _one_per_backup(found: list[Snapshot]) -> list[Snapshot]:
+    """Copies of one backup made one. ``restic tag`` (a backup's notes or protection changed)
+    saves the re-tagged snapshot, then deletes the one it replaces: killed in between, both
+    stay, with the same data and time, and the volume name named two snapshots (its restore
+    and every later retention were refused). The copy that replaced another is the backup;
+    between copies that both replaced one, a protected one, so that no copy's protection is
+    lost. The others go with it when it is removed or re-tagged."""
+    groups: dict[tuple[str, int, int, str, str], list[Snapshot]] = {}
+    for snap in found:
+        key = (snap.host, snap.vmid, snap.ctime, snap.tree, snap.origin)
+        groups.setdefault(key, []).append(snap)
+    merged = []
+    for group in groups.values():
+        if len(group) == 1 or not group[0].tree:
+            merged += group
+            continue
+        best = min(group, key=lambda s: (s.id == s.origin, not s.protected, s.id))
+        merged.append(replace(best, copies=tuple(sorted(s.id for s in group if s is not best))))
+    return merged
 
 
 def entry(store: ResticStorage, snap: Snapshot) -> VolumeEntry:
@@ -222,7 +253,7 @@ def remove(store: ResticStorage, volname: str, *, reclaim: bool = True) -> None:
     snap = find(store, volname)
     if snap.protected:
         raise StorageError(f"cannot remove protected backup '{store.volid(volname)}'")
-    restic.run_exclusive(store.repo, ["forget", snap.id])
+    restic.run_exclusive(store.repo, ["forget", *snap.ids])
     _remove_log(entry(store, snap).path)
     if reclaim:
         reclaim_space(store)
@@ -255,6 +286,8 @@ def _retag(store: ResticStorage, snap: Snapshot, remove_tags: list[str], add: li
     for tag in add:
         args += ["--add", tag]
     restic.run_exclusive(store.repo, [*args, snap.id])
+    if snap.copies:  # what a killed re-tag left: the backup is the one just re-tagged
+        restic.run_exclusive(store.repo, ["forget", *snap.copies])
 
 
 def set_notes(store: ResticStorage, volname: str, text: str) -> None:

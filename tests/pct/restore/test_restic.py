@@ -212,3 +212,36 @@ def test_a_restore_goes_on_when_the_node_key_is_gone(rhost: Host) -> None:
     assert res.rc == 0, res.err
     assert (CT(new, rhost.root, True).volume() / "srv/data.txt").read_bytes() == b"payload"
     assert not record.exists()
+
+
+def test_a_backup_whose_retag_was_killed_restores_and_is_pruned_whole(rhost: Host) -> None:
+    """A vzdump killed while restic re-tagged its snapshot (the size fix-up) left the old
+    snapshot beside the new: the backup named 2 snapshots, could not be restored, and every
+    later retention of the guest failed on it."""
+    from shared.storage.api import restic_volume
+    from tests.shared.storage.test_resticbackups import killed_retag
+    from tests.vzdump.engine.test_restic import restic_cmd, restic_json
+
+    repo = add_storage(rhost.root)
+    ct = rhost.create()
+    ct.write("srv/data.txt", b"payload")
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    (row,) = listing()
+    volid = str(row["volid"])
+    found = restic_volume(volid)
+    assert found is not None
+    (snap,) = restic_json(rhost.root, "snapshots")  # type: ignore[misc]
+    killed_retag(
+        found[0], found[1], lambda: restic_cmd(rhost.root, "tag", "--add", "size=1", snap["id"])
+    )
+    assert [r["volid"] for r in listing()] == [volid]
+    new = rhost.new_vmid()
+    res = run([str(BIN / "pct"), "restore", str(new), volid, "--storage", "local"])
+    assert res.rc == 0, res.err
+    assert (CT(new, rhost.root, True).volume() / "srv/data.txt").read_bytes() == b"payload"
+    ct.write("srv/data.txt", b"second")
+    res = vzdump(str(ct.vmid), "--storage", "offsite", "--prune-backups", "keep-last=1")
+    assert res.rc == 0, res.err
+    (row,) = listing()
+    assert row["volid"] != volid
+    assert len(list((repo / "snapshots").iterdir())) == 1  # both copies forgotten

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,83 @@ def test_a_time_of_the_right_shape_that_is_no_time_is_one_error(text: str) -> No
     with pytest.raises(StorageError, match=rf"^unreadable snapshot time '{re.escape(text)}'$"):
         resticbackups.parse_restic_time(text)
     assert resticbackups.parse_restic_time("2026-01-02T03:04:05Z") == 1767323045
+
+
+def killed_retag(store: ResticStorage, volname: str, change: Callable[[], None]) -> None:
+    """``change`` re-tags the backup, then the snapshot file it replaced is put back: what
+    ``restic tag`` killed between saving the new snapshot and deleting the old one leaves."""
+    snapshots = Path(store.repo.repository) / "snapshots"
+    before = {p.name: p.read_bytes() for p in snapshots.iterdir()}
+    change()
+    for name, data in before.items():
+        if not (snapshots / name).exists():
+            (snapshots / name).write_bytes(data)
+    assert len(list(snapshots.iterdir())) == len(before) + 1
+
+
+def raw_ids(store: ResticStorage) -> set[str]:
+    return {p.name for p in (Path(store.repo.repository) / "snapshots").iterdir()}
+
+
+def test_a_killed_retag_leaves_one_backup_that_restores_and_is_removed_whole(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    """Killed while protecting a backup, restic left the old snapshot beside the re-tagged
+    one: its volume id named 2 snapshots, and restore and every later retention refused it."""
+    store = restic_store
+    source = tmp_path / "src"
+    source.mkdir()
+    stamp = "2026-01-01T10:00:00Z"
+    volname = f"backup/ct/900000123/{stamp}"
+    backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
+           "2026-01-01 10:00:00", host=paths.node_name())  # fmt: skip
+    killed_retag(store, volname, lambda: resticbackups.set_protected(store, volname, True))
+    (snap,) = resticbackups.snapshots(store)
+    assert snap.protected and len(snap.copies) == 1  # the re-tagged one is the backup
+    assert resticbackups.find(store, volname) == snap
+    (entry,) = list_backups("offsite")
+    assert entry.volid == f"offsite:{volname}" and entry.protected
+    with pytest.raises(StorageError, match="cannot remove protected backup"):
+        resticbackups.remove(store, volname, reclaim=False)
+    resticbackups.set_protected(store, volname, False)
+    assert len(raw_ids(store)) == 1  # the stale copy went with the re-tag
+    resticbackups.remove(store, volname, reclaim=False)
+    assert raw_ids(store) == set()
+
+
+def test_copies_that_both_replaced_one_keep_its_protection(
+    restic_store: ResticStorage, tmp_path: Path
+) -> None:
+    """Two re-tagged copies of one backup (a re-tag of a re-tagged snapshot, killed): neither
+    replaced the other, and a protected copy is the backup, so retention never removes it."""
+    store = restic_store
+    source = tmp_path / "src"
+    source.mkdir()
+    stamp = "2026-01-01T10:00:00Z"
+    volname = f"backup/ct/900000123/{stamp}"
+    backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
+           "2026-01-01 10:00:00", host=paths.node_name())  # fmt: skip
+    resticbackups.set_notes(store, volname, "first")
+    killed_retag(store, volname, lambda: resticbackups.set_protected(store, volname, True))
+    (snap,) = resticbackups.snapshots(store)
+    assert snap.protected and snap.notes == "first" and len(snap.copies) == 1
+    resticbackups.set_notes(store, volname, "second")
+    (snap,) = resticbackups.snapshots(store)
+    assert (snap.protected, snap.notes, snap.copies) == (True, "second", ())
+    assert raw_ids(store) == {snap.id}
+
+
+def test_two_backups_of_one_second_stay_two(restic_store: ResticStorage, tmp_path: Path) -> None:
+    """Only copies of one backup (the same data, one replacing the other) are made one: two
+    backups that a volume id cannot tell apart are still refused, never one of them picked."""
+    store = restic_store
+    source = tmp_path / "src"
+    source.mkdir()
+    stamp = "2026-01-01T10:00:00Z"
+    for data in ("a", "b"):
+        (source / "f").write_text(data)
+        backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
+               "2026-01-01 10:00:00", host=paths.node_name())  # fmt: skip
+    assert len(resticbackups.snapshots(store)) == 2
+    with pytest.raises(StorageError, match="names 2 snapshots"):
+        resticbackups.find(store, f"backup/ct/900000123/{stamp}")
