@@ -139,7 +139,12 @@ class GuestBackup:
         self.name = str(conf.get("hostname") or f"CT{self.vmid}")
         retention.precheck(self.opts, self.env.storage, self.env.dumpdir, self.vmid)
         stdout = self.env.stdout is not None
-        when = unused_start(self.env.dumpdir, self.vmid)
+        others: list[Path] = []
+        if self.restic is not None:
+            from . import resticpath  # the restic path's modules: only for a restic storage
+
+            others = resticpath.sibling_log_dirs(self.restic)
+        when = unused_start(self.env.dumpdir, self.vmid, others)
         self.target = Target.make(self.env.dumpdir, self.vmid, self.opts.compress, stdout, when)
         self.tmpdir, note = temp_dir(
             self.opts.tmpdir, self.target, self.vmid, archive_beside=self.restic is None

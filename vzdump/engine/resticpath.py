@@ -164,6 +164,23 @@ def backup_args(run: ResticRun, stage: Path, size: int, patterns: Sequence[str])
     return [*args, CONFIG_DIR, ROOTFS_DIR]
 
 
+def sibling_log_dirs(store: ResticStorage) -> list[Path]:
+    """The log directories of this node's other restic storages on ``store``'s repository. A
+    volume id names a snapshot by guest and second: two storages on one repository that each
+    backed up a guest in the same second made one volume id name two backups, and neither
+    could be restored. A guest is in one backup at a time and each leaves its log: a second
+    that one of them used is used for all."""
+    from shared.storage.config import load_config
+
+    return [
+        other.subdir("backup")
+        for other in load_config()
+        if isinstance(other, ResticStorage)
+        and other.id != store.id
+        and other.repository.rstrip("/") == store.repository.rstrip("/")
+    ]
+
+
 def volume_id(store: ResticStorage, vmid: int, when: float) -> str:
     """The volume id a backup started at ``when`` gets (hooks see it as TARGET)."""
     return store.volid(f"backup/ct/{vmid}/{resticbackups.iso_time(int(when))}")

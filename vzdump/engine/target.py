@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,18 +47,21 @@ class Target:
 NAME_TRIES = 3
 
 
-def unused_start(dumpdir: Path, vmid: int) -> float:
-    """A start time whose names are all free in ``dumpdir``. The names have one-second
-    resolution: a second run of the same guest within that second waits for the next one
-    instead of replacing the first run's archive and log."""
-    base = ""
+def unused_start(dumpdir: Path, vmid: int, others: Sequence[Path] = ()) -> float:
+    """A start time whose names are all free in ``dumpdir`` (and in ``others``, directories
+    whose backups share the names). The names have one-second resolution: a second run of the
+    same guest within that second waits for the next one instead of replacing the first run's
+    archive and log."""
+    taken = dumpdir
     for _ in range(NAME_TRIES):
         when = time.time()
         base = backup_basename(vmid, when)
-        if not any(dumpdir.glob(f"{base}.*")):
+        used = [d for d in (dumpdir, *others) if any(d.glob(f"{base}.*"))]
+        if not used:
             return when
+        taken = used[0] / base
         time.sleep(1.01 - when % 1)
-    raise AlreadyExistsError(f"backup files '{dumpdir / base}.*' already exist")
+    raise AlreadyExistsError(f"backup files '{taken}.*' already exist")
 
 
 TAR_HEADER = 512

@@ -35,6 +35,20 @@ def test_a_taken_second_waits_for_the_next(tmp_path: Path) -> None:
     assert all(p.read_bytes() == data for p, data in planted.items())
 
 
+def test_a_second_taken_in_a_directory_that_shares_the_names_waits_too(tmp_path: Path) -> None:
+    """Two restic storages on one repository: a backup's volume id names the guest and the
+    second, whichever storage wrote it."""
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    mine.mkdir()
+    other.mkdir()
+    now = int(time.time())
+    plant(other, VMID, now, 1)
+    assert int(unused_start(mine, VMID, [other])) > now
+    plant(other, VMID, now, 8)
+    with pytest.raises(AlreadyExistsError, match=rf"'{other}/vzdump-lxc-{VMID}-"):
+        unused_start(mine, VMID, [other])
+
+
 def test_names_taken_for_seconds_are_refused(tmp_path: Path) -> None:
     now = int(time.time())
     planted = plant(tmp_path, VMID, now, 8)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import signal
@@ -574,3 +575,37 @@ def test_retention_never_touches_another_hosts_backups(rhost: Host, tmp_path: Pa
     rows = listing()
     assert [r.get("host") for r in rows].count("otherhost") == 1, rows
     assert len(rows) == 2 and other in [r["volid"] for r in rows], rows
+
+
+# job-init runs just before the guest's second is chosen: the other storage's logs for this
+# second and the next, as its backups a moment earlier would have left them
+SIBLING_HOOK = """#!/bin/bash
+[ "$1" = job-init ] || exit 0
+now=$(date +%s)
+for s in $now $((now + 1)); do
+    echo "INFO: earlier" > "{logdir}/vzdump-lxc-{vmid}-$(date -d @$s +%Y_%m_%d-%H_%M_%S).log"
+done
+"""
+
+
+def test_two_storages_on_one_repository_never_share_a_volume_id(rhost: Host) -> None:
+    """A guest backed up to two storages of one repository within a second had one volume id
+    for two snapshots: neither could be restored, and retention failed on it every time."""
+    repo = add_storage(rhost.root)
+    res = vzdump("storage", "add", "restic", "second", "--repository", str(repo),
+                 "--password-file", str(rhost.root / "pw.txt"))  # fmt: skip
+    assert res.rc == 0, res.err
+    ct = rhost.create()
+    logdir = rhost.root / "var/log/vzdump/restic/second"
+    logdir.mkdir(parents=True, exist_ok=True)
+    script = rhost.root / "sibling.sh"
+    script.write_text(SIBLING_HOOK.format(logdir=logdir, vmid=ct.vmid))
+    script.chmod(0o755)
+    res = vzdump(str(ct.vmid), "--storage", "offsite", "--script", str(script))
+    assert res.rc == 0, res.err
+    (row,) = listing()
+    planted = sorted(p.name[len(f"vzdump-lxc-{ct.vmid}-") : -4] for p in logdir.iterdir())
+    stamp = str(row["volid"]).rsplit("/", 1)[1]
+    epoch = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    taken = time.strftime("%Y_%m_%d-%H_%M_%S", time.localtime(epoch))  # as the log names
+    assert len(planted) == 2 and taken > planted[-1]
