@@ -52,6 +52,9 @@ class Section:
     type: str
     id: str
     props: dict[str, Any] = field(default_factory=dict)
+    # what the parse left out of it (a value that did not parse, a line): written back, the
+    # section would lose it
+    problems: list[str] = field(default_factory=list, compare=False, repr=False)
 
 
 @dataclass
@@ -125,6 +128,8 @@ def parse(text: str, types: Mapping[str, SectionType], *, strict: bool = False) 
         if strict:
             raise ConfigError(msg)
         cfg.warnings.append(msg)
+        if current is not None:
+            current.problems.append(msg)
 
     for lineno, line in enumerate(config_lines(text), 1):
         if not line.strip():

@@ -97,6 +97,7 @@ JOB_TYPES = {
     verify_jobs.JOB_TYPE: verify_jobs.section_type({k: JOB_FIELDS[k] for k in NON_VZDUMP_KEYS}),
 }
 SCHEDULED_TYPES = (JOB_TYPE, verify_jobs.JOB_TYPE)  # what the scheduler runs
+REWRITE_REFUSED = "fix jobs.cfg first: written again now, it would lose what could not be read"
 
 
 # --- parse / render / files ------------------------------------------------------------------
@@ -112,6 +113,8 @@ def parse_jobs(text: str, *, strict: bool = False) -> SectionConfig:
     """
     cfg = sectionconfig.parse(text, JOB_TYPES, strict=strict)
     for section in list(cfg.sections):
+        if section.problems:  # said already; check_job keeps it from running
+            continue
         try:
             cfg.validate(section)
         except ConfigError as err:
@@ -172,7 +175,10 @@ def editing_jobs() -> Iterator[SectionConfig]:
     the same lock, so an edit by another program (``pct destroy --purge``) is never lost."""
     with jobsfile.transaction() as jobs:
         text = jobs.read()
-        yield parse_jobs(text) if text else SectionConfig(types=JOB_TYPES)
+        cfg = parse_jobs(text) if text else SectionConfig(types=JOB_TYPES)
+        if cfg.warnings:  # written back, the file would lose what could not be read
+            raise ConfigError(f"jobs.cfg: {cfg.warnings[0]}", hint=REWRITE_REFUSED)
+        yield cfg
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -230,6 +236,8 @@ def _parse_job_value(stype: SectionType, key: str, raw: Any) -> Any:
 
 def check_job(section: Section) -> None:
     """A job must have a valid ID and schedule and select guests like a vzdump call would."""
+    if section.problems:  # a value or line the parse left out: never run without it
+        raise ConfigError(f"job '{section.id}': jobs.cfg {section.problems[0]}")
     if section.type == verify_jobs.JOB_TYPE:
         verify_jobs.check_job(section, JOB_TYPES)
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,12 @@ from shared import paths
 from shared.errors import ConfigError, ParamError
 from shared.formats.sectionconfig import Section
 from vzdump import calendar
-from vzdump.jobs import config
+from vzdump.jobs import config, manage
 from vzdump.jobs.config import make_job, parse_jobs, read_jobs, render_jobs, write_jobs
 
 GOLDEN = Path(__file__).parent / "golden"
 UNKNOWN = "property is not defined in schema and the schema does not allow additional properties"
+NOW = dt.datetime(2030, 1, 5, 10, 0, tzinfo=dt.UTC)
 
 
 def golden(name: str) -> str:
@@ -271,3 +274,53 @@ def test_parallel_is_a_job_key() -> None:
     )
     (job,) = cfg.sections
     assert config.job_params(job)["parallel"] == 2
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        ("\tenabled disabled\n", "'enabled': type check ('boolean') failed - got 'disabled'"),
+        ("\trepeat-missed maybe\n", "'repeat-missed': type check ('boolean') failed"),
+        ("\tenabled 0\n\tenabled 1\n", "duplicate attribute 'enabled' in section 'off'"),
+        ("\tfrobnicate 1\n", "'frobnicate': property is not defined in schema"),
+    ],
+)
+def test_a_job_key_that_does_not_parse_keeps_the_job_from_running(
+    ctroot: Path, lines: str, problem: str
+) -> None:
+    """``enabled disabled`` was dropped with a warning: the job ran on its schedule (a stop
+    mode job stopped the guests its admin had switched off), and the next ``job add`` wrote
+    the file without the line."""
+    text = f"vzdump: off\n\tschedule *:0/5\n{lines}\tvmid 100\n"
+    paths.jobs_cfg().parent.mkdir(parents=True)
+    paths.jobs_cfg().write_text(text)
+    (job,) = read_jobs().sections
+    with pytest.raises(
+        ConfigError, match=rf"^job 'off': jobs.cfg line [34]: .*{re.escape(problem)}"
+    ):
+        config.check_job(job)  # what a run starts with: the job fails as 'unable to start'
+    with pytest.raises(ConfigError, match=re.escape(problem)) as err:
+        manage.add_job("other", {"schedule": "daily", "vmid": "101"}, NOW)
+    assert err.value.hint == config.REWRITE_REFUSED
+    assert paths.jobs_cfg().read_text() == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "vzdump: a\n\tschedule daily\n\tvmid 100\n",  # an ID too short: the section is skipped
+        "vzdump: nosched\n\tvmid 100\n",
+        "vzdump: twice\n\tschedule daily\n\tvmid 100\n\nvzdump: twice\n\tschedule sat\n\tall 1\n",
+        "vzdump: bad\n\tschedule mon..fri 25:00\n\tvmid 100\n",
+        "garbage line\n",
+    ],
+)
+def test_a_file_that_lost_a_section_or_line_is_not_rewritten(ctroot: Path, text: str) -> None:
+    """``job add``, ``set`` and ``remove`` wrote the file again without what the parse had
+    skipped: whole jobs vanished, with exit 0."""
+    paths.jobs_cfg().parent.mkdir(parents=True)
+    paths.jobs_cfg().write_text(text)
+    with pytest.raises(ConfigError) as err:
+        manage.add_job("other", {"schedule": "daily", "vmid": "101"}, NOW)
+    assert err.value.hint == config.REWRITE_REFUSED
+    assert paths.jobs_cfg().read_text() == text
