@@ -106,15 +106,13 @@ REWRITE_REFUSED = "fix jobs.cfg first: written again now, it would lose what cou
 def parse_jobs(text: str, *, strict: bool = False) -> SectionConfig:
     """Parse jobs.cfg; problems are warnings, or :class:`ConfigError` with ``strict``.
 
-    A bad line or value drops that key. A section without a schedule or with an invalid ID is
-    dropped, as Proxmox skips it. A job whose guest selection cannot run (say ``vmid`` with
-    ``all``) is kept with a warning, so that rewriting the file never loses it; running it or
-    writing the file fails until it is fixed.
+    A section without a schedule (or whose schedule does not parse) or with an invalid ID is
+    dropped, as Proxmox skips it. A job with a line or value the parse left out, or whose guest
+    selection cannot run (say ``vmid`` with ``all``), is kept with a warning; running it fails
+    until it is fixed. A file that lost anything is never written again (:func:`editing_jobs`).
     """
     cfg = sectionconfig.parse(text, JOB_TYPES, strict=strict)
     for section in list(cfg.sections):
-        if section.problems:  # said already; check_job keeps it from running
-            continue
         try:
             cfg.validate(section)
         except ConfigError as err:
@@ -122,6 +120,8 @@ def parse_jobs(text: str, *, strict: bool = False) -> SectionConfig:
                 raise
             cfg.warnings.append(f"skip section '{section.id}': {err}")
             cfg.sections.remove(section)
+            continue
+        if section.problems:  # said already; check_job keeps it from running
             continue
         try:
             check_job(section)
