@@ -324,3 +324,4 @@ def test_a_file_that_lost_a_section_or_line_is_not_rewritten(ctroot: Path, text:
         manage.add_job("other", {"schedule": "daily", "vmid": "101"}, NOW)
     assert err.value.hint == config.REWRITE_REFUSED
     assert paths.jobs_cfg().read_text() == text
+    manage.job_rows(NOW)  # what job list and the scheduler read: no job without a schedule
