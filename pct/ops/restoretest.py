@@ -1,11 +1,11 @@
 """``pct restore-test``: prove a backup restores by restoring, starting and destroying it.
 
-The backup is restored as a throwaway container with a free id from a range of its own, on
-the storage given, with new MAC addresses and without its network interfaces, bind/device mount
-points, start-at-boot and hook script (the copy must never meet the original's network or the
-host's directories; it is restored untrusted, so nothing of the archive's config that reaches
-outside the container is kept either, see ``restore_trust``). It is started, must reach
-RUNNING, and optionally runs a check command
+The backup is restored as a throwaway unprivileged container (whatever the backup was) with a
+free id from a range of its own, on the storage given, with new MAC addresses and without its
+network interfaces, bind/device mount points, start-at-boot and hook script (the copy must
+never meet the original's network or the host's directories; it is restored untrusted, so
+nothing of the archive's config that reaches outside the container is kept either, see
+``restore_trust``). It is started, must reach RUNNING, and optionally runs a check command
 inside. Whatever happens, the container and its volumes are destroyed before returning; the
 outcome is recorded beside the archive as a verification of kind ``restore-test``.
 
@@ -121,7 +121,12 @@ def _run_check(vmid: int, command: Sequence[str], log: Log) -> None:
 
 
 def _attempt(test: RestoreTest, vmid: int, log: Log) -> None:
-    restore(RestoreRequest(vmid=vmid, archive=test.volid, storage=test.storage, unique=True), log)
+    # unprivileged whatever the backup says: the archive is untrusted, and a privileged
+    # container's init would run as the host's root (its config's features with it)
+    req = RestoreRequest(
+        vmid=vmid, archive=test.volid, storage=test.storage, unique=True, unprivileged=True
+    )
+    restore(req, log)
     _strip(vmid)
     lifecycle.start(vmid, log=log)
     if not lxcapi.wait_state(vmid, "RUNNING", test.timeout):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -132,4 +133,23 @@ def test_archive_idmap_is_not_restored(host: Host, tmp_path: Path) -> None:
     rc, out = _restore_test(f"local:backup/{name}", first, "--check", "test -d /data")
     assert rc == 0, out
     assert f"WARN: not restoring 'idmap={idmap}' of mp0 from the archive" in out, out
+    _nothing_left(host.root, first)
+
+
+def test_a_privileged_backup_runs_unprivileged(host: Host, tmp_path: Path) -> None:
+    """An untrusted archive without ``unprivileged: 1`` started as a privileged container: its
+    init ran as the host's root, which could write host-global kernel settings."""
+    conf = (
+        "arch: amd64\nhostname: crafted\nmemory: 256\nostype: debian\nswap: 0\n"
+        "rootfs: local:100/vm-100-disk-0.raw,size=128M\n"
+    )
+    tree = build_busybox_rootfs(tmp_path / "tree", debian_like=True)
+    dump = host.root / "var/lib/vz/dump"
+    dump.mkdir(parents=True, exist_ok=True)
+    name = archive_name(100)
+    vzdump_archive(dump / name, conf, [(tree, "./")])
+    first = host.new_vmid()
+    rc, out = _restore_test(f"local:backup/{name}", first, "--check", "cat /proc/self/uid_map")
+    assert rc == 0, out
+    assert re.search(r"check: +0 +100000 +65536$", out, re.MULTILINE), out
     _nothing_left(host.root, first)
