@@ -47,6 +47,7 @@ def spawn(
     stderr: int | IO[bytes] | None,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
+    umask: int = -1,
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         list(argv),
@@ -56,6 +57,7 @@ def spawn(
         start_new_session=True,
         env=tool_env(env),  # tar's --totals line is read: in English whatever the user's locale
         cwd=cwd,
+        umask=umask,
     )
 
 

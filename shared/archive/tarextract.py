@@ -84,9 +84,20 @@ class ExtractStats(TransferStats):
 READ_RECORDS = ["--blocking-factor=2048", "--read-full-records"]
 
 
-def tar_extract_command(rootdir: Path | str, idmap: Sequence[IdMapEntry] | None) -> list[str]:
+# Files got back onto the host are data: setuid, setgid and sticky bits go, and so do file
+# capabilities (security.capability), or a backup's setuid-root shell would be one on the host.
+# tar then applies the umask as for a user who is not root: it runs with umask 0 for that, so
+# the other permission bits are kept as they were.
+AS_DATA = ["--no-same-permissions", "--xattrs-exclude=security.*"]
+
+
+def tar_extract_command(
+    rootdir: Path | str, idmap: Sequence[IdMapEntry] | None, *, as_data: bool = False
+) -> list[str]:
     argv = ["tar", "xpf", "-", "--totals", *COMMON_TAR_FLAGS, *READ_RECORDS]
     argv += ["-C", str(rootdir), "--skip-old-files", "--anchored", "--exclude", "./dev/*"]
+    if as_data:
+        argv += AS_DATA
     return usernsexec_argv(idmap) + argv
 
 
@@ -179,6 +190,7 @@ def extract(
     drop_devices: bool = False,
     cwd: str | None = None,
     allow_devices: bool | None = None,
+    as_data: bool = False,
 ) -> ExtractStats:
     """Extract ``source`` (a path, or a binary stream such as stdin) into ``rootdir``.
 
@@ -197,7 +209,8 @@ def extract(
     allowed where no id map confines them (a privileged restore) unless ``allow_devices``
     says otherwise. ``cwd`` is entered (as root, before tar takes on ``idmap``) and a relative
     ``rootdir`` is taken from there: a directory that tar's own ids could not reach by path,
-    e.g. ``/proc/<pid>/fd/<n>``. Returns bytes read (``bytes_in``) and fed to tar
+    e.g. ``/proc/<pid>/fd/<n>``. ``as_data`` drops setuid/setgid bits and file capabilities
+    (``AS_DATA``): files got back onto the host. Returns bytes read (``bytes_in``) and fed to tar
     (``bytes_out``).
     """
     start = time.monotonic()
@@ -210,7 +223,7 @@ def extract(
 
     stream = open_decoded(source, compression, bucket=TokenBucket.from_kib(bwlimit_kib))
     reader = _Reader(stream)
-    argv = tar_extract_command(rootdir, idmap)
+    argv = tar_extract_command(rootdir, idmap, as_data=as_data)
     text = command_text([argv])
     drop = drop_devices or ignore_unpack_errors
     devices = not idmap if allow_devices is None else allow_devices
@@ -221,7 +234,12 @@ def extract(
     scanner = TarScanner(sink, forward=True)
     try:
         tar = spawn(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            umask=0 if as_data else -1,
         )
     except OSError as err:
         reader.stop()

@@ -109,11 +109,11 @@ def extract_to_dir(backup: Backup, paths: Sequence[str], target: Path) -> Extrac
     if os.path.lexists(target):
         real = prepare_target(target)
         _check_no_symlinks(real, [path_parts(p) for p in paths])
-        return extract_paths(backup, paths, real)
+        return extract_paths(backup, paths, real, as_data=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        out = extract_paths(backup, paths, staging.resolve())
+        out = extract_paths(backup, paths, staging.resolve(), as_data=True)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -160,9 +160,11 @@ def extract_paths(
     idmap: Sequence[IdMapEntry] | None = None,
     log: LogFn = lambda line: None,
     cwd: str | None = None,
+    as_data: bool = False,
 ) -> Extracted:
     """Extract the members at or below ``paths`` into ``target`` (paths as in the container;
-    ``target`` relative to ``cwd`` if given, see ``tarextract.extract``)."""
+    ``target`` relative to ``cwd`` if given; ``as_data`` for the host, see
+    ``tarextract.extract``)."""
     choices = [path_parts(p) for p in paths]
     if not choices or any(not c for c in choices):
         raise StorageError("give the paths to extract (the whole root is what a restore is for)")
@@ -178,6 +180,7 @@ def extract_paths(
         drop_devices=True,
         allow_devices=False,  # files got back are data: a device node on the host is a way in
         cwd=cwd,
+        as_data=as_data,
     )
     result = Extracted(
         archive_bytes=stats.bytes_in, stopped_early=stats.stopped_early, warnings=stats.warnings

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import stat
 import subprocess
 import tarfile
 import time
@@ -226,3 +227,30 @@ def test_a_large_directory_is_counted_not_kept(ctroot: Path, tmp_path: Path) -> 
     assert out.count == MEMBERS_KEPT + 500 and len(out.members) == MEMBERS_KEPT
     assert out.members[0] == "/srv/many/f0"
     assert len(list((tmp_path / "o/srv/many").iterdir())) == MEMBERS_KEPT + 500
+
+
+def test_setuid_bits_and_file_capabilities_are_not_made_on_the_host(
+    ctroot: Path, tmp_path: Path
+) -> None:
+    """Getting files back made a backup's setuid-root shell, setgid program and file with
+    capabilities on the host, for whoever reaches the target; other modes stay as they were."""
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-900000022-2024_01_05-00_00_00.tar"
+    cap = b"\x01\x00\x00\x02\x80\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    with tarfile.open(dump / name, "w", format=tarfile.PAX_FORMAT) as tar:
+        for member, mode, pax in (
+            ("./usr/bin/rootsh", 0o4755, {}),
+            ("./usr/bin/group", 0o2775, {}),
+            ("./usr/bin/capsh", 0o755, {"SCHILY.xattr.security.capability": cap.decode("latin-1")}),
+            ("./usr/bin/open", 0o777, {}),
+        ):
+            info = tarfile.TarInfo(member)
+            info.mode, info.size, info.pax_headers = mode, 2, pax
+            tar.addfile(info, io.BytesIO(b"ok"))
+    target = tmp_path / "out"
+    res = vzdump("extract", f"local:backup/{name}", "/usr/bin", "--target", str(target))
+    assert res.rc == 0, res.err
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (target / "usr/bin").iterdir()}
+    assert modes == {"rootsh": 0o755, "group": 0o775, "capsh": 0o755, "open": 0o777}
+    assert os.listxattr(target / "usr/bin/capsh") == []
