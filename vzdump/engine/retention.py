@@ -19,6 +19,7 @@ from shared.storage.api import (
     reclaim_space,
     remove_backup,
 )
+from shared.storage.listing import scan_files
 
 from ..options import BackupOptions
 
@@ -55,14 +56,18 @@ def candidates_on_storage(storage: str, vmid: int | None) -> list[prune.PruneCan
 
 
 def candidates_in_dir(dumpdir: Path, vmid: int) -> list[prune.PruneCandidate]:
+    """The guest's backups in a dump directory, as a storage's listing finds them: a
+    directory, a symlink to one or a broken symlink named like a backup is none (counted, a
+    dangling link named as the newest made retention remove real backups)."""
     out = []
-    for path in sorted(dumpdir.glob(f"vzdump-lxc-{vmid}-*")):
+    prefix = f"vzdump-lxc-{vmid}-"
+    for name, path, _st in scan_files(dumpdir):
+        if not name.startswith(prefix):
+            continue
         try:
-            info = archive_info(path.name)
+            info = archive_info(name)
         except ArchiveError:
             continue
-        if path.is_dir() and not path.is_symlink():
-            continue  # a directory named like one is no backup (a storage's listing skips it)
         if not info.is_std_name or info.vmid != vmid or info.ctime is None:
             continue
         protected = Path(f"{path}.protected").exists()

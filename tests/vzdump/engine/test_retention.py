@@ -87,6 +87,25 @@ def test_a_directory_named_like_an_archive_is_not_a_backup(host: Host) -> None:
     assert odd.is_dir() and "delete old backup" not in res.err
 
 
+@pytest.mark.parametrize("kind", ["dangling", "to a directory"])
+def test_a_symlink_named_like_a_backup_is_not_one(host: Host, kind: str) -> None:
+    """A dangling symlink named as the newest backup counted as one: keep-last=2 kept the new
+    backup and the link, and removed both real backups (a storage's listing skips it)."""
+    ct = host.create()
+    real = [fake_backup(host.dumpdir, ct.vmid, f"2021-05-0{day} 10:00") for day in (1, 2)]
+    ahead = (dt.datetime.now() + dt.timedelta(days=1)).strftime("%Y_%m_%d-%H_%M_%S")
+    link = host.dumpdir / f"vzdump-lxc-{ct.vmid}-{ahead}.tar.zst"
+    elsewhere = host.root / "elsewhere"
+    elsewhere.mkdir()
+    link.symlink_to(host.root / "nonexistent" if kind == "dangling" else elsewhere)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--compress", "zstd",
+                 "--prune-backups", "keep-last=2")  # fmt: skip
+    assert res.rc == 0, res.err
+    left = {p.name for p in archives(host.dumpdir, ct.vmid)}
+    assert real[1] in left and real[0] not in left and link.is_symlink()
+    assert elsewhere.is_dir()
+
+
 @pytest.mark.parametrize("where", ["storage", "dumpdir"])
 def test_the_new_backup_is_never_removed_by_its_own_retention(host: Host, where: str) -> None:
     """Ranked by the times in their names, an archive named an hour ahead (a clock set back,
