@@ -39,9 +39,9 @@ MAX_CONFIG = 16 << 20  # a container config larger than this is not a config
 RECORD_LIMIT = 8 << 20  # stream bytes kept while looking for the config (it is the 1st member)
 
 Parts = tuple[bytes, ...]
-_CONFIG_PARTS: Parts = (b"etc", b"vzdump", b"pct.conf")
+CONFIG_PARTS: Parts = (b"etc", b"vzdump", b"pct.conf")
 _FIREWALL_PARTS: Parts = (b"etc", b"vzdump", b"pct.fw")
-_MEMBER_PARTS = (_CONFIG_PARTS, _FIREWALL_PARTS)
+_MEMBER_PARTS = (CONFIG_PARTS, _FIREWALL_PARTS)
 
 
 def config_member_parts(member: Member) -> Parts | None:
@@ -131,7 +131,7 @@ class _MemberReader(ScanSink):
     def member(self, member: Member) -> bool:
         kind = config_member_parts(member)
         if kind is None or kind in self.found or member.type not in (REG, AREG, CONT):
-            if kind is None and _CONFIG_PARTS in self.found:
+            if kind is None and CONFIG_PARTS in self.found:
                 self.done = True  # both come first: the data tree has begun
             return False
         if member.sparse:
@@ -174,7 +174,7 @@ def read_members(
             raise
         finally:
             source.rewind()
-    conf, firewall = sink.found.get(_CONFIG_PARTS), sink.found.get(_FIREWALL_PARTS)
+    conf, firewall = sink.found.get(CONFIG_PARTS), sink.found.get(_FIREWALL_PARTS)
     return (bytes(conf) if conf is not None else None, bytes(firewall) if firewall else None)
 
 

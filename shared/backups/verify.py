@@ -21,7 +21,7 @@ from shared.archive.pipeline import CHUNK
 from shared.archive.tarformat import AREG, CONT, REG, Member
 from shared.archive.targuard import ExtractGuard, split_name
 from shared.archive.tarscan import ScanSink, TarScanner
-from shared.archive.vzdumpformat import MEMBERS
+from shared.archive.vzdumpformat import CONFIG_PARTS, MEMBERS
 from shared.ctconfig.config import parse_config
 from shared.errors import ArchiveError, VerifyError
 
@@ -126,14 +126,13 @@ def check_configs(backup: Backup, walk: _Walk, report: Report) -> None:
 
     Unknown settings and values this version cannot check are warnings, not failures: a backup
     made by a newer Proxmox is still good. A line that is no config syntax at all, or a
-    ``pct.conf`` without a root file system, fails. (An OpenVZ ``vps.conf`` is only required.)
+    ``pct.conf`` without a root file system, fails, and so does an archive without one.
     """
-    if not walk.configs:
+    configs = [(m, c) for m, c in walk.configs if split_name(m.name) == CONFIG_PARTS]
+    if not configs:  # pct.fw alone, or pct.conf as a link or directory: restore refuses it
         raise ArchiveError("not a vzdump archive: no container config member")
     vmid = backup.info.vmid or 0
-    for member, content in walk.configs:
-        if not member.name.endswith(b"pct.conf"):
-            continue
+    for member, content in configs:
         conf = parse_config(bytes(content), vmid)
         broken = [w for w in conf.warnings if "unable to parse config" in w]
         if broken:

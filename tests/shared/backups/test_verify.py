@@ -119,6 +119,27 @@ def test_not_a_vzdump_archive(ctroot: Path) -> None:
     assert res.rc == 7 and "no container config" in res.err
 
 
+@pytest.mark.parametrize("kind", ["firewall only", "symlink", "directory"])
+def test_an_archive_without_a_container_config_fails(ctroot: Path, kind: str) -> None:
+    """Only a ``pct.fw``, or ``pct.conf`` as a symlink or a directory: verify said ok, and no
+    restore takes it ('archive contains no configuration file')."""
+    tree = ctroot / "tree"
+    (tree / "etc/vzdump").mkdir(parents=True)
+    (tree / "etc/vzdump/pct.fw").write_text("[OPTIONS]\nenable: 1\n")
+    conf = tree / "etc/vzdump/pct.conf"
+    if kind == "symlink":
+        conf.symlink_to("/etc/hostname")
+    elif kind == "directory":
+        conf.mkdir()
+    (tree / "hello").write_text("x")
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar.zst"
+    subprocess.run(["tar", "--zstd", "-cf", str(dump / name), "-C", str(tree), "."], check=True)
+    res = vzdump("verify", f"local:backup/{name}")
+    assert res.rc == 7 and "no container config member" in res.err, res.err
+
+
 def test_verify_a_whole_storage_goes_on_after_a_failure(host: Host) -> None:
     bad = make_backup(host)
     good = make_backup(host)
