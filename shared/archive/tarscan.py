@@ -272,6 +272,8 @@ class TarScanner:
         sizes, ended = tarsparse.old_entries(block[:504], self._member.offset)
         self._sparse += sizes
         name = display_name(self._member.name)
+        if len(self._sparse) > tarsparse.MAX_OLD_REGIONS:  # each block grew it: 687 MB for 200 KB
+            raise ArchiveError(f"sparse map of member '{name}' is too long")
         if ended and block[504] != 0:
             raise ArchiveError(f"sparse map of member '{name}' ends before its extensions")
         if block[504] == 0:

@@ -20,6 +20,7 @@ from shared.errors import ArchiveError
 
 ENTRY = 24  # an old-sparse entry: offset[12], numbytes[12]
 MAX_MAP = 1 << 20  # a 1.0 map longer than this (40k regions) is refused
+MAX_OLD_REGIONS = 1 << 16  # an old-format map (21 per extension block) longer than this too
 
 
 def old_entries(area: bytes, offset: int) -> tuple[list[int], bool]:
@@ -83,4 +84,4 @@ def _number(value: bytes, offset: int) -> int:
     return int(text)
 
 
-__all__ = ["MAX_MAP", "check", "is_v1", "old_entries", "pax_sizes", "v1_map"]
+__all__ = ["MAX_MAP", "MAX_OLD_REGIONS", "check", "is_v1", "old_entries", "pax_sizes", "v1_map"]

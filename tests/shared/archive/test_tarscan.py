@@ -181,6 +181,21 @@ def test_old_sparse_map_must_match_the_stored_size(
         _scan(_hidden_device_archive(regions, size))
 
 
+def test_an_old_sparse_map_without_end_is_refused_while_it_is_short() -> None:
+    """Extension blocks of 21 one-byte regions each, the map never ending: every block grew
+    the list of regions, 687 MB for a 214 KB archive before any check."""
+    from shared.archive.tarsparse import MAX_OLD_REGIONS
+
+    entries = b"".join(rawtar._octal(2 * i, 12) + rawtar._octal(1, 12) for i in range(4))
+    tail = bytes(386 - 345) + entries + b"\1" + rawtar._octal(1 << 30, 12)
+    head = rawtar.header(b"./srv/sp", type=b"S", size=0, gnu=True, tail=tail)
+    ext = b"".join(rawtar._octal(i, 12) + rawtar._octal(1, 12) for i in range(21))
+    block = (ext + b"\1").ljust(512, b"\0")
+    blocks = MAX_OLD_REGIONS // 21 + 2
+    with pytest.raises(ArchiveError, match=r"sparse map of member '\./srv/sp' is too long"):
+        _scan(head + block * blocks + bytes(1024), step=512)
+
+
 def test_old_sparse_map_that_adds_up_passes() -> None:
     members, _out = _scan(_old_sparse(b"./sp", 612, [(0, 512), (1024, 100)], 1124) + bytes(1024))
     assert [(m.name, m.size, m.sparse) for m in members] == [(b"./sp", 612, True)]
