@@ -226,13 +226,16 @@ def parse_pax(data: bytes, offset: int) -> list[tuple[bytes, bytes]]:
 
 
 def parse_pax_number(value: bytes, key: bytes, offset: int) -> int:
-    if not value.isdigit():
+    # at most 20 digits (64 bits): int() of 4300 or more raised a ValueError (a traceback)
+    if not value.isdigit() or len(value) > 20:
         raise ArchiveError(f"invalid pax '{key.decode(errors='replace')}' at offset {offset}")
     return int(value)
 
 
+_PAX_TIME = re.compile(rb"-?[0-9]{1,20}(?:\.[0-9]{0,30})?")
+
+
 def parse_pax_time(value: bytes) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    """A pax time (decimal seconds); None for anything else: float() took 'nan', 'inf' and
+    '1e300', which no later use of the time could handle."""
+    return float(value) if _PAX_TIME.fullmatch(value) else None

@@ -7,6 +7,7 @@ the container's ``/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from shared.archive.tarformat import (
     Member,
     display_name,
     parse_number,
+    parse_pax_number,
 )
 from shared.archive.targuard import split_name
 from shared.errors import ArchiveError
@@ -91,8 +93,9 @@ def path_parts(path: str) -> tuple[bytes, ...]:
 def real_size(member: Member) -> int:
     """A sparse file's apparent size (what ``ls -l`` shows), else the stored size."""
     for key in (b"GNU.sparse.realsize", b"GNU.sparse.size"):
-        if key in member.pax and member.pax[key].isdigit():
-            return int(member.pax[key])
+        if key in member.pax:
+            with contextlib.suppress(ArchiveError):
+                return parse_pax_number(member.pax[key], key, member.offset)
     if member.type == GNU_SPARSE:
         return parse_number(member.header[483:495], "realsize", member.offset)
     return member.size

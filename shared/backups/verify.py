@@ -30,6 +30,7 @@ from .sidecar import Verification, now, record
 
 MAX_CONFIG = 1 << 20
 MAX_LOG = 64 << 20
+MAX_ID = (1 << 32) - 1
 _CONFIG_KEYS = {b"/".join(split_name(n.encode()) or ()) for n in MEMBERS}
 _TOTAL_RE = re.compile(r"Total bytes written: ([0-9]+)")
 
@@ -72,6 +73,9 @@ class _Walk(ScanSink):
     def member(self, member: Member) -> bool:
         self.last = member
         self.guard.member(member)
+        for what, value in (("uid", member.uid), ("gid", member.gid)):
+            if value > MAX_ID:  # tar refuses it: so would every restore
+                raise ArchiveError(f"member '{member.display}' has {what} {value} out of range")
         if member.type not in (REG, AREG, CONT) or member.size > MAX_CONFIG:
             return False
         if b"/".join(split_name(member.name) or ()) not in _CONFIG_KEYS:

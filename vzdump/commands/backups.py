@@ -33,7 +33,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _when(epoch: int | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "-"
+    if not epoch:
+        return "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+    except (OverflowError, OSError, ValueError):  # an archive's time beyond any calendar
+        return f"@{epoch}"
 
 
 def _verified(row: BackupRow) -> str:

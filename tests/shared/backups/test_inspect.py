@@ -94,3 +94,47 @@ def test_symlinked_archive_is_refused(ctroot: Path) -> None:
     (dump / name).symlink_to("/etc/passwd")
     res = vzdump("browse", f"local:backup/{name}")
     assert res.rc == 10 and "not a regular file" in res.err and res.out == b""
+
+
+def _crafted(ctroot: Path, pax: dict[str, str], name: str = "./srv/f") -> str:
+    """A vzdump-named archive with a config and one member carrying ``pax`` records."""
+    import io
+    import tarfile
+
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True, exist_ok=True)
+    archive = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    conf = b"arch: amd64\nrootfs: local:100/vm-100-disk-0.raw,size=1G\n"
+    with tarfile.open(dump / archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("./etc/vzdump/pct.conf")
+        info.size = len(conf)
+        tar.addfile(info, io.BytesIO(conf))
+        info = tarfile.TarInfo(name)
+        info.size, info.pax_headers = 2, pax
+        tar.addfile(info, io.BytesIO(b"ok"))
+    return f"local:backup/{archive}"
+
+
+@pytest.mark.parametrize("mtime", ["nan", "inf", "-inf", "1e300", "99999999999999999999"])
+def test_an_archive_time_no_calendar_holds_is_listed(ctroot: Path, mtime: str) -> None:
+    """browse ended in a ValueError or OverflowError traceback (exit 1) on these times."""
+    volid = _crafted(ctroot, {"mtime": mtime})
+    for fmt in ("text", "json"):
+        res = vzdump("browse", volid, "--output-format", fmt)
+        assert res.rc == 0 and "Traceback" not in res.err, res.err
+        assert b"/srv/f" in res.out
+
+
+@pytest.mark.parametrize("key", ["size", "uid", "GNU.sparse.realsize"])
+def test_a_pax_number_of_thousands_of_digits_is_an_archive_error(ctroot: Path, key: str) -> None:
+    """int() refuses 4300 digits and more: browse, verify, extractconfig and restore ended in
+    a ValueError traceback with exit 1."""
+    volid = _crafted(ctroot, {key: "9" * 5000})
+    res = vzdump("browse", volid, "--output-format", "json")
+    assert "Traceback" not in res.err, res.err
+    if key == "GNU.sparse.realsize":  # only a listed size: the stored one is shown
+        assert res.rc == 0 and json.loads(res.out)[-1]["size"] == 2
+        return
+    assert res.rc == 10 and f"invalid pax '{key}'" in res.err, res.err
+    res = vzdump("verify", volid)
+    assert res.rc == 7 and "Traceback" not in res.err, res.err
