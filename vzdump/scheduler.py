@@ -198,10 +198,18 @@ def forget_job(job_id: str) -> None:
 
 
 def _heartbeat(when: dt.datetime, keep: set[str] | None = None) -> None:
+    """The pass is alive at ``when``; with ``keep`` (the jobs configured), a job no longer
+    there is forgotten as a deleted one is: its state file goes too. Kept, the state of a job
+    removed by hand and added again weeks later made an event long past late but not missed,
+    and the job ran at once, off its schedule."""
+    gone: list[str] = []
     with _book() as book:
         book.last_seen = _ts(when)
         if keep is not None:
+            gone = [k for k in book.jobs if k not in keep]
             book.jobs = {k: v for k, v in book.jobs.items() if k in keep}
+    for job_id in gone:
+        state.remove_state(job_id)
 
 
 # --- clock helpers ----------------------------------------------------------------------------

@@ -518,6 +518,24 @@ def test_the_book_forgets_deleted_jobs(ctroot: Path, log: list[str]) -> None:
     assert not state.state_path("backup-a").exists()
 
 
+def test_a_job_removed_by_hand_and_added_again_counts_from_then(
+    ctroot: Path, log: list[str]
+) -> None:
+    """Its old state stayed: re-added weeks later, the job's first event after its old last
+    run was late but not missed, and a 'sat 02:00' job ran at once on a Wednesday."""
+    write_jobs(job(schedule="sat 02:00"))
+    scheduler.run_due(at("2024-01-06 01:00:00"), runner=Recorder(), log=log.append)
+    write_jobs()  # removed by hand
+    scheduler.run_due(at("2024-01-06 01:01:00"), runner=Recorder(), log=log.append)
+    assert not state.state_path("backup-a").exists()
+    write_jobs(job(schedule="sat 02:00"))  # back, on a Wednesday afternoon
+    runner = Recorder()
+    scheduler.run_due(at("2024-01-24 14:00:00"), runner=runner, log=log.append)
+    assert runner.calls == []
+    scheduler.run_due(at("2024-01-27 02:00:10"), runner=runner, log=log.append)
+    assert [c[0] for c in runner.calls] == ["backup-a"]
+
+
 # --- bad state files, a clock set back ----------------------------------------------------------
 
 
