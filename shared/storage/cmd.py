@@ -35,7 +35,12 @@ def _finished(argv: Sequence[str]) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``argv``. Interrupted (Ctrl-C, TERM), the tool is
     killed and reaped before the exception goes on: subprocess.run leaves a killed child to
     exit on its own, and the caller's cleanup found it still holding what it had open (a
-    killed e2fsck its image, and with it the MMP mark that cleanup was to clear)."""
+    killed e2fsck its image, and with it the MMP mark that cleanup was to clear).
+
+    The tool has a process group of its own: a Ctrl-C (SIGINT to the terminal's foreground
+    group) reaches only this process, which decides. It killed the tools of a cleanup that a
+    signal must not cut short (``signals.held``): a ``losetup`` checking an old volume died,
+    and the replaced volume stayed, named by nothing."""
     with subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,
@@ -43,6 +48,7 @@ def _finished(argv: Sequence[str]) -> tuple[int, str, str]:
         stderr=subprocess.PIPE,
         text=True,
         env=tool_env(),
+        process_group=0,
     ) as proc:
         try:
             stdout, stderr = proc.communicate()
