@@ -200,8 +200,10 @@ def _restore_locked(
             _write_firewall(req.vmid, plan.firewall, log)
         if replacing:
             free_replaced_volumes(replaced, conf, log)
-    if signals.interrupted():
-        raise KeyboardInterrupt  # restored, but --start and the caller's next steps are not
+    if signals.interrupted():  # it came after the commit: the container is the restored one
+        log(f"CT {req.vmid} is restored - the signal came after the restore was complete")
+        if req.start:
+            raise KeyboardInterrupt  # not started: exit 130 says a step was not taken
     if req.start:
         lifecycle.start(req.vmid, log=log)
     return conf

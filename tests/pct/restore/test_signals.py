@@ -361,3 +361,42 @@ def test_a_force_restore_killed_while_freeing_the_old_volume_has_it_freed(
     assert not (backups.root / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
     assert _pct("destroy", vmid).returncode == 0
     assert leftovers(backups.root, vmid) == []
+
+
+@pytest.mark.lxc
+def test_a_signal_after_the_commit_leaves_the_restored_container(
+    backups: Backups, vmid: int, tmp_path: Path
+) -> None:
+    """The new config was in place and the old volume being freed when the TERM came: the
+    restore exited 130 'interrupted by signal', as if the old container were still there."""
+    backups.restore(vmid, _archive(backups, "old"))
+    (old_image,) = images(backups.root, vmid)
+    marker = tmp_path / "freeing"
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    real = subprocess.run(["sh", "-c", "command -v losetup"], capture_output=True, text=True)
+    (fakebin / "losetup").write_text(  # the old volume's check for users: paused a moment
+        f'#!/bin/sh\ncase "$*" in *"{old_image}"*) touch {marker}; sleep 1;; esac\n'
+        f'exec {real.stdout.strip()} "$@"\n'
+    )
+    (fakebin / "losetup").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    argv = [*PCT, "restore", str(vmid), _archive(backups, "newer"), "--force"]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no old volume freed"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert f"CT {vmid} is restored - the signal came after the restore was complete" in err
+    assert old_image not in images(backups.root, vmid)  # freed all the same
+    assert store.load(vmid).lock is None
