@@ -118,10 +118,16 @@ class _Flusher:
             self.calls += 1
 
     def stop(self) -> None:
-        """Stop and close the file descriptors, which would keep the unmount busy."""
+        """Stop and close the file descriptors, which would keep the unmount busy. A signal
+        while the thread finishes its last syncfs waits (``signals.held``): it cut the wait
+        short and left the descriptors open, and the new volumes of a restore stayed busy
+        (their loop devices attached) until the process ended."""
+        from shared import signals
+
         self._stop.set()
-        self._thread.join()
-        self._close()
+        with signals.held():
+            self._thread.join()
+            self._close()
 
     def _close(self) -> None:
         for fd in self._fds:

@@ -69,3 +69,35 @@ def test_a_symlink_target_is_refused(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(OSError), early_writeback([tmp_path / "link"]):
         pass
+
+
+def test_a_signal_while_the_last_syncfs_runs_still_closes_the_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TERM while the thread finished its last syncfs cut the wait short: its descriptors
+    stayed open, the unmount was lazy, and a restore's new volumes stayed busy (loop devices
+    attached) until the process ended, so its cleanup could not free them."""
+    import signal
+    import threading
+
+    from shared import signals, writeback
+
+    dev, mnt = _ext4_on_loop(tmp_path)
+    in_syncfs = threading.Event()
+
+    def slow_syncfs(fd: int) -> int:
+        in_syncfs.set()
+        time.sleep(0.5)
+        return 0
+
+    monkeypatch.setattr(writeback, "_syncfs", lambda: slow_syncfs)
+    try:
+        with signals.interruptible(), pytest.raises(KeyboardInterrupt):
+            with early_writeback([mnt], interval=0.01):
+                assert in_syncfs.wait(10)
+                threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            signals.raise_if_interrupted()  # acted on once the descriptors are closed
+        subprocess.run(["umount", str(mnt)], check=True, capture_output=True)  # not busy
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+        subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
