@@ -58,6 +58,7 @@ def split_name(name: bytes) -> tuple[bytes, ...] | None:
 
 
 _HASH_MOD = (1 << 61) - 1
+SHALLOW = 32  # prefixes looked up by name up to this depth; deeper, by a running hash first
 
 
 def _next_hash(running: int, part: bytes) -> int:
@@ -86,6 +87,7 @@ class ExtractGuard(ScanSink):
         self.warn = warn
         self.symlinks: set[bytes] = set()
         self._link_hashes: set[int] = set()  # _path_hash of each of ``symlinks``
+        self._deepest_link = 0  # components of the deepest of ``symlinks``
         self.dropped = 0
 
     def member(self, member: Member) -> bool:
@@ -108,6 +110,7 @@ class ExtractGuard(ScanSink):
             for parts in all_parts:
                 self.symlinks.add(b"/".join(parts))
                 self._link_hashes.add(_path_hash(parts))
+                self._deepest_link = max(self._deepest_link, len(parts))
         return True
 
     def _checked(self, member: Member, name: bytes, what: str) -> tuple[bytes, ...]:
@@ -117,19 +120,24 @@ class ExtractGuard(ScanSink):
             shown = f" '{display_name(name)}'" if name != member.name or what else ""
             self._refuse(member, f"{what}{kind}{shown}")
         assert parts is not None
-        if self._link_hashes:
+        depths = min(len(parts) - 1, self._deepest_link)  # no symlink is deeper
+        if depths <= SHALLOW:
+            for depth in range(1, depths + 1):
+                self._not_through(member, what, parts, depth)
+        else:
             # each prefix's hash follows from the one before: building every prefix took time
             # quadratic in the depth (a 639-byte archive kept a core busy for minutes)
             running = 0
-            for depth, part in enumerate(parts[:-1], 1):
+            for depth, part in enumerate(parts[:depths], 1):
                 running = _next_hash(running, part)
                 if running in self._link_hashes:
-                    prefix = b"/".join(parts[:depth])
-                    if prefix in self.symlinks:
-                        self._refuse(
-                            member, f"{what}path passes through symlink '{display_name(prefix)}'"
-                        )
+                    self._not_through(member, what, parts, depth)
         return parts
+
+    def _not_through(self, member: Member, what: str, parts: tuple[bytes, ...], depth: int) -> None:
+        prefix = b"/".join(parts[:depth])
+        if prefix in self.symlinks:
+            self._refuse(member, f"{what}path passes through symlink '{display_name(prefix)}'")
 
     def _check_link_target(self, member: Member, target: bytes) -> bool:
         """Refuses a bad target; True when the target is a remembered symlink.
