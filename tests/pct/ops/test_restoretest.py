@@ -116,6 +116,16 @@ def test_sigterm_cleans_up(host: Host) -> None:
     assert not (host.root / f"run/ctkit/restore-test-{first}.lock").exists()
 
 
+def _crafted(host: Host, tmp_path: Path, conf: str) -> str:
+    """A backup of a bootable tree with ``conf`` as its config, on storage local."""
+    tree = build_busybox_rootfs(tmp_path / "tree", debian_like=True)
+    dump = host.root / "var/lib/vz/dump"
+    dump.mkdir(parents=True, exist_ok=True)
+    name = archive_name(100)
+    vzdump_archive(dump / name, conf, [(tree, "./")])
+    return f"local:backup/{name}"
+
+
 def test_archive_idmap_is_not_restored(host: Host, tmp_path: Path) -> None:
     # container uid 1 would be host root on /data, a volume the host sees while the copy runs
     idmap = "u:0:100000:1;u:1:0:1;g:0:100000:1;g:1:0:1"
@@ -124,13 +134,8 @@ def test_archive_idmap_is_not_restored(host: Host, tmp_path: Path) -> None:
         "rootfs: local:100/vm-100-disk-0.raw,size=128M\nunprivileged: 1\n"
         f"mp0: local:100/vm-100-disk-1.raw,mp=/data,size=16M,idmap={idmap}\n"
     )
-    tree = build_busybox_rootfs(tmp_path / "tree", debian_like=True)
-    dump = host.root / "var/lib/vz/dump"
-    dump.mkdir(parents=True, exist_ok=True)
-    name = archive_name(100)
-    vzdump_archive(dump / name, conf, [(tree, "./")])
     first = host.new_vmid()
-    rc, out = _restore_test(f"local:backup/{name}", first, "--check", "test -d /data")
+    rc, out = _restore_test(_crafted(host, tmp_path, conf), first, "--check", "test -d /data")
     assert rc == 0, out
     assert f"WARN: not restoring 'idmap={idmap}' of mp0 from the archive" in out, out
     _nothing_left(host.root, first)
@@ -143,13 +148,9 @@ def test_a_privileged_backup_runs_unprivileged(host: Host, tmp_path: Path) -> No
         "arch: amd64\nhostname: crafted\nmemory: 256\nostype: debian\nswap: 0\n"
         "rootfs: local:100/vm-100-disk-0.raw,size=128M\n"
     )
-    tree = build_busybox_rootfs(tmp_path / "tree", debian_like=True)
-    dump = host.root / "var/lib/vz/dump"
-    dump.mkdir(parents=True, exist_ok=True)
-    name = archive_name(100)
-    vzdump_archive(dump / name, conf, [(tree, "./")])
     first = host.new_vmid()
-    rc, out = _restore_test(f"local:backup/{name}", first, "--check", "cat /proc/self/uid_map")
+    volid = _crafted(host, tmp_path, conf)
+    rc, out = _restore_test(volid, first, "--check", "cat /proc/self/uid_map")
     assert rc == 0, out
     assert re.search(r"check: +0 +100000 +65536$", out, re.MULTILINE), out
     _nothing_left(host.root, first)

@@ -203,6 +203,16 @@ def killed_retag(store: ResticStorage, volname: str, change: Callable[[], None])
     assert len(list(snapshots.iterdir())) == len(before) + 1
 
 
+def one_backup(store: ResticStorage, tmp_path: Path) -> str:
+    """This node's backup of guest 900000123 at 2026-01-01 10:00 UTC; its volume name."""
+    source = tmp_path / "src"
+    source.mkdir()
+    stamp = "2026-01-01T10:00:00Z"
+    backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
+           "2026-01-01 10:00:00", host=paths.node_name())  # fmt: skip
+    return f"backup/ct/900000123/{stamp}"
+
+
 def raw_ids(store: ResticStorage) -> set[str]:
     return {p.name for p in (Path(store.repo.repository) / "snapshots").iterdir()}
 
@@ -213,12 +223,7 @@ def test_a_killed_retag_leaves_one_backup_that_restores_and_is_removed_whole(
     """Killed while protecting a backup, restic left the old snapshot beside the re-tagged
     one: its volume id named 2 snapshots, and restore and every later retention refused it."""
     store = restic_store
-    source = tmp_path / "src"
-    source.mkdir()
-    stamp = "2026-01-01T10:00:00Z"
-    volname = f"backup/ct/900000123/{stamp}"
-    backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
-           "2026-01-01 10:00:00", host=paths.node_name())  # fmt: skip
+    volname = one_backup(store, tmp_path)
     killed_retag(store, volname, lambda: resticbackups.set_protected(store, volname, True))
     (snap,) = resticbackups.snapshots(store)
     assert snap.protected and len(snap.copies) == 1  # the re-tagged one is the backup
@@ -239,12 +244,7 @@ def test_copies_that_both_replaced_one_keep_its_protection(
     """Two re-tagged copies of one backup (a re-tag of a re-tagged snapshot, killed): neither
     replaced the other, and a protected copy is the backup, so retention never removes it."""
     store = restic_store
-    source = tmp_path / "src"
-    source.mkdir()
-    stamp = "2026-01-01T10:00:00Z"
-    volname = f"backup/ct/900000123/{stamp}"
-    backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
-           "2026-01-01 10:00:00", host=paths.node_name())  # fmt: skip
+    volname = one_backup(store, tmp_path)
     resticbackups.set_notes(store, volname, "first")
     killed_retag(store, volname, lambda: resticbackups.set_protected(store, volname, True))
     (snap,) = resticbackups.snapshots(store)
