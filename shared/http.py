@@ -24,6 +24,7 @@ from typing import IO, Any
 from . import stallguard
 from .digest import DigestRing
 from .errors import DownloadError, StorageError
+from .formats.digits import ascii_int
 from .httpclient import (
     DEFAULT_TIMEOUT,
     Client,
@@ -326,7 +327,7 @@ class Downloader:
         progress: ProgressCallback | None,
     ) -> int:
         length = resp.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
+        expected = ascii_int(length) if length else None  # a server's '²' raised ValueError
         total = offset + expected if expected is not None else None
         if max_size is not None and total is not None and total > max_size:
             raise HttpError(url, f"file too large ({total} bytes, limit {max_size})", discard=True)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from shared.errors import ConfigError
+from shared.formats.digits import ascii_int
 
 
 class IdMapEntry(NamedTuple):
@@ -30,9 +31,10 @@ DEFAULT_UNPRIVILEGED: tuple[IdMapEntry, ...] = (
 def parse_idmap(value: str) -> IdMapEntry:
     """One ``lxc.idmap`` value: ``u 0 100000 65536``."""
     fields = value.split()
-    if len(fields) != 4 or fields[0] not in ("u", "g") or not all(f.isdigit() for f in fields[1:]):
+    numbers = [ascii_int(f) for f in fields[1:]]
+    if len(fields) != 4 or fields[0] not in ("u", "g") or None in numbers:
         raise ConfigError(f"invalid lxc.idmap entry '{value}'")
-    ct, host, length = (int(f) for f in fields[1:])
+    ct, host, length = (n or 0 for n in numbers)
     if length == 0:
         raise ConfigError(f"invalid lxc.idmap entry '{value}'")
     return IdMapEntry(fields[0], ct, host, length)

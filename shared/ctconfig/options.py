@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.formats.digits import ascii_int
 from shared.formats.propstring import Field, PropertyStringError, PropSchema, split_list
 from shared.formats.types import (
     Bool,
@@ -113,15 +114,16 @@ def check_ipv6_config(value: str) -> None:
 
 
 def _is_cidr(value: str, version: int) -> bool:
-    addr, sep, prefix = value.partition("/")
-    if not sep or not prefix.isdigit():
+    addr, sep, text = value.partition("/")
+    prefix = ascii_int(text, 3) if sep else None
+    if prefix is None:
         return False
     limit = 32 if version == 4 else 128
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
         return False
-    return ip.version == version and 0 <= int(prefix) <= limit
+    return ip.version == version and prefix <= limit
 
 
 def check_ip_with_ll_iface(value: str) -> None:

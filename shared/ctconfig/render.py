@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from shared.errors import ParamError
+from shared.formats.digits import ascii_int
 from shared.formats.types import Bool, FormatError, Int, Number
 
 from .config import Config, Section, encode_text
@@ -127,7 +128,7 @@ def snapshot_list(conf: Config, *, running: bool = False) -> list[dict[str, Any]
         snaptime = snap.values.get("snaptime") or "0"
         item: dict[str, Any] = {
             "name": name,
-            "snaptime": int(snaptime) if snaptime.isdigit() else 0,
+            "snaptime": ascii_int(snaptime) or 0,
             "description": snap.description or "",
         }
         if snap.values.get("parent") is not None:

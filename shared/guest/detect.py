@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
+from shared.formats.digits import ascii_int
 
 from .chroot import run_in_root
 
@@ -259,7 +260,8 @@ def _fedora(probe: Probe, osr: dict[str, str]) -> tuple[str | None, list[str]]:
     if version is None and (release := probe.firstline("/etc/fedora-release")):
         match = re.search(r"release\s+(\d+)", release)
         version = match.group(1) if match else release
-    if version is None or not version.isdigit() or int(version) < 22:
+    number = ascii_int(version) if version is not None else None
+    if number is None or number < 22:
         raise ConfigError(f"unsupported Fedora release '{version}'")
     return version, []
 

@@ -17,6 +17,7 @@ import stat
 
 from shared.atomic import atomic_open
 from shared.errors import ConfigError
+from shared.formats.digits import ascii_int
 from shared.regularfile import read_regular
 
 MAX_READ = 16 << 20  # a container file guest setup reads (hosts, interfaces, passwd, ...)
@@ -169,8 +170,8 @@ class CtFiles:
         the container's root's are); None when there is no such group in the mapped range."""
         for line in (self.read("/etc/group") or "").splitlines():
             fields = line.split(":")
-            if len(fields) > 2 and fields[0] == group and fields[2].isdigit():
-                gid = int(fields[2])
+            gid = ascii_int(fields[2]) if len(fields) > 2 and fields[0] == group else None
+            if gid is not None:
                 return self.gid + gid if gid < ID_RANGE else None
         return None
 

@@ -27,6 +27,7 @@ from typing import Any
 from .. import paths, restic
 from ..errors import NotFoundError, StorageError
 from ..formats.archivename import ArchiveInfo, backup_basename
+from ..formats.digits import ascii_int
 from ..printable import printable
 from .listing import VolumeEntry
 from .resticplugin import ResticStorage
@@ -38,7 +39,6 @@ TIME_TAG = "time"
 VOLNAME_RE = re.compile(
     r"backup/ct/([1-9][0-9]{2,8})/([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)"
 )
-_DIGITS = re.compile(r"[0-9]{1,20}")  # str.isdigit() takes any Unicode digit, int() not all
 _VMID = re.compile(r"[1-9][0-9]{2,8}")
 _ID = re.compile(r"[0-9a-f]{64}")
 TIME_RE = re.compile(
@@ -117,7 +117,7 @@ class Snapshot:
     @property
     def size(self) -> int:
         value = restic.tag_value(self.tags, "size") or "0"
-        return int(value) if _DIGITS.fullmatch(value) else 0
+        return ascii_int(value) or 0
 
     def volname(self) -> str:
         return f"backup/ct/{self.vmid}/{iso_time(self.ctime)}"

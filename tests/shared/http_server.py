@@ -45,6 +45,7 @@ class Route:
     redirect: str | None = None  # 302 to this Location
     last_modified: str = "Tue, 01 Jul 2025 10:00:00 GMT"
     extra_headers: dict[str, str] = field(default_factory=dict)
+    content_length: str | None = None  # sent instead of the true length
     hits: int = 0
 
     def body_size(self) -> int:
@@ -198,7 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {first}-{size - 1}/{size}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(size - start))
+        length = route.content_length
+        self.send_header("Content-Length", str(size - start) if length is None else length)
         self.send_header("ETag", route.etag())
         self.send_header("Last-Modified", route.last_modified)
         for key, value in route.extra_headers.items():

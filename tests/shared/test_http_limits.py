@@ -156,3 +156,14 @@ def test_a_redirect_to_a_url_that_does_not_parse_is_an_http_error(
     srv.add("/moved", redirect="http://[::1")
     with pytest.raises(HttpError, match="invalid URL from the server"):
         quick().fetch(srv.url("/moved"), tmp_path / "out")
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1\u00b3", "9" * 5000])
+def test_a_content_length_int_cannot_read_is_no_length(
+    srv: TestServer, tmp_path: Path, length: str
+) -> None:
+    """'²' is a digit to str.isdigit() but not to int(): pveam update and download ended in
+    a ValueError traceback, and the sources after the failing one were never tried."""
+    srv.add("/odd", b"payload", content_length=length)
+    quick().fetch(srv.url("/odd"), tmp_path / "f")
+    assert (tmp_path / "f").read_bytes() == b"payload"  # read to the end, as without a length

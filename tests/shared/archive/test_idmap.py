@@ -37,7 +37,9 @@ def test_parse_and_argv() -> None:
     assert usernsexec_argv(None) == [] and usernsexec_argv([]) == []
 
 
-@pytest.mark.parametrize("bad", ["x 0 1 2", "u 0 1", "u a 1 2", "u 0 100000 0", ""])
+@pytest.mark.parametrize(
+    "bad", ["x 0 1 2", "u 0 1", "u a 1 2", "u 0 100000 0", "", "u 0 ² 1", "u 0 1 " + "9" * 5000]
+)
 def test_parse_errors(bad: str) -> None:
     with pytest.raises(ConfigError):
         parse_idmap(bad)

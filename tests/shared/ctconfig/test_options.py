@@ -194,6 +194,10 @@ def test_network_property_strings() -> None:
     assert _details("net0", "name=eth0,ip=10.0.0.1") == {
         "ip": "invalid format - value does not look like a valid ipv4 network configuration"
     }
+    for prefix in ("\u00b2", "2\u00b3", "1" * 5000):  # int() raised ValueError: a traceback
+        assert _details("net0", f"name=eth0,ip=10.0.0.1/{prefix}") == {
+            "ip": "invalid format - value does not look like a valid ipv4 network configuration"
+        }
     assert _details("net0", "name=eth0,ip6=fe80::1/129") == {
         "ip6": "invalid format - value does not look like a valid ipv6 network configuration"
     }

@@ -244,6 +244,9 @@ def test_fedora_and_openeuler_gates() -> None:
     assert detect(_p({"/etc/os-release": "ID=fedora\nVERSION_ID=41\n"})).version == "41"
     with pytest.raises(ConfigError, match=r"^unsupported Fedora release '21'$"):
         detect(_p({"/etc/os-release": "ID=fedora\nVERSION_ID=21\n"}))
+    for odd in ("\u00b2\u00b3", "9" * 5000):  # the container's file: int() raised ValueError
+        with pytest.raises(ConfigError, match=r"^unsupported Fedora release"):
+            detect(_p({"/etc/os-release": f"ID=fedora\nVERSION_ID={odd}\n"}))
     assert detect(_p({"/etc/os-release": 'ID=openEuler\nVERSION_ID="24.03"\n'})).version == "24.03"
     with pytest.raises(ConfigError, match=r"^unsupported openEuler release '22.03'$"):
         detect(_p({"/etc/os-release": 'ID=openEuler\nVERSION_ID="22.03"\n'}))
