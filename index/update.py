@@ -197,7 +197,12 @@ class _Updater:
     def gunzip(self, gz: Path, tmp: Path) -> None:
         total = 0
         try:
-            with gzip.open(gz, "rb") as src, open(tmp, "wb") as out:
+            # whatever is under this process's temp name was planted (a symlink or hard link
+            # to a host file was written through): it goes, never what it points at
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with gzip.open(gz, "rb") as src, os.fdopen(fd, "wb") as out:
                 while chunk := src.read(CHUNK_SIZE):
                     total += len(chunk)
                     if total > self.max_index:

@@ -115,6 +115,24 @@ def test_invalid_gzip(publisher: Publisher) -> None:  # test 15
     assert_failed_and_kept(result, path, "update failed: unable to unpack '")
 
 
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+def test_a_link_planted_at_the_temp_name_is_never_written_through(
+    publisher: Publisher, tmp_path: Path, link: str
+) -> None:
+    """The unpacked index was written to the process's temp name through whatever was there:
+    a planted symlink or hard link had a host file overwritten with the unverified index."""
+    publisher.publish("/a", GOOD)
+    victim = tmp_path / "victim"
+    victim.write_text("host file\n")
+    tmp = paths.aplinfo_dir() / f"pveam-a.tmp.{os.getpid()}"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.symlink_to(victim) if link == "symlink" else os.link(victim, tmp)
+    result = run(publisher.source("a", "/a"))
+    assert result.ok, result.message
+    assert victim.read_text() == "host file\n"
+    assert leftovers() == []
+
+
 def test_malformed_record_rejects_the_index(publisher: Publisher) -> None:  # test 16
     publisher.publish("/a", GOOD + "\n" + stanza("gamma").replace("Type: lxc", "Type: qemu"))
     path = keep_previous("a")
