@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import VerifyError
+from shared.printable import printable
 from shared.storage.volid import is_template_name as volid_template_name
 
 NEWS_PACKAGE = "pve-web-news"
@@ -143,6 +144,7 @@ class _Parser:
         self.result = ParseResult()
 
     def problem(self, msg: str) -> None:
+        msg = printable(msg)  # the index's text: it reaches a terminal and the update log
         if self.strict:
             raise AplinfoError(msg)
         self.result.warnings.append(msg)
@@ -187,8 +189,10 @@ class _Parser:
         if not is_template_name(res.template):
             where = res.location or res.template
             self.result.warnings.append(
-                f"skipping appliance record '{res.package}': "
-                f"unsupported template location '{where}'"
+                printable(
+                    f"skipping appliance record '{res.package}': "
+                    f"unsupported template location '{where}'"
+                )
             )
             return
         res.source, res.source_name = self.base, self.source_name

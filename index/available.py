@@ -8,6 +8,7 @@ whitespace field 2 as in every older release.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,10 +72,18 @@ def available(
     return out
 
 
+_SPACE = re.compile(r"\s")
+
+
 def format_line(app: Appliance) -> str:
-    # the fields come from an index: none of them gets to write control characters
-    arch = printable(app.architecture or "unknown")
-    return f"{printable(app.section):<15} {printable(app.template):<60} {arch}"
+    # the fields come from an index: none of them gets to write control characters, and a
+    # space in a section would make the template a column later for awk and cut
+    arch = _one_field(app.architecture or "unknown")
+    return f"{_one_field(app.section):<15} {printable(app.template):<60} {arch}"
+
+
+def _one_field(text: str) -> str:
+    return _SPACE.sub(lambda m: f"\\x{ord(m.group()):02x}", printable(text))
 
 
 def format_lines(apps: Sequence[Appliance]) -> str:

@@ -38,6 +38,7 @@ from shared.http import (
 )
 from shared.httpclient import Client
 from shared.locks import flock
+from shared.printable import printable
 
 from .aplinfo import Appliance, is_template_name
 from .sources import Transfer
@@ -173,7 +174,9 @@ class _Job:
         max_size: int,
     ) -> None:
         self.app, self.dest, self.algorithm, self.expect = app, dest, algorithm, expect
-        self.log, self.http, self.max_size = log, http, max_size
+        # its lines name the index's URLs: none of them gets to write control characters
+        self.log: Callable[[str], None] = lambda line: log(printable(line))
+        self.http, self.max_size = http, max_size
         self.tmp = temp_path(dest)
 
     def run(self, progress: ProgressCallback | None) -> DownloadResult:

@@ -91,6 +91,21 @@ def test_line_format_golden(two_sources: list[Source]) -> None:  # test 21
     assert format_lines(apps).splitlines()[-1].endswith(" unknown")
 
 
+def test_index_text_never_writes_control_characters_or_moves_a_column(ctroot: Path) -> None:
+    """A signed index's section 'my system' made the template column 3 for awk; its escape
+    sequences in a skipped record's name reached the terminal raw."""
+    odd = stanza("odd").replace("Section: system", "Section: my system")
+    evil = stanza("evil").replace("Package: evil", "Package: evil\x1b]0;TITLE\x07\x1b[2J")
+    evil = evil.replace(".tar.zst", ".tar.lz4")  # a location ctkit skips, with a warning
+    store_index("a", index_text(odd, evil))
+    warnings: list[str] = []
+    apps = available(index=load([SRC_A], warn=warnings.append))
+    (line,) = format_lines(apps).splitlines()
+    assert line.split()[1] == "odd_1.0-1_amd64.tar.zst" and line.startswith("my\\x20system")
+    assert warnings and all("\x1b" not in w and "\x07" not in w for w in warnings), warnings
+    assert "evil\\x1b]0;TITLE\\x07" in warnings[0]
+
+
 def test_no_stored_index(ctroot: Path) -> None:  # test 22
     warnings: list[str] = []
     assert available(index=load(list(DEFAULT_SOURCES), warn=warnings.append)) == []
