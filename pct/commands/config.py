@@ -36,10 +36,18 @@ def config(
     from shared.ctconfig.render import config_dict, render_config
 
     conf = store.load(vmid)
+    _parse_warnings(conf.warnings)
     if output_format is OutputFormat.text:
         echo(render_config(conf, current=bool(current), snapshot=snapshot))
     else:
         print_json(config_dict(conf, current=bool(current), snapshot=snapshot), output_format)
+
+
+def _parse_warnings(warnings: list[str]) -> None:
+    """What the lenient parse could not read, on stderr (as Proxmox warns): the output stays
+    the config alone."""
+    for warning in warnings:
+        print(warning, file=sys.stderr)
 
 
 def pending(vmid: VmidArg, output_format: OutputFormatOption = OutputFormat.text) -> None:
@@ -48,6 +56,7 @@ def pending(vmid: VmidArg, output_format: OutputFormatOption = OutputFormat.text
     from shared.ctconfig.render import pending_list, render_pending
 
     conf = store.load(vmid)
+    _parse_warnings(conf.warnings)
     if output_format is OutputFormat.text:
         echo(render_pending(conf))
     else:

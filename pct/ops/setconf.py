@@ -34,6 +34,8 @@ def set_config(
 ) -> None:
     with config_lock(vmid):
         conf = store.load(vmid)
+        for warning in conf.warnings:  # a line it could not read is not written back: say so
+            log(warning)
         running = lxcapi.is_running(vmid)
         result = update_pending(
             conf,

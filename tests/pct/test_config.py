@@ -196,3 +196,28 @@ def test_repeated_delete_and_revert_options_add_up(
     pct("set", vmid, "--revert", "memory", "--revert", "swap")
     text = conf_text(vmid)
     assert "memory: 512\n" in text and "swap: 256\n" in text and "pending" not in text, text
+
+
+def test_a_line_the_parse_cannot_read_is_named_before_set_drops_it(
+    pct: Pct, vmid: int, ctroot: Path, conf_text: Text
+) -> None:
+    """Proxmox warns about every config line it cannot read; ctkit kept quiet, and the next
+    pct set wrote the file without them (hand-added 'Memory: 2048', a raw key no version
+    takes) without a word."""
+    conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(
+        "arch: amd64\nhostname: t\nMemory: 2048\nlxc.bogus.key: 1\ncpulimit: 1 2\n"
+        "memory: 512\nostype: debian\n"
+    )
+    lost = [
+        f"vm {vmid} - unable to parse config: Memory: 2048",
+        f"vm {vmid} - unable to parse config: lxc.bogus.key: 1",
+        f"vm {vmid} - unable to parse value of 'cpulimit' - type check ('number') failed - "
+        "got '1 2'",
+    ]
+    shown = pct("config", vmid)
+    assert shown.err.splitlines() == lost and "Memory" not in shown.out
+    res = pct("set", vmid, "--cpuunits", "302")
+    assert [ln for ln in res.out.splitlines() if ln.startswith(f"vm {vmid} - ")] == lost
+    assert "Memory" not in conf_text(vmid) and "cpulimit: 1 2\n" in conf_text(vmid)
