@@ -534,7 +534,7 @@ def _start_again(vmid: int, log: Log) -> None:
 
 def _roll_volumes(section: Section, name: str) -> None:
     for mp in section.mountpoints():
-        volumes.snapshot_rollback(mp.volume, name)
+        volumes.snapshot_rollback(mp.volume, name, size=mp.size)
 
 
 def resume_rollback(vmid: int, name: str) -> bool:

@@ -321,7 +321,9 @@ class Storage:
     def snapshot_create(self, volname: str, snap: str) -> None:
         raise StorageError("snapshot feature is not available")
 
-    def snapshot_rollback(self, volname: str, snap: str) -> None:
+    def snapshot_rollback(self, volname: str, snap: str, size: int | None = None) -> None:
+        """Roll the volume back to ``snap``; ``size`` is the volume's size the snapshot's config
+        names (a volume whose size is a limit apart from its data takes it back)."""
         raise StorageError("snapshot feature is not available")
 
     def snapshot_delete(self, volname: str, snap: str) -> None:

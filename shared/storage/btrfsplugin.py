@@ -413,11 +413,16 @@ class BtrfsStorage(DirStorage):
             )
         return vol, subvol, source
 
-    def snapshot_rollback(self, volname: str, snap: str) -> None:
-        """Replace the volume by a writable copy of the snapshot, atomically (RENAME_EXCHANGE)."""
+    def snapshot_rollback(self, volname: str, snap: str, size: int | None = None) -> None:
+        """Replace the volume by a writable copy of the snapshot, atomically (RENAME_EXCHANGE).
+        A subvolume's quota limit is ``size`` (the snapshot config's), else the one it had: the
+        limit it had before a rollback stayed after it, while the config named the snapshot's
+        smaller size, and the next resize counted from the limit no config showed."""
         vol, subvol, source = self._snapshot(volname, snap)
         self._check_unused(volname, self.image_path(vol), vol.format)
-        limit = self._qgroup_limit(subvol) if self.quotas_enabled() else None
+        limit = None
+        if self.quotas_enabled():
+            limit = size if size and vol.format == "subvol" else self._qgroup_limit(subvol)
         _remove_rollback_temps(subvol)
         tmp = subvol.with_name(f"{subvol.name}.tmp.{os.getpid()}")
         btrfs("subvolume", "snapshot", "--", str(source), str(tmp))

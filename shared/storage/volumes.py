@@ -158,9 +158,11 @@ def snapshot_create(volid: str, name: str, cfg: StorageConfig | None = None) -> 
     store.snapshot_create(volname, name)
 
 
-def snapshot_rollback(volid: str, name: str, cfg: StorageConfig | None = None) -> None:
+def snapshot_rollback(
+    volid: str, name: str, cfg: StorageConfig | None = None, *, size: int | None = None
+) -> None:
     store, volname = _image(volid, cfg)
-    store.snapshot_rollback(volname, name)
+    store.snapshot_rollback(volname, name, size)
 
 
 def snapshot_delete(volid: str, name: str, cfg: StorageConfig | None = None) -> None:

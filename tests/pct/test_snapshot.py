@@ -204,6 +204,22 @@ def test_rollback_of_a_stopped_ct_moves_newer_volumes_to_unused(
     assert load(vmid).values["unused0"] == volid(vmid, 2)  # recorded once
 
 
+def test_a_rollback_takes_the_snapshots_size_back(pct: Pct, bt_ct: int, ctroot: Path) -> None:
+    """Grown after the snapshot, the subvolume kept its 2 GiB quota limit through a rollback
+    while the config said size=1G: growing to 1.5G was refused as a shrink, +512M gave 2.5G."""
+    vmid = bt_ct
+    subprocess.run(["btrfs", "quota", "enable", str(ctroot / "mnt/bt")], check=True)
+    pct("snapshot", vmid, "before")
+    pct("resize", vmid, "rootfs", "2G")
+    pct("rollback", vmid, "before")
+    assert "size=1G" in str(load(vmid).values["rootfs"])
+    pct("resize", vmid, "rootfs", "+512M")
+    assert "size=1536M" in str(load(vmid).values["rootfs"])
+    from shared.storage import volumes
+
+    assert volumes.volume_size(volid(vmid)) == 1536 << 20
+
+
 def test_rollback_refusals_leave_everything_as_it_was(
     pct: Pct, bt_ct: int, ctroot: Path, conf_text: Text
 ) -> None:

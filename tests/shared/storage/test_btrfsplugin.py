@@ -170,6 +170,17 @@ def test_rollback_keeps_the_quota_limit(btrfs_cfg: Path) -> None:
     assert volumes.volume_size(volid) == 32 * MIB
 
 
+def test_rollback_takes_the_snapshots_size_back(btrfs_cfg: Path) -> None:
+    """Grown after the snapshot, the volume kept its larger limit through a rollback while the
+    config named the snapshot's size: a resize to 1.5 times that was refused as a shrink."""
+    subprocess.run(["btrfs", "quota", "enable", str(btrfs_cfg)], check=True)
+    volid = volumes.alloc_volume("bt", VMID, 32 * MIB)
+    volumes.snapshot_create(volid, "s1")
+    volumes.resize_volume(volid, 64 * MIB)
+    volumes.snapshot_rollback(volid, "s1", size=32 * MIB)
+    assert volumes.volume_size(volid) == 32 * MIB
+
+
 def test_raw_snapshots_mount_read_only(btrfs_cfg: Path, tmp_path: Path) -> None:
     volid = volumes.alloc_volume("bt", VMID, 16 * MIB, fmt="raw")
     target = tmp_path / "mnt"
