@@ -106,6 +106,11 @@ def step() -> Iterator[None]:
     raise_if_interrupted()
 
 
+def holding() -> bool:
+    """Whether the calling thread is in held work (:func:`held`, :func:`step`)."""
+    return bool(_state.held)
+
+
 def interrupted() -> bool:
     """Whether a signal arrived since the job started (also one noted during cleanup)."""
     return _state.fired

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 from collections.abc import Sequence
 
+from .. import signals
 from ..errors import CommandError
+from ..parentdeath import tied_to_parent
 from ..toolenv import tool_env
 
 
@@ -37,18 +40,24 @@ def _finished(argv: Sequence[str]) -> tuple[int, str, str]:
     exit on its own, and the caller's cleanup found it still holding what it had open (a
     killed e2fsck its image, and with it the MMP mark that cleanup was to clear).
 
-    The tool has a process group of its own: a Ctrl-C (SIGINT to the terminal's foreground
-    group) reaches only this process, which decides. It killed the tools of a cleanup that a
-    signal must not cut short (``signals.held``): a ``losetup`` checking an old volume died,
-    and the replaced volume stayed, named by nothing."""
+    In work a signal must not cut short (``signals.held``: a cleanup, a step and its record)
+    the tool has a process group of its own, so that a Ctrl-C (SIGINT to the terminal's
+    foreground group) reaches only this process, which waits for the tool and then acts: it
+    killed a cleanup's ``losetup`` checking an old volume, and the replaced volume stayed,
+    named by nothing. Such a tool still ends with this process (``setpriv --pdeathsig``), as
+    a kill of the whole group ended it before: it never runs on beside the next command's
+    recovery."""
+    shielded = signals.holding()
+    if shielded and shutil.which(argv[0]) is None:
+        raise FileNotFoundError(argv[0])
     with subprocess.Popen(
-        list(argv),
+        tied_to_parent(argv) if shielded else list(argv),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=tool_env(),
-        process_group=0,
+        process_group=0 if shielded else None,
     ) as proc:
         try:
             stdout, stderr = proc.communicate()

@@ -410,13 +410,18 @@ def wait_until(cond: Callable[[], bool], proc: subprocess.Popen[str], what: str)
 
 
 def group_processes(pgid: int) -> list[tuple[str, str]]:
-    """(command name, state) of the processes in process group ``pgid``."""
+    """(command name, state) of the processes of the command that leads process group
+    ``pgid``: its group, and its children in groups of their own (a storage tool it runs in
+    work a signal must not cut short)."""
     found = []
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, ValueError, IndexError):
-            if entry.name.isdigit() and os.getpgid(int(entry.name)) == pgid:
-                name, rest = (entry / "stat").read_text().split("(", 1)[1].rsplit(")", 1)
-                found.append((name, rest.split()[0]))
+            if not entry.name.isdigit():
+                continue
+            name, rest = (entry / "stat").read_text().split("(", 1)[1].rsplit(")", 1)
+            state, ppid = rest.split()[:2]
+            if os.getpgid(int(entry.name)) == pgid or int(ppid) == pgid:
+                found.append((name, state))
     return found
 
 
