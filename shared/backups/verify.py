@@ -68,6 +68,7 @@ class _Walk(ScanSink):
     def __init__(self) -> None:
         self.last: Member | None = None
         self.configs: list[tuple[Member, bytearray]] = []
+        self._seen: set[bytes] = set()  # the config members' names taken
         self.guard = ExtractGuard(allow_devices=True)  # a privileged CT's device nodes are data
 
     def member(self, member: Member) -> bool:
@@ -78,8 +79,12 @@ class _Walk(ScanSink):
                 raise ArchiveError(f"member '{member.display}' has {what} {value} out of range")
         if member.type not in (REG, AREG, CONT) or member.size > MAX_CONFIG:
             return False
-        if b"/".join(split_name(member.name) or ()) not in _CONFIG_KEYS:
+        key = b"/".join(split_name(member.name) or ())
+        # the first of each is the backup's, as a restore reads it; a later one is the
+        # container's own file of that name, which it may fill with anything
+        if key not in _CONFIG_KEYS or key in self._seen:
             return False
+        self._seen.add(key)
         self.configs.append((member, bytearray()))
         return True
 

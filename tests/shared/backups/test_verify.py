@@ -229,3 +229,23 @@ def test_a_backup_that_restore_would_refuse_fails_verification(ctroot: Path) -> 
                    check=True)  # fmt: skip
     res = vzdump("verify", f"local:backup/{name}")
     assert res.rc == 7 and "unsafe archive member" in res.err, res.err
+
+
+def test_the_containers_own_pct_conf_in_the_tree_is_data(ctroot: Path) -> None:
+    """A container's own /etc/vzdump/pct.conf (any text) comes again inside the tree: verify
+    failed the backup on it, and a --verify job skipped its retention, while every restore
+    reads the first member as the config."""
+    tree = ctroot / "tree"
+    (tree / "etc/vzdump").mkdir(parents=True)
+    (tree / "etc/vzdump/pct.conf").write_bytes(b"arch: amd64\nrootfs: local:100/x.raw,size=1G\n")
+    own = ctroot / "own"
+    (own / "etc/vzdump").mkdir(parents=True)
+    (own / "etc/vzdump/pct.conf").write_text("my app notes\n")
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    subprocess.run(["tar", "-cf", str(dump / name), "-C", str(tree), "./etc/vzdump/pct.conf"],
+                   check=True)  # fmt: skip
+    subprocess.run(["tar", "-rf", str(dump / name), "-C", str(own), "./etc"], check=True)
+    res = vzdump("verify", f"local:backup/{name}")
+    assert res.rc == 0, res.err
