@@ -60,9 +60,21 @@ def _ignore(_value: object) -> None:
 
 
 def check_url(value: str) -> str:
-    if not URL_RE.fullmatch(value):
+    if not URL_RE.fullmatch(value) or not _host_and_port_read(value):
         raise FormatError(f"invalid URL '{value}' (expected http://host/path or https://...)")
     return value.rstrip("/")
+
+
+def _host_and_port_read(value: str) -> bool:
+    """Whether the URL's host and port parse (port 99999, '[::1' were stored, and every
+    update failed on them later)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(value)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
 
 
 def check_index(value: str) -> str:

@@ -65,6 +65,7 @@ class SectionConfig:
     sections: list[Section] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unknown: dict[str, str] = field(default_factory=dict)  # skipped sections: id -> type
+    lost: list[str] = field(default_factory=list)  # what written back it would lose (warned)
 
     def __iter__(self) -> Iterator[Section]:
         return iter(self.sections)
@@ -128,6 +129,7 @@ def parse(text: str, types: Mapping[str, SectionType], *, strict: bool = False) 
         if strict:
             raise ConfigError(msg)
         cfg.warnings.append(msg)
+        cfg.lost.append(msg)
         if current is not None:
             current.problems.append(msg)
 

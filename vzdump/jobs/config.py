@@ -119,6 +119,7 @@ def parse_jobs(text: str, *, strict: bool = False) -> SectionConfig:
             if strict:
                 raise
             cfg.warnings.append(f"skip section '{section.id}': {err}")
+            cfg.lost.append(cfg.warnings[-1])
             cfg.sections.remove(section)
             continue
         if section.problems:  # said already; check_job keeps it from running
@@ -176,8 +177,8 @@ def editing_jobs() -> Iterator[SectionConfig]:
     with jobsfile.transaction() as jobs:
         text = jobs.read()
         cfg = parse_jobs(text) if text else SectionConfig(types=JOB_TYPES)
-        if cfg.warnings:  # written back, the file would lose what could not be read
-            raise ConfigError(f"jobs.cfg: {cfg.warnings[0]}", hint=REWRITE_REFUSED)
+        if cfg.lost:  # written back, the file would lose what could not be read
+            raise ConfigError(f"jobs.cfg: {cfg.lost[0]}", hint=REWRITE_REFUSED)
         yield cfg
 
 
