@@ -152,6 +152,18 @@ _KINDS: tuple[type[CtkitError], ...] = (NotFoundError, StateError, StorageError)
 _CARRIED = {cls.exit_code: cls for cls in _KINDS}
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:  # pragma: no cover - runs in the forked child
+    """Be killed when the thread that forked this child ends, and end now if it has: a
+    SIGKILLed pct left its child to finish a hot-plug (the volume mounted in the container)
+    whose config it never saved, so the config said the mount point was still pending."""
+    _libc().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)  # SIGKILL
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def run_forked(work: Callable[[], None], what: str) -> None:
     """Run ``work`` in a forked child (which may enter namespaces); its error comes back as a
     CtkitError with the child's message (a missing file, a wrong state and a storage failure
@@ -159,11 +171,13 @@ def run_forked(work: Callable[[], None], what: str) -> None:
     rfd, wfd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked child
         code = 0
         try:
             os.close(rfd)
+            _die_with(parent)
             work()
         except BaseException as err:
             text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)

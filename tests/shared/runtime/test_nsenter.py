@@ -41,3 +41,32 @@ def test_child_cannot_import_from_disk() -> None:
 
     with pytest.raises(CtkitError, match=f"No module named '{name}'"):
         in_container(os.getpid(), lazy_import, userns=False)
+
+
+FORKED = """
+import sys, time
+from pathlib import Path
+from shared.runtime.nsenter import run_forked
+marker = Path(sys.argv[1])
+print("forking", flush=True)
+run_forked(lambda: (time.sleep(1.5), marker.write_text("done")) and None, "work")
+"""
+
+
+def test_a_forked_child_ends_with_its_killed_parent(tmp_path: Path) -> None:
+    """SIGKILLed, pct left its forked child to finish its work: a hot-plug mounted the volume
+    in the container while the config, never saved, said it was still pending."""
+    import signal
+    import subprocess
+    import time
+
+    marker = tmp_path / "marker"
+    repo = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-c", FORKED, str(marker)], cwd=repo,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "forking\n"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(2.0)
+    assert not marker.exists()
