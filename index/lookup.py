@@ -76,7 +76,10 @@ def find_template(index: ApplianceIndex, name: str, arch: str | None = None) -> 
     native = [app for app in candidates if _arch_of(app) == wanted]
     pool = native or candidates
     best = max(pool, key=lambda app: (version_key(_version_of(app)), app.template))
-    note = f"using '{best.template}', the newest template matching '{name}'"
+    # a prefix can match templates of several sources: the one taken names its source, whose
+    # key signed the index that vouches for it
+    origin = f" (source '{best.source_name}')" if best.source_name else ""
+    note = f"using '{best.template}', the newest template matching '{name}'{origin}"
     return TemplateChoice(best, note)
 
 

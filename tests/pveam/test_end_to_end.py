@@ -65,7 +65,7 @@ def test_catalog_round_trip(
     dest = template_cache() / DEBIAN_NEW
     url = srv.url(f"/ct/{DEBIAN_NEW}")
     assert ok(pveam("download", "local", "debian-12-standard")) == (
-        f"using '{DEBIAN_NEW}', the newest template matching 'debian-12-standard'\n"
+        f"using '{DEBIAN_NEW}', the newest template matching 'debian-12-standard' (source 'cat')\n"
         f"downloading {url} to {dest}\n"
         "calculating checksum...OK, checksum verified\n"
         f"download of '{url}' to '{dest}' finished\n"

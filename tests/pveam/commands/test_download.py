@@ -101,7 +101,9 @@ def test_prefix_picks_the_newest_version(pveam: Pveam, srv: TestServer, no_sourc
     publish(srv, demo("1.9-1"), demo("1.10-1"), demo("1.2-1"))
     res = pveam("download", "local", "demo")
     assert res.code == 0, res
-    assert res.out.splitlines()[0] == f"using '{newest}', the newest template matching 'demo'"
+    assert res.out.splitlines()[0] == (
+        f"using '{newest}', the newest template matching 'demo' (source 'a')"
+    )
     assert files() == [newest]
     other = stanza("debby", sha512=SHA)
     publish(srv, other, source="b")
