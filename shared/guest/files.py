@@ -157,6 +157,26 @@ class CtFiles:
             raise ConfigError(f"'{path}' is larger than {MAX_READ >> 20} MiB - not touched")
         return data.decode("utf-8", "surrogateescape")
 
+    def _changeable(self, path: str) -> None:
+        """Refuse a change in a directory the container's root could not change itself. This
+        process is the host's root: ``/etc/systemd`` made a symlink to a bind mount point had
+        it replace, create (owned by the container) and remove files in a host directory the
+        container may only read. An unprivileged container's root changes the directories of
+        its own ids, and one anyone may write that is not sticky (whose entries are their
+        owners' alone)."""
+        if self.uid == 0:
+            return  # a privileged container's root is the host's
+        parent = posixpath.dirname(path) or "/"
+        try:
+            st = os.stat(parent)  # symlinks resolved as the change will resolve them
+        except OSError:
+            return  # nothing there: the change itself fails
+        own = self.uid <= st.st_uid < self.uid + ID_RANGE
+        if not (own or (st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX)):
+            raise ConfigError(
+                f"'{parent}' is not writable by the container's root - '{path}' not touched"
+            )
+
     def _readable_by_ct_root(self, st: os.stat_result) -> bool:
         """An unprivileged container's root reads the files of its own ids (it may override
         their modes) and, of a host id, only what anyone may read."""
@@ -209,6 +229,7 @@ class CtFiles:
             if stat.S_ISREG(st.st_mode):
                 uid, gid, old_mode = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode) & 0o777
         self.make_path(posixpath.dirname(path) or "/")
+        self._changeable(path)
         try:
             with atomic_open(path, mode=old_mode if mode is None else mode, uid=uid, gid=gid) as fh:
                 fh.write(data.encode("utf-8", "surrogateescape"))
@@ -238,18 +259,22 @@ class CtFiles:
             return
         if os.path.isdir(path) and not os.path.islink(path):
             return
+        self._changeable(path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
     def rename(self, src: str, dst: str) -> None:
         if self.ignored(dst):
             return
+        self._changeable(src)
+        self._changeable(dst)
         os.rename(src, dst)
 
     def symlink(self, target: str, path: str) -> bool:
         """Create a symlink; like Proxmox, an existing entry or a missing directory is no error."""
         if self.ignored(path):
             return False
+        self._changeable(path)
         try:
             os.symlink(target, path)
         except OSError:
@@ -261,6 +286,7 @@ class CtFiles:
         """Point ``path`` at ``target`` atomically (temp link, then rename)."""
         if self.ignored(path):
             return
+        self._changeable(path)
         tmp = f"{path}.{os.getpid()}.new.tmplink"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -269,6 +295,7 @@ class CtFiles:
         os.rename(tmp, path)
 
     def mkdir(self, path: str, mode: int = 0o755) -> bool:
+        self._changeable(path)
         try:
             os.mkdir(path, mode)
         except OSError:

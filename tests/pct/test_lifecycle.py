@@ -428,3 +428,43 @@ def test_a_container_without_a_console_starts_with_its_ttys(
         assert "tty1" in out and "tty2" in out and "console" not in out, out
     finally:
         pct("stop", vmid)
+
+
+def test_guest_setup_never_writes_where_the_containers_root_cannot(
+    pct: Pct, vmid: int, debian_template: Path, ctroot: Path, tmp_path: Path
+) -> None:
+    """The setup at start runs as the host's root with the mount points in place: a symlink
+    the container's root planted (/etc/systemd/system-preset -> /mnt/share) had a host
+    directory, bind-mounted into the unprivileged container, get ctkit's preset file (an
+    existing one overwritten, a new one owned by the container)."""
+    share = tmp_path / "share"  # the host's root's, which the container may only read
+    share.mkdir()
+    share.chmod(0o755)
+    (share / "00-pve.preset").write_text("keep\n")
+    pct("create", vmid, debian_template, "--rootfs", "local:0", "--unprivileged", "1",
+        "--mp0", f"{share},mp=/mnt/share")  # fmt: skip
+    root = ctroot / f"var/lib/vz/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    init = root / "sbin/init"  # the guest looks like systemd: presets are written
+    real = Path(os.readlink(init)) if init.is_symlink() else None
+    planted = []
+    (root / "opt/sd").mkdir(parents=True)
+    if real is None:
+        init.rename(root / "sbin/init.real")
+        real = Path("/sbin/init.real")
+    else:
+        init.unlink()
+    (root / "opt/sd/systemd").symlink_to(real)
+    init.symlink_to("/opt/sd/systemd")
+    (root / "etc/systemd").mkdir(exist_ok=True)
+    (root / "etc/systemd/system-preset").symlink_to("/mnt/share")
+    planted += [root / "opt", root / "opt/sd", root / "opt/sd/systemd", init,
+                root / "etc/systemd", root / "etc/systemd/system-preset"]  # fmt: skip
+    for path in planted:
+        os.lchown(path, 100000, 100000)
+    try:
+        res = pct("start", vmid, check=False)
+        assert res.rc != 0 and "is not writable by the container's root" in res.text, res.text
+    finally:
+        pct("stop", vmid, check=False)
+    assert sorted(p.name for p in share.iterdir()) == ["00-pve.preset"]
+    assert (share / "00-pve.preset").read_text() == "keep\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -53,6 +54,8 @@ def setup_for(
 ) -> GuestSetup:
     sink: list[str] = [] if log is None else log
     cfg = GuestConfig.from_pct_conf(100, conf)
+    if conf.get("unprivileged") == "1":
+        shift_ids(root)
     return GuestSetup.for_rootfs(
         root,
         cfg,
@@ -61,6 +64,15 @@ def setup_for(
         uuid_factory=lambda: ZERO_UUID,
         **kw,  # type: ignore[arg-type]
     )
+
+
+def shift_ids(root: Path, base: int = 100000) -> None:
+    """Owners as in an unprivileged container's root file system: its ids shifted by ``base``
+    (guest setup changes only what the container's root could change itself)."""
+    for path in [root, *root.rglob("*")]:
+        st = os.lstat(path)
+        if st.st_uid < base:
+            os.lchown(path, st.st_uid + base, st.st_gid + base)
 
 
 def read(root: Path, path: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 from shared.errors import ConfigError
 from shared.guest.chroot import run_in_root
 from shared.guest.files import MAX_READ, CtFiles, Delete, edit_block, remove_pve_sections
+from tests.shared.guest.helpers import shift_ids
 
 BLOCK = "# --- BEGIN PVE ---\n{}# --- END PVE ---\n"
 
@@ -126,6 +127,7 @@ def test_write_replaces_symlink_and_keeps_owner_and_mode(tmp_path: Path) -> None
     (root / "etc/real").write_text("real\n")
     (root / "etc/link").symlink_to("real")
     (root / "etc/shadow").write_text("root:*:1::::::\n")
+    shift_ids(root)
     os.chown(root / "etc/shadow", 100000, 100042)
     os.chmod(root / "etc/shadow", 0o640)
 
@@ -148,6 +150,7 @@ def test_write_replaces_symlink_and_keeps_owner_and_mode(tmp_path: Path) -> None
 def test_symlink_and_mkdir_are_chowned(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
+    shift_ids(root)
 
     def work(files: CtFiles) -> list[bool]:
         return [files.symlink("/x", "/etc/l"), files.mkdir("/etc/d", 0o700), files.mkdir("/etc/d")]
@@ -181,3 +184,35 @@ def test_an_unprivileged_root_reads_only_what_it_could_read_itself(tmp_path: Pat
     os.chown(secret, 0, 0)
     os.chmod(secret, 0o644)
     assert in_root(tmp_path, lambda files: files.read("/etc/hosts"), uid=100000) == "HOST SECRET\n"
+
+
+def test_no_change_where_the_containers_root_could_make_none(tmp_path: Path) -> None:
+    """Guest setup runs as the host's root: /etc/systemd made a symlink to a host directory
+    bind-mounted into the container had it replace, create and remove files there, which the
+    container's root may only read."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    share = root / "mnt/share"  # a host directory (the host's root's), mounted into the CT
+    share.mkdir(parents=True)
+    (share / "00-pve.preset").write_text("keep\n")
+    (share / "gone").write_text("keep\n")
+    shift_ids(root / "etc")
+    os.chown(root, 100000, 100000)
+    (root / "etc/systemd").symlink_to("/mnt/share")
+    os.lchown(root / "etc/systemd", 100000, 100000)
+    changes = [
+        lambda f: f.write("/etc/systemd/00-pve.preset", "theirs\n"),
+        lambda f: f.write("/etc/systemd/new/file", "x\n"),
+        lambda f: f.unlink("/etc/systemd/gone"),
+        lambda f: f.symlink("/x", "/etc/systemd/link"),
+        lambda f: f.replace_symlink("/x", "/etc/systemd/link2"),
+        lambda f: f.mkdir("/etc/systemd/dir"),
+        lambda f: f.rename("/etc/systemd/gone", "/etc/moved"),
+    ]
+    for change in changes:
+        with pytest.raises(ConfigError, match="'/etc/systemd' is not writable by the container"):
+            in_root(root, change, 100000, 100000)
+    assert sorted(p.name for p in share.iterdir()) == ["00-pve.preset", "gone"]
+    assert (share / "00-pve.preset").read_text() == "keep\n"
+    in_root(root, lambda f: f.write("/etc/systemd/00-pve.preset", "host\n"))  # privileged
+    assert (share / "00-pve.preset").read_text() == "host\n"
