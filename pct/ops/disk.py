@@ -10,6 +10,7 @@ the container's root may open it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import grp
 import os
@@ -613,7 +614,28 @@ def _unlink_quietly(path: str | Path) -> None:
 
 
 def _copy(src: int, dst: int) -> None:
-    while chunk := os.read(src, COPY_CHUNK):
+    """Copy ``src`` to the new file ``dst``, keeping its holes: a container's sparse file (3 GiB
+    of nothing in a few KiB) was written out in full, and a pull filled the host's disk."""
+    size = os.fstat(src).st_size
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(src, offset, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:
+                break  # only a hole is left
+            raise
+        end = os.lseek(src, start, os.SEEK_HOLE)
+        os.lseek(src, start, os.SEEK_SET)
+        os.lseek(dst, start, os.SEEK_SET)
+        _copy_range(src, dst, end - start)
+        offset = end
+    os.ftruncate(dst, size)
+
+
+def _copy_range(src: int, dst: int, length: int) -> None:
+    while length > 0 and (chunk := os.read(src, min(COPY_CHUNK, length))):
+        length -= len(chunk)
         view = memoryview(chunk)
         while view:
             view = view[os.write(dst, view) :]

@@ -11,6 +11,7 @@ import pytest
 from pct.ops.disk import (
     DfRow,
     Owner,
+    _copy,
     check_owner,
     create_file,
     human_size,
@@ -223,3 +224,48 @@ def test_a_destination_with_a_long_name_is_replaced(tmp_path: Path) -> None:
     os.rename(new.tmp, new.tmp.rsplit("-", 1)[0] + "-4194305")  # above the largest pid
     create_file(str(path), Owner(), names_from=None).commit()
     assert os.listdir(tmp_path) == [path.name]
+
+
+# --- the copy behind push and pull -----------------------------------------------------
+
+
+def test_a_sparse_file_is_copied_with_its_holes(tmp_path: Path) -> None:
+    """A container's 3 GiB file of a few written bytes was written out in full by a pull: the
+    container filled the host's disk with what cost it a few KiB."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    with open(src, "wb") as fh:
+        fh.write(b"head")
+        fh.seek(G)
+        fh.write(b"middle")
+        fh.truncate(3 * G)  # a hole at the end too
+    sfd = os.open(src, os.O_RDONLY)
+    dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        _copy(sfd, dfd)
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+    st = os.stat(dst)
+    assert st.st_size == 3 * G
+    assert st.st_blocks * 512 < 1 << 20  # holes kept, not 3 GiB written
+    with open(dst, "rb") as fh:
+        assert fh.read(4) == b"head"
+        fh.seek(G)
+        assert fh.read(6) == b"middle"
+        fh.seek(G + 6)
+        assert fh.read(4096) == bytes(4096)
+
+
+def test_a_file_without_holes_and_an_empty_one(tmp_path: Path) -> None:
+    for data in (os.urandom(3 << 20) + b"tail", b""):
+        src, dst = tmp_path / "src", tmp_path / "dst"
+        src.write_bytes(data)
+        dst.unlink(missing_ok=True)
+        sfd = os.open(src, os.O_RDONLY)
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _copy(sfd, dfd)
+        finally:
+            os.close(sfd)
+            os.close(dfd)
+        assert dst.read_bytes() == data
