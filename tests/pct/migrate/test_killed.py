@@ -62,9 +62,24 @@ def test_killed_while_copying_the_next_status_unlocks_and_drops_its_snapshots(
 
 
 def test_killed_while_the_ct_is_down_the_next_start_brings_it_back(
-    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+    pct: Pct,
+    far: Far,
+    running_ct: tuple[int, str],
+    ctroot: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     vmid, digest = running_ct
+    # the last incremental send (the CT down) waits a moment: on a loaded machine the whole
+    # rest of the migration, commit included, could pass between two looks of this test
+    real = subprocess.run(["sh", "-c", "command -v btrfs"], capture_output=True, text=True)
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    (fakebin / "btrfs").write_text(
+        f'#!/bin/sh\ncase "$*" in "send -q -p "*) sleep 3;; esac\nexec {real.stdout.strip()} "$@"\n'
+    )
+    (fakebin / "btrfs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fakebin}:{os.environ['PATH']}")
     proc = start_migration(vmid, "--timeout", "30")
 
     # the record says "stopped" just before the shutdown begins: kill once it has begun
