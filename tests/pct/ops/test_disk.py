@@ -229,6 +229,17 @@ def test_a_destination_with_a_long_name_is_replaced(tmp_path: Path) -> None:
 # --- the copy behind push and pull -----------------------------------------------------
 
 
+def copy(src: Path, dst: Path) -> None:
+    """``src`` copied by push's and pull's copy into the new file ``dst``."""
+    sfd = os.open(src, os.O_RDONLY)
+    dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        _copy(sfd, dfd)
+    finally:
+        os.close(sfd)
+        os.close(dfd)
+
+
 def test_a_sparse_file_is_copied_with_its_holes(tmp_path: Path) -> None:
     """A container's 3 GiB file of a few written bytes was written out in full by a pull: the
     container filled the host's disk with what cost it a few KiB."""
@@ -238,13 +249,7 @@ def test_a_sparse_file_is_copied_with_its_holes(tmp_path: Path) -> None:
         fh.seek(G)
         fh.write(b"middle")
         fh.truncate(3 * G)  # a hole at the end too
-    sfd = os.open(src, os.O_RDONLY)
-    dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        _copy(sfd, dfd)
-    finally:
-        os.close(sfd)
-        os.close(dfd)
+    copy(src, dst)
     st = os.stat(dst)
     assert st.st_size == 3 * G
     assert st.st_blocks * 512 < 1 << 20  # holes kept, not 3 GiB written
@@ -261,11 +266,5 @@ def test_a_file_without_holes_and_an_empty_one(tmp_path: Path) -> None:
         src, dst = tmp_path / "src", tmp_path / "dst"
         src.write_bytes(data)
         dst.unlink(missing_ok=True)
-        sfd = os.open(src, os.O_RDONLY)
-        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            _copy(sfd, dfd)
-        finally:
-            os.close(sfd)
-            os.close(dfd)
+        copy(src, dst)
         assert dst.read_bytes() == data
