@@ -31,6 +31,7 @@ from .sidecar import Verification, now, record
 MAX_CONFIG = 1 << 20
 MAX_LOG = 64 << 20
 MAX_ID = (1 << 32) - 1
+_ID_KEYS = frozenset({b"uid", b"gid"})
 _CONFIG_KEYS = {b"/".join(split_name(n.encode()) or ()) for n in MEMBERS}
 _TOTAL_RE = re.compile(r"Total bytes written: ([0-9]+)")
 
@@ -74,9 +75,12 @@ class _Walk(ScanSink):
     def member(self, member: Member) -> bool:
         self.last = member
         self.guard.member(member)
-        for what, value in (("uid", member.uid), ("gid", member.gid)):
-            if value > MAX_ID:  # tar refuses it: so would every restore
-                raise ArchiveError(f"member '{member.display}' has {what} {value} out of range")
+        if _ID_KEYS & member.pax.keys() or member.header[108] & 0x80 or member.header[116] & 0x80:
+            # beyond the header's 7 octal digits (a pax record, base-256): tar refuses an id
+            # out of range, and so would every restore
+            for what, value in (("uid", member.uid), ("gid", member.gid)):
+                if value > MAX_ID:
+                    raise ArchiveError(f"member '{member.display}' has {what} {value} out of range")
         if member.type not in (REG, AREG, CONT) or member.size > MAX_CONFIG:
             return False
         key = b"/".join(split_name(member.name) or ())
