@@ -3,13 +3,28 @@
 A child that streams on its own (a compressor fed by tar, an rsync to another host) would go on
 for as long as its data lasts after a ``kill -9`` of its parent, holding files, mounts and
 bandwidth the next command's recovery wants back. ``setpriv --pdeathsig`` makes the kernel kill
-it when the thread that started it ends.
+it when the thread that started it ends; a forked child (no program of its own) asks for the
+same with prctl (:func:`die_with`).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from collections.abc import Sequence
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent: int) -> None:  # pragma: no cover - runs in a forked child
+    """In a child forked (not exec'd) from ``parent``: be killed when the thread that forked
+    it ends, as :func:`tied_to_parent` does for a program; end now if it has already."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def tied_to_parent(argv: Sequence[str]) -> list[str]:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 
 from ..errors import CtkitError, NotFoundError, StateError, StorageError
+from ..parentdeath import die_with
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -152,18 +153,6 @@ _KINDS: tuple[type[CtkitError], ...] = (NotFoundError, StateError, StorageError)
 _CARRIED = {cls.exit_code: cls for cls in _KINDS}
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with(parent: int) -> None:  # pragma: no cover - runs in the forked child
-    """Be killed when the thread that forked this child ends, and end now if it has: a
-    SIGKILLed pct left its child to finish a hot-plug (the volume mounted in the container)
-    whose config it never saved, so the config said the mount point was still pending."""
-    _libc().prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)  # SIGKILL
-    if os.getppid() != parent:
-        os._exit(1)
-
-
 def run_forked(work: Callable[[], None], what: str) -> None:
     """Run ``work`` in a forked child (which may enter namespaces); its error comes back as a
     CtkitError with the child's message (a missing file, a wrong state and a storage failure
@@ -177,7 +166,9 @@ def run_forked(work: Callable[[], None], what: str) -> None:
         code = 0
         try:
             os.close(rfd)
-            _die_with(parent)
+            # a SIGKILLed pct left its child to finish a hot-plug (the volume mounted in the
+            # container) whose config it never saved: the config said it was still pending
+            die_with(parent)
             work()
         except BaseException as err:
             text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
