@@ -35,8 +35,10 @@ setup: host-packages subids venv bytecode
 # The commands run from this checkout (editable install). Where PYTHONDONTWRITEBYTECODE is set,
 # Python would compile every module from source on every run; compiled once here, each run
 # reads the cached bytecode (stale files are recompiled here, and Python checks their mtimes).
+# The methods the dataclasses generate are kept compiled beside it (shared/classcode.py).
 bytecode: venv
 	@$(PY) -m compileall -q -j 0 shared index pveam vzdump pct bench >/dev/null
+	@$(PY) -m shared.classcode
 
 host-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -90,6 +92,7 @@ install: host-packages subids
 		tar --exclude=./.venv --exclude=./.git --exclude=./.mypy_cache --exclude=./.ruff_cache --exclude=./.pytest_cache -cf - . | tar -xf - -C "$$src" && \
 		$(PREFIX)/bin/python -m pip install -q --upgrade --upgrade-strategy only-if-needed "$$src" && \
 		$(PREFIX)/bin/python -m pip install -q --no-deps --force-reinstall --no-cache-dir "$$src" >/dev/null
+	@cd / && $(PREFIX)/bin/python -m shared.classcode
 	@mkdir -p $(BINDIR)
 	@for c in $(COMMANDS); do ln -sfn $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
 	@echo "ctkit installed in $(PREFIX); $(COMMANDS) linked into $(BINDIR)"

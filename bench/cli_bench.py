@@ -33,6 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.compiled import precompile  # noqa: E402
 from bench.results import record  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -40,7 +41,6 @@ TARGET_S = 0.15
 FIRST_VMID = 900000950
 CONTAINERS = 10
 HELP_REPS_MAX = 5
-PACKAGES = ("shared", "index", "pveam", "vzdump", "pct")
 
 CONFIG = """\
 arch: amd64
@@ -144,8 +144,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10)
     opts = parser.parse_args()
     reps = max(1, opts.reps)
-    # an installed ctkit is byte-compiled; a checkout run with PYTHONDONTWRITEBYTECODE is not
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *PACKAGES], cwd=REPO, check=True)
+    precompile()
     work = Path(tempfile.mkdtemp(prefix="ctkit-cli-bench-", dir=opts.dir))
     env = {**os.environ, "CTKIT_ROOT": str(work / "root")}
     env.pop("CTKIT_SCHEDULER_NOW", None)

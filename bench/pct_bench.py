@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.compiled import precompile  # noqa: E402
 from bench.results import record  # noqa: E402
 from shared.archive.idmap import DEFAULT_UNPRIVILEGED  # noqa: E402
 from shared.archive.tarextract import READ_RECORDS, tar_extract_command  # noqa: E402
@@ -242,16 +243,6 @@ def bench_start_stop(root: Root, tpl: Path, reps: int) -> None:
     )
     record("pct", "start+stop", best / min(cli), ours_s=min(cli), reference_s=best,
            operation_ratio=round(best / min(lib), 3), target=None)  # fmt: skip
-
-
-def precompile() -> None:
-    """Byte-compile the packages as an install does: with PYTHONDONTWRITEBYTECODE set (as in
-    some shells) a source checkout would otherwise compile every module on every run, and the
-    whole-process figures would measure the compiler."""
-    dirs = [str(REPO / d) for d in ("shared", "pct")]
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", *dirs], check=True, stdout=subprocess.DEVNULL
-    )
 
 
 def main() -> None:

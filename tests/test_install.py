@@ -13,6 +13,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
+KEPT = (
+    "from shared import classcode; p = classcode.cache_path(); "
+    "print(p, len(classcode.load(p) or ()))"
+)
 
 
 def make(target: str, prefix: Path, bindir: Path) -> str:
@@ -42,6 +46,15 @@ def test_install_upgrade_uninstall(ctroot: Path, tmp_path: Path) -> None:
         check=True,
     ).stdout.strip()
     assert where.startswith(str(prefix)), where
+    # and it keeps its dataclass methods compiled, as the checkout does (shared/classcode.py)
+    kept = subprocess.run(
+        [str(prefix / "bin/python"), "-c", KEPT],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert kept[0].startswith(str(prefix)) and int(kept[1]) > 300, kept
     env = {**os.environ, "CTKIT_ROOT": str(ctroot)}
     proc = subprocess.run(
         [str(bindir / "vzdump"), "timer", "install"],
