@@ -15,6 +15,7 @@ PYTEST_WORKERS ?= 4
 PREFIX ?= /opt/ctkit
 BINDIR ?= /usr/local/bin
 COMMANDS := pct vzdump pveam
+PACKAGES := shared index pveam vzdump pct
 
 # openssh-server is only for the tests' own sshd (migration, SFTP repositories): the system's
 # ssh service is kept from starting by a policy-rc.d guard during the install.
@@ -37,8 +38,8 @@ setup: host-packages subids venv bytecode
 # reads the cached bytecode (stale files are recompiled here, and Python checks their mtimes).
 # The methods the dataclasses generate are kept compiled beside it (shared/classcode.py).
 bytecode: venv
-	@$(PY) -m compileall -q -j 0 shared index pveam vzdump pct bench >/dev/null
-	@$(PY) -m shared.classcode
+	@$(PY) -m compileall -q -j 0 $(PACKAGES) bench >/dev/null
+	@$(PY) -m shared.classcode $(PACKAGES)
 
 host-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -92,7 +93,7 @@ install: host-packages subids
 		tar --exclude=./.venv --exclude=./.git --exclude=./.mypy_cache --exclude=./.ruff_cache --exclude=./.pytest_cache -cf - . | tar -xf - -C "$$src" && \
 		$(PREFIX)/bin/python -m pip install -q --upgrade --upgrade-strategy only-if-needed "$$src" && \
 		$(PREFIX)/bin/python -m pip install -q --no-deps --force-reinstall --no-cache-dir "$$src" >/dev/null
-	@cd / && $(PREFIX)/bin/python -m shared.classcode
+	@cd / && $(PREFIX)/bin/python -m shared.classcode $(PACKAGES)
 	@mkdir -p $(BINDIR)
 	@for c in $(COMMANDS); do ln -sfn $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
 	@echo "ctkit installed in $(PREFIX); $(COMMANDS) linked into $(BINDIR)"

@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from shared.classcode import PACKAGES  # noqa: E402
+PACKAGES = ("shared", "index", "pveam", "vzdump", "pct")
 
 
 def precompile() -> None:
-    for argv in (["compileall", "-q", *PACKAGES], ["shared.classcode"]):
+    for argv in (["compileall", "-q", *PACKAGES], ["shared.classcode", *PACKAGES]):
         subprocess.run(
             [sys.executable, "-m", *argv], cwd=REPO, check=True, stdout=subprocess.DEVNULL
         )

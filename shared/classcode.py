@@ -22,14 +22,13 @@ import marshal
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import CodeType
 from typing import Any
 
 _FORMAT = b"ctkit dataclass methods 1\n"
 _MAX_BYTES = 8 << 20  # the whole project's 600 methods take 700 KB
-PACKAGES = ("shared", "index", "pveam", "vzdump", "pct")
 
 
 def cache_path() -> Path:
@@ -119,10 +118,11 @@ def install(path: Path | None = None) -> bool:
     return True
 
 
-def build(path: Path | None = None) -> int:
-    """Import every module of the packages (and so of their dependencies) and keep the code of
+def build(packages: Sequence[str], path: Path | None = None) -> int:
+    """Import every module of ``packages`` (and so of their dependencies) and keep the code of
     every dataclass method compiled meanwhile; returns how many texts were kept. Run in a fresh
-    interpreter: classes imported before are not seen."""
+    interpreter: classes imported before are not seen. The caller names the packages (the
+    Makefile: this library imports none of the apps)."""
     import dataclasses
     import importlib
     import pkgutil
@@ -130,7 +130,7 @@ def build(path: Path | None = None) -> int:
     compiled: dict[str, CodeType] = {}
     dataclasses.exec = _executor({}, compiled)  # type: ignore[attr-defined]
     try:
-        for name in PACKAGES:
+        for name in packages:
             package = importlib.import_module(name)
             for info in pkgutil.walk_packages(package.__path__, f"{name}."):
                 importlib.import_module(info.name)
@@ -146,4 +146,6 @@ def build(path: Path | None = None) -> int:
 
 
 if __name__ == "__main__":
-    build()
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m shared.classcode PACKAGE...")
+    build(sys.argv[1:])

@@ -18,6 +18,7 @@ import pytest
 from shared import classcode
 
 REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ["shared", "index", "pveam", "vzdump", "pct"]
 
 
 def _texts(make: object) -> dict[str, CodeType]:
@@ -198,8 +199,8 @@ print(len(misses))
 def test_the_build_keeps_every_method_the_commands_make(tmp_path: Path) -> None:
     path = tmp_path / "methods.bin"
     build = (
-        f"from pathlib import Path; from shared import classcode; "
-        f"print(classcode.build(Path({str(path)!r})))"
+        f"from pathlib import Path; from shared import classcode; {PACKAGES=}; "
+        f"print(classcode.build(PACKAGES, Path({str(path)!r})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", build], cwd=REPO, capture_output=True, text=True, check=True
