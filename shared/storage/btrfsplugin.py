@@ -280,6 +280,12 @@ class BtrfsStorage(DirStorage):
         if vol.format not in ("raw", "subvol"):
             return super().free_volume(volname)
         subvol = self.subvolume_of(vol)
+        if subvol.is_symlink():
+            # a link in a volume's place goes, never what it points to (as on a dir storage):
+            # ``btrfs subvolume delete`` resolves it and deleted whatever subvolume it named
+            subvol.unlink()
+            remove_if_empty(subvol.parent)
+            return True
         if not subvol.exists():
             remove_if_empty(subvol.parent)  # reserved by a command killed before it made it
             return False

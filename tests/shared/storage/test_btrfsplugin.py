@@ -259,3 +259,24 @@ def test_btrfs_storage_on_another_file_system(write_cfg: WriteCfg, ctroot: Path)
     write_cfg("btrfs: nb\n\tpath /srv/notbtrfs\n\tcontent rootdir\n")
     with pytest.raises(StorageError, match=r"/srv/notbtrfs' is not a btrfs file system$"):
         volumes.alloc_volume("nb", VMID, 0)
+
+
+@pytest.mark.parametrize("fmt", ["subvol", "raw"])
+def test_a_symlink_in_a_volumes_place_is_removed_not_what_it_points_to(
+    btrfs_cfg: Path, fmt: str
+) -> None:
+    """``btrfs subvolume delete`` resolves its path: freeing a volume whose subvolume had been
+    replaced by a link to another container's subvolume deleted that one, data and all."""
+    other = volumes.alloc_volume("bt", VMID + 1, 0)
+    kept = images(btrfs_cfg, VMID + 1) / f"subvol-{VMID + 1}-disk-0.subvol"
+    (kept / "data").write_text("the other container's")
+    volid = volumes.alloc_volume("bt", VMID, 8 * MIB if fmt == "raw" else 0, fmt=fmt)
+    name = volid.split("/", 1)[1]
+    place = images(btrfs_cfg) / (name.removesuffix(".raw") if fmt == "raw" else name)
+    assert is_subvolume(place)
+    subprocess.run(["btrfs", "-q", "subvolume", "delete", str(place)], check=True)
+    place.symlink_to(kept)
+    assert volumes.free_volume(volid)
+    assert not place.is_symlink() and not place.exists()
+    assert (kept / "data").read_text() == "the other container's"
+    assert is_subvolume(kept) and volumes.list_vmid_volumes("bt", VMID + 1) == [other]
