@@ -12,6 +12,7 @@ open (the caller keeps shared storages out: there another host may really be che
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -27,7 +28,13 @@ SEQ_FSCK = 0xE24D4D50  # e2fsck's own sequence value (EXT4_MMP_SEQ_FSCK)
 def fsck_mark(image: Path) -> bool:
     """Whether the ext4 in ``image`` carries e2fsck's MMP mark (False for anything else)."""
     try:
-        with open(image, "rb") as fh:
+        # without waiting: a FIFO in an image's place blocked this open, and with it the
+        # container's start (its pre-start hook) for good
+        fd = os.open(image, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return False
+        with open(fd, "rb") as fh:
             fh.seek(_SUPERBLOCK)
             sb = fh.read(_SUPERBLOCK)
             if len(sb) < _SUPERBLOCK or struct.unpack_from("<H", sb, 0x38)[0] != _MAGIC:

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 import struct
 import time
 from collections.abc import Iterator, Sequence
@@ -54,10 +55,13 @@ def attached(image: Path, *, read_only: bool = False) -> Iterator[str]:
     wait_unused(image, RELEASE_WAIT)
     mode = os.O_RDONLY if read_only else os.O_RDWR
     try:
-        backing = os.open(image, mode | os.O_CLOEXEC)
+        backing = os.open(image, mode | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO never blocks
     except OSError as err:
         raise _attach_failed(image, "a loop device", err) from None
     try:
+        if not stat.S_ISREG(os.fstat(backing).st_mode):
+            raise CommandError(f"unable to attach '{image}' to a loop device - not a regular file")
+        os.set_blocking(backing, True)
         dev, fd = _configure(backing, image, mode)
     finally:
         os.close(backing)

@@ -426,3 +426,25 @@ def test_a_full_or_read_only_config_directory_is_one_line(pct: Pct, ct: int, ctr
             subprocess.run(["mount", "-o", "remount,ro", str(pve)], check=True)
     finally:
         subprocess.run(["umount", str(pve)], check=True)
+
+
+def test_a_fifo_in_place_of_the_rootfs_image_is_one_line_and_never_hangs(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """Opening the image waited for a writer: ``pct mount`` hung, and ``pct start`` hung in its
+    pre-start hook with the container shown as running, which only a human could end."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = ctroot / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-0.raw"
+    image.unlink()
+    os.mkfifo(image)
+    try:
+        for args in (["mount", vmid], ["start", vmid]):
+            res = pct(*args, check=False, timeout=60)
+            assert res.rc != 0 and "not a regular file" in res.text, res.text
+            one_line_error(res.text)
+        assert pct("status", vmid).out.strip() == "status: stopped"
+    finally:
+        with contextlib.suppress(OSError):  # a reader still waiting (the old code) sees EOF
+            os.close(os.open(image, os.O_WRONLY | os.O_NONBLOCK))
+    pct("destroy", vmid)
+    assert not image.parent.exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import CommandError
-from shared.storage import loop
+from shared.storage import ext4mmp, loop
 from tests.midway import stopped_midway
 
 from .conftest import needs_root
@@ -122,7 +122,7 @@ def test_detach_leaves_a_reused_device_alone(tmp_path: Path) -> None:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from shared.storage import loop
+from shared.storage import ext4mmp, loop
 with loop.attached(Path(sys.argv[1]), read_only=sys.argv[2] == "ro") as dev:
     print(dev, flush=True)
     time.sleep(60)
@@ -153,6 +153,17 @@ def test_an_image_that_cannot_be_opened_is_one_error_line(tmp_path: Path, target
     image = tmp_path / "missing.raw"
     with pytest.raises(CommandError, match=r"^unable to attach '.*' to a loop device - No such"):
         loop.mount_volume(image, target, "raw")
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_fifo_is_refused_without_waiting(tmp_path: Path, target: Path, read_only: bool) -> None:
+    """A read-only open of a FIFO waited for a writer that never comes."""
+    fifo = tmp_path / "vm-1-disk-0.raw"
+    os.mkfifo(fifo)
+    with pytest.raises(CommandError, match=r"to a loop device - not a regular file$"):
+        loop.mount_volume(fifo, target, "raw", read_only=read_only)
+    assert not loop.is_mounted(target)
+    assert not ext4mmp.fsck_mark(fifo)
 
 
 def block_bytes(image: Path) -> int:
