@@ -27,7 +27,7 @@ from shared import paths, signals
 from shared.atomic import fsync_dir, pid_alive
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from shared.ctconfig.mountpoints import MountPoint, volume_owner
+from shared.ctconfig.mountpoints import MountPoint, check_volume_key, volume_owner
 from shared.ctconfig.options import MAX_ID
 from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import (
@@ -83,8 +83,7 @@ def new_size(text: str, current: int) -> int:
 
 
 def _mountpoint(conf: Config, disk: str) -> MountPoint:
-    if not re.fullmatch(r"rootfs|mp\d+", disk):
-        raise ParamError({"disk": f"value '{disk}' does not have a value in the enumeration"})
+    check_volume_key("disk", disk)
     mp = next((m for m in conf.mountpoints() if m.key == disk), None)
     if mp is None:
         raise CtkitError(f"disk '{disk}' does not exist")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from shared.ctconfig import store
-from shared.ctconfig.mountpoints import MountPoint
-from shared.errors import CommandError, ParamError, StateError
+from shared.ctconfig.mountpoints import MountPoint, check_volume_key
+from shared.errors import CommandError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi
 from shared.storage import loop
@@ -18,7 +17,6 @@ from shared.storage.api import volume_path
 from shared.storage.volumes import clear_interrupted_check, volume_format
 
 Log = Callable[[str], None]
-DEVICE_RE = re.compile(r"rootfs|mp\d+")
 
 
 def _stdout(msg: str) -> None:
@@ -43,8 +41,7 @@ def _target(mp: MountPoint) -> Path:
 def fsck(vmid: int, *, device: str = "rootfs", force: bool = False, log: Log = _stdout) -> None:
     """``fsck -a -l [-f] <image>`` under the config lock; errors that fsck repaired are fine
     (exit 1), anything it could not repair fails the command."""
-    if not DEVICE_RE.fullmatch(device):
-        raise ParamError({"device": f"value '{device}' does not have a value in the enumeration"})
+    check_volume_key("device", device)
     with config_lock(vmid):
         conf = store.load(vmid)
         mp = next((m for m in conf.mountpoints() if m.key == device), None)

@@ -16,6 +16,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import (
     MountPoint,
     add_unused_volume,
+    check_volume_key,
     drop_unused_volumes,
     used_volumes,
 )
@@ -74,6 +75,9 @@ def move_volume(
     target_digest: str | None = None,
     log: Log = _stderr,
 ) -> None:
+    check_volume_key("volume", key, unused=True)
+    if target_key is not None:
+        check_volume_key("target-volume", target_key, unused=True)
     if storage and target_vmid:
         msg = "either set 'storage' or 'target-vmid', but not both"
         raise ParamError({"target-vmid": msg, "storage": msg})

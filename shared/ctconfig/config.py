@@ -17,6 +17,7 @@ from typing import Any
 from shared.errors import ConfigError, NotFoundError
 from shared.formats.propstring import PropertyStringError
 from shared.formats.types import FormatError, parse_bool
+from shared.printable import printable
 
 from . import rawlxc
 from .mountpoints import (
@@ -357,7 +358,7 @@ PENDING_RE = re.compile(r"^\[pve:pending\]\s*$", re.I | re.ASCII)
 SECTION_RE = re.compile(r"^\[([a-z][a-z0-9_\-]+)\]\s*$", re.I | re.ASCII)
 DESCR_LINE_RE = re.compile(r"^\#(.*)$")
 DESCR_KEY_RE = re.compile(r"^(description):\s*(.*\S)\s*$", re.ASCII)
-SNAPSTATE_RE = re.compile(r"snapstate:\s*(prepare|delete)\s*$", re.ASCII)
+SNAPSTATE_RE = re.compile(r"^snapstate:\s*(prepare|delete)\s*$", re.ASCII)
 DELETE_RE = re.compile(r"^delete:\s*(.*\S)\s*$", re.ASCII)
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")
 KEY_RE = re.compile(r"^([a-z][a-z_]*\d*):\s*(.+?)\s*$", re.ASCII)
@@ -423,7 +424,7 @@ class _Parser:
             self.raw_lxc(line, *entry)
         elif m := DESCR_KEY_RE.match(line):
             self.descr += decode_text(m.group(2))
-        elif m := SNAPSTATE_RE.search(line):
+        elif m := SNAPSTATE_RE.match(line):
             self.section.values["snapstate"] = m.group(1)
         elif m := DELETE_RE.match(line):
             if self.in_pending:
@@ -480,7 +481,13 @@ def _description_lines(descr: str) -> list[str]:
     return ["#" + encode_text(line) for line in lines]
 
 
+# every key this module writes: option names and raw ``lxc.`` keys (what the reader takes back)
+_WRITTEN_KEY_RE = re.compile(r"[a-z][a-z0-9_.\-]*", re.ASCII)
+
+
 def _line(key: str, value: str) -> str:
+    if not _WRITTEN_KEY_RE.fullmatch(key):  # a newline in a key would start a line of its own
+        raise ConfigError(f"invalid property name '{printable(key)}'")
     if "\n" in value:
         raise ConfigError(f"detected invalid newline inside property '{key}'")
     return f"{key}: {value}\n"

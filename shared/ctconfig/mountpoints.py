@@ -13,7 +13,9 @@ from collections.abc import Collection, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.errors import ParamError
 from shared.formats.types import FormatError
+from shared.printable import printable
 
 from .options import (
     INDEXED,
@@ -53,6 +55,19 @@ def new_volume_size(size_gib: float) -> int:
 def mountpoint_keys() -> list[str]:
     """``rootfs`` then ``mp0`` .. ``mp255``, the order mounts are set up in."""
     return ["rootfs"] + [f"mp{i}" for i in range(INDEXED["mp"])]
+
+
+_UNUSED_KEYS = frozenset(f"unused{i}" for i in range(INDEXED["unused"]))
+
+
+def check_volume_key(param: str, key: str, *, unused: bool = False) -> None:
+    """Refuse a ``param`` that names no volume key: ``rootfs``, ``mp0`` .. ``mp255`` and, with
+    ``unused``, ``unused0`` .. ``unused255`` (Proxmox's enumeration). A key is written into a
+    config as it is given: ``move-volume --target-volume`` took any, a newline and a raw
+    ``lxc.hook`` line after it included, which LXC then ran as the host's root."""
+    if key in mountpoint_keys() or (unused and key in _UNUSED_KEYS):
+        return
+    raise ParamError({param: f"value '{printable(key)}' does not have a value in the enumeration"})
 
 
 @dataclass(frozen=True)

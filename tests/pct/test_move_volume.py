@@ -108,6 +108,40 @@ def test_reassign_a_volume_to_another_container(cts: Containers) -> None:
     cts.pct("stop", dst)
 
 
+@pytest.mark.parametrize(
+    "target_key",
+    ["mp5\nlxc.hook.pre-start: /bin/touch {flag}", "net0", "lock", "lxc.hook.pre-start", "mp256"],
+    ids=["newline-and-hook", "net0", "lock", "raw-lxc-key", "beyond-mp255"],
+)
+def test_a_target_key_that_names_no_volume_is_refused_before_anything_moves(
+    cts: Containers, tmp_path: Path, target_key: str
+) -> None:
+    """Any key was taken: a newline and an ``lxc.hook`` line after it reached the target's
+    config, and its start ran the hook as the host's root; ``net0`` or ``lock`` hid the moved
+    volume from the config, and destroy left it behind."""
+    flag = tmp_path / "hook-ran"
+    src = cts.create("--rootfs", "local:0", "--mp0", "local:1,mp=/data")
+    dst = cts.create("--rootfs", "local:0")
+    before = (cts.conf(src), cts.conf(dst))
+    key = target_key.format(flag=flag)
+    res = cts.pct("move-volume", src, "mp0", "--target-vmid", dst, "--target-volume", key,
+                  check=False)  # fmt: skip
+    assert res.rc == 2, res.text
+    assert (
+        "target-volume: value '" in res.err
+        and "does not have a value in the enumeration" in res.err
+    )
+    assert res.err.strip().startswith("400 Parameter verification failed.\ntarget-volume: ")
+    assert "Traceback" not in res.text and "\nlxc.hook" not in res.err, res.text
+    assert (cts.conf(src), cts.conf(dst)) == before
+    assert (cts.root / f"var/lib/vz/images/{src}/vm-{src}-disk-1.raw").is_file()
+    cts.pct("start", dst)
+    cts.pct("stop", dst)
+    assert not flag.exists() and not flag.with_name("hook-ran:").exists()
+    err = cts.refused("move-volume", src, "lxc.x", "--target-vmid", dst)
+    assert "volume: value 'lxc.x' does not have a value in the enumeration" in err
+
+
 def test_failed_move_leaves_the_source_as_it_was(cts: Containers, tiny_storage: str) -> None:
     vmid = cts.create("--rootfs", "local:0")
     before = cts.conf(vmid)

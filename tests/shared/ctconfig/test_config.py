@@ -97,6 +97,25 @@ def test_snapshot_name_rules_and_snapstate() -> None:
     assert "snapstate" not in conf.values
 
 
+def test_a_value_that_ends_like_a_snapstate_line_is_kept() -> None:
+    """``snapstate:`` was searched anywhere in a line, before the key rule: these lines became
+    the section's snapstate, vanished from ``pct config`` and from the next write."""
+    text = b"entrypoint: /sbin/init snapstate: prepare\nmp0: /srv,mp=/data snapstate: delete\n"
+    conf = parse_config(text, 100)
+    assert conf.get_raw("entrypoint") == "/sbin/init snapstate: prepare"
+    assert conf.get_raw("mp0") == "/srv,mp=/data snapstate: delete"
+    assert "snapstate" not in conf.values
+    assert conf.to_text().encode() == text
+
+
+def test_a_key_that_is_no_property_name_is_never_written() -> None:
+    """A newline in a key wrote a line of the key's choosing (a raw ``lxc.hook``)."""
+    conf = Config(100)
+    conf.set_raw("mp5\nlxc.hook.pre-start: /bin/true", "local:100/vm-100-disk-1.raw,mp=/x")
+    with pytest.raises(ConfigError, match=r"^invalid property name 'mp5\\x0alxc\.hook"):
+        conf.to_text()
+
+
 def test_env_is_folded_from_runtime_lines_in_any_section() -> None:
     text = (
         b"lxc.environment.runtime: A=1\nlxc.environment.runtime = B=x y\n"
