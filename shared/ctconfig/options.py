@@ -84,7 +84,7 @@ def check_dev_string(value: str) -> None:
         raise FormatError(f"invalid format - {value} is not a valid device path")
 
 
-VOLUME_ID_RE = re.compile(r"([a-z][a-z0-9\-_.]*[a-z0-9]):(.+)", re.I | re.S)
+VOLUME_ID_RE = re.compile(r"([a-z][a-z0-9\-_.]*[a-z0-9]):(.+)", re.I | re.S | re.A)
 
 
 def check_volume_id(value: str) -> None:
@@ -93,7 +93,7 @@ def check_volume_id(value: str) -> None:
 
 
 def check_unicast_mac(value: str) -> None:
-    if not re.fullmatch(r"[a-f0-9][02468ace](?::[a-f0-9]{2}){5}", value, re.I):
+    if not re.fullmatch(r"[a-f0-9][02468ace](?::[a-f0-9]{2}){5}", value, re.I | re.A):
         raise FormatError("invalid format - value does not look like a valid unicast MAC address")
 
 
@@ -128,7 +128,7 @@ def _is_cidr(value: str, version: int) -> bool:
 
 def check_ip_with_ll_iface(value: str) -> None:
     """An IP address; link-local IPv6 may carry an interface (``fe80::1%eth0``)."""
-    m = re.fullmatch(r"(fe80:[^%]+)%(.*)", value, re.I)
+    m = re.fullmatch(r"(fe80:[^%]+)%(.*)", value, re.I | re.A)
     if m and re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_.\-]{1,20}[a-zA-Z0-9]", m.group(2)):
         value = m.group(1)
     try:
@@ -147,7 +147,7 @@ def check_idmap(value: str) -> None:
 
 
 def check_tag(value: str) -> None:
-    if not re.fullmatch(r"[a-z0-9_][a-z0-9_\-+.]*", value, re.I):
+    if not re.fullmatch(r"[a-z0-9_][a-z0-9_\-+.]*", value, re.I | re.A):
         raise FormatError("invalid format - invalid characters in tag")
 
 

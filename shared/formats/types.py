@@ -222,7 +222,7 @@ def check_storage_id(value: str) -> None:
         raise FormatError(
             f"invalid format - storage ID '{value}' cannot be shorter than 2 characters"
         )
-    if not re.fullmatch(STORAGE_ID_RE, value, re.IGNORECASE):
+    if not re.fullmatch(STORAGE_ID_RE, value, re.IGNORECASE | re.ASCII):
         raise FormatError(f"invalid format - storage ID '{value}' contains illegal characters")
 
 
@@ -230,7 +230,7 @@ StorageId = Str(check=check_storage_id, metavar="storage ID")
 
 
 def check_configid(value: str) -> None:
-    if not re.fullmatch(r"[a-z][a-z0-9_-]+", value, re.IGNORECASE):
+    if not re.fullmatch(r"[a-z][a-z0-9_-]+", value, re.IGNORECASE | re.ASCII):
         raise FormatError(f"invalid format - invalid configuration ID '{value}'")
 
 

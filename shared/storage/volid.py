@@ -31,7 +31,7 @@ TEMPLATE_FORMATS = {".tar.gz": "tgz", ".tar.xz": "txz", ".tar.zst": "tzst", ".ta
 ISO_EXT = r"(?i:\.(?:iso|img))"
 NAME_MAX = 255  # bytes in one file name (Linux)
 
-VOLID_RE = re.compile(rf"({STORAGE_ID_RE}):(.+)", re.IGNORECASE)
+VOLID_RE = re.compile(rf"({STORAGE_ID_RE}):(.+)", re.IGNORECASE | re.ASCII)
 _TEMPLATE_RE = re.compile(rf"vztmpl/([^/]+{TEMPLATE_EXT})")
 _ISO_RE = re.compile(rf"iso/([^/]+{ISO_EXT})")
 _BACKUP_RE = re.compile(rf"backup/([^/]+{BACKUP_EXT})")

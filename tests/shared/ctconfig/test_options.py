@@ -73,6 +73,11 @@ def test_indexed_key_ranges() -> None:
         ("timezone", "Mars/Olympus", "invalid format - invalid time zone 'Mars/Olympus'"),
         ("hookscript", "hook.sh", "invalid format - unable to parse volume ID 'hook.sh'"),
         ("tags", "ok;b@d", "invalid format - invalid characters in tag"),
+        # Unicode case folding took these for letters; lower-cased, "İ" became "i" and a
+        # combining dot, which the check then refused on every read of the config
+        ("tags", "İstanbul", "invalid format - invalid characters in tag"),
+        ("tags", "ſtore", "invalid format - invalid characters in tag"),
+        ("hookscript", "ſtore:snippets/x.sh", "invalid format - unable to parse volume ID"),
         ("startup", "first", "invalid format - unable to parse startup options"),
         ("entrypoint", "/bin/sh\x01", "value does not match the regex pattern"),
         ("env", "NO_EQUALS", "value does not match the regex pattern"),

@@ -84,3 +84,12 @@ def test_numbers_are_ascii_digits_only(text: str) -> None:
     with pytest.raises(t.FormatError, match=r"type check \(.(integer|number).\) failed"):
         (t.Number() if "." in text or "e" in text else t.Int()).parse(text)
     assert t.Int().parse("+2") == 2 and t.Number().parse("2.5") == 2.5  # as Proxmox's check
+
+
+@pytest.mark.parametrize("value", ["ſtore", "İmages", "loca\u212a"])
+def test_ids_are_ascii_whatever_unicode_case_folding_says(value: str) -> None:
+    """Under Unicode case folding ``ſ``, ``İ`` and the Kelvin sign pass for ``s``, ``i``, ``k``."""
+    with pytest.raises(t.FormatError):
+        t.check_storage_id(value)
+    with pytest.raises(t.FormatError):
+        t.check_configid(value)

@@ -95,7 +95,8 @@ def test_parse_volume_id(volid: str, parts: tuple[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "volid", ["/etc/hostname", "x:vztmpl/a.tar", "1a:b", "a-:b", "local:", "nocolon"]
+    "volid",
+    ["/etc/hostname", "x:vztmpl/a.tar", "1a:b", "a-:b", "local:", "nocolon", "ſtore:100/x.raw"],
 )
 def test_parse_volume_id_errors(volid: str) -> None:
     assert not is_volume_id(volid)
