@@ -53,18 +53,42 @@ def config_member_parts(member: Member) -> Parts | None:
 # --- writing ----------------------------------------------------------------------------------
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def write_members(directory: Path, config: bytes, firewall: bytes, owner: tuple[int, int]) -> None:
-    """The config members below ``directory`` (tar's ``--directory`` for :data:`MEMBERS`).
+    """The config members below ``directory``, empty or made here (tar's ``--directory`` for
+    :data:`MEMBERS`), owned by ``owner``, the container's root (tar of an unprivileged container
+    runs as that user, and so ``directory`` is that user's).
 
     ``directory`` must not be the data tree's: tar would meet the same files again there.
-    ``owner`` is the container's root (tar of an unprivileged container runs as that user).
+    Everything is made through descriptors, never by a name a second time, and nothing that
+    was already there is used: whatever else runs as that uid and reaches ``directory`` (the
+    root of another container on the same id map, through a dump directory shared into it)
+    could plant links there, and the config was written over the host file a link named, and
+    that file given to the uid.
     """
-    etc = directory / "etc/vzdump"
-    etc.mkdir(parents=True, exist_ok=True)
-    (etc / "pct.conf").write_bytes(config)
-    (etc / "pct.fw").write_bytes(firewall)
-    for path in (etc.parent, etc, etc / "pct.conf", etc / "pct.fw"):
-        os.chown(path, *owner)
+    directory.mkdir(parents=True, exist_ok=True)
+    fds = [os.open(directory, _DIR_FLAGS)]
+    try:
+        for name in ("etc", "vzdump"):
+            os.mkdir(name, 0o755, dir_fd=fds[-1])
+            fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+        for name, data in (("pct.conf", config), ("pct.fw", firewall)):
+            with os.fdopen(os.open(name, _NEW_FILE_FLAGS, 0o644, dir_fd=fds[-1]), "wb") as fh:
+                fh.write(data)
+                os.fchown(fh.fileno(), *owner)
+        for fd in fds[1:]:
+            os.fchown(fd, *owner)
+    except FileExistsError as err:
+        raise ArchiveError(
+            f"unable to write the config members into '{directory}' - '{err.filename}' is "
+            "there already: something else writes into this temporary directory"
+        ) from None
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 # --- reading ----------------------------------------------------------------------------------

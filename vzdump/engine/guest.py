@@ -155,7 +155,7 @@ class GuestBackup:
         self.owner = owners.claim(self.vmid, "vzdump", tmpdir=str(self.tmpdir), dat=dat)
         fresh_dir(self.tmpdir)
         # tar of an unprivileged CT runs as the CT's root: it must be able to read the tmpdir
-        os.chown(self.tmpdir, *config_root_ids(conf))
+        os.chown(self.tmpdir, *config_root_ids(conf), follow_symlinks=False)
         check_traversable(
             self.tmpdir, *config_root_ids(conf), need="tar cannot read the backup's files"
         )

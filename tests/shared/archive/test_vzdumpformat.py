@@ -198,3 +198,40 @@ def test_the_tar_that_made_them(wtmp: Path) -> None:
     data = subprocess.run(argv, capture_output=True, check=True).stdout
     links = [m.name for m in _members(data) if m.type == b"1" and m.name == m.linkname]
     assert sorted(links) == sorted(name.encode() for name in MEMBERS)
+
+
+@pytest.mark.parametrize("planted", ["etc", "etc/vzdump", "etc-dir"])
+def test_links_planted_in_the_temporary_directory_are_never_followed(
+    wtmp: Path, planted: str
+) -> None:
+    """The directory belongs to the container's root; a process of that uid (another
+    container's root on the same map, through a shared dump directory) planted links there,
+    and the config was written over the host file a link named, which went to the uid."""
+    tmpdir, host = wtmp / "tmpdir", wtmp / "host"
+    (host / "vzdump").mkdir(parents=True)
+    (host / "vzdump/pct.conf").write_text("a host file\n")
+    os.chmod(host / "vzdump/pct.conf", 0o600)
+    tmpdir.mkdir()
+    if planted == "etc":
+        (tmpdir / "etc").symlink_to(host)
+    elif planted == "etc/vzdump":
+        (tmpdir / "etc").mkdir()
+        (tmpdir / "etc/vzdump").symlink_to(host / "vzdump")
+    else:
+        (tmpdir / "etc").mkdir()
+    with pytest.raises(ArchiveError, match=r"'etc' is there already"):
+        write_members(tmpdir, b"hostname: ct\n", b"", (100000, 100000))
+    st = (host / "vzdump/pct.conf").stat()
+    assert (host / "vzdump/pct.conf").read_text() == "a host file\n"
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+    assert host.stat().st_uid == 0 and (host / "vzdump").stat().st_uid == 0
+
+
+def test_members_are_the_containers_root(wtmp: Path) -> None:
+    tmpdir = wtmp / "tmpdir"
+    write_members(tmpdir, b"hostname: ct\n", b"[OPTIONS]\n", (100000, 100001))
+    for name in ("etc", "etc/vzdump", "etc/vzdump/pct.conf", "etc/vzdump/pct.fw"):
+        st = os.lstat(tmpdir / name)
+        assert (st.st_uid, st.st_gid) == (100000, 100001), name
+    assert (tmpdir / "etc/vzdump/pct.conf").read_bytes() == b"hostname: ct\n"
+    assert (tmpdir / "etc/vzdump/pct.fw").read_bytes() == b"[OPTIONS]\n"
