@@ -57,8 +57,8 @@ if TYPE_CHECKING:  # imported only when a mail is sent or a webhook posted (star
 
 from shared import atomic, paths
 from shared.errors import CommandError
-from shared.formats.types import check_configid
-from shared.printable import utf8_text
+from shared.formats.types import FormatError, check_configid
+from shared.printable import printable, utf8_text
 
 from .options import BackupOptions
 from .report import GuestResult, JobResult
@@ -120,7 +120,9 @@ def status_text(result: JobResult) -> tuple[str, str | None]:
         return text, None
     if "\n" in error:
         return f"{text}: multiple problems", error
-    return f"{text}: {error}", None
+    # one line in a mail header: a carriage return (from a path, say) made the mail fail to
+    # build, and the run ended in a traceback without it
+    return f"{text}: {printable(error)}", None
 
 
 def subject(result: JobResult, fqdn: str) -> str:
@@ -203,10 +205,16 @@ def summary(
 
 
 def summary_path(job_id: str | None) -> Path:
-    if job_id is None:
-        return paths.vzdump_log_dir() / ADHOC_SUMMARY
-    check_configid(job_id)  # never a path of its own
-    return paths.jobs_state_dir() / f"vzdump-{job_id}.notification.json"
+    """A job's summary by its id; a run's that names no job of ``jobs.cfg`` (whose ids are
+    config ids) beside the ad-hoc runs'. ``--job-id`` takes any word, as Proxmox's does: such
+    an id ended the run in a traceback before its mail, and it never becomes a path."""
+    try:
+        if job_id is not None:
+            check_configid(job_id)
+            return paths.jobs_state_dir() / f"vzdump-{job_id}.notification.json"
+    except FormatError:
+        pass
+    return paths.vzdump_log_dir() / ADHOC_SUMMARY
 
 
 def write_summary(data: Mapping[str, Any], job_id: str | None) -> Path:

@@ -481,3 +481,26 @@ def test_redact_url() -> None:
     )
     assert notify.redact_url("http://[::1]/h?k=v") == "http://[::1]/h"
     assert notify.redact_url("http://host:99999/") == "<invalid URL>"
+
+
+@pytest.mark.parametrize("job_id", ["nightly.db", "7", "x/../y"])
+def test_a_job_id_that_names_no_job_gives_the_ad_hoc_summary(ctroot: Path, job_id: str) -> None:
+    """``--job-id`` takes any word, as Proxmox's does; the summary named after it ended the run
+    in a traceback, before its mail."""
+    result = failed_result()
+    result.job_id = job_id
+    delivery = notify.notify(result, Opts.from_values({}), fqdn=FQDN, now=NOW, warn=print)
+    assert delivery.summary_path == paths.vzdump_log_dir() / "vzdump.notification.json"
+    assert json.loads(delivery.summary_path.read_text())["job-id"] == job_id
+
+
+@pytest.mark.parametrize("brk", ["\r", "\x0b", "\x1c", "\x85", "\u2028"])
+def test_an_error_with_a_line_break_other_than_newline_keeps_the_subject_one_line(
+    brk: str,
+) -> None:
+    """A carriage return (from a --dumpdir path, say) in the one-line error went into the
+    Subject header, and building the mail raised: no failure mail, and a traceback."""
+    line = notify.subject(failed_result(f"unable to create '/nonexistent{brk}X'"), FQDN)
+    assert brk not in line and ("\\x" in line or "\\u" in line)
+    msg = notify.build_message(["root"], line, "body\n")
+    assert msg["Subject"] == line
