@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from .printable import printable
+
 
 def timestamp(when: float | None = None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
@@ -51,6 +53,9 @@ class TaskLog:
 
     def _emit(self, level: str | None, message: str, console: bool = True) -> None:
         for line in str(message).split("\n"):
+            # one line of the log each: a carriage return (or another break, or an escape
+            # sequence) in a path or an error message forged or hid log lines
+            line = printable(line)
             text = f"{level}: {line}" if level and self.prefix_levels else line
             if console and not self.console_gone:
                 self._print(text)

@@ -43,6 +43,19 @@ def test_a_name_that_is_not_utf8_is_logged_escaped(tmp_path: Path) -> None:
     assert "removing backup 'caf\\udce9.tar'" in (tmp_path / "task.log").read_text()
 
 
+def test_a_carriage_return_or_an_escape_never_forges_a_line(tmp_path: Path) -> None:
+    """An error naming a path with a carriage return went to the console and the log raw: a
+    reader saw a line of the path's choosing in place of the error."""
+    out = io.StringIO()
+    log = tasklog.TaskLog(out)
+    fh = log.attach(tmp_path / "task.log")
+    log.error("unable to create '/x\rINFO: Backup job finished successfully\x1b[2K'")
+    log.detach(fh)
+    shown = "ERROR: unable to create '/x\\x0dINFO: Backup job finished successfully\\x1b[2K'"
+    assert out.getvalue() == shown + "\n"
+    assert (tmp_path / "task.log").read_text().rstrip("\n").endswith(shown)
+
+
 def test_plain_progress_lines_when_not_a_terminal() -> None:
     out = io.StringIO()
     with tasklog.progress("download", total=4 << 20, stream=out, interval=0) as prog:

@@ -13,6 +13,7 @@ from typing import IO
 
 from shared import paths, safefile, signals
 from shared.errors import CtkitError
+from shared.printable import printable
 from shared.tasklog import TaskLog
 
 
@@ -49,7 +50,7 @@ class JobLog(TaskLog):
     def task_only(self, message: str) -> None:
         """A line for the task log only (``Backup started at ...``), not the guest file."""
         if not self.console_gone:
-            self._print(f"INFO: {message}")
+            self._print(f"INFO: {printable(message)}")
 
     def close_guest(self, copy_to: Path | None) -> list[str]:
         """Close the guest file, copy it next to the archive; returns the guest's lines."""
