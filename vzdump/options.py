@@ -462,6 +462,10 @@ def render_cmdline(params: Mapping[str, Any]) -> str:
             words += [f"--{key} {shell_quote(str(item))}" for item in items]
             continue
         text = _render_value(key, value)
+        if key == "notify-webhook" and text:
+            from .notify import redact_url  # credentials and tokens stay out of logs and mails
+
+            text = redact_url(text)
         if text != "":
             words.append(f"--{key} {shell_quote(text)}")
     return " ".join(words)

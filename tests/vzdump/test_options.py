@@ -430,6 +430,14 @@ def test_cmdline_of_a_job() -> None:
     )
 
 
+def test_cmdline_never_shows_a_webhooks_credentials_or_query() -> None:
+    """The first line of the task log, and of every mail's body and the JSON summary (0644)."""
+    params = {"vmid": "100", "notify-webhook": "https://hook:S3cret@hooks.example:8443/x?token=T0k"}
+    line = render_cmdline(params)
+    assert line == "vzdump 100 --notify-webhook https://hooks.example:8443/x"
+    assert "S3cret" not in line and "T0k" not in line
+
+
 @pytest.mark.parametrize(
     ("word", "quoted"),
     [
