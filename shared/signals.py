@@ -23,8 +23,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
@@ -127,6 +128,7 @@ def communicate(proc: subprocess.Popen[str], poll: float = 0.2) -> tuple[str, st
     one: the child is killed and ``KeyboardInterrupt`` raised (as :func:`subprocess.run` does).
     A child started with ``start_new_session=True`` is killed with its whole process group
     (rsync forks helpers that would otherwise go on writing into a directory being removed)."""
+    group = _leads_group(proc)
     try:
         while True:
             try:
@@ -135,15 +137,57 @@ def communicate(proc: subprocess.Popen[str], poll: float = 0.2) -> tuple[str, st
             except subprocess.TimeoutExpired:
                 raise_if_interrupted()
     except BaseException:
-        _kill_group(proc)
+        _kill_group(proc, group)
         raise
 
 
-def _kill_group(proc: subprocess.Popen[str], wait: float = 5.0) -> None:
+def stream_lines(
+    proc: subprocess.Popen[bytes], line: Callable[[bytes], None], poll: float = 0.2,
+    longest: int = 64 << 10,
+) -> None:  # fmt: skip
+    """Hand each line ``proc`` writes to its stdout to ``line`` as it comes (without its end;
+    a line longer than ``longest`` in pieces of that size), until the output ends; interrupted
+    and killed as :func:`communicate`. Nothing of the output is kept: a hook that printed
+    100 MB took 600 MB when its output was collected whole."""
+    import selectors
+
+    assert proc.stdout is not None
+    group = _leads_group(proc)
+    fd, pending = proc.stdout.fileno(), b""
     try:
-        group = os.getpgid(proc.pid) == proc.pid
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                if not sel.select(poll):
+                    raise_if_interrupted()
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for text in lines:
+                    line(text)
+                while len(pending) > longest:
+                    line(pending[:longest])
+                    pending = pending[longest:]
+            if pending:
+                line(pending)
+    except BaseException:
+        _kill_group(proc, group)
+        raise
+
+
+def _leads_group(proc: subprocess.Popen[Any]) -> bool:
+    """Whether ``proc`` leads a process group of its own (``start_new_session``): asked before
+    it is waited for, since a reaped child no longer says, and the helpers it left in its
+    group lived on after an interrupt (a hook's ``sleep &``)."""
+    try:
+        return os.getpgid(proc.pid) == proc.pid
     except ProcessLookupError:
-        group = False
+        return False
+
+
+def _kill_group(proc: subprocess.Popen[Any], group: bool, wait: float = 5.0) -> None:
     if not group:
         proc.kill()
         proc.wait()

@@ -48,17 +48,38 @@ class Hooks:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                encoding="utf-8",
-                errors="replace",
                 start_new_session=True,  # so that an interrupt can end it with what it started
             )
         except OSError as err:  # gone, not executable, a bad interpreter line
             raise CommandError(f"command '{' '.join(argv)}' failed: {err.strerror}") from None
+        output = _Output(self.log)
         with proc:
             # a signal ends a hook outside cleanup in a parallel job's worker as well
-            output, _none = signals.communicate(proc)
-        for line in output.splitlines():
-            self.log(printable(line))  # into a terminal, a log file and a mail: no escapes, NULs
+            signals.stream_lines(proc, output.line)
+            proc.wait()
+        output.close()
         if proc.returncode != 0:
             text = " ".join(argv)
             raise CommandError(f"command '{text}' failed: exit code {proc.returncode}")
+
+
+MAX_LINES = 100_000  # of one hook run, logged (and kept for the mail); the rest is counted
+
+
+class _Output:
+    """A hook's output lines into the log as they come: a terminal, a log file and a mail, so
+    escaped (no escape sequences, no NULs). Past :data:`MAX_LINES` they are only counted: the
+    task keeps its lines for the mail, and a hook printing gigabytes filled the memory."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.count = 0
+
+    def line(self, data: bytes) -> None:
+        self.count += 1
+        if self.count <= MAX_LINES:
+            self.log(printable(data.decode("utf-8", "replace").rstrip("\r")))
+
+    def close(self) -> None:
+        if self.count > MAX_LINES:
+            self.log(f"({self.count - MAX_LINES} more lines of hook output not logged)")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from shared import signals
 from shared.errors import CommandError
+from vzdump.engine import hooks
 from vzdump.engine.hooks import Hooks
 
 
@@ -29,3 +35,39 @@ def test_a_failing_hook_still_logs_its_output(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match=r"job-end' failed: exit code 3$"):
         Hooks(str(script), lines.append).run("job-end")
     assert lines == ["why"]
+
+
+def test_output_is_logged_as_it_comes_and_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output was collected whole, then split: a hook printing 100 MB took 600 MB."""
+    monkeypatch.setattr(hooks, "MAX_LINES", 1000)
+    script = tmp_path / "hook.sh"
+    script.write_text("#!/bin/sh\necho first\nsleep 1\nseq 5000\nprintf 'no end'\n")
+    script.chmod(0o755)
+    seen: list[tuple[float, str]] = []
+    start = time.monotonic()
+    Hooks(str(script), lambda line: seen.append((time.monotonic() - start, line))).run("job-end")
+    assert seen[0][1] == "first" and seen[0][0] < 0.8  # before the hook ended
+    lines = [line for _t, line in seen]
+    assert len(lines) == 1001 and lines[999] == "999"
+    assert lines[-1] == "(4002 more lines of hook output not logged)"
+
+
+def test_an_interrupt_ends_what_the_hook_left_running(tmp_path: Path) -> None:
+    """A hook that exited with a child still holding its output: on SIGTERM the hook was
+    reaped first, its group was not known any more, and the child lived on."""
+    marker = tmp_path / "child.pid"
+    script = tmp_path / "hook.sh"
+    script.write_text(f"#!/bin/sh\nsleep 30 &\necho $! > {marker}\nexit 0\n")
+    script.chmod(0o755)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    with signals.interruptible():
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            Hooks(str(script), lambda line: None).run("job-end")
+    child = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists()
