@@ -231,17 +231,34 @@ class WebhookError(Exception):
 def post_webhook(url: str, data: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT) -> int:
     """POST the summary as JSON; returns the HTTP status, raises :class:`WebhookError` when the
     receiver is not reached or answers with an error status (400 and above)."""
+    import threading
+
     from shared.httpclient import Client, TransportError  # only when a webhook is posted
 
     payload = utf8_text(json.dumps(data, ensure_ascii=False)).encode("utf-8")
     headers = {"Content-Type": "application/json; charset=utf-8"}
-    try:
-        with Client(user_agent="ctkit-vzdump").request(
-            "POST", url, headers=headers, body=payload, timeout=(timeout, timeout)
-        ) as response:
-            status = response.status
-    except TransportError as err:
-        raise WebhookError(_reason(err)) from None
+    answer: list[int | TransportError] = []
+
+    def post() -> None:
+        try:
+            with Client(user_agent="ctkit-vzdump").request(
+                "POST", url, headers=headers, body=payload, timeout=(timeout, timeout)
+            ) as response:
+                answer.append(response.status)
+        except TransportError as err:
+            answer.append(err)
+
+    # the timeout is the whole exchange's: a receiver that drips its headers, each line inside
+    # the read timeout, held the job's end (and a scheduled job's state) for a minute; the
+    # thread left behind ends at the client's own stall bound, or with the process
+    poster = threading.Thread(target=post, name="webhook", daemon=True)
+    poster.start()
+    poster.join(timeout)
+    if not answer:
+        raise WebhookError("timed out")
+    status = answer[0]
+    if isinstance(status, TransportError):
+        raise WebhookError(_reason(status))
     if status >= 400:
         raise WebhookError(f"HTTP status {status}")
     return status

@@ -3,6 +3,7 @@ log limit, mailnotification, mail through the real local exim, and a real webhoo
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -504,3 +506,33 @@ def test_an_error_with_a_line_break_other_than_newline_keeps_the_subject_one_lin
     assert brk not in line and ("\\x" in line or "\\u" in line)
     msg = notify.build_message(["root"], line, "body\n")
     assert msg["Subject"] == line
+
+
+def test_a_receiver_that_drips_its_headers_is_given_up_at_the_timeout(ctroot: Path) -> None:
+    """Each header line came inside the read timeout: the 10 s webhook held the job's end for
+    as long as the receiver liked (45 s in the report; a minute at the client's stall bound)."""
+    stop = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+
+        def drip() -> None:
+            conn, _addr = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.wait(0.5):
+                    with contextlib.suppress(OSError):
+                        conn.sendall(b"X-Drip: 1\r\n")
+
+        thread = threading.Thread(target=drip, daemon=True)
+        thread.start()
+        start = time.monotonic()
+        try:
+            with pytest.raises(notify.WebhookError, match=r"^timed out$"):
+                notify.post_webhook(url, {"x": 1}, timeout=2.0)
+        finally:
+            stop.set()
+        assert time.monotonic() - start < 4
+        thread.join(5)
