@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from types import CodeType
 
@@ -30,6 +31,18 @@ def _texts(make: object) -> dict[str, CodeType]:
     finally:
         del dataclasses.exec  # type: ignore[attr-defined]
     return compiled
+
+
+def _made_with(
+    codes: dict[str, bytes], make: Callable[[], type]
+) -> tuple[object, dict[str, CodeType]]:
+    """An instance of the class ``make()`` defines with ``codes`` kept, and the texts missed."""
+    missed: dict[str, CodeType] = {}
+    dataclasses.exec = classcode._executor(codes, missed)  # type: ignore[attr-defined]
+    try:
+        return make()(1), missed
+    finally:
+        del dataclasses.exec  # type: ignore[attr-defined]
 
 
 def _point() -> type:
@@ -62,12 +75,7 @@ def test_a_class_runs_the_kept_code_not_a_new_compile(tmp_path: Path) -> None:
     _write(path, marked)
     codes = classcode.load(path)
     assert codes is not None and len(codes) == len(texts)
-    missed: dict[str, CodeType] = {}
-    dataclasses.exec = classcode._executor(codes, missed)  # type: ignore[attr-defined]
-    try:
-        point = _point()(1)
-    finally:
-        del dataclasses.exec  # type: ignore[attr-defined]
+    point, missed = _made_with(codes, _point)
     assert missed == {}
     assert repr(point).startswith("kept:")
 
@@ -105,12 +113,7 @@ def test_a_class_changed_since_the_build_is_compiled_as_before(tmp_path: Path) -
 
     codes = classcode.load(path)
     assert codes is not None
-    missed: dict[str, CodeType] = {}
-    dataclasses.exec = classcode._executor(codes, missed)  # type: ignore[attr-defined]
-    try:
-        point = changed()(1)
-    finally:
-        del dataclasses.exec  # type: ignore[attr-defined]
+    point, missed = _made_with(codes, changed)
     assert repr(point).endswith("Point(x=1, y=2, z=3)")
     assert any("z" in text for text in missed)
 
