@@ -247,7 +247,8 @@ def _accepts_extra(cmd: Any) -> bool:
 
 def _arg_name(param: Any) -> str:
     metavar = getattr(param, "metavar", None)
-    if isinstance(metavar, str) and metavar.isidentifier():
+    # a word, hyphens included: ``target-vmid`` showed as the parameter's own name
+    if isinstance(metavar, str) and re.fullmatch(r"[A-Za-z][\w-]*", metavar, re.ASCII):
         return metavar
     return str(param.name)
 

@@ -283,6 +283,22 @@ def test_usage_line_without_args() -> None:
     )
 
 
+def test_usage_line_names_arguments_by_their_metavar() -> None:
+    """Proxmox's ``<target-vmid>``: a metavar with a hyphen showed as ``<target_vmid_arg>``."""
+    little = typer.Typer()
+
+    @little.command()
+    def move(
+        vmid: Annotated[int, typer.Argument(metavar="vmid")],
+        target: Annotated[str, typer.Argument(metavar="target-vmid")],
+        odd: Annotated[str, typer.Argument(metavar="<x y>")],
+    ) -> None:
+        """Move."""
+
+    line = cli.usage_line("tool move", typer.main.get_command(little))
+    assert line == "tool move <vmid> <target-vmid> <odd> [OPTIONS]"  # typer adds --help
+
+
 def test_what_an_error_quotes_reaches_the_terminal_escaped(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
