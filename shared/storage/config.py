@@ -212,8 +212,11 @@ def parse_config(text: str) -> StorageConfig:
         try:
             parsed.validate(section)
         except ConfigError as err:
+            # the line the parse dropped says why, more than what its absence broke ('path'
+            # missing, for a relative path)
+            why = section.problems[0] if section.problems else str(err)
             cfg.warnings.append(f"ignore section '{section.type}: {section.id}' - {err}")
-            cfg.invalid[section.id] = f"storage.cfg section '{section.type}: {section.id}': {err}"
+            cfg.invalid[section.id] = f"storage.cfg section '{section.type}: {section.id}': {why}"
             parsed.sections.remove(section)
             cfg.lossy = True
             continue

@@ -145,9 +145,10 @@ def test_a_dropped_section_is_an_error_when_used_never_the_built_in_local(sid: s
     assert cfg.get(sid) is None and sid not in cfg.ids()
     with pytest.raises(StorageError) as info:
         cfg.storage(sid)
+    # the reason is the dropped line's (it said only what its absence broke: 'path' missing)
     assert str(info.value) == (
-        f"storage '{sid}' is not usable - storage.cfg section 'dir: {sid}': dir '{sid}':"
-        " missing value for required option 'path'"
+        f"storage '{sid}' is not usable - storage.cfg section 'dir: {sid}': line 2: dir '{sid}'"
+        " - 'path': value does not look like a valid absolute path"
     )
     assert [s.id for s in cfg] == ([] if sid == "local" else ["local"])
 
