@@ -45,8 +45,11 @@ def flock(
 
     ``on_wait`` is called once when the lock is busy and we start waiting.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:  # a read-only or full file system: one line, not a traceback
+        raise LockError(f"can't lock file '{path}' - {err.strerror or err}") from None
     try:
         deadline = time.monotonic() + timeout
         waited = False

@@ -8,6 +8,7 @@ directory) under the name, with one line saying so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -40,10 +41,20 @@ def open_for_write(path: Path | str, mode: int = 0o644, *, truncate: bool = True
 
 
 def copy_file(src: Path | str, dest: Path | str) -> None:
-    """Copy ``src`` to the regular file ``dest`` (never through a symlink at ``dest``)."""
-    fd = open_for_write(dest)
-    with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-        shutil.copyfileobj(fin, fout)
+    """Copy ``src`` to ``dest``: into a hidden file beside it, renamed to ``dest`` once whole (a
+    copy cut short by a full disk left an empty file under the final name, which retention
+    never removed), and so never through a symlink at ``dest``."""
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")  # atomic.sweep
+    fd = open_for_write(tmp)
+    try:
+        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def fresh_dir(path: Path, mode: int = 0o700) -> None:

@@ -107,3 +107,16 @@ def test_a_worker_thread_waiting_for_a_lock_acts_on_a_signal(tmp_path: Path) -> 
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_lock_file_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    """A read-only or full run directory ended every command in a traceback."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], check=True)
+    try:
+        refused = pytest.raises(LockError, match=r"^can't lock file '.*/lock-100.conf' - Read-only")
+        with refused, locks.flock(ro / "lock-100.conf", 1):
+            pass
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)

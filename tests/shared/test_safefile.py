@@ -1,14 +1,17 @@
-"""safefile.fresh_dir: an empty private directory, never made through a link."""
+"""safefile: an empty private directory, never made through a link; a copy that is whole or
+absent under its name."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.errors import CtkitError
-from shared.safefile import fresh_dir
+from shared.safefile import copy_file, fresh_dir
 
 
 def test_a_leftover_directory_is_emptied_and_parents_are_made(tmp_path: Path) -> None:
@@ -39,3 +42,43 @@ def test_a_directory_that_cannot_be_made_is_one_error_line() -> None:
     assert str(info.value) == (
         "unable to create directory '/proc/ctkit-no-such-dir' - No such file or directory"
     )
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a copy of more runs out of room half-way."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_copy_cut_short_leaves_nothing_under_the_final_name(
+    tmp_path: Path, tiny_fs: Path
+) -> None:
+    """A log copied into a full dump directory stayed as an empty file under its final name,
+    beside a backup that said it had finished successfully, and retention never removed it."""
+    src = tmp_path / "big.log"
+    src.write_bytes(b"x" * (1 << 20))
+    with pytest.raises(OSError):
+        copy_file(src, tiny_fs / "vzdump.log")
+    assert list(tiny_fs.iterdir()) == []
+    small = tmp_path / "small.log"
+    small.write_text("whole\n")
+    copy_file(small, tiny_fs / "vzdump.log")
+    assert (tiny_fs / "vzdump.log").read_text() == "whole\n"
+    assert [p.name for p in tiny_fs.iterdir()] == ["vzdump.log"]
+
+
+def test_a_copy_replaces_a_link_at_the_name_never_writes_through_it(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (tmp_path / "copy.log").symlink_to(victim)
+    (tmp_path / "src").write_text("log\n")
+    copy_file(tmp_path / "src", tmp_path / "copy.log")
+    assert victim.read_text() == "keep\n"
+    assert not (tmp_path / "copy.log").is_symlink()
+    assert (tmp_path / "copy.log").read_text() == "log\n"
