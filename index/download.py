@@ -245,10 +245,12 @@ class _Job:
         return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
     def _drop_temp(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        # a file system gone read-only meanwhile: the error that got us here is the one to say
+        # (this one chained a traceback to it); the next download takes the file over
+        with contextlib.suppress(OSError):
             self.tmp.unlink()
 
     def _drop_empty_temp(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             if self.tmp.stat().st_size == 0:
                 self.tmp.unlink()

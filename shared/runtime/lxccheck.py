@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .. import paths
+from .. import atomic, paths
 from ..ctconfig.rawlxc import DEPRECATED_KEYS
 from ..errors import ConfigError
 
@@ -25,11 +25,17 @@ CHECK_TIMEOUT = 30
 
 def check_config(vmid: int, text: str) -> None:
     """Raise ConfigError naming the line LXC rejects in ``text`` (a generated config)."""
-    paths.run_dir().mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"lxccheck-{vmid}-", dir=paths.run_dir()))
     try:
-        (scratch / str(vmid)).mkdir()
-        (scratch / str(vmid) / "config").write_text(text, encoding="utf-8")
+        paths.run_dir().mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"lxccheck-{vmid}-", dir=paths.run_dir()))
+    except OSError as err:  # a full or read-only run directory: one line, not a traceback
+        raise atomic.write_error(paths.run_dir(), err) from None
+    try:
+        try:
+            (scratch / str(vmid)).mkdir()
+            (scratch / str(vmid) / "config").write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise atomic.write_error(scratch / str(vmid) / "config", err) from None
         argv = ["lxc-info", "-P", str(scratch), "-n", str(vmid), "-s", "-l", "ERROR"]
         proc = subprocess.run(
             [*argv, "-o", "/dev/stderr"],

@@ -502,8 +502,12 @@ class GuestBackup:
     def _cleanup(self) -> None:
         self._unlock()
         if self.target is not None and self.target.dat is not None:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 self.target.dat.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as err:  # a dump directory gone read-only: the other guests go on
+                self.log.warn(f"unable to remove '{self.target.dat}' - {err.strerror}")
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
         if self.owner is not None and not self.locked:

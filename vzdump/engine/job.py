@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from shared import paths, pools
+from shared import atomic, paths, pools
 from shared.ctconfig import store
 from shared.errors import (
     ConfigError,
@@ -219,7 +219,10 @@ class Job:
             vmids = self.params.get("vmid") or []
             task_id = self.params.get("job-id") or (str(vmids[0]) if len(vmids) == 1 else "")
             upid = make_upid(os.getpid(), task_id, int(time.time()))
-            paths.vzdump_pid().write_text(f"{upid}\n")
+            try:
+                paths.vzdump_pid().write_text(f"{upid}\n")
+            except OSError as err:  # a full or read-only run directory: one line
+                raise atomic.write_error(paths.vzdump_pid(), err) from None
             yield
 
     def _guests(
