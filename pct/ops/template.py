@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared import owner as owners
+from shared.atomic import WriteError
 from shared.ctconfig import store
 from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
@@ -38,6 +39,11 @@ def make_template(vmid: int, log: Log = print) -> None:
         try:
             convert_to_template(conf, after_each=store.save)
             store.save(conf)
+        except WriteError:
+            # a volume is renamed, and the config that would name it is not written (a full
+            # /etc/pve): the record stays, and the next command finishes the conversion as
+            # after a kill (released here, nothing did, and the container never started again)
+            raise
         except CtkitError:
             owners.release(owner)  # the saved config names every volume where it is
             raise

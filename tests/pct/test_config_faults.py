@@ -397,9 +397,9 @@ def test_unprivileged_create_names_the_directory_its_root_cannot_search(
     pct("stop", vmid)
 
 
-def test_a_full_or_read_only_config_directory_is_one_line(pct: Pct, ct: int, ctroot: Path) -> None:
-    """/etc/pve full, then read-only: pct set and vzdump job add fail in one line (an OSError
-    traceback before) and change nothing."""
+@contextlib.contextmanager
+def full_config_dir(ctroot: Path) -> Iterator[Path]:
+    """/etc/pve on a full 64 KiB tmpfs holding what it held, for the block; back after it."""
     pve = ctroot / "etc/pve"
     saved = {p.relative_to(pve): p.read_bytes() for p in pve.rglob("*") if p.is_file()}
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(pve)], check=True)
@@ -409,6 +409,20 @@ def test_a_full_or_read_only_config_directory_is_one_line(pct: Pct, ct: int, ctr
             (pve / rel).write_bytes(data)
         with open(pve / "fill", "wb") as fh, contextlib.suppress(OSError):
             fh.write(bytes(1 << 20))
+        yield pve
+    finally:
+        kept = {p.relative_to(pve): p.read_bytes() for p in pve.rglob("*") if p.is_file()}
+        subprocess.run(["umount", str(pve)], check=True)
+        for rel, data in kept.items():
+            if rel != Path("fill"):
+                (pve / rel).parent.mkdir(parents=True, exist_ok=True)
+                (pve / rel).write_bytes(data)
+
+
+def test_a_full_or_read_only_config_directory_is_one_line(pct: Pct, ct: int, ctroot: Path) -> None:
+    """/etc/pve full, then read-only: pct set and vzdump job add fail in one line (an OSError
+    traceback before) and change nothing."""
+    with full_config_dir(ctroot) as pve:
         before = conf_path(ctroot, ct).read_text()
         for reason in ("No space left on device", "Read-only file system"):
             res = pct("set", ct, "--memory", "1024", check=False)
@@ -424,8 +438,24 @@ def test_a_full_or_read_only_config_directory_is_one_line(pct: Pct, ct: int, ctr
             )
             assert conf_path(ctroot, ct).read_text() == before
             subprocess.run(["mount", "-o", "remount,ro", str(pve)], check=True)
-    finally:
-        subprocess.run(["umount", str(pve)], check=True)
+
+
+def test_a_template_whose_config_cannot_be_written_is_finished_by_the_next_command(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """The volume was renamed to its base name, the config that would name it could not be
+    written, and the failure dropped the record a recovery needs: the container named a volume
+    that no longer existed, and no command could start, clone or destroy it any more."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    with full_config_dir(ctroot):
+        res = pct("template", vmid, check=False)
+        assert res.rc == 1 and "No space left on device" in res.err, res.text
+        one_line_error(res.text)
+    pct("list")  # any command finishes it
+    conf = conf_path(ctroot, vmid).read_text()
+    assert "template: 1\n" in conf and f"local:{vmid}/base-{vmid}-disk-0.raw" in conf, conf
+    pct("destroy", vmid)
+    assert not (ctroot / f"var/lib/vz/images/{vmid}").exists()
 
 
 def test_a_fifo_in_place_of_the_rootfs_image_is_one_line_and_never_hangs(
