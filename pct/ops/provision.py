@@ -217,19 +217,23 @@ def record_new_volumes(vmid: int, volids: list[str]) -> None:
         store.save(conf)
 
 
-def release_create_lock(vmid: int, log: Log, freed: Sequence[str] = ()) -> None:
+def release_create_lock(vmid: int, log: Log, freed: Sequence[str] = ()) -> bool:
     """Undo :func:`lock_existing` after a failure: drop ``lock: create`` (only that lock) and
-    the ``unusedN`` entries :func:`record_new_volumes` made for the ``freed`` volumes."""
+    the ``unusedN`` entries :func:`record_new_volumes` made for the ``freed`` volumes. False
+    when the config could not be written: the caller's owner record must stay then, for the
+    next command to finish this (a full /etc/pve left the container locked for good)."""
     try:
         with config_lock(vmid):
             conf = store.load(vmid)
             if conf.lock != CREATE_LOCK:
-                return
+                return True
             drop_unused_volumes(conf.values, freed)
             conf.delete("lock")
             store.save(conf)
     except CtkitError as err:
         log(f"unable to remove the 'create' lock of CT {vmid} - {err}")
+        return False
+    return True
 
 
 def commit_config(conf: Config) -> Config:

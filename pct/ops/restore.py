@@ -188,7 +188,8 @@ def _restore_locked(
                 # nothing was recorded when the allocation itself failed
                 pairs = zip(recorded, names, strict=False)
                 forget = [rec for rec, name in pairs if name in freed]
-                release_create_lock(req.vmid, log, forget)
+                if not release_create_lock(req.vmid, log, forget):
+                    alloc.owner = None  # kept: the next command's recovery unlocks
             elif not alloc.keep_for_recovery(log):
                 remove_locked_config(req.vmid, log)
                 remove_staging_dirs(req.vmid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from shared.ctconfig import store
 from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError
 from shared.fakehost import add_storage
 from shared.runtime import lifecycle, lxcapi
+from tests.midway import CHECKOUT
 from tests.pct.conftest import Pct
 from tests.pct.restore.conftest import Backups, images, volume_of
 
@@ -291,3 +293,50 @@ def test_restore_force_frees_a_volume_only_a_snapshot_still_names(
     named = {p.name for p in imgdir.iterdir() if p.name in conf}
     assert {p.name for p in imgdir.iterdir()} == named, conf
     pct("destroy", vmid)
+
+
+# a restore whose failure finds /etc/pve full when it drops its lock, in a process of its own
+# (an owner record of a live process is no one's to recover)
+RESTORE_FULL_AT_UNLOCK = """
+import sys
+from shared.atomic import WriteError
+from shared.ctconfig import store
+from pct.ops.restore import RestoreRequest, restore
+vmid, volid = int(sys.argv[1]), sys.argv[2]
+real_save = store.save
+def full_when_unlocking(conf):
+    if conf.vmid == vmid and conf.lock is None:
+        raise WriteError("unable to write: No space left on device", OSError(28, "full"))
+    real_save(conf)
+store.save = full_when_unlocking
+try:
+    restore(RestoreRequest(vmid=vmid, archive=volid, force=True), log=print)
+except Exception as err:
+    print(err)
+"""
+
+
+def test_a_failed_force_restore_that_cannot_unlock_leaves_that_to_the_next_command(
+    backups: Backups, vmid: int
+) -> None:
+    """The restore failed, and so did the write that drops its ``lock: create`` (/etc/pve full
+    by then): the record that lets a recovery finish was dropped all the same, and the old
+    container stayed locked, with an unused entry naming a freed volume, until a human came."""
+    from shared.runtime import recovery
+
+    backups.restore(vmid, _backup(backups, "old"))
+    before = _snapshot(backups, vmid)
+    bad_volid = _backup(backups, "newer")
+    bad = backups.path(bad_volid)
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    argv = [sys.executable, "-c", RESTORE_FULL_AT_UNLOCK, str(vmid), bad_volid]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=CHECKOUT).stdout
+    assert "unable to remove the 'create' lock" in out and f"unable to restore CT {vmid}" in out
+    assert store.load(vmid).lock == "create"
+    recovery.recover(vmid, backups.logs.append)  # what the next command does first
+    assert _snapshot(backups, vmid) == before, backups.logs
+    lifecycle.start(vmid, log=lambda _line: None)
+    try:
+        assert _run(vmid, "cat", "/etc/marker") == "old\n"
+    finally:
+        lifecycle.stop(vmid, log=lambda _line: None)
