@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
+from .. import signals
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.mountpoints import new_volume_size
 from ..ctconfig.pending import Alloc
-from ..errors import NotFoundError, StorageError
+from ..errors import CtkitError, NotFoundError, StorageError
 from ..storage.volumes import alloc_volume, free_volume, volume_size
 from .guestview import config_root_ids
 
@@ -47,7 +49,13 @@ def recorded(alloc: Alloc) -> Alloc:
         saved.pending.values[key] = mp.replace(
             volume=volid, size=new_volume_size(size_gib)
         ).render()
-        store.save(saved)
+        try:
+            store.save(saved)
+        except BaseException:
+            # named by nothing (a full /etc/pve): freed again, or each try left a volume behind
+            with signals.held(), contextlib.suppress(CtkitError, OSError):
+                free_volume(volid)
+            raise
         return volid
 
     return alloc_and_record

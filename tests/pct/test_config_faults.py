@@ -478,3 +478,22 @@ def test_a_fifo_in_place_of_the_rootfs_image_is_one_line_and_never_hangs(
             os.close(os.open(image, os.O_WRONLY | os.O_NONBLOCK))
     pct("destroy", vmid)
     assert not image.parent.exists()
+
+
+def test_a_new_mount_point_whose_config_cannot_be_written_leaves_no_volume(
+    pct: Pct, ct: int, ctroot: Path
+) -> None:
+    """The volume was made and formatted, the config that would name it could not be written:
+    each try left an image named by nothing, which no command found again."""
+    images = ctroot / f"var/lib/vz/images/{ct}"
+    before = sorted(p.name for p in images.iterdir())
+    with full_config_dir(ctroot):
+        for _try in range(2):
+            res = pct("set", ct, "--mp0", "local:1,mp=/data", check=False)
+            assert res.rc != 0 and "No space left on device" in res.err, res.text
+            one_line_error(res.text)
+    assert sorted(p.name for p in images.iterdir()) == before
+    pct("set", ct, "--mp0", "local:1,mp=/data")
+    assert (
+        f"mp0: local:{ct}/vm-{ct}-disk-1.raw,mp=/data,size=1G" in conf_path(ctroot, ct).read_text()
+    )
