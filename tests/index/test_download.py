@@ -3,8 +3,10 @@ behaviour, resume, the per-target lock, proxy and mirrors)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -300,3 +302,42 @@ def test_endless_body_is_bounded_and_leaves_nothing(srv: TestServer, target: Pat
     with pytest.raises(DownloadError, match=r"file too large \(limit 1048576 bytes\)"):
         fetch(appliance(srv), target, log, transfer=Transfer(max_size=1 << 20))
     assert listing(target) == []
+
+
+def test_a_partial_file_that_cannot_be_removed_leaves_one_error(
+    srv: TestServer, tmp_path: Path
+) -> None:
+    """The cache filled up mid-download, and the partial file could not be removed after it (a
+    file system gone read-only, here an immutable directory): the second error was chained to
+    the first in a traceback."""
+    mnt = tmp_path / "cache"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], check=True)
+    try:
+        srv.add(f"/tpl/{NAME}", DATA, chunk_delay=0.05)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                fetch(appliance(srv), mnt)
+            except BaseException as err:
+                errors.append(err)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (
+            temp_path(mnt / NAME).exists() and temp_path(mnt / NAME).stat().st_size > 0
+        ):
+            time.sleep(0.01)
+        with open(mnt / "filler", "wb") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(bytes(1 << 20))
+        subprocess.run(["chattr", "+i", str(mnt)], check=True)
+        thread.join(60)
+        subprocess.run(["chattr", "-i", str(mnt)], check=True)
+        assert len(errors) == 1 and isinstance(errors[0], StorageError), errors
+        assert "free space" in str(errors[0])
+    finally:
+        subprocess.run(["chattr", "-i", str(mnt)], check=False)
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -3,10 +3,12 @@ unprivileged root, bridges and VLAN filtering (a scratch sysfs-like tree)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from shared.atomic import WriteError
 from shared.ctconfig.config import parse_config
 from shared.errors import ConfigError
 from shared.runtime.lxccheck import check_config
@@ -68,3 +70,15 @@ def test_bridges_and_vlan_filtering(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=message):
             check_bridges(conf(net), tmp_path)  # type: ignore[arg-type]
+
+
+def test_a_run_directory_that_takes_nothing_is_one_line(ctroot: Path) -> None:
+    """A full or read-only run directory ended pct start in a traceback."""
+    run = ctroot / "run/ctkit"
+    run.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(run)], check=True)
+    try:
+        with pytest.raises(WriteError, match=r"^unable to write '.*run/ctkit': Read-only file"):
+            check_config(100, "lxc.uts.name = ok\n")
+    finally:
+        subprocess.run(["umount", str(run)], check=True)
