@@ -38,7 +38,7 @@ KNOWN = [
     ("vzdump", "vzdump_bench.py"),
     ("restore", "restore_bench.py"),
 ]
-NOT_BENCHES = {"__init__.py", "run.py", "results.py", "chart.py"}
+NOT_BENCHES = {"__init__.py", "run.py", "results.py", "chart.py", "compiled.py"}
 QUICK_ARGS = {"--size-mb": "96", "--sizes": "64", "--reps": "2"}
 DEFAULT_TIMEOUT = 3600.0
 

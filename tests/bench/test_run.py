@@ -31,7 +31,7 @@ def benches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bench_dir.mkdir()
     (bench_dir / "archive_bench.py").write_text(RECORDING)
     (bench_dir / "zz_extra_bench.py").write_text(FAILING)
-    for helper in ("run.py", "results.py", "chart.py", "__init__.py"):
+    for helper in ("run.py", "results.py", "chart.py", "compiled.py", "__init__.py"):
         (bench_dir / helper).write_text("raise SystemExit('must not run')\n")
     monkeypatch.setattr(run, "BENCH_DIR", bench_dir)
     monkeypatch.setattr(run, "REPO", tmp_path)
