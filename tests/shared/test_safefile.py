@@ -4,8 +4,7 @@ absent under its name."""
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,23 +43,12 @@ def test_a_directory_that_cannot_be_made_is_one_error_line() -> None:
     )
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: a copy of more runs out of room half-way."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
 def test_a_copy_cut_short_leaves_nothing_under_the_final_name(
-    tmp_path: Path, tiny_fs: Path
+    tmp_path: Path, mount_tmpfs: Callable[[Path, str], Path]
 ) -> None:
     """A log copied into a full dump directory stayed as an empty file under its final name,
     beside a backup that said it had finished successfully, and retention never removed it."""
+    tiny_fs = mount_tmpfs(tmp_path / "tiny", "64k")
     src = tmp_path / "big.log"
     src.write_bytes(b"x" * (1 << 20))
     with pytest.raises(OSError):
