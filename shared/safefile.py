@@ -43,8 +43,11 @@ def open_for_write(path: Path | str, mode: int = 0o644, *, truncate: bool = True
 def copy_file(src: Path | str, dest: Path | str) -> None:
     """Copy ``src`` to ``dest``: into a hidden file beside it, renamed to ``dest`` once whole (a
     copy cut short by a full disk left an empty file under the final name, which retention
-    never removed), and so never through a symlink at ``dest``."""
+    never removed). A symlink at ``dest`` is refused, and one planted after that check is
+    replaced by the rename, never written through."""
     dest = Path(dest)
+    if os.path.islink(dest):
+        raise _refuse(dest, "it is a symbolic link")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")  # atomic.sweep
     fd = open_for_write(tmp)
     try:

@@ -61,12 +61,12 @@ def test_a_copy_cut_short_leaves_nothing_under_the_final_name(
     assert [p.name for p in tiny_fs.iterdir()] == ["vzdump.log"]
 
 
-def test_a_copy_replaces_a_link_at_the_name_never_writes_through_it(tmp_path: Path) -> None:
+def test_a_copy_refuses_a_link_at_the_name_and_never_writes_through_it(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("keep\n")
     (tmp_path / "copy.log").symlink_to(victim)
     (tmp_path / "src").write_text("log\n")
-    copy_file(tmp_path / "src", tmp_path / "copy.log")
-    assert victim.read_text() == "keep\n"
-    assert not (tmp_path / "copy.log").is_symlink()
-    assert (tmp_path / "copy.log").read_text() == "log\n"
+    with pytest.raises(CtkitError, match=r"it is a symbolic link$"):
+        copy_file(tmp_path / "src", tmp_path / "copy.log")
+    assert victim.read_text() == "keep\n" and (tmp_path / "copy.log").is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.log", "src", "victim"]
