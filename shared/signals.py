@@ -158,8 +158,9 @@ def stream_lines(
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             while True:
-                if not sel.select(poll):
-                    raise_if_interrupted()
+                ready = sel.select(poll)
+                raise_if_interrupted()  # also while it prints without a pause
+                if not ready:
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:

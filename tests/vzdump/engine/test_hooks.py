@@ -71,3 +71,28 @@ def test_an_interrupt_ends_what_the_hook_left_running(tmp_path: Path) -> None:
     while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
         time.sleep(0.05)
     assert not Path(f"/proc/{child}").exists()
+
+
+def test_a_hook_that_never_pauses_is_interrupted_in_a_worker_thread(tmp_path: Path) -> None:
+    """A parallel job's worker hears of a signal only when it asks; it asked only while the
+    hook was quiet, and a hook printing without a pause was never interrupted."""
+    script = tmp_path / "hook.sh"
+    script.write_text("#!/bin/sh\nexec yes\n")
+    script.chmod(0o755)
+    outcome: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            Hooks(str(script), lambda line: None).run("job-start")
+        except BaseException as err:
+            outcome.append(err)
+
+    with signals.interruptible():
+        thread = threading.Thread(target=worker)
+        with signals.held():  # as the main thread of a parallel job waits for its workers
+            thread.start()
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGTERM)
+            thread.join(10)
+        alive = thread.is_alive()
+    assert not alive and len(outcome) == 1 and isinstance(outcome[0], KeyboardInterrupt)
