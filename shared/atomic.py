@@ -105,13 +105,19 @@ def atomic_open(
             raise
 
 
+def temp_name(directory: Path, name: str) -> Path:
+    """A hidden ``.<name>.<pid>-<random>.tmp`` in ``directory``: the name :func:`sweep` knows
+    (by its pid) for a temp file whose writer is gone."""
+    return directory / f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+
+
 def _unique_temp(directory: Path, name: str) -> tuple[int, str]:
     """A new hidden ``.<name>.<pid>-<random>.tmp`` (as ``tempfile.mkstemp`` makes it, mode
     0600, without the cost of importing tempfile and random at every command's start), locked
     (flock) by its open descriptor. Between its creation and the lock only its pid, alive,
     tells that it is not stale."""
     for _ in range(100):
-        tmp = str(directory / f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+        tmp = str(temp_name(directory, name))
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:

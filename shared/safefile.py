@@ -14,6 +14,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from .atomic import temp_name
 from .errors import CtkitError
 
 WRITE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -48,7 +49,7 @@ def copy_file(src: Path | str, dest: Path | str) -> None:
     dest = Path(dest)
     if os.path.islink(dest):
         raise _refuse(dest, "it is a symbolic link")
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")  # atomic.sweep
+    tmp = temp_name(dest.parent, dest.name)
     fd = open_for_write(tmp)
     try:
         with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:

@@ -219,10 +219,8 @@ class Job:
             vmids = self.params.get("vmid") or []
             task_id = self.params.get("job-id") or (str(vmids[0]) if len(vmids) == 1 else "")
             upid = make_upid(os.getpid(), task_id, int(time.time()))
-            try:
-                paths.vzdump_pid().write_text(f"{upid}\n")
-            except OSError as err:  # a full or read-only run directory: one line
-                raise atomic.write_error(paths.vzdump_pid(), err) from None
+            # a full or read-only run directory: one line (WriteError), not a traceback
+            atomic.write_bytes(paths.vzdump_pid(), f"{upid}\n".encode(), durable=False)
             yield
 
     def _guests(
