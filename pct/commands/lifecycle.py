@@ -57,7 +57,12 @@ def stop(
     """Stop the container at once (kill)."""
     from shared.runtime import lifecycle
 
-    lifecycle.stop(vmid, skiplock=bool(skiplock), log=log_line)
+    lifecycle.stop(
+        vmid,
+        skiplock=bool(skiplock),
+        overrule_shutdown=bool(overrule_shutdown),
+        log=log_line,
+    )
 
 
 def shutdown(
@@ -68,9 +73,11 @@ def shutdown(
     ] = None,
 ) -> None:
     """Shut the container down cleanly."""
-    from shared.runtime import lifecycle
+    from shared.runtime import lifecycle, stopper
 
-    lifecycle.shutdown(vmid, timeout=timeout, force_stop=bool(force_stop), log=log_line)
+    lifecycle.shutdown(
+        vmid, timeout=timeout, force_stop=bool(force_stop), log=log_line, task=stopper.SHUTDOWN
+    )
 
 
 def reboot(

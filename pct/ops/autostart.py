@@ -25,7 +25,7 @@ from shared.ctconfig import store
 from shared.errors import CommandError, CtkitError
 from shared.formats.types import FormatError
 from shared.locks import config_lock, flock
-from shared.runtime import lifecycle, lxcapi
+from shared.runtime import lifecycle, lxcapi, stopper
 from shared.tasklog import TaskLog
 
 NO_ORDER = sys.maxsize  # Proxmox's LONG_MAX: containers without an order come last
@@ -199,7 +199,13 @@ def _stop_batch(batch: list[Guest], timeout: int, force_stop: bool, log: TaskLog
 def _stop_child(vmid: int, timeout: int, force_stop: bool, fd: int) -> None:
     code = 0
     try:
-        lifecycle.shutdown(vmid, timeout=timeout, force_stop=force_stop, log=lambda _m: None)
+        lifecycle.shutdown(
+            vmid,
+            timeout=timeout,
+            force_stop=force_stop,
+            log=lambda _m: None,
+            task=stopper.SHUTDOWN,  # Proxmox's stopall shuts down by vzshutdown tasks
+        )
     except CtkitError as err:
         os.write(fd, str(err).encode())
         code = 1

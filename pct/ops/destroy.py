@@ -15,17 +15,6 @@ from shared.runtime import lifecycle, lxcapi, mounts, recovery, teardown
 Log = Callable[[str], None]
 
 
-def _check(vmid: int, force: bool) -> bool:
-    with config_lock(vmid):
-        conf = store.load(vmid)
-        store.check_protection(conf, f"can't remove CT {vmid}")
-        _check_lock(conf)
-        running = lxcapi.is_running(vmid)
-        if running and not force:
-            raise StateError(f"unable to destroy CT {vmid} - container is running")
-        return running
-
-
 def _check_lock(conf: Config) -> None:
     """Any lock refuses, but that of a destroy that failed half-way: this one finishes it."""
     if conf.lock != teardown.LOCK:
@@ -46,16 +35,18 @@ def destroy(
         if purge:
             teardown.remove_from_jobs(vmid, log)
         return
-    if _check(vmid, force):
-        log(f"forced to stop CT {vmid} before destroying!")
-        lifecycle.stop(vmid)
+    # one hold of the lock from the checks through the stop to the last volume: no start gets in
+    # between (as Proxmox's)
     with config_lock(vmid):
         conf = store.load(vmid)
-        _check_lock(conf)
-        # made again under the lock the volumes go under: a start may have won the lock since
         store.check_protection(conf, f"can't remove CT {vmid}")
+        _check_lock(conf)
         if lxcapi.is_running(vmid):
-            raise StateError(f"unable to destroy CT {vmid} - container is running")
+            if not force:
+                raise StateError(f"unable to destroy CT {vmid} - container is running")
+            log(f"forced to stop CT {vmid} before destroying!")
+            lifecycle.kill_held(conf)
+            conf = store.load(vmid)  # with the pending changes the stop applied
         # a CT that stopped a moment ago (by itself, or by another command) may still hold the
         # loop devices of its raw volumes: freeing one would find it in use
         mounts.wait_released(conf)

@@ -203,7 +203,11 @@ def _transfer(
             down = time.monotonic()
             if run.running:
                 lifecycle.shutdown(
-                    run.vmid, timeout=run.opts.timeout, force_stop=True, skiplock=True
+                    run.vmid,
+                    timeout=run.opts.timeout,
+                    force_stop=True,
+                    skiplock=True,
+                    task="migrate",
                 )
             for vol in vols:
                 receiver = receivers.pop((vol.volid, passes - 1), None)

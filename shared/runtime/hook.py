@@ -79,8 +79,7 @@ def idmap_after(conf: Config) -> Callable[[MountPoint, Path], None]:
 
 
 def post_stop(vmid: int, target: str | None) -> None:
-    from . import hookscript
-    from .lifecycle import apply_pending_all
+    from . import hookscript, stopper
     from .mounts import unmount_below
     from .mpstage import unstage_all
 
@@ -89,18 +88,28 @@ def post_stop(vmid: int, target: str | None) -> None:
     conf = store.load_or_none(vmid)
     if conf is None:
         return
+    if stopper.current(vmid) is None:  # else the stopper holds the lock, and applies them
+        conf = _apply_pending(vmid) or conf
+    hookscript.run(conf, "post-stop", fatal=False)
+    if target == "reboot":
+        spawn_restart(vmid)
+
+
+def _apply_pending(vmid: int) -> Config | None:
+    """The config with its pending changes applied, or None when it stays locked."""
+    from .lifecycle import apply_pending_all
+
     try:
         with config_lock(vmid, timeout=10):
             conf = store.load(vmid)
             if apply_pending_all(conf):
                 store.save(conf)
+            return conf
     except LockError:
         print(
             "WARN: config locked - pending changes are applied at the next start", file=sys.stderr
         )
-    hookscript.run(conf, "post-stop", fatal=False)
-    if target == "reboot":
-        spawn_restart(vmid)
+        return None
 
 
 def spawn_restart(vmid: int) -> None:

@@ -1,17 +1,20 @@
 """Start, stop, shut down and reboot containers (pct start/stop/shutdown/reboot, vzdump).
 
-Every operation checks state and the config ``lock:`` under the per-container flock. The flock
-is released before waiting for LXC to stop the container, because the post-stop hook takes it to
-apply pending changes.
+Every operation checks state and the config ``lock:`` under the per-container flock, and holds
+it until the container is started, or stopped and its monitor gone (as Proxmox does): nothing
+gets in between. The post-stop hook would wait for that lock to apply the pending changes; the
+stop's note (:mod:`.stopper`) tells it that the stopper applies them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import atomic, paths, signals
 from ..ctconfig import store
@@ -21,7 +24,7 @@ from ..errors import CommandError, ConfigError, StateError
 from ..locks import config_lock
 from ..printable import printable
 from ..storage.hostreach import set_host_reach
-from . import hookscript, lxcapi
+from . import hookscript, lxcapi, stopper
 from .cgroups import CGroup, Layout, detect_layout, memsw_supported
 from .ctview import lxc_view
 from .guestview import config_idmap, config_root_ids
@@ -39,6 +42,7 @@ Log = Callable[[str], None]
 MAX_WAIT = (1 << 31) - 1  # seconds: longer timeouts and delays overflow LXC's and sleep's types
 START_TIMEOUT = 10.0
 ABORT_WAIT = 10.0  # seconds for LXC's monitor of a failed start to end (its post-stop hooks)
+MONITOR_WAIT = 30.0  # seconds for the monitor of a stopped CT to end (its post-stop hooks)
 
 
 def _stderr(msg: str) -> None:
@@ -122,35 +126,56 @@ def start(vmid: int, *, skiplock: bool = False, debug: bool = False, log: Log = 
     """Start a stopped CT; with ``debug`` (or ``debug: 1``) LXC logs at DEBUG level to
     :func:`debug_log_file` and a failed start prints that log, as Proxmox does."""
     with config_lock(vmid):
-        conf = store.load(vmid)
-        _check_start(conf, skiplock)
-        if apply_pending_all(conf, log):
-            store.save(conf)
-        check_start_config(conf, log)
-        write_lxc_config(conf)
-        debug = debug or conf.get("debug") is True
-        CGroup(vmid).remove_stale()
-        if not left_host():  # else checked as this process left it (namespace)
-            ensure_shared_root()
-        paths.run_dir().mkdir(parents=True, exist_ok=True)
-        stale_files = (hook_error_file(vmid), warnings_file(vmid), debug_log_file(vmid))
-        for stale in (*stale_files, paths.lxc_dir(vmid) / "lxc.log"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        if skiplock:
-            skiplock_file(vmid).touch()
-        hookscript.run(conf, "pre-start", fatal=True)
-        debug_log = debug_log_file(vmid) if debug else None
-        ok = lxcapi.start_daemon(vmid, debug_log=debug_log)
-        ok = ok and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
+        started = _start_held(vmid, skiplock=skiplock, debug=debug, log=log)
+    _after_start(started, log)
+
+
+class _Started(NamedTuple):
+    conf: Config
+    ok: bool
+    debug_log: Path | None
+
+
+def _start_held(vmid: int, *, skiplock: bool, debug: bool, log: Log = _stderr) -> _Started:
+    """The start's work under the config lock (held by the caller): checks, pending changes,
+    the LXC config, the pre-start hookscript, and LXC's start until RUNNING."""
+    conf = store.load(vmid)
+    _check_start(conf, skiplock)
+    if apply_pending_all(conf, log):
+        store.save(conf)
+    check_start_config(conf, log)
+    write_lxc_config(conf)
+    debug = debug or conf.get("debug") is True
+    CGroup(vmid).remove_stale()
+    if not left_host():  # else checked as this process left it (namespace)
+        ensure_shared_root()
+    paths.run_dir().mkdir(parents=True, exist_ok=True)
+    stale_files = (hook_error_file(vmid), warnings_file(vmid), debug_log_file(vmid))
+    # a stop's note left by a killed stopper: whoever holds the lock now stops nothing
+    for stale in (*stale_files, paths.lxc_dir(vmid) / "lxc.log", stopper.note_file(vmid)):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    if skiplock:
+        skiplock_file(vmid).touch()
+    hookscript.run(conf, "pre-start", fatal=True)
+    debug_log = debug_log_file(vmid) if debug else None
+    ok = lxcapi.start_daemon(vmid, debug_log=debug_log)
+    ok = ok and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
+    return _Started(conf, ok, debug_log)
+
+
+def _after_start(started: _Started, log: Log) -> None:
+    """What follows a start outside the lock: the failure's reasons, or the warnings and the
+    post-start hookscript."""
+    conf, vmid = started.conf, started.conf.vmid
     with contextlib.suppress(FileNotFoundError):
         skiplock_file(vmid).unlink()
-    if not ok:
+    if not started.ok:
         _settle_failed_start(vmid, conf)
         for line in start_failure_reason(vmid):
             log(line)
-        if debug_log is not None:
-            _print_debug_log(debug_log, log)
+        if started.debug_log is not None:
+            _print_debug_log(started.debug_log, log)
         raise CommandError(f"startup for container '{vmid}' failed")
     _print_warnings(vmid, log)
     hookscript.run(conf, "post-start", fatal=False, warn=log)
@@ -201,13 +226,13 @@ def _print_warnings(vmid: int, log: Log) -> None:
 
 
 def _check_stop(vmid: int, skiplock: bool, not_running: str) -> Config:
-    with config_lock(vmid):
-        conf = store.load(vmid)
-        if not lxcapi.is_running(vmid):
-            raise StateError(not_running)
-        if not skiplock and conf.lock != "mounted":
-            store.check_lock(conf)
-        return conf
+    """A stop's checks, under the config lock (held by the caller)."""
+    conf = store.load(vmid)
+    if not lxcapi.is_running(vmid):
+        raise StateError(not_running)
+    if not skiplock and conf.lock != "mounted":
+        store.check_lock(conf)
+    return conf
 
 
 def thaw_if_frozen(vmid: int) -> None:
@@ -219,16 +244,54 @@ def thaw_if_frozen(vmid: int) -> None:
             cgroup.thaw()
 
 
-def stop(vmid: int, *, skiplock: bool = False, log: Log = _stderr) -> None:
-    """Hard stop (``lxc-stop --kill``)."""
-    conf = _check_stop(vmid, skiplock, f"CT {vmid} not running")
-    hookscript.run(conf, "pre-stop", fatal=False, warn=log)
-    thaw_if_frozen(vmid)
-    lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's stop() for ever
-    lxcapi.container(vmid).stop()
-    if not lxcapi.wait_state(vmid, "STOPPED", 30):
-        raise CommandError(f"unable to stop CT {vmid}")
+def stop(
+    vmid: int, *, skiplock: bool = False, overrule_shutdown: bool = False, log: Log = _stderr
+) -> None:
+    """Hard stop (``lxc-stop --kill``); ``overrule_shutdown`` first aborts a ``pct shutdown``
+    of the CT, which would hold the lock until its timeout."""
+    if overrule_shutdown:
+        _overrule_shutdown(vmid, log)
+    with config_lock(vmid):
+        conf = _check_stop(vmid, skiplock, f"CT {vmid} not running")
+        kill_held(conf, log=log)
+
+
+def kill_held(conf: Config, *, log: Log = _stderr) -> None:
+    """Hard-stop the running CT of ``conf`` under the config lock (held by the caller, who
+    loaded ``conf`` under it); returns once it is down, as :func:`settle_stopped` says."""
+    vmid = conf.vmid
+    with stopper.noted(vmid, "stop"):
+        hookscript.run(conf, "pre-stop", fatal=False, warn=log)
+        thaw_if_frozen(vmid)
+        lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's stop() for ever
+        lxcapi.container(vmid).stop()
+        if not lxcapi.wait_state(vmid, "STOPPED", 30):
+            raise CommandError(f"unable to stop CT {vmid}")
+        settle_stopped(conf, log)
+
+
+def settle_stopped(conf: Config, log: Log = _stderr) -> None:
+    """After LXC reported the CT STOPPED, under the lock and the stop's note: wait (bounded)
+    for its monitor to end (the post-stop hook unmounts and runs the hookscript), then for its
+    raw volumes to be let go, and apply the pending changes the hook left to us (the note)."""
+    vmid = conf.vmid
+    deadline = time.monotonic() + MONITOR_WAIT
+    while lxcapi.monitor_alive(vmid) and time.monotonic() < deadline:
+        signals.raise_if_interrupted()  # (a worker thread of a parallel backup)
+        time.sleep(0.02)
     wait_released(conf)
+    fresh = store.load_or_none(vmid)
+    if fresh is not None and apply_pending_all(fresh, log):
+        store.save(fresh)
+
+
+def _overrule_shutdown(vmid: int, log: Log) -> None:
+    holder = stopper.current(vmid)
+    if holder is None or holder.task != stopper.SHUTDOWN:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(holder.pid, signal.SIGTERM)  # it ends its wait and lets go of the lock
+    log(f"overruled vzshutdown tasks: {holder.pid}")
 
 
 def shutdown(
@@ -239,9 +302,20 @@ def shutdown(
     skiplock: bool = False,
     log: Log = _stderr,
     not_running: str | None = None,
+    task: str = "other",
 ) -> None:
-    """Clean shutdown; without ``force_stop`` a CT still running after ``timeout`` keeps running."""
-    conf = _check_stop(vmid, skiplock, not_running or f"CT {vmid} not running")
+    """Clean shutdown; without ``force_stop`` a CT still running after ``timeout`` keeps running.
+
+    ``task`` names it in the stop's note: :data:`stopper.SHUTDOWN` for one that
+    ``pct stop --overrule-shutdown`` may abort."""
+    with config_lock(vmid):
+        conf = _check_stop(vmid, skiplock, not_running or f"CT {vmid} not running")
+        with stopper.noted(vmid, task):
+            _shut_down_held(conf, timeout, force_stop, log)
+
+
+def _shut_down_held(conf: Config, timeout: int, force_stop: bool, log: Log) -> None:
+    vmid = conf.vmid
     hookscript.run(conf, "pre-stop", fatal=False, warn=log)
     thaw_if_frozen(vmid)
     lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's shutdown() for ever
@@ -261,12 +335,15 @@ def shutdown(
         ct.stop()
         if not lxcapi.wait_state(vmid, "STOPPED", 30):
             raise CommandError(f"unable to stop CT {vmid}")
-    wait_released(conf)
+    settle_stopped(conf, log)
 
 
 def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None:
-    """Shutdown (killed after the timeout), then a fresh start so pending changes apply."""
-    shutdown(
-        vmid, timeout=timeout or 60, force_stop=True, log=log, not_running=f"VM {vmid} not running"
-    )
-    start(vmid, log=log)
+    """Shutdown (killed after the timeout), then a fresh start so pending changes apply: both
+    under one hold of the config lock, as Proxmox's, so nothing starts between them."""
+    with config_lock(vmid):
+        conf = _check_stop(vmid, False, f"VM {vmid} not running")
+        with stopper.noted(vmid, "reboot"):
+            _shut_down_held(conf, timeout or 60, True, log)
+        started = _start_held(vmid, skiplock=False, debug=False, log=log)
+    _after_start(started, log)

@@ -407,7 +407,6 @@ def _delete_steps(
 # --- rollback -------------------------------------------------------------------------------
 
 ROLLBACK_DROP = ("snapstate", "snaptime", "vmstate", "lock", "digest", "description")
-STOP_WAIT = 10.0
 
 
 def _rollback_snapshot(conf: Config, name: str) -> Section:
@@ -432,25 +431,11 @@ def _check_rollback_possible(section: Section, name: str) -> None:
             raise StorageError(f"snapshot '{name}' of volume '{mp.volume}' does not exist")
 
 
-def _stop_for_rollback(vmid: int, log: Log) -> None:
-    """Hard-stop a running CT and wait until its monitor (and post-stop hook) is gone."""
-    with contextlib.suppress(CtkitError):
-        lifecycle.stop(vmid, skiplock=True, log=log)
-    deadline = time.monotonic() + STOP_WAIT
-    while lxcapi.monitor_alive(vmid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _lock_for_rollback(vmid: int, name: str) -> Section:
-    with config_lock(vmid):
-        conf = store.load(vmid)
-        section = _rollback_snapshot(conf, name)
-        store.check_lock(conf)
-        if lxcapi.is_running(vmid):
-            raise StateError(f"unable to rollback vm {vmid}: vm is running")
-        conf.set("lock", "rollback")
-        store.save(conf)
-        return section
+def _lock_for_rollback(conf: Config) -> None:
+    if lxcapi.is_running(conf.vmid):
+        raise StateError(f"unable to rollback vm {conf.vmid}: vm is running")
+    conf.set("lock", "rollback")
+    store.save(conf)
 
 
 def _rolled_back_values(conf: Config, snap: Section) -> dict[str, str]:
@@ -488,28 +473,33 @@ def rollback(vmid: int, name: str, *, start: bool = False, log: Log = _stderr) -
     rollback that is killed is finished (or, killed before its lock, undone) by the next
     command, from its owner record (:func:`resume_rollback`).
     """
-    with config_lock(vmid):
-        conf = store.load(vmid)
-        section = _rollback_snapshot(conf, name)
-        _check_rollback_possible(section, name)
-        store.check_lock(conf)
-        owner = owners.claim(
-            vmid, ROLLBACK_OP, lock="rollback", snapshot=name, mode="start" if start else ""
-        )
     stopped = locked = False
+    owner: owners.Owner | None = None
     try:
-        if lxcapi.is_running(vmid):
-            owners.update(owner, stopped=True)  # killed before its lock: started again
-            stopped = True
-            _stop_for_rollback(vmid, log)
-        # the lock, the volumes and the config at one go: a signal acts after them (the
-        # rollback done), never between them (volumes rolled back under no owner)
-        with signals.step():
-            section = _lock_for_rollback(vmid, name)
-            locked = True
-            # locked: a kill from here on is finished by recovery, which owes only the
-            # asked-for start (it cannot tell a finished rollback from one that never began)
-            owners.update(owner, stopped=start)
+        with contextlib.ExitStack() as rolling:
+            # a running CT is stopped and locked under one hold of the config lock, as
+            # Proxmox's: a start in between made the rollback fail after a long wait
+            with config_lock(vmid):
+                conf = store.load(vmid)
+                section = _rollback_snapshot(conf, name)
+                _check_rollback_possible(section, name)
+                store.check_lock(conf)
+                owner = owners.claim(
+                    vmid, ROLLBACK_OP, lock="rollback", snapshot=name, mode="start" if start else ""
+                )
+                if lxcapi.is_running(vmid):
+                    owners.update(owner, stopped=True)  # killed before its lock: started again
+                    stopped = True
+                    lifecycle.kill_held(conf, log=log)
+                    conf = store.load(vmid)  # with the pending changes the stop applied
+                # the lock, the volumes and the config at one go: a signal acts after them (the
+                # rollback done), never between them (volumes rolled back under no owner)
+                rolling.enter_context(signals.step())
+                _lock_for_rollback(conf)
+                locked = True
+                # locked: a kill from here on is finished by recovery, which owes only the
+                # asked-for start (it cannot tell a finished rollback from one that never began)
+                owners.update(owner, stopped=start)
             _roll_volumes(section, name)
             _finish_rollback(vmid, name)
     except BaseException:
@@ -518,7 +508,8 @@ def rollback(vmid: int, name: str, *, start: bool = False, log: Log = _stderr) -
                 _start_again(vmid, log)
         raise
     finally:
-        owners.release(owner)
+        if owner is not None:
+            owners.release(owner)
     if start:
         lifecycle.start(vmid, log=log)
 

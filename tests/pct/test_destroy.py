@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shared import paths
-from tests.pct.conftest import Containers, Pct, leftovers, stop_by_itself
+from tests.pct.conftest import PCT, Containers, Pct, leftovers, stop_by_itself
 
 pytestmark = pytest.mark.lxc
 
@@ -244,4 +245,36 @@ def test_a_ct_that_stopped_by_itself_is_destroyed_at_once(
     res = pct("destroy", vmid, check=False)
     assert res.rc == 0, res.text
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
+    assert leftovers(ctroot) == []
+
+
+def test_a_start_during_a_forced_destroy_finds_it_gone(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, tmp_path: Path
+) -> None:
+    """``destroy --force`` stops the running container and frees its volumes under one hold
+    of the config lock, as Proxmox's: a ``pct start`` made meanwhile waits and finds no
+    container. It used to get in between: the destroy failed, or the start."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    stopped = tmp_path / "stopped"
+    snippets = ctroot / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True)
+    hook = snippets / "hold.sh"
+    # the post-stop phase keeps the monitor alive, and the destroy waits for the monitor
+    hook.write_text(f'#!/bin/sh\n[ "$2" = post-stop ] && touch {stopped} && sleep 3\nexit 0\n')
+    hook.chmod(0o755)
+    pct("set", vmid, "--hookscript", "local:snippets/hold.sh")
+    pct("start", vmid)
+    destroy = subprocess.Popen(
+        [str(PCT), "destroy", str(vmid), "--force"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not stopped.exists():
+        assert destroy.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    started = pct("start", vmid, check=False)
+    out, err = destroy.communicate(timeout=60)
+    assert destroy.returncode == 0, out + err
+    assert started.rc != 0 and "does not exist" in started.err, started.text
+    assert not paths.ct_conf(vmid).exists() and not paths.lxc_dir(vmid).exists()
     assert leftovers(ctroot) == []

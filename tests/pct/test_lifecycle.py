@@ -202,6 +202,90 @@ def test_a_slow_shutdown_leaves_the_other_threads_running(
     assert pct("status", ct).out == "status: stopped\n"
 
 
+HALT_NOTED_INIT = """#!/bin/sh
+trap 'touch /halting; sleep 2; exit 0' PWR
+mount -t tmpfs tmpfs /run 2>/dev/null
+while :; do sleep 1 & wait $!; done
+"""
+VZDUMP = Path(PCT).parent / "vzdump"
+
+
+def halting(rootfs: Path, proc: subprocess.Popen[str]) -> None:
+    """Wait until the CT's init got the halt signal (it notes it in /halting)."""
+    deadline = time.monotonic() + 30
+    while not (rootfs / "halting").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+
+
+def test_a_backup_during_a_reboot_finds_the_container_running(
+    pct: Pct, ct: int, images: Images, tmp_path: Path
+) -> None:
+    """The reboot holds the config lock from its shutdown through its start, as Proxmox's: a
+    stop-mode backup made meanwhile waits, then stops, backs up and starts the container. It
+    used to get in between: it found the container down and backed it up as it was, and the
+    reboot's start was refused (``CT is locked (backup)``): the container stayed stopped."""
+    rootfs = images(ct) / f"subvol-{ct}-disk-0.subvol"
+    (rootfs / "sbin/init").write_text(HALT_NOTED_INIT)
+    pct("start", ct)
+    old_pid = lxcapi.init_pid(ct)
+    reboot = subprocess.Popen(
+        [str(PCT), "reboot", str(ct)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    halting(rootfs, reboot)
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    backup = subprocess.run(
+        [str(VZDUMP), str(ct), "--mode", "stop", "--dumpdir", str(dump)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    out, err = reboot.communicate(timeout=60)
+    assert reboot.returncode == 0, out + err
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert "stopping virtual guest" in backup.stdout + backup.stderr  # it found it running
+    assert len(list(dump.glob(f"vzdump-lxc-{ct}-*.tar"))) == 1
+    assert pct("status", ct).out == "status: running\n"
+    assert lxcapi.init_pid(ct) != old_pid
+    assert "lock:" not in pct("config", ct).out
+
+
+def test_stop_overrules_a_shutdown_that_holds_the_lock(pct: Pct, ct: int, ctroot: Path) -> None:
+    """A shutdown holds the config lock until the container is down (at most its timeout); a
+    ``pct stop --overrule-shutdown`` aborts it and stops the container at once."""
+    from shared.runtime import stopper
+
+    append_conf(ctroot, ct, "lxc.signal.halt: SIGWINCH\n")  # the init ignores the halt
+    pct("start", ct)
+    shutdown = subprocess.Popen(
+        [str(PCT), "shutdown", str(ct), "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert wait_for(lambda: stopper.current(ct) == (shutdown.pid, stopper.SHUTDOWN), 30)
+    began = time.monotonic()
+    res = pct("stop", ct, "--overrule-shutdown", "1")
+    assert f"overruled vzshutdown tasks: {shutdown.pid}\n" in res.text
+    assert time.monotonic() - began < 8
+    _out, err = shutdown.communicate(timeout=30)
+    assert shutdown.returncode == 130 and err == "interrupted by signal\n", err
+    assert pct("status", ct).out == "status: stopped\n"
+    assert stopper.current(ct) is None and not stopper.note_file(ct).exists()
+    assert leftovers(ctroot) == []
+
+
+def test_a_plain_stop_applies_the_pending_changes_without_waiting_for_its_hook(
+    pct: Pct, ct: int, conf_text: Callable[[int], str]
+) -> None:
+    """The post-stop hook leaves the pending changes to the stop that holds the lock (the
+    stop's note): waiting for that lock, it held every stop for 10 s."""
+    pct("start", ct)
+    pct("set", ct, "--tty", "4")
+    assert "[pve:pending]\ntty: 4\n" in conf_text(ct)
+    began = time.monotonic()
+    pct("stop", ct)
+    assert time.monotonic() - began < 5
+    assert "pve:pending" not in conf_text(ct) and "tty: 4\n" in conf_text(ct)
+
+
 def test_cases_48_49_ostype_mismatch_warns_and_pve_ignore_is_honoured(
     pct: Pct, vmid: int, debian_template: Path, images: Images, ctroot: Path
 ) -> None:

@@ -734,6 +734,31 @@ def test_a_rollback_killed_while_stopping_the_ct_starts_it_again(
     assert_running_not_rolled_back(pct, vmid, ctroot)
 
 
+def test_a_start_during_a_rollbacks_stop_waits_for_the_rollback(
+    pct: Pct, bt_ct: int, ctroot: Path, tmp_path: Path
+) -> None:
+    """The rollback stops the running container and locks it under one hold of the config
+    lock, as Proxmox's: a ``pct start`` made meanwhile waits, and finds the rollback's lock
+    (or, later, the rolled-back container). It used to get in between: the rollback failed
+    after a long wait, and the container ran what the snapshot was to replace."""
+    vmid = bt_ct
+    proc, stopped = rollback_stopping_the_ct(pct, vmid, ctroot, tmp_path)
+    deadline = time.monotonic() + 60
+    while not stopped.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    began = time.monotonic()
+    started = pct("start", vmid, check=False)  # the hook holds the stopped CT for 4 s more
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert time.monotonic() - began < 20
+    assert started.rc == 0 or started.err == "CT is locked (rollback)\n", started.text
+    assert load(vmid).lock is None and load(vmid).parent == "s1"
+    pct("start", vmid, check=False)  # (refused above: started now)
+    assert pct("status", vmid).out == "status: running\n"
+    assert pct("exec", vmid, "--", "cat", "/marker").out == "then\n"
+
+
 def test_a_killed_delsnapshot_keeps_a_volume_only_the_snapshot_named(
     pct: Pct, bt_ct: int, ctroot: Path, tmp_path: Path
 ) -> None:

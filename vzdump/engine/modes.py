@@ -139,7 +139,9 @@ def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
             shutdown_sent = True
             from shared.runtime import lifecycle  # the start machinery: only for a running CT
 
-            lifecycle.shutdown(run.vmid, timeout=stopwait * 60, skiplock=True, log=run.log)
+            lifecycle.shutdown(
+                run.vmid, timeout=stopwait * 60, skiplock=True, log=run.log, task="backup"
+            )
             # never archive a container that is still running: the restart flag is set only
             # once it is really down (§4.2, case 16)
             if not lxcapi.wait_state(run.vmid, "STOPPED", STOP_GRACE):
