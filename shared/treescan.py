@@ -12,10 +12,11 @@ the size and a second one for the check took 0.56 s.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_FOREIGN = 100  # directories named in a scan; a tree may hold any number
 
 
 @dataclass
@@ -24,6 +25,9 @@ class TreeScan:
     size: int = 0  # apparent bytes of the regular files
     allocated: int = 0  # allocated bytes of every entry (a hard-linked file once per name)
     foreign: Path | None = None  # the first directory below on another device (not entered)
+    # every such directory, in walk order, the first MAX_FOREIGN of them
+    foreign_dirs: list[Path] = field(default_factory=list)
+    foreign_count: int = 0  # how many there are in all
 
 
 def scan_tree(root: Path, *, stop_at_foreign: bool = False, sizes: bool = True) -> TreeScan:
@@ -71,9 +75,17 @@ def _scan_dir(
                         out.size += st.st_size
                 elif st.st_dev == device:
                     stack.append(os.path.join(path, entry.name))
-                elif out.foreign is None:
-                    out.foreign = Path(path, entry.name)
+                else:
+                    _foreign(out, Path(path, entry.name))
                     found = True
     except OSError:
         pass
     return found
+
+
+def _foreign(out: TreeScan, path: Path) -> None:
+    if out.foreign is None:
+        out.foreign = path
+    if out.foreign_count < MAX_FOREIGN:
+        out.foreign_dirs.append(path)
+    out.foreign_count += 1

@@ -74,3 +74,17 @@ def test_directories_only(tree: Path, with_mount: Path) -> None:
 
 def test_a_root_that_is_a_symlink_is_not_followed(tree: Path) -> None:
     assert scan_tree(tree / "link-to-dir").entries == 0
+
+
+def test_every_foreign_directory_is_named_up_to_the_bound(
+    tree: Path, mount_tmpfs: Callable[[Path, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared import treescan
+
+    mounts = {mount_tmpfs(tree / name, "1m") for name in ("a/m1", "a/b/m2", "empty/m3")}
+    scan = scan_tree(tree, sizes=False)
+    assert set(scan.foreign_dirs) == mounts and scan.foreign_count == 3
+    assert scan.foreign in mounts
+    monkeypatch.setattr(treescan, "MAX_FOREIGN", 2)
+    bounded = scan_tree(tree, sizes=False)
+    assert len(bounded.foreign_dirs) == 2 and bounded.foreign_count == 3

@@ -34,7 +34,7 @@ from shared.tasklog import Progress, timestamp
 from .. import notes
 from ..options import BackupOptions, exclude_patterns
 from ..report import GuestResult
-from . import modes, retention
+from . import modes, nested, retention
 from .hooks import Hooks
 from .log import JobLog
 from .target import (
@@ -283,6 +283,8 @@ class GuestBackup:
         self.log.info(f"CT Name: {self.name}")
         for line in mountpoint_lines(run.conf)[2]:
             self.log.info(line)
+        for line in nested.left_out(run.included):
+            self.log.warn(line)
 
     def _mode_lines(self, mode: str) -> None:
         self.log.info(f"backup mode: {mode}")

@@ -442,3 +442,35 @@ def test_stop_mode_waits_for_the_loop_device_a_stop_leaves_behind(
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert len(archives(host.dumpdir, ct.vmid)) == 1
+
+
+@pytest.mark.parametrize("mode", ["stop", "snapshot", "suspend"])
+def test_a_subvolume_inside_the_volume_is_named_as_left_out(
+    host: Host, btrfs: Path, mode: str
+) -> None:
+    """A btrfs subvolume made inside the container (docker's btrfs driver, systemd's
+    /var/lib/machines) is archived as an empty directory, as on Proxmox (``--one-file-system``);
+    the backup says so in its log, where Proxmox says nothing."""
+    ct = host.create(rootfs="bt:0", start=mode != "stop")
+    nested = ct.volume() / "var/lib/machines"
+    nested.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["btrfs", "-q", "subvolume", "create", str(nested)], check=True)
+    try:
+        ct.write("var/lib/machines/image.raw", b"left out")
+        ct.write("var/lib/kept", b"archived")
+        res = vzdump(str(ct.vmid), "--storage", "bt", "--mode", mode)
+        assert res.rc == 0, res.err
+        archive = only_archive(btrfs / "dump", ct.vmid)
+        msgs = log_messages(logfile(archive))
+        warning = (
+            "WARN: '/var/lib/machines' is another file system (a btrfs subvolume) inside "
+            "rootfs: the backup holds it as an empty directory"
+        )
+        assert warning in msgs and warning in res.lines
+        assert msgs.index(warning) < msgs.index(f"INFO: backup mode: {mode}") or mode != "snapshot"
+        members = {m.name for m in tar_list(archive)}
+        assert "./var/lib/kept" in members and "./var/lib/machines/image.raw" not in members
+        assert members & {"./var/lib/machines", "./var/lib/machines/"}  # the empty directory
+        assert res.lines[-1] == "INFO: Backup job finished successfully"
+    finally:
+        subprocess.run(["btrfs", "-q", "subvolume", "delete", str(nested)], check=False)

@@ -1,0 +1,71 @@
+"""The file systems inside a backed-up volume that the backup leaves out, named in its log.
+
+tar and rsync run with ``--one-file-system`` (Proxmox's flags), so a directory on another file
+system is archived empty. On btrfs that is every subvolume made inside the container: docker's
+btrfs driver, systemd-nspawn's ``/var/lib/machines``, a ``btrfs subvolume create`` by hand.
+Proxmox backs them up empty without a word; the backup warns here, before it starts, so that
+no one finds out at restore time. Only volumes on btrfs are walked (directories only): on other
+file systems a volume holds no such directory, and the walk would cost every backup.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from shared.ctconfig.mountpoints import MountPoint
+from shared.errors import CtkitError
+from shared.storage.api import volume_path
+from shared.storage.config import load_config
+from shared.treescan import scan_tree
+
+BTRFS_MAGIC = 0x9123683E  # <linux/magic.h>
+NAMED = 10  # directories named a volume; the rest are counted
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def left_out(included: Sequence[MountPoint]) -> list[str]:
+    """One warning line per directory the backup will archive empty, volume by volume."""
+    lines: list[str] = []
+    cfg = None
+    for mp in included:
+        if mp.type != "volume":
+            continue
+        cfg = cfg or load_config()
+        try:
+            path = volume_path(mp.volume, cfg=cfg)
+        except CtkitError:
+            continue  # the backup itself says what is wrong with it
+        if _on_btrfs(path):
+            lines += _volume_lines(mp, path)
+    return lines
+
+
+def _on_btrfs(path: Path) -> bool:
+    from shared.pseudofs import fs_magic  # (ctypes: only for a volume that is a directory)
+
+    try:
+        fd = os.open(path, _OPEN_DIR)  # an image file, or a link, is no tree to walk
+    except OSError:
+        return False
+    try:
+        return fs_magic(fd) == BTRFS_MAGIC
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _volume_lines(mp: MountPoint, path: Path) -> list[str]:
+    scan = scan_tree(path, sizes=False)
+    where = PurePosixPath(mp.path if mp.key != "rootfs" else "/")
+    names = sorted(str(where / found.relative_to(path)) for found in scan.foreign_dirs)
+    lines = [
+        f"'{name}' is another file system (a btrfs subvolume) inside {mp.key}: "
+        "the backup holds it as an empty directory"
+        for name in names[:NAMED]
+    ]
+    if scan.foreign_count > NAMED:
+        lines.append(f"{mp.key}: {scan.foreign_count - NAMED} more such directories")
+    return lines
