@@ -283,6 +283,8 @@ class GuestBackup:
         self.log.info(f"CT Name: {self.name}")
         for line in mountpoint_lines(run.conf)[2]:
             self.log.info(line)
+        if self.restic is not None and run.mode == "stop":
+            return  # restic reads the mounted tree across file systems: nothing is left out
         for line in nested.left_out(run.included):
             self.log.warn(line)
 

@@ -1,11 +1,13 @@
 """The file systems inside a backed-up volume that the backup leaves out, named in its log.
 
-tar and rsync run with ``--one-file-system`` (Proxmox's flags), so a directory on another file
-system is archived empty. On btrfs that is every subvolume made inside the container: docker's
-btrfs driver, systemd-nspawn's ``/var/lib/machines``, a ``btrfs subvolume create`` by hand.
-Proxmox backs them up empty without a word; the backup warns here, before it starts, so that
-no one finds out at restore time. Only volumes on btrfs are walked (directories only): on other
-file systems a volume holds no such directory, and the walk would cost every backup.
+tar and rsync run with ``--one-file-system`` (Proxmox's flags), and a btrfs snapshot holds no
+nested subvolume, so a directory on another file system is archived empty (restic, which reads a
+stop-mode tree across file systems, is the exception). On btrfs that is every subvolume made
+inside the container: docker's btrfs driver, systemd-nspawn's ``/var/lib/machines``, a ``btrfs
+subvolume create`` by hand. Proxmox backs them up empty without a word; the backup warns here,
+before it starts, so that no one finds out at restore time. Only volumes on btrfs are walked
+(directories only): on other file systems a volume holds no such directory, and the walk would
+cost every backup.
 """
 
 from __future__ import annotations

@@ -609,3 +609,27 @@ def test_two_storages_on_one_repository_never_share_a_volume_id(rhost: Host) -> 
     epoch = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
     taken = time.strftime("%Y_%m_%d-%H_%M_%S", time.localtime(epoch))  # as the log names
     assert len(planted) == 2 and taken > planted[-1]
+
+
+@pytest.mark.parametrize("mode", ["stop", "snapshot"])
+def test_a_subvolume_inside_the_volume_with_restic(host: Host, btrfs: Path, mode: str) -> None:
+    """restic reads a stop-mode backup's tree across file systems (the container's mount
+    points are in it): a btrfs subvolume inside the volume is in the backup, and no warning
+    says otherwise. A snapshot of the volume holds it empty, and the warning says so."""
+    add_storage(host.root)
+    ct = host.create(rootfs="bt:0", start=mode == "snapshot")
+    nested = ct.volume() / "var/lib/machines"
+    nested.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["btrfs", "-q", "subvolume", "create", str(nested)], check=True)
+    try:
+        ct.write("var/lib/machines/image.raw", b"inside")
+        res = vzdump(str(ct.vmid), "--storage", "offsite", "--mode", mode)
+        assert res.rc == 0, res.err
+        warned = any("'/var/lib/machines' is another file system" in ln for ln in res.lines)
+        paths = {json.loads(line)["path"] for line in
+                 restic_cmd(host.root, "ls", "--json", "latest").splitlines()[1:]}  # fmt: skip
+        assert "/rootfs/var/lib/machines" in paths
+        inside = "/rootfs/var/lib/machines/image.raw" in paths
+        assert (inside, warned) == ((True, False) if mode == "stop" else (False, True))
+    finally:
+        subprocess.run(["btrfs", "-q", "subvolume", "delete", str(nested)], check=False)
