@@ -153,12 +153,21 @@ class Storage:
                     f"unable to activate storage '{self.id}' - directory '{path}' does not "
                     "exist or is unreachable"
                 )
-            path.mkdir(parents=True, exist_ok=True)
+            self._make_dir(path)
         self._check_mountpoint()
         if self._flag("create-subdirs", self._flag("mkdir")):
             for vtype in VTYPE_SUBDIRS:
                 if vtype in self.content or (vtype == "backup" and "rootdir" in self.content):
-                    self.subdir(vtype).mkdir(parents=True, exist_ok=True)
+                    self._make_dir(self.subdir(vtype))
+
+    def _make_dir(self, path: Path) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a full or read-only storage: one line, not a traceback
+            raise StorageError(
+                f"unable to activate storage '{self.id}' - unable to create directory "
+                f"'{path}': {err.strerror or err}"
+            ) from None
 
     def _check_mountpoint(self) -> None:
         value = self.props.get("is_mountpoint")

@@ -6,6 +6,7 @@ import os
 import re
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,19 @@ def test_free_refuses_mounted_volumes(ctroot: Path, tmp_path: Path) -> None:
             volumes.free_volume(volid)
         assert volumes.free_volume(volid)
     assert os.listdir(target) == []
+
+
+def test_a_storage_that_cannot_make_its_directories_says_so_in_one_line(
+    ctroot: Path, write_cfg: WriteCfg, mount_tmpfs: Callable[[Path, str], Path]
+) -> None:
+    """A full or read-only storage: the content directories cannot be made. Every command
+    that allocated on it (create, set --mpN, restore) ended in a traceback."""
+    small = mount_tmpfs(ctroot / "mnt/small", "1m")
+    subprocess.run(["mount", "-o", "remount,ro", str(small)], check=True)
+    write_cfg("dir: small\n\tpath /mnt/small\n\tcontent rootdir,images\n")
+    with pytest.raises(StorageError) as err:
+        volumes.alloc_volume("small", VMID, 0, root_uid=0, root_gid=0)
+    assert str(err.value) == (
+        f"unable to activate storage 'small' - unable to create directory '{small}/images': "
+        "Read-only file system"
+    )
