@@ -10,6 +10,7 @@ Trust comes from pinning fingerprints, not from gpg's web of trust, hence
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 from dataclasses import dataclass
@@ -132,6 +133,17 @@ def _ensure_trustdb(home: Path) -> None:
     )
 
 
+# what gpg reports when its home cannot be written (a full or read-only /etc/pveam)
+_WRITE_ERRORS = tuple(
+    os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+)
+
+
+def _write_failure(stderr: str) -> str | None:
+    """The system error in gpg's report of a failed import, if it names one."""
+    return next((text for text in _WRITE_ERRORS if text in stderr), None)
+
+
 class Keyring:
     """A keyring in ``home`` (created mode 0700); ``home=None`` means gpg's default home."""
 
@@ -176,6 +188,10 @@ class Keyring:
         result = self.gpg.import_keys(data)
         fprs = [r["fingerprint"] for r in result.results if r.get("fingerprint")]
         if not fprs:
+            reason = _write_failure(str(result.stderr or ""))
+            if reason is not None:  # the key was fine: the keyring could not take it
+                where = self.home or "gpg's default home"
+                raise GpgError(f"unable to store the key from '{what}' in '{where}': {reason}")
             raise GpgError(f"no OpenPGP public key could be imported from '{what}'")
         return list(dict.fromkeys(f.upper() for f in fprs))
 

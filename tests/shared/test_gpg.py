@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,22 @@ def test_signature_by_a_signing_subkey_matches_the_primary_pin(keys: TestKeys, t
     assert result.signed_by([primary]) is not None
     assert result.signed_by([info.subkeys[0]]) is not None
     assert result.signed_by([keys.fprs["alice"]]) is None
+
+
+def test_a_keyring_that_cannot_be_written_is_named_not_the_key(
+    keys: TestKeys, tmp_path: Path, mount_tmpfs: Callable[[Path, str], Path]
+) -> None:
+    """A full /etc/pveam: the key was refused as if the file held none."""
+    home = mount_tmpfs(tmp_path / "ring", "256k")
+    ring = Keyring(home)
+    ring.import_file(keys.public["alice"])
+    # the rest of the file system
+    with open(home / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(bytes(4096))
+    with pytest.raises(GpgError) as err:
+        ring.import_file(keys.public["bob"])
+    assert str(err.value) == (
+        f"unable to store the key from '{keys.public['bob']}' in '{home}': No space left on device"
+    )
+    assert [k.fingerprint for k in ring.list_keys()] == [keys.fprs["alice"]]
