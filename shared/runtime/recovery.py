@@ -55,7 +55,8 @@ def recover(vmid: int, log: Log, warn: Log | None = None) -> owners.Owner | None
         if not store.exists(vmid):
             owners.discard(vmid)
             return None
-        log(f"CT {vmid}: {dead.describe()} died without cleaning up - recovering")
+        # killed, or failed where only the next command can finish (a config it could not write)
+        log(f"CT {vmid}: {dead.describe()} ended without cleaning up - recovering")
         problems = _undo(dead, log, warn)
         if problems:
             for problem in problems:

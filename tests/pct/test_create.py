@@ -378,7 +378,7 @@ def test_a_create_killed_while_extracting_is_undone_by_the_next_command(
         "destroy": lambda: pct("destroy", vmid),
         "list": lambda: pct("list"),
     }[then]()
-    assert f"CT {vmid}: create (pid {proc.pid}) died without cleaning up" in res.text, res.text
+    assert f"CT {vmid}: create (pid {proc.pid}) ended without cleaning up" in res.text, res.text
     assert (
         f"CT {vmid}: freed volume 'local:{vmid}/vm-{vmid}-disk-0.raw' the unfinished pct "
         "create allocated" in res.text

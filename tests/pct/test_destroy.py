@@ -226,7 +226,7 @@ def test_a_killed_or_interrupted_destroy_is_finished_by_the_next_command(
         snaps.interrupted_while_btrfs_waits(ctroot, argv, "destroyed", lambda _vmid: conf_text())
     assert "lock: destroyed" in conf_text()
     res = pct("list")
-    assert f"CT {vmid}: destroy (pid " in res.err and "died without cleaning up" in res.err
+    assert f"CT {vmid}: destroy (pid " in res.err and "ended without cleaning up" in res.err
     assert f"CT {vmid}: finished the destroy pct destroy had begun" in res.err, res.err
     assert f"{vmid}" not in res.out
     assert not paths.ct_conf(vmid).exists()

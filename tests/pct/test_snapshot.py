@@ -548,7 +548,7 @@ def test_a_killed_delsnapshot_is_finished_by_the_next_command(
                              conf_text)  # fmt: skip
     assert "snapstate: delete" in conf_text(vmid)
     res = pct("status", vmid)
-    assert f"CT {vmid}: delsnapshot" in res.err and "died without cleaning up" in res.err
+    assert f"CT {vmid}: delsnapshot" in res.err and "ended without cleaning up" in res.err
     assert f"CT {vmid}: removed snapshot 's1'" in res.err
     assert f"CT {vmid}: removed lock 'snapshot-delete'" in res.err
     conf = load(vmid)

@@ -305,7 +305,7 @@ def test_a_template_restore_killed_after_its_conversion_leaves_no_nameless_volum
         assert f"base-{vmid}-disk-{len(old)}.raw" in images(backups.root, vmid)
         res = _pct("list")
         assert res.returncode == 0, res.stderr
-        assert f"CT {vmid}: restore (pid {proc.pid}) died without cleaning up" in res.stderr
+        assert f"CT {vmid}: restore (pid {proc.pid}) ended without cleaning up" in res.stderr
         assert images(backups.root, vmid) == old, res.stderr
         if force:
             assert store.load(vmid).lock is None

@@ -166,7 +166,7 @@ def test_suspend_killed_while_frozen_then_pct_status(host: Host) -> None:
         rc, out, err = pct_run("status", str(ct.vmid))
         assert (rc, out) == (0, "status: running\n"), err
         lines = err.splitlines()
-        assert f"CT {ct.vmid}: vzdump (pid {proc.pid}) died without cleaning up - recovering" in (
+        assert f"CT {ct.vmid}: vzdump (pid {proc.pid}) ended without cleaning up - recovering" in (
             lines
         )
         assert f"CT {ct.vmid}: thawed the container vzdump had frozen" in lines
@@ -221,7 +221,7 @@ def test_suspend_killed_during_its_first_sync_takes_rsync_along(host: Host) -> N
             time.sleep(0.05)
         rc, out, err = pct_run("list")
         assert rc == 0 and f"{ct.vmid:<10} running" in out, err
-        assert f"CT {ct.vmid}: vzdump (pid {proc.pid}) died without cleaning up" in err
+        assert f"CT {ct.vmid}: vzdump (pid {proc.pid}) ended without cleaning up" in err
         assert_recovered(ct, host)
     finally:
         for pid in _rsyncs_writing(tmpdir_name):
@@ -262,7 +262,7 @@ def test_stop_mode_killed_while_stopped_then_pct_start(host: Host) -> None:
         assert lxc_state(ct) == "STOPPED" and "lock: backup" in ct.conf()
         rc, out, err = pct_run("start", str(ct.vmid))
         assert rc == 0, err
-        assert f"CT {ct.vmid}: vzdump (pid {pid}) died without cleaning up - recovering" in out
+        assert f"CT {ct.vmid}: vzdump (pid {pid}) ended without cleaning up - recovering" in out
         assert f"CT {ct.vmid}: restarted the container vzdump had stopped" in out
         assert_recovered(ct, host)
 
