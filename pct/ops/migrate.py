@@ -207,7 +207,7 @@ def _transfer(
                     timeout=run.opts.timeout,
                     force_stop=True,
                     skiplock=True,
-                    task="migrate",
+                    hold_lock=False,  # its lock: migrate keeps other commands off
                 )
             for vol in vols:
                 receiver = receivers.pop((vol.volid, passes - 1), None)

@@ -270,7 +270,7 @@ def kill_held(conf: Config, *, log: Log = _stderr) -> None:
         settle_stopped(conf, log)
 
 
-def settle_stopped(conf: Config, log: Log = _stderr) -> None:
+def settle_stopped(conf: Config, log: Log = _stderr, *, apply_pending: bool = True) -> None:
     """After LXC reported the CT STOPPED, under the lock and the stop's note: wait (bounded)
     for its monitor to end (the post-stop hook unmounts and runs the hookscript), then for its
     raw volumes to be let go, and apply the pending changes the hook left to us (the note)."""
@@ -280,6 +280,8 @@ def settle_stopped(conf: Config, log: Log = _stderr) -> None:
         signals.raise_if_interrupted()  # (a worker thread of a parallel backup)
         time.sleep(0.02)
     wait_released(conf)
+    if not apply_pending:
+        return
     fresh = store.load_or_none(vmid)
     if fresh is not None and apply_pending_all(fresh, log):
         store.save(fresh)
@@ -303,18 +305,27 @@ def shutdown(
     log: Log = _stderr,
     not_running: str | None = None,
     task: str = "other",
+    hold_lock: bool = True,
 ) -> None:
     """Clean shutdown; without ``force_stop`` a CT still running after ``timeout`` keeps running.
 
     ``task`` names it in the stop's note: :data:`stopper.SHUTDOWN` for one that
-    ``pct stop --overrule-shutdown`` may abort."""
+    ``pct stop --overrule-shutdown`` may abort. ``hold_lock=False`` is for a backup's or a
+    migration's shutdown: their ``lock:`` property keeps every other command off, which then
+    says so at once instead of waiting for the flock; the post-stop hook applies the pending
+    changes, as it does after a stop from inside the container."""
     with config_lock(vmid):
         conf = _check_stop(vmid, skiplock, not_running or f"CT {vmid} not running")
-        with stopper.noted(vmid, task):
-            _shut_down_held(conf, timeout, force_stop, log)
+        if hold_lock:
+            with stopper.noted(vmid, task):
+                _shut_down(conf, timeout, force_stop, log)
+            return
+    _shut_down(conf, timeout, force_stop, log, apply_pending=False)
 
 
-def _shut_down_held(conf: Config, timeout: int, force_stop: bool, log: Log) -> None:
+def _shut_down(
+    conf: Config, timeout: int, force_stop: bool, log: Log, *, apply_pending: bool = True
+) -> None:
     vmid = conf.vmid
     hookscript.run(conf, "pre-stop", fatal=False, warn=log)
     thaw_if_frozen(vmid)
@@ -335,7 +346,7 @@ def _shut_down_held(conf: Config, timeout: int, force_stop: bool, log: Log) -> N
         ct.stop()
         if not lxcapi.wait_state(vmid, "STOPPED", 30):
             raise CommandError(f"unable to stop CT {vmid}")
-    settle_stopped(conf, log)
+    settle_stopped(conf, log, apply_pending=apply_pending)
 
 
 def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None:
@@ -344,6 +355,6 @@ def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None
     with config_lock(vmid):
         conf = _check_stop(vmid, False, f"VM {vmid} not running")
         with stopper.noted(vmid, "reboot"):
-            _shut_down_held(conf, timeout or 60, True, log)
+            _shut_down(conf, timeout or 60, True, log)
         started = _start_held(vmid, skiplock=False, debug=False, log=log)
     _after_start(started, log)

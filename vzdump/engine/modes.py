@@ -140,7 +140,7 @@ def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
             from shared.runtime import lifecycle  # the start machinery: only for a running CT
 
             lifecycle.shutdown(
-                run.vmid, timeout=stopwait * 60, skiplock=True, log=run.log, task="backup"
+                run.vmid, timeout=stopwait * 60, skiplock=True, log=run.log, hold_lock=False
             )
             # never archive a container that is still running: the restart flag is set only
             # once it is really down (§4.2, case 16)

@@ -26,6 +26,7 @@ from .conftest import (
     only_archive,
     pct,
     run,
+    start_vzdump,
     tar_list,
     vzdump,
 )
@@ -87,6 +88,35 @@ def test_stop_mode_running_ct(host: Host) -> None:
     assert calls["backup-end"]["STATE"] == "STOPPED"  # backup-end ran before the restart
     assert calls["post-restart"]["STATE"] == "RUNNING"
     assert "lock:" not in ct.conf()
+
+
+SLOW_HALT_INIT = """#!/bin/sh
+trap 'touch /halting; sleep 4; exit 0' PWR
+mount -t tmpfs tmpfs /run 2>/dev/null
+while :; do sleep 1 & wait $!; done
+"""
+
+
+def test_a_command_during_the_backups_shutdown_is_refused_at_once(host: Host) -> None:
+    """The backup's ``lock: backup`` keeps other commands off while it shuts the container
+    down: they say so at once, instead of waiting for the config lock until the guest is
+    down (a ``pct stop`` or ``reboot`` holds that lock; a backup needs not)."""
+    ct = host.create()
+    set_init(ct, SLOW_HALT_INIT)
+    ct.start()
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop")
+    deadline = time.monotonic() + 30
+    while not (ct.volume() / "halting").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    began = time.monotonic()
+    res = run([str(BIN / "pct"), "set", str(ct.vmid), "--description", "x"])
+    took = time.monotonic() - began
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert res.rc != 0 and res.err == "CT is locked (backup)\n", res.err
+    assert took < 2.5, took  # the guest took 4 s to go down
+    assert ct.running() and "lock:" not in ct.conf()
 
 
 def test_stop_mode_ct_that_does_not_stop(host: Host) -> None:
