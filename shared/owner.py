@@ -55,9 +55,8 @@ class Owner:
         return f"{self.op} (pid {self.pid})"
 
 
-def process_start(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (/proc/<pid>/stat field 22), or None
-    when there is no such process or it is a zombie."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (the state) on, or None for no such process or a zombie."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -65,7 +64,20 @@ def process_start(pid: int) -> int | None:
     fields = raw.rsplit(")", 1)[-1].split()  # the command name may contain spaces
     if len(fields) < 20 or fields[0] in ("Z", "X"):
         return None
-    return int(fields[19])
+    return fields
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (/proc/<pid>/stat field 22), or None
+    when there is no such process or it is a zombie."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
+
+
+def process_parent(pid: int) -> int | None:
+    """The parent of ``pid`` (/proc/<pid>/stat field 4), or None as :func:`process_start`."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
 
 
 def boot_id() -> str:

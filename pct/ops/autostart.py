@@ -196,6 +196,21 @@ def _stop_batch(batch: list[Guest], timeout: int, force_stop: bool, log: TaskLog
     return failed
 
 
+OVERRULED_WAIT = 15.0  # seconds for the stop that overruled a guest's shutdown to end it
+
+
+def _stopped_by_another(vmid: int) -> bool:
+    """After a signal ended this child's shutdown: whether the guest is down soon (the stop
+    that overruled the shutdown holds the lock until then), so that stopall counts it."""
+    deadline = time.monotonic() + OVERRULED_WAIT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(CtkitError):
+            if not lxcapi.is_running(vmid):
+                return True
+        time.sleep(0.1)
+    return False
+
+
 def _stop_child(vmid: int, timeout: int, force_stop: bool, fd: int) -> None:
     code = 0
     try:
@@ -209,6 +224,10 @@ def _stop_child(vmid: int, timeout: int, force_stop: bool, fd: int) -> None:
     except CtkitError as err:
         os.write(fd, str(err).encode())
         code = 1
+    except KeyboardInterrupt:  # a pct stop --overrule-shutdown of this guest, say
+        if not _stopped_by_another(vmid):
+            os.write(fd, b"interrupted by signal")
+            code = 1
     except BaseException as err:  # a forked child must never return into the caller
         with contextlib.suppress(OSError):
             os.write(fd, repr(err).encode())

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +20,7 @@ from .. import atomic, paths, signals
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.pending import apply_pending
-from ..errors import CommandError, ConfigError, StateError
+from ..errors import CommandError, ConfigError, CtkitError, StateError
 from ..locks import config_lock
 from ..printable import printable
 from ..storage.hostreach import set_host_reach
@@ -251,40 +251,64 @@ def stop(
     of the CT, which would hold the lock until its timeout."""
     if overrule_shutdown:
         _overrule_shutdown(vmid, log)
-    with config_lock(vmid):
+    with config_lock(vmid), _stopping(vmid, "stop", log):
         conf = _check_stop(vmid, skiplock, f"CT {vmid} not running")
-        kill_held(conf, log=log)
+        _kill(conf, log)
 
 
 def kill_held(conf: Config, *, log: Log = _stderr) -> None:
     """Hard-stop the running CT of ``conf`` under the config lock (held by the caller, who
-    loaded ``conf`` under it); returns once it is down, as :func:`settle_stopped` says."""
+    loaded ``conf`` under it); returns once it is down and its monitor gone."""
+    with _stopping(conf.vmid, "stop", log):
+        _kill(conf, log)
+
+
+def _kill(conf: Config, log: Log) -> None:
     vmid = conf.vmid
-    with stopper.noted(vmid, "stop"):
-        hookscript.run(conf, "pre-stop", fatal=False, warn=log)
-        thaw_if_frozen(vmid)
-        lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's stop() for ever
-        lxcapi.container(vmid).stop()
-        if not lxcapi.wait_state(vmid, "STOPPED", 30):
-            raise CommandError(f"unable to stop CT {vmid}")
-        settle_stopped(conf, log)
+    hookscript.run(conf, "pre-stop", fatal=False, warn=log)
+    thaw_if_frozen(vmid)
+    lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's stop() for ever
+    monitor = lxcapi.monitor_process(vmid)
+    lxcapi.container(vmid).stop()
+    if not lxcapi.wait_state(vmid, "STOPPED", 30):
+        raise CommandError(f"unable to stop CT {vmid}")
+    _settle_stopped(conf, monitor)
 
 
-def settle_stopped(conf: Config, log: Log = _stderr, *, apply_pending: bool = True) -> None:
-    """After LXC reported the CT STOPPED, under the lock and the stop's note: wait (bounded)
-    for its monitor to end (the post-stop hook unmounts and runs the hookscript), then for its
-    raw volumes to be let go, and apply the pending changes the hook left to us (the note)."""
+@contextlib.contextmanager
+def _stopping(vmid: int, task: str, log: Log) -> Iterator[None]:
+    """Under the config lock, from a stop's checks on: the note that tells the post-stop hook
+    this process holds the lock (waiting for it, the hook held up the monitor the stop asks),
+    and the pending changes the hook therefore leaves to us applied however the stop ends (a
+    signal in its wait, a guest that went down by itself) - if the container is down."""
+    with stopper.noted(vmid, task):
+        try:
+            yield
+        finally:
+            with signals.held():
+                _apply_pending_if_down(vmid, log)
+
+
+def _apply_pending_if_down(vmid: int, log: Log) -> None:
+    try:
+        if lxcapi.is_running(vmid):
+            return
+        conf = store.load_or_none(vmid)
+        if conf is not None and apply_pending_all(conf, log):
+            store.save(conf)
+    except CtkitError as err:  # the stop's own outcome stands; the next start tries again
+        log(f"WARN: pending changes are applied at the next start - {err}")
+
+
+def _settle_stopped(conf: Config, monitor: tuple[int, int] | None) -> None:
+    """After LXC reported the CT STOPPED: wait (bounded) for its monitor to end (the post-stop
+    hook unmounts and runs the hookscript), then for its raw volumes to be let go."""
     vmid = conf.vmid
     deadline = time.monotonic() + MONITOR_WAIT
-    while lxcapi.monitor_alive(vmid) and time.monotonic() < deadline:
+    while not lxcapi.monitor_gone(vmid, monitor) and time.monotonic() < deadline:
         signals.raise_if_interrupted()  # (a worker thread of a parallel backup)
         time.sleep(0.02)
     wait_released(conf)
-    if not apply_pending:
-        return
-    fresh = store.load_or_none(vmid)
-    if fresh is not None and apply_pending_all(fresh, log):
-        store.save(fresh)
 
 
 def _overrule_shutdown(vmid: int, log: Log) -> None:
@@ -314,22 +338,23 @@ def shutdown(
     migration's shutdown: their ``lock:`` property keeps every other command off, which then
     says so at once instead of waiting for the flock; the post-stop hook applies the pending
     changes, as it does after a stop from inside the container."""
-    with config_lock(vmid):
-        conf = _check_stop(vmid, skiplock, not_running or f"CT {vmid} not running")
-        if hold_lock:
-            with stopper.noted(vmid, task):
-                _shut_down(conf, timeout, force_stop, log)
-            return
-    _shut_down(conf, timeout, force_stop, log, apply_pending=False)
+    not_running = not_running or f"CT {vmid} not running"
+    if not hold_lock:
+        with config_lock(vmid):
+            conf = _check_stop(vmid, skiplock, not_running)
+        _shut_down(conf, timeout, force_stop, log)
+        return
+    with config_lock(vmid), _stopping(vmid, task, log):
+        conf = _check_stop(vmid, skiplock, not_running)
+        _shut_down(conf, timeout, force_stop, log)
 
 
-def _shut_down(
-    conf: Config, timeout: int, force_stop: bool, log: Log, *, apply_pending: bool = True
-) -> None:
+def _shut_down(conf: Config, timeout: int, force_stop: bool, log: Log) -> None:
     vmid = conf.vmid
     hookscript.run(conf, "pre-stop", fatal=False, warn=log)
     thaw_if_frozen(vmid)
     lxcapi.state(vmid)  # a monitor that does not answer would hold liblxc's shutdown() for ever
+    monitor = lxcapi.monitor_process(vmid)
     ct = lxcapi.container(vmid)
     # python-lxc's shutdown(0) only sends the halt signal: the wait is ours, by the state.
     # Its own wait holds the GIL: in a parallel backup every other worker, and the signal
@@ -346,15 +371,15 @@ def _shut_down(
         ct.stop()
         if not lxcapi.wait_state(vmid, "STOPPED", 30):
             raise CommandError(f"unable to stop CT {vmid}")
-    settle_stopped(conf, log, apply_pending=apply_pending)
+    _settle_stopped(conf, monitor)
 
 
 def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None:
     """Shutdown (killed after the timeout), then a fresh start so pending changes apply: both
     under one hold of the config lock, as Proxmox's, so nothing starts between them."""
     with config_lock(vmid):
-        conf = _check_stop(vmid, False, f"VM {vmid} not running")
-        with stopper.noted(vmid, "reboot"):
+        with _stopping(vmid, "reboot", log):
+            conf = _check_stop(vmid, False, f"VM {vmid} not running")
             _shut_down(conf, timeout or 60, True, log)
         started = _start_held(vmid, skiplock=False, debug=False, log=log)
     _after_start(started, log)

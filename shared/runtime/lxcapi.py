@@ -66,6 +66,32 @@ def init_pid(vmid: int) -> int | None:
     return lxccmd.init_pid(vmid, socket_name(vmid))
 
 
+def monitor_process(vmid: int) -> tuple[int, int] | None:
+    """(pid, start time) of the running CT's LXC monitor, the parent of its init, or None.
+
+    After a clean exit of the container the monitor closes its command socket first and runs
+    the post-stop hooks after: only the process itself tells when it is done."""
+    from ..owner import process_parent, process_start
+
+    try:
+        init = init_pid(vmid)
+    except MonitorSilent:
+        return None
+    parent = process_parent(init) if init else None
+    start = process_start(parent) if parent else None
+    return None if parent is None or start is None else (parent, start)
+
+
+def monitor_gone(vmid: int, monitor: tuple[int, int] | None) -> bool:
+    """Whether the monitor found by :func:`monitor_process` (and any monitor that listens on
+    the CT's command socket) has ended."""
+    from ..owner import process_start
+
+    if monitor is not None and process_start(monitor[0]) == monitor[1]:
+        return False
+    return not monitor_alive(vmid)
+
+
 # sun_path less the abstract socket's leading and LXC's trailing NUL
 _SOCKET_NAME_MAX = 108 - 2
 _FNV64_BASIS, _FNV64_PRIME = 0xCBF29CE484222325, 0x100000001B3

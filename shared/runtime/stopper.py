@@ -6,8 +6,9 @@ between (a backup started during a reboot found the container down and kept it s
 post-stop hook, which the monitor runs meanwhile, would wait for that lock to apply the pending
 changes; the note tells it that the stopper holds the lock and applies them itself.
 
-A note outlives a stopper that is killed; it names that process, so a note whose process is
-gone counts for nothing, and the next start (which holds the lock) removes it.
+A note outlives a stopper that is killed; it names that process by pid and start time, so a
+note whose process is gone (or whose pid another process has now) counts for nothing, and the
+next start (which holds the lock) removes it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import atomic, paths
+from ..owner import process_start
 from ..regularfile import read_regular
 
-NOTE_MAX = 64  # bytes: "<pid> <task>"
+NOTE_MAX = 80  # bytes: "<pid> <start time> <task>"
 # the task ``pct stop --overrule-shutdown`` may abort: a ``pct shutdown`` (Proxmox's vzshutdown),
 # not a backup's or a migration's shutdown
 SHUTDOWN = "shutdown"
@@ -43,7 +45,8 @@ def noted(vmid: int, task: str) -> Iterator[None]:
     Not fsynced: a crash ends the stopper, and a note whose process is gone counts for nothing.
     """
     path = note_file(vmid)
-    atomic.write_bytes(path, f"{os.getpid()} {task}\n".encode(), durable=False)
+    pid = os.getpid()
+    atomic.write_bytes(path, f"{pid} {process_start(pid)} {task}\n".encode(), durable=False)
     try:
         yield
     finally:
@@ -60,9 +63,9 @@ def current(vmid: int) -> Stopper | None:
     if found is None:
         return None
     fields = found[0].decode("ascii", "replace").split()
-    if len(fields) != 2 or not fields[0].isascii() or not fields[0].isdigit():
+    if len(fields) != 3 or not all(f.isascii() and f.isdigit() for f in fields[:2]):
         return None
-    pid = int(fields[0])
-    if pid <= 0 or not atomic.pid_alive(pid):
+    pid, start = int(fields[0]), int(fields[1])
+    if pid <= 0 or process_start(pid) != start:
         return None
-    return Stopper(pid, fields[1])
+    return Stopper(pid, fields[2])

@@ -187,3 +187,30 @@ def test_stopall_shuts_an_order_down_in_parallel_whatever_the_cpus(
     pct("stopall", "--vms", ",".join(map(str, slow)))
     assert time.monotonic() - began < 2 * 3 - 1  # one 2 s wait for all three, not three
     assert not any(lxcapi.is_running(vmid) for vmid in slow)
+
+
+def test_a_guest_stopped_by_an_overruling_stop_counts_as_stopped(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    """A ``pct stop --overrule-shutdown`` ends stopall's shutdown of a guest: the guest is down
+    all the same, and stopall said its stop had failed (``KeyboardInterrupt()``), exit 11."""
+    from shared.runtime import stopper
+    from tests.pct.conftest import PCT
+
+    vmid = new_vmid()
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    add(ctroot, vmid, "lxc.signal.halt: SIGWINCH\n")  # ignores the halt
+    pct("start", vmid)
+    stopall = subprocess.Popen(
+        [str(PCT), "stopall", "--vms", str(vmid), "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while stopper.current(vmid) is None:
+        assert stopall.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    pct("stop", vmid, "--overrule-shutdown", "1")
+    out, _err = stopall.communicate(timeout=30)
+    assert stopall.returncode == 0, out
+    assert f"CT {vmid} stopped" in out and "failed" not in out
+    assert not lxcapi.is_running(vmid)

@@ -272,6 +272,61 @@ def test_stop_overrules_a_shutdown_that_holds_the_lock(pct: Pct, ct: int, ctroot
     assert leftovers(ctroot) == []
 
 
+def phase_hookscript(ctroot: Path, log: Path, post_stop: str = "") -> str:
+    """A hookscript that logs each phase (``<phase>`` on entering, ``<phase> done`` after
+    running ``post_stop`` in that phase); returns its volume id."""
+    snippets = ctroot / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True, exist_ok=True)
+    hook = snippets / "phases.sh"
+    hook.write_text(
+        f'#!/bin/sh\necho "$2" >> {log}\n'
+        f'[ "$2" = post-stop ] && {{ {post_stop or "true"}; echo "$2 done" >> {log}; }}\nexit 0\n'
+    )
+    hook.chmod(0o755)
+    return "local:snippets/phases.sh"
+
+
+def test_shutdown_and_reboot_return_once_the_post_stop_hooks_are_done(
+    pct: Pct, ct: int, ctroot: Path, tmp_path: Path
+) -> None:
+    """After a clean exit LXC closes the monitor's command socket first and runs the post-stop
+    hooks after: shutdown returned (and let go of the lock) while they ran, and a reboot's start
+    came before the old run's post-stop hookscript."""
+    log = tmp_path / "phases.log"
+    pct("set", ct, "--hookscript", phase_hookscript(ctroot, log, "sleep 2"))
+    pct("start", ct)
+    pct("shutdown", ct)
+    assert log.read_text().splitlines()[-2:] == ["post-stop", "post-stop done"]
+    pct("start", ct)
+    log.write_text("")
+    pct("reboot", ct)
+    assert log.read_text().splitlines() == [
+        "pre-stop", "post-stop", "post-stop done", "pre-start", "post-start",
+    ]  # fmt: skip
+
+
+def test_a_stop_interrupted_while_the_hooks_run_still_applies_the_pending_changes(
+    pct: Pct, ct: int, ctroot: Path, tmp_path: Path, conf_text: Callable[[int], str]
+) -> None:
+    """The post-stop hook leaves the pending changes to the stop that holds the lock; a stop
+    ended by a signal meanwhile (a pct stop --overrule-shutdown does that to a shutdown) left
+    them pending until the next start."""
+    log = tmp_path / "phases.log"
+    pct("set", ct, "--hookscript", phase_hookscript(ctroot, log, "sleep 3"))
+    pct("start", ct)
+    pct("set", ct, "--tty", "4")
+    assert "[pve:pending]\ntty: 4\n" in conf_text(ct)
+    stop = subprocess.Popen(
+        [str(PCT), "stop", str(ct)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert wait_for(lambda: log.exists() and "post-stop" in log.read_text().split("\n"), 30)
+    stop.send_signal(signal.SIGTERM)
+    _out, err = stop.communicate(timeout=30)
+    assert stop.returncode == 130 and err == "interrupted by signal\n", err
+    assert pct("status", ct).out == "status: stopped\n"
+    assert "pve:pending" not in conf_text(ct) and "tty: 4\n" in conf_text(ct)
+
+
 def test_a_plain_stop_applies_the_pending_changes_without_waiting_for_its_hook(
     pct: Pct, ct: int, conf_text: Callable[[int], str]
 ) -> None:
