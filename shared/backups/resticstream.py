@@ -24,7 +24,8 @@ Owners: an unprivileged container's snapshot holds host ids (see vzdump/engine/r
 and its ``idmap=`` tag; ids are shifted back into the container's space here (ids outside
 the map become 65534, as the tar path's id-mapped tar sees them). POSIX ACLs come as GNU tar's
 ``SCHILY.acl.*`` text records (restic's dump writes them; a raw ``system.posix_acl_*``
-attribute is converted to them), their ids shifted too, so ``tar --acls`` restores them.
+attribute is converted to them), their ids shifted too, so ``tar --acls`` restores them; so is
+the root id of a file capability (:func:`shift_capability`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ MAX_SPECIALS = 1 << 20
 MAX_DEFERRED = 1 << 16  # empty files held back while restic ls runs (then it is waited for)
 ACL_TAGS = {0x01: "user", 0x02: "user", 0x04: "group", 0x08: "group", 0x10: "mask", 0x20: "other"}
 CONFIG_MODE = octal(0o644, 8)
+# <linux/capability.h>: struct vfs_ns_cap_data (version 3) carries the root id at its end
+CAPABILITY_XATTR = b"SCHILY.xattr.security.capability"
+VFS_CAP_REVISION_MASK = 0xFF000000
+VFS_CAP_REVISION_2 = 0x02000000
+VFS_CAP_REVISION_3 = 0x03000000
+VFS_CAP_V3_SIZE = 24
 
 
 def parse_idmap_tag(value: str | None) -> list[IdMapEntry]:
@@ -141,7 +148,8 @@ def rename(name: bytes) -> bytes | None:
 
 
 def attribute_records(pax: dict[bytes, bytes], shift: IdShift) -> list[tuple[bytes, bytes]]:
-    """The member's pax records that carry over: times, xattrs, ACLs (as text, ids shifted)."""
+    """The member's pax records that carry over: times, xattrs, ACLs (as text, ids shifted),
+    file capabilities (their root id shifted)."""
     out: list[tuple[bytes, bytes]] = []
     for key, value in pax.items():
         if key in DROPPED_PAX:
@@ -153,8 +161,28 @@ def attribute_records(pax: dict[bytes, bytes], shift: IdShift) -> list[tuple[byt
             continue
         if key in ACL_TEXT_KEYS:
             value = shift_acl_text(value, shift)
+        elif key == CAPABILITY_XATTR:
+            value = shift_capability(value, shift)
         out.append((key, value))
     return out
+
+
+def shift_capability(data: bytes, shift: IdShift) -> bytes:
+    """A file capability read on the host from an unprivileged container's tree is a version 3
+    one naming its root by host id (100000): tar, which restores it inside the container's user
+    namespace, can write no such id, and the capability was lost without a word (tar is told
+    not to warn about attributes). One for the container's root becomes version 2, as the tar
+    path reads it from inside; one for another id gets that id shifted."""
+    if not shift.entries or len(data) != VFS_CAP_V3_SIZE:
+        return data
+    magic, rootid = struct.unpack_from("<I", data)[0], struct.unpack_from("<I", data, 20)[0]
+    if magic & VFS_CAP_REVISION_MASK != VFS_CAP_REVISION_3:
+        return data
+    ct_root = shift("u", rootid)
+    if ct_root == 0:
+        v2 = (magic & ~VFS_CAP_REVISION_MASK) | VFS_CAP_REVISION_2
+        return struct.pack("<I", v2) + data[4:20]
+    return data[:20] + struct.pack("<I", ct_root)
 
 
 def snapshot_line(raw: bytes) -> str | None:

@@ -245,3 +245,26 @@ def test_a_backup_whose_retag_was_killed_restores_and_is_pruned_whole(rhost: Hos
     (row,) = listing()
     assert row["volid"] != volid
     assert len(list((repo / "snapshots").iterdir())) == 1  # both copies forgotten
+
+
+def test_a_file_capability_survives_an_unprivileged_round_trip(rhost: Host) -> None:
+    """restic reads an unprivileged container's tree on the host, where a file capability names
+    the container's root by host id (version 3, root id 100000): the restore, whose tar runs in
+    the container's user namespace, could not write it and lost it without a word."""
+    add_storage(rhost.root)
+    ct = rhost.create(unprivileged=True)
+    pinger = ct.write("usr/bin/pinger", b"#!/bin/sh\n")
+    in_ns = ["lxc-usernsexec", "-m", "b:0:100000:65536", "--"]
+    subprocess.run([*in_ns, "setcap", "cap_net_raw+ep", str(pinger)], check=True)
+    res = vzdump(str(ct.vmid), "--storage", "offsite")
+    assert res.rc == 0, res.err
+    (volid,) = [r["volid"] for r in listing() if r["vmid"] == ct.vmid]
+    for unpriv in ("1", "0"):
+        new = rhost.new_vmid()
+        res = run([str(BIN / "pct"), "restore", str(new), str(volid), "--storage", "local",
+                   "--unprivileged", unpriv])  # fmt: skip
+        assert res.rc == 0, res.err
+        restored = CT(new, rhost.root, unpriv == "1").volume() / "usr/bin/pinger"
+        getcap = [*in_ns, "getcap", str(restored)] if unpriv == "1" else ["getcap", str(restored)]
+        seen = subprocess.run(getcap, capture_output=True, text=True, check=True).stdout
+        assert seen.split() == [str(restored), "cap_net_raw=ep"], (unpriv, seen)
