@@ -15,7 +15,7 @@ import pytest
 
 from shared.archive.idmap import IdMapEntry
 from shared.archive.tarscan import TarScanner
-from shared.backups.resticstream import IdShift, Rewriter
+from shared.backups.resticstream import IdShift, Rewriter, shift_capability
 from shared.errors import ArchiveError
 from shared.storage.resticplugin import ResticStorage
 
@@ -235,3 +235,16 @@ def test_an_open_stream_keeps_this_hosts_forget_and_prune_waiting(
         stream.close()
     with gate("offsite", repository, exclusive=True, wait=0):
         pass
+
+
+def test_a_file_capability_gets_the_containers_root_id() -> None:
+    shift = SHIFT
+    body = struct.pack("<IIII", 1 << 13, 0, 0, 0)  # cap_net_raw, permitted; effective flag
+    v3 = struct.pack("<I", 0x03000001) + body + struct.pack("<I", 100000)
+    assert shift_capability(v3, shift) == struct.pack("<I", 0x02000001) + body
+    other = v3[:20] + struct.pack("<I", 101000)
+    assert shift_capability(other, shift) == v3[:20] + struct.pack("<I", 1000)
+    v2 = struct.pack("<I", 0x02000001) + body
+    assert shift_capability(v2, shift) == v2  # already the container's
+    assert shift_capability(v3, IdShift([])) == v3  # a privileged container's: host ids
+    assert shift_capability(b"\x03\x00\x00", shift) == b"\x03\x00\x00"  # no capability at all
