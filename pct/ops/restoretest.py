@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared import paths
+from shared import paths, signals
 from shared.backups.locate import locate
 from shared.backups.sidecar import Verification, now, record
 from shared.ctconfig import store
@@ -171,7 +171,8 @@ def _run_test(test: RestoreTest, archive: Path, vmid: int, log: Log) -> None:
         try:
             _attempt(test, vmid, log)
         finally:
-            _cleanup(vmid, log)
+            with signals.held():  # a TERM that ended the test must not cut its cleanup short
+                _cleanup(vmid, log)
     except CtkitError as err:
         error = f"restore test of '{test.volid}' failed: {err}"
     checked["seconds"] = round(time.monotonic() - started, 1)

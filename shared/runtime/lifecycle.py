@@ -305,8 +305,9 @@ def _settle_stopped(conf: Config, monitor: tuple[int, int] | None) -> None:
     hook unmounts and runs the hookscript), then for its raw volumes to be let go."""
     vmid = conf.vmid
     deadline = time.monotonic() + MONITOR_WAIT
+    # not cut short by a signal noted earlier: the cleanup of an interrupted command stops its
+    # container too (the main thread's handler still interrupts the wait itself)
     while not lxcapi.monitor_gone(vmid, monitor) and time.monotonic() < deadline:
-        signals.raise_if_interrupted()  # (a worker thread of a parallel backup)
         time.sleep(0.02)
     wait_released(conf)
 
