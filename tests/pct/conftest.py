@@ -385,17 +385,37 @@ def wait_group_gone(pgid: int, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def wait_while_running(
+    proc: subprocess.Popen[Any], ready: Callable[[], bool], what: str, timeout: float = 60
+) -> None:
+    """Until ``ready()``; the command ``proc`` must still run meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the command ended before {what}"
+        assert time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.02)
+
+
+def hold_post_stop(pct: PctRunner, ctroot: Path, vmid: int, marker: Path, seconds: int) -> None:
+    """Give the CT a hookscript whose post-stop phase touches ``marker``, then takes
+    ``seconds``: LXC's monitor lives on meanwhile, and so does whatever waits for it."""
+    snippets = ctroot / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True, exist_ok=True)
+    hook = snippets / "hold.sh"
+    hook.write_text(
+        f'#!/bin/sh\n[ "$2" = post-stop ] && touch {marker} && sleep {seconds}\nexit 0\n'
+    )
+    hook.chmod(0o755)
+    pct("set", vmid, "--hookscript", "local:snippets/hold.sh")
+
+
 def sigkill_group_when(
     proc: subprocess.Popen[Any], ready: Callable[[], bool], what: str, timeout: float = 60
 ) -> None:
     """Wait until ``ready()``, then SIGKILL the whole process group of ``proc`` (started with
     ``start_new_session``: no cleanup runs) and wait until every process of it is gone."""
     try:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            assert proc.poll() is None, f"the command ended before {what}"
-            assert time.monotonic() < deadline, f"no {what}"
-            time.sleep(0.02)
+        wait_while_running(proc, ready, what, timeout)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         wait_group_gone(proc.pid)

@@ -195,7 +195,7 @@ def test_a_guest_stopped_by_an_overruling_stop_counts_as_stopped(
     """A ``pct stop --overrule-shutdown`` ends stopall's shutdown of a guest: the guest is down
     all the same, and stopall said its stop had failed (``KeyboardInterrupt()``), exit 11."""
     from shared.runtime import stopper
-    from tests.pct.conftest import PCT
+    from tests.pct.conftest import PCT, wait_while_running
 
     vmid = new_vmid()
     pct("create", vmid, busybox_template, "--rootfs", "local:0")
@@ -205,10 +205,7 @@ def test_a_guest_stopped_by_an_overruling_stop_counts_as_stopped(
         [str(PCT), "stopall", "--vms", str(vmid), "--timeout", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while stopper.current(vmid) is None:
-        assert stopall.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_while_running(stopall, lambda: stopper.current(vmid) is not None, "its shutdown", 30)
     pct("stop", vmid, "--overrule-shutdown", "1")
     out, _err = stopall.communicate(timeout=30)
     assert stopall.returncode == 0, out

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shared import paths
-from tests.pct.conftest import PCT, Containers, Pct, leftovers, stop_by_itself
+from tests.pct.conftest import (
+    PCT,
+    Containers,
+    Pct,
+    hold_post_stop,
+    leftovers,
+    stop_by_itself,
+    wait_while_running,
+)
 
 pytestmark = pytest.mark.lxc
 
@@ -256,22 +263,13 @@ def test_a_start_during_a_forced_destroy_finds_it_gone(
     container. It used to get in between: the destroy failed, or the start."""
     pct("create", vmid, busybox_template, "--rootfs", "local:0")
     stopped = tmp_path / "stopped"
-    snippets = ctroot / "var/lib/vz/snippets"
-    snippets.mkdir(parents=True)
-    hook = snippets / "hold.sh"
-    # the post-stop phase keeps the monitor alive, and the destroy waits for the monitor
-    hook.write_text(f'#!/bin/sh\n[ "$2" = post-stop ] && touch {stopped} && sleep 3\nexit 0\n')
-    hook.chmod(0o755)
-    pct("set", vmid, "--hookscript", "local:snippets/hold.sh")
+    hold_post_stop(pct, ctroot, vmid, stopped, 3)  # the destroy waits for the monitor
     pct("start", vmid)
     destroy = subprocess.Popen(
         [str(PCT), "destroy", str(vmid), "--force"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not stopped.exists():
-        assert destroy.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_while_running(destroy, stopped.exists, "the post-stop hook")
     started = pct("start", vmid, check=False)
     out, err = destroy.communicate(timeout=60)
     assert destroy.returncode == 0, out + err

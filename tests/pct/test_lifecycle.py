@@ -16,7 +16,7 @@ import pytest
 from shared import paths
 from shared.runtime import lxcapi
 from shared.testbed import cleanup_root, monitor_pid
-from tests.pct.conftest import PCT, Pct, leftovers, stop_by_itself
+from tests.pct.conftest import PCT, Pct, leftovers, stop_by_itself, wait_while_running
 
 pytestmark = pytest.mark.lxc
 
@@ -210,14 +210,6 @@ while :; do sleep 1 & wait $!; done
 VZDUMP = Path(PCT).parent / "vzdump"
 
 
-def halting(rootfs: Path, proc: subprocess.Popen[str]) -> None:
-    """Wait until the CT's init got the halt signal (it notes it in /halting)."""
-    deadline = time.monotonic() + 30
-    while not (rootfs / "halting").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.02)
-
-
 def test_a_backup_during_a_reboot_finds_the_container_running(
     pct: Pct, ct: int, images: Images, tmp_path: Path
 ) -> None:
@@ -232,7 +224,7 @@ def test_a_backup_during_a_reboot_finds_the_container_running(
     reboot = subprocess.Popen(
         [str(PCT), "reboot", str(ct)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    halting(rootfs, reboot)
+    wait_while_running(reboot, (rootfs / "halting").exists, "the halt signal", 30)
     dump = tmp_path / "dump"
     dump.mkdir()
     backup = subprocess.run(

@@ -17,7 +17,15 @@ import pytest
 
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
-from tests.pct.conftest import PCT, Pct, holding_tool, sigkill_group_when, wait_group_gone
+from tests.pct.conftest import (
+    PCT,
+    Pct,
+    hold_post_stop,
+    holding_tool,
+    sigkill_group_when,
+    wait_group_gone,
+    wait_while_running,
+)
 
 pytestmark = pytest.mark.lxc
 
@@ -672,13 +680,7 @@ def rollback_stopping_the_ct(
     pct("snapshot", vmid, "s1")
     (subvol(ctroot, vmid) / "marker").write_text("now\n")
     stopped = tmp_path / "stopped"
-    snippets = ctroot / "var/lib/vz/snippets"
-    snippets.mkdir(parents=True)
-    hook = snippets / "hold.sh"
-    # the post-stop phase keeps the monitor alive, and the rollback waits for the monitor
-    hook.write_text(f'#!/bin/sh\n[ "$2" = post-stop ] && touch {stopped} && sleep 4\nexit 0\n')
-    hook.chmod(0o755)
-    pct("set", vmid, "--hookscript", "local:snippets/hold.sh")
+    hold_post_stop(pct, ctroot, vmid, stopped, 4)  # the rollback waits for the monitor
     pct("start", vmid)
     proc = subprocess.Popen(
         [str(PCT), "rollback", str(vmid), "s1"], stdout=subprocess.PIPE,
@@ -703,10 +705,7 @@ def test_a_rollback_interrupted_while_stopping_the_ct_starts_it_again_itself(
     and its record went with it: no later command knew)."""
     vmid = bt_ct
     proc, stopped = rollback_stopping_the_ct(pct, vmid, ctroot, tmp_path)
-    deadline = time.monotonic() + 60
-    while not stopped.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_while_running(proc, stopped.exists, "the post-stop hook")
     os.killpg(proc.pid, sig)  # (the whole group, as a terminal's Ctrl-C)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -743,10 +742,7 @@ def test_a_start_during_a_rollbacks_stop_waits_for_the_rollback(
     after a long wait, and the container ran what the snapshot was to replace."""
     vmid = bt_ct
     proc, stopped = rollback_stopping_the_ct(pct, vmid, ctroot, tmp_path)
-    deadline = time.monotonic() + 60
-    while not stopped.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_while_running(proc, stopped.exists, "the post-stop hook")
     began = time.monotonic()
     started = pct("start", vmid, check=False)  # the hook holds the stopped CT for 4 s more
     out, err = proc.communicate(timeout=60)
