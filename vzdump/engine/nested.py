@@ -12,19 +12,17 @@ cost every backup.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CtkitError
 from shared.storage.api import volume_path
+from shared.storage.btrfsplugin import fs_uuid
 from shared.storage.config import load_config
 from shared.treescan import scan_tree
 
-BTRFS_MAGIC = 0x9123683E  # <linux/magic.h>
 NAMED = 10  # directories named a volume; the rest are counted
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def left_out(included: Sequence[MountPoint]) -> list[str]:
@@ -45,18 +43,12 @@ def left_out(included: Sequence[MountPoint]) -> list[str]:
 
 
 def _on_btrfs(path: Path) -> bool:
-    from shared.pseudofs import fs_magic  # (ctypes: only for a volume that is a directory)
-
+    if path.is_symlink() or not path.is_dir():
+        return False  # an image file, or a link, is no tree to walk
     try:
-        fd = os.open(path, _OPEN_DIR)  # an image file, or a link, is no tree to walk
+        return fs_uuid(path) is not None
     except OSError:
         return False
-    try:
-        return fs_magic(fd) == BTRFS_MAGIC
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def _volume_lines(mp: MountPoint, path: Path) -> list[str]:
