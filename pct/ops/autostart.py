@@ -202,13 +202,10 @@ OVERRULED_WAIT = 15.0  # seconds for the stop that overruled a guest's shutdown 
 def _stopped_by_another(vmid: int) -> bool:
     """After a signal ended this child's shutdown: whether the guest is down soon (the stop
     that overruled the shutdown holds the lock until then), so that stopall counts it."""
-    deadline = time.monotonic() + OVERRULED_WAIT
-    while time.monotonic() < deadline:
-        with contextlib.suppress(CtkitError):
-            if not lxcapi.is_running(vmid):
-                return True
-        time.sleep(0.1)
-    return False
+    try:
+        return lxcapi.wait_state(vmid, "STOPPED", OVERRULED_WAIT)
+    except CtkitError:  # a monitor that does not answer: not down
+        return False
 
 
 def _stop_child(vmid: int, timeout: int, force_stop: bool, fd: int) -> None:
