@@ -61,8 +61,8 @@ def flock(
                 on_wait()
             waited = True
             time.sleep(POLL_INTERVAL)
-            # a worker thread of a parallel backup acts on a signal only where it looks: here
-            # it waited out the lock's whole timeout
+            # a thread other than the main one acts on a signal only where it looks: here it
+            # waited out the lock's whole timeout
             signals.raise_if_interrupted()
         yield
     finally:

@@ -17,12 +17,13 @@ from collections.abc import Sequence
 PR_SET_PDEATHSIG = 1
 
 
-def die_with(parent: int) -> None:  # pragma: no cover - runs in a forked child
-    """In a child forked (not exec'd) from ``parent``: be killed when the thread that forked
-    it ends, as :func:`tied_to_parent` does for a program; end now if it has already."""
+def die_with(parent: int, sig: signal.Signals = signal.SIGKILL) -> None:  # pragma: no cover
+    """In a child forked (not exec'd) from ``parent``: get ``sig`` (killed, by default) when
+    the thread that forked it ends, as :func:`tied_to_parent` does for a program; end now if it
+    has already. A child that cleans up after itself asks for SIGTERM and acts on it."""
     import ctypes
 
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 

@@ -9,10 +9,12 @@ Later signals are ignored for the same reason (``vzdump --stop`` or an impatient
 must not break cleanup). Without these handlers TERM and HUP would end the process on the spot,
 with no cleanup at all.
 
-Parallel backups run guests in worker threads while the main thread only waits: the handler
-then just notes the signal (the main thread is held), and each worker raises
-``KeyboardInterrupt`` itself at its next :func:`raise_if_interrupted` outside held work. The
-held count is per thread for that reason: one worker's cleanup does not hold back another.
+Work run in other threads while the main thread only waits (held) hears of a signal as
+follows: the handler just notes it, and each thread raises ``KeyboardInterrupt`` itself at its
+next :func:`raise_if_interrupted` outside held work. The held count is per thread for that
+reason: one thread's cleanup does not hold back another. A parallel backup's workers are
+processes forked by the held main thread: each starts with :func:`release_forked` and then
+acts on a signal as a sequential job does.
 """
 
 from __future__ import annotations
@@ -105,6 +107,13 @@ def step() -> Iterator[None]:
     with held():
         yield
     raise_if_interrupted()
+
+
+def release_forked() -> None:
+    """In a process just forked by a thread in held work (a parallel backup's worker): the
+    forking thread's held work is not this process's, which acts on a signal at once, as a
+    sequential job does; one that came meanwhile was noted and acts at the next check."""
+    _state.held = 0
 
 
 def holding() -> bool:

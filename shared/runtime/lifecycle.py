@@ -363,7 +363,7 @@ def _shut_down(conf: Config, timeout: int, force_stop: bool, log: Log) -> None:
     ct.shutdown(0)
     deadline = time.monotonic() + min(timeout, MAX_WAIT)
     while not lxcapi.wait_state(vmid, "STOPPED", min(0.5, max(deadline - time.monotonic(), 0))):
-        signals.raise_if_interrupted()  # where a worker thread of a parallel backup acts on one
+        signals.raise_if_interrupted()  # where a thread other than the main one acts on one
         if time.monotonic() >= deadline:
             break
     if not lxcapi.wait_state(vmid, "STOPPED", 1):

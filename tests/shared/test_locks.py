@@ -72,7 +72,7 @@ def test_check_lock_value() -> None:
 
 
 def test_a_worker_thread_waiting_for_a_lock_acts_on_a_signal(tmp_path: Path) -> None:
-    """A parallel backup's worker acts on a signal only where it looks: waiting for a busy
+    """A thread other than the main one acts on a signal only where it looks: waiting for a busy
     config lock it waited out the lock's whole timeout (9 s of 10) before it stopped."""
     import os
     import signal
@@ -96,7 +96,7 @@ def test_a_worker_thread_waiting_for_a_lock_acts_on_a_signal(tmp_path: Path) -> 
             except KeyboardInterrupt:
                 outcome.append("interrupted")
 
-        with signals.interruptible(), signals.held():  # as the parallel job's main thread
+        with signals.interruptible(), signals.held():  # the main thread waits while another works
             thread = threading.Thread(target=worker)
             thread.start()
             time.sleep(0.3)

@@ -85,7 +85,7 @@ def test_outside_the_main_thread_nothing_is_installed() -> None:
 
 
 def test_workers_act_on_a_signal_the_held_main_thread_noted() -> None:
-    """A parallel job: the main thread waits held, so a signal is only noted; a worker's held
+    """Work in other threads: the main thread waits held, so a signal is only noted; a worker's held
     cleanup is not cut short by it, and a worker waiting for a child kills it and raises."""
     outcome: dict[str, object] = {}
     in_cleanup, signalled = threading.Event(), threading.Event()

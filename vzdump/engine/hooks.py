@@ -54,7 +54,7 @@ class Hooks:
             raise CommandError(f"command '{' '.join(argv)}' failed: {err.strerror}") from None
         output = _Output(self.log)
         with proc:
-            # a signal ends a hook outside cleanup in a parallel job's worker as well
+            # a signal noted while the caller was held ends a hook outside cleanup as well
             signals.stream_lines(proc, output.line)
             proc.wait()
         output.close()

@@ -29,8 +29,7 @@ class JobLog(TaskLog):
         self.progress_stream: IO[str] | None = None
 
     def checkpoint(self) -> None:
-        """Where a guest's backup may be interrupted: a signal that came during held work (or,
-        in a parallel job's worker, at any time: only the main thread can raise it) ends it
+        """Where a guest's backup may be interrupted: a signal that came during held work ends it
         here."""
         signals.raise_if_interrupted()
 

@@ -230,7 +230,7 @@ def rsync(run: GuestRun, argv: list[str], which: str) -> None:
     source = next((a for a in argv if a.endswith("//./")), argv[-2] if len(argv) > 1 else "")
     run.log(f"starting {which} sync {source} to {argv[-1]}")
     started = time.monotonic()
-    # a parallel job's worker is interrupted here too, not only once rsync is done
+    # a signal noted during held work interrupts it here too, not only once rsync is done
     # a vzdump killed with SIGKILL takes rsync along: recovery removes the copy it writes
     with subprocess.Popen(
         tied_to_parent(argv),

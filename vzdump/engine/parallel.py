@@ -1,55 +1,57 @@
 """Parallel backups: up to ``--parallel N`` guests of one job at once (a ctkit addition).
 
 Guests start in VMID order as workers free up. Each guest's backup is the same synchronous
-:class:`~vzdump.engine.guest.GuestBackup` as in a sequential job, run in a worker thread that an
-asyncio loop in the main thread hands out; the child processes (tar, compressors, rsync) stream
-as they always do. What the workers share is made safe here:
+:class:`~vzdump.engine.guest.GuestBackup` as in a sequential job, run in a worker process
+forked for it, so that the guests' own Python work (configs, locks, logs, the mode's steps)
+runs on every core instead of taking turns under one interpreter lock; the child processes
+(tar, compressors, rsync) stream as they always do. An asyncio loop in the main process hands
+out the worker slots, relays each worker's lines and collects its result. What the workers
+share is made safe here:
 
-* the console (the task log): one whole line per write, under a lock, each guest's lines
-  prefixed ``CT <vmid>: ``; each guest still writes its own log file as it goes;
+* the console (the task log): a worker sends its lines through a pipe of its own; the main
+  process prints each whole line, prefixed ``CT <vmid>: ``; each worker writes its guest's own
+  log file as it goes (a line is written and flushed when it is logged, which is what
+  ``tail -f`` and the log copy beside the archive need);
 * ``/mnt/vzsnap<slot>``: one mount point per worker slot, so stop and snapshot mode never meet;
-* ``--bwlimit``: one token bucket for all archive streams (the run's total); rsync in suspend
-  mode gets an equal share per worker;
-* signals: the main thread is held while it waits, so a signal is only noted; every worker raises
-  it at its next log line or archive chunk outside held cleanup, cleans its guest up (thaw,
-  restart, snapshot, ``.dat``, temp dir, lock) and returns; guests not started yet are reported
-  as aborted, and the job ends with the signal's error once every worker is done.
-
-The per-guest log files are written synchronously by the worker that owns them: a line is
-written and flushed when it is logged, which is what ``tail -f`` and the log copy beside the
-archive need; ``aiofiles`` would only move those small writes to yet another thread pool.
+* ``--bwlimit``: one token bucket in shared memory for all archive streams (the run's total);
+  rsync in suspend mode gets an equal share per worker;
+* signals: the main process waits held, so a signal is only noted there; it passes it on as
+  SIGTERM to every worker, which acts on it as a sequential job does (cleans its guest up:
+  thaw, restart, snapshot, ``.dat``, temp dir, lock) and reports the guest interrupted. Guests
+  not started yet are reported as aborted, and the job ends with the signal's error once every
+  worker is done. A worker whose main process dies (``kill -9``) gets SIGTERM from the kernel
+  and cleans up in the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
+import collections
+import contextlib
 import dataclasses
 import io
-import threading
+import json
+import os
+import signal
+import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, NoReturn
 
-from shared import signals
+from shared import parentdeath, signals
 from shared.archive.ratelimit import TokenBucket
+from shared.errors import Interrupted
 
 from ..report import GuestResult
 from .guest import GuestBackup, JobEnv
 from .hooks import Hooks
 from .log import JobLog
 
+if TYPE_CHECKING:
+    import asyncio
 
-class Console:
-    """The job's console, shared by the workers: whole lines, never interleaved."""
-
-    def __init__(self, log: JobLog) -> None:
-        self.log = log
-        self.lock = threading.Lock()
-
-    def line(self, text: str) -> None:
-        with self.lock:
-            if not self.log.console_gone:
-                self.log._print(text)  # the job log's own console writer
+# A worker's last line: its result as JSON. Log lines are printable: none holds a NUL.
+RESULT = "\0result "
+SIGNAL_POLL = 0.05  # seconds between the main process's looks for a noted signal
 
 
 class _ProgressLines(io.StringIO):
@@ -72,78 +74,289 @@ class _ProgressLines(io.StringIO):
 
 
 class GuestLog(JobLog):
-    """One worker's guest log: its own file and lines; console lines prefixed ``CT <vmid>: ``.
-    Every line logged outside held cleanup is a point where a noted signal interrupts it."""
+    """A worker's log: its guest's own file, and console lines sent to the main process."""
 
-    def __init__(self, console: Console, vmid: int) -> None:
-        super().__init__(console.log.stream)
-        self.console = console
-        self.prefix = f"CT {vmid}: "
-        self.progress_stream = _ProgressLines(lambda line: console.line(self.prefix + line))
+    def __init__(self, fd: int) -> None:
+        super().__init__(io.StringIO())  # never printed to: console lines go through ``fd``
+        self.fd = fd
+        self.progress_stream = _ProgressLines(self._print)
 
     def _print(self, text: str) -> None:
-        self.console.line(self.prefix + text)
-
-    def _emit(self, level: str | None, message: str, console: bool = True) -> None:
-        super()._emit(level, message, console)
-        self.checkpoint()
-
-
-def _sleep(seconds: float) -> None:
-    """The shared bandwidth limit's wait, in slices: with several workers one chunk may have to
-    wait seconds for its turn, and a signal must not."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.1))
-        signals.raise_if_interrupted()
+        if self.console_gone:
+            return
+        data = memoryview(f"{text}\n".encode("utf-8", "backslashreplace"))
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError:  # the main process is gone: the guest's own log file still has it all
+            self.console_gone = True
 
 
 def shared_bucket(kib_per_s: int) -> TokenBucket | None:
     """The run's one ``--bwlimit`` for all workers' archive streams."""
     if not kib_per_s:
         return None
-    return TokenBucket(float(kib_per_s) * 1024, sleep=_sleep)
+    return TokenBucket(float(kib_per_s) * 1024, shared=True)
 
 
-def _backup(env: JobEnv, vmid: int) -> GuestResult:
+def _worker(env: JobEnv, commands: int, out: int, parent: int) -> NoReturn:  # pragma: no cover
+    """A worker process: backs up each guest the main process names on ``commands`` (one VMID
+    a line), one after another as a sequential job does, until that pipe ends. Each result goes
+    back as the guest's last line. It never returns into the main process's code."""
+    code = 1
     try:
-        return GuestBackup(env, vmid).run()
-    finally:
-        env.log.close()
-
-
-async def _run_all(env: JobEnv, vmids: list[int], workers: int) -> list[GuestResult]:
-    loop = asyncio.get_running_loop()
-    console = Console(env.log)
-    bucket = shared_bucket(env.opts.bwlimit)
-    slots: asyncio.Queue[int] = asyncio.Queue()
-    for slot in range(workers):
-        slots.put_nowait(slot)
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vzdump-worker") as pool:
-
-        async def one(vmid: int) -> GuestResult:
-            # the tasks wait for a slot in creation order: guests start in VMID order
-            slot = await slots.get()
+        parentdeath.die_with(parent, signal.SIGTERM)  # then it cleans up, as after --stop
+        signals.release_forked()
+        gone = False
+        while (vmid := _next_vmid(commands)) is not None:
+            log = GuestLog(out)
+            log.console_gone = gone
+            hooks = Hooks(env.hooks.script, log.info)
+            hooks.env = dict(env.hooks.env)
+            genv = dataclasses.replace(env, log=log, hooks=hooks)
             try:
-                if signals.interrupted():
-                    return GuestResult.aborted(vmid)
-                log = GuestLog(console, vmid)
-                hooks = Hooks(env.hooks.script, log.info)
-                hooks.env = dict(env.hooks.env)
-                genv = dataclasses.replace(
-                    env, log=log, hooks=hooks, slot=slot, workers=workers, bucket=bucket
-                )
-                return await loop.run_in_executor(pool, _backup, genv, vmid)
+                result = GuestBackup(genv, vmid).run()
             finally:
-                slots.put_nowait(slot)
+                log.close()
+            with signals.held():
+                payload = {"result": dataclasses.asdict(result), "reclaim": sorted(genv.reclaim)}
+                log._print(RESULT + json.dumps(payload))
+            gone = log.console_gone
+        code = 0
+    finally:
+        os._exit(code)
 
-        return list(await asyncio.gather(*(one(vmid) for vmid in vmids)))
+
+def _next_vmid(fd: int) -> int | None:  # pragma: no cover - runs in a worker
+    """The next VMID the main process sends; None when it sends no more."""
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(fd, 32)
+        if not chunk:
+            return None
+        line += chunk
+    return int(line)
+
+
+class _Worker:
+    """A worker process as the main process sees it: commands in, lines and results out."""
+
+    def __init__(self, env: JobEnv, pool: _Pool) -> None:
+        command_r, self.commands = os.pipe()
+        self.out, out_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        parent = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the worker
+            # the other workers' pipe ends: held here, one would never see its commands end
+            for fd in (self.commands, self.out, *pool.fds()):
+                os.close(fd)
+            _worker(env, command_r, out_w, parent)
+        os.close(command_r)
+        os.close(out_w)
+        self.pidfd = os.pidfd_open(self.pid)
+        self.status: int | None = None  # once it has ended
+        self.closed = False
+        self.first: int | None = None  # the guest it was sent before the event loop ran
+        self.result: asyncio.Future[str | None] | None = None
+        self.line: Callable[[str], None] = lambda _text: None
+        self.part = bytearray()
+        self.loop: asyncio.AbstractEventLoop
+        self.ended: asyncio.Future[None]
+
+    def send(self, vmid: int) -> None:
+        with contextlib.suppress(BrokenPipeError):  # it has just ended: _exited settles it
+            os.write(self.commands, f"{vmid}\n".encode())
+
+    def attach(self) -> None:
+        """Follow it from the running event loop."""
+        import asyncio
+
+        self.loop = asyncio.get_running_loop()
+        self.ended = self.loop.create_future()
+        os.set_blocking(self.out, False)
+        self.loop.add_reader(self.out, self._read)
+        self.loop.add_reader(self.pidfd, self._exited)  # ready once the process has ended
+
+    async def backup(self, vmid: int, line: Callable[[str], None]) -> str | None:
+        """Have it back up ``vmid`` (unless it was sent first), ``line`` getting the guest's
+        console lines; the result line (None if the worker ended without one)."""
+        self.line = line
+        self.result = self.loop.create_future()
+        if self.first == vmid:
+            self.first = None
+        elif self.ended.done():
+            return None
+        else:
+            self.send(vmid)
+        return await self.result
+
+    async def close(self) -> None:
+        """No more guests: it ends once its guest, if any, is done."""
+        if not self.closed:
+            self.closed = True
+            os.close(self.commands)
+        await self.ended
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.out, 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.loop.remove_reader(self.out)
+                return
+            self.part.extend(chunk)
+            *lines, rest = self.part.split(b"\n")
+            self.part[:] = rest
+            for raw in lines:
+                text = raw.decode("utf-8", "backslashreplace")
+                if text.startswith(RESULT):
+                    self._settle(text[len(RESULT) :])
+                else:
+                    self.line(text)
+
+    def _exited(self) -> None:
+        self.loop.remove_reader(self.pidfd)
+        # what it wrote before it ended, not up to the pipe's end: a helper it left behind
+        # may still hold the pipe open
+        self._read()
+        self.loop.remove_reader(self.out)
+        os.close(self.out)
+        _, self.status = os.waitpid(self.pid, 0)
+        os.close(self.pidfd)
+        self._settle(None)
+        self.ended.set_result(None)
+
+    def _settle(self, payload: str | None) -> None:
+        if self.result is not None and not self.result.done():
+            self.result.set_result(payload)
+
+
+class _Pool:
+    """The job's worker processes; passes a signal the main process noted on to each once."""
+
+    def __init__(self, env: JobEnv, size: int) -> None:
+        self.env = env
+        self.size = size
+        self.bucket = shared_bucket(env.opts.bwlimit)
+        self.workers: list[_Worker] = []
+        self.told: set[int] = set()
+
+    def start(self, slot: int) -> _Worker:
+        genv = dataclasses.replace(self.env, slot=slot, workers=self.size, bucket=self.bucket)
+        worker = _Worker(genv, self)
+        self.workers.append(worker)
+        self.pass_on_signal()  # one noted while it was forked
+        return worker
+
+    def fds(self) -> list[int]:
+        """The main process's ends of the running workers' pipes."""
+        fds = []
+        for worker in self.workers:
+            if worker.status is None:
+                fds += [worker.out] if worker.closed else [worker.out, worker.commands]
+        return fds
+
+    def pass_on_signal(self) -> None:
+        if not signals.interrupted():
+            return
+        for worker in self.workers:
+            if worker.pid not in self.told and worker.status is None:
+                self.told.add(worker.pid)
+                with contextlib.suppress(ProcessLookupError):  # it has just ended
+                    signal.pidfd_send_signal(worker.pidfd, signal.SIGTERM)
+
+    async def watch(self) -> None:
+        import asyncio
+
+        while True:
+            self.pass_on_signal()
+            await asyncio.sleep(SIGNAL_POLL)
+
+
+def _lost(vmid: int, started: float, status: int | None) -> GuestResult:
+    """A guest whose worker ended without its result (killed on its own, say)."""
+    if signals.interrupted() or status is None:
+        error = Interrupted().message
+    elif os.WIFSIGNALED(status):
+        error = f"backup worker killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+    else:
+        error = f"backup worker ended with exit code {os.waitstatus_to_exitcode(status)}"
+    return GuestResult(vmid=vmid, name=f"CT{vmid}", status="err",
+                       seconds=time.time() - started, error=error, started=started,
+                       finished=time.time())  # fmt: skip
+
+
+async def _guest(env: JobEnv, worker: _Worker, vmid: int) -> GuestResult:
+    """``vmid`` backed up by ``worker``, its lines on the console as they come."""
+    prefix = f"CT {vmid}: "
+    started = time.time()
+    payload = await worker.backup(vmid, lambda text: _console(env.log, prefix + text))
+    if payload is None:
+        lost = _lost(vmid, started, worker.status)
+        _console(env.log, f"{prefix}ERROR: Backup of VM {vmid} failed - {lost.error}")
+        return lost
+    data = json.loads(payload)
+    env.reclaim.update(data["reclaim"])
+    return GuestResult(**data["result"])
+
+
+def _console(log: JobLog, text: str) -> None:
+    if not log.console_gone:
+        log._print(text)  # the job log's own console writer
+
+
+async def _run_all(
+    pool: _Pool, todo: collections.deque[int], started: list[_Worker]
+) -> dict[int, GuestResult]:
+    import asyncio
+
+    results: dict[int, GuestResult] = {}
+
+    async def slot(number: int, worker: _Worker) -> None:
+        # each slot takes the next guest when it is free: guests start in VMID order
+        worker.attach()
+        try:
+            while True:
+                vmid = worker.first
+                if vmid is None:
+                    if not todo or signals.interrupted():
+                        break
+                    if worker.ended.done():  # killed on its own: another for the next guest
+                        await worker.close()
+                        worker = pool.start(number)
+                        worker.attach()
+                    vmid = todo.popleft()
+                results[vmid] = await _guest(pool.env, worker, vmid)
+        finally:
+            await worker.close()
+
+    watch = asyncio.create_task(pool.watch())
+    try:
+        await asyncio.gather(*(slot(n, w) for n, w in enumerate(started)))
+    finally:
+        watch.cancel()
+    return results
 
 
 def run_guests(env: JobEnv, vmids: list[int], workers: int) -> list[GuestResult]:
     """Back up ``vmids`` with up to ``workers`` at once; the results in VMID order. After a
     signal every started guest has cleaned up and the rest are reported as aborted; the caller
     checks :func:`shared.signals.interrupted`."""
-    with signals.held():  # the main thread only waits: the workers act on a signal
-        return asyncio.run(_run_all(env, vmids, workers))
+    with signals.held():  # the main process only waits: the workers act on a signal
+        pool = _Pool(env, workers)
+        todo = collections.deque(vmids)
+        started = []
+        for slot in range(workers):
+            worker = pool.start(slot)
+            if todo and not signals.interrupted():
+                worker.first = todo.popleft()
+                worker.send(worker.first)
+            started.append(worker)
+        import asyncio  # imported while the first guests are under way
+
+        results = asyncio.run(_run_all(pool, todo, started))
+    return [results.get(vmid) or GuestResult.aborted(vmid) for vmid in vmids]

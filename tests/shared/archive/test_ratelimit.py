@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -77,3 +80,53 @@ def test_shared_by_threads_limits_the_total() -> None:
         thread.join()
     elapsed = time.monotonic() - start
     assert (400_000 - 10_000) / 400_000 <= elapsed < 2.0
+
+
+def _forked(work: Callable[[], None]) -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def test_shared_by_forked_processes_limits_the_total() -> None:
+    """A ``shared`` bucket holds across the processes forked after it was made (a parallel
+    backup's workers): four of them get the rate between them, not four times it."""
+    bucket = TokenBucket(400_000, burst=10_000, shared=True)
+
+    def worker() -> None:
+        for _ in range(10):
+            bucket.consume(10_000)
+
+    start = time.monotonic()
+    pids = [_forked(worker) for _ in range(4)]
+    for pid in pids:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    elapsed = time.monotonic() - start
+    assert (400_000 - 10_000) / 400_000 <= elapsed < 2.0
+
+
+def test_a_killed_holder_does_not_stall_the_others() -> None:
+    """The shared line's lock goes with a process killed while holding it."""
+    bucket = TokenBucket(400_000, burst=10_000, shared=True)
+    shared = bucket._shared
+    assert shared is not None
+    ready = os.pipe()
+
+    def hold_forever() -> None:
+        with shared.locked():
+            os.write(ready[1], b"x")
+            time.sleep(60)
+
+    pid = _forked(hold_forever)
+    assert os.read(ready[0], 1) == b"x"
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    start = time.monotonic()
+    bucket.consume(1000)
+    assert time.monotonic() - start < 1.0

@@ -74,7 +74,7 @@ def test_an_interrupt_ends_what_the_hook_left_running(tmp_path: Path) -> None:
 
 
 def test_a_hook_that_never_pauses_is_interrupted_in_a_worker_thread(tmp_path: Path) -> None:
-    """A parallel job's worker hears of a signal only when it asks; it asked only while the
+    """A thread other than the main one hears of a signal only when it asks; it asked only while the
     hook was quiet, and a hook printing without a pause was never interrupted."""
     script = tmp_path / "hook.sh"
     script.write_text("#!/bin/sh\nexec yes\n")
@@ -89,7 +89,7 @@ def test_a_hook_that_never_pauses_is_interrupted_in_a_worker_thread(tmp_path: Pa
 
     with signals.interruptible():
         thread = threading.Thread(target=worker)
-        with signals.held():  # as the main thread of a parallel job waits for its workers
+        with signals.held():  # the main thread waits while another works
             thread.start()
             time.sleep(0.5)
             os.kill(os.getpid(), signal.SIGTERM)

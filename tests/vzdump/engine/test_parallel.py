@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import (
+    BIN,
     CT,
     Host,
     archives,
@@ -24,6 +26,7 @@ from .conftest import (
     member_text,
     only_archive,
     random_file,
+    run,
     start_vzdump,
     vzdump,
     wait_for_line,
@@ -294,3 +297,88 @@ def test_sigterm_ends_a_long_hook_in_a_worker(host: Host) -> None:
         )
         assert "lock:" not in ct.conf() and not archives(host.dumpdir, ct.vmid)
     assert not list((host.root / "var/tmp").glob("vzdumptmp*"))
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The worker processes a parallel job forked (its children that run Python, not tar)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(c)
+        for c in children
+        if Path(f"/proc/{c}/exe").resolve() == Path(f"/proc/{pid}/exe").resolve()
+    ]
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{p}").exists() for p in pids):
+        assert time.monotonic() < deadline, [p for p in pids if Path(f"/proc/{p}").exists()]
+        time.sleep(0.05)
+
+
+def test_kill_9_of_the_job_lets_every_worker_clean_up(host: Host) -> None:
+    """``kill -9`` of the job while three guests are being backed up: each worker hears of its
+    job's death and cleans its guest up at once (running, thawed, unlocked, no archive, .dat or
+    temp dir), leaving nothing for the next command to recover."""
+    cts = [host.create(start=True) for _ in range(3)]
+    for ct in cts:
+        random_file(ct, "big", 4 << 20)
+    proc = start_vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
+                        "--mode", "suspend", "--parallel", "3", "--bwlimit", "1024")  # fmt: skip
+    try:
+        for _ in range(3):
+            wait_for_line(proc, "starting first sync")
+        workers = _workers_of(proc.pid)
+        assert len(workers) == 3, workers
+        proc.kill()
+        proc.wait(timeout=10)
+        _wait_gone(workers, timeout=30)
+    finally:
+        proc.kill()
+    for ct in cts:
+        assert "lock:" not in ct.conf()
+        assert not (host.root / f"var/lib/ctkit/owners/owner-{ct.vmid}.json").exists()
+        assert ct.freezer_state() == "THAWED"
+        res = run([str(BIN / "pct"), "status", str(ct.vmid)])
+        assert res.out.decode().strip() == "status: running", res.err
+        assert "recovering" not in res.err, res.err  # nothing was left to recover
+        assert_untouched(ct, host.dumpdir)
+    assert not list((host.root / "var/tmp").glob("vzdumptmp*"))
+
+
+def test_a_worker_killed_on_its_own_fails_only_its_guest(host: Host) -> None:
+    """A worker killed outright fails its own guest with a line that says so; the job goes
+    on, a new worker backs up the next guest, and the next command recovers what the killed
+    one left."""
+    cts = [host.create(start=True) for _ in range(3)]
+    random_file(cts[0], "big", 4 << 20)
+    proc = start_vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
+                        "--mode", "suspend", "--parallel", "2", "--bwlimit", "1024")  # fmt: skip
+    try:
+        wait_for_line(proc, f"CT {cts[0].vmid}: INFO: starting first sync")
+        record = json.loads(
+            (host.root / f"var/lib/ctkit/owners/owner-{cts[0].vmid}.json").read_text()
+        )
+        assert record["pid"] in _workers_of(proc.pid)
+        os.kill(record["pid"], signal.SIGKILL)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = err.decode().splitlines()
+    assert proc.returncode == 13, lines
+    assert (
+        f"CT {cts[0].vmid}: ERROR: Backup of VM {cts[0].vmid} failed - "
+        "backup worker killed by signal SIGKILL"
+    ) in lines
+    for ct in cts[1:]:
+        assert only_archive(host.dumpdir, ct.vmid), lines
+    assert {v: g["status"] for v, g in summary(host).items()} == {
+        cts[0].vmid: "err",
+        cts[1].vmid: "ok",
+        cts[2].vmid: "ok",
+    }
+    assert "lock: backup" in cts[0].conf()  # the killed worker's: the next command's to undo
+    res = vzdump(str(cts[0].vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend")
+    assert res.rc == 0, res.err
+    assert any("ended without cleaning up - recovering" in ln for ln in res.lines), res.lines
+    assert only_archive(host.dumpdir, cts[0].vmid) and cts[0].running()
