@@ -71,11 +71,11 @@ class TokenBucket:
         self._shared = _SharedLine(self._paid_until) if shared else None
 
     @classmethod
-    def from_kib(cls, kib_per_s: int | float | None) -> TokenBucket | None:
+    def from_kib(cls, kib_per_s: int | float | None, *, shared: bool = False) -> TokenBucket | None:
         """Proxmox's ``bwlimit`` (KiB/s); None or 0 means unlimited."""
         if not kib_per_s:
             return None
-        return cls(float(kib_per_s) * 1024)
+        return cls(float(kib_per_s) * 1024, shared=shared)
 
     def chunk_size(self, maximum: int) -> int:
         """A read size that keeps the stream smooth: at most an eighth of a second's worth."""

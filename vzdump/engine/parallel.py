@@ -1,11 +1,12 @@
 """Parallel backups: up to ``--parallel N`` guests of one job at once (a ctkit addition).
 
-Guests start in VMID order as workers free up. Each guest's backup is the same synchronous
-:class:`~vzdump.engine.guest.GuestBackup` as in a sequential job, run in a worker process
-forked for it, so that the guests' own Python work (configs, locks, logs, the mode's steps)
-runs on every core instead of taking turns under one interpreter lock; the child processes
-(tar, compressors, rsync) stream as they always do. An asyncio loop in the main process hands
-out the worker slots, relays each worker's lines and collects its result. What the workers
+Guests start in VMID order as workers free up. Each worker is a process forked from vzdump
+that backs up guest after guest with the same synchronous
+:class:`~vzdump.engine.guest.GuestBackup` as a sequential job, keeping its imports and caches
+between guests; so the guests' own Python work (configs, locks, logs, the mode's steps) runs on
+every core instead of taking turns under one interpreter lock. The child processes (tar,
+compressors, rsync) stream as they always do. An asyncio loop in the main process hands each
+free worker the next guest, relays each worker's lines and collects its results. What the workers
 share is made safe here:
 
 * the console (the task log): a worker sends its lines through a pipe of its own; the main
@@ -90,13 +91,6 @@ class GuestLog(JobLog):
                 data = data[os.write(self.fd, data) :]
         except OSError:  # the main process is gone: the guest's own log file still has it all
             self.console_gone = True
-
-
-def shared_bucket(kib_per_s: int) -> TokenBucket | None:
-    """The run's one ``--bwlimit`` for all workers' archive streams."""
-    if not kib_per_s:
-        return None
-    return TokenBucket(float(kib_per_s) * 1024, shared=True)
 
 
 def _worker(env: JobEnv, commands: int, out: int, parent: int) -> NoReturn:  # pragma: no cover
@@ -241,7 +235,8 @@ class _Pool:
     def __init__(self, env: JobEnv, size: int) -> None:
         self.env = env
         self.size = size
-        self.bucket = shared_bucket(env.opts.bwlimit)
+        # the run's one --bwlimit, shared by all workers' archive streams
+        self.bucket = TokenBucket.from_kib(env.opts.bwlimit, shared=True)
         self.workers: list[_Worker] = []
         self.told: set[int] = set()
 
@@ -277,9 +272,9 @@ class _Pool:
             await asyncio.sleep(SIGNAL_POLL)
 
 
-def _lost(vmid: int, started: float, status: int | None) -> GuestResult:
+def _lost(vmid: int, started: float, status: int) -> GuestResult:
     """A guest whose worker ended without its result (killed on its own, say)."""
-    if signals.interrupted() or status is None:
+    if signals.interrupted():
         error = Interrupted().message
     elif os.WIFSIGNALED(status):
         error = f"backup worker killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
@@ -295,7 +290,8 @@ async def _guest(env: JobEnv, worker: _Worker, vmid: int) -> GuestResult:
     prefix = f"CT {vmid}: "
     started = time.time()
     payload = await worker.backup(vmid, lambda text: _console(env.log, prefix + text))
-    if payload is None:
+    if payload is None:  # only once it has ended and been reaped
+        assert worker.status is not None
         lost = _lost(vmid, started, worker.status)
         _console(env.log, f"{prefix}ERROR: Backup of VM {vmid} failed - {lost.error}")
         return lost
