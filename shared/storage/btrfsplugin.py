@@ -12,7 +12,6 @@ become qgroup limits when quotas are enabled on the file system and are ignored 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
@@ -22,6 +21,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import syscalls
 from ..errors import CtkitError, NotFoundError, StorageError
 from ..formats.types import FormatError, check_configid, format_size
 from . import cmd, loop
@@ -49,8 +49,6 @@ BTRFS_FEATURES = {
 }
 # "different to Plugin.pm the regex also excludes '@'": snapshots are not volumes
 _BTRFS_IMAGE_RE = re.compile(r"[^/@.]+(?:\.(qcow2|vmdk|subvol))?")
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
 # _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args): 1024 bytes, the fsid at offset 16
 _BTRFS_IOC_FS_INFO = 0x8400941F
 _SYSFS_BTRFS = Path("/sys/fs/btrfs")
@@ -59,7 +57,12 @@ _SYSFS_BTRFS = Path("/sys/fs/btrfs")
 _BTRFS_IOC_SNAP_CREATE_V2 = 0x50009417
 _BTRFS_SUBVOL_RDONLY = 1 << 1
 _VOL_ARGS_V2_NAME = 56
-_VOL_ARGS_V2_SIZE = 4096
+# _IOW(0x94, 14 and 15, struct btrfs_ioctl_vol_args): 4096 bytes; an fd, then the name (at most
+# 4087 bytes and a NUL)
+_BTRFS_IOC_SUBVOL_CREATE = 0x5000940E
+_BTRFS_IOC_SNAP_DESTROY = 0x5000940F
+_VOL_ARGS_NAME = 8
+_VOL_ARGS_SIZE = 4096
 
 
 def _remove_rollback_temps(subvol: Path) -> None:
@@ -71,7 +74,7 @@ def _remove_rollback_temps(subvol: Path) -> None:
         for entry in os.scandir(subvol.parent):
             path = Path(entry.path)
             if stale.fullmatch(entry.name) and not entry.is_symlink() and is_subvolume(path):
-                btrfs("subvolume", "delete", "--", str(path))
+                delete_subvolume(path)
 
 
 def is_subvolume(path: Path) -> bool:
@@ -83,15 +86,52 @@ def is_subvolume(path: Path) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_FIRST_FREE_OBJECTID
 
 
-def snapshot_readonly(source: Path, target: Path) -> None:
-    """``btrfs subvolume snapshot -r source target`` as one ioctl. A backup takes its snapshot
-    while the container is frozen, where starting the tool (fork, exec, loading) cost more
-    than the snapshot itself and grew with the host's load. As the tool does, only a
+def _vol_args(name: Path, offset: int, what: str = "subvolume") -> bytearray:
+    """An ioctl's argument: a zero fd, then the last part of ``name`` (a subvolume's name in
+    its parent directory) at ``offset``, checked as the tool checks it."""
+    raw = os.fsencode(name.name)
+    if not raw or len(raw) >= _VOL_ARGS_SIZE - offset or name.name in (".", ".."):
+        raise StorageError(f"invalid {what} name '{name.name}'")
+    args = bytearray(_VOL_ARGS_SIZE)
+    args[offset : offset + len(raw)] = raw
+    return args
+
+
+def _in_parent(path: Path, request: int, args: bytearray) -> None:
+    """``request`` on the directory that holds ``path``: the ioctls of btrfs's subvolume
+    commands, without a process each (a backup in snapshot mode deletes one per guest, a
+    ``pct create`` makes one)."""
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(parent, request, args)
+    finally:
+        os.close(parent)
+
+
+def create_subvolume(path: Path) -> None:
+    """``btrfs subvolume create path``."""
+    try:
+        _in_parent(path, _BTRFS_IOC_SUBVOL_CREATE, _vol_args(path, _VOL_ARGS_NAME))
+    except OSError as exc:
+        raise StorageError(f"unable to create subvolume '{path}' - {exc.strerror}") from None
+
+
+def delete_subvolume(path: Path) -> None:
+    """``btrfs subvolume delete path``, for the entry ``path`` itself: a symbolic link in its
+    place is no subvolume (EINVAL), where the tool resolved it and deleted what it named."""
+    try:
+        _in_parent(path, _BTRFS_IOC_SNAP_DESTROY, _vol_args(path, _VOL_ARGS_NAME))
+    except OSError as exc:
+        raise StorageError(f"unable to delete subvolume '{path}' - {exc.strerror}") from None
+
+
+def snapshot_subvolume(source: Path, target: Path, *, readonly: bool = False) -> None:
+    """``btrfs subvolume snapshot [-r] source target`` as one ioctl. A backup takes its
+    snapshot while the container is frozen, where starting the tool (fork, exec, loading) cost
+    more than the snapshot itself and grew with the host's load. As the tool does, only a
     subvolume is taken, checked on the opened descriptor (a path swapped meanwhile cannot
     change what is snapshotted), with its own message rather than the kernel's EINVAL."""
-    name = os.fsencode(target.name)
-    if not name or len(name) >= _VOL_ARGS_V2_SIZE - _VOL_ARGS_V2_NAME or target.name in (".", ".."):
-        raise StorageError(f"invalid snapshot name '{target.name}'")
+    args = _vol_args(target, _VOL_ARGS_V2_NAME, "snapshot")
     try:
         src = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -99,14 +139,8 @@ def snapshot_readonly(source: Path, target: Path) -> None:
     try:
         if os.fstat(src).st_ino != BTRFS_FIRST_FREE_OBJECTID:
             raise StorageError(f"cannot snapshot '{source}' - not a subvolume")
-        args = bytearray(_VOL_ARGS_V2_SIZE)
-        struct.pack_into("<qQQ", args, 0, src, 0, _BTRFS_SUBVOL_RDONLY)
-        args[_VOL_ARGS_V2_NAME : _VOL_ARGS_V2_NAME + len(name)] = name
-        parent = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.ioctl(parent, _BTRFS_IOC_SNAP_CREATE_V2, args)
-        finally:
-            os.close(parent)
+        struct.pack_into("<qQQ", args, 0, src, 0, _BTRFS_SUBVOL_RDONLY if readonly else 0)
+        _in_parent(target, _BTRFS_IOC_SNAP_CREATE_V2, args)
     except OSError as exc:
         raise StorageError(f"cannot snapshot '{source}' as '{target}' - {exc.strerror}") from None
     finally:
@@ -133,11 +167,7 @@ def fs_uuid(path: Path) -> str | None:
 
 def rename_exchange(a: Path, b: Path) -> None:
     """Atomically swap two paths (renameat2 with RENAME_EXCHANGE)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    rc = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    syscalls.rename_exchange(str(a), str(b))
 
 
 def btrfs(*args: str) -> str:
@@ -252,7 +282,7 @@ class BtrfsStorage(DirStorage):
         subvol = imgdir / name.removesuffix(".raw")
         if subvol.exists():
             raise StorageError(f"disk image '{subvol}' already exists")
-        btrfs("subvolume", "create", "--", str(subvol))
+        create_subvolume(subvol)
         return subvol
 
     def _fill_volume(self, target: Path, fmt: str, size: int, uid: int, gid: int) -> None:
@@ -264,7 +294,7 @@ class BtrfsStorage(DirStorage):
 
     def _discard_volume(self, target: Path, fmt: str) -> None:
         with contextlib.suppress(StorageError, OSError):
-            btrfs("subvolume", "delete", "--", str(target))
+            delete_subvolume(target)
 
     def _make_raw(self, path: Path, size: int, root_uid: int, root_gid: int) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -294,7 +324,8 @@ class BtrfsStorage(DirStorage):
         for path in [*snaps, subvol]:
             if loop.mount_users(path):
                 raise StorageError(f"volume '{self.volid(volname)}' is in use ({path})")
-        btrfs("subvolume", "delete", "--", *map(str, snaps), str(subvol))
+        for path in [*snaps, subvol]:
+            delete_subvolume(path)
         remove_if_empty(subvol.parent)
         return True
 
@@ -380,9 +411,7 @@ class BtrfsStorage(DirStorage):
             if reserved is not None:  # on record before it exists: a kill leaves no nameless copy
                 reserved(made)
             imgdir.mkdir(parents=True, exist_ok=True)
-            btrfs(
-                "subvolume", "snapshot", "--", str(source), str(imgdir / name.removesuffix(".raw"))
-            )
+            snapshot_subvolume(source, imgdir / name.removesuffix(".raw"))
         return made
 
     # --- snapshots ------------------------------------------------------------------------
@@ -407,7 +436,7 @@ class BtrfsStorage(DirStorage):
             raise StorageError(
                 f"snapshot '{snap}' of volume '{self.volid(volname)}' already exists"
             )
-        snapshot_readonly(subvol, target)
+        snapshot_subvolume(subvol, target, readonly=True)
 
     def _snapshot(self, volname: str, snap: str) -> tuple[VolName, Path, Path]:
         check_snapshot_name(snap)
@@ -431,16 +460,16 @@ class BtrfsStorage(DirStorage):
             limit = size if size and vol.format == "subvol" else self._qgroup_limit(subvol)
         _remove_rollback_temps(subvol)
         tmp = subvol.with_name(f"{subvol.name}.tmp.{os.getpid()}")
-        btrfs("subvolume", "snapshot", "--", str(source), str(tmp))
+        snapshot_subvolume(source, tmp)
         try:
             rename_exchange(tmp, subvol)
         except OSError as err:
             with contextlib.suppress(StorageError, OSError):
-                btrfs("subvolume", "delete", "--", str(tmp))
+                delete_subvolume(tmp)
             raise StorageError(
                 f"failed to rotate '{tmp}' into place at '{subvol}' - {err}"
             ) from None
-        btrfs("subvolume", "delete", "--", str(tmp))  # the old state
+        delete_subvolume(tmp)  # the old state
         if limit:
             self._set_limit(subvol, limit)
 
@@ -448,7 +477,7 @@ class BtrfsStorage(DirStorage):
         _vol, _subvol, source = self._snapshot(volname, snap)
         if loop.mount_users(source):
             raise StorageError(f"snapshot '{snap}' of volume '{self.volid(volname)}' is in use")
-        btrfs("subvolume", "delete", "--", str(source))
+        delete_subvolume(source)
 
     def snapshot_path(self, volname: str, snap: str) -> Path:
         """The read-only snapshot to mount or read (raw: its ``disk.raw``)."""

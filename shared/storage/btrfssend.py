@@ -16,7 +16,14 @@ from typing import IO
 
 from ..errors import CommandError, StorageError
 from .base import Storage
-from .btrfsplugin import BtrfsStorage, btrfs, is_subvolume, rename_exchange
+from .btrfsplugin import (
+    BtrfsStorage,
+    btrfs,
+    delete_subvolume,
+    is_subvolume,
+    rename_exchange,
+    snapshot_subvolume,
+)
 
 # the snapshots a migration sends: the first pass's, then the final (incremental) one's
 SNAP_NAMES = ("ctkit-migrate1", "ctkit-migrate2")
@@ -101,11 +108,11 @@ def adopt(store: Storage, volname: str, snap: str) -> None:
     if source is None:
         raise StorageError(f"nothing was received for volume '{store.volid(volname)}'")
     tmp = staging / f"{subvol.name}.adopting"
-    btrfs("subvolume", "snapshot", "--", str(source), str(tmp))
+    snapshot_subvolume(source, tmp)
     try:
         rename_exchange(tmp, subvol)
     except OSError as err:
-        btrfs("subvolume", "delete", "--", str(tmp))
+        delete_subvolume(tmp)
         raise StorageError(f"failed to move '{tmp}' into place at '{subvol}' - {err}") from None
 
 
@@ -116,7 +123,7 @@ def discard_staging(store: Storage, volname: str) -> None:
         return
     for entry in staging.iterdir():
         if is_subvolume(entry):
-            btrfs("subvolume", "delete", "--", str(entry))
+            delete_subvolume(entry)
     with contextlib.suppress(OSError):
         staging.rmdir()
         # the guest's directory, as freeing its last volume does (when the volume went first)

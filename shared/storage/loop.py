@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import syscalls
 from ..errors import CommandError
 from . import cmd
 
@@ -207,16 +208,29 @@ def mounts_under(path: Path) -> list[Path]:
     return [p for p in mount_points() if _below(p, top)]
 
 
+def _holder(real: Path, table: list[MountEntry]) -> MountEntry | None:
+    """The mount that holds ``real`` (a resolved path): the innermost, and of mounts stacked
+    on one point the topmost."""
+    holders = [e for e in table if _below(real, e.point)]
+    return max(reversed(holders), key=lambda e: len(e.point.parts)) if holders else None
+
+
+def fs_type(path: Path) -> str:
+    """The type of the file system that holds ``path``, as ``df -T`` names it (``ext4``,
+    ``nfs4``, ``fuse.sshfs``), from this namespace's mount table; "" when there is none."""
+    holder = _holder(Path(os.path.realpath(path)), mount_table())
+    return holder.fstype if holder is not None else ""
+
+
 def mount_users(path: Path) -> list[Path]:
     """Mount points that expose ``path`` or anything inside it: mounts at or below it, and
     bind mounts of it (or of a directory inside it) elsewhere, also in other mount namespaces
     (a running container's mount points exist only in its own: ``/proc/<pid>/root/<point>``)."""
     real = Path(os.path.realpath(path))
     table = mount_table()
-    holders = [e for e in table if _below(real, e.point)]
+    holder = _holder(real, table)
     users = [e.point for e in table if _below(e.point, real)]
-    if holders:
-        holder = max(reversed(holders), key=lambda e: len(e.point.parts))  # innermost, topmost
+    if holder is not None:
         rel = holder.root / real.relative_to(holder.point)
         users += [
             e.point
@@ -281,20 +295,34 @@ def mount_ext4(
 def bind_mount(
     source: Path, target: Path, *, read_only: bool = False, options: Sequence[str] = ()
 ) -> None:
-    """Bind-mount a directory; read-only and VFS flags need a second (remount) step."""
-    cmd.run(["mount", "--bind", str(source), str(target)])
-    flags = [o for o in options if o]
-    if read_only or flags:
+    """Bind-mount a directory; read-only and VFS flags need a second (remount) step, which
+    keeps the flags the new mount has (as ``mount -o remount,bind,...`` does). System calls:
+    ``mount`` twice and ``umount`` cost a backup 9 ms of processes."""
+    try:
+        syscalls.mount(str(source), str(target), None, syscalls.MS_BIND)
+    except OSError as err:
+        raise CommandError(
+            f"unable to bind-mount '{source}' at '{target}' - {err.strerror}"
+        ) from None
+    flags, rest = syscalls.mount_flags([o for o in options if o])
+    if read_only or flags or rest:
         try:
-            remount = ",".join(["remount", "bind", *(["ro"] if read_only else []), *flags])
-            cmd.run(["mount", "-o", remount, str(target)])
-        except CommandError:
+            flags |= syscalls.MS_REMOUNT | syscalls.MS_BIND
+            flags |= syscalls.current_flags(str(target)) | (syscalls.MS_RDONLY if read_only else 0)
+            syscalls.mount(None, str(target), None, flags, ",".join(rest) or None)
+        except OSError as err:
             unmount(target, lazy=True)
-            raise
+            raise CommandError(
+                f"unable to remount '{target}' with options '{','.join(options)}' - {err.strerror}"
+            ) from None
 
 
 def unmount(target: Path, *, lazy: bool = False) -> None:
-    cmd.run(["umount", *(["-l"] if lazy else []), str(target)])
+    """``umount [-l]`` as a system call."""
+    try:
+        syscalls.umount(str(target), syscalls.MNT_DETACH if lazy else 0)
+    except OSError as err:
+        raise CommandError(f"unable to unmount '{target}' - {err.strerror}") from None
 
 
 # --- a mounted volume -----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from shared.runtime import lxcapi, recovery
 from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.traverse import check_traversable
 from shared.storage.api import get_storage, set_backup_notes, set_backup_protected
+from shared.storage.loop import fs_type
 from shared.storage.resticplugin import ResticStorage
 from shared.tasklog import Progress, timestamp
 
@@ -42,7 +43,6 @@ from .target import (
     format_duration,
     format_size,
     fresh_dir,
-    fs_type,
     pigz_threads,
     temp_dir,
     tree_bytes,

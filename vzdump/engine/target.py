@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 from shared import paths, safefile
 from shared.errors import AlreadyExistsError
 from shared.formats.archivename import archive_extension, backup_basename, temp_archive_name
+from shared.storage.loop import fs_type
 from shared.treescan import scan_tree
 
 # file systems where the temp dir may live next to the archive (vzdump §2.3)
@@ -77,14 +77,6 @@ def tree_bytes(root: Path, sources: list[str]) -> int:
             scan = scan_tree(root / source)
             total += scan.size + TAR_HEADER * scan.entries
     return total
-
-
-def fs_type(path: Path) -> str:
-    proc = subprocess.run(
-        ["df", "-P", "-T", str(path)], capture_output=True, text=True, check=False
-    )
-    lines = proc.stdout.splitlines()
-    return lines[1].split()[1] if len(lines) > 1 else ""
 
 
 def temp_dir(

@@ -9,7 +9,14 @@ import pytest
 
 from shared.errors import NotFoundError, StorageError
 from shared.storage import volumes
-from shared.storage.btrfsplugin import BtrfsStorage, fs_uuid, is_subvolume, snapshot_readonly
+from shared.storage.btrfsplugin import (
+    BtrfsStorage,
+    create_subvolume,
+    delete_subvolume,
+    fs_uuid,
+    is_subvolume,
+    snapshot_subvolume,
+)
 from shared.storage.config import load_config
 
 from .conftest import WriteCfg
@@ -146,20 +153,47 @@ def test_read_only_snapshot_takes_only_a_subvolume(btrfs_cfg: Path) -> None:
     volumes.alloc_volume("bt", VMID, 0)
     data = subvol / f"subvol-{VMID}-disk-0.subvol"
     (data / "file").write_text("v1")
-    snapshot_readonly(data, subvol / "copy")
+    snapshot_subvolume(data, subvol / "copy", readonly=True)
     assert is_subvolume(subvol / "copy") and ro_property(subvol / "copy") == "ro=true"
     assert (subvol / "copy/file").read_text() == "v1"
     with pytest.raises(StorageError, match=r"cannot snapshot .* as .* - File exists"):
-        snapshot_readonly(data, subvol / "copy")
+        snapshot_subvolume(data, subvol / "copy", readonly=True)
     (data / "plain").mkdir()
     (subvol / "link").symlink_to(data)
     for source, why in ((data / "plain", "not a subvolume"), (subvol / "link", "Not a directory"),
                         (subvol / "absent", "No such file or directory")):  # fmt: skip
         with pytest.raises(StorageError, match=rf"cannot snapshot '{source}' - {why}"):
-            snapshot_readonly(source, subvol / "other")
+            snapshot_subvolume(source, subvol / "other", readonly=True)
         assert not (subvol / "other").exists()
     with pytest.raises(StorageError, match=r"invalid snapshot name"):
-        snapshot_readonly(data, subvol / ("x" * 4040))
+        snapshot_subvolume(data, subvol / ("x" * 4040), readonly=True)
+
+
+def test_subvolumes_made_and_deleted_as_btrfs_progs_does(btrfs_cfg: Path) -> None:
+    """The ioctls of ``btrfs subvolume create``/``delete``, checked with the tool itself; a
+    delete takes the entry named, never what a symlink there points to."""
+    made = btrfs_cfg / "made"
+    create_subvolume(made)
+    listed = subprocess.run(["btrfs", "subvolume", "list", "-o", str(btrfs_cfg)],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert is_subvolume(made) and listed.rstrip().endswith(" path made")
+    with pytest.raises(StorageError, match=rf"^unable to create subvolume '{made}' - File exists$"):
+        create_subvolume(made)
+    (made / "data").write_text("kept")
+    (btrfs_cfg / "link").symlink_to(made)
+    (btrfs_cfg / "plain").mkdir()
+    for path in (btrfs_cfg / "link", btrfs_cfg / "plain"):
+        with pytest.raises(StorageError, match=rf"^unable to delete subvolume '{path}' - "):
+            delete_subvolume(path)
+    with pytest.raises(StorageError, match=r"No such file or directory$"):
+        delete_subvolume(btrfs_cfg / "absent")
+    assert (made / "data").read_text() == "kept"
+    snapshot_subvolume(made, btrfs_cfg / "copy")
+    (btrfs_cfg / "copy/data").write_text("writable")
+    delete_subvolume(made)
+    assert not made.exists() and (btrfs_cfg / "copy/data").read_text() == "writable"
+    with pytest.raises(StorageError, match=r"^invalid subvolume name '\.\.'$"):
+        create_subvolume(btrfs_cfg / "..")
 
 
 def test_rollback_keeps_the_quota_limit(btrfs_cfg: Path) -> None:

@@ -289,3 +289,53 @@ def test_the_table_of_a_file_system_lists_only_its_mounts(tmp_path: Path, target
         assert [e.point for e in loop.mount_table(dev=dev) if e.point == target] == [target]
         assert all(e.dev == dev for e in loop.mount_table(dev=dev))
     assert loop.mount_table(dev="4095:1048575") == []  # no such file system
+
+
+def test_a_read_only_bind_keeps_the_flags_its_mount_has(tmp_path: Path, target: Path) -> None:
+    """As ``mount -o remount,bind,ro``: the remount repeats the flags the new bind mount took
+    from the file system it binds (a nosuid, noexec tmpfs stays nosuid, noexec)."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "nosuid,noexec,size=1m", "t", str(fs)], check=True
+    )
+    (fs / "vol").mkdir()
+    with loop.mounted(fs / "vol", target, "subvol", read_only=True, options=["nodev"]):
+        assert {"ro", "nosuid", "noexec", "nodev"} <= mount_options(target)
+    assert not loop.is_mounted(target)
+    with loop.mounted(fs / "vol", target, "subvol"):
+        assert {"rw", "nosuid", "noexec"} <= mount_options(target)
+
+
+def test_mount_and_unmount_failures_are_one_line(tmp_path: Path, target: Path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(CommandError, match=rf"^unable to bind-mount '{missing}' at '{target}'"):
+        loop.bind_mount(missing, target)
+    with pytest.raises(CommandError, match=rf"^unable to unmount '{target}' - Invalid argument$"):
+        loop.unmount(target)
+    source = tmp_path / "src"
+    source.mkdir()
+    loop.bind_mount(source, target)
+    with open(target / "held", "w"):
+        with pytest.raises(CommandError, match=r"Device or resource busy$"):
+            loop.unmount(target)
+        loop.unmount(target, lazy=True)  # detached at once, gone when the file closes
+    assert not loop.is_mounted(target)
+
+
+def test_file_system_type_as_df_names_it(tmp_path: Path, target: Path) -> None:
+    """The type of the innermost mount that holds a path (df -T's answer), also for a path
+    that does not exist yet and one reached through a symlink."""
+
+    def df_type(path: Path) -> str:
+        out = subprocess.run(["df", "-P", "-T", str(path)], capture_output=True, text=True)
+        return out.stdout.splitlines()[1].split()[1]
+
+    assert loop.fs_type(tmp_path) == df_type(tmp_path)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "t", str(target)], check=True)
+    (target / "d").mkdir()
+    (tmp_path / "link").symlink_to(target / "d")
+    assert loop.fs_type(target / "d") == "tmpfs" == df_type(target / "d")
+    assert loop.fs_type(tmp_path / "link") == "tmpfs"
+    assert loop.fs_type(target / "not/yet") == "tmpfs"
+    assert loop.fs_type(Path(f"{target}x")) == df_type(tmp_path)  # a name that only begins so
