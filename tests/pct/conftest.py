@@ -425,6 +425,41 @@ def sigkill_group_when(
         proc.wait()
 
 
+HOLD_CALL = """
+import fnmatch, sys, time
+from shared.storage import btrfsplugin
+
+name, pattern, after, marker = sys.argv[1:5]
+real = getattr(btrfsplugin, name)
+
+def held(*args, **kwargs):
+    if fnmatch.fnmatch(" ".join(map(str, args)), pattern):
+        if after == "1":
+            real(*args, **kwargs)
+        open(marker, "w").close()
+        time.sleep(600)
+    return real(*args, **kwargs)
+
+setattr(btrfsplugin, name, held)
+sys.argv = ["pct", *sys.argv[5:]]
+from shared.entry import pct
+pct()
+"""
+
+
+def holding_call(
+    workdir: Path, name: str, when: str, *, after: bool = False
+) -> tuple[list[str], Path]:
+    """What :func:`holding_tool` does for a tool, for the system calls ctkit makes itself in
+    ``shared.storage.btrfsplugin`` (``delete_subvolume``, ``snapshot_subvolume``): the start
+    of a pct command line (its arguments follow) whose call ``name`` with arguments that
+    match the glob ``when`` touches the marker and sleeps, having made the call first with
+    ``after``; and the marker."""
+    marker = workdir / f"holding-{name}"
+    flag = "1" if after else "0"
+    return [sys.executable, "-c", HOLD_CALL, name, when, flag, str(marker)], marker
+
+
 def holding_tool(
     workdir: Path, tool: str, when: str, *, after: bool = False
 ) -> tuple[dict[str, str], Path]:

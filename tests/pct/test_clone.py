@@ -16,7 +16,7 @@ from shared.runtime import lxcapi
 from tests.pct.conftest import (
     PCT,
     Containers,
-    holding_tool,
+    holding_call,
     interrupt_mid_copy,
     kill_mid_copy,
     sigkill_group_when,
@@ -99,9 +99,9 @@ def test_a_linked_clone_killed_after_its_snapshot_is_undone_by_the_next_command(
     base, linked = cts.create("--rootfs", f"{btrfs_storage}:0"), cts.new_vmid()
     cts.pct("template", base)
     cts.pct.vmids.add(linked)
-    env, marker = holding_tool(tmp_path, "btrfs", '*"subvolume snapshot"*', after=True)
-    argv = [str(PCT), "clone", str(base), str(linked)]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    held, marker = holding_call(tmp_path, "snapshot_subvolume", "*", after=True)
+    argv = [*held, "clone", str(base), str(linked)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
     sigkill_group_when(proc, marker.exists, "the linked clone's snapshot")
     images = cts.root / f"mnt/bt/images/{linked}"

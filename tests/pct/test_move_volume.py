@@ -276,13 +276,13 @@ def test_a_move_killed_while_deleting_the_source_has_it_deleted(
     committed. Killed while it was deleted (a big volume takes a while), the source stayed on
     its storage named by nothing. The next command deletes it, as the move was asked to."""
 
-    from tests.pct.conftest import PCT, holding_tool, sigkill_group_when
+    from tests.pct.conftest import holding_call, sigkill_group_when
 
     vmid = cts.create("--rootfs", f"{btrfs_storage}:1")
     source = cts.root / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
-    env, marker = holding_tool(tmp_path, "btrfs", f'*"subvolume delete"*{source.name}')
-    argv = [str(PCT), "move-volume", str(vmid), "rootfs", "local", "--delete"]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    held, marker = holding_call(tmp_path, "delete_subvolume", f"*/{source.name}")
+    argv = [*held, "move-volume", str(vmid), "rootfs", "local", "--delete"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
     sigkill_group_when(proc, marker.exists, "the delete of the source")
     assert source.is_dir() and f"{btrfs_storage}:{vmid}/" not in cts.conf(vmid)

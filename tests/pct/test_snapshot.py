@@ -21,7 +21,7 @@ from tests.pct.conftest import (
     PCT,
     Pct,
     hold_post_stop,
-    holding_tool,
+    holding_call,
     sigkill_group_when,
     wait_group_gone,
     wait_while_running,
@@ -433,26 +433,27 @@ def group_processes(pgid: int) -> list[tuple[str, str]]:
     return found
 
 
-def group_commands(pgid: int) -> list[str]:
-    """The command names of the processes in process group ``pgid``."""
-    return [name for name, _state in group_processes(pgid)]
+# the btrfs ioctls ctkit makes itself (x86-64's ioctl is system call 16):
+# BTRFS_IOC_SNAP_CREATE_V2, BTRFS_IOC_SNAP_DESTROY, BTRFS_IOC_SUBVOL_CREATE
+SNAP_CREATE = "0x50009417"
+BTRFS_IOCTLS = (SNAP_CREATE, "0x5000940f", "0x5000940e")
 
 
-def btrfs_blocked(pgid: int) -> bool:
-    """A ``btrfs`` of process group ``pgid`` waits in the kernel (state D): on a frozen file
-    system, in the write it cannot do. Seen a moment earlier, it may not have got there yet (a
-    signal then ended it at once, on a loaded machine)."""
-    return ("btrfs", "D") in group_processes(pgid)
-
-
-def in_snapshot_ioctl(pid: int) -> bool:
-    """``pid`` waits in the btrfs snapshot ioctl (x86-64: system call 16, request
-    BTRFS_IOC_SNAP_CREATE_V2)."""
+def in_btrfs_ioctl(pid: int, requests: tuple[str, ...] = BTRFS_IOCTLS) -> bool:
+    """``pid`` waits in one of the btrfs ioctls ``requests``: on a frozen file system, in the
+    write it cannot do."""
     try:
         fields = Path(f"/proc/{pid}/syscall").read_text().split()
     except OSError:
         return False
-    return fields[:1] == ["16"] and fields[2:3] == ["0x50009417"]
+    return fields[:1] == ["16"] and fields[2:3] in ([r] for r in requests)
+
+
+def btrfs_blocked(pgid: int) -> bool:
+    """The command that leads process group ``pgid`` waits in a btrfs ioctl, or a ``btrfs``
+    tool of its group waits in the kernel (state D). Seen a moment earlier, it may not have
+    got there yet (a signal then ended it at once, on a loaded machine)."""
+    return in_btrfs_ioctl(pgid) or ("btrfs", "D") in group_processes(pgid)
 
 
 def test_a_snapshot_killed_while_frozen_is_recovered(
@@ -477,7 +478,7 @@ def test_a_snapshot_killed_while_frozen_is_recovered(
                 start_new_session=True,
             )
             pid = proc.pid
-            wait_until(lambda: cgroup.is_frozen() and in_snapshot_ioctl(pid), proc,
+            wait_until(lambda: cgroup.is_frozen() and in_btrfs_ioctl(pid, (SNAP_CREATE,)), proc,
                        "btrfs snapshot while frozen")  # fmt: skip
             os.killpg(proc.pid, signal.SIGKILL)
         # the kill takes effect once the snapshot ioctl returns, after the thaw
@@ -516,8 +517,9 @@ def test_a_snapshot_killed_while_frozen_is_recovered(
 
 
 def killed_while_btrfs_waits(ctroot: Path, argv: list[str], lock: str, conf_text: Text) -> None:
-    """Run pct ``argv`` with the btrfs file system frozen (its btrfs child waits in the kernel)
-    and SIGKILL its whole group once the config carries ``lock``."""
+    """Run pct ``argv`` with the btrfs file system frozen (its btrfs ioctl waits in the kernel)
+    and SIGKILL its whole group once the config carries ``lock``: the kill takes effect when
+    the ioctl returns, after the thaw."""
     proc = None
     try:
         with fs_frozen(ctroot / "mnt/bt"):
@@ -528,14 +530,12 @@ def killed_while_btrfs_waits(ctroot: Path, argv: list[str], lock: str, conf_text
             pgid = proc.pid
 
             def waiting() -> bool:
-                return f"lock: {lock}\n" in conf_text(int(argv[1])) and "btrfs" in group_commands(
-                    pgid
-                )
+                return f"lock: {lock}\n" in conf_text(int(argv[1])) and btrfs_blocked(pgid)
 
             wait_until(waiting, proc, f"btrfs under lock {lock}")
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        wait_group_gone(proc.pid)  # the btrfs child may finish its step once thawed
+        proc.wait(timeout=30)
+        wait_group_gone(proc.pid)
     finally:
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -572,7 +572,7 @@ def test_a_killed_delsnapshot_is_finished_by_the_next_command(
 def interrupted_while_btrfs_waits(ctroot: Path, argv: list[str], lock: str, conf_text: Text) -> str:
     """Run pct ``argv`` with the btrfs file system frozen, SIGTERM it (alone) once the config
     carries ``lock`` and its btrfs child waits, check that it goes on (with its step, or
-    reaping its btrfs child), then thaw; returns its stderr once it has exited 130."""
+    its btrfs ioctl), then thaw; returns its stderr once it has exited 130."""
     with fs_frozen(ctroot / "mnt/bt"):
         proc = subprocess.Popen(
             [str(PCT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -769,9 +769,9 @@ def test_a_killed_delsnapshot_keeps_a_volume_only_the_snapshot_named(
     pct("snapshot", vmid, "s1")
     pct("set", vmid, "--delete", "mp0")
     assert volid(vmid, 1) not in load(vmid).values.values()  # named by s1 only
-    env, marker = holding_tool(tmp_path, "btrfs", "*disk-2.subvol@s1*")
+    held, marker = holding_call(tmp_path, "delete_subvolume", "*disk-2.subvol@s1")
     proc = subprocess.Popen(
-        [str(PCT), "delsnapshot", str(vmid), "s1"], env=env, stdout=subprocess.PIPE,
+        [*held, "delsnapshot", str(vmid), "s1"], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     sigkill_group_when(proc, marker.exists, "the delete of mp1's snapshot")
