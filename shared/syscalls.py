@@ -1,8 +1,9 @@
 """System calls that Python's ``os`` module lacks, made through the C library.
 
 Each replaces a program ctkit used to start for one call (``mount``, ``umount``, ``ionice``):
-a fork and exec of 2-4 ms apiece, paid by every backup and every ``pct create``. The calls keep
-the programs' meaning (see each function) and raise ``OSError`` with the kernel's errno.
+a fork and exec of 1-3 ms apiece, and one more program that can be missing or fail to start.
+The calls keep the programs' meaning (see each function) and raise ``OSError`` with the
+kernel's errno.
 """
 
 from __future__ import annotations

@@ -296,8 +296,8 @@ def bind_mount(
     source: Path, target: Path, *, read_only: bool = False, options: Sequence[str] = ()
 ) -> None:
     """Bind-mount a directory; read-only and VFS flags need a second (remount) step, which
-    keeps the flags the new mount has (as ``mount -o remount,bind,...`` does). System calls:
-    ``mount`` twice and ``umount`` cost a backup 9 ms of processes."""
+    keeps the flags the new mount has (as ``mount -o remount,bind,...`` does). System calls,
+    where mount(8) was started for each step."""
     try:
         syscalls.mount(str(source), str(target), None, syscalls.MS_BIND)
     except OSError as err:
