@@ -24,8 +24,13 @@ class _Collect(ScanSink):
         return False
 
 
-def iter_members(source: Source, *, compression: Compression | None = None) -> Iterator[Member]:
-    """Members in archive order; decompression stops when the caller stops iterating."""
+def iter_members(
+    source: Source, *, compression: Compression | None = None, to_the_end: bool = False
+) -> Iterator[Member]:
+    """Members in archive order; decompression stops when the caller stops iterating, or at
+    tar's end of archive. ``to_the_end`` then decompresses what follows too (a record's
+    padding): a compressed stream cut or damaged after the last member, its checksum for one,
+    is an ArchiveError, as it is for ``verify``, instead of a listing that looks whole."""
     stream = open_decoded(source, compression)
     sink = _Collect()
     scanner = TarScanner(sink, forward=False)
@@ -37,6 +42,8 @@ def iter_members(source: Source, *, compression: Compression | None = None) -> I
             scanner.feed(data)
             found, sink.found = sink.found, []
             yield from found
+        while to_the_end and stream.read(CHUNK):
+            pass
     finally:
         stream.close()
 

@@ -130,9 +130,10 @@ def to_entry(member: Member) -> Entry:
 
 
 def browse(backup: Backup, path: str | None = None) -> Iterator[Entry]:
-    """The entries at or below ``path`` (all when None), in archive order, as they stream by."""
+    """The entries at or below ``path`` (all when None), in archive order, as they stream by;
+    then an ArchiveError if the compressed stream does not end whole."""
     prefix = path_parts(path) if path else ()
-    for member in iter_members(backup.path, compression=backup.compression):
+    for member in iter_members(backup.path, compression=backup.compression, to_the_end=True):
         if prefix and not under(member_parts(member.name), prefix):
             continue
         yield to_entry(member)

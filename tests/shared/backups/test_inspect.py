@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -57,6 +58,21 @@ def test_browse_lists_members_with_owner_and_types(made: Made) -> None:
     assert all(p.startswith("/srv/kinds") for p in entries)
     text = vzdump("browse", made.volid, "srv/kinds/sub").out.decode()
     assert "/srv/kinds/sub/deep.txt" in text and "regular.txt" not in text
+
+
+@pytest.mark.parametrize("cut", [4, 1000])
+def test_browse_of_an_archive_cut_at_its_end_fails(made: Made, cut: int) -> None:
+    """Cut by its zstd checksum alone (4 bytes), every member is still there: browse listed
+    them all and exited 0, where verify fails the archive. It lists what it read, then says
+    the archive is damaged, with verify's exit code for a bad archive."""
+    whole = vzdump("browse", made.volid)
+    assert whole.rc == 0 and whole.err == "", whole.err
+    os.truncate(made.archive, made.archive.stat().st_size - cut)
+    res = vzdump("browse", made.volid)
+    assert res.rc == 10 and len(res.lines) == 1, res.err
+    assert "Traceback" not in res.err and "archive" in res.err
+    if cut == 4:
+        assert res.out == whole.out  # every member listed before the error
 
 
 @pytest.mark.parametrize(
