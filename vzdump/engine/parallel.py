@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 # A worker's last line: its result as JSON. Log lines are printable: none holds a NUL.
 RESULT = "\0result "
+FAILED = "\0failed "  # a worker's own failure (a bug): its exception, before it ends
 SIGNAL_POLL = 0.05  # seconds between the main process's looks for a noted signal
 
 
@@ -117,8 +118,23 @@ def _worker(env: JobEnv, commands: int, out: int, parent: int) -> NoReturn:  # p
                 log._print(RESULT + json.dumps(payload))
             gone = log.console_gone
         code = 0
+    except BaseException as err:
+        _failed(out, err)
     finally:
         os._exit(code)
+
+
+def _failed(out: int, err: BaseException) -> None:  # pragma: no cover - runs in a worker
+    """A worker ended by an exception of its own (not a guest's error: those are results):
+    its traceback on vzdump's stderr, and the exception for the guest's error line."""
+    import traceback
+
+    with contextlib.suppress(Exception):
+        traceback.print_exception(err)
+        sys.stderr.flush()
+    line = f"{FAILED}{type(err).__name__}: {err}".replace("\n", " ")
+    with contextlib.suppress(OSError):
+        os.write(out, f"{line}\n".encode("utf-8", "backslashreplace"))
 
 
 def _next_vmid(fd: int) -> int | None:  # pragma: no cover - runs in a worker
@@ -156,6 +172,7 @@ class _Worker:
         self.result: asyncio.Future[str | None] | None = None
         self.line: Callable[[str], None] = lambda _text: None
         self.part = bytearray()
+        self.failure: str | None = None  # what ended it, when it says (see _failed)
         self.loop: asyncio.AbstractEventLoop
         self.ended: asyncio.Future[None]
 
@@ -209,6 +226,8 @@ class _Worker:
                 text = raw.decode("utf-8", "backslashreplace")
                 if text.startswith(RESULT):
                     self._settle(text[len(RESULT) :])
+                elif text.startswith(FAILED):
+                    self.failure = text[len(FAILED) :]
                 else:
                     self.line(text)
 
@@ -272,10 +291,13 @@ class _Pool:
             await asyncio.sleep(SIGNAL_POLL)
 
 
-def _lost(vmid: int, started: float, status: int) -> GuestResult:
-    """A guest whose worker ended without its result (killed on its own, say)."""
+def _lost(vmid: int, started: float, status: int, failure: str | None) -> GuestResult:
+    """A guest whose worker ended without its result (killed on its own, say, or by a bug:
+    ``failure`` is then its exception)."""
     if signals.interrupted():
         error = Interrupted().message
+    elif failure is not None:
+        error = f"backup worker failed: {failure}"
     elif os.WIFSIGNALED(status):
         error = f"backup worker killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
     else:
@@ -292,7 +314,7 @@ async def _guest(env: JobEnv, worker: _Worker, vmid: int) -> GuestResult:
     payload = await worker.backup(vmid, lambda text: _console(env.log, prefix + text))
     if payload is None:  # only once it has ended and been reaped
         assert worker.status is not None
-        lost = _lost(vmid, started, worker.status)
+        lost = _lost(vmid, started, worker.status, worker.failure)
         _console(env.log, f"{prefix}ERROR: Backup of VM {vmid} failed - {lost.error}")
         return lost
     data = json.loads(payload)

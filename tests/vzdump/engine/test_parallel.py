@@ -382,3 +382,46 @@ def test_a_worker_killed_on_its_own_fails_only_its_guest(host: Host) -> None:
     assert res.rc == 0, res.err
     assert any("ended without cleaning up - recovering" in ln for ln in res.lines), res.lines
     assert only_archive(host.dumpdir, cts[0].vmid) and cts[0].running()
+
+
+CRASHING = """
+import sys
+from vzdump.engine import parallel
+
+vmid, real = int(sys.argv[1]), parallel.GuestBackup.run
+
+def run(self):
+    result = real(self)
+    if self.vmid == vmid:  # a bug after the guest's own work, outside its error handling
+        raise RuntimeError("boom in the worker")
+    return result
+
+parallel.GuestBackup.run = run
+sys.argv = ["vzdump", *sys.argv[2:]]
+from shared.entry import vzdump
+vzdump()
+"""
+
+
+def test_a_worker_that_fails_by_a_bug_says_why(host: Host) -> None:
+    """A worker ended by an exception of its own showed only ``backup worker ended with exit
+    code 1``: its guest's line now names the exception, and its traceback is on stderr. A new
+    worker backs up the next guest."""
+    import sys
+
+    cts = [host.create() for _ in range(3)]
+    res = run([sys.executable, "-c", CRASHING, str(cts[0].vmid), *(str(ct.vmid) for ct in cts),
+               "--dumpdir", str(host.dumpdir), "--parallel", "2"])  # fmt: skip
+    assert res.rc == 13, res.err
+    assert (
+        f"CT {cts[0].vmid}: ERROR: Backup of VM {cts[0].vmid} failed - "
+        "backup worker failed: RuntimeError: boom in the worker"
+    ) in res.lines, res.err
+    assert "Traceback (most recent call last):" in res.err
+    assert {v: g["status"] for v, g in summary(host).items()} == {
+        cts[0].vmid: "err",
+        cts[1].vmid: "ok",
+        cts[2].vmid: "ok",
+    }
+    for ct in cts[1:]:
+        assert only_archive(host.dumpdir, ct.vmid), res.err
