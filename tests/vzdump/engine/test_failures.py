@@ -102,6 +102,39 @@ def test_tar_killed(host: Host) -> None:
     assert_clean_failure(ct, host.dumpdir, running=True)
 
 
+def test_a_dat_that_cannot_be_removed_fails_only_its_guest(host: Host) -> None:
+    """A failed guest's ``.dat`` that cannot be removed (its dump directory gone read-only
+    mid-run; here the file made immutable while it is written: EPERM) ended the whole job in
+    a traceback, and the guests after it were never backed up. The failure warns that the
+    file stays, and the job goes on."""
+    first, second = host.create(), host.create()
+    random_file(first, "big", 4 << 20)
+    proc = start_vzdump(str(first.vmid), str(second.vmid), "--dumpdir", str(host.dumpdir),
+                        "--mode", "stop", "--bwlimit", "1024")  # fmt: skip
+    dat: Path | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while dat is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "no .dat written"
+            found = list(host.dumpdir.glob(f"vzdump-lxc-{first.vmid}-*.dat"))
+            if found and found[0].stat().st_size > 0:
+                dat = found[0]
+            time.sleep(0.02)
+        subprocess.run(["chattr", "+i", str(dat)], check=True)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+        if dat is not None:
+            subprocess.run(["chattr", "-i", str(dat)], check=False)
+    lines = err.decode().splitlines()
+    assert proc.returncode == 13 and not any("Traceback" in ln for ln in lines), lines
+    assert f"WARN: unable to remove '{dat}' - Operation not permitted" in lines, lines
+    assert any(ln.startswith(f"ERROR: Backup of VM {first.vmid} failed") for ln in lines)
+    assert "lock:" not in first.conf() and not archives(host.dumpdir, first.vmid)
+    assert len(archives(host.dumpdir, second.vmid)) == 1, lines
+
+
 def test_a_monitor_that_does_not_answer_fails_its_guest_in_one_line(host: Host) -> None:
     """A CT whose LXC monitor is stopped (or stuck) held the whole nightly job for ever, in
     liblxc's state query; now that guest fails in one line and the next one is backed up."""
