@@ -134,6 +134,7 @@ class _Started(NamedTuple):
     conf: Config
     ok: bool
     debug_log: Path | None
+    monitor: tuple[int, int] | None
 
 
 def _start_held(vmid: int, *, skiplock: bool, debug: bool, log: Log = _stderr) -> _Started:
@@ -159,9 +160,9 @@ def _start_held(vmid: int, *, skiplock: bool, debug: bool, log: Log = _stderr) -
         skiplock_file(vmid).touch()
     hookscript.run(conf, "pre-start", fatal=True)
     debug_log = debug_log_file(vmid) if debug else None
-    ok = lxcapi.start_daemon(vmid, debug_log=debug_log)
-    ok = ok and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
-    return _Started(conf, ok, debug_log)
+    launched = lxcapi.start_daemon(vmid, debug_log=debug_log)
+    ok = launched.ok and lxcapi.wait_state(vmid, "RUNNING", START_TIMEOUT)
+    return _Started(conf, ok, debug_log, launched.monitor)
 
 
 def _after_start(started: _Started, log: Log) -> None:
@@ -171,7 +172,7 @@ def _after_start(started: _Started, log: Log) -> None:
     with contextlib.suppress(FileNotFoundError):
         skiplock_file(vmid).unlink()
     if not started.ok:
-        _settle_failed_start(vmid, conf)
+        _settle_failed_start(vmid, conf, started.monitor)
         for line in start_failure_reason(vmid):
             log(line)
         if started.debug_log is not None:
@@ -181,14 +182,16 @@ def _after_start(started: _Started, log: Log) -> None:
     hookscript.run(conf, "post-start", fatal=False, warn=log)
 
 
-def _settle_failed_start(vmid: int, conf: Config) -> None:
+def _settle_failed_start(vmid: int, conf: Config, monitor: tuple[int, int] | None) -> None:
     """LXC reports a failed start while its monitor still runs the post-stop hooks and the
     container's mount namespace still holds its raw volumes: the next command (a destroy,
-    another start) found them in use. Return once they are gone (bounded), as a stop does."""
+    another start) found them in use, and met the hooks still running. Return once the
+    monitor has ended and the volumes are let go (bounded), as a stop does: the monitor
+    process itself, which closes its command socket before those hooks."""
     deadline = time.monotonic() + ABORT_WAIT
-    while lxcapi.monitor_alive(vmid) and time.monotonic() < deadline:
+    while not lxcapi.monitor_gone(vmid, monitor) and time.monotonic() < deadline:
         with contextlib.suppress(MonitorSilent):  # busy with its post-stop hooks
-            if lxcapi.state(vmid) == "RUNNING":
+            if lxcapi.monitor_alive(vmid) and lxcapi.state(vmid) == "RUNNING":
                 return  # up after all, only later than the start waited for: nothing to settle
         time.sleep(0.05)
     CGroup(vmid).remove_stale()  # what the aborted start left would block the next one

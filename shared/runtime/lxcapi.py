@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from .. import paths
 from ..errors import ConfigError
@@ -135,15 +135,25 @@ def wait_state(vmid: int, wanted: str, timeout: float) -> bool:
     return state(vmid) == wanted
 
 
-def start_daemon(vmid: int, debug_log: Path | None = None) -> bool:
-    """Start the container with ``lxc-start`` (daemonized; returns once it runs or failed).
+class Launched(NamedTuple):
+    ok: bool
+    monitor: tuple[int, int] | None  # (pid, start time) of the LXC monitor it left running
+
+
+def start_daemon(vmid: int, debug_log: Path | None = None) -> Launched:
+    """Start the container with ``lxc-start`` (daemonized; returns once it runs or failed),
+    and say which process is its monitor (its pid file): after a failed start the monitor
+    still runs the post-stop hooks, with its command socket already closed.
 
     Not python-lxc's ``Container.start()``: LXC moves the *calling* process into the CT's
     monitor cgroup ``lxc.monitor/<vmid>``. A long-lived caller (vzdump, a test run, a
     benchmark) would stay there, be accounted to it and keep LXC from removing the cgroup
     when the CT stops, so the next start would fail. ``lxc-start`` is the throw-away caller.
     """
-    argv = lxc_base_argv("lxc-start", vmid)
+    pidfile = paths.run_dir() / f"ct-{vmid}.monitor"
+    with contextlib.suppress(FileNotFoundError):
+        pidfile.unlink()
+    argv = [*lxc_base_argv("lxc-start", vmid), "-p", str(pidfile)]
     if debug_log is not None:
         argv += ["-l", "DEBUG", "-o", str(debug_log)]
     # never from a private mount namespace (vzdump's, pct create's): the container would keep
@@ -159,7 +169,23 @@ def start_daemon(vmid: int, debug_log: Path | None = None) -> bool:
         # it stopped ran into it, and the container stayed down): it reaches the caller alone
         start_new_session=True,
     )
-    return proc.returncode == 0
+    return Launched(proc.returncode == 0, _monitor_of(pidfile, vmid))
+
+
+def _monitor_of(pidfile: Path, vmid: int) -> tuple[int, int] | None:
+    """The monitor named by lxc-start's pid file, while it runs (the file is then removed)."""
+    from ..owner import process_start
+
+    try:
+        text = pidfile.read_text(encoding="ascii", errors="replace")
+        pidfile.unlink()
+        pid = int(text.strip())
+        # its title ("[lxc monitor] <lxcpath> <vmid>") or its argv names the container
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    except (OSError, ValueError):
+        return None
+    start = process_start(pid)
+    return (pid, start) if start is not None and str(vmid).encode() in words else None
 
 
 def lxc_base_argv(tool: str, vmid: int) -> list[str]:

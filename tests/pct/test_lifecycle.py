@@ -505,6 +505,28 @@ def test_a_failed_start_returns_once_the_container_has_let_go_of_its_volume(
     assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
 
 
+def test_a_failed_start_returns_once_its_post_stop_hooks_have_run(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, tmp_path: Path
+) -> None:
+    """LXC's monitor closes its command socket before it runs the post-stop hooks: a failed
+    ``pct start`` waited for the socket alone and returned while the hookscript's post-stop
+    phase still ran, into whatever command came next. It now waits for the monitor process."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    done = tmp_path / "post-stop-done"
+    snippets = ctroot / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True, exist_ok=True)
+    hook = snippets / "slow.sh"
+    hook.write_text(f'#!/bin/sh\n[ "$2" = post-stop ] && sleep 1.5 && touch {done}\nexit 0\n')
+    hook.chmod(0o755)
+    pct("set", vmid, "--hookscript", "local:snippets/slow.sh")
+    append_conf(ctroot, vmid, "entrypoint: /no/such/init\n")
+    res = pct("start", vmid, check=False)
+    assert res.rc == 11 and res.err.endswith(f"startup for container '{vmid}' failed\n"), res.text
+    assert done.exists()  # the hook had ended when the start returned
+    assert leftovers(ctroot, wait=0) == []
+    assert not list((ctroot / "run").rglob(f"ct-{vmid}.monitor"))
+
+
 def test_exec_hands_the_container_no_descriptor_of_the_caller(
     pct: Pct, vmid: int, busybox_template: Path, tmp_path: Path
 ) -> None:
