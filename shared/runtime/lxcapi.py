@@ -151,6 +151,7 @@ def start_daemon(vmid: int, debug_log: Path | None = None) -> Launched:
     when the CT stops, so the next start would fail. ``lxc-start`` is the throw-away caller.
     """
     pidfile = paths.run_dir() / f"ct-{vmid}.monitor"
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         pidfile.unlink()
     argv = [*lxc_base_argv("lxc-start", vmid), "-p", str(pidfile)]

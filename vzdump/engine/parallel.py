@@ -118,13 +118,13 @@ def _worker(env: JobEnv, commands: int, out: int, parent: int) -> NoReturn:  # p
                 log._print(RESULT + json.dumps(payload))
             gone = log.console_gone
         code = 0
-    except BaseException as err:
+    except Exception as err:  # a signal's end (KeyboardInterrupt) is told by the main process
         _failed(out, err)
     finally:
         os._exit(code)
 
 
-def _failed(out: int, err: BaseException) -> None:  # pragma: no cover - runs in a worker
+def _failed(out: int, err: Exception) -> None:  # pragma: no cover - runs in a worker
     """A worker ended by an exception of its own (not a guest's error: those are results):
     its traceback on vzdump's stderr, and the exception for the guest's error line."""
     import traceback
