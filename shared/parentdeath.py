@@ -21,9 +21,9 @@ def die_with(parent: int, sig: signal.Signals = signal.SIGKILL) -> None:  # prag
     """In a child forked (not exec'd) from ``parent``: get ``sig`` (killed, by default) when
     the thread that forked it ends, as :func:`tied_to_parent` does for a program; end now if it
     has already. A child that cleans up after itself asks for SIGTERM and acts on it."""
-    import ctypes
+    from . import syscalls
 
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    syscalls.libc().prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from . import syscalls
+
 # <linux/magic.h>
 PSEUDO_FS_MAGICS: dict[int, str] = {
     0x9FA0: "proc",
@@ -41,9 +43,8 @@ _STATFS_BUF = 256
 
 def fs_magic(fd: int) -> int:
     """The ``f_type`` of the file system ``fd`` is on (32 bits, as <linux/magic.h> lists it)."""
-    libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(_STATFS_BUF)
-    if libc.fstatfs(ctypes.c_int(fd), buf) != 0:
+    if syscalls.libc().fstatfs(ctypes.c_int(fd), buf) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return ctypes.c_ulong.from_buffer(buf).value & 0xFFFFFFFF

@@ -39,10 +39,10 @@ INTERVAL = 0.02
 @functools.cache
 def _libc(name: str) -> Any:
     """The libc function ``name`` with errno kept, or None where libc has no such function."""
-    import ctypes
+    from . import syscalls
 
     try:
-        return getattr(ctypes.CDLL(None, use_errno=True), name)
+        return getattr(syscalls.libc(), name)
     except (OSError, AttributeError):
         return None
 

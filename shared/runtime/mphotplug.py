@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import paths
+from .. import paths, syscalls
 from ..archive.idmap import IdMapEntry
 from ..ctconfig.mountpoints import MountPoint
 from ..errors import CtkitError, StorageError
@@ -114,7 +114,7 @@ def unplug_mount(vmid: int, mp: MountPoint, pid: int, *, unprivileged: bool) -> 
             return
         try:
             os.fchdir(parent)  # a lone name below: nothing the CT swaps can redirect it
-            nsenter.umount(parts[-1], nsenter.UMOUNT_NOFOLLOW)
+            syscalls.umount(parts[-1], syscalls.UMOUNT_NOFOLLOW)
         except FileNotFoundError:
             return  # the guest unmounted it and removed the directory
         except OSError as err:
@@ -146,7 +146,7 @@ def unplug_mount(vmid: int, mp: MountPoint, pid: int, *, unprivileged: bool) -> 
             return
         try:
             os.fchdir(parent)
-            nsenter.umount(parts[-1], nsenter.UMOUNT_NOFOLLOW | nsenter.MNT_DETACH)
+            syscalls.umount(parts[-1], syscalls.UMOUNT_NOFOLLOW | syscalls.MNT_DETACH)
         except OSError as err:
             if err.errno not in (errno.EINVAL, errno.ENOENT):  # not (or no longer) mounted
                 raise

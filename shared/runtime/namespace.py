@@ -9,14 +9,13 @@ containers are started in the namespace this process began in (:func:`in_host_mo
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 
 from .propagation import ensure_shared_root
 
 CLONE_NEWNS = 0x00020000
-MS_REC = 0x4000
-MS_SLAVE = 1 << 19
 
 _host: int | None = None  # a descriptor of the mount namespace this process began in
 
@@ -27,19 +26,19 @@ def private_mounts() -> bool:
     global _host
     if _host is not None:
         return True
-    import ctypes  # only the commands that mount volumes pay it
+    from .. import syscalls  # only the commands that mount volumes pay for ctypes
 
     # what a start in the host's namespace needs there (see lifecycle.start), checked while
     # this process still sees that namespace
     ensure_shared_root()
     host = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNS) != 0:
+    if syscalls.libc().unshare(CLONE_NEWNS) != 0:
         os.close(host)
         return False
     _host = host
     # mount(2) itself rather than mount(8): the same, without a process (pct create pays it)
-    libc.mount(None, b"/", None, ctypes.c_ulong(MS_REC | MS_SLAVE), None)
+    with contextlib.suppress(OSError):
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
     return True
 
 

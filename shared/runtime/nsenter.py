@@ -18,6 +18,7 @@ import platform
 import sys
 from collections.abc import Callable
 
+from .. import syscalls
 from ..errors import CtkitError, NotFoundError, StateError, StorageError
 from ..parentdeath import die_with
 
@@ -32,22 +33,16 @@ OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x04
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_IDMAP = 0x00100000
-MNT_DETACH = 0x2
-UMOUNT_NOFOLLOW = 0x8
 
 # syscall numbers of the new mount API (the same on every architecture since 5.2)
 _SYSCALLS = {"open_tree": 428, "move_mount": 429, "mount_setattr": 442}
 _ARCHES = ("x86_64", "aarch64", "arm64")
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def _syscall(name: str, *args: object) -> int:
     if platform.machine() not in _ARCHES:
         raise CtkitError(f"{name}() is not supported on {platform.machine()}")
-    libc = _libc()
+    libc = syscalls.libc()
     libc.syscall.restype = ctypes.c_long
     res = int(libc.syscall(ctypes.c_long(_SYSCALLS[name]), *args))
     if res < 0:
@@ -98,21 +93,14 @@ def idmap_tree(tree: int, userns_fd: int) -> None:
     )
 
 
-def umount(path: str, flags: int = 0) -> None:
-    """``umount2``; the OSError keeps its errno (EBUSY: in use, EINVAL: not a mount point)."""
-    if _libc().umount2(os.fsencode(path), flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-
-
 def setns(fd: int, nstype: int, what: str) -> None:
-    if _libc().setns(fd, nstype) != 0:
+    if syscalls.libc().setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise CtkitError(f"failed to enter the container's {what} namespace: {os.strerror(err)}")
 
 
 def unshare(flags: int, what: str) -> None:
-    if _libc().unshare(flags) != 0:
+    if syscalls.libc().unshare(flags) != 0:
         err = ctypes.get_errno()
         raise CtkitError(f"unable to create a new {what} namespace: {os.strerror(err)}")
 
