@@ -44,6 +44,7 @@ _HEADER, _EXTDATA, _SPARSEEXT, _DATA, _END = range(5)
 
 # Keys a global pax header may not set: they would silently rename or resize later members.
 _GLOBAL_FORBIDDEN = (b"path", b"linkpath", b"size", b"GNU.sparse.")
+_NAME_KEYS = frozenset({b"path", b"GNU.sparse.name", b"linkpath"})
 
 
 class ScanSink:
@@ -116,20 +117,31 @@ class TarScanner:
                 self.offset += n - pos
                 return
             else:
-                take = min(self._need - len(self._buf), n - pos)
-                self._buf += mv[pos : pos + take]
-                pos += take
-                if len(self._buf) == self._need:
-                    block = bytes(self._buf)
-                    self._buf.clear()
-                    start = self.offset
-                    self.offset += len(block)
-                    if state == _HEADER:
-                        self._on_header(block, start)
-                    elif state == _EXTDATA:
-                        self._on_extension_data(block)
-                    else:
-                        self._on_sparse_block(block)
+                block, pos = self._take_block(mv, pos, n)
+                if block is None:  # the chunk ended inside the block
+                    continue
+                start = self.offset
+                self.offset += len(block)
+                if state == _HEADER:
+                    self._on_header(block, start)
+                elif state == _EXTDATA:
+                    self._on_extension_data(block)
+                else:
+                    self._on_sparse_block(block)
+
+    def _take_block(self, mv: memoryview, pos: int, n: int) -> tuple[bytes | None, int]:
+        """The ``_need`` bytes of a header or extension from ``mv`` at ``pos`` (and the
+        position after them), or None once what the chunk had of them is kept in ``_buf``."""
+        need = self._need
+        if not self._buf and n - pos >= need:  # whole in this chunk: one copy
+            return bytes(mv[pos : pos + need]), pos + need
+        take = min(need - len(self._buf), n - pos)
+        self._buf += mv[pos : pos + take]
+        if len(self._buf) < need:
+            return None, pos + take
+        block = bytes(self._buf)
+        self._buf.clear()
+        return block, pos + take
 
     def finish(self) -> None:
         """The input is exhausted: anything short of a proper end of archive is an error."""
@@ -245,6 +257,8 @@ class TarScanner:
             if not raw.sparse_extended:
                 tarsparse.check(self._sparse, member.size, name)
             return
+        if not member.sparse:  # no GNU.sparse.* record: neither kind of pax map
+            return
         records = self._pax or []
         if tarsparse.is_v1(records):
             self._v1map = bytearray()
@@ -299,11 +313,42 @@ class TarScanner:
 
     def _assemble(self, raw: RawHeader, offset: int) -> Member:
         pax = self._pax or []
+        values = dict(pax)  # last record wins, as in GNU tar
+        extended = self._longname is not None or self._longlink is not None
+        if extended or not values.keys().isdisjoint(_NAME_KEYS):
+            name, names, linkname, linknames = self._extended_names(raw, pax, offset)
+        else:  # most members
+            name, names, linkname, linknames = _header_names(raw)
+        size = raw.size
+        if b"size" in values:
+            size = parse_pax_number(values[b"size"], b"size", offset)
+        nodata = raw.typeflag in NODATA_TYPES or name.endswith(b"/")
+        if nodata and (size or raw.size):
+            raise ArchiveError(f"member '{display_name(name)}' at offset {offset} has stray data")
+        sparse = raw.typeflag == GNU_SPARSE or (
+            bool(values) and any(k.startswith(b"GNU.sparse.") for k in values)
+        )
+        return Member(
+            offset=offset,
+            type=raw.typeflag,
+            name=name,
+            names=names,
+            linkname=linkname,
+            linknames=linknames,
+            size=size,
+            sparse=sparse,
+            header=raw.block,
+            pax=values,
+        )
+
+    def _extended_names(
+        self, raw: RawHeader, pax: list[tuple[bytes, bytes]], offset: int
+    ) -> _Names:
+        """The names of a member that pax records or GNU long names name too, in GNU tar's
+        precedence, with every name it could be given."""
         pax_paths = [v for k, v in pax if k == b"path"]
         sparse_names = [v for k, v in pax if k == b"GNU.sparse.name"]
         pax_links = [v for k, v in pax if k == b"linkpath"]
-        values = dict(pax)  # last record wins, as in GNU tar
-
         ustar_name = raw.prefixed if raw.prefixed is not None else raw.name
         names = [raw.name, ustar_name, *pax_paths, *sparse_names]
         if self._longname is not None:
@@ -320,25 +365,18 @@ class TarScanner:
         if self._longlink is not None:
             linknames.append(self._longlink)
         linkname = pax_links[-1] if pax_links else (self._longlink or raw.linkname)
-        if any(b"\0" in n for n in (*names, *linknames)):
+        if b"\0" in b"".join(names) or b"\0" in b"".join(linknames):
             raise ArchiveError(f"member name with a NUL byte at offset {offset}")
+        unique_links = tuple(dict.fromkeys(n for n in linknames if n))
+        return name, tuple(dict.fromkeys(names)), linkname, unique_links
 
-        size = raw.size
-        if b"size" in values:
-            size = parse_pax_number(values[b"size"], b"size", offset)
-        nodata = raw.typeflag in NODATA_TYPES or name.endswith(b"/")
-        if nodata and (size or raw.size):
-            raise ArchiveError(f"member '{display_name(name)}' at offset {offset} has stray data")
-        sparse = raw.typeflag == GNU_SPARSE or any(k.startswith(b"GNU.sparse.") for k in values)
-        return Member(
-            offset=offset,
-            type=raw.typeflag,
-            name=name,
-            names=tuple(dict.fromkeys(names)),
-            linkname=linkname,
-            linknames=tuple(dict.fromkeys(n for n in linknames if n)),
-            size=size,
-            sparse=sparse,
-            header=raw.block,
-            pax=values,
-        )
+
+_Names = tuple[bytes, tuple[bytes, ...], bytes, tuple[bytes, ...]]  # name, names, link, links
+
+
+def _header_names(raw: RawHeader) -> _Names:
+    """The names of a member that only its header names: what ``_extended_names`` gives then,
+    without its checks for a NUL (a header's fields end at their first NUL)."""
+    name = raw.prefixed if raw.prefixed is not None else raw.name
+    names = (raw.name,) if name == raw.name else (raw.name, name)
+    return name, names, raw.linkname, (raw.linkname,) if raw.linkname else ()

@@ -123,6 +123,38 @@ def test_malformed_headers(data: bytes, message: str) -> None:
         _scan(rawtar.archive(data))
 
 
+@pytest.mark.parametrize(
+    "records",
+    [[(b"path", b"./a\0b")], [(b"GNU.sparse.name", b"./a\0")], [(b"linkpath", b"x\0/etc")]],
+    ids=["path", "sparse name", "linkpath"],
+)
+def test_a_name_with_a_nul_byte_is_refused(records: list[tuple[bytes, bytes]]) -> None:
+    """tar would cut the name at the NUL: the guard would have approved another name."""
+    data = rawtar.archive(rawtar.pax(records), rawtar.symlink(b"./l", b"t"))
+    with pytest.raises(ArchiveError, match="member name with a NUL byte at offset 1024"):
+        _scan(data)
+
+
+def test_names_from_the_header_alone() -> None:
+    """A member named by its header only (most members; other pax records aside), with a
+    POSIX prefix: the same names as when a pax record or a GNU long name names it too."""
+    prefixed = rawtar.header(b"name", prefix=b"./dir", type=b"2", linkname=b"../t")
+    data = rawtar.archive(
+        rawtar.pax([(b"mtime", b"12.5")]),
+        prefixed,
+        rawtar.gnu_long(b"./dir/name"),
+        prefixed,
+        rawtar.member(b"./plain"),
+    )
+    first, second, plain = _scan(data)[0]
+    assert (first.name, first.names) == (b"./dir/name", (b"name", b"./dir/name"))
+    assert (first.linkname, first.linknames) == (b"../t", (b"../t",))
+    assert (second.name, second.names, second.linknames) == (first.name, first.names, (b"../t",))
+    assert (plain.name, plain.names, plain.linkname, plain.linknames) == (
+        b"./plain", (b"./plain",), b"", ()
+    )
+
+
 def test_everything_after_the_end_is_ignored() -> None:
     body = rawtar.member(b"./a", b"1")
     data = body + bytes(512) + rawtar.member(b"./evil", b"2") + bytes(1024)
