@@ -42,9 +42,11 @@ EXTENSION_TYPES = frozenset({PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK})
 MAX_EXTENSION = 8 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawHeader:
-    """The fields of one 512-byte header block that decide how the archive is walked."""
+    """The fields of one 512-byte header block that decide how the archive is walked (the
+    scanner's own record, not frozen: a frozen class's ``__init__`` took twice as long, and
+    the scanner makes two a member)."""
 
     typeflag: bytes
     name: bytes  # the name field alone
