@@ -169,7 +169,7 @@ def parse_number(field: bytes, what: str, offset: int) -> int:
     raise ArchiveError(f"invalid {what} field in tar header at offset {offset}")
 
 
-def _byte_sum(data: bytes) -> int:
+def byte_sum(data: bytes | bytearray) -> int:
     """The sum of the bytes of ``data``, at most a block (512 bytes). Adler-32 keeps 1 + that
     sum, modulo 65521, in its low 16 bits: exact for 256 bytes (at most 65,280), and computed
     in C. ``sum`` over the bytes took 2 us a header."""
@@ -178,7 +178,7 @@ def _byte_sum(data: bytes) -> int:
 
 def checksum_ok(block: bytes, offset: int) -> bool:
     stored = parse_number(block[148:156], "checksum", offset)
-    unsigned = _byte_sum(block) - sum(block[148:156]) + 8 * 0x20
+    unsigned = byte_sum(block) - sum(block[148:156]) + 8 * 0x20
     if stored == unsigned:
         return True
     # Old tars summed signed chars; GNU tar accepts both.

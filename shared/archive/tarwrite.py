@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.archive.tarformat import BLOCK, padded
+from shared.archive.tarformat import BLOCK, byte_sum, padded
 
 NAME_FIELD = 100
 MAX_ID = 0o7777777  # the largest uid/gid an 8-byte octal field holds
@@ -25,7 +25,7 @@ def octal(value: int, width: int) -> bytes:
 
 def with_checksum(block: bytearray) -> bytes:
     block[148:156] = b" " * 8
-    block[148:156] = b"%06o\0 " % sum(block)
+    block[148:156] = b"%06o\0 " % byte_sum(block)
     return bytes(block)
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shared.archive.tarformat import _byte_sum, checksum_ok, parse_number
+from shared.archive.tarformat import byte_sum, checksum_ok, parse_number
 from shared.errors import ArchiveError
 from tests.shared.archive import rawtar
 
@@ -50,7 +50,7 @@ def test_the_byte_sum_is_the_sum_of_the_bytes() -> None:
     blocks = [bytes(512), b"\xff" * 512, b"\xff" * 256 + bytes(256), b"\x01" * 300]
     blocks += [rng.randbytes(rng.choice([0, 1, 255, 256, 257, 511, 512])) for _ in range(500)]
     for block in blocks:
-        assert _byte_sum(block) == sum(block)
+        assert byte_sum(block) == sum(block)
 
 
 def _with_checksum(block: bytes, checksum: int) -> bytes:
