@@ -150,9 +150,8 @@ def test_names_from_the_header_alone() -> None:
     assert (first.name, first.names) == (b"./dir/name", (b"name", b"./dir/name"))
     assert (first.linkname, first.linknames) == (b"../t", (b"../t",))
     assert (second.name, second.names, second.linknames) == (first.name, first.names, (b"../t",))
-    assert (plain.name, plain.names, plain.linkname, plain.linknames) == (
-        b"./plain", (b"./plain",), b"", ()
-    )
+    expected = (b"./plain", (b"./plain",), b"", ())
+    assert (plain.name, plain.names, plain.linkname, plain.linknames) == expected
 
 
 def test_everything_after_the_end_is_ignored() -> None:
