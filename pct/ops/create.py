@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared import owner as owners
+from shared import preload
 from shared.archive.codecs import Compression, compression_from_name
 from shared.archive.tarextract import extract
 from shared.ctconfig import store
@@ -27,6 +28,7 @@ from shared.runtime.traverse import check_traversable
 from shared.storage.api import resolve_template
 
 from .provision import (
+    GUEST_MODULES,
     Allocation,
     allocate,
     apply_defaults,
@@ -130,15 +132,16 @@ def _fill_rootfs(
 ) -> None:
     with staged(conf) as tree:
         log(f"extracting archive '{template}'")
-        extract(
-            template,
-            tree.target,
-            compression=compression,
-            idmap=config_idmap(conf) or None,
-            ignore_unpack_errors=req.ignore_unpack_errors,
-            bwlimit_kib=req.bwlimit,
-            log=log,
-        )
+        with preload.loading(*GUEST_MODULES):  # over before the guest setup forks
+            extract(
+                template,
+                tree.target,
+                compression=compression,
+                idmap=config_idmap(conf) or None,
+                ignore_unpack_errors=req.ignore_unpack_errors,
+                bwlimit_kib=req.bwlimit,
+                log=log,
+            )
         _setup_guest(conf, req, tree.target, log)
 
 

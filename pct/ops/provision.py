@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared import owner as owners
 from shared import paths, signals
@@ -31,8 +32,6 @@ from shared.errors import (
     StateError,
     StorageError,
 )
-from shared.guest.detect import resolve_arch
-from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
 from shared.runtime import lxcapi, template, unfinished
 from shared.runtime.guestview import config_root_ids, guest_config
@@ -43,7 +42,12 @@ from shared.storage.volumes import alloc_volume, free_when_released
 
 from .staging import prepare_staging_dir
 
+if TYPE_CHECKING:
+    from shared.guest.setup import GuestSetup
+
 Log = Callable[[str], None]
+# what :func:`detect_guest` imports: ``preload.loading`` them while the archive is extracted
+GUEST_MODULES = ("shared.guest.setup", "shared.guest.detect")
 CREATE_LOCK = unfinished.CREATE_LOCK
 CREATE_LOCK_TIMEOUT = 5
 DISK_KEY_RE = re.compile(r"rootfs|mp\d+")
@@ -346,6 +350,9 @@ def complete_given_nets(conf: Config, params: Mapping[str, str]) -> None:
 def detect_guest(conf: Config, rootdir: Path, log: Log) -> GuestSetup:
     """OS detection (stored as ``ostype``) and, when unset, ``arch`` from the ELF of /bin/sh;
     returns the guest setup for the detected distribution."""
+    from shared.guest.detect import resolve_arch  # GUEST_MODULES, loaded while extracting
+    from shared.guest.setup import GuestSetup
+
     setup = GuestSetup.for_rootfs(
         rootdir, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")
     )

@@ -3,7 +3,9 @@ what only other commands need (netlink, the start machinery, live changes of ``p
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import subprocess
 import sys
 
@@ -30,6 +32,18 @@ def _loaded_by(module: str) -> set[str]:
 def test_create_path_leaves_out_other_commands_machinery() -> None:
     loaded = _loaded_by("pct.ops.create")
     assert not loaded & set(NOT_FOR_CREATE)
+
+
+def test_the_guest_package_loads_while_the_archive_is_extracted() -> None:
+    """Not with the create path: ``pct create`` loads it in a thread during the extraction,
+    and the guest setup after the extraction imports exactly what that thread loaded."""
+    from pct.ops import provision
+
+    loaded = _loaded_by("pct.ops.create")
+    assert not {m for m in loaded if m == "shared.guest" or m.startswith("shared.guest.")}
+    source = inspect.getsource(provision.detect_guest)
+    imports = re.findall(r"^\s+from (shared\.guest\.\w+) import", source, re.M)
+    assert sorted(imports) == sorted(provision.GUEST_MODULES)
 
 
 def test_mtu_checked_against_the_host_interface() -> None:
