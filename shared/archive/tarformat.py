@@ -186,10 +186,21 @@ def checksum_ok(block: bytes, offset: int) -> bool:
     return stored == signed
 
 
-def parse_header(block: bytes, offset: int) -> RawHeader:
-    """Parse one non-zero header block; a bad checksum or field is an ArchiveError."""
+def _check(block: bytes, offset: int) -> None:
     if not checksum_ok(block, offset):
         raise ArchiveError(f"invalid tar header at offset {offset} (checksum mismatch)")
+
+
+def extension_size(block: bytes, offset: int) -> int:
+    """The size field of an extended header's own block (pax, GNU long name), checked as
+    :func:`parse_header` checks a block: the walk needs no other field of it."""
+    _check(block, offset)
+    return parse_number(block[124:136], "size", offset)
+
+
+def parse_header(block: bytes, offset: int) -> RawHeader:
+    """Parse one non-zero header block; a bad checksum or field is an ArchiveError."""
+    _check(block, offset)
     magic = block[257:265]
     gnu = magic == b"ustar  \0"
     name = _field(block, 0, 100)

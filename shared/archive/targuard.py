@@ -51,7 +51,7 @@ def split_name(name: bytes) -> tuple[bytes, ...] | None:
     """Components of a relative, ``..``-free name; None when the name is absolute or climbs."""
     if name.startswith(b"/"):
         return None
-    parts = tuple(p for p in name.split(b"/") if p and p != b".")
+    parts = tuple([p for p in name.split(b"/") if p and p != b"."])
     if b".." in parts:
         return None
     return parts

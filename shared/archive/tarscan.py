@@ -33,6 +33,7 @@ from shared.archive.tarformat import (
     Member,
     RawHeader,
     display_name,
+    extension_size,
     padded,
     parse_header,
     parse_pax,
@@ -86,7 +87,8 @@ class TarScanner:
         self._pax: list[tuple[bytes, bytes]] | None = None
         self._longname: bytes | None = None
         self._longlink: bytes | None = None
-        self._ext_header: RawHeader | None = None
+        self._ext_kind = b""  # the extended header whose data comes next: its type
+        self._ext_size = 0  # and its size
         self._ext_offset = 0
 
     # -- feeding -----------------------------------------------------------------------------
@@ -162,10 +164,12 @@ class TarScanner:
         if block == ZERO_BLOCK:
             self._on_end(offset)
             return
+        kind = block[156:157]
+        if kind in EXTENSION_TYPES:
+            self._start_extension(kind, extension_size(block, offset), block, offset)
+            return
         raw = parse_header(block, offset)
-        if raw.typeflag in EXTENSION_TYPES:
-            self._start_extension(raw, block, offset)
-        elif raw.typeflag in MEMBER_TYPES:
+        if raw.typeflag in MEMBER_TYPES:
             self._start_member(raw, block, offset)
         else:
             name = display_name(raw.prefixed or raw.name)
@@ -182,12 +186,11 @@ class TarScanner:
             tail += -(self.forwarded + tail) % RECORD
             self._emit(bytes(tail))
 
-    def _start_extension(self, raw: RawHeader, block: bytes, offset: int) -> None:
-        kind = raw.typeflag
-        if raw.size > MAX_EXTENSION:
-            raise ArchiveError(f"extended header at offset {offset} is too large ({raw.size})")
-        held = sum(len(b) for b in self._held)
-        if held + raw.size > MAX_EXTENSION:  # any number of global headers could pile up
+    def _start_extension(self, kind: bytes, size: int, block: bytes, offset: int) -> None:
+        if size > MAX_EXTENSION:
+            raise ArchiveError(f"extended header at offset {offset} is too large ({size})")
+        held = sum(map(len, self._held))
+        if held + size > MAX_EXTENSION:  # any number of global headers could pile up
             raise ArchiveError(f"extended headers before offset {offset} are too large")
         duplicate = (
             (kind == PAX_LOCAL and self._pax is not None)
@@ -199,28 +202,27 @@ class TarScanner:
         if not self._held:
             self._ext_offset = offset
         self._held.append(block)
-        self._ext_header = raw
-        if raw.size == 0:
+        self._ext_kind, self._ext_size = kind, size
+        if size == 0:
             self._on_extension_data(b"")
         else:
-            self._state, self._need = _EXTDATA, padded(raw.size)
+            self._state, self._need = _EXTDATA, padded(size)
 
     def _on_extension_data(self, block: bytes) -> None:
-        raw = self._ext_header
-        assert raw is not None
+        kind = self._ext_kind
         self._held.append(block)
-        data = block[: raw.size]
+        data = block[: self._ext_size]
         offset = self.offset - len(block) - BLOCK
-        if raw.typeflag == PAX_LOCAL:
+        if kind == PAX_LOCAL:
             self._pax = parse_pax(data, offset)
-        elif raw.typeflag == PAX_GLOBAL:
+        elif kind == PAX_GLOBAL:
             for key, _ in parse_pax(data, offset):
                 if key.startswith(_GLOBAL_FORBIDDEN):
                     keyname = key.decode(errors="replace")
                     raise ArchiveError(f"global pax header at offset {offset} sets '{keyname}'")
         else:
             value = data.split(b"\0", 1)[0]
-            if raw.typeflag == GNU_LONGNAME:
+            if kind == GNU_LONGNAME:
                 self._longname = value
             else:
                 self._longlink = value
