@@ -11,7 +11,6 @@ user-space daemon, within what the opener may read anyway.
 from __future__ import annotations
 
 import ctypes
-import os
 
 from . import syscalls
 
@@ -44,9 +43,7 @@ _STATFS_BUF = 256
 def fs_magic(fd: int) -> int:
     """The ``f_type`` of the file system ``fd`` is on (32 bits, as <linux/magic.h> lists it)."""
     buf = ctypes.create_string_buffer(_STATFS_BUF)
-    if syscalls.libc().fstatfs(ctypes.c_int(fd), buf) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    syscalls.check(syscalls.libc().fstatfs(ctypes.c_int(fd), buf))
     return ctypes.c_ulong.from_buffer(buf).value & 0xFFFFFFFF
 
 

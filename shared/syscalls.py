@@ -71,7 +71,9 @@ def libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _check(rc: int, path: str | None = None) -> int:
+def check(rc: int, path: str | None = None) -> int:
+    """``rc`` of a C library call that returns -1 and sets errno on failure; that failure as
+    an ``OSError`` with the kernel's errno (and ``path``)."""
     if rc < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
@@ -83,7 +85,7 @@ def mount(
 ) -> None:
     """mount(2)."""
     c = libc()
-    _check(
+    check(
         c.mount(
             None if source is None else os.fsencode(source),
             os.fsencode(target),
@@ -119,12 +121,12 @@ def current_flags(path: str) -> int:
 
 def umount(target: str, flags: int = 0) -> None:
     """umount2(2): EBUSY when in use, EINVAL when ``target`` is not a mount point."""
-    _check(libc().umount2(os.fsencode(target), flags), target)
+    check(libc().umount2(os.fsencode(target), flags), target)
 
 
 def rename_exchange(a: str, b: str) -> None:
     """renameat2(2) with RENAME_EXCHANGE: swap two paths atomically."""
-    _check(libc().renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE))
+    check(libc().renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE))
 
 
 def ioprio_set(level: int) -> None:
@@ -135,6 +137,12 @@ def ioprio_set(level: int) -> None:
     if number is None:
         raise OSError(0, f"ioprio_set is not known on {machine}")
     prio = 3 << IOPRIO_CLASS_SHIFT if level >= 8 else 2 << IOPRIO_CLASS_SHIFT | max(level, 0)
+    check(syscall(number, IOPRIO_WHO_PROCESS, os.getpid(), prio))
+
+
+def syscall(number: int, *args: object) -> int:
+    """syscall(2) for a call the C library has no function for: its raw result (-1 on
+    failure, errno kept for :func:`check`)."""
     c = libc()
     c.syscall.restype = ctypes.c_long
-    _check(c.syscall(ctypes.c_long(number), IOPRIO_WHO_PROCESS, os.getpid(), prio))
+    return int(c.syscall(ctypes.c_long(number), *args))

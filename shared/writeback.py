@@ -75,11 +75,9 @@ def syncfs(fd: int) -> None:
     """syncfs(2): write the file system holding ``fd`` back and wait. Raises the write error
     (EIO, ENOSPC) that hit any of its files since ``fd`` was opened, once per error, even when
     the write-back had already happened in the background."""
-    if _syncfs()(fd) != 0:
-        import ctypes
+    from . import syscalls
 
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    syscalls.check(_syncfs()(fd))
 
 
 def start_writeback(fd: int, offset: int, length: int) -> bool:

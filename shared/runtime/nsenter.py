@@ -42,9 +42,7 @@ _ARCHES = ("x86_64", "aarch64", "arm64")
 def _syscall(name: str, *args: object) -> int:
     if platform.machine() not in _ARCHES:
         raise CtkitError(f"{name}() is not supported on {platform.machine()}")
-    libc = syscalls.libc()
-    libc.syscall.restype = ctypes.c_long
-    res = int(libc.syscall(ctypes.c_long(_SYSCALLS[name]), *args))
+    res = syscalls.syscall(_SYSCALLS[name], *args)
     if res < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{name}() failed: {os.strerror(err)}")
