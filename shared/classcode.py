@@ -87,7 +87,8 @@ def _executor(codes: dict[str, bytes], compiled: dict[str, CodeType] | None) -> 
             return
         code = _kept(codes.get(source))
         if code is None:
-            code = compile(source, "<string>", "exec")
+            # without this module's future flags: the annotations are what dataclasses gives
+            code = compile(source, "<string>", "exec", dont_inherit=True)
             if compiled is not None:
                 compiled[source] = code
         exec(code, globals_, locals_)

@@ -118,6 +118,30 @@ def test_a_class_changed_since_the_build_is_compiled_as_before(tmp_path: Path) -
     assert any("z" in text for text in missed)
 
 
+def _box() -> type:
+    @dataclasses.dataclass
+    class Box:
+        size: int
+        label: str = "x"
+
+    return Box
+
+
+def test_kept_methods_carry_the_annotations_dataclasses_gives() -> None:
+    # this module's annotations are text, as most of ctkit's: the methods' annotations are that
+    # text, and the class's generated docstring names it (not the names the code uses inside)
+    stock = _box()
+    codes = {text: marshal.dumps(code) for text, code in _texts(_box).items()}
+    dataclasses.exec = classcode._executor(codes, None)  # type: ignore[attr-defined]
+    try:
+        kept = _box()
+    finally:
+        del dataclasses.exec  # type: ignore[attr-defined]
+    assert kept.__init__.__annotations__ == stock.__init__.__annotations__  # type: ignore[misc]
+    assert kept.__init__.__annotations__["size"] == "int"  # type: ignore[misc]
+    assert kept.__doc__ == stock.__doc__ == "Box(size: 'int', label: 'str' = 'x')"
+
+
 def _valid(path: Path) -> Path:
     _write(path, _texts(_point))
     assert classcode.load(path)
