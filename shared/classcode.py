@@ -13,6 +13,9 @@ compiled as before: a stale file costs time, never a wrong method.
 The file holds code that root runs, as a ``.pyc`` does: it is used only when it is a regular file
 of root's (or of whoever runs the command) that nobody else may write, and was written by this
 Python (its bytecode magic number heads it).
+
+The same build keeps the programs of the regular expressions that imports compile
+(``regexcode``), in a file of their own that is trusted the same way.
 """
 
 from __future__ import annotations
@@ -27,23 +30,26 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
+KIND = "dataclass-methods"
 _FORMAT = b"ctkit dataclass methods 1\n"
 _MAX_BYTES = 8 << 20  # the whole project's 600 methods take 700 KB
 
 
-def cache_path() -> Path:
+def cache_path(kind: str = KIND) -> Path:
+    """Where the kept code of ``kind`` is (this one's, or ``regexcode``'s)."""
     tag = sys.implementation.cache_tag or "none"
-    return Path(__file__).parent / "__pycache__" / f"dataclass-methods.{tag}.bin"
+    return Path(__file__).parent / "__pycache__" / f"{kind}.{tag}.bin"
 
 
-def _header() -> bytes:
-    return bytes(_bootstrap.MAGIC_NUMBER) + _FORMAT
+def _header(fmt: bytes = _FORMAT) -> bytes:
+    return bytes(_bootstrap.MAGIC_NUMBER) + fmt
 
 
-def load(path: Path) -> dict[str, bytes] | None:
+def load(path: Path, fmt: bytes = _FORMAT) -> dict[str, bytes] | None:
     """The kept code by source text, each code object marshalled on its own (a command
     unmarshals the few it runs: the whole file's 600 took 2 ms, this 0.3 ms), or None when
-    ``path`` is absent or not to be trusted."""
+    ``path`` is absent or not to be trusted. ``fmt`` names the kind of code, and its version,
+    after the bytecode's magic number."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -63,7 +69,7 @@ def load(path: Path) -> dict[str, bytes] | None:
         return None
     finally:
         os.close(fd)
-    header = _header()
+    header = _header(fmt)
     if not data.startswith(header):
         return None  # another Python's (or a damaged) file
     try:
@@ -119,31 +125,43 @@ def install(path: Path | None = None) -> bool:
     return True
 
 
-def build(packages: Sequence[str], path: Path | None = None) -> int:
+def build(
+    packages: Sequence[str], path: Path | None = None, programs_path: Path | None = None
+) -> int:
     """Import every module of ``packages`` (and so of their dependencies) and keep the code of
-    every dataclass method compiled meanwhile; returns how many texts were kept. Run in a fresh
-    interpreter: classes imported before are not seen. The caller names the packages (the
-    Makefile: this library imports none of the apps)."""
-    import dataclasses
+    every dataclass method compiled meanwhile, and the program of every regular expression
+    (``regexcode``, in ``programs_path``); returns how many methods were kept. Run in a fresh
+    interpreter: classes and patterns made before are not seen. The caller names the packages
+    (the Makefile: this library imports none of the apps)."""
     import importlib
     import pkgutil
 
+    from . import regexcode
+
     compiled: dict[str, CodeType] = {}
-    dataclasses.exec = _executor({}, compiled)  # type: ignore[attr-defined]
-    try:
-        for name in packages:
-            package = importlib.import_module(name)
-            for info in pkgutil.walk_packages(package.__path__, f"{name}."):
-                importlib.import_module(info.name)
-    finally:
-        del dataclasses.exec  # type: ignore[attr-defined]
+    with regexcode.recording() as patterns:  # from the first import on: dataclasses' too
+        import dataclasses
+
+        dataclasses.exec = _executor({}, compiled)  # type: ignore[attr-defined]
+        try:
+            for name in packages:
+                package = importlib.import_module(name)
+                for info in pkgutil.walk_packages(package.__path__, f"{name}."):
+                    importlib.import_module(info.name)
+        finally:
+            del dataclasses.exec  # type: ignore[attr-defined]
+    kept = {text: marshal.dumps(code) for text, code in compiled.items()}
+    _write(path or cache_path(), _header(), kept)
+    programs = regexcode.programs(patterns)
+    _write(programs_path or cache_path(regexcode.KIND), _header(regexcode.FORMAT), programs)
+    return len(compiled)
+
+
+def _write(target: Path, header: bytes, kept: dict[str, bytes]) -> None:
     from .atomic import write_bytes  # after the walk: its classes (if any) are kept too
 
-    target = path or cache_path()
     target.parent.mkdir(exist_ok=True)
-    kept = {text: marshal.dumps(code) for text, code in compiled.items()}
-    write_bytes(target, _header() + marshal.dumps(kept), mode=0o644, durable=False)
-    return len(compiled)
+    write_bytes(target, header + marshal.dumps(kept), mode=0o644, durable=False)
 
 
 if __name__ == "__main__":

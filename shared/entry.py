@@ -29,7 +29,8 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def run_app(app: str) -> None:
     """Import ``<app>.cli`` and run its ``main``. This module imports nothing of its own before
     that: a Ctrl-C while it loads is still Python's traceback, so its own load stays short.
-    The methods of the app's dataclasses come ready-compiled (``classcode``).
+    The methods of the app's dataclasses and its regular expressions come ready-compiled
+    (``classcode``, ``regexcode``).
     The collector waits while the app loads and then leaves what it loaded alone (``gc.freeze``:
     modules, classes and functions live until the exit, and a worker forked later keeps
     sharing their pages instead of copying those the collector would write to).
@@ -42,8 +43,9 @@ def run_app(app: str) -> None:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(sig) is not signal.SIG_IGN:
                 signal.signal(sig, _interrupt)
-        from . import classcode
+        from . import classcode, regexcode
 
+        regexcode.install()  # first: dataclasses' own imports compile patterns
         classcode.install()
         main = importlib.import_module(f"{app}.cli").main
         collect_after_start()

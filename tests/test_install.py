@@ -14,8 +14,9 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 KEPT = (
-    "from shared import classcode; p = classcode.cache_path(); "
-    "print(p, len(classcode.load(p) or ()))"
+    "from shared import classcode, regexcode; p = classcode.cache_path(); "
+    "r = classcode.load(classcode.cache_path(regexcode.KIND), regexcode.FORMAT); "
+    "print(p, len(classcode.load(p) or ()), len(r or ()))"
 )
 
 
@@ -46,7 +47,8 @@ def test_install_upgrade_uninstall(ctroot: Path, tmp_path: Path) -> None:
         check=True,
     ).stdout.strip()
     assert where.startswith(str(prefix)), where
-    # and it keeps its dataclass methods compiled, as the checkout does (shared/classcode.py)
+    # and it keeps its dataclass methods and regular expressions compiled, as the checkout
+    # does (shared/classcode.py, shared/regexcode.py)
     kept = subprocess.run(
         [str(prefix / "bin/python"), "-c", KEPT],
         cwd="/",
@@ -54,7 +56,7 @@ def test_install_upgrade_uninstall(ctroot: Path, tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout.split()
-    assert kept[0].startswith(str(prefix)) and int(kept[1]) > 300, kept
+    assert kept[0].startswith(str(prefix)) and int(kept[1]) > 300 and int(kept[2]) > 100, kept
     env = {**os.environ, "CTKIT_ROOT": str(ctroot)}
     proc = subprocess.run(
         [str(bindir / "vzdump"), "timer", "install"],

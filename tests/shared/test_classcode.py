@@ -224,10 +224,10 @@ print(len(misses))
 
 
 def test_the_build_keeps_every_method_the_commands_make(tmp_path: Path) -> None:
-    path = tmp_path / "methods.bin"
+    path, programs = tmp_path / "methods.bin", tmp_path / "programs.bin"
     build = (
         f"from pathlib import Path; from shared import classcode; {PACKAGES=}; "
-        f"print(classcode.build(PACKAGES, Path({str(path)!r})))"
+        f"print(classcode.build(PACKAGES, Path({str(path)!r}), Path({str(programs)!r})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", build], cwd=REPO, capture_output=True, text=True, check=True
