@@ -36,7 +36,8 @@ setup: host-packages subids venv bytecode
 # The commands run from this checkout (editable install). Where PYTHONDONTWRITEBYTECODE is set,
 # Python would compile every module from source on every run; compiled once here, each run
 # reads the cached bytecode (stale files are recompiled here, and Python checks their mtimes).
-# The methods the dataclasses generate are kept compiled beside it (shared/classcode.py).
+# The methods the dataclasses generate and the regular expressions the imports compile are kept
+# compiled beside it (shared/classcode.py, shared/regexcode.py).
 bytecode: venv
 	@$(PY) -m compileall -q -j 0 $(PACKAGES) bench >/dev/null
 	@$(PY) -m shared.classcode $(PACKAGES)

@@ -1,7 +1,8 @@
 """Prepare a checkout as an install is prepared before its commands are timed: byte-compiled
 (with PYTHONDONTWRITEBYTECODE set, as in some shells, a checkout would compile every module on
 every run, and whole-process figures would measure the compiler), and with its dataclass
-methods kept compiled (``shared/classcode.py``), as ``make bytecode`` and ``make install`` do."""
+methods and regular expressions kept compiled (``shared/classcode.py``,
+``shared/regexcode.py``), as ``make bytecode`` and ``make install`` do."""
 
 from __future__ import annotations
 
