@@ -5,6 +5,15 @@ open by this process until the ext4 on it is mounted: the kernel frees such a de
 last close, so a device nothing mounted goes when this process ends, however it ends (killed
 between the attach and the mount too), and a mounted one when its file system is unmounted.
 Directory volumes (subvol dirs, btrfs subvolumes) are bind mounts.
+
+A device attached for writing on an image on ext4 or XFS does direct I/O into it, as systemd's
+loop devices do: what the ext4 inside writes goes to the image's disk blocks without a second
+copy in the page cache as the image file's pages. Filling a new 4 GiB image with a 201 MiB
+template and unmounting it took 452 ms instead of 613 (medians of 8 pairs, ``losetup
+--direct-io``), and a running container's files are cached once, not twice. Not on other file
+systems: btrfs checksums what it is handed, and a page the ext4 inside changes while it is
+being written would fail its checksum when read back; where the kernel cannot do direct I/O
+(tmpfs, a misaligned image), it quietly goes through the page cache.
 """
 
 from __future__ import annotations
@@ -34,7 +43,9 @@ SUBVOL = "subvol"
 
 _LOOP_CTL_GET_FREE = 0x4C82
 _LOOP_CONFIGURE = 0x4C0A  # Linux 5.8
-_LO_FLAGS_READ_ONLY, _LO_FLAGS_AUTOCLEAR = 1, 4
+_LO_FLAGS_READ_ONLY, _LO_FLAGS_AUTOCLEAR, _LO_FLAGS_DIRECT_IO = 1, 4, 16
+# <linux/magic.h>: the file systems an image is written into directly (module text)
+DIRECT_IO_FS_MAGICS = frozenset({0xEF53, 0x58465342})  # ext2/3/4, XFS
 # struct loop_config: fd, block_size, struct loop_info64 (device, inode, rdevice, offset,
 # sizelimit, number, encrypt_type, encrypt_key_size, flags, file_name, crypt_name,
 # encrypt_key, init[2]), reserved[8]
@@ -75,6 +86,8 @@ def attached(image: Path, *, read_only: bool = False) -> Iterator[str]:
 def _configure(backing: int, image: Path, mode: int) -> tuple[str, int]:
     """A free loop device set up on ``backing``: (its path, an open descriptor of it)."""
     flags = _LO_FLAGS_AUTOCLEAR | (_LO_FLAGS_READ_ONLY if mode == os.O_RDONLY else 0)
+    if mode == os.O_RDWR and _direct_io_safe(backing):
+        flags |= _LO_FLAGS_DIRECT_IO
     name = os.fsencode(image)[:63]
     config = _LOOP_CONFIG.pack(backing, 0, 0, 0, 0, 0, 0, 0, 0, 0, flags, name, b"", b"", 0, 0)
     ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
@@ -94,6 +107,23 @@ def _configure(backing: int, image: Path, mode: int) -> tuple[str, int]:
     finally:
         os.close(ctl)
     raise CommandError(f"unable to attach '{image}' to a loop device - no free device")
+
+
+def _direct_io_safe(backing: int) -> bool:
+    from ..pseudofs import fs_magic
+
+    try:
+        return fs_magic(backing) in DIRECT_IO_FS_MAGICS
+    except OSError:
+        return False
+
+
+def direct_io(dev: str) -> bool:
+    """Whether the loop device does direct I/O into its image (the kernel's own view)."""
+    try:
+        return (Path("/sys/block") / Path(dev).name / "loop/dio").read_text().strip() == "1"
+    except OSError:
+        return False
 
 
 def _attach_failed(image: Path, dev: str, err: OSError) -> CommandError:

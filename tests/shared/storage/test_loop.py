@@ -339,3 +339,30 @@ def test_file_system_type_as_df_names_it(tmp_path: Path, target: Path) -> None:
     assert loop.fs_type(tmp_path / "link") == "tmpfs"
     assert loop.fs_type(target / "not/yet") == "tmpfs"
     assert loop.fs_type(Path(f"{target}x")) == df_type(tmp_path)  # a name that only begins so
+
+
+def test_an_image_on_ext4_is_written_directly_and_read_back_whole(
+    tmp_path: Path, target: Path
+) -> None:
+    """A device attached for writing does direct I/O into an image on ext4 (no second copy in
+    the page cache); what the ext4 inside wrote that way is what a read-only mount, through the
+    page cache, reads back."""
+    image = ext4_image(tmp_path / "disk.raw")
+    data = os.urandom(3 * MIB + 4097)
+    with loop.mounted(image, target, "raw") as handle:
+        assert handle.loopdev is not None and loop.direct_io(handle.loopdev)
+        (target / "f").write_bytes(data)
+    with loop.mounted(image, target, "raw", read_only=True) as handle:
+        assert handle.loopdev is not None and not loop.direct_io(handle.loopdev)
+        assert (target / "f").read_bytes() == data
+
+
+def test_an_image_on_btrfs_goes_through_the_page_cache(btrfs_mount: Path, target: Path) -> None:
+    # btrfs checksums the pages it is handed: one the ext4 inside changed while it was being
+    # written would fail its checksum when read back
+    image = ext4_image(btrfs_mount / "disk.raw")
+    with loop.mounted(image, target, "raw") as handle:
+        assert handle.loopdev is not None and not loop.direct_io(handle.loopdev)
+        (target / "f").write_text("data")
+    with loop.mounted(image, target, "raw", read_only=True):
+        assert (target / "f").read_text() == "data"
