@@ -1,11 +1,12 @@
 """Modules a command will need later, loaded in a thread while it waits on something else.
 
-``pct create`` needs the guest-setup package only once the template is extracted, and the
-extraction's main thread spends most of its time blocked on tar's pipe: the package's import
-(about 5 ms of a create) runs in that time instead of before it. The
-command's own import of the same module waits for this one (Python's per-module import lock)
-and raises its error, if any, where it is needed. ctkit forks no Python code while a command
-extracts (tar and the compressors are started as programs), so no child inherits a held lock.
+``pct create`` and ``pct restore`` need the guest-setup package only once the archive is
+extracted, and the extraction's main thread spends most of its time blocked on tar's pipe;
+``pct clone --full`` needs it once cp is done. The package's import (about 10 ms) runs in that
+time instead of before it. The command's own import of the same module waits for this one
+(Python's per-module import lock) and raises its error, if any, where it is needed. ctkit forks
+no Python code while a command extracts or copies (tar, the compressors and cp are started as
+programs), so no child inherits a held lock.
 """
 
 from __future__ import annotations

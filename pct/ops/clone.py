@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared import owner as owners
-from shared import paths, signals
+from shared import paths, preload, signals
 from shared.ctconfig import store
 from shared.ctconfig.config import Config, Section
 from shared.ctconfig.mountpoints import MountPoint, add_unused_volume, drop_unused_volumes
 from shared.errors import AlreadyExistsError, CtkitError, NotFoundError, ParamError, StateError
-from shared.guest.setup import GuestSetup
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery, unfinished
 from shared.runtime.guestview import guest_config
@@ -32,6 +31,7 @@ from shared.storage.volumes import can_clone, clone_volume, free_when_released
 
 from .provision import (
     CREATE_LOCK,
+    GUEST_MODULES,
     create_locked_config,
     exists_message,
     prefixed,
@@ -220,6 +220,31 @@ def _finished(newid: int) -> bool:
     return False
 
 
+def _copy(
+    req: CloneRequest,
+    job: Plan,
+    mp: MountPoint,
+    created: list[str],
+    note: Callable[[str], None],
+    log: Log,
+) -> MountPoint:
+    """The mount point ``mp`` on its new volume, a full copy or a linked clone."""
+    if job.full:
+        log(f"create full clone of mountpoint {mp.key} ({mp.volume})")
+        storage = req.storage or parse_volume_id(mp.volume)[0]
+        copied = copy_volume(
+            mp, job.source, req.newid, storage,
+            snapshot=req.snapname, bwlimit=req.bwlimit, log=log,
+            allocated=lambda volid: _record_copy(req.newid, volid), reserved=note,
+        )  # fmt: skip
+        created.append(copied.volid)
+        return mp.replace(volume=copied.volid, size=copied.size or mp.size)
+    log(f"create linked clone of mount point {mp.key} ({mp.volume})")
+    volid = clone_volume(mp.volume, req.newid, req.snapname, reserved=note)
+    created.append(volid)
+    return mp.replace(volume=volid)
+
+
 def _run(
     req: CloneRequest, job: Plan, created: list[str], owner: owners.Owner | None, log: Log
 ) -> None:
@@ -229,23 +254,12 @@ def _run(
     def note(volid: str) -> None:  # on the new id's record before it is formatted
         unfinished.note_volumes(owner, [*created, volid])
 
-    for mp in job.volumes:
-        if job.full:
-            log(f"create full clone of mountpoint {mp.key} ({mp.volume})")
-            storage = req.storage or parse_volume_id(mp.volume)[0]
-            copied = copy_volume(
-                mp, job.source, req.newid, storage,
-                snapshot=req.snapname, bwlimit=req.bwlimit, log=log,
-                allocated=lambda volid: _record_copy(req.newid, volid), reserved=note,
-            )  # fmt: skip
-            created.append(copied.volid)
-            newmp = mp.replace(volume=copied.volid, size=copied.size or mp.size)
-        else:
-            log(f"create linked clone of mount point {mp.key} ({mp.volume})")
-            volid = clone_volume(mp.volume, req.newid, req.snapname, reserved=note)
-            created.append(volid)
-            newmp = mp.replace(volume=volid)
-        conf = _set_volume(req.newid, newmp)
+    # a full clone waits on cp: the fixups' guest modules load meanwhile
+    with preload.loading(*GUEST_MODULES) if job.full else contextlib.nullcontext():
+        for mp in job.volumes:
+            conf = _set_volume(req.newid, _copy(req, job, mp, created, note, log))
+    from shared.guest.setup import GuestSetup  # GUEST_MODULES
+
     with staged(conf) as tree:
         setup = GuestSetup.for_rootfs(
             tree.target, guest_config(conf), log=log, warn=lambda w: log(f"WARN: {w}")

@@ -18,6 +18,7 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from shared import preload
 from shared.archive.pipeline import ProgressFn
 from shared.archive.tarextract import apply_directory_entries, extract
 from shared.archive.tarformat import Member, display_name
@@ -31,7 +32,7 @@ from shared.runtime.beneath import open_beneath
 from shared.runtime.guestview import config_idmap
 from shared.tasklog import Progress
 
-from .provision import detect_guest
+from .provision import GUEST_MODULES, detect_guest
 from .restore_plan import RestoreRequest
 from .restore_source import ArchiveSource
 
@@ -150,7 +151,8 @@ def extract_archive(
     else:
         log(f"restoring '{source.label}' now..")
         log(f"extracting archive '{source.path or source.label}'")
-    with _progress(req.progress, source.size()) as progress:
+    # the template fixup after it imports the guest modules: they load meanwhile
+    with _progress(req.progress, source.size()) as progress, preload.loading(*GUEST_MODULES):
         stats = extract(
             source.reader(),
             target,

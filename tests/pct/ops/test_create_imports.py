@@ -51,3 +51,19 @@ def test_mtu_checked_against_the_host_interface() -> None:
     with pytest.raises(ParamError) as err:
         value_check("net0", {"name": "eth0", "bridge": "lo", "mtu": 70000})
     assert err.value.errors == {"net0": "MTU size '70000' is bigger than bridge MTU '65536'"}
+
+
+def test_restore_and_clone_load_the_guest_package_while_they_wait() -> None:
+    """``pct restore`` loads the guest modules during the extraction and ``pct clone --full``
+    during the copy, not with their code; the package itself loads none of its modules."""
+    from pct.ops import clone, provision
+
+    loaded = _loaded_by("pct.ops.restore") | _loaded_by("pct.ops.clone")
+    guest = {m for m in loaded if m == "shared.guest" or m.startswith("shared.guest.")}
+    assert guest == {"shared.guest", "shared.guest.chroot"}
+    assert _loaded_by("shared.guest") & set(provision.GUEST_MODULES) == set()
+    source = inspect.getsource(clone._run)
+    assert re.findall(r"^\s+from (shared\.guest\.\w+) import", source, re.M) == [
+        "shared.guest.setup"
+    ]
+    assert "shared.guest.setup" in provision.GUEST_MODULES

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.guest import GuestConfig, GuestSetup
+from shared.guest.config import GuestConfig
+from shared.guest.setup import GuestSetup
 
 TESTMODE_DNS = (["8.8.8.8", "8.8.8.9"], ["proxmox.com"])
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"

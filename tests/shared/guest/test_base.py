@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ConfigError
-from shared.guest import PerlRand
+from shared.guest.random48 import PerlRand
 
 from .helpers import (
     DEBIAN_PASSWD,

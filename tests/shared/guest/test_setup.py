@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ConfigError
-from shared.guest import GuestConfig, GuestSetup, PerlRand, detect_arch
+from shared.guest.config import GuestConfig
+from shared.guest.detect import detect_arch
 from shared.guest.files import perl_lines
+from shared.guest.random48 import PerlRand
+from shared.guest.setup import GuestSetup
 from tests.conftest import HANDBOOK, reference_file
 
 from .helpers import debian_root, make_root, read, setup_for
