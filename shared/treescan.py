@@ -89,3 +89,86 @@ def _foreign(out: TreeScan, path: Path) -> None:
     if out.foreign_count < MAX_FOREIGN:
         out.foreign_dirs.append(path)
     out.foreign_count += 1
+
+
+# --- the tree's shape, for splitting a copy ---------------------------------------------------
+
+
+@dataclass
+class TreeIndex:
+    """A tree's directories with their entries' sizes, from one walk like :func:`scan_tree`'s.
+
+    ``dirs`` maps each directory's path relative to the root (``""`` for the root) to its
+    entries: name, whether it is a directory, and its allocated bytes (a directory's whole
+    subtree). ``linked`` lists the relative paths of every inode with more than one name in
+    the tree."""
+
+    dirs: dict[str, list[tuple[str, bool, int]]] = field(default_factory=dict)
+    linked: dict[int, list[str]] = field(default_factory=dict)
+    allocated: int = 0
+    entries: int = 0
+    foreign: Path | None = None
+
+
+def index_tree(root: Path, *, max_entries: int) -> TreeIndex | None:
+    """Index ``root`` (not into other file systems); None when it has more than
+    ``max_entries`` entries (the index stays bounded). The walk ends at a foreign directory,
+    which ``foreign`` names."""
+    out = TreeIndex()
+    device = os.lstat(root).st_dev
+    order: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        order.append(rel)
+        try:
+            fd = os.open(os.path.join(root, rel) if rel else root, _OPEN_DIR)
+        except OSError:
+            out.dirs[rel] = []
+            continue
+        try:
+            if not _index_dir(fd, rel, device, stack, out, root):
+                return out  # a foreign directory: the copy is refused
+        finally:
+            os.close(fd)
+        if out.entries > max_entries:
+            return None
+    # subtree sizes, each directory after the ones below it
+    sizes: dict[str, int] = {}
+    for rel in reversed(order):
+        entries = out.dirs[rel]
+        for i, (name, is_dir, size) in enumerate(entries):
+            if is_dir:
+                entries[i] = (name, True, size + sizes.get(f"{rel}/{name}" if rel else name, 0))
+        sizes[rel] = sum(size for _name, _is_dir, size in entries)
+    out.allocated = sizes.get("", 0)
+    return out
+
+
+def _index_dir(
+    fd: int, rel: str, device: int, stack: list[str], out: TreeIndex, root: Path
+) -> bool:
+    """One directory's entries into ``out``; False at a foreign directory."""
+    entries: list[tuple[str, bool, int]] = []
+    out.dirs[rel] = entries
+    try:
+        with os.scandir(fd) as scan:
+            for entry in scan:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                out.entries += 1
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if is_dir and st.st_dev != device:
+                    out.foreign = Path(root, path)
+                    return False
+                if is_dir:
+                    stack.append(path)
+                elif st.st_nlink > 1:
+                    out.linked.setdefault(st.st_ino, []).append(path)
+                entries.append((entry.name, is_dir, st.st_blocks * 512))
+    except OSError:
+        pass
+    return True

@@ -62,6 +62,38 @@ def test_full_clone_dir_to_btrfs_and_back_is_identical(cts: Containers, btrfs_st
     assert "lock:" not in cts.conf(src)
 
 
+@pytest.mark.parametrize("rootfs", ["local:0", "local:1"])  # a directory, a raw ext4 image
+def test_a_large_full_clone_is_copied_by_several_processes_and_starts(
+    cts: Containers, rootfs: str
+) -> None:
+    src, newid = cts.create("--rootfs", rootfs), cts.new_vmid()
+    with cts.mounted(src) as root:
+        decorate(root)
+        os.link(root / "srv/a", root / "etc/a-link")  # a hard link between two units
+        big = root / "srv/big"
+        big.mkdir()
+        for i in range(66):  # 264 MiB allocated: over the bound for a split copy
+            with open(big / f"f{i}", "wb") as fh:
+                fh.write(os.urandom(4096))
+                os.posix_fallocate(fh.fileno(), 0, 4 << 20)
+        os.utime(big, ns=(1_600_000_000_000_000_000, 1_500_000_000_000_000_000))
+        original = tree_signature(root)
+        mtimes = {rel: (root / rel).lstat().st_mtime_ns for rel in ("srv", "srv/big")}
+    res = cts.pct("clone", src, newid, "--full", "--hostname", "big")
+    workers = min(4, os.cpu_count() or 1)
+    by = f" by {workers} processes" if workers > 1 else ""  # one CPU: one cp, as before
+    assert re.search(rf"copied 2[0-9]{{2}}MiB in [^\n]*/s\){by}\n", res.out), res.out
+    with cts.mounted(newid) as root:
+        assert tree_signature(root) == original
+        assert (root / "etc/a-link").stat().st_ino == (root / "srv/a").stat().st_ino
+        # directories split between the processes get their times after their content
+        assert {rel: (root / rel).lstat().st_mtime_ns for rel in mtimes} == mtimes
+    cts.pct("start", newid)
+    assert cts.pct("exec", newid, "--", "cat", "/etc/a-link").out == "hello\n"
+    assert cts.pct("exec", newid, "--", "hostname").out.strip() == "big"
+    cts.pct("stop", newid)
+
+
 def test_linked_clone_of_a_template_shares_extents_and_starts(
     cts: Containers, btrfs_storage: str
 ) -> None:

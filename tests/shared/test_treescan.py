@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.treescan import scan_tree
+from shared.treescan import index_tree, scan_tree
 
 
 @pytest.fixture
@@ -88,3 +88,27 @@ def test_every_foreign_directory_is_named_up_to_the_bound(
     monkeypatch.setattr(treescan, "MAX_FOREIGN", 2)
     bounded = scan_tree(tree, sizes=False)
     assert len(bounded.foreign_dirs) == 2 and bounded.foreign_count == 3
+
+
+def test_index_gives_each_directory_its_entries_and_subtree_sizes(tree: Path) -> None:
+    os.link(tree / "a/one", tree / "a/b/one-again")
+    index = index_tree(tree, max_entries=100)
+    assert index is not None and index.foreign is None
+    assert index.entries == 8
+    top = {name: (is_dir, size) for name, is_dir, size in index.dirs[""]}
+    assert set(top) == {"a", "empty", "link-to-file", "link-to-dir"}
+    below_a = sum(size for _n, _d, size in index.dirs["a"])
+    assert top["a"] == (True, os.lstat(tree / "a").st_blocks * 512 + below_a)
+    assert {n for n, _d, _s in index.dirs["a/b"]} == {"two", "one-again"}
+    assert index.allocated == sum(size for _n, _d, size in index.dirs[""])
+    # the outside file the symlink names is not counted, nor entered
+    assert index.allocated < 1_000_000
+    assert [sorted(names) for names in index.linked.values()] == [["a/b/one-again", "a/one"]]
+
+
+def test_index_stops_at_a_foreign_directory_and_past_its_bound(
+    tree: Path, with_mount: Path
+) -> None:
+    index = index_tree(tree, max_entries=100)
+    assert index is not None and index.foreign == with_mount
+    assert index_tree(tree, max_entries=3) is None
