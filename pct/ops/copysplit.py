@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import CommandError
+from shared.errors import CommandError, StorageError
 from shared.parentdeath import tied_to_parent
 from shared.toolenv import tool_env
 from shared.treescan import TreeIndex
@@ -41,8 +41,9 @@ MAX_ENTRIES = 500_000  # a bigger tree is not indexed: one cp, as before
 MAX_WORKERS = 4
 UNITS_PER_WORKER = 8
 MAX_ARGV_BYTES = 1 << 20  # well below the kernel's limit for one command line
-# -x: one file system; --parents: each unit at its relative path below the target
-CP_UNITS = ["cp", "-a", "-x", "--sparse=auto", "--reflink=auto", "--parents"]
+# both ways of copying: one file system (-x), holes kept, reflinks where the file system can
+CP_FLAGS = ["-a", "-x", "--sparse=auto", "--reflink=auto"]
+CP_UNITS = ["cp", *CP_FLAGS, "--parents"]  # each unit at its relative path below the target
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -142,15 +143,25 @@ def run(split: Split, src: Path, dst: Path) -> None:
         for _ in procs:
             rc, err = done.get()
             if rc != 0:
-                detail = err.decode(errors="replace").strip().splitlines()
-                raise CommandError(f"cp failed (exit {rc}): {' '.join(detail[-2:])}")
+                raise cp_failed(rc, err)
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
     for rel in reversed(split.dirs):  # each after what was made in it
-        copy_dir_metadata(src / rel if rel else src, dst / rel if rel else dst)
+        try:
+            copy_dir_metadata(src / rel if rel else src, dst / rel if rel else dst)
+        except OSError as err:
+            raise StorageError(
+                f"unable to copy the attributes of '{rel or '.'}': {err.strerror or err}"
+            ) from None
+
+
+def cp_failed(rc: int, err: bytes) -> CommandError:
+    """A failed ``cp``: its exit code and the last two lines it wrote, as one line."""
+    detail = err.decode(errors="replace").strip().splitlines()
+    return CommandError(f"cp failed (exit {rc}): {' '.join(detail[-2:])}")
 
 
 def _start(

@@ -37,8 +37,8 @@ from shared.treescan import TreeIndex, TreeScan, index_tree, scan_tree
 from . import copysplit
 
 Log = Callable[[str], None]
-# -T: dst is the copy of src itself (its owner, mode and times too); -x: one file system
-CP = ["cp", "-a", "-T", "-x", "--sparse=auto", "--reflink=auto"]
+# -T: dst is the copy of src itself (its owner, mode and times too)
+CP = ["cp", "-T", *copysplit.CP_FLAGS]
 RSYNC = ["rsync", "-aH", "-A", "-X", "--numeric-ids", "--whole-file", "--sparse",
          "--one-file-system"]  # fmt: skip
 
@@ -163,8 +163,7 @@ def _cp(src: Path, dst: Path, prog: Progress | None) -> int:
             proc.kill()
             proc.wait()
     if proc.returncode != 0:
-        detail = err.decode(errors="replace").strip().splitlines()
-        raise CommandError(f"cp failed (exit {proc.returncode}): {' '.join(detail[-2:])}")
+        raise copysplit.cp_failed(proc.returncode, err)
     return total
 
 

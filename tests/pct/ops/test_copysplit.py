@@ -4,6 +4,7 @@ holes, special files, and every directory's times (end to end in tests/pct/test_
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -228,3 +229,21 @@ def test_the_first_failure_ends_the_other_workers_at_once(
     for pid in map(int, pids.read_text().split()):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # ended and reaped
+
+
+def test_attributes_a_directory_cannot_take_fail_the_copy_in_one_line(
+    tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = index_tree(source, max_entries=1000)
+    assert index is not None
+    split = plan(index, 2)
+    assert split is not None
+
+    def refused(_src: Path, _dst: Path) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(copysplit, "copy_dir_metadata", refused)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    with pytest.raises(StorageError, match=r"^unable to copy the attributes of 'srv/data'"):
+        copysplit.run(split, source, dst)
