@@ -135,11 +135,17 @@ def source(tmp_path: Path) -> Path:
     return src
 
 
-def test_a_split_copy_equals_one_cp(tmp_path: Path, source: Path) -> None:
+def _split(source: Path, workers: int) -> Split:
     index = index_tree(source, max_entries=1000)
     assert index is not None
-    split = plan(index, 3)
-    assert split is not None and "srv/data" in split.dirs and len(split.workers) == 3
+    split = plan(index, workers)
+    assert split is not None
+    return split
+
+
+def test_a_split_copy_equals_one_cp(tmp_path: Path, source: Path) -> None:
+    split = _split(source, 3)
+    assert "srv/data" in split.dirs and len(split.workers) == 3
     one, many = tmp_path / "one", tmp_path / "many"
     for dst in (one, many):
         dst.mkdir()
@@ -185,10 +191,7 @@ def test_copy_tree_splits_a_large_tree(
 
 
 def test_a_failing_worker_fails_the_copy(tmp_path: Path, source: Path) -> None:
-    index = index_tree(source, max_entries=1000)
-    assert index is not None
-    split = plan(index, 2)
-    assert split is not None
+    split = _split(source, 2)
     dst = tmp_path / "dst"
     (dst / "srv/data/blob3").mkdir(parents=True)  # where a file goes: cp cannot write it
     with pytest.raises(CommandError, match=r"^cp failed \(exit 1\): .*blob3"):
@@ -209,10 +212,7 @@ def test_a_foreign_directory_is_refused_before_anything_is_copied(
 def test_the_first_failure_ends_the_other_workers_at_once(
     tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    index = index_tree(source, max_entries=1000)
-    assert index is not None
-    split = plan(index, 2)
-    assert split is not None
+    split = _split(source, 2)
     pids = tmp_path / "pids"
     # the worker given blob0 would copy for a minute; the other fails at once
     script = (
@@ -234,10 +234,7 @@ def test_the_first_failure_ends_the_other_workers_at_once(
 def test_attributes_a_directory_cannot_take_fail_the_copy_in_one_line(
     tmp_path: Path, source: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    index = index_tree(source, max_entries=1000)
-    assert index is not None
-    split = plan(index, 2)
-    assert split is not None
+    split = _split(source, 2)
 
     def refused(_src: Path, _dst: Path) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted")
