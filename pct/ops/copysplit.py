@@ -69,16 +69,13 @@ def plan(index: TreeIndex, workers: int) -> Split | None:
     if workers < 2:
         return None
     target = max(index.allocated // (workers * UNITS_PER_WORKER), 1)
-    split = Split()
+    split = Split(dirs=[""])
     units: list[tuple[str, int]] = []
-    pending = [""]
-    while pending:
-        rel = pending.pop(0)
-        split.dirs.append(rel)
+    for rel in split.dirs:  # grows as directories are split: parents first
         for name, is_dir, size in index.dirs.get(rel, []):
             path = f"{rel}/{name}" if rel else name
             if is_dir and size > target and index.dirs.get(path):
-                pending.append(path)
+                split.dirs.append(path)
             else:
                 units.append((path, size))
     groups = _link_groups(units, index.linked)
@@ -138,8 +135,10 @@ def run(split: Split, src: Path, dst: Path) -> None:
     for rel in split.dirs[1:]:
         _make_dir(dst / rel)
     done: queue.Queue[tuple[int, bytes]] = queue.Queue()
-    procs = [_start(units, src, dst, done) for units in split.workers]
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        for units in split.workers:
+            procs.append(_start(units, src, dst, done))
         for _ in procs:
             rc, err = done.get()
             if rc != 0:
