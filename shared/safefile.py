@@ -18,6 +18,8 @@ from .atomic import temp_name
 from .errors import CtkitError
 
 WRITE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# a directory opened to read or to walk from, never through a symlink put in its place
+READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _refuse(path: Path | str, what: str) -> CtkitError:

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+from .safefile import READ_DIR
+
 MAX_FOREIGN = 100  # directories named in a scan; a tree may hold any number
 
 
@@ -75,7 +76,7 @@ def _walk(root: Path, *, dirs_only: bool = False) -> Iterator[tuple[str, int, li
     while stack:
         rel = stack.pop()
         try:
-            fd = os.open(os.path.join(root, rel) if rel else root, _OPEN_DIR)
+            fd = os.open(os.path.join(root, rel) if rel else root, READ_DIR)
         except OSError:
             continue
         entries: list[Entry] = []

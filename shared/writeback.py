@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .safefile import READ_DIR
+
 SYNC_FILE_RANGE_WRITE = 2
 # seconds between the end of one syncfs and the next. At 0.25 s, a 200 MiB template (0.2 s of
 # tar) was extracted before the first call; at 0.02 s the write-back keeps pace with tar, and
@@ -97,7 +99,7 @@ class _Flusher:
         self._fds: list[int] = []
         try:
             for target in targets:
-                self._fds.append(os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW))
+                self._fds.append(os.open(target, READ_DIR))
         except OSError:
             self._close()
             raise

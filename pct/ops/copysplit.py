@@ -32,6 +32,7 @@ from pathlib import Path
 
 from shared.errors import CommandError, StorageError
 from shared.parentdeath import tied_to_parent
+from shared.safefile import READ_DIR
 from shared.toolenv import tool_env
 from shared.treescan import TreeIndex
 
@@ -44,7 +45,6 @@ MAX_ARGV_BYTES = 1 << 20  # well below the kernel's limit for one command line
 # both ways of copying: one file system (-x), holes kept, reflinks where the file system can
 CP_FLAGS = ["-a", "-x", "--sparse=auto", "--reflink=auto"]
 CP_UNITS = ["cp", *CP_FLAGS, "--parents"]  # each unit at its relative path below the target
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -194,9 +194,9 @@ def copy_dir_metadata(src: Path, dst: Path) -> None:
     """``src``'s owner, mode, extended attributes (ACLs too) and times onto ``dst``, as
     ``cp -a`` sets them. Attributes ``dst`` got from its parent (a default ACL) and ``src``
     lacks go."""
-    sfd = os.open(src, _OPEN_DIR)
+    sfd = os.open(src, READ_DIR)
     try:
-        dfd = os.open(dst, _OPEN_DIR)
+        dfd = os.open(dst, READ_DIR)
         try:
             st = os.fstat(sfd)
             os.fchown(dfd, st.st_uid, st.st_gid)

@@ -30,6 +30,7 @@ from shared.archive.tarformat import AREG, CONT, LNK, REG, Member
 from shared.archive.targuard import split_name
 from shared.archive.tarscan import ScanSink
 from shared.errors import ArchiveError
+from shared.safefile import READ_DIR
 
 CONFIG_MEMBER = "./etc/vzdump/pct.conf"
 FIREWALL_MEMBER = "./etc/vzdump/pct.fw"
@@ -53,7 +54,6 @@ def config_member_parts(member: Member) -> Parts | None:
 # --- writing ----------------------------------------------------------------------------------
 
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -70,11 +70,11 @@ def write_members(directory: Path, config: bytes, firewall: bytes, owner: tuple[
     that file given to the uid.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    fds = [os.open(directory, _DIR_FLAGS)]
+    fds = [os.open(directory, READ_DIR)]
     try:
         for name in ("etc", "vzdump"):
             os.mkdir(name, 0o755, dir_fd=fds[-1])
-            fds.append(os.open(name, _DIR_FLAGS, dir_fd=fds[-1]))
+            fds.append(os.open(name, READ_DIR, dir_fd=fds[-1]))
         for name, data in (("pct.conf", config), ("pct.fw", firewall)):
             with os.fdopen(os.open(name, _NEW_FILE_FLAGS, 0o644, dir_fd=fds[-1]), "wb") as fh:
                 fh.write(data)

@@ -40,6 +40,7 @@ from shared.runtime import lxcapi
 from shared.runtime.beneath import open_beneath, path_parts
 from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.mounts import mount_all
+from shared.safefile import READ_DIR
 from shared.storage.api import volume_path
 from shared.storage.volumes import volume_format
 
@@ -48,7 +49,6 @@ from .locate import Backup
 
 Root = tuple[Path, list[IdMapEntry], tuple[int, int]]
 STAGE_PREFIX = ".vzdump-extract-"
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @contextlib.contextmanager
@@ -121,7 +121,7 @@ def staging_dir(parent: int) -> Iterator[int]:
     have renamed it, but it cannot enter it)."""
     name = STAGE_PREFIX + secrets.token_hex(8)
     os.mkdir(name, 0o700, dir_fd=parent)
-    fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+    fd = os.open(name, READ_DIR, dir_fd=parent)
     try:
         st = os.fstat(fd)
         if st.st_uid != os.geteuid() or st.st_mode & 0o077:
@@ -162,7 +162,7 @@ def _fill(
     backup: Backup, members: Sequence[str], stage: int, name: str, idmap: list[IdMapEntry]
 ) -> Extracted:
     """tar into ``stage``/``name``, entered through the fd (tar's ids may not reach it by path)."""
-    target = os.open(name, DIR_FLAGS, dir_fd=stage)
+    target = os.open(name, READ_DIR, dir_fd=stage)
     try:
         cwd = f"/proc/{os.getpid()}/fd/{target}"
         return extract_paths(backup, members, Path("."), idmap=idmap or None, cwd=cwd)

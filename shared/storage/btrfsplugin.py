@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import syscalls
 from ..errors import CtkitError, NotFoundError, StorageError
 from ..formats.types import FormatError, check_configid, format_size
+from ..safefile import READ_DIR
 from . import cmd, loop
 from .dirplugin import DirStorage, pad_kib, remove_if_empty
 from .listing import VolumeEntry
@@ -133,7 +134,7 @@ def snapshot_subvolume(source: Path, target: Path, *, readonly: bool = False) ->
     change what is snapshotted), with its own message rather than the kernel's EINVAL."""
     args = _vol_args(target, _VOL_ARGS_V2_NAME, "snapshot")
     try:
-        src = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        src = os.open(source, READ_DIR)
     except OSError as exc:
         raise StorageError(f"cannot snapshot '{source}' - {exc.strerror}") from None
     try:

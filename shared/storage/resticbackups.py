@@ -29,6 +29,7 @@ from ..errors import NotFoundError, StorageError
 from ..formats.archivename import ArchiveInfo, backup_basename
 from ..formats.digits import ascii_int
 from ..printable import printable
+from ..safefile import READ_DIR
 from .listing import VolumeEntry
 from .resticplugin import ResticStorage
 from .volid import VolName
@@ -265,9 +266,8 @@ def _remove_log(log: Path) -> None:
     storage's log directory never sends the unlink elsewhere (a symlink in place of the log is
     itself removed, not what it points to). The snapshot is gone already: a log that cannot
     be removed is left, never a reason to report the removal as failed."""
-    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     with contextlib.suppress(OSError):  # missing, or not a directory (ELOOP, ENOTDIR)
-        fd = os.open(log.parent, flags)
+        fd = os.open(log.parent, READ_DIR)
         try:
             os.unlink(log.name, dir_fd=fd)
         finally:
