@@ -3,6 +3,7 @@ templates on btrfs share their extents and start, refusals leave nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from tests.pct.conftest import (
     holding_call,
     interrupt_mid_copy,
     kill_mid_copy,
+    live_in_group,
     sigkill_group_when,
     tree_signature,
 )
@@ -292,6 +294,53 @@ def test_a_full_clone_killed_mid_copy_is_undone_by_the_next_command(
         assert [p.name for p in images.glob("*")] == [partial.name]  # the name, free again
         with cts.mounted(newid) as root:
             assert tree_signature(root) == before
+    with cts.mounted(src) as root:
+        assert tree_signature(root) == before
+
+
+def test_a_split_copy_killed_takes_its_cp_processes_along(cts: Containers) -> None:
+    """A large tree is copied by several cp at once. A SIGKILL of pct while they run ends every
+    one of them (none goes on writing into the volume the next command frees; they are
+    stopped first, so none can end by finishing its copy), and the next command undoes the
+    clone as it undoes a killed single copy."""
+    src, newid = cts.create("--rootfs", "local:1"), cts.new_vmid()
+    with cts.mounted(src) as root:
+        big = root / "srv/big"
+        big.mkdir(parents=True)
+        for i in range(66):  # 264 MiB written: over the bound for a split copy, and slow enough
+            (big / f"f{i}").write_bytes(os.urandom(4 << 20))
+        before = tree_signature(root)
+    cts.pct.vmids.add(newid)
+    images = cts.root / f"var/lib/vz/images/{newid}"
+    workers = min(4, os.cpu_count() or 1)
+    proc = subprocess.Popen(
+        [str(PCT), "clone", str(src), str(newid), "--full"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(cps := [p for p in live_in_group(proc.pid) if p.endswith(" cp")]) < workers:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.005)
+        for cp in cps:  # held where they are: only pct's death can end them now
+            os.kill(int(cp.split()[0]), signal.SIGSTOP)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        deadline = time.monotonic() + 2
+        while left := live_in_group(proc.pid):
+            assert time.monotonic() < deadline, f"{left} outlived the killed pct"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (partial,) = images.glob("vm-*")
+    assert "lock: create" in cts.conf(newid)
+    res = cts.pct("list")
+    assert f"CT {src}: removed lock 'disk'" in res.text, res.text
+    assert f"CT {newid}: freed volume 'local:{newid}/{partial.name}'" in res.text
+    assert not cts.conf_path(newid).exists() and list(images.glob("*")) == []
+    assert "lock:" not in cts.conf(src)
     with cts.mounted(src) as root:
         assert tree_signature(root) == before
 
