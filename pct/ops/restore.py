@@ -50,7 +50,7 @@ from .provision import (
     replaced_volumes,
     staged,
 )
-from .restore_check import check_merged, drop_invalid
+from .restore_check import check_backup_size, check_merged, drop_invalid
 from .restore_plan import Plan, RestoreRequest, command_line_config, merge_config, plan_restore
 from .restore_source import STDIN, ArchiveSource, open_source, recover_config
 from .restore_tree import (
@@ -161,6 +161,7 @@ def _restore_locked(
             if not req.trust_archive:
                 drop_untrusted(backup, log)
             drop_invalid(backup, log)
+            check_backup_size(backup)
         plan = plan_restore(conf, backup, req, log, firewall)
         with signals.step():  # each new volume is on record before a signal acts
             allocate(conf, alloc, req.storage)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.options import is_settable
 from shared.ctconfig.pending import parse_values
@@ -57,8 +58,22 @@ def drop_invalid(backup: Config, log: Log) -> list[str]:
 
 
 def check_merged(conf: Config) -> None:
-    """Refuse a merged config that ``pct create`` would not accept (nothing is stored)."""
+    """Refuse a merged config that ``pct create`` would not accept, or that is too large to
+    be read back (nothing is stored)."""
     found = [(key, why) for key in conf.values if (why := problem(key, conf.values[key]))]
     if found:
         details = "; ".join(f"{key}: {shown(why)}" for key, why in found)
         raise ConfigError(f"invalid configuration after merge - {details}")
+    try:
+        store.check_size(conf.to_bytes())
+    except ConfigError as err:
+        raise ConfigError(f"invalid configuration after merge - {err}") from None
+
+
+def check_backup_size(backup: Config) -> None:
+    """Refuse, before anything is allocated or extracted, a backed-up config that could never
+    be stored (the merge only adds to it)."""
+    try:
+        store.check_size(backup.to_bytes())
+    except ConfigError as err:
+        raise ConfigError(f"invalid configuration in the archive - {err}") from None

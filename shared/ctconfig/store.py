@@ -48,6 +48,15 @@ def read_bytes(vmid: int) -> bytes:
     return data
 
 
+def check_size(data: bytes) -> None:
+    """Refuse a config larger than any command would read back: written, it would leave a
+    container that no command can start, change or destroy."""
+    if len(data) > MAX_CONF:
+        raise ConfigError(
+            f"configuration too large ({len(data)} bytes, more than {MAX_CONF} bytes)"
+        )
+
+
 def load(vmid: int, *, strict: bool = False) -> Config:
     """Read and parse ``<vmid>.conf``; NotFoundError when it does not exist."""
     return parse_config(read_bytes(vmid), vmid, strict=strict)
@@ -61,8 +70,10 @@ def load_or_none(vmid: int) -> Config | None:
 
 
 def save(conf: Config) -> None:
-    """Write the config atomically (temp file, fsync, rename); refreshes ``conf.digest``."""
+    """Write the config atomically (temp file, fsync, rename); refreshes ``conf.digest``.
+    A config that :func:`read_bytes` would refuse is not written (see :func:`check_size`)."""
     data = conf.to_bytes()
+    check_size(data)
     path = paths.ct_conf(conf.vmid)
     atomic.write_bytes(path, data, mode=None if path.exists() else CONF_MODE)
     conf.read_from(data)

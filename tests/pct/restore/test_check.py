@@ -14,7 +14,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
 from shared.errors import ConfigError, ParamError
 from shared.runtime import lifecycle, lxcapi
-from tests.pct.restore.conftest import Backups
+from tests.pct.restore.conftest import Backups, leftovers
 from tests.pct.restore.test_trust import CONF
 
 # a bad value per key, and what the restored config holds instead (None: the key is absent)
@@ -74,6 +74,35 @@ def test_merged_config_is_checked_as_a_whole() -> None:
         check_merged(conf)
     assert str(err.value).startswith("invalid configuration after merge - hostname: ")
     assert "; memory: value must have a minimum value of 16" in str(err.value)
+
+
+def test_a_merged_config_too_large_to_read_back_is_refused() -> None:
+    """Unknown keys are kept, so a merge can grow past what a config file may hold; written,
+    it would leave a container that no command can read, start or destroy."""
+    conf = Config(1, {"hostname": "ok", "memory": "512"})
+    conf.values.update({f"x{i}": "v" * 40 for i in range(30_000)})
+    size = len(conf.to_bytes())
+    assert size > store.MAX_CONF
+    with pytest.raises(ConfigError) as err:
+        check_merged(conf)
+    assert str(err.value) == (
+        f"invalid configuration after merge - configuration too large ({size} bytes, "
+        f"more than {store.MAX_CONF} bytes)"
+    )
+
+
+def test_an_archive_config_too_large_to_store_is_refused_before_anything_is_made(
+    backups: Backups, vmid: int
+) -> None:
+    text = CONF + "".join(f"x{i}: {'v' * 40}\n" for i in range(30_000))
+    with pytest.raises(ConfigError) as err:
+        backups.restore(vmid, backups.archive(text))
+    assert str(err.value).startswith(
+        f"unable to restore CT {vmid} - invalid configuration in the archive - configuration "
+        "too large ("
+    )
+    assert leftovers(backups.root, vmid) == []
+    assert not [line for line in backups.logs if "extracting" in line]
 
 
 @pytest.mark.lxc

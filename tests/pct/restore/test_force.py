@@ -179,6 +179,23 @@ def test_failed_force_restore_keeps_the_old_container(
         lifecycle.stop(vmid, log=lambda _line: None)
 
 
+def test_force_with_a_config_too_large_to_store_keeps_the_old_container(
+    backups: Backups, vmid: int
+) -> None:
+    """The commit wrote such a config, then freed the old volumes: a container no command
+    could read any more. It is refused before anything is allocated."""
+    backups.restore(vmid, _backup(backups, "old"))
+    before = _snapshot(backups, vmid)
+    tree = backups.tree("tree-huge")
+    huge = CONF.format(name="huge") + "".join(f"x{i}: {'v' * 40}\n" for i in range(30_000))
+    with pytest.raises(CtkitError) as err:
+        backups.restore(vmid, backups.archive(huge, [(tree, "./")], stamp="2024_01_09-03_04_05"),
+                        force=True)  # fmt: skip
+    assert "invalid configuration in the archive - configuration too large" in str(err.value)
+    assert _snapshot(backups, vmid) == before
+    assert store.load(vmid).get_raw("hostname") == "old"
+
+
 def test_restore_onto_a_full_storage_fails_and_keeps_the_old_container(
     backups: Backups, vmid: int
 ) -> None:

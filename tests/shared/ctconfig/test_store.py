@@ -133,6 +133,18 @@ def test_only_a_bounded_regular_file_is_read_as_a_config(ctroot: Path, kind: str
     assert store.exists(100) and store.list_vmids() == [100]
 
 
+def test_a_config_too_large_to_read_back_is_not_written(ctroot: Path) -> None:
+    """save() refuses what load() would refuse: the file on disk stays as it was."""
+    conf = Config(900000001, {"memory": "512"})
+    store.save(conf)
+    before = store.read_bytes(900000001)
+    conf.values.update({f"x{i}": "v" * 40 for i in range(30_000)})
+    with pytest.raises(ConfigError, match=r"^configuration too large \(\d+ bytes, more than "):
+        store.save(conf)
+    assert store.read_bytes(900000001) == before
+    assert [p.name for p in paths.ct_conf(900000001).parent.iterdir()] == ["900000001.conf"]
+
+
 def test_the_digest_is_that_of_the_file_until_the_next_save(ctroot: Path) -> None:
     conf = Config(900000001, {"memory": "512"})
     assert conf.digest is None  # never read nor written
