@@ -37,8 +37,8 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 from shared import restic, resticgate
 from shared.archive.idmap import IdMapEntry, parse_idmap
@@ -66,8 +66,12 @@ ACL_TEXT_KEYS = (b"SCHILY.acl.access", b"SCHILY.acl.default")
 DROPPED_PAX = frozenset({b"path", b"linkpath", b"uid", b"gid", b"uname", b"gname", b"size"})
 SPECIAL_TYPES = ("fifo", "socket", "dev", "chardev")
 SPECIAL_LINE = re.compile(rb'"type":"(?:fifo|socket|dev|chardev)"')
-MAX_SPECIALS = 1 << 20
+# A repository is input like any archive: what is kept of its listing and held back from its
+# dump is bounded in count and in bytes (a container has a few fifos and device nodes).
+MAX_SPECIALS = 100_000
+MAX_SPECIAL_BYTES = 32 << 20  # of their paths
 MAX_DEFERRED = 1 << 16  # empty files held back while restic ls runs (then it is waited for)
+MAX_DEFERRED_BYTES = 16 << 20  # of their headers (extended attributes make them large)
 ACL_TAGS = {0x01: "user", 0x02: "user", 0x04: "group", 0x08: "group", 0x10: "mask", 0x20: "other"}
 CONFIG_MODE = octal(0o644, 8)
 # <linux/capability.h>: struct vfs_ns_cap_data (version 3) carries the root id at its end
@@ -196,12 +200,41 @@ def snapshot_line(raw: bytes) -> str | None:
     return None
 
 
+class Special(NamedTuple):
+    """What is kept of a fifo, socket or device node that ``restic ls`` lists: a fifo's
+    attributes (the dump leaves fifos out), and only that the others are there."""
+
+    fifo: bool
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+
+
+NOT_A_FIFO = Special(fifo=False)
+
+
+def special(item: dict[str, Any]) -> Special:
+    """The :class:`Special` of a ``restic ls`` node (a bad field counts as 0)."""
+    if item.get("type") != "fifo":
+        return NOT_A_FIFO
+    fields = []
+    for key in ("mode", "uid", "gid"):
+        value = item.get(key)
+        fields.append(value if isinstance(value, int) and value >= 0 else 0)
+    mtime = 0
+    with contextlib.suppress(StorageError, ValueError):
+        mtime = max(0, resticbackups.parse_restic_time(str(item.get("mtime", ""))))
+    return Special(True, fields[0] & 0o777, fields[1], fields[2], mtime)
+
+
 class SpecialNodes:
-    """Snapshot path (``rootfs/...``) → ``restic ls`` node of every fifo, socket and device
-    node, collected by a thread while the dump runs."""
+    """Snapshot path (``rootfs/...``) → every fifo, socket and device node ``restic ls``
+    lists, collected by a thread while the dump runs."""
 
     def __init__(self, store: ResticStorage, ref: Sequence[str]) -> None:
-        self.nodes: dict[bytes, dict[str, Any]] = {}
+        self.nodes: dict[bytes, Special] = {}
+        self._bytes = 0  # of the paths kept
         self.error: BaseException | None = None
         self._snapshot: str | None = None  # the id restic names in its first line
         self._seen = threading.Event()
@@ -229,20 +262,28 @@ class SpecialNodes:
                     continue
                 item = json.loads(raw)
                 path = item.get("path") if isinstance(item, dict) else None
-                wanted = item.get("type") in SPECIAL_TYPES and len(self.nodes) < MAX_SPECIALS
-                if wanted and isinstance(path, str):
-                    self.nodes[os.fsencode(path.lstrip("/"))] = item
+                if item.get("type") in SPECIAL_TYPES and isinstance(path, str):
+                    self._keep(os.fsencode(path.lstrip("/")), special(item))
             self._proc.finish()
         except (CtkitError, OSError, ValueError) as err:
             self.error = err
         finally:
             self._seen.set()
 
+    def _keep(self, path: bytes, node: Special) -> None:
+        self._bytes += len(path)
+        if len(self.nodes) >= MAX_SPECIALS or self._bytes > MAX_SPECIAL_BYTES:
+            raise ArchiveError(
+                f"the restic snapshot holds more fifos, sockets and device nodes than a restore "
+                f"takes ({MAX_SPECIALS}, or {MAX_SPECIAL_BYTES >> 20} MiB of their paths)"
+            )
+        self.nodes[path] = node
+
     def ready(self) -> bool:
         """Whether ``restic ls`` has finished (then :meth:`get` does not wait)."""
         return not self._thread.is_alive()
 
-    def get(self) -> dict[bytes, dict[str, Any]]:
+    def get(self) -> dict[bytes, Special]:
         """The nodes, once ``restic ls`` has finished (its failure is raised)."""
         self._thread.join()
         if self.error is not None:
@@ -256,22 +297,19 @@ class SpecialNodes:
         self._thread.join(timeout=30)
 
 
-def fifo_header(path: bytes, node: dict[str, Any], shift: IdShift) -> bytes | None:
+def fifo_header(path: bytes, node: Special, shift: IdShift) -> bytes | None:
     """The tar member of a fifo the dump left out (from its ``restic ls`` node)."""
     name = rename(path)
     if name is None or name == b".":
         return None
-    mtime = 0
-    with contextlib.suppress(StorageError, ValueError):
-        mtime = resticbackups.parse_restic_time(str(node.get("mtime", "")))
     return member_header(
         name=name,
         typeflag=FIFO,
-        mode_field=octal(int(node.get("mode") or 0o644) & 0o777, 8),
-        uid=shift("u", int(node.get("uid") or 0)),
-        gid=shift("g", int(node.get("gid") or 0)),
+        mode_field=octal(node.mode or 0o644, 8),
+        uid=shift("u", node.uid),
+        gid=shift("g", node.gid),
         size=0,
-        mtime_field=octal(max(0, mtime), 12),
+        mtime_field=octal(node.mtime, 12),
     )
 
 
@@ -287,6 +325,8 @@ class Rewriter(ScanSink):
         self.written = 0  # bytes queued on ``out`` so far
         self._padding = 0
         self._deferred: list[tuple[bytes, bytes]] = []  # (snapshot path, header blocks)
+        self._deferred_bytes = 0
+        self._fifos: Iterator[tuple[bytes, Special]] | None = None  # once the dump has ended
 
     def _put(self, data: bytes | memoryview) -> None:
         self.out.append(data)
@@ -313,6 +353,7 @@ class Rewriter(ScanSink):
                 self._put(header)
                 self.members += 1
         self._deferred.clear()
+        self._deferred_bytes = 0
 
     def member(self, member: Member) -> bool:
         if member.sparse:
@@ -321,7 +362,8 @@ class Rewriter(ScanSink):
         if name is None:
             return False
         # a hard link may name a held-back member: those go first
-        self._flush_deferred(wait=member.type == LNK or len(self._deferred) >= MAX_DEFERRED)
+        full = len(self._deferred) >= MAX_DEFERRED or self._deferred_bytes >= MAX_DEFERRED_BYTES
+        self._flush_deferred(wait=member.type == LNK or full)
         is_config = member.name.rstrip(b"/") in CONFIG_NAMES
         linkname = member.linkname
         if member.type == LNK:
@@ -354,6 +396,7 @@ class Rewriter(ScanSink):
             # which empty files are device nodes is known when restic ls is done; until then
             # they are held back (no data, so the stream goes on without them)
             self._deferred.append((member.name.rstrip(b"/"), blocks))
+            self._deferred_bytes += len(blocks)
             self._flush_deferred(wait=False)
             return False
         self._put(blocks)
@@ -369,16 +412,28 @@ class Rewriter(ScanSink):
             self._put(bytes(self._padding))
 
     def finish(self) -> None:
-        """The held-back empty files, the fifos (their directories exist by then), then the
-        end of the archive."""
+        """The dump has ended: the held-back empty files; :meth:`tail` then queues the rest."""
         self._flush_deferred(wait=True)
-        for path, node in sorted((self.specials.get() if self.specials else {}).items()):
-            header = fifo_header(path, node, self.shift) if node.get("type") == "fifo" else None
+        nodes = self.specials.get() if self.specials else {}
+        self._fifos = iter(sorted((p, n) for p, n in nodes.items() if n.fifo))
+
+    def tail(self, budget: int) -> bool:
+        """Queue about ``budget`` bytes more of what follows the dump: the fifos (their
+        directories exist by then), then the end of the archive. False once all is queued."""
+        if self._fifos is None:
+            return False
+        start = self.written
+        for path, node in self._fifos:
+            header = fifo_header(path, node, self.shift)
             if header is not None:
                 self._put(header)
                 self.members += 1
-        tail = 2 * BLOCK
-        self._put(bytes(tail + (-(self.written + tail) % RECORD)))
+            if self.written - start >= budget:
+                return True
+        end = 2 * BLOCK
+        self._put(bytes(end + (-(self.written + end) % RECORD)))
+        self._fifos = None
+        return True
 
 
 class SnapshotStream:
@@ -409,7 +464,11 @@ class SnapshotStream:
     def _fill(self) -> None:
         """Read restic's output until there is something to hand out, or the end."""
         out = self._rewriter.out
-        while not out and not self._eof:
+        while not out:
+            if self._eof:
+                if not self._rewriter.tail(COPY_BUFFER):
+                    return  # all handed out
+                continue
             try:
                 chunk = os.read(self._fd, COPY_BUFFER)
             except OSError as err:
@@ -421,9 +480,8 @@ class SnapshotStream:
             self._proc.finish()
             self._scanner.finish()
             self._rewriter.finish()
-        if out:
-            self._ready = memoryview(out[0] if len(out) == 1 else b"".join(out))
-            out.clear()
+        self._ready = memoryview(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
 
     def read(self, size: int = -1) -> bytes:
         if self._closed:

@@ -15,7 +15,8 @@ import pytest
 
 from shared.archive.idmap import IdMapEntry
 from shared.archive.tarscan import TarScanner
-from shared.backups.resticstream import IdShift, Rewriter, shift_capability
+from shared.backups import resticstream
+from shared.backups.resticstream import IdShift, Rewriter, Special, SpecialNodes, shift_capability
 from shared.errors import ArchiveError
 from shared.storage.resticplugin import ResticStorage
 
@@ -56,7 +57,14 @@ def rewrite(raw: bytes, piece: int = 7000) -> bytes:
     for at in range(0, len(raw), piece):  # pieces that cut headers and data anywhere
         scanner.feed(raw[at : at + piece])
     scanner.finish()
+    return finished(rw)
+
+
+def finished(rw: Rewriter, budget: int = 1 << 20) -> bytes:
+    """Everything ``rw`` queues once the dump has ended, as a stream hands it out."""
     rw.finish()
+    while rw.tail(budget):
+        pass
     return b"".join(bytes(p) for p in rw.out)
 
 
@@ -122,14 +130,16 @@ def test_a_cut_dump_never_ends_cleanly() -> None:
 class Listed:
     """What ``restic ls`` found (here: known from the start), finished after ``delay`` asks."""
 
-    def __init__(self, nodes: dict[bytes, dict[str, object]], delay: int) -> None:
+    def __init__(self, nodes: dict[bytes, Special], delay: int) -> None:
         self.nodes, self.delay = nodes, delay
+        self.waited = False  # whether the rewriter has waited for it
 
     def ready(self) -> bool:
         self.delay -= 1
         return self.delay < 0
 
-    def get(self) -> dict[bytes, dict[str, object]]:
+    def get(self) -> dict[bytes, Special]:
+        self.waited = self.waited or self.delay >= 0
         return self.nodes
 
 
@@ -143,16 +153,17 @@ def test_empty_files_wait_for_the_listing_and_device_nodes_are_left_out() -> Non
         member("rootfs/empty", data=b""),
         member("rootfs/full", data=b"z" * 600),
     ])  # fmt: skip
-    nodes: dict[bytes, dict[str, object]] = {
-        b"rootfs/dev/null": {"type": "chardev"},
-        b"rootfs/pipe": {"type": "fifo", "mode": 0o600, "uid": 100005, "gid": 100005},
+    nodes = {
+        b"rootfs/dev/null": resticstream.special({"type": "chardev"}),
+        b"rootfs/pipe": resticstream.special(
+            {"type": "fifo", "mode": 0o600, "uid": 100005, "gid": 100005}
+        ),
     }
     rw = Rewriter(SHIFT, Listed(nodes, delay=100))  # type: ignore[arg-type]
     scanner = TarScanner(rw, forward=False, deliver_data=True)
     scanner.feed(raw)
     scanner.finish()
-    rw.finish()
-    out = b"".join(bytes(p) for p in rw.out)
+    out = finished(rw)
     with tarfile.open(fileobj=io.BytesIO(out), mode="r:") as tar:
         got = [(m.name, m.type) for m in tar.getmembers()]
     assert got == [
@@ -165,6 +176,65 @@ def test_empty_files_wait_for_the_listing_and_device_nodes_are_left_out() -> Non
         ("./pipe", tarfile.FIFOTYPE),
     ]
     assert rw.members == len(got)
+
+
+def test_fifos_after_the_dump_are_handed_out_a_part_at_a_time() -> None:
+    """They were queued all at once and joined into one string: a snapshot of a few MB with
+    100,000 fifos under long paths took gigabytes."""
+    raw = dump([member("config/pct.conf", data=b"arch: amd64\n", uid=0),
+                member("rootfs/", tarfile.DIRTYPE)])  # fmt: skip
+    long = "d" * 200
+    nodes = {
+        f"rootfs/{long}{i:05d}".encode(): Special(True, 0o600, 100000 + i % 7, 100000, 1700000000)
+        for i in range(3000)
+    }
+    rw = Rewriter(SHIFT, Listed(nodes, delay=0))  # type: ignore[arg-type]
+    scanner = TarScanner(rw, forward=False, deliver_data=True)
+    scanner.feed(raw)
+    scanner.finish()
+    rw.finish()
+    parts = []
+    while rw.tail(64 << 10):
+        parts.append(b"".join(bytes(p) for p in rw.out))
+        rw.out.clear()
+    assert len(parts) > 10 and max(map(len, parts)) < (64 << 10) + 4096
+    with tarfile.open(fileobj=io.BytesIO(b"".join(parts)), mode="r:") as tar:
+        fifos = [m for m in tar.getmembers() if m.type == tarfile.FIFOTYPE]
+    assert len(fifos) == 3000 == rw.members - 2
+    assert (fifos[0].name, fifos[0].mode, fifos[0].uid) == (f"./{long}00000", 0o600, 0)
+
+
+def test_held_back_empty_files_wait_for_the_listing_once_their_headers_are_large() -> None:
+    """Each empty file waits for restic ls with all its attributes; 16 MiB of them make the
+    rewriter wait for the listing rather than hold more (1,000 such files took 1.6 GB)."""
+    xattrs = {f"SCHILY.xattr.trusted.x{k}": "v" * 60_000 for k in range(16)}  # ~1 MB a file
+    files = [member(f"rootfs/e{i:03d}", data=b"", pax_headers=xattrs) for i in range(40)]
+    raw = dump([member("config/pct.conf", data=b"arch: amd64\n", uid=0),
+                member("rootfs/", tarfile.DIRTYPE), *files])  # fmt: skip
+    listed = Listed({}, delay=10**9)  # never done on its own
+    rw = Rewriter(SHIFT, listed)  # type: ignore[arg-type]
+    scanner = TarScanner(rw, forward=False, deliver_data=True)
+    scanner.feed(raw)
+    assert listed.waited  # before the end of the dump
+    held = sum(len(h) for _path, h in rw._deferred)
+    assert held < 16 << 20
+    scanner.finish()
+    with tarfile.open(fileobj=io.BytesIO(finished(rw)), mode="r:") as tar:
+        assert len([m for m in tar.getmembers() if m.name.startswith("./e0")]) == 40
+
+
+@pytest.mark.parametrize("many", ["count", "bytes"])
+def test_a_listing_of_too_many_special_files_is_refused(many: str) -> None:
+    nodes = SpecialNodes.__new__(SpecialNodes)  # its collecting half alone: no restic
+    nodes.nodes, nodes._bytes = {}, 0
+    count, length = (
+        (resticstream.MAX_SPECIALS, 20) if many == "count"
+        else (resticstream.MAX_SPECIAL_BYTES // 4000, 4000)
+    )  # fmt: skip
+    for i in range(count):
+        nodes._keep(str(i).encode().rjust(length, b"x"), resticstream.NOT_A_FIFO)
+    with pytest.raises(ArchiveError, match="more fifos, sockets and device nodes than a restore"):
+        nodes._keep(b"y" * length, resticstream.NOT_A_FIFO)
 
 
 def _restic_children() -> list[int]:
