@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import owner as owners
 from .. import signals
@@ -33,6 +34,7 @@ from ..locks import config_lock
 from ..storage import volumes
 from ..writeback import syncfs
 from . import lifecycle, lxcapi
+from .beneath import open_beneath
 from .cgroups import CGroup
 
 Include = Callable[[MountPoint], bool]
@@ -79,8 +81,10 @@ def thaw_filesystems(conf: Config) -> list[str]:
         try:
             if mp.type != "volume" or not volumes.needs_fsfreeze(mp.volume):
                 continue
-            fd = os.open(f"/proc/{pid}/root{mp.path}", os.O_RDONLY | os.O_DIRECTORY)
-        except (CtkitError, OSError):
+        except CtkitError:
+            continue
+        fd = _open_volume(pid, mp)
+        if fd is None:
             continue
         try:
             fcntl.ioctl(fd, FITHAW)
@@ -90,6 +94,26 @@ def thaw_filesystems(conf: Config) -> list[str]:
         finally:
             os.close(fd)
     return thawed
+
+
+def _open_volume(pid: int, mp: MountPoint) -> int | None:
+    """An fd of the file system of ``mp``'s volume, as the running CT (``pid``) has it mounted
+    at its path; None when something else is there. The container owns its tree: it may have
+    unmounted the volume and put a symlink there (through ``/proc/<pid>/root`` an absolute
+    one resolves on the host) or another mount, and syncfs and FIFREEZE through such an fd
+    would reach a host file system (frozen for good if it holds the storage being
+    snapshotted)."""
+    try:
+        fd = open_beneath(Path(f"/proc/{pid}/root"), mp.path, os.O_RDONLY | os.O_DIRECTORY)
+    except (CtkitError, OSError):
+        return None
+    try:
+        if os.fstat(fd).st_dev in volumes.mounted_devices(mp.volume):
+            return fd
+    except (CtkitError, OSError):
+        pass
+    os.close(fd)
+    return None
 
 
 @dataclass
@@ -108,10 +132,7 @@ def _quiesced(
     if pid is None:
         yield
         return
-    fds = []
-    for mp in mps:
-        with contextlib.suppress(OSError):
-            fds.append((mp, os.open(f"/proc/{pid}/root{mp.path}", os.O_RDONLY | os.O_DIRECTORY)))
+    fds = [(mp, fd) for mp in mps if (fd := _open_volume(pid, mp)) is not None]
     frozen_fs: list[int] = []
     started: float | None = None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -185,6 +186,19 @@ def needs_fsfreeze(volid: str, cfg: StorageConfig | None = None) -> bool:
     """Whether the file system inside must be frozen (FIFREEZE) while snapshotting."""
     store, volname = _image(volid, cfg)
     return store.needs_fsfreeze(volname)
+
+
+def mounted_devices(volid: str, cfg: StorageConfig | None = None) -> set[int]:
+    """The device numbers (``st_dev``) that the files of a mount of ``volid`` have: those of
+    the loop devices a raw image is attached to, or the subvolume's own."""
+    store, volname = _image(volid, cfg)
+    path = store.path_of(volname, None)
+    if store.volume_format(volname) == "raw":
+        return loop.device_numbers(path)
+    try:
+        return {os.stat(path).st_dev}
+    except OSError:
+        return set()
 
 
 # --- mounting -------------------------------------------------------------------------------

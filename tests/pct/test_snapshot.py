@@ -147,6 +147,39 @@ def test_snapshot_of_a_running_ct_is_consistent(pct: Pct, bt_ct: int, ctroot: Pa
     assert load(vmid).lock is None
 
 
+def test_a_snapshot_never_freezes_what_the_ct_put_at_a_mount_points_path(
+    pct: Pct, vmid: int, busybox_template: Path, btrfs_storage: str, ctroot: Path
+) -> None:
+    """The root of a running CT may unmount a volume and put a symlink to a host path in its
+    place. The snapshot synced and froze (FIFREEZE) the file system the link resolved to on
+    the host; pointed at the storage itself, the btrfs snapshot then waited for ever, and every
+    write of the host to that file system with it."""
+    from shared.storage import volumes
+
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:1")
+    raw = volumes.alloc_volume(btrfs_storage, vmid, 32 << 20, root_uid=100000, root_gid=100000,
+                               fmt="raw")  # fmt: skip
+    pct("set", vmid, "--mp0", f"{raw},mp=/mnt/data")  # an ext4 image: frozen while snapshotted
+    pct("start", vmid)
+    storage = ctroot / "mnt/bt"
+    pct("exec", vmid, "--", "sh", "-c", f"umount /mnt/data && rmdir /mnt/data && "
+        f"ln -s {storage} /mnt/data")  # fmt: skip
+    proc = subprocess.Popen([str(PCT), "snapshot", str(vmid), "s1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        subprocess.run(["fsfreeze", "-u", str(storage)], check=False, capture_output=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert (subvol(ctroot, vmid, 0, "s1") / "etc").is_dir()
+    assert pct("status", vmid).out == "status: running\n"  # thawed again
+    (storage / "written").write_text("the host writes to its storage\n")  # not frozen
+    pct("stop", vmid)  # its raw volume's loop device keeps the storage busy until then
+
+
 # --- rollback -------------------------------------------------------------------------------
 
 
