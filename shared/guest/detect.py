@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.errors import ConfigError
 from shared.formats.digits import ascii_int
+from shared.regularfile import read_regular
 
 from .chroot import run_in_root
 
@@ -106,10 +107,12 @@ def parse_os_release(text: str) -> dict[str, str]:
 
 
 def _read_small(path: str) -> str | None:
-    if not os.path.isfile(path):
+    # opened without waiting and checked on the descriptor: a running CT can swap a FIFO in
+    # after any look at the path, and a blocked read held the config lock for good
+    found = read_regular(path, PROBE_LIMIT)
+    if found is None:
         return None
-    with open(path, "rb") as fh:
-        return fh.read(PROBE_LIMIT).decode("utf-8", "surrogateescape")
+    return found[0][:PROBE_LIMIT].decode("utf-8", "surrogateescape")
 
 
 def _probe_inside() -> dict[str, Any]:
@@ -331,10 +334,8 @@ def elf_arch(header: bytes) -> str | None:
 
 def _arch_inside(nixos: bool) -> str | None:
     def header(path: str) -> bytes:
-        if not os.path.isfile(path):
-            return b""
-        with open(path, "rb") as fh:
-            return fh.read(20)
+        found = read_regular(path, 20)
+        return found[0][:20] if found is not None else b""
 
     arch = None if nixos else elf_arch(header("/bin/sh"))
     if arch is None and (nixos or os.path.isdir("/nix/store")):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +124,45 @@ def test_hostile_os_release_symlink_reads_inside_root(tmp_path: Path) -> None:
         tmp_path, {"/etc/alpine-release": "3.19.1\n"}, {"/etc/os-release": str(host_file)}
     )
     assert detect_ostype(root) == ("alpine", "3.19.1", [])
+
+
+def test_a_fifo_swapped_in_while_probing_never_blocks_the_probe(tmp_path: Path) -> None:
+    """A running CT can put a FIFO at /etc/os-release right after the probe looked at the
+    path and before it opened it: the open blocked until the CT wrote to it (network hot-plug
+    probes a running CT, holding its config lock). Here the swap races 300 probes."""
+    root = make_root(tmp_path, {"/etc/os-release": "ID=debian\nVERSION_ID=12\n"})
+    etc = root / "etc"
+    os.mkfifo(etc / "fifo")
+    os.link(etc / "os-release", etc / "file")
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            for name in ("fifo", "file"):  # os-release becomes each of them in turn
+                os.link(etc / name, etc / "tmp")
+                os.replace(etc / "tmp", etc / "os-release")
+
+    racer = threading.Thread(target=swap, daemon=True)
+    racer.start()
+    done = threading.Event()
+    seen: set[str | None] = set()
+
+    def probes() -> None:
+        for _ in range(300):
+            seen.add(probe_rootfs(root).files["/etc/os-release"])
+        done.set()
+
+    threading.Thread(target=probes, daemon=True).start()
+    try:
+        assert done.wait(30), "a probe blocked on the FIFO"
+    finally:
+        stop.set()
+        racer.join()
+        for fifo in etc.iterdir():  # a blocked reader gets its writer, and goes
+            if fifo.is_fifo():
+                with contextlib.suppress(OSError):
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert seen <= {None, "ID=debian\nVERSION_ID=12\n"}
 
 
 # --- fallbacks and aliases (pure) --------------------------------------------------------------
