@@ -25,6 +25,7 @@ from shared.runtime.beneath import check_mount_point
 from shared.runtime.cgroups import CGroup
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import mount_all, wait_released
+from shared.runtime.recovery import RESTART_GRACE
 from shared.toolenv import tool_env
 
 from .hooks import Hooks
@@ -156,9 +157,22 @@ def stop_mode(run: GuestRun, running: bool, stopwait: int) -> Iterator[Path]:
             yield snapdir
     finally:
         with signals.held():
+            if shutdown_sent and not stopped_by_us:
+                _wait_down(run)
             # also when interrupted while it was going down: a CT we stopped comes back
             if stopped_by_us or (shutdown_sent and not lxcapi.is_running(run.vmid)):
                 _restart(run)
+
+
+def _wait_down(run: GuestRun) -> None:
+    """Interrupted while the guest went down: LXC reports it running until its init is done,
+    and taken as running here, it stayed down for good once it got there. It is waited for
+    (as the next command waits for one a killed backup was stopping), then started again."""
+    if lxcapi.is_running(run.vmid):
+        run.log("waiting for the guest to finish going down, to start it again")
+        if not lxcapi.wait_state(run.vmid, "STOPPED", RESTART_GRACE):
+            return  # still up: its shutdown never took
+    wait_released(run.conf)  # its raw volumes, before the start mounts them
 
 
 def _restart(run: GuestRun) -> None:

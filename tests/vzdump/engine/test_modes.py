@@ -119,6 +119,33 @@ def test_a_command_during_the_backups_shutdown_is_refused_at_once(host: Host) ->
     assert ct.running() and "lock:" not in ct.conf()
 
 
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_stop_mode_interrupted_while_the_guest_goes_down_starts_it_again(
+    host: Host, parallel: str
+) -> None:
+    """SIGTERM (or Ctrl-C) after the halt signal, while the guest still went down: the
+    cleanup took it as running, dropped its record, and it stayed down for good once its
+    init was done. It waits for the guest to be down, then starts it again."""
+    ct = host.create()
+    set_init(ct, SLOW_HALT_INIT)
+    ct.start()
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
+                        "--parallel", parallel)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (ct.volume() / "halting").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.terminate()  # a parallel job passes it on to its workers
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    text = (out + err).decode()
+    assert "waiting for the guest to finish going down, to start it again" in text, text
+    assert "restarting vm" in text, text
+    assert ct.running() and "lock:" not in ct.conf()
+    owners = host.root / "var/lib/ctkit/owners"
+    assert not owners.exists() or not list(owners.iterdir())
+
+
 def test_stop_mode_ct_that_does_not_stop(host: Host) -> None:
     """Case 16: `container did not stop`; no restart is attempted; the lock is removed."""
     ct = host.create()
