@@ -38,9 +38,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from shared import parentdeath, signals
+from shared import parentdeath, paths, signals
 from shared.archive.ratelimit import TokenBucket
 from shared.errors import Interrupted
+from shared.runtime.mounts import unmount_below
 
 from ..report import GuestResult
 from .guest import GuestBackup, JobEnv
@@ -113,10 +114,16 @@ def _worker(env: JobEnv, commands: int, out: int, parent: int) -> NoReturn:  # p
                 result = GuestBackup(genv, vmid).run()
             finally:
                 log.close()
+            # a signal of its own (the main process passes one on as SIGTERM too) ends it
+            # once its guest is cleaned up: acted on, it would end each next guest at once
+            retire = signals.interrupted()
             with signals.held():
-                payload = {"result": dataclasses.asdict(result), "reclaim": sorted(genv.reclaim)}
+                payload = {"result": dataclasses.asdict(result), "reclaim": sorted(genv.reclaim),
+                           "retire": retire}  # fmt: skip
                 log._print(RESULT + json.dumps(payload))
             gone = log.console_gone
+            if retire:
+                break
         code = 0
     except Exception as err:  # a signal's end (KeyboardInterrupt) is told by the main process
         _failed(out, err)
@@ -169,6 +176,7 @@ class _Worker:
         self.status: int | None = None  # once it has ended
         self.closed = False
         self.first: int | None = None  # the guest it was sent before the event loop ran
+        self.retiring = False  # it ends after its guest: the slot's next guest needs another
         self.result: asyncio.Future[str | None] | None = None
         self.line: Callable[[str], None] = lambda _text: None
         self.part = bytearray()
@@ -259,7 +267,13 @@ class _Pool:
         self.workers: list[_Worker] = []
         self.told: set[int] = set()
 
-    def start(self, slot: int) -> _Worker:
+    def start(self, slot: int, *, replacing: _Worker | None = None) -> _Worker:
+        if replacing is not None and replacing.status is not None and replacing.status != 0:
+            # one killed on its own left its guest's volumes mounted at the slot's
+            # /mnt/vzsnap<slot> (in the job's mount namespace, this process's too): its next
+            # worker needs it empty. The guest itself is the next command's to recover.
+            for problem in unmount_below(paths.vzsnap_mount(slot)):
+                self.env.log.warn(problem)
         genv = dataclasses.replace(self.env, slot=slot, workers=self.size, bucket=self.bucket)
         worker = _Worker(genv, self)
         self.workers.append(worker)
@@ -319,6 +333,7 @@ async def _guest(env: JobEnv, worker: _Worker, vmid: int) -> GuestResult:
         return lost
     data = json.loads(payload)
     env.reclaim.update(data["reclaim"])
+    worker.retiring = bool(data.get("retire"))
     return GuestResult(**data["result"])
 
 
@@ -343,9 +358,9 @@ async def _run_all(
                 if vmid is None:
                     if not todo or signals.interrupted():
                         break
-                    if worker.ended.done():  # killed on its own: another for the next guest
-                        await worker.close()
-                        worker = pool.start(number)
+                    if worker.ended.done() or worker.retiring:  # killed or signalled on its
+                        await worker.close()  # own: another for the next guest
+                        worker = pool.start(number, replacing=worker)
                         worker.attach()
                     vmid = todo.popleft()
                 results[vmid] = await _guest(pool.env, worker, vmid)
