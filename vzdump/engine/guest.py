@@ -512,10 +512,14 @@ class GuestBackup:
                 pass
             except OSError as err:  # a dump directory gone read-only: the other guests go on
                 self.log.warn(f"unable to remove '{self.target.dat}' - {err.strerror}")
+        left = False
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
-        if self.owner is not None and not self.locked:
-            owners.release(self.owner)  # a lock we failed to drop stays recorded as ours
+            left = os.path.lexists(self.tmpdir)
+        if self.owner is not None and not self.locked and not left:
+            # a lock we failed to drop stays recorded as ours, and so does a temp dir we could
+            # not remove: the next command's recovery removes it
+            owners.release(self.owner)
 
     def _finish(self, error: str | None) -> GuestResult:
         self._cleanup()

@@ -246,14 +246,17 @@ def rsync(run: GuestRun, argv: list[str], which: str) -> None:
     started = time.monotonic()
     # a signal noted during held work interrupts it here too, not only once rsync is done
     # a vzdump killed with SIGKILL takes rsync along: recovery removes the copy it writes
-    with subprocess.Popen(
-        tied_to_parent(argv),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env=tool_env(),  # its --stats lines are read and logged as Proxmox's are
-    ) as proc:
+    with signals.held():  # one that came while rsync was started kills it below, never leaves
+        # it copying on into the temp dir the cleanup removes
+        proc = subprocess.Popen(
+            tied_to_parent(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            env=tool_env(),  # its --stats lines are read and logged as Proxmox's are
+        )
+    with proc:
         stdout, stderr = signals.communicate(proc)
     failed = proc.returncode not in (0, 24)  # 24: files vanished while copying, tolerated
     for line in stderr.splitlines():

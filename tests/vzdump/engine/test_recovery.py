@@ -293,6 +293,36 @@ def test_stop_mode_killed_while_the_guest_goes_down_then_pct_list(host: Host) ->
     assert_recovered(ct, host)
 
 
+BUSY_TMPDIR_HOOK = """#!/bin/sh
+# at backup-end, something in the temp dir that its removal cannot take (a mount point, as
+# an rsync still writing there can be): it goes with vzdump's own mount namespace
+if [ "$1" = backup-end ]; then
+    busy="${TARGET%.tar*}.tmp/busy"
+    mkdir -p "$busy" && mount -t tmpfs none "$busy"
+fi
+"""
+
+
+def test_a_temp_dir_the_backup_could_not_remove_is_left_to_the_next_command(host: Host) -> None:
+    """The cleanup removed the temp dir as far as it could and dropped the record anyway: an
+    rsync started just as a signal came went on writing there, and what it wrote stayed for
+    good. The record now stays while the temp dir does; the next command removes it."""
+    ct = host.create(start=True)
+    ct.write("data", b"x" * 4096)
+    script = host.root / "busy-hook.sh"
+    script.write_text(BUSY_TMPDIR_HOOK)
+    script.chmod(0o755)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                 "--script", str(script))  # fmt: skip
+    assert res.rc == 0, res.err
+    (tmpdir,) = [p for p in host.dumpdir.iterdir() if p.suffix == ".tmp"]
+    assert owner_record(ct) is not None  # its pid is gone with vzdump
+    rc, out, err = pct_run("list")
+    assert rc == 0, err
+    assert f"CT {ct.vmid}: removed temporary directory '{tmpdir}'" in out + err
+    assert_recovered(ct, host)
+
+
 def test_snapshot_killed_then_pct_unlock(host: Host, btrfs: Path) -> None:
     """Snapshot mode on btrfs, killed while its snapshot is taken and mounted: ``pct unlock``
     removes the snapshot (config section and btrfs subvolume) and the lock."""
