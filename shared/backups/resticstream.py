@@ -47,6 +47,7 @@ from shared.archive.tarformat import BLOCK, DIR, FIFO, LNK, RECORD, SYM, Member,
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.archive.tarwrite import member_header, octal
 from shared.errors import ArchiveError, CtkitError, StorageError
+from shared.printable import printable
 from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
 
@@ -83,12 +84,16 @@ VFS_CAP_V3_SIZE = 24
 
 
 def parse_idmap_tag(value: str | None) -> list[IdMapEntry]:
+    """The ``idmap=`` tag of a snapshot (``u:0:100000:65536/g:...``); a bad one is the
+    snapshot's fault and is named as its tag."""
     if not value:
         return []
-    out = []
-    for item in value.split("/"):
-        out.append(parse_idmap(item.replace(":", " ")))
-    return out
+    try:
+        return [parse_idmap(item.replace(":", " ")) for item in value.split("/")]
+    except CtkitError:
+        raise ArchiveError(
+            f"restic snapshot has an invalid idmap tag '{printable(value[:200])}'"
+        ) from None
 
 
 class IdShift:

@@ -269,8 +269,9 @@ def test_a_snapshot_whose_tags_cannot_be_used_leaves_no_restic_running(
          str(source)],
         env={**restic_store.repo.environment(), "TZ": "UTC"}, check=True, capture_output=True,
     )  # fmt: skip
-    with pytest.raises(CtkitError):
+    with pytest.raises(CtkitError) as err:
         open_snapshot(restic_store, f"backup/ct/900000123/{stamp}")
+    assert str(err.value) == "restic snapshot has an invalid idmap tag 'u:0:not:a:map'"
     deadline = time.monotonic() + 10
     while _restic_children() and time.monotonic() < deadline:
         time.sleep(0.05)
