@@ -319,7 +319,12 @@ def kill_mid_copy(argv: list[str], images: Path) -> None:
     process alone, as a ``kill -9`` of its pid or the OOM killer does. The copy it started
     (rsync, cp) ends with it at once: it would go on writing into a volume the next command
     frees, for as long as its bandwidth limit makes it last."""
-    proc = copying(argv, images)
+    kill_alone(copying(argv, images))
+
+
+def kill_alone(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL ``pct`` (started in a session of its own) alone; every process it started must
+    end with it at once. Its group goes in any case."""
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     try:

@@ -3,7 +3,6 @@ templates on btrfs share their extents and start, refusals leave nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -19,6 +18,7 @@ from tests.pct.conftest import (
     Containers,
     holding_call,
     interrupt_mid_copy,
+    kill_alone,
     kill_mid_copy,
     live_in_group,
     sigkill_group_when,
@@ -324,16 +324,11 @@ def test_a_split_copy_killed_takes_its_cp_processes_along(cts: Containers) -> No
             time.sleep(0.005)
         for cp in cps:  # held where they are: only pct's death can end them now
             os.kill(int(cp.split()[0]), signal.SIGSTOP)
-        os.kill(proc.pid, signal.SIGKILL)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        deadline = time.monotonic() + 2
-        while left := live_in_group(proc.pid):
-            assert time.monotonic() < deadline, f"{left} outlived the killed pct"
-            time.sleep(0.05)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        raise
+    kill_alone(proc)
     (partial,) = images.glob("vm-*")
     assert "lock: create" in cts.conf(newid)
     res = cts.pct("list")

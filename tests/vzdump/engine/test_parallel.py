@@ -390,28 +390,34 @@ def _worker_of(host: Host, ct: CT) -> int:
     )["pid"])  # fmt: skip
 
 
-def test_a_worker_killed_with_its_volumes_mounted_leaves_its_slot_to_the_next(host: Host) -> None:
-    """Killed while its guest's volumes were mounted at its slot's /mnt/vzsnap<slot> (in the
-    job's mount namespace): the next worker of that slot found them there and failed its
-    guest ('mount point ... not empty'), a guest nobody killed."""
-    cts = [host.create(start=True) for _ in range(3)]
-    for ct in cts[:2]:  # both slots busy when the first is killed: the third takes its slot
+def _signal_first_worker(
+    host: Host, cts: list[CT], mode: str, line: str, sig: signal.Signals
+) -> None:
+    """Back ``cts`` up with two workers, signal the first guest's worker alone once it logs
+    ``line``: only that guest fails. The first two guests are slow, so both slots are busy
+    then and the third guest takes the signalled worker's slot."""
+    for ct in cts[:2]:
         random_file(ct, "big", 4 << 20)
     proc = start_vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
-                        "--mode", "stop", "--parallel", "2", "--bwlimit", "1024")  # fmt: skip
+                        "--mode", mode, "--parallel", "2", "--bwlimit", "1024")  # fmt: skip
     try:
-        wait_for_line(proc, f"CT {cts[0].vmid}: INFO: creating vzdump archive")
-        os.kill(_worker_of(host, cts[0]), signal.SIGKILL)
+        wait_for_line(proc, f"CT {cts[0].vmid}: INFO: {line}")
+        os.kill(_worker_of(host, cts[0]), sig)
         _out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     lines = err.decode().splitlines()
     assert proc.returncode == 13, lines
-    assert {v: g["status"] for v, g in summary(host).items()} == {
-        cts[0].vmid: "err",
-        cts[1].vmid: "ok",
-        cts[2].vmid: "ok",
-    }, lines
+    statuses = {v: g["status"] for v, g in summary(host).items()}
+    assert statuses == {ct.vmid: "err" if ct is cts[0] else "ok" for ct in cts}, lines
+
+
+def test_a_worker_killed_with_its_volumes_mounted_leaves_its_slot_to_the_next(host: Host) -> None:
+    """Killed while its guest's volumes were mounted at its slot's /mnt/vzsnap<slot> (in the
+    job's mount namespace): the next worker of that slot found them there and failed its
+    guest ('mount point ... not empty'), a guest nobody killed."""
+    cts = [host.create(start=True) for _ in range(3)]
+    _signal_first_worker(host, cts, "stop", "creating vzdump archive", signal.SIGKILL)
     assert cts[1].running() and cts[2].running()
     res = vzdump(str(cts[0].vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop")
     assert res.rc == 0, res.err
@@ -422,24 +428,7 @@ def test_a_worker_signalled_on_its_own_gives_its_slot_a_new_worker(host: Host) -
     """SIGTERM to one worker alone ends its guest as the job's SIGTERM would. The worker went
     on taking guests with the signal still noted, and ended each at once as interrupted."""
     cts = [host.create(start=True) for _ in range(4)]
-    for ct in cts[:2]:
-        random_file(ct, "big", 4 << 20)
-    proc = start_vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
-                        "--mode", "suspend", "--parallel", "2", "--bwlimit", "1024")  # fmt: skip
-    try:
-        wait_for_line(proc, f"CT {cts[0].vmid}: INFO: starting first sync")
-        os.kill(_worker_of(host, cts[0]), signal.SIGTERM)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    lines = err.decode().splitlines()
-    assert proc.returncode == 13, lines
-    assert {v: g["status"] for v, g in summary(host).items()} == {
-        cts[0].vmid: "err",
-        cts[1].vmid: "ok",
-        cts[2].vmid: "ok",
-        cts[3].vmid: "ok",
-    }, lines
+    _signal_first_worker(host, cts, "suspend", "starting first sync", signal.SIGTERM)
     for ct in cts:
         assert ct.running() and "lock:" not in ct.conf()
         assert ct.freezer_state() != "FROZEN"
