@@ -224,9 +224,9 @@ def special(item: dict[str, Any]) -> Special:
     if item.get("type") != "fifo":
         return NOT_A_FIFO
     fields = []
-    for key in ("mode", "uid", "gid"):
+    for key, default in (("mode", 0o644), ("uid", 0), ("gid", 0)):
         value = item.get(key)
-        fields.append(value if isinstance(value, int) and value >= 0 else 0)
+        fields.append(value if isinstance(value, int) and value >= 0 else default)
     mtime = 0
     with contextlib.suppress(StorageError, ValueError):
         mtime = max(0, resticbackups.parse_restic_time(str(item.get("mtime", ""))))
@@ -310,7 +310,7 @@ def fifo_header(path: bytes, node: Special, shift: IdShift) -> bytes | None:
     return member_header(
         name=name,
         typeflag=FIFO,
-        mode_field=octal(node.mode or 0o644, 8),
+        mode_field=octal(node.mode, 8),
         uid=shift("u", node.uid),
         gid=shift("g", node.gid),
         size=0,

@@ -178,6 +178,16 @@ def test_empty_files_wait_for_the_listing_and_device_nodes_are_left_out() -> Non
     assert rw.members == len(got)
 
 
+def test_what_is_kept_of_a_listed_fifo() -> None:
+    named_pipe = 1 << 25  # Go's os.ModeNamedPipe, as restic ls writes a fifo's mode
+    node = resticstream.special({"type": "fifo", "mode": named_pipe | 0o640, "uid": 100005,
+                                 "gid": 100006, "mtime": "2026-11-01T01:00:00Z"})  # fmt: skip
+    assert node == Special(True, 0o640, 100005, 100006, 1793494800)
+    assert resticstream.special({"type": "fifo", "mode": named_pipe}).mode == 0  # kept as is
+    assert resticstream.special({"type": "fifo", "mode": "x", "uid": -1}) == Special(True, 0o644)
+    assert resticstream.special({"type": "chardev", "mode": 0o666}) is resticstream.NOT_A_FIFO
+
+
 def test_fifos_after_the_dump_are_handed_out_a_part_at_a_time() -> None:
     """They were queued all at once and joined into one string: a snapshot of a few MB with
     100,000 fifos under long paths took gigabytes."""
