@@ -154,22 +154,25 @@ def devices_for(image: Path) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def device_numbers(image: Path) -> set[int]:
-    """The device numbers (``st_rdev``) of the loop devices backed by ``image`` (sysfs)."""
+def _backed_by(image: Path) -> Iterator[Path]:
+    """The sysfs directories of the loop devices backed by ``image`` (no process per look)."""
     real = Path(os.path.realpath(image))
+    return (dev for dev in Path("/sys/block").glob("loop*") if backing_file(dev.name) == real)
+
+
+def device_numbers(image: Path) -> set[int]:
+    """The device numbers (``st_rdev``) of the loop devices backed by ``image``."""
     found = set()
-    for dev in Path("/sys/block").glob("loop*"):
-        if backing_file(dev.name) == real:
-            with contextlib.suppress(OSError, ValueError):
-                major, minor = (dev / "dev").read_text().split(":")
-                found.add(os.makedev(int(major), int(minor)))
+    for dev in _backed_by(image):
+        with contextlib.suppress(OSError, ValueError):
+            major, minor = (dev / "dev").read_text().split(":")
+            found.add(os.makedev(int(major), int(minor)))
     return found
 
 
 def is_backing(image: Path) -> bool:
-    """Whether a loop device is backed by ``image`` (sysfs, no process per look)."""
-    real = Path(os.path.realpath(image))
-    return any(backing_file(dev.name) == real for dev in Path("/sys/block").glob("loop*"))
+    """Whether a loop device is backed by ``image``."""
+    return any(True for _dev in _backed_by(image))
 
 
 def wait_unused(image: Path, timeout: float) -> bool:

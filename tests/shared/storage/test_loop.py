@@ -54,13 +54,15 @@ def test_raw_mount_always_releases_the_loop_device(tmp_path: Path, target: Path)
         assert handle.loopdev is not None
         assert loop.backing_file(handle.loopdev) == image
         assert loop.devices_for(image) == [handle.loopdev]
-        assert loop.is_mounted(target)
+        # what the mounted file system's files show as their device: a snapshot checks it
+        assert loop.device_numbers(image) == {target.stat().st_dev}
+        assert loop.is_backing(image) and loop.is_mounted(target)
         assert "noatime" in mount_options(target)
         assert target.stat().st_uid == 100000  # root_owner from mkfs
         (target / "f").write_text("data")
         raise RuntimeError("boom")
     assert not loop.is_mounted(target)
-    assert loop.devices_for(image) == []
+    assert loop.devices_for(image) == [] and loop.device_numbers(image) == set()
     with loop.mounted(image, target, "raw", read_only=True):
         assert (target / "f").read_text() == "data"
         assert "ro" in mount_options(target)
