@@ -40,6 +40,11 @@ EXTENSION_TYPES = frozenset({PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK})
 
 # Largest extension header payload we hold in memory (pax records, GNU long names).
 MAX_EXTENSION = 8 << 20
+# A name no file system call takes (PATH_MAX, and a prefix such as "./" or a restic dump's
+# "rootfs/"): tar fails on it, and as components it took hundreds of MB (an 8 MB pax path of
+# "ab/ab/...")
+MAX_NAME = 4096 + 16
+MAX_PAX_RECORDS = 1 << 16  # an 8 MiB header of tiny records took 175 MB as a list and a dict
 
 
 @dataclass(slots=True)
@@ -125,18 +130,21 @@ class Member:
 
 
 def display_name(name: bytes) -> str:
-    """A member name for messages: control characters and undecodable bytes escaped like tar."""
+    """A member name for messages and listings: control characters (C1 ones and those that
+    reverse or hide text too) and undecodable bytes escaped as tar escapes them, in octal."""
     out = []
     for ch in os.fsdecode(name):
         code = ord(ch)
         if 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd byte
             out.append(f"\\{code - 0xDC00:03o}")
-        elif code < 0x20 or code == 0x7F:
-            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, f"\\{code:03o}"))
+        elif ch in "\n\t\r":
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}[ch])
         elif ch == "\\":
             out.append("\\\\")
-        else:
+        elif ch.isprintable() or ch == " ":
             out.append(ch)
+        else:
+            out.append("".join(f"\\{byte:03o}" for byte in ch.encode()))
     return "".join(out)
 
 
@@ -243,6 +251,8 @@ def parse_pax(data: bytes, offset: int) -> list[tuple[bytes, bytes]]:
         if not eq or not key:
             break
         records.append((key, value))
+        if len(records) > MAX_PAX_RECORDS:
+            raise ArchiveError(f"pax extended header at offset {offset} has too many records")
         pos = stop
     else:
         return records

@@ -15,8 +15,11 @@ are resolved inside the container at run time and are harmless on disk. What is 
 
 * every candidate name of every member must be relative and free of ``..`` after dropping
   ``.`` and empty components; only a directory may name the root itself;
-* every symlink member's names are remembered; a later member any of whose names has a parent
+* every symlink member's names are remembered (by a hash of their components: an archive of a
+  million symlinks kept 260 MB of names); a later member any of whose names has a parent
   component that is a remembered symlink is refused. The same holds for a hard link's target.
+  ``hash`` of bytes is keyed per process, so an archive cannot aim at a collision, and one
+  could only refuse a member, never let one through;
   A tar of a real file system never contains such members (tar does not descend into
   symlinks), so legitimate archives are unaffected, whatever their symlinks point at;
 * a directory member may not reuse the name of an earlier symlink (tar would apply its mode
@@ -58,12 +61,12 @@ def split_name(name: bytes) -> tuple[bytes, ...] | None:
 
 
 _HASH_MOD = (1 << 61) - 1
-SHALLOW = 32  # prefixes looked up by name up to this depth; deeper, by a running hash first
 
 
 def _next_hash(running: int, part: bytes) -> int:
-    """The hash of a path one component longer. ``hash`` of bytes is keyed per process, so an
-    archive cannot aim at a collision; a match is confirmed against the names anyway."""
+    """The hash of a path one component longer: each prefix's follows from the one before
+    (building every prefix took time quadratic in the depth; a 639-byte archive kept a core
+    busy for minutes)."""
     return (running * 1_000_003 + hash(part)) % _HASH_MOD
 
 
@@ -85,9 +88,8 @@ class ExtractGuard(ScanSink):
         self.allow_devices = allow_devices
         self.drop_devices = drop_devices
         self.warn = warn
-        self.symlinks: set[bytes] = set()
-        self._link_hashes: set[int] = set()  # _path_hash of each of ``symlinks``
-        self._deepest_link = 0  # components of the deepest of ``symlinks``
+        self._link_hashes: set[int] = set()  # _path_hash of each symlink member's names
+        self._deepest_link = 0  # components of the deepest of them
         self.dropped = 0
 
     def member(self, member: Member) -> bool:
@@ -98,9 +100,9 @@ class ExtractGuard(ScanSink):
                 links_symlink |= self._check_link_target(member, target)
         if any(not parts for parts in all_parts) and not member.is_dir():
             self._refuse(member, "member would replace the target directory itself")
-        if member.is_dir() and self.symlinks:
+        if member.is_dir() and self._link_hashes:
             for parts in all_parts:
-                if b"/".join(parts) in self.symlinks:
+                if _path_hash(parts) in self._link_hashes:
                     # tar treats an existing directory symlink as the directory and would set
                     # the member's mode and owner on whatever it points at.
                     self._refuse(member, "directory over an earlier symlink")
@@ -108,7 +110,6 @@ class ExtractGuard(ScanSink):
             return self._device(member, all_parts)
         if member.type == SYM or links_symlink:
             for parts in all_parts:
-                self.symlinks.add(b"/".join(parts))
                 self._link_hashes.add(_path_hash(parts))
                 self._deepest_link = max(self._deepest_link, len(parts))
         return True
@@ -121,23 +122,13 @@ class ExtractGuard(ScanSink):
             self._refuse(member, f"{what}{kind}{shown}")
         assert parts is not None
         depths = min(len(parts) - 1, self._deepest_link)  # no symlink is deeper
-        if depths <= SHALLOW:
-            for depth in range(1, depths + 1):
-                self._not_through(member, what, parts, depth)
-        else:
-            # each prefix's hash follows from the one before: building every prefix took time
-            # quadratic in the depth (a 639-byte archive kept a core busy for minutes)
-            running = 0
-            for depth, part in enumerate(parts[:depths], 1):
-                running = _next_hash(running, part)
-                if running in self._link_hashes:
-                    self._not_through(member, what, parts, depth)
+        running = 0
+        for depth, part in enumerate(parts[:depths], 1):
+            running = _next_hash(running, part)
+            if running in self._link_hashes:
+                prefix = display_name(b"/".join(parts[:depth]))
+                self._refuse(member, f"{what}path passes through symlink '{prefix}'")
         return parts
-
-    def _not_through(self, member: Member, what: str, parts: tuple[bytes, ...], depth: int) -> None:
-        prefix = b"/".join(parts[:depth])
-        if prefix in self.symlinks:
-            self._refuse(member, f"{what}path passes through symlink '{display_name(prefix)}'")
 
     def _check_link_target(self, member: Member, target: bytes) -> bool:
         """Refuses a bad target; True when the target is a remembered symlink.
@@ -148,7 +139,7 @@ class ExtractGuard(ScanSink):
         parts = self._checked(member, target, "hard link target: ")
         if not parts:
             self._refuse(member, "hard link to the target directory")
-        return b"/".join(parts) in self.symlinks
+        return _path_hash(parts) in self._link_hashes
 
     def _device(self, member: Member, all_parts: list[tuple[bytes, ...]]) -> bool:
         self.dropped += 1

@@ -24,6 +24,7 @@ from shared.archive.tarformat import (
     GNU_LONGNAME,
     GNU_SPARSE,
     MAX_EXTENSION,
+    MAX_NAME,
     MEMBER_TYPES,
     NODATA_TYPES,
     PAX_GLOBAL,
@@ -369,6 +370,8 @@ class TarScanner:
         linkname = pax_links[-1] if pax_links else (self._longlink or raw.linkname)
         if b"\0" in b"".join(names) or b"\0" in b"".join(linknames):
             raise ArchiveError(f"member name with a NUL byte at offset {offset}")
+        if max(map(len, (*names, *linknames))) > MAX_NAME:
+            raise ArchiveError(f"member name longer than {MAX_NAME} bytes at offset {offset}")
         unique_links = tuple(dict.fromkeys(n for n in linknames if n))
         return name, tuple(dict.fromkeys(names)), linkname, unique_links
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.archive.tarformat import Member, display_name, parse_pax
+from shared.archive.tarformat import (
+    MAX_NAME,
+    MAX_PAX_RECORDS,
+    Member,
+    display_name,
+    parse_pax,
+)
 from shared.archive.tarscan import ScanSink, TarScanner
 from shared.errors import ArchiveError
 from tests.shared.archive import rawtar
@@ -174,6 +180,40 @@ def test_parse_pax_records() -> None:
     assert parse_pax(raw + bytes(20), 0)[0] == (b"path", b"x=y")
     with pytest.raises(ArchiveError):
         parse_pax(b"99 path=x\n", 0)
+
+
+def test_names_longer_than_any_path_are_refused() -> None:
+    """As pax records or GNU long names they may be 8 MiB; split into components they took
+    hundreds of MB in the guard and in browse (and tar could not create them anyway)."""
+    at_limit = b"./" + b"d/" * ((MAX_NAME - 3) // 2) + b"f"
+    assert len(at_limit) <= MAX_NAME
+    members, _out = _scan(rawtar.archive(rawtar.pax([(b"path", at_limit)]), rawtar.member(b"x")))
+    assert [m.name for m in members] == [at_limit]
+    long = b"ab/" * 2_700_000  # just under the 8 MiB of an extended header
+    for parts in (
+        [rawtar.pax([(b"path", long)]), rawtar.member(b"x")],
+        [rawtar.gnu_long(long), rawtar.member(b"x")],
+        [rawtar.gnu_long(long, b"K"), rawtar.symlink(b"s", b"t")],
+        [rawtar.pax([(b"linkpath", b"t" * (MAX_NAME + 1))]), rawtar.hardlink(b"h", b"t")],
+    ):
+        with pytest.raises(ArchiveError, match=f"member name longer than {MAX_NAME} bytes"):
+            _scan(rawtar.archive(*parts))
+
+
+def test_a_pax_header_of_too_many_records_is_refused() -> None:
+    """760,000 tiny records in one 8 MiB header took 175 MB as a list and then a dict."""
+    records = [(f"k{i}".encode(), b"v") for i in range(MAX_PAX_RECORDS)]
+    assert len(parse_pax(rawtar.pax_data(records), 0)) == MAX_PAX_RECORDS
+    with pytest.raises(ArchiveError, match="at offset 512 has too many records"):
+        parse_pax(rawtar.pax_data([*records, (b"one", b"more")]), 512)
+
+
+def test_display_escapes_what_a_terminal_would_act_on() -> None:
+    """C1 controls (U+009B starts a terminal's control sequence as ESC [ does) and the marks
+    that reverse or hide text were printed as they were."""
+    name = "é-\u009b31m-\u202egnp.exe-\u200b".encode()
+    assert display_name(name) == "é-\\302\\23331m-\\342\\200\\256gnp.exe-\\342\\200\\213"
+    assert display_name("日本 語.txt".encode()) == "日本 語.txt"
 
 
 # --- sparse maps that do not add up: GNU tar would read a different amount of data -----------
