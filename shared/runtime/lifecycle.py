@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import atomic, paths, signals
+from .. import owner as owners
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.pending import apply_pending
@@ -378,12 +379,41 @@ def _shut_down(conf: Config, timeout: int, force_stop: bool, log: Log) -> None:
     _settle_stopped(conf, monitor)
 
 
+REBOOT_OP = "reboot"
+
+
 def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None:
     """Shutdown (killed after the timeout), then a fresh start so pending changes apply: both
-    under one hold of the config lock, as Proxmox's, so nothing starts between them."""
-    with config_lock(vmid):
-        with _stopping(vmid, "reboot", log):
-            conf = _check_stop(vmid, False, f"VM {vmid} not running")
-            _shut_down(conf, timeout or 60, True, log)
-        started = _start_held(vmid, skiplock=False, debug=False, log=log)
+    under one hold of the config lock, as Proxmox's, so nothing starts between them. Killed or
+    interrupted in between, the container was left down: its record says that it is owed a
+    start, and an interrupted reboot starts it again itself."""
+    owner: owners.Owner | None = None
+    shutting_down = False
+    try:
+        with config_lock(vmid):
+            with _stopping(vmid, "reboot", log):
+                conf = _check_stop(vmid, False, f"VM {vmid} not running")
+                owner = owners.claim(vmid, REBOOT_OP, stopped=True)
+                shutting_down = True
+                _shut_down(conf, timeout or 60, True, log)
+                shutting_down = False
+            started = _start_held(vmid, skiplock=False, debug=False, log=log)
+    except KeyboardInterrupt:
+        if shutting_down:
+            with signals.held():
+                _start_again(vmid, log)
+        raise
+    finally:
+        if owner is not None:
+            owners.release(owner)
     _after_start(started, log)
+
+
+def _start_again(vmid: int, log: Log) -> None:
+    """A reboot interrupted while the container went down: once it is down, up again."""
+    from .recovery import restart_stopped  # (recovery imports this module)
+
+    try:
+        restart_stopped(vmid, REBOOT_OP, log)
+    except CtkitError as err:
+        log(f"WARN: CT {vmid}: starting it again failed - {err}")
