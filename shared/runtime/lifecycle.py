@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import atomic, paths, signals
-from .. import owner as owners
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.pending import apply_pending
@@ -384,16 +383,13 @@ REBOOT_OP = "reboot"
 
 def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None:
     """Shutdown (killed after the timeout), then a fresh start so pending changes apply: both
-    under one hold of the config lock, as Proxmox's, so nothing starts between them. Killed or
-    interrupted in between, the container was left down: its record says that it is owed a
-    start, and an interrupted reboot starts it again itself."""
-    owner: owners.Owner | None = None
+    under one hold of the config lock, as Proxmox's, so nothing starts between them. One
+    interrupted while the container went down left it down: it starts it again itself."""
     shutting_down = False
     try:
         with config_lock(vmid):
             with _stopping(vmid, "reboot", log):
                 conf = _check_stop(vmid, False, f"VM {vmid} not running")
-                owner = owners.claim(vmid, REBOOT_OP, stopped=True)
                 shutting_down = True
                 _shut_down(conf, timeout or 60, True, log)
                 shutting_down = False
@@ -403,9 +399,6 @@ def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None
             with signals.held():
                 _start_again(vmid, log)
         raise
-    finally:
-        if owner is not None:
-            owners.release(owner)
     _after_start(started, log)
 
 
