@@ -378,19 +378,19 @@ def _shut_down(conf: Config, timeout: int, force_stop: bool, log: Log) -> None:
     _settle_stopped(conf, monitor)
 
 
-REBOOT_OP = "reboot"
-
-
 def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None:
     """Shutdown (killed after the timeout), then a fresh start so pending changes apply: both
     under one hold of the config lock, as Proxmox's, so nothing starts between them. One
-    interrupted while the container went down left it down: it starts it again itself."""
-    shutting_down = False
+    interrupted in between starts the container again itself; one killed leaves a note that it
+    is owed a start, for the next command's recovery (a record of its own would refuse a
+    command that waits for the lock)."""
+    owed = shutting_down = False
     try:
         with config_lock(vmid):
             with _stopping(vmid, "reboot", log):
                 conf = _check_stop(vmid, False, f"VM {vmid} not running")
-                shutting_down = True
+                stopper.note_owed(vmid, stopper.REBOOT)
+                owed = shutting_down = True
                 _shut_down(conf, timeout or 60, True, log)
                 shutting_down = False
             started = _start_held(vmid, skiplock=False, debug=False, log=log)
@@ -399,6 +399,9 @@ def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None
             with signals.held():
                 _start_again(vmid, log)
         raise
+    finally:
+        if owed:
+            stopper.drop(stopper.owed_file(vmid))
     _after_start(started, log)
 
 
@@ -407,6 +410,6 @@ def _start_again(vmid: int, log: Log) -> None:
     from .recovery import restart_stopped  # (recovery imports this module)
 
     try:
-        restart_stopped(vmid, REBOOT_OP, log)
+        restart_stopped(vmid, f"pct {stopper.REBOOT}", log)
     except CtkitError as err:
         log(f"WARN: CT {vmid}: starting it again failed - {err}")

@@ -43,6 +43,7 @@ def recover(vmid: int, log: Log, warn: Log | None = None) -> owners.Owner | None
     """
     warn = warn or (lambda line: log(f"WARN: {line}"))
     migrated = migration.recover(vmid, log)
+    _start_owed(vmid, log, warn)
     if owners.read(vmid) is None:
         return migrated
     with flock(owners.recovery_lock_path(vmid), RECOVERY_WAIT):
@@ -242,6 +243,24 @@ def _drop_lock(dead: owners.Owner, log: Log, warn: Log) -> None:
 def _restart(dead: owners.Owner, log: Log, warn: Log) -> None:
     if dead.stopped:
         restart_stopped(dead.vmid, dead.op, log)
+
+
+def _start_owed(vmid: int, log: Log, warn: Log) -> None:
+    """A reboot killed between its shutdown and its start left the container down and a note
+    that it is owed a start (:func:`shared.runtime.stopper.note_owed`)."""
+    from . import stopper  # light: pct status/list stay so
+
+    if not stopper.owed_by_dead(vmid):
+        return
+    with flock(owners.recovery_lock_path(vmid), RECOVERY_WAIT):
+        if not stopper.owed_by_dead(vmid):  # another command got here first
+            return
+        stopper.drop(stopper.owed_file(vmid))  # tried once: a failing start is not retried
+        log(f"CT {vmid}: pct {stopper.REBOOT} ended without starting it again - recovering")
+        try:
+            restart_stopped(vmid, f"pct {stopper.REBOOT}", log)
+        except CtkitError as err:
+            warn(f"CT {vmid}: starting it again failed - {err}")
 
 
 def restart_stopped(vmid: int, op: str, log: Log) -> None:

@@ -279,11 +279,13 @@ def phase_hookscript(ctroot: Path, log: Path, post_stop: str = "") -> str:
     return "local:snippets/phases.sh"
 
 
-def test_a_reboot_interrupted_while_the_guest_goes_down_starts_it_again(
-    pct: Pct, ct: int, images: Images
+@pytest.mark.parametrize("how", ["KILL", "INT"])
+def test_a_reboot_stopped_while_the_guest_goes_down_leaves_it_running(
+    pct: Pct, ct: int, images: Images, how: str
 ) -> None:
-    """Interrupted (Ctrl-C) between its shutdown and its start, ``pct reboot`` left the
-    container down for good. It now waits for the guest to be down and starts it again."""
+    """Killed (or interrupted) between its shutdown and its start, ``pct reboot`` left the
+    container down for good. Killed, it leaves a note that the next command acts on;
+    interrupted, it starts the container again itself, once the guest is down."""
     rootfs = images(ct) / f"subvol-{ct}-disk-0.subvol"
     (rootfs / "sbin/init").write_text(HALT_NOTED_INIT)
     pct("start", ct)
@@ -297,14 +299,23 @@ def test_a_reboot_interrupted_while_the_guest_goes_down_starts_it_again(
     )
     try:
         wait_while_running(reboot, (rootfs / "halting").exists, "the halt signal", 30)
-        os.killpg(reboot.pid, signal.SIGINT)
+        if how == "KILL":
+            os.kill(reboot.pid, signal.SIGKILL)  # pct alone, as kill -9 or the OOM killer
+        else:
+            os.killpg(reboot.pid, signal.SIGINT)  # Ctrl-C
         out, err = reboot.communicate(timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(reboot.pid, signal.SIGKILL)
         reboot.wait()
-    assert reboot.returncode == 130, out + err
-    assert "interrupted by signal" in err
+    if how == "KILL":
+        res = pct("list")  # waits for the guest to be down, then starts it
+        assert f"CT {ct}: pct reboot ended without starting it again - recovering" in res.text
+        assert f"CT {ct}: restarted the container pct reboot had stopped" in res.text, res.text
+        assert pct("list").text.count("recovering") == 0  # once
+    else:
+        assert reboot.returncode == 130, out + err
+        assert "interrupted by signal" in err
     assert pct("status", ct).out == "status: running\n"
     assert lxcapi.init_pid(ct) not in (None, old_pid)  # started again, not still going down
     assert pct("config", ct).out.count("lock:") == 0
