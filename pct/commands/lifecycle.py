@@ -35,11 +35,12 @@ def start(
     ] = None,
 ) -> None:
     """Start the container."""
-    from shared.runtime import lifecycle, lxcapi, recovery
+    from shared.runtime import lifecycle, lxcapi, recovery, stopper
 
+    owed = stopper.owed_by_dead(vmid)  # a killed reboot's: the recovery starts it
     dead = recovery.recover(vmid, log_line)
-    if dead is not None and dead.stopped and lxcapi.is_running(vmid):
-        return  # the recovery of a killed stop-mode backup started it already
+    if (owed or (dead is not None and dead.stopped)) and lxcapi.is_running(vmid):
+        return  # the recovery of a killed stop-mode backup or reboot started it already
     lifecycle.start(vmid, skiplock=bool(skiplock), debug=bool(debug), log=log_line)
 
 

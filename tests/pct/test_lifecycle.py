@@ -279,7 +279,7 @@ def phase_hookscript(ctroot: Path, log: Path, post_stop: str = "") -> str:
     return "local:snippets/phases.sh"
 
 
-@pytest.mark.parametrize("how", ["KILL", "INT"])
+@pytest.mark.parametrize("how", ["KILL", "KILL-then-start", "INT"])
 def test_a_reboot_stopped_while_the_guest_goes_down_leaves_it_running(
     pct: Pct, ct: int, images: Images, how: str
 ) -> None:
@@ -299,7 +299,7 @@ def test_a_reboot_stopped_while_the_guest_goes_down_leaves_it_running(
     )
     try:
         wait_while_running(reboot, (rootfs / "halting").exists, "the halt signal", 30)
-        if how == "KILL":
+        if how.startswith("KILL"):
             os.kill(reboot.pid, signal.SIGKILL)  # pct alone, as kill -9 or the OOM killer
         else:
             os.killpg(reboot.pid, signal.SIGINT)  # Ctrl-C
@@ -308,8 +308,9 @@ def test_a_reboot_stopped_while_the_guest_goes_down_leaves_it_running(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(reboot.pid, signal.SIGKILL)
         reboot.wait()
-    if how == "KILL":
-        res = pct("list")  # waits for the guest to be down, then starts it
+    if how.startswith("KILL"):
+        # waits for the guest to be down, then starts it (and pct start says no more)
+        res = pct("start" if how.endswith("start") else "list", *([ct] if "start" in how else []))
         assert f"CT {ct}: pct reboot ended without starting it again - recovering" in res.text
         assert f"CT {ct}: restarted the container pct reboot had stopped" in res.text, res.text
         assert pct("list").text.count("recovering") == 0  # once
