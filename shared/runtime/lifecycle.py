@@ -401,7 +401,7 @@ def reboot(vmid: int, *, timeout: int | None = None, log: Log = _stderr) -> None
         raise
     finally:
         if owed:
-            stopper.drop(stopper.owed_file(vmid))
+            stopper.drop_owed(vmid)
     _after_start(started, log)
 
 

@@ -255,7 +255,7 @@ def _start_owed(vmid: int, log: Log, warn: Log) -> None:
     with flock(owners.recovery_lock_path(vmid), RECOVERY_WAIT):
         if not stopper.owed_by_dead(vmid):  # another command got here first
             return
-        stopper.drop(stopper.owed_file(vmid))  # tried once: a failing start is not retried
+        stopper.drop_owed(vmid)  # tried once: a failing start is not retried
         log(f"CT {vmid}: pct {stopper.REBOOT} ended without starting it again - recovering")
         try:
             restart_stopped(vmid, f"pct {stopper.REBOOT}", log)

@@ -65,6 +65,11 @@ def note_owed(vmid: int, task: str) -> None:
     _write(owed_file(vmid), task)
 
 
+def drop_owed(vmid: int) -> None:
+    """The start that :func:`note_owed` noted is done, or no longer owed."""
+    drop(owed_file(vmid))
+
+
 def drop(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
