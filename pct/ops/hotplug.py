@@ -26,7 +26,7 @@ from shared.runtime.cgroups import detect_layout
 from shared.runtime.guestview import config_idmap, guest_config
 from shared.runtime.mphotplug import hotplug_mount, unplug_mount
 from shared.runtime.startcheck import check_bridges, check_unsupported
-from shared.runtime.volumes import allocator, free, recorded, size_of
+from shared.runtime.volumes import free, recorded, size_of
 
 Live = Callable[[Config, Config, str, int], None]
 LOCKED_MOUNT = (
@@ -50,7 +50,7 @@ def hotplug_keys(conf: Config, keys: set[str], errors: dict[str, str]) -> None:
             keep_mac(conf, key)
         trial = conf.copy()
         # a new volume is named in the saved config before it is plugged in (see recorded)
-        alloc = recorded(allocator())
+        alloc = recorded()
         result = apply_pending(trial, keys={key}, alloc=alloc, free=free, volume_size=size_of)
         if result.errors:
             errors.update(result.errors)

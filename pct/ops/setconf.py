@@ -32,6 +32,7 @@ def set_config(
     force: bool = False,
     log: Log = print,
 ) -> None:
+    recovery.recover(vmid, log)  # a dead owner's record is undone, never replaced
     with config_lock(vmid):
         conf = store.load(vmid)
         for warning in conf.warnings:  # a line it could not read is not written back: say so
@@ -50,7 +51,7 @@ def set_config(
         for warning in result.warnings:
             log(warning)
         if not running:
-            alloc = recorded(allocator())
+            alloc = recorded()
             applied = apply_pending(conf, alloc=alloc, free=free, volume_size=size_of)
         else:
             applied = _hotplug(conf, result.plan.fast | result.plan.live if result.plan else set())

@@ -36,7 +36,7 @@ from .mounts import wait_released
 from .namespace import left_host
 from .propagation import ensure_shared_root
 from .startcheck import check_start_config
-from .volumes import allocator, free, size_of
+from .volumes import free, recorded, size_of
 
 Log = Callable[[str], None]
 MAX_WAIT = (1 << 31) - 1  # seconds: longer timeouts and delays overflow LXC's and sleep's types
@@ -101,7 +101,7 @@ def apply_pending_all(conf: Config, log: Log = _stderr) -> bool:
     """Apply every pending change of a stopped CT; failures stay pending with a warning."""
     if conf.pending.is_empty() and not conf.pending_deletes():
         return False
-    result = apply_pending(conf, alloc=allocator(), free=free, volume_size=size_of)
+    result = apply_pending(conf, alloc=recorded(), free=free, volume_size=size_of)
     for warning in result.warnings:
         log(f"WARN: {warning}")
     return True

@@ -92,6 +92,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
         _finish_template,
         _undo_create,
         _undo_move,
+        _undo_alloc,
         _finish_destroy,
         _thaw,
         _finish_rollback,
@@ -108,6 +109,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
             if step in (
                 _undo_create,
                 _undo_move,
+                _undo_alloc,
                 _finish_destroy,
                 _finish_rollback,
                 _remove_snapshot,
@@ -154,6 +156,12 @@ def _undo_move(dead: owners.Owner, log: Log, warn: Log) -> None:
     from . import unfinished  # only a recovery needs it: pct status/list stay light
 
     unfinished.undo_move(dead, log)
+
+
+def _undo_alloc(dead: owners.Owner, log: Log, warn: Log) -> None:
+    from . import unfinished  # only a recovery needs it: pct status/list stay light
+
+    unfinished.undo_alloc(dead, log)
 
 
 def _finish_destroy(dead: owners.Owner, log: Log, warn: Log) -> None:

@@ -8,7 +8,8 @@ as its name is taken. The next command that meets the container
 volumes and removes the new container's config; for ``restore --force`` (the record's mode
 :data:`REPLACE`) it keeps the old container, dropping only the ``unusedN`` entries of the new
 volumes and the lock. A killed ``move-volume`` (op :data:`MOVE_OP`, under ``lock: disk``)
-loses its partial copy the same way (:func:`undo_move`).
+loses its partial copy the same way (:func:`undo_move`), and so does a new mount point's
+volume that a killed ``pct set`` (or a start applying it) was formatting (:func:`undo_alloc`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..storage import loop
 from ..storage.api import volume_exists, volume_path
 from ..storage.volumes import free_when_released
 from .template import base_twin
+from .volumes import ALLOC_OP
 
 Log = Callable[[str], None]
 CREATE, RESTORE, CLONE = OPS = ("create", "restore", "clone")
@@ -187,3 +189,21 @@ def undo_move(dead: owners.Owner, log: Log) -> None:
     if len(freed) < len(made):
         raise StorageError(f"{len(made) - len(freed)} partial copies could not be freed")
     _free_replaced(vmid, left, log, "pct move-volume --delete had moved away")
+
+
+def undo_alloc(dead: owners.Owner, log: Log) -> None:
+    """Free the new volume a dead command was making for a mount point, unless the config names
+    it: its name is saved there as soon as it is made, so a volume named by nothing is a
+    half-made one (mkfs killed) or one whose name never reached the config."""
+    if dead.op != ALLOC_OP:
+        return
+    with config_lock(dead.vmid):  # no command can name it meanwhile
+        conf = store.load_or_none(dead.vmid)
+        kept = set() if conf is None else {*referenced_volumes(conf), *_in_use(conf)}
+        made = _made(dead, kept)
+        _release_loop_devices(made)
+        freed = [volid for volid in made if free_when_released(volid, log)]
+    for volid in freed:
+        log(f"CT {dead.vmid}: freed volume '{volid}' the unfinished allocation had made")
+    if len(freed) < len(made):  # the record stays, for the next command
+        raise StorageError(f"{len(made) - len(freed)} new volume(s) could not be freed")

@@ -14,7 +14,7 @@ import pytest
 
 from shared.runtime import lxcapi
 from shared.testbed import loops_below
-from tests.pct.conftest import PCT, Pct
+from tests.pct.conftest import PCT, Pct, holding_tool, sigkill_group_when
 
 pytestmark = pytest.mark.lxc
 
@@ -224,5 +224,37 @@ def test_a_hotplug_killed_before_plugging_is_applied_by_the_next_start(
     pct("start", vmid)
     text = conf_text(vmid)
     assert f"mp0: {volid},mp=/mnt/x,size=1G\n" in text and "pve:pending" not in text
+    assert _plugged(vmid, "/mnt/x")
+    pct("stop", vmid)
+
+
+@pytest.mark.parametrize(("running", "then"), [(False, "list"), (True, "set")])
+def test_a_new_mount_point_killed_while_formatting_leaves_no_nameless_volume(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, tmp_path: Path, running: bool,
+    then: str,
+) -> None:  # fmt: skip
+    """``pct set --mp0 local:1`` killed while mkfs formats the new image: the config only named
+    it once it was made, so the image was left named by nothing, for good (about one kill in
+    ten). Its name is now on an owner record before the image exists; the next command that
+    meets the container frees it, and a new ``pct set`` then allocates afresh."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    if running:
+        pct("start", vmid)
+    env, marker = holding_tool(tmp_path, "mkfs.ext4", "*")
+    argv = [str(PCT), "set", str(vmid), "--mp0", "local:1,mp=/mnt/x"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    sigkill_group_when(proc, marker.exists, "mkfs")
+    image = f"vm-{vmid}-disk-1.raw"
+    assert _named_by_config(ctroot, vmid) == ({image}, set())
+    res = pct(then, *([vmid, "--mp0", "local:1,mp=/mnt/x"] if then == "set" else []))
+    assert f"CT {vmid}: freed volume 'local:{vmid}/{image}'" in res.text, res.text
+    assert not (ctroot / f"var/lib/ctkit/owners/owner-{vmid}.json").exists()
+    if then == "list":
+        assert _named_by_config(ctroot, vmid) == (set(), set())
+        pct("set", vmid, "--mp0", "local:1,mp=/mnt/x")
+    assert _named_by_config(ctroot, vmid) == ({image}, {image})
+    if not running:
+        pct("start", vmid)
     assert _plugged(vmid, "/mnt/x")
     pct("stop", vmid)
