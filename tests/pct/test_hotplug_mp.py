@@ -258,3 +258,24 @@ def test_a_new_mount_point_killed_while_formatting_leaves_no_nameless_volume(
         pct("start", vmid)
     assert _plugged(vmid, "/mnt/x")
     pct("stop", vmid)
+
+
+def test_a_start_killed_while_formatting_a_pending_mount_point_leaves_no_nameless_volume(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, tmp_path: Path
+) -> None:
+    """A pending ``mp0: local:1`` (as Proxmox leaves one it could not hot-plug) is allocated by
+    the next start; a start killed while mkfs formats it is undone like a killed ``pct set``."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
+        fh.write("\n[pve:pending]\nmp0: local:1,mp=/mnt/x\n")
+    env, marker = holding_tool(tmp_path, "mkfs.ext4", "*")
+    proc = subprocess.Popen([str(PCT), "start", str(vmid)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    sigkill_group_when(proc, marker.exists, "mkfs")
+    image = f"vm-{vmid}-disk-1.raw"
+    assert _named_by_config(ctroot, vmid) == ({image}, set())
+    res = pct("start", vmid)
+    assert f"CT {vmid}: freed volume 'local:{vmid}/{image}'" in res.text, res.text
+    assert _named_by_config(ctroot, vmid) == ({image}, {image})
+    assert _plugged(vmid, "/mnt/x")
+    pct("stop", vmid)
