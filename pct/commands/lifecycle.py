@@ -158,7 +158,7 @@ def mount(vmid: VmidArg) -> None:
     """Mount the stopped container's file systems on the host (lock 'mounted')."""
     from ..ops import mount as mount_ops
 
-    echo(mount_ops.mount(vmid) + "\n")
+    echo(mount_ops.mount(vmid, log_line) + "\n")
 
 
 def unmount(vmid: VmidArg) -> None:

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from shared import owner as owners
 from shared import paths
 from shared.ctconfig import store
 from shared.errors import CtkitError, LockError, StateError
 from shared.locks import config_lock
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, recovery
 from shared.runtime.guestview import config_root_ids
-from shared.runtime.mounts import mount_all, unmount_below
+from shared.runtime.mounts import MOUNT_OP, mount_all, unmount_below
 from shared.storage.hostreach import set_host_reach
 
+LOCK = "mounted"
 
-def mount(vmid: int) -> str:
+
+def mount(vmid: int, log: Callable[[str], None] = print) -> str:
+    """Mount the stopped container's volumes at its rootfs path under ``lock: mounted``. Until
+    they are all mounted an owner record says who does it: a kill leaves nothing the next
+    command does not undo (the mounts and the lock)."""
+    recovery.recover(vmid, log)  # a dead owner's record is undone, never replaced
     with config_lock(vmid):
         conf = store.load(vmid)
         store.check_lock(conf)
         if lxcapi.is_running(vmid):
             raise StateError(f"CT {vmid} is running")
-        conf.set("lock", "mounted")
+        owner = owners.claim(vmid, MOUNT_OP, lock=LOCK)
+        conf.set("lock", LOCK)
         store.save(conf)
         target = paths.lxc_rootfs(vmid)
         ids = config_root_ids(conf)
@@ -28,7 +38,9 @@ def mount(vmid: int) -> str:
         except BaseException:
             conf.delete("lock")
             store.save(conf)
+            owners.release(owner)
             raise
+        owners.release(owner)
     return f"mounted CT {vmid} in '{target}'"
 
 
@@ -41,11 +53,11 @@ def _hide_privileged(vmid: int, ids: tuple[int, int]) -> None:
 def unmount(vmid: int) -> None:
     with config_lock(vmid):
         conf = store.load(vmid)
-        if conf.lock not in (None, "mounted"):
+        if conf.lock not in (None, LOCK):
             raise LockError(f"CT is locked ({conf.lock})")
         problems = unmount_below(paths.lxc_rootfs(vmid), lazy=False)
         if problems:
             raise CtkitError("; ".join(problems))
-        if conf.lock == "mounted":
+        if conf.lock == LOCK:
             conf.delete("lock")
             store.save(conf)

@@ -25,6 +25,7 @@ from ..writeback import early_writeback, syncfs
 from .beneath import ensure_dir
 
 Include = Callable[[MountPoint], bool]
+MOUNT_OP = "mount"  # pct mount's owner record, from before its lock until its mounts are made
 After = Callable[[MountPoint, Path], None]
 
 

@@ -93,6 +93,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
         _undo_create,
         _undo_move,
         _undo_alloc,
+        _undo_mount,
         _finish_destroy,
         _thaw,
         _finish_rollback,
@@ -110,6 +111,7 @@ def _undo(dead: owners.Owner, log: Log, warn: Log) -> list[str]:
                 _undo_create,
                 _undo_move,
                 _undo_alloc,
+                _undo_mount,
                 _finish_destroy,
                 _finish_rollback,
                 _remove_snapshot,
@@ -162,6 +164,27 @@ def _undo_alloc(dead: owners.Owner, log: Log, warn: Log) -> None:
     from . import unfinished  # only a recovery needs it: pct status/list stay light
 
     unfinished.undo_alloc(dead, log)
+
+
+def _undo_mount(dead: owners.Owner, log: Log, warn: Log) -> None:
+    """A ``pct mount`` killed before it was done: what it mounted goes (then its lock, in
+    :func:`_drop_lock`), as its own failure would have had it."""
+    from ..storage import loop  # only a recovery needs these: pct status/list stay light
+    from . import mounts
+
+    if dead.op != mounts.MOUNT_OP:
+        return
+    with config_lock(dead.vmid):
+        conf = store.load_or_none(dead.vmid)
+        if conf is None or conf.lock != dead.lock:
+            return  # killed before it locked the container: it mounted nothing
+        rootfs = paths.lxc_rootfs(dead.vmid)
+        mounted = bool(loop.mounts_under(rootfs))
+        problems = mounts.unmount_below(rootfs, lazy=False)
+    if problems:
+        raise CtkitError("; ".join(problems))
+    if mounted:
+        log(f"CT {dead.vmid}: unmounted what the unfinished pct mount had mounted")
 
 
 def _finish_destroy(dead: owners.Owner, log: Log, warn: Log) -> None:

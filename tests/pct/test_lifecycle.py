@@ -17,7 +17,15 @@ import pytest
 from shared import paths
 from shared.runtime import lxcapi
 from shared.testbed import cleanup_root, monitor_pid
-from tests.pct.conftest import PCT, Pct, leftovers, stop_by_itself, wait_while_running
+from tests.pct.conftest import (
+    PCT,
+    Pct,
+    holding_tool,
+    leftovers,
+    sigkill_group_when,
+    stop_by_itself,
+    wait_while_running,
+)
 
 pytestmark = pytest.mark.lxc
 
@@ -523,6 +531,32 @@ def test_a_raw_volume_is_used_at_once_after_its_ct_stopped_by_itself(
     stop_by_itself(pct, vmid)
     pct("fsck", vmid)
     assert leftovers(ctroot) == []
+
+
+@pytest.mark.parametrize("after", [False, True])
+def test_a_pct_mount_killed_while_mounting_is_undone_by_the_next_command(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, tmp_path: Path, after: bool
+) -> None:
+    """``pct mount`` killed as it mounts the root file system (before the mount, or after it):
+    its ``lock: mounted`` stayed for good, over nothing mounted or a part of the container. The
+    next command unmounts what it had mounted and drops the lock, as its failure would have."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    env, marker = holding_tool(tmp_path, "mount", "*-t\\ ext4*", after=after)
+    proc = subprocess.Popen([str(PCT), "mount", str(vmid)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    sigkill_group_when(proc, marker.exists, "the mount")
+    conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+    assert "lock: mounted\n" in conf.read_text()
+    assert os.path.ismount(ctroot / f"var/lib/lxc/{vmid}/rootfs") == after
+    res = pct("list")
+    assert f"CT {vmid}: removed lock 'mounted'" in res.text, res.text
+    unmounted = f"CT {vmid}: unmounted what the unfinished pct mount had mounted"
+    assert (unmounted in res.text) == after, res.text
+    assert "lock:" not in conf.read_text()
+    assert leftovers(ctroot) == []
+    pct("start", vmid)
+    assert pct("status", vmid).out == "status: running\n"
+    pct("stop", vmid)
 
 
 def test_start_failure_names_the_real_reason(pct: Pct, ct: int, images: Images) -> None:
