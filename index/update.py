@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import atomic, paths
+from shared import atomic, paths, pgpsig
 from shared.errors import StorageError
 from shared.gpg import Keyring
 from shared.http import (
@@ -40,7 +40,6 @@ from .aplinfo import AplinfoError, parse_aplinfo
 from .sources import Source, Transfer, enabled_sources
 from .updatelog import UpdateLog
 
-MAX_SIGNATURE = 1 << 20  # never more than the source's max-index-size
 LOCK_TIMEOUT = 600.0
 
 
@@ -152,7 +151,7 @@ class _Updater:
             state = store.read_state(src.name)
             current = store.index_path(src.name).exists() and state.base_url == base
             cond = Validators(state.etag, state.last_modified) if current else None
-            limit = min(MAX_SIGNATURE, self.max_index)
+            limit = min(pgpsig.MAX_FILE, self.max_index)
             sig = self.get(f"{base}/{src.index}.asc", asc, limit, cond)
             if isinstance(sig, HttpError):
                 raise _Failure(f"update failed - no signature file '{asc}'", _why(sig))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import pgpsig
 from .atomic import atomic_open
 from .errors import NotFoundError, VerifyError
 from .regularfile import UnreadableFile, read_whole
@@ -230,8 +232,15 @@ class Keyring:
     # --- signatures ---------------------------------------------------------------------------
 
     def verify_detached(self, data_path: Path, sig_path: Path) -> Verification:
-        """Check ``sig_path`` (armoured or binary) over ``data_path``; gpg streams the data."""
-        result = self.gpg.verify_file(str(sig_path), data_filename=str(data_path))
+        """Check ``sig_path`` (armoured or binary) over ``data_path``; gpg streams the data.
+        gpg only reads the signature once it is known to be signature packets and no more
+        (:mod:`shared.pgpsig`)."""
+        try:
+            packets = pgpsig.detached_signature(read_whole(sig_path, pgpsig.MAX_FILE))
+        except (OSError, UnreadableFile, pgpsig.SignatureFormatError) as err:
+            why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            return Verification(False, None, None, f"the signature file {why}")
+        result = self.gpg.verify_file(io.BytesIO(packets), data_filename=str(data_path))
         messages = tuple(
             line[5:].strip()
             for line in (result.stderr or "").splitlines()

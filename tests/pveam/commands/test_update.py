@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,29 @@ def test_signature_by_an_unknown_key(pveam: Pveam, setup: Publisher) -> None:  #
 def test_data_modified_after_signing(pveam: Pveam, setup: Publisher) -> None:  # test 13
     setup.publish("/a", GOOD, tamper=True)
     assert_failed_and_kept(pveam, "unable to verify signature")
+
+
+@pytest.mark.parametrize("extra", ["compressed", "flood"])
+def test_a_signature_file_holding_more_than_signatures_never_reaches_gpg(
+    pveam: Pveam, setup: Publisher, extra: str
+) -> None:
+    """gpg unpacks compressed packets in an ``.asc`` (nested, a 230 KB file held it for hours
+    on terabytes of zeros) and checks every one of thousands of signatures (minutes, and
+    python-gnupg kept each status line): a detached signature is one or a few signature
+    packets, and anything else is refused before gpg reads it."""
+    setup.publish("/a", GOOD)
+    armoured = setup.srv.routes["/a/aplinfo.dat.asc"].data
+    assert isinstance(armoured, bytes)
+    sig = subprocess.run(["gpg", "--dearmor"], input=armoured, capture_output=True,
+                         check=True).stdout  # fmt: skip
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    zeros = deflate.compress(b"\0" * (64 << 20)) + deflate.flush()
+    bomb = bytes([0xC8, 255]) + (len(zeros) + 1).to_bytes(4, "big") + b"\x01" + zeros
+    setup.srv.add("/a/aplinfo.dat.asc", sig + bomb if extra == "compressed" else sig * 17)
+    reason = "an OpenPGP packet of type 8" if extra == "compressed" else "more than 16 signatures"
+    assert_failed_and_kept(pveam, f"unable to verify signature - the signature file holds {reason}")
+    setup.srv.add("/a/aplinfo.dat.asc", sig * 2)  # a key rollover's two signatures: fine
+    assert pveam("update").code == 0
 
 
 def test_key_in_keyring_but_not_pinned(pveam: Pveam, setup: Publisher) -> None:
