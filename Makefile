@@ -27,7 +27,7 @@ APT_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mount 
 	gnupg rsync tar zstd lzop pigz gzip cstream curl busybox-static debootstrap \
 	pkg-config gcc python3-dev python3-venv exim4-daemon-light bsd-mailx iproute2 procps psmisc \
 	openssl openssh-client perl xz-utils bzip2 ca-certificates \
-	restic rclone openssh-server locales libcap2-bin
+	restic rclone openssh-server locales libcap2-bin strace
 
 .PHONY: setup host-packages subids venv bytecode test demo lint bench clean install uninstall
 

@@ -12,6 +12,7 @@ name) is skipped with a warning, in both modes. It could never be stored as a te
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,13 @@ from typing import Any
 
 from shared.errors import VerifyError
 from shared.printable import printable
+from shared.storage.volid import NAME_MAX
 from shared.storage.volid import is_template_name as volid_template_name
 
 NEWS_PACKAGE = "pve-web-news"
+# A template downloads into ``<name>.tmp_dwnl`` beside its final name (index.download): an
+# index's name must leave room for it (a 250-byte name failed the download, not the update).
+TMP_SUFFIX = ".tmp_dwnl"
 REQUIRED = ("package", "type", "os", "version", "infopage")
 
 _A = re.ASCII
@@ -230,9 +235,15 @@ class _Parser:
 
 def is_template_name(name: str) -> bool:
     """A template file name as storage accepts it (one component, not hidden, not longer
-    than a file name can be) that is also safe to show and to split on: an index is input,
-    and its names reach terminals and ``awk``, so no control character and no white space."""
-    return volid_template_name(name) and name.isprintable() and not any(c.isspace() for c in name)
+    than a file name can be once the download's :data:`TMP_SUFFIX` is added) that is also
+    safe to show and to split on: an index is input, and its names reach terminals and
+    ``awk``, so no control character and no white space."""
+    return (
+        volid_template_name(name)
+        and len(os.fsencode(name)) + len(TMP_SUFFIX) <= NAME_MAX
+        and name.isprintable()
+        and not any(c.isspace() for c in name)
+    )
 
 
 def parse_aplinfo(

@@ -40,12 +40,11 @@ from shared.httpclient import Client
 from shared.locks import flock
 from shared.printable import printable
 
-from .aplinfo import Appliance, is_template_name
+from .aplinfo import TMP_SUFFIX, Appliance, is_template_name
 from .sources import Transfer
 
 Log = Callable[[str], None]
 LOCK_TIMEOUT = 6 * 3600.0
-TMP_SUFFIX = ".tmp_dwnl"
 DIGEST_LEN = {"sha512": 128, "md5": 32}
 
 

@@ -118,7 +118,10 @@ def remove_template(volid: str, cfg: StorageConfig | None = None) -> None:
     check_volume_content(vol, volid, "vztmpl")
     store.check_enabled()
     path = _existing_file(volid, store.subdir("vztmpl") / vol.name)
-    path.unlink()
+    try:
+        path.unlink()
+    except FileNotFoundError:  # a remove at the same time took it first
+        raise NotFoundError(f"can't find file '{volid}'") from None
 
 
 def resolve_template(ref: str, cfg: StorageConfig | None = None) -> Path:

@@ -223,6 +223,10 @@ def test_template_name_rules() -> None:
     )
     for bad in ("a.tgz", "a.tar.lz4", "a.tar.gz.1", "a.zip", ".hidden.tar.gz", "a/b.tar", *hostile):
         assert not is_template_name(bad), bad
+    # room for the download's temp name (<name>.tmp_dwnl, 9 bytes more): a longer name failed
+    # every download with a traceback ('File name too long')
+    assert is_template_name("a" * 242 + ".tar") and not is_template_name("a" * 243 + ".tar")
+    assert not is_template_name("ü" * 122 + ".tar")  # bytes count, not characters (248)
     (app,) = strict(record(*BASIC, "Location: plain.tar", "Description: d"))
     assert app.template == "plain.tar" and app.url == "http://h/images/plain.tar"
     # A legacy name built from hostile fields would contain a '/': never a template name.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,53 @@ def test_remove(pveam: Pveam, cache: Path) -> None:  # test 35
     res = pveam("remove", "local:vztmpl/a.tar.zst")
     assert (res.code, res.out) == (NotFoundError.exit_code, "")
     assert res.err == "can't find file 'local:vztmpl/a.tar.zst'\n"
+
+
+def test_two_removes_of_one_template_at_once(pveam: Pveam, cache: Path) -> None:
+    """Both see the file; the one that unlinks second ended with a FileNotFoundError
+    traceback. strace holds the first in its unlink() (after its check) while the second
+    removes the template."""
+    volid = "local:vztmpl/a.tar.zst"
+    argv = [
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=unlink,unlinkat",
+        "-e",
+        "inject=unlink,unlinkat:delay_enter=3000000",
+        str(PVEAM),
+        "remove",
+        volid,
+    ]
+    first = subprocess.Popen(argv, env=pveam.env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _wait_in_unlink(first.pid)
+        assert pveam("remove", volid).code == 0
+        out, err = first.communicate(timeout=60)
+    finally:
+        first.kill()
+        first.wait()
+    assert (first.returncode, out, err) == (
+        NotFoundError.exit_code, "", f"can't find file '{volid}'\n"
+    )  # fmt: skip
+    assert not (cache / "a.tar.zst").exists()
+
+
+def _wait_in_unlink(tracer: int) -> None:
+    """Until the child of ``tracer`` (strace) is stopped entering unlink or unlinkat."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{tracer}/task/{tracer}/children").read_text().split()
+        for pid in children:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/syscall").read_text().split()[0] in ("87", "263"):
+                    return
+        time.sleep(0.01)
+    raise AssertionError("pveam remove never reached its unlink")
 
 
 def test_remove_rejects_other_volumes_and_paths(  # test 36
