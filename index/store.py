@@ -67,7 +67,11 @@ def read_state(name: str) -> SourceState:
 
 
 def write_state(name: str, state: SourceState) -> None:
-    atomic.write_text(state_path(name), json.dumps(asdict(state), indent=1) + "\n")
+    atomic.write_bytes(state_path(name), state_bytes(state))
+
+
+def state_bytes(state: SourceState) -> bytes:
+    return (json.dumps(asdict(state), indent=1) + "\n").encode()
 
 
 def remove_stored(name: str) -> None:

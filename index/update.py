@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import time
 import zlib
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from .sources import Source, Transfer, enabled_sources
 from .updatelog import UpdateLog
 
 LOCK_TIMEOUT = 600.0
+TEMP_RE = re.compile(r"pveam-.+\.tmp\.[0-9]+(\.gz|\.asc)?")  # see _Updater.attempt
 
 
 @dataclass
@@ -263,10 +265,22 @@ class _Updater:
 
     @staticmethod
     def commit(src: Source, tmp: Path, asc: Path, state: store.SourceState) -> None:
+        """The index, its signature and its state replace the stored ones together: the
+        signature and the state are on disk under temp names before the index is renamed, and
+        take their names right after it (a full disk used to fail the source after its new
+        index was in place, without its signature copy and its replay floor)."""
         try:
-            atomic.commit_file(tmp, store.index_path(src.name))
-            atomic.write_bytes(store.signature_path(src.name), asc.read_bytes())
-            store.write_state(src.name, state)
+            atomic.sweep(paths.aplinfo_dir())
+            with (
+                atomic.atomic_open(store.signature_path(src.name)) as sig_out,
+                atomic.atomic_open(store.state_path(src.name)) as state_out,
+            ):
+                sig_out.write(asc.read_bytes())
+                state_out.write(store.state_bytes(state))
+                for out in (sig_out, state_out):
+                    out.flush()
+                    os.fsync(out.fileno())
+                atomic.commit_file(tmp, store.index_path(src.name))
         except OSError as err:
             raise _Failure(f"update failed: unable to store data: {err.strerror}") from None
 
@@ -292,7 +306,18 @@ def update(
         updater = _Updater(keyring, log, client, retry)
         results = []
         with flock(store.lock_path(), LOCK_TIMEOUT):
+            _sweep_temp_files()
             for src in sources:
                 updater.warned = []
                 results.append(updater.run(src))
         return UpdateResult(results, log.path)
+
+
+def _sweep_temp_files() -> None:
+    """Remove the temp files of updates killed with SIGKILL (up to 1 MiB + two indexes each,
+    under names with their pid): under the update lock, none is another run's."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(paths.aplinfo_dir()) as entries:
+        for entry in entries:
+            if TEMP_RE.fullmatch(entry.name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)  # a planted symlink goes, not what it points at

@@ -3,11 +3,13 @@ and replay protection), with ctkit's non-zero exit on failure."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,6 +139,42 @@ def test_one_source_fails_the_other_succeeds(pveam: Pveam, setup: Publisher) -> 
     assert store.index_path("b").read_bytes() == raw
 
 
+@pytest.fixture
+def small_store(setup: Publisher) -> Iterator[Path]:
+    """The index store on a 24 MiB tmpfs (a disk to fill at will), holding the old index."""
+    where = paths.aplinfo_dir()
+    argv = ["mount", "-t", "tmpfs", "-o", "size=24m,mode=0755", "ctkit-test", str(where)]
+    subprocess.run(argv, check=True)
+    try:
+        store_index("a", OLD)
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_disk_full_at_the_commit_keeps_the_previous_index(
+    pveam: Pveam, setup: Publisher, small_store: Path
+) -> None:
+    """The store fills up as the new index is unpacked (the downloads keep 16 MiB free; the
+    unpacked index, 17 MiB, takes the last page): the new index was renamed into place first,
+    and the source then failed with it in use, without its signature copy and its state (the
+    replay floor). Now all three are written before any takes its name."""
+    long = "\n".join(" " + "x" * 70 for _ in range(17 << 20 >> 6))
+    raw = setup.publish("/a", index_text(stanza("alpha", description=f"Big\n{long}")))
+    held = [setup.srv.routes[f"/a/aplinfo.dat{ext}"].data for ext in (".asc", ".gz")] + [raw]
+    pages = sum(-(-len(data) // 4096) for data in held if isinstance(data, bytes))
+    fs = os.statvfs(small_store)
+    (small_store / "filler").write_bytes(b"\0" * (fs.f_bavail * fs.f_bsize - pages * 4096))
+    assert_failed_and_kept(pveam, "update failed: unable to store data: No space left on device")
+    assert not store.signature_path("a").exists() and not store.state_path("a").exists()
+    (small_store / "filler").unlink()
+    assert pveam("update").code == 0
+    assert store.index_path("a").read_bytes() == raw
+    assert store.read_state("a").sig_timestamp is not None
+    names = sorted(p.name for p in small_store.iterdir())
+    assert names == [".a.asc", ".a.state", ".update.lock", "a"]
+
+
 def test_log_lines_and_rotation(pveam: Pveam, setup: Publisher) -> None:  # test 18
     setup.publish("/a", GOOD)
     log = paths.pveam_log()
@@ -231,4 +269,30 @@ def test_sigterm_during_update(pveam: Pveam, srv: TestServer, no_sources: Path) 
             proc.kill()
             proc.wait()
     assert (proc.returncode, err) == (Interrupted.exit_code, "interrupted by signal\n")
+    assert leftovers() == []
+
+
+def test_an_update_killed_mid_download_leaves_nothing_after_the_next(
+    pveam: Pveam, setup: Publisher
+) -> None:
+    """SIGKILL runs no cleanup: what the update had fetched (here the signature, while it waits
+    for the index) stayed in the store under the killed run's pid, for good. The next update
+    removes it."""
+    setup.publish("/a", GOOD)
+    setup.srv.routes["/a/aplinfo.dat.gz"].stall = 60
+    proc = pveam.popen("update", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not setup.srv.requests_for("/a/aplinfo.dat.gz"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert leftovers() == [f"pveam-a.tmp.{proc.pid}.asc"]
+    setup.srv.routes["/a/aplinfo.dat.gz"].stall = 0.0
+    assert pveam("update").code == 0
     assert leftovers() == []
