@@ -42,6 +42,9 @@ from .sources import Source, Transfer, enabled_sources
 from .updatelog import UpdateLog
 
 LOCK_TIMEOUT = 600.0
+# Each file of an update (index and signature, of one base URL) is fetched within this: one that
+# trickles just fast enough not to stall (1 KiB/s) held the update, and its lock, for hours
+FETCH_DEADLINE = 900.0
 TEMP_RE = re.compile(r"pveam-.+\.tmp\.[0-9]+(\.gz|\.asc)?")  # see _Updater.attempt
 
 
@@ -137,7 +140,9 @@ class _Updater:
     ) -> FetchResult | HttpError:
         self.log.write(f"start download {url}")
         try:
-            res = self.http.fetch(url, dest, validators=validators, max_size=limit)
+            res = self.http.fetch(
+                url, dest, validators=validators, max_size=limit, deadline=FETCH_DEADLINE
+            )
         except HttpError as err:
             self.log.write(f"download failed: {err.status_line}")
             return err

@@ -249,23 +249,28 @@ class Downloader:
         max_size: int | None = None,
         hasher_factory: HasherFactory | None = None,
         progress: ProgressCallback | None = None,
+        deadline: float | None = None,
     ) -> FetchResult:
         """GET ``url`` into ``dest``; retry transient failures (connection errors, 5xx).
 
         ``resume``: continue an existing ``dest`` with a Range request (checked: 206 with a
         matching Content-Range, else the file restarts from 0); a retry after a dropped
         connection then also continues where it stopped. ``validators``: conditional GET; a
-        304 returns ``not_modified`` and leaves ``dest`` alone.
+        304 returns ``not_modified`` and leaves ``dest`` alone. ``deadline``: seconds the
+        whole fetch, retries included, may take.
         """
         target = _Target(dest, hasher_factory, resume)
+        until = None if deadline is None else time.monotonic() + deadline
         attempt = 0
         while True:
             try:
-                return self._attempt(url, target, validators, max_size, progress)
+                return self._attempt(url, target, validators, max_size, progress, until)
             except HttpError as err:
                 if not err.transient or attempt >= self.retry.retries:
                     raise
                 delay = self.retry.delay(attempt)
+                if until is not None and time.monotonic() + delay > until:
+                    raise
                 attempt += 1
                 if self.on_retry is not None:
                     self.on_retry(url, err, delay)
@@ -284,6 +289,7 @@ class Downloader:
         validators: Validators | None,
         max_size: int | None,
         progress: ProgressCallback | None,
+        until: float | None = None,
     ) -> FetchResult:
         offset = target.offset()
         headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -298,7 +304,7 @@ class Downloader:
             if status == 416 and offset:
                 # Our partial file is not a prefix the server can continue: start over.
                 target.open(0).close()
-                return self._attempt(url, target, validators, max_size, progress)
+                return self._attempt(url, target, validators, max_size, progress, until)
             if status >= 400:
                 transient = status >= 500 or status in TRANSIENT_STATUS
                 line = f"{status} {reason}".strip()
@@ -307,12 +313,12 @@ class Downloader:
                 if _content_range_start(resp.headers.get("Content-Range")) != offset:
                     # Some other part of the file: useless; ask again for all of it.
                     target.open(0).close()
-                    return self._attempt(url, target, validators, max_size, progress)
+                    return self._attempt(url, target, validators, max_size, progress, until)
             elif offset:
                 offset = 0  # the server ignored the range: the body is the whole file
             elif status == 206:
                 raise HttpError(url, f"{status} {reason} without a Range request", status=status)
-            size = self._stream(url, resp, target, offset, max_size, progress)
+            size = self._stream(url, resp, target, offset, max_size, progress, until)
             digest = target.hasher.hexdigest() if target.hasher is not None else None
             valid = Validators.from_headers(resp.headers)
             return FetchResult(url, status, reason, False, valid, size, offset, digest)
@@ -325,6 +331,7 @@ class Downloader:
         offset: int,
         max_size: int | None,
         progress: ProgressCallback | None,
+        until: float | None = None,
     ) -> int:
         length = resp.headers.get("Content-Length")
         expected = ascii_int(length) if length else None  # a server's '²' raised ValueError
@@ -334,7 +341,8 @@ class Downloader:
         if expected is not None:
             self._check_space(target.path, expected)
         done = offset
-        guard = StallGuard(shut_down(resp.socket), max(stallguard.STALL_LIMIT, 4 * self.timeout[1]))
+        limit = max(stallguard.STALL_LIMIT, 4 * self.timeout[1])
+        guard = StallGuard(shut_down(resp.socket), limit, until)
         with (
             guard,
             target.open(offset) as fh,
@@ -411,6 +419,8 @@ def _read_into(
 
 
 def _stalled(url: str, guard: StallGuard) -> HttpError:
+    if guard.overdue:
+        return HttpError(url, "transfer too slow: not done by its deadline")
     kib = SUB_READ >> 10
     return HttpError(
         url, f"transfer stalled (less than {kib} KiB in {guard.limit:.0f} s)", transient=True

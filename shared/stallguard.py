@@ -35,9 +35,15 @@ STALL_LIMIT = 60.0
 
 
 class StallGuard:
-    def __init__(self, on_stall: Callable[[], None] | None, limit: float) -> None:
-        self.on_stall, self.limit = on_stall, limit
+    """``until``: a time (``time.monotonic``) after which the guard acts whatever the pace: a
+    transfer that must end by then (one just fast enough not to stall can still take hours)."""
+
+    def __init__(
+        self, on_stall: Callable[[], None] | None, limit: float, until: float | None = None
+    ) -> None:
+        self.on_stall, self.limit, self.until = on_stall, limit, until
         self.fired = False
+        self.overdue = False  # it acted because ``until`` had passed
         self._last = time.monotonic()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,8 +70,16 @@ class StallGuard:
 
     def _watch(self) -> None:
         assert self.on_stall is not None
-        while not self._done.wait(min(self.limit / 4, 5.0)):
-            if time.monotonic() - self._last > self.limit:
+        while not self._done.wait(self._pause()):
+            now = time.monotonic()
+            self.overdue = self.until is not None and now > self.until
+            if now - self._last > self.limit or self.overdue:
                 self.fired = True
                 self.on_stall()
                 return
+
+    def _pause(self) -> float:
+        pause = min(self.limit / 4, 5.0)
+        if self.until is not None:
+            pause = min(pause, max(self.until - time.monotonic(), 0.0) + 0.01)
+        return pause

@@ -115,6 +115,21 @@ def test_invalid_gzip(publisher: Publisher) -> None:  # test 15
     assert_failed_and_kept(result, path, "update failed: unable to unpack '")
 
 
+def test_an_index_that_trickles_is_given_up_at_the_fetch_deadline(
+    publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index sent just fast enough never stalls: it held the update and its lock for hours
+    (14 at 1.3 KiB/s for a 64 MiB index). Each file now has FETCH_DEADLINE (1 s here)."""
+    monkeypatch.setattr("index.update.FETCH_DEADLINE", 1.0)
+    raw = publisher.publish("/a", GOOD, gz=False)
+    publisher.srv.add("/a/aplinfo.dat", raw + b"x" * 20_000, drip=0.0001)  # 2 s at least
+    path = keep_previous("a")
+    started = time.monotonic()
+    result = run(publisher.source("a", "/a"))
+    assert time.monotonic() - started < 4
+    assert_failed_and_kept(result, path, "transfer too slow: not done by its deadline")
+
+
 @pytest.mark.parametrize("link", ["symlink", "hard link"])
 def test_a_link_planted_at_the_temp_name_is_never_written_through(
     publisher: Publisher, tmp_path: Path, link: str
