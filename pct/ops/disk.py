@@ -39,6 +39,7 @@ from shared.errors import (
     StorageError,
     VerifyError,
 )
+from shared.formats.digits import ascii_int
 from shared.formats.types import FormatError, parse_size
 from shared.locks import config_lock
 from shared.pseudofs import pseudo_fs_name
@@ -413,8 +414,8 @@ def _numeric_id(text: str, kind: str) -> int | None:
     parameter, refused before fchown would overflow on it."""
     if not (text.isascii() and text.isdigit()):
         return None
-    value = int(text)
-    if value > MAX_ID:
+    value = ascii_int(text)  # None: more digits than any id has
+    if value is None or value > MAX_ID:
         raise ParamError({_ID_PARAMS[kind]: f"{kind} '{text}' out of range (0..{MAX_ID})"})
     return value
 

@@ -6,6 +6,7 @@ main section, the pending section and snapshot sections alike.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -49,6 +50,8 @@ def parse_new_volume(volume: str) -> tuple[str | None, float] | None:
 
 def new_volume_size(size_gib: float) -> int:
     """Bytes of a new ``STORAGE:SIZE`` volume, rounded down to whole KiB like Proxmox."""
+    if not math.isfinite(size_gib):  # 400 digits: no storage gets to say 'File too large'
+        raise FormatError(f"invalid size '{size_gib:g}' - larger than any volume can be")
     return int(size_gib * 1024) * 1024 * 1024
 
 
@@ -128,6 +131,9 @@ def parse_mountpoint(key: str, text: str) -> MountPoint:
     else:
         raise FormatError(f"parse_volume - unknown type: {key}")
     volume = str(data.pop("volume"))
+    new = parse_new_volume(volume)
+    if new is not None:
+        new_volume_size(new[1])  # a size no volume can have is no value to keep
     return MountPoint(key, volume, path, classify(volume), data)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.formats.digits import ascii_int
+from shared.formats.digits import MAX_DIGITS, ascii_int
 from shared.formats.propstring import Field, PropertyStringError, PropSchema, split_list
 from shared.formats.types import (
     Bool,
@@ -254,7 +254,7 @@ class StartupOrder(ValueType):
         for part in str(raw).split(","):
             if not part.strip():
                 continue
-            m = re.fullmatch(r"(?:order=)?(\d+)|(up|down)=(\d+)", part, re.ASCII)
+            m = re.fullmatch(r"(?:order=)?(\d{1,18})|(up|down)=(\d{1,18})", part, re.ASCII)
             if not m:
                 raise FormatError("invalid format - unable to parse startup options")
             if m.group(1) is not None:
@@ -537,6 +537,8 @@ def _load(spec: OptionSpec, raw: str) -> str:
     if isinstance(vtype, Int):
         if not re.fullmatch(r"\d+", raw, re.ASCII):
             raise FormatError(f"type check ('integer') failed - got '{raw}'")
+        if len(raw) > MAX_DIGITS:
+            raise FormatError(f"type check ('integer') failed - got {len(raw)} digits")
         return str(int(raw))
     if isinstance(vtype, Number):
         if not re.fullmatch(r"\d+(\.\d+)?", raw, re.ASCII):

@@ -325,7 +325,10 @@ def _stage_values(
 
 
 def _check_mp_volume(key: str, text: str) -> None:
-    mp = parse_mountpoint(key, text)
+    try:
+        mp = parse_mountpoint(key, text)
+    except FormatError as err:  # a new volume's size that no volume can have
+        raise OptionError(str(err)) from None
     new = parse_new_volume(mp.volume)
     if mp.type == "volume" and (new is None or new[0] is None) and not is_volume_id(mp.volume):
         raise OptionError(f"unable to parse volume ID '{mp.volume}'")

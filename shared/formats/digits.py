@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
+# More digits than a number of any range here has: int() refuses 4300 of them (a ValueError
+# its callers did not expect) and spends quadratic time on fewer; such text is refused first.
+MAX_DIGITS = 64
 
 
 def ascii_int(text: str, max_digits: int = 20) -> int | None:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .digits import MAX_DIGITS
+
 
 class FormatError(ValueError):
     """A value does not match its type; the text is Proxmox's message."""
@@ -110,6 +112,9 @@ class Int(ValueType):
         # ASCII digits only: int() takes '２' or '١٢' as numbers, Proxmox's check does not
         if not re.fullmatch(r"[+-]?\d+", text, re.ASCII):
             raise FormatError(f"type check ('integer') failed - got '{raw}'")
+        if len(text) > MAX_DIGITS:  # out of any range: the range's own message, if it has one
+            _check_range(float(text), self.minimum, self.maximum)
+            raise FormatError(f"type check ('integer') failed - got {len(text)} digits")
         value = int(text)
         _check_range(value, self.minimum, self.maximum)
         return value

@@ -378,6 +378,32 @@ def test_btrfs_refuses_sizes_beyond_the_file_system(
     assert res.rc != 0 and "exceeds the capacity of storage 'bt'" in res.text, res.text
 
 
+def test_numbers_of_hundreds_of_digits_are_bad_parameters(
+    pct: Pct,
+    ct: int,
+    new_vmid: Callable[[], int],
+    busybox_template: Path,
+    tmp_path: Path,
+    ctroot: Path,
+) -> None:
+    """A size of 400 digits is infinite as a float (an OverflowError traceback as it became
+    bytes); an id or a number of 5000 digits is more than int() reads (a ValueError)."""
+    big, other = "9" * 400, new_vmid()
+    res = pct("create", other, busybox_template, "--rootfs", big, check=False)
+    assert res.rc != 0 and res.err.endswith(
+        "unable to parse value of 'rootfs' - invalid size 'inf' - larger than any volume can be\n"
+    ), res.text
+    assert not (ctroot / f"etc/pve/lxc/{other}.conf").exists()
+    res = pct("set", ct, "--mp0", f"local:{big},mp=/x", check=False)
+    assert res.rc == 2 and "larger than any volume can be" in res.err, res.text
+    res = pct("set", ct, "--memory", "9" * 5000, check=False)
+    assert res.rc == 2 and "memory: value must have a maximum value of" in res.err, res.text
+    (tmp_path / "f").write_text("x")
+    res = pct("push", ct, tmp_path / "f", "/f", "--user", "9" * 5000, check=False)
+    assert res.rc == 2 and "out of range (0..4294967294)" in res.err, res.text
+    assert "Traceback" not in res.text and "mp0" not in pct("config", ct).out
+
+
 def test_unprivileged_create_names_the_directory_its_root_cannot_search(
     pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
 ) -> None:

@@ -108,6 +108,15 @@ def test_a_value_that_ends_like_a_snapstate_line_is_kept() -> None:
     assert conf.to_text().encode() == text
 
 
+def test_a_number_of_thousands_of_digits_is_a_bad_value() -> None:
+    """int() refuses 4300 digits: reading such a value raised a ValueError, and every
+    ``pct list`` failed on the config that held it; it is a value out of range, as any other."""
+    conf = parse_config(f"memory: {'9' * 5000}\nswap: 512\n".encode(), 100)
+    assert conf.get("swap") == 512
+    with pytest.raises(ConfigError, match="unable to parse value of 'memory' - type check"):
+        conf.get("memory")
+
+
 def test_a_key_that_is_no_property_name_is_never_written() -> None:
     """A newline in a key wrote a line of the key's choosing (a raw ``lxc.hook``)."""
     conf = Config(100)

@@ -79,6 +79,11 @@ def test_indexed_key_ranges() -> None:
         ("tags", "ſtore", "invalid format - invalid characters in tag"),
         ("hookscript", "ſtore:snippets/x.sh", "invalid format - unable to parse volume ID"),
         ("startup", "first", "invalid format - unable to parse startup options"),
+        # int() refuses 4300 digits: a ValueError and a traceback, where a range says no
+        ("memory", "9" * 5000, "value must have a maximum value of 4398046511103"),
+        ("memory", "-" + "9" * 5000, "value must have a minimum value of 16"),
+        ("startup", "9" * 5000, "invalid format - unable to parse startup options"),
+        ("startup", "up=" + "9" * 5000, "invalid format - unable to parse startup options"),
         ("entrypoint", "/bin/sh\x01", "value does not match the regex pattern"),
         ("env", "NO_EQUALS", "value does not match the regex pattern"),
         ("lock", "frozen", "value 'frozen' does not have a value in the enumeration"),
