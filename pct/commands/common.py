@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from shared.cli import parse_schema_args, vmid_value
-from shared.errors import CtkitError
+from shared.errors import CtkitError, ParamError
 from shared.formats.types import Bool
 
 VmidArg = Annotated[int, typer.Argument(parser=vmid_value, metavar="vmid", show_default=False)]
@@ -46,7 +46,11 @@ def log_line(line: str) -> None:
 
 def ask_password(read: Callable[[str], str] = getpass.getpass) -> str:
     """Proxmox asks twice when ``--password`` has no value."""
-    first = read("Enter password: ")
-    if read("Retype password: ") != first:
+    try:
+        first = read("Enter password: ")
+        again = read("Retype password: ")
+    except EOFError:  # no terminal and nothing on stdin: it ended as if interrupted (130)
+        raise ParamError({"password": "no password given (end of input)"}) from None
+    if again != first:
         raise CtkitError("Passwords do not match.")
     return first

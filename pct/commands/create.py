@@ -10,6 +10,7 @@ import typer
 from shared.cli import EXTRA_ARGS, schema_options
 from shared.errors import CtkitError, ParamError
 from shared.formats.lines import read_config_text
+from shared.guest.password import MAX_PASSPHRASE
 
 from .common import VmidArg, ask_password, config_options, is_bool_option, is_known_option, log_line
 
@@ -68,6 +69,8 @@ def create(
         password = ask_password()
     if password is not None and len(password) < 5:
         raise ParamError({"password": "value must be at least 5 characters long"})
+    if password is not None and len(password.encode()) > MAX_PASSPHRASE:
+        raise ParamError({"password": f"value may only be {MAX_PASSPHRASE} bytes long"})
     req = CreateRequest(
         vmid=vmid,
         ostemplate=ostemplate,

@@ -12,6 +12,9 @@ import re
 CRYPT_RE = re.compile(r"\$(?:1|2[axy]?|5|6)\$[a-zA-Z0-9./]{1,16}\$[a-zA-Z0-9./]+")
 B64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ROUNDS_DEFAULT = 5000
+# Bytes of a password, as Debian's crypt() (libxcrypt: 512 with the NUL) takes at most:
+# SHA-crypt hashes the password once per byte of it, so 100,000 characters were 10 GB to hash
+MAX_PASSPHRASE = 511
 ROUNDS_MIN, ROUNDS_MAX = 1000, 999_999_999
 LOCKED = "*"
 
@@ -62,6 +65,8 @@ def sha512_crypt(password: str, salt: str, rounds: int | None = None) -> str:
     import hashlib  # only with a password to set: it loads OpenSSL
 
     key = password.encode("utf-8")
+    if len(key) > MAX_PASSPHRASE:
+        raise ValueError(f"a password may only be {MAX_PASSPHRASE} bytes long")
     salt_b = salt.encode("ascii")[:16]
     custom = rounds is not None
     n = min(max(rounds if rounds is not None else ROUNDS_DEFAULT, ROUNDS_MIN), ROUNDS_MAX)

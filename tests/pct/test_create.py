@@ -162,6 +162,12 @@ def test_short_password_is_refused(pct: Pct, vmid: int, debian_template: Path) -
     res = pct("create", vmid, debian_template, "--password", "abc", check=False)
     assert res.rc != 0 and "at least 5 characters" in res.err
     assert not paths.ct_conf(vmid).exists()
+    res = pct("create", vmid, debian_template, "--password", "x" * 512, check=False)
+    assert res.rc == 2 and "password: value may only be 511 bytes long" in res.err, res.text
+    assert not paths.ct_conf(vmid).exists()
+    # asked for, with nothing on stdin: it ended with exit 130 and no word
+    res = pct("create", vmid, debian_template, "--password", stdin="", check=False)
+    assert res.rc == 2 and "password: no password given (end of input)" in res.err, res.text
 
 
 def test_case_9_ssh_public_keys_from_a_file(

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import subprocess
 import warnings
 
 import pytest
 
 from shared.guest.password import (
+    MAX_PASSPHRASE,
     is_crypt_string,
     make_salt,
     sha512_crypt,
@@ -38,6 +40,20 @@ def test_drepper_vectors(key: str, salt: str, rounds: int | None, expected: str)
 def test_matches_openssl(password: str) -> None:
     salt = make_salt()
     assert sha512_crypt(password, salt) == openssl_crypt(password, salt)
+
+
+def test_a_password_longer_than_crypt_takes_is_refused() -> None:
+    """SHA-crypt hashes the password once per byte of it: 100,000 characters held 10 GB and
+    took a minute. Debian's crypt() (libxcrypt, through perl) takes 511 bytes at most and
+    fails beyond; so does this one, with the same hash up to there."""
+    salt, longest = make_salt(), "x" * MAX_PASSPHRASE
+    libc = ["perl", "-e", "print crypt($ARGV[0], $ARGV[1])"]
+    out = subprocess.run([*libc, longest, f"$6${salt}$"], capture_output=True, text=True)
+    assert sha512_crypt(longest, salt) == out.stdout
+    out = subprocess.run([*libc, longest + "x", f"$6${salt}$"], capture_output=True, text=True)
+    assert out.stdout == "*0"  # libxcrypt's failure
+    with pytest.raises(ValueError, match="a password may only be 511 bytes long"):
+        sha512_crypt("ü" * 256, salt)  # 512 bytes
 
 
 def test_shadow_hash_rules() -> None:
