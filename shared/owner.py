@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,11 @@ def read(vmid: int) -> Owner | None:
         return None
     except OSError:
         return Owner(vmid, "unknown", 0, 0, "")
-    with os.fdopen(fd, "rb") as fh:
-        raw = fh.read(MAX_RECORD + 1)
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(MAX_RECORD + 1)
+    except OSError:  # a directory opens, and then does not read
+        return Owner(vmid, "unknown", 0, 0, "")
     try:
         data = json.loads(raw) if len(raw) <= MAX_RECORD else None
         return _from_dict(vmid, data)
@@ -177,8 +181,18 @@ def release(owner: Owner) -> None:
 
 
 def discard(vmid: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        record_path(vmid).unlink()
+    _remove(record_path(vmid))
+
+
+def _remove(path: Path) -> None:
+    """Remove a record; whatever else is at its name goes too (a directory: no record of ours
+    is one, and left there it would stand for a dead owner at every command)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def recorded_vmids() -> list[int]:
@@ -223,8 +237,11 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
     except OSError:
         return {}
-    with os.fdopen(fd, "rb") as fh:
-        raw = fh.read(MAX_FREE_RECORD + 1)
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(MAX_FREE_RECORD + 1)
+    except OSError:  # a directory opens, and then does not read
+        return {}
     try:
         data = json.loads(raw) if len(raw) <= MAX_FREE_RECORD else None
     except ValueError:
@@ -233,5 +250,4 @@ def read_record(path: Path) -> dict[str, Any] | None:
 
 
 def remove_record(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    _remove(path)

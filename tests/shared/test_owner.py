@@ -67,6 +67,23 @@ def test_bad_records_are_dead_owners_that_did_nothing(ctroot: Path) -> None:
     assert bad is not None and bad.op == "unknown" and not bad.lock
 
 
+def test_a_directory_at_a_records_name_is_a_dead_owner_and_goes(ctroot: Path) -> None:
+    """A directory opens read-only and then fails its read (EISDIR): pct list, status, start
+    and the scheduler's pass ended in a traceback. It reads as a dead owner that did nothing,
+    and the recovery's removal takes it."""
+    path = owners.record_path(VMID)
+    (path / "inside").mkdir(parents=True)
+    bad = owners.read(VMID)
+    assert bad is not None and bad.op == "unknown" and not owners.alive(bad)
+    owners.discard(VMID)
+    assert not path.exists()
+    free = ctroot / "r.json"
+    free.mkdir()
+    assert owner.read_record(free) == {}
+    owner.remove_record(free)
+    assert not free.exists()
+
+
 def test_free_form_records_live_and_dead(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     owner.write_record(path, {"vmid": 100})
