@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared import atomic, paths
+from shared.regularfile import UnreadableFile, read_whole
 
 from .aplinfo import parse_aplinfo
 from .collection import ApplianceIndex
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from .sources import Source
 
 Warn = Callable[[str], None]
+
+
+MAX_STATE = 1 << 20  # a source's state is a few hundred bytes
 
 
 def index_path(name: str) -> Path:
@@ -57,8 +61,8 @@ class SourceState:
 def read_state(name: str) -> SourceState:
     """The saved state; an unreadable file counts as none (the index is then re-fetched)."""
     try:
-        data = json.loads(state_path(name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_whole(state_path(name), MAX_STATE).decode("utf-8"))
+    except (OSError, UnreadableFile, ValueError):  # a FIFO: never waited on
         return SourceState()
     if not isinstance(data, dict):
         return SourceState()
@@ -98,10 +102,14 @@ def load_index(sources: Sequence[Source], *, warn: Warn | None = None) -> Applia
             continue
         path = index_path(src.name)
         try:
-            text = path.read_bytes().decode("utf-8", errors="replace")
+            raw = read_whole(path, src.transfer.max_index_size)
         except OSError as err:
             note(f"unable to open file '{path}' - {err.strerror}")
             continue
+        except UnreadableFile as err:  # a FIFO held every command, /dev/zero took all memory
+            note(f"unable to open file '{path}' - {err}")
+            continue
+        text = raw.decode("utf-8", errors="replace")
         result = parse_aplinfo(
             text, src.url, strict=False, source_name=src.name, mirrors=src.mirrors
         )

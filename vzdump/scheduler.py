@@ -56,6 +56,7 @@ from typing import Any
 from shared import atomic, locks, paths, signals
 from shared.errors import ConfigError, LockError, NotFoundError, ParamError, StateError
 from shared.formats.sectionconfig import Section
+from shared.regularfile import UnreadableFile, read_whole
 
 from . import calendar
 from .jobs import config, state
@@ -132,14 +133,14 @@ class Book:
 
 def _read_book() -> Book:
     try:
-        data = json.loads(book_path().read_text(encoding="utf-8"))
+        data = json.loads(read_whole(book_path(), state.MAX_STATE).decode("utf-8"))
         seen = data.get("last-seen")
         jobs = data.get("jobs") or {}
         return Book(
             seen if isinstance(seen, int) else None,
             {str(k): str(v) for k, v in jobs.items()} if isinstance(jobs, dict) else {},
         )
-    except (OSError, ValueError, AttributeError):
+    except (OSError, UnreadableFile, ValueError, AttributeError):  # a FIFO: never waited on
         return Book()
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from shared import paths, signals
 from shared.errors import NotFoundError, StateError
+from tests.bounded import returns_within
 from vzdump import scheduler
 from vzdump.jobs import state
 from vzdump.report import GuestResult, JobResult
@@ -505,6 +506,17 @@ def test_run_job_now_propagates_a_crash_after_closing_the_state(ctroot: Path) ->
     with pytest.raises(RuntimeError, match="boom"):
         scheduler.run_job_now("backup-a", crash, now=at("2024-01-06 12:00:00"), log=print)
     assert (state_json()["state"], state_json()["msg"]) == ("stopped", "boom")
+
+
+def test_a_fifo_or_a_directory_in_place_of_the_book_is_an_empty_book(ctroot: Path) -> None:
+    """A FIFO there held every pass of the timer for good (no later run started)."""
+    path = scheduler.book_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    assert returns_within(5, scheduler._read_book) == scheduler.Book()
+    path.unlink()
+    path.mkdir()
+    assert scheduler._read_book() == scheduler.Book()
 
 
 def test_the_book_forgets_deleted_jobs(ctroot: Path, log: list[str]) -> None:

@@ -23,6 +23,7 @@ from shared.errors import (
 )
 from shared.formats import vzdumpconf
 from shared.locks import flock
+from shared.regularfile import UnreadableFile, read_whole
 from shared.runtime.namespace import private_mounts
 from shared.signals import interrupted, interruptible
 from shared.storage.api import backup_dir, backup_storage, get_storage, reclaim_space
@@ -36,6 +37,7 @@ from .hooks import Hooks, check_script
 from .log import JobLog
 
 IGNORED = ("performance", "fleecing", "pbs-change-detection-mode")
+MAX_PID_FILE = 4096  # one UPID
 STOP_WAIT = 15.0  # --stop: how long the running vzdump may take to clean up and exit
 
 
@@ -45,8 +47,8 @@ def stop_running(timeout: float = STOP_WAIT) -> None:
     The process start time in the UPID guards against a reused PID; a stale file is ignored.
     """
     try:
-        upid = paths.vzdump_pid().read_text().strip()
-    except FileNotFoundError:
+        upid = read_whole(paths.vzdump_pid(), MAX_PID_FILE).decode(errors="replace").strip()
+    except (OSError, UnreadableFile):  # none, or no file of ours (a FIFO would hold us)
         return
     named = named_process(upid)
     if named is None or not lives(*named):

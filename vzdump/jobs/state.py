@@ -23,6 +23,7 @@ from typing import Any
 
 from shared import atomic, paths
 from shared.formats.types import check_configid
+from shared.regularfile import UnreadableFile, read_whole
 
 STATES = ("created", "starting", "started", "stopped")
 EPOCH_MAX = 0xFFFFFFFF  # 2106-02-07: the last second a UPID's 8 hex digits can hold
@@ -88,6 +89,9 @@ def _in_range(name: str, value: int) -> bool:
     return low <= value <= high
 
 
+MAX_STATE = 1 << 20  # a job's state is a few hundred bytes
+
+
 def state_path(job_id: str) -> Path:
     check_configid(job_id)  # job IDs never contain '/' or start with '.'
     return paths.jobs_state_dir() / f"vzdump-{job_id}.json"
@@ -96,9 +100,11 @@ def state_path(job_id: str) -> Path:
 def load_state(job_id: str) -> JobState | None:
     """The state on disk; None when the file is missing, unreadable or malformed."""
     try:
-        raw = state_path(job_id).read_text(encoding="utf-8")
+        raw = read_whole(state_path(job_id), MAX_STATE).decode("utf-8")
         return JobState.from_data(json.loads(raw))
-    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
+    # RecursionError: JSON nested too deep; UnreadableFile: a FIFO (it waited for ever), a
+    # directory
+    except (OSError, UnreadableFile, ValueError, RecursionError):
         return None
 
 

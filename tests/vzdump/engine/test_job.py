@@ -9,8 +9,11 @@ import pty
 import select
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+
+from shared import paths
 
 from .conftest import (
     BIN,
@@ -193,3 +196,14 @@ def test_vzdump_conf_defaults_and_precedence(host: Host) -> None:
     msgs = log_messages(logfile(archive))
     assert "INFO: bandwidth limit: 65536 KiB/s" in msgs and "INFO: ionice priority: 6" in msgs
     assert not list(host.dumpdir.iterdir())
+
+
+@pytest.mark.parametrize("what", ["fifo", "directory"])
+def test_stop_with_no_pid_file_of_ours_in_place_is_a_no_op(ctroot: Path, what: str) -> None:
+    """``vzdump --stop`` read the pid file as it found it: a FIFO there held it for good, a
+    directory ended in a traceback. Neither is a running vzdump's."""
+    pid_file = paths.vzdump_pid()
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(pid_file) if what == "fifo" else pid_file.mkdir()
+    res = vzdump("--stop", timeout=20)
+    assert (res.rc, res.err) == (0, "")

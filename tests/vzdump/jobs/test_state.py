@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from shared import paths
 from shared.formats.types import FormatError
+from tests.bounded import returns_within
 from vzdump.jobs import state
 from vzdump.jobs.state import JobState
 
@@ -145,6 +147,15 @@ def test_unreadable_file_reads_as_created(ctroot: Path) -> None:
     path = state.state_path("backup-5")
     path.mkdir(parents=True)  # a directory where the file should be
     assert state.read_state("backup-5") == JobState()
+
+
+def test_a_fifo_in_place_of_the_file_reads_as_created_at_once(ctroot: Path) -> None:
+    """The read waited on a FIFO for a writer: vzdump job list and the scheduler hung."""
+    path = state.state_path("backup-6")
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    assert returns_within(5, lambda: state.load_state("backup-6")) is None
+    assert state.read_state("backup-6") == JobState()
 
 
 def test_proxmox_style_file_is_read(ctroot: Path) -> None:
