@@ -21,6 +21,7 @@ from shared.ctconfig import store
 from shared.ctconfig.config import Config, Section
 from shared.ctconfig.mountpoints import MountPoint, add_unused_volume, drop_unused_volumes
 from shared.errors import AlreadyExistsError, CtkitError, NotFoundError, ParamError, StateError
+from shared.formats.types import FormatError
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery, unfinished
 from shared.runtime.guestview import guest_config
@@ -114,7 +115,10 @@ def plan(src: Config, req: CloneRequest, running: bool) -> Plan:
         new.values[key] = with_new_mac(text) if key.startswith("net") else text
     new.lxc = list(values.lxc)
     if req.hostname:
-        new.set("hostname", req.hostname)
+        try:
+            new.set("hostname", req.hostname)
+        except FormatError as err:  # as pct set says it (a traceback, exit 1)
+            raise ParamError({"hostname": str(err)}) from None
     if req.description:
         new.description = req.description
     return Plan(new, volumes, full, src)

@@ -156,6 +156,13 @@ def test_clone_refusals(cts: Containers) -> None:
     newid = cts.new_vmid()
     err = cts.refused("clone", src, newid, "--target", "elsewhere")
     assert "no such cluster node 'elsewhere'" in err
+    # a bad hostname is a bad parameter, as pct set says it (it was a traceback, exit 1)
+    res = cts.pct("clone", src, newid, "--hostname", "a_b", check=False)
+    assert (
+        res.rc == 2
+        and "hostname: invalid format - value does not look like a valid DNS name" in res.err
+    )
+    assert "Traceback" not in res.err and "lock:" not in cts.conf(src)
     cts.pct("start", src)
     err = cts.refused("clone", src, newid)
     assert "Full clone of a running container is only possible from a snapshot" in err
