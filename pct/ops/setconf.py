@@ -53,6 +53,8 @@ def set_config(
         if not running:
             alloc = recorded()
             applied = apply_pending(conf, alloc=alloc, free=free, volume_size=size_of)
+            for warning in applied.warnings:
+                log(warning)
         else:
             applied = _hotplug(conf, result.plan.fast | result.plan.live if result.plan else set())
         if applied.errors:

@@ -12,7 +12,7 @@ from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.mountpoints import new_volume_size
 from ..ctconfig.pending import Alloc
-from ..errors import CtkitError, LockError, NotFoundError, StorageError
+from ..errors import CtkitError, LockError, NotFoundError
 from ..storage.api import volume_exists
 from ..storage.volumes import alloc_volume, free_volume, volume_size
 from .guestview import config_root_ids
@@ -108,7 +108,6 @@ def free(volid: str) -> None:
 
 
 def size_of(volid: str) -> int | None:
-    try:
-        return volume_size(volid)
-    except StorageError:
-        return None
+    """The volume's size; a StorageError (no such volume) is the caller's warning, as Proxmox's
+    'Could not rescan volume size'."""
+    return volume_size(volid)

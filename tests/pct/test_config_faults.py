@@ -404,6 +404,17 @@ def test_numbers_of_hundreds_of_digits_are_bad_parameters(
     assert "Traceback" not in res.text and "mp0" not in pct("config", ct).out
 
 
+def test_a_mount_point_on_a_volume_that_is_not_there_is_kept_with_a_warning(
+    pct: Pct, ct: int
+) -> None:
+    """As Proxmox: the value is kept (the volume may come later), and the size rescan that
+    fails says so; the warning was swallowed."""
+    volid = f"local:{ct}/vm-{ct}-disk-9.raw"
+    res = pct("set", ct, "--mp0", f"{volid},mp=/x")
+    assert f"Could not rescan volume size - volume '{volid}' does not exist" in res.out, res.text
+    assert f"mp0: {volid},mp=/x\n" in pct("config", ct).out
+
+
 def test_unprivileged_create_names_the_directory_its_root_cannot_search(
     pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
 ) -> None:
