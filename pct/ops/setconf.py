@@ -100,7 +100,9 @@ def _apply_cgroup(conf: Config, keys: set[str]) -> dict[str, str]:
         if keys & group:
             try:
                 step()
-            except CtkitError as err:
+            except (CtkitError, OSError) as err:
+                if not cg.exists():  # it stopped meanwhile: its next start takes the config's
+                    return {}
                 errors.update({k: str(err) for k in sorted(keys & group)})
     return errors
 

@@ -32,6 +32,8 @@ from ..errors import CtkitError, LockError
 from ..locks import config_lock
 from . import entrypoints
 
+HOOK_LOCK_WAIT = 1.0  # seconds the post-stop hook waits for the config lock
+
 
 def pre_start(vmid: int) -> None:
     from ..guest.setup import GuestSetup
@@ -100,7 +102,9 @@ def _apply_pending(vmid: int) -> Config | None:
     from .lifecycle import apply_pending_all
 
     try:
-        with config_lock(vmid, timeout=10):
+        # briefly: a command that holds the lock may be asking this very monitor (busy with
+        # this hook) for the CT's state, and it would wait on us as we wait on it
+        with config_lock(vmid, timeout=HOOK_LOCK_WAIT):
             conf = store.load(vmid)
             if apply_pending_all(conf):
                 store.save(conf)

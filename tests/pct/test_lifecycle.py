@@ -446,6 +446,60 @@ def test_guest_initiated_reboot_restarts_with_pending_applied(
     assert "pve:pending" not in conf_text(ct) and "tty: 3\n" in conf_text(ct)
 
 
+@pytest.mark.parametrize("mode", ["snapshot", "stop"])
+def test_a_guest_that_reboots_under_a_backups_lock_comes_back(
+    pct: Pct, ct: int, ctroot: Path, mode: str
+) -> None:
+    """A guest rebooted itself while a backup held ``lock: backup`` (the state a backup holds:
+    its lock and its live owner record, here this test's): the restart was refused five times
+    and the guest stayed down. Under a snapshot- or suspend-mode backup it comes back at once,
+    as Proxmox's restart does; a stop-mode backup starts its guest itself, so the restart
+    waits for its lock to go."""
+    from shared import owner as owners
+    from shared.ctconfig import store
+
+    pct("start", ct)
+    old_pid = lxcapi.init_pid(ct)
+    holder = owners.claim(ct, "vzdump", lock="backup", mode=mode)
+    conf = store.load(ct)
+    conf.set("lock", "backup")
+    store.save(conf)
+
+    def restarted() -> bool:
+        pid = lxcapi.init_pid(ct) if lxcapi.is_running(ct) else None
+        return pid is not None and pid != old_pid
+
+    try:
+        pct("exec", ct, "--", "reboot", "-f", check=False)
+        if mode == "stop":
+            assert not wait_for(restarted, 5), "started under a stop-mode backup's lock"
+    finally:
+        conf = store.load(ct)
+        conf.delete("lock")
+        store.save(conf)
+        owners.release(holder)
+    assert wait_for(restarted), "CT did not come back after a guest reboot"
+    log = (ctroot / f"run/ctkit/ct-{ct}.restart.log").read_text()
+    assert "failed" not in log, log
+    pct("stop", ct)
+
+
+def test_a_command_holding_the_lock_as_the_guest_reboots_gets_its_answer(pct: Pct, ct: int) -> None:
+    """pct set holds the config lock and asks LXC's monitor whether the CT runs; the monitor,
+    running the post-stop hook of a guest reboot, waited 10 s for that lock: pct set failed
+    with "LXC's monitor does not answer" (16 times in 16). The hook now waits a second."""
+    for delay in (0.0, 0.2, 0.4):
+        pct("start", ct)
+        guest = subprocess.Popen([str(PCT), "exec", str(ct), "--", "reboot", "-f"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        res = pct("set", ct, "--description", f"after {delay}", check=False)
+        guest.wait()
+        assert res.rc == 0, res.text
+        assert wait_for(lambda: pct("status", ct).out == "status: running\n")
+        pct("stop", ct)
+
+
 def test_status_verbose_live_figures(pct: Pct, ct: int, conf_text: Callable[[int], str]) -> None:
     stopped = dict(line.split(": ", 1) for line in pct("status", ct, "--verbose").out.splitlines())
     assert stopped["status"] == "stopped"

@@ -286,7 +286,11 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
     ours = False  # a CT someone froze (pct suspend) stays frozen: not ours to thaw
     try:
         run.hook("pre-stop")
-        if cgroup.is_frozen():
+        try:
+            frozen = cgroup.is_frozen()
+        except FileNotFoundError:  # its cgroup is gone: the guest went down (it rebooted)
+            raise StateError(f"CT {run.vmid} stopped during the backup") from None
+        if frozen:
             run.log("guest was already frozen - it stays frozen")
         else:
             ours = True

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.runtime import lxcapi
+from shared.runtime.cgroups import CGroup
 from shared.testbed import monitor_pid
 
 from .conftest import (
@@ -281,6 +283,29 @@ def test_ctrl_c_during_the_restart_of_stop_mode_still_brings_the_ct_back(
     assert "unable to restart" not in text, text
     assert ct.running(), text
     assert "lock:" not in ct.conf()
+
+
+def test_a_guest_that_goes_down_before_the_suspend_fails_its_backup_in_words(
+    host: Host, tmp_path: Path
+) -> None:
+    """The guest went down between suspend mode's two syncs (here its init is killed from the
+    pre-stop hook): the backup failed with 'FileNotFoundError: ... freezer.state'."""
+    ct = host.create(start=True)
+    cgroup = CGroup(ct.vmid).path("freezer")
+    script = tmp_path / "down.sh"
+    script.write_text(
+        '#!/bin/sh\n[ "$1" = pre-stop ] || exit 0\n'
+        f"kill -9 {lxcapi.init_pid(ct.vmid)}\n"
+        f"while [ -d {cgroup} ]; do sleep 0.1; done\n"
+    )
+    script.chmod(0o755)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                 "--script", str(script))  # fmt: skip
+    assert res.rc != 0
+    error = f"ERROR: Backup of VM {ct.vmid} failed - CT {ct.vmid} stopped during the backup"
+    assert error in res.lines, res.lines
+    assert not ct.running() and "lock:" not in ct.conf()
+    assert not [p for p in host.dumpdir.iterdir() if p.suffix != ".log"]
 
 
 def test_a_restart_that_fails_is_not_reported_as_online_again(host: Host, tmp_path: Path) -> None:
