@@ -10,7 +10,6 @@ import typer
 from shared.cli import EXTRA_ARGS, schema_options
 from shared.errors import CtkitError, ParamError
 from shared.formats.lines import read_config_text
-from shared.guest.password import MAX_PASSPHRASE
 
 from .common import VmidArg, ask_password, config_options, is_bool_option, is_known_option, log_line
 
@@ -69,6 +68,8 @@ def create(
         password = ask_password()
     if password is not None and len(password) < 5:
         raise ParamError({"password": "value must be at least 5 characters long"})
+    from shared.guest.password import MAX_PASSPHRASE  # the guest package: only for a create
+
     if password is not None and len(password.encode()) > MAX_PASSPHRASE:
         raise ParamError({"password": f"value may only be {MAX_PASSPHRASE} bytes long"})
     req = CreateRequest(
