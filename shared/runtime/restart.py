@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ..errors import CtkitError
+from ..errors import CtkitError, LockError
 
 # The locks a running guest is held under while it may reboot itself: the restart goes ahead
 # under them, as Proxmox's does (LXC's own start, which never reads the config's lock). A
@@ -54,17 +54,18 @@ def _start(vmid: int) -> bool:
     from ..ctconfig import store
     from . import lifecycle
 
-    lock = store.load(vmid).lock
-    if lock is None or lock == "mounted":  # mounted: pct start's own rule
-        lifecycle.start(vmid)
+    try:
+        lifecycle.start(vmid)  # pct start's own rule on locks
         return True
-    holder = owners.read(vmid)
-    live = holder is not None and owners.alive(holder)
-    if lock in RUNNING_LOCKS and not (live and holder is not None and holder.mode == "stop"):
-        lifecycle.start(vmid, skiplock=True)
-        return True
-    if not live:  # nobody will drop it: say so, as pct start would
-        lifecycle.start(vmid)
+    except LockError:
+        lock = store.load(vmid).lock
+        holder = owners.read(vmid)
+        live = holder is not None and owners.alive(holder)
+        if lock in RUNNING_LOCKS and not (live and holder is not None and holder.mode == "stop"):
+            lifecycle.start(vmid, skiplock=True)
+            return True
+        if not live:  # nobody will drop it: say so
+            raise
     return False
 
 
