@@ -28,7 +28,7 @@ from shared.atomic import fsync_dir, pid_alive
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint, check_volume_key, volume_owner
-from shared.ctconfig.options import MAX_ID
+from shared.ctconfig.options import MAX_ID, MOUNTED_LOCK
 from shared.ctconfig.pending import DIGEST_MISMATCH
 from shared.errors import (
     CommandError,
@@ -229,13 +229,13 @@ def df(vmid: int) -> list[DfRow]:
         root = _ct_root(vmid)
         if root is not None:
             return _df_rows(conf, root)
-        store.set_lock(conf, "mounted")
+        store.set_lock(conf, MOUNTED_LOCK)
         store.save(conf)
         try:
             with _mounted(conf) as target:
                 return _df_rows(conf, target)
         finally:
-            store.drop_lock(vmid, "mounted")
+            store.drop_lock(vmid, MOUNTED_LOCK)
 
 
 def _df_rows(conf: Config, root: Path) -> list[DfRow]:

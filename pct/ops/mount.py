@@ -7,14 +7,13 @@ from collections.abc import Callable
 from shared import owner as owners
 from shared import paths
 from shared.ctconfig import store
+from shared.ctconfig.options import MOUNTED_LOCK
 from shared.errors import CtkitError, LockError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import MOUNT_OP, mount_all, unmount_below
 from shared.storage.hostreach import set_host_reach
-
-LOCK = "mounted"
 
 
 def mount(vmid: int, log: Callable[[str], None] = print) -> str:
@@ -27,8 +26,8 @@ def mount(vmid: int, log: Callable[[str], None] = print) -> str:
         store.check_lock(conf)
         if lxcapi.is_running(vmid):
             raise StateError(f"CT {vmid} is running")
-        owner = owners.claim(vmid, MOUNT_OP, lock=LOCK)
-        conf.set("lock", LOCK)
+        owner = owners.claim(vmid, MOUNT_OP, lock=MOUNTED_LOCK)
+        conf.set("lock", MOUNTED_LOCK)
         store.save(conf)
         target = paths.lxc_rootfs(vmid)
         ids = config_root_ids(conf)
@@ -53,11 +52,11 @@ def _hide_privileged(vmid: int, ids: tuple[int, int]) -> None:
 def unmount(vmid: int) -> None:
     with config_lock(vmid):
         conf = store.load(vmid)
-        if conf.lock not in (None, LOCK):
+        if conf.lock not in (None, MOUNTED_LOCK):
             raise LockError(f"CT is locked ({conf.lock})")
         problems = unmount_below(paths.lxc_rootfs(vmid), lazy=False)
         if problems:
             raise CtkitError("; ".join(problems))
-        if conf.lock == LOCK:
+        if conf.lock == MOUNTED_LOCK:
             conf.delete("lock")
             store.save(conf)

@@ -391,6 +391,9 @@ def _fmt(key: str, vtype: ValueType, default: Any = None, **kw: Any) -> OptionSp
     return OptionSpec(key, vtype, default, formatted=True, **kw)
 
 
+# the lock of a stopped container whose volumes are mounted on the host: a start, a stop and
+# the start hook go ahead under it, as Proxmox's do
+MOUNTED_LOCK = "mounted"
 LOCKS = [
     "backup",
     "create",
@@ -398,7 +401,7 @@ LOCKS = [
     "disk",
     "fstrim",
     "migrate",
-    "mounted",
+    MOUNTED_LOCK,
     "rollback",
     "snapshot",
     "snapshot-delete",

@@ -28,6 +28,7 @@ from .. import paths
 from ..ctconfig import store
 from ..ctconfig.config import Config
 from ..ctconfig.mountpoints import MountPoint
+from ..ctconfig.options import MOUNTED_LOCK
 from ..errors import CtkitError, LockError
 from ..locks import config_lock
 from . import entrypoints
@@ -48,7 +49,7 @@ def pre_start(vmid: int) -> None:
             "guest requested a reboot: restarting the container with its current config"
         )
     conf = store.load(vmid)
-    if not skiplock_file(vmid).exists() and conf.lock not in (None, "mounted"):
+    if not skiplock_file(vmid).exists() and conf.lock not in (None, MOUNTED_LOCK):
         store.check_lock(conf)
     rootfs = paths.lxc_rootfs(vmid)
     devices = [device(opts) for opts in conf.devices().values()]

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from .. import atomic, paths, signals
 from ..ctconfig import store
 from ..ctconfig.config import Config
+from ..ctconfig.options import MOUNTED_LOCK
 from ..ctconfig.pending import apply_pending
 from ..errors import CommandError, ConfigError, CtkitError, StateError
 from ..locks import config_lock
@@ -113,7 +114,7 @@ def _check_start(conf: Config, skiplock: bool) -> None:
         raise StateError(f"CT {vmid} already running")
     if conf.is_template:
         raise StateError("you can't start a CT if it's a template")
-    if not skiplock and conf.lock != "mounted":
+    if not skiplock and conf.lock != MOUNTED_LOCK:
         store.check_lock(conf)
     check_subids(vmid, config_idmap(conf))
 
@@ -233,7 +234,7 @@ def _check_stop(vmid: int, skiplock: bool, not_running: str) -> Config:
     conf = store.load(vmid)
     if not lxcapi.is_running(vmid):
         raise StateError(not_running)
-    if not skiplock and conf.lock != "mounted":
+    if not skiplock and conf.lock != MOUNTED_LOCK:
         store.check_lock(conf)
     return conf
 
