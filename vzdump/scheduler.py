@@ -14,10 +14,12 @@ it busy returns at once, so a job never runs twice), visits every job sorted by 
    names; a PID without one proves nothing). A ``started`` state whose process is gone is
    closed as ``job died unexpectedly``;
 4. the next event after the last runtime (last start, or the last config change) is due when
-   it is not later than now. A last runtime later than now (beyond ``CLOCK_TOLERANCE``; left by
-   a run while the clock was wrong) is logged and marked ``updated`` now, or the job would wait
-   silently until then. Due jobs run one at a time, with ``quiet 1`` and ``job-id`` set
-   (:func:`vzdump.jobs.config.job_params`), through the ``runner`` callable the caller passes.
+   it is not later than now. A last runtime up to ``CLOCK_STEP_BACK`` (a day) later than now
+   (the clock was set back since) still counts: the event it ran for does not run again. One
+   further ahead (left by a run while the clock was wrong) is logged and marked ``updated``
+   now, or the job would wait silently until then. Due jobs run one at a time, with
+   ``quiet 1`` and ``job-id`` set (:func:`vzdump.jobs.config.job_params`), through the
+   ``runner`` callable the caller passes.
    The state goes ``starting`` → ``started`` (PID, UPID, start time = the new last runtime) →
    ``stopped`` with ``OK``, the job error, or ``job errors`` when guests failed.
 

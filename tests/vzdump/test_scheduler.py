@@ -650,11 +650,32 @@ def test_a_last_run_in_the_future_counts_from_now(ctroot: Path, log: list[str]) 
     assert out == [("backup-a", Outcome.OK)] and len(runner.calls) == 1
 
 
-def test_a_last_run_a_moment_ahead_is_left_alone(ctroot: Path, log: list[str]) -> None:
-    """Within the tolerance (another process read the clock a moment later): no rewrite."""
+def test_a_clock_set_back_after_a_run_does_not_run_its_event_again(
+    ctroot: Path, log: list[str]
+) -> None:
+    """The night's run at 02:00, then the clock stepped back an hour (an NTP step after a boot
+    with a wrong hardware clock): 02:00 comes round again, and the job waits for the next one."""
+    write_jobs(job())
+    state.create_state("backup-a", now=ts("2024-01-05 12:00:00"))
+    runner = Recorder()
+    assert scheduler.run_due(at("2024-01-06 02:00:10"), runner=runner, log=log.append) == [
+        ("backup-a", Outcome.OK)
+    ]
+    for again in ("2024-01-06 01:05:00", "2024-01-06 02:00:10", "2024-01-06 02:01:10"):
+        assert scheduler.run_due(at(again), runner=runner, log=log.append) == [
+            ("backup-a", Outcome.NOT_DUE)
+        ], again
+    assert len(runner.calls) == 1 and "updated" not in state_json()
+    assert not any("future" in line for line in log), log
+    out = scheduler.run_due(at("2024-01-07 02:00:10"), runner=runner, log=log.append)
+    assert out == [("backup-a", Outcome.OK)] and len(runner.calls) == 2
+
+
+def test_a_last_run_a_day_ahead_is_left_alone(ctroot: Path, log: list[str]) -> None:
+    """Within a day (the clock was set back since): no rewrite."""
     write_jobs(job())
     now = at("2024-01-06 01:00:00")
-    state.create_state("backup-a", now=ts("2024-01-06 01:00:00") + state.CLOCK_TOLERANCE)
+    state.create_state("backup-a", now=ts("2024-01-06 01:00:00") + state.CLOCK_STEP_BACK)
     before = state.state_path("backup-a").read_text()
     assert scheduler.run_due(now, runner=Recorder(), log=log.append) == [
         ("backup-a", Outcome.NOT_DUE)

@@ -110,7 +110,7 @@ def _row(section: Section, now: dt.datetime) -> dict[str, Any]:
     nxt = None
     if config.is_enabled(section):
         stamp = int(now.timestamp())
-        # none yet, or ahead of now (the clock was set back): from now, as the scheduler counts
+        # none yet, or far ahead of now (the clock was wrong): from now, as the scheduler counts
         last = st.last_runtime() if st.last_runtime() and not st.from_future(stamp) else stamp
         after = dt.datetime.fromtimestamp(last, now.tzinfo)
         event = next_event(config.schedule(section), after)

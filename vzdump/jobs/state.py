@@ -28,7 +28,11 @@ from shared.regularfile import UnreadableFile, read_whole
 STATES = ("created", "starting", "started", "stopped")
 EPOCH_MAX = 0xFFFFFFFF  # 2106-02-07: the last second a UPID's 8 hex digits can hold
 PID_MAX = 1 << 22  # the kernel's PID_MAX_LIMIT
-CLOCK_TOLERANCE = 120  # seconds a last runtime may lie ahead of now (another process's clock read)
+# A last runtime up to a day ahead of now is honoured, as Proxmox always does: the clock was set
+# back since that run (an NTP step after a boot with a wrong hardware clock), and counting from
+# now would run the same night's job again. Further ahead, the clock was wrong during that run:
+# waiting for it could stop the job for years, so the next event counts from now.
+CLOCK_STEP_BACK = 86400
 _LIMITS = {"pid": (1, PID_MAX)}  # every other int field is an epoch time
 
 
@@ -52,9 +56,9 @@ class JobState:
         return self.time
 
     def from_future(self, now: int) -> bool:
-        """Does the last runtime lie ahead of ``now``? (the clock was set back since, or was
-        wrong during that run): the next event would not come until then."""
-        return self.last_runtime() > now + CLOCK_TOLERANCE
+        """Does the last runtime lie more than :data:`CLOCK_STEP_BACK` ahead of ``now``? (the
+        clock was wrong during that run): the next event would not come until then."""
+        return self.last_runtime() > now + CLOCK_STEP_BACK
 
     def to_json(self) -> str:
         data = {k: v for k, v in asdict(self).items() if v is not None}
@@ -170,7 +174,7 @@ def remove_state(job_id: str) -> None:
 
 
 __all__ = [
-    "CLOCK_TOLERANCE",
+    "CLOCK_STEP_BACK",
     "EPOCH_MAX",
     "STATES",
     "JobState",

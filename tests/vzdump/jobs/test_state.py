@@ -132,8 +132,8 @@ def test_load_state_tells_missing_and_good_apart(ctroot: Path) -> None:
 
 def test_a_last_runtime_ahead_of_now_is_from_the_future(ctroot: Path) -> None:
     st = JobState(state="stopped", started=10_000)
-    assert not st.from_future(10_000 - state.CLOCK_TOLERANCE)  # another process's clock read
-    assert st.from_future(10_000 - state.CLOCK_TOLERANCE - 1)
+    assert not st.from_future(10_000 - state.CLOCK_STEP_BACK)  # the clock was set back since
+    assert st.from_future(10_000 - state.CLOCK_STEP_BACK - 1)
 
 
 def test_invalid_utf8_reads_as_created(ctroot: Path) -> None:
