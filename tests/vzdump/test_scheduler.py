@@ -169,6 +169,29 @@ def test_a_new_job_counts_from_when_it_is_first_seen(ctroot: Path, log: list[str
     assert len(runner.calls) == 1
 
 
+def test_a_job_removed_while_it_runs_leaves_no_state(ctroot: Path, log: list[str]) -> None:
+    """`job remove` during the run: its end writes no state back. A state left there made the
+    ID, added again weeks later, start at once at 10:00, off its 02:00 schedule."""
+    from vzdump.jobs import manage
+
+    write_jobs(job())
+    state.create_state("backup-a", now=ts("2024-01-05 12:00:00"))
+    recorder = Recorder()
+
+    def runner(job_id: str, params: dict[str, Any]) -> JobResult:
+        manage.remove_job(job_id)
+        return recorder(job_id, params)
+
+    assert scheduler.run_due(at("2024-01-06 02:00:10"), runner=runner, log=log.append) == [
+        ("backup-a", Outcome.OK)
+    ]
+    assert not state.state_path("backup-a").exists()
+    write_jobs(job())  # the same ID, three weeks later
+    out = scheduler.run_due(at("2024-01-27 10:00:30"), runner=recorder, log=log.append)
+    assert out == [("backup-a", Outcome.NOT_DUE)] and len(recorder.calls) == 1
+    assert state_json() == {"state": "created", "time": ts("2024-01-27 10:00:30")}
+
+
 def test_disabled_job_is_skipped_and_reenabling_counts_from_then(
     ctroot: Path, log: list[str]
 ) -> None:

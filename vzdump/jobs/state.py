@@ -3,7 +3,8 @@
 The scheduler moves a job through ``created`` → ``starting`` → ``started`` (with the task's
 UPID or PID) → ``stopped`` (with the result message). The keys Proxmox uses (``state``,
 ``time``, ``upid``, ``msg``, ``updated``) keep their meaning; ``pid``, ``started`` and
-``finished`` are ctkit's additions. Writes are atomic; a missing or unreadable file reads as a
+``finished`` are ctkit's additions. Writes are atomic, and an update of a job removed meanwhile
+(its file gone) writes nothing; a missing or unreadable file reads as a
 fresh ``created`` state (:func:`load_state` tells them apart: the scheduler rewrites an
 unreadable one as created now), so one bad file never stops the scheduler. Times are accepted
 only as epoch seconds from 1970 to 2106 (a UPID holds them in 8 hex digits) and PIDs only up to
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time as _time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -121,6 +123,14 @@ def write_state(job_id: str, state: JobState) -> None:
     atomic.write_text(state_path(job_id), state.to_json() + "\n")
 
 
+def _save(job_id: str, state: JobState) -> None:
+    """Write an update of a job's state, unless the job was removed meanwhile (its file is
+    gone), as Proxmox's job state does: a run that ends after ``job remove`` wrote a state
+    back, and the ID added again later found a last run and started off its schedule."""
+    if os.path.lexists(state_path(job_id)):
+        write_state(job_id, state)
+
+
 def _now(now: float | None) -> int:
     return int(_time.time() if now is None else now)
 
@@ -135,7 +145,7 @@ def create_state(job_id: str, now: float | None = None) -> JobState:
 def mark_starting(job_id: str, now: float | None = None) -> JobState:
     state = read_state(job_id)
     state.state, state.time = "starting", _now(now)
-    write_state(job_id, state)
+    _save(job_id, state)
     return state
 
 
@@ -145,7 +155,7 @@ def mark_started(
     """A run began: a new run replaces the previous result and any ``updated`` mark."""
     start = _now(now)
     state = JobState(state="started", time=start, upid=upid, pid=pid, started=start)
-    write_state(job_id, state)
+    _save(job_id, state)
     return state
 
 
@@ -156,7 +166,7 @@ def mark_stopped(job_id: str, msg: str, now: float | None = None) -> JobState:
     state.state, state.msg, state.finished = "stopped", msg, end
     if state.started is None:
         state.time = end
-    write_state(job_id, state)
+    _save(job_id, state)
     return state
 
 
@@ -164,7 +174,7 @@ def mark_updated(job_id: str, now: float | None = None) -> JobState:
     """Schedule/enabled changed (or missed runs are skipped): count from now."""
     state = read_state(job_id)
     state.updated = _now(now)
-    write_state(job_id, state)
+    _save(job_id, state)
     return state
 
 

@@ -73,6 +73,7 @@ def test_lifecycle(ctroot: Path) -> None:
 
 def test_config_change_moves_the_last_runtime(ctroot: Path) -> None:
     job = "backup-2"
+    state.create_state(job, now=50)
     state.mark_started(job, pid=1, now=100)
     state.mark_stopped(job, "job errors", now=200)
     st = state.mark_updated(job, now=500)
@@ -81,6 +82,16 @@ def test_config_change_moves_the_last_runtime(ctroot: Path) -> None:
     # the next run replaces both the result and the mark
     st = state.mark_started(job, pid=2, now=900)
     assert (st.updated, st.msg, st.last_runtime()) == (None, None, 900)
+
+
+def test_updates_of_a_removed_job_write_nothing(ctroot: Path) -> None:
+    state.create_state("backup-2", now=50)
+    state.remove_state("backup-2")
+    state.mark_starting("backup-2", now=100)
+    state.mark_started("backup-2", pid=1, now=100)
+    state.mark_stopped("backup-2", "OK", now=200)
+    state.mark_updated("backup-2", now=300)
+    assert not state.state_path("backup-2").exists()
 
 
 def test_failed_start(ctroot: Path) -> None:
