@@ -13,7 +13,8 @@ import re
 from shared import paths
 from shared.owner import process_start
 
-UPID_RE = re.compile(r"UPID:[^:]+:([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):[0-9A-Fa-f]{8}:")
+# the start time takes more than 8 hex digits after 2106 (Proxmox's "%08X" writes them all)
+UPID_RE = re.compile(r"UPID:[^:]+:([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):[0-9A-Fa-f]{8,10}:")
 
 
 def make_upid(pid: int, job_id: str, started: int, node: str | None = None) -> str:

@@ -192,6 +192,24 @@ def test_a_job_removed_while_it_runs_leaves_no_state(ctroot: Path, log: list[str
     assert state_json() == {"state": "created", "time": ts("2024-01-27 10:00:30")}
 
 
+def test_a_clock_past_2106_runs_a_job_once_a_night(ctroot: Path, log: list[str]) -> None:
+    """A hardware clock reset to garbage: the states written then must read back, or each job
+    ran in every pass (and its retention pruned a backup a minute)."""
+    write_jobs(job())
+    runner = Recorder()
+    for when, outcome in (
+        ("2107-01-01 01:00:00", Outcome.NOT_DUE),
+        ("2107-01-01 02:00:10", Outcome.OK),
+        ("2107-01-01 02:01:10", Outcome.NOT_DUE),
+        ("2107-01-01 02:02:10", Outcome.NOT_DUE),
+    ):
+        assert scheduler.run_due(at(when), runner=runner, log=log.append) == [
+            ("backup-a", outcome)
+        ], (when, log)
+    assert len(runner.calls) == 1 and not any("unreadable" in line for line in log), log
+    assert state_json()["started"] == ts("2107-01-01 02:00:10")
+
+
 def test_disabled_job_is_skipped_and_reenabling_counts_from_then(
     ctroot: Path, log: list[str]
 ) -> None:

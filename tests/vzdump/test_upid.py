@@ -54,3 +54,10 @@ def test_a_backup_run_leaves_the_scheduler_unloaded() -> None:
     loaded = set(json.loads(out.stdout))
     assert "vzdump.upid" in loaded
     assert not loaded & {"vzdump.scheduler", "vzdump.calendar", "vzdump.jobs.config", "zoneinfo"}
+
+
+def test_a_upid_started_after_2106_still_names_its_process() -> None:
+    upid = make_upid(os.getpid(), "backup-a", 0x1_0000_0000, node="pve1")
+    assert upid.endswith(":100000000:vzdump:backup-a:root@pam:")
+    named = named_process(upid)
+    assert named is not None and named[0] == os.getpid() and lives(*named)

@@ -7,9 +7,11 @@ UPID or PID) → ``stopped`` (with the result message). The keys Proxmox uses (`
 (its file gone) writes nothing; a missing or unreadable file reads as a
 fresh ``created`` state (:func:`load_state` tells them apart: the scheduler rewrites an
 unreadable one as created now), so one bad file never stops the scheduler. Times are accepted
-only as epoch seconds from 1970 to 2106 (a UPID holds them in 8 hex digits) and PIDs only up to
-the kernel's limit: anything else (``Infinity``, ``1e300``, negative) is malformed, since
-``datetime.fromtimestamp`` of it would raise in every pass.
+only as epoch seconds from 1970 to the end of 9999 (the last a date can hold) and PIDs only up
+to the kernel's limit: anything else (``Infinity``, ``1e300``, negative) is malformed, since
+``datetime.fromtimestamp`` of it would raise in every pass. A bound any lower is one the
+scheduler's own clock can pass (a hardware clock reset to garbage): every state it wrote would
+read as malformed, and each job would run in every pass.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from shared.formats.types import check_configid
 from shared.regularfile import UnreadableFile, read_whole
 
 STATES = ("created", "starting", "started", "stopped")
-EPOCH_MAX = 0xFFFFFFFF  # 2106-02-07: the last second a UPID's 8 hex digits can hold
+EPOCH_MAX = 253402300799  # 9999-12-31 23:59:59 UTC
 PID_MAX = 1 << 22  # the kernel's PID_MAX_LIMIT
 # A last runtime up to a day ahead of now is honoured, as Proxmox always does: the clock was set
 # back since that run (an NTP step after a boot with a wrong hardware clock), and counting from

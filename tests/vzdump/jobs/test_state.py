@@ -121,7 +121,7 @@ def test_failed_start(ctroot: Path) -> None:
         '{"state": "stopped", "time": 1e300}',
         '{"state": "stopped", "updated": 99999999999999999999}',
         '{"state": "stopped", "updated": -99999999999999}',
-        '{"state": "stopped", "started": 4294967296}',
+        '{"state": "stopped", "started": 253402300800}',
         '{"state": "started", "pid": 0}',
         '{"state": "started", "pid": 99999999999}',
         "[" * 100_000,
