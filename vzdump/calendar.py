@@ -197,8 +197,8 @@ def _parse_item(name: str, item: str) -> range:
     if end is not None and start > end:
         raise _Reject(f"range start is bigger than end in {name} '{item}'")
     step = int(m.group(3)) if m.group(3) else None
-    if step == 0:  # Proxmox reads "8/0" as just 8
-        step = None
+    if step == 0:  # Proxmox reads "8/0", and "0..59/0" too, as just the start
+        return range(start, start + 1)
     if step is None:
         return range(start, (end if end is not None else start) + 1)
     return range(start, (end if end is not None else highest) + 1, step)
