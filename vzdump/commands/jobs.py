@@ -77,7 +77,7 @@ def _is_bool_key(key: str) -> bool:
 def _is_job_key(key: str) -> bool:
     from ..jobs import config as jobcfg
 
-    return key in jobcfg.JOB_FIELDS
+    return key in jobcfg.JOB_FIELDS or key in jobcfg.LEGACY_KEYS
 
 
 def _job_values(args: list[str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ that is only read and written again is byte-identical.
 from __future__ import annotations
 
 import contextlib
+import re
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -282,6 +283,29 @@ def job_params(section: Section) -> dict[str, Any]:
 # --- the legacy starttime + dow form ------------------------------------------------------
 
 DOW_ORDER = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# what Proxmox's job add/set still take and turn into ``schedule``; never written to jobs.cfg
+LEGACY_KEYS = ("starttime", "dow")
+STARTTIME_RE = re.compile(r"\d{1,2}:\d{1,2}")
+
+
+def converted_legacy(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with a deprecated ``starttime`` (and ``dow``) turned into ``schedule``, as
+    Proxmox's API does for job add/set. :class:`ParamError` names what is wrong."""
+    out = dict(values)
+    starttime, dow = out.pop("starttime", None), out.pop("dow", None)
+    if starttime is None:
+        if dow is not None:
+            raise ParamError({"starttime": "missing property required by 'dow'"})
+        return out
+    if out.get("schedule") is not None:
+        raise ParamError({"starttime": "'starttime' and 'schedule' cannot both be set"})
+    if not isinstance(starttime, str) or not STARTTIME_RE.fullmatch(starttime):
+        raise ParamError({"starttime": "value does not match the regex pattern"})
+    try:
+        schedule = legacy_schedule(starttime, *([] if dow is None else [str(dow)]))
+    except ConfigError as err:
+        raise ParamError({"dow": str(err)}) from None
+    return {"schedule": schedule, **out}
 
 
 def legacy_schedule(starttime: str, dow: str = "mon,tue,wed,thu,fri,sat,sun") -> str:
@@ -314,8 +338,10 @@ __all__ = [
     "JOB_FIELDS",
     "JOB_TYPE",
     "JOB_TYPES",
+    "LEGACY_KEYS",
     "NON_VZDUMP_KEYS",
     "check_job",
+    "converted_legacy",
     "editing_jobs",
     "is_bool_key",
     "is_enabled",

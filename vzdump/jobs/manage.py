@@ -22,7 +22,7 @@ def add_job(job_id: str, values: Mapping[str, Any], now: dt.datetime | None = No
     with config.editing_jobs() as cfg:
         if cfg.get(job_id) is not None:
             raise AlreadyExistsError(f"job '{job_id}' already exists")
-        section = validated_job(job_id, values)
+        section = validated_job(job_id, config.converted_legacy(values))
         cfg.add(section)
         config.write_jobs(cfg)
         scheduler.record_job_change(section, now)
@@ -43,7 +43,7 @@ def set_job(
         merged: dict[str, Any] = {k: _raw(v) for k, v in old.props.items()}
         for key in delete:
             merged.pop(key, None)
-        merged.update(values)
+        merged.update(config.converted_legacy(values))
         section = validated_job(job_id, merged)
         cfg.sections[cfg.sections.index(old)] = section
         config.write_jobs(cfg)

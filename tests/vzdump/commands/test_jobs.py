@@ -97,6 +97,39 @@ def test_add_rejects_bad_parameters(cli: Cli, args: list[str], errors: list[str]
     assert not cli.state_path("j1").exists()
 
 
+def test_add_and_set_take_proxmox_s_deprecated_starttime_and_dow(cli: Cli) -> None:
+    """Scripts written for Proxmox's older API: the pair becomes the schedule, as there."""
+    cli.ok("job", "add", "j1", "--starttime", "02:30", "--dow", "sat,mon", "--all", "1", now=T0)
+    cli.ok("job", "add", "j2", "--starttime", "2:5", "--dow", "mon,tue,wed,thu,fri,sat,sun",
+           "--vmid", "100", now=T0)  # fmt: skip
+    assert cli.jobs_cfg.read_text() == (
+        "vzdump: j1\n\tschedule mon,sat 02:30\n\tall 1\n\nvzdump: j2\n\tschedule 2:5\n\tvmid 100\n"
+    )
+    cli.ok("job", "set", "j1", "--starttime", "03:15", now=T0)  # no dow: every day
+    assert "vzdump: j1\n\tschedule 03:15\n\tall 1\n" in cli.jobs_cfg.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "errors"),
+    [
+        (["--starttime", "02:00", "--schedule", "daily"],
+         ["starttime: 'starttime' and 'schedule' cannot both be set"]),
+        (["--dow", "sat", "--schedule", "daily"],
+         ["starttime: missing property required by 'dow'"]),
+        (["--starttime", "2am"], ["starttime: value does not match the regex pattern"]),
+        (["--starttime", "02:00", "--dow", "someday"],
+         ["dow: unable to parse day of week 'someday'"]),
+        (["--starttime", "25:00"],
+         ["schedule: value '25:00' is not a valid calendar event: hour 25 out of range 0..23"]),
+    ],
+    ids=["both", "dow-alone", "bad-time", "bad-day", "bad-hour"],
+)  # fmt: skip
+def test_add_rejects_bad_starttime_and_dow(cli: Cli, args: list[str], errors: list[str]) -> None:
+    res = cli.vzdump("job", "add", "j1", *args, "--all", "1")
+    assert res.rc == 2 and param_errors(res.err) == errors, res.err
+    assert not cli.jobs_cfg.exists()
+
+
 def test_add_rejects_a_bad_id_and_positional_words(cli: Cli) -> None:
     res = cli.vzdump("job", "add", "a/b", "--all", "1")
     assert res.rc == 2
