@@ -38,6 +38,8 @@ from shared.runtime.guestview import config_root_ids, guest_config
 from shared.runtime.mounts import MountedTree, mount_all
 from shared.runtime.teardown import owned_volumes
 from shared.storage.api import get_storage
+from shared.storage.hostreach import set_host_reach
+from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import alloc_volume, free_when_released
 
 from .staging import prepare_staging_dir
@@ -164,9 +166,14 @@ def staged(
     copy), and check that what the block wrote is on the storage (``MountedTree.writing``)."""
     if lxcapi.is_running(conf.vmid):
         raise CtkitError(f"CT {conf.vmid} is running")
+    staging = prepare_staging_dir(conf.vmid)
+    # the new kind's reach, not the old one's: a privileged container left its directory 0700
+    # (an unprivileged tar could not reach the staging mount), an unprivileged one 0755 (host
+    # users could reach a privileged archive's files while they were extracted)
+    set_host_reach(staging.parent, config_root_ids(conf))
     tree = mount_all(
         conf,
-        prepare_staging_dir(conf.vmid),
+        staging,
         root_ids=config_root_ids(conf),
         honour_ro=False,
         include=include or (lambda _mp: True),
@@ -221,23 +228,41 @@ def record_new_volumes(vmid: int, volids: list[str]) -> None:
         store.save(conf)
 
 
-def release_create_lock(vmid: int, log: Log, freed: Sequence[str] = ()) -> bool:
+def release_create_lock(
+    vmid: int, log: Log, freed: Sequence[str] = (), allocated: Sequence[str] = ()
+) -> bool:
     """Undo :func:`lock_existing` after a failure: drop ``lock: create`` (only that lock) and
-    the ``unusedN`` entries :func:`record_new_volumes` made for the ``freed`` volumes. False
-    when the config could not be written: the caller's owner record must stay then, for the
-    next command to finish this (a full /etc/pve left the container locked for good)."""
+    the ``unusedN`` entries :func:`record_new_volumes` made for the ``freed`` volumes (also
+    when ``pct unlock`` took the lock meanwhile: they name volumes that are gone). The image
+    directories the ``allocated`` volumes were made in get back the old container's reach.
+    False when the config could not be written: the caller's owner record must stay then, for
+    the next command to finish this (a full /etc/pve left the container locked for good)."""
     try:
         with config_lock(vmid):
             conf = store.load(vmid)
-            if conf.lock != CREATE_LOCK:
-                return True
+            before = dict(conf.values)
             drop_unused_volumes(conf.values, freed)
-            conf.delete("lock")
-            store.save(conf)
+            if conf.lock == CREATE_LOCK:
+                conf.delete("lock")
+            if conf.values != before:
+                store.save(conf)
+            _give_back_reach(conf, allocated)
     except CtkitError as err:
         log(f"unable to remove the 'create' lock of CT {vmid} - {err}")
         return False
     return True
+
+
+def _give_back_reach(conf: Config, allocated: Sequence[str]) -> None:
+    """An allocation gave ``images/<vmid>`` the new kind's mode: an unprivileged archive
+    restored over a privileged container left the old one's setuid files reachable by every
+    host user (0755) after its failure."""
+    ids = config_root_ids(conf)
+    for volid in allocated:
+        with contextlib.suppress(CtkitError, OSError):
+            imgdir = get_storage(parse_volume_id(volid)[0]).image_dir(conf.vmid)
+            if imgdir.is_dir() and not imgdir.is_symlink():
+                set_host_reach(imgdir, ids)
 
 
 def commit_config(conf: Config) -> Config:

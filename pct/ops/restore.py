@@ -189,7 +189,7 @@ def _restore_locked(
                 # nothing was recorded when the allocation itself failed
                 pairs = zip(recorded, names, strict=False)
                 forget = [rec for rec, name in pairs if name in freed]
-                if not release_create_lock(req.vmid, log, forget):
+                if not release_create_lock(req.vmid, log, forget, names):
                     alloc.owner = None  # kept: the next command's recovery unlocks
             elif not alloc.keep_for_recovery(log):
                 remove_locked_config(req.vmid, log)

@@ -357,3 +357,86 @@ def test_a_failed_force_restore_that_cannot_unlock_leaves_that_to_the_next_comma
         assert _run(vmid, "cat", "/etc/marker") == "old\n"
     finally:
         lifecycle.stop(vmid, log=lambda _line: None)
+
+
+UNPRIVILEGED_CONF = CONF + "unprivileged: 1\n"
+
+
+def _unprivileged_backup(backups: Backups, name: str) -> str:
+    from shared.archive.idmap import DEFAULT_UNPRIVILEGED
+
+    tree = backups.tree(f"tree-{name}")
+    (tree / "etc/marker").write_text(f"{name}\n")
+    subprocess.run(["chown", "-hR", "100000:100000", str(tree)], check=True)  # its root's ids
+    return backups.archive(
+        UNPRIVILEGED_CONF.format(name=name),
+        [(tree, "./")],
+        idmap=DEFAULT_UNPRIVILEGED,
+        stamp="2024_03_01-03_04_05",
+    )
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.lxc
+def test_an_unprivileged_backup_replaces_a_privileged_container(
+    backups: Backups, vmid: int
+) -> None:
+    """Its start left the container's directory 0700: the unprivileged tar could not reach
+    the staging mount below it, and such a restore always failed."""
+    backups.restore(vmid, _backup(backups, "old"))
+    lifecycle.start(vmid, log=lambda _line: None)
+    lifecycle.stop(vmid, log=lambda _line: None)
+    lxcdir = backups.root / f"var/lib/lxc/{vmid}"
+    assert _mode(lxcdir) == 0o700
+    conf = backups.restore(vmid, _unprivileged_backup(backups, "newer"), force=True)
+    assert conf.unprivileged and _mode(lxcdir) == 0o755
+    lifecycle.start(vmid, log=lambda _line: None)
+    try:
+        assert _run(vmid, "cat", "/etc/marker") == "newer\n"
+    finally:
+        lifecycle.stop(vmid, log=lambda _line: None)
+
+
+def test_a_failed_unprivileged_restore_hides_the_privileged_container_again(
+    backups: Backups, vmid: int
+) -> None:
+    """The allocation opened images/<vmid> (0755) for the unprivileged volume; its failure
+    left the old privileged container's files there in reach of every host user."""
+    backups.restore(vmid, _backup(backups, "old"))
+    imgdir = backups.root / f"var/lib/vz/images/{vmid}"
+    assert _mode(imgdir) == 0o700
+    before = _snapshot(backups, vmid)
+    bad = _unprivileged_backup(backups, "newer")
+    path = backups.path(bad)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CtkitError, match=f"unable to restore CT {vmid} - "):
+        backups.restore(vmid, bad, force=True)
+    assert _snapshot(backups, vmid) == before
+    assert _mode(imgdir) == 0o700
+
+
+def test_pct_unlock_during_a_force_restore_leaves_no_unused_entry(
+    backups: Backups, vmid: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore then refuses to commit, frees its new volume, and the old config kept an
+    ``unused0`` naming that freed volume."""
+    from pct.ops import restore as restore_op
+
+    backups.restore(vmid, _backup(backups, "old"))
+    before = _snapshot(backups, vmid)
+    real_finish = restore_op._finish
+
+    def unlocked_meanwhile(*args: object, **kw: object) -> None:
+        conf = store.load(vmid)
+        assert conf.get_raw("unused0") is not None  # the new volume on record
+        conf.delete("lock")  # what `pct unlock` does
+        store.save(conf)
+        real_finish(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(restore_op, "_finish", unlocked_meanwhile)
+    with pytest.raises(LockError, match="no longer locked for creation"):
+        backups.restore(vmid, _backup(backups, "newer"), force=True)
+    assert _snapshot(backups, vmid) == before
