@@ -31,8 +31,11 @@ PRUNE_SCHEMA = PropSchema(
     }
 )
 
-Mark = Literal["keep", "remove", "protected", "renamed"]
-PRE_MARKS = ("protected", "renamed")
+# ``failed``: the backup's last read-back (verify, restore-test) failed. It holds no keep slot
+# (counted, it made the next night's retention remove the good backup before it) and is not
+# removed by retention either: what to do with it is the user's call.
+Mark = Literal["keep", "remove", "protected", "renamed", "failed"]
+PRE_MARKS = ("protected", "renamed", "failed")
 
 
 def parse_prune_backups(raw: str) -> dict[str, Any]:
@@ -173,6 +176,7 @@ class PruneCandidate:
     type: str = "lxc"
     protected: bool = False
     std_name: bool = True
+    failed: bool = False  # its last read-back failed
 
 
 def mark_group(
@@ -180,9 +184,10 @@ def mark_group(
 ) -> list[tuple[PruneCandidate, str]]:
     """Mark the backups of one guest (type + VMID); returns (candidate, mark) in input order.
 
-    Non-standard names are ``renamed`` and protected ones ``protected`` (protected wins); neither
-    takes part in the marking. A list that spans several guests is split into groups first, so
-    one guest's backups never count against another's.
+    Non-standard names are ``renamed``, protected ones ``protected`` (protected wins) and those
+    whose read-back failed ``failed``; none of them takes part in the marking. A list that
+    spans several guests is split into groups first, so one guest's backups never count
+    against another's.
     """
     result: list[str | None] = [None] * len(candidates)
     groups: dict[tuple[str, int | None], list[int]] = {}
@@ -191,6 +196,8 @@ def mark_group(
             result[i] = "protected"
         elif not cand.std_name:
             result[i] = "renamed"
+        elif cand.failed:
+            result[i] = "failed"
         if cand.std_name:
             groups.setdefault((cand.type, cand.vmid), []).append(i)
     for members in groups.values():

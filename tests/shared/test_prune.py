@@ -332,6 +332,17 @@ def test_mark_group_protected_wins_over_renamed() -> None:
     assert prune.mark_group(backups, {"keep-last": 1}, VIENNA) == [(backups[0], "protected")]
 
 
+def test_mark_group_a_failed_read_back_holds_no_keep_slot() -> None:
+    backups = [
+        cand("new", "2024-01-03 02:00"),
+        cand("damaged", "2024-01-02 02:00", failed=True),
+        cand("good", "2024-01-01 02:00"),
+        cand("damaged-protected", "2023-12-31 02:00", failed=True, protected=True),
+    ]
+    marks = [m for _, m in prune.mark_group(backups, {"keep-last": 2}, VIENNA)]
+    assert marks == [K, "failed", K, "protected"]
+
+
 def test_mark_group_keeps_guests_apart() -> None:
     backups = [
         cand("a2", "2024-01-02 02:00", vmid=100),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import paths, prune
+from shared.backups import sidecar
 from shared.errors import ArchiveError, CtkitError, ParamError, StorageError
 from shared.formats.archivename import archive_info
 from shared.formats.types import FormatError
@@ -50,9 +51,16 @@ def candidates_on_storage(storage: str, vmid: int | None) -> list[prune.PruneCan
                 type=entry.subtype or "unknown",
                 protected=entry.protected,
                 std_name=bool(info and info.is_std_name),
+                failed=_read_back_failed(entry.path),
             )
         )
     return out
+
+
+def _read_back_failed(archive: Path) -> bool:
+    """Did the archive's last verification or restore test fail? (its ``.verify`` sidecar)"""
+    result = sidecar.last(archive)
+    return result is not None and result.state == "failed"
 
 
 def candidates_in_dir(dumpdir: Path, vmid: int) -> list[prune.PruneCandidate]:
@@ -71,7 +79,11 @@ def candidates_in_dir(dumpdir: Path, vmid: int) -> list[prune.PruneCandidate]:
         if not info.is_std_name or info.vmid != vmid or info.ctime is None:
             continue
         protected = Path(f"{path}.protected").exists()
-        out.append(prune.PruneCandidate(str(path), info.ctime, vmid, protected=protected))
+        out.append(
+            prune.PruneCandidate(
+                str(path), info.ctime, vmid, protected=protected, failed=_read_back_failed(path)
+            )
+        )
     return out
 
 

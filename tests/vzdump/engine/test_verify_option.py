@@ -50,3 +50,11 @@ def test_damaged_archive_fails_the_job(host: Host) -> None:
     assert len(archives) == 2 and good in archives
     damaged = next(a for a in archives if a != good)
     assert json.loads(sidecar_path(damaged).read_text())["verify"]["state"] == "failed"
+    # the next night's retention: the damaged archive holds no keep slot, and it stays
+    res = vzdump(
+        str(ct.vmid), "--dumpdir", str(host.dumpdir), "--compress", "zstd", "--verify",
+        "--prune-backups", "keep-last=2",
+    )  # fmt: skip
+    assert res.rc == 0, res.err
+    after = sorted(host.dumpdir.glob(f"vzdump-lxc-{ct.vmid}-*.tar.zst"))
+    assert len(after) == 3 and good in after and damaged in after, res.err
