@@ -55,6 +55,9 @@ class Section:
     # what the parse left out of it (a value that did not parse, a line): written back, the
     # section would lose it
     problems: list[str] = field(default_factory=list, compare=False, repr=False)
+    # the keys whose value did not parse, with why: a reader that must not fall back to a
+    # default for one of them (a storage's retention) can tell "not set" from "unreadable"
+    dropped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -180,4 +183,5 @@ def parse(text: str, types: Mapping[str, SectionType], *, strict: bool = False) 
                 current.props[key] = value
         except FormatError as err:
             problem(f"line {lineno}: {current.type} '{current.id}' - '{key}': {err}")
+            current.dropped.setdefault(key, f"'{key}': {err}")
     return cfg

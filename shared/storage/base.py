@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import paths
-from ..errors import StorageError
+from ..errors import ConfigError, StorageError
 from ..formats.types import parse_bool
 from ..locks import flock
 from ..prune import parse_prune_backups
@@ -58,9 +58,12 @@ class Storage:
     type_name: ClassVar[str] = ""
     FEATURES: ClassVar[Features] = {}
 
-    def __init__(self, sid: str, props: Mapping[str, Any]) -> None:
+    def __init__(
+        self, sid: str, props: Mapping[str, Any], unreadable: Mapping[str, str] | None = None
+    ) -> None:
         self.id = sid
         self.props = dict(props)
+        self.unreadable = dict(unreadable or {})  # options storage.cfg sets but did not parse
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.props.get('path')}>"
@@ -99,7 +102,14 @@ class Storage:
 
     @property
     def prune_backups(self) -> dict[str, Any] | None:
-        """The storage's retention (normalised), or None when it sets none."""
+        """The storage's retention (normalised), or None when it sets none. One that storage.cfg
+        sets but that does not parse raises :class:`ConfigError`: falling back to vzdump.conf's
+        retention (as Proxmox does, with a warning) removed the backups it meant to keep."""
+        for key in ("prune-backups", "maxfiles"):
+            if key in self.unreadable:
+                raise ConfigError(
+                    f"unable to read the retention of storage '{self.id}' - {self.unreadable[key]}"
+                )
         raw = self.props.get("prune-backups")
         if raw is None:
             maxfiles = self.props.get("maxfiles")

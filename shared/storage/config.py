@@ -11,7 +11,7 @@ the file behind the user's back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,7 @@ class StorageConfig:
             if sid == "local" and sid not in self.invalid:
                 return make_storage("dir", "local", dict(DEFAULT_LOCAL))
             return None
-        return make_storage(section.type, section.id, section.props)
+        return make_storage(section.type, section.id, section.props, section.dropped)
 
     @property
     def unsupported(self) -> dict[str, str]:
@@ -195,12 +195,14 @@ def skipped_sections_warning(cfg: StorageConfig) -> str | None:
     return f"WARN: storage.cfg: skipped section(s) of a type ctkit does not support: {names}"
 
 
-def make_storage(stype: str, sid: str, props: dict[str, Any]) -> Storage:
+def make_storage(
+    stype: str, sid: str, props: dict[str, Any], unreadable: Mapping[str, str] | None = None
+) -> Storage:
     try:
         cls = PLUGINS[stype]
     except KeyError:
         raise ConfigError(f"unknown storage type '{stype}'") from None
-    return cls(sid, props)
+    return cls(sid, props, unreadable)
 
 
 def parse_config(text: str) -> StorageConfig:

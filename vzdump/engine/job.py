@@ -79,10 +79,14 @@ def effective_options(params: Mapping[str, Any], log: JobLog) -> BackupOptions:
         raise ConfigError(f"mailto in '{vzdumpconf.DISPLAY_NAME}': {conf.invalid['mailto']}")
 
     def storage_prune(sid: str) -> Mapping[str, Any] | None:
-        # the storage keeps the option as written; its property parses and normalises it
-        with contextlib.suppress(CtkitError):
-            return get_storage(sid).prune_backups
-        return None
+        # the storage keeps the option as written; its property parses and normalises it. One
+        # that storage.cfg has but cannot read fails the job (ConfigError), as a bad jobs.cfg
+        # line does: any fallback would prune by a retention the user did not choose
+        try:
+            store = get_storage(sid)
+        except CtkitError:
+            return None  # the target's own check says what is wrong with it
+        return store.prune_backups
 
     opts = BackupOptions.from_values(merge_options(params, conf.values, storage_prune))
     # relative paths are the caller's working directory's, made absolute once, here: tar's

@@ -159,6 +159,18 @@ def test_maxfiles_maps_to_prune_backups() -> None:
     assert cfg.storage("s2").prune_backups == {"keep-all": True}
 
 
+@pytest.mark.parametrize(
+    "line", ["prune-backups keep-last=30,keep-dayly=7", "prune-backups keep-daily=-7", "maxfiles x"]
+)
+def test_a_retention_that_does_not_parse_is_an_error_never_none(line: str) -> None:
+    """Read as "none set", the backup fell back to vzdump.conf's retention and removed what
+    the storage's was meant to keep."""
+    cfg = parse_config(f"dir: s1\n\tpath /a\n\tcontent backup\n\t{line}\n")
+    with pytest.raises(ConfigError, match="unable to read the retention of storage 's1' - '"):
+        cfg.storage("s1").prune_backups  # noqa: B018
+    assert parse_config("dir: s2\n\tpath /b\n").storage("s2").prune_backups is None
+
+
 def test_paths_are_confined_to_the_root(write_cfg: WriteCfg, ctroot: Path) -> None:
     inside = ctroot / "already/inside"
     write_cfg(f"dir: s1\n\tpath {inside}\n\ndir: s2\n\tpath /srv/x/../y/\n")

@@ -255,3 +255,24 @@ def test_restic_retention_removes_the_snapshot_it_marked(
             ("otherhost", "backup/ct/900000123/2026-01-01T10:00:00Z"),
         ]
     ), log
+
+
+def test_a_storage_retention_that_does_not_parse_fails_the_job(host: Host) -> None:
+    """Proxmox drops such a line with a warning, and the backup pruned by vzdump.conf's
+    keep-last=1 instead: every backup the storage's keep-last=30 was meant to keep went."""
+    ct = host.create()
+    dump = local_dump(host)
+    old = [fake_backup(dump, ct.vmid, f"2020-01-0{d} 02:00") for d in (1, 2, 3)]
+    host.storage_cfg(
+        "dir: local\n\tpath /var/lib/vz\n\tcontent rootdir,images,backup,vztmpl\n"
+        "\tprune-backups keep-last=30,keep-dayly=7\n"
+    )
+    host.vzdump_conf("prune-backups: keep-last=1\n")
+    why = "unable to read the retention of storage 'local' - 'prune-backups': invalid format"
+    for args in ([str(ct.vmid), "--compress", "zstd"], ["prune", "local"]):
+        res = vzdump(*args)
+        assert res.rc == 12 and why in res.err, res.err
+        assert [p.name for p in archives(dump, ct.vmid)] == old
+    # a retention given on the command line needs none of the storage's
+    res = vzdump("prune", "local", "--prune-backups", "keep-last=3")
+    assert res.rc == 0 and [p.name for p in archives(dump, ct.vmid)] == old, res.err
