@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from .errors import LockError
 RECORD_RE = re.compile(r"owner-([1-9][0-9]{2,8})\.json")
 MAX_RECORD = 8192  # a record is a few hundred bytes; anything bigger is not ours
 MAX_FREE_RECORD = 1 << 20  # a migration's record lists its volumes and snapshots
+BACKUP_OP = "vzdump"  # the record of a guest's backup (vzdump's per-guest run)
 
 
 @dataclass
@@ -100,6 +102,13 @@ def recovery_lock_path(vmid: int) -> Path:
 
 def alive(owner: Owner) -> bool:
     return owner.boot == boot_id() and process_start(owner.pid) == owner.start
+
+
+def started_at(owner: Owner) -> float:
+    """When the owner's process started, on the wall clock (its start is kept in clock ticks
+    since boot)."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return time.time() - uptime + owner.start / os.sysconf("SC_CLK_TCK")
 
 
 def read(vmid: int) -> Owner | None:

@@ -152,7 +152,7 @@ class GuestBackup:
         if note:
             self.log.task_only(note)
         dat = str(self.target.dat) if self.target.dat is not None else ""
-        self.owner = owners.claim(self.vmid, "vzdump", tmpdir=str(self.tmpdir), dat=dat)
+        self.owner = owners.claim(self.vmid, owners.BACKUP_OP, tmpdir=str(self.tmpdir), dat=dat)
         fresh_dir(self.tmpdir)
         # tar of an unprivileged CT runs as the CT's root: it must be able to read the tmpdir
         os.chown(self.tmpdir, *config_root_ids(conf), follow_symlinks=False)

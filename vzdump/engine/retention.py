@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from shared import owner as owners
 from shared import paths, prune
 from shared.backups import sidecar
 from shared.errors import ArchiveError, CtkitError, ParamError, StorageError
@@ -188,14 +190,32 @@ def storage_retention(storage: str, raw: str | None) -> dict[str, Any]:
     return get_storage(storage).prune_backups or {"keep-all": True}
 
 
+def _in_the_making(cands: list[prune.PruneCandidate]) -> list[prune.PruneCandidate]:
+    """The backups that a backup running in another process may still be making: those of its
+    guest named from its start on. They can be listed before they are known to be complete
+    (restic saves a snapshot of a failed backup and forgets it only afterwards), and a prune
+    that counted one removed the last complete backup."""
+    since: dict[int, float] = {}
+    for vmid in {c.vmid for c in cands if c.vmid is not None}:
+        holder = owners.read(vmid)
+        alive = holder is not None and holder.pid != os.getpid() and owners.alive(holder)
+        if holder is not None and alive and holder.op == owners.BACKUP_OP:
+            since[vmid] = owners.started_at(holder) - 1  # names are in whole seconds
+    return [c for c in cands if c.vmid in since and c.ctime >= since[c.vmid]]
+
+
 def prune_storage(
     storage: str, vmid: int | None, retention: Mapping[str, Any], *, dry_run: bool, log: Log
 ) -> Marked:
     """``vzdump prune``: mark a storage's container backups (one guest's, or all, each guest
     on its own) and, unless ``dry_run``, remove the ``remove`` ones. Sorted by guest, newest
-    first."""
+    first. What a backup running in another process may still be making is left out."""
     get_storage(storage)
-    marked = prune.mark_group(candidates_on_storage(storage, vmid), retention)
+    cands = candidates_on_storage(storage, vmid)
+    making = _in_the_making(cands)
+    for cand in making:
+        log(f"leaving '{cand.name}' alone - a backup of CT {cand.vmid} is running")
+    marked = prune.mark_group([c for c in cands if c not in making], retention)
     marked.sort(key=lambda cm: (cm[0].vmid or 0, -cm[0].ctime, cm[0].name))
     if not dry_run:
         remove_marked(marked, storage, log)

@@ -276,3 +276,49 @@ def test_a_storage_retention_that_does_not_parse_fails_the_job(host: Host) -> No
     # a retention given on the command line needs none of the storage's
     res = vzdump("prune", "local", "--prune-backups", "keep-last=3")
     assert res.rc == 0 and [p.name for p in archives(dump, ct.vmid)] == old, res.err
+
+
+HOLD_BACKUP_RECORD = """
+import sys, time
+from shared import owner
+owner.claim(int(sys.argv[1]), owner.BACKUP_OP)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_prune_leaves_what_a_running_backup_makes_alone(host: Host) -> None:
+    """What a running backup makes can be listed before it is known to be complete (restic
+    saves a failed backup's snapshot and forgets it afterwards): counted as the newest, it
+    made a prune remove the last complete backup. Older backups of that guest still count."""
+    import subprocess
+    import sys
+
+    from tests.midway import CHECKOUT
+
+    dump = local_dump(host)
+    busy, idle = 900000101, 900000102
+    old = [fake_backup(dump, busy, f"2020-01-0{d} 02:00") for d in (1, 2, 3)]
+    gone = [fake_backup(dump, idle, f"2020-01-0{d} 02:00") for d in (1, 2)]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_BACKUP_RECORD, str(busy)],
+        cwd=CHECKOUT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        soon = dt.datetime.now() + dt.timedelta(minutes=1)  # named after its start
+        making = fake_backup(dump, busy, soon.strftime("%Y-%m-%d %H:%M"))
+        res = vzdump("prune", "local", "--prune-backups", "keep-last=1")
+        assert res.rc == 0, res.err
+        assert f"leaving 'local:backup/{making}' alone - a backup of CT {busy} is running" in (
+            res.err
+        )
+        assert [p.name for p in archives(dump, busy)] == [old[2], making]
+        assert [p.name for p in archives(dump, idle)] == gone[1:]
+    finally:
+        holder.kill()
+        holder.wait()
+    res = vzdump("prune", "local", "--prune-backups", "keep-last=1")  # its owner is gone
+    assert res.rc == 0 and [p.name for p in archives(dump, busy)] == [making], res.err
