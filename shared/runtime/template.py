@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from .. import paths
+from .. import paths, signals
 from ..ctconfig.config import Config
 from ..storage.api import volume_exists
 from ..storage.volid import base_name
@@ -60,12 +60,15 @@ def convert(
     for mp in conf.mountpoints(strict=True):
         if mp.type != "volume" or _is_base(mp.volume):
             continue
-        new = convert_to_base(mp.volume)
-        if renamed is not None:
-            renamed(mp.volume, new)
-        conf.set(mp.key, mp.replace(volume=new))
-        if after_each is not None and new != mp.volume:
-            after_each(conf)
+        # a rename that its callers were not told of: a signal's cleanup then freed the old
+        # name, and the base volume stayed, named by nothing
+        with signals.step():
+            new = convert_to_base(mp.volume)
+            if renamed is not None:
+                renamed(mp.volume, new)
+            conf.set(mp.key, mp.replace(volume=new))
+            if after_each is not None and new != mp.volume:
+                after_each(conf)
     conf.set("template", True)
     with contextlib.suppress(FileNotFoundError):
         (paths.lxc_dir(conf.vmid) / "config").unlink()

@@ -400,3 +400,28 @@ def test_a_signal_after_the_commit_leaves_the_restored_container(
     assert f"CT {vmid} is restored - the signal came after the restore was complete" in err
     assert old_image not in images(backups.root, vmid)  # freed all the same
     assert store.load(vmid).lock is None
+
+
+def test_a_signal_during_a_volume_s_template_conversion_leaves_no_nameless_volume(
+    backups: Backups, vmid: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal right after the rename to ``base-``: the cleanup was not told of the new
+    name, freed the old one (gone) and left the base volume, immutable and named by nothing,
+    for good."""
+    from shared import signals
+    from shared.runtime import template
+
+    real = template.convert_to_base
+
+    def interrupted_after(volid: str) -> str:
+        new = real(volid)
+        os.kill(os.getpid(), signal.SIGINT)
+        return new
+
+    monkeypatch.setattr(template, "convert_to_base", interrupted_after)
+    archive = backups.archive(CONF.replace("trusted", "tpl") + "template: 1\n",
+                              stamp="2024_01_05-03_04_05")  # fmt: skip
+    with signals.interruptible(), pytest.raises(KeyboardInterrupt):
+        backups.restore(vmid, archive)
+    assert not store.exists(vmid)
+    assert leftovers(backups.root, vmid) == []
