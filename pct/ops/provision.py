@@ -32,6 +32,7 @@ from shared.errors import (
     StateError,
     StorageError,
 )
+from shared.formats.types import FormatError
 from shared.locks import config_lock
 from shared.runtime import lxcapi, template, unfinished
 from shared.runtime.guestview import config_root_ids, guest_config
@@ -290,12 +291,31 @@ def replaced_volumes(old: Config, new: Config) -> list[str]:
 
 
 def free_replaced_volumes(old: Config, new: Config, log: Log) -> None:
-    """Free the volumes of a replaced config that the new one does not use (owned ones only)."""
+    """Free the volumes of a replaced config that the new one does not use (owned ones only).
+    One that cannot be freed now (busy, its storage disabled or gone from storage.cfg) stays
+    named in the new config as ``unusedN``: warned about only, it was named by nothing, and
+    not even ``pct destroy`` found it again."""
+    kept: list[str] = []
     for volid in replaced_volumes(old, new):
         if volume_owner(volid) != old.vmid:
             log(f"ignore deletion of '{volid}', CT {old.vmid} isn't the owner!")
-        else:
-            free_when_released(volid, log)
+        elif not free_when_released(volid, log):
+            kept.append(volid)
+    if kept:
+        _keep_as_unused(new.vmid, kept, log)
+
+
+def _keep_as_unused(vmid: int, volids: Sequence[str], log: Log) -> None:
+    try:
+        with config_lock(vmid):
+            conf = store.load(vmid)
+            for volid in volids:
+                if (key := add_unused_volume(conf.values, volid)) is not None:
+                    log(f"CT {vmid}: kept '{volid}' as '{key}' - free it with 'pct destroy' or "
+                        f"'pct set {vmid} --delete {key}' once its storage can")  # fmt: skip
+            store.save(conf)
+    except (CtkitError, FormatError) as err:
+        log(f"unable to name the volume(s) left in CT {vmid}'s config - {err}")
 
 
 def convert_to_template(
