@@ -207,7 +207,11 @@ def _restore_locked(
         if req.start:
             raise KeyboardInterrupt  # not started: exit 130 says a step was not taken
     if req.start:
-        lifecycle.start(req.vmid, log=log)
+        try:
+            lifecycle.start(req.vmid, log=log)
+        except KeyboardInterrupt:  # the start's own: the restore itself is complete
+            log(f"CT {req.vmid} is restored - the signal came during its start")
+            raise
     return conf
 
 

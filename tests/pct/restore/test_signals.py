@@ -425,3 +425,20 @@ def test_a_signal_during_a_volume_s_template_conversion_leaves_no_nameless_volum
         backups.restore(vmid, archive)
     assert not store.exists(vmid)
     assert leftovers(backups.root, vmid) == []
+
+
+def test_a_signal_during_the_start_after_a_restore_says_the_restore_is_complete(
+    backups: Backups, vmid: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 130 with `interrupted by signal` alone read as a failed restore, while the new
+    container was committed (and ran)."""
+    from pct.ops import restore as restore_op
+
+    def interrupted_start(*_args: object, **_kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restore_op.lifecycle, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        backups.restore(vmid, _archive(backups, "new"), start=True)
+    assert f"CT {vmid} is restored - the signal came during its start" in backups.logs
+    assert store.load(vmid).lock is None
