@@ -19,9 +19,9 @@ import binascii
 import contextlib
 import os
 import re
+import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from .. import paths, restic
@@ -255,23 +255,64 @@ def remove(store: ResticStorage, volname: str, *, reclaim: bool = True) -> None:
     if snap.protected:
         raise StorageError(f"cannot remove protected backup '{store.volid(volname)}'")
     restic.run_exclusive(store.repo, ["forget", *snap.ids])
-    _remove_log(entry(store, snap).path)
+    _remove_log(store, snap)
     if reclaim:
         reclaim_space(store)
 
 
-def _remove_log(log: Path) -> None:
+def _remove_log(store: ResticStorage, snap: Snapshot) -> None:
     """A forgotten backup's task log goes with it, as a dir storage's goes with its archive.
-    Unlinked by name in its directory, opened with O_NOFOLLOW: a symlink in place of the
-    storage's log directory never sends the unlink elsewhere (a symlink in place of the log is
-    itself removed, not what it points to). The snapshot is gone already: a log that cannot
-    be removed is left, never a reason to report the removal as failed."""
+
+    The log is named in the local time of its backup, and the zone may have changed since (a
+    time zone set after install, ``TZ`` in a timer's environment): the name this zone gives can
+    be another backup's log. So the log removed is the one whose first lines name this backup,
+    looked for among the guest's logs named within a day of it. Unlinked by name in the
+    storage's log directory, opened with O_NOFOLLOW: a symlink there never sends the unlink
+    elsewhere. The snapshot is gone already: a log that cannot be removed is left, never a
+    reason to report the removal as failed."""
+    marker = f"creating restic backup '{store.volid(snap.volname())}'".encode()
     with contextlib.suppress(OSError):  # missing, or not a directory (ELOOP, ENOTDIR)
-        fd = os.open(log.parent, READ_DIR)
+        fd = os.open(store.subdir("backup"), READ_DIR)
         try:
-            os.unlink(log.name, dir_fd=fd)
+            for name in _log_names(fd, snap):
+                if _names_backup(fd, name, marker):
+                    os.unlink(name, dir_fd=fd)
+                    return
         finally:
             os.close(fd)
+
+
+LOG_NAME_RE = re.compile(r"vzdump-lxc-(\d+)-(\d{4})_(\d\d)_(\d\d)-(\d\d)_(\d\d)_(\d\d)\.log")
+LOG_HEAD = 8192  # the line naming the backup is among a log's first
+
+
+def _log_names(fd: int, snap: Snapshot) -> list[str]:
+    """The guest's log names within a day of the snapshot's time (local times lie at most 14
+    hours from UTC), the one this zone gives first."""
+    first = f"{backup_basename(snap.vmid, snap.ctime)}.log"
+    at = datetime.fromtimestamp(snap.ctime, UTC).replace(tzinfo=None)
+    near: list[str] = []
+    for name in sorted(os.listdir(fd)):
+        m = LOG_NAME_RE.fullmatch(name)
+        if m is None or name == first or int(m.group(1)) != snap.vmid:
+            continue
+        year, month, day, hour, minute, second = (int(g) for g in m.groups()[1:])
+        try:
+            named = datetime(year, month, day, hour, minute, second)
+        except ValueError:
+            continue
+        if abs((named - at).total_seconds()) <= 86400:
+            near.append(name)
+    return [first, *near]
+
+
+def _names_backup(fd: int, name: str, marker: bytes) -> bool:
+    try:
+        log = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+    except OSError:
+        return False
+    with os.fdopen(log, "rb") as fh:
+        return stat.S_ISREG(os.fstat(log).st_mode) and marker in fh.read(LOG_HEAD)
 
 
 def reclaim_space(store: ResticStorage) -> None:

@@ -150,11 +150,45 @@ def test_removing_a_backup_removes_its_task_log(
                f"2026-01-{day} 10:00:00", host=paths.node_name())  # fmt: skip
     first, second = resticbackups.list_backups(store)
     for e in (first, second):
-        e.path.parent.mkdir(parents=True, exist_ok=True)
-        e.path.write_text("INFO: task log\n")
+        write_log(e.path, e.volid)
     resticbackups.remove(store, "backup/ct/900000123/2026-01-01T10:00:00Z", reclaim=False)
     assert not first.path.exists()
-    assert second.path.read_text() == "INFO: task log\n"  # the other backup's stays
+    assert second.path.exists()  # the other backup's stays
+
+
+def write_log(path: Path, volid: str) -> None:
+    """A task log as a restic backup writes it: it names its backup near the top."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"INFO: starting new backup job\nINFO: creating restic backup '{volid}'\n")
+
+
+def test_a_pruned_backup_s_log_is_found_whatever_the_zone_is_now(
+    restic_store: ResticStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logs are named in the local time of their backup. Hourly backups made under UTC,
+    removed under Europe/Berlin (an hour ahead): the name this zone gives the 09:00Z backup's
+    log was the 10:00Z one's, which went, and the 09:00Z one's stayed for good."""
+    store = restic_store
+    source = tmp_path / "src"
+    source.mkdir()
+    for hour in ("09", "10"):
+        stamp = f"2026-01-01T{hour}:00:00Z"
+        backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
+               f"2026-01-01 {hour}:00:00", host=paths.node_name())  # fmt: skip
+    logdir = resticbackups.list_backups(store)[0].path.parent
+    for hour in ("09", "10"):  # named under UTC, as the backups were
+        volid = f"{store.id}:backup/ct/900000123/2026-01-01T{hour}:00:00Z"
+        write_log(logdir / f"vzdump-lxc-900000123-2026_01_01-{hour}_00_00.log", volid)
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        resticbackups.remove(store, "backup/ct/900000123/2026-01-01T09:00:00Z", reclaim=False)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert sorted(p.name for p in logdir.iterdir()) == [
+        "vzdump-lxc-900000123-2026_01_01-10_00_00.log"
+    ]
 
 
 def test_a_log_is_never_removed_through_a_symlink(
