@@ -140,10 +140,14 @@ def resolve_template(ref: str, cfg: StorageConfig | None = None) -> Path:
 # --- backups (vzdump) -----------------------------------------------------------------------
 
 
-def backup_storage(sid: str, cfg: StorageConfig | None = None) -> Storage:
+def backup_storage(
+    sid: str, cfg: StorageConfig | None = None, *, refusal: str | None = None
+) -> Storage:
+    """A storage with content ``backup``; ``refusal`` is the error for one without (Proxmox's
+    prune words it otherwise than a backup or a listing)."""
     store = get_storage(sid, cfg)
     if not store.has_content("backup"):
-        raise StorageError(f"can't use storage '{sid}' for backups - wrong content type")
+        raise StorageError(refusal or f"can't use storage '{sid}' for backups - wrong content type")
     return store
 
 

@@ -17,6 +17,7 @@ from shared.formats.archivename import archive_info
 from shared.formats.types import FormatError
 from shared.storage.api import (
     archive_remove,
+    backup_storage,
     get_storage,
     list_backups,
     reclaim_space,
@@ -209,8 +210,10 @@ def prune_storage(
 ) -> Marked:
     """``vzdump prune``: mark a storage's container backups (one guest's, or all, each guest
     on its own) and, unless ``dry_run``, remove the ``remove`` ones. Sorted by guest, newest
-    first. What a backup running in another process may still be making is left out."""
-    get_storage(storage)
+    first. A storage without content ``backup`` is refused before anything is marked, as
+    Proxmox does: its dump directory may hold another storage's backups (two storages on one
+    path). What a backup running in another process may still be making is left out."""
+    backup_storage(storage, refusal=f"storage '{storage}' does not support backups")
     cands = candidates_on_storage(storage, vmid)
     making = _in_the_making(cands)
     for cand in making:

@@ -56,3 +56,19 @@ def test_vmid_is_read_as_proxmox_reads_it(cli: Cli) -> None:
     res = cli.vzdump("prune", "local", "--vmid", "0900000321", "--dry-run")
     assert res.rc == 2 and "value does not look like a valid VM ID" in res.err
     assert len(list(cli.dumpdir.iterdir())) == 6
+
+
+def test_a_storage_without_backup_content_is_refused(cli: Cli) -> None:
+    """Storage 'img' shares local's path but holds images only: prune removed local's backups
+    in that dump directory, where Proxmox refuses before marking anything."""
+    fill(cli.dumpdir)
+    cfg = cli.root / "etc/pve/storage.cfg"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(
+        "dir: local\n\tpath /var/lib/vz\n\tcontent backup\n\n"
+        "dir: img\n\tpath /var/lib/vz\n\tcontent rootdir,images\n\tprune-backups keep-last=1\n"
+    )
+    for args in (["prune", "img"], ["prune", "img", "--vmid", str(VMID), "--dry-run"]):
+        res = cli.vzdump(*args)
+        assert (res.rc, res.err, res.out) == (9, "storage 'img' does not support backups\n", "")
+    assert len(list(cli.dumpdir.iterdir())) == 6
