@@ -227,15 +227,25 @@ def archive_remove(path: Path) -> None:
                 (path.parent / aux).unlink()
 
 
-def remove_backup(volid: str, cfg: StorageConfig | None = None, *, reclaim: bool = True) -> None:
-    """Remove a backup volume (``can't find file`` when it is not there); on a restic storage
-    the snapshot is forgotten and, with ``reclaim``, its data pruned."""
+def remove_backup(
+    volid: str, cfg: StorageConfig | None = None, *, reclaim: bool = True, gone_ok: bool = False
+) -> None:
+    """Remove a backup volume (``can't find file`` when it is not there, unless ``gone_ok``:
+    a prune that marked it finds it removed by another prune meanwhile, which Proxmox's
+    archive_remove takes as done); on a restic storage the snapshot is forgotten and, with
+    ``reclaim``, its data pruned."""
     if restic := restic_volume(volid, cfg):
         from . import resticbackups
 
-        resticbackups.remove(*restic, reclaim=reclaim)
+        resticbackups.remove(*restic, reclaim=reclaim, gone_ok=gone_ok)
         return
-    archive_remove(_existing_file(volid, backup_path(volid, cfg)))
+    path = backup_path(volid, cfg)
+    try:
+        archive_remove(_existing_file(volid, path))
+    except NotFoundError:
+        # a FIFO or a directory at the name is not a backup gone: still refused
+        if not gone_ok or os.path.lexists(path):
+            raise
 
 
 def set_backup_notes(volid: str, text: str, cfg: StorageConfig | None = None) -> None:

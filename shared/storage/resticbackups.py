@@ -250,8 +250,17 @@ def find(store: ResticStorage, volname: str) -> Snapshot:
     )
 
 
-def remove(store: ResticStorage, volname: str, *, reclaim: bool = True) -> None:
-    snap = find(store, volname)
+def remove(
+    store: ResticStorage, volname: str, *, reclaim: bool = True, gone_ok: bool = False
+) -> None:
+    """Forget a backup's snapshot; with ``gone_ok`` one that is not there (another prune took
+    it first) is done, as restic's forget itself takes an ID forgotten meanwhile."""
+    try:
+        snap = find(store, volname)
+    except NotFoundError:
+        if gone_ok:
+            return
+        raise
     if snap.protected:
         raise StorageError(f"cannot remove protected backup '{store.volid(volname)}'")
     restic.run_exclusive(store.repo, ["forget", *snap.ids])

@@ -150,7 +150,9 @@ def remove_marked(
     marked: Marked, storage: str | None, log: Log, *, reclaim_later: set[str] | None = None
 ) -> int:
     """Remove the entries marked ``remove`` (volume ids on ``storage``, else dump-directory
-    paths); a failure is logged and the rest still removed, then raised. Returns the count."""
+    paths); a failure is logged and the rest still removed, then raised. One already gone
+    (another prune of the guest at the same time) is removed, as Proxmox counts it. Returns
+    the count."""
     removed = 0
     failed = False
     for cand, mark in marked:
@@ -159,7 +161,7 @@ def remove_marked(
         try:
             if storage:
                 log(f"removing backup '{cand.name}'")
-                remove_backup(cand.name, reclaim=False)
+                remove_backup(cand.name, reclaim=False, gone_ok=True)
             else:
                 log(f"delete old backup '{cand.name}'")
                 archive_remove(Path(cand.name))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,14 @@ def test_remove_backup_with_log_and_notes(dump: Path) -> None:
         api.remove_backup(f"local:backup/{B}.tar.zst")
     with pytest.raises(StorageError, match=r"content type needs to be 'backup'"):
         api.remove_backup("local:vztmpl/a.tar.gz")
+
+
+def test_remove_backup_gone_ok_takes_only_a_missing_name_as_done(dump: Path) -> None:
+    volid = f"local:backup/{B}.tar.zst"
+    api.remove_backup(volid, gone_ok=True)  # another prune removed it first
+    os.mkfifo(dump / f"{B}.tar.zst")  # something there that is no backup is still refused
+    with pytest.raises(NotFoundError, match=rf"^can't find file '{volid}'$"):
+        api.remove_backup(volid, gone_ok=True)
 
 
 def test_remove_renamed_backup_keeps_unrelated_logs(dump: Path) -> None:
