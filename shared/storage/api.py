@@ -212,40 +212,52 @@ def _aux_info(path: Path) -> ArchiveInfo | None:
         return None
 
 
-def archive_remove(path: Path) -> None:
-    """Delete an archive with its ``.log``, ``.notes`` and ``.verify``; refuse a protected one."""
-    if os.path.lexists(f"{path}.protected"):
+def archive_remove(path: Path) -> list[str]:
+    """Delete an archive with its ``.log``, ``.notes`` and ``.verify``; refuse a protected one.
+    Returns a warning for each companion that could not be removed (a directory at its name):
+    the archive is gone, so that is no failed removal, as in Proxmox."""
+    if listing.is_protected(path):
         raise StorageError(f"cannot remove protected archive '{path}'")
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        Path(f"{path}{VERIFY_EXT}").unlink()
     info = _aux_info(path)
-    for aux in (info.logfilename, info.notesfilename) if info else ():
-        if aux:
-            with contextlib.suppress(FileNotFoundError):
-                (path.parent / aux).unlink()
+    companions: dict[str, str | None] = {"verification": f"{path.name}{VERIFY_EXT}"}
+    if info:
+        companions |= {"log": info.logfilename, "notes": info.notesfilename}
+    warnings = []
+    for kind, name in companions.items():
+        if not name:
+            continue
+        aux = path.parent / name
+        try:
+            aux.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as err:  # Proxmox's wording
+            warnings.append(f"Removing {kind} file '{aux}' failed: {err.strerror}")
+    return warnings
 
 
 def remove_backup(
     volid: str, cfg: StorageConfig | None = None, *, reclaim: bool = True, gone_ok: bool = False
-) -> None:
+) -> list[str]:
     """Remove a backup volume (``can't find file`` when it is not there, unless ``gone_ok``:
     a prune that marked it finds it removed by another prune meanwhile, which Proxmox's
     archive_remove takes as done); on a restic storage the snapshot is forgotten and, with
-    ``reclaim``, its data pruned."""
+    ``reclaim``, its data pruned. Returns archive_remove's warnings."""
     if restic := restic_volume(volid, cfg):
         from . import resticbackups
 
         resticbackups.remove(*restic, reclaim=reclaim, gone_ok=gone_ok)
-        return
+        return []
     path = backup_path(volid, cfg)
     try:
-        archive_remove(_existing_file(volid, path))
+        return archive_remove(_existing_file(volid, path))
     except NotFoundError:
         # a FIFO or a directory at the name is not a backup gone: still refused
         if not gone_ok or os.path.lexists(path):
             raise
+    return []
 
 
 def set_backup_notes(volid: str, text: str, cfg: StorageConfig | None = None) -> None:
@@ -278,7 +290,7 @@ def set_backup_protected(volid: str, protected: bool, cfg: StorageConfig | None 
         with contextlib.suppress(FileNotFoundError):
             marker.unlink()
         return
-    if marker.exists():
+    if listing.is_protected(path):  # a touch would create a dangling link's target
         return
     store, vol = resolve_volume(volid, cfg)
     limit = store.max_protected_backups

@@ -1,8 +1,8 @@
 """Listing a storage's content: templates and backups (Proxmox's list_volumes).
 
-Only entries directly inside the content directory count: no recursion, dotfiles skipped,
-symlinks followed (broken ones skipped), directories skipped. Container images are listed by the
-plugins, whose layouts differ.
+Only regular files directly inside the content directory count: no recursion, dotfiles
+skipped, symlinks followed (broken ones skipped), directories, FIFOs and devices skipped.
+Container images are listed by the plugins, whose layouts differ.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class VolumeEntry:
 
 
 def scan_files(directory: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """(name, path, stat) of every non-directory entry directly in ``directory``."""
+    """(name, path, stat) of every regular file (or symlink to one) directly in ``directory``:
+    what a volume id's removal takes as a file (a FIFO was listed and marked, then its removal
+    said 'can't find file' at every later backup)."""
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
@@ -63,7 +65,7 @@ def scan_files(directory: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
             st = os.stat(entry.path)  # follows symlinks; a broken one raises
         except OSError:
             continue
-        if stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):
             continue
         yield entry.name, Path(entry.path), st
 
@@ -123,9 +125,16 @@ def _backup_entry(
         vmid=owner,
         subtype=info.type if info else "unknown",
         notes=read_notes(path),
-        protected=os.path.exists(f"{path}{PROTECTED_EXT}"),
+        protected=is_protected(path),
         archive=info,
     )
+
+
+def is_protected(archive: Path) -> bool:
+    """Whether ``<archive>.protected`` is there as a name, whatever it is or points to: the
+    listing and the removal read it alike (a dangling symlink listed as unprotected was marked,
+    then refused at each removal), and the safe reading keeps the backup."""
+    return os.path.lexists(f"{archive}{PROTECTED_EXT}")
 
 
 NOTES_READ_MAX = 64 * 1024  # a listing shows one line; a huge notes file must not be read whole

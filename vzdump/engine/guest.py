@@ -214,6 +214,7 @@ class GuestBackup:
                 self.env.dumpdir,
                 self.vmid,
                 self.log.info,
+                warn=self.log.warn,
                 made=made,
                 reclaim_later=self.env.reclaim,
             )

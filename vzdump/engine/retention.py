@@ -23,7 +23,7 @@ from shared.storage.api import (
     reclaim_space,
     remove_backup,
 )
-from shared.storage.listing import scan_files
+from shared.storage.listing import is_protected, scan_files
 
 from ..options import BackupOptions
 
@@ -68,8 +68,8 @@ def _read_back_failed(archive: Path) -> bool:
 
 def candidates_in_dir(dumpdir: Path, vmid: int) -> list[prune.PruneCandidate]:
     """The guest's backups in a dump directory, as a storage's listing finds them: a
-    directory, a symlink to one or a broken symlink named like a backup is none (counted, a
-    dangling link named as the newest made retention remove real backups)."""
+    directory, a FIFO, a symlink to one or a broken symlink named like a backup is none
+    (counted, a dangling link named as the newest made retention remove real backups)."""
     out = []
     prefix = f"vzdump-lxc-{vmid}-"
     for name, path, _st in scan_files(dumpdir):
@@ -81,7 +81,7 @@ def candidates_in_dir(dumpdir: Path, vmid: int) -> list[prune.PruneCandidate]:
             continue
         if not info.is_std_name or info.vmid != vmid or info.ctime is None:
             continue
-        protected = Path(f"{path}.protected").exists()
+        protected = is_protected(path)
         out.append(
             prune.PruneCandidate(
                 str(path), info.ctime, vmid, protected=protected, failed=_read_back_failed(path)
@@ -123,12 +123,14 @@ def prune_after(
     vmid: int,
     log: Log,
     *,
+    warn: Log | None = None,
     made: str | None = None,
     reclaim_later: set[str] | None = None,
 ) -> None:
     """Remove what the retention policy does not keep; raises when a removal failed. ``made``
     is the backup just written: never removed by its own retention. With ``reclaim_later``,
-    a storage whose space is still to be reclaimed is added to it."""
+    a storage whose space is still to be reclaimed is added to it. ``warn`` as for
+    :func:`remove_marked`."""
     retention = opts.retention
     log(f"prune older backups with retention: {prune.log_string(retention)}")
     cands = candidates_on_storage(storage, vmid) if storage else candidates_in_dir(dumpdir, vmid)
@@ -139,7 +141,7 @@ def prune_after(
             # hour repeated in autumn) outranked it: the one just made is kept all the same
             log(f"keeping the new backup '{made}' - another is named with a later time")
             marked[i] = (cand, "keep")
-    removed = remove_marked(marked, storage, log, reclaim_later=reclaim_later)
+    removed = remove_marked(marked, storage, log, warn=warn, reclaim_later=reclaim_later)
     if removed:
         log(f"pruned {removed} backup(s) not covered by keep-retention policy")
     else:
@@ -147,12 +149,19 @@ def prune_after(
 
 
 def remove_marked(
-    marked: Marked, storage: str | None, log: Log, *, reclaim_later: set[str] | None = None
+    marked: Marked,
+    storage: str | None,
+    log: Log,
+    *,
+    warn: Log | None = None,
+    reclaim_later: set[str] | None = None,
 ) -> int:
     """Remove the entries marked ``remove`` (volume ids on ``storage``, else dump-directory
     paths); a failure is logged and the rest still removed, then raised. One already gone
-    (another prune of the guest at the same time) is removed, as Proxmox counts it. Returns
+    (another prune of the guest at the same time) is removed, as Proxmox counts it. A
+    companion file left behind goes to ``warn`` (default: ``log`` with ``WARN:``). Returns
     the count."""
+    warn = warn or (lambda line: log(f"WARN: {line}"))
     removed = 0
     failed = False
     for cand, mark in marked:
@@ -161,11 +170,13 @@ def remove_marked(
         try:
             if storage:
                 log(f"removing backup '{cand.name}'")
-                remove_backup(cand.name, reclaim=False, gone_ok=True)
+                left = remove_backup(cand.name, reclaim=False, gone_ok=True)
             else:
                 log(f"delete old backup '{cand.name}'")
-                archive_remove(Path(cand.name))
+                left = archive_remove(Path(cand.name))
             removed += 1
+            for warning in left:
+                warn(warning)
         except (CtkitError, OSError) as err:
             log(f"error when removing backup '{cand.name}' - {err}")
             failed = True

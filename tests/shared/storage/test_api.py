@@ -205,6 +205,27 @@ def test_protected_backup_is_refused(dump: Path) -> None:
         api.archive_remove(archive)
 
 
+def test_a_companion_that_cannot_be_removed_is_a_warning(dump: Path) -> None:
+    """The archive is gone all the same: Proxmox warns, the removal does not fail."""
+    (dump / f"{B}.tar").write_text("x")
+    (dump / f"{B}.log").write_text("x")
+    (dump / f"{B}.tar.notes").mkdir()
+    assert api.remove_backup(f"local:backup/{B}.tar") == [
+        f"Removing notes file '{dump / B}.tar.notes' failed: Is a directory"
+    ]
+    assert [p.name for p in dump.iterdir()] == [f"{B}.tar.notes"]
+
+
+def test_a_dangling_protected_link_protects(dump: Path, ctroot: Path) -> None:
+    archive = dump / f"{B}.tar"
+    archive.write_text("x")
+    Path(f"{archive}.protected").symlink_to(ctroot / "nonexistent")
+    api.set_backup_protected(f"local:backup/{B}.tar", True)  # already: not created through it
+    assert not (ctroot / "nonexistent").exists()
+    with pytest.raises(StorageError, match=r"cannot remove protected archive"):
+        api.remove_backup(f"local:backup/{B}.tar")
+
+
 def test_archive_remove_tolerates_missing_files(dump: Path) -> None:
     (dump / f"{B}.log").write_text("x")
     api.archive_remove(dump / f"{B}.tar.gz")  # archive already gone: the log still goes

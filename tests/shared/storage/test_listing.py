@@ -150,3 +150,13 @@ def test_backup_listing_by_vmid_and_type(backups: Path) -> None:
     assert [e.name for e in listing.list_backups(store, 1100)] == [
         "vzdump-lxc-1100-2024_01_01-02_00_00.tar"
     ]
+
+
+def test_only_regular_files_are_backups_and_any_protected_name_protects(dump: Path) -> None:
+    """A FIFO named like an archive is no backup (its removal says 'can't find file'); a
+    .protected that is a dangling symlink protects, as the removal reads it."""
+    os.mkfifo(dump / f"{B100}.tar.zst")
+    _touch(dump / f"{B100B}.tar")
+    (dump / f"{B100B}.tar.protected").symlink_to(dump / "nonexistent")
+    [entry] = listing.list_backups(load_config().storage("local"))
+    assert entry.name == f"{B100B}.tar" and entry.protected

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -369,3 +370,42 @@ def test_a_restic_backup_another_prune_forgot_first_is_done(
     assert not [line for line in log if "error" in line], log
     left = [s.volname() for s in resticbackups.snapshots(restic_store)]
     assert left == ["backup/ct/900000124/2026-01-03T10:00:00Z"]
+
+
+@pytest.mark.parametrize("odd", ["fifo", "notes directory", "dangling protected link"])
+def test_odd_entries_named_like_a_backup_never_fail_a_prune(ctroot: Path, odd: str) -> None:
+    """A FIFO named as an archive was marked, then 'can't find file'; a directory at the
+    notes' name failed the removal of an archive that was gone ('Is a directory'); a dangling
+    .protected link listed as unprotected was marked, then refused. Each failed every later
+    backup of the guest."""
+    from vzdump.engine import retention
+
+    dump = ctroot / "var/lib/vz/dump"
+    newest = fake_backup(dump, 900000125, "2024-01-02 02:00")
+    older = "vzdump-lxc-900000125-2024_01_01-02_00_00.tar.zst"
+    if odd == "fifo":
+        os.mkfifo(dump / older)
+    else:
+        (dump / older).write_bytes(b"")
+    if odd == "notes directory":
+        (dump / f"{older}.notes").mkdir()
+    if odd == "dangling protected link":
+        (dump / f"{older}.protected").symlink_to(ctroot / "nonexistent")
+    log: list[str] = []
+    marked = retention.prune_storage(
+        "local", 900000125, {"keep-last": 1}, dry_run=False, log=log.append
+    )
+    marks = {c.name.split("/", 1)[1]: m for c, m in marked}
+    volid = f"local:backup/{older}"
+    if odd == "fifo":
+        assert marks == {newest: "keep"} and log == [] and (dump / older).is_fifo()
+    elif odd == "notes directory":
+        assert marks == {newest: "keep", older: "remove"}
+        assert log == [
+            f"removing backup '{volid}'",
+            f"WARN: Removing notes file '{dump / older}.notes' failed: Is a directory",
+        ]
+        assert not (dump / older).exists()
+    else:
+        assert marks == {newest: "keep", older: "protected"} and log == []
+        assert (dump / older).exists() and not (ctroot / "nonexistent").exists()
