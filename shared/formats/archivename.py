@@ -113,12 +113,30 @@ def archive_info(archive: str) -> ArchiveInfo:
 
 
 def _local_ctime(year: int, month: int, day: int, hh: int, mm: int, ss: int) -> int | None:
-    """Epoch of a local wall-clock time; None for an impossible date (Perl's timelocal dies)."""
+    """Epoch of a local wall-clock time; None for an impossible date (Perl's timelocal dies)
+    or one that cannot be placed (see :func:`placeable`): such a name is a renamed backup."""
     try:
         dt.datetime(year, month, day, hh, mm, ss)
-    except ValueError:
+        epoch = int(time.mktime((year, month, day, hh, mm, ss, 0, 0, -1)))
+    except (ValueError, OverflowError):
         return None
-    return int(time.mktime((year, month, day, hh, mm, ss, 0, 0, -1)))
+    return epoch if placeable(epoch) else None
+
+
+# more than any zone's offset plus the day before a time that Python's local reading probes
+_PLACE_MARGIN = 2 * 86400
+
+
+def placeable(epoch: int) -> bool:
+    """Whether a backup's time reads as a date in every time zone: not within two days of the
+    ends of the calendar (years 1 and 9999), where retention's local reading of a name with
+    year 0001 raised 'year 0 is out of range' and failed every backup of the guest."""
+    try:
+        for edge in (epoch - _PLACE_MARGIN, epoch + _PLACE_MARGIN):
+            dt.datetime.fromtimestamp(edge, dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
 
 
 def backup_basename(vmid: int, when: float | dt.datetime | None = None, btype: str = "lxc") -> str:

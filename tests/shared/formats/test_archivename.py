@@ -53,6 +53,9 @@ CASES = {
     "vzdump-lxc-100-2024_1_01-02_00_00.tar": ("lxc", "tar", None, None, False, None),
     "vzdump-lxc-100-2024_13_01-02_00_00.tar": ("lxc", "tar", None, None, False, None),
     "vzdump-lxc-100-2023_02_29-02_00_00.tar": ("lxc", "tar", None, None, False, None),
+    # times that cannot be placed in every zone (retention's local reading raised)
+    "vzdump-lxc-100-0001_01_01-00_00_00.tar": ("lxc", "tar", None, None, False, None),
+    "vzdump-lxc-100-9999_12_31-23_59_59.tar": ("lxc", "tar", None, None, False, None),
     f"vzdump-qemu-100-{STAMP}.tgz": ("qemu", "tar", "gz", ("tar", "-z"), True, 100),
 }
 

@@ -409,3 +409,24 @@ def test_odd_entries_named_like_a_backup_never_fail_a_prune(ctroot: Path, odd: s
     else:
         assert marks == {newest: "keep", older: "protected"} and log == []
         assert (dump / older).exists() and not (ctroot / "nonexistent").exists()
+
+
+def test_a_name_with_year_0001_is_a_renamed_backup(ctroot: Path) -> None:
+    """Its time cannot be placed: prune ended in a traceback ('year 0 is out of range') and
+    every later backup of the guest with retention failed. Kept and not counted, as a name
+    with an impossible date."""
+    from vzdump.engine import retention
+
+    dump = ctroot / "var/lib/vz/dump"
+    newest = fake_backup(dump, 900000126, "2024-01-02 02:00")
+    ancient = "vzdump-lxc-900000126-0001_01_01-00_00_00.tar.zst"
+    (dump / ancient).write_bytes(b"")
+    log: list[str] = []
+    marked = retention.prune_storage(
+        "local", 900000126, {"keep-last": 1}, dry_run=False, log=log.append
+    )
+    assert {c.name.split("/", 1)[1]: m for c, m in marked} == {
+        newest: "keep",
+        ancient: "renamed",
+    }
+    assert log == [] and (dump / ancient).exists()
