@@ -41,6 +41,13 @@ class ParamError(CtkitError):
         self.usage = usage
         super().__init__(message)
 
+    @classmethod
+    def of_value(cls, param: str, err: Exception) -> ParamError:
+        """A bad value of ``param``: the error, then the property string's own lines (a
+        ``details`` mapping, by key), as ``vzdump prune --prune-backups`` shows them."""
+        details: Mapping[str, str] = getattr(err, "details", {})
+        return cls({param: str(err), **details})
+
     def lines(self) -> list[str]:
         out = [f"400 {self.message}"]
         if self.errors:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic, restic
-from ..errors import AlreadyExistsError, ConfigError, NotFoundError
+from ..errors import AlreadyExistsError, ConfigError, NotFoundError, ParamError
 from ..formats.types import FormatError
 from ..regularfile import read_regular
 from . import resticnodekey
@@ -96,8 +96,8 @@ def _props(options: dict[str, str | None]) -> dict[str, Any]:
             continue
         try:
             out[key] = SECTION_TYPES["restic"].parse_value(key, raw)
-        except FormatError as err:
-            raise ConfigError(f"{key}: {err}") from None
+        except FormatError as err:  # a bad value given, as vzdump prune and job add say it
+            raise ParamError.of_value(key, err) from None
     return out
 
 

@@ -199,8 +199,7 @@ def storage_retention(storage: str, raw: str | None) -> dict[str, Any]:
         try:
             return prune.parse_prune_backups(raw)
         except FormatError as err:
-            details = getattr(err, "details", {})
-            raise ParamError({"prune-backups": str(err), **details}) from None
+            raise ParamError.of_value("prune-backups", err) from None
     return get_storage(storage).prune_backups or {"keep-all": True}
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shared.storage.resticplugin import ResticStorage
+
 from .conftest import Cli
 
 PASSWORD = "correct horse battery staple"
@@ -48,3 +50,18 @@ def test_add_then_set_and_delete(cli: Cli, ctroot: Path) -> None:
     new_pw.write_text(PASSWORD + "\r\n")  # the same password, from another file
     cli.ok("storage", "set", "offsite", "--password-file", str(new_pw))
     assert secret.read_bytes() == (PASSWORD + "\r\n").encode()
+
+
+def test_a_bad_prune_backups_value_is_a_bad_parameter(
+    cli: Cli, restic_store: ResticStorage
+) -> None:
+    """Exit 2 and the '400 Parameter verification failed.' form, as vzdump prune and job add
+    say it for the same strings (it was exit 12, a configuration error); nothing is stored."""
+    cfg = cli.root / "etc/pve/storage.cfg"
+    before = cfg.read_text()
+    for value in ("keep-lst=1", "keep-all=1,keep-last=2", "keep-last=-1"):
+        res = cli.vzdump("storage", "set", "offsite", "--prune-backups", value)
+        prune = cli.vzdump("prune", "offsite", "--prune-backups", value, "--dry-run")
+        assert res.rc == 2 and "400 Parameter verification failed." in res.err_lines, res.err
+        assert res.err_lines[:-1] == prune.err_lines[:-1]  # the last line is each one's usage
+    assert cfg.read_text() == before
