@@ -9,13 +9,16 @@ directory) under the name, with one line saying so.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 from .atomic import temp_name
 from .errors import CtkitError
+from .toolenv import tool_env
 
 WRITE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 # a directory opened to read or to walk from, never through a symlink put in its place
@@ -63,6 +66,34 @@ def copy_file(src: Path | str, dest: Path | str) -> None:
         raise
 
 
+def remove_tree(
+    path: str | Path, *, dir_fd: int | None = None, ignore_errors: bool = False
+) -> None:
+    """Remove ``path`` (relative to ``dir_fd`` if given) and all below it, however deep.
+
+    ``shutil.rmtree`` recurses once per directory level and raises RecursionError below about
+    1000 levels, even with ``ignore_errors``: a container's root can make such a tree, and its
+    volume could then never be freed (``pct destroy`` left it with ``lock: destroyed``). GNU
+    rm walks any depth, never follows a symlink and never crosses into another file system.
+    It runs in a session of its own: a Ctrl-C meant for us does not cut a removal in half. A
+    missing path is no error; a failure raises OSError unless ``ignore_errors``."""
+    where = os.fspath(path) if dir_fd is None else f"/proc/self/fd/{dir_fd}/{os.fspath(path)}"
+    proc = subprocess.run(
+        ["rm", "-rf", "--one-file-system", "--", where],
+        env=tool_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        pass_fds=() if dir_fd is None else (dir_fd,),
+        start_new_session=True,
+        check=False,
+    )
+    if proc.returncode != 0 and not ignore_errors:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = lines[-1] if lines else f"rm exited with {proc.returncode}"
+        raise OSError(errno.ENOTEMPTY, why, os.fspath(path))
+
+
 def fresh_dir(path: Path, mode: int = 0o700) -> None:
     """An empty directory ``path``: a leftover real directory is emptied first, a symlink or
     other file under the name is refused (never followed, never deleted through)."""
@@ -75,7 +106,7 @@ def fresh_dir(path: Path, mode: int = 0o700) -> None:
         raise _refuse(path, kind)
     try:
         if st is not None:
-            shutil.rmtree(path)
+            remove_tree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(path, mode)
     except OSError as err:  # a read-only, full or pseudo file system (--tmpdir /proc)

@@ -12,7 +12,6 @@ end of the archive, since a mount point's content may follow later in the stream
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import tempfile
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from shared.archive.tarextract import extract
 from shared.archive.tarformat import LNK, Member, display_name
 from shared.archive.tarscan import ScanSink
 from shared.errors import ArchiveError, NotFoundError, StorageError
+from shared.safefile import remove_tree
 
 from .browse import member_parts, path_parts, under
 from .locate import Backup
@@ -116,7 +116,7 @@ def extract_to_dir(backup: Backup, paths: Sequence[str], target: Path) -> Extrac
         out = extract_paths(backup, paths, staging.resolve(), as_data=True)
         os.rename(staging, target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging, ignore_errors=True)
         raise
     return out
 

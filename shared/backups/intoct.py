@@ -25,7 +25,6 @@ import contextlib
 import errno
 import os
 import secrets
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from shared.runtime import lxcapi
 from shared.runtime.beneath import open_beneath, path_parts
 from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.mounts import mount_all
-from shared.safefile import READ_DIR
+from shared.safefile import READ_DIR, remove_tree
 from shared.storage.api import volume_path
 from shared.storage.volumes import volume_format
 
@@ -151,7 +150,7 @@ def extract_into_ct(backup: Backup, members: Sequence[str], vmid: int, dest: str
                     result = _fill(backup, members, stage, name, idmap)
                     _move(stage, parent, name, dest)
                 except BaseException:
-                    shutil.rmtree(name, dir_fd=stage, ignore_errors=True)
+                    remove_tree(name, dir_fd=stage, ignore_errors=True)
                     raise
         finally:
             os.close(parent)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from .. import owner as owners
 from ..ctconfig import store
 from ..errors import CtkitError
 from ..locks import config_lock, flock
+from ..safefile import remove_tree
 from . import migration
 from .cgroups import CGroup
 
@@ -245,7 +245,7 @@ def _remove_temp_files(dead: owners.Owner, log: Log, warn: Log) -> None:
         path = Path(dead.tmpdir)
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISDIR(os.lstat(path).st_mode):
-                shutil.rmtree(path)
+                remove_tree(path)
             else:
                 path.unlink()
             log(f"CT {dead.vmid}: removed temporary directory '{path}'")

@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
 from pathlib import Path
 
 from .. import paths
 from ..errors import CommandError, NotFoundError, StorageError
+from ..safefile import remove_tree
 from . import cmd, loop
 from .base import Storage, too_large
 from .listing import VolumeEntry
@@ -157,7 +157,7 @@ class DirStorage(Storage):
 
     def _remove_path(self, path: Path, fmt: str) -> None:
         if fmt == "subvol" and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -180,7 +180,7 @@ class DirStorage(Storage):
             return False
         self._check_unused(volname, path, vol.format)
         if vol.format == "subvol" and not path.is_symlink():
-            shutil.rmtree(path)
+            remove_tree(path)
         else:
             if vol.is_base and not path.is_symlink():
                 _immutable(path, False)

@@ -4,13 +4,14 @@ absent under its name."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shared.errors import CtkitError
-from shared.safefile import copy_file, fresh_dir
+from shared.safefile import copy_file, fresh_dir, remove_tree
 
 
 def test_a_leftover_directory_is_emptied_and_parents_are_made(tmp_path: Path) -> None:
@@ -70,3 +71,49 @@ def test_a_copy_refuses_a_link_at_the_name_and_never_writes_through_it(tmp_path:
         copy_file(tmp_path / "src", tmp_path / "copy.log")
     assert victim.read_text() == "keep\n" and (tmp_path / "copy.log").is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.log", "src", "victim"]
+
+
+def deep_tree(top: Path, depth: int = 1500) -> None:
+    """``top`` with a chain of ``depth`` directories below it, and a file at the bottom."""
+    os.mkdir(top)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            below = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_a_tree_of_any_depth_is_removed(tmp_path: Path) -> None:
+    """shutil.rmtree raised RecursionError below about 1000 levels (ignore_errors or not): a
+    container's volume holding such a tree could never be freed."""
+    deep_tree(tmp_path / "vol")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    (tmp_path / "vol/link").symlink_to(outside)
+    remove_tree(tmp_path / "vol")
+    assert not (tmp_path / "vol").exists() and (outside / "keep").read_text() == "x"
+    remove_tree(tmp_path / "vol")  # missing: no error
+    deep_tree(tmp_path / "rel")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        remove_tree("rel", dir_fd=fd)
+    finally:
+        os.close(fd)
+    assert not (tmp_path / "rel").exists()
+
+
+def test_a_tree_that_cannot_be_removed_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "vol/sub").mkdir(parents=True)
+    subprocess.run(["chattr", "+i", str(tmp_path / "vol/sub")], check=True)
+    try:
+        with pytest.raises(OSError, match="Operation not permitted"):
+            remove_tree(tmp_path / "vol")
+        remove_tree(tmp_path / "vol", ignore_errors=True)
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path / "vol/sub")], check=True)

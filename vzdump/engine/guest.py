@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
 from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.traverse import check_traversable
+from shared.safefile import remove_tree
 from shared.storage.api import get_storage, set_backup_notes, set_backup_protected
 from shared.storage.loop import fs_type
 from shared.storage.resticplugin import ResticStorage
@@ -515,7 +515,7 @@ class GuestBackup:
                 self.log.warn(f"unable to remove '{self.target.dat}' - {err.strerror}")
         left = False
         if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            remove_tree(self.tmpdir, ignore_errors=True)
             left = os.path.lexists(self.tmpdir)
         if self.owner is not None and not self.locked and not left:
             # a lock we failed to drop stays recorded as ours, and so does a temp dir we could

@@ -66,6 +66,18 @@ def test_case_2_subvol_owned_by_the_container_root(ctroot: Path) -> None:
     assert volumes.volume_size(volid) == 0
 
 
+def test_a_subvol_with_a_tree_of_any_depth_is_freed(ctroot: Path) -> None:
+    """A container's root can make a chain of 1500 directories: shutil.rmtree raised
+    RecursionError, and `pct destroy` left the container locked ('destroyed') for good."""
+    from tests.shared.test_safefile import deep_tree
+
+    volid = volumes.alloc_volume("local", VMID, 0)
+    vol = images(ctroot) / f"subvol-{VMID}-disk-0.subvol"
+    deep_tree(vol / "deep")
+    assert volumes.free_volume(volid)
+    assert not vol.exists()
+
+
 def test_first_free_index_over_all_names(ctroot: Path) -> None:
     first = volumes.alloc_volume("local", VMID, 0)
     d = images(ctroot)
