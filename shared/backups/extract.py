@@ -26,7 +26,7 @@ from shared.archive.tarscan import ScanSink
 from shared.errors import ArchiveError, NotFoundError, StorageError
 from shared.safefile import remove_tree
 
-from .browse import member_parts, path_parts, under
+from .browse import member_parts, path_parts
 from .locate import Backup
 
 Parts = tuple[bytes, ...]
@@ -48,7 +48,9 @@ class _Select(ScanSink):
     """Takes the members at or below the choices (of those the guard approved)."""
 
     def __init__(self, choices: Sequence[Parts]) -> None:
-        self.choices = list(choices)
+        # a set, looked up by each prefix of a member's name: scanning the list for each member
+        # took members x choices (200,000 members and 4,000 paths: 70 s)
+        self.choices = set(choices)
         self.seen: set[Parts] = set()
         self.whole: set[Parts] = set()  # choices that are directories: read to the end
         self.finished: set[Parts] = set()  # single-member choices whose data is out
@@ -60,12 +62,12 @@ class _Select(ScanSink):
 
     def member(self, member: Member) -> bool:
         parts = member_parts(member.name)
-        hits = [c for c in self.choices if under(parts, c)]
+        hits = self._chosen_above(parts)
         if not hits:
             return False
         if member.type == LNK:
             target = member_parts(member.linkname)
-            if not any(under(target, c) for c in self.choices):
+            if not self._chosen_above(target):
                 raise ArchiveError(
                     f"'{member.display}' is a hard link to '/{display_name(b'/'.join(target))}',"
                     " which is not being extracted: extract that path too"
@@ -85,9 +87,13 @@ class _Select(ScanSink):
             self.finished.add(self._current)
             self._current = None
 
+    def _chosen_above(self, parts: Parts) -> list[Parts]:
+        """The choices ``parts`` is at or below."""
+        return [parts[:i] for i in range(len(parts) + 1) if parts[:i] in self.choices]
+
     @property
     def done(self) -> bool:
-        return not self.whole and all(c in self.finished for c in self.choices)
+        return not self.whole and len(self.finished) == len(self.choices)
 
 
 def prepare_target(target: Path) -> Path:

@@ -254,3 +254,21 @@ def test_setuid_bits_and_file_capabilities_are_not_made_on_the_host(
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (target / "usr/bin").iterdir()}
     assert modes == {"rootsh": 0o755, "group": 0o775, "capsh": 0o755, "open": 0o777}
     assert os.listxattr(target / "usr/bin/capsh") == []
+
+
+def test_many_paths_are_looked_up_not_scanned(ctroot: Path, tmp_path: Path) -> None:
+    """Each member was compared with every chosen path: 200,000 members and 4,000 paths took
+    70 s. Here 40,000 members and 8,000 paths: 320 million comparisons, about 30 s, before."""
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    name = "vzdump-lxc-900000023-2024_01_05-00_00_00.tar"
+    with tarfile.open(dump / name, "w") as tar:
+        for i in range(40_000):
+            tar.addfile(tarfile.TarInfo(f"./srv/d{i % 50}/f{i}"))
+    chosen = [f"/srv/d{i % 50}/f{i}" for i in range(0, 40_000, 5)] + ["/srv/d7"]
+    started = time.monotonic()
+    out = extract_paths(locate(f"local:backup/{name}"), chosen, prepare_target(tmp_path / "o"))
+    assert time.monotonic() - started < 15
+    assert out.count == 8_000 + 800  # and d7, whose files are none of those chosen by name
+    assert len(list((tmp_path / "o/srv/d7").iterdir())) == 800
+    assert (tmp_path / "o/srv/d0/f0").exists() and not (tmp_path / "o/srv/d0/f1").exists()
