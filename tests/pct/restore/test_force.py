@@ -64,6 +64,15 @@ def _run(vmid: int, *command: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
 
 
+def _starts_with_marker(vmid: int, marker: str) -> None:
+    """The container starts, and its /etc/marker says which backup it came from."""
+    lifecycle.start(vmid, log=lambda _line: None)
+    try:
+        assert _run(vmid, "cat", "/etc/marker") == f"{marker}\n"
+    finally:
+        lifecycle.stop(vmid, log=lambda _line: None)
+
+
 def test_force_replaces_a_stopped_container(backups: Backups, vmid: int) -> None:
     backups.restore(vmid, _backup(backups, "old", firewall="[OPTIONS]\nenable: 1\n"))
     assert images(backups.root, vmid) == [f"vm-{vmid}-disk-0.raw"]
@@ -172,11 +181,7 @@ def test_failed_force_restore_keeps_the_old_container(
         backups.restore(vmid, bad, force=True)
     assert str(err.value).startswith(f"unable to restore CT {vmid} - ")
     assert _snapshot(backups, vmid) == before  # config, volumes and firewall untouched
-    lifecycle.start(vmid, log=lambda _line: None)
-    try:
-        assert _run(vmid, "cat", "/etc/marker") == "old\n"
-    finally:
-        lifecycle.stop(vmid, log=lambda _line: None)
+    _starts_with_marker(vmid, "old")
 
 
 def test_force_with_a_config_too_large_to_store_keeps_the_old_container(
@@ -222,11 +227,7 @@ def test_restore_onto_a_full_storage_fails_and_keeps_the_old_container(
     finally:
         subprocess.run(["umount", str(small)], check=False)
     assert _snapshot(backups, vmid) == before
-    lifecycle.start(vmid, log=lambda _line: None)
-    try:
-        assert _run(vmid, "cat", "/etc/marker") == "old\n"
-    finally:
-        lifecycle.stop(vmid, log=lambda _line: None)
+    _starts_with_marker(vmid, "old")
 
 
 def _hostile_tail(backups: Backups, path: Path) -> None:
@@ -358,11 +359,7 @@ def test_a_failed_force_restore_that_cannot_unlock_leaves_that_to_the_next_comma
     assert store.load(vmid).lock == "create"
     recovery.recover(vmid, backups.logs.append)  # what the next command does first
     assert _snapshot(backups, vmid) == before, backups.logs
-    lifecycle.start(vmid, log=lambda _line: None)
-    try:
-        assert _run(vmid, "cat", "/etc/marker") == "old\n"
-    finally:
-        lifecycle.stop(vmid, log=lambda _line: None)
+    _starts_with_marker(vmid, "old")
 
 
 UNPRIVILEGED_CONF = CONF + "unprivileged: 1\n"
@@ -393,17 +390,12 @@ def test_an_unprivileged_backup_replaces_a_privileged_container(
     """Its start left the container's directory 0700: the unprivileged tar could not reach
     the staging mount below it, and such a restore always failed."""
     backups.restore(vmid, _backup(backups, "old"))
-    lifecycle.start(vmid, log=lambda _line: None)
-    lifecycle.stop(vmid, log=lambda _line: None)
+    _starts_with_marker(vmid, "old")
     lxcdir = backups.root / f"var/lib/lxc/{vmid}"
     assert _mode(lxcdir) == 0o700
     conf = backups.restore(vmid, _unprivileged_backup(backups, "newer"), force=True)
     assert conf.unprivileged and _mode(lxcdir) == 0o755
-    lifecycle.start(vmid, log=lambda _line: None)
-    try:
-        assert _run(vmid, "cat", "/etc/marker") == "newer\n"
-    finally:
-        lifecycle.stop(vmid, log=lambda _line: None)
+    _starts_with_marker(vmid, "newer")
 
 
 def test_a_failed_unprivileged_restore_hides_the_privileged_container_again(

@@ -136,18 +136,23 @@ def test_a_volid_of_several_other_hosts_is_refused_naming_them(
     assert err.value.hint == f"none is this node's ('{paths.node_name()}')"
 
 
+def ours(store: ResticStorage, tmp_path: Path, times: list[str]) -> None:
+    """Backups of CT 900000123 by this node, one at each UTC time."""
+    source = tmp_path / "src"
+    source.mkdir(exist_ok=True)
+    for when in times:
+        stamp = when.replace(" ", "T") + "Z"
+        backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}", when,
+               host=paths.node_name())  # fmt: skip
+
+
 def test_removing_a_backup_removes_its_task_log(
     restic_store: ResticStorage, tmp_path: Path
 ) -> None:
     """The log in var/log/vzdump/restic/<storage>/ stayed for ever after the snapshot was
     forgotten (pruned or removed)."""
     store = restic_store
-    source = tmp_path / "src"
-    source.mkdir()
-    for day in ("01", "02"):
-        stamp = f"2026-01-{day}T10:00:00Z"
-        backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
-               f"2026-01-{day} 10:00:00", host=paths.node_name())  # fmt: skip
+    ours(store, tmp_path, ["2026-01-01 10:00:00", "2026-01-02 10:00:00"])
     first, second = resticbackups.list_backups(store)
     for e in (first, second):
         write_log(e.path, e.volid)
@@ -169,12 +174,7 @@ def test_a_pruned_backup_s_log_is_found_whatever_the_zone_is_now(
     removed under Europe/Berlin (an hour ahead): the name this zone gives the 09:00Z backup's
     log was the 10:00Z one's, which went, and the 09:00Z one's stayed for good."""
     store = restic_store
-    source = tmp_path / "src"
-    source.mkdir()
-    for hour in ("09", "10"):
-        stamp = f"2026-01-01T{hour}:00:00Z"
-        backup(store, source, f"vzdump,type=lxc,vmid=900000123,time={stamp}",
-               f"2026-01-01 {hour}:00:00", host=paths.node_name())  # fmt: skip
+    ours(store, tmp_path, ["2026-01-01 09:00:00", "2026-01-01 10:00:00"])
     logdir = resticbackups.list_backups(store)[0].path.parent
     for hour in ("09", "10"):  # named under UTC, as the backups were
         volid = f"{store.id}:backup/ct/900000123/2026-01-01T{hour}:00:00Z"

@@ -325,21 +325,28 @@ def test_prune_leaves_what_a_running_backup_makes_alone(host: Host) -> None:
     assert res.rc == 0 and [p.name for p in archives(dump, busy)] == [making], res.err
 
 
+def _pruned_twice(storage: str, vmid: int) -> list[str]:
+    """Two prunes that marked the same three backups (keep-last=1): the other one removes
+    first, then this one; its log lines."""
+    from shared import prune
+    from vzdump.engine import retention
+
+    cands = retention.candidates_on_storage(storage, vmid)
+    mine = prune.mark_group(cands, {"keep-last": 1})
+    theirs = prune.mark_group(cands, {"keep-last": 1})
+    assert retention.remove_marked(theirs, storage, lambda _msg: None) == 2
+    log: list[str] = []
+    assert retention.remove_marked(mine, storage, log.append) == 2
+    return log
+
+
 def test_a_backup_another_prune_removed_first_is_done(ctroot: Path) -> None:
     """Two prunes of a guest at once mark the same backups: the one that came second found
     them gone, logged 'can't find file' for each and failed (a nightly backup whose retention
     it was was reported failed). Gone is done, as in Proxmox's archive_remove."""
-    from shared import prune
-    from vzdump.engine import retention
-
     dump = ctroot / "var/lib/vz/dump"
     names = [fake_backup(dump, 900000124, f"2024-01-0{day} 02:00") for day in (1, 2, 3)]
-    cands = retention.candidates_on_storage("local", 900000124)
-    mine = prune.mark_group(cands, {"keep-last": 1})
-    theirs = prune.mark_group(cands, {"keep-last": 1})
-    assert retention.remove_marked(theirs, "local", lambda _msg: None) == 2
-    log: list[str] = []
-    assert retention.remove_marked(mine, "local", log.append) == 2
+    log = _pruned_twice("local", 900000124)
     assert log == [f"removing backup 'local:backup/{n}'" for n in names[:2]]
     assert sorted(p.name for p in dump.iterdir()) == sorted(
         [names[2], f"{names[2]}.notes", names[2].replace(".tar.zst", ".log")]
@@ -350,10 +357,8 @@ def test_a_restic_backup_another_prune_forgot_first_is_done(
     restic_store: ResticStorage, tmp_path: Path
 ) -> None:
     """The same on a restic storage: 'can't find backup' failed the second prune."""
-    from shared import prune
     from shared.storage import resticbackups
     from tests.shared.storage.test_resticbackups import backup
-    from vzdump.engine import retention
 
     source = tmp_path / "src"
     source.mkdir()
@@ -361,12 +366,7 @@ def test_a_restic_backup_another_prune_forgot_first_is_done(
         stamp = f"2026-01-0{day}T10:00:00Z"
         backup(restic_store, source, f"vzdump,type=lxc,vmid=900000124,time={stamp}",
                f"2026-01-0{day} 10:00:00")  # fmt: skip
-    cands = retention.candidates_on_storage("offsite", 900000124)
-    mine = prune.mark_group(cands, {"keep-last": 1})
-    theirs = prune.mark_group(cands, {"keep-last": 1})
-    assert retention.remove_marked(theirs, "offsite", lambda _msg: None) == 2
-    log: list[str] = []
-    assert retention.remove_marked(mine, "offsite", log.append) == 2
+    log = _pruned_twice("offsite", 900000124)
     assert not [line for line in log if "error" in line], log
     left = [s.volname() for s in resticbackups.snapshots(restic_store)]
     assert left == ["backup/ct/900000124/2026-01-03T10:00:00Z"]
