@@ -174,20 +174,12 @@ def record_job_change(
     """Note a new job, or a changed schedule/enabled: the next event counts from ``now``.
 
     The job commands call this right after writing jobs.cfg so the change counts from the
-    edit; the scheduler notes every job it visits at once (:func:`record_job_changes`).
+    edit; a scheduler pass books all its jobs at once and notes each as it visits it.
     """
-    record_job_changes([section], now, log)
-
-
-def record_job_changes(
-    sections: list[Section], now: dt.datetime | None = None, log: Log | None = None
-) -> None:
-    """:func:`record_job_change` for many jobs, with one write of the book."""
     when = _ts(now if now is not None else _real_now())
     with _book() as book:
-        known = _book_jobs(book, sections)
-    for section in sections:
-        _note_state(section, known[section.id], when, log)
+        known = _book_jobs(book, [section])
+    _note_state(section, known[section.id], when, log)
 
 
 def _book_jobs(book: Book, sections: list[Section]) -> dict[str, str | None]:
@@ -494,7 +486,6 @@ __all__ = [
     "forget_job",
     "job_lock_path",
     "record_job_change",
-    "record_job_changes",
     "result_message",
     "run_alive",
     "run_due",
