@@ -105,11 +105,11 @@ class Storage:
         """The storage's retention (normalised), or None when it sets none. One that storage.cfg
         sets but that does not parse raises :class:`ConfigError`: falling back to vzdump.conf's
         retention (as Proxmox does, with a warning) removed the backups it meant to keep."""
-        for key in ("prune-backups", "maxfiles"):
-            if key in self.unreadable:
-                raise ConfigError(
-                    f"unable to read the retention of storage '{self.id}' - {self.unreadable[key]}"
-                )
+        bad = self.unreadable.get("prune-backups")
+        if bad is None and "prune-backups" not in self.props:  # the legacy key only counts then
+            bad = self.unreadable.get("maxfiles")
+        if bad is not None:
+            raise ConfigError(f"unable to read the retention of storage '{self.id}' - {bad}")
         raw = self.props.get("prune-backups")
         if raw is None:
             maxfiles = self.props.get("maxfiles")

@@ -169,6 +169,8 @@ def test_a_retention_that_does_not_parse_is_an_error_never_none(line: str) -> No
     with pytest.raises(ConfigError, match="unable to read the retention of storage 's1' - '"):
         cfg.storage("s1").prune_backups  # noqa: B018
     assert parse_config("dir: s2\n\tpath /b\n").storage("s2").prune_backups is None
+    both = "dir: s3\n\tpath /c\n\tprune-backups keep-last=2\n\tmaxfiles x\n"
+    assert parse_config(both).storage("s3").prune_backups == {"keep-last": 2}  # maxfiles unused
 
 
 def test_paths_are_confined_to_the_root(write_cfg: WriteCfg, ctroot: Path) -> None:
