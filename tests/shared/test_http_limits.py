@@ -124,13 +124,14 @@ def test_stalled_server_gives_up_after_the_read_timeout(srv: TestServer, tmp_pat
 def test_a_trickling_server_is_given_up(
     srv: TestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a byte every 0.1 s never hits a 2 s read timeout; the stall bound (here 1 s instead of
-    # a minute: below 64 KiB in it) ends each attempt, and the retry as well
+    # a byte every 0.02 s never hits the 0.25 s read timeout (with room for a loaded host: a
+    # 0.1 s drip against 0.2 s timed out under the parallel suite); the stall bound (here 1 s
+    # instead of a minute: below 64 KiB in it) ends each attempt, and the retry as well
     monkeypatch.setattr("shared.stallguard.STALL_LIMIT", 1.0)
-    srv.add("/slow", b"x" * 10_000, drip=0.1)
+    srv.add("/slow", b"x" * 10_000, drip=0.02)
     started = time.monotonic()
     with pytest.raises(HttpError, match=r"transfer stalled \(less than 64 KiB in 1 s\)"):
-        quick(timeout=(2.0, 0.2)).fetch(srv.url("/slow"), tmp_path / "out")
+        quick(timeout=(2.0, 0.25)).fetch(srv.url("/slow"), tmp_path / "out")
     assert time.monotonic() - started < 10
     assert len(srv.requests_for("/slow")) == 2  # a stall is retried as a dropped connection
 
