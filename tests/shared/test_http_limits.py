@@ -154,13 +154,14 @@ def test_a_transfer_just_fast_enough_not_to_stall_ends_at_its_deadline(
 def test_headers_dripped_a_byte_at_a_time_are_given_up(
     srv: TestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A header byte every 0.1 s never hits the read timeout, and the body's stall guard only
-    starts after the headers: the request (and the lock held around it) waited without end."""
+    """A header byte every 0.02 s never hits the read timeout (0.25 s: room for a loaded
+    host), and the body's stall guard only starts after the headers: the request (and the
+    lock held around it) waited without end."""
     monkeypatch.setattr("shared.stallguard.STALL_LIMIT", 1.0)
-    srv.add("/slow-headers", b"x", header_drip=0.1)
+    srv.add("/slow-headers", b"x", header_drip=0.02)
     started = time.monotonic()
     with pytest.raises(HttpError, match=r"response headers stalled \(more than 1 s\)"):
-        quick(timeout=(2.0, 0.2)).fetch(srv.url("/slow-headers"), tmp_path / "out")
+        quick(timeout=(2.0, 0.25)).fetch(srv.url("/slow-headers"), tmp_path / "out")
     assert time.monotonic() - started < 10
     assert len(srv.requests_for("/slow-headers")) == 2  # retried as a dropped connection
     assert not (tmp_path / "out").exists()
