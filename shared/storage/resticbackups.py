@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import paths, restic
 from ..errors import NotFoundError, StorageError
-from ..formats.archivename import ArchiveInfo, backup_basename
+from ..formats.archivename import STD_NAME_RE, ArchiveInfo, backup_basename
 from ..formats.digits import ascii_int
 from ..printable import printable
 from ..safefile import READ_DIR
@@ -269,6 +269,12 @@ def remove(
         reclaim_space(store)
 
 
+def creating_line(volid: str) -> str:
+    """The line a backup's task log names its backup with, near its top (:func:`_remove_log`
+    finds the log by it)."""
+    return f"creating restic backup '{volid}'"
+
+
 def _remove_log(store: ResticStorage, snap: Snapshot) -> None:
     """A forgotten backup's task log goes with it, as a dir storage's goes with its archive.
 
@@ -279,7 +285,7 @@ def _remove_log(store: ResticStorage, snap: Snapshot) -> None:
     storage's log directory, opened with O_NOFOLLOW: a symlink there never sends the unlink
     elsewhere. The snapshot is gone already: a log that cannot be removed is left, never a
     reason to report the removal as failed."""
-    marker = f"creating restic backup '{store.volid(snap.volname())}'".encode()
+    marker = creating_line(store.volid(snap.volname())).encode()
     with contextlib.suppress(OSError):  # missing, or not a directory (ELOOP, ENOTDIR)
         fd = os.open(store.subdir("backup"), READ_DIR)
         try:
@@ -291,7 +297,7 @@ def _remove_log(store: ResticStorage, snap: Snapshot) -> None:
             os.close(fd)
 
 
-LOG_NAME_RE = re.compile(r"vzdump-lxc-(\d+)-(\d{4})_(\d\d)_(\d\d)-(\d\d)_(\d\d)_(\d\d)\.log")
+LOG_NAME_RE = re.compile(STD_NAME_RE.format(type="lxc", ext="log"))
 LOG_HEAD = 8192  # the line naming the backup is among a log's first
 
 
@@ -303,9 +309,9 @@ def _log_names(fd: int, snap: Snapshot) -> list[str]:
     near: list[str] = []
     for name in sorted(os.listdir(fd)):
         m = LOG_NAME_RE.fullmatch(name)
-        if m is None or name == first or int(m.group(1)) != snap.vmid:
+        if m is None or name == first or int(m.group(2)) != snap.vmid:
             continue
-        year, month, day, hour, minute, second = (int(g) for g in m.groups()[1:])
+        year, month, day, hour, minute, second = (int(g) for g in m.groups()[2:])
         try:
             named = datetime(year, month, day, hour, minute, second)
         except ValueError:

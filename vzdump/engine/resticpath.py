@@ -188,7 +188,7 @@ def volume_id(store: ResticStorage, vmid: int, when: float) -> str:
 
 def backup(run: ResticRun, log: Log) -> ResticResult:
     volid = volume_id(run.store, run.vmid, run.when)
-    log(f"creating restic backup '{volid}'")
+    log(resticbackups.creating_line(volid))
     with staged(run) as stage:
         patterns = resticexclude.effective(run.excludes, unprivileged=bool(run.idmap))
         predicted = resticexclude.tree_size(stage / ROOTFS_DIR, patterns)
