@@ -21,9 +21,9 @@ from shared.errors import (
 )
 from shared.storage.api import volume_owner
 from shared.storage.config import StorageConfig
+from shared.storage.foreign import foreign_dirs
 from shared.storage.volid import parse_volume_id
 from shared.storage.volumes import volume_format, volume_size
-from shared.treescan import scan_tree
 
 from .target_info import TargetInfo, TargetStorage
 
@@ -104,7 +104,7 @@ def volumes(conf: Config, smap: IdMap, cfg: StorageConfig, log: Any) -> list[Vol
 def _check_one_file_system(volid: str, path: Path) -> None:
     """rsync --one-file-system and btrfs send leave out a file system or subvolume nested in
     the volume; the source is deleted after the migration, so that would lose its content."""
-    nested = scan_tree(path, stop_at_foreign=True, sizes=False).foreign
+    nested = foreign_dirs(path).foreign
     if nested is not None:
         raise StorageError(
             f"volume '{volid}' holds another file system or btrfs subvolume at "

@@ -5,9 +5,9 @@ nested subvolume, so a directory on another file system is archived empty (resti
 stop-mode tree across file systems, is the exception). On btrfs that is every subvolume made
 inside the container: docker's btrfs driver, systemd-nspawn's ``/var/lib/machines``, a ``btrfs
 subvolume create`` by hand. Proxmox backs them up empty without a word; the backup warns here,
-before it starts, so that no one finds out at restore time. Only volumes on btrfs are walked
-(directories only): on other file systems a volume holds no such directory, and the walk would
-cost every backup.
+before it starts, so that no one finds out at restore time. Only volumes on btrfs are looked at:
+on other file systems a volume holds no such directory. A subvolume volume is not walked: the
+file system lists the subvolumes inside it (see :mod:`shared.storage.foreign`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from shared.errors import CtkitError
 from shared.storage.api import volume_path
 from shared.storage.btrfsplugin import fs_uuid
 from shared.storage.config import load_config
-from shared.treescan import scan_tree
+from shared.storage.foreign import foreign_dirs
 
 NAMED = 10  # directories named a volume; the rest are counted
 
@@ -52,7 +52,7 @@ def _on_btrfs(path: Path) -> bool:
 
 
 def _volume_lines(mp: MountPoint, path: Path) -> list[str]:
-    scan = scan_tree(path, sizes=False)
+    scan = foreign_dirs(path)
     where = PurePosixPath(mp.path if mp.key != "rootfs" else "/")
     names = sorted(str(where / found.relative_to(path)) for found in scan.foreign_dirs)
     lines = [
