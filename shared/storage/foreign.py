@@ -84,10 +84,10 @@ def _nested_subvolumes(top: Path) -> list[str] | None:
         if os.fstat(fd).st_ino != BTRFS_FIRST_FREE_OBJECTID:
             return None  # a plain directory: its subvolume's references reach outside it
         return _child_paths(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP, errno.EACCES):
-            raise
-        return None  # not btrfs, an old kernel, or a reference it does not let us follow
+    except OSError:
+        # not btrfs, an old kernel, a reference it does not let us follow, or a subvolume
+        # deleted between the two questions (a running guest may): the walk copes with those
+        return None
     finally:
         os.close(fd)
 

@@ -3,6 +3,7 @@ a walk of the tree, from the file system's references and the mount table alone.
 
 from __future__ import annotations
 
+import errno
 import subprocess
 from pathlib import Path
 
@@ -88,6 +89,23 @@ def test_more_subvolumes_than_one_answer_holds(
     _no_walk(monkeypatch)
     scan = foreign_dirs(volume)
     assert scan.foreign_count == 300 and scan.foreign_dirs == made[:MAX_FOREIGN]
+
+
+def test_a_subvolume_gone_meanwhile_is_walked_for(
+    volume: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subvolume deleted between the listing of the references and the lookup of its path
+    (a guest removing one while it is backed up): the tree is walked, as before, instead of
+    the backup failing."""
+    _subvolume(volume / "var/lib/machines")
+    real = foreign._lookup
+
+    def gone(fd: int, tree: int, dirid: int) -> str:
+        real(fd, tree, dirid)
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    monkeypatch.setattr(foreign, "_lookup", gone)
+    assert foreign_dirs(volume).foreign_dirs == [volume / "var/lib/machines"]
 
 
 def test_named_below_the_path_given(volume: Path, tmp_path: Path) -> None:
