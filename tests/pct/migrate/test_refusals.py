@@ -225,3 +225,24 @@ def test_a_symlink_the_running_ct_made_is_never_followed(
         assert leaked.stdout == b""
     finally:
         pct("stop", vmid)
+
+
+def test_a_subvolume_nested_in_a_btrfs_volume_is_refused(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, btrfs_storage: str, ctroot: Path
+) -> None:
+    """btrfs send leaves a subvolume made inside the volume out; it is found from the file
+    system's references (the volume's tree is not walked) and the migration refused."""
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0")
+    volume = ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    nested = volume / "srv/nested"
+    nested.parent.mkdir(exist_ok=True)
+    subprocess.run(["btrfs", "-q", "subvolume", "create", str(nested)], check=True)
+    (nested / "precious").write_text("data")
+    try:
+        res = pct("migrate", vmid, "far", "--target-storage", "local", check=False)
+        assert res.rc != 0
+        assert "holds another file system or btrfs subvolume at 'srv/nested'" in res.err, res.err
+        assert_untouched(pct, far, vmid, ctroot)
+        assert (nested / "precious").read_text() == "data"
+    finally:
+        subprocess.run(["btrfs", "-q", "subvolume", "delete", str(nested)], check=False)
