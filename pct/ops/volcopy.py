@@ -29,6 +29,7 @@ from shared.parentdeath import tied_to_parent
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
+from shared.storage.foreign import foreign_dirs
 from shared.storage.volumes import alloc_volume, free_when_released, mounted_volume, volume_size
 from shared.tasklog import Progress, human_bytes, progress
 from shared.toolenv import tool_env
@@ -114,7 +115,7 @@ def copy_tree(
     bandwidth limit asks for rsync. Progress: the bytes that arrived. ``workers`` defaults to
     the CPUs (at most four)."""
     if bwlimit:
-        _refuse_foreign(src, scan_tree(src, stop_at_foreign=True, sizes=False))
+        _refuse_foreign(src, foreign_dirs(src))  # rsync walks the tree itself
         rsync(src, dst, bwlimit=bwlimit, log=log)
         return
     started = time.monotonic()

@@ -203,7 +203,8 @@ def test_a_template_volume_moves_as_a_base_volume(cts: Containers, btrfs_storage
 
 def test_a_nested_subvolume_is_refused_not_left_out(cts: Containers, btrfs_storage: str) -> None:
     """cp -x (and rsync, btrfs send) leave a btrfs subvolume nested in the volume out: the
-    copy would miss its data without a word. Move and full clone refuse it instead."""
+    copy would miss its data without a word. Move (by cp, and by rsync with a bandwidth limit)
+    and full clone refuse it instead."""
     vmid = cts.create("--rootfs", f"{btrfs_storage}:0")
     volume = cts.root / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
     nested = volume / "var/nested"
@@ -212,6 +213,7 @@ def test_a_nested_subvolume_is_refused_not_left_out(cts: Containers, btrfs_stora
     try:
         before = cts.conf(vmid)
         for args in (["move-volume", vmid, "rootfs", "local", "--delete"],
+                     ["move-volume", vmid, "rootfs", "local", "--delete", "--bwlimit", "100000"],
                      ["clone", vmid, cts.new_vmid(), "--full", "--storage", "local"]):  # fmt: skip
             err = cts.refused(*args)
             assert "'var/nested' in the volume is another file system or btrfs subvolume" in err
