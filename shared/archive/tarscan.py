@@ -309,6 +309,11 @@ class TarScanner:
 
     def _end_member(self) -> None:
         member, keep = self._member, self._keep
+        if self._v1map is not None and member is not None:
+            # the data ended before its 1.0 map (a stored size of 0): tar would read the map
+            # from the blocks after it, which this scan takes for the next header
+            name = display_name(member.name)
+            raise ArchiveError(f"sparse map of member '{name}' does not match its stored size")
         self._member, self._keep = None, False
         self._state, self._need = _HEADER, BLOCK
         if keep and member is not None:

@@ -300,3 +300,24 @@ def test_global_headers_cannot_pile_up() -> None:
     assert [m.name for m in members] == [b"./f"]
     with pytest.raises(ArchiveError, match=r"extended headers before offset \d+ are too large"):
         _scan(one * 3 + rawtar.member(b"./f", b"x") + bytes(1024))
+
+
+def test_a_pax_1_0_sparse_member_without_room_for_its_map_is_refused() -> None:
+    """Stored size 0: GNU tar reads the map from the next block, which the scan took for a
+    header; the blocks it called that member's data held a header tar then extracted (a
+    setuid file no check had seen)."""
+    records = [(b"GNU.sparse.major", b"1"), (b"GNU.sparse.minor", b"0"),
+               (b"GNU.sparse.realsize", b"512"), (b"GNU.sparse.name", b"./bin/sp")]  # fmt: skip
+    pax = rawtar.pax_data(records)
+    hidden = rawtar.member(b"./bin/HIDDEN", b"unseen\n", mode=0o4755)
+    archive = (
+        rawtar.header(b"./PaxHeaders/sp", type=b"x", size=len(pax))
+        + rawtar.pad(pax)
+        + rawtar.header(b"./GNUSparseFile.0/sp", size=0)
+        + rawtar.header(b"1\n0\n512\n", size=512 + len(hidden))  # tar's map, the scan's header
+        + bytes(512)
+        + hidden
+        + bytes(1024)
+    )
+    with pytest.raises(ArchiveError, match=r"sparse map of member '\./bin/sp' does not match"):
+        _scan(archive)
