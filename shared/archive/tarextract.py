@@ -84,11 +84,15 @@ class ExtractStats(TransferStats):
 READ_RECORDS = ["--blocking-factor=2048", "--read-full-records"]
 
 
-# Files got back onto the host are data: setuid, setgid and sticky bits go, and so do file
-# capabilities (security.capability), or a backup's setuid-root shell would be one on the host.
-# tar then applies the umask as for a user who is not root: it runs with umask 0 for that, so
-# the other permission bits are kept as they were.
-AS_DATA = ["--no-same-permissions", "--xattrs-exclude=security.*"]
+# Files got back onto the host are data: setuid and setgid bits go (the scanner clears them in
+# the headers tar gets), and so do file capabilities (security.capability), or a backup's
+# setuid-root shell would be one on the host. The other bits stay as they were, the sticky bit
+# too: tar's own --no-same-permissions dropped it, and a backup's /tmp came out world-writable
+# without it. tar runs with umask 022 (AS_DATA_UMASK): the directories it makes on the way to
+# a chosen path, which the archive does not give it, are 0755 as with a plain ``tar x`` (they
+# were 0777 under the umask 0 that --no-same-permissions needed).
+AS_DATA = ["--xattrs-exclude=security.*"]
+AS_DATA_UMASK = 0o022
 
 
 def tar_extract_command(
@@ -231,7 +235,7 @@ def extract(
     sink: ScanSink = guard
     if keep is not None or skip is not None or select is not None:
         sink = _Chain(guard, keep or _never, stats.kept, skip or _never, select)
-    scanner = TarScanner(sink, forward=True)
+    scanner = TarScanner(sink, forward=True, strip_setid=as_data)
     try:
         tar = spawn(
             argv,
@@ -239,7 +243,7 @@ def extract(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            umask=0 if as_data else -1,
+            umask=AS_DATA_UMASK if as_data else -1,
         )
     except OSError as err:
         reader.stop()

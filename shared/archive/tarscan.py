@@ -40,6 +40,7 @@ from shared.archive.tarformat import (
     parse_pax,
     parse_pax_number,
 )
+from shared.archive.tarwrite import octal, with_checksum
 from shared.errors import ArchiveError
 
 _HEADER, _EXTDATA, _SPARSEEXT, _DATA, _END = range(5)
@@ -63,9 +64,17 @@ class ScanSink:
 
 
 class TarScanner:
-    def __init__(self, sink: ScanSink, *, forward: bool, deliver_data: bool = False) -> None:
+    def __init__(
+        self,
+        sink: ScanSink,
+        *,
+        forward: bool,
+        deliver_data: bool = False,
+        strip_setid: bool = False,
+    ) -> None:
         self.sink = sink
         self.forward = forward
+        self.strip_setid = strip_setid  # forwarded headers lose setuid and setgid
         self.deliver_data = deliver_data
         self.out: list[bytes | memoryview] = []
         self.forwarded = 0  # bytes handed to ``out`` so far
@@ -239,7 +248,7 @@ class TarScanner:
         if keep and self.forward:
             for held in self._held:
                 self._emit(held)
-            self._emit(block)
+            self._emit(_without_setid(block, member.mode) if self.strip_setid else block)
         self._reset_extensions()
         self._member, self._keep = member, keep
         if raw.sparse_extended:
@@ -382,6 +391,14 @@ class TarScanner:
 
 
 _Names = tuple[bytes, tuple[bytes, ...], bytes, tuple[bytes, ...]]  # name, names, link, links
+
+
+def _without_setid(block: bytes, mode: int) -> bytes:
+    """The header with its mode's setuid and setgid bits cleared (permissions and the sticky
+    bit kept), written as plain octal: tar reads the very mode this scan read."""
+    head = bytearray(block)
+    head[100:108] = octal(mode & 0o1777, 8)
+    return with_checksum(head)
 
 
 def _header_names(raw: RawHeader) -> _Names:

@@ -233,7 +233,9 @@ def test_setuid_bits_and_file_capabilities_are_not_made_on_the_host(
     ctroot: Path, tmp_path: Path
 ) -> None:
     """Getting files back made a backup's setuid-root shell, setgid program and file with
-    capabilities on the host, for whoever reaches the target; other modes stay as they were."""
+    capabilities on the host, for whoever reaches the target; other modes stay as they were,
+    a sticky directory's too (it came out world-writable without its sticky bit), and the
+    directories tar makes on the way, which the archive does not give, are 0755 (were 0777)."""
     dump = ctroot / "var/lib/vz/dump"
     dump.mkdir(parents=True)
     name = "vzdump-lxc-900000022-2024_01_05-00_00_00.tar"
@@ -244,16 +246,22 @@ def test_setuid_bits_and_file_capabilities_are_not_made_on_the_host(
             ("./usr/bin/group", 0o2775, {}),
             ("./usr/bin/capsh", 0o755, {"SCHILY.xattr.security.capability": cap.decode("latin-1")}),
             ("./usr/bin/open", 0o777, {}),
+            ("./usr/bin/tmp/", 0o1777, {}),
         ):
             info = tarfile.TarInfo(member)
             info.mode, info.size, info.pax_headers = mode, 2, pax
+            if member.endswith("/"):
+                info.type, info.size = tarfile.DIRTYPE, 0
             tar.addfile(info, io.BytesIO(b"ok"))
     target = tmp_path / "out"
+    target.mkdir(mode=0o755)  # an existing one: nothing hides what tar makes in it
     res = vzdump("extract", f"local:backup/{name}", "/usr/bin", "--target", str(target))
     assert res.rc == 0, res.err
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (target / "usr/bin").iterdir()}
-    assert modes == {"rootsh": 0o755, "group": 0o775, "capsh": 0o755, "open": 0o777}
+    assert modes == {"rootsh": 0o755, "group": 0o775, "capsh": 0o755, "open": 0o777, "tmp": 0o1777}
     assert os.listxattr(target / "usr/bin/capsh") == []
+    for parent in (target / "usr", target / "usr/bin"):
+        assert stat.S_IMODE(parent.stat().st_mode) == 0o755, parent
 
 
 def test_many_paths_are_looked_up_not_scanned(ctroot: Path, tmp_path: Path) -> None:
