@@ -127,8 +127,12 @@ def _attempt(test: RestoreTest, vmid: int, log: Log) -> None:
         vmid=vmid, archive=test.volid, storage=test.storage, unique=True, unprivileged=True
     )
     restore(req, log)
+    # a signal noted in the restore's last steps or in the start (held work) was kept for later:
+    # it ends the test here, where the container is whole and the cleanup can remove it
+    signals.raise_if_interrupted()
     _strip(vmid)
     lifecycle.start(vmid, log=log)
+    signals.raise_if_interrupted()
     if not lxcapi.wait_state(vmid, "RUNNING", test.timeout):
         raise StateError(f"CT {vmid} did not reach 'running' within {test.timeout:.0f}s")
     log(f"CT {vmid} is running")

@@ -154,3 +154,30 @@ def test_a_privileged_backup_runs_unprivileged(host: Host, tmp_path: Path) -> No
     assert rc == 0, out
     assert re.search(r"check: +0 +100000 +65536$", out, re.MULTILINE), out
     _nothing_left(host.root, first)
+
+
+def test_a_signal_in_the_restores_last_steps_ends_the_test(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TERM noted while the restore committed (work that holds signals off) was never acted
+    on: the test went on, started the container, said 'passed' and exited 0."""
+    from pct.ops import restore as restore_op
+    from pct.ops.restoretest import RestoreTest, restore_test
+
+    made = make_backup(host)
+    first = host.new_vmid()
+    commit = restore_op.commit_config
+
+    def commit_then_term(*args: object, **kw: object) -> object:
+        done = commit(*args, **kw)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGTERM)
+        return done
+
+    monkeypatch.setattr(restore_op, "commit_config", commit_then_term)
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        restore_test(RestoreTest(made.volid, vmid_range=(first, first)), log=lines.append)
+    out = "\n".join(lines)
+    assert "the signal came after the restore was complete" in out, out
+    assert "is running" not in out and "passed" not in out, out
+    _nothing_left(host.root, first)
