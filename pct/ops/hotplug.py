@@ -17,11 +17,13 @@ from typing import Any
 
 from shared import paths
 from shared.ctconfig.config import Config
+from shared.ctconfig.mountpoints import MountPoint
 from shared.ctconfig.options import NET_SCHEMA
 from shared.ctconfig.pending import DEV_KEY_RE, MP_KEY_RE, NET_KEY_RE, apply_pending
 from shared.errors import CtkitError
 from shared.net import hotplug as net_hotplug
 from shared.runtime import lxcapi, nsenter, passthrough
+from shared.runtime.beneath import path_parts
 from shared.runtime.cgroups import detect_layout
 from shared.runtime.guestview import config_idmap, guest_config
 from shared.runtime.mphotplug import hotplug_mount, unplug_mount
@@ -139,6 +141,13 @@ def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
         # a line edited while it ran may no longer parse: no guess at what to unmount, the
         # deletion stays pending and is made at the next stop
         gone = old.mountpoint(key)
+        shadow = _same_path(old, gone)
+        if shadow is not None:
+            # mounted one over the other: an unmount of that path takes whichever is on top,
+            # which may be the mount point that stays (and this one would stay in use)
+            print(f"WARN: {key} stays mounted until the CT stops: {shadow} is mounted at "
+                  f"{gone.path} too", file=sys.stderr)  # fmt: skip
+            raise Skip
         if not unplug_mount(old.vmid, gone, pid, unprivileged=old.unprivileged):
             print(f"WARN: {key} {LOCKED_MOUNT}", file=sys.stderr)
             raise Skip
@@ -153,6 +162,15 @@ def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
         print(f"WARN: '{key}' - ignoring 'idmap' option unsupported by privileged container",
               file=sys.stderr)  # fmt: skip
     hotplug_mount(new.vmid, mp, pid, unprivileged=new.unprivileged, ct_map=ct_map)
+
+
+def _same_path(conf: Config, mp: MountPoint) -> str | None:
+    """Another mount point of ``conf`` mounted at the path of ``mp``, if any."""
+    where = path_parts(mp.path)
+    for other in conf.mountpoints():
+        if other.key != mp.key and path_parts(other.path) == where:
+            return other.key
+    return None
 
 
 def _device(old: Config, new: Config, key: str, pid: int) -> None:

@@ -153,6 +153,34 @@ def test_unused_volume_back_and_refused_hotplugs(
     pct("stop", vmid)
 
 
+def test_deleting_a_mount_point_another_one_covers_waits_for_the_stop(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    """Two mount points at one path: the delete of the lower one unmounted the upper one (an
+    unmount takes what is on top), and the guest went on writing into the volume the config
+    now called unusedN."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    pct("set", vmid, "--mp0", "local:1,mp=/dup")
+    pct("exec", vmid, "--", "sh", "-c", "echo lower > /dup/who")
+    pct("set", vmid, "--mp1", "local:1,mp=/dup")
+    pct("exec", vmid, "--", "sh", "-c", "echo upper > /dup/who")
+    res = pct("set", vmid, "--delete", "mp0")
+    assert "WARN: mp0 stays mounted until the CT stops: mp1 is mounted at /dup too" in res.err
+    text = conf_text(vmid)
+    assert "[pve:pending]\ndelete: mp0\n" in text, text
+    assert pct("exec", vmid, "--", "cat", "/dup/who").out == "upper\n"  # mp1 still there
+    pct("stop", vmid)  # the deletion is made now
+    text = conf_text(vmid)
+    assert "mp0:" not in text and "pve:pending" not in text
+    assert f"unused0: local:{vmid}/vm-{vmid}-disk-1.raw" in text
+    pct("start", vmid)
+    assert pct("exec", vmid, "--", "cat", "/dup/who").out == "upper\n"
+    pct("set", vmid, "--delete", "mp1")  # alone at its path now: unplugged at once
+    assert "mp1:" not in conf_text(vmid) and " /dup " not in _mounts(pct, vmid)
+    pct("stop", vmid)
+
+
 def _kill_when(vmid: int, argv: list[str], reached: Callable[[], bool]) -> bool:
     """Run ``pct argv``, SIGKILL its process group the moment ``reached()`` holds; whether it
     did (False: the command finished first)."""
