@@ -28,8 +28,10 @@ def die_with(parent: int, sig: signal.Signals = signal.SIGKILL) -> None:  # prag
         os._exit(1)
 
 
-def tied_to_parent(argv: Sequence[str]) -> list[str]:
-    """``argv`` run so that it receives SIGKILL when its parent dies (as is without setpriv)."""
+def tied_to_parent(argv: Sequence[str], sig: str = "KILL") -> list[str]:
+    """``argv`` run so that it receives SIGKILL (or ``sig``) when its parent dies (as is
+    without setpriv). TERM suits a program that stops cleanly on it and passes it on to its
+    own children (util-linux ``fsck`` to the checker it runs)."""
     if shutil.which("setpriv") is None:
         return list(argv)
-    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+    return ["setpriv", "--pdeathsig", sig, "--", *argv]

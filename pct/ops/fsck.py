@@ -11,6 +11,7 @@ from shared.ctconfig import store
 from shared.ctconfig.mountpoints import MountPoint, check_volume_key
 from shared.errors import CommandError, StateError
 from shared.locks import config_lock
+from shared.parentdeath import tied_to_parent
 from shared.runtime import lxcapi
 from shared.storage import loop
 from shared.storage.api import volume_path
@@ -54,9 +55,30 @@ def fsck(vmid: int, *, device: str = "rootfs", force: bool = False, log: Log = _
         if mp.type == "volume" and clear_interrupted_check(mp.volume):
             log(f"cleared the mark of an interrupted e2fsck on '{mp.volume}'")
         argv = ["fsck", "-a", "-l", *(["-f"] if force else []), str(path)]
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout.splitlines():
+        rc, output = _checked(argv)
+        for line in output.splitlines():
             log(line)
-        if proc.returncode not in (0, 1):
-            raise CommandError(f"command '{' '.join(argv)}' failed: exit code {proc.returncode}")
+        if rc not in (0, 1):
+            raise CommandError(f"command '{' '.join(argv)}' failed: exit code {rc}")
     sys.stdout.flush()
+
+
+def _checked(argv: list[str]) -> tuple[int, str]:
+    """Run fsck; (exit code, output). fsck runs the checker as a child of its own, and passes a
+    TERM on to it, which then stops cleanly (e2fsck leaves no mark). Interrupted, or killed
+    (its parent-death signal), this command TERMs fsck and waits: a kill of fsck alone left
+    the checker writing the image after the command had ended, and the next mount failed."""
+    with subprocess.Popen(
+        tied_to_parent(argv, "TERM"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        process_group=0,  # a Ctrl-C reaches this command, which stops fsck: not both at once
+    ) as proc:
+        try:
+            output, _ = proc.communicate()
+        except BaseException:
+            proc.terminate()
+            proc.communicate()
+            raise
+    return proc.returncode, output

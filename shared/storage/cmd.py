@@ -13,10 +13,12 @@ from ..parentdeath import tied_to_parent
 from ..toolenv import tool_env
 
 
-def run(argv: Sequence[str], *, ok_codes: Sequence[int] = (0,)) -> str:
-    """Run ``argv`` and return its stdout; raise CommandError (with stderr's last line) else."""
+def run(argv: Sequence[str], *, ok_codes: Sequence[int] = (0,), tied: bool = False) -> str:
+    """Run ``argv`` and return its stdout; raise CommandError (with stderr's last line) else.
+    ``tied``: the tool ends with this process even outside held work (one that runs long on a
+    volume, an e2fsck: left running after a ``kill -9``, it kept the next command's mount out)."""
     try:
-        rc, stdout, stderr = _finished(argv)
+        rc, stdout, stderr = _finished(argv, tied)
     except FileNotFoundError:
         raise CommandError(f"command '{argv[0]}' not found") from None
     if rc not in ok_codes:
@@ -34,7 +36,7 @@ def succeeds(argv: Sequence[str]) -> bool:
         return False
 
 
-def _finished(argv: Sequence[str]) -> tuple[int, str, str]:
+def _finished(argv: Sequence[str], tied: bool = False) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``argv``. Interrupted (Ctrl-C, TERM), the tool is
     killed and reaped before the exception goes on: subprocess.run leaves a killed child to
     exit on its own, and the caller's cleanup found it still holding what it had open (a
@@ -48,10 +50,10 @@ def _finished(argv: Sequence[str]) -> tuple[int, str, str]:
     a kill of the whole group ended it before: it never runs on beside the next command's
     recovery."""
     shielded = signals.holding()
-    if shielded and shutil.which(argv[0]) is None:
+    if (shielded or tied) and shutil.which(argv[0]) is None:
         raise FileNotFoundError(argv[0])
     with subprocess.Popen(
-        tied_to_parent(argv) if shielded else list(argv),
+        tied_to_parent(argv) if shielded or tied else list(argv),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

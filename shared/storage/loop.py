@@ -480,8 +480,8 @@ def ext4_fills_image(image: Path) -> bool:
 
 def offline_resize(image: Path) -> None:
     """Check and grow the ext4 of an unmounted image (e2fsck exit 1/2 = errors fixed)."""
-    cmd.run(["e2fsck", "-f", "-y", str(image)], ok_codes=(0, 1, 2))
-    cmd.run(["resize2fs", str(image)])
+    cmd.run(["e2fsck", "-f", "-y", str(image)], ok_codes=(0, 1, 2), tied=True)
+    cmd.run(["resize2fs", str(image)], tied=True)
 
 
 def resize_fs(image: Path) -> None:

@@ -164,6 +164,47 @@ def test_a_resize_interrupted_in_its_e2fsck_leaves_no_mark(
     assert ext4_bytes(image) == (1 << 30) + (8 << 20)
 
 
+def test_a_resize_killed_in_its_e2fsck_takes_the_check_with_it(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images, tmp_path: Path
+) -> None:
+    """kill -9 of pct resize while its e2fsck ran: the check ran on, writing the image, beside
+    the next commands (their mounts failed). It now ends with the command, and the next start
+    clears its mark (a resize finishes the grow: see the test above)."""
+    from shared.storage.ext4mmp import fsck_mark
+    from tests.pct.test_rescan_fsck import _checkers_of
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    real = shutil.which("e2fsck")
+    (fakebin / "e2fsck").write_text(E2FSCK_HOLDING.replace("REAL", repr(real)))
+    (fakebin / "e2fsck").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
+    argv = [str(PCT), "resize", str(vmid), "rootfs", "+8M"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not fsck_mark(image):
+            assert proc.poll() is None and time.monotonic() < deadline, "no e2fsck mark"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # the command alone: no cleanup of its own runs
+        proc.communicate(timeout=30)
+        deadline = time.monotonic() + 5
+        while _checkers_of(image):
+            assert time.monotonic() < deadline, "e2fsck runs on after the command"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    pct("start", vmid)  # the check's mark is cleared, the volume mounts
+    assert not fsck_mark(image)
+    pct("exec", vmid, "--", "true")
+    pct("stop", vmid)
+
+
 def test_resize_a_running_raw_mount_point(
     pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images
 ) -> None:

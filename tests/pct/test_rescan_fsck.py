@@ -3,14 +3,18 @@ damaged ext4 image of a stopped container and refuses what Proxmox refuses."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.pct.conftest import Pct
+from tests.pct.conftest import PCT, Pct
 
 pytestmark = pytest.mark.lxc
 
@@ -87,3 +91,57 @@ def test_fsck_clears_the_mark_of_a_killed_check(
     res = pct("fsck", vmid)
     assert f"cleared the mark of an interrupted e2fsck on 'local:{vmid}/" in res.out
     assert not fsck_mark(image) and "clean" in res.out
+
+
+def _checkers_of(image: Path) -> list[int]:
+    """The live processes whose command line names ``image`` (an fsck and its checker)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if os.fsencode(image) in args and state != "Z":  # a zombie holds nothing
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_an_fsck_interrupted_or_killed_stops_its_checker(
+    pct: Pct, vmid: int, busybox_template: Path, images: Callable[[int], Path], sig: int
+) -> None:
+    """A TERM killed the fsck program alone (a kill -9 of pct left it too): its checker,
+    fsck.ext4, went on writing the image after the command had ended, and the next mount
+    failed. The checker now stops with the command, cleanly (no e2fsck mark is left)."""
+    from shared.storage.ext4mmp import fsck_mark
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    argv = [str(PCT), "fsck", str(vmid), "--force"]
+    # a forced check of an MMP image waits about 10 s before it starts: the time for the kill
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not any(b"fsck.ext4" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                      for pid in _checkers_of(image)):  # fmt: skip
+            assert proc.poll() is None and time.monotonic() < deadline, "no checker"
+            time.sleep(0.05)
+        os.kill(proc.pid, sig)  # the command alone, as a service manager or a user does
+        _out, err = proc.communicate(timeout=30)
+        if sig == signal.SIGTERM:
+            assert proc.returncode == 130 and err.endswith("interrupted by signal\n"), err
+        deadline = time.monotonic() + 3  # the checker's own wait had 8 s left
+        while _checkers_of(image):
+            assert time.monotonic() < deadline, "the checker runs on after the command"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not fsck_mark(image)
+    pct("mount", vmid)
+    pct("unmount", vmid)
