@@ -21,14 +21,13 @@ from shared.archive.pipeline import CHUNK
 from shared.archive.tarformat import AREG, CONT, REG, Member
 from shared.archive.targuard import ExtractGuard, split_name
 from shared.archive.tarscan import ScanSink, TarScanner
-from shared.archive.vzdumpformat import CONFIG_PARTS, MEMBERS
+from shared.archive.vzdumpformat import CONFIG_PARTS, MAX_CONFIG, MEMBERS
 from shared.ctconfig.config import parse_config
 from shared.errors import ArchiveError, VerifyError
 
 from .locate import Backup
 from .sidecar import Verification, now, record
 
-MAX_CONFIG = 1 << 20
 MAX_LOG = 64 << 20
 MAX_ID = (1 << 32) - 1
 _ID_KEYS = frozenset({b"uid", b"gid"})
@@ -81,13 +80,15 @@ class _Walk(ScanSink):
             for what, value in (("uid", member.uid), ("gid", member.gid)):
                 if value > MAX_ID:
                     raise ArchiveError(f"member '{member.display}' has {what} {value} out of range")
-        if member.type not in (REG, AREG, CONT) or member.size > MAX_CONFIG:
+        if member.type not in (REG, AREG, CONT):
             return False
         key = b"/".join(split_name(member.name) or ())
         # the first of each is the backup's, as a restore reads it; a later one is the
         # container's own file of that name, which it may fill with anything
         if key not in _CONFIG_KEYS or key in self._seen:
             return False
+        if member.size > MAX_CONFIG:  # the restore's bound, and its refusal
+            raise ArchiveError(f"config member '{member.display}' is too large")
         self._seen.add(key)
         self.configs.append((member, bytearray()))
         return True

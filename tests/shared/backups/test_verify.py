@@ -249,3 +249,15 @@ def test_the_containers_own_pct_conf_in_the_tree_is_data(ctroot: Path) -> None:
     subprocess.run(["tar", "-rf", str(dump / name), "-C", str(own), "./etc"], check=True)
     res = vzdump("verify", f"local:backup/{name}")
     assert res.rc == 0, res.err
+
+
+@pytest.mark.parametrize("comment", [2 << 20, 16 << 20])
+def test_a_large_config_is_judged_as_the_restore_judges_it(ctroot: Path, comment: int) -> None:
+    """verify took a config over 1 MiB (a long description) for none at all, 'not a vzdump
+    archive', while restore and extractconfig read it (their bound is 16 MiB)."""
+    base = b"arch: amd64\nrootfs: local:100/vm-100-disk-0.raw,size=1G\n"
+    res = vzdump("verify", _with_config(ctroot, b"#" + b"x" * comment + b"\n" + base))
+    if comment < 16 << 20:
+        assert res.rc == 0, res.err
+    else:
+        assert res.rc == 7 and "config member './etc/vzdump/pct.conf' is too large" in res.err
