@@ -20,10 +20,10 @@ from pathlib import Path
 
 from shared.archive.idmap import IdMapEntry
 from shared.archive.pipeline import LogFn
-from shared.archive.tarextract import extract
+from shared.archive.tarextract import ExtractStats, extract
 from shared.archive.tarformat import LNK, Member, display_name
 from shared.archive.tarscan import ScanSink
-from shared.errors import ArchiveError, NotFoundError, StorageError
+from shared.errors import ArchiveError, CommandError, NotFoundError, StorageError
 from shared.safefile import remove_tree
 
 from .browse import member_parts, path_parts
@@ -175,7 +175,41 @@ def extract_paths(
     if not choices or any(not c for c in choices):
         raise StorageError("give the paths to extract (the whole root is what a restore is for)")
     select = _Select(choices)
-    stats = extract(
+    said: list[str] = []  # tar's first complaint: the reason of its failure (those after it
+    # follow from it: a directory it could not make, then each file it could not open there)
+
+    def heard(line: str) -> None:
+        if not said and line.startswith("tar: "):
+            said.append(line)
+        log(line)
+
+    try:
+        stats = _extract(backup, target, select, idmap, heard, cwd, as_data)
+    except CommandError as err:
+        if not said:
+            raise
+        raise CommandError(f"{err.message} - {said[0]}") from None
+    result = Extracted(
+        archive_bytes=stats.bytes_in, stopped_early=stats.stopped_early, warnings=stats.warnings
+    )
+    missing = [c for c in choices if c not in select.seen]
+    if missing:
+        shown = ", ".join("/" + display_name(b"/".join(c)) for c in missing)
+        raise NotFoundError(f"not in backup '{backup.volid}': {shown}")
+    result.count, result.members = select.count, select.names
+    return result
+
+
+def _extract(
+    backup: Backup,
+    target: Path,
+    select: _Select,
+    idmap: Sequence[IdMapEntry] | None,
+    log: LogFn,
+    cwd: str | None,
+    as_data: bool,
+) -> ExtractStats:
+    return extract(
         backup.path,
         target,
         compression=backup.compression,
@@ -188,12 +222,3 @@ def extract_paths(
         cwd=cwd,
         as_data=as_data,
     )
-    result = Extracted(
-        archive_bytes=stats.bytes_in, stopped_early=stats.stopped_early, warnings=stats.warnings
-    )
-    missing = [c for c in choices if c not in select.seen]
-    if missing:
-        shown = ", ".join("/" + display_name(b"/".join(c)) for c in missing)
-        raise NotFoundError(f"not in backup '{backup.volid}': {shown}")
-    result.count, result.members = select.count, select.names
-    return result

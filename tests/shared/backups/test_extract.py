@@ -280,3 +280,18 @@ def test_many_paths_are_looked_up_not_scanned(ctroot: Path, tmp_path: Path) -> N
     assert out.count == 8_000 + 800  # and d7, whose files are none of those chosen by name
     assert len(list((tmp_path / "o/srv/d7").iterdir())) == 800
     assert (tmp_path / "o/srv/d0/f0").exists() and not (tmp_path / "o/srv/d0/f1").exists()
+
+
+def test_a_failing_tar_says_why(made: Made, tmp_path: Path) -> None:
+    """vzdump extract said only "command 'tar xpf - ...' failed: exit code 2", without tar's
+    reason (pct restore prints it: its log shows tar's lines)."""
+    target = tmp_path / "ro"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)], check=True)
+    try:
+        res = vzdump("extract", made.volid, "/srv/kinds/regular.txt", "--target", str(target))
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert res.rc == 11, res.err
+    assert "failed: exit code 2 - tar: " in res.err and "Read-only file system" in res.err
+    assert res.err.count("\n") == 1, res.err  # one line
