@@ -92,7 +92,13 @@ def extractconfig_cmd(volume: Annotated[str, typer.Argument(metavar="volume")]) 
     from shared.backups.locate import locate
 
     data = extract_config(locate(volume))
-    sys.stdout.buffer.write(data)
+    if sys.stdout.isatty():  # a hostile backup's config must not drive the terminal
+        from shared.printable import printable, utf8_text
+
+        lines = data.decode("utf-8", "surrogateescape").split("\n")
+        sys.stdout.write("\n".join(utf8_text(printable(line)) for line in lines))
+    else:  # into a file or a pipe: the config byte for byte, as Proxmox prints it
+        sys.stdout.buffer.write(data)
     sys.stdout.flush()
 
 

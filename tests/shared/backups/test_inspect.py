@@ -154,3 +154,31 @@ def test_a_pax_number_of_thousands_of_digits_is_an_archive_error(ctroot: Path, k
     assert res.rc == 10 and f"invalid pax '{key}'" in res.err, res.err
     res = vzdump("verify", volid)
     assert res.rc == 7 and "Traceback" not in res.err, res.err
+
+
+def test_extractconfig_escapes_control_characters_for_a_terminal_only(ctroot: Path) -> None:
+    """A backup's config printed its escape sequences raw to the terminal (retitling it, or
+    worse); redirected, the config is still written byte for byte."""
+    from tests.terminal import open_pty, read_all
+    from tests.vzdump.engine.conftest import BIN
+
+    dump = ctroot / "var/lib/vz/dump"
+    dump.mkdir(parents=True)
+    tree = ctroot / "tree"
+    (tree / "etc/vzdump").mkdir(parents=True)
+    conf = b"arch: amd64\nhostname: e\x1b[31mred\x1b]0;pwned\x07\nrootfs: local:100/x.raw\n"
+    (tree / "etc/vzdump/pct.conf").write_bytes(conf)
+    name = "vzdump-lxc-100-2020_01_01-00_00_00.tar"
+    subprocess.run(["tar", "-cf", str(dump / name), "-C", str(tree), "./etc/vzdump/pct.conf"],
+                   check=True)  # fmt: skip
+    volid = f"local:backup/{name}"
+    assert vzdump("extractconfig", volid).out == conf
+    master, slave = open_pty()
+    proc = subprocess.Popen([str(BIN / "vzdump"), "extractconfig", volid], stdout=slave)
+    os.close(slave)
+    shown = read_all(master)
+    os.close(master)
+    assert proc.wait() == 0
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "hostname: e\\x1b[31mred\\x1b]0;pwned\\x07" in shown
+    assert shown.replace("\r\n", "\n").endswith("rootfs: local:100/x.raw\n")
