@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from shared.storage.api import volume_path
 from shared.storage.volumes import clear_interrupted_check, volume_format
 
 Log = Callable[[str], None]
+STOP_WAIT = 30.0  # seconds a TERMed check gets to stop cleanly
 
 
 def _stdout(msg: str) -> None:
@@ -79,6 +82,10 @@ def _checked(argv: list[str]) -> tuple[int, str]:
             output, _ = proc.communicate()
         except BaseException:
             proc.terminate()
-            proc.communicate()
+            try:
+                proc.communicate(timeout=STOP_WAIT)
+            except subprocess.TimeoutExpired:  # deaf to TERM: the whole group goes at once
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
             raise
     return proc.returncode, output
