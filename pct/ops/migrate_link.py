@@ -183,9 +183,12 @@ class Session:
 
 def _pump(
     src: IO[bytes], dst: IO[bytes], bwlimit: int | None, moved_some: Callable[[], None]
-) -> int:
+) -> tuple[int, bool]:
     """Move everything from one pipe to the other, counting it: ``splice`` (no copy through
-    this process) in pieces the rate limit allows; ``moved_some`` after each piece."""
+    this process) in pieces the rate limit allows; ``moved_some`` after each piece. Returns
+    the bytes moved and whether the reader closed its end first: ``btrfs receive`` ends at
+    the stream's own end command, which a send paced by the limit has not followed with its
+    end of file yet (the count then is all the same)."""
     bucket = TokenBucket.from_kib(bwlimit)
     size = bucket.chunk_size(CHUNK) if bucket else CHUNK
     src_fd, dst_fd = src.fileno(), dst.fileno()
@@ -194,9 +197,12 @@ def _pump(
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)  # fewer, larger moves
     total = 0
     while True:
-        moved = os.splice(src_fd, dst_fd, size)
+        try:
+            moved = os.splice(src_fd, dst_fd, size)
+        except BrokenPipeError:
+            return total, True
         if moved == 0:
-            return total
+            return total, False
         moved_some()
         if bucket:
             bucket.consume(moved)
@@ -252,11 +258,11 @@ def send_btrfs(
         sender = subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert sender.stdout is not None
         with guard:
-            nbytes = _pump(sender.stdout, receiver.stdin, bwlimit, guard.progress)
-    except BrokenPipeError:
-        nbytes = 0
-        assert sender is not None  # only the pump writes to the receiver
-        sender.kill()
+            nbytes, closed = _pump(sender.stdout, receiver.stdin, bwlimit, guard.progress)
+        if closed:
+            # a sender with more to write now fails on its pipe (and says so below); one
+            # that had written its end exits 0, and the receiver's status line tells the rest
+            sender.stdout.close()
     except BaseException:
         # (an interrupt too, also one while the receiver was still starting): no sender is
         # left holding the snapshot the abort removes

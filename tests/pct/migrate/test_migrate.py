@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import subprocess
@@ -126,6 +127,22 @@ def test_running_privileged_ct_on_btrfs_migrates_with_short_downtime(
     assert checksum(far.pct, vmid, "/big.bin") == digest
     assert "unprivileged" not in far.conf(vmid).read_text()
     far.pct("stop", vmid)
+
+
+def test_a_rate_limited_btrfs_send_counts_what_it_sent(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path, btrfs_storage: str
+) -> None:
+    """Paced by --bwlimit, the send was still running when btrfs receive ended at the stream's
+    own end: the pump's broken pipe then counted the volume as 0.0 MiB sent."""
+    pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0")
+    subvol = ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    data = os.urandom(1 << 20)
+    (subvol / "data.bin").write_bytes(data)
+    res = pct("migrate", vmid, "far", "--target-storage", "fbt", "--bwlimit", "4096")
+    sent = re.search(r"copy \(btrfs send\): (\d+\.\d+) MiB", res.out)
+    assert sent and float(sent.group(1)) >= 1.0, res.out
+    moved = far.root / f"mnt/fbt/images/{vmid}/subvol-{vmid}-disk-0.subvol/data.bin"
+    assert moved.read_bytes() == data
 
 
 def test_stopped_ct_on_btrfs_remote_migrate_delete(
