@@ -30,6 +30,7 @@ from shared.remote.config import Remote
 from shared.runtime import lifecycle, lxcapi, migration, recovery
 from shared.runtime.beneath import check_mount_point
 from shared.runtime.guestview import config_root_ids
+from shared.runtime.namespace import private_mounts
 from shared.storage import btrfssend
 from shared.storage.btrfsplugin import BtrfsStorage
 from shared.storage.config import StorageConfig, load_config
@@ -117,6 +118,10 @@ def migrate(vmid: int, opts: Options, log: Log) -> None:
     nets = plan.bridges(conf, bmap)
     info = _target_info(remote, run.target_vmid, vols, nets)
     plan.check_target(info, vols, nets)
+    # the raw volumes it mounts to copy them live in a mount namespace of this process's own:
+    # killed, it leaves no mount (and no loop device) that keeps them busy, and the next
+    # command's recovery, or the next migration's removal of the source, finds them free
+    private_mounts()
     with config_lock(vmid):
         conf = store.load(vmid)
         store.set_lock(conf, "migrate")

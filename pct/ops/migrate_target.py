@@ -33,6 +33,7 @@ from shared.locks import config_lock
 from shared.net.links import is_bridge
 from shared.runtime import lifecycle, migration
 from shared.runtime.mounts import checked_writes
+from shared.runtime.namespace import private_mounts
 from shared.storage import btrfssend
 from shared.storage.config import load_config
 from shared.storage.volid import parse_volume_id
@@ -316,7 +317,10 @@ def rsync_into(vmid: int, volid: str, args: Sequence[str]) -> int:
     """Mount the volume and run rsync's receiving server on it (stdin/stdout are the link)."""
     server_args = _check_rsync_args(args)
     _session_volume(vmid, volid)
-    mnt = paths.migrate_dir() / f"mnt-{vmid}-{os.getpid()}"
+    # killed, this process takes its mount with it (a namespace of its own), and the session's
+    # rollback finds the volume free
+    private_mounts()
+    mnt = paths.migrate_dir() / f"{migration.STAGING_PREFIX}{vmid}-{os.getpid()}"
     mnt.mkdir(parents=True, exist_ok=True)
     try:
         # on disk before the sender may delete its copy, or the copy fails: the volume (a

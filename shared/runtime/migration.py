@@ -52,6 +52,8 @@ RECORD_RE = re.compile(r"(?:out|in)-([1-9][0-9]{2,8})\.json")
 # a migration's id: the source asks the target by it whether its commit happened
 TOKEN_RE = re.compile(r"[0-9a-f]{32}")
 DONE_KEEP_DAYS = 30
+# ``<migrate_dir>/mnt-<vmid>-<pid>``: where a target's rsync copy mounts the volume it fills
+STAGING_PREFIX = "mnt-"
 
 
 def recorded_vmids() -> list[int]:
@@ -91,7 +93,15 @@ def recover(vmid: int, log: Log) -> owner.Owner | None:
         rec = owner.read_record(outgoing_record(vmid))  # again: another command may have done it
         if rec is None or (rec and owner.record_alive(rec)):
             return None
+        _sweep_records()
         return _recover_outgoing(vmid, rec, log)
+
+
+def _sweep_records() -> None:
+    """A record's write that was killed left its temp file beside it."""
+    from .. import atomic
+
+    atomic.sweep(paths.migrate_records_dir())
 
 
 # --- the source -----------------------------------------------------------------------------
@@ -288,7 +298,7 @@ def incoming_gone(vmid: int, alive: Callable[[], bool]) -> Iterator[bool]:
 
 
 def _rollback_incoming(vmid: int, rec: dict[str, Any], log: Log) -> None:
-    from ..storage.volumes import free_volume
+    from ..storage.volumes import free_when_released
     from . import lifecycle
 
     volumes = rec.get("volumes", [])
@@ -302,15 +312,36 @@ def _rollback_incoming(vmid: int, rec: dict[str, Any], log: Log) -> None:
         with contextlib.suppress(CtkitError):
             lifecycle.stop(vmid, skiplock=True, log=log)
     discard_received(volumes, log)
+    _remove_dead_staging(vmid)
+    kept = []
     for volid in reversed(volumes if isinstance(volumes, list) else []):
-        try:
-            free_volume(str(volid))
-        except CtkitError as err:
-            log(f"ERROR: removing volume '{volid}' failed - {err}")
+        # a copy killed a moment ago: the kernel lets go of its loop device a little later
+        if not free_when_released(str(volid), lambda line: log(f"ERROR: {line}")):
+            kept.append(volid)
     with config_lock(vmid):
         if reserved(vmid):
             store.remove(vmid)
+    if kept:  # the next command's recovery tries them again: never a volume nobody knows of
+        owner.write_record(incoming_record(vmid), {**rec, "volumes": kept[::-1]})
+        return
     owner.remove_record(incoming_record(vmid))
+
+
+def _remove_dead_staging(vmid: int) -> None:
+    """The empty mount directories of this container's copies that were killed (their mount
+    went with their namespace)."""
+    from .. import atomic
+
+    try:
+        names = os.listdir(paths.migrate_dir())
+    except FileNotFoundError:
+        return
+    prefix = f"{STAGING_PREFIX}{vmid}-"
+    for name in names:
+        pid = name[len(prefix) :] if name.startswith(prefix) else ""
+        if pid.isdigit() and not atomic.pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                (paths.migrate_dir() / name).rmdir()  # never a mount point's content
 
 
 def _remember_commit(vmid: int, token: object) -> None:
@@ -350,5 +381,6 @@ def recover_incoming(vmid: int, log: Log) -> bool:
         if rec is None or (rec and owner.record_alive(rec)):
             return False
         log(f"CT {vmid}: rolling back an interrupted migration into this host")
+        _sweep_records()
         _rollback_incoming(vmid, rec or {"vmid": vmid}, log)
         return True

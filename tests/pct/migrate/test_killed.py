@@ -24,7 +24,7 @@ from .test_failures import (
     target_clean,
     wait_for,
 )
-from .test_migrate import write_data
+from .test_migrate import checksum, write_data
 
 pytestmark = pytest.mark.lxc
 
@@ -221,3 +221,87 @@ def test_a_source_that_crashed_mid_migration_is_recovered_after_the_reboot(
     assert_source_as_before(pct, vmid, ctroot, digest)
     assert not path.exists()
     assert wait_for(lambda: target_clean(far, vmid))
+
+
+def test_killed_while_a_raw_volume_is_mounted_to_copy_leaves_it_free(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """A stopped container's raw volume is mounted read-only here for its copy. That mount was
+    the host's: a migration killed then left it, with its loop device, and the next migration
+    committed on the target but could not remove the source (half removed, locked for good)."""
+    from shared.storage.loop import devices_for
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp0", "local:1,mp=/data",
+        "--unprivileged", "0")  # fmt: skip
+    pct("start", vmid)
+    digest = write_data(pct, vmid, "/data/blob.bin", mib=16)
+    pct("stop", vmid)
+    image = ctroot / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-1.raw"
+    argv = [str(PCT), "migrate", str(vmid), "far", "--target-storage", "local"]
+    proc = subprocess.Popen(
+        [*argv, "--bwlimit", "2048"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if not wait_for(lambda: bool(devices_for(image))):
+        proc.kill()
+        pytest.fail(f"the raw volume was not mounted:\n{proc.communicate()[0]}")
+    time.sleep(0.5)  # into its rsync pass
+    proc.kill()
+    proc.communicate()
+    res = pct("status", vmid)
+    assert res.out == "status: stopped\n", res.text
+    assert wait_for(lambda: not devices_for(image), timeout=10), devices_for(image)
+    assert str(ctroot / "run/ctkit/migrate") not in Path("/proc/mounts").read_text()
+    res = pct("migrate", vmid, "far", "--target-storage", "local")
+    assert "migration finished successfully" in res.out, res.text
+    assert not (ctroot / f"etc/pve/lxc/{vmid}.conf").exists()
+    assert not (ctroot / f"var/lib/vz/images/{vmid}").exists()
+    far.pct("start", vmid)
+    assert checksum(far.pct, vmid, "/data/blob.bin") == digest
+    far.pct("stop", vmid)
+
+
+def _target_rsync(vmid: int) -> int | None:
+    """The target's ``pct migrate-target rsync`` process of ``vmid`` (this host's pids)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"migrate-target" in args and b"rsync" in args and str(vmid).encode() in args:
+            return int(entry.name)
+    return None
+
+
+def test_a_killed_copy_on_the_target_leaves_nothing_there(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """The target's copy process mounts the volume it fills. Killed, it left that mount, and
+    the session's rollback could not free the volume: mount and volume stayed for good."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1", "--unprivileged", "0")
+    pct("start", vmid)
+    digest = write_data(pct, vmid, "/data.bin", mib=16)
+    pct("stop", vmid)
+    argv = [str(PCT), "migrate", str(vmid), "far", "--target-storage", "local"]
+    proc = subprocess.Popen(
+        [*argv, "--bwlimit", "2048"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if not wait_for(lambda: _target_rsync(vmid) is not None):
+        proc.kill()
+        pytest.fail(f"no copy on the target:\n{proc.communicate()[0]}")
+    time.sleep(0.5)  # into its rsync pass
+    pid = _target_rsync(vmid)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, out
+    assert wait_for(lambda: target_clean_dir(far, vmid)), (
+        list((far.root / f"var/lib/vz/images/{vmid}").glob("*")),
+        list((far.root / "var/lib/ctkit/migrate").glob("*")),
+        list((far.root / "run/ctkit/migrate").glob("*")),
+    )
+    assert pct("status", vmid).out == "status: stopped\n"
+    pct("start", vmid)
+    assert checksum(pct, vmid, "/data.bin") == digest
+    pct("stop", vmid)
