@@ -142,9 +142,13 @@ def remove_source(vmid: int, log: Log) -> None:
 
     from ..ctconfig.pending import referenced_volumes
     from ..storage.volumes import free_volume
+    from .mounts import wait_released
 
     with config_lock(vmid):
         conf = store.load(vmid)
+        # a copy that ended a moment ago (killed: its mount namespace goes last) may still hold
+        # a raw volume's loop device
+        wait_released(conf)
         for volid in referenced_volumes(conf):
             log(f"removing volume '{volid}' on the source")
             free_volume(volid)
