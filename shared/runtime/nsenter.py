@@ -125,13 +125,24 @@ def enter(pid: int, *, userns: bool, mount: bool = True) -> None:
     user = ns_fd(pid, "user") if userns else None
     mnt = ns_fd(pid, "mnt") if mount else None
     if user is not None:
-        setns(user, CLONE_NEWUSER, "user")
-        os.setgid(0)
-        os.setuid(0)
-        os.setgroups([])
+        _enter_as_root(user)
     if mnt is not None:
         setns(mnt, CLONE_NEWNS, "mount")
         os.chdir("/")
+
+
+def _enter_as_root(user: int) -> None:
+    """In a child of :func:`run_forked`: enter the user namespace ``user`` as its root. The
+    kernel clears a process's parent-death signal when its ids change: asked for again, or the
+    child of a SIGKILLed ``pct push`` went on, and overwrote the file a later push had written."""
+    parent = os.getppid()
+    setns(user, CLONE_NEWUSER, "user")
+    os.setgid(0)
+    os.setuid(0)
+    # the host root's supplementary groups (host gid 0) would still open group-readable files
+    # the container's root may not
+    os.setgroups([])
+    die_with(parent)
 
 
 # the errors a child's exit status carries back as themselves (the rest are a CtkitError)
@@ -197,12 +208,7 @@ def in_container(
         if host_view is not None:
             host_view()
         if user is not None:
-            setns(user, CLONE_NEWUSER, "user")
-            os.setgid(0)
-            os.setuid(0)
-            # the host root's supplementary groups (host gid 0) would still open group-readable
-            # files the container's root may not
-            os.setgroups([])
+            _enter_as_root(user)
         work()
 
     try:

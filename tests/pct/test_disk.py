@@ -13,6 +13,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -660,3 +661,56 @@ def test_a_new_owner_never_inherits_the_old_files_set_id_bits(
     pct("push", ct, src, "/root/tool")  # the same owner: the mode carries over whole
     assert stat.S_IMODE(tool.stat().st_mode) == 0o4755
     pct("stop", ct)
+
+
+INSIDE_SLEEPING = """
+import os, sys, time
+from shared.runtime.nsenter import in_container
+pid, fd = int(sys.argv[1]), int(sys.argv[2])
+
+def work() -> None:
+    os.write(fd, b"%d\\n" % os.getpid())
+    time.sleep(30)
+
+in_container(pid, work, userns=True)
+"""
+
+
+def test_a_killed_push_into_an_unprivileged_ct_takes_its_copy_with_it(
+    pct: Pct, dir_ct: int
+) -> None:
+    """kill -9 of pct push: its child, which copies as the container's root, went on and
+    renamed its copy over the file a later push had written. Entering the container's user
+    namespace changes the child's ids, and the kernel then drops its parent-death signal."""
+    from shared.runtime import lxcapi
+
+    pct("start", dir_ct)
+    init = lxcapi.init_pid(dir_ct)
+    assert init is not None
+    read_end, write_end = os.pipe()
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", INSIDE_SLEEPING, str(init), str(write_end)],
+                            cwd=repo, pass_fds=(write_end,))  # fmt: skip
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            child = int(pipe.readline())
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while _alive(child):
+            assert time.monotonic() < deadline, "the child runs on after its parent's kill -9"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+    pct("stop", dir_ct)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
