@@ -118,10 +118,6 @@ def migrate(vmid: int, opts: Options, log: Log) -> None:
     nets = plan.bridges(conf, bmap)
     info = _target_info(remote, run.target_vmid, vols, nets)
     plan.check_target(info, vols, nets)
-    # the raw volumes it mounts to copy them live in a mount namespace of this process's own:
-    # killed, it leaves no mount (and no loop device) that keeps them busy, and the next
-    # command's recovery, or the next migration's removal of the source, finds them free
-    private_mounts()
     with config_lock(vmid):
         conf = store.load(vmid)
         store.set_lock(conf, "migrate")
@@ -129,6 +125,10 @@ def migrate(vmid: int, opts: Options, log: Log) -> None:
             state = "running" if not running else "stopped"
             raise StateError(f"CT {vmid} is {state} now - migration not started, try again")
         store.save(conf)
+    # the raw volumes it mounts to copy them live in a mount namespace of this process's own:
+    # killed, it leaves no mount (and no loop device) that keeps them busy, and the next
+    # command's recovery, or the next migration's removal of the source, finds them free
+    private_mounts()
     # (the ExitStack holds signals from the commit on, to the end: see _transfer)
     with signals.interruptible(), contextlib.ExitStack() as no_return:
         try:

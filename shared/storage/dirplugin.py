@@ -104,11 +104,18 @@ class DirStorage(Storage):
     def _image_entry(
         self, owner: int, name: str, fmt: str, path: Path, data: Path
     ) -> VolumeEntry | None:
+        """The volume at ``path`` (its data at ``data``), or None for what only looks like one:
+        a symlink (to a host file or directory, which a rescan adopted and a start then
+        mounted into the container), a FIFO, a raw volume that is no file."""
         try:
-            st = os.stat(data)
+            st = os.lstat(data)
+            if path != data and stat.S_ISLNK(os.lstat(path).st_mode):
+                return None
         except OSError:
             return None
         is_dir = stat.S_ISDIR(st.st_mode)
+        if not (is_dir if fmt == "subvol" else stat.S_ISREG(st.st_mode)):
+            return None
         return VolumeEntry(
             volid=self.volid(f"{owner}/{name}"),
             content="rootdir" if paths.ct_conf(owner).exists() else "images",

@@ -220,6 +220,8 @@ def mount_volume(
         source, read_only = store.snapshot_path(volname, snapshot), True
     else:
         source = store.path_of(volname)
+    if source.is_symlink():  # ctkit makes none: one in a volume's place leads to a host file
+        raise StorageError(f"volume '{volid}' is a symlink - not mounted")
     if not source.exists():
         raise StorageError(f"volume '{volid}' does not exist")
     if snapshot is None:

@@ -46,6 +46,43 @@ def test_rescan_finds_an_orphan_volume(
     assert res.out == "rescan volumes...\n"  # nothing new: idempotent
 
 
+def test_rescan_and_mounts_take_no_symlink_or_fifo_for_a_volume(
+    pct: Pct,
+    vmid: int,
+    busybox_template: Path,
+    tmp_path: Path,
+    images: Callable[[int], Path],
+    conf_text: Callable[[int], str],
+) -> None:
+    """Links named like volumes (to a host image, to a host directory) and a FIFO were adopted
+    as unusedN; given as mount points, the host image was mounted into the container (and
+    changed by the mount) and the host directory shown in it."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    host_image, host_dir = tmp_path / "host.img", tmp_path / "hostdir"
+    with open(host_image, "wb") as fh:
+        fh.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", str(host_image)], check=True)
+    before = host_image.read_bytes()
+    host_dir.mkdir()
+    (host_dir / "secret").write_text("host only\n")
+    (images(vmid) / f"vm-{vmid}-disk-5.raw").symlink_to(host_image)
+    (images(vmid) / f"subvol-{vmid}-disk-6.subvol").symlink_to(host_dir)
+    os.mkfifo(images(vmid) / f"vm-{vmid}-disk-7.raw")
+    pct("rescan")
+    assert "unused" not in conf_text(vmid)
+    for key, volume in (("mp0", f"vm-{vmid}-disk-5.raw"), ("mp1", f"subvol-{vmid}-disk-6.subvol")):
+        res = pct("set", vmid, f"--{key}", f"local:{vmid}/{volume},mp=/{key}", check=False)
+        text = conf_text(vmid)
+        if res.rc == 0:  # taken into the config: the mount refuses it
+            res = pct("mount", vmid, check=False)
+            assert res.rc != 0 and f"volume 'local:{vmid}/{volume}' is a symlink" in res.err
+            pct("set", vmid, "--delete", key)
+        else:
+            assert key not in text.split("[")[0]
+    assert host_image.read_bytes() == before
+    assert (host_dir / "secret").read_text() == "host only\n"
+
+
 def test_fsck_repairs_a_damaged_image(
     pct: Pct, vmid: int, busybox_template: Path, images: Callable[[int], Path]
 ) -> None:
