@@ -41,6 +41,7 @@ def destroy(
         conf = store.load(vmid)
         store.check_protection(conf, f"can't remove CT {vmid}")
         _check_lock(conf)
+        teardown.check_no_linked_clones(conf)
         if lxcapi.is_running(vmid):
             if not force:
                 raise StateError(f"unable to destroy CT {vmid} - container is running")

@@ -81,6 +81,24 @@ def owned_volumes(conf: Config) -> list[str]:
     return vols
 
 
+def check_no_linked_clones(conf: Config) -> None:
+    """Refuse to destroy a template whose volumes are the base of another container's linked
+    clone (Proxmox's refusal): the clone's config would name a base that no longer exists,
+    and a new container of that id would pass for its base."""
+    if not conf.is_template:
+        return
+    bases = [v for v in owned_volumes(conf) if volume_owner(v) == conf.vmid]
+    for vmid in store.list_vmids():
+        other = store.load_or_none(vmid) if vmid != conf.vmid else None
+        if other is None:
+            continue
+        for volid in owned_volumes(other):
+            for base in bases:
+                if volid.startswith(base + "/"):
+                    volname = base.split(":", 1)[1]
+                    raise CtkitError(f"base volume '{volname}' is still in use by linked clones")
+
+
 def _free_volumes(conf: Config, unreferenced: bool, log: Log) -> None:
     for volid in owned_volumes(conf):
         if volume_owner(volid) != conf.vmid:

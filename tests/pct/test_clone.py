@@ -123,6 +123,16 @@ def test_linked_clone_of_a_template_shares_extents_and_starts(
     cts.pct("start", linked)
     assert cts.pct("exec", linked, "--", "hostname").out.strip() == "linked"
     cts.pct("stop", linked)
+    # the template is the clone's base: destroyed, it left the clone naming a base that is gone
+    err = cts.refused("destroy", base)
+    assert (
+        err
+        == f"base volume '{base}/subvol-{base}-disk-0.subvol' is still in use by linked clones\n"
+    )
+    assert "template: 1" in cts.conf(base) and "lock:" not in cts.conf(base)
+    cts.pct("destroy", linked)
+    cts.pct("destroy", base)  # its last clone gone
+    assert not cts.conf_path(base).exists()
 
 
 def test_a_linked_clone_killed_after_its_snapshot_is_undone_by_the_next_command(
