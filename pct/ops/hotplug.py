@@ -109,7 +109,13 @@ def _network(old: Config, new: Config, key: str, pid: int) -> None:
         raise CtkitError(err.message) from None
     if before is None:
         warnings = net_hotplug.add(new.vmid, index, net, pid)
-    elif _changed(before, net, "name") or _changed(before, net, "hwaddr"):
+    elif (
+        _changed(before, net, "name")
+        or _changed(before, net, "hwaddr")
+        # a change killed half-way left the live interface unlike the config (gone, or half
+        # made): made again as asked, instead of an update of what is not there
+        or not net_hotplug.intact(new.vmid, index, before, pid)
+    ):
         warnings = net_hotplug.replace(new.vmid, index, before, net, pid)
     else:
         warnings = net_hotplug.update(new.vmid, index, before, net, pid)

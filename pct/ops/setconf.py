@@ -56,6 +56,9 @@ def set_config(
             for warning in applied.warnings:
                 log(warning)
         else:
+            # on record as pending before anything is plugged (as Proxmox does): a command
+            # killed in the middle leaves the change in pct pending, not lost
+            store.save(conf)
             applied = _hotplug(conf, result.plan.fast | result.plan.live if result.plan else set())
         if applied.errors:
             store.save(conf)  # what could not be applied stays pending, visible in pct pending

@@ -94,6 +94,19 @@ def _container_end(pid: int, name: str) -> tuple[int, int] | None:
     return (int(found[0]), int(found[1])) if len(found) == 2 else None
 
 
+def intact(vmid: int, index: int, net: Net, pid: int) -> bool:
+    """Whether ``netN`` is live as ``net`` says: its host side exists, and so does the
+    container's interface of its name (a change killed half-way can leave either gone)."""
+    host = host_end(vmid, index, net, pid)
+    if host is None:
+        return False
+    with _ipr() as ipr:
+        if _index(ipr, host) is None:
+            return False
+    inside = net.get("name")
+    return bool(inside) and _container_end(pid, str(inside)) is not None
+
+
 def _must_find(vmid: int, index: int, net: Net, pid: int) -> str:
     host = host_end(vmid, index, net, pid)
     if host is None:

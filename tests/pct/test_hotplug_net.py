@@ -233,3 +233,62 @@ def test_nets_whose_fixed_host_name_is_too_long_change_live(
     pct("set", vmid, "--delete", "net11")
     assert "net11" not in conf_text(vmid) and _ports(bridge) == set()
     pct("stop", vmid)
+
+
+def test_an_interface_a_killed_change_took_is_made_again(
+    pct: Pct, vmid: int, busybox_template: Path, bridge: str, subnet: int,
+    conf_text: Callable[[int], str],
+) -> None:  # fmt: skip
+    """A change of net0 killed between the removal and the new interface left the container
+    without one while the config named it; the next pct set of it then failed ('network
+    interface ... does not exist') and stayed pending. Now it is made again as asked."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    value = f"name=eth0,bridge={bridge},hwaddr=BC:24:11:00:00:01,ip=198.18.{subnet}.20/24"
+    pct("set", vmid, "--net0", value)
+    veth = veth_name(vmid, 0)
+    assert veth is not None and _exists(veth)
+    _host("ip", "link", "del", veth)  # what the killed change left: no pair at all
+    assert "eth0" not in pct("exec", vmid, "--", "ip", "link").out
+    pct("set", vmid, "--net0", value.replace(".20/24", ".21/24"))
+    assert "pve:pending" not in conf_text(vmid)
+    assert _master(veth) == bridge
+    inside = pct("exec", vmid, "--", "ip", "addr", "show", "eth0").out
+    assert f"inet 198.18.{subnet}.21/24" in inside
+    # the peer renamed inside, as a replace killed before its last step leaves it
+    pct("exec", vmid, "--", "ip", "link", "set", "eth0", "down")
+    pct("exec", vmid, "--", "ip", "link", "set", "eth0", "name", "vhp0123456789")
+    pct("set", vmid, "--net0", value)
+    inside = pct("exec", vmid, "--", "ip", "addr", "show", "eth0").out
+    assert f"inet 198.18.{subnet}.20/24" in inside and "pve:pending" not in conf_text(vmid)
+    assert "vhp0123456789" not in pct("exec", vmid, "--", "ip", "link").out
+    pct("stop", vmid)
+
+
+def test_a_change_interrupted_while_plugged_stays_pending(
+    pct: Pct, vmid: int, busybox_template: Path, bridge: str, subnet: int,
+    conf_text: Callable[[int], str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The config was saved only after the hot-plug: a pct set killed while it plugged the
+    interface left no trace of the change (no pending entry), whatever it had done live."""
+    from pct.ops.setconf import set_config
+    from shared.net import hotplug
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+
+    def killed(*_args: object) -> list[str]:
+        raise KeyboardInterrupt  # stands for the kill: nothing after it runs
+
+    real_add = hotplug.add
+    monkeypatch.setattr(hotplug, "add", killed)
+    value = f"name=eth0,bridge={bridge},ip=198.18.{subnet}.20/24"
+    with pytest.raises(KeyboardInterrupt):
+        set_config(vmid, {"net0": value}, log=lambda _line: None)
+    pending = conf_text(vmid).split("[pve:pending]")
+    assert len(pending) == 2 and f"bridge={bridge}" in pending[1], conf_text(vmid)
+    monkeypatch.setattr(hotplug, "add", real_add)
+    pct("set", vmid, "--net0", pending[1].split("net0: ")[1].splitlines()[0])
+    assert "pve:pending" not in conf_text(vmid)
+    assert f"inet 198.18.{subnet}.20/24" in pct("exec", vmid, "--", "ip", "addr").out
+    pct("stop", vmid)
