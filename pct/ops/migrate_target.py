@@ -75,6 +75,7 @@ def _storage_info(sid: str) -> dict[str, Any]:
 
 def host_info(vmid: int | None, storages: Sequence[str], bridges: Sequence[str]) -> dict[str, Any]:
     """What a source checks before migrating here."""
+    check_root()
     cfg = load_config()
     info: dict[str, Any] = {
         "ctkit": VERSION,
@@ -102,7 +103,15 @@ def _live_record(vmid: int) -> dict[str, Any]:
 # --- the session ----------------------------------------------------------------------------
 
 
+def check_root() -> None:
+    """The ctkit root the source named must be there: a remote added with a wrong ``--root``
+    had a skeleton of one made by its first question (the storages' directories)."""
+    if not paths.root().is_dir():
+        raise StateError(f"no ctkit root '{paths.root()}' on node '{paths.node_name()}'")
+
+
 def _reserve(vmid: int) -> dict[str, Any]:
+    check_root()
     migration.recover_incoming(vmid, log=lambda msg: print(msg, file=sys.stderr))
     with config_lock(vmid):
         if store.exists(vmid):

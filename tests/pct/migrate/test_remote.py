@@ -10,7 +10,7 @@ import pytest
 
 from tests.pct.conftest import Pct
 
-from .conftest import Far
+from .conftest import PCT, Far
 
 pytestmark = pytest.mark.lxc
 
@@ -24,6 +24,19 @@ def test_check_reports_the_remote_ctkit_storages_and_vmid(pct: Pct, far: Far, vm
     assert info["vmid_free"] is True
     text = pct("remote", "check", "far").out
     assert "ssh root@" in text and "storage fbt: btrfs" in text
+
+
+def test_a_remote_root_that_does_not_exist_is_named_not_made(
+    pct: Pct, far: Far, tmp_path: Path
+) -> None:
+    """A remote added with a wrong --root had a skeleton ctkit root made there by its first
+    question (the storages' directories), and a migration then failed on a missing storage."""
+    missing = far.root.parent / "no-such-root"
+    pct("remote", "add", "typo", "--host", far.address, "--hostkey-file", far.hostkey,
+        "--identity", far.identity, "--command", PCT, "--root", missing)  # fmt: skip
+    res = pct("remote", "check", "typo", check=False)
+    assert res.rc != 0 and f"no ctkit root '{missing}' on node " in res.err, res.err
+    assert not missing.exists()
 
 
 def test_a_wrong_host_key_is_refused_not_learned(
