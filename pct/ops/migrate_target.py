@@ -31,7 +31,7 @@ from shared.ctconfig.pending import volume_referenced
 from shared.errors import AlreadyExistsError, CommandError, CtkitError, LockError, StateError
 from shared.locks import config_lock
 from shared.net.links import is_bridge
-from shared.runtime import lifecycle, migration
+from shared.runtime import lifecycle, migration, template
 from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
 from shared.storage import btrfssend
@@ -167,6 +167,8 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
             raise StateError(f"volume '{volid}' is not part of this migration")
         sid, volname = parse_volume_id(volid)
         btrfssend.adopt(cfg.storage(sid), volname, snap)
+    if conf.is_template:
+        _as_template(vmid, conf, rec)
     conf.set("lock", "migrate")
     with config_lock(vmid):
         if not migration.reserved(vmid):
@@ -188,6 +190,19 @@ def _commit(vmid: int, rec: dict[str, Any], req: dict[str, Any], log: Log) -> di
             log(f"WARN: writing the firewall config failed - {err}")
     # the lock goes after the reply (the session's end, or recovery of a committed record)
     return {}
+
+
+def _as_template(vmid: int, conf: Config, rec: dict[str, Any]) -> None:
+    """A template's volumes were made as any container's: they become base volumes (renamed,
+    read-only or immutable), as on the source; without, the template here could neither be
+    converted again nor serve as a base. Each rename is on record at once, so that a rollback
+    frees the volume by the name it has."""
+
+    def renamed(old: str, new: str) -> None:
+        rec["volumes"] = [new if volid == old else volid for volid in rec["volumes"]]
+        owner.write_record(migration.incoming_record(vmid), rec)
+
+    template.convert(conf, renamed=renamed)
 
 
 def _reply(out: IO[str], data: dict[str, Any]) -> None:

@@ -145,6 +145,25 @@ def test_a_rate_limited_btrfs_send_counts_what_it_sent(
     assert moved.read_bytes() == data
 
 
+def test_a_template_stays_a_template_on_the_target(
+    pct: Pct, far: Far, vmid: int, busybox_template: Path
+) -> None:
+    """A migrated template's volume arrived as any container's (vm-, writable): the template
+    on the target had no base volume, and pct template refused to convert it again."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    pct("template", vmid)
+    pct("migrate", vmid, "far")
+    conf = far.conf(vmid).read_text()
+    assert "template: 1" in conf and "lock:" not in conf
+    assert f"rootfs: local:{vmid}/base-{vmid}-disk-0.raw" in conf, conf
+    image = far.root / f"var/lib/vz/images/{vmid}/base-{vmid}-disk-0.raw"
+    flags = subprocess.run(["lsattr", str(image)], capture_output=True, text=True, check=True)
+    assert "i" in flags.stdout.split()[0]
+    assert not list(image.parent.glob("vm-*"))
+    far.pct("destroy", vmid)
+    assert not image.parent.exists()
+
+
 def test_stopped_ct_on_btrfs_remote_migrate_delete(
     pct: Pct, far: Far, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path,
     btrfs_storage: str,
