@@ -25,12 +25,16 @@ def make_template(vmid: int, log: Log = print) -> None:
     between a rename and that save is finished by the next command: the conversion runs under
     an owner record (:mod:`shared.runtime.template`).
     """
-    recovery.recover(vmid, log)  # our record must not replace a dead owner's
+    # our record must not replace a dead owner's; a dead pct template's is this very request,
+    # which its recovery has now finished
+    dead = recovery.recover(vmid, log)
     with config_lock(vmid):
         conf = store.load(vmid)
         store.check_lock(conf)
         if conf.snapshots:
             raise StateError("unable to create template, because CT contains snapshots")
+        if conf.is_template and dead is not None and dead.op == cttemplate.OWNER_OP:
+            return
         if conf.is_template:
             raise StateError("you can't convert a template to a template")
         if lxcapi.is_running(vmid):

@@ -227,3 +227,24 @@ def test_a_template_killed_between_rename_and_save_is_finished(
     assert not (ctroot / f"var/lib/vz/images/{vmid}").exists() or not any(
         (ctroot / f"var/lib/vz/images/{vmid}").iterdir()
     )
+
+
+def test_pct_template_again_after_a_killed_one_succeeds(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    """Run again after a kill, pct template had its recovery finish the conversion, and then
+    refused the template it had just made: 'you can't convert a template to a template'."""
+    for _attempt in range(10):
+        vmid = new_vmid()
+        pct("create", vmid, busybox_template, "--rootfs", "local:1")
+        if _template_killed_after_rename(ctroot, vmid):
+            break
+        pct("destroy", vmid)
+    else:
+        pytest.fail("never killed inside the window")
+    res = pct("template", vmid)
+    assert "finished the conversion to a template" in res.text, res.text
+    assert "template: 1" in (ctroot / f"etc/pve/lxc/{vmid}.conf").read_text()
+    res = pct("template", vmid, check=False)  # a template made earlier is still refused
+    assert res.rc != 0 and res.err == "you can't convert a template to a template\n"
+    pct("destroy", vmid)
