@@ -85,6 +85,7 @@ class CreateSpec:
 class TarCommand:
     argv: list[str]
     warnings: list[str] = field(default_factory=list)
+    cwd: str | None = None  # where tar starts: the tmpdir, entered as root (see below)
 
 
 def tar_create_command(spec: CreateSpec) -> TarCommand:
@@ -102,14 +103,24 @@ def tar_create_command(spec: CreateSpec) -> TarCommand:
     argv = ["tar", "cpf", "-", "--totals", *COMMON_TAR_FLAGS]
     # Proxmox repeats these two after the common flags; kept for identical command lines.
     argv += ["--one-file-system", "--warning=no-file-ignored"]
-    argv += [f"--directory={spec.tmpdir}", *spec.config_members]
-    argv += [f"--directory={spec.snapdir}", "--no-anchored"]
+    # tar starts in tmpdir, entered as root, and names what is in it from there: the user an
+    # unprivileged container's tar runs as may not reach it by its path (vzdump keeps it out
+    # of reach of the containers; one that reached its own swapped the entries for links)
+    argv += ["--directory=.", *spec.config_members]
+    argv += [f"--directory={_from_tmpdir(spec)}", "--no-anchored"]
     if spec.idmap:
         argv.append("--exclude=lost+found")
     argv += [f"--exclude={p}" for p in relative]
     argv += ["--anchored", *(f"--exclude=.{p}" for p in absolute)]
     argv += list(spec.sources)
-    return TarCommand(usernsexec_argv(spec.idmap) + argv, warnings)
+    return TarCommand(usernsexec_argv(spec.idmap) + argv, warnings, cwd=os.fspath(spec.tmpdir))
+
+
+def _from_tmpdir(spec: CreateSpec) -> str:
+    """``snapdir`` as tar's second ``--directory``: relative when it lies in ``tmpdir``."""
+    if spec.snapdir.is_relative_to(spec.tmpdir):
+        return os.path.relpath(spec.snapdir, spec.tmpdir)
+    return os.fspath(spec.snapdir)
 
 
 class _Sink:
@@ -257,9 +268,9 @@ def create(
         try:
             if compressor is not None and bucket is None:
                 flush = fd if out_path is not None and fsync else None
-                stats = _run_direct(command.argv, compressor, fd, text, progress, log, flush)
+                stats = _run_direct(command, compressor, fd, text, progress, log, flush)
             else:
-                stats = _run_pumped(command.argv, compressor, fd, text, bucket, progress, log)
+                stats = _run_pumped(command, compressor, fd, text, bucket, progress, log)
         except CommandError:
             # a stream whose reader went away (``| head``): the user's own pipe, not a failure
             # of this pipeline; tar and the compressor are gone already
@@ -355,7 +366,7 @@ class _ExitWatch:
 
 
 def _run_direct(
-    argv: list[str],
+    command: TarCommand,
     compressor: list[str],
     fd: int,
     text: str,
@@ -376,7 +387,13 @@ def _run_direct(
         grow_pipe(write_end)
         try:
             sink = _ProcessSink(compressor, fd, stdin=read_end)
-            tar = spawn(argv, stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE)
+            tar = spawn(
+                command.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                cwd=command.cwd,
+            )
         except OSError as err:
             raise _spawn_failed(text, err) from None
         finally:
@@ -423,7 +440,7 @@ def _run_direct(
 
 
 def _run_pumped(
-    argv: list[str],
+    command: TarCommand,
     compressor: list[str] | None,
     fd: int,
     text: str,
@@ -439,7 +456,13 @@ def _run_pumped(
         raise _spawn_failed(text, err) from None
     stats = TransferStats()
     try:
-        tar = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        tar = spawn(
+            command.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=command.cwd,
+        )
     except OSError as err:
         sink.abort()
         raise _spawn_failed(text, err) from None

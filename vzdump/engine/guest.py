@@ -25,7 +25,6 @@ from shared.errors import CtkitError, NotFoundError, OutputClosed, error_text
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
 from shared.runtime.guestview import config_idmap, config_root_ids
-from shared.runtime.traverse import check_traversable
 from shared.safefile import remove_tree
 from shared.storage.api import get_storage, set_backup_notes, set_backup_protected
 from shared.storage.loop import fs_type
@@ -105,6 +104,12 @@ class GuestBackup:
         # the mode hooks are told: the requested one until the effective one is known (§4.5)
         self.mode = self.opts.mode
 
+    @property
+    def tardir(self) -> Path:
+        """What tar reads, in the tmpdir (see :meth:`_before_log`)."""
+        assert self.tmpdir is not None
+        return self.tmpdir / "tar"
+
     def _restic_storage(self) -> ResticStorage | None:
         if self.env.storage is None or self.env.stdout is not None:
             return None
@@ -153,12 +158,14 @@ class GuestBackup:
             self.log.task_only(note)
         dat = str(self.target.dat) if self.target.dat is not None else ""
         self.owner = owners.claim(self.vmid, owners.BACKUP_OP, tmpdir=str(self.tmpdir), dat=dat)
-        fresh_dir(self.tmpdir)
-        # tar of an unprivileged CT runs as the CT's root: it must be able to read the tmpdir
-        os.chown(self.tmpdir, *config_root_ids(conf), follow_symlinks=False)
-        check_traversable(
-            self.tmpdir, *config_root_ids(conf), need="tar cannot read the backup's files"
-        )
+        fresh_dir(self.tmpdir)  # root's, 0700: no container reaches what is in it by path
+        # what tar reads (the config members, suspend mode's copy) is in a directory of the
+        # CT's root, which tar of an unprivileged CT runs as; tar starts in it, as root hands
+        # it over. The tmpdir itself was the CT root's, in a dump directory a container may
+        # reach: one swapped its entries for links (host files in its own backup, a config of
+        # its choosing for the restore), and read another CT's copy on the same id map.
+        os.mkdir(self.tardir, 0o700)
+        os.chown(self.tardir, *config_root_ids(conf), follow_symlinks=False)
         self.log.open_guest(self.vmid)
         with contextlib.suppress(FileNotFoundError):
             self.target.logfile.unlink()
@@ -253,7 +260,7 @@ class GuestBackup:
             log=self.log.info,
             warn=self.log.warn,
             error=self.log.error,
-            tmpdir=self.tmpdir,
+            tmpdir=self.tardir,
             # rsync limits each process: the workers split the run's total between them
             bwlimit=-(-self.opts.bwlimit // self.env.workers),
             excludes=exclude_patterns(self.opts),
@@ -352,7 +359,7 @@ class GuestBackup:
         assert self.tmpdir is not None
         fw = paths.firewall_conf(self.vmid)
         firewall = fw.read_bytes() if fw.is_file() else b""
-        write_members(self.tmpdir, conf.for_backup().to_bytes(), firewall, config_root_ids(conf))
+        write_members(self.tardir, conf.for_backup().to_bytes(), firewall, config_root_ids(conf))
 
     def _archive(self, run: modes.GuestRun, snapdir: Path) -> None:
         assert self.tmpdir is not None and self.target is not None
@@ -367,7 +374,7 @@ class GuestBackup:
             return
         self._assemble(conf)
         spec = CreateSpec(
-            tmpdir=self.tmpdir,
+            tmpdir=self.tardir,
             snapdir=snapdir,
             sources=["."] if run.mode == "suspend" else modes.sources(run),
             excludes=excludes,

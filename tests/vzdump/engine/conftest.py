@@ -354,9 +354,12 @@ def tar_of(vmid: int, timeout: float = 20.0) -> int:
                 continue
             try:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if not argv or argv[0] != b"tar":
+                    continue
+                cwd = os.fsencode(os.readlink(entry / "cwd"))  # tar starts in the tmpdir
             except OSError:
                 continue
-            if argv and argv[0] == b"tar" and any(marker in a for a in argv):
+            if marker in cwd:
                 return int(entry.name)
         time.sleep(0.02)
     raise AssertionError(f"no tar process for {vmid} appeared")

@@ -25,6 +25,7 @@ from .conftest import (
     archives,
     kill_tar_of,
     log_messages,
+    pct,
     random_file,
     start_vzdump,
     vzdump,
@@ -179,26 +180,26 @@ def test_lock_and_busy_vzsnap_fail_before_anything(host: Host) -> None:
     assert (vzsnap / "leftover").exists()
 
 
-def test_a_dump_directory_the_ct_root_cannot_search_fails_in_one_line(host: Host) -> None:
+def test_a_dump_directory_the_ct_root_cannot_search_still_backs_up(host: Host) -> None:
     """A --dumpdir made 0750 (root's umask 027, say): tar, as the unprivileged CT's root, could
-    not read the backup's temporary directory inside it and failed with exit code 2. The
-    directory is named first, before the CT is touched; a privileged CT still backs up."""
+    not read the backup's temporary directory inside it (exit 2; then a one-line refusal).
+    tar now starts in that directory, entered as root: the dump directory's mode is root's
+    business, and both CTs back up, and restore."""
     closed = host.root / "closed"
     closed.mkdir(mode=0o750)
     closed.chmod(0o750)
     ct = host.create(start=True)
     privileged = host.create(unprivileged=False)
     res = vzdump(str(ct.vmid), str(privileged.vmid), "--dumpdir", str(closed), "--mode", "suspend")
-    assert res.rc != 0
-    assert (
-        f"ERROR: Backup of VM {ct.vmid} failed - directory '{closed}' cannot be searched by "
-        "uid 100000/gid 100000, the unprivileged container's root, so tar cannot read the "
-        "backup's files"
-    ) in res.lines, res.lines
-    assert not any("suspending guest" in ln for ln in res.lines)
+    assert res.rc == 0, res.lines
     assert ct.running() and ct.freezer_state() == "THAWED" and "lock:" not in ct.conf()
-    assert not [p for p in closed.iterdir() if f"-{ct.vmid}-" in p.name and p.suffix != ".log"]
+    (archive,) = archives(closed, ct.vmid)
     assert len(archives(closed, privileged.vmid)) == 1
+    assert not [p for p in closed.iterdir() if p.suffix == ".tmp"]
+    restored = host.new_vmid()
+    pct("restore", str(restored), str(archive))
+    pct("start", str(restored))
+    pct("stop", str(restored))
 
 
 def test_failing_hooks(host: Host) -> None:
@@ -508,3 +509,37 @@ def test_a_backup_under_nohup_outlives_the_hangup(host: Host) -> None:
         proc.wait()
     assert proc.returncode == 0, err.decode()
     assert len(archives(host.dumpdir, ct.vmid)) == 1 and "lock:" not in ct.conf()
+
+
+REACH_HOOK = """#!/bin/sh
+# at backup-end (the temp dir still full), what the container itself sees of it
+if [ "$1" = backup-end ]; then
+    PCT exec "$3" -- sh -c 'ls /dump/*.tmp; echo "ls=$?"; ls /dump/*.tmp/tar/etc; echo "etc=$?"
+        mv /dump/*.tmp/tar /dump/moved; echo "mv=$?"' > OUT 2>&1
+fi
+"""
+
+
+def test_a_container_that_reaches_the_dump_directory_cannot_enter_its_temp_dir(
+    host: Host,
+) -> None:
+    """The temp dir in the dump directory was the container root's: a container with the dump
+    directory bound in renamed its entries (a link for suspend mode's copy put host files in
+    its backup; its own file for pct.conf made its restore privileged). The temp dir is now
+    root's, 0700; tar starts inside it, entered as root."""
+    host.dumpdir.chmod(0o1777)  # the container may write there (as the auditor's may)
+    ct = host.create(extra=["--mp0", f"{host.dumpdir},mp=/dump"], start=True)
+    out = host.root / "seen.txt"
+    script = host.root / "reach-hook.sh"
+    script.write_text(REACH_HOOK.replace("PCT", str(BIN / "pct")).replace("OUT", str(out)))
+    script.chmod(0o755)
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                 "--script", str(script))  # fmt: skip
+    assert res.rc == 0, res.err
+    seen = out.read_text()
+    assert "Permission denied" in seen and "ls=0" not in seen and "mv=0" not in seen, seen
+    (archive,) = archives(host.dumpdir, ct.vmid)
+    conf = subprocess.run(["tar", "-xOf", str(archive), "./etc/vzdump/pct.conf"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "unprivileged: 1" in conf
+    pct("stop", str(ct.vmid))

@@ -157,7 +157,7 @@ def test_suspend_killed_while_frozen_then_pct_status(host: Host) -> None:
         record = owner_record(ct)
         assert record is not None and record["frozen"] is True and record["lock"] == "backup"
         tmpdir = Path(str(record["tmpdir"]))
-        assert (tmpdir / "rootfs/data").is_file()  # the full copy of the first sync
+        assert (tmpdir / "tar/rootfs/data").is_file()  # the full copy of the first sync
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         os.kill(int((script.parent / "blocked-pre-restart").read_text()), signal.SIGKILL)
