@@ -303,4 +303,8 @@ def set_backup_protected(volid: str, protected: bool, cfg: StorageConfig | None 
                 f"The number of protected backups per guest is limited to {limit} "
                 f"on storage '{store.id}'"
             )
-    marker.touch()
+    # never through a link planted under the name since the check above (a container that
+    # reaches the dump directory): touch followed it, and made or dated a host file
+    from ..safefile import open_for_write
+
+    os.close(open_for_write(marker, truncate=False))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import NotFoundError, ParamError, StorageError
+from shared.errors import CtkitError, NotFoundError, ParamError, StorageError
 from shared.storage import api
 
 from .conftest import WriteCfg
@@ -224,6 +224,30 @@ def test_a_dangling_protected_link_protects(dump: Path, ctroot: Path) -> None:
     assert not (ctroot / "nonexistent").exists()
     with pytest.raises(StorageError, match=r"cannot remove protected archive"):
         api.remove_backup(f"local:backup/{B}.tar")
+
+
+def test_a_protection_marker_is_never_made_through_a_link_planted_meanwhile(
+    dump: Path, ctroot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link planted at <archive>.protected between the check and the marker's creation (by
+    a container that reaches the dump directory) was followed: touch made its target, as
+    root, anywhere on the host."""
+    from shared.storage import listing
+
+    archive = dump / f"{B}.tar"
+    archive.write_text("x")
+    victim = ctroot / "host-file"
+    checked = listing.is_protected
+
+    def then_planted(path: Path) -> bool:
+        answer = checked(path)
+        Path(f"{path}.protected").symlink_to(victim)
+        return answer
+
+    monkeypatch.setattr(listing, "is_protected", then_planted)
+    with pytest.raises(CtkitError, match="it is a symbolic link"):
+        api.set_backup_protected(f"local:backup/{B}.tar", True)
+    assert not victim.exists()
 
 
 def test_archive_remove_tolerates_missing_files(dump: Path) -> None:
