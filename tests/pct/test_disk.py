@@ -128,15 +128,10 @@ os.execv(REAL, ["e2fsck", *sys.argv[1:]])
 """
 
 
-def test_a_resize_interrupted_in_its_e2fsck_leaves_no_mark(
-    pct: Pct, vmid: int, busybox_template: Path, images: Images, conf_text: Text, tmp_path: Path
-) -> None:
-    """SIGTERM while the resize's e2fsck ran: the command killed it, and its MMP mark stayed
-    for the next command to find. Now the resize clears it before it exits 130."""
+def _resize_held_in_e2fsck(vmid: int, image: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    """``pct resize`` (a session of its own) once its e2fsck holds the image, its mark set."""
     from shared.storage.ext4mmp import fsck_mark
 
-    pct("create", vmid, busybox_template, "--rootfs", "local:1")
-    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
     fakebin = tmp_path / "bin"
     fakebin.mkdir()
     real = shutil.which("e2fsck")
@@ -146,11 +141,27 @@ def test_a_resize_interrupted_in_its_e2fsck_leaves_no_mark(
     argv = [str(PCT), "resize", str(vmid), "rootfs", "+8M"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not fsck_mark(image):
+        if proc.poll() is not None or time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"no e2fsck mark: {proc.communicate()}")
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_resize_interrupted_in_its_e2fsck_leaves_no_mark(
+    pct: Pct, vmid: int, busybox_template: Path, images: Images, conf_text: Text, tmp_path: Path
+) -> None:
+    """SIGTERM while the resize's e2fsck ran: the command killed it, and its MMP mark stayed
+    for the next command to find. Now the resize clears it before it exits 130."""
+    from shared.storage.ext4mmp import fsck_mark
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    proc = _resize_held_in_e2fsck(vmid, image, tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not fsck_mark(image):
-            assert proc.poll() is None and time.monotonic() < deadline, "no e2fsck mark"
-            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
     finally:
@@ -176,20 +187,8 @@ def test_a_resize_killed_in_its_e2fsck_takes_the_check_with_it(
 
     pct("create", vmid, busybox_template, "--rootfs", "local:1")
     image = images(vmid) / f"vm-{vmid}-disk-0.raw"
-    fakebin = tmp_path / "bin"
-    fakebin.mkdir()
-    real = shutil.which("e2fsck")
-    (fakebin / "e2fsck").write_text(E2FSCK_HOLDING.replace("REAL", repr(real)))
-    (fakebin / "e2fsck").chmod(0o755)
-    env = dict(os.environ, PATH=f"{fakebin}:{os.environ['PATH']}")
-    argv = [str(PCT), "resize", str(vmid), "rootfs", "+8M"]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # fmt: skip
+    proc = _resize_held_in_e2fsck(vmid, image, tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not fsck_mark(image):
-            assert proc.poll() is None and time.monotonic() < deadline, "no e2fsck mark"
-            time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)  # the command alone: no cleanup of its own runs
         proc.communicate(timeout=30)
         deadline = time.monotonic() + 5
