@@ -350,6 +350,15 @@ def live_in_group(pgid: int) -> list[str]:
     return live
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waits for init: not counted)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def interrupt_mid_copy(argv: list[str], images: Path, how: str) -> str:
     """Run ``pct argv`` (a copy throttled to last), send SIGTERM to it or SIGINT to its
     process group (Ctrl-C) two seconds into the copy; its error output."""

@@ -23,7 +23,7 @@ import pytest
 from shared import paths
 from shared.runtime import lxcapi
 from shared.storage import loop
-from tests.pct.conftest import PCT, Pct, leftovers
+from tests.pct.conftest import PCT, Pct, kill_alone, leftovers, running, wait_while_running
 
 pytestmark = pytest.mark.lxc
 
@@ -141,13 +141,12 @@ def _resize_held_in_e2fsck(vmid: int, image: Path, tmp_path: Path) -> subprocess
     argv = [str(PCT), "resize", str(vmid), "rootfs", "+8M"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not fsck_mark(image):
-        if proc.poll() is not None or time.monotonic() >= deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError(f"no e2fsck mark: {proc.communicate()}")
-        time.sleep(0.05)
+    try:
+        wait_while_running(proc, lambda: fsck_mark(image), "e2fsck mark")
+    except AssertionError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
     return proc
 
 
@@ -183,22 +182,11 @@ def test_a_resize_killed_in_its_e2fsck_takes_the_check_with_it(
     the next commands (their mounts failed). It now ends with the command, and the next start
     clears its mark (a resize finishes the grow: see the test above)."""
     from shared.storage.ext4mmp import fsck_mark
-    from tests.pct.test_rescan_fsck import _checkers_of
 
     pct("create", vmid, busybox_template, "--rootfs", "local:1")
     image = images(vmid) / f"vm-{vmid}-disk-0.raw"
     proc = _resize_held_in_e2fsck(vmid, image, tmp_path)
-    try:
-        os.kill(proc.pid, signal.SIGKILL)  # the command alone: no cleanup of its own runs
-        proc.communicate(timeout=30)
-        deadline = time.monotonic() + 5
-        while _checkers_of(image):
-            assert time.monotonic() < deadline, "e2fsck runs on after the command"
-            time.sleep(0.05)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_alone(proc)  # no cleanup of its own runs; e2fsck must end with it
     pct("start", vmid)  # the check's mark is cleared, the volume mounts
     assert not fsck_mark(image)
     pct("exec", vmid, "--", "true")
@@ -697,7 +685,7 @@ def test_a_killed_push_into_an_unprivileged_ct_takes_its_copy_with_it(
         proc.kill()
         proc.wait()
         deadline = time.monotonic() + 5
-        while _alive(child):
+        while running(child):
             assert time.monotonic() < deadline, "the child runs on after its parent's kill -9"
             time.sleep(0.05)
     finally:
@@ -705,11 +693,3 @@ def test_a_killed_push_into_an_unprivileged_ct_takes_its_copy_with_it(
             proc.kill()
         proc.wait()
     pct("stop", dir_ct)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pct.conftest import PCT, Pct
+from tests.pct.conftest import PCT, Pct, running, wait_while_running
 
 pytestmark = pytest.mark.lxc
 
@@ -138,12 +138,20 @@ def _checkers_of(image: Path) -> list[int]:
             continue
         try:
             args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
-            state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if os.fsencode(image) in args and state != "Z":  # a zombie holds nothing
+        if os.fsencode(image) in args and running(int(entry.name)):  # a zombie holds nothing
             found.append(int(entry.name))
     return found
+
+
+def _checker_runs(image: Path) -> bool:
+    """Whether fsck's checker (not only fsck) has ``image`` open."""
+    for pid in _checkers_of(image):
+        with contextlib.suppress(OSError):
+            if b"fsck.ext4" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+    return False
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
@@ -162,11 +170,7 @@ def test_an_fsck_interrupted_or_killed_stops_its_checker(
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not any(b"fsck.ext4" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                      for pid in _checkers_of(image)):  # fmt: skip
-            assert proc.poll() is None and time.monotonic() < deadline, "no checker"
-            time.sleep(0.05)
+        wait_while_running(proc, lambda: _checker_runs(image), "checker", timeout=30)
         os.kill(proc.pid, sig)  # the command alone, as a service manager or a user does
         _out, err = proc.communicate(timeout=30)
         if sig == signal.SIGTERM:
