@@ -359,6 +359,21 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
+def live_pids(matches: Callable[[list[bytes]], bool]) -> list[int]:
+    """The running processes whose command line (its arguments) ``matches``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if matches(args) and running(int(entry.name)):  # a zombie holds nothing
+            found.append(int(entry.name))
+    return found
+
+
 def interrupt_mid_copy(argv: list[str], images: Path, how: str) -> str:
     """Run ``pct argv`` (a copy throttled to last), send SIGTERM to it or SIGINT to its
     process group (Ctrl-C) two seconds into the copy; its error output."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pct.conftest import PCT, Pct, running, wait_while_running
+from tests.pct.conftest import PCT, Pct, live_pids, wait_while_running
 
 pytestmark = pytest.mark.lxc
 
@@ -132,17 +132,7 @@ def test_fsck_clears_the_mark_of_a_killed_check(
 
 def _checkers_of(image: Path) -> list[int]:
     """The live processes whose command line names ``image`` (an fsck and its checker)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if os.fsencode(image) in args and running(int(entry.name)):  # a zombie holds nothing
-            found.append(int(entry.name))
-    return found
+    return live_pids(lambda args: os.fsencode(image) in args)
 
 
 def _checker_runs(image: Path) -> bool:

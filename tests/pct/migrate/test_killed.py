@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.runtime import lxcapi
-from tests.pct.conftest import Pct
+from tests.pct.conftest import Pct, live_pids
 
 from .conftest import PCT, Far, sh
 from .test_failures import (
@@ -262,16 +262,10 @@ def test_killed_while_a_raw_volume_is_mounted_to_copy_leaves_it_free(
 
 def _target_rsync(vmid: int) -> int | None:
     """The target's ``pct migrate-target rsync`` process of ``vmid`` (this host's pids)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = Path(entry.path, "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"migrate-target" in args and b"rsync" in args and str(vmid).encode() in args:
-            return int(entry.name)
-    return None
+    pids = live_pids(
+        lambda args: b"migrate-target" in args and b"rsync" in args and str(vmid).encode() in args
+    )
+    return pids[0] if pids else None
 
 
 def test_a_killed_copy_on_the_target_leaves_nothing_there(
