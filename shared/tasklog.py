@@ -6,6 +6,7 @@ gets the same lines prefixed with the local time ``YYYY-MM-DD HH:MM:SS``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ class TaskLog:
         self.stream = stream if stream is not None else sys.stdout
         self.prefix_levels = prefix_levels
         self.files: list[IO[str]] = []
+        self.failed: list[IO[str]] = []  # log files a write failed on: not written again
         self.warnings = 0
         self.errors = 0
         self.lines: list[str] = []
@@ -42,13 +44,25 @@ class TaskLog:
         self.files.append(fh)
         return fh
 
+    def attach_or_warn(self, path: Path, mode: str = "w") -> IO[str] | None:
+        """:meth:`attach`, or None with a warning: a log that cannot be made (its disk full or
+        read-only) does not stop the task."""
+        try:
+            return self.attach(path, mode)
+        except OSError as err:
+            self.warn(f"unable to create log file '{path}' - {err.strerror or err}")
+            return None
+
     def detach(self, fh: IO[str]) -> None:
-        if fh in self.files:
-            self.files.remove(fh)
-        fh.close()
+        for group in (self.files, self.failed):
+            if fh in group:
+                group.remove(fh)
+        # the lines a full disk kept in the buffer are lost: said when the write failed
+        with contextlib.suppress(OSError):
+            fh.close()
 
     def close(self) -> None:
-        for fh in list(self.files):
+        for fh in [*self.files, *self.failed]:
             self.detach(fh)
 
     def _emit(self, level: str | None, message: str, console: bool = True) -> None:
@@ -60,11 +74,24 @@ class TaskLog:
             if console and not self.console_gone:
                 self._print(text)
             stamp = timestamp()
+            failed = []
             for fh in self.files:
-                fh.write(f"{stamp} {text}\n")
-                fh.flush()
+                try:
+                    fh.write(f"{stamp} {text}\n")
+                    fh.flush()
+                except OSError as err:
+                    failed.append((fh, err))
             if self.keep_lines:
                 self.lines.append(text)
+            for fh, reason in failed:
+                self._file_failed(fh, reason)
+
+    def _file_failed(self, fh: IO[str], err: OSError) -> None:
+        """A log file that cannot be written (its disk full, gone read-only) ends no task, as
+        Proxmox's log writes end none: it is said once, on the console and the other files."""
+        self.files.remove(fh)
+        self.failed.append(fh)
+        self.warn(f"unable to write log file '{fh.name}' - {err.strerror or err}")
 
     def _print(self, text: str) -> None:
         """Console output; a closed console (``vzdump ... | head``) must not end the task:

@@ -39,7 +39,7 @@ def _vms(raw: str | None) -> list[int] | None:
 
 def _tasklog() -> TaskLog:
     log = TaskLog(sys.stderr)
-    log.attach(paths.guests_log(), "a")
+    log.attach_or_warn(paths.guests_log(), "a")  # a full /var/log starts the guests all the same
     return log
 
 

@@ -104,6 +104,27 @@ def test_startall_fails_when_a_container_does_not_start(
     assert not lxcapi.is_running(good)
 
 
+def test_a_log_directory_that_cannot_be_written_starts_the_guests_all_the_same(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    """A read-only or full /var/log at boot made startall fail before it started anything."""
+    vmid = new_vmid()
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    add(ctroot, vmid, "onboot: 1\n")
+    logdir = ctroot / "var/log/ctkit"
+    logdir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(logdir)], check=True)
+    try:
+        res = pct("startall")
+        assert lxcapi.is_running(vmid), res.err
+        warning = f"unable to create log file '{logdir}/guests.log' - Read-only file system"
+        assert f"WARN: {warning}" in res.err.splitlines(), res.err
+        pct("stopall")
+        assert not lxcapi.is_running(vmid)
+    finally:
+        subprocess.run(["umount", str(logdir)], check=True)
+
+
 def test_guests_unit_is_written_and_verifies(ctroot: Path, pct: Pct) -> None:
     res = pct("autostart", "install")
     unit = ctroot / "etc/systemd/system/ctkit-guests.service"

@@ -135,3 +135,34 @@ def test_lines_on_another_descriptor_of_the_same_terminal_go_above_the_bar() -> 
     raw = read_all(master)
     os.close(master)
     assert screen(raw) == [f"extracting {n}" for n in range(4)], raw
+
+
+def test_a_log_file_that_cannot_be_written_ends_no_task(tmp_path: Path) -> None:
+    """A full disk under a log file made every line raise: a backup failed on its own log. The
+    file is now left after its first failed write, said once on the console and in the other
+    log files, and the task goes on."""
+    out = io.StringIO()
+    log = tasklog.TaskLog(out)
+    full = log.attach(Path("/dev/full"))  # a real device whose writes fail with ENOSPC
+    other = log.attach(tmp_path / "task.log")
+    log.info("one")
+    log.info("two")
+    log.detach(full)
+    log.detach(other)
+    warning = "WARN: unable to write log file '/dev/full' - No space left on device"
+    assert out.getvalue().splitlines() == ["INFO: one", warning, "INFO: two"]
+    lines = [ln.split(" ", 2)[2] for ln in (tmp_path / "task.log").read_text().splitlines()]
+    assert lines == ["INFO: one", warning, "INFO: two"]
+    assert log.warnings == 1 and log.files == [] and log.failed == []
+
+
+def test_a_log_file_that_cannot_be_made_is_warned_about(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = tasklog.TaskLog(out)
+    (tmp_path / "file").write_text("")
+    assert log.attach_or_warn(tmp_path / "file/task.log") is None
+    log.info("goes on")
+    assert out.getvalue().splitlines() == [
+        f"WARN: unable to create log file '{tmp_path}/file/task.log' - File exists",
+        "INFO: goes on",
+    ]

@@ -548,7 +548,7 @@ class GuestBackup:
             except CtkitError as err:
                 self.log.warn(str(err))
         lines: list[str] = []
-        if self.log.guest_file is not None and self.target is not None:
+        if self.log.in_guest and self.target is not None:
             copy_to = self.target.logfile if self.target.dumpdir.is_dir() else None
             lines = self.log.close_guest(copy_to)
         try:

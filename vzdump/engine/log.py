@@ -23,7 +23,8 @@ class JobLog(TaskLog):
     def __init__(self, stream: IO[str] | None = None) -> None:
         super().__init__(stream if stream is not None else sys.stderr)
         self.keep_lines = True
-        self.guest_file: IO[str] | None = None
+        self.in_guest = False  # between open_guest and close_guest
+        self.guest_file: IO[str] | None = None  # None also when it could not be made
         self.guest_lines: list[str] = []
         # where the archive progress lines go (None: stderr, a bar on a terminal)
         self.progress_stream: IO[str] | None = None
@@ -36,15 +37,14 @@ class JobLog(TaskLog):
     def _emit(self, level: str | None, message: str, console: bool = True) -> None:
         before = len(self.lines)
         super()._emit(level, message, console)
-        if self.guest_file is not None:
+        if self.in_guest:
             self.guest_lines.extend(self.lines[before:])
             del self.lines[before:]
 
-    def open_guest(self, vmid: int) -> Path:
-        path = paths.vzdump_log_dir() / f"lxc-{vmid}.log"
-        self.guest_file = self.attach(path, "w")
+    def open_guest(self, vmid: int) -> None:
+        self.in_guest = True
         self.guest_lines = []
-        return path
+        self.guest_file = self.attach_or_warn(paths.vzdump_log_dir() / f"lxc-{vmid}.log", "w")
 
     def task_only(self, message: str) -> None:
         """A line for the task log only (``Backup started at ...``), not the guest file."""
@@ -53,12 +53,14 @@ class JobLog(TaskLog):
 
     def close_guest(self, copy_to: Path | None) -> list[str]:
         """Close the guest file, copy it next to the archive; returns the guest's lines."""
-        if self.guest_file is None:
+        if not self.in_guest:
             return []
-        src = Path(self.guest_file.name)
-        self.detach(self.guest_file)
-        self.guest_file = None
-        if copy_to is not None:
+        self.in_guest = False
+        fh, self.guest_file = self.guest_file, None
+        if fh is not None:
+            self.detach(fh)
+        if fh is not None and copy_to is not None:
+            src = Path(fh.name)
             try:
                 safefile.copy_file(src, copy_to)
             except (CtkitError, OSError) as err:

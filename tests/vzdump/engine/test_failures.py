@@ -543,3 +543,40 @@ def test_a_container_that_reaches_the_dump_directory_cannot_enter_its_temp_dir(
                           capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert "unprivileged: 1" in conf
     pct("stop", str(ct.vmid))
+
+
+@pytest.mark.parametrize("how", ["full", "read-only"])
+def test_a_log_directory_that_cannot_be_written_fails_no_backup(host: Host, how: str) -> None:
+    """/var/log full: every line of the guest's log raised, the first ended its backup ("OSError:
+    No space left on device", no file named), the next a traceback that skipped the guests after
+    it. A log file that cannot be written or made is now said once, and every guest is backed
+    up (Proxmox's log writes end no backup either); the archive restores."""
+    first, second = host.create(start=True), host.create()
+    logdir = host.root / "var/log/vzdump"
+    logdir.mkdir(parents=True, exist_ok=True)
+    opts = "size=64k" + (",ro" if how == "read-only" else "")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(logdir)], check=True)
+    try:
+        if how == "full":
+            subprocess.run(["dd", "if=/dev/zero", f"of={logdir}/filler", "bs=4k"],
+                           capture_output=True, check=False)  # fmt: skip
+        res = vzdump(str(first.vmid), str(second.vmid), "--dumpdir", str(host.dumpdir),
+                     "--mode", "snapshot")  # fmt: skip
+    finally:
+        subprocess.run(["umount", str(logdir)], check=True)
+    assert res.rc == 0 and "Traceback" not in res.err, res.err
+    reason = "No space left on device" if how == "full" else "Read-only file system"
+    for ct in (first, second):
+        path = logdir / f"lxc-{ct.vmid}.log"
+        action = "write" if how == "full" else "create"
+        assert f"WARN: unable to {action} log file '{path}' - {reason}" in res.lines, res.lines
+        assert any(ln.startswith(f"INFO: Finished Backup of VM {ct.vmid} (") for ln in res.lines)
+        assert len(archives(host.dumpdir, ct.vmid)) == 1
+    assert first.running() and "lock:" not in first.conf()
+    restored = host.new_vmid()
+    pct("restore", str(restored), str(archives(host.dumpdir, first.vmid)[0]))
+    pct("start", str(restored))
+    assert pct("exec", str(restored), "--", "cat", "/etc/hostname").strip() == "ct" + str(
+        first.vmid % 1000
+    )
+    pct("stop", str(restored))
