@@ -9,6 +9,7 @@ that leaves this module goes through :func:`redact`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -17,14 +18,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
 from . import paths, signals
-from .errors import CommandError, ConfigError, LockError, StorageError
+from .errors import CommandError, ConfigError, CtkitError, LockError, StorageError
 from .formats.lines import config_lines, read_config_text
 from .parentdeath import tied_to_parent
 from .toolenv import SYSTEM_PATH
@@ -272,30 +273,61 @@ def run_exclusive(
     limit = resticgate.WAIT if wait is None else wait
     deadline = time.monotonic() + limit
     with resticgate.gate(repo.storage, repo.repository, exclusive=True, wait=limit):
-        try:
-            return run(repo, args, timeout=timeout)
-        except LockError:
-            run(repo, ["unlock"], timeout=300)
         return _while_locked(repo, args, timeout, deadline, LOCK_RETRY)
 
 
 def _while_locked(
     repo: Repo, args: Sequence[str], timeout: float | None, deadline: float, interval: float
 ) -> bytes:
-    """``run``, again every ``interval`` seconds while a live lock of restic's is in the way
-    (saying so once), until ``deadline``."""
-    told = False
+    """``run``, again while a lock of restic's is in the way (see :func:`retry_locked`)."""
+
+    def waiting() -> None:
+        print(f"restic storage '{repo.storage}': waiting for its lock", file=sys.stderr)
+
+    return retry_locked(
+        repo, lambda: run(repo, args, timeout=timeout), deadline, interval, waiting=waiting
+    )
+
+
+T = TypeVar("T")
+
+
+def retry_locked(
+    repo: Repo,
+    attempt: Callable[[], T],
+    deadline: float,
+    interval: float,
+    *,
+    unlock_every: float = LOCK_RETRY,
+    locked: Callable[[], None] | None = None,
+    waiting: Callable[[], None] | None = None,
+) -> T:
+    """``attempt``, again every ``interval`` seconds while a lock of restic's is in the way,
+    until ``deadline``. ``restic unlock`` runs at once and then every ``unlock_every``
+    seconds: it removes only stale locks (of a process of this host that is gone, or one not
+    refreshed for 30 minutes), and a killed restic is not gone until it is reaped, which may
+    be a moment after its parent was killed: one unlock left a killed prune's lock in the way
+    of the next backup, and of the next prune for hours. ``locked`` is called at the first
+    lock met, ``waiting`` when the first unlock did not clear the way."""
+    unlocked: float | None = None
     while True:
         try:
-            return run(repo, args, timeout=timeout)
+            return attempt()
         except LockError:
             if time.monotonic() >= deadline:
                 raise
-        if not told:
-            print(f"restic storage '{repo.storage}': waiting for its lock", file=sys.stderr)
-            told = True
-        signals.raise_if_interrupted()
-        time.sleep(interval)
+        if unlocked is None and locked is not None:
+            locked()
+        if unlocked is not None:
+            if waiting is not None:
+                waiting()
+                waiting = None  # said once
+            signals.raise_if_interrupted()
+            time.sleep(interval)
+        if unlocked is None or time.monotonic() - unlocked >= unlock_every:
+            with contextlib.suppress(CtkitError):  # a repository we may only read, say
+                run(repo, ["unlock"], timeout=300)
+            unlocked = time.monotonic()
 
 
 def run_json(

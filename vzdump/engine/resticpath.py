@@ -29,7 +29,7 @@ from typing import Any
 
 from shared import paths, restic, resticgate, signals
 from shared.archive.idmap import IdMapEntry
-from shared.errors import CtkitError, LockError, StorageError
+from shared.errors import CtkitError, StorageError
 from shared.stallguard import StallGuard
 from shared.storage import resticbackups
 from shared.storage.resticplugin import ResticStorage
@@ -38,6 +38,7 @@ from shared.tasklog import Progress, human_bytes
 from . import resticexclude
 
 FORGET_WAIT = 600.0  # seconds a failed backup waits to forget its snapshot
+STALE_LOCK_WAIT = 15.0  # seconds a backup tries to clear a lock in its way (a live one fails it)
 # a backup whose counters stand still this long is stopped: restic has no timeout of its own,
 # and one waiting on a hung server held the node's backup lock (and a stop-mode CT down) for good
 RESTIC_STALL = 1800.0
@@ -227,18 +228,23 @@ def _run_backup(run: ResticRun, args: list[str], stage: Path, log: Log) -> dict[
     summary: dict[str, Any] = {}
     try:
         with resticgate.gate(run.store.id, run.store.repo.repository, exclusive=False):
-            try:
-                _stream_backup(run, args, stage, log, summary)
-            except restic.NodeKeyRefused:  # nothing done yet; now with the storage's password
-                _stream_backup(run, args, stage, log, summary)
-            except LockError:
-                # nothing done yet either. A stale exclusive lock (a prune killed with the
-                # scheduler's service) failed every backup until someone cleared it by hand:
-                # 'restic unlock' removes only stale locks (this host's, of a process gone),
-                # never a live one's, and the backup runs once more
-                log("restic: the repository is locked - removing stale locks")
-                restic.run(run.store.repo, ["unlock"], timeout=300)
-                _stream_backup(run, args, stage, log, summary)
+
+            def attempt() -> None:
+                try:
+                    _stream_backup(run, args, stage, log, summary)
+                except restic.NodeKeyRefused:  # nothing done yet; now with the password
+                    _stream_backup(run, args, stage, log, summary)
+
+            # A lock in the way stopped restic before it did anything. A stale exclusive one
+            # (a prune killed with the scheduler's service) failed every backup until someone
+            # cleared it by hand; 'restic unlock' removes only stale locks, never a live one's
+            restic.retry_locked(
+                run.store.repo, attempt, time.monotonic() + STALE_LOCK_WAIT, 1.0,
+                unlock_every=1.0,
+                locked=lambda: log("restic: the repository is locked - removing stale locks"),
+                waiting=lambda: log("restic: the repository is still locked - trying again "
+                                    f"for {STALE_LOCK_WAIT:.0f} s"),
+            )  # fmt: skip
     except BaseException:
         with signals.held():
             _forget_partial(run, summary, log)

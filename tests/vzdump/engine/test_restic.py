@@ -512,6 +512,44 @@ def test_a_stale_exclusive_lock_does_not_fail_the_next_backups(rhost: Host) -> N
     assert ct.running() and "lock:" not in ct.conf()
 
 
+def _killed_prune_not_reaped(root: Path) -> subprocess.Popen[bytes]:
+    """A restic prune killed while it holds its exclusive lock, and left unreaped: its lock is
+    stale, but restic's unlock counts it as live while the zombie is there (a killed vzdump's
+    restic until init reaps it)."""
+    locks = root / "repo/locks"
+    prune = subprocess.Popen(["restic", "prune"], env=restic_env(root),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not [p for p in locks.iterdir() if "-tmp-" not in p.name]:
+        assert prune.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(prune.pid, signal.SIGSTOP)
+    os.kill(prune.pid, signal.SIGKILL)
+    return prune
+
+
+def test_a_lock_whose_killed_holder_is_reaped_late_is_cleared_then(rhost: Host) -> None:
+    """One 'restic unlock' while the killed prune was still a zombie left its lock: the next
+    backup failed with 'repository is locked', and the next prune waited for hours. Both now
+    unlock again while they wait, and run once the holder is gone."""
+    add_storage(rhost.root)
+    ct = rhost.create()
+    assert vzdump(str(ct.vmid), "--storage", "offsite").rc == 0
+    time.sleep(1.1)  # snapshot times have one-second resolution
+    for argv in ([str(ct.vmid), "--storage", "offsite"],
+                 ["prune", "offsite", "--prune-backups", "keep-last=1"]):  # fmt: skip
+        prune = _killed_prune_not_reaped(rhost.root)
+        try:
+            proc = start_vzdump(*argv)
+            time.sleep(3)
+            assert proc.poll() is None, proc.communicate()
+        finally:
+            prune.wait()  # reaped: the lock is stale now
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    assert len(listing()) == 1 and not list((rhost.root / "repo/locks").iterdir())
+
+
 def test_scheduled_job_to_restic(rhost: Host) -> None:
     """A backup job with ``storage offsite`` runs like any other and applies the storage's
     retention (the storage's prune-backups, forget, then one prune)."""
