@@ -9,6 +9,7 @@ mount land outside it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -207,13 +208,50 @@ def mount_all(
     after: After | None = None,
 ) -> MountedTree:
     """Mount rootfs and the included mount points under ``target``; all or nothing.
-    ``after(mp, where)`` runs after each mount, before the ones below it."""
+    ``after(mp, where)`` runs after each mount, before the ones below it.
+
+    ``read_only`` (a backup's mounts) keeps every volume as it is, but a mount point whose
+    directory is missing (a volume added to a stopped container) cannot be mounted in a
+    read-only parent: its directory is first made as a start makes it, in a read-write pass,
+    as Proxmox's read-write backup mounts make it. Not in a snapshot or a template's base
+    volumes, which never change: said in one line."""
+    try:
+        return _mount_tree(conf, target, root_ids, include, honour_ro, read_only, snapshot, after)
+    except _MissingDir as missing:
+        if snapshot is not None or conf.get("template"):
+            kind = "a snapshot" if snapshot is not None else "a template's volume"
+            raise StorageError(
+                f"unable to mount '{missing.path}': the directory is missing in {kind}"
+            ) from None
+    tree = _mount_tree(conf, target, root_ids, include, honour_ro, False, None, None)
+    problems = tree.unmount(lazy=False)
+    if problems:
+        raise StorageError(problems[0])
+    return _mount_tree(conf, target, root_ids, include, honour_ro, read_only, snapshot, after)
+
+
+class _MissingDir(Exception):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _mount_tree(
+    conf: Section,
+    target: Path,
+    root_ids: tuple[int, int],
+    include: Include,
+    honour_ro: bool,
+    read_only: bool,
+    snapshot: str | None,
+    after: After | None,
+) -> MountedTree:
     target.mkdir(parents=True, exist_ok=True)
     tree = MountedTree(target)
     read_only = read_only or bool(conf.get("template"))  # its base volumes never change
     try:
         for mp in ordered([m for m in conf.mountpoints(strict=True) if include(m)]):
-            where = target if mp.key == "rootfs" else ensure_dir(target, mp.path, *root_ids)
+            where = target if mp.key == "rootfs" else _mount_dir(target, mp, root_ids, read_only)
             ro = read_only or (honour_ro and mp.ro)
             tree.handles.append(mount_one(mp, where, read_only=ro, snapshot=snapshot))
             if after is not None:
@@ -222,6 +260,17 @@ def mount_all(
         tree.unmount(lazy=True)
         raise
     return tree
+
+
+def _mount_dir(target: Path, mp: MountPoint, root_ids: tuple[int, int], read_only: bool) -> Path:
+    """The directory ``mp`` is mounted on, made where it is missing."""
+    try:
+        return ensure_dir(target, mp.path, *root_ids)
+    except OSError as err:
+        if err.errno == errno.EROFS and read_only:
+            raise _MissingDir(mp.path) from None
+        # in a read-only mount point (ro=1) above it, say
+        raise StorageError(f"unable to create mount point '{mp.path}' - {err.strerror}") from None
 
 
 def unmount_below(path: Path, *, lazy: bool = True) -> list[str]:

@@ -39,3 +39,20 @@ def test_mounted_privileged_ct_is_hidden_from_host_users(
     finally:
         pct("unmount", vmid)
     pct("destroy", vmid)
+
+
+def test_a_mount_point_that_cannot_be_made_fails_in_one_line(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    """A mount point below a read-only one (``ro=1``) whose directory is missing: a traceback
+    of the OSError before; one line now, and nothing is left mounted."""
+    vmid = new_vmid()
+    pct("create", vmid, busybox_template, "--rootfs", "local:0.2")
+    pct("set", vmid, "--mp0", "local:0.1,mp=/data,ro=1", "--mp1", "local:0.1,mp=/data/sub")
+    res = pct("mount", vmid, check=False)
+    assert res.rc != 0 and "Traceback" not in res.err, res.err
+    assert res.err.splitlines()[-1] == (
+        "unable to create mount point '/data/sub' - Read-only file system"
+    )
+    assert str(ctroot / f"var/lib/lxc/{vmid}") not in Path("/proc/mounts").read_text()
+    pct("destroy", vmid)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CT, Host, log_messages, logfile, names, only_archive, vzdump
+from .conftest import CT, Host, log_messages, logfile, names, only_archive, pct, vzdump
 
 pytestmark = pytest.mark.lxc
 
@@ -61,6 +61,28 @@ def test_mount_point_rules(host: Host) -> None:
     members = names(only_archive(host.dumpdir, ct.vmid))
     assert "./data/data.txt" in members
     assert not [n for n in members if "nob" in n or "bind" in n]
+
+
+def test_a_mount_point_added_to_a_stopped_ct_is_backed_up(host: Host) -> None:
+    """A volume given to a stopped container (``pct set --mp0``) has no directory in the root
+    file system until the container starts: stop mode's read-only mounts failed with "OSError:
+    [Errno 30] Read-only file system". The directory is now made as a start makes it (owned by
+    the container's root), and the archive restores with the volume's data."""
+    ct = host.create()
+    assert pct("set", str(ct.vmid), "--mp0", "local:0,mp=/data/sub,backup=1") == ""
+    ct.write("data.txt", b"in data", key="mp0")
+    assert not (ct.volume() / "data").exists()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir))
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    assert "./data/sub/data.txt" in names(archive)
+    made = (ct.volume() / "data/sub").stat()
+    assert (made.st_uid, made.st_gid) == ct.host_ids()
+    new = host.new_vmid()
+    pct("restore", str(new), str(archive))
+    pct("start", str(new))
+    assert pct("exec", str(new), "--", "cat", "/data/sub/data.txt") == "in data"
+    pct("stop", str(new))
 
 
 def exclusion_tree(ct: CT) -> None:
