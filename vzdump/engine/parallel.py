@@ -30,6 +30,7 @@ import collections
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import os
 import signal
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 RESULT = "\0result "
 FAILED = "\0failed "  # a worker's own failure (a bug): its exception, before it ends
 SIGNAL_POLL = 0.05  # seconds between the main process's looks for a noted signal
+READ_SIZE = 1 << 16
+READS_A_TURN = 16  # chunks read from a worker before the event loop has its turn again
 
 
 class _ProgressLines(io.StringIO):
@@ -218,32 +221,39 @@ class _Worker:
             os.close(self.commands)
         await self.ended
 
-    def _read(self) -> None:
-        while True:
+    def _read(self, *, drain: bool = False) -> None:
+        """Its lines so far; a few chunks a turn unless ``drain``: a worker writing fast (a
+        hook's output) kept the event loop, and a signal waited for it."""
+        for _ in itertools.count() if drain else range(READS_A_TURN):
             try:
-                chunk = os.read(self.out, 1 << 16)
+                chunk = os.read(self.out, READ_SIZE)
             except BlockingIOError:
                 return
             if not chunk:
                 self.loop.remove_reader(self.out)
                 return
-            self.part.extend(chunk)
-            *lines, rest = self.part.split(b"\n")
-            self.part[:] = rest
-            for raw in lines:
-                text = raw.decode("utf-8", "backslashreplace")
-                if text.startswith(RESULT):
-                    self._settle(text[len(RESULT) :])
-                elif text.startswith(FAILED):
-                    self.failure = text[len(FAILED) :]
-                else:
-                    self.line(text)
+            end = chunk.rfind(b"\n")
+            if end < 0:  # a long line (its result) grows: split once it is whole, not per chunk
+                self.part += chunk
+                continue
+            whole = bytes(self.part) + chunk[:end] if self.part else chunk[:end]
+            self.part[:] = chunk[end + 1 :]
+            for raw in whole.split(b"\n"):
+                self._line(raw.decode("utf-8", "backslashreplace"))
+
+    def _line(self, text: str) -> None:
+        if text.startswith(RESULT):
+            self._settle(text[len(RESULT) :])
+        elif text.startswith(FAILED):
+            self.failure = text[len(FAILED) :]
+        else:
+            self.line(text)
 
     def _exited(self) -> None:
         self.loop.remove_reader(self.pidfd)
         # what it wrote before it ended, not up to the pipe's end: a helper it left behind
         # may still hold the pipe open
-        self._read()
+        self._read(drain=True)
         self.loop.remove_reader(self.out)
         os.close(self.out)
         _, self.status = os.waitpid(self.pid, 0)
