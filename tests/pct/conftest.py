@@ -26,6 +26,7 @@ import pytest
 from shared.fakehost import add_storage, make_btrfs
 from shared.runtime import lxcapi
 from shared.runtime.cgroups import CGROUP_ROOT, Layout, detect_layout
+from shared.storage import loop
 from shared.testbed import loops_below, mounts_below
 
 PCT = Path(sys.executable).parent / "pct"
@@ -179,6 +180,9 @@ def btrfs_storage(ctroot: Path, pct: Pct) -> Iterator[str]:
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             subprocess.run(["umount", str(mnt)], check=True, capture_output=True)
+        # its loop device goes a moment after the unmount (seconds, on a loaded machine):
+        # not a leak of the test's command, which the check after it looks for
+        loop.wait_unused(ctroot / "btrfs.img", 30)
 
 
 @contextlib.contextmanager
