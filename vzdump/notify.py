@@ -61,9 +61,8 @@ from shared.formats.types import FormatError, check_configid
 from shared.printable import printable, utf8_text
 
 from .options import BackupOptions
-from .report import GuestResult, JobResult
+from .report import MAX_LOG_SIZE, GuestResult, JobResult
 
-MAX_LOG_SIZE = 1024 * 1024
 LOG_TOO_LONG = "Log output was too long to be sent. See Task History for details!"
 SENDMAIL = "/usr/sbin/sendmail"
 MAIL_FROM = "root"

@@ -28,6 +28,10 @@ SCHEMA_VERSION = 1
 GUEST_STATUSES = ("ok", "err")
 
 
+# The logs part of a notification mail, at most; a longer one is replaced by a line saying so
+MAX_LOG_SIZE = 1024 * 1024
+
+
 @dataclass
 class GuestResult:
     """One guest of a job. ``seconds`` is its backup time; ``size``/``filename`` describe the

@@ -16,6 +16,8 @@ from shared.errors import CtkitError
 from shared.printable import printable
 from shared.tasklog import TaskLog
 
+from ..report import MAX_LOG_SIZE
+
 
 class JobLog(TaskLog):
     """The task log of one job; keeps job-level lines for the notification."""
@@ -26,6 +28,9 @@ class JobLog(TaskLog):
         self.in_guest = False  # between open_guest and close_guest
         self.guest_file: IO[str] | None = None  # None also when it could not be made
         self.guest_lines: list[str] = []
+        # characters of the kept lines: past the mail's limit (its logs part is then replaced)
+        # lines are no longer kept, and a hook printing gigabytes no longer fills the memory
+        self.job_kept = self.guest_kept = 0
         # where the archive progress lines go (None: stderr, a bar on a terminal)
         self.progress_stream: IO[str] | None = None
 
@@ -37,13 +42,20 @@ class JobLog(TaskLog):
     def _emit(self, level: str | None, message: str, console: bool = True) -> None:
         before = len(self.lines)
         super()._emit(level, message, console)
-        if self.in_guest:
-            self.guest_lines.extend(self.lines[before:])
-            del self.lines[before:]
+        new = self.lines[before:]
+        del self.lines[before:]
+        for line in new:
+            if self.in_guest and self.guest_kept <= MAX_LOG_SIZE:
+                self.guest_lines.append(line)
+                self.guest_kept += len(line) + 1
+            elif not self.in_guest and self.job_kept <= MAX_LOG_SIZE:
+                self.lines.append(line)
+                self.job_kept += len(line) + 1
 
     def open_guest(self, vmid: int) -> None:
         self.in_guest = True
         self.guest_lines = []
+        self.guest_kept = 0
         self.guest_file = self.attach_or_warn(paths.vzdump_log_dir() / f"lxc-{vmid}.log", "w")
 
     def task_only(self, message: str) -> None:
