@@ -42,12 +42,13 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported only when a mail is sent or a webhook posted (start-up time)
     from email.message import EmailMessage
@@ -65,6 +66,8 @@ from .report import MAX_LOG_SIZE, GuestResult, JobResult
 
 LOG_TOO_LONG = "Log output was too long to be sent. See Task History for details!"
 SENDMAIL = "/usr/sbin/sendmail"
+SENDMAIL_TIMEOUT = 120.0
+MAX_COMPLAINT = 64 << 10  # bytes of sendmail's stderr read for its first line
 MAIL_FROM = "root"
 WEBHOOK_TIMEOUT = 10.0
 ADHOC_SUMMARY = "vzdump.notification.json"
@@ -337,16 +340,36 @@ def send_mail(
         return []
     msg = build_message(recipients, subject_line, body, mail_from=mail_from, date=date)
     data = msg.as_bytes()  # with the policy the message was made with
-    try:
-        proc = subprocess.run(
-            [sendmail, "-t", "-oi"], input=data, capture_output=True, check=False, timeout=120
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise CommandError(f"unable to run '{sendmail}' - {err}") from None
-    if proc.returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip() or f"exit code {proc.returncode}"
-        raise CommandError(f"'{sendmail}' failed - {detail}")
+    # its output into a file, not a pipe: a delivery process it leaves running holds a pipe
+    # open, and the job waited the whole timeout for a mail that was sent
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen([sendmail, "-t", "-oi"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=errors)  # fmt: skip
+        except OSError as err:
+            raise CommandError(f"unable to run '{sendmail}' - {err.strerror}") from None
+        try:
+            proc.communicate(data, timeout=SENDMAIL_TIMEOUT)
+        except BaseException as err:  # its time is up, or a signal ends the job
+            proc.kill()
+            proc.wait()
+            if isinstance(err, subprocess.TimeoutExpired):
+                raise CommandError(
+                    f"'{sendmail}' timed out after {SENDMAIL_TIMEOUT:.0f} s"
+                ) from None
+            raise
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise CommandError(f"'{sendmail}' failed - {_first_line(errors, proc.returncode)}")
     return recipients
+
+
+def _first_line(errors: IO[bytes], returncode: int) -> str:
+    """sendmail's complaint in one line of bounded length (its exit code if it said nothing)."""
+    for raw in errors.read(MAX_COMPLAINT).splitlines():
+        if line := printable(raw.decode("utf-8", "replace").strip()):
+            return line[:300]
+    return f"exit code {returncode}"
 
 
 # --- everything together ----------------------------------------------------------------------

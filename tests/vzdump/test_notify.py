@@ -10,6 +10,7 @@ import json
 import mailbox
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -307,6 +308,37 @@ def test_failing_sendmail_is_only_a_warning(ctroot: Path, tmp_path: Path) -> Non
     assert delivery.mailed_to == []
     assert warnings == [f"sending notification mail failed - '{fake}' failed - relay refused"]
     assert delivery.summary_path is not None and delivery.summary_path.exists()
+
+
+def test_a_sendmail_that_leaves_a_child_running_is_not_waited_for(tmp_path: Path) -> None:
+    """sendmail took the mail and left a delivery process running that held its output pipe:
+    the job waited 120 s and called a sent mail failed ("timed out")."""
+    fake = tmp_path / "sendmail"
+    fake.write_text(f"#!/bin/sh\ncat > {tmp_path}/mail\nsleep 300 &\necho $! > {tmp_path}/pid\n")
+    fake.chmod(0o755)
+    started = time.monotonic()
+    try:
+        assert notify.send_mail(["root"], "s", "b", sendmail=str(fake)) == ["root"]
+        assert time.monotonic() - started < 10
+        assert b"Subject: s" in (tmp_path / "mail").read_bytes()
+    finally:
+        os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
+
+
+def test_what_sendmail_says_is_one_bounded_line(tmp_path: Path) -> None:
+    """Its whole stderr became the warning: several lines (each looked like a warning of its
+    own) and any size (50 MB in one line)."""
+    fake = tmp_path / "sendmail"
+    fake.write_text("#!/bin/sh\ncat >/dev/null\nprintf '\\nline one\\033[2J\\nline two\\n' >&2\n"
+                    "head -c 5000000 /dev/zero | tr '\\0' x >&2\nexit 1\n")  # fmt: skip
+    fake.chmod(0o755)
+    with pytest.raises(CommandError) as raised:
+        notify.send_mail(["root"], "s", "b", sendmail=str(fake))
+    assert str(raised.value) == f"'{fake}' failed - line one\\x1b[2J"
+    (fake.parent / "quiet").write_text("#!/bin/sh\nexit 3\n")
+    (fake.parent / "quiet").chmod(0o755)
+    with pytest.raises(CommandError, match=r"failed - exit code 3$"):
+        notify.send_mail(["root"], "s", "b", sendmail=str(fake.parent / "quiet"))
 
 
 # --- delivery through the real local MTA (exim4, local delivery only) --------------------------
