@@ -98,7 +98,11 @@ EMAIL_RE = EMAIL_USER_RE + r"@[a-zA-Z0-9\-]+(\.[a-zA-Z0-9\-]+)*"
 
 
 def check_email_or_username(value: str) -> None:
-    if not (re.fullmatch(EMAIL_RE, value) or re.fullmatch(EMAIL_USER_RE, value)):
+    # ASCII, as Proxmox's regex over bytes: a non-ASCII name became an encoded word in the To:
+    # line, and the mail went to an address nobody has
+    if not (
+        re.fullmatch(EMAIL_RE, value, re.ASCII) or re.fullmatch(EMAIL_USER_RE, value, re.ASCII)
+    ):
         raise FormatError(
             f"invalid format - value '{value}' does not look like a valid email address "
             "or user name"
@@ -115,9 +119,10 @@ def check_webhook_url(value: str) -> None:
     try:
         parts = urllib.parse.urlsplit(value)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError:  # e.g. an unbalanced IPv6 bracket, port 99999
         valid = False
-    if not valid or re.search(r"\s", value):
+    if not valid or re.search(r"[\s\x00-\x1f\x7f]", value):
         raise FormatError("invalid format - value does not look like an http(s) URL")
 
 

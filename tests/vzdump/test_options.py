@@ -508,3 +508,26 @@ def test_compressor_threads_are_bounded_before_anything_runs(key: str, raw: str)
     with pytest.raises(ParamError) as info:
         parse_params({key: raw}, options.OPTIONS)
     assert key in info.value.errors
+
+
+def test_a_non_ascii_mail_address_is_refused() -> None:
+    """It passed, became an RFC 2047 encoded word in the To: line, and the mail went to an
+    address nobody has (``=?utf-8?q?j=C3=BCrgen?=@host``)."""
+    for value in ("jürgen", "müller@example.com"):
+        with pytest.raises(ParamError) as info:
+            parse_params({"mailto": value})
+        assert info.value.errors["mailto"] == (
+            f"invalid format - value '{value}' does not look like a valid email address "
+            "or user name"
+        )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999/hook", "https://hooks.example/a\x07b", "http://h/\x7f"]
+)
+def test_a_webhook_url_that_can_never_work_is_refused(url: str) -> None:
+    with pytest.raises(ParamError) as info:
+        parse_params({"notify-webhook": url})
+    assert info.value.errors == {
+        "notify-webhook": "invalid format - value does not look like an http(s) URL"
+    }
