@@ -20,6 +20,10 @@ from .formats.lines import read_config_text
 LOCK_TIMEOUT = 10.0
 _held = threading.local()  # the transaction this thread is in, so nesting does not self-deadlock
 
+# root's alone, as /etc/pve's files are Proxmox's cluster's (0640, and no group here): a job
+# may hold a webhook's credentials (notify-webhook https://user:secret@...)
+MODE = 0o640
+
 
 def lock_path() -> Path:
     return paths.run_dir() / "jobs-cfg.lock"
@@ -39,7 +43,7 @@ class JobsFile:
             return ""
 
     def write(self, text: str) -> None:
-        atomic.write_text(self.path, text)
+        atomic.write_text(self.path, text, mode=MODE)
 
 
 @contextlib.contextmanager

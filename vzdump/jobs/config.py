@@ -165,7 +165,7 @@ def write_jobs(cfg: SectionConfig, path: Path | None = None) -> None:
     """Validate every job, then replace the file atomically (jobs.cfg under its lock)."""
     text = render_jobs(cfg)
     if path is not None:
-        atomic.write_text(path, text)
+        atomic.write_text(path, text, mode=jobsfile.MODE)
         return
     with jobsfile.transaction() as jobs:
         jobs.write(text)

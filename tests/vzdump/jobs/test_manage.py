@@ -36,3 +36,15 @@ def test_validation_names_each_parameter(ctroot: Path) -> None:
     with pytest.raises(ParamError) as err:
         manage.add_job("job", {"schedule": "daily"}, NOW)
     assert "vmid" in err.value.errors
+
+
+def test_jobs_cfg_is_root_s_alone(ctroot: Path) -> None:
+    """It was 0644: any local user read a job's webhook credentials."""
+    paths.jobs_cfg().parent.mkdir(parents=True, exist_ok=True)
+    paths.jobs_cfg().write_text("")
+    paths.jobs_cfg().chmod(0o644)  # as the first version wrote it
+    url = "https://hookuser:S3cret@hooks.example/x"
+    manage.add_job("nightly", {"schedule": "02:00", "all": "1", "notify-webhook": url}, NOW)
+    assert paths.jobs_cfg().stat().st_mode & 0o777 == 0o640
+    manage.set_job("nightly", {"mode": "stop"}, delete=[], now=NOW)
+    assert paths.jobs_cfg().stat().st_mode & 0o777 == 0o640
