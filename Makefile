@@ -17,19 +17,22 @@ BINDIR ?= /usr/local/bin
 COMMANDS := pct vzdump pveam
 PACKAGES := shared index pveam vzdump pct
 
-# openssh-server is only for the tests' own sshd (migration, SFTP repositories): the system's
-# ssh service is kept from starting by a policy-rc.d guard during the install.
-# Debian packages ctkit and its tests use: LXC and its python binding's build deps, id mapping,
-# btrfs and ext4 tools, gpg, archivers, the busybox/debootstrap template builders, and a local MTA
-# (exim4, local delivery only) for the notification tests; openssh-server only for the tests'
-# own sshd (migration targets; never enabled or started as a system service by ctkit).
-APT_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mount acl attr \
-	gnupg rsync tar zstd lzop pigz gzip cstream curl busybox-static debootstrap \
-	pkg-config gcc python3-dev python3-venv exim4-daemon-light bsd-mailx iproute2 procps psmisc \
-	openssl openssh-client perl xz-utils bzip2 ca-certificates \
-	restic rclone openssh-server locales libcap2-bin strace
+# Debian packages ctkit itself uses (what `make install` puts on a host): LXC and its python
+# binding's build deps, id mapping, btrfs and ext4 tools, gpg, archivers, ssh for migration,
+# restic for off-site backups.
+RUNTIME_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mount acl attr \
+	gnupg rsync tar zstd lzop pigz gzip cstream pkg-config gcc python3-dev python3-venv \
+	iproute2 procps psmisc openssh-client xz-utils bzip2 ca-certificates restic
+# ...and what only the demo and the tests use: the busybox/debootstrap template builders, a
+# local MTA (exim4, local delivery only) for the notification tests, rclone and openssh-server
+# for the tests' own REST server and sshd (migration targets, SFTP repositories). Never on a host
+# by `make install`: exim4 would replace the host's own MTA, and Debian enables the ssh service
+# it installs. During the tests' install a policy-rc.d guard keeps the ssh service from starting.
+TEST_PACKAGES := curl busybox-static debootstrap exim4-daemon-light bsd-mailx openssl perl \
+	rclone openssh-server locales libcap2-bin strace
+APT_PACKAGES := $(RUNTIME_PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: setup host-packages subids venv bytecode test demo lint bench clean install uninstall
+.PHONY: setup host-packages runtime-packages subids venv bytecode test demo lint bench clean install uninstall
 
 setup: host-packages subids venv bytecode
 
@@ -43,18 +46,27 @@ bytecode: venv
 	@$(PY) -m shared.classcode $(PACKAGES)
 
 host-packages:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@$(call apt_install,$(APT_PACKAGES))
+
+runtime-packages:
+	@$(call apt_install,$(RUNTIME_PACKAGES))
+
+# The missing ones of $(1), installed without starting the ssh service (the guard goes again
+# however apt-get ends).
+define apt_install
+	missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
-		guard=/usr/sbin/policy-rc.d; made=""; \
+		guard=/usr/sbin/policy-rc.d; \
 		if [ ! -e $$guard ]; then \
-			printf '#!/bin/sh\n[ "$$1" = ssh ] && exit 101\nexit 0\n' > $$guard; chmod 755 $$guard; made=1; \
+			trap 'rm -f $$guard' EXIT INT TERM; \
+			printf '#!/bin/sh\n[ "$$1" = ssh ] && exit 101\nexit 0\n' > $$guard; chmod 755 $$guard; \
 		fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-		rc=$$?; [ -z "$$made" ] || rm -f $$guard; exit $$rc; \
 	fi
+endef
 
 # Unprivileged containers need root's subordinate id range (Proxmox's default map).
 subids:
@@ -87,24 +99,52 @@ bench: setup
 # systemd units written by the `... timer install` commands (and the autostart unit)
 # run PREFIX/bin/<command> and survive the checkout. Running it again
 # upgrades in place; `make uninstall` removes the links and PREFIX (configs and backups stay).
-install: host-packages subids
-	@[ -x $(PREFIX)/bin/python ] || $(SYS_PYTHON) -m venv $(PREFIX)
-	@$(PREFIX)/bin/python -m pip install -q --upgrade pip setuptools wheel >/dev/null
+# PREFIX and BINDIR are plain absolute paths; neither takes the place of what is not ctkit's
+# (another program's pct, a PREFIX such as /usr/local), and uninstall removes only ctkit's.
+# Ctrl-C does not stop the upgrade's pip half way: the old copy would be gone, the new one not
+# there yet (SIGINT is ignored by pip then; it takes seconds).
+install: runtime-packages subids
+	@$(call check_paths)
+	@if [ -e "$(PREFIX)" ] && ! $(call is_ctkit,$(PREFIX)) && [ -n "$$(ls -A "$(PREFIX)")" ]; then \
+		echo "refusing to install into '$(PREFIX)': it is not empty and not a ctkit installation" >&2; exit 1; fi
+	@for c in $(COMMANDS); do l="$(BINDIR)/$$c"; \
+		if [ -e "$$l" ] || [ -L "$$l" ]; then t=$$(readlink "$$l"); \
+			if [ "$$t" != "$(PREFIX)/bin/$$c" ] && ! { [ "$${t%/bin/$$c}" != "$$t" ] && $(call is_ctkit,$${t%/bin/$$c}); }; then \
+				echo "refusing to replace '$$l': it is not a link to a ctkit installation" >&2; exit 1; fi; \
+		fi; done
+	@[ -x "$(PREFIX)/bin/python" ] || $(SYS_PYTHON) -m venv "$(PREFIX)"
+	@"$(PREFIX)/bin/python" -m pip install -q --upgrade pip setuptools wheel >/dev/null
 	@src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
-		tar --exclude=./.venv --exclude=./.git --exclude=./.mypy_cache --exclude=./.ruff_cache --exclude=./.pytest_cache -cf - . | tar -xf - -C "$$src" && \
-		$(PREFIX)/bin/python -m pip install -q --upgrade --upgrade-strategy only-if-needed "$$src" && \
-		$(PREFIX)/bin/python -m pip install -q --no-deps --force-reinstall --no-cache-dir "$$src" >/dev/null
-	@cd / && $(PREFIX)/bin/python -m shared.classcode $(PACKAGES)
-	@mkdir -p $(BINDIR)
-	@for c in $(COMMANDS); do ln -sfn $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
+		tar --exclude=./.venv --exclude=./.git --exclude=./.mypy_cache --exclude=./.ruff_cache --exclude=./.pytest_cache \
+			--exclude=./build --exclude=./dist --exclude='./*.egg-info' -cf - . | tar -xf - -C "$$src" && \
+		trap '' INT && \
+		"$(PREFIX)/bin/python" -m pip install -q --upgrade --upgrade-strategy only-if-needed "$$src" && \
+		"$(PREFIX)/bin/python" -m pip install -q --no-deps --force-reinstall --no-cache-dir "$$src" >/dev/null
+	@cd / && "$(PREFIX)/bin/python" -m shared.classcode $(PACKAGES)
+	@mkdir -p "$(BINDIR)"
+	@for c in $(COMMANDS); do ln -sfn "$(PREFIX)/bin/$$c" "$(BINDIR)/$$c"; done
 	@echo "ctkit installed in $(PREFIX); $(COMMANDS) linked into $(BINDIR)"
 
 uninstall:
+	@$(call check_paths)
 	@for c in $(COMMANDS); do \
-		[ "$$(readlink $(BINDIR)/$$c)" != "$(PREFIX)/bin/$$c" ] || rm -f $(BINDIR)/$$c; \
+		[ "$$(readlink "$(BINDIR)/$$c")" != "$(PREFIX)/bin/$$c" ] || rm -f "$(BINDIR)/$$c"; \
 	done
-	@rm -rf $(PREFIX)
+	@if [ ! -e "$(PREFIX)" ]; then :; elif $(call is_ctkit,$(PREFIX)); then rm -rf "$(PREFIX)"; else \
+		echo "'$(PREFIX)' is not a ctkit installation: left as it is" >&2; exit 1; fi
 	@echo "ctkit removed from $(PREFIX) (configs under /etc/pve and backups are kept)"
+
+# PREFIX and BINDIR: absolute, without a trailing slash or a character the shell or make would
+# take apart (a space made uninstall remove the wrong directories)
+define check_paths
+	for v in "PREFIX=$(PREFIX)" "BINDIR=$(BINDIR)"; do \
+		[[ "$${v#*=}" =~ ^(/[A-Za-z0-9._+-]+)+$$ ]] || { \
+			echo "$${v%%=*} must be an absolute path of letters, digits and ._+- (got '$${v#*=}')" >&2; exit 1; }; \
+	done
+endef
+
+# whether the directory $(1) is a ctkit installation (a virtual environment holding ctkit)
+is_ctkit = { [ -f "$(1)/pyvenv.cfg" ] && compgen -G "$(1)/lib/python3*/site-packages/ctkit-*.dist-info" >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -90,3 +90,47 @@ def test_uninstall_leaves_foreign_commands(tmp_path: Path) -> None:
     (bindir / "pct").symlink_to("/usr/sbin/pct")  # somebody else's pct
     make("uninstall", prefix, bindir)
     assert os.readlink(bindir / "pct") == "/usr/sbin/pct"
+
+
+def refused(target: str, prefix: str | Path, bindir: str | Path) -> str:
+    proc = subprocess.run(
+        ["make", "-s", "-C", str(REPO), target, f"PREFIX={prefix}", f"BINDIR={bindir}"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0, proc.stdout
+    return proc.stderr.splitlines()[0]
+
+
+def test_install_and_uninstall_touch_nothing_that_is_not_ctkit_s(tmp_path: Path) -> None:
+    """A PREFIX with a space made uninstall run ``rm -rf`` on the words of it (an unrelated
+    directory went); uninstall of PREFIX=/usr/local removed all of it; install replaced
+    another program's pct without a word, and uninstall then removed it."""
+    mine = tmp_path / "srv/my"
+    mine.mkdir(parents=True)
+    (mine / "data").write_text("kept")
+    for target in ("install", "uninstall"):
+        assert refused(target, f"{tmp_path}/srv/my ctkit", tmp_path / "bin") == (
+            f"PREFIX must be an absolute path of letters, digits and ._+- "
+            f"(got '{tmp_path}/srv/my ctkit')"
+        )
+        assert refused(target, "opt/ctkit", tmp_path / "bin").startswith("PREFIX must be")
+        assert refused(target, tmp_path / "opt", f"{tmp_path}/bin/").startswith("BINDIR must be")
+    assert (mine / "data").read_text() == "kept"
+    usrlocal = tmp_path / "usrlocal"
+    (usrlocal / "share").mkdir(parents=True)
+    (usrlocal / "share/file").write_text("kept")
+    assert refused("install", usrlocal, usrlocal / "bin") == (
+        f"refusing to install into '{usrlocal}': it is not empty and not a ctkit installation"
+    )
+    assert refused("uninstall", usrlocal, usrlocal / "bin") == (
+        f"'{usrlocal}' is not a ctkit installation: left as it is"
+    )
+    assert (usrlocal / "share/file").read_text() == "kept"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pct").write_text("#!/bin/sh\necho other\n")
+    assert refused("install", tmp_path / "opt/ctkit", bindir) == (
+        f"refusing to replace '{bindir}/pct': it is not a link to a ctkit installation"
+    )
+    assert (bindir / "pct").read_text() == "#!/bin/sh\necho other\n"
+    assert not (tmp_path / "opt").exists()
