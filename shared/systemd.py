@@ -16,7 +16,6 @@ and logs the commands that enable them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from . import atomic, paths
-from .errors import CommandError, ParamError
+from .errors import CommandError, CtkitError, ParamError
 
 SYSTEMCTL = "systemctl"
 
@@ -129,12 +128,13 @@ def can_manage() -> bool:
     return systemd_running() and paths.root().resolve() == Path("/")
 
 
-def quote_exec(path: str) -> str:
-    """An absolute executable path as ExecStart= wants it: ``%`` and ``$`` doubled (specifier
-    and variable expansion), quoted when it has white space."""
+def quote_exec(path: str, what: str = "exec-path") -> str:
+    """An absolute path as ExecStart= (its program) and Environment= want it: ``%`` doubled
+    (specifiers are expanded in both), quoted when it has white space. A ``$`` stays as it is:
+    neither expands variables there, and a doubled one named another path."""
     if not os.path.isabs(path) or any(c in path for c in "\n\r\"'\\"):
-        raise ParamError({"exec-path": f"unusable executable path '{path}'"})
-    text = path.replace("%", "%%").replace("$", "$$")
+        raise ParamError({what: f"unusable path '{path}'"})
+    text = path.replace("%", "%%")
     return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
@@ -169,7 +169,7 @@ def with_root_environment(text: str) -> str:
     root = paths.root()
     if root == Path("/") or "\n[Service]\n" not in text:
         return text
-    value = quote_exec(str(root)).strip('"')
+    value = quote_exec(str(root), "CTKIT_ROOT").strip('"')
     line = f'Environment="CTKIT_ROOT={value}"'
     return text.replace("\n[Service]\n", f"\n[Service]\n{line}\n", 1)
 
@@ -199,9 +199,11 @@ def install_units(
     *,
     exec_path: str | None = None,
     enable: bool = True,
+    verify: bool = False,
     log: Log = _stderr_log,
 ) -> list[Path]:
-    """Write the named units (atomically, mode 0644) and enable their timers when possible.
+    """Write the named units (atomically, mode 0644), check them (``verify``: before anything
+    is enabled) and enable their timers when possible.
 
     Returns the written paths. Without systemd as PID 1 (or below a scratch root) nothing is
     enabled; the commands that would do it are logged instead.
@@ -220,6 +222,8 @@ def install_units(
         path = directory / name
         atomic.write_text(path, text, mode=0o644)
         written.append(path)
+    if verify:
+        verify_units(written)
     timers = _timers(names)
     services = _boot_services(texts)
     if not enable:
@@ -278,11 +282,19 @@ def remove_units(names: Sequence[str], *, log: Log = _stderr_log) -> list[Path]:
     if can_manage() and services:
         _systemctl("disable", *services)  # not --now: stopping it would stop every container
     removed = []
+    failed: list[str] = []
     for name in names:
         path = directory / name
-        with contextlib.suppress(FileNotFoundError):
+        try:
             path.unlink()
-            removed.append(path)
+        except FileNotFoundError:
+            continue
+        except OSError as err:  # a directory in its place, a read-only unit directory
+            failed.append(f"unable to remove '{path}' - {err.strerror}")
+            continue
+        removed.append(path)
+    if failed:
+        raise CtkitError(failed[0])
     if removed and can_manage():
         _systemctl("daemon-reload")
     elif timers or services:

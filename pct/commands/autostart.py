@@ -103,9 +103,9 @@ def install(
         (systemd.GUESTS_UNIT,),
         exec_path=systemd.find_program("pct"),
         enable=enable,
+        verify=True,  # before it is enabled
         log=lambda m: print(m, file=sys.stderr),
     )
-    systemd.verify_units(written)
     for path in written:
         echo(f"wrote {path}\n")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared import paths, systemd
-from shared.errors import CommandError, ParamError
+from shared.errors import CommandError, CtkitError, ParamError
 
 GOLDEN = Path(__file__).parent / "golden" / "systemd"
 SCHEDULER = ["ctkit-scheduler.service", "ctkit-scheduler.timer"]
@@ -118,7 +118,8 @@ def test_bad_arguments() -> None:
 def test_exec_path_quoting() -> None:
     assert systemd.quote_exec("/usr/bin/vzdump") == "/usr/bin/vzdump"
     assert systemd.quote_exec("/opt/my tools/vzdump") == '"/opt/my tools/vzdump"'
-    assert systemd.quote_exec("/opt/100%/$HOME/vzdump") == "/opt/100%%/$$HOME/vzdump"
+    # a $ is no variable in a program's path (doubled, it named another path)
+    assert systemd.quote_exec("/opt/100%/$HOME/vzdump") == "/opt/100%%/$HOME/vzdump"
     with pytest.raises(ParamError):
         systemd.quote_exec('/opt/"x"/vzdump')
 
@@ -135,7 +136,7 @@ def test_units_pass_systemd_analyze_verify(ctroot: Path, tmp_path: Path) -> None
     # verify checks that ExecStart= is executable: point it at real scripts
     programs = {}
     for name in ("vzdump", "pveam"):
-        program = tmp_path / "my bin" / name
+        program = tmp_path / "my $bin 100%" / name
         program.parent.mkdir(exist_ok=True)
         program.write_text("#!/bin/sh\nexit 0\n")
         program.chmod(0o755)
@@ -149,8 +150,34 @@ def test_units_pass_systemd_analyze_verify(ctroot: Path, tmp_path: Path) -> None
     assert proc.returncode == 0 and ours == [], proc.stderr
     # and it does notice a broken unit (the check can fail)
     broken = written[1].with_name("ctkit-scheduler.service")
-    broken.write_text(broken.read_text().replace(programs["vzdump"], str(tmp_path / "missing")))
+    text = broken.read_text()
+    assert systemd.quote_exec(programs["vzdump"]) in text
+    broken.write_text(text.replace(systemd.quote_exec(programs["vzdump"]), str(tmp_path / "gone")))
     proc = subprocess.run(
         ["systemd-analyze", "verify", str(broken)], capture_output=True, text=True
     )
     assert proc.returncode != 0
+
+
+def test_a_root_with_a_dollar_is_the_units_root(
+    ctroot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Environment= takes a ``$`` as it is: doubled, the service acted on another root."""
+    root = ctroot / "r o%o$t"
+    root.mkdir()
+    monkeypatch.setenv("CTKIT_ROOT", str(root))
+    text = systemd.with_root_environment("[Unit]\n[Service]\nType=oneshot\n")
+    assert f'Environment="CTKIT_ROOT={ctroot}/r o%%o$t"' in text.splitlines()
+
+
+def test_a_unit_that_cannot_be_removed_fails_in_one_line(ctroot: Path) -> None:
+    """A directory in a unit's place: a traceback of IsADirectoryError."""
+    systemd.install_units(SCHEDULER, exec_path="/usr/bin/true", log=lambda _: None)
+    service = systemd.unit_dir() / "ctkit-scheduler.service"
+    service.unlink()
+    service.mkdir()
+    with pytest.raises(
+        CtkitError, match=r"^unable to remove '.*ctkit-scheduler.service' - Is a directory$"
+    ):
+        systemd.remove_units(SCHEDULER, log=lambda _: None)
+    assert not (systemd.unit_dir() / "ctkit-scheduler.timer").exists()  # the rest went
