@@ -32,7 +32,7 @@ TEST_PACKAGES := curl busybox-static debootstrap exim4-daemon-light bsd-mailx op
 	rclone openssh-server locales libcap2-bin strace
 APT_PACKAGES := $(RUNTIME_PACKAGES) $(TEST_PACKAGES)
 
-.PHONY: setup host-packages runtime-packages subids venv bytecode test demo lint bench clean install uninstall
+.PHONY: setup host-packages runtime-packages subids venv bytecode test demo lint bench clean install install-checks uninstall
 
 setup: host-packages subids venv bytecode
 
@@ -51,8 +51,11 @@ host-packages:
 runtime-packages:
 	@$(call apt_install,$(RUNTIME_PACKAGES))
 
-# The missing ones of $(1), installed without starting the ssh service (the guard goes again
-# however apt-get ends).
+# The missing ones of $(1), installed without starting the ssh service: Debian's policy-rc.d
+# hook is asked with the service's name (`ssh`, or `ssh.service`, `ssh.socket`,
+# `rescue-ssh.target` under systemd, after options), and the guard goes again however apt-get
+# ends. An openssh-server installed here is disabled again where systemd runs (Debian enables
+# it for the next boot): the tests start their own sshd.
 define apt_install
 	missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
@@ -61,10 +64,14 @@ define apt_install
 		echo "installing Debian packages:$$missing"; \
 		guard=/usr/sbin/policy-rc.d; \
 		if [ ! -e $$guard ]; then \
-			trap 'rm -f $$guard' EXIT INT TERM; \
-			printf '#!/bin/sh\n[ "$$1" = ssh ] && exit 101\nexit 0\n' > $$guard; chmod 755 $$guard; \
+			trap 'rm -f "$$guard"' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+			printf '%s\n' '#!/bin/sh' 'while [ "$${1#-}" != "$$1" ]; do shift; done' \
+				'case "$$1" in ssh|ssh.service|ssh.socket|rescue-ssh.target) exit 101;; esac' 'exit 0' > $$guard; \
+			chmod 755 $$guard; \
 		fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit; \
+		case " $$missing " in *" openssh-server "*) [ ! -d /run/systemd/system ] || \
+			systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true;; esac; \
 	fi
 endef
 
@@ -103,16 +110,8 @@ bench: setup
 # (another program's pct, a PREFIX such as /usr/local), and uninstall removes only ctkit's.
 # Ctrl-C does not stop the upgrade's pip half way: the old copy would be gone, the new one not
 # there yet (SIGINT is ignored by pip then; it takes seconds).
-install: runtime-packages subids
-	@$(call check_paths)
-	@if [ -e "$(PREFIX)" ] && ! $(call is_ctkit,$(PREFIX)) && [ -n "$$(ls -A "$(PREFIX)")" ]; then \
-		echo "refusing to install into '$(PREFIX)': it is not empty and not a ctkit installation" >&2; exit 1; fi
-	@for c in $(COMMANDS); do l="$(BINDIR)/$$c"; \
-		if [ -e "$$l" ] || [ -L "$$l" ]; then t=$$(readlink "$$l"); \
-			if [ "$$t" != "$(PREFIX)/bin/$$c" ] && ! { [ "$${t%/bin/$$c}" != "$$t" ] && $(call is_ctkit,$${t%/bin/$$c}); }; then \
-				echo "refusing to replace '$$l': it is not a link to a ctkit installation" >&2; exit 1; fi; \
-		fi; done
-	@[ -x "$(PREFIX)/bin/python" ] || $(SYS_PYTHON) -m venv "$(PREFIX)"
+install: install-checks runtime-packages subids
+	@[ -x "$(PREFIX)/bin/python" ] || { $(SYS_PYTHON) -m venv "$(PREFIX)" && touch "$(PREFIX)/.ctkit"; }
 	@"$(PREFIX)/bin/python" -m pip install -q --upgrade pip setuptools wheel >/dev/null
 	@src=$$(mktemp -d) && trap 'rm -rf "$$src"' EXIT && \
 		tar --exclude=./.venv --exclude=./.git --exclude=./.mypy_cache --exclude=./.ruff_cache --exclude=./.pytest_cache \
@@ -125,13 +124,25 @@ install: runtime-packages subids
 	@for c in $(COMMANDS); do ln -sfn "$(PREFIX)/bin/$$c" "$(BINDIR)/$$c"; done
 	@echo "ctkit installed in $(PREFIX); $(COMMANDS) linked into $(BINDIR)"
 
+# before anything is installed: nothing of the host's is taken over
+install-checks:
+	@$(call check_paths)
+	@if [ -e "$(PREFIX)" ] && ! $(call is_ctkit,$(PREFIX)) && [ -n "$$(ls -A "$(PREFIX)")" ]; then \
+		echo "refusing to install into '$(PREFIX)': it is not empty and not a ctkit installation" >&2; exit 1; fi
+	@for c in $(COMMANDS); do l="$(BINDIR)/$$c"; \
+		if [ -e "$$l" ] || [ -L "$$l" ]; then t=$$(readlink "$$l"); \
+			if [ "$$t" != "$(PREFIX)/bin/$$c" ] && ! { [ "$${t%/bin/$$c}" != "$$t" ] && $(call is_ctkit,$${t%/bin/$$c}); }; then \
+				echo "refusing to replace '$$l': it is not a link to a ctkit installation" >&2; exit 1; fi; \
+		fi; done
+
 uninstall:
 	@$(call check_paths)
+	@if [ -e "$(PREFIX)" ] && ! $(call is_ctkit,$(PREFIX)); then \
+		echo "'$(PREFIX)' is not a ctkit installation: left as it is" >&2; exit 1; fi
 	@for c in $(COMMANDS); do \
 		[ "$$(readlink "$(BINDIR)/$$c")" != "$(PREFIX)/bin/$$c" ] || rm -f "$(BINDIR)/$$c"; \
 	done
-	@if [ ! -e "$(PREFIX)" ]; then :; elif $(call is_ctkit,$(PREFIX)); then rm -rf "$(PREFIX)"; else \
-		echo "'$(PREFIX)' is not a ctkit installation: left as it is" >&2; exit 1; fi
+	@rm -rf "$(PREFIX)"
 	@echo "ctkit removed from $(PREFIX) (configs under /etc/pve and backups are kept)"
 
 # PREFIX and BINDIR: absolute, without a trailing slash or a character the shell or make would
@@ -143,8 +154,9 @@ define check_paths
 	done
 endef
 
-# whether the directory $(1) is a ctkit installation (a virtual environment holding ctkit)
-is_ctkit = { [ -f "$(1)/pyvenv.cfg" ] && compgen -G "$(1)/lib/python3*/site-packages/ctkit-*.dist-info" >/dev/null; }
+# whether the directory $(1) is a ctkit installation: a virtual environment holding ctkit, or
+# made for it (marked when made: an install stopped before pip finished is still ctkit's)
+is_ctkit = { [ -f "$(1)/pyvenv.cfg" ] && { [ -e "$(1)/.ctkit" ] || compgen -G "$(1)/lib/python3*/site-packages/ctkit-*.dist-info" >/dev/null; }; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

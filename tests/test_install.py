@@ -122,10 +122,18 @@ def test_install_and_uninstall_touch_nothing_that_is_not_ctkit_s(tmp_path: Path)
     assert refused("install", usrlocal, usrlocal / "bin") == (
         f"refusing to install into '{usrlocal}': it is not empty and not a ctkit installation"
     )
+    (usrlocal / "bin").mkdir()
+    (usrlocal / "bin/pct").symlink_to(usrlocal / "bin/pct")  # as ctkit's would be, yet it is not
     assert refused("uninstall", usrlocal, usrlocal / "bin") == (
         f"'{usrlocal}' is not a ctkit installation: left as it is"
     )
-    assert (usrlocal / "share/file").read_text() == "kept"
+    assert (usrlocal / "share/file").read_text() == "kept" and (usrlocal / "bin/pct").is_symlink()
+    # an install stopped before pip finished left a venv without ctkit in it: still ctkit's
+    stopped = tmp_path / "stopped"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(stopped)], check=True)
+    (stopped / ".ctkit").touch()
+    make("uninstall", stopped, tmp_path / "bin")
+    assert not stopped.exists()
     bindir = tmp_path / "bin"
     bindir.mkdir()
     (bindir / "pct").write_text("#!/bin/sh\necho other\n")
