@@ -9,6 +9,8 @@ It works on text, so pct can use it without vzdump's job schema.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,19 @@ _held = threading.local()  # the transaction this thread is in, so nesting does 
 # root's alone, as /etc/pve's files are Proxmox's cluster's (0640, and no group here): a job
 # may hold a webhook's credentials (notify-webhook https://user:secret@...)
 MODE = 0o640
+
+
+def keep_private(path: Path) -> None:
+    """A jobs.cfg written before it was kept 0640 (any user read its webhook credentials) is
+    made so when it is read (the scheduler reads it every minute)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o037 and st.st_uid == os.geteuid():
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) & MODE)
+        finally:
+            os.close(fd)
 
 
 def lock_path() -> Path:

@@ -314,7 +314,8 @@ def retry_locked(
         try:
             return attempt()
         except LockError:
-            if time.monotonic() >= deadline:
+            # the first lock met is handed to unlock however long the gate's wait took
+            if unlocked is not None and time.monotonic() >= deadline:
                 raise
         if unlocked is None and locked is not None:
             locked()

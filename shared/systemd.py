@@ -293,12 +293,12 @@ def remove_units(names: Sequence[str], *, log: Log = _stderr_log) -> list[Path]:
             failed.append(f"unable to remove '{path}' - {err.strerror}")
             continue
         removed.append(path)
-    if failed:
-        raise CtkitError(failed[0])
     if removed and can_manage():
         _systemctl("daemon-reload")
     elif timers or services:
         log(f"unit files removed from {directory}; run 'systemctl daemon-reload' to forget them")
+    if failed:  # after the reload: what was removed is forgotten all the same
+        raise CtkitError(failed[0])
     return removed
 
 

@@ -342,7 +342,11 @@ def send_mail(
     data = msg.as_bytes()  # with the policy the message was made with
     # its output into a file, not a pipe: a delivery process it leaves running holds a pipe
     # open, and the job waited the whole timeout for a mail that was sent
-    with tempfile.TemporaryFile() as errors:
+    try:
+        errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
+    except OSError as err:  # /tmp read-only, say
+        raise CommandError(f"unable to run '{sendmail}' - {err.strerror}") from None
+    with errors:
         try:
             proc = subprocess.Popen([sendmail, "-t", "-oi"], stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, stderr=errors)  # fmt: skip

@@ -226,6 +226,7 @@ def mount_all(
     tree = _mount_tree(conf, target, root_ids, include, honour_ro, False, None, None)
     problems = tree.unmount(lazy=False)
     if problems:
+        unmount_below(target)  # lazily: nobody else is told of these mounts
         raise StorageError(problems[0])
     return _mount_tree(conf, target, root_ids, include, honour_ro, read_only, snapshot, after)
 

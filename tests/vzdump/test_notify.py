@@ -568,3 +568,12 @@ def test_a_receiver_that_drips_its_headers_is_given_up_at_the_timeout(ctroot: Pa
             stop.set()
         assert time.monotonic() - start < 4
         thread.join(5)
+
+
+def test_a_temp_dir_that_cannot_be_used_fails_the_mail_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sendmail's output goes to a temporary file: one that cannot be made was a traceback."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    with pytest.raises(CommandError, match=r"^unable to run '/bin/true' - No such file"):
+        notify.send_mail(["root"], "s", "b", sendmail="/bin/true")

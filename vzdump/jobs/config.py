@@ -154,6 +154,7 @@ def read_jobs(
         text = read_config_text(path, path.name)
     except FileNotFoundError:
         return SectionConfig(types=JOB_TYPES)
+    jobsfile.keep_private(path)
     cfg = parse_jobs(text, strict=strict)
     if warn is not None:
         for warning in cfg.warnings:

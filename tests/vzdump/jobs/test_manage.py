@@ -48,3 +48,10 @@ def test_jobs_cfg_is_root_s_alone(ctroot: Path) -> None:
     assert paths.jobs_cfg().stat().st_mode & 0o777 == 0o640
     manage.set_job("nightly", {"mode": "stop"}, delete=[], now=NOW)
     assert paths.jobs_cfg().stat().st_mode & 0o777 == 0o640
+
+
+def test_a_jobs_cfg_written_readable_is_made_private_when_read(ctroot: Path) -> None:
+    manage.add_job("nightly", {"schedule": "02:00", "all": "1"}, NOW)
+    paths.jobs_cfg().chmod(0o644)  # as the first version wrote it
+    config.read_jobs()
+    assert paths.jobs_cfg().stat().st_mode & 0o777 == 0o640
