@@ -388,5 +388,15 @@ def wait_for_line(proc: subprocess.Popen[bytes], wanted: str, timeout: float = 3
     raise AssertionError(f"'{wanted}' not seen in: {seen}")
 
 
+def loud_hook(path: Path, lines: int, length: int) -> Path:
+    """A hook script that prints ``lines`` lines of ``length`` bytes at backup-start."""
+    path.write_text(
+        '#!/bin/sh\n[ "$1" = backup-start ] || exit 0\n'
+        f"line=$(head -c {length} /dev/zero | tr '\\0' y)\nyes \"$line\" | head -n {lines}\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
 def random_file(ct: CT, rel: str, size: int) -> Path:
     return ct.write(rel, os.urandom(size))

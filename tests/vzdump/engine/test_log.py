@@ -14,7 +14,7 @@ import pytest
 from vzdump.engine.log import JobLog
 from vzdump.report import MAX_LOG_SIZE
 
-from .conftest import BIN, Host, logfile, only_archive
+from .conftest import BIN, Host, logfile, loud_hook, only_archive
 
 
 def test_lines_kept_for_the_mail_stop_past_its_limit(ctroot: Path) -> None:
@@ -39,12 +39,7 @@ def test_a_hook_printing_much_leaves_the_memory_flat(host: Host) -> None:
     kept for the mail, 4 to 16 times its size in memory (535 MB of vzdump for this one), though
     the mail says only that the log was too long. The log file still gets every line."""
     ct = host.create()
-    script = host.root / "loud-hook.sh"
-    script.write_text(
-        '#!/bin/sh\n[ "$1" = backup-start ] || exit 0\n'
-        "line=$(head -c 65535 /dev/zero | tr '\\0' y)\nyes \"$line\" | head -n 2000\n"
-    )
-    script.chmod(0o755)
+    script = loud_hook(host.root / "loud-hook.sh", 2000, 65535)
     proc = subprocess.Popen(
         [str(BIN / "vzdump"), str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
          "--script", str(script)],

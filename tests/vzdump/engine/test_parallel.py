@@ -23,6 +23,7 @@ from .conftest import (
     archives,
     log_messages,
     logfile,
+    loud_hook,
     member_text,
     only_archive,
     random_file,
@@ -305,12 +306,7 @@ def test_a_loud_hook_is_relayed_in_time(host: Host) -> None:
     for two guests, quadratic in the output, and a signal waited for it). Split once it is
     whole, the job takes about as long as with one worker; every line comes through."""
     cts = [host.create() for _ in range(2)]
-    script = host.root / "loud-hook.sh"
-    script.write_text(
-        '#!/bin/sh\n[ "$1" = backup-start ] || exit 0\n'
-        "line=$(head -c 1000 /dev/zero | tr '\\0' y)\nyes \"$line\" | head -n 40000\n"
-    )
-    script.chmod(0o755)
+    script = loud_hook(host.root / "loud-hook.sh", 40000, 1000)
     started = time.monotonic()
     res = vzdump(*(str(ct.vmid) for ct in cts), "--dumpdir", str(host.dumpdir),
                  "--mode", "stop", "--parallel", "2", "--script", str(script))  # fmt: skip
