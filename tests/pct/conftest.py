@@ -363,6 +363,16 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
+def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
+    """Whether ``predicate`` holds within ``timeout`` seconds (asked every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
 def live_pids(matches: Callable[[list[bytes]], bool]) -> list[int]:
     """The running processes whose command line (its arguments) ``matches``."""
     found = []

@@ -14,7 +14,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,15 @@ import pytest
 from shared import paths
 from shared.runtime import lxcapi
 from shared.storage import loop
-from tests.pct.conftest import PCT, Pct, kill_alone, leftovers, running, wait_while_running
+from tests.pct.conftest import (
+    PCT,
+    Pct,
+    kill_alone,
+    leftovers,
+    running,
+    wait_for,
+    wait_while_running,
+)
 
 pytestmark = pytest.mark.lxc
 
@@ -684,10 +691,9 @@ def test_a_killed_push_into_an_unprivileged_ct_takes_its_copy_with_it(
             child = int(pipe.readline())
         proc.kill()
         proc.wait()
-        deadline = time.monotonic() + 5
-        while running(child):
-            assert time.monotonic() < deadline, "the child runs on after its parent's kill -9"
-            time.sleep(0.05)
+        assert wait_for(lambda: not running(child), 5), (
+            "the child runs on after its parent's kill -9"
+        )
     finally:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

@@ -24,6 +24,7 @@ from tests.pct.conftest import (
     leftovers,
     sigkill_group_when,
     stop_by_itself,
+    wait_for,
     wait_while_running,
 )
 
@@ -42,15 +43,6 @@ def ct(pct: Pct, vmid: int, busybox_template: Path) -> int:
 def append_conf(ctroot: Path, vmid: int, text: str) -> None:
     with open(ctroot / f"etc/pve/lxc/{vmid}.conf", "a") as fh:
         fh.write(text)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_raw_rootfs_is_released_on_stop_and_when_the_ct_stops_by_itself(

@@ -8,13 +8,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.pct.conftest import PCT, Pct, live_pids, wait_while_running
+from tests.pct.conftest import PCT, Pct, live_pids, wait_for, wait_while_running
 
 pytestmark = pytest.mark.lxc
 
@@ -167,10 +166,7 @@ def test_an_fsck_interrupted_or_killed_stops_its_checker(
             assert proc.returncode == 130 and err.endswith("interrupted by signal\n"), err
         # the checker, stopped, ends at once; left alone it waits its MMP interval (about 11 s
         # from its start) and checks: 8 s tell the two apart, also on a loaded machine
-        deadline = time.monotonic() + 8
-        while _checkers_of(image):
-            assert time.monotonic() < deadline, "the checker runs on after the command"
-            time.sleep(0.05)
+        assert wait_for(lambda: not _checkers_of(image), 8), "the checker runs on after the command"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.fakehost import add_storage
+from tests.pct import conftest as pct_conftest
 from tests.pct.conftest import Pct, run_pct
 
 from .conftest import PCT, Far, sh
@@ -23,12 +24,8 @@ pytestmark = pytest.mark.lxc
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+    """:func:`tests.pct.conftest.wait_for`, with the longer wait a second host needs."""
+    return pct_conftest.wait_for(predicate, timeout)
 
 
 def receiving(images: Path) -> bool:
