@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from shared.ctconfig import store
 from shared.ctconfig.mountpoints import MountPoint, check_volume_key
 from shared.errors import CommandError, StateError
 from shared.locks import config_lock
-from shared.parentdeath import tied_to_parent
+from shared.parentdeath import guarding_group, tied_to_parent
 from shared.runtime import lxcapi
 from shared.storage import loop
 from shared.storage.api import volume_path
@@ -67,25 +68,32 @@ def fsck(vmid: int, *, device: str = "rootfs", force: bool = False, log: Log = _
 
 
 def _checked(argv: list[str]) -> tuple[int, str]:
-    """Run fsck; (exit code, output). fsck runs the checker as a child of its own, and passes a
-    TERM on to it, which then stops cleanly (e2fsck leaves no mark). Interrupted, or killed
-    (its parent-death signal), this command TERMs fsck and waits: a kill of fsck alone left
-    the checker writing the image after the command had ended, and the next mount failed."""
+    """Run fsck; (exit code, output). fsck runs the checker as a child of its own, and a TERM
+    stops both cleanly (e2fsck leaves no mark). Interrupted, this command TERMs the two and
+    waits; killed, its guard does (:func:`guarding_group`): a kill of fsck alone, or a TERM fsck
+    did not pass on, left the checker writing the image after the command had ended, and the
+    next mount failed. fsck also gets its parent-death TERM, should the guard be killed too."""
     with subprocess.Popen(
         tied_to_parent(argv, "TERM"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         process_group=0,  # a Ctrl-C reaches this command, which stops fsck: not both at once
-    ) as proc:
+    ) as proc, guarding_group(proc.pid, STOP_WAIT):  # fmt: skip
         try:
             output, _ = proc.communicate()
         except BaseException:
-            proc.terminate()
-            try:
-                proc.communicate(timeout=STOP_WAIT)
-            except subprocess.TimeoutExpired:  # deaf to TERM: the whole group goes at once
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
+            _stop(proc)
             raise
     return proc.returncode, output
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """TERM fsck's group, and KILL it when it is deaf to that for STOP_WAIT seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.communicate(timeout=STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
