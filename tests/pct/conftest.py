@@ -59,11 +59,13 @@ def run_pct(*args: object, check: bool = True, timeout: float = 120, stdin: str 
     return res
 
 
-def leftovers(root: Path, wait: float = 3.0) -> list[str]:
+def leftovers(root: Path, wait: float = 30.0) -> list[str]:
     """Mounts, loop devices and LXC monitors that belong to containers below ``root``.
 
-    The kernel releases an autoclear loop device asynchronously after the last unmount, so
-    the check waits up to ``wait`` seconds for the list to become empty.
+    The kernel releases an autoclear loop device asynchronously after the last unmount (after
+    the last mount namespace holding it is gone, when a process group was killed), so the
+    check waits up to ``wait`` seconds for the list to become empty: a loaded host takes
+    seconds, and what is really left stays for good.
     """
     deadline = time.monotonic() + wait
     while True:
@@ -139,7 +141,7 @@ def pct(ctroot: Path) -> Iterator[PctRunner]:
         if lxcapi.is_running(vmid):
             run_pct("stop", vmid, "--skiplock", check=False)
     assert leftovers(ctroot) == []
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 30  # released asynchronously too
     while (stale := [c for v in sorted(runner.vmids) for c in stale_cgroups(v)]) and (
         time.monotonic() < deadline
     ):
@@ -300,17 +302,18 @@ def cts(
 
 def copying(argv: list[str], images: Path) -> subprocess.Popen[str]:
     """Start ``pct argv`` (a copy throttled to last) in a session of its own; return once its
-    new image in ``images`` has been mounted and copied into for two seconds."""
+    new image in ``images`` has been copied into for a second (the copy tool runs: the image
+    is made, formatted and on record before, which can take seconds on a loaded host)."""
     proc = subprocess.Popen(
         [str(PCT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not list(images.glob("vm-*")):
+        deadline = time.monotonic() + 60
+        while not (list(images.glob("vm-*")) and _copy_tools(proc.pid)):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
-        time.sleep(2)  # the new image is mounted, rsync is copying into it
+        time.sleep(1)  # the copy is under way (48 MiB at 8 MB/s: about 6 s)
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -326,13 +329,20 @@ def kill_mid_copy(argv: list[str], images: Path) -> None:
     kill_alone(copying(argv, images))
 
 
+def _copy_tools(pgid: int) -> list[str]:
+    """The copy tools (rsync, cp) running in process group ``pgid``."""
+    return [p for p in live_in_group(pgid) if p.split()[-1] in ("rsync", "cp")]
+
+
 def kill_alone(proc: subprocess.Popen[str]) -> None:
     """SIGKILL ``pct`` (started in a session of its own) alone; every process it started must
     end with it at once. Its group goes in any case."""
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     try:
-        deadline = time.monotonic() + 2
+        # below what is left of the throttled copy (about 5 s): one left running must not end
+        # by finishing it in time
+        deadline = time.monotonic() + 3
         while left := live_in_group(proc.pid):
             assert time.monotonic() < deadline, f"{left} outlived the killed pct"
             time.sleep(0.05)

@@ -3,6 +3,7 @@ backups running and goes before the backups that come after it."""
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import LockError
-from shared.resticgate import gate
+from shared.resticgate import _files, gate
 
 REPO = "sftp:backup@198.18.0.1:/srv/ct"
 
@@ -39,7 +40,11 @@ def test_an_exclusive_user_waits_for_backups_and_goes_before_later_ones(ctroot: 
     assert running.wait(10)
     excl = threading.Thread(target=prune)
     excl.start()
-    time.sleep(0.5)  # the prune now waits, holding the turnstile
+    turn, _lock = _files(REPO)
+    deadline = time.monotonic() + 10
+    while not _held(turn):  # the prune now waits, holding the turnstile
+        assert time.monotonic() < deadline, order
+        time.sleep(0.02)
     later = threading.Thread(target=backup, args=("later",))
     later.start()
     time.sleep(0.5)
@@ -48,6 +53,17 @@ def test_an_exclusive_user_waits_for_backups_and_goes_before_later_ones(ctroot: 
     for thread in (first, excl, later):
         thread.join(10)
     assert order == ["first in", "first out", "prune in", "prune out", "later in", "later out"]
+
+
+def _held(path: Path) -> bool:
+    """Whether someone holds the flock on ``path`` (a moment's try of it)."""
+    with open(path, "rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
 
 
 def test_a_wait_that_ends_is_one_line(ctroot: Path) -> None:

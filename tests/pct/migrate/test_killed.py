@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,11 +99,16 @@ def test_killed_while_the_ct_is_down_the_next_start_brings_it_back(
 
 
 def session_pids(far: Far) -> list[int]:
+    return _far_pids(far, lambda argv: b"migrate-target" in argv and b"session" in argv)
+
+
+def _far_pids(far: Far, matches: Callable[[list[bytes]], bool]) -> list[int]:
+    """The processes on the target whose arguments ``matches``."""
     found = []
     for pid in sh("ip", "netns", "pids", far.netns).stdout.split():
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"migrate-target" in argv and b"session" in argv:
+            if matches(argv):
                 found.append(int(pid))
     return found
 
@@ -122,7 +128,8 @@ def test_a_killed_session_is_rolled_back_by_the_next_command_on_the_target(
     assert proc.returncode != 0, out
     assert_source_as_before(pct, vmid, ctroot, digest)
     # the target's half: the reserved config, a volume and what was received into it
-    time.sleep(0.5)  # the receivers see their streams end
+    # the receivers see their streams end (the killed session's, and ones it left)
+    assert wait_for(lambda: not _far_pids(far, lambda argv: b"receive" in argv))
     assert far.conf(vmid).exists() and any(recv.iterdir())
     res = far.pct("list")
     assert f"CT {vmid}: rolling back an interrupted migration" in res.text

@@ -79,7 +79,7 @@ def test_shared_by_threads_limits_the_total() -> None:
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - start
-    assert (400_000 - 10_000) / 400_000 <= elapsed < 2.0
+    assert (400_000 - 10_000) / 400_000 <= elapsed < 5.0  # about 1 s; a loaded host adds
 
 
 def _forked(work: Callable[[], None]) -> int:
@@ -108,7 +108,7 @@ def test_shared_by_forked_processes_limits_the_total() -> None:
     for pid in pids:
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     elapsed = time.monotonic() - start
-    assert (400_000 - 10_000) / 400_000 <= elapsed < 2.0
+    assert (400_000 - 10_000) / 400_000 <= elapsed < 5.0  # about 1 s; a loaded host adds
 
 
 def test_a_killed_holder_does_not_stall_the_others() -> None:

@@ -30,7 +30,7 @@ def answer(ret: int, value: int) -> Behaviour:
 
 
 def silent(conn: socket.socket, _cmd: int) -> None:
-    time.sleep(2)
+    time.sleep(30)  # far beyond the caller's timeout, also on a loaded host (a daemon thread)
 
 
 def hang_up(conn: socket.socket, _cmd: int) -> None:
@@ -118,7 +118,7 @@ def test_a_silent_monitor_is_one_error_in_time(monitor: Callable[..., Monitor]) 
     started = time.monotonic()
     with pytest.raises(lxccmd.MonitorSilent) as err:
         lxccmd.state(7, mon.name, timeout=0.3)
-    assert 0.25 < time.monotonic() - started < 1.5
+    assert 0.25 < time.monotonic() - started < 10  # not a wait for the monitor to hang up
     assert str(err.value) == "CT 7: LXC's monitor does not answer (no reply in 0.3 s)"
     assert err.value.exit_code == StateError.exit_code
 

@@ -388,6 +388,21 @@ def wait_for_line(proc: subprocess.Popen[bytes], wanted: str, timeout: float = 3
     raise AssertionError(f"'{wanted}' not seen in: {seen}")
 
 
+# an init that, halted, writes /halting and goes down once /go exists (within a minute): a
+# test acts while the guest goes down without a clock
+HALT_ON_GO_INIT = """#!/bin/sh
+halt() {
+    touch /halting
+    n=0
+    while [ ! -e /go ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+    exit 0
+}
+trap halt PWR
+mount -t tmpfs tmpfs /run 2>/dev/null
+while :; do sleep 1 & wait $!; done
+"""
+
+
 def loud_hook(path: Path, lines: int, length: int) -> Path:
     """A hook script that prints ``lines`` lines of ``length`` bytes at backup-start."""
     path.write_text(

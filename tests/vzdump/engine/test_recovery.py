@@ -20,6 +20,7 @@ import pytest
 from .conftest import (
     BIN,
     CT,
+    HALT_ON_GO_INIT,
     Host,
     archives,
     pct,
@@ -267,30 +268,39 @@ def test_stop_mode_killed_while_stopped_then_pct_start(host: Host) -> None:
         assert_recovered(ct, host)
 
 
-SLOW_HALT_INIT = b"""#!/bin/sh
-trap 'sleep 3; exit 0' PWR
-mount -t tmpfs tmpfs /run 2>/dev/null
-while :; do sleep 1 & wait $!; done
-"""
-
-
 def test_stop_mode_killed_while_the_guest_goes_down_then_pct_list(host: Host) -> None:
     """Killed after the halt signal, while the guest still went down (LXC reports it running
     until its init is done): the recovery took it as running, dropped the record, and the
     container stayed down for good. It waits for the shutdown, then starts it again."""
     ct = host.create()
-    ct.write("sbin/init", SLOW_HALT_INIT).chmod(0o755)
+    ct.write("sbin/init", HALT_ON_GO_INIT.encode()).chmod(0o755)
     pct("start", str(ct.vmid))
     proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop")
-    wait_for_line(proc, "stopping virtual guest")
-    time.sleep(0.5)  # the halt signal is sent; the guest takes 3 s to act on it
-    kill_when(proc, lambda: True)
-    assert lxc_state(ct) == "RUNNING" and "lock: backup" in ct.conf()
-    rc, out, err = pct_run("list")
-    assert rc == 0, err
-    assert f"CT {ct.vmid}: waiting for the shutdown vzdump began to end" in out + err
-    assert f"CT {ct.vmid}: restarted the container vzdump had stopped" in out + err
+    go = ct.volume() / "go"
+    try:
+        kill_when(proc, lambda: (ct.volume() / "halting").exists())  # the guest goes down
+        assert lxc_state(ct) == "RUNNING" and "lock: backup" in ct.conf()
+        listing = subprocess.Popen([str(BIN / "pct"), "list"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        out = _read_until(listing, f"CT {ct.vmid}: waiting for the shutdown vzdump began to end")
+        go.touch()  # now the guest is down
+        rest, _ = listing.communicate(timeout=60)
+    finally:
+        go.touch()
+    assert listing.returncode == 0, out + rest
+    assert f"CT {ct.vmid}: restarted the container vzdump had stopped" in rest
     assert_recovered(ct, host)
+
+
+def _read_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 60) -> str:
+    """What ``proc`` printed up to and with the line containing ``wanted``."""
+    assert proc.stdout is not None
+    seen, deadline = "", time.monotonic() + timeout
+    while wanted not in seen:
+        line = proc.stdout.readline()
+        assert line and time.monotonic() < deadline, seen
+        seen += line
+    return seen
 
 
 BUSY_TMPDIR_HOOK = """#!/bin/sh
