@@ -132,12 +132,24 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
-def communicate(proc: subprocess.Popen[str], poll: float = 0.2) -> tuple[str, str]:
+def communicate(
+    proc: subprocess.Popen[str],
+    poll: float = 0.2,
+    *,
+    timeout: float | None = None,
+    stop_wait: float = 0.0,
+) -> tuple[str, str]:
     """``proc.communicate()`` that a noted signal interrupts in any thread, not only in the main
     one: the child is killed and ``KeyboardInterrupt`` raised (as :func:`subprocess.run` does).
     A child started with ``start_new_session=True`` is killed with its whole process group
-    (rsync forks helpers that would otherwise go on writing into a directory being removed)."""
+    (rsync forks helpers that would otherwise go on writing into a directory being removed).
+
+    Past ``timeout`` seconds the child is stopped the same way and ``TimeoutExpired`` raised.
+    A child that cleans up after itself on TERM (a ctkit command, fsck) is given ``stop_wait``
+    seconds for it before the kill: killed at once, it left what it had made (a restore
+    test's container) for the next run to find."""
     group = _leads_group(proc)
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
             try:
@@ -145,7 +157,11 @@ def communicate(proc: subprocess.Popen[str], poll: float = 0.2) -> tuple[str, st
                 return out or "", err or ""
             except subprocess.TimeoutExpired:
                 raise_if_interrupted()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise subprocess.TimeoutExpired(proc.args, timeout or 0.0) from None
     except BaseException:
+        if stop_wait:
+            _term_and_wait(proc, group, stop_wait)
         _kill_group(proc, group)
         raise
 
@@ -195,6 +211,18 @@ def _leads_group(proc: subprocess.Popen[Any]) -> bool:
         return os.getpgid(proc.pid) == proc.pid
     except ProcessLookupError:
         return False
+
+
+def _term_and_wait(proc: subprocess.Popen[Any], group: bool, wait: float) -> None:
+    """TERM ``proc`` (its group when it leads one) and read its output until it ends, for at
+    most ``wait`` seconds (a child blocked on a full pipe would not end)."""
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=wait)
 
 
 def _kill_group(proc: subprocess.Popen[Any], group: bool, wait: float = 5.0) -> None:

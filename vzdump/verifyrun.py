@@ -17,17 +17,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared import signals
 from shared.backups.inventory import BackupRow, list_backup_rows
 from shared.backups.locate import locate
 from shared.backups.sidecar import read_all
 from shared.backups.verify import verify
 from shared.errors import CommandError, CtkitError, VerifyError
+from shared.parentdeath import tied_to_parent
 
 from . import notify, options
 from .report import GuestResult, JobResult
 
 DAY = 86400
 RESTORE_TEST_TIMEOUT = 3600
+RESTORE_TEST_STOP_WAIT = 120.0  # seconds a stopped restore test gets to destroy its container
 
 
 def select(rows: Sequence[BackupRow], params: Mapping[str, Any], now: float) -> list[BackupRow]:
@@ -71,13 +74,19 @@ def restore_test(volid: str, params: Mapping[str, Any]) -> list[str]:
         argv += ["--vmid-range", str(params["vmid-range"])]
     if params.get("check"):
         argv += ["--check", str(params["check"])]
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=RESTORE_TEST_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise VerifyError(f"restore test of '{volid}' timed out") from None
-    lines = (proc.stdout + proc.stderr).splitlines()
+    # it ends with this program (a kill -9 of the job too) and cleans up on TERM: interrupted,
+    # timed out or orphaned, it destroyed nothing, and went on to record an outcome for a job
+    # that was gone
+    with subprocess.Popen(
+        tied_to_parent(argv, "TERM"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            out, err = signals.communicate(
+                proc, timeout=RESTORE_TEST_TIMEOUT, stop_wait=RESTORE_TEST_STOP_WAIT
+            )
+        except subprocess.TimeoutExpired:
+            raise VerifyError(f"restore test of '{volid}' timed out") from None
+    lines = (out + err).splitlines()
     if proc.returncode != 0:
         raise VerifyError(lines[-1] if lines else f"pct restore-test exit code {proc.returncode}")
     return lines

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from shared import signals
 from shared.ctconfig import store
 from shared.ctconfig.mountpoints import MountPoint, check_volume_key
 from shared.errors import CommandError, StateError
@@ -80,20 +78,5 @@ def _checked(argv: list[str]) -> tuple[int, str]:
         text=True,
         process_group=0,  # a Ctrl-C reaches this command, which stops fsck: not both at once
     ) as proc, guarding_group(proc.pid, STOP_WAIT):  # fmt: skip
-        try:
-            output, _ = proc.communicate()
-        except BaseException:
-            _stop(proc)
-            raise
+        output, _ = signals.communicate(proc, stop_wait=STOP_WAIT)
     return proc.returncode, output
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """TERM fsck's group, and KILL it when it is deaf to that for STOP_WAIT seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.communicate(timeout=STOP_WAIT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()

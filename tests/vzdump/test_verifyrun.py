@@ -4,9 +4,11 @@ exim (real MTA, throw-away local user)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from shared import paths
 from shared.backups.inventory import list_backup_rows
 from shared.backups.sidecar import Verification, now, record, sidecar_path
 from tests.shared.backups.conftest import make_backup
-from tests.vzdump.engine.conftest import Host, host
+from tests.vzdump.engine.conftest import BIN, Host, host
 from tests.vzdump.test_notify import wait_for_mail
 from vzdump import notify
 from vzdump.jobs.config import parse_jobs
@@ -113,3 +115,40 @@ def test_selection_newest_and_outdated(host: Host) -> None:
     assert select(rows, params, now()) == []
     assert len(select(rows, {"mode": "restore-test", "outdated-after": 1}, now())) == 1
     assert len(select(rows, params, now() + 2 * 86400)) == 1
+
+
+@pytest.mark.lxc
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "interrupt"])
+def test_a_restore_test_ends_with_its_job(host: Host, sig: int) -> None:
+    """A kill -9 of ``vzdump job run`` left its ``pct restore-test`` running on its own: it
+    went on to check, destroy and record an 'ok' for a job that was gone. A Ctrl-C killed it
+    outright and its container stayed, running the check. Now the restore test is stopped
+    with the job, and cleans up first."""
+    from tests.pct.conftest import live_pids, wait_for
+    from tests.pct.ops.test_restoretest import _nothing_left
+
+    made = make_backup(host)
+    first = host.new_vmid()
+    paths.jobs_cfg().parent.mkdir(parents=True, exist_ok=True)
+    paths.jobs_cfg().write_text(
+        "verify: rt\n\tschedule 02:00\n\tstorage local\n\tmode restore-test\n"
+        f"\tvmid-range {first}-{first}\n\tcheck sleep 60\n"
+    )
+    argv = [str(BIN / "vzdump"), "job", "run", "rt"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    volid = made.volid.encode()
+    try:
+        # the check runs in the started copy
+        assert wait_for(lambda: live_pids(lambda args: args[:2] == [b"sleep", b"60"]), 120)
+        os.kill(proc.pid, sig)  # the job alone
+        proc.communicate(timeout=180)
+        # well before the check would have ended on its own
+        assert wait_for(lambda: not live_pids(lambda args: volid in args), 40)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    _nothing_left(host.root, first)
+    recorded = sidecar_path(made.archive)
+    assert not recorded.exists() or "restore-test" not in json.loads(recorded.read_text())
