@@ -121,6 +121,8 @@ def resize(
             raise StorageError("can't resize this image format")
         current = _current_size(mp, fmt)
         target = new_size(size, current)
+        if _repeats_interrupted(size, mp.size, current):
+            target = current
         if target < current:
             raise StorageError("unable to shrink disk size")
         running = lxcapi.is_running(vmid)
@@ -140,6 +142,18 @@ def resize(
         conf.set(disk, mp.replace(size=target))
         store.save(conf)
     return target
+
+
+def _repeats_interrupted(size: str, recorded: int | None, current: int) -> bool:
+    """Whether ``+N`` is the resize that was killed after growing the volume: the config, saved
+    last, still has the size it was counted from. Counted from the grown volume, as Proxmox
+    counts, the same command run again grew it a second time."""
+    return (
+        size.startswith("+")
+        and recorded is not None
+        and recorded < current
+        and new_size(size, recorded) == current
+    )
 
 
 def _fs_short(volid: str) -> bool:

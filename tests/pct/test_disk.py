@@ -97,6 +97,26 @@ def test_a_resize_killed_half_way_is_finished_by_the_next_one(
     assert int(inside[1]) > 2900 * 1024
 
 
+def test_a_relative_resize_killed_half_way_is_finished_by_the_same_command(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Text, images: Images
+) -> None:
+    """``+N`` again after a kill past the growth of the image grew it a second time (counted
+    from the grown image): asked for 1G + 1G, the disk became 3G. The config, saved last,
+    still has the size the first command counted from: the same command finishes it. Another
+    ``+N`` counts from the image, as Proxmox does."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:1")
+    image = images(vmid) / f"vm-{vmid}-disk-0.raw"
+    os.truncate(image, 2 << 30)  # killed after growing the image, before resize2fs and the save
+    res = pct("resize", vmid, "rootfs", "+1G")
+    assert "finishing an interrupted resize of rootfs to 2.0G" in res.text, res.text
+    assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw,size=2G\n" in conf_text(vmid)
+    assert image.stat().st_size == ext4_bytes(image) == 2 << 30
+    os.truncate(image, 3 << 30)  # killed again, then another size asked for
+    pct("resize", vmid, "rootfs", "+512M")
+    assert image.stat().st_size == ext4_bytes(image) == (3 << 30) + (512 << 20)
+    assert ",size=3584M\n" in conf_text(vmid)
+
+
 def test_the_mark_of_a_killed_e2fsck_is_cleared_by_the_next_command(
     pct: Pct, vmid: int, busybox_template: Path, images: Images
 ) -> None:
