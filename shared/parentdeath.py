@@ -40,22 +40,35 @@ def tied_to_parent(argv: Sequence[str], sig: str = "KILL") -> list[str]:
     return ["setpriv", "--pdeathsig", sig, "--", *argv]
 
 
+_QUIET = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
+PARENT_POLL = 1.0  # seconds between the guard's looks at its parent, beside the death signal
+
+
 @contextlib.contextmanager
 def guarding_group(pgid: int, grace: float) -> Iterator[None]:
-    """While inside: should this process die, even by a ``kill -9``, a guard forked now TERMs
-    process group ``pgid`` and KILLs what is left of it after ``grace`` seconds.
+    """While inside: should this process die, even by a ``kill -9`` (of it alone or of its
+    whole process group), a guard forked now TERMs process group ``pgid`` and KILLs what is
+    left of it after ``grace`` seconds.
 
     util-linux ``fsck`` passes a TERM on to its checker only when the signal interrupts its
     wait: one that came between starting the checker and waiting for it was kept and never
     passed on, and the checker wrote the image for seconds after the command had been killed.
     The whole group, TERMed at once, has no such gap."""
     parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the guard
-        try:
-            _guard(parent, pgid, grace)
-        finally:
-            os._exit(0)
+    # no signal acts between the fork and the guard's own handling of them: the parent's
+    # Python handlers would run in the guard (a Ctrl-C there ended it, or ran the parent's
+    # cleanup in it); the parent gets what came meanwhile when the mask is restored
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _QUIET)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the guard
+            try:
+                _guard(parent, pgid, grace)
+            finally:
+                os._exit(0)
+    finally:
+        if os.getpid() == parent:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
     try:
         yield
     finally:  # the guarded work is over (or is being stopped by this process): no longer needed
@@ -64,21 +77,24 @@ def guarding_group(pgid: int, grace: float) -> Iterator[None]:
 
 
 def _guard(parent: int, pgid: int, grace: float) -> None:  # pragma: no cover - a forked child
-    """Wait for the parent's death (its parent-death TERM), then end group ``pgid``."""
+    """Wait for the parent's death, then end group ``pgid``."""
     from . import syscalls
 
-    # the terminal's Ctrl-C is the parent's to act on; the guard holds none of its files, so a
-    # caller waiting for the parent's output to end does not wait for the guard
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+    # a group of its own: a kill of the parent's whole group (a shell's kill %1, timeout -s
+    # KILL) leaves the guard to act; a Ctrl-C is the parent's to act on, and the guard holds
+    # none of its files, so a caller waiting for the parent's output does not wait for it
+    os.setpgid(0, 0)
+    for sig in _QUIET - {signal.SIGTERM}:
         signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     syscalls.libc().prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() == parent:  # else it is already gone
-        signal.sigwait({signal.SIGTERM})
+    # the death signal wakes it at once; a TERM from anyone else is no death, and a failed
+    # prctl is made up for by the look every second
+    while os.getppid() == parent:
+        signal.sigtimedwait({signal.SIGTERM}, PARENT_POLL)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace

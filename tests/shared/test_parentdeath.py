@@ -97,3 +97,29 @@ def test_a_guard_left_normally_is_gone_with_nothing_done() -> None:
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0
         assert out.strip() == "[]", out
+
+
+def test_a_kill_of_the_parent_s_whole_group_leaves_the_guard_to_act() -> None:
+    """A shell's ``kill -9 %1`` or ``timeout -s KILL`` kills the parent's process group: the
+    guard was in it and died too, and the group it guarded ran on."""
+    with guarded(DEAF_LEADER, grace=30) as (proc, (leader, child)):
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert wait_for(lambda: not running(child) and not running(leader), 5)
+
+
+def _guard_of(proc: subprocess.Popen[str], leader: int) -> int:
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    (guard,) = (int(pid) for pid in children if int(pid) != leader)
+    return guard
+
+
+def test_a_term_to_the_guard_alone_is_no_death_of_its_parent() -> None:
+    """The guard looks like its parent (the same command line): a TERM meant for it, or sent
+    by mistake, ended the guarded group under a live parent."""
+    with guarded(DEAF_LEADER, grace=30) as (proc, (leader, child)):
+        guard = _guard_of(proc, leader)
+        os.kill(guard, signal.SIGTERM)
+        time.sleep(1.5)
+        assert running(child) and running(leader) and running(guard)
+        os.kill(proc.pid, signal.SIGKILL)  # the real death is still acted on
+        assert wait_for(lambda: not running(child) and not running(leader), 5)
