@@ -160,9 +160,12 @@ def communicate(
                 if deadline is not None and time.monotonic() >= deadline:
                     raise subprocess.TimeoutExpired(proc.args, timeout or 0.0) from None
     except BaseException:
-        if stop_wait:
-            _term_and_wait(proc, group, stop_wait)
-        _kill_group(proc, group)
+        try:
+            if stop_wait:  # a signal meanwhile is only noted: the kill after it must come
+                with held():
+                    _term_and_wait(proc, group, stop_wait)
+        finally:
+            _kill_group(proc, group)
         raise
 
 

@@ -127,3 +127,28 @@ def test_workers_act_on_a_signal_the_held_main_thread_noted() -> None:
     assert outcome["cleanup"] == "completed"
     assert isinstance(outcome["waited"], float) and outcome["waited"] < 5
     assert outcome["child"] == -signal.SIGKILL and outcome["group"] == "gone"
+
+
+def test_a_signal_during_a_stopped_child_s_grace_does_not_spare_it_the_kill() -> None:
+    """A child past its timeout is TERMed and given its grace; a signal then raised out of the
+    wait: the kill after it was skipped, and a child deaf to TERM ran on, never reaped. The
+    signal is noted, the kill comes, and the timeout is what is raised."""
+    proc = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 60"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        with signals.interruptible():
+            timer.start()
+            raised = ""
+            try:
+                signals.communicate(proc, timeout=0.5, stop_wait=3)
+            except subprocess.TimeoutExpired:
+                raised = "timeout"
+            except KeyboardInterrupt:  # not out of the test run
+                raised = "interrupt"
+            assert raised == "timeout" and signals.interrupted()
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
