@@ -71,6 +71,9 @@ def _stderr(msg: str) -> None:
 # --- resize ---------------------------------------------------------------------------------
 
 
+FS_BLOCK = 4096  # the largest block mkfs.ext4 gives a container's file system
+
+
 def new_size(text: str, current: int) -> int:
     """``[+]<n>[KMGT]`` (bytes without a unit) as the new size in bytes."""
     m = RESIZE_RE.fullmatch(text)
@@ -148,12 +151,13 @@ def _repeats_interrupted(size: str, recorded: int | None, current: int) -> bool:
     """Whether ``+N`` is the resize that was killed after growing the volume: the config, saved
     last, still has the size it was counted from. Counted from the grown volume, as Proxmox
     counts, the same command run again grew it a second time."""
-    return (
-        size.startswith("+")
-        and recorded is not None
-        and recorded < current
-        and new_size(size, recorded) == current
-    )
+    if not size.startswith("+") or recorded is None:
+        return False
+    wanted = new_size(size, recorded)
+    # the volume is not the size asked for to the byte: images and quotas are whole KiB, and
+    # resize2fs leaves an image a whole number of the file system's blocks; a growth too small
+    # to tell from that rounding is never taken for one
+    return wanted - recorded >= 2 * FS_BLOCK and abs(current - wanted) < FS_BLOCK
 
 
 def _fs_short(volid: str) -> bool:

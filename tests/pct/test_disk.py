@@ -22,6 +22,7 @@ import pytest
 from shared import paths
 from shared.runtime import lxcapi
 from shared.storage import loop
+from shared.storage.dirplugin import pad_kib
 from tests.pct.conftest import (
     PCT,
     Pct,
@@ -106,15 +107,44 @@ def test_a_relative_resize_killed_half_way_is_finished_by_the_same_command(
     ``+N`` counts from the image, as Proxmox does."""
     pct("create", vmid, busybox_template, "--rootfs", "local:1")
     image = images(vmid) / f"vm-{vmid}-disk-0.raw"
-    os.truncate(image, 2 << 30)  # killed after growing the image, before resize2fs and the save
-    res = pct("resize", vmid, "rootfs", "+1G")
-    assert "finishing an interrupted resize of rootfs to 2.0G" in res.text, res.text
-    assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw,size=2G\n" in conf_text(vmid)
-    assert image.stat().st_size == ext4_bytes(image) == 2 << 30
+    grown = pad_kib((1 << 30) + (1 << 30) // 10)  # +0.1G: the image is whole KiB, 1.1G is not
+    os.truncate(image, grown)  # killed after growing the image, before resize2fs and the save
+    res = pct("resize", vmid, "rootfs", "+0.1G")
+    assert "finishing an interrupted resize of rootfs to 1.1G" in res.text, res.text
+    assert f"rootfs: local:{vmid}/vm-{vmid}-disk-0.raw,size={grown // 1024}K\n" in conf_text(vmid)
+    # resize2fs leaves the image a whole number of blocks
+    assert image.stat().st_size == ext4_bytes(image) == grown // 4096 * 4096
     os.truncate(image, 3 << 30)  # killed again, then another size asked for
     pct("resize", vmid, "rootfs", "+512M")
     assert image.stat().st_size == ext4_bytes(image) == (3 << 30) + (512 << 20)
     assert ",size=3584M\n" in conf_text(vmid)
+
+
+R = 1_395_864_371  # 1.3G: not a whole KiB
+
+
+@pytest.mark.parametrize(
+    ("size", "recorded", "current", "repeats"),
+    [
+        ("+1G", 1 << 30, 2 << 30, True),  # killed after the image grew
+        ("+1G", 1 << 30, 1 << 30, False),  # not yet grown: a real growth
+        ("+1G", 2 << 30, 2 << 30, False),  # done and saved
+        ("+2G", 1 << 30, 2 << 30, False),  # another size: counted from the image
+        ("2G", 1 << 30, 2 << 30, False),  # an absolute size is no count
+        ("+1G", None, 2 << 30, False),  # no recorded size
+        ("+1G", R, pad_kib(R + (1 << 30)), True),  # killed after the image grew (whole KiB)
+        ("+1G", R, (R + (1 << 30)) // 4096 * 4096, True),  # ... and after resize2fs
+        ("+1G", R, R // 4096 * 4096, False),  # a finished 1.3G, as resize2fs left the image
+        ("+4K", R, pad_kib(R), False),  # too small to tell from the rounding: a growth
+        ("+1", R, pad_kib(R), False),
+    ],
+)
+def test_which_relative_resize_repeats_an_interrupted_one(
+    size: str, recorded: int | None, current: int, repeats: bool
+) -> None:
+    from pct.ops.disk import _repeats_interrupted
+
+    assert _repeats_interrupted(size, recorded, current) is repeats
 
 
 def test_the_mark_of_a_killed_e2fsck_is_cleared_by_the_next_command(
