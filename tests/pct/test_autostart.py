@@ -4,6 +4,7 @@ the ctkit-guests.service unit."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -212,6 +213,13 @@ def test_stopall_shuts_an_order_down_in_parallel_whatever_the_cpus(
     began = [i for i, line in enumerate(lines) if "Stopping CT" in line]
     ended = [i for i, line in enumerate(lines) if re.search(r"CT \d+ stopped", line)]
     assert len(began) == len(ended) == 3 and max(began) < min(ended), res.text
+    # and they ended together (one after the other, 2 s apart each: 4 s from first to last)
+    log = (ctroot / "var/log/ctkit/guests.log").read_text()
+    stamps = [
+        dt.datetime.fromisoformat(m.group(1))
+        for m in re.finditer(r"^(\S+ \S+) .*CT \d+ stopped$", log, re.MULTILINE)
+    ]
+    assert len(stamps) == 3 and (max(stamps) - min(stamps)).total_seconds() < 3, log
     assert not any(lxcapi.is_running(vmid) for vmid in slow)
 
 
