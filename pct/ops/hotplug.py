@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from shared import paths
+from shared import paths, signals
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.ctconfig.options import NET_SCHEMA
@@ -41,8 +41,11 @@ def is_hotplug_key(key: str) -> bool:
     return any(r.fullmatch(key) for r in (DEV_KEY_RE, MP_KEY_RE, NET_KEY_RE))
 
 
-def hotplug_keys(conf: Config, keys: set[str], errors: dict[str, str]) -> None:
-    """Apply ``keys`` (net/mp/dev, classified live by the caller) to the running CT."""
+def hotplug_keys(
+    conf: Config, keys: set[str], errors: dict[str, str], save: Callable[[Config], None]
+) -> None:
+    """Apply ``keys`` (net/mp/dev, classified live by the caller) to the running CT, saving the
+    config after each key that took effect."""
     pid = lxcapi.init_pid(conf.vmid)
     for key in sorted(keys):
         if pid is None:
@@ -57,18 +60,31 @@ def hotplug_keys(conf: Config, keys: set[str], errors: dict[str, str]) -> None:
         if result.errors:
             errors.update(result.errors)
             continue
+        # a signal between the live change and its record left a mount point mounted while the
+        # config called it pending, and the same command again mounted a second volume over
+        # it: the change and its record are one step, and the signal acts after it
+        with signals.step():
+            try:
+                _live_action(key)(conf, trial, key, pid)
+            except Skip:
+                _free_all(result.allocated)
+                continue
+            except CtkitError as err:
+                _free_all(result.allocated)
+                errors[key] = f"unable to hotplug {key}: {err}"
+                continue
+            conf.values, conf.pending = trial.values, trial.pending
+            save(conf)
+
+
+def _free_all(volids: list[str]) -> None:
+    """Free the volumes a failed key allocated; one that cannot be (still in use) is said, and
+    left on the owner record for the next command, not raised over the key's own error."""
+    for volid in volids:
         try:
-            _live_action(key)(conf, trial, key, pid)
-        except Skip:
-            for volid in result.allocated:
-                free(volid)
-            continue
+            free(volid)
         except CtkitError as err:
-            for volid in result.allocated:
-                free(volid)
-            errors[key] = f"unable to hotplug {key}: {err}"
-            continue
-        conf.values, conf.pending = trial.values, trial.pending
+            print(f"WARN: {err}", file=sys.stderr)
 
 
 class Skip(Exception):

@@ -78,7 +78,7 @@ def _hotplug(conf: Config, keys: set[str]) -> Any:
         errors = _apply_cgroup(work, live_now)
         if errors:
             raise ParamError(errors)
-    hotplug_keys(work, plugged, result.errors)
+    hotplug_keys(work, plugged, result.errors, store.save)
     conf.values, conf.pending = work.values, work.pending
     return result
 

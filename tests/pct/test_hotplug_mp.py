@@ -307,3 +307,52 @@ def test_a_start_killed_while_formatting_a_pending_mount_point_leaves_no_nameles
     assert _named_by_config(ctroot, vmid) == ({image}, {image})
     assert _plugged(vmid, "/mnt/x")
     pct("stop", vmid)
+
+
+# pct set with a pause right after the hot-plug mounted the new volume (and before the config
+# records it), where the test signals it
+MOUNTED_THEN_PAUSED = """
+import sys, time
+from pct import cli
+from pct.ops import hotplug
+
+real = hotplug.hotplug_mount
+
+def mounted(*args, **kwargs):
+    real(*args, **kwargs)
+    print("mounted", flush=True)
+    time.sleep(2)
+
+hotplug.hotplug_mount = mounted
+sys.argv = ["pct", "set", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_between_a_hotplug_and_its_record_waits_for_the_record(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], sig: int
+) -> None:
+    """A TERM or Ctrl-C after the new mount point was mounted, before the config said so: the
+    command ended with the volume mounted and the config calling it pending, and the same
+    command again mounted a second volume over the first. The signal now acts once the
+    config records what was done."""
+    from tests.midway import stopped_midway
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    proc, line = stopped_midway(MOUNTED_THEN_PAUSED, str(vmid), "--mp0", "local:1,mp=/mnt/x")
+    try:
+        assert line == "mounted", line
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130
+    text = conf_text(vmid)
+    assert f"mp0: local:{vmid}/vm-{vmid}-disk-1.raw,mp=/mnt/x,size=1G\n" in text, text
+    assert "pve:pending" not in text
+    pid = lxcapi.init_pid(vmid)
+    assert Path(f"/proc/{pid}/mounts").read_text().count(" /mnt/x ext4 ") == 1
+    pct("stop", vmid)
