@@ -6,14 +6,16 @@ under its name and MAC. Addresses, gateways and routes inside are set from a for
 entered that namespace, so nothing runs in the container's file system.
 
 Where ``veth<vmid>i<N>`` would be longer than an interface name may be (9-digit VMIDs, N >= 10),
-LXC names the host side at random, and so does hot-plug: such a host side is found as the peer
-of the container's interface, and only if the host's link confirms it is.
+LXC names the host side at random at start, and hot-plug by a hash of the two numbers: such a
+host side is found as the peer of the container's interface, and only if the host's link
+confirms it is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -176,17 +178,26 @@ def _delete(host: str) -> None:
             ipr.link("del", index=idx)
 
 
+def hashed_veth_name(vmid: int, index: int) -> str:
+    """The host side of a hot-plugged ``netN`` where ``veth<vmid>i<N>`` is too long: the same
+    for the same interface (one at random, as LXC names it at start, was left on the host by a
+    hot-plug killed half-way, and nothing ever found it again); 11 hex digits, never one of
+    LXC's random names (6 characters)."""
+    return "veth" + hashlib.sha256(f"{vmid}i{index}".encode()).hexdigest()[:11]
+
+
 def add(vmid: int, index: int, net: Net, pid: int) -> list[str]:
-    """Create ``veth<vmid>i<N>`` (or, where that name is too long, a random one as LXC does),
+    """Create ``veth<vmid>i<N>`` (or, where that name is too long, :func:`hashed_veth_name`),
     plug it, move its peer into the container and configure it. Only for an interface the
     config does not have yet, so an existing one of the fixed name is a leftover and is
     replaced."""
-    fixed = veth_name(vmid, index)
-    host = fixed or f"veth{secrets.token_hex(5)}"
+    host = veth_name(vmid, index) or hashed_veth_name(vmid, index)
     peer = f"vhp{secrets.token_hex(5)}"  # host names of big VMIDs leave no room for a suffix
     with _ipr() as ipr:
-        stale = _index(ipr, fixed) if fixed else None
-        if stale is not None:  # the name is this CT's: left by an interrupted earlier hot-plug
+        stale = _index(ipr, host)
+        # the name is this CT's: left by an interrupted earlier hot-plug (its peer, in the
+        # container under a temporary name or its own, goes with it)
+        if stale is not None:
             ipr.link("del", index=stale)
         ipr.link("add", ifname=host, kind="veth", peer=peer)
     try:

@@ -292,3 +292,40 @@ def test_a_change_interrupted_while_plugged_stays_pending(
     assert "pve:pending" not in conf_text(vmid)
     assert f"inet 198.18.{subnet}.20/24" in pct("exec", vmid, "--", "ip", "addr").out
     pct("stop", vmid)
+
+
+def test_what_a_killed_hotplug_of_net10_left_is_replaced(
+    pct: Pct, vmid: int, busybox_template: Path, bridge: str, subnet: int, ctroot: Path,
+    conf_text: Callable[[int], str],
+) -> None:  # fmt: skip
+    """net10 of a 9-digit vmid had a random host name: a hot-plug killed before its peer went
+    into the container left the pair on the host, found by nothing ever after; killed once the
+    interface was live but before the save, every later pct set of it failed ('File exists').
+    The host name is the interface's own now: the next hot-plug replaces what was left."""
+    from shared.net.hotplug import hashed_veth_name
+
+    assert veth_name(vmid, 10) is None
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    host, left = hashed_veth_name(vmid, 10), f"vhp{subnet}left"
+    try:
+        with IPRoute() as ipr:  # killed before the move: the pair, on the host
+            ipr.link("add", ifname=host, kind="veth", peer=left)
+        nic = f"name=eth10,bridge={bridge},ip=198.18.{subnet}.2/24"
+        pct("set", vmid, "--net10", nic)
+        assert "pve:pending" not in conf_text(vmid) and not _exists(left)
+        assert _ports(bridge) == {host}
+        # killed after the interface was live, before the save: the config has it pending only
+        conf = ctroot / f"etc/pve/lxc/{vmid}.conf"
+        line = next(ln for ln in conf_text(vmid).splitlines() if ln.startswith("net10: "))
+        conf.write_text(conf_text(vmid).replace(f"{line}\n", "") + f"\n[pve:pending]\n{line}\n")
+        pct("set", vmid, "--net10", nic.replace(".2/24", ".3/24"))
+        assert "pve:pending" not in conf_text(vmid) and _ports(bridge) == {host}
+        inside = pct("exec", vmid, "--", "ip", "addr", "show", "eth10").out
+        assert f"inet 198.18.{subnet}.3/24" in inside and f"198.18.{subnet}.2/" not in inside
+        pct("stop", vmid)
+        assert not _exists(host)
+    finally:  # what a failure leaves on the host
+        for name in (host, left):
+            if _exists(name):
+                _host("ip", "link", "del", name)
