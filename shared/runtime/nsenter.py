@@ -15,10 +15,11 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import signal
 import sys
 from collections.abc import Callable
 
-from .. import syscalls
+from .. import signals, syscalls
 from ..errors import CtkitError, NotFoundError, StateError, StorageError
 from ..parentdeath import die_with
 
@@ -150,6 +151,10 @@ _KINDS: tuple[type[CtkitError], ...] = (NotFoundError, StateError, StorageError)
 _CARRIED = {cls.exit_code: cls for cls in _KINDS}
 
 
+def _ignore(_signum: int, _frame: object) -> None:
+    """A handler that does nothing (not SIG_IGN, which a program the child runs would keep)."""
+
+
 def run_forked(work: Callable[[], None], what: str) -> None:
     """Run ``work`` in a forked child (which may enter namespaces); its error comes back as a
     CtkitError with the child's message (a missing file, a wrong state and a storage failure
@@ -163,6 +168,11 @@ def run_forked(work: Callable[[], None], what: str) -> None:
         code = 0
         try:
             os.close(rfd)
+            # the parent acts on a Ctrl-C or TERM (after the step it holds, or by leaving, which
+            # ends this child): the parent's handler, inherited, raised in the middle of the
+            # child's netlink loop, and asyncio printed its half-closed generators
+            for sig in signals.INTERRUPTS:
+                signal.signal(sig, _ignore)
             # a SIGKILLed pct left its child to finish a hot-plug (the volume mounted in the
             # container) whose config it never saved: the config said it was still pending
             die_with(parent)
@@ -173,8 +183,13 @@ def run_forked(work: Callable[[], None], what: str) -> None:
             code = err.exit_code if isinstance(err, CtkitError) and type(err) in _KINDS else 1
         os._exit(code)
     os.close(wfd)
-    with os.fdopen(rfd, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
+    try:
+        with os.fdopen(rfd, "rb") as pipe:
+            message = pipe.read().decode(errors="replace")
+    except BaseException:  # interrupted outside held work: the child ends before we go on
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        raise
     _pid, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
