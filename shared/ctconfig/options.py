@@ -72,7 +72,13 @@ def check_mp_string(value: str) -> None:
     not the container's root itself (an empty target in the generated mount entry)."""
     if re.search(r"[\x00-\x1f\x7f]", value):
         raise FormatError("invalid format - the path contains control characters")
-    if re.search(r"/\.\.?/", value) or re.search(r"/\.\.?$", value) or value.startswith("../"):
+    # (and, ctkit, a bare '..': accepted, it failed every start after with 'invalid path')
+    if (
+        re.search(r"/\.\.?/", value)
+        or re.search(r"/\.\.?$", value)
+        or value.startswith("../")
+        or value == ".."
+    ):
         raise FormatError(f"invalid format - {value} contains illegal character sequences")
     if not [part for part in value.split("/") if part not in ("", ".")]:
         raise FormatError(f"invalid format - {value} is the container's root")

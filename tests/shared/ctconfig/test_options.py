@@ -150,7 +150,7 @@ def test_mount_point_property_strings() -> None:
     assert format_option("rootfs", {"volume": "v:x", "size": 1234}) == "v:x,size=1234"
 
 
-@pytest.mark.parametrize("path", ["/a/./b", "/a/../b", "/a/.", "/a/..", "../a", "/."])
+@pytest.mark.parametrize("path", ["/a/./b", "/a/../b", "/a/.", "/a/..", "../a", "/.", ".."])
 def test_mount_point_path_rules(path: str) -> None:
     details = _details("mp0", f"local:1,mp={path}")
     assert details == {"mp": f"invalid format - {path} contains illegal character sequences"}
