@@ -263,9 +263,8 @@ def _set_mtu(host: str, net: Net) -> None:
 
 
 def _undo_update(host: str, old: Net, new: Net, pid: int, replug: bool) -> None:
-    """Best effort, step by step: a step that fails does not keep the others from running."""
-    with contextlib.suppress(Exception):
-        in_netns(pid, lambda: _change_inside(new, old))
+    """Best effort, step by step: a step that fails does not keep the others from running.
+    Inside the container nothing is left to undo: a failed change there undid itself."""
     if _differs(old, new, "mtu") and old.get("mtu"):
         with contextlib.suppress(Exception):
             _set_mtu(host, old)
@@ -304,13 +303,67 @@ def _bring_up(peer: str, net: Net) -> None:
 
 
 def _change_inside(old: Net, new: Net) -> None:
+    """Change the interface inside from ``old`` to ``new``. A step that fails brings back what
+    the interface had before, not what ``old`` says it had: a guest that had not configured its
+    interface yet (down, no address) was given the config's old address by a refused change."""
     name = str(new["name"])
     with _ipr() as ipr:
         idx = _must(ipr, name)
-        if _differs(old, new, "mtu") and new.get("mtu"):
-            ipr.link("set", index=idx, mtu=int(new["mtu"]))
-        for ipk, gwk, family in (("ip", "gw", socket.AF_INET), ("ip6", "gw6", socket.AF_INET6)):
-            _change_family(ipr, idx, family, old, new, ipk, gwk)
+        before = _live(ipr, idx)
+        try:
+            if _differs(old, new, "mtu") and new.get("mtu"):
+                ipr.link("set", index=idx, mtu=int(new["mtu"]))
+            for ipk, gwk, family in (
+                ("ip", "gw", socket.AF_INET),
+                ("ip6", "gw6", socket.AF_INET6),
+            ):
+                _change_family(ipr, idx, family, old, new, ipk, gwk)
+        except BaseException:
+            _restore(ipr, idx, before)
+            raise
+
+
+Live = tuple[int, set[tuple[int, str, int]], set[tuple[int, str]]]
+
+
+def _live(ipr: IPRoute, idx: int) -> Live:
+    """The interface's MTU, addresses and default routes (through a gateway), as they are."""
+    mtu = int(ipr.get_links(idx)[0].get_attr("IFLA_MTU"))
+    addrs = {
+        (int(a["family"]), str(a.get_attr("IFA_ADDRESS")), int(a["prefixlen"]))
+        for a in ipr.get_addr(index=idx)
+    }
+    routes = {
+        (int(family), str(r.get_attr("RTA_GATEWAY")))
+        for family in (socket.AF_INET, socket.AF_INET6)
+        for r in ipr.get_routes(family=family, oif=idx)
+        if r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY")
+    }
+    return mtu, addrs, routes
+
+
+def _restore(ipr: IPRoute, idx: int, before: Live) -> None:
+    """Best effort, step by step: the MTU, addresses and default routes of ``before``."""
+    mtu, addrs, routes = before
+    with contextlib.suppress(Exception):
+        ipr.link("set", index=idx, mtu=mtu)
+    try:
+        _now_mtu, now_addrs, now_routes = _live(ipr, idx)
+    except Exception:  # nothing to compare with: left as it is
+        return
+    steps = [("del", *a) for a in now_addrs - addrs] + [("add", *a) for a in addrs - now_addrs]
+    for command, family, address, prefixlen in steps:
+        with contextlib.suppress(Exception):
+            ipr.addr(command, index=idx, address=address, prefixlen=prefixlen, family=family)
+    for family, gateway in now_routes - routes:
+        with contextlib.suppress(Exception):
+            ipr.route("del", dst=_DEFAULT[family], family=family, gateway=gateway, oif=idx)
+    for family, gateway in routes - now_routes:
+        with contextlib.suppress(Exception):
+            ipr.route("replace", dst=_DEFAULT[family], family=family, gateway=gateway, oif=idx)
+
+
+_DEFAULT: dict[int, str] = {socket.AF_INET: "0.0.0.0/0", socket.AF_INET6: "::/0"}
 
 
 def _static(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
@@ -349,7 +402,7 @@ def _change_family(
             if family == socket.AF_INET:
                 _promote_secondaries(str(new["name"]))
             _addr(ipr, "del", idx, old_ip, errno.EADDRNOTAVAIL)
-    default = "0.0.0.0/0" if family == socket.AF_INET else "::/0"
+    default = _DEFAULT[family]
     new_gw, old_gw = new.get(gwk), old.get(gwk)
     if old_gw and (str(old_gw) != str(new_gw or "") or _differs(old, new, ipk)):
         with contextlib.suppress(NetlinkError):

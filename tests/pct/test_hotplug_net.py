@@ -329,3 +329,25 @@ def test_what_a_killed_hotplug_of_net10_left_is_replaced(
         for name in (host, left):
             if _exists(name):
                 _host("ip", "link", "del", name)
+
+
+def test_a_refused_address_change_leaves_the_interface_as_it_was(
+    pct: Pct, vmid: int, busybox_template: Path, bridge: str, subnet: int,
+    conf_text: Callable[[int], str],
+) -> None:  # fmt: skip
+    """A guest that does not configure its network (busybox here) has its interface down and
+    without an address. A change of its address fails there (the default route cannot be set
+    on a link that is down), and its undo added the config's old address, which the interface
+    never had: a refused command changed the running container."""
+    net = f"198.18.{subnet}"
+    nic = f"name=eth0,bridge={bridge},ip={net}.2/24,gw={net}.1"
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--net0", nic)
+    pct("start", vmid)
+    before = pct("exec", vmid, "--", "ip", "addr", "show", "eth0").out
+    assert "UP" not in before.split(">")[0] and f"inet {net}." not in before, before
+    res = pct("set", vmid, "--net0", nic.replace(".2/24", ".3/24"), check=False)
+    assert res.rc != 0 and "unable to hotplug net0" in res.err, res.text
+    after = pct("exec", vmid, "--", "ip", "addr", "show", "eth0").out
+    assert f"inet {net}." not in after, after
+    assert "ip=198.18" in conf_text(vmid).split("[pve:pending]")[1]  # the change stays pending
+    pct("stop", vmid)
