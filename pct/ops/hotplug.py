@@ -10,6 +10,7 @@ freed again.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,7 +20,13 @@ from shared import paths, signals
 from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.ctconfig.options import NET_SCHEMA
-from shared.ctconfig.pending import DEV_KEY_RE, MP_KEY_RE, NET_KEY_RE, apply_pending
+from shared.ctconfig.pending import (
+    DEV_KEY_RE,
+    MP_KEY_RE,
+    NET_KEY_RE,
+    apply_pending,
+    referenced_volumes,
+)
 from shared.errors import CtkitError
 from shared.net import hotplug as net_hotplug
 from shared.runtime import lxcapi, nsenter, passthrough
@@ -29,6 +36,8 @@ from shared.runtime.guestview import config_idmap, guest_config
 from shared.runtime.mphotplug import hotplug_mount, unplug_mount
 from shared.runtime.startcheck import check_bridges, check_unsupported
 from shared.runtime.volumes import free, recorded, size_of
+from shared.storage import loop
+from shared.storage.volumes import mounted_devices, volume_format
 
 Live = Callable[[Config, Config, str, int], None]
 LOCKED_MOUNT = (
@@ -179,11 +188,40 @@ def _mountpoint(old: Config, new: Config, key: str, pid: int) -> None:
         check_unsupported(new, lambda _line: None)  # quota=1 only where it works, as at start
     except CtkitError as err:
         raise CtkitError(err.message) from None
+    here = _volume_mounted_at(new, mp, pid)
+    if here == mp.volume:  # plugged by a hot-plug killed before its record: recorded now
+        return
+    plugged = {m.volume for m in old.mountpoints() if m.type == "volume"}
+    if here is not None and here not in plugged:  # there, never recorded: it would be covered
+        raise CtkitError(
+            f"'{here}' is mounted at {mp.path} (a hot-plug killed before the config named it): "
+            "it goes when the CT stops"
+        )
     ct_map = config_idmap(new)
     if mp.options.get("idmap") and not ct_map:
         print(f"WARN: '{key}' - ignoring 'idmap' option unsupported by privileged container",
               file=sys.stderr)  # fmt: skip
     hotplug_mount(new.vmid, mp, pid, unprivileged=new.unprivileged, ct_map=ct_map)
+
+
+def _volume_mounted_at(conf: Config, mp: MountPoint, pid: int) -> str | None:
+    """The raw volume of ``conf`` (any section) mounted at ``mp``'s path in the container now,
+    if any: a hot-plug killed between its mount and the save left it there while the config
+    called it pending, and the same command again mounted a second volume over it."""
+    point = Path("/" + "/".join(path_parts(mp.path)))
+    devs = {entry.dev for entry in loop.mount_table(pid) if entry.point == point}
+    if not devs:
+        return None
+    for volid in referenced_volumes(conf):
+        try:
+            if volume_format(volid) != "raw":
+                continue  # a directory's device is its file system's: no proof of a mount
+            numbers = mounted_devices(volid)
+        except CtkitError:
+            continue
+        if {f"{os.major(n)}:{os.minor(n)}" for n in numbers} & devs:
+            return volid
+    return None
 
 
 def _same_path(conf: Config, mp: MountPoint) -> str | None:

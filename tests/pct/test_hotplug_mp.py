@@ -356,3 +356,36 @@ def test_a_signal_between_a_hotplug_and_its_record_waits_for_the_record(
     pid = lxcapi.init_pid(vmid)
     assert Path(f"/proc/{pid}/mounts").read_text().count(" /mnt/x ext4 ") == 1
     pct("stop", vmid)
+
+
+def test_a_mount_point_a_killed_hotplug_left_mounted_is_not_covered_by_another(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str], ctroot: Path
+) -> None:
+    """kill -9 between the mount and the save left the volume mounted and the config calling
+    it pending; the same command again mounted a second new volume over it, the first became
+    unused0 while mounted, and what the guest wrote there went out of its sight. The command
+    again is refused now, and the volume that is there, given again, is taken as it is."""
+    from tests.midway import stopped_midway
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    proc, line = stopped_midway(MOUNTED_THEN_PAUSED, str(vmid), "--mp0", "local:1,mp=/mnt/x")
+    try:
+        assert line == "mounted", line
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait()
+    first = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    assert first in conf_text(vmid).split("[pve:pending]")[1], conf_text(vmid)
+    pid = lxcapi.init_pid(vmid)
+    res = pct("set", vmid, "--mp0", "local:1,mp=/mnt/x", check=False)
+    assert res.rc != 0 and f"'{first}' is mounted at /mnt/x" in res.err, res.text
+    assert Path(f"/proc/{pid}/mounts").read_text().count(" /mnt/x ext4 ") == 1
+    assert not (ctroot / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-2.raw").exists()
+    pct("set", vmid, "--mp0", f"{first},mp=/mnt/x")
+    text = conf_text(vmid)
+    assert f"mp0: {first},mp=/mnt/x" in text and "pve:pending" not in text, text
+    assert "unused" not in text
+    assert Path(f"/proc/{pid}/mounts").read_text().count(" /mnt/x ext4 ") == 1
+    pct("stop", vmid)
