@@ -42,6 +42,9 @@ def tied_to_parent(argv: Sequence[str], sig: str = "KILL") -> list[str]:
 
 _QUIET = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
 PARENT_POLL = 1.0  # seconds between the guard's looks at its parent, beside the death signal
+# seconds between the TERMs of a stopping group: e2fsck notes a TERM that comes before its MMP
+# wait (a sleep of about 11 s) and sleeps on; one that comes during the sleep ends it
+TERM_AGAIN = 1.0
 
 
 @contextlib.contextmanager
@@ -96,9 +99,11 @@ def _guard(parent: int, pgid: int, grace: float) -> None:  # pragma: no cover - 
     while os.getppid() == parent:
         signal.sigtimedwait({signal.SIGTERM}, PARENT_POLL)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
+        deadline, again = time.monotonic() + grace, 0.0
         while time.monotonic() < deadline:
+            if time.monotonic() >= again:
+                os.killpg(pgid, signal.SIGTERM)
+                again = time.monotonic() + TERM_AGAIN
             time.sleep(0.05)
             os.killpg(pgid, 0)
         os.killpg(pgid, signal.SIGKILL)

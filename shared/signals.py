@@ -218,14 +218,22 @@ def _leads_group(proc: subprocess.Popen[Any]) -> bool:
 
 def _term_and_wait(proc: subprocess.Popen[Any], group: bool, wait: float) -> None:
     """TERM ``proc`` (its group when it leads one) and read its output until it ends, for at
-    most ``wait`` seconds (a child blocked on a full pipe would not end)."""
-    with contextlib.suppress(ProcessLookupError):
-        if group:
-            os.killpg(proc.pid, signal.SIGTERM)
-        else:
-            proc.send_signal(signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.communicate(timeout=wait)
+    most ``wait`` seconds (a child blocked on a full pipe would not end). The TERM is sent
+    again every second (see :data:`shared.parentdeath.TERM_AGAIN`)."""
+    from .parentdeath import TERM_AGAIN
+
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=min(left, TERM_AGAIN))
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _kill_group(proc: subprocess.Popen[Any], group: bool, wait: float = 5.0) -> None:

@@ -31,6 +31,18 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
 print(os.getpid(), flush=True)
 time.sleep(600)
 """
+# a leader that, as e2fsck before its MMP wait, notes a first TERM and then sleeps on: only a
+# signal that comes during the sleep ends it
+SLEEPS_ON_A_NOTED_TERM = """
+import os, signal, time
+noted = []
+signal.signal(signal.SIGTERM, lambda *_: noted.append(1))
+print(os.getpid(), flush=True)
+while not noted:
+    time.sleep(0.01)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+signal.sigtimedwait({signal.SIGTERM}, 60)
+"""
 # the ctkit process: starts the leader in a group of its own, guards it, says the pids and
 # waits (to be killed), or, with 'done', leaves the guard at once and says what children it has
 PARENT = """
@@ -123,3 +135,12 @@ def test_a_term_to_the_guard_alone_is_no_death_of_its_parent() -> None:
         assert running(child) and running(leader) and running(guard)
         os.kill(proc.pid, signal.SIGKILL)  # the real death is still acted on
         assert wait_for(lambda: not running(child) and not running(leader), 5)
+
+
+def test_a_term_noted_before_a_sleep_is_followed_by_another() -> None:
+    """e2fsck notes a TERM that comes before its MMP wait and sleeps its 11 s on: a checker
+    killed in that moment outlived pct by that long. The guard TERMs the group every second
+    until it is gone."""
+    with guarded(SLEEPS_ON_A_NOTED_TERM, grace=30) as (proc, (leader, _same)):
+        os.kill(proc.pid, signal.SIGKILL)
+        assert wait_for(lambda: not running(leader), 5)
