@@ -50,8 +50,8 @@ TERM_AGAIN = 1.0
 @contextlib.contextmanager
 def guarding_group(pgid: int, grace: float) -> Iterator[None]:
     """While inside: should this process die, even by a ``kill -9`` (of it alone or of its
-    whole process group), a guard forked now TERMs process group ``pgid`` and KILLs what is
-    left of it after ``grace`` seconds.
+    whole process group), a guard forked now TERMs process group ``pgid`` (again every
+    :data:`TERM_AGAIN` seconds) and KILLs what is left of it after ``grace`` seconds.
 
     util-linux ``fsck`` passes a TERM on to its checker only when the signal interrupts its
     wait: one that came between starting the checker and waiting for it was kept and never
