@@ -281,26 +281,15 @@ def test_stop_mode_killed_while_the_guest_goes_down_then_pct_list(host: Host) ->
         kill_when(proc, lambda: (ct.volume() / "halting").exists())  # the guest goes down
         assert lxc_state(ct) == "RUNNING" and "lock: backup" in ct.conf()
         listing = subprocess.Popen([str(BIN / "pct"), "list"], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        out = _read_until(listing, f"CT {ct.vmid}: waiting for the shutdown vzdump began to end")
+                                   stderr=subprocess.PIPE)  # fmt: skip
+        seen = wait_for_line(listing, f"CT {ct.vmid}: waiting for the shutdown vzdump began to end")
         go.touch()  # now the guest is down
-        rest, _ = listing.communicate(timeout=60)
+        _out, rest = listing.communicate(timeout=60)
     finally:
         go.touch()
-    assert listing.returncode == 0, out + rest
-    assert f"CT {ct.vmid}: restarted the container vzdump had stopped" in rest
+    assert listing.returncode == 0, [*seen, rest.decode()]
+    assert f"CT {ct.vmid}: restarted the container vzdump had stopped" in rest.decode()
     assert_recovered(ct, host)
-
-
-def _read_until(proc: subprocess.Popen[str], wanted: str, timeout: float = 60) -> str:
-    """What ``proc`` printed up to and with the line containing ``wanted``."""
-    assert proc.stdout is not None
-    seen, deadline = "", time.monotonic() + timeout
-    while wanted not in seen:
-        line = proc.stdout.readline()
-        assert line and time.monotonic() < deadline, seen
-        seen += line
-    return seen
 
 
 BUSY_TMPDIR_HOOK = """#!/bin/sh
