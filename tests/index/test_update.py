@@ -314,12 +314,11 @@ def test_sources_come_from_the_config(publisher: Publisher) -> None:
 def test_unreachable_server_fails_cleanly(ctroot: Path, no_proxy_env: pytest.MonkeyPatch) -> None:
     import socket
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    src = Source("gone", f"http://127.0.0.1:{port}/x", "aplinfo.dat", ("AB" * 20,))
-    result = run(src)
+    with socket.socket() as sock:  # bound, never listening: refused, and nobody else's port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        src = Source("gone", f"http://127.0.0.1:{port}/x", "aplinfo.dat", ("AB" * 20,))
+        result = run(src)
     assert not result.ok and result.sources[0].status == "failed"
     assert "download failed: Connection refused" in log_text()
     assert leftovers() == []

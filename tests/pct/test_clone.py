@@ -358,9 +358,10 @@ def test_a_split_copy_killed_takes_its_cp_processes_along(cts: Containers) -> No
 
 
 CLONE_PAUSED_AT_THE_END = """
-import sys, time
+import sys
 from shared.ctconfig import store
 from pct.cli import main
+from tests.midway import hold
 
 newid = int(sys.argv[2])
 real_save = store.save
@@ -369,7 +370,7 @@ def save(conf, *args, **kwargs):
     real_save(conf, *args, **kwargs)
     if conf.vmid == newid and conf.lock is None:
         print("saved", flush=True)  # the clone's config for good: lock dropped
-        time.sleep(1)
+        hold()
 
 store.save = save
 sys.argv = ["pct", "clone", *sys.argv[1:]]
@@ -380,7 +381,7 @@ main()
 def test_a_clone_interrupted_just_after_its_last_save_stays_whole(cts: Containers) -> None:
     """A signal just after the clone's config lost its create lock: the undo freed the new
     volumes and left that config naming them (a container whose disks were gone)."""
-    from tests.midway import stopped_midway
+    from tests.midway import signal_midway, stopped_midway
 
     vmid = cts.create("--rootfs", "local:0")
     newid = vmid + 1
@@ -391,7 +392,7 @@ def test_a_clone_interrupted_just_after_its_last_save_stays_whole(cts: Container
         while line != "saved":  # the clone's own lines come first
             line = proc.stdout.readline().removesuffix("\n")
             assert line, "the clone ended before its last save"
-        proc.send_signal(signal.SIGINT)
+        signal_midway(proc, signal.SIGINT)
         proc.communicate(timeout=60)
     finally:
         proc.kill()

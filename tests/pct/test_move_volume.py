@@ -306,10 +306,11 @@ with signals.interruptible():
 """
 
 MOVE_PAUSED_AT_COMMIT = """
-import sys, time
+import sys
 from shared import signals
 from shared.ctconfig import store
 from pct.ops import movevol
+from tests.midway import hold
 
 vmid, target = int(sys.argv[1]), sys.argv[2]
 real_save = store.save
@@ -318,7 +319,7 @@ def save(conf, *args, **kwargs):
     real_save(conf, *args, **kwargs)
     if str(conf.values.get("rootfs", "")).startswith(target + ":"):
         print("committed", flush=True)  # the config names the copy now
-        time.sleep(1)
+        hold()
 
 store.save = save
 """
@@ -331,7 +332,7 @@ def test_a_move_interrupted_just_after_it_named_the_copy_keeps_the_copy(
     freed that copy, and with ``--delete`` the container was left naming a volume that no
     longer existed - its data gone. The save and the mark that it happened are one held step
     now; the undo frees a copy only the config does not name."""
-    from tests.midway import stopped_midway
+    from tests.midway import signal_midway, stopped_midway
 
     vmid = cts.create("--rootfs", "local:0")
     with cts.mounted(vmid) as root:
@@ -339,7 +340,7 @@ def test_a_move_interrupted_just_after_it_named_the_copy_keeps_the_copy(
     proc, line = stopped_midway(MOVE_PAUSED_AT_COMMIT + MOVE_TO_STORAGE, str(vmid), btrfs_storage)
     try:
         assert line == "committed"
-        proc.send_signal(signal.SIGINT)
+        signal_midway(proc, signal.SIGINT)
         out, _err = proc.communicate(timeout=60)
     finally:
         proc.kill()

@@ -797,11 +797,12 @@ def test_a_killed_delsnapshot_keeps_a_volume_only_the_snapshot_named(
 
 
 PAUSED_CREATE = """
-import sys, time
+import sys
 from shared import signals
 from shared.ctconfig import store
 from shared.runtime import snapshot
 from shared.storage import volumes
+from tests.midway import hold
 
 vmid, where = int(sys.argv[1]), sys.argv[2]
 
@@ -809,7 +810,7 @@ def pause(real):
     def paused(*args, **kwargs):
         result = real(*args, **kwargs)
         print(where, flush=True)
-        time.sleep(1)
+        hold()
         return result
     return paused
 
@@ -834,12 +835,12 @@ def test_a_snapshot_interrupted_right_after_a_step_undoes_that_step(
     just after a volume's snapshot was taken: that step was outside the undo (the mark stayed
     for the next command; the volume's snapshot stayed for good). Each step and its record in
     the undo now go together, and the signal acts after it."""
-    from tests.midway import stopped_midway
+    from tests.midway import signal_midway, stopped_midway
 
     proc, line = stopped_midway(PAUSED_CREATE, str(bt_ct), where)
     try:
         assert line == where
-        proc.send_signal(signal.SIGINT)
+        signal_midway(proc, signal.SIGINT)
         out, _err = proc.communicate(timeout=30)
     finally:
         proc.kill()

@@ -13,13 +13,13 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.index.test_catalog import make_template
+from tests.ports import free_port
 from tests.pveam.conftest import Pveam, template_cache
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -31,12 +31,6 @@ def recipe_lines() -> list[str]:
     text = README.read_text()
     block = text.split(MARKER, 1)[1].split("```", 2)[1]
     return [ln[2:] for ln in block.splitlines() if ln.startswith("# ")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def script(lines: list[str], srv_dir: Path, home: Path, port: int) -> str:

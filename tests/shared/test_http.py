@@ -91,13 +91,12 @@ def test_5xx_gives_up_after_the_retries(srv: TestServer, tmp_path: Path, no_prox
 
 
 def test_connection_refused_is_transient(tmp_path: Path, no_proxy_env) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    dl = fast(retries=1)
-    with pytest.raises(HttpError, match="Connection refused") as exc:
-        dl.fetch(f"http://127.0.0.1:{port}/x", tmp_path / "x")
+    with socket.socket() as sock:  # bound, never listening: refused, and nobody else's port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        dl = fast(retries=1)
+        with pytest.raises(HttpError, match="Connection refused") as exc:
+            dl.fetch(f"http://127.0.0.1:{port}/x", tmp_path / "x")
     assert exc.value.status_line == "Connection refused"  # no quote of the repr around it
     assert exc.value.transient and exc.value.status is None
     assert dl.sleeps == [0.01]  # type: ignore[attr-defined]

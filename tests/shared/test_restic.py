@@ -19,6 +19,7 @@ import pytest
 
 from shared import restic
 from shared.errors import ConfigError, LockError
+from tests.ports import free_port
 from tests.vzdump.engine.conftest import CT, Host, run, vzdump
 from tests.vzdump.engine.test_restic import PASSWORD, listing
 
@@ -58,12 +59,6 @@ def test_failure_lines_are_one_line_and_redacted(tmp_path: Path) -> None:
     err = restic.failure(repo, "repo already locked\nFatal: repository is already locked by "
                          "PID 1 on h by root\n", 1)  # fmt: skip
     assert isinstance(err, LockError) and "vzdump storage unlock s1" in (err.hint or "")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:

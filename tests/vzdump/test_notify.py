@@ -487,17 +487,17 @@ def test_webhook_errors_are_warnings(ctroot: Path, webhook: tuple[str, type[Rece
 
 
 def test_unreachable_webhook_is_a_warning(ctroot: Path) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
+    with socket.socket() as sock:  # bound, never listening: refused, and nobody else's port
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
-    warnings: list[str] = []
-    delivery = notify.notify(
-        ok_result(),
-        Opts.from_values({"notify-webhook": dead}),
-        fqdn=FQDN,
-        now=NOW,
-        warn=warnings.append,
-    )
+        warnings: list[str] = []
+        delivery = notify.notify(
+            ok_result(),
+            Opts.from_values({"notify-webhook": dead}),
+            fqdn=FQDN,
+            now=NOW,
+            warn=warnings.append,
+        )
     assert warnings == [f"notification webhook '{dead}' failed - connection failed"]
     assert delivery.summary_path is not None and delivery.summary_path.exists()
 
@@ -566,7 +566,8 @@ def test_a_receiver_that_drips_its_headers_is_given_up_at_the_timeout(ctroot: Pa
                 notify.post_webhook(url, {"x": 1}, timeout=2.0)
         finally:
             stop.set()
-        assert time.monotonic() - start < 4
+        # the receiver drips until told to stop: a client without a total bound never ends
+        assert time.monotonic() - start < 8
         thread.join(5)
 
 

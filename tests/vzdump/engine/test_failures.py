@@ -414,8 +414,9 @@ def test_job_hook_output_and_error_reach_the_notification(host: Host, phase: str
 
 
 PAUSED_AFTER_LOCKING = """
-import sys, time
+import sys
 from shared.ctconfig import store
+from tests.midway import hold
 
 real_save = store.save
 paused = []
@@ -425,7 +426,7 @@ def save(conf, *args, **kwargs):
     if conf.lock == "backup" and not paused:
         paused.append(True)
         print("locked", flush=True)  # the config says 'lock: backup' now
-        time.sleep(1)  # held: the signal is noted here and acted on after
+        hold()  # held: the signal is noted here and acted on after
 
 store.save = save
 sys.argv = ["vzdump", *sys.argv[1:]]
@@ -454,7 +455,8 @@ def test_a_signal_just_after_the_backup_lock_was_set_drops_it(host: Host) -> Non
 
 
 PAUSED_AFTER_THE_THAW = """
-import sys, time
+import sys
+from tests.midway import hold
 from vzdump.engine import modes
 
 real_note = modes.GuestRun.note
@@ -463,7 +465,7 @@ def note(self, **changes):
     real_note(self, **changes)
     if changes == {"frozen": False}:  # suspend mode's held cleanup, after the thaw
         print("thawed", flush=True)
-        time.sleep(1)
+        hold()
 
 modes.GuestRun.note = note
 sys.argv = ["vzdump", *sys.argv[1:]]
