@@ -342,8 +342,10 @@ def test_snapshot_mode_on_btrfs(host: Host, btrfs: Path) -> None:
     note = next(ln for ln in res.lines if "filesystem type on dumpdir" in ln)
     assert note.startswith(f"INFO: filesystem type on dumpdir is 'btrfs' -using {tmp}")
     assert not any("filesystem type" in m for m in msgs)
-    if window >= 0.2:
-        window = _second_window(ct, btrfs)
+    for attempt in range(2):  # measured again while the other workers' writes delay it
+        if window < 0.2:
+            break
+        window = _second_window(ct, btrfs, attempt)
     assert window < 0.2
 
 
@@ -357,19 +359,20 @@ def _write_fresh(ct: CT, name: str) -> None:
             fh.write(bytes(4 << 20))
 
 
-def _second_window(ct: CT, btrfs: Path) -> float:
-    """The frozen window of a second backup after new fresh data. One measurement can wait on
+def _second_window(ct: CT, btrfs: Path, attempt: int) -> float:
+    """The frozen window of one more backup after new fresh data. One measurement can wait on
     the other test workers' disk writes (the snapshot's commit flushes the loop file); a flush
-    of the fresh data inside the window would exceed the limit in both."""
-    (btrfs / "dump").joinpath("again").mkdir()
-    (ct.volume() / "srv/fresh").unlink()
+    of the fresh data inside the window would exceed the limit in all of them."""
+    (btrfs / "dump").joinpath(f"again{attempt}").mkdir()
+    (ct.volume() / ("srv/fresh" if attempt == 0 else f"srv/fresh-again{attempt - 1}")).unlink()
     subprocess.run(["btrfs", "-q", "subvolume", "sync", str(btrfs)], check=True)
     # the space comes free with a commit; btrfs short of space writes back as it is written
     subprocess.run(["btrfs", "-q", "filesystem", "sync", str(btrfs)], check=True)
-    _write_fresh(ct, "srv/fresh-again")
-    res = vzdump(str(ct.vmid), "--dumpdir", str(btrfs / "dump/again"), "--compress", "zstd")
+    _write_fresh(ct, f"srv/fresh-again{attempt}")
+    dump = btrfs / f"dump/again{attempt}"
+    res = vzdump(str(ct.vmid), "--dumpdir", str(dump), "--compress", "zstd")
     assert res.rc == 0, res.err
-    msgs = log_messages(logfile(only_archive(btrfs / "dump/again", ct.vmid)))
+    msgs = log_messages(logfile(only_archive(dump, ct.vmid)))
     return frozen_window(msgs)
 
 
@@ -391,8 +394,10 @@ def test_snapshot_mode_with_mount_points(host: Host, btrfs: Path) -> None:
     assert where == sorted(where)
     assert re.fullmatch(r"INFO: guest is online again after (<1|\d+) seconds", msgs[where[-1] + 1])
     window = frozen_window(msgs)
-    if window >= 0.2:  # waited on the other test workers' disk writes: measured once more
-        again = host.dumpdir / "again"
+    for attempt in range(2):  # waited on the other test workers' disk writes: measured again
+        if window < 0.2:
+            break
+        again = host.dumpdir / f"again{attempt}"
         again.mkdir()
         res = vzdump(str(ct.vmid), "--dumpdir", str(again))
         assert res.rc == 0, res.err

@@ -102,8 +102,9 @@ def test_three_workers_same_archives_and_logs(host: Host) -> None:
     results = {}
     for n, dumpdir in dumps.items():
         dumpdir.mkdir()
+        hook = _barrier(host.root / f"barrier{n}", n)
         results[n] = vzdump(*vmids, "--dumpdir", str(dumpdir), "--mode", "suspend",
-                            "--parallel", str(n))  # fmt: skip
+                            "--parallel", str(n), "--script", str(hook))  # fmt: skip
         assert results[n].rc == 0, results[n].err
     for ct in cts:
         one, three = (only_archive(dumps[n], ct.vmid) for n in (1, 3))
@@ -129,6 +130,25 @@ def test_three_workers_same_archives_and_logs(host: Host) -> None:
     spans = [(times[ct.vmid]["started"], times[ct.vmid]["finished"]) for ct in cts]
     assert all(isinstance(a, int) and isinstance(b, int) and a <= b for a, b in spans)
     assert max(a for a, _b in spans[:3]) <= min(b for _a, b in spans[:3])  # ran together
+
+
+def _barrier(where: Path, count: int) -> Path:
+    """A silent hook that holds each guest at backup-start until ``count`` guests have come
+    there (at most 30 s): the first three of a three-worker job then overlap however late a
+    worker starts, and a job that ran them one by one would take the 30 s."""
+    where.mkdir()
+    hook = where / "hook.sh"
+    hook.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = backup-start ] || exit 0\n'
+        f'touch "{where}/started-$3"\n'
+        "i=0\n"
+        f'while [ "$(ls {where} | grep -c started-)" -lt {count} ] && [ $i -lt 600 ]; do\n'
+        "  sleep 0.05; i=$((i + 1))\n"
+        "done\n"
+    )
+    hook.chmod(0o755)
+    return hook
 
 
 def test_failing_guests_do_not_stop_the_others(host: Host) -> None:
