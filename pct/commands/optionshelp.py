@@ -34,12 +34,15 @@ def _describe(vtype: Any) -> str:
     return ",".join(first + required) + "".join(optional)
 
 
-def options_help() -> str:
+def options_help(own: frozenset[str] = frozenset()) -> str:
+    """The table, without the keys in ``own``: the command's own options, whose help above
+    gives the command's default (``create`` makes unprivileged containers, where a config
+    without the key means privileged)."""
     from shared.ctconfig.options import FIXED, INDEXED, option_spec
 
     lines = ["\b", "Container options (any key of the config, as -key value or --key value):"]
     for key, spec in sorted(FIXED.items()):
-        if spec.internal:
+        if spec.internal or key in own:
             continue
         default = "" if spec.default is None else f"   (default={_default(spec.default)})"
         lines.append(f"  --{key} {_describe(spec.type)}{default}")
@@ -60,7 +63,8 @@ class ConfigOptionsCommand(TyperCommand):
     """A command whose help ends with the container options (after its own epilog)."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        own, text = self.epilog, options_help()
+        names = frozenset(name.lstrip("-") for param in self.params for name in param.opts)
+        own, text = self.epilog, options_help(names)
         self.epilog = f"{own}\n\n{text}" if own else text
         try:
             super().format_epilog(ctx, formatter)

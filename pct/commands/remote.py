@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shared.cli import OutputFormat, OutputFormatOption, new_app, print_json, vmid_value
-from shared.errors import CommandError, CtkitError, ParamError
+from shared.errors import CommandError, ParamError, VerifyError
 
 from .common import echo
 
@@ -58,7 +58,7 @@ def add(
     remote = remotes.validate(remotes.Remote(name, host, key, port, user, identity, command, root))
     actual = fingerprint(key)
     if fingerprint_ is not None and fingerprint_ != actual:
-        raise CtkitError(f"host key fingerprint {actual} does not match {fingerprint_}")
+        raise VerifyError(f"host key fingerprint {actual} does not match {fingerprint_}")
     remotes.add(remote)
     echo(f"added remote '{name}' (host key {actual})\n")
 

@@ -71,7 +71,7 @@ def test_add_list_remove_and_validation(pct: Pct, ctroot: Path, tmp_path: Path) 
         "remote", "add", "x", "--host", "198.18.0.2", "--hostkey", " ".join(pub),
         "--fingerprint", "SHA256:AAAA",
     check=False)  # fmt: skip
-    assert wrong.rc == 1 and "does not match" in wrong.err
+    assert wrong.rc == 7 and "does not match" in wrong.err  # a check that failed (VerifyError)
     pct(
         "remote", "add", "x", "--host", "198.18.0.2", "--port", "2222", "--hostkey", " ".join(pub),
         "--fingerprint", fp.stdout.split()[1],
