@@ -10,6 +10,7 @@ freed again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -147,6 +148,23 @@ def _network(old: Config, new: Config, key: str, pid: int) -> None:
     for text in warnings:
         print(f"WARN: {text}", file=sys.stderr)
     _guest_network(new, pid)
+
+
+def resync_network(conf: Config, key: str, pid: int) -> None:
+    """Make ``netN`` live as the config has it, whatever a killed change left of it (half on
+    its new bridge, renamed, half made): what the pending value may have made goes, and the
+    config's interface is made again (a new one being added: gone)."""
+    index = int(key[3:])
+    wanted = conf.pending.values.get(key)
+    if wanted is not None:
+        with contextlib.suppress(CtkitError):  # never begun, or not valid at all
+            net_hotplug.remove(conf.vmid, index, NET_SCHEMA.parse(wanted), pid)
+    current = conf.nets().get(key) if key in conf.values else None
+    if current is None:
+        return
+    for text in net_hotplug.replace(conf.vmid, index, current, current, pid):
+        print(f"WARN: {text}", file=sys.stderr)
+    _guest_network(conf, pid)
 
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:

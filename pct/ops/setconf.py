@@ -17,9 +17,11 @@ from shared.runtime.ctview import limits
 from shared.runtime.lxcconf import pick_cpus
 from shared.runtime.volumes import allocator, free, recorded, size_of
 
+from . import livenote
 from .valuecheck import value_check
 
 Log = Callable[[str], None]
+LIMIT_KEYS = frozenset({"memory", "swap", "cpulimit", "cpuunits", "cores"})  # cgroup, live
 
 
 def set_config(
@@ -38,6 +40,8 @@ def set_config(
         for warning in conf.warnings:  # a line it could not read is not written back: say so
             log(warning)
         running = lxcapi.is_running(vmid)
+        if running:
+            _finish_killed(conf, log)
         result = update_pending(
             conf,
             values,
@@ -59,24 +63,56 @@ def set_config(
             # on record as pending before anything is plugged (as Proxmox does): a command
             # killed in the middle leaves the change in pct pending, not lost
             store.save(conf)
-            applied = _hotplug(conf, result.plan.fast | result.plan.live if result.plan else set())
-        if applied.errors:
-            store.save(conf)  # what could not be applied stays pending, visible in pct pending
-            raise ParamError(applied.errors)
-        store.save(conf)
+            keys = result.plan.fast | result.plan.live if result.plan else set()
+            live = livenote.noted(keys)
+            with livenote.noting(vmid, live, lxcapi.init_pid(vmid) if live else None):
+                _save_applied(conf, _hotplug(conf, keys))
+            return
+        _save_applied(conf, applied)
+
+
+def _save_applied(conf: Config, applied: Any) -> None:
+    if applied.errors:
+        store.save(conf)  # what could not be applied stays pending, visible in pct pending
+        raise ParamError(applied.errors)
+    store.save(conf)
+
+
+def _finish_killed(conf: Config, log: Log) -> None:
+    """A ``pct set`` killed during its live changes: those keys are made live as the config
+    says (see :mod:`.livenote`), before this command changes anything."""
+    keys, init = livenote.take_owed(conf.vmid, lambda: lxcapi.init_pid(conf.vmid))
+    if not keys or init is None:
+        return
+    log(
+        f"CT {conf.vmid}: an earlier pct set ended during its live changes - making "
+        f"{', '.join(keys)} live as the config says"
+    )
+    errors = _apply_cgroup(conf, set(keys) & LIMIT_KEYS)
+    from .hotplug import resync_network  # netlink: only when needed
+
+    for key in sorted(set(keys) - LIMIT_KEYS):
+        try:
+            resync_network(conf, key, init)
+        except CtkitError as err:
+            errors[key] = str(err)
+    for key, reason in errors.items():
+        log(f"WARN: CT {conf.vmid}: {key} not made live again - {reason}")
 
 
 def _hotplug(conf: Config, keys: set[str]) -> Any:
     """Apply the keys a running CT takes now: config-only ones, and cgroup limits live."""
     from .hotplug import hotplug_keys, is_hotplug_key  # namespaces, netlink: only when needed
 
-    live_now = {k for k in keys if k in ("memory", "swap", "cpulimit", "cpuunits", "cores")}
+    live_now = keys & LIMIT_KEYS
     plugged = {k for k in keys if is_hotplug_key(k)}
     work = conf.copy()
     result = apply_pending(work, keys=keys - plugged, alloc=allocator(), free=free)
     if live_now and not result.errors:
         errors = _apply_cgroup(work, live_now)
         if errors:
+            # the limits that were written go back to the config's: none of them is recorded
+            _apply_cgroup(conf, live_now - errors.keys())
             raise ParamError(errors)
     hotplug_keys(work, plugged, result.errors, store.save)
     conf.values, conf.pending = work.values, work.pending

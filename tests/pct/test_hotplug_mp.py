@@ -312,16 +312,17 @@ def test_a_start_killed_while_formatting_a_pending_mount_point_leaves_no_nameles
 # pct set with a pause right after the hot-plug mounted the new volume (and before the config
 # records it), where the test signals it
 MOUNTED_THEN_PAUSED = """
-import sys, time
+import sys
 from pct import cli
 from pct.ops import hotplug
+from tests.midway import hold
 
 real = hotplug.hotplug_mount
 
 def mounted(*args, **kwargs):
     real(*args, **kwargs)
     print("mounted", flush=True)
-    time.sleep(2)
+    hold()
 
 hotplug.hotplug_mount = mounted
 sys.argv = ["pct", "set", *sys.argv[1:]]
@@ -337,14 +338,14 @@ def test_a_signal_between_a_hotplug_and_its_record_waits_for_the_record(
     command ended with the volume mounted and the config calling it pending, and the same
     command again mounted a second volume over the first. The signal now acts once the
     config records what was done."""
-    from tests.midway import stopped_midway
+    from tests.midway import signal_midway, stopped_midway
 
     pct("create", vmid, busybox_template, "--rootfs", "local:0")
     pct("start", vmid)
     proc, line = stopped_midway(MOUNTED_THEN_PAUSED, str(vmid), "--mp0", "local:1,mp=/mnt/x")
     try:
         assert line == "mounted", line
-        proc.send_signal(sig)
+        signal_midway(proc, sig)
         proc.communicate(timeout=60)
     finally:
         proc.kill()

@@ -1,0 +1,166 @@
+"""A ``pct set`` killed during its live changes: the next ``pct set`` makes the keys it was
+changing live as the config says (pct/ops/livenote.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+
+from pct.ops import livenote
+from shared.errors import CtkitError
+from shared.runtime.cgroups import CGroup, Layout, detect_layout
+from shared.runtime.lxcconf import veth_name
+from tests.pct.conftest import Pct
+
+pytestmark = pytest.mark.lxc
+DEAD_PID = 2**22 + 1  # above any pid_max: no process has it
+
+# pct set, held right after a named step of its live change (where the test kills it)
+HELD_AFTER = """
+import importlib, sys
+from pct import cli
+from tests.midway import hold
+
+module, name, line = sys.argv[1:4]
+owner = importlib.import_module(module)
+path = name.split(".")
+holder = owner if len(path) == 1 else getattr(owner, path[0])
+real = getattr(holder, path[-1])
+
+def held(*args, **kwargs):
+    result = real(*args, **kwargs)
+    print(line, flush=True)
+    hold()
+    return result
+
+setattr(holder, path[-1], held)
+sys.argv = ["pct", "set", *sys.argv[4:]]
+cli.main()
+"""
+
+
+def _killed_after(module: str, name: str, *args: object) -> None:
+    """``pct set *args``, killed with SIGKILL right after ``module.name`` returned."""
+    from tests.midway import stopped_midway
+
+    proc, line = stopped_midway(HELD_AFTER, module, name, "done", *map(str, args))
+    try:
+        assert line == "done", line
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def _bridge(address: str) -> Iterator[str]:
+    name = f"ctkln{random.randrange(10**5):05d}"
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="bridge")
+        idx = ipr.link_lookup(ifname=name)[0]
+        try:
+            ipr.addr("add", index=idx, address=address, prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+            yield name
+        finally:
+            ipr.link("del", index=idx)
+
+
+def _master(ifname: str) -> str | None:
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        assert idx, f"no interface {ifname}"
+        master = ipr.get_links(idx[0])[0].get_attr("IFLA_MASTER")
+        return ipr.get_links(master)[0].get_attr("IFLA_IFNAME") if master else None
+
+
+def test_a_bridge_change_killed_half_way_is_put_back_by_the_next_pct_set(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    """Killed after net0 left its bridge and before it joined the new one: the interface was
+    on no bridge, and neither ``--revert net0`` nor the config's value given again put it
+    back (nothing differed in the config). The revert now finds the note and puts net0 on its
+    bridge again, addresses and all."""
+    subnet = random.randrange(100, 200)
+    with _bridge(f"198.18.{subnet}.1") as old, _bridge(f"198.18.{subnet + 50}.1") as new:
+        pct("create", vmid, busybox_template, "--rootfs", "local:0")
+        pct("start", vmid)
+        value = f"name=eth0,bridge={old},hwaddr=BC:24:11:00:00:02,ip=198.18.{subnet}.20/24"
+        pct("set", vmid, "--net0", value)
+        veth = veth_name(vmid, 0)
+        assert veth is not None and _master(veth) == old
+        _killed_after("shared.net.hotplug", "unplug", vmid, "--net0", value.replace(old, new))
+        assert _master(veth) is None  # what the kill left
+        res = pct("set", vmid, "--revert", "net0")
+        assert "an earlier pct set ended during its live changes - making net0 live" in res.text
+        assert _master(veth) == old
+        text = conf_text(vmid)
+        assert f"net0: {value}" in text and "pve:pending" not in text, text
+        inside = pct("exec", vmid, "--", "ip", "addr", "show", "eth0").out
+        assert f"inet 198.18.{subnet}.20/24" in inside
+        pct("exec", vmid, "--", "ping", "-c", "1", "-W", "5", f"198.18.{subnet}.1")
+        assert not livenote.note_path(vmid).exists()
+        pct("stop", vmid)
+
+
+def _memory_limit(vmid: int) -> int:
+    cg = CGroup(vmid)
+    key = "memory.limit_in_bytes" if detect_layout() is Layout.V1 else "memory.max"
+    return int(cg.read("memory", key))
+
+
+def test_a_limit_written_by_a_killed_pct_set_goes_back_to_the_configs(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    """Killed after the new memory limit was written to the cgroup, before the config had it:
+    ``--revert memory`` dropped the pending value and left the cgroup at the new limit. The
+    revert now writes the config's limit again; the same holds for the config's value given
+    again."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--memory", "384")
+    pct("start", vmid)
+    assert _memory_limit(vmid) == 384 << 20
+    _killed_after("shared.runtime.cgroups", "CGroup.set_memory", vmid, "--memory", "256")
+    assert _memory_limit(vmid) == 256 << 20 and "memory: 256" in conf_text(vmid)
+    pct("set", vmid, "--revert", "memory")
+    assert _memory_limit(vmid) == 384 << 20
+    assert "pve:pending" not in conf_text(vmid)
+    _killed_after("shared.runtime.cgroups", "CGroup.set_memory", vmid, "--memory", "256")
+    pct("set", vmid, "--memory", "384")
+    assert _memory_limit(vmid) == 384 << 20
+    pct("stop", vmid)
+
+
+def test_a_note_of_a_live_writer_or_another_instance_is_left_alone(ctroot: Path, vmid: int) -> None:
+    path = livenote.note_path(vmid)
+    init = os.getppid()  # any live process stands for the container's init
+    with pytest.raises(KeyError), livenote.noting(vmid, {"memory", "net0"}, init):
+        raise KeyError  # an interrupt, not the command's own error: the note stays
+    assert path.exists()
+    # its writer (this process) lives: nothing is owed yet
+    assert livenote.take_owed(vmid, lambda: init) == ([], None) and path.exists()
+    dead = {**json.loads(path.read_text()), "pid": DEAD_PID}
+    path.write_text(json.dumps(dead))
+    assert livenote.take_owed(vmid, os.getpid) == ([], None)  # another instance runs now
+    assert not path.exists()  # and the note is gone
+    path.write_text(json.dumps(dead))
+    assert livenote.take_owed(vmid, lambda: init) == (["memory", "net0"], init)
+    assert not path.exists()
+    # a hostile note names nothing else
+    path.write_text(json.dumps({**dead, "keys": ["../x", "mp0", "net1", 3, "cores"]}))
+    assert livenote.take_owed(vmid, lambda: init) == (["cores", "net1"], init)
+    path.write_text("not json")
+    assert livenote.take_owed(vmid, lambda: init) == ([], None) and not path.exists()
+    # the command's own error, or its end: the note goes
+    with pytest.raises(CtkitError), livenote.noting(vmid, {"memory"}, init):
+        raise CtkitError("own")
+    with livenote.noting(vmid, {"memory"}, init):
+        assert path.exists()
+    assert not path.exists()
+    with livenote.noting(vmid, set(), init):  # nothing live: no note at all
+        assert not path.exists()
