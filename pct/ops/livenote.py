@@ -53,20 +53,28 @@ def noting(vmid: int, keys: set[str], init: int | None) -> Iterator[None]:
     owners.remove_record(path)
 
 
-def take_owed(vmid: int, init_pid: Callable[[], int | None]) -> tuple[list[str], int | None]:
+def owed(vmid: int, init_pid: Callable[[], int | None]) -> tuple[list[str], int | None]:
     """The keys a dead ``pct set`` was making live in the instance that runs now, and its init
-    (none: no note, a live writer, or another instance); the note goes, so that a failing
-    repair is not tried at every command. One failed ``open`` when there is no note."""
+    (none: no note, a live writer, or another instance, whose note goes). The caller makes
+    them live and then calls :func:`done`: a repair that is itself killed is tried again, one
+    that fails is not tried at every command. One failed ``open`` when there is no note."""
     path = note_path(vmid)
     record = owners.read_record(path)
     if record is None or owners.record_alive(record):
         return [], None
-    owners.remove_record(path)
     keys, init = record.get("keys"), init_pid()
     if init is None or record.get("instance") != _instance(init) or not isinstance(keys, list):
+        owners.remove_record(path)
         return [], None
-    owed = {k for k in keys[:MAX_KEYS] if isinstance(k, str) and KEY_RE.fullmatch(k)}
-    return sorted(owed), init
+    found = {k for k in keys[:MAX_KEYS] if isinstance(k, str) and KEY_RE.fullmatch(k)}
+    if not found:
+        owners.remove_record(path)
+    return sorted(found), init
+
+
+def done(vmid: int) -> None:
+    """The keys :func:`owed` gave are live as the config says (or could not be made so)."""
+    owners.remove_record(note_path(vmid))
 
 
 def noted(keys: set[str]) -> set[str]:

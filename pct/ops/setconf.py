@@ -81,7 +81,7 @@ def _save_applied(conf: Config, applied: Any) -> None:
 def _finish_killed(conf: Config, log: Log) -> None:
     """A ``pct set`` killed during its live changes: those keys are made live as the config
     says (see :mod:`.livenote`), before this command changes anything."""
-    keys, init = livenote.take_owed(conf.vmid, lambda: lxcapi.init_pid(conf.vmid))
+    keys, init = livenote.owed(conf.vmid, lambda: lxcapi.init_pid(conf.vmid))
     if not keys or init is None:
         return
     log(
@@ -96,6 +96,7 @@ def _finish_killed(conf: Config, log: Log) -> None:
             resync_network(conf, key, init)
         except CtkitError as err:
             errors[key] = str(err)
+    livenote.done(conf.vmid)  # not after an interrupt: the next command tries again
     for key, reason in errors.items():
         log(f"WARN: CT {conf.vmid}: {key} not made live again - {reason}")
 

@@ -143,19 +143,23 @@ def test_a_note_of_a_live_writer_or_another_instance_is_left_alone(ctroot: Path,
         raise KeyError  # an interrupt, not the command's own error: the note stays
     assert path.exists()
     # its writer (this process) lives: nothing is owed yet
-    assert livenote.take_owed(vmid, lambda: init) == ([], None) and path.exists()
+    assert livenote.owed(vmid, lambda: init) == ([], None) and path.exists()
     dead = {**json.loads(path.read_text()), "pid": DEAD_PID}
     path.write_text(json.dumps(dead))
-    assert livenote.take_owed(vmid, os.getpid) == ([], None)  # another instance runs now
+    assert livenote.owed(vmid, os.getpid) == ([], None)  # another instance runs now
     assert not path.exists()  # and the note is gone
     path.write_text(json.dumps(dead))
-    assert livenote.take_owed(vmid, lambda: init) == (["memory", "net0"], init)
+    assert livenote.owed(vmid, lambda: init) == (["memory", "net0"], init)
+    assert path.exists()  # until the keys are live again: a repair killed is tried again
+    livenote.done(vmid)
     assert not path.exists()
     # a hostile note names nothing else
     path.write_text(json.dumps({**dead, "keys": ["../x", "mp0", "net1", 3, "cores"]}))
-    assert livenote.take_owed(vmid, lambda: init) == (["cores", "net1"], init)
+    assert livenote.owed(vmid, lambda: init) == (["cores", "net1"], init)
+    path.write_text(json.dumps({**dead, "keys": ["../x", "mp0"]}))
+    assert livenote.owed(vmid, lambda: init) == ([], init) and not path.exists()
     path.write_text("not json")
-    assert livenote.take_owed(vmid, lambda: init) == ([], None) and not path.exists()
+    assert livenote.owed(vmid, lambda: init) == ([], None) and not path.exists()
     # the command's own error, or its end: the note goes
     with pytest.raises(CtkitError), livenote.noting(vmid, {"memory"}, init):
         raise CtkitError("own")
