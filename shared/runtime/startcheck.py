@@ -79,7 +79,9 @@ def check_unsupported(conf: Config, log: Log) -> None:
 
 
 def check_bridges(conf: Config, sys_net: Path = SYS_NET) -> None:
-    """Each bridge exists; a VLAN tag needs a bridge with VLAN filtering."""
+    """Each bridge exists and is a Linux bridge (another interface was refused by the kernel
+    only when plugged: 'netlink: Operation not supported'); a VLAN tag needs a bridge with
+    VLAN filtering."""
     for key, net in conf.nets().items():
         bridge = net.get("bridge")
         if not bridge:
@@ -87,11 +89,11 @@ def check_bridges(conf: Config, sys_net: Path = SYS_NET) -> None:
         bridge = str(bridge)
         if bridge in (".", "..") or not (sys_net / bridge).exists():
             raise ConfigError(f"{key}: bridge '{bridge}' does not exist")
+        if not (sys_net / bridge / "bridge").is_dir():
+            raise ConfigError(f"{key}: '{bridge}' is not a Linux bridge")
         tag = net.get("tag")
         if not tag:
             continue
-        if not (sys_net / bridge / "bridge").is_dir():
-            raise ConfigError(f"{key}: '{bridge}' is not a Linux bridge (tag={tag})")
         try:
             filtering = (sys_net / bridge / "bridge/vlan_filtering").read_text().strip()
         except OSError:

@@ -67,6 +67,7 @@ def test_bridges_and_vlan_filtering(tmp_path: Path) -> None:
         ("bridge=vmbr9", "net0: bridge 'vmbr9' does not exist"),
         ("bridge=..", "net0: bridge '..' does not exist"),
         ("bridge=eth0,tag=7", "net0: 'eth0' is not a Linux bridge"),
+        ("bridge=eth0", "net0: 'eth0' is not a Linux bridge$"),
     ):
         with pytest.raises(ConfigError, match=message):
             check_bridges(conf(net), tmp_path)  # type: ignore[arg-type]
