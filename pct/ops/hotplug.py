@@ -35,7 +35,7 @@ from shared.runtime.beneath import path_parts
 from shared.runtime.cgroups import detect_layout
 from shared.runtime.guestview import config_idmap, guest_config
 from shared.runtime.mphotplug import hotplug_mount, unplug_mount
-from shared.runtime.startcheck import check_bridges, check_unsupported
+from shared.runtime.startcheck import check_bridge, check_unsupported
 from shared.runtime.volumes import free, recorded, size_of
 from shared.storage import loop
 from shared.storage.volumes import mounted_devices, volume_format
@@ -130,9 +130,9 @@ def _network(old: Config, new: Config, key: str, pid: int) -> None:
     if before is not None and _changed(before, net, "type"):
         raise Skip
     try:
-        check_bridges(new)
-    except CtkitError as err:
-        raise CtkitError(err.message) from None
+        check_bridge(key, net)  # this interface's: another one's bridge is not this change's
+    except CtkitError as err:  # Proxmox's "unable to hotplug net0: bridge 'x' does not exist"
+        raise CtkitError(err.message.removeprefix(f"{key}: "), hint=err.hint) from None
     if before is None:
         warnings = net_hotplug.add(new.vmid, index, net, pid)
     elif (

@@ -9,8 +9,9 @@ missing bridge or a tag on a bridge without VLAN filtering only as raw netlink e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .. import paths
 from ..ctconfig.config import Config, unparsable
@@ -83,29 +84,34 @@ def check_bridges(conf: Config, sys_net: Path = SYS_NET) -> None:
     only when plugged: 'netlink: Operation not supported'); a VLAN tag needs a bridge with
     VLAN filtering."""
     for key, net in conf.nets().items():
-        bridge = net.get("bridge")
-        if not bridge:
-            continue
-        bridge = str(bridge)
-        if bridge in (".", "..") or not (sys_net / bridge).exists():
-            raise ConfigError(f"{key}: bridge '{bridge}' does not exist")
-        if not (sys_net / bridge / "bridge").is_dir():
-            raise ConfigError(f"{key}: '{bridge}' is not a Linux bridge")
-        tag = net.get("tag")
-        if not tag:
-            continue
-        try:
-            filtering = (sys_net / bridge / "bridge/vlan_filtering").read_text().strip()
-        except OSError:
-            filtering = "unsupported"  # a kernel built without bridge VLAN filtering
-        if filtering != "1":
-            raise ConfigError(
-                f"{key}: VLAN tag {tag} needs a VLAN-aware bridge, "
-                f"but bridge '{bridge}' has no VLAN filtering"
-                + (" (this kernel does not support it)" if filtering == "unsupported" else ""),
-                hint=f"enable it: ip link set {bridge} type bridge vlan_filtering 1 "
-                "(bridge-vlan-aware yes in /etc/network/interfaces)",
-            )
+        check_bridge(key, net, sys_net)
+
+
+def check_bridge(key: str, net: Mapping[str, Any], sys_net: Path = SYS_NET) -> None:
+    """:func:`check_bridges` for the one interface ``key``."""
+    bridge = net.get("bridge")
+    if not bridge:
+        return
+    bridge = str(bridge)
+    if bridge in (".", "..") or not (sys_net / bridge).exists():
+        raise ConfigError(f"{key}: bridge '{bridge}' does not exist")
+    if not (sys_net / bridge / "bridge").is_dir():
+        raise ConfigError(f"{key}: '{bridge}' is not a Linux bridge")
+    tag = net.get("tag")
+    if not tag:
+        return
+    try:
+        filtering = (sys_net / bridge / "bridge/vlan_filtering").read_text().strip()
+    except OSError:
+        filtering = "unsupported"  # a kernel built without bridge VLAN filtering
+    if filtering != "1":
+        raise ConfigError(
+            f"{key}: VLAN tag {tag} needs a VLAN-aware bridge, "
+            f"but bridge '{bridge}' has no VLAN filtering"
+            + (" (this kernel does not support it)" if filtering == "unsupported" else ""),
+            hint=f"enable it: ip link set {bridge} type bridge vlan_filtering 1 "
+            "(bridge-vlan-aware yes in /etc/network/interfaces)",
+        )
 
 
 def check_storages(conf: Config) -> None:

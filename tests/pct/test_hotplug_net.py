@@ -351,3 +351,28 @@ def test_a_refused_address_change_leaves_the_interface_as_it_was(
     assert f"inet {net}." not in after, after
     assert "ip=198.18" in conf_text(vmid).split("[pve:pending]")[1]  # the change stays pending
     pct("stop", vmid)
+
+
+def test_a_bridge_that_is_missing_or_no_bridge_is_one_line_for_its_own_interface(
+    pct: Pct, vmid: int, busybox_template: Path, bridge: str, subnet: int,
+    conf_text: Callable[[int], str],
+) -> None:  # fmt: skip
+    """A bridge that was another interface ('lo') failed as 'netlink: Operation not
+    supported', a missing one as 'net0: unable to hotplug net0: net0: bridge ...'; and a
+    bridge gone from under one interface failed the hot-plug of every other one."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    pct("start", vmid)
+    for value, reason in (
+        ("bridge=ctkhpmissing", "bridge 'ctkhpmissing' does not exist"),
+        ("bridge=lo", "'lo' is not a Linux bridge"),
+    ):
+        res = pct("set", vmid, "--net0", f"name=eth0,{value}", check=False)
+        assert res.rc == 2 and f"net0: unable to hotplug net0: {reason}\n" in res.err, res.err
+        pct("set", vmid, "--revert", "net0")
+    with _bridge(f"198.18.{subnet + 50}.1") as gone:
+        pct("set", vmid, "--net0", f"name=eth0,bridge={gone},ip=198.18.{subnet + 50}.2/24")
+    # net0's bridge is gone: net1 on a bridge that is there is plugged all the same
+    pct("set", vmid, "--net1", f"name=eth1,bridge={bridge},ip=198.18.{subnet}.2/24")
+    assert "pve:pending" not in conf_text(vmid)
+    assert f"inet 198.18.{subnet}.2/24" in pct("exec", vmid, "--", "ip", "addr", "show", "eth1").out
+    pct("stop", vmid)
