@@ -160,7 +160,8 @@ def resync_network(conf: Config, key: str, pid: int) -> None:
         with contextlib.suppress(CtkitError):  # never begun, or not valid at all
             net_hotplug.remove(conf.vmid, index, NET_SCHEMA.parse(wanted), pid)
     current = conf.nets().get(key) if key in conf.values else None
-    if current is None:
+    if current is None:  # it was being added: what was made of it goes
+        net_hotplug.remove_unplugged(conf.vmid, index)
         return
     for text in net_hotplug.replace(conf.vmid, index, current, current, pid):
         print(f"WARN: {text}", file=sys.stderr)

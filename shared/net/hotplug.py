@@ -171,6 +171,12 @@ def remove(vmid: int, index: int, net: Net, pid: int) -> None:
         _delete(host)
 
 
+def remove_unplugged(vmid: int, index: int) -> None:
+    """Delete the host side a hot-plug of ``netN`` names itself (:func:`add`), where a killed
+    one left it before its peer reached the container (then no container end leads to it)."""
+    _delete(veth_name(vmid, index) or hashed_veth_name(vmid, index))
+
+
 def _delete(host: str) -> None:
     with _ipr() as ipr:
         idx = _index(ipr, host)

@@ -109,6 +109,37 @@ def test_a_bridge_change_killed_half_way_is_put_back_by_the_next_pct_set(
         pct("stop", vmid)
 
 
+def test_an_interface_a_killed_pct_set_was_adding_is_removed_by_the_next(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    """net10 of a 9-digit CT (a host name of its own), killed once its pair was made and
+    plugged, before its peer went into the container: ``--revert net10`` left the pair on the
+    host. It goes now, as the config never had the interface."""
+    from shared.net.hotplug import hashed_veth_name
+
+    host = hashed_veth_name(vmid, 10)
+    try:
+        with _bridge(f"198.18.{random.randrange(100, 200)}.1") as bridge:
+            pct("create", vmid, busybox_template, "--rootfs", "local:0")
+            pct("start", vmid)
+            _killed_after("shared.net.hotplug", "plug", vmid, "--net10",
+                          f"name=eth10,bridge={bridge}")  # fmt: skip
+            assert _exists(host)
+            pct("set", vmid, "--revert", "net10")
+            assert not _exists(host)
+            assert "net10" not in conf_text(vmid)
+            pct("stop", vmid)
+    finally:
+        if _exists(host):
+            with IPRoute() as ipr:
+                ipr.link("del", index=ipr.link_lookup(ifname=host)[0])
+
+
+def _exists(ifname: str) -> bool:
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=ifname))
+
+
 def _memory_limit(vmid: int) -> int:
     cg = CGroup(vmid)
     key = "memory.limit_in_bytes" if detect_layout() is Layout.V1 else "memory.max"
