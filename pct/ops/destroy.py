@@ -12,6 +12,8 @@ from shared.errors import StateError
 from shared.locks import config_lock
 from shared.runtime import lifecycle, lxcapi, mounts, recovery, teardown
 
+from . import livenote
+
 Log = Callable[[str], None]
 
 
@@ -66,3 +68,4 @@ def destroy(
         # (interrupted by a signal - not an Exception - the record stays: the next command
         # finishes the destroy the user asked for, as after a kill; some volumes are gone)
         owners.release(owner)
+        livenote.done(vmid)  # a killed pct set's note, of an instance that is gone

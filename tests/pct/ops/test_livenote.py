@@ -22,21 +22,24 @@ from tests.pct.conftest import Pct
 pytestmark = pytest.mark.lxc
 DEAD_PID = 2**22 + 1  # above any pid_max: no process has it
 
-# pct set, held right after a named step of its live change (where the test kills it)
-HELD_AFTER = """
+# pct set, held right before or after a named step of its live change (where the test kills it)
+HELD_AT = """
 import importlib, sys
 from pct import cli
 from tests.midway import hold
 
-module, name, line = sys.argv[1:4]
+module, name, when = sys.argv[1:4]
 owner = importlib.import_module(module)
 path = name.split(".")
 holder = owner if len(path) == 1 else getattr(owner, path[0])
 real = getattr(holder, path[-1])
 
 def held(*args, **kwargs):
+    if when == "before":
+        print("here", flush=True)
+        hold()
     result = real(*args, **kwargs)
-    print(line, flush=True)
+    print("here", flush=True)
     hold()
     return result
 
@@ -46,13 +49,13 @@ cli.main()
 """
 
 
-def _killed_after(module: str, name: str, *args: object) -> None:
-    """``pct set *args``, killed with SIGKILL right after ``module.name`` returned."""
+def _killed_after(module: str, name: str, *args: object, when: str = "after") -> None:
+    """``pct set *args``, killed with SIGKILL right after (or before) ``module.name`` runs."""
     from tests.midway import stopped_midway
 
-    proc, line = stopped_midway(HELD_AFTER, module, name, "done", *map(str, args))
+    proc, line = stopped_midway(HELD_AT, module, name, when, *map(str, args))
     try:
-        assert line == "done", line
+        assert line == "here", line
     finally:
         proc.kill()
         proc.wait()
@@ -135,6 +138,28 @@ def test_an_interface_a_killed_pct_set_was_adding_is_removed_by_the_next(
                 ipr.link("del", index=ipr.link_lookup(ifname=host)[0])
 
 
+def test_the_repair_never_takes_another_interface_of_the_same_name(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    """net12 of a 9-digit CT given net0's name (eth0), killed once its peer was in the
+    container: the repair removed what the pending value named, found by that name inside,
+    and took net0 away (its pair gone on both sides, the config still naming it)."""
+    with _bridge(f"198.18.{random.randrange(100, 200)}.1") as bridge:
+        net0 = f"name=eth0,bridge={bridge},hwaddr=BC:24:11:00:00:03"
+        pct("create", vmid, busybox_template, "--rootfs", "local:0", "--net0", net0)
+        pct("start", vmid)
+        host0 = veth_name(vmid, 0)
+        assert host0 is not None and _master(host0) == bridge
+        _killed_after("shared.net.hotplug", "in_netns", vmid, "--net12",
+                      f"name=eth0,bridge={bridge}", when="before")  # fmt: skip
+        pct("set", vmid, "--revert", "net12")
+        assert _master(host0) == bridge
+        links = pct("exec", vmid, "--", "ip", "-o", "link").out
+        assert " eth0@" in links and " vhp" not in links, links
+        assert "net12" not in conf_text(vmid)
+        pct("stop", vmid)
+
+
 def _exists(ifname: str) -> bool:
     with IPRoute() as ipr:
         return bool(ipr.link_lookup(ifname=ifname))
@@ -164,7 +189,12 @@ def test_a_limit_written_by_a_killed_pct_set_goes_back_to_the_configs(
     _killed_after("shared.runtime.cgroups", "CGroup.set_memory", vmid, "--memory", "256")
     pct("set", vmid, "--memory", "384")
     assert _memory_limit(vmid) == 384 << 20
+    # a note the container's end left unread goes with the container
+    _killed_after("shared.runtime.cgroups", "CGroup.set_memory", vmid, "--memory", "256")
     pct("stop", vmid)
+    assert livenote.note_path(vmid).exists()
+    pct("destroy", vmid)
+    assert not livenote.note_path(vmid).exists()
 
 
 def test_a_note_of_a_live_writer_or_another_instance_is_left_alone(ctroot: Path, vmid: int) -> None:
