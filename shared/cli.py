@@ -101,11 +101,12 @@ def resolve_command_name(group: Any, token: str) -> str | None:
     return None
 
 
-def _option_table(cmd: Any) -> tuple[set[str], set[str], set[str]]:
+def _option_table(cmd: Any) -> tuple[set[str], dict[str, bool], set[str]]:
     """(value or flag options, boolean options, options that take a value) of a leaf command,
-    as long names with dashes."""
+    as long names with dashes. A boolean is ``--x/--no-x`` (True) or a plain flag of a bool
+    (False: ``--x 0`` is the flag left out), so that ``--dry-run 1`` works as Proxmox's does."""
     names: set[str] = set()
-    bools: set[str] = set()
+    bools: dict[str, bool] = {}
     valued: set[str] = set()
     for param in getattr(cmd, "params", []):
         if getattr(param, "param_type_name", "") != "option":
@@ -115,7 +116,9 @@ def _option_table(cmd: Any) -> tuple[set[str], set[str], set[str]]:
         if not getattr(param, "is_flag", False):
             valued.update(param.opts)
         elif getattr(param, "secondary_opts", None):
-            bools.update(param.opts)
+            bools.update(dict.fromkeys(param.opts, True))
+        elif getattr(param, "is_bool_flag", False):
+            bools.update(dict.fromkeys(param.opts, False))
     return names, bools, valued
 
 
@@ -200,7 +203,8 @@ def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
             if value is None or value.lower() in TRUE_WORDS:
                 out.append(long)
             elif value.lower() in FALSE_WORDS:
-                out.append("--no-" + long[2:])
+                if bools[long]:
+                    out.append("--no-" + long[2:])
             else:
                 raise ParamError({m.group(1): f"type check ('boolean') failed - got '{value}'"})
             continue

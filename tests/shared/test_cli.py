@@ -56,6 +56,14 @@ def set_(
     seen.update(cmd="set", vmid=vmid, start=start, extra=extra, exclude=exclude_path)
 
 
+@app.command()
+def prune(
+    storage: str,
+    dry_run: Annotated[bool | None, typer.Option("--dry-run")] = None,
+) -> None:
+    seen.update(cmd="prune", storage=storage, dry_run=dry_run)
+
+
 job = cli.new_app("jobs")
 
 
@@ -110,6 +118,28 @@ def test_boolean_forms(
     code, err = run(["set", "100", *argv], capsys)
     assert code == 0, err
     assert seen["start"] is expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--dry-run"], True),
+        (["--dry-run", "1"], True),
+        (["--dry-run=1"], True),
+        (["-dry-run", "yes"], True),
+        (["--dry-run", "0"], None),
+        (["--dry-run=no"], None),
+        ([], None),
+    ],
+)
+def test_a_plain_flag_takes_the_boolean_forms_too(
+    argv: list[str], expected: bool | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``vzdump prune local --dry-run 1`` (as Proxmox takes it) was 'too many arguments': a
+    flag without a --no- form did not take a value."""
+    code, err = run(["prune", "local", *argv], capsys)
+    assert code == 0, err
+    assert seen == {"cmd": "prune", "storage": "local", "dry_run": expected}
 
 
 def test_schema_options_and_repeats(capsys: pytest.CaptureFixture[str]) -> None:
@@ -266,7 +296,7 @@ def test_default_command_is_built_alone(
     assert built == [["job"], ["backup"]]
     built.clear()
     assert run(["help"], capsys, default="backup")[0] == 0
-    assert ["available", "backup", "download", "job", "set"] in built
+    assert ["available", "backup", "download", "job", "prune", "set"] in built
 
 
 def test_ambiguous_prefix(capsys: pytest.CaptureFixture[str]) -> None:

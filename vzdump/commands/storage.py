@@ -57,7 +57,8 @@ COMMON: list[tuple[str, str | None, Any]] = [
         ),
     ]),
     ("disable", "disable", Annotated[
-        str | None, typer.Option("--disable", help="Flag to disable the storage.")
+        bool | None,
+        typer.Option("--disable/--no-disable", help="Flag to disable the storage (0 enables)."),
     ]),
     ("sftp_command", "sftp-command", Annotated[
         str | None,
@@ -93,12 +94,19 @@ def takes_settings(func: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(func)
     def command(**kwargs: Any) -> None:
         given = {name: kwargs.pop(name) for name, _key, _option in COMMON}
-        values = {key: given[name] for name, key, _option in COMMON if key is not None}
+        values = {key: _text(given[name]) for name, key, _option in COMMON if key is not None}
         func(**kwargs, settings=Settings(values, given["password_file"], given["env_file"]))
 
     command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
     return command
+
+
+def _text(value: object) -> str | None:
+    """An option's value as storage.cfg has it (a flag: 1 or 0)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return None if value is None else str(value)
 
 
 def register(app: typer.Typer) -> None:

@@ -38,6 +38,11 @@ def test_add_then_set_and_delete(cli: Cli, ctroot: Path) -> None:
         f"restic: offsite\n\trepository {repo}\n\tcontent backup\n"
         "\tprune-backups keep-daily=7\n\tdisable 1\n"
     )
+    # a flag, as Proxmox's: alone it is 1 (it asked for a value), and 0 enables again
+    cli.ok("storage", "set", "offsite", "--disable", "0")
+    assert "\tdisable 0\n" in cfg.read_text()
+    cli.ok("storage", "set", "offsite", "--disable")
+    assert "\tdisable 1\n" in cfg.read_text()
     cli.ok("storage", "set", "offsite", "--delete", "prune-backups,disable")
     assert cfg.read_text() == f"restic: offsite\n\trepository {repo}\n\tcontent backup\n"
     # a password the repository does not take is refused, and the old one stays
