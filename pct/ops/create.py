@@ -19,7 +19,7 @@ from shared.archive.tarextract import extract
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.ctconfig.pending import parse_values
-from shared.errors import AlreadyExistsError, CtkitError
+from shared.errors import AlreadyExistsError, CtkitError, ParamError
 from shared.runtime import unfinished
 from shared.runtime.guestview import config_idmap, config_root_ids
 from shared.runtime.idcheck import check_subids
@@ -34,6 +34,7 @@ from .provision import (
     apply_defaults,
     check_rootdir_storages,
     complete_given_nets,
+    convert_to_template,
     create_locked_config,
     detect_guest,
     exists_message,
@@ -43,6 +44,7 @@ from .provision import (
     remove_staging_dirs,
     staged,
     staging_dir,
+    take_template_flag,
 )
 from .valuecheck import value_check
 
@@ -95,6 +97,9 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
     template = resolve_template(req.ostemplate)
     compression = compression_from_name(template.name)
     conf = new_config(req, log)
+    as_template = take_template_flag(conf)
+    if as_template and req.start:
+        raise ParamError({"start": "a template cannot be started (template is set)"})
     check_subids(req.vmid, config_idmap(conf))
     check_traversable(staging_dir(req.vmid), *config_root_ids(conf))
     owner = create_locked_config(conf, owner_op=unfinished.CREATE)
@@ -107,6 +112,9 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
         store.save(conf)
         _fill_rootfs(conf, req, template, compression, log)
         apply_defaults(conf)
+        if as_template:
+            log("Convert new container to template...")
+            convert_to_template(conf, alloc)
         conf.delete("lock")
         store.save(conf)
     except BaseException as err:

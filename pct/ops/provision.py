@@ -337,6 +337,16 @@ def convert_to_template(
     template.convert(conf, after_each=after_each, renamed=renamed)
 
 
+def take_template_flag(conf: Config) -> bool:
+    """``template: 1`` given for a new container (create, restore): taken out of the config
+    until its volumes are filled (a template's volumes are mounted read-only, and tar could
+    write nothing), then :func:`convert_to_template` makes them base volumes and sets it, as a
+    restored template backup is converted."""
+    given = conf.is_template
+    conf.delete("template")
+    return given
+
+
 def apply_defaults(conf: Config) -> None:
     """``hostname ||= CT<id>``, ``memory ||= 512``, ``swap //= 512`` (pct.md §4.2.8)."""
     if not conf.get_raw("hostname"):

@@ -24,7 +24,7 @@ from shared.formats.types import FormatError
 from shared.runtime.guestview import config_idmap
 from shared.runtime.idcheck import check_subids
 
-from .provision import check_rootdir_storages, complete_given_nets
+from .provision import check_rootdir_storages, complete_given_nets, take_template_flag
 
 Log = Callable[[str], None]
 # backed-up keys never copied into the restored config (pct.md §4.3.7; lock and pending added:
@@ -84,8 +84,9 @@ def plan_restore(
 ) -> Plan:
     """Id mapping, raw lxc keys and mount points from the backup (pct.md §4.3.2-4)."""
     plan = Plan(conf, backup, firewall)
+    plan.was_template = take_template_flag(conf)  # --template 1: converted once filled too
     if backup is not None:
-        plan.was_template = backup.is_template
+        plan.was_template = plan.was_template or backup.is_template
         if req.is_root:
             conf.lxc = list(backup.lxc)  # may hold lxc.idmap: the extraction must use it
         if req.unprivileged is None and "unprivileged" in backup.values:

@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -248,3 +249,57 @@ def test_pct_template_again_after_a_killed_one_succeeds(
     res = pct("template", vmid, check=False)  # a template made earlier is still refused
     assert res.rc != 0 and res.err == "you can't convert a template to a template\n"
     pct("destroy", vmid)
+
+
+def test_create_and_restore_with_template_1_make_a_template(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path,
+    btrfs_storage: str, conf_text: Callable[[int], str],
+) -> None:  # fmt: skip
+    """``--template 1``, which the option table offers: the flag was in the config while tar
+    extracted, a template's volume was mounted read-only, and the create failed with 576 lines
+    of 'Cannot mkdir: Read-only file system'. The container is filled first and then converted
+    (base volumes, template: 1), as a restored template backup is."""
+    vmid, again = new_vmid(), new_vmid()
+    res = pct("create", vmid, busybox_template, "--rootfs", f"{btrfs_storage}:0",
+              "--template", "1")  # fmt: skip
+    assert "Convert new container to template..." in res.text
+    text = conf_text(vmid)
+    assert "template: 1\n" in text and "lock:" not in text, text
+    # a btrfs subvolume keeps its name as a base volume, read-only (see the test above)
+    subvol = ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    assert f"rootfs: {btrfs_storage}:{vmid}/subvol-{vmid}-disk-0.subvol" in text, text
+    assert (subvol / "bin/busybox").is_file()
+    with pytest.raises(OSError):
+        (subvol / "new-file").write_text("x")
+    res = pct("start", vmid, check=False)
+    assert res.rc != 0 and res.err.strip() == "you can't start a CT if it's a template"
+    # a template cannot be started: refused before anything is made
+    res = pct("create", again, busybox_template, "--template", "1", "--start", check=False)
+    assert res.rc == 2 and "start: a template cannot be started" in res.err, res.err
+    assert not (ctroot / f"etc/pve/lxc/{again}.conf").exists()
+    try:
+        _restore_as_template(pct, new_vmid, busybox_template, ctroot, conf_text, again)
+    finally:  # an immutable base image left by a failure: the test root must stay removable
+        for base in (ctroot / "var/lib/vz/images").glob("*/base-*.raw"):
+            subprocess.run(["chattr", "-i", str(base)], check=False)
+    pct("destroy", vmid)
+
+
+def _restore_as_template(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path,
+    conf_text: Callable[[int], str], again: int,
+) -> None:  # fmt: skip
+    """A restore of a backup that was no template, given --template 1."""
+    dump = ctroot / "dump"
+    dump.mkdir()
+    plain = new_vmid()
+    pct("create", plain, busybox_template, "--rootfs", "local:0")
+    subprocess.run([str(Path(sys.executable).parent / "vzdump"), str(plain), "--dumpdir",
+                    str(dump)], check=True, capture_output=True)  # fmt: skip
+    archive = next(dump.glob("*.tar"))
+    res = pct("restore", again, archive, "--rootfs", "local:0.1", "--template", "1")
+    assert "Convert restored container to template..." in res.text
+    text = conf_text(again)
+    assert "template: 1\n" in text and f"local:{again}/base-{again}-disk-0.raw" in text, text
+    for ct in (again, plain):
+        pct("destroy", ct)
