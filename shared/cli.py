@@ -101,6 +101,26 @@ def resolve_command_name(group: Any, token: str) -> str | None:
     return None
 
 
+def epilog_command(table: Callable[[frozenset[str]], str]) -> type[Any]:
+    """A command class whose help ends with ``table(own)`` (after its own epilog), made only
+    when the help is shown: a table of the options a command reads as extra arguments (a
+    schema the command's start does not load). ``own`` names the command's declared options,
+    which the table leaves out (their help above gives the command's own default)."""
+    from typer.core import TyperCommand
+
+    class EpilogCommand(TyperCommand):
+        def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+            own = frozenset(name.lstrip("-") for param in self.params for name in param.opts)
+            mine, text = self.epilog, table(own)
+            self.epilog = f"{mine}\n\n{text}" if mine else text
+            try:
+                super().format_epilog(ctx, formatter)
+            finally:
+                self.epilog = mine  # a second help of the same command shows the table once
+
+    return EpilogCommand
+
+
 def _option_table(cmd: Any) -> tuple[set[str], dict[str, bool], set[str]]:
     """(value or flag options, boolean options, options that take a value) of a leaf command,
     as long names with dashes. A boolean is ``--x/--no-x`` (True) or a plain flag of a bool

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import CLI_OPTIONS
+from .options import CLI_OPTIONS, OPTIONS
 
 DESCRIPTIONS: dict[str, str] = {
     "vmid": "The ID of the guest system you want to backup.",
@@ -47,17 +47,56 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+JOB_DESCRIPTIONS: dict[str, tuple[str, str, str | None]] = {  # name: (value, text, default)
+    "schedule": ("<calendar-event>", "Backup schedule, e.g. 'mon..fri 02:30' (required).", None),
+    "enabled": ("<boolean>", "Enable or disable the job.", "1"),
+    "comment": ("<string>", "Description for the job.", None),
+    "repeat-missed": (
+        "<boolean>",
+        "Run a job whose last event was missed (the host was down) as soon as possible.",
+        "0",
+    ),
+}
+WIDTH = 98  # the longest line of a description, 100 once click indents the help by two
+INDENT = 31  # where a description starts, below its option
+
+
 def backup_help() -> str:
     """The docstring-like help of ``vzdump {<vmid>} [OPTIONS]``: one entry per option."""
     lines = ["Create backup of containers.", "", "\b", "Options of the backup command:"]
     for name, option in CLI_OPTIONS.items():
-        if name == "vmid":
-            continue
-        default = f"   (default={_default(option.default)})" if option.default is not None else ""
-        lines.append(f"  --{name:<26} {option.type.describe()}{default}")
-        lines.append(f"  {'':<28} {DESCRIPTIONS.get(name, '')}")
+        if name != "vmid":
+            lines += _entry(name, option.type.describe(), option.default, DESCRIPTIONS.get(name))
     lines += ["", "\b", "Arguments:", f"  {'<vmid>':<28} {DESCRIPTIONS['vmid']}"]
     return "\n".join(lines)
+
+
+def job_options_help(own: frozenset[str] = frozenset()) -> str:
+    """The keys of a backup job (``vzdump job add/set``, jobs.cfg): the job's own, then every
+    vzdump option a job stores (not ``--stdout``); ``own`` are the command's declared options."""
+    lines = ["\b", "Job options (as -key value or --key value):"]
+    for name, (value, text, default) in JOB_DESCRIPTIONS.items():
+        if name not in own:
+            lines += _entry(name, value, default, text)
+    for name, option in OPTIONS.items():
+        if name not in own:
+            lines += _entry(name, option.type.describe(), option.default, DESCRIPTIONS.get(name))
+    return "\n".join(lines)
+
+
+def _entry(name: str, value: str, default: object, text: str | None) -> list[str]:
+    """An option's two or more lines: name, value and default; its description wrapped."""
+    shown = f"   (default={_default(default)})" if default is not None else ""
+    lines = [f"  --{name:<26} {value}{shown}"]
+    line = ""
+    for word in (text or "").split():
+        if line and INDENT + len(line) + 1 + len(word) > WIDTH:
+            lines.append(" " * INDENT + line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(" " * INDENT + line)
+    return lines
 
 
 def _default(value: object) -> str:

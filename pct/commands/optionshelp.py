@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer import _click as click
-from typer.core import TyperCommand
+
+from shared.cli import epilog_command
 
 TAKES_CONFIG_OPTIONS = ("create", "set", "restore")
 
@@ -59,17 +59,7 @@ def _default(value: object) -> str:
     return str(value)
 
 
-class ConfigOptionsCommand(TyperCommand):
-    """A command whose help ends with the container options (after its own epilog)."""
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        names = frozenset(name.lstrip("-") for param in self.params for name in param.opts)
-        own, text = self.epilog, options_help(names)
-        self.epilog = f"{own}\n\n{text}" if own else text
-        try:
-            super().format_epilog(ctx, formatter)
-        finally:
-            self.epilog = own  # a second help of the same command shows the table once
+ConfigOptionsCommand = epilog_command(options_help)  # create/set/restore: the container options
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from shared.cli import (
     EXTRA_ARGS,
     OutputFormat,
     OutputFormatOption,
+    epilog_command,
     new_app,
     parse_schema_args,
     print_json,
@@ -93,7 +94,16 @@ def _job_values(args: list[str]) -> dict[str, Any]:
     )
 
 
-@job_app.command("add", context_settings=EXTRA_ARGS)
+def _job_options(own: frozenset[str]) -> str:
+    from ..helptext import job_options_help
+
+    return job_options_help(own)
+
+
+JobOptionsCommand = epilog_command(_job_options)  # add/set: every key a job takes
+
+
+@job_app.command("add", cls=JobOptionsCommand, context_settings=EXTRA_ARGS)
 @schema_options(_is_bool_key, _is_job_key)
 def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]) -> None:
     """Add a job: vzdump job add <id> --schedule '<event>' [vzdump options]."""
@@ -102,7 +112,7 @@ def add(ctx: typer.Context, job_id: Annotated[str, typer.Argument(metavar="id")]
     manage.add_job(job_id, _job_values(ctx.args), _now())
 
 
-@job_app.command("set", context_settings=EXTRA_ARGS)
+@job_app.command("set", cls=JobOptionsCommand, context_settings=EXTRA_ARGS)
 @schema_options(_is_bool_key, _is_job_key)
 def set_(
     ctx: typer.Context,
