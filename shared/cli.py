@@ -386,6 +386,12 @@ def _convert_click_error(err: Exception) -> ParamError:
 def help_argv(root: Any, args: list[str]) -> list[str]:
     """``help [command...]`` (``pct help``, ``vzdump help``) means ``[command...] --help``."""
     if args and args[0] == "help" and "help" not in getattr(root, "commands", {}):
+        named = args[1] if len(args) > 1 and not args[1].startswith("-") else None
+        commands = getattr(root, "commands", {})
+        if named is not None and not any(name.startswith(named) for name in commands):
+            # an app with a default command would take the word as that command's argument,
+            # and 'vzdump help jobb' showed the backup's help
+            raise ParamError(message=f"No such command '{named}'.")
         return [*args[1:], "--help"]
     return args
 

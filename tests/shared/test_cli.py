@@ -299,6 +299,17 @@ def test_default_command_is_built_alone(
     assert ["available", "backup", "download", "job", "prune", "set"] in built
 
 
+def test_help_of_a_command_that_does_not_exist_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``vzdump help jobb`` (a typo) showed the backup command's help: the default command took
+    the word as its argument."""
+    code, err = run(["help", "jobb"], capsys, default="backup")
+    assert (code, err.splitlines()[0]) == (2, "400 No such command 'jobb'.")
+    assert run(["help", "jo"], capsys, default="backup")[0] == 0  # a prefix: job's help
+    assert run(["help"], capsys, default="backup")[0] == 0
+
+
 def test_ambiguous_prefix(capsys: pytest.CaptureFixture[str]) -> None:
     code, _err = run(["b"], capsys)  # backup (hidden) is not offered; 'b' matches nothing visible
     assert code == 2
