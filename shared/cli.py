@@ -375,12 +375,33 @@ def _convert_click_error(err: Exception) -> ParamError:
         )
     if isinstance(err, click.exceptions.BadParameter):
         param = err.param
-        name = param.name if param is not None and param.name else "parameter"
-        return ParamError({name: str(err.message)})
+        return ParamError({_param_name(param): _proxmox_wording(str(err.message))})
     text = getattr(err, "message", str(err))
     if "unexpected extra argument" in text:
         return ParamError(message="too many arguments")
     return ParamError(message=text)
+
+
+def _param_name(param: Any) -> str:
+    """An option as the user typed it (``max-workers``, not ``max_workers``)."""
+    if param is None or not param.name:
+        return "parameter"
+    opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+    return opts[0][2:] if param.param_type_name == "option" and opts else str(param.name)
+
+
+RANGE_WORDING = [  # the type checks' words for a bound, and Proxmox's for it
+    (re.compile(r"Input should be greater than or equal to (\S+)$"), "minimum"),
+    (re.compile(r"Input should be less than or equal to (\S+)$"), "maximum"),
+]
+
+
+def _proxmox_wording(text: str) -> str:
+    text = text.removeprefix("Value error, ")  # the type check's own prefix, says nothing
+    for pattern, bound in RANGE_WORDING:
+        if m := pattern.match(text):
+            return f"value must have a {bound} value of {m.group(1)}"
+    return text
 
 
 def help_argv(root: Any, args: list[str]) -> list[str]:

@@ -68,7 +68,9 @@ job = cli.new_app("jobs")
 
 
 @job.command("list")
-def job_list() -> None:
+def job_list(
+    max_workers: Annotated[int, typer.Option("--max-workers", min=1, max=64)] = 4,
+) -> None:
     seen.update(cmd="job list")
 
 
@@ -308,6 +310,19 @@ def test_help_of_a_command_that_does_not_exist_says_so(
     assert (code, err.splitlines()[0]) == (2, "400 No such command 'jobb'.")
     assert run(["help", "jo"], capsys, default="backup")[0] == 0  # a prefix: job's help
     assert run(["help"], capsys, default="backup")[0] == 0
+
+
+def test_a_bad_option_value_is_named_and_worded_as_proxmox_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``pct stopall --max-workers 0`` said 'max_workers: Input should be greater than or equal
+    to 1': the function's parameter, in the type checker's words."""
+    code, err = run(["job", "list", "--max-workers", "0"], capsys)
+    assert code == 2 and "\nmax-workers: value must have a minimum value of 1\n" in err, err
+    code, err = run(["job", "list", "--max-workers", "99"], capsys)
+    assert code == 2 and "\nmax-workers: value must have a maximum value of 64\n" in err, err
+    code, err = run(["available", "--output-format", "xx"], capsys)
+    assert code == 2 and "\noutput-format: 'xx' is not one of " in err, err
 
 
 def test_ambiguous_prefix(capsys: pytest.CaptureFixture[str]) -> None:
