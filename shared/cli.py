@@ -278,9 +278,12 @@ def _arg_name(param: Any) -> str:
 
 
 def usage_line(prog_path: str, cmd: Any) -> str:
-    """Proxmox's usage line: ``<path> <arg> ... [OPTIONS]`` (two spaces when there are no args)."""
+    """Proxmox's usage line: ``<path> <arg> ... [<optional-arg>] [OPTIONS]`` (two spaces when
+    there are no args)."""
     argnames = [
-        f"<{_arg_name(p)}>" for p in getattr(cmd, "params", []) if p.param_type_name == "argument"
+        f"<{_arg_name(p)}>" if p.required else f"[<{_arg_name(p)}>]"
+        for p in getattr(cmd, "params", [])
+        if p.param_type_name == "argument"
     ]
     has_opts = any(p.param_type_name == "option" for p in getattr(cmd, "params", []))
     if _accepts_extra(cmd):

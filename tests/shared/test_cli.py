@@ -348,11 +348,13 @@ def test_usage_line_names_arguments_by_their_metavar() -> None:
         vmid: Annotated[int, typer.Argument(metavar="vmid")],
         target: Annotated[str, typer.Argument(metavar="target-vmid")],
         odd: Annotated[str, typer.Argument(metavar="<x y>")],
+        storage: Annotated[str | None, typer.Argument(metavar="storage")] = None,
     ) -> None:
         """Move."""
 
     line = cli.usage_line("tool move", typer.main.get_command(little))
-    assert line == "tool move <vmid> <target-vmid> <odd> [OPTIONS]"  # typer adds --help
+    # an optional argument in brackets, as Proxmox's (it showed as required); typer adds --help
+    assert line == "tool move <vmid> <target-vmid> <odd> [<storage>] [OPTIONS]"
 
 
 def test_what_an_error_quotes_reaches_the_terminal_escaped(
