@@ -44,7 +44,18 @@ def log_line(line: str) -> None:
     print(line, flush=True)
 
 
-def ask_password(read: Callable[[str], str] = getpass.getpass) -> str:
+def _read_secret(prompt: str) -> str:
+    """A password from the terminal, or from stdin where there is none: Python's warning that
+    it cannot turn the echo off there (with a line of its own source) says nothing to a
+    script that pipes the password in."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", getpass.GetPassWarning)
+        return getpass.getpass(prompt)
+
+
+def ask_password(read: Callable[[str], str] = _read_secret) -> str:
     """Proxmox asks twice when ``--password`` has no value."""
     try:
         first = read("Enter password: ")
