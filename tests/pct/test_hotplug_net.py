@@ -6,7 +6,6 @@ file) and on the host (bridge port, VLAN, qdisc, link state).
 
 from __future__ import annotations
 
-import contextlib
 import random
 import subprocess
 from collections.abc import Callable, Iterator
@@ -16,6 +15,9 @@ import pytest
 from pyroute2 import IPRoute
 
 from shared.runtime.lxcconf import veth_name
+from tests.pct.bridges import link_exists as _exists
+from tests.pct.bridges import made_bridge as _bridge
+from tests.pct.bridges import master_of as _master
 from tests.pct.conftest import Pct
 
 pytestmark = pytest.mark.lxc
@@ -32,41 +34,14 @@ def bridge(subnet: int) -> Iterator[str]:
         yield name
 
 
-@contextlib.contextmanager
-def _bridge(address: str) -> Iterator[str]:
-    name = f"ctkhp{random.randrange(10**5):05d}"
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=name, kind="bridge")
-        idx = ipr.link_lookup(ifname=name)[0]
-        try:
-            ipr.addr("add", index=idx, address=address, prefixlen=24)
-            ipr.link("set", index=idx, state="up")
-            yield name
-        finally:
-            ipr.link("del", index=idx)
-
-
 def _host(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-
-
-def _master(ifname: str) -> str | None:
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        assert idx, f"no interface {ifname}"
-        master = ipr.get_links(idx[0])[0].get_attr("IFLA_MASTER")
-        return ipr.get_links(master)[0].get_attr("IFLA_IFNAME") if master else None
 
 
 def _vlan_filtering(bridge: str) -> bool:
     proc = subprocess.run(["ip", "link", "set", bridge, "type", "bridge", "vlan_filtering", "1"],
                           capture_output=True, check=False)  # fmt: skip
     return proc.returncode == 0
-
-
-def _exists(ifname: str) -> bool:
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=ifname))
 
 
 def test_add_change_and_remove_an_interface(

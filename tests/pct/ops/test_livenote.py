@@ -3,11 +3,10 @@ changing live as the config says (pct/ops/livenote.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,9 @@ from pct.ops import livenote
 from shared.errors import CtkitError
 from shared.runtime.cgroups import CGroup, Layout, detect_layout
 from shared.runtime.lxcconf import veth_name
+from tests.pct.bridges import link_exists as _exists
+from tests.pct.bridges import made_bridge as _bridge
+from tests.pct.bridges import master_of as _master
 from tests.pct.conftest import Pct
 
 pytestmark = pytest.mark.lxc
@@ -59,28 +61,6 @@ def _killed_after(module: str, name: str, *args: object, when: str = "after") ->
     finally:
         proc.kill()
         proc.wait()
-
-
-@contextlib.contextmanager
-def _bridge(address: str) -> Iterator[str]:
-    name = f"ctkln{random.randrange(10**5):05d}"
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=name, kind="bridge")
-        idx = ipr.link_lookup(ifname=name)[0]
-        try:
-            ipr.addr("add", index=idx, address=address, prefixlen=24)
-            ipr.link("set", index=idx, state="up")
-            yield name
-        finally:
-            ipr.link("del", index=idx)
-
-
-def _master(ifname: str) -> str | None:
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        assert idx, f"no interface {ifname}"
-        master = ipr.get_links(idx[0])[0].get_attr("IFLA_MASTER")
-        return ipr.get_links(master)[0].get_attr("IFLA_IFNAME") if master else None
 
 
 def test_a_bridge_change_killed_half_way_is_put_back_by_the_next_pct_set(
@@ -158,11 +138,6 @@ def test_the_repair_never_takes_another_interface_of_the_same_name(
         assert " eth0@" in links and " vhp" not in links, links
         assert "net12" not in conf_text(vmid)
         pct("stop", vmid)
-
-
-def _exists(ifname: str) -> bool:
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=ifname))
 
 
 def _memory_limit(vmid: int) -> int:
