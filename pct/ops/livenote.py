@@ -23,7 +23,8 @@ from shared.errors import CtkitError
 
 # what a note may name: the limits written to the cgroup, and the interfaces (a mount point
 # killed half-way is taken over by the next change of its key, see hotplug._volume_mounted_at)
-KEY_RE = re.compile(r"memory|swap|cpulimit|cpuunits|cores|net\d{1,2}")
+# (net0..net31 as the config spells them: 'net05' would be net5's interface under another name)
+KEY_RE = re.compile(r"memory|swap|cpulimit|cpuunits|cores|net(?:[0-9]|[12][0-9]|3[01])")
 MAX_KEYS = 64
 
 
