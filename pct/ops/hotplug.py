@@ -159,12 +159,13 @@ def resync_network(conf: Config, key: str, pid: int) -> None:
     # where the host side is found by the name inside (net10+ of a 9-digit CT), a name that
     # another interface has is that one's: the change to it never took (the kernel refuses a
     # second interface of a name), and removing by it took the other interface away
-    others = {str(net.get("name")) for k, net in conf.nets().items() if k != key}
+    nets = conf.nets()
+    others = {str(net.get("name")) for k, net in nets.items() if k != key}
     with contextlib.suppress(CtkitError):  # never begun, or not valid at all
         net = NET_SCHEMA.parse(wanted) if wanted is not None else None
         if net is not None and str(net.get("name")) not in others:
             net_hotplug.remove(conf.vmid, index, net, pid)
-    current = conf.nets().get(key) if key in conf.values else None
+    current = nets.get(key) if key in conf.values else None
     if current is None:  # it was being added: what was made of it goes
         net_hotplug.remove_unplugged(conf.vmid, index)
         return

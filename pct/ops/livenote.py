@@ -19,12 +19,15 @@ from pathlib import Path
 
 from shared import owner as owners
 from shared import paths
+from shared.ctconfig.pending import HOTPLUG_LIVE
 from shared.errors import CtkitError
 
-# what a note may name: the limits written to the cgroup, and the interfaces (a mount point
-# killed half-way is taken over by the next change of its key, see hotplug._volume_mounted_at)
-# (net0..net31 as the config spells them: 'net05' would be net5's interface under another name)
-KEY_RE = re.compile(r"memory|swap|cpulimit|cpuunits|cores|net(?:[0-9]|[12][0-9]|3[01])")
+# what a note may name: the limits written to the cgroup (cores: a fast key whose cpuset is
+# written live too), and the interfaces as the config spells them (a 'net05' would be net5's
+# interface under another name); a mount point killed half-way is taken over by the next
+# change of its key (hotplug._volume_mounted_at)
+LIMIT_KEYS = HOTPLUG_LIVE | {"cores"}
+NET_RE = re.compile(r"net(?:[0-9]|[12][0-9]|3[01])")
 MAX_KEYS = 64
 
 
@@ -67,7 +70,7 @@ def owed(vmid: int, init_pid: Callable[[], int | None]) -> tuple[list[str], int 
     if init is None or record.get("instance") != _instance(init) or not isinstance(keys, list):
         owners.remove_record(path)
         return [], None
-    found = {k for k in keys[:MAX_KEYS] if isinstance(k, str) and KEY_RE.fullmatch(k)}
+    found = noted({k for k in keys[:MAX_KEYS] if isinstance(k, str)})
     if not found:
         owners.remove_record(path)
     return sorted(found), init
@@ -80,4 +83,4 @@ def done(vmid: int) -> None:
 
 def noted(keys: set[str]) -> set[str]:
     """The keys of ``keys`` a note covers."""
-    return {k for k in keys if KEY_RE.fullmatch(k)}
+    return {k for k in keys if k in LIMIT_KEYS or NET_RE.fullmatch(k)}

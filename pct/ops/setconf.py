@@ -21,7 +21,6 @@ from . import livenote
 from .valuecheck import value_check
 
 Log = Callable[[str], None]
-LIMIT_KEYS = frozenset({"memory", "swap", "cpulimit", "cpuunits", "cores"})  # cgroup, live
 
 
 def set_config(
@@ -88,10 +87,10 @@ def _finish_killed(conf: Config, log: Log) -> None:
         f"CT {conf.vmid}: an earlier pct set ended during its live changes - making "
         f"{', '.join(keys)} live as the config says"
     )
-    errors = _apply_cgroup(conf, set(keys) & LIMIT_KEYS)
+    errors = _apply_cgroup(conf, set(keys) & livenote.LIMIT_KEYS)
     from .hotplug import resync_network  # netlink: only when needed
 
-    for key in sorted(set(keys) - LIMIT_KEYS):
+    for key in sorted(set(keys) - livenote.LIMIT_KEYS):
         try:
             resync_network(conf, key, init)
         except CtkitError as err:
@@ -105,7 +104,7 @@ def _hotplug(conf: Config, keys: set[str]) -> Any:
     """Apply the keys a running CT takes now: config-only ones, and cgroup limits live."""
     from .hotplug import hotplug_keys, is_hotplug_key  # namespaces, netlink: only when needed
 
-    live_now = keys & LIMIT_KEYS
+    live_now = keys & livenote.LIMIT_KEYS
     plugged = {k for k in keys if is_hotplug_key(k)}
     work = conf.copy()
     result = apply_pending(work, keys=keys - plugged, alloc=allocator(), free=free)

@@ -19,6 +19,7 @@ import typer
 
 from shared.cli import new_app
 from shared.errors import ParamError
+from shared.formats.types import Bool
 
 storage_app = new_app("Backup storages of type restic (storage.cfg and their secrets).")
 
@@ -105,7 +106,7 @@ def takes_settings(func: Callable[..., None]) -> Callable[..., None]:
 def _text(value: object) -> str | None:
     """An option's value as storage.cfg has it (a flag: 1 or 0)."""
     if isinstance(value, bool):
-        return "1" if value else "0"
+        return Bool().render(value)
     return None if value is None else str(value)
 
 
