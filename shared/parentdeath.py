@@ -5,17 +5,19 @@ for as long as its data lasts after a ``kill -9`` of its parent, holding files, 
 bandwidth the next command's recovery wants back. ``setpriv --pdeathsig`` makes the kernel kill
 it when the thread that started it ends; a forked child (no program of its own) asks for the
 same with prctl (:func:`die_with`). A program that passes the signal on to children of its own
-may fail to (:func:`guarding_group`).
+may fail to (:func:`guarding_group`). A guard can also clean up what a killed command leaves
+(:func:`guarding`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 PR_SET_PDEATHSIG = 1
 
@@ -48,15 +50,12 @@ TERM_AGAIN = 1.0
 
 
 @contextlib.contextmanager
-def guarding_group(pgid: int, grace: float) -> Iterator[None]:
+def guarding(action: Callable[[], None]) -> Iterator[None]:
     """While inside: should this process die, even by a ``kill -9`` (of it alone or of its
-    whole process group), a guard forked now TERMs process group ``pgid`` (again every
-    :data:`TERM_AGAIN` seconds) and KILLs what is left of it after ``grace`` seconds.
-
-    util-linux ``fsck`` passes a TERM on to its checker only when the signal interrupts its
-    wait: one that came between starting the checker and waiting for it was kept and never
-    passed on, and the checker wrote the image for seconds after the command had been killed.
-    The whole group, TERMed at once, has no such gap."""
+    whole process group), a guard forked now runs ``action``. The guard holds none of this
+    process's files (a lock held here is free once this process is gone) and writes nowhere:
+    ``action`` opens what it needs and says nothing. The programs it runs inherit the guard's
+    signals (TERM blocked; INT, HUP and QUIT ignored), so that a cleanup runs to its end."""
     parent = os.getpid()
     # no signal acts between the fork and the guard's own handling of them: the parent's
     # Python handlers would run in the guard (a Ctrl-C there ended it, or ran the parent's
@@ -66,7 +65,7 @@ def guarding_group(pgid: int, grace: float) -> Iterator[None]:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the guard
             try:
-                _guard(parent, pgid, grace)
+                _guard(parent, action)
             finally:
                 os._exit(0)
     finally:
@@ -79,8 +78,20 @@ def guarding_group(pgid: int, grace: float) -> Iterator[None]:
         os.waitpid(pid, 0)
 
 
-def _guard(parent: int, pgid: int, grace: float) -> None:  # pragma: no cover - a forked child
-    """Wait for the parent's death, then end group ``pgid``."""
+def guarding_group(pgid: int, grace: float) -> contextlib.AbstractContextManager[None]:
+    """While inside: should this process die, its guard (:func:`guarding`) TERMs process group
+    ``pgid`` (again every :data:`TERM_AGAIN` seconds) and KILLs what is left of it after
+    ``grace`` seconds.
+
+    util-linux ``fsck`` passes a TERM on to its checker only when the signal interrupts its
+    wait: one that came between starting the checker and waiting for it was kept and never
+    passed on, and the checker wrote the image for seconds after the command had been killed.
+    The whole group, TERMed at once, has no such gap."""
+    return guarding(functools.partial(_end_group, pgid, grace))
+
+
+def _guard(parent: int, action: Callable[[], None]) -> None:  # pragma: no cover - forked
+    """Wait for the parent's death, then run ``action``."""
     from . import syscalls
 
     # a group of its own: a kill of the parent's whole group (a shell's kill %1, timeout -s
@@ -98,6 +109,11 @@ def _guard(parent: int, pgid: int, grace: float) -> None:  # pragma: no cover - 
     # prctl is made up for by the look every second
     while os.getppid() == parent:
         signal.sigtimedwait({signal.SIGTERM}, PARENT_POLL)
+    with contextlib.suppress(Exception):  # nobody is left to tell
+        action()
+
+
+def _end_group(pgid: int, grace: float) -> None:  # pragma: no cover - runs in a guard
     with contextlib.suppress(ProcessLookupError):
         deadline, again = time.monotonic() + grace, 0.0
         while time.monotonic() < deadline:

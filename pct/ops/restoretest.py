@@ -9,14 +9,17 @@ nothing of the archive's config that reaches outside the container is kept eithe
 inside. Whatever happens, the container and its volumes are destroyed before returning; the
 outcome is recorded beside the archive as a verification of kind ``restore-test``.
 
-A marker ``run/ctkit/restore-test-<vmid>.lock`` is held (flock) for the whole test. A test
-killed outright (SIGKILL, power loss) leaves it unlocked, and the next restore test on the same
-range destroys that container first; TERM, HUP, QUIT and INT clean up at once.
+A marker ``run/ctkit/restore-test-<vmid>.lock`` is held (flock) for the whole test; TERM, HUP,
+QUIT and INT clean up at once. A test killed outright (SIGKILL) leaves the marker unlocked, and
+a guard forked at its start destroys the container at once (``shared.parentdeath.guarding``).
+What a power loss, or a kill of the guard too, leaves is destroyed by the next restore test on
+the same range before it starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +32,7 @@ from shared.backups.sidecar import Verification, now, record
 from shared.ctconfig import store
 from shared.errors import AlreadyExistsError, CtkitError, LockError, StateError, VerifyError
 from shared.locks import config_lock, flock
+from shared.parentdeath import guarding
 from shared.runtime import lifecycle, lxcapi
 from shared.signals import interruptible
 
@@ -61,18 +65,23 @@ def recover_stale(first: int, last: int, log: Log) -> None:
     """Destroy what a killed restore test left in the range: its marker is there, unlocked."""
     for lock in sorted(paths.run_dir().glob("restore-test-*.lock")):
         vmid_text = lock.name.removeprefix("restore-test-").removesuffix(".lock")
-        if not vmid_text.isdigit() or not first <= int(vmid_text) <= last:
-            continue
-        vmid = int(vmid_text)
-        try:
-            with flock(lock, 0):
-                if store.load_or_none(vmid) is not None:
-                    log(f"removing CT {vmid} left by an interrupted restore test")
-                    _drop_lock(vmid)
-                    destroy(vmid, force=True, unreferenced=True, log=log)
-                lock.unlink()
-        except LockError:
-            continue  # a restore test is using it right now
+        if vmid_text.isdigit() and first <= int(vmid_text) <= last:
+            _recover(int(vmid_text), log)
+
+
+def _recover(vmid: int, log: Log) -> None:
+    """Destroy CT ``vmid`` and its marker, left by a killed restore test; nothing while a test
+    holds the marker."""
+    lock = marker(vmid)
+    try:
+        with flock(lock, 0):
+            if store.load_or_none(vmid) is not None:
+                log(f"removing CT {vmid} left by an interrupted restore test")
+                _drop_lock(vmid)
+                destroy(vmid, force=True, unreferenced=True, log=log)
+            lock.unlink()
+    except LockError:
+        return  # a restore test is using it right now
 
 
 def _drop_lock(vmid: int) -> None:
@@ -81,6 +90,10 @@ def _drop_lock(vmid: int) -> None:
         conf.delete("lock")
         conf.delete("protection")
         store.save(conf)
+
+
+def _quiet(_line: str) -> None:
+    """A guard's log: its command, and whoever read its output, are gone."""
 
 
 def free_vmid(first: int, last: int) -> int:
@@ -161,6 +174,9 @@ def restore_test(test: RestoreTest, log: Log = print) -> int:
             lock = marker(vmid)
             stack.enter_context(flock(lock, 0))
         stack.callback(lock.unlink, missing_ok=True)
+        # killed outright, the test leaves its container running (its check too) and its
+        # volumes mounted: the guard removes them at once, as the next test would
+        stack.enter_context(guarding(functools.partial(_recover, vmid, _quiet)))
         stack.enter_context(interruptible())
         _run_test(test, backup.path, vmid, log)
     return vmid

@@ -116,6 +116,47 @@ def test_sigterm_cleans_up(host: Host) -> None:
     assert not (host.root / f"run/ctkit/restore-test-{first}.lock").exists()
 
 
+def _pids_running(argv: str) -> list[int]:
+    """Host pids of processes whose command line is ``argv`` (the container's included)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if proc.name.isdigit() and cmdline.rstrip(b"\0").replace(b"\0", b" ") == argv.encode():
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_killed_test_is_cleaned_up_at_once(host: Host) -> None:
+    """``kill -9`` of a test while its check ran left the container running, the check in it,
+    its volume mounted, until the next restore test on the range."""
+    made = make_backup(host)
+    first = host.new_vmid()
+    check = f"sleep {600 + first % 1000}"  # this test's own: tests run side by side
+    argv = [str(BIN / "pct"), "restore-test", made.volid, "--vmid-range", f"{first}-{first}",
+            "--check", check]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    try:
+        assert any("is running" in line for line in proc.stdout)
+        deadline = time.monotonic() + 30
+        while not _pids_running(check):
+            assert time.monotonic() < deadline, "the check never ran"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while (host.root / f"etc/pve/lxc/{first}.conf").exists() or _pids_running(check):
+        assert time.monotonic() < deadline, "the killed test's container is still there"
+        time.sleep(0.1)
+    _nothing_left(host.root, first)
+    assert not (host.root / f"run/ctkit/restore-test-{first}.lock").exists()
+    assert not made.ct.conf_path.read_text().count("lock:")  # the original is untouched
+
+
 def _crafted(host: Host, tmp_path: Path, conf: str) -> str:
     """A backup of a bootable tree with ``conf`` as its config, on storage local."""
     tree = build_busybox_rootfs(tmp_path / "tree", debian_like=True)
