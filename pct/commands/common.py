@@ -14,6 +14,7 @@ from shared.errors import CtkitError, ParamError
 from shared.formats.types import Bool
 
 VmidArg = Annotated[int, typer.Argument(parser=vmid_value, metavar="vmid", show_default=False)]
+Bwlimit = Annotated[int | None, typer.Option(min=0, help="Override I/O bandwidth limit (KiB/s).")]
 
 
 def is_bool_option(key: str) -> bool:

@@ -8,12 +8,11 @@ import typer
 
 from shared.cli import vmid_value as vmid_arg
 
-from .common import VmidArg, log_line
+from .common import Bwlimit, VmidArg, log_line
 
 NewidArg = Annotated[
     int, typer.Argument(parser=vmid_arg, metavar="newid", help="VMID for the clone.")
 ]
-KiBs = Annotated[int | None, typer.Option(min=0, help="Override I/O bandwidth limit (KiB/s).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +38,7 @@ def clone(
         str | None, typer.Option(help="Target node (ctkit manages a single node).")
     ] = None,
     pool: Annotated[str | None, typer.Option(help="Add the new CT to this pool (ignored).")] = None,
-    bwlimit: KiBs = None,
+    bwlimit: Bwlimit = None,
 ) -> None:
     """Create a container clone/copy."""
     from ..ops import clone as clone_ops  # imported when used: pct starts fast
@@ -96,7 +95,7 @@ def move_volume(
             "is kept as an unused volume entry."
         ),
     ] = None,
-    bwlimit: KiBs = None,
+    bwlimit: Bwlimit = None,
     digest: Annotated[
         str | None,
         typer.Option(

@@ -11,7 +11,15 @@ from shared.cli import EXTRA_ARGS, schema_options
 from shared.errors import CtkitError, ParamError
 from shared.formats.lines import read_config_text
 
-from .common import VmidArg, ask_password, config_options, is_bool_option, is_known_option, log_line
+from .common import (
+    Bwlimit,
+    VmidArg,
+    ask_password,
+    config_options,
+    is_bool_option,
+    is_known_option,
+    log_line,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +64,7 @@ def create(
             help="Ignore errors when extracting the template.",
         ),
     ] = None,
-    bwlimit: Annotated[int | None, typer.Option(min=0, help="KiB/s")] = None,
+    bwlimit: Bwlimit = None,
     start: Annotated[bool | None, typer.Option(help="Start after creation.")] = None,
     pool: Annotated[str | None, typer.Option(help="Accepted for compatibility.")] = None,
 ) -> None:

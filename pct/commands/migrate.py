@@ -11,7 +11,7 @@ import typer
 from shared.cli import new_app, vmid_value
 from shared.errors import ParamError
 
-from .common import VmidArg, echo, log_line
+from .common import Bwlimit, VmidArg, echo, log_line
 
 target_app = new_app("The receiving side of a migration (run by the source host over SSH).")
 
@@ -20,7 +20,6 @@ Online = Annotated[bool | None, typer.Option(help="Use online/live migration (no
 Timeout = Annotated[
     int, typer.Option(min=0, help="Timeout in seconds for shutdown for restart migration.")
 ]
-Bwlimit = Annotated[int | None, typer.Option(min=0, help="Override I/O bandwidth limit (KiB/s).")]
 TargetStorage = Annotated[
     str | None,
     typer.Option(help="Storage map 'src:dst,...'; one id maps all; '1' keeps the names."),

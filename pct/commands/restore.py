@@ -10,7 +10,7 @@ import typer
 
 from shared.cli import EXTRA_ARGS, schema_options
 
-from .common import VmidArg, config_options, is_bool_option, is_known_option, log_line
+from .common import Bwlimit, VmidArg, config_options, is_bool_option, is_known_option, log_line
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +34,7 @@ def restore(
             help="Ignore errors when extracting the archive.",
         ),
     ] = None,
-    bwlimit: Annotated[int | None, typer.Option(min=0, help="KiB/s")] = None,
+    bwlimit: Bwlimit = None,
     start: Annotated[bool | None, typer.Option(help="Start after the restore.")] = None,
     trust_archive: Annotated[
         bool | None,
