@@ -47,14 +47,13 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-JOB_DESCRIPTIONS: dict[str, tuple[str, str, str | None]] = {  # name: (value, text, default)
-    "schedule": ("<calendar-event>", "Backup schedule, e.g. 'mon..fri 02:30' (required).", None),
-    "enabled": ("<boolean>", "Enable or disable the job.", "1"),
-    "comment": ("<string>", "Description for the job.", None),
+JOB_DESCRIPTIONS: dict[str, tuple[str, str]] = {  # a job's own key: (value, text)
+    "schedule": ("<calendar-event>", "Backup schedule, e.g. 'mon..fri 02:30' (required)."),
+    "enabled": ("<boolean>", "Enable or disable the job."),
+    "comment": ("<string>", "Description for the job."),
     "repeat-missed": (
         "<boolean>",
         "Run a job whose last event was missed (the host was down) as soon as possible.",
-        "0",
     ),
 }
 WIDTH = 98  # the longest line of a description, 100 once click indents the help by two
@@ -74,10 +73,13 @@ def backup_help() -> str:
 def job_options_help(own: frozenset[str] = frozenset()) -> str:
     """The keys of a backup job (``vzdump job add/set``, jobs.cfg): the job's own, then every
     vzdump option a job stores (not ``--stdout``); ``own`` are the command's declared options."""
+    from .jobs.config import JOB_DEFAULTS, NON_VZDUMP_KEYS
+
     lines = ["\b", "Job options (as -key value or --key value):"]
-    for name, (value, text, default) in JOB_DESCRIPTIONS.items():
+    for name in NON_VZDUMP_KEYS:
         if name not in own:
-            lines += _entry(name, value, default, text)
+            value, text = JOB_DESCRIPTIONS[name]
+            lines += _entry(name, value, JOB_DEFAULTS.get(name), text)
     for name, option in OPTIONS.items():
         if name not in own:
             lines += _entry(name, option.type.describe(), option.default, DESCRIPTIONS.get(name))

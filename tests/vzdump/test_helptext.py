@@ -47,7 +47,7 @@ def test_a_jobs_help_lists_every_key_a_job_takes() -> None:
     lines = job_options_help().splitlines()
     listed = [line.split()[0][2:] for line in lines if line.startswith("  --")]
     assert sorted(listed) == sorted(JOB_FIELDS)
-    for name, (_value, text, _default) in JOB_DESCRIPTIONS.items():
+    for name, (_value, text) in JOB_DESCRIPTIONS.items():
         assert _described(lines, name) == text
     assert max(map(len, lines)) <= WIDTH
 
