@@ -53,12 +53,7 @@ def set_config(
         )
         for warning in result.warnings:
             log(warning)
-        if not running:
-            alloc = recorded()
-            applied = apply_pending(conf, alloc=alloc, free=free, volume_size=size_of)
-            for warning in applied.warnings:
-                log(warning)
-        else:
+        if running:
             # on record as pending before anything is plugged (as Proxmox does): a command
             # killed in the middle leaves the change in pct pending, not lost
             store.save(conf)
@@ -66,15 +61,18 @@ def set_config(
             live = livenote.noted(keys)
             with livenote.noting(vmid, live, lxcapi.init_pid(vmid) if live else None):
                 _save_applied(conf, _hotplug(conf, keys))
-            return
-        _save_applied(conf, applied)
+        else:
+            applied = apply_pending(conf, alloc=recorded(), free=free, volume_size=size_of)
+            for warning in applied.warnings:
+                log(warning)
+            _save_applied(conf, applied)
 
 
 def _save_applied(conf: Config, applied: Any) -> None:
-    if applied.errors:
-        store.save(conf)  # what could not be applied stays pending, visible in pct pending
-        raise ParamError(applied.errors)
+    """Saved either way: what could not be applied stays pending, visible in pct pending."""
     store.save(conf)
+    if applied.errors:
+        raise ParamError(applied.errors)
 
 
 def _finish_killed(conf: Config, log: Log) -> None:
