@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from shared.archive.codecs import Compression, compressor_command
+from shared.archive.excludes import tar_groups
 from shared.archive.idmap import IdMapEntry, usernsexec_argv
 from shared.archive.pipeline import (
     CHUNK,
@@ -69,8 +70,8 @@ class CreateSpec:
     :mod:`~shared.archive.vzdumpformat`). ``sources`` are relative to ``snapdir`` (``./`` for
     rootfs, ``./data`` for ``mp=/data``);
     ``excludes`` are vzdump's patterns: ``/``-anchored ones match from the root, others at any
-    depth. ``idmap`` set = unprivileged container: tar runs in its user namespace and
-    ``lost+found`` is excluded at every depth.
+    depth (see :mod:`~shared.archive.excludes`). ``idmap`` set = unprivileged container: tar
+    runs in its user namespace and ``lost+found`` is excluded at every depth.
     """
 
     tmpdir: Path
@@ -90,16 +91,12 @@ class TarCommand:
 
 def tar_create_command(spec: CreateSpec) -> TarCommand:
     """The exact tar command line, and the warnings for patterns tar would never match."""
-    warnings: list[str] = []
-    relative: list[str] = []
-    absolute: list[str] = []
-    for pattern in spec.excludes:
-        if pattern.endswith("/"):
-            warnings.append(f"tar does not match exclusion with a trailing slash '{pattern}'")
-        elif pattern.startswith("/"):
-            absolute.append(pattern)
-        else:
-            relative.append(pattern)
+    warnings = [
+        f"tar does not match exclusion with a trailing slash '{pattern}'"
+        for pattern in spec.excludes
+        if pattern.endswith("/")
+    ]
+    relative, absolute = tar_groups([p for p in spec.excludes if not p.endswith("/")])
     argv = ["tar", "cpf", "-", "--totals", *COMMON_TAR_FLAGS]
     # Proxmox repeats these two after the common flags; kept for identical command lines.
     argv += ["--one-file-system", "--warning=no-file-ignored"]

@@ -7,7 +7,13 @@ vzdump's unanchored patterns would also match the stage the backup runs from
 container, ``config`` the backed-up pct.conf. So every pattern is anchored below the stage's
 ``rootfs/`` here: ``/var/foo*`` from the container's root, ``bar`` as ``rootfs/**/bar`` at
 any depth, and the stage's own path is glob-escaped. The globs are restic's (Go's): unlike in
-tar, a ``*`` never crosses a ``/``; a directory that matches is left out with all below it.
+tar, a ``*`` never crosses a ``/`` (so restic keeps what tar's crossing ``*`` would leave out);
+a directory that matches is left out with all below it. Where restic's reading would leave out
+*more* than tar's, the pattern is first put in tar's terms: ``./x`` is anchored at the root
+(tar only ever matched it there, see :mod:`shared.archive.excludes`), a ``[!...]`` class is
+negated (Go reads ``!`` literally and negates only ``[^...]``), and a ``**`` between two
+components stands for at least one directory (restic's also matches none: ``/a/**/c`` would
+drop ``/a/c``, which tar keeps).
 
 The size (restic's "bytes processed": the apparent size of every regular file backed up) is
 measured before restic starts, by walking the tree with the same patterns in restic's
@@ -25,6 +31,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.archive.excludes import normalized
+
 GLOB_SPECIAL_RE = re.compile(r"([\\*?\[\]])")
 
 
@@ -36,17 +44,75 @@ def escape(path: Path | str) -> str:
 def effective(excludes: Sequence[str], unprivileged: bool) -> list[str]:
     """The patterns a restic backup applies, as the tar path does: ``lost+found`` at any depth
     for an unprivileged container; patterns with a trailing slash never match in tar, so they
-    are dropped here too (the caller warns about them, once, for both paths)."""
+    are dropped here too (the caller warns about them, once, for both paths); each is
+    normalized as for tar (``./x`` is ``/x``, ``*/x`` is ``x``)."""
     out = ["lost+found"] if unprivileged else []
-    return out + [p for p in excludes if p and not p.endswith("/")]
+    return out + [normalized(p) for p in excludes if p and not p.endswith("/")]
 
 
 def as_restic(pattern: str) -> str:
-    """A pattern restic accepts: one Go's glob refuses (``x[``, a trailing backslash), which
-    would make restic refuse the whole backup, is taken literally, as tar's fnmatch does."""
-    if _parsed(pattern) is None:
+    """A pattern restic accepts, read as tar reads it (see the module text): one Go's glob
+    refuses (``x[``, a trailing backslash), which would make restic refuse the whole backup,
+    is taken literally, as tar's fnmatch does."""
+    translated = _tar_classes(_tar_double_stars(pattern))
+    if _parsed(translated) is None:
         return ("/" if pattern.startswith("/") else "") + escape(pattern.lstrip("/"))
-    return pattern
+    return translated
+
+
+def _tar_double_stars(pattern: str) -> str:
+    """In an anchored pattern, a ``**`` component followed by another one as ``*/**``: at
+    least one directory. (An unanchored pattern's ``**`` already stands for at least one:
+    restic reads a second ``**`` in a pattern, after the ``**/`` it is given behind, so.)"""
+    if not pattern.startswith("/"):
+        return pattern
+    comps = pattern.split("/")
+    return "/".join(
+        "*/**" if comp == "**" and any(comps[i + 1 :]) else comp for i, comp in enumerate(comps)
+    )
+
+
+def _tar_classes(pattern: str) -> str:
+    """Each ``[!...]`` class as ``[^...]``; escaped characters and class members untouched."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if ch != "[":
+            out.append(ch)
+            i += 1
+            continue
+        end = _class_end(pattern, i)
+        if end < 0:  # no class: a literal ``[`` (Go refuses it; as_restic escapes it)
+            out.append(ch)
+            i += 1
+            continue
+        body = pattern[i + 1 : end]
+        out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+        i = end + 1
+    return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """The index of the ``]`` that ends the class opened at ``start``, or -1: as in fnmatch, a
+    ``]`` right after the opening (and its ``!`` or ``^``) is a member."""
+    i = start + 1
+    if i < len(pattern) and pattern[i] in "!^":
+        i += 1
+    if i < len(pattern) and pattern[i] == "]":
+        i += 1
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            i += 2
+            continue
+        if pattern[i] == "]":
+            return i
+        i += 1
+    return -1
 
 
 def exclude_args(rootfs: Path, patterns: Sequence[str]) -> list[str]:
@@ -117,11 +183,13 @@ def _char_class(glob: str, i: int) -> tuple[int, str]:
     return i, ("[^/" if negated else "[") + "".join(body) + "]"
 
 
-def _body(comps: Sequence[str]) -> str | None:
+def _body(comps: Sequence[str], *, second: bool = False) -> str | None:
+    """The regex of the components; ``second``: each ``**`` follows the one an unanchored
+    pattern gets in front, and restic then takes it for at least one directory."""
     parts: list[str] = []
     for index, comp in enumerate(comps):
         if comp == "**":
-            parts.append("(?:.*/)?")
+            parts.append("(?:[^/]+/)+" if second else "(?:.*/)?")
             continue
         rx = _component_regex(comp)
         if rx is None:
@@ -140,7 +208,7 @@ def _components(pattern: str) -> list[str]:
 def _parsed(pattern: str) -> tuple[list[str], str] | None:
     """The pattern's components and the regex of them (None: Go refuses the pattern)."""
     comps = _components(pattern)
-    body = _body(comps) if comps else None
+    body = _body(comps, second=not pattern.startswith("/")) if comps else None
     return (comps, body) if body is not None else None
 
 

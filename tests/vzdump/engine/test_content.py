@@ -142,6 +142,31 @@ def test_exclusions_in_suspend_mode(host: Host) -> None:
     assert set(ALWAYS_KEPT) <= members
 
 
+@pytest.mark.parametrize("mode", ["stop", "suspend"])
+def test_dotfile_patterns_drop_dotfiles_not_the_container(host: Host, mode: str) -> None:
+    """``.*`` (dotfiles), ``?`` (one-character names) and ``./x`` given to tar as Proxmox gives
+    them took the root's own ``./`` too: every member was left out, and the backup of an
+    empty tree ended as a success. They drop the names they match, at any depth; the archive
+    restores a container that starts with the rest of its files."""
+    ct = host.create()
+    for rel in (".hidden", "srv/.dot/in", "srv/keep", "srv/q", "xx", "srv/xx"):
+        ct.write(rel, b"data")
+    if mode == "suspend":
+        ct.start()
+    patterns = [arg for p in (".*", "?", "./xx") for arg in ("--exclude-path", p)]
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", mode, *patterns)
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    members = set(names(archive))
+    assert {"./srv/keep", "./srv/xx", "./etc/hostname", "./bin/busybox"} <= members
+    assert not {"./.hidden", "./srv/.dot/", "./srv/.dot/in", "./srv/q", "./xx"} & members
+    new = host.new_vmid()
+    pct("restore", str(new), str(archive))
+    pct("start", str(new))
+    assert pct("exec", str(new), "--", "cat", "/srv/keep") == "data"
+    pct("stop", str(new))
+
+
 def raw_tar_head(archive: Path, blocks: int = 4) -> bytes:
     with open(archive, "rb") as fh:
         return fh.read(blocks * BLOCK)

@@ -207,7 +207,8 @@ def _newest(vmid: object, log: str) -> str:
     return lines[-1].split(marker, 1)[1].split("'")[0]
 
 
-EXCLUDES = ["run", "config", "rootfs", "/var/foo*", "*.log", "/srv/cache/", "unclosed["]
+EXCLUDES = ["run", "config", "rootfs", "/var/foo*", "*.log", "/srv/cache/", "unclosed[",
+            ".*", "/neg/[!x]", "./top", "/an/**/c"]  # fmt: skip
 
 
 def test_exclude_paths_as_in_the_tar_path(rhost: Host) -> None:
@@ -229,6 +230,13 @@ def test_exclude_paths_as_in_the_tar_path(rhost: Host) -> None:
         "srv/cache/c",
         "unclosed[",
         "tmp/t",
+        "srv/.dot",
+        "neg/x",
+        "neg/a",
+        "top",
+        "srv/top",
+        "an/c",
+        "an/b/c",
     ):
         ct.write(rel, rel.encode())
     args = [arg for p in EXCLUDES for arg in ("--exclude-path", p)]
@@ -246,9 +254,9 @@ def test_exclude_paths_as_in_the_tar_path(rhost: Host) -> None:
     in_restic = {n["path"].removeprefix("/rootfs/") for n in nodes
                  if n["path"].startswith("/rootfs/")}  # fmt: skip
     assert in_restic == in_tar
-    assert {"srv/keep.txt", "var/fo", "srv/cache/c", "tmp"} <= in_restic
+    assert {"srv/keep.txt", "var/fo", "srv/cache/c", "tmp", "neg/x", "srv/top", "an/c"} <= in_restic
     assert not {"srv/run", "etc/config", "opt/rootfs", "var/foo1", "srv/a.log", "unclosed[",
-                "tmp/t"} & in_restic  # fmt: skip
+                "tmp/t", "srv/.dot", "neg/a", "top", "an/b/c"} & in_restic  # fmt: skip
     assert {n["path"] for n in nodes if n["path"].startswith("/config/")} == {
         "/config/pct.conf", "/config/pct.fw"}  # fmt: skip
     processed = sum(int(n.get("size") or 0) for n in nodes if n["type"] == "file")

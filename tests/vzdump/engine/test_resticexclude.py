@@ -24,6 +24,8 @@ PATTERNS = [
     "/tmp/?*", "/var/tmp/?*", "/var/run/?*.pid",  # the std excludes
     "bar", "/var/foo*", "*.log", "a/**/c", "/deep/**", "[xy]z", "[^q]w", "\\*lit",
     "run", "config", "rootfs", "unclosed[", "q/r",
+    # read as tar reads them: restic alone would drop neg/x, an/c and every top
+    "/neg/[!x]", "/an/**/c", "./top", ".*",
 ]  # fmt: skip
 
 # name -> whether it stays in the backup
@@ -36,6 +38,8 @@ TREE = {
     "*lit": False, "xlit": True, "srv/run/x": False, "etc/config/x": False,
     "opt/rootfs": False, "opt/data": True, "unclosed[": False, "unclosed": True,
     "m/q/r": False, "q/r": False, "q/rr": True,
+    "neg/x": True, "neg/a": False, "an/c": True, "an/b/c": False, "an/b/e/c": False,
+    "top": False, "srv/top": True, "srv/.dot": False, "a/c": True,
 }  # fmt: skip
 
 
@@ -45,7 +49,9 @@ TREE = {
         ("bar", "bar", True), ("bar", "x/y/bar", True), ("bar", "bar2", False),
         ("/bar", "x/bar", False), ("/var/foo*", "var/foobar", True),
         ("/var/foo*", "var/foo/x", False),  # below a match: never visited, so never asked
-        ("a/**/c", "a/c", True), ("a/**/c", "a/1/2/c", True), ("a/**/c", "b/a/x/c", True),
+        # an unanchored pattern's ** is restic's second (after the stage's **/): at least one
+        ("a/**/c", "a/c", False), ("a/**/c", "a/1/2/c", True), ("a/**/c", "b/a/x/c", True),
+        ("/a/**/c", "a/c", True),  # an anchored one's may be none (as_restic makes it */**)
         ("/a/**/c", "b/a/x/c", False), ("[a-c]x", "bx", True), ("[a-c]x", "dx", False),
         ("[^a]x", "bx", True), ("[^a]x", "ax", False), ("\\[x", "[x", True),
         ("?", "ab", False), ("*", "a/b", True), ("/*", "a/b", False),
@@ -69,6 +75,21 @@ def test_patterns_go_refuses_are_taken_literally(bad: str) -> None:
 def test_effective_patterns_follow_the_tar_path() -> None:
     assert effective(["/a", "b/", "c"], unprivileged=False) == ["/a", "c"]
     assert effective(["/a"], unprivileged=True) == ["lost+found", "/a"]
+    assert effective(["./x", "*/y", "**/z"], unprivileged=False) == ["/x", "y", "z"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "form"),
+    [
+        ("[!x]", "[^x]"), ("/n/[!a-c]z", "/n/[^a-c]z"), ("[^x]", "[^x]"), ("\\[!x]", "\\[!x]"),
+        ("[]!]", "\\[\\]!\\]"), ("/a/**/c", "/a/*/**/c"), ("a/**/c", "a/**/c"),
+        ("/a/**", "/a/**"),
+    ],
+)  # fmt: skip
+def test_patterns_are_read_as_tar_reads_them(pattern: str, form: str) -> None:
+    """Go negates a class only with ^ and its ** may stand for no directory: restic would drop
+    what tar keeps."""
+    assert as_restic(pattern) == form
 
 
 def test_arguments_are_anchored_below_the_stage() -> None:
@@ -101,12 +122,13 @@ def test_walk_and_restic_take_the_same_files(tmp_path: Path) -> None:
     rootfs.mkdir(parents=True)
     sizes = _make_tree(rootfs)
     kept = sum(size for rel, size in sizes.items() if TREE[rel])
-    assert tree_size(rootfs, PATTERNS) == kept
+    patterns = effective(PATTERNS, unprivileged=False)
+    assert tree_size(rootfs, patterns) == kept
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RESTIC_REPOSITORY":
            str(tmp_path / "repo"), "RESTIC_PASSWORD": "pw", "RESTIC_CACHE_DIR":
            str(tmp_path / "cache")}  # fmt: skip
     subprocess.run(["restic", "init", "-q"], env=env, check=True, capture_output=True)
-    argv = ["restic", "backup", "--json", *exclude_args(rootfs, PATTERNS), "rootfs"]
+    argv = ["restic", "backup", "--json", *exclude_args(rootfs, patterns), "rootfs"]
     out = subprocess.run(argv, env=env, cwd=stage, check=True, capture_output=True, text=True)
     summary = json.loads(out.stdout.splitlines()[-1])
     assert summary["total_bytes_processed"] == kept
