@@ -7,13 +7,15 @@ Bad lines never stop the parse: a line without a colon gives ``ignore config lin
 unknown key or a bad value gives ``parse error in '<file>' - '<key>': <msg>`` and that key is
 dropped. The option schema is passed in (vzdump owns it; shared imports nothing from vzdump).
 Array options may repeat and each line is split into shell words, so
-``exclude-path: /a '/b c'`` gives two entries.
+``exclude-path: /a '/b c'`` gives two entries. The words are Perl's (``Text::ParseWords``, which
+Proxmox splits them with), not a POSIX shell's: in double quotes a backslash escapes any
+character (``"/x/\\*"`` is ``/x/*``), and in single quotes it keeps a quote from ending them and
+stays itself (``'it\\'s'`` is ``it\\'s``).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,11 +91,39 @@ def _parse_value(key: str, lines: list[str], schema: Mapping[str, OptionSpec]) -
     return spec.type.parse(lines[-1])  # a repeated plain key: the last line wins, as in Proxmox
 
 
+WORD_PART_RE = re.compile(
+    r'"((?:[^\\"]|\\.)*)"'  # a double-quoted part
+    r"|'((?:[^\\']|\\.)*)'"  # a single-quoted one
+    r"""|((?:[^\\"'\s]|\\.)+)"""  # an unquoted one
+    r"|(\s+)",  # the space between two words
+    re.S,
+)
+ESCAPED_RE = re.compile(r"\\(.)", re.S)
+
+
 def _shell_words(line: str) -> list[str]:
-    try:
-        return shlex.split(line)
-    except ValueError as err:  # e.g. an unbalanced quote
-        raise FormatError(f"unable to split '{line}' into words - {err}") from None
+    """The line's words as Perl's ``shellwords`` gives them (see the module text)."""
+    words: list[str] = []
+    word: str | None = None
+    line = line.lstrip()
+    pos = 0
+    while pos < len(line):
+        part = WORD_PART_RE.match(line, pos)
+        if part is None:
+            what = "a trailing backslash" if line.endswith("\\") else "no closing quotation"
+            raise FormatError(f"unable to split '{line}' into words - {what}")
+        pos = part.end()
+        double, single, bare, space = part.groups()
+        if space is not None:
+            if word is not None:
+                words.append(word)
+            word = None
+        else:
+            text = single if single is not None else ESCAPED_RE.sub(r"\1", double or bare or "")
+            word = (word or "") + text
+    if word is not None:
+        words.append(word)
+    return words
 
 
 def read(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,8 +108,26 @@ def test_exclude_path_with_an_unbalanced_quote() -> None:
     assert parsed.values == {"mode": "stop"}
     assert parsed.warnings == [
         "parse error in '/etc/vzdump.conf' - 'exclude-path': unable to split "
-        "'/a '/b' into words - No closing quotation"
+        "'/a '/b' into words - no closing quotation"
     ]
+
+
+WORD_LINES = [
+    "'/var/foo*' /srv/*.tmp", '"/br/\\[x\\]"', '"/star/\\*"', "'/it\\'s' /foo", "/star/\\*",
+    "a'b c'd e", "  x  y  ", 'a"b\\"c"', "/a\\ b", '"a\\\\b" \'c\\\\d\' e\\\\f', "é\tü",
+]  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("perl") is None, reason="perl is not installed")
+@pytest.mark.parametrize("line", WORD_LINES)
+def test_words_are_split_as_proxmox_splits_them(line: str) -> None:
+    """Proxmox splits an array option's line with Perl's Text::ParseWords (shellwords): the
+    same words here, also where a POSIX shell's would differ (backslashes in quotes)."""
+    script = 'use Text::ParseWords; print join("\\0", shellwords($ARGV[0])), "\\n";'
+    out = subprocess.run(["perl", "-e", script, line], capture_output=True, check=True)
+    perl = out.stdout.decode().removesuffix("\n")
+    words = vzdumpconf.parse(f"exclude-path: {line}", SCHEMA).values["exclude-path"]
+    assert "\0".join(words) == perl
 
 
 def test_mailto_is_split_as_a_list() -> None:
