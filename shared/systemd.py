@@ -78,18 +78,23 @@ WantedBy=timers.target
 
 # Before= the scheduler: at shutdown systemd stops units in reverse, so a backup the scheduler
 # runs is ended (and cleans up: a frozen CT thawed, a stopped one started, locks dropped) before
-# stopall, which refused a container locked by it
+# stopall, which refused a container locked by it; a backup started by hand or by cron is ended
+# by `vzdump --stop` first, as Proxmox's unit does. Neither is started or stopped by hand (as
+# Proxmox's): a `systemctl restart` of it would stop every container.
 GUESTS_SERVICE = """\
 [Unit]
 Description=ctkit: start containers with onboot at boot, stop all at shutdown
 Wants=network-online.target
 After=network-online.target local-fs.target remote-fs.target lxc.service lxc-net.service
 Before=ctkit-scheduler.service
+RefuseManualStart=yes
+RefuseManualStop=yes
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=-{exec_start} startall
+ExecStop=-{vzdump} --stop
 ExecStop={exec_start} stopall
 TimeoutSec=infinity
 
@@ -147,7 +152,9 @@ def render_unit(name: str, *, exec_path: str | None = None) -> str:
         return template
     if exec_path is None:
         raise ParamError({"exec-path": f"unit '{name}' needs the program's absolute path"})
-    return template.format(exec_start=quote_exec(exec_path))
+    # the guests' unit also runs vzdump, which is installed beside pct
+    vzdump = quote_exec(str(Path(exec_path).with_name("vzdump")))
+    return template.format(exec_start=quote_exec(exec_path), vzdump=vzdump)
 
 
 def find_program(name: str) -> str:

@@ -133,7 +133,13 @@ def test_guests_unit_is_written_and_verifies(ctroot: Path, pct: Pct) -> None:
     assert res.out == f"wrote {unit}\n"
     text = unit.read_text()
     assert "ExecStart=" in text and text.split("ExecStart=")[1].split()[1] == "startall"
-    assert "ExecStop=" in text and text.split("ExecStop=")[1].split()[1] == "stopall"
+    # a running backup (started by hand or by cron) is stopped first, then the containers
+    stops = [line.split("=", 1)[1].split() for line in text.splitlines()
+             if line.startswith("ExecStop=")]  # fmt: skip
+    assert [words[1:] for words in stops] == [["--stop"], ["stopall"]]
+    vzdump = Path(stops[0][0].removeprefix("-"))
+    assert vzdump.name == "vzdump" and os.access(vzdump, os.X_OK)
+    assert "RefuseManualStop=yes" in text  # a `systemctl restart` would stop every container
     assert "systemctl enable ctkit-guests.service" in res.err  # systemd is not PID 1 here
     if shutil.which("systemd-analyze"):
         proc = subprocess.run(
