@@ -5,15 +5,17 @@ startall starts every container with ``onboot: 1`` (all with ``force``) by ``sta
 (lower first, no order last, then by id), waits ``up`` seconds after each, and skips templates,
 running and locked containers (a ``backup`` lock left by a crash is removed first, as
 Proxmox does, unless a vzdump runs). stopall shuts down in reverse order; the containers of
-one order shut down in parallel, each within its ``down`` timeout (else ``timeout``), then a
-hard stop.
+one order shut down in parallel (up to ``max_workers`` at once, the next as soon as one is
+down), each within its ``down`` timeout (else ``timeout``), then a hard stop.
 Each result is a line in the task log; failures are counted for the exit code.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import select
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -163,37 +165,65 @@ def stopall(
     ]
     by_order = groupby(sorted(running, key=lambda g: (-g.order, -g.vmid)), key=lambda g: g.order)
     for _order, group in by_order:
-        members = list(group)
-        for start in range(0, len(members), workers):
-            failed += _stop_batch(members[start : start + workers], timeout, force_stop, log)
+        failed += _stop_group(list(group), workers, timeout, force_stop, log)
     _fail_if(sorted(failed), "stop")
 
 
-def _stop_batch(batch: list[Guest], timeout: int, force_stop: bool, log: TaskLog) -> list[int]:
-    """Shut a batch down in parallel: one forked child per container (python-lxc's shutdown
-    blocks its caller), each reporting its error through a pipe."""
-    children: dict[int, tuple[Guest, int]] = {}
-    for guest in batch:
-        wait = guest.down if guest.down is not None else timeout
-        log.info(f"Stopping CT {guest.vmid} (timeout = {wait} seconds)")
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
+def _stop_group(
+    members: list[Guest], workers: int, timeout: int, force_stop: bool, log: TaskLog
+) -> list[int]:
+    """Shut an order's containers down, up to ``workers`` at once, as Proxmox's stopall does:
+    the next one starts as soon as any ends, so a guest that ignores the halt holds one worker
+    for its ``down``, not a batch (a batch took a whole ``down`` per slow guest in it). Each
+    result is logged when its container is down, not in the order they started."""
+    todo = collections.deque(members)
+    running: dict[int, tuple[Guest, int, int]] = {}  # pidfd: (guest, pid, read end)
+    failed: list[int] = []
+    try:
+        while todo or running:
+            while todo and len(running) < workers:
+                guest = todo.popleft()
+                pid, read_fd = _start_stop(guest, timeout, force_stop, log)
+                running[os.pidfd_open(pid)] = (guest, pid, read_fd)
+            ready, _, _ = select.select(list(running), [], [])  # a pidfd: its child has ended
+            for pidfd in ready:
+                guest, pid, read_fd = running.pop(pidfd)
+                os.close(pidfd)
+                if not _stop_result(guest, pid, read_fd, log):
+                    failed.append(guest.vmid)
+    finally:
+        # interrupted: a signal to the whole group (Ctrl-C, systemd's stop) ends the children's
+        # shutdowns too; one to this process alone leaves them to finish theirs
+        for pidfd, (_guest, _pid, read_fd) in running.items():
+            os.close(pidfd)
             os.close(read_fd)
-            _stop_child(guest.vmid, wait, force_stop, write_fd)
-        os.close(write_fd)
-        children[pid] = (guest, read_fd)
-    failed = []
-    for pid, (guest, read_fd) in children.items():
-        with os.fdopen(read_fd, "rb") as pipe:
-            message = pipe.read().decode(errors="replace").strip()
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.error(f"Stopping CT {guest.vmid} failed: {message or 'unknown error'}")
-            failed.append(guest.vmid)
-        else:
-            log.info(f"CT {guest.vmid} stopped")
     return failed
+
+
+def _start_stop(guest: Guest, timeout: int, force_stop: bool, log: TaskLog) -> tuple[int, int]:
+    """A forked child shuts ``guest`` down (python-lxc's shutdown blocks its caller) and tells
+    its error through a pipe: (its pid, the pipe's read end)."""
+    wait = guest.down if guest.down is not None else timeout
+    log.info(f"Stopping CT {guest.vmid} (timeout = {wait} seconds)")
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read_fd)
+        _stop_child(guest.vmid, wait, force_stop, write_fd)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _stop_result(guest: Guest, pid: int, read_fd: int, log: TaskLog) -> bool:
+    """The ended child's result, logged; True when the container is down."""
+    with os.fdopen(read_fd, "rb") as pipe:
+        message = pipe.read().decode(errors="replace").strip()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        log.error(f"Stopping CT {guest.vmid} failed: {message or 'unknown error'}")
+        return False
+    log.info(f"CT {guest.vmid} stopped")
+    return True
 
 
 OVERRULED_WAIT = 15.0  # seconds for the stop that overruled a guest's shutdown to end it

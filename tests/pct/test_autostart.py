@@ -229,6 +229,33 @@ def test_stopall_shuts_an_order_down_in_parallel_whatever_the_cpus(
     assert not any(lxcapi.is_running(vmid) for vmid in slow)
 
 
+def test_stopall_starts_the_next_shutdown_as_soon_as_one_ends(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
+) -> None:
+    """Two workers for three containers of one order, the first of them ignoring the halt:
+    the third shut down only once the first had been killed after its 'down' (fixed batches,
+    one 'down' more per slow guest); each result was logged in the order the shutdowns began."""
+    vmids = sorted(new_vmid() for _ in range(3))
+    slow, fast = vmids[-1], vmids[:-1]  # stopall begins with the highest id
+    for vmid in vmids:
+        pct("create", vmid, busybox_template, "--rootfs", "local:0")
+        if vmid == slow:
+            add(ctroot, slow, "startup: down=4\nlxc.signal.halt: SIGWINCH\n")  # ignores the halt
+        pct("start", vmid)
+    res = pct("stopall", "--vms", ",".join(map(str, vmids)), "--max-workers", "2")
+    lines = res.text.splitlines()
+
+    def at(text: str) -> int:
+        found = [i for i, line in enumerate(lines) if line.endswith(text)]
+        assert len(found) == 1, res.text
+        return found[0]
+
+    assert at(f"Stopping CT {fast[0]} (timeout = 180 seconds)") < at(f"CT {slow} stopped")
+    assert at(f"CT {fast[1]} stopped") < at(f"CT {slow} stopped")
+    assert at(f"CT {fast[0]} stopped") < at(f"CT {slow} stopped")
+    assert not any(lxcapi.is_running(vmid) for vmid in vmids)
+
+
 def test_a_guest_stopped_by_an_overruling_stop_counts_as_stopped(
     pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
 ) -> None:
