@@ -4,9 +4,11 @@ node startall/stopall, run at boot and shutdown by ``ctkit-guests.service``).
 startall starts every container with ``onboot: 1`` (all with ``force``) by ``startup: order=``
 (lower first, no order last, then by id), waits ``up`` seconds after each, and skips templates,
 running and locked containers (a ``backup`` lock left by a crash is removed first, as
-Proxmox does, unless a vzdump runs). stopall shuts down in reverse order; the containers of
-one order shut down in parallel (up to ``max_workers`` at once, the next as soon as one is
-down), each within its ``down`` timeout (else ``timeout``), then a hard stop.
+Proxmox does, unless a vzdump runs; a ``mounted`` one is started, as ``pct start`` and
+Proxmox's startall start it: a power cut leaves it behind with nothing mounted). stopall shuts
+down in reverse order; the containers of one order shut down in parallel (up to
+``max_workers`` at once, the next as soon as one is down), each within its ``down`` timeout
+(else ``timeout``), then a hard stop.
 Each result is a line in the task log; failures are counted for the exit code.
 """
 
@@ -24,6 +26,7 @@ from itertools import groupby
 
 from shared import paths
 from shared.ctconfig import store
+from shared.ctconfig.options import MOUNTED_LOCK
 from shared.errors import CommandError, CtkitError
 from shared.formats.types import FormatError
 from shared.locks import config_lock, flock
@@ -97,7 +100,7 @@ def startall(
     for guest in guests(vms, _broken(log, failed, "Starting")):
         if (not guest.onboot and not force) or guest.template or lxcapi.is_running(guest.vmid):
             continue
-        if guest.lock:
+        if guest.lock and guest.lock != MOUNTED_LOCK:  # `pct start` takes a mounted one too
             log.warn(f"Skipping CT {guest.vmid}: CT is locked ({guest.lock})")
             continue
         log.info(f"Starting CT {guest.vmid}")

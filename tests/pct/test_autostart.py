@@ -229,6 +229,19 @@ def test_stopall_shuts_an_order_down_in_parallel_whatever_the_cpus(
     assert not any(lxcapi.is_running(vmid) for vmid in slow)
 
 
+def test_startall_starts_a_container_left_mounted(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """A power cut during a `pct mount` leaves `lock: mounted` and nothing mounted; `pct start`
+    takes such a container (as Proxmox's does), and startall skipped it: it stayed down."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--onboot", "1")
+    add(ctroot, vmid, "lock: mounted\n")
+    res = pct("startall", "--vms", vmid)
+    assert f"CT {vmid} started" in res.text and "Skipping" not in res.text, res.text
+    assert lxcapi.is_running(vmid)
+    pct("stop", vmid)
+
+
 def test_stopall_starts_the_next_shutdown_as_soon_as_one_ends(
     pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
 ) -> None:
