@@ -10,6 +10,7 @@ import typer
 
 from shared import paths
 from shared.cli import new_app
+from shared.errors import ParamError
 from shared.formats.types import FormatError, parse_vmid
 from shared.tasklog import TaskLog
 
@@ -34,7 +35,7 @@ def _vms(raw: str | None) -> list[int] | None:
     try:
         return [parse_vmid(w) for w in re.split(r"[,;\s]+", raw.strip()) if w]
     except FormatError as err:
-        raise typer.BadParameter(str(err)) from None
+        raise ParamError({"vms": str(err)}) from None
 
 
 def _tasklog() -> TaskLog:

@@ -291,3 +291,14 @@ def test_a_guest_stopped_by_an_overruling_stop_counts_as_stopped(
     assert stopall.returncode == 0, out
     assert f"CT {vmid} stopped" in out and "failed" not in out
     assert not lxcapi.is_running(vmid)
+
+
+@pytest.mark.parametrize(("vms", "why"), [
+    ("abc", "type check ('integer') failed - got 'abc'"),
+    ("101,99", "invalid format - value does not look like a valid VM ID"),
+])  # fmt: skip
+def test_a_bad_vms_list_names_the_option(pct: Pct, vms: str, why: str) -> None:
+    """The error said ``parameter: ...``, as for an option it could not name."""
+    for command in ("startall", "stopall"):
+        res = pct(command, "--vms", vms, check=False)
+        assert res.rc == 2 and f"\nvms: {why}\n" in res.err, res.err
