@@ -116,6 +116,11 @@ class TaskLog:
     def plain(self, message: str) -> None:
         self._emit(None, message)
 
+    def record(self, message: str) -> None:
+        """A line for the log files only: what the console has already been told (how a task
+        ended), for a log read later on its own."""
+        self._emit(None, message, console=False)
+
 
 def console_line(text: str, stream: IO[str] | None = None) -> None:
     """Print one line to ``stream`` (default stdout); when a progress bar is drawn on the same

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
 
 from shared import paths
 from shared.cli import new_app
-from shared.errors import ParamError
+from shared.errors import CtkitError, Interrupted, ParamError
 from shared.formats.types import FormatError, parse_vmid
 from shared.tasklog import TaskLog
 
@@ -38,10 +40,26 @@ def _vms(raw: str | None) -> list[int] | None:
         raise ParamError({"vms": str(err)}) from None
 
 
-def _tasklog() -> TaskLog:
+@contextlib.contextmanager
+def _guests_task(command: str) -> Iterator[TaskLog]:
+    """The run's task log: guests.log, appended, gets a line as it begins and one saying how it
+    ended (Proxmox's ``TASK OK`` or ``TASK ERROR: <why>``), which the console had alone: a boot
+    run killed during an ``up`` delay looked like one still waiting."""
     log = TaskLog(sys.stderr)
     log.attach_or_warn(paths.guests_log(), "a")  # a full /var/log starts the guests all the same
-    return log
+    log.record(f"pct {command}")
+    try:
+        yield log
+    except CtkitError as err:
+        log.record(f"TASK ERROR: {err.message}")
+        raise
+    except KeyboardInterrupt:
+        log.record(f"TASK ERROR: {Interrupted().message}")
+        raise
+    else:
+        log.record("TASK OK")
+    finally:
+        log.close()
 
 
 VmsOpt = Annotated[
@@ -59,11 +77,9 @@ def startall(
     """Start all containers with onboot=1, by their startup order and delays."""
     from ..ops import autostart  # imported when used: pct starts fast
 
-    log = _tasklog()
-    try:
-        autostart.startall(log, force=bool(force), vms=_vms(vms))
-    finally:
-        log.close()
+    vmids = _vms(vms)
+    with _guests_task("startall") as log:
+        autostart.startall(log, force=bool(force), vms=vmids)
 
 
 def stopall(
@@ -82,13 +98,11 @@ def stopall(
     """Shut down all running containers in reverse startup order (hard stop after 'down')."""
     from ..ops import autostart
 
-    log = _tasklog()
-    try:
+    vmids = _vms(vms)
+    with _guests_task("stopall") as log:
         autostart.stopall(
-            log, vms=_vms(vms), timeout=timeout, force_stop=force_stop, max_workers=max_workers
+            log, vms=vmids, timeout=timeout, force_stop=force_stop, max_workers=max_workers
         )
-    finally:
-        log.close()
 
 
 @units_app.command("install")

@@ -102,8 +102,39 @@ def test_startall_fails_when_a_container_does_not_start(
     assert f"Starting CT {bad} failed: " in res.err
     assert res.err.strip().splitlines()[-1] == f"unable to start 1 container(s): {bad}"
     assert lxcapi.is_running(good)
+    log = ctroot / "var/log/ctkit/guests.log"
+    assert _last(log) == ["pct startall", f"TASK ERROR: unable to start 1 container(s): {bad}"]
     pct("stopall")
     assert not lxcapi.is_running(good)
+    assert _last(log) == ["pct stopall", "TASK OK"]
+
+
+def _last(log: Path) -> list[str]:
+    """The first and the last line of the log's last run, without their time stamps."""
+    lines = [line.split(" ", 2)[2] for line in log.read_text().splitlines()]
+    begun = max(i for i, line in enumerate(lines) if line in ("pct startall", "pct stopall"))
+    return [lines[begun], lines[-1]]
+
+
+def test_an_interrupted_startall_says_so_in_its_log(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """Killed during an 'up' delay (a shutdown soon after boot), the log ended with the delay,
+    as a run still waiting does."""
+    from tests.pct.conftest import PCT, wait_while_running
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--onboot", "1")
+    add(ctroot, vmid, "startup: up=60\n")
+    startall = subprocess.Popen([str(PCT), "startall"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    log = ctroot / "var/log/ctkit/guests.log"
+    waiting = "Waiting for 60 seconds (startup delay)"
+    wait_while_running(startall, lambda: log.exists() and waiting in log.read_text(), "up", 30)
+    startall.terminate()
+    out, _ = startall.communicate(timeout=30)
+    assert startall.returncode == 130, out
+    assert _last(log) == ["pct startall", "TASK ERROR: interrupted by signal"]
+    pct("stop", vmid)
 
 
 def test_a_log_directory_that_cannot_be_written_starts_the_guests_all_the_same(

@@ -33,6 +33,17 @@ def test_console_and_file_lines(tmp_path: Path) -> None:
     assert (log.warnings, log.errors) == (1, 1)
 
 
+def test_a_recorded_line_goes_to_the_files_only(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = tasklog.TaskLog(out)
+    log.attach(tmp_path / "guests.log")
+    log.record("TASK ERROR: two\nlines")
+    log.close()
+    assert out.getvalue() == ""
+    lines = (tmp_path / "guests.log").read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == ["TASK ERROR: two", "lines"]
+
+
 def test_a_name_that_is_not_utf8_is_logged_escaped(tmp_path: Path) -> None:
     """A file name with a Latin-1 byte (os.listdir gives it as a surrogate escape) in a log
     line: the file line is escaped and the task goes on (it ended the backup before)."""
