@@ -79,8 +79,12 @@ WantedBy=timers.target
 # Before= the scheduler: at shutdown systemd stops units in reverse, so a backup the scheduler
 # runs is ended (and cleans up: a frozen CT thawed, a stopped one started, locks dropped) before
 # stopall, which refused a container locked by it; a backup started by hand or by cron is ended
-# by `vzdump --stop` first, as Proxmox's unit does. Neither is started or stopped by hand (as
-# Proxmox's): a `systemctl restart` of it would stop every container.
+# by `vzdump --stop` first, as Proxmox's unit does. Both are ExecStopPost= (not ExecStop=, as in
+# Proxmox's unit): systemd runs those also when it cancels a start still under way, so a
+# shutdown soon after boot (startall in a long `up` delay, which systemd then ends with TERM)
+# stops what startall had started, in order, instead of leaving it to the final kill. The unit
+# is not started or stopped by hand (as Proxmox's): a `systemctl restart` would stop every
+# container.
 GUESTS_SERVICE = """\
 [Unit]
 Description=ctkit: start containers with onboot at boot, stop all at shutdown
@@ -94,8 +98,8 @@ RefuseManualStop=yes
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=-{exec_start} startall
-ExecStop=-{vzdump} --stop
-ExecStop={exec_start} stopall
+ExecStopPost=-{vzdump} --stop
+ExecStopPost={exec_start} stopall
 TimeoutSec=infinity
 
 [Install]

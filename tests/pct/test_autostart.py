@@ -164,9 +164,11 @@ def test_guests_unit_is_written_and_verifies(ctroot: Path, pct: Pct) -> None:
     assert res.out == f"wrote {unit}\n"
     text = unit.read_text()
     assert "ExecStart=" in text and text.split("ExecStart=")[1].split()[1] == "startall"
-    # a running backup (started by hand or by cron) is stopped first, then the containers
+    # a running backup (started by hand or by cron) is stopped first, then the containers; also
+    # when systemd cancels a startall still under way (ExecStopPost=, not ExecStop=)
     stops = [line.split("=", 1)[1].split() for line in text.splitlines()
-             if line.startswith("ExecStop=")]  # fmt: skip
+             if line.startswith("ExecStop")]  # fmt: skip
+    assert "\nExecStopPost=" in text and "\nExecStop=" not in text
     assert [words[1:] for words in stops] == [["--stop"], ["stopall"]]
     vzdump = Path(stops[0][0].removeprefix("-"))
     assert vzdump.name == "vzdump" and os.access(vzdump, os.X_OK)
