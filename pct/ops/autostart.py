@@ -18,13 +18,14 @@ import collections
 import contextlib
 import os
 import select
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import groupby
 
-from shared import paths
+from shared import parentdeath, paths
 from shared.ctconfig import store
 from shared.ctconfig.options import MOUNTED_LOCK
 from shared.errors import CommandError, CtkitError
@@ -209,10 +210,10 @@ def _start_stop(guest: Guest, timeout: int, force_stop: bool, log: TaskLog) -> t
     wait = guest.down if guest.down is not None else timeout
     log.info(f"Stopping CT {guest.vmid} (timeout = {wait} seconds)")
     read_fd, write_fd = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.close(read_fd)
-        _stop_child(guest.vmid, wait, force_stop, write_fd)
+        _stop_child(guest.vmid, wait, force_stop, (read_fd, write_fd), parent)
     os.close(write_fd)
     return pid, read_fd
 
@@ -241,9 +242,16 @@ def _stopped_by_another(vmid: int) -> bool:
         return False
 
 
-def _stop_child(vmid: int, timeout: int, force_stop: bool, fd: int) -> None:
-    code = 0
+def _stop_child(
+    vmid: int, timeout: int, force_stop: bool, pipe: tuple[int, int], parent: int
+) -> None:
+    """A forked child's shutdown of ``vmid``; its error goes to the pipe's write end. It ends
+    with stopall: left running, it held the container's lock until its ``down`` ran out, and
+    the next stopall (or ``pct stop``) failed on that lock."""
+    message, code = b"", 0
     try:
+        os.close(pipe[0])
+        parentdeath.die_with(parent, signal.SIGTERM)  # then ends as on any signal: unlocked
         lifecycle.shutdown(
             vmid,
             timeout=timeout,
@@ -252,14 +260,13 @@ def _stop_child(vmid: int, timeout: int, force_stop: bool, fd: int) -> None:
             task=stopper.SHUTDOWN,  # Proxmox's stopall shuts down by vzshutdown tasks
         )
     except CtkitError as err:
-        os.write(fd, str(err).encode())
-        code = 1
-    except KeyboardInterrupt:  # a pct stop --overrule-shutdown of this guest, say
-        if not _stopped_by_another(vmid):
-            os.write(fd, b"interrupted by signal")
-            code = 1
+        message, code = str(err).encode(), 1
+    except KeyboardInterrupt:  # a pct stop --overrule-shutdown of this guest, or stopall gone
+        if os.getppid() != parent or not _stopped_by_another(vmid):
+            message, code = b"interrupted by signal", 1
     except BaseException as err:  # a forked child must never return into the caller
-        with contextlib.suppress(OSError):
-            os.write(fd, repr(err).encode())
-        code = 1
-    os._exit(code)
+        message, code = repr(err).encode(), 1
+    finally:
+        with contextlib.suppress(BaseException):  # stopall gone: nobody reads it
+            os.write(pipe[1], message)
+        os._exit(code)

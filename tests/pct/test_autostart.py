@@ -302,6 +302,29 @@ def test_stopall_starts_the_next_shutdown_as_soon_as_one_ends(
     assert not any(lxcapi.is_running(vmid) for vmid in vmids)
 
 
+def test_a_killed_stopall_leaves_no_shutdown_holding_the_lock(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path
+) -> None:
+    """stopall killed on its own (kill -9 of its pid): its forked shutdown of a guest that
+    ignores the halt went on, holding the container's lock until its 'down' (60 s here), and a
+    `pct stop` meanwhile failed on the lock. Now the shutdown ends with stopall."""
+    from shared.runtime import stopper
+    from tests.pct.conftest import PCT, wait_while_running
+
+    pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    add(ctroot, vmid, "startup: down=60\nlxc.signal.halt: SIGWINCH\n")  # ignores the halt
+    pct("start", vmid)
+    stopall = subprocess.Popen([str(PCT), "stopall", "--vms", str(vmid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_while_running(stopall, lambda: stopper.current(vmid) is not None, "its shutdown", 30)
+    stopall.kill()
+    stopall.wait(timeout=30)
+    began = time.monotonic()
+    pct("stop", vmid)  # waits for the lock up to its own limit, and fails past it
+    assert time.monotonic() - began < 20
+    assert not lxcapi.is_running(vmid)
+
+
 def test_a_guest_stopped_by_an_overruling_stop_counts_as_stopped(
     pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, ctroot: Path
 ) -> None:
