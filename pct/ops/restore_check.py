@@ -30,12 +30,17 @@ Log = Callable[[str], None]
 
 def problem(key: str, text: str) -> str | None:
     """Why ``key: text`` would be refused by ``pct create`` (None: it would not, or the key is
-    not one a user sets: unknown or internal)."""
+    not one a user sets: unknown or internal). Two things a stored config holds are not a new
+    value's faults: a ``firewall=1`` interface (kept, and warned about at start, as Proxmox
+    keeps it), and the newline a description read back from its ``#`` lines ends with (one at
+    the 8192 characters ``pct set`` allows is 8193 then, and was dropped)."""
     if not is_settable(key):
         return None
+    if key == "description":
+        text = text.removesuffix("\n")
     try:
         for value, _text in parse_values({key: text}).values():
-            value_check(key, value)
+            value_check(key, value, new=False)
     except ParamError as err:
         return "; ".join(err.errors.values()) or err.message
     except CtkitError as err:

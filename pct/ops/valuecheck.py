@@ -15,14 +15,15 @@ from shared.runtime import hookscript
 from shared.storage.api import get_storage
 
 
-def value_check(key: str, value: Any) -> None:
+def value_check(key: str, value: Any, *, new: bool = True) -> None:
     """Checks that need the host: new volumes must go to a rootdir storage, an interface's
-    MTU may not exceed its bridge's, a hook script must be an executable snippet; options
-    ctkit cannot honour are refused."""
+    MTU may not exceed its bridge's, a hook script must be an executable snippet; ``new``
+    values ctkit cannot honour are refused (one a restored config already has is kept, and
+    warned about at start, as in a config copied from a Proxmox host)."""
     if key == "hookscript":
         hookscript.script_path(str(value))
         return
-    problem = unsupported.value_problem(key, value) if isinstance(value, dict) else None
+    problem = unsupported.value_problem(key, value) if new and isinstance(value, dict) else None
     if problem:
         raise ParamError({key: problem})
     if key.startswith("net") and isinstance(value, dict):

@@ -58,6 +58,22 @@ def test_good_values_and_unknown_keys_are_kept(backups: Backups, vmid: int) -> N
     assert not [e for e in backups.logs if "not restoring" in e]
 
 
+def test_what_a_stored_config_holds_is_kept(backups: Backups, vmid: int) -> None:
+    """Two values a new ``pct set`` refuses but a stored config rightly holds: an interface
+    with Proxmox's firewall flag (the whole interface, its MAC and addresses, was dropped) and
+    a description at the 8192 characters ``pct set`` allows (read back from its ``#`` line it
+    ends with a newline: 8193 characters, and it was dropped)."""
+    net = "name=eth0,bridge=vmbr0,firewall=1,hwaddr=BC:24:11:00:00:02,ip=198.18.150.2/24"
+    note = "n" * 8192
+    text = CONF + f"#{note}\nnet0: {net}\n"
+    backups.restore(vmid, backups.archive(text))
+    saved = store.load(vmid)
+    assert saved.get_raw("net0") == net
+    assert saved.description == note + "\n"
+    assert not [e for e in backups.logs if "not restoring" in e], backups.logs
+    assert problem("description", "n" * 8193 + "\n") is not None  # beyond it: still refused
+
+
 def test_memory_is_bounded_as_on_create() -> None:
     with pytest.raises(ParamError) as err:
         parse_values({"memory": "99999999999999999999"})
