@@ -94,6 +94,10 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
         recovery.recover(req.vmid, log)
     if store.exists(req.vmid):
         raise AlreadyExistsError(exists_message(req.vmid))
+    if req.ssh_keys:
+        from shared.guest.sshkeys import check_public_keys
+
+        check_public_keys(req.ssh_keys)
     template = resolve_template(req.ostemplate)
     compression = compression_from_name(template.name)
     conf = new_config(req, log)

@@ -1,4 +1,5 @@
-"""New SSH host keys for a created container, generated on the host with ``ssh-keygen``."""
+"""``ssh-keygen`` on the host for a created container: its new SSH host keys, and the check of
+the public keys given for its root."""
 
 from __future__ import annotations
 
@@ -43,3 +44,27 @@ def generate_host_keys(
             keys[f"/etc/ssh/{name}"] = (path.read_text(), 0o600)
             keys[f"/etc/ssh/{name}.pub"] = (Path(f"{path}.pub").read_text(), 0o644)
     return keys
+
+
+KEY_CHECK_ERROR = "SSH public key validation error"
+
+
+def check_public_keys(text: str) -> None:
+    """Each line that is not blank must be a public key ``ssh-keygen -l`` reads, as Proxmox
+    checks them: a private key given by mistake (``id_ed25519`` for ``id_ed25519.pub``) was
+    written into the container's ``authorized_keys``, readable by its root."""
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    if not lines:
+        return
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise CommandError(f"{KEY_CHECK_ERROR} - ssh-keygen is not installed")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ctkit-sshkeys-") as tmp:
+        path = Path(tmp) / "key.pub"
+        for number, line in lines:
+            path.write_text(line + "\n")
+            proc = subprocess.run([keygen, "-l", "-f", str(path)], capture_output=True, check=False)
+            if proc.returncode != 0:
+                raise CommandError(f"{KEY_CHECK_ERROR} - line {number} is not a public key")

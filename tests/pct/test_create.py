@@ -54,6 +54,30 @@ def test_case_1_defaults_give_a_4g_raw_unprivileged_debian_ct(
     assert leftovers(ctroot) == []  # the staging mount and its loop device are gone
 
 
+def _public_key(private: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "me@host", "-f",
+                    str(private)], check=True)  # fmt: skip
+    return private.with_name(private.name + ".pub")
+
+
+@pytest.mark.parametrize("which", ["private key", "not a key"])
+def test_ssh_public_keys_are_checked_before_anything_is_made(
+    pct: Pct, vmid: int, debian_template: Path, ctroot: Path, tmp_path: Path, which: str
+) -> None:
+    """A private key given for a public one (``id_ed25519`` for ``id_ed25519.pub``) went into
+    the container's authorized_keys; Proxmox checks each line with ``ssh-keygen -l``."""
+    public = _public_key(tmp_path / "id_ed25519")
+    keys, line = public.with_name("id_ed25519"), 1
+    if which == "not a key":
+        keys, line = tmp_path / "keys", 3
+        keys.write_text(f"{public.read_text()}\nssh-ed25519 AAAAnotakey me@host\n")
+    res = pct("create", vmid, debian_template, "--rootfs", "local:0", "--ssh-public-keys", keys,
+              check=False)  # fmt: skip
+    assert res.rc != 0
+    assert res.err.strip() == f"SSH public key validation error - line {line} is not a public key"
+    assert not store.exists(vmid) and leftovers(ctroot) == []
+
+
 def test_create_from_a_volume_id(
     pct: Pct, vmid: int, local_tpl: str, conf_text: Text, images: Images
 ) -> None:
@@ -173,12 +197,12 @@ def test_short_password_is_refused(pct: Pct, vmid: int, debian_template: Path) -
 def test_case_9_ssh_public_keys_from_a_file(
     pct: Pct, vmid: int, debian_template: Path, images: Images, tmp_path: Path
 ) -> None:
+    key = _public_key(tmp_path / "id_ed25519").read_text()
     keys = tmp_path / "keys.pub"
-    keys.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc user@host\n")
+    keys.write_text(f"{key}\n")  # a blank line is not checked
     pct("create", vmid, debian_template, "--rootfs", "local:0", "--ssh-public-keys", keys)
     auth = images(vmid) / f"subvol-{vmid}-disk-0.subvol/root/.ssh/authorized_keys"
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc user@host\n"
-    assert auth.read_text() == f"# --- BEGIN PVE ---\n{key}# --- END PVE ---\n"
+    assert auth.read_text() == f"# --- BEGIN PVE ---\n{key}\n# --- END PVE ---\n"
     assert auth.stat().st_uid == 100000
 
 
