@@ -167,11 +167,10 @@ def _takes_next_word(cmd: Any, long: str, names: set[str], valued: set[str]) -> 
         return long in valued
     if long == "--help":  # typer's own flag, not a schema option (``pct set --help 100``)
         return False
-    callback = getattr(cmd, "callback", None)
-    is_bool: SchemaBool | None = getattr(callback, "schema_is_bool", None)
-    is_known: SchemaBool | None = getattr(callback, "schema_is_known", None)
-    if is_bool is None or is_known is None:
+    schema = _schema_tests(cmd)
+    if schema is None:
         return False
+    is_bool, is_known = schema
     return is_known(long[2:]) and not is_bool(long[2:])
 
 
@@ -186,19 +185,32 @@ def _optional_value_options(cmd: Any) -> set[str]:
     return out
 
 
+def _schema_tests(cmd: Any) -> tuple[SchemaBool, SchemaBool] | None:
+    """(is_bool, is_known) of a command marked by :func:`schema_options`, else None."""
+    callback = getattr(cmd, "callback", None)
+    is_bool: SchemaBool | None = getattr(callback, "schema_is_bool", None)
+    is_known: SchemaBool | None = getattr(callback, "schema_is_known", None)
+    return None if is_bool is None or is_known is None else (is_bool, is_known)
+
+
 def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
+    """Proxmox's forms (``-opt``, booleans as words, values that start with ``-``) as typer
+    reads them. Schema options are moved behind the positional words, each one token with its
+    value: Proxmox's option parser takes options anywhere (``vzdump --mode stop 101``,
+    ``pct set --memory 512 101``), and typer took the first such option for the VMID."""
     names, bools, valued = _option_table(cmd)
     optional = _optional_value_options(cmd)
     accepts_extra = _accepts_extra(cmd)
+    schema = _schema_tests(cmd)
     out: list[str] = []
+    tail: list[str] = []  # the schema options, when the command is marked (schema_options)
     i = 0
     while i < len(args):
         tok = args[i]
         i += 1
         if tok == "--":
-            out.append(tok)
-            out.extend(args[i:])
-            break
+            out += [*tail, tok, *args[i:]]
+            return out
         m = OPTION_RE.match(tok)
         if not m or tok in ("-h",):
             out.append(tok)
@@ -208,9 +220,10 @@ def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
         if long not in names and not accepts_extra and long != "--help":
             out.append(tok)  # let typer report the unknown option
             continue
+        target = tail if schema is not None and long not in names and long != "--help" else out
         if long not in names and value is None and i < len(args) and args[i] in HELP_WORDS:
             # a schema option's value, as Proxmox's option parser takes it: never typer's help
-            out.append(f"{long}={args[i]}")
+            target.append(f"{long}={args[i]}")
             i += 1
             continue
         if long in optional and value is None and (i >= len(args) or OPTION_RE.match(args[i])):
@@ -229,11 +242,26 @@ def _rewrite_leaf(cmd: Any, args: Sequence[str]) -> list[str]:
                 raise ParamError({m.group(1): f"type check ('boolean') failed - got '{value}'"})
             continue
         taken = value is None and i < len(args) and args[i] != "--"
-        if taken and _takes_next_word(cmd, long, names, valued):
+        if taken and (
+            _takes_next_word(cmd, long, names, valued)
+            or (target is tail and _schema_word(schema, long[2:], args[i]))
+        ):
             value = args[i]
             i += 1
-        out.append(long if value is None else f"{long}={value}")
-    return out
+        target.append(long if value is None else f"{long}={value}")
+    return out + tail
+
+
+def _schema_word(schema: tuple[SchemaBool, SchemaBool] | None, key: str, word: str) -> bool:
+    """Whether a schema option given without ``=value`` takes ``word`` as its value, when it is
+    moved behind the positional words: a boolean its ``1``/``0`` word, an option the schema
+    does not know the next word that is no option (as the check that reports it takes it)."""
+    if schema is None or OPTION_RE.match(word):
+        return False
+    is_bool, is_known = schema
+    if not is_known(key):
+        return True
+    return is_bool(key) and word.lower() in BOOL_WORDS
 
 
 def rewrite_argv(

@@ -62,6 +62,14 @@ def test_cases_14_15_live_limits_reach_the_cgroup(pct: Pct, ct: int, conf_text: 
         assert cg.read("cpu", "cpu.cfs_quota_us") == "-1"
 
 
+def test_options_before_the_vmid(pct: Pct, ct: int, conf_text: Text) -> None:
+    """Proxmox's option parser takes options anywhere: ``pct set --memory 256 101`` took the
+    option for the VMID ("vmid: type check ('integer') failed - got '--memory=256'")."""
+    pct("set", "--memory", "256", "-onboot", "1", ct, "--cores", "1")
+    text = conf_text(ct)
+    assert "memory: 256\n" in text and "onboot: 1\n" in text and "cores: 1\n" in text
+
+
 def test_case_16_17_deferred_keys_wait_in_pending(pct: Pct, ct: int, conf_text: Text) -> None:
     pct("start", ct)
     pct("set", ct, "--ostype", "ubuntu", "--tty", "4", "--hostname", "renamed")

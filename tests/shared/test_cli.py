@@ -191,6 +191,28 @@ def test_a_value_that_starts_with_a_dash(
 
 @pytest.mark.parametrize(
     "argv",
+    [
+        ["-mp0", "local:1,mp=/a", "-onboot", "0", "100", "--start"],
+        ["--onboot=0", "--mp0=local:1,mp=/a", "--start", "100"],
+        ["-description", "-x", "100", "-onboot", "no", "--mp0", "local:1,mp=/a", "-start"],
+    ],
+)
+def test_schema_options_before_the_positional_words(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Proxmox's option parser takes options anywhere (``pct set --memory 512 101``); the
+    first schema option before the VMID was taken for the VMID."""
+    code, err = run(["set", *argv], capsys)
+    assert code == 0, err
+    assert seen["vmid"] == 100 and seen["start"] is True
+    extra = {"onboot": "0", "mp0": "local:1,mp=/a"}
+    if "-description" in argv:
+        extra = {"description": "-x", "onboot": "no", "mp0": "local:1,mp=/a"}
+    assert seen["extra"] == extra
+
+
+@pytest.mark.parametrize(
+    "argv",
     [["--help", "100"], ["-help", "100", "-onboot"], ["100", "--help", "-mp0", "x"]],
 )
 def test_help_before_other_words_is_help(

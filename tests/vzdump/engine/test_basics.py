@@ -73,6 +73,17 @@ def test_stopped_ct_to_dumpdir(host: Host) -> None:
     assert "hostname: web" in member_text(archive, "./etc/vzdump/pct.conf").splitlines()
 
 
+def test_options_before_the_vmids(host: Host) -> None:
+    """A cron line written options first, as Proxmox's option parser takes it: the first
+    option was taken for the VMID list ("400 too many arguments"), and nothing was backed up."""
+    ct = host.create()
+    res = vzdump("--mode", "stop", "--compress", "zstd", "--dumpdir", str(host.dumpdir),
+                 "--quiet", "0", str(ct.vmid), "--remove", "0")  # fmt: skip
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    assert archive.name.endswith(".tar.zst") and "./etc/vzdump/pct.conf" in names(archive)
+
+
 def test_config_members(host: Host) -> None:
     """Case 4 and 5: pct.conf without lock/parent/snapshots/pending but with bind mount and
     lxc.* lines; pct.fw is the firewall file; the CT's own /etc/vzdump appears again."""
