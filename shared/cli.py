@@ -328,11 +328,13 @@ def parse_schema_args(
     is_known: Callable[[str], bool],
     is_bool: Callable[[str], bool],
     is_array: Callable[[str], bool] = lambda _k: False,
+    is_list: Callable[[str], bool] = lambda _k: False,
 ) -> dict[str, Any]:
     """Collect ``--key value`` pairs a command accepted as extra args (``-mp0``, ``-net1``...).
 
-    Values stay raw strings (lists of them for repeatable ``is_array`` keys); the caller
-    validates them against its schema.
+    Values stay raw strings (lists of them for repeatable ``is_array`` keys; a repeated
+    ``is_list`` key's values joined with ``,``, as Proxmox joins a ``-list`` format's); the
+    caller validates them against its schema.
     """
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -366,6 +368,9 @@ def parse_schema_args(
                 i += 1
         if is_array(key):
             values.setdefault(key, []).append(value)
+            continue
+        if key in values and is_list(key):
+            values[key] = f"{values[key]},{value}"
             continue
         if key in values:
             errors[key] = "duplicate option"

@@ -67,6 +67,7 @@ def parse_vmid_list(raw: str | Sequence[str]) -> list[int]:
 @dataclass(frozen=True)
 class VmidList(ValueType):
     name = "vmid-list"
+    joins_repeats = True
 
     def parse(self, raw: str) -> list[int]:
         return parse_vmid_list(raw)

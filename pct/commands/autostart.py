@@ -31,11 +31,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(units_app, name="autostart")
 
 
-def _vms(raw: str | None) -> list[int] | None:
+def _vms(raw: list[str] | None) -> list[int] | None:
+    """The ``--vms`` lists, all of them when the option is repeated (as Proxmox joins them)."""
     if raw is None:
         return None
     try:
-        return [parse_vmid(w) for w in re.split(r"[,;\s]+", raw.strip()) if w]
+        return [parse_vmid(w) for w in re.split(r"[,;\s]+", ",".join(raw).strip()) if w]
     except FormatError as err:
         raise ParamError({"vms": str(err)}) from None
 
@@ -63,7 +64,11 @@ def _guests_task(command: str) -> Iterator[TaskLog]:
 
 
 VmsOpt = Annotated[
-    str | None, typer.Option(help="Only consider containers from this comma separated VMID list.")
+    list[str] | None,
+    typer.Option(
+        metavar="<str>",
+        help="Only consider containers from this comma separated VMID list (may be repeated).",
+    ),
 ]
 
 

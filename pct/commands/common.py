@@ -30,9 +30,18 @@ def is_known_option(key: str) -> bool:
     return is_settable(key)
 
 
+def is_list_option(key: str) -> bool:
+    from shared.ctconfig.options import option_spec
+
+    spec = option_spec(key)
+    return spec is not None and spec.type.joins_repeats
+
+
 def config_options(extra: Sequence[str]) -> dict[str, str]:
     """The container options (``-memory 512 -net0 ...``) a command received as extra args."""
-    return parse_schema_args(extra, is_known=is_known_option, is_bool=is_bool_option)
+    return parse_schema_args(
+        extra, is_known=is_known_option, is_bool=is_bool_option, is_list=is_list_option
+    )
 
 
 def echo(text: str) -> None:

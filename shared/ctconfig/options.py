@@ -195,6 +195,7 @@ class SpaceList(ValueType):
 
     item: Str = field(default_factory=Str)
     name = "list"
+    joins_repeats = True
 
     def parse(self, raw: str) -> list[str]:
         items = split_list(str(raw))
@@ -211,6 +212,7 @@ class TagList(ValueType):
     """``pve-tag-list``; the canonical text is deduplicated, lower-cased, sorted, `;`-joined."""
 
     name = "tags"
+    joins_repeats = True
 
     def parse(self, raw: str) -> list[str]:
         tags = split_list(str(raw))

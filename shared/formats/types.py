@@ -33,9 +33,12 @@ def parse_bool(raw: str) -> bool:
 
 
 class ValueType:
-    """Base class: ``parse`` returns the canonical value, ``render`` its canonical text."""
+    """Base class: ``parse`` returns the canonical value, ``render`` its canonical text.
+    ``joins_repeats``: a list whose option may be given more than once on a command line, the
+    values joined (Proxmox's ``-list`` formats: ``--mailto a --mailto b``)."""
 
     name = "string"
+    joins_repeats = False
 
     def parse(self, raw: str) -> Any:
         return raw
@@ -208,6 +211,7 @@ class ListOf(ValueType):
     split: str = r"[,;\s]+"
     join: str = ","
     name = "list"
+    joins_repeats = True
 
     def parse(self, raw: str) -> list[Any]:
         items = [p for p in re.split(self.split, str(raw).strip()) if p != ""]

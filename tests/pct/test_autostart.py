@@ -349,6 +349,19 @@ def test_a_guest_stopped_by_an_overruling_stop_counts_as_stopped(
     assert not lxcapi.is_running(vmid)
 
 
+def test_a_repeated_vms_option_takes_every_list(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path
+) -> None:
+    """``--vms A --vms B`` acted on B alone, exit 0 (Proxmox joins the lists)."""
+    vmids = [new_vmid(), new_vmid()]
+    for vmid in vmids:
+        pct("create", vmid, busybox_template, "--rootfs", "local:0")
+    res = pct("startall", "--force", "--vms", vmids[0], "--vms", vmids[1])
+    assert starting(res.text) == vmids and all(lxcapi.is_running(v) for v in vmids)
+    pct("stopall", "--vms", vmids[1], "-vms", vmids[0])
+    assert not any(lxcapi.is_running(v) for v in vmids)
+
+
 @pytest.mark.parametrize(("vms", "why"), [
     ("abc", "type check ('integer') failed - got 'abc'"),
     ("101,99", "invalid format - value does not look like a valid VM ID"),

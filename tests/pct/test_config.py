@@ -70,6 +70,17 @@ def test_options_before_the_vmid(pct: Pct, ct: int, conf_text: Text) -> None:
     assert "memory: 256\n" in text and "onboot: 1\n" in text and "cores: 1\n" in text
 
 
+def test_a_repeated_list_option_joins_its_values(pct: Pct, ct: int, conf_text: Text) -> None:
+    """``--nameserver a --nameserver b`` was refused ("duplicate option"); Proxmox joins a
+    ``-list`` format's values."""
+    pct("set", ct, "--nameserver", "198.18.0.1", "--nameserver", "198.18.0.2",
+        "--tags", "a", "--tags", "b;c")  # fmt: skip
+    text = conf_text(ct)
+    assert "nameserver: 198.18.0.1 198.18.0.2\n" in text and "tags: a;b;c\n" in text
+    res = pct("set", ct, "--memory", "256", "--memory", "384", check=False)
+    assert res.rc == 2 and "memory: duplicate option" in res.err
+
+
 def test_case_16_17_deferred_keys_wait_in_pending(pct: Pct, ct: int, conf_text: Text) -> None:
     pct("start", ct)
     pct("set", ct, "--ostype", "ubuntu", "--tty", "4", "--hostname", "renamed")

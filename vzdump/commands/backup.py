@@ -35,6 +35,7 @@ def split_args(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
         is_known=is_known_option,
         is_bool=is_bool_option,
         is_array=lambda k: k in CLI_OPTIONS and CLI_OPTIONS[k].array,
+        is_list=lambda k: k in CLI_OPTIONS and CLI_OPTIONS[k].type.joins_repeats,
     )
     if positional:
         options["vmid"] = " ".join(positional)

@@ -84,6 +84,16 @@ def test_options_before_the_vmids(host: Host) -> None:
     assert archive.name.endswith(".tar.zst") and "./etc/vzdump/pct.conf" in names(archive)
 
 
+def test_a_repeated_exclude_takes_every_list(host: Host) -> None:
+    """``--exclude A --exclude B`` was refused ("duplicate option"); Proxmox joins the lists
+    of a ``-list`` option given more than once."""
+    cts = [host.create() for _ in range(3)]
+    res = vzdump("--all", "--exclude", str(cts[0].vmid), "--dumpdir", str(host.dumpdir),
+                 "--exclude", str(cts[2].vmid))  # fmt: skip
+    assert res.rc == 0, res.err
+    assert [p.name.split("-")[2] for p in host.dumpdir.glob("*.tar")] == [str(cts[1].vmid)]
+
+
 def test_config_members(host: Host) -> None:
     """Case 4 and 5: pct.conf without lock/parent/snapshots/pending but with bind mount and
     lxc.* lines; pct.fw is the firewall file; the CT's own /etc/vzdump appears again."""
