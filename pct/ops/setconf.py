@@ -62,7 +62,11 @@ def set_config(
             with livenote.noting(vmid, live, lxcapi.init_pid(vmid) if live else None):
                 _save_applied(conf, _hotplug(conf, keys))
         else:
-            applied = apply_pending(conf, alloc=recorded(), free=free, volume_size=size_of)
+            # only this command's keys, as Proxmox applies them: what else is pending (a
+            # `pct set` of a running CT, since stopped) waits for the start or a revert
+            applied = apply_pending(
+                conf, keys=result.modified, alloc=recorded(), free=free, volume_size=size_of
+            )
             for warning in applied.warnings:
                 log(warning)
             _save_applied(conf, applied)

@@ -81,6 +81,23 @@ def test_a_repeated_list_option_joins_its_values(pct: Pct, ct: int, conf_text: T
     assert res.rc == 2 and "memory: duplicate option" in res.err
 
 
+def test_set_of_a_stopped_ct_applies_its_own_keys_only(
+    pct: Pct, ct: int, conf_text: Text, ctroot: Path
+) -> None:
+    """As Proxmox's ``vmconfig_apply_pending`` with the command's own keys: a change left
+    pending (a ``pct set`` of the running container) waits for the start; a ``pct set
+    --onboot 1`` applied it, a pending mount point delete among them."""
+    conf = ctroot / f"etc/pve/lxc/{ct}.conf"
+    conf.write_text(conf_text(ct) + "\n[pve:pending]\nmemory: 1024\n")
+    pct("set", ct, "--onboot", "1")
+    text = conf_text(ct)
+    assert "onboot: 1\n" in text.split("[pve:pending]")[0]
+    assert text.endswith("[pve:pending]\nmemory: 1024\n")
+    pct("start", ct)  # the start applies what is pending
+    assert "[pve:pending]" not in conf_text(ct) and "memory: 1024\n" in conf_text(ct)
+    pct("stop", ct)
+
+
 def test_case_16_17_deferred_keys_wait_in_pending(pct: Pct, ct: int, conf_text: Text) -> None:
     pct("start", ct)
     pct("set", ct, "--ostype", "ubuntu", "--tty", "4", "--hostname", "renamed")
