@@ -52,13 +52,16 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def host_info() -> HostInfo:
+def host_info(*, env: bool = False) -> HostInfo:
+    """The host's side of the generated config; ``env``: the container has an environment,
+    whose key asks python-lxc for LXC's version (its import only then)."""
     layout = detect_layout()
     return HostInfo(
         layout=layout,
         memsw=layout is Layout.V2 or memsw_supported(),
         apparmor=Path("/sys/kernel/security/apparmor").exists(),
         cpus=os.cpu_count() or 1,
+        env_key=lxcapi.environment_key() if env else HostInfo.env_key,
     )
 
 
@@ -83,7 +86,7 @@ def write_lxc_config(conf: Config) -> Path:
     view = lxc_view(conf)
     lxcdir = paths.lxc_dir(conf.vmid)
     path = lxcdir / "config"
-    text = generate(view, host_info())
+    text = generate(view, host_info(env=bool(view.env)))
     try:
         check_config(conf.vmid, text)
     except ConfigError:

@@ -25,6 +25,18 @@ from .namespace import in_host_mounts
 RUNNING_STATES = ("RUNNING", "FROZEN", "STARTING", "STOPPING", "FREEZING", "THAWED")
 
 
+def environment_key() -> str:
+    """The LXC config key of a container's runtime environment in this host's LXC: LXC 6.0
+    split ``lxc.environment`` into ``.runtime`` and ``.hooks``, and LXC 5 refuses the new keys
+    (a container with ``env`` did not start)."""
+    import lxc
+
+    major = str(getattr(lxc, "version", "")).split(".", 1)[0]
+    if major.isdigit() and int(major) < 6:
+        return "lxc.environment"
+    return "lxc.environment.runtime"
+
+
 def container(vmid: int) -> Any:
     """A fresh python-lxc handle (it reads the config at construction).
 

@@ -125,6 +125,9 @@ class HostInfo:
     cpus: int = 1
     seed: int | None = None
     config_dir: Path = LXC_CONFIG_DIR
+    # the key of the config's ``env``: Proxmox's LXC (6.0 on) knows ``lxc.environment.runtime``
+    # (init and attached processes); LXC 5, Debian 12's, refuses it and has ``lxc.environment``
+    env_key: str = "lxc.environment.runtime"
 
 
 Lines = list[tuple[str, str]]
@@ -142,7 +145,7 @@ def generate(view: LxcView, host: HostInfo) -> str:
         lines.append(("lxc.init.cmd", view.entrypoint))
     for net in view.nets:
         lines += _net_lines(view.vmid, net)
-    lines += [("lxc.environment.runtime", var) for var in view.env]
+    lines += [(host.env_key, var) for var in view.env]
     lines += view.raw
     lines += _cpuset_lines(view, host)
     hook = hook_command()

@@ -87,6 +87,16 @@ def test_cases_10_12_43_state_checks_and_exec(pct: Pct, ct: int, ctroot: Path) -
     assert res.rc != 0 and res.err == "you can't start a CT if it's a template\n"
 
 
+def test_the_environment_reaches_the_init(pct: Pct, ct: int) -> None:
+    """``env`` became ``lxc.environment.runtime``, which this host's LXC 5 refuses: the
+    container never started (``Unsupported config key``)."""
+    pct("set", ct, "--env", "GREETING=hello world")
+    pct("start", ct)
+    environ = pct("exec", ct, "--", "cat", "/proc/1/environ").out.split("\0")
+    assert "GREETING=hello world" in environ
+    pct("stop", ct)
+
+
 def test_a_relative_root_is_the_same_root(ct: int, ctroot: Path) -> None:
     """``CTKIT_ROOT=root pct ...`` from the root's parent: a running container showed as
     stopped (LXC finds it by its absolute path), and a start failed in its pre-start hook."""

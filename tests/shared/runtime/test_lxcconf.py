@@ -143,6 +143,16 @@ def test_veth_names_longer_than_ifnamsiz_are_left_to_lxc() -> None:
     assert "veth.pair" not in generate(view, HostInfo(layout=Layout.V2))
 
 
+def test_the_environment_goes_under_the_key_the_host_lxc_knows() -> None:
+    """LXC 5 (Debian 12's) refuses ``lxc.environment.runtime``: a container with ``env`` did
+    not start there."""
+    view = LxcView(vmid=100, env=["A=1", "B=2 3"])
+    for key in ("lxc.environment.runtime", "lxc.environment"):
+        text = generate(view, HostInfo(layout=Layout.V2, env_key=key))
+        assert f"\n{key} = A=1\n{key} = B=2 3\n" in text
+    assert HostInfo(layout=Layout.V2).env_key == "lxc.environment.runtime"
+
+
 @pytest.mark.parametrize(
     "line",
     [
