@@ -153,7 +153,7 @@ class Section:
     @property
     def env(self) -> list[str]:
         text = self.values.get("env")
-        return text.split("\0") if text else []
+        return [item for item in text.split("\0") if item] if text else []
 
     def _flag(self, key: str) -> bool:
         try:
@@ -499,7 +499,9 @@ def section_text(values: dict[str, str], lxc: list[tuple[str, str]]) -> str:
     out += [_line(k, values[k]) for k in sorted(values) if k not in SKIP_KEYS]
     env = values.get("env")
     if env:
-        out += [_line(rawlxc.ENV_RUNTIME_KEY, item) for item in env.split("\0")]
+        # an empty entry (two NULs, an empty line read back) is dropped, as Proxmox's writer
+        # splits the list on runs of NULs
+        out += [_line(rawlxc.ENV_RUNTIME_KEY, item) for item in env.split("\0") if item]
     out += [_line(k, v) for k, v in lxc]
     return "".join(out)
 

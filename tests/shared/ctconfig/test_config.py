@@ -138,6 +138,19 @@ def test_env_is_folded_from_runtime_lines_in_any_section() -> None:
     assert conf.snapshots["s1"].env == ["C="]
 
 
+def test_an_empty_env_entry_is_dropped() -> None:
+    """As Proxmox's writer splits the list on runs of NULs: an empty line read back was
+    written again (with a trailing space) on every rewrite, and given to LXC."""
+    text = b"arch: amd64\nlxc.environment.runtime: A=1\nlxc.environment.runtime:\n" + (
+        b"lxc.environment.runtime: B=2\n"
+    )
+    conf = parse_config(text, 100)
+    assert conf.env == ["A=1", "B=2"]
+    assert conf.to_text() == (
+        "arch: amd64\nlxc.environment.runtime: A=1\nlxc.environment.runtime: B=2\n"
+    )
+
+
 def test_raw_lxc_entries_keep_order_and_duplicates() -> None:
     text = b"lxc.mount.entry: a\nlxc.idmap = u 0 1 2\nlxc.mount.entry:b\n"
     conf = parse_config(text, 100)
