@@ -307,7 +307,11 @@ def _arg_name(param: Any) -> str:
 
 def usage_line(prog_path: str, cmd: Any) -> str:
     """Proxmox's usage line: ``<path> <arg> ... [<optional-arg>] [OPTIONS]`` (two spaces when
-    there are no args)."""
+    there are no args). A hidden default command (vzdump's backup) is the program itself, with
+    the arguments its help shows (``vzdump {<vmid>} [OPTIONS]``)."""
+    shown = getattr(cmd, "options_metavar", None)
+    if getattr(cmd, "hidden", False) and shown and shown != "[OPTIONS]":
+        return f"{prog_path.rsplit(' ', 1)[0]} {shown}"
     argnames = [
         f"<{_arg_name(p)}>" if p.required else f"[<{_arg_name(p)}>]"
         for p in getattr(cmd, "params", [])

@@ -377,6 +377,23 @@ def test_usage_line_without_args() -> None:
     )
 
 
+def test_usage_line_of_a_hidden_default_command_is_the_program_s() -> None:
+    """vzdump's errors ended with ``vzdump backup  [OPTIONS]``, a command nobody types."""
+    little = typer.Typer()
+
+    @little.command("backup", hidden=True, options_metavar="{<vmid>} [OPTIONS]")
+    def backup() -> None:
+        """Back up."""
+
+    @little.command("other")
+    def other() -> None:
+        """Other."""
+
+    commands = typer.main.get_command(little).commands  # type: ignore[attr-defined]
+    assert cli.usage_line("vzdump backup", commands["backup"]) == "vzdump {<vmid>} [OPTIONS]"
+    assert cli.usage_line("vzdump other", commands["other"]) == "vzdump other"
+
+
 def test_usage_line_names_arguments_by_their_metavar() -> None:
     """Proxmox's ``<target-vmid>``: a metavar with a hyphen showed as ``<target_vmid_arg>``."""
     little = typer.Typer()
