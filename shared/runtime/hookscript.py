@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Callable
 
+from .. import userscript
 from ..ctconfig.config import Config
 from ..errors import CommandError, ConfigError
 from ..storage.api import resolve_volume, volume_path
@@ -26,17 +27,26 @@ def script_path(volid: str) -> str:
 
 
 def run(conf: Config, phase: str, *, fatal: bool, warn: Callable[[str], None] = print) -> None:
-    """Run the hook script for ``phase``; a failure raises when ``fatal`` else warns."""
+    """Run the hook script for ``phase``; a failure raises when ``fatal`` else warns. Its
+    stdin is empty, as under Proxmox: a ``read`` in it took what the user typed, or waited."""
     volid = conf.get("hookscript")
     if not volid:
         return
+    what = f"hookscript error for {conf.vmid} on {phase}"
     try:
-        path = script_path(str(volid))
-        proc = subprocess.run([path, str(conf.vmid), phase], check=False)
+        argv = [script_path(str(volid)), str(conf.vmid), phase]
+        try:
+            proc = userscript.popen(argv, stdin=subprocess.DEVNULL)
+        except OSError as err:
+            raise CommandError(f"{what}: {userscript.not_started(argv, err)}") from None
+        try:
+            proc.wait()
+        except BaseException:  # interrupted: the hook ends with the command, as subprocess.run
+            proc.kill()
+            proc.wait()
+            raise
         if proc.returncode != 0:
-            raise CommandError(
-                f"hookscript error for {conf.vmid} on {phase}: exit code {proc.returncode}"
-            )
+            raise CommandError(f"{what}: {userscript.failure(argv, proc.returncode)}")
     except (CommandError, ConfigError) as err:
         if fatal:
             raise

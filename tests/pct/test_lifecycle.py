@@ -97,6 +97,31 @@ def test_the_environment_reaches_the_init(pct: Pct, ct: int) -> None:
     pct("stop", ct)
 
 
+def test_hookscripts_without_an_interpreter_line_or_with_crlf(
+    pct: Pct, ct: int, ctroot: Path, tmp_path: Path
+) -> None:
+    """A hookscript without ``#!`` (Proxmox runs it through /bin/sh) or with CRLF line ends
+    ended ``pct start``/``stop`` in a Python traceback: a running container could not be
+    stopped. Its stdin is empty (a ``read`` took what the user typed)."""
+    snippets = ctroot / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True, exist_ok=True)
+    marker = tmp_path / "phases"
+    hook = snippets / "plain.sh"
+    hook.write_text(f'read line; echo "$2 ${{line:-empty}}" >> {marker}\n')
+    hook.chmod(0o755)
+    pct("set", ct, "--hookscript", "local:snippets/plain.sh")
+    pct("start", ct, stdin="typed\n")
+    hook.write_bytes(b"#!/bin/sh\r\nexit 0\r\n")  # as saved by a Windows editor
+    res = pct("stop", ct)  # pre-stop's failure is a warning: the container stops
+    assert f"hookscript error for {ct} on pre-stop: command '{hook} {ct} pre-stop' failed: " \
+        "No such file or directory" in res.text, res.text  # fmt: skip
+    assert "Traceback" not in res.text and not lxcapi.is_running(ct)
+    res = pct("start", ct, check=False)  # pre-start's is fatal, in one line
+    assert res.rc != 0 and "Traceback" not in res.text
+    assert f"hookscript error for {ct} on pre-start: command " in res.err
+    assert marker.read_text().splitlines()[:2] == ["pre-start empty", "post-start empty"]
+
+
 def test_a_relative_root_is_the_same_root(ct: int, ctroot: Path) -> None:
     """``CTKIT_ROOT=root pct ...`` from the root's parent: a running container showed as
     stopped (LXC finds it by its absolute path), and a start failed in its pre-start hook."""

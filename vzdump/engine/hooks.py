@@ -10,7 +10,7 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping
 
-from shared import signals
+from shared import signals, userscript
 from shared.errors import CommandError, ConfigError
 from shared.printable import printable
 
@@ -42,7 +42,7 @@ class Hooks:
             argv += [mode or "stop", str(vmid)]
         full_env = {**os.environ, **self.env, **(env or {})}
         try:
-            proc = subprocess.Popen(
+            proc = userscript.popen(
                 argv,
                 env=full_env,
                 stdin=subprocess.DEVNULL,
@@ -51,7 +51,7 @@ class Hooks:
                 start_new_session=True,  # so that an interrupt can end it with what it started
             )
         except OSError as err:  # gone, not executable, a bad interpreter line
-            raise CommandError(f"command '{' '.join(argv)}' failed: {err.strerror}") from None
+            raise CommandError(userscript.not_started(argv, err)) from None
         output = _Output(self.log)
         with proc:
             # a signal noted while the caller was held ends a hook outside cleanup as well
@@ -59,8 +59,7 @@ class Hooks:
             proc.wait()
         output.close()
         if proc.returncode != 0:
-            text = " ".join(argv)
-            raise CommandError(f"command '{text}' failed: exit code {proc.returncode}")
+            raise CommandError(userscript.failure(argv, proc.returncode))
 
 
 MAX_LINES = 100_000  # of one hook run, logged (and kept for the mail); the rest is counted

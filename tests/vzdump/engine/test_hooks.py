@@ -37,6 +37,19 @@ def test_a_failing_hook_still_logs_its_output(tmp_path: Path) -> None:
     assert lines == ["why"]
 
 
+def test_a_hook_without_an_interpreter_line_runs_as_on_proxmox(tmp_path: Path) -> None:
+    """Proxmox's exec hands a script without ``#!`` to /bin/sh; here the job failed at its
+    first phase. A hook killed by a signal says so in Proxmox's words."""
+    script = tmp_path / "hook.sh"
+    script.write_text('echo "phase $1 mode $2 vmid $3"\nif [ "$1" = backup-end ]; then kill -9 $$; fi\n')
+    script.chmod(0o755)
+    lines: list[str] = []
+    Hooks(str(script), lines.append).run("backup-start", "stop", 101)
+    assert lines == ["phase backup-start mode stop vmid 101"]
+    with pytest.raises(CommandError, match=r"backup-end stop 101' failed: got signal 9$"):
+        Hooks(str(script), lines.append).run("backup-end", "stop", 101)
+
+
 def test_output_is_logged_as_it_comes_and_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
