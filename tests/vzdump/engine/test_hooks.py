@@ -41,7 +41,9 @@ def test_a_hook_without_an_interpreter_line_runs_as_on_proxmox(tmp_path: Path) -
     """Proxmox's exec hands a script without ``#!`` to /bin/sh; here the job failed at its
     first phase. A hook killed by a signal says so in Proxmox's words."""
     script = tmp_path / "hook.sh"
-    script.write_text('echo "phase $1 mode $2 vmid $3"\nif [ "$1" = backup-end ]; then kill -9 $$; fi\n')
+    script.write_text(
+        'echo "phase $1 mode $2 vmid $3"\nif [ "$1" = backup-end ]; then kill -9 $$; fi\n'
+    )
     script.chmod(0o755)
     lines: list[str] = []
     Hooks(str(script), lines.append).run("backup-start", "stop", 101)
