@@ -21,7 +21,7 @@ import contextlib
 import io
 import os
 import sys
-from typing import TextIO
+from typing import IO, TextIO
 
 from .atomic import WriteError
 
@@ -78,6 +78,17 @@ def to_devnull(fd: int) -> None:
         os.close(null)
     else:
         os.set_inheritable(fd, True)
+
+
+def keep_stdout_for_data() -> IO[bytes]:
+    """The command's stdout kept for its data alone (``vzdump --stdout``: the archive), and
+    descriptor 1 pointed at stderr, as Proxmox does: whatever else the command or a program it
+    starts prints (a container's hookscript in stop mode, a hook) went into the archive stream,
+    which then did not decompress."""
+    sys.stdout.flush()
+    data = os.dup(1)  # not inherited: a program this command starts never holds the stream
+    os.dup2(2, 1)
+    return open(data, "wb")  # the job owns it until the command ends
 
 
 def prepare() -> None:

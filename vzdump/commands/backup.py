@@ -75,5 +75,5 @@ def backup(ctx: typer.Context) -> None:
         job.stop_running()
         if not (selection.get("vmid") or selection.get("all") or selection.get("pool")):
             return
-    stdout = sys.stdout.buffer if params.get("stdout") else None
+    stdout = stdio.keep_stdout_for_data() if params.get("stdout") else None
     job.run(params, stdout=stdout)

@@ -19,6 +19,7 @@ from .conftest import (
     member_text,
     names,
     only_archive,
+    pct,
     random_file,
     run,
     tar_list,
@@ -256,6 +257,26 @@ def test_stdout(host: Host) -> None:
     left = sorted(p.name for p in dump.iterdir())
     assert len(left) == 2 and left[0] == old.name, left
     assert re.fullmatch(rf"vzdump-lxc-{ct.vmid}-{TS}\.log", left[1])
+
+
+def test_stdout_holds_the_archive_alone(host: Host) -> None:
+    """Stop mode of a running container with a hookscript that prints (in pre-stop,
+    pre-start, post-start): its lines went into the archive stream, which did not decompress,
+    and vzdump exited 0. Everything but the archive goes to stderr, as on Proxmox."""
+    ct = host.create()
+    snippets = host.root / "var/lib/vz/snippets"
+    snippets.mkdir(parents=True, exist_ok=True)
+    hook = snippets / "say.sh"
+    hook.write_text('#!/bin/sh\necho "hook says $2"\n')
+    hook.chmod(0o755)
+    pct("set", str(ct.vmid), "--hookscript", "local:snippets/say.sh")
+    ct.start()
+    res = vzdump(str(ct.vmid), "--stdout", "--mode", "stop", "--compress", "zstd")
+    assert res.rc == 0, res.err
+    listing = run(["tar", "--zstd", "-tf", "-"], stdin=res.out)
+    assert listing.rc == 0 and "./etc/vzdump/pct.conf" in listing.out.decode(), listing.err
+    assert "hook says pre-stop" in res.err and "hook says post-start" in res.err
+    assert ct.running()
 
 
 def test_stdout_needs_exactly_one_guest(host: Host) -> None:
