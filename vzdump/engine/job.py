@@ -25,7 +25,7 @@ from shared.formats import vzdumpconf
 from shared.locks import flock
 from shared.regularfile import UnreadableFile, read_whole
 from shared.runtime.namespace import private_mounts
-from shared.signals import interrupted, interruptible
+from shared.signals import held, interrupted, interruptible
 from shared.storage.api import backup_dir, backup_storage, get_storage, reclaim_space
 from shared.storage.resticplugin import ResticStorage
 
@@ -193,9 +193,12 @@ class Job:
 
     def _job_abort(self, hooks: Hooks, err: CtkitError) -> CtkitError:
         """The job-level flow died (job-start, job-end, a signal): run ``job-abort``; its own
-        failure is appended to the error (§4.6)."""
+        failure is appended to the error (§4.6). It is cleanup: the signal that ended the job
+        ended the hook too (within 0.2 s), and the job's error line and its notification were
+        lost with it."""
         try:
-            hooks.run("job-abort")
+            with held():
+                hooks.run("job-abort")
         except CtkitError as hook_err:
             err.message = f"{err.message}\n{hook_err}"
         return err

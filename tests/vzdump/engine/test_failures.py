@@ -366,6 +366,35 @@ def test_interrupt(host: Host, how: str) -> None:
     assert (host.root / "run/vzdump.pid").exists()  # removed only after a successful job
 
 
+def test_a_signal_lets_job_abort_run_and_the_job_report_it(host: Host) -> None:
+    """SIGTERM while a --script hook waits in job-start: the signal the job was handling ended
+    job-abort too (within 0.2 s), and the job's error line and its notification were lost."""
+    ct = host.create()
+    done = host.root / "job-abort-done"
+    hook = host.root / "waiting-hook.sh"
+    hook.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = job-start ]; then echo "waiting in $1"; sleep 30; fi\n'
+        f'if [ "$1" = job-abort ]; then sleep 1; touch {done}; echo "abort done"; fi\n'
+        "exit 0\n"
+    )
+    hook.chmod(0o755)
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--script", str(hook))
+    try:
+        seen = wait_for_line(proc, "waiting in job-start")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = seen + err.decode().splitlines()
+    assert proc.returncode == 130, lines
+    assert done.exists() and "INFO: abort done" in lines
+    assert lines[-2:] == ["ERROR: Backup job failed - interrupted by signal",
+                          "interrupted by signal"]  # fmt: skip
+    summary = json.loads((host.root / "var/log/vzdump/vzdump.notification.json").read_text())
+    assert summary["result"]["error"] == "interrupted by signal"
+
+
 def test_a_hook_that_cannot_run_fails_with_one_line_and_the_ct_comes_back(host: Host) -> None:
     ct = host.create(start=True)
     vm = str(ct.vmid)
