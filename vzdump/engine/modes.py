@@ -284,12 +284,14 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
     run.log("suspending guest")
     run.downtime_started = time.monotonic()
     ours = False  # a CT someone froze (pct suspend) stays frozen: not ours to thaw
+    owed = False  # frozen after pre-stop: the restart hooks are owed, also to a failed backup
     try:
         run.hook("pre-stop")
         try:
             frozen = cgroup.is_frozen()
         except FileNotFoundError:  # its cgroup is gone: the guest went down (it rebooted)
             raise StateError(f"CT {run.vmid} stopped during the backup") from None
+        owed = True
         if frozen:
             run.log("guest was already frozen - it stays frozen")
         else:
@@ -300,6 +302,7 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
         check_sources(run, pid)
         rsync(run, argv, "final")
         run.log("resuming guest")
+        owed = False  # from here the normal path runs them
         try:
             run.hook("pre-restart")
         finally:
@@ -311,14 +314,29 @@ def suspend_mode(run: GuestRun, nfs: bool) -> Iterator[Path]:
         run.online_again()
     finally:
         with signals.held():
+            # a backup that failed or was interrupted while the guest was frozen resumes it
+            # between the restart hooks, as Proxmox's cleanup does: a service the hook stopped
+            # in pre-stop stayed down
+            if owed:
+                _cleanup_hook(run, "pre-restart")
             # judged by the cgroup's real state, not by a flag (the upstream bug of §7)
             if ours and cgroup.exists() and cgroup.is_frozen():
                 cgroup.thaw()
             if ours:
                 run.note(frozen=False)
+            if owed:
+                _cleanup_hook(run, "post-restart")
     if run.frozen_seconds is not None:
         run.log(f"frozen window: {run.frozen_seconds:.3f} s")
     yield run.copydir
+
+
+def _cleanup_hook(run: GuestRun, phase: str) -> None:
+    """A hook phase of a cleanup: its failure is a warning, the backup's own error stands."""
+    try:
+        run.hook(phase)
+    except CtkitError as err:
+        run.warn(str(err))
 
 
 # --- snapshot -------------------------------------------------------------------------------

@@ -395,6 +395,39 @@ def test_a_signal_lets_job_abort_run_and_the_job_report_it(host: Host) -> None:
     assert summary["result"]["error"] == "interrupted by signal"
 
 
+def test_an_interrupt_while_frozen_still_runs_the_restart_hooks(host: Host) -> None:
+    """Suspend mode interrupted during its final sync, the guest frozen: the cleanup thawed it
+    but skipped pre-restart and post-restart, so a service the hook stopped in pre-stop stayed
+    down. Proxmox's cleanup resumes the guest between the two, as the normal path does."""
+    ct = host.create(start=True)
+    calls = host.root / "calls"
+    hook = host.root / "restart-hook.sh"
+    grow = ct.volume() / "srv/grown"
+    hook.write_text(
+        "#!/bin/sh\n"
+        f'echo "$1" >> {calls}\n'
+        # changed between the two syncs: the final one has 6 MiB to send at 1 MiB/s
+        f'if [ "$1" = pre-stop ]; then head -c 6M /dev/urandom > {grow}; echo "pre-stop done"; fi\n'
+        "exit 0\n"
+    )
+    hook.chmod(0o755)
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                        "--script", str(hook), "--bwlimit", "1024")  # fmt: skip
+    try:
+        wait_for_line(proc, "pre-stop done")
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    phases = calls.read_text().split()
+    at = phases.index("pre-stop")
+    assert phases[at + 1 : at + 3] == ["pre-restart", "post-restart"], phases
+    assert_clean_failure(ct, host.dumpdir, running=True)
+    assert ct.freezer_state() == "THAWED"
+
+
 def test_a_hook_that_cannot_run_fails_with_one_line_and_the_ct_comes_back(host: Host) -> None:
     ct = host.create(start=True)
     vm = str(ct.vmid)
