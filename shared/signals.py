@@ -5,9 +5,12 @@ INT, TERM, HUP and QUIT interrupt the operation once: the first one raises ``Key
 the guest fails, the job aborts and the remaining guests are reported as aborted). Cleanup code
 runs inside :func:`held`: a signal that arrives there is only noted, so a container is always
 thawed or restarted, its snapshot removed, its volumes unmounted and freed and its lock dropped.
-Later signals are ignored for the same reason (``vzdump --stop`` or an impatient second Ctrl-C
-must not break cleanup). Without these handlers TERM and HUP would end the process on the spot,
-with no cleanup at all.
+Later signals do not break cleanup either (``vzdump --stop`` or an impatient second Ctrl-C).
+They only cut short a user's script the cleanup runs (a hook's ``backup-abort``, ``log-end``,
+``pre-restart``...): :func:`stream_lines` ends it with :class:`CutShort`, and the cleanup goes
+on without it. One that hung (a NAS that did not answer) held a stopped container down and
+locked, whatever was sent to the job. Without these handlers TERM and HUP would end the process
+on the spot, with no cleanup at all.
 
 Work run in other threads while the main thread only waits (held) hears of a signal as
 follows: the handler just notes it, and each thread raises ``KeyboardInterrupt`` itself at its
@@ -32,9 +35,14 @@ from typing import Any
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
+class CutShort(Exception):
+    """A script run during cleanup was ended by a second signal (see the module text)."""
+
+
 class _State:
     def __init__(self) -> None:
         self.fired = False
+        self.again = False  # a second signal came: scripts run in cleanup are cut short
         self.depth = 0  # nested interruptible() operations (a scheduler pass runs jobs)
         self._local = threading.local()
 
@@ -53,6 +61,7 @@ _state = _State()
 
 def _handler(_signum: int, _frame: FrameType | None) -> None:
     if _state.fired:
+        _state.again = True
         return
     _state.fired = True
     if not _state.held:
@@ -80,13 +89,13 @@ def interruptible() -> Iterator[None]:
         for sig in INTERRUPTS
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
-    _state.fired, _state.held, _state.depth = False, 0, 1
+    _state.fired, _state.again, _state.held, _state.depth = False, False, 0, 1
     try:
         yield
     finally:
         for sig, previous in old.items():
             signal.signal(sig, previous)
-        _state.fired, _state.depth = False, 0  # a later operation starts uninterrupted
+        _state.fired, _state.again, _state.depth = False, False, 0  # a later one: uninterrupted
 
 
 @contextlib.contextmanager
@@ -188,6 +197,8 @@ def stream_lines(
             while True:
                 ready = sel.select(poll)
                 raise_if_interrupted()  # also while it prints without a pause
+                if _state.again:
+                    raise CutShort
                 if not ready:
                     continue
                 chunk = os.read(fd, 1 << 16)

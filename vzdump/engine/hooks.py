@@ -55,7 +55,13 @@ class Hooks:
         output = _Output(self.log)
         with proc:
             # a signal noted while the caller was held ends a hook outside cleanup as well
-            signals.stream_lines(proc, output.line)
+            try:
+                signals.stream_lines(proc, output.line)
+            except signals.CutShort:
+                output.close()
+                raise CommandError(
+                    f"command '{' '.join(argv)}' failed: ended by a second signal"
+                ) from None
             proc.wait()
         output.close()
         if proc.returncode != 0:

@@ -39,10 +39,13 @@ from .log import JobLog
 IGNORED = ("performance", "fleecing", "pbs-change-detection-mode")
 MAX_PID_FILE = 4096  # one UPID
 STOP_WAIT = 15.0  # --stop: how long the running vzdump may take to clean up and exit
+STOP_AGAIN = 5.0  # --stop: a second TERM after this long cuts short a hook its cleanup runs
 
 
 def stop_running(timeout: float = STOP_WAIT) -> None:
-    """``--stop``: SIGTERM the vzdump whose UPID is in the pid file and wait for it to exit.
+    """``--stop``: SIGTERM the vzdump whose UPID is in the pid file and wait for it to exit;
+    a second TERM after :data:`STOP_AGAIN` seconds ends a hook its cleanup waits for (one that
+    hung held a stopped container down and locked, see :mod:`shared.signals`).
 
     The process start time in the UPID guards against a reused PID; a stale file is ignored.
     """
@@ -56,10 +59,16 @@ def stop_running(timeout: float = STOP_WAIT) -> None:
     pid, pstart = named
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    again = True
     while lives(pid, pstart):
-        if time.monotonic() > deadline:
+        waited = time.monotonic() - started
+        if waited > timeout:
             raise CtkitError(f"stopping backup process {pid} failed")
+        if again and waited > STOP_AGAIN:
+            again = False
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         time.sleep(0.1)
 
 

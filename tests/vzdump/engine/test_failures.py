@@ -428,6 +428,43 @@ def test_an_interrupt_while_frozen_still_runs_the_restart_hooks(host: Host) -> N
     assert ct.freezer_state() == "THAWED"
 
 
+@pytest.mark.parametrize("how", ["signals", "stop-option"])
+def test_a_second_signal_cuts_a_hanging_cleanup_hook_short(host: Host, how: str) -> None:
+    """Stop mode interrupted while writing, its pre-restart hook hanging (a NAS that does not
+    answer): a second signal was ignored, and the container stayed down and locked until the
+    hook ended by itself. A second signal now ends the hook, and the cleanup goes on;
+    ``vzdump --stop`` sends one after 5 s (it gave up after 15 s: "stopping ... failed")."""
+    ct = host.create(start=True)
+    random_file(ct, "big", 8 << 20)
+    hook = host.root / "hanging-hook.sh"
+    hook.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = pre-restart ]; then echo "pre-restart waits"; sleep 120; fi\n'
+        "exit 0\n"
+    )
+    hook.chmod(0o755)
+    proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
+                        "--script", str(hook), "--bwlimit", "1024")  # fmt: skip
+    try:
+        seen = wait_for_line(proc, "creating vzdump archive")
+        began = time.monotonic()
+        if how == "stop-option":
+            res = vzdump("--stop")
+            assert res.rc == 0 and res.err == ""
+        else:
+            proc.send_signal(signal.SIGTERM)
+            seen += wait_for_line(proc, "pre-restart waits")
+            proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = seen + err.decode().splitlines()
+    assert proc.returncode == 130, lines
+    assert time.monotonic() - began < 30
+    assert any("pre-restart stop" in ln and "ended by a second signal" in ln for ln in lines)
+    assert_clean_failure(ct, host.dumpdir, running=True)
+
+
 def test_a_hook_that_cannot_run_fails_with_one_line_and_the_ct_comes_back(host: Host) -> None:
     ct = host.create(start=True)
     vm = str(ct.vmid)
