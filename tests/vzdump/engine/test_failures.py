@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -328,6 +329,29 @@ def test_a_restart_that_fails_is_not_reported_as_online_again(host: Host, tmp_pa
     assert "lock:" not in ct.conf()
 
 
+def interrupted(
+    proc: subprocess.Popen[bytes], at: str, stop: Callable[[list[str]], None]
+) -> list[str]:
+    """The lines of a vzdump that ``stop`` interrupts once it printed ``at`` (``stop`` gets
+    the lines so far, and may add to them); it ends with 130."""
+    try:
+        seen = wait_for_line(proc, at)
+        stop(seen)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = seen + err.decode().splitlines()
+    assert proc.returncode == 130, lines
+    return lines
+
+
+def script(path: Path, body: str) -> Path:
+    """An executable hook script: ``body`` between ``#!/bin/sh`` and ``exit 0``."""
+    path.write_text(f"#!/bin/sh\n{body}exit 0\n")
+    path.chmod(0o755)
+    return path
+
+
 @pytest.mark.parametrize("how", ["stop-option", "sigint"])
 def test_interrupt(host: Host, how: str) -> None:
     """An interrupt inside a guest: its cleanup runs (the CT stop mode shut down is started
@@ -338,8 +362,8 @@ def test_interrupt(host: Host, how: str) -> None:
     second = host.create()
     proc = start_vzdump(str(first.vmid), str(second.vmid), "--dumpdir", str(host.dumpdir),
                         "--mode", "stop", "--bwlimit", "1024")  # fmt: skip
-    try:
-        seen = wait_for_line(proc, "creating vzdump archive")
+
+    def stop(_seen: list[str]) -> None:
         time.sleep(0.3)
         if how == "stop-option":
             pidfile = (host.root / "run/vzdump.pid").read_text()
@@ -348,11 +372,8 @@ def test_interrupt(host: Host, how: str) -> None:
             assert res.rc == 0 and res.err == ""
         else:
             proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    lines = seen + err.decode().splitlines()
-    assert proc.returncode == 130, lines
+
+    lines = interrupted(proc, "creating vzdump archive", stop)
     assert f"ERROR: Backup of VM {first.vmid} failed - interrupted by signal" in lines
     assert lines[-2:] == ["ERROR: Backup job failed - interrupted by signal",
                           "interrupted by signal"]  # fmt: skip
@@ -371,23 +392,13 @@ def test_a_signal_lets_job_abort_run_and_the_job_report_it(host: Host) -> None:
     job-abort too (within 0.2 s), and the job's error line and its notification were lost."""
     ct = host.create()
     done = host.root / "job-abort-done"
-    hook = host.root / "waiting-hook.sh"
-    hook.write_text(
-        "#!/bin/sh\n"
+    hook = script(
+        host.root / "waiting-hook.sh",
         'if [ "$1" = job-start ]; then echo "waiting in $1"; sleep 30; fi\n'
-        f'if [ "$1" = job-abort ]; then sleep 1; touch {done}; echo "abort done"; fi\n'
-        "exit 0\n"
+        f'if [ "$1" = job-abort ]; then sleep 1; touch {done}; echo "abort done"; fi\n',
     )
-    hook.chmod(0o755)
     proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--script", str(hook))
-    try:
-        seen = wait_for_line(proc, "waiting in job-start")
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    lines = seen + err.decode().splitlines()
-    assert proc.returncode == 130, lines
+    lines = interrupted(proc, "waiting in job-start", lambda _: proc.send_signal(signal.SIGTERM))
     assert done.exists() and "INFO: abort done" in lines
     assert lines[-2:] == ["ERROR: Backup job failed - interrupted by signal",
                           "interrupted by signal"]  # fmt: skip
@@ -401,26 +412,22 @@ def test_an_interrupt_while_frozen_still_runs_the_restart_hooks(host: Host) -> N
     down. Proxmox's cleanup resumes the guest between the two, as the normal path does."""
     ct = host.create(start=True)
     calls = host.root / "calls"
-    hook = host.root / "restart-hook.sh"
     grow = ct.volume() / "srv/grown"
-    hook.write_text(
-        "#!/bin/sh\n"
+    hook = script(
+        host.root / "restart-hook.sh",
         f'echo "$1" >> {calls}\n'
         # changed between the two syncs: the final one has 6 MiB to send at 1 MiB/s
-        f'if [ "$1" = pre-stop ]; then head -c 6M /dev/urandom > {grow}; echo "pre-stop done"; fi\n'
-        "exit 0\n"
+        f'if [ "$1" = pre-stop ]; then head -c 6M /dev/urandom > {grow}; fi\n'
+        'if [ "$1" = pre-stop ]; then echo "pre-stop done"; fi\n',
     )
-    hook.chmod(0o755)
     proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
                         "--script", str(hook), "--bwlimit", "1024")  # fmt: skip
-    try:
-        wait_for_line(proc, "pre-stop done")
-        time.sleep(1)
+
+    def stop(_seen: list[str]) -> None:
+        time.sleep(1)  # the guest frozen, its final sync under way
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err.decode()
+
+    interrupted(proc, "pre-stop done", stop)
     phases = calls.read_text().split()
     at = phases.index("pre-stop")
     assert phases[at + 1 : at + 3] == ["pre-restart", "post-restart"], phases
@@ -436,18 +443,15 @@ def test_a_second_signal_cuts_a_hanging_cleanup_hook_short(host: Host, how: str)
     ``vzdump --stop`` sends one after 5 s (it gave up after 15 s: "stopping ... failed")."""
     ct = host.create(start=True)
     random_file(ct, "big", 8 << 20)
-    hook = host.root / "hanging-hook.sh"
-    hook.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = pre-restart ]; then echo "pre-restart waits"; sleep 120; fi\n'
-        "exit 0\n"
+    hook = script(
+        host.root / "hanging-hook.sh",
+        'if [ "$1" = pre-restart ]; then echo "pre-restart waits"; sleep 120; fi\n',
     )
-    hook.chmod(0o755)
     proc = start_vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "stop",
                         "--script", str(hook), "--bwlimit", "1024")  # fmt: skip
-    try:
-        seen = wait_for_line(proc, "creating vzdump archive")
-        began = time.monotonic()
+    began = time.monotonic()
+
+    def stop(seen: list[str]) -> None:
         if how == "stop-option":
             res = vzdump("--stop")
             assert res.rc == 0 and res.err == ""
@@ -455,11 +459,8 @@ def test_a_second_signal_cuts_a_hanging_cleanup_hook_short(host: Host, how: str)
             proc.send_signal(signal.SIGTERM)
             seen += wait_for_line(proc, "pre-restart waits")
             proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    lines = seen + err.decode().splitlines()
-    assert proc.returncode == 130, lines
+
+    lines = interrupted(proc, "creating vzdump archive", stop)
     assert time.monotonic() - began < 30
     assert any("pre-restart stop" in ln and "ended by a second signal" in ln for ln in lines)
     assert_clean_failure(ct, host.dumpdir, running=True)
