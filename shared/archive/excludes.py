@@ -4,7 +4,7 @@ Every member of a vzdump archive is named from the root's own entry, ``./``. tar
 unanchored pattern (``--no-anchored``) on the whole name as well as on what follows each
 ``/``, and with a leading directory's match (``./`` being the leading directory of every
 name). So a pattern whose start can take that ``.`` matches every member: ``.*`` (meant for
-dotfiles), ``?``, ``?*``, ``[!x]``, ``.[!.]*``, ``**/x``. Proxmox hands such patterns to tar
+dotfiles), ``?``, ``?*``, ``[!x]``, ``.[!.]*``, ``.??*``. Proxmox hands such patterns to tar
 as they are, and the backup comes out empty, without a warning. vzdump's rule (a pattern
 without a leading ``/`` matches a name at any depth) is what the user meant; for these
 patterns it is given to tar as two anchored ones, ``./P`` and ``./*/P`` (tar's ``*`` crosses
