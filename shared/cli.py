@@ -337,8 +337,10 @@ def parse_schema_args(
     """Collect ``--key value`` pairs a command accepted as extra args (``-mp0``, ``-net1``...).
 
     Values stay raw strings (lists of them for repeatable ``is_array`` keys; a repeated
-    ``is_list`` key's values joined with ``,``, as Proxmox joins a ``-list`` format's); the
-    caller validates them against its schema.
+    ``is_list`` key's values joined with ``,``, as Proxmox joins a ``-list`` format's; any other
+    repeated key takes its last value, as Proxmox's option parser does: a wrapper that appends
+    ``--storage x`` to a line that has one backs up to ``x``); the caller validates them
+    against its schema.
     """
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -375,9 +377,6 @@ def parse_schema_args(
             continue
         if key in values and is_list(key):
             values[key] = f"{values[key]},{value}"
-            continue
-        if key in values:
-            errors[key] = "duplicate option"
             continue
         values[key] = value
     if errors:
