@@ -177,6 +177,17 @@ def reference(work: Path, btrfs: Path, tpl: Path, storage: str, unpriv: bool, re
     return f"{alloc} && zstd -q -dc {tpl} | {tar} >/dev/null && {done} && {config}"
 
 
+def settle(btrfs: Path) -> None:
+    """Before a timed run: what the last run left dirty is written, and the subvolumes it
+    deleted are gone (btrfs drops a deleted subvolume's extents in the background, and that
+    work landed in whichever run came next: the btrfs figures varied by up to 2x). The
+    cleaner starts at a commit: ``subvolume sync`` alone waited for the next periodic one,
+    up to 30 s."""
+    subprocess.run(["sync"], check=True)
+    subprocess.run(["btrfs", "filesystem", "sync", str(btrfs)], check=True, capture_output=True)
+    subprocess.run(["btrfs", "-q", "subvolume", "sync", str(btrfs)], check=True)
+
+
 def reference_cleanup(work: Path, btrfs: Path) -> None:
     mnt = work / "ref-mnt"
     if os.path.ismount(mnt):
@@ -196,15 +207,15 @@ def bench_create(work: Path, root: Root, tpl: Path, reps: int) -> None:
                 # the reference's two ways each once, and pct as often: a best of more runs
                 # would favour the side that has them
                 for records in (False, True):
-                    subprocess.run(["sync"], check=True)
+                    settle(btrfs)
                     ref = shell(reference(work, btrfs, tpl, storage, unpriv, records))
                     results.setdefault(f"ref {name}", []).append(ref)
                     reference_cleanup(work, btrfs)
-                    subprocess.run(["sync"], check=True)
+                    settle(btrfs)
                     cli = root.pct("create", VMID, tpl, "--rootfs", rootfs, "--unprivileged", flag)
                     results.setdefault(f"cli {name}", []).append(cli)
                     root.destroy(VMID)
-                subprocess.run(["sync"], check=True)
+                settle(btrfs)
                 lib = root.library("create", str(tpl), rootfs, flag)
                 results.setdefault(f"lib {name}", []).append(lib)
                 root.destroy(VMID)
