@@ -32,6 +32,7 @@ from .provision import (
     Allocation,
     allocate,
     apply_defaults,
+    check_given_volumes,
     check_rootdir_storages,
     complete_given_nets,
     convert_to_template,
@@ -112,6 +113,7 @@ def create(req: CreateRequest, log: Log = _stderr) -> Config:
     private_mounts()
     alloc = Allocation(req.vmid, owner=owner)
     try:
+        check_given_volumes(conf, skip=req.vmid)
         allocate(conf, alloc, req.storage)
         store.save(conf)
         _fill_rootfs(conf, req, template, compression, log)

@@ -137,6 +137,27 @@ def allocate(conf: Config, alloc: Allocation, default_storage: str) -> None:
         conf.set(mp.key, mp.replace(volume=volid, size=size))
 
 
+def check_given_volumes(conf: Config, *, skip: int | None = None) -> None:
+    """Refuse an existing volume given as a mount point (not ``STORAGE:SIZE``) that a
+    container's config names. Create and restore fill such a volume in place: a failed fill
+    left the archive's files in that container (a running one's root too), a successful one
+    two containers on one volume. With ``--force`` the replaced container counts as well: its
+    volumes stay as they are until the restore commits. ``skip``: the id whose config on disk
+    is the new one (a create's, locked)."""
+    given = {
+        mp.volume
+        for mp in conf.mountpoints()
+        if mp.type == "volume" and parse_new_volume(mp.volume) is None
+    }
+    if not given:
+        return
+    for vmid in store.list_vmids():
+        other = store.load_or_none(vmid) if vmid != skip else None
+        for volid in owned_volumes(other) if other is not None else ():
+            if volid in given:
+                raise StateError(f"volume '{volid}' is in use by CT {vmid}")
+
+
 def create_locked_config(
     conf: Config, *, force: bool = False, owner_op: str | None = None
 ) -> owners.Owner | None:

@@ -35,6 +35,7 @@ from .provision import (
     Allocation,
     allocate,
     apply_defaults,
+    check_given_volumes,
     commit_config,
     convert_to_template,
     create_locked_config,
@@ -163,6 +164,7 @@ def _restore_locked(
             drop_invalid(backup, log)
             check_backup_size(backup)
         plan = plan_restore(conf, backup, req, log, firewall)
+        check_given_volumes(conf)
         with signals.step():  # each new volume is on record before a signal acts
             allocate(conf, alloc, req.storage)
             conf.set("lock", CREATE_LOCK)

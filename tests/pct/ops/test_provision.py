@@ -33,3 +33,23 @@ def test_an_image_is_written_back_while_the_block_fills_it(
             assert time.monotonic() < deadline, "not written back while the block ran"
             time.sleep(0.05)
     pct("destroy", vmid)
+
+
+def test_create_refuses_a_volume_another_container_uses(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    """The template would be extracted into the running container's root file system."""
+    owner, vmid = new_vmid(), new_vmid()
+    pct("create", owner, busybox_template, "--rootfs", "local:0")
+    volid = conf_text(owner).split("rootfs: ", 1)[1].split(",")[0].strip()
+    pct("start", owner)
+    pct("exec", owner, "--", "rm", "/bin/ls")
+    res = pct("create", vmid, busybox_template, "--rootfs", volid, check=False)
+    assert (res.rc, res.err) == (
+        6,
+        f"unable to create CT {vmid} - volume '{volid}' is in use by CT {owner}\n",
+    )
+    assert pct("exec", owner, "--", "test", "-e", "/bin/ls", check=False).rc == 1
+    assert not store.exists(vmid)
+    pct("stop", owner)
+    pct("destroy", owner)

@@ -10,7 +10,7 @@ import pytest
 
 from shared.archive.vzdumpformat import RECORD_LIMIT, ReplayableStream, read_members
 from shared.ctconfig import store
-from shared.errors import CtkitError
+from shared.errors import CtkitError, StateError
 from shared.storage.api import volume_path
 from tests.pct.restore.conftest import BASE_CONF, Backups, images, leftovers
 
@@ -124,3 +124,53 @@ def test_replayable_stream_for_the_config_reader(backups: Backups) -> None:
         whole = b"".join(iter(lambda: stream.read(1 << 16), b""))
     assert conf == BASE_CONF.encode()
     assert whole == backups.path(archive).read_bytes()
+
+
+def _tree_names(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_a_volume_another_container_uses_is_refused(
+    backups: Backups, new_vmid: Callable[[], int]
+) -> None:
+    """Given as ``--rootfs``, an existing volume is filled in place: another container's (a
+    running one's too) took the archive's files, even from a restore that failed."""
+    archive = backups.archive(BASE_CONF)
+    owner, vmid = new_vmid(), new_vmid()
+    volid = backups.restore(owner, archive, params={"rootfs": "local:0"}).get_raw("rootfs")
+    assert volid is not None
+    volid = volid.split(",")[0]
+    (volume_path(volid) / "root/mine").write_text("the owner's\n")
+    before = _tree_names(volume_path(volid))
+    with pytest.raises(StateError, match=f"volume '{volid}' is in use by CT {owner}$"):
+        backups.restore(vmid, archive, params={"rootfs": volid})
+    assert _tree_names(volume_path(volid)) == before
+    assert leftovers(backups.root, vmid) == []
+
+
+def test_force_refuses_the_replaced_containers_own_volume(backups: Backups, vmid: int) -> None:
+    """A failed ``--force`` restore leaves the old container as it was: its own volume,
+    given back to the restore, would be filled in place before the commit."""
+    archive = backups.archive(BASE_CONF)
+    old = backups.restore(vmid, archive, params={"rootfs": "local:0"})
+    volid = str(old.get_raw("rootfs")).split(",")[0]
+    (volume_path(volid) / "etc/hostname").unlink()
+    before = _tree_names(volume_path(volid))
+    with pytest.raises(StateError, match=f"is in use by CT {vmid}$"):
+        backups.restore(vmid, archive, force=True, params={"rootfs": volid})
+    assert _tree_names(volume_path(volid)) == before
+    assert store.load(vmid).values == old.values  # unlocked, unchanged
+
+
+def test_an_existing_volume_nobody_uses_is_filled(
+    backups: Backups, new_vmid: Callable[[], int]
+) -> None:
+    """Proxmox's advanced mode takes an existing volume too: one no config names is used."""
+    archive = backups.archive(BASE_CONF)
+    first, vmid = new_vmid(), new_vmid()
+    made = backups.restore(first, archive, params={"rootfs": "local:0"})
+    volid = str(made.get_raw("rootfs")).split(",")[0]
+    (backups.root / f"etc/pve/lxc/{first}.conf").unlink()  # the volume is named by nothing
+    conf = backups.restore(vmid, archive, params={"rootfs": volid})
+    assert str(conf.get_raw("rootfs")).split(",")[0] == volid
+    assert (volume_path(volid) / "bin/busybox").exists()
