@@ -82,6 +82,7 @@ def rescan(vmid: int | None = None, *, dryrun: bool = False, log: Log = _stdout)
     if dryrun:
         log("NOTE: running in dry-run mode, won't write changes out!")
     log("rescan volumes...")
+    _recover(vmid, log)
     cfg = load_config()
     volumes = scan_volumes(cfg, vmid)
     vmids = [vmid] if vmid is not None else store.list_vmids()
@@ -96,6 +97,19 @@ def rescan(vmid: int | None = None, *, dryrun: bool = False, log: Log = _stdout)
             failed.append(ct)
     if failed:
         raise CommandError(f"unable to rescan {len(failed)} container(s)")
+
+
+def _recover(vmid: int | None, log: Log) -> None:
+    """Undo first what a killed command left (a restore's ``lock: create`` and its new
+    volumes), as every other command that meets the container does: rescan refused the dead
+    command's lock, and offered its half-filled volumes as ``unusedN``. A dry run recovers
+    too, as ``pct list`` does: nothing of it is the rescan's own change."""
+    from shared.runtime import recovery
+
+    if vmid is not None:
+        recovery.recover(vmid, log)
+    else:
+        recovery.recover_all(log)
 
 
 def _rescan_one(

@@ -383,7 +383,7 @@ def slow_create(vmid: int, tmp_path: Path) -> subprocess.Popen[bytes]:
                             start_new_session=True)  # fmt: skip
 
 
-@pytest.mark.parametrize("then", ["create", "destroy", "list"])
+@pytest.mark.parametrize("then", ["create", "destroy", "list", "rescan", "rescan-all"])
 def test_a_create_killed_while_extracting_is_undone_by_the_next_command(
     pct: Pct,
     vmid: int,
@@ -409,6 +409,9 @@ def test_a_create_killed_while_extracting_is_undone_by_the_next_command(
         "create": lambda: pct("create", vmid, busybox_template, "--rootfs", "local:0"),
         "destroy": lambda: pct("destroy", vmid),
         "list": lambda: pct("list"),
+        # the admin's look for leftovers: it refused the dead create's lock
+        "rescan": lambda: pct("rescan", "--vmid", vmid, check=False),
+        "rescan-all": lambda: pct("rescan"),
     }[then]()
     assert f"CT {vmid}: create (pid {proc.pid}) ended without cleaning up" in res.text, res.text
     assert (
