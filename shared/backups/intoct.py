@@ -86,9 +86,14 @@ def running_root(conf: Config, dest: str) -> Path:
     """A running CT's root directory volume as the host sees it; ``dest`` must be on it (its
     mount points and image volumes are mounted in the container's own namespace only)."""
     parts = path_parts(dest)
-    for mp in conf.mountpoints(strict=True):
-        if mp.key != "rootfs" and parts[: len(path_parts(mp.path))] == path_parts(mp.path):
-            raise StateError(f"'{dest}' is on mount point {mp.key} - stop the CT first")
+    holders = [
+        mp
+        for mp in conf.mountpoints(strict=True)
+        if mp.key != "rootfs" and parts[: len(path_parts(mp.path))] == path_parts(mp.path)
+    ]
+    if holders:  # the deepest one holds it (mp1 at /data/sub, not mp0 at /data)
+        mp = max(holders, key=lambda m: len(path_parts(m.path)))
+        raise StateError(f"'{dest}' is on mount point {mp.key} - stop the CT first")
     rootfs = next(m for m in conf.mountpoints() if m.key == "rootfs")
     if rootfs.type != "volume" or volume_format(rootfs.volume) != "subvol":
         raise StateError(f"CT {conf.vmid} is running and its root is an image - stop it first")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.vzdump.engine.conftest import BIN, Host, vzdump
+from tests.vzdump.engine.conftest import BIN, Host, only_archive, vzdump
 
 from .conftest import make_backup
 
@@ -84,3 +84,18 @@ def test_running_ct_cannot_redirect_the_extraction(host: Host) -> None:
         if swapper.poll() is None:
             swapper.kill()
             swapper.wait()
+
+
+def test_a_running_cts_nested_mount_point_is_named(host: Host) -> None:
+    """A destination below two mount points is on the deeper one: the refusal named mp0 for a
+    path on mp1."""
+    ct = host.create(
+        extra=["--mp0", "local:0,mp=/data,backup=1", "--mp1", "local:0,mp=/data/sub,backup=1"]
+    )
+    res = vzdump(str(ct.vmid), "--storage", "local", "--compress", "zstd")
+    assert res.rc == 0, res.err
+    volid = f"local:backup/{only_archive(host.root / 'var/lib/vz/dump', ct.vmid).name}"
+    ct.start()
+    for dest, key in (("/data/sub/back", "mp1"), ("/data/back", "mp0")):
+        rc, out = _extract(volid, ct.vmid, dest, "/etc/hostname")
+        assert (rc, out) == (6, f"'{dest}' is on mount point {key} - stop the CT first\n")
