@@ -155,7 +155,10 @@ class Storage:
         return default if value is None else bool(value)
 
     def activate(self) -> None:
-        """Make sure the storage directory (and its content directories) exist."""
+        """Make sure the storage directory (and its content directories) exist. An
+        ``is_mountpoint`` storage is checked first, as Proxmox does: a directory made where
+        the disk is not mounted would pass for the storage."""
+        self._check_mountpoint()
         path = self.path
         if not path.is_dir():
             if not (self._flag("create-base-path", self._flag("mkdir"))):
@@ -164,7 +167,6 @@ class Storage:
                     "exist or is unreachable"
                 )
             self._make_dir(path)
-        self._check_mountpoint()
         if self._flag("create-subdirs", self._flag("mkdir")):
             for vtype in VTYPE_SUBDIRS:
                 if vtype in self.content or (vtype == "backup" and "rootdir" in self.content):

@@ -230,3 +230,21 @@ def test_a_storage_that_cannot_make_its_directories_says_so_in_one_line(
         f"unable to activate storage 'small' - unable to create directory '{small}/images': "
         "Read-only file system"
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "flag"), [("/mnt/usb", "1"), ("/mnt/usb/vz", "/mnt/usb")], ids=["self", "above"]
+)
+def test_an_unmounted_mountpoint_storage_makes_no_directory(
+    write_cfg: WriteCfg, ctroot: Path, path: str, flag: str
+) -> None:
+    """Checked before anything is made, as Proxmox does: the storage's directory made on the
+    root file system where the disk is not mounted would pass for the storage next time."""
+    write_cfg(f"dir: usb\n\tpath {path}\n\tcontent rootdir\n\tis_mountpoint {flag}\n")
+    message = (
+        "^unable to activate storage 'usb' - directory is expected to be a mount point but is "
+        f"not mounted: '{ctroot}/mnt/usb'$"
+    )
+    with pytest.raises(StorageError, match=message):
+        volumes.alloc_volume("usb", VMID, 0)
+    assert not (ctroot / "mnt").exists()
