@@ -224,6 +224,12 @@ class StdlibStream:
         self.source.close()
 
 
+# How the external decompressors say that their input stopped short: xz's own words, and lzop
+# reading a pipe reports the stale errno of its terminal check instead of its "unexpected end
+# of file". Read as the in-process decoders' ``unexpected end of archive``.
+CUT_SHORT = ("Unexpected end of input", "Inappropriate ioctl for device: <stdin>")
+
+
 class ProcessStream:
     """An external decompressor (xz, lzop) fed by a thread from the byte source."""
 
@@ -283,6 +289,8 @@ class ProcessStream:
         if rc != 0:
             text = self._stderr.decode("utf-8", "replace").strip().splitlines()
             detail = text[-1] if text else f"exit code {rc}"
+            if detail.endswith(CUT_SHORT):
+                raise ArchiveError("unexpected end of archive")
             tool = self._argv[0]
             raise ArchiveError(detail if detail.startswith(f"{tool}:") else f"{tool}: {detail}")
         return b""

@@ -56,8 +56,8 @@ def test_truncated_stream_fails(kind: Compression) -> None:
     data = _compress(kind)
     with pytest.raises(ArchiveError) as info:
         _read_all(io.BytesIO(data[: len(data) - 7]), kind)
-    if kind in (Compression.GZIP, Compression.BZIP2, Compression.ZSTD):
-        assert str(info.value) == "unexpected end of archive"
+    # lzop said "Inappropriate ioctl for device: <stdin>" (its stale errno), xz its own words
+    assert str(info.value) == "unexpected end of archive"
 
 
 @pytest.mark.parametrize("kind", [Compression.GZIP, Compression.BZIP2, Compression.ZSTD])
