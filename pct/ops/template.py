@@ -7,6 +7,8 @@ from collections.abc import Callable
 from shared import owner as owners
 from shared.atomic import WriteError
 from shared.ctconfig import store
+from shared.ctconfig.config import Config
+from shared.ctconfig.mountpoints import volume_owner
 from shared.errors import CtkitError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery
@@ -39,6 +41,7 @@ def make_template(vmid: int, log: Log = print) -> None:
             raise StateError("you can't convert a template to a template")
         if lxcapi.is_running(vmid):
             raise StateError("you can't convert a CT to template if the CT is running")
+        _check_volumes(conf)
         owner = owners.claim(vmid, cttemplate.OWNER_OP)
         try:
             convert_to_template(conf, after_each=store.save)
@@ -52,3 +55,21 @@ def make_template(vmid: int, log: Log = print) -> None:
             owners.release(owner)  # the saved config names every volume where it is
             raise
     owners.release(owner)
+
+
+def _check_volumes(conf: Config) -> None:
+    """Every volume before the first rename: one that another container owns (a config that
+    names it by hand) became a base volume too, immutable and renamed under its owner; one
+    named twice was renamed once, and the conversion then failed half-way, for good."""
+    seen: dict[str, str] = {}
+    for mp in conf.mountpoints(strict=True):
+        if mp.type != "volume":
+            continue
+        owner = volume_owner(mp.volume)
+        if owner is not None and owner != conf.vmid:
+            raise StateError(
+                f"can't convert volume '{mp.volume}' owned by another container ({owner})"
+            )
+        if mp.volume in seen:
+            raise StateError(f"volume '{mp.volume}' is used by both {seen[mp.volume]} and {mp.key}")
+        seen[mp.volume] = mp.key

@@ -110,6 +110,41 @@ def test_template_of_a_raw_volume_on_dir_storage(
     assert res.rc != 0 and res.err.strip() == "you can't convert a template to a template"
 
 
+def test_template_refuses_another_containers_volume_and_a_volume_named_twice(
+    pct: Pct,
+    new_vmid: Callable[[], int],
+    busybox_template: Path,
+    ctroot: Path,
+    conf_text: Callable[[int], str],
+    images: Callable[[int], Path],
+) -> None:
+    """Checked before the first rename: another container's raw volume became an immutable base
+    volume under its owner (which then no longer started), and a volume named twice left the
+    conversion half done for good."""
+    owner, vmid = new_vmid(), new_vmid()
+    pct("create", owner, busybox_template, "--rootfs", "local:0.05")
+    pct("create", vmid, busybox_template, "--rootfs", "local:0.05")
+    before = conf_text(vmid)
+    theirs, mine = f"local:{owner}/vm-{owner}-disk-0.raw", f"local:{vmid}/vm-{vmid}-disk-0.raw"
+    for line, message in (
+        (f"mp0: {theirs},mp=/a", f"can't convert volume '{theirs}' owned by another container "
+         f"({owner})"),
+        (f"mp0: {mine},mp=/a", f"volume '{mine}' is used by both rootfs and mp0"),
+    ):  # fmt: skip
+        add_line(ctroot, vmid, line)
+        res = pct("template", vmid, check=False)
+        assert (res.rc, res.err) == (6, message + "\n")
+        drop_line(ctroot, vmid, "mp0:")
+        assert conf_text(vmid) == before
+    assert [p.name for p in images(owner).iterdir()] == [f"vm-{owner}-disk-0.raw"]
+    assert [p.name for p in images(vmid).iterdir()] == [f"vm-{vmid}-disk-0.raw"]
+    pct("start", owner)
+    pct("stop", owner)
+    pct("template", vmid)  # the same container, as it was
+    pct("destroy", vmid)
+    pct("destroy", owner)
+
+
 def test_a_templates_raw_base_volume_never_changes(
     pct: Pct,
     new_vmid: Callable[[], int],
