@@ -50,6 +50,22 @@ def _in_snapshots(conf: Config, volid: str) -> bool:
     return any(volid in used_volumes(snap.values) for snap in conf.snapshots.values())
 
 
+def _also_named_by(conf: Config, key: str, volid: str) -> list[str]:
+    """The config's other keys (main section and pending, ``unusedN`` too) that name ``volid``:
+    a source deleted or given away under them broke the container (it no longer started)."""
+    others: list[str] = []
+    for values in (conf.values, conf.pending.values):
+        for other, text in values.items():
+            named = (
+                text == volid
+                if UNUSED_RE.fullmatch(other)
+                else volid in used_volumes({other: text})
+            )
+            if other != key and named and other not in others:
+                others.append(other)
+    return others
+
+
 def _check_owner(vmid: int, volid: str, action: str | None) -> None:
     """Never delete or give away a volume that another container owns."""
     owner = volume_owner(volid)
@@ -111,6 +127,10 @@ def _lock_for_move(
             raise StateError(f"cannot copy volumes of type {mp.type}")
         if delete and _in_snapshots(conf, mp.volume):
             raise StateError("you can't move a volume with snapshots and delete the source")
+        if delete and (others := _also_named_by(conf, key, mp.volume)):
+            raise StateError(
+                f"you can't delete the source: {', '.join(others)} also uses '{mp.volume}'"
+            )
         _check_owner(vmid, mp.volume, "delete" if delete else None)
         _check_digest(conf, digest)
         conf.set("lock", "disk")
@@ -267,6 +287,10 @@ def _check_reassign(
         raise StateError("Cannot move a bindmount or device mount to another container")
     if _in_snapshots(source, mp.volume):
         raise StateError("Cannot move volume used by a snapshot to another container")
+    if others := _also_named_by(source, key, mp.volume):
+        raise StateError(
+            f"Cannot move volume also used by {', '.join(others)} to another container"
+        )
     _check_owner(source.vmid, mp.volume, "move")
     if lxcapi.is_running(source.vmid) and not UNUSED_RE.fullmatch(key):
         raise StateError(

@@ -222,6 +222,26 @@ def test_a_nested_subvolume_is_refused_not_left_out(cts: Containers, btrfs_stora
         subprocess.run(["btrfs", "-q", "subvolume", "delete", str(nested)], check=True)
 
 
+def test_a_volume_another_key_names_is_never_deleted_or_given_away(cts: Containers) -> None:
+    """One volume under two keys (here mp0 and mp1, or mp0 and a pending mp1): moving one freed
+    or renamed it under the other, and the container no longer started."""
+    vmid = cts.create("--rootfs", "local:0", "--mp0", "local:0.05,mp=/data")
+    third = cts.create("--rootfs", "local:0")
+    volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    for extra in (f"mp1: {volid},mp=/b\n", f"\n[pve:pending]\nmp1: {volid},mp=/b\n"):
+        text = cts.conf(vmid)
+        cts.conf_path(vmid).write_text(text + extra)
+        before = cts.conf(vmid)
+        err = cts.refused("move-volume", vmid, "mp0", "local", "--delete")
+        assert f"you can't delete the source: mp1 also uses '{volid}'" in err
+        err = cts.refused("move-volume", vmid, "mp0", "--target-vmid", third)
+        assert "Cannot move volume also used by mp1 to another container" in err
+        assert cts.conf(vmid) == before
+        assert (cts.root / f"var/lib/vz/images/{vmid}/vm-{vmid}-disk-1.raw").is_file()
+        cts.conf_path(vmid).write_text(text)
+    cts.pct("move-volume", vmid, "mp0", "local", "--delete")  # alone, it moves
+
+
 def test_a_move_killed_mid_copy_is_undone_by_the_next_command(cts: Containers) -> None:
     """SIGKILL runs no cleanup: the partial copy was named by no config, and the 'disk' lock
     waited for a human. The copy is the container's unused0 while it is written, and the move
