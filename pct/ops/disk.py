@@ -136,6 +136,8 @@ def resize(
                 raise StorageError("disk is already at specified size")
             log(f"finishing an interrupted resize of {disk} to {human_size(target)}")
         else:
+            if fmt == "raw":
+                _check_room(mp.volume, target - current)
             resize_volume(mp.volume, target)
             grow_fs = fmt == "raw"
         # the config names the new size only once volume and file system have it: a kill
@@ -145,6 +147,30 @@ def resize(
         conf.set(disk, mp.replace(size=target))
         store.save(conf)
     return target
+
+
+# resize2fs writes the new block groups' metadata into the sparse image: inode tables and
+# bitmaps, a 256-byte inode per 16 KiB with mke2fs's defaults (128 bytes per 4 KiB for a small
+# file system), so up to 1/32 of the growth, and the group descriptors besides
+ROOM_SHARE, ROOM_SLACK = 32, 4 << 20
+
+
+def _check_room(volid: str, growth: int) -> None:
+    """Refuse to grow an image whose storage lacks the room its file system's growth writes:
+    resize2fs stopped half-way on a full storage and left the ext4 damaged (bad bitmaps, an
+    invalid resize inode), while the resize exited 0 with a warning and recorded the size."""
+    need = growth // ROOM_SHARE + ROOM_SLACK
+    try:
+        st = os.statvfs(volume_path(volid).parent)
+    except OSError:
+        return  # the resize itself says what is wrong with the storage
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        sid = parse_volume_id(volid)[0]
+        raise StorageError(
+            f"not enough free space on storage '{sid}' to grow the file system of '{volid}': "
+            f"about {human_size(need)} needed, {human_size(free)} free"
+        )
 
 
 def _repeats_interrupted(size: str, recorded: int | None, current: int) -> bool:

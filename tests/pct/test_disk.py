@@ -29,6 +29,7 @@ from tests.pct.conftest import (
     kill_alone,
     leftovers,
     running,
+    tmpfs_storage,
     wait_for,
     wait_while_running,
 )
@@ -749,3 +750,30 @@ def test_a_killed_push_into_an_unprivileged_ct_takes_its_copy_with_it(
             proc.kill()
         proc.wait()
     pct("stop", dir_ct)
+
+
+def test_a_resize_without_room_for_the_file_systems_growth_changes_nothing(
+    pct: Pct, vmid: int, busybox_template: Path, ctroot: Path, conf_text: Text
+) -> None:
+    """On a full storage resize2fs stopped half-way: the ext4 was left damaged, the resize
+    exited 0 with a warning and the config named the new size."""
+    with tmpfs_storage(ctroot, "full", "24m") as sid:
+        pct("create", vmid, busybox_template, "--rootfs", f"{sid}:0.1")
+        image = ctroot / f"mnt/{sid}/images/{vmid}/vm-{vmid}-disk-0.raw"
+        before, size = conf_text(vmid), image.stat().st_size
+        filler = ctroot / f"mnt/{sid}/filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as fh:  # until ENOSPC
+            while True:
+                fh.write(b"\0" * (1 << 20))
+        res = pct("resize", vmid, "rootfs", "+1G", check=False)
+        assert res.rc == 9 and res.err.startswith(
+            f"not enough free space on storage '{sid}' to grow the file system of "
+            f"'{sid}:{vmid}/vm-{vmid}-disk-0.raw': about 36.0M needed, "
+        ), res.text
+        assert conf_text(vmid) == before and image.stat().st_size == size
+        check = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+        filler.unlink()
+        pct("resize", vmid, "rootfs", "+64M")  # with room, it grows
+        assert ext4_bytes(image) == size + (64 << 20)
+        pct("destroy", vmid)
