@@ -62,9 +62,14 @@ class DirStorage(Storage):
         return vol
 
     def owner_names(self, vmid: int) -> list[str]:
-        """Every entry name in ``images/<vmid>/``."""
+        """Every entry name in ``images/<vmid>/``; none when that is a symlink (ctkit makes
+        none): another container's directory linked there passed for this one's, and
+        ``destroy --destroy-unreferenced-disks`` freed that container's volumes."""
+        directory = self.image_dir(vmid)
         try:
-            return sorted(os.listdir(self.image_dir(vmid)))
+            if directory.is_symlink():
+                return []
+            return sorted(os.listdir(directory))
         except (FileNotFoundError, NotADirectoryError):
             return []
 

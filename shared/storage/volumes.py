@@ -94,7 +94,25 @@ def volume_size(volid: str, cfg: StorageConfig | None = None) -> int:
 def resize_volume(volid: str, size_bytes: int, cfg: StorageConfig | None = None) -> None:
     """Grow a volume (raw: the file; the ext4 inside is grown with :mod:`loop` helpers)."""
     store, volname = _image(volid, cfg)
+    _check_no_symlink(store, store.path_of(volname), volid, "resized")
     store.resize_volume(volname, size_bytes)
+
+
+def _check_no_symlink(store: Storage, source: Path, volid: str, action: str) -> None:
+    """ctkit makes no symlink below a storage's directory: one in a volume's place, or in place
+    of its owner's directory (``images/<vmid>``), leads to a host file or to another
+    container's volume, which a start mounted and a resize grew and checked."""
+    try:
+        below = source.relative_to(store.path).parts
+    except ValueError:
+        below = ()
+    path = store.path
+    for part in below[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise StorageError(f"volume '{volid}' is behind a symlink ('{path}') - not {action}")
+    if source.is_symlink():
+        raise StorageError(f"volume '{volid}' is a symlink - not {action}")
 
 
 def volume_format(volid: str, cfg: StorageConfig | None = None) -> str:
@@ -220,8 +238,7 @@ def mount_volume(
         source, read_only = store.snapshot_path(volname, snapshot), True
     else:
         source = store.path_of(volname)
-    if source.is_symlink():  # ctkit makes none: one in a volume's place leads to a host file
-        raise StorageError(f"volume '{volid}' is a symlink - not mounted")
+    _check_no_symlink(store, source, volid, "mounted")
     if not source.exists():
         raise StorageError(f"volume '{volid}' does not exist")
     if snapshot is None:

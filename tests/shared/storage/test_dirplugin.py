@@ -13,6 +13,7 @@ import pytest
 
 from shared.errors import CommandError, NotFoundError, StorageError
 from shared.storage import volumes
+from shared.storage.api import get_storage
 from shared.storage.config import load_config
 
 from .conftest import WriteCfg, needs_root
@@ -248,3 +249,33 @@ def test_an_unmounted_mountpoint_storage_makes_no_directory(
     with pytest.raises(StorageError, match=message):
         volumes.alloc_volume("usb", VMID, 0)
     assert not (ctroot / "mnt").exists()
+
+
+def test_a_symlinked_owner_directory_or_volume_is_no_volume(ctroot: Path, tmp_path: Path) -> None:
+    """ctkit makes no symlink below a storage: ``images/<vmid>`` linked to another container's
+    directory listed that container's volumes as this one's (``destroy
+    --destroy-unreferenced-disks`` freed them, a rescan adopted them, a start mounted them),
+    and a resize grew what a linked volume led to."""
+    victim = VMID + 1
+    theirs = volumes.alloc_volume("local", victim, 4 * MIB)
+    before = (images(ctroot, victim) / f"vm-{victim}-disk-0.raw").read_bytes()
+    images(ctroot).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(str(victim), images(ctroot))
+    assert get_storage("local").list_images(VMID) == []
+    linked = f"local:{VMID}/vm-{victim}-disk-0.raw"
+    with pytest.raises(
+        StorageError, match=rf"^volume '{linked}' is behind a symlink \('.*/{VMID}'\)"
+    ):
+        volumes.mount_volume(linked, tmp_path)
+    with pytest.raises(
+        StorageError, match=rf"^volume '{linked}' is behind a symlink .* not resized$"
+    ):
+        volumes.resize_volume(linked, 8 * MIB)
+    images(ctroot).unlink()
+    images(ctroot).mkdir()
+    own = images(ctroot) / f"vm-{VMID}-disk-0.raw"
+    os.symlink(f"../{victim}/vm-{victim}-disk-0.raw", own)
+    with pytest.raises(StorageError, match=r"is a symlink - not resized$"):
+        volumes.resize_volume(f"local:{VMID}/vm-{VMID}-disk-0.raw", 8 * MIB)
+    assert (images(ctroot, victim) / f"vm-{victim}-disk-0.raw").read_bytes() == before
+    assert get_storage("local").list_images(victim)[0].volid == theirs
