@@ -136,7 +136,10 @@ def test_a_volume_a_running_ct_mounts_is_never_freed(cts: Containers) -> None:
         for line in cts.conf(owner).splitlines()
         if line.startswith("mp0:")
     )
-    user = cts.create("--rootfs", "local:0", "--mp0", f"{volume},mp=/shared")
+    user = cts.create("--rootfs", "local:0")
+    # attached, not given to create: a create fills the volumes it is given (another
+    # container's too, which it refuses)
+    cts.pct("set", user, "--mp0", f"{volume},mp=/shared")
     cts.pct("start", user)
     try:
         cts.pct("exec", user, "--", "sh", "-c", "echo kept > /shared/file")
