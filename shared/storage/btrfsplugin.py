@@ -75,7 +75,7 @@ def _remove_rollback_temps(subvol: Path) -> None:
         for entry in os.scandir(subvol.parent):
             path = Path(entry.path)
             if stale.fullmatch(entry.name) and not entry.is_symlink() and is_subvolume(path):
-                delete_subvolume(path)
+                delete_subvolume_tree(path)
 
 
 def is_subvolume(path: Path) -> bool:
@@ -124,6 +124,19 @@ def delete_subvolume(path: Path) -> None:
         _in_parent(path, _BTRFS_IOC_SNAP_DESTROY, _vol_args(path, _VOL_ARGS_NAME))
     except OSError as exc:
         raise StorageError(f"unable to delete subvolume '{path}' - {exc.strerror}") from None
+
+
+def delete_subvolume_tree(path: Path) -> None:
+    """``btrfs subvolume delete --recursive path``: the subvolumes made inside ``path`` first,
+    deepest first. Any process in a container may make one in its root (docker's btrfs driver
+    does, as does machined): deleting the volume, or the old state a rollback replaced, then
+    failed with "Directory not empty", and the destroy or the rollback stopped half-way. The
+    container is stopped: nothing in the tree moves meanwhile."""
+    from .foreign import nested_subvolumes
+
+    for rel in nested_subvolumes(path) or ():
+        delete_subvolume_tree(path / rel)
+    delete_subvolume(path)
 
 
 def snapshot_subvolume(source: Path, target: Path, *, readonly: bool = False) -> None:
@@ -325,8 +338,10 @@ class BtrfsStorage(DirStorage):
         for path in [*snaps, subvol]:
             if loop.mount_users(path):
                 raise StorageError(f"volume '{self.volid(volname)}' is in use ({path})")
-        for path in [*snaps, subvol]:
+        for path in snaps:
             delete_subvolume(path)
+        delete_subvolume_tree(subvol)
+        _remove_rollback_temps(subvol)  # the old state a failed rollback left
         remove_if_empty(subvol.parent)
         return True
 
@@ -470,7 +485,7 @@ class BtrfsStorage(DirStorage):
             raise StorageError(
                 f"failed to rotate '{tmp}' into place at '{subvol}' - {err}"
             ) from None
-        delete_subvolume(tmp)  # the old state
+        delete_subvolume_tree(tmp)  # the old state
         if limit:
             self._set_limit(subvol, limit)
 

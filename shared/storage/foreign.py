@@ -43,7 +43,7 @@ def foreign_dirs(root: Path) -> TreeScan:
     below ``root`` as given; a directory inside one of them is not counted, as a walk does not
     enter it)."""
     top = Path(os.path.realpath(root))
-    subvolumes = _nested_subvolumes(top)
+    subvolumes = nested_subvolumes(top)
     if subvolumes is None:
         return scan_tree(root, sizes=False)
     device = os.lstat(top).st_dev
@@ -72,7 +72,7 @@ def _outermost(paths: set[Path]) -> list[Path]:
     return kept
 
 
-def _nested_subvolumes(top: Path) -> list[str] | None:
+def nested_subvolumes(top: Path) -> list[str] | None:
     """The subvolumes made inside the subvolume ``top`` (not those inside them), relative to
     it; None when ``top`` is no btrfs subvolume root or the file system does not say (then a
     walk does)."""

@@ -314,3 +314,30 @@ def test_a_symlink_in_a_volumes_place_is_removed_not_what_it_points_to(
     assert not place.is_symlink() and not place.exists()
     assert (kept / "data").read_text() == "the other container's"
     assert is_subvolume(kept) and volumes.list_vmid_volumes("bt", VMID + 1) == [other]
+
+
+def test_subvolumes_a_guest_made_inside_its_volume_go_with_it(btrfs_cfg: Path) -> None:
+    """Any process in a container may make a subvolume in its root (docker's btrfs driver
+    does): the rollback's delete of the old state failed ("Directory not empty") after the
+    swap, and a destroy failed on the volume after deleting its snapshots, both for good."""
+    volid = volumes.alloc_volume("bt", VMID, 0)
+    root = images(btrfs_cfg) / f"subvol-{VMID}-disk-0.subvol"
+    (root / "kept").write_text("in the snapshot\n")
+    volumes.snapshot_create(volid, "s1")
+    for tree in (root / "var/lib/docker", root / "srv"):
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        create_subvolume(tree)
+        create_subvolume(tree / "deeper")  # a subvolume in a subvolume
+        (tree / "deeper/data").write_text("x")
+    volumes.snapshot_rollback(volid, "s1")
+    assert sorted(p.name for p in root.iterdir()) == ["kept"]
+    assert sorted(p.name for p in images(btrfs_cfg).iterdir()) == [
+        f"subvol-{VMID}-disk-0.subvol",
+        f"subvol-{VMID}-disk-0.subvol@s1",
+    ]
+    create_subvolume(root / "nested")
+    stale = root.with_name(f"{root.name}.tmp.1")  # the old state a killed rollback left
+    snapshot_subvolume(root, stale)
+    create_subvolume(stale / "again")
+    assert volumes.free_volume(volid)
+    assert not images(btrfs_cfg).exists()
