@@ -92,15 +92,12 @@ def reboot(
 
 
 def _require_running(vmid: int) -> None:
+    from pct.ops.freeze import running_cgroup
     from shared.ctconfig import store
-    from shared.runtime import lxcapi
 
     store.load(vmid)
-    if not lxcapi.is_running(vmid):
-        raise StateError(f"container '{vmid}' not running!")
-    from shared.runtime.cgroups import CGroup
-
-    if CGroup(vmid).is_frozen():  # lxc-attach would wait, unkillable, until a resume
+    cgroup = running_cgroup(vmid, f"container '{vmid}' not running!")
+    if cgroup.is_frozen():  # lxc-attach would wait, unkillable, until a resume
         raise StateError(f"CT {vmid} is suspended - resume it first ('pct resume {vmid}')")
 
 

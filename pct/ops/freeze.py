@@ -18,17 +18,23 @@ from shared.runtime.cgroups import CGroup
 THAW_TIMEOUT = 10.0
 
 
-def _running_cgroup(vmid: int) -> CGroup:
+def running_cgroup(vmid: int, not_running: str | None = None) -> CGroup:
+    """The cgroup of a running CT. One whose start has not made it yet (LXC's monitor runs the
+    pre-start hook, which waits on an ext4's multi-mount check for up to a minute) counts as
+    running: its freezer file was missing, and the command ended in a traceback."""
     if not lxcapi.is_running(vmid):
-        raise StateError(f"CT {vmid} not running")
-    return CGroup(vmid)
+        raise StateError(not_running or f"CT {vmid} not running")
+    cgroup = CGroup(vmid)
+    if not cgroup.exists():
+        raise StateError(f"CT {vmid} is still starting - try again once it runs")
+    return cgroup
 
 
 def suspend(vmid: int) -> None:
     """Freeze every task of the running CT; a locked CT is refused, as in Proxmox."""
     with config_lock(vmid):
         conf = store.load(vmid)
-        cgroup = _running_cgroup(vmid)
+        cgroup = running_cgroup(vmid)
         store.check_lock(conf)
         if cgroup.is_frozen():
             raise StateError(f"CT {vmid} is already suspended")
@@ -39,7 +45,7 @@ def resume(vmid: int) -> None:
     """Thaw a suspended CT and wait until the kernel reports it running again."""
     with config_lock(vmid):
         store.load(vmid)
-        cgroup = _running_cgroup(vmid)
+        cgroup = running_cgroup(vmid)
         if not cgroup.is_frozen():
             raise StateError(f"CT {vmid} already running")
         cgroup.thaw()

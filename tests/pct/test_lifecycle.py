@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from shared import paths
-from shared.runtime import lxcapi
+from shared.runtime import lxcapi, lxccmd
 from shared.testbed import cleanup_root, monitor_pid
 from tests.pct.conftest import (
     PCT,
@@ -85,6 +87,43 @@ def test_cases_10_12_43_state_checks_and_exec(pct: Pct, ct: int, ctroot: Path) -
     append_conf(ctroot, ct, "template: 1\n")
     res = pct("start", ct, check=False)
     assert res.rc != 0 and res.err == "you can't start a CT if it's a template\n"
+
+
+@contextlib.contextmanager
+def starting_monitor(vmid: int) -> Iterator[None]:
+    """LXC's command socket of ``vmid`` as its monitor answers while the pre-start hook runs
+    (state STARTING, no cgroup made yet): every other command is refused."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(b"\0" + lxcapi.socket_name(vmid)[1:].encode())
+    sock.listen(4)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = sock.accept()
+                with conn:
+                    cmd = struct.unpack("@iiP", conn.recv(16, socket.MSG_WAITALL))[0]
+                    ok = cmd == lxccmd.GET_STATE
+                    conn.sendall(struct.pack("@iiP", 0 if ok else -1, 0, 1 if ok else 0))
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield
+    finally:
+        sock.close()
+
+
+def test_a_container_still_starting_is_one_line_error(pct: Pct, ct: int) -> None:
+    """Its monitor is up (status running) while the pre-start hook mounts the volumes, an
+    ext4's multi-mount check can make that a minute: exec, enter and suspend read its missing
+    freezer file and ended in a traceback."""
+    pct("start", ct)  # its LXC config generated, as a start does first
+    pct("stop", ct)
+    with starting_monitor(ct):
+        assert pct("status", ct).out == "status: running\n"
+        for args in (("exec", ct, "--", "true"), ("enter", ct), ("suspend", ct), ("resume", ct)):
+            res = pct(*args, check=False)
+            assert (res.rc, res.err) == (6, f"CT {ct} is still starting - try again once it runs\n")
 
 
 def test_the_environment_reaches_the_init(pct: Pct, ct: int) -> None:
