@@ -442,7 +442,11 @@ def _rollback_snapshot(conf: Config, name: str) -> Section:
 
 
 def _check_rollback_possible(section: Section, name: str) -> None:
-    """Every volume of the snapshot must have its storage snapshot (nothing is changed yet)."""
+    """Every volume of the snapshot must have its storage snapshot (nothing is changed yet). A
+    snapshot with RAM state (a hand-made or foreign section: a CT has none) fails with
+    Proxmox's error, which Proxmox raises after rolling the volumes and the config back."""
+    if section.values.get("vmstate"):
+        raise StateError("implement me - save vmstate")
     for mp in section.mountpoints():
         if mp.type != "volume":
             raise StorageError(f"snapshot rollback file/device '{mp.volume}' is not possible")

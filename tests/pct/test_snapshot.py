@@ -285,6 +285,14 @@ def test_rollback_refusals_leave_everything_as_it_was(
     assert res.rc != 0 and res.err == "CT is locked (backup)\n"
     conf_path.write_text(good)
 
+    # RAM state (a CT has none: a hand-made section): Proxmox's error, before anything changed
+    conf_path.write_text(good.replace("[s1]\n", f"[s1]\nvmstate: bt:vm-{vmid}-state-s1\n"))
+    res = pct("rollback", vmid, "s1", check=False)
+    assert (res.rc, res.err) == (6, "implement me - save vmstate\n")
+    assert (subvol(ctroot, vmid) / "root/file").read_text() == "now\n"
+    assert "lock:" not in conf_text(vmid)
+    conf_path.write_text(good)
+
     # a volume whose storage snapshot is missing: refused before any volume is touched
     subprocess.run(
         ["btrfs", "-q", "subvolume", "delete", str(subvol(ctroot, vmid, 1, "s1"))], check=True
