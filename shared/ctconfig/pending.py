@@ -28,6 +28,7 @@ from .mountpoints import (
     new_volume_size,
     parse_mountpoint,
     parse_new_volume,
+    present_mountpoint_keys,
     random_mac,
     unparsable_volumes,
     used_volumes,
@@ -316,6 +317,7 @@ def _stage_values(
         if key == "rootfs" or MP_KEY_RE.fullmatch(key):
             store.check_protection(conf, f"can't update CT {conf.vmid} drive '{key}'")
             _check_mp_volume(key, text)
+            _check_used_once(conf, key, text)
         elif DEV_KEY_RE.fullmatch(key):
             _check_device(key, data)
         if check is not None:
@@ -332,6 +334,23 @@ def _check_mp_volume(key: str, text: str) -> None:
     new = parse_new_volume(mp.volume)
     if mp.type == "volume" and (new is None or new[0] is None) and not is_volume_id(mp.volume):
         raise OptionError(f"unable to parse volume ID '{mp.volume}'")
+
+
+def _check_used_once(conf: Config, key: str, text: str) -> None:
+    """A volume another mount point of the container uses (now or pending, and not being
+    deleted) is refused: the second mount of a raw volume failed on its ext4's multi-mount
+    protection, at hot-plug and then at every start, with only mount's exit code 32 to say
+    why; a directory volume would be the same files at two places."""
+    volid = parse_mountpoint(key, text).volume
+    if parse_new_volume(volid) is not None:
+        return
+    deleting = conf.pending_deletes()
+    for section in (conf.values, conf.pending.values):
+        for other in present_mountpoint_keys(section):
+            if other == key or other in deleting:
+                continue
+            if volid in used_volumes({other: section[other]}):
+                raise OptionError(f"volume '{volid}' is already used by '{other}'")
 
 
 def _check_device(key: str, data: dict[str, Any]) -> None:

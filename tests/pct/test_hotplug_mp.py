@@ -153,6 +153,30 @@ def test_unused_volume_back_and_refused_hotplugs(
     pct("stop", vmid)
 
 
+def test_a_volume_another_mount_point_uses_is_refused(
+    pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
+) -> None:
+    """Accepted, the second mount of the raw volume failed on its ext4's multi-mount check at
+    hot-plug and at every start after, with only mount's exit code 32 to say why."""
+    pct("create", vmid, busybox_template, "--rootfs", "local:0", "--mp0", "local:0.05,mp=/a")
+    volid = f"local:{vmid}/vm-{vmid}-disk-1.raw"
+    message = f"volume '{volid}' is already used by 'mp0'"
+    before = conf_text(vmid)
+    res = pct("set", vmid, "--mp1", f"{volid},mp=/b", check=False)
+    assert res.rc == 2 and res.err.splitlines()[0] == message, res.text
+    pct("start", vmid)
+    res = pct("set", vmid, "--mp1", f"{volid},mp=/b", check=False)
+    assert res.rc == 2 and res.err.splitlines()[0] == message, res.text
+    assert conf_text(vmid) == before
+    pct("stop", vmid)
+    pct("set", vmid, "--delete", "mp0", "--mp1", f"{volid},mp=/b")  # moved to another path
+    text = conf_text(vmid)
+    assert f"mp1: {volid},mp=/b," in text and "mp0:" not in text and "unused" not in text
+    pct("start", vmid)
+    assert " /b ext4 rw" in _mounts(pct, vmid)
+    pct("stop", vmid)
+
+
 def test_deleting_a_mount_point_another_one_covers_waits_for_the_stop(
     pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
 ) -> None:
