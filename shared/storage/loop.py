@@ -414,12 +414,27 @@ def mount_volume(
     """Mount a raw image (ext4 through a loop device) or bind-mount a directory volume."""
     if fmt == RAW:
         with attached(source, read_only=read_only) as dev:
-            mount_ext4(dev, target, read_only=read_only, options=options)
+            try:
+                mount_ext4(dev, target, read_only=read_only, options=options)
+            except CommandError:
+                _raise_if_in_use(source, dev)
+                raise
         return Mounted(source, target, fmt, dev)
     if fmt == SUBVOL:
         bind_mount(source, target, read_only=read_only, options=options)
         return Mounted(source, target, fmt)
     raise CommandError(f"unable to mount volume of format '{fmt}'")
+
+
+def _raise_if_in_use(image: Path, dev: str) -> None:
+    """Name why a raw volume did not mount when it is mounted already, through another loop
+    device (another container's mount point, or this one's under two keys): its ext4's
+    multi-mount protection refused, and mount(8) said only "exit code 32"."""
+    others = sorted(d.name for d in _backed_by(image) if d.name != Path(dev).name)
+    if others:
+        raise CommandError(
+            f"'{image}' is in use (on /dev/{others[0]}): an ext4 volume is mounted only once"
+        )
 
 
 @contextlib.contextmanager

@@ -177,6 +177,26 @@ def test_a_volume_another_mount_point_uses_is_refused(
     pct("stop", vmid)
 
 
+def test_a_raw_volume_another_container_mounts_is_named_in_use(
+    pct: Pct, new_vmid: Callable[[], int], busybox_template: Path
+) -> None:
+    """Shared with a running container, the raw volume did not mount ("exit code 32"): its
+    ext4 is mounted only once, and the error says so (after the waits for a release and for
+    the kernel's multi-mount check, about 35 s)."""
+    owner, user = new_vmid(), new_vmid()
+    pct("create", owner, busybox_template, "--rootfs", "local:0", "--mp0", "local:0.05,mp=/a")
+    pct("create", user, busybox_template, "--rootfs", "local:0")
+    volid = f"local:{owner}/vm-{owner}-disk-1.raw"
+    pct("set", user, "--mp0", f"{volid},mp=/b")
+    pct("start", owner)
+    res = pct("start", user, check=False)
+    assert res.rc != 0
+    assert "is in use (on /dev/loop" in res.text and "is mounted only once" in res.text, res.text
+    pct("stop", owner)
+    pct("start", user)  # once the owner let go
+    pct("stop", user)
+
+
 def test_deleting_a_mount_point_another_one_covers_waits_for_the_stop(
     pct: Pct, vmid: int, busybox_template: Path, conf_text: Callable[[int], str]
 ) -> None:
