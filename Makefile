@@ -25,11 +25,12 @@ RUNTIME_PACKAGES := lxc lxc-dev lxcfs uidmap btrfs-progs e2fsprogs util-linux mo
 	iproute2 procps psmisc openssh-client xz-utils bzip2 ca-certificates restic
 # ...and what only the demo and the tests use: the busybox/debootstrap template builders, a
 # local MTA (exim4, local delivery only) for the notification tests, rclone and openssh-server
-# for the tests' own REST server and sshd (migration targets, SFTP repositories). Never on a host
-# by `make install`: exim4 would replace the host's own MTA, and Debian enables the ssh service
-# it installs. During the tests' install a policy-rc.d guard keeps the ssh service from starting.
+# for the tests' own REST server and sshd (migration targets, SFTP repositories), xfsprogs for
+# the tests' XFS file systems. Never on a host by `make install`: exim4 would replace the host's
+# own MTA, and Debian enables the ssh service it installs. During the tests' install a
+# policy-rc.d guard keeps the ssh service from starting.
 TEST_PACKAGES := curl busybox-static debootstrap exim4-daemon-light bsd-mailx openssl perl \
-	rclone openssh-server locales libcap2-bin strace
+	rclone openssh-server locales libcap2-bin strace xfsprogs
 APT_PACKAGES := $(RUNTIME_PACKAGES) $(TEST_PACKAGES)
 
 .PHONY: setup host-packages runtime-packages subids venv bytecode test demo lint bench clean install install-checks uninstall

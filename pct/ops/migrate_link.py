@@ -29,6 +29,7 @@ from shared.parentdeath import tied_to_parent
 from shared.printable import printable
 from shared.remote import ssh
 from shared.remote.config import Remote
+from shared.rsyncacl import XFS_ACL_FILTER
 from shared.stallguard import StallGuard
 from shared.storage.volid import is_volume_id
 from shared.toolenv import tool_env
@@ -325,8 +326,8 @@ def close_receiver(receiver: subprocess.Popen[bytes]) -> None:
 
 # mtimes to the nanosecond: a file rewritten within the second of the first pass, at the same
 # size, is otherwise taken as unchanged by the final pass (stale data on the target)
-RSYNC_OPTS = ["-aHAXS", "--numeric-ids", "--delete", "--stats", "--one-file-system",
-              "--modify-window=-1"]  # fmt: skip
+RSYNC_OPTS = ["-aHAXS", XFS_ACL_FILTER, "--numeric-ids", "--delete", "--stats",
+              "--one-file-system", "--modify-window=-1"]  # fmt: skip
 
 
 def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) -> Transfer:

@@ -26,6 +26,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, StorageError
 from shared.parentdeath import tied_to_parent
+from shared.rsyncacl import XFS_ACL_FILTER
 from shared.runtime.guestview import config_root_ids
 from shared.runtime.mounts import checked_writes
 from shared.runtime.namespace import private_mounts
@@ -40,8 +41,8 @@ from . import copysplit
 Log = Callable[[str], None]
 # -T: dst is the copy of src itself (its owner, mode and times too)
 CP = ["cp", "-T", *copysplit.CP_FLAGS]
-RSYNC = ["rsync", "-aH", "-A", "-X", "--numeric-ids", "--whole-file", "--sparse",
-         "--one-file-system"]  # fmt: skip
+RSYNC = ["rsync", "-aH", "-A", "-X", XFS_ACL_FILTER, "--numeric-ids", "--whole-file",
+         "--sparse", "--one-file-system"]  # fmt: skip
 
 
 @dataclass

@@ -20,6 +20,7 @@ from shared.ctconfig.config import Config
 from shared.ctconfig.mountpoints import MountPoint
 from shared.errors import CommandError, CtkitError, StateError
 from shared.parentdeath import tied_to_parent
+from shared.rsyncacl import XFS_ACL_FILTER
 from shared.runtime import lxcapi
 from shared.runtime.beneath import check_mount_point
 from shared.runtime.cgroups import CGroup
@@ -212,7 +213,7 @@ def _start_again(run: GuestRun) -> bool:
 def rsync_argv(run: GuestRun, pid: int, nfs: bool) -> list[str]:
     argv = ["rsync", "--stats", "-h"]
     if not nfs:
-        argv += ["-X", "-A"]
+        argv += ["-X", "-A", XFS_ACL_FILTER]
     # mtimes to the nanosecond: a file rewritten at the same size in the second of the first
     # sync is otherwise taken as unchanged by the final one (a stale file in the archive)
     argv += ["--numeric-ids", "-aH", "--delete", "--no-whole-file", "--sparse",

@@ -7,6 +7,7 @@ import os
 import pwd
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,52 @@ def pax_record(blob: bytes, key: bytes) -> bytes:
         start -= 1
     record = blob[start : start + int(blob[start:at])]
     return record[at - start + len(key) + 2 : -1]
+
+
+@pytest.fixture
+def xfs_dir(host: Host, tmp_path: Path) -> Iterator[Path]:
+    """A directory on an XFS file system of its own (a loop device), traversable by the
+    containers' root."""
+    image, mnt = tmp_path / "xfs.img", host.root / "xfs"
+    with open(image, "wb") as fh:
+        fh.truncate(320 << 20)
+    subprocess.run(["mkfs.xfs", "-q", str(image)], check=True)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    try:
+        mnt.chmod(0o755)
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_suspend_mode_keeps_acls_with_its_copy_on_xfs(host: Host, xfs_dir: Path) -> None:
+    """XFS shows root its ACLs as ``trusted.SGI_ACL_*`` xattrs too: rsync's second pass deleted
+    them from the copy to match the source, and the ACL with them. Every suspend-mode backup
+    with its temp dir on XFS lost every ACL, and said nothing."""
+    ct = host.create()
+    acl = ct.write("srv/acl.txt", b"acl")
+    subprocess.run(["setfacl", "-m", "u:101000:rw", str(acl)], check=True)  # CT uid 1000
+    shared = acl.parent / "shared"
+    shared.mkdir()
+    subprocess.run(["setfacl", "-d", "-m", "g:101000:rx", str(shared)], check=True)
+    ct.start()
+    res = vzdump(str(ct.vmid), "--dumpdir", str(host.dumpdir), "--mode", "suspend",
+                 "--tmpdir", str(xfs_dir))  # fmt: skip
+    assert res.rc == 0, res.err
+    archive = only_archive(host.dumpdir, ct.vmid)
+    new = host.new_vmid()
+    pct("restore", str(new), str(archive))
+    pct("start", str(new))
+    root = CT(new, host.root, True).volume()
+    assert "user:101000:rw-" in getfacl(root / "srv/acl.txt")
+    assert "default:group:101000:r-x" in getfacl(root / "srv/shared")
+    assert pct("exec", str(new), "--", "cat", "/srv/acl.txt") == "acl"
+    pct("stop", str(new))
+    pct("stop", str(ct.vmid))
+
+
+def getfacl(path: Path) -> str:
+    return subprocess.run(
+        ["getfacl", "-n", "-p", str(path)], capture_output=True, text=True, check=True
+    ).stdout
