@@ -27,7 +27,7 @@ from shared import owner as owners
 from shared.ctconfig import store
 from shared.ctconfig.config import Config
 from shared.errors import AlreadyExistsError, CtkitError, StateError
-from shared.runtime import lifecycle, lxcapi, recovery, unfinished
+from shared.runtime import lifecycle, lxcapi, recovery, teardown, unfinished
 from shared.runtime.namespace import private_mounts
 
 from .provision import (
@@ -102,7 +102,12 @@ def _check_target(req: RestoreRequest) -> bool:
         raise AlreadyExistsError(exists_message(req.vmid))
     if lxcapi.is_running(req.vmid):
         raise StateError("can't overwrite running container")
-    store.check_protection(store.load(req.vmid), f"unable to restore CT {req.vmid}")
+    old = store.load(req.vmid)
+    store.check_protection(old, f"unable to restore CT {req.vmid}")
+    try:  # its volumes are freed once the restore commits: its linked clones' bases too
+        teardown.check_no_linked_clones(old)
+    except CtkitError as err:
+        raise prefixed(err, f"unable to restore CT {req.vmid} - ") from err
     return True
 
 

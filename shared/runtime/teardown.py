@@ -20,7 +20,9 @@ from ..ctconfig.mountpoints import volume_owner
 from ..ctconfig.pending import referenced_volumes
 from ..errors import CtkitError
 from ..locks import config_lock
-from ..storage.config import load_config
+from ..storage.api import resolve_volume
+from ..storage.config import StorageConfig, load_config
+from ..storage.volid import VolName, parse_volume_id
 from ..storage.volumes import free_volume, list_vmid_volumes
 from .cgroups import CGroup
 from .mounts import unmount_below
@@ -82,21 +84,39 @@ def owned_volumes(conf: Config) -> list[str]:
 
 
 def check_no_linked_clones(conf: Config) -> None:
-    """Refuse to destroy a template whose volumes are the base of another container's linked
-    clone (Proxmox's refusal): the clone's config would name a base that no longer exists,
-    and a new container of that id would pass for its base."""
+    """Refuse to destroy (or replace) a template whose volumes are the base of another
+    container's linked clone (Proxmox's refusal): the clone's config would name a base that no
+    longer exists, and a new container of that id would pass for its base. Compared by the
+    parsed base (storage, id, name), not by text: a template that is a linked clone itself
+    names its volumes in the long form (``bt:A/base-A-disk-0/B/base-B-disk-0``), its clones
+    in the short one (``bt:B/base-B-disk-0/C/...``), and it was destroyed under them."""
     if not conf.is_template:
         return
-    bases = [v for v in owned_volumes(conf) if volume_owner(v) == conf.vmid]
+    cfg = load_config()
+    bases = set()
+    for volid in owned_volumes(conf):
+        parsed = _parsed(volid, cfg)
+        if parsed is not None and parsed[1].vmid == conf.vmid:
+            bases.add((parsed[0], conf.vmid, parsed[1].name))
     for vmid in store.list_vmids():
         other = store.load_or_none(vmid) if vmid != conf.vmid else None
-        if other is None:
-            continue
-        for volid in owned_volumes(other):
-            for base in bases:
-                if volid.startswith(base + "/"):
-                    volname = base.split(":", 1)[1]
-                    raise CtkitError(f"base volume '{volname}' is still in use by linked clones")
+        for volid in owned_volumes(other) if other is not None else ():
+            parsed = _parsed(volid, cfg)
+            if parsed is None or parsed[1].basevmid is None:
+                continue
+            sid, vol = parsed
+            if (sid, vol.basevmid, vol.basename) in bases:
+                raise CtkitError(
+                    f"base volume '{vol.basevmid}/{vol.basename}' is still in use by linked clones"
+                )
+
+
+def _parsed(volid: str, cfg: StorageConfig) -> tuple[str, VolName] | None:
+    """(storage id, parsed name) of a volume; None for what does not parse (a storage gone)."""
+    try:
+        return parse_volume_id(volid)[0], resolve_volume(volid, cfg, enabled=False)[1]
+    except CtkitError:
+        return None
 
 
 def _free_volumes(conf: Config, unreferenced: bool, log: Log) -> None:

@@ -135,6 +135,38 @@ def test_linked_clone_of_a_template_shares_extents_and_starts(
     assert not cts.conf_path(base).exists()
 
 
+def test_a_template_that_is_a_linked_clone_keeps_its_own_clones_base(
+    cts: Containers, btrfs_storage: str
+) -> None:
+    """A linked clone made a template names its volume in the long form, its own clones name
+    it in the short one: compared as text, it was destroyed under them (and a new template of
+    its id then could not be destroyed); a restore --force over a template freed its clones'
+    bases without any check."""
+    first = cts.create("--rootfs", f"{btrfs_storage}:0")
+    cts.pct("template", first)
+    middle, last = cts.new_vmid(), cts.new_vmid()
+    cts.pct("clone", first, middle)
+    cts.pct("template", middle)
+    cts.pct("clone", middle, last)
+    message = (
+        f"base volume '{middle}/subvol-{middle}-disk-0.subvol' is still in use by linked clones"
+    )
+    assert cts.refused("destroy", middle) == message + "\n"
+    dump = cts.root / "dump"
+    dump.mkdir()
+    subprocess.run([str(PCT.parent / "vzdump"), str(middle), "--dumpdir", str(dump)], check=True,
+                   capture_output=True)  # fmt: skip
+    archive = next(dump.glob("*.tar*"))
+    before = cts.conf(middle)
+    err = cts.refused("restore", middle, archive, "--force", "--storage", btrfs_storage)
+    assert err == f"unable to restore CT {middle} - {message}\n"
+    assert cts.conf(middle) == before
+    cts.pct("start", last)
+    cts.pct("stop", last)
+    for vmid in (last, middle, first):
+        cts.pct("destroy", vmid)
+
+
 def test_a_linked_clone_killed_after_its_snapshot_is_undone_by_the_next_command(
     cts: Containers, btrfs_storage: str, tmp_path: Path
 ) -> None:
