@@ -289,11 +289,8 @@ def test_truncated_archive_fails(wtmp: Path, archives: dict[str, Path], kind: st
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(ArchiveError) as info:
         extract(cut, make_root(wtmp / "root"), compression=None)
-    message = str(info.value)
-    if kind in ("none", "zstd", "gzip"):
-        assert message == "unexpected end of archive"
-    else:  # the external decompressor's own words
-        assert message.startswith({"xz": "xz: ", "lzo": "lzop: "}[kind])
+    # xz's own words and lzop's stale errno ("Inappropriate ioctl for device: <stdin>") too
+    assert str(info.value) == "unexpected end of archive"
 
 
 def test_uncompressed_archive_without_end_marker_fails(wtmp: Path) -> None:
