@@ -128,6 +128,10 @@ def test_resize_raw(ctroot: Path) -> None:
     with pytest.raises(StorageError, match=r"^unable to shrink disk size$"):
         volumes.resize_volume(volid, 4 * MIB)
     assert volumes.volume_size(volid) == 12 * MIB + 1024
+    # beyond what the file system holds: its own words, in one line
+    with pytest.raises(StorageError, match=r"^unable to resize volume .* File too large$"):
+        volumes.resize_volume(volid, 9999 << 40)
+    assert volumes.volume_size(volid) == 12 * MIB + 1024
 
 
 def test_allocation_checks(write_cfg: WriteCfg, ctroot: Path) -> None:
