@@ -6,8 +6,10 @@ The snapshot's tree has two top-level directories, made in a stage at a fixed pa
 a tar archive) and ``rootfs/``, a bind mount of the directory the mode prepared (the volumes at
 ``/mnt/vzsnap0``, or the suspend-mode copy). The fixed path lets restic find the previous
 snapshot of the guest as its parent, so unchanged files are not read again. A suspend-mode
-copy gets new inode numbers and ctimes every time, so there ``--ignore-inode`` and
-``--ignore-ctime`` keep change detection working (mtime and size still count).
+copy gets new inode numbers and ctimes every time, so restic reads every file of it again (what
+it uploads is still only what changed): told to ignore them (``--ignore-inode
+--ignore-ctime``), it took a file rewritten at the same size and modification time (``cp -p``,
+``tar x``, ``rsync -t``, ``touch -r``) for unchanged, and the backup kept its old content.
 
 Owners: restic runs as host root (it must reach a root-owned local repository and the 0600
 secrets, which an id-mapped restic could not), so an unprivileged container's files are stored
@@ -158,8 +160,6 @@ def backup_args(run: ResticRun, stage: Path, size: int, patterns: Sequence[str])
         tags[resticbackups.PROTECTED] = None
     args = ["backup", "--json", "--time", stamp, "--host", paths.node_name()]
     args += restic.tags_arg(tags) + resticexclude.exclude_args(stage / ROOTFS_DIR, patterns)
-    if run.mode == "suspend":
-        args += ["--ignore-inode", "--ignore-ctime"]
     if run.bwlimit > 0:
         args += ["--limit-upload", str(run.bwlimit)]
     return [*args, CONFIG_DIR, ROOTFS_DIR]

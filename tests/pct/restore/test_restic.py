@@ -268,3 +268,27 @@ def test_a_file_capability_survives_an_unprivileged_round_trip(rhost: Host) -> N
         getcap = [*in_ns, "getcap", str(restored)] if unpriv == "1" else ["getcap", str(restored)]
         seen = subprocess.run(getcap, capture_output=True, text=True, check=True).stdout
         assert seen.split() == [str(restored), "cap_net_raw=ep"], (unpriv, seen)
+
+
+def test_a_suspend_mode_backup_reads_a_file_rewritten_at_the_same_size_and_time(
+    rhost: Host,
+) -> None:
+    """The suspend-mode copy is new every time, and restic was told to ignore its inodes and
+    ctimes: a file rewritten at the same size and modification time (cp -p, tar x, touch -r)
+    passed for unchanged, and the next backup kept, and restored, its old content."""
+    add_storage(rhost.root)
+    ct = rhost.create(start=True)
+    path = ct.write("srv/app.conf", b"hello\n")
+    before = os.stat(path)
+    res = vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    assert res.rc == 0, res.err
+    path.write_bytes(b"HELLO\n")  # the same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same time
+    res = vzdump(str(ct.vmid), "--storage", "offsite", "--mode", "suspend")
+    assert res.rc == 0, res.err
+    volid = sorted(str(r["volid"]) for r in listing() if r["vmid"] == ct.vmid)[-1]
+    new = rhost.new_vmid()
+    res = run([str(BIN / "pct"), "restore", str(new), volid, "--storage", "local"])
+    assert res.rc == 0, res.err
+    assert (CT(new, rhost.root, True).volume() / "srv/app.conf").read_bytes() == b"HELLO\n"
+    pct("stop", str(ct.vmid))
