@@ -80,6 +80,8 @@ def _fill(plan: Plan, source: ArchiveSource, req: RestoreRequest, log: Log) -> N
     conf = plan.conf
     with staged(conf) as tree:
         premade = extract_archive(source, tree.target, conf, req, log)
+        if warning := source.left_out_warning():
+            log(warning)
         log("merging backed-up and given configuration..")
         if plan.backup is None:
             for line in (BANNER, "Backup archive does not contain any configuration", BANNER):

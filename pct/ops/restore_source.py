@@ -18,7 +18,7 @@ from typing import IO, cast
 from shared.archive.codecs import Compression, compression_from_name
 from shared.archive.decode import Source
 from shared.archive.vzdumpformat import ReplayableStream, read_members
-from shared.backups.resticstream import open_snapshot
+from shared.backups.resticstream import SnapshotStream, open_snapshot
 from shared.ctconfig.config import Config, Section, parse_config
 from shared.errors import ArchiveError, NotFoundError
 from shared.storage.api import backup_path, restic_volume
@@ -36,6 +36,17 @@ class ArchiveSource:
     path: Path | None = None  # None: stdin
     stream: ReplayableStream | None = None
     compression: Compression | None = None  # None: sniffed from the magic bytes
+    snapshot: SnapshotStream | None = None  # a restic backup's stream
+
+    def left_out_warning(self) -> str | None:
+        """What a restic backup's stream left out, for the restore's log."""
+        count, first = self.snapshot.left_out() if self.snapshot is not None else (0, None)
+        if not count:
+            return None
+        return (
+            f"WARN: {count} device node(s) left out, first '{first}': restic keeps no device "
+            "numbers (a backup to a dir storage keeps them)"
+        )
 
     @property
     def is_stdin(self) -> bool:
@@ -65,9 +76,12 @@ def open_source(archive: str, stdin: IO[bytes] | None = None) -> ArchiveSource:
         return ArchiveSource(STDIN, stream=ReplayableStream(raw))
     if restic := restic_volume(archive):
         # a restic snapshot as a vzdump tar stream, read like stdin (shared.backups.resticstream)
-        snapshot = cast(IO[bytes], open_snapshot(*restic))
+        snapshot = open_snapshot(*restic)
         return ArchiveSource(
-            archive, stream=ReplayableStream(snapshot), compression=Compression.NONE
+            archive,
+            stream=ReplayableStream(cast(IO[bytes], snapshot)),
+            compression=Compression.NONE,
+            snapshot=snapshot,
         )
     path = backup_path(archive) if is_volume_id(archive) else Path(archive)
     if not os.path.isfile(path):  # os.path says no to any error (a name too long)

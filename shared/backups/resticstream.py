@@ -66,6 +66,8 @@ ACL_TEXT_KEYS = (b"SCHILY.acl.access", b"SCHILY.acl.default")
 # pax records the new header writes itself (or that would override its fields)
 DROPPED_PAX = frozenset({b"path", b"linkpath", b"uid", b"gid", b"uname", b"gname", b"size"})
 SPECIAL_TYPES = ("fifo", "socket", "dev", "chardev")
+DEVICE_TYPES = ("dev", "chardev")
+DEV_DIR = b"rootfs/dev/"
 SPECIAL_LINE = re.compile(rb'"type":"(?:fifo|socket|dev|chardev)"')
 # A repository is input like any archive: what is kept of its listing and held back from its
 # dump is bounded in count and in bytes (a container has a few fifos and device nodes).
@@ -239,6 +241,10 @@ class SpecialNodes:
 
     def __init__(self, store: ResticStorage, ref: Sequence[str]) -> None:
         self.nodes: dict[bytes, Special] = {}
+        # device nodes outside /dev (a restore skips /dev): restic's dump has them without
+        # their numbers, so a restore leaves them out, and says so
+        self.devices = 0
+        self.first_device: bytes | None = None
         self._bytes = 0  # of the paths kept
         self.error: BaseException | None = None
         self._snapshot: str | None = None  # the id restic names in its first line
@@ -268,7 +274,11 @@ class SpecialNodes:
                 item = json.loads(raw)
                 path = item.get("path") if isinstance(item, dict) else None
                 if item.get("type") in SPECIAL_TYPES and isinstance(path, str):
-                    self._keep(os.fsencode(path.lstrip("/")), special(item))
+                    name = os.fsencode(path.lstrip("/"))
+                    self._keep(name, special(item))
+                    if item.get("type") in DEVICE_TYPES and not name.startswith(DEV_DIR):
+                        self.devices += 1
+                        self.first_device = self.first_device or name
             self._proc.finish()
         except (CtkitError, OSError, ValueError) as err:
             self.error = err
@@ -465,6 +475,15 @@ class SnapshotStream:
     @property
     def members(self) -> int:
         return self._rewriter.members
+
+    def left_out(self) -> tuple[int, str | None]:
+        """How many device nodes (outside /dev) a restore of the snapshot leaves out, and the
+        first one's path in the container: restic's dump gives none with its numbers."""
+        if self._specials is None:
+            return 0, None
+        first = self._specials.first_device
+        path = os.fsdecode((rename(first) or b"./")[1:]) if first else None
+        return self._specials.devices, path
 
     def _fill(self) -> None:
         """Read restic's output until there is something to hand out, or the end."""
