@@ -352,8 +352,11 @@ def rsync(remote: Remote, source: Path, target: list[str], bwlimit: int | None) 
     # 24: files vanished while copying - expected while the container runs
     if code not in (0, 24):
         lines = [ln for ln in err.splitlines() if ln.strip()]
-        # the remote's own complaint comes before rsync's protocol error
-        lines = [ln for ln in lines if not ln.startswith("rsync")] or lines
+        # the remote's own complaint comes before rsync's protocol error; rsync's own
+        # diagnostic ("rsync: [receiver] ... failed: No space left on device") names the file
+        # and the cause, where its last line only says "some files/attrs were not transferred"
+        own = [ln for ln in lines if not ln.startswith("rsync")]
+        lines = own or [ln for ln in lines if ln.startswith("rsync: ")] or lines
         detail = f" - {printable(lines[-1])}" if lines else ""
         raise CommandError(f"rsync of '{source}' failed: exit code {code}{detail}")
     sent = 0

@@ -54,6 +54,24 @@ def start_migration(vmid: int, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+def test_an_rsync_pass_that_fails_names_its_cause(
+    pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
+) -> None:
+    """rsync's own diagnostic names the file and the cause; its last line only says "some
+    files/attrs were not transferred (see previous errors)", and that was all the error
+    showed. Here an xattr btrfs holds and the target's ext4 (4 KiB blocks) cannot."""
+    vmid, digest = running_ct
+    volume = ctroot / f"mnt/bt/images/{vmid}/subvol-{vmid}-disk-0.subvol"
+    sh("setfattr", "-n", "user.huge", "-v", "q" * 10000, str(volume / "data.bin"))
+    res = pct("migrate", vmid, "far", "--restart", "--target-storage", "local", check=False)
+    assert res.rc != 0
+    line = next(ln for ln in res.out.splitlines() if ln.startswith("ERROR: migration aborted"))
+    assert "exit code 23 - rsync: [receiver] " in line and '"user.huge") failed: ' in line, line
+    assert_source_as_before(pct, vmid, ctroot, digest)
+    assert wait_for(lambda: target_clean(far, vmid))
+    pct("stop", vmid)
+
+
 def test_target_disk_full_rolls_back_both_sides(
     pct: Pct, far: Far, running_ct: tuple[int, str], ctroot: Path
 ) -> None:
