@@ -20,7 +20,7 @@ from shared.ctconfig.mountpoints import (
     drop_unused_volumes,
     used_volumes,
 )
-from shared.ctconfig.pending import DIGEST_MISMATCH
+from shared.ctconfig.pending import DIGEST_MISMATCH, keys_naming
 from shared.errors import CtkitError, LockError, NotFoundError, ParamError, StateError
 from shared.locks import config_lock
 from shared.runtime import lxcapi, recovery, unfinished
@@ -48,22 +48,6 @@ def _mountpoint(conf: Config, key: str) -> MountPoint:
 
 def _in_snapshots(conf: Config, volid: str) -> bool:
     return any(volid in used_volumes(snap.values) for snap in conf.snapshots.values())
-
-
-def _also_named_by(conf: Config, key: str, volid: str) -> list[str]:
-    """The config's other keys (main section and pending, ``unusedN`` too) that name ``volid``:
-    a source deleted or given away under them broke the container (it no longer started)."""
-    others: list[str] = []
-    for values in (conf.values, conf.pending.values):
-        for other, text in values.items():
-            named = (
-                text == volid
-                if UNUSED_RE.fullmatch(other)
-                else volid in used_volumes({other: text})
-            )
-            if other != key and named and other not in others:
-                others.append(other)
-    return others
 
 
 def _check_owner(vmid: int, volid: str, action: str | None) -> None:
@@ -127,7 +111,7 @@ def _lock_for_move(
             raise StateError(f"cannot copy volumes of type {mp.type}")
         if delete and _in_snapshots(conf, mp.volume):
             raise StateError("you can't move a volume with snapshots and delete the source")
-        if delete and (others := _also_named_by(conf, key, mp.volume)):
+        if delete and (others := keys_naming(conf, mp.volume, skip=key)):
             raise StateError(
                 f"you can't delete the source: {', '.join(others)} also uses '{mp.volume}'"
             )
@@ -287,7 +271,7 @@ def _check_reassign(
         raise StateError("Cannot move a bindmount or device mount to another container")
     if _in_snapshots(source, mp.volume):
         raise StateError("Cannot move volume used by a snapshot to another container")
-    if others := _also_named_by(source, key, mp.volume):
+    if others := keys_naming(source, mp.volume, skip=key):
         raise StateError(
             f"Cannot move volume also used by {', '.join(others)} to another container"
         )

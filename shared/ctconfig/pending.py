@@ -345,12 +345,23 @@ def _check_used_once(conf: Config, key: str, text: str) -> None:
     if parse_new_volume(volid) is not None:
         return
     deleting = conf.pending_deletes()
-    for section in (conf.values, conf.pending.values):
-        for other in present_mountpoint_keys(section):
-            if other == key or other in deleting:
-                continue
-            if volid in used_volumes({other: section[other]}):
-                raise OptionError(f"volume '{volid}' is already used by '{other}'")
+    for other in keys_naming(conf, volid, skip=key, unused=False):
+        if other not in deleting:
+            raise OptionError(f"volume '{volid}' is already used by '{other}'")
+
+
+def keys_naming(conf: Config, volid: str, *, skip: str, unused: bool = True) -> list[str]:
+    """The keys of the main and the pending section but ``skip`` that name ``volid``: mount
+    points, and with ``unused`` the ``unusedN`` entries (snapshots: :func:`volume_referenced`)."""
+    keys: list[str] = []
+    for values in (conf.values, conf.pending.values):
+        named = [
+            k for k in present_mountpoint_keys(values) if volid in used_volumes({k: values[k]})
+        ]
+        if unused:
+            named += [k for k, v in values.items() if UNUSED_KEY_RE.fullmatch(k) and v == volid]
+        keys += [k for k in named if k != skip and k not in keys]
+    return keys
 
 
 def _check_device(key: str, data: dict[str, Any]) -> None:
