@@ -33,7 +33,11 @@ NONCE_LEN = MAC_LEN = 16
 SECRET_BYTES = 32
 MAX_MASTER = 4096  # `restic cat masterkey` prints about 200 bytes
 MAX_RECORD = 4096
-MAX_KDF_MEMORY = 256 << 20  # restic calibrates its scrypt to use at most 60 MiB
+# scrypt needs 128·r·(N + p) bytes, and its time grows with N·r·p. restic calibrates N for at
+# most 60 MiB, then raises p until a key takes half a second: p was 9 here on a loaded run (more
+# on a faster host), and counting p into the memory refused the key restic had made.
+MAX_KDF_MEMORY = 256 << 20
+MAX_KDF_WORK = 1 << 27  # N·r·p: a few seconds of CPU at most (restic's own: about 1 << 21)
 USERNAME = "ctkit"
 
 
@@ -161,7 +165,8 @@ def open_key_file(data: bytes, secret: str) -> Keys:
     if doc.get("kdf") != "scrypt" or len(salt) != SALT_LEN:
         raise StorageError("restic key: unexpected format")
     power_of_two = n > 1 and n & (n - 1) == 0
-    if not (power_of_two and 1 <= r <= 64 and 1 <= p <= 16 and 128 * n * r * p <= MAX_KDF_MEMORY):
+    sane = power_of_two and 1 <= r <= 64 and 1 <= p <= 1024
+    if not (sane and 128 * r * (n + p) <= MAX_KDF_MEMORY and n * r * p <= MAX_KDF_WORK):
         raise StorageError("restic key: scrypt parameters out of range")  # memory, time
     return parse_master(unseal(derive(secret, salt, n, r, p), sealed))
 

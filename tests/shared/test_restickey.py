@@ -49,10 +49,21 @@ def test_a_key_restic_made_opens_here_with_its_password(repo: tuple[Path, Path])
     with pytest.raises(StorageError, match="wrong password"):
         restickey.open_key_file(key.read_bytes(), PASSWORD + "x")
     doc = json.loads(key.read_bytes())
-    for field, value in (("N", 1 << 30), ("r", 0), ("p", 1 << 20), ("N", 1), ("N", 4095)):
-        hostile = json.dumps({**doc, field: value}).encode()  # gigabytes of scrypt memory
+    hostile_values = [("N", 1 << 30), ("r", 0), ("p", 1 << 20), ("N", 1), ("N", 4095)]
+    hostile_values.append(("p", 1024))  # with N 32768 and r 8: a minute of scrypt
+    for field, value in hostile_values:
+        hostile = {**doc, "N": 32768, "r": 8, field: value}  # gigabytes, or minutes
         with pytest.raises(StorageError, match="scrypt parameters out of range"):
-            restickey.open_key_file(hostile, PASSWORD)
+            restickey.open_key_file(json.dumps(hostile).encode(), PASSWORD)
+    # what restic itself chose on a loaded run (N 32768, r 8, p 9): it was refused as hostile,
+    # and the storage's own key could not be added. Now it is derived: it opens the key when it
+    # is what restic chose this time, else the password does not fit those parameters
+    for parallel in (9, 10):
+        calibrated = json.dumps({**doc, "N": 32768, "r": 8, "p": parallel}).encode()
+        try:
+            restickey.open_key_file(calibrated, PASSWORD)
+        except StorageError as err:
+            assert "wrong password" in str(err), err
 
 
 def test_restic_opens_the_repository_with_a_key_made_here(repo: tuple[Path, Path]) -> None:
